@@ -1,0 +1,114 @@
+"""Adapters by name: built-ins and ``dbhandles.adapters`` entry points go through the same registry."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from importlib.metadata import entry_points
+
+from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Query, Session
+from dbhandles.errors import DriverMissing, UnknownAdapter
+
+__all__ = [
+    "Adapter",
+    "AdapterConfig",
+    "Features",
+    "Query",
+    "Session",
+    "adapter_names",
+    "get_adapter_class",
+    "register_adapter",
+]
+
+ENTRY_POINT_GROUP = "dbhandles.adapters"
+
+#: Built-ins are named by import path so that ``import dbhandles`` never imports an optional driver.
+_BUILTIN: dict[str, str] = {
+    "sqlite": "dbhandles.adapters.sqlite:SqliteAdapter",
+    "memory": "dbhandles.adapters.memory:MemoryAdapter",
+    "json": "dbhandles.adapters.jsonfile:JsonFileAdapter",
+    "postgres": "dbhandles.adapters.postgres:PostgresAdapter",
+}
+_EXTRAS: dict[str, str] = {"postgres": "postgres"}
+
+_lock = threading.Lock()
+_paths: dict[str, str] = dict(_BUILTIN)
+_classes: dict[str, type[Adapter]] = {}
+_entry_points_loaded = False
+
+
+def register_adapter(cls: type[Adapter] | str, name: str | None = None) -> None:
+    """Register an adapter class (or its ``"module:Class"`` path) under its name.
+
+    Raises:
+        ValueError: the name is already taken by another adapter.
+    """
+    with _lock:
+        if isinstance(cls, str):
+            if name is None:
+                raise ValueError("register_adapter needs a name when given an import path")
+            key, target = name, cls
+        else:
+            key, target = name or cls.name, f"{cls.__module__}:{cls.__qualname__}"
+        if key in _paths and _paths[key] != target:
+            raise ValueError(f"adapter name {key!r} is already registered by {_paths[key]}")
+        _paths[key] = target
+        if not isinstance(cls, str):
+            _classes[key] = cls
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in _paths:
+            register_adapter(ep.value, ep.name)
+
+
+def adapter_names() -> list[str]:
+    """Every adapter name that ``data/open`` accepts."""
+    _load_entry_points()
+    return sorted(_paths)
+
+
+def get_adapter_class(name: object) -> type[Adapter]:
+    """The adapter class registered as ``name``.
+
+    Raises:
+        UnknownAdapter: no such adapter (the message lists the known ones).
+        DriverMissing: the adapter needs an optional driver that is not installed.
+    """
+    _load_entry_points()
+    if not isinstance(name, str) or name not in _paths:
+        known = ", ".join(adapter_names())
+        raise UnknownAdapter(
+            f"adapter: unknown adapter {name!r}; known adapters: {known}. "
+            'Example: data/open --adapter=sqlite --config=\'{"path":"/tmp/my.sqlite","mode":"create"}\'',
+            field="adapter",
+        )
+    cls = _classes.get(name)
+    if cls is not None:
+        return cls
+    module_name, _, attr = _paths[name].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        extra = _EXTRAS.get(name)
+        hint = (
+            f"pip install 'dbhandles[{extra}]'"
+            if extra
+            else f"install the package providing {module_name}"
+        )
+        raise DriverMissing(
+            f"the {name!r} adapter needs a driver that is not installed: {hint} ({exc})"
+        ) from exc
+    loaded = getattr(module, attr)
+    if not (isinstance(loaded, type) and issubclass(loaded, Adapter)):
+        raise UnknownAdapter(
+            f"adapter {name!r} does not point at an Adapter subclass", field="adapter"
+        )
+    with _lock:
+        _classes[name] = loaded
+    return loaded

@@ -1,0 +1,280 @@
+"""The storage adapter contract: an abstract base, its capabilities as data, and the query it receives.
+
+An adapter stores *records*: flat dicts of user fields plus the reserved ``id``, ``createdAt``,
+``updatedAt`` (ISO-8601 strings) and ``version`` (int). Everything above that (merging updates,
+validating against declared models, events, batches) is written once in ``dbhandles.operations`` on top
+of the small transactional surface below, so a new adapter only implements storage.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from dbhandles.errors import InvalidConfig, ReadOnly, StorageError
+from dbhandles.filters import FilterNode, SortKey
+
+__all__ = [
+    "Adapter",
+    "AdapterConfig",
+    "Features",
+    "Mode",
+    "Query",
+    "Record",
+    "Session",
+    "config_error",
+]
+
+Record = dict[str, Any]
+Mode = Literal["create", "readwrite", "readonly"]
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """What an adapter can do; conservative defaults, each adapter overrides what differs.
+
+    The contract suite gates tests on these flags, so the whole suite runs against every adapter and
+    skips only what one cannot do.
+    """
+
+    #: Records survive the process (memory does not).
+    durable: bool = True
+    #: ``data/vacuum`` reclaims space and reports sizes.
+    vacuum: bool = False
+    #: Declared indexes become real indexes.
+    indexes: bool = False
+    #: Other processes see the same data through the same config (SQLite file, PostgreSQL).
+    shared_across_processes: bool = False
+    #: Opened from a path on this machine (so ``mode`` and path checks apply).
+    file_based: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What ``find`` returns: filtered, ordered (``order`` always ends with ``id``), paged rows.
+
+    ``after`` is a keyset position (``evaluate.position_of`` of the last row already seen): only rows
+    that sort strictly after it are returned.
+    """
+
+    filter: FilterNode | None = None
+    order: tuple[SortKey, ...] = (SortKey(("id",)),)
+    limit: int | None = None
+    offset: int = 0
+    after: tuple[tuple[int, Any], ...] | None = None
+
+
+class AdapterConfig(BaseModel):
+    """Base of every adapter's validated, frozen config (unknown keys are refused)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    mode: Mode = "readwrite"
+
+    @property
+    def readonly(self) -> bool:
+        return self.mode == "readonly"
+
+    def public(self) -> dict[str, Any]:
+        """The config as shown in ``list-handles`` (secrets removed), camelCase keys."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def config_error(adapter: str, exc: ValidationError) -> InvalidConfig:
+    """Turn a pydantic error about an adapter config into ``invalid_config`` naming the key."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "config"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return InvalidConfig(f"config.{where}: {msg} (adapter {adapter!r})", field=f"config.{where}")
+
+
+class Session(ABC):
+    """One unit of work on an adapter: a transaction when opened for writing, a consistent read otherwise."""
+
+    @abstractmethod
+    def get(self, collection: str, record_id: str) -> Record | None:
+        """The record with this id, or ``None``."""
+
+    @abstractmethod
+    def insert(self, collection: str, record: Record) -> None:
+        """Store a new record; raise ``RecordExists`` if the id is taken. Creates the collection."""
+
+    @abstractmethod
+    def replace(self, collection: str, record: Record) -> None:
+        """Overwrite an existing record (same id) with ``record``."""
+
+    @abstractmethod
+    def delete(self, collection: str, record_id: str) -> bool:
+        """Remove a record; ``True`` if it existed."""
+
+    @abstractmethod
+    def find(self, collection: str, query: Query) -> list[Record]:
+        """Records matching ``query`` in its order (an unknown collection holds none)."""
+
+    @abstractmethod
+    def count(self, collection: str, filter: FilterNode | None) -> int:
+        """How many records match ``filter``."""
+
+    @abstractmethod
+    def collections(self) -> list[str]:
+        """Names of the collections in this database, sorted, system tables excluded."""
+
+    @abstractmethod
+    def truncate(self, collection: str) -> int:
+        """Delete every record of a collection (keeping it); return how many were deleted."""
+
+    def insert_many(
+        self, collection: str, records: list[Record], *, skip_existing: bool = False
+    ) -> int:
+        """Store many new records; return how many were inserted.
+
+        With ``skip_existing`` a record whose id is already stored is left alone (idempotent imports);
+        otherwise a taken id raises ``RecordExists``. Adapters override this with a faster bulk path.
+        """
+        inserted = 0
+        for record in records:
+            if skip_existing and self.get(collection, record["id"]) is not None:
+                continue
+            self.insert(collection, record)
+            inserted += 1
+        return inserted
+
+
+class Adapter(ABC):
+    """Base class of every storage adapter.
+
+    Subclasses set ``name``, ``features`` and ``config_model`` and implement ``_connect``, ``_close``
+    and ``_session``. The base class keeps the closed state, enforces read-only mode before any write
+    reaches the driver, and serialises access where a driver needs it.
+    """
+
+    name: ClassVar[str]
+    features: ClassVar[Features] = Features()
+    config_model: ClassVar[type[AdapterConfig]] = AdapterConfig
+
+    def __init__(self, config: AdapterConfig) -> None:
+        self.config = config
+        self._lock = threading.RLock()
+        self._connected = False
+        self._closed = False
+
+    # -- config and identity -------------------------------------------------------------------
+
+    @classmethod
+    def parse_config(cls, raw: Mapping[str, Any] | None) -> AdapterConfig:
+        """Validate a wire config into the adapter's frozen config object."""
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            raise InvalidConfig(
+                f"config: expects an object for adapter {cls.name!r}", field="config"
+            )
+        try:
+            return cls.config_model.model_validate(dict(raw))
+        except ValidationError as exc:
+            raise config_error(cls.name, exc) from exc
+
+    @classmethod
+    def prepare(cls, config: AdapterConfig) -> AdapterConfig:
+        """Check the target at open time (exists, right kind, mode) and canonicalise the config.
+
+        Called by ``data/open`` before a handle is minted, so a bad path never becomes a handle.
+        """
+        return config
+
+    @classmethod
+    def connection_key(cls, config: AdapterConfig) -> str | None:
+        """Identity of the underlying database: handles with the same key share one adapter.
+
+        ``None`` means never shared (each handle gets its own instance).
+        """
+        return None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def readonly(self) -> bool:
+        return self.config.readonly
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def connect(self) -> None:
+        """Open the underlying connection if it is not open yet (idempotent)."""
+        with self._lock:
+            if self._closed:
+                raise StorageError(f"{self.name} adapter used after close")
+            if not self._connected:
+                self._connect()
+                self._connected = True
+
+    def release(self) -> None:
+        """Drop the connection but stay usable: the next use reconnects (idle release)."""
+        with self._lock:
+            if self._connected:
+                self._connected = False
+                self._close()
+
+    def close(self) -> None:
+        """Close for good; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._connected:
+                self._connected = False
+                self._close()
+
+    @contextmanager
+    def session(self, write: bool = False) -> Iterator[Session]:
+        """A unit of work; ``write=True`` is a transaction that commits on success, rolls back on error.
+
+        Raises:
+            ReadOnly: a write session on a read-only database.
+        """
+        if write and self.readonly:
+            raise ReadOnly(
+                "this handle was opened with mode 'readonly'; open the database with mode "
+                "'readwrite' to change it"
+            )
+        self.connect()
+        with self._session(write) as session:
+            yield session
+
+    @abstractmethod
+    def _connect(self) -> None: ...
+
+    @abstractmethod
+    def _close(self) -> None: ...
+
+    @abstractmethod
+    def _session(self, write: bool) -> Any:
+        """A context manager yielding a ``Session``."""
+
+    # -- optional capabilities -------------------------------------------------------------------
+
+    def ensure_indexes(self, collection: str, paths: list[tuple[str, ...]]) -> None:
+        """Create indexes on these field paths (no-op where ``features.indexes`` is false)."""
+
+    def size_bytes(self) -> int:
+        """Size of the database in bytes (0 where it has none)."""
+        return 0
+
+    def vacuum(self) -> None:
+        """Reclaim free space (only where ``features.vacuum``)."""
+        from dbhandles.errors import NotSupported
+
+        raise NotSupported(f"the {self.name} adapter has nothing to vacuum")
+
+    def describe(self) -> dict[str, Any]:
+        """Public description of the config for ``list-handles``."""
+        return self.config.public()

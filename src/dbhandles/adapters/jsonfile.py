@@ -1,0 +1,206 @@
+"""The ``json`` adapter: one JSON file per database, rewritten atomically on every committed write.
+
+Reads are served from memory (the reference semantics of ``memory``); a write transaction commits by
+writing a temporary file next to the target, fsyncing it, renaming it over the target and fsyncing the
+folder, so a crash at any moment leaves either the old or the new file, never a torn one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+import orjson
+from pydantic import Field
+
+from dbhandles.adapters.base import AdapterConfig, Features, Mode, Session
+from dbhandles.adapters.memory import MemoryAdapter, MemorySession
+from dbhandles.errors import DatabaseNotFound, NotADatabase, StorageError
+
+__all__ = ["JsonFileAdapter", "JsonFileConfig"]
+
+FORMAT = "dbhandles-json"
+FORMAT_VERSION = 1
+
+
+class JsonFileConfig(AdapterConfig):
+    """``path`` of the JSON file; ``pretty`` indents it for people (slower, bigger)."""
+
+    path: str = Field(min_length=1)
+    mode: Mode = "readwrite"
+    pretty: bool = False
+
+    def public(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+    if not raw.strip():
+        return {}
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise NotADatabase(
+            f"{path} is not a dbhandles JSON database (invalid JSON: {exc})"
+        ) from exc
+    if (
+        not isinstance(doc, dict)
+        or doc.get("format") != FORMAT
+        or not isinstance(doc.get("collections"), dict)
+    ):
+        raise NotADatabase(
+            f'{path} is not a dbhandles JSON database (expected an object with "format": "{FORMAT}")'
+        )
+    collections: dict[str, Any] = doc["collections"]
+    for name, records in collections.items():
+        if not isinstance(records, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("id"), str) for r in records
+        ):
+            raise NotADatabase(
+                f"{path}: collection {name!r} is not a list of records with string ids"
+            )
+    return collections
+
+
+class JsonFileAdapter(MemoryAdapter):
+    """A JSON file on disk, loaded on connect and rewritten atomically on each committed write."""
+
+    name: ClassVar[str] = "json"
+    features: ClassVar[Features] = Features(durable=True, vacuum=True, file_based=True)
+    config_model: ClassVar[type[AdapterConfig]] = JsonFileConfig
+
+    @classmethod
+    def prepare(cls, config: AdapterConfig) -> AdapterConfig:
+        assert isinstance(config, JsonFileConfig)
+        path = Path(os.path.realpath(os.path.expanduser(config.path)))
+        if path.exists():
+            if not path.is_file():
+                raise NotADatabase(
+                    f"config.path: {path} is not a regular file", field="config.path"
+                )
+            _read(path)
+        elif config.mode != "create":
+            raise DatabaseNotFound(
+                f'config.path: {path} does not exist; open it with "mode": "create" to create it',
+                field="config.path",
+            )
+        elif not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return config.model_copy(update={"path": str(path)})
+
+    @classmethod
+    def connection_key(cls, config: AdapterConfig) -> str | None:
+        assert isinstance(config, JsonFileConfig)
+        return f"json:{config.path}:{'ro' if config.readonly else 'rw'}"
+
+    @property
+    def path(self) -> Path:
+        return Path(self.config.path)  # type: ignore[attr-defined]
+
+    def __init__(self, config: AdapterConfig) -> None:
+        super().__init__(config)
+        self._loaded: tuple[int, int, int] | None = None
+
+    def _signature(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _refresh(self) -> None:
+        """Reload when another process (or handle in another process) rewrote the file."""
+        signature = self._signature()
+        if signature is None:
+            if self.config.mode != "create":
+                raise DatabaseNotFound(f"{self.path} no longer exists")
+            self._write(self.store.dump())
+        elif signature != self._loaded:
+            self.store.load(_read(self.path))
+            self._loaded = signature
+
+    def _connect(self) -> None:
+        self._loaded = None
+        self._refresh()
+
+    @contextmanager
+    def _session(self, write: bool) -> Iterator[Session]:
+        with self._lock:
+            lock_fd = self._lock_file() if write else None
+            try:
+                self._refresh()
+                with super()._session(write) as session:
+                    yield session
+            finally:
+                if lock_fd is not None:
+                    os.close(lock_fd)  # closing the descriptor releases the flock
+
+    def _lock_file(self) -> int:
+        """An exclusive lock on ``<file>.lock`` so writers in other processes take turns."""
+        try:
+            fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StorageError(f"cannot lock {self.path}: {exc.strerror}") from exc
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    def _close(self) -> None:
+        super()._close()
+
+    def release(self) -> None:
+        # The file holds everything; dropping the in-memory copy frees memory and rereads on next use.
+        with self._lock:
+            if self._connected:
+                self._connected = False
+                super()._close()
+
+    def _commit(self, session: MemorySession) -> None:
+        self._write(self.store.dump())
+
+    def _write(self, collections: dict[str, Any]) -> None:
+        options = orjson.OPT_INDENT_2 if getattr(self.config, "pretty", False) else 0
+        payload = orjson.dumps(
+            {"format": FORMAT, "version": FORMAT_VERSION, "collections": collections},
+            option=options,
+        )
+        folder = self.path.parent
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(payload)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+            dir_fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+            self._loaded = self._signature()
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.path}: {exc.strerror}") from exc
+
+    def size_bytes(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return 0
+
+    def vacuum(self) -> None:
+        with self._lock:
+            self.connect()
+            self._write(self.store.dump())

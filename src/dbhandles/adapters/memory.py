@@ -1,0 +1,193 @@
+"""The ``memory`` adapter: collections in a dict, filters evaluated by the reference semantics.
+
+It is the oracle of the contract suite. A memory database lives as long as the process (and the handle)
+that holds it; handles given the same ``name`` share one database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import orjson
+from pydantic import Field
+
+from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Mode, Query, Record, Session
+from dbhandles.errors import RecordExists
+from dbhandles.evaluate import is_after, matches, sort_records
+from dbhandles.filters import FilterNode
+
+__all__ = ["MemoryAdapter", "MemoryConfig", "MemoryStore"]
+
+
+class MemoryConfig(AdapterConfig):
+    """``name``: handles opened with the same name share one in-process database."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    mode: Mode = "create"
+
+
+def _copy(record: Record) -> Record:
+    # A JSON round trip is both a deep copy and a guarantee that only JSON reaches the store.
+    result: Record = orjson.loads(orjson.dumps(record))
+    return result
+
+
+class MemoryStore:
+    """Collections keyed by lower-cased name (collection names are case-insensitive everywhere)."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.tables: dict[str, dict[str, Record]] = {}
+
+    def table(self, collection: str, create: bool = False) -> dict[str, Record] | None:
+        key = collection.lower()
+        table = self.tables.get(key)
+        if table is None and create:
+            table = self.tables[key] = {}
+            self.names[key] = collection
+        return table
+
+    def dump(self) -> dict[str, Any]:
+        return {self.names[key]: list(table.values()) for key, table in sorted(self.tables.items())}
+
+    def load(self, data: dict[str, Any]) -> None:
+        self.names.clear()
+        self.tables.clear()
+        for name, records in data.items():
+            table = self.table(name, create=True)
+            assert table is not None
+            for record in records:
+                table[record["id"]] = record
+
+
+class MemorySession(Session):
+    """Works on a ``MemoryStore``; a write session keeps an undo log so an error rolls everything back."""
+
+    def __init__(self, store: MemoryStore, write: bool) -> None:
+        self.store = store
+        self.write = write
+        self.undo: list[tuple[str, str, Record | None, bool]] = []
+
+    def get(self, collection: str, record_id: str) -> Record | None:
+        table = self.store.table(collection)
+        record = table.get(record_id) if table is not None else None
+        return _copy(record) if record is not None else None
+
+    def insert(self, collection: str, record: Record) -> None:
+        new_table = self.store.table(collection) is None
+        table = self.store.table(collection, create=True)
+        assert table is not None
+        if record["id"] in table:
+            raise RecordExists(
+                f"a record with id {record['id']!r} already exists in {collection!r}"
+            )
+        self.undo.append((collection, record["id"], None, new_table))
+        table[record["id"]] = _copy(record)
+
+    def replace(self, collection: str, record: Record) -> None:
+        table = self.store.table(collection, create=True)
+        assert table is not None
+        self.undo.append((collection, record["id"], table.get(record["id"]), False))
+        table[record["id"]] = _copy(record)
+
+    def delete(self, collection: str, record_id: str) -> bool:
+        table = self.store.table(collection)
+        if table is None or record_id not in table:
+            return False
+        self.undo.append((collection, record_id, table[record_id], False))
+        del table[record_id]
+        return True
+
+    def find(self, collection: str, query: Query) -> list[Record]:
+        table = self.store.table(collection)
+        if table is None:
+            return []
+        rows = [r for r in table.values() if matches(query.filter, r)]
+        if query.after is not None:
+            rows = [r for r in rows if is_after(r, query.order, query.after)]
+        rows = sort_records(rows, query.order)
+        end = None if query.limit is None else query.offset + query.limit
+        return [_copy(r) for r in rows[query.offset : end]]
+
+    def count(self, collection: str, filter: FilterNode | None) -> int:
+        table = self.store.table(collection)
+        if table is None:
+            return 0
+        if filter is None:
+            return len(table)
+        return sum(1 for r in table.values() if matches(filter, r))
+
+    def collections(self) -> list[str]:
+        return sorted(self.store.names[k] for k in self.store.tables)
+
+    def truncate(self, collection: str) -> int:
+        table = self.store.table(collection)
+        if table is None:
+            return 0
+        for record_id, record in table.items():
+            self.undo.append((collection, record_id, record, False))
+        deleted = len(table)
+        table.clear()
+        return deleted
+
+    def rollback(self) -> None:
+        for collection, record_id, previous, created in reversed(self.undo):
+            table = self.store.table(collection)
+            if table is None:
+                continue
+            if previous is None:
+                table.pop(record_id, None)
+            else:
+                table[record_id] = previous
+            if created and not table:
+                del self.store.tables[collection.lower()]
+                del self.store.names[collection.lower()]
+        self.undo.clear()
+
+
+class MemoryAdapter(Adapter):
+    """In-process, non-durable storage; the reference implementation of the filter language."""
+
+    name: ClassVar[str] = "memory"
+    features: ClassVar[Features] = Features(durable=False)
+    config_model: ClassVar[type[AdapterConfig]] = MemoryConfig
+
+    def __init__(self, config: AdapterConfig) -> None:
+        super().__init__(config)
+        self.store = MemoryStore()
+
+    @classmethod
+    def connection_key(cls, config: AdapterConfig) -> str | None:
+        name = getattr(config, "name", None)
+        return f"memory:{name}" if name else None
+
+    def _connect(self) -> None:
+        pass
+
+    def _close(self) -> None:
+        self.store = MemoryStore()
+
+    def release(self) -> None:
+        # Releasing would drop the data: a memory database is only ever closed, never released.
+        pass
+
+    @contextmanager
+    def _session(self, write: bool) -> Iterator[Session]:
+        with self._lock:
+            session = MemorySession(self.store, write)
+            try:
+                yield session
+                if write and session.undo:
+                    self._commit(session)
+            except BaseException:
+                session.rollback()
+                raise
+
+    def _commit(self, session: MemorySession) -> None:
+        """Hook for subclasses that persist (the JSON adapter writes its file here)."""
+
+    def size_bytes(self) -> int:
+        with self._lock:
+            return len(orjson.dumps(self.store.dump()))

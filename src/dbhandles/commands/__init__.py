@@ -1,0 +1,28 @@
+"""The command table and what a command is; importing this package registers every built-in command."""
+
+from __future__ import annotations
+
+from dbhandles.commands import admin, handles, listing, records
+from dbhandles.commands.base import (
+    COMMANDS,
+    Command,
+    Context,
+    DataParams,
+    DataResult,
+    Operation,
+    Params,
+    Result,
+)
+
+__all__ = [
+    "COMMANDS",
+    "Command",
+    "Context",
+    "DataParams",
+    "DataResult",
+    "Operation",
+    "Params",
+    "Result",
+]
+
+_ = (admin, handles, listing, records)

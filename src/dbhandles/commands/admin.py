@@ -1,0 +1,193 @@
+"""Whole-collection commands: ``data/schema``, ``data/truncate``, ``data/clear``, ``data/vacuum``."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from dbhandles.adapters.base import Query
+from dbhandles.commands.base import Context, DataParams, DataResult, command
+from dbhandles.commands.records import CollectionParams
+from dbhandles.evaluate import rank
+from dbhandles.events import event_name
+from dbhandles.filters import RESERVED_FIELDS, validate_collection
+
+if TYPE_CHECKING:
+    from dbhandles.service import Service
+
+__all__ = ["SchemaParams", "TruncateParams"]
+
+SAMPLE_SIZE = 100
+_TYPE_NAMES = {0: "null", 1: "boolean", 2: "number", 3: "string"}
+
+
+class SchemaParams(DataParams):
+    collection: str | None = None
+    """A collection; omitted lists every collection with its record count."""
+
+
+class SchemaResult(DataResult):
+    collection: str | None = None
+    collections: list[dict[str, Any]] | None = None
+    record_count: int | None = None
+    declared: bool | None = None
+    fields: list[dict[str, Any]] | None = None
+    indexes: list[str] | None = None
+
+
+def _json_type(value: Any) -> str:
+    r = rank(value)
+    if r < 4:
+        return _TYPE_NAMES[r]
+    return "array" if isinstance(value, list) else "object"
+
+
+def _infer(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for record in records:
+        for key, value in record.items():
+            if key in RESERVED_FIELDS:
+                continue
+            info = seen.setdefault(
+                key, {"name": key, "types": set(), "present": 0, "example": value}
+            )
+            info["types"].add(_json_type(value))
+            info["present"] += 1
+    return [
+        {"name": i["name"], "type": "|".join(sorted(i["types"])), "required": i["present"] == len(records),
+         "example": i["example"]}
+        for i in seen.values()
+    ]  # fmt: skip
+
+
+@command(
+    "data/schema",
+    params=SchemaParams,
+    result=SchemaResult,
+    operation="read",
+    summary="Without a collection: every collection with its record count. With one: its fields.",
+    example="jtag data/schema --collection=training_examples",
+)
+def data_schema(service: Service, params: SchemaParams, context: Context) -> SchemaResult:
+    with service.registry.lease(params.db_handle) as (entry, adapter), adapter.session() as session:
+        if params.collection is None:
+            names = session.collections()
+            listing = [
+                {
+                    "name": n,
+                    "recordCount": session.count(n, None),
+                    "declared": service.schemas.get(n) is not None,
+                }
+                for n in names
+            ]
+            return SchemaResult(db_handle=entry.handle, collections=listing)
+        collection = validate_collection(params.collection)
+        count = session.count(collection, None)
+        decl = service.schemas.get(collection)
+        if decl is not None and decl.model is not None:
+            fields = decl.fields()
+        else:
+            fields = _infer(session.find(collection, Query(limit=SAMPLE_SIZE)))
+        return SchemaResult(
+            db_handle=entry.handle, collection=collection, record_count=count,
+            declared=decl is not None, fields=fields,
+            indexes=[".".join(p) for p in decl.indexes] if decl else [],
+        )  # fmt: skip
+
+
+class TruncateParams(CollectionParams):
+    suppress_events: bool = False
+    """Do not publish data:<collection>:truncated."""
+
+
+class TruncateResult(DataResult):
+    collection: str
+    records_deleted: int
+
+
+@command(
+    "data/truncate",
+    params=TruncateParams,
+    result=TruncateResult,
+    operation="schema",
+    summary="Delete every record of one collection (the collection stays).",
+    example="jtag data/truncate --collection=training_examples",
+)
+def data_truncate(service: Service, params: TruncateParams, context: Context) -> TruncateResult:
+    collection = params.checked_collection()
+    with (
+        service.registry.lease(params.db_handle) as (entry, adapter),
+        adapter.session(write=True) as session,
+    ):
+        deleted = session.truncate(collection)
+    service.publish(entry, event_name(collection, "truncated"),
+                    {"collection": collection, "recordsDeleted": deleted}, params.suppress_events)  # fmt: skip
+    return TruncateResult(db_handle=entry.handle, collection=collection, records_deleted=deleted)
+
+
+class ClearParams(DataParams):
+    suppress_events: bool = False
+    """Do not publish data:*:cleared."""
+
+
+class ClearResult(DataResult):
+    collections_cleared: int
+    records_cleared: int
+    collections: list[str]
+
+
+@command(
+    "data/clear",
+    params=ClearParams,
+    result=ClearResult,
+    operation="schema",
+    summary="Delete every record of every collection of the handle's database (structure stays).",
+    example='jtag data/clear --dbHandle="<UUID>"',
+)
+def data_clear(service: Service, params: ClearParams, context: Context) -> ClearResult:
+    with (
+        service.registry.lease(params.db_handle) as (entry, adapter),
+        adapter.session(write=True) as session,
+    ):
+        names = session.collections()
+        records = sum(session.truncate(n) for n in names)
+    service.publish(entry, "data:*:cleared",
+                    {"collections": names, "recordsCleared": records}, params.suppress_events)  # fmt: skip
+    return ClearResult(db_handle=entry.handle, collections_cleared=len(names), records_cleared=records,
+                       collections=names)  # fmt: skip
+
+
+class VacuumParams(DataParams):
+    pass
+
+
+class VacuumResult(DataResult):
+    before_size: int
+    after_size: int
+    duration_ms: float
+
+
+@command(
+    "data/vacuum",
+    params=VacuumParams,
+    result=VacuumResult,
+    operation="schema",
+    summary="Reclaim free space in the handle's database; reports sizes in bytes.",
+    example='jtag data/vacuum --dbHandle="<UUID>"',
+)
+def data_vacuum(service: Service, params: VacuumParams, context: Context) -> VacuumResult:
+    with service.registry.lease(params.db_handle) as (entry, adapter):
+        if adapter.readonly:
+            from dbhandles.errors import ReadOnly
+
+            raise ReadOnly(
+                "this handle was opened with mode 'readonly'; vacuum rewrites the database"
+            )
+        adapter.connect()
+        before = adapter.size_bytes()
+        started = time.perf_counter()
+        adapter.vacuum()
+        elapsed = (time.perf_counter() - started) * 1000
+        after = adapter.size_bytes()
+    return VacuumResult(db_handle=entry.handle, before_size=before, after_size=after,
+                        duration_ms=round(elapsed, 3))  # fmt: skip

@@ -1,0 +1,126 @@
+"""``data/open``, ``data/close``, ``data/list-handles``: the life of a handle."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from pydantic import Field
+
+from dbhandles.adapters import adapter_names
+from dbhandles.commands.base import Context, Params, Result, command
+from dbhandles.errors import InvalidParams
+
+if TYPE_CHECKING:
+    from dbhandles.service import Service
+
+__all__ = [
+    "CloseParams",
+    "CloseResult",
+    "HandlesResult",
+    "ListHandlesParams",
+    "OpenParams",
+    "OpenResult",
+]
+
+
+class OpenParams(Params):
+    adapter: str | None = None
+    """Adapter name: sqlite, memory, json, postgres (or one registered by an entry point)."""
+    config: dict[str, Any] | str | None = None
+    """Adapter config, e.g. {"path": "/tmp/training.sqlite", "mode": "create"}."""
+    alias: str | None = None
+    """Optional alias to point at the new handle (e.g. 'training'); re-pointing is allowed."""
+    emit_events: bool = True
+    """Publish data:* events for writes through this handle."""
+
+
+class OpenResult(Result):
+    db_handle: str
+    adapter: str
+    alias: str | None = None
+    config: dict[str, Any]
+
+
+@command(
+    "data/open",
+    params=OpenParams,
+    result=OpenResult,
+    operation="admin",
+    summary="Open a database and return a new handle for it.",
+    example="""jtag data/open --adapter=sqlite --config='{"path":"/tmp/training.sqlite","mode":"create"}'""",
+)
+def data_open(service: Service, params: OpenParams, context: Context) -> OpenResult:
+    if params.adapter is None:
+        raise InvalidParams(
+            f"adapter: missing required parameter; valid adapters: {', '.join(adapter_names())}. "
+            "Most commands use the default database automatically: you probably want data/list or "
+            "data/read instead of data/open",
+            field="adapter",
+        )
+    config = params.config
+    if isinstance(config, str):
+        try:
+            config = orjson.loads(config)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidParams(f"config: not valid JSON: {exc}", field="config") from exc
+        if not isinstance(config, dict):
+            raise InvalidParams("config: expects a JSON object", field="config")
+    handle = service.registry.open(
+        params.adapter, config, alias=params.alias, emit_events=params.emit_events,
+        owner=context.actor,
+    )  # fmt: skip
+    entry = service.registry.resolve(handle)
+    return OpenResult(
+        db_handle=handle,
+        adapter=entry.adapter_name,
+        alias=params.alias,
+        config=entry.config.public(),
+    )
+
+
+class CloseParams(Params):
+    db_handle: str
+    """The handle (or alias) to close; 'default' cannot be closed."""
+
+
+class CloseResult(Result):
+    db_handle: str
+    closed: bool = True
+
+
+@command(
+    "data/close",
+    params=CloseParams,
+    result=CloseResult,
+    operation="admin",
+    summary="Close a handle; its aliases and query cursors go with it. 'default' cannot be closed.",
+    example='jtag data/close --dbHandle="<UUID>"',
+)
+def data_close(service: Service, params: CloseParams, context: Context) -> CloseResult:
+    handle = service.registry.close(params.db_handle)
+    for cursor_id in [c for c, row in service.local_cursors.items() if row.handle == handle]:
+        service.local_cursors.pop(cursor_id, None)
+    return CloseResult(db_handle=handle)
+
+
+class ListHandlesParams(Params):
+    pass
+
+
+class HandlesResult(Result):
+    handles: list[dict[str, Any]] = Field(default_factory=list)
+
+
+@command(
+    "data/list-handles",
+    params=ListHandlesParams,
+    result=HandlesResult,
+    operation="read",
+    summary="List every open handle, 'default' first.",
+    example="jtag data/list-handles",
+)
+def data_list_handles(
+    service: Service, params: ListHandlesParams, context: Context
+) -> HandlesResult:
+    return HandlesResult(handles=[e.info() for e in service.registry.list_handles()])

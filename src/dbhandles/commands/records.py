@@ -1,0 +1,254 @@
+"""Single-record commands: ``data/create``, ``read``, ``update``, ``delete`` and the atomic ``batch``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from dbhandles.commands.base import Context, DataParams, DataResult, Params, command
+from dbhandles.errors import DbHandlesError, InvalidParams
+from dbhandles.events import event_name
+from dbhandles.filters import validate_collection
+from dbhandles.operations import check_record_id, create_record, update_record
+
+if TYPE_CHECKING:
+    from dbhandles.service import Service
+
+__all__ = ["BatchOp", "BatchParams", "CreateParams", "DeleteParams", "ReadParams", "UpdateParams"]
+
+
+class CollectionParams(DataParams):
+    collection: str
+    """Collection name: letters, digits and underscores (e.g. training_examples)."""
+
+    def checked_collection(self) -> str:
+        return validate_collection(self.collection)
+
+
+class CreateParams(CollectionParams):
+    data: dict[str, Any]
+    """The record's fields (a JSON object)."""
+    id: str | None = None
+    """Record id; data.id or a new UUID4 when omitted."""
+    suppress_events: bool = False
+    """Do not publish data:<collection>:created."""
+
+
+class RecordResult(DataResult):
+    collection: str
+    id: str
+    data: dict[str, Any] | None = None
+
+
+@command(
+    "data/create",
+    params=CreateParams,
+    result=RecordResult,
+    operation="write",
+    summary="Create a record; returns the stored record with id, createdAt, updatedAt, version.",
+    example="""jtag data/create --collection=training_examples --data='{"text":"example","label":"positive"}' --id=test-001""",
+)
+def data_create(service: Service, params: CreateParams, context: Context) -> RecordResult:
+    collection = params.checked_collection()
+    with service.registry.lease(params.db_handle) as (entry, adapter):
+        decl = service.ensure_declared(adapter, collection)
+        with adapter.session(write=True) as session:
+            record = create_record(session, collection, params.data, params.id, decl)
+    service.publish(entry, event_name(collection, "created"),
+                    {"collection": collection, "id": record["id"], "record": record},
+                    params.suppress_events)  # fmt: skip
+    return RecordResult(db_handle=entry.handle, collection=collection, id=record["id"], data=record)
+
+
+class ReadParams(CollectionParams):
+    id: str
+    """Record id."""
+
+
+class ReadResult(RecordResult):
+    found: bool
+
+
+@command(
+    "data/read",
+    params=ReadParams,
+    result=ReadResult,
+    operation="read",
+    summary="Read one record by id; a missing record is success with found=false.",
+    example="jtag data/read --collection=training_examples test-001",
+    positional="id",
+)
+def data_read(service: Service, params: ReadParams, context: Context) -> ReadResult:
+    collection = params.checked_collection()
+    with service.registry.lease(params.db_handle) as (entry, adapter), adapter.session() as session:
+        record = session.get(collection, check_record_id(params.id))
+    return ReadResult(db_handle=entry.handle, collection=collection, id=params.id,
+                      data=record, found=record is not None)  # fmt: skip
+
+
+class UpdateParams(CollectionParams):
+    id: str
+    """Record id."""
+    data: dict[str, Any]
+    """Fields to change (merged into the record at the top level)."""
+    increment_version: bool = True
+    """Add 1 to version."""
+    expected_version: int | None = None
+    """Fail with 'conflict' unless the stored version is this (optimistic concurrency)."""
+    suppress_events: bool = False
+    """Do not publish data:<collection>:updated."""
+
+
+class UpdateResult(RecordResult):
+    found: bool = True
+    previous_version: int
+    new_version: int
+
+
+@command(
+    "data/update",
+    params=UpdateParams,
+    result=UpdateResult,
+    operation="write",
+    summary="Merge fields into a record; optional expectedVersion for optimistic concurrency.",
+    example="""jtag data/update --collection=training_examples --id=test-001 --data='{"label":"negative"}'""",
+)
+def data_update(service: Service, params: UpdateParams, context: Context) -> UpdateResult:
+    collection = params.checked_collection()
+    check_record_id(params.id)
+    with service.registry.lease(params.db_handle) as (entry, adapter):
+        decl = service.ensure_declared(adapter, collection)
+        with adapter.session(write=True) as session:
+            record, previous = update_record(
+                session, collection, params.id, params.data, decl,
+                increment_version=params.increment_version, expected_version=params.expected_version,
+            )  # fmt: skip
+    service.publish(entry, event_name(collection, "updated"),
+                    {"collection": collection, "id": params.id, "record": record},
+                    params.suppress_events)  # fmt: skip
+    return UpdateResult(db_handle=entry.handle, collection=collection, id=params.id, data=record,
+                        previous_version=previous, new_version=record["version"])  # fmt: skip
+
+
+class DeleteParams(CollectionParams):
+    id: str
+    """Record id."""
+    suppress_events: bool = False
+    """Do not publish data:<collection>:deleted."""
+
+
+class DeleteResult(DataResult):
+    collection: str
+    id: str
+    found: bool
+    deleted: bool
+
+
+@command(
+    "data/delete",
+    params=DeleteParams,
+    result=DeleteResult,
+    operation="delete",
+    summary="Delete a record by id; a missing record is success with found=false.",
+    example="jtag data/delete --collection=training_examples test-001",
+    positional="id",
+)
+def data_delete(service: Service, params: DeleteParams, context: Context) -> DeleteResult:
+    collection = params.checked_collection()
+    check_record_id(params.id)
+    with (
+        service.registry.lease(params.db_handle) as (entry, adapter),
+        adapter.session(write=True) as session,
+    ):
+        deleted = session.delete(collection, params.id)
+    if deleted:
+        service.publish(entry, event_name(collection, "deleted"),
+                        {"collection": collection, "id": params.id}, params.suppress_events)  # fmt: skip
+    return DeleteResult(db_handle=entry.handle, collection=collection, id=params.id,
+                        found=deleted, deleted=deleted)  # fmt: skip
+
+
+class BatchOp(Params):
+    op: Literal["create", "update", "delete"]
+    collection: str
+    id: str | None = None
+    data: dict[str, Any] | None = None
+    increment_version: bool = True
+    expected_version: int | None = None
+
+
+class BatchParams(DataParams):
+    operations: list[BatchOp] = Field(max_length=10_000)
+    """List of {op: create|update|delete, collection, id, data, expectedVersion}; all or nothing."""
+    suppress_events: bool = False
+    """Do not publish events for the operations."""
+
+
+class BatchResult(DataResult):
+    results: list[dict[str, Any]]
+
+
+@command(
+    "data/batch",
+    params=BatchParams,
+    result=BatchResult,
+    operation="write",
+    summary="Apply a list of create/update/delete operations atomically (all or nothing).",
+    example="""jtag data/batch --operations='[{"op":"create","collection":"notes","data":{"text":"a"}}]'""",
+)
+def data_batch(service: Service, params: BatchParams, context: Context) -> BatchResult:
+    results: list[dict[str, Any]] = []
+    events: list[tuple[str, dict[str, Any]]] = []
+    with service.registry.lease(params.db_handle) as (entry, adapter):
+        decls = {}
+        for op in params.operations:
+            name = validate_collection(op.collection, "operations.collection")
+            if name.lower() not in decls:
+                decls[name.lower()] = service.ensure_declared(adapter, name)
+        with adapter.session(write=True) as session:
+            for i, op in enumerate(params.operations):
+                try:
+                    results.append(_apply(session, op, decls[op.collection.lower()], events))
+                except DbHandlesError as exc:
+                    exc.message = f"operations[{i}] ({op.op}): {exc.message}; nothing was applied"
+                    raise
+    for name, payload in events:
+        service.publish(entry, name, payload, params.suppress_events)
+    return BatchResult(db_handle=entry.handle, results=results)
+
+
+def _apply(
+    session: Any, op: BatchOp, decl: Any, events: list[tuple[str, dict[str, Any]]]
+) -> dict[str, Any]:
+    collection = op.collection
+    if op.op == "create":
+        if op.data is None:
+            raise InvalidParams("data: create needs data", field="data")
+        record = create_record(session, collection, op.data, op.id, decl)
+        events.append(
+            (
+                event_name(collection, "created"),
+                {"collection": collection, "id": record["id"], "record": record},
+            )
+        )
+        return {"op": "create", "collection": collection, "id": record["id"], "version": 1}
+    if op.id is None:
+        raise InvalidParams(f"id: {op.op} needs an id", field="id")
+    if op.op == "update":
+        record, previous = update_record(
+            session, collection, op.id, op.data or {}, decl,
+            increment_version=op.increment_version, expected_version=op.expected_version,
+        )  # fmt: skip
+        events.append(
+            (
+                event_name(collection, "updated"),
+                {"collection": collection, "id": op.id, "record": record},
+            )
+        )
+        return {"op": "update", "collection": collection, "id": op.id, "previousVersion": previous,
+                "newVersion": record["version"]}  # fmt: skip
+    deleted = session.delete(collection, op.id)
+    if deleted:
+        events.append((event_name(collection, "deleted"), {"collection": collection, "id": op.id}))
+    return {"op": "delete", "collection": collection, "id": op.id, "deleted": deleted}

@@ -1,0 +1,252 @@
+"""The one exception tree of dbhandles; every class carries a stable ``code`` and an ``http_status``.
+
+::
+
+    DbHandlesError                      (internal_error, 500)
+    ├── InvalidParams                   (invalid_params, 400)
+    │   ├── UnknownCommand              (unknown_command, 404)
+    │   ├── UnknownAdapter              (unknown_adapter, 400)
+    │   ├── InvalidConfig               (invalid_config, 400)
+    │   ├── InvalidFilter               (invalid_filter, 400)
+    │   └── PayloadTooLarge             (payload_too_large, 413)
+    ├── NotFound                        (not_found, 404)
+    │   ├── HandleNotFound              (handle_not_found, 404)
+    │   ├── RecordNotFound              (record_not_found, 404)
+    │   ├── CursorNotFound              (cursor_not_found, 404)
+    │   └── DatabaseNotFound            (database_not_found, 404)
+    ├── NotADatabase                    (not_a_database, 400)
+    ├── DefaultHandleProtected          (default_handle_protected, 409)
+    ├── ReadOnly                        (read_only, 409)
+    ├── Conflict                        (conflict, 409)
+    │   └── RecordExists                (record_exists, 409)
+    ├── ValidationFailed                (validation_failed, 422)
+    ├── NotSupported                    (not_supported, 501)
+    ├── DriverMissing                   (driver_missing, 501)
+    ├── Unauthorized                    (unauthorized, 401)
+    ├── Forbidden                       (forbidden, 403)
+    ├── StorageBusy                     (storage_busy, 503)
+    └── StorageError                    (storage_error, 500)
+
+Codes are public API: they are documented in ``docs/errors.md`` and a test checks that every class has
+a unique code and a row there. Driver exceptions never escape an adapter: they are translated at the
+adapter boundary with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Conflict",
+    "CursorNotFound",
+    "DatabaseNotFound",
+    "DbHandlesError",
+    "DefaultHandleProtected",
+    "DriverMissing",
+    "Forbidden",
+    "HandleNotFound",
+    "InvalidConfig",
+    "InvalidFilter",
+    "InvalidParams",
+    "NotADatabase",
+    "NotFound",
+    "NotSupported",
+    "PayloadTooLarge",
+    "ReadOnly",
+    "RecordExists",
+    "RecordNotFound",
+    "StorageBusy",
+    "StorageError",
+    "Unauthorized",
+    "UnknownAdapter",
+    "UnknownCommand",
+    "ValidationFailed",
+    "error_class_for_code",
+]
+
+
+class DbHandlesError(Exception):
+    """Base of every error dbhandles raises; an unexpected failure inside dbhandles itself."""
+
+    code = "internal_error"
+    http_status = 500
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidParams(DbHandlesError):
+    """A command's parameters are missing, mistyped or out of range; ``field`` names the culprit."""
+
+    code = "invalid_params"
+    http_status = 400
+
+
+class UnknownCommand(InvalidParams):
+    """The command name is not in the command table."""
+
+    code = "unknown_command"
+    http_status = 404
+
+
+class UnknownAdapter(InvalidParams):
+    """``data/open`` named an adapter that is neither built in nor registered by an entry point."""
+
+    code = "unknown_adapter"
+
+
+class InvalidConfig(InvalidParams):
+    """An adapter's ``config`` is missing a key, has an unknown key or a value of the wrong type."""
+
+    code = "invalid_config"
+
+
+class InvalidFilter(InvalidParams):
+    """A filter or ``orderBy`` uses an unknown operator, a malformed field path or a wrong value type."""
+
+    code = "invalid_filter"
+
+
+class PayloadTooLarge(InvalidParams):
+    """A request body is larger than the server accepts."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
+class NotFound(DbHandlesError):
+    """Something that was named does not exist."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class HandleNotFound(NotFound):
+    """A ``dbHandle`` (or alias) is unknown, closed, or belonged to a process that has ended."""
+
+    code = "handle_not_found"
+
+
+class RecordNotFound(NotFound):
+    """``data/update`` (or a batch operation) named a record id that the collection does not hold."""
+
+    code = "record_not_found"
+
+
+class CursorNotFound(NotFound):
+    """A ``queryHandle`` is unknown, expired, or was opened on a handle that has since been closed."""
+
+    code = "cursor_not_found"
+
+
+class DatabaseNotFound(NotFound):
+    """``mode`` is ``readwrite`` or ``readonly`` and the database file does not exist."""
+
+    code = "database_not_found"
+
+
+class NotADatabase(DbHandlesError):
+    """The path is a directory, a device, or a file that is not a database of the requested kind."""
+
+    code = "not_a_database"
+    http_status = 400
+
+
+class DefaultHandleProtected(DbHandlesError):
+    """Someone tried to close the ``default`` handle, which is always open."""
+
+    code = "default_handle_protected"
+    http_status = 409
+
+
+class ReadOnly(DbHandlesError):
+    """A write was sent through a handle opened with ``mode: readonly``."""
+
+    code = "read_only"
+    http_status = 409
+
+
+class Conflict(DbHandlesError):
+    """``expectedVersion`` did not match the stored version: someone else updated the record first."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class RecordExists(Conflict):
+    """``data/create`` was given an id that the collection already holds."""
+
+    code = "record_exists"
+
+
+class ValidationFailed(DbHandlesError):
+    """A record does not match the pydantic model declared for its collection; ``field`` names where."""
+
+    code = "validation_failed"
+    http_status = 422
+
+
+class NotSupported(DbHandlesError):
+    """The adapter behind the handle cannot do this (for example ``data/vacuum`` on ``memory``)."""
+
+    code = "not_supported"
+    http_status = 501
+
+
+class DriverMissing(DbHandlesError):
+    """An optional driver is not installed; the message says which extra to install."""
+
+    code = "driver_missing"
+    http_status = 501
+
+
+class Unauthorized(DbHandlesError):
+    """The request carries no valid credentials."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(DbHandlesError):
+    """The actor is known but not allowed to do this."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class StorageBusy(DbHandlesError):
+    """The database stayed locked by another writer for longer than the busy timeout; retry later."""
+
+    code = "storage_busy"
+    http_status = 503
+
+
+class StorageError(DbHandlesError):
+    """The storage driver failed in a way that is not the caller's fault (disk full, corrupt file...)."""
+
+    code = "storage_error"
+    http_status = 500
+
+
+def _all_error_classes() -> list[type[DbHandlesError]]:
+    seen: list[type[DbHandlesError]] = []
+    stack: list[type[DbHandlesError]] = [DbHandlesError]
+    while stack:
+        cls = stack.pop()
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    return seen
+
+
+def error_class_for_code(code: str) -> type[DbHandlesError]:
+    """Return the exception class whose ``code`` is ``code`` (``DbHandlesError`` when unknown).
+
+    Remote clients use this to raise the same exception the in-process API would have raised.
+    """
+    for cls in _all_error_classes():
+        if cls.code == code:
+            return cls
+    return DbHandlesError

@@ -1,0 +1,103 @@
+"""In-process event bus: writes publish ``data:<collection>:<op>``; subscribers listen by pattern.
+
+Patterns are shell-style over the whole name: ``data:users:*`` (every op on users), ``data:*:created``,
+``data:*`` (everything). A failing subscriber is logged and never fails the write that caused the event.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+__all__ = ["Event", "EventBus", "Subscription", "event_name"]
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[["Event"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One published event; ``payload`` always names the ``dbHandle``."""
+
+    name: str
+    payload: dict[str, Any]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"event": self.name, "payload": self.payload}
+
+
+def event_name(collection: str, op: str) -> str:
+    """``data:<collection>:<op>``; the global clear is ``data:*:cleared``."""
+    return f"data:{collection}:{op}"
+
+
+@lru_cache(maxsize=1024)
+def _compile(pattern: str) -> re.Pattern[str]:
+    return re.compile(fnmatch.translate(pattern))
+
+
+class Subscription:
+    """Returned by ``subscribe``; call ``close()`` (or use as a context manager) to stop listening."""
+
+    def __init__(self, bus: EventBus, pattern: str, callback: Callback) -> None:
+        self.bus, self.pattern, self.callback = bus, pattern, callback
+        self._regex = _compile(pattern)
+
+    def matches(self, name: str) -> bool:
+        return self._regex.match(name) is not None
+
+    def close(self) -> None:
+        self.bus._remove(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventBus:
+    """Thread-safe publish/subscribe; delivery is synchronous, in the publishing thread, after commit."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subs: tuple[Subscription, ...] = ()
+        self._bridges: tuple[Callable[[Event], None], ...] = ()
+
+    def subscribe(self, pattern: str, callback: Callback) -> Subscription:
+        sub = Subscription(self, pattern, callback)
+        with self._lock:
+            self._subs = (*self._subs, sub)
+        return sub
+
+    def _remove(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subs = tuple(s for s in self._subs if s is not sub)
+
+    def add_bridge(self, forward: Callable[[Event], None]) -> None:
+        """Also hand every locally published event to ``forward`` (e.g. to other processes)."""
+        with self._lock:
+            self._bridges = (*self._bridges, forward)
+
+    def publish(self, name: str, payload: dict[str, Any], *, forward: bool = True) -> None:
+        """Deliver to every matching subscriber; exceptions are logged, never raised."""
+        event = Event(name, payload)
+        for sub in self._subs:
+            if sub.matches(name):
+                try:
+                    sub.callback(event)
+                except Exception:
+                    log.exception("event subscriber for %r failed on %s", sub.pattern, name)
+        if forward:
+            for bridge in self._bridges:
+                try:
+                    bridge(event)
+                except Exception:
+                    log.exception("event bridge failed on %s", name)

@@ -1,0 +1,312 @@
+"""Durable state of the registry (handles, aliases, query cursors), kept in the default database.
+
+Keeping it there (not in process memory) is what lets a handle minted by one ``jtag`` invocation work in
+the next one and survive a server restart. ``HandleStore`` is the interface; ``SqliteHandleStore`` keeps
+the tables in the default SQLite file, and a PostgreSQL store does the same for a shared default.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import urllib.parse
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from dbhandles.errors import StorageBusy, StorageError
+
+__all__ = ["CursorRow", "HandleRow", "HandleStore", "SqliteHandleStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class HandleRow:
+    """One open handle as persisted."""
+
+    handle: str
+    adapter: str
+    config: dict[str, Any]
+    opened_at: int
+    last_used_at: int
+    emit_events: bool = True
+    owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CursorRow:
+    """One query cursor: what it queries and how far it got (a keyset position, never an offset)."""
+
+    cursor_id: str
+    handle: str
+    collection: str
+    spec: dict[str, Any]
+    position: list[Any] | None
+    page_number: int
+    total_count: int
+    page_size: int
+    exhausted: bool
+    session_id: str | None
+    expires_at: int
+
+
+class HandleStore(ABC):
+    """Where the registry keeps handles, aliases and cursors."""
+
+    @abstractmethod
+    def get_handle(self, name: str) -> HandleRow | None:
+        """The handle called ``name``, resolving an alias."""
+
+    @abstractmethod
+    def put_handle(self, row: HandleRow, alias: str | None = None) -> None:
+        """Insert a handle (and point ``alias`` at it) in one transaction."""
+
+    @abstractmethod
+    def delete_handle(self, handle: str) -> bool:
+        """Remove a handle with its aliases and cursors; ``True`` if it existed."""
+
+    @abstractmethod
+    def list_handles(self) -> list[HandleRow]:
+        """Every persisted handle, oldest first."""
+
+    @abstractmethod
+    def touch(self, handle: str, last_used_at: int) -> None:
+        """Move ``lastUsedAt`` forward."""
+
+    @abstractmethod
+    def set_alias(self, alias: str, handle: str) -> None:
+        """Point ``alias`` at ``handle`` (re-pointing is allowed)."""
+
+    @abstractmethod
+    def delete_aliases(self, handle: str) -> None:
+        """Remove every alias of ``handle``."""
+
+    @abstractmethod
+    def aliases(self) -> dict[str, str]:
+        """Alias → handle."""
+
+    @abstractmethod
+    def put_cursor(self, row: CursorRow) -> None: ...
+
+    @abstractmethod
+    def get_cursor(self, cursor_id: str) -> CursorRow | None: ...
+
+    @abstractmethod
+    def advance_cursor(self, old: CursorRow, new: CursorRow) -> bool:
+        """Compare-and-swap: store ``new`` only if the cursor is still at ``old.page_number``."""
+
+    @abstractmethod
+    def delete_cursor(self, cursor_id: str) -> bool: ...
+
+    @abstractmethod
+    def expire_cursors(self, now_ms: int) -> int:
+        """Delete cursors idle past their expiry; return how many."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS _dbh_handles (
+    handle TEXT PRIMARY KEY,
+    adapter TEXT NOT NULL,
+    config TEXT NOT NULL,
+    opened_at INTEGER NOT NULL,
+    last_used_at INTEGER NOT NULL,
+    emit_events INTEGER NOT NULL DEFAULT 1,
+    owner TEXT
+);
+CREATE TABLE IF NOT EXISTS _dbh_aliases (
+    alias TEXT PRIMARY KEY,
+    handle TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS _dbh_aliases_handle ON _dbh_aliases(handle);
+CREATE TABLE IF NOT EXISTS _dbh_cursors (
+    cursor_id TEXT PRIMARY KEY,
+    handle TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    position TEXT,
+    page_number INTEGER NOT NULL,
+    total_count INTEGER NOT NULL,
+    page_size INTEGER NOT NULL,
+    exhausted INTEGER NOT NULL,
+    session_id TEXT,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS _dbh_cursors_handle ON _dbh_cursors(handle);
+"""
+
+_HANDLE_COLS = "handle, adapter, config, opened_at, last_used_at, emit_events, owner"
+_CURSOR_COLS = (
+    "cursor_id, handle, collection, spec, position, page_number, total_count, page_size, "
+    "exhausted, session_id, expires_at"
+)
+
+
+def _handle_row(r: tuple[Any, ...]) -> HandleRow:
+    return HandleRow(r[0], r[1], orjson.loads(r[2]), r[3], r[4], bool(r[5]), r[6])
+
+
+def _cursor_row(r: tuple[Any, ...]) -> CursorRow:
+    return CursorRow(
+        r[0], r[1], r[2], orjson.loads(r[3]), orjson.loads(r[4]) if r[4] else None,
+        r[5], r[6], r[7], bool(r[8]), r[9], r[10],
+    )  # fmt: skip
+
+
+def _cursor_values(c: CursorRow) -> tuple[Any, ...]:
+    return (
+        c.cursor_id, c.handle, c.collection, orjson.dumps(c.spec).decode(),
+        orjson.dumps(c.position).decode() if c.position is not None else None,
+        c.page_number, c.total_count, c.page_size, int(c.exhausted), c.session_id, c.expires_at,
+    )  # fmt: skip
+
+
+class SqliteHandleStore(HandleStore):
+    """The handle tables in the default SQLite database, on a connection of their own."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        uri = "file:" + urllib.parse.quote(str(path)) + "?mode=rwc"
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA busy_timeout = 10000")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            with self._tx():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the default database at {path}: {exc}") from exc
+
+    @contextmanager
+    def _tx(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise StorageBusy(f"the default database is busy: {exc}") from exc
+                raise StorageError(f"handle table: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise StorageError(f"handle table: {exc}") from exc
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise StorageBusy(f"the default database is busy: {exc}") from exc
+                raise StorageError(f"handle table: {exc}") from exc
+
+    def get_handle(self, name: str) -> HandleRow | None:
+        rows = self._query(
+            f"SELECT {_HANDLE_COLS} FROM _dbh_handles WHERE handle = ? "
+            "OR handle = (SELECT handle FROM _dbh_aliases WHERE alias = ?) LIMIT 1",
+            (name, name),
+        )
+        return _handle_row(rows[0]) if rows else None
+
+    def put_handle(self, row: HandleRow, alias: str | None = None) -> None:
+        with self._tx() as db:
+            db.execute(
+                f"INSERT INTO _dbh_handles ({_HANDLE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.handle, row.adapter, orjson.dumps(row.config).decode(), row.opened_at,
+                    row.last_used_at, int(row.emit_events), row.owner,
+                ),
+            )  # fmt: skip
+            if alias is not None:
+                db.execute(
+                    "INSERT INTO _dbh_aliases (alias, handle) VALUES (?, ?) "
+                    "ON CONFLICT(alias) DO UPDATE SET handle = excluded.handle",
+                    (alias, row.handle),
+                )
+
+    def delete_handle(self, handle: str) -> bool:
+        with self._tx() as db:
+            deleted = db.execute("DELETE FROM _dbh_handles WHERE handle = ?", (handle,)).rowcount
+            db.execute("DELETE FROM _dbh_aliases WHERE handle = ?", (handle,))
+            db.execute("DELETE FROM _dbh_cursors WHERE handle = ?", (handle,))
+        return deleted > 0
+
+    def list_handles(self) -> list[HandleRow]:
+        rows = self._query(f"SELECT {_HANDLE_COLS} FROM _dbh_handles ORDER BY opened_at, rowid")
+        return [_handle_row(r) for r in rows]
+
+    def touch(self, handle: str, last_used_at: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE _dbh_handles SET last_used_at = ? WHERE handle = ? AND last_used_at < ?",
+                (last_used_at, handle, last_used_at),
+            )
+
+    def set_alias(self, alias: str, handle: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO _dbh_aliases (alias, handle) VALUES (?, ?) "
+                "ON CONFLICT(alias) DO UPDATE SET handle = excluded.handle",
+                (alias, handle),
+            )
+
+    def delete_aliases(self, handle: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM _dbh_aliases WHERE handle = ?", (handle,))
+
+    def aliases(self) -> dict[str, str]:
+        rows = self._query("SELECT alias, handle FROM _dbh_aliases ORDER BY alias")
+        return {str(alias): str(handle) for alias, handle in rows}
+
+    def put_cursor(self, row: CursorRow) -> None:
+        with self._tx() as db:
+            db.execute(
+                f"INSERT INTO _dbh_cursors ({_CURSOR_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                _cursor_values(row),
+            )
+
+    def get_cursor(self, cursor_id: str) -> CursorRow | None:
+        rows = self._query(
+            f"SELECT {_CURSOR_COLS} FROM _dbh_cursors WHERE cursor_id = ?", (cursor_id,)
+        )
+        return _cursor_row(rows[0]) if rows else None
+
+    def advance_cursor(self, old: CursorRow, new: CursorRow) -> bool:
+        with self._tx() as db:
+            changed = db.execute(
+                "UPDATE _dbh_cursors SET position = ?, page_number = ?, exhausted = ?, expires_at = ? "
+                "WHERE cursor_id = ? AND page_number = ?",
+                (
+                    orjson.dumps(new.position).decode() if new.position is not None else None,
+                    new.page_number, int(new.exhausted), new.expires_at, old.cursor_id, old.page_number,
+                ),
+            ).rowcount  # fmt: skip
+        return changed > 0
+
+    def delete_cursor(self, cursor_id: str) -> bool:
+        with self._tx() as db:
+            return (
+                db.execute("DELETE FROM _dbh_cursors WHERE cursor_id = ?", (cursor_id,)).rowcount
+                > 0
+            )
+
+    def expire_cursors(self, now_ms: int) -> int:
+        with self._tx() as db:
+            return db.execute("DELETE FROM _dbh_cursors WHERE expires_at < ?", (now_ms,)).rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,125 @@
+"""Record-level logic shared by every adapter: building, merging, validating and versioning records."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from dbhandles.adapters.base import Record, Session
+from dbhandles.clock import iso_now
+from dbhandles.errors import Conflict, InvalidParams, RecordNotFound
+from dbhandles.filters import RESERVED_FIELDS
+from dbhandles.schemas import Declaration
+
+__all__ = ["check_json", "check_record_id", "create_record", "update_record"]
+
+MAX_ID_LENGTH = 512
+MAX_DEPTH = 64
+
+
+def check_record_id(value: object, field: str = "id") -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        raise InvalidParams(f"{field}: a record id is a non-empty string of at most {MAX_ID_LENGTH} "
+                            "characters", field=field)  # fmt: skip
+    return value
+
+
+def check_json(value: object, where: str, depth: int = 0) -> None:
+    """Refuse what JSON cannot hold faithfully (NaN, infinities, non-string keys, other types)."""
+    if depth > MAX_DEPTH:
+        raise InvalidParams(f"{where}: nested deeper than {MAX_DEPTH} levels", field=where)
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidParams(f"{where}: NaN and infinity are not JSON numbers", field=where)
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidParams(f"{where}: object keys must be strings", field=where)
+            check_json(item, f"{where}.{key}", depth + 1)
+        return
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            check_json(item, f"{where}[{i}]", depth + 1)
+        return
+    raise InvalidParams(f"{where}: {type(value).__name__} is not a JSON value", field=where)
+
+
+def _user_fields(data: Mapping[str, Any], where: str, allow_id: str | None) -> dict[str, Any]:
+    check_json(data, where)
+    for key in data:
+        if key in RESERVED_FIELDS and not (
+            key == "id" and (allow_id is None or data[key] == allow_id)
+        ):
+            raise InvalidParams(
+                f"{where}.{key}: {key!r} is managed by dbhandles and cannot be set"
+                + (" to a different id" if key == "id" else ""),
+                field=f"{where}.{key}",
+            )
+    return {k: v for k, v in data.items() if k not in RESERVED_FIELDS}
+
+
+def create_record(
+    session: Session,
+    collection: str,
+    data: Mapping[str, Any],
+    record_id: str | None,
+    decl: Declaration | None,
+    now: str | None = None,
+) -> Record:
+    """Insert a new record (id from ``record_id``, else ``data.id``, else a new UUID4); return it."""
+    if record_id is None and "id" in data:
+        record_id = check_record_id(data["id"], "data.id")
+    user = _user_fields(data, "data", record_id)
+    now = now or iso_now()
+    record: Record = {
+        "id": check_record_id(record_id) if record_id is not None else str(uuid.uuid4()),
+        **user,
+        "createdAt": now,
+        "updatedAt": now,
+        "version": 1,
+    }
+    if decl is not None:
+        record = decl.validate(record)
+    session.insert(collection, record)
+    return record
+
+
+def update_record(
+    session: Session,
+    collection: str,
+    record_id: str,
+    patch: Mapping[str, Any],
+    decl: Declaration | None,
+    *,
+    increment_version: bool = True,
+    expected_version: int | None = None,
+) -> tuple[Record, int]:
+    """Merge ``patch`` into a stored record (top-level keys); return the new record and the old version.
+
+    Raises:
+        RecordNotFound: no such record.
+        Conflict: ``expected_version`` is given and differs from the stored version.
+    """
+    user = _user_fields(patch, "data", record_id)
+    existing = session.get(collection, record_id)
+    if existing is None:
+        raise RecordNotFound(f"no record with id {record_id!r} in {collection!r}", field="id")
+    previous = int(existing["version"])
+    if expected_version is not None and expected_version != previous:
+        raise Conflict(
+            f"record {record_id!r} is at version {previous}, not {expected_version}: it was changed "
+            "by someone else; read it again and retry",
+            field="expectedVersion",
+        )
+    record = {**existing, **user}
+    record["updatedAt"] = iso_now()
+    record["version"] = previous + 1 if increment_version else previous
+    if decl is not None:
+        record = decl.validate(record)
+    session.replace(collection, record)
+    return record, previous

@@ -1,0 +1,402 @@
+"""HandleRegistry: the ``default`` handle, open/close/list, aliases, durable handles, shared connections.
+
+Handles name databases; connections are the open drivers behind them. Handles are durable (kept in the
+default database by a ``HandleStore``) and stay valid until ``close``; connections are opened lazily,
+shared by every handle on the same database (same ``Adapter.connection_key``), and released when idle.
+Nothing here ever falls back to ``default``: an unknown or closed handle is ``HandleNotFound``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dbhandles.adapters import Adapter, AdapterConfig, get_adapter_class
+from dbhandles.clock import now_ms
+from dbhandles.errors import DefaultHandleProtected, HandleNotFound, InvalidParams
+from dbhandles.handlestore import HandleRow, HandleStore, SqliteHandleStore
+from dbhandles.settings import Settings
+
+__all__ = ["DEFAULT_HANDLE", "WELL_KNOWN_ALIASES", "HandleEntry", "HandleRegistry", "now_ms"]
+
+DEFAULT_HANDLE = "default"
+WELL_KNOWN_ALIASES = ("primary", "archive")
+_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+#: ``lastUsedAt`` is persisted at most this often per handle (it is exact in memory).
+_TOUCH_EVERY_MS = 1000
+
+
+@dataclass(slots=True)
+class HandleEntry:
+    """A resolved handle: which adapter, with what config, and its bookkeeping."""
+
+    handle: str
+    adapter_name: str
+    config: AdapterConfig
+    opened_at: int
+    last_used_at: int
+    emit_events: bool = True
+    is_default: bool = False
+    durable: bool = True
+    owner: str | None = None
+    aliases: list[str] = field(default_factory=list)
+
+    def info(self) -> dict[str, Any]:
+        """The wire form used by ``data/list-handles``."""
+        return {
+            "handle": self.handle,
+            "adapter": self.adapter_name,
+            "config": self.config.public(),
+            "isDefault": self.is_default,
+            "openedAt": self.opened_at,
+            "lastUsedAt": self.last_used_at,
+            "emitEvents": self.emit_events,
+            "durable": self.durable,
+            "aliases": sorted(self.aliases),
+        }
+
+
+@dataclass(slots=True)
+class _Connection:
+    adapter: Adapter
+    handles: set[str] = field(default_factory=set)
+    in_use: int = 0
+    idle_since: float = field(default_factory=time.monotonic)
+
+
+class HandleRegistry:
+    """Registry of open databases; thread-safe; one per home folder per process is typical.
+
+    Args:
+        home: folder of the default database (``<home>/default.sqlite``); overrides ``settings.home``.
+        settings: service settings (defaults to ``Settings()``).
+        store: where handles persist (defaults to the default SQLite database).
+    """
+
+    def __init__(
+        self,
+        home: str | Path | None = None,
+        *,
+        settings: Settings | None = None,
+        store: HandleStore | None = None,
+    ) -> None:
+        settings = settings or Settings()
+        if home is not None:
+            settings = settings.with_home(home)
+        self.settings = settings
+        self._lock = threading.RLock()
+        self._connections: dict[str, _Connection] = {}
+        self._local: dict[str, HandleEntry] = {}
+        self._local_aliases: dict[str, str] = {}
+        self._last_used: dict[str, int] = {}
+        self._persisted_use: dict[str, int] = {}
+        self._closed = False
+        sqlite_cls = get_adapter_class("sqlite")
+        default_config = sqlite_cls.prepare(
+            sqlite_cls.parse_config({"path": str(settings.default_path), "mode": "create"})
+        )
+        self.store = store or SqliteHandleStore(Path(default_config.path))  # type: ignore[attr-defined]
+        started = now_ms()
+        self._default = HandleEntry(
+            DEFAULT_HANDLE, "sqlite", default_config, started, started, is_default=True
+        )
+        self._stop = threading.Event()
+        self._reaper: threading.Thread | None = None
+        if settings.idle_release_seconds > 0:
+            self._reaper = threading.Thread(target=self._reap, name="dbhandles-idle", daemon=True)
+            self._reaper.start()
+
+    # -- resolution ------------------------------------------------------------------------------
+
+    def resolve(self, name: str | None) -> HandleEntry:
+        """The entry for a handle or alias (``None`` means ``default``).
+
+        Raises:
+            HandleNotFound: unknown, closed, or a non-durable handle of another process.
+        """
+        if name is None or name == DEFAULT_HANDLE:
+            return self._default
+        if not isinstance(name, str) or not name:
+            raise HandleNotFound(f"dbHandle: {name!r} is not a handle", field="dbHandle")
+        with self._lock:
+            local = self._local.get(self._local_aliases.get(name, name))
+        if local is not None:
+            return local
+        row = self.store.get_handle(name)
+        if row is None:
+            raise HandleNotFound(
+                f"dbHandle: no open database has the handle or alias {name!r} (it may have been "
+                "closed); run data/list-handles to see open handles, or data/open to open one",
+                field="dbHandle",
+            )
+        return self._entry_from_row(row)
+
+    def _entry_from_row(self, row: HandleRow) -> HandleEntry:
+        cls = get_adapter_class(row.adapter)
+        return HandleEntry(
+            handle=row.handle,
+            adapter_name=row.adapter,
+            config=cls.parse_config(row.config),
+            opened_at=row.opened_at,
+            last_used_at=max(row.last_used_at, self._last_used.get(row.handle, 0)),
+            emit_events=row.emit_events,
+            owner=row.owner,
+        )
+
+    @contextmanager
+    def lease(self, name: str | None) -> Iterator[tuple[HandleEntry, Adapter]]:
+        """Resolve a handle and hold its (lazily opened) adapter for the duration of one command."""
+        entry = self.resolve(name)
+        conn = self._acquire(entry)
+        try:
+            yield entry, conn.adapter
+        finally:
+            with self._lock:
+                conn.in_use -= 1
+                conn.idle_since = time.monotonic()
+            self._touch(entry)
+
+    def _key(self, entry: HandleEntry, cls: type[Adapter]) -> str:
+        key = cls.connection_key(entry.config)
+        return key if key is not None else f"handle:{entry.handle}"
+
+    def _acquire(self, entry: HandleEntry) -> _Connection:
+        cls = get_adapter_class(entry.adapter_name)
+        key = self._key(entry, cls)
+        with self._lock:
+            if self._closed:
+                raise HandleNotFound("the registry is closed", field="dbHandle")
+            conn = self._connections.get(key)
+            if conn is None or conn.adapter.closed:
+                conn = self._connections[key] = _Connection(cls(entry.config))
+            conn.handles.add(entry.handle)
+            conn.in_use += 1
+            return conn
+
+    def _touch(self, entry: HandleEntry) -> None:
+        now = now_ms()
+        entry.last_used_at = now
+        self._last_used[entry.handle] = now
+        if not entry.durable or entry.is_default:
+            return
+        if now - self._persisted_use.get(entry.handle, 0) >= _TOUCH_EVERY_MS:
+            self._persisted_use[entry.handle] = now
+            self.store.touch(entry.handle, now)
+
+    # -- open / close ----------------------------------------------------------------------------
+
+    def open(
+        self,
+        adapter: str,
+        config: Mapping[str, Any] | None,
+        *,
+        alias: str | None = None,
+        emit_events: bool = True,
+        owner: str | None = None,
+    ) -> str:
+        """Open a database and mint a new handle (a UUID4 string) for it.
+
+        The target is checked and connected now, so a bad path never becomes a handle.
+
+        Raises:
+            UnknownAdapter, InvalidConfig, DatabaseNotFound, NotADatabase, DriverMissing.
+        """
+        cls = get_adapter_class(adapter)
+        if config is None:
+            raise InvalidParams(
+                f"config: missing; for {adapter} use for example "
+                '--config=\'{"path":"/path/to/database","mode":"create"}\'',
+                field="config",
+            )
+        parsed = cls.prepare(cls.parse_config(config))
+        if alias is not None:
+            self._check_alias(alias)
+        handle = str(uuid.uuid4())
+        now = now_ms()
+        entry = HandleEntry(
+            handle, cls.name, parsed, now, now, emit_events=emit_events,
+            durable=cls.features.durable, owner=owner,
+        )  # fmt: skip
+        conn = self._acquire(entry)
+        try:
+            conn.adapter.connect()
+        except BaseException:
+            self._detach(entry, conn)
+            raise
+        finally:
+            with self._lock:
+                conn.in_use -= 1
+        if entry.durable:
+            row = HandleRow(handle, cls.name, parsed.model_dump(mode="json", by_alias=True),
+                            now, now, emit_events, owner)  # fmt: skip
+            try:
+                self.store.put_handle(row, alias)
+            except BaseException:
+                self._detach(entry, conn)
+                raise
+        else:
+            with self._lock:
+                self._local[handle] = entry
+                if alias is not None:
+                    self._local_aliases[alias] = handle
+        return handle
+
+    def close(self, name: str) -> str:
+        """Close a handle (or the handle an alias points at); return the handle id.
+
+        Its aliases and query cursors go with it; the connection closes when no handle uses it.
+
+        Raises:
+            DefaultHandleProtected: ``default`` is always open.
+            HandleNotFound: unknown or already closed.
+        """
+        if name == DEFAULT_HANDLE:
+            raise DefaultHandleProtected(
+                "Cannot close default database handle: 'default' is always open", field="dbHandle"
+            )
+        entry = self.resolve(name)
+        if entry.is_default:
+            raise DefaultHandleProtected("Cannot close default database handle", field="dbHandle")
+        if entry.durable:
+            if not self.store.delete_handle(entry.handle):
+                raise HandleNotFound(f"dbHandle: {name!r} was already closed", field="dbHandle")
+        else:
+            with self._lock:
+                self._local.pop(entry.handle, None)
+                for alias in [a for a, h in self._local_aliases.items() if h == entry.handle]:
+                    del self._local_aliases[alias]
+        cls = get_adapter_class(entry.adapter_name)
+        with self._lock:
+            conn = self._connections.get(self._key(entry, cls))
+        if conn is not None:
+            self._detach(entry, conn)
+        self._last_used.pop(entry.handle, None)
+        self._persisted_use.pop(entry.handle, None)
+        return entry.handle
+
+    def _detach(self, entry: HandleEntry, conn: _Connection) -> None:
+        with self._lock:
+            conn.handles.discard(entry.handle)
+            if conn.handles:
+                return
+            for key, value in list(self._connections.items()):
+                if value is conn:
+                    del self._connections[key]
+        conn.adapter.close()
+
+    # -- aliases -----------------------------------------------------------------------------------
+
+    def _check_alias(self, alias: object) -> str:
+        if not isinstance(alias, str) or not _ALIAS.match(alias) or alias == DEFAULT_HANDLE:
+            raise InvalidParams(
+                f"alias: {alias!r} is not a valid alias; use a letter then letters, digits, '_', '.' "
+                "or '-' (for example 'primary' or 'training'), not 'default'",
+                field="alias",
+            )
+        if _UUID.match(alias):
+            raise InvalidParams("alias: an alias cannot look like a handle (UUID)", field="alias")
+        return alias
+
+    def register_alias(self, alias: str, handle: str) -> None:
+        """Point ``alias`` at an open handle (re-pointing an existing alias is allowed).
+
+        Raises:
+            HandleNotFound: ``handle`` is not open.
+            InvalidParams: the alias name is not valid.
+        """
+        self._check_alias(alias)
+        entry = self.resolve(handle)
+        if entry.is_default:
+            raise InvalidParams("alias: 'default' cannot be aliased", field="alias")
+        if entry.durable:
+            self.store.set_alias(alias, entry.handle)
+            with self._lock:
+                self._local_aliases.pop(alias, None)
+        else:
+            with self._lock:
+                self._local_aliases[alias] = entry.handle
+
+    # -- introspection -----------------------------------------------------------------------------
+
+    def list_handles(self) -> list[HandleEntry]:
+        """Every open handle, ``default`` first, then by ``openedAt``."""
+        entries = [self._entry_from_row(row) for row in self.store.list_handles()]
+        with self._lock:
+            entries.extend(self._local.values())
+            local_aliases = dict(self._local_aliases)
+        aliases = {**self.store.aliases(), **local_aliases}
+        by_handle: dict[str, list[str]] = {}
+        for alias, handle in aliases.items():
+            by_handle.setdefault(handle, []).append(alias)
+        for entry in entries:
+            entry.aliases = by_handle.get(entry.handle, [])
+        entries.sort(key=lambda e: e.opened_at)
+        return [self._default, *entries]
+
+    def is_open(self, name: str | None) -> bool:
+        try:
+            self.resolve(name)
+        except HandleNotFound:
+            return False
+        return True
+
+    def get_db_path(self, name: str | None) -> str | None:
+        """The file behind a handle, or ``None`` for non-file databases (raises if unknown)."""
+        path = getattr(self.resolve(name).config, "path", None)
+        return str(path) if path is not None else None
+
+    # -- idle release and shutdown -------------------------------------------------------------------
+
+    def release_idle(self, older_than: float | None = None) -> int:
+        """Release connections idle for ``older_than`` seconds (default: the setting); return how many."""
+        limit = self.settings.idle_release_seconds if older_than is None else older_than
+        now = time.monotonic()
+        with self._lock:
+            idle = [
+                c
+                for c in self._connections.values()
+                if c.in_use == 0 and now - c.idle_since >= limit
+            ]
+        for conn in idle:
+            conn.adapter.release()
+        return len(idle)
+
+    def _reap(self) -> None:
+        interval = max(0.05, min(self.settings.idle_release_seconds / 2, 30.0))
+        while not self._stop.wait(interval):
+            try:
+                self.release_idle()
+            except Exception:  # pragma: no cover - the reaper must never die
+                continue
+
+    def close_all(self) -> None:
+        """Close every connection and the store; idempotent. Re-raises the first failure at the end."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            connections = list(self._connections.values())
+            self._connections.clear()
+        self._stop.set()
+        if self._reaper is not None:
+            self._reaper.join(timeout=5)
+        first: BaseException | None = None
+        for conn in connections:
+            try:
+                conn.adapter.close()
+            except BaseException as exc:
+                first = first or exc
+        try:
+            self.store.close()
+        except BaseException as exc:
+            first = first or exc
+        if first is not None:
+            raise first

@@ -1,0 +1,176 @@
+"""The service: a registry, an event bus, declared schemas and the one dispatcher ``execute``.
+
+``Service.execute`` returns the success envelope or raises a ``DbHandlesError``; ``Service.dispatch``
+never raises for bad input and returns the failure envelope instead (the server and the CLI use it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from dbhandles.adapters import Adapter
+from dbhandles.commands import COMMANDS, Command, Context
+from dbhandles.commands.envelope import error_envelope, success_envelope
+from dbhandles.errors import DbHandlesError, InvalidParams, UnknownCommand
+from dbhandles.events import EventBus
+from dbhandles.handlestore import CursorRow, HandleStore
+from dbhandles.registry import HandleEntry, HandleRegistry
+from dbhandles.schemas import Declaration, SchemaRegistry
+from dbhandles.settings import Settings
+
+__all__ = ["Service", "params_error"]
+
+log = logging.getLogger(__name__)
+
+
+def params_error(command: str, exc: ValidationError) -> InvalidParams:
+    """A pydantic error on a command's params as ``invalid_params`` naming the (camelCase) field."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "params"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown parameter for {command}; run 'jtag help {command}' to see its parameters"
+    elif err["type"] == "missing":
+        msg = f"missing required parameter for {command}"
+    return InvalidParams(f"{where}: {msg}", field=where)
+
+
+class Service:
+    """Everything a data command needs, behind ``execute(name, params)``.
+
+    Args:
+        home: folder of the default database; overrides ``settings.home``.
+        settings: limits and timeouts (``Settings()`` by default; the CLI uses ``Settings.from_env()``).
+        store: where handles persist (the default SQLite database unless given).
+    """
+
+    def __init__(
+        self,
+        home: str | Path | None = None,
+        *,
+        settings: Settings | None = None,
+        store: HandleStore | None = None,
+    ) -> None:
+        self.registry = HandleRegistry(home, settings=settings, store=store)
+        self.settings = self.registry.settings
+        self.events = EventBus()
+        self.schemas = SchemaRegistry()
+        self._indexed: set[tuple[int, str]] = set()
+        #: Cursors over non-durable (memory) handles live with the process, like their handles.
+        self.local_cursors: dict[str, CursorRow] = {}
+        self._index_lock = threading.Lock()
+
+    # -- the dispatcher ----------------------------------------------------------------------------
+
+    def execute(
+        self,
+        name: str,
+        params: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        context: Context | None = None,
+    ) -> dict[str, Any]:
+        """Run a command; return its success envelope.
+
+        Raises:
+            DbHandlesError: any failure, with its stable ``code``.
+        """
+        command = self.command(name)
+        context = context or Context()
+        parsed = self._parse(command, params)
+        result = command.handler(self, parsed, context)
+        return success_envelope(result, context)
+
+    def dispatch(
+        self, name: str, params: Mapping[str, Any] | None = None, *, context: Context | None = None
+    ) -> dict[str, Any]:
+        """Run a command; return its envelope, success or failure (never raises for a command error)."""
+        try:
+            return self.execute(name, params, context=context)
+        except DbHandlesError as exc:
+            return error_envelope(exc, context)
+        except Exception:
+            log.exception("command %s failed unexpectedly", name)
+            return error_envelope(
+                DbHandlesError(f"{name} failed unexpectedly; the server log has the details"),
+                context,
+            )
+
+    @staticmethod
+    def command(name: str) -> Command:
+        command = COMMANDS.get(name) if isinstance(name, str) else None
+        if command is None:
+            raise UnknownCommand(
+                f"unknown command {name!r}; known commands: {', '.join(sorted(COMMANDS))}",
+                field="command",
+            )
+        return command
+
+    @staticmethod
+    def _parse(command: Command, params: Mapping[str, Any] | BaseModel | None) -> BaseModel:
+        if isinstance(params, command.params):
+            return params
+        if params is None:
+            params = {}
+        if isinstance(params, BaseModel):
+            params = params.model_dump(by_alias=True, exclude_unset=True)
+        if not isinstance(params, Mapping):
+            raise InvalidParams(
+                f"params: {command.name} expects an object of parameters", field="params"
+            )
+        try:
+            return command.params.model_validate(dict(params))
+        except ValidationError as exc:
+            raise params_error(command.name, exc) from exc
+
+    # -- helpers for handlers ----------------------------------------------------------------------
+
+    def declare(
+        self,
+        collection: str,
+        model: type[BaseModel] | None = None,
+        *,
+        indexes: list[str] | tuple[str, ...] = (),
+    ) -> Declaration:
+        """Declare a collection: records are validated against ``model``; ``indexes`` become real indexes."""
+        decl = self.schemas.declare(collection, model, indexes)
+        with self._index_lock:
+            self._indexed = {k for k in self._indexed if k[1] != collection.lower()}
+        return decl
+
+    def ensure_declared(self, adapter: Adapter, collection: str) -> Declaration | None:
+        """The collection's declaration, with its indexes created on this adapter (once)."""
+        decl = self.schemas.get(collection)
+        if decl is None or not decl.indexes or adapter.readonly:
+            return decl
+        key = (id(adapter), collection.lower())
+        if key not in self._indexed:
+            adapter.ensure_indexes(collection, list(decl.indexes))
+            with self._index_lock:
+                self._indexed.add(key)
+        return decl
+
+    def publish(
+        self, entry: HandleEntry, name: str, payload: dict[str, Any], suppress: bool
+    ) -> None:
+        """Publish a data event unless suppressed by the call or by the handle's ``emitEvents``."""
+        if suppress or not entry.emit_events:
+            return
+        self.events.publish(name, {"dbHandle": entry.handle, **payload})
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every connection; idempotent."""
+        self.registry.close_all()
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

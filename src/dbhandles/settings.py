@@ -1,0 +1,65 @@
+"""Service settings declared as data; the environment is read only by ``Settings.from_env``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SETTINGS_HELP", "Settings", "default_home"]
+
+
+def default_home() -> Path:
+    """``~/.dbhandles``: where the default database and the handle table live."""
+    return Path.home() / ".dbhandles"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of the service. ``Settings.from_env()`` reads the ``DBHANDLES_*`` variables."""
+
+    home: Path = field(default_factory=default_home)
+    default_limit: int = 100
+    max_limit: int = 500
+    query_page_size: int = 100
+    cursor_ttl_seconds: float = 300.0
+    idle_release_seconds: float = 300.0
+    max_body_bytes: int = 10 * 1024 * 1024
+
+    @property
+    def default_path(self) -> Path:
+        return self.home / "default.sqlite"
+
+    def with_home(self, home: str | os.PathLike[str]) -> Settings:
+        return replace(self, home=Path(home).expanduser())
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``DBHANDLES_<NAME>`` variables (``DBHANDLES_HOME``, ``DBHANDLES_MAX_LIMIT``...)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"DBHANDLES_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            if f.name == "home":
+                values["home"] = Path(raw).expanduser()
+            elif f.type in ("int", int):
+                values[f.name] = int(raw)
+            else:
+                values[f.name] = float(raw)
+        return cls(**values)
+
+
+SETTINGS_HELP: dict[str, str] = {
+    "home": "Folder of the default database (default.sqlite) and the handle table. Env DBHANDLES_HOME.",
+    "default_limit": "data/list page size when no limit is given. Env DBHANDLES_DEFAULT_LIMIT.",
+    "max_limit": "Largest limit data/list accepts. Env DBHANDLES_MAX_LIMIT.",
+    "query_page_size": "query-open page size when none is given. Env DBHANDLES_QUERY_PAGE_SIZE.",
+    "cursor_ttl_seconds": "Idle query cursors expire after this. Env DBHANDLES_CURSOR_TTL_SECONDS.",
+    "idle_release_seconds": "Idle connections are released after this (handles stay valid). "
+    "Env DBHANDLES_IDLE_RELEASE_SECONDS.",
+    "max_body_bytes": "Largest HTTP request body the server accepts. Env DBHANDLES_MAX_BODY_BYTES.",
+}
