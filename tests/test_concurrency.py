@@ -44,7 +44,7 @@ def test_optimistic_updates_from_8_threads_lose_nothing(
                     except Conflict:
                         with lock:
                             conflicts += 1
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(8)]

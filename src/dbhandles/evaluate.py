@@ -157,7 +157,7 @@ def sort_records(records: Iterable[R], keys: tuple[SortKey, ...]) -> list[R]:
     result = list(records)
     for key in reversed(keys):
         path = key.path
-        result.sort(key=lambda r: _key(get_path(r, path)), reverse=key.descending)  # noqa: B023
+        result.sort(key=lambda r: _key(get_path(r, path)), reverse=key.descending)
     return result
 
 
