@@ -25,6 +25,7 @@ from dbhandles.adapters import (
 )
 from dbhandles.commands import COMMANDS, Command, Context
 from dbhandles.errors import (
+    AccessDenied,
     Conflict,
     CursorNotFound,
     DatabaseNotFound,
@@ -39,7 +40,10 @@ from dbhandles.errors import (
     NotADatabase,
     NotFound,
     NotSupported,
+    PathNotAllowed,
     PayloadTooLarge,
+    PermissionDenied,
+    QuotaExceeded,
     ReadOnly,
     RecordExists,
     RecordNotFound,
@@ -52,12 +56,14 @@ from dbhandles.errors import (
 )
 from dbhandles.events import Event, EventBus, Subscription
 from dbhandles.registry import DEFAULT_HANDLE, HandleRegistry
+from dbhandles.security.permissions import Permissions
 from dbhandles.service import Service
 from dbhandles.settings import Settings
 
 __all__ = [
     "COMMANDS",
     "DEFAULT_HANDLE",
+    "AccessDenied",
     "Adapter",
     "AdapterConfig",
     "Command",
@@ -80,8 +86,12 @@ __all__ = [
     "NotADatabase",
     "NotFound",
     "NotSupported",
+    "PathNotAllowed",
     "PayloadTooLarge",
+    "PermissionDenied",
+    "Permissions",
     "Query",
+    "QuotaExceeded",
     "ReadOnly",
     "RecordExists",
     "RecordNotFound",

@@ -24,6 +24,10 @@
     ├── DriverMissing                   (driver_missing, 501)
     ├── Unauthorized                    (unauthorized, 401)
     ├── Forbidden                       (forbidden, 403)
+    │   ├── PermissionDenied            (permission_denied, 403)
+    │   ├── AccessDenied                (access_denied, 403)
+    │   ├── PathNotAllowed              (path_not_allowed, 403)
+    │   └── QuotaExceeded               (quota_exceeded, 403)
     ├── StorageBusy                     (storage_busy, 503)
     └── StorageError                    (storage_error, 500)
 
@@ -35,6 +39,7 @@ adapter boundary with ``raise ... from exc``.
 from __future__ import annotations
 
 __all__ = [
+    "AccessDenied",
     "Conflict",
     "CursorNotFound",
     "DatabaseNotFound",
@@ -49,7 +54,10 @@ __all__ = [
     "NotADatabase",
     "NotFound",
     "NotSupported",
+    "PathNotAllowed",
     "PayloadTooLarge",
+    "PermissionDenied",
+    "QuotaExceeded",
     "ReadOnly",
     "RecordExists",
     "RecordNotFound",
@@ -215,6 +223,30 @@ class Forbidden(DbHandlesError):
 
     code = "forbidden"
     http_status = 403
+
+
+class PermissionDenied(Forbidden):
+    """The handle's permissions do not allow this operation or collection (or the row filter refuses)."""
+
+    code = "permission_denied"
+
+
+class AccessDenied(Forbidden):
+    """Isolation: the database belongs to another actor (strict: no access; soft: read only)."""
+
+    code = "access_denied"
+
+
+class PathNotAllowed(Forbidden):
+    """A file database outside the allowed roots (``DBHANDLES_ALLOWED_ROOTS``), after resolving links."""
+
+    code = "path_not_allowed"
+
+
+class QuotaExceeded(Forbidden):
+    """The actor has too many open handles, or the database has grown past its size quota."""
+
+    code = "quota_exceeded"
 
 
 class StorageBusy(DbHandlesError):

@@ -21,7 +21,7 @@ import orjson
 
 from dbhandles.errors import StorageBusy, StorageError
 
-__all__ = ["CursorRow", "HandleRow", "HandleStore", "SqliteHandleStore"]
+__all__ = ["AuditRow", "CursorRow", "HandleRow", "HandleStore", "SqliteHandleStore"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,23 @@ class HandleRow:
     last_used_at: int
     emit_events: bool = True
     owner: str | None = None
+    permissions: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One audit entry: who did what through which handle, and whether it was allowed and worked."""
+
+    at: str
+    actor: str
+    session_id: str | None
+    handle: str | None
+    command: str
+    operation: str
+    collection: str | None
+    record_id: str | None
+    success: bool
+    code: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +124,26 @@ class HandleStore(ABC):
         """Delete cursors idle past their expiry; return how many."""
 
     @abstractmethod
+    def delete_session_cursors(self, session_id: str) -> int:
+        """Delete every cursor of a session that ended; return how many."""
+
+    @abstractmethod
+    def append_audit(self, rows: list[AuditRow]) -> None:
+        """Append audit rows (the table is append-only)."""
+
+    @abstractmethod
+    def query_audit(
+        self,
+        *,
+        actor: str | None = None,
+        handle: str | None = None,
+        operation: str | None = None,
+        since: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditRow]:
+        """Newest first."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
 
@@ -118,7 +155,8 @@ CREATE TABLE IF NOT EXISTS _dbh_handles (
     opened_at INTEGER NOT NULL,
     last_used_at INTEGER NOT NULL,
     emit_events INTEGER NOT NULL DEFAULT 1,
-    owner TEXT
+    owner TEXT,
+    permissions TEXT
 );
 CREATE TABLE IF NOT EXISTS _dbh_aliases (
     alias TEXT PRIMARY KEY,
@@ -139,9 +177,29 @@ CREATE TABLE IF NOT EXISTS _dbh_cursors (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS _dbh_cursors_handle ON _dbh_cursors(handle);
+CREATE TABLE IF NOT EXISTS _dbh_audit (
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    session_id TEXT,
+    handle TEXT,
+    command TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    collection TEXT,
+    record_id TEXT,
+    success INTEGER NOT NULL,
+    code TEXT
+);
+CREATE INDEX IF NOT EXISTS _dbh_audit_at ON _dbh_audit(at);
+CREATE TRIGGER IF NOT EXISTS _dbh_audit_no_update BEFORE UPDATE ON _dbh_audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS _dbh_audit_no_delete BEFORE DELETE ON _dbh_audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END
 """
 
-_HANDLE_COLS = "handle, adapter, config, opened_at, last_used_at, emit_events, owner"
+_HANDLE_COLS = "handle, adapter, config, opened_at, last_used_at, emit_events, owner, permissions"
+_AUDIT_COLS = (
+    "at, actor, session_id, handle, command, operation, collection, record_id, success, code"
+)
 _CURSOR_COLS = (
     "cursor_id, handle, collection, spec, position, page_number, total_count, page_size, "
     "exhausted, session_id, expires_at"
@@ -149,7 +207,8 @@ _CURSOR_COLS = (
 
 
 def _handle_row(r: tuple[Any, ...]) -> HandleRow:
-    return HandleRow(r[0], r[1], orjson.loads(r[2]), r[3], r[4], bool(r[5]), r[6])
+    permissions = orjson.loads(r[7]) if r[7] else None
+    return HandleRow(r[0], r[1], orjson.loads(r[2]), r[3], r[4], bool(r[5]), r[6], permissions)
 
 
 def _cursor_row(r: tuple[Any, ...]) -> CursorRow:
@@ -179,10 +238,7 @@ class SqliteHandleStore(HandleStore):
             self._db.execute("PRAGMA busy_timeout = 10000")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
-            with self._tx():
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
+            self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the default database at {path}: {exc}") from exc
 
@@ -224,10 +280,11 @@ class SqliteHandleStore(HandleStore):
     def put_handle(self, row: HandleRow, alias: str | None = None) -> None:
         with self._tx() as db:
             db.execute(
-                f"INSERT INTO _dbh_handles ({_HANDLE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO _dbh_handles ({_HANDLE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     row.handle, row.adapter, orjson.dumps(row.config).decode(), row.opened_at,
                     row.last_used_at, int(row.emit_events), row.owner,
+                    orjson.dumps(row.permissions).decode() if row.permissions is not None else None,
                 ),
             )  # fmt: skip
             if alias is not None:
@@ -306,6 +363,55 @@ class SqliteHandleStore(HandleStore):
     def expire_cursors(self, now_ms: int) -> int:
         with self._tx() as db:
             return db.execute("DELETE FROM _dbh_cursors WHERE expires_at < ?", (now_ms,)).rowcount
+
+    def delete_session_cursors(self, session_id: str) -> int:
+        with self._tx() as db:
+            return db.execute(
+                "DELETE FROM _dbh_cursors WHERE session_id = ?", (session_id,)
+            ).rowcount
+
+    def append_audit(self, rows: list[AuditRow]) -> None:
+        if not rows:
+            return
+        with self._tx() as db:
+            db.executemany(
+                f"INSERT INTO _dbh_audit ({_AUDIT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (r.at, r.actor, r.session_id, r.handle, r.command, r.operation, r.collection,
+                     r.record_id, int(r.success), r.code)
+                    for r in rows
+                ],
+            )  # fmt: skip
+
+    def query_audit(
+        self,
+        *,
+        actor: str | None = None,
+        handle: str | None = None,
+        operation: str | None = None,
+        since: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditRow]:
+        where, args = [], []
+        for column, value in (("actor", actor), ("handle", handle), ("operation", operation)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("at >= ?")
+            args.append(since)
+        sql = f"SELECT {_AUDIT_COLS} FROM _dbh_audit"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY at DESC, rowid DESC LIMIT ?"
+        rows = self._query(sql, (*args, limit))
+        return [
+            AuditRow(
+                at=r[0], actor=r[1], session_id=r[2], handle=r[3], command=r[4], operation=r[5],
+                collection=r[6], record_id=r[7], success=bool(r[8]), code=r[9],
+            )
+            for r in rows
+        ]  # fmt: skip
 
     def close(self) -> None:
         with self._lock:

@@ -9,11 +9,19 @@ from typing import Any
 
 from dbhandles.adapters.base import Record, Session
 from dbhandles.clock import iso_now
-from dbhandles.errors import Conflict, InvalidParams, RecordNotFound
-from dbhandles.filters import RESERVED_FIELDS
+from dbhandles.errors import Conflict, InvalidParams, PermissionDenied, RecordNotFound
+from dbhandles.evaluate import matches
+from dbhandles.filters import RESERVED_FIELDS, FilterNode
 from dbhandles.schemas import Declaration
 
-__all__ = ["check_json", "check_record_id", "create_record", "update_record"]
+__all__ = [
+    "check_json",
+    "check_record_id",
+    "create_record",
+    "delete_record",
+    "update_record",
+    "visible",
+]
 
 MAX_ID_LENGTH = 512
 MAX_DEPTH = 64
@@ -63,6 +71,30 @@ def _user_fields(data: Mapping[str, Any], where: str, allow_id: str | None) -> d
     return {k: v for k, v in data.items() if k not in RESERVED_FIELDS}
 
 
+def visible(record: Record | None, row_filter: FilterNode | None) -> Record | None:
+    """The record if the handle's row filter lets it be seen, else ``None`` (as if it did not exist)."""
+    if record is None or row_filter is None or matches(row_filter, record):
+        return record
+    return None
+
+
+def _inside(record: Record, row_filter: FilterNode | None) -> None:
+    if row_filter is not None and not matches(row_filter, record):
+        raise PermissionDenied(
+            "Permission denied: the record would fall outside this handle's row filter",
+            field="data",
+        )
+
+
+def delete_record(
+    session: Session, collection: str, record_id: str, row_filter: FilterNode | None
+) -> bool:
+    """Delete a record the handle can see; ``False`` when there is none."""
+    if row_filter is not None and visible(session.get(collection, record_id), row_filter) is None:
+        return False
+    return session.delete(collection, record_id)
+
+
 def create_record(
     session: Session,
     collection: str,
@@ -70,6 +102,7 @@ def create_record(
     record_id: str | None,
     decl: Declaration | None,
     now: str | None = None,
+    row_filter: FilterNode | None = None,
 ) -> Record:
     """Insert a new record (id from ``record_id``, else ``data.id``, else a new UUID4); return it."""
     if record_id is None and "id" in data:
@@ -85,6 +118,7 @@ def create_record(
     }
     if decl is not None:
         record = decl.validate(record)
+    _inside(record, row_filter)
     session.insert(collection, record)
     return record
 
@@ -98,6 +132,7 @@ def update_record(
     *,
     increment_version: bool = True,
     expected_version: int | None = None,
+    row_filter: FilterNode | None = None,
 ) -> tuple[Record, int]:
     """Merge ``patch`` into a stored record (top-level keys); return the new record and the old version.
 
@@ -106,7 +141,7 @@ def update_record(
         Conflict: ``expected_version`` is given and differs from the stored version.
     """
     user = _user_fields(patch, "data", record_id)
-    existing = session.get(collection, record_id)
+    existing = visible(session.get(collection, record_id), row_filter)
     if existing is None:
         raise RecordNotFound(f"no record with id {record_id!r} in {collection!r}", field="id")
     previous = int(existing["version"])
@@ -121,5 +156,6 @@ def update_record(
     record["version"] = previous + 1 if increment_version else previous
     if decl is not None:
         record = decl.validate(record)
+    _inside(record, row_filter)
     session.replace(collection, record)
     return record, previous

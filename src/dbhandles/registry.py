@@ -21,7 +21,9 @@ from typing import Any
 from dbhandles.adapters import Adapter, AdapterConfig, get_adapter_class
 from dbhandles.clock import now_ms
 from dbhandles.errors import DefaultHandleProtected, HandleNotFound, InvalidParams
+from dbhandles.filters import FilterNode
 from dbhandles.handlestore import HandleRow, HandleStore, SqliteHandleStore
+from dbhandles.security.permissions import Permissions
 from dbhandles.settings import Settings
 
 __all__ = ["DEFAULT_HANDLE", "WELL_KNOWN_ALIASES", "HandleEntry", "HandleRegistry", "now_ms"]
@@ -48,6 +50,12 @@ class HandleEntry:
     durable: bool = True
     owner: str | None = None
     aliases: list[str] = field(default_factory=list)
+    permissions: Permissions | None = None
+    row_filter: FilterNode | None = None
+
+    def __post_init__(self) -> None:
+        if self.permissions is not None and self.row_filter is None:
+            self.row_filter = self.permissions.row_filter_node()
 
     def info(self) -> dict[str, Any]:
         """The wire form used by ``data/list-handles``."""
@@ -61,6 +69,8 @@ class HandleEntry:
             "emitEvents": self.emit_events,
             "durable": self.durable,
             "aliases": sorted(self.aliases),
+            "owner": self.owner,
+            "permissions": self.permissions.to_wire() if self.permissions is not None else None,
         }
 
 
@@ -149,12 +159,13 @@ class HandleRegistry:
             last_used_at=max(row.last_used_at, self._last_used.get(row.handle, 0)),
             emit_events=row.emit_events,
             owner=row.owner,
+            permissions=Permissions.model_validate(row.permissions) if row.permissions else None,
         )
 
     @contextmanager
-    def lease(self, name: str | None) -> Iterator[tuple[HandleEntry, Adapter]]:
-        """Resolve a handle and hold its (lazily opened) adapter for the duration of one command."""
-        entry = self.resolve(name)
+    def lease(self, name: str | HandleEntry | None) -> Iterator[tuple[HandleEntry, Adapter]]:
+        """Resolve a handle (or take a resolved entry) and hold its lazily opened adapter for one command."""
+        entry = name if isinstance(name, HandleEntry) else self.resolve(name)
         conn = self._acquire(entry)
         try:
             yield entry, conn.adapter
@@ -193,21 +204,14 @@ class HandleRegistry:
 
     # -- open / close ----------------------------------------------------------------------------
 
-    def open(
-        self,
-        adapter: str,
-        config: Mapping[str, Any] | None,
-        *,
-        alias: str | None = None,
-        emit_events: bool = True,
-        owner: str | None = None,
-    ) -> str:
-        """Open a database and mint a new handle (a UUID4 string) for it.
-
-        The target is checked and connected now, so a bad path never becomes a handle.
+    @staticmethod
+    def parse(
+        adapter: str, config: Mapping[str, Any] | None
+    ) -> tuple[type[Adapter], AdapterConfig]:
+        """Validate an adapter name and config without touching anything on disk.
 
         Raises:
-            UnknownAdapter, InvalidConfig, DatabaseNotFound, NotADatabase, DriverMissing.
+            UnknownAdapter, InvalidConfig, InvalidParams, DriverMissing.
         """
         cls = get_adapter_class(adapter)
         if config is None:
@@ -216,14 +220,37 @@ class HandleRegistry:
                 '--config=\'{"path":"/path/to/database","mode":"create"}\'',
                 field="config",
             )
-        parsed = cls.prepare(cls.parse_config(config))
+        return cls, cls.parse_config(config)
+
+    def open(
+        self,
+        adapter: str,
+        config: Mapping[str, Any] | AdapterConfig | None,
+        *,
+        alias: str | None = None,
+        emit_events: bool = True,
+        owner: str | None = None,
+        permissions: Permissions | None = None,
+    ) -> str:
+        """Open a database and mint a new handle (a UUID4 string) for it.
+
+        The target is checked and connected now, so a bad path never becomes a handle.
+
+        Raises:
+            UnknownAdapter, InvalidConfig, DatabaseNotFound, NotADatabase, DriverMissing.
+        """
+        if isinstance(config, AdapterConfig):
+            cls = get_adapter_class(adapter)
+        else:
+            cls, config = self.parse(adapter, config)
+        parsed = cls.prepare(config)
         if alias is not None:
             self._check_alias(alias)
         handle = str(uuid.uuid4())
         now = now_ms()
         entry = HandleEntry(
             handle, cls.name, parsed, now, now, emit_events=emit_events,
-            durable=cls.features.durable, owner=owner,
+            durable=cls.features.durable, owner=owner, permissions=permissions,
         )  # fmt: skip
         conn = self._acquire(entry)
         try:
@@ -235,8 +262,10 @@ class HandleRegistry:
             with self._lock:
                 conn.in_use -= 1
         if entry.durable:
-            row = HandleRow(handle, cls.name, parsed.model_dump(mode="json", by_alias=True),
-                            now, now, emit_events, owner)  # fmt: skip
+            row = HandleRow(
+                handle, cls.name, parsed.model_dump(mode="json", by_alias=True), now, now,
+                emit_events, owner, permissions.to_wire() if permissions is not None else None,
+            )  # fmt: skip
             try:
                 self.store.put_handle(row, alias)
             except BaseException:

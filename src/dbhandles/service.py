@@ -9,24 +9,29 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from dbhandles.adapters import Adapter
+from dbhandles.clock import iso_now
 from dbhandles.commands import COMMANDS, Command, Context
 from dbhandles.commands.envelope import error_envelope, success_envelope
-from dbhandles.errors import DbHandlesError, InvalidParams, UnknownCommand
+from dbhandles.errors import DbHandlesError, InvalidParams, QuotaExceeded, UnknownCommand
 from dbhandles.events import EventBus
-from dbhandles.handlestore import CursorRow, HandleStore
+from dbhandles.handlestore import AuditRow, CursorRow, HandleStore
 from dbhandles.registry import HandleEntry, HandleRegistry
 from dbhandles.schemas import Declaration, SchemaRegistry
+from dbhandles.security.audit import AuditLog
+from dbhandles.security.policy import authorize, operations_of
 from dbhandles.settings import Settings
 
 __all__ = ["Service", "params_error"]
 
 log = logging.getLogger(__name__)
+_GROWS = {"write"}
 
 
 def params_error(command: str, exc: ValidationError) -> InvalidParams:
@@ -61,6 +66,7 @@ class Service:
         self.settings = self.registry.settings
         self.events = EventBus()
         self.schemas = SchemaRegistry()
+        self.audit = AuditLog(self.registry.store, enabled=self.settings.audit)
         self._indexed: set[tuple[int, str]] = set()
         #: Cursors over non-durable (memory) handles live with the process, like their handles.
         self.local_cursors: dict[str, CursorRow] = {}
@@ -83,8 +89,69 @@ class Service:
         command = self.command(name)
         context = context or Context()
         parsed = self._parse(command, params)
-        result = command.handler(self, parsed, context)
+        handle_name = getattr(parsed, "db_handle", None)
+        entry: HandleEntry | None = None
+        try:
+            if command.uses_handle or command.name == "data/close":
+                entry = self.registry.resolve(handle_name)
+                context = replace(context, extra={**context.extra, "entry": entry})
+            authorize(command, parsed, context, entry)
+            if (
+                entry is not None
+                and self.settings.max_db_bytes
+                and operations_of(command, parsed) & _GROWS
+            ):
+                self._check_size(entry)
+            result = command.handler(self, parsed, context)
+        except DbHandlesError as exc:
+            self._audit(command, parsed, context, entry, handle_name, None, exc.code)
+            raise
+        self._audit(command, parsed, context, entry, handle_name, result, None)
         return success_envelope(result, context)
+
+    def lease(self, params: BaseModel, context: Context) -> Any:
+        """The adapter behind ``params.dbHandle`` for one command (reusing the entry ``execute`` resolved)."""
+        entry = context.extra.get("entry")
+        return self.registry.lease(
+            entry if entry is not None else getattr(params, "db_handle", None)
+        )
+
+    def _check_size(self, entry: HandleEntry) -> None:
+        with self.registry.lease(entry) as (_, adapter):
+            adapter.connect()
+            size = adapter.size_bytes()
+        if size > self.settings.max_db_bytes:
+            raise QuotaExceeded(
+                f"the database behind this handle is {size} bytes, over the quota of "
+                f"{self.settings.max_db_bytes}; delete data and run data/vacuum, or raise DBHANDLES_MAX_DB_BYTES"
+            )
+
+    def _audit(
+        self,
+        command: Command,
+        params: BaseModel,
+        context: Context,
+        entry: HandleEntry | None,
+        handle_name: str | None,
+        result: Any,
+        code: str | None,
+    ) -> None:
+        if command.name == "data/audit":
+            return
+        handle = (
+            entry.handle if entry is not None else getattr(result, "db_handle", None) or handle_name
+        )
+        record_id = getattr(params, "id", None) or getattr(result, "id", None)
+        collection = getattr(params, "collection", None)
+        self.audit.record(
+            AuditRow(
+                at=iso_now(), actor=context.actor, session_id=context.session_id, handle=handle,
+                command=command.name, operation=",".join(sorted(operations_of(command, params))),
+                collection=collection if isinstance(collection, str) else None,
+                record_id=record_id if isinstance(record_id, str) else None,
+                success=code is None, code=code,
+            )
+        )  # fmt: skip
 
     def dispatch(
         self, name: str, params: Mapping[str, Any] | None = None, *, context: Context | None = None
@@ -163,10 +230,18 @@ class Service:
             return
         self.events.publish(name, {"dbHandle": entry.handle, **payload})
 
+    def end_session(self, session_id: str) -> int:
+        """Close every query cursor of a session that ended (a closed connection); return how many."""
+        local = [c for c, row in self.local_cursors.items() if row.session_id == session_id]
+        for cursor_id in local:
+            self.local_cursors.pop(cursor_id, None)
+        return len(local) + self.registry.store.delete_session_cursors(session_id)
+
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close every connection; idempotent."""
+        """Flush the audit log and close every connection; idempotent."""
+        self.audit.close()
         self.registry.close_all()
 
     def __enter__(self) -> Service:

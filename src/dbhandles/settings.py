@@ -27,10 +27,27 @@ class Settings:
     cursor_ttl_seconds: float = 300.0
     idle_release_seconds: float = 300.0
     max_body_bytes: int = 10 * 1024 * 1024
+    #: File databases may be opened only under these folders (``None``: the home and the temp folder).
+    allowed_roots: tuple[Path, ...] | None = None
+    max_handles_per_actor: int = 100
+    #: Writes are refused once a database is larger than this many bytes (0: no limit).
+    max_db_bytes: int = 0
+    audit: bool = True
 
     @property
     def default_path(self) -> Path:
         return self.home / "default.sqlite"
+
+    def roots(self) -> tuple[Path, ...]:
+        """The allowed roots, resolved (defaults: the home and the system temp folder)."""
+        import tempfile
+
+        roots = (
+            self.allowed_roots
+            if self.allowed_roots is not None
+            else (self.home, Path(tempfile.gettempdir()))
+        )
+        return tuple(Path(os.path.realpath(r)) for r in roots)
 
     def with_home(self, home: str | os.PathLike[str]) -> Settings:
         return replace(self, home=Path(home).expanduser())
@@ -46,6 +63,10 @@ class Settings:
                 continue
             if f.name == "home":
                 values["home"] = Path(raw).expanduser()
+            elif f.name == "allowed_roots":
+                values[f.name] = tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p)
+            elif f.type in ("bool", bool):
+                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
             elif f.type in ("int", int):
                 values[f.name] = int(raw)
             else:
@@ -62,4 +83,9 @@ SETTINGS_HELP: dict[str, str] = {
     "idle_release_seconds": "Idle connections are released after this (handles stay valid). "
     "Env DBHANDLES_IDLE_RELEASE_SECONDS.",
     "max_body_bytes": "Largest HTTP request body the server accepts. Env DBHANDLES_MAX_BODY_BYTES.",
+    "allowed_roots": "Folders (separated by ':') under which file databases may be opened by remote "
+    "actors; default: the home and the system temp folder. Env DBHANDLES_ALLOWED_ROOTS.",
+    "max_handles_per_actor": "Open handles one (non-admin) actor may hold. Env DBHANDLES_MAX_HANDLES_PER_ACTOR.",
+    "max_db_bytes": "Writes are refused past this database size, 0 for no limit. Env DBHANDLES_MAX_DB_BYTES.",
+    "audit": "Write an audit row for every data command. Env DBHANDLES_AUDIT.",
 }

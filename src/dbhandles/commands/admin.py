@@ -69,7 +69,7 @@ def _infer(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     example="jtag data/schema --collection=training_examples",
 )
 def data_schema(service: Service, params: SchemaParams, context: Context) -> SchemaResult:
-    with service.registry.lease(params.db_handle) as (entry, adapter), adapter.session() as session:
+    with service.lease(params, context) as (entry, adapter), adapter.session() as session:
         if params.collection is None:
             names = session.collections()
             listing = [
@@ -82,12 +82,14 @@ def data_schema(service: Service, params: SchemaParams, context: Context) -> Sch
             ]
             return SchemaResult(db_handle=entry.handle, collections=listing)
         collection = validate_collection(params.collection)
-        count = session.count(collection, None)
+        count = session.count(collection, entry.row_filter)
         decl = service.schemas.get(collection)
         if decl is not None and decl.model is not None:
             fields = decl.fields()
         else:
-            fields = _infer(session.find(collection, Query(limit=SAMPLE_SIZE)))
+            fields = _infer(
+                session.find(collection, Query(filter=entry.row_filter, limit=SAMPLE_SIZE))
+            )
         return SchemaResult(
             db_handle=entry.handle, collection=collection, record_count=count,
             declared=decl is not None, fields=fields,
@@ -116,7 +118,7 @@ class TruncateResult(DataResult):
 def data_truncate(service: Service, params: TruncateParams, context: Context) -> TruncateResult:
     collection = params.checked_collection()
     with (
-        service.registry.lease(params.db_handle) as (entry, adapter),
+        service.lease(params, context) as (entry, adapter),
         adapter.session(write=True) as session,
     ):
         deleted = session.truncate(collection)
@@ -146,7 +148,7 @@ class ClearResult(DataResult):
 )
 def data_clear(service: Service, params: ClearParams, context: Context) -> ClearResult:
     with (
-        service.registry.lease(params.db_handle) as (entry, adapter),
+        service.lease(params, context) as (entry, adapter),
         adapter.session(write=True) as session,
     ):
         names = session.collections()
@@ -176,7 +178,7 @@ class VacuumResult(DataResult):
     example='jtag data/vacuum --dbHandle="<UUID>"',
 )
 def data_vacuum(service: Service, params: VacuumParams, context: Context) -> VacuumResult:
-    with service.registry.lease(params.db_handle) as (entry, adapter):
+    with service.lease(params, context) as (entry, adapter):
         if adapter.readonly:
             from dbhandles.errors import ReadOnly
 

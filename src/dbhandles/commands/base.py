@@ -66,6 +66,9 @@ class Context:
     actor: str = "local"
     session_id: str | None = None
     is_admin: bool = True
+    #: In-process callers (the Python API, the CLI without a server) are the local user: path roots
+    #: apply only to requests that come from elsewhere.
+    trusted_local: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -89,6 +92,8 @@ class Command:
     positional: str | None = None
     #: Whether the command works on a ``dbHandle`` (and so on a collection in a database).
     uses_handle: bool = True
+    #: Only administrators may run it (e.g. ``data/audit``).
+    admin_only: bool = False
 
 
 COMMANDS: dict[str, Command] = {}
@@ -103,6 +108,7 @@ def command(
     summary: str,
     example: str,
     positional: str | None = None,
+    admin_only: bool = False,
 ) -> Callable[[Callable[[Service, P, Context], R]], Callable[[Service, P, Context], R]]:
     """Register a handler in the command table under its wire name (duplicates are refused)."""
 
@@ -119,6 +125,7 @@ def command(
             example=example,
             positional=positional,
             uses_handle=issubclass(params, DataParams),
+            admin_only=admin_only,
         )
         return fn
 

@@ -10,6 +10,8 @@ from pydantic import Field
 from dbhandles.adapters import adapter_names
 from dbhandles.commands.base import Context, Params, Result, command
 from dbhandles.errors import InvalidParams
+from dbhandles.security.permissions import parse_permissions
+from dbhandles.security.policy import check_open, write_owner
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -33,6 +35,10 @@ class OpenParams(Params):
     """Optional alias to point at the new handle (e.g. 'training'); re-pointing is allowed."""
     emit_events: bool = True
     """Publish data:* events for writes through this handle."""
+    permissions: dict[str, Any] | None = None
+    """Phase 2: {read, write, delete, schema, allowedCollections, deniedCollections, owner, isolationMode, rowFilter, preset}."""
+    preset: str | None = None
+    """Permission preset: GOD_MODE, READ_ONLY, TRAINING_JOB, PERSONA_KNOWLEDGE, COLLABORATIVE."""
 
 
 class OpenResult(Result):
@@ -40,6 +46,8 @@ class OpenResult(Result):
     adapter: str
     alias: str | None = None
     config: dict[str, Any]
+    owner: str | None = None
+    permissions: dict[str, Any] | None = None
 
 
 @command(
@@ -66,17 +74,34 @@ def data_open(service: Service, params: OpenParams, context: Context) -> OpenRes
             raise InvalidParams(f"config: not valid JSON: {exc}", field="config") from exc
         if not isinstance(config, dict):
             raise InvalidParams("config: expects a JSON object", field="config")
-    handle = service.registry.open(
-        params.adapter, config, alias=params.alias, emit_events=params.emit_events,
-        owner=context.actor,
-    )  # fmt: skip
-    entry = service.registry.resolve(handle)
-    return OpenResult(
-        db_handle=handle,
-        adapter=entry.adapter_name,
-        alias=params.alias,
-        config=entry.config.public(),
+    registry = service.registry
+    cls, parsed = registry.parse(params.adapter, config)
+    requested = parse_permissions(params.permissions, params.preset)
+    owned = (
+        0
+        if context.is_admin
+        else sum(1 for e in registry.list_handles() if e.owner == context.actor)
     )
+    effective, recorded = check_open(cls, parsed, requested, context, service.settings, owned)
+    handle = registry.open(
+        params.adapter, parsed, alias=params.alias, emit_events=params.emit_events,
+        owner=context.actor, permissions=effective,
+    )  # fmt: skip
+    entry = registry.resolve(handle)
+    path = getattr(entry.config, "path", None)
+    if (
+        effective is not None
+        and effective.isolation_mode != "none"
+        and recorded is None
+        and cls.features.file_based
+        and path is not None
+        and not entry.config.readonly
+    ):
+        write_owner(str(path), effective.owner or context.actor, effective.isolation_mode)
+    return OpenResult(
+        db_handle=handle, adapter=entry.adapter_name, alias=params.alias, config=entry.config.public(),
+        owner=entry.owner, permissions=effective.to_wire() if effective is not None else None,
+    )  # fmt: skip
 
 
 class CloseParams(Params):
@@ -123,4 +148,12 @@ class HandlesResult(Result):
 def data_list_handles(
     service: Service, params: ListHandlesParams, context: Context
 ) -> HandlesResult:
-    return HandlesResult(handles=[e.info() for e in service.registry.list_handles()])
+    entries = service.registry.list_handles()
+    if not context.is_admin:
+        # Other actors' strictly isolated handles are not even listed.
+        entries = [
+            e for e in entries
+            if e.is_default or e.owner == context.actor
+            or e.permissions is None or e.permissions.isolation_mode != "strict"
+        ]  # fmt: skip
+    return HandlesResult(handles=[e.info() for e in entries])

@@ -95,7 +95,8 @@ def data_list(service: Service, params: ListParams, context: Context) -> ListRes
         extra = Compare(
             path, "gt" if params.cursor.direction == "after" else "lt", params.cursor.value
         )
-    with service.registry.lease(params.db_handle) as (entry, adapter), adapter.session() as session:
+    with service.lease(params, context) as (entry, adapter), adapter.session() as session:
+        filter_node = and_filters(entry.row_filter, filter_node)
         items: list[dict[str, Any]] = []
         last, has_more = None, False
         if limit > 0:
@@ -156,14 +157,18 @@ def data_query_open(service: Service, params: QueryOpenParams, context: Context)
     filter_node = parse_filter(params.filter)
     order = parse_order_by(params.order_by if params.order_by is not None else "desc")
     parse_fields(params.fields)
-    with service.registry.lease(params.db_handle) as (entry, adapter), adapter.session() as session:
-        total = session.count(collection, filter_node)
+    with service.lease(params, context) as (entry, adapter), adapter.session() as session:
+        total = session.count(collection, and_filters(entry.row_filter, filter_node))
+    spec_filter = params.filter
+    if entry.permissions is not None and entry.permissions.row_filter:
+        row = entry.permissions.row_filter
+        spec_filter = {"$and": [params.filter, row]} if params.filter else row
     now = now_ms()
     store = service.registry.store
     store.expire_cursors(now)
     row = CursorRow(
         cursor_id=str(uuid.uuid4()), handle=entry.handle, collection=collection,
-        spec={"filter": params.filter, "orderBy": [k.to_wire() for k in order], "fields": params.fields},
+        spec={"filter": spec_filter, "orderBy": [k.to_wire() for k in order], "fields": params.fields},
         position=None, page_number=0, total_count=total, page_size=page_size, exhausted=False,
         session_id=context.session_id, expires_at=now + int(service.settings.cursor_ttl_seconds * 1000),
     )  # fmt: skip
@@ -189,8 +194,10 @@ class QueryNextResult(DataResult):
     total_count: int
 
 
-def _get_cursor(service: Service, cursor_id: str) -> CursorRow:
+def _get_cursor(service: Service, cursor_id: str, context: Context) -> CursorRow:
     row = service.local_cursors.get(cursor_id) or service.registry.store.get_cursor(cursor_id)
+    if row is not None and row.session_id is not None and row.session_id != context.session_id:
+        row = None  # another session's cursor is invisible, not merely forbidden
     if row is None:
         raise CursorNotFound(f"queryHandle: no open query {cursor_id!r} (closed, expired, or its "
                              "handle was closed)", field="queryHandle")  # fmt: skip
@@ -218,7 +225,7 @@ def _drop_cursor(service: Service, cursor_id: str) -> bool:
 def data_query_next(service: Service, params: QueryNextParams, context: Context) -> QueryNextResult:
     with _lock_for(params.query_handle):
         while True:
-            row = _get_cursor(service, params.query_handle)
+            row = _get_cursor(service, params.query_handle, context)
             if params.db_handle is not None:
                 try:
                     named = service.registry.resolve(params.db_handle).handle
@@ -292,6 +299,10 @@ class QueryCloseResult(Result):
 def data_query_close(
     service: Service, params: QueryCloseParams, context: Context
 ) -> QueryCloseResult:
+    try:
+        _get_cursor(service, params.query_handle, context)
+    except CursorNotFound:
+        return QueryCloseResult(query_handle=params.query_handle, closed=False)
     closed = _drop_cursor(service, params.query_handle)
     with _locks_guard:
         _cursor_locks.pop(params.query_handle, None)

@@ -9,8 +9,14 @@ from pydantic import Field
 from dbhandles.commands.base import Context, DataParams, DataResult, Params, command
 from dbhandles.errors import DbHandlesError, InvalidParams
 from dbhandles.events import event_name
-from dbhandles.filters import validate_collection
-from dbhandles.operations import check_record_id, create_record, update_record
+from dbhandles.filters import FilterNode, validate_collection
+from dbhandles.operations import (
+    check_record_id,
+    create_record,
+    delete_record,
+    update_record,
+    visible,
+)
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -51,10 +57,12 @@ class RecordResult(DataResult):
 )
 def data_create(service: Service, params: CreateParams, context: Context) -> RecordResult:
     collection = params.checked_collection()
-    with service.registry.lease(params.db_handle) as (entry, adapter):
+    with service.lease(params, context) as (entry, adapter):
         decl = service.ensure_declared(adapter, collection)
         with adapter.session(write=True) as session:
-            record = create_record(session, collection, params.data, params.id, decl)
+            record = create_record(
+                session, collection, params.data, params.id, decl, row_filter=entry.row_filter
+            )
     service.publish(entry, event_name(collection, "created"),
                     {"collection": collection, "id": record["id"], "record": record},
                     params.suppress_events)  # fmt: skip
@@ -81,8 +89,8 @@ class ReadResult(RecordResult):
 )
 def data_read(service: Service, params: ReadParams, context: Context) -> ReadResult:
     collection = params.checked_collection()
-    with service.registry.lease(params.db_handle) as (entry, adapter), adapter.session() as session:
-        record = session.get(collection, check_record_id(params.id))
+    with service.lease(params, context) as (entry, adapter), adapter.session() as session:
+        record = visible(session.get(collection, check_record_id(params.id)), entry.row_filter)
     return ReadResult(db_handle=entry.handle, collection=collection, id=params.id,
                       data=record, found=record is not None)  # fmt: skip
 
@@ -117,12 +125,13 @@ class UpdateResult(RecordResult):
 def data_update(service: Service, params: UpdateParams, context: Context) -> UpdateResult:
     collection = params.checked_collection()
     check_record_id(params.id)
-    with service.registry.lease(params.db_handle) as (entry, adapter):
+    with service.lease(params, context) as (entry, adapter):
         decl = service.ensure_declared(adapter, collection)
         with adapter.session(write=True) as session:
             record, previous = update_record(
                 session, collection, params.id, params.data, decl,
                 increment_version=params.increment_version, expected_version=params.expected_version,
+                row_filter=entry.row_filter,
             )  # fmt: skip
     service.publish(entry, event_name(collection, "updated"),
                     {"collection": collection, "id": params.id, "record": record},
@@ -158,10 +167,10 @@ def data_delete(service: Service, params: DeleteParams, context: Context) -> Del
     collection = params.checked_collection()
     check_record_id(params.id)
     with (
-        service.registry.lease(params.db_handle) as (entry, adapter),
+        service.lease(params, context) as (entry, adapter),
         adapter.session(write=True) as session,
     ):
-        deleted = session.delete(collection, params.id)
+        deleted = delete_record(session, collection, params.id, entry.row_filter)
     if deleted:
         service.publish(entry, event_name(collection, "deleted"),
                         {"collection": collection, "id": params.id}, params.suppress_events)  # fmt: skip
@@ -200,7 +209,7 @@ class BatchResult(DataResult):
 def data_batch(service: Service, params: BatchParams, context: Context) -> BatchResult:
     results: list[dict[str, Any]] = []
     events: list[tuple[str, dict[str, Any]]] = []
-    with service.registry.lease(params.db_handle) as (entry, adapter):
+    with service.lease(params, context) as (entry, adapter):
         decls = {}
         for op in params.operations:
             name = validate_collection(op.collection, "operations.collection")
@@ -209,7 +218,9 @@ def data_batch(service: Service, params: BatchParams, context: Context) -> Batch
         with adapter.session(write=True) as session:
             for i, op in enumerate(params.operations):
                 try:
-                    results.append(_apply(session, op, decls[op.collection.lower()], events))
+                    results.append(
+                        _apply(session, op, decls[op.collection.lower()], events, entry.row_filter)
+                    )
                 except DbHandlesError as exc:
                     exc.message = f"operations[{i}] ({op.op}): {exc.message}; nothing was applied"
                     raise
@@ -219,13 +230,17 @@ def data_batch(service: Service, params: BatchParams, context: Context) -> Batch
 
 
 def _apply(
-    session: Any, op: BatchOp, decl: Any, events: list[tuple[str, dict[str, Any]]]
+    session: Any,
+    op: BatchOp,
+    decl: Any,
+    events: list[tuple[str, dict[str, Any]]],
+    row_filter: FilterNode | None,
 ) -> dict[str, Any]:
     collection = op.collection
     if op.op == "create":
         if op.data is None:
             raise InvalidParams("data: create needs data", field="data")
-        record = create_record(session, collection, op.data, op.id, decl)
+        record = create_record(session, collection, op.data, op.id, decl, row_filter=row_filter)
         events.append(
             (
                 event_name(collection, "created"),
@@ -239,6 +254,7 @@ def _apply(
         record, previous = update_record(
             session, collection, op.id, op.data or {}, decl,
             increment_version=op.increment_version, expected_version=op.expected_version,
+            row_filter=row_filter,
         )  # fmt: skip
         events.append(
             (
@@ -248,7 +264,7 @@ def _apply(
         )
         return {"op": "update", "collection": collection, "id": op.id, "previousVersion": previous,
                 "newVersion": record["version"]}  # fmt: skip
-    deleted = session.delete(collection, op.id)
+    deleted = delete_record(session, collection, op.id, row_filter)
     if deleted:
         events.append((event_name(collection, "deleted"), {"collection": collection, "id": op.id}))
     return {"op": "delete", "collection": collection, "id": op.id, "deleted": deleted}

@@ -1,0 +1,144 @@
+"""Per-handle permissions (Phase 2): what a handle may do, on which collections, to which rows.
+
+A handle's permissions can only narrow what its opener may do: ``narrow`` intersects them with the
+opener's own ceiling, and nothing given means the opener's own rights.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from dbhandles.errors import InvalidParams
+from dbhandles.filters import FilterNode, parse_filter, validate_collection
+
+__all__ = ["PRESETS", "Isolation", "Permissions", "narrow", "parse_permissions"]
+
+Isolation = Literal["none", "soft", "strict"]
+
+
+class Permissions(BaseModel):
+    """What one handle allows. Defaults are the original system's "god mode"."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+    )
+
+    read: bool = True
+    write: bool = True
+    delete: bool = True
+    schema_: bool = Field(default=True, alias="schema")
+    allowed_collections: tuple[str, ...] | None = None
+    denied_collections: tuple[str, ...] = ()
+    owner: str | None = None
+    isolation_mode: Isolation = "none"
+    row_filter: dict[str, Any] | None = None
+
+    @field_validator("allowed_collections", "denied_collections", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        if not isinstance(value, list | tuple):
+            raise ValueError("expects a list of collection names")
+        return tuple(validate_collection(v, "collection").lower() for v in value)
+
+    @field_validator("row_filter")
+    @classmethod
+    def _filter(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        parse_filter(value, "permissions.rowFilter")
+        return value
+
+    def row_filter_node(self) -> FilterNode | None:
+        return parse_filter(self.row_filter, "permissions.rowFilter")
+
+    def allows(self, operation: str) -> bool:
+        return bool(
+            {
+                "read": self.read,
+                "write": self.write,
+                "delete": self.delete,
+                "schema": self.schema_,
+            }.get(operation, True)
+        )
+
+    def collection_refusal(self, collection: str) -> str | None:
+        name = collection.lower()
+        if name in self.denied_collections:
+            return f"collection {collection!r} is denied to this handle"
+        if self.allowed_collections is not None and name not in self.allowed_collections:
+            return f"collection {collection!r} is not in this handle's allowed list"
+        return None
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+PRESETS: dict[str, Permissions] = {
+    "GOD_MODE": Permissions(),
+    "READ_ONLY": Permissions(write=False, delete=False, schema_=False),
+    "TRAINING_JOB": Permissions(
+        delete=False,
+        allowed_collections=("training_metrics", "checkpoints", "evaluation_results"),
+    ),
+    "PERSONA_KNOWLEDGE": Permissions(schema_=False, isolation_mode="strict"),
+    "COLLABORATIVE": Permissions(delete=False, schema_=False, isolation_mode="soft"),
+}
+
+
+def parse_permissions(raw: dict[str, Any] | None, preset: str | None = None) -> Permissions | None:
+    """Build permissions from a preset name and/or explicit fields (explicit fields win)."""
+    raw = dict(raw or {})
+    preset = raw.pop("preset", None) or preset
+    if preset is None and not raw:
+        return None
+    base: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise InvalidParams(
+                f"permissions.preset: unknown preset {preset!r}; known: {', '.join(PRESETS)}",
+                field="permissions.preset",
+            )
+        base = PRESETS[preset].model_dump(by_alias=True, exclude_none=True)
+    try:
+        return Permissions.model_validate({**base, **raw})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise InvalidParams(
+            f"permissions.{where}: {err['msg']}", field=f"permissions.{where}"
+        ) from exc
+
+
+def narrow(requested: Permissions | None, ceiling: Permissions | None) -> Permissions | None:
+    """The intersection: a handle never allows more than its opener's ceiling."""
+    if ceiling is None:
+        return requested
+    if requested is None:
+        return ceiling
+    allowed: tuple[str, ...] | None
+    if requested.allowed_collections is None:
+        allowed = ceiling.allowed_collections
+    elif ceiling.allowed_collections is None:
+        allowed = requested.allowed_collections
+    else:
+        allowed = tuple(
+            c for c in requested.allowed_collections if c in ceiling.allowed_collections
+        )
+    filters = [f for f in (ceiling.row_filter, requested.row_filter) if f]
+    order = {"none": 0, "soft": 1, "strict": 2}
+    return Permissions(
+        read=requested.read and ceiling.read,
+        write=requested.write and ceiling.write,
+        delete=requested.delete and ceiling.delete,
+        schema_=requested.schema_ and ceiling.schema_,
+        allowed_collections=allowed,
+        denied_collections=tuple(
+            sorted({*requested.denied_collections, *ceiling.denied_collections})
+        ),
+        owner=requested.owner or ceiling.owner,
+        isolation_mode=max(requested.isolation_mode, ceiling.isolation_mode, key=order.__getitem__),
+        row_filter=None if not filters else filters[0] if len(filters) == 1 else {"$and": filters},
+    )

@@ -1,0 +1,172 @@
+"""The one choke point: who may open what, and whether a command may run through a handle.
+
+``Service.execute`` calls ``authorize`` before every handler; ``data/open`` calls ``check_open``.
+Every command declares its operation in the command table, so a command added later cannot skip the
+check (a test builds the permission matrix from the table).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from dbhandles.adapters import Adapter, AdapterConfig
+from dbhandles.clock import iso_now
+from dbhandles.commands.base import Command, Context
+from dbhandles.errors import AccessDenied, PathNotAllowed, PermissionDenied, QuotaExceeded
+from dbhandles.security.permissions import PRESETS, Permissions, narrow
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from dbhandles.registry import HandleEntry
+    from dbhandles.settings import Settings
+
+__all__ = ["authorize", "check_open", "operations_of", "owner_file", "read_owner", "write_owner"]
+
+
+def owner_file(path: str) -> Path:
+    """The ``.owner`` sidecar of a file database: ``<file>.owner``."""
+    return Path(f"{path}.owner")
+
+
+def read_owner(path: str) -> dict[str, Any] | None:
+    try:
+        data = orjson.loads(owner_file(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("owner"), str) else None
+
+
+def write_owner(path: str, owner: str, isolation: str) -> None:
+    """Record the owner next to the database so it survives re-opening by path (owner-only file)."""
+    target = owner_file(path)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(orjson.dumps({"owner": owner, "isolationMode": isolation, "createdAt": iso_now()}))
+
+
+def _under(path: Path, roots: tuple[Path, ...]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def check_open(
+    cls: type[Adapter],
+    config: AdapterConfig,
+    requested: Permissions | None,
+    context: Context,
+    settings: Settings,
+    handles_owned: int,
+) -> tuple[Permissions | None, dict[str, Any] | None]:
+    """Decide whether ``context`` may open this database; return the handle's effective permissions
+    and the recorded ownership (if any).
+
+    Raises:
+        PathNotAllowed: a file outside the allowed roots (remote actors only; ``..`` and links resolved).
+        AccessDenied: the database is owned by another actor with ``strict`` isolation.
+        QuotaExceeded: the actor holds too many handles.
+        PermissionDenied: the actor tries to record someone else as owner.
+    """
+    path = getattr(config, "path", None)
+    if cls.features.file_based and path is not None and not context.trusted_local:
+        real = Path(os.path.realpath(os.path.expanduser(str(path))))
+        roots = settings.roots()
+        if not _under(real, roots):
+            raise PathNotAllowed(
+                f"config.path: {real} is outside the allowed folders ({', '.join(map(str, roots))}); "
+                "an administrator can add folders with DBHANDLES_ALLOWED_ROOTS",
+                field="config.path",
+            )
+    if not context.is_admin and handles_owned >= settings.max_handles_per_actor:
+        raise QuotaExceeded(
+            f"actor {context.actor!r} already holds {handles_owned} open handles (the limit is "
+            f"{settings.max_handles_per_actor}); close some with data/close"
+        )
+    if (
+        requested is not None
+        and requested.owner not in (None, context.actor)
+        and not context.is_admin
+    ):
+        raise PermissionDenied("permissions.owner: only an administrator can record another owner")
+    recorded = None
+    if cls.features.file_based and path is not None:
+        real_path = os.path.realpath(os.path.expanduser(str(path)))
+        recorded = read_owner(real_path)
+    ceiling: Permissions | None = None
+    if recorded is not None and recorded["owner"] != context.actor and not context.is_admin:
+        isolation = recorded.get("isolationMode", "none")
+        if isolation == "strict":
+            raise AccessDenied(
+                f"Access denied: database owned by {recorded['owner']!r}, requested by {context.actor!r}"
+            )
+        if isolation == "soft":
+            ceiling = PRESETS["READ_ONLY"].model_copy(update={"isolation_mode": "soft"})
+    return narrow(requested, ceiling), recorded
+
+
+def operations_of(command: Command, params: BaseModel) -> set[str]:
+    """What a call does: the command's declared operation, widened by what a batch contains."""
+    ops: set[str] = {command.operation}
+    for op in getattr(params, "operations", None) or ():
+        ops.add("delete" if op.op == "delete" else "write")
+    return ops
+
+
+def collections_of(params: BaseModel) -> list[str]:
+    collection = getattr(params, "collection", None)
+    names = [collection] if isinstance(collection, str) else []
+    names += [str(op.collection) for op in getattr(params, "operations", None) or ()]
+    return names
+
+
+def authorize(
+    command: Command, params: BaseModel, context: Context, entry: HandleEntry | None
+) -> None:
+    """Refuse the call unless the actor and the handle's permissions allow every operation in it.
+
+    Raises:
+        PermissionDenied, AccessDenied, Forbidden (admin-only commands).
+    """
+    from dbhandles.errors import Forbidden
+
+    ops = operations_of(command, params)
+    if "admin" in ops and not context.is_admin and command.admin_only:
+        raise Forbidden(f"{command.name} is for administrators only")
+    if entry is None:
+        return
+    data_ops = ops & {"read", "write", "delete", "schema"}
+    foreign = entry.owner is not None and entry.owner != context.actor and not context.is_admin
+    permissions = entry.permissions
+    if foreign and permissions is not None and permissions.isolation_mode == "strict":
+        raise AccessDenied(
+            f"Access denied: handle owned by {entry.owner!r}, requested by {context.actor!r}"
+        )
+    if (
+        foreign
+        and permissions is not None
+        and permissions.isolation_mode == "soft"
+        and data_ops - {"read"}
+    ):
+        raise AccessDenied(
+            f"Access denied: handle owned by {entry.owner!r} is read-only for {context.actor!r} (soft isolation)"
+        )
+    if command.name == "data/close" and foreign:
+        raise AccessDenied(
+            f"Access denied: only {entry.owner!r} (or an administrator) can close this handle"
+        )
+    if permissions is None:
+        return
+    for op in sorted(data_ops):
+        if not permissions.allows(op):
+            raise PermissionDenied(f"Permission denied: handle does not have {op} access")
+    for name in collections_of(params):
+        refusal = permissions.collection_refusal(name)
+        if refusal is not None:
+            raise PermissionDenied(f"Permission denied: {refusal}")
+    if entry.row_filter is not None and "schema" in data_ops and command.name != "data/schema":
+        raise PermissionDenied(
+            f"Permission denied: {command.name} would reach rows outside this handle's row filter"
+        )
