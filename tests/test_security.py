@@ -445,3 +445,48 @@ def test_cursors_belong_to_their_session(service: Service, tmp_path: Path) -> No
 def test_owner_sidecar_is_private(service: Service, tmp_path: Path) -> None:
     open_db(service, ALICE, tmp_path, "p.sqlite", preset="PERSONA_KNOWLEDGE")
     assert os.stat(tmp_path / "p.sqlite.owner").st_mode & 0o077 == 0
+
+
+def test_tokens_create_authenticate_expire_revoke(service: Service) -> None:
+    from dbhandles import Unauthorized
+
+    created = service.execute(
+        "token/create", {"actor": "helper-ai", "expires": "30d"}, context=ADMIN
+    )
+    token = created["token"]
+    assert token.startswith("dbh_") and created["expiresAt"]
+    actor = service.tokens.authenticate(token)
+    assert actor.name == "helper-ai" and actor.is_admin is False
+    listed = service.execute("token/list", {}, context=ADMIN)["tokens"]
+    assert [t["actor"] for t in listed] == ["helper-ai"]
+    assert token not in str(listed)
+    for bad in (None, "", "garbage", token[:-2] + "xx", "dbh_000000000000_" + "a" * 43):
+        with pytest.raises(Unauthorized):
+            service.tokens.authenticate(bad)
+    service.execute("token/revoke", {"tokenId": created["tokenId"]}, context=ADMIN)
+    with pytest.raises(Unauthorized):
+        service.tokens.authenticate(token)
+    with pytest.raises(Forbidden):
+        service.execute("token/create", {"actor": "mallory", "admin": True}, context=ALICE)
+    with pytest.raises(InvalidParams, match="duration"):
+        service.execute("token/create", {"actor": "x", "expires": "forever"}, context=ADMIN)
+
+
+def test_expired_token_is_refused(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dbhandles import Unauthorized
+    from dbhandles.security import tokens as tokens_mod
+
+    token, _ = service.tokens.create("temp", expires="1s")
+    monkeypatch.setattr(tokens_mod, "iso_now", lambda: "2999-01-01T00:00:00.000Z")
+    with pytest.raises(Unauthorized):
+        service.tokens.authenticate(token)
+
+
+def test_first_start_admin_token_file(service: Service) -> None:
+    token = service.tokens.ensure_admin_token()
+    assert token is not None
+    assert service.tokens.ensure_admin_token() is None
+    path = service.settings.home / "admin.token"
+    assert path.read_text().strip() == token
+    assert os.stat(path).st_mode & 0o077 == 0
+    assert service.tokens.authenticate(token).is_admin is True

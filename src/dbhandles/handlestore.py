@@ -21,7 +21,7 @@ import orjson
 
 from dbhandles.errors import StorageBusy, StorageError
 
-__all__ = ["AuditRow", "CursorRow", "HandleRow", "HandleStore", "SqliteHandleStore"]
+__all__ = ["AuditRow", "CursorRow", "HandleRow", "HandleStore", "SqliteHandleStore", "TokenRow"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,19 @@ class AuditRow:
     record_id: str | None
     success: bool
     code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    """A bearer token as stored: only a hash of its secret is kept."""
+
+    token_id: str
+    actor: str
+    secret_hash: str
+    is_admin: bool
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +157,19 @@ class HandleStore(ABC):
         """Newest first."""
 
     @abstractmethod
+    def put_token(self, row: TokenRow) -> None: ...
+
+    @abstractmethod
+    def get_token(self, token_id: str) -> TokenRow | None: ...
+
+    @abstractmethod
+    def list_tokens(self) -> list[TokenRow]: ...
+
+    @abstractmethod
+    def revoke_token(self, token_id: str, at: str) -> bool:
+        """Mark a token revoked; ``True`` if it existed and was not revoked yet."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
 
@@ -190,6 +216,15 @@ CREATE TABLE IF NOT EXISTS _dbh_audit (
     code TEXT
 );
 CREATE INDEX IF NOT EXISTS _dbh_audit_at ON _dbh_audit(at);
+CREATE TABLE IF NOT EXISTS _dbh_tokens (
+    token_id TEXT PRIMARY KEY,
+    actor TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    is_admin INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT,
+    revoked_at TEXT
+);
 CREATE TRIGGER IF NOT EXISTS _dbh_audit_no_update BEFORE UPDATE ON _dbh_audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS _dbh_audit_no_delete BEFORE DELETE ON _dbh_audit
@@ -204,6 +239,13 @@ _CURSOR_COLS = (
     "cursor_id, handle, collection, spec, position, page_number, total_count, page_size, "
     "exhausted, session_id, expires_at"
 )
+
+
+_TOKEN_COLS = "token_id, actor, secret_hash, is_admin, created_at, expires_at, revoked_at"
+
+
+def _token_row(r: tuple[Any, ...]) -> TokenRow:
+    return TokenRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6])
 
 
 def _handle_row(r: tuple[Any, ...]) -> HandleRow:
@@ -412,6 +454,34 @@ class SqliteHandleStore(HandleStore):
             )
             for r in rows
         ]  # fmt: skip
+
+    def put_token(self, row: TokenRow) -> None:
+        with self._tx() as db:
+            db.execute(
+                f"INSERT INTO _dbh_tokens ({_TOKEN_COLS}) VALUES (?,?,?,?,?,?,?)",
+                (row.token_id, row.actor, row.secret_hash, int(row.is_admin), row.created_at,
+                 row.expires_at, row.revoked_at),
+            )  # fmt: skip
+
+    def get_token(self, token_id: str) -> TokenRow | None:
+        rows = self._query(f"SELECT {_TOKEN_COLS} FROM _dbh_tokens WHERE token_id = ?", (token_id,))
+        return _token_row(rows[0]) if rows else None
+
+    def list_tokens(self) -> list[TokenRow]:
+        return [
+            _token_row(r)
+            for r in self._query(f"SELECT {_TOKEN_COLS} FROM _dbh_tokens ORDER BY created_at")
+        ]
+
+    def revoke_token(self, token_id: str, at: str) -> bool:
+        with self._tx() as db:
+            return (
+                db.execute(
+                    "UPDATE _dbh_tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL",
+                    (at, token_id),
+                ).rowcount
+                > 0
+            )
 
     def close(self) -> None:
         with self._lock:

@@ -26,6 +26,7 @@ from dbhandles.registry import HandleEntry, HandleRegistry
 from dbhandles.schemas import Declaration, SchemaRegistry
 from dbhandles.security.audit import AuditLog
 from dbhandles.security.policy import authorize, operations_of
+from dbhandles.security.tokens import TokenManager
 from dbhandles.settings import Settings
 
 __all__ = ["Service", "params_error"]
@@ -67,6 +68,7 @@ class Service:
         self.events = EventBus()
         self.schemas = SchemaRegistry()
         self.audit = AuditLog(self.registry.store, enabled=self.settings.audit)
+        self.tokens = TokenManager(self.registry.store, self.settings.home)
         self._indexed: set[tuple[int, str]] = set()
         #: Cursors over non-durable (memory) handles live with the process, like their handles.
         self.local_cursors: dict[str, CursorRow] = {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dbhandles.commands import admin, audit, handles, listing, records
+from dbhandles.commands import admin, audit, handles, listing, records, tokens
 from dbhandles.commands.base import (
     COMMANDS,
     Command,
@@ -25,4 +25,4 @@ __all__ = [
     "Result",
 ]
 
-_ = (admin, audit, handles, listing, records)
+_ = (admin, audit, handles, listing, records, tokens)

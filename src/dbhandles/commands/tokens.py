@@ -1,0 +1,112 @@
+"""``token/create``, ``token/list``, ``token/revoke``: bearer tokens for actors (administrators only)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dbhandles.commands.base import Context, Params, Result, command
+from dbhandles.handlestore import TokenRow
+
+if TYPE_CHECKING:
+    from dbhandles.service import Service
+
+__all__ = ["TokenCreateParams", "TokenRevokeParams"]
+
+
+def _public(row: TokenRow) -> dict[str, Any]:
+    return {
+        "tokenId": row.token_id,
+        "actor": row.actor,
+        "isAdmin": row.is_admin,
+        "createdAt": row.created_at,
+        "expiresAt": row.expires_at,
+        "revokedAt": row.revoked_at,
+    }
+
+
+class TokenCreateParams(Params):
+    actor: str
+    """The actor the token stands for (e.g. helper-ai)."""
+    expires: str | None = None
+    """Lifetime such as 30d, 12h or 15m; omitted: never expires."""
+    admin: bool = False
+    """Give the actor administrator rights (audit log, tokens, every handle)."""
+
+
+class TokenCreateResult(Result):
+    token: str
+    token_id: str
+    actor: str
+    is_admin: bool
+    expires_at: str | None = None
+
+
+@command(
+    "token/create",
+    params=TokenCreateParams,
+    result=TokenCreateResult,
+    operation="admin",
+    admin_only=True,
+    summary="Create a bearer token for an actor; the token is shown once, only its hash is kept.",
+    example="jtag token create --actor=helper-ai --expires=30d",
+)
+def token_create(
+    service: Service, params: TokenCreateParams, context: Context
+) -> TokenCreateResult:
+    token, row = service.tokens.create(params.actor, expires=params.expires, admin=params.admin)
+    return TokenCreateResult(
+        token=token,
+        token_id=row.token_id,
+        actor=row.actor,
+        is_admin=row.is_admin,
+        expires_at=row.expires_at,
+    )
+
+
+class TokenListParams(Params):
+    pass
+
+
+class TokenListResult(Result):
+    tokens: list[dict[str, Any]]
+
+
+@command(
+    "token/list",
+    params=TokenListParams,
+    result=TokenListResult,
+    operation="admin",
+    admin_only=True,
+    summary="List tokens (ids, actors, expiry, revocation; never the secrets).",
+    example="jtag token list --format=table",
+)
+def token_list(service: Service, params: TokenListParams, context: Context) -> TokenListResult:
+    return TokenListResult(tokens=[_public(r) for r in service.tokens.list()])
+
+
+class TokenRevokeParams(Params):
+    token_id: str
+    """The tokenId (from token list) or the token itself."""
+
+
+class TokenRevokeResult(Result):
+    token_id: str
+    actor: str
+    revoked: bool = True
+
+
+@command(
+    "token/revoke",
+    params=TokenRevokeParams,
+    result=TokenRevokeResult,
+    operation="admin",
+    admin_only=True,
+    summary="Revoke a token: requests with it get 401 from then on.",
+    example="jtag token revoke --tokenId=<id>",
+    positional="token_id",
+)
+def token_revoke(
+    service: Service, params: TokenRevokeParams, context: Context
+) -> TokenRevokeResult:
+    row = service.tokens.revoke(params.token_id)
+    return TokenRevokeResult(token_id=row.token_id, actor=row.actor)

@@ -1,0 +1,145 @@
+"""Bearer tokens: actors for requests that come over the network.
+
+A token looks like ``dbh_<id>_<secret>``. Only a SHA-256 hash of the secret is stored (in the default
+database), the secret is shown once at creation, and secrets are compared in constant time. On first
+start with no token, the server creates an admin token and keeps it in ``<home>/admin.token``, readable
+only by its owner, so the local ``jtag`` finds it and the seed's commands keep working verbatim.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from dbhandles.clock import iso_now
+from dbhandles.errors import InvalidParams, NotFound, Unauthorized
+from dbhandles.handlestore import HandleStore, TokenRow
+
+__all__ = ["ADMIN_TOKEN_FILE", "Actor", "TokenManager", "parse_duration"]
+
+ADMIN_TOKEN_FILE = "admin.token"
+_TOKEN = re.compile(r"^dbh_([A-Za-z0-9]{8,32})_([A-Za-z0-9_-]{20,128})$")
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_ACTOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who a request runs as."""
+
+    name: str
+    is_admin: bool
+    token_id: str | None = None
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``15m``, ``90s``, ``2w`` → a timedelta."""
+    match = _DURATION.match(text)
+    if not match:
+        raise InvalidParams(
+            f"expires: {text!r} is not a duration like 30d, 12h or 15m", field="expires"
+        )
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class TokenManager:
+    """Create, list, revoke and check tokens kept in a ``HandleStore``."""
+
+    def __init__(self, store: HandleStore, home: Path) -> None:
+        self.store = store
+        self.home = home
+
+    def create(
+        self, actor: str, *, expires: str | None = None, admin: bool = False
+    ) -> tuple[str, TokenRow]:
+        """A new token for ``actor``; returns ``(token, row)`` — the token is never shown again."""
+        if not _ACTOR.match(actor):
+            raise InvalidParams(
+                f"actor: {actor!r} is not a valid actor name (letters, digits, '_', '.', '@', '-')",
+                field="actor",
+            )
+        token_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        expires_at = None
+        if expires is not None:
+            moment = datetime.now(UTC) + parse_duration(expires)
+            expires_at = moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        row = TokenRow(token_id, actor, _hash(secret), admin, iso_now(), expires_at, None)
+        self.store.put_token(row)
+        return f"dbh_{token_id}_{secret}", row
+
+    def list(self) -> list[TokenRow]:
+        return self.store.list_tokens()
+
+    def revoke(self, token_or_id: str) -> TokenRow:
+        """Revoke by id (or by the whole token).
+
+        Raises:
+            NotFound: no such token.
+        """
+        match = _TOKEN.match(token_or_id)
+        token_id = match.group(1) if match else token_or_id
+        row = self.store.get_token(token_id)
+        if row is None:
+            raise NotFound(f"no token with id {token_id!r}; see 'jtag token list'")
+        self.store.revoke_token(token_id, iso_now())
+        return row
+
+    def authenticate(self, token: str | None) -> Actor:
+        """The actor a bearer token stands for.
+
+        Raises:
+            Unauthorized: missing, malformed, unknown, wrong, expired or revoked (one message for all but
+            missing, so a caller learns nothing about which).
+        """
+        if not token:
+            raise Unauthorized("a bearer token is required: send 'Authorization: Bearer <token>'")
+        match = _TOKEN.match(token)
+        row = self.store.get_token(match.group(1)) if match else None
+        expected = row.secret_hash if row is not None else _hash("")
+        given = _hash(match.group(2)) if match else _hash("x")
+        valid = hmac.compare_digest(expected, given)
+        if (
+            row is None
+            or not valid
+            or row.revoked_at is not None
+            or (row.expires_at is not None and row.expires_at < iso_now())
+        ):
+            raise Unauthorized("the token is not valid (wrong, expired or revoked)")
+        return Actor(row.actor, row.is_admin, row.token_id)
+
+    # -- the local admin token -------------------------------------------------------------------
+
+    @property
+    def admin_file(self) -> Path:
+        return self.home / ADMIN_TOKEN_FILE
+
+    def ensure_admin_token(self) -> str | None:
+        """On first start (no token at all), create an admin token and write it to ``admin.token``
+        (mode 0600). Returns the new token, or ``None`` when tokens already exist."""
+        if self.store.list_tokens():
+            return None
+        token, _ = self.create("admin", admin=True)
+        self.home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.admin_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+        return token
+
+    def read_admin_file(self) -> str | None:
+        """The local admin token, if this user can read it."""
+        try:
+            return self.admin_file.read_text().strip() or None
+        except OSError:
+            return None
