@@ -10,7 +10,7 @@ import orjson
 
 from dbhandles.adapters.base import Query, Record, Session
 from dbhandles.errors import InvalidParams
-from dbhandles.evaluate import position_of, project
+from dbhandles.evaluate import position_of, project, sort_value
 from dbhandles.filters import And, FilterNode, SortKey
 
 __all__ = ["decode_token", "encode_token", "fetch_page", "order_signature"]
@@ -42,7 +42,7 @@ def decode_token(token: str, order: tuple[SortKey, ...]) -> tuple[tuple[int, Any
             "cursor: it was made for a different orderBy; pass the same orderBy", field="cursor"
         )
     for rank, value in position:
-        if not 0 <= rank <= 4 or not (value is None or isinstance(value, str | int | float | bool)):
+        if sort_value(value)[0] != rank and not (rank == 4 and value is None):
             raise InvalidParams("cursor: malformed position", field="cursor")
     return position
 

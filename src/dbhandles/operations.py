@@ -25,6 +25,7 @@ __all__ = [
 
 MAX_ID_LENGTH = 512
 MAX_DEPTH = 64
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def check_record_id(value: object, field: str = "id") -> str:
@@ -38,7 +39,13 @@ def check_json(value: object, where: str, depth: int = 0) -> None:
     """Refuse what JSON cannot hold faithfully (NaN, infinities, non-string keys, other types)."""
     if depth > MAX_DEPTH:
         raise InvalidParams(f"{where}: nested deeper than {MAX_DEPTH} levels", field=where)
-    if value is None or isinstance(value, str | bool | int):
+    if value is None or isinstance(value, str | bool):
+        return
+    if isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise InvalidParams(
+                f"{where}: integers must fit in 64 bits (store bigger ones as strings)", field=where
+            )
         return
     if isinstance(value, float):
         if not math.isfinite(value):

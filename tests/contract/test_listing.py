@@ -185,3 +185,16 @@ def test_limits(service: Service, people: str) -> None:
 def test_list_of_missing_collection_is_empty(service: Service, db: str) -> None:
     result = service.execute("data/list", {"dbHandle": db, "collection": "nothing"})
     assert result["items"] == [] and result["count"] == 0
+
+
+def test_forged_cursor_positions_are_refused(service: Service, people: str) -> None:
+    from dbhandles.cursors import encode_token
+    from dbhandles.filters import parse_order_by
+
+    order = parse_order_by(["name"])
+    forged = encode_token(order, ((2, "not a number"), (3, "p1")))
+    with pytest.raises(InvalidParams, match="cursor"):
+        service.execute(
+            "data/list",
+            {"dbHandle": people, "collection": "people", "orderBy": ["name"], "cursor": forged},
+        )

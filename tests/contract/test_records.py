@@ -258,3 +258,15 @@ def test_declared_model_validates_creates_and_merged_updates(service: Service, d
     assert schema["declared"] is True
     assert {f["name"] for f in schema["fields"]} == {"text", "label", "score"}
     assert schema["indexes"] == ["label"]
+
+
+def test_integers_beyond_64_bits_are_refused(service: Service, db: str) -> None:
+    with pytest.raises(InvalidParams, match="64 bits"):
+        service.execute("data/create", {"dbHandle": db, "collection": "c", "data": {"big": 2**64}})
+    service.execute(
+        "data/create", {"dbHandle": db, "collection": "c", "id": "ok", "data": {"big": 2**63 - 1}}
+    )
+    assert (
+        service.execute("data/read", {"dbHandle": db, "collection": "c", "id": "ok"})["data"]["big"]
+        == 2**63 - 1
+    )

@@ -89,11 +89,11 @@ class AdapterConfig(BaseModel):
 def config_error(adapter: str, exc: ValidationError) -> InvalidConfig:
     """Turn a pydantic error about an adapter config into ``invalid_config`` naming the key."""
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "config"
+    where = ".".join(["config", *(str(p) for p in err["loc"])])
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
-    return InvalidConfig(f"config.{where}: {msg} (adapter {adapter!r})", field=f"config.{where}")
+    return InvalidConfig(f"{where}: {msg} (adapter {adapter!r})", field=where)
 
 
 class Session(ABC):

@@ -1,0 +1,348 @@
+"""Compile the filter tree, ``orderBy`` and keyset positions to SQL with bound parameters.
+
+The SQL must agree with ``dbhandles.evaluate`` (the oracle) on every input. The rules it encodes:
+
+* every value has a *rank*: missing/null 0, booleans 1, numbers 2, strings 3, arrays/objects 4;
+  comparisons only succeed within one rank, ordering sorts by rank first, then by value (ranks 1-3);
+* every leaf evaluates to 0 or 1, never NULL: a type guard that is total is ANDed in front of each
+  value comparison, and the comparison is never NULL once the guard holds. So ``$not``, ``$ne`` and
+  ``$nin`` are plain ``NOT``;
+* field paths are validated identifiers and are embedded as path literals (which is what lets an
+  expression index match); values, ranks and patterns are always bound parameters.
+
+Everything that differs between SQL engines sits behind ``Dialect`` (in ``sqldialect``, re-exported
+here); ``SqliteDialect`` is the SQLite implementation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dbhandles.adapters.sqldialect import Dialect, SqliteDialect
+from dbhandles.errors import InvalidFilter, InvalidParams
+from dbhandles.evaluate import rank as rank_of
+from dbhandles.filters import And, Compare, FilterNode, Not, Or, Scalar, SortKey
+
+__all__ = [
+    "FALSE",
+    "RESERVED_COLUMNS",
+    "TRUE",
+    "Column",
+    "Dialect",
+    "Fragment",
+    "SqlCompiler",
+    "SqliteDialect",
+    "and_",
+    "not_",
+    "or_",
+]
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+#: Ranks whose members are ordered among themselves (booleans, numbers, strings).
+_VALUED = (1, 2, 3)
+_ORDER_OPS: Mapping[str, str] = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """A piece of SQL and the parameters its placeholders bind, in order."""
+
+    sql: str
+    params: tuple[object, ...] = ()
+
+
+TRUE = Fragment("1")
+FALSE = Fragment("0")
+
+
+def and_(*parts: Fragment) -> Fragment:
+    """Conjunction with constant folding (an empty conjunction is ``TRUE``)."""
+    kept: list[Fragment] = []
+    for part in parts:
+        if part == FALSE:
+            return FALSE
+        if part != TRUE:
+            kept.append(part)
+    return _join(" AND ", kept, TRUE)
+
+
+def or_(*parts: Fragment) -> Fragment:
+    """Disjunction with constant folding (an empty disjunction is ``FALSE``)."""
+    kept: list[Fragment] = []
+    for part in parts:
+        if part == TRUE:
+            return TRUE
+        if part != FALSE:
+            kept.append(part)
+    return _join(" OR ", kept, FALSE)
+
+
+def not_(part: Fragment) -> Fragment:
+    """Negation; only correct because every compiled fragment is 0/1, never NULL."""
+    if part == TRUE:
+        return FALSE
+    if part == FALSE:
+        return TRUE
+    return Fragment(f"NOT ({part.sql})", part.params)
+
+
+def _join(sep: str, parts: list[Fragment], empty: Fragment) -> Fragment:
+    if not parts:
+        return empty
+    if len(parts) == 1:
+        return parts[0]
+    params: list[object] = []
+    for part in parts:
+        params.extend(part.params)
+    return Fragment(sep.join(f"({p.sql})" for p in parts), tuple(params))
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A reserved field stored in its own column; every row's value there has rank ``rank``."""
+
+    name: str
+    rank: int
+
+
+#: Reserved fields and the columns that hold them (ids and ISO timestamps are strings).
+RESERVED_COLUMNS: Mapping[str, Column] = {
+    "id": Column("id", 3),
+    "createdAt": Column("created_at", 3),
+    "updatedAt": Column("updated_at", 3),
+    "version": Column("version", 2),
+}
+
+
+def _check_scalar(value: object, where: str) -> None:
+    """Refuse values the driver cannot bind faithfully (the oracle has no such limits)."""
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise InvalidFilter(
+                f"{where}: integer {value} is outside the 64-bit range", field=where
+            )
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidFilter(f"{where}: NaN and infinity cannot be compared", field=where)
+    elif isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidFilter(f"{where}: text is not valid Unicode ({exc.reason})") from exc
+
+
+class SqlCompiler:
+    """Turns filter trees, sort keys and keyset positions into SQL for one dialect.
+
+    Args:
+        dialect: the engine's fragments.
+        columns: reserved fields stored in columns of their own (others live in the JSON document).
+    """
+
+    def __init__(self, dialect: Dialect, columns: Mapping[str, Column] = RESERVED_COLUMNS) -> None:
+        self.dialect = dialect
+        self.columns = columns
+
+    # -- parameters ---------------------------------------------------------------------------
+
+    def _param(self, value: Scalar, where: str = "filter") -> Fragment:
+        _check_scalar(value, where)
+        return Fragment(self.dialect.placeholder, (self.dialect.bind(value),))
+
+    def _op(self, left: str, op: str, value: Scalar, *, text: bool = False) -> Fragment:
+        """``left op ?``; ``text`` orders strings by code point (only matters for <, >)."""
+        ph = self._param(value)
+        if text and op != "=":
+            return Fragment(
+                f"{self.dialect.text(left)} {op} {self.dialect.text(ph.sql)}", ph.params
+            )
+        return Fragment(f"{left} {op} {ph.sql}", ph.params)
+
+    # -- filters ------------------------------------------------------------------------------
+
+    def where(self, node: FilterNode | None) -> Fragment:
+        """A total boolean expression equivalent to ``evaluate.matches(node, record)``."""
+        if node is None:
+            return TRUE
+        if isinstance(node, Compare):
+            return self._compare(node)
+        if isinstance(node, And):
+            return and_(*(self.where(child) for child in node.children))
+        if isinstance(node, Or):
+            return or_(*(self.where(child) for child in node.children))
+        if isinstance(node, Not):
+            return not_(self.where(node.child))
+        raise InvalidFilter(f"unknown filter node {node!r}")
+
+    def _compare(self, node: Compare) -> Fragment:
+        path, op, value = node.path, node.op, node.value
+        column = self.columns.get(path[0]) if len(path) == 1 else None
+        if isinstance(value, tuple):
+            if op not in ("in", "nin"):
+                raise InvalidFilter(f"{'.'.join(path)}: ${op} expects a single value")
+            found = self._in(path, column, value)
+            return found if op == "in" else not_(found)
+        if op in ("eq", "ne"):
+            found = self._in(path, column, (value,))
+            return found if op == "eq" else not_(found)
+        if op == "exists":
+            present = TRUE if column is not None else not_(self._is_missing(path))
+            return present if value else not_(present)
+        if op == "regex":
+            return self._text_test(path, column, self.dialect.regex, value)
+        if op == "contains":
+            return self._contains(path, column, value)
+        if op in _ORDER_OPS:
+            return self._ordered(path, column, _ORDER_OPS[op], value)
+        raise InvalidFilter(f"{'.'.join(path)}: ${op} expects a list of values")
+
+    def _is_missing(self, path: tuple[str, ...]) -> Fragment:
+        return Fragment(self.dialect.is_missing(path))
+
+    def _in(
+        self, path: tuple[str, ...], column: Column | None, values: Iterable[Scalar]
+    ) -> Fragment:
+        by_rank: dict[int, list[Scalar]] = {}
+        for value in values:
+            by_rank.setdefault(rank_of(value), []).append(value)
+        parts: list[Fragment] = []
+        for r, group in sorted(by_rank.items()):
+            if r == 0:
+                parts.append(FALSE if column is not None else self._is_missing(path))
+            elif column is not None:
+                if r == column.rank:
+                    parts.append(self._member(self.dialect.quote_ident(column.name), group))
+            else:
+                guard = Fragment(self.dialect.has_rank(path, (r,)))
+                parts.append(and_(guard, self._member(self.dialect.value(path, r), group)))
+        return or_(*parts)
+
+    def _member(self, left: str, group: list[Scalar]) -> Fragment:
+        if len(group) == 1:
+            return self._op(left, "=", group[0])
+        params = [self._param(v) for v in group]
+        placeholders = ", ".join(p.sql for p in params)
+        return Fragment(f"{left} IN ({placeholders})", tuple(x for p in params for x in p.params))
+
+    def _text_test(
+        self,
+        path: tuple[str, ...],
+        column: Column | None,
+        test: Callable[[str], str],
+        value: Scalar,
+    ) -> Fragment:
+        if not isinstance(value, str):
+            return FALSE
+        ph = self._param(value)
+        if column is not None:
+            if column.rank != 3:
+                return FALSE
+            return Fragment(test(self.dialect.quote_ident(column.name)), ph.params)
+        guard = Fragment(self.dialect.has_rank(path, (3,)))
+        return and_(guard, Fragment(test(self.dialect.value(path, 3)), ph.params))
+
+    def _contains(self, path: tuple[str, ...], column: Column | None, value: Scalar) -> Fragment:
+        r = rank_of(value)
+        if r not in _VALUED:
+            return FALSE
+        substring = self._text_test(path, column, self.dialect.substring, value)
+        if column is not None:
+            return substring
+        member = Fragment(self.dialect.array_has(path, r), self._param(value).params)
+        return or_(substring, member)
+
+    def _ordered(
+        self, path: tuple[str, ...], column: Column | None, op: str, value: Scalar
+    ) -> Fragment:
+        r = rank_of(value)
+        if r not in _VALUED:
+            return FALSE
+        if column is not None:
+            if r != column.rank:
+                return FALSE
+            return self._op(self.dialect.quote_ident(column.name), op, value, text=r == 3)
+        guard = Fragment(self.dialect.has_rank(path, (r,)))
+        return and_(guard, self._op(self.dialect.value(path, r), op, value, text=r == 3))
+
+    # -- ordering -----------------------------------------------------------------------------
+
+    def order_by(self, keys: Sequence[SortKey]) -> str:
+        """An ``ORDER BY`` list (without the keywords) giving ``evaluate.sort_records``' order."""
+        items: list[str] = []
+        for key in keys:
+            direction = "DESC" if key.descending else "ASC"
+            column = self.columns.get(key.path[0]) if len(key.path) == 1 else None
+            if column is not None:
+                sql = self.dialect.quote_ident(column.name)
+                items.append(f"{self.dialect.text(sql) if column.rank == 3 else sql} {direction}")
+                continue
+            items.append(f"{self.dialect.rank(key.path)} {direction}")
+            items.extend(f"{expr} {direction}" for expr in self.dialect.sort_values(key.path))
+        if not any(k.path == ("id",) for k in keys):
+            items.append(f"{self.dialect.text(self.dialect.quote_ident('id'))} ASC")
+        return ", ".join(items)
+
+    # -- keyset positions ---------------------------------------------------------------------
+
+    def after(self, keys: Sequence[SortKey], position: Sequence[Any]) -> Fragment:
+        """Rows that sort strictly after ``position`` (from ``evaluate.position_of``) under ``keys``.
+
+        Lexicographic over the keys: for some key, every earlier key is equal and this key is
+        greater (or smaller, for a descending key); each key compares ``(rank, value)`` pairs.
+
+        Raises:
+            InvalidParams: the position does not fit the keys (wrong length or malformed pairs).
+        """
+        if len(position) != len(keys):
+            raise InvalidParams(
+                f"after: the position has {len(position)} values but the order has {len(keys)} keys",
+                field="after",
+            )
+        alternatives: list[Fragment] = []
+        prefix: list[Fragment] = []
+        for i, (key, raw) in enumerate(zip(keys, position, strict=True)):
+            r, value = _position(raw, f"after[{i}]")
+            beyond, equal = self._key_after(key, r, value)
+            alternatives.append(and_(*prefix, beyond))
+            prefix.append(equal)
+        return or_(*alternatives)
+
+    def _key_after(self, key: SortKey, r: int, value: Scalar) -> tuple[Fragment, Fragment]:
+        """(row is beyond the position on this key, row equals it on this key)."""
+        op = "<" if key.descending else ">"
+        column = self.columns.get(key.path[0]) if len(key.path) == 1 else None
+        if column is not None:
+            if column.rank != r:
+                later = (column.rank > r) != key.descending
+                return (TRUE if later else FALSE), FALSE
+            left = self.dialect.quote_ident(column.name)
+            return self._op(left, op, value, text=r == 3), self._op(left, "=", value)
+        rank_sql = self.dialect.rank(key.path)
+        rank_beyond = self._op(rank_sql, op, r)
+        rank_equal = self._op(rank_sql, "=", r)
+        if r not in _VALUED:
+            return rank_beyond, rank_equal
+        # Once the rank is equal the value is non-NULL, so plain comparisons are total here.
+        left = self.dialect.value(key.path, r)
+        beyond = or_(rank_beyond, and_(rank_equal, self._op(left, op, value, text=r == 3)))
+        return beyond, and_(rank_equal, self._op(left, "=", value))
+
+
+def _position(raw: object, where: str) -> tuple[int, Scalar]:
+    """Validate one ``(rank, value)`` pair of a keyset position (it may come back from JSON)."""
+    if not isinstance(raw, tuple | list) or len(raw) != 2:
+        raise InvalidParams(f"{where}: expects a [rank, value] pair", field="after")
+    r, value = raw
+    if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r <= 4:
+        raise InvalidParams(f"{where}: rank must be an integer from 0 to 4", field="after")
+    if r not in _VALUED:
+        return r, None
+    if not isinstance(value, str | int | float) or rank_of(value) != r:
+        raise InvalidParams(f"{where}: value {value!r} does not have rank {r}", field="after")
+    _check_scalar(value, where)
+    return r, value

@@ -1,0 +1,274 @@
+"""The ``sqlite`` adapter: one table per collection in an SQLite file, filters compiled to SQL.
+
+One connection per adapter, guarded by the adapter's re-entrant lock for the whole of a session: SQLite
+serialises writers anyway, and one connection keeps the statement cache warm. Handles on the same file
+share one adapter (see ``connection_key``); read-only handles get their own read-only connection.
+The pieces: ``sqlite_config`` (config, path checks), ``sqlite_session`` (records), ``sqlite_schema``
+(collection tables, trust), ``sqlite_errors`` (the one error boundary), ``sqlcompile`` (filters to SQL).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import ClassVar
+
+from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Session
+from dbhandles.adapters.sqlcompile import SqlCompiler, SqliteDialect
+from dbhandles.adapters.sqlite_config import (
+    SQLITE_HEADER,
+    SqliteConfig,
+    canonical_path,
+    check_target,
+    missing_database,
+)
+from dbhandles.adapters.sqlite_errors import translating
+from dbhandles.adapters.sqlite_schema import Catalog, json_functions_innocuous
+from dbhandles.adapters.sqlite_session import Row, SqliteSession
+from dbhandles.errors import DbHandlesError, InvalidConfig, ReadOnly, StorageError
+
+__all__ = ["SQLITE_HEADER", "Row", "SqliteAdapter", "SqliteConfig", "SqliteSession"]
+
+_BULK_CACHE_KIB = 64 * 1024
+_DEFAULT_CACHE = -2000  # SQLite's default: 2000 KiB
+_DEFAULT_AUTOCHECKPOINT = 1000
+
+
+@lru_cache(maxsize=256)
+def _pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _regexp(pattern: object, value: object) -> int:
+    # SQLite may evaluate this before the type guard it is ANDed with: any non-text value is a miss.
+    if not isinstance(pattern, str) or not isinstance(value, str):
+        return 0
+    return 1 if _pattern(pattern).search(value) is not None else 0
+
+
+class SqliteAdapter(Adapter):
+    """Records in an SQLite file; the default adapter."""
+
+    name: ClassVar[str] = "sqlite"
+    features: ClassVar[Features] = Features(
+        durable=True, vacuum=True, indexes=True, shared_across_processes=True, file_based=True
+    )
+    config_model: ClassVar[type[AdapterConfig]] = SqliteConfig
+
+    def __init__(self, config: AdapterConfig) -> None:
+        super().__init__(_sqlite_config(config))
+        self.settings = _sqlite_config(config)
+        self.path = canonical_path(self.settings.path)
+        self.dialect = SqliteDialect()
+        self.compiler = SqlCompiler(self.dialect)
+        self._conn: sqlite3.Connection | None = None
+        self._catalog: Catalog | None = None
+        self._active: list[SqliteSession] = []
+
+    @classmethod
+    def prepare(cls, config: AdapterConfig) -> AdapterConfig:
+        """Resolve the path, refuse what is not an SQLite file, create folders in ``create`` mode.
+
+        Raises:
+            NotADatabase: the path is a folder, a device or a file without the SQLite header.
+            DatabaseNotFound: the file is missing and ``mode`` is not ``create``.
+        """
+        settings = _sqlite_config(config)
+        path = canonical_path(settings.path)
+        if not check_target(path):
+            if settings.mode != "create":
+                raise missing_database(path)
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"cannot create the folder for {path}: {exc.strerror}") from exc
+        return settings.model_copy(update={"path": path})
+
+    @classmethod
+    def connection_key(cls, config: AdapterConfig) -> str | None:
+        settings = _sqlite_config(config)
+        return f"sqlite:{canonical_path(settings.path)}:{'ro' if settings.readonly else 'rw'}"
+
+    # -- connection ----------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        settings = self.settings
+        if not check_target(self.path) and settings.mode != "create":
+            raise missing_database(self.path)
+        mode = "ro" if settings.readonly else "rwc" if settings.mode == "create" else "rw"
+        # Percent-encoding every byte that is not a plain path character keeps '?', '#' and '%'
+        # in a file name from being read as URI syntax.
+        uri = f"file:{urllib.parse.quote(os.fsencode(self.path))}?mode={mode}"
+        with translating(path=self.path):
+            conn = sqlite3.connect(
+                uri,
+                uri=True,
+                timeout=settings.busy_timeout / 1000,
+                check_same_thread=False,
+                isolation_level=None,
+            )
+        try:
+            with translating(path=self.path):
+                conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout)}")
+                conn.execute("PRAGMA trusted_schema = OFF")
+                if settings.wal and not settings.readonly:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute(f"PRAGMA synchronous = {settings.synchronous.upper()}")
+                conn.create_function("regexp", 2, _regexp, deterministic=True)
+                catalog = Catalog(conn, guard_trust=not json_functions_innocuous())
+                catalog.refresh()  # reads the schema: a file that is not a database fails here
+        except BaseException:
+            conn.close()
+            raise
+        self._conn, self._catalog = conn, catalog
+
+    def _close(self) -> None:
+        conn, self._conn, self._catalog = self._conn, None, None
+        if conn is not None:
+            with translating(path=self.path):
+                conn.close()
+
+    def _require(self) -> tuple[sqlite3.Connection, Catalog]:
+        if self._conn is None or self._catalog is None:
+            # Released by another thread between ``connect`` and taking the lock: reopen.
+            self._connected = False
+            self.connect()
+        assert self._conn is not None and self._catalog is not None
+        return self._conn, self._catalog
+
+    @contextmanager
+    def _session(self, write: bool) -> Iterator[Session]:
+        with self._lock:
+            conn, catalog = self._require()
+            if self._active:
+                with self._savepoint(conn, catalog, write) as nested:
+                    yield nested
+                return
+            with translating(path=self.path):
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            session = SqliteSession(self, conn, catalog, write)
+            self._active.append(session)
+            try:
+                with translating(path=self.path):
+                    catalog.refresh()
+                yield session
+            except BaseException:
+                _rollback(conn)
+                raise
+            finally:
+                self._active.pop()
+            try:
+                with translating(path=self.path):
+                    conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+
+    @contextmanager
+    def _savepoint(
+        self, conn: sqlite3.Connection, catalog: Catalog, write: bool
+    ) -> Iterator[Session]:
+        """A session opened inside another on the same thread (the lock is re-entrant)."""
+        if write and not self._active[-1].write:
+            raise DbHandlesError("a write session cannot be nested inside a read session")
+        name = f"dbh_{len(self._active)}"
+        session = SqliteSession(self, conn, catalog, write)
+        with translating(path=self.path):
+            conn.execute(f"SAVEPOINT {name}")
+        self._active.append(session)
+        try:
+            yield session
+        except BaseException:
+            with translating(path=self.path):
+                conn.execute(f"ROLLBACK TO {name}")
+                conn.execute(f"RELEASE {name}")
+            raise
+        finally:
+            self._active.pop()
+        with translating(path=self.path):
+            conn.execute(f"RELEASE {name}")
+
+    # -- capabilities ---------------------------------------------------------------------------
+
+    def ensure_indexes(self, collection: str, paths: list[tuple[str, ...]]) -> None:
+        """Create the collection if needed, then an index per field path.
+
+        JSON paths get an expression index on exactly the ``json_extract`` expression the compiler
+        emits, so the planner uses it for equality, ``$in`` and range filters.
+        """
+        with self.session(write=True) as session:
+            assert isinstance(session, SqliteSession)
+            session.ensure_indexes(collection, paths)
+
+    @contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """Tune the connection for a long import: a bigger page cache, WAL checkpoints deferred.
+
+        Each batch is still its own durable transaction; only the checkpoint (copying the WAL into
+        the main file) waits, once, until the load ends. The lock is not held in between, so other
+        users of the adapter carry on.
+        """
+        with self._lock:
+            conn, _ = self._require()
+            with translating(path=self.path):
+                conn.execute(f"PRAGMA cache_size = {-_BULK_CACHE_KIB}")
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
+        try:
+            yield
+        finally:
+            with self._lock:
+                current = self._conn
+                if current is not None:  # released meanwhile: a fresh connection has the defaults
+                    with translating(path=self.path):
+                        current.execute(f"PRAGMA cache_size = {_DEFAULT_CACHE}")
+                        current.execute(f"PRAGMA wal_autocheckpoint = {_DEFAULT_AUTOCHECKPOINT}")
+                        if not self._active:
+                            current.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def size_bytes(self) -> int:
+        with self._lock:
+            conn, _ = self._require()
+            with translating(path=self.path):
+                pages = conn.execute("PRAGMA page_count").fetchone()[0]
+                page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        try:
+            wal = os.path.getsize(self.path + "-wal")
+        except OSError:
+            wal = 0
+        return int(pages) * int(page_size) + wal
+
+    def vacuum(self) -> None:
+        if self.readonly:
+            raise ReadOnly("this handle was opened with mode 'readonly'; it cannot be vacuumed")
+        with self._lock:
+            conn, catalog = self._require()
+            if self._active:
+                raise DbHandlesError("vacuum cannot run inside a session")
+            with translating(path=self.path):
+                catalog.refresh()  # decide trust first: VACUUM rebuilds every index
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                conn.execute("VACUUM")
+                # In WAL mode VACUUM writes the rebuilt file into the WAL: the main file only
+                # shrinks (and the WAL empties) at the next checkpoint.
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # The error that got us here is the one to report; SQLite may already have rolled back itself
+    # (after SQLITE_FULL, for instance), in which case ROLLBACK fails and that failure is noise.
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
+
+
+def _sqlite_config(config: AdapterConfig) -> SqliteConfig:
+    if not isinstance(config, SqliteConfig):
+        raise InvalidConfig(f"the sqlite adapter needs a SqliteConfig, not {type(config).__name__}")
+    return config

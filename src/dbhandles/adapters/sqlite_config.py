@@ -1,0 +1,90 @@
+"""The ``sqlite`` adapter's config and the checks that run on its path before anything is opened."""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from dbhandles.adapters.base import AdapterConfig
+from dbhandles.errors import DatabaseNotFound, InvalidConfig, NotADatabase, StorageError
+
+__all__ = ["SQLITE_HEADER", "SqliteConfig", "canonical_path", "check_target", "missing_database"]
+
+#: The first 16 bytes of every SQLite 3 database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class SqliteConfig(AdapterConfig):
+    """Config of the ``sqlite`` adapter (camelCase on the wire, snake_case accepted too).
+
+    ``path`` is required (``filename``, the original system's name for it, is accepted as an alias;
+    ``path`` wins when both are given). ``wal`` switches a writable database to WAL journaling,
+    ``busyTimeout`` is how long (ms) a writer waits for another, ``synchronous`` trades durability
+    on power loss for speed.
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel)
+
+    path: str = Field(min_length=1)
+    filename: str | None = Field(default=None, description="deprecated alias of path")
+    wal: bool = True
+    busy_timeout: int = Field(default=5000, ge=0, le=3_600_000)
+    synchronous: Literal["normal", "full"] = "normal"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _filename_is_path(cls, data: Any) -> Any:
+        # Folding the alias into ``path`` keeps ``public()`` showing the one canonical key.
+        if isinstance(data, dict) and "filename" in data:
+            data = dict(data)
+            filename = data.pop("filename")
+            if data.get("path") is None:
+                data["path"] = filename
+        return data
+
+
+def canonical_path(path: str) -> str:
+    """``path`` with ``~`` expanded and every symlink resolved (the file need not exist)."""
+    if "\x00" in path:
+        raise InvalidConfig(
+            "config.path: a path cannot contain NUL characters", field="config.path"
+        )
+    return os.path.realpath(os.path.expanduser(path))
+
+
+def check_target(path: str) -> bool:
+    """Whether ``path`` exists; raise if it exists but is not an SQLite database file."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return False
+    except NotADirectoryError as exc:
+        raise InvalidConfig(
+            f"config.path: {path}: a parent of this path is not a folder", field="config.path"
+        ) from exc
+    except OSError as exc:
+        raise StorageError(f"cannot inspect {path}: {exc.strerror}") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise NotADatabase(f"{path} is a folder, not an SQLite database file")
+    if not stat.S_ISREG(info.st_mode):
+        raise NotADatabase(f"{path} is a device or special file, not an SQLite database file")
+    if info.st_size:
+        try:
+            with open(path, "rb") as file:
+                head = file.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+        if head != SQLITE_HEADER:
+            raise NotADatabase(f"{path} is not an SQLite database (it lacks the SQLite header)")
+    return True
+
+
+def missing_database(path: str) -> DatabaseNotFound:
+    """The error for a database file that is not there (and may only be created on request)."""
+    return DatabaseNotFound(
+        f'{path} does not exist; open it with "mode": "create" to create a new database there'
+    )

@@ -1,0 +1,104 @@
+"""The one place where ``sqlite3`` exceptions become dbhandles errors (always ``raise ... from exc``)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import orjson
+
+from dbhandles.errors import (
+    DbHandlesError,
+    InvalidFilter,
+    InvalidParams,
+    NotADatabase,
+    ReadOnly,
+    RecordExists,
+    StorageBusy,
+    StorageError,
+)
+
+__all__ = ["DRIVER_ERRORS", "translate_error", "translating"]
+
+#: Everything the driver (and binding values to it) can raise; ``sqlite3.Warning`` is not an Error.
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    sqlite3.Error,
+    sqlite3.Warning,
+    OverflowError,
+    UnicodeEncodeError,
+    orjson.JSONDecodeError,
+)
+
+# Primary result codes (the low byte of the extended code that Python 3.11 exposes).
+_SQLITE_CORRUPT = 11
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+_SQLITE_READONLY = 8
+_SQLITE_FULL = 13
+_SQLITE_CANTOPEN = 14
+_SQLITE_NOTADB = 26
+
+
+def translate_error(
+    exc: BaseException,
+    *,
+    path: str | None = None,
+    collection: str | None = None,
+    record_id: str | None = None,
+) -> DbHandlesError:
+    """The dbhandles error for a driver exception; the context only improves the message."""
+    if isinstance(exc, DbHandlesError):
+        return exc
+    if isinstance(exc, OverflowError):
+        return InvalidFilter(f"a number is outside the 64-bit integer range SQLite stores ({exc})")
+    if isinstance(exc, UnicodeEncodeError):
+        return InvalidParams(f"text is not valid Unicode and cannot be stored ({exc.reason})")
+    if isinstance(exc, orjson.JSONDecodeError):
+        return StorageError(f"a stored record in {collection!r} is not valid JSON ({exc})")
+    message = str(exc)
+    low = message.lower()
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    where = f" ({path})" if path else ""
+    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "is locked" in low or "busy" in low:
+        return StorageBusy(
+            f"the database{where} is locked by another writer; retry later, or open it with a "
+            f"longer busyTimeout ({message})"
+        )
+    if primary == _SQLITE_READONLY or "readonly database" in low or "read-only" in low:
+        return ReadOnly(f"the database{where} is read-only here: {message}")
+    if isinstance(exc, sqlite3.IntegrityError) and "unique constraint failed" in low:
+        if record_id is not None:
+            return RecordExists(f"a record with id {record_id!r} already exists in {collection!r}")
+        return RecordExists(
+            f"a record id already exists in {collection!r} (or repeats within the batch): {message}"
+        )
+    if primary == _SQLITE_CORRUPT or "malformed" in low:
+        return StorageError(f"the database{where} is corrupt: {message}")
+    if primary == _SQLITE_NOTADB or "not a database" in low or type(exc) is sqlite3.DatabaseError:
+        return NotADatabase(f"{path or 'the file'} is not an SQLite database ({message})")
+    if "too many sql variables" in low or "too many terms" in low:
+        return InvalidFilter(f"the filter has too many values for SQLite ({message})")
+    if "unsafe use of" in low:
+        return StorageError(
+            f"this SQLite ({sqlite3.sqlite_version}) refuses JSON indexes while the database "
+            f"schema{where} is not trusted (it has triggers or tables dbhandles did not create): "
+            f"{message}"
+        )
+    if primary == _SQLITE_FULL:
+        return StorageError(f"the disk holding the database{where} is full: {message}")
+    if primary == _SQLITE_CANTOPEN:
+        return StorageError(f"cannot open the database file{where}: {message}")
+    return StorageError(f"sqlite: {message}")
+
+
+@contextmanager
+def translating(
+    *, path: str | None = None, collection: str | None = None, record_id: str | None = None
+) -> Iterator[None]:
+    """Run a block, re-raising driver exceptions as dbhandles errors chained to the original."""
+    try:
+        yield
+    except DRIVER_ERRORS as exc:
+        raise translate_error(exc, path=path, collection=collection, record_id=record_id) from exc

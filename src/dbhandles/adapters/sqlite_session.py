@@ -1,0 +1,206 @@
+"""A session of the ``sqlite`` adapter: records in and out of one table per collection."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from dbhandles.adapters.base import Query, Record, Session
+from dbhandles.adapters.sqlcompile import RESERVED_COLUMNS, and_
+from dbhandles.adapters.sqlite_errors import translating
+from dbhandles.adapters.sqlite_schema import Catalog, index_sql
+from dbhandles.errors import DbHandlesError, InvalidParams, NotSupported
+from dbhandles.filters import RESERVED_FIELDS, FilterNode, validate_path
+
+if TYPE_CHECKING:
+    from dbhandles.adapters.sqlite import SqliteAdapter
+
+__all__ = ["Row", "SqliteSession"]
+
+_COLUMNS = "id, data, created_at, updated_at, version"
+#: A record in storage form: ``(id, data JSON text, createdAt, updatedAt, version)``.
+Row = tuple[str, str, Any, Any, Any]
+
+
+def _encode(record: Record) -> Row:
+    try:
+        record_id = record["id"]
+        row = (record_id, record["createdAt"], record["updatedAt"], record["version"])
+        data = orjson.dumps({k: v for k, v in record.items() if k not in RESERVED_FIELDS})
+    except KeyError as exc:
+        raise InvalidParams(f"record is missing the system field {exc.args[0]!r}") from exc
+    except orjson.JSONEncodeError as exc:
+        raise InvalidParams(f"record {record.get('id')!r} cannot be stored as JSON: {exc}") from exc
+    if not isinstance(record_id, str):
+        raise InvalidParams(f"record id {record_id!r} must be a string", field="id")
+    return (record_id, data.decode(), row[1], row[2], row[3])
+
+
+def _decode(row: Sequence[Any]) -> Record:
+    record_id, data, created_at, updated_at, version = row
+    return {
+        "id": record_id,
+        **orjson.loads(data),
+        "createdAt": created_at,
+        "updatedAt": updated_at,
+        "version": version,
+    }
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class SqliteSession(Session):
+    """A transaction on the adapter's connection (``BEGIN IMMEDIATE`` when opened for writing)."""
+
+    def __init__(
+        self, adapter: SqliteAdapter, conn: sqlite3.Connection, catalog: Catalog, write: bool
+    ):
+        self.adapter = adapter
+        self.conn = conn
+        self.catalog = catalog
+        self.write = write
+
+    def _check_write(self) -> None:
+        # Writing inside a deferred (read) transaction could fail mid-way with SQLITE_BUSY when it
+        # upgrades its lock; a write session takes the write lock up front instead.
+        if not self.write:
+            raise DbHandlesError(
+                "a write was attempted in a read session; open the session with write=True"
+            )
+
+    def _writable(self, collection: str) -> str:
+        self._check_write()
+        return self.catalog.create(collection)
+
+    def _translating(
+        self, collection: str | None = None, record_id: str | None = None
+    ) -> AbstractContextManager[None]:
+        return translating(path=self.adapter.path, collection=collection, record_id=record_id)
+
+    def get(self, collection: str, record_id: str) -> Record | None:
+        with self._translating(collection):
+            if self.catalog.table(collection) is None:
+                return None
+            row = self.conn.execute(
+                f"SELECT {_COLUMNS} FROM {_q(collection)} WHERE id = ?", (record_id,)
+            ).fetchone()
+            return None if row is None else _decode(row)
+
+    def insert(self, collection: str, record: Record) -> None:
+        row = _encode(record)
+        with self._translating(collection, row[0]):
+            self._writable(collection)
+            self.conn.execute(
+                f"INSERT INTO {_q(collection)} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)", row
+            )
+
+    def insert_many(
+        self, collection: str, records: list[Record], *, skip_existing: bool = False
+    ) -> int:
+        """Store many new records in one ``executemany``; return how many were inserted.
+
+        With ``skip_existing`` a record whose id is taken (already stored, or earlier in the batch)
+        is left alone; otherwise a taken id raises ``RecordExists`` and the session rolls back.
+        """
+        return self.insert_many_raw(collection, map(_encode, records), skip_existing=skip_existing)
+
+    def insert_many_raw(
+        self, collection: str, rows: Iterable[Row], *, skip_existing: bool = False
+    ) -> int:
+        """The importer's fast path: rows already in storage form, inserted as they are.
+
+        Each row is ``(id, data, createdAt, updatedAt, version)`` where ``data`` is the JSON text of
+        an object holding the user fields only; the caller guarantees that (the importer stores a
+        line's own text when it has no reserved key), so nothing is parsed or re-serialised here.
+        """
+        conflict = " ON CONFLICT (id) DO NOTHING" if skip_existing else ""
+        with self._translating(collection):
+            self._writable(collection)
+            cursor = self.conn.executemany(
+                f"INSERT INTO {_q(collection)} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?){conflict}", rows
+            )
+            return max(cursor.rowcount, 0)
+
+    def replace(self, collection: str, record: Record) -> None:
+        row = _encode(record)
+        with self._translating(collection, row[0]):
+            self._writable(collection)
+            self.conn.execute(
+                f"INSERT INTO {_q(collection)} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET data = excluded.data, created_at = "
+                "excluded.created_at, updated_at = excluded.updated_at, version = excluded.version",
+                row,
+            )
+
+    def delete(self, collection: str, record_id: str) -> bool:
+        with self._translating(collection, record_id):
+            self._check_write()
+            if self.catalog.table(collection) is None:
+                return False
+            cursor = self.conn.execute(f"DELETE FROM {_q(collection)} WHERE id = ?", (record_id,))
+            return cursor.rowcount > 0
+
+    def find(self, collection: str, query: Query) -> list[Record]:
+        compiler = self.adapter.compiler
+        where = compiler.where(query.filter)
+        if query.after is not None:
+            where = and_(where, compiler.after(query.order, query.after))
+        order = compiler.order_by(query.order)
+        if query.offset < 0 or (query.limit is not None and query.limit < 0):
+            raise InvalidParams("limit and offset cannot be negative", field="limit")
+        with self._translating(collection):
+            if self.catalog.table(collection) is None:
+                return []
+            rows = self.conn.execute(
+                f"SELECT {_COLUMNS} FROM {_q(collection)} WHERE {where.sql} ORDER BY {order} "
+                "LIMIT ? OFFSET ?",
+                (*where.params, -1 if query.limit is None else query.limit, query.offset),
+            ).fetchall()
+            return [_decode(row) for row in rows]
+
+    def count(self, collection: str, filter: FilterNode | None) -> int:
+        where = self.adapter.compiler.where(filter)
+        with self._translating(collection):
+            if self.catalog.table(collection) is None:
+                return 0
+            sql = f"SELECT count(*) FROM {_q(collection)} WHERE {where.sql}"
+            return int(self.conn.execute(sql, where.params).fetchone()[0])
+
+    def collections(self) -> list[str]:
+        with self._translating():
+            return self.catalog.collections()
+
+    def truncate(self, collection: str) -> int:
+        with self._translating(collection):
+            self._check_write()
+            if self.catalog.table(collection) is None:
+                return 0
+            return self.conn.execute(f"DELETE FROM {_q(collection)}").rowcount
+
+    def ensure_indexes(self, collection: str, paths: list[tuple[str, ...]]) -> None:
+        """Create the table if needed and an index per path (see ``SqliteAdapter.ensure_indexes``)."""
+        dialect = self.adapter.dialect
+        with self._translating(collection):
+            self._writable(collection)
+            for path in paths:
+                field = ".".join(path)
+                validate_path(field, "paths")
+                column = RESERVED_COLUMNS.get(field)
+                if column is not None:
+                    if column.name not in ("id", "created_at"):  # both are indexed already
+                        self.conn.execute(index_sql(collection, field, column.name))
+                    continue
+                if self.catalog.guard_trust and not self.catalog.trusted:
+                    raise NotSupported(
+                        f"SQLite {sqlite3.sqlite_version} can only keep JSON indexes in a database "
+                        "whose schema dbhandles fully recognises; this one has triggers or foreign "
+                        "objects on collection tables (a newer SQLite lifts this limit)"
+                    )
+                self.conn.execute(index_sql(collection, field, dialect.index_expression(path)))
+            self.catalog.invalidate()
