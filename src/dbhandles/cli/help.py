@@ -1,0 +1,213 @@
+"""``jtag help``: every command, and each command's parameters, generated from its params model."""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from dbhandles.commands import COMMANDS, Command
+
+__all__ = ["ParamDoc", "command_help", "markdown", "overview", "param_docs", "type_label"]
+
+SERVE_SUMMARY = (
+    "Start the HTTP + WebSocket server and the dashboard (default http://127.0.0.1:7878/)."
+)
+SERVE_OPTIONS: tuple[tuple[str, str, str], ...] = (
+    ("--host=<string>", "127.0.0.1", "Interface to bind; loopback unless you need more."),
+    ("--port=<integer>", "7878", "TCP port; 0 picks a free one (printed at start)."),
+    ("--threads=<integer>", "8", "Worker threads for database work."),
+    ("--allow-anonymous", "off", "Accept requests without a token (development only)."),
+    ("--log-level=<level>", "warning", "uvicorn log level: critical, error, warning, info, debug."),
+)
+ENVIRONMENT: tuple[tuple[str, str], ...] = (
+    (
+        "JTAG_URL",
+        "Send every command to this server (e.g. http://127.0.0.1:7878); fail if it is down.",
+    ),
+    (
+        "DBHANDLES_HOME",
+        "Folder of default.sqlite, the handle table and server.json (default ~/.dbhandles).",
+    ),
+    ("JTAG_SESSION_ID", "Session id sent with every command (cursors will belong to a session)."),
+    ("JTAG_TOKEN", "Bearer token for the server (default: <home>/admin.token for a local server)."),
+)
+USAGE = "jtag <command> [--key=value | --key value | --flag | key=value] [--format=json|table]"
+
+
+@dataclass(frozen=True, slots=True)
+class ParamDoc:
+    """One parameter as the help shows it."""
+
+    name: str
+    type: str
+    required: bool
+    default: str | None
+    description: str
+
+
+def type_label(annotation: Any) -> str:
+    """A short, user-facing name for a field's type: ``integer``, ``string``, ``JSON object``..."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        labels = [type_label(a) for a in typing.get_args(annotation) if a is not type(None)]
+        return " | ".join(dict.fromkeys(labels))
+    if origin is typing.Literal:
+        return " | ".join(str(a) for a in typing.get_args(annotation))
+    if origin is typing.Annotated:
+        return type_label(typing.get_args(annotation)[0])
+    target = origin or annotation
+    if isinstance(target, type):
+        for base, label in ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"),
+                            (list, "JSON array"), (dict, "JSON object"), (BaseModel, "JSON object")):  # fmt: skip
+            if issubclass(target, base):
+                return label
+    return "JSON"
+
+
+def _default(info: FieldInfo) -> str | None:
+    if info.default is PydanticUndefined:
+        return None if info.default_factory is None else "(empty)"
+    if info.default is None:
+        return None
+    if isinstance(info.default, bool):
+        return "true" if info.default else "false"
+    return str(info.default)
+
+
+def param_docs(command: Command) -> list[ParamDoc]:
+    """The parameters of ``command``: required ones first, then in declaration order."""
+    docs = [
+        ParamDoc(
+            name=info.alias or name,
+            type=type_label(info.annotation),
+            required=info.is_required(),
+            default=_default(info),
+            description=(info.description or "").strip(),
+        )
+        for name, info in command.params.model_fields.items()
+    ]
+    return [d for d in docs if d.required] + [d for d in docs if not d.required]
+
+
+def overview() -> str:
+    """``jtag help``: usage and one line per command."""
+    names = sorted(COMMANDS)
+    width = max(len(n) for n in [*names, "serve"]) + 2
+    lines = [
+        "jtag: run dbhandles commands, in-process or against a running 'jtag serve'.",
+        "",
+        f"Usage: {USAGE}",
+        "       jtag help [<command>]     (or: jtag <command> --help)",
+        "       jtag serve [--host=127.0.0.1] [--port=7878] [--allow-anonymous] [...]",
+        "",
+        "Commands:",
+    ]
+    lines += [f"  {n.ljust(width)}{COMMANDS[n].summary}" for n in names]
+    lines += [f"  {'serve'.ljust(width)}{SERVE_SUMMARY}", "", "Environment:"]
+    env_width = max(len(k) for k, _ in ENVIRONMENT) + 2
+    lines += [f"  {k.ljust(env_width)}{v}" for k, v in ENVIRONMENT]
+    lines += [
+        "",
+        "Output is the result envelope as JSON; the exit code is 0 exactly when success is true.",
+    ]
+    return "\n".join(lines)
+
+
+def _usage(command: Command, params: list[ParamDoc]) -> str:
+    parts = [f"jtag {command.name}"]
+    for p in params:
+        if p.name == command.positional:
+            parts.append(f"<{p.name}>" if p.required else f"[<{p.name}>]")
+        elif p.required:
+            parts.append(f"--{p.name}=<{p.type.split(' ')[0].lower()}>")
+    if any(not p.required for p in params):
+        parts.append("[options]")
+    return " ".join(parts)
+
+
+def command_help(name: str) -> str:
+    """``jtag help <command>``: summary, usage, parameters with types and defaults, an example."""
+    if name == "serve":
+        lines = ["jtag serve: " + SERVE_SUMMARY, "", "Options:"]
+        lines += [
+            f"  {flag.ljust(20)}default: {default}\n      {text}"
+            for flag, default, text in SERVE_OPTIONS
+        ]
+        return "\n".join(lines)
+    command = COMMANDS[name]
+    params = param_docs(command)
+    lines = [f"jtag {command.name}: {command.summary}", "", f"Usage: {_usage(command, params)}", ""]
+    if params:
+        lines.append("Parameters:")
+        for p in params:
+            flag = f"--{p.name}=<{p.type}>" if p.type != "boolean" else f"--{p.name}"
+            status = "required" if p.required else "optional"
+            if p.default is not None:
+                status += f", default: {p.default}"
+            if p.name == command.positional:
+                status += "; may be given positionally"
+            lines.append(f"  {flag}  ({status})")
+            if p.description:
+                lines.append(f"      {p.description}")
+    else:
+        lines.append("Parameters: none")
+    lines += ["", "Example:", f"  {command.example}", "", f"Operation: {command.operation}"]
+    return "\n".join(lines)
+
+
+def markdown() -> str:
+    """``docs/cli.md``: the grammar, then every command's help (``jtag help --markdown`` prints it)."""
+    out = [
+        "# The `jtag` command line",
+        "",
+        "<!-- Generated by `jtag help --markdown > docs/cli.md`; tests/test_cli_docs.py checks it. -->",
+        "",
+        f"```\n{USAGE}\n```",
+        "",
+        "- `--key=value`, `--key value`, `key=value`; `--flag` alone means true.",
+        "- Values that start with `{` or `[` are JSON. Every value is then coerced and validated by the",
+        '  command\'s parameter model: `--limit=10` is the number 10, `--id=10` stays the string `"10"`.',
+        "- Keys may be camelCase (`--dbHandle`), snake_case (`--db_handle`) or kebab-case (`--db-handle`).",
+        "- `jtag data/read <id>` and `jtag data/delete <id>` take the id positionally.",
+        "- CLI flags: `--format=json|table` (default json), `--help`.",
+        "- Output: the result envelope as JSON on stdout. The exit code is 0 exactly when `success` is",
+        "  true; on failure the envelope carries `error`, `code` (see `docs/errors.md`) and maybe `field`.",
+        "",
+        "## Where commands run",
+        "",
+        "1. `JTAG_URL` set: every command goes to that server. If it cannot be reached the CLI prints",
+        '   `{"success": false, "code": "server_unreachable", ...}` and exits 1; it never silently',
+        "   runs somewhere else.",
+        "2. Otherwise, if `<home>/server.json` (written by `jtag serve`) or the default address",
+        "   `http://127.0.0.1:7878` answers `GET /health` for the same home folder, commands go there.",
+        "3. Otherwise they run in-process against the same durable registry in `<home>/default.sqlite`.",
+        "",
+        "The result is the same either way.",
+        "",
+        "## Environment",
+        "",
+        "| variable | meaning |",
+        "| --- | --- |",
+        *[f"| `{k}` | {v} |" for k, v in ENVIRONMENT],
+        "",
+        "## Commands",
+        "",
+        "| command | summary |",
+        "| --- | --- |",
+        *[f"| [`{n}`](#{_anchor(n)}) | {COMMANDS[n].summary} |" for n in sorted(COMMANDS)],
+        f"| [`serve`](#serve) | {SERVE_SUMMARY} |",
+        "",
+    ]
+    for name in [*sorted(COMMANDS), "serve"]:
+        out += [f"### {name}", "", "```", command_help(name), "```", ""]
+    return "\n".join(out)
+
+
+def _anchor(name: str) -> str:
+    return name.replace("/", "").replace(" ", "-").lower()

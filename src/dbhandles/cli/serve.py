@@ -1,0 +1,236 @@
+"""``jtag serve``: run the server under uvicorn, announce it in ``<home>/server.json`` while it runs."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dbhandles.cli.help import command_help
+from dbhandles.cli.output import render
+from dbhandles.cli.transport import DEFAULT_PORT, remove_state, write_state
+from dbhandles.commands.envelope import error_envelope
+from dbhandles.errors import DbHandlesError, InvalidParams
+from dbhandles.settings import Settings
+
+__all__ = ["ServeOptions", "bind", "display_url", "parse_options", "serve", "serve_main"]
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+_VALUED = ("host", "port", "log-level", "threads")
+_FLAGS = ("allow-anonymous",)
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    """What ``jtag serve`` was asked for."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    log_level: str = "warning"
+    threads: int = 8
+    allow_anonymous: bool = False
+    help: bool = False
+
+
+def _int(key: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise InvalidParams(f"serve: --{key} must be a number", field=key) from None
+    if not low <= number <= high:
+        raise InvalidParams(f"serve: --{key} must be between {low} and {high}", field=key)
+    return number
+
+
+def parse_options(argv: Sequence[str]) -> ServeOptions:
+    """``--host --port --log-level --threads --allow-anonymous --help``.
+
+    Raises:
+        InvalidParams: an unknown option or a bad value (the field names the option).
+    """
+    values: dict[str, str] = {}
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        i += 1
+        if token in ("--help", "-h"):
+            values["help"] = "true"
+            continue
+        key, eq, value = token[2:].partition("=") if token.startswith("--") else (token, "", "")
+        if key in _FLAGS and not eq:
+            values[key] = "true"
+            continue
+        if key not in _VALUED + _FLAGS:
+            options = ", ".join(f"--{o}" for o in _VALUED + _FLAGS)
+            raise InvalidParams(f"serve: unknown option {token!r}; options: {options}", field=key)
+        if not eq:
+            if i >= len(argv):
+                raise InvalidParams(f"serve: --{key} needs a value", field=key)
+            value, i = argv[i], i + 1
+        values[key] = value
+    level = values.get("log-level", "warning")
+    if level not in LOG_LEVELS:
+        raise InvalidParams(
+            f"serve: --log-level must be one of {', '.join(LOG_LEVELS)}", field="log-level"
+        )
+    return ServeOptions(
+        host=values.get("host", "127.0.0.1"),
+        port=_int("port", values.get("port", str(DEFAULT_PORT)), 0, 65535),
+        log_level=level,
+        threads=_int("threads", values.get("threads", "8"), 1, 256),
+        allow_anonymous=values.get("allow-anonymous", "false").lower() in ("true", "1", "yes"),
+        help="help" in values,
+    )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0 picks a free one).
+
+    Raises:
+        InvalidParams: the address cannot be bound (in use, not a local address...).
+    """
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        family = socket.AF_INET  # a host name such as "localhost"
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        hint = " (is another server running there? pick another with --port)" if port else ""
+        raise InvalidParams(
+            f"serve: cannot listen on {host}:{port}: {exc.strerror or exc}{hint}", field="port"
+        ) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def display_url(host: str, port: int) -> str:
+    """A URL a browser on this machine can open (wildcard binds are shown as loopback)."""
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+class _Stopped(Exception):
+    """Raised by the SIGTERM handler once uvicorn has finished its graceful shutdown."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise _Stopped
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def serve(options: ServeOptions, settings: Settings | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; on the way out, running commands finish and the service closes.
+
+    Raises:
+        DbHandlesError: the address cannot be bound or the service cannot start.
+    """
+    import uvicorn
+
+    from dbhandles.server import create_app
+    from dbhandles.service import Service
+
+    settings = settings or Settings.from_env()
+    sock = bind(options.host, options.port)
+    try:
+        service = Service(settings=settings)
+    except BaseException:
+        sock.close()
+        raise
+    # The local admin token: `jtag` on this machine reads it from <home>/admin.token by itself.
+    created = service.tokens.ensure_admin_token()
+    app = create_app(
+        service,
+        close_service=True,
+        require_token=not options.allow_anonymous,
+        threads=options.threads,
+    )
+    home = settings.home.expanduser()
+    app.state.dbhandles.shutdown_hooks.append(lambda: remove_state(home))
+    config = uvicorn.Config(
+        app,
+        log_level=options.log_level,
+        access_log=False,
+        ws_max_size=settings.max_body_bytes,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+    )
+    url = display_url(options.host, sock.getsockname()[1])
+    write_state(home, url)
+    dashboard = f"{url}/"
+    if not options.allow_anonymous:
+        # Like Jupyter: the link carries the token (the page keeps it and drops it from the address).
+        token = service.tokens.read_admin_file()
+        dashboard += f"#token={token}" if token else "  (append #token=<your token>)"
+    lines = [
+        f"dbhandles server on {url} (home {home}, pid {os.getpid()})",
+        f"dashboard: {dashboard}",
+    ]
+    if created:
+        lines.append(
+            f"created the admin token in {service.tokens.admin_file} (jtag uses it by itself)"
+        )
+    if options.allow_anonymous:
+        where = "this machine" if _is_loopback(options.host) else "this network"
+        lines.append(
+            f"warning: --allow-anonymous: any program on {where} can read and write every handle"
+        )
+    lines.append("press Ctrl+C to stop")
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to the handler it found:
+    # make that handler a clean exit (status 0, cleanup done) instead of the default kill.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _stop) if main else None
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except _Stopped:
+        pass
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+        remove_state(home)
+        service.close()
+        sock.close()
+
+
+def serve_main(argv: Sequence[str]) -> int:
+    """``jtag serve [--host=127.0.0.1] [--port=7878] ...``; returns the exit code."""
+    try:
+        options = parse_options(argv)
+        if options.help:
+            sys.stdout.write(command_help("serve") + "\n")
+            return 0
+        serve(options)
+    except DbHandlesError as exc:
+        sys.stdout.write(render(error_envelope(exc), "json") + "\n")
+        return 1
+    except ValueError as exc:
+        sys.stdout.write(
+            render(error_envelope(InvalidParams(f"configuration: {exc}")), "json") + "\n"
+        )
+        return 1
+    except KeyboardInterrupt:
+        pass
+    sys.stdout.write("dbhandles server stopped\n")
+    return 0

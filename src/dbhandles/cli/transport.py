@@ -1,0 +1,249 @@
+"""Where a ``jtag`` command runs: a running server when there is one, otherwise in-process.
+
+``JTAG_URL`` names the server explicitly; then it must be reachable (``server_unreachable`` otherwise:
+the CLI never quietly runs the command against a different registry). Without it, the CLI looks at
+``<home>/server.json`` (written by ``jtag serve``) and at the default address, and uses a server only if
+its ``GET /health`` says it serves the same home folder. The remote path uses only ``http.client``, so
+a CLI call stays fast to start.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import urllib.parse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from dbhandles.clock import iso_now
+from dbhandles.security.tokens import ADMIN_TOKEN_FILE
+from dbhandles.settings import Settings
+
+__all__ = [
+    "DEFAULT_PORT",
+    "DEFAULT_URL",
+    "LocalTransport",
+    "RemoteTransport",
+    "Transport",
+    "choose_transport",
+    "find_server",
+    "read_state",
+    "remove_state",
+    "state_path",
+    "unreachable",
+    "write_state",
+]
+
+DEFAULT_PORT = 7878
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+HEALTH_TIMEOUT = 0.5
+COMMAND_TIMEOUT = 600.0
+
+
+class Transport(Protocol):
+    """Runs one command and returns its envelope (success or failure); never raises for a command error."""
+
+    mode: str
+
+    def dispatch(self, name: str, params: dict[str, Any]) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+def unreachable(url: str, reason: object) -> dict[str, Any]:
+    """The envelope for "the server named by JTAG_URL (or found running) did not answer"."""
+    return {
+        "success": False,
+        "timestamp": iso_now(),
+        "error": f"cannot reach the dbhandles server at {url} ({reason}); start it with 'jtag serve' "
+        "or unset JTAG_URL to run commands in-process",
+        "code": "server_unreachable",
+    }
+
+
+class LocalTransport:
+    """Runs commands in this process against the durable registry in ``settings.home``."""
+
+    mode = "local"
+
+    def __init__(self, settings: Settings, session_id: str | None = None) -> None:
+        from dbhandles.commands import Context
+        from dbhandles.service import Service
+
+        self._service = Service(settings=settings)
+        self._context = Context(session_id=session_id)
+
+    def dispatch(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        return self._service.dispatch(name, params, context=self._context)
+
+    def close(self) -> None:
+        self._service.close()
+
+
+def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    return cls(parts.hostname, parts.port, timeout=timeout), parts.path.rstrip("/")
+
+
+class RemoteTransport:
+    """Sends commands to a server as ``POST /commands/<name>``; the body back is the envelope."""
+
+    mode = "remote"
+
+    def __init__(self, url: str, session_id: str | None = None, token: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if session_id:
+            self._headers["X-Session-Id"] = session_id
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+
+    def dispatch(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            conn, prefix = _connection(self.url, COMMAND_TIMEOUT)
+        except ValueError as exc:
+            return unreachable(self.url, exc)
+        try:
+            conn.request(
+                "POST",
+                f"{prefix}/commands/{name}",
+                body=orjson.dumps(params),
+                headers=self._headers,
+            )
+            response = conn.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            return unreachable(self.url, exc)
+        finally:
+            conn.close()
+        try:
+            envelope = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            envelope = None
+        if not isinstance(envelope, dict) or "success" not in envelope:
+            return unreachable(self.url, f"HTTP {response.status} without a dbhandles envelope")
+        return envelope
+
+    def close(self) -> None:
+        """Nothing to release: each command uses its own short connection."""
+
+
+def health(url: str, timeout: float = HEALTH_TIMEOUT) -> dict[str, Any] | None:
+    """``GET /health`` of ``url``, or ``None`` when nothing (or not a dbhandles server) answers."""
+    try:
+        conn, prefix = _connection(url, timeout)
+    except ValueError:
+        return None
+    try:
+        conn.request("GET", f"{prefix}/health")
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            return None
+        info = orjson.loads(body)
+    except (OSError, http.client.HTTPException, orjson.JSONDecodeError):
+        return None
+    finally:
+        conn.close()
+    return info if isinstance(info, dict) and info.get("service") == "dbhandles" else None
+
+
+# -- the state file written by `jtag serve` --------------------------------------------------------
+
+
+def state_path(home: Path) -> Path:
+    return home / "server.json"
+
+
+def write_state(home: Path, url: str) -> Path:
+    """Record ``url`` and this process id in ``<home>/server.json`` (atomically)."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = state_path(home)
+    tmp = path.with_name(f".server.json.{os.getpid()}")
+    tmp.write_bytes(orjson.dumps({"url": url, "pid": os.getpid(), "home": str(_canonical(home))}))
+    tmp.replace(path)
+    return path
+
+
+def read_state(home: Path) -> dict[str, Any] | None:
+    try:
+        state = orjson.loads(state_path(home).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def remove_state(home: Path) -> None:
+    """Remove ``server.json`` if it is still ours (a newer server may have replaced it)."""
+    state = read_state(home)
+    if state is not None and state.get("pid") == os.getpid():
+        state_path(home).unlink(missing_ok=True)
+
+
+def _canonical(home: Path) -> Path:
+    return home.expanduser().resolve()
+
+
+def _pid_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def find_server(home: Path) -> str | None:
+    """The URL of a live server for ``home`` (from ``server.json`` or the default address), else None."""
+    candidates: list[str] = []
+    state = read_state(home)
+    if state is not None and isinstance(state.get("url"), str) and _pid_alive(state.get("pid")):
+        candidates.append(state["url"])
+    if DEFAULT_URL not in candidates:
+        candidates.append(DEFAULT_URL)
+    want = str(_canonical(home))
+    for url in candidates:
+        info = health(url)
+        if info is not None and info.get("home") == want:
+            return url
+    return None
+
+
+def _admin_token(home: Path) -> str | None:
+    """The local admin token ``jtag serve`` wrote to ``<home>/admin.token``, if this user can read it."""
+    try:
+        return (home / ADMIN_TOKEN_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def choose_transport(settings: Settings, environ: Mapping[str, str] | None = None) -> Transport:
+    """``JTAG_URL``, else a live server for this home, else in-process (see the module docstring).
+
+    Against a server, the CLI sends ``JTAG_TOKEN``, or else the local admin token when the server
+    serves this same home folder (so the local CLI needs no setup).
+    """
+    env = os.environ if environ is None else environ
+    session_id = env.get("JTAG_SESSION_ID") or None
+    token = env.get("JTAG_TOKEN") or None
+    home = settings.home.expanduser()
+    explicit = (env.get("JTAG_URL") or "").strip()
+    if explicit:
+        if token is None and (home / ADMIN_TOKEN_FILE).exists():
+            info = health(explicit)
+            if info is not None and info.get("home") == str(_canonical(home)):
+                token = _admin_token(home)
+        return RemoteTransport(explicit, session_id, token)
+    url = find_server(home)
+    if url is not None:
+        return RemoteTransport(url, session_id, token or _admin_token(home))
+    return LocalTransport(settings, session_id)

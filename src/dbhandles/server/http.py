@@ -1,0 +1,321 @@
+"""HTTP routes: ``POST /commands/<name>``, ``GET /commands``, ``/health``, ``/openapi.json``, static files.
+
+Every body the server writes for a command is the result envelope; the status is 200 on success and the
+error class's ``http_status`` otherwise. Bad input (malformed JSON, unknown command, wrong types, a body
+over the limit) is an envelope with a 4xx status, never a 500 or a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from dbhandles.commands import COMMANDS, Context
+from dbhandles.commands.envelope import error_envelope
+from dbhandles.errors import (
+    DbHandlesError,
+    InvalidParams,
+    NotFound,
+    PayloadTooLarge,
+    UnknownCommand,
+)
+from dbhandles.server.openapi import command_info, commands_listing, error_codes, openapi_document
+
+if TYPE_CHECKING:
+    from dbhandles.server.app import ServerState
+
+__all__ = [
+    "JSON",
+    "command_endpoint",
+    "commands_endpoint",
+    "envelope_response",
+    "error_response",
+    "health_endpoint",
+    "http_exception_handler",
+    "internal_error_handler",
+    "openapi_endpoint",
+    "read_body",
+    "static_endpoint",
+    "status_for",
+]
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+COMMAND_PREFIX = "/commands/"
+_INTERNAL = "the server failed unexpectedly; its log has the details"
+MAX_SESSION_ID = 128
+_STATUS: dict[str, int] = {}
+_STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+}
+STATIC_FILES = {
+    "/": "index.html",
+    "/jtag.js": "jtag.js",
+    "/app.js": "app.js",
+    "/style.css": "style.css",
+}
+
+
+def status_for(code: object) -> int:
+    """The HTTP status of an error code (the exception class's ``http_status``; 500 if unknown)."""
+    if not _STATUS:
+        _STATUS.update(error_codes())
+    return _STATUS.get(code, 500) if isinstance(code, str) else 500
+
+
+def envelope_response(envelope: dict[str, Any]) -> Response:
+    status = 200 if envelope.get("success") is True else status_for(envelope.get("code"))
+    return Response(orjson.dumps(envelope), status_code=status, media_type=JSON)
+
+
+def error_response(exc: DbHandlesError, context: Context | None = None) -> Response:
+    return envelope_response(error_envelope(exc, context))
+
+
+def _state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.dbhandles
+    return state
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with ``payload_too_large`` past ``limit`` bytes.
+
+    Both the declared Content-Length and the bytes actually streamed are checked, so a client that
+    lies about (or omits) the length cannot push more than the limit into memory.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise InvalidParams(
+                "Content-Length header is not a number", field="Content-Length"
+            ) from None
+        if length > limit:
+            raise _too_large(limit)
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"request body is larger than {limit} bytes; send less per request (data/batch in several "
+        "parts) or raise DBHANDLES_MAX_BODY_BYTES on the server",
+        field="body",
+    )
+
+
+def parse_params(body: bytes) -> dict[str, Any]:
+    """A request body as a params object; an empty body is ``{}``."""
+    if not body.strip():
+        return {}
+    try:
+        params = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidParams(f"request body is not valid JSON: {exc}", field="body") from exc
+    if not isinstance(params, dict):
+        raise InvalidParams("request body must be a JSON object of parameters", field="body")
+    return params
+
+
+def _check_session_id(session_id: str | None) -> None:
+    if session_id is not None and (not session_id or len(session_id) > MAX_SESSION_ID):
+        raise InvalidParams(
+            f"X-Session-Id must be 1 to {MAX_SESSION_ID} characters", field="X-Session-Id"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The request headers that decide who may run a command."""
+
+    authorization: str | None = None
+    session_id: str | None = None
+    origin: str | None = None
+    fetch_site: str | None = None
+    host: str | None = None
+
+    @classmethod
+    def from_scope(cls, scope: Scope) -> tuple[Caller, str | None]:
+        """The caller and the declared Content-Length of an ASGI request."""
+        found: dict[bytes, str] = {}
+        for key, value in scope["headers"]:
+            if key in _CALLER_HEADERS:
+                found[key] = value.decode("latin-1")
+        caller = cls(
+            found.get(b"authorization"), found.get(b"x-session-id"), found.get(b"origin"),
+            found.get(b"sec-fetch-site"), found.get(b"host"),
+        )  # fmt: skip
+        return caller, found.get(b"content-length")
+
+
+_CALLER_HEADERS = frozenset(
+    {b"authorization", b"x-session-id", b"origin", b"sec-fetch-site", b"host", b"content-length"}
+)
+
+
+def run_command(state: ServerState, name: str, body: bytes, caller: Caller) -> tuple[int, bytes]:
+    """In a worker thread: who is calling, the params, the command, the serialised envelope."""
+    context: Context | None = None
+    session_id = caller.session_id
+    try:
+        state.check_site(caller.origin, caller.fetch_site, caller.host)
+        _check_session_id(session_id)
+        context = state.context(caller.authorization, session_id)
+        if name not in COMMANDS:
+            raise UnknownCommand(
+                f"unknown command {name!r}; GET /commands lists them (e.g. data/list, data/open)",
+                field="command",
+            )
+        envelope = state.service.dispatch(name, parse_params(body), context=context)
+    except DbHandlesError as exc:
+        envelope = error_envelope(exc, context)
+    status = 200 if envelope.get("success") is True else status_for(envelope.get("code"))
+    return status, orjson.dumps(envelope)
+
+
+async def _respond(send: Send, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def fast_command(state: ServerState, scope: Scope, receive: Receive, send: Send) -> None:
+    """``POST /commands/<name>`` as a bare ASGI handler (see ``DbHandlesApp``)."""
+    name = scope["path"][len(COMMAND_PREFIX) :]
+    caller, length = Caller.from_scope(scope)
+    try:
+        body = await _read(receive, length, state.max_body_bytes)
+        if body is None:
+            return  # the client went away
+        # Database work is blocking: it runs in a worker thread so the event loop keeps serving.
+        status, payload = await state.run(run_command, state, name, body, caller)
+    except DbHandlesError as exc:
+        status, payload = status_for(exc.code), orjson.dumps(error_envelope(exc))
+    except Exception as exc:
+        log.error("unhandled error on POST %s", scope["path"], exc_info=exc)
+        status, payload = 500, orjson.dumps(error_envelope(DbHandlesError(_INTERNAL)))
+    await _respond(send, status, payload)
+
+
+async def _read(receive: Receive, declared: str | None, limit: int) -> bytes | None:
+    """The body, or None if the client disconnected; ``payload_too_large`` past ``limit`` bytes.
+
+    Both the declared Content-Length and the bytes actually streamed are checked, so a client
+    that lies about (or omits) the length cannot push more than the limit into memory.
+    """
+    if declared is not None:
+        try:
+            declared_length = int(declared)
+        except ValueError:
+            raise InvalidParams("Content-Length is not a number", field="Content-Length") from None
+        if declared_length > limit:
+            raise _too_large(limit)
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        total += len(chunk)
+        if total > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def command_endpoint(request: Request) -> Response:
+    """``POST /commands/<name>`` through Starlette's routing (when the app is mounted elsewhere)."""
+    state = _state(request)
+    try:
+        body = await read_body(request, state.max_body_bytes)
+    except DbHandlesError as exc:
+        return error_response(exc)
+    caller, _ = Caller.from_scope(request.scope)
+    status, payload = await state.run(run_command, state, request.path_params["name"], body, caller)
+    return Response(payload, status_code=status, media_type=JSON)
+
+
+async def command_info_endpoint(request: Request) -> Response:
+    """``GET /commands/<name>``: one command's description and schemas."""
+    name = request.path_params["name"]
+    command = COMMANDS.get(name)
+    if command is None:
+        return error_response(UnknownCommand(f"unknown command {name!r}; GET /commands lists them",
+                                             field="command"))  # fmt: skip
+    return Response(orjson.dumps(command_info(command)), media_type=JSON)
+
+
+async def commands_endpoint(request: Request) -> Response:
+    """``GET /commands``: every command with its params/result JSON schemas."""
+    return Response(orjson.dumps({"commands": commands_listing()}), media_type=JSON)
+
+
+async def openapi_endpoint(request: Request) -> Response:
+    return Response(orjson.dumps(openapi_document(_state(request).version)), media_type=JSON)
+
+
+async def health_endpoint(request: Request) -> Response:
+    """``GET /health``: liveness plus what the CLI checks before using this server (pid, home)."""
+    state = _state(request)
+    body = {
+        "status": "ok",
+        "service": "dbhandles",
+        "version": state.version,
+        "pid": os.getpid(),
+        "home": str(state.service.settings.home.expanduser().resolve()),
+        "connections": state.websockets,
+    }
+    return Response(orjson.dumps(body), media_type=JSON)
+
+
+async def static_endpoint(request: Request) -> Response:
+    """The dashboard and the browser client, from the package's ``static`` folder."""
+    name = STATIC_FILES[request.url.path]
+    content = files("dbhandles.server").joinpath("static", name).read_bytes()
+    media = _STATIC_TYPES[os.path.splitext(name)[1]]
+    return Response(content, media_type=media, headers={"Cache-Control": "no-cache"})
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 as envelopes, so even a wrong URL gets the documented body."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if status == 404:
+        error: DbHandlesError = NotFound(
+            f"no route {request.method} {request.url.path}; commands are POST /commands/<name>, "
+            "GET /commands lists them",
+            field="path",
+        )
+    else:
+        error = InvalidParams(f"{request.method} is not allowed on {request.url.path}; commands are POST",
+                              field="method")  # fmt: skip
+    response = Response(orjson.dumps(error_envelope(error)), status_code=status, media_type=JSON)
+    if isinstance(exc, HTTPException) and exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def internal_error_handler(request: Request, exc: Exception) -> Response:
+    """Anything unexpected: logged here, and an ``internal_error`` envelope without a traceback."""
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(DbHandlesError(_INTERNAL))

@@ -1,0 +1,300 @@
+"""The ``/ws`` WebSocket: commands with correlation ids, and events pushed to pattern subscribers.
+
+Client to server::
+
+    {"type": "request", "id": 7, "command": "data/list", "params": {...}}
+    {"type": "subscribe", "id": 8, "pattern": "data:users:*"}
+    {"type": "unsubscribe", "id": 9, "pattern": "data:users:*"}
+    {"type": "ping", "id": 10}
+
+Server to client: ``hello`` (with the connection's ``sessionId``) on connect, ``response`` (``result`` is
+the envelope), ``subscribed`` / ``unsubscribed``, ``pong``, ``event`` (``event``, ``pattern``, ``payload``),
+``overflow`` (events dropped for a slow reader) and ``error`` for a message that cannot be understood;
+the socket stays open after an error.
+
+Events arrive on the bus in the writer's worker thread. They are serialised there and handed to the
+event loop with ``call_soon_threadsafe`` into this connection's queue, which is bounded: a client that
+reads too slowly loses events (counted and reported), and never slows down a writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from dbhandles.commands import Context
+from dbhandles.commands.envelope import error_envelope
+from dbhandles.errors import DbHandlesError, InvalidParams, PayloadTooLarge
+from dbhandles.events import Event, Subscription
+
+if TYPE_CHECKING:
+    from dbhandles.server.app import ServerState
+
+__all__ = ["MAX_PENDING_EVENTS", "MAX_REQUESTS_IN_FLIGHT", "Connection", "websocket_endpoint"]
+
+log = logging.getLogger(__name__)
+
+#: Events waiting to be written to one client before new ones are dropped.
+MAX_PENDING_EVENTS = 1000
+#: Requests one connection may have running at once; past it the server stops reading (backpressure).
+MAX_REQUESTS_IN_FLIGHT = 64
+MAX_PATTERN = 200
+MAX_SUBSCRIPTIONS = 100
+_TYPES = ("request", "subscribe", "unsubscribe", "ping")
+
+
+def _dumps(message: dict[str, Any]) -> str:
+    return orjson.dumps(message).decode()
+
+
+class Connection:
+    """One WebSocket client: its session, its subscriptions, its outgoing queue."""
+
+    def __init__(self, websocket: WebSocket, state: ServerState, context: Context) -> None:
+        self.websocket = websocket
+        self.state = state
+        self.context = context
+        self.session_id = context.session_id or str(uuid.uuid4())
+        self.loop = asyncio.get_running_loop()
+        # (text, is_event); None stops the writer.
+        self.outbox: asyncio.Queue[tuple[str, bool] | None] = asyncio.Queue()
+        self.pending_events = 0
+        self.dropped = 0
+        self._reported = 0
+        self.subscriptions: dict[str, Subscription] = {}
+        self.slots = asyncio.Semaphore(MAX_REQUESTS_IN_FLIGHT)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.open = True
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.open:
+            self.outbox.put_nowait((_dumps(message), False))
+
+    def _queue_event(self, text: str) -> None:
+        """In the loop: queue one serialised event, or drop it if this client is too far behind."""
+        if not self.open:
+            return
+        if self.pending_events >= MAX_PENDING_EVENTS:
+            self.dropped += 1
+            return
+        self.pending_events += 1
+        self.outbox.put_nowait((text, True))
+
+    async def writer(self) -> None:
+        while True:
+            item = await self.outbox.get()
+            if item is None:
+                return
+            text, is_event = item
+            if is_event:
+                self.pending_events -= 1
+            try:
+                await self.websocket.send_text(text)
+                if self.dropped > self._reported and self.pending_events == 0:
+                    self._reported = self.dropped
+                    await self.websocket.send_text(
+                        _dumps({"type": "overflow", "dropped": self.dropped})
+                    )
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                self.open = False
+                return
+
+    # -- events (called in whatever thread published) ----------------------------------------------
+
+    def _listener(self, pattern: str) -> Any:
+        def deliver(event: Event) -> None:
+            text = _dumps(
+                {"type": "event", "event": event.name, "pattern": pattern, "payload": event.payload}
+            )
+            with contextlib.suppress(
+                RuntimeError
+            ):  # the loop is closing: the client is gone anyway
+                self.loop.call_soon_threadsafe(self._queue_event, text)
+
+        return deliver
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def error(self, msg_id: Any, exc: DbHandlesError) -> None:
+        self.send({"type": "error", "id": msg_id, "error": exc.message, "code": exc.code,
+                   **({"field": exc.field} if exc.field else {})})  # fmt: skip
+
+    async def handle(self, raw: str | bytes) -> None:
+        if len(raw) > self.state.max_body_bytes:
+            self.error(None, PayloadTooLarge(f"message is larger than {self.state.max_body_bytes} bytes",
+                                             field="message"))  # fmt: skip
+            return
+        try:
+            message = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            self.error(None, InvalidParams(f"message is not valid JSON: {exc}", field="message"))
+            return
+        if not isinstance(message, dict):
+            self.error(
+                None, InvalidParams("message must be a JSON object with a 'type'", field="message")
+            )
+            return
+        msg_id = message.get("id")
+        kind = message.get("type")
+        if msg_id is not None and (
+            isinstance(msg_id, bool) or not isinstance(msg_id, str | int | float)
+        ):
+            self.error(None, InvalidParams("id must be a string or a number", field="id"))
+            return
+        if kind == "request":
+            await self._request(msg_id, message)
+        elif kind == "subscribe":
+            self._subscribe(msg_id, message.get("pattern"))
+        elif kind == "unsubscribe":
+            self._unsubscribe(msg_id, message.get("pattern"))
+        elif kind == "ping":
+            self.send({"type": "pong", "id": msg_id})
+        else:
+            self.error(msg_id, InvalidParams(f"type must be one of {', '.join(_TYPES)} (got {kind!r})",
+                                             field="type"))  # fmt: skip
+
+    async def _request(self, msg_id: Any, message: dict[str, Any]) -> None:
+        name = message.get("command")
+        params = message.get("params", {})
+        if msg_id is None:
+            self.error(
+                None, InvalidParams("a request needs an id to correlate its response", field="id")
+            )
+            return
+        bad: DbHandlesError | None = None
+        if not isinstance(name, str):
+            bad = InvalidParams("command must be a string such as 'data/list'", field="command")
+        elif params is not None and not isinstance(params, dict):
+            bad = InvalidParams("params must be a JSON object", field="params")
+        if bad is not None:
+            self.send(
+                {"type": "response", "id": msg_id, "result": error_envelope(bad, self.context)}
+            )
+            return
+        await self.slots.acquire()
+        task = asyncio.create_task(self._run(msg_id, str(name), params or {}))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, msg_id: Any, name: str, params: dict[str, Any]) -> None:
+        try:
+            text = await self.state.run(self._execute, msg_id, name, params)
+        except RuntimeError:  # the server is shutting down: the client is being disconnected
+            return
+        finally:
+            self.slots.release()
+        if self.open:
+            self.outbox.put_nowait((text, False))
+
+    def _execute(self, msg_id: Any, name: str, params: dict[str, Any]) -> str:
+        """In a worker thread: run the command and serialise the response there, off the loop."""
+        envelope = self.state.service.dispatch(name, params, context=self.context)
+        return _dumps({"type": "response", "id": msg_id, "result": envelope})
+
+    def _subscribe(self, msg_id: Any, pattern: Any) -> None:
+        if (
+            not isinstance(pattern, str)
+            or not 0 < len(pattern) <= MAX_PATTERN
+            or not pattern.isprintable()
+        ):
+            self.error(msg_id, InvalidParams(f"pattern must be a string of 1 to {MAX_PATTERN} characters, "
+                                             "e.g. 'data:users:*' or 'data:*'", field="pattern"))  # fmt: skip
+            return
+        if pattern not in self.subscriptions:
+            if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+                self.error(msg_id, InvalidParams(f"at most {MAX_SUBSCRIPTIONS} patterns per connection",
+                                                 field="pattern"))  # fmt: skip
+                return
+            self.subscriptions[pattern] = self.state.service.events.subscribe(
+                pattern, self._listener(pattern)
+            )
+        self.send({"type": "subscribed", "id": msg_id, "pattern": pattern})
+
+    def _unsubscribe(self, msg_id: Any, pattern: Any) -> None:
+        sub = self.subscriptions.pop(pattern, None) if isinstance(pattern, str) else None
+        if sub is not None:
+            sub.close()
+        self.send(
+            {"type": "unsubscribed", "id": msg_id, "pattern": pattern, "found": sub is not None}
+        )
+
+    def close(self) -> None:
+        self.open = False
+        for sub in self.subscriptions.values():
+            sub.close()
+        self.subscriptions.clear()
+        self.outbox.put_nowait(None)
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    """Serve one WebSocket client until it (or the server) closes the connection.
+
+    A token comes as ``Authorization: Bearer <token>`` or, from a browser (which cannot set
+    headers on a WebSocket), as ``/ws?token=<token>``.
+    """
+    state: ServerState = websocket.app.state.dbhandles
+    headers = websocket.headers
+    authorization = headers.get("authorization")
+    if authorization is None and websocket.query_params.get("token"):
+        authorization = f"Bearer {websocket.query_params['token']}"
+    await websocket.accept()
+    try:
+        state.check_site(headers.get("origin"), headers.get("sec-fetch-site"), headers.get("host"))
+        context = await state.run(state.context, authorization, str(uuid.uuid4()))
+    except DbHandlesError as exc:
+        await websocket.send_text(_dumps({"type": "error", "id": None, "error": exc.message,
+                                          "code": exc.code}))  # fmt: skip
+        await websocket.close(code=1008)
+        return
+    conn = Connection(websocket, state, context)
+    state.websockets += 1
+    writer = asyncio.create_task(conn.writer())
+    conn.send({"type": "hello", "sessionId": conn.session_id, "actor": context.actor,
+               "server": "dbhandles", "version": state.version})  # fmt: skip
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            raw = message.get("text")
+            if raw is None:
+                raw = message.get("bytes") or b""
+            await conn.handle(raw)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        state.websockets -= 1
+        conn.close()
+        _end_session(state, conn.session_id)
+        # Let responses already computed go out; running commands finish in their threads anyway.
+        if conn.tasks:
+            await asyncio.gather(*conn.tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer, 2.0)
+
+
+def _end_session(state: ServerState, session_id: str) -> None:
+    """The connection's query cursors close with it.
+
+    Handed to the worker threads without waiting, so it happens even if this task is cancelled
+    while it finishes (a server shutting down, a test client tearing down).
+    """
+    try:
+        state.executor.submit(_close_cursors, state, session_id)
+    except RuntimeError:  # the worker threads are already stopped: the server is shutting down
+        _close_cursors(state, session_id)
+
+
+def _close_cursors(state: ServerState, session_id: str) -> None:
+    try:
+        state.service.end_session(session_id)
+    except DbHandlesError:
+        log.warning("could not close the cursors of session %s", session_id, exc_info=True)

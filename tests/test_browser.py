@@ -1,0 +1,180 @@
+"""The dashboard in a real headless Chromium: open a database, create a record, see another client's write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dbhandles.client import Client
+from tests.servers import ServerProcess, chromium
+
+pytestmark = [pytest.mark.browser, pytest.mark.needs_server]
+
+WAIT = 15
+
+
+def wait_until(driver: Any, condition: Any, message: str) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(condition, message)
+
+
+def page_errors(driver: Any) -> list[str]:
+    """Errors the page showed in its banner."""
+    banner = driver.find_element("id", "banner")
+    if banner.is_displayed() and "info" not in (banner.get_attribute("class") or ""):
+        return [banner.text]
+    return []
+
+
+def row_ids(driver: Any) -> list[str]:
+    """The ids of the listed records, read in one script call so a re-render cannot go stale."""
+    ids = driver.execute_script(
+        "return [...document.querySelectorAll('#records-table tbody tr')].map((r) => r.dataset.id)"
+    )
+    return [str(i) for i in ids]
+
+
+def test_dashboard_open_create_and_live_update(home: Path, tmp_path: Path) -> None:
+    db_path = tmp_path / "browser.sqlite"
+    with ServerProcess(home) as server, chromium() as driver:
+        driver.get(server.dashboard())
+        wait_until(driver, lambda d: d.find_element("tag name", "body").get_attribute("data-ready") == "true",
+                   "the dashboard did not finish loading")  # fmt: skip
+        wait_until(
+            driver,
+            lambda d: d.find_element("id", "status").text == "live",
+            "the WebSocket never opened",
+        )
+
+        # Open a database through the page.
+        driver.find_element("id", "open-path").send_keys(str(db_path))
+        driver.find_element("id", "open-alias").send_keys("browser")
+        driver.find_element("id", "open-submit").click()
+        wait_until(driver, lambda d: d.find_element("id", "handle-title").text == "browser",
+                   "the new handle was not selected")  # fmt: skip
+        assert db_path.exists()
+        with Client(server.url, server.token) as client:
+            handles = client.execute("data/list-handles")["handles"]
+        handle = next(h["handle"] for h in handles if h["aliases"] == ["browser"])
+        assert len(driver.find_elements("css selector", "#handles .handle")) == 2
+
+        # Create a record with the editor, see it listed.
+        driver.find_element("id", "new-record").click()
+        driver.find_element("id", "editor-collection").send_keys("training_examples")
+        driver.find_element("id", "editor-id").send_keys("test-001")
+        area = driver.find_element("id", "editor-data")
+        area.clear()
+        area.send_keys('{"text": "from the browser", "label": "positive"}')
+        driver.find_element("id", "editor-save").click()
+        wait_until(driver, lambda d: "test-001" in row_ids(d), "the created record is not listed")
+        assert not page_errors(driver)
+        wait_until(driver, lambda d: chip_count(d) == "1", "the new collection is not listed")
+
+        # Another client writes; the page shows it without a reload.
+        with Client(server.url, server.token) as other:
+            stored = other.execute("data/read", {"dbHandle": handle, "collection": "training_examples",
+                                                 "id": "test-001"})  # fmt: skip
+            assert stored["data"]["text"] == "from the browser"
+            other.execute("data/create", {"dbHandle": handle, "collection": "training_examples",
+                                          "data": {"text": "written elsewhere"}, "id": "remote-1"})  # fmt: skip
+        wait_until(
+            driver, lambda d: "remote-1" in row_ids(d), "another client's record did not appear"
+        )
+        wait_until(driver, lambda d: chip_count(d) == "2", "the collection count did not update")
+        activity = driver.find_element("id", "activity").text
+        assert "data:training_examples:created" in activity
+
+        # Bad JSON in the editor is refused in the page, not sent.
+        driver.find_element("id", "new-record").click()
+        area = driver.find_element("id", "editor-data")
+        area.clear()
+        area.send_keys("{not json")
+        assert "Not valid JSON" in driver.find_element("id", "editor-hint").text
+        assert not driver.find_element("id", "editor-save").is_enabled()
+
+        # A server-side error is shown in the banner.
+        area.clear()
+        area.send_keys("{}")
+        driver.find_element("id", "editor-id").send_keys("test-001")
+        driver.find_element("id", "editor-save").click()
+        wait_until(driver, lambda d: page_errors(d), "the error was not shown")
+        assert "record_exists" in page_errors(driver)[0]
+        driver.find_element("id", "editor-cancel").click()
+
+        # Close the handle through the page (two clicks: the second confirms).
+        driver.find_element("id", "close-handle").click()
+        driver.find_element("id", "close-handle").click()
+        wait_until(driver, lambda d: d.find_element("id", "handle-title").text == "default",
+                   "closing did not go back to default")  # fmt: skip
+        with Client(server.url, server.token) as client:
+            assert [h["handle"] for h in client.execute("data/list-handles")["handles"]] == [
+                "default"
+            ]
+
+
+def chip_count(driver: Any) -> str | None:
+    """The record count on the training_examples chip (None while the page re-renders it)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        chip = driver.find_element(
+            "css selector", '#collections [data-collection="training_examples"]'
+        )
+        return str(chip.text.split()[-1])
+    except (NoSuchElementException, StaleElementReferenceException):
+        return None
+
+
+def test_pager_walks_a_cursor(home: Path, tmp_path: Path) -> None:
+    with (
+        ServerProcess(home) as server,
+        chromium() as driver,
+        Client(server.url, server.token) as client,
+    ):
+        ops = [{"op": "create", "collection": "many", "data": {"n": i}} for i in range(60)]
+        client.execute("data/batch", {"operations": ops})
+        driver.get(server.dashboard())
+        wait_until(driver, lambda d: len(row_ids(d)) == 25, "the first page did not load")
+        assert driver.find_element("id", "page-info").text == "Page 1 of 3"
+        first = set(row_ids(driver))
+        driver.find_element("id", "next-page").click()
+        wait_until(
+            driver, lambda d: d.find_element("id", "page-info").text == "Page 2 of 3", "no page 2"
+        )
+        second = set(row_ids(driver))
+        driver.find_element("id", "next-page").click()
+        wait_until(
+            driver, lambda d: d.find_element("id", "page-info").text == "Page 3 of 3", "no page 3"
+        )
+        third = set(row_ids(driver))
+        assert len(third) == 10
+        assert not (first & second) and not (second & third)
+        assert len(first | second | third) == 60
+        driver.find_element("id", "prev-page").click()
+        wait_until(driver, lambda d: set(row_ids(d)) == second, "previous page differs")
+
+
+def test_dashboard_needs_the_token(home: Path) -> None:
+    """`jtag serve` prints the dashboard link with #token=...; without it the page says what to do."""
+    with ServerProcess(home) as server, chromium() as driver:
+        driver.get(server.url + "/")
+        wait_until(
+            driver,
+            lambda d: d.find_element("id", "status").text == "token needed",
+            "no token prompt",
+        )
+        assert "unauthorized" in page_errors(driver)[0]
+        driver.get(server.dashboard())
+        driver.refresh()  # a hash change alone does not reload the page
+        wait_until(
+            driver,
+            lambda d: d.find_element("id", "status").text == "live",
+            "the token was not used",
+        )
+        wait_until(driver, lambda d: d.find_element("tag name", "body").get_attribute("data-ready") == "true",
+                   "the dashboard did not load with the token")  # fmt: skip
+        assert "#token" not in driver.current_url, "the token is removed from the address bar"
+        assert not page_errors(driver)
