@@ -407,3 +407,17 @@ def test_readonly_is_enforced_by_the_driver_too(service: Service, tmp_path: Path
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             adapter._conn.execute("CREATE TABLE sneaky (x)")  # type: ignore[attr-defined]
     _ = ReadOnly, NotADatabase
+
+
+def test_a_handle_closed_by_another_process_is_not_used_from_cache(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with Service(home) as svc:
+        handle = svc.execute(
+            "data/open",
+            {"adapter": "sqlite", "config": {"path": str(tmp_path / "c.sqlite"), "mode": "create"}},
+        )["dbHandle"]
+        svc.execute("data/list", {"dbHandle": handle, "collection": "c"})  # resolved and cached
+        script = f"from dbhandles import Service\nwith Service({str(home)!r}) as s: s.execute('data/close', {{'dbHandle': {handle!r}}})"
+        subprocess.run([sys.executable, "-c", script], check=True)
+        with pytest.raises(HandleNotFound):
+            svc.execute("data/list", {"dbHandle": handle, "collection": "c"})

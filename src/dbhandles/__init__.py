@@ -12,7 +12,7 @@ from __future__ import annotations
 import atexit
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbhandles.adapters import (
     Adapter,
@@ -47,6 +47,7 @@ from dbhandles.errors import (
     ReadOnly,
     RecordExists,
     RecordNotFound,
+    ServerUnreachable,
     StorageBusy,
     StorageError,
     Unauthorized,
@@ -66,6 +67,7 @@ __all__ = [
     "AccessDenied",
     "Adapter",
     "AdapterConfig",
+    "Client",
     "Command",
     "Conflict",
     "Context",
@@ -95,6 +97,7 @@ __all__ = [
     "ReadOnly",
     "RecordExists",
     "RecordNotFound",
+    "ServerUnreachable",
     "Service",
     "Session",
     "Settings",
@@ -110,6 +113,19 @@ __all__ = [
     "execute",
     "register_adapter",
 ]
+
+if TYPE_CHECKING:
+    from dbhandles.client import Client
+
+
+def __getattr__(name: str) -> Any:
+    # The remote client pulls in httpx and websockets: import it only when asked for.
+    if name == "Client":
+        from dbhandles.client import Client
+
+        return Client
+    raise AttributeError(f"module 'dbhandles' has no attribute {name!r}")
+
 
 _default: Service | None = None
 _default_lock = threading.Lock()

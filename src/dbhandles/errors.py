@@ -28,6 +28,7 @@
     │   ├── AccessDenied                (access_denied, 403)
     │   ├── PathNotAllowed              (path_not_allowed, 403)
     │   └── QuotaExceeded               (quota_exceeded, 403)
+    ├── ServerUnreachable               (server_unreachable, 503)
     ├── StorageBusy                     (storage_busy, 503)
     └── StorageError                    (storage_error, 500)
 
@@ -61,6 +62,7 @@ __all__ = [
     "ReadOnly",
     "RecordExists",
     "RecordNotFound",
+    "ServerUnreachable",
     "StorageBusy",
     "StorageError",
     "Unauthorized",
@@ -247,6 +249,13 @@ class QuotaExceeded(Forbidden):
     """The actor has too many open handles, or the database has grown past its size quota."""
 
     code = "quota_exceeded"
+
+
+class ServerUnreachable(DbHandlesError):
+    """A remote client (``Client``, ``jtag`` with ``JTAG_URL``) could not reach the dbhandles server."""
+
+    code = "server_unreachable"
+    http_status = 503
 
 
 class StorageBusy(DbHandlesError):

@@ -87,6 +87,11 @@ class CursorRow:
 class HandleStore(ABC):
     """Where the registry keeps handles, aliases and cursors."""
 
+    def version(self) -> int | None:
+        """A number that changes whenever another connection changed the store, so the registry can
+        cache resolved handles; ``None`` (the default) disables caching."""
+        return None
+
     @abstractmethod
     def get_handle(self, name: str) -> HandleRow | None:
         """The handle called ``name``, resolving an alias."""
@@ -310,6 +315,11 @@ class SqliteHandleStore(HandleStore):
                 if "locked" in str(exc) or "busy" in str(exc):
                     raise StorageBusy(f"the default database is busy: {exc}") from exc
                 raise StorageError(f"handle table: {exc}") from exc
+
+    def version(self) -> int | None:
+        # data_version moves when any *other* connection commits; our own writes invalidate the
+        # registry's cache explicitly.
+        return int(self._query("PRAGMA data_version")[0][0])
 
     def get_handle(self, name: str) -> HandleRow | None:
         rows = self._query(

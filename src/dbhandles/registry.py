@@ -20,7 +20,7 @@ from typing import Any
 
 from dbhandles.adapters import Adapter, AdapterConfig, get_adapter_class
 from dbhandles.clock import now_ms
-from dbhandles.errors import DefaultHandleProtected, HandleNotFound, InvalidParams
+from dbhandles.errors import DefaultHandleProtected, HandleNotFound, InvalidConfig, InvalidParams
 from dbhandles.filters import FilterNode
 from dbhandles.handlestore import HandleRow, HandleStore, SqliteHandleStore
 from dbhandles.security.permissions import Permissions
@@ -52,6 +52,8 @@ class HandleEntry:
     aliases: list[str] = field(default_factory=list)
     permissions: Permissions | None = None
     row_filter: FilterNode | None = None
+    #: The connection key, computed once (it may resolve paths).
+    key: str | None = None
 
     def __post_init__(self) -> None:
         if self.permissions is not None and self.row_filter is None:
@@ -107,6 +109,9 @@ class HandleRegistry:
         self._local: dict[str, HandleEntry] = {}
         self._local_aliases: dict[str, str] = {}
         self._last_used: dict[str, int] = {}
+        self._cache: dict[str, HandleEntry] = {}
+        self._cache_version: int | None = None
+        self._generation = 0
         self._persisted_use: dict[str, int] = {}
         self._closed = False
         sqlite_cls = get_adapter_class("sqlite")
@@ -140,6 +145,15 @@ class HandleRegistry:
             local = self._local.get(self._local_aliases.get(name, name))
         if local is not None:
             return local
+        version = self.store.version()
+        with self._lock:
+            generation = self._generation
+            if version is None or version != self._cache_version:
+                self._cache.clear()
+                self._cache_version = version
+            cached = self._cache.get(name)
+        if cached is not None:
+            return cached
         row = self.store.get_handle(name)
         if row is None:
             raise HandleNotFound(
@@ -147,7 +161,20 @@ class HandleRegistry:
                 "closed); run data/list-handles to see open handles, or data/open to open one",
                 field="dbHandle",
             )
-        return self._entry_from_row(row)
+        entry = self._entry_from_row(row)
+        if version is not None:
+            with self._lock:
+                if self._cache_version == version and self._generation == generation:
+                    self._cache[name] = entry
+        return entry
+
+    def _invalidate(self) -> None:
+        """Forget cached entries; called after this registry changed the store itself (our own
+        commits do not move the store's version)."""
+        with self._lock:
+            self._cache.clear()
+            self._cache_version = None
+            self._generation += 1
 
     def _entry_from_row(self, row: HandleRow) -> HandleEntry:
         cls = get_adapter_class(row.adapter)
@@ -176,18 +203,22 @@ class HandleRegistry:
             self._touch(entry)
 
     def _key(self, entry: HandleEntry, cls: type[Adapter]) -> str:
-        key = cls.connection_key(entry.config)
-        return key if key is not None else f"handle:{entry.handle}"
+        if entry.key is None:
+            key = cls.connection_key(entry.config)
+            entry.key = key if key is not None else f"handle:{entry.handle}"
+        return entry.key
 
     def _acquire(self, entry: HandleEntry) -> _Connection:
-        cls = get_adapter_class(entry.adapter_name)
-        key = self._key(entry, cls)
         with self._lock:
             if self._closed:
                 raise HandleNotFound("the registry is closed", field="dbHandle")
-            conn = self._connections.get(key)
+            conn = self._connections.get(entry.key) if entry.key is not None else None
             if conn is None or conn.adapter.closed:
-                conn = self._connections[key] = _Connection(cls(entry.config))
+                cls = get_adapter_class(entry.adapter_name)
+                key = self._key(entry, cls)
+                conn = self._connections.get(key)
+                if conn is None or conn.adapter.closed:
+                    conn = self._connections[key] = _Connection(cls(entry.config))
             conn.handles.add(entry.handle)
             conn.in_use += 1
             return conn
@@ -214,13 +245,16 @@ class HandleRegistry:
             UnknownAdapter, InvalidConfig, InvalidParams, DriverMissing.
         """
         cls = get_adapter_class(adapter)
-        if config is None:
+        if config is not None:
+            return cls, cls.parse_config(config)
+        try:
+            return cls, cls.parse_config({})
+        except InvalidConfig as exc:
             raise InvalidParams(
-                f"config: missing; for {adapter} use for example "
+                f"config: missing ({exc.message}); for {adapter} use for example "
                 '--config=\'{"path":"/path/to/database","mode":"create"}\'',
                 field="config",
-            )
-        return cls, cls.parse_config(config)
+            ) from exc
 
     def open(
         self,
@@ -268,6 +302,7 @@ class HandleRegistry:
             )  # fmt: skip
             try:
                 self.store.put_handle(row, alias)
+                self._invalidate()
             except BaseException:
                 self._detach(entry, conn)
                 raise
@@ -295,7 +330,9 @@ class HandleRegistry:
         if entry.is_default:
             raise DefaultHandleProtected("Cannot close default database handle", field="dbHandle")
         if entry.durable:
-            if not self.store.delete_handle(entry.handle):
+            deleted = self.store.delete_handle(entry.handle)
+            self._invalidate()
+            if not deleted:
                 raise HandleNotFound(f"dbHandle: {name!r} was already closed", field="dbHandle")
         else:
             with self._lock:
@@ -347,6 +384,7 @@ class HandleRegistry:
             raise InvalidParams("alias: 'default' cannot be aliased", field="alias")
         if entry.durable:
             self.store.set_alias(alias, entry.handle)
+            self._invalidate()
             with self._lock:
                 self._local_aliases.pop(alias, None)
         else:

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
-from dataclasses import replace
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from dbhandles.adapters import Adapter
-from dbhandles.clock import iso_now
 from dbhandles.commands import COMMANDS, Command, Context
 from dbhandles.commands.envelope import error_envelope, success_envelope
 from dbhandles.errors import DbHandlesError, InvalidParams, QuotaExceeded, UnknownCommand
 from dbhandles.events import EventBus
-from dbhandles.handlestore import AuditRow, CursorRow, HandleStore
+from dbhandles.handlestore import CursorRow, HandleStore
 from dbhandles.registry import HandleEntry, HandleRegistry
 from dbhandles.schemas import Declaration, SchemaRegistry
 from dbhandles.security.audit import AuditLog
@@ -33,6 +33,8 @@ __all__ = ["Service", "params_error"]
 
 log = logging.getLogger(__name__)
 _GROWS = {"write"}
+#: The handle entry ``execute`` resolved for the running command (so handlers don't resolve twice).
+_ENTRY: ContextVar[HandleEntry | None] = ContextVar("dbhandles_entry", default=None)
 
 
 def params_error(command: str, exc: ValidationError) -> InvalidParams:
@@ -93,10 +95,11 @@ class Service:
         parsed = self._parse(command, params)
         handle_name = getattr(parsed, "db_handle", None)
         entry: HandleEntry | None = None
+        token = None
         try:
             if command.uses_handle or command.name == "data/close":
                 entry = self.registry.resolve(handle_name)
-                context = replace(context, extra={**context.extra, "entry": entry})
+                token = _ENTRY.set(entry)
             authorize(command, parsed, context, entry)
             if (
                 entry is not None
@@ -108,12 +111,15 @@ class Service:
         except DbHandlesError as exc:
             self._audit(command, parsed, context, entry, handle_name, None, exc.code)
             raise
+        finally:
+            if token is not None:
+                _ENTRY.reset(token)
         self._audit(command, parsed, context, entry, handle_name, result, None)
         return success_envelope(result, context)
 
     def lease(self, params: BaseModel, context: Context) -> Any:
         """The adapter behind ``params.dbHandle`` for one command (reusing the entry ``execute`` resolved)."""
-        entry = context.extra.get("entry")
+        entry = _ENTRY.get()
         return self.registry.lease(
             entry if entry is not None else getattr(params, "db_handle", None)
         )
@@ -138,21 +144,23 @@ class Service:
         result: Any,
         code: str | None,
     ) -> None:
-        if command.name == "data/audit":
+        if command.name == "data/audit" or not self.audit.enabled:
             return
         handle = (
             entry.handle if entry is not None else getattr(result, "db_handle", None) or handle_name
         )
         record_id = getattr(params, "id", None) or getattr(result, "id", None)
         collection = getattr(params, "collection", None)
-        self.audit.record(
-            AuditRow(
-                at=iso_now(), actor=context.actor, session_id=context.session_id, handle=handle,
-                command=command.name, operation=",".join(sorted(operations_of(command, params))),
-                collection=collection if isinstance(collection, str) else None,
-                record_id=record_id if isinstance(record_id, str) else None,
-                success=code is None, code=code,
-            )
+        operations = (
+            command.operation
+            if getattr(params, "operations", None) is None
+            else ",".join(sorted(operations_of(command, params)))
+        )
+        self.audit.record_call(
+            time.time(), context.actor, context.session_id, handle, command.name, operations,
+            collection if isinstance(collection, str) else None,
+            record_id if isinstance(record_id, str) else None,
+            code,
         )  # fmt: skip
 
     def dispatch(

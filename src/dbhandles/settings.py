@@ -34,6 +34,13 @@ class Settings:
     max_db_bytes: int = 0
     audit: bool = True
 
+    def __post_init__(self) -> None:
+        # Accept str paths from callers; keep Path internally.
+        if not isinstance(self.home, Path):
+            object.__setattr__(self, "home", Path(self.home).expanduser())
+        if self.allowed_roots is not None:
+            object.__setattr__(self, "allowed_roots", tuple(Path(r).expanduser() for r in self.allowed_roots))
+
     @property
     def default_path(self) -> Path:
         return self.home / "default.sqlite"

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
+from dbhandles.clock import iso_from_epoch
 from dbhandles.handlestore import AuditRow, HandleStore
 
 __all__ = ["FLUSH_SECONDS", "AuditLog"]
@@ -26,12 +28,12 @@ class AuditLog:
         self.store = store
         self.enabled = enabled
         self._lock = threading.Lock()
-        self._queue: list[AuditRow] = []
+        self._queue: list[AuditRow | tuple[Any, ...]] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def record(self, row: AuditRow) -> None:
+    def record(self, row: AuditRow | tuple[Any, ...]) -> None:
         if not self.enabled:
             return
         with self._lock:
@@ -45,9 +47,38 @@ class AuditLog:
         if full:
             self.flush()
 
+    def record_call(
+        self,
+        at: float,
+        actor: str,
+        session_id: str | None,
+        handle: str | None,
+        command: str,
+        operation: str,
+        collection: str | None,
+        record_id: str | None,
+        code: str | None,
+    ) -> None:
+        """The hot-path form of ``record``: a plain tuple now, an ``AuditRow`` at flush time."""
+        if self.enabled:
+            self.record(
+                (at, actor, session_id, handle, command, operation, collection, record_id, code)
+            )  # type: ignore[arg-type]
+
+    @staticmethod
+    def _row(item: AuditRow | tuple[Any, ...]) -> AuditRow:
+        if isinstance(item, AuditRow):
+            return item
+        at, actor, session_id, handle, command, operation, collection, record_id, code = item
+        return AuditRow(
+            iso_from_epoch(at), actor, session_id, handle, command, operation, collection, record_id,
+            code is None, code,
+        )  # fmt: skip
+
     def flush(self) -> None:
         with self._lock:
-            rows, self._queue = self._queue, []
+            queued, self._queue = self._queue, []
+        rows = [self._row(item) for item in queued]
         if rows:
             try:
                 self.store.append_audit(rows)
@@ -56,7 +87,7 @@ class AuditLog:
                     "could not write %d audit rows; they are kept for the next flush", len(rows)
                 )
                 with self._lock:
-                    self._queue = rows + self._queue
+                    self._queue = [*rows, *self._queue]
 
     def _run(self) -> None:
         while not self._stop.wait(FLUSH_SECONDS):
