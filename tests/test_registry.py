@@ -421,3 +421,14 @@ def test_a_handle_closed_by_another_process_is_not_used_from_cache(tmp_path: Pat
         subprocess.run([sys.executable, "-c", script], check=True)
         with pytest.raises(HandleNotFound):
             svc.execute("data/list", {"dbHandle": handle, "collection": "c"})
+
+
+def test_default_handle_times_are_the_same_in_every_process(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with Service(home) as first:
+        opened = first.execute("data/list-handles")["handles"][0]["openedAt"]
+        first.execute("data/list", {"collection": "users"})
+    with Service(home) as second:
+        default = second.execute("data/list-handles")["handles"][0]
+    assert default["openedAt"] == opened
+    assert default["lastUsedAt"] >= opened

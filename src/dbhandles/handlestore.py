@@ -162,6 +162,14 @@ class HandleStore(ABC):
         """Newest first."""
 
     @abstractmethod
+    def get_meta(self, key: str) -> str | None:
+        """A small piece of registry state (such as when ``default`` was first opened)."""
+
+    @abstractmethod
+    def set_meta(self, key: str, value: str, *, only_if_missing: bool = False) -> str:
+        """Store ``value`` under ``key``; with ``only_if_missing`` keep an existing value. Returns the stored value."""
+
+    @abstractmethod
     def put_token(self, row: TokenRow) -> None: ...
 
     @abstractmethod
@@ -221,6 +229,10 @@ CREATE TABLE IF NOT EXISTS _dbh_audit (
     code TEXT
 );
 CREATE INDEX IF NOT EXISTS _dbh_audit_at ON _dbh_audit(at);
+CREATE TABLE IF NOT EXISTS _dbh_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS _dbh_tokens (
     token_id TEXT PRIMARY KEY,
     actor TEXT NOT NULL,
@@ -464,6 +476,26 @@ class SqliteHandleStore(HandleStore):
             )
             for r in rows
         ]  # fmt: skip
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM _dbh_meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str, *, only_if_missing: bool = False) -> str:
+        with self._tx() as db:
+            if only_if_missing:
+                db.execute(
+                    "INSERT OR IGNORE INTO _dbh_meta (key, value) VALUES (?, ?)", (key, value)
+                )
+            else:
+                db.execute(
+                    "INSERT INTO _dbh_meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, value),
+                )
+            return str(
+                db.execute("SELECT value FROM _dbh_meta WHERE key = ?", (key,)).fetchone()[0]
+            )
 
     def put_token(self, row: TokenRow) -> None:
         with self._tx() as db:

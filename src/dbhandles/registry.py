@@ -119,9 +119,11 @@ class HandleRegistry:
             sqlite_cls.parse_config({"path": str(settings.default_path), "mode": "create"})
         )
         self.store = store or SqliteHandleStore(Path(default_config.path))  # type: ignore[attr-defined]
-        started = now_ms()
+        # The default handle's times persist like any handle's, so every process reports the same.
+        opened = int(self.store.set_meta("default.openedAt", str(now_ms()), only_if_missing=True))
+        last_used = int(self.store.get_meta("default.lastUsedAt") or opened)
         self._default = HandleEntry(
-            DEFAULT_HANDLE, "sqlite", default_config, started, started, is_default=True
+            DEFAULT_HANDLE, "sqlite", default_config, opened, last_used, is_default=True
         )
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
@@ -227,11 +229,14 @@ class HandleRegistry:
         now = now_ms()
         entry.last_used_at = now
         self._last_used[entry.handle] = now
-        if not entry.durable or entry.is_default:
+        if not entry.durable:
             return
         if now - self._persisted_use.get(entry.handle, 0) >= _TOUCH_EVERY_MS:
             self._persisted_use[entry.handle] = now
-            self.store.touch(entry.handle, now)
+            if entry.is_default:
+                self.store.set_meta("default.lastUsedAt", str(now))
+            else:
+                self.store.touch(entry.handle, now)
 
     # -- open / close ----------------------------------------------------------------------------
 
@@ -406,6 +411,8 @@ class HandleRegistry:
         for entry in entries:
             entry.aliases = by_handle.get(entry.handle, [])
         entries.sort(key=lambda e: e.opened_at)
+        persisted = int(self.store.get_meta("default.lastUsedAt") or 0)
+        self._default.last_used_at = max(self._default.last_used_at, persisted)
         return [self._default, *entries]
 
     def is_open(self, name: str | None) -> bool:
