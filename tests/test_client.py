@@ -16,7 +16,7 @@ from dbhandles.commands.handles import OpenParams
 from tests.servers import ThreadServer, free_port
 
 UNREACHABLE_HINT = "cannot reach|cannot open the event socket|without a dbhandles envelope"
-VOLATILE = {"timestamp", "openedAt", "lastUsedAt"}
+VOLATILE = {"timestamp", "openedAt", "lastUsedAt", "sessionId"}
 
 
 @pytest.fixture

@@ -490,3 +490,18 @@ def test_first_start_admin_token_file(service: Service) -> None:
     assert path.read_text().strip() == token
     assert os.stat(path).st_mode & 0o077 == 0
     assert service.tokens.authenticate(token).is_admin is True
+
+
+def test_a_token_revoked_by_another_process_stops_working(service: Service) -> None:
+    import subprocess
+    import sys
+
+    from dbhandles import Unauthorized
+
+    token, row = service.tokens.create("short-lived")
+    assert service.tokens.authenticate(token).name == "short-lived"  # now cached
+    home = service.settings.home
+    script = f"from dbhandles import Service\nwith Service({str(home)!r}) as s: s.tokens.revoke({row.token_id!r})"
+    subprocess.run([sys.executable, "-c", script], check=True)
+    with pytest.raises(Unauthorized):
+        service.tokens.authenticate(token)

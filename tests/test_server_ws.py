@@ -194,7 +194,7 @@ def test_slow_reader_loses_events_and_is_told(
         fake = _SlowSocket()
         state = type("State", (), {"service": service, "max_body_bytes": 10**6})()
         context = Context(session_id="s")
-        conn = ws_module.Connection(fake, state, context)  # type: ignore[arg-type]
+        conn = ws_module.Connection(fake, state, context, "s")  # type: ignore[arg-type]
         writer = asyncio.create_task(conn.writer())
         listener = conn._listener("data:*")
         for i in range(10):  # published from another thread in real life; never waits
@@ -228,9 +228,15 @@ def test_ws_token_in_query_or_header(service: Service) -> None:
 
 
 def test_ws_from_another_site_is_refused(client: Any) -> None:
-    with client.websocket_connect("/ws", headers={"Origin": "http://evil.example"}) as socket:
-        refused = receive(socket)
-        assert (refused["type"], refused["code"]) == ("error", "forbidden")
+    from starlette.testclient import WebSocketDenialResponse
+
+    with (
+        pytest.raises(WebSocketDenialResponse) as refused,
+        client.websocket_connect("/ws", headers={"Origin": "http://evil.example"}),
+    ):
+        pass
+    assert refused.value.status_code == 403
+    assert refused.value.json()["code"] == "forbidden"
 
 
 def test_closing_the_socket_closes_its_cursors(client: Any, service: Service) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import time
 import urllib.parse
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -69,9 +70,11 @@ class Client:
 
     Args:
         url: the server's base URL (``jtag serve`` prints it).
-        token: a bearer token, sent as ``Authorization`` (reserved for Phase 2 permissions).
+        token: a bearer token, sent as ``Authorization``; the server runs commands as its actor.
         timeout: seconds to wait for one command.
-        session_id: sent as ``X-Session-Id`` so the server can tie commands to a session.
+        session_id: sent as ``X-Session-Id``: query cursors belong to the session that opened them.
+            Each client gets a new one by default (``session_id`` attribute); pass the same id to
+            share cursors between clients of the same actor.
         transport: an ``httpx`` transport (tests use ``httpx.MockTransport``).
     """
 
@@ -91,8 +94,8 @@ class Client:
         }
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
-        if session_id:
-            self.headers["X-Session-Id"] = session_id
+        self.session_id = session_id or str(uuid.uuid4())
+        self.headers["X-Session-Id"] = self.session_id
         self._http = httpx.Client(
             base_url=self.url, headers=self.headers, timeout=timeout, transport=transport
         )
@@ -179,7 +182,7 @@ class EventStream:
     def __init__(
         self, url: str, patterns: list[str], headers: Mapping[str, str], open_timeout: float
     ) -> None:
-        extra = {k: v for k, v in headers.items() if k in ("Authorization", "X-Session-Id")}
+        extra = {k: v for k, v in headers.items() if k == "Authorization"}
         try:
             self._ws: ClientConnection = connect(url, legacy=True, additional_headers=extra,
                                                  open_timeout=open_timeout, max_size=None)  # fmt: skip

@@ -13,13 +13,14 @@ from typing import Any
 from dbhandles.cli.help import command_help, markdown, overview
 from dbhandles.cli.output import render
 from dbhandles.cli.parse import parse_args, to_params
-from dbhandles.cli.transport import choose_transport
+from dbhandles.cli.session import cli_session
+from dbhandles.cli.transport import LocalTransport, choose_transport
 from dbhandles.commands import COMMANDS
 from dbhandles.commands.envelope import error_envelope
 from dbhandles.errors import DbHandlesError, InvalidParams, UnknownCommand
 from dbhandles.settings import Settings
 
-__all__ = ["main", "run"]
+__all__ = ["command_name", "main", "run"]
 
 _HELP = ("help", "--help", "-h")
 
@@ -40,10 +41,27 @@ def _fail(exc: DbHandlesError, fmt: str = "json") -> int:
 
 
 def _unknown(name: str) -> UnknownCommand:
+    group = sorted(n.split("/", 1)[1] for n in COMMANDS if n.startswith(f"{name}/"))
+    if group:
+        return UnknownCommand(
+            f"{name!r} needs a subcommand: {', '.join(f'jtag {name} {verb}' for verb in group)}",
+            field="command",
+        )
     return UnknownCommand(
         f"unknown command {name!r}; run 'jtag help' to list commands (e.g. data/list, data/open)",
         field="command",
     )
+
+
+def command_name(args: Sequence[str]) -> tuple[str, list[str]]:
+    """The command named by the start of ``args``, and the rest.
+
+    ``jtag token create`` is ``jtag token/create``: a group and a verb given as two words name the
+    command ``group/verb``.
+    """
+    if len(args) >= 2 and "/" not in args[0] and f"{args[0]}/{args[1]}" in COMMANDS:
+        return f"{args[0]}/{args[1]}", list(args[2:])
+    return args[0], list(args[1:])
 
 
 def _help(args: list[str]) -> int:
@@ -53,10 +71,11 @@ def _help(args: list[str]) -> int:
     if args[0] == "--markdown":
         _emit(markdown())
         return 0
-    if args[0] in COMMANDS or args[0] == "serve":
-        _emit(command_help(args[0]))
+    name, _ = command_name(args)
+    if name in COMMANDS or name == "serve":
+        _emit(command_help(name))
         return 0
-    return _fail(_unknown(args[0]))
+    return _fail(_unknown(name))
 
 
 def run(name: str, argv: Sequence[str]) -> tuple[dict[str, Any], str]:
@@ -70,8 +89,12 @@ def run(name: str, argv: Sequence[str]) -> tuple[dict[str, Any], str]:
         raise _unknown(name)
     args = parse_args(command, argv)
     params = to_params(command, args.params)
-    transport = choose_transport(Settings.from_env())
+    settings = Settings.from_env()
+    session_id, ended = cli_session(settings.home, os.environ, new=args.new_session)
+    transport = choose_transport(settings, token=args.token, session_id=session_id)
     try:
+        if ended is not None and isinstance(transport, LocalTransport):
+            transport.end_session(ended)
         return transport.dispatch(name, params), args.format
     finally:
         transport.close()
@@ -89,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in _HELP:
         return _help(args[1:])
-    name, rest = args[0], args[1:]
+    name, rest = command_name(args)
     if name == "serve":
         from dbhandles.cli.serve import serve_main
 

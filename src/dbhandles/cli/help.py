@@ -34,10 +34,25 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
         "DBHANDLES_HOME",
         "Folder of default.sqlite, the handle table and server.json (default ~/.dbhandles).",
     ),
-    ("JTAG_SESSION_ID", "Session id sent with every command (cursors will belong to a session)."),
-    ("JTAG_TOKEN", "Bearer token for the server (default: <home>/admin.token for a local server)."),
+    (
+        "JTAG_SESSION_ID",
+        "Session id for every command (default: the one kept in <home>/cli-session).",
+    ),
+    (
+        "JTAG_TOKEN",
+        "Bearer token for a server (default: <home>/admin.token when the server serves this "
+        "home); --token=... overrides it.",
+    ),
 )
-USAGE = "jtag <command> [--key=value | --key value | --flag | key=value] [--format=json|table]"
+USAGE = (
+    "jtag <command> [--key=value | --key value | --flag | key=value] [--format=json|table]\n"
+    "               [--token=<token>] [--new-session]"
+)
+TOKEN_USAGE = (
+    "jtag token create --actor=NAME [--expires=30d] [--admin]",
+    "jtag token list [--format=table]",
+    "jtag token revoke <tokenId>",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +117,10 @@ def overview() -> str:
     lines = [
         "jtag: run dbhandles commands, in-process or against a running 'jtag serve'.",
         "",
-        f"Usage: {USAGE}",
+        "Usage: " + USAGE.replace("\n", "\n       "),
         "       jtag help [<command>]     (or: jtag <command> --help)",
         "       jtag serve [--host=127.0.0.1] [--port=7878] [--allow-anonymous] [...]",
+        *[f"       {line}" for line in TOKEN_USAGE],
         "",
         "Commands:",
     ]
@@ -175,7 +191,9 @@ def markdown() -> str:
         '  command\'s parameter model: `--limit=10` is the number 10, `--id=10` stays the string `"10"`.',
         "- Keys may be camelCase (`--dbHandle`), snake_case (`--db_handle`) or kebab-case (`--db-handle`).",
         "- `jtag data/read <id>` and `jtag data/delete <id>` take the id positionally.",
-        "- CLI flags: `--format=json|table` (default json), `--help`.",
+        "- A group and a verb may be two words: `jtag token create` is `jtag token/create`.",
+        "- CLI flags: `--format=json|table` (default json), `--token=<token>`, `--new-session`,",
+        "  `--help`.",
         "- Output: the result envelope as JSON on stdout. The exit code is 0 exactly when `success` is",
         "  true; on failure the envelope carries `error`, `code` (see `docs/errors.md`) and maybe `field`.",
         "",
@@ -189,6 +207,26 @@ def markdown() -> str:
         "3. Otherwise they run in-process against the same durable registry in `<home>/default.sqlite`.",
         "",
         "The result is the same either way.",
+        "",
+        "## Tokens and sessions",
+        "",
+        "```",
+        *TOKEN_USAGE,
+        "```",
+        "",
+        "- Against a server, every command carries a bearer token: `--token=...`, else `JTAG_TOKEN`,",
+        "  else the local admin token in `<home>/admin.token` when the server serves this same home",
+        "  (`jtag serve` creates it on first start). So on the machine that runs the server, `jtag`",
+        "  needs no setup. A missing, wrong, expired or revoked token is `unauthorized` (exit 1).",
+        "- In-process (no server), `jtag` is the local user, an administrator: no token is needed, and",
+        "  `jtag token create` writes the token to the same home's default database a server uses.",
+        "- `token create` prints the token once (only its hash is kept): give it to the actor, e.g. as",
+        "  `JTAG_TOKEN`. `token list` never shows secrets; `token revoke` takes the `tokenId`.",
+        "- Each CLI has a session: its id is kept in `<home>/cli-session` (mode 0600) and reused by",
+        "  every `jtag` run on that home, so `data/query-open` and a later `data/query-next` work in",
+        "  separate runs, in-process and against a server. Results echo it as `sessionId`.",
+        "  `--new-session` starts a fresh one (in-process, the old session's cursors are closed);",
+        "  `JTAG_SESSION_ID` overrides the file.",
         "",
         "## Environment",
         "",

@@ -15,7 +15,13 @@ __all__ = ["render", "render_json", "render_table", "table"]
 _LEADING = ("handle", "id", "name", "adapter", "isDefault", "recordCount")
 _TRAILING = ("version", "createdAt", "updatedAt", "openedAt", "lastUsedAt")
 _MAX_CELL = 48
-_ENVELOPE_KEYS = ("success", "timestamp")
+#: Columns of the tables that have a fixed shape, most telling first (the terminal may cut the end).
+_COLUMNS: dict[str, tuple[str, ...]] = {
+    "tokens": ("tokenId", "actor", "isAdmin", "createdAt", "expiresAt", "revokedAt"),
+    "entries": ("timestamp", "actor", "command", "operation", "success", "code", "collection",
+                "recordId", "handle", "sessionId"),
+}  # fmt: skip
+_ENVELOPE_KEYS = ("success", "timestamp", "sessionId")
 
 
 def render_json(envelope: dict[str, Any]) -> str:
@@ -85,15 +91,20 @@ def render_table(envelope: dict[str, Any]) -> str:
         if envelope.get("field"):
             lines.append(f"field: {envelope['field']}")
         return "\n".join(lines)
-    for key in ("items", "handles", "collections", "fields", "results"):
+    for key in ("items", "handles", "collections", "fields", "results", "tokens", "entries"):
         rows = envelope.get(key)
         if isinstance(rows, list) and all(isinstance(r, dict) for r in rows):
+            columns: Sequence[str] | None = _COLUMNS.get(key)
             if key == "handles":
                 rows = [_handle_row(r) for r in rows]
+                columns = list(rows[0]) if rows else None
             head = _summary(envelope, key)
-            columns = list(rows[0]) if key == "handles" and rows else None
             body = table(rows, columns) if rows else f"(no {key})"
             return "\n".join([*head, "", body] if head else [body])
+    if isinstance(envelope.get("token"), str):
+        # token/create: the one time the secret is shown.
+        note = "store the token now: only its hash is kept, it cannot be shown again"
+        return "\n".join([*_summary(envelope, None), "", note])
     if isinstance(envelope.get("data"), dict):
         record = envelope["data"]
         head = _summary(envelope, "data")

@@ -23,9 +23,10 @@ from dbhandles.commands import Command
 from dbhandles.errors import InvalidParams
 from dbhandles.service import params_error
 
-__all__ = ["CliArgs", "coerce_value", "parse_args", "to_params"]
+__all__ = ["CLI_FLAGS", "CliArgs", "coerce_value", "parse_args", "to_params"]
 
-#: Flags the CLI itself consumes; they never reach the command.
+#: Flags the CLI itself consumes (besides ``--format`` and ``--help``); they never reach the command.
+CLI_FLAGS = ("token", "new-session")
 FORMATS = ("json", "table")
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
@@ -38,6 +39,10 @@ class CliArgs:
     params: dict[str, Any] = field(default_factory=dict)
     format: str = "json"
     help: bool = False
+    #: ``--token=...``: the bearer token for a server (instead of ``JTAG_TOKEN``).
+    token: str | None = None
+    #: ``--new-session``: start a fresh CLI session (its cursors are separate from the last one's).
+    new_session: bool = False
 
 
 def _fields(model: type[BaseModel]) -> dict[str, tuple[str, FieldInfo]]:
@@ -85,6 +90,9 @@ def parse_args(command: Command, argv: Sequence[str]) -> CliArgs:
             break
         if token.startswith("--") and len(token) > 2:
             key, eq, value = token[2:].partition("=")
+            if key not in spellings and key in CLI_FLAGS:
+                i = _cli_flag(out, key, value if eq else None, argv, i)
+                continue
             if not eq:
                 info = spellings.get(key, (key, None))[1]
                 nxt = argv[i] if i < len(argv) else None
@@ -138,6 +146,21 @@ def parse_args(command: Command, argv: Sequence[str]) -> CliArgs:
     for key, values in raw.items():
         out.params[key] = _combine(key, values, by_wire.get(key))
     return out
+
+
+def _cli_flag(out: CliArgs, key: str, value: str | None, argv: Sequence[str], i: int) -> int:
+    """Consume ``--token[=| ]value`` or ``--new-session``; return the index of the next token."""
+    if key == "token":
+        if value is None and i < len(argv) and not argv[i].startswith("--"):
+            value, i = argv[i], i + 1
+        if not value or not value.strip():
+            raise InvalidParams("--token needs a value: --token=<token>", field="token")
+        out.token = value.strip()
+        return i
+    if value is not None and value.lower() not in _TRUE | _FALSE:
+        raise InvalidParams("--new-session takes no value", field="new-session")
+    out.new_session = value is None or value.lower() in _TRUE
+    return i
 
 
 def _combine(key: str, values: list[str], info: FieldInfo | None) -> Any:

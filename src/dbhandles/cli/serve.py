@@ -148,6 +148,7 @@ def serve(options: ServeOptions, settings: Settings | None = None) -> None:
     import uvicorn
 
     from dbhandles.server import create_app
+    from dbhandles.server.auth import install_log_redaction
     from dbhandles.service import Service
 
     settings = settings or Settings.from_env()
@@ -175,20 +176,28 @@ def serve(options: ServeOptions, settings: Settings | None = None) -> None:
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
+    # uvicorn logs WebSocket request lines with their query string (``/ws?token=...`` from a
+    # browser); the app also takes the token out of the scope, this catches every other line.
+    install_log_redaction()
     url = display_url(options.host, sock.getsockname()[1])
     write_state(home, url)
     dashboard = f"{url}/"
-    if not options.allow_anonymous:
-        # Like Jupyter: the link carries the token (the page keeps it and drops it from the address).
-        token = service.tokens.read_admin_file()
-        dashboard += f"#token={token}" if token else "  (append #token=<your token>)"
+    if created:
+        # Printed this once, like a notebook server's link: the page keeps the token for the tab and
+        # drops it from the address. Later starts never print it (output often ends up in logs).
+        dashboard += f"#token={created}"
+    elif not options.allow_anonymous:
+        dashboard += (
+            f"  (the page asks for a token; the admin token is in {service.tokens.admin_file})"
+        )
     lines = [
         f"dbhandles server on {url} (home {home}, pid {os.getpid()})",
         f"dashboard: {dashboard}",
     ]
     if created:
         lines.append(
-            f"created the admin token in {service.tokens.admin_file} (jtag uses it by itself)"
+            f"created the admin token in {service.tokens.admin_file} (jtag uses it by itself; "
+            "this is the only time it is printed)"
         )
     if options.allow_anonymous:
         where = "this machine" if _is_loopback(options.host) else "this network"

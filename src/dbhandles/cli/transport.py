@@ -79,6 +79,10 @@ class LocalTransport:
     def dispatch(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         return self._service.dispatch(name, params, context=self._context)
 
+    def end_session(self, session_id: str) -> int:
+        """Close the query cursors of a CLI session that was replaced (``--new-session``)."""
+        return self._service.end_session(session_id)
+
     def close(self) -> None:
         self._service.close()
 
@@ -226,15 +230,23 @@ def _admin_token(home: Path) -> str | None:
         return None
 
 
-def choose_transport(settings: Settings, environ: Mapping[str, str] | None = None) -> Transport:
+def choose_transport(
+    settings: Settings,
+    environ: Mapping[str, str] | None = None,
+    *,
+    token: str | None = None,
+    session_id: str | None = None,
+) -> Transport:
     """``JTAG_URL``, else a live server for this home, else in-process (see the module docstring).
 
-    Against a server, the CLI sends ``JTAG_TOKEN``, or else the local admin token when the server
-    serves this same home folder (so the local CLI needs no setup).
+    Against a server, the CLI sends ``token`` (``--token``), else ``JTAG_TOKEN``, else the local admin
+    token when the server serves this same home folder (so the local CLI needs no setup). In-process
+    the CLI is the local user, an administrator, and no token is needed. ``session_id`` defaults to
+    ``JTAG_SESSION_ID``.
     """
     env = os.environ if environ is None else environ
-    session_id = env.get("JTAG_SESSION_ID") or None
-    token = env.get("JTAG_TOKEN") or None
+    session_id = session_id or env.get("JTAG_SESSION_ID") or None
+    token = token or env.get("JTAG_TOKEN") or None
     home = settings.home.expanduser()
     explicit = (env.get("JTAG_URL") or "").strip()
     if explicit:

@@ -59,6 +59,9 @@ class TokenManager:
     def __init__(self, store: HandleStore, home: Path) -> None:
         self.store = store
         self.home = home
+        # token → (actor, store version, expiry): a request's token is checked against the store only
+        # when another process changed the store since (a revocation here clears the cache).
+        self._cache: dict[str, tuple[Actor, int, str | None]] = {}
 
     def create(
         self, actor: str, *, expires: str | None = None, admin: bool = False
@@ -94,6 +97,7 @@ class TokenManager:
         if row is None:
             raise NotFound(f"no token with id {token_id!r}; see 'jtag token list'")
         self.store.revoke_token(token_id, iso_now())
+        self._cache.clear()
         return row
 
     def authenticate(self, token: str | None) -> Actor:
@@ -105,6 +109,12 @@ class TokenManager:
         """
         if not token:
             raise Unauthorized("a bearer token is required: send 'Authorization: Bearer <token>'")
+        version = self.store.version()
+        cached = self._cache.get(token)
+        if cached is not None and version is not None and cached[1] == version:
+            actor, _, expires_at = cached
+            if expires_at is None or expires_at >= iso_now():
+                return actor
         match = _TOKEN.match(token)
         row = self.store.get_token(match.group(1)) if match else None
         expected = row.secret_hash if row is not None else _hash("")
@@ -117,7 +127,12 @@ class TokenManager:
             or (row.expires_at is not None and row.expires_at < iso_now())
         ):
             raise Unauthorized("the token is not valid (wrong, expired or revoked)")
-        return Actor(row.actor, row.is_admin, row.token_id)
+        actor = Actor(row.actor, row.is_admin, row.token_id)
+        if version is not None:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[token] = (actor, version, row.expires_at)
+        return actor
 
     # -- the local admin token -------------------------------------------------------------------
 

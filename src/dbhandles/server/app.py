@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -18,8 +17,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from dbhandles.commands import Context
-from dbhandles.errors import Forbidden, Unauthorized
-from dbhandles.server import http
+from dbhandles.server import auth, http
 from dbhandles.server.ws import websocket_endpoint
 
 if TYPE_CHECKING:
@@ -73,56 +71,17 @@ class ServerState:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
-    @staticmethod
-    def check_site(origin: str | None, fetch_site: str | None, host: str | None) -> None:
-        """Refuse a request a browser made on behalf of another site (a page driving the local server).
-
-        Browsers say where a request comes from (``Sec-Fetch-Site``, ``Origin``); programs such as
-        ``jtag`` and ``Client`` send neither and are not affected. Another port on the same host is
-        another site too: ``same-site`` is refused like ``cross-site``.
-
-        Raises:
-            Forbidden: the request comes from another site.
-        """
-        if fetch_site is not None and fetch_site.lower() in ("cross-site", "same-site"):
-            raise Forbidden(
-                f"refused a {fetch_site} request from a web page; only the dashboard served by this "
-                "server (and programs such as jtag) may call it",
-                field="Sec-Fetch-Site",
-            )
-        if origin is not None and (origin == "null" or urlsplit(origin).netloc != (host or "")):
-            raise Forbidden(
-                f"refused a request from the web page at {origin}; only the dashboard served by this "
-                "server (and programs such as jtag) may call it",
-                field="Origin",
-            )
+    #: Refuse a request a browser made on behalf of another site (see ``auth.check_site``).
+    check_site = staticmethod(auth.check_site)
 
     def context(self, authorization: str | None, session_id: str | None) -> Context:
-        """Who a request runs as (call it in a worker thread: checking a token reads the database).
-
-        A request with ``Authorization: Bearer <token>`` runs as the token's actor. Without one it
-        runs as the local user, unless the server requires tokens. Either way it is a request from
-        the network, so the path roots apply (``trusted_local=False``).
+        """Who a request runs as, in which (actor-scoped) session; see ``auth.authenticate``.
 
         Raises:
             Unauthorized: a malformed, unknown, expired or revoked token, or none when one is required.
         """
-        token: str | None = None
-        if authorization is not None:
-            scheme, _, value = authorization.strip().partition(" ")
-            if scheme.lower() != "bearer" or not value.strip():
-                raise Unauthorized("the Authorization header must be 'Bearer <token>'")
-            token = value.strip()
-        if token is None:
-            if self.require_token:
-                raise Unauthorized(
-                    "this server requires a token: send 'Authorization: Bearer <token>' "
-                    "(the local admin token is in <home>/admin.token; 'jtag' sends it by itself)"
-                )
-            return Context(session_id=session_id, trusted_local=False)
-        actor = self.service.tokens.authenticate(token)
-        return Context(
-            actor=actor.name, is_admin=actor.is_admin, session_id=session_id, trusted_local=False
+        return auth.authenticate(
+            self.service.tokens, authorization, session_id, require_token=self.require_token
         )
 
     async def drain(self, timeout: float = DRAIN_SECONDS) -> None:
@@ -141,7 +100,10 @@ class DbHandlesApp(Starlette):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
+        if scope["type"] == "websocket":
+            # Take the browser's ``?token=`` out of the scope before anything logs the request line.
+            auth.query_token(scope)
+        elif (
             scope["type"] == "http"
             and scope["method"] == "POST"
             and scope["path"].startswith(http.COMMAND_PREFIX)

@@ -188,6 +188,11 @@ def run_command(state: ServerState, name: str, body: bytes, caller: Caller) -> t
         envelope = state.service.dispatch(name, parse_params(body), context=context)
     except DbHandlesError as exc:
         envelope = error_envelope(exc, context)
+    # The session runs scoped by the actor (``alice/s1``); the client is told the id it sent.
+    if context is not None and session_id is not None:
+        envelope["sessionId"] = session_id
+    else:
+        envelope.pop("sessionId", None)
     status = 200 if envelope.get("success") is True else status_for(envelope.get("code"))
     return status, orjson.dumps(envelope)
 

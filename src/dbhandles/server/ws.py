@@ -26,12 +26,15 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from dbhandles.commands import Context
 from dbhandles.commands.envelope import error_envelope
-from dbhandles.errors import DbHandlesError, InvalidParams, PayloadTooLarge
+from dbhandles.errors import DbHandlesError, InvalidParams, PayloadTooLarge, Unauthorized
 from dbhandles.events import Event, Subscription
+from dbhandles.server import auth
+from dbhandles.server.ws_guard import WATCH_SECONDS, Guard
 
 if TYPE_CHECKING:
     from dbhandles.server.app import ServerState
@@ -49,6 +52,13 @@ MAX_SUBSCRIPTIONS = 100
 _TYPES = ("request", "subscribe", "unsubscribe", "ping")
 
 
+class _Close:
+    """In the outbox: close the socket (1008) once what is queued before it has been sent."""
+
+
+_CLOSE = _Close()
+
+
 def _dumps(message: dict[str, Any]) -> str:
     return orjson.dumps(message).decode()
 
@@ -56,14 +66,25 @@ def _dumps(message: dict[str, Any]) -> str:
 class Connection:
     """One WebSocket client: its session, its subscriptions, its outgoing queue."""
 
-    def __init__(self, websocket: WebSocket, state: ServerState, context: Context) -> None:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        state: ServerState,
+        context: Context,
+        session_id: str,
+        authorization: str | None = None,
+    ) -> None:
         self.websocket = websocket
         self.state = state
+        #: Commands run in the actor-scoped session (``alice/<id>``); the client sees ``session_id``.
         self.context = context
-        self.session_id = context.session_id or str(uuid.uuid4())
+        self.session_id = session_id
+        self.guard = Guard(state.service, context, authorization)
+        #: Set when the token stopped being valid; the socket is then closed.
+        self.refused: DbHandlesError | None = None
         self.loop = asyncio.get_running_loop()
         # (text, is_event); None stops the writer.
-        self.outbox: asyncio.Queue[tuple[str, bool] | None] = asyncio.Queue()
+        self.outbox: asyncio.Queue[tuple[str, bool] | _Close | None] = asyncio.Queue()
         self.pending_events = 0
         self.dropped = 0
         self._reported = 0
@@ -93,6 +114,11 @@ class Connection:
             item = await self.outbox.get()
             if item is None:
                 return
+            if isinstance(item, _Close):
+                with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                    await self.websocket.close(code=1008)
+                self.open = False
+                return
             text, is_event = item
             if is_event:
                 self.pending_events -= 1
@@ -111,6 +137,8 @@ class Connection:
 
     def _listener(self, pattern: str) -> Any:
         def deliver(event: Event) -> None:
+            if not self.guard.may_see(event):
+                return  # another actor's isolated handle, a denied collection...
             text = _dumps(
                 {"type": "event", "event": event.name, "pattern": pattern, "payload": event.payload}
             )
@@ -175,9 +203,8 @@ class Connection:
         elif params is not None and not isinstance(params, dict):
             bad = InvalidParams("params must be a JSON object", field="params")
         if bad is not None:
-            self.send(
-                {"type": "response", "id": msg_id, "result": error_envelope(bad, self.context)}
-            )
+            result = self._public(error_envelope(bad, self.context))
+            self.send({"type": "response", "id": msg_id, "result": result})
             return
         await self.slots.acquire()
         task = asyncio.create_task(self._run(msg_id, str(name), params or {}))
@@ -193,11 +220,46 @@ class Connection:
             self.slots.release()
         if self.open:
             self.outbox.put_nowait((text, False))
+        if self.refused is not None:
+            self.shut(self.refused)
 
     def _execute(self, msg_id: Any, name: str, params: dict[str, Any]) -> str:
         """In a worker thread: run the command and serialise the response there, off the loop."""
-        envelope = self.state.service.dispatch(name, params, context=self.context)
-        return _dumps({"type": "response", "id": msg_id, "result": envelope})
+        try:
+            self.guard.recheck()
+        except Unauthorized as exc:
+            self.refused = exc
+            envelope = error_envelope(exc, self.context)
+        else:
+            envelope = self.state.service.dispatch(name, params, context=self.context)
+        return _dumps({"type": "response", "id": msg_id, "result": self._public(envelope)})
+
+    def shut(self, exc: DbHandlesError) -> None:
+        """The token is no longer valid: say so (as at the upgrade) and close the socket (1008)."""
+        if not self.open:
+            return
+        self.send({"type": "error", "id": None, "error": exc.message, "code": exc.code})
+        self.outbox.put_nowait(_CLOSE)
+        self.open = False
+
+    async def watch(self) -> None:
+        """Re-check the token of an open socket now and then, so that a subscriber that sends no
+        requests also loses access when its token is revoked or expires."""
+        while self.open:
+            await asyncio.sleep(WATCH_SECONDS)
+            try:
+                await self.state.run(self.guard.recheck, True)
+            except Unauthorized as exc:
+                self.shut(exc)
+                return
+            except (RuntimeError, DbHandlesError):  # shutting down, or the store is busy: next time
+                continue
+
+    def _public(self, envelope: dict[str, Any]) -> dict[str, Any]:
+        """The envelope as the client sees it: with the connection's own ``sessionId``."""
+        if "sessionId" in envelope:
+            envelope["sessionId"] = self.session_id
+        return envelope
 
     def _subscribe(self, msg_id: Any, pattern: Any) -> None:
         if (
@@ -243,20 +305,29 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     state: ServerState = websocket.app.state.dbhandles
     headers = websocket.headers
     authorization = headers.get("authorization")
-    if authorization is None and websocket.query_params.get("token"):
-        authorization = f"Bearer {websocket.query_params['token']}"
-    await websocket.accept()
+    query_token = auth.query_token(websocket.scope)
+    if authorization is None and query_token:
+        authorization = f"Bearer {query_token}"
     try:
         state.check_site(headers.get("origin"), headers.get("sec-fetch-site"), headers.get("host"))
-        context = await state.run(state.context, authorization, str(uuid.uuid4()))
     except DbHandlesError as exc:
+        # Another site's page gets no socket at all: the upgrade is answered 403.
+        await _deny(websocket, exc)
+        return
+    await websocket.accept()
+    session_id = str(uuid.uuid4())
+    try:
+        context = await state.run(state.context, authorization, session_id)
+    except DbHandlesError as exc:
+        # Accepted first, so that a browser (which cannot read a refused upgrade) learns why.
         await websocket.send_text(_dumps({"type": "error", "id": None, "error": exc.message,
                                           "code": exc.code}))  # fmt: skip
         await websocket.close(code=1008)
         return
-    conn = Connection(websocket, state, context)
+    conn = Connection(websocket, state, context, session_id, authorization)
     state.websockets += 1
     writer = asyncio.create_task(conn.writer())
+    watcher = asyncio.create_task(conn.watch()) if conn.guard.has_token else None
     conn.send({"type": "hello", "sessionId": conn.session_id, "actor": context.actor,
                "server": "dbhandles", "version": state.version})  # fmt: skip
     try:
@@ -272,13 +343,26 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         pass
     finally:
         state.websockets -= 1
+        if watcher is not None:
+            watcher.cancel()
         conn.close()
-        _end_session(state, conn.session_id)
+        _end_session(state, str(context.session_id))
         # Let responses already computed go out; running commands finish in their threads anyway.
         if conn.tasks:
             await asyncio.gather(*conn.tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer, 2.0)
+
+
+async def _deny(websocket: WebSocket, exc: DbHandlesError) -> None:
+    """Refuse the upgrade with the error envelope and its status (403), or a bare close."""
+    try:
+        await websocket.send_denial_response(
+            Response(orjson.dumps(error_envelope(exc)), status_code=exc.http_status,
+                     media_type="application/json")
+        )  # fmt: skip
+    except RuntimeError:  # the server cannot send a response to an upgrade: close it instead
+        await websocket.close(code=1008)
 
 
 def _end_session(state: ServerState, session_id: str) -> None:
