@@ -432,3 +432,16 @@ def test_default_handle_times_are_the_same_in_every_process(tmp_path: Path) -> N
         default = second.execute("data/list-handles")["handles"][0]
     assert default["openedAt"] == opened
     assert default["lastUsedAt"] >= opened
+
+
+def test_a_deleted_file_is_not_silently_recreated(service: Service, tmp_path: Path) -> None:
+    path = tmp_path / "gone.sqlite"
+    handle = service.execute(
+        "data/open", {"adapter": "sqlite", "config": {"path": str(path), "mode": "create"}}
+    )["dbHandle"]
+    service.registry.release_idle(older_than=0)
+    path.unlink()
+    with Service(settings=service.settings) as other:
+        envelope = other.dispatch("data/list", {"dbHandle": handle, "collection": "c"})
+    assert envelope["code"] == "database_not_found"
+    assert not path.exists()

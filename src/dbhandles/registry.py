@@ -114,16 +114,24 @@ class HandleRegistry:
         self._generation = 0
         self._persisted_use: dict[str, int] = {}
         self._closed = False
-        sqlite_cls = get_adapter_class("sqlite")
-        default_config = sqlite_cls.prepare(
-            sqlite_cls.parse_config({"path": str(settings.default_path), "mode": "create"})
-        )
-        self.store = store or SqliteHandleStore(Path(default_config.path))  # type: ignore[attr-defined]
+        default_adapter = "sqlite"
+        if settings.default_url:
+            from dbhandles.pgdefault import default_database
+
+            default_adapter, default_config, self.store = default_database(
+                settings.default_url, store
+            )
+        else:
+            sqlite_cls = get_adapter_class("sqlite")
+            default_config = sqlite_cls.prepare(
+                sqlite_cls.parse_config({"path": str(settings.default_path), "mode": "create"})
+            )
+            self.store = store or SqliteHandleStore(Path(default_config.path))  # type: ignore[attr-defined]
         # The default handle's times persist like any handle's, so every process reports the same.
         opened = int(self.store.set_meta("default.openedAt", str(now_ms()), only_if_missing=True))
         last_used = int(self.store.get_meta("default.lastUsedAt") or opened)
         self._default = HandleEntry(
-            DEFAULT_HANDLE, "sqlite", default_config, opened, last_used, is_default=True
+            DEFAULT_HANDLE, default_adapter, default_config, opened, last_used, is_default=True
         )
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
@@ -301,6 +309,9 @@ class HandleRegistry:
             with self._lock:
                 conn.in_use -= 1
         if entry.durable:
+            if parsed.mode == "create" and cls.features.file_based:
+                # The file exists now: later processes must not silently re-create it if it vanishes.
+                parsed = parsed.model_copy(update={"mode": "readwrite"})
             row = HandleRow(
                 handle, cls.name, parsed.model_dump(mode="json", by_alias=True), now, now,
                 emit_events, owner, permissions.to_wire() if permissions is not None else None,

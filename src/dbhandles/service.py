@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -28,6 +28,9 @@ from dbhandles.security.audit import AuditLog
 from dbhandles.security.policy import authorize, operations_of
 from dbhandles.security.tokens import TokenManager
 from dbhandles.settings import Settings
+
+if TYPE_CHECKING:
+    from dbhandles.eventbridge_pg import PostgresEventBridge
 
 __all__ = ["Service", "params_error"]
 
@@ -68,6 +71,16 @@ class Service:
         self.registry = HandleRegistry(home, settings=settings, store=store)
         self.settings = self.registry.settings
         self.events = EventBus()
+        #: Carries events between every process on a PostgreSQL default (LISTEN/NOTIFY).
+        self.bridge: PostgresEventBridge | None = None
+        if self.settings.default_url:
+            from dbhandles.pgdefault import event_bridge
+
+            try:
+                self.bridge = event_bridge(self.settings.default_url, self.events)
+            except BaseException:
+                self.registry.close_all()
+                raise
         self.schemas = SchemaRegistry()
         self.audit = AuditLog(self.registry.store, enabled=self.settings.audit)
         self.tokens = TokenManager(self.registry.store, self.settings.home)
@@ -251,6 +264,8 @@ class Service:
 
     def close(self) -> None:
         """Flush the audit log and close every connection; idempotent."""
+        if self.bridge is not None:
+            self.bridge.close()
         self.audit.close()
         self.registry.close_all()
 

@@ -33,13 +33,17 @@ class Settings:
     #: Writes are refused once a database is larger than this many bytes (0: no limit).
     max_db_bytes: int = 0
     audit: bool = True
+    #: A postgresql:// URL: the default database and the handle table live there, shared by servers.
+    default_url: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # Accept str paths from callers; keep Path internally.
         if not isinstance(self.home, Path):
             object.__setattr__(self, "home", Path(self.home).expanduser())
         if self.allowed_roots is not None:
-            object.__setattr__(self, "allowed_roots", tuple(Path(r).expanduser() for r in self.allowed_roots))
+            object.__setattr__(
+                self, "allowed_roots", tuple(Path(r).expanduser() for r in self.allowed_roots)
+            )
 
     @property
     def default_path(self) -> Path:
@@ -72,6 +76,8 @@ class Settings:
                 values["home"] = Path(raw).expanduser()
             elif f.name == "allowed_roots":
                 values[f.name] = tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p)
+            elif f.name == "default_url":
+                values[f.name] = raw
             elif f.type in ("bool", bool):
                 values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
             elif f.type in ("int", int):
@@ -95,4 +101,6 @@ SETTINGS_HELP: dict[str, str] = {
     "max_handles_per_actor": "Open handles one (non-admin) actor may hold. Env DBHANDLES_MAX_HANDLES_PER_ACTOR.",
     "max_db_bytes": "Writes are refused past this database size, 0 for no limit. Env DBHANDLES_MAX_DB_BYTES.",
     "audit": "Write an audit row for every data command. Env DBHANDLES_AUDIT.",
+    "default_url": "postgresql:// URL of a shared default database (handles, aliases and cursors live "
+    "there; ?schema=name picks the schema). Env DBHANDLES_DEFAULT_URL.",
 }

@@ -63,7 +63,7 @@ class AuditLog:
         if self.enabled:
             self.record(
                 (at, actor, session_id, handle, command, operation, collection, record_id, code)
-            )  # type: ignore[arg-type]
+            )
 
     @staticmethod
     def _row(item: AuditRow | tuple[Any, ...]) -> AuditRow:

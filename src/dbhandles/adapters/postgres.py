@@ -1,0 +1,273 @@
+"""The ``postgres`` adapter: one table per collection in a schema of a PostgreSQL server (psycopg 3).
+
+Sessions take a connection from a ``psycopg_pool`` pool for their whole length: a write session is one
+``READ COMMITTED`` transaction (``get`` locks the row with ``FOR UPDATE``, so ``expectedVersion``
+holds under concurrency), a read session one ``REPEATABLE READ, READ ONLY`` snapshot (a page and its
+count agree). A session opened inside another on the same thread becomes a savepoint of it, as in
+SQLite. Handles with the same server, role, schema and mode share one adapter, hence one pool.
+
+Where PostgreSQL differs from the reference semantics (all documented in ``docs/scaling.md``):
+``jsonb`` does not keep the order of keys in a record, text cannot hold U+0000, ``-0.0`` reads back
+as ``0.0``; ``$regex`` patterns are translated (``postgres_compile.translate_regex``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from functools import lru_cache
+from typing import Any, ClassVar
+
+import orjson
+import psycopg
+from psycopg import sql
+from psycopg.pq import TransactionStatus
+from psycopg.types.json import set_json_loads
+from psycopg_pool import ConnectionPool
+
+from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Session
+from dbhandles.adapters.postgres_compile import PostgresDialect
+from dbhandles.adapters.postgres_config import PostgresConfig, connection_params, mask_url
+from dbhandles.adapters.postgres_errors import translating
+from dbhandles.adapters.postgres_schema import Catalog, advisory_key, qualified
+from dbhandles.adapters.postgres_session import PostgresSession, Transaction
+from dbhandles.adapters.sqlcompile import SqlCompiler
+from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, StorageError
+
+__all__ = ["PostgresAdapter", "PostgresConfig", "PostgresSession", "connection_params", "mask_url"]
+
+_BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+
+
+class PostgresAdapter(Adapter):
+    """Records in a PostgreSQL schema; collections are tables with a ``jsonb`` column."""
+
+    name: ClassVar[str] = "postgres"
+    features: ClassVar[Features] = Features(
+        durable=True, vacuum=True, indexes=True, shared_across_processes=True, file_based=False
+    )
+    config_model: ClassVar[type[AdapterConfig]] = PostgresConfig
+
+    def __init__(self, config: AdapterConfig) -> None:
+        settings = _pg_config(config)
+        super().__init__(settings)
+        self.settings = settings
+        self.schema = settings.schema_name
+        self.conninfo, self.where, self._secret = connection_params(settings)
+        self.catalog = Catalog(self.schema)
+        self.dialect = PostgresDialect()
+        self.compiler = SqlCompiler(self.dialect)
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._local = threading.local()
+
+    @classmethod
+    def connection_key(cls, config: AdapterConfig) -> str | None:
+        return _connection_key(_pg_config(config))
+
+    def translating(self, collection: str | None = None, record_id: str | None = None) -> Any:
+        """Translate driver errors, naming this server (never the password)."""
+        return translating(
+            where=self.where, collection=collection, record_id=record_id, secret=self._secret
+        )
+
+    # -- connection ----------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        # One direct connection first: a pool would only log why it cannot connect; this says why.
+        with self.translating():
+            probe = psycopg.connect(self.conninfo, autocommit=True)
+        try:
+            with self.translating():
+                self._prepare_schema(probe)
+                icu = probe.execute(
+                    "SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu'"
+                ).fetchone()
+        finally:
+            probe.close()
+        self.dialect.regex_collation = "und-x-icu" if icu else "default"
+        pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            self.conninfo, min_size=1, max_size=self.settings.pool_size, open=False, num_workers=1,
+            kwargs={"autocommit": True}, configure=self._configure, timeout=30.0,
+            name=f"dbhandles-{self.schema}",
+        )  # fmt: skip
+        try:
+            with self.translating():
+                pool.open(wait=True, timeout=self.settings.connect_timeout)
+        except BaseException:
+            pool.close()
+            raise
+        self._pool = pool
+
+    def _prepare_schema(self, conn: psycopg.Connection[Any]) -> None:
+        if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)).fetchone():
+            return
+        if self.settings.mode != "create":
+            raise DatabaseNotFound(
+                f'schema {self.schema!r} does not exist at {self.where}; open it with "mode": "create" '
+                "to create it"
+            )
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key(self.schema),))
+            conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+            )
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        # Tables are always schema-qualified; an empty search path keeps anyone's functions or
+        # operators in other schemas from shadowing the built-ins the compiled SQL calls.
+        conn.execute("SET search_path = pg_catalog")
+        if self.readonly:
+            conn.execute("SET default_transaction_read_only = on")
+        set_json_loads(orjson.loads, conn)
+
+    def _close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def _require_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        pool = self._pool
+        if pool is None:
+            # Released by another thread between ``connect`` and here: reopen.
+            with self._lock:
+                self._connected = False
+                self.connect()
+                pool = self._pool
+        assert pool is not None
+        return pool
+
+    def _stack(self) -> list[PostgresSession]:
+        stack: list[PostgresSession] | None = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        return stack
+
+    @contextmanager
+    def _session(self, write: bool) -> Iterator[Session]:
+        stack = self._stack()
+        if stack:
+            with self._savepoint(stack, write) as nested:
+                yield nested
+            return
+        pool = self._require_pool()
+        with self.translating():
+            conn = pool.getconn()
+        try:
+            tx = Transaction(conn, "BEGIN" if write else _BEGIN_READ)
+            session = PostgresSession(self, tx, write)
+            stack.append(session)
+            try:
+                yield session
+            except BaseException as exc:
+                _rollback(conn)
+                if isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
+                    self.catalog.forget()  # someone dropped a table this process knew
+                raise
+            finally:
+                stack.pop()
+            if tx.pending is None:  # else nothing reached the server: nothing to commit
+                self._commit(conn)
+            self.catalog.confirm(session.created)
+        finally:
+            pool.putconn(conn)
+
+    def _commit(self, conn: psycopg.Connection[Any]) -> None:
+        if conn.info.transaction_status == TransactionStatus.INERROR:
+            # COMMIT of a failed transaction silently rolls back: say so instead.
+            _rollback(conn)
+            raise StorageError(
+                "the transaction failed earlier (an error was caught inside the session)"
+            )
+        try:
+            with self.translating():
+                conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+
+    @contextmanager
+    def _savepoint(self, stack: list[PostgresSession], write: bool) -> Iterator[Session]:
+        """A session opened inside another on the same thread: a savepoint of its transaction."""
+        parent = stack[-1]
+        if write and not parent.write:
+            raise DbHandlesError("a write session cannot be nested inside a read session")
+        name = sql.Identifier(f"dbh_{len(stack)}")
+        session = PostgresSession(self, parent.tx, write)
+        with self.translating():
+            parent.tx.start()
+            parent.conn.execute(sql.SQL("SAVEPOINT {}").format(name))
+        stack.append(session)
+        try:
+            yield session
+        except BaseException:
+            with self.translating():
+                parent.conn.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(name))
+            raise
+        finally:
+            stack.pop()
+        with self.translating():
+            parent.conn.execute(sql.SQL("RELEASE SAVEPOINT {}").format(name))
+        parent.created.extend(session.created)
+
+    # -- capabilities ---------------------------------------------------------------------------
+
+    def ensure_indexes(self, collection: str, paths: list[tuple[str, ...]]) -> None:
+        """Create the collection if needed, then expression indexes per field path.
+
+        A JSON path gets two: on its text (``COLLATE "C"``, serving string equality, ``$in`` and ranges)
+        and on its number key (serving numeric ones), the exact expressions filters compare.
+        """
+        with self.session(write=True) as session:
+            assert isinstance(session, PostgresSession)
+            session.ensure_indexes(collection, paths)
+
+    def size_bytes(self) -> int:
+        pool = self._require_pool()
+        with self.translating(), pool.connection() as conn:
+            row = conn.execute(
+                "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN "
+                "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'p')",
+                (self.schema,),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def vacuum(self) -> None:
+        """``VACUUM (FULL, ANALYZE)`` every collection table (it locks each table while it runs)."""
+        pool = self._require_pool()
+        with self.translating(), pool.connection() as conn:
+            for name in self.catalog.tables(conn):
+                conn.execute(
+                    sql.SQL("VACUUM (FULL, ANALYZE) {}").format(qualified(self.schema, name))
+                )
+
+
+def _rollback(conn: psycopg.Connection[Any]) -> None:
+    # The error that got us here is the one to report; a broken connection fails ROLLBACK too, and
+    # the pool discards it when it comes back.
+    if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+        with suppress(psycopg.Error):
+            conn.execute("ROLLBACK")
+
+
+@lru_cache(maxsize=256)
+def _connection_key(settings: PostgresConfig) -> str:
+    # Cached: the registry asks on every command, and parsing a conninfo is not free.
+    conninfo, _, password = connection_params(settings)
+    params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    params.pop("password", None)
+    # The password is part of the identity (a wrong one must not ride on a right one's pool),
+    # but only as a digest: keys can end up in logs.
+    secret = hashlib.sha256((password or "").encode()).hexdigest()[:16]
+    public = " ".join(f"{k}={params[k]}" for k in sorted(params))
+    mode = "ro" if settings.readonly else "rw"
+    return f"postgres:{public}:{secret}:{settings.schema_name}:{mode}"
+
+
+def _pg_config(config: AdapterConfig) -> PostgresConfig:
+    if not isinstance(config, PostgresConfig):
+        raise InvalidConfig(
+            f"the postgres adapter needs a PostgresConfig, not {type(config).__name__}"
+        )
+    return config

@@ -1,0 +1,119 @@
+"""Config of the ``postgres`` adapter: the server (a URL or its parts), the schema, the pool size.
+
+``public()`` (what ``list-handles`` shows) never contains the password, and neither does any message
+built from a URL here (``mask_url``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import urllib.parse
+from typing import Any
+
+import psycopg
+from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from dbhandles.adapters.base import AdapterConfig
+
+__all__ = ["PostgresConfig", "connection_params", "mask_url"]
+
+_SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class PostgresConfig(AdapterConfig):
+    """Config of the ``postgres`` adapter (camelCase on the wire).
+
+    ``url`` (``postgresql://user@host:5432/db``; ``?schema=name`` is accepted in it) and/or its
+    parts ``host``, ``port``, ``dbname``, ``user``, ``password`` (parts win over the URL; anything
+    missing comes from libpq's ``PG*`` variables and ``~/.pgpass``). ``schema`` holds the collections
+    (case-insensitive; created in ``create`` mode, else it must exist), ``poolSize`` caps connections.
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel)
+
+    url: str | None = None
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    dbname: str | None = None
+    user: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    schema_name: str = Field(default="public", alias="schema")
+    pool_size: int = Field(default=4, ge=1, le=100)
+    connect_timeout: float = Field(default=10.0, gt=0, le=300)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schema_from_url(cls, data: Any) -> Any:
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("url"), str)
+            or "schema=" not in data["url"]
+        ):
+            return data
+        parts = urllib.parse.urlsplit(data["url"])
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        schemas = [v for k, v in query if k == "schema"]
+        rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "schema"], safe="/")
+        data = {**data, "url": urllib.parse.urlunsplit(parts._replace(query=rest))}
+        given = data.get("schema", data.get("schema_name"))
+        if given is not None and schemas and given.lower() != schemas[-1].lower():
+            raise ValueError(f"schema {given!r} differs from ?schema={schemas[-1]} in the url")
+        if schemas:
+            data["schema"] = schemas[-1]
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("expects a URL such as postgresql://user@host:5432/dbname")
+        try:
+            psycopg.conninfo.conninfo_to_dict(value)
+        except psycopg.Error as exc:
+            raise ValueError(f"not a valid PostgreSQL URL ({mask_url(str(exc))})") from None
+        return value
+
+    @field_validator("schema_name")
+    @classmethod
+    def _check_schema(cls, value: str) -> str:
+        if (
+            not _SCHEMA.match(value)
+            or value.lower().startswith("pg_")
+            or value.lower() == "information_schema"
+        ):
+            raise ValueError("expects a schema name: letters, digits, underscores; not pg_*")
+        return value.lower()
+
+    def public(self) -> dict[str, Any]:
+        data = super().public()
+        data.pop("password", None)
+        if "url" in data:
+            data["url"] = mask_url(data["url"])
+        return data
+
+
+def mask_url(text: str) -> str:
+    """``text`` with the password of any URL (and any ``password=`` parameter) replaced by ``***``."""
+    text = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+    return re.sub(r"(password=)[^&\s]*", r"\1***", text)
+
+
+def connection_params(config: PostgresConfig) -> tuple[str, str, str | None]:
+    """``(conninfo, where, password)``: the libpq connection string, the server as shown in errors."""
+    params: dict[str, Any] = psycopg.conninfo.conninfo_to_dict(config.url) if config.url else {}
+    for key in ("host", "port", "dbname", "user", "password"):
+        value = getattr(config, key)
+        if value is not None:
+            params[key] = value
+    params.setdefault("application_name", "dbhandles")
+    params["connect_timeout"] = max(1, math.ceil(config.connect_timeout))
+    host = str(params.get("host") or "local socket")
+    where = (
+        f"{host}:{params.get('port') or 5432}/{params.get('dbname') or params.get('user') or ''}"
+    )
+    password = params.get("password")
+    return psycopg.conninfo.make_conninfo(**params), where, str(password) if password else None

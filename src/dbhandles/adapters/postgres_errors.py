@@ -1,0 +1,148 @@
+"""The one place where psycopg exceptions become dbhandles errors (always ``raise ... from exc``).
+
+Server errors are mapped by SQLSTATE (an exact code first, then its two-character class), client-side
+errors by their psycopg class. Messages never contain the connection password: the adapter passes it
+as ``secret`` and every occurrence is masked, whatever libpq put in the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import orjson
+import psycopg
+import psycopg_pool
+
+from dbhandles.errors import (
+    DatabaseNotFound,
+    DbHandlesError,
+    InvalidFilter,
+    InvalidParams,
+    ReadOnly,
+    RecordExists,
+    StorageBusy,
+    StorageError,
+)
+
+__all__ = ["DRIVER_ERRORS", "translate_error", "translating"]
+
+#: Everything the driver, the pool and decoding stored JSON can raise.
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (psycopg.Error, orjson.JSONDecodeError)
+
+# Exact SQLSTATEs first: (error class, what to tell the caller).
+_BY_STATE: Mapping[str, tuple[type[DbHandlesError], str]] = {
+    "23505": (RecordExists, "a record with this id already exists"),
+    "25006": (ReadOnly, "PostgreSQL refused a write in a read-only transaction"),
+    "2201B": (InvalidFilter, "PostgreSQL cannot run this regular expression"),
+    "2201X": (InvalidParams, "invalid row count in a result offset clause"),
+    "2201W": (InvalidParams, "invalid row count in a limit clause"),
+    "3D000": (DatabaseNotFound, "the PostgreSQL database does not exist; create it first"),
+    "3F000": (DatabaseNotFound, 'the schema does not exist; open it with "mode": "create"'),
+    "42P01": (
+        StorageError,
+        "a collection table disappeared while in use (dropped by someone else?)",
+    ),
+    "42P07": (
+        InvalidParams,
+        "the name is taken by a table or index that is not a dbhandles collection",
+    ),
+    "42501": (StorageError, "the PostgreSQL role lacks a privilege; grant it or use another role"),
+    "53300": (StorageBusy, "PostgreSQL has no free connection slots; retry, or lower poolSize"),
+    "55P03": (StorageBusy, "a row or table is locked by another session; retry later"),
+    "57014": (StorageBusy, "the statement was cancelled (statement timeout); retry later"),
+    "57P01": (StorageError, "the PostgreSQL server is shutting down"),
+    "57P03": (StorageBusy, "the PostgreSQL server is starting up or in recovery; retry later"),
+    "54000": (InvalidParams, "the value exceeds a PostgreSQL limit (too large or too deep)"),
+    "54001": (InvalidFilter, "the filter is too complex for PostgreSQL (statement too complex)"),
+}
+# Then SQLSTATE classes (the first two characters).
+_BY_CLASS: Mapping[str, tuple[type[DbHandlesError], str]] = {
+    "08": (StorageError, "cannot reach the PostgreSQL server"),
+    "22": (InvalidParams, "PostgreSQL cannot store or compare this value"),
+    "23": (InvalidParams, "the write breaks a constraint of the table"),
+    "25": (StorageError, "invalid transaction state"),
+    "28": (StorageError, "PostgreSQL refused the login; check user and password (or ~/.pgpass)"),
+    "40": (
+        StorageBusy,
+        "the transaction conflicted with a concurrent one (deadlock or serialization); retry",
+    ),
+    "53": (StorageError, "the PostgreSQL server ran out of a resource (disk, memory)"),
+    "57": (StorageError, "the PostgreSQL server stopped the operation"),
+    "58": (StorageError, "PostgreSQL had a system error (file or I/O)"),
+    "XX": (StorageError, "PostgreSQL reported an internal error"),
+}
+
+
+def _mask(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+def translate_error(
+    exc: BaseException,
+    *,
+    where: str | None = None,
+    collection: str | None = None,
+    record_id: str | None = None,
+    secret: str | None = None,
+) -> DbHandlesError:
+    """The dbhandles error for a driver exception; the context only improves the message.
+
+    Args:
+        exc: what the driver raised.
+        where: the server (``host:port/dbname``, never the password) named in connection errors.
+        collection: the collection being worked on.
+        record_id: the record being written (names the id in ``record_exists``).
+        secret: the connection password, masked wherever it appears.
+    """
+    if isinstance(exc, DbHandlesError):
+        return exc
+    message = _mask(str(exc).strip() or type(exc).__name__, secret)
+    server = f" at {where}" if where else ""
+    if isinstance(exc, orjson.JSONDecodeError):
+        return StorageError(f"a stored record in {collection!r} is not valid JSON ({message})")
+    if isinstance(exc, psycopg_pool.PoolTimeout):
+        return StorageBusy(
+            f"no PostgreSQL connection became free in time{server}; retry, or raise poolSize ({message})"
+        )
+    if isinstance(exc, psycopg_pool.PoolClosed):
+        return StorageError(f"the PostgreSQL connection pool{server} is closed ({message})")
+    state = getattr(exc, "sqlstate", None)
+    if isinstance(state, str) and state:
+        if state == "23505" and record_id is not None:
+            return RecordExists(f"a record with id {record_id!r} already exists in {collection!r}")
+        if state == "23505":
+            return RecordExists(
+                f"a record id already exists in {collection!r} (or repeats within the batch): {message}"
+            )
+        found = _BY_STATE.get(state) or _BY_CLASS.get(state[:2])
+        if found is not None:
+            cls, hint = found
+            return cls(f"{hint}{server if cls is not InvalidParams else ''}: {message}")
+        return StorageError(f"postgres{server}: {message} (SQLSTATE {state})")
+    if isinstance(exc, psycopg.DataError | psycopg.ProgrammingError) and "NUL" in message:
+        return InvalidParams(f"PostgreSQL text cannot contain NUL (U+0000) characters ({message})")
+    if isinstance(exc, psycopg.DataError):
+        return InvalidParams(f"PostgreSQL cannot take this value: {message}")
+    if isinstance(exc, psycopg.OperationalError):
+        return StorageError(f"cannot reach the PostgreSQL server{server}: {message}")
+    if isinstance(exc, psycopg.InterfaceError):
+        return StorageError(f"the PostgreSQL connection{server} is unusable: {message}")
+    return StorageError(f"postgres{server}: {message}")
+
+
+@contextmanager
+def translating(
+    *,
+    where: str | None = None,
+    collection: str | None = None,
+    record_id: str | None = None,
+    secret: str | None = None,
+) -> Iterator[None]:
+    """Run a block, re-raising driver exceptions as dbhandles errors chained to the original."""
+    try:
+        yield
+    except DRIVER_ERRORS as exc:
+        raise translate_error(
+            exc, where=where, collection=collection, record_id=record_id, secret=secret
+        ) from exc
