@@ -174,8 +174,8 @@ class ServerProcess:
         return (self.home / "admin.token").read_text().strip()
 
     def dashboard(self) -> str:
-        """The dashboard link the server printed (with ``#token=...``)."""
-        return next(line.split("dashboard: ", 1)[1].strip() for line in self.banner().splitlines()
+        """The dashboard link the server printed (with ``#token=...`` on the home's first start)."""
+        return next(line.split("dashboard: ", 1)[1].split()[0] for line in self.banner().splitlines()
                     if line.startswith("dashboard: "))  # fmt: skip
 
     def banner(self) -> str:

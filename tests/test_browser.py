@@ -158,23 +158,58 @@ def test_pager_walks_a_cursor(home: Path, tmp_path: Path) -> None:
 
 
 def test_dashboard_needs_the_token(home: Path) -> None:
-    """`jtag serve` prints the dashboard link with #token=...; without it the page says what to do."""
+    """Without a token the page asks for one; a wrong one is refused; the token is kept for the tab
+    (not in the address) until "Forget token"."""
     with ServerProcess(home) as server, chromium() as driver:
         driver.get(server.url + "/")
-        wait_until(
-            driver,
-            lambda d: d.find_element("id", "status").text == "token needed",
-            "no token prompt",
+        wait_until(driver, lambda d: d.find_element("id", "status").text == "token needed",
+                   "no token prompt")  # fmt: skip
+        assert driver.find_element("id", "token-prompt").is_displayed()
+        assert not page_errors(driver), "the prompt says it; no error banner on top"
+
+        prompt = driver.find_element("id", "token-input")
+        prompt.send_keys("dbh_00000000_wrongwrongwrongwrongwrong")
+        driver.find_element("id", "token-submit").click()
+        wait_until(driver, lambda d: d.find_element("id", "token-error").is_displayed(),
+                   "a wrong token was not reported")  # fmt: skip
+        assert "refused" in driver.find_element("id", "token-error").text
+
+        driver.find_element("id", "token-input").send_keys(server.token)
+        driver.find_element("id", "token-submit").click()
+        wait_until(driver, lambda d: d.find_element("id", "status").text == "live",
+                   "the pasted token was not used")  # fmt: skip
+        assert not driver.find_element("id", "token-prompt").is_displayed()
+        wait_until(driver, lambda d: "default" in d.find_element("id", "handles").text,
+                   "the handles did not load after the token was given")  # fmt: skip
+        assert server.token not in driver.current_url
+        assert (
+            driver.execute_script("return sessionStorage.getItem('dbhandles.token')")
+            == server.token
         )
-        assert "unauthorized" in page_errors(driver)[0]
+        assert not driver.execute_script("return localStorage.length"), (
+            "nothing kept beyond the tab"
+        )
+
+        driver.refresh()  # kept for the tab: no prompt after a reload
+        wait_until(driver, lambda d: d.find_element("id", "status").text == "live",
+                   "the token was not kept for the tab")  # fmt: skip
+
+        driver.find_element("id", "forget-token").click()
+        wait_until(driver, lambda d: d.find_element("id", "token-prompt").is_displayed(),
+                   "forgetting the token did not bring the prompt back")  # fmt: skip
+        assert driver.execute_script("return sessionStorage.getItem('dbhandles.token')") is None
+        assert "default" not in driver.find_element("id", "handles").text, "nothing left on screen"
+
+
+def test_dashboard_link_with_the_token(home: Path) -> None:
+    """The link `jtag serve` prints the first time carries the token; the page drops it from the
+    address and keeps it for the tab."""
+    with ServerProcess(home) as server, chromium() as driver:
         driver.get(server.dashboard())
-        driver.refresh()  # a hash change alone does not reload the page
-        wait_until(
-            driver,
-            lambda d: d.find_element("id", "status").text == "live",
-            "the token was not used",
-        )
+        wait_until(driver, lambda d: d.find_element("id", "status").text == "live",
+                   "the token in the link was not used")  # fmt: skip
         wait_until(driver, lambda d: d.find_element("tag name", "body").get_attribute("data-ready") == "true",
                    "the dashboard did not load with the token")  # fmt: skip
         assert "#token" not in driver.current_url, "the token is removed from the address bar"
         assert not page_errors(driver)
+        assert not driver.find_element("id", "token-prompt").is_displayed()

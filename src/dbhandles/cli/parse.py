@@ -5,6 +5,7 @@ argument for commands that declare one (``jtag data/read <id>``). A value that s
 is JSON. Keys may be camelCase (``dbHandle``), snake_case (``db_handle``) or kebab-case (``db-handle``).
 Every value is then coerced towards the field's type (``--limit=10`` is the number 10, ``--id=10`` stays
 the string "10") and the params model validates the whole: an unknown key is ``invalid_params``.
+The CLI's own flags (``--format``, ``--token``, ``--new-session``, ``--help``) never reach the command.
 """
 
 from __future__ import annotations

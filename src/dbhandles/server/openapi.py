@@ -140,7 +140,9 @@ def openapi_document(version: str = "0") -> dict[str, Any]:
                         "name": "X-Session-Id",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "string"},
+                        "description": "The caller's session (scoped by its actor); query cursors "
+                        "belong to it. Echoed as sessionId.",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 128},
                     }
                 ],
                 "requestBody": {
@@ -154,8 +156,10 @@ def openapi_document(version: str = "0") -> dict[str, Any]:
             }
         }
     paths["/commands"] = {"get": {"operationId": "listCommands", "summary": "Every command with its schemas",
+                                  "security": [],
                                   "responses": {"200": {"description": "List of commands"}}}}  # fmt: skip
     paths["/health"] = {"get": {"operationId": "health", "summary": "Liveness, pid and home folder",
+                                "security": [],
                                 "responses": {"200": {"description": "The server is up"}}}}  # fmt: skip
     document = {
         "openapi": "3.1.0",
@@ -167,7 +171,14 @@ def openapi_document(version: str = "0") -> dict[str, Any]:
             "WebSocket /ws carries the same commands plus event subscriptions (docs/server.md).",
         },
         "paths": paths,
-        "components": {"schemas": schemas},
+        # Every command needs a token (jtag token create) unless the server runs --allow-anonymous.
+        "security": [{"bearer": []}],
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "dbh_<id>_<secret>"}
+            },
+        },
     }
     _openapi_cache = (key, document)
     return document

@@ -15,6 +15,9 @@ the socket stays open after an error.
 Events arrive on the bus in the writer's worker thread. They are serialised there and handed to the
 event loop with ``call_soon_threadsafe`` into this connection's queue, which is bounded: a client that
 reads too slowly loses events (counted and reported), and never slows down a writer.
+
+Who may connect, and what an open socket may go on doing, is decided by ``auth`` (at the upgrade) and
+``ws_guard`` (tokens re-checked while open, events filtered by what the actor may read).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -226,16 +230,19 @@ class Connection:
     def _execute(self, msg_id: Any, name: str, params: dict[str, Any]) -> str:
         """In a worker thread: run the command and serialise the response there, off the loop."""
         try:
-            self.guard.recheck()
+            if self.refused is None:
+                self.guard.recheck()
         except Unauthorized as exc:
             self.refused = exc
-            envelope = error_envelope(exc, self.context)
+        if self.refused is not None:  # nothing runs once the token is known to be bad
+            envelope = error_envelope(self.refused, self.context)
         else:
             envelope = self.state.service.dispatch(name, params, context=self.context)
         return _dumps({"type": "response", "id": msg_id, "result": self._public(envelope)})
 
     def shut(self, exc: DbHandlesError) -> None:
         """The token is no longer valid: say so (as at the upgrade) and close the socket (1008)."""
+        self.refused = exc
         if not self.open:
             return
         self.send({"type": "error", "id": None, "error": exc.message, "code": exc.code})
@@ -317,13 +324,14 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
     session_id = str(uuid.uuid4())
     try:
-        context = await state.run(state.context, authorization, session_id)
+        context = await state.run(state.context, authorization, None)
     except DbHandlesError as exc:
         # Accepted first, so that a browser (which cannot read a refused upgrade) learns why.
         await websocket.send_text(_dumps({"type": "error", "id": None, "error": exc.message,
                                           "code": exc.code}))  # fmt: skip
         await websocket.close(code=1008)
         return
+    context = replace(context, session_id=auth.socket_session(context.actor, session_id))
     conn = Connection(websocket, state, context, session_id, authorization)
     state.websockets += 1
     writer = asyncio.create_task(conn.writer())

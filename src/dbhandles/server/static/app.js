@@ -60,7 +60,8 @@ function clearBanner() {
 async function run(name, params, context) {
   const result = await Commands.execute(name, params);
   if (!result.success) {
-    showError(result, context || name);
+    // Without a (valid) token the token prompt says what to do; a banner would only repeat it.
+    if (result.code !== "unauthorized") showError(result, context || name);
     return null;
   }
   return result;
@@ -520,15 +521,71 @@ function logActivity(event, payload) {
 function renderStatus(status, detail) {
   const node = $("status");
   node.className = `status status-${status}`;
+  node.title = "WebSocket connection";
   if (status === "unauthorized") {
     node.textContent = "token needed";
-    showError(
-      { code: "unauthorized", error: "this server requires a token: open the dashboard link that 'jtag serve' printed (it ends in #token=...)" },
-      "Connection",
+    showTokenPrompt(
+      Connection.hasToken ? `The server refused this token: ${detail?.error || "it is wrong, expired or revoked"}.` : null,
     );
-  } else if (status === "open") node.textContent = "live";
-  else if (status === "closed") node.textContent = `reconnecting in ${Math.round((detail?.retryIn || 0) / 100) / 10}s…`;
+  } else if (status === "open") {
+    node.textContent = "live";
+    if (detail?.actor) node.title = `connected as ${detail.actor}`;
+    hideTokenPrompt();
+  } else if (status === "closed") node.textContent = `reconnecting in ${Math.round((detail?.retryIn || 0) / 100) / 10}s…`;
   else node.textContent = "connecting…";
+  $("forget-token").hidden = !storedToken();
+}
+
+// -- the token ------------------------------------------------------------------------------------
+
+const TOKEN_KEY = "dbhandles.token";
+
+/** The token of this tab (sessionStorage: it goes when the tab closes, and no other tab sees it). */
+function storedToken() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+function showTokenPrompt(error) {
+  clearBanner();
+  $("token-error").textContent = error || "";
+  $("token-error").hidden = !error;
+  const wasHidden = $("token-prompt").hidden;
+  $("token-prompt").hidden = false;
+  if (wasHidden) $("token-input").focus();
+}
+
+function hideTokenPrompt() {
+  $("token-prompt").hidden = true;
+  $("token-error").hidden = true;
+}
+
+function useToken(event) {
+  event.preventDefault();
+  const token = $("token-input").value.trim();
+  if (!token) {
+    showTokenPrompt("Paste a token first.");
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $("token-input").value = "";
+  $("token-error").hidden = true;
+  Connection.configure({ token });
+}
+
+/** Forget this tab's token: nothing stays on screen, and the server asks for a token again. */
+function forgetToken() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  state.handles = [];
+  state.collections = [];
+  state.collection = null;
+  state.query = null;
+  state.handle = "default";
+  renderHandles();
+  renderHandleHead();
+  renderCollections();
+  renderRecords();
+  $("activity").replaceChildren();
+  Connection.configure({});
 }
 
 // -- start ----------------------------------------------------------------------------------------
@@ -554,6 +611,8 @@ function wire() {
   $("editor-cancel").addEventListener("click", closeEditor);
   $("editor-delete").addEventListener("click", deleteRecord);
   $("editor-data").addEventListener("input", validateEditor);
+  $("token-form").addEventListener("submit", useToken);
+  $("forget-token").addEventListener("click", forgetToken);
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && !$("editor").hidden) closeEditor();
   });
@@ -561,15 +620,15 @@ function wire() {
 
 let started = false;
 
-/** A token in the address (`#token=...`, as printed by `jtag serve --require-token`) is kept for
- * this tab only and removed from the address bar so it is not shared by copy-paste. */
+/** A token in the address (`#token=...`, as printed by `jtag serve` when it creates the admin token)
+ * is kept for this tab only and removed from the address bar so it is not shared by copy-paste. */
 function tokenFromAddress() {
   const match = location.hash.match(/token=([^&]+)/);
   if (match) {
-    sessionStorage.setItem("dbhandles.token", decodeURIComponent(match[1]));
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
     history.replaceState(null, "", location.pathname + location.search);
   }
-  return sessionStorage.getItem("dbhandles.token");
+  return storedToken();
 }
 
 async function start() {

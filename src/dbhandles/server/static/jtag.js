@@ -39,16 +39,20 @@ class Connection {
     this.attempt = 0;
     this.reconnectTimer = null;
     this.unauthorized = false;
+    this.hasToken = false;
+    this.actor = null;
   }
 
   /**
    * Point the client at a server (default: the page's own origin) and connect. `token` is sent as
-   * `/ws?token=...` (a browser cannot set headers on a WebSocket); servers started with
-   * `jtag serve --require-token` need it.
+   * `/ws?token=...` (a browser cannot set headers on a WebSocket; the server takes it out of the
+   * address before logging anything). Servers need one unless started with --allow-anonymous.
+   * Calling it again (a new token, or none) replaces the connection.
    */
   configure({ url, token } = {}) {
     const base = url || `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
     this.url = token ? `${base}${base.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : base;
+    this.hasToken = Boolean(token);
     this.unauthorized = false;
     if (this.socket) {
       const old = this.socket;
@@ -73,7 +77,10 @@ class Connection {
     }
   }
 
-  /** Call `listener(status, detail)` on "connecting", "open", "closed", "unauthorized"; returns an unsubscribe function. */
+  /**
+   * Call `listener(status, detail)` on "connecting", "open" (detail: {sessionId, actor}), "closed"
+   * (detail: {retryIn}) and "unauthorized" (detail: {error}); returns an unsubscribe function.
+   */
   onStatus(listener) {
     this.statusListeners.add(listener);
     listener(this.status);
@@ -86,8 +93,8 @@ class Connection {
     const socket = new WebSocket(this.url);
     this.socket = socket;
     socket.onopen = () => {
+      // "open" is announced on the server's hello: only then is the token known to be good.
       this.attempt = 0;
-      this.setStatus("open");
       for (const pattern of this.patterns.keys()) this.send({ type: "subscribe", id: this.nextId++, pattern });
       for (const message of this.outbox.splice(0)) {
         socket.send(JSON.stringify(message));
@@ -146,7 +153,8 @@ class Connection {
     switch (message.type) {
       case "hello":
         this.sessionId = message.sessionId;
-        this.setStatus("open", { sessionId: message.sessionId });
+        this.actor = message.actor;
+        this.setStatus("open", { sessionId: message.sessionId, actor: message.actor });
         break;
       case "response": {
         const entry = this.pending.get(message.id);
