@@ -271,6 +271,11 @@ def test_cli_cursor_across_runs_against_a_server(cli: Cli) -> None:
     assert cli("data/list-handles", "--new-session")[1]["sessionId"] != session
     code, gone = cli("data/query-next", f"--queryHandle={opened['queryHandle']}")
     assert (code, gone["code"]) == (1, "cursor_not_found")
+    # --new-session ended the old session on the server: its cursor is closed, not just hidden.
+    code, closed = cli(
+        "data/query-next", f"--queryHandle={opened['queryHandle']}", JTAG_SESSION_ID=session
+    )
+    assert (code, closed["code"]) == (1, "cursor_not_found")
 
 
 @pytest.mark.needs_server

@@ -505,3 +505,81 @@ def test_a_token_revoked_by_another_process_stops_working(service: Service) -> N
     subprocess.run([sys.executable, "-c", script], check=True)
     with pytest.raises(Unauthorized):
         service.tokens.authenticate(token)
+
+
+def test_a_refused_audit_read_is_itself_audited(service: Service) -> None:
+    assert service.dispatch("data/audit", {}, context=ALICE)["code"] == "forbidden"
+    entries = service.execute("data/audit", {"actor": "alice"}, context=ADMIN)["entries"]
+    assert [(e["command"], e["code"]) for e in entries] == [("data/audit", "forbidden")]
+
+
+def test_sessionless_cursors_are_not_visible_to_sessions(service: Service, tmp_path: Path) -> None:
+    handle = open_db(service, ADMIN, tmp_path)
+    seed(service, handle)
+    local = service.execute("data/query-open", {"dbHandle": handle, "collection": "c"})[
+        "queryHandle"
+    ]
+    assert (
+        service.dispatch("data/query-next", {"queryHandle": local}, context=ADMIN)["code"]
+        == "cursor_not_found"
+    )
+    assert service.execute("data/query-next", {"queryHandle": local})["items"]
+
+
+def test_session_end_closes_the_callers_cursors_only(service: Service, tmp_path: Path) -> None:
+    handle = open_db(service, ADMIN, tmp_path)
+    seed(service, handle)
+    mine = service.execute(
+        "data/query-open", {"dbHandle": handle, "collection": "c"}, context=ALICE
+    )["queryHandle"]
+    theirs = service.execute(
+        "data/query-open", {"dbHandle": handle, "collection": "c"}, context=BOB
+    )["queryHandle"]
+    assert service.execute("session/end", {}, context=ALICE)["cursorsClosed"] == 1
+    assert (
+        service.dispatch("data/query-next", {"queryHandle": mine}, context=ALICE)["code"]
+        == "cursor_not_found"
+    )
+    assert service.execute("data/query-next", {"queryHandle": theirs}, context=BOB)["success"]
+
+
+def test_a_cursor_is_checked_against_its_own_handle(service: Service, tmp_path: Path) -> None:
+    """Naming another handle (or none) in query-next cannot sidestep the cursor handle's isolation."""
+    handle = open_db(service, ALICE, tmp_path, "iso.sqlite", preset="PERSONA_KNOWLEDGE")
+    service.execute(
+        "data/create", {"dbHandle": handle, "collection": "m", "data": {}}, context=ALICE
+    )
+    cursor = service.execute(
+        "data/query-open", {"dbHandle": handle, "collection": "m"}, context=ALICE
+    )["queryHandle"]
+    # Same session id, different actor: the cursor's handle refuses bob.
+    impostor = Context(actor="bob", session_id="s-alice", is_admin=False, trusted_local=False)
+    assert (
+        service.dispatch("data/query-next", {"queryHandle": cursor}, context=impostor)["code"]
+        == "access_denied"
+    )
+
+
+def test_a_deleted_admin_token_file_is_recreated(service: Service) -> None:
+    first = service.tokens.ensure_admin_token()
+    assert first is not None
+    (service.settings.home / "admin.token").unlink()
+    second = service.tokens.ensure_admin_token()
+    assert second is not None and second != first
+    service.tokens.revoke(second)
+    third = service.tokens.ensure_admin_token()
+    assert third is not None and service.tokens.authenticate(third).is_admin
+
+
+def test_revoke_never_echoes_its_input(service: Service) -> None:
+    from dbhandles import NotFound
+
+    with pytest.raises(NotFound) as info:
+        service.tokens.revoke("dbh_secretlooking_value ")
+    assert "secret" not in str(info.value)
+
+
+def test_the_home_and_default_database_are_private(tmp_path: Path) -> None:
+    with Service(settings=Settings(home=tmp_path / "private-home")) as svc:
+        assert os.stat(svc.settings.home).st_mode & 0o077 == 0
+        assert os.stat(svc.settings.default_path).st_mode & 0o077 == 0

@@ -7,6 +7,7 @@ the tables in the default SQLite file, and a PostgreSQL store does the same for 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import urllib.parse
@@ -289,7 +290,11 @@ class SqliteHandleStore(HandleStore):
     """The handle tables in the default SQLite database, on a connection of their own."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # The default database holds token hashes and the audit log: keep the home private.
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True, mode=0o700)
+        if not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         uri = "file:" + urllib.parse.quote(str(path)) + "?mode=rwc"
         self._lock = threading.RLock()
         try:

@@ -122,6 +122,9 @@ class HandleRegistry:
                 settings.default_url, store
             )
         else:
+            # The home holds token hashes and the audit log: create it private.
+            if not settings.home.exists():
+                settings.home.mkdir(parents=True, mode=0o700)
             sqlite_cls = get_adapter_class("sqlite")
             default_config = sqlite_cls.prepare(
                 sqlite_cls.parse_config({"path": str(settings.default_path), "mode": "create"})

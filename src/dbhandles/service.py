@@ -157,7 +157,8 @@ class Service:
         result: Any,
         code: str | None,
     ) -> None:
-        if command.name == "data/audit" or not self.audit.enabled:
+        # Reading the log is not itself logged, but a refused attempt to read it is.
+        if (command.name == "data/audit" and code is None) or not self.audit.enabled:
             return
         handle = (
             entry.handle if entry is not None else getattr(result, "db_handle", None) or handle_name

@@ -95,6 +95,13 @@ def run(name: str, argv: Sequence[str]) -> tuple[dict[str, Any], str]:
     try:
         if ended is not None and isinstance(transport, LocalTransport):
             transport.end_session(ended)
+        elif ended is not None:
+            # On a server, the old session's cursors are closed by that session itself.
+            old = choose_transport(settings, token=args.token, session_id=ended)
+            try:
+                old.dispatch("session/end", {})
+            finally:
+                old.close()
         return transport.dispatch(name, params), args.format
     finally:
         transport.close()

@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from dbhandles.clock import now_ms
-from dbhandles.commands.base import Context, DataParams, DataResult, Params, Result, command
+from dbhandles.commands.base import (
+    COMMANDS,
+    Context,
+    DataParams,
+    DataResult,
+    Params,
+    Result,
+    command,
+)
 from dbhandles.commands.records import CollectionParams
 from dbhandles.cursors import and_filters, decode_token, encode_token, fetch_page
 from dbhandles.errors import CursorNotFound, HandleNotFound, InvalidParams
@@ -22,6 +30,7 @@ from dbhandles.filters import (
     validate_path,
 )
 from dbhandles.handlestore import CursorRow
+from dbhandles.security.policy import authorize
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -196,7 +205,7 @@ class QueryNextResult(DataResult):
 
 def _get_cursor(service: Service, cursor_id: str, context: Context) -> CursorRow:
     row = service.local_cursors.get(cursor_id) or service.registry.store.get_cursor(cursor_id)
-    if row is not None and row.session_id is not None and row.session_id != context.session_id:
+    if row is not None and row.session_id != context.session_id:
         row = None  # another session's cursor is invisible, not merely forbidden
     if row is None:
         raise CursorNotFound(f"queryHandle: no open query {cursor_id!r} (closed, expired, or its "
@@ -236,7 +245,7 @@ def data_query_next(service: Service, params: QueryNextParams, context: Context)
                                          field="queryHandle")  # fmt: skip
             if row.exhausted:
                 return _page(row, [], row.page_number, False)
-            items, last, has_more = _serve_page(service, row)
+            items, last, has_more = _serve_page(service, row, params, context)
             new = CursorRow(
                 **{**_fields(row), "position": [list(p) for p in last] if last else row.position,
                    "page_number": row.page_number + 1, "exhausted": not has_more,
@@ -251,12 +260,15 @@ def data_query_next(service: Service, params: QueryNextParams, context: Context)
 
 
 def _serve_page(
-    service: Service, row: CursorRow
+    service: Service, row: CursorRow, params: QueryNextParams, context: Context
 ) -> tuple[list[dict[str, Any]], tuple[tuple[int, Any], ...] | None, bool]:
     order = parse_order_by(row.spec["orderBy"])
     after = tuple((int(r), v) for r, v in row.position) if row.position is not None else None
     try:
-        with service.registry.lease(row.handle) as (_entry, adapter), adapter.session() as session:
+        entry = service.registry.resolve(row.handle)
+        # The cursor's own handle is checked too (isolation, read permission), not just the one named.
+        authorize(COMMANDS["data/query-next"], params, context, entry)
+        with service.registry.lease(entry) as (_entry, adapter), adapter.session() as session:
             return fetch_page(
                 session, row.collection, parse_filter(row.spec["filter"]), order, row.page_size,
                 after, parse_fields(row.spec["fields"]),
@@ -307,3 +319,24 @@ def data_query_close(
     with _locks_guard:
         _cursor_locks.pop(params.query_handle, None)
     return QueryCloseResult(query_handle=params.query_handle, closed=closed)
+
+
+class SessionEndParams(Params):
+    pass
+
+
+class SessionEndResult(Result):
+    cursors_closed: int
+
+
+@command(
+    "session/end",
+    params=SessionEndParams,
+    result=SessionEndResult,
+    operation="read",
+    summary="End the caller's session: close every query cursor it opened.",
+    example="jtag session end",
+)
+def session_end(service: Service, params: SessionEndParams, context: Context) -> SessionEndResult:
+    closed = service.end_session(context.session_id) if context.session_id is not None else 0
+    return SessionEndResult(cursors_closed=closed)

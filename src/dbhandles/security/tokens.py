@@ -95,7 +95,8 @@ class TokenManager:
         token_id = match.group(1) if match else token_or_id
         row = self.store.get_token(token_id)
         if row is None:
-            raise NotFound(f"no token with id {token_id!r}; see 'jtag token list'")
+            # Never echo the input: it may be a (mistyped) secret.
+            raise NotFound("no such token; 'jtag token list' shows the token ids")
         self.store.revoke_token(token_id, iso_now())
         self._cache.clear()
         return row
@@ -141,10 +142,15 @@ class TokenManager:
         return self.home / ADMIN_TOKEN_FILE
 
     def ensure_admin_token(self) -> str | None:
-        """On first start (no token at all), create an admin token and write it to ``admin.token``
-        (mode 0600). Returns the new token, or ``None`` when tokens already exist."""
-        if self.store.list_tokens():
-            return None
+        """Make sure ``admin.token`` (mode 0600) holds a valid admin token: on first start, or when the
+        file was deleted or its token revoked, create one. Returns the new token, else ``None``."""
+        current = self.read_admin_file()
+        if current is not None:
+            try:
+                if self.authenticate(current).is_admin:
+                    return None
+            except Unauthorized:
+                pass
         token, _ = self.create("admin", admin=True)
         self.home.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.admin_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
