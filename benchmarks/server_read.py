@@ -291,7 +291,7 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=2, help="alternate ceiling/dbhandles this many times"
     )
-    parser.add_argument("--threads", type=int, default=8, help="jtag serve --threads")
+    parser.add_argument("--threads", type=int, default=2, help="jtag serve --threads")
     parser.add_argument("--anonymous", action="store_true", help="serve with --allow-anonymous")
     parser.add_argument("--ceiling", nargs=2, metavar=("PATH", "PORT"), help=argparse.SUPPRESS)
     parser.add_argument("--stub", nargs=2, metavar=("HOME", "PORT"), help=argparse.SUPPRESS)

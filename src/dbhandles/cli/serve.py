@@ -16,6 +16,7 @@ from dbhandles.cli.output import render
 from dbhandles.cli.transport import DEFAULT_PORT, remove_state, write_state
 from dbhandles.commands.envelope import error_envelope
 from dbhandles.errors import DbHandlesError, InvalidParams
+from dbhandles.server.app import DEFAULT_THREADS
 from dbhandles.settings import Settings
 
 __all__ = ["ServeOptions", "bind", "display_url", "parse_options", "serve", "serve_main"]
@@ -32,7 +33,7 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     log_level: str = "warning"
-    threads: int = 8
+    threads: int = DEFAULT_THREADS
     allow_anonymous: bool = False
     help: bool = False
 
@@ -82,7 +83,7 @@ def parse_options(argv: Sequence[str]) -> ServeOptions:
         host=values.get("host", "127.0.0.1"),
         port=_int("port", values.get("port", str(DEFAULT_PORT)), 0, 65535),
         log_level=level,
-        threads=_int("threads", values.get("threads", "8"), 1, 256),
+        threads=_int("threads", values.get("threads", str(DEFAULT_THREADS)), 1, 256),
         allow_anonymous=values.get("allow-anonymous", "false").lower() in ("true", "1", "yes"),
         help="help" in values,
     )

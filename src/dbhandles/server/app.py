@@ -32,8 +32,10 @@ T = TypeVar("T")
 #: How long shutdown waits for commands already running in worker threads to finish.
 DRAIN_SECONDS = 30.0
 #: Worker threads for database work. SQLite releases the GIL while it reads, but Python work between
-#: calls does not; a small pool keeps GIL hand-offs (the main cost per request) low.
-DEFAULT_THREADS = 8
+#: calls does not; a small pool keeps GIL hand-offs (the main cost per request) low. Measured with
+#: benchmarks/server_read.py on 2 cores: 2 threads 0.50-0.54x the ceiling, 4 threads 0.42x, 8 threads
+#: 0.31x, 1 thread 0.39x. Raise it (--threads) when commands wait on slow I/O rather than the CPU.
+DEFAULT_THREADS = 2
 
 
 def _version() -> str:
