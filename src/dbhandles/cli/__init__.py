@@ -124,6 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from dbhandles.cli.serve import serve_main
 
         return serve_main(rest)
+    if name in ("import-jsonl", "export-jsonl"):
+        from dbhandles.importer.cli import export_main, import_main
+
+        return (import_main if name == "import-jsonl" else export_main)(rest)
     if name in COMMANDS and any(a in ("--help", "-h") for a in rest):
         _emit(command_help(name))
         return 0

@@ -39,6 +39,10 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
         "Session id for every command (default: the one kept in <home>/cli-session).",
     ),
     (
+        "DBHANDLES_DEFAULT_URL",
+        "postgresql:// URL of a shared default database (?schema=name); see docs/scaling.md.",
+    ),
+    (
         "JTAG_TOKEN",
         "Bearer token for a server (default: <home>/admin.token when the server serves this "
         "home); --token=... overrides it.",
@@ -52,6 +56,9 @@ TOKEN_USAGE = (
     "jtag token create --actor=NAME [--expires=30d] [--admin]",
     "jtag token list [--format=table]",
     "jtag token revoke <tokenId>",
+    "jtag import-jsonl --input=FILE[.gz] --output=DB.sqlite [--collection=training_examples]\n"
+    "                         [--id-field=PATH] [--batch-size=N] [--on-error=abort|skip] [--rejects=FILE]",
+    "jtag export-jsonl --input=DB.sqlite --output=FILE[.gz] [--collection=training_examples]",
 )
 
 

@@ -14,6 +14,9 @@ from dbhandles.commands.base import (
     Result,
 )
 
+# The JSONL importer lives in its own package; its data/import and data/export commands register here.
+from dbhandles.importer import command as importer_command
+
 __all__ = [
     "COMMANDS",
     "Command",
@@ -25,4 +28,4 @@ __all__ = [
     "Result",
 ]
 
-_ = (admin, audit, handles, listing, records, tokens)
+_ = (admin, audit, handles, listing, records, tokens, importer_command)

@@ -133,7 +133,7 @@ def authorize(
     from dbhandles.errors import Forbidden
 
     ops = operations_of(command, params)
-    if "admin" in ops and not context.is_admin and command.admin_only:
+    if command.admin_only and not context.is_admin:
         raise Forbidden(f"{command.name} is for administrators only")
     if entry is None:
         return

@@ -1,0 +1,238 @@
+"""``jtag import-jsonl`` and ``jtag export-jsonl``: the importer and exporter on the command line.
+
+Same grammar as every ``jtag`` command (``--key=value``, ``--key value``, ``--flag``, ``key=value``;
+kebab-case, camelCase or snake_case keys), same parameters as ``data/import`` / ``data/export``, plus
+``--progress=auto|bar|lines|none`` and ``--quiet`` (= ``--progress=none``). The result is printed as
+JSON on stdout (the envelope: ``success``, the counts, ``dbHandle``, ``output``...), progress goes to
+stderr, and the exit code is 0 exactly when ``success`` is true. Runs in-process against the durable
+handle registry of ``DBHANDLES_HOME``, so the printed ``dbHandle`` works in the next ``jtag`` call.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
+
+import orjson
+from pydantic import ValidationError
+
+from dbhandles.commands.base import COMMANDS, Context
+from dbhandles.commands.envelope import error_envelope, success_envelope
+from dbhandles.errors import DbHandlesError, InvalidParams
+from dbhandles.importer.command import ExportParams, ImportParams, perform_export, perform_import
+from dbhandles.importer.export import ExportStats
+from dbhandles.importer.progress import make_progress
+from dbhandles.importer.stats import ImportStats
+from dbhandles.settings import Settings
+
+if TYPE_CHECKING:
+    from dbhandles.service import Service
+
+__all__ = ["export_main", "import_main"]
+
+_PROGRESS_MODES = ("auto", "bar", "lines", "none")
+
+IMPORT_USAGE = """\
+usage: jtag import-jsonl --input=FILE.jsonl[.gz] --output=DB.sqlite [--collection=training_examples]
+                         [--id-field=PATH] [--batch-size=N] [--on-error=abort|skip] [--rejects=FILE]
+                         [--db-handle=HANDLE instead of --output]
+                         [--progress=auto|bar|lines|none] [--quiet]
+
+Streams a JSONL file into a collection through a handle (opened with data/open, mode create), one
+transaction per batch. Re-running (also after a kill) stores each record once: ids come from
+--id-field, else the line's "id", else a hash of its content. Prints a JSON summary on stdout."""
+
+EXPORT_USAGE = """\
+usage: jtag export-jsonl --input=DB.sqlite --output=FILE.jsonl[.gz] [--collection=training_examples]
+                         [--filter='{"metadata.qualityScore":{"$gte":0.8}}'] [--page-size=N]
+                         [--db-handle=HANDLE instead of --input] [--quiet]
+
+Writes every record of a collection (id, fields, createdAt, updatedAt, version) as one JSON line;
+import-jsonl reads such a file back into the same records."""
+
+
+def _write(stream: TextIO, envelope: dict[str, Any], fmt: str = "json") -> None:
+    if fmt == "table":
+        from dbhandles.cli.output import render_table
+
+        text = render_table(envelope)
+    else:
+        text = orjson.dumps(envelope, option=orjson.OPT_INDENT_2).decode()
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except BrokenPipeError:
+        pass
+
+
+def _split_own_flags(argv: Sequence[str]) -> tuple[list[str], str, bool]:
+    """Take ``--progress``, ``--quiet`` and ``--help`` out; return the rest, the mode and help."""
+    rest: list[str] = []
+    mode, wants_help = "auto", False
+    tokens = list(argv)
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        i += 1
+        if token in ("--help", "-h"):
+            wants_help = True
+        elif token in ("--quiet", "-q"):
+            mode = "none"
+        elif token == "--progress" and i < len(tokens) and not tokens[i].startswith("--"):
+            mode = tokens[i]
+            i += 1
+        elif token.startswith("--progress="):
+            mode = token.partition("=")[2]
+        else:
+            rest.append(token)
+    if mode not in _PROGRESS_MODES:
+        raise InvalidParams(
+            f"progress: must be one of {', '.join(_PROGRESS_MODES)}", field="progress"
+        )
+    return rest, mode, wants_help
+
+
+def _params(name: str, argv: list[str]) -> tuple[dict[str, Any], str]:
+    """The raw params and the ``--format`` (json or table) of a command line."""
+    # The one jtag grammar; imported late because the jtag CLI imports this module.
+    from dbhandles.cli.parse import parse_args
+
+    args = parse_args(COMMANDS[name], argv)
+    return args.params, args.format
+
+
+def _run(
+    name: str,
+    argv: Sequence[str] | None,
+    usage: str,
+    body: Callable[[Service, dict[str, Any], str, dict[str, Any]], dict[str, Any]],
+    service: Service | None,
+    stdout: TextIO | None,
+) -> int:
+    """Shared shell of both entry points: parse, run, print one envelope, map errors to exit codes."""
+    out = stdout if stdout is not None else sys.stdout
+    partial: dict[str, Any] = {}
+    own = service is None
+    fmt = "json"
+    try:
+        rest, mode, wants_help = _split_own_flags(sys.argv[1:] if argv is None else argv)
+        if wants_help:
+            out.write(usage + "\n")
+            return 0
+        raw, fmt = _params(name, rest)
+        if service is None:
+            from dbhandles.service import Service
+
+            service = Service(settings=Settings.from_env())
+        envelope = body(service, raw, mode, partial)
+    except DbHandlesError as exc:
+        _write(out, {**error_envelope(exc), **partial}, fmt)
+        return 1
+    except ValueError as exc:  # a DBHANDLES_* variable that is not a number
+        config_error = InvalidParams(f"configuration: {exc}", field="environment")
+        _write(out, error_envelope(config_error), fmt)
+        return 1
+    except KeyboardInterrupt:
+        _write(out, {**error_envelope(DbHandlesError(f"{name} interrupted")), **partial}, fmt)
+        return 130
+    except Exception as exc:  # never a traceback: say what broke
+        error = DbHandlesError(f"{name} failed unexpectedly: {type(exc).__name__}: {exc}")
+        _write(out, {**error_envelope(error), **partial}, fmt)
+        return 1
+    finally:
+        if own and service is not None:
+            service.close()
+    _write(out, envelope, fmt)
+    return 0
+
+
+def _validated(
+    model: type[ImportParams] | type[ExportParams], name: str, raw: dict[str, Any]
+) -> Any:
+    from dbhandles.service import params_error
+
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise params_error(name, exc) from exc
+
+
+def import_main(
+    argv: Sequence[str] | None = None,
+    *,
+    service: Service | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """``jtag import-jsonl [--key=value ...]``; returns the exit code (0 success, 1 failure, 130 Ctrl-C).
+
+    Args:
+        argv: the arguments after ``import-jsonl`` (``sys.argv[1:]`` when ``None``).
+        service: the service to use (a new one on ``DBHANDLES_HOME`` when ``None``, closed after).
+        stdout: where the JSON summary goes; stderr: where progress goes.
+    """
+
+    def body(
+        svc: Service, raw: dict[str, Any], mode: str, partial: dict[str, Any]
+    ) -> dict[str, Any]:
+        params = _validated(ImportParams, "data/import", raw)
+        stats = ImportStats()
+
+        def target(handle: str, path: str | None) -> None:
+            partial.update({"dbHandle": handle, "output": path})
+
+        progress = make_progress(mode, stderr, label="import")
+        try:
+            result = perform_import(svc, params, Context(), progress=progress, stats=stats,
+                                    on_target=target)  # fmt: skip
+        except DbHandlesError:
+            stats.finish()
+            partial.update({k: v for k, v in stats.counts().items() if k != "totalBytes"})
+            raise
+        return success_envelope(result)
+
+    return _run("data/import", argv, IMPORT_USAGE, body, service, stdout)
+
+
+def export_main(
+    argv: Sequence[str] | None = None,
+    *,
+    service: Service | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """``jtag export-jsonl [--key=value ...]``; returns the exit code (0 success, 1 failure, 130 Ctrl-C).
+
+    Args:
+        argv: the arguments after ``export-jsonl`` (``sys.argv[1:]`` when ``None``).
+        service: the service to use (a new one on ``DBHANDLES_HOME`` when ``None``, closed after).
+        stdout: where the JSON summary goes; stderr: where progress lines go.
+    """
+    err = stderr if stderr is not None else sys.stderr
+
+    def body(
+        svc: Service, raw: dict[str, Any], mode: str, partial: dict[str, Any]
+    ) -> dict[str, Any]:
+        params = _validated(ExportParams, "data/export", raw)
+        stats = ExportStats()
+        last = [time.monotonic()]
+
+        def on_page(s: ExportStats) -> None:
+            now = time.monotonic()
+            if mode != "none" and now - last[0] >= 5.0:
+                last[0] = now
+                err.write(
+                    f"export: {s.exported:,} records, {s.records_per_second:,.0f} records/s\n"
+                )
+                err.flush()
+
+        try:
+            result = perform_export(svc, params, Context(), stats=stats, on_page=on_page)
+        except DbHandlesError:
+            partial.update({"exported": stats.exported})
+            raise
+        return success_envelope(result)
+
+    return _run("data/export", argv, EXPORT_USAGE, body, service, stdout)

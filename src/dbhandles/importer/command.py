@@ -1,0 +1,281 @@
+"""``data/import`` and ``data/export``: the JSONL importer and exporter as commands.
+
+The server, the browser and ``jtag`` all start the same import; ``perform_import`` and
+``perform_export`` are what the handlers (and the CLI, which adds a progress display) call. Paths are
+paths on the machine that runs the command (the server's, for a remote call).
+
+Events: ``import:progress`` (at most every half second: ``dbHandle``, ``collection``, ``imported``,
+``skipped``, ``failed``, ``lines``, ``bytesRead``, ``totalBytes``, ``recordsPerSecond``...), then
+``import:done`` with the result, or ``import:failed`` with ``error`` and ``code``; ``export:done``
+after an export. An import does not publish one ``data:<collection>:created`` per record: a million
+events would swamp every subscriber; ``import:done`` says that the collection changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from dbhandles.commands.base import Context, DataParams, DataResult, command
+from dbhandles.errors import DbHandlesError, NotSupported
+from dbhandles.filters import parse_filter, validate_collection
+from dbhandles.importer.export import DEFAULT_PAGE_SIZE, ExportStats, run_export
+from dbhandles.importer.progress import NullProgress, Progress
+from dbhandles.importer.reader import ChunkReader
+from dbhandles.importer.run import (
+    DEFAULT_BATCH_SIZE,
+    MAX_BATCH_SIZE,
+    ImportOptions,
+    default_rejects_path,
+    run_import,
+)
+from dbhandles.importer.stats import ImportStats
+from dbhandles.importer.target import check_file, resolve_target
+from dbhandles.registry import HandleEntry
+
+if TYPE_CHECKING:
+    from dbhandles.service import Service
+
+__all__ = [
+    "ExportParams",
+    "ExportResult",
+    "ImportParams",
+    "ImportResult",
+    "perform_export",
+    "perform_import",
+]
+
+#: Seconds between two ``import:progress`` events.
+PROGRESS_EVENT_INTERVAL = 0.5
+
+
+class ImportParams(DataParams):
+    db_handle: str | None = None
+    """Handle to import into, instead of output ('default' for the default database; never implied)."""
+    input: str = Field(min_length=1)
+    """JSONL file to import (gzip-compressed when it is a .gz); a path where the command runs."""
+    output: str | None = Field(default=None, min_length=1)
+    """SQLite file to import into, opened with data/open (mode create); or give dbHandle."""
+    collection: str = "training_examples"
+    """Target collection."""
+    id_field: str | None = None
+    """Dotted path of each record's id (e.g. metadata.git.hash); default: the line's id, else a content hash."""
+    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE)
+    """Records per transaction."""
+    on_error: Literal["abort", "skip"] = "abort"
+    """A bad line stops the import (abort) or goes to the rejects file (skip)."""
+    rejects: str | None = Field(default=None, min_length=1)
+    """Where skip writes rejected lines; default <database file>.rejects.jsonl."""
+    suppress_events: bool = False
+    """Do not publish import:progress / import:done events."""
+
+
+class ImportResult(DataResult):
+    collection: str
+    input: str
+    output: str | None
+    imported: int
+    skipped: int
+    failed: int
+    lines: int
+    batches: int
+    seconds: float
+    records_per_second: float
+    rejects: str | None
+    errors: list[dict[str, Any]]
+
+
+class _EventProgress:
+    """Publishes ``import:progress`` at most every ``PROGRESS_EVENT_INTERVAL`` seconds."""
+
+    def __init__(self, publish: Callable[[str, dict[str, Any]], None], inner: Progress) -> None:
+        self.publish, self.inner = publish, inner
+        self._last = 0.0
+
+    def update(self, stats: ImportStats) -> None:
+        self.inner.update(stats)
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_EVENT_INTERVAL:
+            self._last = now
+            self.publish("import:progress", stats.counts())
+
+    def close(self, stats: ImportStats) -> None:
+        self.inner.close(stats)
+
+
+def _import_options(params: ImportParams, input: Path, rejects: Path | None) -> ImportOptions:
+    return ImportOptions(
+        input=input,
+        collection=validate_collection(params.collection),
+        id_field=params.id_field,
+        batch_size=params.batch_size,
+        on_error=params.on_error,
+        rejects=rejects,
+    )
+
+
+def perform_import(
+    service: Service,
+    params: ImportParams,
+    context: Context | None = None,
+    *,
+    progress: Progress | None = None,
+    stats: ImportStats | None = None,
+    on_target: Callable[[str, str | None], None] | None = None,
+) -> ImportResult:
+    """Run an import described by ``params``; the shared body of ``data/import`` and the CLI.
+
+    Args:
+        progress: a display told after every chunk and batch (the CLI's bar).
+        stats: counts to fill in, still readable when this raises.
+        on_target: called with ``(handle, database path)`` once the target is resolved.
+
+    Raises:
+        DbHandlesError: see ``run_import``; ``NotSupported`` for a collection declared with a model.
+    """
+    stats = stats if stats is not None else ImportStats()
+    context = context or Context()
+    source = check_file(service, params.input, "input", context, writing=False)
+    ChunkReader(source).close()  # a missing or unreadable input fails before the output is opened
+    target = resolve_target(service, "data/import", params, params.output, path_field="output",
+                            mode="create", context=context)  # fmt: skip
+    handle = target.handle
+    db_path = service.registry.get_db_path(handle)
+    if on_target is not None:
+        on_target(handle, db_path)
+    rejects = Path(params.rejects).expanduser() if params.rejects else default_rejects_path(db_path)
+    if rejects is not None and params.on_error == "skip":
+        rejects = check_file(service, rejects, "rejects", context, writing=True)
+    options = _import_options(params, source, rejects if params.on_error == "skip" else None)
+    with service.registry.lease(handle) as (entry, adapter):
+        decl = service.ensure_declared(adapter, options.collection)
+        if decl is not None and decl.model is not None:
+            raise NotSupported(
+                f"collection {options.collection!r} is declared with the model {decl.model.__name__}; "
+                "data/import does not validate records against declared models, so it refuses to "
+                "bypass it: import into an undeclared collection, or use data/create",
+                field="collection",
+            )
+
+        def publish(name: str, payload: dict[str, Any]) -> None:
+            body = {"collection": options.collection, "input": str(options.input), **payload}
+            service.publish(entry, name, body, params.suppress_events)
+
+        try:
+            run_import(adapter, options, progress=_EventProgress(publish, progress or NullProgress()),
+                       stats=stats)  # fmt: skip
+        except DbHandlesError as exc:
+            publish("import:failed", {**stats.counts(), "error": exc.message, "code": exc.code})
+            raise
+    result = _import_result(entry, options, db_path, stats)
+    publish("import:done", result.model_dump(mode="json", by_alias=True, exclude={"db_handle"}))
+    return result
+
+
+def _import_result(
+    entry: HandleEntry, options: ImportOptions, db_path: str | None, stats: ImportStats
+) -> ImportResult:
+    return ImportResult(
+        db_handle=entry.handle,
+        collection=options.collection,
+        input=str(options.input),
+        output=db_path,
+        imported=stats.imported,
+        skipped=stats.skipped,
+        failed=stats.failed,
+        lines=stats.lines,
+        batches=stats.batches,
+        seconds=round(stats.seconds, 3),
+        records_per_second=round(stats.records_per_second, 1),
+        rejects=str(options.rejects) if options.rejects is not None else None,
+        errors=stats.errors,
+    )
+
+
+@command(
+    "data/import",
+    params=ImportParams,
+    result=ImportResult,
+    # "write": handle permissions (write, collections) apply. Its files follow data/open's path
+    # rules (allowed roots for remote requests), checked by ``check_file`` and data/open.
+    operation="write",
+    summary="Import a JSONL file into a collection, in batches, idempotently (re-runs skip stored records).",
+    example="jtag data/import --input=/datasets/parsed/continuum-git.jsonl --output=/datasets/prepared/continuum-git.sqlite",
+)
+def data_import(service: Service, params: ImportParams, context: Context) -> ImportResult:
+    return perform_import(service, params, context)
+
+
+class ExportParams(DataParams):
+    db_handle: str | None = None
+    """Handle to export from, instead of input ('default' for the default database; never implied)."""
+    output: str = Field(min_length=1)
+    """JSONL file to write (gzip-compressed when it ends in .gz); a path where the command runs."""
+    input: str | None = Field(default=None, min_length=1)
+    """SQLite file to export, opened with data/open (mode readonly); or give dbHandle."""
+    collection: str = "training_examples"
+    """Collection to export."""
+    filter: dict[str, Any] | None = None
+    """Only records matching this filter (same language as data/list)."""
+    page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=100_000)
+    """Records read per transaction."""
+
+
+class ExportResult(DataResult):
+    collection: str
+    output: str
+    input: str | None
+    exported: int
+    bytes_written: int
+    seconds: float
+    records_per_second: float
+
+
+def perform_export(
+    service: Service,
+    params: ExportParams,
+    context: Context | None = None,
+    *,
+    stats: ExportStats | None = None,
+    on_page: Callable[[ExportStats], None] | None = None,
+) -> ExportResult:
+    """Run an export described by ``params``; the shared body of ``data/export`` and the CLI."""
+    stats = stats if stats is not None else ExportStats()
+    context = context or Context()
+    collection = validate_collection(params.collection)
+    filter_node = parse_filter(params.filter)
+    output = str(check_file(service, params.output, "output", context, writing=True))
+    target = resolve_target(service, "data/export", params, params.input, path_field="input",
+                            mode="readonly", context=context)  # fmt: skip
+    handle = target.handle
+    with service.registry.lease(handle) as (entry, adapter):
+        run_export(adapter, collection, output, filter=filter_node, page_size=params.page_size,
+                   on_page=on_page, stats=stats)  # fmt: skip
+    result = ExportResult(
+        db_handle=entry.handle,
+        collection=collection,
+        output=output,
+        input=service.registry.get_db_path(handle),
+        exported=stats.exported,
+        bytes_written=stats.bytes_written,
+        seconds=round(stats.seconds, 3),
+        records_per_second=round(stats.records_per_second, 1),
+    )
+    service.publish(entry, "export:done", result.model_dump(mode="json", by_alias=True), False)
+    return result
+
+
+@command(
+    "data/export",
+    params=ExportParams,
+    result=ExportResult,
+    operation="read",
+    summary="Write a collection to a JSONL file, one full record (with id, createdAt, updatedAt, version) a line.",
+    example="jtag data/export --input=/datasets/prepared/continuum-git.sqlite --output=/tmp/examples.jsonl",
+)
+def data_export(service: Service, params: ExportParams, context: Context) -> ExportResult:
+    return perform_export(service, params, context)

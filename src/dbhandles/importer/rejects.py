@@ -1,0 +1,46 @@
+"""The rejects file of an ``onError: skip`` import: one JSON object per rejected line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import IO
+
+import orjson
+
+from dbhandles.errors import InvalidParams
+
+__all__ = ["RejectsFile"]
+
+
+class RejectsFile:
+    """Writes ``{"line": n, "reason": "...", "text": "<the line>"}`` per rejected line.
+
+    The file is created (or emptied) when the import starts, so after a run it lists exactly that
+    run's rejected lines, also when there were none.
+
+    Raises:
+        InvalidParams: the file cannot be created.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).expanduser()
+        try:
+            self._file: IO[bytes] = open(self.path, "wb")  # noqa: SIM115 - closed by close()
+        except OSError as exc:
+            raise InvalidParams(f"rejects: cannot create {str(self.path)!r}: {exc.strerror}",
+                                field="rejects") from exc  # fmt: skip
+
+    def write(self, line: int, reason: str, text: bytes) -> None:
+        entry = {
+            "line": line,
+            "reason": reason,
+            "text": text.decode("utf-8", "replace").rstrip("\r\n"),
+        }
+        self._file.write(orjson.dumps(entry) + b"\n")
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()

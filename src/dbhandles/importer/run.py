@@ -1,0 +1,277 @@
+"""The import loop: chunks of lines -> parsed items -> batches, each committed in its own transaction.
+
+Every batch is written with ``skip_existing``: a record whose id is already stored is left alone and
+counted as ``skipped``. Ids are deterministic (an id field, the line's ``id``, or a content hash), so a
+second run, or a run resumed after the first was killed, stores each record exactly once. A batch is
+all or nothing, so a kill loses at most the batch in flight, never leaves half of one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from dbhandles.adapters.base import Adapter, Record
+from dbhandles.clock import iso_now
+from dbhandles.errors import DbHandlesError, InvalidParams
+from dbhandles.filters import validate_collection
+from dbhandles.importer.ids import id_function
+from dbhandles.importer.parse import Rejected, parse_chunk
+from dbhandles.importer.progress import NullProgress, Progress
+from dbhandles.importer.reader import READ_ERRORS, ChunkReader
+from dbhandles.importer.rejects import RejectsFile
+from dbhandles.importer.rows import Row
+from dbhandles.importer.stats import ImportStats
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "MAX_BATCH_SIZE",
+    "ImportOptions",
+    "OnError",
+    "default_rejects_path",
+    "run_import",
+]
+
+OnError = Literal["abort", "skip"]
+DEFAULT_BATCH_SIZE = 20_000
+MAX_BATCH_SIZE = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class ImportOptions:
+    """What to import and how (the ``data/import`` parameters, already validated as values).
+
+    Attributes:
+        input: the JSONL file (``.gz`` or plain).
+        collection: target collection.
+        id_field: dotted path of each record's id; ``None``: the line's ``id``, else a content hash.
+        batch_size: records per transaction.
+        on_error: ``abort`` stops at the first bad line; ``skip`` sets it aside and goes on.
+        rejects: where ``skip`` writes rejected lines (``None``: only counted and sampled).
+    """
+
+    input: Path
+    collection: str = "training_examples"
+    id_field: str | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    on_error: OnError = "abort"
+    rejects: Path | None = None
+
+
+def _record(row: Row) -> Record:
+    record: Record = {"id": row[0], **orjson.loads(row[1])}
+    record["createdAt"], record["updatedAt"], record["version"] = row[2], row[3], row[4]
+    return record
+
+
+def _bulk(adapter: Adapter) -> AbstractContextManager[Any]:
+    """The adapter's bulk-load mode when it has one (fewer checkpoints, a bigger cache)."""
+    bulk_load: Callable[[], AbstractContextManager[Any]] | None = getattr(
+        adapter, "bulk_load", None
+    )
+    return bulk_load() if bulk_load is not None else nullcontext()
+
+
+def _committed(stats: ImportStats) -> str:
+    if stats.batches == 0:
+        return "no batch had been committed, so this run stored nothing"
+    return (
+        f"the database holds exactly the {stats.batches} batch(es) committed before it "
+        f"({stats.imported} records imported, {stats.skipped} already present, up to line "
+        f"{stats.committed_line}); nothing after line {stats.committed_line} was written"
+    )
+
+
+class _Transactions:
+    """One write transaction per batch, fed chunk by chunk.
+
+    Rows go into the open transaction as soon as a chunk is parsed, so memory holds one chunk, not one
+    batch, whatever ``batchSize`` is; the batch is committed when it holds ``batchSize`` records.
+    The adapter's raw fast path (``insert_many_raw``) is used when its session has one.
+    """
+
+    def __init__(self, adapter: Adapter, collection: str, stats: ImportStats) -> None:
+        self.adapter, self.collection, self.stats = adapter, collection, stats
+        self._stack: ExitStack | None = None
+        self._session: Any = None
+        self.count = 0
+        self._inserted = 0
+        # An empty write session up front fails fast on a read-only handle, before any reading.
+        with adapter.session(write=True):
+            pass
+
+    def insert(self, rows: list[Row], last_line: int) -> None:
+        """Add rows to the open transaction (opening one if needed)."""
+        if not rows:
+            return
+        try:
+            if self._stack is None:
+                stack = ExitStack()
+                self._session = stack.enter_context(self.adapter.session(write=True))
+                self._stack = stack
+            insert_raw = getattr(self._session, "insert_many_raw", None)
+            if insert_raw is not None:
+                inserted = int(insert_raw(self.collection, rows, skip_existing=True))
+            else:
+                records = [_record(row) for row in rows]
+                inserted = self._session.insert_many(self.collection, records, skip_existing=True)
+        except DbHandlesError as exc:
+            raise self._failed(exc, last_line) from None
+        self.count += len(rows)
+        self._inserted += inserted
+
+    def commit(self, last_line: int) -> None:
+        """Commit the open transaction as one batch ending at ``last_line``."""
+        stack, self._stack, self._session = self._stack, None, None
+        if stack is None:
+            return
+        try:
+            stack.close()
+        except DbHandlesError as exc:
+            raise self._failed(exc, last_line) from None
+        stats = self.stats
+        stats.imported += self._inserted
+        stats.skipped += self.count - self._inserted
+        stats.batches += 1
+        stats.committed_line = last_line
+        self.count = self._inserted = 0
+
+    def rollback(self, exc: BaseException) -> None:
+        """Roll the open transaction back (the batch in progress is lost, nothing else)."""
+        stack, self._stack, self._session = self._stack, None, None
+        self.count = self._inserted = 0
+        if stack is None:
+            return
+        try:
+            stack.__exit__(type(exc), exc, exc.__traceback__)
+        except BaseException as raised:  # the session re-raises ``exc`` after rolling back
+            if raised is not exc:
+                raise
+
+    def _failed(self, exc: DbHandlesError, last_line: int) -> DbHandlesError:
+        exc.message = (
+            f"{exc.message}; the batch in progress (up to line {last_line}) was not written, and "
+            f"{_committed(self.stats)}"
+        )
+        return exc
+
+
+def _chunks(reader: ChunkReader, stats: ImportStats) -> Iterator[tuple[int, list[bytes]]]:
+    it = iter(reader)
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except READ_ERRORS as exc:
+            raise InvalidParams(
+                f"input: cannot read {str(reader.path)!r} after line {stats.lines} ({exc}); the file is "
+                f"damaged or truncated; {_committed(stats)}",
+                field="input",
+            ) from exc
+        yield item
+
+
+def run_import(
+    adapter: Adapter,
+    options: ImportOptions,
+    *,
+    progress: Progress | None = None,
+    stats: ImportStats | None = None,
+) -> ImportStats:
+    """Import a JSONL file into ``options.collection`` of the database behind ``adapter``.
+
+    Args:
+        adapter: the leased adapter of the target handle.
+        options: what and how to import.
+        progress: told after every chunk and batch (``NullProgress`` when omitted).
+        stats: counts to fill in (pass one to still see the counts when this raises).
+
+    Returns:
+        The final counts.
+
+    Raises:
+        InvalidParams: a bad line with ``onError: abort`` (the message has the line number and what
+            the database holds), a damaged input file, an invalid option.
+        NotFound: the input file does not exist.
+        DbHandlesError: the database refused a batch (read-only, busy, disk full...).
+    """
+    collection = validate_collection(options.collection)
+    id_function(options.id_field)  # a malformed idField fails before anything is read
+    if not 1 <= options.batch_size <= MAX_BATCH_SIZE:
+        raise InvalidParams(f"batchSize: must be between 1 and {MAX_BATCH_SIZE}", field="batchSize")
+    stats = stats if stats is not None else ImportStats()
+    progress = progress or NullProgress()
+    with ChunkReader(options.input) as reader:
+        stats.total_bytes = reader.total_bytes
+        tx = _Transactions(adapter, collection, stats)
+        rejects = (
+            RejectsFile(options.rejects) if options.on_error == "skip" and options.rejects else None
+        )
+        try:
+            with _bulk(adapter):
+                try:
+                    _loop(reader, tx, options, stats, progress, rejects)
+                except BaseException as exc:
+                    tx.rollback(exc)
+                    raise
+        finally:
+            if rejects is not None:
+                rejects.close()
+    stats.bytes_read = stats.total_bytes
+    stats.finish()
+    progress.close(stats)
+    return stats
+
+
+def _loop(
+    reader: ChunkReader,
+    tx: _Transactions,
+    options: ImportOptions,
+    stats: ImportStats,
+    progress: Progress,
+    rejects: RejectsFile | None,
+) -> None:
+    batch_size, abort, id_field = options.batch_size, options.on_error == "abort", options.id_field
+    rows: list[Row] = []
+    append = rows.append
+    for first, lines in _chunks(reader, stats):
+        now = iso_now()
+        for offset, item in enumerate(parse_chunk(lines, id_field, now)):
+            if type(item) is tuple:  # a Row (a Rejected is a tuple subclass, None is neither)
+                append(item)  # type: ignore[arg-type]
+                if tx.count + len(rows) >= batch_size:
+                    tx.insert(rows, first + offset)
+                    rows.clear()
+                    tx.commit(first + offset)
+                    if rejects is not None:
+                        rejects.flush()
+            elif type(item) is Rejected:
+                line_no = first + offset
+                stats.reject(line_no, item.reason)
+                if abort:
+                    raise InvalidParams(
+                        f"line {line_no}: {item.reason}. The import stopped (onError: abort): "
+                        f"{_committed(stats)}. Fix the line, or re-run with onError=skip to set bad "
+                        "lines aside; a re-run skips the records already stored",
+                        field="input",
+                    )
+                if rejects is not None:
+                    rejects.write(line_no, item.reason, lines[offset])
+        stats.lines = first + len(lines) - 1
+        tx.insert(rows, stats.lines)
+        rows.clear()
+        stats.bytes_read = reader.bytes_read
+        progress.update(stats)
+    tx.commit(stats.lines)
+
+
+def default_rejects_path(db_path: str | os.PathLike[str] | None) -> Path | None:
+    """``<database file>.rejects.jsonl`` beside a file database; ``None`` for the others."""
+    return Path(f"{os.fspath(db_path)}.rejects.jsonl") if db_path else None

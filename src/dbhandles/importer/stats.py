@@ -1,0 +1,71 @@
+"""The running counts of one import (or export), shared by the loop, the progress display and events."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["MAX_ERRORS_SHOWN", "ImportStats"]
+
+#: How many rejected lines the summary lists (every one goes to the rejects file).
+MAX_ERRORS_SHOWN = 10
+
+
+@dataclass(slots=True)
+class ImportStats:
+    """Counts so far; ``imported + skipped + failed`` are the records handled.
+
+    ``imported`` were stored by this run, ``skipped`` were already stored (same id: a re-run, a resumed
+    run or a duplicate line), ``failed`` were rejected (``onError: skip``). Only committed batches count.
+    """
+
+    total_bytes: int = 0
+    bytes_read: int = 0
+    lines: int = 0
+    imported: int = 0
+    skipped: int = 0
+    failed: int = 0
+    batches: int = 0
+    #: Last line of the last committed batch: everything up to it is in the database.
+    committed_line: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    @property
+    def processed(self) -> int:
+        return self.imported + self.skipped + self.failed
+
+    @property
+    def seconds(self) -> float:
+        end = self.finished if self.finished is not None else time.monotonic()
+        return max(end - self.started, 0.0)
+
+    @property
+    def records_per_second(self) -> float:
+        seconds = self.seconds
+        return self.processed / seconds if seconds > 0 else 0.0
+
+    def reject(self, line: int, reason: str) -> None:
+        self.failed += 1
+        if len(self.errors) < MAX_ERRORS_SHOWN:
+            self.errors.append({"line": line, "reason": reason})
+
+    def finish(self) -> None:
+        if self.finished is None:
+            self.finished = time.monotonic()
+
+    def counts(self) -> dict[str, Any]:
+        """The wire form of the counts (camelCase), as in summaries and ``import:*`` events."""
+        return {
+            "imported": self.imported,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "lines": self.lines,
+            "batches": self.batches,
+            "bytesRead": self.bytes_read,
+            "totalBytes": self.total_bytes,
+            "seconds": round(self.seconds, 3),
+            "recordsPerSecond": round(self.records_per_second, 1),
+        }

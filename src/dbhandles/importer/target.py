@@ -1,0 +1,133 @@
+"""Which handle an import writes to (or an export reads from), and which files a command may touch.
+
+A database given by path is opened through ``data/open`` like any other, so the import really goes
+through the handle system, its path rules and its ownership. Re-running an import on the same file
+reuses the handle an earlier run minted (handles are durable) instead of leaking one per run. The
+handle finally used is authorised like any data command's, whichever way it was named.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dbhandles.commands.base import Context, DataParams
+from dbhandles.errors import InvalidParams, PathNotAllowed, PermissionDenied
+from dbhandles.registry import HandleEntry
+from dbhandles.security.policy import authorize
+
+if TYPE_CHECKING:
+    from dbhandles.service import Service
+
+__all__ = ["check_file", "resolve_target"]
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _under(path: Path, roots: tuple[Path, ...]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def check_file(
+    service: Service, path: str | os.PathLike[str], field: str, context: Context, *, writing: bool
+) -> Path:
+    """The real path of a file a command reads or writes, checked like ``data/open`` checks paths.
+
+    Remote requests may only reach files under the allowed roots (``DBHANDLES_ALLOWED_ROOTS``); a
+    file about to be written must not be an SQLite database (an export over a database would
+    destroy it).
+
+    Raises:
+        PathNotAllowed: a remote request for a file outside the allowed roots.
+        InvalidParams: ``writing`` and the file is an SQLite database.
+    """
+    real = Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
+    if not context.trusted_local:
+        roots = service.settings.roots()
+        if not _under(real, roots):
+            raise PathNotAllowed(
+                f"{field}: {real} is outside the allowed folders ({', '.join(map(str, roots))}); "
+                "an administrator can add folders with DBHANDLES_ALLOWED_ROOTS",
+                field=field,
+            )
+    if writing and real.is_file():
+        try:
+            with open(real, "rb") as file:
+                is_database = file.read(len(_SQLITE_HEADER)) == _SQLITE_HEADER
+        except OSError:
+            is_database = False
+        if is_database:
+            raise InvalidParams(
+                f"{field}: {real} is an SQLite database; writing JSONL there would destroy it, "
+                "choose another file",
+                field=field,
+            )
+    return real
+
+
+def _reusable(entry: HandleEntry, canonical: str, mode: str, context: Context) -> bool:
+    if entry.is_default or entry.adapter_name != "sqlite":
+        return False
+    if getattr(entry.config, "path", None) != canonical:
+        return False
+    # Only a plain handle of the same actor: never borrow someone else's, or a restricted one.
+    if entry.owner not in (None, context.actor) or entry.permissions is not None:
+        return False
+    return mode == "readonly" or getattr(entry.config, "mode", "readonly") != "readonly"
+
+
+def _open_path(service: Service, path: str, mode: str, context: Context) -> str:
+    canonical = os.path.realpath(os.path.expanduser(path))
+    for entry in service.registry.list_handles():
+        if _reusable(entry, canonical, mode, context):
+            return entry.handle
+    result = service.execute(
+        "data/open", {"adapter": "sqlite", "config": {"path": path, "mode": mode}}, context=context
+    )
+    return str(result["dbHandle"])
+
+
+def resolve_target(
+    service: Service,
+    command_name: str,
+    params: DataParams,
+    path: str | None,
+    *,
+    path_field: str,
+    mode: str,
+    context: Context,
+) -> HandleEntry:
+    """The handle named by exactly one of ``path`` (an SQLite file) and ``params.db_handle``.
+
+    Nothing defaults to the ``default`` database: a bulk import landing there by accident is the
+    kind of mix-up handles exist to prevent, so it has to be asked for (``dbHandle: "default"``).
+    The handle is authorised for ``command_name`` (operation, collection, ownership) before use.
+
+    Raises:
+        InvalidParams: both or neither were given.
+        PermissionDenied: the handle has a row filter (imports and exports do not apply one).
+        DbHandlesError: from ``data/open`` or the authorisation.
+    """
+    if path is not None and params.db_handle is not None:
+        raise InvalidParams(
+            f"{path_field}: give {path_field} or dbHandle, not both", field=path_field
+        )
+    if path is None and params.db_handle is None:
+        raise InvalidParams(
+            f"{path_field}: missing; give {path_field} (an SQLite file, opened with data/open) or "
+            "dbHandle (an open handle; 'default' for the default database)",
+            field=path_field,
+        )
+    handle = _open_path(service, path, mode, context) if path is not None else params.db_handle
+    entry = service.registry.resolve(handle)
+    from dbhandles.commands.base import COMMANDS
+
+    authorize(COMMANDS[command_name], params.model_copy(update={"db_handle": entry.handle}), context,
+              entry)  # fmt: skip
+    if entry.row_filter is not None:
+        raise PermissionDenied(
+            f"Permission denied: this handle only reaches rows matching its row filter, and "
+            f"{command_name} works on whole collections; use a handle without a row filter"
+        )
+    return entry

@@ -1,0 +1,74 @@
+"""Killed half-way (SIGKILL), then run again: every record stored once, the database intact."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from dbhandles.importer.ids import content_id
+from tests.test_import_common import REPO, seed_file
+
+SCRIPT = REPO / "scripts" / "import-jsonl-to-sqlite.py"
+RECORDS = 50_000
+
+
+def stored(db: Path) -> int:
+    """Rows committed so far, read by a separate read-only connection (0 before the table exists)."""
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM training_examples").fetchone()[0])
+    except sqlite3.OperationalError:  # the table is not created yet
+        return 0
+    finally:
+        conn.close()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_sigkill_mid_import_then_rerun_ends_with_every_record_once(tmp_path: Path) -> None:
+    rows = seed_file(tmp_path / "in.jsonl", RECORDS)
+    out = tmp_path / "prepared.sqlite"
+    env = {**os.environ, "DBHANDLES_HOME": str(tmp_path / "home")}
+    argv = [sys.executable, str(SCRIPT), f"--input={tmp_path / 'in.jsonl'}", f"--output={out}",
+            "--batch-size=200", "--quiet"]  # fmt: skip
+
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # Kill as soon as a few batches are committed: well before the end of 250 batches.
+        while stored(out) < 600 and proc.poll() is None:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the import ended before it could be killed"
+    at_kill = stored(out)
+    assert 600 <= at_kill < RECORDS
+    assert at_kill % 200 == 0, "a batch is committed whole or not at all"
+
+    rerun = subprocess.run(argv, env=env, capture_output=True, timeout=240, check=False)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    summary = orjson.loads(rerun.stdout)
+    assert summary["imported"] + summary["skipped"] == RECORDS
+    assert summary["skipped"] >= at_kill
+
+    conn = sqlite3.connect(f"file:{out}?mode=ro", uri=True)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        count, distinct = conn.execute(
+            "SELECT count(*), count(DISTINCT id) FROM training_examples"
+        ).fetchone()
+        ids = {row[0] for row in conn.execute("SELECT id FROM training_examples")}
+    finally:
+        conn.close()
+    expected = {content_id(r) for r in rows}
+    assert count == distinct == len(expected)
+    assert ids == expected

@@ -1,0 +1,96 @@
+"""data/import and data/export under Phase 2 security: handle permissions, path roots, ownership."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dbhandles import Context, Service
+from dbhandles.errors import DbHandlesError, InvalidParams
+from tests.test_import_common import seed_file, write_jsonl
+
+ALICE = Context(actor="alice", is_admin=False, trusted_local=False)
+BOB = Context(actor="bob", is_admin=False, trusted_local=False)
+
+
+def open_as(service: Service, context: Context, path: Path, **extra: object) -> str:
+    config = {"path": str(path), "mode": "create"}
+    result = service.execute("data/open", {"adapter": "sqlite", "config": config, **extra},
+                             context=context)  # fmt: skip
+    return str(result["dbHandle"])
+
+
+def code_of(service: Service, name: str, params: dict[str, object], context: Context) -> str:
+    with pytest.raises(DbHandlesError) as info:
+        service.execute(name, params, context=context)
+    return info.value.code
+
+
+@pytest.mark.parametrize(
+    ("permissions", "code"),
+    [
+        ({"write": False}, "permission_denied"),
+        ({"allowedCollections": ["other"]}, "permission_denied"),
+        ({"rowFilter": {"metadata.source": "git"}}, "permission_denied"),
+    ],
+)
+def test_import_obeys_the_handle_permissions(
+    service: Service, tmp_path: Path, permissions: dict[str, object], code: str
+) -> None:
+    seed_file(tmp_path / "in.jsonl", 20)
+    handle = open_as(service, ALICE, tmp_path / "db.sqlite", permissions=permissions)
+    params = {"input": str(tmp_path / "in.jsonl"), "dbHandle": handle}
+    assert code_of(service, "data/import", params, ALICE) == code
+
+
+def test_export_obeys_the_read_permission(service: Service, tmp_path: Path) -> None:
+    handle = open_as(service, ALICE, tmp_path / "db.sqlite", permissions={"read": False})
+    params = {"output": str(tmp_path / "out.jsonl"), "dbHandle": handle}
+    assert code_of(service, "data/export", params, ALICE) == "permission_denied"
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_remote_requests_only_reach_files_under_the_allowed_roots(
+    service: Service, tmp_path: Path
+) -> None:
+    handle = open_as(service, ALICE, tmp_path / "db.sqlite")
+    outside = "/etc/hostname"
+    assert code_of(service, "data/import", {"input": outside, "dbHandle": handle}, ALICE) == (
+        "path_not_allowed"
+    )
+    assert code_of(
+        service, "data/export", {"output": "/etc/x.jsonl", "dbHandle": handle}, ALICE
+    ) == ("path_not_allowed")
+    seed_file(tmp_path / "in.jsonl", 5)
+    params = {"input": str(tmp_path / "in.jsonl"), "output": "/var/x.sqlite"}
+    assert code_of(service, "data/import", params, ALICE) == "path_not_allowed"
+    # The same call from the local user (the CLI, the Python API) is not restricted by the roots.
+    local = service.execute(
+        "data/import", {"input": str(tmp_path / "in.jsonl"), "dbHandle": handle}
+    )
+    assert local["imported"] == 5
+
+
+def test_export_never_overwrites_a_database(service: Service, tmp_path: Path) -> None:
+    handle = open_as(service, ALICE, tmp_path / "db.sqlite")
+    with pytest.raises(InvalidParams, match="is an SQLite database"):
+        service.execute("data/export", {"output": str(tmp_path / "db.sqlite"), "dbHandle": handle})
+    write_jsonl(tmp_path / "in.jsonl", [{"a": 1}, "bad"])
+    params = {"input": str(tmp_path / "in.jsonl"), "dbHandle": handle, "onError": "skip",
+              "rejects": str(tmp_path / "db.sqlite")}  # fmt: skip
+    with pytest.raises(InvalidParams, match=r"rejects: .* is an SQLite database"):
+        service.execute("data/import", params)
+
+
+def test_a_path_is_reused_only_through_the_same_actors_handle(
+    service: Service, tmp_path: Path
+) -> None:
+    seed_file(tmp_path / "in.jsonl", 5)
+    params = {"input": str(tmp_path / "in.jsonl"), "output": str(tmp_path / "shared.sqlite")}
+    first = service.execute("data/import", params, context=ALICE)
+    again = service.execute("data/import", params, context=ALICE)
+    other = service.execute("data/import", params, context=BOB)
+    assert again["dbHandle"] == first["dbHandle"]
+    assert other["dbHandle"] != first["dbHandle"]
+    assert (again["skipped"], other["skipped"]) == (5, 5)
