@@ -162,19 +162,36 @@ ORDERS = st.lists(
 # -- fixtures ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def adapters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Adapter, Adapter]]:
-    path = tmp_path_factory.mktemp("equivalence") / "equivalence.db"
-    sqlite = SqliteAdapter(
-        SqliteAdapter.prepare(
-            SqliteAdapter.parse_config(
-                {"path": str(path), "mode": "create", "synchronous": "normal"}
-            )
-        )
-    )
+# Filters are drawn from the stored values; hypothesis warns when their repr gets long.
+pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
+
+
+def _sql_adapters() -> list[Any]:
+    from tests.conftest import ADAPTERS
+
+    # Every SQL adapter of the contract suite faces the same inputs (PostgreSQL when it is there).
+    return [a for a in ADAPTERS if getattr(a, "values", (a,))[0] in ("sqlite", "postgres")]
+
+
+@pytest.fixture(scope="module", params=_sql_adapters())
+def adapters(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Adapter, Adapter]]:
+    """(the SQL adapter under test, the memory oracle)."""
+    folder = tmp_path_factory.mktemp("equivalence")
+    sql: Adapter
+    if request.param == "postgres":
+        from dbhandles.adapters.postgres import PostgresAdapter
+        from tests.pgserver import postgres_config
+
+        config = postgres_config(folder)
+        sql = PostgresAdapter(PostgresAdapter.prepare(PostgresAdapter.parse_config(config)))
+    else:
+        config = {"path": str(folder / "equivalence.db"), "mode": "create", "synchronous": "normal"}
+        sql = SqliteAdapter(SqliteAdapter.prepare(SqliteAdapter.parse_config(config)))
     memory = MemoryAdapter(MemoryAdapter.parse_config({}))
-    yield sqlite, memory
-    sqlite.close()
+    yield sql, memory
+    sql.close()
     memory.close()
 
 

@@ -1,7 +1,7 @@
-"""The SQL compiled for PostgreSQL agrees with the reference semantics (the memory adapter) on random data.
+"""PostgreSQL-only checks of the compiled SQL: value round trips, regex translation, number keys.
 
-The same properties and strategies as ``test_filter_equivalence`` (SQLite), run against a schema of the
-throwaway server; plus the regex translation and the number keys on their own.
+The shared properties (filters, sorts, keyset paging against the memory oracle) run for PostgreSQL in
+``test_filter_equivalence``, whose ``adapters`` fixture covers every SQL adapter.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,22 +18,13 @@ from hypothesis import strategies as st
 from dbhandles.adapters.base import Adapter, Query, Record
 from dbhandles.adapters.memory import MemoryAdapter
 from dbhandles.errors import InvalidFilter
-from dbhandles.evaluate import position_of
 from dbhandles.filters import parse_filter, parse_order_by
 from tests.pgserver import postgres_config
 
 # The SQLite suite's strategies, so both SQL dialects face the same inputs.
 from tests.test_filter_equivalence import (
-    MATRIX_FILTER_VALUES,
-    MATRIX_OPS,
-    MATRIX_PATHS,
-    ORDERS,
     PROPERTY,
     SCALARS,
-    _matrix_rows,
-    _pool,
-    filters,
-    records,
 )
 
 # The strategies draw filters from the stored values; hypothesis warns when their repr gets long.
@@ -75,86 +65,6 @@ def _find(adapter: Adapter, query: Query) -> list[Record]:
 
 
 @PROPERTY
-@given(rows=records(), order=ORDERS, data=st.data())
-def test_find_and_count_match_the_reference(
-    adapters: tuple[Adapter, Adapter], rows: list[Record], order: Any, data: st.DataObject
-) -> None:
-    spec = data.draw(filters(_pool(rows)), label="filter")
-    _load(adapters, rows)
-    node, keys = parse_filter(spec), parse_order_by(order)
-    postgres, memory = adapters
-    got, want = _find(postgres, Query(node, keys)), _find(memory, Query(node, keys))
-    assert _ids(got) == _ids(want)
-    assert got == want
-    with postgres.session() as s1, memory.session() as s2:
-        assert s1.count(COLLECTION, node) == s2.count(COLLECTION, node) == len(want)
-
-
-@PROPERTY
-@given(
-    rows=records(),
-    order=ORDERS,
-    offset=st.integers(0, 4),
-    limit=st.none() | st.integers(0, 5),
-    data=st.data(),
-)
-def test_limit_and_offset_match_the_reference(
-    adapters: tuple[Adapter, Adapter],
-    rows: list[Record],
-    order: Any,
-    offset: int,
-    limit: int | None,
-    data: st.DataObject,
-) -> None:
-    spec = data.draw(filters(_pool(rows)), label="filter")
-    _load(adapters, rows)
-    query = Query(parse_filter(spec), parse_order_by(order), limit=limit, offset=offset)
-    postgres, memory = adapters
-    assert _ids(_find(postgres, query)) == _ids(_find(memory, query))
-
-
-@PROPERTY
-@given(rows=records(), order=ORDERS, page_size=st.integers(1, 4), data=st.data())
-def test_keyset_paging_visits_the_full_sort(
-    adapters: tuple[Adapter, Adapter],
-    rows: list[Record],
-    order: Any,
-    page_size: int,
-    data: st.DataObject,
-) -> None:
-    spec = data.draw(filters(_pool(rows)), label="filter")
-    _load(adapters, rows)
-    node, keys = parse_filter(spec), parse_order_by(order)
-    postgres, memory = adapters
-    full = _ids(_find(memory, Query(node, keys)))
-    seen: list[str] = []
-    after = None
-    while True:
-        page = _find(postgres, Query(node, keys, limit=page_size, after=after))
-        if not page:
-            break
-        seen.extend(_ids(page))
-        assert len(seen) <= len(full), "paging repeats rows"
-        after = orjson.loads(orjson.dumps(position_of(page[-1], keys)))
-    assert seen == full
-
-
-@PROPERTY
-@given(rows=records(), order=ORDERS, data=st.data())
-def test_after_any_row_matches_the_reference(
-    adapters: tuple[Adapter, Adapter], rows: list[Record], order: Any, data: st.DataObject
-) -> None:
-    if not rows:
-        return
-    _load(adapters, rows)
-    keys = parse_order_by(order)
-    pivot = data.draw(st.sampled_from(rows))
-    query = Query(None, keys, after=position_of(pivot, keys))
-    postgres, memory = adapters
-    assert _ids(_find(postgres, query)) == _ids(_find(memory, query))
-
-
-@PROPERTY
 @given(values=st.lists(SCALARS, max_size=8))
 def test_values_read_back_equal_and_of_the_same_type(
     adapters: tuple[Adapter, Adapter], values: list[Any]
@@ -166,42 +76,6 @@ def test_values_read_back_equal_and_of_the_same_type(
     got = _find(adapters[0], Query())[0]
     assert got == rows[0]
     assert [type(v) for v in got["v"]] == [type(v) for v in values]
-
-
-@pytest.mark.parametrize("op", [*MATRIX_OPS, "$exists", "$regex"])
-def test_every_operator_on_every_kind_of_value(adapters: tuple[Adapter, Adapter], op: str) -> None:
-    _load(adapters, _matrix_rows())
-    if op == "$exists":
-        operands: list[Any] = [True, False]
-    elif op == "$regex":
-        operands = ["^a", "b$", "", "^$", "1", "(?i)^b", "^r1", ".", r"\w$"]
-    elif op in ("$in", "$nin"):
-        operands = [[], [None], [1, "a"], [True, 2.5], ["ab", None, 0]]
-    elif op in ("$gt", "$gte", "$lt", "$lte", "$contains"):
-        operands = [v for v in MATRIX_FILTER_VALUES if v is not None]
-    else:
-        operands = MATRIX_FILTER_VALUES
-    postgres, memory = adapters
-    for path in MATRIX_PATHS:
-        for operand in operands:
-            node = parse_filter({path: {op: operand}})
-            got, want = _find(postgres, Query(node)), _find(memory, Query(node))
-            assert _ids(got) == _ids(want), f"{path} {op} {operand!r}"
-
-
-@pytest.mark.parametrize("path", MATRIX_PATHS)
-@pytest.mark.parametrize("direction", ["asc", "desc"])
-def test_every_kind_of_value_sorts_like_the_reference(
-    adapters: tuple[Adapter, Adapter], path: str, direction: str
-) -> None:
-    _load(adapters, _matrix_rows())
-    keys = parse_order_by([{"field": path, "direction": direction}])
-    postgres, memory = adapters
-    assert _ids(_find(postgres, Query(None, keys))) == _ids(_find(memory, Query(None, keys)))
-    for pivot in _find(memory, Query(None, keys)):
-        after = position_of(pivot, keys)
-        got = _find(postgres, Query(None, keys, after=after))
-        assert _ids(got) == _ids(_find(memory, Query(None, keys, after=after)))
 
 
 # -- regexes ----------------------------------------------------------------------------------------

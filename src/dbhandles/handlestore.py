@@ -54,6 +54,14 @@ class AuditRow:
     success: bool
     code: str | None
 
+    @classmethod
+    def from_columns(cls, r: tuple[Any, ...] | list[Any]) -> AuditRow:
+        """From a row of ``_dbh_audit`` in column order (the same in every store)."""
+        return cls(
+            at=r[0], actor=r[1], session_id=r[2], handle=r[3], command=r[4], operation=r[5],
+            collection=r[6], record_id=r[7], success=bool(r[8]), code=r[9],
+        )  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class TokenRow:
@@ -474,13 +482,7 @@ class SqliteHandleStore(HandleStore):
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY at DESC, rowid DESC LIMIT ?"
         rows = self._query(sql, (*args, limit))
-        return [
-            AuditRow(
-                at=r[0], actor=r[1], session_id=r[2], handle=r[3], command=r[4], operation=r[5],
-                collection=r[6], record_id=r[7], success=bool(r[8]), code=r[9],
-            )
-            for r in rows
-        ]  # fmt: skip
+        return [AuditRow.from_columns(r) for r in rows]
 
     def get_meta(self, key: str) -> str | None:
         rows = self._query("SELECT value FROM _dbh_meta WHERE key = ?", (key,))

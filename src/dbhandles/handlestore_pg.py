@@ -336,13 +336,7 @@ class PostgresHandleStore(HandleStore):
             "ORDER BY at DESC, seq DESC LIMIT %s",
             (*args, limit),
         )
-        return [
-            AuditRow(
-                at=r[0], actor=r[1], session_id=r[2], handle=r[3], command=r[4], operation=r[5],
-                collection=r[6], record_id=r[7], success=bool(r[8]), code=r[9],
-            )
-            for r in rows
-        ]  # fmt: skip
+        return [AuditRow.from_columns(r) for r in rows]
 
     # -- registry state ------------------------------------------------------------------------------
 

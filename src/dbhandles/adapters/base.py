@@ -29,6 +29,7 @@ __all__ = [
     "Record",
     "Session",
     "config_error",
+    "record_from_columns",
 ]
 
 Record = dict[str, Any]
@@ -68,6 +69,19 @@ class Query:
     limit: int | None = None
     offset: int = 0
     after: tuple[tuple[int, Any], ...] | None = None
+
+
+def record_from_columns(
+    record_id: str, user_fields: dict[str, Any], created_at: str, updated_at: str, version: int
+) -> Record:
+    """A record as every adapter returns it: ``id`` first, the user fields, then the system fields."""
+    return {
+        "id": record_id,
+        **user_fields,
+        "createdAt": created_at,
+        "updatedAt": updated_at,
+        "version": version,
+    }
 
 
 class AdapterConfig(BaseModel):

@@ -9,7 +9,7 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from dbhandles.adapters.base import Query, Record, Session
+from dbhandles.adapters.base import Query, Record, Session, record_from_columns
 from dbhandles.adapters.postgres_compile import boolean, dump_document, prepare_filter
 from dbhandles.adapters.postgres_schema import advisory_key, object_name, qualified
 from dbhandles.adapters.sqlcompile import RESERVED_COLUMNS, and_
@@ -52,13 +52,7 @@ def _on(before: str, table: sql.Composed, after: str) -> sql.Composed:
 
 def _decode(row: Sequence[Any]) -> Record:
     record_id, data, created_at, updated_at, version = row
-    return {
-        "id": record_id,
-        **data,
-        "createdAt": created_at,
-        "updatedAt": updated_at,
-        "version": version,
-    }
+    return record_from_columns(record_id, data, created_at, updated_at, version)
 
 
 class Transaction:

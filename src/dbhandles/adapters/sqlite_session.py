@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from dbhandles.adapters.base import Query, Record, Session
+from dbhandles.adapters.base import Query, Record, Session, record_from_columns
 from dbhandles.adapters.sqlcompile import RESERVED_COLUMNS, and_
 from dbhandles.adapters.sqlite_errors import translating
 from dbhandles.adapters.sqlite_schema import Catalog, index_sql
@@ -42,13 +42,7 @@ def _encode(record: Record) -> Row:
 
 def _decode(row: Sequence[Any]) -> Record:
     record_id, data, created_at, updated_at, version = row
-    return {
-        "id": record_id,
-        **orjson.loads(data),
-        "createdAt": created_at,
-        "updatedAt": updated_at,
-        "version": version,
-    }
+    return record_from_columns(record_id, orjson.loads(data), created_at, updated_at, version)
 
 
 def _q(name: str) -> str:
