@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -305,6 +306,8 @@ class SqliteHandleStore(HandleStore):
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         uri = "file:" + urllib.parse.quote(str(path)) + "?mode=rwc"
         self._lock = threading.RLock()
+        self._version: int | None = None
+        self._version_at = float("-inf")
         try:
             self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout = 10000")
@@ -343,8 +346,15 @@ class SqliteHandleStore(HandleStore):
 
     def version(self) -> int | None:
         # data_version moves when any *other* connection commits; our own writes invalidate the
-        # registry's cache explicitly.
-        return int(self._query("PRAGMA data_version")[0][0])
+        # registry's cache explicitly. One command asks twice (token, then handle): a reading at most
+        # a millisecond old is as good as a fresh one, since another process's commit could as well
+        # have landed just after this command started.
+        now = time.monotonic()
+        if now - self._version_at < 0.001:
+            return self._version
+        version = int(self._query("PRAGMA data_version")[0][0])
+        self._version, self._version_at = version, now
+        return version
 
     def get_handle(self, name: str) -> HandleRow | None:
         rows = self._query(

@@ -21,7 +21,7 @@ from dbhandles.commands import COMMANDS, Command, Context
 from dbhandles.commands.envelope import error_envelope, success_envelope
 from dbhandles.errors import DbHandlesError, InvalidParams, QuotaExceeded, UnknownCommand
 from dbhandles.events import EventBus
-from dbhandles.handlestore import CursorRow, HandleStore
+from dbhandles.handlestore import CursorRow, HandleStore, SqliteHandleStore
 from dbhandles.registry import HandleEntry, HandleRegistry
 from dbhandles.schemas import Declaration, SchemaRegistry
 from dbhandles.security.audit import AuditLog
@@ -85,6 +85,7 @@ class Service:
         self.audit = AuditLog(self.registry.store, enabled=self.settings.audit)
         self.tokens = TokenManager(self.registry.store, self.settings.home)
         self._indexed: set[tuple[int, str]] = set()
+        self._inline_safe: dict[str | None, bool] = {}
         #: Cursors over non-durable (memory) handles live with the process, like their handles.
         self.local_cursors: dict[str, CursorRow] = {}
         self._index_lock = threading.Lock()
@@ -253,6 +254,37 @@ class Service:
         if suppress or not entry.emit_events:
             return
         self.events.publish(name, {"dbHandle": entry.handle, **payload})
+
+    def reads_without_waiting(self, handle_name: object) -> bool:
+        """Whether a point read through this handle can never wait on a lock or the network.
+
+        True for SQLite databases in WAL mode with the handle table in a local SQLite file: WAL readers
+        never wait for writers. The server uses this to answer ``data/read`` on its event loop when no
+        worker thread is busy, instead of paying a thread hand-off per read.
+        """
+        if not isinstance(self.registry.store, SqliteHandleStore):
+            return False
+        if handle_name is not None and not isinstance(handle_name, str):
+            return False
+        known = self._inline_safe.get(handle_name)
+        if known is not None:
+            return known  # a handle's adapter and config never change
+        try:
+            entry = self.registry.resolve(handle_name)
+        except DbHandlesError:
+            return False
+        config = entry.config
+        safe = (
+            entry.adapter_name == "sqlite"
+            and bool(getattr(config, "wal", False))
+            and not config.readonly
+        )
+        # Aliases can be re-pointed at another handle, so only handle ids (and default) are remembered.
+        if handle_name is None or entry.handle == handle_name:
+            if len(self._inline_safe) > 10_000:
+                self._inline_safe.clear()
+            self._inline_safe[handle_name] = safe
+        return safe
 
     def end_session(self, session_id: str) -> int:
         """Close every query cursor of a session that ended (a closed connection); return how many."""

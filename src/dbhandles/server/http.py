@@ -197,6 +197,15 @@ def run_command(state: ServerState, name: str, body: bytes, caller: Caller) -> t
     return status, orjson.dumps(envelope)
 
 
+def _peek(body: bytes) -> dict[str, Any] | None:
+    """The params object of a body, or ``None`` when it is not one (``run_command`` reports why)."""
+    try:
+        params = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError:
+        return None
+    return params if isinstance(params, dict) else None
+
+
 async def _respond(send: Send, status: int, body: bytes) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -212,7 +221,10 @@ async def fast_command(state: ServerState, scope: Scope, receive: Receive, send:
         if body is None:
             return  # the client went away
         # Database work is blocking: it runs in a worker thread so the event loop keeps serving.
-        status, payload = await state.run(run_command, state, name, body, caller)
+        if state.can_run_inline(name, _peek(body)):
+            status, payload = run_command(state, name, body, caller)
+        else:
+            status, payload = await state.run(run_command, state, name, body, caller)
     except DbHandlesError as exc:
         status, payload = status_for(exc.code), orjson.dumps(error_envelope(exc))
     except Exception as exc:

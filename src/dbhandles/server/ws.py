@@ -217,7 +217,10 @@ class Connection:
 
     async def _run(self, msg_id: Any, name: str, params: dict[str, Any]) -> None:
         try:
-            text = await self.state.run(self._execute, msg_id, name, params)
+            if self.state.can_run_inline(name, params):
+                text = self._execute(msg_id, name, params)
+            else:
+                text = await self.state.run(self._execute, msg_id, name, params)
         except RuntimeError:  # the server is shutting down: the client is being disconnected
             return
         finally:
