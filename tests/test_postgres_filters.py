@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dbhandles.adapters.base import Adapter, Query, Record
+from dbhandles.adapters.base import Adapter, Query
 from dbhandles.adapters.memory import MemoryAdapter
 from dbhandles.errors import InvalidFilter
 from dbhandles.filters import parse_filter, parse_order_by
@@ -25,6 +25,9 @@ from tests.pgserver import postgres_config
 from tests.test_filter_equivalence import (
     PROPERTY,
     SCALARS,
+    _find,
+    _ids,
+    _load,
 )
 
 # The strategies draw filters from the stored values; hypothesis warns when their repr gets long.
@@ -32,8 +35,6 @@ pytestmark = [
     pytest.mark.postgres,
     pytest.mark.filterwarnings("ignore:Generating overly large repr"),
 ]
-
-COLLECTION = "items"
 
 
 @pytest.fixture(scope="module")
@@ -46,22 +47,6 @@ def adapters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Adapter
     yield postgres, memory
     postgres.close()
     memory.close()
-
-
-def _load(adapters: tuple[Adapter, Adapter], rows: list[Record]) -> None:
-    for adapter in adapters:
-        with adapter.session(write=True) as session:
-            session.truncate(COLLECTION)
-            session.insert_many(COLLECTION, rows)
-
-
-def _ids(rows: list[Record]) -> list[str]:
-    return [row["id"] for row in rows]
-
-
-def _find(adapter: Adapter, query: Query) -> list[Record]:
-    with adapter.session() as session:
-        return session.find(COLLECTION, query)
 
 
 @PROPERTY
