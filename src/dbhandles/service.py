@@ -25,7 +25,7 @@ from dbhandles.handlestore import CursorRow, HandleStore, SqliteHandleStore
 from dbhandles.registry import HandleEntry, HandleRegistry
 from dbhandles.schemas import Declaration, SchemaRegistry
 from dbhandles.security.audit import AuditLog
-from dbhandles.security.policy import authorize, operations_of
+from dbhandles.security.policy import authorize, batch_operations, operations_of
 from dbhandles.security.tokens import TokenManager
 from dbhandles.settings import Settings
 
@@ -168,7 +168,7 @@ class Service:
         collection = getattr(params, "collection", None)
         operations = (
             command.operation
-            if getattr(params, "operations", None) is None
+            if batch_operations(params) is None
             else ",".join(sorted(operations_of(command, params)))
         )
         self.audit.record_call(

@@ -264,6 +264,15 @@ class Adapter(ABC):
         with self._session(write) as session:
             yield session
 
+    def read_one(self, collection: str, record_id: str) -> Record | None:
+        """One record by id, or ``None``: ``session().get`` without a multi-statement transaction.
+
+        Adapters override it when one statement is cheaper than a session (a single SQL statement
+        is its own transaction); the result is the same.
+        """
+        with self.session() as session:
+            return session.get(collection, record_id)
+
     @abstractmethod
     def _connect(self) -> None: ...
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import ClassVar
 
-from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Session
+from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Record, Session
 from dbhandles.adapters.sqlcompile import SqlCompiler, SqliteDialect
 from dbhandles.adapters.sqlite_config import (
     SQLITE_HEADER,
@@ -144,6 +144,17 @@ class SqliteAdapter(Adapter):
             self.connect()
         assert self._conn is not None and self._catalog is not None
         return self._conn, self._catalog
+
+    def read_one(self, collection: str, record_id: str) -> Record | None:
+        """A point read as one autocommit statement: no BEGIN/COMMIT round trips (the hot path of
+        ``data/read``); inside an open session on this thread it joins that session instead."""
+        with self._lock:
+            if self._active:
+                return super().read_one(collection, record_id)
+            conn, catalog = self._require()
+            with translating(path=self.path):
+                catalog.refresh()
+            return SqliteSession(self, conn, catalog, False).get(collection, record_id)
 
     @contextmanager
     def _session(self, write: bool) -> Iterator[Session]:

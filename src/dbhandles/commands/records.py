@@ -89,8 +89,8 @@ class ReadResult(RecordResult):
 )
 def data_read(service: Service, params: ReadParams, context: Context) -> ReadResult:
     collection = params.checked_collection()
-    with service.lease(params, context) as (entry, adapter), adapter.session() as session:
-        record = visible(session.get(collection, check_record_id(params.id)), entry.row_filter)
+    with service.lease(params, context) as (entry, adapter):
+        record = visible(adapter.read_one(collection, check_record_id(params.id)), entry.row_filter)
     return ReadResult(db_handle=entry.handle, collection=collection, id=params.id,
                       data=record, found=record is not None)  # fmt: skip
 

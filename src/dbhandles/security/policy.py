@@ -25,7 +25,15 @@ if TYPE_CHECKING:
     from dbhandles.registry import HandleEntry
     from dbhandles.settings import Settings
 
-__all__ = ["authorize", "check_open", "operations_of", "owner_file", "read_owner", "write_owner"]
+__all__ = [
+    "authorize",
+    "batch_operations",
+    "check_open",
+    "operations_of",
+    "owner_file",
+    "read_owner",
+    "write_owner",
+]
 
 
 def owner_file(path: str) -> Path:
@@ -107,18 +115,29 @@ def check_open(
     return narrow(requested, ceiling), recorded
 
 
+def _field(params: BaseModel, name: str) -> Any:
+    # Looking a missing attribute up on a pydantic model is slow (its __getattr__ raises inside);
+    # checking the declared fields first keeps this off the hot path.
+    return getattr(params, name) if name in type(params).model_fields else None
+
+
+def batch_operations(params: BaseModel) -> Any:
+    """The operations of a ``data/batch`` call (``None`` for every other command)."""
+    return _field(params, "operations")
+
+
 def operations_of(command: Command, params: BaseModel) -> set[str]:
     """What a call does: the command's declared operation, widened by what a batch contains."""
     ops: set[str] = {command.operation}
-    for op in getattr(params, "operations", None) or ():
+    for op in batch_operations(params) or ():
         ops.add("delete" if op.op == "delete" else "write")
     return ops
 
 
 def collections_of(params: BaseModel) -> list[str]:
-    collection = getattr(params, "collection", None)
+    collection = _field(params, "collection")
     names = [collection] if isinstance(collection, str) else []
-    names += [str(op.collection) for op in getattr(params, "operations", None) or ()]
+    names += [str(op.collection) for op in batch_operations(params) or ()]
     return names
 
 
