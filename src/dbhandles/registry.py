@@ -8,11 +8,13 @@ Nothing here ever falls back to ``default``: an unknown or closed handle is ``Ha
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,8 @@ from dbhandles.security.permissions import Permissions
 from dbhandles.settings import Settings
 
 __all__ = ["DEFAULT_HANDLE", "WELL_KNOWN_ALIASES", "HandleEntry", "HandleRegistry", "now_ms"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_HANDLE = "default"
 WELL_KNOWN_ALIASES = ("primary", "archive")
@@ -110,6 +114,7 @@ class HandleRegistry:
         self._local_aliases: dict[str, str] = {}
         self._last_used: dict[str, int] = {}
         self._cache: dict[str, HandleEntry] = {}
+        self._toucher: ThreadPoolExecutor | None = None
         self._cache_version: int | None = None
         self._generation = 0
         self._persisted_use: dict[str, int] = {}
@@ -244,10 +249,23 @@ class HandleRegistry:
             return
         if now - self._persisted_use.get(entry.handle, 0) >= _TOUCH_EVERY_MS:
             self._persisted_use[entry.handle] = now
-            if entry.is_default:
+            # A write to the handle table must never make a read wait (for the lock of another
+            # process's writer, say): it is done by a background thread.
+            with self._lock:
+                if self._closed:
+                    return
+                if self._toucher is None:
+                    self._toucher = ThreadPoolExecutor(1, thread_name_prefix="dbhandles-touch")
+                self._toucher.submit(self._persist_use, entry.handle, entry.is_default, now)
+
+    def _persist_use(self, handle: str, is_default: bool, now: int) -> None:
+        try:
+            if is_default:
                 self.store.set_meta("default.lastUsedAt", str(now))
             else:
-                self.store.touch(entry.handle, now)
+                self.store.touch(handle, now)
+        except Exception:  # lastUsedAt is bookkeeping: a busy store must not surface anywhere
+            log.warning("could not record lastUsedAt of %s", handle, exc_info=True)
 
     # -- open / close ----------------------------------------------------------------------------
 
@@ -476,6 +494,8 @@ class HandleRegistry:
         self._stop.set()
         if self._reaper is not None:
             self._reaper.join(timeout=5)
+        if self._toucher is not None:
+            self._toucher.shutdown(wait=True)
         first: BaseException | None = None
         for conn in connections:
             try:
