@@ -50,6 +50,10 @@ MAX_PATH_PARTS = 16
 MAX_IN_VALUES = 10_000
 MAX_REGEX_LENGTH = 1_000
 MAX_SORT_KEYS = 8
+#: A group containing a quantifier, itself quantified: the classic catastrophic-backtracking shape.
+_NESTED_QUANTIFIER = re.compile(
+    r"\((?:[^()\\]|\\.)*(?:[+*]|\{\d*,\d*\})(?:[^()\\]|\\.)*\)(?:[+*]|\{\d*,?\d*\})"
+)
 
 CompareOp = Literal[
     "eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "exists", "regex", "contains"
@@ -201,6 +205,13 @@ def _compare(path: tuple[str, ...], op: CompareOp, value: object, where: str) ->
             re.compile(value)
         except re.error as exc:
             raise InvalidFilter(f"{where}: invalid regular expression: {exc}") from exc
+        if _NESTED_QUANTIFIER.search(value):
+            # Python's backtracking engine (used by the memory, json and sqlite adapters) can take
+            # exponential time on such patterns: one request could hold a worker for hours.
+            raise InvalidFilter(
+                f"{where}: a repeated group that itself repeats (like '(a+)+' or '(.*)*') can take "
+                "exponential time; rewrite the pattern without nested repetition"
+            )
         return Compare(path, op, value)
     scalar = _scalar(value, where)
     if op in ("gt", "gte", "lt", "lte") and scalar is None:

@@ -81,6 +81,8 @@ def test_filter_semantics(
         {"age": {"$gt": None}},
         {"age": {"$in": 5}},
         {"age": {"$regex": "("}},
+        {"name": {"$regex": "(a+)+$"}},
+        {"name": {"$regex": "(.*)*x"}},
         {"bad path!": 1},
         {"a..b": 1},
         {"age": {"$gt": [1]}},
