@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from importlib.metadata import entry_points
+from typing import Any
 
 from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Query, Session
 from dbhandles.errors import DriverMissing, UnknownAdapter
@@ -57,6 +57,14 @@ def register_adapter(cls: type[Adapter] | str, name: str | None = None) -> None:
             _classes[key] = cls
 
 
+def entry_points(group: str) -> Any:
+    """``importlib.metadata.entry_points``, imported on first use (it is slow to import, and most
+    runs never need it: only naming an adapter that is not built in does)."""
+    from importlib.metadata import entry_points as found
+
+    return found(group=group)
+
+
 def _load_entry_points() -> None:
     global _entry_points_loaded
     if _entry_points_loaded:
@@ -80,7 +88,8 @@ def get_adapter_class(name: object) -> type[Adapter]:
         UnknownAdapter: no such adapter (the message lists the known ones).
         DriverMissing: the adapter needs an optional driver that is not installed.
     """
-    _load_entry_points()
+    if not isinstance(name, str) or name not in _paths:
+        _load_entry_points()  # only a name we do not know yet needs the installed plugins
     if not isinstance(name, str) or name not in _paths:
         known = ", ".join(adapter_names())
         raise UnknownAdapter(
