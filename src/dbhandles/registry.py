@@ -28,7 +28,7 @@ from dbhandles.handlestore import HandleRow, HandleStore, SqliteHandleStore
 from dbhandles.security.permissions import Permissions
 from dbhandles.settings import Settings
 
-__all__ = ["DEFAULT_HANDLE", "WELL_KNOWN_ALIASES", "HandleEntry", "HandleRegistry", "now_ms"]
+__all__ = ["DEFAULT_HANDLE", "WELL_KNOWN_ALIASES", "HandleEntry", "HandleRegistry"]
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,11 @@ class HandleRegistry:
             )
             self.store = store or SqliteHandleStore(Path(default_config.path))  # type: ignore[attr-defined]
         # The default handle's times persist like any handle's, so every process reports the same.
-        opened = int(self.store.set_meta("default.openedAt", str(now_ms()), only_if_missing=True))
+        # Read first: only the very first start writes (a CLI run should not pay a write transaction).
+        opened_at = self.store.get_meta("default.openedAt") or self.store.set_meta(
+            "default.openedAt", str(now_ms()), only_if_missing=True
+        )
+        opened = int(opened_at)
         last_used = int(self.store.get_meta("default.lastUsedAt") or opened)
         self._default = HandleEntry(
             DEFAULT_HANDLE, default_adapter, default_config, opened, last_used, is_default=True

@@ -153,9 +153,6 @@ class JsonFileAdapter(MemoryAdapter):
         fcntl.flock(fd, fcntl.LOCK_EX)
         return fd
 
-    def _close(self) -> None:
-        super()._close()
-
     def release(self) -> None:
         # The file holds everything; dropping the in-memory copy frees memory and rereads on next use.
         with self._lock:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -69,7 +69,6 @@ class Context:
     #: In-process callers (the Python API, the CLI without a server) are the local user: path roots
     #: apply only to requests that come from elsewhere.
     trusted_local: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 P = TypeVar("P", bound=Params)

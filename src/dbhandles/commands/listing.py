@@ -125,13 +125,13 @@ def data_list(service: Service, params: ListParams, context: Context) -> ListRes
 
 # -- query cursors ---------------------------------------------------------------------------------
 
-_cursor_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
+# Striped locks: calls on one cursor take turns in this process (the store's compare-and-swap covers
+# other processes) without a lock per cursor that would have to be cleaned up when cursors expire.
+_CURSOR_LOCKS = tuple(threading.Lock() for _ in range(64))
 
 
 def _lock_for(cursor_id: str) -> threading.Lock:
-    with _locks_guard:
-        return _cursor_locks.setdefault(cursor_id, threading.Lock())
+    return _CURSOR_LOCKS[hash(cursor_id) % len(_CURSOR_LOCKS)]
 
 
 class QueryOpenParams(CollectionParams):
@@ -316,8 +316,6 @@ def data_query_close(
     except CursorNotFound:
         return QueryCloseResult(query_handle=params.query_handle, closed=False)
     closed = _drop_cursor(service, params.query_handle)
-    with _locks_guard:
-        _cursor_locks.pop(params.query_handle, None)
     return QueryCloseResult(query_handle=params.query_handle, closed=closed)
 
 
