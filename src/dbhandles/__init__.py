@@ -14,16 +14,6 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from dbhandles.adapters import (
-    Adapter,
-    AdapterConfig,
-    Features,
-    Query,
-    Session,
-    adapter_names,
-    register_adapter,
-)
-from dbhandles.commands import COMMANDS, Command, Context
 from dbhandles.errors import (
     AccessDenied,
     Conflict,
@@ -55,11 +45,50 @@ from dbhandles.errors import (
     UnknownCommand,
     ValidationFailed,
 )
-from dbhandles.events import Event, EventBus, Subscription
-from dbhandles.registry import DEFAULT_HANDLE, HandleRegistry
-from dbhandles.security.permissions import Permissions
-from dbhandles.service import Service
-from dbhandles.settings import Settings
+from dbhandles.lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from dbhandles.adapters import (
+        Adapter,
+        AdapterConfig,
+        Features,
+        Query,
+        Session,
+        adapter_names,
+        register_adapter,
+    )
+    from dbhandles.client import Client
+    from dbhandles.commands import COMMANDS, Command, Context
+    from dbhandles.events import Event, EventBus, Subscription
+    from dbhandles.registry import DEFAULT_HANDLE, HandleRegistry
+    from dbhandles.security.permissions import Permissions
+    from dbhandles.service import Service
+    from dbhandles.settings import Settings
+
+# The rest of the public names are imported on first use (PEP 562): ``import dbhandles.errors`` or a
+# small tool such as the import parser process should not pay for pydantic, the commands and the
+# adapters. The remote client also pulls in httpx and websockets.
+_LAZY = {
+    "Adapter": "dbhandles.adapters",
+    "AdapterConfig": "dbhandles.adapters",
+    "Features": "dbhandles.adapters",
+    "Query": "dbhandles.adapters",
+    "Session": "dbhandles.adapters",
+    "adapter_names": "dbhandles.adapters",
+    "register_adapter": "dbhandles.adapters",
+    "Client": "dbhandles.client",
+    "COMMANDS": "dbhandles.commands",
+    "Command": "dbhandles.commands",
+    "Context": "dbhandles.commands",
+    "Event": "dbhandles.events",
+    "EventBus": "dbhandles.events",
+    "Subscription": "dbhandles.events",
+    "DEFAULT_HANDLE": "dbhandles.registry",
+    "HandleRegistry": "dbhandles.registry",
+    "Permissions": "dbhandles.security.permissions",
+    "Service": "dbhandles.service",
+    "Settings": "dbhandles.settings",
+}
 
 __all__ = [
     "COMMANDS",
@@ -114,17 +143,12 @@ __all__ = [
     "register_adapter",
 ]
 
-if TYPE_CHECKING:
-    from dbhandles.client import Client
+
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
 
 
-def __getattr__(name: str) -> Any:
-    # The remote client pulls in httpx and websockets: import it only when asked for.
-    if name == "Client":
-        from dbhandles.client import Client
-
-        return Client
-    raise AttributeError(f"module 'dbhandles' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 _default: Service | None = None
@@ -134,6 +158,9 @@ _default_lock = threading.Lock()
 def default_service() -> Service:
     """The process-wide service over ``Settings.from_env()`` (``DBHANDLES_HOME``), created on first use."""
     global _default
+    from dbhandles.service import Service
+    from dbhandles.settings import Settings
+
     with _default_lock:
         if _default is None:
             _default = Service(settings=Settings.from_env())

@@ -22,6 +22,7 @@ from typing import Literal, TypeAlias
 from dbhandles.errors import InvalidFilter
 
 __all__ = [
+    "MAX_ID_LENGTH",
     "RESERVED_FIELDS",
     "And",
     "Compare",
@@ -41,6 +42,8 @@ Scalar: TypeAlias = str | int | float | bool | None
 
 #: Fields every record has, managed by dbhandles and stored outside the user's JSON document.
 RESERVED_FIELDS: frozenset[str] = frozenset({"id", "createdAt", "updatedAt", "version"})
+#: The longest record id, in characters.
+MAX_ID_LENGTH = 512
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _COLLECTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")

@@ -11,7 +11,7 @@ from dbhandles.adapters.base import Record, Session
 from dbhandles.clock import iso_now
 from dbhandles.errors import Conflict, InvalidParams, PermissionDenied, RecordNotFound
 from dbhandles.evaluate import matches
-from dbhandles.filters import RESERVED_FIELDS, FilterNode
+from dbhandles.filters import MAX_ID_LENGTH, RESERVED_FIELDS, FilterNode
 from dbhandles.schemas import Declaration
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "visible",
 ]
 
-MAX_ID_LENGTH = 512
 MAX_DEPTH = 64
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 

@@ -18,8 +18,7 @@ from typing import Any
 import orjson
 
 from dbhandles.errors import InvalidFilter, InvalidParams
-from dbhandles.filters import validate_path
-from dbhandles.operations import MAX_ID_LENGTH
+from dbhandles.filters import MAX_ID_LENGTH, validate_path
 
 __all__ = ["BadLine", "IdFunction", "content_id", "id_function"]
 
