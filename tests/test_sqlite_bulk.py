@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
-from dbhandles import Service
+import pytest
+
+from dbhandles import ReadOnly, Service
 
 
 def pragma(path: Path, name: str) -> object:
@@ -63,3 +67,40 @@ def test_bulk_load_stays_on_wal_when_another_connection_has_the_file(
         other.execute("COMMIT")
     finally:
         other.close()
+
+
+def test_a_killed_bulk_load_then_read_only_open_says_what_to_do(
+    service: Service, tmp_path: Path
+) -> None:
+    """A writer killed mid-transaction on a rollback journal leaves a hot journal: a read-only open
+    cannot roll it back, says so, and works once the file was opened read-write."""
+    path = tmp_path / "killed.sqlite"
+    script = f"""
+import os, sqlite3
+c = sqlite3.connect({str(path)!r}, isolation_level=None)
+c.execute("PRAGMA journal_mode = DELETE")
+c.execute("CREATE TABLE c (id TEXT PRIMARY KEY NOT NULL, data TEXT NOT NULL, created_at TEXT NOT NULL, "
+          "updated_at TEXT NOT NULL, version INTEGER NOT NULL)")
+c.execute("INSERT INTO c VALUES ('kept', '{{}}', 'x', 'x', 1)")
+c.execute("PRAGMA cache_size = 10")  # spill to the file before the commit that never comes
+c.execute("BEGIN")
+for i in range(3000):
+    c.execute("INSERT INTO c VALUES (?, ?, 'x', 'x', 1)", (str(i), '{{"t": "' + 'y' * 500 + '"}}'))
+os._exit(9)
+"""
+    assert subprocess.run([sys.executable, "-c", script], check=False).returncode == 9
+    assert Path(f"{path}-journal").stat().st_size > 0
+
+    def open_(mode: str) -> str:
+        config = {"path": str(path), "mode": mode}
+        return str(
+            service.execute("data/open", {"adapter": "sqlite", "config": config})["dbHandle"]
+        )
+
+    with pytest.raises(ReadOnly, match=r"unfinished transaction.*Open it once with mode readwrite"):
+        open_("readonly")
+    writable = open_("readwrite")
+    service.execute("data/close", {"dbHandle": writable})
+    handle = open_("readonly")
+    items = service.execute("data/list", {"dbHandle": handle, "collection": "c"})["items"]
+    assert [item["id"] for item in items] == ["kept"]

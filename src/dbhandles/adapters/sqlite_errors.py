@@ -35,6 +35,8 @@ _SQLITE_CORRUPT = 11
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
 _SQLITE_READONLY = 8
+#: A hot journal that a read-only connection cannot roll back (SQLITE_READONLY_ROLLBACK).
+_SQLITE_READONLY_ROLLBACK = 776
 _SQLITE_FULL = 13
 _SQLITE_CANTOPEN = 14
 _SQLITE_NOTADB = 26
@@ -65,6 +67,12 @@ def translate_error(
         return StorageBusy(
             f"the database{where} is locked by another writer; retry later, or open it with a "
             f"longer busyTimeout ({message})"
+        )
+    if code == _SQLITE_READONLY_ROLLBACK:
+        return ReadOnly(
+            f"the database{where} has an unfinished transaction, left by a writer that was killed "
+            "(its -journal file); a read-only connection cannot roll it back. Open it once with "
+            "mode readwrite (or re-run the interrupted import), then read-only works"
         )
     if primary == _SQLITE_READONLY or "readonly database" in low or "read-only" in low:
         return ReadOnly(f"the database{where} is read-only here: {message}")
