@@ -88,3 +88,18 @@ def db(service: Service, adapter_name: str, tmp_path: Path) -> str:
         "data/open", {"adapter": adapter_name, "config": adapter_config(adapter_name, tmp_path)}
     )
     return str(result["dbHandle"])
+
+
+@pytest.fixture(params=["inline", "process"])
+def import_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs an import test twice: lines parsed in the writer, and in the parser process (whatever
+    the file's size; ``--parser`` given explicitly still wins)."""
+    from dbhandles.importer import parallel
+
+    forced: str = request.param
+    monkeypatch.setattr(
+        parallel,
+        "use_process",
+        lambda mode, size: mode == "process" or (mode == "auto" and forced == "process"),
+    )
+    return forced

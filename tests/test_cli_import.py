@@ -7,6 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -18,7 +20,8 @@ def jtag(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_import_then_list_then_export_round_trip(tmp_path: Path) -> None:
+@pytest.mark.parametrize("parser", ["auto", "process"])
+def test_import_then_list_then_export_round_trip(tmp_path: Path, parser: str) -> None:
     source = tmp_path / "in.jsonl"
     lines = [
         {"messages": [{"role": "user", "content": f"q{i}"}], "metadata": {"qualityScore": i / 10}}
@@ -26,7 +29,8 @@ def test_import_then_list_then_export_round_trip(tmp_path: Path) -> None:
     ]
     source.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
     db = tmp_path / "out.sqlite"
-    done = jtag(tmp_path / "home", "import-jsonl", f"--input={source}", f"--output={db}", "--quiet")
+    done = jtag(tmp_path / "home", "import-jsonl", f"--input={source}", f"--output={db}", "--quiet",
+                f"--parser={parser}")  # fmt: skip
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["imported"] == 10 and summary["failed"] == 0

@@ -14,6 +14,9 @@ from dbhandles.errors import InvalidParams
 from dbhandles.importer.cli import export_main, import_main
 from tests.test_import_common import run_cli, seed_file, table_rows
 
+#: Every test here runs with lines parsed in the writer and in the parser process.
+pytestmark = pytest.mark.usefixtures("import_parser")
+
 
 def records_of(db: Path) -> dict[str, tuple[Any, ...]]:
     return {row[0]: (orjson.loads(row[1]), *row[2:]) for row in table_rows(db)}

@@ -8,11 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from dbhandles import Service, Settings
 from dbhandles.events import Event
 from dbhandles.importer.cli import import_main
 from dbhandles.importer.ids import content_id
 from tests.test_import_common import REPO, run_cli, seed_file, table_rows, write_jsonl
+
+#: Every test here runs with lines parsed in the writer and in the parser process.
+pytestmark = pytest.mark.usefixtures("import_parser")
 
 QUALITY = {"metadata.qualityScore": {"$gte": 0.8}}
 

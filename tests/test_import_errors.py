@@ -13,6 +13,9 @@ from dbhandles.errors import DbHandlesError, InvalidParams, NotFound, ReadOnly
 from dbhandles.importer.cli import import_main
 from tests.test_import_common import run_cli, table_rows, write_jsonl
 
+#: Every test here runs with lines parsed in the writer and in the parser process.
+pytestmark = pytest.mark.usefixtures("import_parser")
+
 GOOD = [{"n": i, "text": f"row {i}"} for i in range(10)]
 #: Line numbers (1-based) -> bad content, placed among GOOD lines by ``mixed_file``.
 BAD = {

@@ -10,6 +10,9 @@ from dbhandles import Context, Service
 from dbhandles.errors import DbHandlesError, InvalidParams
 from tests.test_import_common import seed_file, write_jsonl
 
+#: Every test here runs with lines parsed in the writer and in the parser process.
+pytestmark = pytest.mark.usefixtures("import_parser")
+
 ALICE = Context(actor="alice", is_admin=False, trusted_local=False)
 BOB = Context(actor="bob", is_admin=False, trusted_local=False)
 

@@ -14,12 +14,13 @@ from hypothesis import strategies as st
 
 from dbhandles.adapters.memory import MemoryAdapter, MemorySession
 from dbhandles.errors import InvalidParams, StorageError
+from dbhandles.importer import frames
 from dbhandles.importer.export import ExportStats, run_export
 from dbhandles.importer.ids import BadLine, content_id, id_function
 from dbhandles.importer.parse import Rejected, parse_chunk
 from dbhandles.importer.progress import LineProgress, TerminalBar, eta_seconds, make_progress
 from dbhandles.importer.reader import ChunkReader
-from dbhandles.importer.rows import timestamp
+from dbhandles.importer.rows import complete, timestamp
 from dbhandles.importer.run import ImportOptions, run_import
 from dbhandles.importer.stats import ImportStats
 
@@ -83,19 +84,47 @@ def test_bad_reserved_timestamps_reject_the_line(value: object) -> None:
 
 
 def test_parse_chunk_items() -> None:
-    chunk = b'{"a":1}\n\n{"id":"k","createdAt":"2025-01-01T00:00:00Z","b":2}\nnope\n7\n'
-    items = parse_chunk(chunk.splitlines(keepends=True), None, "NOW")
-    assert items[0] == (content_id({"a": 1}), '{"a":1}', "NOW", "NOW", 1)
+    chunk = b'{"a":1}\n\n{"id":"k","createdAt":"2025-01-01T00:00:00Z","b":2}\nnope\n7\n{"c":2}\n'
+    parsed = parse_chunk(chunk.splitlines(keepends=True), None)
+    items = parsed.items
+    assert not parsed.plain
+    assert items[0] == content_id({"a": 1})
     assert items[1] is None
-    assert items[2] == ("k", '{"b":2}', "2025-01-01T00:00:00.000Z", "2025-01-01T00:00:00.000Z", 1)
+    assert items[2] == ("k", '{"b":2}', "2025-01-01T00:00:00.000Z", None, 1)
     assert isinstance(items[3], Rejected) and items[3].reason.startswith("invalid JSON")
     assert items[4] == Rejected("not a JSON object but a number; each line must be one object")
+    assert items[5] == content_id({"c": 2})
+    assert parse_chunk([b'{"a":1}\n', b'{"c": 2}'], None).plain
+
+
+def test_missing_reserved_timestamps_are_completed_by_the_writer() -> None:
+    assert complete(("k", "{}", None, None, 3), "NOW") == ("k", "{}", "NOW", "NOW", 3)
+    assert complete(("k", "{}", None, "U", 1), "NOW") == ("k", "{}", "U", "U", 1)
+    assert complete(("k", "{}", "C", None, 1), "NOW") == ("k", "{}", "C", "C", 1)
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [b'{"a":1}\n', b'{"b":[1,2]}\n'],
+        [b'{"a":1}\n', b"\n", b'{"id":"x","version":2}\n', b"[1]\n", b"{bad\n"],
+        [],
+    ],
+)
+def test_frames_round_trip(lines: list[bytes]) -> None:
+    parsed = parse_chunk(lines, None)
+    frame = frames.encode(parsed, lines)
+    (length,) = frames.HEADER.unpack(frame[: frames.HEADER.size])
+    assert length == len(frame) - frames.HEADER.size
+    count, size, back = frames.decode(frame[frames.HEADER.size :])
+    assert (count, size) == (len(lines), sum(map(len, lines)))
+    assert back == parsed
 
 
 def test_an_id_key_must_agree_with_the_id_field() -> None:
-    items = parse_chunk([b'{"id":"a","k":"b"}\n', b'{"id":"b","k":"b"}\n'], "k", "NOW")
+    items = parse_chunk([b'{"id":"a","k":"b"}\n', b'{"id":"b","k":"b"}\n'], "k").items
     assert isinstance(items[0], Rejected) and "differs from its id field" in items[0].reason
-    assert items[1] == ("b", '{"k":"b"}', "NOW", "NOW", 1)
+    assert items[1] == ("b", '{"k":"b"}', None, None, 1)
 
 
 def test_reader_yields_numbered_chunks_of_whole_lines(tmp_path: Path) -> None:

@@ -37,12 +37,13 @@ _PROGRESS_MODES = ("auto", "bar", "lines", "none")
 IMPORT_USAGE = """\
 usage: jtag import-jsonl --input=FILE.jsonl[.gz] --output=DB.sqlite [--collection=training_examples]
                          [--id-field=PATH] [--batch-size=N] [--on-error=abort|skip] [--rejects=FILE]
-                         [--db-handle=HANDLE instead of --output]
+                         [--db-handle=HANDLE instead of --output] [--parser=auto|process|inline]
                          [--progress=auto|bar|lines|none] [--quiet]
 
 Streams a JSONL file into a collection through a handle (opened with data/open, mode create), one
 transaction per batch. Re-running (also after a kill) stores each record once: ids come from
---id-field, else the line's "id", else a hash of its content. Prints a JSON summary on stdout."""
+--id-field, else the line's "id", else a hash of its content. Files of 16 MiB or more are parsed in
+a second process while this one writes. Prints a JSON summary on stdout."""
 
 EXPORT_USAGE = """\
 usage: jtag export-jsonl --input=DB.sqlite --output=FILE.jsonl[.gz] [--collection=training_examples]

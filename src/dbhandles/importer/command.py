@@ -24,6 +24,7 @@ from dbhandles.commands.base import Context, DataParams, DataResult, command
 from dbhandles.errors import DbHandlesError, NotSupported
 from dbhandles.filters import parse_filter, validate_collection
 from dbhandles.importer.export import DEFAULT_PAGE_SIZE, ExportStats, run_export
+from dbhandles.importer.parallel import ParserMode
 from dbhandles.importer.progress import NullProgress, Progress
 from dbhandles.importer.reader import ChunkReader
 from dbhandles.importer.run import (
@@ -72,6 +73,8 @@ class ImportParams(DataParams):
     """Where skip writes rejected lines; default <database file>.rejects.jsonl."""
     suppress_events: bool = False
     """Do not publish import:progress / import:done events."""
+    parser: ParserMode = "auto"
+    """Parse lines in a second process (process), in this one (inline), or decide by size (auto)."""
 
 
 class ImportResult(DataResult):
@@ -115,6 +118,7 @@ def _import_options(params: ImportParams, input: Path, rejects: Path | None) -> 
         batch_size=params.batch_size,
         on_error=params.on_error,
         rejects=rejects,
+        parser=params.parser,
     )
 
 

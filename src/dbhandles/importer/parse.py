@@ -1,27 +1,32 @@
-"""Parse a chunk of JSONL lines into storage rows or rejections: the CPU-bound half of an import.
+"""Parse a chunk of JSONL lines into ids, reserved rows or rejections: the CPU-bound half of an import.
 
-For each line of a chunk ``parse_chunk`` returns one item:
+``parse_chunk`` returns one item per line:
 
-* ``None``: a blank line (ignored);
-* a ``Row``: ``(id, data, createdAt, updatedAt, version)``. A line without reserved keys (the common
-  case) is stored as its own text: it was just parsed by orjson, so it is valid JSON, and serialising
-  the object again would only cost time. A line with reserved keys goes through ``rows.py``;
-* a ``Rejected``: the line cannot be imported, with the reason.
+* a ``str``: a plain line (no reserved key at the top level, the common case) and its record id. The
+  record's data is the line's own text: it was just parsed by orjson, so it is valid JSON, and
+  serialising the object again would only cost time;
+* a ``Reserved`` row ``(id, data, createdAt, updatedAt, version)`` for a line with reserved keys (see
+  ``rows.py``); a timestamp the line does not give is ``None`` and filled in by the writer;
+* a ``Rejected``: the line cannot be imported, with the reason;
+* ``None``: a blank line (ignored).
 
-This is the hot loop of an import (a few microseconds a line), so the content-hash case is inlined.
+This module depends on nothing heavier than orjson, so the parser process (``worker.py``) starts in a
+few milliseconds. It is the hot loop of an import (a few microseconds a line), so the content-hash
+case is inlined.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from hashlib import sha256
 from typing import NamedTuple
 
 import orjson
 
 from dbhandles.importer.ids import BadLine, id_function
-from dbhandles.importer.rows import Row, reserved_row
+from dbhandles.importer.rows import Reserved, reserved_row
 
-__all__ = ["Item", "Rejected", "parse_chunk"]
+__all__ = ["Item", "ParsedChunk", "Rejected", "parse_chunk"]
 
 
 class Rejected(NamedTuple):
@@ -30,7 +35,22 @@ class Rejected(NamedTuple):
     reason: str
 
 
-Item = Row | Rejected | None
+Item = str | Reserved | Rejected | None
+
+
+@dataclass(slots=True)
+class ParsedChunk:
+    """The items of one chunk, one per line.
+
+    Attributes:
+        items: see the module docstring.
+        plain: every item is a ``str`` (no blank, reserved or rejected line): the writer can pair the
+            ids with the lines without looking at each item.
+    """
+
+    items: list[Item]
+    plain: bool
+
 
 _TYPE_NAMES = {
     list: "an array",
@@ -45,13 +65,12 @@ def _describe(value: object) -> str:
     return "null" if value is None else _TYPE_NAMES.get(type(value), type(value).__name__)
 
 
-def parse_chunk(lines: list[bytes], id_field: str | None, now: str) -> list[Item]:
+def parse_chunk(lines: list[bytes], id_field: str | None) -> ParsedChunk:
     """One item per line (see the module docstring).
 
     Args:
         lines: a chunk of lines from ``ChunkReader``.
         id_field: the import's ``idField`` (``None``: the line's ``id``, else its content hash).
-        now: ``createdAt`` / ``updatedAt`` of rows whose line does not carry them.
     """
     get_id = id_function(id_field)
     hash_ids = id_field is None
@@ -59,25 +78,29 @@ def parse_chunk(lines: list[bytes], id_field: str | None, now: str) -> list[Item
     decode_error = orjson.JSONDecodeError
     items: list[Item] = []
     append = items.append
+    plain = True
     for line in lines:
         try:
             obj = loads(line)
         except decode_error as exc:
             append(None if not line.strip() else Rejected(f"invalid JSON: {exc}"))
+            plain = False
             continue
         if type(obj) is not dict:
             append(
                 Rejected(f"not a JSON object but {_describe(obj)}; each line must be one object")
             )
+            plain = False
             continue
         try:
             if "id" in obj or "createdAt" in obj or "updatedAt" in obj or "version" in obj:
-                append(reserved_row(obj, get_id(obj), now, id_field))
+                append(reserved_row(obj, get_id(obj), id_field))
+                plain = False
             elif hash_ids:  # ids.content_id, inlined
-                record_id = sha256(dumps(obj, option=sort_keys)).hexdigest()[:32]
-                append((record_id, line.strip().decode(), now, now, 1))
+                append(sha256(dumps(obj, option=sort_keys)).hexdigest()[:32])
             else:
-                append((get_id(obj), line.strip().decode(), now, now, 1))
+                append(get_id(obj))
         except BadLine as exc:
             append(Rejected(exc.reason))
-    return items
+            plain = False
+    return ParsedChunk(items, plain)

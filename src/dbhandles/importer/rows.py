@@ -1,4 +1,4 @@
-"""Turn one parsed JSONL object into a storage row ``(id, data JSON text, createdAt, updatedAt, version)``.
+"""Storage rows ``(id, data JSON text, createdAt, updatedAt, version)`` of imported lines.
 
 The fast case (no reserved key at the top level, the continuum-git shape) stores the line's own text as
 ``data``: it was just parsed by orjson, so it is valid UTF-8 JSON with JSON-safe values, and serialising
@@ -9,7 +9,8 @@ take the slower path below, which removes them from ``data`` and keeps their val
   equal the id found there.
 * ``createdAt`` / ``updatedAt``: kept when they are ISO-8601 timestamps with a timezone (normalised to
   UTC ``YYYY-MM-DDTHH:MM:SS.mmmZ``); a missing ``createdAt`` falls back to ``updatedAt``, then to the
-  time of the batch, and a missing ``updatedAt`` to ``createdAt``.
+  time of the batch, and a missing ``updatedAt`` to ``createdAt`` (``complete`` does that, in the
+  writer: the parser may run in another process and does not read the clock).
 * ``version``: kept when it is an integer >= 1, else 1.
 Anything else in a reserved key rejects the line: it is better to say so than to drop a user's field.
 """
@@ -24,10 +25,12 @@ import orjson
 
 from dbhandles.importer.ids import BadLine
 
-__all__ = ["RESERVED_KEYS", "Row", "reserved_row"]
+__all__ = ["RESERVED_KEYS", "Reserved", "Row", "complete", "reserved_row"]
 
 #: ``(id, data, createdAt, updatedAt, version)``; ``data`` is the JSON text of the user fields.
 Row = tuple[str, str, str, str, int]
+#: A ``Row`` whose timestamps may still be missing (``None``): what the parser makes of a line.
+Reserved = tuple[str, str, str | None, str | None, int]
 
 RESERVED_KEYS = ("id", "createdAt", "updatedAt", "version")
 
@@ -67,13 +70,12 @@ def _version(value: object) -> int:
     )
 
 
-def reserved_row(obj: dict[str, Any], record_id: str, now: str, id_field: str | None) -> Row:
+def reserved_row(obj: dict[str, Any], record_id: str, id_field: str | None) -> Reserved:
     """The row of an object that has at least one reserved key (see the module docstring).
 
     Args:
         obj: the parsed line.
         record_id: the id already chosen for it.
-        now: the batch's timestamp, for a missing ``createdAt``.
         id_field: the ``idField`` of the import; when it is not ``id`` itself, an ``id`` key in the
             line must agree with the id found there.
 
@@ -86,8 +88,14 @@ def reserved_row(obj: dict[str, Any], record_id: str, now: str, id_field: str | 
         )
     created = timestamp(obj.get("createdAt"), "createdAt")
     updated = timestamp(obj.get("updatedAt"), "updatedAt")
-    created = created or updated or now
-    updated = updated or created
     version = _version(obj.get("version"))
     user = {k: v for k, v in obj.items() if k not in RESERVED_KEYS}
     return (record_id, orjson.dumps(user).decode(), created, updated, version)
+
+
+def complete(row: Reserved, now: str) -> Row:
+    """Fill in the timestamps a line did not give: ``createdAt`` from ``updatedAt``, else ``now``;
+    ``updatedAt`` from ``createdAt``."""
+    record_id, data, created, updated, version = row
+    created = created or updated or now
+    return (record_id, data, created, updated or created, version)
