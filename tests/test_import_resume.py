@@ -110,3 +110,36 @@ def test_sigkill_mid_import_then_rerun_ends_with_every_record_once(
     expected = {content_id(r) for r in rows}
     assert count == distinct == len(expected)
     assert ids == expected
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs SIGINT")
+def test_ctrl_c_says_what_was_kept_and_the_rerun_finishes(tmp_path: Path) -> None:
+    seed_file(tmp_path / "in.jsonl", RECORDS)
+    out = tmp_path / "prepared.sqlite"
+    env = {**os.environ, "DBHANDLES_HOME": str(tmp_path / "home")}
+    argv = [sys.executable, str(SCRIPT), f"--input={tmp_path / 'in.jsonl'}", f"--output={out}",
+            "--batch-size=200", "--quiet", "--parser=process"]  # fmt: skip
+    # A session of its own, so Ctrl-C can go to the whole group as a terminal sends it.
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    try:
+        while stored(out) < 600 and proc.poll() is None:
+            time.sleep(0.005)
+        helpers = children(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stdout + stderr
+    assert b"Traceback" not in stderr
+    summary = orjson.loads(stdout)
+    assert summary["code"] == "interrupted"
+    assert "data/import interrupted: the database holds exactly the" in summary["error"]
+    assert summary["imported"] == stored(out, mode="rw") >= 600
+    assert all(gone(pid) for pid in helpers)
+
+    rerun = subprocess.run(argv, env=env, capture_output=True, timeout=240, check=False)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert stored(out, mode="rw") == RECORDS

@@ -30,7 +30,8 @@
     │   └── QuotaExceeded               (quota_exceeded, 403)
     ├── ServerUnreachable               (server_unreachable, 503)
     ├── StorageBusy                     (storage_busy, 503)
-    └── StorageError                    (storage_error, 500)
+    ├── StorageError                    (storage_error, 500)
+    └── Interrupted                     (interrupted, 500)
 
 Codes are public API: they are documented in ``docs/errors.md`` and a test checks that every class has
 a unique code and a row there. Driver exceptions never escape an adapter: they are translated at the
@@ -49,6 +50,7 @@ __all__ = [
     "DriverMissing",
     "Forbidden",
     "HandleNotFound",
+    "Interrupted",
     "InvalidConfig",
     "InvalidFilter",
     "InvalidParams",
@@ -269,6 +271,13 @@ class StorageError(DbHandlesError):
     """The storage driver failed in a way that is not the caller's fault (disk full, corrupt file...)."""
 
     code = "storage_error"
+    http_status = 500
+
+
+class Interrupted(DbHandlesError):
+    """The user stopped a long CLI command (Ctrl-C); the message says what was kept."""
+
+    code = "interrupted"
     http_status = 500
 
 

@@ -17,7 +17,7 @@ from dbhandles.cli.session import cli_session
 from dbhandles.cli.transport import LocalTransport, choose_transport
 from dbhandles.commands import COMMANDS
 from dbhandles.commands.envelope import error_envelope
-from dbhandles.errors import DbHandlesError, InvalidParams, UnknownCommand
+from dbhandles.errors import DbHandlesError, Interrupted, InvalidParams, UnknownCommand
 from dbhandles.settings import Settings
 
 __all__ = ["command_name", "main", "run"]
@@ -139,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # e.g. a DBHANDLES_* variable that is not a number
         return _fail(InvalidParams(f"configuration: {exc}", field="environment"), fmt)
     except KeyboardInterrupt:
+        _fail(Interrupted(f"{name} interrupted"), fmt)
         return 130
     except Exception as exc:  # never a traceback for the user; the message says what broke
         return _fail(

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from dbhandles.commands.base import COMMANDS, Context
 from dbhandles.commands.envelope import error_envelope, success_envelope
-from dbhandles.errors import DbHandlesError, InvalidParams
+from dbhandles.errors import DbHandlesError, Interrupted, InvalidParams
 from dbhandles.importer.command import ExportParams, ImportParams, perform_export, perform_import
 from dbhandles.importer.export import ExportStats
 from dbhandles.importer.progress import make_progress
@@ -128,6 +128,9 @@ def _run(
 
             service = Service(settings=Settings.from_env())
         envelope = body(service, raw, mode, partial)
+    except Interrupted as exc:
+        _write(out, {**error_envelope(exc), **partial}, fmt)
+        return 130
     except DbHandlesError as exc:
         _write(out, {**error_envelope(exc), **partial}, fmt)
         return 1
@@ -136,7 +139,7 @@ def _run(
         _write(out, error_envelope(config_error), fmt)
         return 1
     except KeyboardInterrupt:
-        _write(out, {**error_envelope(DbHandlesError(f"{name} interrupted")), **partial}, fmt)
+        _write(out, {**error_envelope(Interrupted(f"{name} interrupted")), **partial}, fmt)
         return 130
     except Exception as exc:  # never a traceback: say what broke
         error = DbHandlesError(f"{name} failed unexpectedly: {type(exc).__name__}: {exc}")
@@ -192,6 +195,13 @@ def import_main(
             stats.finish()
             partial.update({k: v for k, v in stats.counts().items() if k != "totalBytes"})
             raise
+        except KeyboardInterrupt:
+            stats.finish()
+            partial.update({k: v for k, v in stats.counts().items() if k != "totalBytes"})
+            raise Interrupted(
+                f"data/import interrupted: {stats.committed()}; run the same command again to "
+                "store the rest (what is stored is skipped)"
+            ) from None
         return success_envelope(result)
 
     return _run("data/import", argv, IMPORT_USAGE, body, service, stdout)

@@ -83,16 +83,6 @@ def _bulk(adapter: Adapter) -> AbstractContextManager[Any]:
     return bulk_load() if bulk_load is not None else nullcontext()
 
 
-def _committed(stats: ImportStats) -> str:
-    if stats.batches == 0:
-        return "no batch had been committed, so this run stored nothing"
-    return (
-        f"the database holds exactly the {stats.batches} batch(es) committed before it "
-        f"({stats.imported} records imported, {stats.skipped} already present, up to line "
-        f"{stats.committed_line}); nothing after line {stats.committed_line} was written"
-    )
-
-
 class _Transactions:
     """One write transaction per batch, fed chunk by chunk.
 
@@ -162,7 +152,7 @@ class _Transactions:
     def _failed(self, exc: DbHandlesError, last_line: int) -> DbHandlesError:
         exc.message = (
             f"{exc.message}; the batch in progress (up to line {last_line}) was not written, and "
-            f"{_committed(self.stats)}"
+            f"{self.stats.committed()}"
         )
         return exc
 
@@ -177,7 +167,7 @@ def _chunks(reader: ChunkReader, stats: ImportStats) -> Iterator[tuple[int, list
         except READ_ERRORS as exc:
             raise InvalidParams(
                 f"input: cannot read {str(reader.path)!r} after line {stats.lines} ({exc}); the file is "
-                f"damaged or truncated; {_committed(stats)}",
+                f"damaged or truncated; {stats.committed()}",
                 field="input",
             ) from exc
         yield item
@@ -318,7 +308,7 @@ def _mixed(
             if abort:
                 raise InvalidParams(
                     f"line {line_no}: {item.reason}. The import stopped (onError: abort): "
-                    f"{_committed(stats)}. Fix the line, or re-run with onError=skip to set bad "
+                    f"{stats.committed()}. Fix the line, or re-run with onError=skip to set bad "
                     "lines aside; a re-run skips the records already stored",
                     field="input",
                 )

@@ -52,6 +52,16 @@ class ImportStats:
         if len(self.errors) < MAX_ERRORS_SHOWN:
             self.errors.append({"line": line, "reason": reason})
 
+    def committed(self) -> str:
+        """What the database holds from this run, for messages about a stopped import."""
+        if self.batches == 0:
+            return "no batch had been committed, so this run stored nothing"
+        return (
+            f"the database holds exactly the {self.batches} batch(es) committed before it "
+            f"({self.imported} records imported, {self.skipped} already present, up to line "
+            f"{self.committed_line}); nothing after line {self.committed_line} was written"
+        )
+
     def finish(self) -> None:
         if self.finished is None:
             self.finished = time.monotonic()
