@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import orjson
@@ -222,3 +223,28 @@ def test_cli_help(service: Service) -> None:
     out = io.StringIO()
     assert import_main(["--help"], service=service, stdout=out) == 0
     assert "--input=FILE.jsonl" in out.getvalue() and "--on-error=abort|skip" in out.getvalue()
+
+
+def test_a_line_too_long_stops_the_import_with_bounded_memory(
+    service: Service, tmp_path: Path
+) -> None:
+    source = tmp_path / "array.json"
+    # Two records, then what a JSON array file looks like: one enormous line.
+    source.write_bytes(b'{"a":1}\n{"a":2}\n[' + b'{"a":3},' * (5 << 20) + b'{"a":4}]\n{"a":5}\n')
+    params = {"input": str(source), "output": str(tmp_path / "o.sqlite"), "batchSize": 1,
+              "onError": "skip"}  # fmt: skip
+    with pytest.raises(
+        InvalidParams, match=r"^input: line 3 is 32 MiB or longer.*JSON array"
+    ) as info:
+        service.execute("data/import", params)
+    assert "exactly the 2 batch(es) committed before it" in info.value.message
+    assert len(table_rows(tmp_path / "o.sqlite")) == 2
+
+
+def test_a_pipe_or_a_device_is_refused_without_reading_it(service: Service, tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # opening it would block until a writer comes: the check must not open it
+    for source in (fifo, Path("/dev/zero")):
+        params = {"input": str(source), "output": str(tmp_path / "o.sqlite")}
+        with pytest.raises(InvalidParams, match="is not a regular file \\(a pipe or a device\\)"):
+            service.execute("data/import", params)

@@ -13,6 +13,8 @@ events would swamp every subscriber; ``import:done`` says that the collection ch
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from dbhandles.commands.base import Context, DataParams, DataResult, command
-from dbhandles.errors import DbHandlesError, NotSupported
+from dbhandles.errors import DbHandlesError, InvalidParams, NotSupported
 from dbhandles.filters import parse_filter, validate_collection
 from dbhandles.importer.export import DEFAULT_PAGE_SIZE, ExportStats, run_export
 from dbhandles.importer.parallel import ParserMode
@@ -122,6 +124,25 @@ def _import_options(params: ImportParams, input: Path, rejects: Path | None) -> 
     )
 
 
+def _regular_file(given: str, real: Path) -> None:
+    """A pipe (``/dev/stdin``, ``<(zcat ...)``) or a device cannot be imported: the import reads the
+    file twice at once (checks, then the parser process and the writer) and a re-run reads it again.
+
+    Raises:
+        InvalidParams: ``given`` exists but is not a regular file or a folder.
+    """
+    try:
+        mode = os.stat(given if not real.exists() else real).st_mode
+    except OSError:
+        return  # missing: ChunkReader says so
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InvalidParams(
+            f"input: {given} is not a regular file (a pipe or a device); save the data to a file "
+            "first (a .gz file works as it is)",
+            field="input",
+        )
+
+
 def perform_import(
     service: Service,
     params: ImportParams,
@@ -144,6 +165,7 @@ def perform_import(
     stats = stats if stats is not None else ImportStats()
     context = context or Context()
     source = check_file(service, params.input, "input", context, writing=False)
+    _regular_file(params.input, source)
     ChunkReader(source).close()  # a missing or unreadable input fails before the output is opened
     target = resolve_target(service, "data/import", params, params.output, path_field="output",
                             mode="create", context=context)  # fmt: skip

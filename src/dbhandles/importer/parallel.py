@@ -62,7 +62,8 @@ class _ParserProcess:
     """The running parser process and its frames."""
 
     def __init__(self, reader: ChunkReader, id_field: str | None) -> None:
-        options = {"fd": reader.fileno(), "idField": id_field, "chunkSize": reader.chunk_size}
+        options = {"fd": reader.fileno(), "idField": id_field, "chunkSize": reader.chunk_size,
+                   "maxLine": reader.max_line}  # fmt: skip
         paths = [os.path.abspath(path) for path in sys.path]
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         try:

@@ -26,7 +26,7 @@ from dbhandles.importer.ids import id_function
 from dbhandles.importer.parallel import ParserMode, open_parser
 from dbhandles.importer.parse import ParsedChunk, Rejected
 from dbhandles.importer.progress import NullProgress, Progress
-from dbhandles.importer.reader import READ_ERRORS, ChunkReader
+from dbhandles.importer.reader import READ_ERRORS, ChunkReader, LineTooLong
 from dbhandles.importer.rejects import RejectsFile
 from dbhandles.importer.rows import Row, complete
 from dbhandles.importer.stats import ImportStats
@@ -164,6 +164,13 @@ def _chunks(reader: ChunkReader, stats: ImportStats) -> Iterator[tuple[int, list
             item = next(it)
         except StopIteration:
             return
+        except LineTooLong as exc:
+            raise InvalidParams(
+                f"input: line {exc.line} is {exc.limit >> 20} MiB or longer; each JSON Lines record "
+                "must fit on one shorter line (is this a JSON array, or not a JSONL file at all?); "
+                f"{stats.committed()}",
+                field="input",
+            ) from None
         except READ_ERRORS as exc:
             raise InvalidParams(
                 f"input: cannot read {str(reader.path)!r} after line {stats.lines} ({exc}); the file is "

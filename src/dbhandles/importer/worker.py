@@ -6,8 +6,8 @@ parses each chunk (``parse.py``) and writes its frame (``frames.py``) to stdout.
 heavier than orjson, so it is parsing a few milliseconds after it starts.
 
 It stops quietly when the writer stops reading (done, failed or killed: the pipe breaks) and leaves
-Ctrl-C to the writer, which owns the import. A read error (a damaged ``.gz``) ends it with status 3:
-the writer reads the same bytes, meets the same damage and reports it.
+Ctrl-C to the writer, which owns the import. A read error (a damaged ``.gz``, a line too long)
+ends it with status 3: the writer reads the same bytes, meets the same problem and reports it.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import orjson
 from dbhandles.errors import DbHandlesError
 from dbhandles.importer.frames import encode
 from dbhandles.importer.parse import parse_chunk
-from dbhandles.importer.reader import READ_ERRORS, ChunkReader
+from dbhandles.importer.reader import READ_ERRORS, ChunkReader, LineTooLong
 
 __all__ = ["main"]
 
-_FAILURES: tuple[type[Exception], ...] = (DbHandlesError, *READ_ERRORS)
+_FAILURES: tuple[type[Exception], ...] = (DbHandlesError, LineTooLong, *READ_ERRORS)
 
 #: ``sys.path`` comes from the writer, so this process finds exactly the modules the writer uses.
 BOOT = (
@@ -42,13 +42,15 @@ def _quiet_stdout() -> None:
 
 
 def main(options_json: str) -> int:
-    """Parse the input named by ``options_json`` (``fd``, ``idField``, ``chunkSize``) to stdout."""
+    """Parse the input named by ``options_json`` (``fd``, ``idField``, ``chunkSize``, ``maxLine``)
+    to stdout."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     options = orjson.loads(options_json)
     id_field = options["idField"]
     out = sys.stdout.buffer
     try:
-        with ChunkReader.from_fd(options["fd"], options["chunkSize"]) as reader:
+        reader = ChunkReader.from_fd(options["fd"], options["chunkSize"], options["maxLine"])
+        with reader:
             for _first, lines in reader:
                 out.write(encode(parse_chunk(lines, id_field), lines))
         out.flush()
