@@ -17,8 +17,15 @@ from dbhandles.errors import InvalidParams, StorageError
 from dbhandles.importer import frames
 from dbhandles.importer.export import ExportStats, run_export
 from dbhandles.importer.ids import BadLine, content_id, id_function
+from dbhandles.importer.interrupt import StopOnInterrupt
 from dbhandles.importer.parse import Rejected, parse_chunk
-from dbhandles.importer.progress import LineProgress, TerminalBar, eta_seconds, make_progress
+from dbhandles.importer.progress import (
+    LineProgress,
+    NullProgress,
+    TerminalBar,
+    eta_seconds,
+    make_progress,
+)
 from dbhandles.importer.reader import ChunkReader
 from dbhandles.importer.rows import complete, timestamp
 from dbhandles.importer.run import ImportOptions, run_import
@@ -154,19 +161,22 @@ def test_memory_stays_flat_chunks_are_bounded(tmp_path: Path) -> None:
 
 
 def test_plain_progress_lines_and_terminal_bar() -> None:
-    stats = ImportStats(total_bytes=1000, bytes_read=250, imported=40, skipped=10)
+    stats = ImportStats(total_bytes=1000, bytes_read=250, imported=40, skipped=10, lines=70)
     out = io.StringIO()
     lines = LineProgress(out, interval=0.0)
     lines.update(stats)
     text = out.getvalue()
-    assert text.startswith("import: 50 records (40 imported, 10 already present, 0 rejected)")
-    assert "25%" in text and "records/s" in text and "ETA" in text
+    assert text.startswith(
+        "import: 70 lines read, 50 committed (40 imported, 10 already present, 0 rejected)"
+    )
+    assert "25%" in text and "lines/s" in text and "ETA" in text
     bar_out = io.StringIO()
     bar = TerminalBar(bar_out, interval=0.0)
     bar.update(stats)
     bar.close(stats)
     rendered = bar_out.getvalue()
     assert rendered.startswith("\rimport [") and " 25%" in rendered and rendered.endswith("\n")
+    assert "70 lines" in rendered and "50 committed" in rendered
     assert eta_seconds(ImportStats(total_bytes=10)) is None
     assert isinstance(make_progress("auto", io.StringIO()), LineProgress)
     assert isinstance(make_progress("bar", io.StringIO()), TerminalBar)
@@ -205,3 +215,16 @@ def test_a_failed_export_removes_its_partial_file(
         run_export(adapter, "t", tmp_path / "x.jsonl", page_size=4, stats=stats)
     assert stats.exported == 4
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_waits_for_the_next_chunk_and_a_second_one_stops_at_once() -> None:
+    stopper = StopOnInterrupt(NullProgress())
+    stats = ImportStats()
+    stopper.update(stats)  # nothing asked: carries on
+    stopper.on_signal(2, None)
+    assert stopper.requested and not stopper.hard
+    with pytest.raises(KeyboardInterrupt):
+        stopper.update(stats)  # the next chunk boundary
+    with pytest.raises(KeyboardInterrupt):
+        stopper.on_signal(2, None)
+    assert stopper.hard

@@ -23,6 +23,7 @@ from dbhandles.commands.envelope import error_envelope, success_envelope
 from dbhandles.errors import DbHandlesError, Interrupted, InvalidParams
 from dbhandles.importer.command import ExportParams, ImportParams, perform_export, perform_import
 from dbhandles.importer.export import ExportStats
+from dbhandles.importer.interrupt import deferred_interrupt
 from dbhandles.importer.progress import make_progress
 from dbhandles.importer.stats import ImportStats
 from dbhandles.settings import Settings
@@ -188,20 +189,24 @@ def import_main(
             partial.update({"dbHandle": handle, "output": path})
 
         progress = make_progress(mode, stderr, label="import")
-        try:
-            result = perform_import(svc, params, Context(), progress=progress, stats=stats,
-                                    on_target=target)  # fmt: skip
-        except DbHandlesError:
-            stats.finish()
-            partial.update({k: v for k, v in stats.counts().items() if k != "totalBytes"})
-            raise
-        except KeyboardInterrupt:
-            stats.finish()
-            partial.update({k: v for k, v in stats.counts().items() if k != "totalBytes"})
-            raise Interrupted(
-                f"data/import interrupted: {stats.committed()}; run the same command again to "
-                "store the rest (what is stored is skipped)"
-            ) from None
+        with deferred_interrupt(progress) as stopper:
+            try:
+                result = perform_import(svc, params, Context(), progress=stopper, stats=stats,
+                                        on_target=target)  # fmt: skip
+            except DbHandlesError:
+                stats.finish()
+                partial.update({k: v for k, v in stats.counts().items() if k != "totalBytes"})
+                raise
+            except KeyboardInterrupt:
+                stats.finish()
+                partial.update({k: v for k, v in stats.counts().items() if k != "totalBytes"})
+                held = stats.committed()
+                if stopper.hard:
+                    held += " (a second Ctrl-C stopped it at once: one more batch may be stored)"
+                raise Interrupted(
+                    f"data/import interrupted: {held}; run the same command again to store the "
+                    "rest (what is stored is skipped)"
+                ) from None
         return success_envelope(result)
 
     return _run("data/import", argv, IMPORT_USAGE, body, service, stdout)

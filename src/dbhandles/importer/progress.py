@@ -69,9 +69,9 @@ class TerminalBar:
     def _render(self, stats: ImportStats) -> str:
         eta = eta_seconds(stats)
         text = (
-            f"{stats.processed:,} records  {stats.records_per_second:,.0f} rec/s  "
+            f"{stats.lines:,} lines  {stats.lines_per_second:,.0f}/s  "
             f"{_mb(stats.bytes_read)}/{_mb(stats.total_bytes)}  "
-            f"ETA {_duration(eta) if eta is not None else '--:--'}"
+            f"ETA {_duration(eta) if eta is not None else '--:--'}  {stats.processed:,} committed"
         )
         if stats.failed:
             text += f"  {stats.failed:,} rejected"
@@ -109,9 +109,9 @@ class LineProgress:
         self._last = now
         eta = eta_seconds(stats)
         line = (
-            f"{self.label}: {stats.processed:,} records ({stats.imported:,} imported, "
-            f"{stats.skipped:,} already present, {stats.failed:,} rejected), "
-            f"{stats.records_per_second:,.0f} records/s, {_mb(stats.bytes_read)} of "
+            f"{self.label}: {stats.lines:,} lines read, {stats.processed:,} committed "
+            f"({stats.imported:,} imported, {stats.skipped:,} already present, {stats.failed:,} "
+            f"rejected), {stats.lines_per_second:,.0f} lines/s, {_mb(stats.bytes_read)} of "
             f"{_mb(stats.total_bytes)} ({_fraction(stats) * 100:.0f}%)"
         )
         if eta is not None:

@@ -47,6 +47,13 @@ class ImportStats:
         seconds = self.seconds
         return self.processed / seconds if seconds > 0 else 0.0
 
+    @property
+    def lines_per_second(self) -> float:
+        """Lines read (committed or in the open batch): what progress displays, steadier than the
+        committed count, which moves a batch at a time."""
+        seconds = self.seconds
+        return self.lines / seconds if seconds > 0 else 0.0
+
     def reject(self, line: int, reason: str) -> None:
         self.failed += 1
         if len(self.errors) < MAX_ERRORS_SHOWN:
