@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from dbhandles.client import Client
@@ -213,3 +214,43 @@ def test_dashboard_link_with_the_token(home: Path) -> None:
         assert "#token" not in driver.current_url, "the token is removed from the address bar"
         assert not page_errors(driver)
         assert not driver.find_element("id", "token-prompt").is_displayed()
+
+
+def test_dashboard_imports_a_jsonl_file(home: Path, tmp_path: Path) -> None:
+    """The import form starts data/import on the server, shows the result and the new records."""
+    from selenium.webdriver.support.ui import Select
+
+    source = tmp_path / "examples.jsonl"
+    lines = [orjson.dumps({"messages": [{"role": "user", "content": f"q{i}"}],
+                           "metadata": {"qualityScore": i / 2000}}) for i in range(2000)]  # fmt: skip
+    source.write_bytes(b"\n".join(lines) + b"\n{broken\n")
+    output = tmp_path / "imported.sqlite"
+    with ServerProcess(home) as server, chromium() as driver:
+        driver.get(server.dashboard())
+        wait_until(driver, lambda d: d.find_element("tag name", "body").get_attribute("data-ready") == "true",
+                   "the dashboard did not finish loading")  # fmt: skip
+
+        # A missing file is reported in the banner; nothing is opened.
+        driver.find_element("id", "import-input").send_keys(str(tmp_path / "missing.jsonl"))
+        driver.find_element("id", "import-output").send_keys(str(output))
+        driver.find_element("id", "import-submit").click()
+        wait_until(driver, lambda d: page_errors(d), "the missing file was not reported")
+        assert "not_found" in page_errors(driver)[0]
+
+        field = driver.find_element("id", "import-input")
+        field.clear()
+        field.send_keys(str(source))
+        Select(driver.find_element("id", "import-on-error")).select_by_value("skip")
+        driver.find_element("id", "import-submit").click()
+        wait_until(driver, lambda d: d.find_element("id", "import-progress").get_attribute("data-done") == "true",
+                   "the import did not finish")  # fmt: skip
+        status = driver.find_element("id", "import-status").text
+        assert status.startswith("2,000 records imported, 0 already present, 1 line set aside")
+        assert driver.find_element("id", "import-bar").get_attribute("value") == "1"
+        wait_until(driver, lambda d: len(row_ids(d)) == 25, "the imported records are not listed")
+        wait_until(driver, lambda d: chip_count(d) == "2,000", "the collection count is wrong")
+        assert "import:done" in driver.find_element("id", "activity").text
+        assert not page_errors(driver)
+        with Client(server.url, server.token) as client:
+            handles = client.execute("data/list-handles")["handles"]
+        assert [h["config"]["path"] for h in handles if not h["isDefault"]] == [str(output)]

@@ -1,6 +1,6 @@
 // The dbhandles dashboard: handles, collections, a paged record browser and a record editor, built only
 // on the browser client (/jtag.js). Every command goes through Commands.execute; live updates come from
-// Events.subscribe("data:*").
+// Events.subscribe("data:*"), an import's progress from Events.subscribe("import:*").
 
 import { Commands, Connection, Events } from "/jtag.js";
 
@@ -153,6 +153,68 @@ async function openDatabase(event) {
   await loadHandles();
   await selectHandle(result.dbHandle);
   showInfo(`Opened ${result.config.path || adapter} as ${result.dbHandle}`);
+}
+
+// -- import ---------------------------------------------------------------------------------------
+
+let importing = false;
+
+function showImportProgress(fraction, text) {
+  $("import-progress").hidden = false;
+  $("import-bar").value = Math.max(0, Math.min(1, fraction));
+  $("import-status").textContent = text;
+}
+
+/** Start data/import on the server; import:progress events move the bar while it runs. */
+async function importJsonl(event) {
+  event.preventDefault();
+  clearBanner();
+  const input = $("import-input").value.trim();
+  if (!input) {
+    showError({ code: "invalid_params", error: "enter the path of the JSONL file on the server" }, "Import");
+    $("import-input").focus();
+    return;
+  }
+  const output = $("import-output").value.trim();
+  const collection = $("import-collection").value.trim() || "training_examples";
+  const params = { input, collection, onError: $("import-on-error").value };
+  const idField = $("import-id-field").value.trim();
+  if (idField) params.idField = idField;
+  if (output) params.output = output;
+  else params.dbHandle = state.handle; // the handle the page shows, named explicitly
+  importing = true;
+  delete $("import-progress").dataset.done;
+  $("import-submit").disabled = true;
+  showImportProgress(0, "starting…");
+  const result = await run("data/import", params, "Import");
+  importing = false;
+  $("import-submit").disabled = false;
+  if (!result) {
+    $("import-progress").hidden = true;
+    return;
+  }
+  const rejected = result.failed ? `, ${plural(result.failed, "line")} set aside in ${result.rejects}` : "";
+  showImportProgress(
+    1,
+    `${plural(result.imported, "record")} imported, ${result.skipped.toLocaleString()} already present${rejected} ` +
+      `(${result.seconds}s, ${Math.round(result.recordsPerSecond).toLocaleString()} records/s)`,
+  );
+  $("import-progress").dataset.done = "true";
+  await loadHandles();
+  if (result.dbHandle !== state.handle) await selectHandle(result.dbHandle);
+  await loadCollections();
+  await selectCollection(result.collection);
+}
+
+function onImportEvent({ event, payload }) {
+  if (event !== "import:progress") logActivity(event, payload); // progress would flood the list
+  if (!importing || event !== "import:progress") return;
+  const fraction = payload.totalBytes ? payload.bytesRead / payload.totalBytes : 0;
+  showImportProgress(
+    fraction,
+    `${payload.lines.toLocaleString()} lines read, ${payload.imported.toLocaleString()} imported · ` +
+      `${Math.round(fraction * 100)}%`,
+  );
 }
 
 async function closeHandle() {
@@ -592,6 +654,7 @@ function forgetToken() {
 
 function wire() {
   $("open-form").addEventListener("submit", openDatabase);
+  $("import-form").addEventListener("submit", importJsonl);
   $("open-adapter").addEventListener("change", () => {
     const memory = $("open-adapter").value === "memory";
     for (const node of document.querySelectorAll(".needs-path")) node.hidden = memory;
@@ -647,6 +710,7 @@ async function start() {
     }
   });
   Events.subscribe("data:*", onEvent);
+  Events.subscribe("import:*", onImportEvent);
   await loadHandles();
   await loadCollections();
   renderRecords();
