@@ -88,6 +88,25 @@ def _clean(db: Path) -> None:
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
+def _children(pid: int) -> list[int]:
+    """Child pids from /proc/<pid>/task/<pid>/children, or by scanning every /proc/<n>/stat for its
+    parent where the kernel does not offer that file."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        pass
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                # "pid (comm) state ppid ...": comm may hold spaces, so split after its last ")".
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
 def _tree_rss(pid: int) -> int:
     """Resident bytes of ``pid`` and its descendants now (Linux /proc; 0 once they are gone)."""
     total, todo = 0, [pid]
@@ -95,10 +114,9 @@ def _tree_rss(pid: int) -> int:
         current = todo.pop()
         try:
             total += int(Path(f"/proc/{current}/statm").read_text().split()[1]) * _PAGE
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            todo.extend(_children(current))
         except (OSError, IndexError, ValueError):
             continue
-        todo.extend(int(child) for child in children)
     return total
 
 
