@@ -191,3 +191,19 @@ def test_data_import_into_an_open_handle_of_any_adapter(
     assert listed["count"] == sum(1 for r in rows if r["metadata"]["qualityScore"] >= 0.8)
     again = service.execute("data/import", {"input": str(tmp_path / "in.jsonl"), "dbHandle": db})
     assert (again["imported"], again["skipped"]) == (0, 120)
+
+
+def test_rerun_after_the_output_was_deleted_imports_into_a_new_file(
+    service: Service, tmp_path: Path
+) -> None:
+    """The first run's handle points at a file that is gone: the re-run must not reuse it (nor its
+    connection to the deleted file), but create the file again."""
+    source = write_jsonl(tmp_path / "in.jsonl", [{"n": i} for i in range(50)])
+    out = tmp_path / "out.sqlite"
+    first = service.execute("data/import", {"input": str(source), "output": str(out)})
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{out}{suffix}").unlink(missing_ok=True)
+    second = service.execute("data/import", {"input": str(source), "output": str(out)})
+    assert (second["imported"], second["skipped"]) == (50, 0)
+    assert second["dbHandle"] != first["dbHandle"]
+    assert len(table_rows(out)) == 50

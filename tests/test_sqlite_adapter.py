@@ -153,6 +153,48 @@ def test_file_deleted_after_open_is_not_recreated(open_sqlite: Opener, tmp_path:
     assert not path.exists()
 
 
+def test_a_file_deleted_under_an_open_connection_is_noticed(
+    open_sqlite: Opener, tmp_path: Path
+) -> None:
+    """The connection would keep reading and writing the unlinked file: it is dropped instead, and
+    nothing is re-created, even for a handle that was opened with mode create."""
+    path = tmp_path / "gone.db"
+    adapter = open_sqlite(path, mode="create")
+    insert(adapter, "notes", record("1"))
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    with pytest.raises(DatabaseNotFound, match="was deleted while this handle was open"):
+        adapter.read_one("notes", "1")
+    with (
+        pytest.raises(DatabaseNotFound, match="was deleted while this handle was open"),
+        adapter.session(),
+    ):
+        pass
+    assert not path.exists()
+    # data/open with mode create makes the file again; the shared connection then opens it.
+    open_sqlite(path, mode="create")
+    with adapter.session(write=True) as session:
+        assert session.get("notes", "1") is None
+        session.insert("notes", record("2"))
+    assert adapter.read_one("notes", "2") is not None
+
+
+def test_a_file_replaced_under_an_open_connection_is_reopened(
+    open_sqlite: Opener, tmp_path: Path
+) -> None:
+    path, other = tmp_path / "live.db", tmp_path / "restored.db"
+    adapter = open_sqlite(path, mode="create")
+    insert(adapter, "notes", record("old"))
+    restored = open_sqlite(other, mode="create")
+    insert(restored, "notes", record("restored"))
+    restored.close()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    os.replace(other, path)  # a restore from a backup, say
+    assert adapter.read_one("notes", "old") is None
+    assert adapter.read_one("notes", "restored") is not None
+
+
 def test_readonly_refuses_writes(open_sqlite: Opener, tmp_path: Path) -> None:
     path = tmp_path / "ro.db"
     insert(open_sqlite(path, mode="create"), "notes", record("1"))

@@ -9,6 +9,7 @@ Nothing here ever falls back to ``default``: an unknown or closed handle is ``Ha
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -130,6 +131,8 @@ class HandleRegistry:
             # The home holds token hashes and the audit log: create it private.
             if not settings.home.exists():
                 settings.home.mkdir(parents=True, mode=0o700)
+            if not settings.default_path.exists():  # before prepare() creates it world-readable
+                os.close(os.open(settings.default_path, os.O_WRONLY | os.O_CREAT, 0o600))
             sqlite_cls = get_adapter_class("sqlite")
             default_config = sqlite_cls.prepare(
                 sqlite_cls.parse_config({"path": str(settings.default_path), "mode": "create"})
@@ -315,9 +318,9 @@ class HandleRegistry:
             cls = get_adapter_class(adapter)
         else:
             cls, config = self.parse(adapter, config)
-        parsed = cls.prepare(config)
         if alias is not None:
             self._check_alias(alias)
+        parsed = cls.prepare(config)
         handle = str(uuid.uuid4())
         now = now_ms()
         entry = HandleEntry(

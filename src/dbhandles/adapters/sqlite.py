@@ -30,7 +30,7 @@ from dbhandles.adapters.sqlite_config import (
 from dbhandles.adapters.sqlite_errors import translating
 from dbhandles.adapters.sqlite_schema import Catalog, json_functions_innocuous
 from dbhandles.adapters.sqlite_session import Row, SqliteSession
-from dbhandles.errors import DbHandlesError, InvalidConfig, ReadOnly, StorageError
+from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, ReadOnly, StorageError
 
 __all__ = ["SQLITE_HEADER", "Row", "SqliteAdapter", "SqliteConfig", "SqliteSession"]
 
@@ -51,6 +51,15 @@ def _regexp(pattern: object, value: object) -> int:
     return 1 if _pattern(pattern).search(value) is not None else 0
 
 
+def _identity(path: str) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file at ``path``, ``None`` when there is none."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 class SqliteAdapter(Adapter):
     """Records in an SQLite file; the default adapter."""
 
@@ -69,6 +78,9 @@ class SqliteAdapter(Adapter):
         self._conn: sqlite3.Connection | None = None
         self._catalog: Catalog | None = None
         self._active: list[SqliteSession] = []
+        #: The file the connection has open, to notice when it is deleted or replaced.
+        self._identity: tuple[int, int] | None = None
+        self._vanished = False
 
     @classmethod
     def prepare(cls, config: AdapterConfig) -> AdapterConfig:
@@ -85,8 +97,12 @@ class SqliteAdapter(Adapter):
                 raise missing_database(path)
             try:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
+                # An empty file is an empty SQLite database. Creating it here, not at connect time,
+                # also serves a handle whose connection is shared with a handle whose file was
+                # deleted: that connection sees a new file and reopens it (``_require``).
+                open(path, "ab").close()
             except OSError as exc:
-                raise StorageError(f"cannot create the folder for {path}: {exc.strerror}") from exc
+                raise StorageError(f"cannot create {path}: {exc.strerror}") from exc
         return settings.model_copy(update={"path": path})
 
     @classmethod
@@ -98,8 +114,15 @@ class SqliteAdapter(Adapter):
 
     def _connect(self) -> None:
         settings = self.settings
-        if not check_target(self.path) and settings.mode != "create":
-            raise missing_database(self.path)
+        if not check_target(self.path):
+            if self._vanished:
+                raise DatabaseNotFound(
+                    f"the database file {self.path} was deleted while this handle was open; "
+                    'data/open it again with "mode": "create" to start a new database there, or '
+                    "data/close the handle"
+                )
+            if settings.mode != "create":
+                raise missing_database(self.path)
         mode = "ro" if settings.readonly else "rwc" if settings.mode == "create" else "rw"
         # Percent-encoding every byte that is not a plain path character keeps '?', '#' and '%'
         # in a file name from being read as URI syntax.
@@ -130,6 +153,7 @@ class SqliteAdapter(Adapter):
             conn.close()
             raise
         self._conn, self._catalog = conn, catalog
+        self._identity, self._vanished = _identity(self.path), False
 
     def _close(self) -> None:
         conn, self._conn, self._catalog = self._conn, None, None
@@ -142,8 +166,24 @@ class SqliteAdapter(Adapter):
             # Released by another thread between ``connect`` and taking the lock: reopen.
             self._connected = False
             self.connect()
+        elif not self._active and _identity(self.path) != self._identity:
+            self._reopen_changed_file()
         assert self._conn is not None and self._catalog is not None
         return self._conn, self._catalog
+
+    def _reopen_changed_file(self) -> None:
+        """The file was deleted or replaced under an open connection (which still reads and writes the
+        old, possibly unlinked, file): drop that connection and open the file that is there now.
+
+        Raises:
+            DatabaseNotFound: the file is gone.
+        """
+        self._connected = False
+        self._close()
+        # Never re-create it silently, even for a handle opened with mode create: a database that
+        # vanishes is news for the user, not a reason to start writing into an empty one.
+        self._vanished = _identity(self.path) is None
+        self.connect()
 
     def read_one(self, collection: str, record_id: str) -> Record | None:
         """A point read as one autocommit statement: no BEGIN/COMMIT round trips (the hot path of
