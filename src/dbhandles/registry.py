@@ -14,9 +14,8 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +86,29 @@ class _Connection:
     handles: set[str] = field(default_factory=set)
     in_use: int = 0
     idle_since: float = field(default_factory=time.monotonic)
+
+
+class _Lease:
+    """``HandleRegistry.lease``: a class, not a ``@contextmanager`` generator, since every command
+    takes one and a generator costs about three times as much to enter and leave."""
+
+    __slots__ = ("_conn", "_entry", "_name", "_registry")
+
+    def __init__(self, registry: HandleRegistry, name: str | HandleEntry | None) -> None:
+        self._registry, self._name = registry, name
+        self._entry: HandleEntry | None = None
+        self._conn: _Connection | None = None
+
+    def __enter__(self) -> tuple[HandleEntry, Adapter]:
+        name = self._name
+        entry = name if isinstance(name, HandleEntry) else self._registry.resolve(name)
+        self._conn = self._registry._acquire(entry)
+        self._entry = entry
+        return entry, self._conn.adapter
+
+    def __exit__(self, *exc: object) -> None:
+        if self._entry is not None and self._conn is not None:
+            self._registry._release(self._entry, self._conn)
 
 
 class HandleRegistry:
@@ -214,18 +236,16 @@ class HandleRegistry:
             permissions=Permissions.model_validate(row.permissions) if row.permissions else None,
         )
 
-    @contextmanager
-    def lease(self, name: str | HandleEntry | None) -> Iterator[tuple[HandleEntry, Adapter]]:
-        """Resolve a handle (or take a resolved entry) and hold its lazily opened adapter for one command."""
-        entry = name if isinstance(name, HandleEntry) else self.resolve(name)
-        conn = self._acquire(entry)
-        try:
-            yield entry, conn.adapter
-        finally:
-            with self._lock:
-                conn.in_use -= 1
-                conn.idle_since = time.monotonic()
-            self._touch(entry)
+    def lease(self, name: str | HandleEntry | None) -> _Lease:
+        """Resolve a handle (or take a resolved entry) and hold its lazily opened adapter for one
+        command: ``with registry.lease(handle) as (entry, adapter): ...``."""
+        return _Lease(self, name)
+
+    def _release(self, entry: HandleEntry, conn: _Connection) -> None:
+        with self._lock:
+            conn.in_use -= 1
+            conn.idle_since = time.monotonic()
+        self._touch(entry)
 
     def _key(self, entry: HandleEntry, cls: type[Adapter]) -> str:
         if entry.key is None:
