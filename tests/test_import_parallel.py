@@ -119,7 +119,7 @@ def test_frames_for_other_lines_mean_the_file_changed(
 ) -> None:
     # A parser that saw a different file: one line of one byte.
     fake = ("import sys, struct, json; b = json.dumps([1, 1, True, ['x']]).encode(); "
-            "sys.stdout.buffer.write(struct.pack('<I', len(b)) + b)")  # fmt: skip
+            "sys.stdout.buffer.write(struct.pack('<II', len(b), 0) + b)")  # fmt: skip
     monkeypatch.setattr(parallel, "BOOT", fake)
     source = write_jsonl(tmp_path / "in.jsonl", [{"n": i} for i in range(10)])
     with pytest.raises(InvalidParams, match="the file changed while it was being imported") as info:

@@ -115,15 +115,17 @@ def test_missing_reserved_timestamps_are_completed_by_the_writer() -> None:
     [
         [b'{"a":1}\n', b'{"b":[1,2]}\n'],
         [b'{"a":1}\n', b"\n", b'{"id":"x","version":2}\n', b"[1]\n", b"{bad\n"],
+        [b'{"id":"x","t":"a\\nb \\u00e9"}\n', b'{"id":"y","createdAt":"2025-01-01T00:00:00Z"}\n'],
         [],
     ],
 )
 def test_frames_round_trip(lines: list[bytes]) -> None:
     parsed = parse_chunk(lines, None)
     frame = frames.encode(parsed, lines)
-    (length,) = frames.HEADER.unpack(frame[: frames.HEADER.size])
-    assert length == len(frame) - frames.HEADER.size
-    count, size, back = frames.decode(frame[frames.HEADER.size :])
+    length, extra = frames.HEADER.unpack(frame[: frames.HEADER.size])
+    assert length + extra == len(frame) - frames.HEADER.size
+    body = frame[frames.HEADER.size : frames.HEADER.size + length]
+    count, size, back = frames.decode(body, frame[frames.HEADER.size + length :])
     assert (count, size) == (len(lines), sum(map(len, lines)))
     assert back == parsed
 
@@ -228,3 +230,21 @@ def test_ctrl_c_waits_for_the_next_chunk_and_a_second_one_stops_at_once() -> Non
     with pytest.raises(KeyboardInterrupt):
         stopper.on_signal(2, None)
     assert stopper.hard
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"batch_size": 0}, "batchSize"),
+        ({"parser": "threads"}, "parser"),
+        ({"id_field": "a..b"}, "idField"),
+    ],
+)
+def test_run_import_checks_its_options_before_reading(
+    tmp_path: Path, options: dict[str, Any], field: str
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(b'{"a":1}\n')
+    adapter = MemoryAdapter(MemoryAdapter.parse_config({}))
+    with pytest.raises(InvalidParams) as info:
+        run_import(adapter, ImportOptions(tmp_path / "in.jsonl", **options))
+    assert info.value.field == field

@@ -91,11 +91,12 @@ class _ParserProcess:
         header = out.read(HEADER.size)
         if len(header) < HEADER.size:
             return None
-        (length,) = HEADER.unpack(header)
+        length, extra = HEADER.unpack(header)
         body = out.read(length)
-        if len(body) < length:
+        payload = out.read(extra) if extra else b""
+        if len(body) < length or len(payload) < extra:
             return None
-        count, size, chunk = decode(body)
+        count, size, chunk = decode(body, payload)
         if count != len(lines) or size != sum(map(len, lines)):
             raise InvalidParams(
                 "input: the file changed while it was being imported (the parser read "

@@ -208,6 +208,8 @@ def run_import(
     id_function(options.id_field)  # a malformed idField fails before anything is read
     if not 1 <= options.batch_size <= MAX_BATCH_SIZE:
         raise InvalidParams(f"batchSize: must be between 1 and {MAX_BATCH_SIZE}", field="batchSize")
+    if options.parser not in ("auto", "process", "inline"):
+        raise InvalidParams("parser: must be auto, process or inline", field="parser")
     stats = stats if stats is not None else ImportStats()
     progress = progress or NullProgress()
     with ChunkReader(options.input) as reader:
