@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from dbhandles import ReadOnly, Service
+from dbhandles.adapters.sqlite import SqliteAdapter
 
 
 def pragma(path: Path, name: str) -> object:
@@ -67,6 +68,49 @@ def test_bulk_load_stays_on_wal_when_another_connection_has_the_file(
         other.execute("COMMIT")
     finally:
         other.close()
+
+
+def row(record_id: str) -> dict[str, object]:
+    stamp = "2025-01-01T00:00:00.000Z"
+    return {"id": record_id, "n": 1, "createdAt": stamp, "updatedAt": stamp, "version": 1}
+
+
+def test_the_database_can_be_opened_during_a_bulk_load_and_the_load_still_ends_well(
+    tmp_path: Path,
+) -> None:
+    """During a load the file is in a rollback journal; another opener cannot switch it to WAL
+    (busy) and carries on in that mode instead of failing; and a reader holding the file when the
+    load ends keeps it from going back to WAL without failing the load (the next open does it)."""
+    path = tmp_path / "busy.sqlite"
+    config = SqliteAdapter.prepare(
+        SqliteAdapter.parse_config({"path": str(path), "mode": "create"})
+    )
+    impatient = SqliteAdapter.parse_config({"path": str(path), "busyTimeout": 100})
+    loader, other = SqliteAdapter(config), SqliteAdapter(impatient)
+    try:
+        with loader.bulk_load():  # type: ignore[attr-defined]
+            with loader.session(write=True) as session:
+                session.insert_many("c", [row(str(i)) for i in range(10)])
+                other.connect()  # the loader holds the write lock: WAL is refused, not an error
+            with other.session() as reader:  # a reader holding the file as the load ends
+                assert reader.count("c", None) == 10
+                raw = sqlite3.connect(path)
+                raw.execute("BEGIN")
+                raw.execute("SELECT count(*) FROM c").fetchone()
+        raw.execute("COMMIT")
+        raw.close()
+        with other.session(write=True) as session:
+            session.insert_many("c", [row("late")])
+    finally:
+        loader.close()
+        other.close()
+    fresh = SqliteAdapter(config)
+    try:
+        with fresh.session() as reader:
+            assert reader.count("c", None) == 11
+    finally:
+        fresh.close()
+    assert pragma(path, "journal_mode") == "wal"
 
 
 def test_a_killed_bulk_load_then_read_only_open_says_what_to_do(
