@@ -128,3 +128,18 @@ def test_frames_for_other_lines_mean_the_file_changed(
     with closing(sqlite3.connect(tmp_path / "o.sqlite")) as conn:
         tables = conn.execute("SELECT name FROM sqlite_master").fetchall()
     assert ("training_examples",) not in tables, "nothing was written"
+
+
+def test_a_garbled_frame_is_replaced_by_inline_parsing(
+    service: Service,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = "import sys, struct; sys.stdout.buffer.write(struct.pack('<II', 5, 0) + b'[1,2,')"
+    monkeypatch.setattr(parallel, "BOOT", fake)
+    source = write_jsonl(tmp_path / "in.jsonl", [{"n": i} for i in range(10)])
+    with caplog.at_level(logging.WARNING, logger="dbhandles.importer"):
+        result = run_import(service, source, tmp_path / "o.sqlite", "process")
+    assert result["imported"] == 10
+    assert "parser process stopped early" in caplog.text

@@ -96,7 +96,10 @@ class _ParserProcess:
         payload = out.read(extra) if extra else b""
         if len(body) < length or len(payload) < extra:
             return None
-        count, size, chunk = decode(body, payload)
+        try:
+            count, size, chunk = decode(body, payload)
+        except (ValueError, TypeError, KeyError, IndexError, StopIteration):
+            return None  # a garbled frame: the writer parses this chunk itself
         if count != len(lines) or size != sum(map(len, lines)):
             raise InvalidParams(
                 "input: the file changed while it was being imported (the parser read "
