@@ -23,7 +23,15 @@ import orjson
 
 from dbhandles.errors import StorageBusy, StorageError
 
-__all__ = ["AuditRow", "CursorRow", "HandleRow", "HandleStore", "SqliteHandleStore", "TokenRow"]
+__all__ = [
+    "AuditRow",
+    "CursorRow",
+    "HandleRow",
+    "HandleStore",
+    "SqliteHandleStore",
+    "TokenRow",
+    "create_private",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,15 +303,23 @@ def _cursor_values(c: CursorRow) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+def create_private(path: Path) -> None:
+    """Create the default database file (and its folder) readable by its owner only, if missing.
+
+    It holds token hashes and the audit log. Called before anything else creates the file: SQLite
+    and the sqlite adapter create files readable by everyone (the umask permitting).
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
 class SqliteHandleStore(HandleStore):
     """The handle tables in the default SQLite database, on a connection of their own."""
 
     def __init__(self, path: Path) -> None:
-        # The default database holds token hashes and the audit log: keep the home private.
-        if not path.parent.exists():
-            path.parent.mkdir(parents=True, mode=0o700)
-        if not path.exists():
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        create_private(path)
         uri = "file:" + urllib.parse.quote(str(path)) + "?mode=rwc"
         self._lock = threading.RLock()
         self._version: int | None = None

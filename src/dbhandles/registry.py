@@ -9,7 +9,6 @@ Nothing here ever falls back to ``default``: an unknown or closed handle is ``Ha
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
@@ -24,7 +23,7 @@ from dbhandles.adapters import Adapter, AdapterConfig, get_adapter_class
 from dbhandles.clock import now_ms
 from dbhandles.errors import DefaultHandleProtected, HandleNotFound, InvalidConfig, InvalidParams
 from dbhandles.filters import FilterNode
-from dbhandles.handlestore import HandleRow, HandleStore, SqliteHandleStore
+from dbhandles.handlestore import HandleRow, HandleStore, SqliteHandleStore, create_private
 from dbhandles.security.permissions import Permissions
 from dbhandles.settings import Settings
 
@@ -150,11 +149,7 @@ class HandleRegistry:
                 settings.default_url, store
             )
         else:
-            # The home holds token hashes and the audit log: create it private.
-            if not settings.home.exists():
-                settings.home.mkdir(parents=True, mode=0o700)
-            if not settings.default_path.exists():  # before prepare() creates it world-readable
-                os.close(os.open(settings.default_path, os.O_WRONLY | os.O_CREAT, 0o600))
+            create_private(settings.default_path)  # before prepare() creates it readable by all
             sqlite_cls = get_adapter_class("sqlite")
             default_config = sqlite_cls.prepare(
                 sqlite_cls.parse_config({"path": str(settings.default_path), "mode": "create"})

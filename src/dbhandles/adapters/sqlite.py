@@ -54,14 +54,14 @@ def _regexp(pattern: object, value: object) -> int:
 _SQLITE_BUSY = 5
 
 
-def _enter_wal(conn: sqlite3.Connection) -> None:
-    """Switch the file to WAL if nobody is in the way, without waiting.
+def _enter_wal(conn: sqlite3.Connection, busy_timeout: int) -> None:
+    """Switch the file to WAL if nobody is in the way, without waiting; then wait ``busy_timeout``
+    ms again, as the connection is configured to.
 
     While another connection uses the file in a rollback journal (a bulk import in progress), or
     reads it as an import ends, the switch is refused as busy: carry on in the current mode, which
     works, only with less concurrency; the next open that finds the file free switches it.
     """
-    previous = conn.execute("PRAGMA busy_timeout").fetchone()[0]
     conn.execute("PRAGMA busy_timeout = 0")
     try:
         conn.execute("PRAGMA journal_mode = WAL")
@@ -69,7 +69,7 @@ def _enter_wal(conn: sqlite3.Connection) -> None:
         if getattr(exc, "sqlite_errorcode", None) != _SQLITE_BUSY:
             raise
     finally:
-        conn.execute(f"PRAGMA busy_timeout = {int(previous)}")
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout)}")
 
 
 def _identity(path: str) -> tuple[int, int] | None:
@@ -165,7 +165,7 @@ class SqliteAdapter(Adapter):
                     # with fewer overflow pages (measured: imports 20% less CPU, files 10% smaller).
                     conn.execute("PRAGMA page_size = 8192")
                 if settings.wal and not settings.readonly:
-                    _enter_wal(conn)
+                    _enter_wal(conn, settings.busy_timeout)
                 conn.execute(f"PRAGMA synchronous = {settings.synchronous.upper()}")
                 conn.create_function("regexp", 2, _regexp, deterministic=True)
                 catalog = Catalog(conn, guard_trust=not json_functions_innocuous())
@@ -305,7 +305,8 @@ class SqliteAdapter(Adapter):
                         current.execute(f"PRAGMA cache_size = {_DEFAULT_CACHE}")
                         current.execute(f"PRAGMA wal_autocheckpoint = {_DEFAULT_AUTOCHECKPOINT}")
                         if rollback_journal and not self._active:
-                            _enter_wal(current)  # busy: the next open switches it back
+                            # Busy: the next open switches it back.
+                            _enter_wal(current, self.settings.busy_timeout)
                         elif not self._active:
                             current.execute("PRAGMA wal_checkpoint(PASSIVE)")
 

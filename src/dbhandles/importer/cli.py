@@ -193,13 +193,11 @@ def import_main(
             try:
                 result = perform_import(svc, params, Context(), progress=stopper, stats=stats,
                                         on_target=target)  # fmt: skip
-            except DbHandlesError:
+            except (DbHandlesError, KeyboardInterrupt) as exc:
                 stats.finish()
                 partial.update({k: v for k, v in stats.counts().items() if k != "totalBytes"})
-                raise
-            except KeyboardInterrupt:
-                stats.finish()
-                partial.update({k: v for k, v in stats.counts().items() if k != "totalBytes"})
+                if isinstance(exc, DbHandlesError):
+                    raise
                 held = stats.committed()
                 if stopper.hard:
                     held += " (a second Ctrl-C stopped it at once: one more batch may be stored)"

@@ -80,9 +80,10 @@ def _reusable(entry: HandleEntry, canonical: str, mode: str, context: Context) -
 def _open_path(service: Service, path: str, mode: str, context: Context) -> str:
     canonical = os.path.realpath(os.path.expanduser(path))
     # A handle on a file that was deleted since is not reused: data/open creates the file again.
-    for entry in service.registry.list_handles() if os.path.exists(canonical) else ():
-        if _reusable(entry, canonical, mode, context):
-            return entry.handle
+    if os.path.exists(canonical):
+        for entry in service.registry.list_handles():
+            if _reusable(entry, canonical, mode, context):
+                return entry.handle
     result = service.execute(
         "data/open", {"adapter": "sqlite", "config": {"path": path, "mode": mode}}, context=context
     )
