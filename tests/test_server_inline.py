@@ -35,6 +35,9 @@ def test_only_point_reads_on_wal_sqlite_run_inline(service: Service, tmp_path: P
             {"adapter": "json", "config": {"path": str(tmp_path / "j.json"), "mode": "create"}},
         )["dbHandle"]
         service.registry.register_alias("moving", wal)
+        # The journal mode is asked of the live connection: one command on each handle connects it.
+        for handle in (wal, rollback, readonly, memory, jsonfile, "default"):
+            service.execute("data/list", {"dbHandle": handle, "collection": "c"})
         assert state.can_run_inline("data/read", {"dbHandle": wal})
         assert state.can_run_inline("data/read", {})  # default is SQLite in WAL mode
         assert state.can_run_inline("data/read", {"dbHandle": "moving"})

@@ -32,9 +32,11 @@ def test_new_databases_use_8k_pages_and_wal(service: Service, tmp_path: Path) ->
 
 
 def test_bulk_load_switches_journal_and_back(service: Service, tmp_path: Path) -> None:
+    """Only a handle that asked for WAL explicitly (as every import output does) is switched."""
     path = tmp_path / "bulk.sqlite"
     handle = service.execute(
-        "data/open", {"adapter": "sqlite", "config": {"path": str(path), "mode": "create"}}
+        "data/open",
+        {"adapter": "sqlite", "config": {"path": str(path), "mode": "create", "wal": True}},
     )["dbHandle"]
     with service.registry.lease(handle) as (_, adapter):
         with adapter.bulk_load():  # type: ignore[attr-defined]

@@ -7,11 +7,9 @@ the tables in the default SQLite file, and a PostgreSQL store does the same for 
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
-import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from dbhandles.dbfiles import connect_sqlite, create_empty
 from dbhandles.errors import StorageBusy, StorageError
 
 __all__ = [
@@ -311,8 +310,7 @@ def create_private(path: Path) -> None:
     """
     if not path.parent.exists():
         path.parent.mkdir(parents=True, mode=0o700)
-    if not path.exists():
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    create_empty(str(path), 0o600)  # O_EXCL: an existing (maybe live) file is never opened
 
 
 class SqliteHandleStore(HandleStore):
@@ -320,12 +318,11 @@ class SqliteHandleStore(HandleStore):
 
     def __init__(self, path: Path) -> None:
         create_private(path)
-        uri = "file:" + urllib.parse.quote(str(path)) + "?mode=rwc"
         self._lock = threading.RLock()
         self._version: int | None = None
         self._version_at = float("-inf")
         try:
-            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+            self._db = connect_sqlite(str(path), "rwc", timeout=10.0)
             self._db.execute("PRAGMA busy_timeout = 10000")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")

@@ -263,6 +263,17 @@ class HandleRegistry:
             conn.in_use += 1
             return conn
 
+    def reads_never_wait(self, entry: HandleEntry) -> bool:
+        """Whether ``entry``'s live connection answers reads without ever waiting for a writer
+        (``Adapter.reads_never_wait``); ``False`` while it has no connection."""
+        key = (
+            entry.key
+            if entry.key is not None
+            else self._key(entry, get_adapter_class(entry.adapter_name))
+        )
+        conn = self._connections.get(key)
+        return conn is not None and not conn.adapter.closed and conn.adapter.reads_never_wait()
+
     def _touch(self, entry: HandleEntry) -> None:
         now = now_ms()
         entry.last_used_at = now

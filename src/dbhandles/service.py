@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
@@ -85,7 +85,7 @@ class Service:
         self.audit = AuditLog(self.registry.store, enabled=self.settings.audit)
         self.tokens = TokenManager(self.registry.store, self.settings.home)
         self._indexed: set[tuple[int, str]] = set()
-        self._inline_safe: dict[str | None, bool] = {}
+        self._inline_safe: dict[str | None, HandleEntry | Literal[False]] = {}
         #: Cursors over non-durable (memory) handles live with the process, like their handles.
         self.local_cursors: dict[str, CursorRow] = {}
         self._index_lock = threading.Lock()
@@ -267,24 +267,21 @@ class Service:
         if handle_name is not None and not isinstance(handle_name, str):
             return False
         known = self._inline_safe.get(handle_name)
-        if known is not None:
-            return known  # a handle's adapter and config never change
-        try:
-            entry = self.registry.resolve(handle_name)
-        except DbHandlesError:
-            return False
-        config = entry.config
-        safe = (
-            entry.adapter_name == "sqlite"
-            and bool(getattr(config, "wal", False))
-            and not config.readonly
-        )
-        # Aliases can be re-pointed at another handle, so only handle ids (and default) are remembered.
-        if handle_name is None or entry.handle == handle_name:
-            if len(self._inline_safe) > 10_000:
-                self._inline_safe.clear()
-            self._inline_safe[handle_name] = safe
-        return safe
+        if known is None:
+            try:
+                entry = self.registry.resolve(handle_name)
+            except DbHandlesError:
+                return False
+            static = entry.adapter_name == "sqlite" and not entry.config.readonly
+            known = entry if static else False
+            # Aliases can be re-pointed at another handle, so only handle ids (and default) are
+            # remembered: a handle's adapter and config never change.
+            if handle_name is None or entry.handle == handle_name:
+                if len(self._inline_safe) > 10_000:
+                    self._inline_safe.clear()
+                self._inline_safe[handle_name] = known
+        # The journal mode is the file's, not the handle's: asked of the live connection each time.
+        return known is not False and self.registry.reads_never_wait(known)
 
     def end_session(self, session_id: str) -> int:
         """Close every query cursor of a session that ended (a closed connection); return how many."""

@@ -264,6 +264,11 @@ class Adapter(ABC):
         with self._session(write) as session:
             yield session
 
+    def reads_never_wait(self) -> bool:
+        """Whether a read on the current connection can never wait for a writer (so it may run on
+        an event loop). Conservative default: ``False``; SQLite says ``True`` while in WAL mode."""
+        return False
+
     def read_one(self, collection: str, record_id: str) -> Record | None:
         """One record by id, or ``None``: ``session().get`` without a multi-statement transaction.
 

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from dbhandles.adapters.base import AdapterConfig, Features, Mode, Session
 from dbhandles.adapters.memory import MemoryAdapter, MemorySession
+from dbhandles.dbfiles import check_plain, open_plain
 from dbhandles.errors import DatabaseNotFound, NotADatabase, StorageError
 
 __all__ = ["JsonFileAdapter", "JsonFileConfig"]
@@ -41,7 +42,9 @@ class JsonFileConfig(AdapterConfig):
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        raw = path.read_bytes()
+        # Through the gate: a JSON file is never one of SQLite's files (see dbhandles.dbfiles).
+        with open_plain(path, "rb", "config.path") as file:
+            raw = file.read()
     except OSError as exc:
         raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
     if not raw.strip():
@@ -82,6 +85,7 @@ class JsonFileAdapter(MemoryAdapter):
     def prepare(cls, config: AdapterConfig) -> AdapterConfig:
         assert isinstance(config, JsonFileConfig)
         path = Path(os.path.realpath(os.path.expanduser(config.path)))
+        check_plain(path, "config.path")
         if path.exists():
             if not path.is_file():
                 raise NotADatabase(

@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Record, Session
 from dbhandles.adapters.sqlcompile import SqlCompiler, SqliteDialect
@@ -30,6 +29,7 @@ from dbhandles.adapters.sqlite_config import (
 from dbhandles.adapters.sqlite_errors import translating
 from dbhandles.adapters.sqlite_schema import Catalog, json_functions_innocuous
 from dbhandles.adapters.sqlite_session import Row, SqliteSession
+from dbhandles.dbfiles import connect_sqlite, create_empty
 from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, ReadOnly, StorageError
 
 __all__ = ["SQLITE_HEADER", "Row", "SqliteAdapter", "SqliteConfig", "SqliteSession"]
@@ -102,6 +102,8 @@ class SqliteAdapter(Adapter):
         #: The file the connection has open, to notice when it is deleted or replaced.
         self._identity: tuple[int, int] | None = None
         self._vanished = False
+        #: Whether the open connection's file is in WAL mode (readers never wait for a writer).
+        self._wal = False
 
     @classmethod
     def prepare(cls, config: AdapterConfig) -> AdapterConfig:
@@ -120,8 +122,9 @@ class SqliteAdapter(Adapter):
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 # An empty file is an empty SQLite database. Creating it here, not at connect time,
                 # also serves a handle whose connection is shared with a handle whose file was
-                # deleted: that connection sees a new file and reopens it (``_require``).
-                open(path, "ab").close()
+                # deleted: that connection sees a new file and reopens it (``_require``). O_EXCL:
+                # a file that appeared meanwhile is left alone, never opened (see dbhandles.dbfiles).
+                create_empty(path)
             except OSError as exc:
                 raise StorageError(f"cannot create {path}: {exc.strerror}") from exc
         return settings.model_copy(update={"path": path})
@@ -135,7 +138,8 @@ class SqliteAdapter(Adapter):
 
     def _connect(self) -> None:
         settings = self.settings
-        if not check_target(self.path):
+        # No content probe: the connection itself reports a file that is not a database (NOTADB).
+        if not check_target(self.path, probe=False):
             if self._vanished:
                 raise DatabaseNotFound(
                     f"the database file {self.path} was deleted while this handle was open; "
@@ -144,28 +148,25 @@ class SqliteAdapter(Adapter):
                 )
             if settings.mode != "create":
                 raise missing_database(self.path)
-        mode = "ro" if settings.readonly else "rwc" if settings.mode == "create" else "rw"
-        # Percent-encoding every byte that is not a plain path character keeps '?', '#' and '%'
-        # in a file name from being read as URI syntax.
-        uri = f"file:{urllib.parse.quote(os.fsencode(self.path))}?mode={mode}"
+        mode: Literal["ro", "rw", "rwc"] = (
+            "ro" if settings.readonly else "rwc" if settings.mode == "create" else "rw"
+        )
         with translating(path=self.path):
-            conn = sqlite3.connect(
-                uri,
-                uri=True,
-                timeout=settings.busy_timeout / 1000,
-                check_same_thread=False,
-                isolation_level=None,
-            )
+            conn = connect_sqlite(self.path, mode, timeout=settings.busy_timeout / 1000)
         try:
             with translating(path=self.path):
                 conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout)}")
                 conn.execute("PRAGMA trusted_schema = OFF")
-                if not settings.readonly and conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+                new = not settings.readonly and conn.execute("PRAGMA page_count").fetchone()[0] == 0
+                if new:
                     # A new database: JSON documents are often kilobytes, and 8 KiB pages store them
                     # with fewer overflow pages (measured: imports 20% less CPU, files 10% smaller).
                     conn.execute("PRAGMA page_size = 8192")
-                if settings.wal and not settings.readonly:
+                # A journal-mode switch is a lasting change to the user's file: only when asked for,
+                # or for a database dbhandles is creating (decision 13 in docs/architecture.md).
+                if not settings.readonly and (settings.wal or (settings.wal is None and new)):
                     _enter_wal(conn, settings.busy_timeout)
+                self._wal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
                 conn.execute(f"PRAGMA synchronous = {settings.synchronous.upper()}")
                 conn.create_function("regexp", 2, _regexp, deterministic=True)
                 catalog = Catalog(conn, guard_trust=not json_functions_innocuous())
@@ -178,6 +179,7 @@ class SqliteAdapter(Adapter):
 
     def _close(self) -> None:
         conn, self._conn, self._catalog = self._conn, None, None
+        self._wal = False
         if conn is not None:
             with translating(path=self.path):
                 conn.close()
@@ -205,6 +207,10 @@ class SqliteAdapter(Adapter):
         # vanishes is news for the user, not a reason to start writing into an empty one.
         self._vanished = _identity(self.path) is None
         self.connect()
+
+    def reads_never_wait(self) -> bool:
+        """True while the connection is open on a file in WAL mode: readers never wait for writers."""
+        return self._wal and self._conn is not None
 
     def read_one(self, collection: str, record_id: str) -> Record | None:
         """A point read as one autocommit statement: no BEGIN/COMMIT round trips (the hot path of
@@ -307,24 +313,32 @@ class SqliteAdapter(Adapter):
                         if rollback_journal and not self._active:
                             # Busy: the next open switches it back.
                             _enter_wal(current, self.settings.busy_timeout)
+                            self._wal = (
+                                str(current.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+                                == "wal"
+                            )
                         elif not self._active:
                             current.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _leave_wal(self, conn: sqlite3.Connection) -> bool:
-        """During a bulk load, use a rollback journal instead of WAL when nobody else has the file open.
+        """During a bulk load, use a rollback journal instead of WAL when nobody else has the file open
+        and the handle asked for WAL explicitly (the next such open restores WAL if this load cannot).
 
         WAL writes every page twice (log, then checkpoint); a rollback journal writes new pages once
         and is just as crash-safe (a killed load rolls back its open batch on the next open). Measured:
         the SQLite share of an import halves. If another connection has the file open, SQLite refuses
         the switch and the load stays on WAL.
         """
-        if not self.settings.wal or self._active:
+        if not self.settings.wal or not self._wal or self._active:
+            # Only a database opened with "wal": true (so the journal mode is ours to manage, as
+            # for every import output) is switched for the load, and switched back afterwards.
             return False
         try:
             mode = conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
         except sqlite3.OperationalError:
             return False
-        return str(mode).lower() == "delete"
+        self._wal = str(mode).lower() == "wal"
+        return not self._wal
 
     def size_bytes(self) -> int:
         with self._lock:

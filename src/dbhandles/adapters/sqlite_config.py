@@ -10,11 +10,13 @@ from pydantic import ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from dbhandles.adapters.base import AdapterConfig
+from dbhandles.dbfiles import is_side_file, is_sqlite_database
 from dbhandles.errors import DatabaseNotFound, InvalidConfig, NotADatabase, StorageError
 
 __all__ = ["SQLITE_HEADER", "SqliteConfig", "canonical_path", "check_target", "missing_database"]
 
-#: The first 16 bytes of every SQLite 3 database file.
+#: The first 16 bytes of every SQLite 3 database file (what SQLite checks; dbhandles never reads them
+#: itself, see ``dbhandles.dbfiles``).
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
@@ -22,16 +24,18 @@ class SqliteConfig(AdapterConfig):
     """Config of the ``sqlite`` adapter (camelCase on the wire, snake_case accepted too).
 
     ``path`` is required (``filename``, the original system's name for it, is accepted as an alias;
-    ``path`` wins when both are given). ``wal`` switches a writable database to WAL journaling,
-    ``busyTimeout`` is how long (ms) a writer waits for another, ``synchronous`` trades durability
-    on power loss for speed.
+    ``path`` wins when both are given). ``wal``: ``true`` switches a writable database to WAL
+    journaling (a lasting change to the file); omitted, only a database dbhandles creates (new or
+    empty file) is put in WAL, and an existing one keeps its journal mode, so opening a database
+    changes nothing in it; ``false`` never switches. ``busyTimeout`` is how long (ms) a writer waits
+    for another, ``synchronous`` trades durability on power loss for speed.
     """
 
     model_config = ConfigDict(alias_generator=to_camel)
 
     path: str = Field(min_length=1)
     filename: str | None = Field(default=None, description="deprecated alias of path")
-    wal: bool = True
+    wal: bool | None = None
     busy_timeout: int = Field(default=5000, ge=0, le=3_600_000)
     synchronous: Literal["normal", "full"] = "normal"
 
@@ -56,8 +60,18 @@ def canonical_path(path: str) -> str:
     return os.path.realpath(os.path.expanduser(path))
 
 
-def check_target(path: str) -> bool:
-    """Whether ``path`` exists; raise if it exists but is not an SQLite database file."""
+def check_target(path: str, *, probe: bool = True) -> bool:
+    """Whether ``path`` exists; raise if it exists but is not an SQLite database file.
+
+    Only ``stat`` and SQLite itself look at the file (``probe``): never a plain ``open()``, which in a
+    process holding a connection to the file would release that connection's locks (see
+    ``dbhandles.dbfiles``). Without ``probe`` the content is left for the connection to check.
+
+    Raises:
+        InvalidConfig: a parent of ``path`` is not a folder.
+        NotADatabase: a folder, a device, or a file SQLite does not recognise.
+        StorageError: the file cannot be inspected.
+    """
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -72,14 +86,13 @@ def check_target(path: str) -> bool:
         raise NotADatabase(f"{path} is a folder, not an SQLite database file")
     if not stat.S_ISREG(info.st_mode):
         raise NotADatabase(f"{path} is a device or special file, not an SQLite database file")
-    if info.st_size:
-        try:
-            with open(path, "rb") as file:
-                head = file.read(len(SQLITE_HEADER))
-        except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
-        if head != SQLITE_HEADER:
-            raise NotADatabase(f"{path} is not an SQLite database (it lacks the SQLite header)")
+    if is_side_file(path):
+        raise NotADatabase(
+            f"{path} is one of SQLite's own side files (-wal, -shm, -journal), not a database; "
+            "open the database file it belongs to"
+        )
+    if probe and info.st_size and not is_sqlite_database(path):
+        raise NotADatabase(f"{path} is not an SQLite database (it lacks the SQLite header)")
     return True
 
 

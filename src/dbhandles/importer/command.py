@@ -164,7 +164,7 @@ def perform_import(
     """
     stats = stats if stats is not None else ImportStats()
     context = context or Context()
-    source = check_file(service, params.input, "input", context, writing=False)
+    source = check_file(service, params.input, "input", context)
     _regular_file(params.input, source)
     ChunkReader(source).close()  # a missing or unreadable input fails before the output is opened
     target = resolve_target(service, "data/import", params, params.output, path_field="output",
@@ -175,7 +175,7 @@ def perform_import(
         on_target(handle, db_path)
     rejects = Path(params.rejects).expanduser() if params.rejects else default_rejects_path(db_path)
     if rejects is not None and params.on_error == "skip":
-        rejects = check_file(service, rejects, "rejects", context, writing=True)
+        rejects = check_file(service, rejects, "rejects", context)
     options = _import_options(params, source, rejects if params.on_error == "skip" else None)
     with service.registry.lease(handle) as (entry, adapter):
         decl = service.ensure_declared(adapter, options.collection)
@@ -274,7 +274,7 @@ def perform_export(
     context = context or Context()
     collection = validate_collection(params.collection)
     filter_node = parse_filter(params.filter)
-    output = str(check_file(service, params.output, "output", context, writing=True))
+    output = str(check_file(service, params.output, "output", context))
     target = resolve_target(service, "data/export", params, params.input, path_field="input",
                             mode="readonly", context=context)  # fmt: skip
     handle = target.handle

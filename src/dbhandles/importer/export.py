@@ -10,17 +10,17 @@ file gives back the same records, timestamps and versions included (see ``rows.p
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import orjson
 
 from dbhandles.adapters.base import Adapter, Query
+from dbhandles.dbfiles import open_plain
 from dbhandles.errors import InvalidParams
 from dbhandles.evaluate import position_of
 from dbhandles.filters import FilterNode, SortKey, validate_collection
@@ -58,11 +58,28 @@ class ExportStats:
         }
 
 
-def _open(path: Path, compress: bool) -> io.BufferedIOBase:
-    try:
+class _Output:
+    """The partial file, and the gzip stream over it for a ``.gz`` name; ``close`` closes both."""
+
+    def __init__(self, path: Path, compress: bool) -> None:
+        self.raw: IO[bytes] = open_plain(path, "wb", "output")
+        self.stream: IO[bytes] = self.raw
         if compress:
-            return gzip.open(path, "wb", compresslevel=6)
-        return open(path, "wb")
+            self.stream = cast(
+                IO[bytes], gzip.GzipFile(fileobj=self.raw, mode="wb", compresslevel=6)
+            )
+        self.write = self.stream.write
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        finally:
+            self.raw.close()
+
+
+def _open(path: Path, compress: bool) -> _Output:
+    try:
+        return _Output(path, compress)
     except OSError as exc:
         raise InvalidParams(f"output: cannot create a file in {str(path.parent)!r}: {exc.strerror}",
                             field="output") from exc  # fmt: skip
@@ -112,7 +129,7 @@ def _pages(
     collection: str,
     filter: FilterNode | None,
     page_size: int,
-    out: io.BufferedIOBase,
+    out: _Output,
     stats: ExportStats,
     on_page: Callable[[ExportStats], None] | None,
 ) -> None:

@@ -96,10 +96,13 @@ class ChunkReader:
     ) -> None:
         self.path = Path(path).expanduser()
         self.chunk_size, self.max_line = chunk_size, max_line
+        # Imported here: the parser process reads through ``from_fd`` and loads only what it needs.
+        from dbhandles.dbfiles import open_plain
+
         try:
             # 64 KiB reads: the default (the file system's block size) makes ``readlines`` cost
             # twice as much in system calls.
-            raw = cast(io.BufferedReader, open(self.path, "rb", buffering=_BUFFER))  # noqa: SIM115
+            raw = cast(io.BufferedReader, open_plain(self.path, "rb", field, buffering=_BUFFER))
         except FileNotFoundError as exc:
             raise NotFound(f"{field}: no such file {str(self.path)!r}", field=field) from exc
         except IsADirectoryError as exc:

@@ -8,6 +8,7 @@ from typing import IO
 
 import orjson
 
+from dbhandles.dbfiles import open_plain
 from dbhandles.errors import InvalidParams
 
 __all__ = ["RejectsFile"]
@@ -26,7 +27,7 @@ class RejectsFile:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser()
         try:
-            self._file: IO[bytes] = open(self.path, "wb")  # noqa: SIM115 - closed by close()
+            self._file: IO[bytes] = open_plain(self.path, "wb", "rejects")
         except OSError as exc:
             raise InvalidParams(f"rejects: cannot create {str(self.path)!r}: {exc.strerror}",
                                 field="rejects") from exc  # fmt: skip

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dbhandles.commands.base import Context, DataParams
+from dbhandles.dbfiles import check_plain
 from dbhandles.errors import InvalidParams, PathNotAllowed, PermissionDenied
 from dbhandles.registry import HandleEntry
 from dbhandles.security.policy import authorize
@@ -22,25 +23,22 @@ if TYPE_CHECKING:
 
 __all__ = ["check_file", "resolve_target"]
 
-_SQLITE_HEADER = b"SQLite format 3\x00"
-
 
 def _under(path: Path, roots: tuple[Path, ...]) -> bool:
     return any(path == root or root in path.parents for root in roots)
 
 
 def check_file(
-    service: Service, path: str | os.PathLike[str], field: str, context: Context, *, writing: bool
+    service: Service, path: str | os.PathLike[str], field: str, context: Context
 ) -> Path:
     """The real path of a file a command reads or writes, checked like ``data/open`` checks paths.
 
-    Remote requests may only reach files under the allowed roots (``DBHANDLES_ALLOWED_ROOTS``); a
-    file about to be written must not be an SQLite database (an export over a database would
-    destroy it).
+    Remote requests may only reach files under the allowed roots (``DBHANDLES_ALLOWED_ROOTS``); the
+    file must not be an SQLite database or one of its side files.
 
     Raises:
         PathNotAllowed: a remote request for a file outside the allowed roots.
-        InvalidParams: ``writing`` and the file is an SQLite database.
+        InvalidParams: the file is an SQLite database or side file (``dbfiles.check_plain``).
     """
     real = Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
     if not context.trusted_local:
@@ -51,18 +49,9 @@ def check_file(
                 "an administrator can add folders with DBHANDLES_ALLOWED_ROOTS",
                 field=field,
             )
-    if writing and real.is_file():
-        try:
-            with open(real, "rb") as file:
-                is_database = file.read(len(_SQLITE_HEADER)) == _SQLITE_HEADER
-        except OSError:
-            is_database = False
-        if is_database:
-            raise InvalidParams(
-                f"{field}: {real} is an SQLite database; writing JSONL there would destroy it, "
-                "choose another file",
-                field=field,
-            )
+    # An SQLite database (or one of its side files) is never read or written as JSONL: writing
+    # would destroy it, and a plain open() in this process would release its connections' locks.
+    check_plain(real, field)
     return real
 
 
@@ -84,9 +73,12 @@ def _open_path(service: Service, path: str, mode: str, context: Context) -> str:
         for entry in service.registry.list_handles():
             if _reusable(entry, canonical, mode, context):
                 return entry.handle
-    result = service.execute(
-        "data/open", {"adapter": "sqlite", "config": {"path": path, "mode": mode}}, context=context
-    )
+    config: dict[str, object] = {"path": path, "mode": mode}
+    if mode != "readonly":
+        # An import output is in WAL ("import once, read everywhere"), and the load may leave WAL
+        # for a rollback journal while it runs (SqliteAdapter.bulk_load) and come back to it.
+        config["wal"] = True
+    result = service.execute("data/open", {"adapter": "sqlite", "config": config}, context=context)
     return str(result["dbHandle"])
 
 
