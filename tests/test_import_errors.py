@@ -207,7 +207,8 @@ def test_read_only_handle_refuses_before_reading(service: Service, tmp_path: Pat
 
 
 def test_cli_errors_are_one_json_envelope_and_exit_1(service: Service, tmp_path: Path) -> None:
-    code, envelope, stderr = run_cli(import_main, ["--input=/nonexistent/x.jsonl", "--output=/tmp/x.sqlite",
+    code, envelope, stderr = run_cli(import_main, [f"--input={tmp_path / 'missing.jsonl'}",
+                                                   f"--output={tmp_path / 'x.sqlite'}",
                                                    "--batch-size=ten"], service)  # fmt: skip
     assert code == 1
     assert envelope["success"] is False and envelope["code"] == "invalid_params"

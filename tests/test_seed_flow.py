@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +12,8 @@ import pytest
 
 from tests.servers import REPO, ServerProcess, envelope_of, jtag_env, run_jtag
 
-#: Copied verbatim from the seed (000_c68b71da6b4b4342.txt, "Testing Commands"); only <UUID> is filled in.
+#: Copied verbatim from the seed (000_c68b71da6b4b4342.txt, "Testing Commands"); only <UUID> is filled in,
+#: and the seed's database path is moved into the test's own folder (see ``seed_commands``).
 SEED_BLOCK = """\
 # Open training database
 ./jtag data/open --adapter=sqlite --config='{"path":"/tmp/training.sqlite","mode":"create"}'
@@ -33,25 +31,20 @@ SEED_BLOCK = """\
 # Close handle
 ./jtag data/close --dbHandle="<UUID>"
 """
-SEED_DB = Path("/tmp/training.sqlite")
+#: The path the seed names. It is the user's own data (the README's tour uses it): tests never touch it.
+SEED_PATH = "/tmp/training.sqlite"
 
 
-def seed_commands() -> list[str]:
-    """The block's shell commands, continuation lines joined, comments dropped."""
-    joined = SEED_BLOCK.replace("\\\n", " ")
-    return [
+def seed_commands(database: Path) -> list[str]:
+    """The block's shell commands, continuation lines joined, comments dropped, and the seed's
+    ``/tmp/training.sqlite`` replaced by ``database`` (a path in the test's own tmp_path)."""
+    assert SEED_BLOCK.count(SEED_PATH) == 1
+    joined = SEED_BLOCK.replace("\\\n", " ").replace(SEED_PATH, str(database))
+    commands = [
         line.strip() for line in joined.splitlines() if line.strip() and not line.startswith("#")
     ]
-
-
-@contextlib.contextmanager
-def fresh_seed_database() -> Iterator[None]:
-    """The seed names /tmp/training.sqlite: hold a lock and start from no file, so runs cannot collide."""
-    with open(f"{SEED_DB}.dbhandles-tests.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(f"{SEED_DB}{suffix}").unlink(missing_ok=True)
-        yield
+    assert not any(SEED_PATH in command for command in commands)
+    return commands
 
 
 def sh(command: str, env: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -61,9 +54,11 @@ def sh(command: str, env: dict[str, str]) -> tuple[int, dict[str, Any]]:
     return proc.returncode, envelope_of(proc)
 
 
-def run_seed_flow(env: dict[str, str]) -> dict[str, Any]:
-    """Run the block; check each step as the issue states it. Returns what each step printed."""
-    commands = seed_commands()
+def run_seed_flow(env: dict[str, str], database: Path) -> dict[str, Any]:
+    """Run the block on ``database`` (which must not exist yet); check each step as the issue states
+    it. Returns what each step printed."""
+    assert not database.exists()
+    commands = seed_commands(database)
     assert [c.split()[1] for c in commands] == [
         "data/open", "data/list-handles", "data/create", "data/list", "data/close",
     ]  # fmt: skip
@@ -71,7 +66,7 @@ def run_seed_flow(env: dict[str, str]) -> dict[str, Any]:
     code, out["open"] = sh(commands[0], env)
     assert code == 0, out["open"]
     handle = out["open"]["dbHandle"]
-    assert len(handle) == 36 and out["open"]["config"]["path"] == str(SEED_DB)
+    assert len(handle) == 36 and out["open"]["config"]["path"] == str(database)
 
     code, out["handles"] = sh(commands[1], env)
     assert code == 0
@@ -99,19 +94,18 @@ def run_seed_flow(env: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def test_seed_flow_in_process(home: Path) -> None:
-    with fresh_seed_database():
-        run_seed_flow(jtag_env(home))
+def test_seed_flow_in_process(home: Path, tmp_path: Path) -> None:
+    run_seed_flow(jtag_env(home), tmp_path / "training.sqlite")
     assert not (home / "server.json").exists()
 
 
 @pytest.mark.needs_server
-def test_seed_flow_against_jtag_serve(home: Path) -> None:
+def test_seed_flow_against_jtag_serve(home: Path, tmp_path: Path) -> None:
     """`jtag serve` as a real process on a free port; the CLI finds it through <home>/server.json."""
-    with fresh_seed_database(), ServerProcess(home) as server:
+    with ServerProcess(home) as server:
         state = orjson.loads((home / "server.json").read_bytes())
         assert state["url"] == server.url
-        run_seed_flow(jtag_env(home))
+        run_seed_flow(jtag_env(home), tmp_path / "training.sqlite")
         # Proof the commands went to the server: a memory handle lives only in the server's process.
         memory = envelope_of(
             run_jtag("data/open", "--adapter=memory", "--config={}", env=jtag_env(home))
@@ -127,12 +121,12 @@ def test_seed_flow_against_jtag_serve(home: Path) -> None:
 @pytest.mark.needs_server
 def test_seed_flow_with_jtag_url(home: Path, tmp_path: Path) -> None:
     """JTAG_URL names the server explicitly (here: a server on another home than the CLI's)."""
-    with fresh_seed_database(), ServerProcess(home) as server:
+    with ServerProcess(home) as server:
         env = jtag_env(tmp_path / "cli-home", JTAG_URL=server.url)
         refused = envelope_of(run_jtag("data/list-handles", env=env))
         assert refused["code"] == "unauthorized", "another home's server needs its token"
         env["JTAG_TOKEN"] = server.token
-        out = run_seed_flow(env)
+        out = run_seed_flow(env, tmp_path / "training.sqlite")
         assert out["handles"]["handles"][0]["config"]["path"] == str(home / "default.sqlite")
 
 

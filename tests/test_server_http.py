@@ -294,13 +294,20 @@ def test_tokens_are_required_by_default(service: Service) -> None:
 
 def test_requests_from_the_network_get_path_roots(service: Service, tmp_path: Path) -> None:
     """Over HTTP a database outside the allowed folders is refused (in-process it is the local user's)."""
-    import os
+    from dbhandles import Settings
 
-    outside = Path(os.path.expanduser("~")) / f"dbh-outside-{os.getpid()}.sqlite"
+    # By default the user's home folder is not an allowed root (only DBHANDLES_HOME and the temp folder)...
+    user_home = Path.home().resolve()
+    roots = service.settings.roots()
+    assert not any(user_home == root or root in user_home.parents for root in roots)
+    # ...and a path outside the roots is refused: shown with roots inside the test's own folder.
+    outside = tmp_path / "outside" / "db.sqlite"
+    settings = Settings(home=tmp_path / "roots-home", allowed_roots=(tmp_path / "roots-home",))
     params = {"adapter": "sqlite", "config": {"path": str(outside), "mode": "create"}}
-    with app_client(service) as client:
+    with Service(settings=settings) as svc, app_client(svc) as client:
         body = client.post("/commands/data/open", json=params).json()
     assert body["success"] is False
+    assert body["code"] == "path_not_allowed", body
     assert not outside.exists()
 
 
