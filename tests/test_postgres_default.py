@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dbhandles import Event, InvalidConfig, Service, Settings
-from dbhandles.eventbridge_pg import MAX_NOTIFY_BYTES
+from dbhandles.events.postgres import MAX_NOTIFY_BYTES
 from tests.pgserver import require_postgres, schema_for
 
 pytestmark = pytest.mark.postgres

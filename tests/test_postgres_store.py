@@ -12,7 +12,7 @@ import pytest
 from dbhandles import HandleNotFound, Service, Settings
 from dbhandles.adapters.postgres import PostgresAdapter
 from dbhandles.adapters.postgres_config import PostgresConfig
-from dbhandles.handlestore import (
+from dbhandles.store import (
     AuditRow,
     CursorRow,
     HandleRow,
@@ -20,7 +20,7 @@ from dbhandles.handlestore import (
     SqliteHandleStore,
     TokenRow,
 )
-from dbhandles.handlestore_pg import PostgresHandleStore
+from dbhandles.store.postgres import PostgresHandleStore
 from tests.pgserver import postgres_config, require_postgres
 
 pytestmark = pytest.mark.postgres

@@ -17,7 +17,7 @@ import pytest
 
 from dbhandles import Service
 from dbhandles.clock import iso_now
-from dbhandles.handlestore import TokenRow
+from dbhandles.store import TokenRow
 from tests.servers import ServerProcess, app_client
 from tests.test_server_http import assert_error
 

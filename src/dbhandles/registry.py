@@ -23,9 +23,9 @@ from dbhandles.adapters import Adapter, AdapterConfig, get_adapter_class
 from dbhandles.clock import now_ms
 from dbhandles.errors import DefaultHandleProtected, HandleNotFound, InvalidConfig, InvalidParams
 from dbhandles.filters import FilterNode
-from dbhandles.handlestore import HandleRow, HandleStore, SqliteHandleStore, create_private
 from dbhandles.security.permissions import Permissions
 from dbhandles.settings import Settings
+from dbhandles.store import HandleRow, HandleStore, SqliteHandleStore, create_private
 
 __all__ = ["DEFAULT_HANDLE", "WELL_KNOWN_ALIASES", "HandleEntry", "HandleRegistry"]
 
@@ -143,7 +143,7 @@ class HandleRegistry:
         self._closed = False
         default_adapter = "sqlite"
         if settings.default_url:
-            from dbhandles.pgdefault import default_database
+            from dbhandles.store.postgres_default import default_database
 
             default_adapter, default_config, self.store = default_database(
                 settings.default_url, store

@@ -21,16 +21,16 @@ from dbhandles.commands import COMMANDS, Command, Context
 from dbhandles.commands.envelope import error_envelope, success_envelope
 from dbhandles.errors import DbHandlesError, InvalidParams, QuotaExceeded, UnknownCommand
 from dbhandles.events import EventBus
-from dbhandles.handlestore import CursorRow, HandleStore, SqliteHandleStore
 from dbhandles.registry import HandleEntry, HandleRegistry
 from dbhandles.schemas import Declaration, SchemaRegistry
 from dbhandles.security.audit import AuditLog
 from dbhandles.security.policy import authorize, batch_operations, operations_of
 from dbhandles.security.tokens import TokenManager
 from dbhandles.settings import Settings
+from dbhandles.store import CursorRow, HandleStore, SqliteHandleStore
 
 if TYPE_CHECKING:
-    from dbhandles.eventbridge_pg import PostgresEventBridge
+    from dbhandles.events.postgres import PostgresEventBridge
 
 __all__ = ["Service", "params_error"]
 
@@ -74,7 +74,7 @@ class Service:
         #: Carries events between every process on a PostgreSQL default (LISTEN/NOTIFY).
         self.bridge: PostgresEventBridge | None = None
         if self.settings.default_url:
-            from dbhandles.pgdefault import event_bridge
+            from dbhandles.store.postgres_default import event_bridge
 
             try:
                 self.bridge = event_bridge(self.settings.default_url, self.events)

@@ -190,8 +190,8 @@ def test_list_of_missing_collection_is_empty(service: Service, db: str) -> None:
 
 
 def test_forged_cursor_positions_are_refused(service: Service, people: str) -> None:
-    from dbhandles.cursors import encode_token
     from dbhandles.filters import parse_order_by
+    from dbhandles.paging import encode_token
 
     order = parse_order_by(["name"])
     forged = encode_token(order, ((2, "not a number"), (3, "p1")))

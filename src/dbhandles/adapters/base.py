@@ -2,7 +2,7 @@
 
 An adapter stores *records*: flat dicts of user fields plus the reserved ``id``, ``createdAt``,
 ``updatedAt`` (ISO-8601 strings) and ``version`` (int). Everything above that (merging updates,
-validating against declared models, events, batches) is written once in ``dbhandles.operations`` on top
+validating against declared models, events, batches) is written once in ``dbhandles.documents`` on top
 of the small transactional surface below, so a new adapter only implements storage.
 """
 

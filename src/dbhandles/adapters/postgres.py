@@ -33,7 +33,7 @@ from dbhandles.adapters.postgres_config import PostgresConfig, connection_params
 from dbhandles.adapters.postgres_errors import translating
 from dbhandles.adapters.postgres_schema import Catalog, advisory_key, qualified
 from dbhandles.adapters.postgres_session import PostgresSession, Transaction
-from dbhandles.adapters.sqlcompile import SqlCompiler
+from dbhandles.adapters.sql_compile import SqlCompiler
 from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, StorageError
 
 __all__ = ["PostgresAdapter", "PostgresConfig", "PostgresSession", "connection_params", "mask_url"]

@@ -1,6 +1,6 @@
 """PostgreSQL's part of the SQL compiler: the ``jsonb`` dialect, numbers, and Python regexes for ``~``.
 
-``sqlcompile.SqlCompiler`` does the compiling; ``PostgresDialect`` supplies the fragments. Three things
+``sql_compile.SqlCompiler`` does the compiling; ``PostgresDialect`` supplies the fragments. Three things
 need more than a fragment, and live here:
 
 * **Numbers.** ``jsonb`` keeps a number as the decimal its JSON text spells, while the oracle compares
@@ -24,8 +24,8 @@ import re
 from decimal import Decimal
 from functools import lru_cache
 
-from dbhandles.adapters.sqlcompile import FALSE, TRUE, Fragment
-from dbhandles.adapters.sqldialect import Dialect
+from dbhandles.adapters.sql_compile import FALSE, TRUE, Fragment
+from dbhandles.adapters.sql_dialect import Dialect
 from dbhandles.errors import InvalidFilter
 from dbhandles.filters import And, Compare, FilterNode, Not, Or, Scalar
 

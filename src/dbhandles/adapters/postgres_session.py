@@ -12,7 +12,7 @@ from psycopg import sql
 from dbhandles.adapters.base import Query, Record, Session, record_from_columns
 from dbhandles.adapters.postgres_compile import boolean, dump_document, prepare_filter
 from dbhandles.adapters.postgres_schema import advisory_key, object_name, qualified
-from dbhandles.adapters.sqlcompile import RESERVED_COLUMNS, and_
+from dbhandles.adapters.sql_compile import RESERVED_COLUMNS, and_
 from dbhandles.errors import DbHandlesError, InvalidParams
 from dbhandles.filters import RESERVED_FIELDS, FilterNode, validate_path
 

@@ -4,7 +4,7 @@ One connection per adapter, guarded by the adapter's re-entrant lock for the who
 serialises writers anyway, and one connection keeps the statement cache warm. Handles on the same file
 share one adapter (see ``connection_key``); read-only handles get their own read-only connection.
 The pieces: ``sqlite_config`` (config, path checks), ``sqlite_session`` (records), ``sqlite_schema``
-(collection tables, trust), ``sqlite_errors`` (the one error boundary), ``sqlcompile`` (filters to SQL).
+(collection tables, trust), ``sqlite_errors`` (the one error boundary), ``sql_compile`` + ``sqlite_compile`` (filters to SQL).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from functools import lru_cache
 from typing import ClassVar, Literal
 
 from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Record, Session
-from dbhandles.adapters.sqlcompile import SqlCompiler, SqliteDialect
+from dbhandles.adapters.sql_compile import SqlCompiler
+from dbhandles.adapters.sqlite_compile import SqliteDialect
 from dbhandles.adapters.sqlite_config import (
     SQLITE_HEADER,
     SqliteConfig,

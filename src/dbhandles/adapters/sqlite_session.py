@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from dbhandles.adapters.base import Query, Record, Session, record_from_columns
-from dbhandles.adapters.sqlcompile import RESERVED_COLUMNS, and_
+from dbhandles.adapters.sql_compile import RESERVED_COLUMNS, and_
 from dbhandles.adapters.sqlite_errors import translating
 from dbhandles.adapters.sqlite_schema import Catalog, index_sql
 from dbhandles.errors import DbHandlesError, InvalidParams, NotSupported

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dbhandles.commands import admin, audit, handles, listing, records, tokens
+from dbhandles.commands import audit, handles, listing, maintenance, records, tokens
 from dbhandles.commands.base import (
     COMMANDS,
     Command,
@@ -28,4 +28,4 @@ __all__ = [
     "Result",
 ]
 
-_ = (admin, audit, handles, listing, records, tokens, importer_command)
+_ = (audit, handles, listing, maintenance, records, tokens, importer_command)

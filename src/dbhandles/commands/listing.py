@@ -19,7 +19,6 @@ from dbhandles.commands.base import (
     command,
 )
 from dbhandles.commands.records import CollectionParams
-from dbhandles.cursors import and_filters, decode_token, encode_token, fetch_page
 from dbhandles.errors import CursorNotFound, HandleNotFound, InvalidParams
 from dbhandles.filters import (
     Compare,
@@ -29,8 +28,9 @@ from dbhandles.filters import (
     parse_order_by,
     validate_path,
 )
-from dbhandles.handlestore import CursorRow
+from dbhandles.paging import and_filters, decode_token, encode_token, fetch_page
 from dbhandles.security.policy import authorize
+from dbhandles.store import CursorRow
 
 if TYPE_CHECKING:
     from dbhandles.service import Service

@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from dbhandles.commands.base import Context, DataParams, DataResult, Params, command
-from dbhandles.errors import DbHandlesError, InvalidParams
-from dbhandles.events import event_name
-from dbhandles.filters import FilterNode, validate_collection
-from dbhandles.operations import (
+from dbhandles.documents import (
     check_record_id,
     create_record,
     delete_record,
     update_record,
     visible,
 )
+from dbhandles.errors import DbHandlesError, InvalidParams
+from dbhandles.events import event_name
+from dbhandles.filters import FilterNode, validate_collection
 
 if TYPE_CHECKING:
     from dbhandles.service import Service

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dbhandles.commands.base import Context, Params, Result, command
-from dbhandles.handlestore import TokenRow
+from dbhandles.store import TokenRow
 
 if TYPE_CHECKING:
     from dbhandles.service import Service

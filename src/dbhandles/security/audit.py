@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from dbhandles.clock import iso_from_epoch
-from dbhandles.handlestore import AuditRow, HandleStore
+from dbhandles.store import AuditRow, HandleStore
 
 __all__ = ["FLUSH_SECONDS", "AuditLog"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dbhandles.clock import iso_now
 from dbhandles.errors import InvalidParams, NotFound, Unauthorized
-from dbhandles.handlestore import HandleStore, TokenRow
+from dbhandles.store import HandleStore, TokenRow
 
 __all__ = ["ADMIN_TOKEN_FILE", "Actor", "TokenManager", "parse_duration"]
 

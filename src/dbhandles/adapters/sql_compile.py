@@ -10,8 +10,8 @@ The SQL must agree with ``dbhandles.evaluate`` (the oracle) on every input. The 
 * field paths are validated identifiers and are embedded as path literals (which is what lets an
   expression index match); values, ranks and patterns are always bound parameters.
 
-Everything that differs between SQL engines sits behind ``Dialect`` (in ``sqldialect``, re-exported
-here); ``SqliteDialect`` is the SQLite implementation.
+Everything that differs between SQL engines sits behind ``Dialect`` (``sql_dialect``); each engine's
+implementation sits with its adapter (``sqlite_compile.SqliteDialect``, ``postgres_compile.PostgresDialect``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dbhandles.adapters.sqldialect import Dialect, SqliteDialect
+from dbhandles.adapters.sql_dialect import Dialect
 from dbhandles.errors import InvalidFilter, InvalidParams
 from dbhandles.evaluate import rank as rank_of
 from dbhandles.filters import And, Compare, FilterNode, Not, Or, Scalar, SortKey
@@ -31,10 +31,8 @@ __all__ = [
     "RESERVED_COLUMNS",
     "TRUE",
     "Column",
-    "Dialect",
     "Fragment",
     "SqlCompiler",
-    "SqliteDialect",
     "and_",
     "not_",
     "or_",

@@ -15,9 +15,9 @@ from dbhandles.adapters import AdapterConfig, get_adapter_class
 from dbhandles.errors import InvalidConfig
 
 if TYPE_CHECKING:
-    from dbhandles.eventbridge_pg import PostgresEventBridge
     from dbhandles.events import EventBus
-    from dbhandles.handlestore import HandleStore
+    from dbhandles.events.postgres import PostgresEventBridge
+    from dbhandles.store import HandleStore
 
 __all__ = ["default_config", "default_database", "event_bridge"]
 
@@ -49,7 +49,7 @@ def default_database(
     """
     config = default_config(url)  # first: without psycopg this is DriverMissing, not ImportError
     from dbhandles.adapters.postgres_config import PostgresConfig
-    from dbhandles.handlestore_pg import PostgresHandleStore
+    from dbhandles.store.postgres import PostgresHandleStore
 
     assert isinstance(config, PostgresConfig)
     return "postgres", config, store if store is not None else PostgresHandleStore(config)
@@ -59,7 +59,7 @@ def event_bridge(url: str, bus: EventBus) -> PostgresEventBridge:
     """A started bridge carrying ``bus``'s events to and from every process on this default."""
     config = default_config(url)
     from dbhandles.adapters.postgres_config import PostgresConfig
-    from dbhandles.eventbridge_pg import PostgresEventBridge
+    from dbhandles.events.postgres import PostgresEventBridge
 
     assert isinstance(config, PostgresConfig)
     return PostgresEventBridge(config, bus).start()

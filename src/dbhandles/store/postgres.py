@@ -25,7 +25,7 @@ from dbhandles.adapters.postgres_config import PostgresConfig, connection_params
 from dbhandles.adapters.postgres_errors import translating
 from dbhandles.adapters.postgres_schema import advisory_key
 from dbhandles.errors import HandleNotFound
-from dbhandles.handlestore import AuditRow, CursorRow, HandleRow, HandleStore, TokenRow
+from dbhandles.store import AuditRow, CursorRow, HandleRow, HandleStore, TokenRow
 
 __all__ = ["PostgresHandleStore"]
 

@@ -1,0 +1,8 @@
+"""Events: the in-process bus (``bus``) and the bridges that carry events between processes
+(``postgres``: LISTEN/NOTIFY on a shared PostgreSQL default; imported only when configured)."""
+
+from __future__ import annotations
+
+from dbhandles.events.bus import Event, EventBus, Subscription, event_name
+
+__all__ = ["Event", "EventBus", "Subscription", "event_name"]

@@ -1,0 +1,23 @@
+"""The durable state of the service, one file per backend.
+
+Handles, aliases, query cursors, tokens, the audit log and meta values live in the default database, so a
+handle minted by one ``jtag`` invocation works in the next one and survives a server restart.
+``base.HandleStore`` is the interface; ``sqlite.SqliteHandleStore`` keeps the tables in the default SQLite
+file, ``postgres.PostgresHandleStore`` in a shared PostgreSQL default (imported only when configured,
+so psycopg stays optional).
+"""
+
+from __future__ import annotations
+
+from dbhandles.store.base import AuditRow, CursorRow, HandleRow, HandleStore, TokenRow
+from dbhandles.store.sqlite import SqliteHandleStore, create_private
+
+__all__ = [
+    "AuditRow",
+    "CursorRow",
+    "HandleRow",
+    "HandleStore",
+    "SqliteHandleStore",
+    "TokenRow",
+    "create_private",
+]

@@ -1,0 +1,186 @@
+"""The durable state's interface: ``HandleStore`` and the rows it keeps (handles, aliases, cursors,
+tokens, audit, meta)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "AuditRow",
+    "CursorRow",
+    "HandleRow",
+    "HandleStore",
+    "TokenRow",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class HandleRow:
+    """One open handle as persisted."""
+
+    handle: str
+    adapter: str
+    config: dict[str, Any]
+    opened_at: int
+    last_used_at: int
+    emit_events: bool = True
+    owner: str | None = None
+    permissions: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One audit entry: who did what through which handle, and whether it was allowed and worked."""
+
+    at: str
+    actor: str
+    session_id: str | None
+    handle: str | None
+    command: str
+    operation: str
+    collection: str | None
+    record_id: str | None
+    success: bool
+    code: str | None
+
+    @classmethod
+    def from_columns(cls, r: tuple[Any, ...] | list[Any]) -> AuditRow:
+        """From a row of ``_dbh_audit`` in column order (the same in every store)."""
+        return cls(
+            at=r[0], actor=r[1], session_id=r[2], handle=r[3], command=r[4], operation=r[5],
+            collection=r[6], record_id=r[7], success=bool(r[8]), code=r[9],
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    """A bearer token as stored: only a hash of its secret is kept."""
+
+    token_id: str
+    actor: str
+    secret_hash: str
+    is_admin: bool
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CursorRow:
+    """One query cursor: what it queries and how far it got (a keyset position, never an offset)."""
+
+    cursor_id: str
+    handle: str
+    collection: str
+    spec: dict[str, Any]
+    position: list[Any] | None
+    page_number: int
+    total_count: int
+    page_size: int
+    exhausted: bool
+    session_id: str | None
+    expires_at: int
+
+
+class HandleStore(ABC):
+    """Where the registry keeps handles, aliases and cursors."""
+
+    def version(self) -> int | None:
+        """A number that changes whenever another connection changed the store, so the registry can
+        cache resolved handles; ``None`` (the default) disables caching."""
+        return None
+
+    @abstractmethod
+    def get_handle(self, name: str) -> HandleRow | None:
+        """The handle called ``name``, resolving an alias."""
+
+    @abstractmethod
+    def put_handle(self, row: HandleRow, alias: str | None = None) -> None:
+        """Insert a handle (and point ``alias`` at it) in one transaction."""
+
+    @abstractmethod
+    def delete_handle(self, handle: str) -> bool:
+        """Remove a handle with its aliases and cursors; ``True`` if it existed."""
+
+    @abstractmethod
+    def list_handles(self) -> list[HandleRow]:
+        """Every persisted handle, oldest first."""
+
+    @abstractmethod
+    def touch(self, handle: str, last_used_at: int) -> None:
+        """Move ``lastUsedAt`` forward."""
+
+    @abstractmethod
+    def set_alias(self, alias: str, handle: str) -> None:
+        """Point ``alias`` at ``handle`` (re-pointing is allowed)."""
+
+    @abstractmethod
+    def delete_aliases(self, handle: str) -> None:
+        """Remove every alias of ``handle``."""
+
+    @abstractmethod
+    def aliases(self) -> dict[str, str]:
+        """Alias → handle."""
+
+    @abstractmethod
+    def put_cursor(self, row: CursorRow) -> None: ...
+
+    @abstractmethod
+    def get_cursor(self, cursor_id: str) -> CursorRow | None: ...
+
+    @abstractmethod
+    def advance_cursor(self, old: CursorRow, new: CursorRow) -> bool:
+        """Compare-and-swap: store ``new`` only if the cursor is still at ``old.page_number``."""
+
+    @abstractmethod
+    def delete_cursor(self, cursor_id: str) -> bool: ...
+
+    @abstractmethod
+    def expire_cursors(self, now_ms: int) -> int:
+        """Delete cursors idle past their expiry; return how many."""
+
+    @abstractmethod
+    def delete_session_cursors(self, session_id: str) -> int:
+        """Delete every cursor of a session that ended; return how many."""
+
+    @abstractmethod
+    def append_audit(self, rows: list[AuditRow]) -> None:
+        """Append audit rows (the table is append-only)."""
+
+    @abstractmethod
+    def query_audit(
+        self,
+        *,
+        actor: str | None = None,
+        handle: str | None = None,
+        operation: str | None = None,
+        since: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditRow]:
+        """Newest first."""
+
+    @abstractmethod
+    def get_meta(self, key: str) -> str | None:
+        """A small piece of registry state (such as when ``default`` was first opened)."""
+
+    @abstractmethod
+    def set_meta(self, key: str, value: str, *, only_if_missing: bool = False) -> str:
+        """Store ``value`` under ``key``; with ``only_if_missing`` keep an existing value. Returns the stored value."""
+
+    @abstractmethod
+    def put_token(self, row: TokenRow) -> None: ...
+
+    @abstractmethod
+    def get_token(self, token_id: str) -> TokenRow | None: ...
+
+    @abstractmethod
+    def list_tokens(self) -> list[TokenRow]: ...
+
+    @abstractmethod
+    def revoke_token(self, token_id: str, at: str) -> bool:
+        """Mark a token revoked; ``True`` if it existed and was not revoked yet."""
+
+    @abstractmethod
+    def close(self) -> None: ...
