@@ -46,7 +46,7 @@ TARGET_PEAK_MB = 150
 
 IMPORTER = """
 import sys
-from dbhandles.importer.cli import import_main
+from dbhandles.cli.jsonl import import_main
 sys.exit(import_main(sys.argv[1:]))
 """
 

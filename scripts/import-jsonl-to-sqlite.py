@@ -22,7 +22,7 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from dbhandles.importer.cli import import_main
+from dbhandles.cli.jsonl import import_main
 
 if __name__ == "__main__":
     sys.exit(import_main(sys.argv[1:]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,10 @@ from dbhandles import Service, Settings
 
 #: Tests with these markers need a real server or browser: under CI they must run, never skip.
 MUST_RUN_UNDER_CI = ("needs_server", "browser", "postgres")
+#: The ``user_properties`` key of a test skipped because its adapter lacks a ``Features`` flag
+#: (``@pytest.mark.requires``, tests/contract/conftest.py): a fact about the adapter, not a missing
+#: server, so the guard below lets it pass.
+FEATURE_SKIP = "skipped_for_feature"
 _skipped_under_ci: list[str] = []
 
 
@@ -21,6 +26,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         report.skipped
         and os.environ.get("CI")
         and any(m in report.keywords for m in MUST_RUN_UNDER_CI)
+        and not any(key == FEATURE_SKIP for key, _ in report.user_properties)
     ):
         _skipped_under_ci.append(f"{report.nodeid}: {report.longrepr}")
 
@@ -31,6 +37,51 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for line in _skipped_under_ci:
             print(f"  {line}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("dbhandles", "dbhandles contract suite (tests/contract)")
+    group.addoption(
+        "--adapter",
+        action="append",
+        default=[],
+        dest="contract_adapters",
+        metavar="NAME",
+        help="also run the contract suite against this adapter (registered with register_adapter "
+        "or installed through the dbhandles.adapters entry point); repeatable",
+    )
+    group.addoption(
+        "--adapter-config",
+        default=None,
+        dest="contract_adapter_config",
+        metavar="JSON",
+        help="config keys given to data/open for the --adapter adapters (a file adapter already "
+        'gets {"path": <fresh file in the test\'s tmp folder>, "mode": "create"})',
+    )
+
+
+#: Config keys for the adapters added with ``--adapter`` (``--adapter-config``).
+THIRD_PARTY_CONFIG: dict[str, Any] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from dbhandles import DbHandlesError
+    from dbhandles.adapters import get_adapter_class
+
+    for name in config.getoption("contract_adapters"):
+        try:
+            get_adapter_class(name)
+        except DbHandlesError as exc:
+            raise pytest.UsageError(f"--adapter={name}: {exc}") from None
+    raw = config.getoption("contract_adapter_config")
+    try:
+        extra = json.loads(raw) if raw is not None else {}
+    except json.JSONDecodeError as exc:
+        raise pytest.UsageError(f"--adapter-config: not valid JSON: {exc}") from None
+    if not isinstance(extra, dict):
+        raise pytest.UsageError("--adapter-config: expects a JSON object")
+    THIRD_PARTY_CONFIG.clear()
+    THIRD_PARTY_CONFIG.update(extra)
 
 
 def _postgres_available() -> bool:
@@ -73,7 +124,13 @@ def adapter_config(name: str, tmp_path: Path, **extra: Any) -> dict[str, Any]:
         from tests.pgserver import postgres_config
 
         return postgres_config(tmp_path, **extra)
-    raise ValueError(name)
+    # An adapter added with --adapter: a fresh file if it is a file adapter, then --adapter-config.
+    from dbhandles.adapters import FileConfig, get_adapter_class
+
+    base: dict[str, Any] = {}
+    if issubclass(get_adapter_class(name).config_model, FileConfig):
+        base = {"path": str(tmp_path / f"db.{name}"), "mode": "create"}
+    return {**base, **THIRD_PARTY_CONFIG, **extra}
 
 
 @pytest.fixture(params=ADAPTERS)

@@ -1,19 +1,37 @@
-"""docs/cli.md and docs/server.md agree with the code they describe."""
+"""docs/cli.md, docs/server.md and the README agree with the code they describe.
+
+docs/cli.md is what ``jtag help`` prints, to the byte; the ``jtag serve`` options table and the
+settings table are generated from the field metadata of ``ServeOptions`` and ``Settings``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
-from dbhandles.cli.help import markdown
-from dbhandles.commands import COMMANDS
+from dbhandles.cli import main
+from dbhandles.cli.help import (
+    COMMANDS,
+    GENERATED_REGIONS,
+    generated_docs,
+    markdown,
+    overview,
+    serve_options,
+    write_docs,
+)
+from dbhandles.cli.serve import ServeOptions, parse_options
+from dbhandles.server.app import DEFAULT_THREADS
 from dbhandles.server.http import STATIC_FILES
 from dbhandles.server.openapi import error_codes
+from dbhandles.settings import Settings, setting_docs
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
-REGENERATE = "regenerate it with: ./jtag help --markdown > docs/cli.md"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+REGENERATE = "regenerate it with: python scripts/generate-docs.py"
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +53,88 @@ def test_cli_doc_lists_serve(cli_doc: str) -> None:
         assert flag in cli_doc
 
 
-def test_cli_doc_is_the_generated_one(cli_doc: str) -> None:
-    assert cli_doc.strip() == markdown().strip(), f"docs/cli.md is out of date; {REGENERATE}"
+def jtag_help(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    assert main(["help", *args]) == 0
+    return capsys.readouterr().out
+
+
+def test_cli_doc_is_what_jtag_help_prints(cli_doc: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_doc == markdown() + "\n", f"docs/cli.md is out of date; {REGENERATE}"
+    assert cli_doc == jtag_help(capsys, "--markdown")
+
+
+def test_every_command_section_is_its_jtag_help(
+    cli_doc: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sections = dict(re.findall(r"^### (\S+)\n\n```\n(.*?)\n```$", cli_doc, flags=re.M | re.S))
+    assert sorted(sections) == sorted([*COMMANDS, "serve"])
+    for name, text in sections.items():
+        assert text + "\n" == jtag_help(capsys, name), f"{name}: {REGENERATE}"
+
+
+@pytest.mark.parametrize("document", ["docs/server.md", "README.md"])
+def test_generated_tables_are_up_to_date(document: str) -> None:
+    assert (ROOT / document).read_text() == generated_docs(ROOT)[ROOT / document], (
+        f"{document} is out of date; {REGENERATE}"
+    )
+
+
+def test_write_docs_regenerates_every_document(tmp_path: Path) -> None:
+    for name in ["docs/cli.md", *GENERATED_REGIONS]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    stale = (
+        (tmp_path / "docs/server.md").read_text().replace("| `--threads` | `", "| `--threads` | `8")
+    )
+    (tmp_path / "docs/server.md").write_text(stale)
+    (tmp_path / "docs/cli.md").write_text("old\n")
+    assert sorted(write_docs(tmp_path)) == [tmp_path / "docs/cli.md", tmp_path / "docs/server.md"]
+    assert write_docs(tmp_path) == []
+    for name in ["docs/cli.md", *GENERATED_REGIONS]:
+        assert (tmp_path / name).read_text() == (ROOT / name).read_text()
+
+
+# -- help comes from the code ---------------------------------------------------------------------
+
+
+def test_serve_help_shows_the_defaults_the_code_uses(capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse_options([]) == ServeOptions()
+    assert ServeOptions().threads == DEFAULT_THREADS
+    shown = {o.flag: o.default for o in serve_options()}
+    assert shown["--threads"] == str(DEFAULT_THREADS)
+    assert "--threads=<integer> default: " + str(DEFAULT_THREADS) in jtag_help(capsys, "serve")
+    # Every option the help shows is one parse_options accepts, for the field it documents.
+    given = ["--host=::1", "--port=1", "--log-level=info", "--threads=3", "--allow-anonymous"]
+    assert [arg.split("=")[0] for arg in given] == list(shown)
+    assert parse_options(given) == ServeOptions(
+        host="::1", port=1, log_level="info", threads=3, allow_anonymous=True
+    )
+
+
+def test_overview_names_only_real_serve_options() -> None:
+    line = next(x for x in overview().splitlines() if "jtag serve [" in x)
+    flags = {o.flag for o in serve_options()}
+    assert set(re.findall(r"--[a-z-]+", line)) <= flags
+
+
+def test_every_setting_documents_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    docs = setting_docs()
+    assert [d.name for d in docs] == [f.name for f in dataclasses.fields(Settings)]
+    serve_help = jtag_help(capsys, "serve")
+    for d in docs:
+        assert d.env == f"DBHANDLES_{d.name.upper()}"
+        assert d.help.endswith(".") and d.default
+        assert f"  {d.env} " in serve_help and d.help in serve_help
+    # ... and the variable it names is the one Settings.from_env reads.
+    samples = {
+        "home": "/x",
+        "allowed_roots": "/x",
+        "audit": "no",
+        "default_url": "postgresql://h/d",
+    }
+    for d in docs:
+        changed = Settings.from_env({d.env: samples.get(d.name, "7")})
+        assert getattr(changed, d.name) != getattr(Settings(), d.name), d.env
 
 
 def test_server_doc_status_table_matches_the_error_classes() -> None:

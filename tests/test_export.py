@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from dbhandles import Service
+from dbhandles.cli.jsonl import export_main, import_main
 from dbhandles.errors import InvalidParams
-from dbhandles.importer.cli import export_main, import_main
 from tests.test_import_common import run_cli, seed_file, table_rows
 
 #: Every test here runs with lines parsed in the writer and in the parser process.

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from dbhandles import Service, Settings
+from dbhandles.cli.jsonl import import_main
 from dbhandles.events import Event
-from dbhandles.importer.cli import import_main
 from dbhandles.importer.ids import content_id
 from tests.test_import_common import REPO, run_cli, seed_file, table_rows, write_jsonl
 

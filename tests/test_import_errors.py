@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from dbhandles import Service
+from dbhandles.cli.jsonl import import_main
 from dbhandles.errors import DbHandlesError, InvalidParams, NotFound, ReadOnly
-from dbhandles.importer.cli import import_main
 from tests.test_import_common import run_cli, table_rows, write_jsonl
 
 #: Every test here runs with lines parsed in the writer and in the parser process.

@@ -77,12 +77,12 @@ def test_remote_requests_only_reach_files_under_the_allowed_roots(
 
 def test_export_never_overwrites_a_database(service: Service, tmp_path: Path) -> None:
     handle = open_as(service, ALICE, tmp_path / "db.sqlite")
-    with pytest.raises(InvalidParams, match="is an SQLite database"):
+    with pytest.raises(InvalidParams, match=r"is an SQLite database|is a database file"):
         service.execute("data/export", {"output": str(tmp_path / "db.sqlite"), "dbHandle": handle})
     write_jsonl(tmp_path / "in.jsonl", [{"a": 1}, "bad"])
     params = {"input": str(tmp_path / "in.jsonl"), "dbHandle": handle, "onError": "skip",
               "rejects": str(tmp_path / "db.sqlite")}  # fmt: skip
-    with pytest.raises(InvalidParams, match=r"rejects: .* is an SQLite database"):
+    with pytest.raises(InvalidParams, match=r"rejects: .* is (an SQLite database|a database file)"):
         service.execute("data/import", params)
 
 

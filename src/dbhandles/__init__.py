@@ -39,6 +39,7 @@ from dbhandles.errors import (
     RecordExists,
     RecordNotFound,
     ServerUnreachable,
+    StateTooNew,
     StorageBusy,
     StorageError,
     Unauthorized,
@@ -59,7 +60,8 @@ if TYPE_CHECKING:
         register_adapter,
     )
     from dbhandles.client import Client
-    from dbhandles.commands import COMMANDS, Command, Context
+    from dbhandles.commands import COMMANDS, Command
+    from dbhandles.context import Context
     from dbhandles.events import Event, EventBus, Subscription
     from dbhandles.registry import DEFAULT_HANDLE, HandleRegistry
     from dbhandles.security.permissions import Permissions
@@ -80,7 +82,7 @@ _LAZY = {
     "Client": "dbhandles.client",
     "COMMANDS": "dbhandles.commands",
     "Command": "dbhandles.commands",
-    "Context": "dbhandles.commands",
+    "Context": "dbhandles.context",
     "Event": "dbhandles.events",
     "EventBus": "dbhandles.events",
     "Subscription": "dbhandles.events",
@@ -132,6 +134,7 @@ __all__ = [
     "Service",
     "Session",
     "Settings",
+    "StateTooNew",
     "StorageBusy",
     "StorageError",
     "Subscription",

@@ -9,14 +9,14 @@
 
 A failed command raises the exception the in-process ``Service.execute`` would raise (same class, same
 ``code``, same ``field``); ``dispatch`` returns the failure envelope instead. A server that cannot be
-reached is a ``DbHandlesError`` whose ``code`` is ``server_unreachable``.
+reached is a ``ServerUnreachable`` (a ``DbHandlesError`` whose ``code`` is ``server_unreachable``).
+The wire protocol itself (routes, headers, envelopes) is ``dbhandles.wire``, shared with ``jtag``.
 """
 
 from __future__ import annotations
 
 import collections
 import time
-import urllib.parse
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -27,42 +27,12 @@ from pydantic import BaseModel
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import ClientConnection, connect
 
-from dbhandles.commands.envelope import error_envelope
-from dbhandles.errors import DbHandlesError, InvalidParams, error_class_for_code
+from dbhandles import wire
+from dbhandles.errors import InvalidParams, error_class_for_code
 from dbhandles.events import Event
+from dbhandles.wire import DEFAULT_URL, UNREACHABLE, server_unreachable
 
 __all__ = ["DEFAULT_URL", "UNREACHABLE", "Client", "EventStream", "server_unreachable"]
-
-DEFAULT_URL = "http://127.0.0.1:7878"
-UNREACHABLE = "server_unreachable"
-
-
-def server_unreachable(message: str) -> DbHandlesError:
-    """The error for "no dbhandles server answered" (code ``server_unreachable``, HTTP 503).
-
-    Raised as ``errors.ServerUnreachable`` once the error tree has that class; until then as a
-    ``DbHandlesError`` carrying the code, so ``except DbHandlesError`` and ``.code`` work either way.
-    """
-    cls = error_class_for_code(UNREACHABLE)
-    if cls is not DbHandlesError:
-        return cls(message)
-    exc = DbHandlesError(message)
-    exc.code = UNREACHABLE
-    exc.http_status = 503
-    return exc
-
-
-def _raise_for(envelope: Mapping[str, Any]) -> None:
-    if envelope.get("success") is True:
-        return
-    code = str(envelope.get("code", "internal_error"))
-    message = str(envelope.get("error", "the command failed"))
-    if code == UNREACHABLE:
-        raise server_unreachable(message)
-    exc = error_class_for_code(code)(message, field=envelope.get("field"))
-    if exc.code != code:  # a code this version has no class for: keep the server's code
-        exc.code = code
-    raise exc
 
 
 class Client:
@@ -88,14 +58,8 @@ class Client:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
-        self.headers: dict[str, str] = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
-        if token:
-            self.headers["Authorization"] = f"Bearer {token}"
         self.session_id = session_id or str(uuid.uuid4())
-        self.headers["X-Session-Id"] = self.session_id
+        self.headers = wire.request_headers(token, self.session_id)
         self._http = httpx.Client(
             base_url=self.url, headers=self.headers, timeout=timeout, transport=transport
         )
@@ -107,27 +71,16 @@ class Client:
         if isinstance(params, BaseModel):
             params = params.model_dump(mode="json", by_alias=True, exclude_unset=True)
         try:
-            body = orjson.dumps(dict(params or {}))
+            body = wire.encode_params(params)
         except TypeError as exc:
-            return error_envelope(
+            return wire.failure_envelope(
                 InvalidParams(f"params: not JSON-serialisable: {exc}", field="params")
             )
         try:
-            response = self._http.post(f"/commands/{name}", content=body)
+            response = self._http.post(wire.command_path(name), content=body)
         except httpx.TransportError as exc:
-            return error_envelope(server_unreachable(
-                f"cannot reach the dbhandles server at {self.url} ({exc}); is 'jtag serve' running?"
-            ))  # fmt: skip
-        try:
-            envelope = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            envelope = None
-        if not isinstance(envelope, dict) or "success" not in envelope:
-            return error_envelope(server_unreachable(
-                f"{self.url} answered HTTP {response.status_code} without a dbhandles envelope; is it a "
-                "dbhandles server?"
-            ))  # fmt: skip
-        return envelope
+            return wire.cannot_reach(self.url, exc)
+        return wire.read_envelope(self.url, response.status_code, response.content)
 
     def execute(
         self, name: str, params: Mapping[str, Any] | BaseModel | None = None
@@ -139,7 +92,7 @@ class Client:
                 ``server_unreachable`` when the server cannot be reached.
         """
         envelope = self.dispatch(name, params)
-        _raise_for(envelope)
+        wire.raise_for(envelope)
         return envelope
 
     def events(self, patterns: str | Iterable[str], *, open_timeout: float = 10.0) -> EventStream:
@@ -152,14 +105,7 @@ class Client:
             InvalidParams: the server refused a pattern.
         """
         names = [patterns] if isinstance(patterns, str) else list(patterns)
-        return EventStream(self._ws_url(), names, self.headers, open_timeout)
-
-    def _ws_url(self) -> str:
-        parts = urllib.parse.urlsplit(self.url)
-        scheme = "wss" if parts.scheme == "https" else "ws"
-        return urllib.parse.urlunsplit(
-            (scheme, parts.netloc, parts.path.rstrip("/") + "/ws", "", "")
-        )
+        return EventStream(wire.ws_url(self.url), names, self.headers, open_timeout)
 
     def close(self) -> None:
         """Close the HTTP connection pool; idempotent."""

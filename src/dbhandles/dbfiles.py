@@ -28,25 +28,33 @@ relatives outside a short, reasoned allowlist.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
 import stat
+import tempfile
 import threading
 import urllib.parse
-from pathlib import Path
 from typing import IO, Any, Literal
 
 from dbhandles.errors import DbHandlesError, InvalidParams, StorageError
 
 __all__ = [
     "LiveConnection",
+    "check_path_text",
     "check_plain",
     "connect_sqlite",
     "create_empty",
+    "create_exclusive",
+    "hold",
     "is_side_file",
     "is_sqlite_database",
+    "live_conflict",
+    "open_lock_file",
     "open_plain",
+    "release",
+    "replace_file",
     "sqlite_uri",
 ]
 
@@ -56,6 +64,10 @@ _SIDE_FILE = re.compile(r"-(wal|shm|journal|mj[0-9A-Fa-f]{8,9})\Z")
 _SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 
 _SQLITE_NOTADB = 26
+#: SQLite's smallest page: a smaller file holds no database (SQLite would take it as an empty one).
+_MIN_DATABASE = 512
+_PATH_MAX = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 4096
+_NAME_MAX = os.pathconf("/", "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
 #: SQLITE_PERM, SQLITE_IOERR, SQLITE_CANTOPEN, SQLITE_AUTH: the file could not be read at all.
 _CANNOT_READ = frozenset({3, 10, 14, 23})
 
@@ -63,6 +75,8 @@ _lock = threading.Lock()
 #: ``(st_dev, st_ino)`` of every database file this process has an SQLite connection to, with the
 #: path it was opened by and how many connections hold it.
 _live: dict[tuple[int, int], list[Any]] = {}
+#: Canonical paths of other live database files (``hold``), with how many holders each.
+_held: dict[str, int] = {}
 
 
 def sqlite_uri(path: str, mode: Literal["ro", "rw", "rwc"], *, immutable: bool = False) -> str:
@@ -135,18 +149,66 @@ def is_side_file(path: str | os.PathLike[str]) -> bool:
     return _SIDE_FILE.search(os.path.basename(os.fspath(path))) is not None
 
 
+def check_path_text(path: str | os.PathLike[str], field: str) -> str:
+    """``path`` as text, refused before any system call if no file system could take it.
+
+    Raises:
+        InvalidParams: a NUL character, a path over ``PATH_MAX`` or a name over ``NAME_MAX`` bytes,
+            or a path ending in ``/`` (that names a folder, not a file).
+    """
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        raise InvalidParams(f"{field}: must be a text path", field=field)
+    if "\x00" in text:
+        raise InvalidParams(f"{field}: a path cannot contain NUL characters", field=field)
+    if not text:
+        raise InvalidParams(f"{field}: the path is empty", field=field)
+    try:
+        raw = os.fsencode(text)
+    except UnicodeError as exc:
+        raise InvalidParams(f"{field}: the path is not valid text ({exc})", field=field) from exc
+    if len(raw) >= _PATH_MAX or any(len(part) > _NAME_MAX for part in raw.split(b"/")):
+        raise InvalidParams(
+            f"{field}: the path is too long (at most {_PATH_MAX - 1} bytes, {_NAME_MAX} a name)",
+            field=field,
+        )
+    if text.endswith("/"):
+        raise InvalidParams(f"{field}: {text} names a folder; give a file name", field=field)
+    return text
+
+
+def hold(path: str) -> None:
+    """Count ``path`` (canonical) as a live database file of this process until ``release``.
+
+    For databases that are not SQLite connections (the JSON adapter's files, rewritten under a new
+    inode on every commit, so tracked by path)."""
+    with _lock:
+        _held[path] = _held.get(path, 0) + 1
+
+
+def release(path: str) -> None:
+    """Undo one ``hold(path)``."""
+    with _lock:
+        count = _held.get(path, 0) - 1
+        if count > 0:
+            _held[path] = count
+        else:
+            _held.pop(path, None)
+
+
 def is_sqlite_database(path: str) -> bool:
-    """Whether the regular, non-empty file ``path`` is an SQLite database, asked of SQLite itself.
+    """Whether the regular file ``path`` is an SQLite database, asked of SQLite itself.
 
     The file is opened ``immutable=1`` (no locks, no ``-shm``), so this works on read-only mounts and
-    never changes the file. An empty file is not reported as a database here (SQLite would take it
-    as an empty one). Never call this on a side file: :func:`check_plain` refuses those by name first.
+    never changes the file. A file smaller than SQLite's smallest page (512 bytes) is not reported
+    as a database (SQLite would take an empty or tiny file as an empty database). Never call this on
+    a side file: the callers refuse those by name and by link count first.
 
     Raises:
         StorageError: SQLite cannot open the file for another reason than its content.
     """
     try:
-        if os.stat(path).st_size == 0:
+        if os.stat(path).st_size < _MIN_DATABASE:
             return False
     except OSError as exc:
         raise StorageError(f"cannot inspect {path}: {exc.strerror}") from exc
@@ -191,11 +253,17 @@ def create_empty(path: str, mode: int = 0o644) -> bool:
     return True
 
 
-def _live_conflict(info: os.stat_result) -> str | None:
-    """The database this process has a connection to whose file (or side file) ``info`` is."""
+def live_conflict(path: str, info: os.stat_result, *, writing: bool = False) -> str | None:
+    """The live SQLite database of this process that ``path`` (with ``info`` from ``os.stat``) is, or
+    is a side file or hard link of; for ``writing``, also a held database file (``hold``: plain
+    reads of those are harmless, they carry no POSIX locks). ``None`` when it is none.
+    """
     identity = (info.st_dev, info.st_ino)
     with _lock:
         entries = [(key, entry[0]) for key, entry in _live.items()]
+        held = writing and os.path.realpath(path) in _held
+    if held:
+        return os.path.realpath(path)
     for key, database in entries:
         if key == identity:
             return str(database)
@@ -208,17 +276,20 @@ def _live_conflict(info: os.stat_result) -> str | None:
     return None
 
 
-def check_plain(path: str | os.PathLike[str], field: str) -> None:
-    """Refuse ``path`` for plain file I/O if it is, or may be, part of a live SQLite database.
+def check_plain(path: str | os.PathLike[str], field: str, *, writing: bool = False) -> None:
+    """Refuse ``path`` for plain file I/O if it is, or may be, part of a live database; for
+    ``writing``, also anything but a missing or plain regular file.
 
-    A missing file passes (it is not a database yet). Folders and devices pass too: the caller's own
-    open reports them.
+    A missing file passes (it is not a database yet). For reading, folders and devices pass: the
+    caller's own open reports them.
 
     Raises:
-        InvalidParams: ``path`` is an SQLite side file, a database file (or side file) this process has
-            a connection to, or an SQLite database.
+        InvalidParams: a path no file system takes (``check_path_text``); an SQLite side file by
+            name; a database file (or side file, or hard link of one) this process has open; an
+            SQLite database; for ``writing``: a symbolic link, a folder, device or pipe, or a file
+            with other names (hard links), which writing would change behind those names.
     """
-    text = os.fspath(path)
+    text = check_path_text(path, field)
     if is_side_file(text):
         raise InvalidParams(
             f"{field}: {text} is named like one of SQLite's own files (-wal, -shm, -journal); "
@@ -226,17 +297,31 @@ def check_plain(path: str | os.PathLike[str], field: str) -> None:
             field=field,
         )
     try:
-        info = os.stat(text)
-    except OSError:
+        info = os.stat(text) if not writing else os.lstat(text)
+    except FileNotFoundError:
         return
+    except OSError as exc:
+        raise InvalidParams(f"{field}: cannot use {text}: {exc.strerror}", field=field) from exc
+    if writing and not stat.S_ISREG(info.st_mode):
+        what = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+        raise InvalidParams(
+            f"{field}: {text} is {what}; dbhandles only writes regular files it may replace",
+            field=field,
+        )
     if not stat.S_ISREG(info.st_mode):
         return
-    database = _live_conflict(info)
+    database = live_conflict(text, info, writing=writing)
     if database is not None:
         same = "" if database == text else f" (the same file as {database})"
         raise InvalidParams(
-            f"{field}: {text} is an SQLite database{same} that this service has open; "
+            f"{field}: {text} is a database file{same} that this service has open; "
             "it is never read or written as a data file",
+            field=field,
+        )
+    if writing and info.st_nlink > 1:
+        raise InvalidParams(
+            f"{field}: {text} has other names (hard links); writing it would change those files "
+            "too, choose another file",
             field=field,
         )
     try:
@@ -250,12 +335,88 @@ def check_plain(path: str | os.PathLike[str], field: str) -> None:
         )
 
 
+_WRITE_FLAGS = {
+    "wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+    "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+    "ab": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+}
+
+
 def open_plain(path: str | os.PathLike[str], mode: str, field: str, **options: Any) -> IO[Any]:
     """``open(path, mode, **options)`` after :func:`check_plain` let ``path`` through.
+
+    Writing modes (``wb``, ``w``, ``ab``) never follow a symbolic link (``O_NOFOLLOW``), so a link
+    planted after the check cannot redirect the write.
 
     Raises:
         InvalidParams: from :func:`check_plain`.
         OSError: from ``open``.
     """
-    check_plain(path, field)
-    return open(Path(path), mode, **options)
+    writing = mode in _WRITE_FLAGS
+    check_plain(path, field, writing=writing)
+    if not writing:
+        return open(os.fspath(path), mode, **options)
+    fd = os.open(os.fspath(path), _WRITE_FLAGS[mode] | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    try:
+        return os.fdopen(fd, mode, **options)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def create_exclusive(path: str | os.PathLike[str], field: str, mode: int = 0o666) -> IO[bytes]:
+    """A new, empty file at ``path`` open for writing (a temporary name the caller renames later).
+
+    A leftover file or link of that name (from a killed run, or planted) is removed first, then the
+    file is created with ``O_EXCL | O_NOFOLLOW``: what is written lands in a new inode nobody else has.
+
+    Raises:
+        InvalidParams: from :func:`check_path_text`, or the name is a side file's.
+        OSError: the folder is missing or not writable, or the name was taken again meanwhile.
+    """
+    text = check_path_text(path, field)
+    if is_side_file(text):
+        raise InvalidParams(f"{field}: {text} is named like one of SQLite's own files", field=field)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(text)  # unlink never follows a link: a planted one is removed, its target kept
+    fd = os.open(text, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    return os.fdopen(fd, "wb")
+
+
+def open_lock_file(path: str | os.PathLike[str], field: str) -> int:
+    """A descriptor on the lock file ``path`` (created if missing) for ``fcntl.flock``.
+
+    ``flock`` locks belong to the open file, not the process, so closing this descriptor releases
+    only this lock; but the file must not be a database, or closing it would release the process's
+    POSIX locks on that database (see the module docstring).
+
+    Raises:
+        InvalidParams: from :func:`check_plain` (``writing``: no link, no database, no hard link).
+        OSError: from ``os.open``.
+    """
+    check_plain(path, field, writing=True)
+    return os.open(os.fspath(path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
+def replace_file(path: str | os.PathLike[str], data: bytes, field: str, mode: int = 0o600) -> None:
+    """Write ``data`` to a new file next to ``path`` and rename it over ``path`` (atomic; the old
+    file is never opened, and a link at ``path`` is replaced, not followed).
+
+    Raises:
+        InvalidParams: from :func:`check_plain` (``writing``).
+        OSError: the folder is missing or not writable.
+    """
+    check_plain(path, field, writing=True)
+    text = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{os.path.basename(text)}.", dir=os.path.dirname(text) or "."
+    )
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, text)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -31,6 +31,7 @@
     ├── ServerUnreachable               (server_unreachable, 503)
     ├── StorageBusy                     (storage_busy, 503)
     ├── StorageError                    (storage_error, 500)
+    │   └── StateTooNew                 (state_too_new, 500)
     └── Interrupted                     (interrupted, 500)
 
 Codes are public API: they are documented in ``docs/errors.md`` and a test checks that every class has
@@ -65,6 +66,7 @@ __all__ = [
     "RecordExists",
     "RecordNotFound",
     "ServerUnreachable",
+    "StateTooNew",
     "StorageBusy",
     "StorageError",
     "Unauthorized",
@@ -271,6 +273,14 @@ class StorageError(DbHandlesError):
     """The storage driver failed in a way that is not the caller's fault (disk full, corrupt file...)."""
 
     code = "storage_error"
+    http_status = 500
+
+
+class StateTooNew(StorageError):
+    """The home's system tables were upgraded by a newer dbhandles than this one (its schema version
+    requires newer code): run that newer dbhandles, or use another home."""
+
+    code = "state_too_new"
     http_status = 500
 
 

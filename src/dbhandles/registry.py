@@ -13,13 +13,13 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dbhandles.adapters import Adapter, AdapterConfig, get_adapter_class
+from dbhandles.adapters import Adapter, AdapterConfig, FileConfig, get_adapter_class
 from dbhandles.clock import now_ms
 from dbhandles.errors import DefaultHandleProtected, HandleNotFound, InvalidConfig, InvalidParams
 from dbhandles.filters import FilterNode
@@ -85,6 +85,8 @@ class _Connection:
     handles: set[str] = field(default_factory=set)
     in_use: int = 0
     idle_since: float = field(default_factory=time.monotonic)
+    #: No handle uses it any more, but a lease still does: the last lease to end closes it.
+    detached: bool = False
 
 
 class _Lease:
@@ -140,6 +142,7 @@ class HandleRegistry:
         self._cache_version: int | None = None
         self._generation = 0
         self._persisted_use: dict[str, int] = {}
+        self._close_listeners: list[Callable[[str], object]] = []
         self._closed = False
         default_adapter = "sqlite"
         if settings.default_url:
@@ -237,10 +240,17 @@ class HandleRegistry:
         return _Lease(self, name)
 
     def _release(self, entry: HandleEntry, conn: _Connection) -> None:
+        if self._unlease(conn):
+            conn.adapter.close()
+            return
+        self._touch(entry)
+
+    def _unlease(self, conn: _Connection) -> bool:
+        """End one lease of ``conn``; ``True`` if the caller must now close it (it was detached)."""
         with self._lock:
             conn.in_use -= 1
             conn.idle_since = time.monotonic()
-        self._touch(entry)
+            return conn.detached and conn.in_use == 0
 
     def _key(self, entry: HandleEntry, cls: type[Adapter]) -> str:
         if entry.key is None:
@@ -360,8 +370,8 @@ class HandleRegistry:
             self._detach(entry, conn)
             raise
         finally:
-            with self._lock:
-                conn.in_use -= 1
+            if self._unlease(conn):
+                conn.adapter.close()
         if entry.durable:
             if parsed.mode == "create" and cls.features.file_based:
                 # The file exists now: later processes must not silently re-create it if it vanishes.
@@ -386,7 +396,10 @@ class HandleRegistry:
     def close(self, name: str) -> str:
         """Close a handle (or the handle an alias points at); return the handle id.
 
-        Its aliases and query cursors go with it; the connection closes when no handle uses it.
+        Its aliases and query cursors go with it: the store deletes a durable handle's cursors with the
+        handle, and every ``on_close`` listener (the service's ``QueryCursors``) is called with the
+        handle id, which closes the cursors it keeps in this process. The connection closes when no
+        handle uses it.
 
         Raises:
             DefaultHandleProtected: ``default`` is always open.
@@ -409,6 +422,10 @@ class HandleRegistry:
                 self._local.pop(entry.handle, None)
                 for alias in [a for a, h in self._local_aliases.items() if h == entry.handle]:
                     del self._local_aliases[alias]
+        with self._lock:
+            listeners = list(self._close_listeners)
+        for listener in listeners:
+            listener(entry.handle)
         cls = get_adapter_class(entry.adapter_name)
         with self._lock:
             conn = self._connections.get(self._key(entry, cls))
@@ -418,6 +435,11 @@ class HandleRegistry:
         self._persisted_use.pop(entry.handle, None)
         return entry.handle
 
+    def on_close(self, listener: Callable[[str], object]) -> None:
+        """Call ``listener(handle_id)`` whenever ``close`` closes a handle (after it stopped resolving)."""
+        with self._lock:
+            self._close_listeners.append(listener)
+
     def _detach(self, entry: HandleEntry, conn: _Connection) -> None:
         with self._lock:
             conn.handles.discard(entry.handle)
@@ -426,6 +448,11 @@ class HandleRegistry:
             for key, value in list(self._connections.items()):
                 if value is conn:
                     del self._connections[key]
+            if conn.in_use:
+                # A command on another thread is using it (its handle was closed under it): closing
+                # now would fail that command with "used after close"; its lease closes it instead.
+                conn.detached = True
+                return
         conn.adapter.close()
 
     # -- aliases -----------------------------------------------------------------------------------
@@ -489,8 +516,8 @@ class HandleRegistry:
 
     def get_db_path(self, name: str | None) -> str | None:
         """The file behind a handle, or ``None`` for non-file databases (raises if unknown)."""
-        path = getattr(self.resolve(name).config, "path", None)
-        return str(path) if path is not None else None
+        config = self.resolve(name).config
+        return config.path if isinstance(config, FileConfig) else None
 
     # -- idle release and shutdown -------------------------------------------------------------------
 

@@ -10,24 +10,26 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from dbhandles.adapters import Adapter
-from dbhandles.commands import COMMANDS, Command, Context
+from dbhandles.adapters import Adapter, get_adapter_class
+from dbhandles.commands import COMMANDS, Command, builtin_commands
+from dbhandles.commands.base import Call
 from dbhandles.commands.envelope import error_envelope, success_envelope
+from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError, InvalidParams, QuotaExceeded, UnknownCommand
 from dbhandles.events import EventBus
+from dbhandles.query_cursors import QueryCursors
 from dbhandles.registry import HandleEntry, HandleRegistry
 from dbhandles.schemas import Declaration, SchemaRegistry
 from dbhandles.security.audit import AuditLog
 from dbhandles.security.policy import authorize, batch_operations, operations_of
 from dbhandles.security.tokens import TokenManager
 from dbhandles.settings import Settings
-from dbhandles.store import CursorRow, HandleStore, SqliteHandleStore
+from dbhandles.store import HandleStore
 
 if TYPE_CHECKING:
     from dbhandles.events.postgres import PostgresEventBridge
@@ -36,8 +38,17 @@ __all__ = ["Service", "params_error"]
 
 log = logging.getLogger(__name__)
 _GROWS = {"write"}
-#: The handle entry ``execute`` resolved for the running command (so handlers don't resolve twice).
-_ENTRY: ContextVar[HandleEntry | None] = ContextVar("dbhandles_entry", default=None)
+
+
+def _event_bridge(url: str, bus: EventBus) -> PostgresEventBridge:
+    """A started bridge carrying ``bus``'s events to and from every process on a PostgreSQL default."""
+    from dbhandles.adapters.postgres_config import PostgresConfig
+    from dbhandles.events.postgres import PostgresEventBridge
+    from dbhandles.store.postgres_default import default_config
+
+    config = default_config(url)  # first: without psycopg this is DriverMissing, not ImportError
+    assert isinstance(config, PostgresConfig)
+    return PostgresEventBridge(config, bus).start()
 
 
 def params_error(command: str, exc: ValidationError) -> InvalidParams:
@@ -68,16 +79,15 @@ class Service:
         settings: Settings | None = None,
         store: HandleStore | None = None,
     ) -> None:
+        builtin_commands()  # the command table, registered once (importing it registers nothing)
         self.registry = HandleRegistry(home, settings=settings, store=store)
         self.settings = self.registry.settings
         self.events = EventBus()
         #: Carries events between every process on a PostgreSQL default (LISTEN/NOTIFY).
         self.bridge: PostgresEventBridge | None = None
         if self.settings.default_url:
-            from dbhandles.store.postgres_default import event_bridge
-
             try:
-                self.bridge = event_bridge(self.settings.default_url, self.events)
+                self.bridge = _event_bridge(self.settings.default_url, self.events)
             except BaseException:
                 self.registry.close_all()
                 raise
@@ -86,8 +96,8 @@ class Service:
         self.tokens = TokenManager(self.registry.store, self.settings.home)
         self._indexed: set[tuple[int, str]] = set()
         self._inline_safe: dict[str | None, HandleEntry | Literal[False]] = {}
-        #: Cursors over non-durable (memory) handles live with the process, like their handles.
-        self.local_cursors: dict[str, CursorRow] = {}
+        #: Every query cursor: open, next, close, expiry, end of session, close with the handle.
+        self.cursors = QueryCursors(self.registry)
         self._index_lock = threading.Lock()
 
     # -- the dispatcher ----------------------------------------------------------------------------
@@ -98,8 +108,16 @@ class Service:
         params: Mapping[str, Any] | BaseModel | None = None,
         *,
         context: Context | None = None,
+        hooks: object = None,
     ) -> dict[str, Any]:
         """Run a command; return its success envelope.
+
+        The command's target (the database it touches) is found once, by the command's own rule
+        (a handle, a cursor, an output file), then authorised, quota-checked, handed to the handler
+        (``Call.target``) and named in the audit row, which is written for refusals and crashes too.
+
+        Args:
+            hooks: observers of a long job for the handler (e.g. the CLI's import progress).
 
         Raises:
             DbHandlesError: any failure, with its stable ``code``.
@@ -107,13 +125,9 @@ class Service:
         command = self.command(name)
         context = context or Context()
         parsed = self._parse(command, params)
-        handle_name = getattr(parsed, "db_handle", None)
         entry: HandleEntry | None = None
-        token = None
         try:
-            if command.uses_handle or command.name == "data/close":
-                entry = self.registry.resolve(handle_name)
-                token = _ENTRY.set(entry)
+            entry = command.target(self, parsed, context)
             authorize(command, parsed, context, entry)
             if (
                 entry is not None
@@ -121,22 +135,19 @@ class Service:
                 and operations_of(command, parsed) & _GROWS
             ):
                 self._check_size(entry)
-            result = command.handler(self, parsed, context)
+            result = command.handler(self, parsed, Call(context, entry, hooks))
         except DbHandlesError as exc:
-            self._audit(command, parsed, context, entry, handle_name, None, exc.code)
+            self._audit(command, parsed, context, entry, None, exc.code)
             raise
-        finally:
-            if token is not None:
-                _ENTRY.reset(token)
-        self._audit(command, parsed, context, entry, handle_name, result, None)
+        except BaseException:
+            self._audit(command, parsed, context, entry, None, "internal_error")
+            raise
+        self._audit(command, parsed, context, entry, result, None)
         return success_envelope(result, context)
 
-    def lease(self, params: BaseModel, context: Context) -> Any:
-        """The adapter behind ``params.dbHandle`` for one command (reusing the entry ``execute`` resolved)."""
-        entry = _ENTRY.get()
-        return self.registry.lease(
-            entry if entry is not None else getattr(params, "db_handle", None)
-        )
+    def lease(self, call: Call) -> Any:
+        """The adapter behind the command's target, for the length of a ``with`` block."""
+        return self.registry.lease(call.target)
 
     def _check_size(self, entry: HandleEntry) -> None:
         with self.registry.lease(entry) as (_, adapter):
@@ -154,15 +165,18 @@ class Service:
         params: BaseModel,
         context: Context,
         entry: HandleEntry | None,
-        handle_name: str | None,
         result: Any,
         code: str | None,
     ) -> None:
         # Reading the log is not itself logged, but a refused attempt to read it is.
         if (command.name == "data/audit" and code is None) or not self.audit.enabled:
             return
+        # The target the command touched; else the handle it created (data/open); else, when the
+        # target could not be found, the handle the caller named.
         handle = (
-            entry.handle if entry is not None else getattr(result, "db_handle", None) or handle_name
+            entry.handle
+            if entry is not None
+            else getattr(result, "db_handle", None) or getattr(params, "db_handle", None)
         )
         record_id = getattr(params, "id", None) or getattr(result, "id", None)
         collection = getattr(params, "collection", None)
@@ -258,11 +272,13 @@ class Service:
     def reads_without_waiting(self, handle_name: object) -> bool:
         """Whether a point read through this handle can never wait on a lock or the network.
 
-        True for SQLite databases in WAL mode with the handle table in a local SQLite file: WAL readers
-        never wait for writers. The server uses this to answer ``data/read`` on its event loop when no
-        worker thread is busy, instead of paying a thread hand-off per read.
+        True when the handle table is local (``HandleStore.local``), the handle's adapter has
+        ``Features.inline_reads``, the handle is not read-only, and its live connection says reads
+        never wait (``Adapter.reads_never_wait``: SQLite in WAL mode, where readers never wait for
+        writers). The server uses this to answer ``data/read`` on its event loop when no worker
+        thread is busy, instead of paying a thread hand-off per read.
         """
-        if not isinstance(self.registry.store, SqliteHandleStore):
+        if not self.registry.store.local:
             return False
         if handle_name is not None and not isinstance(handle_name, str):
             return False
@@ -270,9 +286,10 @@ class Service:
         if known is None:
             try:
                 entry = self.registry.resolve(handle_name)
+                features = get_adapter_class(entry.adapter_name).features
             except DbHandlesError:
                 return False
-            static = entry.adapter_name == "sqlite" and not entry.config.readonly
+            static = features.inline_reads and not entry.config.readonly
             known = entry if static else False
             # Aliases can be re-pointed at another handle, so only handle ids (and default) are
             # remembered: a handle's adapter and config never change.
@@ -285,10 +302,7 @@ class Service:
 
     def end_session(self, session_id: str) -> int:
         """Close every query cursor of a session that ended (a closed connection); return how many."""
-        local = [c for c, row in self.local_cursors.items() if row.session_id == session_id]
-        for cursor_id in local:
-            self.local_cursors.pop(cursor_id, None)
-        return len(local) + self.registry.store.delete_session_cursors(session_id)
+        return self.cursors.end_session(session_id)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 

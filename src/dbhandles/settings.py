@@ -1,4 +1,9 @@
-"""Service settings declared as data; the environment is read only by ``Settings.from_env``."""
+"""Service settings declared as data; the environment is read only by ``Settings.from_env``.
+
+Each field carries its documentation as metadata (``setting(env, help)``): the environment variable
+that sets it and one sentence of help. ``jtag help serve``, docs/cli.md and the settings table of the
+README are generated from it (``scripts/generate-docs.py``), so a new knob is documented by declaring it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SETTINGS_HELP", "Settings", "default_home"]
+__all__ = ["SETTINGS_HELP", "SettingDoc", "Settings", "default_home", "setting", "setting_docs"]
 
 
 def default_home() -> Path:
@@ -16,25 +21,94 @@ def default_home() -> Path:
     return Path.home() / ".dbhandles"
 
 
+def setting(env: str, help: str, *, shown: str | None = None) -> dict[str, str | None]:
+    """The metadata of a ``Settings`` field: its environment variable, its help, and how to show its
+    default when the value itself does not read well (``shown``)."""
+    return {"env": env, "help": help, "shown": shown}
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every knob of the service. ``Settings.from_env()`` reads the ``DBHANDLES_*`` variables."""
 
-    home: Path = field(default_factory=default_home)
-    default_limit: int = 100
-    max_limit: int = 500
-    query_page_size: int = 100
-    cursor_ttl_seconds: float = 300.0
-    idle_release_seconds: float = 300.0
-    max_body_bytes: int = 10 * 1024 * 1024
+    home: Path = field(
+        default_factory=default_home,
+        metadata=setting(
+            "DBHANDLES_HOME",
+            "Folder of the default database (default.sqlite), the handle table, admin.token and "
+            "server.json.",
+            shown="~/.dbhandles",
+        ),
+    )
+    default_limit: int = field(
+        default=100,
+        metadata=setting("DBHANDLES_DEFAULT_LIMIT", "data/list page size when no limit is given."),
+    )
+    max_limit: int = field(
+        default=500, metadata=setting("DBHANDLES_MAX_LIMIT", "Largest limit data/list accepts.")
+    )
+    query_page_size: int = field(
+        default=100,
+        metadata=setting(
+            "DBHANDLES_QUERY_PAGE_SIZE", "data/query-open page size when none is given."
+        ),
+    )
+    cursor_ttl_seconds: float = field(
+        default=300.0,
+        metadata=setting("DBHANDLES_CURSOR_TTL_SECONDS", "Idle query cursors expire after this."),
+    )
+    idle_release_seconds: float = field(
+        default=300.0,
+        metadata=setting(
+            "DBHANDLES_IDLE_RELEASE_SECONDS",
+            "Idle connections are released after this (the handle stays valid and reconnects).",
+        ),
+    )
+    max_body_bytes: int = field(
+        default=10 * 1024 * 1024,
+        metadata=setting(
+            "DBHANDLES_MAX_BODY_BYTES",
+            "Largest HTTP request body (and WebSocket message) the server accepts.",
+        ),
+    )
     #: File databases may be opened only under these folders (``None``: the home and the temp folder).
-    allowed_roots: tuple[Path, ...] | None = None
-    max_handles_per_actor: int = 100
+    allowed_roots: tuple[Path, ...] | None = field(
+        default=None,
+        metadata=setting(
+            "DBHANDLES_ALLOWED_ROOTS",
+            "Folders (separated by ':') under which remote actors may open file databases.",
+            shown="home and temp folder",
+        ),
+    )
+    max_handles_per_actor: int = field(
+        default=100,
+        metadata=setting(
+            "DBHANDLES_MAX_HANDLES_PER_ACTOR", "Open handles one (non-admin) actor may hold."
+        ),
+    )
     #: Writes are refused once a database is larger than this many bytes (0: no limit).
-    max_db_bytes: int = 0
-    audit: bool = True
+    max_db_bytes: int = field(
+        default=0,
+        metadata=setting(
+            "DBHANDLES_MAX_DB_BYTES",
+            "Writes are refused past this database size in bytes.",
+            shown="0 (no limit)",
+        ),
+    )
+    audit: bool = field(
+        default=True,
+        metadata=setting("DBHANDLES_AUDIT", "Write an audit row for every data command."),
+    )
     #: A postgresql:// URL: the default database and the handle table live there, shared by servers.
-    default_url: str | None = field(default=None, repr=False)
+    default_url: str | None = field(
+        default=None,
+        repr=False,
+        metadata=setting(
+            "DBHANDLES_DEFAULT_URL",
+            "postgresql:// URL of a shared default database: handles, aliases, cursors and tokens "
+            "live there, shared by many servers (?schema=name picks the schema; see docs/scaling.md).",
+        ),
+    )
 
     def __post_init__(self) -> None:
         # Accept str paths from callers; keep Path internally.
@@ -69,7 +143,7 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(f"DBHANDLES_{f.name.upper()}")
+            raw = env.get(f.metadata["env"])
             if raw is None or raw == "":
                 continue
             if f.name == "home":
@@ -87,20 +161,43 @@ class Settings:
         return cls(**values)
 
 
+@dataclass(frozen=True, slots=True)
+class SettingDoc:
+    """One setting as the documentation shows it."""
+
+    name: str
+    env: str
+    default: str
+    help: str
+
+
+def _shown(name: str, value: object) -> str:
+    if name.endswith("_bytes") and isinstance(value, int) and value and not value % 2**20:
+        return f"{value // 2**20} MiB"
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def setting_docs() -> list[SettingDoc]:
+    """Every setting, in declaration order, from the field metadata of ``Settings``."""
+    defaults = Settings()
+    return [
+        SettingDoc(
+            name=f.name,
+            env=f.metadata["env"],
+            default=f.metadata["shown"] or _shown(f.name, getattr(defaults, f.name)),
+            help=f.metadata["help"],
+        )
+        for f in fields(Settings)
+    ]
+
+
+#: ``{field name: help}`` (with the variable), for callers that want one line per setting.
 SETTINGS_HELP: dict[str, str] = {
-    "home": "Folder of the default database (default.sqlite) and the handle table. Env DBHANDLES_HOME.",
-    "default_limit": "data/list page size when no limit is given. Env DBHANDLES_DEFAULT_LIMIT.",
-    "max_limit": "Largest limit data/list accepts. Env DBHANDLES_MAX_LIMIT.",
-    "query_page_size": "query-open page size when none is given. Env DBHANDLES_QUERY_PAGE_SIZE.",
-    "cursor_ttl_seconds": "Idle query cursors expire after this. Env DBHANDLES_CURSOR_TTL_SECONDS.",
-    "idle_release_seconds": "Idle connections are released after this (handles stay valid). "
-    "Env DBHANDLES_IDLE_RELEASE_SECONDS.",
-    "max_body_bytes": "Largest HTTP request body the server accepts. Env DBHANDLES_MAX_BODY_BYTES.",
-    "allowed_roots": "Folders (separated by ':') under which file databases may be opened by remote "
-    "actors; default: the home and the system temp folder. Env DBHANDLES_ALLOWED_ROOTS.",
-    "max_handles_per_actor": "Open handles one (non-admin) actor may hold. Env DBHANDLES_MAX_HANDLES_PER_ACTOR.",
-    "max_db_bytes": "Writes are refused past this database size, 0 for no limit. Env DBHANDLES_MAX_DB_BYTES.",
-    "audit": "Write an audit row for every data command. Env DBHANDLES_AUDIT.",
-    "default_url": "postgresql:// URL of a shared default database (handles, aliases and cursors live "
-    "there; ?schema=name picks the schema). Env DBHANDLES_DEFAULT_URL.",
+    f.name: f"{f.metadata['help']} Env {f.metadata['env']}." for f in fields(Settings)
 }

@@ -117,9 +117,9 @@ def test_idle_cursor_expires(service: Service, rows: str, monkeypatch: pytest.Mo
     handle = service.execute("data/query-open", {"dbHandle": rows, "collection": "rows"})[
         "queryHandle"
     ]
-    import dbhandles.commands.listing as listing
+    import dbhandles.query_cursors as query_cursors
 
-    real = listing.now_ms
-    monkeypatch.setattr(listing, "now_ms", lambda: real() + 10 * 60 * 1000)
+    real = query_cursors.now_ms
+    monkeypatch.setattr(query_cursors, "now_ms", lambda: real() + 10 * 60 * 1000)
     with pytest.raises(CursorNotFound, match="expired"):
         service.execute("data/query-next", {"queryHandle": handle})

@@ -6,13 +6,14 @@ import importlib
 import threading
 from typing import Any
 
-from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Query, Session
+from dbhandles.adapters.base import Adapter, AdapterConfig, Features, FileConfig, Query, Session
 from dbhandles.errors import DriverMissing, UnknownAdapter
 
 __all__ = [
     "Adapter",
     "AdapterConfig",
     "Features",
+    "FileConfig",
     "Query",
     "Session",
     "adapter_names",

@@ -10,22 +10,25 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dbhandles.errors import InvalidConfig, ReadOnly, StorageError
+from dbhandles.dbfiles import check_path_text
+from dbhandles.errors import InvalidConfig, InvalidParams, NotSupported, ReadOnly, StorageError
 from dbhandles.filters import FilterNode, SortKey
 
 __all__ = [
     "Adapter",
     "AdapterConfig",
     "Features",
+    "FileConfig",
     "Mode",
     "Query",
+    "RawRow",
     "Record",
     "Session",
     "config_error",
@@ -34,6 +37,9 @@ __all__ = [
 
 Record = dict[str, Any]
 Mode = Literal["create", "readwrite", "readonly"]
+#: A record in storage form: ``(id, data, createdAt, updatedAt, version)``, ``data`` being the JSON
+#: text of an object holding the user fields only (what ``Session.insert_many_raw`` takes).
+RawRow = tuple[str, str, str, str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +58,17 @@ class Features:
     indexes: bool = False
     #: Other processes see the same data through the same config (SQLite file, PostgreSQL).
     shared_across_processes: bool = False
-    #: Opened from a path on this machine (so ``mode`` and path checks apply).
+    #: Opened from a path on this machine (so ``mode`` and path checks apply); its config is a
+    #: ``FileConfig``.
     file_based: bool = False
+    #: ``Adapter.bulk_load()`` tunes the connection for a long import (the importer enters it).
+    bulk_load: bool = False
+    #: ``Session.insert_many_raw`` stores rows already in storage form without re-serialising them
+    #: (the importer's fast path; without it the importer builds records for ``insert_many``).
+    raw_inserts: bool = False
+    #: A point read may be answered on the server's event loop whenever ``Adapter.reads_never_wait()``
+    #: says so at that moment (read-only handles excepted); without it reads always go to a worker.
+    inline_reads: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +115,28 @@ class AdapterConfig(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+class FileConfig(AdapterConfig):
+    """Base of the config of an adapter whose database is a file on this machine
+    (``Features.file_based``): ``path`` names it, ``mode`` says whether it may be created or written.
+
+    Code that needs the file (path checks, ownership records, ``get_db_path``) asks
+    ``isinstance(config, FileConfig)``, so a third-party file adapter gets the same treatment by
+    extending this class.
+    """
+
+    path: str = Field(min_length=1)
+
+    @field_validator("path")
+    @classmethod
+    def _path_text(cls, value: str) -> str:
+        # One rule for every path (dbfiles.check_path_text), before anything touches the disk.
+        try:
+            check_path_text(value, "config.path")
+        except InvalidParams as exc:
+            raise ValueError(exc.message.removeprefix("config.path: ")) from exc
+        return value
+
+
 def config_error(adapter: str, exc: ValidationError) -> InvalidConfig:
     """Turn a pydantic error about an adapter config into ``invalid_config`` naming the key."""
     err = exc.errors()[0]
@@ -107,6 +144,7 @@ def config_error(adapter: str, exc: ValidationError) -> InvalidConfig:
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
+    msg = msg.removeprefix("Value error, ")
     return InvalidConfig(f"{where}: {msg} (adapter {adapter!r})", field=where)
 
 
@@ -160,6 +198,21 @@ class Session(ABC):
             self.insert(collection, record)
             inserted += 1
         return inserted
+
+    def insert_many_raw(
+        self, collection: str, rows: Iterable[RawRow], *, skip_existing: bool = False
+    ) -> int:
+        """Store rows already in storage form (``RawRow``) as they are; return how many were inserted.
+
+        Only where the adapter declares ``Features.raw_inserts`` (the importer checks the flag first);
+        ``skip_existing`` as in ``insert_many``.
+
+        Raises:
+            NotSupported: the adapter has no raw insert path.
+        """
+        raise NotSupported(
+            f"{type(self).__name__} has no raw insert path (Features.raw_inserts is false)"
+        )
 
 
 class Adapter(ABC):
@@ -266,7 +319,8 @@ class Adapter(ABC):
 
     def reads_never_wait(self) -> bool:
         """Whether a read on the current connection can never wait for a writer (so it may run on
-        an event loop). Conservative default: ``False``; SQLite says ``True`` while in WAL mode."""
+        an event loop; consulted only where ``features.inline_reads``). Conservative default:
+        ``False``; SQLite says ``True`` while in WAL mode."""
         return False
 
     def read_one(self, collection: str, record_id: str) -> Record | None:
@@ -299,9 +353,14 @@ class Adapter(ABC):
 
     def vacuum(self) -> None:
         """Reclaim free space (only where ``features.vacuum``)."""
-        from dbhandles.errors import NotSupported
-
         raise NotSupported(f"the {self.name} adapter has nothing to vacuum")
+
+    def bulk_load(self) -> AbstractContextManager[Any]:
+        """A context in which a long import runs (a bigger cache, checkpoints deferred, ...).
+
+        Entered only where ``features.bulk_load``; the default changes nothing.
+        """
+        return nullcontext()
 
     def describe(self) -> dict[str, Any]:
         """Public description of the config for ``list-handles``."""

@@ -16,12 +16,22 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import orjson
-from pydantic import Field
 
-from dbhandles.adapters.base import AdapterConfig, Features, Mode, Session
+from dbhandles.adapters.base import AdapterConfig, Features, FileConfig, Mode, Session
 from dbhandles.adapters.memory import MemoryAdapter, MemorySession
-from dbhandles.dbfiles import check_plain, open_plain
-from dbhandles.errors import DatabaseNotFound, NotADatabase, StorageError
+from dbhandles.dbfiles import (
+    check_path_text,
+    check_plain,
+    open_lock_file,
+    open_plain,
+)
+from dbhandles.dbfiles import (
+    hold as hold_file,
+)
+from dbhandles.dbfiles import (
+    release as release_file,
+)
+from dbhandles.errors import DatabaseNotFound, InvalidConfig, NotADatabase, StorageError
 
 __all__ = ["JsonFileAdapter", "JsonFileConfig"]
 
@@ -29,10 +39,9 @@ FORMAT = "dbhandles-json"
 FORMAT_VERSION = 1
 
 
-class JsonFileConfig(AdapterConfig):
+class JsonFileConfig(FileConfig):
     """``path`` of the JSON file; ``pretty`` indents it for people (slower, bigger)."""
 
-    path: str = Field(min_length=1)
     mode: Mode = "readwrite"
     pretty: bool = False
 
@@ -84,7 +93,9 @@ class JsonFileAdapter(MemoryAdapter):
     @classmethod
     def prepare(cls, config: AdapterConfig) -> AdapterConfig:
         assert isinstance(config, JsonFileConfig)
-        path = Path(os.path.realpath(os.path.expanduser(config.path)))
+        path = Path(
+            os.path.realpath(os.path.expanduser(check_path_text(config.path, "config.path")))
+        )
         check_plain(path, "config.path")
         if path.exists():
             if not path.is_file():
@@ -98,7 +109,13 @@ class JsonFileAdapter(MemoryAdapter):
                 field="config.path",
             )
         elif not path.parent.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InvalidConfig(
+                    f"config.path: cannot create the folder {path.parent}: {exc.strerror}",
+                    field="config.path",
+                ) from exc
         return config.model_copy(update={"path": str(path)})
 
     @classmethod
@@ -113,6 +130,7 @@ class JsonFileAdapter(MemoryAdapter):
     def __init__(self, config: AdapterConfig) -> None:
         super().__init__(config)
         self._loaded: tuple[int, int, int] | None = None
+        self._held = False
 
     def _signature(self) -> tuple[int, int, int] | None:
         try:
@@ -135,6 +153,16 @@ class JsonFileAdapter(MemoryAdapter):
     def _connect(self) -> None:
         self._loaded = None
         self._refresh()
+        if not self._held:
+            # Known as a live database file, so no plain data-file command reads or replaces it.
+            hold_file(str(self.path))
+            self._held = True
+
+    def _close(self) -> None:
+        if self._held:
+            release_file(str(self.path))
+            self._held = False
+        super()._close()
 
     @contextmanager
     def _session(self, write: bool) -> Iterator[Session]:
@@ -151,7 +179,7 @@ class JsonFileAdapter(MemoryAdapter):
     def _lock_file(self) -> int:
         """An exclusive lock on ``<file>.lock`` so writers in other processes take turns."""
         try:
-            fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fd = open_lock_file(f"{self.path}.lock", "config.path")
         except OSError as exc:
             raise StorageError(f"cannot lock {self.path}: {exc.strerror}") from exc
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -9,9 +9,15 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from dbhandles.adapters.base import AdapterConfig
-from dbhandles.dbfiles import is_side_file, is_sqlite_database
-from dbhandles.errors import DatabaseNotFound, InvalidConfig, NotADatabase, StorageError
+from dbhandles.adapters.base import FileConfig
+from dbhandles.dbfiles import check_path_text, is_side_file, is_sqlite_database
+from dbhandles.errors import (
+    DatabaseNotFound,
+    InvalidConfig,
+    InvalidParams,
+    NotADatabase,
+    StorageError,
+)
 
 __all__ = ["SQLITE_HEADER", "SqliteConfig", "canonical_path", "check_target", "missing_database"]
 
@@ -20,7 +26,7 @@ __all__ = ["SQLITE_HEADER", "SqliteConfig", "canonical_path", "check_target", "m
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-class SqliteConfig(AdapterConfig):
+class SqliteConfig(FileConfig):
     """Config of the ``sqlite`` adapter (camelCase on the wire, snake_case accepted too).
 
     ``path`` is required (``filename``, the original system's name for it, is accepted as an alias;
@@ -33,7 +39,6 @@ class SqliteConfig(AdapterConfig):
 
     model_config = ConfigDict(alias_generator=to_camel)
 
-    path: str = Field(min_length=1)
     filename: str | None = Field(default=None, description="deprecated alias of path")
     wal: bool | None = None
     busy_timeout: int = Field(default=5000, ge=0, le=3_600_000)
@@ -53,10 +58,10 @@ class SqliteConfig(AdapterConfig):
 
 def canonical_path(path: str) -> str:
     """``path`` with ``~`` expanded and every symlink resolved (the file need not exist)."""
-    if "\x00" in path:
-        raise InvalidConfig(
-            "config.path: a path cannot contain NUL characters", field="config.path"
-        )
+    try:
+        check_path_text(path, "config.path")
+    except InvalidParams as exc:
+        raise InvalidConfig(exc.message, field="config.path") from exc
     return os.path.realpath(os.path.expanduser(path))
 
 
@@ -86,6 +91,13 @@ def check_target(path: str, *, probe: bool = True) -> bool:
         raise NotADatabase(f"{path} is a folder, not an SQLite database file")
     if not stat.S_ISREG(info.st_mode):
         raise NotADatabase(f"{path} is a device or special file, not an SQLite database file")
+    if info.st_nlink > 1:
+        # Two names for one database file give two sets of side files (two write-ahead logs):
+        # SQLite's "How To Corrupt" section 2.4. A hard link to a side file lands here too.
+        raise NotADatabase(
+            f"{path} has other names (hard links); SQLite cannot keep a database with several "
+            "names consistent: open it by a name it alone has"
+        )
     if is_side_file(path):
         raise NotADatabase(
             f"{path} is one of SQLite's own side files (-wal, -shm, -journal), not a database; "

@@ -15,10 +15,12 @@ from dbhandles.cli.output import render
 from dbhandles.cli.parse import parse_args, to_params
 from dbhandles.cli.session import cli_session
 from dbhandles.cli.transport import LocalTransport, choose_transport
-from dbhandles.commands import COMMANDS
+from dbhandles.commands import builtin_commands
 from dbhandles.commands.envelope import error_envelope
 from dbhandles.errors import DbHandlesError, Interrupted, InvalidParams, UnknownCommand
 from dbhandles.settings import Settings
+
+COMMANDS = builtin_commands()
 
 __all__ = ["command_name", "main", "run"]
 
@@ -125,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return serve_main(rest)
     if name in ("import-jsonl", "export-jsonl"):
-        from dbhandles.importer.cli import export_main, import_main
+        from dbhandles.cli.jsonl import export_main, import_main
 
         return (import_main if name == "import-jsonl" else export_main)(rest)
     if name in COMMANDS and any(a in ("--help", "-h") for a in rest):

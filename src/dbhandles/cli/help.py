@@ -1,52 +1,65 @@
-"""``jtag help``: every command, and each command's parameters, generated from its params model."""
+"""``jtag help``: every command, and each command's parameters, generated from its params model.
+
+Nothing here is typed twice: command help comes from the params models, ``jtag help serve`` from the
+field metadata of ``ServeOptions`` and ``Settings``. The documents are generated from the same text:
+docs/cli.md whole, and the marked tables of docs/server.md and README.md (``generated_docs``);
+``python scripts/generate-docs.py`` rewrites them and tests/test_cli_docs.py checks them.
+"""
 
 from __future__ import annotations
 
+import re
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from dbhandles.commands import COMMANDS, Command
+from dbhandles.commands import Command, builtin_commands
+from dbhandles.settings import setting_docs
+from dbhandles.wire import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_URL
 
-__all__ = ["ParamDoc", "command_help", "markdown", "overview", "param_docs", "type_label"]
+COMMANDS = builtin_commands()
 
-SERVE_SUMMARY = (
-    "Start the HTTP + WebSocket server and the dashboard (default http://127.0.0.1:7878/)."
-)
-SERVE_OPTIONS: tuple[tuple[str, str, str], ...] = (
-    ("--host=<string>", "127.0.0.1", "Interface to bind; loopback unless you need more."),
-    ("--port=<integer>", "7878", "TCP port; 0 picks a free one (printed at start)."),
-    ("--threads=<integer>", "8", "Worker threads for database work."),
-    ("--allow-anonymous", "off", "Accept requests without a token (development only)."),
-    ("--log-level=<level>", "warning", "uvicorn log level: critical, error, warning, info, debug."),
-)
+__all__ = [
+    "ParamDoc",
+    "ServeOption",
+    "command_help",
+    "generated_docs",
+    "markdown",
+    "overview",
+    "param_docs",
+    "serve_options",
+    "type_label",
+    "write_docs",
+]
+
+SERVE_SUMMARY = f"Start the HTTP + WebSocket server and the dashboard (default {DEFAULT_URL}/)."
+_SETTINGS = {d.env: d for d in setting_docs()}
 ENVIRONMENT: tuple[tuple[str, str], ...] = (
     (
         "JTAG_URL",
-        "Send every command to this server (e.g. http://127.0.0.1:7878); fail if it is down.",
+        f"Send every command to this server (e.g. {DEFAULT_URL}); fail if it is down.",
     ),
     (
         "DBHANDLES_HOME",
-        "Folder of default.sqlite, the handle table and server.json (default ~/.dbhandles).",
+        f"{_SETTINGS['DBHANDLES_HOME'].help} Default {_SETTINGS['DBHANDLES_HOME'].default}.",
     ),
     (
         "JTAG_SESSION_ID",
         "Session id for every command (default: the one kept in <home>/cli-session).",
     ),
-    (
-        "DBHANDLES_DEFAULT_URL",
-        "postgresql:// URL of a shared default database (?schema=name); see docs/scaling.md.",
-    ),
+    ("DBHANDLES_DEFAULT_URL", _SETTINGS["DBHANDLES_DEFAULT_URL"].help),
     (
         "JTAG_TOKEN",
         "Bearer token for a server (default: <home>/admin.token when the server serves this "
         "home); --token=... overrides it.",
     ),
+    ("DBHANDLES_*", "Every other setting of the service; 'jtag help serve' lists them."),
 )
 USAGE = (
     "jtag <command> [--key=value | --key value | --flag | key=value] [--format=json|table]\n"
@@ -126,7 +139,7 @@ def overview() -> str:
         "",
         "Usage: " + USAGE.replace("\n", "\n       "),
         "       jtag help [<command>]     (or: jtag <command> --help)",
-        "       jtag serve [--host=127.0.0.1] [--port=7878] [--allow-anonymous] [...]",
+        f"       jtag serve [--host={DEFAULT_HOST}] [--port={DEFAULT_PORT}] [--allow-anonymous] [...]",
         *[f"       {line}" for line in TOKEN_USAGE],
         "",
         "Commands:",
@@ -157,12 +170,7 @@ def _usage(command: Command, params: list[ParamDoc]) -> str:
 def command_help(name: str) -> str:
     """``jtag help <command>``: summary, usage, parameters with types and defaults, an example."""
     if name == "serve":
-        lines = ["jtag serve: " + SERVE_SUMMARY, "", "Options:"]
-        lines += [
-            f"  {flag.ljust(20)}default: {default}\n      {text}"
-            for flag, default, text in SERVE_OPTIONS
-        ]
-        return "\n".join(lines)
+        return _serve_help()
     command = COMMANDS[name]
     params = param_docs(command)
     lines = [f"jtag {command.name}: {command.summary}", "", f"Usage: {_usage(command, params)}", ""]
@@ -184,12 +192,116 @@ def command_help(name: str) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True, slots=True)
+class ServeOption:
+    """One ``jtag serve`` option as the help shows it (from the field metadata of ``ServeOptions``)."""
+
+    flag: str
+    usage: str
+    default: str
+    help: str
+
+
+def serve_options() -> list[ServeOption]:
+    """The options of ``jtag serve``, in declaration order, with the defaults the code uses."""
+    from dbhandles.cli.serve import ServeOptions  # the server's modules: only for this help
+
+    defaults = ServeOptions()
+    options = []
+    for f in fields(ServeOptions):
+        if not f.metadata:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(defaults, f.name)
+        options.append(
+            ServeOption(
+                flag=flag,
+                usage=flag if f.metadata["value"] is None else f"{flag}=<{f.metadata['value']}>",
+                default=("on" if value else "off") if isinstance(value, bool) else str(value),
+                help=f.metadata["help"],
+            )
+        )
+    return options
+
+
+def _serve_help() -> str:
+    """``jtag help serve``: the options, then the settings the server (and the CLI) read at start."""
+    lines = ["jtag serve: " + SERVE_SUMMARY, "", "Options:"]
+    lines += [f"  {o.usage.ljust(20)}default: {o.default}\n      {o.help}" for o in serve_options()]
+    lines += ["", "Settings (environment variables, read at start by 'jtag serve' and 'jtag'):"]
+    width = max(len(d.env) for d in setting_docs()) + 2
+    lines += [f"  {d.env.ljust(width)}default: {d.default}\n      {d.help}" for d in setting_docs()]
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """Help text as a Markdown table cell: ``<home>`` stays visible, ``|`` does not end the cell."""
+    return text.replace("<", "\\<").replace("|", "\\|")
+
+
+def serve_table() -> str:
+    """The options table of docs/server.md."""
+    options = serve_options()
+    usage = " ".join(
+        f"[{o.flag}]" if o.usage == o.flag else f"[{o.flag}={o.default}]" for o in options
+    )
+    lines = ["```", f"jtag serve {usage}", "```", ""]
+    lines += ["| option | default | meaning |", "| --- | --- | --- |"]
+    lines += [f"| `{o.flag}` | `{o.default}` | {_cell(o.help)} |" for o in options]
+    return "\n".join(lines)
+
+
+def settings_table() -> str:
+    """The settings table of README.md: every ``Settings`` field, then the CLI's own variables."""
+    rows = [f"| `{d.env}` | {_cell(d.default)} | {_cell(d.help)} |" for d in setting_docs()]
+    rows += [f"| `{k}` | — | {_cell(v)} |" for k, v in ENVIRONMENT if k.startswith("JTAG_")]
+    return "\n".join(["| variable | default | meaning |", "| --- | --- | --- |", *rows])
+
+
+#: ``{document: region}``: the generated regions of hand-written documents, each between the lines
+#: ``<!-- generated: <region> ... -->`` and ``<!-- end generated: <region> -->``.
+GENERATED_REGIONS = {"docs/server.md": "serve-options", "README.md": "settings"}
+_REGION = re.compile(
+    r"(<!-- generated: (?P<name>[a-z-]+) [^\n]*-->\n).*?(<!-- end generated: (?P=name) -->)", re.S
+)
+
+
+def _fill(text: str, region: str, content: str) -> str:
+    found = [m for m in _REGION.finditer(text) if m.group("name") == region]
+    if len(found) != 1:
+        raise ValueError(f"expected one generated region {region!r}, found {len(found)}")
+    match = found[0]
+    return text[: match.end(1)] + content + "\n" + text[match.start(3) :]
+
+
+def generated_docs(root: Path) -> dict[Path, str]:
+    """What each generated document under ``root`` must contain: docs/cli.md whole (what
+    ``jtag help --markdown`` prints), the others with their generated regions filled in."""
+    regions = {"serve-options": serve_table, "settings": settings_table}
+    docs = {root / "docs" / "cli.md": markdown() + "\n"}
+    for name, region in GENERATED_REGIONS.items():
+        path = root / name
+        docs[path] = _fill(path.read_text(), region, regions[region]())
+    return docs
+
+
+def write_docs(root: Path) -> list[Path]:
+    """Rewrite the generated documents under ``root`` that are out of date; return them."""
+    changed = []
+    for path, text in generated_docs(root).items():
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+            changed.append(path)
+    return changed
+
+
 def markdown() -> str:
     """``docs/cli.md``: the grammar, then every command's help (``jtag help --markdown`` prints it)."""
     out = [
         "# The `jtag` command line",
         "",
-        "<!-- Generated by `jtag help --markdown > docs/cli.md`; tests/test_cli_docs.py checks it. -->",
+        "<!-- Generated by `python scripts/generate-docs.py` (or `jtag help --markdown > docs/cli.md`);",
+        "     tests/test_cli_docs.py checks it. -->",
         "",
         f"```\n{USAGE}\n```",
         "",
@@ -210,7 +322,7 @@ def markdown() -> str:
         '   `{"success": false, "code": "server_unreachable", ...}` and exits 1; it never silently',
         "   runs somewhere else.",
         "2. Otherwise, if `<home>/server.json` (written by `jtag serve`) or the default address",
-        "   `http://127.0.0.1:7878` answers `GET /health` for the same home folder, commands go there.",
+        f"   `{DEFAULT_URL}` answers `GET /health` for the same home folder, commands go there.",
         "3. Otherwise they run in-process against the same durable registry in `<home>/default.sqlite`.",
         "",
         "The result is the same either way.",
@@ -239,7 +351,7 @@ def markdown() -> str:
         "",
         "| variable | meaning |",
         "| --- | --- |",
-        *[f"| `{k}` | {v} |" for k, v in ENVIRONMENT],
+        *[f"| `{k}` | {_cell(v)} |" for k, v in ENVIRONMENT],
         "",
         "## Commands",
         "",

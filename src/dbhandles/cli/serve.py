@@ -9,7 +9,7 @@ import socket
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dbhandles.cli.help import command_help
 from dbhandles.cli.output import render
@@ -18,6 +18,7 @@ from dbhandles.commands.envelope import error_envelope
 from dbhandles.errors import DbHandlesError, InvalidParams
 from dbhandles.server.app import DEFAULT_THREADS
 from dbhandles.settings import Settings
+from dbhandles.wire import DEFAULT_HOST
 
 __all__ = ["ServeOptions", "bind", "display_url", "parse_options", "serve", "serve_main"]
 
@@ -26,15 +27,42 @@ _VALUED = ("host", "port", "log-level", "threads")
 _FLAGS = ("allow-anonymous",)
 
 
+def option(value: str | None, help: str) -> dict[str, str | None]:
+    """The metadata of a ``ServeOptions`` field: its ``--flag=<value>`` placeholder (None for a flag
+    without a value) and its help. ``jtag help serve`` and docs/server.md are generated from it."""
+    return {"value": value, "help": help}
+
+
 @dataclass(frozen=True, slots=True)
 class ServeOptions:
-    """What ``jtag serve`` was asked for."""
+    """What ``jtag serve`` was asked for; each option's field carries its help (``option``)."""
 
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    log_level: str = "warning"
-    threads: int = DEFAULT_THREADS
-    allow_anonymous: bool = False
+    host: str = field(
+        default=DEFAULT_HOST,
+        metadata=option("string", "Interface to bind; loopback unless you need more."),
+    )
+    port: int = field(
+        default=DEFAULT_PORT,
+        metadata=option("integer", "TCP port; 0 picks a free one (printed at start)."),
+    )
+    log_level: str = field(
+        default="warning",
+        metadata=option("level", f"uvicorn's log level: {', '.join(LOG_LEVELS)}."),
+    )
+    threads: int = field(
+        default=DEFAULT_THREADS,
+        metadata=option(
+            "integer",
+            "Worker threads for database work. Python work holds the GIL, so more threads help only "
+            "when commands wait on slow I/O rather than the CPU.",
+        ),
+    )
+    allow_anonymous: bool = field(
+        default=False,
+        metadata=option(
+            None, "Accept requests without a token (development only; prints a warning)."
+        ),
+    )
     help: bool = False
 
 

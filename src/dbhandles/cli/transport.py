@@ -4,7 +4,8 @@
 the CLI never quietly runs the command against a different registry). Without it, the CLI looks at
 ``<home>/server.json`` (written by ``jtag serve``) and at the default address, and uses a server only if
 its ``GET /health`` says it serves the same home folder. The remote path uses only ``http.client``, so
-a CLI call stays fast to start.
+a CLI call stays fast to start; what goes over the wire (routes, headers, envelopes, the
+``server_unreachable`` failure) is ``dbhandles.wire``, which ``Client`` uses too.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from typing import Any, Protocol
 
 import orjson
 
-from dbhandles.clock import iso_now
+from dbhandles import wire
 from dbhandles.security.tokens import ADMIN_TOKEN_FILE
 from dbhandles.settings import Settings
+from dbhandles.wire import DEFAULT_PORT, DEFAULT_URL
 
 __all__ = [
+    "CLI_HINT",
     "DEFAULT_PORT",
     "DEFAULT_URL",
     "LocalTransport",
@@ -37,8 +40,6 @@ __all__ = [
     "write_state",
 ]
 
-DEFAULT_PORT = 7878
-DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 HEALTH_TIMEOUT = 0.5
 COMMAND_TIMEOUT = 600.0
 
@@ -53,15 +54,13 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+#: What the CLI suggests when the server it chose does not answer.
+CLI_HINT = "start it with 'jtag serve' or unset JTAG_URL to run commands in-process"
+
+
 def unreachable(url: str, reason: object) -> dict[str, Any]:
     """The envelope for "the server named by JTAG_URL (or found running) did not answer"."""
-    return {
-        "success": False,
-        "timestamp": iso_now(),
-        "error": f"cannot reach the dbhandles server at {url} ({reason}); start it with 'jtag serve' "
-        "or unset JTAG_URL to run commands in-process",
-        "code": "server_unreachable",
-    }
+    return wire.cannot_reach(url, reason, CLI_HINT)
 
 
 class LocalTransport:
@@ -70,7 +69,7 @@ class LocalTransport:
     mode = "local"
 
     def __init__(self, settings: Settings, session_id: str | None = None) -> None:
-        from dbhandles.commands import Context
+        from dbhandles.context import Context
         from dbhandles.service import Service
 
         self._service = Service(settings=settings)
@@ -102,11 +101,7 @@ class RemoteTransport:
 
     def __init__(self, url: str, session_id: str | None = None, token: str | None = None) -> None:
         self.url = url.rstrip("/")
-        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if session_id:
-            self._headers["X-Session-Id"] = session_id
-        if token:
-            self._headers["Authorization"] = f"Bearer {token}"
+        self._headers = wire.request_headers(token, session_id)
 
     def dispatch(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -116,8 +111,8 @@ class RemoteTransport:
         try:
             conn.request(
                 "POST",
-                f"{prefix}/commands/{name}",
-                body=orjson.dumps(params),
+                prefix + wire.command_path(name),
+                body=wire.encode_params(params),
                 headers=self._headers,
             )
             response = conn.getresponse()
@@ -126,13 +121,7 @@ class RemoteTransport:
             return unreachable(self.url, exc)
         finally:
             conn.close()
-        try:
-            envelope = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            envelope = None
-        if not isinstance(envelope, dict) or "success" not in envelope:
-            return unreachable(self.url, f"HTTP {response.status} without a dbhandles envelope")
-        return envelope
+        return wire.read_envelope(self.url, response.status, body)
 
     def close(self) -> None:
         """Nothing to release: each command uses its own short connection."""
@@ -145,7 +134,7 @@ def health(url: str, timeout: float = HEALTH_TIMEOUT) -> dict[str, Any] | None:
     except ValueError:
         return None
     try:
-        conn.request("GET", f"{prefix}/health")
+        conn.request("GET", prefix + wire.HEALTH_PATH)
         response = conn.getresponse()
         body = response.read()
         if response.status != 200:
@@ -155,7 +144,7 @@ def health(url: str, timeout: float = HEALTH_TIMEOUT) -> dict[str, Any] | None:
         return None
     finally:
         conn.close()
-    return info if isinstance(info, dict) and info.get("service") == "dbhandles" else None
+    return info if wire.is_dbhandles_health(info) else None
 
 
 # -- the state file written by `jtag serve` --------------------------------------------------------

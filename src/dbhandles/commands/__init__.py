@@ -1,12 +1,18 @@
-"""The command table and what a command is; importing this package registers every built-in command."""
+"""The command table and what a command is.
+
+Importing this package registers nothing: ``builtin_commands()`` imports the handler modules once and
+returns the table. The service calls it when it starts; the CLI's help and the server's OpenAPI
+document call it for the table alone.
+"""
 
 from __future__ import annotations
 
-from dbhandles.commands import audit, handles, listing, maintenance, records, tokens
+import importlib
+from collections.abc import Mapping
+
 from dbhandles.commands.base import (
     COMMANDS,
     Command,
-    Context,
     DataParams,
     DataResult,
     Operation,
@@ -14,18 +20,33 @@ from dbhandles.commands.base import (
     Result,
 )
 
-# The JSONL importer lives in its own package; its data/import and data/export commands register here.
-from dbhandles.importer import command as importer_command
-
 __all__ = [
+    "BUILTIN_MODULES",
     "COMMANDS",
     "Command",
-    "Context",
     "DataParams",
     "DataResult",
     "Operation",
     "Params",
     "Result",
+    "builtin_commands",
 ]
 
-_ = (audit, handles, listing, maintenance, records, tokens, importer_command)
+#: The modules whose handlers make up the built-in commands (the importer's data/import and
+#: data/export live in their own package).
+BUILTIN_MODULES = (
+    "dbhandles.commands.audit",
+    "dbhandles.commands.handles",
+    "dbhandles.commands.listing",
+    "dbhandles.commands.maintenance",
+    "dbhandles.commands.records",
+    "dbhandles.commands.tokens",
+    "dbhandles.importer.command",
+)
+
+
+def builtin_commands() -> Mapping[str, Command]:
+    """Register the built-in commands (the first call imports their modules) and return the table."""
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+    return COMMANDS

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from dbhandles.commands.base import Context, Params, Result, command
+from dbhandles.commands.base import Call, Params, Result, command
 from dbhandles.errors import InvalidParams
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class AuditResult(Result):
     summary="Read the append-only audit log, newest first (administrators only).",
     example='jtag data/audit --actor=helper-ai --since="1 hour ago" --format=table',
 )
-def data_audit(service: Service, params: AuditParams, context: Context) -> AuditResult:
+def data_audit(service: Service, params: AuditParams, call: Call) -> AuditResult:
     service.audit.flush()
     rows = service.registry.store.query_audit(
         actor=params.actor,

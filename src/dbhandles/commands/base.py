@@ -9,19 +9,24 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from dbhandles.context import Context
+
 if TYPE_CHECKING:
+    from dbhandles.registry import HandleEntry
     from dbhandles.service import Service
 
 __all__ = [
     "COMMANDS",
+    "Call",
     "Command",
-    "Context",
     "DataParams",
     "DataResult",
     "Operation",
     "Params",
     "Result",
     "command",
+    "handle_target",
+    "no_target",
 ]
 
 #: What a command does to data; Phase 2 permission checks key on this, at one choke point.
@@ -59,21 +64,45 @@ class DataResult(Result):
     db_handle: str
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
-    """Who runs a command and from where; reaches every handler."""
-
-    actor: str = "local"
-    session_id: str | None = None
-    is_admin: bool = True
-    #: In-process callers (the Python API, the CLI without a server) are the local user: path roots
-    #: apply only to requests that come from elsewhere.
-    trusted_local: bool = True
-
-
 P = TypeVar("P", bound=Params)
 R = TypeVar("R", bound=Result)
-Handler = Callable[["Service", Any, Context], Result]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One run of a command, as the dispatcher hands it to the handler.
+
+    Attributes:
+        context: who runs it and from where.
+        target: the database the command touches, found once by the command's ``target`` rule
+            (``None`` for commands that touch none, or whose target they create, like data/open);
+            it is what was authorised, quota-checked and what the audit row names.
+        hooks: optional observers of a long job, given by the front door that runs it (the CLI's
+            progress bar for ``import-jsonl``); each long command documents the type it accepts.
+    """
+
+    context: Context
+    target: HandleEntry | None = None
+    hooks: object = None
+
+
+Handler = Callable[["Service", Any, Call], Result]
+#: How a command finds its target: ``(service, params, context) -> HandleEntry | None``.
+TargetRule = Callable[["Service", Any, Context], "HandleEntry | None"]
+
+
+def handle_target(service: Service, params: Any, context: Context) -> HandleEntry:
+    """The handle named by ``params.dbHandle`` (``default`` when omitted).
+
+    Raises:
+        HandleNotFound: unknown, closed or mistyped.
+    """
+    return service.registry.resolve(params.db_handle)
+
+
+def no_target(service: Service, params: Any, context: Context) -> None:
+    """For commands that touch no database (tokens, the audit log, listing handles)."""
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +122,8 @@ class Command:
     uses_handle: bool = True
     #: Only administrators may run it (e.g. ``data/audit``).
     admin_only: bool = False
+    #: How the dispatcher finds the database the command touches (see ``Call.target``).
+    target: TargetRule = no_target
 
 
 COMMANDS: dict[str, Command] = {}
@@ -108,10 +139,15 @@ def command(
     example: str,
     positional: str | None = None,
     admin_only: bool = False,
-) -> Callable[[Callable[[Service, P, Context], R]], Callable[[Service, P, Context], R]]:
-    """Register a handler in the command table under its wire name (duplicates are refused)."""
+    target: TargetRule | None = None,
+) -> Callable[[Callable[[Service, P, Call], R]], Callable[[Service, P, Call], R]]:
+    """Register a handler in the command table under its wire name (duplicates are refused).
 
-    def register(fn: Callable[[Service, P, Context], R]) -> Callable[[Service, P, Context], R]:
+    ``target`` says how the command's database is found; the default is ``handle_target`` for
+    params with a ``dbHandle`` (``DataParams``) and ``no_target`` for the rest.
+    """
+
+    def register(fn: Callable[[Service, P, Call], R]) -> Callable[[Service, P, Call], R]:
         if name in COMMANDS:
             raise RuntimeError(f"command {name!r} registered twice")
         COMMANDS[name] = Command(
@@ -125,6 +161,11 @@ def command(
             positional=positional,
             uses_handle=issubclass(params, DataParams),
             admin_only=admin_only,
+            target=target
+            if target is not None
+            else handle_target
+            if issubclass(params, DataParams)
+            else no_target,
         )
         return fn
 

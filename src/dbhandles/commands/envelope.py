@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from dbhandles.clock import iso_now
-from dbhandles.commands.base import Context, Result
+from dbhandles.commands.base import Result
+from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError
 
 __all__ = ["error_envelope", "success_envelope"]

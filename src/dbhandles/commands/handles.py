@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import Field
 
-from dbhandles.adapters import adapter_names
-from dbhandles.commands.base import Context, Params, Result, command
+from dbhandles.adapters import FileConfig, adapter_names
+from dbhandles.commands.base import Call, Params, Result, command, handle_target
 from dbhandles.errors import InvalidParams
 from dbhandles.security.permissions import parse_permissions
 from dbhandles.security.policy import check_open, write_owner
@@ -58,7 +58,8 @@ class OpenResult(Result):
     summary="Open a database and return a new handle for it.",
     example="""jtag data/open --adapter=sqlite --config='{"path":"/tmp/training.sqlite","mode":"create"}'""",
 )
-def data_open(service: Service, params: OpenParams, context: Context) -> OpenResult:
+def data_open(service: Service, params: OpenParams, call: Call) -> OpenResult:
+    context = call.context
     if params.adapter is None:
         raise InvalidParams(
             f"adapter: missing required parameter; valid adapters: {', '.join(adapter_names())}. "
@@ -88,16 +89,16 @@ def data_open(service: Service, params: OpenParams, context: Context) -> OpenRes
         owner=context.actor, permissions=effective,
     )  # fmt: skip
     entry = registry.resolve(handle)
-    path = getattr(entry.config, "path", None)
+    opened = entry.config
     if (
         effective is not None
         and effective.isolation_mode != "none"
         and recorded is None
         and cls.features.file_based
-        and path is not None
-        and not entry.config.readonly
+        and isinstance(opened, FileConfig)
+        and not opened.readonly
     ):
-        write_owner(str(path), effective.owner or context.actor, effective.isolation_mode)
+        write_owner(opened.path, effective.owner or context.actor, effective.isolation_mode)
     return OpenResult(
         db_handle=handle, adapter=entry.adapter_name, alias=params.alias, config=entry.config.public(),
         owner=entry.owner, permissions=effective.to_wire() if effective is not None else None,
@@ -118,15 +119,14 @@ class CloseResult(Result):
     "data/close",
     params=CloseParams,
     result=CloseResult,
+    target=handle_target,
     operation="admin",
     summary="Close a handle; its aliases and query cursors go with it. 'default' cannot be closed.",
     example='jtag data/close --dbHandle="<UUID>"',
 )
-def data_close(service: Service, params: CloseParams, context: Context) -> CloseResult:
-    handle = service.registry.close(params.db_handle)
-    for cursor_id in [c for c, row in service.local_cursors.items() if row.handle == handle]:
-        service.local_cursors.pop(cursor_id, None)
-    return CloseResult(db_handle=handle)
+def data_close(service: Service, params: CloseParams, call: Call) -> CloseResult:
+    # The registry closes the handle's query cursors with it (``QueryCursors.close_handle``).
+    return CloseResult(db_handle=service.registry.close(params.db_handle))
 
 
 class ListHandlesParams(Params):
@@ -145,9 +145,8 @@ class HandlesResult(Result):
     summary="List every open handle, 'default' first.",
     example="jtag data/list-handles",
 )
-def data_list_handles(
-    service: Service, params: ListHandlesParams, context: Context
-) -> HandlesResult:
+def data_list_handles(service: Service, params: ListHandlesParams, call: Call) -> HandlesResult:
+    context = call.context
     entries = service.registry.list_handles()
     if not context.is_admin:
         # Other actors' strictly isolated handles are not even listed.

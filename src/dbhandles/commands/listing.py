@@ -1,17 +1,17 @@
-"""``data/list`` and the query cursors ``data/query-open``, ``query-next``, ``query-close``."""
+"""``data/list`` and the query cursors ``data/query-open``, ``query-next``, ``query-close``.
+
+The cursors' life (open, next, close, expiry, sessions, closed handles) is ``query_cursors.QueryCursors``,
+one per service (``service.cursors``); the handlers here parse params and shape results.
+"""
 
 from __future__ import annotations
 
-import threading
-import uuid
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from dbhandles.clock import now_ms
 from dbhandles.commands.base import (
-    COMMANDS,
-    Context,
+    Call,
     DataParams,
     DataResult,
     Params,
@@ -19,6 +19,7 @@ from dbhandles.commands.base import (
     command,
 )
 from dbhandles.commands.records import CollectionParams
+from dbhandles.context import Context
 from dbhandles.errors import CursorNotFound, HandleNotFound, InvalidParams
 from dbhandles.filters import (
     Compare,
@@ -29,8 +30,8 @@ from dbhandles.filters import (
     validate_path,
 )
 from dbhandles.paging import and_filters, decode_token, encode_token, fetch_page
-from dbhandles.security.policy import authorize
-from dbhandles.store import CursorRow
+from dbhandles.query_cursors import CursorPage
+from dbhandles.registry import HandleEntry
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -89,7 +90,7 @@ def _limit(service: Service, value: int | None, default: int, field: str) -> int
     summary="List records with a filter, sort, projection and keyset paging (nextCursor).",
     example="""jtag data/list --collection=training_examples --filter='{"metadata.qualityScore":{"$gte":0.8}}' --limit=10""",
 )
-def data_list(service: Service, params: ListParams, context: Context) -> ListResult:
+def data_list(service: Service, params: ListParams, call: Call) -> ListResult:
     collection = params.checked_collection()
     limit = _limit(service, params.limit, service.settings.default_limit, "limit")
     filter_node = parse_filter(params.filter)
@@ -104,7 +105,7 @@ def data_list(service: Service, params: ListParams, context: Context) -> ListRes
         extra = Compare(
             path, "gt" if params.cursor.direction == "after" else "lt", params.cursor.value
         )
-    with service.lease(params, context) as (entry, adapter), adapter.session() as session:
+    with service.lease(call) as (entry, adapter), adapter.session() as session:
         filter_node = and_filters(entry.row_filter, filter_node)
         items: list[dict[str, Any]] = []
         last, has_more = None, False
@@ -124,14 +125,6 @@ def data_list(service: Service, params: ListParams, context: Context) -> ListRes
 
 
 # -- query cursors ---------------------------------------------------------------------------------
-
-# Striped locks: calls on one cursor take turns in this process (the store's compare-and-swap covers
-# other processes) without a lock per cursor that would have to be cleaned up when cursors expire.
-_CURSOR_LOCKS = tuple(threading.Lock() for _ in range(64))
-
-
-def _lock_for(cursor_id: str) -> threading.Lock:
-    return _CURSOR_LOCKS[hash(cursor_id) % len(_CURSOR_LOCKS)]
 
 
 class QueryOpenParams(CollectionParams):
@@ -160,31 +153,19 @@ class QueryOpenResult(DataResult):
     summary="Open a server-side cursor over a query; page it with data/query-next.",
     example="jtag data/query-open --collection=training_examples --pageSize=50",
 )
-def data_query_open(service: Service, params: QueryOpenParams, context: Context) -> QueryOpenResult:
+def data_query_open(service: Service, params: QueryOpenParams, call: Call) -> QueryOpenResult:
+    context = call.context
     collection = params.checked_collection()
     page_size = _limit(service, params.page_size, service.settings.query_page_size, "pageSize")
     filter_node = parse_filter(params.filter)
     order = parse_order_by(params.order_by if params.order_by is not None else "desc")
     parse_fields(params.fields)
-    with service.lease(params, context) as (entry, adapter), adapter.session() as session:
+    with service.lease(call) as (entry, adapter), adapter.session() as session:
         total = session.count(collection, and_filters(entry.row_filter, filter_node))
-    spec_filter = params.filter
-    if entry.permissions is not None and entry.permissions.row_filter:
-        row = entry.permissions.row_filter
-        spec_filter = {"$and": [params.filter, row]} if params.filter else row
-    now = now_ms()
-    store = service.registry.store
-    store.expire_cursors(now)
-    row = CursorRow(
-        cursor_id=str(uuid.uuid4()), handle=entry.handle, collection=collection,
-        spec={"filter": spec_filter, "orderBy": [k.to_wire() for k in order], "fields": params.fields},
-        position=None, page_number=0, total_count=total, page_size=page_size, exhausted=False,
-        session_id=context.session_id, expires_at=now + int(service.settings.cursor_ttl_seconds * 1000),
+    row = service.cursors.open(
+        entry, collection, filter=params.filter, order=order, fields=params.fields,
+        page_size=page_size, total_count=total, session_id=context.session_id,
     )  # fmt: skip
-    if entry.durable:
-        store.put_cursor(row)
-    else:
-        service.local_cursors[row.cursor_id] = row
     return QueryOpenResult(db_handle=entry.handle, query_handle=row.cursor_id, collection=collection,
                            total_count=total, page_size=page_size)  # fmt: skip
 
@@ -203,90 +184,63 @@ class QueryNextResult(DataResult):
     total_count: int
 
 
-def _get_cursor(service: Service, cursor_id: str, context: Context) -> CursorRow:
-    row = service.local_cursors.get(cursor_id) or service.registry.store.get_cursor(cursor_id)
-    if row is not None and row.session_id != context.session_id:
-        row = None  # another session's cursor is invisible, not merely forbidden
-    if row is None:
-        raise CursorNotFound(f"queryHandle: no open query {cursor_id!r} (closed, expired, or its "
-                             "handle was closed)", field="queryHandle")  # fmt: skip
-    if row.expires_at < now_ms():
-        _drop_cursor(service, cursor_id)
-        raise CursorNotFound(
-            f"queryHandle: query {cursor_id!r} expired after being idle", field="queryHandle"
-        )
-    return row
+def cursor_target(
+    service: Service, params: QueryNextParams | QueryCloseParams, context: Context
+) -> HandleEntry:
+    """The target of query-next: the handle the cursor was opened on (a ``dbHandle`` the caller
+    names must be that handle), so it is what is authorised and audited.
+
+    Raises:
+        CursorNotFound: unknown, closed, expired, another session's, or another handle's.
+    """
+    row = service.cursors.get(params.query_handle, context.session_id)
+    if params.db_handle is not None:
+        try:
+            named = service.registry.resolve(params.db_handle).handle
+        except HandleNotFound:
+            named = None
+        if named != row.handle:
+            raise CursorNotFound(
+                "queryHandle: this query belongs to another dbHandle", field="queryHandle"
+            )
+    try:
+        return service.registry.resolve(row.handle)
+    except HandleNotFound as exc:
+        raise CursorNotFound("queryHandle: its dbHandle was closed", field="queryHandle") from exc
 
 
-def _drop_cursor(service: Service, cursor_id: str) -> bool:
-    local = service.local_cursors.pop(cursor_id, None) is not None
-    return service.registry.store.delete_cursor(cursor_id) or local
+def closing_cursor_target(
+    service: Service, params: QueryCloseParams, context: Context
+) -> HandleEntry | None:
+    """The target of query-close: the cursor's handle, or none for a cursor that is already gone
+    (closing is idempotent)."""
+    try:
+        return cursor_target(service, params, context)
+    except CursorNotFound:
+        return None
 
 
 @command(
     "data/query-next",
     params=QueryNextParams,
     result=QueryNextResult,
+    target=cursor_target,
     operation="read",
     summary="Fetch the next page of a cursor; past the end it returns an empty page.",
     example='jtag data/query-next --queryHandle="<UUID>"',
 )
-def data_query_next(service: Service, params: QueryNextParams, context: Context) -> QueryNextResult:
-    with _lock_for(params.query_handle):
-        while True:
-            row = _get_cursor(service, params.query_handle, context)
-            if params.db_handle is not None:
-                try:
-                    named = service.registry.resolve(params.db_handle).handle
-                except HandleNotFound:
-                    named = None
-                if named != row.handle:
-                    raise CursorNotFound("queryHandle: this query belongs to another dbHandle",
-                                         field="queryHandle")  # fmt: skip
-            if row.exhausted:
-                return _page(row, [], row.page_number, False)
-            items, last, has_more = _serve_page(service, row, params, context)
-            new = CursorRow(
-                **{**_fields(row), "position": [list(p) for p in last] if last else row.position,
-                   "page_number": row.page_number + 1, "exhausted": not has_more,
-                   "expires_at": now_ms() + int(service.settings.cursor_ttl_seconds * 1000)},
-            )  # fmt: skip
-            if row.cursor_id in service.local_cursors:
-                service.local_cursors[row.cursor_id] = new
-                return _page(row, items, row.page_number, has_more)
-            # Compare-and-swap: another process may have served this page; then read the next one.
-            if service.registry.store.advance_cursor(row, new):
-                return _page(row, items, row.page_number, has_more)
+def data_query_next(service: Service, params: QueryNextParams, call: Call) -> QueryNextResult:
+    # The dispatcher authorised the cursor's own handle (``cursor_target``), not just the one named.
+    page = service.cursors.next(
+        params.query_handle, call.context.session_id, handle_name=params.db_handle
+    )
+    return _page(page)
 
 
-def _serve_page(
-    service: Service, row: CursorRow, params: QueryNextParams, context: Context
-) -> tuple[list[dict[str, Any]], tuple[tuple[int, Any], ...] | None, bool]:
-    order = parse_order_by(row.spec["orderBy"])
-    after = tuple((int(r), v) for r, v in row.position) if row.position is not None else None
-    try:
-        entry = service.registry.resolve(row.handle)
-        # The cursor's own handle is checked too (isolation, read permission), not just the one named.
-        authorize(COMMANDS["data/query-next"], params, context, entry)
-        with service.registry.lease(entry) as (_entry, adapter), adapter.session() as session:
-            return fetch_page(
-                session, row.collection, parse_filter(row.spec["filter"]), order, row.page_size,
-                after, parse_fields(row.spec["fields"]),
-            )  # fmt: skip
-    except HandleNotFound as exc:
-        _drop_cursor(service, row.cursor_id)
-        raise CursorNotFound("queryHandle: its dbHandle was closed", field="queryHandle") from exc
-
-
-def _fields(row: CursorRow) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in CursorRow.__dataclass_fields__}
-
-
-def _page(
-    row: CursorRow, items: list[dict[str, Any]], page: int, has_more: bool
-) -> QueryNextResult:
+def _page(page: CursorPage) -> QueryNextResult:
+    row = page.cursor
     return QueryNextResult(db_handle=row.handle, query_handle=row.cursor_id, collection=row.collection,
-                           items=items, page_number=page, has_more=has_more,
+                           items=page.items, page_number=page.page_number, has_more=page.has_more,
                            total_count=row.total_count)  # fmt: skip
 
 
@@ -304,18 +258,14 @@ class QueryCloseResult(Result):
     "data/query-close",
     params=QueryCloseParams,
     result=QueryCloseResult,
+    target=closing_cursor_target,
     operation="read",
     summary="Close a cursor (idempotent: closing an unknown or closed cursor succeeds with closed=false).",
     example='jtag data/query-close --queryHandle="<UUID>"',
 )
-def data_query_close(
-    service: Service, params: QueryCloseParams, context: Context
-) -> QueryCloseResult:
-    try:
-        _get_cursor(service, params.query_handle, context)
-    except CursorNotFound:
-        return QueryCloseResult(query_handle=params.query_handle, closed=False)
-    closed = _drop_cursor(service, params.query_handle)
+def data_query_close(service: Service, params: QueryCloseParams, call: Call) -> QueryCloseResult:
+    context = call.context
+    closed = service.cursors.close(params.query_handle, context.session_id)
     return QueryCloseResult(query_handle=params.query_handle, closed=closed)
 
 
@@ -335,6 +285,7 @@ class SessionEndResult(Result):
     summary="End the caller's session: close every query cursor it opened.",
     example="jtag session end",
 )
-def session_end(service: Service, params: SessionEndParams, context: Context) -> SessionEndResult:
+def session_end(service: Service, params: SessionEndParams, call: Call) -> SessionEndResult:
+    context = call.context
     closed = service.end_session(context.session_id) if context.session_id is not None else 0
     return SessionEndResult(cursors_closed=closed)

@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from dbhandles.adapters.base import Query
-from dbhandles.commands.base import Context, DataParams, DataResult, command
+from dbhandles.commands.base import Call, DataParams, DataResult, command
 from dbhandles.commands.records import CollectionParams
 from dbhandles.evaluate import rank
 from dbhandles.events import event_name
@@ -68,8 +68,8 @@ def _infer(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     summary="Without a collection: every collection with its record count. With one: its fields.",
     example="jtag data/schema --collection=training_examples",
 )
-def data_schema(service: Service, params: SchemaParams, context: Context) -> SchemaResult:
-    with service.lease(params, context) as (entry, adapter), adapter.session() as session:
+def data_schema(service: Service, params: SchemaParams, call: Call) -> SchemaResult:
+    with service.lease(call) as (entry, adapter), adapter.session() as session:
         if params.collection is None:
             names = session.collections()
             listing = [
@@ -115,10 +115,10 @@ class TruncateResult(DataResult):
     summary="Delete every record of one collection (the collection stays).",
     example="jtag data/truncate --collection=training_examples",
 )
-def data_truncate(service: Service, params: TruncateParams, context: Context) -> TruncateResult:
+def data_truncate(service: Service, params: TruncateParams, call: Call) -> TruncateResult:
     collection = params.checked_collection()
     with (
-        service.lease(params, context) as (entry, adapter),
+        service.lease(call) as (entry, adapter),
         adapter.session(write=True) as session,
     ):
         deleted = session.truncate(collection)
@@ -146,9 +146,9 @@ class ClearResult(DataResult):
     summary="Delete every record of every collection of the handle's database (structure stays).",
     example='jtag data/clear --dbHandle="<UUID>"',
 )
-def data_clear(service: Service, params: ClearParams, context: Context) -> ClearResult:
+def data_clear(service: Service, params: ClearParams, call: Call) -> ClearResult:
     with (
-        service.lease(params, context) as (entry, adapter),
+        service.lease(call) as (entry, adapter),
         adapter.session(write=True) as session,
     ):
         names = session.collections()
@@ -177,8 +177,8 @@ class VacuumResult(DataResult):
     summary="Reclaim free space in the handle's database; reports sizes in bytes.",
     example='jtag data/vacuum --dbHandle="<UUID>"',
 )
-def data_vacuum(service: Service, params: VacuumParams, context: Context) -> VacuumResult:
-    with service.lease(params, context) as (entry, adapter):
+def data_vacuum(service: Service, params: VacuumParams, call: Call) -> VacuumResult:
+    with service.lease(call) as (entry, adapter):
         if adapter.readonly:
             from dbhandles.errors import ReadOnly
 

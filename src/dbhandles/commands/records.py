@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from dbhandles.commands.base import Context, DataParams, DataResult, Params, command
+from dbhandles.commands.base import Call, DataParams, DataResult, Params, command
 from dbhandles.documents import (
     check_record_id,
     create_record,
@@ -55,9 +55,9 @@ class RecordResult(DataResult):
     summary="Create a record; returns the stored record with id, createdAt, updatedAt, version.",
     example="""jtag data/create --collection=training_examples --data='{"text":"example","label":"positive"}' --id=test-001""",
 )
-def data_create(service: Service, params: CreateParams, context: Context) -> RecordResult:
+def data_create(service: Service, params: CreateParams, call: Call) -> RecordResult:
     collection = params.checked_collection()
-    with service.lease(params, context) as (entry, adapter):
+    with service.lease(call) as (entry, adapter):
         decl = service.ensure_declared(adapter, collection)
         with adapter.session(write=True) as session:
             record = create_record(
@@ -87,9 +87,9 @@ class ReadResult(RecordResult):
     example="jtag data/read --collection=training_examples test-001",
     positional="id",
 )
-def data_read(service: Service, params: ReadParams, context: Context) -> ReadResult:
+def data_read(service: Service, params: ReadParams, call: Call) -> ReadResult:
     collection = params.checked_collection()
-    with service.lease(params, context) as (entry, adapter):
+    with service.lease(call) as (entry, adapter):
         record = visible(adapter.read_one(collection, check_record_id(params.id)), entry.row_filter)
     return ReadResult(db_handle=entry.handle, collection=collection, id=params.id,
                       data=record, found=record is not None)  # fmt: skip
@@ -122,10 +122,10 @@ class UpdateResult(RecordResult):
     summary="Merge fields into a record; optional expectedVersion for optimistic concurrency.",
     example="""jtag data/update --collection=training_examples --id=test-001 --data='{"label":"negative"}'""",
 )
-def data_update(service: Service, params: UpdateParams, context: Context) -> UpdateResult:
+def data_update(service: Service, params: UpdateParams, call: Call) -> UpdateResult:
     collection = params.checked_collection()
     check_record_id(params.id)
-    with service.lease(params, context) as (entry, adapter):
+    with service.lease(call) as (entry, adapter):
         decl = service.ensure_declared(adapter, collection)
         with adapter.session(write=True) as session:
             record, previous = update_record(
@@ -163,11 +163,11 @@ class DeleteResult(DataResult):
     example="jtag data/delete --collection=training_examples test-001",
     positional="id",
 )
-def data_delete(service: Service, params: DeleteParams, context: Context) -> DeleteResult:
+def data_delete(service: Service, params: DeleteParams, call: Call) -> DeleteResult:
     collection = params.checked_collection()
     check_record_id(params.id)
     with (
-        service.lease(params, context) as (entry, adapter),
+        service.lease(call) as (entry, adapter),
         adapter.session(write=True) as session,
     ):
         deleted = delete_record(session, collection, params.id, entry.row_filter)
@@ -206,10 +206,10 @@ class BatchResult(DataResult):
     summary="Apply a list of create/update/delete operations atomically (all or nothing).",
     example="""jtag data/batch --operations='[{"op":"create","collection":"notes","data":{"text":"a"}}]'""",
 )
-def data_batch(service: Service, params: BatchParams, context: Context) -> BatchResult:
+def data_batch(service: Service, params: BatchParams, call: Call) -> BatchResult:
     results: list[dict[str, Any]] = []
     events: list[tuple[str, dict[str, Any]]] = []
-    with service.lease(params, context) as (entry, adapter):
+    with service.lease(call) as (entry, adapter):
         decls = {}
         for op in params.operations:
             name = validate_collection(op.collection, "operations.collection")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dbhandles.commands.base import Context, Params, Result, command
+from dbhandles.commands.base import Call, Params, Result, command
 from dbhandles.store import TokenRow
 
 if TYPE_CHECKING:
@@ -50,9 +50,7 @@ class TokenCreateResult(Result):
     summary="Create a bearer token for an actor; the token is shown once, only its hash is kept.",
     example="jtag token create --actor=helper-ai --expires=30d",
 )
-def token_create(
-    service: Service, params: TokenCreateParams, context: Context
-) -> TokenCreateResult:
+def token_create(service: Service, params: TokenCreateParams, call: Call) -> TokenCreateResult:
     token, row = service.tokens.create(params.actor, expires=params.expires, admin=params.admin)
     return TokenCreateResult(
         token=token,
@@ -80,7 +78,7 @@ class TokenListResult(Result):
     summary="List tokens (ids, actors, expiry, revocation; never the secrets).",
     example="jtag token list --format=table",
 )
-def token_list(service: Service, params: TokenListParams, context: Context) -> TokenListResult:
+def token_list(service: Service, params: TokenListParams, call: Call) -> TokenListResult:
     return TokenListResult(tokens=[_public(r) for r in service.tokens.list()])
 
 
@@ -105,8 +103,6 @@ class TokenRevokeResult(Result):
     example="jtag token revoke --tokenId=<id>",
     positional="token_id",
 )
-def token_revoke(
-    service: Service, params: TokenRevokeParams, context: Context
-) -> TokenRevokeResult:
+def token_revoke(service: Service, params: TokenRevokeParams, call: Call) -> TokenRevokeResult:
     row = service.tokens.revoke(params.token_id)
     return TokenRevokeResult(token_id=row.token_id, actor=row.actor)

@@ -1,7 +1,7 @@
 """JSONL import and export: streaming, batched, idempotent, through the handle system.
 
 ``run_import`` / ``run_export`` work on a leased adapter; ``dbhandles.importer.command`` registers the
-``data/import`` and ``data/export`` commands on top of them; ``dbhandles.importer.cli`` holds the
+``data/import`` and ``data/export`` commands on top of them; ``dbhandles.cli.jsonl`` holds the
 ``jtag import-jsonl`` / ``jtag export-jsonl`` entry points. See ``docs/import.md``.
 
 The names below are imported on first use, so the parser process (``dbhandles.importer.worker``)

@@ -17,12 +17,14 @@ import os
 import stat
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from dbhandles.commands.base import Context, DataParams, DataResult, command
+from dbhandles.commands.base import Call, DataParams, DataResult, command
+from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError, InvalidParams, NotSupported
 from dbhandles.filters import parse_filter, validate_collection
 from dbhandles.importer.export import DEFAULT_PAGE_SIZE, ExportStats, run_export
@@ -143,39 +145,58 @@ def _regular_file(given: str, real: Path) -> None:
         )
 
 
-def perform_import(
-    service: Service,
-    params: ImportParams,
-    context: Context | None = None,
-    *,
-    progress: Progress | None = None,
-    stats: ImportStats | None = None,
-    on_target: Callable[[str, str | None], None] | None = None,
-) -> ImportResult:
-    """Run an import described by ``params``; the shared body of ``data/import`` and the CLI.
+@dataclass(frozen=True, slots=True)
+class ImportHooks:
+    """Observers of one import, given by the front door that runs it (``Call.hooks``).
 
-    Args:
+    Attributes:
         progress: a display told after every chunk and batch (the CLI's bar).
-        stats: counts to fill in, still readable when this raises.
+        stats: counts to fill in, still readable when the import raises.
         on_target: called with ``(handle, database path)`` once the target is resolved.
+    """
+
+    progress: Progress | None = None
+    stats: ImportStats | None = None
+    on_target: Callable[[str, str | None], None] | None = None
+
+
+def import_target(service: Service, params: ImportParams, context: Context) -> HandleEntry:
+    """The target of ``data/import``: the database at ``output`` (opened, created if missing) or
+    ``dbHandle``. The input is checked first, so a missing input never leaves a new output behind.
+
+    Raises:
+        DbHandlesError: a bad input file, or from ``resolve_target``.
+    """
+    source = check_file(service, params.input, "input", context)
+    _regular_file(params.input, source)
+    ChunkReader(source).close()  # a missing or unreadable input fails before the output is opened
+    return resolve_target(service, "data/import", params, params.output, path_field="output",
+                          mode="create", context=context)  # fmt: skip
+
+
+def perform_import(service: Service, params: ImportParams, call: Call) -> ImportResult:
+    """Run the import described by ``params`` into ``call.target`` (see ``import_target``).
+
+    ``call.hooks`` may be an ``ImportHooks`` (the CLI's progress bar and counts).
 
     Raises:
         DbHandlesError: see ``run_import``; ``NotSupported`` for a collection declared with a model.
     """
-    stats = stats if stats is not None else ImportStats()
-    context = context or Context()
+    hooks = call.hooks if isinstance(call.hooks, ImportHooks) else ImportHooks()
+    stats = hooks.stats if hooks.stats is not None else ImportStats()
+    progress = hooks.progress
+    context = call.context
     source = check_file(service, params.input, "input", context)
-    _regular_file(params.input, source)
-    ChunkReader(source).close()  # a missing or unreadable input fails before the output is opened
-    target = resolve_target(service, "data/import", params, params.output, path_field="output",
-                            mode="create", context=context)  # fmt: skip
-    handle = target.handle
+    assert call.target is not None
+    handle = call.target.handle
     db_path = service.registry.get_db_path(handle)
-    if on_target is not None:
-        on_target(handle, db_path)
-    rejects = Path(params.rejects).expanduser() if params.rejects else default_rejects_path(db_path)
-    if rejects is not None and params.on_error == "skip":
-        rejects = check_file(service, rejects, "rejects", context)
+    if hooks.on_target is not None:
+        hooks.on_target(handle, db_path)
+    # The text as given is checked (a Path would drop a trailing '/').
+    given: str | Path | None = params.rejects or default_rejects_path(db_path)
+    rejects: Path | None = None
+    if given is not None and params.on_error == "skip":
+        rejects = check_file(service, given, "rejects", context, writing=True)
     options = _import_options(params, source, rejects if params.on_error == "skip" else None)
     with service.registry.lease(handle) as (entry, adapter):
         decl = service.ensure_declared(adapter, options.collection)
@@ -226,14 +247,15 @@ def _import_result(
     "data/import",
     params=ImportParams,
     result=ImportResult,
+    target=import_target,
     # "write": handle permissions (write, collections) apply. Its files follow data/open's path
     # rules (allowed roots for remote requests), checked by ``check_file`` and data/open.
     operation="write",
     summary="Import a JSONL file into a collection, in batches, idempotently (re-runs skip stored records).",
     example="jtag data/import --input=/datasets/parsed/continuum-git.jsonl --output=/datasets/prepared/continuum-git.sqlite",
 )
-def data_import(service: Service, params: ImportParams, context: Context) -> ImportResult:
-    return perform_import(service, params, context)
+def data_import(service: Service, params: ImportParams, call: Call) -> ImportResult:
+    return perform_import(service, params, call)
 
 
 class ExportParams(DataParams):
@@ -261,23 +283,43 @@ class ExportResult(DataResult):
     records_per_second: float
 
 
-def perform_export(
-    service: Service,
-    params: ExportParams,
-    context: Context | None = None,
-    *,
-    stats: ExportStats | None = None,
-    on_page: Callable[[ExportStats], None] | None = None,
-) -> ExportResult:
-    """Run an export described by ``params``; the shared body of ``data/export`` and the CLI."""
-    stats = stats if stats is not None else ExportStats()
-    context = context or Context()
+@dataclass(frozen=True, slots=True)
+class ExportHooks:
+    """Observers of one export, given by the front door that runs it (``Call.hooks``).
+
+    Attributes:
+        stats: counts to fill in, still readable when the export raises.
+        on_page: called after every page written.
+    """
+
+    stats: ExportStats | None = None
+    on_page: Callable[[ExportStats], None] | None = None
+
+
+def export_target(service: Service, params: ExportParams, context: Context) -> HandleEntry:
+    """The target of ``data/export``: the database at ``input`` (opened read-only) or ``dbHandle``.
+
+    Raises:
+        DbHandlesError: a bad output file, or from ``resolve_target``.
+    """
+    check_file(service, params.output, "output", context, writing=True)
+    return resolve_target(service, "data/export", params, params.input, path_field="input",
+                          mode="readonly", context=context)  # fmt: skip
+
+
+def perform_export(service: Service, params: ExportParams, call: Call) -> ExportResult:
+    """Run the export described by ``params`` from ``call.target`` (see ``export_target``).
+
+    ``call.hooks`` may be an ``ExportHooks`` (the CLI's counts and progress).
+    """
+    hooks = call.hooks if isinstance(call.hooks, ExportHooks) else ExportHooks()
+    stats = hooks.stats if hooks.stats is not None else ExportStats()
+    on_page = hooks.on_page
     collection = validate_collection(params.collection)
     filter_node = parse_filter(params.filter)
-    output = str(check_file(service, params.output, "output", context))
-    target = resolve_target(service, "data/export", params, params.input, path_field="input",
-                            mode="readonly", context=context)  # fmt: skip
-    handle = target.handle
+    output = str(check_file(service, params.output, "output", call.context, writing=True))
+    assert call.target is not None
+    handle = call.target.handle
     with service.registry.lease(handle) as (entry, adapter):
         run_export(adapter, collection, output, filter=filter_node, page_size=params.page_size,
                    on_page=on_page, stats=stats)  # fmt: skip
@@ -299,9 +341,10 @@ def perform_export(
     "data/export",
     params=ExportParams,
     result=ExportResult,
+    target=export_target,
     operation="read",
     summary="Write a collection to a JSONL file, one full record (with id, createdAt, updatedAt, version) a line.",
     example="jtag data/export --input=/datasets/prepared/continuum-git.sqlite --output=/tmp/examples.jsonl",
 )
-def data_export(service: Service, params: ExportParams, context: Context) -> ExportResult:
-    return perform_export(service, params, context)
+def data_export(service: Service, params: ExportParams, call: Call) -> ExportResult:
+    return perform_export(service, params, call)

@@ -20,7 +20,7 @@ from typing import IO, Any, cast
 import orjson
 
 from dbhandles.adapters.base import Adapter, Query
-from dbhandles.dbfiles import open_plain
+from dbhandles.dbfiles import create_exclusive
 from dbhandles.errors import InvalidParams
 from dbhandles.evaluate import position_of
 from dbhandles.filters import FilterNode, SortKey, validate_collection
@@ -62,7 +62,7 @@ class _Output:
     """The partial file, and the gzip stream over it for a ``.gz`` name; ``close`` closes both."""
 
     def __init__(self, path: Path, compress: bool) -> None:
-        self.raw: IO[bytes] = open_plain(path, "wb", "output")
+        self.raw: IO[bytes] = create_exclusive(path, "output")
         self.stream: IO[bytes] = self.raw
         if compress:
             self.stream = cast(

@@ -9,7 +9,7 @@ all or nothing, so a kill loses at most the batch in flight, never leaves half o
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from itertools import islice, repeat
@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import orjson
 
-from dbhandles.adapters.base import Adapter, Record
+from dbhandles.adapters.base import Adapter, Record, Session
 from dbhandles.clock import iso_now
 from dbhandles.errors import DbHandlesError, InvalidParams
 from dbhandles.filters import validate_collection
@@ -76,11 +76,9 @@ def _record(row: Row) -> Record:
 
 
 def _bulk(adapter: Adapter) -> AbstractContextManager[Any]:
-    """The adapter's bulk-load mode when it has one (fewer checkpoints, a bigger cache)."""
-    bulk_load: Callable[[], AbstractContextManager[Any]] | None = getattr(
-        adapter, "bulk_load", None
-    )
-    return bulk_load() if bulk_load is not None else nullcontext()
+    """The adapter's bulk-load mode where it has one (``Features.bulk_load``: fewer checkpoints, a
+    bigger cache)."""
+    return adapter.bulk_load() if adapter.features.bulk_load else nullcontext()
 
 
 class _Transactions:
@@ -88,13 +86,15 @@ class _Transactions:
 
     Rows go into the open transaction as soon as a chunk is parsed, so memory holds one chunk, not one
     batch, whatever ``batchSize`` is; the batch is committed when it holds ``batchSize`` records.
-    The adapter's raw fast path (``insert_many_raw``) is used when its session has one.
+    The adapter's raw fast path (``Session.insert_many_raw``) is used where it declares one
+    (``Features.raw_inserts``).
     """
 
     def __init__(self, adapter: Adapter, collection: str, stats: ImportStats) -> None:
         self.adapter, self.collection, self.stats = adapter, collection, stats
         self._stack: ExitStack | None = None
-        self._session: Any = None
+        self._session: Session | None = None
+        self._raw = adapter.features.raw_inserts
         self.count = 0
         self._inserted = 0
         # An empty write session up front fails fast on a read-only handle, before any reading.
@@ -110,12 +110,13 @@ class _Transactions:
                 stack = ExitStack()
                 self._session = stack.enter_context(self.adapter.session(write=True))
                 self._stack = stack
-            insert_raw = getattr(self._session, "insert_many_raw", None)
-            if insert_raw is not None:
-                inserted = int(insert_raw(self.collection, rows, skip_existing=True))
+            session = self._session
+            assert session is not None
+            if self._raw:
+                inserted = session.insert_many_raw(self.collection, rows, skip_existing=True)
             else:
                 records = [_record(row) for row in rows]
-                inserted = self._session.insert_many(self.collection, records, skip_existing=True)
+                inserted = session.insert_many(self.collection, records, skip_existing=True)
         except DbHandlesError as exc:
             raise self._failed(exc, last_line) from None
         self.count += count

@@ -12,11 +12,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dbhandles.commands.base import Context, DataParams
-from dbhandles.dbfiles import check_plain
+from dbhandles.adapters import FileConfig
+from dbhandles.commands.base import DataParams
+from dbhandles.context import Context
+from dbhandles.dbfiles import check_path_text, check_plain
 from dbhandles.errors import InvalidParams, PathNotAllowed, PermissionDenied
 from dbhandles.registry import HandleEntry
-from dbhandles.security.policy import authorize
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -29,7 +30,12 @@ def _under(path: Path, roots: tuple[Path, ...]) -> bool:
 
 
 def check_file(
-    service: Service, path: str | os.PathLike[str], field: str, context: Context
+    service: Service,
+    path: str | os.PathLike[str],
+    field: str,
+    context: Context,
+    *,
+    writing: bool = False,
 ) -> Path:
     """The real path of a file a command reads or writes, checked like ``data/open`` checks paths.
 
@@ -38,9 +44,10 @@ def check_file(
 
     Raises:
         PathNotAllowed: a remote request for a file outside the allowed roots.
-        InvalidParams: the file is an SQLite database or side file (``dbfiles.check_plain``).
+        InvalidParams: the file is an SQLite database or side file, or (``writing``) a link, a
+            special file or a file with other names (``dbfiles.check_plain``).
     """
-    real = Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
+    real = Path(os.path.realpath(os.path.expanduser(check_path_text(path, field))))
     if not context.trusted_local:
         roots = service.settings.roots()
         if not _under(real, roots):
@@ -51,19 +58,25 @@ def check_file(
             )
     # An SQLite database (or one of its side files) is never read or written as JSONL: writing
     # would destroy it, and a plain open() in this process would release its connections' locks.
-    check_plain(real, field)
+    check_plain(real, field, writing=writing)
     return real
 
 
+#: A database named by path is an SQLite file: ``_open_path`` opens it with this adapter, so only this
+#: adapter's handles on the same file are reused.
+_PATH_ADAPTER = "sqlite"
+
+
 def _reusable(entry: HandleEntry, canonical: str, mode: str, context: Context) -> bool:
-    if entry.is_default or entry.adapter_name != "sqlite":
+    config = entry.config
+    if entry.is_default or entry.adapter_name != _PATH_ADAPTER:
         return False
-    if getattr(entry.config, "path", None) != canonical:
+    if not isinstance(config, FileConfig) or config.path != canonical:
         return False
     # Only a plain handle of the same actor: never borrow someone else's, or a restricted one.
     if entry.owner not in (None, context.actor) or entry.permissions is not None:
         return False
-    return mode == "readonly" or getattr(entry.config, "mode", "readonly") != "readonly"
+    return mode == "readonly" or not config.readonly
 
 
 def _open_path(service: Service, path: str, mode: str, context: Context) -> str:
@@ -78,7 +91,9 @@ def _open_path(service: Service, path: str, mode: str, context: Context) -> str:
         # An import output is in WAL ("import once, read everywhere"), and the load may leave WAL
         # for a rollback journal while it runs (SqliteAdapter.bulk_load) and come back to it.
         config["wal"] = True
-    result = service.execute("data/open", {"adapter": "sqlite", "config": config}, context=context)
+    result = service.execute(
+        "data/open", {"adapter": _PATH_ADAPTER, "config": config}, context=context
+    )
     return str(result["dbHandle"])
 
 
@@ -96,12 +111,12 @@ def resolve_target(
 
     Nothing defaults to the ``default`` database: a bulk import landing there by accident is the
     kind of mix-up handles exist to prevent, so it has to be asked for (``dbHandle: "default"``).
-    The handle is authorised for ``command_name`` (operation, collection, ownership) before use.
+    The dispatcher then authorises the handle for the command like any target.
 
     Raises:
         InvalidParams: both or neither were given.
         PermissionDenied: the handle has a row filter (imports and exports do not apply one).
-        DbHandlesError: from ``data/open`` or the authorisation.
+        DbHandlesError: from ``data/open``.
     """
     if path is not None and params.db_handle is not None:
         raise InvalidParams(
@@ -113,12 +128,10 @@ def resolve_target(
             "dbHandle (an open handle; 'default' for the default database)",
             field=path_field,
         )
-    handle = _open_path(service, path, mode, context) if path is not None else params.db_handle
+    handle: str | None = params.db_handle
+    if path is not None:
+        handle = _open_path(service, check_path_text(path, path_field), mode, context)
     entry = service.registry.resolve(handle)
-    from dbhandles.commands.base import COMMANDS
-
-    authorize(COMMANDS[command_name], params.model_copy(update={"db_handle": entry.handle}), context,
-              entry)  # fmt: skip
     if entry.row_filter is not None:
         raise PermissionDenied(
             f"Permission denied: this handle only reaches rows matching its row filter, and "

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from dbhandles.adapters import Adapter, AdapterConfig
+from dbhandles.adapters import Adapter, AdapterConfig, FileConfig
 from dbhandles.clock import iso_now
-from dbhandles.commands.base import Command, Context
-from dbhandles.errors import AccessDenied, PathNotAllowed, PermissionDenied, QuotaExceeded
+from dbhandles.context import Context
+from dbhandles.dbfiles import open_plain, replace_file
+from dbhandles.errors import (
+    AccessDenied,
+    DbHandlesError,
+    PathNotAllowed,
+    PermissionDenied,
+    QuotaExceeded,
+)
 from dbhandles.security.permissions import PRESETS, Permissions, narrow
 
 if TYPE_CHECKING:
@@ -26,6 +33,7 @@ if TYPE_CHECKING:
     from dbhandles.settings import Settings
 
 __all__ = [
+    "Authorizable",
     "authorize",
     "batch_operations",
     "check_open",
@@ -36,25 +44,44 @@ __all__ = [
 ]
 
 
+class Authorizable(Protocol):
+    """What the policy needs to know of a command (``commands.base.Command`` is one): security sits
+    below the command layer and never imports it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def operation(self) -> str: ...
+
+    @property
+    def admin_only(self) -> bool: ...
+
+
 def owner_file(path: str) -> Path:
     """The ``.owner`` sidecar of a file database: ``<file>.owner``."""
     return Path(f"{path}.owner")
 
 
 def read_owner(path: str) -> dict[str, Any] | None:
+    """The owner recorded next to the database at ``path``, if a readable record is there.
+
+    Read through ``dbfiles.open_plain``: a ``.owner`` name that is really a database (or a link to
+    one) is never opened with plain I/O, which would release this process's locks on it.
+    """
     try:
-        data = orjson.loads(owner_file(path).read_bytes())
-    except (OSError, orjson.JSONDecodeError):
+        with open_plain(owner_file(path), "rb", "config.path") as file:
+            data = orjson.loads(file.read())
+    except (OSError, orjson.JSONDecodeError, DbHandlesError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("owner"), str) else None
 
 
 def write_owner(path: str, owner: str, isolation: str) -> None:
     """Record the owner next to the database so it survives re-opening by path (owner-only file)."""
-    target = owner_file(path)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(orjson.dumps({"owner": owner, "isolationMode": isolation, "createdAt": iso_now()}))
+    record = orjson.dumps({"owner": owner, "isolationMode": isolation, "createdAt": iso_now()})
+    # A new file renamed into place: the old one (or a planted link) is replaced, never opened.
+    replace_file(owner_file(path), record, "config.path", 0o600)
 
 
 def _under(path: Path, roots: tuple[Path, ...]) -> bool:
@@ -78,9 +105,9 @@ def check_open(
         QuotaExceeded: the actor holds too many handles.
         PermissionDenied: the actor tries to record someone else as owner.
     """
-    path = getattr(config, "path", None)
-    if cls.features.file_based and path is not None and not context.trusted_local:
-        real = Path(os.path.realpath(os.path.expanduser(str(path))))
+    path = config.path if cls.features.file_based and isinstance(config, FileConfig) else None
+    if path is not None and not context.trusted_local:
+        real = Path(os.path.realpath(os.path.expanduser(path)))
         roots = settings.roots()
         if not _under(real, roots):
             raise PathNotAllowed(
@@ -100,8 +127,8 @@ def check_open(
     ):
         raise PermissionDenied("permissions.owner: only an administrator can record another owner")
     recorded = None
-    if cls.features.file_based and path is not None:
-        real_path = os.path.realpath(os.path.expanduser(str(path)))
+    if path is not None:
+        real_path = os.path.realpath(os.path.expanduser(path))
         recorded = read_owner(real_path)
     ceiling: Permissions | None = None
     if recorded is not None and recorded["owner"] != context.actor and not context.is_admin:
@@ -126,7 +153,7 @@ def batch_operations(params: BaseModel) -> Any:
     return _field(params, "operations")
 
 
-def operations_of(command: Command, params: BaseModel) -> set[str]:
+def operations_of(command: Authorizable, params: BaseModel) -> set[str]:
     """What a call does: the command's declared operation, widened by what a batch contains."""
     ops: set[str] = {command.operation}
     for op in batch_operations(params) or ():
@@ -142,7 +169,7 @@ def collections_of(params: BaseModel) -> list[str]:
 
 
 def authorize(
-    command: Command, params: BaseModel, context: Context, entry: HandleEntry | None
+    command: Authorizable, params: BaseModel, context: Context, entry: HandleEntry | None
 ) -> None:
     """Refuse the call unless the actor and the handle's permissions allow every operation in it.
 

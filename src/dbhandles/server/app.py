@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
-from dbhandles.commands import Context
+from dbhandles.context import Context
 from dbhandles.server import auth, http
 from dbhandles.server.ws import websocket_endpoint
 

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.types import Scope
 
-from dbhandles.commands import Context
+from dbhandles.context import Context
 from dbhandles.errors import Forbidden, Unauthorized
 
 if TYPE_CHECKING:

@@ -19,8 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from dbhandles.commands import COMMANDS, Context
+from dbhandles.commands import builtin_commands
 from dbhandles.commands.envelope import error_envelope
+from dbhandles.context import Context
 from dbhandles.errors import (
     DbHandlesError,
     InvalidParams,
@@ -32,6 +33,8 @@ from dbhandles.server.openapi import command_info, commands_listing, error_codes
 
 if TYPE_CHECKING:
     from dbhandles.server.app import ServerState
+
+COMMANDS = builtin_commands()
 
 __all__ = [
     "JSON",

@@ -7,8 +7,10 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from dbhandles.commands import COMMANDS, Command
+from dbhandles.commands import Command, builtin_commands
 from dbhandles.errors import DbHandlesError
+
+COMMANDS = builtin_commands()
 
 __all__ = ["command_info", "commands_listing", "error_codes", "openapi_document"]
 

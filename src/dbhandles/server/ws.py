@@ -33,8 +33,8 @@ import orjson
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from dbhandles.commands import Context
 from dbhandles.commands.envelope import error_envelope
+from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError, InvalidParams, PayloadTooLarge, Unauthorized
 from dbhandles.events import Event, Subscription
 from dbhandles.server import auth

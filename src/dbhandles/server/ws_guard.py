@@ -15,7 +15,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from dbhandles.commands import COMMANDS, Context
+from dbhandles.commands import builtin_commands
+from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError
 from dbhandles.events import Event
 from dbhandles.security.policy import authorize
@@ -23,6 +24,8 @@ from dbhandles.server.auth import authenticate
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
+
+COMMANDS = builtin_commands()
 
 __all__ = ["RECHECK_SECONDS", "WATCH_SECONDS", "Guard"]
 

@@ -4,7 +4,9 @@ Handles, aliases, query cursors, tokens, the audit log and meta values live in t
 handle minted by one ``jtag`` invocation works in the next one and survives a server restart.
 ``base.HandleStore`` is the interface; ``sqlite.SqliteHandleStore`` keeps the tables in the default SQLite
 file, ``postgres.PostgresHandleStore`` in a shared PostgreSQL default (imported only when configured,
-so psycopg stays optional).
+so psycopg stays optional). Both are an ``sql.SqlHandleStore``: the statements are written once, the
+tables are defined once (``schema.py``), and ``migrations.py`` versions them and upgrades older homes
+at start-up.
 """
 
 from __future__ import annotations

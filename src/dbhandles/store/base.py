@@ -1,11 +1,11 @@
 """The durable state's interface: ``HandleStore`` and the rows it keeps (handles, aliases, cursors,
-tokens, audit, meta)."""
+tokens, audit, meta). A row's fields are its table's columns in ``schema.py``: same names, same order."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "AuditRow",
@@ -45,14 +45,6 @@ class AuditRow:
     success: bool
     code: str | None
 
-    @classmethod
-    def from_columns(cls, r: tuple[Any, ...] | list[Any]) -> AuditRow:
-        """From a row of ``_dbh_audit`` in column order (the same in every store)."""
-        return cls(
-            at=r[0], actor=r[1], session_id=r[2], handle=r[3], command=r[4], operation=r[5],
-            collection=r[6], record_id=r[7], success=bool(r[8]), code=r[9],
-        )  # fmt: skip
-
 
 @dataclass(frozen=True, slots=True)
 class TokenRow:
@@ -86,6 +78,11 @@ class CursorRow:
 
 class HandleStore(ABC):
     """Where the registry keeps handles, aliases and cursors."""
+
+    #: The tables are in a file on this machine whose reads never wait for a writer (SQLite in WAL
+    #: mode), so resolving a handle may run on the server's event loop. A store behind the network
+    #: (PostgreSQL) leaves it ``False``.
+    local: ClassVar[bool] = False
 
     def version(self) -> int | None:
         """A number that changes whenever another connection changed the store, so the registry can

@@ -15,11 +15,9 @@ from dbhandles.adapters import AdapterConfig, get_adapter_class
 from dbhandles.errors import InvalidConfig
 
 if TYPE_CHECKING:
-    from dbhandles.events import EventBus
-    from dbhandles.events.postgres import PostgresEventBridge
     from dbhandles.store import HandleStore
 
-__all__ = ["default_config", "default_database", "event_bridge"]
+__all__ = ["default_config", "default_database"]
 
 
 def default_config(url: str) -> AdapterConfig:
@@ -53,13 +51,3 @@ def default_database(
 
     assert isinstance(config, PostgresConfig)
     return "postgres", config, store if store is not None else PostgresHandleStore(config)
-
-
-def event_bridge(url: str, bus: EventBus) -> PostgresEventBridge:
-    """A started bridge carrying ``bus``'s events to and from every process on this default."""
-    config = default_config(url)
-    from dbhandles.adapters.postgres_config import PostgresConfig
-    from dbhandles.events.postgres import PostgresEventBridge
-
-    assert isinstance(config, PostgresConfig)
-    return PostgresEventBridge(config, bus).start()

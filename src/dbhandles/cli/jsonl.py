@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 import orjson
 from pydantic import ValidationError
 
-from dbhandles.commands.base import COMMANDS, Context
-from dbhandles.commands.envelope import error_envelope, success_envelope
+from dbhandles.commands import builtin_commands
+from dbhandles.commands.envelope import error_envelope
+from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError, Interrupted, InvalidParams
-from dbhandles.importer.command import ExportParams, ImportParams, perform_export, perform_import
+from dbhandles.importer.command import ExportHooks, ExportParams, ImportHooks, ImportParams
 from dbhandles.importer.export import ExportStats
 from dbhandles.importer.interrupt import deferred_interrupt
 from dbhandles.importer.progress import make_progress
@@ -101,7 +102,7 @@ def _params(name: str, argv: list[str]) -> tuple[dict[str, Any], str]:
     # The one jtag grammar; imported late because the jtag CLI imports this module.
     from dbhandles.cli.parse import parse_args
 
-    args = parse_args(COMMANDS[name], argv)
+    args = parse_args(builtin_commands()[name], argv)
     return args.params, args.format
 
 
@@ -191,8 +192,10 @@ def import_main(
         progress = make_progress(mode, stderr, label="import")
         with deferred_interrupt(progress) as stopper:
             try:
-                result = perform_import(svc, params, Context(), progress=stopper, stats=stats,
-                                        on_target=target)  # fmt: skip
+                # Through the dispatcher like every front door: authorised and audited.
+                return svc.execute("data/import", params, context=Context(),
+                                   hooks=ImportHooks(progress=stopper, stats=stats,
+                                                     on_target=target))  # fmt: skip
             except (DbHandlesError, KeyboardInterrupt) as exc:
                 stats.finish()
                 partial.update({k: v for k, v in stats.counts().items() if k != "totalBytes"})
@@ -205,7 +208,6 @@ def import_main(
                     f"data/import interrupted: {held}; run the same command again to store the "
                     "rest (what is stored is skipped)"
                 ) from None
-        return success_envelope(result)
 
     return _run("data/import", argv, IMPORT_USAGE, body, service, stdout)
 
@@ -243,10 +245,10 @@ def export_main(
                 err.flush()
 
         try:
-            result = perform_export(svc, params, Context(), stats=stats, on_page=on_page)
+            return svc.execute("data/export", params, context=Context(),
+                               hooks=ExportHooks(stats=stats, on_page=on_page))  # fmt: skip
         except DbHandlesError:
             partial.update({"exported": stats.exported})
             raise
-        return success_envelope(result)
 
     return _run("data/export", argv, EXPORT_USAGE, body, service, stdout)

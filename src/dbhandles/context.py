@@ -1,0 +1,25 @@
+"""Who runs a command and from where: the caller context every layer may read (a leaf module)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Context"]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Who runs a command and from where; reaches every handler.
+
+    Attributes:
+        actor: the actor the caller authenticated as (``local`` in-process and from the local CLI).
+        session_id: the caller's session (a server connection or a CLI), which owns its query cursors.
+        is_admin: whether the actor is an administrator.
+        trusted_local: in-process callers (the Python API, the CLI without a server) are the local
+            user: path roots apply only to requests that come from elsewhere.
+    """
+
+    actor: str = "local"
+    session_id: str | None = None
+    is_admin: bool = True
+    trusted_local: bool = True

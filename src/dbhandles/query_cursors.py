@@ -1,0 +1,285 @@
+"""Query cursors (``data/query-open``, ``query-next``, ``query-close``): one owner for their whole life.
+
+A cursor over a durable handle is a row in the store (``_dbh_cursors``), so another ``jtag`` invocation
+or server can continue it; a cursor over a non-durable (memory) handle lives in this process, like the
+handle. ``QueryCursors`` opens, advances, closes and expires both kinds, closes a session's cursors when
+the session ends, and a handle's cursors when the handle closes (the registry calls ``close_handle``).
+
+Thread-safety: the in-process cursors are a dict behind one lock and are never iterated unlocked. Each
+advance is a compare-and-swap on the page number (in the store, and by identity in the dict), so
+concurrent ``query-next`` calls, from threads here or from other processes, each get a distinct page;
+striped locks make calls on one cursor take turns in this process, so they rarely lose that race.
+Pages are read by ``paging.fetch_page``, which ``data/list`` shares.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from dbhandles.adapters.base import Record
+from dbhandles.clock import now_ms
+from dbhandles.errors import CursorNotFound, HandleNotFound
+from dbhandles.filters import SortKey, parse_fields, parse_filter, parse_order_by
+from dbhandles.paging import fetch_page
+from dbhandles.registry import HandleEntry, HandleRegistry
+from dbhandles.store import CursorRow
+
+__all__ = ["CursorPage", "QueryCursors"]
+
+_STRIPES = 64
+
+
+def _now() -> int:
+    return now_ms()
+
+
+@dataclass(frozen=True, slots=True)
+class CursorPage:
+    """One ``query-next`` answer: the cursor as it was before this page, the page and whether more follow."""
+
+    cursor: CursorRow
+    items: list[Record]
+    has_more: bool
+
+    @property
+    def page_number(self) -> int:
+        return self.cursor.page_number
+
+
+class QueryCursors:
+    """Every query cursor of a service: durable ones in the registry's store, the others in this process.
+
+    Args:
+        registry: the handles the cursors query; its store keeps the durable cursors, its settings give
+            the idle TTL (``cursor_ttl_seconds``). ``QueryCursors`` registers itself to hear about
+            closed handles.
+        clock: epoch milliseconds (``clock.now_ms`` by default); the ``clock`` attribute may be replaced.
+
+    Errors callers should expect: ``CursorNotFound`` (unknown, closed, expired, another session's, or its
+    handle closed) and ``HandleNotFound`` (``open`` racing a close of the handle).
+    """
+
+    def __init__(self, registry: HandleRegistry, *, clock: Callable[[], int] | None = None) -> None:
+        self._registry = registry
+        self.clock: Callable[[], int] = clock if clock is not None else _now
+        self._lock = threading.Lock()
+        self._local: dict[str, CursorRow] = {}
+        # Striped, not one lock per cursor, so nothing has to be cleaned up when cursors go away.
+        self._turns = tuple(threading.Lock() for _ in range(_STRIPES))
+        registry.on_close(self.close_handle)
+
+    @property
+    def ttl_ms(self) -> int:
+        return int(self._registry.settings.cursor_ttl_seconds * 1000)
+
+    # -- open ----------------------------------------------------------------------------------------
+
+    def open(
+        self,
+        entry: HandleEntry,
+        collection: str,
+        *,
+        filter: dict[str, Any] | None,
+        order: tuple[SortKey, ...],
+        fields: list[str] | str | None,
+        page_size: int,
+        total_count: int,
+        session_id: str | None,
+    ) -> CursorRow:
+        """Open a cursor over ``collection`` through ``entry``; its handle's row filter is folded in.
+
+        Idle cursors (of any handle) are expired first.
+
+        Raises:
+            HandleNotFound: the handle was closed while the cursor was being opened.
+        """
+        now = self.clock()
+        self.expire(now)
+        spec_filter = filter
+        if entry.permissions is not None and entry.permissions.row_filter:
+            row_filter = entry.permissions.row_filter
+            spec_filter = {"$and": [filter, row_filter]} if filter else row_filter
+        row = CursorRow(
+            cursor_id=str(uuid.uuid4()), handle=entry.handle, collection=collection,
+            spec={"filter": spec_filter, "orderBy": [k.to_wire() for k in order], "fields": fields},
+            position=None, page_number=0, total_count=total_count, page_size=page_size,
+            exhausted=False, session_id=session_id, expires_at=now + self.ttl_ms,
+        )  # fmt: skip
+        if entry.durable:
+            self._registry.store.put_cursor(row)
+        else:
+            with self._lock:
+                self._local[row.cursor_id] = row
+        # A close of the handle that ran between its resolution and the insert above did not see this
+        # cursor: look again now that it is visible, so a closed handle never keeps one.
+        if not self._still_open(entry):
+            self._drop(row.cursor_id)
+            raise HandleNotFound(
+                f"dbHandle: {entry.handle!r} was closed while the query was opened",
+                field="dbHandle",
+            )
+        return row
+
+    def _still_open(self, entry: HandleEntry) -> bool:
+        if entry.is_default:
+            return True
+        if entry.durable:
+            return self._registry.store.get_handle(entry.handle) is not None
+        return self._registry.is_open(entry.handle)
+
+    # -- next ----------------------------------------------------------------------------------------
+
+    def next(
+        self,
+        cursor_id: str,
+        session_id: str | None,
+        *,
+        handle_name: str | None = None,
+        authorize: Callable[[HandleEntry], None] | None = None,
+    ) -> CursorPage:
+        """Serve the cursor's next page (an empty one past the end) and move the cursor past it.
+
+        Args:
+            handle_name: the ``dbHandle`` the caller named, if any: it must resolve to the cursor's.
+            authorize: checks the caller against the cursor's own handle before a page is read.
+
+        Raises:
+            CursorNotFound: unknown, closed, expired, another session's, another handle's, or its
+                handle was closed.
+        """
+        with self._turns[hash(cursor_id) % _STRIPES]:
+            while True:
+                row, local = self._get(cursor_id, session_id)
+                if handle_name is not None:
+                    try:
+                        named = self._registry.resolve(handle_name).handle
+                    except HandleNotFound:
+                        named = None
+                    if named != row.handle:
+                        raise CursorNotFound(
+                            "queryHandle: this query belongs to another dbHandle",
+                            field="queryHandle",
+                        )
+                if row.exhausted:
+                    return CursorPage(row, [], False)
+                items, last, has_more = self._fetch(row, authorize)
+                new = replace(
+                    row,
+                    position=[list(p) for p in last] if last else row.position,
+                    page_number=row.page_number + 1,
+                    exhausted=not has_more,
+                    expires_at=self.clock() + self.ttl_ms,
+                )
+                # Compare-and-swap: if another caller (another process) served this page first, or the
+                # cursor was closed meanwhile, look again: read the next page, or report it gone.
+                if self._advance(row, new, local):
+                    return CursorPage(row, items, has_more)
+
+    def _fetch(
+        self, row: CursorRow, authorize: Callable[[HandleEntry], None] | None
+    ) -> tuple[list[Record], tuple[tuple[int, Any], ...] | None, bool]:
+        order = parse_order_by(row.spec["orderBy"])
+        after = tuple((int(r), v) for r, v in row.position) if row.position is not None else None
+        registry = self._registry
+        try:
+            entry = registry.resolve(row.handle)
+            if authorize is not None:
+                authorize(entry)
+            with registry.lease(entry) as (_entry, adapter), adapter.session() as session:
+                return fetch_page(
+                    session, row.collection, parse_filter(row.spec["filter"]), order, row.page_size,
+                    after, parse_fields(row.spec["fields"]),
+                )  # fmt: skip
+        except HandleNotFound as exc:
+            self._drop(row.cursor_id)
+            raise CursorNotFound(
+                "queryHandle: its dbHandle was closed", field="queryHandle"
+            ) from exc
+
+    def _advance(self, old: CursorRow, new: CursorRow, local: bool) -> bool:
+        if not local:
+            return self._registry.store.advance_cursor(old, new)
+        with self._lock:
+            if self._local.get(old.cursor_id) is not old:
+                return False
+            self._local[old.cursor_id] = new
+            return True
+
+    # -- lookup and close ----------------------------------------------------------------------------
+
+    def get(self, cursor_id: str, session_id: str | None) -> CursorRow:
+        """The cursor as it is now (dropping it if it has expired).
+
+        Raises:
+            CursorNotFound: unknown, closed, expired or another session's.
+        """
+        return self._get(cursor_id, session_id)[0]
+
+    def _get(self, cursor_id: str, session_id: str | None) -> tuple[CursorRow, bool]:
+        with self._lock:
+            row = self._local.get(cursor_id)
+        local = row is not None
+        if row is None:
+            row = self._registry.store.get_cursor(cursor_id)
+        if row is not None and row.session_id != session_id:
+            row = None  # another session's cursor is invisible, not merely forbidden
+        if row is None:
+            raise CursorNotFound(f"queryHandle: no open query {cursor_id!r} (closed, expired, or its "
+                                 "handle was closed)", field="queryHandle")  # fmt: skip
+        if row.expires_at < self.clock():
+            self._drop(cursor_id)
+            raise CursorNotFound(
+                f"queryHandle: query {cursor_id!r} expired after being idle", field="queryHandle"
+            )
+        return row, local
+
+    def close(self, cursor_id: str, session_id: str | None) -> bool:
+        """Close a cursor of this session; ``False`` if it was unknown, closed, expired or another's."""
+        try:
+            self._get(cursor_id, session_id)
+        except CursorNotFound:
+            return False
+        return self._drop(cursor_id)
+
+    def _drop(self, cursor_id: str) -> bool:
+        with self._lock:
+            local = self._local.pop(cursor_id, None) is not None
+        return local or self._registry.store.delete_cursor(cursor_id)
+
+    def end_session(self, session_id: str) -> int:
+        """Close every cursor of a session that ended (a closed connection); return how many."""
+        with self._lock:
+            gone = [c for c, row in self._local.items() if row.session_id == session_id]
+            for cursor_id in gone:
+                del self._local[cursor_id]
+        return len(gone) + self._registry.store.delete_session_cursors(session_id)
+
+    def close_handle(self, handle: str) -> int:
+        """Close the in-process cursors of a handle that closed; return how many.
+
+        ``HandleRegistry.close`` calls it for every handle it closes. A durable handle's cursors are
+        rows the store deletes together with the handle (``HandleStore.delete_handle``).
+        """
+        with self._lock:
+            gone = [c for c, row in self._local.items() if row.handle == handle]
+            for cursor_id in gone:
+                del self._local[cursor_id]
+        return len(gone)
+
+    def expire(self, now: int | None = None) -> int:
+        """Delete cursors idle past their expiry, here and in the store; return how many."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            gone = [c for c, row in self._local.items() if row.expires_at < now]
+            for cursor_id in gone:
+                del self._local[cursor_id]
+        return len(gone) + self._registry.store.expire_cursors(now)
+
+    def in_process(self) -> list[CursorRow]:
+        """A snapshot of the cursors kept in this process (those over non-durable handles)."""
+        with self._lock:
+            return list(self._local.values())

@@ -1,0 +1,227 @@
+"""``SqlHandleStore``: every ``HandleStore`` operation written once, for SQLite and PostgreSQL alike.
+
+A backend supplies how statements run (``_read``, ``_tx``, optionally ``_write``) and its
+``dialect``; the statements, column lists and row conversions are shared. Statements are written in
+SQLite's spelling, ``?`` parameters and unqualified ``_dbh_*`` names (see ``schema.Dialect``).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar, Protocol
+
+from dbhandles.store.base import AuditRow, CursorRow, HandleRow, HandleStore, TokenRow
+from dbhandles.store.schema import (
+    AUDIT,
+    CURSORS,
+    HANDLES,
+    TOKENS,
+    Dialect,
+    row_from,
+    values,
+)
+
+__all__ = ["Cursor", "SqlHandleStore", "Tx"]
+
+
+class Cursor(Protocol):
+    """What a statement returns (``sqlite3.Cursor`` and ``psycopg.Cursor`` both are one)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Tx(Protocol):
+    """Runs statements inside one transaction (an ``sqlite3.Connection`` is one)."""
+
+    def execute(self, statement: str, args: Sequence[Any] = ..., /) -> Cursor: ...
+
+    def executemany(self, statement: str, rows: Iterable[Sequence[Any]], /) -> object: ...
+
+
+_POINT_ALIAS = (
+    "INSERT INTO _dbh_aliases (alias, handle) VALUES (?, ?) "
+    "ON CONFLICT (alias) DO UPDATE SET handle = excluded.handle"
+)
+_ADVANCE = ("position", "page_number", "exhausted", "expires_at")
+
+
+class SqlHandleStore(HandleStore):
+    """The handle tables in an SQL database; a subclass says how to run statements there."""
+
+    dialect: ClassVar[Dialect]
+
+    @abstractmethod
+    def _read(self, statement: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one query."""
+
+    @abstractmethod
+    def _tx(self) -> AbstractContextManager[Tx]:
+        """A write transaction, committed when the block ends and rolled back if it raises."""
+
+    def _write(self, statement: str, args: Sequence[Any] = ()) -> int:
+        """Run one write statement; how many rows it changed."""
+        with self._tx() as tx:
+            return tx.execute(statement, args).rowcount
+
+    # -- handles -----------------------------------------------------------------------------------
+
+    def _check_handle(self, columns: Sequence[Any], name: str) -> None:
+        """Refuse the handle asked for as ``name`` (its ``dialect.row_columns(HANDLES)``) when it
+        cannot be used here; every handle can by default."""
+
+    def _handle_values(self, row: HandleRow) -> tuple[Any, ...]:
+        """The values of ``dialect.row_columns(HANDLES)`` that store ``row``."""
+        return values(HANDLES, row)
+
+    def get_handle(self, name: str) -> HandleRow | None:
+        rows = self._read(
+            f"{self.dialect.select(HANDLES)} WHERE handle = ? "
+            "OR handle = (SELECT handle FROM _dbh_aliases WHERE alias = ?) LIMIT 1",
+            (name, name),
+        )
+        if not rows:
+            return None
+        self._check_handle(rows[0], name)
+        return row_from(HANDLES, HandleRow, rows[0])
+
+    def put_handle(self, row: HandleRow, alias: str | None = None) -> None:
+        with self._tx() as tx:
+            tx.execute(self.dialect.insert(HANDLES), self._handle_values(row))
+            if alias is not None:
+                tx.execute(_POINT_ALIAS, (alias, row.handle))
+
+    def delete_handle(self, handle: str) -> bool:
+        with self._tx() as tx:
+            deleted = tx.execute("DELETE FROM _dbh_handles WHERE handle = ?", (handle,)).rowcount
+            tx.execute("DELETE FROM _dbh_aliases WHERE handle = ?", (handle,))
+            tx.execute("DELETE FROM _dbh_cursors WHERE handle = ?", (handle,))
+        return deleted > 0
+
+    def list_handles(self) -> list[HandleRow]:
+        rows = self._read(
+            f"{self.dialect.select(HANDLES)} ORDER BY opened_at, {self.dialect.order}"
+        )
+        return [row_from(HANDLES, HandleRow, r) for r in rows]
+
+    def touch(self, handle: str, last_used_at: int) -> None:
+        self._write(
+            "UPDATE _dbh_handles SET last_used_at = ? WHERE handle = ? AND last_used_at < ?",
+            (last_used_at, handle, last_used_at),
+        )
+
+    def set_alias(self, alias: str, handle: str) -> None:
+        self._write(_POINT_ALIAS, (alias, handle))
+
+    def delete_aliases(self, handle: str) -> None:
+        self._write("DELETE FROM _dbh_aliases WHERE handle = ?", (handle,))
+
+    def aliases(self) -> dict[str, str]:
+        rows = self._read("SELECT alias, handle FROM _dbh_aliases ORDER BY alias")
+        return {str(alias): str(handle) for alias, handle in rows}
+
+    # -- cursors -----------------------------------------------------------------------------------
+
+    def put_cursor(self, row: CursorRow) -> None:
+        self._write(self.dialect.insert(CURSORS), values(CURSORS, row))
+
+    def get_cursor(self, cursor_id: str) -> CursorRow | None:
+        rows = self._read(f"{self.dialect.select(CURSORS)} WHERE cursor_id = ?", (cursor_id,))
+        return row_from(CURSORS, CursorRow, rows[0]) if rows else None
+
+    def advance_cursor(self, old: CursorRow, new: CursorRow) -> bool:
+        # A compare-and-swap on page_number. In PostgreSQL (READ COMMITTED) a concurrent UPDATE waits,
+        # then re-checks page_number on the row the winner wrote: exactly one of two servers serving
+        # the same page stores its advance; SQLite runs one writer at a time.
+        changed = self._write(
+            "UPDATE _dbh_cursors SET position = ?, page_number = ?, exhausted = ?, expires_at = ? "
+            "WHERE cursor_id = ? AND page_number = ?",
+            (*values(CURSORS, new, _ADVANCE), old.cursor_id, old.page_number),
+        )
+        return changed > 0
+
+    def delete_cursor(self, cursor_id: str) -> bool:
+        return self._write("DELETE FROM _dbh_cursors WHERE cursor_id = ?", (cursor_id,)) > 0
+
+    def expire_cursors(self, now_ms: int) -> int:
+        return self._write("DELETE FROM _dbh_cursors WHERE expires_at < ?", (now_ms,))
+
+    def delete_session_cursors(self, session_id: str) -> int:
+        return self._write("DELETE FROM _dbh_cursors WHERE session_id = ?", (session_id,))
+
+    # -- audit -------------------------------------------------------------------------------------
+
+    def append_audit(self, rows: list[AuditRow]) -> None:
+        if not rows:
+            return
+        with self._tx() as tx:
+            tx.executemany(self.dialect.insert(AUDIT), [values(AUDIT, r) for r in rows])
+
+    def query_audit(
+        self,
+        *,
+        actor: str | None = None,
+        handle: str | None = None,
+        operation: str | None = None,
+        since: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditRow]:
+        where, args = ["1 = 1"], []
+        for column, value in (("actor", actor), ("handle", handle), ("operation", operation)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("at >= ?")
+            args.append(since)
+        rows = self._read(
+            f"{self.dialect.select(AUDIT)} WHERE {' AND '.join(where)} "
+            f"ORDER BY at DESC, {self.dialect.order} DESC LIMIT ?",
+            (*args, limit),
+        )
+        return [row_from(AUDIT, AuditRow, r) for r in rows]
+
+    # -- registry state ----------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._read("SELECT value FROM _dbh_meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str, *, only_if_missing: bool = False) -> str:
+        conflict = "NOTHING" if only_if_missing else "UPDATE SET value = excluded.value"
+        with self._tx() as tx:
+            tx.execute(
+                f"INSERT INTO _dbh_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO {conflict}",
+                (key, value),
+            )
+            return str(
+                tx.execute("SELECT value FROM _dbh_meta WHERE key = ?", (key,)).fetchone()[0]
+            )
+
+    # -- tokens ------------------------------------------------------------------------------------
+
+    def put_token(self, row: TokenRow) -> None:
+        self._write(self.dialect.insert(TOKENS), values(TOKENS, row))
+
+    def get_token(self, token_id: str) -> TokenRow | None:
+        rows = self._read(f"{self.dialect.select(TOKENS)} WHERE token_id = ?", (token_id,))
+        return row_from(TOKENS, TokenRow, rows[0]) if rows else None
+
+    def list_tokens(self) -> list[TokenRow]:
+        rows = self._read(f"{self.dialect.select(TOKENS)} ORDER BY created_at, token_id")
+        return [row_from(TOKENS, TokenRow, r) for r in rows]
+
+    def revoke_token(self, token_id: str, at: str) -> bool:
+        return (
+            self._write(
+                "UPDATE _dbh_tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL",
+                (at, token_id),
+            )
+            > 0
+        )

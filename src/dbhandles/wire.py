@@ -1,0 +1,159 @@
+"""The HTTP wire protocol of a dbhandles server, shared by ``Client`` (httpx) and ``jtag`` (http.client).
+
+One place owns what both clients must agree on: the default address, the routes, the request headers,
+how a response body becomes a result envelope (or the ``server_unreachable`` failure when it is not
+one), and how a failure envelope becomes the exception the in-process API raises.
+
+The CLI imports this module on every start, so it imports nothing heavy (no httpx, no pydantic, no
+service): only the standard library, orjson and the dependency-free ``errors`` and ``clock``.
+
+>>> command_path("data/list")
+'/commands/data/list'
+>>> ws_url("https://example.org/db/")
+'wss://example.org/db/ws'
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from dbhandles.clock import iso_now
+from dbhandles.errors import DbHandlesError, ServerUnreachable, error_class_for_code
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "DEFAULT_URL",
+    "HEALTH_PATH",
+    "SERVE_HINT",
+    "UNREACHABLE",
+    "WS_PATH",
+    "cannot_reach",
+    "command_path",
+    "encode_params",
+    "failure_envelope",
+    "is_dbhandles_health",
+    "raise_for",
+    "read_envelope",
+    "request_headers",
+    "server_unreachable",
+    "ws_url",
+]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7878
+DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+#: ``GET``: ``{"service": "dbhandles", "home": ..., "pid": ...}`` when a dbhandles server answers.
+HEALTH_PATH = "/health"
+#: The event socket (subscribe by pattern); see docs/server.md.
+WS_PATH = "/ws"
+#: The error code of "no dbhandles server answered" (HTTP 503), produced by the clients.
+UNREACHABLE = ServerUnreachable.code
+#: What the Python client suggests when nothing answers (the CLI has its own hint).
+SERVE_HINT = "is 'jtag serve' running?"
+
+
+def command_path(name: str) -> str:
+    """The route a command is ``POST``-ed to; the body is its params as a JSON object."""
+    return f"/commands/{name}"
+
+
+def ws_url(url: str) -> str:
+    """The event socket of the server at ``url`` (``ws://``, or ``wss://`` for ``https://``)."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return urllib.parse.urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + WS_PATH, "", ""))
+
+
+def request_headers(token: str | None = None, session_id: str | None = None) -> dict[str, str]:
+    """The headers of a command request: JSON both ways, the bearer token and the session id if any.
+
+    Query cursors belong to the session named by ``X-Session-Id``; the token's actor runs the command.
+    """
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if session_id:
+        headers["X-Session-Id"] = session_id
+    return headers
+
+
+def encode_params(params: Mapping[str, Any] | None) -> bytes:
+    """The request body for ``params``.
+
+    Raises:
+        TypeError: a value is not JSON-serialisable.
+    """
+    return orjson.dumps(dict(params or {}))
+
+
+def failure_envelope(exc: DbHandlesError) -> dict[str, Any]:
+    """``{success: false, timestamp, error, code[, field]}``, as ``commands.envelope.error_envelope``.
+
+    Built here so that the CLI need not import the command table to report an unreachable server.
+    """
+    envelope: dict[str, Any] = {
+        "success": False,
+        "timestamp": iso_now(),
+        "error": exc.message,
+        "code": exc.code,
+    }
+    if exc.field is not None:
+        envelope["field"] = exc.field
+    return envelope
+
+
+def server_unreachable(message: str) -> ServerUnreachable:
+    """The error for "no dbhandles server answered" (code ``server_unreachable``, HTTP 503)."""
+    return ServerUnreachable(message)
+
+
+def cannot_reach(url: str, reason: object, hint: str = SERVE_HINT) -> dict[str, Any]:
+    """The failure envelope for "nothing answered at ``url``" (refused, timed out, not a URL...)."""
+    return failure_envelope(
+        server_unreachable(f"cannot reach the dbhandles server at {url} ({reason}); {hint}")
+    )
+
+
+def read_envelope(url: str, status: int, body: bytes) -> dict[str, Any]:
+    """The envelope in a response body, success or failure.
+
+    A body that is not a JSON object with ``success`` (a proxy's error page, another service) is the
+    ``server_unreachable`` envelope: whatever answered, it was not a dbhandles server.
+    """
+    try:
+        envelope = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        envelope = None
+    if isinstance(envelope, dict) and "success" in envelope:
+        return envelope
+    return failure_envelope(
+        server_unreachable(
+            f"{url} answered HTTP {status} without a dbhandles envelope; is it a dbhandles server?"
+        )
+    )
+
+
+def raise_for(envelope: Mapping[str, Any]) -> None:
+    """Nothing for a success envelope; else raise what the in-process API would have raised.
+
+    Same class, ``code`` and ``field``; a code this version has no class for stays the server's code
+    on a ``DbHandlesError``.
+    """
+    if envelope.get("success") is True:
+        return
+    code = str(envelope.get("code", "internal_error"))
+    message = str(envelope.get("error", "the command failed"))
+    exc = error_class_for_code(code)(message, field=envelope.get("field"))
+    if exc.code != code:
+        exc.code = code
+    raise exc
+
+
+def is_dbhandles_health(info: object) -> bool:
+    """Whether a decoded ``GET /health`` body comes from a dbhandles server."""
+    return isinstance(info, dict) and info.get("service") == "dbhandles"
