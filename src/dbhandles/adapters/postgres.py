@@ -91,6 +91,9 @@ class PostgresAdapter(Adapter):
             self.conninfo, min_size=1, max_size=self.settings.pool_size, open=False, num_workers=1,
             kwargs={"autocommit": True}, configure=self._configure, timeout=30.0,
             name=f"dbhandles-{self.schema}",
+            # A connection the server closed (restart, failover, idle_session_timeout,
+            # pg_terminate_backend) is found dead when it is handed out, and replaced then.
+            check=ConnectionPool.check_connection,
         )  # fmt: skip
         try:
             with self.translating():

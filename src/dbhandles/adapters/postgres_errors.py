@@ -7,6 +7,7 @@ as ``secret`` and every occurrence is masked, whatever libpq put in the text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -51,7 +52,11 @@ _BY_STATE: Mapping[str, tuple[type[DbHandlesError], str]] = {
     "53300": (StorageBusy, "PostgreSQL has no free connection slots; retry, or lower poolSize"),
     "55P03": (StorageBusy, "a row or table is locked by another session; retry later"),
     "57014": (StorageBusy, "the statement was cancelled (statement timeout); retry later"),
-    "57P01": (StorageError, "the PostgreSQL server is shutting down"),
+    "57P01": (
+        StorageError,
+        "the PostgreSQL server ended this connection (an administrator, a restart or a failover)",
+    ),
+    "57P02": (StorageError, "the PostgreSQL server ended this connection (crash recovery)"),
     "57P03": (StorageBusy, "the PostgreSQL server is starting up or in recovery; retry later"),
     "54000": (InvalidParams, "the value exceeds a PostgreSQL limit (too large or too deep)"),
     "54001": (InvalidFilter, "the filter is too complex for PostgreSQL (statement too complex)"),
@@ -76,6 +81,14 @@ _BY_CLASS: Mapping[str, tuple[type[DbHandlesError], str]] = {
 
 def _mask(text: str, secret: str | None) -> str:
     return text.replace(secret, "***") if secret else text
+
+
+#: libpq's words when a connection cannot be made at all (as opposed to one lost while in use).
+_CONNECTING = re.compile(
+    r"connection (to server .* failed|failed|refused)|could not (connect|translate host)"
+    r"|timeout expired|no such file or directory|name or service not known",
+    re.IGNORECASE,
+)
 
 
 def translate_error(
@@ -125,7 +138,10 @@ def translate_error(
     if isinstance(exc, psycopg.DataError):
         return InvalidParams(f"PostgreSQL cannot take this value: {message}")
     if isinstance(exc, psycopg.OperationalError):
-        return StorageError(f"cannot reach the PostgreSQL server{server}: {message}")
+        if _CONNECTING.search(message):
+            return StorageError(f"cannot reach the PostgreSQL server{server}: {message}")
+        # The server was reached, and the connection then went away under a statement.
+        return StorageError(f"the connection to the PostgreSQL server{server} was lost: {message}")
     if isinstance(exc, psycopg.InterfaceError):
         return StorageError(f"the PostgreSQL connection{server} is unusable: {message}")
     return StorageError(f"postgres{server}: {message}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -31,13 +32,18 @@ from dbhandles.adapters.postgres_schema import advisory_key
 from dbhandles.errors import DbHandlesError
 from dbhandles.events import Event, EventBus
 
-__all__ = ["MAX_NOTIFY_BYTES", "Listener", "PostgresEventBridge", "channel_for"]
+__all__ = ["MAX_NOTIFY_BYTES", "RESUMED", "Listener", "PostgresEventBridge", "channel_for"]
 
 log = logging.getLogger(__name__)
 
 #: Bodies at least this long go by reference (PostgreSQL's limit is 8000 bytes, less some headroom).
 MAX_NOTIFY_BYTES = 7900
 _KEEP = "10 minutes"
+
+
+#: Published on the local bus when the listener listens again after losing PostgreSQL: events other
+#: processes sent meanwhile were not received (payload: ``mayHaveMissed``, ``downSeconds``).
+RESUMED = "events:resumed"
 
 
 def channel_for(schema: str) -> str:
@@ -140,7 +146,11 @@ class PostgresEventBridge:
             self._receive,
             where=self._where,
             name="dbhandles-pg-events",
+            on_state=self._on_state,
         )
+        #: When the listener lost its connection (monotonic seconds), until it listens again.
+        self._lost_at: float | None = None
+        self._listened = False
 
     def _translating(self) -> Any:
         return translating(where=self._where, secret=self._secret)
@@ -180,6 +190,20 @@ class PostgresEventBridge:
         if sender is not None:
             sender.close()
 
+    def _on_state(self, live: bool) -> None:
+        if not live:
+            self._lost_at = time.monotonic()
+            return
+        if self._listened and self._lost_at is not None:
+            # Events other processes published while nobody listened are not replayed: say so,
+            # on the local bus, so subscribers (a dashboard, a cache) can reload what they show.
+            down = round(time.monotonic() - self._lost_at, 3)
+            self.bus.publish(
+                RESUMED, {"dbHandle": None, "mayHaveMissed": True, "downSeconds": down},
+                forward=False,
+            )  # fmt: skip
+        self._listened, self._lost_at = True, None
+
     # -- sending -----------------------------------------------------------------------------------
 
     def _sending(self) -> psycopg.Connection[Any]:
@@ -193,6 +217,18 @@ class PostgresEventBridge:
         if self._closed:
             return
         body = orjson.dumps({"o": self.origin, "n": event.name, "p": event.payload})
+        try:
+            self._notify(body)
+        except DbHandlesError as exc:
+            if not isinstance(exc.__cause__, psycopg.OperationalError):
+                raise
+            # The sending connection died (a restart, pg_terminate_backend): nothing was sent on
+            # it, so send once more on a new one.
+            with self._send_lock:
+                self._sender = None
+            self._notify(body)
+
+    def _notify(self, body: bytes) -> None:
         with self._send_lock, self._translating():
             conn = self._sending()
             if len(body) >= MAX_NOTIFY_BYTES:

@@ -112,7 +112,7 @@ class PostgresHandleStore(SqlHandleStore):
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             self._conninfo, min_size=1, max_size=pool_size, open=False, num_workers=1,
             kwargs={"autocommit": True}, configure=self._configure, name="dbhandles-store",
-            timeout=30.0,
+            timeout=30.0, check=ConnectionPool.check_connection,  # dead ones are replaced
         )  # fmt: skip
         try:
             with self._translating():
