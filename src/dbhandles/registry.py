@@ -271,7 +271,36 @@ class HandleRegistry:
                     conn = self._connections[key] = _Connection(cls(entry.config))
             conn.handles.add(entry.handle)
             conn.in_use += 1
-            return conn
+            victims = (
+                self._make_room(conn)
+                if not conn.adapter.connected and conn.adapter.features.durable
+                else ()
+            )
+        for victim in victims:  # outside the registry's lock: release takes the adapter's
+            victim.adapter.release()
+        return conn
+
+    def _make_room(self, coming: _Connection) -> list[_Connection]:
+        """The least recently used idle connections to release so that fewer databases than
+        ``Settings.open_databases_limit()`` stay connected, keeping descriptors bounded however many
+        handles are open (their handles stay valid and reconnect on use). Called with the lock held,
+        only when a connection is about to open; the default database's is never chosen.
+        """
+        limit = self.settings.open_databases_limit()
+        live = [
+            c
+            for c in self._connections.values()
+            if c is not coming and c.adapter.connected and c.adapter.features.durable
+        ]
+        if len(live) < limit:
+            return []
+        default_key = self._default.key
+        idle = sorted(
+            (c for c in live if c.in_use == 0 and self._default.handle not in c.handles
+             and (default_key is None or self._connections.get(default_key) is not c)),
+            key=lambda c: c.idle_since,
+        )  # fmt: skip
+        return idle[: len(live) - limit + 1]
 
     def reads_never_wait(self, entry: HandleEntry) -> bool:
         """Whether ``entry``'s live connection answers reads without ever waiting for a writer

@@ -64,6 +64,15 @@ class Settings:
             "Idle connections are released after this (the handle stays valid and reconnects).",
         ),
     )
+    max_open_databases: int = field(
+        default=0,
+        metadata=setting(
+            "DBHANDLES_MAX_OPEN_DATABASES",
+            "Databases kept connected at once; past it the least recently used one is released "
+            "(its handle stays valid and reconnects on use).",
+            shown="0 (a quarter of the open-files limit)",
+        ),
+    )
     max_body_bytes: int = field(
         default=10 * 1024 * 1024,
         metadata=setting(
@@ -84,6 +93,91 @@ class Settings:
         default=100,
         metadata=setting(
             "DBHANDLES_MAX_HANDLES_PER_ACTOR", "Open handles one (non-admin) actor may hold."
+        ),
+    )
+    # -- fairness: what one actor may hold of a server (docs/server.md, "Limits") ------------------
+    job_threads: int = field(
+        default=2,
+        metadata=setting(
+            "DBHANDLES_JOB_THREADS",
+            "Threads that run jobs (data/import, data/export, data/vacuum on a server, and "
+            "data/job-start), apart from the threads that answer requests.",
+        ),
+    )
+    max_jobs_per_actor: int = field(
+        default=2,
+        metadata=setting(
+            "DBHANDLES_MAX_JOBS_PER_ACTOR", "Jobs one actor may have queued or running at once."
+        ),
+    )
+    job_retention_seconds: float = field(
+        default=3600.0,
+        metadata=setting(
+            "DBHANDLES_JOB_RETENTION_SECONDS",
+            "A finished job's status (and result) stays readable with data/job-status this long.",
+        ),
+    )
+    max_cursors_per_actor: int = field(
+        default=64,
+        metadata=setting(
+            "DBHANDLES_MAX_CURSORS_PER_ACTOR", "Open query cursors one (non-admin) actor may hold."
+        ),
+    )
+    max_cursor_spec_bytes: int = field(
+        default=64 * 1024,
+        metadata=setting(
+            "DBHANDLES_MAX_CURSOR_SPEC_BYTES",
+            "Largest query a cursor keeps (filter, orderBy and fields as JSON), in bytes.",
+            shown="64 KiB",
+        ),
+    )
+    body_timeout_seconds: float = field(
+        default=30.0,
+        metadata=setting(
+            "DBHANDLES_BODY_TIMEOUT_SECONDS",
+            "A request body must arrive in full within this many seconds (request_timeout, 408).",
+        ),
+    )
+    max_connections: int = field(
+        default=1000,
+        metadata=setting(
+            "DBHANDLES_MAX_CONNECTIONS",
+            "Connections 'jtag serve' holds at once; past it new ones are answered 503.",
+        ),
+    )
+    max_connections_per_address: int = field(
+        default=256,
+        metadata=setting(
+            "DBHANDLES_MAX_CONNECTIONS_PER_ADDRESS",
+            "HTTP requests in progress plus WebSockets open from one client address.",
+        ),
+    )
+    max_uploads_per_actor: int = field(
+        default=8,
+        metadata=setting(
+            "DBHANDLES_MAX_UPLOADS_PER_ACTOR",
+            "Requests with a body over 64 KiB one actor may be sending at once.",
+        ),
+    )
+    max_sockets_per_actor: int = field(
+        default=16,
+        metadata=setting(
+            "DBHANDLES_MAX_SOCKETS_PER_ACTOR", "WebSockets one (non-admin) actor may hold open."
+        ),
+    )
+    max_subscriptions_per_actor: int = field(
+        default=256,
+        metadata=setting(
+            "DBHANDLES_MAX_SUBSCRIPTIONS_PER_ACTOR",
+            "Event subscriptions one (non-admin) actor may hold, over all its WebSockets.",
+        ),
+    )
+    ws_outbox_bytes: int = field(
+        default=4 * 1024 * 1024,
+        metadata=setting(
+            "DBHANDLES_WS_OUTBOX_BYTES",
+            "Answers and events waiting to be written to one WebSocket; a client that lets more "
+            "pile up is closed (code 4000).",
         ),
     )
     #: Writes are refused once a database is larger than this many bytes (0: no limit).
@@ -133,6 +227,21 @@ class Settings:
             else (self.home, Path(tempfile.gettempdir()))
         )
         return tuple(Path(os.path.realpath(r)) for r in roots)
+
+    def open_databases_limit(self) -> int:
+        """``max_open_databases``, or when 0 a quarter of what the process's open-files limit leaves
+        after 64 descriptors for sockets and logs (an SQLite database in WAL mode holds three)."""
+        if self.max_open_databases > 0:
+            return self.max_open_databases
+        import resource
+
+        try:
+            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        except (OSError, ValueError):
+            soft = 1024
+        if soft == resource.RLIM_INFINITY or soft <= 0:
+            soft = 65536
+        return max(4, min(4096, (soft - 64) // 4))
 
     def with_home(self, home: str | os.PathLike[str]) -> Settings:
         return replace(self, home=Path(home).expanduser())

@@ -275,6 +275,11 @@ class Adapter(ABC):
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def connected(self) -> bool:
+        """Whether the adapter holds a live connection now (``release`` drops it, use reopens it)."""
+        return self._connected
+
     def connect(self) -> None:
         """Open the underlying connection if it is not open yet (idempotent)."""
         with self._lock:
