@@ -41,6 +41,8 @@ adapter boundary with ``raise ... from exc``.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AccessDenied",
     "Conflict",
@@ -83,10 +85,14 @@ class DbHandlesError(Exception):
     code = "internal_error"
     http_status = 500
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        #: Extra fields of the failure envelope (camelCase), e.g. what a failed import kept.
+        self.details: dict[str, Any] = dict(details) if details else {}
 
     def __str__(self) -> str:
         return self.message

@@ -7,6 +7,7 @@ folder, so a crash at any moment leaves either the old or the new file, never a 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import tempfile
@@ -153,6 +154,8 @@ class JsonFileAdapter(MemoryAdapter):
     def _connect(self) -> None:
         self._loaded = None
         self._refresh()
+        if not self.readonly:
+            self._remove_orphans()
         if not self._held:
             # Known as a live database file, so no plain data-file command reads or replaces it.
             hold_file(str(self.path))
@@ -175,6 +178,20 @@ class JsonFileAdapter(MemoryAdapter):
             finally:
                 if lock_fd is not None:
                     os.close(lock_fd)  # closing the descriptor releases the flock
+
+    def _remove_orphans(self) -> None:
+        """Delete the temporary files of writers that were killed before their rename. Under the
+        writers' lock: a live writer in another process holds it while its temporary file exists."""
+        pattern = f".{self.path.name}.*.tmp"
+        if not any(self.path.parent.glob(pattern)):
+            return
+        fd = self._lock_file()
+        try:
+            for orphan in self.path.parent.glob(pattern):
+                with contextlib.suppress(OSError):
+                    orphan.unlink()
+        finally:
+            os.close(fd)
 
     def _lock_file(self) -> int:
         """An exclusive lock on ``<file>.lock`` so writers in other processes take turns."""

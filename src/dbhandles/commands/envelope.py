@@ -27,8 +27,10 @@ def success_envelope(result: Result, context: Context | None = None) -> dict[str
 
 
 def error_envelope(exc: DbHandlesError, context: Context | None = None) -> dict[str, Any]:
-    """``{success: false, timestamp, error, code[, field]}``."""
+    """``{success: false, timestamp, error, code[, field][, details...]}``: an error's ``details``
+    (what a failed import kept, say) are fields of the envelope, never replacing these."""
     envelope = _base(False, context)
+    envelope.update(exc.details)
     envelope["error"] = exc.message
     envelope["code"] = exc.code
     if exc.field is not None:

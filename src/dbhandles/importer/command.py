@@ -216,7 +216,11 @@ def perform_import(service: Service, params: ImportParams, call: Call) -> Import
             run_import(adapter, options, progress=_EventProgress(publish, progress or NullProgress()),
                        stats=stats)  # fmt: skip
         except DbHandlesError as exc:
-            publish("import:failed", {**stats.counts(), "error": exc.message, "code": exc.code})
+            stats.finish()
+            kept = {k: v for k, v in stats.counts().items() if k != "totalBytes"}
+            publish("import:failed", {**kept, "error": exc.message, "code": exc.code})
+            # What the database holds, as fields of the failure envelope (not only in the message).
+            exc.details.update({"dbHandle": entry.handle, "output": db_path, **kept})
             raise
     result = _import_result(entry, options, db_path, stats)
     publish("import:done", result.model_dump(mode="json", by_alias=True, exclude={"db_handle"}))
