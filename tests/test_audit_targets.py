@@ -93,7 +93,18 @@ RECIPES: dict[str, Recipe] = {
         {"adapter": "sqlite", "config": {"path": str(w.tmp / "other.sqlite"), "mode": "create"}},
         "created",
     ),
+    "data/grant": lambda w: ({"dbHandle": w.handle, "actor": "bob"}, "target"),
+    "data/revoke": lambda w: ({"dbHandle": w.handle, "actor": "bob"}, "target"),
+    "data/list-grants": lambda w: ({"dbHandle": w.handle}, "target"),
     "data/list-handles": lambda w: ({}, None),
+    # Jobs name no database themselves: the command a job runs writes its own row with its target.
+    "data/job-start": lambda w: (
+        {"command": "data/vacuum", "params": {"dbHandle": w.handle}},
+        None,
+    ),
+    "data/job-status": lambda w: ({"jobId": "no-such-job"}, None),
+    "data/job-list": lambda w: ({}, None),
+    "data/job-cancel": lambda w: ({"jobId": "no-such-job"}, None),
     "data/audit": lambda w: ({}, None),
     "session/end": lambda w: ({}, None),
     "token/create": lambda w: ({"actor": "bob"}, None),

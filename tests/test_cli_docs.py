@@ -129,6 +129,10 @@ def test_every_setting_documents_itself(capsys: pytest.CaptureFixture[str]) -> N
     samples = {
         "home": "/x",
         "allowed_roots": "/x",
+        "data_root": "/x",
+        "read_roots": "/x",
+        "default_access": "read",
+        "postgres_servers": "db.example:5432",
         "audit": "no",
         "default_url": "postgresql://h/d",
     }

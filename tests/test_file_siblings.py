@@ -1,10 +1,11 @@
 """The siblings of issue 10 found by trying the fix from outside: every file a command reads or writes
-besides the database itself (``.owner``, ``.lock``, export's partial file, rejects, outputs) goes
+besides the database itself (``.lock``, export's partial file, rejects, outputs; no ``.owner`` since issue 12) goes
 through ``dbhandles.dbfiles``, so none of them can release the service's locks on a live database,
 follow a planted link, or replace a special file; and a bad path is a clear error on every door."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -45,21 +46,22 @@ def _open(service: Service, path: Path, **extra: Any) -> dict[str, Any]:
 
 
 def test_an_owner_sidecar_that_is_a_live_database_is_never_opened(env: Env) -> None:
+    """Ownership is in the handle store (issue 12): nothing next to a database is read or written,
+    not even a file named like the old ``.owner`` sidecar that is a live database."""
     service, _, d = env
     live = _open(service, d / "a.owner")["dbHandle"]
     service.execute("data/create", {"dbHandle": live, "collection": "c", "data": {}})
-    assert _open(service, d / "a")["success"]  # reads a.owner: through the gate, refused quietly
+    assert _open(service, d / "a")["success"]
+    assert _open(service, d / "a", permissions={"isolationMode": "strict"})["success"]
     _wal_survives(d / "a.owner")
-    refused = _open(service, d / "a", permissions={"isolationMode": "strict"})
-    assert refused["code"] == "invalid_params", refused  # writing a.owner would replace a database
     assert service.execute("data/list", {"dbHandle": live, "collection": "c"})["count"] == 1
 
 
 def test_an_owner_sidecar_planted_as_a_link_is_not_followed(env: Env) -> None:
     service, home, d = env
     os.symlink(home / "default.sqlite", d / "k.owner")
-    refused = _open(service, d / "k", permissions={"isolationMode": "strict"})
-    assert refused["code"] == "invalid_params" and "symbolic link" in refused["error"]
+    assert _open(service, d / "k", permissions={"isolationMode": "strict"})["success"]
+    assert os.path.islink(d / "k.owner")  # left alone: never opened, followed or replaced
     assert service.execute("data/read", {"collection": "c", "id": "x"})["success"]
     _wal_survives(home / "default.sqlite")
 
@@ -223,3 +225,129 @@ def test_an_import_into_an_existing_database_keeps_its_data(env: Env) -> None:
     conn = sqlite3.connect(d / "theirs.sqlite")
     assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
     conn.close()
+
+
+# -- the second round of outside checks -------------------------------------------------------------
+
+
+def test_a_data_file_being_written_is_never_opened_as_a_database(env: Env) -> None:
+    from dbhandles.dbfiles import open_plain
+
+    service, _, d = env
+    writer = open_plain(d / "rejects.jsonl", "wb", "rejects")
+    try:
+        refused = _open(service, d / "rejects.jsonl", config={"mode": "readwrite"})
+        assert refused["code"] == "not_a_database" and "writing" in refused["error"]
+        refused = service.dispatch(
+            "data/open", {"adapter": "json", "config": {"path": str(d / "rejects.jsonl")}}
+        )
+        assert refused["code"] == "not_a_database"
+    finally:
+        writer.close()
+    assert _open(service, d / "rejects.jsonl", config={"mode": "readwrite"})["success"]
+
+
+def test_an_export_never_renames_over_a_database_opened_meanwhile(env: Env) -> None:
+    from dbhandles.importer.command import ExportHooks
+
+    service, _, d = env
+    for i in range(5):
+        service.execute("data/create", {"collection": "c", "id": f"r{i}", "data": {}})
+    opened: list[str] = []
+
+    def open_the_output(_: object) -> None:
+        if not opened:
+            handle = _open(service, d / "out.sqlite")["dbHandle"]
+            service.execute("data/create", {"dbHandle": handle, "collection": "c", "id": "ack",
+                                            "data": {}})  # fmt: skip
+            opened.append(handle)
+
+    refused = service.dispatch(
+        "data/export",
+        {"dbHandle": "default", "collection": "c", "output": str(d / "out.sqlite"), "pageSize": 1},
+    )  # fmt: skip
+    assert refused["success"]  # no database there: a plain export works
+    (d / "out.sqlite").unlink()
+    from dbhandles import DbHandlesError
+
+    with pytest.raises(DbHandlesError):
+        service.execute(
+            "data/export",
+            {"dbHandle": "default", "collection": "c", "output": str(d / "out.sqlite"),
+             "pageSize": 1},
+            hooks=ExportHooks(on_page=open_the_output),
+        )  # fmt: skip
+    read = service.execute("data/read", {"dbHandle": opened[0], "collection": "c", "id": "ack"})
+    assert read["found"]
+    assert not list(d.glob(".*.partial"))
+
+
+def test_a_live_database_at_the_partial_name_is_never_deleted(env: Env) -> None:
+    service, _, d = env
+    live = _open(service, d / ".out.jsonl.partial")["dbHandle"]
+    service.execute("data/create", {"dbHandle": live, "collection": "c", "id": "p", "data": {}})
+    refused = service.dispatch(
+        "data/export", {"dbHandle": "default", "collection": "c", "output": str(d / "out.jsonl")}
+    )
+    assert refused["code"] == "invalid_params"
+    assert service.execute("data/read", {"dbHandle": live, "collection": "c", "id": "p"})["found"]
+
+
+def test_a_third_party_file_adapter_is_gated_too(env: Env) -> None:
+    from typing import ClassVar
+
+    from dbhandles.adapters import register_adapter
+    from dbhandles.adapters.base import AdapterConfig, Features, FileConfig
+    from dbhandles.adapters.memory import MemoryAdapter
+
+    class RawFileAdapter(MemoryAdapter):
+        """Reads its file with plain I/O, as a careless third-party adapter would."""
+
+        name: ClassVar[str] = "rawfile-test"
+        features: ClassVar[Features] = Features(durable=True, file_based=True)
+        config_model: ClassVar[type[AdapterConfig]] = FileConfig
+
+    with contextlib.suppress(ValueError):  # registered by an earlier run in the same process
+        register_adapter(RawFileAdapter)
+    service, _, d = env
+    live = _open(service, d / "live.sqlite")["dbHandle"]
+    service.execute("data/create", {"dbHandle": live, "collection": "c", "data": {}})
+    for path in (d / "live.sqlite", d / "live.sqlite-wal"):
+        refused = service.dispatch(
+            "data/open", {"adapter": "rawfile-test", "config": {"path": str(path)}}
+        )
+        assert refused["code"] == "invalid_params", refused
+    _wal_survives(d / "live.sqlite")
+
+
+def test_a_name_utf8_cannot_hold_never_stops_the_audit_log(tmp_path: Path) -> None:
+    with Service(home=tmp_path / "home") as service:
+        refused = service.dispatch("data/list", {"collection": "c\ud800"})
+        assert refused["code"] == "invalid_params"
+        service.execute("data/list", {"collection": "after"})
+        service.audit.flush()
+        rows = service.execute("data/audit", {})["entries"]
+    collections = [r["collection"] for r in rows]
+    assert "after" in collections
+    assert any(c is not None and "\\ud800" in c for c in collections)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_a_setting_that_is_not_a_finite_positive_number_is_refused(value: str) -> None:
+    from dbhandles import Settings
+
+    with pytest.raises(ValueError, match="DBHANDLES_CURSOR_TTL_SECONDS"):
+        Settings.from_env({"DBHANDLES_CURSOR_TTL_SECONDS": value})
+
+
+def test_long_file_names_work_or_are_refused_clearly(env: Env) -> None:
+    service, _, d = env
+    long = "e" * 245 + ".jsonl"
+    result = service.execute(
+        "data/export", {"dbHandle": "default", "collection": "c", "output": str(d / long)}
+    )
+    assert result["exported"] == 1
+    refused = service.dispatch(
+        "data/open", {"adapter": "json", "config": {"path": str(d / ("j" * 240)), "mode": "create"}}
+    )
+    assert refused["code"] == "invalid_config"

@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from dbhandles.adapters.base import Adapter, Query, Record
 from dbhandles.adapters.memory import MemoryAdapter
 from dbhandles.adapters.sqlite import SqliteAdapter
+from dbhandles.errors import InvalidFilter
 from dbhandles.evaluate import matches, position_of, sort_records
 from dbhandles.filters import parse_filter, parse_order_by
+from dbhandles.regex import pattern_problem, search
 
 COLLECTION = "items"
 PROPERTY = settings(
@@ -25,9 +27,15 @@ PROPERTY = settings(
 
 # -- values -----------------------------------------------------------------------------------------
 
+#: Characters where regex dialects differ: case folds (K and the Kelvin sign, s and the long s),
+#: non-ASCII letters, word and non-word characters, newlines.
+REGEX_ALPHABET = "abAkK\u212asS\u017f\u00e9\u00c9 1_-.\n"
+REGEX_TEXTS = st.text(alphabet=REGEX_ALPHABET, max_size=5)
+
 # U+0000 is left out: SQLite's json_extract cuts text at the first NUL (a known limit, reported).
 _TEXT = st.one_of(
     st.text(alphabet="abAB", max_size=3),
+    REGEX_TEXTS,
     st.text(
         alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
         max_size=4,
@@ -79,6 +87,44 @@ PATHS = st.sampled_from(
     ["a", "b", "c", "n", "n.a", "n.b", "a.b", "zz", "id", "version", "createdAt", "updatedAt"]
 )
 PATTERNS = st.sampled_from(["^a", "b$", "a|é", ".", "^$", "[0-9]", "A", "^.{2,}$", "(?i)ab"])
+
+# RE2 patterns (docs/filters.md) over a small alphabet: classes, escapes, anchors, word boundaries,
+# flags, groups, alternation and repetition, the pieces where PostgreSQL's dialect differs.
+_RX_CHARS = ["a", "b", "A", "k", "K", "\u212a", "s", "\u017f", "é", "É", " ", "1", "_", "-",
+             "\\.", "\\n", "\\x{e9}", "\\101", "\\-", "\\Q.\\E", "{", "}", "]"]  # fmt: skip
+_RX_ITEMS = ["a", "b", "a-c", "A-Z", "\\d", "\\w", "\\s", "\\W", "\\D", "[:alpha:]", "[:^lower:]",
+             "[:punct:]", "\\pL", "\\p{Lu}", "é", "É-é", "k", "\\x{212a}", "-", "\\n"]  # fmt: skip
+_RX_ATOMS = st.one_of(
+    st.sampled_from(_RX_CHARS),
+    st.sampled_from(
+        ["^", "$", "\\A", "\\z", "\\b", "\\B", ".", "\\d", "\\w", "\\W", "\\s", "\\pL"]
+    ),
+    st.builds(
+        lambda negated, items: f"[{'^' if negated else ''}{''.join(items)}]",
+        st.booleans(),
+        st.lists(st.sampled_from(_RX_ITEMS), min_size=1, max_size=3),
+    ),
+)
+_RX_QUANTIFIERS = st.sampled_from(["", "", "", "*", "+", "?", "{2}", "{0,2}", "{1,}", "*?", "+?"])
+_RX_FLAGS = st.sampled_from(["(?i)", "(?m)", "(?s)", "(?-i)"])
+
+
+def _rx_compound(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    groups = st.builds(
+        lambda wrap, body: wrap.format(body),
+        st.sampled_from(["({})", "(?:{})", "(?i:{})", "(?m:{})", "(?s:{})", "(?P<g>{})"]),
+        inner,
+    )
+    pieces = st.one_of(st.tuples(st.one_of(inner, groups), _RX_QUANTIFIERS).map("".join), _RX_FLAGS)
+    return st.one_of(
+        st.lists(pieces, min_size=1, max_size=4).map("".join),
+        st.lists(inner, min_size=2, max_size=3).map("|".join),
+    )
+
+
+REGEX_PATTERNS = st.recursive(_RX_ATOMS, _rx_compound, max_leaves=8).filter(
+    lambda pattern: pattern_problem(pattern) is None
+)
 _ID_LIKE = st.one_of(IDS, TIMESTAMPS)
 
 
@@ -123,7 +169,7 @@ def filters(pool: list[Any]) -> st.SearchStrategy[Any]:
         _op("$in", st.lists(values, max_size=4)),
         _op("$nin", st.lists(values, max_size=4)),
         _op("$exists", st.booleans()),
-        _op("$regex", PATTERNS),
+        _op("$regex", st.one_of(PATTERNS, REGEX_PATTERNS)),
         _op("$contains", orderable),
     )
     field_tests = st.one_of(
@@ -298,6 +344,32 @@ def test_after_any_row_matches_the_reference(
     assert _ids(_find(sqlite, query)) == _ids(_find(memory, query))
 
 
+@PROPERTY
+@given(pattern=REGEX_PATTERNS, texts=st.lists(REGEX_TEXTS, min_size=1, max_size=8))
+def test_regexes_match_like_re2(
+    adapters: tuple[Adapter, Adapter], pattern: str, texts: list[str]
+) -> None:
+    """Generated RE2 patterns: the SQL adapter, the oracle and RE2 itself agree (PostgreSQL may
+    refuse a pattern it cannot run exactly, never answer differently)."""
+    rows: list[Record] = [
+        {"id": f"r{i}", "v": text, "createdAt": "t", "updatedAt": "t", "version": 1}
+        for i, text in enumerate(texts)
+    ]
+    _load(adapters, rows)
+    node = parse_filter({"v": {"$regex": pattern}})
+    want = [row["id"] for row in rows if search(pattern, row["v"])]
+    sql, memory = adapters
+    assert _ids(_find(memory, Query(node))) == want
+    try:
+        got: list[str] | str = _ids(_find(sql, Query(node)))
+    except InvalidFilter as exc:
+        got = str(exc)
+    if isinstance(got, str):
+        assert "PostgreSQL" in got, got
+    else:
+        assert got == want, pattern
+
+
 # -- exhaustive matrix ------------------------------------------------------------------------------
 
 #: One record per kind of stored value, at the top level, nested, and inside lists.
@@ -333,7 +405,7 @@ def test_every_operator_on_every_kind_of_value(adapters: tuple[Adapter, Adapter]
     if op == "$exists":
         operands: list[Any] = [True, False]
     elif op == "$regex":
-        operands = ["^a", "b$", "", "^$", "1", "(?i)^b", "^r1"]
+        operands = ["^a", "b$", "", "^$", "1", "(?i)^b", "^r1", r"\b", r"\B", r"(?i)\w$", r"\pL"]
     elif op in ("$in", "$nin"):
         operands = [[], [None], [1, "a"], [True, 2.5], ["ab", None, 0]]
     elif op in ("$gt", "$gte", "$lt", "$lte", "$contains"):

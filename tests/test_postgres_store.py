@@ -200,3 +200,47 @@ def test_meta(store: HandleStore) -> None:
     assert store.set_meta("k", "1", only_if_missing=True) == "1"
     assert store.set_meta("k", "2", only_if_missing=True) == "1"
     assert store.set_meta("k", "3") == "3" and store.get_meta("k") == "3"
+
+
+def test_owners_grants_and_alias_owners(store: HandleStore) -> None:
+    """Issue 12: ownership and grants are rows of the store; an alias belongs to its actor."""
+    from dbhandles import AccessDenied
+    from dbhandles.store import DatabaseRow, GrantRow
+    from dbhandles.store.sql import grant_id
+
+    db = "file:/data/bob/notes.sqlite"
+    first = store.claim_database(DatabaseRow(db, "bob", "strict", "t1"))
+    assert first == DatabaseRow(db, "bob", "strict", "t1")
+    # A second claim changes nothing; the owner may change its isolation, nobody else.
+    assert store.claim_database(DatabaseRow(db, "alice", "none", "t2")) == first
+    changed = store.claim_database(DatabaseRow(db, "bob", "soft", "t3"), isolation_if_owner=True)
+    assert (changed.owner, changed.isolation) == ("bob", "soft")
+    assert (
+        store.claim_database(DatabaseRow(db, "alice", "none", "t4"), isolation_if_owner=True)
+        == changed
+    )
+    grant = GrantRow(grant_id(db, "alice"), db, "alice", {"write": False}, "bob", "t5")
+    store.put_grant(grant)
+    store.put_grant(GrantRow(grant.grant_id, db, "alice", {"read": True}, "bob", "t6"))
+    assert store.get_grant(db, "alice") == GrantRow(
+        grant.grant_id, db, "alice", {"read": True}, "bob", "t6"
+    )
+    assert store.get_grant(db, "carol") is None
+    assert [g.actor for g in store.list_grants(database=db)] == ["alice"]
+    assert store.list_grants(actor="carol") == []
+    assert store.delete_grant(db, "alice") is True
+    assert store.delete_grant(db, "alice") is False
+    store.put_handle(HandleRow("hb", "memory", {}, 1, 1), alias="bobwork", alias_owner="bob")
+    store.put_handle(HandleRow("ha", "memory", {}, 2, 2))
+    with pytest.raises(AccessDenied):
+        store.put_handle(
+            HandleRow("hx", "memory", {}, 3, 3), alias="bobwork", alias_owner="alice",
+            take_alias=False,
+        )  # fmt: skip
+    assert store.get_handle("hx") is None  # nothing was inserted
+    with pytest.raises(AccessDenied):
+        store.set_alias("bobwork", "ha", "alice", take=False)
+    assert store.aliases()["bobwork"] == "hb" and store.alias_owner("bobwork") == (True, "bob")
+    store.set_alias("bobwork", "ha", "root")  # an administrator takes any alias
+    assert store.alias_owner("bobwork") == (True, "root")
+    assert store.alias_owner("nope") == (False, None)

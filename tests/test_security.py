@@ -39,14 +39,24 @@ SAMPLE_PARAMS: dict[str, dict[str, Any]] = {
     "data/truncate": {"collection": "c"},
     "data/clear": {},
     "data/vacuum": {},
+    "data/grant": {"actor": "bob"},
+    "data/revoke": {"actor": "bob"},
 }
 PERMISSION_FLAGS = ("read", "write", "delete", "schema")
+
+
+def space(service: Service, actor: str) -> Path:
+    """Where a remote non-admin actor's relative names resolve: ``<data root>/<actor>``."""
+    return service.settings.space_root() / actor
 
 
 def open_db(
     service: Service, context: Context, tmp_path: Path, name: str = "db.sqlite", **extra: Any
 ) -> str:
-    config = {"path": str(tmp_path / name), "mode": "create"}
+    """Open (creating) ``name``: for a non-admin actor a name in its own data space, for an
+    administrator a file in the test's folder."""
+    path = name if not context.is_admin else str(tmp_path / name)
+    config = {"path": path, "mode": "create"}
     return str(
         service.execute(
             "data/open", {"adapter": "sqlite", "config": config, **extra}, context=context
@@ -175,14 +185,15 @@ def test_row_filter_hides_and_protects_rows(service: Service, tmp_path: Path) ->
                 },
                 context=ADMIN,
             )
+    # Alice's rights on the administrator's database are a grant: her rows only.
+    service.execute(
+        "data/grant",
+        {"dbHandle": admin, "actor": "alice", "access": "full",
+         "permissions": {"rowFilter": {"ownerId": "alice"}}},
+        context=ADMIN,
+    )  # fmt: skip
     mine = service.execute(
-        "data/open",
-        {
-            "adapter": "sqlite",
-            "config": {"path": str(path)},
-            "permissions": {"rowFilter": {"ownerId": "alice"}},
-        },
-        context=ALICE,
+        "data/open", {"adapter": "sqlite", "config": {"path": str(path)}}, context=ALICE
     )["dbHandle"]
     listed = service.execute("data/list", {"dbHandle": mine, "collection": "notes"}, context=ALICE)
     assert sorted(i["id"] for i in listed["items"]) == ["alice-0", "alice-1", "alice-2"]
@@ -231,10 +242,20 @@ def test_row_filter_hides_and_protects_rows(service: Service, tmp_path: Path) ->
         ]
         == 6
     )
+    # Opening the database again never widens her rights (issue 12, kind 4).
+    again = service.execute(
+        "data/open", {"adapter": "sqlite", "config": {"path": str(path)}, "preset": "GOD_MODE"},
+        context=ALICE,
+    )["dbHandle"]  # fmt: skip
+    listed = service.execute("data/list", {"dbHandle": again, "collection": "notes"}, context=ALICE)
+    assert listed["count"] == 3
+    # ... nor does using the administrator's own handle.
+    assert service.dispatch("data/list", {"dbHandle": admin, "collection": "notes"},
+                            context=ALICE)["code"] == "access_denied"  # fmt: skip
 
 
 def test_permissions_only_narrow(service: Service, tmp_path: Path) -> None:
-    path = tmp_path / "soft.sqlite"
+    path = space(service, "alice") / "soft.sqlite"
     open_db(service, ALICE, tmp_path, "soft.sqlite", permissions={"isolationMode": "soft"})
     # Bob asks for everything; soft isolation caps him at read-only.
     bob = service.execute(
@@ -256,9 +277,14 @@ def test_strict_isolation_refuses_another_actor(service: Service, tmp_path: Path
         {"dbHandle": handle, "collection": "memories", "data": {"fact": "private"}},
         context=ALICE,
     )
-    assert (tmp_path / "alice.sqlite.owner").exists()
+    # Ownership is in the handle store, not in a file next to the database.
+    path = space(service, "alice") / "alice.sqlite"
+    record = service.registry.store.get_database(f"file:{path}")
+    assert record is not None and (record.owner, record.isolation) == ("alice", "strict")
+    assert not Path(f"{path}.owner").exists()
     with pytest.raises(AccessDenied, match="owned by 'alice', requested by 'bob'"):
-        open_db(service, BOB, tmp_path, "alice.sqlite")
+        service.execute("data/open", {"adapter": "sqlite", "config": {"path": str(path)}},
+                        context=BOB)  # fmt: skip
     # Bob cannot use Alice's handle either, nor see it listed.
     for name in ("data/list", "data/create", "data/close"):
         params = (
@@ -272,11 +298,13 @@ def test_strict_isolation_refuses_another_actor(service: Service, tmp_path: Path
     assert handle not in [
         h["handle"] for h in service.execute("data/list-handles", context=BOB)["handles"]
     ]
-    # The owner file survives re-opening by path from a fresh service over the same home.
+    # The ownership survives re-opening by path from a fresh service over the same home.
     with Service(settings=service.settings) as again, pytest.raises(AccessDenied):
-        open_db(again, BOB, tmp_path, "alice.sqlite")
+        again.execute("data/open", {"adapter": "sqlite", "config": {"path": str(path)}},
+                      context=BOB)  # fmt: skip
     # Admins are not isolated.
-    assert open_db(service, ADMIN, tmp_path, "alice.sqlite")
+    assert service.execute("data/open", {"adapter": "sqlite", "config": {"path": str(path)}},
+                           context=ADMIN)["success"]  # fmt: skip
 
 
 def test_soft_isolation_lets_others_read_not_write(service: Service, tmp_path: Path) -> None:
@@ -298,7 +326,11 @@ def test_soft_isolation_lets_others_read_not_write(service: Service, tmp_path: P
             service.dispatch(name, {"dbHandle": handle, **params}, context=BOB)["code"]
             == "access_denied"
         )
-    bobs = open_db(service, BOB, tmp_path, "team.sqlite")
+    bobs = service.execute(
+        "data/open",
+        {"adapter": "sqlite", "config": {"path": str(space(service, "alice") / "team.sqlite")}},
+        context=BOB,
+    )["dbHandle"]
     assert (
         service.dispatch(
             "data/create", {"dbHandle": bobs, "collection": "notes", "data": {}}, context=BOB
@@ -320,21 +352,33 @@ def test_paths_outside_the_roots_are_refused_for_remote_actors(tmp_path: Path) -
     (root / "link").symlink_to(outside)
     settings = Settings(home=tmp_path / "home", allowed_roots=(root,))
     with Service(settings=settings) as service:
+        # A remote administrator: the allowed roots.
         ok = {"adapter": "sqlite", "config": {"path": str(root / "a.sqlite"), "mode": "create"}}
-        assert service.execute("data/open", ok, context=ALICE)["success"]
-        for sneaky in (
-            root / ".." / "outside" / "x.sqlite",
-            root / "link" / "x.sqlite",
-            outside / "x.sqlite",
-            Path("/etc/passwd"),
+        assert service.execute("data/open", ok, context=ADMIN)["success"]
+        # A non-admin actor: its own data space, whatever the roots say.
+        mine = {"adapter": "sqlite", "config": {"path": "a.sqlite", "mode": "create"}}
+        assert service.execute("data/open", mine, context=ALICE)["success"]
+        (space(service, "alice") / "link").symlink_to(outside)
+        for who, sneaky in (
+            (ADMIN, root / ".." / "outside" / "x.sqlite"),
+            (ADMIN, root / "link" / "x.sqlite"),
+            (ADMIN, outside / "x.sqlite"),
+            (ADMIN, Path("/etc/passwd")),
+            (ALICE, root / "b.sqlite"),
+            (ALICE, Path("../bob/x.sqlite")),
+            (ALICE, Path("../../outside/x.sqlite")),
+            (ALICE, Path("link/x.sqlite")),
+            (ALICE, outside / "x.sqlite"),
+            (ALICE, Path("/etc/passwd")),
         ):
             with pytest.raises(PathNotAllowed):
                 service.execute(
                     "data/open",
                     {"adapter": "sqlite", "config": {"path": str(sneaky), "mode": "create"}},
-                    context=ALICE,
+                    context=who,
                 )
             assert not (outside / "x.sqlite").exists()
+            assert not (root / "b.sqlite").exists()
         # The local user (in-process) is not limited by the roots.
         local = {
             "adapter": "sqlite",
@@ -442,9 +486,14 @@ def test_cursors_belong_to_their_session(service: Service, tmp_path: Path) -> No
     )
 
 
-def test_owner_sidecar_is_private(service: Service, tmp_path: Path) -> None:
+def test_a_remote_actors_database_is_private_and_has_no_sidecar(
+    service: Service, tmp_path: Path
+) -> None:
     open_db(service, ALICE, tmp_path, "p.sqlite", preset="PERSONA_KNOWLEDGE")
-    assert os.stat(tmp_path / "p.sqlite.owner").st_mode & 0o077 == 0
+    path = space(service, "alice") / "p.sqlite"
+    assert os.stat(path).st_mode & 0o077 == 0
+    assert os.stat(space(service, "alice")).st_mode & 0o077 == 0
+    assert not Path(f"{path}.owner").exists()
 
 
 def test_tokens_create_authenticate_expire_revoke(service: Service) -> None:
@@ -527,8 +576,8 @@ def test_sessionless_cursors_are_not_visible_to_sessions(service: Service, tmp_p
 
 
 def test_session_end_closes_the_callers_cursors_only(service: Service, tmp_path: Path) -> None:
-    handle = open_db(service, ADMIN, tmp_path)
-    seed(service, handle)
+    handle = "default"  # shared by every actor
+    service.execute("data/create", {"collection": "c", "id": "r", "data": {}})
     mine = service.execute(
         "data/query-open", {"dbHandle": handle, "collection": "c"}, context=ALICE
     )["queryHandle"]

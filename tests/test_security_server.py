@@ -89,8 +89,9 @@ def ws_call(socket: Any, msg_id: int, name: str, **params: Any) -> dict[str, Any
             return dict(message["result"])
 
 
-def sqlite_db(client: Any, token: str, path: Path, records: int = 0, **options: Any) -> str:
-    """Open (creating) a SQLite file as the token's actor; put ``records`` notes n1..nN in it."""
+def sqlite_db(client: Any, token: str, path: Path | str, records: int = 0, **options: Any) -> str:
+    """Open (creating) a SQLite file as the token's actor (a non-admin names one in its own data
+    space); put ``records`` notes n1..nN in it."""
     handle = ok(client, token, "data/open", adapter="sqlite",
                 config={"path": str(path), "mode": "create"}, **options)["dbHandle"]  # fmt: skip
     for i in range(1, records + 1):
@@ -241,9 +242,14 @@ def test_ws_cursor_belongs_to_its_socket_and_closes_with_it(
 # -- isolation between actors ---------------------------------------------------------------------
 
 
-def test_strict_isolation_between_two_actors(client: Any, tokens: Tokens, tmp_path: Path) -> None:
-    path = tmp_path / "alice-memories.sqlite"
-    handle = sqlite_db(client, tokens.alice, path, records=1, preset="PERSONA_KNOWLEDGE")
+def in_space(service: Service, actor: str, name: str) -> Path:
+    """The real path of ``name`` in ``actor``'s data space (what another actor would have to name)."""
+    return service.settings.space_root() / actor / name
+
+
+def test_strict_isolation_between_two_actors(client: Any, tokens: Tokens, service: Service) -> None:
+    path = in_space(service, "alice", "alice-memories.sqlite")
+    handle = sqlite_db(client, tokens.alice, path.name, records=1, preset="PERSONA_KNOWLEDGE")
     body = assert_error(post(client, tokens.bob, "data/open", adapter="sqlite",
                              config={"path": str(path)}), "access_denied")  # fmt: skip
     assert "alice" in body["error"] and "bob" in body["error"]
@@ -263,10 +269,10 @@ def test_strict_isolation_between_two_actors(client: Any, tokens: Tokens, tmp_pa
 
 
 def test_soft_isolation_lets_others_read_not_write(
-    client: Any, tokens: Tokens, tmp_path: Path
+    client: Any, tokens: Tokens, service: Service
 ) -> None:
-    path = tmp_path / "shared.sqlite"
-    handle = sqlite_db(client, tokens.alice, path, records=2, preset="COLLABORATIVE")
+    path = in_space(service, "alice", "shared.sqlite")
+    handle = sqlite_db(client, tokens.alice, path.name, records=2, preset="COLLABORATIVE")
     own = ok(client, tokens.bob, "data/open", adapter="sqlite", config={"path": str(path)})[
         "dbHandle"
     ]
@@ -288,8 +294,7 @@ def test_soft_isolation_lets_others_read_not_write(
 def test_events_of_an_isolated_handle_do_not_reach_other_actors(
     client: Any, tokens: Tokens, tmp_path: Path
 ) -> None:
-    handle = sqlite_db(client, tokens.alice, tmp_path / "private.sqlite",
-                       preset="PERSONA_KNOWLEDGE")  # fmt: skip
+    handle = sqlite_db(client, tokens.alice, "private.sqlite", preset="PERSONA_KNOWLEDGE")
     with (
         client.websocket_connect("/ws", headers=auth(tokens.bob)) as bob,
         client.websocket_connect("/ws", headers=auth(tokens.alice)) as alice,
@@ -316,7 +321,9 @@ def test_read_only_handle_refuses_every_write(
     client: Any, tokens: Tokens, tmp_path: Path, how: str, code: str, door: str
 ) -> None:
     path = tmp_path / "dataset.sqlite"
-    sqlite_db(client, tokens.admin, path, records=2)
+    dataset = sqlite_db(client, tokens.admin, path, records=2)
+    # The administrator's database is Alice's to use only once it is shared with her.
+    ok(client, tokens.admin, "data/grant", dbHandle=dataset, actor="alice", access="full")
     options: dict[str, Any] = {"preset": "READ_ONLY"} if how == "preset" else {}
     config = {"path": str(path), "mode": "readonly" if how == "mode" else "readwrite"}
     handle = ok(client, tokens.alice, "data/open", adapter="sqlite", config=config, **options)[
@@ -341,8 +348,11 @@ def test_row_filter_hides_and_protects_rows(client: Any, tokens: Tokens, tmp_pat
     for rid, tenant in (("a1", "a"), ("a2", "a"), ("b1", "b")):
         ok(client, tokens.admin, "data/create", dbHandle=full, collection="rows", id=rid,
            data={"tenant": tenant})  # fmt: skip
-    handle = ok(client, tokens.alice, "data/open", adapter="sqlite", config={"path": str(path)},
-                permissions={"rowFilter": {"tenant": "a"}})["dbHandle"]  # fmt: skip
+    ok(client, tokens.admin, "data/grant", dbHandle=full, actor="alice", access="full",
+       permissions={"rowFilter": {"tenant": "a"}})  # fmt: skip
+    handle = ok(client, tokens.alice, "data/open", adapter="sqlite", config={"path": str(path)})[
+        "dbHandle"
+    ]
 
     def call(name: str, **params: Any) -> Any:
         return post(client, tokens.alice, name, dbHandle=handle, collection="rows", **params)
@@ -401,7 +411,7 @@ def test_dotdot_and_symlink_escapes_are_refused(
             body = assert_error(post(client, token, "data/open", adapter="sqlite",
                                      config={"path": path, "mode": "create"}),
                                 "path_not_allowed", "config.path")  # fmt: skip
-            assert "allowed" in body["error"]
+            assert ("allowed" if token == tokens.admin else "data space") in body["error"]
     assert not list(outside.glob("dbh-*.sqlite")), "nothing was created outside the roots"
 
 

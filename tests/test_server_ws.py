@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 
-from dbhandles import Context, Event, Service
+from dbhandles import Context, Service
 from dbhandles.server import ws as ws_module
+from dbhandles.server.fanout import Fanout
 from tests.servers import app_client
 
 
@@ -196,13 +198,17 @@ def test_slow_reader_loses_events_and_is_told(
         context = Context(session_id="s")
         conn = ws_module.Connection(fake, state, context, "s")  # type: ignore[arg-type]
         writer = asyncio.create_task(conn.writer())
-        listener = conn._listener("data:*")
+        fanout = Fanout(service.events, asyncio.get_running_loop())
+        fanout.add(conn, "data:*")
         for i in range(10):  # published from another thread in real life; never waits
-            await asyncio.to_thread(listener, Event(f"data:c:e{i}", {"i": i}))
-        await asyncio.sleep(0.05)
+            await asyncio.to_thread(service.events.publish, f"data:c:e{i}", {"i": i})
+        deadline = time.monotonic() + 5
+        while conn.dropped < 6 and time.monotonic() < deadline:  # delivered by the fan-out thread
+            await asyncio.sleep(0.01)
         assert conn.dropped >= 6
         fake.gate.set()
         conn.close()
+        fanout.close()
         await asyncio.wait_for(writer, 5)
         return fake.sent
 

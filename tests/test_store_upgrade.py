@@ -28,10 +28,18 @@ from dbhandles import Service, StateTooNew
 from dbhandles.adapters.postgres import PostgresAdapter
 from dbhandles.adapters.postgres_config import PostgresConfig
 from dbhandles.errors import HandleNotFound
-from dbhandles.store import AuditRow, CursorRow, HandleRow, SqliteHandleStore, TokenRow
+from dbhandles.store import (
+    AuditRow,
+    CursorRow,
+    DatabaseRow,
+    GrantRow,
+    HandleRow,
+    SqliteHandleStore,
+    TokenRow,
+)
 from dbhandles.store.migrations import SCHEMA_VERSION, STEPS, Step
 from dbhandles.store.postgres import PostgresHandleStore
-from dbhandles.store.schema import AUDIT, CURSORS, HANDLES, TOKENS, Dialect
+from dbhandles.store.schema import AUDIT, CURSORS, DATABASES, GRANTS, HANDLES, TOKENS, Dialect
 from dbhandles.store.sql import SqlHandleStore, Tx
 from tests.pgserver import postgres_config, require_postgres
 from tests.servers import envelope_of, jtag_env, run_jtag
@@ -52,6 +60,11 @@ HANDLE_ROWS = [
     HandleRow("h_file", "sqlite", {"path": "/srv/notes.sqlite", "mode": "create"},
               1_700_000_001_000, 1_700_000_001_000, False),
 ]  # fmt: skip
+#: The same after the upgrade (version 4): the memory handle, which lived with its process, is gone
+#: with its alias; the file handle is stored readwrite, as this code stores one whose file exists.
+UPGRADED_HANDLES = [
+    dataclasses.replace(HANDLE_ROWS[1], config={"path": "/srv/notes.sqlite", "mode": "readwrite"})
+]
 CURSOR_ROW = CursorRow("q_1", "h_file", "notes", {"filter": {"a": 1}, "orderBy": []},
                        [[2, 9007199254740993]], 1, 12, 5, False, "s_1", 4_102_444_800_000)  # fmt: skip
 TOKEN_ROW = TokenRow("t_1", "ann", "sha256:abc", True, "2024-01-01T00:00:00Z", None, None)
@@ -64,16 +77,19 @@ AUDIT_ROWS = [
 
 
 def assert_release_rows(store: SqlHandleStore) -> None:
-    assert store.list_handles() == HANDLE_ROWS
-    assert store.get_handle("notes") == HANDLE_ROWS[1]
-    assert store.aliases() == {"first": "h_mem", "notes": "h_file"}
+    assert store.list_handles() == UPGRADED_HANDLES
+    assert store.get_handle("notes") == UPGRADED_HANDLES[0]
+    assert store.get_handle("first") is None
+    assert store.aliases() == {"notes": "h_file"}
+    # An alias belongs to the owner of the handle it pointed at (version 3).
+    assert store.alias_owner("notes") == (True, None)
     assert store.get_cursor("q_1") == CURSOR_ROW
     assert store.list_tokens() == [TOKEN_ROW]
     assert store.query_audit() == AUDIT_ROWS
     # ... and the store keeps working: new rows go after the old ones.
     store.put_handle(HandleRow("h_new", "memory", {}, 1_700_000_002_000, 1_700_000_002_000))
     store.append_audit([dataclasses.replace(AUDIT_ROWS[0], at="2024-01-01T00:00:03Z")])
-    assert [h.handle for h in store.list_handles()] == ["h_mem", "h_file", "h_new"]
+    assert [h.handle for h in store.list_handles()] == ["h_file", "h_new"]
     assert store.query_audit(limit=1)[0].at == "2024-01-01T00:00:03Z"
     assert store.get_meta("schema.version") == str(SCHEMA_VERSION)
 
@@ -152,7 +168,8 @@ def sqlite_meta(path: Path) -> dict[str, str]:
 
 
 def test_row_classes_have_their_tables_columns() -> None:
-    tables = ((HANDLES, HandleRow), (CURSORS, CursorRow), (AUDIT, AuditRow), (TOKENS, TokenRow))
+    tables = ((HANDLES, HandleRow), (CURSORS, CursorRow), (AUDIT, AuditRow), (TOKENS, TokenRow),
+              (DATABASES, DatabaseRow), (GRANTS, GrantRow))  # fmt: skip
     for table, row in tables:
         assert [f.name for f in dataclasses.fields(row)] == [c.name for c in table.fields]
 
@@ -172,11 +189,43 @@ def test_the_release_sqlite_home_is_upgraded(tmp_path: Path) -> None:
     SqliteHandleStore(fresh).close()
     assert sqlite_shape(path) == sqlite_shape(fresh)
     assert "_dbh_cursors_session" in sqlite_shape(path)
-    assert sqlite_meta(path)["schema.requires"] == sqlite_meta(fresh)["schema.requires"] == "1"
+    # Version 3 (owners and grants in the store) is not compatible: code of version 2 would ignore them.
+    assert sqlite_meta(path)["schema.requires"] == sqlite_meta(fresh)["schema.requires"] == "3"
     # The service starts on it as on any home.
     with Service(home=home) as svc:
         listed = svc.execute("data/list-handles", {})
     assert listed["success"] is True
+
+
+def test_owners_come_from_the_handle_table_never_from_owner_files(tmp_path: Path) -> None:
+    """Version 3 moves ownership into the store: the owners of databases opened with isolation
+    are taken from the handle rows the service wrote; an ``.owner`` file (which a data command
+    could have forged) is not read."""
+    home = v1_sqlite_home(tmp_path)
+    path = home / "default.sqlite"
+    strict = json.dumps({**PERMISSIONS, "isolationMode": "strict"})
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        for handle, file, owner, permissions in (
+            ("h_strict", "/srv/bob.sqlite", "bob", strict),
+            ("h_plain", "/srv/plain.sqlite", "bob", json.dumps(PERMISSIONS)),
+        ):
+            db.execute(
+                "INSERT INTO _dbh_handles (handle, adapter, config, opened_at, last_used_at, "
+                "emit_events, owner, permissions) VALUES (?, 'sqlite', ?, 1, 1, 1, ?, ?)",
+                (handle, json.dumps({"path": file, "mode": "readwrite"}), owner, permissions),
+            )
+    finally:
+        db.close()
+    (tmp_path / "forged.sqlite.owner").write_text('{"owner": "alice", "isolationMode": "strict"}')
+    store = SqliteHandleStore(path)
+    try:
+        found = store.get_database("file:/srv/bob.sqlite")
+        assert found is not None and (found.owner, found.isolation) == ("bob", "strict")
+        assert store.get_database("file:/srv/plain.sqlite") is None
+        assert store.get_database(f"file:{tmp_path / 'forged.sqlite'}") is None
+    finally:
+        store.close()
 
 
 def test_steps_run_in_order_once_and_all_or_nothing(tmp_path: Path) -> None:
@@ -370,7 +419,7 @@ def test_the_release_postgres_schema_is_upgraded(tmp_path: Path, fresh_pg_schema
     store = PostgresHandleStore(config, host_id=RELEASE_HOST)
     try:
         assert_release_rows(store)
-        assert store.get_meta("schema.requires") == "1"
+        assert store.get_meta("schema.requires") == "3"
     finally:
         store.close()
     assert pg_shape(config.schema_name) == pg_shape(fresh_pg_schema)

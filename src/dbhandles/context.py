@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Context"]
+__all__ = ["ACTOR_PATTERN", "Context"]
+
+#: An actor name: a letter or digit, then up to 63 letters, digits, '_', '.', '@' or '-'. The one rule
+#: for actor names (tokens, grants, data spaces); valid in Python (with ``fullmatch``) and as a JSON
+#: Schema pattern (the OpenAPI document declares it).
+ACTOR_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 
 
 @dataclass(frozen=True, slots=True)

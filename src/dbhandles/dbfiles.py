@@ -36,12 +36,15 @@ import stat
 import tempfile
 import threading
 import urllib.parse
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, cast
 
 from dbhandles.errors import DbHandlesError, InvalidParams, StorageError
 
 __all__ = [
+    "PATH_SCHEMA",
     "LiveConnection",
+    "PlainWriter",
+    "being_written",
     "check_path_text",
     "check_plain",
     "connect_sqlite",
@@ -68,6 +71,18 @@ _SQLITE_NOTADB = 26
 _MIN_DATABASE = 512
 _PATH_MAX = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 4096
 _NAME_MAX = os.pathconf("/", "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+#: What ``check_path_text`` accepts, as JSON Schema (the OpenAPI document's ``Path``). The limits
+#: are in bytes (UTF-8); JSON Schema counts characters, so the document says the same limits in
+#: characters (what no longer text can meet) and names the rest with the format ``dbh-path``.
+PATH_SCHEMA: dict[str, object] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": _PATH_MAX - 1,
+    "pattern": f"^(?:[^\\x00/]{{0,{_NAME_MAX}}}/)*[^\\x00/]{{1,{_NAME_MAX}}}$",
+    "format": "dbh-path",
+    "description": f"A file path: no NUL, not ending in '/', at most {_PATH_MAX - 1} bytes (UTF-8) "
+    f"and {_NAME_MAX} bytes per name.",
+}
 #: SQLITE_PERM, SQLITE_IOERR, SQLITE_CANTOPEN, SQLITE_AUTH: the file could not be read at all.
 _CANNOT_READ = frozenset({3, 10, 14, 23})
 
@@ -77,6 +92,53 @@ _lock = threading.Lock()
 _live: dict[tuple[int, int], list[Any]] = {}
 #: Canonical paths of other live database files (``hold``), with how many holders each.
 _held: dict[str, int] = {}
+#: Canonical paths of data files this process is writing with plain I/O (rejects, export partial
+#: files), with how many writers each: no database may be opened on them meanwhile.
+_writing: dict[str, int] = {}
+
+
+def _count(table: dict[str, int], path: str, step: int) -> None:
+    with _lock:
+        count = table.get(path, 0) + step
+        if count > 0:
+            table[path] = count
+        else:
+            table.pop(path, None)
+
+
+def being_written(path: str) -> bool:
+    """Whether this process has ``path`` (canonical) open for plain writing right now."""
+    with _lock:
+        return path in _writing
+
+
+class PlainWriter:
+    """A data file open for plain writing, known to the gate (``being_written``) until it is closed,
+    so no database is opened on it meanwhile. Everything else is the wrapped file's."""
+
+    def __init__(self, file: IO[Any], path: str) -> None:
+        self._file, self._path, self._open = file, os.path.realpath(path), True
+        _count(_writing, self._path, 1)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+    def write(self, data: Any) -> int:
+        return int(self._file.write(data))
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            try:
+                self._file.close()
+            finally:
+                _count(_writing, self._path, -1)
+
+    def __enter__(self) -> PlainWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def sqlite_uri(path: str, mode: Literal["ro", "rw", "rwc"], *, immutable: bool = False) -> str:
@@ -182,18 +244,12 @@ def hold(path: str) -> None:
 
     For databases that are not SQLite connections (the JSON adapter's files, rewritten under a new
     inode on every commit, so tracked by path)."""
-    with _lock:
-        _held[path] = _held.get(path, 0) + 1
+    _count(_held, path, 1)
 
 
 def release(path: str) -> None:
     """Undo one ``hold(path)``."""
-    with _lock:
-        count = _held.get(path, 0) - 1
-        if count > 0:
-            _held[path] = count
-        else:
-            _held.pop(path, None)
+    _count(_held, path, -1)
 
 
 def is_sqlite_database(path: str) -> bool:
@@ -358,7 +414,7 @@ def open_plain(path: str | os.PathLike[str], mode: str, field: str, **options: A
         return open(os.fspath(path), mode, **options)
     fd = os.open(os.fspath(path), _WRITE_FLAGS[mode] | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
     try:
-        return os.fdopen(fd, mode, **options)
+        return cast(IO[Any], PlainWriter(os.fdopen(fd, mode, **options), os.fspath(path)))
     except BaseException:
         os.close(fd)
         raise
@@ -377,10 +433,16 @@ def create_exclusive(path: str | os.PathLike[str], field: str, mode: int = 0o666
     text = check_path_text(path, field)
     if is_side_file(text):
         raise InvalidParams(f"{field}: {text} is named like one of SQLite's own files", field=field)
-    with contextlib.suppress(FileNotFoundError):
+    try:
+        if not stat.S_ISLNK(os.lstat(text).st_mode):
+            # A leftover file is removed only if it could have been written here: never a
+            # database, a live file, a special file or a file with other names.
+            check_plain(text, field, writing=True)
         os.unlink(text)  # unlink never follows a link: a planted one is removed, its target kept
+    except FileNotFoundError:
+        pass
     fd = os.open(text, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    return os.fdopen(fd, "wb")
+    return cast(IO[bytes], PlainWriter(os.fdopen(fd, "wb"), text))
 
 
 def open_lock_file(path: str | os.PathLike[str], field: str) -> int:

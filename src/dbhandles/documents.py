@@ -15,6 +15,7 @@ from dbhandles.filters import MAX_ID_LENGTH, RESERVED_FIELDS, FilterNode
 from dbhandles.schemas import Declaration
 
 __all__ = [
+    "NUMBER_BOUND",
     "check_json",
     "check_record_id",
     "create_record",
@@ -24,7 +25,11 @@ __all__ = [
 ]
 
 MAX_DEPTH = 64
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+#: Every number of a record lies strictly between these (the OpenAPI document's ``JsonValue``):
+#: integers fit in 64 bits, and so does any whole number written as a float (past 2**53 every float
+#: is whole, and 1e19 is the integer 10**19 to JSON Schema). -2**63 itself is out: a JSON parser may
+#: read -2**63 - 1 as the float -2**63.
+NUMBER_BOUND = 2**63
 
 
 def check_record_id(value: object, field: str = "id") -> str:
@@ -40,15 +45,15 @@ def check_json(value: object, where: str, depth: int = 0) -> None:
         raise InvalidParams(f"{where}: nested deeper than {MAX_DEPTH} levels", field=where)
     if value is None or isinstance(value, str | bool):
         return
-    if isinstance(value, int):
-        if not _INT64_MIN <= value <= _INT64_MAX:
-            raise InvalidParams(
-                f"{where}: integers must fit in 64 bits (store bigger ones as strings)", field=where
-            )
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
             raise InvalidParams(f"{where}: NaN and infinity are not JSON numbers", field=where)
+        if not -NUMBER_BOUND < value < NUMBER_BOUND:
+            raise InvalidParams(
+                f"{where}: numbers must lie strictly between -2**63 and 2**63 (integers fit in 64 "
+                "bits; store bigger ones as strings)",
+                field=where,
+            )
         return
     if isinstance(value, Mapping):
         for key, item in value.items():

@@ -13,23 +13,30 @@
     │   ├── HandleNotFound              (handle_not_found, 404)
     │   ├── RecordNotFound              (record_not_found, 404)
     │   ├── CursorNotFound              (cursor_not_found, 404)
+    │   ├── JobNotFound                 (job_not_found, 404)
     │   └── DatabaseNotFound            (database_not_found, 404)
     ├── NotADatabase                    (not_a_database, 400)
     ├── DefaultHandleProtected          (default_handle_protected, 409)
     ├── ReadOnly                        (read_only, 409)
     ├── Conflict                        (conflict, 409)
+    │   ├── FileExists                  (file_exists, 409)
     │   └── RecordExists                (record_exists, 409)
     ├── ValidationFailed                (validation_failed, 422)
-    ├── NotSupported                    (not_supported, 501)
+    ├── NotSupported                    (not_supported, 409)
     ├── DriverMissing                   (driver_missing, 501)
     ├── Unauthorized                    (unauthorized, 401)
     ├── Forbidden                       (forbidden, 403)
     │   ├── PermissionDenied            (permission_denied, 403)
     │   ├── AccessDenied                (access_denied, 403)
     │   ├── PathNotAllowed              (path_not_allowed, 403)
+    │   ├── ServerNotAllowed            (server_not_allowed, 403)
     │   └── QuotaExceeded               (quota_exceeded, 403)
+    ├── TooManyRequests                 (too_many_requests, 429)
+    ├── RequestTimeout                  (request_timeout, 408)
+    ├── JobCancelled                    (job_cancelled, 409)
     ├── ServerUnreachable               (server_unreachable, 503)
     ├── StorageBusy                     (storage_busy, 503)
+    ├── QueryTimeout                    (query_timeout, 504)
     ├── StorageError                    (storage_error, 500)
     │   └── StateTooNew                 (state_too_new, 500)
     └── Interrupted                     (interrupted, 500)
@@ -51,26 +58,33 @@ __all__ = [
     "DbHandlesError",
     "DefaultHandleProtected",
     "DriverMissing",
+    "FileExists",
     "Forbidden",
     "HandleNotFound",
     "Interrupted",
     "InvalidConfig",
     "InvalidFilter",
     "InvalidParams",
+    "JobCancelled",
+    "JobNotFound",
     "NotADatabase",
     "NotFound",
     "NotSupported",
     "PathNotAllowed",
     "PayloadTooLarge",
     "PermissionDenied",
+    "QueryTimeout",
     "QuotaExceeded",
     "ReadOnly",
     "RecordExists",
     "RecordNotFound",
+    "RequestTimeout",
+    "ServerNotAllowed",
     "ServerUnreachable",
     "StateTooNew",
     "StorageBusy",
     "StorageError",
+    "TooManyRequests",
     "Unauthorized",
     "UnknownAdapter",
     "UnknownCommand",
@@ -162,6 +176,12 @@ class CursorNotFound(NotFound):
     code = "cursor_not_found"
 
 
+class JobNotFound(NotFound):
+    """A ``jobId`` is unknown, was forgotten (finished too long ago), or is another actor's."""
+
+    code = "job_not_found"
+
+
 class DatabaseNotFound(NotFound):
     """``mode`` is ``readwrite`` or ``readonly`` and the database file does not exist."""
 
@@ -196,6 +216,12 @@ class Conflict(DbHandlesError):
     http_status = 409
 
 
+class FileExists(Conflict):
+    """The output file exists and the call did not ask to replace it (``overwrite: true``)."""
+
+    code = "file_exists"
+
+
 class RecordExists(Conflict):
     """``data/create`` was given an id that the collection already holds."""
 
@@ -210,10 +236,14 @@ class ValidationFailed(DbHandlesError):
 
 
 class NotSupported(DbHandlesError):
-    """The adapter behind the handle cannot do this (for example ``data/vacuum`` on ``memory``)."""
+    """The adapter behind the handle cannot do this (for example ``data/vacuum`` on ``memory``).
+
+    409, not 501: the server implements the command; the handle the request names cannot take it
+    (like ``read_only``), and another handle can.
+    """
 
     code = "not_supported"
-    http_status = 501
+    http_status = 409
 
 
 class DriverMissing(DbHandlesError):
@@ -250,15 +280,47 @@ class AccessDenied(Forbidden):
 
 
 class PathNotAllowed(Forbidden):
-    """A file database outside the allowed roots (``DBHANDLES_ALLOWED_ROOTS``), after resolving links."""
+    """A file outside the places the actor may reach (its data space, the read roots, the allowed
+    roots of administrators), after resolving links; or the service's own state (the home, any
+    ``-wal``/``-shm``/``-journal``), which is never the target of a data command."""
 
     code = "path_not_allowed"
+
+
+class ServerNotAllowed(Forbidden):
+    """A database server a non-admin actor may not reach: a PostgreSQL server that is not listed in
+    ``DBHANDLES_POSTGRES_SERVERS``, or connection options that would reach something else."""
+
+    code = "server_not_allowed"
 
 
 class QuotaExceeded(Forbidden):
     """The actor has too many open handles, or the database has grown past its size quota."""
 
     code = "quota_exceeded"
+
+
+class TooManyRequests(DbHandlesError):
+    """An actor (or a client address) has as many jobs, query cursors, connections, WebSockets or
+    subscriptions at once as the server allows; finish or close some, or retry later."""
+
+    code = "too_many_requests"
+    http_status = 429
+
+
+class RequestTimeout(DbHandlesError):
+    """A request body did not arrive in full within the server's deadline (a slow or stalled sender)."""
+
+    code = "request_timeout"
+    http_status = 408
+
+
+class JobCancelled(DbHandlesError):
+    """A job (``data/import``, ``data/export``, ``data/vacuum`` on a server) was cancelled with
+    ``data/job-cancel``; the message says what was kept."""
+
+    code = "job_cancelled"
+    http_status = 409
 
 
 class ServerUnreachable(DbHandlesError):
@@ -273,6 +335,13 @@ class StorageBusy(DbHandlesError):
 
     code = "storage_busy"
     http_status = 503
+
+
+class QueryTimeout(DbHandlesError):
+    """A query ran past its time budget (``DBHANDLES_QUERY_TIMEOUT_MS``) and was stopped."""
+
+    code = "query_timeout"
+    http_status = 504
 
 
 class StorageError(DbHandlesError):

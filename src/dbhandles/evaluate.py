@@ -9,12 +9,11 @@ numbers < strings (by code point) < arrays and objects (all equal to each other)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 from typing import Any, TypeVar
 
 from dbhandles.filters import And, Compare, FilterNode, Not, Or, Scalar, SortKey
+from dbhandles.regex import search
 
 __all__ = [
     "get_path",
@@ -73,11 +72,6 @@ def _equal(stored: Any, wanted: Scalar) -> bool:
     return rank(stored) == r and stored == wanted
 
 
-@lru_cache(maxsize=256)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
 def _compare(node: Compare, record: Record) -> bool:
     stored = get_path(record, node.path)
     op, wanted = node.op, node.value
@@ -92,7 +86,7 @@ def _compare(node: Compare, record: Record) -> bool:
     if op == "exists":
         return (stored is not None) == wanted
     if op == "regex":
-        return isinstance(stored, str) and _regex(str(wanted)).search(stored) is not None
+        return isinstance(stored, str) and search(str(wanted), stored)
     if op == "contains":
         if isinstance(stored, str):
             return isinstance(wanted, str) and wanted in stored

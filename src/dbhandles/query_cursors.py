@@ -10,6 +10,11 @@ advance is a compare-and-swap on the page number (in the store, and by identity 
 concurrent ``query-next`` calls, from threads here or from other processes, each get a distinct page;
 striped locks make calls on one cursor take turns in this process, so they rarely lose that race.
 Pages are read by ``paging.fetch_page``, which ``data/list`` shares.
+
+Limits (one actor must not fill the server's memory or the default database): a cursor's spec (filter,
+order, fields as JSON) is at most ``max_cursor_spec_bytes``; a non-admin actor holds at most
+``max_cursors_per_actor`` cursors (counted over both kinds, in this process); every cursor, durable or
+not, expires ``cursor_ttl_seconds`` after its last use (``expire``, which a server also runs on a timer).
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
+
 from dbhandles.adapters.base import Record
 from dbhandles.clock import now_ms
-from dbhandles.errors import CursorNotFound, HandleNotFound
+from dbhandles.errors import CursorNotFound, HandleNotFound, PayloadTooLarge, TooManyRequests
 from dbhandles.filters import SortKey, parse_fields, parse_filter, parse_order_by
 from dbhandles.paging import fetch_page
 from dbhandles.registry import HandleEntry, HandleRegistry
@@ -70,6 +77,9 @@ class QueryCursors:
         self._local: dict[str, CursorRow] = {}
         # Striped, not one lock per cursor, so nothing has to be cleaned up when cursors go away.
         self._turns = tuple(threading.Lock() for _ in range(_STRIPES))
+        #: The cursors each limited actor opened here ({actor: {cursor ids}}), and who opened each.
+        self._owned: dict[str, set[str]] = {}
+        self._owner_of: dict[str, str] = {}
         registry.on_close(self.close_handle)
 
     @property
@@ -77,6 +87,80 @@ class QueryCursors:
         return int(self._registry.settings.cursor_ttl_seconds * 1000)
 
     # -- open ----------------------------------------------------------------------------------------
+
+    def check(
+        self,
+        filter: dict[str, Any] | None,
+        order: tuple[SortKey, ...],
+        fields: list[str] | str | None,
+        owner: str | None,
+    ) -> None:
+        """Refuse early (before any query runs) a spec over the size limit, or an ``owner`` at its
+        cursor limit; ``open`` checks both again.
+
+        Raises:
+            PayloadTooLarge: the spec is larger than ``max_cursor_spec_bytes``.
+            TooManyRequests: ``owner`` already holds ``max_cursors_per_actor`` live cursors.
+        """
+        self._check_spec(
+            {"filter": filter, "orderBy": [k.to_wire() for k in order], "fields": fields}
+        )
+        if owner is not None:
+            self._room_for(owner, self.clock())
+
+    def _check_spec(self, spec: dict[str, Any]) -> None:
+        limit = self._registry.settings.max_cursor_spec_bytes
+        size = len(orjson.dumps(spec))
+        if limit and size > limit:
+            raise PayloadTooLarge(
+                f"filter: a query cursor keeps its query for its whole life, and this one is {size} "
+                f"bytes (filter, orderBy and fields as JSON), over the limit of {limit} "
+                "(DBHANDLES_MAX_CURSOR_SPEC_BYTES); use a smaller filter, or data/list",
+                field="filter",
+            )
+
+    def _room_for(self, owner: str, now: int) -> set[str]:
+        """The live cursors of ``owner`` (forgetting those closed or expired meanwhile, wherever).
+
+        Raises:
+            TooManyRequests: ``owner`` holds ``max_cursors_per_actor`` of them.
+        """
+        limit = self._registry.settings.max_cursors_per_actor
+        with self._lock:
+            ids = set(self._owned.get(owner, ()))
+        if len(ids) < limit:
+            return ids
+        # At the limit: some may have expired or closed in another process (durable ones).
+        gone = set()
+        for cursor_id in ids:
+            with self._lock:
+                row = self._local.get(cursor_id)
+            if row is None:
+                row = self._registry.store.get_cursor(cursor_id)
+            if row is None or row.expires_at < now:
+                gone.add(cursor_id)
+        with self._lock:
+            for cursor_id in gone:
+                self._disown(cursor_id)
+            live = set(self._owned.get(owner, ()))
+        if len(live) >= limit:
+            raise TooManyRequests(
+                f"{owner!r} already has {len(live)} open query cursors (the limit is {limit}, "
+                "DBHANDLES_MAX_CURSORS_PER_ACTOR); close some with data/query-close, or let them "
+                "expire",
+                field="queryHandle",
+            )
+        return live
+
+    def _disown(self, cursor_id: str) -> None:
+        """Forget who opened ``cursor_id`` (under the lock)."""
+        owner = self._owner_of.pop(cursor_id, None)
+        if owner is not None:
+            owned = self._owned.get(owner)
+            if owned is not None:
+                owned.discard(cursor_id)
+                if not owned:
+                    del self._owned[owner]
 
     def open(
         self,
@@ -89,13 +173,20 @@ class QueryCursors:
         page_size: int,
         total_count: int,
         session_id: str | None,
+        owner: str | None = None,
     ) -> CursorRow:
         """Open a cursor over ``collection`` through ``entry``; its handle's row filter is folded in.
 
         Idle cursors (of any handle) are expired first.
 
+        Args:
+            owner: the actor the cursor counts against (``max_cursors_per_actor``); ``None``: no
+                limit (administrators, in-process callers).
+
         Raises:
             HandleNotFound: the handle was closed while the cursor was being opened.
+            PayloadTooLarge: the spec is larger than ``max_cursor_spec_bytes``.
+            TooManyRequests: ``owner`` already holds ``max_cursors_per_actor`` live cursors.
         """
         now = self.clock()
         self.expire(now)
@@ -103,17 +194,37 @@ class QueryCursors:
         if entry.permissions is not None and entry.permissions.row_filter:
             row_filter = entry.permissions.row_filter
             spec_filter = {"$and": [filter, row_filter]} if filter else row_filter
+        spec = {"filter": spec_filter, "orderBy": [k.to_wire() for k in order], "fields": fields}
+        self._check_spec(spec)
         row = CursorRow(
             cursor_id=str(uuid.uuid4()), handle=entry.handle, collection=collection,
-            spec={"filter": spec_filter, "orderBy": [k.to_wire() for k in order], "fields": fields},
+            spec=spec,
             position=None, page_number=0, total_count=total_count, page_size=page_size,
             exhausted=False, session_id=session_id, expires_at=now + self.ttl_ms,
         )  # fmt: skip
-        if entry.durable:
-            self._registry.store.put_cursor(row)
-        else:
+        if owner is not None:
+            self._room_for(owner, now)
+            with self._lock:  # reserved before the row exists, so racing opens cannot both pass
+                owned = self._owned.setdefault(owner, set())
+                if len(owned) >= self._registry.settings.max_cursors_per_actor:
+                    raise TooManyRequests(
+                        f"{owner!r} already has {len(owned)} open query cursors (the limit is "
+                        f"{self._registry.settings.max_cursors_per_actor}, "
+                        "DBHANDLES_MAX_CURSORS_PER_ACTOR); close some with data/query-close",
+                        field="queryHandle",
+                    )
+                owned.add(row.cursor_id)
+                self._owner_of[row.cursor_id] = owner
+        try:
+            if entry.durable:
+                self._registry.store.put_cursor(row)
+            else:
+                with self._lock:
+                    self._local[row.cursor_id] = row
+        except BaseException:
             with self._lock:
-                self._local[row.cursor_id] = row
+                self._disown(row.cursor_id)
+            raise
         # A close of the handle that ran between its resolution and the insert above did not see this
         # cursor: look again now that it is visible, so a closed handle never keeps one.
         if not self._still_open(entry):
@@ -248,6 +359,7 @@ class QueryCursors:
     def _drop(self, cursor_id: str) -> bool:
         with self._lock:
             local = self._local.pop(cursor_id, None) is not None
+            self._disown(cursor_id)
         return local or self._registry.store.delete_cursor(cursor_id)
 
     def end_session(self, session_id: str) -> int:
@@ -256,6 +368,7 @@ class QueryCursors:
             gone = [c for c, row in self._local.items() if row.session_id == session_id]
             for cursor_id in gone:
                 del self._local[cursor_id]
+                self._disown(cursor_id)
         return len(gone) + self._registry.store.delete_session_cursors(session_id)
 
     def close_handle(self, handle: str) -> int:
@@ -268,6 +381,7 @@ class QueryCursors:
             gone = [c for c, row in self._local.items() if row.handle == handle]
             for cursor_id in gone:
                 del self._local[cursor_id]
+                self._disown(cursor_id)
         return len(gone)
 
     def expire(self, now: int | None = None) -> int:
@@ -277,6 +391,7 @@ class QueryCursors:
             gone = [c for c, row in self._local.items() if row.expires_at < now]
             for cursor_id in gone:
                 del self._local[cursor_id]
+                self._disown(cursor_id)
         return len(gone) + self._registry.store.expire_cursors(now)
 
     def in_process(self) -> list[CursorRow]:

@@ -9,6 +9,7 @@ Nothing here ever falls back to ``default``: an unknown or closed handle is ``Ha
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -21,13 +22,20 @@ from typing import Any
 
 from dbhandles.adapters import Adapter, AdapterConfig, FileConfig, get_adapter_class
 from dbhandles.clock import now_ms
-from dbhandles.errors import DefaultHandleProtected, HandleNotFound, InvalidConfig, InvalidParams
+from dbhandles.dbfiles import check_plain
+from dbhandles.errors import (
+    AccessDenied,
+    DefaultHandleProtected,
+    HandleNotFound,
+    InvalidConfig,
+    InvalidParams,
+)
 from dbhandles.filters import FilterNode
 from dbhandles.security.permissions import Permissions
 from dbhandles.settings import Settings
 from dbhandles.store import HandleRow, HandleStore, SqliteHandleStore, create_private
 
-__all__ = ["DEFAULT_HANDLE", "WELL_KNOWN_ALIASES", "HandleEntry", "HandleRegistry"]
+__all__ = ["ALIAS_PATTERN", "DEFAULT_HANDLE", "WELL_KNOWN_ALIASES", "HandleEntry", "HandleRegistry"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,12 @@ DEFAULT_HANDLE = "default"
 WELL_KNOWN_ALIASES = ("primary", "archive")
 _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+#: Every alias ``_check_alias`` accepts, as one pattern (Python and JSON Schema): the shape, and
+#: neither 'default' nor anything that looks like a handle.
+ALIAS_PATTERN = (
+    f"^(?!{DEFAULT_HANDLE}$)(?!{_UUID.pattern.removeprefix('^')})"
+    + _ALIAS.pattern.removeprefix("^")
+)
 #: ``lastUsedAt`` is persisted at most this often per handle (it is exact in memory).
 _TOUCH_EVERY_MS = 1000
 
@@ -136,6 +150,8 @@ class HandleRegistry:
         self._connections: dict[str, _Connection] = {}
         self._local: dict[str, HandleEntry] = {}
         self._local_aliases: dict[str, str] = {}
+        #: Who pointed each local alias (aliases belong to an actor, as in the store).
+        self._local_alias_owners: dict[str, str | None] = {}
         self._last_used: dict[str, int] = {}
         self._cache: dict[str, HandleEntry] = {}
         self._toucher: ThreadPoolExecutor | None = None
@@ -371,13 +387,17 @@ class HandleRegistry:
         emit_events: bool = True,
         owner: str | None = None,
         permissions: Permissions | None = None,
+        take_alias: bool = True,
     ) -> str:
         """Open a database and mint a new handle (a UUID4 string) for it.
 
-        The target is checked and connected now, so a bad path never becomes a handle.
+        The target is checked and connected now, so a bad path never becomes a handle. ``alias``
+        belongs to ``owner``; without ``take_alias`` (a non-admin caller) an alias of another actor
+        is refused, never re-pointed.
 
         Raises:
             UnknownAdapter, InvalidConfig, DatabaseNotFound, NotADatabase, DriverMissing.
+            AccessDenied: ``alias`` belongs to another actor and ``take_alias`` is false.
         """
         if isinstance(config, AdapterConfig):
             cls = get_adapter_class(adapter)
@@ -385,6 +405,13 @@ class HandleRegistry:
             cls, config = self.parse(adapter, config)
         if alias is not None:
             self._check_alias(alias)
+            if not take_alias:
+                self._check_alias_owner(alias, owner)
+        if cls.features.file_based and not cls.features.sqlite_vfs_only:
+            assert isinstance(config, FileConfig)
+            # An adapter that reads its file with plain I/O must never be pointed at a live
+            # database of this process or one of SQLite's side files (docs/architecture.md 2a).
+            check_plain(os.path.realpath(os.path.expanduser(config.path)), "config.path")
         parsed = cls.prepare(config)
         handle = str(uuid.uuid4())
         now = now_ms()
@@ -410,16 +437,21 @@ class HandleRegistry:
                 emit_events, owner, permissions.to_wire() if permissions is not None else None,
             )  # fmt: skip
             try:
-                self.store.put_handle(row, alias)
+                self.store.put_handle(row, alias, alias_owner=owner, take_alias=take_alias)
                 self._invalidate()
             except BaseException:
                 self._detach(entry, conn)
                 raise
+            if alias is not None:
+                with self._lock:  # a local alias of the same name would shadow the new one
+                    self._local_aliases.pop(alias, None)
+                    self._local_alias_owners.pop(alias, None)
         else:
             with self._lock:
                 self._local[handle] = entry
                 if alias is not None:
                     self._local_aliases[alias] = handle
+                    self._local_alias_owners[alias] = owner
         return handle
 
     def close(self, name: str) -> str:
@@ -451,6 +483,7 @@ class HandleRegistry:
                 self._local.pop(entry.handle, None)
                 for alias in [a for a, h in self._local_aliases.items() if h == entry.handle]:
                     del self._local_aliases[alias]
+                    self._local_alias_owners.pop(alias, None)
         with self._lock:
             listeners = list(self._close_listeners)
         for listener in listeners:
@@ -487,35 +520,75 @@ class HandleRegistry:
     # -- aliases -----------------------------------------------------------------------------------
 
     def _check_alias(self, alias: object) -> str:
-        if not isinstance(alias, str) or not _ALIAS.match(alias) or alias == DEFAULT_HANDLE:
+        if not isinstance(alias, str) or not _ALIAS.fullmatch(alias) or alias == DEFAULT_HANDLE:
             raise InvalidParams(
                 f"alias: {alias!r} is not a valid alias; use a letter then letters, digits, '_', '.' "
                 "or '-' (for example 'primary' or 'training'), not 'default'",
                 field="alias",
             )
-        if _UUID.match(alias):
+        if _UUID.fullmatch(alias):
             raise InvalidParams("alias: an alias cannot look like a handle (UUID)", field="alias")
         return alias
 
-    def register_alias(self, alias: str, handle: str) -> None:
-        """Point ``alias`` at an open handle (re-pointing an existing alias is allowed).
+    def register_alias(
+        self, alias: str, handle: str, owner: str | None = None, *, take: bool = True
+    ) -> None:
+        """Point ``alias`` (owned by ``owner``) at an open handle (re-pointing an existing alias is
+        allowed; without ``take`` only an alias of ``owner`` or a new one).
 
         Raises:
             HandleNotFound: ``handle`` is not open.
             InvalidParams: the alias name is not valid.
+            AccessDenied: the alias belongs to another actor and ``take`` is false.
         """
         self._check_alias(alias)
         entry = self.resolve(handle)
         if entry.is_default:
             raise InvalidParams("alias: 'default' cannot be aliased", field="alias")
+        if not take:
+            self._check_alias_owner(alias, owner)
         if entry.durable:
-            self.store.set_alias(alias, entry.handle)
+            self.store.set_alias(alias, entry.handle, owner, take=take)
             self._invalidate()
             with self._lock:
                 self._local_aliases.pop(alias, None)
+                self._local_alias_owners.pop(alias, None)
         else:
             with self._lock:
                 self._local_aliases[alias] = entry.handle
+                self._local_alias_owners[alias] = owner
+
+    def alias_owner(self, name: str) -> tuple[bool, str | None]:
+        """``(exists, owner)`` of the alias ``name`` (a local one first, as ``resolve`` does)."""
+        with self._lock:
+            if name in self._local_aliases:
+                return True, self._local_alias_owners.get(name)
+        return self.store.alias_owner(name)
+
+    def _check_alias_owner(self, alias: str, owner: str | None) -> None:
+        exists, current = self.alias_owner(alias)
+        if exists and current != owner:
+            raise AccessDenied(
+                f"alias: {alias!r} belongs to another actor; choose another alias", field="alias"
+            )
+
+    def resolve_for(self, name: str | None, actor: str, is_admin: bool) -> HandleEntry:
+        """``resolve``, and refuse an alias that belongs to another actor (administrators may use
+        every alias).
+
+        Raises:
+            HandleNotFound: as ``resolve``.
+            AccessDenied: ``name`` is another actor's alias.
+        """
+        entry = self.resolve(name)
+        if is_admin or name is None or entry.is_default or name == entry.handle:
+            return entry
+        exists, owner = self.alias_owner(name)
+        if exists and owner != actor:
+            raise AccessDenied(
+                f"dbHandle: the alias {name!r} belongs to another actor", field="dbHandle"
+            )
+        return entry
 
     # -- introspection -----------------------------------------------------------------------------
 

@@ -16,17 +16,20 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from dbhandles.adapters import Adapter, get_adapter_class
+from dbhandles.budget import query_budget
 from dbhandles.commands import COMMANDS, Command, builtin_commands
 from dbhandles.commands.base import Call
 from dbhandles.commands.envelope import error_envelope, success_envelope
 from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError, InvalidParams, QuotaExceeded, UnknownCommand
 from dbhandles.events import EventBus
+from dbhandles.jobs import JOB_COMMANDS, JobRunner
 from dbhandles.query_cursors import QueryCursors
 from dbhandles.registry import HandleEntry, HandleRegistry
 from dbhandles.schemas import Declaration, SchemaRegistry
+from dbhandles.security import paths
 from dbhandles.security.audit import AuditLog
-from dbhandles.security.policy import authorize, batch_operations, operations_of
+from dbhandles.security.policy import AccessPolicy, authorize, batch_operations, operations_of
 from dbhandles.security.tokens import TokenManager
 from dbhandles.settings import Settings
 from dbhandles.store import HandleStore
@@ -98,6 +101,10 @@ class Service:
         self._inline_safe: dict[str | None, HandleEntry | Literal[False]] = {}
         #: Every query cursor: open, next, close, expiry, end of session, close with the handle.
         self.cursors = QueryCursors(self.registry)
+        #: Who may do what on which database: owners, grants, the default database's policy.
+        self.access = AccessPolicy(self.settings, self.registry.store)
+        #: Long commands (import, export, vacuum) run by a server apart from its request threads.
+        self.jobs = JobRunner(self)
         self._index_lock = threading.Lock()
 
     # -- the dispatcher ----------------------------------------------------------------------------
@@ -124,26 +131,54 @@ class Service:
         """
         command = self.command(name)
         context = context or Context()
-        parsed = self._parse(command, params)
-        entry: HandleEntry | None = None
         try:
-            entry = command.target(self, parsed, context)
-            authorize(command, parsed, context, entry)
-            if (
-                entry is not None
-                and self.settings.max_db_bytes
-                and operations_of(command, parsed) & _GROWS
-            ):
-                self._check_size(entry)
-            result = command.handler(self, parsed, Call(context, entry, hooks))
+            parsed = self._parse(command, params)
+        except DbHandlesError as exc:  # refused before it ran: audited too
+            raw = params if isinstance(params, Mapping) else {}
+            handle, collection = raw.get("dbHandle"), raw.get("collection")
+            self.audit.record_call(
+                time.time(), context.actor, context.session_id,
+                handle if isinstance(handle, str) else None, command.name, command.operation,
+                collection if isinstance(collection, str) else None, None, exc.code,
+            )  # fmt: skip
+            raise
+        entry: HandleEntry | None = None
+        # The real files the command resolves (security/paths.py), for its audit row.
+        files = paths.begin_call()
+        target: str | None = None
+        try:
+            try:
+                entry = command.target(self, parsed, context)
+                authorize(command, parsed, context, entry, self.access)
+                if (
+                    entry is not None
+                    and self.settings.max_db_bytes
+                    and operations_of(command, parsed) & _GROWS
+                ):
+                    self._check_size(entry)
+                # Every query of the command shares one time budget (dbhandles.budget); long jobs
+                # (import, export, vacuum) have none.
+                budget_ms = 0 if command.name in JOB_COMMANDS else self.settings.query_timeout_ms
+                with query_budget(budget_ms):
+                    result = command.handler(self, parsed, Call(context, entry, hooks))
+            finally:
+                target = paths.end_call(files)
         except DbHandlesError as exc:
-            self._audit(command, parsed, context, entry, None, exc.code)
+            self._audit(command, parsed, context, entry, None, exc.code, target)
             raise
         except BaseException:
-            self._audit(command, parsed, context, entry, None, "internal_error")
+            self._audit(command, parsed, context, entry, None, "internal_error", target)
             raise
-        self._audit(command, parsed, context, entry, result, None)
+        self._audit(command, parsed, context, entry, result, None, target)
         return success_envelope(result, context)
+
+    def authorize(
+        self, command: Command, params: BaseModel, context: Context, entry: HandleEntry | None
+    ) -> None:
+        """``policy.authorize`` with this service's access policy (the default database's policy,
+        owners and grants): what the dispatcher asks before every handler, for other callers
+        (the WebSocket's event filter)."""
+        authorize(command, params, context, entry, self.access)
 
     def lease(self, call: Call) -> Any:
         """The adapter behind the command's target, for the length of a ``with`` block."""
@@ -167,6 +202,7 @@ class Service:
         entry: HandleEntry | None,
         result: Any,
         code: str | None,
+        target: str | None = None,
     ) -> None:
         # Reading the log is not itself logged, but a refused attempt to read it is.
         if (command.name == "data/audit" and code is None) or not self.audit.enabled:
@@ -189,7 +225,7 @@ class Service:
             time.time(), context.actor, context.session_id, handle, command.name, operations,
             collection if isinstance(collection, str) else None,
             record_id if isinstance(record_id, str) else None,
-            code,
+            code, target,
         )  # fmt: skip
 
     def dispatch(
@@ -307,7 +343,9 @@ class Service:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Flush the audit log and close every connection; idempotent."""
+        """Cancel running jobs (and wait for them to stop), flush the audit log and close every
+        connection; idempotent."""
+        self.jobs.close()
         if self.bridge is not None:
             self.bridge.close()
         self.audit.close()

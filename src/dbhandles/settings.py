@@ -7,13 +7,25 @@ README are generated from it (``scripts/generate-docs.py``), so a new knob is do
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SETTINGS_HELP", "SettingDoc", "Settings", "default_home", "setting", "setting_docs"]
+__all__ = [
+    "DEFAULT_ACCESS",
+    "SETTINGS_HELP",
+    "SettingDoc",
+    "Settings",
+    "default_home",
+    "setting",
+    "setting_docs",
+]
+
+#: What ``Settings.default_access`` may say, from least to most.
+DEFAULT_ACCESS = ("none", "read", "write", "full")
 
 
 def default_home() -> Path:
@@ -80,13 +92,62 @@ class Settings:
             "Largest HTTP request body (and WebSocket message) the server accepts.",
         ),
     )
-    #: File databases may be opened only under these folders (``None``: the home and the temp folder).
+    #: Remote administrators may name files only under these folders (``None``: the data root and
+    #: the temp folder). The home is never one of them, whatever is listed.
     allowed_roots: tuple[Path, ...] | None = field(
         default=None,
         metadata=setting(
             "DBHANDLES_ALLOWED_ROOTS",
-            "Folders (separated by ':') under which remote actors may open file databases.",
-            shown="home and temp folder",
+            "Folders (separated by ':') under which remote administrators may open and write "
+            "files; the home is never one of them.",
+            shown="data root and temp folder",
+        ),
+    )
+    #: Where remote non-admin actors keep their databases and files: ``<data root>/<actor>/``.
+    data_root: Path | None = field(
+        default=None,
+        metadata=setting(
+            "DBHANDLES_DATA_ROOT",
+            "Folder of the actors' data spaces: a remote non-admin actor's relative names resolve "
+            "in <data root>/<actor>/, the only place it may create or write files (never inside "
+            "the home).",
+            shown="<home>-data (~/.dbhandles-data)",
+        ),
+    )
+    read_roots: tuple[Path, ...] = field(
+        default=(),
+        metadata=setting(
+            "DBHANDLES_READ_ROOTS",
+            "Folders (separated by ':') from which remote non-admin actors may read data sets: "
+            "import inputs and databases opened with mode readonly.",
+            shown="none",
+        ),
+    )
+    default_access: str = field(
+        default="write",
+        metadata=setting(
+            "DBHANDLES_DEFAULT_ACCESS",
+            "What remote non-admin actors may do in the shared default database: none, read, "
+            "write (read, create and update; no delete, truncate, clear or vacuum) or full.",
+        ),
+    )
+    postgres_servers: tuple[str, ...] = field(
+        default=(),
+        metadata=setting(
+            "DBHANDLES_POSTGRES_SERVERS",
+            "PostgreSQL servers (host:port, separated by ','; a socket folder for a local one) "
+            "that remote non-admin actors may open postgres handles on.",
+            shown="none",
+        ),
+    )
+    #: Each command's queries must finish within this many milliseconds (0: no limit).
+    query_timeout_ms: int = field(
+        default=10_000,
+        metadata=setting(
+            "DBHANDLES_QUERY_TIMEOUT_MS",
+            "Time budget in ms of a command's queries (pages, counts, cursors, schema samples); past "
+            "it they stop with query_timeout. Imports, exports and vacuum have none.",
+            shown="10000 (0: no limit)",
         ),
     )
     max_handles_per_actor: int = field(
@@ -205,6 +266,14 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            # Every number is a size, a count or a duration: finite and not negative.
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if number and (not math.isfinite(value) or value < 0):
+                raise ValueError(
+                    f"{f.metadata['env']}: {value!r} must be a finite number, 0 or more"
+                )
         # Accept str paths from callers; keep Path internally.
         if not isinstance(self.home, Path):
             object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -212,21 +281,47 @@ class Settings:
             object.__setattr__(
                 self, "allowed_roots", tuple(Path(r).expanduser() for r in self.allowed_roots)
             )
+        if self.data_root is not None:
+            object.__setattr__(self, "data_root", Path(self.data_root).expanduser())
+            root, home = Path(os.path.abspath(self.data_root)), Path(os.path.abspath(self.home))
+            if root == home or home in root.parents or root in home.parents:
+                raise ValueError(
+                    f"DBHANDLES_DATA_ROOT: {root} must be outside the home {home} (and not hold it)"
+                )
+        object.__setattr__(self, "read_roots", tuple(Path(r).expanduser() for r in self.read_roots))
+        if self.default_access not in DEFAULT_ACCESS:
+            raise ValueError(
+                f"DBHANDLES_DEFAULT_ACCESS: {self.default_access!r} is not one of "
+                f"{', '.join(DEFAULT_ACCESS)}"
+            )
 
     @property
     def default_path(self) -> Path:
         return self.home / "default.sqlite"
 
     def roots(self) -> tuple[Path, ...]:
-        """The allowed roots, resolved (defaults: the home and the system temp folder)."""
+        """The roots of remote administrators, resolved (defaults: the data root and the system temp
+        folder). The home is never inside them: ``security/paths.py`` refuses it before roots count."""
         import tempfile
 
         roots = (
             self.allowed_roots
             if self.allowed_roots is not None
-            else (self.home, Path(tempfile.gettempdir()))
+            else (self.space_root(), Path(tempfile.gettempdir()))
         )
         return tuple(Path(os.path.realpath(r)) for r in roots)
+
+    def space_root(self) -> Path:
+        """The data root, resolved: ``data_root``, else ``<home>-data`` next to the home."""
+        root = (
+            self.data_root
+            if self.data_root is not None
+            else self.home.with_name(f"{self.home.name}-data")
+        )
+        return Path(os.path.realpath(root))
+
+    def resolved_read_roots(self) -> tuple[Path, ...]:
+        return tuple(Path(os.path.realpath(r)) for r in self.read_roots)
 
     def open_databases_limit(self) -> int:
         """``max_open_databases``, or when 0 a quarter of what the process's open-files limit leaves
@@ -257,10 +352,14 @@ class Settings:
                 continue
             if f.name == "home":
                 values["home"] = Path(raw).expanduser()
-            elif f.name == "allowed_roots":
+            elif f.name in ("allowed_roots", "read_roots"):
                 values[f.name] = tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p)
-            elif f.name == "default_url":
-                values[f.name] = raw
+            elif f.name == "data_root":
+                values[f.name] = Path(raw).expanduser()
+            elif f.name == "postgres_servers":
+                values[f.name] = tuple(p.strip() for p in raw.split(",") if p.strip())
+            elif f.name in ("default_url", "default_access"):
+                values[f.name] = raw.strip() if f.name == "default_access" else raw
             elif f.type in ("bool", bool):
                 values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
             elif f.type in ("int", int):

@@ -13,13 +13,27 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 
-from dbhandles.dbfiles import check_path_text
-from dbhandles.errors import InvalidConfig, InvalidParams, NotSupported, ReadOnly, StorageError
+from dbhandles.dbfiles import PATH_SCHEMA, check_path_text
+from dbhandles.errors import (
+    InvalidConfig,
+    InvalidParams,
+    NotSupported,
+    ReadOnly,
+    ServerNotAllowed,
+    StorageError,
+)
 from dbhandles.filters import FilterNode, SortKey
+from dbhandles.jsonmodel import JsonModel
 
 __all__ = [
     "Adapter",
@@ -69,6 +83,11 @@ class Features:
     #: A point read may be answered on the server's event loop whenever ``Adapter.reads_never_wait()``
     #: says so at that moment (read-only handles excepted); without it reads always go to a worker.
     inline_reads: bool = False
+    #: Its file is opened only through SQLite's own VFS, which never releases a lock of this process
+    #: by closing a second descriptor (the built-in sqlite adapter). Any other file-based adapter's
+    #: path is gated before ``prepare``: never an SQLite side file, never a database this process
+    #: has open (``dbfiles.check_plain``; see "Writing an adapter" in docs/architecture.md).
+    sqlite_vfs_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +118,10 @@ def record_from_columns(
     }
 
 
-class AdapterConfig(BaseModel):
+class AdapterConfig(JsonModel):
     """Base of every adapter's validated, frozen config (unknown keys are refused)."""
 
+    # A JsonModel: the OpenAPI document describes each adapter's config with its model's schema.
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     mode: Mode = "readwrite"
@@ -114,6 +134,21 @@ class AdapterConfig(BaseModel):
         """The config as shown in ``list-handles`` (secrets removed), camelCase keys."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
+    def tenant_endpoint(self) -> str | None:
+        """What a non-admin actor's handle would reach, for ``security/policy.py``: ``None`` for a
+        database in this process or a file (checked by path), else the one server it connects to as
+        ``host:port`` (the administrator lists the servers non-admins may use).
+
+        The default, for a config that does not say, refuses: a non-admin cannot open it.
+
+        Raises:
+            ServerNotAllowed: the config could reach something only an administrator may name.
+        """
+        raise ServerNotAllowed(
+            f"config: only administrators may open this kind of database ({type(self).__name__})",
+            field="config",
+        )
+
 
 class FileConfig(AdapterConfig):
     """Base of the config of an adapter whose database is a file on this machine
@@ -121,10 +156,11 @@ class FileConfig(AdapterConfig):
 
     Code that needs the file (path checks, ownership records, ``get_db_path``) asks
     ``isinstance(config, FileConfig)``, so a third-party file adapter gets the same treatment by
-    extending this class.
+    extending this class. For a remote caller, ``data/open`` creates a missing file itself, empty
+    and private (0600), before ``prepare``: an adapter takes an empty file as an empty database.
     """
 
-    path: str = Field(min_length=1)
+    path: Annotated[str, WithJsonSchema(PATH_SCHEMA)] = Field(min_length=1)
 
     @field_validator("path")
     @classmethod
@@ -135,6 +171,9 @@ class FileConfig(AdapterConfig):
         except InvalidParams as exc:
             raise ValueError(exc.message.removeprefix("config.path: ")) from exc
         return value
+
+    def tenant_endpoint(self) -> str | None:
+        return None  # a file: the path policy decides
 
 
 def config_error(adapter: str, exc: ValidationError) -> InvalidConfig:

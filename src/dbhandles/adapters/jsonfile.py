@@ -21,6 +21,7 @@ import orjson
 from dbhandles.adapters.base import AdapterConfig, Features, FileConfig, Mode, Session
 from dbhandles.adapters.memory import MemoryAdapter, MemorySession
 from dbhandles.dbfiles import (
+    being_written,
     check_path_text,
     check_plain,
     open_lock_file,
@@ -98,6 +99,19 @@ class JsonFileAdapter(MemoryAdapter):
             os.path.realpath(os.path.expanduser(check_path_text(config.path, "config.path")))
         )
         check_plain(path, "config.path")
+        if len(os.fsencode(path.name)) > 200:
+            # Its lock file and the temporary files of every commit add to the name.
+            raise InvalidConfig(
+                f"config.path: the file name {path.name[:40]}... is too long for the json adapter "
+                "(at most 200 bytes: it needs room for its .lock and temporary files)",
+                field="config.path",
+            )
+        if being_written(str(path)):
+            raise NotADatabase(
+                f"config.path: {path} is a data file this service is writing (an import's "
+                "rejects, an export), not a database",
+                field="config.path",
+            )
         if path.exists():
             if not path.is_file():
                 raise NotADatabase(

@@ -6,6 +6,7 @@ that holds it; handles given the same ``name`` share one database.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -13,6 +14,7 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import Field
 
+from dbhandles import budget
 from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Mode, Query, Record, Session
 from dbhandles.errors import RecordExists
 from dbhandles.evaluate import is_after, matches, sort_records
@@ -26,6 +28,9 @@ class MemoryConfig(AdapterConfig):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     mode: Mode = "create"
+
+    def tenant_endpoint(self) -> str | None:
+        return None  # in this process (a non-admin actor's names are its own: security/policy.py)
 
 
 def _copy(record: Record) -> Record:
@@ -60,6 +65,27 @@ class MemoryStore:
             assert table is not None
             for record in records:
                 table[record["id"]] = record
+
+
+#: Records evaluated between two looks at the clock while a scan runs under a time budget.
+_CHECK_EVERY = 256
+
+
+def _matching(table: dict[str, Record], filter: FilterNode | None) -> list[Record]:
+    """The records of ``table`` that match, in storage order; past the command's time budget
+    (``dbhandles.budget``) the scan stops with ``QueryTimeout``."""
+    if filter is None:
+        return list(table.values())
+    deadline = budget.deadline()
+    if deadline is None:
+        return [r for r in table.values() if matches(filter, r)]
+    found: list[Record] = []
+    for i, record in enumerate(table.values()):
+        if not i % _CHECK_EVERY and time.monotonic() > deadline:
+            raise budget.exceeded()
+        if matches(filter, record):
+            found.append(record)
+    return found
 
 
 class MemorySession(Session):
@@ -104,10 +130,11 @@ class MemorySession(Session):
         table = self.store.table(collection)
         if table is None:
             return []
-        rows = [r for r in table.values() if matches(query.filter, r)]
+        rows = _matching(table, query.filter)
         if query.after is not None:
             rows = [r for r in rows if is_after(r, query.order, query.after)]
         rows = sort_records(rows, query.order)
+        budget.check()
         end = None if query.limit is None else query.offset + query.limit
         return [_copy(r) for r in rows[query.offset : end]]
 
@@ -117,7 +144,7 @@ class MemorySession(Session):
             return 0
         if filter is None:
             return len(table)
-        return sum(1 for r in table.values() if matches(filter, r))
+        return len(_matching(table, filter))
 
     def collections(self) -> list[str]:
         return sorted(self.store.names[k] for k in self.store.tables)

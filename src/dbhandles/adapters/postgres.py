@@ -8,7 +8,7 @@ SQLite. Handles with the same server, role, schema and mode share one adapter, h
 
 Where PostgreSQL differs from the reference semantics (all documented in ``docs/scaling.md``):
 ``jsonb`` does not keep the order of keys in a record, text cannot hold U+0000, ``-0.0`` reads back
-as ``0.0``; ``$regex`` patterns are translated (``postgres_compile.translate_regex``).
+as ``0.0``; ``$regex`` patterns (RE2 syntax) are translated (``postgres_regex.translate_regex``).
 """
 
 from __future__ import annotations
@@ -81,12 +81,8 @@ class PostgresAdapter(Adapter):
         try:
             with self.translating():
                 self._prepare_schema(probe)
-                icu = probe.execute(
-                    "SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu'"
-                ).fetchone()
         finally:
             probe.close()
-        self.dialect.regex_collation = "und-x-icu" if icu else "default"
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             self.conninfo, min_size=1, max_size=self.settings.pool_size, open=False, num_workers=1,
             kwargs={"autocommit": True}, configure=self._configure, timeout=30.0,

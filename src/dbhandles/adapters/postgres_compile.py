@@ -1,4 +1,4 @@
-"""PostgreSQL's part of the SQL compiler: the ``jsonb`` dialect, numbers, and Python regexes for ``~``.
+"""PostgreSQL's part of the SQL compiler: the ``jsonb`` dialect, numbers, and RE2 regexes for ``~``.
 
 ``sql_compile.SqlCompiler`` does the compiling; ``PostgresDialect`` supplies the fragments. Three things
 need more than a fragment, and live here:
@@ -10,9 +10,8 @@ need more than a fragment, and live here:
   get there), the exact integer in between. Floats are told apart from integers by their scale:
   ``dump_document`` writes every float with a fraction (``1e+16`` becomes ``10000000000000000.0``),
   which also keeps a float a float when it is read back. ``number_key`` does the same for bound values.
-* **Regexes.** ``$regex`` takes Python syntax; ``translate_regex`` rewrites it to a PostgreSQL ARE
-  that matches the same strings (``.`` never matches a newline, ``$`` also matches before a final
-  newline, ``\\b`` is a word boundary) and refuses what PostgreSQL cannot express.
+* **Regexes.** ``$regex`` takes RE2 syntax; ``translate_regex`` (``postgres_regex``) rewrites it to
+  a PostgreSQL ARE that matches exactly the same strings, or refuses it.
 * **Constants.** The compiler folds constants to ``1``/``0``, which PostgreSQL does not take as
   booleans; ``boolean`` turns a top-level constant into ``TRUE``/``FALSE`` (folding guarantees that
   constants never appear nested).
@@ -22,8 +21,8 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from functools import lru_cache
 
+from dbhandles.adapters.postgres_regex import translate_regex
 from dbhandles.adapters.sql_compile import FALSE, TRUE, Fragment
 from dbhandles.adapters.sql_dialect import Dialect
 from dbhandles.errors import InvalidFilter
@@ -88,120 +87,6 @@ def _number_key_sql(j: str) -> str:
     )
 
 
-# -- regular expressions ----------------------------------------------------------------------------
-
-_FLAGS = re.compile(r"\(\?([aiLmsux]+)\)")
-_BOUND = re.compile(r"\{(\d*)(,?)(\d*)\}")
-
-
-def _refuse(pattern: str, what: str) -> InvalidFilter:
-    return InvalidFilter(
-        f"$regex: {pattern!r} uses {what}, which PostgreSQL regexes cannot express"
-    )
-
-
-@lru_cache(maxsize=512)
-def translate_regex(pattern: str) -> str:
-    """A PostgreSQL ARE that matches exactly the strings Python's ``re.search(pattern, s)`` does.
-
-    Raises:
-        InvalidFilter: the pattern uses a feature PostgreSQL lacks (named back-references, scoped or
-            verbose/ASCII flags, atomic groups, possessive quantifiers, ``\\N{...}``).
-    """
-    flags: set[str] = set()
-    i = 0
-    while match := _FLAGS.match(pattern, i):
-        flags.update(match.group(1))
-        i = match.end()
-    for flag, name in (("x", "the verbose flag (?x)"), ("a", "the ASCII flag (?a)"), ("L", "(?L)")):
-        if flag in flags:
-            raise _refuse(pattern, name)
-    out: list[str] = ["(?i)"] if "i" in flags else []
-    in_class = False
-    class_start = 0
-    quantified = False  # the previous token was a quantifier (a '+' now would make it possessive)
-    n = len(pattern)
-    while i < n:
-        c = pattern[i]
-        was_quantified, quantified = quantified, False
-        if c == "\\" and i + 1 < n:
-            e = pattern[i + 1]
-            if e == "x":  # Python takes exactly two hex digits, PostgreSQL as many as follow
-                out.append("\\u00" + pattern[i + 2 : i + 4])
-                i += 4
-                continue
-            if e == "N":
-                raise _refuse(pattern, "\\N{...}")
-            if e in "bB" and not in_class:
-                out.append("\\y" if e == "b" else "\\Y")
-            else:
-                out.append(c + e)
-            i += 2
-            continue
-        if in_class:
-            if c == "]" and i > class_start:
-                in_class = False
-                out.append("]")
-            elif c == "[":  # literal in Python; PostgreSQL would read "[:", "[." or "[=" as a class
-                out.append("\\[")
-            else:
-                out.append(c)
-            i += 1
-            continue
-        if c == "[":
-            in_class = True
-            out.append("[")
-            i += 1
-            if pattern.startswith("^", i):
-                out.append("^")
-                i += 1
-            if pattern.startswith("]", i):
-                out.append("\\]")
-                i += 1
-            class_start = i
-            continue
-        if c == "(":
-            if pattern.startswith("(?P<", i):
-                i = pattern.index(">", i) + 1
-                out.append("(")
-                continue
-            if pattern.startswith("(?#", i):
-                i = pattern.index(")", i) + 1
-                continue
-            if pattern.startswith(("(?P=", "(?>", "(?("), i) or re.match(
-                r"\(\?[-aiLmsux]+:", pattern[i:]
-            ):
-                raise _refuse(
-                    pattern, "named back-references, atomic groups, conditionals or scoped flags"
-                )
-            out.append(c)
-        elif c == ".":
-            out.append("." if "s" in flags else "[^\\n]")
-        elif c == "$":
-            out.append("(?=\\n|\\Z)" if "m" in flags else "(?=\\n?\\Z)")
-        elif c == "^":
-            out.append("(?:^|(?<=\\n))" if "m" in flags else "^")
-        elif c == "{":
-            bound = _BOUND.match(pattern, i)
-            if bound is None or not (bound.group(1) or bound.group(2)):
-                out.append("\\{")  # not a quantifier: Python reads it as a literal brace
-            else:
-                low, comma, high = bound.groups()
-                out.append("{" + (low or "0") + comma + high + "}")
-                i = bound.end()
-                quantified = True
-                continue
-        elif c in "*+?":
-            if c == "+" and was_quantified:
-                raise _refuse(pattern, "possessive quantifiers")
-            quantified = c != "?" or not was_quantified
-            out.append(c)
-        else:
-            out.append(c)
-        i += 1
-    return "".join(out)
-
-
 def prepare_filter(node: FilterNode | None) -> FilterNode | None:
     """The filter with every ``$regex`` pattern translated for PostgreSQL."""
     if node is None:
@@ -238,16 +123,14 @@ class PostgresDialect(Dialect):
 
     Every expression is error-free on every stored value: casts only happen inside ``CASE`` (the
     planner may reorder ANDed conditions, never the branches of a ``CASE``). Strings compare by code
-    point under ``COLLATE "C"`` (the text columns are declared with it too); regexes run under
-    ``regex_collation`` (ICU's root locale where the server has it), so ``\\w`` and ``(?i)`` know
-    Unicode as Python does.
+    point under ``COLLATE "C"`` (the text columns are declared with it too), and so do regexes:
+    ``translate_regex`` spells every class and case fold out as code points, so no locale is involved.
     """
 
     placeholder = "%s"
 
-    def __init__(self, column: str = "data", regex_collation: str = "default") -> None:
+    def __init__(self, column: str = "data") -> None:
         self.column = column
-        self.regex_collation = regex_collation
 
     def _parts(self, path: tuple[str, ...]) -> list[str]:
         for part in path:
@@ -305,7 +188,7 @@ class PostgresDialect(Dialect):
         )
 
     def regex(self, text_sql: str) -> str:
-        return f'(({text_sql}) COLLATE "{self.regex_collation}" ~ %s)'
+        return f'(({text_sql}) COLLATE "C" ~ %s)'
 
     def substring(self, text_sql: str) -> str:
         return f"(strpos({text_sql}, %s) > 0)"

@@ -9,17 +9,27 @@ from __future__ import annotations
 import math
 import re
 import urllib.parse
-from typing import Any
+from typing import Annotated, Any
 
 import psycopg
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from dbhandles.adapters.base import AdapterConfig
 
 __all__ = ["PostgresConfig", "connection_params", "mask_url"]
 
-_SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+#: A schema name (``_check_schema``), as one pattern for Python and JSON Schema: an identifier of
+#: at most 63 characters, not ``pg_*`` nor ``information_schema`` (in any case).
+SCHEMA_PATTERN = (
+    "^(?![Pp][Gg]_)(?!"
+    + "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in "information_schema")
+    + "$)[A-Za-z_][A-Za-z0-9_]{0,62}$"
+)
+_SCHEMA = re.compile(SCHEMA_PATTERN)
+#: What ``_check_url`` asks of a URL before libpq parses it (libpq's grammar is the rest: the
+#: OpenAPI document names it with the format ``dbh-postgres-url``).
+_URL_SCHEMA = {"type": "string", "pattern": "^postgres(?:ql)?://", "format": "dbh-postgres-url"}
 
 
 class PostgresConfig(AdapterConfig):
@@ -33,13 +43,15 @@ class PostgresConfig(AdapterConfig):
 
     model_config = ConfigDict(alias_generator=to_camel)
 
-    url: str | None = None
+    url: Annotated[str, WithJsonSchema(_URL_SCHEMA)] | None = None
     host: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
     dbname: str | None = None
     user: str | None = None
     password: str | None = Field(default=None, repr=False)
-    schema_name: str = Field(default="public", alias="schema")
+    schema_name: Annotated[str, WithJsonSchema({"type": "string", "pattern": SCHEMA_PATTERN})] = (
+        Field(default="public", alias="schema")
+    )
     pool_size: int = Field(default=4, ge=1, le=100)
     connect_timeout: float = Field(default=10.0, gt=0, le=300)
 
@@ -80,13 +92,46 @@ class PostgresConfig(AdapterConfig):
     @field_validator("schema_name")
     @classmethod
     def _check_schema(cls, value: str) -> str:
-        if (
-            not _SCHEMA.match(value)
-            or value.lower().startswith("pg_")
-            or value.lower() == "information_schema"
-        ):
+        if not _SCHEMA.fullmatch(value):
             raise ValueError("expects a schema name: letters, digits, underscores; not pg_*")
         return value.lower()
+
+    def tenant_endpoint(self) -> str | None:
+        """``host:port`` of the one server this config reaches, for a non-admin actor.
+
+        Only host, port, dbname, user and password may be given (no socket or service file, no
+        client certificate or password file of the server's user), the host must be named (not
+        taken from the server's ``PG*`` variables) and so must the password (never the server
+        user's ``~/.pgpass``).
+
+        Raises:
+            ServerNotAllowed: anything else.
+        """
+        from dbhandles.errors import ServerNotAllowed
+
+        params: dict[str, Any] = psycopg.conninfo.conninfo_to_dict(self.url) if self.url else {}
+        for key in ("host", "port", "dbname", "user", "password"):
+            value = getattr(self, key)
+            if value is not None:
+                params[key] = value
+        extra = sorted(set(params) - {"host", "port", "dbname", "user", "password"})
+        if extra:
+            raise ServerNotAllowed(
+                f"config: connection options {', '.join(extra)} are for administrators; give "
+                "host, port, dbname, user and password only",
+                field="config",
+            )
+        host, port = str(params.get("host") or ""), str(params.get("port") or "5432")
+        if not host or "," in host or "," in port:
+            raise ServerNotAllowed(
+                "config: name one PostgreSQL server (host and port)", field="config"
+            )
+        if not params.get("password"):
+            raise ServerNotAllowed(
+                "config: give the password (the server's own password file is for administrators)",
+                field="config.password",
+            )
+        return f"{host}:{port}"
 
     def public(self) -> dict[str, Any]:
         data = super().public()

@@ -15,6 +15,7 @@ import orjson
 import psycopg
 import psycopg_pool
 
+from dbhandles import budget
 from dbhandles.errors import (
     DatabaseNotFound,
     DbHandlesError,
@@ -124,6 +125,8 @@ def translate_error(
     if isinstance(state, str) and state:
         if state == "23505" and record_id is not None:
             return RecordExists(f"a record with id {record_id!r} already exists in {collection!r}")
+        if state == "57014" and "statement timeout" in message:
+            return budget.exceeded()  # the command's time budget (dbhandles.budget)
         if state == "23505":
             return RecordExists(
                 f"a record id already exists in {collection!r} (or repeats within the batch): {message}"

@@ -9,6 +9,7 @@ import orjson
 import psycopg
 from psycopg import sql
 
+from dbhandles import budget
 from dbhandles.adapters.base import Query, Record, Session, record_from_columns
 from dbhandles.adapters.postgres_compile import boolean, dump_document, prepare_filter
 from dbhandles.adapters.postgres_schema import advisory_key, object_name, qualified
@@ -23,6 +24,8 @@ __all__ = ["PostgresSession", "Transaction"]
 
 _COLUMNS = "id, data, created_at, updated_at, version"
 _BATCH = 5000
+#: The time budget of the command (``dbhandles.budget``), for the rest of the transaction.
+_SET_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
 
 
 def _encode(record: Record) -> tuple[str, str, Any, Any, Any]:
@@ -72,12 +75,22 @@ class Transaction:
             begin, self.pending = self.pending, None
             self.conn.execute(begin)
 
-    def run(self, statement: sql.SQL | sql.Composed, params: Sequence[Any]) -> psycopg.Cursor[Any]:
-        if self.pending is None:
+    def run(
+        self,
+        statement: sql.SQL | sql.Composed,
+        params: Sequence[Any],
+        timeout_ms: int | None = None,
+    ) -> psycopg.Cursor[Any]:
+        """Run ``statement``; with ``timeout_ms``, PostgreSQL cancels it past that many milliseconds
+        (``statement_timeout`` for the rest of the transaction, sent in the same round trip)."""
+        if self.pending is None and timeout_ms is None:
             return self.conn.execute(statement, params)
         begin, self.pending = self.pending, None
         with self.conn.pipeline():
-            self.conn.execute(begin)
+            if begin is not None:
+                self.conn.execute(begin)
+            if timeout_ms is not None:
+                self.conn.execute(_SET_TIMEOUT, (f"{timeout_ms}ms",))
             cursor = self.conn.execute(statement, params)
         return cursor
 
@@ -195,7 +208,8 @@ class PostgresSession(Session):
                 table,
                 f" WHERE {where.sql} ORDER BY {order} LIMIT %s OFFSET %s",
             )
-            rows = self._run(statement, (*where.params, query.limit, query.offset)).fetchall()
+            params = (*where.params, query.limit, query.offset)
+            rows = self.tx.run(statement, params, budget.remaining_ms()).fetchall()
             return [_decode(row) for row in rows]
 
     def count(self, collection: str, filter: FilterNode | None) -> int:
@@ -204,8 +218,10 @@ class PostgresSession(Session):
             table = self._table(collection)
             if table is None:
                 return 0
-            row = self._run(
-                _on("SELECT count(*) FROM ", table, f" WHERE {where.sql}"), where.params
+            row = self.tx.run(
+                _on("SELECT count(*) FROM ", table, f" WHERE {where.sql}"),
+                where.params,
+                budget.remaining_ms(),
             ).fetchone()
             return int(row[0]) if row else 0
 

@@ -61,7 +61,7 @@ class Dialect(ABC):
 
     @abstractmethod
     def regex(self, text_sql: str) -> str:
-        """True when the pattern (one placeholder) matches ``text_sql`` like Python ``re.search``."""
+        """True when the pattern (one placeholder) matches ``text_sql`` like ``dbhandles.regex.search``."""
 
     @abstractmethod
     def substring(self, text_sql: str) -> str:

@@ -10,11 +10,9 @@ The pieces: ``sqlite_config`` (config, path checks), ``sqlite_session`` (records
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import ClassVar, Literal
 
 from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Record, Session
@@ -32,6 +30,7 @@ from dbhandles.adapters.sqlite_schema import Catalog, json_functions_innocuous
 from dbhandles.adapters.sqlite_session import Row, SqliteSession
 from dbhandles.dbfiles import connect_sqlite, create_empty
 from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, ReadOnly, StorageError
+from dbhandles.regex import search
 
 __all__ = ["SQLITE_HEADER", "Row", "SqliteAdapter", "SqliteConfig", "SqliteSession"]
 
@@ -40,16 +39,12 @@ _DEFAULT_CACHE = -2000  # SQLite's default: 2000 KiB
 _DEFAULT_AUTOCHECKPOINT = 1000
 
 
-@lru_cache(maxsize=256)
-def _pattern(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
 def _regexp(pattern: object, value: object) -> int:
     # SQLite may evaluate this before the type guard it is ANDed with: any non-text value is a miss.
+    # RE2 (dbhandles.regex), as everywhere: linear time, and the GIL is released while it matches.
     if not isinstance(pattern, str) or not isinstance(value, str):
         return 0
-    return 1 if _pattern(pattern).search(value) is not None else 0
+    return 1 if search(pattern, value) else 0
 
 
 _SQLITE_BUSY = 5
@@ -88,7 +83,7 @@ class SqliteAdapter(Adapter):
     name: ClassVar[str] = "sqlite"
     features: ClassVar[Features] = Features(
         durable=True, vacuum=True, indexes=True, shared_across_processes=True, file_based=True,
-        bulk_load=True, raw_inserts=True, inline_reads=True,
+        bulk_load=True, raw_inserts=True, inline_reads=True, sqlite_vfs_only=True,
     )  # fmt: skip
     config_model: ClassVar[type[AdapterConfig]] = SqliteConfig
 

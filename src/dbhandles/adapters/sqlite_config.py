@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
 from dbhandles.adapters.base import FileConfig
-from dbhandles.dbfiles import check_path_text, is_side_file, is_sqlite_database
+from dbhandles.dbfiles import (
+    PATH_SCHEMA,
+    being_written,
+    check_path_text,
+    is_side_file,
+    is_sqlite_database,
+)
 from dbhandles.errors import (
     DatabaseNotFound,
     InvalidConfig,
@@ -26,6 +32,15 @@ __all__ = ["SQLITE_HEADER", "SqliteConfig", "canonical_path", "check_target", "m
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
+def _path_or_filename(schema: dict[str, Any]) -> None:
+    """``path`` or its alias ``filename`` (a null ``path`` gives way to ``filename``)."""
+    schema["required"] = [key for key in schema.get("required", ()) if key != "path"]
+    if not schema["required"]:
+        del schema["required"]
+    schema["anyOf"] = [{"required": ["path"], "properties": {"path": {"type": "string"}}},
+                       {"required": ["filename"], "properties": {"filename": {"type": "string"}}}]  # fmt: skip
+
+
 class SqliteConfig(FileConfig):
     """Config of the ``sqlite`` adapter (camelCase on the wire, snake_case accepted too).
 
@@ -37,9 +52,11 @@ class SqliteConfig(FileConfig):
     for another, ``synchronous`` trades durability on power loss for speed.
     """
 
-    model_config = ConfigDict(alias_generator=to_camel)
+    model_config = ConfigDict(alias_generator=to_camel, json_schema_extra=_path_or_filename)
 
-    filename: str | None = Field(default=None, description="deprecated alias of path")
+    filename: Annotated[str, WithJsonSchema(PATH_SCHEMA)] | None = Field(
+        default=None, description="deprecated alias of path"
+    )
     wal: bool | None = None
     busy_timeout: int = Field(default=5000, ge=0, le=3_600_000)
     synchronous: Literal["normal", "full"] = "normal"
@@ -97,6 +114,11 @@ def check_target(path: str, *, probe: bool = True) -> bool:
         raise NotADatabase(
             f"{path} has other names (hard links); SQLite cannot keep a database with several "
             "names consistent: open it by a name it alone has"
+        )
+    if being_written(path):
+        raise NotADatabase(
+            f"{path} is a data file this service is writing (an import's rejects, an export), "
+            "not a database"
         )
     if is_side_file(path):
         raise NotADatabase(

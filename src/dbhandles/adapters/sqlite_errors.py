@@ -7,6 +7,7 @@ from types import TracebackType
 
 import orjson
 
+from dbhandles import budget
 from dbhandles.errors import (
     DbHandlesError,
     InvalidFilter,
@@ -39,6 +40,7 @@ _SQLITE_READONLY_ROLLBACK = 776
 _SQLITE_FULL = 13
 _SQLITE_CANTOPEN = 14
 _SQLITE_NOTADB = 26
+_SQLITE_INTERRUPT = 9
 
 
 def translate_error(
@@ -62,6 +64,8 @@ def translate_error(
     code = getattr(exc, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None
     where = f" ({path})" if path else ""
+    if primary == _SQLITE_INTERRUPT:  # only the time budget's progress handler interrupts
+        return budget.exceeded()
     if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "is locked" in low or "busy" in low:
         return StorageBusy(
             f"the database{where} is locked by another writer; retry later, or open it with a "

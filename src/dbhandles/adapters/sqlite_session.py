@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from dbhandles import budget
 from dbhandles.adapters.base import Query, Record, Session, record_from_columns
 from dbhandles.adapters.sql_compile import RESERVED_COLUMNS, and_
 from dbhandles.adapters.sqlite_errors import translating
@@ -47,6 +49,26 @@ def _decode(row: Sequence[Any]) -> Record:
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+#: SQLite virtual-machine steps between two looks at the clock while a query runs under a budget.
+_PROGRESS_STEPS = 10_000
+
+
+@contextmanager
+def _budgeted(conn: sqlite3.Connection) -> Iterator[None]:
+    """Run a query under the command's time budget (``dbhandles.budget``): a progress handler
+    interrupts SQLite at the deadline, which ``sqlite_errors`` reports as ``QueryTimeout``."""
+    deadline = budget.deadline()
+    if deadline is None:
+        yield
+        return
+    budget.check()
+    conn.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_STEPS)
+    try:
+        yield
+    finally:
+        conn.set_progress_handler(None, 0)
 
 
 class SqliteSession(Session):
@@ -151,11 +173,12 @@ class SqliteSession(Session):
         with self._translating(collection):
             if self.catalog.table(collection) is None:
                 return []
-            rows = self.conn.execute(
-                f"SELECT {_COLUMNS} FROM {_q(collection)} WHERE {where.sql} ORDER BY {order} "
-                "LIMIT ? OFFSET ?",
-                (*where.params, -1 if query.limit is None else query.limit, query.offset),
-            ).fetchall()
+            with _budgeted(self.conn):
+                rows = self.conn.execute(
+                    f"SELECT {_COLUMNS} FROM {_q(collection)} WHERE {where.sql} ORDER BY {order} "
+                    "LIMIT ? OFFSET ?",
+                    (*where.params, -1 if query.limit is None else query.limit, query.offset),
+                ).fetchall()
             return [_decode(row) for row in rows]
 
     def count(self, collection: str, filter: FilterNode | None) -> int:
@@ -164,7 +187,8 @@ class SqliteSession(Session):
             if self.catalog.table(collection) is None:
                 return 0
             sql = f"SELECT count(*) FROM {_q(collection)} WHERE {where.sql}"
-            return int(self.conn.execute(sql, where.params).fetchone()[0])
+            with _budgeted(self.conn):
+                return int(self.conn.execute(sql, where.params).fetchone()[0])
 
     def collections(self) -> list[str]:
         with self._translating():

@@ -202,6 +202,8 @@ def serve(options: ServeOptions, settings: Settings | None = None) -> None:
         log_level=options.log_level,
         access_log=False,
         ws_max_size=settings.max_body_bytes,
+        # Past this many connections (or running requests) uvicorn answers 503 itself.
+        limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=10,
         lifespan="on",
     )

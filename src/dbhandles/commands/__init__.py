@@ -36,7 +36,9 @@ __all__ = [
 #: data/export live in their own package).
 BUILTIN_MODULES = (
     "dbhandles.commands.audit",
+    "dbhandles.commands.grants",
     "dbhandles.commands.handles",
+    "dbhandles.commands.jobs",
     "dbhandles.commands.listing",
     "dbhandles.commands.maintenance",
     "dbhandles.commands.records",

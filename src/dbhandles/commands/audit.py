@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 
 from dbhandles.commands.base import Call, Params, Result, command
 from dbhandles.errors import InvalidParams
@@ -15,28 +15,74 @@ from dbhandles.errors import InvalidParams
 if TYPE_CHECKING:
     from dbhandles.service import Service
 
-__all__ = ["AuditParams", "parse_since"]
+__all__ = ["AGO_PATTERN", "SINCE_SCHEMA", "AuditParams", "parse_since"]
 
-_AGO = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s+ago\s*$", re.IGNORECASE)
+#: ``<n> <unit>[s] ago``, as a regular expression valid in Python and in JSON Schema.
+AGO_PATTERN = r"^ *([0-9]{1,5}) *(second|minute|hour|day|week)s? +ago *$"
+_AGO = re.compile(AGO_PATTERN)
+# RFC 3339: a full-date, or a date-time with seconds and an offset ('T' and 'Z' in either case).
+_RFC3339 = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
+    r"(?:[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(?:([Zz])|([+-])([0-9]{2}):([0-9]{2})))?"
+)
+#: The schema of ``since``: an RFC 3339 date-time or full-date, or a time ago.
+SINCE_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "format": "date"},
+        {"type": "string", "pattern": AGO_PATTERN},
+    ]
+}
+
+
+def _since_error(value: str) -> InvalidParams:
+    return InvalidParams(
+        f"since: {value!r} is neither an RFC 3339 time (2024-05-01T10:00:00Z, or a date "
+        "2024-05-01) nor like '1 hour ago'",
+        field="since",
+    )
+
+
+def _moment(value: str) -> datetime:
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise _since_error(value)
+    year, month, day, hour, minute, second, fraction, _zulu, sign, off_h, off_m = match.groups()
+    if int(year) == 0:
+        return datetime.min.replace(tzinfo=UTC)  # year 0 (RFC 3339 has it) is before any row
+    try:
+        offset = timedelta(0)
+        if sign is not None:
+            if int(off_h) > 23 or int(off_m) > 59:
+                raise ValueError("offset out of range")
+            offset = timedelta(hours=int(off_h), minutes=int(off_m)) * (-1 if sign == "-" else 1)
+        moment = datetime(
+            int(year), int(month), int(day), int(hour or 0), int(minute or 0),
+            min(int(second or 0), 59),  # a leap second (:60) counts as :59
+            int((fraction or "0")[:6].ljust(6, "0")), tzinfo=timezone(offset),
+        )  # fmt: skip
+    except ValueError:
+        raise _since_error(value) from None
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # a moment just outside years 1-9999 once in UTC
+        return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 def parse_since(value: str, now: datetime | None = None) -> str:
-    """``"1 hour ago"`` or an ISO-8601 time → the ISO-8601 UTC string the audit rows are compared with."""
+    """``"1 hour ago"`` or an RFC 3339 time or date → the ISO-8601 UTC string the audit rows are
+    compared with (``SINCE_SCHEMA`` says the same)."""
     now = now or datetime.now(UTC)
-    match = _AGO.match(value)
+    match = _AGO.fullmatch(value)
     if match:
-        amount, unit = int(match.group(1)), match.group(2).lower()
+        amount, unit = int(match.group(1)), match.group(2)
         moment = now - timedelta(**{f"{unit}s": amount})
     else:
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise InvalidParams(
-                f"since: {value!r} is neither an ISO-8601 time nor like '1 hour ago'", field="since"
-            ) from exc
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        moment = _moment(value)
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
+        f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond // 1000:03d}Z"
+    )
 
 
 class AuditParams(Params):
@@ -46,8 +92,8 @@ class AuditParams(Params):
     """Only rows of this handle."""
     operation: str | None = None
     """Only rows of this operation (read, write, delete, schema, admin)."""
-    since: str | None = None
-    """ISO-8601 time or '<n> <seconds|minutes|hours|days|weeks> ago'."""
+    since: Annotated[str, WithJsonSchema(SINCE_SCHEMA)] | None = None
+    """RFC 3339 time (2024-05-01T10:00:00Z) or date (2024-05-01), or '<n> <seconds|minutes|hours|days|weeks> ago'."""
     limit: int = Field(default=100, ge=1, le=10_000)
     """At most this many rows, newest first."""
 
@@ -71,7 +117,7 @@ def data_audit(service: Service, params: AuditParams, call: Call) -> AuditResult
         actor=params.actor,
         handle=params.handle,
         operation=params.operation,
-        since=parse_since(params.since) if params.since else None,
+        since=parse_since(params.since) if params.since is not None else None,
         limit=params.limit,
     )
     entries = []
@@ -89,6 +135,7 @@ def data_audit(service: Service, params: AuditParams, call: Call) -> AuditResult
                 "recordId": item.pop("record_id"),
                 "success": item.pop("success"),
                 "code": item.pop("code"),
+                "target": item.pop("target"),
             }
         )
     return AuditResult(entries=entries)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from dbhandles.context import Context
+from dbhandles.jsonmodel import JsonModel
 
 if TYPE_CHECKING:
     from dbhandles.registry import HandleEntry
@@ -33,8 +34,13 @@ __all__ = [
 Operation = Literal["read", "write", "delete", "schema", "admin"]
 
 
-class Params(BaseModel):
-    """Base of every params model: camelCase on the wire, unknown keys refused (typos fail loud)."""
+class Params(JsonModel):
+    """Base of every params model: camelCase on the wire, unknown keys refused (typos fail loud).
+
+    A ``JsonModel``: values have the JSON type their field declares, so the server accepts exactly
+    what the OpenAPI document describes. The CLI turns its ``--key=value`` text into typed values
+    itself (cli/parse.py ``coerce_value``).
+    """
 
     model_config = ConfigDict(
         extra="forbid",
@@ -96,8 +102,9 @@ def handle_target(service: Service, params: Any, context: Context) -> HandleEntr
 
     Raises:
         HandleNotFound: unknown, closed or mistyped.
+        AccessDenied: another actor's alias (aliases belong to the actor that pointed them).
     """
-    return service.registry.resolve(params.db_handle)
+    return service.registry.resolve_for(params.db_handle, context.actor, context.is_admin)
 
 
 def no_target(service: Service, params: Any, context: Context) -> None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
-from pydantic import Field
+from pydantic import ConfigDict, Field, WithJsonSchema
 
-from dbhandles.adapters import FileConfig, adapter_names
+from dbhandles.adapters import FileConfig, adapter_names, get_adapter_class
 from dbhandles.commands.base import Call, Params, Result, command, handle_target
-from dbhandles.errors import InvalidParams
+from dbhandles.commands.grammar import like, model_ref
+from dbhandles.context import Context
+from dbhandles.dbfiles import create_empty
+from dbhandles.errors import DbHandlesError, InvalidParams, PathNotAllowed, StorageError
+from dbhandles.registry import ALIAS_PATTERN
+from dbhandles.security import paths
 from dbhandles.security.permissions import parse_permissions
-from dbhandles.security.policy import check_open, write_owner
+from dbhandles.security.policy import Opening
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -26,18 +31,49 @@ __all__ = [
 ]
 
 
+def _open_schema(schema: dict[str, Any]) -> None:
+    """``adapter`` is required (``data_open`` says so with a hint) and names an adapter registered
+    now; ``config`` is that adapter's config model (or the same as JSON text), ``null`` only when
+    every key of it has a default."""
+    properties = schema["properties"]
+    properties["adapter"] = {"type": "string", "enum": adapter_names(),
+                             "description": properties["adapter"].get("description")}  # fmt: skip
+    schema["required"] = sorted({*schema.get("required", ()), "adapter"})
+    branches = []
+    for name in adapter_names():
+        model = get_adapter_class(name).config_model
+        forms: list[dict[str, Any]] = [
+            model_ref(model),
+            {"type": "string", "format": "dbh-json-object", "contentMediaType": "application/json",
+             "contentSchema": model_ref(model)},
+        ]  # fmt: skip
+        branch: dict[str, Any] = {
+            "properties": {"adapter": {"const": name}, "config": {"anyOf": forms}}
+        }
+        if any(field.is_required() for field in model.model_fields.values()):
+            branch["required"] = ["config"]
+        else:
+            forms.append({"type": "null"})
+        branches.append(branch)
+    schema["anyOf"] = branches
+
+
 class OpenParams(Params):
+    model_config = ConfigDict(json_schema_extra=_open_schema)
+
     adapter: str | None = None
     """Adapter name: sqlite, memory, json, postgres (or one registered by an entry point)."""
     config: dict[str, Any] | str | None = None
     """Adapter config, e.g. {"path": "/tmp/training.sqlite", "mode": "create"}."""
-    alias: str | None = None
-    """Optional alias to point at the new handle (e.g. 'training'); re-pointing is allowed."""
+    alias: Annotated[str, WithJsonSchema({"type": "string", "pattern": ALIAS_PATTERN})] | None = (
+        None
+    )
+    """Optional alias to point at the new handle (e.g. 'training'); re-pointing one's own alias is allowed (another actor's is access_denied)."""
     emit_events: bool = True
     """Publish data:* events for writes through this handle."""
-    permissions: dict[str, Any] | None = None
+    permissions: Annotated[dict[str, Any], like("Permissions")] | None = None
     """Phase 2: {read, write, delete, schema, allowedCollections, deniedCollections, owner, isolationMode, rowFilter, preset}."""
-    preset: str | None = None
+    preset: Annotated[str | None, like("Preset")] = None
     """Permission preset: GOD_MODE, READ_ONLY, TRAINING_JOB, PERSONA_KNOWLEDGE, COLLABORATIVE."""
 
 
@@ -83,26 +119,60 @@ def data_open(service: Service, params: OpenParams, call: Call) -> OpenResult:
         if context.is_admin
         else sum(1 for e in registry.list_handles() if e.owner == context.actor)
     )
-    effective, recorded = check_open(cls, parsed, requested, context, service.settings, owned)
-    handle = registry.open(
-        params.adapter, parsed, alias=params.alias, emit_events=params.emit_events,
-        owner=context.actor, permissions=effective,
-    )  # fmt: skip
+    # The one decision (security/policy.py): the path resolved once, the rights on the database.
+    opening = service.access.check_open(cls, parsed, requested, context, owned)
+    if opening.resolved is not None:
+        _prepare_file(opening, context)
+    service.access.claim(opening, context)
+    effective = opening.permissions
+    try:
+        handle = registry.open(
+            params.adapter, opening.config, alias=params.alias, emit_events=params.emit_events,
+            owner=context.actor, permissions=effective, take_alias=context.is_admin,
+        )  # fmt: skip
+    except DbHandlesError as exc:
+        if context.is_admin or opening.database is not None:
+            raise
+        # A non-admin learns that the server could not be used, not why (which ports are open).
+        raise type(exc)(
+            f"data/open: the {params.adapter} database could not be opened ({exc.code}); an "
+            "administrator can see why in the server log"
+        ) from exc
     entry = registry.resolve(handle)
-    opened = entry.config
-    if (
-        effective is not None
-        and effective.isolation_mode != "none"
-        and recorded is None
-        and cls.features.file_based
-        and isinstance(opened, FileConfig)
-        and not opened.readonly
+    if opening.resolved is not None and (
+        not isinstance(entry.config, FileConfig) or entry.config.path != str(opening.resolved.path)
     ):
-        write_owner(opened.path, effective.owner or context.actor, effective.isolation_mode)
+        registry.close(handle)  # a link appeared between the check and the open
+        raise PathNotAllowed(
+            "config.path: the path changed while it was checked", field="config.path"
+        )
     return OpenResult(
         db_handle=handle, adapter=entry.adapter_name, alias=params.alias, config=entry.config.public(),
         owner=entry.owner, permissions=effective.to_wire() if effective is not None else None,
     )  # fmt: skip
+
+
+def _prepare_file(opening: Opening, context: Context) -> None:
+    """For a remote caller, create a missing database file private (0600) and without following a
+    link (``O_EXCL | O_NOFOLLOW``) before the adapter sees it: an adapter takes an empty file as an
+    empty database, and SQLite gives its side files the mode of the database. The local user's
+    files are created by the adapter, as before."""
+    found = opening.resolved
+    config = opening.config
+    if (
+        found is None
+        or context.trusted_local
+        or config.mode != "create"
+        or not isinstance(config, FileConfig)
+    ):
+        return
+    paths.ensure_parent(found)
+    if not found.path.parent.is_dir():
+        return  # the adapter says what is missing
+    try:
+        create_empty(str(found.path), paths.PRIVATE_MODE)
+    except OSError as exc:
+        raise StorageError(f"cannot create {found.given}: {exc.strerror}") from exc
 
 
 class CloseParams(Params):
@@ -142,17 +212,14 @@ class HandlesResult(Result):
     params=ListHandlesParams,
     result=HandlesResult,
     operation="read",
-    summary="List every open handle, 'default' first.",
+    summary="List open handles, 'default' first (a non-admin actor sees 'default' and its own).",
     example="jtag data/list-handles",
 )
 def data_list_handles(service: Service, params: ListHandlesParams, call: Call) -> HandlesResult:
     context = call.context
     entries = service.registry.list_handles()
     if not context.is_admin:
-        # Other actors' strictly isolated handles are not even listed.
-        entries = [
-            e for e in entries
-            if e.is_default or e.owner == context.actor
-            or e.permissions is None or e.permissions.isolation_mode != "strict"
-        ]  # fmt: skip
+        # An actor sees the shared default and its own handles, never other actors' (their paths,
+        # aliases and permissions are theirs).
+        entries = [e for e in entries if e.is_default or e.owner == context.actor]
     return HandlesResult(handles=[e.info() for e in entries])

@@ -6,9 +6,9 @@ one per service (``service.cursors``); the handlers here parse params and shape 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 
 from dbhandles.commands.base import (
     Call,
@@ -17,6 +17,13 @@ from dbhandles.commands.base import (
     Params,
     Result,
     command,
+)
+from dbhandles.commands.grammar import (
+    FieldPath,
+    FieldsSpec,
+    OptionalFilterSpec,
+    OrderBySpec,
+    SettingMaximum,
 )
 from dbhandles.commands.records import CollectionParams
 from dbhandles.context import Context
@@ -38,25 +45,28 @@ if TYPE_CHECKING:
 
 __all__ = ["ListParams", "QueryCloseParams", "QueryNextParams", "QueryOpenParams"]
 
+#: A ``nextCursor``: opaque, and only valid with the ``orderBy`` of the list that returned it.
+CURSOR_TOKEN = {"type": "string", "format": "dbh-cursor"}
+
 
 class KeyCursor(Params):
     """The original system's cursor: rows whose ``field`` is after/before ``value``."""
 
-    field: str
+    field: FieldPath
     value: str | int | float | bool
     direction: Literal["after", "before"] = "after"
 
 
 class ListParams(CollectionParams):
-    filter: dict[str, Any] | None = None
+    filter: OptionalFilterSpec = None
     """Mongo-style filter, e.g. {"metadata.qualityScore": {"$gte": 0.8}}."""
-    order_by: list[Any] | str | dict[str, Any] | None = None
+    order_by: OrderBySpec = None
     """List of {field, direction}; a bare 'name' or '-name' is a shorthand. id breaks ties."""
-    limit: int | None = Field(default=None, ge=0)
+    limit: Annotated[int, Field(ge=0), SettingMaximum("max_limit")] | None = None
     """Page size (default 100, at most 500); 0 returns only the count."""
-    fields: list[str] | str | None = None
+    fields: FieldsSpec = None
     """Projection: only these (dotted) fields, plus id."""
-    cursor: str | KeyCursor | None = None
+    cursor: Annotated[str, WithJsonSchema(CURSOR_TOKEN)] | KeyCursor | None = None
     """nextCursor from the previous page (or {field, value, direction})."""
     skip_count: bool = False
     """Do not compute count (faster on big collections)."""
@@ -128,13 +138,13 @@ def data_list(service: Service, params: ListParams, call: Call) -> ListResult:
 
 
 class QueryOpenParams(CollectionParams):
-    filter: dict[str, Any] | None = None
+    filter: OptionalFilterSpec = None
     """Mongo-style filter."""
-    order_by: list[Any] | str | dict[str, Any] | None = None
+    order_by: OrderBySpec = None
     """Sort; default createdAt descending. id breaks ties."""
-    page_size: int | None = Field(default=None, ge=1)
+    page_size: Annotated[int, Field(ge=1), SettingMaximum("max_limit")] | None = None
     """Rows per query-next (default 100, at most 500)."""
-    fields: list[str] | str | None = None
+    fields: FieldsSpec = None
     """Projection: only these fields, plus id."""
 
 
@@ -160,11 +170,14 @@ def data_query_open(service: Service, params: QueryOpenParams, call: Call) -> Qu
     filter_node = parse_filter(params.filter)
     order = parse_order_by(params.order_by if params.order_by is not None else "desc")
     parse_fields(params.fields)
+    # Non-admin actors hold a limited number of cursors; a too large spec is refused before the count.
+    owner = None if context.is_admin else context.actor
+    service.cursors.check(params.filter, order, params.fields, owner)
     with service.lease(call) as (entry, adapter), adapter.session() as session:
         total = session.count(collection, and_filters(entry.row_filter, filter_node))
     row = service.cursors.open(
         entry, collection, filter=params.filter, order=order, fields=params.fields,
-        page_size=page_size, total_count=total, session_id=context.session_id,
+        page_size=page_size, total_count=total, session_id=context.session_id, owner=owner,
     )  # fmt: skip
     return QueryOpenResult(db_handle=entry.handle, query_handle=row.cursor_id, collection=collection,
                            total_count=total, page_size=page_size)  # fmt: skip

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from dbhandles.adapters.base import Query
 from dbhandles.commands.base import Call, DataParams, DataResult, command
+from dbhandles.commands.grammar import CollectionName
 from dbhandles.commands.records import CollectionParams
 from dbhandles.evaluate import rank
 from dbhandles.events import event_name
@@ -22,7 +23,7 @@ _TYPE_NAMES = {0: "null", 1: "boolean", 2: "number", 3: "string"}
 
 
 class SchemaParams(DataParams):
-    collection: str | None = None
+    collection: CollectionName | None = None
     """A collection; omitted lists every collection with its record count."""
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from dbhandles.commands.base import Call, DataParams, DataResult, Params, command
+from dbhandles.commands.grammar import CollectionName, DataSpec, PatchSpec, RecordId, ref
 from dbhandles.documents import (
     check_record_id,
     create_record,
@@ -25,7 +26,7 @@ __all__ = ["BatchOp", "BatchParams", "CreateParams", "DeleteParams", "ReadParams
 
 
 class CollectionParams(DataParams):
-    collection: str
+    collection: CollectionName
     """Collection name: letters, digits and underscores (e.g. training_examples)."""
 
     def checked_collection(self) -> str:
@@ -33,9 +34,19 @@ class CollectionParams(DataParams):
 
 
 class CreateParams(CollectionParams):
-    data: dict[str, Any]
+    # The record's id comes from id, else from data.id: data carries no other id than its own.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"id": {"type": "null"}}},
+                {"required": ["id"], "properties": {"data": ref("RecordPatch")}},
+            ]
+        }
+    )
+
+    data: DataSpec
     """The record's fields (a JSON object)."""
-    id: str | None = None
+    id: RecordId | None = None
     """Record id; data.id or a new UUID4 when omitted."""
     suppress_events: bool = False
     """Do not publish data:<collection>:created."""
@@ -70,7 +81,7 @@ def data_create(service: Service, params: CreateParams, call: Call) -> RecordRes
 
 
 class ReadParams(CollectionParams):
-    id: str
+    id: RecordId
     """Record id."""
 
 
@@ -96,9 +107,9 @@ def data_read(service: Service, params: ReadParams, call: Call) -> ReadResult:
 
 
 class UpdateParams(CollectionParams):
-    id: str
+    id: RecordId
     """Record id."""
-    data: dict[str, Any]
+    data: PatchSpec
     """Fields to change (merged into the record at the top level)."""
     increment_version: bool = True
     """Add 1 to version."""
@@ -141,7 +152,7 @@ def data_update(service: Service, params: UpdateParams, call: Call) -> UpdateRes
 
 
 class DeleteParams(CollectionParams):
-    id: str
+    id: RecordId
     """Record id."""
     suppress_events: bool = False
     """Do not publish data:<collection>:deleted."""
@@ -179,9 +190,20 @@ def data_delete(service: Service, params: DeleteParams, call: Call) -> DeleteRes
 
 
 class BatchOp(Params):
+    # What each op needs: create data (with an id in data or in id, not both), update and delete id.
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["data"],
+         "properties": {"op": {"const": "create"}, "id": {"type": "null"}, "data": ref("RecordData")}},
+        {"required": ["id", "data"],
+         "properties": {"op": {"const": "create"}, "data": ref("RecordPatch")}},
+        {"required": ["id"], "properties": {"op": {"const": "update"}, "id": {"type": "string"},
+                                            "data": {"anyOf": [ref("RecordPatch"), {"type": "null"}]}}},
+        {"required": ["id"], "properties": {"op": {"const": "delete"}, "id": {"type": "string"}}},
+    ]})  # fmt: skip
+
     op: Literal["create", "update", "delete"]
-    collection: str
-    id: str | None = None
+    collection: CollectionName
+    id: RecordId | None = None
     data: dict[str, Any] | None = None
     increment_version: bool = True
     expected_version: int | None = None

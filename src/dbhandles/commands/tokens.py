@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import WithJsonSchema
 
 from dbhandles.commands.base import Call, Params, Result, command
+from dbhandles.commands.grammar import ActorName
+from dbhandles.security.tokens import DURATION_PATTERN
 from dbhandles.store import TokenRow
 
 if TYPE_CHECKING:
@@ -25,9 +29,11 @@ def _public(row: TokenRow) -> dict[str, Any]:
 
 
 class TokenCreateParams(Params):
-    actor: str
+    actor: ActorName
     """The actor the token stands for (e.g. helper-ai)."""
-    expires: str | None = None
+    expires: (
+        Annotated[str, WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN})] | None
+    ) = None
     """Lifetime such as 30d, 12h or 15m; omitted: never expires."""
     admin: bool = False
     """Give the actor administrator rights (audit log, tokens, every handle)."""

@@ -3,6 +3,6 @@
 
 from __future__ import annotations
 
-from dbhandles.events.bus import Event, EventBus, Subscription, event_name
+from dbhandles.events.bus import Event, EventBus, Subscription, event_name, matcher
 
-__all__ = ["Event", "EventBus", "Subscription", "event_name"]
+__all__ = ["Event", "EventBus", "Subscription", "event_name", "matcher"]

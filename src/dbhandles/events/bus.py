@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["Event", "EventBus", "Subscription", "event_name"]
+__all__ = ["Event", "EventBus", "Subscription", "event_name", "matcher"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,12 @@ def event_name(collection: str, op: str) -> str:
 @lru_cache(maxsize=1024)
 def _compile(pattern: str) -> re.Pattern[str]:
     return re.compile(fnmatch.translate(pattern))
+
+
+def matcher(pattern: str) -> Callable[[str], bool]:
+    """Whether an event name matches ``pattern`` (shell-style over the whole name, as ``subscribe``)."""
+    regex = _compile(pattern)
+    return lambda name: regex.match(name) is not None
 
 
 class Subscription:

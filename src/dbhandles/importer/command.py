@@ -21,11 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, model_validator
 
 from dbhandles.commands.base import Call, DataParams, DataResult, command
+from dbhandles.commands.grammar import (
+    CollectionName,
+    FieldPath,
+    OptionalFilterSpec,
+    PathText,
+)
 from dbhandles.context import Context
-from dbhandles.errors import DbHandlesError, InvalidParams, NotSupported
+from dbhandles.errors import DbHandlesError, FileExists, InvalidParams, NotSupported
 from dbhandles.filters import parse_filter, validate_collection
 from dbhandles.importer.export import DEFAULT_PAGE_SIZE, ExportStats, run_export
 from dbhandles.importer.parallel import ParserMode
@@ -39,8 +45,14 @@ from dbhandles.importer.run import (
     run_import,
 )
 from dbhandles.importer.stats import ImportStats
-from dbhandles.importer.target import check_file, resolve_target
+from dbhandles.importer.target import (
+    check_file,
+    check_one_target,
+    one_target_schema,
+    resolve_target,
+)
 from dbhandles.registry import HandleEntry
+from dbhandles.security import paths
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -59,26 +71,33 @@ PROGRESS_EVENT_INTERVAL = 0.5
 
 
 class ImportParams(DataParams):
+    model_config = ConfigDict(json_schema_extra=one_target_schema("output"))
+
     db_handle: str | None = None
     """Handle to import into, instead of output ('default' for the default database; never implied)."""
-    input: str = Field(min_length=1)
+    input: PathText
     """JSONL file to import (gzip-compressed when it is a .gz); a path where the command runs."""
-    output: str | None = Field(default=None, min_length=1)
+    output: PathText | None = None
     """SQLite file to import into, opened with data/open (mode create); or give dbHandle."""
-    collection: str = "training_examples"
+    collection: CollectionName = "training_examples"
     """Target collection."""
-    id_field: str | None = None
+    id_field: FieldPath | None = None
     """Dotted path of each record's id (e.g. metadata.git.hash); default: the line's id, else a content hash."""
     batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE)
     """Records per transaction."""
     on_error: Literal["abort", "skip"] = "abort"
     """A bad line stops the import (abort) or goes to the rejects file (skip)."""
-    rejects: str | None = Field(default=None, min_length=1)
+    rejects: PathText | None = None
     """Where skip writes rejected lines; default <database file>.rejects.jsonl."""
     suppress_events: bool = False
     """Do not publish import:progress / import:done events."""
     parser: ParserMode = "auto"
     """Parse lines in a second process (process), in this one (inline), or decide by size (auto)."""
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ImportParams:
+        check_one_target(self.output, self.db_handle, "output")
+        return self
 
 
 class ImportResult(DataResult):
@@ -114,7 +133,9 @@ class _EventProgress:
         self.inner.close(stats)
 
 
-def _import_options(params: ImportParams, input: Path, rejects: Path | None) -> ImportOptions:
+def _import_options(
+    params: ImportParams, input: Path, rejects: Path | None, context: Context | None = None
+) -> ImportOptions:
     return ImportOptions(
         input=input,
         collection=validate_collection(params.collection),
@@ -123,6 +144,8 @@ def _import_options(params: ImportParams, input: Path, rejects: Path | None) -> 
         on_error=params.on_error,
         rejects=rejects,
         parser=params.parser,
+        # A remote caller's rejects file is new and private each run (security/paths.py).
+        rejects_mode=None if context is None or context.trusted_local else paths.PRIVATE_MODE,
     )
 
 
@@ -193,11 +216,17 @@ def perform_import(service: Service, params: ImportParams, call: Call) -> Import
     if hooks.on_target is not None:
         hooks.on_target(handle, db_path)
     # The text as given is checked (a Path would drop a trailing '/').
-    given: str | Path | None = params.rejects or default_rejects_path(db_path)
+    # The default database lives in the home, which no data command writes: no rejects file
+    # beside it unless one is named (rejected lines are still counted and sampled).
+    given: str | Path | None = params.rejects or (
+        default_rejects_path(db_path) if not call.target.is_default else None
+    )
     rejects: Path | None = None
     if given is not None and params.on_error == "skip":
         rejects = check_file(service, given, "rejects", context, writing=True)
-    options = _import_options(params, source, rejects if params.on_error == "skip" else None)
+    options = _import_options(
+        params, source, rejects if params.on_error == "skip" else None, context
+    )
     with service.registry.lease(handle) as (entry, adapter):
         decl = service.ensure_declared(adapter, options.collection)
         if decl is not None and decl.model is not None:
@@ -263,18 +292,27 @@ def data_import(service: Service, params: ImportParams, call: Call) -> ImportRes
 
 
 class ExportParams(DataParams):
+    model_config = ConfigDict(json_schema_extra=one_target_schema("input"))
+
     db_handle: str | None = None
     """Handle to export from, instead of input ('default' for the default database; never implied)."""
-    output: str = Field(min_length=1)
+    output: PathText
     """JSONL file to write (gzip-compressed when it ends in .gz); a path where the command runs."""
-    input: str | None = Field(default=None, min_length=1)
+    input: PathText | None = None
     """SQLite file to export, opened with data/open (mode readonly); or give dbHandle."""
-    collection: str = "training_examples"
+    collection: CollectionName = "training_examples"
     """Collection to export."""
-    filter: dict[str, Any] | None = None
+    filter: OptionalFilterSpec = None
     """Only records matching this filter (same language as data/list)."""
     page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=100_000)
     """Records read per transaction."""
+    overwrite: bool | None = None
+    """Replace an existing output file: the default for administrators; other actors must say true (else file_exists)."""
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ExportParams:
+        check_one_target(self.input, self.db_handle, "input")
+        return self
 
 
 class ExportResult(DataResult):
@@ -306,9 +344,21 @@ def export_target(service: Service, params: ExportParams, context: Context) -> H
     Raises:
         DbHandlesError: a bad output file, or from ``resolve_target``.
     """
-    check_file(service, params.output, "output", context, writing=True)
+    output = check_file(service, params.output, "output", context, writing=True)
+    if not _replaces(params, context) and os.path.lexists(output):
+        raise FileExists(
+            f"output: {params.output} exists; choose another name, or pass overwrite: true to "
+            "replace it",
+            field="output",
+        )
     return resolve_target(service, "data/export", params, params.input, path_field="input",
                           mode="readonly", context=context)  # fmt: skip
+
+
+def _replaces(params: ExportParams, context: Context) -> bool:
+    """Whether the export may replace an existing file: as asked, else only for administrators
+    (as before); a non-admin actor never replaces a file without saying so."""
+    return params.overwrite if params.overwrite is not None else context.is_admin
 
 
 def perform_export(service: Service, params: ExportParams, call: Call) -> ExportResult:
@@ -326,7 +376,8 @@ def perform_export(service: Service, params: ExportParams, call: Call) -> Export
     handle = call.target.handle
     with service.registry.lease(handle) as (entry, adapter):
         run_export(adapter, collection, output, filter=filter_node, page_size=params.page_size,
-                   on_page=on_page, stats=stats)  # fmt: skip
+                   on_page=on_page, stats=stats, replace=_replaces(params, call.context),
+                   mode=paths.file_mode(call.context))  # fmt: skip
     result = ExportResult(
         db_handle=entry.handle,
         collection=collection,

@@ -10,6 +10,7 @@ file gives back the same records, timestamps and versions included (see ``rows.p
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -20,8 +21,8 @@ from typing import IO, Any, cast
 import orjson
 
 from dbhandles.adapters.base import Adapter, Query
-from dbhandles.dbfiles import create_exclusive
-from dbhandles.errors import InvalidParams
+from dbhandles.dbfiles import check_plain, create_exclusive
+from dbhandles.errors import FileExists, InvalidParams
 from dbhandles.evaluate import position_of
 from dbhandles.filters import FilterNode, SortKey, validate_collection
 
@@ -61,8 +62,8 @@ class ExportStats:
 class _Output:
     """The partial file, and the gzip stream over it for a ``.gz`` name; ``close`` closes both."""
 
-    def __init__(self, path: Path, compress: bool) -> None:
-        self.raw: IO[bytes] = create_exclusive(path, "output")
+    def __init__(self, path: Path, compress: bool, mode: int = 0o666) -> None:
+        self.raw: IO[bytes] = create_exclusive(path, "output", mode)
         self.stream: IO[bytes] = self.raw
         if compress:
             self.stream = cast(
@@ -77,12 +78,20 @@ class _Output:
             self.raw.close()
 
 
-def _open(path: Path, compress: bool) -> _Output:
+def _open(path: Path, compress: bool, mode: int) -> _Output:
     try:
-        return _Output(path, compress)
+        return _Output(path, compress, mode)
     except OSError as exc:
         raise InvalidParams(f"output: cannot create a file in {str(path.parent)!r}: {exc.strerror}",
                             field="output") from exc  # fmt: skip
+
+
+def _partial_name(name: str) -> str:
+    """``.<name>.partial``, or ``.<digest>.partial`` when that would be too long a file name."""
+    partial = f".{name}.partial"
+    if len(os.fsencode(partial)) <= 255:
+        return partial
+    return f".{hashlib.sha1(os.fsencode(name)).hexdigest()[:20]}.partial"
 
 
 def run_export(
@@ -94,11 +103,19 @@ def run_export(
     page_size: int = DEFAULT_PAGE_SIZE,
     on_page: Callable[[ExportStats], None] | None = None,
     stats: ExportStats | None = None,
+    replace: bool = True,
+    mode: int = 0o666,
 ) -> ExportStats:
     """Export the records of ``collection`` (matching ``filter``) to the JSONL file ``output``.
 
+    Args:
+        replace: an existing ``output`` is replaced (atomically); else the finished file is linked
+            into place only if the name is still free, and an existing file is ``FileExists``.
+        mode: the mode of the new file (the umask applies).
+
     Raises:
         InvalidParams: a bad collection name or page size, or the file cannot be written.
+        FileExists: ``output`` exists and ``replace`` is false.
         DbHandlesError: the database failed.
     """
     collection = validate_collection(collection)
@@ -106,13 +123,18 @@ def run_export(
         raise InvalidParams("pageSize: must be between 1 and 100000", field="pageSize")
     stats = stats if stats is not None else ExportStats()
     target = Path(output).expanduser()
-    partial = target.with_name(f".{target.name}.partial")
-    out = _open(partial, compress=target.suffix == ".gz")
+    partial = target.with_name(_partial_name(target.name))
+    out = _open(partial, target.suffix == ".gz", mode)
     try:
         try:
             _pages(adapter, collection, filter, page_size, out, stats, on_page)
             out.close()
-            os.replace(partial, target)
+            if replace:
+                # Checked again at the end: a database may have been opened there meanwhile.
+                check_plain(target, "output", writing=True)
+                os.replace(partial, target)
+            else:
+                _link_new(partial, target)
         except OSError as exc:
             raise InvalidParams(f"output: cannot write {str(target)!r}: {exc.strerror or exc}",
                                 field="output") from exc  # fmt: skip
@@ -122,6 +144,23 @@ def run_export(
         raise
     stats.finished = time.monotonic()
     return stats
+
+
+def _link_new(partial: Path, target: Path) -> None:
+    """Put the finished file at ``target`` only if nothing is there (a hard link fails on an
+    existing name, atomically), then drop the partial name.
+
+    Raises:
+        FileExists: ``target`` exists.
+    """
+    try:
+        os.link(partial, target, follow_symlinks=False)
+    except FileExistsError as exc:
+        raise FileExists(
+            f"output: {target.name} exists; choose another name, or pass overwrite: true",
+            field="output",
+        ) from exc
+    partial.unlink()
 
 
 def _pages(

@@ -8,7 +8,7 @@ from typing import IO
 
 import orjson
 
-from dbhandles.dbfiles import open_plain
+from dbhandles.dbfiles import create_exclusive, open_plain
 from dbhandles.errors import InvalidParams
 
 __all__ = ["RejectsFile"]
@@ -18,16 +18,21 @@ class RejectsFile:
     """Writes ``{"line": n, "reason": "...", "text": "<the line>"}`` per rejected line.
 
     The file is created (or emptied) when the import starts, so after a run it lists exactly that
-    run's rejected lines, also when there were none.
+    run's rejected lines, also when there were none. With ``mode`` (a remote caller's import) it is
+    always a new file with that mode (``O_EXCL | O_NOFOLLOW``), replacing the previous run's.
 
     Raises:
         InvalidParams: the file cannot be created.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], mode: int | None = None) -> None:
         self.path = Path(path).expanduser()
         try:
-            self._file: IO[bytes] = open_plain(self.path, "wb", "rejects")
+            self._file: IO[bytes] = (
+                open_plain(self.path, "wb", "rejects")
+                if mode is None
+                else create_exclusive(self.path, "rejects", mode)
+            )
         except OSError as exc:
             raise InvalidParams(f"rejects: cannot create {str(self.path)!r}: {exc.strerror}",
                                 field="rejects") from exc  # fmt: skip

@@ -67,6 +67,9 @@ class ImportOptions:
     on_error: OnError = "abort"
     rejects: Path | None = None
     parser: ParserMode = "auto"
+    #: Create the rejects file anew with this mode (a remote caller's: private), instead of
+    #: emptying the file that is there.
+    rejects_mode: int | None = None
 
 
 def _record(row: Row) -> Record:
@@ -217,7 +220,9 @@ def run_import(
         stats.total_bytes = reader.total_bytes
         tx = _Transactions(adapter, collection, stats)
         rejects = (
-            RejectsFile(options.rejects) if options.on_error == "skip" and options.rejects else None
+            RejectsFile(options.rejects, options.rejects_mode)
+            if options.on_error == "skip" and options.rejects
+            else None
         )
         try:
             with _bulk(adapter):

@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dbhandles.adapters import FileConfig
 from dbhandles.commands.base import DataParams
 from dbhandles.context import Context
 from dbhandles.dbfiles import check_path_text, check_plain
-from dbhandles.errors import InvalidParams, PathNotAllowed, PermissionDenied
+from dbhandles.errors import InvalidParams, PermissionDenied
 from dbhandles.registry import HandleEntry
+from dbhandles.security import paths
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
 
-__all__ = ["check_file", "resolve_target"]
-
-
-def _under(path: Path, roots: tuple[Path, ...]) -> bool:
-    return any(path == root or root in path.parents for root in roots)
+__all__ = ["check_file", "check_one_target", "one_target_schema", "resolve_target"]
 
 
 def check_file(
@@ -37,29 +34,29 @@ def check_file(
     *,
     writing: bool = False,
 ) -> Path:
-    """The real path of a file a command reads or writes, checked like ``data/open`` checks paths.
+    """The real path of a file a command reads or writes, decided by the one path policy
+    (``security/paths.py``) and resolved once per call (a second ask returns the first answer).
 
-    Remote requests may only reach files under the allowed roots (``DBHANDLES_ALLOWED_ROOTS``); the
-    file must not be an SQLite database or one of its side files.
+    Remote administrators reach files under the allowed roots (``DBHANDLES_ALLOWED_ROOTS``); a
+    non-admin actor writes only in its data space and reads there and under the read roots
+    (``DBHANDLES_READ_ROOTS``); nobody reaches the service's own state. The file must not be an
+    SQLite database or one of its side files.
 
     Raises:
-        PathNotAllowed: a remote request for a file outside the allowed roots.
+        PathNotAllowed: a file the caller may not reach.
         InvalidParams: the file is an SQLite database or side file, or (``writing``) a link, a
             special file or a file with other names (``dbfiles.check_plain``).
     """
-    real = Path(os.path.realpath(os.path.expanduser(check_path_text(path, field))))
-    if not context.trusted_local:
-        roots = service.settings.roots()
-        if not _under(real, roots):
-            raise PathNotAllowed(
-                f"{field}: {real} is outside the allowed folders ({', '.join(map(str, roots))}); "
-                "an administrator can add folders with DBHANDLES_ALLOWED_ROOTS",
-                field=field,
-            )
+    text = os.fspath(path)
+    found = paths.resolved(field, text) or paths.resolve(
+        service.settings, context, text, field, "output" if writing else "input"
+    )
+    if writing:
+        paths.ensure_parent(found)
     # An SQLite database (or one of its side files) is never read or written as JSONL: writing
     # would destroy it, and a plain open() in this process would release its connections' locks.
-    check_plain(real, field, writing=writing)
-    return real
+    check_plain(found.path, field, writing=writing)
+    return found.path
 
 
 #: A database named by path is an SQLite file: ``_open_path`` opens it with this adapter, so only this
@@ -74,13 +71,15 @@ def _reusable(entry: HandleEntry, canonical: str, mode: str, context: Context) -
     if not isinstance(config, FileConfig) or config.path != canonical:
         return False
     # Only a plain handle of the same actor: never borrow someone else's, or a restricted one.
-    if entry.owner not in (None, context.actor) or entry.permissions is not None:
+    owners = (None, context.actor) if context.is_admin else (context.actor,)
+    if entry.owner not in owners or entry.permissions is not None:
         return False
     return mode == "readonly" or not config.readonly
 
 
 def _open_path(service: Service, path: str, mode: str, context: Context) -> str:
-    canonical = os.path.realpath(os.path.expanduser(path))
+    # Where data/open will look for it (a non-admin's relative name is in its own data space).
+    canonical = str(paths.resolve(service.settings, context, path, "config.path", "database").path)
     # A handle on a file that was deleted since is not reused: data/open creates the file again.
     if os.path.exists(canonical):
         for entry in service.registry.list_handles():
@@ -95,6 +94,36 @@ def _open_path(service: Service, path: str, mode: str, context: Context) -> str:
         "data/open", {"adapter": _PATH_ADAPTER, "config": config}, context=context
     )
     return str(result["dbHandle"])
+
+
+def check_one_target(path: str | None, db_handle: str | None, path_field: str) -> None:
+    """Exactly one of ``path`` and ``db_handle`` is given (the params models check it when parsed;
+    ``one_target_schema`` says it in their JSON schema).
+
+    Raises:
+        InvalidParams: both or neither.
+    """
+    if path is not None and db_handle is not None:
+        raise InvalidParams(
+            f"{path_field}: give {path_field} or dbHandle, not both", field=path_field
+        )
+    if path is None and db_handle is None:
+        raise InvalidParams(
+            f"{path_field}: missing; give {path_field} (an SQLite file, opened with data/open) or "
+            "dbHandle (an open handle; 'default' for the default database)",
+            field=path_field,
+        )
+
+
+def one_target_schema(path_field: str) -> dict[str, Any]:
+    """``check_one_target`` as JSON Schema, for a params model's ``json_schema_extra``."""
+    given, absent = {"type": "string"}, {"type": "null"}
+    return {
+        "anyOf": [
+            {"required": [path_field], "properties": {path_field: given, "dbHandle": absent}},
+            {"required": ["dbHandle"], "properties": {"dbHandle": given, path_field: absent}},
+        ]
+    }
 
 
 def resolve_target(
@@ -118,20 +147,12 @@ def resolve_target(
         PermissionDenied: the handle has a row filter (imports and exports do not apply one).
         DbHandlesError: from ``data/open``.
     """
-    if path is not None and params.db_handle is not None:
-        raise InvalidParams(
-            f"{path_field}: give {path_field} or dbHandle, not both", field=path_field
-        )
-    if path is None and params.db_handle is None:
-        raise InvalidParams(
-            f"{path_field}: missing; give {path_field} (an SQLite file, opened with data/open) or "
-            "dbHandle (an open handle; 'default' for the default database)",
-            field=path_field,
-        )
-    handle: str | None = params.db_handle
+    check_one_target(path, params.db_handle, path_field)
     if path is not None:
         handle = _open_path(service, check_path_text(path, path_field), mode, context)
-    entry = service.registry.resolve(handle)
+        entry = service.registry.resolve(handle)
+    else:
+        entry = service.registry.resolve_for(params.db_handle, context.actor, context.is_admin)
     if entry.row_filter is not None:
         raise PermissionDenied(
             f"Permission denied: this handle only reaches rows matching its row filter, and "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, overload
 
 from dbhandles.clock import iso_from_epoch
 from dbhandles.store import AuditRow, HandleStore
@@ -19,6 +19,22 @@ __all__ = ["FLUSH_SECONDS", "AuditLog"]
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.25
 MAX_QUEUE = 10_000
+
+
+@overload
+def _text(value: str) -> str: ...
+@overload
+def _text(value: None) -> None: ...
+def _text(value: str | None) -> str | None:
+    """``value``, with what UTF-8 cannot hold (a lone surrogate from a JSON escape) written as a
+    backslash escape, so a hostile name can never make its audit row unwritable."""
+    if value is None or value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 class AuditLog:
@@ -58,36 +74,57 @@ class AuditLog:
         collection: str | None,
         record_id: str | None,
         code: str | None,
+        target: str | None = None,
     ) -> None:
-        """The hot-path form of ``record``: a plain tuple now, an ``AuditRow`` at flush time."""
+        """The hot-path form of ``record``: a plain tuple now, an ``AuditRow`` at flush time.
+
+        ``target``: the real files or databases the command resolved, one per line (``None`` when
+        the handle says it all)."""
         if self.enabled:
             self.record(
-                (at, actor, session_id, handle, command, operation, collection, record_id, code)
-            )
+                (at, actor, session_id, handle, command, operation, collection, record_id, code,
+                 target)
+            )  # fmt: skip
 
     @staticmethod
     def _row(item: AuditRow | tuple[Any, ...]) -> AuditRow:
         if isinstance(item, AuditRow):
             return item
-        at, actor, session_id, handle, command, operation, collection, record_id, code = item
+        at, actor, session_id, handle, command, operation, collection, record_id, code, target = (
+            item
+        )
         return AuditRow(
-            iso_from_epoch(at), actor, session_id, handle, command, operation, collection, record_id,
-            code is None, code,
+            iso_from_epoch(at), _text(actor), _text(session_id), _text(handle), _text(command),
+            operation, _text(collection), _text(record_id), code is None, code, _text(target),
         )  # fmt: skip
 
     def flush(self) -> None:
         with self._lock:
             queued, self._queue = self._queue, []
         rows = [self._row(item) for item in queued]
-        if rows:
-            try:
-                self.store.append_audit(rows)
-            except Exception:
-                log.exception(
-                    "could not write %d audit rows; they are kept for the next flush", len(rows)
-                )
-                with self._lock:
-                    self._queue = [*rows, *self._queue]
+        if not rows:
+            return
+        try:
+            self.store.append_audit(rows)
+            return
+        except Exception:
+            # One row the store refuses must never hold back the others: write them one by one.
+            kept = [row for row in rows if not self._append_one(row)]
+        if len(kept) == len(rows):  # nothing went in: the store is down, try again later
+            log.exception(
+                "could not write %d audit rows; they are kept for the next flush", len(rows)
+            )
+            with self._lock:
+                self._queue = [*kept, *self._queue]
+        else:
+            log.error("dropped %d audit rows the store refused: %r", len(kept), kept)
+
+    def _append_one(self, row: AuditRow) -> bool:
+        try:
+            self.store.append_audit([row])
+        except Exception:
+            return False
+        return True
 
     def _run(self) -> None:
         while not self._stop.wait(FLUSH_SECONDS):

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import FilterNode, parse_filter, validate_collection
+from dbhandles.jsonmodel import JsonModel
 
 __all__ = ["PRESETS", "Isolation", "Permissions", "narrow", "parse_permissions"]
 
 Isolation = Literal["none", "soft", "strict"]
 
 
-class Permissions(BaseModel):
+class Permissions(JsonModel):
     """What one handle allows. Defaults are the original system's "god mode"."""
 
     model_config = ConfigDict(
@@ -91,12 +92,13 @@ PRESETS: dict[str, Permissions] = {
 def parse_permissions(raw: dict[str, Any] | None, preset: str | None = None) -> Permissions | None:
     """Build permissions from a preset name and/or explicit fields (explicit fields win)."""
     raw = dict(raw or {})
-    preset = raw.pop("preset", None) or preset
+    given = raw.pop("preset", None)
+    preset = given if given is not None else preset
     if preset is None and not raw:
         return None
     base: dict[str, Any] = {}
     if preset is not None:
-        if preset not in PRESETS:
+        if not isinstance(preset, str) or preset not in PRESETS:
             raise InvalidParams(
                 f"permissions.preset: unknown preset {preset!r}; known: {', '.join(PRESETS)}",
                 field="permissions.preset",

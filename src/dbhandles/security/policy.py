@@ -1,30 +1,47 @@
 """The one choke point: who may open what, and whether a command may run through a handle.
 
-``Service.execute`` calls ``authorize`` before every handler; ``data/open`` calls ``check_open``.
-Every command declares its operation in the command table, so a command added later cannot skip the
-check (a test builds the permission matrix from the table).
+``Service.execute`` calls ``authorize`` before every handler; ``data/open`` calls
+``AccessPolicy.check_open``. Every command declares its operation in the command table, so a command
+added later cannot skip the check (a test builds the permission matrix from the table).
+
+Rights attach to databases, not to handles. A file database's owner and the grants on it live in the
+handle store (``_dbh_databases``, ``_dbh_grants``), never in a file a data command could write. For a
+remote non-admin actor (``AccessPolicy.database_rights``):
+
+- a database it owns, or one in its own data space nobody else owns: everything;
+- another actor's database: what that actor (or an administrator) granted it with ``data/grant``;
+  else read-only when the owner chose ``soft`` isolation; else nothing (``access_denied``);
+- a database under a read root (``DBHANDLES_READ_ROOTS``) that nobody shared: read-only;
+- the shared ``default`` database: ``DBHANDLES_DEFAULT_ACCESS`` (by default read and write, never
+  delete, truncate, clear or vacuum);
+- a database server: only one listed in ``DBHANDLES_POSTGRES_SERVERS``.
+
+The same rights are the ceiling of a handle it opens (so opening a database again never widens them)
+and of every command it runs through another actor's handle. Administrators and the local user are
+not limited by them.
 """
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import orjson
-
 from dbhandles.adapters import Adapter, AdapterConfig, FileConfig
+from dbhandles.adapters.memory import MemoryConfig
 from dbhandles.clock import iso_now
 from dbhandles.context import Context
-from dbhandles.dbfiles import open_plain, replace_file
 from dbhandles.errors import (
     AccessDenied,
-    DbHandlesError,
+    Forbidden,
     PathNotAllowed,
     PermissionDenied,
     QuotaExceeded,
+    ServerNotAllowed,
 )
+from dbhandles.security import paths
 from dbhandles.security.permissions import PRESETS, Permissions, narrow
+from dbhandles.store import DatabaseRow, GrantRow, HandleStore, file_database
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -33,14 +50,14 @@ if TYPE_CHECKING:
     from dbhandles.settings import Settings
 
 __all__ = [
+    "DEFAULT_CEILINGS",
+    "GRANT_ACCESS",
+    "AccessPolicy",
     "Authorizable",
+    "Opening",
     "authorize",
     "batch_operations",
-    "check_open",
     "operations_of",
-    "owner_file",
-    "read_owner",
-    "write_owner",
 ]
 
 
@@ -58,88 +75,279 @@ class Authorizable(Protocol):
     def admin_only(self) -> bool: ...
 
 
-def owner_file(path: str) -> Path:
-    """The ``.owner`` sidecar of a file database: ``<file>.owner``."""
-    return Path(f"{path}.owner")
+_READ_ONLY = PRESETS["READ_ONLY"]
+#: What a non-admin actor may do in the shared default database, by ``DBHANDLES_DEFAULT_ACCESS``
+#: (``None``: everything).
+DEFAULT_CEILINGS: dict[str, Permissions | None] = {
+    "none": Permissions(read=False, write=False, delete=False, schema_=False),
+    "read": _READ_ONLY,
+    "write": Permissions(delete=False, schema_=False),
+    "full": None,
+}
+#: The rights of ``data/grant``'s ``access`` levels (narrowed further by its ``permissions``).
+GRANT_ACCESS: dict[str, Permissions] = {
+    "read": _READ_ONLY,
+    "write": Permissions(schema_=False),
+    "full": Permissions(),
+}
 
 
-def read_owner(path: str) -> dict[str, Any] | None:
-    """The owner recorded next to the database at ``path``, if a readable record is there.
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """What ``check_open`` decided: the config to open (its path resolved once), the handle's
+    permissions, and the ownership to record before the handle exists."""
 
-    Read through ``dbfiles.open_plain``: a ``.owner`` name that is really a database (or a link to
-    one) is never opened with plain I/O, which would release this process's locks on it.
-    """
-    try:
-        with open_plain(owner_file(path), "rb", "config.path") as file:
-            data = orjson.loads(file.read())
-    except (OSError, orjson.JSONDecodeError, DbHandlesError):
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("owner"), str) else None
-
-
-def write_owner(path: str, owner: str, isolation: str) -> None:
-    """Record the owner next to the database so it survives re-opening by path (owner-only file)."""
-    record = orjson.dumps({"owner": owner, "isolationMode": isolation, "createdAt": iso_now()})
-    # A new file renamed into place: the old one (or a planted link) is replaced, never opened.
-    replace_file(owner_file(path), record, "config.path", 0o600)
+    config: AdapterConfig
+    permissions: Permissions | None
+    #: ``_dbh_databases`` key of a file database (``None`` for the others).
+    database: str | None = None
+    #: The file's path as resolved (once) by the path policy, and where it lies for the caller.
+    resolved: paths.Resolved | None = None
+    #: Ownership to record: ``(owner, isolation)``; ``None`` to record nothing.
+    claim: tuple[str, str] | None = None
 
 
-def _under(path: Path, roots: tuple[Path, ...]) -> bool:
-    return any(path == root or root in path.parents for root in roots)
+def _denied(owner: str, actor: str) -> AccessDenied:
+    return AccessDenied(
+        f"Access denied: database owned by {owner!r}, requested by {actor!r}; its owner (or an "
+        "administrator) can share it with data/grant"
+    )
 
 
-def check_open(
-    cls: type[Adapter],
-    config: AdapterConfig,
-    requested: Permissions | None,
-    context: Context,
-    settings: Settings,
-    handles_owned: int,
-) -> tuple[Permissions | None, dict[str, Any] | None]:
-    """Decide whether ``context`` may open this database; return the handle's effective permissions
-    and the recorded ownership (if any).
+class AccessPolicy:
+    """Rights of actors on databases, from the settings and the handle store's owners and grants."""
 
-    Raises:
-        PathNotAllowed: a file outside the allowed roots (remote actors only; ``..`` and links resolved).
-        AccessDenied: the database is owned by another actor with ``strict`` isolation.
-        QuotaExceeded: the actor holds too many handles.
-        PermissionDenied: the actor tries to record someone else as owner.
-    """
-    path = config.path if cls.features.file_based and isinstance(config, FileConfig) else None
-    if path is not None and not context.trusted_local:
-        real = Path(os.path.realpath(os.path.expanduser(path)))
-        roots = settings.roots()
-        if not _under(real, roots):
+    def __init__(self, settings: Settings, store: HandleStore) -> None:
+        self.settings = settings
+        self.store = store
+
+    # -- databases ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def database_of(config: AdapterConfig) -> str | None:
+        """The ``_dbh_databases`` key of an opened (prepared) config: file databases only."""
+        return file_database(config.path) if isinstance(config, FileConfig) else None
+
+    def database_rights(
+        self, context: Context, database: str, place: paths.Place, *, readonly: bool
+    ) -> tuple[Permissions | None, DatabaseRow | None]:
+        """The ceiling of a non-admin actor on a file database (``None``: no limit) and its record.
+
+        Raises:
+            AccessDenied: another actor's database that was not shared with this one.
+            PathNotAllowed: a database nobody shared, outside the actor's space and read roots; or a
+                read root opened for writing.
+        """
+        record = self.store.get_database(database)
+        if record is not None and record.owner == context.actor:
+            return None, record
+        if record is None:
+            if place == "own":
+                return None, None
+            if place == "read":
+                if not readonly:
+                    raise PathNotAllowed(
+                        "config.path: the folders of DBHANDLES_READ_ROOTS are for reading: open "
+                        'the database with "mode": "readonly"',
+                        field="config.path",
+                    )
+                return _READ_ONLY, None
             raise PathNotAllowed(
-                f"config.path: {real} is outside the allowed folders ({', '.join(map(str, roots))}); "
-                "an administrator can add folders with DBHANDLES_ALLOWED_ROOTS",
+                "config.path: this database is outside your data space and nobody shared it with "
+                "you (its owner can, with data/grant)",
                 field="config.path",
             )
-    if not context.is_admin and handles_owned >= settings.max_handles_per_actor:
-        raise QuotaExceeded(
-            f"actor {context.actor!r} already holds {handles_owned} open handles (the limit is "
-            f"{settings.max_handles_per_actor}); close some with data/close"
-        )
-    if (
-        requested is not None
-        and requested.owner not in (None, context.actor)
-        and not context.is_admin
-    ):
-        raise PermissionDenied("permissions.owner: only an administrator can record another owner")
-    recorded = None
-    if path is not None:
-        real_path = os.path.realpath(os.path.expanduser(path))
-        recorded = read_owner(real_path)
-    ceiling: Permissions | None = None
-    if recorded is not None and recorded["owner"] != context.actor and not context.is_admin:
-        isolation = recorded.get("isolationMode", "none")
-        if isolation == "strict":
-            raise AccessDenied(
-                f"Access denied: database owned by {recorded['owner']!r}, requested by {context.actor!r}"
+        grant = self.store.get_grant(database, context.actor)
+        if grant is not None:
+            return Permissions.model_validate(grant.permissions), record
+        if record.isolation == "soft":
+            return _READ_ONLY.model_copy(update={"isolation_mode": "soft"}), record
+        if place == "read" and readonly and record.isolation == "none":
+            return _READ_ONLY, record
+        raise _denied(record.owner, context.actor)
+
+    def check_open(
+        self,
+        cls: type[Adapter],
+        config: AdapterConfig,
+        requested: Permissions | None,
+        context: Context,
+        handles_owned: int,
+    ) -> Opening:
+        """Decide whether ``context`` may open this database, and how.
+
+        Raises:
+            PathNotAllowed: a file the caller may not reach (see ``security.paths``).
+            AccessDenied: another actor's database that was not shared with the caller.
+            ServerNotAllowed: a database server a non-admin may not reach.
+            QuotaExceeded: the actor holds too many handles.
+            PermissionDenied: the actor tries to record someone else as owner.
+        """
+        settings = self.settings
+        if not context.is_admin and handles_owned >= settings.max_handles_per_actor:
+            raise QuotaExceeded(
+                f"actor {context.actor!r} already holds {handles_owned} open handles (the limit is "
+                f"{settings.max_handles_per_actor}); close some with data/close"
             )
-        if isolation == "soft":
-            ceiling = PRESETS["READ_ONLY"].model_copy(update={"isolation_mode": "soft"})
-    return narrow(requested, ceiling), recorded
+        if (
+            requested is not None
+            and requested.owner not in (None, context.actor)
+            and not context.is_admin
+        ):
+            raise PermissionDenied(
+                "permissions.owner: only an administrator can record another owner"
+            )
+        isolation = requested.isolation_mode if requested is not None else "none"
+        owner = (requested.owner if requested is not None else None) or context.actor
+        if cls.features.file_based and isinstance(config, FileConfig):
+            found = paths.resolve(settings, context, config.path, "config.path", "database")
+            config = config.model_copy(update={"path": str(found.path)})
+            database = file_database(str(found.path))
+            if context.is_admin:
+                record = self.store.get_database(database)
+                ceiling = None
+            else:
+                ceiling, record = self.database_rights(
+                    context, database, found.place, readonly=config.readonly
+                )
+            claim: tuple[str, str] | None = None
+            if context.is_admin:
+                # An administrator records an owner only when it asks for isolation.
+                if isolation != "none" and (record is None or record.owner == owner):
+                    claim = (owner, isolation)
+            elif found.place == "own" and (record is None or record.owner == owner):
+                # What an actor opens in its own space is its own; reopening it with an isolation
+                # mode changes that mode. Nothing else is ever claimed by a non-admin.
+                claim = (owner, isolation) if record is None or isolation != "none" else None
+            effective = narrow(requested, ceiling)
+            return Opening(config, effective, database, found, claim)
+        if not context.is_admin:
+            if isinstance(config, MemoryConfig):
+                # A memory database's name belongs to its actor: another actor's same name is
+                # another database.
+                if config.name is not None:
+                    config = config.model_copy(update={"name": f"{context.actor}/{config.name}"})
+            else:
+                endpoint = config.tenant_endpoint()
+                if endpoint is not None and endpoint not in self.allowed_servers():
+                    raise ServerNotAllowed(
+                        "config: this database server is not one an administrator listed for "
+                        "non-admin actors (DBHANDLES_POSTGRES_SERVERS)",
+                        field="config",
+                    )
+        return Opening(config, requested)
+
+    def allowed_servers(self) -> set[str]:
+        """``DBHANDLES_POSTGRES_SERVERS`` as ``host:port`` strings (5432 when no port is given)."""
+        found = set()
+        for entry in self.settings.postgres_servers:
+            host, sep, port = entry.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                host, port = entry, "5432"
+            found.add(f"{host}:{port}")
+        return found
+
+    def claim(self, opening: Opening, context: Context) -> None:
+        """Record the ownership ``check_open`` decided, before the handle exists.
+
+        Raises:
+            AccessDenied: another actor claimed the database first.
+        """
+        if opening.claim is None or opening.database is None:
+            return
+        owner, isolation = opening.claim
+        held = self.store.claim_database(
+            DatabaseRow(opening.database, owner, isolation, iso_now()), isolation_if_owner=True
+        )
+        if held.owner != owner and not context.is_admin:
+            raise _denied(held.owner, context.actor)
+
+    # -- handles -----------------------------------------------------------------------------------
+
+    def handle_ceiling(self, context: Context, entry: HandleEntry) -> Permissions | None:
+        """What a non-admin actor may do through ``entry`` beyond the handle's own permissions
+        (``None``: nothing more is refused).
+
+        Raises:
+            AccessDenied: another actor's handle on a database not shared with this one (or shared
+                with restrictions a borrowed handle would not apply).
+        """
+        if context.is_admin:
+            return None
+        if entry.is_default:
+            return DEFAULT_CEILINGS[self.settings.default_access]
+        if entry.owner == context.actor:
+            return None
+        database = self.database_of(entry.config)
+        if database is None:
+            # A memory database or a server: reachable only through its opener's handles.
+            raise AccessDenied(
+                f"Access denied: handle owned by {entry.owner!r}, requested by {context.actor!r}"
+            )
+        real = Path(database.removeprefix("file:"))
+        place = paths.place_of(self.settings, context, real, "database") or "other"
+        try:
+            ceiling, _ = self.database_rights(
+                context, database, place, readonly=entry.config.readonly
+            )
+        except PathNotAllowed:
+            raise AccessDenied(
+                f"Access denied: handle owned by {entry.owner!r}, requested by {context.actor!r}"
+            ) from None
+        if ceiling is not None and (
+            ceiling.row_filter is not None
+            or ceiling.allowed_collections is not None
+            or ceiling.denied_collections
+        ):
+            raise AccessDenied(
+                "Access denied: your rights on this database are limited to some rows or "
+                "collections; open it yourself with data/open to get a handle that applies them"
+            )
+        return ceiling
+
+    # -- grants ------------------------------------------------------------------------------------
+
+    def may_share(self, context: Context, entry: HandleEntry) -> str:
+        """The database behind ``entry`` if ``context`` may grant rights on it (its owner, or an
+        administrator).
+
+        Raises:
+            AccessDenied: the caller is neither.
+            Forbidden: not a file database (only those can be shared).
+        """
+        database = self.database_of(entry.config)
+        if database is None or entry.is_default:
+            raise Forbidden(
+                "only file databases (sqlite, json) can be shared with data/grant; the default "
+                "database is shared by DBHANDLES_DEFAULT_ACCESS"
+            )
+        if context.is_admin:
+            return database
+        record = self.store.get_database(database)
+        if record is not None and record.owner == context.actor:
+            return database
+        real = Path(database.removeprefix("file:"))
+        if record is None and paths.place_of(self.settings, context, real, "database") == "own":
+            return database
+        raise AccessDenied(
+            f"Access denied: only the owner of this database (or an administrator) can share it, "
+            f"requested by {context.actor!r}"
+        )
+
+    def put_grant(
+        self, database: str, actor: str, permissions: Permissions, context: Context
+    ) -> GrantRow:
+        from dbhandles.store.sql import grant_id
+
+        row = GrantRow(
+            grant_id(database, actor), database, actor, permissions.to_wire(), context.actor,
+            iso_now(),
+        )  # fmt: skip
+        if self.store.get_database(database) is None:
+            # A database shared from an actor's own space is that actor's from now on.
+            self.store.claim_database(DatabaseRow(database, context.actor, "none", iso_now()))
+        self.store.put_grant(row)
+        return row
 
 
 def _field(params: BaseModel, name: str) -> Any:
@@ -169,22 +377,28 @@ def collections_of(params: BaseModel) -> list[str]:
 
 
 def authorize(
-    command: Authorizable, params: BaseModel, context: Context, entry: HandleEntry | None
+    command: Authorizable,
+    params: BaseModel,
+    context: Context,
+    entry: HandleEntry | None,
+    access: AccessPolicy | None = None,
 ) -> None:
     """Refuse the call unless the actor and the handle's permissions allow every operation in it.
+
+    ``access`` adds the actor's rights on the database behind the handle (the shared default
+    database, another actor's handle): ``Service.authorize`` always passes it.
 
     Raises:
         PermissionDenied, AccessDenied, Forbidden (admin-only commands).
     """
-    from dbhandles.errors import Forbidden
-
     ops = operations_of(command, params)
     if command.admin_only and not context.is_admin:
         raise Forbidden(f"{command.name} is for administrators only")
     if entry is None:
         return
     data_ops = ops & {"read", "write", "delete", "schema"}
-    foreign = entry.owner is not None and entry.owner != context.actor and not context.is_admin
+    # Another actor's handle (an ownerless one, of a release before owners, is nobody's own).
+    foreign = not entry.is_default and entry.owner != context.actor and not context.is_admin
     permissions = entry.permissions
     if foreign and permissions is not None and permissions.isolation_mode == "strict":
         raise AccessDenied(
@@ -203,6 +417,19 @@ def authorize(
         raise AccessDenied(
             f"Access denied: only {entry.owner!r} (or an administrator) can close this handle"
         )
+    if access is not None and data_ops and not context.is_admin and (foreign or entry.is_default):
+        ceiling = access.handle_ceiling(context, entry)
+        for op in sorted(data_ops):
+            if ceiling is not None and not ceiling.allows(op):
+                if entry.is_default:
+                    raise PermissionDenied(
+                        f"Permission denied: non-admin actors may not {op} in the shared default "
+                        f"database (DBHANDLES_DEFAULT_ACCESS={access.settings.default_access})"
+                    )
+                raise AccessDenied(
+                    f"Access denied: {context.actor!r} may not {op} in this database of "
+                    f"{entry.owner!r}"
+                )
     if permissions is None:
         return
     for op in sorted(data_ops):

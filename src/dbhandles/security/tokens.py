@@ -18,16 +18,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dbhandles.clock import iso_now
+from dbhandles.context import ACTOR_PATTERN
 from dbhandles.errors import InvalidParams, NotFound, Unauthorized
 from dbhandles.store import HandleStore, TokenRow
 
-__all__ = ["ADMIN_TOKEN_FILE", "Actor", "TokenManager", "parse_duration"]
+__all__ = ["ADMIN_TOKEN_FILE", "DURATION_PATTERN", "Actor", "TokenManager", "parse_duration"]
 
 ADMIN_TOKEN_FILE = "admin.token"
 _TOKEN = re.compile(r"^dbh_([A-Za-z0-9]{8,32})_([A-Za-z0-9_-]{20,128})$")
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+#: A token lifetime (``30d``): at most 5 digits, so that now + lifetime stays a date.
+DURATION_PATTERN = r"^ *([0-9]{1,5}) *([smhdw]) *$"
+_DURATION = re.compile(DURATION_PATTERN)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_ACTOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+_ACTOR = re.compile(ACTOR_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +44,7 @@ class Actor:
 
 def parse_duration(text: str) -> timedelta:
     """``30d``, ``12h``, ``15m``, ``90s``, ``2w`` → a timedelta."""
-    match = _DURATION.match(text)
+    match = _DURATION.fullmatch(text)
     if not match:
         raise InvalidParams(
             f"expires: {text!r} is not a duration like 30d, 12h or 15m", field="expires"
@@ -67,7 +70,7 @@ class TokenManager:
         self, actor: str, *, expires: str | None = None, admin: bool = False
     ) -> tuple[str, TokenRow]:
         """A new token for ``actor``; returns ``(token, row)`` — the token is never shown again."""
-        if not _ACTOR.match(actor):
+        if not _ACTOR.fullmatch(actor):
             raise InvalidParams(
                 f"actor: {actor!r} is not a valid actor name (letters, digits, '_', '.', '@', '-')",
                 field="actor",

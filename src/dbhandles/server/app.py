@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,8 +18,12 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from dbhandles.context import Context
+from dbhandles.errors import DbHandlesError, TooManyRequests
 from dbhandles.server import auth, http
-from dbhandles.server.ws import websocket_endpoint
+from dbhandles.server.fair import FairPool
+from dbhandles.server.fanout import Fanout
+from dbhandles.server.http import LARGE_BODY
+from dbhandles.server.ws import TRANSPORT_KEY, websocket_endpoint
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -38,6 +43,12 @@ DRAIN_SECONDS = 30.0
 DEFAULT_THREADS = 2
 #: Commands that may run on the event loop (see ``ServerState.can_run_inline``).
 INLINE_COMMANDS = frozenset({"data/read"})
+
+
+def _decrement(counter: Counter[str], key: str) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
 
 
 def _version() -> str:
@@ -61,50 +72,139 @@ class ServerState:
         self.service = service
         self.close_service = close_service
         self.require_token = require_token
-        self.max_body_bytes = service.settings.max_body_bytes
+        settings = service.settings
+        self.max_body_bytes = settings.max_body_bytes
+        #: Seconds a request body has to arrive in full (``request_timeout`` past it).
+        self.body_timeout = settings.body_timeout_seconds
         self.version = _version()
         self.websockets = 0
+        #: What each client address and actor holds now (only touched on the event loop).
+        self.addresses: Counter[str] = Counter()
+        self.uploads: Counter[str] = Counter()
+        self.sockets: Counter[str] = Counter()
+        self.subscriptions: Counter[str] = Counter()
+        #: The one bus subscription of every WebSocket (created with the first subscription).
+        self.fanout: Fanout | None = None
         #: Run at shutdown once running commands finished, before the service closes.
         self.shutdown_hooks: list[Callable[[], None]] = []
-        # A plain executor, not anyio's thread limiter: it is about twice as fast per hand-off, and
-        # shutting it down waits for every command already started (acknowledged or not yet).
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dbhandles")
+        # A plain pool, not anyio's thread limiter: it is about twice as fast per hand-off, and
+        # shutting it down waits for every command already started (acknowledged or not yet). It
+        # serves callers in turn (fair.py): one caller's backlog never queues another's request.
+        self.executor = FairPool(threads, "dbhandles")
         #: Commands handed to worker threads and not finished yet (only touched on the event loop).
         self.in_flight = 0
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run blocking work (database access, token checks) in a worker thread."""
-        loop = asyncio.get_running_loop()
+        return await self.run_as(None, functools.partial(fn, *args, **kwargs))
+
+    async def run_as(self, caller: object, fn: Callable[[], T]) -> T:
+        """``run``, in the turn of ``caller`` (a token, an address: see ``FairPool``)."""
         self.in_flight += 1
         try:
-            return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+            key = caller if caller is not None else "-"
+            return await asyncio.wrap_future(self.executor.submit_as(key, fn))
         finally:
             self.in_flight -= 1
 
     def can_run_inline(self, name: str, params: dict[str, Any] | None) -> bool:
         """Whether a command may run on the event loop itself: a point read (``data/read``) on a
-        SQLite WAL database while no worker thread is running anything, so no lock of ours is held
-        and WAL readers never wait for writers. A thread hand-off costs more than the read itself
-        (measured: 2.5x the throughput of ``data/read``); everything else goes to a worker."""
+        SQLite WAL database while no worker thread and no job is running anything, so no lock of
+        ours is held and WAL readers never wait for writers. A thread hand-off costs more than the
+        read itself (measured: 2.5x the throughput of ``data/read``); everything else goes to a
+        worker."""
         return (
             name in INLINE_COMMANDS
             and self.in_flight == 0
+            and self.service.jobs.active == 0
             and params is not None
             and self.service.reads_without_waiting(params.get("dbHandle"))
         )
 
+    # -- limits (docs/server.md, "Limits") -----------------------------------------------------------
+
+    def enter(self, address: str) -> None:
+        """Count one more HTTP request in progress (or WebSocket open) from ``address``.
+
+        Raises:
+            TooManyRequests: ``address`` already has ``max_connections_per_address`` of them.
+        """
+        limit = self.service.settings.max_connections_per_address
+        if self.addresses[address] >= limit:
+            raise TooManyRequests(
+                f"{address} already has {limit} requests in progress or WebSockets open (the limit "
+                "is DBHANDLES_MAX_CONNECTIONS_PER_ADDRESS); wait for some to finish",
+                field="connection",
+            )
+        self.addresses[address] += 1
+
+    def leave(self, address: str) -> None:
+        _decrement(self.addresses, address)
+
+    def start_upload(self, actor: str) -> None:
+        """Count one more large body being received for ``actor``.
+
+        Raises:
+            TooManyRequests: the actor is already sending ``max_uploads_per_actor`` of them.
+        """
+        limit = self.service.settings.max_uploads_per_actor
+        if self.uploads[actor] >= limit:
+            raise TooManyRequests(
+                f"{actor!r} is already sending {limit} request bodies over {LARGE_BODY} bytes (the "
+                "limit is DBHANDLES_MAX_UPLOADS_PER_ACTOR); wait for one to finish",
+                field="body",
+            )
+        self.uploads[actor] += 1
+
+    def end_upload(self, actor: str) -> None:
+        _decrement(self.uploads, actor)
+
+    def sweep_seconds(self) -> float:
+        """How often expired query cursors are deleted: a tenth of their TTL, within 0.1 s to 60 s."""
+        return min(max(self.service.settings.cursor_ttl_seconds / 10, 0.1), 60.0)
+
+    async def sweep_cursors(self) -> None:
+        """Delete expired query cursors now and then, even when no command would notice them."""
+        while True:
+            await asyncio.sleep(self.sweep_seconds())
+            try:
+                await self.run(self.service.cursors.expire)
+            except RuntimeError:  # the worker threads stopped: the server is shutting down
+                return
+            except DbHandlesError:
+                log.warning("could not delete expired query cursors", exc_info=True)
+
     #: Refuse a request a browser made on behalf of another site (see ``auth.check_site``).
     check_site = staticmethod(auth.check_site)
 
-    def context(self, authorization: str | None, session_id: str | None) -> Context:
-        """Who a request runs as, in which (actor-scoped) session; see ``auth.authenticate``.
+    def context(
+        self, authorization: str | None, session_id: str | None, command: str | None = None
+    ) -> Context:
+        """Who a request runs as, in which (actor-scoped) session; see ``auth.authenticate``. A
+        refusal is written to the audit log (``audit_refusal``), naming ``command``.
 
         Raises:
             Unauthorized: a malformed, unknown, expired or revoked token, or none when one is required.
         """
-        return auth.authenticate(
-            self.service.tokens, authorization, session_id, require_token=self.require_token
-        )
+        try:
+            return auth.authenticate(
+                self.service.tokens, authorization, session_id, require_token=self.require_token
+            )
+        except DbHandlesError as exc:
+            self.audit_refusal(command, exc, authorization)
+            raise
+
+    def audit_refusal(
+        self, command: str | None, exc: DbHandlesError, authorization: str | None
+    ) -> None:
+        """Write the audit row of a request refused before it reached its command: a missing or
+        bad token (401), another site's page (403). The actor is who the request claimed to be
+        (``auth.claimed_actor``: a token's id, never its secret)."""
+        name = (command or "(websocket)")[:100]
+        self.service.audit.record_call(
+            time.time(), auth.claimed_actor(authorization), None, None, name, "auth", None, None,
+            exc.code,
+        )  # fmt: skip
 
     async def drain(self, timeout: float = DRAIN_SECONDS) -> None:
         """Wait for every command already started, so a write the server began is finished (and
@@ -125,6 +225,9 @@ class DbHandlesApp(Starlette):
         if scope["type"] == "websocket":
             # Take the browser's ``?token=`` out of the scope before anything logs the request line.
             auth.query_token(scope)
+            # The connection's transport (uvicorn's), so that a client that never reads can be cut
+            # off: a close frame would wait behind everything it did not read.
+            scope[TRANSPORT_KEY] = getattr(getattr(send, "__self__", None), "transport", None)
         elif (
             scope["type"] == "http"
             and scope["method"] == "POST"
@@ -157,7 +260,13 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
+        sweeper = asyncio.create_task(state.sweep_cursors())
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+        if state.fanout is not None:
+            state.fanout.close()
         await state.drain()
         for hook in state.shutdown_hooks:
             try:

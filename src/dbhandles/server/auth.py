@@ -29,6 +29,7 @@ __all__ = [
     "RedactSecrets",
     "authenticate",
     "check_site",
+    "claimed_actor",
     "install_log_redaction",
     "query_token",
     "redact",
@@ -123,6 +124,18 @@ def authenticate(
         session_id=scoped_session(actor.name, session_id),
         trusted_local=False,
     )
+
+
+_TOKEN_ID = re.compile(r"^\s*bearer\s+dbh_([A-Za-z0-9]{8,32})_", re.IGNORECASE)
+
+
+def claimed_actor(authorization: str | None) -> str:
+    """Who a refused request claimed to be, for its audit row: ``anonymous`` (no token),
+    ``token:<id>`` (a token's id: never its secret), or ``invalid-token`` (anything else)."""
+    if authorization is None:
+        return "anonymous"
+    match = _TOKEN_ID.match(authorization)
+    return f"token:{match.group(1)}" if match else "invalid-token"
 
 
 def query_token(scope: Scope) -> str | None:

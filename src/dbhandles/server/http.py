@@ -7,6 +7,8 @@ over the limit) is an envelope with a 4xx status, never a 500 or a traceback.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -27,8 +29,10 @@ from dbhandles.errors import (
     InvalidParams,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     UnknownCommand,
 )
+from dbhandles.jobs import JOB_COMMANDS, Job
 from dbhandles.server.openapi import command_info, commands_listing, error_codes, openapi_document
 
 if TYPE_CHECKING:
@@ -46,7 +50,7 @@ __all__ = [
     "http_exception_handler",
     "internal_error_handler",
     "openapi_endpoint",
-    "read_body",
+    "serve_command",
     "static_endpoint",
     "status_for",
 ]
@@ -55,6 +59,11 @@ log = logging.getLogger(__name__)
 
 JSON = "application/json"
 COMMAND_PREFIX = "/commands/"
+#: What JSON calls whitespace (bytes.strip() would also take \v and \f, which are no JSON at all).
+JSON_WHITESPACE = b" \t\r\n"
+#: Bodies up to this size are read with the headers (the server buffers that much anyway); a larger
+#: one, or one of unknown length, only once the token was checked.
+LARGE_BODY = 64 * 1024
 _INTERNAL = "the server failed unexpectedly; its log has the details"
 MAX_SESSION_ID = 128
 _STATUS: dict[str, int] = {}
@@ -92,32 +101,6 @@ def _state(request: Request) -> ServerState:
     return state
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with ``payload_too_large`` past ``limit`` bytes.
-
-    Both the declared Content-Length and the bytes actually streamed are checked, so a client that
-    lies about (or omits) the length cannot push more than the limit into memory.
-    """
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            length = int(declared)
-        except ValueError:
-            raise InvalidParams(
-                "Content-Length header is not a number", field="Content-Length"
-            ) from None
-        if length > limit:
-            raise _too_large(limit)
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"request body is larger than {limit} bytes; send less per request (data/batch in several "
@@ -128,7 +111,7 @@ def _too_large(limit: int) -> PayloadTooLarge:
 
 def parse_params(body: bytes) -> dict[str, Any]:
     """A request body as a params object; an empty body is ``{}``."""
-    if not body.strip():
+    if not body.strip(JSON_WHITESPACE):
         return {}
     try:
         params = orjson.loads(body)
@@ -175,24 +158,57 @@ _CALLER_HEADERS = frozenset(
 )
 
 
-def run_command(state: ServerState, name: str, body: bytes, caller: Caller) -> tuple[int, bytes]:
-    """In a worker thread: who is calling, the params, the command, the serialised envelope."""
-    context: Context | None = None
-    session_id = caller.session_id
+def client_address(scope: Scope) -> str:
+    """The address a request or socket comes from (what ``max_connections_per_address`` counts)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def authenticate(state: ServerState, caller: Caller, command: str | None = None) -> Context:
+    """In a worker thread: who is calling, from the headers alone (site, session id, token). A
+    refusal is audited, naming ``command``.
+
+    Raises:
+        DbHandlesError: another site's page, a bad ``X-Session-Id``, or ``unauthorized``.
+    """
     try:
         state.check_site(caller.origin, caller.fetch_site, caller.host)
-        _check_session_id(session_id)
-        context = state.context(caller.authorization, session_id)
+        _check_session_id(caller.session_id)
+    except DbHandlesError as exc:
+        state.audit_refusal(command, exc, caller.authorization)
+        raise
+    return state.context(caller.authorization, caller.session_id, command)
+
+
+def run_command(
+    state: ServerState, name: str, body: bytes, caller: Caller, context: Context | None = None
+) -> tuple[int, bytes] | Job:
+    """In a worker thread: who is calling (unless ``context`` says so already), the params, the
+    command, the serialised envelope. A long command (``JOB_COMMANDS``) is started as a job and the
+    job is returned: the caller waits for it without holding this thread."""
+    try:
+        if context is None:
+            context = authenticate(state, caller, name)
         if name not in COMMANDS:
             raise UnknownCommand(
                 f"unknown command {name!r}; GET /commands lists them (e.g. data/list, data/open)",
                 field="command",
             )
-        envelope = state.service.dispatch(name, parse_params(body), context=context)
+        params = parse_params(body)
+        if name in JOB_COMMANDS:
+            return state.service.jobs.start(name, params, context)
+        envelope = state.service.dispatch(name, params, context=context)
     except DbHandlesError as exc:
         envelope = error_envelope(exc, context)
-    # The session runs scoped by the actor (``alice/s1``); the client is told the id it sent.
-    if context is not None and session_id is not None:
+    return finish(envelope, context is not None, caller.session_id)
+
+
+def finish(
+    envelope: dict[str, Any], authenticated: bool, session_id: str | None
+) -> tuple[int, bytes]:
+    """The status and body of an envelope. The session runs scoped by the actor (``alice/s1``); the
+    client is told the id it sent."""
+    if authenticated and session_id is not None:
         envelope["sessionId"] = session_id
     else:
         envelope.pop("sessionId", None)
@@ -203,77 +219,140 @@ def run_command(state: ServerState, name: str, body: bytes, caller: Caller) -> t
 def _peek(body: bytes) -> dict[str, Any] | None:
     """The params object of a body, or ``None`` when it is not one (``run_command`` reports why)."""
     try:
-        params = orjson.loads(body) if body.strip() else {}
+        params = orjson.loads(body) if body.strip(JSON_WHITESPACE) else {}
     except orjson.JSONDecodeError:
         return None
     return params if isinstance(params, dict) else None
 
 
-async def _respond(send: Send, status: int, body: bytes) -> None:
+async def _respond(send: Send, status: int, body: bytes, close: bool = False) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
 async def fast_command(state: ServerState, scope: Scope, receive: Receive, send: Send) -> None:
     """``POST /commands/<name>`` as a bare ASGI handler (see ``DbHandlesApp``)."""
-    name = scope["path"][len(COMMAND_PREFIX) :]
-    caller, length = Caller.from_scope(scope)
+    answer = await serve_command(state, scope["path"][len(COMMAND_PREFIX) :], scope, receive)
+    if answer is not None:
+        await _respond(send, *answer)
+
+
+async def serve_command(
+    state: ServerState, name: str, scope: Scope, receive: Receive
+) -> tuple[int, bytes, bool] | None:
+    """Run one command request: ``(status, body, close the connection)``, or None if the client left.
+
+    In order: the address's request count (``max_connections_per_address``); for a body over
+    ``LARGE_BODY`` bytes or of unknown length, the token, from the headers, before any of it is read
+    (and the actor's ``max_uploads_per_actor``); the body, within ``body_timeout`` seconds; then the
+    command in a worker thread, or as a job (whose end is awaited without holding a thread). A
+    refusal before the body was read closes the connection, so the rest is never read.
+    """
+    address = client_address(scope)
     try:
-        body = await _read(receive, length, state.max_body_bytes)
-        if body is None:
-            return  # the client went away
-        # Database work is blocking: it runs in a worker thread so the event loop keeps serving.
-        if state.can_run_inline(name, _peek(body)):
-            status, payload = run_command(state, name, body, caller)
+        state.enter(address)
+    except DbHandlesError as exc:
+        return status_for(exc.code), orjson.dumps(error_envelope(exc)), True
+    caller, length = Caller.from_scope(scope)
+    # Whose turn this request waits for in the worker threads: its token, else its address.
+    turn = caller.authorization or address
+    body_read = False
+    try:
+        declared = _declared(length, state.max_body_bytes)
+        context: Context | None = None
+        if declared is None or declared > LARGE_BODY:
+            context = await state.run_as(turn, functools.partial(authenticate, state, caller, name))
+            state.start_upload(context.actor)
+            try:
+                body = await _read(receive, state.max_body_bytes, state.body_timeout)
+            finally:
+                state.end_upload(context.actor)
         else:
-            status, payload = await state.run(run_command, state, name, body, caller)
+            body = await _read(receive, state.max_body_bytes, state.body_timeout)
+        if body is None:
+            return None  # the client went away
+        body_read = True
+        # Database work is blocking: it runs in a worker thread so the event loop keeps serving.
+        if context is None and state.can_run_inline(name, _peek(body)):
+            outcome = run_command(state, name, body, caller)
+        else:
+            outcome = await state.run_as(
+                turn, functools.partial(run_command, state, name, body, caller, context)
+            )
+        if isinstance(outcome, Job):
+            envelope = await asyncio.wrap_future(outcome.outcome)
+            status, payload = finish(dict(envelope), True, caller.session_id)
+        else:
+            status, payload = outcome
     except DbHandlesError as exc:
         status, payload = status_for(exc.code), orjson.dumps(error_envelope(exc))
     except Exception as exc:
         log.error("unhandled error on POST %s", scope["path"], exc_info=exc)
         status, payload = 500, orjson.dumps(error_envelope(DbHandlesError(_INTERNAL)))
-    await _respond(send, status, payload)
+    finally:
+        state.leave(address)
+    return status, payload, not body_read
 
 
-async def _read(receive: Receive, declared: str | None, limit: int) -> bytes | None:
-    """The body, or None if the client disconnected; ``payload_too_large`` past ``limit`` bytes.
+def _declared(declared: str | None, limit: int) -> int | None:
+    """The declared Content-Length, if any.
 
-    Both the declared Content-Length and the bytes actually streamed are checked, so a client
-    that lies about (or omits) the length cannot push more than the limit into memory.
+    Raises:
+        InvalidParams: it is not a number. PayloadTooLarge: it is over ``limit``.
     """
-    if declared is not None:
-        try:
-            declared_length = int(declared)
-        except ValueError:
-            raise InvalidParams("Content-Length is not a number", field="Content-Length") from None
-        if declared_length > limit:
-            raise _too_large(limit)
+    if declared is None:
+        return None
+    try:
+        length = int(declared)
+    except ValueError:
+        raise InvalidParams("Content-Length is not a number", field="Content-Length") from None
+    if length > limit:
+        raise _too_large(limit)
+    return length
+
+
+async def _read(receive: Receive, limit: int, timeout: float) -> bytes | None:
+    """The body, or None if the client disconnected.
+
+    Raises:
+        PayloadTooLarge: more than ``limit`` bytes arrived (whatever Content-Length said).
+        RequestTimeout: the body did not arrive in full within ``timeout`` seconds.
+    """
     chunks: list[bytes] = []
     total = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        total += len(chunk)
-        if total > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                chunk = message.get("body", b"")
+                total += len(chunk)
+                if total > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body did not arrive within {timeout:g} s ({total} bytes came); send it "
+            "faster, or raise DBHANDLES_BODY_TIMEOUT_SECONDS on the server",
+            field="body",
+        ) from None
 
 
 async def command_endpoint(request: Request) -> Response:
     """``POST /commands/<name>`` through Starlette's routing (when the app is mounted elsewhere)."""
     state = _state(request)
-    try:
-        body = await read_body(request, state.max_body_bytes)
-    except DbHandlesError as exc:
-        return error_response(exc)
-    caller, _ = Caller.from_scope(request.scope)
-    status, payload = await state.run(run_command, state, request.path_params["name"], body, caller)
-    return Response(payload, status_code=status, media_type=JSON)
+    answer = await serve_command(state, request.path_params["name"], request.scope, request.receive)
+    if answer is None:
+        return Response(status_code=400)  # the client went away: nobody reads this
+    status, payload, close = answer
+    headers = {"connection": "close"} if close else None
+    return Response(payload, status_code=status, media_type=JSON, headers=headers)
 
 
 async def command_info_endpoint(request: Request) -> Response:
@@ -283,16 +362,20 @@ async def command_info_endpoint(request: Request) -> Response:
     if command is None:
         return error_response(UnknownCommand(f"unknown command {name!r}; GET /commands lists them",
                                              field="command"))  # fmt: skip
-    return Response(orjson.dumps(command_info(command)), media_type=JSON)
+    settings = _state(request).service.settings
+    return Response(orjson.dumps(command_info(command, settings)), media_type=JSON)
 
 
 async def commands_endpoint(request: Request) -> Response:
     """``GET /commands``: every command with its params/result JSON schemas."""
-    return Response(orjson.dumps({"commands": commands_listing()}), media_type=JSON)
+    listing = commands_listing(_state(request).service.settings)
+    return Response(orjson.dumps({"commands": listing}), media_type=JSON)
 
 
 async def openapi_endpoint(request: Request) -> Response:
-    return Response(orjson.dumps(openapi_document(_state(request).version)), media_type=JSON)
+    state = _state(request)
+    document = openapi_document(state.version, state.service.settings)
+    return Response(orjson.dumps(document), media_type=JSON)
 
 
 async def health_endpoint(request: Request) -> Response:

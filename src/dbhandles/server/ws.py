@@ -12,9 +12,15 @@ the envelope), ``subscribed`` / ``unsubscribed``, ``pong``, ``event`` (``event``
 ``overflow`` (events dropped for a slow reader) and ``error`` for a message that cannot be understood;
 the socket stays open after an error.
 
-Events arrive on the bus in the writer's worker thread. They are serialised there and handed to the
-event loop with ``call_soon_threadsafe`` into this connection's queue, which is bounded: a client that
-reads too slowly loses events (counted and reported), and never slows down a writer.
+Events reach connections through the server's one ``Fanout`` (fanout.py): the writer's thread only
+queues them; a thread of the fan-out serialises each once and hands it to this connection's outbox.
+
+The outbox is bounded in bytes (``DBHANDLES_WS_OUTBOX_BYTES``): past it, events are dropped (counted and
+reported with ``overflow``), and a response that does not fit closes the socket with code 4000
+(``CLOSE_OUTBOX_FULL``): a client that sends requests and never reads the answers cannot make the
+server hold them without bound. One actor holds at most ``DBHANDLES_MAX_SOCKETS_PER_ACTOR`` sockets and
+``DBHANDLES_MAX_SUBSCRIPTIONS_PER_ACTOR`` subscriptions; a socket over the limit gets a
+``too_many_requests`` error and is closed with code 1013 (``CLOSE_TRY_LATER``).
 
 Who may connect, and what an open socket may go on doing, is decided by ``auth`` (at the upgrade) and
 ``ws_guard`` (tokens re-checked while open, events filtered by what the actor may read).
@@ -24,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import time
 import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -35,15 +43,31 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from dbhandles.commands.envelope import error_envelope
 from dbhandles.context import Context
-from dbhandles.errors import DbHandlesError, InvalidParams, PayloadTooLarge, Unauthorized
-from dbhandles.events import Event, Subscription
+from dbhandles.errors import (
+    DbHandlesError,
+    InvalidParams,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+)
+from dbhandles.jobs import JOB_COMMANDS, Job
 from dbhandles.server import auth
+from dbhandles.server.fanout import Fanout
+from dbhandles.server.http import client_address as http_address
 from dbhandles.server.ws_guard import WATCH_SECONDS, Guard
 
 if TYPE_CHECKING:
     from dbhandles.server.app import ServerState
 
-__all__ = ["MAX_PENDING_EVENTS", "MAX_REQUESTS_IN_FLIGHT", "Connection", "websocket_endpoint"]
+__all__ = [
+    "CLOSE_OUTBOX_FULL",
+    "CLOSE_TRY_LATER",
+    "MAX_PENDING_EVENTS",
+    "MAX_REQUESTS_IN_FLIGHT",
+    "TRANSPORT_KEY",
+    "Connection",
+    "websocket_endpoint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +77,14 @@ MAX_PENDING_EVENTS = 1000
 MAX_REQUESTS_IN_FLIGHT = 64
 MAX_PATTERN = 200
 MAX_SUBSCRIPTIONS = 100
+#: Close code for a client whose unread answers filled its outbox (``DBHANDLES_WS_OUTBOX_BYTES``).
+CLOSE_OUTBOX_FULL = 4000
+#: Close code (RFC 6455 "try again later") for a socket over its actor's or address's limit.
+CLOSE_TRY_LATER = 1013
+#: Seconds a socket closed for a full outbox has to take the close frame before it is cut off.
+CLOSE_GRACE_SECONDS = 2.0
+#: Where ``DbHandlesApp`` keeps the connection's transport in the scope (to cut off a non-reader).
+TRANSPORT_KEY = "dbhandles.transport"
 _TYPES = ("request", "subscribe", "unsubscribe", "ping")
 
 
@@ -92,26 +124,61 @@ class Connection:
         self.pending_events = 0
         self.dropped = 0
         self._reported = 0
-        self.subscriptions: dict[str, Subscription] = {}
+        #: Characters queued in the outbox or being written now, the limit, and the most ever held.
+        self.queued_bytes = 0
+        self.outbox_limit = state.service.settings.ws_outbox_bytes
+        self.peak_bytes = 0
+        self.subscriptions: dict[str, object] = {}
         self.slots = asyncio.Semaphore(MAX_REQUESTS_IN_FLIGHT)
         self.tasks: set[asyncio.Task[None]] = set()
+        #: Requests waiting for a job: not waited for when the socket closes (the job goes on).
+        self.job_waits: set[asyncio.Task[Any]] = set()
         self.open = True
+        #: Set when the socket was closed because its client did not read (code 4000).
+        self.overflowed = False
+        self.writer_task: asyncio.Task[None] | None = None
+        #: Limits per actor apply to non-administrators.
+        self.limited = not context.is_admin
+        #: Whose turn this socket's requests wait for in the worker threads (``FairPool``).
+        self.turn = authorization or f"actor:{context.actor}"
 
     # -- writing -----------------------------------------------------------------------------------
 
     def send(self, message: dict[str, Any]) -> None:
         if self.open:
-            self.outbox.put_nowait((_dumps(message), False))
+            self._put(_dumps(message), False)
 
-    def _queue_event(self, text: str) -> None:
-        """In the loop: queue one serialised event, or drop it if this client is too far behind."""
+    def _put(self, text: str, is_event: bool) -> bool:
+        """Queue ``text`` unless the outbox is full: then an event is dropped, and anything else
+        closes the socket (its client does not read what it asked for). One message always fits
+        in an empty outbox, however large."""
+        size = len(text)
+        if self.queued_bytes and self.queued_bytes + size > self.outbox_limit:
+            if is_event:
+                self.dropped += 1
+            else:
+                self.overflow()
+            return False
+        self.queued_bytes += size
+        self.peak_bytes = max(self.peak_bytes, self.queued_bytes)
+        self.outbox.put_nowait((text, is_event))
+        return True
+
+    def queue_event(self, text: str) -> None:
+        """In the loop (from the fan-out): queue one serialised event, or drop it if this client
+        is too far behind (``MAX_PENDING_EVENTS`` events, or a full outbox)."""
         if not self.open:
             return
         if self.pending_events >= MAX_PENDING_EVENTS:
             self.dropped += 1
             return
-        self.pending_events += 1
-        self.outbox.put_nowait((text, True))
+        if self._put(text, True):
+            self.pending_events += 1
+
+    def lost_events(self, count: int) -> None:
+        """In the loop: ``count`` events were dropped before they reached this connection."""
+        if self.open:
+            self.dropped += count
 
     async def writer(self) -> None:
         while True:
@@ -136,22 +203,42 @@ class Connection:
             except (WebSocketDisconnect, RuntimeError, OSError):
                 self.open = False
                 return
+            finally:
+                self.queued_bytes = max(0, self.queued_bytes - len(text))
 
-    # -- events (called in whatever thread published) ----------------------------------------------
+    def overflow(self) -> None:
+        """The client let its outbox fill up: drop what is queued and close the socket (4000)."""
+        if self.overflowed:
+            return
+        self.overflowed = True
+        self.open = False
+        while not self.outbox.empty():  # the memory goes now, not when the socket is gone
+            self.outbox.get_nowait()
+        self.queued_bytes = 0
+        self.pending_events = 0
+        task = asyncio.ensure_future(self._cut_off())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
-    def _listener(self, pattern: str) -> Any:
-        def deliver(event: Event) -> None:
-            if not self.guard.may_see(event):
-                return  # another actor's isolated handle, a denied collection...
-            text = _dumps(
-                {"type": "event", "event": event.name, "pattern": pattern, "payload": event.payload}
+    async def _cut_off(self) -> None:
+        """Close with ``CLOSE_OUTBOX_FULL``: the close frame if the connection takes it within the
+        grace time (it waits behind what the client did not read), then the transport is cut."""
+        writer = self.writer_task
+        if writer is not None and writer is not asyncio.current_task():
+            writer.cancel()
+            with contextlib.suppress(BaseException):
+                await writer
+        reason = f"outbox full: more than {self.outbox_limit} bytes of answers were not read"
+        deadline = time.monotonic() + CLOSE_GRACE_SECONDS
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                self.websocket.close(code=CLOSE_OUTBOX_FULL, reason=reason), CLOSE_GRACE_SECONDS
             )
-            with contextlib.suppress(
-                RuntimeError
-            ):  # the loop is closing: the client is gone anyway
-                self.loop.call_soon_threadsafe(self._queue_event, text)
-
-        return deliver
+        await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+        transport = self.websocket.scope.get(TRANSPORT_KEY)
+        abort = getattr(transport, "abort", None)
+        if callable(abort):
+            abort()  # its buffer is dropped: nothing more is held for this client
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -218,29 +305,50 @@ class Connection:
     async def _run(self, msg_id: Any, name: str, params: dict[str, Any]) -> None:
         try:
             if self.state.can_run_inline(name, params):
-                text = self._execute(msg_id, name, params)
+                outcome: str | Job = self._execute(msg_id, name, params)
             else:
-                text = await self.state.run(self._execute, msg_id, name, params)
+                outcome = await self.state.run_as(
+                    self.turn, functools.partial(self._execute, msg_id, name, params)
+                )
+            if isinstance(outcome, Job):  # a long command: its end is awaited without a thread
+                task = asyncio.current_task()
+                assert task is not None
+                self.job_waits.add(task)
+                try:
+                    envelope = await asyncio.wrap_future(outcome.outcome)
+                finally:
+                    self.job_waits.discard(task)
+                outcome = self._response(msg_id, dict(envelope))
         except RuntimeError:  # the server is shutting down: the client is being disconnected
             return
         finally:
             self.slots.release()
         if self.open:
-            self.outbox.put_nowait((text, False))
+            self._put(outcome, False)
         if self.refused is not None:
             self.shut(self.refused)
 
-    def _execute(self, msg_id: Any, name: str, params: dict[str, Any]) -> str:
-        """In a worker thread: run the command and serialise the response there, off the loop."""
+    def _execute(self, msg_id: Any, name: str, params: dict[str, Any]) -> str | Job:
+        """In a worker thread: run the command and serialise the response there, off the loop; a
+        long command (``JOB_COMMANDS``) is started as a job and the job returned."""
         try:
             if self.refused is None:
                 self.guard.recheck()
         except Unauthorized as exc:
             self.refused = exc
         if self.refused is not None:  # nothing runs once the token is known to be bad
+            self.state.audit_refusal(name, self.refused, self.guard.authorization)
             envelope = error_envelope(self.refused, self.context)
+        elif name in JOB_COMMANDS:
+            try:
+                return self.state.service.jobs.start(name, params, self.context)
+            except DbHandlesError as exc:
+                envelope = error_envelope(exc, self.context)
         else:
             envelope = self.state.service.dispatch(name, params, context=self.context)
+        return self._response(msg_id, envelope)
+
+    def _response(self, msg_id: Any, envelope: dict[str, Any]) -> str:
         return _dumps({"type": "response", "id": msg_id, "result": self._public(envelope)})
 
     def shut(self, exc: DbHandlesError) -> None:
@@ -285,23 +393,46 @@ class Connection:
                 self.error(msg_id, InvalidParams(f"at most {MAX_SUBSCRIPTIONS} patterns per connection",
                                                  field="pattern"))  # fmt: skip
                 return
-            self.subscriptions[pattern] = self.state.service.events.subscribe(
-                pattern, self._listener(pattern)
-            )
+            actor = self.context.actor
+            limit = self.state.service.settings.max_subscriptions_per_actor
+            if self.limited and self.state.subscriptions[actor] >= limit:
+                self.error(msg_id, TooManyRequests(
+                    f"{actor!r} already holds {limit} subscriptions over its WebSockets (the limit "
+                    "is DBHANDLES_MAX_SUBSCRIPTIONS_PER_ACTOR); unsubscribe some, or use a broader "
+                    "pattern such as 'data:*'", field="pattern"))  # fmt: skip
+                return
+            self.subscriptions[pattern] = self._fanout().add(self, pattern)
+            if self.limited:
+                self.state.subscriptions[actor] += 1
         self.send({"type": "subscribed", "id": msg_id, "pattern": pattern})
 
+    def _fanout(self) -> Fanout:
+        state = self.state
+        if state.fanout is None:
+            state.fanout = Fanout(state.service.events, self.loop)
+        return state.fanout
+
     def _unsubscribe(self, msg_id: Any, pattern: Any) -> None:
-        sub = self.subscriptions.pop(pattern, None) if isinstance(pattern, str) else None
-        if sub is not None:
-            sub.close()
+        key = self.subscriptions.pop(pattern, None) if isinstance(pattern, str) else None
+        if key is not None:
+            self._forget(key)
         self.send(
-            {"type": "unsubscribed", "id": msg_id, "pattern": pattern, "found": sub is not None}
+            {"type": "unsubscribed", "id": msg_id, "pattern": pattern, "found": key is not None}
         )
+
+    def _forget(self, key: object) -> None:
+        if self.state.fanout is not None:
+            self.state.fanout.remove(key)
+        if self.limited:
+            counts, actor = self.state.subscriptions, self.context.actor
+            counts[actor] -= 1
+            if counts[actor] <= 0:
+                del counts[actor]
 
     def close(self) -> None:
         self.open = False
-        for sub in self.subscriptions.values():
-            sub.close()
+        for key in self.subscriptions.values():
+            self._forget(key)
         self.subscriptions.clear()
         self.outbox.put_nowait(None)
 
@@ -322,22 +453,53 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         state.check_site(headers.get("origin"), headers.get("sec-fetch-site"), headers.get("host"))
     except DbHandlesError as exc:
         # Another site's page gets no socket at all: the upgrade is answered 403.
+        state.audit_refusal(None, exc, authorization)
         await _deny(websocket, exc)
         return
-    await websocket.accept()
-    session_id = str(uuid.uuid4())
+    address = http_address(websocket.scope)
+    try:
+        state.enter(address)
+    except DbHandlesError as exc:
+        await _refuse(websocket, exc, CLOSE_TRY_LATER)
+        return
+    try:
+        await _serve(websocket, state, authorization)
+    finally:
+        state.leave(address)
+
+
+async def _refuse(websocket: WebSocket, exc: DbHandlesError, code: int) -> None:
+    """Accept, say why in one ``error``, and close with ``code``: a browser cannot read a refused
+    upgrade, so it learns why this way."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+        await websocket.accept()
+        await websocket.send_text(_dumps({"type": "error", "id": None, "error": exc.message,
+                                          "code": exc.code}))  # fmt: skip
+        await websocket.close(code=code)
+
+
+async def _serve(websocket: WebSocket, state: ServerState, authorization: str | None) -> None:
     try:
         context = await state.run(state.context, authorization, None)
     except DbHandlesError as exc:
-        # Accepted first, so that a browser (which cannot read a refused upgrade) learns why.
-        await websocket.send_text(_dumps({"type": "error", "id": None, "error": exc.message,
-                                          "code": exc.code}))  # fmt: skip
-        await websocket.close(code=1008)
+        await _refuse(websocket, exc, 1008)
         return
+    limit = state.service.settings.max_sockets_per_actor
+    limited = not context.is_admin
+    if limited and state.sockets[context.actor] >= limit:
+        await _refuse(websocket, TooManyRequests(
+            f"{context.actor!r} already has {limit} WebSockets open (the limit is "
+            "DBHANDLES_MAX_SOCKETS_PER_ACTOR); close one, or share one socket for requests and "
+            "events", field="connection"), CLOSE_TRY_LATER)  # fmt: skip
+        return
+    await websocket.accept()
+    session_id = str(uuid.uuid4())
     context = replace(context, session_id=auth.socket_session(context.actor, session_id))
     conn = Connection(websocket, state, context, session_id, authorization)
     state.websockets += 1
-    writer = asyncio.create_task(conn.writer())
+    if limited:
+        state.sockets[context.actor] += 1
+    writer = conn.writer_task = asyncio.create_task(conn.writer())
     watcher = asyncio.create_task(conn.watch()) if conn.guard.has_token else None
     conn.send({"type": "hello", "sessionId": conn.session_id, "actor": context.actor,
                "server": "dbhandles", "version": state.version})  # fmt: skip
@@ -354,15 +516,23 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         pass
     finally:
         state.websockets -= 1
+        if limited:
+            state.sockets[context.actor] -= 1
+            if state.sockets[context.actor] <= 0:
+                del state.sockets[context.actor]
         if watcher is not None:
             watcher.cancel()
         conn.close()
         _end_session(state, str(context.session_id))
-        # Let responses already computed go out; running commands finish in their threads anyway.
+        # Let responses already computed go out; running commands finish in their threads anyway,
+        # and jobs go on (data/job-list shows them).
+        for task in conn.job_waits:
+            task.cancel()
         if conn.tasks:
             await asyncio.gather(*conn.tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(writer, 2.0)
+        if not writer.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer, 2.0)
 
 
 async def _deny(websocket: WebSocket, exc: DbHandlesError) -> None:

@@ -19,7 +19,6 @@ from dbhandles.commands import builtin_commands
 from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError
 from dbhandles.events import Event
-from dbhandles.security.policy import authorize
 from dbhandles.server.auth import authenticate
 
 if TYPE_CHECKING:
@@ -96,7 +95,9 @@ class Guard:
             fields["collection"] = collection
         try:
             entry = self.service.registry.resolve(handle)
-            authorize(command, command.params.model_construct(**fields), self.context, entry)
+            self.service.authorize(
+                command, command.params.model_construct(**fields), self.context, entry
+            )
         except DbHandlesError:
             return False
         return True

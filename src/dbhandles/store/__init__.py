@@ -11,15 +11,27 @@ at start-up.
 
 from __future__ import annotations
 
-from dbhandles.store.base import AuditRow, CursorRow, HandleRow, HandleStore, TokenRow
+from dbhandles.store.base import (
+    AuditRow,
+    CursorRow,
+    DatabaseRow,
+    GrantRow,
+    HandleRow,
+    HandleStore,
+    TokenRow,
+    file_database,
+)
 from dbhandles.store.sqlite import SqliteHandleStore, create_private
 
 __all__ = [
     "AuditRow",
     "CursorRow",
+    "DatabaseRow",
+    "GrantRow",
     "HandleRow",
     "HandleStore",
     "SqliteHandleStore",
     "TokenRow",
     "create_private",
+    "file_database",
 ]

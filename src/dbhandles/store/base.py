@@ -10,10 +10,18 @@ from typing import Any, ClassVar
 __all__ = [
     "AuditRow",
     "CursorRow",
+    "DatabaseRow",
+    "GrantRow",
     "HandleRow",
     "HandleStore",
     "TokenRow",
+    "file_database",
 ]
+
+
+def file_database(path: str) -> str:
+    """How ``_dbh_databases`` and ``_dbh_grants`` name a file database: ``file:<real path>``."""
+    return f"file:{path}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +52,31 @@ class AuditRow:
     record_id: str | None
     success: bool
     code: str | None
+    #: The real targets the command resolved (files, databases), one per line; refused ones too.
+    target: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseRow:
+    """Who owns a database (``db_key`` as ``file_database`` names it), and its isolation."""
+
+    db_key: str
+    owner: str
+    isolation: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRow:
+    """What ``actor`` may do on the database ``db_key`` (``Permissions.to_wire()``), granted by its owner or an
+    administrator."""
+
+    grant_id: str
+    db_key: str
+    actor: str
+    permissions: dict[str, Any]
+    granted_by: str
+    granted_at: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +127,20 @@ class HandleStore(ABC):
         """The handle called ``name``, resolving an alias."""
 
     @abstractmethod
-    def put_handle(self, row: HandleRow, alias: str | None = None) -> None:
-        """Insert a handle (and point ``alias`` at it) in one transaction."""
+    def put_handle(
+        self,
+        row: HandleRow,
+        alias: str | None = None,
+        *,
+        alias_owner: str | None = None,
+        take_alias: bool = True,
+    ) -> None:
+        """Insert a handle (and point ``alias`` at it, owned by ``alias_owner``) in one transaction.
+
+        Raises:
+            AccessDenied: ``alias`` belongs to another actor and ``take_alias`` is false (nothing is
+                inserted).
+        """
 
     @abstractmethod
     def delete_handle(self, handle: str) -> bool:
@@ -110,8 +155,19 @@ class HandleStore(ABC):
         """Move ``lastUsedAt`` forward."""
 
     @abstractmethod
-    def set_alias(self, alias: str, handle: str) -> None:
-        """Point ``alias`` at ``handle`` (re-pointing is allowed)."""
+    def set_alias(
+        self, alias: str, handle: str, owner: str | None = None, *, take: bool = True
+    ) -> None:
+        """Point ``alias`` at ``handle``, owned by ``owner`` (re-pointing is allowed; with ``take``
+        false only an alias of ``owner``, or a new one).
+
+        Raises:
+            AccessDenied: the alias belongs to another actor and ``take`` is false.
+        """
+
+    @abstractmethod
+    def alias_owner(self, alias: str) -> tuple[bool, str | None]:
+        """``(exists, owner)`` of an alias (an alias made before schema version 3 has no owner)."""
 
     @abstractmethod
     def delete_aliases(self, handle: str) -> None:
@@ -165,6 +221,30 @@ class HandleStore(ABC):
     @abstractmethod
     def set_meta(self, key: str, value: str, *, only_if_missing: bool = False) -> str:
         """Store ``value`` under ``key``; with ``only_if_missing`` keep an existing value. Returns the stored value."""
+
+    @abstractmethod
+    def get_database(self, database: str) -> DatabaseRow | None:
+        """Who owns ``database``, if anyone was recorded."""
+
+    @abstractmethod
+    def claim_database(self, row: DatabaseRow, *, isolation_if_owner: bool = False) -> DatabaseRow:
+        """Record ``row`` unless the database has an owner already; return the record that holds.
+        With ``isolation_if_owner``, an existing record of the same owner takes ``row.isolation``."""
+
+    @abstractmethod
+    def get_grant(self, database: str, actor: str) -> GrantRow | None: ...
+
+    @abstractmethod
+    def put_grant(self, row: GrantRow) -> None:
+        """Insert or replace the grant of ``row.actor`` on ``row.database``."""
+
+    @abstractmethod
+    def delete_grant(self, database: str, actor: str) -> bool:
+        """Remove a grant; ``True`` if there was one."""
+
+    @abstractmethod
+    def list_grants(self, database: str | None = None, actor: str | None = None) -> list[GrantRow]:
+        """Grants, by database then actor."""
 
     @abstractmethod
     def put_token(self, row: TokenRow) -> None: ...

@@ -22,8 +22,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import orjson
+
 from dbhandles.errors import StateTooNew
-from dbhandles.store.schema import CURSORS, Dialect, create_index, create_statements
+from dbhandles.store.base import file_database
+from dbhandles.store.schema import (
+    CURSORS,
+    DATABASES,
+    GRANTS,
+    Dialect,
+    Kind,
+    create_index,
+    create_statements,
+    create_table,
+)
 from dbhandles.store.sql import Tx
 
 __all__ = ["SCHEMA_VERSION", "STEPS", "Step", "is_current", "stored_version", "upgrade"]
@@ -49,11 +61,89 @@ def _index_cursor_sessions(tx: Tx, dialect: Dialect) -> None:
     tx.execute(create_index(CURSORS, index))
 
 
+def _file_based(adapter: str) -> bool:
+    from dbhandles.adapters import get_adapter_class
+    from dbhandles.errors import DbHandlesError
+
+    try:
+        return get_adapter_class(adapter).features.file_based
+    except DbHandlesError:
+        return False
+
+
+def _tenants(tx: Tx, dialect: Dialect) -> None:
+    """Ownership and grants in the store; aliases and audit rows say whose and what.
+
+    Ownership used to be a ``<file>.owner`` file next to the database, which a data command could
+    write (and so forge). Those files are not read: the owners of databases opened with isolation
+    are taken from the handle table itself (its rows were written by the service), and an alias
+    belongs to the owner of the handle it points at.
+    """
+    text = dialect.types[Kind.TEXT]
+    tx.execute(f"ALTER TABLE _dbh_aliases ADD COLUMN owner {text}")
+    tx.execute(f"ALTER TABLE _dbh_audit ADD COLUMN target {text}")
+    for table in (DATABASES, GRANTS):
+        tx.execute(create_table(dialect, table))
+        for index in table.indexes:
+            tx.execute(create_index(table, index))
+    tx.execute(
+        "UPDATE _dbh_aliases SET owner = "
+        "(SELECT owner FROM _dbh_handles WHERE _dbh_handles.handle = _dbh_aliases.handle)"
+    )
+    rows = tx.execute(
+        "SELECT adapter, config, owner, permissions, opened_at FROM _dbh_handles "
+        "WHERE owner IS NOT NULL AND permissions IS NOT NULL ORDER BY opened_at"
+    ).fetchall()
+    for adapter, config, owner, permissions, _ in rows:
+        isolation = orjson.loads(permissions).get("isolationMode", "none")
+        path = orjson.loads(config).get("path")
+        if isolation in ("soft", "strict") and isinstance(path, str) and _file_based(adapter):
+            tx.execute(
+                "INSERT INTO _dbh_databases (db_key, owner, isolation, created_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (db_key) DO NOTHING",
+                (file_database(path), owner, isolation, "1970-01-01T00:00:00.000Z"),
+            )
+
+
+def _first_release_handles(tx: Tx, dialect: Dialect) -> None:
+    """Rows the first release left that later code reads differently.
+
+    - Memory handles: their database lived in the process that opened it, and this code serves an
+      unknown memory handle as a fresh, empty database in every process; the rows (and aliases to
+      them) are removed, so their handles are ``handle_not_found`` as the design says.
+    - File handles stored with mode ``create``: this code stores ``readwrite`` once the file exists,
+      so that a deleted file is reported instead of silently created again on the next read.
+    """
+    memory = [row[0] for row in tx.execute(
+        "SELECT handle FROM _dbh_handles WHERE adapter = 'memory'"
+    ).fetchall()]  # fmt: skip
+    for handle in memory:
+        tx.execute("DELETE FROM _dbh_aliases WHERE handle = ?", (handle,))
+        tx.execute("DELETE FROM _dbh_handles WHERE handle = ?", (handle,))
+    rows = tx.execute("SELECT handle, adapter, config FROM _dbh_handles").fetchall()
+    for handle, adapter, config in rows:
+        parsed = orjson.loads(config)
+        if parsed.get("mode") == "create" and _file_based(adapter):
+            parsed["mode"] = "readwrite"
+            tx.execute(
+                "UPDATE _dbh_handles SET config = ? WHERE handle = ?",
+                (orjson.dumps(parsed).decode(), handle),
+            )
+
+
 STEPS: tuple[Step, ...] = (
     Step(
         2,
         "index _dbh_cursors by session_id: ending a session deletes its cursors",
         _index_cursor_sessions,
+        compatible=True,
+    ),
+    # Not compatible: code of version 2 would ignore ownership, grants and alias owners.
+    Step(3, "tenants: database owners, grants, alias owners, audit targets", _tenants),
+    Step(
+        4,
+        "first-release handle rows: memory handles removed, file handles readwrite",
+        _first_release_handles,
         compatible=True,
     ),
 )

@@ -26,6 +26,8 @@ __all__ = [
     "ALIASES",
     "AUDIT",
     "CURSORS",
+    "DATABASES",
+    "GRANTS",
     "HANDLES",
     "META",
     "POSTGRES",
@@ -110,7 +112,9 @@ HANDLES = Table(
 )  # fmt: skip
 ALIASES = Table(
     "_dbh_aliases",
-    (_col("alias"), _required("handle")),
+    # owner: the actor who pointed the alias (since schema version 3); only it (or an administrator)
+    # may use or re-point it.
+    (_col("alias"), _required("handle"), _col("owner")),
     key="alias",
     indexes=(Index("_dbh_aliases_handle", ("handle",)),),
 )
@@ -133,7 +137,7 @@ AUDIT = Table(
     (
         _col("seq", Kind.SERIAL), _required("at"), _required("actor"), _col("session_id"), _col("handle"),
         _required("command"), _required("operation"), _col("collection"), _col("record_id"),
-        _required("success", Kind.BOOL), _col("code"),
+        _required("success", Kind.BOOL), _col("code"), _col("target"),
     ),
     key="seq",
     indexes=(Index("_dbh_audit_at", ("at",)),),
@@ -148,7 +152,24 @@ TOKENS = Table(
     ),
     key="token_id",
 )  # fmt: skip
-TABLES = (HANDLES, ALIASES, CURSORS, AUDIT, META, TOKENS)
+#: Who owns a database (a file by its real path, since schema version 3): ownership lives here, never
+#: in a file next to the database that a data command could write.
+DATABASES = Table(
+    "_dbh_databases",
+    (_col("db_key"), _required("owner"), _required("isolation"), _required("created_at")),
+    key="db_key",
+)
+#: What an owner (or an administrator) granted another actor on a database (since version 3).
+GRANTS = Table(
+    "_dbh_grants",
+    (
+        _col("grant_id"), _required("db_key"), _required("actor"), _required("permissions", Kind.JSON),
+        _required("granted_by"), _required("granted_at"),
+    ),
+    key="grant_id",
+    indexes=(Index("_dbh_grants_actor", ("actor", "db_key")),),
+)  # fmt: skip
+TABLES = (HANDLES, ALIASES, CURSORS, AUDIT, META, TOKENS, DATABASES, GRANTS)
 
 
 # -- dialects --------------------------------------------------------------------------------------

@@ -12,10 +12,21 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
 
-from dbhandles.store.base import AuditRow, CursorRow, HandleRow, HandleStore, TokenRow
+from dbhandles.errors import AccessDenied
+from dbhandles.store.base import (
+    AuditRow,
+    CursorRow,
+    DatabaseRow,
+    GrantRow,
+    HandleRow,
+    HandleStore,
+    TokenRow,
+)
 from dbhandles.store.schema import (
     AUDIT,
     CURSORS,
+    DATABASES,
+    GRANTS,
     HANDLES,
     TOKENS,
     Dialect,
@@ -23,7 +34,7 @@ from dbhandles.store.schema import (
     values,
 )
 
-__all__ = ["Cursor", "SqlHandleStore", "Tx"]
+__all__ = ["Cursor", "SqlHandleStore", "Tx", "grant_id"]
 
 
 class Cursor(Protocol):
@@ -46,9 +57,30 @@ class Tx(Protocol):
 
 
 _POINT_ALIAS = (
-    "INSERT INTO _dbh_aliases (alias, handle) VALUES (?, ?) "
-    "ON CONFLICT (alias) DO UPDATE SET handle = excluded.handle"
+    "INSERT INTO _dbh_aliases (alias, handle, owner) VALUES (?, ?, ?) "
+    "ON CONFLICT (alias) DO UPDATE SET handle = excluded.handle, owner = excluded.owner"
 )
+_PUT_GRANT = (
+    " ON CONFLICT (grant_id) DO UPDATE SET permissions = excluded.permissions, "
+    "granted_by = excluded.granted_by, granted_at = excluded.granted_at"
+)
+
+
+def grant_id(database: str, actor: str) -> str:
+    """The key of a grant: actor names have no spaces, so ``"<actor> <database>"`` is unambiguous."""
+    return f"{actor} {database}"
+
+
+def _point_alias(tx: Tx, alias: str, handle: str, owner: str | None, take: bool) -> None:
+    if not take:
+        found = tx.execute("SELECT owner FROM _dbh_aliases WHERE alias = ?", (alias,)).fetchone()
+        if found is not None and found[0] != owner:
+            raise AccessDenied(
+                f"alias: {alias!r} belongs to another actor; choose another alias", field="alias"
+            )
+    tx.execute(_POINT_ALIAS, (alias, handle, owner))
+
+
 _ADVANCE = ("position", "page_number", "exhausted", "expires_at")
 
 
@@ -91,11 +123,18 @@ class SqlHandleStore(HandleStore):
         self._check_handle(rows[0], name)
         return row_from(HANDLES, HandleRow, rows[0])
 
-    def put_handle(self, row: HandleRow, alias: str | None = None) -> None:
+    def put_handle(
+        self,
+        row: HandleRow,
+        alias: str | None = None,
+        *,
+        alias_owner: str | None = None,
+        take_alias: bool = True,
+    ) -> None:
         with self._tx() as tx:
             tx.execute(self.dialect.insert(HANDLES), self._handle_values(row))
             if alias is not None:
-                tx.execute(_POINT_ALIAS, (alias, row.handle))
+                _point_alias(tx, alias, row.handle, alias_owner, take_alias)
 
     def delete_handle(self, handle: str) -> bool:
         with self._tx() as tx:
@@ -116,8 +155,15 @@ class SqlHandleStore(HandleStore):
             (last_used_at, handle, last_used_at),
         )
 
-    def set_alias(self, alias: str, handle: str) -> None:
-        self._write(_POINT_ALIAS, (alias, handle))
+    def set_alias(
+        self, alias: str, handle: str, owner: str | None = None, *, take: bool = True
+    ) -> None:
+        with self._tx() as tx:
+            _point_alias(tx, alias, handle, owner, take)
+
+    def alias_owner(self, alias: str) -> tuple[bool, str | None]:
+        rows = self._read("SELECT owner FROM _dbh_aliases WHERE alias = ?", (alias,))
+        return (True, rows[0][0]) if rows else (False, None)
 
     def delete_aliases(self, handle: str) -> None:
         self._write("DELETE FROM _dbh_aliases WHERE handle = ?", (handle,))
@@ -203,6 +249,55 @@ class SqlHandleStore(HandleStore):
             return str(
                 tx.execute("SELECT value FROM _dbh_meta WHERE key = ?", (key,)).fetchone()[0]
             )
+
+    # -- ownership and grants ------------------------------------------------------------------------
+
+    def get_database(self, database: str) -> DatabaseRow | None:
+        rows = self._read(f"{self.dialect.select(DATABASES)} WHERE db_key = ?", (database,))
+        return row_from(DATABASES, DatabaseRow, rows[0]) if rows else None
+
+    def claim_database(self, row: DatabaseRow, *, isolation_if_owner: bool = False) -> DatabaseRow:
+        with self._tx() as tx:
+            tx.execute(
+                self.dialect.insert(DATABASES) + " ON CONFLICT (db_key) DO NOTHING",
+                values(DATABASES, row),
+            )
+            if isolation_if_owner:
+                tx.execute(
+                    "UPDATE _dbh_databases SET isolation = ? WHERE db_key = ? AND owner = ?",
+                    (row.isolation, row.db_key, row.owner),
+                )
+            found = tx.execute(
+                f"{self.dialect.select(DATABASES)} WHERE db_key = ?", (row.db_key,)
+            ).fetchone()
+        return row_from(DATABASES, DatabaseRow, found)
+
+    def get_grant(self, database: str, actor: str) -> GrantRow | None:
+        rows = self._read(
+            f"{self.dialect.select(GRANTS)} WHERE grant_id = ?", (grant_id(database, actor),)
+        )
+        return row_from(GRANTS, GrantRow, rows[0]) if rows else None
+
+    def put_grant(self, row: GrantRow) -> None:
+        self._write(self.dialect.insert(GRANTS) + _PUT_GRANT, values(GRANTS, row))
+
+    def delete_grant(self, database: str, actor: str) -> bool:
+        return (
+            self._write("DELETE FROM _dbh_grants WHERE grant_id = ?", (grant_id(database, actor),))
+            > 0
+        )
+
+    def list_grants(self, database: str | None = None, actor: str | None = None) -> list[GrantRow]:
+        where, args = ["1 = 1"], []
+        for column, value in (("db_key", database), ("actor", actor)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        rows = self._read(
+            f"{self.dialect.select(GRANTS)} WHERE {' AND '.join(where)} ORDER BY db_key, actor",
+            args,
+        )
+        return [row_from(GRANTS, GrantRow, r) for r in rows]
 
     # -- tokens ------------------------------------------------------------------------------------
 

@@ -166,12 +166,15 @@ class Connection {
         break;
       }
       case "event": {
-        const callbacks = this.patterns.get(message.pattern);
-        for (const callback of callbacks ? [...callbacks] : []) {
-          try {
-            callback({ event: message.event, payload: message.payload });
-          } catch (err) {
-            console.error(`jtag: subscriber of ${message.pattern} failed`, err);
+        // One message per event, naming every subscribed pattern it matched.
+        for (const pattern of message.patterns ?? [message.pattern]) {
+          const callbacks = this.patterns.get(pattern);
+          for (const callback of callbacks ? [...callbacks] : []) {
+            try {
+              callback({ event: message.event, payload: message.payload });
+            } catch (err) {
+              console.error(`jtag: subscriber of ${pattern} failed`, err);
+            }
           }
         }
         break;

@@ -1,0 +1,532 @@
+"""Fairness: one actor's read latency while another actor runs each of the four loads of issue 13.
+
+    python benchmarks/fairness.py [--seconds=8] [--import-mb=300] [--json=FILE]
+
+A real ``jtag serve`` (tokens required, defaults for every limit) on a loopback port and a temporary
+home. The reader (a non-admin token) runs ``POST /commands/data/list`` (20 small records) on one
+connection with ``wrk`` for ``--seconds``; its p99 is taken with no load, then while another actor runs:
+
+1. imports: two ``data/import`` of a ``--import-mb`` MB JSONL file at once (an admin's; files are the
+   admin's business), cancelled with ``data/job-cancel`` after the measurement;
+2. a WebSocket client that sends ``data/list`` requests with 1 MB answers and never reads (4 sockets,
+   reconnecting when the server closes them); the server's RSS is sampled;
+3. memory: ``query-open`` with a 2.7 MB filter (40 on a memory handle, 20 on the default database,
+   with ``wrk``), 100 unauthenticated connections trickling a 9 MB body, one connection sending a
+   byte every 2 s; RSS and the home's size are sampled;
+4. subscriptions: 20 sockets x 100 subscriptions that match every write, while the same actor writes
+   100 KB records with ``wrk``; here the reader's own 100 KB ``data/create`` p99 is measured too,
+   against its p99 with no subscription.
+
+The ratio is each p99 over the p99 with no load (target: at most 3); the no-load p99 is the median of
+one window before each load, so that drift of the machine shows instead of skewing one ratio. HTTP loads are driven by ``wrk``
+(``apt-get install -y wrk``; the script installs it with apt-get when it is missing and it may). Every
+connection goes to 127.0.0.1 only, and every load stops with its window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _datagen import generate_file  # noqa: E402
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def need_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing wrk (apt-get install -y wrk)...", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "wrk"], check=False, capture_output=True)
+        found = shutil.which("wrk")
+    if not found:
+        sys.exit("this benchmark drives HTTP load with wrk: apt-get install -y wrk")
+    return found
+
+
+# -- the server and its actors ---------------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, work: Path) -> None:
+        self.home = work / "home"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("JTAG_", "DBHANDLES_"))}
+        env["DBHANDLES_HOME"] = str(self.home)
+        self.proc = subprocess.Popen(
+            [str(REPO / "jtag"), "serve", f"--port={self.port}"], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(work),
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.pid = int(httpx.get(f"{self.url}/health", timeout=1).json()["pid"])
+                break
+            except (httpx.HTTPError, ValueError):
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("jtag serve did not start") from None
+                time.sleep(0.1)
+        self.admin = (self.home / "admin.token").read_text().strip()
+
+    def call(self, token: str, name: str, params: dict[str, Any] | None = None,
+             timeout: float = 60) -> dict[str, Any]:  # fmt: skip
+        response = httpx.post(f"{self.url}/commands/{name}", json=params or {}, timeout=timeout,
+                              headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        body: dict[str, Any] = response.json()
+        return body
+
+    def token(self, actor: str, admin: bool = False) -> str:
+        return str(self.call(self.admin, "token/create", {"actor": actor, "admin": admin})["token"])
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def home_mb(self) -> float:
+        return sum(p.stat().st_size for p in self.home.glob("default.sqlite*")) / 1e6
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# -- wrk ---------------------------------------------------------------------------------------------
+
+
+def lua_script(work: Path, name: str, token: str | None, body: bytes, limit: int = 0) -> Path:
+    """A wrk script POSTing ``body``; with ``limit``, each thread stops after that many requests."""
+    data = work / f"{name}.body"
+    data.write_bytes(body)
+    auth = f'wrk.headers["Authorization"] = "Bearer {token}"\n' if token else ""
+    stop = (
+        f"local n = 0\nrequest = function()\n  n = n + 1\n  if n > {limit} then wrk.thread:stop() end\n"
+        "  return wrk.format(nil)\nend\n"
+        if limit
+        else ""
+    )
+    script = work / f"{name}.lua"
+    script.write_text(
+        f'wrk.method = "POST"\nlocal f = io.open("{data}", "rb")\nwrk.body = f:read("*a")\nf:close()\n'
+        f'wrk.headers["Content-Type"] = "application/json"\n{auth}{stop}'
+    )
+    return script
+
+
+def wrk(url: str, script: Path, seconds: float, connections: int = 1) -> dict[str, float]:
+    out = subprocess.run(
+        [need_wrk(), "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+         "--timeout", "30s", "-s", str(script), url],
+        capture_output=True, text=True, check=True, timeout=seconds + 60,
+    ).stdout  # fmt: skip
+    result: dict[str, float] = {}
+    for pct in ("50", "90", "99"):
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+        if m:
+            result[f"p{pct}"] = float(m.group(1)) * _UNITS[m.group(2)]
+    m = re.search(r"(\d+) requests in", out)
+    result["requests"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    result["non2xx"] = float(m.group(1)) if m else 0.0
+    return result
+
+
+def background(fn: Callable[[], Any]) -> threading.Thread:
+    thread = threading.Thread(target=fn, daemon=True)
+    thread.start()
+    return thread
+
+
+@contextlib.contextmanager
+def sampling(server: Server) -> Iterator[dict[str, float]]:
+    """The server's RSS (and the home's size) before and at its peak while the block runs."""
+    seen = {
+        "rss_before": server.rss_mb(),
+        "rss_peak": 0.0,
+        "home_before": server.home_mb(),
+        "home_peak": 0.0,
+    }
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.1):
+            seen["rss_peak"] = max(seen["rss_peak"], server.rss_mb())
+            seen["home_peak"] = max(seen["home_peak"], server.home_mb())
+
+    thread = background(sample)
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+        seen["rss_after"] = server.rss_mb()
+
+
+# -- the loads -------------------------------------------------------------------------------------
+
+
+def load_imports(
+    server: Server, work: Path, loader: str, mb: int, measure: Callable[[], dict[str, float]]
+) -> dict[str, Any]:
+    source = work / "import.jsonl"
+    if not source.exists():
+        print(f"  generating a {mb} MB JSONL file...", flush=True)
+        generate_file(source, max(1000, mb * 1_000_000 // 2000), seed=13)
+    size_mb = source.stat().st_size / 1e6
+    jobs = [server.call(loader, "data/job-start", {"command": "data/import", "params": {
+        "input": str(source), "output": str(work / f"import-{i}.sqlite"), "collection": "imported"}})
+        for i in range(2)]  # fmt: skip
+    ids = [j["jobId"] for j in jobs]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        states = [server.call(loader, "data/job-status", {"jobId": i})["status"] for i in ids]
+        if states == ["running", "running"]:
+            break
+        time.sleep(0.05)
+    result = measure()
+    states = [server.call(loader, "data/job-status", {"jobId": i}) for i in ids]
+    running = all(s["status"] == "running" for s in states)
+    lines = [s["progress"].get("lines", 0) for s in states]
+    for i in ids:
+        server.call(loader, "data/job-cancel", {"jobId": i})
+    return {**result, "note": f"2 imports of a {size_mb:.0f} MB file, {'still running' if running else 'ended'} "
+                              f"after the window ({sum(lines):,} lines read), then cancelled"}  # fmt: skip
+
+
+def _ws_open(port: int, token: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                  f"Authorization: Bearer {token}\r\n\r\n").encode())  # fmt: skip
+    return sock
+
+
+def _frame(payload: bytes) -> bytes:
+    mask = os.urandom(4)
+    size = len(payload)
+    head = (
+        bytes([0x81, 0x80 | size])
+        if size < 126
+        else bytes([0x81, 0x80 | 126]) + size.to_bytes(2, "big")
+    )
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def load_non_reader(
+    server: Server, noisy: str, measure: Callable[[], dict[str, float]]
+) -> dict[str, Any]:
+    handle = server.call(noisy, "data/open", {"adapter": "memory", "config": {}})["dbHandle"]
+    ops = [{"op": "create", "collection": "big", "data": {"text": "y" * 20_000}} for _ in range(50)]
+    server.call(noisy, "data/batch", {"dbHandle": handle, "operations": ops})
+    request = _frame(orjson.dumps({"type": "request", "id": 1, "command": "data/list",
+                                   "params": {"dbHandle": handle, "collection": "big", "limit": 50}}))  # fmt: skip
+    stop = threading.Event()
+    counts = {"sockets": 0, "requests": 0}
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                sock = _ws_open(server.port, noisy)
+                counts["sockets"] += 1
+                for _ in range(300):  # 300 answers of 1 MB, never read
+                    if stop.is_set():
+                        break
+                    sock.sendall(request)
+                    counts["requests"] += 1
+                stop.wait(0.5)
+                sock.close()
+            except OSError:
+                stop.wait(0.2)  # closed by the server: connect again
+
+    with sampling(server) as memory:
+        threads = [background(client) for _ in range(4)]
+        result = measure()
+        stop.set()
+        for t in threads:
+            t.join(10)
+    return {**result, **memory, "note": f"{counts['sockets']} sockets opened, {counts['requests']} requests "
+                                        "for 1 MB answers sent, none read"}  # fmt: skip
+
+
+def load_memory(
+    server: Server, work: Path, noisy: str, seconds: float, measure: Callable[[], dict[str, float]]
+) -> dict[str, Any]:
+    handle = server.call(noisy, "data/open", {"adapter": "memory", "config": {}})["dbHandle"]
+    huge = {"tag": {"$in": [f"value-{i:07d}-" + "z" * 8 for i in range(120_000)]}}  # ~2.7 MB
+    memory_body = orjson.dumps({"dbHandle": handle, "collection": "c", "filter": huge})
+    durable_body = orjson.dumps({"collection": "c", "filter": huge})
+    url = f"{server.url}/commands/data/query-open"
+    scripts = [lua_script(work, "cursor-memory", noisy, memory_body, limit=40),
+               lua_script(work, "cursor-durable", noisy, durable_body, limit=20)]  # fmt: skip
+    stop = threading.Event()
+    answers: dict[str, int] = {}
+
+    def trickle() -> None:  # unauthenticated, 9 MB announced, 1 KB every 0.5 s
+        try:
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=seconds + 30)
+            sock.sendall(b"POST /commands/data/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 9437184\r\n\r\n")  # fmt: skip
+            sock.settimeout(0.5)
+            while not stop.is_set():
+                try:
+                    data = sock.recv(4096)
+                    status = data.split(b" ")[1].decode() if data else "closed"
+                    answers[status] = answers.get(status, 0) + 1
+                    return
+                except TimeoutError:
+                    sock.sendall(b" " * 1024)
+            sock.close()
+        except OSError as exc:
+            answers[type(exc).__name__] = answers.get(type(exc).__name__, 0) + 1
+
+    def drip() -> None:  # one byte every 2 s, with a token
+        try:
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=seconds + 30)
+            sock.sendall(f"POST /commands/data/list HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {noisy}\r\n"
+                         "Content-Length: 40\r\n\r\n".encode())  # fmt: skip
+            sock.settimeout(2)
+            while not stop.is_set():
+                try:
+                    data = sock.recv(4096)
+                    answers["drip " + (data.split(b" ")[1].decode() if data else "closed")] = 1
+                    return
+                except TimeoutError:
+                    sock.sendall(b" ")
+        except OSError:
+            pass
+
+    with sampling(server) as memory:
+        loaders = [background(lambda s=s: wrk(url, s, seconds)) for s in scripts]
+        loaders += [background(trickle) for _ in range(100)] + [background(drip)]
+        result = measure()
+        stop.set()
+        for t in loaders:
+            t.join(seconds + 60)
+    return {**result, **memory, "note": "60 query-open with a 2.7 MB filter, 100 unauthenticated 9 MB "
+                                        f"trickles, 1 drip; answers: {dict(sorted(answers.items()))}"}  # fmt: skip
+
+
+#: 100 distinct patterns, each matching the writes of load 4 (``data:writes:created``).
+PATTERNS = [f"{head}{'writes'[:w]}*:{'created'[:c]}*" for head in ("data:", "d*:") for w in range(7)
+            for c in range(8)][:100]  # fmt: skip
+
+
+def load_subscriptions(server: Server, work: Path, noisy: str, seconds: float,
+                       measure: Callable[[], dict[str, float]],
+                       measure_creates: Callable[[], dict[str, float]]) -> dict[str, Any]:  # fmt: skip
+    import websockets.asyncio.client as ws_client
+
+    stop = threading.Event()
+    counts = {"sockets": 0, "subscribed": 0, "refused": 0, "events": 0}
+    ready = threading.Event()
+
+    async def clients() -> None:
+        sockets = []
+        for _ in range(20):
+            try:
+                sock = await ws_client.connect(f"ws://127.0.0.1:{server.port}/ws", max_size=None,
+                                               additional_headers={"Authorization": f"Bearer {noisy}"})  # fmt: skip
+            except Exception:
+                counts["refused"] += 1
+                continue
+            sockets.append(sock)
+
+        async def subscribe(sock: Any) -> None:
+            with contextlib.suppress(Exception):  # a socket over the limit is closed (1013)
+                for i, pattern in enumerate(PATTERNS):
+                    await sock.send(json.dumps({"type": "subscribe", "id": i, "pattern": pattern}))
+
+        async def read(sock: Any) -> None:
+            with contextlib.suppress(Exception):
+                async for raw in sock:
+                    kind = orjson.loads(raw).get("type")
+                    if kind == "hello":
+                        counts["sockets"] += 1
+                    elif kind == "subscribed":
+                        counts["subscribed"] += 1
+                    elif kind == "event":
+                        counts["events"] += 1
+
+        for sock in sockets:
+            await subscribe(sock)
+        readers = [asyncio.create_task(read(s)) for s in sockets]
+        await asyncio.sleep(1.0)
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+        for sock in sockets:
+            await sock.close()
+        for task in readers:
+            task.cancel()
+
+    thread = background(lambda: asyncio.run(clients()))
+    ready.wait(30)
+    # a. As in the issue: the subscriptions only; the reader's own 100 KB writes are what they receive.
+    creates = measure_creates()
+    # b. Harder: the subscriber also writes 100 KB records as fast as it can while the reader reads.
+    body = orjson.dumps({"collection": "writes", "data": {"text": "w" * 100_000}})
+    writer = lua_script(work, "noisy-writes", noisy, body)
+    url = f"{server.url}/commands/data/create"
+    loader = background(lambda: wrk(url, writer, seconds + 1))
+    result = measure()
+    loader.join(seconds + 60)
+    stop.set()
+    thread.join(30)
+    return {**result, "create_p99": creates.get("p99", 0.0), "create_p50": creates.get("p50", 0.0),
+            "note": f"{counts['sockets']} sockets and {counts['subscribed']} subscriptions accepted of "
+                    f"20 x 100, {counts['events']:,} events read; reads measured while the subscriber "
+                    "also writes 100 KB records (wrk -c1)"}  # fmt: skip
+
+
+# -- main ------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per load")
+    parser.add_argument(
+        "--import-mb", type=int, default=300, help="size of the file imported twice"
+    )
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    need_wrk()
+    work = Path(tempfile.mkdtemp(prefix="dbh-fairness-"))
+    server = Server(work)
+    try:
+        return bench(server, work, args)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bench(server: Server, work: Path, args: argparse.Namespace) -> int:
+    seconds = args.seconds
+    reader = server.token("reader")
+    noisy = server.token("noisy")
+    loader = server.token("loader", admin=True)
+    ops = [
+        {"op": "create", "collection": "items", "data": {"n": i, "text": f"item {i}"}}
+        for i in range(1000)
+    ]
+    server.call(server.admin, "data/batch", {"operations": ops, "suppressEvents": True})
+    read = lua_script(work, "read", reader, orjson.dumps({"collection": "items", "limit": 20}))
+    read_url = f"{server.url}/commands/data/list"
+    create = lua_script(
+        work,
+        "create",
+        reader,
+        orjson.dumps({"collection": "mine", "data": {"text": "r" * 100_000}}),
+    )
+    create_url = f"{server.url}/commands/data/create"
+
+    def measure() -> dict[str, float]:
+        return wrk(read_url, read, seconds)
+
+    rows: list[tuple[str, dict[str, Any]]] = []
+    print(
+        f"reader: wrk -t1 -c1 -d{seconds:g}s POST /commands/data/list (20 records), p99 per load",
+        flush=True,
+    )
+    wrk(read_url, read, 2)  # warm-up
+    quiet: list[dict[str, float]] = []
+
+    def no_load() -> None:  # before every load: the machine's drift shows up in the baseline
+        quiet.append(measure())
+
+    no_load()
+    print("load 1: two large imports", flush=True)
+    no_load()
+    rows.append(("1. two imports", load_imports(server, work, loader, args.import_mb, measure)))
+    print("load 2: WebSocket client that never reads", flush=True)
+    no_load()
+    rows.append(("2. non-reading WebSocket", load_non_reader(server, noisy, measure)))
+    print("load 3: cursors with 2.7 MB filters, slow and unauthenticated bodies", flush=True)
+    no_load()
+    rows.append(("3. cursors and bodies", load_memory(server, work, noisy, seconds, measure)))
+    print("load 4: 20 sockets x 100 subscriptions, 100 KB writes", flush=True)
+
+    def measure_creates() -> dict[str, float]:
+        return wrk(create_url, create, seconds)
+
+    no_load()
+    base_create = measure_creates()
+    rows.append(("4. subscriptions", load_subscriptions(server, work, noisy, seconds, measure,
+                                                        measure_creates)))  # fmt: skip
+    p99s = sorted(q["p99"] for q in quiet)
+    base = {**quiet[0], "p99": p99s[len(p99s) // 2],
+            "note": f"median of {len(quiet)} runs, one before each load; their p99s: "
+                    + ", ".join(f"{q['p99']:.2f}" for q in quiet)}  # fmt: skip
+    rows.insert(0, ("no load", base))
+    report(rows, base, base_create)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "create_base": base_create,
+                                               "no_load": quiet}, indent=2))  # fmt: skip
+    return 0
+
+
+def report(
+    rows: list[tuple[str, dict[str, Any]]], base: dict[str, float], base_create: dict[str, float]
+) -> None:
+    print()
+    print(
+        "| load | reads | p50 ms | p99 ms | p99 / no load | server RSS MB (before → peak) | notes |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, r in rows:
+        ratio = r.get("p99", 0) / base["p99"] if base.get("p99") else 0
+        rss = f"{r['rss_before']:.0f} → {r['rss_peak']:.0f}" if "rss_peak" in r else ""
+        if "home_peak" in r and r["home_peak"] - r["home_before"] > 0.01:
+            rss += f" (home {r['home_before']:.2f} → {r['home_peak']:.2f} MB)"
+        errors = f", {r['non2xx']:.0f} non-2xx" if r.get("non2xx") else ""
+        print(f"| {name} | {r.get('requests', 0):.0f}{errors} | {r.get('p50', 0):.2f} | {r.get('p99', 0):.2f} | "
+              f"{ratio:.2f}x | {rss} | {r.get('note', '')} |")  # fmt: skip
+    sub = dict(rows)["4. subscriptions"]
+    print()
+    print(
+        f"reader's 100 KB data/create: p99 {base_create.get('p99', 0):.2f} ms with no subscription, "
+        f"{sub.get('create_p99', 0):.2f} ms with the 20 x 100 subscriptions of load 4 "
+        f"({sub.get('create_p99', 0) / base_create['p99'] if base_create.get('p99') else 0:.2f}x)"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""``data/grant``, ``data/revoke``, ``data/list-grants``: an owner shares a database with another actor.
+
+Rights attach to the database (a file, by its real path), not to a handle: a grant is the ceiling of
+every handle the grantee opens on it and of every command it runs through another actor's handle on
+it. Grants live in the handle store. A change (a new grant, a narrower one, a revocation) closes the
+grantee's open handles on that database, so none keeps rights it no longer has.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import Field
+
+from dbhandles.adapters import FileConfig
+from dbhandles.commands.base import Call, DataParams, DataResult, Params, Result, command
+from dbhandles.commands.grammar import ActorName, like
+from dbhandles.context import ACTOR_PATTERN
+from dbhandles.errors import AccessDenied, InvalidParams
+from dbhandles.security.permissions import narrow, parse_permissions
+from dbhandles.security.policy import GRANT_ACCESS
+
+if TYPE_CHECKING:
+    from dbhandles.service import Service
+
+__all__ = ["GrantParams", "GrantResult", "ListGrantsParams", "RevokeParams"]
+
+_ACTOR = re.compile(ACTOR_PATTERN)
+
+
+def _actor(name: str) -> str:
+    if not _ACTOR.fullmatch(name):
+        raise InvalidParams(
+            f"actor: {name!r} is not a valid actor name (letters, digits, '_', '.', '@', '-')",
+            field="actor",
+        )
+    return name
+
+
+def _close_handles_of(service: Service, actor: str, database: str) -> int:
+    """Close ``actor``'s handles on ``database`` (their rights changed); how many."""
+    closed = 0
+    for entry in service.registry.list_handles():
+        if (
+            entry.owner == actor
+            and not entry.is_default
+            and service.access.database_of(entry.config) == database
+        ):
+            service.registry.close(entry.handle)
+            closed += 1
+    return closed
+
+
+class GrantParams(DataParams):
+    actor: ActorName
+    """The actor to share the database with."""
+    access: Literal["read", "write", "full"] = "read"
+    """read; write (read, create, update, delete: not truncate, clear or vacuum); full."""
+    permissions: Annotated[dict[str, Any], like("GrantPermissions")] | None = None
+    """Narrower still: {write, delete, schema, allowedCollections, deniedCollections, rowFilter}."""
+
+
+class GrantResult(DataResult):
+    actor: str
+    path: str
+    permissions: dict[str, Any]
+    handles_closed: int
+
+
+@command(
+    "data/grant",
+    params=GrantParams,
+    result=GrantResult,
+    operation="admin",
+    summary="Share the database behind a handle with another actor (its owner or an administrator).",
+    example='jtag data/grant --dbHandle="<UUID>" --actor=bob --access=read',
+)
+def data_grant(service: Service, params: GrantParams, call: Call) -> GrantResult:
+    assert call.target is not None
+    context = call.context
+    database = service.access.may_share(context, call.target)
+    actor = _actor(params.actor)
+    if actor == context.actor:
+        raise InvalidParams("actor: you already have your own rights", field="actor")
+    extra = parse_permissions(params.permissions)
+    if extra is not None and (extra.owner is not None or extra.isolation_mode != "none"):
+        raise InvalidParams(
+            "permissions: a grant says what the actor may do; owner and isolationMode belong to "
+            "the database (data/open)",
+            field="permissions",
+        )
+    permissions = narrow(extra, GRANT_ACCESS[params.access])
+    assert permissions is not None
+    service.access.put_grant(database, actor, permissions, context)
+    closed = _close_handles_of(service, actor, database)
+    assert isinstance(call.target.config, FileConfig)
+    return GrantResult(db_handle=call.target.handle, actor=actor, path=call.target.config.path,
+                       permissions=permissions.to_wire(), handles_closed=closed)  # fmt: skip
+
+
+class RevokeParams(DataParams):
+    actor: ActorName
+    """The actor whose grant on the database behind dbHandle ends."""
+
+
+class RevokeResult(DataResult):
+    actor: str
+    revoked: bool
+    handles_closed: int
+
+
+@command(
+    "data/revoke",
+    params=RevokeParams,
+    result=RevokeResult,
+    operation="admin",
+    summary="End another actor's grant on the database behind a handle; its handles on it close.",
+    example='jtag data/revoke --dbHandle="<UUID>" --actor=bob',
+)
+def data_revoke(service: Service, params: RevokeParams, call: Call) -> RevokeResult:
+    assert call.target is not None
+    database = service.access.may_share(call.context, call.target)
+    actor = _actor(params.actor)
+    revoked = service.registry.store.delete_grant(database, actor)
+    closed = _close_handles_of(service, actor, database)
+    return RevokeResult(db_handle=call.target.handle, actor=actor, revoked=revoked,
+                        handles_closed=closed)  # fmt: skip
+
+
+class ListGrantsParams(Params):
+    db_handle: str | None = None
+    """Only the grants on the database behind this handle (required for non-admin actors)."""
+    actor: str | None = None
+    """Only the grants of this actor."""
+    limit: int = Field(default=1000, ge=1, le=10_000)
+    """At most this many grants."""
+
+
+class ListGrantsResult(Result):
+    grants: list[dict[str, Any]]
+
+
+@command(
+    "data/list-grants",
+    params=ListGrantsParams,
+    result=ListGrantsResult,
+    operation="admin",
+    summary="List grants: on one database (its owner), or every grant (administrators).",
+    example='jtag data/list-grants --dbHandle="<UUID>"',
+)
+def data_list_grants(service: Service, params: ListGrantsParams, call: Call) -> ListGrantsResult:
+    context = call.context
+    database: str | None = None
+    if params.db_handle is not None:
+        entry = service.registry.resolve_for(params.db_handle, context.actor, context.is_admin)
+        database = service.access.may_share(context, entry)
+    elif not context.is_admin:
+        raise AccessDenied("Access denied: name the database (dbHandle) whose grants to list")
+    rows = service.registry.store.list_grants(database, params.actor)[: params.limit]
+    return ListGrantsResult(
+        grants=[
+            {"path": r.db_key.removeprefix("file:"), "actor": r.actor, "permissions": r.permissions,
+             "grantedBy": r.granted_by, "grantedAt": r.granted_at}
+            for r in rows
+        ]
+    )  # fmt: skip
