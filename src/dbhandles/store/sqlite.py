@@ -50,12 +50,18 @@ class SqliteHandleStore(SqlHandleStore):
     def __init__(self, path: Path, *, steps: Sequence[Step] = STEPS) -> None:
         create_private(path)
         self._lock = threading.RLock()
+        self._read_lock = threading.Lock()
         self._version: int | None = None
         self._version_at = float("-inf")
         try:
             self._db = connect_sqlite(str(path), "rwc", timeout=10.0)
             try:
                 self._start(f"the default database {path}", steps)
+                # Reads on a connection of their own: in WAL mode they never wait for a write,
+                # and a write holds ``_lock`` through its fsync (synchronous=FULL), which a read
+                # on the same connection would wait out on the hot path of every command.
+                self._reader = connect_sqlite(str(path), "rw", timeout=10.0)
+                self._reader.execute("PRAGMA busy_timeout = 10000")
             except BaseException:
                 self._db.close()
                 raise
@@ -108,17 +114,17 @@ class SqliteHandleStore(SqlHandleStore):
                 raise StorageError(f"handle table: {exc}") from exc
 
     def _read(self, statement: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._read_lock:
             try:
-                return self._db.execute(statement, args).fetchall()
+                return self._reader.execute(statement, args).fetchall()
             except sqlite3.OperationalError as exc:
                 if "locked" in str(exc) or "busy" in str(exc):
                     raise StorageBusy(f"the default database is busy: {exc}") from exc
                 raise StorageError(f"handle table: {exc}") from exc
 
     def version(self) -> int | None:
-        # data_version moves when any *other* connection commits; our own writes invalidate the
-        # registry's cache explicitly. One command asks twice (token, then handle): a reading at most
+        # data_version moves when any *other* connection commits (the reader sees the writer's
+        # commits too; our own writes also invalidate the registry's cache explicitly). One command asks twice (token, then handle): a reading at most
         # a millisecond old is as good as a fresh one, since another process's commit could as well
         # have landed just after this command started.
         now = time.monotonic()
@@ -129,5 +135,7 @@ class SqliteHandleStore(SqlHandleStore):
         return version
 
     def close(self) -> None:
+        with self._read_lock:
+            self._reader.close()
         with self._lock:
             self._db.close()
