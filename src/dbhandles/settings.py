@@ -289,6 +289,17 @@ class Settings:
                     f"DBHANDLES_DATA_ROOT: {root} must be outside the home {home} (and not hold it)"
                 )
         object.__setattr__(self, "read_roots", tuple(Path(r).expanduser() for r in self.read_roots))
+        # A read root that holds (or lies in) the data root would open every actor's space to
+        # every actor; one that holds the home, the service's own state.
+        data = Path(os.path.abspath(self.data_root or f"{self.home}-data"))
+        home = Path(os.path.abspath(self.home))
+        for read in (Path(os.path.abspath(r)) for r in self.read_roots):
+            for guarded, what in ((data, "the data root"), (home, "the home")):
+                if read == guarded or read in guarded.parents or guarded in read.parents:
+                    raise ValueError(
+                        f"DBHANDLES_READ_ROOTS: {read} overlaps {what} {guarded}; read roots "
+                        "are folders of data sets, apart from both"
+                    )
         if self.default_access not in DEFAULT_ACCESS:
             raise ValueError(
                 f"DBHANDLES_DEFAULT_ACCESS: {self.default_access!r} is not one of "

@@ -56,6 +56,11 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+#: Actor names only administrators may carry: the in-process local user, the server's own admin
+#: token, and the labels the audit log gives refused requests.
+ADMIN_ACTORS = frozenset({"local", "admin", "anonymous", "invalid-token"})
+
+
 class TokenManager:
     """Create, list, revoke and check tokens kept in a ``HandleStore``."""
 
@@ -75,6 +80,22 @@ class TokenManager:
                 f"actor: {actor!r} is not a valid actor name (letters, digits, '_', '.', '@', '-')",
                 field="actor",
             )
+        # Ownership, grants and data spaces key on the actor name: a name is an administrator's or
+        # not, never both, or a plain token could act as the owner of what an administrator opened.
+        if not admin and actor in ADMIN_ACTORS:
+            raise InvalidParams(
+                f"actor: {actor!r} is reserved (the local user, the server's administrator, audit "
+                "labels); choose another name, or create an administrator token (--admin)",
+                field="actor",
+            )
+        for other in self.store.list_tokens():
+            if other.actor == actor and other.is_admin != admin and other.revoked_at is None:
+                kind = "an administrator" if other.is_admin else "a non-administrator"
+                raise InvalidParams(
+                    f"actor: {actor!r} already has {kind} token ({other.token_id}); an actor is "
+                    "one or the other: revoke that token first, or choose another name",
+                    field="actor",
+                )
         token_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         expires_at = None
