@@ -37,3 +37,22 @@ def test_read_roots_never_overlap_the_data_spaces_or_the_home(tmp_path: Path, wh
     with pytest.raises(ValueError, match="DBHANDLES_READ_ROOTS"):
         Settings(home=home, data_root=data, read_roots=(root,))
     Settings(home=home, data_root=data, read_roots=(tmp_path / "datasets",))
+
+
+def test_the_schema_listing_shows_only_what_the_handle_may_see(tmp_path: Path) -> None:
+    with Service(home=tmp_path / "home") as service:
+        handle = service.execute(
+            "data/open",
+            {"adapter": "sqlite", "config": {"path": str(tmp_path / "d.sqlite"), "mode": "create"},
+             "permissions": {"deniedCollections": ["secrets"], "rowFilter": {"team": "a"}}},
+        )["dbHandle"]  # fmt: skip
+        other = service.execute(
+            "data/open", {"adapter": "sqlite", "config": {"path": str(tmp_path / "d.sqlite")}}
+        )["dbHandle"]
+        for collection, team in (("public", "a"), ("public", "b"), ("secrets", "a")):
+            service.execute(
+                "data/create",
+                {"dbHandle": other, "collection": collection, "data": {"team": team}},
+            )
+        listing = service.execute("data/schema", {"dbHandle": handle})["collections"]
+    assert [(c["name"], c["recordCount"]) for c in listing] == [("public", 1)]

@@ -72,11 +72,18 @@ def _infer(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def data_schema(service: Service, params: SchemaParams, call: Call) -> SchemaResult:
     with service.lease(call) as (entry, adapter), adapter.session() as session:
         if params.collection is None:
-            names = session.collections()
+            # What the handle may see, as a per-collection call would: no collection it is denied,
+            # counts under its row filter.
+            permissions = entry.permissions
+            names = [
+                n
+                for n in session.collections()
+                if permissions is None or permissions.collection_refusal(n) is None
+            ]
             listing = [
                 {
                     "name": n,
-                    "recordCount": session.count(n, None),
+                    "recordCount": session.count(n, entry.row_filter),
                     "declared": service.schemas.get(n) is not None,
                 }
                 for n in names
