@@ -260,3 +260,13 @@ def test_a_server_for_this_home_is_used(capsys: pytest.CaptureFixture[str], home
         _, opened = envelope(capsys, "data/open", "--adapter=memory", "--config={}")
         # A memory handle lives in the process that opened it: the server's, not this one's.
         assert opened["dbHandle"] in [e.handle for e in service.registry.list_handles()]
+
+
+@pytest.mark.parametrize("name", ["import-jsonl", "export-jsonl"])
+def test_help_for_the_jsonl_commands_is_their_usage(
+    capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """``jtag help import-jsonl`` says what ``jtag import-jsonl --help`` says (not unknown_command)."""
+    code, out = jtag(capsys, "help", name)
+    assert code == 0
+    assert out.startswith(f"usage: jtag {name} ")

@@ -73,6 +73,12 @@ def _help(args: list[str]) -> int:
     if args[0] == "--markdown":
         _emit(markdown())
         return 0
+    if args[0] in ("import-jsonl", "export-jsonl"):
+        # Their own usage texts (they run in-process, with their own flags): the same as --help.
+        from dbhandles.cli.jsonl import EXPORT_USAGE, IMPORT_USAGE
+
+        _emit(IMPORT_USAGE if args[0] == "import-jsonl" else EXPORT_USAGE)
+        return 0
     name, _ = command_name(args)
     if name in COMMANDS or name == "serve":
         _emit(command_help(name))
