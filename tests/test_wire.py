@@ -215,3 +215,24 @@ def test_client_uses_the_wire_headers() -> None:
     assert seen[0].url.path == wire.command_path("data/list-handles")
     for key, value in wire.request_headers("tok", "s").items():
         assert seen[0].headers[key] == value
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (200, b'{"success": false}'),  # no code, no error
+        (200, b'{"success": false, "code": 7, "error": "x"}'),
+        (500, b'{"success": true}'),  # a success the status contradicts
+        (200, b'{"success": "yes"}'),
+    ],
+)
+def test_a_body_that_only_looks_like_an_envelope_is_not_trusted(status: int, body: bytes) -> None:
+    envelope = wire.read_envelope("http://x", status, body)
+    assert envelope["success"] is False and envelope["code"] == "server_unreachable"
+
+
+def test_real_envelopes_pass_through() -> None:
+    ok = wire.read_envelope("http://x", 200, b'{"success": true, "n": 1}')
+    assert ok == {"success": True, "n": 1}
+    failed = b'{"success": false, "error": "no", "code": "handle_not_found"}'
+    assert wire.read_envelope("http://x", 404, failed)["code"] == "handle_not_found"

@@ -122,19 +122,32 @@ def cannot_reach(url: str, reason: object, hint: str = SERVE_HINT) -> dict[str, 
 def read_envelope(url: str, status: int, body: bytes) -> dict[str, Any]:
     """The envelope in a response body, success or failure.
 
-    A body that is not a JSON object with ``success`` (a proxy's error page, another service) is the
-    ``server_unreachable`` envelope: whatever answered, it was not a dbhandles server.
+    A body that is not an envelope (a proxy's error page, another service) is the
+    ``server_unreachable`` envelope: whatever answered, it was not a dbhandles server. An envelope is
+    a JSON object whose ``success`` is ``true`` with a 2xx status, or ``false`` with a string
+    ``error`` and ``code`` (docs/server.md); anything else is not trusted as one.
     """
     try:
         envelope = orjson.loads(body)
     except orjson.JSONDecodeError:
         envelope = None
-    if isinstance(envelope, dict) and "success" in envelope:
+    if isinstance(envelope, dict) and _is_envelope(envelope, status):
         return envelope
     return failure_envelope(
         server_unreachable(
             f"{url} answered HTTP {status} without a dbhandles envelope; is it a dbhandles server?"
         )
+    )
+
+
+def _is_envelope(envelope: Mapping[str, Any], status: int) -> bool:
+    success = envelope.get("success")
+    if success is True:
+        return 200 <= status < 300
+    return (
+        success is False
+        and isinstance(envelope.get("error"), str)
+        and isinstance(envelope.get("code"), str)
     )
 
 
