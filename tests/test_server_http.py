@@ -324,3 +324,28 @@ def test_cross_site_requests_are_refused(client: Any, headers: dict[str, str]) -
 def test_same_origin_requests_are_served(client: Any) -> None:
     headers = {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}
     assert client.post("/commands/data/list-handles", headers=headers).status_code == 200
+
+
+def test_authenticated_requests_refused_before_a_command_runs_are_audited(
+    service: Service,
+) -> None:
+    """An unknown command or a body that is no params object leaves an audit row too (issue 12)."""
+    token = service.execute("token/create", {"actor": "carol"})["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    with app_client(service, require_token=True) as client:
+        assert client.post("/commands/nonexistent/cmd", headers=headers).status_code == 404
+        assert (
+            client.post("/commands/data/list", headers=headers, content=b"[1, 2]").status_code
+            == 400
+        )
+        assert (
+            client.post("/commands/data/list", headers=headers, content=b"not json").status_code
+            == 400
+        )
+    service.audit.flush()
+    rows = service.execute("data/audit", {"actor": "carol"})["entries"]
+    assert sorted((r["command"], r["code"]) for r in rows) == [
+        ("data/list", "invalid_params"),
+        ("data/list", "invalid_params"),
+        ("nonexistent/cmd", "unknown_command"),
+    ]

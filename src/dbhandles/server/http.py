@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 import os
+import time
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
@@ -186,6 +187,7 @@ def run_command(
     """In a worker thread: who is calling (unless ``context`` says so already), the params, the
     command, the serialised envelope. A long command (``JOB_COMMANDS``) is started as a job and the
     job is returned: the caller waits for it without holding this thread."""
+    dispatched = False
     try:
         if context is None:
             context = authenticate(state, caller, name)
@@ -197,9 +199,17 @@ def run_command(
         params = parse_params(body)
         if name in JOB_COMMANDS:
             return state.service.jobs.start(name, params, context)
+        dispatched = True  # the dispatcher audits what it runs
         envelope = state.service.dispatch(name, params, context=context)
     except DbHandlesError as exc:
         envelope = error_envelope(exc, context)
+        if context is not None and not dispatched:
+            # An authenticated request refused before any command ran (an unknown command, a body
+            # that is no params object, a job refused at its start) is in the audit log too.
+            state.service.audit.record_call(
+                time.time(), context.actor, context.session_id, None, name[:200], "request",
+                None, None, exc.code,
+            )  # fmt: skip
     return finish(envelope, context is not None, caller.session_id)
 
 
