@@ -72,13 +72,13 @@ _MIN_DATABASE = 512
 _PATH_MAX = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 4096
 _NAME_MAX = os.pathconf("/", "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
 #: What ``check_path_text`` accepts, as JSON Schema (the OpenAPI document's ``Path``). The limits
-#: are in bytes (UTF-8); JSON Schema counts characters, so the document says the same limits in
-#: characters (what no longer text can meet) and names the rest with the format ``dbh-path``.
+#: are in bytes (UTF-8) and JSON Schema counts characters: the document says the length of a path
+#: in characters (what no longer text can meet) and names the rest with the format ``dbh-path``.
 PATH_SCHEMA: dict[str, object] = {
     "type": "string",
     "minLength": 1,
     "maxLength": _PATH_MAX - 1,
-    "pattern": f"^(?:[^\\x00/]{{0,{_NAME_MAX}}}/)*[^\\x00/]{{1,{_NAME_MAX}}}$",
+    "pattern": "^[^\\x00]*[^\\x00/]$",
     "format": "dbh-path",
     "description": f"A file path: no NUL, not ending in '/', at most {_PATH_MAX - 1} bytes (UTF-8) "
     f"and {_NAME_MAX} bytes per name.",

@@ -35,7 +35,15 @@ from dbhandles.security.permissions import Permissions
 from dbhandles.settings import Settings
 from dbhandles.store import HandleRow, HandleStore, SqliteHandleStore, create_private
 
-__all__ = ["ALIAS_PATTERN", "DEFAULT_HANDLE", "WELL_KNOWN_ALIASES", "HandleEntry", "HandleRegistry"]
+__all__ = [
+    "ALIAS_PATTERN",
+    "DEFAULT_HANDLE",
+    "HANDLE_PATTERN",
+    "WELL_KNOWN_ALIASES",
+    "HandleEntry",
+    "HandleRegistry",
+    "check_handle_name",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +57,24 @@ ALIAS_PATTERN = (
     f"^(?!{DEFAULT_HANDLE}$)(?!{_UUID.pattern.removeprefix('^')})"
     + _ALIAS.pattern.removeprefix("^")
 )
+#: What a ``dbHandle`` can be: 'default', a handle (a UUID) or an alias. Anything else is refused
+#: (``invalid_params``) before the handle table is asked.
+HANDLE_PATTERN = f"^(?:{DEFAULT_HANDLE}|{_UUID.pattern[1:-1]}|{_ALIAS.pattern[1:-1]})$"
+_HANDLE = re.compile(HANDLE_PATTERN)
 #: ``lastUsedAt`` is persisted at most this often per handle (it is exact in memory).
 _TOUCH_EVERY_MS = 1000
+
+
+def check_handle_name(name: object, field: str = "dbHandle") -> str:
+    """``name`` if it can name a handle (``HANDLE_PATTERN``), else ``invalid_params``: the one rule,
+    applied by ``resolve`` and when params are parsed (commands/grammar.py ``HandleName``)."""
+    if not isinstance(name, str) or not _HANDLE.fullmatch(name):
+        raise InvalidParams(
+            f"{field}: {name!r} is not a handle (a UUID from data/open), an alias (a letter, then "
+            "letters, digits, '_', '.' or '-') or 'default'",
+            field=field,
+        )
+    return name
 
 
 @dataclass(slots=True)
@@ -196,12 +220,12 @@ class HandleRegistry:
         """The entry for a handle or alias (``None`` means ``default``).
 
         Raises:
+            InvalidParams: ``name`` cannot be a handle or an alias (``HANDLE_PATTERN``).
             HandleNotFound: unknown, closed, or a non-durable handle of another process.
         """
         if name is None or name == DEFAULT_HANDLE:
             return self._default
-        if not isinstance(name, str) or not name:
-            raise HandleNotFound(f"dbHandle: {name!r} is not a handle", field="dbHandle")
+        name = check_handle_name(name)
         with self._lock:
             local = self._local.get(self._local_aliases.get(name, name))
         if local is not None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from dbhandles.commands.grammar import HandleName
 from dbhandles.context import Context
 from dbhandles.jsonmodel import JsonModel
 
@@ -54,7 +55,7 @@ class Params(JsonModel):
 class DataParams(Params):
     """Params of every command that works on a database: the optional handle."""
 
-    db_handle: str | None = None
+    db_handle: HandleName | None = None
     """Handle or alias from data/open; omitted means 'default'."""
 
 

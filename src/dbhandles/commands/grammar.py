@@ -60,6 +60,7 @@ from dbhandles.filters import (
     validate_collection,
     validate_path,
 )
+from dbhandles.registry import HANDLE_PATTERN, check_handle_name
 from dbhandles.security.permissions import PRESETS, Isolation
 
 __all__ = [
@@ -72,6 +73,7 @@ __all__ = [
     "DataSpec",
     "FieldPath",
     "FieldsSpec",
+    "HandleName",
     "OptionalFilterSpec",
     "OrderBySpec",
     "PatchSpec",
@@ -434,6 +436,13 @@ RecordId = Annotated[
     str,
     AfterValidator(_check_record_id),
     WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}),
+]
+#: A ``dbHandle``: 'default', a handle or an alias; ``HandleRegistry.resolve`` refuses any other
+#: (before the handle table is asked), a well-formed unknown one is ``handle_not_found``.
+HandleName = Annotated[
+    str,
+    AfterValidator(lambda name: check_handle_name(name)),
+    WithJsonSchema({"type": "string", "pattern": HANDLE_PATTERN}),
 ]
 #: An actor name (``context.ACTOR_PATTERN``).
 ActorName = Annotated[

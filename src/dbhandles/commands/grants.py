@@ -15,7 +15,7 @@ from pydantic import Field
 
 from dbhandles.adapters import FileConfig
 from dbhandles.commands.base import Call, DataParams, DataResult, Params, Result, command
-from dbhandles.commands.grammar import ActorName, like
+from dbhandles.commands.grammar import ActorName, HandleName, like
 from dbhandles.context import ACTOR_PATTERN
 from dbhandles.errors import AccessDenied, InvalidParams
 from dbhandles.security.permissions import narrow, parse_permissions
@@ -129,7 +129,7 @@ def data_revoke(service: Service, params: RevokeParams, call: Call) -> RevokeRes
 
 
 class ListGrantsParams(Params):
-    db_handle: str | None = None
+    db_handle: HandleName | None = None
     """Only the grants on the database behind this handle (required for non-admin actors)."""
     actor: str | None = None
     """Only the grants of this actor."""

@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field, WithJsonSchema
 
 from dbhandles.adapters import FileConfig, adapter_names, get_adapter_class
 from dbhandles.commands.base import Call, Params, Result, command, handle_target
-from dbhandles.commands.grammar import like, model_ref
+from dbhandles.commands.grammar import HandleName, like, model_ref
 from dbhandles.context import Context
 from dbhandles.dbfiles import create_empty
 from dbhandles.errors import DbHandlesError, InvalidParams, PathNotAllowed, StorageError
@@ -166,7 +166,7 @@ def _prepare_file(opening: Opening, context: Context) -> None:
         or not isinstance(config, FileConfig)
     ):
         return
-    paths.ensure_parent(found)
+    paths.ensure_parent(found, "config.path")
     if not found.path.parent.is_dir():
         return  # the adapter says what is missing
     try:
@@ -176,7 +176,7 @@ def _prepare_file(opening: Opening, context: Context) -> None:
 
 
 class CloseParams(Params):
-    db_handle: str
+    db_handle: HandleName
     """The handle (or alias) to close; 'default' cannot be closed."""
 
 

@@ -27,6 +27,7 @@ from dbhandles.commands.base import Call, DataParams, DataResult, command
 from dbhandles.commands.grammar import (
     CollectionName,
     FieldPath,
+    HandleName,
     OptionalFilterSpec,
     PathText,
 )
@@ -73,7 +74,7 @@ PROGRESS_EVENT_INTERVAL = 0.5
 class ImportParams(DataParams):
     model_config = ConfigDict(json_schema_extra=one_target_schema("output"))
 
-    db_handle: str | None = None
+    db_handle: HandleName | None = None
     """Handle to import into, instead of output ('default' for the default database; never implied)."""
     input: PathText
     """JSONL file to import (gzip-compressed when it is a .gz); a path where the command runs."""
@@ -294,7 +295,7 @@ def data_import(service: Service, params: ImportParams, call: Call) -> ImportRes
 class ExportParams(DataParams):
     model_config = ConfigDict(json_schema_extra=one_target_schema("input"))
 
-    db_handle: str | None = None
+    db_handle: HandleName | None = None
     """Handle to export from, instead of input ('default' for the default database; never implied)."""
     output: PathText
     """JSONL file to write (gzip-compressed when it ends in .gz); a path where the command runs."""

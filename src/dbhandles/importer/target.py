@@ -52,7 +52,7 @@ def check_file(
         service.settings, context, text, field, "output" if writing else "input"
     )
     if writing:
-        paths.ensure_parent(found)
+        paths.ensure_parent(found, field)
     # An SQLite database (or one of its side files) is never read or written as JSONL: writing
     # would destroy it, and a plain open() in this process would release its connections' locks.
     check_plain(found.path, field, writing=writing)

@@ -34,7 +34,7 @@ from typing import Literal
 
 from dbhandles.context import ACTOR_PATTERN, Context
 from dbhandles.dbfiles import check_path_text, is_side_file
-from dbhandles.errors import PathNotAllowed
+from dbhandles.errors import InvalidParams, PathNotAllowed
 from dbhandles.settings import Settings
 
 __all__ = [
@@ -229,17 +229,24 @@ def resolve(
     return found
 
 
-def ensure_parent(found: Resolved) -> None:
+def ensure_parent(found: Resolved, field: str = "path") -> None:
     """Create the missing folders of a path in the caller's own data space (mode 0700), and check
     that the path still resolves where it was checked.
 
     Raises:
+        InvalidParams: a parent named by the path is a file (``field`` names the param).
         PathNotAllowed: a link appeared on the way meanwhile.
     """
     if found.place != "own":
         return
     parent = found.path.parent
     if not parent.is_dir():
-        parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+        try:
+            parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise InvalidParams(
+                f"{field}: {found.given}: a parent of this path is a file, not a folder",
+                field=field,
+            ) from None
     if Path(os.path.realpath(found.path)) != found.path:
         raise PathNotAllowed(f"{found.given} changed while it was checked", field=None)
