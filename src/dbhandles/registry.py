@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +28,16 @@ from dbhandles.errors import (
     InvalidConfig,
     InvalidParams,
 )
-from dbhandles.filters import FilterNode
+from dbhandles.handle_entry import (
+    ALIAS_PATTERN,
+    DEFAULT_HANDLE,
+    HANDLE_PATTERN,
+    WELL_KNOWN_ALIASES,
+    HandleEntry,
+    check_alias,
+    check_handle_name,
+)
+from dbhandles.leases import Connection, Lease
 from dbhandles.security.permissions import Permissions
 from dbhandles.settings import Settings
 from dbhandles.store import HandleRow, HandleStore, SqliteHandleStore, create_private
@@ -47,107 +54,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HANDLE = "default"
-WELL_KNOWN_ALIASES = ("primary", "archive")
-_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-#: Every alias ``_check_alias`` accepts, as one pattern (Python and JSON Schema): the shape, and
-#: neither 'default' nor anything that looks like a handle.
-ALIAS_PATTERN = (
-    f"^(?!{DEFAULT_HANDLE}$)(?!{_UUID.pattern.removeprefix('^')})"
-    + _ALIAS.pattern.removeprefix("^")
-)
-#: What a ``dbHandle`` can be: 'default', a handle (a UUID) or an alias. Anything else is refused
-#: (``invalid_params``) before the handle table is asked.
-HANDLE_PATTERN = f"^(?:{DEFAULT_HANDLE}|{_UUID.pattern[1:-1]}|{_ALIAS.pattern[1:-1]})$"
-_HANDLE = re.compile(HANDLE_PATTERN)
 #: ``lastUsedAt`` is persisted at most this often per handle (it is exact in memory).
 _TOUCH_EVERY_MS = 1000
-
-
-def check_handle_name(name: object, field: str = "dbHandle") -> str:
-    """``name`` if it can name a handle (``HANDLE_PATTERN``), else ``invalid_params``: the one rule,
-    applied by ``resolve`` and when params are parsed (commands/grammar.py ``HandleName``)."""
-    if not isinstance(name, str) or not _HANDLE.fullmatch(name):
-        raise InvalidParams(
-            f"{field}: {name!r} is not a handle (a UUID from data/open), an alias (a letter, then "
-            "letters, digits, '_', '.' or '-') or 'default'",
-            field=field,
-        )
-    return name
-
-
-@dataclass(slots=True)
-class HandleEntry:
-    """A resolved handle: which adapter, with what config, and its bookkeeping."""
-
-    handle: str
-    adapter_name: str
-    config: AdapterConfig
-    opened_at: int
-    last_used_at: int
-    emit_events: bool = True
-    is_default: bool = False
-    durable: bool = True
-    owner: str | None = None
-    aliases: list[str] = field(default_factory=list)
-    permissions: Permissions | None = None
-    row_filter: FilterNode | None = None
-    #: The connection key, computed once (it may resolve paths).
-    key: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.permissions is not None and self.row_filter is None:
-            self.row_filter = self.permissions.row_filter_node()
-
-    def info(self) -> dict[str, Any]:
-        """The wire form used by ``data/list-handles``."""
-        return {
-            "handle": self.handle,
-            "adapter": self.adapter_name,
-            "config": self.config.public(),
-            "isDefault": self.is_default,
-            "openedAt": self.opened_at,
-            "lastUsedAt": self.last_used_at,
-            "emitEvents": self.emit_events,
-            "durable": self.durable,
-            "aliases": sorted(self.aliases),
-            "owner": self.owner,
-            "permissions": self.permissions.to_wire() if self.permissions is not None else None,
-        }
-
-
-@dataclass(slots=True)
-class _Connection:
-    adapter: Adapter
-    handles: set[str] = field(default_factory=set)
-    in_use: int = 0
-    idle_since: float = field(default_factory=time.monotonic)
-    #: No handle uses it any more, but a lease still does: the last lease to end closes it.
-    detached: bool = False
-
-
-class _Lease:
-    """``HandleRegistry.lease``: a class, not a ``@contextmanager`` generator, since every command
-    takes one and a generator costs about three times as much to enter and leave."""
-
-    __slots__ = ("_conn", "_entry", "_name", "_registry")
-
-    def __init__(self, registry: HandleRegistry, name: str | HandleEntry | None) -> None:
-        self._registry, self._name = registry, name
-        self._entry: HandleEntry | None = None
-        self._conn: _Connection | None = None
-
-    def __enter__(self) -> tuple[HandleEntry, Adapter]:
-        name = self._name
-        entry = name if isinstance(name, HandleEntry) else self._registry.resolve(name)
-        self._conn = self._registry._acquire(entry)
-        self._entry = entry
-        return entry, self._conn.adapter
-
-    def __exit__(self, *exc: object) -> None:
-        if self._entry is not None and self._conn is not None:
-            self._registry._release(self._entry, self._conn)
 
 
 class HandleRegistry:
@@ -171,7 +79,7 @@ class HandleRegistry:
             settings = settings.with_home(home)
         self.settings = settings
         self._lock = threading.RLock()
-        self._connections: dict[str, _Connection] = {}
+        self._connections: dict[str, Connection] = {}
         self._local: dict[str, HandleEntry] = {}
         self._local_aliases: dict[str, str] = {}
         #: Who pointed each local alias (aliases belong to an actor, as in the store).
@@ -274,18 +182,18 @@ class HandleRegistry:
             permissions=Permissions.model_validate(row.permissions) if row.permissions else None,
         )
 
-    def lease(self, name: str | HandleEntry | None) -> _Lease:
+    def lease(self, name: str | HandleEntry | None) -> Lease:
         """Resolve a handle (or take a resolved entry) and hold its lazily opened adapter for one
         command: ``with registry.lease(handle) as (entry, adapter): ...``."""
-        return _Lease(self, name)
+        return Lease(self, name)
 
-    def _release(self, entry: HandleEntry, conn: _Connection) -> None:
+    def _release(self, entry: HandleEntry, conn: Connection) -> None:
         if self._unlease(conn):
             conn.adapter.close()
             return
         self._touch(entry)
 
-    def _unlease(self, conn: _Connection) -> bool:
+    def _unlease(self, conn: Connection) -> bool:
         """End one lease of ``conn``; ``True`` if the caller must now close it (it was detached)."""
         with self._lock:
             conn.in_use -= 1
@@ -298,7 +206,7 @@ class HandleRegistry:
             entry.key = key if key is not None else f"handle:{entry.handle}"
         return entry.key
 
-    def _acquire(self, entry: HandleEntry) -> _Connection:
+    def _acquire(self, entry: HandleEntry) -> Connection:
         with self._lock:
             if self._closed:
                 raise HandleNotFound("the registry is closed", field="dbHandle")
@@ -308,7 +216,7 @@ class HandleRegistry:
                 key = self._key(entry, cls)
                 conn = self._connections.get(key)
                 if conn is None or conn.adapter.closed:
-                    conn = self._connections[key] = _Connection(cls(entry.config))
+                    conn = self._connections[key] = Connection(cls(entry.config))
             conn.handles.add(entry.handle)
             conn.in_use += 1
             victims = (
@@ -320,7 +228,7 @@ class HandleRegistry:
             victim.adapter.release()
         return conn
 
-    def _make_room(self, coming: _Connection) -> list[_Connection]:
+    def _make_room(self, coming: Connection) -> list[Connection]:
         """The least recently used idle connections to release so that fewer databases than
         ``Settings.open_databases_limit()`` stay connected, keeping descriptors bounded however many
         handles are open (their handles stay valid and reconnect on use). Called with the lock held,
@@ -428,7 +336,7 @@ class HandleRegistry:
         else:
             cls, config = self.parse(adapter, config)
         if alias is not None:
-            self._check_alias(alias)
+            check_alias(alias)
             if not take_alias:
                 self._check_alias_owner(alias, owner)
         if cls.features.file_based and not cls.features.sqlite_vfs_only:
@@ -526,7 +434,7 @@ class HandleRegistry:
         with self._lock:
             self._close_listeners.append(listener)
 
-    def _detach(self, entry: HandleEntry, conn: _Connection) -> None:
+    def _detach(self, entry: HandleEntry, conn: Connection) -> None:
         with self._lock:
             conn.handles.discard(entry.handle)
             if conn.handles:
@@ -543,17 +451,6 @@ class HandleRegistry:
 
     # -- aliases -----------------------------------------------------------------------------------
 
-    def _check_alias(self, alias: object) -> str:
-        if not isinstance(alias, str) or not _ALIAS.fullmatch(alias) or alias == DEFAULT_HANDLE:
-            raise InvalidParams(
-                f"alias: {alias!r} is not a valid alias; use a letter then letters, digits, '_', '.' "
-                "or '-' (for example 'primary' or 'training'), not 'default'",
-                field="alias",
-            )
-        if _UUID.fullmatch(alias):
-            raise InvalidParams("alias: an alias cannot look like a handle (UUID)", field="alias")
-        return alias
-
     def register_alias(
         self, alias: str, handle: str, owner: str | None = None, *, take: bool = True
     ) -> None:
@@ -565,7 +462,7 @@ class HandleRegistry:
             InvalidParams: the alias name is not valid.
             AccessDenied: the alias belongs to another actor and ``take`` is false.
         """
-        self._check_alias(alias)
+        check_alias(alias)
         entry = self.resolve(handle)
         if entry.is_default:
             raise InvalidParams("alias: 'default' cannot be aliased", field="alias")

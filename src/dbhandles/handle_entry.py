@@ -1,0 +1,102 @@
+"""What a handle is: the rules for handle and alias names, and ``HandleEntry``, a resolved handle."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from dbhandles.adapters import AdapterConfig
+from dbhandles.errors import InvalidParams
+from dbhandles.filters import FilterNode
+from dbhandles.security.permissions import Permissions
+
+__all__ = [
+    "ALIAS_PATTERN",
+    "DEFAULT_HANDLE",
+    "HANDLE_PATTERN",
+    "WELL_KNOWN_ALIASES",
+    "HandleEntry",
+    "check_alias",
+    "check_handle_name",
+]
+
+DEFAULT_HANDLE = "default"
+WELL_KNOWN_ALIASES = ("primary", "archive")
+_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+#: Every alias ``check_alias`` accepts, as one pattern (Python and JSON Schema): the shape, and
+#: neither 'default' nor anything that looks like a handle.
+ALIAS_PATTERN = (
+    f"^(?!{DEFAULT_HANDLE}$)(?!{_UUID.pattern.removeprefix('^')})"
+    + _ALIAS.pattern.removeprefix("^")
+)
+#: What a ``dbHandle`` can be: 'default', a handle (a UUID) or an alias. Anything else is refused
+#: (``invalid_params``) before the handle table is asked.
+HANDLE_PATTERN = f"^(?:{DEFAULT_HANDLE}|{_UUID.pattern[1:-1]}|{_ALIAS.pattern[1:-1]})$"
+_HANDLE = re.compile(HANDLE_PATTERN)
+
+
+def check_alias(alias: object) -> str:
+    """``alias`` if it can be an alias (``ALIAS_PATTERN``), else ``invalid_params`` naming ``alias``."""
+    if not isinstance(alias, str) or not _ALIAS.fullmatch(alias) or alias == DEFAULT_HANDLE:
+        raise InvalidParams(
+            f"alias: {alias!r} is not a valid alias; use a letter then letters, digits, '_', '.' "
+            "or '-' (for example 'primary' or 'training'), not 'default'",
+            field="alias",
+        )
+    if _UUID.fullmatch(alias):
+        raise InvalidParams("alias: an alias cannot look like a handle (UUID)", field="alias")
+    return alias
+
+
+def check_handle_name(name: object, field: str = "dbHandle") -> str:
+    """``name`` if it can name a handle (``HANDLE_PATTERN``), else ``invalid_params``: the one rule,
+    applied by ``resolve`` and when params are parsed (commands/grammar.py ``HandleName``)."""
+    if not isinstance(name, str) or not _HANDLE.fullmatch(name):
+        raise InvalidParams(
+            f"{field}: {name!r} is not a handle (a UUID from data/open), an alias (a letter, then "
+            "letters, digits, '_', '.' or '-') or 'default'",
+            field=field,
+        )
+    return name
+
+
+@dataclass(slots=True)
+class HandleEntry:
+    """A resolved handle: which adapter, with what config, and its bookkeeping."""
+
+    handle: str
+    adapter_name: str
+    config: AdapterConfig
+    opened_at: int
+    last_used_at: int
+    emit_events: bool = True
+    is_default: bool = False
+    durable: bool = True
+    owner: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    permissions: Permissions | None = None
+    row_filter: FilterNode | None = None
+    #: The connection key, computed once (it may resolve paths).
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.permissions is not None and self.row_filter is None:
+            self.row_filter = self.permissions.row_filter_node()
+
+    def info(self) -> dict[str, Any]:
+        """The wire form used by ``data/list-handles``."""
+        return {
+            "handle": self.handle,
+            "adapter": self.adapter_name,
+            "config": self.config.public(),
+            "isDefault": self.is_default,
+            "openedAt": self.opened_at,
+            "lastUsedAt": self.last_used_at,
+            "emitEvents": self.emit_events,
+            "durable": self.durable,
+            "aliases": sorted(self.aliases),
+            "owner": self.owner,
+            "permissions": self.permissions.to_wire() if self.permissions is not None else None,
+        }
