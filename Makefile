@@ -36,6 +36,8 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/server_read.py
+	$(BIN)/python benchmarks/inprocess.py
+	$(BIN)/python benchmarks/cli_start.py
 	$(BIN)/python benchmarks/import_jsonl.py
 
 clean:

@@ -20,7 +20,9 @@ connection with ``wrk`` for ``--seconds``; its p99 is taken with no load, then w
 The ratio is each p99 over the p99 with no load (target: at most 3); the no-load p99 is the median of
 one window before each load, so that drift of the machine shows instead of skewing one ratio. HTTP loads are driven by ``wrk``
 (``apt-get install -y wrk``; the script installs it with apt-get when it is missing and it may). Every
-connection goes to 127.0.0.1 only, and every load stops with its window.
+connection goes to 127.0.0.1 only, and every load stops with its window. On a machine shared with other
+work, run it at a higher priority than that work (``nice -n -10``, as root) so that its noise stays out
+of the ratios; docs/performance.md has the numbers and what delays the reader.
 """
 
 from __future__ import annotations

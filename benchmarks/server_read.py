@@ -3,8 +3,16 @@
 The ceiling is a bare Starlette + uvicorn endpoint that does one ``sqlite3`` select by id on the same file
 and returns the row. Both servers run as separate processes with the same uvicorn settings, and the same
 load client (asyncio, keep-alive HTTP/1.1 over loopback, N connections, random ids) drives both in one
-run. It prints requests/s, p50 and p99 for each, the ratio (target: at least 0.5x the ceiling) and the
-WebSocket request/response throughput of ``/ws``. A benchmark, not a test: nothing here asserts a time.
+run. It prints requests/s, p50 and p99 for each, the ratio (target: at least 0.7x the ceiling) and the
+WebSocket request/response throughput of ``/ws``.
+
+Then ``wrk`` (a C load generator, ``/usr/bin/wrk``; skipped with a note when it is missing) drives the
+ceiling and ``data/read`` through every kind of SQLite handle on the same records: ``readwrite`` (the
+handle that made them), ``readonly`` (a second handle on the same file), ``alias`` (an alias of the
+first) and ``default`` (the home's default database), taking turns with the ceiling, and prints each
+ratio. Last, ``wrk`` compares ``jtag serve --workers=2`` (``--workers``) with one worker on the same home,
+taking turns, and prints the ratio (target: at least 1.4x on 2 cores; ``--workers-only`` runs only that).
+A benchmark, not a test: nothing here asserts a time.
 
     .venv/bin/python benchmarks/server_read.py [--records 200000] [--seconds 5] [--connections 8]
 """
@@ -31,7 +39,9 @@ import orjson
 
 REPO = Path(__file__).resolve().parent.parent
 COLLECTION = "records"
-TARGET = 0.5
+TARGET = 0.7
+WORKERS_TARGET = 1.4
+WRK = shutil.which("wrk") or "/usr/bin/wrk"
 
 
 # -- the ceiling: run in its own process as `server_read.py --ceiling PATH PORT` ----------------------
@@ -116,10 +126,22 @@ def populate(home: Path, db_path: Path, count: int) -> str:
                           "metadata": {"qualityScore": (i % 100) / 100, "source": "git"}}}
                 for i in range(start, min(count, start + 10_000))
             ]  # fmt: skip
-            service.execute(
-                "data/batch", {"dbHandle": handle, "operations": ops, "suppressEvents": True}
-            )
+            for target in (handle, "default"):
+                service.execute(
+                    "data/batch", {"dbHandle": target, "operations": ops, "suppressEvents": True}
+                )
     return handle
+
+
+def open_readonly(home: Path, db_path: Path) -> str:
+    """A second handle on the same file, opened ``readonly`` (what users serve training data with)."""
+    from dbhandles import Service, Settings
+
+    with Service(settings=Settings(home=home)) as service:
+        config = {"path": str(db_path), "mode": "readonly"}
+        return str(
+            service.execute("data/open", {"adapter": "sqlite", "config": config})["dbHandle"]
+        )
 
 
 def wait_up(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -225,7 +247,9 @@ async def http_load(
     return Stats(name, counts[0], seconds, latencies, errors[0])
 
 
-async def ws_load(port: int, handle: str, count: int, load: Load, query: str = "") -> Stats:
+async def ws_load(
+    port: int, handle: str, count: int, load: Load, query: str = "", mode: str = ""
+) -> Stats:
     from websockets.asyncio.client import connect
 
     seconds, conns, warmup = load.seconds, load.connections, load.warmup
@@ -265,7 +289,57 @@ async def ws_load(port: int, handle: str, count: int, load: Load, query: str = "
                         errors[0] += 1
 
     await asyncio.gather(*(worker(k) for k in range(conns)))
-    return Stats("dbhandles WebSocket /ws", counts[0], seconds, latencies, errors[0])
+    return Stats(
+        f"dbhandles WebSocket /ws {mode}".rstrip(), counts[0], seconds, latencies, errors[0]
+    )
+
+
+def _seconds(text: str) -> float:
+    """A duration as wrk prints it (``812.00us``, ``1.20ms``, ``2.01s``) in seconds."""
+    for unit, scale in (("us", 1e-6), ("ms", 1e-3), ("s", 1.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * scale
+    return float("nan")
+
+
+_WRK_SCRIPT = """
+local bodies = {%s}
+local n = 0
+request = function()
+  n = n %% #bodies + 1
+  return wrk.format("POST", "%s", nil, bodies[n])
+end
+"""
+
+
+def wrk_load(name: str, port: int, path: str, bodies: list[bytes], load: Load, token: str,
+             work: Path) -> Stats:  # fmt: skip
+    """Requests/s and latencies of ``wrk -t1`` with ``load.connections`` connections, ``bodies`` in turn."""
+    script = work / f"wrk-{port}-{abs(hash(path))}.lua"
+    quoted = ",".join("[[" + b.decode() + "]]" for b in bodies[:2000])
+    script.write_text(_WRK_SCRIPT % (quoted, path))
+    headers = ["-H", "Content-Type: application/json"]
+    if token:
+        headers += ["-H", f"Authorization: Bearer {token}"]
+    command = [WRK, "-t1", f"-c{load.connections}", f"-d{load.seconds:g}s", "--latency",
+               *headers, "-s", str(script), f"http://127.0.0.1:{port}{path}"]  # fmt: skip
+    if load.warmup > 0:
+        warm = [*command[:3], f"-d{max(1, round(load.warmup))}s", *command[4:]]
+        subprocess.run(warm, capture_output=True, check=True)
+    out = subprocess.run(command, capture_output=True, check=True, text=True).stdout
+    rps = float(out.split("Requests/sec:")[1].split()[0])
+    latencies: dict[str, float] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in ("50%", "99%"):
+            latencies[parts[0]] = _seconds(parts[1])
+    errors = 0
+    if "Non-2xx or 3xx responses:" in out:
+        errors = int(out.split("Non-2xx or 3xx responses:")[1].split()[0])
+    count = int(rps * load.seconds)
+    # wrk gives percentiles, not every latency: keep p50 and p99 where Stats.pct looks for them.
+    samples = [latencies.get("50%", float("nan"))] * 98 + [latencies.get("99%", float("nan"))] * 2
+    return Stats(name, count, load.seconds, samples, errors)
 
 
 def run_async(coro: Any) -> Any:
@@ -293,6 +367,13 @@ def main() -> int:
     )
     parser.add_argument("--threads", type=int, default=2, help="jtag serve --threads")
     parser.add_argument("--anonymous", action="store_true", help="serve with --allow-anonymous")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="also compare jtag serve --workers=N with one worker (1: skip)")  # fmt: skip
+    parser.add_argument("--workers-mode", default="readwrite",
+                        choices=("readwrite", "readonly", "alias", "default"),
+                        help="the handle mode of the --workers comparison")  # fmt: skip
+    parser.add_argument("--workers-only", action="store_true",
+                        help="run only the --workers comparison")  # fmt: skip
     parser.add_argument("--ceiling", nargs=2, metavar=("PATH", "PORT"), help=argparse.SUPPRESS)
     parser.add_argument("--stub", nargs=2, metavar=("HOME", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -330,6 +411,18 @@ def bench(args: argparse.Namespace, work: Path) -> int:
     ]
     load = Load(args.seconds, args.connections, args.warmup)
 
+    readonly = open_readonly(home, db_path)
+    modes = {"readwrite": handle, "readonly": readonly, "alias": "bench", "default": None}
+    mode_bodies = {
+        mode: [
+            orjson.dumps({"collection": COLLECTION, "id": i} | ({"dbHandle": h} if h else {}))
+            for i in ids
+        ]
+        for mode, h in modes.items()
+    }
+    if args.workers_only:
+        compare_workers(args, env, mode_bodies[args.workers_mode], load, home, work)
+        return 0
     ceiling_port, dbh_port, stub_port = free_port(), free_port(), free_port()
     serve = [
         python,
@@ -363,19 +456,123 @@ def bench(args: argparse.Namespace, work: Path) -> int:
             runs["dbhandles"].append(run_async(http_load(
                 "dbhandles POST /commands/data/read", dbh_port, "/commands/data/read", dbh_bodies, load,
                 auth)))  # fmt: skip
-        ws = run_async(ws_load(dbh_port, handle, args.records, load, query))
+        ws = {
+            mode: run_async(ws_load(dbh_port, h or "default", args.records, load, query, mode))
+            for mode, h in modes.items()
+        }
         transport = run_async(http_load(
             "transport only (stub dispatcher)", stub_port, "/commands/data/read", dbh_bodies, load))  # fmt: skip
+        wrk_runs: dict[str, list[Stats]] = {"ceiling": [], **{mode: [] for mode in modes}}
+        if Path(WRK).exists():
+            for _ in range(args.rounds):
+                wrk_runs["ceiling"].append(wrk_load("ceiling", ceiling_port, "/read",
+                                                    ceiling_bodies, load, "", work))  # fmt: skip
+                for mode in modes:
+                    wrk_runs[mode].append(wrk_load(mode, dbh_port, "/commands/data/read",
+                                                   mode_bodies[mode], load, token, work))  # fmt: skip
     finally:
         stop(ceiling)
         stop(server)
         stop(stub)
     report(args, runs, ws, transport)
+    report_wrk(args, wrk_runs)
+    if args.workers > 1:
+        compare_workers(args, env, mode_bodies[args.workers_mode], load, home, work)
     return 0
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and its children (Linux ``/proc``;
+    0 elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # the process, or a child
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def compare_workers(args: argparse.Namespace, env: dict[str, str], bodies: list[bytes],
+                    load: Load, home: Path, work: Path) -> None:  # fmt: skip
+    """``wrk`` on ``jtag serve`` with one worker and with ``--workers=N`` (both on the same home, the
+    same wrk settings, taking turns); prints each median and their ratio (target: 2 workers >= 1.4x
+    one on a 2-core machine)."""
+    if not Path(WRK).exists():
+        print(f"\nwrk: {WRK} not found (apt-get install -y wrk); --workers was not measured")
+        return
+    servers: dict[int, tuple[int, subprocess.Popen[bytes]]] = {}
+    runs: dict[int, list[Stats]] = {1: [], args.workers: []}
+    cores: dict[int, list[float]] = {1: [], args.workers: []}
+    try:
+        for count in runs:
+            port = free_port()
+            command = [sys.executable, "-m", "dbhandles.cli", "serve", f"--port={port}",
+                       f"--threads={args.threads}", f"--workers={count}"]  # fmt: skip
+            if args.anonymous:
+                command.append("--allow-anonymous")
+            servers[count] = (port, subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL))
+            wait_up(port, servers[count][1])
+        token = "" if args.anonymous else (home / "admin.token").read_text().strip()
+        for _ in range(args.rounds):
+            for count, (port, proc) in servers.items():
+                before = tree_cpu(proc.pid)
+                runs[count].append(wrk_load(f"{count} workers", port, "/commands/data/read",
+                                            bodies, load, token, work))  # fmt: skip
+                # wrk_load runs its warm-up first, under the same load: count its seconds too.
+                warm = max(1, round(load.warmup)) if load.warmup > 0 else 0
+                cores[count].append((tree_cpu(proc.pid) - before) / (load.seconds + warm))
+    finally:
+        for _port, proc in servers.values():
+            stop(proc)
+    one = statistics.median(s.rps for s in runs[1])
+    many = statistics.median(s.rps for s in runs[args.workers])
+    verdict = "meets" if many / one >= WORKERS_TARGET else "BELOW"
+    print(f"\njtag serve --workers, data/read on the {args.workers_mode} handle, wrk -t1 "
+          f"-c{args.connections}, {args.seconds:g}s per run, {args.rounds} rounds taking turns; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    for count, stats in runs.items():
+        every = ", ".join(f"{s.rps:.0f}" for s in stats)
+        used = statistics.median(cores[count])
+        per_core = statistics.median(
+            s.rps / c for s, c in zip(stats, cores[count], strict=True) if c > 0
+        )
+        print(f"{count} worker(s): median {statistics.median(s.rps for s in stats):.0f} req/s "
+              f"[{every}], non-2xx {sum(s.errors for s in stats)}; the server used {used:.2f} "
+              f"cores, {per_core:.0f} req per CPU-second")  # fmt: skip
+    print("(req per CPU-second equal for both: throughput is bounded by the cores the workers got; "
+          "other load on the machine takes the rest)")  # fmt: skip
+    print(f"ratio {args.workers} workers / 1 worker: {many / one:.2f}x "
+          f"(target >= {WORKERS_TARGET}x with 2 workers on 2 cores): {verdict} the target")  # fmt: skip
+
+
+def report_wrk(args: argparse.Namespace, runs: dict[str, list[Stats]]) -> None:
+    """Each handle mode's ``wrk`` throughput over the ceiling's, from runs that took turns."""
+    if not runs["ceiling"]:
+        print(f"\nwrk: {WRK} not found (apt-get install -y wrk); the wrk ratios were not measured")
+        return
+    ceiling = statistics.median(s.rps for s in runs["ceiling"])
+    print(f"\nwrk -t1 -c{args.connections}, {args.seconds:g}s per run, {args.rounds} rounds taking turns; "
+          f"ceiling median {ceiling:.0f} req/s; load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(
+        f"{'handle mode':12} {'req/s (median)':>15} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'ratio':>7}"
+    )
+    for mode, stats in runs.items():
+        if mode == "ceiling":
+            continue
+        rps = statistics.median(s.rps for s in stats)
+        mid = sorted(stats, key=lambda s: s.rps)[len(stats) // 2]
+        ratio = rps / ceiling
+        mark = "" if ratio >= TARGET else f"  below {TARGET}x"
+        print(f"{mode:12} {rps:15.0f} {mid.pct(0.5):8.2f} {mid.pct(0.99):8.2f} "
+              f"{sum(s.errors for s in stats):8d} {ratio:6.2f}x{mark}")  # fmt: skip
+
+
 def report(
-    args: argparse.Namespace, runs: dict[str, list[Stats]], ws: Stats, transport: Stats
+    args: argparse.Namespace, runs: dict[str, list[Stats]], ws: dict[str, Stats], transport: Stats
 ) -> None:
     best_ceiling = max(runs["ceiling"], key=lambda s: s.rps)
     best_dbh = max(runs["dbhandles"], key=lambda s: s.rps)
@@ -387,14 +584,15 @@ def report(
         f"{args.rounds}), random ids over {args.records:,} records, {auth}, {os.cpu_count()} CPUs"
     )
     print(f"{'':38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    for s in (best_ceiling, best_dbh, ws, transport):
+    for s in (best_ceiling, best_dbh, *ws.values(), transport):
         print(f"{s.name:38} {s.rps:9.0f} {s.pct(0.5):8.2f} {s.pct(0.99):8.2f} {s.errors:7d}")
     ratio = best_dbh.rps / best_ceiling.rps
     verdict = "meets" if ratio >= TARGET else "BELOW"
     print(
         f"\nHTTP ratio dbhandles / ceiling: {ratio:.2f}x (target >= {TARGET}x): {verdict} the target"
     )
-    print(f"WebSocket ratio / ceiling:      {ws.rps / best_ceiling.rps:.2f}x")
+    for mode, stats in ws.items():
+        print(f"WebSocket {mode:9} / ceiling: {stats.rps / best_ceiling.rps:.2f}x")
     print(
         f"transport only / ceiling:       {transport.rps / best_ceiling.rps:.2f}x (the same HTTP path with "
         "a dispatcher that returns a fixed envelope: the rest of the gap is Service.dispatch)"

@@ -73,6 +73,29 @@ STATE_REFUSALS = (
     # an administrator or not, whatever its tokens.
     ("invalid_params", "actor", "you already have your own rights"),
     ("invalid_params", "actor", "already has a"),
+    # A split names one of its fractions, and the fractions sum to 1: JSON Schema cannot relate
+    # one property to another's keys, nor sum values (commands/selection.py checks both).
+    ("invalid_params", "split", "is not one of the fractions"),
+    ("invalid_params", "split", "must sum to 1"),
+    # data/copy's source and target may not be one collection of one database: which database a
+    # handle names is the server's state, and JSON Schema cannot compare two properties anyway.
+    ("invalid_params", "to.collection", "the same collection of the same database"),
+    # ``collection`` names any table or view; only a NEW collection must be an identifier, and
+    # whether a table of that name exists is the database's state (docs/foreign-tables.md "Names").
+    ("invalid_params", "collection", "a new collection cannot be"),
+    # A field that is not an identifier names a foreign table's column; a collection's fields are
+    # identifiers on every adapter: which one ``collection`` names is the database's state.
+    ("invalid_filter", "", "in a collection: its fields are identifiers"),
+    # query-next/close may name the cursor's collection, which is the server's state.
+    ("invalid_params", "collection", "this query is over"),
+    # The one rule for values (docs/filters.md "Values"): no string anywhere in a record, key or
+    # value, holds U+0000 or a lone surrogate (I-JSON, RFC 7493 section 2.1). JSON Schema can say it
+    # of a named string, not of every string inside a free-form ``data`` object.
+    ("invalid_params", "", "text contains U+0000 (NUL)"),
+    ("invalid_params", "", "is not valid Unicode (it holds a lone surrogate"),
+    # The same rule for the values a filter compares with (free-form too).
+    ("invalid_filter", "", "text contains U+0000 (NUL)"),
+    ("invalid_filter", "", "is not valid Unicode (it holds a lone surrogate"),
 )
 #: Where ``filter_failure`` notes each failure it drops (the test prints them).
 DROPPED_LOG = os.environ.get("DBH_FUZZ_DROPPED_LOG")

@@ -72,6 +72,10 @@ RECIPES: dict[str, Recipe] = {
         "target",
     ),
     "data/list": lambda w: ({"dbHandle": w.handle, "collection": "c"}, "target"),
+    "data/count": lambda w: (
+        {"dbHandle": w.handle, "collection": "c", "groupBy": "n"},
+        "target",
+    ),
     "data/query-open": lambda w: ({"dbHandle": w.handle, "collection": "c"}, "target"),
     # No dbHandle: the cursor's own handle is the target, never 'default'.
     "data/query-next": lambda w: ({"queryHandle": w.cursor}, "target"),
@@ -88,6 +92,14 @@ RECIPES: dict[str, Recipe] = {
     "data/export": lambda w: (
         {"input": str(w.tmp / "t.sqlite"), "output": str(w.tmp / "out.jsonl"), "collection": "c"},
         "created",
+    ),
+    # Two handles: the dispatcher's row names the target (the source gets a row of its own).
+    "data/copy": lambda w: (
+        {
+            "from": {"dbHandle": w.handle, "collection": "c"},
+            "to": {"dbHandle": w.handle, "collection": "c2"},
+        },
+        "target",
     ),
     "data/open": lambda w: (
         {"adapter": "sqlite", "config": {"path": str(w.tmp / "other.sqlite"), "mode": "create"}},

@@ -10,6 +10,7 @@ import pytest
 
 from dbhandles.cli import main
 from dbhandles.commands import COMMANDS
+from dbhandles.commands.fielddocs import document_params
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +86,7 @@ def test_positional_delete(capsys: pytest.CaptureFixture[str]) -> None:
         (["data/list", "--collection=c", "--bogus=1"], "invalid_params", "bogus"),
         (["data/create", "--collection=c", "--data={oops"], "invalid_params", "data"),
         (["data/list", "--collection=c", "extra"], "invalid_params", "params"),
-        (["data/list", "--collection=bad name"], "invalid_params", "collection"),
+        (["data/list", "--collection=sqlite_master"], "invalid_params", "collection"),
     ],
 )
 def test_bad_input_is_an_envelope_and_exit_1(
@@ -144,6 +145,7 @@ def test_help_for_each_command_shows_params_types_defaults_example(
     code, out = jtag(capsys, "help", name)
     assert code == 0
     command = COMMANDS[name]
+    document_params()  # the descriptions under each field, read only for help and schemas
     for field_name, info in command.params.model_fields.items():
         assert f"--{info.alias or field_name}" in out
         if info.description:

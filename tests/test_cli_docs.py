@@ -15,8 +15,10 @@ import pytest
 
 from dbhandles.cli import main
 from dbhandles.cli.help import (
+    COMMAND_INDEX_MODULE,
     COMMANDS,
     GENERATED_REGIONS,
+    HELP_TEXT_MODULE,
     generated_docs,
     markdown,
     overview,
@@ -72,7 +74,10 @@ def test_every_command_section_is_its_jtag_help(
         assert text + "\n" == jtag_help(capsys, name), f"{name}: {REGENERATE}"
 
 
-@pytest.mark.parametrize("document", ["docs/server.md", "README.md"])
+@pytest.mark.parametrize(
+    "document",
+    ["docs/server.md", "README.md", str(HELP_TEXT_MODULE), str(COMMAND_INDEX_MODULE)],
+)
 def test_generated_tables_are_up_to_date(document: str) -> None:
     assert (ROOT / document).read_text() == generated_docs(ROOT)[ROOT / document], (
         f"{document} is out of date; {REGENERATE}"
@@ -80,7 +85,12 @@ def test_generated_tables_are_up_to_date(document: str) -> None:
 
 
 def test_write_docs_regenerates_every_document(tmp_path: Path) -> None:
-    for name in ["docs/cli.md", *GENERATED_REGIONS]:
+    for name in [
+        "docs/cli.md",
+        str(HELP_TEXT_MODULE),
+        str(COMMAND_INDEX_MODULE),
+        *GENERATED_REGIONS,
+    ]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, tmp_path / name)
     stale = (
@@ -104,10 +114,11 @@ def test_serve_help_shows_the_defaults_the_code_uses(capsys: pytest.CaptureFixtu
     assert shown["--threads"] == str(DEFAULT_THREADS)
     assert "--threads=<integer> default: " + str(DEFAULT_THREADS) in jtag_help(capsys, "serve")
     # Every option the help shows is one parse_options accepts, for the field it documents.
-    given = ["--host=::1", "--port=1", "--log-level=info", "--threads=3", "--allow-anonymous"]
+    given = ["--host=::1", "--port=1", "--log-level=info", "--threads=3", "--workers=2",
+             "--allow-anonymous"]  # fmt: skip
     assert [arg.split("=")[0] for arg in given] == list(shown)
     assert parse_options(given) == ServeOptions(
-        host="::1", port=1, log_level="info", threads=3, allow_anonymous=True
+        host="::1", port=1, log_level="info", threads=3, workers=2, allow_anonymous=True
     )
 
 

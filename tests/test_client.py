@@ -60,7 +60,7 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("data/close", {"dbHandle": "default"}),
     ("data/list", {"dbHandle": "no-such-handle", "collection": "c"}),
     ("data/list", {"collection": "c", "limit": "many"}),
-    ("data/list", {"collection": "not a name"}),
+    ("data/list", {"collection": "line\nbreak"}),
     ("data/create", {"collection": "c"}),
     ("data/nope", {}),
     ("data/open", {"adapter": "nosql"}),

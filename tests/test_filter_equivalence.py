@@ -53,9 +53,14 @@ _FLOATS = st.one_of(
 SCALARS = st.one_of(st.none(), st.booleans(), _INTS, _FLOATS, _TEXT)
 NON_NULL = st.one_of(st.booleans(), _INTS, _FLOATS, _TEXT)
 LISTS = st.lists(SCALARS, max_size=3)
-VALUES = st.one_of(SCALARS, LISTS)
+#: Objects inside arrays, arrays inside arrays and nulls inside both: where MongoDB's path rules
+#: (a path crossing an array, numeric segments, leaf arrays) decide the answer.
+_INNER = st.fixed_dictionaries({}, optional={"a": st.one_of(SCALARS, LISTS), "b": SCALARS})
+MIXED_LISTS = st.lists(st.one_of(SCALARS, _INNER, LISTS), max_size=3)
+VALUES = st.one_of(SCALARS, LISTS, MIXED_LISTS)
 NESTED = st.one_of(
     st.fixed_dictionaries({}, optional={"a": VALUES, "b": VALUES}),
+    st.lists(st.fixed_dictionaries({}, optional={"a": VALUES, "b": VALUES}), max_size=3),
     VALUES,
 )
 USER_FIELDS = st.fixed_dictionaries(
@@ -83,9 +88,11 @@ def records(draw: st.DrawFn) -> list[Record]:
 
 # -- filters and orders -----------------------------------------------------------------------------
 
-PATHS = st.sampled_from(
+SORT_PATHS = st.sampled_from(
     ["a", "b", "c", "n", "n.a", "n.b", "a.b", "zz", "id", "version", "createdAt", "updatedAt"]
 )
+#: Filter paths also index arrays (``n.0.a``).
+PATHS = st.one_of(SORT_PATHS, st.sampled_from(["a.0", "n.0", "n.1.a", "n.a.0", "a.0.a", "n.a.b"]))
 PATTERNS = st.sampled_from(["^a", "b$", "a|é", ".", "^$", "[0-9]", "A", "^.{2,}$", "(?i)ab"])
 
 # RE2 patterns (docs/filters.md) over a small alphabet: classes, escapes, anchors, word boundaries,
@@ -171,7 +178,17 @@ def filters(pool: list[Any]) -> st.SearchStrategy[Any]:
         _op("$exists", st.booleans()),
         _op("$regex", st.one_of(PATTERNS, REGEX_PATTERNS)),
         _op("$contains", orderable),
+        _op("$size", st.integers(0, 3)),
+        _op("$all", st.lists(values, max_size=3)),
     )
+    element_tests = st.one_of(
+        _op("$elemMatch", ops.filter(lambda spec: isinstance(spec, dict))),
+        _op(
+            "$elemMatch",
+            st.dictionaries(st.sampled_from(["a", "b"]), ops, min_size=1, max_size=2),
+        ),
+    )
+    ops = st.one_of(ops, element_tests)
     field_tests = st.one_of(
         st.builds(lambda path, spec: {path: spec}, PATHS, ops),
         st.builds(
@@ -198,7 +215,7 @@ def filters(pool: list[Any]) -> st.SearchStrategy[Any]:
 ORDERS = st.lists(
     st.builds(
         lambda path, direction: {"field": path, "direction": direction},
-        PATHS,
+        SORT_PATHS,
         st.sampled_from(["asc", "desc"]),
     ),
     max_size=3,

@@ -101,7 +101,11 @@ def test_parse_chunk_items() -> None:
     assert isinstance(items[3], Rejected) and items[3].reason.startswith("invalid JSON")
     assert items[4] == Rejected("not a JSON object but a number; each line must be one object")
     assert items[5] == content_id({"c": 2})
-    assert parse_chunk([b'{"a":1}\n', b'{"c": 2}'], None).plain
+    assert parse_chunk([b'{"a":1}\n', b'{"c":2}'], None).plain
+    # A line that is not orjson's own text of its object is stored as that text (parse.py).
+    spaced = parse_chunk([b'{"a":1}\n', b'{"c": 2, "c": 3}'], None)
+    assert not spaced.plain
+    assert spaced.items[1] == (content_id({"c": 3}), '{"c":3}', None, None, 1)
 
 
 def test_missing_reserved_timestamps_are_completed_by_the_writer() -> None:

@@ -44,6 +44,7 @@ ALLOWED = {
     "adapters/jsonfile.py": "a new mkstemp file and its folder (for fsync); the database file and its "
     ".lock go through dbfiles",
     "cli/help.py": "the repository's generated docs (docs/cli.md), never a database",
+    "cli/help_text.py": "the package's help_text.json next to the module, never a database",
 }
 
 #: Calls that open a file by name with plain I/O.

@@ -183,17 +183,18 @@ def test_collections_are_case_insensitive_and_keep_their_first_spelling(
     ]
 
 
-def test_foreign_tables_in_the_schema_are_never_listed_or_written(
+def test_foreign_tables_in_the_schema_are_listed_and_never_become_collections(
     service: Service, pg: dict[str, Any]
 ) -> None:
+    # Served as tables (tests/test_postgres_foreign.py); a key-less one is read-only.
     db = _open(service, pg)
     with psycopg.connect(require_postgres().url, autocommit=True) as conn:
         conn.execute(f'CREATE TABLE "{pg["schema"]}".users (id int, name text)')
     service.execute("data/create", {"dbHandle": db, "collection": "notes", "data": {}})
-    assert [c["name"] for c in service.execute("data/schema", {"dbHandle": db})["collections"]] == [
-        "notes"
-    ]
-    with pytest.raises(InvalidParams, match="not a dbhandles collection"):
+    listing = service.execute("data/schema", {"dbHandle": db})["collections"]
+    kinds = [(c["name"], c["kind"]) for c in listing]
+    assert kinds == [("notes", "collection"), ("users", "table")]
+    with pytest.raises(ReadOnly, match="without a primary key"):
         service.execute("data/create", {"dbHandle": db, "collection": "users", "data": {}})
 
 

@@ -1,18 +1,21 @@
-"""QueryCursors, the one owner of query cursors: expiry, closing with the handle, and a hammer test that
-opens, pages, closes, ends sessions and closes handles from 8 threads at once."""
+"""QueryCursors, the one owner of query cursors: expiry (at start, on cursor commands, on a timer, at
+close), closing with the handle, and a hammer test that opens, pages, closes, ends sessions and closes
+handles from 8 threads at once."""
 
 from __future__ import annotations
 
 import itertools
 import random
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from dbhandles import CursorNotFound, HandleNotFound, Service
+from dbhandles import CursorNotFound, HandleNotFound, Service, Settings
 from dbhandles.context import Context
 from dbhandles.filters import parse_order_by
+from dbhandles.query_cursors import QueryCursors
 from dbhandles.registry import HandleEntry
 
 RECORDS = 20
@@ -164,6 +167,72 @@ def test_an_expired_cursor_is_reported_as_expired(service: Service, tmp_path: Pa
     with pytest.raises(CursorNotFound, match="expired"):
         _next(service, cursor)
     assert service.cursors.in_process() == []
+
+
+# -- expiry without a query-open (the in-process CLI and Python API have no server timer) ----------
+
+
+def test_rows_an_ended_process_left_expire_when_the_next_service_starts(home: Path) -> None:
+    with Service(settings=Settings(home=home)) as first:
+        first.cursors.clock = lambda: 1_000  # its cursors expire long before the real "now"
+        cursor = _open(first, "default")
+        assert first.registry.store.get_cursor(cursor) is not None
+    with Service(settings=Settings(home=home)) as second:
+        assert second.registry.store.get_cursor(cursor) is None
+
+
+def test_expired_cursors_are_deleted_when_the_service_closes(
+    service: Service, tmp_path: Path
+) -> None:
+    now = [1_000_000_000]
+    service.cursors.clock = lambda: now[0]
+    cursors = [_open(service, "default"), _open(service, _handle(service, "memory", tmp_path))]
+    now[0] += service.cursors.ttl_ms + 1
+    service.cursors.stop()  # what Service.close runs first
+    assert service.registry.store.get_cursor(cursors[0]) is None
+    assert service.cursors.in_process() == []
+    service.cursors.stop()  # idempotent
+
+
+def test_expired_cursors_are_deleted_on_a_timer_without_any_command(home: Path) -> None:
+    with Service(settings=Settings(home=home, cursor_ttl_seconds=0.2)) as service:
+        durable = _open(service, "default")
+        memory = _open(service, _handle(service, "memory", home.parent))
+        deadline = time.monotonic() + 10
+        while service.registry.store.get_cursor(durable) or service.cursors.in_process():
+            assert time.monotonic() < deadline, "idle cursors were never deleted"
+            time.sleep(0.02)
+        with pytest.raises(CursorNotFound, match="no open query"):  # gone, not merely expired
+            _next(service, memory)
+
+
+def test_every_cursor_command_sweeps_at_most_once_per_interval(
+    service: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cursor = _open(service, _handle(service, "memory", tmp_path))
+    calls: list[bool] = []
+    original = QueryCursors.reap
+
+    def counting(self: QueryCursors, *, force: bool = False) -> int:
+        calls.append(force)
+        return original(self, force=force)
+
+    monkeypatch.setattr(QueryCursors, "reap", counting)
+    for command in (lambda: _next(service, cursor),
+                    lambda: service.execute("data/query-close", {"queryHandle": "unknown"}),
+                    lambda: service.cursors.get(cursor, None)):  # fmt: skip
+        before = len(calls)
+        command()
+        assert len(calls) > before
+    assert not any(calls)  # never forced: each asks, and sweeps only if the interval passed
+    # Rate-limited: right after a sweep, another finds nothing to do even with expired cursors.
+    now = [service.cursors.clock() + service.cursors.ttl_ms + 1]
+    service.cursors.clock = lambda: now[0]
+    assert original(service.cursors, force=True) == 1
+    _open(service, "default")
+    now[0] += service.cursors.ttl_ms + 1
+    assert original(service.cursors) == 0
+    assert original(service.cursors, force=True) == 1
 
 
 # -- the hammer -------------------------------------------------------------------------------------

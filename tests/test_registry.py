@@ -170,7 +170,8 @@ def test_register_alias_needs_an_open_handle(service: Service) -> None:
     ("params", "error"),
     [
         ({"adapter": "vector", "config": {}}, UnknownAdapter),
-        ({"config": {"path": "<tmp>/x"}}, InvalidParams),
+        # No adapter means sqlite (the README's default), so a missing file is "not found".
+        ({"config": {"path": "<tmp>/x"}}, DatabaseNotFound),
         ({"adapter": "sqlite"}, InvalidParams),
         ({"adapter": "sqlite", "config": {}}, InvalidConfig),
         (

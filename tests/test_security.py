@@ -10,7 +10,6 @@ import pytest
 
 from dbhandles import (
     COMMANDS,
-    AccessDenied,
     Context,
     Forbidden,
     InvalidParams,
@@ -31,6 +30,7 @@ SAMPLE_PARAMS: dict[str, dict[str, Any]] = {
     "data/create": {"collection": "c", "data": {"owner": "alice"}},
     "data/read": {"collection": "c", "id": "r"},
     "data/list": {"collection": "c"},
+    "data/count": {"collection": "c", "groupBy": "owner"},
     "data/update": {"collection": "c", "id": "r", "data": {"x": 1}},
     "data/delete": {"collection": "c", "id": "r"},
     "data/batch": {"operations": [{"op": "create", "collection": "c", "data": {"owner": "alice"}}]},
@@ -282,9 +282,11 @@ def test_strict_isolation_refuses_another_actor(service: Service, tmp_path: Path
     record = service.registry.store.get_database(f"file:{path}")
     assert record is not None and (record.owner, record.isolation) == ("alice", "strict")
     assert not Path(f"{path}.owner").exists()
-    with pytest.raises(AccessDenied, match="owned by 'alice', requested by 'bob'"):
+    # Opening it by path: the answer for any path outside his places (it names nobody).
+    with pytest.raises(PathNotAllowed, match="data space") as refused:
         service.execute("data/open", {"adapter": "sqlite", "config": {"path": str(path)}},
                         context=BOB)  # fmt: skip
+    assert "alice" not in refused.value.message
     # Bob cannot use Alice's handle either, nor see it listed.
     for name in ("data/list", "data/create", "data/close"):
         params = (
@@ -294,12 +296,14 @@ def test_strict_isolation_refuses_another_actor(service: Service, tmp_path: Path
         )
         if name == "data/list":
             params.pop("data")
-        assert service.dispatch(name, params, context=BOB)["code"] == "access_denied", name
+        # Not shared with him: her handle is as unknown to him as a ghost (names nobody).
+        refused = service.dispatch(name, params, context=BOB)
+        assert refused["code"] == "handle_not_found" and "alice" not in refused["error"], name
     assert handle not in [
         h["handle"] for h in service.execute("data/list-handles", context=BOB)["handles"]
     ]
     # The ownership survives re-opening by path from a fresh service over the same home.
-    with Service(settings=service.settings) as again, pytest.raises(AccessDenied):
+    with Service(settings=service.settings) as again, pytest.raises(PathNotAllowed):
         again.execute("data/open", {"adapter": "sqlite", "config": {"path": str(path)}},
                       context=BOB)  # fmt: skip
     # Admins are not isolated.
@@ -605,7 +609,7 @@ def test_a_cursor_is_checked_against_its_own_handle(service: Service, tmp_path: 
     impostor = Context(actor="bob", session_id="s-alice", is_admin=False, trusted_local=False)
     assert (
         service.dispatch("data/query-next", {"queryHandle": cursor}, context=impostor)["code"]
-        == "access_denied"
+        == "handle_not_found"
     )
 
 

@@ -250,19 +250,20 @@ def in_space(service: Service, actor: str, name: str) -> Path:
 def test_strict_isolation_between_two_actors(client: Any, tokens: Tokens, service: Service) -> None:
     path = in_space(service, "alice", "alice-memories.sqlite")
     handle = sqlite_db(client, tokens.alice, path.name, records=1, preset="PERSONA_KNOWLEDGE")
+    # By path: the answer for any path outside his places, naming nobody (no map of her files).
     body = assert_error(post(client, tokens.bob, "data/open", adapter="sqlite",
-                             config={"path": str(path)}), "access_denied")  # fmt: skip
-    assert "alice" in body["error"] and "bob" in body["error"]
+                             config={"path": str(path)}), "path_not_allowed")  # fmt: skip
+    assert "alice" not in body["error"]
     for name, params in [("data/read", {"collection": "notes", "id": "n1"}),
                          ("data/list", {"collection": "notes"}), *WRITES]:  # fmt: skip
-        assert_error(post(client, tokens.bob, name, dbHandle=handle, **params), "access_denied")
+        assert_error(post(client, tokens.bob, name, dbHandle=handle, **params), "handle_not_found")
     bob_sees = [h["handle"] for h in ok(client, tokens.bob, "data/list-handles")["handles"]]
     assert handle not in bob_sees
     assert handle in [h["handle"] for h in ok(client, tokens.alice, "data/list-handles")["handles"]]
     with client.websocket_connect("/ws", headers=auth(tokens.bob)) as socket:
         receive(socket, "hello")
         refused = ws_call(socket, 1, "data/read", dbHandle=handle, collection="notes", id="n1")
-        assert refused["code"] == "access_denied"
+        assert refused["code"] == "handle_not_found"
     assert ok(client, tokens.alice, "data/read", dbHandle=handle, collection="notes", id="n1")[
         "found"
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from dbhandles import Service
@@ -29,6 +30,13 @@ def test_only_point_reads_on_wal_sqlite_run_inline(service: Service, tmp_path: P
                 "config": {"path": str(tmp_path / "w.sqlite"), "mode": "readonly"},
             },
         )["dbHandle"]
+        readonly_rollback = service.execute(
+            "data/open",
+            {
+                "adapter": "sqlite",
+                "config": {"path": str(tmp_path / "r.sqlite"), "mode": "readonly"},
+            },
+        )["dbHandle"]
         memory = service.execute("data/open", {"adapter": "memory", "config": {}})["dbHandle"]
         jsonfile = service.execute(
             "data/open",
@@ -36,12 +44,14 @@ def test_only_point_reads_on_wal_sqlite_run_inline(service: Service, tmp_path: P
         )["dbHandle"]
         service.registry.register_alias("moving", wal)
         # The journal mode is asked of the live connection: one command on each handle connects it.
-        for handle in (wal, rollback, readonly, memory, jsonfile, "default"):
+        for handle in (wal, rollback, readonly, readonly_rollback, memory, jsonfile, "default"):
             service.execute("data/list", {"dbHandle": handle, "collection": "c"})
         assert state.can_run_inline("data/read", {"dbHandle": wal})
         assert state.can_run_inline("data/read", {})  # default is SQLite in WAL mode
         assert state.can_run_inline("data/read", {"dbHandle": "moving"})
-        for other in (rollback, readonly, memory, jsonfile, "no-such-handle", 5):
+        # Read-only or not, WAL readers never wait for a writer: the adapter decides, not the mode.
+        assert state.can_run_inline("data/read", {"dbHandle": readonly})
+        for other in (rollback, readonly_rollback, memory, jsonfile, "no-such-handle", 5):
             assert not state.can_run_inline("data/read", {"dbHandle": other}), other
         assert not state.can_run_inline("data/list", {"dbHandle": wal})
         assert not state.can_run_inline("data/create", {"dbHandle": wal})
@@ -53,4 +63,33 @@ def test_only_point_reads_on_wal_sqlite_run_inline(service: Service, tmp_path: P
         state.in_flight = 1
         assert not state.can_run_inline("data/read", {"dbHandle": wal})
     finally:
+        state.executor.shutdown()
+
+
+def test_a_read_only_wal_read_does_not_wait_for_a_writer(service: Service, tmp_path: Path) -> None:
+    path = tmp_path / "w.sqlite"
+    writer = service.execute(
+        "data/open", {"adapter": "sqlite", "config": {"path": str(path), "mode": "create"}}
+    )["dbHandle"]
+    service.execute(
+        "data/create", {"dbHandle": writer, "collection": "c", "id": "a", "data": {"n": 1}}
+    )
+    reader = service.execute(
+        "data/open",
+        {"adapter": "sqlite", "config": {"path": str(path), "mode": "readonly", "busyTimeout": 0}},
+    )["dbHandle"]
+    state = ServerState(service)
+    # Another process's writer holds the write lock with an uncommitted change.
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        other.execute("UPDATE c SET data = '{\"n\": 2}' WHERE id = 'a'")
+        service.execute("data/list", {"dbHandle": reader, "collection": "c"})
+        assert state.can_run_inline("data/read", {"dbHandle": reader})
+        # With no busy timeout, a read that had to wait would fail with a lock error instead.
+        read = service.execute("data/read", {"dbHandle": reader, "collection": "c", "id": "a"})
+        assert read["data"]["n"] == 1
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
         state.executor.shutdown()

@@ -22,9 +22,12 @@ class Context:
         is_admin: whether the actor is an administrator.
         trusted_local: in-process callers (the Python API, the CLI without a server) are the local
             user: path roots apply only to requests that come from elsewhere.
+        token_id: the id of the bearer token the request came with (``None``: none), so a long
+            job can see that its token was revoked while it ran.
     """
 
     actor: str = "local"
     session_id: str | None = None
     is_admin: bool = True
     trusted_local: bool = True
+    token_id: str | None = None

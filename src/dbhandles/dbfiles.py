@@ -176,7 +176,7 @@ class LiveConnection(sqlite3.Connection):
 
 
 def connect_sqlite(
-    path: str, mode: Literal["ro", "rw", "rwc"], *, timeout: float = 5.0
+    path: str, mode: Literal["ro", "rw", "rwc"], *, timeout: float = 5.0, immutable: bool = False
 ) -> LiveConnection:
     """A connection to the database file ``path`` (autocommit, usable from any thread).
 
@@ -184,12 +184,17 @@ def connect_sqlite(
         path: the canonical path of the file.
         mode: SQLite's ``mode`` URI parameter (``ro`` read-only, ``rw`` read-write, ``rwc`` create).
         timeout: seconds a statement waits for another process's lock.
+        immutable: SQLite's ``immutable=1`` (with ``mode`` ``ro`` only): no locks, no side files,
+            so a database in WAL mode can be read from a folder this process cannot write; the
+            caller promises nobody writes the file meanwhile (what is in its ``-wal`` is not read).
 
     Raises:
         sqlite3.Error: from the driver; callers translate it at their own boundary.
     """
+    if immutable and mode != "ro":
+        raise ValueError("immutable=1 is for read-only connections")
     conn = sqlite3.connect(
-        sqlite_uri(path, mode),
+        sqlite_uri(path, mode, immutable=immutable),
         uri=True,
         timeout=timeout,
         check_same_thread=False,

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from dbhandles.adapters.base import Record, Session
+from dbhandles.adapters.base import Record, Session, TableWriter
 from dbhandles.clock import iso_now
 from dbhandles.errors import Conflict, InvalidParams, PermissionDenied, RecordNotFound
 from dbhandles.evaluate import matches
 from dbhandles.filters import MAX_ID_LENGTH, RESERVED_FIELDS, FilterNode
 from dbhandles.schemas import Declaration
+from dbhandles.values import MAX_DEPTH, NUMBER_BOUND, check_value, text_problem
 
 __all__ = [
+    "MAX_DEPTH",
     "NUMBER_BOUND",
     "check_json",
     "check_record_id",
@@ -24,52 +25,36 @@ __all__ = [
     "visible",
 ]
 
-MAX_DEPTH = 64
-#: Every number of a record lies strictly between these (the OpenAPI document's ``JsonValue``):
-#: integers fit in 64 bits, and so does any whole number written as a float (past 2**53 every float
-#: is whole, and 1e19 is the integer 10**19 to JSON Schema). -2**63 itself is out: a JSON parser may
-#: read -2**63 - 1 as the float -2**63.
-NUMBER_BOUND = 2**63
-
 
 def check_record_id(value: object, field: str = "id") -> str:
+    """A record id: a non-empty string of at most ``MAX_ID_LENGTH`` characters, valid Unicode
+    without U+0000 (``values.text_problem``: PostgreSQL's ``text`` cannot hold it).
+
+    Raises:
+        InvalidParams: anything else; ``field`` names it.
+    """
     if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
         raise InvalidParams(f"{field}: a record id is a non-empty string of at most {MAX_ID_LENGTH} "
                             "characters", field=field)  # fmt: skip
+    problem = text_problem(value)
+    if problem is not None:
+        raise InvalidParams(f"{field}: {problem}", field=field)
     return value
 
 
-def check_json(value: object, where: str, depth: int = 0) -> None:
-    """Refuse what JSON cannot hold faithfully (NaN, infinities, non-string keys, other types)."""
-    if depth > MAX_DEPTH:
-        raise InvalidParams(f"{where}: nested deeper than {MAX_DEPTH} levels", field=where)
-    if value is None or isinstance(value, str | bool):
-        return
-    if isinstance(value, int | float):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidParams(f"{where}: NaN and infinity are not JSON numbers", field=where)
-        if not -NUMBER_BOUND < value < NUMBER_BOUND:
-            raise InvalidParams(
-                f"{where}: numbers must lie strictly between -2**63 and 2**63 (integers fit in 64 "
-                "bits; store bigger ones as strings)",
-                field=where,
-            )
-        return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidParams(f"{where}: object keys must be strings", field=where)
-            check_json(item, f"{where}.{key}", depth + 1)
-        return
-    if isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            check_json(item, f"{where}[{i}]", depth + 1)
-        return
-    raise InvalidParams(f"{where}: {type(value).__name__} is not a JSON value", field=where)
+def check_json(value: object, where: str) -> Any:
+    """``value`` as a record stores it, by the one rule of ``dbhandles.values`` (``check_value``):
+    valid Unicode without U+0000, finite numbers strictly between -2**63 and 2**63, string keys, at
+    most 64 levels; ``-0.0`` becomes ``0.0``.
+
+    Raises:
+        InvalidParams: a value breaks the rule; ``field`` is its path (``data.tags[1]``).
+    """
+    return check_value(value, where)
 
 
 def _user_fields(data: Mapping[str, Any], where: str, allow_id: str | None) -> dict[str, Any]:
-    check_json(data, where)
+    data = check_json(data, where)
     for key in data:
         if key in RESERVED_FIELDS and not (
             key == "id" and (allow_id is None or data[key] == allow_id)
@@ -115,9 +100,28 @@ def create_record(
     now: str | None = None,
     row_filter: FilterNode | None = None,
 ) -> Record:
-    """Insert a new record (id from ``record_id``, else ``data.id``, else a new UUID4); return it."""
+    """Insert a new record (id from ``record_id``, else ``data.id``, else a new UUID4); return it.
+
+    Through a handle with a row filter the id is always a new UUID4: an id the caller chose could
+    be one the filter hides, and refusing it (``record_exists``) would tell the caller that a record
+    it may not see exists (docs/security.md, row-level security).
+
+    Raises:
+        PermissionDenied: an id was given through a handle with a row filter; the record would fall
+            outside the row filter.
+        RecordExists: the id is taken.
+    """
     if record_id is None and "id" in data:
         record_id = check_record_id(data["id"], "data.id")
+    if row_filter is not None and record_id is not None:
+        raise PermissionDenied(
+            "Permission denied: through a handle with a row filter, dbhandles chooses the ids of new "
+            "records (an id you choose could be one the filter hides); omit id and data.id",
+            field="id",
+        )
+    writer = session.table_writer(collection)
+    if writer is not None:
+        return _create_row(writer, data, record_id, now or iso_now(), row_filter)
     user = _user_fields(data, "data", record_id)
     now = now or iso_now()
     record: Record = {
@@ -134,6 +138,90 @@ def create_record(
     return record
 
 
+def _table_fields(
+    writer: TableWriter, data: Mapping[str, Any], record_id: str | None
+) -> dict[str, Any]:
+    """The fields of a row to write: a table's columns are whatever it has, but the reserved fields
+    it keeps (``TableWriter.reserved``) are dbhandles' to set, and ``id`` only its own."""
+    data = check_json(data, "data")
+    for key in data:
+        if key in writer.reserved or (key == "id" and data[key] != record_id):
+            raise InvalidParams(
+                f"data.{key}: {key!r} is managed by dbhandles and cannot be set"
+                + (" to a different id" if key == "id" else ""),
+                field=f"data.{key}",
+            )
+    return {k: v for k, v in data.items() if k != "id"}
+
+
+def _create_row(
+    writer: TableWriter,
+    data: Mapping[str, Any],
+    record_id: str | None,
+    now: str,
+    row_filter: FilterNode | None,
+) -> Record:
+    """``create_record`` on a table dbhandles did not create (docs/foreign-tables.md "Writes")."""
+    writer.check_writable()
+    row = _table_fields(writer, data, record_id)
+    if record_id is not None:
+        row["id"] = record_id
+    for name in ("createdAt", "updatedAt"):
+        if name in writer.reserved:
+            row[name] = now
+    if "version" in writer.reserved:
+        row["version"] = 1
+    stored = writer.insert(row)
+    _inside(stored, row_filter)  # what was stored: a failure here rolls the write back
+    return stored
+
+
+def _update_row(
+    session: Session,
+    writer: TableWriter,
+    collection: str,
+    record_id: str,
+    patch: Mapping[str, Any],
+    *,
+    increment_version: bool,
+    expected_version: int | None,
+    row_filter: FilterNode | None,
+) -> tuple[Record, int | None]:
+    """``update_record`` on a table dbhandles did not create (docs/foreign-tables.md "Writes")."""
+    writer.check_writable()
+    changes = _table_fields(writer, patch, record_id)
+    versioned = "version" in writer.reserved
+    if expected_version is not None and not versioned:
+        raise InvalidParams(
+            f"expectedVersion: table {writer.name!r} has no version column, so there is no version "
+            "to compare (a column named version with an integer type, or version/created_at/"
+            'updated_at with "fieldNames": "camel", keeps one)',
+            field="expectedVersion",
+        )
+    existing = visible(session.get(collection, record_id), row_filter)
+    if existing is None:
+        raise RecordNotFound(f"no record with id {record_id!r} in {collection!r}", field="id")
+    previous: int | None = None
+    if versioned:
+        stored = existing.get("version")
+        previous = stored if isinstance(stored, int) and not isinstance(stored, bool) else 0
+        if expected_version is not None and expected_version != previous:
+            raise Conflict(
+                f"record {record_id!r} is at version {previous}, not {expected_version}: it was "
+                "changed by someone else; read it again and retry",
+                field="expectedVersion",
+            )
+        if increment_version:
+            changes["version"] = previous + 1
+    if "updatedAt" in writer.reserved:
+        changes["updatedAt"] = iso_now()
+    record = writer.update(record_id, changes)
+    if record is None:
+        raise RecordNotFound(f"no record with id {record_id!r} in {collection!r}", field="id")
+    _inside(record, row_filter)
+    return record, previous
+
+
 def update_record(
     session: Session,
     collection: str,
@@ -144,13 +232,22 @@ def update_record(
     increment_version: bool = True,
     expected_version: int | None = None,
     row_filter: FilterNode | None = None,
-) -> tuple[Record, int]:
+) -> tuple[Record, int | None]:
     """Merge ``patch`` into a stored record (top-level keys); return the new record and the old version.
+
+    On a table dbhandles did not create (``Session.table_writer``) the given columns are set, and
+    the old version is ``None`` when the table keeps none.
 
     Raises:
         RecordNotFound: no such record.
         Conflict: ``expected_version`` is given and differs from the stored version.
+        InvalidParams: ``expected_version`` on a table without a version column.
     """
+    writer = session.table_writer(collection)
+    if writer is not None:
+        return _update_row(session, writer, collection, record_id, patch,
+                           increment_version=increment_version,
+                           expected_version=expected_version, row_filter=row_filter)  # fmt: skip
     user = _user_fields(patch, "data", record_id)
     existing = visible(session.get(collection, record_id), row_filter)
     if existing is None:

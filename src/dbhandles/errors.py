@@ -20,7 +20,8 @@
     ├── ReadOnly                        (read_only, 409)
     ├── Conflict                        (conflict, 409)
     │   ├── FileExists                  (file_exists, 409)
-    │   └── RecordExists                (record_exists, 409)
+    │   ├── RecordExists                (record_exists, 409)
+    │   └── ConstraintViolation         (constraint_violation, 409)
     ├── ValidationFailed                (validation_failed, 422)
     ├── NotSupported                    (not_supported, 409)
     ├── DriverMissing                   (driver_missing, 501)
@@ -30,7 +31,8 @@
     │   ├── AccessDenied                (access_denied, 403)
     │   ├── PathNotAllowed              (path_not_allowed, 403)
     │   ├── ServerNotAllowed            (server_not_allowed, 403)
-    │   └── QuotaExceeded               (quota_exceeded, 403)
+    │   ├── QuotaExceeded               (quota_exceeded, 403)
+    │   └── SessionMismatch             (session_mismatch, 403)
     ├── TooManyRequests                 (too_many_requests, 429)
     ├── RequestTimeout                  (request_timeout, 408)
     ├── JobCancelled                    (job_cancelled, 409)
@@ -53,6 +55,7 @@ from typing import Any
 __all__ = [
     "AccessDenied",
     "Conflict",
+    "ConstraintViolation",
     "CursorNotFound",
     "DatabaseNotFound",
     "DbHandlesError",
@@ -81,6 +84,7 @@ __all__ = [
     "RequestTimeout",
     "ServerNotAllowed",
     "ServerUnreachable",
+    "SessionMismatch",
     "StateTooNew",
     "StorageBusy",
     "StorageError",
@@ -159,9 +163,19 @@ class NotFound(DbHandlesError):
 
 
 class HandleNotFound(NotFound):
-    """A ``dbHandle`` (or alias) is unknown, closed, or belonged to a process that has ended."""
+    """A ``dbHandle`` (or alias) is unknown, closed, or belonged to a process that has ended (or,
+    for a non-admin actor, is another actor's handle on a database not shared with it)."""
 
     code = "handle_not_found"
+
+    @classmethod
+    def unknown(cls, name: str) -> HandleNotFound:
+        """The one answer for a name that reaches no handle the caller may know of."""
+        return cls(
+            f"dbHandle: no open database has the handle or alias {name!r} (it may have been "
+            "closed); run data/list-handles to see open handles, or data/open to open one",
+            field="dbHandle",
+        )
 
 
 class RecordNotFound(NotFound):
@@ -226,6 +240,15 @@ class RecordExists(Conflict):
     """``data/create`` was given an id that the collection already holds."""
 
     code = "record_exists"
+
+
+class ConstraintViolation(Conflict):
+    """A write to a table dbhandles did not create broke one of its constraints (NOT NULL, UNIQUE,
+    CHECK, FOREIGN KEY); nothing was written. ``field`` names the field, ``details`` hold
+    ``constraint`` (``not_null``, ``unique``, ``check``, ``foreign_key``), the ``table`` and, where
+    the database names them, the ``columns`` or the constraint's ``name`` (docs/foreign-tables.md)."""
+
+    code = "constraint_violation"
 
 
 class ValidationFailed(DbHandlesError):
@@ -300,6 +323,13 @@ class QuotaExceeded(Forbidden):
     code = "quota_exceeded"
 
 
+class SessionMismatch(Forbidden):
+    """A command's ``sessionId`` is not the session the call runs in (its ``X-Session-Id``, its
+    WebSocket connection, the in-process caller's): a call cannot act in another session."""
+
+    code = "session_mismatch"
+
+
 class TooManyRequests(DbHandlesError):
     """An actor (or a client address) has as many jobs, query cursors, connections, WebSockets or
     subscriptions at once as the server allows; finish or close some, or retry later."""
@@ -317,14 +347,17 @@ class RequestTimeout(DbHandlesError):
 
 class JobCancelled(DbHandlesError):
     """A job (``data/import``, ``data/export``, ``data/vacuum`` on a server) was cancelled with
-    ``data/job-cancel``; the message says what was kept."""
+    ``data/job-cancel`` or by a server shutting down; the message (and, for an import, the fields of
+    the envelope) says what was kept."""
 
     code = "job_cancelled"
     http_status = 409
 
 
 class ServerUnreachable(DbHandlesError):
-    """A remote client (``Client``, ``jtag`` with ``JTAG_URL``) could not reach the dbhandles server."""
+    """A remote client (``Client``, ``jtag`` with ``JTAG_URL``) could not reach the dbhandles server, or
+    the server is shutting down: the request was not run (or, with ``jobId``, its job outlived the
+    shutdown grace and runs to its end before the server exits)."""
 
     code = "server_unreachable"
     http_status = 503

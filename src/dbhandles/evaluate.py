@@ -3,8 +3,17 @@
 The memory and JSON adapters run these directly; the SQL adapters compile the same rules to SQL and the
 contract suite checks, with hypothesis, that they agree with this module (the oracle).
 
+Paths follow MongoDB's rules (docs/filters.md, "Arrays"): a path is followed through objects; a part
+that meets an array is looked up in each of its elements that is an object (a non-object element gives
+"missing"; nested arrays are not entered); a numeric part indexes an array. The path's *candidates*
+are the values so reached; a test on a value (equality, ``$in``, ranges, ``$regex``) holds when it
+holds for a candidate or for an element of a candidate that is an array (the *leaf values*). ``$exists``,
+``$size``, ``$contains`` and ``$elemMatch`` test the candidates themselves. Negations are complements.
+
 Canonical order of values (for ``orderBy`` and keyset cursors): missing/null < booleans (false < true) <
-numbers < strings (by code point) < arrays and objects (all equal to each other).
+numbers < strings (by code point) < arrays and objects (all equal to each other). A sort key is the
+smallest leaf value of the path (ascending) or the largest (descending), MongoDB's rule for arrays;
+no leaf value at all (an empty array) sorts as missing.
 """
 
 from __future__ import annotations
@@ -12,16 +21,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from dbhandles.filters import And, Compare, FilterNode, Not, Or, Scalar, SortKey
+from dbhandles.filters import And, Compare, ElemMatch, FilterNode, Not, Or, Scalar, SortKey
 from dbhandles.regex import search
 
 __all__ = [
+    "candidates",
     "get_path",
     "is_after",
+    "leaf_values",
     "matches",
     "position_of",
     "project",
     "rank",
+    "sort_key_value",
     "sort_records",
     "sort_value",
 ]
@@ -31,7 +43,7 @@ R = TypeVar("R", bound=Mapping[str, Any])
 
 
 def get_path(record: Record, path: tuple[str, ...]) -> Any:
-    """The value at ``path``, or ``None`` when any part is missing (missing and null are the same)."""
+    """The value at ``path`` through objects only, or ``None`` when any part is missing (or an array)."""
     value: Any = record
     for part in path:
         if not isinstance(value, Mapping):
@@ -40,6 +52,39 @@ def get_path(record: Record, path: tuple[str, ...]) -> Any:
         if value is None:
             return None
     return value
+
+
+def candidates(value: Any, path: tuple[str, ...]) -> list[Any]:
+    """The values ``path`` reaches from ``value`` through objects and arrays (``None`` for missing).
+
+    An empty list means the path crossed an empty array: it reaches nothing, not even "missing".
+    """
+    if not path:
+        return [value]
+    part, rest = path[0], path[1:]
+    if part.isdigit():
+        if isinstance(value, list) and int(part) < len(value):
+            return candidates(value[int(part)], rest)
+        return [None]
+    if isinstance(value, Mapping):
+        return candidates(value.get(part), rest)
+    if isinstance(value, list):
+        found: list[Any] = []
+        for item in value:
+            found.extend(candidates(item.get(part), rest) if isinstance(item, Mapping) else [None])
+        return found
+    return [None]
+
+
+def leaf_values(value: Any, path: tuple[str, ...]) -> list[Any]:
+    """The candidates of ``path``, each array replaced by its elements (what value tests look at)."""
+    found: list[Any] = []
+    for item in candidates(value, path):
+        if isinstance(item, list):
+            found.extend(item)
+        else:
+            found.append(item)
+    return found
 
 
 def rank(value: Any) -> int:
@@ -72,27 +117,14 @@ def _equal(stored: Any, wanted: Scalar) -> bool:
     return rank(stored) == r and stored == wanted
 
 
-def _compare(node: Compare, record: Record) -> bool:
-    stored = get_path(record, node.path)
-    op, wanted = node.op, node.value
+def _value_test(op: str, wanted: Any, stored: Any) -> bool:
+    """One positive value test (``eq in gt gte lt lte regex``) on one leaf value."""
     if op == "eq":
-        return _equal(stored, wanted)  # type: ignore[arg-type]
-    if op == "ne":
-        return not _equal(stored, wanted)  # type: ignore[arg-type]
+        return _equal(stored, wanted)
     if op == "in":
-        return any(_equal(stored, w) for w in wanted)  # type: ignore[union-attr]
-    if op == "nin":
-        return not any(_equal(stored, w) for w in wanted)  # type: ignore[union-attr]
-    if op == "exists":
-        return (stored is not None) == wanted
+        return any(_equal(stored, w) for w in wanted)
     if op == "regex":
         return isinstance(stored, str) and search(str(wanted), stored)
-    if op == "contains":
-        if isinstance(stored, str):
-            return isinstance(wanted, str) and wanted in stored
-        if isinstance(stored, list):
-            return any(_equal(item, wanted) for item in stored)  # type: ignore[arg-type]
-        return False
     # Ordering comparisons: only within one type bracket.
     if rank(stored) != rank(wanted) or stored is None:
         return False
@@ -105,8 +137,47 @@ def _compare(node: Compare, record: Record) -> bool:
     return bool(stored <= wanted)
 
 
-def matches(node: FilterNode | None, record: Record) -> bool:
-    """True when ``record`` satisfies the filter tree (``None`` matches everything)."""
+def _contains(stored: Any, wanted: Any) -> bool:
+    if isinstance(stored, str):
+        return isinstance(wanted, str) and wanted in stored
+    if isinstance(stored, list):
+        return any(_equal(item, wanted) for item in stored)
+    return False
+
+
+_NEGATED = {"ne": "eq", "nin": "in"}
+
+
+def _compare(node: Compare, value: Any) -> bool:
+    op, wanted = node.op, node.value
+    if op in _NEGATED:
+        return not _compare(Compare(node.path, _NEGATED[op], wanted), value)  # type: ignore[arg-type]
+    found = candidates(value, node.path)
+    if op == "exists":
+        return any(item is not None for item in found) == wanted
+    if op == "size":
+        return any(isinstance(item, list) and len(item) == wanted for item in found)
+    if op == "contains":
+        return any(_contains(item, wanted) for item in found)
+    # The element itself (an empty path, in $elemMatch's operator form) is never spread.
+    leaves = leaf_values(value, node.path) if node.path else found
+    return any(_value_test(op, wanted, item) for item in leaves)
+
+
+def _elem_match(node: ElemMatch, value: Any) -> bool:
+    for item in candidates(value, node.path):
+        if isinstance(item, list):
+            for element in item:
+                if (node.scalar or isinstance(element, Mapping)) and matches(node.child, element):
+                    return True
+    return False
+
+
+def matches(node: FilterNode | None, record: Any) -> bool:
+    """True when ``record`` satisfies the filter tree (``None`` matches everything).
+
+    ``record`` is a record (an object); inside ``$elemMatch``'s operator form, an array element.
+    """
     if node is None:
         return True
     if isinstance(node, Compare):
@@ -117,6 +188,8 @@ def matches(node: FilterNode | None, record: Record) -> bool:
         return any(matches(child, record) for child in node.children)
     if isinstance(node, Not):
         return not matches(node.child, record)
+    if isinstance(node, ElemMatch):
+        return _elem_match(node, record)
     raise TypeError(f"unknown filter node {node!r}")
 
 
@@ -126,9 +199,21 @@ def sort_value(value: Any) -> tuple[int, Any]:
     return (r, value if 0 < r < 4 else None)
 
 
+def sort_key_value(record: Record, key: SortKey) -> Any:
+    """The value a record sorts by under ``key``: its smallest leaf value (largest when descending).
+
+    MongoDB's rule for arrays; a scalar field is its own only leaf; no leaf at all sorts as missing.
+    """
+    leaves = leaf_values(record, key.path)
+    if not leaves:
+        return None
+    pick = max if key.descending else min
+    return pick(leaves, key=_key)
+
+
 def position_of(record: Record, keys: tuple[SortKey, ...]) -> tuple[tuple[int, Any], ...]:
     """The keyset position of a record: ``(rank, value)`` for every sort key."""
-    return tuple(sort_value(get_path(record, k.path)) for k in keys)
+    return tuple(sort_value(sort_key_value(record, k)) for k in keys)
 
 
 def _cmp(a: tuple[int, Any], b: tuple[int, Any]) -> int:
@@ -140,7 +225,7 @@ def is_after(
 ) -> bool:
     """True when ``record`` sorts strictly after ``position`` (from ``position_of``) under ``keys``."""
     for key, pos in zip(keys, position, strict=True):
-        c = _cmp(_key(get_path(record, key.path)), _pos_key(pos))
+        c = _cmp(_key(sort_key_value(record, key)), _pos_key(pos))
         if c:
             return (c > 0) != key.descending
     return False
@@ -150,31 +235,54 @@ def sort_records(records: Iterable[R], keys: tuple[SortKey, ...]) -> list[R]:
     """Sort by ``keys`` in the canonical order (stable, so multi-key sorts apply right to left)."""
     result = list(records)
     for key in reversed(keys):
-        path = key.path
-        result.sort(key=lambda r: _key(get_path(r, path)), reverse=key.descending)
+        result.sort(key=lambda r, k=key: _key(sort_key_value(r, k)), reverse=key.descending)  # type: ignore[misc]
     return result
 
 
+_WHOLE = object()
+
+
 def project(record: Record, fields: tuple[tuple[str, ...], ...] | None) -> dict[str, Any]:
-    """Keep ``id`` plus the requested (possibly dotted) fields that exist, nested as in the record."""
+    """Keep ``id`` plus the requested (possibly dotted) fields that exist, nested as in the record.
+
+    MongoDB's inclusion rule: a path through an array keeps, for each element that is an object (or
+    an array), the requested part of it (``messages.role`` gives ``{"messages": [{"role": ...}, ...]}``);
+    other elements are left out. A field and one of its sub-fields together keep the whole field.
+    """
     if fields is None:
         return dict(record)
-    out: dict[str, Any] = {"id": record["id"]}
+    tree: dict[str, Any] = {}
     for path in fields:
-        value = get_path(record, path)
-        if value is None and not _has_path(record, path):
-            continue
-        target = out
+        node = tree
         for part in path[:-1]:
-            target = target.setdefault(part, {})
-        target[path[-1]] = value
+            child = node.setdefault(part, {})
+            if child is _WHOLE:
+                break
+            node = child
+        else:
+            node[path[-1]] = _WHOLE
+    kept = _include(record, tree)
+    return {"id": record["id"], **{k: v for k, v in kept.items() if k != "id"}}
+
+
+def _include(value: Mapping[str, Any], tree: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, sub in tree.items():
+        if name not in value:
+            continue
+        kept = _include_value(value[name], sub)
+        if kept is not _WHOLE:
+            out[name] = kept
     return out
 
 
-def _has_path(record: Record, path: tuple[str, ...]) -> bool:
-    value: Any = record
-    for part in path:
-        if not isinstance(value, Mapping) or part not in value:
-            return False
-        value = value[part]
-    return True
+def _include_value(value: Any, sub: Any) -> Any:
+    """``value`` cut down to ``sub`` (``_WHOLE`` when nothing of it is kept)."""
+    if sub is _WHOLE:
+        return value
+    if isinstance(value, Mapping):
+        return _include(value, sub)
+    if isinstance(value, list):
+        kept = (_include_value(item, sub) for item in value if isinstance(item, Mapping | list))
+        return [item for item in kept if item is not _WHOLE]
+    return _WHOLE

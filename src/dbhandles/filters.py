@@ -3,8 +3,11 @@
 The filter language (DESIGN decision 6) is the same on every adapter:
 
 * ``{field: value}`` is equality; several fields are ANDed;
-* operators ``$eq $ne $gt $gte $lt $lte $in $nin $exists $regex $contains``, and ``$and``, ``$or``, ``$not``;
-* dotted paths (``metadata.qualityScore``) reach into nested objects;
+* operators ``$eq $ne $gt $gte $lt $lte $in $nin $exists $regex $contains $size $all $elemMatch``, and
+  ``$and``, ``$or``, ``$not``;
+* dotted paths (``metadata.qualityScore``) reach into nested objects and, as in MongoDB, through arrays
+  (``messages.role`` tests the role of every message; any one matching is enough); a numeric segment
+  indexes an array (``messages.0.role``);
 * comparisons are type-strict: a number only equals or orders against numbers, a string against
   strings, a boolean against booleans (so ``{"age": {"$gt": 5}}`` never matches ``"abc"``);
 * JSON ``null`` and a missing field are the same thing: ``{"f": null}`` and ``{"f": {"$exists": false}}``
@@ -15,29 +18,38 @@ The filter language (DESIGN decision 6) is the same on every adapter:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 from dbhandles.errors import InvalidFilter
 from dbhandles.regex import pattern_problem
+from dbhandles.values import check_scalar
 
 __all__ = [
     "COLLECTION_PATTERN",
     "IDENT_PATTERN",
+    "MAX_COLLECTION_LENGTH",
     "MAX_ID_LENGTH",
     "MAX_IN_VALUES",
     "MAX_PATH_PARTS",
     "MAX_REGEX_LENGTH",
     "MAX_SORT_KEYS",
+    "NEW_COLLECTION_PATTERN",
     "RESERVED_FIELDS",
+    "TOP_FIELD_PATTERN",
     "And",
     "Compare",
+    "ElemMatch",
     "FilterNode",
     "Not",
     "Or",
     "Scalar",
     "SortKey",
+    "check_collection_path",
+    "check_collection_query",
+    "check_dotted_column",
+    "check_new_collection",
     "parse_fields",
     "parse_filter",
     "parse_order_by",
@@ -56,17 +68,34 @@ MAX_ID_LENGTH = 512
 IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 _IDENT = re.compile(IDENT_PATTERN)
 SYSTEM_PREFIXES = ("_dbh_", "sqlite_", "pg_")
-#: A collection name, as a regular expression valid in Python and in JSON Schema (ECMA 262): 1-64
-#: letters, digits or underscores, not starting with a digit nor (in any case) with a system prefix.
-#: ``validate_collection`` matches it and the OpenAPI document declares it (one rule, no drift).
-COLLECTION_PATTERN = (
-    "^(?!"
+_NOT_SYSTEM = (
+    "(?!"
     + "|".join("".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in p)
                for p in SYSTEM_PREFIXES)
     + ")"
-    + IDENT_PATTERN.removeprefix("^")
 )  # fmt: skip
+#: The longest ``collection`` a command takes, in characters.
+MAX_COLLECTION_LENGTH = 255
+#: Control characters (C0, DEL, C1): never part of a name (a table name, a column name).
+_CONTROLS = "\\u0000-\\u001f\\u007f-\\u009f"
+#: The ``collection`` a command takes, as a regular expression valid in Python and in JSON Schema
+#: (ECMA 262): 1-255 characters, no control character, not starting (in any case) with a system
+#: prefix. It names an existing table or view as it is spelled (``Order Items``, ``café``, ``select``),
+#: which adapters always quote; ``validate_collection`` matches it and the OpenAPI document declares it.
+COLLECTION_PATTERN = f"^{_NOT_SYSTEM}[^{_CONTROLS}]{{1,{MAX_COLLECTION_LENGTH}}}$"
 _COLLECTION = re.compile(COLLECTION_PATTERN)
+#: A name for a NEW collection (what an adapter creates): 1-64 letters, digits or underscores, not
+#: starting with a digit nor with a system prefix. ``check_new_collection`` enforces it.
+NEW_COLLECTION_PATTERN = f"^{_NOT_SYSTEM}" + IDENT_PATTERN.removeprefix("^")
+_NEW_COLLECTION = re.compile(NEW_COLLECTION_PATTERN)
+#: The first part of a field path (a top-level field, a foreign table's column): 1-255 characters,
+#: no '.', no control character, not starting with '$' (an operator) nor starting or ending with
+#: whitespace. Parts after the first are identifiers (they reach into JSON documents).
+#: ``TOP_FIELD_PATTERN`` has no anchors: the grammar builds dotted paths from it.
+TOP_FIELD_PATTERN = (
+    f"[^\\s.${_CONTROLS}](?:[^.{_CONTROLS}]{{0,{MAX_COLLECTION_LENGTH - 2}}}[^\\s.{_CONTROLS}])?"
+)
+_TOP_FIELD = re.compile(TOP_FIELD_PATTERN)
 MAX_DEPTH = 32
 MAX_PATH_PARTS = 16
 MAX_IN_VALUES = 10_000
@@ -74,7 +103,7 @@ MAX_REGEX_LENGTH = 1_000
 MAX_SORT_KEYS = 8
 
 CompareOp = Literal[
-    "eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "exists", "regex", "contains"
+    "eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "exists", "regex", "contains", "size"
 ]
 _FIELD_OPS: dict[str, CompareOp] = {
     "$eq": "eq",
@@ -88,13 +117,21 @@ _FIELD_OPS: dict[str, CompareOp] = {
     "$exists": "exists",
     "$regex": "regex",
     "$contains": "contains",
+    "$size": "size",
 }
+#: Field operators that build more than one ``Compare``.
+_COMPOUND_OPS = ("$all", "$elemMatch", "$not")
+#: A numeric path segment: an index into an array (``messages.0.role``), in filters only.
+_INDEX = re.compile(r"^(?:0|[1-9][0-9]{0,8})$")
 _LOGICAL_OPS = ("$and", "$or", "$not")
 
 
 @dataclass(frozen=True, slots=True)
 class Compare:
-    """One test on one field: ``path`` is the dotted path split into parts."""
+    """One test on one field: ``path`` is the dotted path split into parts.
+
+    An empty ``path`` (only inside the operator form of ``ElemMatch``) means the array element itself.
+    """
 
     path: tuple[str, ...]
     op: CompareOp
@@ -122,7 +159,73 @@ class Not:
     child: FilterNode
 
 
-FilterNode: TypeAlias = Compare | And | Or | Not
+@dataclass(frozen=True, slots=True)
+class ElemMatch:
+    """Some element of an array reached by ``path`` satisfies ``child`` (MongoDB's ``$elemMatch``).
+
+    ``child`` tests the element as a record (an object element; ``{"role": "user"}``), or, when
+    ``scalar`` is true, the element's own value (``{"$gte": 2, "$lt": 5}``: its ``Compare`` nodes have
+    an empty path).
+    """
+
+    path: tuple[str, ...]
+    child: FilterNode
+    scalar: bool
+
+
+FilterNode: TypeAlias = Compare | And | Or | Not | ElemMatch
+
+#: One part of a path into a collection's JSON documents: an identifier or an array index.
+COLLECTION_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}|0|[1-9][0-9]{0,8}")
+#: Why a path is refused in a collection, the same on every adapter (a foreign table's columns may
+#: have other names: docs/foreign-tables.md "Names").
+NOT_A_COLLECTION_PATH = (
+    "{!r} is not a valid field path (filter, orderBy, groupBy) in a collection: its fields are identifiers (letters, digits, "
+    "'_'); other names are for the columns of tables dbhandles did not create"
+)
+
+
+def check_collection_path(path: tuple[str, ...]) -> None:
+    """Refuse a path whose parts are not identifiers (or array indexes) in a dbhandles collection.
+
+    Raises:
+        InvalidFilter: a part is not an identifier, e.g. ``'Order Total'`` (``NOT_A_COLLECTION_PATH``).
+    """
+    if not all(COLLECTION_PART.fullmatch(part) for part in path):
+        raise InvalidFilter(NOT_A_COLLECTION_PATH.format(".".join(path)))
+
+
+def _filter_paths(node: FilterNode) -> Iterator[tuple[str, ...]]:
+    if isinstance(node, Compare):
+        yield node.path
+    elif isinstance(node, And | Or):
+        for child in node.children:
+            yield from _filter_paths(child)
+    elif isinstance(node, Not):
+        yield from _filter_paths(node.child)
+    else:
+        yield node.path
+        if not node.scalar:
+            yield from _filter_paths(node.child)
+
+
+def check_collection_query(
+    filter: FilterNode | None,
+    paths: Iterable[tuple[str, ...]] = (),
+) -> None:
+    """``check_collection_path`` for every path of ``filter`` and of ``paths`` (sort keys, groups):
+    what the SQL adapters refuse when they compile a collection's query, the adapters that evaluate
+    in Python refuse too, so every adapter answers the same.
+
+    Raises:
+        InvalidFilter: a path is not one a collection's documents can be reached by.
+    """
+    if filter is not None:
+        for path in _filter_paths(filter):
+            if path:
+                check_collection_path(path)
+    for path in paths:
+        check_collection_path(path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +244,11 @@ class SortKey:
 
 
 def validate_collection(name: object, field: str = "collection") -> str:
-    """Return ``name`` if it is a valid collection name, else raise ``InvalidParams``."""
+    """Return ``name`` if a command may name it as a collection, else raise ``InvalidParams``.
+
+    Any table or view name is accepted (``Order Items``, ``café``); what a NEW collection may be called
+    is narrower, and checked by the adapter that would create it (``check_new_collection``).
+    """
     from dbhandles.errors import InvalidParams
 
     if isinstance(name, str) and _COLLECTION.fullmatch(name):
@@ -152,21 +259,53 @@ def validate_collection(name: object, field: str = "collection") -> str:
             field=field,
         )
     raise InvalidParams(
-        f"{field}: {name!r} is not a valid collection name; use 1-64 letters, digits or "
-        "underscores, not starting with a digit (for example 'training_examples')",
+        f"{field}: {name!r} is not a valid collection name; use 1-{MAX_COLLECTION_LENGTH} characters "
+        "without control characters (a new collection: letters, digits or underscores, for example "
+        "'training_examples')",
         field=field,
     )
 
 
-def validate_path(path: object, field: str = "field") -> tuple[str, ...]:
-    """Split a dotted field path into parts, raising ``InvalidFilter`` if any part is not an identifier."""
+def check_new_collection(name: str, field: str = "collection") -> str:
+    """Return ``name`` if a new collection may be created under it, else raise ``InvalidParams``.
+
+    Adapters call it where a write would create a collection that does not exist: a table that is
+    already there may have any name, a new one is 1-64 letters, digits or underscores.
+    """
+    from dbhandles.errors import InvalidParams
+
+    validate_collection(name, field)
+    if not _NEW_COLLECTION.fullmatch(name):
+        raise InvalidParams(
+            f"{field}: no collection, table or view is named {name!r}, and a new collection cannot "
+            "be: a new collection's name is 1-64 letters, digits or underscores, not starting with "
+            "a digit (for example 'training_examples'); tables and views that already exist may "
+            "have any name",
+            field=field,
+        )
+    return name
+
+
+def validate_path(path: object, field: str = "field", *, indexes: bool = False) -> tuple[str, ...]:
+    """Split a dotted field path into parts, raising ``InvalidFilter`` if a part is not valid.
+
+    The first part is a top-level field (a foreign table's column may be ``Order Total`` or
+    ``café``: any name without '.', control characters, a leading '$' or surrounding whitespace);
+    the others are identifiers. With ``indexes`` (filters only), a part after the first may also be
+    an array index (``0``, ``12``).
+    """
     if not isinstance(path, str) or not path:
         raise InvalidFilter(f"{field}: a field path must be a non-empty string", field=field)
     parts = tuple(path.split("."))
-    if len(parts) > MAX_PATH_PARTS or not all(_IDENT.fullmatch(p) for p in parts):
+    if (
+        len(parts) > MAX_PATH_PARTS
+        or not _TOP_FIELD.fullmatch(parts[0])
+        or not all(_IDENT.fullmatch(p) or (indexes and _INDEX.fullmatch(p)) for p in parts[1:])
+    ):
         raise InvalidFilter(
-            f"{field}: {path!r} is not a valid field path; use dot-separated identifiers "
-            "such as 'metadata.qualityScore'",
+            f"{field}: {path!r} is not a valid field path; use a field name (no '.', no control "
+            "character, not starting with '$') followed by dot-separated identifiers, such as "
+            "'metadata.qualityScore'",
             field=field,
         )
     if len(parts) > 1 and parts[0] in RESERVED_FIELDS:
@@ -174,22 +313,45 @@ def validate_path(path: object, field: str = "field") -> tuple[str, ...]:
     return parts
 
 
+def check_dotted_column(path: tuple[str, ...], fields: Container[str]) -> None:
+    """Refuse a path that spells a column whose own name holds '.' (``fields``: a table's fields).
+
+    Paths split on '.', so ``{"a.b": 1}`` is the path ``a`` -> ``b``; on a table with a column named
+    ``a.b`` (and none named ``a``) that would silently test nothing: it is an error naming the column.
+    """
+    if not path or path[0] in fields:
+        return
+    for end in range(2, len(path) + 1):
+        name = ".".join(path[:end])
+        if name in fields:
+            raise InvalidFilter(
+                f"{name!r} is a column whose name holds '.', and field paths split on '.': it is "
+                "shown in records but cannot be named in a filter, fields or orderBy "
+                "(docs/foreign-tables.md)",
+                field=name,
+            )
+
+
 def _scalar(value: object, where: str) -> Scalar:
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise InvalidFilter(f"{where}: NaN and infinity cannot be compared")
+    if value is None or isinstance(value, (str, bool, int, float)):
+        # The value rule of records (dbhandles.values): one no record can hold is an error here too.
+        problem = check_scalar(value, where)
+        if problem is not None:
+            raise InvalidFilter(f"{where}: {problem}", field=where)
         return value
     raise InvalidFilter(
         f"{where}: filters compare scalar values (string, number, boolean or null), "
-        f"not {type(value).__name__}; use $contains to test array members"
+        f"not {type(value).__name__}; a field holding an array matches when one of its elements "
+        "does, and whole-array equality is not supported: use $all and $size, or $elemMatch "
+        "(docs/filters.md)"
     )
 
 
 def _field_ops(
     path: tuple[str, ...], spec: Mapping[str, object], where: str, depth: int
 ) -> FilterNode:
+    if depth > MAX_DEPTH:
+        raise InvalidFilter(f"{where}: filter nested deeper than {MAX_DEPTH} levels")
     tests: list[FilterNode] = []
     for key, value in spec.items():
         if key == "$not":
@@ -197,12 +359,45 @@ def _field_ops(
                 raise InvalidFilter(f"{where}.$not: expects an object of operators")
             tests.append(Not(_field_ops(path, value, f"{where}.$not", depth + 1)))
             continue
+        if key == "$all":
+            if not isinstance(value, list | tuple) or len(value) > MAX_IN_VALUES:
+                raise InvalidFilter(
+                    f"{where}.$all: expects a list of at most {MAX_IN_VALUES} values"
+                )
+            # MongoDB: every value is an element (an empty list matches nothing).
+            alls = tuple(Compare(path, "eq", _scalar(v, f"{where}.$all")) for v in value)
+            tests.append(And(alls) if alls else Or(()))
+            continue
+        if key == "$elemMatch":
+            tests.append(_elem_match(path, value, f"{where}.$elemMatch", depth + 1))
+            continue
         op = _FIELD_OPS.get(key)
         if op is None:
-            known = ", ".join([*_FIELD_OPS, "$not"])
+            known = ", ".join([*_FIELD_OPS, *_COMPOUND_OPS])
             raise InvalidFilter(f"{where}: unknown operator {key!r}; known operators: {known}")
         tests.append(_compare(path, op, value, f"{where}.{key}"))
     return tests[0] if len(tests) == 1 else And(tuple(tests))
+
+
+def _is_operator_spec(spec: Mapping[object, object]) -> bool:
+    """``{"$gt": 1, "$not": {"$lt": 0}}`` (tests of one value), not a filter (``{"role": "user"}``)."""
+    return all(
+        isinstance(k, str)
+        and (k in _FIELD_OPS or k in _COMPOUND_OPS)
+        and (k != "$not" or (isinstance(v, Mapping) and _is_operator_spec(v)))
+        for k, v in spec.items()
+    )
+
+
+def _elem_match(path: tuple[str, ...], spec: object, where: str, depth: int) -> ElemMatch:
+    if not isinstance(spec, Mapping) or not spec:
+        raise InvalidFilter(
+            f'{where}: expects a filter on each element ({{"role": "user"}}) or operators '
+            '({"$gte": 2})'
+        )
+    if _is_operator_spec(spec):
+        return ElemMatch(path, _field_ops((), spec, where, depth), scalar=True)
+    return ElemMatch(path, _parse(spec, where, depth), scalar=False)
 
 
 def _compare(path: tuple[str, ...], op: CompareOp, value: object, where: str) -> Compare:
@@ -215,6 +410,10 @@ def _compare(path: tuple[str, ...], op: CompareOp, value: object, where: str) ->
     if op == "exists":
         if not isinstance(value, bool):
             raise InvalidFilter(f"{where}: expects true or false")
+        return Compare(path, op, value)
+    if op == "size":
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**31:
+            raise InvalidFilter(f"{where}: expects a whole number of elements (0 or more)")
         return Compare(path, op, value)
     if op == "regex":
         if not isinstance(value, str) or len(value) > MAX_REGEX_LENGTH:
@@ -262,7 +461,7 @@ def _parse(spec: object, where: str, depth: int) -> FilterNode:
                 f"{sub}: unknown operator {key!r} at this level; use one of {known}"
             )
         else:
-            path = validate_path(key, sub)
+            path = validate_path(key, sub, indexes=True)
             if (
                 isinstance(value, Mapping)
                 and value
@@ -300,7 +499,15 @@ def _sort_key(item: object, where: str) -> SortKey:
         elif " " in text or ":" in text:
             name, _, direction = text.replace(":", " ").partition(" ")
             text, descending = name, _direction(direction.strip(), where)
-        return SortKey(validate_path(text, where), descending)
+        path = validate_path(text, where)
+        if not _IDENT.fullmatch(path[0]):
+            raise InvalidFilter(
+                f"{where}: {text!r}: in the text form of orderBy ('name', '-name', 'name desc') a "
+                'field is a dotted path of identifiers; give other names as {"field": "Order '
+                'Total", "direction": "desc"}',
+                field=where,
+            )
+        return SortKey(path, descending)
     if isinstance(item, Mapping):
         extra = set(item) - {"field", "direction"}
         if extra:
@@ -317,7 +524,10 @@ def _sort_key(item: object, where: str) -> SortKey:
 def _direction(value: object, where: str) -> bool:
     if isinstance(value, str) and value.lower() in ("asc", "desc"):
         return value.lower() == "desc"
-    raise InvalidFilter(f"{where}.direction: expects 'asc' or 'desc', got {value!r}")
+    raise InvalidFilter(
+        f"{where}.direction: expects 'asc' or 'desc', got {value!r} (a field whose name holds "
+        'spaces is given as {"field": "Order Total"})'
+    )
 
 
 def parse_order_by(spec: object, field: str = "orderBy") -> tuple[SortKey, ...]:

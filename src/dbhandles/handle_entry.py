@@ -17,8 +17,11 @@ __all__ = [
     "HANDLE_PATTERN",
     "WELL_KNOWN_ALIASES",
     "HandleEntry",
+    "alias_key",
     "check_alias",
     "check_handle_name",
+    "is_handle_id",
+    "shown_alias",
 ]
 
 DEFAULT_HANDLE = "default"
@@ -48,6 +51,31 @@ def check_alias(alias: object) -> str:
     if _UUID.fullmatch(alias):
         raise InvalidParams("alias: an alias cannot look like a handle (UUID)", field="alias")
     return alias
+
+
+def alias_key(alias: str, actor: str | None) -> str:
+    """The handle store's key of an alias: ``<actor>:<alias>`` for a non-admin actor's alias, the
+    alias itself for an administrator's (``actor`` ``None``).
+
+    Aliases belong to actors (docs/security.md, "Multi-tenant servers"): each non-admin actor has
+    its own names, so one actor pointing ``training`` never keeps another from pointing its own
+    ``training``. ``:`` is in no alias and no actor name, so the key can never be spelled by a
+    caller, and an administrator's alias never collides with an actor's.
+    """
+    return alias if actor is None else f"{actor}:{alias}"
+
+
+def shown_alias(key: str, actor: str | None) -> str:
+    """How the alias stored under ``key`` is named to ``actor`` (``None``: an administrator, who
+    sees every key as stored, ``bob:training`` for bob's ``training``)."""
+    if actor is not None and key.startswith(f"{actor}:"):
+        return key[len(actor) + 1 :]
+    return key
+
+
+def is_handle_id(name: str) -> bool:
+    """Whether ``name`` has the shape of a handle (a UUID), not of an alias."""
+    return _UUID.fullmatch(name) is not None
 
 
 def check_handle_name(name: object, field: str = "dbHandle") -> str:

@@ -1,4 +1,5 @@
-"""Jobs: long commands (``data/import``, ``data/export``, ``data/vacuum``) run apart from requests.
+"""Jobs: long commands (``data/import``, ``data/export``, ``data/copy``, ``data/vacuum``) run apart
+from requests.
 
 A server answers requests on a small pool of threads; an import of a large file would hold one of them
 for minutes, and two would freeze every other client. So a server never runs a long command on that
@@ -14,7 +15,8 @@ one more is ``too_many_requests``. A finished job is kept ``DBHANDLES_JOB_RETENT
 
 Cancelling a queued job drops it; a running import stops at its next chunk boundary (at most a MiB of
 input later), keeping the batches already committed, like Ctrl-C in ``jtag import-jsonl``; an export
-stops after its current page and leaves no file; a vacuum cannot be stopped once it started.
+stops after its current page and leaves no file; a copy after its current batch (a re-run completes it);
+a vacuum cannot be stopped once it started.
 
 Jobs live in the process that runs them: a restart forgets them (an import re-run skips what is stored).
 """
@@ -35,6 +37,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from dbhandles.clock import iso_from_epoch
+from dbhandles.commands.copy import CopyHooks
+from dbhandles.commands.copy_run import CopyStats
 from dbhandles.commands.envelope import error_envelope
 from dbhandles.commands.jobs import JOB_COMMAND_NAMES
 from dbhandles.context import Context
@@ -43,6 +47,7 @@ from dbhandles.errors import (
     InvalidParams,
     JobCancelled,
     JobNotFound,
+    ServerUnreachable,
     TooManyRequests,
 )
 from dbhandles.importer.command import ExportHooks, ImportHooks
@@ -93,6 +98,8 @@ class Job:
     finished_at: float | None = None
     envelope: dict[str, Any] | None = None
     cancel_requested: bool = False
+    #: Why the job was asked to stop, when not by ``data/job-cancel`` (a server shutting down).
+    cancel_reason: str | None = None
     outcome: Future[dict[str, Any]] = field(default_factory=Future)
 
     def __post_init__(self) -> None:
@@ -145,8 +152,9 @@ class _ImportProgress:
     def update(self, stats: ImportStats) -> None:
         self.job.progress = stats.counts()
         if self.job.cancel_requested:
+            why = f" ({self.job.cancel_reason})" if self.job.cancel_reason else ""
             raise JobCancelled(
-                f"data/import cancelled: {stats.committed()}; run it again to store the rest "
+                f"data/import cancelled{why}: {stats.committed()}; run it again to store the rest "
                 "(records already stored are skipped)"
             )
 
@@ -188,6 +196,7 @@ class JobRunner:
         Raises:
             InvalidParams: ``name`` is not a job command, or bad params.
             TooManyRequests: the actor already has ``max_jobs_per_actor`` jobs queued or running.
+            ServerUnreachable: the runner was stopped or closed (the service is shutting down).
         """
         service = self._service
         if name not in JOB_COMMANDS:
@@ -199,7 +208,10 @@ class JobRunner:
         parsed = service._parse(command, params)
         with self._lock:
             if self._closed:
-                raise DbHandlesError("the service is closing; no new job can start")
+                raise ServerUnreachable(
+                    f"{name}: the service is shutting down, so no job starts (nothing was done); "
+                    "run it again once it is back"
+                )
             self._forget(time.time())
             mine = sum(1 for j in self._jobs.values() if j.actor == context.actor and j.active)
             if mine >= self.per_actor:
@@ -252,11 +264,27 @@ class JobRunner:
             def on_page(stats: ExportStats) -> None:
                 job.progress = stats.counts()
                 if job.cancel_requested:
+                    why = f" ({job.cancel_reason})" if job.cancel_reason else ""
                     raise JobCancelled(
-                        f"data/export cancelled after {stats.exported} records; no file was written"
+                        f"data/export cancelled{why} after {stats.exported} records; no file was "
+                        "written"
                     )
 
             return ExportHooks(stats=ExportStats(), on_page=on_page)
+
+        if job.command == "data/copy":
+
+            def on_batch(stats: CopyStats) -> None:
+                job.progress = stats.counts()
+                if job.cancel_requested:
+                    why = f" ({job.cancel_reason})" if job.cancel_reason else ""
+                    raise JobCancelled(
+                        f"data/copy cancelled{why} after {stats.batches} batches ({stats.copied} "
+                        f"copied, {stats.deleted} deleted); run it again to copy the rest (records "
+                        "already copied are skipped)"
+                    )
+
+            return CopyHooks(stats=CopyStats(), on_batch=on_batch)
         return None
 
     def _finish(self, job: Job, status: JobStatus, envelope: dict[str, Any]) -> None:
@@ -336,21 +364,33 @@ class JobRunner:
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
-    def close(self, timeout: float | None = None) -> None:
-        """Cancel every job and wait (up to ``timeout``) for the running ones to stop; idempotent."""
+    def stop(self, reason: str) -> int:
+        """Refuse new jobs and ask every job to stop (a server shutting down): a queued one is
+        cancelled at once, a running import at its next chunk and an export after its page, each
+        answering ``job_cancelled`` with what was kept; a vacuum runs to its end. Return how many
+        jobs were still queued or running."""
         settled: list[tuple[Job, dict[str, Any]]] = []
         with self._lock:
             self._closed = True
-            executor, self._executor = self._executor, None
-            for job in [j for j in self._jobs.values() if j.active]:
+            active = [j for j in self._jobs.values() if j.active]
+            for job in active:
                 job.cancel_requested = True
+                job.cancel_reason = job.cancel_reason or reason  # the first reason stands
                 dropped = error_envelope(
-                    JobCancelled(f"{job.command} cancelled: the service closed before it started")
-                )
+                    JobCancelled(f"{job.command} cancelled before it started ({reason}); nothing "
+                                 "was done")
+                )  # fmt: skip
                 if job.status == "queued" and self._settle(job, "cancelled", dropped):
                     settled.append((job, dropped))
         for job, dropped in settled:
             job.outcome.set_result(dropped)
+        return len(active)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Cancel every job and wait (up to ``timeout``) for the running ones to stop; idempotent."""
+        self.stop("the service closed")
+        with self._lock:
+            executor, self._executor = self._executor, None
         if executor is None:
             return
         if timeout is None:

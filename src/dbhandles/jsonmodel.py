@@ -24,7 +24,8 @@ __all__ = ["JsonModel"]
 class JsonModel(BaseModel):
     """Base of the models that parse JSON from callers (see the module docstring)."""
 
-    model_config = ConfigDict(strict=True)
+    # Validators are built on first use: a process builds the few models it uses, not all of them.
+    model_config = ConfigDict(strict=True, defer_build=True)
 
     @model_validator(mode="before")
     @classmethod

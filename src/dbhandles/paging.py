@@ -8,12 +8,19 @@ from typing import Any
 
 import orjson
 
-from dbhandles.adapters.base import Query, Record, Session
+from dbhandles.adapters.base import Query, Record, Sampling, Session
 from dbhandles.errors import InvalidParams
 from dbhandles.evaluate import position_of, project, sort_value
 from dbhandles.filters import And, FilterNode, SortKey
 
-__all__ = ["decode_token", "encode_token", "fetch_page", "order_signature"]
+__all__ = [
+    "and_filters",
+    "count_matching",
+    "decode_token",
+    "encode_token",
+    "fetch_page",
+    "order_signature",
+]
 
 
 def order_signature(order: tuple[SortKey, ...]) -> list[str]:
@@ -55,16 +62,31 @@ def fetch_page(
     limit: int,
     after: tuple[tuple[int, Any], ...] | None,
     fields: tuple[tuple[str, ...], ...] | None,
+    sampling: Sampling | None = None,
 ) -> tuple[list[Record], tuple[tuple[int, Any], ...] | None, bool]:
     """One page: its (projected) items, the keyset position of its last row, and whether more follow.
 
-    Reads ``limit + 1`` rows so ``hasMore`` never needs a COUNT.
+    Reads ``limit + 1`` rows so ``hasMore`` never needs a COUNT. With ``sampling`` only the records
+    of that sample or split are paged (``Session.find_sampled``).
     """
-    rows = session.find(collection, Query(filter=filter, order=order, limit=limit + 1, after=after))
+    query = Query(filter=filter, order=order, limit=limit + 1, after=after)
+    if sampling is None:
+        rows = session.find(collection, query)
+    else:
+        rows = session.find_sampled(collection, query, sampling)
     has_more = len(rows) > limit
     rows = rows[:limit]
     last = position_of(rows[-1], order) if rows else None
     return [project(r, fields) for r in rows], last, has_more
+
+
+def count_matching(
+    session: Session, collection: str, filter: FilterNode | None, sampling: Sampling | None
+) -> int:
+    """How many records ``fetch_page`` pages through (all its pages together)."""
+    if sampling is None:
+        return session.count(collection, filter)
+    return session.count_sampled(collection, filter, sampling)
 
 
 def and_filters(*nodes: FilterNode | None) -> FilterNode | None:

@@ -14,12 +14,19 @@ Pages are read by ``paging.fetch_page``, which ``data/list`` shares.
 Limits (one actor must not fill the server's memory or the default database): a cursor's spec (filter,
 order, fields as JSON) is at most ``max_cursor_spec_bytes``; a non-admin actor holds at most
 ``max_cursors_per_actor`` cursors (counted over both kinds, in this process); every cursor, durable or
-not, expires ``cursor_ttl_seconds`` after its last use (``expire``, which a server also runs on a timer).
+not, expires ``cursor_ttl_seconds`` after its last use.
+
+Expiry never waits for the next ``query-open``: ``reap`` deletes expired cursors (here and in the store)
+when the owner is created (rows that ended processes left), on every cursor command (at most once per
+``sweep_seconds``), every ``sweep_seconds`` on a timer thread once this process opened a cursor, and at
+``close``. A server also sweeps on a timer of its own (``ServerState.sweep_cursors``).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,15 +34,23 @@ from typing import Any
 
 import orjson
 
-from dbhandles.adapters.base import Record
+from dbhandles.adapters.base import Record, Sampling
 from dbhandles.clock import now_ms
-from dbhandles.errors import CursorNotFound, HandleNotFound, PayloadTooLarge, TooManyRequests
+from dbhandles.errors import (
+    CursorNotFound,
+    DbHandlesError,
+    HandleNotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+)
 from dbhandles.filters import SortKey, parse_fields, parse_filter, parse_order_by
 from dbhandles.paging import fetch_page
 from dbhandles.registry import HandleEntry, HandleRegistry
 from dbhandles.store import CursorRow
 
 __all__ = ["CursorPage", "QueryCursors"]
+
+log = logging.getLogger(__name__)
 
 _STRIPES = 64
 
@@ -80,11 +95,62 @@ class QueryCursors:
         #: The cursors each limited actor opened here ({actor: {cursor ids}}), and who opened each.
         self._owned: dict[str, set[str]] = {}
         self._owner_of: dict[str, str] = {}
+        #: ``time.monotonic()`` before which ``reap`` does nothing, and the timer thread.
+        self._next_reap = 0.0
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
         registry.on_close(self.close_handle)
+        self.reap()  # what processes that ended left behind
 
     @property
     def ttl_ms(self) -> int:
         return int(self._registry.settings.cursor_ttl_seconds * 1000)
+
+    @property
+    def sweep_seconds(self) -> float:
+        """Seconds between two sweeps: a tenth of the TTL, within 0.1 s to 60 s."""
+        return min(max(self._registry.settings.cursor_ttl_seconds / 10, 0.1), 60.0)
+
+    # -- expiry --------------------------------------------------------------------------------------
+
+    def reap(self, *, force: bool = False) -> int:
+        """``expire``, unless it ran less than ``sweep_seconds`` ago (and not ``force``); return how
+        many cursors were deleted. A store that cannot be written now (busy) is tried next time."""
+        now = time.monotonic()
+        if not force and now < self._next_reap:
+            return 0
+        self._next_reap = now + self.sweep_seconds
+        try:
+            return self.expire()
+        except DbHandlesError:
+            log.warning("could not delete expired query cursors", exc_info=True)
+            return 0
+
+    def _sweep(self) -> None:
+        while not self._stop.wait(self.sweep_seconds):
+            self.reap(force=True)
+
+    def _start_sweeper(self) -> None:
+        """Start the timer thread (once, on the first cursor this process opens)."""
+        with self._lock:
+            if self._sweeper is not None or self._stop.is_set():
+                return
+            self._sweeper = threading.Thread(
+                target=self._sweep, name="dbhandles-cursors", daemon=True
+            )
+        self._sweeper.start()
+
+    def stop(self) -> None:
+        """Stop the timer thread and delete the cursors that expired; idempotent. The service
+        calls it before it closes the registry."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        with self._lock:
+            sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.join(timeout=5)
+        self.reap(force=True)
 
     # -- open ----------------------------------------------------------------------------------------
 
@@ -174,6 +240,7 @@ class QueryCursors:
         total_count: int,
         session_id: str | None,
         owner: str | None = None,
+        sampling: Sampling | None = None,
     ) -> CursorRow:
         """Open a cursor over ``collection`` through ``entry``; its handle's row filter is folded in.
 
@@ -182,6 +249,7 @@ class QueryCursors:
         Args:
             owner: the actor the cursor counts against (``max_cursors_per_actor``); ``None``: no
                 limit (administrators, in-process callers).
+            sampling: page only this sample or split (kept in the spec as ``sample``).
 
         Raises:
             HandleNotFound: the handle was closed while the cursor was being opened.
@@ -195,6 +263,8 @@ class QueryCursors:
             row_filter = entry.permissions.row_filter
             spec_filter = {"$and": [filter, row_filter]} if filter else row_filter
         spec = {"filter": spec_filter, "orderBy": [k.to_wire() for k in order], "fields": fields}
+        if sampling is not None:
+            spec["sample"] = sampling.to_wire()
         self._check_spec(spec)
         row = CursorRow(
             cursor_id=str(uuid.uuid4()), handle=entry.handle, collection=collection,
@@ -225,6 +295,7 @@ class QueryCursors:
             with self._lock:
                 self._disown(row.cursor_id)
             raise
+        self._start_sweeper()
         # A close of the handle that ran between its resolution and the insert above did not see this
         # cursor: look again now that it is visible, so a closed handle never keeps one.
         if not self._still_open(entry):
@@ -262,6 +333,7 @@ class QueryCursors:
             CursorNotFound: unknown, closed, expired, another session's, another handle's, or its
                 handle was closed.
         """
+        self.reap()
         with self._turns[hash(cursor_id) % _STRIPES]:
             while True:
                 row, local = self._get(cursor_id, session_id)
@@ -304,6 +376,7 @@ class QueryCursors:
                 return fetch_page(
                     session, row.collection, parse_filter(row.spec["filter"]), order, row.page_size,
                     after, parse_fields(row.spec["fields"]),
+                    Sampling.from_wire(row.spec.get("sample")),
                 )  # fmt: skip
         except HandleNotFound as exc:
             self._drop(row.cursor_id)
@@ -328,6 +401,7 @@ class QueryCursors:
         Raises:
             CursorNotFound: unknown, closed, expired or another session's.
         """
+        self.reap()
         return self._get(cursor_id, session_id)[0]
 
     def _get(self, cursor_id: str, session_id: str | None) -> tuple[CursorRow, bool]:
@@ -350,6 +424,7 @@ class QueryCursors:
 
     def close(self, cursor_id: str, session_id: str | None) -> bool:
         """Close a cursor of this session; ``False`` if it was unknown, closed, expired or another's."""
+        self.reap()
         try:
             self._get(cursor_id, session_id)
         except CursorNotFound:

@@ -8,6 +8,7 @@ Nothing here ever falls back to ``default``: an unknown or closed handle is ``Ha
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -34,10 +35,13 @@ from dbhandles.handle_entry import (
     HANDLE_PATTERN,
     WELL_KNOWN_ALIASES,
     HandleEntry,
+    alias_key,
     check_alias,
     check_handle_name,
+    is_handle_id,
 )
 from dbhandles.leases import Connection, Lease
+from dbhandles.security.generation import AccessGeneration
 from dbhandles.security.permissions import Permissions
 from dbhandles.settings import Settings
 from dbhandles.store import HandleRow, HandleStore, SqliteHandleStore, create_private
@@ -106,6 +110,9 @@ class HandleRegistry:
                 sqlite_cls.parse_config({"path": str(settings.default_path), "mode": "create"})
             )
             self.store = store or SqliteHandleStore(Path(default_config.path))  # type: ignore[attr-defined]
+        #: Bumped by every change that may narrow access (closing a handle, pointing an alias here;
+        #: grants, isolation and tokens elsewhere), so cached access decisions never outlive it.
+        self.access_generation = AccessGeneration(self.store)
         # The default handle's times persist like any handle's, so every process reports the same.
         # Read first: only the very first start writes (a CLI run should not pay a write transaction).
         opened_at = self.store.get_meta("default.openedAt") or self.store.set_meta(
@@ -133,7 +140,10 @@ class HandleRegistry:
         """
         if name is None or name == DEFAULT_HANDLE:
             return self._default
-        name = check_handle_name(name)
+        return self._lookup(check_handle_name(name))
+
+    def _lookup(self, name: str) -> HandleEntry:
+        """``resolve`` of a checked name or a store key (an actor's alias, ``alias_key``)."""
         with self._lock:
             local = self._local.get(self._local_aliases.get(name, name))
         if local is not None:
@@ -149,11 +159,7 @@ class HandleRegistry:
             return cached
         row = self.store.get_handle(name)
         if row is None:
-            raise HandleNotFound(
-                f"dbHandle: no open database has the handle or alias {name!r} (it may have been "
-                "closed); run data/list-handles to see open handles, or data/open to open one",
-                field="dbHandle",
-            )
+            raise HandleNotFound.unknown(name)
         entry = self._entry_from_row(row)
         if version is not None:
             with self._lock:
@@ -324,21 +330,19 @@ class HandleRegistry:
         """Open a database and mint a new handle (a UUID4 string) for it.
 
         The target is checked and connected now, so a bad path never becomes a handle. ``alias``
-        belongs to ``owner``; without ``take_alias`` (a non-admin caller) an alias of another actor
-        is refused, never re-pointed.
+        belongs to ``owner``; without ``take_alias`` (a non-admin) it is ``owner``'s own name
+        (``alias_key``), which no other actor's alias can block.
 
         Raises:
             UnknownAdapter, InvalidConfig, DatabaseNotFound, NotADatabase, DriverMissing.
-            AccessDenied: ``alias`` belongs to another actor and ``take_alias`` is false.
         """
         if isinstance(config, AdapterConfig):
             cls = get_adapter_class(adapter)
         else:
             cls, config = self.parse(adapter, config)
         if alias is not None:
-            check_alias(alias)
-            if not take_alias:
-                self._check_alias_owner(alias, owner)
+            # A non-admin's alias is its own name (``alias_key``): it never takes another's.
+            alias = check_alias(alias) if take_alias else alias_key(check_alias(alias), owner)
         if cls.features.file_based and not cls.features.sqlite_vfs_only:
             assert isinstance(config, FileConfig)
             # An adapter that reads its file with plain I/O must never be pointed at a live
@@ -378,12 +382,15 @@ class HandleRegistry:
                 with self._lock:  # a local alias of the same name would shadow the new one
                     self._local_aliases.pop(alias, None)
                     self._local_alias_owners.pop(alias, None)
+                self.access_generation.bump()
         else:
             with self._lock:
                 self._local[handle] = entry
                 if alias is not None:
                     self._local_aliases[alias] = handle
                     self._local_alias_owners[alias] = owner
+            if alias is not None:
+                self.access_generation.bump()
         return handle
 
     def close(self, name: str) -> str:
@@ -416,6 +423,7 @@ class HandleRegistry:
                 for alias in [a for a, h in self._local_aliases.items() if h == entry.handle]:
                     del self._local_aliases[alias]
                     self._local_alias_owners.pop(alias, None)
+        self.access_generation.bump()
         with self._lock:
             listeners = list(self._close_listeners)
         for listener in listeners:
@@ -454,20 +462,17 @@ class HandleRegistry:
     def register_alias(
         self, alias: str, handle: str, owner: str | None = None, *, take: bool = True
     ) -> None:
-        """Point ``alias`` (owned by ``owner``) at an open handle (re-pointing an existing alias is
-        allowed; without ``take`` only an alias of ``owner`` or a new one).
+        """Point ``alias`` (owned by ``owner``; without ``take``, ``owner``'s own name) at an open
+        handle; re-pointing is allowed.
 
         Raises:
             HandleNotFound: ``handle`` is not open.
             InvalidParams: the alias name is not valid.
-            AccessDenied: the alias belongs to another actor and ``take`` is false.
         """
-        check_alias(alias)
+        alias = check_alias(alias) if take else alias_key(check_alias(alias), owner)
         entry = self.resolve(handle)
         if entry.is_default:
             raise InvalidParams("alias: 'default' cannot be aliased", field="alias")
-        if not take:
-            self._check_alias_owner(alias, owner)
         if entry.durable:
             self.store.set_alias(alias, entry.handle, owner, take=take)
             self._invalidate()
@@ -478,6 +483,7 @@ class HandleRegistry:
             with self._lock:
                 self._local_aliases[alias] = entry.handle
                 self._local_alias_owners[alias] = owner
+        self.access_generation.bump()
 
     def alias_owner(self, name: str) -> tuple[bool, str | None]:
         """``(exists, owner)`` of the alias ``name`` (a local one first, as ``resolve`` does)."""
@@ -486,21 +492,18 @@ class HandleRegistry:
                 return True, self._local_alias_owners.get(name)
         return self.store.alias_owner(name)
 
-    def _check_alias_owner(self, alias: str, owner: str | None) -> None:
-        exists, current = self.alias_owner(alias)
-        if exists and current != owner:
-            raise AccessDenied(
-                f"alias: {alias!r} belongs to another actor; choose another alias", field="alias"
-            )
-
     def resolve_for(self, name: str | None, actor: str, is_admin: bool) -> HandleEntry:
-        """``resolve``, and refuse an alias that belongs to another actor (administrators may use
-        every alias).
+        """``resolve`` as ``actor`` sees names: a non-admin's own alias first (``alias_key``), and
+        an alias that belongs to another actor refused (administrators may use every alias).
 
         Raises:
             HandleNotFound: as ``resolve``.
             AccessDenied: ``name`` is another actor's alias.
         """
+        if not is_admin and name is not None and name != DEFAULT_HANDLE and not is_handle_id(name):
+            # Its own alias first; else maybe an alias of before aliases were per actor.
+            with contextlib.suppress(HandleNotFound):
+                return self._lookup(alias_key(check_handle_name(name), actor))
         entry = self.resolve(name)
         if is_admin or name is None or entry.is_default or name == entry.handle:
             return entry

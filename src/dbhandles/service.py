@@ -17,13 +17,14 @@ from pydantic import BaseModel, ValidationError
 
 from dbhandles.adapters import Adapter, get_adapter_class
 from dbhandles.budget import query_budget
-from dbhandles.commands import COMMANDS, Command, builtin_commands
-from dbhandles.commands.base import Call
+from dbhandles.commands import COMMANDS, Command
+from dbhandles.commands.base import Call, caller_context
 from dbhandles.commands.envelope import error_envelope, success_envelope
+from dbhandles.commands.jobs import JOB_COMMAND_NAMES
 from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError, InvalidParams, QuotaExceeded, UnknownCommand
 from dbhandles.events import EventBus
-from dbhandles.jobs import JOB_COMMANDS, JobRunner
+from dbhandles.events.sqlite_log import SqliteEventLog
 from dbhandles.query_cursors import QueryCursors
 from dbhandles.registry import HandleEntry, HandleRegistry
 from dbhandles.schemas import Declaration, SchemaRegistry
@@ -36,6 +37,7 @@ from dbhandles.store import HandleStore
 
 if TYPE_CHECKING:
     from dbhandles.events.postgres import PostgresEventBridge
+    from dbhandles.jobs import JobRunner
 
 __all__ = ["Service", "params_error"]
 
@@ -82,18 +84,20 @@ class Service:
         settings: Settings | None = None,
         store: HandleStore | None = None,
     ) -> None:
-        builtin_commands()  # the command table, registered once (importing it registers nothing)
         self.registry = HandleRegistry(home, settings=settings, store=store)
         self.settings = self.registry.settings
         self.events = EventBus()
-        #: Carries events between every process on a PostgreSQL default (LISTEN/NOTIFY).
-        self.bridge: PostgresEventBridge | None = None
+        #: Carries events between every process on the home: LISTEN/NOTIFY on a PostgreSQL default,
+        #: the log ``<home>/events.sqlite`` on an SQLite one (it opens nothing until used).
+        self.bridge: PostgresEventBridge | SqliteEventLog | None = None
         if self.settings.default_url:
             try:
                 self.bridge = _event_bridge(self.settings.default_url, self.events)
             except BaseException:
                 self.registry.close_all()
                 raise
+        else:
+            self.bridge = SqliteEventLog(self.settings.home.expanduser(), self.events).attach()
         self.schemas = SchemaRegistry()
         self.audit = AuditLog(self.registry.store, enabled=self.settings.audit)
         self.tokens = TokenManager(self.registry.store, self.settings.home)
@@ -103,9 +107,22 @@ class Service:
         self.cursors = QueryCursors(self.registry)
         #: Who may do what on which database: owners, grants, the default database's policy.
         self.access = AccessPolicy(self.settings, self.registry.store)
-        #: Long commands (import, export, vacuum) run by a server apart from its request threads.
-        self.jobs = JobRunner(self)
+        self._jobs: JobRunner | None = None  # made on first use: most callers never run a job
+        self._jobs_lock = threading.Lock()
         self._index_lock = threading.Lock()
+
+    @property
+    def jobs(self) -> JobRunner:
+        """Long commands (import, export, vacuum) run by a server apart from its request threads."""
+        runner = self._jobs
+        if runner is None:
+            with self._jobs_lock:
+                if self._jobs is None:
+                    from dbhandles.jobs import JobRunner
+
+                    self._jobs = JobRunner(self)
+                runner = self._jobs
+        return runner
 
     # -- the dispatcher ----------------------------------------------------------------------------
 
@@ -133,6 +150,8 @@ class Service:
         context = context or Context()
         try:
             parsed = self._parse(command, params)
+            # The original's callers name their session in the params (docs/compatibility.md).
+            context = caller_context(parsed, context)
         except DbHandlesError as exc:  # refused before it ran: audited too
             raw = params if isinstance(params, Mapping) else {}
             handle, collection = raw.get("dbHandle"), raw.get("collection")
@@ -158,7 +177,9 @@ class Service:
                     self._check_size(entry)
                 # Every query of the command shares one time budget (dbhandles.budget); long jobs
                 # (import, export, vacuum) have none.
-                budget_ms = 0 if command.name in JOB_COMMANDS else self.settings.query_timeout_ms
+                budget_ms = (
+                    0 if command.name in JOB_COMMAND_NAMES else self.settings.query_timeout_ms
+                )
                 with query_budget(budget_ms):
                     result = command.handler(self, parsed, Call(context, entry, hooks))
             finally:
@@ -170,7 +191,7 @@ class Service:
             self._audit(command, parsed, context, entry, None, "internal_error", target)
             raise
         self._audit(command, parsed, context, entry, result, None, target)
-        return success_envelope(result, context)
+        return success_envelope(result, context, share_json=command.operation == "read")
 
     def authorize(
         self, command: Command, params: BaseModel, context: Context, entry: HandleEntry | None
@@ -309,10 +330,11 @@ class Service:
         """Whether a point read through this handle can never wait on a lock or the network.
 
         True when the handle table is local (``HandleStore.local``), the handle's adapter has
-        ``Features.inline_reads``, the handle is not read-only, and its live connection says reads
-        never wait (``Adapter.reads_never_wait``: SQLite in WAL mode, where readers never wait for
-        writers). The server uses this to answer ``data/read`` on its event loop when no worker
-        thread is busy, instead of paying a thread hand-off per read.
+        ``Features.inline_reads`` and its live connection says reads never wait
+        (``Adapter.reads_never_wait``: SQLite in WAL mode, where readers never wait for writers,
+        whether the handle is read-only or read-write). The decision is the adapter's, never a
+        name or mode check here. The server uses this to answer ``data/read`` on its event loop
+        when no worker thread is busy, instead of paying a thread hand-off per read.
         """
         if not self.registry.store.local:
             return False
@@ -325,8 +347,7 @@ class Service:
                 features = get_adapter_class(entry.adapter_name).features
             except DbHandlesError:
                 return False
-            static = features.inline_reads and not entry.config.readonly
-            known = entry if static else False
+            known = entry if features.inline_reads else False
             # Aliases can be re-pointed at another handle, so only handle ids (and default) are
             # remembered: a handle's adapter and config never change.
             if handle_name is None or entry.handle == handle_name:
@@ -345,7 +366,11 @@ class Service:
     def close(self) -> None:
         """Cancel running jobs (and wait for them to stop), flush the audit log and close every
         connection; idempotent."""
-        self.jobs.close()
+        with self._jobs_lock:
+            jobs = self._jobs
+        if jobs is not None:
+            jobs.close()
+        self.cursors.stop()  # its timer thread, and the cursors that expired
         if self.bridge is not None:
             self.bridge.close()
         self.audit.close()

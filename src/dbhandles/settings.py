@@ -33,6 +33,16 @@ def default_home() -> Path:
     return Path.home() / ".dbhandles"
 
 
+def _overlaps(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether one of two folders is, or lies in, the other: as given (absolute) or as real paths
+    (links resolved, what ``security/paths.py`` decides on)."""
+    for x in {Path(os.path.abspath(a)), Path(os.path.realpath(a))}:
+        for y in {Path(os.path.abspath(b)), Path(os.path.realpath(b))}:
+            if x == y or x in y.parents or y in x.parents:
+                return True
+    return False
+
+
 def setting(env: str, help: str, *, shown: str | None = None) -> dict[str, str | None]:
     """The metadata of a ``Settings`` field: its environment variable, its help, and how to show its
     default when the value itself does not read well (``shown``)."""
@@ -178,6 +188,14 @@ class Settings:
             "A finished job's status (and result) stays readable with data/job-status this long.",
         ),
     )
+    shutdown_grace_seconds: float = field(
+        default=10.0,
+        metadata=setting(
+            "DBHANDLES_SHUTDOWN_GRACE_SECONDS",
+            "On SIGTERM/SIGINT, 'jtag serve' lets running commands and jobs finish this long; then "
+            "jobs are cancelled at their next batch (job_cancelled, with what was kept).",
+        ),
+    )
     max_cursors_per_actor: int = field(
         default=64,
         metadata=setting(
@@ -281,24 +299,25 @@ class Settings:
             object.__setattr__(
                 self, "allowed_roots", tuple(Path(r).expanduser() for r in self.allowed_roots)
             )
+        # Decided on the paths as given and as the path policy sees them (real paths: links
+        # resolved), so a read root that is a link into the data root is refused too.
         if self.data_root is not None:
             object.__setattr__(self, "data_root", Path(self.data_root).expanduser())
-            root, home = Path(os.path.abspath(self.data_root)), Path(os.path.abspath(self.home))
-            if root == home or home in root.parents or root in home.parents:
+            if _overlaps(self.data_root, self.home):
                 raise ValueError(
-                    f"DBHANDLES_DATA_ROOT: {root} must be outside the home {home} (and not hold it)"
+                    f"DBHANDLES_DATA_ROOT: {self.data_root} must be outside the home {self.home} "
+                    "(and not hold it), links resolved"
                 )
         object.__setattr__(self, "read_roots", tuple(Path(r).expanduser() for r in self.read_roots))
         # A read root that holds (or lies in) the data root would open every actor's space to
         # every actor; one that holds the home, the service's own state.
-        data = Path(os.path.abspath(self.data_root or f"{self.home}-data"))
-        home = Path(os.path.abspath(self.home))
-        for read in (Path(os.path.abspath(r)) for r in self.read_roots):
-            for guarded, what in ((data, "the data root"), (home, "the home")):
-                if read == guarded or read in guarded.parents or guarded in read.parents:
+        data = self.data_root or Path(f"{self.home}-data")
+        for read in self.read_roots:
+            for guarded, what in ((data, "the data root"), (self.home, "the home")):
+                if _overlaps(read, guarded):
                     raise ValueError(
-                        f"DBHANDLES_READ_ROOTS: {read} overlaps {what} {guarded}; read roots "
-                        "are folders of data sets, apart from both"
+                        f"DBHANDLES_READ_ROOTS: {read} overlaps {what} {guarded} (links "
+                        "resolved); read roots are folders of data sets, apart from both"
                     )
         if self.default_access not in DEFAULT_ACCESS:
             raise ValueError(
@@ -332,7 +351,14 @@ class Settings:
         return Path(os.path.realpath(root))
 
     def resolved_read_roots(self) -> tuple[Path, ...]:
-        return tuple(Path(os.path.realpath(r)) for r in self.read_roots)
+        """The read roots, resolved; one that overlaps the data root or the home now (a link
+        changed after start-up) counts for nothing."""
+        data = self.space_root()
+        return tuple(
+            Path(os.path.realpath(r))
+            for r in self.read_roots
+            if not _overlaps(r, data) and not _overlaps(r, self.home)
+        )
 
     def open_databases_limit(self) -> int:
         """``max_open_databases``, or when 0 a quarter of what the process's open-files limit leaves

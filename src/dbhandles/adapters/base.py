@@ -23,6 +23,8 @@ from pydantic import (
     field_validator,
 )
 
+from dbhandles.adapters.facets import GroupCounts, group_counts
+from dbhandles.adapters.sampling import Sampling, select
 from dbhandles.dbfiles import PATH_SCHEMA, check_path_text
 from dbhandles.errors import (
     InvalidConfig,
@@ -32,6 +34,7 @@ from dbhandles.errors import (
     ServerNotAllowed,
     StorageError,
 )
+from dbhandles.evaluate import is_after, sort_records
 from dbhandles.filters import FilterNode, SortKey
 from dbhandles.jsonmodel import JsonModel
 
@@ -40,11 +43,14 @@ __all__ = [
     "AdapterConfig",
     "Features",
     "FileConfig",
+    "GroupCounts",
     "Mode",
     "Query",
     "RawRow",
     "Record",
+    "Sampling",
     "Session",
+    "TableWriter",
     "config_error",
     "record_from_columns",
 ]
@@ -81,13 +87,18 @@ class Features:
     #: (the importer's fast path; without it the importer builds records for ``insert_many``).
     raw_inserts: bool = False
     #: A point read may be answered on the server's event loop whenever ``Adapter.reads_never_wait()``
-    #: says so at that moment (read-only handles excepted); without it reads always go to a worker.
+    #: says so at that moment, for read-only and read-write handles alike; without it reads always
+    #: go to a worker. An adapter sets it only if such a read can never wait for a writer (of this
+    #: process or another one): SQLite readers in WAL mode.
     inline_reads: bool = False
     #: Its file is opened only through SQLite's own VFS, which never releases a lock of this process
     #: by closing a second descriptor (the built-in sqlite adapter). Any other file-based adapter's
     #: path is gated before ``prepare``: never an SQLite side file, never a database this process
     #: has open (``dbfiles.check_plain``; see "Writing an adapter" in docs/architecture.md).
     sqlite_vfs_only: bool = False
+    #: Tables and views dbhandles did not create are served (docs/foreign-tables.md), and
+    #: ``Session.tables()`` / ``Session.table()`` describe them for ``data/schema``.
+    foreign_tables: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +144,12 @@ class AdapterConfig(JsonModel):
     def public(self) -> dict[str, Any]:
         """The config as shown in ``list-handles`` (secrets removed), camelCase keys."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def audit_target(self) -> str | None:
+        """What the audit log's ``target`` names for a database that is not a file (``None``:
+        nothing more than the handle): a server as ``postgres://host:port/dbname``, never a
+        secret. Recorded for refused and failed opens too."""
+        return None
 
     def tenant_endpoint(self) -> str | None:
         """What a non-admin actor's handle would reach, for ``security/policy.py``: ``None`` for a
@@ -187,8 +204,50 @@ def config_error(adapter: str, exc: ValidationError) -> InvalidConfig:
     return InvalidConfig(f"{where}: {msg} (adapter {adapter!r})", field=where)
 
 
+class TableWriter(ABC):
+    """Writes to a table dbhandles did not create, through its key (docs/foreign-tables.md "Writes").
+
+    A record of such a table is its columns served as fields (``Session.get`` shows them); of the
+    reserved fields it has ``id`` (the key) and only those of ``createdAt``, ``updatedAt`` and
+    ``version`` that ``reserved`` names (columns the table keeps them in). ``dbhandles.documents``
+    decides what to write (ids, timestamps, versions, row filters); the writer stores it.
+    """
+
+    #: The table's name as stored.
+    name: str
+    #: Which of ``createdAt``, ``updatedAt``, ``version`` the table keeps (in columns of its own).
+    reserved: frozenset[str]
+    #: Whether a record created without an id gets one from the database (an integer key); if not,
+    #: ``documents`` gives it a new UUID4.
+    generated_id: bool
+
+    @abstractmethod
+    def check_writable(self) -> None:
+        """Raise ``ReadOnly`` saying why when nothing may be written here (a view, no key, ...)."""
+
+    @abstractmethod
+    def insert(self, record: Record) -> Record:
+        """Insert one row (``id`` may be absent when ``generated_id``); return it as stored.
+
+        Raises:
+            InvalidParams: a field is not a column (naming it), or a value cannot be stored there.
+            RecordExists: the key is taken.
+            ConstraintViolation: NOT NULL, UNIQUE, CHECK or FOREIGN KEY refused the row.
+        """
+
+    @abstractmethod
+    def update(self, record_id: str, changes: Record) -> Record | None:
+        """Set the columns ``changes`` names on the row ``record_id``; return it as stored, or
+        ``None`` when there is no such row. Raises as ``insert`` does."""
+
+
 class Session(ABC):
     """One unit of work on an adapter: a transaction when opened for writing, a consistent read otherwise."""
+
+    def table_writer(self, collection: str) -> TableWriter | None:
+        """The writer of ``collection`` when it names a table dbhandles did not create (only where
+        ``Features.foreign_tables``); ``None`` for a collection (or nothing by that name)."""
+        return None
 
     @abstractmethod
     def get(self, collection: str, record_id: str) -> Record | None:
@@ -222,6 +281,19 @@ class Session(ABC):
     def truncate(self, collection: str) -> int:
         """Delete every record of a collection (keeping it); return how many were deleted."""
 
+    def tables(self) -> list[dict[str, Any]]:
+        """Every table and view that is not a collection, described as ``data/schema`` shows it
+        (``name``, ``kind``, ``columns``, ``primaryKey``, ``indexes``, ``foreignKeys``, ...).
+
+        Only where ``Features.foreign_tables``; the default has none.
+        """
+        return []
+
+    def table(self, name: str) -> dict[str, Any] | None:
+        """The description of one table or view that is not a collection (as in ``tables``), or
+        ``None`` when ``name`` is a collection or nothing at all."""
+        return None
+
     def insert_many(
         self, collection: str, records: list[Record], *, skip_existing: bool = False
     ) -> int:
@@ -237,6 +309,39 @@ class Session(ABC):
             self.insert(collection, record)
             inserted += 1
         return inserted
+
+    def group_count(
+        self,
+        collection: str,
+        filter: FilterNode | None,
+        group_by: tuple[tuple[str, ...], ...],
+        limit: int,
+    ) -> GroupCounts:
+        """Count the records matching ``filter`` per value of the ``group_by`` paths (``data/count``).
+
+        The rule (arrays entered, every element counted, most frequent first) is ``facets``; this
+        default evaluates it in Python over ``find``, and the SQL adapters override it with one query.
+
+        Raises:
+            InvalidParams: a value of a path is an object (or an array inside an array).
+        """
+        return group_counts(self.find(collection, Query(filter=filter)), group_by, limit)
+
+    def find_sampled(self, collection: str, query: Query, sampling: Sampling) -> list[Record]:
+        """``find``, keeping only the records ``sampling`` selects (``sampling`` module): the split
+        and the sample are chosen among all records matching ``query.filter``, then ordered, positioned
+        (``after``) and paged like ``find``. This default does it in Python; SQL adapters override it.
+        """
+        rows = select(self.find(collection, Query(filter=query.filter)), sampling)
+        if query.after is not None:
+            rows = [r for r in rows if is_after(r, query.order, query.after)]
+        rows = sort_records(rows, query.order)
+        end = None if query.limit is None else query.offset + query.limit
+        return rows[query.offset : end]
+
+    def count_sampled(self, collection: str, filter: FilterNode | None, sampling: Sampling) -> int:
+        """How many records ``find_sampled`` would return without a limit."""
+        return len(select(self.find(collection, Query(filter=filter)), sampling))
 
     def insert_many_raw(
         self, collection: str, rows: Iterable[RawRow], *, skip_existing: bool = False
@@ -303,6 +408,14 @@ class Adapter(ABC):
         ``None`` means never shared (each handle gets its own instance).
         """
         return None
+
+    @classmethod
+    def recognizes(cls, path: str) -> bool:
+        """Whether the regular file ``path`` is a database of this adapter (by its content), so a
+        data command never reads it as a data set past the ownership checks of ``data/open``
+        (``importer/target.py``). A ``file_based`` adapter whose files have a recognizable
+        header overrides it; the default recognizes nothing."""
+        return False
 
     # -- lifecycle -----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,12 +34,21 @@ from dbhandles.dbfiles import (
 from dbhandles.dbfiles import (
     release as release_file,
 )
-from dbhandles.errors import DatabaseNotFound, InvalidConfig, NotADatabase, StorageError
+from dbhandles.errors import (
+    DatabaseNotFound,
+    DbHandlesError,
+    InvalidConfig,
+    NotADatabase,
+    StorageError,
+)
 
 __all__ = ["JsonFileAdapter", "JsonFileConfig"]
 
 FORMAT = "dbhandles-json"
 FORMAT_VERSION = 1
+#: How every file this adapter writes starts (``recognizes``).
+_HEAD = re.compile(rb'\A\s*\{\s*"format"\s*:\s*"' + FORMAT.encode() + rb'"')
+_HEAD_BYTES = 256
 
 
 class JsonFileConfig(FileConfig):
@@ -93,6 +103,17 @@ class JsonFileAdapter(MemoryAdapter):
     config_model: ClassVar[type[AdapterConfig]] = JsonFileConfig
 
     @classmethod
+    def recognizes(cls, path: str) -> bool:
+        """Whether ``path`` starts like a file this adapter writes (``{"format": "dbhandles-json"``,
+        the first key of every commit, compact or pretty)."""
+        try:
+            with open_plain(path, "rb", "input") as file:
+                head = file.read(_HEAD_BYTES)
+        except (OSError, DbHandlesError):
+            return False
+        return _HEAD.match(head) is not None
+
+    @classmethod
     def prepare(cls, config: AdapterConfig) -> AdapterConfig:
         assert isinstance(config, JsonFileConfig)
         path = Path(
@@ -106,6 +127,14 @@ class JsonFileAdapter(MemoryAdapter):
                 "(at most 200 bytes: it needs room for its .lock and temporary files)",
                 field="config.path",
             )
+        with contextlib.suppress(OSError):
+            if path.is_file() and path.stat().st_nlink > 1:
+                # As for SQLite files (sqlite_config.check_target): a second name is a way into
+                # a database past the checks made on its first one (another actor's space).
+                raise NotADatabase(
+                    f"{path} has other names (hard links); open a JSON database by a name it "
+                    "alone has"
+                )
         if being_written(str(path)):
             raise NotADatabase(
                 f"config.path: {path} is a data file this service is writing (an import's "

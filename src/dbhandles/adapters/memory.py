@@ -15,10 +15,20 @@ import orjson
 from pydantic import Field
 
 from dbhandles import budget
-from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Mode, Query, Record, Session
+from dbhandles.adapters.base import (
+    Adapter,
+    AdapterConfig,
+    Features,
+    GroupCounts,
+    Mode,
+    Query,
+    Record,
+    Sampling,
+    Session,
+)
 from dbhandles.errors import RecordExists
 from dbhandles.evaluate import is_after, matches, sort_records
-from dbhandles.filters import FilterNode
+from dbhandles.filters import FilterNode, check_collection_query, check_new_collection
 
 __all__ = ["MemoryAdapter", "MemoryConfig", "MemoryStore"]
 
@@ -50,6 +60,7 @@ class MemoryStore:
         key = collection.lower()
         table = self.tables.get(key)
         if table is None and create:
+            check_new_collection(collection)
             table = self.tables[key] = {}
             self.names[key] = collection
         return table
@@ -127,6 +138,7 @@ class MemorySession(Session):
         return True
 
     def find(self, collection: str, query: Query) -> list[Record]:
+        check_collection_query(query.filter, (key.path for key in query.order))
         table = self.store.table(collection)
         if table is None:
             return []
@@ -138,7 +150,22 @@ class MemorySession(Session):
         end = None if query.limit is None else query.offset + query.limit
         return [_copy(r) for r in rows[query.offset : end]]
 
+    def group_count(
+        self,
+        collection: str,
+        filter: FilterNode | None,
+        group_by: tuple[tuple[str, ...], ...],
+        limit: int,
+    ) -> GroupCounts:
+        check_collection_query(filter, group_by)
+        return super().group_count(collection, filter, group_by, limit)
+
+    def find_sampled(self, collection: str, query: Query, sampling: Sampling) -> list[Record]:
+        check_collection_query(query.filter, (key.path for key in query.order))
+        return super().find_sampled(collection, query, sampling)
+
     def count(self, collection: str, filter: FilterNode | None) -> int:
+        check_collection_query(filter)
         table = self.store.table(collection)
         if table is None:
             return 0

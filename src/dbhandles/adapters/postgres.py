@@ -31,6 +31,7 @@ from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Session
 from dbhandles.adapters.postgres_compile import PostgresDialect
 from dbhandles.adapters.postgres_config import PostgresConfig, connection_params, mask_url
 from dbhandles.adapters.postgres_errors import translating
+from dbhandles.adapters.postgres_foreign import ForeignCatalog
 from dbhandles.adapters.postgres_schema import Catalog, advisory_key, qualified
 from dbhandles.adapters.postgres_session import PostgresSession, Transaction
 from dbhandles.adapters.sql_compile import SqlCompiler
@@ -46,8 +47,9 @@ class PostgresAdapter(Adapter):
 
     name: ClassVar[str] = "postgres"
     features: ClassVar[Features] = Features(
-        durable=True, vacuum=True, indexes=True, shared_across_processes=True, file_based=False
-    )
+        durable=True, vacuum=True, indexes=True, shared_across_processes=True, file_based=False,
+        foreign_tables=True,
+    )  # fmt: skip
     config_model: ClassVar[type[AdapterConfig]] = PostgresConfig
 
     def __init__(self, config: AdapterConfig) -> None:
@@ -57,6 +59,8 @@ class PostgresAdapter(Adapter):
         self.schema = settings.schema_name
         self.conninfo, self.where, self._secret = connection_params(settings)
         self.catalog = Catalog(self.schema)
+        #: Tables and views of the schema dbhandles did not create (docs/foreign-tables.md).
+        self.foreign = ForeignCatalog(self.schema)
         self.dialect = PostgresDialect()
         self.compiler = SqlCompiler(self.dialect)
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
@@ -117,6 +121,11 @@ class PostgresAdapter(Adapter):
         # Tables are always schema-qualified; an empty search path keeps anyone's functions or
         # operators in other schemas from shadowing the built-ins the compiled SQL calls.
         conn.execute("SET search_path = pg_catalog")
+        # No JIT: LLVM compiles a statement's expressions before it runs and cannot be interrupted,
+        # so a long filter (100 ``$regex`` with their array branches: planner cost 1.7M, well over
+        # ``jit_above_cost``) spent ~24 s compiling past a 300 ms ``statement_timeout``. The
+        # compiled SQL is function calls on ``jsonb``, which JIT does not speed up anyway.
+        conn.execute("SET jit = off")
         if self.readonly:
             conn.execute("SET default_transaction_read_only = on")
         set_json_loads(orjson.loads, conn)

@@ -26,7 +26,17 @@ from dbhandles.adapters.postgres_regex import translate_regex
 from dbhandles.adapters.sql_compile import FALSE, TRUE, Fragment
 from dbhandles.adapters.sql_dialect import Dialect
 from dbhandles.errors import InvalidFilter
-from dbhandles.filters import And, Compare, FilterNode, Not, Or, Scalar
+from dbhandles.filters import (
+    COLLECTION_PART,
+    NOT_A_COLLECTION_PATH,
+    And,
+    Compare,
+    ElemMatch,
+    FilterNode,
+    Not,
+    Or,
+    Scalar,
+)
 
 __all__ = [
     "PostgresDialect",
@@ -37,7 +47,6 @@ __all__ = [
     "translate_regex",
 ]
 
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _EXACT = 2**53
 _INT64 = 2**63
 _KINDS = {1: ("boolean",), 2: ("number",), 3: ("string",), 4: ("array", "object")}
@@ -103,6 +112,10 @@ def prepare_filter(node: FilterNode | None) -> FilterNode | None:
         child = prepare_filter(node.child)
         assert child is not None
         return Not(child)
+    if isinstance(node, ElemMatch):
+        inner = prepare_filter(node.child)
+        assert inner is not None
+        return ElemMatch(node.path, inner, node.scalar)
     return node
 
 
@@ -128,22 +141,31 @@ class PostgresDialect(Dialect):
     """
 
     placeholder = "%s"
+    arrays = True
 
-    def __init__(self, column: str = "data") -> None:
+    def __init__(self, column: str = "data", depth: int = 0) -> None:
         self.column = column
+        self.depth = depth
 
     def _parts(self, path: tuple[str, ...]) -> list[str]:
         for part in path:
-            if not _IDENT.fullmatch(part):
-                raise InvalidFilter(f"{'.'.join(path)!r} is not a valid field path")
-        return [f"'{part}'" for part in path]
+            if not COLLECTION_PART.fullmatch(part):
+                raise InvalidFilter(NOT_A_COLLECTION_PATH.format(".".join(path)))
+        # A numeric part indexes an array (``-> 0`` is NULL on an object, as the oracle has it).
+        return [part if part.isdigit() else f"'{part}'" for part in path]
 
     def json(self, path: tuple[str, ...]) -> str:
         """The field as ``jsonb`` (NULL when missing)."""
-        return " -> ".join([self.column, *self._parts(path)])
+        sql = self.column
+        for part in self._parts(path):
+            # jsonb keeps a scalar as a one-element array: ``'5'::jsonb -> 0`` is 5, not NULL.
+            sql = self.index(sql, int(part)) if part.isdigit() else f"{sql} -> {part}"
+        return sql
 
     def _text(self, path: tuple[str, ...]) -> str:
         parts = self._parts(path)
+        if not parts or any(p.isdigit() for p in parts):
+            return f"({self.json(path)} #>> '{{}}')"
         return " -> ".join([self.column, *parts[:-1]]) + f" ->> {parts[-1]}"
 
     def _type(self, path: tuple[str, ...]) -> str:
@@ -206,6 +228,51 @@ class PostgresDialect(Dialect):
             f"jsonb_array_elements(CASE WHEN jsonb_typeof({j}) = 'array' THEN {j} ELSE '[]' END)"
         )
         return f"({guard} AND EXISTS (SELECT 1 FROM {elements} AS e(v) WHERE {_number_key_sql('e.v')} = %s))"
+
+    def is_kind(self, path: tuple[str, ...], kind: str) -> str:
+        return f"{self._type(path)} = '{kind}'"
+
+    def size(self, path: tuple[str, ...]) -> str:
+        j = self.json(path)
+        return (
+            f"({self.is_kind(path, 'array')} AND jsonb_array_length("
+            f"CASE WHEN jsonb_typeof({j}) = 'array' THEN {j} ELSE '[]' END) = %s)"
+        )
+
+    def index_hint(self, path: tuple[str, ...], kind: str) -> str:
+        if self.depth:
+            return "1"  # no index reaches inside a subquery
+        value = self.value(path, 3)
+        if kind == "array":  # ->> gives an array as its JSON text, '[' first
+            return f"{value} >= '[' AND {value} < '\\'"
+        return f"{value} IS NULL"
+
+    # -- paths through arrays -----------------------------------------------------------------------
+
+    def node(self, path: tuple[str, ...]) -> str:
+        return f"({self.json(path)})"
+
+    def index(self, json: str, position: int) -> str:
+        return f"(CASE WHEN jsonb_typeof({json}) = 'array' THEN {json} -> {int(position)} END)"
+
+    def key(self, alias: str, part: str) -> str:
+        return f"({alias}.v -> {self._parts((part,))[0]})"
+
+    def each(self, json: str, alias: str, *, arrays_only: bool = False) -> str:
+        other = "'[]'::jsonb" if arrays_only else f"jsonb_build_array({json})"
+        return (
+            f"jsonb_array_elements(CASE WHEN jsonb_typeof({json}) = 'array' THEN {json} "
+            f"ELSE {other} END) AS {alias}(v)"
+        )
+
+    def element(self, alias: str) -> PostgresDialect:
+        return PostgresDialect(f"{alias}.v", self.depth + 1)
+
+    def on_json(self, json: str) -> PostgresDialect:
+        return PostgresDialect(json, self.depth + 1)
+
+    def object_of(self, alias: str) -> str:
+        return f"{alias}.v"
 
     def index_expressions(self, path: tuple[str, ...]) -> tuple[str, str]:
         """What a declared index on ``path`` is built on: the string and the number comparisons."""

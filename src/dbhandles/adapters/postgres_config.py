@@ -133,6 +133,12 @@ class PostgresConfig(AdapterConfig):
             )
         return f"{host}:{port}"
 
+    def audit_target(self) -> str | None:
+        try:
+            return f"postgres://{connection_params(self)[1]}"
+        except psycopg.Error:
+            return "postgres://(unreadable url)"
+
     def public(self) -> dict[str, Any]:
         data = super().public()
         data.pop("password", None)

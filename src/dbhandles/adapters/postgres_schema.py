@@ -7,7 +7,8 @@ case-insensitive, as in SQLite; the spelling first used is kept in the table's c
     updated_at text COLLATE "C" NOT NULL, version integer NOT NULL
 
 ``COLLATE "C"`` makes text order code point order (the oracle's) and lets keyset paging on ``id`` and
-``createdAt`` use the indexes. Any other table in the schema is *foreign*: never listed, never written.
+``createdAt`` use the indexes. Any other table in the schema is *foreign*: served by ``postgres_foreign``
+(docs/foreign-tables.md "PostgreSQL"), never listed or created as a collection.
 Every object dbhandles names itself (constraints, indexes) is called ``_dbh_...``, a prefix collection
 names cannot take, so it never collides with a collection (PostgreSQL would otherwise name the key
 of ``users`` ``users_pkey``, taking a name a collection might want).
@@ -23,9 +24,9 @@ from typing import Any
 from psycopg import Connection, sql
 
 from dbhandles.errors import InvalidParams
-from dbhandles.filters import SYSTEM_PREFIXES
+from dbhandles.filters import SYSTEM_PREFIXES, check_new_collection
 
-__all__ = ["Catalog", "advisory_key", "object_name", "qualified", "table_name"]
+__all__ = ["Catalog", "advisory_key", "is_collection", "object_name", "qualified", "table_name"]
 
 _COLUMNS = (
     'id text COLLATE "C" NOT NULL, data jsonb NOT NULL, created_at text COLLATE "C" NOT NULL, '
@@ -78,7 +79,8 @@ def advisory_key(*parts: str) -> int:
     )
 
 
-def _is_collection(kind: str, columns: Iterable[str]) -> bool:
+def is_collection(kind: str, columns: Iterable[str]) -> bool:
+    """Whether a relation (``relkind``, ``"name type"`` columns) has the shape of a collection table."""
     shape = {tuple(c.split(" ", 1)) for c in columns}
     return kind in ("r", "p") and shape == _SHAPE
 
@@ -120,7 +122,7 @@ class Catalog:
         if row is None:
             return None
         _, kind, _, columns = row
-        if not _is_collection(kind, columns):
+        if not is_collection(kind, columns):
             raise InvalidParams(
                 f"{name!r} in schema {self.schema!r} is not a dbhandles collection (it was not created "
                 "by dbhandles); use another collection name",
@@ -139,6 +141,7 @@ class Catalog:
         found = self.table(conn, collection, created)
         if found is not None:
             return found
+        check_new_collection(collection)
         name = table_name(collection)
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key(self.schema, name),))
         found = self.table(conn, collection, created)
@@ -174,7 +177,7 @@ class Catalog:
         """Every collection of the schema by its first spelling, sorted; system and foreign tables left out."""
         names = []
         for name, kind, comment, columns in conn.execute(_DESCRIBE, (self.schema,)).fetchall():
-            if name.startswith(SYSTEM_PREFIXES) or not _is_collection(kind, columns):
+            if name.startswith(SYSTEM_PREFIXES) or not is_collection(kind, columns):
                 continue
             names.append(_display(name, comment))
         return sorted(names)
@@ -184,5 +187,5 @@ class Catalog:
         rows = conn.execute(_DESCRIBE, (self.schema,)).fetchall()
         return sorted(
             name for name, kind, _, columns in rows
-            if not name.startswith(SYSTEM_PREFIXES) and _is_collection(kind, columns)
+            if not name.startswith(SYSTEM_PREFIXES) and is_collection(kind, columns)
         )  # fmt: skip

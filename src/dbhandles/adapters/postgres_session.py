@@ -11,9 +11,19 @@ from psycopg import sql
 
 from dbhandles import budget
 from dbhandles.adapters.base import Query, Record, Session, record_from_columns
+from dbhandles.adapters.facets import GroupCounts
 from dbhandles.adapters.postgres_compile import boolean, dump_document, prepare_filter
+from dbhandles.adapters.postgres_foreign import PgReader, read_only_error
+from dbhandles.adapters.postgres_foreign_write import PgWriter
 from dbhandles.adapters.postgres_schema import advisory_key, object_name, qualified
+from dbhandles.adapters.sampling import Sampling
 from dbhandles.adapters.sql_compile import RESERVED_COLUMNS, and_
+from dbhandles.adapters.sql_facets import (
+    Statement,
+    postgres_group_count,
+    postgres_sampled,
+    read_groups,
+)
 from dbhandles.errors import DbHandlesError, InvalidParams
 from dbhandles.filters import RESERVED_FIELDS, FilterNode, validate_path
 
@@ -105,6 +115,47 @@ class PostgresSession(Session):
         self.write = write
         #: Tables this transaction created; the catalog learns of them on commit.
         self.created: list[str] = []
+        #: Names already resolved in this session: their foreign reader, or None (a collection).
+        self._foreigns: dict[str, PgReader | None] = {}
+
+    # -- tables dbhandles did not create (postgres_foreign) -----------------------------------------
+
+    def _foreign(self, collection: str) -> PgReader | None:
+        """The reader of the table or view ``collection`` names when it is not a collection."""
+        if self.adapter.catalog.cached(collection, self.created) is not None:
+            return None  # a collection this process knows: no query
+        if collection not in self._foreigns:
+            self.tx.start()  # the catalog is read inside the transaction's snapshot
+            with self._translating(collection):
+                reader = self.adapter.foreign.reader(self.conn, collection)
+            self._foreigns[collection] = reader
+        return self._foreigns[collection]
+
+    def _foreign_run(
+        self, statement: sql.SQL, params: tuple[Any, ...], timed: bool
+    ) -> psycopg.Cursor[Any]:
+        return self.tx.run(statement, params, budget.remaining_ms() if timed else None)
+
+    def table_writer(self, collection: str) -> PgWriter | None:
+        """The writer of a table dbhandles did not create (``postgres_foreign_write``), else ``None``."""
+        reader = self._foreign(collection)
+        if reader is None:
+            return None
+        if not self.write:
+            raise DbHandlesError(
+                "a write was attempted in a read session; open the session with write=True"
+            )
+        return PgWriter(self._foreign_run, reader)
+
+    def tables(self) -> list[dict[str, Any]]:
+        """Every table and view of the schema that is not a collection (``Session.tables``)."""
+        with self._translating():
+            self.tx.start()
+            return [t.public() for t in self.adapter.foreign.tables(self.conn)]
+
+    def table(self, name: str) -> dict[str, Any] | None:
+        reader = self._foreign(name)
+        return None if reader is None else reader.table.public()
 
     def _translating(self, collection: str | None = None, record_id: str | None = None) -> Any:
         return self.adapter.translating(collection, record_id)
@@ -121,6 +172,9 @@ class PostgresSession(Session):
             raise DbHandlesError(
                 "a write was attempted in a read session; open the session with write=True"
             )
+        reader = self._foreign(collection)
+        if reader is not None:  # only data/create, update, delete, batch, truncate write there
+            raise read_only_error(reader.table)
         name = self.adapter.catalog.cached(collection, self.created)
         if name is None:
             self.tx.start()
@@ -133,6 +187,10 @@ class PostgresSession(Session):
         return self.tx.run(statement, params)
 
     def get(self, collection: str, record_id: str) -> Record | None:
+        reader = self._foreign(collection)
+        if reader is not None:
+            with self._translating(collection):
+                return reader.get(self._foreign_run, record_id, lock=self.write)
         with self._translating(collection):
             table = self._table(collection)
             if table is None:
@@ -182,6 +240,10 @@ class PostgresSession(Session):
             self._run(_on("INSERT INTO ", table, upsert), row)
 
     def delete(self, collection: str, record_id: str) -> bool:
+        writer = self.table_writer(collection) if self.write else None
+        if writer is not None:
+            with self._translating(collection, record_id):
+                return writer.delete(record_id)
         with self._translating(collection, record_id):
             table = self._writable(collection) if not self.write else self._table(collection)
             if table is None:
@@ -191,6 +253,10 @@ class PostgresSession(Session):
             )
 
     def find(self, collection: str, query: Query) -> list[Record]:
+        reader = self._foreign(collection)
+        if reader is not None:
+            with self._translating(collection):
+                return reader.find(self._foreign_run, query)
         compiler = self.adapter.compiler
         where = compiler.where(prepare_filter(query.filter))
         if query.after is not None:
@@ -213,6 +279,10 @@ class PostgresSession(Session):
             return [_decode(row) for row in rows]
 
     def count(self, collection: str, filter: FilterNode | None) -> int:
+        reader = self._foreign(collection)
+        if reader is not None:
+            with self._translating(collection):
+                return reader.count(self._foreign_run, filter)
         where = boolean(self.adapter.compiler.where(prepare_filter(filter)))
         with self._translating(collection):
             table = self._table(collection)
@@ -225,12 +295,78 @@ class PostgresSession(Session):
             ).fetchone()
             return int(row[0]) if row else 0
 
+    def _statement(self, statement: Statement, table: sql.Composed) -> sql.Composed:
+        composed = sql.Composed([sql.SQL(statement.parts[0])])
+        for part in statement.parts[1:]:
+            composed = composed + table + sql.SQL(part)
+        return composed
+
+    def group_count(
+        self,
+        collection: str,
+        filter: FilterNode | None,
+        group_by: tuple[tuple[str, ...], ...],
+        limit: int,
+    ) -> GroupCounts:
+        """One ``jsonb_array_elements`` ``GROUP BY`` query (``sql_facets``); the rule is ``facets``
+        (over ``find`` in Python on a table dbhandles did not create)."""
+        if self._foreign(collection) is not None:
+            return super().group_count(collection, filter, group_by, limit)
+        where = boolean(self.adapter.compiler.where(prepare_filter(filter)))
+        statement = postgres_group_count(where, group_by, limit)
+        with self._translating(collection):
+            table = self._table(collection)
+            if table is None:
+                return GroupCounts()
+            rows = self.tx.run(
+                self._statement(statement, table), statement.params, budget.remaining_ms()
+            ).fetchall()
+        return read_groups(rows, group_by)
+
+    def find_sampled(self, collection: str, query: Query, sampling: Sampling) -> list[Record]:
+        """``find`` over the records ``sampling`` keeps, in one query (``sql_facets``)."""
+        if self._foreign(collection) is not None:
+            return super().find_sampled(collection, query, sampling)
+        compiler = self.adapter.compiler
+        after = compiler.after(query.order, query.after) if query.after is not None else None
+        statement = postgres_sampled(
+            _COLUMNS, boolean(compiler.where(prepare_filter(query.filter))), sampling,
+            order=compiler.order_by(query.order), after=after, limit=query.limit,
+            offset=query.offset,
+        )  # fmt: skip
+        with self._translating(collection):
+            table = self._table(collection)
+            if table is None:
+                return []
+            rows = self.tx.run(
+                self._statement(statement, table), statement.params, budget.remaining_ms()
+            ).fetchall()
+            return [_decode(row) for row in rows]
+
+    def count_sampled(self, collection: str, filter: FilterNode | None, sampling: Sampling) -> int:
+        if self._foreign(collection) is not None:
+            return super().count_sampled(collection, filter, sampling)
+        where = boolean(self.adapter.compiler.where(prepare_filter(filter)))
+        statement = postgres_sampled("count(*)", where, sampling)
+        with self._translating(collection):
+            table = self._table(collection)
+            if table is None:
+                return 0
+            row = self.tx.run(
+                self._statement(statement, table), statement.params, budget.remaining_ms()
+            ).fetchone()
+            return int(row[0]) if row else 0
+
     def collections(self) -> list[str]:
         with self._translating():
             self.tx.start()
             return self.adapter.catalog.collections(self.conn)
 
     def truncate(self, collection: str) -> int:
+        writer = self.table_writer(collection) if self.write else None
+        if writer is not None:
+            with self._translating(collection):
+                return writer.truncate()
         with self._translating(collection):
             table = self._writable(collection) if not self.write else self._table(collection)
             if table is None:

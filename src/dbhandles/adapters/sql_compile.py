@@ -19,12 +19,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from dbhandles.adapters.sql_dialect import Dialect
 from dbhandles.errors import InvalidFilter, InvalidParams
 from dbhandles.evaluate import rank as rank_of
-from dbhandles.filters import And, Compare, FilterNode, Not, Or, Scalar, SortKey
+from dbhandles.filters import And, Compare, ElemMatch, FilterNode, Not, Or, Scalar, SortKey
 
 __all__ = [
     "FALSE",
@@ -42,6 +42,10 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 #: Ranks whose members are ordered among themselves (booleans, numbers, strings).
 _VALUED = (1, 2, 3)
 _ORDER_OPS: Mapping[str, str] = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+#: Negations, compiled as the complement of their positive form.
+_NEGATED: Mapping[str, Literal["eq", "in"]] = {"ne": "eq", "nin": "in"}
+#: Tests of a value that also test each element of an array there (MongoDB's rule).
+_SPREAD = frozenset({"eq", "in", "gt", "gte", "lt", "lte", "regex"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,46 @@ def not_(part: Fragment) -> Fragment:
     if part == FALSE:
         return TRUE
     return Fragment(f"NOT ({part.sql})", part.params)
+
+
+def _through(
+    d: Dialect,
+    path: tuple[str, ...],
+    test: Callable[[Dialect, tuple[str, ...]], Fragment],
+    spread: bool,
+) -> Fragment:
+    """``SqlCompiler.through`` on dialect ``d``: one flat ``OR`` of ``AND``s (so an index on the
+    field can serve every branch, see ``Dialect.index_hint``).
+
+    Branches: no part but the last meets an array and the value there passes; or it is an array
+    and (``spread``) an element passes; or, for each part ``k`` that meets an array, the part
+    before it is that array and the rest of the path passes in one of its elements (recursively).
+    """
+    mid = [k for k in range(1, len(path)) if not path[k].isdigit()]
+    is_array = [Fragment(d.is_kind(path[:k], "array")) for k in mid]
+    # Cheap tests first in each AND (SQLite evaluates in order): most rows fail the first one.
+    branches = []
+    for k, array in zip(mid, is_array, strict=True):
+        alias = d.alias(str(k))
+        source = d.elements(path[:k], alias)
+        inner = _through(d.inside(alias), path[k:], test, spread)
+        hint = Fragment(d.index_hint(path, "missing"))
+        branches.append(and_(array, _exists([source], inner), hint))
+    branches.append(and_(test(d, path), not_(or_(*is_array))))
+    if spread and d.is_kind(path, "array") != FALSE.sql:
+        leaf = d.alias("x")
+        elements = _exists([d.elements(path, leaf)], test(d.element(leaf), ()))
+        hint = Fragment(d.index_hint(path, "array"))
+        branches.append(and_(hint, Fragment(d.is_kind(path, "array")), elements))
+    return or_(*branches)
+
+
+def _exists(froms: Sequence[str], condition: Fragment) -> Fragment:
+    """``EXISTS`` over ``froms`` (lateral ``FROM`` items without parameters) where ``condition``."""
+    if condition == FALSE:
+        return FALSE
+    where = "" if condition == TRUE else f" WHERE {condition.sql}"
+    return Fragment(f"EXISTS (SELECT 1 FROM {', '.join(froms)}{where})", condition.params)
 
 
 def _join(sep: str, parts: list[Fragment], empty: Fragment) -> Fragment:
@@ -175,35 +219,118 @@ class SqlCompiler:
             return or_(*(self.where(child) for child in node.children))
         if isinstance(node, Not):
             return not_(self.where(node.child))
+        if isinstance(node, ElemMatch):
+            return self._elem_match(node)
         raise InvalidFilter(f"unknown filter node {node!r}")
 
     def _compare(self, node: Compare) -> Fragment:
         path, op, value = node.path, node.op, node.value
+        if op in _NEGATED:
+            return not_(self._compare(Compare(path, _NEGATED[op], value)))
+        if op == "exists" and value is False:  # no candidate is present, not "one is absent"
+            return not_(self._compare(Compare(path, "exists", True)))
+        if isinstance(value, tuple) != (op == "in"):
+            raise InvalidFilter(f"{'.'.join(path)}: ${op} does not take this value")
         column = self.columns.get(path[0]) if len(path) == 1 else None
-        if isinstance(value, tuple):
-            if op not in ("in", "nin"):
-                raise InvalidFilter(f"{'.'.join(path)}: ${op} expects a single value")
-            found = self._in(path, column, value)
-            return found if op == "in" else not_(found)
-        if op in ("eq", "ne"):
-            found = self._in(path, column, (value,))
-            return found if op == "eq" else not_(found)
-        if op == "exists":
-            present = TRUE if column is not None else not_(self._is_missing(path))
-            return present if value else not_(present)
-        if op == "regex":
-            return self._text_test(path, column, self.dialect.regex, value)
-        if op == "contains":
-            return self._contains(path, column, value)
-        if op in _ORDER_OPS:
-            return self._ordered(path, column, _ORDER_OPS[op], value)
-        raise InvalidFilter(f"{'.'.join(path)}: ${op} expects a list of values")
+        if column is not None:
+            return self._test(self.dialect, path, column, op, value)
 
-    def _is_missing(self, path: tuple[str, ...]) -> Fragment:
-        return Fragment(self.dialect.is_missing(path))
+        def test(d: Dialect, at: tuple[str, ...]) -> Fragment:
+            return self._test(d, at, None, op, value)
+
+        if not path:  # the element itself, in $elemMatch's operator form: never spread
+            return test(self.dialect, ())
+        return self.through(path, test, spread=op in _SPREAD)
+
+    def _test(
+        self, d: Dialect, path: tuple[str, ...], column: Column | None, op: str, value: object
+    ) -> Fragment:
+        """The positive test ``op`` on the one value at ``path`` (a column, or a JSON field of ``d``)."""
+        if op == "in":
+            return self._in(d, path, column, value)  # type: ignore[arg-type]
+        if op == "eq":
+            return self._in(d, path, column, (value,))  # type: ignore[arg-type]
+        if op == "exists":
+            present = TRUE if column is not None else not_(Fragment(d.is_missing(path)))
+            return present if value else not_(present)
+        if op == "size":
+            if column is not None or not d.arrays:
+                return FALSE
+            return Fragment(d.size(path), (value,))
+        if op == "regex":
+            return self._text_test(d, path, column, d.regex, value)  # type: ignore[arg-type]
+        if op == "contains":
+            return self._contains(d, path, column, value)  # type: ignore[arg-type]
+        if op in _ORDER_OPS:
+            return self._ordered(d, path, column, _ORDER_OPS[op], value)  # type: ignore[arg-type]
+        raise InvalidFilter(f"{'.'.join(path)}: unknown operator ${op}")
+
+    # -- paths through arrays ---------------------------------------------------------------------
+
+    def _mid_arrays(self, path: tuple[str, ...]) -> Fragment:
+        """True when a part of ``path`` other than the last meets an array it must look into."""
+        return or_(*(
+            Fragment(self.dialect.is_kind(path[:k], "array"))
+            for k in range(1, len(path))
+            if not path[k].isdigit()
+        ))  # fmt: skip
+
+    def _walk(self, path: tuple[str, ...]) -> tuple[list[str], str]:
+        """``FROM`` items and the JSON expression of one candidate of ``path`` (``evaluate.candidates``)."""
+        d = self.dialect
+        froms: list[str] = []
+        current = d.node(path[:1])
+        for k, part in enumerate(path[1:]):
+            if part.isdigit():
+                current = d.index(current, int(part))
+            else:
+                alias = d.alias(str(k))
+                froms.append(d.each(current, alias))
+                current = d.key(alias, part)
+        return froms, current
+
+    def through(
+        self,
+        path: tuple[str, ...],
+        test: Callable[[Dialect, tuple[str, ...]], Fragment],
+        *,
+        spread: bool,
+    ) -> Fragment:
+        """``test`` holds for some candidate of ``path`` (or, with ``spread``, for some leaf value).
+
+        ``test(dialect, path)`` tests one value. Where no part but the last can meet an array, the
+        value at the path is tested directly (an expression index serves this) and, with ``spread``,
+        the elements of an array there; otherwise every candidate is walked in a subquery.
+        """
+        return _through(self.dialect, path, test, spread)
+
+    def _elem_match(self, node: ElemMatch) -> Fragment:
+        if not self.dialect.arrays:
+            return FALSE
+
+        def test(d: Dialect, at: tuple[str, ...]) -> Fragment:
+            alias = d.alias("e")
+            element = d.element(alias)
+            if node.scalar:
+                inner = SqlCompiler(element, {}).where(node.child)
+            else:
+                child = SqlCompiler(d.inside(alias), {}).where(node.child)
+                inner = and_(Fragment(element.is_kind((), "object")), child)
+            if inner == FALSE:
+                return FALSE
+            array = Fragment(d.is_kind(at, "array"))
+            return and_(array, _exists([d.elements(at, alias)], inner))
+
+        if not node.path:
+            return test(self.dialect, ())
+        return self.through(node.path, test, spread=False)
 
     def _in(
-        self, path: tuple[str, ...], column: Column | None, values: Iterable[Scalar]
+        self,
+        d: Dialect,
+        path: tuple[str, ...],
+        column: Column | None,
+        values: Iterable[Scalar],
     ) -> Fragment:
         by_rank: dict[int, list[Scalar]] = {}
         for value in values:
@@ -211,13 +338,17 @@ class SqlCompiler:
         parts: list[Fragment] = []
         for r, group in sorted(by_rank.items()):
             if r == 0:
-                parts.append(FALSE if column is not None else self._is_missing(path))
+                parts.append(FALSE if column is not None else Fragment(d.is_missing(path)))
             elif column is not None:
                 if r == column.rank:
-                    parts.append(self._member(self.dialect.quote_ident(column.name), group))
+                    parts.append(self._member(d.quote_ident(column.name), group))
             else:
-                guard = Fragment(self.dialect.has_rank(path, (r,)))
-                parts.append(and_(guard, self._member(self.dialect.value(path, r), group)))
+                left = d.value(path, r)
+                if r == 3 and d.typed_text and len(group) == 1 and str(group[0])[:1] not in "[{":
+                    # Only a text can equal it (Dialect.typed_text); IS is never NULL.
+                    parts.append(self._op(left, "IS", group[0]))
+                    continue
+                parts.append(and_(self._member(left, group), Fragment(d.has_rank(path, (r,)))))
         return or_(*parts)
 
     def _member(self, left: str, group: list[Scalar]) -> Fragment:
@@ -229,6 +360,7 @@ class SqlCompiler:
 
     def _text_test(
         self,
+        d: Dialect,
         path: tuple[str, ...],
         column: Column | None,
         test: Callable[[str], str],
@@ -240,22 +372,24 @@ class SqlCompiler:
         if column is not None:
             if column.rank != 3:
                 return FALSE
-            return Fragment(test(self.dialect.quote_ident(column.name)), ph.params)
-        guard = Fragment(self.dialect.has_rank(path, (3,)))
-        return and_(guard, Fragment(test(self.dialect.value(path, 3)), ph.params))
+            return Fragment(test(d.quote_ident(column.name)), ph.params)
+        guard = Fragment(d.has_rank(path, (3,)))
+        return and_(Fragment(test(d.value(path, 3)), ph.params), guard)
 
-    def _contains(self, path: tuple[str, ...], column: Column | None, value: Scalar) -> Fragment:
+    def _contains(
+        self, d: Dialect, path: tuple[str, ...], column: Column | None, value: Scalar
+    ) -> Fragment:
         r = rank_of(value)
         if r not in _VALUED:
             return FALSE
-        substring = self._text_test(path, column, self.dialect.substring, value)
+        substring = self._text_test(d, path, column, d.substring, value)
         if column is not None:
             return substring
-        member = Fragment(self.dialect.array_has(path, r), self._param(value).params)
+        member = Fragment(d.array_has(path, r), self._param(value).params)
         return or_(substring, member)
 
     def _ordered(
-        self, path: tuple[str, ...], column: Column | None, op: str, value: Scalar
+        self, d: Dialect, path: tuple[str, ...], column: Column | None, op: str, value: Scalar
     ) -> Fragment:
         r = rank_of(value)
         if r not in _VALUED:
@@ -263,9 +397,9 @@ class SqlCompiler:
         if column is not None:
             if r != column.rank:
                 return FALSE
-            return self._op(self.dialect.quote_ident(column.name), op, value, text=r == 3)
-        guard = Fragment(self.dialect.has_rank(path, (r,)))
-        return and_(guard, self._op(self.dialect.value(path, r), op, value, text=r == 3))
+            return self._op(d.quote_ident(column.name), op, value, text=r == 3)
+        guard = Fragment(d.has_rank(path, (r,)))
+        return and_(self._op(d.value(path, r), op, value, text=r == 3), guard)
 
     # -- ordering -----------------------------------------------------------------------------
 
@@ -279,11 +413,44 @@ class SqlCompiler:
                 sql = self.dialect.quote_ident(column.name)
                 items.append(f"{self.dialect.text(sql) if column.rank == 3 else sql} {direction}")
                 continue
-            items.append(f"{self.dialect.rank(key.path)} {direction}")
-            items.extend(f"{expr} {direction}" for expr in self.dialect.sort_values(key.path))
+            rank_sql, values, _ = self._sort_key(key)
+            items.append(f"{rank_sql} {direction}")
+            items.extend(f"{expr} {direction}" for expr in values)
         if not any(k.path == ("id",) for k in keys):
             items.append(f"{self.dialect.text(self.dialect.quote_ident('id'))} ASC")
         return ", ".join(items)
+
+    def _sort_key(self, key: SortKey) -> tuple[str, tuple[str, ...], Callable[[int], str]]:
+        """The rank, the ordering values and the value of a given rank of ``evaluate.sort_key_value``.
+
+        A field with no array on its path sorts by its value; otherwise a subquery picks the
+        smallest leaf value (largest, descending), MongoDB's rule; no leaf at all is rank 0.
+        """
+        d, path = self.dialect, key.path
+        direct_rank, direct_values = d.rank(path), d.sort_values(path)
+        arrays = or_(self._mid_arrays(path), Fragment(d.is_kind(path, "array")))
+        if arrays == FALSE:
+            return direct_rank, direct_values, lambda r: d.value(path, r)
+        froms, current = self._walk(path)
+        leaf = d.alias("x")
+        froms.append(d.each(current, leaf))
+        element = d.element(leaf)
+        direction = "DESC" if key.descending else "ASC"
+        order = ", ".join(
+            f"{expr} {direction}" for expr in (element.rank(()), *element.sort_values(()))
+        )
+
+        def pick(expr: str, direct: str, default: str = "NULL") -> str:
+            chosen = f"SELECT {expr} FROM {', '.join(froms)} ORDER BY {order} LIMIT 1"
+            return (
+                f"(CASE WHEN {arrays.sql} THEN COALESCE(({chosen}), {default}) ELSE {direct} END)"
+            )
+
+        rank_sql = pick(element.rank(()), direct_rank, "0")
+        values = tuple(
+            pick(e, v) for e, v in zip(element.sort_values(()), direct_values, strict=True)
+        )
+        return rank_sql, values, lambda r: pick(element.value((), r), d.value(path, r))
 
     # -- keyset positions ---------------------------------------------------------------------
 
@@ -320,13 +487,13 @@ class SqlCompiler:
                 return (TRUE if later else FALSE), FALSE
             left = self.dialect.quote_ident(column.name)
             return self._op(left, op, value, text=r == 3), self._op(left, "=", value)
-        rank_sql = self.dialect.rank(key.path)
+        rank_sql, _, value_of = self._sort_key(key)
         rank_beyond = self._op(rank_sql, op, r)
         rank_equal = self._op(rank_sql, "=", r)
         if r not in _VALUED:
             return rank_beyond, rank_equal
         # Once the rank is equal the value is non-NULL, so plain comparisons are total here.
-        left = self.dialect.value(key.path, r)
+        left = value_of(r)
         beyond = or_(rank_beyond, and_(rank_equal, self._op(left, op, value, text=r == 3)))
         return beyond, and_(rank_equal, self._op(left, "=", value))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
+from dbhandles.errors import InvalidFilter
 from dbhandles.filters import Scalar
 
 __all__ = ["Dialect"]
@@ -26,6 +27,10 @@ class Dialect(ABC):
 
     #: Parameter placeholder of the driver (``?`` for sqlite3, ``%s`` for psycopg).
     placeholder: ClassVar[str]
+
+    #: Whether ``value(path, 3)`` is SQL text only for JSON strings and for containers (whose JSON
+    #: text starts with ``[`` or ``{``): then equality with other texts needs no type guard.
+    typed_text: ClassVar[bool] = False
 
     def quote_ident(self, name: str) -> str:
         """An identifier quoted for SQL (names are validated, quoting is defence in depth)."""
@@ -70,6 +75,78 @@ class Dialect(ABC):
     @abstractmethod
     def array_has(self, path: tuple[str, ...], rank: int) -> str:
         """True when the field is an array holding an element of ``rank`` equal to one placeholder."""
+
+    # -- paths through arrays (MongoDB's rules, ``evaluate.candidates``) ------------------------
+    # A path that crosses arrays is walked inside an ``EXISTS`` subquery: ``node`` starts at the
+    # first part, each further part steps through ``each`` (the elements of an array, or the value
+    # itself) with ``key``, or indexes with ``index``. Element dialects (``element``) test one
+    # element; ``on_json`` tests a JSON expression; both take only the empty path. A dialect whose
+    # values are never arrays (``arrays`` false) keeps the defaults: nothing to walk.
+
+    #: Whether values can be arrays or objects that paths step through.
+    arrays: ClassVar[bool] = False
+    #: Nesting depth of the subquery this dialect's expressions live in (aliases are unique by it).
+    depth: int = 0
+
+    def is_kind(self, path: tuple[str, ...], kind: str) -> str:
+        """True when the field is a JSON ``kind`` (``"array"`` or ``"object"``)."""
+        return "0"
+
+    def size(self, path: tuple[str, ...]) -> str:
+        """True when the field is an array whose length is one placeholder (``arrays`` only)."""
+        raise self._no_arrays()
+
+    def alias(self, name: str) -> str:
+        """A table alias unique among the subqueries enclosing this dialect's expressions."""
+        return f"_a{self.depth}_{name}"
+
+    def node(self, path: tuple[str, ...]) -> str:
+        """The field as a JSON expression (SQL NULL when missing)."""
+        raise self._no_arrays()
+
+    def index(self, json: str, position: int) -> str:
+        """Element ``position`` of the JSON expression ``json`` when it is an array, else NULL."""
+        raise self._no_arrays()
+
+    def key(self, alias: str, part: str) -> str:
+        """Member ``part`` of the ``each`` row ``alias`` when that element is an object, else NULL."""
+        raise self._no_arrays()
+
+    def each(self, json: str, alias: str, *, arrays_only: bool = False) -> str:
+        """A ``FROM`` item named ``alias``: the elements of ``json`` when it is an array, else ``json``
+        itself (one row, JSON null when ``json`` is NULL); nothing but elements when ``arrays_only``."""
+        raise self._no_arrays()
+
+    def elements(self, path: tuple[str, ...], alias: str) -> str:
+        """A ``FROM`` item named ``alias``: the elements of the field, used where it is an array."""
+        return self.each(self.node(path), alias, arrays_only=True)
+
+    def inside(self, alias: str) -> Dialect:
+        """A dialect whose paths start inside the element ``alias`` of ``elements`` (a non-object
+        element has no fields)."""
+        return self.on_json(self.object_of(alias))
+
+    def element(self, alias: str) -> Dialect:
+        """A dialect whose empty path is the current row of ``each`` item ``alias``."""
+        raise self._no_arrays()
+
+    def on_json(self, json: str) -> Dialect:
+        """A dialect whose paths start at the JSON expression ``json``."""
+        raise self._no_arrays()
+
+    def object_of(self, alias: str) -> str:
+        """The ``each`` row ``alias`` as a JSON expression that paths can step into (objects)."""
+        raise self._no_arrays()
+
+    def index_hint(self, path: tuple[str, ...], kind: str) -> str:
+        """A condition on ``index_expression(path)`` implied by the field being an array (``kind``
+        ``"array"``) or by its path meeting an array (``"missing"``): it lets the planner answer
+        those cases from the field's index too (an ``OR`` is served by indexes only when every
+        branch is)."""
+        return "1"
+
+    def _no_arrays(self) -> InvalidFilter:
+        return InvalidFilter("this source has no arrays: $size and $elemMatch match nothing here")
 
     def index_expression(self, path: tuple[str, ...]) -> str:
         """What an index on ``path`` is built on: the exact expression that filters compare."""

@@ -16,13 +16,14 @@ from contextlib import contextmanager
 from typing import ClassVar, Literal
 
 from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Record, Session
-from dbhandles.adapters.sql_compile import SqlCompiler
+from dbhandles.adapters.sql_compile import Fragment, SqlCompiler
 from dbhandles.adapters.sqlite_compile import SqliteDialect
 from dbhandles.adapters.sqlite_config import (
     SQLITE_HEADER,
     SqliteConfig,
     canonical_path,
     check_target,
+    folder_writable,
     missing_database,
 )
 from dbhandles.adapters.sqlite_errors import translating
@@ -30,6 +31,7 @@ from dbhandles.adapters.sqlite_schema import Catalog, json_functions_innocuous
 from dbhandles.adapters.sqlite_session import Row, SqliteSession
 from dbhandles.dbfiles import connect_sqlite, create_empty
 from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, ReadOnly, StorageError
+from dbhandles.filters import FilterNode
 from dbhandles.regex import search
 
 __all__ = ["SQLITE_HEADER", "Row", "SqliteAdapter", "SqliteConfig", "SqliteSession"]
@@ -48,6 +50,8 @@ def _regexp(pattern: object, value: object) -> int:
 
 
 _SQLITE_BUSY = 5
+#: Compiled filters an adapter keeps (``SqliteAdapter.where``); past it the cache starts again.
+_MAX_WHERES = 256
 
 
 def _enter_wal(conn: sqlite3.Connection, busy_timeout: int) -> None:
@@ -84,6 +88,7 @@ class SqliteAdapter(Adapter):
     features: ClassVar[Features] = Features(
         durable=True, vacuum=True, indexes=True, shared_across_processes=True, file_based=True,
         bulk_load=True, raw_inserts=True, inline_reads=True, sqlite_vfs_only=True,
+        foreign_tables=True,
     )  # fmt: skip
     config_model: ClassVar[type[AdapterConfig]] = SqliteConfig
 
@@ -101,6 +106,10 @@ class SqliteAdapter(Adapter):
         self._vanished = False
         #: Whether the open connection's file is in WAL mode (readers never wait for a writer).
         self._wal = False
+        #: Whether the connection reads the file with ``immutable=1`` (see ``_connect``).
+        self.immutable = False
+        #: Compiled filters by ``repr`` (see ``where``).
+        self._wheres: dict[str, Fragment] = {}
 
     @classmethod
     def prepare(cls, config: AdapterConfig) -> AdapterConfig:
@@ -129,7 +138,9 @@ class SqliteAdapter(Adapter):
     @classmethod
     def connection_key(cls, config: AdapterConfig) -> str | None:
         settings = _sqlite_config(config)
-        return f"sqlite:{canonical_path(settings.path)}:{'ro' if settings.readonly else 'rw'}"
+        key = f"sqlite:{canonical_path(settings.path)}:{'ro' if settings.readonly else 'rw'}"
+        # Field names are decided per connection (its catalog describes the tables once).
+        return key if settings.field_names == "columns" else f"{key}:{settings.field_names}"
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -148,8 +159,31 @@ class SqliteAdapter(Adapter):
         mode: Literal["ro", "rw", "rwc"] = (
             "ro" if settings.readonly else "rwc" if settings.mode == "create" else "rw"
         )
+        try:
+            conn, catalog = self._open_connection(mode, immutable=False)
+            self.immutable = False
+        except (ReadOnly, StorageError):
+            # A database in WAL mode needs its -shm (and may need its -wal) even to be read; in a
+            # folder this process cannot write (a read-only mount, another user's folder) SQLite
+            # cannot create them. Read it as plain sqlite3 would, immutable: a snapshot, no locks
+            # (the handle's config says so: ``SqliteConfig.public``).
+            if not (settings.readonly and not folder_writable(self.path)):
+                raise
+            conn, catalog = self._open_connection(mode, immutable=True)
+            self.immutable = True
+        self._conn, self._catalog = conn, catalog
+        self._identity, self._vanished = _identity(self.path), False
+
+    def _open_connection(
+        self, mode: Literal["ro", "rw", "rwc"], *, immutable: bool
+    ) -> tuple[sqlite3.Connection, Catalog]:
+        """A configured connection and its catalog (the schema read once: a file that is not a
+        database fails here)."""
+        settings = self.settings
         with translating(path=self.path):
-            conn = connect_sqlite(self.path, mode, timeout=settings.busy_timeout / 1000)
+            conn = connect_sqlite(
+                self.path, mode, timeout=settings.busy_timeout / 1000, immutable=immutable
+            )
         try:
             with translating(path=self.path):
                 conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout)}")
@@ -167,13 +201,20 @@ class SqliteAdapter(Adapter):
                 self._wal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
                 conn.execute(f"PRAGMA synchronous = {settings.synchronous.upper()}")
                 conn.create_function("regexp", 2, _regexp, deterministic=True)
-                catalog = Catalog(conn, guard_trust=not json_functions_innocuous())
+                if not settings.readonly:
+                    # Writes to tables dbhandles did not create keep their foreign keys, as the
+                    # original system's connections did (docs/foreign-tables.md "Writes").
+                    conn.execute("PRAGMA foreign_keys = ON")
+                catalog = Catalog(
+                    conn,
+                    guard_trust=not json_functions_innocuous(),
+                    camel_names=settings.field_names == "camel",
+                )
                 catalog.refresh()  # reads the schema: a file that is not a database fails here
         except BaseException:
             conn.close()
             raise
-        self._conn, self._catalog = conn, catalog
-        self._identity, self._vanished = _identity(self.path), False
+        return conn, catalog
 
     def _close(self) -> None:
         conn, self._conn, self._catalog = self._conn, None, None
@@ -205,6 +246,24 @@ class SqliteAdapter(Adapter):
         # vanishes is news for the user, not a reason to start writing into an empty one.
         self._vanished = _identity(self.path) is None
         self.connect()
+
+    def where(self, node: FilterNode | None) -> Fragment:
+        """``compiler.where(node)``, remembered: a listing's filter is compiled once, not per page
+        (compiling a path that may cross arrays costs about as much as reading 10 rows).
+
+        The key is the tree's ``repr``, not the tree: ``Compare(value=1)``, ``Compare(value=True)`` and
+        ``Compare(value=1.0)`` are equal and hash alike, but are different filters (type-strict).
+        """
+        if node is None:
+            return self.compiler.where(None)
+        key = repr(node)
+        found = self._wheres.get(key)
+        if found is None:
+            found = self.compiler.where(node)
+            if len(self._wheres) >= _MAX_WHERES:
+                self._wheres.clear()
+            self._wheres[key] = found
+        return found
 
     def reads_never_wait(self) -> bool:
         """True while the connection is open on a file in WAL mode: readers never wait for writers."""

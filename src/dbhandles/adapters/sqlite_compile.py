@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from dbhandles.adapters.sql_dialect import Dialect
 from dbhandles.errors import InvalidFilter
-from dbhandles.filters import Scalar
+from dbhandles.filters import COLLECTION_PART, NOT_A_COLLECTION_PATH, Scalar
 
-__all__ = ["SqliteDialect"]
+__all__ = ["SqliteDialect", "SqliteElement"]
 
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 _SQLITE_KINDS: Mapping[int, tuple[str, ...]] = {
     1: ("true", "false"),
@@ -31,15 +29,28 @@ class SqliteDialect(Dialect):
     """
 
     placeholder = "?"
+    arrays = True
+    # json_extract gives numbers and booleans as SQL numbers, strings as text, containers as JSON.
+    typed_text = True
 
-    def __init__(self, column: str = "data") -> None:
+    def __init__(self, column: str = "data", depth: int = 0, base: str | None = None) -> None:
         self.column = column
+        self.depth = depth
+        #: An SQL expression of the JSON path that paths start from (``'$'`` when None).
+        self.base = base
 
     def _path(self, path: tuple[str, ...]) -> str:
         for part in path:
-            if not _IDENT.fullmatch(part):
-                raise InvalidFilter(f"{'.'.join(path)!r} is not a valid field path")
-        return "'$." + ".".join(path) + "'"
+            if not COLLECTION_PART.fullmatch(part):
+                raise InvalidFilter(NOT_A_COLLECTION_PATH.format(".".join(path)))
+        suffix = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in path)
+        if self.base is None:
+            return f"'${suffix}'"
+        return f"({self.base} || '{suffix}')" if suffix else self.base
+
+    def _elements(self, path: tuple[str, ...]) -> str:
+        """``json_each`` over the field (only used where the field is known to be an array)."""
+        return f"json_each({self.column}, {self._path(path)})"
 
     def _type(self, path: tuple[str, ...]) -> str:
         return f"json_type({self.column}, {self._path(path)})"
@@ -78,8 +89,102 @@ class SqliteDialect(Dialect):
 
     def array_has(self, path: tuple[str, ...], rank: int) -> str:
         kinds = ", ".join(f"'{k}'" for k in _SQLITE_KINDS[rank])
+        m = self.alias("m")
         # json_each on a scalar yields the scalar itself, so the array guard is not optional.
         return (
-            f"COALESCE({self._type(path)}, 'null') = 'array' AND EXISTS (SELECT 1 FROM "
-            f"json_each({self.column}, {self._path(path)}) WHERE type IN ({kinds}) AND value = ?)"
+            f"{self.is_kind(path, 'array')} AND EXISTS (SELECT 1 FROM {self._elements(path)} AS {m} "
+            f"WHERE {m}.type IN ({kinds}) AND {m}.value = ?)"
         )
+
+    def is_kind(self, path: tuple[str, ...], kind: str) -> str:
+        return f"COALESCE({self._type(path)}, 'null') = '{kind}'"
+
+    def size(self, path: tuple[str, ...]) -> str:
+        return f"{self.is_kind(path, 'array')} AND json_array_length({self.column}, {self._path(path)}) = ?"
+
+    def index_hint(self, path: tuple[str, ...], kind: str) -> str:
+        if self.depth or self.base is not None:
+            return "1"  # no index reaches inside a subquery
+        value = self.value(path, 0)
+        if kind == "array":  # json_extract gives an array as its JSON text, '[' first
+            return f"{value} >= '[' AND {value} < '\\'"
+        return f"{value} IS NULL"
+
+    # -- paths through arrays -----------------------------------------------------------------------
+
+    def node(self, path: tuple[str, ...]) -> str:
+        return f"({self.column} -> {self._path(path)})"
+
+    def index(self, json: str, position: int) -> str:
+        return f"({json} -> '$[{int(position)}]')"
+
+    def key(self, alias: str, part: str) -> str:
+        self._path((part,))
+        return f"(CASE WHEN {alias}.type = 'object' THEN {alias}.value -> '$.{part}' END)"
+
+    def each(self, json: str, alias: str, *, arrays_only: bool = False) -> str:
+        other = "'[]'" if arrays_only else f"json_array(json({json}))"
+        return f"json_each(CASE WHEN json_type({json}) = 'array' THEN {json} ELSE {other} END) AS {alias}"
+
+    def elements(self, path: tuple[str, ...], alias: str) -> str:
+        # Only used where the field is an array: json_each reads it in place, no copy.
+        return f"{self._elements(path)} AS {alias}"
+
+    def inside(self, alias: str) -> SqliteDialect:
+        # The element's own path in the same document (json_each's fullkey): the document's parse
+        # is cached for the row, where the element's JSON text would be parsed again per lookup.
+        return SqliteDialect(self.column, self.depth + 1, base=f"{alias}.fullkey")
+
+    def element(self, alias: str) -> SqliteElement:
+        return SqliteElement(alias, self.depth + 1)
+
+    def on_json(self, json: str) -> SqliteDialect:
+        return SqliteDialect(json, self.depth + 1)
+
+    def object_of(self, alias: str) -> str:
+        return f"(CASE WHEN {alias}.type = 'object' THEN {alias}.value ELSE '{{}}' END)"
+
+
+class SqliteElement(SqliteDialect):
+    """One row of ``json_each`` (``alias``): its ``type`` and ``value`` columns are the element's kind
+    and value (booleans as 0/1, containers as JSON text); only the empty path is valid."""
+
+    def __init__(self, alias: str, depth: int) -> None:
+        super().__init__(f"{alias}.value", depth)
+        self.row = alias
+
+    def _check(self, path: tuple[str, ...]) -> None:
+        if path:
+            raise InvalidFilter(f"{'.'.join(path)!r}: an array element is tested as a whole")
+
+    def _type(self, path: tuple[str, ...]) -> str:
+        self._check(path)
+        return f"{self.row}.type"
+
+    def value(self, path: tuple[str, ...], rank: int) -> str:
+        self._check(path)
+        return f"{self.row}.value"
+
+    def _container(self) -> str:
+        return f"(CASE WHEN {self.row}.type IN ('array', 'object') THEN {self.row}.value END)"
+
+    def _array(self) -> str:
+        return f"(CASE WHEN {self.row}.type = 'array' THEN {self.row}.value ELSE '[]' END)"
+
+    def _elements(self, path: tuple[str, ...]) -> str:
+        self._check(path)
+        return f"json_each({self._array()})"
+
+    def inside(self, alias: str) -> SqliteDialect:
+        return SqliteDialect(self._array(), self.depth + 1, base=f"{alias}.fullkey")
+
+    def size(self, path: tuple[str, ...]) -> str:
+        self._check(path)
+        return (
+            f"COALESCE(CASE WHEN {self.row}.type = 'array' THEN "
+            f"json_array_length({self.row}.value) END, -1) = ?"
+        )
+
+    def node(self, path: tuple[str, ...]) -> str:
+        self._check(path)
+        return self._container()

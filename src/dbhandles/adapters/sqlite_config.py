@@ -25,7 +25,22 @@ from dbhandles.errors import (
     StorageError,
 )
 
-__all__ = ["SQLITE_HEADER", "SqliteConfig", "canonical_path", "check_target", "missing_database"]
+__all__ = [
+    "IMMUTABLE_CAVEAT",
+    "SQLITE_HEADER",
+    "SqliteConfig",
+    "canonical_path",
+    "check_target",
+    "folder_writable",
+    "missing_database",
+]
+
+#: What a read-only handle on a file in a folder this process cannot write says in its config.
+IMMUTABLE_CAVEAT = (
+    "the folder of this database is not writable here: a database in WAL mode is read with "
+    "immutable=1, a snapshot without locks. Writes other processes make while the handle is open "
+    "are not seen, nor changes still in its -wal file (checkpoint it where it is writable)"
+)
 
 #: The first 16 bytes of every SQLite 3 database file (what SQLite checks; dbhandles never reads them
 #: itself, see ``dbhandles.dbfiles``).
@@ -49,7 +64,9 @@ class SqliteConfig(FileConfig):
     journaling (a lasting change to the file); omitted, only a database dbhandles creates (new or
     empty file) is put in WAL, and an existing one keeps its journal mode, so opening a database
     changes nothing in it; ``false`` never switches. ``busyTimeout`` is how long (ms) a writer waits
-    for another, ``synchronous`` trades durability on power loss for speed.
+    for another, ``synchronous`` trades durability on power loss for speed. ``fieldNames``:
+    ``camel`` serves the snake_case columns of tables dbhandles did not create as camelCase fields,
+    with ``created_at``/``updated_at``/``version`` as the reserved fields (docs/foreign-tables.md).
     """
 
     model_config = ConfigDict(alias_generator=to_camel, json_schema_extra=_path_or_filename)
@@ -60,6 +77,7 @@ class SqliteConfig(FileConfig):
     wal: bool | None = None
     busy_timeout: int = Field(default=5000, ge=0, le=3_600_000)
     synchronous: Literal["normal", "full"] = "normal"
+    field_names: Literal["columns", "camel"] = "columns"
 
     @model_validator(mode="before")
     @classmethod
@@ -71,6 +89,23 @@ class SqliteConfig(FileConfig):
             if data.get("path") is None:
                 data["path"] = filename
         return data
+
+    def public(self) -> dict[str, Any]:
+        """The config as ``list-handles`` shows it, with ``caveat`` when a read-only handle's
+        folder is not writable (see ``IMMUTABLE_CAVEAT``)."""
+        shown = super().public()
+        if self.readonly and not folder_writable(self.path):
+            shown["caveat"] = IMMUTABLE_CAVEAT
+        return shown
+
+
+def folder_writable(path: str) -> bool:
+    """Whether this process may create files (SQLite's ``-shm`` and ``-wal``) next to ``path``."""
+    folder = os.path.dirname(path) or "."
+    # SQLite creates files with the effective ids: ask about those where the system can.
+    if os.access in os.supports_effective_ids:
+        return os.access(folder, os.W_OK, effective_ids=True)
+    return os.access(folder, os.W_OK)
 
 
 def canonical_path(path: str) -> str:

@@ -9,6 +9,7 @@ import orjson
 
 from dbhandles import budget
 from dbhandles.errors import (
+    ConstraintViolation,
     DbHandlesError,
     InvalidFilter,
     InvalidParams,
@@ -19,7 +20,7 @@ from dbhandles.errors import (
     StorageError,
 )
 
-__all__ = ["DRIVER_ERRORS", "translate_error", "translating"]
+__all__ = ["DRIVER_ERRORS", "constraint_failure", "translate_error", "translating"]
 
 #: Everything the driver (and binding values to it) can raise; ``sqlite3.Warning`` is not an Error.
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (
@@ -41,6 +42,28 @@ _SQLITE_FULL = 13
 _SQLITE_CANTOPEN = 14
 _SQLITE_NOTADB = 26
 _SQLITE_INTERRUPT = 9
+
+
+#: SQLite's constraint messages: ``NOT NULL constraint failed: t.c``, ``UNIQUE constraint failed:
+#: t.a, t.b``, ``CHECK constraint failed: <name or expression>``, ``FOREIGN KEY constraint failed``.
+_CONSTRAINTS = {"not null": "not_null", "unique": "unique", "check": "check",
+                "foreign key": "foreign_key"}  # fmt: skip
+
+
+def constraint_failure(exc: sqlite3.IntegrityError) -> tuple[str, list[str], str] | None:
+    """``(constraint, columns, detail)`` of a constraint SQLite refused, from its message: the kind
+    (``not_null``, ``unique``, ``check``, ``foreign_key``), the columns it names (without their
+    table) and the rest of the message (a CHECK's name or expression); ``None`` for other errors."""
+    message = str(exc)
+    head, _, rest = message.partition(" constraint failed")
+    kind = _CONSTRAINTS.get(head.strip().lower())
+    if kind is None:
+        return None
+    rest = rest.removeprefix(":").strip()
+    columns = []
+    if kind in ("not_null", "unique"):
+        columns = [part.strip().rpartition(".")[2] for part in rest.split(",") if part.strip()]
+    return kind, columns, rest
 
 
 def translate_error(
@@ -79,6 +102,12 @@ def translate_error(
         )
     if primary == _SQLITE_READONLY or "readonly database" in low or "read-only" in low:
         return ReadOnly(f"the database{where} is read-only here: {message}")
+    if isinstance(exc, sqlite3.IntegrityError) and "foreign key constraint failed" in low:
+        # A deferred foreign key, checked at COMMIT (immediate ones are named by the writer).
+        return ConstraintViolation(
+            f"the transaction would break a FOREIGN KEY constraint{where}; nothing was written",
+            details={"constraint": "foreign_key"},
+        )
     if isinstance(exc, sqlite3.IntegrityError) and "unique constraint failed" in low:
         if record_id is not None:
             return RecordExists(f"a record with id {record_id!r} already exists in {collection!r}")

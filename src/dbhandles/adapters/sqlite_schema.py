@@ -5,7 +5,8 @@ A collection is a table of exactly this shape (names are case-insensitive, as ev
     id TEXT PRIMARY KEY, data TEXT NOT NULL, created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL, version INTEGER NOT NULL
 
-Any other table in the file is *foreign*: never listed, never written.
+Any other table or view in the file is *foreign*: ``Catalog.foreign`` hands it to ``sqlite_foreign``,
+which serves it read-only (docs/foreign-tables.md); the collection path never touches it.
 
 ``trusted_schema`` is OFF on every connection, so a hostile file cannot make its triggers or views call
 functions with side effects. SQLite releases before the JSON rewrite (3.40 on Debian 12) do not mark the
@@ -23,8 +24,10 @@ import re
 import sqlite3
 from functools import cache
 
+from dbhandles.adapters.sqlite_foreign import ForeignReader
+from dbhandles.adapters.sqlite_foreign_schema import describe, snake
 from dbhandles.errors import InvalidParams
-from dbhandles.filters import SYSTEM_PREFIXES
+from dbhandles.filters import SYSTEM_PREFIXES, check_new_collection
 
 __all__ = [
     "Catalog",
@@ -108,12 +111,17 @@ class Catalog:
     changes the schema) with the cached one, so the cache never outlives a change made elsewhere.
     """
 
-    def __init__(self, conn: sqlite3.Connection, *, guard_trust: bool) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, *, guard_trust: bool, camel_names: bool = False
+    ) -> None:
         self.conn = conn
         self.guard_trust = guard_trust
+        #: Serve the columns of foreign tables as camelCase fields (``fieldNames: camel``).
+        self.camel_names = camel_names
         self.trusted = False
         self._version: int | None = None
         self._tables: dict[str, str | _Foreign | None] = {}
+        self._foreign: dict[str, ForeignReader | None] = {}
 
     def refresh(self) -> None:
         """Drop the cache if the schema changed; re-decide ``trusted_schema`` where needed."""
@@ -121,6 +129,7 @@ class Catalog:
         if version == self._version:
             return
         self._tables.clear()
+        self._foreign.clear()
         if self.guard_trust:
             trusted = self._schema_is_ours()
             if trusted != self.trusted:
@@ -132,15 +141,45 @@ class Catalog:
         """Forget everything (after this connection changed the schema itself)."""
         self._version = None
         self._tables.clear()
+        self._foreign.clear()
+
+    def foreign(self, name: str) -> ForeignReader | None:
+        """The reader of the table or view ``name`` (any case) if it is not a collection, else ``None``
+        (a collection, or nothing by that name): what ``SqliteSession`` serves as a foreign table."""
+        key = _key(name)
+        if key in self._foreign:
+            return self._foreign[key]
+        reader = None
+        lookup = (
+            "SELECT name, type, wr FROM pragma_table_list WHERE schema = 'main' "
+            "AND name = ? COLLATE NOCASE AND type IN ('table', 'view', 'virtual', 'shadow')"
+        )
+        row = self.conn.execute(lookup, (name,)).fetchone()
+        if row is None and self.camel_names and snake(name) != name:
+            # The original system's table for collection ``chatMessages`` is ``chat_messages``.
+            row = self.conn.execute(lookup, (snake(name),)).fetchone()
+        if row is not None and not name.lower().startswith(SYSTEM_PREFIXES):
+            stored, kind, without_rowid = row
+            if not (kind == "table" and self._has_shape(stored, self._sql(stored))):
+                table = describe(self.conn, stored, kind, bool(without_rowid), self.camel_names)
+                reader = ForeignReader(table)
+        self._foreign[key] = reader
+        return reader
+
+    def _sql(self, name: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = ? AND type = 'table'", (name,)
+        ).fetchone()
+        return None if row is None else row[0]
 
     def table(self, collection: str) -> str | None:
-        """The stored spelling of a collection, ``None`` if missing.
+        """The stored spelling of a collection, ``None`` if missing (any name may be looked up: it
+        is bound, never pasted).
 
         Raises:
             InvalidParams: the name is taken by a table, view or index that is not a collection.
         """
-        _check_name(collection)
-        key = collection.lower()
+        key = _key(collection)
         if key not in self._tables:
             self._tables[key] = self._lookup(collection)
         found = self._tables[key]
@@ -157,6 +196,7 @@ class Catalog:
         found = self.table(collection)
         if found is not None:
             return found
+        check_new_collection(collection)
         self.conn.execute(create_table_sql(collection))
         self.conn.execute(index_sql(collection, "createdAt", "created_at"))
         self.invalidate()
@@ -218,11 +258,9 @@ class Catalog:
         return True
 
 
-_NAME_RE = re.compile(_NAME)
-
-
-def _check_name(collection: str) -> None:
-    if not isinstance(collection, str) or not _NAME_RE.fullmatch(collection):
-        raise InvalidParams(
-            f"collection: {collection!r} is not a valid collection name", field="collection"
-        )
+def _key(name: str) -> str:
+    """A cache key equal for the names SQLite takes as one: it folds ASCII letters only, so
+    ``Café`` and ``CAFÉ`` are two tables (``name.lower()`` would make them one)."""
+    if name.isascii():  # the common case, on every lookup of a read: no per-character loop
+        return name.lower()
+    return "".join(c.lower() if c.isascii() else c for c in name)

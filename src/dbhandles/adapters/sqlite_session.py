@@ -12,11 +12,23 @@ import orjson
 
 from dbhandles import budget
 from dbhandles.adapters.base import Query, Record, Session, record_from_columns
+from dbhandles.adapters.facets import GroupCounts
+from dbhandles.adapters.sampling import Sampling
 from dbhandles.adapters.sql_compile import RESERVED_COLUMNS, and_
+from dbhandles.adapters.sql_facets import (
+    HASH_FUNCTION,
+    read_groups,
+    sqlite_group_count,
+    sqlite_hash,
+    sqlite_sampled,
+)
 from dbhandles.adapters.sqlite_errors import translating
+from dbhandles.adapters.sqlite_foreign import ForeignReader, read_only_error
+from dbhandles.adapters.sqlite_foreign_schema import schema_objects
+from dbhandles.adapters.sqlite_foreign_write import ForeignWriter
 from dbhandles.adapters.sqlite_schema import Catalog, index_sql
-from dbhandles.errors import DbHandlesError, InvalidParams, NotSupported
-from dbhandles.filters import RESERVED_FIELDS, FilterNode, validate_path
+from dbhandles.errors import DbHandlesError, InvalidParams, NotSupported, ReadOnly
+from dbhandles.filters import RESERVED_FIELDS, SYSTEM_PREFIXES, FilterNode, validate_path
 
 if TYPE_CHECKING:
     from dbhandles.adapters.sqlite import SqliteAdapter
@@ -92,7 +104,25 @@ class SqliteSession(Session):
 
     def _writable(self, collection: str) -> str:
         self._check_write()
+        self._not_foreign(collection)
         return self.catalog.create(collection)
+
+    def _foreign(self, collection: str) -> ForeignReader | None:
+        """The reader of a table or view dbhandles did not create by this name, else ``None``.
+
+        Raises:
+            ReadOnly: it is one, but cannot be read (a virtual table whose module is not loaded,
+                the storage of a virtual table): the error says which.
+        """
+        reader = self.catalog.foreign(collection)
+        if reader is not None and reader.table.refused is not None:
+            raise ReadOnly(f"{reader.table.refused}; it cannot be served", field="collection")
+        return reader
+
+    def _not_foreign(self, collection: str) -> None:
+        reader = self.catalog.foreign(collection)
+        if reader is not None:
+            raise read_only_error(reader.table)
 
     def _translating(
         self, collection: str | None = None, record_id: str | None = None
@@ -101,6 +131,9 @@ class SqliteSession(Session):
 
     def get(self, collection: str, record_id: str) -> Record | None:
         with self._translating(collection):
+            reader = self._foreign(collection)
+            if reader is not None:
+                return reader.get(self.conn, record_id)
             if self.catalog.table(collection) is None:
                 return None
             row = self.conn.execute(
@@ -154,17 +187,34 @@ class SqliteSession(Session):
                 row,
             )
 
+    def table_writer(self, collection: str) -> ForeignWriter | None:
+        """The writer of a table dbhandles did not create (``sqlite_foreign_write``), else ``None``."""
+        with self._translating(collection):
+            reader = self._foreign(collection)
+        if reader is None:
+            return None
+        self._check_write()
+        return ForeignWriter(self.conn, reader)
+
     def delete(self, collection: str, record_id: str) -> bool:
         with self._translating(collection, record_id):
             self._check_write()
+            writer = self.table_writer(collection)
+            if writer is not None:
+                return writer.delete(record_id)
             if self.catalog.table(collection) is None:
                 return False
             cursor = self.conn.execute(f"DELETE FROM {_q(collection)} WHERE id = ?", (record_id,))
             return cursor.rowcount > 0
 
     def find(self, collection: str, query: Query) -> list[Record]:
+        with self._translating(collection):
+            reader = self._foreign(collection)
+        if reader is not None:
+            with self._translating(collection), _budgeted(self.conn):
+                return reader.find(self.conn, query)
         compiler = self.adapter.compiler
-        where = compiler.where(query.filter)
+        where = self.adapter.where(query.filter)
         if query.after is not None:
             where = and_(where, compiler.after(query.order, query.after))
         order = compiler.order_by(query.order)
@@ -182,7 +232,12 @@ class SqliteSession(Session):
             return [_decode(row) for row in rows]
 
     def count(self, collection: str, filter: FilterNode | None) -> int:
-        where = self.adapter.compiler.where(filter)
+        with self._translating(collection):
+            reader = self._foreign(collection)
+        if reader is not None:
+            with self._translating(collection), _budgeted(self.conn):
+                return reader.count(self.conn, filter)
+        where = self.adapter.where(filter)
         with self._translating(collection):
             if self.catalog.table(collection) is None:
                 return 0
@@ -190,13 +245,89 @@ class SqliteSession(Session):
             with _budgeted(self.conn):
                 return int(self.conn.execute(sql, where.params).fetchone()[0])
 
+    def _is_foreign(self, collection: str) -> bool:
+        """A table dbhandles did not create: counts and samples go through ``find`` (in Python)."""
+        with self._translating(collection):
+            return self._foreign(collection) is not None
+
+    def group_count(
+        self,
+        collection: str,
+        filter: FilterNode | None,
+        group_by: tuple[tuple[str, ...], ...],
+        limit: int,
+    ) -> GroupCounts:
+        """One ``json_each`` ``GROUP BY`` query (``sql_facets``); the rule is ``facets``."""
+        if self._is_foreign(collection):
+            return super().group_count(collection, filter, group_by, limit)
+        statement = sqlite_group_count(self.adapter.compiler.where(filter), group_by, limit)
+        with self._translating(collection):
+            if self.catalog.table(collection) is None:
+                return GroupCounts()
+            with _budgeted(self.conn):
+                rows = self.conn.execute(
+                    statement.join(_q(collection)), statement.params
+                ).fetchall()
+        return read_groups(rows, group_by)
+
+    def find_sampled(self, collection: str, query: Query, sampling: Sampling) -> list[Record]:
+        """``find`` over the records ``sampling`` keeps, in one query (``sql_facets``)."""
+        if self._is_foreign(collection):
+            return super().find_sampled(collection, query, sampling)
+        compiler = self.adapter.compiler
+        after = compiler.after(query.order, query.after) if query.after is not None else None
+        statement = sqlite_sampled(
+            _COLUMNS, compiler.where(query.filter), sampling, order=compiler.order_by(query.order),
+            after=after, limit=query.limit, offset=query.offset,
+        )  # fmt: skip
+        with self._translating(collection):
+            if self.catalog.table(collection) is None:
+                return []
+            self.conn.create_function(HASH_FUNCTION, 2, sqlite_hash, deterministic=True)
+            with _budgeted(self.conn):
+                rows = self.conn.execute(
+                    statement.join(_q(collection)), statement.params
+                ).fetchall()
+            return [_decode(row) for row in rows]
+
+    def count_sampled(self, collection: str, filter: FilterNode | None, sampling: Sampling) -> int:
+        if self._is_foreign(collection):
+            return super().count_sampled(collection, filter, sampling)
+        statement = sqlite_sampled("count(*)", self.adapter.compiler.where(filter), sampling)
+        with self._translating(collection):
+            if self.catalog.table(collection) is None:
+                return 0
+            self.conn.create_function(HASH_FUNCTION, 2, sqlite_hash, deterministic=True)
+            with _budgeted(self.conn):
+                row = self.conn.execute(statement.join(_q(collection)), statement.params).fetchone()
+            return int(row[0])
+
     def collections(self) -> list[str]:
         with self._translating():
             return self.catalog.collections()
 
+    def tables(self) -> list[dict[str, Any]]:
+        """Every table and view of the file that is not a collection (``Session.tables``)."""
+        with self._translating():
+            names = [
+                name
+                for name, _, _ in schema_objects(self.conn)
+                if not name.lower().startswith(SYSTEM_PREFIXES)
+            ]
+            readers = [self.catalog.foreign(name) for name in names]
+            return [r.table.public() for r in readers if r is not None]
+
+    def table(self, name: str) -> dict[str, Any] | None:
+        with self._translating(name):
+            reader = self.catalog.foreign(name)
+            return None if reader is None else reader.table.public()
+
     def truncate(self, collection: str) -> int:
         with self._translating(collection):
             self._check_write()
+            writer = self.table_writer(collection)
+            if writer is not None:
+                return writer.truncate()
             if self.catalog.table(collection) is None:
                 return 0
             return self.conn.execute(f"DELETE FROM {_q(collection)}").rowcount

@@ -8,19 +8,15 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dbhandles.cli.help import command_help, markdown, overview
-from dbhandles.cli.output import render
-from dbhandles.cli.parse import parse_args, to_params
-from dbhandles.cli.session import cli_session
-from dbhandles.cli.transport import LocalTransport, choose_transport
-from dbhandles.commands import builtin_commands
-from dbhandles.commands.envelope import error_envelope
+# Only the generated help texts at start: ``jtag help`` must not import the commands, pydantic or
+# the database stack (tests/test_cli_start.py); a command's modules are imported when it runs.
+from dbhandles.cli.help_text import COMMAND_NAMES, HELP, OVERVIEW
 from dbhandles.errors import DbHandlesError, Interrupted, InvalidParams, UnknownCommand
-from dbhandles.settings import Settings
 
-COMMANDS = builtin_commands()
+if TYPE_CHECKING:
+    from dbhandles.commands import Command
 
 __all__ = ["command_name", "main", "run"]
 
@@ -38,12 +34,15 @@ def _emit(text: str) -> None:
 
 
 def _fail(exc: DbHandlesError, fmt: str = "json") -> int:
+    from dbhandles.cli.output import render
+    from dbhandles.commands.envelope import error_envelope
+
     _emit(render(error_envelope(exc), fmt))
     return 1
 
 
 def _unknown(name: str) -> UnknownCommand:
-    group = sorted(n.split("/", 1)[1] for n in COMMANDS if n.startswith(f"{name}/"))
+    group = sorted(n.split("/", 1)[1] for n in COMMAND_NAMES if n.startswith(f"{name}/"))
     if group:
         return UnknownCommand(
             f"{name!r} needs a subcommand: {', '.join(f'jtag {name} {verb}' for verb in group)}",
@@ -61,29 +60,35 @@ def command_name(args: Sequence[str]) -> tuple[str, list[str]]:
     ``jtag token create`` is ``jtag token/create``: a group and a verb given as two words name the
     command ``group/verb``.
     """
-    if len(args) >= 2 and "/" not in args[0] and f"{args[0]}/{args[1]}" in COMMANDS:
+    if len(args) >= 2 and "/" not in args[0] and f"{args[0]}/{args[1]}" in COMMAND_NAMES:
         return f"{args[0]}/{args[1]}", list(args[2:])
     return args[0], list(args[1:])
 
 
 def _help(args: list[str]) -> int:
     if not args:
-        _emit(overview())
+        _emit(OVERVIEW)
         return 0
     if args[0] == "--markdown":
+        from dbhandles.cli.help import markdown  # generated from the params models themselves
+
         _emit(markdown())
         return 0
-    if args[0] in ("import-jsonl", "export-jsonl"):
-        # Their own usage texts (they run in-process, with their own flags): the same as --help.
-        from dbhandles.cli.jsonl import EXPORT_USAGE, IMPORT_USAGE
-
-        _emit(IMPORT_USAGE if args[0] == "import-jsonl" else EXPORT_USAGE)
-        return 0
-    name, _ = command_name(args)
-    if name in COMMANDS or name == "serve":
-        _emit(command_help(name))
+    # Commands, serve, and import-jsonl / export-jsonl (their own usage texts, as --help prints).
+    name = args[0] if args[0] in HELP else command_name(args)[0]
+    if name in HELP:
+        _emit(HELP[name])
         return 0
     return _fail(_unknown(name))
+
+
+def _command(name: str) -> Command:
+    from dbhandles.commands import COMMANDS  # a lookup imports only the command's own module
+
+    command = COMMANDS.get(name)
+    if command is None:
+        raise _unknown(name)
+    return command
 
 
 def run(name: str, argv: Sequence[str]) -> tuple[dict[str, Any], str]:
@@ -92,9 +97,12 @@ def run(name: str, argv: Sequence[str]) -> tuple[dict[str, Any], str]:
     Raises:
         DbHandlesError: the command line itself is wrong (unknown command, bad value, unknown key).
     """
-    command = COMMANDS.get(name)
-    if command is None:
-        raise _unknown(name)
+    from dbhandles.cli.parse import parse_args, to_params
+    from dbhandles.cli.session import cli_session
+    from dbhandles.cli.transport import LocalTransport, choose_transport
+    from dbhandles.settings import Settings
+
+    command = _command(name)
     args = parse_args(command, argv)
     params = to_params(command, args.params)
     settings = Settings.from_env()
@@ -136,8 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from dbhandles.cli.jsonl import export_main, import_main
 
         return (import_main if name == "import-jsonl" else export_main)(rest)
-    if name in COMMANDS and any(a in ("--help", "-h") for a in rest):
-        _emit(command_help(name))
+    if name in COMMAND_NAMES and any(a in ("--help", "-h") for a in rest):
+        _emit(HELP[name])
         return 0
     fmt = _format_of(rest)
     try:
@@ -153,5 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(
             DbHandlesError(f"{name} failed unexpectedly: {type(exc).__name__}: {exc}"), fmt
         )
+    from dbhandles.cli.output import render
+
     _emit(render(envelope, fmt))
     return 0 if envelope.get("success") is True else 1

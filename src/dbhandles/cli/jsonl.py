@@ -6,10 +6,18 @@ kebab-case, camelCase or snake_case keys), same parameters as ``data/import`` / 
 JSON on stdout (the envelope: ``success``, the counts, ``dbHandle``, ``output``...), progress goes to
 stderr, and the exit code is 0 exactly when ``success`` is true. Runs in-process against the durable
 handle registry of ``DBHANDLES_HOME``, so the printed ``dbHandle`` works in the next ``jtag`` call.
+
+Who runs it: without ``--token``, ``JTAG_TOKEN`` or ``JTAG_URL`` the local user (an administrator), in
+this process. A token or a URL names an actor of a server: then the command is sent to that server
+(``JTAG_URL``, else the server of this home) as ``data/import`` / ``data/export``, exactly as
+``jtag data/import`` would be, so it runs as that actor with its paths and rights (no progress is
+shown). When no server serves the home, a token is refused (``server_unreachable``), never ignored:
+running as the local administrator instead would be a silent escalation (docs/security.md).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -21,7 +29,7 @@ from pydantic import ValidationError
 from dbhandles.commands import builtin_commands
 from dbhandles.commands.envelope import error_envelope
 from dbhandles.context import Context
-from dbhandles.errors import DbHandlesError, Interrupted, InvalidParams
+from dbhandles.errors import DbHandlesError, Interrupted, InvalidParams, ServerUnreachable
 from dbhandles.importer.command import ExportHooks, ExportParams, ImportHooks, ImportParams
 from dbhandles.importer.export import ExportStats
 from dbhandles.importer.interrupt import deferred_interrupt
@@ -30,6 +38,8 @@ from dbhandles.importer.stats import ImportStats
 from dbhandles.settings import Settings
 
 if TYPE_CHECKING:
+    from dbhandles.cli.parse import CliArgs
+    from dbhandles.cli.transport import Transport
     from dbhandles.service import Service
 
 __all__ = ["export_main", "import_main"]
@@ -40,20 +50,29 @@ IMPORT_USAGE = """\
 usage: jtag import-jsonl --input=FILE.jsonl[.gz] --output=DB.sqlite [--collection=training_examples]
                          [--id-field=PATH] [--batch-size=N] [--on-error=abort|skip] [--rejects=FILE]
                          [--db-handle=HANDLE instead of --output] [--parser=auto|process|inline]
-                         [--progress=auto|bar|lines|none] [--quiet]
+                         [--progress=auto|bar|lines|none] [--quiet] [--token=TOKEN]
 
 Streams a JSONL file into a collection through a handle (opened with data/open, mode create), one
 transaction per batch. Re-running (also after a kill) stores each record once: ids come from
 --id-field, else the line's "id", else a hash of its content. Files of 16 MiB or more are parsed in
-a second process while this one writes. Prints a JSON summary on stdout."""
+a second process while this one writes. Prints a JSON summary on stdout. With --token (or
+JTAG_TOKEN, JTAG_URL) it runs on the server as that token's actor, like jtag data/import; with a
+token and no server it refuses (server_unreachable) rather than run as the local administrator."""
 
 EXPORT_USAGE = """\
 usage: jtag export-jsonl --input=DB.sqlite --output=FILE.jsonl[.gz] [--collection=training_examples]
                          [--filter='{"metadata.qualityScore":{"$gte":0.8}}'] [--page-size=N]
-                         [--db-handle=HANDLE instead of --input] [--quiet]
+                         [--fields=messages] [--omit-reserved] [--limit=N] [--order-by=FIELD]
+                         [--sample=N --seed=N] [--split='{"name":"train","fractions":{...}}']
+                         [--overwrite] [--db-handle=HANDLE instead of --input] [--quiet]
+                         [--token=TOKEN]
 
 Writes every record of a collection (id, fields, createdAt, updatedAt, version) as one JSON line;
-import-jsonl reads such a file back into the same records."""
+import-jsonl reads such a file back into the same records. --fields keeps only those fields (plus
+id), --omit-reserved leaves out id, createdAt, updatedAt and version (a fine-tuning file), --sample
+and --split pick deterministic subsets (docs/counting.md). An existing output file is refused
+(file_exists) unless --overwrite. With --token (or JTAG_TOKEN, JTAG_URL) it runs on the server as
+that token's actor, like jtag data/export (refused without a server)."""
 
 
 def _write(stream: TextIO, envelope: dict[str, Any], fmt: str = "json") -> None:
@@ -97,13 +116,38 @@ def _split_own_flags(argv: Sequence[str]) -> tuple[list[str], str, bool]:
     return rest, mode, wants_help
 
 
-def _params(name: str, argv: list[str]) -> tuple[dict[str, Any], str]:
-    """The raw params and the ``--format`` (json or table) of a command line."""
+def _args(name: str, argv: list[str]) -> CliArgs:
+    """The raw params, ``--format`` (json or table) and ``--token`` of a command line."""
     # The one jtag grammar; imported late because the jtag CLI imports this module.
     from dbhandles.cli.parse import parse_args
 
-    args = parse_args(builtin_commands()[name], argv)
-    return args.params, args.format
+    return parse_args(builtin_commands()[name], argv)
+
+
+def _server(name: str, token: str | None) -> Transport | None:
+    """The server to send the command to when the command line names an actor (``--token``,
+    ``JTAG_TOKEN``) or a server (``JTAG_URL``); ``None``: run in-process as the local user.
+
+    Raises:
+        ServerUnreachable: a token was given and no server serves this home.
+    """
+    from dbhandles.cli.transport import RemoteTransport, choose_transport, find_server
+
+    token = token or os.environ.get("JTAG_TOKEN") or None
+    settings = Settings.from_env()
+    if (os.environ.get("JTAG_URL") or "").strip():
+        return choose_transport(settings, token=token)  # JTAG_URL: always that server
+    if token is None:
+        return None
+    url = find_server(settings.home.expanduser())
+    if url is None:
+        command = "import-jsonl" if name == "data/import" else "export-jsonl"
+        raise ServerUnreachable(
+            f"{command}: the token names an actor of a server, but no server serves "
+            f"{settings.home} (start one with 'jtag serve', or set JTAG_URL); nothing ran: "
+            "without a server it would run as the local administrator, not as that actor"
+        )
+    return RemoteTransport(url, None, token)
 
 
 def _run(
@@ -124,7 +168,11 @@ def _run(
         if wants_help:
             out.write(usage + "\n")
             return 0
-        raw, fmt = _params(name, rest)
+        args = _args(name, rest)
+        raw, fmt = args.params, args.format
+        remote = _server(name, args.token) if service is None else None
+        if remote is not None:
+            return _remotely(remote, name, raw, out, fmt)
         if service is None:
             from dbhandles.service import Service
 
@@ -152,6 +200,18 @@ def _run(
             service.close()
     _write(out, envelope, fmt)
     return 0
+
+
+def _remotely(transport: Transport, name: str, raw: dict[str, Any], out: TextIO, fmt: str) -> int:
+    """Send the command to the server as the token's actor; print its envelope as it came."""
+    from dbhandles.cli.parse import to_params
+
+    try:
+        envelope = transport.dispatch(name, to_params(builtin_commands()[name], raw))
+    finally:
+        transport.close()
+    _write(out, envelope, fmt)
+    return 0 if envelope.get("success") is True else 1
 
 
 def _validated(

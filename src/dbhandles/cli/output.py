@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -9,7 +10,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["render", "render_json", "render_table", "table"]
+__all__ = ["render", "render_json", "render_table", "table", "visible"]
 
 #: Fields shown first, in this order, when a row has them; the rest follow in first-seen order.
 _LEADING = ("handle", "id", "name", "adapter", "isDefault", "recordCount")
@@ -22,6 +23,24 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
                 "recordId", "handle", "sessionId"),
 }  # fmt: skip
 _ENVELOPE_KEYS = ("success", "timestamp", "sessionId")
+
+
+#: C0 controls, DEL, C1 controls, and the bidirectional overrides and isolates (which reorder what
+#: a terminal shows): never printed raw in a table, whoever wrote them (a record, a command name an
+#: unauthenticated request gave, which ``data/audit`` shows).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def visible(text: str, keep: str = "") -> str:
+    """``text`` with every control character (but those in ``keep``) shown as an escape (``\\x1b``,
+    ``\\u202e``), so printing it cannot drive the terminal. JSON output needs none: orjson
+    escapes C0 controls, and its text is read by programs."""
+    return _CONTROL.sub(lambda m: m.group() if m.group() in keep else _escape(m), text)
 
 
 def render_json(envelope: dict[str, Any]) -> str:
@@ -41,7 +60,7 @@ def _cell(value: Any, key: str = "") -> str:
     if key.endswith("At") and isinstance(value, int) and value > 10**11:
         return datetime.fromtimestamp(value / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
     text = value if isinstance(value, str) else orjson.dumps(value).decode()
-    text = text.replace("\n", " ")
+    text = visible(text.replace("\n", " "))
     return text if len(text) <= _MAX_CELL else text[: _MAX_CELL - 1] + "…"
 
 
@@ -58,10 +77,11 @@ def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     """A plain-text table with a header rule; columns default to every key, id-like ones first."""
-    cols = list(columns) if columns is not None else _columns(rows)
-    if not cols:
+    keys = list(columns) if columns is not None else _columns(rows)
+    if not keys:
         return "(no columns)"
-    cells = [[_cell(row.get(c), c) for c in cols] for row in rows]
+    cells = [[_cell(row.get(c), c) for c in keys] for row in rows]
+    cols = [visible(c.replace("\n", " ")) for c in keys]  # record keys are anyone's text too
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(cols)]
     width = shutil.get_terminal_size((160, 24)).columns
     # Drop trailing columns that would not fit the terminal rather than wrapping every line.
@@ -79,17 +99,21 @@ def _summary(envelope: dict[str, Any], skip: str | None) -> list[str]:
     pairs = [(k, v) for k, v in envelope.items() if k not in _ENVELOPE_KEYS and k != skip]
     if not pairs:
         return []
+    pairs = [(visible(k), v) for k, v in pairs]
     width = max(len(k) for k, _ in pairs)
-    return [f"{k.ljust(width)}  {_cell(v, k) if not isinstance(v, str) else v}" for k, v in pairs]
+    return [
+        f"{k.ljust(width)}  {_cell(v, k) if not isinstance(v, str) else visible(v, keep=chr(10))}"
+        for k, v in pairs
+    ]
 
 
 def render_table(envelope: dict[str, Any]) -> str:
     """Items, handles and collections as a table; any other result as aligned ``key  value`` lines."""
     if not envelope.get("success", False):
-        code = envelope.get("code", "error")
-        lines = [f"error [{code}]: {envelope.get('error', '')}"]
+        code = visible(str(envelope.get("code", "error")))
+        lines = [f"error [{code}]: {visible(str(envelope.get('error', '')), keep=chr(10))}"]
         if envelope.get("field"):
-            lines.append(f"field: {envelope['field']}")
+            lines.append(f"field: {visible(str(envelope['field']))}")
         return "\n".join(lines)
     for key in ("items", "handles", "collections", "fields", "results", "tokens", "entries"):
         rows = envelope.get(key)

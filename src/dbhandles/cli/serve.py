@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dbhandles.cli.help import command_help
 from dbhandles.cli.output import render
@@ -20,10 +21,18 @@ from dbhandles.server.app import DEFAULT_THREADS
 from dbhandles.settings import Settings
 from dbhandles.wire import DEFAULT_HOST
 
-__all__ = ["ServeOptions", "bind", "display_url", "parse_options", "serve", "serve_main"]
+__all__ = [
+    "ServeOptions",
+    "announce",
+    "bind",
+    "display_url",
+    "parse_options",
+    "serve",
+    "serve_main",
+]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-_VALUED = ("host", "port", "log-level", "threads")
+_VALUED = ("host", "port", "log-level", "threads", "workers")
 _FLAGS = ("allow-anonymous",)
 
 
@@ -53,8 +62,17 @@ class ServeOptions:
         default=DEFAULT_THREADS,
         metadata=option(
             "integer",
-            "Worker threads for database work. Python work holds the GIL, so more threads help only "
-            "when commands wait on slow I/O rather than the CPU.",
+            "Worker threads for database work (plus one spare, for a caller that arrives while "
+            "others fill them). Python work holds the GIL, so more threads help only when "
+            "commands wait on slow I/O rather than the CPU.",
+        ),
+    )
+    workers: int = field(
+        default=1,
+        metadata=option(
+            "integer",
+            "Server processes sharing the port and the home (one process serves about one core); "
+            "see docs/scaling.md.",
         ),
     )
     allow_anonymous: bool = field(
@@ -112,6 +130,7 @@ def parse_options(argv: Sequence[str]) -> ServeOptions:
         port=_int("port", values.get("port", str(DEFAULT_PORT)), 0, 65535),
         log_level=level,
         threads=_int("threads", values.get("threads", str(DEFAULT_THREADS)), 1, 256),
+        workers=_int("workers", values.get("workers", "1"), 1, 64),
         allow_anonymous=values.get("allow-anonymous", "false").lower() in ("true", "1", "yes"),
         help="help" in values,
     )
@@ -168,8 +187,17 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def serve(options: ServeOptions, settings: Settings | None = None) -> None:
-    """Serve until SIGINT/SIGTERM; on the way out, running commands finish and the service closes.
+def serve(
+    options: ServeOptions, settings: Settings | None = None, *, listen: socket.socket | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM; on the way out every accepted request is answered (running
+    commands and jobs get ``shutdown_grace_seconds``, then jobs are cancelled at a batch boundary; see
+    ``server/shutdown.py``) and the service closes. ``options.workers`` above 1 runs that many
+    processes under a supervisor (``cli/workers.py``).
+
+    Args:
+        listen: the listening socket of a worker of ``--workers`` (given by its supervisor, which
+            also writes ``server.json`` and prints the banner).
 
     Raises:
         DbHandlesError: the address cannot be bound or the service cannot start.
@@ -178,10 +206,16 @@ def serve(options: ServeOptions, settings: Settings | None = None) -> None:
 
     from dbhandles.server import create_app
     from dbhandles.server.auth import install_log_redaction
+    from dbhandles.server.shutdown import GracefulServer
     from dbhandles.service import Service
 
     settings = settings or Settings.from_env()
-    sock = bind(options.host, options.port)
+    if options.workers > 1 and listen is None:
+        from dbhandles.cli.workers import serve_workers
+
+        serve_workers(options, settings)
+        return
+    sock = listen if listen is not None else bind(options.host, options.port)
     try:
         service = Service(settings=settings)
     except BaseException:
@@ -204,6 +238,7 @@ def serve(options: ServeOptions, settings: Settings | None = None) -> None:
         ws_max_size=settings.max_body_bytes,
         # Past this many connections (or running requests) uvicorn answers 503 itself.
         limit_concurrency=settings.max_connections,
+        # What is left after GracefulServer answered every accepted request (server/shutdown.py).
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
@@ -211,6 +246,35 @@ def serve(options: ServeOptions, settings: Settings | None = None) -> None:
     # browser); the app also takes the token out of the scope, this catches every other line.
     install_log_redaction()
     url = display_url(options.host, sock.getsockname()[1])
+    if listen is None:
+        announce(options, home, url, created, service.tokens.admin_file)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to the handler it found:
+    # make that handler a clean exit (status 0, cleanup done) instead of the default kill.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _stop) if main else None
+    try:
+        server = GracefulServer(config, app.state.dbhandles, settings.shutdown_grace_seconds)
+        server.run(sockets=[sock])
+    except _Stopped:
+        pass
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+        remove_state(home)
+        service.close()
+        sock.close()
+
+
+def announce(
+    options: ServeOptions,
+    home: Path,
+    url: str,
+    created: str | None,
+    admin_file: Path,
+    *,
+    workers: int = 1,
+) -> None:
+    """Record the server in ``<home>/server.json`` (with this process's id) and print the banner."""
     write_state(home, url)
     dashboard = f"{url}/"
     if created:
@@ -218,16 +282,15 @@ def serve(options: ServeOptions, settings: Settings | None = None) -> None:
         # drops it from the address. Later starts never print it (output often ends up in logs).
         dashboard += f"#token={created}"
     elif not options.allow_anonymous:
-        dashboard += (
-            f"  (the page asks for a token; the admin token is in {service.tokens.admin_file})"
-        )
+        dashboard += f"  (the page asks for a token; the admin token is in {admin_file})"
+    processes = f", {workers} workers" if workers > 1 else ""
     lines = [
-        f"dbhandles server on {url} (home {home}, pid {os.getpid()})",
+        f"dbhandles server on {url} (home {home}, pid {os.getpid()}{processes})",
         f"dashboard: {dashboard}",
     ]
     if created:
         lines.append(
-            f"created the admin token in {service.tokens.admin_file} (jtag uses it by itself; "
+            f"created the admin token in {admin_file} (jtag uses it by itself; "
             "this is the only time it is printed)"
         )
     if options.allow_anonymous:
@@ -238,20 +301,6 @@ def serve(options: ServeOptions, settings: Settings | None = None) -> None:
     lines.append("press Ctrl+C to stop")
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to the handler it found:
-    # make that handler a clean exit (status 0, cleanup done) instead of the default kill.
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _stop) if main else None
-    try:
-        uvicorn.Server(config).run(sockets=[sock])
-    except _Stopped:
-        pass
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
-        remove_state(home)
-        service.close()
-        sock.close()
 
 
 def serve_main(argv: Sequence[str]) -> int:

@@ -3,19 +3,20 @@
 ``JTAG_URL`` names the server explicitly; then it must be reachable (``server_unreachable`` otherwise:
 the CLI never quietly runs the command against a different registry). Without it, the CLI looks at
 ``<home>/server.json`` (written by ``jtag serve``) and at the default address, and uses a server only if
-its ``GET /health`` says it serves the same home folder. The remote path uses only ``http.client``, so
-a CLI call stays fast to start; what goes over the wire (routes, headers, envelopes, the
+its ``GET /health`` says it serves the same home folder (asked only of an address where something
+accepts a connection, so an in-process run never imports ``http.client``). The remote path uses only
+``http.client``, so a CLI call stays fast to start; what goes over the wire (routes, headers, envelopes, the
 ``server_unreachable`` failure) is ``dbhandles.wire``, which ``Client`` uses too.
 """
 
 from __future__ import annotations
 
-import http.client
 import os
+import socket
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -23,6 +24,9 @@ from dbhandles import wire
 from dbhandles.security.tokens import ADMIN_TOKEN_FILE
 from dbhandles.settings import Settings
 from dbhandles.wire import DEFAULT_PORT, DEFAULT_URL
+
+if TYPE_CHECKING:
+    import http.client
 
 __all__ = [
     "CLI_HINT",
@@ -90,6 +94,8 @@ def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, s
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {url!r}")
+    import http.client  # here, not at the top: an in-process command never needs it
+
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     return cls(parts.hostname, parts.port, timeout=timeout), parts.path.rstrip("/")
 
@@ -104,6 +110,8 @@ class RemoteTransport:
         self._headers = wire.request_headers(token, session_id)
 
     def dispatch(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        import http.client
+
         try:
             conn, prefix = _connection(self.url, COMMAND_TIMEOUT)
         except ValueError as exc:
@@ -129,6 +137,8 @@ class RemoteTransport:
 
 def health(url: str, timeout: float = HEALTH_TIMEOUT) -> dict[str, Any] | None:
     """``GET /health`` of ``url``, or ``None`` when nothing (or not a dbhandles server) answers."""
+    import http.client
+
     try:
         conn, prefix = _connection(url, timeout)
     except ValueError:
@@ -195,6 +205,17 @@ def _pid_alive(pid: object) -> bool:
     return True
 
 
+def _listening(url: str, timeout: float = HEALTH_TIMEOUT) -> bool:
+    """Whether anything accepts a TCP connection at ``url``'s address (nothing is sent)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def find_server(home: Path) -> str | None:
     """The URL of a live server for ``home`` (from ``server.json`` or the default address), else None."""
     candidates: list[str] = []
@@ -205,6 +226,8 @@ def find_server(home: Path) -> str | None:
         candidates.append(DEFAULT_URL)
     want = str(_canonical(home))
     for url in candidates:
+        if not _listening(url):
+            continue
         info = health(url)
         if info is not None and info.get("home") == want:
             return url

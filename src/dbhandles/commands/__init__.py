@@ -1,13 +1,13 @@
 """The command table and what a command is.
 
-Importing this package registers nothing: ``builtin_commands()`` imports the handler modules once and
-returns the table. The service calls it when it starts; the CLI's help and the server's OpenAPI
-document call it for the table alone.
+Importing this package registers nothing. ``COMMANDS`` imports what it is asked for: looking up one
+name imports only the module that registers it (``commands/index.py``), going over the table imports
+every built-in module (``commands/table.py``). ``builtin_commands()`` imports them all and returns the
+table: the CLI's help and the server's OpenAPI document call it for the table whole.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 
 from dbhandles.commands.base import (
@@ -19,6 +19,7 @@ from dbhandles.commands.base import (
     Params,
     Result,
 )
+from dbhandles.commands.table import BUILTIN_MODULES
 
 __all__ = [
     "BUILTIN_MODULES",
@@ -32,23 +33,8 @@ __all__ = [
     "builtin_commands",
 ]
 
-#: The modules whose handlers make up the built-in commands (the importer's data/import and
-#: data/export live in their own package).
-BUILTIN_MODULES = (
-    "dbhandles.commands.audit",
-    "dbhandles.commands.grants",
-    "dbhandles.commands.handles",
-    "dbhandles.commands.jobs",
-    "dbhandles.commands.listing",
-    "dbhandles.commands.maintenance",
-    "dbhandles.commands.records",
-    "dbhandles.commands.tokens",
-    "dbhandles.importer.command",
-)
-
 
 def builtin_commands() -> Mapping[str, Command]:
     """Register the built-in commands (the first call imports their modules) and return the table."""
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
+    COMMANDS.load_all()
     return COMMANDS

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, WithJsonSchema
 
-from dbhandles.commands.base import Call, Params, Result, command
+from dbhandles.commands.base import Call, CallerParams, Result, command
 from dbhandles.errors import InvalidParams
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def parse_since(value: str, now: datetime | None = None) -> str:
     )
 
 
-class AuditParams(Params):
+class AuditParams(CallerParams):
     actor: str | None = None
     """Only rows of this actor."""
     handle: str | None = None

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from dbhandles.commands.grammar import HandleName
+from dbhandles.commands.table import CommandTable
 from dbhandles.context import Context
+from dbhandles.errors import SessionMismatch
 from dbhandles.jsonmodel import JsonModel
 
 if TYPE_CHECKING:
@@ -19,17 +22,24 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COMMANDS",
+    "MAX_SESSION_ID",
     "Call",
+    "CallerParams",
     "Command",
     "DataParams",
     "DataResult",
     "Operation",
     "Params",
     "Result",
+    "caller_context",
+    "client_session",
     "command",
     "handle_target",
     "no_target",
 ]
+
+#: The longest session id (the server's ``X-Session-Id`` header has the same limit).
+MAX_SESSION_ID = 128
 
 #: What a command does to data; Phase 2 permission checks key on this, at one choke point.
 Operation = Literal["read", "write", "delete", "schema", "admin"]
@@ -48,11 +58,62 @@ class Params(JsonModel):
         alias_generator=to_camel,
         populate_by_name=True,
         frozen=True,
-        use_attribute_docstrings=True,
+        defer_build=True,
     )
 
 
-class DataParams(Params):
+class CallerParams(Params):
+    """Params every ``data/*`` command accepts because the original system's dispatcher sends them
+    on every call (docs/compatibility.md); ``caller_context`` checks them before the command runs."""
+
+    context: dict[str, Any] | None = None
+    """The original system's caller context (JTAGContext): accepted, never stored."""
+    session_id: Annotated[str, Field(min_length=1, max_length=MAX_SESSION_ID)] | None = None
+    """The caller's session: must be the one the call runs in (X-Session-Id, the WebSocket connection); a call without one runs in it."""
+    backend: Literal["server"] | None = None
+    """The original system's routing hint: only 'server' (this is the server)."""
+
+
+_CLIENT_SESSION = re.compile(r"^[^/#]*[/#](.*)$", re.DOTALL)
+
+
+def client_session(scoped: str | None) -> str | None:
+    """The session id as the client knows it, from the one a call runs in: ``alice/s1`` (HTTP,
+    scoped by the actor) and ``alice#c1`` (a WebSocket connection) give ``s1`` and ``c1``; an
+    in-process caller's id is itself; ``None`` (or ``alice/``, no header) when there is none."""
+    if scoped is None:
+        return None
+    found = _CLIENT_SESSION.match(scoped)
+    own = found.group(1) if found else scoped
+    return own or None
+
+
+def caller_context(params: BaseModel, context: Context) -> Context:
+    """The context a command runs in, given its ``sessionId`` param (the original's callers send it).
+
+    A call that runs in no session of its own (no ``X-Session-Id``, an in-process caller without
+    one) runs in ``<actor>/<sessionId>``, the session an ``X-Session-Id: <sessionId>`` header would
+    give: query cursors opened with one ``sessionId`` are continued with the same one.
+
+    Raises:
+        SessionMismatch: the call runs in a session and ``sessionId`` names another.
+    """
+    wanted = params.session_id if isinstance(params, CallerParams) else None
+    if wanted is None:
+        return context
+    own = client_session(context.session_id)
+    if own is None:
+        return replace(context, session_id=f"{context.actor}/{wanted}")
+    if own != wanted:
+        raise SessionMismatch(
+            f"sessionId: {wanted!r} is not the session this call runs in ({own!r}, from its "
+            "X-Session-Id header or its connection); send the same id in both, or leave one out",
+            field="sessionId",
+        )
+    return context
+
+
+class DataParams(CallerParams):
     """Params of every command that works on a database: the optional handle."""
 
     db_handle: HandleName | None = None
@@ -62,7 +123,12 @@ class DataParams(Params):
 class Result(BaseModel):
     """Base of every result model (the envelope's ``success`` and ``timestamp`` are added outside)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, defer_build=True)
+
+    #: Fields that hold records exactly as the adapter decoded them from JSON, fresh for each call
+    #: (JSON values only, shared with nothing): the envelope of a read command takes them as they
+    #: are instead of walking a 2 KB record a second time (``commands/envelope.py``).
+    json_fields: ClassVar[tuple[str, ...]] = ()
 
 
 class DataResult(Result):
@@ -134,7 +200,8 @@ class Command:
     target: TargetRule = no_target
 
 
-COMMANDS: dict[str, Command] = {}
+#: Every command by wire name; a lookup imports only the module that registers it (commands/table.py).
+COMMANDS = CommandTable()
 
 
 def command(
@@ -156,24 +223,24 @@ def command(
     """
 
     def register(fn: Callable[[Service, P, Call], R]) -> Callable[[Service, P, Call], R]:
-        if name in COMMANDS:
-            raise RuntimeError(f"command {name!r} registered twice")
-        COMMANDS[name] = Command(
-            name=name,
-            params=params,
-            result=result,
-            handler=fn,
-            operation=operation,
-            summary=summary,
-            example=example,
-            positional=positional,
-            uses_handle=issubclass(params, DataParams),
-            admin_only=admin_only,
-            target=target
-            if target is not None
-            else handle_target
-            if issubclass(params, DataParams)
-            else no_target,
+        COMMANDS.add(
+            Command(
+                name=name,
+                params=params,
+                result=result,
+                handler=fn,
+                operation=operation,
+                summary=summary,
+                example=example,
+                positional=positional,
+                uses_handle=issubclass(params, DataParams),
+                admin_only=admin_only,
+                target=target
+                if target is not None
+                else handle_target
+                if issubclass(params, DataParams)
+                else no_target,
+            )
         )
         return fn
 

@@ -18,6 +18,7 @@ through; docs/server.md describes each): ``re2`` (``$regex`` must compile as RE2
 
 from __future__ import annotations
 
+import functools
 import re
 import typing
 from collections.abc import Sequence
@@ -54,6 +55,7 @@ from dbhandles.filters import (
     MAX_REGEX_LENGTH,
     MAX_SORT_KEYS,
     RESERVED_FIELDS,
+    TOP_FIELD_PATTERN,
     parse_fields,
     parse_filter,
     parse_order_by,
@@ -65,6 +67,7 @@ from dbhandles.security.permissions import PRESETS, Isolation
 
 __all__ = [
     "FIELD_PATH_PATTERN",
+    "ORDER_KEYWORDS",
     "SCHEMAS",
     "SETTING_MAXIMUM",
     "ActorName",
@@ -113,13 +116,22 @@ def _caseless(word: str) -> str:
 
 
 _IDENT = IDENT_PATTERN.removeprefix("^").removesuffix("$")
-#: A dotted field path (``validate_path``): 1-16 identifiers; a system field has no sub-fields.
-_PATH = (
-    "(?!(?:" + "|".join(sorted(RESERVED_FIELDS)) + r")\.)"
-    + f"{_IDENT}(?:\\.{_IDENT}){{0,{MAX_PATH_PARTS - 1}}}"
-)  # fmt: skip
-FIELD_PATH_PATTERN = f"^{_PATH}$"
+_NO_SUBFIELDS = "(?!(?:" + "|".join(sorted(RESERVED_FIELDS)) + r")\.)"
+_REST = f"(?:\\.{_IDENT}){{0,{MAX_PATH_PARTS - 1}}}"
+#: A dotted field path of identifiers only: the shorthands (``orderBy`` text such as '-name' or
+#: 'name desc', ``fields`` as one comma-separated string) where a name with spaces would be ambiguous.
+_PATH = f"{_NO_SUBFIELDS}{_IDENT}{_REST}"
+#: A dotted field path (``validate_path``): a top-level field (any name without '.', control
+#: characters, a leading '$' or surrounding whitespace: a foreign table's ``Order Total``), then up to
+#: 15 identifiers; a system field has no sub-fields.
+FIELD_PATH_PATTERN = f"^{_NO_SUBFIELDS}(?:{TOP_FIELD_PATTERN}){_REST}$"
+#: A field path in the comma-separated text of ``fields``: its first part holds no ','.
+_LISTED = f"{_NO_SUBFIELDS}(?:{TOP_FIELD_PATTERN.replace('[^', '[^,')}){_REST}"
 _DIRECTION = f"(?:{_caseless('asc')}|{_caseless('desc')})"
+#: Words people write for an order that is not a field (``--orderBy=random``): refused, not read as
+#: a field that no record has (which sorted by id, silently). A field so named is ``{"field": ...}``.
+ORDER_KEYWORDS = ("random", "rand", "shuffle")
+_NOT_KEYWORD = "(?! *-?(?:" + "|".join(_caseless(w) for w in ORDER_KEYWORDS) + ")(?:[ :]|$))"
 
 _SCALAR = {"type": ["string", "number", "boolean", "null"]}
 _COLLECTION = {"type": "string", "pattern": COLLECTION_PATTERN}
@@ -199,7 +211,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "anyOf": [
             {
                 "type": "string",
-                "pattern": f"^ *(?:-{_PATH}|{_PATH}|{_PATH}[ :]+{_DIRECTION}[ :]*) *$",
+                "pattern": f"^{_NOT_KEYWORD} *(?:-{_PATH}|{_PATH}|{_PATH}[ :]+{_DIRECTION}[ :]*) *$",
             },
             {
                 "type": "object",
@@ -224,8 +236,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Fields": {
         "description": "A projection: field paths (a list, or one string separated by commas).",
         "anyOf": [
-            {"type": "array", "items": {"type": "string", "pattern": f"^ *{_PATH} *$"}},
-            {"type": "string", "pattern": f"^ *(?:{_PATH})? *(?:, *(?:{_PATH})? *)*$"},
+            {
+                "type": "array",
+                "items": {"type": "string", "pattern": f"^ *{FIELD_PATH_PATTERN[1:-1]} *$"},
+            },
+            {"type": "string", "pattern": f"^ *(?:{_LISTED})? *(?:, *(?:{_LISTED})? *)*$"},
             {"type": "null"},
         ],
     },
@@ -377,7 +392,13 @@ def _nullable(name: str) -> WithJsonSchema:
 
 
 def _wire_name(info: ValidationInfo) -> str:
-    return to_camel(info.field_name) if info.field_name else "params"
+    return _camel(info.field_name) if info.field_name else "params"
+
+
+@functools.cache
+def _camel(name: str) -> str:
+    """``to_camel``, once per field name (validators ask for it on every call)."""
+    return to_camel(name)
 
 
 def _check_filter(value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
@@ -386,7 +407,19 @@ def _check_filter(value: dict[str, Any] | None, info: ValidationInfo) -> dict[st
 
 
 def _check_order(value: Any, info: ValidationInfo) -> Any:
-    parse_order_by(value, _wire_name(info))
+    field = _wire_name(info)
+    for item in value if isinstance(value, list) else [value]:
+        if not isinstance(item, str):
+            continue
+        name = item.strip().lstrip("-").replace(":", " ").split(" ")[0]
+        if name.lower() in ORDER_KEYWORDS:
+            raise InvalidParams(
+                f"{field}: {name!r} is not a sort order; for a random selection use sample with a "
+                f"seed (a deterministic sample); to sort by a field named {name}, write "
+                f'{{"field": "{name}"}}',
+                field=field,
+            )
+    parse_order_by(value, field)
     return value
 
 

@@ -2,8 +2,10 @@
 
 Rights attach to the database (a file, by its real path), not to a handle: a grant is the ceiling of
 every handle the grantee opens on it and of every command it runs through another actor's handle on
-it. Grants live in the handle store. A change (a new grant, a narrower one, a revocation) closes the
-grantee's open handles on that database, so none keeps rights it no longer has.
+it. Grants live in the handle store. A change (a new grant, a narrower one, a revocation) bumps the
+access generation (``security/generation.py``: no cached decision, such as which events a WebSocket
+receives, outlives it) and closes the grantee's open handles on that database, so none keeps rights
+it no longer has.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field
 
 from dbhandles.adapters import FileConfig
-from dbhandles.commands.base import Call, DataParams, DataResult, Params, Result, command
+from dbhandles.commands.base import (
+    Call,
+    CallerParams,
+    DataParams,
+    DataResult,
+    Result,
+    command,
+)
 from dbhandles.commands.grammar import ActorName, HandleName, like
 from dbhandles.context import ACTOR_PATTERN
 from dbhandles.errors import AccessDenied, InvalidParams
@@ -93,6 +102,7 @@ def data_grant(service: Service, params: GrantParams, call: Call) -> GrantResult
     permissions = narrow(extra, GRANT_ACCESS[params.access])
     assert permissions is not None
     service.access.put_grant(database, actor, permissions, context)
+    service.registry.access_generation.bump()  # a narrower grant ends cached decisions at once
     closed = _close_handles_of(service, actor, database)
     assert isinstance(call.target.config, FileConfig)
     return GrantResult(db_handle=call.target.handle, actor=actor, path=call.target.config.path,
@@ -123,12 +133,13 @@ def data_revoke(service: Service, params: RevokeParams, call: Call) -> RevokeRes
     database = service.access.may_share(call.context, call.target)
     actor = _actor(params.actor)
     revoked = service.registry.store.delete_grant(database, actor)
+    service.registry.access_generation.bump()  # no cached decision outlives the grant
     closed = _close_handles_of(service, actor, database)
     return RevokeResult(db_handle=call.target.handle, actor=actor, revoked=revoked,
                         handles_closed=closed)  # fmt: skip
 
 
-class ListGrantsParams(Params):
+class ListGrantsParams(CallerParams):
     db_handle: HandleName | None = None
     """Only the grants on the database behind this handle (required for non-admin actors)."""
     actor: str | None = None

@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
-from pydantic import ConfigDict, Field, WithJsonSchema
+from pydantic import ConfigDict, Field, WithJsonSchema, model_validator
 
 from dbhandles.adapters import FileConfig, adapter_names, get_adapter_class
-from dbhandles.commands.base import Call, Params, Result, command, handle_target
+from dbhandles.commands.base import Call, CallerParams, Result, command, handle_target
 from dbhandles.commands.grammar import HandleName, like, model_ref
 from dbhandles.context import Context
 from dbhandles.dbfiles import create_empty
 from dbhandles.errors import DbHandlesError, InvalidParams, PathNotAllowed, StorageError
+from dbhandles.handle_entry import shown_alias
 from dbhandles.registry import ALIAS_PATTERN
 from dbhandles.security import paths
 from dbhandles.security.permissions import parse_permissions
@@ -31,14 +32,17 @@ __all__ = [
 ]
 
 
+#: The adapter ``data/open`` uses when the call names none (the README's and the original's default).
+DEFAULT_ADAPTER = "sqlite"
+
+
 def _open_schema(schema: dict[str, Any]) -> None:
-    """``adapter`` is required (``data_open`` says so with a hint) and names an adapter registered
-    now; ``config`` is that adapter's config model (or the same as JSON text), ``null`` only when
-    every key of it has a default."""
+    """``adapter`` names an adapter registered now (``sqlite`` when omitted); ``config`` is that
+    adapter's config model (or the same as JSON text), ``null`` only when every key of it has a
+    default."""
     properties = schema["properties"]
     properties["adapter"] = {"type": "string", "enum": adapter_names(),
                              "description": properties["adapter"].get("description")}  # fmt: skip
-    schema["required"] = sorted({*schema.get("required", ()), "adapter"})
     branches = []
     for name in adapter_names():
         model = get_adapter_class(name).config_model
@@ -48,33 +52,52 @@ def _open_schema(schema: dict[str, Any]) -> None:
              "contentSchema": model_ref(model)},
         ]  # fmt: skip
         branch: dict[str, Any] = {
-            "properties": {"adapter": {"const": name}, "config": {"anyOf": forms}}
+            "properties": {"adapter": {"const": name}, "config": {"anyOf": forms}},
+            "required": ["adapter"],
         }
         if any(field.is_required() for field in model.model_fields.values()):
-            branch["required"] = ["config"]
+            branch["required"] = ["adapter", "config"]
         else:
             forms.append({"type": "null"})
         branches.append(branch)
+        if name == DEFAULT_ADAPTER:
+            # Without adapter: the default adapter's branch, adapter left out.
+            default = {k: v for k, v in branch.items() if k != "required"}
+            default["properties"] = {"config": branch["properties"]["config"]}
+            default["not"] = {"required": ["adapter"]}
+            if "config" in branch["required"]:
+                default["required"] = ["config"]
+            branches.append(default)
     schema["anyOf"] = branches
 
 
-class OpenParams(Params):
+class OpenParams(CallerParams):
     model_config = ConfigDict(json_schema_extra=_open_schema)
 
     adapter: str | None = None
-    """Adapter name: sqlite, memory, json, postgres (or one registered by an entry point)."""
+    """Adapter name: sqlite (the default), memory, json, postgres (or one registered by an entry point)."""
     config: dict[str, Any] | str | None = None
     """Adapter config, e.g. {"path": "/tmp/training.sqlite", "mode": "create"}."""
     alias: Annotated[str, WithJsonSchema({"type": "string", "pattern": ALIAS_PATTERN})] | None = (
         None
     )
-    """Optional alias to point at the new handle (e.g. 'training'); re-pointing one's own alias is allowed (another actor's is access_denied)."""
+    """Optional alias to point at the new handle (e.g. 'training'); aliases belong to the actor that points them (each actor has its own names); re-pointing one's own is allowed."""
     emit_events: bool = True
     """Publish data:* events for writes through this handle."""
     permissions: Annotated[dict[str, Any], like("Permissions")] | None = None
     """Phase 2: {read, write, delete, schema, allowedCollections, deniedCollections, owner, isolationMode, rowFilter, preset}."""
     preset: Annotated[str | None, like("Preset")] = None
     """Permission preset: GOD_MODE, READ_ONLY, TRAINING_JOB, PERSONA_KNOWLEDGE, COLLABORATIVE."""
+
+    @model_validator(mode="after")
+    def _adapter_given_or_left_out(self) -> OpenParams:
+        # Left out means sqlite; an explicit null names no adapter (the document says so too).
+        if self.adapter is None and "adapter" in self.model_fields_set:
+            raise InvalidParams(
+                f"adapter: give an adapter name, or leave adapter out for {DEFAULT_ADAPTER}",
+                field="adapter",
+            )
+        return self
 
 
 class OpenResult(Result):
@@ -96,13 +119,7 @@ class OpenResult(Result):
 )
 def data_open(service: Service, params: OpenParams, call: Call) -> OpenResult:
     context = call.context
-    if params.adapter is None:
-        raise InvalidParams(
-            f"adapter: missing required parameter; valid adapters: {', '.join(adapter_names())}. "
-            "Most commands use the default database automatically: you probably want data/list or "
-            "data/read instead of data/open",
-            field="adapter",
-        )
+    adapter = params.adapter if params.adapter is not None else DEFAULT_ADAPTER
     config = params.config
     if isinstance(config, str):
         try:
@@ -112,7 +129,7 @@ def data_open(service: Service, params: OpenParams, call: Call) -> OpenResult:
         if not isinstance(config, dict):
             raise InvalidParams("config: expects a JSON object", field="config")
     registry = service.registry
-    cls, parsed = registry.parse(params.adapter, config)
+    cls, parsed = registry.parse(adapter, config)
     requested = parse_permissions(params.permissions, params.preset)
     owned = (
         0
@@ -124,10 +141,13 @@ def data_open(service: Service, params: OpenParams, call: Call) -> OpenResult:
     if opening.resolved is not None:
         _prepare_file(opening, context)
     service.access.claim(opening, context)
+    if opening.claim is not None:
+        # An owner may have narrowed its database (isolation): cached decisions end now.
+        service.registry.access_generation.bump()
     effective = opening.permissions
     try:
         handle = registry.open(
-            params.adapter, opening.config, alias=params.alias, emit_events=params.emit_events,
+            adapter, opening.config, alias=params.alias, emit_events=params.emit_events,
             owner=context.actor, permissions=effective, take_alias=context.is_admin,
         )  # fmt: skip
     except DbHandlesError as exc:
@@ -135,7 +155,7 @@ def data_open(service: Service, params: OpenParams, call: Call) -> OpenResult:
             raise
         # A non-admin learns that the server could not be used, not why (which ports are open).
         raise type(exc)(
-            f"data/open: the {params.adapter} database could not be opened ({exc.code}); an "
+            f"data/open: the {adapter} database could not be opened ({exc.code}); an "
             "administrator can see why in the server log"
         ) from exc
     entry = registry.resolve(handle)
@@ -175,7 +195,7 @@ def _prepare_file(opening: Opening, context: Context) -> None:
         raise StorageError(f"cannot create {found.given}: {exc.strerror}") from exc
 
 
-class CloseParams(Params):
+class CloseParams(CallerParams):
     db_handle: HandleName
     """The handle (or alias) to close; 'default' cannot be closed."""
 
@@ -199,7 +219,7 @@ def data_close(service: Service, params: CloseParams, call: Call) -> CloseResult
     return CloseResult(db_handle=service.registry.close(params.db_handle))
 
 
-class ListHandlesParams(Params):
+class ListHandlesParams(CallerParams):
     pass
 
 
@@ -222,4 +242,12 @@ def data_list_handles(service: Service, params: ListHandlesParams, call: Call) -
         # An actor sees the shared default and its own handles, never other actors' (their paths,
         # aliases and permissions are theirs).
         entries = [e for e in entries if e.is_default or e.owner == context.actor]
+        for entry in entries:  # its aliases by the names it gives them (handle_entry.alias_key)
+            entry.aliases = [shown_alias(a, context.actor) for a in entry.aliases]
+        infos = [e.info() for e in entries]
+        for info in infos:
+            if info["isDefault"]:
+                # The default database's file lies in the home: its path is not the actor's to know.
+                info["config"] = {k: v for k, v in info["config"].items() if k != "path"}
+        return HandlesResult(handles=infos)
     return HandlesResult(handles=[e.info() for e in entries])

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, WithJsonSchema
 
-from dbhandles.commands.base import Call, Params, Result, command
+from dbhandles.commands.base import Call, CallerParams, Result, command
 from dbhandles.commands.grammar import params_of
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ __all__ = ["JOB_COMMAND_NAMES", "JobInfo", "JobParams", "JobStartParams"]
 
 
 #: The commands that run as jobs (``jobs.JOB_COMMANDS``).
-JOB_COMMAND_NAMES = ("data/export", "data/import", "data/vacuum")
+JOB_COMMAND_NAMES = ("data/copy", "data/export", "data/import", "data/vacuum")
 
 
 def _job_start_schema(schema: dict[str, Any]) -> None:
@@ -39,16 +39,16 @@ def _job_start_schema(schema: dict[str, Any]) -> None:
     schema["anyOf"] = branches
 
 
-class JobStartParams(Params):
+class JobStartParams(CallerParams):
     model_config = ConfigDict(json_schema_extra=_job_start_schema)
 
     command: Annotated[str, WithJsonSchema({"type": "string", "enum": list(JOB_COMMAND_NAMES)})]
-    """The long command to run: data/import, data/export or data/vacuum."""
+    """The long command to run: data/import, data/export, data/copy or data/vacuum."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Its parameters, as for the command itself (checked when the job starts)."""
 
 
-class JobParams(Params):
+class JobParams(CallerParams):
     job_id: str = Field(min_length=1, max_length=64)
     """The jobId that data/job-start (or data/job-list) gave."""
 
@@ -67,7 +67,7 @@ class JobInfo(Result):
     error: dict[str, Any] | None = None
 
 
-class JobListParams(Params):
+class JobListParams(CallerParams):
     pass
 
 
@@ -80,7 +80,7 @@ class JobListResult(Result):
     params=JobStartParams,
     result=JobInfo,
     operation="write",
-    summary="Start data/import, data/export or data/vacuum as a job on the server; answer its jobId at once.",
+    summary="Start data/import, data/export, data/copy or data/vacuum as a job on the server; answer its jobId at once.",
     example='jtag data/job-start --command=data/import --params=\'{"input": "/datasets/a.jsonl", "output": "/datasets/a.sqlite"}\'',
 )
 def job_start(service: Service, params: JobStartParams, call: Call) -> JobInfo:

@@ -6,9 +6,9 @@ one per service (``service.cursors``); the handlers here parse params and shape 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field, WithJsonSchema
+from pydantic import ConfigDict, Field, WithJsonSchema
 
 from dbhandles.commands.base import (
     Call,
@@ -19,24 +19,29 @@ from dbhandles.commands.base import (
     command,
 )
 from dbhandles.commands.grammar import (
-    FieldPath,
+    CollectionName,
     FieldsSpec,
     OptionalFilterSpec,
     OrderBySpec,
     SettingMaximum,
 )
+from dbhandles.commands.legacy_cursor import KeyCursor, LegacyPosition, legacy_position
 from dbhandles.commands.records import CollectionParams
+from dbhandles.commands.selection import (
+    SampleSize,
+    Seed,
+    SplitSpec,
+    add_seed_rule,
+    sampling_of,
+)
 from dbhandles.context import Context
-from dbhandles.errors import CursorNotFound, HandleNotFound, InvalidParams
+from dbhandles.errors import AccessDenied, CursorNotFound, HandleNotFound, InvalidParams
 from dbhandles.filters import (
-    Compare,
-    FilterNode,
     parse_fields,
     parse_filter,
     parse_order_by,
-    validate_path,
 )
-from dbhandles.paging import and_filters, decode_token, encode_token, fetch_page
+from dbhandles.paging import and_filters, count_matching, decode_token, encode_token, fetch_page
 from dbhandles.query_cursors import CursorPage
 from dbhandles.registry import HandleEntry
 
@@ -49,15 +54,9 @@ __all__ = ["ListParams", "QueryCloseParams", "QueryNextParams", "QueryOpenParams
 CURSOR_TOKEN = {"type": "string", "format": "dbh-cursor"}
 
 
-class KeyCursor(Params):
-    """The original system's cursor: rows whose ``field`` is after/before ``value``."""
-
-    field: FieldPath
-    value: str | int | float | bool
-    direction: Literal["after", "before"] = "after"
-
-
 class ListParams(CollectionParams):
+    model_config = ConfigDict(json_schema_extra=add_seed_rule)
+
     filter: OptionalFilterSpec = None
     """Mongo-style filter, e.g. {"metadata.qualityScore": {"$gte": 0.8}}."""
     order_by: OrderBySpec = None
@@ -70,9 +69,17 @@ class ListParams(CollectionParams):
     """nextCursor from the previous page (or {field, value, direction})."""
     skip_count: bool = False
     """Do not compute count (faster on big collections)."""
+    sample: SampleSize | None = None
+    """Keep a deterministic random sample of this many matching records (same seed, same sample)."""
+    seed: Seed = 0
+    """The sample's seed."""
+    split: SplitSpec | None = None
+    """Keep one part of a deterministic split by id, e.g. {"name": "train", "fractions": {"train": 0.8, "test": 0.2}}."""
 
 
 class ListResult(DataResult):
+    json_fields = ("items",)
+
     collection: str
     items: list[dict[str, Any]]
     count: int | None
@@ -106,27 +113,29 @@ def data_list(service: Service, params: ListParams, call: Call) -> ListResult:
     filter_node = parse_filter(params.filter)
     order = parse_order_by(params.order_by)
     fields = parse_fields(params.fields)
+    sampling = sampling_of(params.sample, params.seed, params.split)
     after = None
-    extra: FilterNode | None = None
+    legacy: LegacyPosition | None = None
     if isinstance(params.cursor, str):
         after = decode_token(params.cursor, order)
     elif isinstance(params.cursor, KeyCursor):
-        path = validate_path(params.cursor.field, "cursor.field")
-        extra = Compare(
-            path, "gt" if params.cursor.direction == "after" else "lt", params.cursor.value
-        )
+        legacy = legacy_position(params.cursor, params.order_by)
+        order, after = legacy.order, legacy.after
     with service.lease(call) as (entry, adapter), adapter.session() as session:
         filter_node = and_filters(entry.row_filter, filter_node)
+        if legacy is not None:
+            legacy.check_ties(session, collection, filter_node)
         items: list[dict[str, Any]] = []
         last, has_more = None, False
         if limit > 0:
             items, last, has_more = fetch_page(
-                session, collection, and_filters(filter_node, extra), order, limit, after, fields
+                session, collection, filter_node, order, limit, after, fields, sampling
             )
+        # As in the original, count is every match, not what is left after the cursor.
         count = (
             None
             if params.skip_count
-            else session.count(collection, and_filters(filter_node, extra))
+            else count_matching(session, collection, filter_node, sampling)
         )
     return ListResult(
         db_handle=entry.handle, collection=collection, items=items, count=count, has_more=has_more,
@@ -138,6 +147,8 @@ def data_list(service: Service, params: ListParams, call: Call) -> ListResult:
 
 
 class QueryOpenParams(CollectionParams):
+    model_config = ConfigDict(json_schema_extra=add_seed_rule)
+
     filter: OptionalFilterSpec = None
     """Mongo-style filter."""
     order_by: OrderBySpec = None
@@ -146,6 +157,12 @@ class QueryOpenParams(CollectionParams):
     """Rows per query-next (default 100, at most 500)."""
     fields: FieldsSpec = None
     """Projection: only these fields, plus id."""
+    sample: SampleSize | None = None
+    """Page a deterministic random sample of this many matching records."""
+    seed: Seed = 0
+    """The sample's seed."""
+    split: SplitSpec | None = None
+    """Page one part of a deterministic split by id (as data/list)."""
 
 
 class QueryOpenResult(DataResult):
@@ -170,14 +187,18 @@ def data_query_open(service: Service, params: QueryOpenParams, call: Call) -> Qu
     filter_node = parse_filter(params.filter)
     order = parse_order_by(params.order_by if params.order_by is not None else "desc")
     parse_fields(params.fields)
+    sampling = sampling_of(params.sample, params.seed, params.split)
     # Non-admin actors hold a limited number of cursors; a too large spec is refused before the count.
     owner = None if context.is_admin else context.actor
     service.cursors.check(params.filter, order, params.fields, owner)
     with service.lease(call) as (entry, adapter), adapter.session() as session:
-        total = session.count(collection, and_filters(entry.row_filter, filter_node))
+        total = count_matching(
+            session, collection, and_filters(entry.row_filter, filter_node), sampling
+        )
     row = service.cursors.open(
         entry, collection, filter=params.filter, order=order, fields=params.fields,
         page_size=page_size, total_count=total, session_id=context.session_id, owner=owner,
+        sampling=sampling,
     )  # fmt: skip
     return QueryOpenResult(db_handle=entry.handle, query_handle=row.cursor_id, collection=collection,
                            total_count=total, page_size=page_size)  # fmt: skip
@@ -186,9 +207,13 @@ def data_query_open(service: Service, params: QueryOpenParams, call: Call) -> Qu
 class QueryNextParams(DataParams):
     query_handle: str
     """The queryHandle from data/query-open."""
+    collection: CollectionName | None = None
+    """The cursor's collection, as the original sends it: checked, a different one is refused."""
 
 
 class QueryNextResult(DataResult):
+    json_fields = ("items",)
+
     query_handle: str
     collection: str
     items: list[dict[str, Any]]
@@ -205,12 +230,20 @@ def cursor_target(
 
     Raises:
         CursorNotFound: unknown, closed, expired, another session's, or another handle's.
+        InvalidParams: ``collection`` names another collection than the cursor's.
     """
     row = service.cursors.get(params.query_handle, context.session_id)
+    if params.collection is not None and params.collection.lower() != row.collection.lower():
+        raise InvalidParams(
+            f"collection: this query is over {row.collection!r}, not {params.collection!r}",
+            field="collection",
+        )
     if params.db_handle is not None:
-        try:
-            named = service.registry.resolve(params.db_handle).handle
-        except HandleNotFound:
+        try:  # as the caller names handles: its own aliases are per actor (handle_entry.alias_key)
+            named = service.registry.resolve_for(
+                params.db_handle, context.actor, context.is_admin
+            ).handle
+        except (HandleNotFound, AccessDenied):
             named = None
         if named != row.handle:
             raise CursorNotFound(
@@ -244,9 +277,10 @@ def closing_cursor_target(
 )
 def data_query_next(service: Service, params: QueryNextParams, call: Call) -> QueryNextResult:
     # The dispatcher authorised the cursor's own handle (``cursor_target``), not just the one named.
-    page = service.cursors.next(
-        params.query_handle, call.context.session_id, handle_name=params.db_handle
-    )
+    # The handle the caller named is the cursor's (``cursor_target`` checked it, aliases resolved
+    # as the caller names them): its id is passed on.
+    named = call.target.handle if params.db_handle is not None and call.target else None
+    page = service.cursors.next(params.query_handle, call.context.session_id, handle_name=named)
     return _page(page)
 
 
@@ -260,6 +294,8 @@ def _page(page: CursorPage) -> QueryNextResult:
 class QueryCloseParams(DataParams):
     query_handle: str
     """The queryHandle to close (closing twice is fine)."""
+    collection: CollectionName | None = None
+    """The cursor's collection, as the original sends it: checked, a different one is refused."""
 
 
 class QueryCloseResult(Result):

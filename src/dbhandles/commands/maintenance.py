@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from dbhandles.adapters.base import Query
+from dbhandles.adapters.base import Query, Session
 from dbhandles.commands.base import Call, DataParams, DataResult, command
 from dbhandles.commands.grammar import CollectionName
 from dbhandles.commands.records import CollectionParams
 from dbhandles.evaluate import rank
 from dbhandles.events import event_name
-from dbhandles.filters import RESERVED_FIELDS, validate_collection
+from dbhandles.filters import RESERVED_FIELDS, FilterNode, validate_collection
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -24,7 +24,7 @@ _TYPE_NAMES = {0: "null", 1: "boolean", 2: "number", 3: "string"}
 
 class SchemaParams(DataParams):
     collection: CollectionName | None = None
-    """A collection; omitted lists every collection with its record count."""
+    """A collection or table; omitted lists every collection, table and view with its record count."""
 
 
 class SchemaResult(DataResult):
@@ -34,6 +34,8 @@ class SchemaResult(DataResult):
     declared: bool | None = None
     fields: list[dict[str, Any]] | None = None
     indexes: list[str] | None = None
+    #: A table or view dbhandles did not create (docs/foreign-tables.md): kind, columns, key, ...
+    table: dict[str, Any] | None = None
 
 
 def _json_type(value: Any) -> str:
@@ -66,7 +68,8 @@ def _infer(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     params=SchemaParams,
     result=SchemaResult,
     operation="read",
-    summary="Without a collection: every collection with its record count. With one: its fields.",
+    summary="Without a collection: every collection, table and view with its kind and record "
+    "count (tables and views with columns, key, indexes, foreign keys). With one: its fields.",
     example="jtag data/schema --collection=training_examples",
 )
 def data_schema(service: Service, params: SchemaParams, call: Call) -> SchemaResult:
@@ -83,13 +86,29 @@ def data_schema(service: Service, params: SchemaParams, call: Call) -> SchemaRes
             listing = [
                 {
                     "name": n,
+                    "kind": "collection",
                     "recordCount": session.count(n, entry.row_filter),
                     "declared": service.schemas.get(n) is not None,
                 }
                 for n in names
             ]
+            if adapter.features.foreign_tables:
+                listing.extend(
+                    _foreign_entry(session, table, entry.row_filter)
+                    for table in session.tables()
+                    if permissions is None or permissions.collection_refusal(table["name"]) is None
+                )
             return SchemaResult(db_handle=entry.handle, collections=listing)
         collection = validate_collection(params.collection)
+        foreign = session.table(collection) if adapter.features.foreign_tables else None
+        if foreign is not None:
+            described = _foreign_entry(session, foreign, entry.row_filter)
+            return SchemaResult(
+                db_handle=entry.handle, collection=foreign["name"], declared=False,
+                record_count=described["recordCount"], table=described,
+                fields=[_column_field(c) for c in foreign["columns"]],
+                indexes=[i["name"] for i in foreign["indexes"]],
+            )  # fmt: skip
         count = session.count(collection, entry.row_filter)
         decl = service.schemas.get(collection)
         if decl is not None and decl.model is not None:
@@ -103,6 +122,26 @@ def data_schema(service: Service, params: SchemaParams, call: Call) -> SchemaRes
             declared=decl is not None, fields=fields,
             indexes=[".".join(p) for p in decl.indexes] if decl else [],
         )  # fmt: skip
+
+
+def _foreign_entry(
+    session: Session, table: dict[str, Any], row_filter: FilterNode | None
+) -> dict[str, Any]:
+    """A table or view as ``data/schema`` lists it: its description and a row count
+    (``recordCount``, under the handle's row filter; ``null`` when it cannot be read). The count is
+    exact, except for a large PostgreSQL table read without a row filter: the adapter's estimate
+    (``recordCountEstimate``, from ``pg_class.reltuples``), with ``recordCountEstimated: true``."""
+    estimate = table.pop("recordCountEstimate", None)
+    if estimate is not None and row_filter is None:
+        return {**table, "recordCount": estimate, "recordCountEstimated": True, "declared": False}
+    count = None if "refused" in table else session.count(table["name"], row_filter)
+    return {**table, "recordCount": count, "recordCountEstimated": False, "declared": False}
+
+
+def _column_field(column: dict[str, Any]) -> dict[str, Any]:
+    """A column in the shape of an inferred field (``name``, ``type``, ``required``)."""
+    return {"name": column.get("field", column["name"]), "type": column["type"],
+            "required": not column["nullable"]}  # fmt: skip
 
 
 class TruncateParams(CollectionParams):

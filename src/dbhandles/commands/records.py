@@ -27,7 +27,7 @@ __all__ = ["BatchOp", "BatchParams", "CreateParams", "DeleteParams", "ReadParams
 
 class CollectionParams(DataParams):
     collection: CollectionName
-    """Collection name: letters, digits and underscores (e.g. training_examples)."""
+    """Collection, table or view name (e.g. training_examples); a new collection's: letters, digits, _."""
 
     def checked_collection(self) -> str:
         return validate_collection(self.collection)
@@ -53,6 +53,8 @@ class CreateParams(CollectionParams):
 
 
 class RecordResult(DataResult):
+    json_fields = ("data",)
+
     collection: str
     id: str
     data: dict[str, Any] | None = None
@@ -77,7 +79,9 @@ def data_create(service: Service, params: CreateParams, call: Call) -> RecordRes
     service.publish(entry, event_name(collection, "created"),
                     {"collection": collection, "id": record["id"], "record": record},
                     params.suppress_events)  # fmt: skip
-    return RecordResult(db_handle=entry.handle, collection=collection, id=record["id"], data=record)
+    # str(): the key of a table dbhandles did not create may be a number (docs/foreign-tables.md).
+    return RecordResult(db_handle=entry.handle, collection=collection, id=str(record["id"]),
+                        data=record)  # fmt: skip
 
 
 class ReadParams(CollectionParams):
@@ -102,8 +106,10 @@ def data_read(service: Service, params: ReadParams, call: Call) -> ReadResult:
     collection = params.checked_collection()
     with service.lease(call) as (entry, adapter):
         record = visible(adapter.read_one(collection, check_record_id(params.id)), entry.row_filter)
-    return ReadResult(db_handle=entry.handle, collection=collection, id=params.id,
-                      data=record, found=record is not None)  # fmt: skip
+    # Built without validation: every value is already checked (the record is the adapter's, fresh
+    # for this call), and validating would copy the record (the hot path of data/read).
+    return ReadResult.model_construct(db_handle=entry.handle, collection=collection, id=params.id,
+                                      data=record, found=record is not None)  # fmt: skip
 
 
 class UpdateParams(CollectionParams):
@@ -121,8 +127,10 @@ class UpdateParams(CollectionParams):
 
 class UpdateResult(RecordResult):
     found: bool = True
-    previous_version: int
-    new_version: int
+    previous_version: int | None
+    """The version before the update; null on a table without a version column."""
+    new_version: int | None
+    """The version after it; null on a table without a version column."""
 
 
 @command(
@@ -148,7 +156,7 @@ def data_update(service: Service, params: UpdateParams, call: Call) -> UpdateRes
                     {"collection": collection, "id": params.id, "record": record},
                     params.suppress_events)  # fmt: skip
     return UpdateResult(db_handle=entry.handle, collection=collection, id=params.id, data=record,
-                        previous_version=previous, new_version=record["version"])  # fmt: skip
+                        previous_version=previous, new_version=record.get("version"))  # fmt: skip
 
 
 class DeleteParams(CollectionParams):
@@ -269,7 +277,8 @@ def _apply(
                 {"collection": collection, "id": record["id"], "record": record},
             )
         )
-        return {"op": "create", "collection": collection, "id": record["id"], "version": 1}
+        return {"op": "create", "collection": collection, "id": record["id"],
+                "version": record.get("version")}  # fmt: skip
     if op.id is None:
         raise InvalidParams(f"id: {op.op} needs an id", field="id")
     if op.op == "update":
@@ -285,7 +294,7 @@ def _apply(
             )
         )
         return {"op": "update", "collection": collection, "id": op.id, "previousVersion": previous,
-                "newVersion": record["version"]}  # fmt: skip
+                "newVersion": record.get("version")}  # fmt: skip
     deleted = delete_record(session, collection, op.id, row_filter)
     if deleted:
         events.append((event_name(collection, "deleted"), {"collection": collection, "id": op.id}))

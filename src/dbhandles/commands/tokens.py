@@ -111,4 +111,5 @@ class TokenRevokeResult(Result):
 )
 def token_revoke(service: Service, params: TokenRevokeParams, call: Call) -> TokenRevokeResult:
     row = service.tokens.revoke(params.token_id)
+    service.registry.access_generation.bump()  # open WebSockets re-check their token at once
     return TokenRevokeResult(token_id=row.token_id, actor=row.actor)

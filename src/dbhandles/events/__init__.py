@@ -1,5 +1,6 @@
 """Events: the in-process bus (``bus``) and the bridges that carry events between processes
-(``postgres``: LISTEN/NOTIFY on a shared PostgreSQL default; imported only when configured)."""
+(``sqlite_log``: the event log of an SQLite home; ``postgres``: LISTEN/NOTIFY on a shared PostgreSQL
+default, imported only when configured)."""
 
 from __future__ import annotations
 

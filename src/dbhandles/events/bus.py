@@ -20,6 +20,8 @@ __all__ = ["Event", "EventBus", "Subscription", "event_name", "matcher"]
 log = logging.getLogger(__name__)
 
 Callback = Callable[["Event"], None]
+#: ``sequencer(event, deliver)``: see ``EventBus.set_sequencer``.
+Sequencer = Callable[["Event", Callback], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +78,26 @@ class EventBus:
         self._lock = threading.Lock()
         self._subs: tuple[Subscription, ...] = ()
         self._bridges: tuple[Callable[[Event], None], ...] = ()
+        self._watchers: tuple[Callable[[], None], ...] = ()
+        self._sequencer: Sequencer | None = None
 
     def subscribe(self, pattern: str, callback: Callback) -> Subscription:
         sub = Subscription(self, pattern, callback)
         with self._lock:
             self._subs = (*self._subs, sub)
+            watchers = self._watchers
+        for watcher in watchers:
+            try:
+                watcher()
+            except Exception:
+                log.exception("event bus watcher failed on subscribe(%r)", pattern)
         return sub
+
+    def on_subscribe(self, watcher: Callable[[], None]) -> None:
+        """Call ``watcher()`` on every ``subscribe``, before it returns (a bridge that receives from
+        other processes starts listening there, so nobody pays for it until someone listens)."""
+        with self._lock:
+            self._watchers = (*self._watchers, watcher)
 
     def _remove(self, sub: Subscription) -> None:
         with self._lock:
@@ -92,18 +108,44 @@ class EventBus:
         with self._lock:
             self._bridges = (*self._bridges, forward)
 
+    def set_sequencer(self, sequencer: Sequencer) -> None:
+        """Let ``sequencer(event, deliver)`` run the local delivery of each locally published event
+        (it must call ``deliver(event)`` once): a log shared by processes places the event in its
+        order first, and delivers what other processes logged before it."""
+        with self._lock:
+            self._sequencer = sequencer
+
     def publish(self, name: str, payload: dict[str, Any], *, forward: bool = True) -> None:
         """Deliver to every matching subscriber; exceptions are logged, never raised."""
         event = Event(name, payload)
-        for sub in self._subs:
-            if sub.matches(name):
-                try:
-                    sub.callback(event)
-                except Exception:
-                    log.exception("event subscriber for %r failed on %s", sub.pattern, name)
+        sequencer = self._sequencer if forward else None
+        if sequencer is None:
+            self._deliver(event)
+        else:
+            delivered = False
+
+            def deliver(event: Event) -> None:
+                nonlocal delivered
+                delivered = True
+                self._deliver(event)
+
+            try:
+                sequencer(event, deliver)
+            except Exception:
+                log.exception("event sequencer failed on %s", name)
+            if not delivered:
+                self._deliver(event)
         if forward:
             for bridge in self._bridges:
                 try:
                     bridge(event)
                 except Exception:
                     log.exception("event bridge failed on %s", name)
+
+    def _deliver(self, event: Event) -> None:
+        for sub in self._subs:
+            if sub.matches(event.name):
+                try:
+                    sub.callback(event)
+                except Exception:
+                    log.exception("event subscriber for %r failed on %s", sub.pattern, event.name)

@@ -27,17 +27,22 @@ from dbhandles.commands.base import Call, DataParams, DataResult, command
 from dbhandles.commands.grammar import (
     CollectionName,
     FieldPath,
+    FieldsSpec,
     HandleName,
     OptionalFilterSpec,
+    OrderBySpec,
     PathText,
 )
+from dbhandles.commands.recheck import AccessWatch, Use
+from dbhandles.commands.selection import SampleSize, Seed, SplitSpec, sampling_of, seed_rule
 from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError, FileExists, InvalidParams, NotSupported
-from dbhandles.filters import parse_filter, validate_collection
-from dbhandles.importer.export import DEFAULT_PAGE_SIZE, ExportStats, run_export
+from dbhandles.filters import parse_fields, parse_filter, parse_order_by, validate_collection
+from dbhandles.importer.export import DEFAULT_PAGE_SIZE, ExportStats, Selection, run_export
 from dbhandles.importer.parallel import ParserMode
 from dbhandles.importer.progress import NullProgress, Progress
 from dbhandles.importer.reader import ChunkReader
+from dbhandles.importer.rejects import check_replaceable
 from dbhandles.importer.run import (
     DEFAULT_BATCH_SIZE,
     MAX_BATCH_SIZE,
@@ -52,6 +57,7 @@ from dbhandles.importer.target import (
     one_target_schema,
     resolve_target,
 )
+from dbhandles.paging import and_filters
 from dbhandles.registry import HandleEntry
 from dbhandles.security import paths
 
@@ -117,14 +123,18 @@ class ImportResult(DataResult):
 
 
 class _EventProgress:
-    """Publishes ``import:progress`` at most every ``PROGRESS_EVENT_INTERVAL`` seconds."""
+    """Publishes ``import:progress`` at most every ``PROGRESS_EVENT_INTERVAL`` seconds; ``watch``
+    first checks, after every chunk, that the caller still may write (``commands/recheck.py``)."""
 
-    def __init__(self, publish: Callable[[str, dict[str, Any]], None], inner: Progress) -> None:
-        self.publish, self.inner = publish, inner
+    def __init__(self, publish: Callable[[str, dict[str, Any]], None], inner: Progress,
+                 watch: Callable[[], None] | None = None) -> None:  # fmt: skip
+        self.publish, self.inner, self.watch = publish, inner, watch
         self._last = 0.0
 
     def update(self, stats: ImportStats) -> None:
         self.inner.update(stats)
+        if self.watch is not None:
+            self.watch()
         now = time.monotonic()
         if now - self._last >= PROGRESS_EVENT_INTERVAL:
             self._last = now
@@ -194,6 +204,16 @@ def import_target(service: Service, params: ImportParams, context: Context) -> H
     source = check_file(service, params.input, "input", context)
     _regular_file(params.input, source)
     ChunkReader(source).close()  # a missing or unreadable input fails before the output is opened
+    if params.on_error == "skip":
+        # Every path is decided before anything is created: a refused rejects file never leaves a
+        # new output database (and its handle) behind.
+        given: str | Path | None = params.rejects
+        if given is None and params.output is not None:
+            output = paths.resolve(service.settings, context, params.output, "config.path",
+                                   "database")  # fmt: skip
+            given = default_rejects_path(output.path)
+        if given is not None:
+            check_replaceable(check_file(service, given, "rejects", context, writing=True))
     return resolve_target(service, "data/import", params, params.output, path_field="output",
                           mode="create", context=context)  # fmt: skip
 
@@ -242,8 +262,11 @@ def perform_import(service: Service, params: ImportParams, call: Call) -> Import
             body = {"collection": options.collection, "input": str(options.input), **payload}
             service.publish(entry, name, body, params.suppress_events)
 
+        watch = AccessWatch(service, context, "data/import",
+                            [Use(call.target, "write", options.collection)])  # fmt: skip
         try:
-            run_import(adapter, options, progress=_EventProgress(publish, progress or NullProgress()),
+            run_import(adapter, options,
+                       progress=_EventProgress(publish, progress or NullProgress(), watch),
                        stats=stats)  # fmt: skip
         except DbHandlesError as exc:
             stats.finish()
@@ -293,7 +316,7 @@ def data_import(service: Service, params: ImportParams, call: Call) -> ImportRes
 
 
 class ExportParams(DataParams):
-    model_config = ConfigDict(json_schema_extra=one_target_schema("input"))
+    model_config = ConfigDict(json_schema_extra={**one_target_schema("input"), **seed_rule()})
 
     db_handle: HandleName | None = None
     """Handle to export from, instead of input ('default' for the default database; never implied)."""
@@ -307,8 +330,22 @@ class ExportParams(DataParams):
     """Only records matching this filter (same language as data/list)."""
     page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=100_000)
     """Records read per transaction."""
-    overwrite: bool | None = None
-    """Replace an existing output file: the default for administrators; other actors must say true (else file_exists)."""
+    fields: FieldsSpec = None
+    """Write only these (dotted) fields, plus id unless omitReserved (e.g. messages for a fine-tuning file)."""
+    omit_reserved: bool = False
+    """Leave out id, createdAt, updatedAt and version (the file then cannot be imported back as the same records)."""
+    limit: int | None = Field(default=None, ge=0)
+    """Write at most this many records."""
+    order_by: OrderBySpec = None
+    """Order of the lines (as data/list; default id)."""
+    sample: SampleSize | None = None
+    """Write a deterministic random sample of this many matching records (as data/list)."""
+    seed: Seed = 0
+    """The sample's seed."""
+    split: SplitSpec | None = None
+    """Write one part of a deterministic split by id (as data/list)."""
+    overwrite: bool = False
+    """Replace an existing output file; without it an existing file is refused (file_exists)."""
 
     @model_validator(mode="after")
     def _one_target(self) -> ExportParams:
@@ -357,9 +394,9 @@ def export_target(service: Service, params: ExportParams, context: Context) -> H
 
 
 def _replaces(params: ExportParams, context: Context) -> bool:
-    """Whether the export may replace an existing file: as asked, else only for administrators
-    (as before); a non-admin actor never replaces a file without saying so."""
-    return params.overwrite if params.overwrite is not None else context.is_admin
+    """Whether the export may replace an existing file: only when asked (``overwrite: true``),
+    for every actor."""
+    return params.overwrite
 
 
 def perform_export(service: Service, params: ExportParams, call: Call) -> ExportResult:
@@ -372,18 +409,31 @@ def perform_export(service: Service, params: ExportParams, call: Call) -> Export
     on_page = hooks.on_page
     collection = validate_collection(params.collection)
     filter_node = parse_filter(params.filter)
+    selection = Selection(
+        order=parse_order_by(params.order_by), fields=parse_fields(params.fields),
+        omit_reserved=params.omit_reserved, limit=params.limit,
+        sampling=sampling_of(params.sample, params.seed, params.split),
+    )  # fmt: skip
     output = str(check_file(service, params.output, "output", call.context, writing=True))
     assert call.target is not None
     handle = call.target.handle
+    # Known before the export: nothing that can fail comes after the file is in place.
+    input_path = service.registry.get_db_path(handle)
+    # Each page first checks that the caller still may read (a revoked grant stops the export,
+    # and a stopped export leaves no file).
+    watch = AccessWatch(service, call.context, "data/export",
+                        [Use(call.target, "read", collection)])  # fmt: skip
     with service.registry.lease(handle) as (entry, adapter):
+        filter_node = and_filters(entry.row_filter, filter_node)
         run_export(adapter, collection, output, filter=filter_node, page_size=params.page_size,
-                   on_page=on_page, stats=stats, replace=_replaces(params, call.context),
-                   mode=paths.file_mode(call.context))  # fmt: skip
+                   on_page=watch.chain(on_page), stats=stats,
+                   replace=_replaces(params, call.context), mode=paths.file_mode(call.context),
+                   selection=selection)  # fmt: skip
     result = ExportResult(
         db_handle=entry.handle,
         collection=collection,
         output=output,
-        input=service.registry.get_db_path(handle),
+        input=input_path,
         exported=stats.exported,
         bytes_written=stats.bytes_written,
         seconds=round(stats.seconds, 3),

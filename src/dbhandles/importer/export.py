@@ -1,8 +1,9 @@
 """Write a collection to JSONL: one full record (``id``, fields, ``createdAt``, ``updatedAt``, ``version``) a line.
 
-Pages are read in ``id`` order with a keyset position, each in its own short read transaction, so an
-export never holds the database for long and never skips or repeats a record that is not changed while
-it runs. The file is written under a temporary name and renamed at the end: a killed export never
+A ``Selection`` narrows that: a projection (``fields``), the reserved fields left out, an order, a
+limit, a sample or a split (``adapters.sampling``). Pages are read in the selection's order (``id`` by
+default) with a keyset position, each in its own short read transaction, so an export never holds the
+database for long and never skips or repeats a record that is not changed while it runs. The file is written under a temporary name and renamed at the end: a killed export never
 leaves a truncated file that looks complete. A name ending in ``.gz`` is gzip-compressed. Importing the
 file gives back the same records, timestamps and versions included (see ``rows.py``).
 """
@@ -20,16 +21,43 @@ from typing import IO, Any, cast
 
 import orjson
 
-from dbhandles.adapters.base import Adapter, Query
+from dbhandles.adapters.base import Adapter, Query, Record, Sampling
 from dbhandles.dbfiles import check_plain, create_exclusive
 from dbhandles.errors import FileExists, InvalidParams
-from dbhandles.evaluate import position_of
-from dbhandles.filters import FilterNode, SortKey, validate_collection
+from dbhandles.evaluate import position_of, project
+from dbhandles.filters import RESERVED_FIELDS, FilterNode, SortKey, validate_collection
 
-__all__ = ["DEFAULT_PAGE_SIZE", "ExportStats", "run_export"]
+__all__ = ["DEFAULT_PAGE_SIZE", "ExportStats", "Selection", "run_export"]
 
 DEFAULT_PAGE_SIZE = 1000
 _ORDER = (SortKey(("id",)),)
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What an export writes of the matching records (the default: every record, whole, by id).
+
+    Attributes:
+        order: sort keys ending with ``id`` (``filters.parse_order_by``).
+        fields: a projection (``filters.parse_fields``); ``id`` is kept unless ``omit_reserved``.
+        omit_reserved: leave out ``id``, ``createdAt``, ``updatedAt`` and ``version``.
+        limit: write at most this many records.
+        sampling: only this sample or split.
+    """
+
+    order: tuple[SortKey, ...] = _ORDER
+    fields: tuple[tuple[str, ...], ...] | None = None
+    omit_reserved: bool = False
+    limit: int | None = None
+    sampling: Sampling | None = None
+
+    def shape(self, row: Record) -> Record:
+        """The line written for ``row``."""
+        out = project(row, self.fields)
+        if self.omit_reserved:
+            for name in RESERVED_FIELDS:
+                out.pop(name, None)
+        return out
 
 
 @dataclass(slots=True)
@@ -79,6 +107,16 @@ class _Output:
 
 
 def _open(path: Path, compress: bool, mode: int) -> _Output:
+    if os.path.lexists(path) and not os.path.islink(path):
+        # Another export to the same name is writing it, or one was killed: never deleted here
+        # (a planted link is removed, never followed: dbfiles.create_exclusive). Through the gate
+        # first: a database there is answered as such.
+        check_plain(path, "output", writing=True)
+        raise FileExists(
+            f"output: {path.name} exists: another export to this name is running, or one was "
+            "killed; delete it (when no export runs) and run again",
+            field="output",
+        )
     try:
         return _Output(path, compress, mode)
     except OSError as exc:
@@ -105,6 +143,7 @@ def run_export(
     stats: ExportStats | None = None,
     replace: bool = True,
     mode: int = 0o666,
+    selection: Selection | None = None,
 ) -> ExportStats:
     """Export the records of ``collection`` (matching ``filter``) to the JSONL file ``output``.
 
@@ -112,6 +151,7 @@ def run_export(
         replace: an existing ``output`` is replaced (atomically); else the finished file is linked
             into place only if the name is still free, and an existing file is ``FileExists``.
         mode: the mode of the new file (the umask applies).
+        selection: which records and fields, in which order (``Selection``; default all, by id).
 
     Raises:
         InvalidParams: a bad collection name or page size, or the file cannot be written.
@@ -127,7 +167,8 @@ def run_export(
     out = _open(partial, target.suffix == ".gz", mode)
     try:
         try:
-            _pages(adapter, collection, filter, page_size, out, stats, on_page)
+            _pages(adapter, collection, filter, page_size, out, stats, on_page,
+                   selection if selection is not None else Selection())  # fmt: skip
             out.close()
             if replace:
                 # Checked again at the end: a database may have been opened there meanwhile.
@@ -171,21 +212,30 @@ def _pages(
     out: _Output,
     stats: ExportStats,
     on_page: Callable[[ExportStats], None] | None,
+    selection: Selection,
 ) -> None:
     after: tuple[tuple[int, Any], ...] | None = None
     dumps = orjson.dumps
-    while True:
+    order = selection.order
+    left = selection.limit
+    while left is None or left > 0:
+        size = page_size if left is None else min(page_size, left)
         with adapter.session() as session:
-            query = Query(filter=filter, order=_ORDER, limit=page_size, after=after)
-            rows = session.find(collection, query)
+            query = Query(filter=filter, order=order, limit=size, after=after)
+            if selection.sampling is None:
+                rows = session.find(collection, query)
+            else:
+                rows = session.find_sampled(collection, query, selection.sampling)
         if not rows:
             return
-        data = b"".join([dumps(row) + b"\n" for row in rows])
+        data = b"".join([dumps(selection.shape(row)) + b"\n" for row in rows])
         out.write(data)
         stats.exported += len(rows)
         stats.bytes_written += len(data)
-        after = position_of(rows[-1], _ORDER)
+        after = position_of(rows[-1], order)
+        if left is not None:
+            left -= len(rows)
         if on_page is not None:
             on_page(stats)
-        if len(rows) < page_size:
+        if len(rows) < size:
             return

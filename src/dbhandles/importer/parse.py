@@ -3,11 +3,16 @@
 ``parse_chunk`` returns one item per line:
 
 * a ``str``: a plain line (no reserved key at the top level, the common case) and its record id. The
-  record's data is the line's own text: it was just parsed by orjson, so it is valid JSON, and
-  serialising the object again would only cost time;
+  record's data is the line's own text, when that text is exactly orjson's serialisation of the
+  object it parses to (compact JSON, as JavaScript and orjson write it): the text then says nothing
+  else than the object does;
 * a ``Reserved`` row ``(id, data, createdAt, updatedAt, version)`` for a line with reserved keys (see
-  ``rows.py``); a timestamp the line does not give is ``None`` and filled in by the writer;
-* a ``Rejected``: the line cannot be imported, with the reason;
+  ``rows.py``), or whose text differs from that serialisation (whitespace, escapes, a duplicated key:
+  SQLite's JSON functions would read the first of two equal keys where orjson keeps the last, so the
+  stored text is the serialisation); a timestamp the line does not give is ``None`` and filled in by
+  the writer;
+* a ``Rejected``: the line cannot be imported, with the reason (a value that breaks the rule of
+  ``dbhandles.values``, such as a U+0000 or an integer past 64 bits, names its field);
 * ``None``: a blank line (ignored).
 
 This module depends on nothing heavier than orjson, so the parser process (``worker.py``) starts in a
@@ -23,8 +28,10 @@ from typing import NamedTuple
 
 import orjson
 
+from dbhandles.errors import InvalidParams
 from dbhandles.importer.ids import BadLine, id_function
 from dbhandles.importer.rows import Reserved, reserved_row
+from dbhandles.values import canonical
 
 __all__ = ["Item", "ParsedChunk", "Rejected", "parse_chunk"]
 
@@ -93,14 +100,25 @@ def parse_chunk(lines: list[bytes], id_field: str | None) -> ParsedChunk:
             plain = False
             continue
         try:
+            # The object as stored (-0.0 normalised): ids and text come from it.
+            obj, text = canonical(obj, "")
             if "id" in obj or "createdAt" in obj or "updatedAt" in obj or "version" in obj:
                 append(reserved_row(obj, get_id(obj), id_field))
                 plain = False
-            elif hash_ids:  # ids.content_id, inlined
-                append(sha256(dumps(obj, option=sort_keys)).hexdigest()[:32])
+                continue
+            if hash_ids:  # ids.content_id, inlined
+                record_id = sha256(dumps(obj, option=sort_keys)).hexdigest()[:32]
             else:
-                append(get_id(obj))
+                record_id = get_id(obj)
+            if text == line.strip():
+                append(record_id)
+            else:
+                append((record_id, text.decode(), None, None, 1))
+                plain = False
         except BadLine as exc:
             append(Rejected(exc.reason))
+            plain = False
+        except InvalidParams as exc:
+            append(Rejected(exc.message))
             plain = False
     return ParsedChunk(items, plain)

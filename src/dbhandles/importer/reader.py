@@ -5,7 +5,7 @@ directly, so nothing is decoded twice) adding up to about ``chunk_size`` bytes, 
 first line. Memory holds one chunk at a time whatever the size of the file (a single line longer than
 ``chunk_size`` is a chunk of its own). A gzip file is recognised by its magic bytes, not its name;
 its position and size are those of the compressed file, so progress and ETA stay right for ``.gz``.
-A UTF-8 byte order mark at the start of the file is dropped.
+A UTF-8 byte order mark at the start of the file is dropped; a UTF-16 or UTF-32 file is refused.
 
 The parser process reads the same open file as the writer (``ChunkReader.from_fd``), at a position of
 its own, and cuts it into exactly the same chunks: chunking depends only on the bytes.
@@ -32,6 +32,28 @@ CHUNK_SIZE = 1 << 20
 _BUFFER = 1 << 16
 #: The longest line an import reads: every JSONL record must fit on a line shorter than this.
 MAX_LINE_BYTES = 32 << 20
+
+
+def _first_line(line: bytes, field: str) -> bytes:
+    """The first line without a UTF-8 byte order mark; a file in another encoding is refused.
+
+    JSON text exchanged between systems is UTF-8 (RFC 8259 §8.1). A UTF-16 or UTF-32 file starts
+    with its byte order mark (``FF FE``, ``FE FF``, ``00 00 FE FF``) or, without one, has a NUL
+    byte among its first four (``{`` is ``7B 00`` in UTF-16LE), which UTF-8 JSON never has.
+
+    Raises:
+        InvalidParams: the file is not UTF-8.
+    """
+    if line.startswith(_BOM):
+        return line[len(_BOM) :]
+    if line.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in line[:4]:
+        raise InvalidParams(
+            f"{field}: the file is UTF-16 or UTF-32 (line 1 starts with "
+            f"{line[:4].hex(' ')}), not UTF-8; JSON Lines files are UTF-8 (RFC 8259 §8.1): "
+            "convert it first, for example with iconv -f UTF-16 -t UTF-8",
+            field=field,
+        )
+    return line
 
 
 class LineTooLong(ValueError):
@@ -130,6 +152,7 @@ class ChunkReader:
 
     def _open(self, raw: io.BufferedReader, field: str) -> None:
         self._raw = raw
+        self.field = field
         try:
             self.total_bytes = os.fstat(raw.fileno()).st_size
             self.compressed = raw.peek(2)[:2] == _GZIP_MAGIC
@@ -177,8 +200,8 @@ class ChunkReader:
                 append(line)
                 total += len(line)
             if lines:
-                if first_line == 1 and lines[0].startswith(_BOM):
-                    lines[0] = lines[0][len(_BOM) :]
+                if first_line == 1:
+                    lines[0] = _first_line(lines[0], self.field)
                 yield first_line, lines
                 first_line += len(lines)
             elif too_long is None:

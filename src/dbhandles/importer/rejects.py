@@ -9,16 +9,50 @@ from typing import IO
 import orjson
 
 from dbhandles.dbfiles import create_exclusive, open_plain
-from dbhandles.errors import InvalidParams
+from dbhandles.errors import FileExists, InvalidParams
 
-__all__ = ["RejectsFile"]
+__all__ = ["RejectsFile", "check_replaceable"]
+
+_ENTRY_KEYS = {"line", "reason", "text"}
+
+
+def check_replaceable(path: str | os.PathLike[str]) -> None:
+    """Refuse to replace an existing file that is not a rejects file: the rule of ``data/export``
+    (never replace a file it did not write), kept for rejects without an ``overwrite`` switch by
+    recognising what an earlier run wrote (empty, or a first line ``{"line", "reason", "text"}``),
+    so a re-run of the same import still replaces its own rejects.
+
+    Raises:
+        FileExists: something else is there.
+        InvalidParams: from ``dbfiles`` (a database, a side file...).
+    """
+    target = Path(path).expanduser()
+    if not os.path.lexists(target) or os.path.islink(target):
+        return  # nothing there; a link is removed, never followed (dbfiles.create_exclusive)
+    first = b""
+    try:
+        with open_plain(target, "rb", "rejects") as file:
+            first = file.readline(64 * 1024)
+    except OSError:
+        pass  # unreadable: creating it reports why
+    try:
+        entry = orjson.loads(first) if first.strip() else {}
+    except orjson.JSONDecodeError:
+        entry = None
+    if not isinstance(entry, dict) or (entry and set(entry) != _ENTRY_KEYS):
+        raise FileExists(
+            f"rejects: {target.name} exists and is not a rejects file of an earlier run; choose "
+            "another rejects name (nothing was imported)",
+            field="rejects",
+        )
 
 
 class RejectsFile:
     """Writes ``{"line": n, "reason": "...", "text": "<the line>"}`` per rejected line.
 
     The file is created (or emptied) when the import starts, so after a run it lists exactly that
-    run's rejected lines, also when there were none. With ``mode`` (a remote caller's import) it is
+    run's rejected lines, also when there were none; an existing file is replaced only when it is
+    a rejects file (``check_replaceable``). With ``mode`` (a remote caller's import) it is
     always a new file with that mode (``O_EXCL | O_NOFOLLOW``), replacing the previous run's.
 
     Raises:
@@ -27,6 +61,7 @@ class RejectsFile:
 
     def __init__(self, path: str | os.PathLike[str], mode: int | None = None) -> None:
         self.path = Path(path).expanduser()
+        check_replaceable(self.path)
         try:
             self._file: IO[bytes] = (
                 open_plain(self.path, "wb", "rejects")

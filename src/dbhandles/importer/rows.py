@@ -1,9 +1,11 @@
 """Storage rows ``(id, data JSON text, createdAt, updatedAt, version)`` of imported lines.
 
-The fast case (no reserved key at the top level, the continuum-git shape) stores the line's own text as
-``data``: it was just parsed by orjson, so it is valid UTF-8 JSON with JSON-safe values, and serialising
-the object again would only cost time. Lines that carry reserved keys (an export of dbhandles records)
-take the slower path below, which removes them from ``data`` and keeps their values:
+The fast case (no reserved key at the top level, the continuum-git shape, written compactly) stores the
+line's own text as ``data``: it is exactly orjson's serialisation of the object it parses to (see
+``parse.py``), so every reader of the stored text (orjson, SQLite's and PostgreSQL's JSON functions)
+sees that object. Other lines store that serialisation instead. Lines that carry reserved keys (an
+export of dbhandles records) take the slower path below, which removes them from ``data`` and keeps
+their values:
 
 * ``id``: the record id when no ``idField`` is given (a non-empty string); with an ``idField`` it must
   equal the id found there.

@@ -12,13 +12,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dbhandles.adapters import FileConfig
+from dbhandles.adapters import FileConfig, adapter_names, get_adapter_class
 from dbhandles.commands.base import DataParams
 from dbhandles.context import Context
 from dbhandles.dbfiles import check_path_text, check_plain
-from dbhandles.errors import InvalidParams, PermissionDenied
+from dbhandles.errors import AccessDenied, DbHandlesError, InvalidParams, PermissionDenied
 from dbhandles.registry import HandleEntry
 from dbhandles.security import paths
+from dbhandles.store import file_database
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -56,7 +57,72 @@ def check_file(
     # An SQLite database (or one of its side files) is never read or written as JSONL: writing
     # would destroy it, and a plain open() in this process would release its connections' locks.
     check_plain(found.path, field, writing=writing)
+    if not writing:
+        _check_database_input(service, found, field, context)
     return found.path
+
+
+def _database_input(service: Service, real: Path) -> bool:
+    """Whether the regular file ``real`` is a database of any adapter: registered in the handle
+    store (an owner, or an open handle on it), or recognized by a file adapter by its content
+    (``Adapter.recognizes``: the JSON adapter's header)."""
+    if service.access.store.get_database(file_database(str(real))) is not None:
+        return True
+    for entry in service.registry.list_handles():
+        if isinstance(entry.config, FileConfig) and entry.config.path == str(real):
+            return True
+    for name in adapter_names():
+        try:
+            cls = get_adapter_class(name)
+        except DbHandlesError:
+            continue  # an optional driver is missing: that adapter opened nothing here
+        if cls.features.file_based and cls.recognizes(str(real)):
+            return True
+    return False
+
+
+def _check_database_input(
+    service: Service, found: paths.Resolved, field: str, context: Context
+) -> None:
+    """An import input that is a database of any adapter is read only as ``data/open`` would let
+    the caller read it: the same ownership, isolation and grant decision (``AccessPolicy``), and
+    only when nothing in the caller's rights limits it to some rows or collections (a whole-file
+    read would bypass that). A database with other names (hard links) is never an input: a second
+    name is a way past the checks made on the first. Administrators are not limited.
+
+    Raises:
+        PathNotAllowed, AccessDenied: as ``data/open`` of the file, read-only, would answer.
+        InvalidParams: the database has other names (hard links).
+    """
+    real = found.path
+    if not real.is_file() or not _database_input(service, real):
+        return
+    if real.stat().st_nlink > 1:
+        raise InvalidParams(
+            f"{field}: {found.given} is a database file with other names (hard links); it is never "
+            "read as a data set (export it with data/export from a handle on it)",
+            field=field,
+        )
+    if context.trusted_local or context.is_admin:
+        return
+    try:
+        ceiling, _ = service.access.database_rights(
+            context, file_database(str(real)), found.place, readonly=True
+        )
+    except DbHandlesError as exc:
+        exc.message = exc.message.replace("config.path", field, 1)
+        exc.args, exc.field = (exc.message,), field
+        raise
+    if ceiling is not None and (
+        not ceiling.allows("read")
+        or ceiling.row_filter is not None
+        or ceiling.allowed_collections is not None
+        or ceiling.denied_collections
+    ):
+        raise AccessDenied(
+            f"{field}: {found.given} is a database your rights reach only in part (some rows, "
+            "collections or none); open it with data/open and read it through that handle"
+        )
 
 
 #: A database named by path is an SQLite file: ``_open_path`` opens it with this adapter, so only this

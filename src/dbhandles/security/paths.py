@@ -143,7 +143,7 @@ def actor_space(settings: Settings, actor: str, *, create: bool = False) -> Path
     root = settings.space_root()
     space = root / actor
     if create and not space.is_dir():
-        root.mkdir(parents=True, mode=0o700, exist_ok=True)
+        _private_folders(root)
         with contextlib.suppress(FileExistsError):
             space.mkdir(mode=0o700)
     if os.path.lexists(space) and (space.is_symlink() or Path(os.path.realpath(space)) != space):
@@ -151,6 +151,27 @@ def actor_space(settings: Settings, actor: str, *, create: bool = False) -> Path
     if is_service_state(settings, space):
         raise PathNotAllowed("the data root lies in the home; set DBHANDLES_DATA_ROOT elsewhere")
     return space
+
+
+def _private_folders(folder: Path) -> None:
+    """Create ``folder`` and each missing parent with mode 0700 (``mkdir(parents=True)`` gives the
+    parents the umask's mode, usually 0755, whatever ``mode`` says).
+
+    Raises:
+        FileExistsError, NotADirectoryError: a part of the path is a file.
+        OSError: a folder cannot be created.
+    """
+    missing: list[Path] = []
+    while not folder.is_dir():
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for part in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            part.mkdir(mode=0o700)
+        if not part.is_dir():
+            raise NotADirectoryError(str(part))
 
 
 def place_of(settings: Settings, context: Context, real: Path, purpose: Purpose) -> Place | None:
@@ -242,7 +263,7 @@ def ensure_parent(found: Resolved, field: str = "path") -> None:
     parent = found.path.parent
     if not parent.is_dir():
         try:
-            parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+            _private_folders(parent)
         except (FileExistsError, NotADirectoryError):
             raise InvalidParams(
                 f"{field}: {found.given}: a parent of this path is a file, not a folder",

@@ -34,6 +34,8 @@ from dbhandles.context import Context
 from dbhandles.errors import (
     AccessDenied,
     Forbidden,
+    HandleNotFound,
+    InvalidParams,
     PathNotAllowed,
     PermissionDenied,
     QuotaExceeded,
@@ -107,6 +109,16 @@ class Opening:
     claim: tuple[str, str] | None = None
 
 
+def _not_shared() -> PathNotAllowed:
+    # One answer for every path outside the actor's places that nobody shared with it, whether a
+    # file is there or not, and whoever owns it: the answer must not map another actor's files.
+    return PathNotAllowed(
+        "config.path: this path is outside your data space and the read roots, and no database "
+        "there is shared with you (its owner can share one, with data/grant)",
+        field="config.path",
+    )
+
+
 def _denied(owner: str, actor: str) -> AccessDenied:
     return AccessDenied(
         f"Access denied: database owned by {owner!r}, requested by {actor!r}; its owner (or an "
@@ -134,9 +146,10 @@ class AccessPolicy:
         """The ceiling of a non-admin actor on a file database (``None``: no limit) and its record.
 
         Raises:
-            AccessDenied: another actor's database that was not shared with this one.
-            PathNotAllowed: a database nobody shared, outside the actor's space and read roots; or a
-                read root opened for writing.
+            PathNotAllowed: a path outside the actor's space and read roots where no database was
+                shared with it (one answer, ``_not_shared``, whether a file is there, and whoever
+                owns it); a read root opened for writing.
+            AccessDenied: another actor's database in a read root.
         """
         record = self.store.get_database(database)
         if record is not None and record.owner == context.actor:
@@ -152,11 +165,7 @@ class AccessPolicy:
                         field="config.path",
                     )
                 return _READ_ONLY, None
-            raise PathNotAllowed(
-                "config.path: this database is outside your data space and nobody shared it with "
-                "you (its owner can, with data/grant)",
-                field="config.path",
-            )
+            raise _not_shared()
         grant = self.store.get_grant(database, context.actor)
         if grant is not None:
             return Permissions.model_validate(grant.permissions), record
@@ -164,6 +173,8 @@ class AccessPolicy:
             return _READ_ONLY.model_copy(update={"isolation_mode": "soft"}), record
         if place == "read" and readonly and record.isolation == "none":
             return _READ_ONLY, record
+        if place != "read":
+            raise _not_shared()
         raise _denied(record.owner, context.actor)
 
     def check_open(
@@ -221,6 +232,17 @@ class AccessPolicy:
                 claim = (owner, isolation) if record is None or isolation != "none" else None
             effective = narrow(requested, ceiling)
             return Opening(config, effective, database, found, claim)
+        target = config.audit_target()
+        if target is not None:
+            paths.note(target)  # the audit row's target, refused and failed opens included
+        if isinstance(config, MemoryConfig) and config.name is not None and "/" in config.name:
+            # '/' joins an actor and its names: nobody, administrators included, spells another
+            # actor's memory database (an administrator's 'bob/notes' is not bob's 'notes').
+            raise InvalidParams(
+                "config.name: '/' is reserved in memory database names (each actor's names are "
+                "its own); choose a name without it",
+                field="config.name",
+            )
         if not context.is_admin:
             if isinstance(config, MemoryConfig):
                 # A memory database's name belongs to its actor: another actor's same name is
@@ -290,7 +312,7 @@ class AccessPolicy:
             ceiling, _ = self.database_rights(
                 context, database, place, readonly=entry.config.readonly
             )
-        except PathNotAllowed:
+        except (PathNotAllowed, AccessDenied):
             raise AccessDenied(
                 f"Access denied: handle owned by {entry.owner!r}, requested by {context.actor!r}"
             ) from None
@@ -305,6 +327,21 @@ class AccessPolicy:
             )
         return ceiling
 
+    def shared_with(self, context: Context, entry: HandleEntry) -> bool:
+        """Whether the database behind another actor's handle is visible to ``context`` at all
+        (granted, ``soft``, or readable under a read root): if not, its handle is answered like an
+        unknown one, so a leaked handle id tells nothing about whose it is, or that it exists."""
+        database = self.database_of(entry.config)
+        if database is None:
+            return False  # a memory database or a server: its opener's alone
+        real = Path(database.removeprefix("file:"))
+        place = paths.place_of(self.settings, context, real, "database") or "other"
+        try:
+            self.database_rights(context, database, place, readonly=True)
+        except (PathNotAllowed, AccessDenied):
+            return False
+        return True
+
     # -- grants ------------------------------------------------------------------------------------
 
     def may_share(self, context: Context, entry: HandleEntry) -> str:
@@ -312,9 +349,17 @@ class AccessPolicy:
         administrator).
 
         Raises:
+            HandleNotFound: another actor's handle on a database not shared with the caller.
             AccessDenied: the caller is neither.
             Forbidden: not a file database (only those can be shared).
         """
+        if (
+            not context.is_admin
+            and not entry.is_default
+            and entry.owner != context.actor
+            and not self.shared_with(context, entry)
+        ):
+            raise HandleNotFound.unknown(entry.handle)  # as unknown as in every other command
         database = self.database_of(entry.config)
         if database is None or entry.is_default:
             raise Forbidden(
@@ -399,6 +444,9 @@ def authorize(
     data_ops = ops & {"read", "write", "delete", "schema"}
     # Another actor's handle (an ownerless one, of a release before owners, is nobody's own).
     foreign = not entry.is_default and entry.owner != context.actor and not context.is_admin
+    if foreign and access is not None and not access.shared_with(context, entry):
+        named = _field(params, "db_handle")
+        raise HandleNotFound.unknown(named if isinstance(named, str) else entry.handle)
     permissions = entry.permissions
     if foreign and permissions is not None and permissions.isolation_mode == "strict":
         raise AccessDenied(
@@ -415,7 +463,8 @@ def authorize(
         )
     if command.name == "data/close" and foreign:
         raise AccessDenied(
-            f"Access denied: only {entry.owner!r} (or an administrator) can close this handle"
+            "Access denied: only the actor who opened this handle (or an administrator) can "
+            "close it; close your own handles"
         )
     if access is not None and data_ops and not context.is_admin and (foreign or entry.is_default):
         ceiling = access.handle_ceiling(context, entry)

@@ -17,8 +17,9 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
+from dbhandles.commands.envelope import error_envelope
 from dbhandles.context import Context
-from dbhandles.errors import DbHandlesError, TooManyRequests
+from dbhandles.errors import DbHandlesError, ServerUnreachable, TooManyRequests
 from dbhandles.server import auth, http
 from dbhandles.server.fair import FairPool
 from dbhandles.server.fanout import Fanout
@@ -26,6 +27,8 @@ from dbhandles.server.http import LARGE_BODY
 from dbhandles.server.ws import TRANSPORT_KEY, websocket_endpoint
 
 if TYPE_CHECKING:
+    from dbhandles.jobs import Job
+    from dbhandles.server.ws import Connection
     from dbhandles.service import Service
 
 __all__ = ["DbHandlesApp", "ServerState", "create_app"]
@@ -40,6 +43,7 @@ DRAIN_SECONDS = 30.0
 #: calls does not; a small pool keeps GIL hand-offs (the main cost per request) low. Measured with
 #: benchmarks/server_read.py on 2 cores: 2 threads 0.50-0.54x the ceiling, 4 threads 0.42x, 8 threads
 #: 0.31x, 1 thread 0.39x. Raise it (--threads) when commands wait on slow I/O rather than the CPU.
+#: ``FairPool`` adds one spare thread that only serves a caller with nothing running (fair.py).
 DEFAULT_THREADS = 2
 #: Commands that may run on the event loop (see ``ServerState.can_run_inline``).
 INLINE_COMMANDS = frozenset({"data/read"})
@@ -93,6 +97,12 @@ class ServerState:
         self.executor = FairPool(threads, "dbhandles")
         #: Commands handed to worker threads and not finished yet (only touched on the event loop).
         self.in_flight = 0
+        #: The open WebSockets (only touched on the event loop).
+        self.connections: set[Connection] = set()
+        #: Set once shutdown began (``server/shutdown.py``): new requests are refused, not run.
+        self.stopping = False
+        #: Set when shutdown stops waiting for jobs that would not stop (``wait_job``).
+        self.abandoned = asyncio.Event()
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run blocking work (database access, token checks) in a worker thread."""
@@ -106,6 +116,40 @@ class ServerState:
             return await asyncio.wrap_future(self.executor.submit_as(key, fn))
         finally:
             self.in_flight -= 1
+
+    async def wait_job(self, job: Job) -> dict[str, Any]:
+        """The envelope ``job`` answered, awaited without holding a thread. If the server shuts
+        down and stops waiting for it first (``abandoned``: a job that cannot be stopped, such as
+        a vacuum, outlived the shutdown grace), a ``server_unreachable`` envelope that says so, with
+        ``jobId`` and ``jobStatus``: the job runs to its end before the process exits."""
+        if not job.outcome.done() and not self.abandoned.is_set():
+            outcome = asyncio.wrap_future(job.outcome)
+            gave_up = asyncio.ensure_future(self.abandoned.wait())
+            either: set[asyncio.Future[Any]] = {outcome, gave_up}
+            try:
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                gave_up.cancel()
+                outcome.cancel()  # only this wrapper: a job's outcome cannot be (jobs.Job)
+        if job.outcome.done():
+            return dict(job.outcome.result())
+        return error_envelope(ServerUnreachable(
+            f"the server is shutting down and stopped waiting for {job.command} (job {job.id}), "
+            "which cannot be stopped: it runs to its end before the server exits, but its result "
+            "is not reported here; check the database once the server is back",
+            details={"jobId": job.id, "jobStatus": job.status}))  # fmt: skip
+
+    def refuse_if_stopping(self) -> None:
+        """Refuse a request that arrives once shutdown began: nothing of it runs.
+
+        Raises:
+            ServerUnreachable: the server is shutting down.
+        """
+        if self.stopping:
+            raise ServerUnreachable(
+                "the server is shutting down: this request was not run; send it again once the "
+                "server is back"
+            )
 
     def can_run_inline(self, name: str, params: dict[str, Any] | None) -> bool:
         """Whether a command may run on the event loop itself: a point read (``data/read``) on a
@@ -161,7 +205,7 @@ class ServerState:
 
     def sweep_seconds(self) -> float:
         """How often expired query cursors are deleted: a tenth of their TTL, within 0.1 s to 60 s."""
-        return min(max(self.service.settings.cursor_ttl_seconds / 10, 0.1), 60.0)
+        return self.service.cursors.sweep_seconds
 
     async def sweep_cursors(self) -> None:
         """Delete expired query cursors now and then, even when no command would notice them."""

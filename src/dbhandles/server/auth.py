@@ -123,6 +123,7 @@ def authenticate(
         is_admin=actor.is_admin,
         session_id=scoped_session(actor.name, session_id),
         trusted_local=False,
+        token_id=actor.token_id,
     )
 
 

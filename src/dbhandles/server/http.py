@@ -60,8 +60,6 @@ log = logging.getLogger(__name__)
 
 JSON = "application/json"
 COMMAND_PREFIX = "/commands/"
-#: What JSON calls whitespace (bytes.strip() would also take \v and \f, which are no JSON at all).
-JSON_WHITESPACE = b" \t\r\n"
 #: Bodies up to this size are read with the headers (the server buffers that much anyway); a larger
 #: one, or one of unknown length, only once the token was checked.
 LARGE_BODY = 64 * 1024
@@ -72,6 +70,14 @@ _STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
+}
+#: The dashboard is never framed by another page (clickjacking), runs only its own scripts, and
+#: talks only to this server.
+_PAGE_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
 }
 STATIC_FILES = {
     "/": "index.html",
@@ -111,8 +117,14 @@ def _too_large(limit: int) -> PayloadTooLarge:
 
 
 def parse_params(body: bytes) -> dict[str, Any]:
-    """A request body as a params object; an empty body is ``{}``."""
-    if not body.strip(JSON_WHITESPACE):
+    """A request body as a params object; an empty body (no bytes at all) is ``{}``.
+
+    A body of only whitespace is no JSON text (RFC 8259) and is refused like any other.
+
+    Raises:
+        InvalidParams: the body is not a JSON object (field ``body``).
+    """
+    if not body:
         return {}
     try:
         params = orjson.loads(body)
@@ -229,7 +241,7 @@ def finish(
 def _peek(body: bytes) -> dict[str, Any] | None:
     """The params object of a body, or ``None`` when it is not one (``run_command`` reports why)."""
     try:
-        params = orjson.loads(body) if body.strip(JSON_WHITESPACE) else {}
+        params = orjson.loads(body) if body else {}
     except orjson.JSONDecodeError:
         return None
     return params if isinstance(params, dict) else None
@@ -285,6 +297,7 @@ async def serve_command(
         if body is None:
             return None  # the client went away
         body_read = True
+        state.refuse_if_stopping()  # a request complete only after shutdown began is not run
         # Database work is blocking: it runs in a worker thread so the event loop keeps serving.
         if context is None and state.can_run_inline(name, _peek(body)):
             outcome = run_command(state, name, body, caller)
@@ -293,8 +306,8 @@ async def serve_command(
                 turn, functools.partial(run_command, state, name, body, caller, context)
             )
         if isinstance(outcome, Job):
-            envelope = await asyncio.wrap_future(outcome.outcome)
-            status, payload = finish(dict(envelope), True, caller.session_id)
+            envelope = await state.wait_job(outcome)
+            status, payload = finish(envelope, True, caller.session_id)
         else:
             status, payload = outcome
     except DbHandlesError as exc:
@@ -304,7 +317,7 @@ async def serve_command(
         status, payload = 500, orjson.dumps(error_envelope(DbHandlesError(_INTERNAL)))
     finally:
         state.leave(address)
-    return status, payload, not body_read
+    return status, payload, not body_read or state.stopping
 
 
 def _declared(declared: str | None, limit: int) -> int | None:
@@ -407,7 +420,9 @@ async def static_endpoint(request: Request) -> Response:
     name = STATIC_FILES[request.url.path]
     content = files("dbhandles.server").joinpath("static", name).read_bytes()
     media = _STATIC_TYPES[os.path.splitext(name)[1]]
-    return Response(content, media_type=media, headers={"Cache-Control": "no-cache"})
+    return Response(
+        content, media_type=media, headers={"Cache-Control": "no-cache", **_PAGE_HEADERS}
+    )
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:

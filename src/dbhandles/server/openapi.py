@@ -9,6 +9,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from dbhandles.adapters import adapter_names
 from dbhandles.commands import Command, builtin_commands
+from dbhandles.commands.fielddocs import document_params
 from dbhandles.commands.grammar import CommandSchema, apply_settings
 from dbhandles.errors import DbHandlesError
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from dbhandles.settings import Settings
 
 COMMANDS = builtin_commands()
+document_params()  # the field descriptions under each params field, for the schemas and help
 
 __all__ = ["command_info", "commands_listing", "error_codes", "openapi_document"]
 
@@ -247,10 +249,15 @@ def _document(version: str) -> dict[str, Any]:
                         "schema": {"type": "string", "minLength": 1, "maxLength": 128},
                     }
                 ],
-                # A command with a required parameter needs a body; the others take an empty one
-                # (or none) as {}.
+                # A command with a required parameter needs a body (also when every branch of
+                # its anyOf requires one, as data/open's); the others take an empty one (or none)
+                # as {}.
                 "requestBody": {
-                    "required": bool(params_schema.get("required")),
+                    "required": bool(params_schema.get("required"))
+                    or (
+                        bool(params_schema.get("anyOf"))
+                        and all(b.get("required") for b in params_schema["anyOf"])
+                    ),
                     "content": {"application/json": {"schema": params_ref}},
                 },
                 "responses": {

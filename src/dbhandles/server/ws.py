@@ -20,7 +20,9 @@ reported with ``overflow``), and a response that does not fit closes the socket 
 (``CLOSE_OUTBOX_FULL``): a client that sends requests and never reads the answers cannot make the
 server hold them without bound. One actor holds at most ``DBHANDLES_MAX_SOCKETS_PER_ACTOR`` sockets and
 ``DBHANDLES_MAX_SUBSCRIPTIONS_PER_ACTOR`` subscriptions; a socket over the limit gets a
-``too_many_requests`` error and is closed with code 1013 (``CLOSE_TRY_LATER``).
+``too_many_requests`` error and is closed with code 1013 (``CLOSE_TRY_LATER``). When the server stops, a
+request that arrives is answered ``server_unreachable`` and not run, and the socket is closed with 1012
+(``CLOSE_RESTART``) once every request it accepted has been answered (``server/shutdown.py``).
 
 Who may connect, and what an open socket may go on doing, is decided by ``auth`` (at the upgrade) and
 ``ws_guard`` (tokens re-checked while open, events filtered by what the actor may read).
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLOSE_OUTBOX_FULL",
+    "CLOSE_RESTART",
     "CLOSE_TRY_LATER",
     "MAX_PENDING_EVENTS",
     "MAX_REQUESTS_IN_FLIGHT",
@@ -81,6 +84,8 @@ MAX_SUBSCRIPTIONS = 100
 CLOSE_OUTBOX_FULL = 4000
 #: Close code (RFC 6455 "try again later") for a socket over its actor's or address's limit.
 CLOSE_TRY_LATER = 1013
+#: Close code ("service restart") once the server stops, after every accepted request was answered.
+CLOSE_RESTART = 1012
 #: Seconds a socket closed for a full outbox has to take the close frame before it is cut off.
 CLOSE_GRACE_SECONDS = 2.0
 #: Where ``DbHandlesApp`` keeps the connection's transport in the scope (to cut off a non-reader).
@@ -89,7 +94,10 @@ _TYPES = ("request", "subscribe", "unsubscribe", "ping")
 
 
 class _Close:
-    """In the outbox: close the socket (1008) once what is queued before it has been sent."""
+    """In the outbox: close the socket with ``code`` once what is queued before it has been sent."""
+
+    def __init__(self, code: int = 1008, reason: str = "") -> None:
+        self.code, self.reason = code, reason
 
 
 _CLOSE = _Close()
@@ -187,7 +195,7 @@ class Connection:
                 return
             if isinstance(item, _Close):
                 with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-                    await self.websocket.close(code=1008)
+                    await self.websocket.close(code=item.code, reason=item.reason)
                 self.open = False
                 return
             text, is_event = item
@@ -293,6 +301,11 @@ class Connection:
             bad = InvalidParams("command must be a string such as 'data/list'", field="command")
         elif params is not None and not isinstance(params, dict):
             bad = InvalidParams("params must be a JSON object", field="params")
+        if bad is None and self.state.stopping:  # answered, never run: see server/shutdown.py
+            try:
+                self.state.refuse_if_stopping()
+            except DbHandlesError as exc:
+                bad = exc
         if bad is not None:
             result = self._public(error_envelope(bad, self.context))
             self.send({"type": "response", "id": msg_id, "result": result})
@@ -315,10 +328,10 @@ class Connection:
                 assert task is not None
                 self.job_waits.add(task)
                 try:
-                    envelope = await asyncio.wrap_future(outcome.outcome)
+                    envelope = await self.state.wait_job(outcome)
                 finally:
                     self.job_waits.discard(task)
-                outcome = self._response(msg_id, dict(envelope))
+                outcome = self._response(msg_id, envelope)
         except RuntimeError:  # the server is shutting down: the client is being disconnected
             return
         finally:
@@ -429,6 +442,16 @@ class Connection:
             if counts[actor] <= 0:
                 del counts[actor]
 
+    def idle(self) -> bool:
+        """Every request of this socket answered, and every answer written to it."""
+        return not self.tasks and self.queued_bytes == 0 and self.outbox.empty()
+
+    def restart(self) -> None:
+        """The server is stopping: close with 1012 once what is queued has been written."""
+        if self.open:
+            self.outbox.put_nowait(_Close(CLOSE_RESTART, "the server is restarting"))
+            self.open = False
+
     def close(self) -> None:
         self.open = False
         for key in self.subscriptions.values():
@@ -497,6 +520,7 @@ async def _serve(websocket: WebSocket, state: ServerState, authorization: str | 
     context = replace(context, session_id=auth.socket_session(context.actor, session_id))
     conn = Connection(websocket, state, context, session_id, authorization)
     state.websockets += 1
+    state.connections.add(conn)
     if limited:
         state.sockets[context.actor] += 1
     writer = conn.writer_task = asyncio.create_task(conn.writer())
@@ -516,6 +540,7 @@ async def _serve(websocket: WebSocket, state: ServerState, authorization: str | 
         pass
     finally:
         state.websockets -= 1
+        state.connections.discard(conn)
         if limited:
             state.sockets[context.actor] -= 1
             if state.sockets[context.actor] <= 0:

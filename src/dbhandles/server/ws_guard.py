@@ -7,6 +7,12 @@ records: a subscriber to ``data:*`` must not receive the writes made through a h
 not read (another actor's ``strict`` handle, a collection the handle denies). Both decisions reuse the
 library's own checks (``TokenManager.authenticate`` and ``policy.authorize``), so the socket is held
 to the same rules as every command.
+
+Decisions are cached, but never across a change of access: each is kept with the access generation
+it was made in (``security/generation.py``), which every grant, revocation, closed handle, changed
+isolation and revoked token bumps. After ``data/revoke`` (or ``token/revoke``) returns, the next event
+is decided afresh, so no further event reaches the actor that lost access; a changed generation
+also makes the next request re-check the socket's token at once.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ __all__ = ["RECHECK_SECONDS", "WATCH_SECONDS", "Guard"]
 RECHECK_SECONDS = 1.0
 #: An idle socket (events only) re-checks its token this often.
 WATCH_SECONDS = 5.0
-#: How long one "may this actor see events of this handle and collection" answer is reused.
+#: How long one "may this actor see events of this handle and collection" answer is reused at most
+#: (a change of access ends it at once: see the module docstring).
 DECISION_SECONDS = 1.0
 _MAX_DECISIONS = 1024
 
@@ -48,6 +55,10 @@ class Guard:
         self._checked = time.monotonic()
         self._lock = threading.Lock()
         self._decisions: dict[tuple[str, str | None], tuple[bool, float]] = {}
+        #: The access generation the cached decisions belong to (``None``: not looked at yet).
+        self._generation: tuple[int, str | None] | None = None
+        #: The token was refused once: nothing more is delivered (the socket is being closed).
+        self._refused = False
 
     @property
     def has_token(self) -> bool:
@@ -62,13 +73,36 @@ class Guard:
         if self.authorization is None:
             return
         now = time.monotonic()
-        if not force and now - self._checked < RECHECK_SECONDS:
+        if not force and now - self._checked < RECHECK_SECONDS and not self._access_changed():
             return
-        authenticate(self.service.tokens, self.authorization, None, require_token=True)
+        try:
+            authenticate(self.service.tokens, self.authorization, None, require_token=True)
+        except DbHandlesError:
+            self._refused = True
+            raise
         self._checked = now
+
+    def _access_changed(self) -> bool:
+        """Whether the access generation moved since the last look; if so, forget every decision
+        (and make the token's next check a real one)."""
+        generation = self.service.registry.access_generation.current()
+        with self._lock:
+            if generation == self._generation:
+                return False
+            self._generation = generation
+            self._decisions.clear()
+            self._checked = float("-inf")
+        return True
 
     def may_see(self, event: Event) -> bool:
         """Whether this connection's actor could read what ``event`` carries (through its handle)."""
+        if self._refused:
+            return False
+        try:
+            if self._access_changed():
+                self.recheck()  # a revoked token sees nothing more, even before the socket closes
+        except DbHandlesError:
+            return False
         if self.context.is_admin:
             return True
         handle = event.payload.get("dbHandle")
@@ -79,8 +113,12 @@ class Guard:
             cached = self._decisions.get(key)
         if cached is not None and cached[1] > now:
             return cached[0]
+        with self._lock:
+            generation = self._generation
         allowed = self._decide(key[0], key[1])
         with self._lock:
+            if generation != self._generation:
+                return allowed  # decided while access changed: not kept for the next events
             if len(self._decisions) >= _MAX_DECISIONS:
                 self._decisions.clear()
             self._decisions[key] = (allowed, now + DECISION_SECONDS)

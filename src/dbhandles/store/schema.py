@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import cached_property
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import orjson
@@ -90,6 +91,11 @@ class Table:
         """The columns of the row dataclass (same names, same order): not a SERIAL column, not a
         dialect's own."""
         return tuple(c for c in self.columns if c.kind is not Kind.SERIAL and c.only is None)
+
+    @cached_property
+    def encoder(self) -> Callable[[Any], tuple[Any, ...]]:
+        """A row dataclass's column values, as ``values(self, row)`` returns them."""
+        return _row_encoder(self)
 
 
 def _col(name: str, kind: Kind = Kind.TEXT, **options: Any) -> Column:
@@ -311,10 +317,31 @@ def _decode(kind: Kind, value: Any) -> Any:
     return int(value) if kind in (Kind.INT, Kind.BIGINT) else value
 
 
+def _row_encoder(table: Table) -> Callable[[Any], tuple[Any, ...]]:
+    """``values(table, row)`` as one ``attrgetter`` call, converting only the columns that need it
+    (the audit log writes a row per command through this)."""
+    fields = table.fields
+    getter = attrgetter(*(c.name for c in fields))
+    convert = tuple((i, c.kind) for i, c in enumerate(fields) if c.kind in (Kind.JSON, Kind.BOOL))
+    if len(fields) == 1:
+        return lambda row: (_encode(fields[0].kind, getter(row)),)
+
+    def encode(row: Any) -> tuple[Any, ...]:
+        out: tuple[Any, ...] = getter(row)
+        if not convert:
+            return out
+        converted = list(out)
+        for i, kind in convert:
+            converted[i] = _encode(kind, converted[i])
+        return tuple(converted)
+
+    return encode
+
+
 def values(table: Table, row: Any, names: Sequence[str] | None = None) -> tuple[Any, ...]:
     """The column values of ``row`` (a dataclass of ``table.fields``), or of its fields ``names``."""
     if names is None:
-        return tuple(_encode(c.kind, getattr(row, c.name)) for c in table.fields)
+        return table.encoder(row)
     kinds = {c.name: c.kind for c in table.fields}
     return tuple(_encode(kinds[name], getattr(row, name)) for name in names)
 

@@ -258,7 +258,7 @@ async function loadCollections() {
 }
 
 function renderCollections(pulse) {
-  const total = state.collections.reduce((sum, c) => sum + c.recordCount, 0);
+  const total = state.collections.reduce((sum, c) => sum + (c.recordCount ?? 0), 0);
   $("collections-summary").textContent = state.collections.length
     ? `${plural(state.collections.length, "collection")} · ${plural(total, "record")}`
     : "no collections yet";
@@ -270,12 +270,23 @@ function renderCollections(pulse) {
           class: `chip${c.name === state.collection ? " selected" : ""}${c.name === pulse ? " pulse" : ""}`,
           dataset: { collection: c.name },
           onclick: () => selectCollection(c.name),
+          // Tables and views dbhandles did not create: their kind, key and columns on hover.
+          title: c.kind && c.kind !== "collection" ? tableSummary(c) : "",
         },
         c.name,
-        el("span", { class: "count" }, c.recordCount.toLocaleString()),
+        c.kind && c.kind !== "collection" ? el("span", { class: "kind" }, c.kind) : "",
+        el("span", { class: "count" }, c.recordCount == null ? "–" : c.recordCount.toLocaleString()),
       ),
     ),
   );
+}
+
+function tableSummary(t) {
+  const columns = (t.columns || []).map((c) => `${c.name} ${c.type || "ANY"}${c.nullable ? "" : " NOT NULL"}`);
+  const lines = [`${t.kind}; id: ${t.id}`, ...columns];
+  if (t.readOnly) lines.push(`read-only: ${t.readOnly}`);
+  if (t.refused) lines.push(t.refused);
+  return lines.join("\n");
 }
 
 async function selectCollection(name) {
@@ -684,12 +695,30 @@ function wire() {
 let started = false;
 
 /** A token in the address (`#token=...`, as printed by `jtag serve` when it creates the admin token)
- * is kept for this tab only and removed from the address bar so it is not shared by copy-paste. */
+ * is kept for this tab only and removed from the address bar so it is not shared by copy-paste.
+ * It never silently replaces the token the tab already has: a link from elsewhere could otherwise
+ * switch the tab to an identity its user did not choose (and show them that actor's data as theirs),
+ * so the user is asked first. */
 function tokenFromAddress() {
   const match = location.hash.match(/token=([^&]+)/);
   if (match) {
-    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
     history.replaceState(null, "", location.pathname + location.search);
+    let given = null;
+    try {
+      given = decodeURIComponent(match[1]);
+    } catch {
+      given = null;
+    }
+    const current = storedToken();
+    const replace =
+      given &&
+      given !== current &&
+      (!current ||
+        window.confirm(
+          "This address carries a token for another identity. Replace the token this tab uses " +
+            "with it? (Cancel keeps the current one.)",
+        ));
+    if (replace) sessionStorage.setItem(TOKEN_KEY, given);
   }
   return storedToken();
 }

@@ -1,0 +1,78 @@
+"""Benchmark: how long ``jtag`` takes to start, against ``sqlite-utils tables x.db`` in the same run.
+
+Each command runs as a fresh process (the console scripts of this virtualenv), once to warm the
+bytecode cache and then ``--runs`` times, the tools taking turns so that the machine's noise falls on
+all of them alike. It prints each median wall time and its ratio to sqlite-utils' median (target:
+at most 1.0x). The in-process ``data/list`` runs on an empty home (no server is looked up but the
+default address, as a user's first command would). A benchmark, not a test: nothing here asserts a time.
+
+    .venv/bin/python benchmarks/cli_start.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TARGET = 1.0
+BIN = Path(sys.executable).parent
+
+
+def _wall(argv: list[str], env: dict[str, str]) -> float:
+    """Seconds from spawning ``argv`` to its exit (it must succeed)."""
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="measured runs per command (median)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="dbh-cli-start-") as tmp:
+        db = Path(tmp) / "x.db"
+        with sqlite3.connect(db) as conn:
+            conn.execute("CREATE TABLE users (id TEXT PRIMARY KEY, data TEXT)")
+        conn.close()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("JTAG_", "DBHANDLES_"))}
+        # Both tools get compiled bytecode (as an installed tool has), kept out of the source tree.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
+        env["DBHANDLES_HOME"] = str(Path(tmp) / "home")
+        cases = {
+            "sqlite-utils tables x.db": [str(BIN / "sqlite-utils"), "tables", str(db)],
+            "jtag help": [str(BIN / "jtag"), "help"],
+            "jtag help data/list": [str(BIN / "jtag"), "help", "data/list"],
+            "jtag data/list --collection=users (in-process)": [
+                str(BIN / "jtag"),
+                "data/list",
+                "--collection=users",
+            ],
+        }
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        for argv_ in cases.values():
+            _wall(argv_, env)  # warm-up: writes the bytecode cache
+        for _ in range(args.runs):
+            for name, argv_ in cases.items():
+                times[name].append(_wall(argv_, env))
+    base_name = next(iter(cases))
+    base = statistics.median(times[base_name])
+    print(f"load average: {os.getloadavg()[0]:.2f}; {args.runs} runs each, medians")
+    print(f"{'command':<50} {'median ms':>10} {'ratio':>8}")
+    for name, samples in times.items():
+        median = statistics.median(samples)
+        ratio = median / base
+        mark = "" if name == base_name else ("  ok" if ratio <= TARGET else f"  > {TARGET}x")
+        print(f"{name:<50} {median * 1000:>10.1f} {ratio:>7.2f}x{mark}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

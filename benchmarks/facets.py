@@ -1,0 +1,106 @@
+"""Benchmark: ``data/count`` with ``groupBy`` against a hand-written ``json_each`` ``GROUP BY``.
+
+Both count 200,000 seed-shaped records (``benchmarks/_datagen.py``) in one SQLite file, in the same run:
+
+* **baseline**: ``SELECT value, count(*) FROM t, json_each(t.data, '$.metadata.topics') GROUP BY value``
+  with ``sqlite3`` directly (the query a person would write by hand);
+* **data/count**: ``Service.execute("data/count", {"groupBy": "metadata.topics"})`` through the whole
+  command path (params, handle, lease, ``sql_facets``), with a filter-free and a filtered variant and a
+  path through an array of objects (``messages.role``) against its own hand-written query.
+
+Each is run ``--repeat`` times and the best time is kept. Prints each time and the ratio
+``data/count / baseline`` (target: at most 2.0). A benchmark, not a test: nothing here asserts a time.
+
+    .venv/bin/python benchmarks/facets.py [--records 200000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks._datagen import generate_file  # noqa: E402
+
+from dbhandles import Service  # noqa: E402
+from dbhandles.settings import Settings  # noqa: E402
+
+COLLECTION = "training_examples"
+TARGET = 2.0
+
+
+def best(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
+    times, result = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="dbh-facets-"))
+    try:
+        source = generate_file(work / "records.jsonl", args.records)
+        db = work / "facets.sqlite"
+        # No query budget: on a loaded machine a 200,000-record count may pass the default one.
+        with Service(settings=Settings(home=work / "home", query_timeout_ms=0)) as svc:
+            handle = svc.execute(
+                "data/open", {"adapter": "sqlite", "config": {"path": str(db), "mode": "create"}}
+            )["dbHandle"]
+            svc.execute("data/import", {"dbHandle": handle, "input": str(source),
+                                        "collection": COLLECTION})  # fmt: skip
+            conn = sqlite3.connect(db)
+            cases = [
+                ("metadata.topics", None,
+                 f"SELECT j.value, count(*) AS n FROM {COLLECTION} AS t, "
+                 "json_each(t.data, '$.metadata.topics') AS j GROUP BY j.value ORDER BY n DESC"),
+                ("metadata.topics", {"metadata.qualityScore": {"$gte": 0.8}},
+                 f"SELECT j.value, count(*) AS n FROM {COLLECTION} AS t, "
+                 "json_each(t.data, '$.metadata.topics') AS j "
+                 "WHERE json_extract(t.data, '$.metadata.qualityScore') >= 0.8 "
+                 "GROUP BY j.value ORDER BY n DESC"),
+                ("messages.role", None,
+                 f"SELECT json_extract(j.value, '$.role') AS role, count(*) AS n FROM {COLLECTION} "
+                 "AS t, json_each(t.data, '$.messages') AS j GROUP BY role ORDER BY n DESC"),
+            ]  # fmt: skip
+            worst = 0.0
+            print(f"{args.records:,} records, best of {args.repeat}")
+            for group_by, filter_, sql in cases:
+                base_s, base_rows = best(args.repeat, lambda sql=sql: conn.execute(sql).fetchall())
+                params = {"dbHandle": handle, "collection": COLLECTION, "groupBy": group_by,
+                          "filter": filter_}  # fmt: skip
+                ours_s, ours = best(args.repeat, lambda p=params: svc.execute("data/count", p))
+                expected = {str(v): n for v, n in base_rows}
+                got = {str(g["key"][group_by]): g["count"] for g in ours["groups"]}
+                if got != expected:
+                    print(f"  MISMATCH for {group_by}: {got} != {expected}")
+                    return 1
+                ratio = ours_s / base_s
+                worst = max(worst, ratio)
+                label = group_by + (" (filtered)" if filter_ else "")
+                print(f"  {label:28} baseline {base_s * 1000:8.1f} ms   data/count "
+                      f"{ours_s * 1000:8.1f} ms   ratio {ratio:5.2f}")  # fmt: skip
+            conn.close()
+        verdict = "meets" if worst <= TARGET else "misses"
+        print(f"worst ratio {worst:.2f} ({verdict} the target of {TARGET:.1f}x)")
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

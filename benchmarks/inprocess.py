@@ -1,0 +1,154 @@
+"""Benchmark: in-process ``data/read`` and ``data/list`` against raw ``sqlite3`` + ``orjson`` in one run.
+
+The data are training-shaped records (``benchmarks/_datagen.py``: about 2 KB each, nested
+``messages`` and ``metadata``), imported into a SQLite file that a ``Service`` opens as a handle. The
+baselines read the same file through their own ``sqlite3`` connection:
+
+- ``data/read`` (random ids) against ``SELECT ... WHERE id = ?`` plus ``orjson.loads`` of the data;
+- ``data/list`` with ``filter={"metadata.qualityScore": {"$gte": 0.8}}``, ``limit=100`` and ``skipCount``,
+  against the hand-written ``json_extract`` query in id order (one page plus one row, as keyset paging
+  reads it) plus ``orjson.loads`` of each row.
+
+Rounds alternate between dbhandles and the baseline so the machine's noise falls on both; the ratio
+is the median dbhandles time over the median baseline time (targets: at most 3x for the read, 1.2x
+for the list). ``--profile`` prints where dbhandles' time goes (cProfile) instead.
+A benchmark, not a test: nothing here asserts a time.
+
+    .venv/bin/python benchmarks/inprocess.py [--records 20000] [--rounds 7] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from _datagen import generate_file
+
+from dbhandles import Service
+
+READ_TARGET = 3.0
+LIST_TARGET = 1.2
+COLLECTION = "examples"
+FILTER = {"metadata.qualityScore": {"$gte": 0.8}}
+LIST_SQL = (
+    f'SELECT id, data, created_at, updated_at, version FROM "{COLLECTION}" '
+    "WHERE json_extract(data, '$.metadata.qualityScore') >= ? ORDER BY id LIMIT ?"
+)
+READ_SQL = f'SELECT id, data, created_at, updated_at, version FROM "{COLLECTION}" WHERE id = ?'
+
+
+def _per_call(fn: Callable[[], object], calls: int) -> float:
+    """Seconds per call of ``fn`` over ``calls`` calls."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def _compare(
+    label: str, ours: Callable[[], object], base: Callable[[], object], calls: int, rounds: int
+) -> float:
+    ours(), base()  # warm both (statement caches, first page of the file)
+    mine: list[float] = []
+    theirs: list[float] = []
+    for _ in range(rounds):
+        mine.append(_per_call(ours, calls))
+        theirs.append(_per_call(base, calls))
+    a, b = statistics.median(mine), statistics.median(theirs)
+    print(f"{label:<44} {a * 1e6:>12.1f} {b * 1e6:>12.1f} {a / b:>7.2f}x")
+    return a / b
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--profile", action="store_true", help="cProfile dbhandles' side instead")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="dbh-inprocess-") as tmp:
+        source = generate_file(Path(tmp) / "seed.jsonl", args.records)
+        db = Path(tmp) / "training.sqlite"
+        with Service(home=Path(tmp) / "home") as svc:
+            handle = svc.execute(
+                "data/open", {"adapter": "sqlite", "config": {"path": str(db), "mode": "create"}}
+            )["dbHandle"]
+            svc.execute(
+                "data/import", {"dbHandle": handle, "input": str(source), "collection": COLLECTION}
+            )
+            raw = sqlite3.connect(db, check_same_thread=False)
+            ids = [row[0] for row in raw.execute(f'SELECT id FROM "{COLLECTION}"')]
+            rng = random.Random(7)
+            picks = [rng.choice(ids) for _ in range(4096)]
+            position = [0]
+
+            def next_id() -> str:
+                position[0] = (position[0] + 1) % len(picks)
+                return picks[position[0]]
+
+            def read_ours() -> dict[str, Any]:
+                params = {"dbHandle": handle, "collection": COLLECTION, "id": next_id()}
+                return svc.execute("data/read", params)
+
+            def read_base() -> Any:
+                row = raw.execute(READ_SQL, (next_id(),)).fetchone()
+                return orjson.loads(row[1])
+
+            list_params = {"dbHandle": handle, "collection": COLLECTION, "filter": FILTER,
+                           "limit": 100, "skipCount": True}  # fmt: skip
+
+            def list_ours() -> dict[str, Any]:
+                return svc.execute("data/list", list_params)
+
+            def list_base() -> list[Any]:
+                rows = raw.execute(LIST_SQL, (0.8, 101)).fetchall()
+                return [orjson.loads(row[1]) for row in rows[:100]]
+
+            page = list_ours()
+            assert page["success"] and len(page["items"]) == len(list_base()), page.keys()
+            record_bytes = statistics.mean(
+                len(orjson.dumps(read_ours()["data"])) for _ in range(200)
+            )
+            if args.profile:
+                profiler = cProfile.Profile()
+                profiler.enable()
+                for _ in range(3000):
+                    read_ours()
+                for _ in range(100):
+                    list_ours()
+                profiler.disable()
+                pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+                raw.close()
+                return 0
+            print(
+                f"{args.records} records of {record_bytes / 1024:.1f} KB on average; load average "
+                f"{os.getloadavg()[0]:.2f}; medians of {args.rounds} rounds"
+            )
+            print(f"{'':<44} {'dbhandles µs':>12} {'baseline µs':>12} {'ratio':>8}")
+            read = _compare("data/read (random id)", read_ours, read_base, 2000, args.rounds)
+            listed = _compare(
+                "data/list (qualityScore >= 0.8, 100 rows)", list_ours, list_base, 40, args.rounds
+            )
+            raw.close()
+    print(f"data/read ratio {read:.2f}x (target <= {READ_TARGET}x), "
+          f"data/list ratio {listed:.2f}x (target <= {LIST_TARGET}x)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

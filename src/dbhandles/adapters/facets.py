@@ -1,0 +1,117 @@
+"""Counts per value (facets) for ``data/count``: the rule every adapter follows, and its Python form.
+
+The values of one ``groupBy`` path in one record (``path_values``), MongoDB's ``$unwind`` applied along
+the path:
+
+* walking the path, an array met on the way is entered: each element continues on its own (an element
+  that is not an object has no sub-fields, so it gives ``null``); an array at the end of the path gives
+  each of its elements;
+* an empty array, a missing field and ``null`` give ``null`` (one value), so every record is counted;
+* a record is counted once per value it holds: ``topics: ["a", "b"]`` counts under ``a`` and under
+  ``b`` (and twice under ``a`` for ``["a", "a"]``); several ``groupBy`` paths count every combination;
+* a value that is an object, or an array inside an array, is not a group: ``data/count`` refuses the
+  call (``invalid_params``) and names the path, rather than lumping such values together;
+* numbers group by value (``1`` and ``1.0`` are one group, shown as ``1``); booleans, numbers and
+  strings never group together.
+
+Groups come most frequent first, ties in the canonical order of ``evaluate`` (per path, in order).
+``total`` is the number of records that matched the filter, whatever their values.
+The memory and JSON adapters run ``group_counts``; the SQL adapters compile the same rule
+(``sql_facets``) and the contract suite checks that they agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dbhandles.errors import InvalidParams
+from dbhandles.evaluate import rank
+
+__all__ = ["GroupCounts", "container_error", "group_counts", "key_value", "path_values"]
+
+Key = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCounts:
+    """What ``Session.group_count`` returns.
+
+    Attributes:
+        groups: ``(key, count)`` pairs, one value per ``groupBy`` path in the key, most frequent
+            first, at most the limit asked for.
+        total: records that matched the filter.
+        group_count: distinct groups before the limit.
+    """
+
+    groups: list[tuple[Key, int]] = field(default_factory=list)
+    total: int = 0
+    group_count: int = 0
+
+
+def key_value(value: Any) -> Any:
+    """A group's value as shown: an integral float as the integer (numbers group by value)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
+def _fan(value: Any) -> list[Any]:
+    if isinstance(value, list):
+        return list(value) if value else [None]
+    return [value]
+
+
+def path_values(record: Mapping[str, Any], path: tuple[str, ...]) -> list[Any]:
+    """The values of ``path`` in ``record`` under the rule above (never empty)."""
+    current: list[Any] = [record]
+    for part in path:
+        nxt: list[Any] = []
+        for value in current:
+            sub = value.get(part) if isinstance(value, Mapping) else None
+            nxt.extend(_fan(sub))
+        current = nxt
+    return current
+
+
+def container_error(path: tuple[str, ...]) -> InvalidParams:
+    """The refusal for a path whose values include objects (or arrays inside arrays)."""
+    name = ".".join(path)
+    return InvalidParams(
+        f"groupBy: {name} holds objects (or arrays inside arrays), which are not values to count "
+        f"by; group by a field inside them, such as {name}.<field>",
+        field="groupBy",
+    )
+
+
+def _order_key(value: Any) -> tuple[int, Any]:
+    r = rank(value)
+    return (r, value if 0 < r < 4 else 0)
+
+
+def group_counts(
+    records: Iterable[Mapping[str, Any]], group_by: tuple[tuple[str, ...], ...], limit: int
+) -> GroupCounts:
+    """Count ``records`` per value of the ``group_by`` paths (the reference for every adapter).
+
+    Raises:
+        InvalidParams: a value of a path is an object or an array inside an array.
+    """
+    # Keys are (rank, value) pairs: in Python True == 1, and they must not be one group.
+    counts: dict[tuple[tuple[int, Any], ...], int] = {}
+    total = 0
+    for record in records:
+        total += 1
+        combos: list[tuple[tuple[int, Any], ...]] = [()]
+        for path in group_by:
+            values = path_values(record, path)
+            for value in values:
+                if rank(value) == 4:
+                    raise container_error(path)
+            combos = [(*c, _order_key(key_value(v))) for c in combos for v in values]
+        for combo in combos:
+            counts[combo] = counts.get(combo, 0) + 1
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    groups = [(tuple(None if r == 0 else v for r, v in key), n) for key, n in ordered[:limit]]
+    return GroupCounts(groups=groups, total=total, group_count=len(counts))

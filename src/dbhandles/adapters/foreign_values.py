@@ -1,0 +1,129 @@
+"""Values of tables dbhandles did not create, as JSON: SQLite storage classes in, JSON values out.
+
+The rules (docs/foreign-tables.md "Values"), the same in Python (here) and in the SQL that filters and
+sorts (``sqlite_foreign_sql``), so a filter sees exactly the value a listing shows:
+
+* INTEGER and REAL are numbers; NULL is null; a REAL that is infinite (SQLite stores NaN as NULL) is
+  shown, filtered and sorted as null, since JSON has no infinity.
+* TEXT is a string, except TEXT whose first character is ``{`` or ``[`` and that is valid JSON: that
+  is the object or array it holds (how sqlite-utils stores nested values), so dotted paths reach in.
+* BLOB is ``{"$base64": "<standard base64 with padding>"}``.
+* A record's ``id`` is its key (``id_value``): the value of a single-column key as stored (never
+  parsed as JSON), the ``rowid`` of a table without a key, and for a compound key (or a view, whose
+  "key" is all its columns) the compact JSON text of the array of the key's values in key order,
+  for example ``["2024-01-01",7]`` (``encode_key`` / ``decode_key``).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from dbhandles.errors import InvalidParams
+
+__all__ = [
+    "BLOB_KEY",
+    "decode_key",
+    "encode_key",
+    "id_value",
+    "json_value",
+    "row_values",
+    "sqlite_value",
+]
+
+#: The key of the object a BLOB is shown as.
+BLOB_KEY = "$base64"
+_JSON_STARTS = ("{", "[")
+
+
+def json_value(value: Any) -> Any:
+    """One SQLite value (as ``sqlite3`` returns it) as the JSON value a foreign record holds."""
+    kind = type(value)
+    if kind is str:
+        if value[:1] in _JSON_STARTS:
+            try:
+                return orjson.loads(value)
+            except orjson.JSONDecodeError:
+                return value
+        return value
+    if kind is float:
+        # inf - inf is NaN, and NaN != NaN: the one comparison that tells an infinity.
+        return value if value - value == 0 else None
+    if kind is bytes:
+        return {BLOB_KEY: base64.b64encode(value).decode("ascii")}
+    return value
+
+
+def id_value(value: Any) -> Any:
+    """A single-column key's value as a record's ``id``: as stored (text is never parsed as JSON)."""
+    if type(value) is bytes:
+        return {BLOB_KEY: base64.b64encode(value).decode("ascii")}
+    if type(value) is float and value - value != 0:
+        return None
+    return value
+
+
+def row_values(row: Sequence[Any], start: int) -> list[Any]:
+    """``json_value`` of every item of ``row`` from index ``start`` on (the hot loop of a listing:
+    integers, null and text that cannot hold JSON are taken as they are without a call)."""
+    return [
+        value
+        if value is None or type(value) is int or (type(value) is str and value[:1] not in "{[")
+        else json_value(value)
+        for value in row[start:]
+    ]
+
+
+def sqlite_value(value: Any, where: str) -> Any:
+    """A JSON value (already checked by ``documents.check_json``) as SQLite stores it: the reverse
+    of ``json_value``. Numbers, strings and null as they are; ``true``/``false`` as 1/0 (SQLite has no
+    booleans, so they read back as numbers); ``{"$base64": "..."}`` as a BLOB; any other object or
+    array as its compact JSON text (read back as that object or array).
+
+    Raises:
+        InvalidParams: a ``$base64`` object whose text is not standard base64 (``where`` names it).
+    """
+    kind = type(value)
+    if value is None or kind is int or kind is float or kind is str:
+        return value
+    if kind is bool:
+        return int(value)
+    if isinstance(value, dict) and len(value) == 1 and BLOB_KEY in value:
+        text = value[BLOB_KEY]
+        try:
+            if not isinstance(text, str):
+                raise ValueError(text)
+            return base64.b64decode(text.encode("ascii"), validate=True)
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise InvalidParams(
+                f"{where}: {{{BLOB_KEY!r}: ...}} stands for a BLOB and holds standard base64 text",
+                field=where,
+            ) from exc
+    return orjson.dumps(value).decode()
+
+
+def encode_key(values: Sequence[Any]) -> str:
+    """The ``id`` of a row with a compound key: compact JSON of the key's values, in key order.
+
+    Text is JSON-escaped as SQLite's ``json_array`` does it, so the same text comes out of SQL (for
+    filters and sorting on ``id``) and out of Python. BLOBs have no JSON form and are refused by
+    SQLite's ``json_array``; a compound key holding one cannot be served.
+    """
+    return orjson.dumps(list(values)).decode()
+
+
+def decode_key(record_id: str, width: int) -> list[Any] | None:
+    """The key values an ``id`` made by ``encode_key`` stands for; ``None`` if it is not one
+    (not JSON, not an array of ``width`` scalars): no row has such an id."""
+    try:
+        values = orjson.loads(record_id)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(values, list) or len(values) != width:
+        return None
+    if any(isinstance(v, dict | list | bool) for v in values):
+        return None
+    return values

@@ -1,0 +1,211 @@
+"""Records of a PostgreSQL table or view dbhandles did not create: reads by key, listings, counts.
+
+``PostgresSession`` asks ``ForeignCatalog.reader`` whether a name is such a relation
+(``postgres_foreign_schema.resolve``); the collection path never sees one. A record is the row's
+columns as the JSON values ``postgres_foreign_sql.json_sql`` makes of them, after its ``id``:
+
+* a primary key of one column: that column's value (a number for an integer key, a string for a
+  text or ``uuid`` key, ...);
+* a compound key: the compact JSON text of the key's values in key order (``["2024-01-01",7]``,
+  the encoding ``foreign_values.encode_key`` gives SQLite's compound keys);
+* no key (views, key-less tables): the JSON text of all the columns; two rows equal in every column
+  cannot be told apart.
+
+Writes go through ``postgres_foreign_write``; what cannot be written is ``read_only`` saying why.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from psycopg import Connection, sql
+
+from dbhandles.adapters.base import Query, Record
+from dbhandles.adapters.foreign_values import decode_key
+from dbhandles.adapters.postgres_compile import boolean, prepare_filter
+from dbhandles.adapters.postgres_foreign_schema import PgTable, describe, relations, resolve
+from dbhandles.adapters.postgres_foreign_sql import (
+    compiler_for,
+    id_json,
+    id_scalar,
+    json_sql,
+    quote,
+)
+from dbhandles.adapters.sql_compile import and_
+from dbhandles.errors import InvalidParams, ReadOnly
+from dbhandles.filters import FilterNode
+
+__all__ = ["ForeignCatalog", "PgReader", "read_only_error"]
+
+_INTEGERS = frozenset({"int2", "int4", "int8"})
+_TEXTS = frozenset({"text", "varchar", "name"})
+_INT64 = 2**63
+#: How many descriptions a catalog keeps (one per table and definition).
+_CACHED = 256
+
+#: Runs a statement in the session's transaction: ``(statement, params, use the time budget)``.
+Run = Callable[[sql.SQL, tuple[Any, ...], bool], Any]
+
+
+def read_only_error(table: PgTable) -> ReadOnly:
+    """The ``read_only`` error for a write to ``table`` (or one by a path that cannot write it)."""
+    if table.read_only is None:
+        return ReadOnly(
+            f"{table.kind} {table.name!r} was not created by dbhandles: its rows are written by "
+            "data/create, data/update, data/delete, data/batch and data/truncate only (not by "
+            "imports, data/clear or index commands)",
+            field="collection",
+        )
+    return ReadOnly(
+        f"{table.kind} {table.name!r} was not created by dbhandles and is read-only here: "
+        f"{table.read_only}",
+        field="collection",
+    )
+
+
+def _integer(text: str) -> int | None:
+    """``text`` as a 64-bit integer when it is one written canonically (``42``, not ``042``)."""
+    try:
+        number = int(text)
+    except ValueError:
+        return None
+    return number if str(number) == text and -_INT64 <= number < _INT64 else None
+
+
+class PgReader:
+    """The SQL of one foreign relation, built once per definition (the catalog caches it)."""
+
+    def __init__(self, table: PgTable) -> None:
+        self.table = table
+        self.compiler = compiler_for(table)
+        shown = [c for c in table.columns if c.field != "id"]
+        self.keys = ("id", *(c.field for c in shown))
+        self.select = ", ".join([id_json(table), *(json_sql(c) for c in shown)])
+        self.source = f"{quote(table.schema)}.{quote(table.name)}"
+        found = id_scalar(table)
+        self.id_sql = found[0] if found is not None else None
+
+    def record(self, row: tuple[Any, ...]) -> Record:
+        """The record of a row selected by ``select``: its ``id``, then its fields."""
+        return dict(zip(self.keys, row, strict=True))
+
+    def key_match(self, record_id: str) -> tuple[str, tuple[Any, ...]] | None:
+        """The WHERE clause selecting the row whose ``id`` is ``record_id``; ``None`` if none can
+        (``abc`` for an integer key: no such row)."""
+        if "\x00" in record_id:
+            return None  # PostgreSQL text cannot hold it: no id does
+        table = self.table
+        if len(table.key) == 1:
+            column = table.column(table.key[0])
+            name = quote(column.name)
+            if column.base in _INTEGERS:
+                number = _integer(record_id)
+                return None if number is None else (f"{name} = %s", (number,))
+            if column.base in _TEXTS:
+                return f"{name} = %s", (record_id,)
+            if column.base == "uuid":
+                try:
+                    canonical = str(uuid.UUID(record_id))
+                except ValueError:
+                    return None
+                return (f"{name} = %s::uuid", (record_id,)) if canonical == record_id else None
+            # Any other key: compare JSON values (a number id matches a number, any id a string).
+            number_json = None
+            try:
+                parsed = orjson.loads(record_id)
+                if type(parsed) in (int, float):
+                    number_json = record_id
+            except orjson.JSONDecodeError:
+                pass
+            key = json_sql(column)
+            return (
+                f"(({key}) = to_jsonb(%s::text) OR ({key}) = %s::jsonb)",
+                (record_id, number_json),
+            )
+        assert self.id_sql is not None
+        tests: list[str] = []
+        params: list[Any] = []
+        if table.key:
+            values = decode_key(record_id, len(table.key))
+            if values is None:
+                return None
+            # The key's own columns let the planner use its index; the id text makes it exact.
+            for name, value in zip(table.key, values, strict=True):
+                column = table.column(name)
+                integer = column.base in _INTEGERS and type(value) is int
+                if integer or (column.base in _TEXTS and type(value) is str):
+                    tests.append(f"{quote(name)} = %s")
+                    params.append(value)
+        tests.append(f"{self.id_sql} = %s")
+        params.append(record_id)
+        return " AND ".join(tests), tuple(params)
+
+    def get(self, run: Run, record_id: str, *, lock: bool = False) -> Record | None:
+        match = self.key_match(record_id)
+        if match is None:
+            return None
+        where, params = match
+        suffix = " FOR UPDATE" if lock and self.table.read_only is None else ""
+        row = run(
+            sql.SQL(f"SELECT {self.select} FROM {self.source} WHERE {where} LIMIT 1{suffix}"),
+            params,
+            False,
+        ).fetchone()
+        return None if row is None else self.record(row)
+
+    def find(self, run: Run, query: Query) -> list[Record]:
+        compiler = self.compiler
+        where = compiler.where(prepare_filter(query.filter))
+        if query.after is not None:
+            where = and_(where, compiler.after(query.order, query.after))
+        where = boolean(where)
+        if query.offset < 0 or (query.limit is not None and query.limit < 0):
+            raise InvalidParams("limit and offset cannot be negative", field="limit")
+        order = compiler.order_by(query.order)
+        statement = sql.SQL(
+            f"SELECT {self.select} FROM {self.source} WHERE {where.sql} ORDER BY {order} "
+            "LIMIT %s OFFSET %s"
+        )
+        rows = run(statement, (*where.params, query.limit, query.offset), True).fetchall()
+        record = self.record
+        return [record(row) for row in rows]
+
+    def count(self, run: Run, filter: FilterNode | None) -> int:
+        where = boolean(self.compiler.where(prepare_filter(filter)))
+        statement = sql.SQL(f"SELECT count(*) FROM {self.source} WHERE {where.sql}")
+        row = run(statement, where.params, True).fetchone()
+        return int(row[0]) if row else 0
+
+
+class ForeignCatalog:
+    """The foreign relations of one schema; their readers are cached by definition, so a table
+    altered by someone else (a column added, renamed, retyped) is described again."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        self._readers: dict[tuple[int, tuple[str, ...]], PgReader] = {}
+        self._lock = threading.Lock()
+
+    def reader(self, conn: Connection[Any], collection: str) -> PgReader | None:
+        """The reader of the relation ``collection`` names when it is not a collection, else
+        ``None`` (see ``postgres_foreign_schema.resolve``)."""
+        relation = resolve(conn, self.schema, collection)
+        if relation is None:
+            return None
+        key = (relation.oid, relation.signature)
+        found = self._readers.get(key)
+        if found is None:
+            found = PgReader(describe(conn, self.schema, relation))
+            with self._lock:
+                if len(self._readers) >= _CACHED:
+                    self._readers.clear()
+                self._readers[key] = found
+        return found
+
+    def tables(self, conn: Connection[Any]) -> list[PgTable]:
+        """Every foreign relation of the schema, described now (``data/schema``)."""
+        return [describe(conn, self.schema, r) for r in relations(conn, self.schema)]

@@ -1,0 +1,282 @@
+"""What a PostgreSQL table or view dbhandles did not create looks like: columns, key, indexes, constraints.
+
+``relations`` lists the tables and views of the handle's schema that are not collections;
+``resolve`` finds the one a ``collection`` name means; ``describe`` reads one into a ``PgTable``. Names
+are always bound as parameters (the catalog is queried by schema name and relation oid), never
+pasted. What each kind of relation is served as (docs/foreign-tables.md "PostgreSQL"):
+
+* a table (or partitioned table) with a primary key: read and written through the key;
+* a table without a primary key: read-only; like a view its ``id`` is the JSON array of all its
+  columns (``ctid`` changes on every update and on ``VACUUM FULL``, so it is no id);
+* a view, a materialized view, a foreign table: read-only, ``id`` the JSON array of its columns;
+* generated columns are shown and filterable, and never written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from psycopg import Connection
+
+from dbhandles.adapters.postgres_schema import is_collection, table_name
+from dbhandles.adapters.sqlite_foreign_schema import field_names
+from dbhandles.errors import InvalidParams
+from dbhandles.filters import SYSTEM_PREFIXES
+
+__all__ = ["PgColumn", "PgTable", "Relation", "describe", "relations", "resolve"]
+
+#: ``pg_class.relkind`` -> the ``kind`` ``data/schema`` shows.
+KINDS = {"r": "table", "p": "table", "v": "view", "m": "materialized view", "f": "foreign table"}
+#: Above this many rows (``pg_class.reltuples``) ``data/schema`` shows the estimate, not a count.
+ESTIMATE_ABOVE = 100_000
+
+_RELATIONS = """
+SELECT c.oid, c.relname, c.relkind, c.reltuples, c.xmin::text,
+       ARRAY(SELECT a.attname || ' ' || format_type(a.atttypid, NULL) FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+"""
+_COLUMNS = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+       pg_get_expr(d.adbin, d.adrelid), a.attgenerated <> '', a.attidentity <> '',
+       bt.typname, bt.typcategory
+FROM pg_attribute a
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+_ATTNAMES = (
+    "ARRAY(SELECT a.attname FROM unnest({keys}) WITH ORDINALITY k(n, i) JOIN pg_attribute a "
+    "ON a.attrelid = {rel} AND a.attnum = k.n ORDER BY k.i)"
+)
+_CONSTRAINTS = f"""
+SELECT con.conname, con.contype, {_ATTNAMES.format(keys="con.conkey", rel="con.conrelid")},
+       fc.relname, fn.nspname,
+       {_ATTNAMES.format(keys="con.confkey", rel="con.confrelid")},
+       con.confupdtype, con.confdeltype
+FROM pg_constraint con
+LEFT JOIN pg_class fc ON fc.oid = con.confrelid
+LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
+WHERE con.conrelid = %s
+ORDER BY con.conname
+"""
+_INDEXES = """
+SELECT ic.relname, i.indisunique, i.indisprimary, i.indpred IS NOT NULL,
+       ARRAY(SELECT COALESCE(a.attname, '<expression>')
+             FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
+             LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n AND k.n > 0
+             WHERE k.o <= i.indnkeyatts ORDER BY k.o),
+       EXISTS (SELECT 1 FROM pg_constraint u WHERE u.conindid = i.indexrelid AND u.contype = 'u')
+FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+WHERE i.indrelid = %s
+ORDER BY ic.relname
+"""
+_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+_CONSTRAINT_KINDS = {"p": "unique", "u": "unique", "c": "check", "f": "foreign_key",
+                     "x": "exclusion"}  # fmt: skip
+
+
+class Relation(NamedTuple):
+    """A relation as the catalog lists it; ``signature`` changes whenever its definition does."""
+
+    oid: int
+    name: str
+    relkind: str
+    estimate: float
+    signature: tuple[str, ...]
+
+
+def _relation(row: tuple[Any, ...]) -> Relation:
+    oid, name, kind, tuples, xmin, columns = row
+    return Relation(oid, name, kind, float(tuples), (xmin, *columns))
+
+
+@dataclass(frozen=True, slots=True)
+class PgColumn:
+    """One column as ``pg_attribute`` reports it, and the field it is served as."""
+
+    name: str
+    field: str
+    #: The declared type as ``format_type`` prints it (``numeric(10,2)``, ``text[]``).
+    type: str
+    nullable: bool
+    default: str | None
+    #: Position in the primary key (1-based), 0 when not part of it.
+    pk: int
+    generated: bool
+    identity: bool
+    #: The base type's name (``int4``, ``jsonb``, ``_text`` for ``text[]``; a domain's base type).
+    base: str
+    #: ``pg_type.typcategory`` of the base type (``A`` arrays, ``E`` enums, ``S`` strings, ...).
+    category: str
+
+    def public(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"name": self.name, "type": self.type, "nullable": self.nullable,
+                                "default": self.default}  # fmt: skip
+        if self.field != self.name:
+            info["field"] = self.field
+        if self.generated:
+            info["generated"] = True
+        if self.identity:
+            info["identity"] = True
+        return info
+
+
+@dataclass(frozen=True, slots=True)
+class PgTable:
+    """A table or view of the handle's schema that is not a dbhandles collection."""
+
+    oid: int
+    schema: str
+    name: str
+    #: ``table``, ``view``, ``materialized view`` or ``foreign table``.
+    kind: str
+    columns: tuple[PgColumn, ...]
+    #: The primary key's columns in key order (empty for views and key-less tables).
+    key: tuple[str, ...]
+    #: Why nothing may be written here (``None`` when rows may be written through their key).
+    read_only: str | None
+    #: ``pg_class.reltuples``: PostgreSQL's estimate of the row count (-1 before the first ANALYZE).
+    estimate: float
+    indexes: tuple[dict[str, Any], ...] = field(default=())
+    foreign_keys: tuple[dict[str, Any], ...] = field(default=())
+    #: Constraint or unique index name -> (``unique``/``check``/``foreign_key``/``exclusion``,
+    #: its columns): what a refused write names.
+    constraints: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    #: Which of ``createdAt``, ``updatedAt``, ``version`` columns keep: a ``version`` column of an
+    #: integer type (docs/foreign-tables.md "Versions and timestamps").
+    reserved: frozenset[str] = field(default=frozenset())
+
+    def column(self, name: str) -> PgColumn:
+        return next(c for c in self.columns if c.name == name)
+
+    @property
+    def compound_id(self) -> bool:
+        """Whether ``id`` is the JSON text of several values (a compound key, or no key)."""
+        return len(self.key) != 1
+
+    def public(self) -> dict[str, Any]:
+        """The description ``data/schema`` shows (camelCase keys)."""
+        info: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "columns": [c.public() for c in self.columns],
+            "primaryKey": list(self.key),
+            "id": self._id_doc(),
+            "indexes": list(self.indexes),
+            "foreignKeys": list(self.foreign_keys),
+        }
+        if self.estimate >= ESTIMATE_ABOVE:
+            info["recordCountEstimate"] = int(self.estimate)
+        if self.read_only is not None:
+            info["readOnly"] = self.read_only
+        if self.reserved:
+            info["reservedFields"] = sorted(self.reserved)
+        return info
+
+    def _id_doc(self) -> str:
+        if len(self.key) == 1:
+            return f"the value of the primary key column {self.key[0]!r}"
+        if self.key:
+            return "JSON array of the primary key columns " + ", ".join(self.key)
+        return f"JSON array of every column (a {self.kind} without a primary key has no key)"
+
+
+def relations(conn: Connection[Any], schema: str) -> list[Relation]:
+    """Every table and view of ``schema`` that is neither a collection nor a system table, by name."""
+    rows = conn.execute(_RELATIONS + " ORDER BY c.relname", (schema,)).fetchall()
+    return [
+        _relation(row)
+        for row in rows
+        if not row[1].lower().startswith(SYSTEM_PREFIXES) and not is_collection(row[2], row[5])
+    ]
+
+
+def resolve(conn: Connection[Any], schema: str, collection: str) -> Relation | None:
+    """The relation ``collection`` names when it is not a collection, else ``None``.
+
+    The relation of exactly that name first; else the one a collection of that name would use
+    (its lower-cased name); else the one relation whose name equals it ignoring case.
+
+    Raises:
+        InvalidParams: several relations match ignoring case and none exactly.
+    """
+    rows = conn.execute(
+        _RELATIONS + " AND lower(c.relname) = lower(%s)", (schema, collection)
+    ).fetchall()
+    if not rows:
+        return None
+    by_name = {row[1]: row for row in rows}
+    row = by_name.get(collection) or by_name.get(table_name(collection))
+    if row is None:
+        if len(rows) > 1:
+            names = ", ".join(sorted(repr(r[1]) for r in rows))
+            raise InvalidParams(
+                f"collection: {collection!r} matches several tables of schema {schema!r} ignoring "
+                f"case ({names}); name one exactly",
+                field="collection",
+            )
+        row = rows[0]
+    if row[1].lower().startswith(SYSTEM_PREFIXES) or is_collection(row[2], row[5]):
+        return None
+    return _relation(row)
+
+
+def describe(conn: Connection[Any], schema: str, relation: Relation) -> PgTable:
+    """Read one relation (as ``relations`` or ``resolve`` found it) into a ``PgTable``."""
+    oid, name, kind, estimate, _ = relation
+    cols = conn.execute(_COLUMNS, (oid,)).fetchall()
+    constraints = conn.execute(_CONSTRAINTS, (oid,)).fetchall()
+    key: tuple[str, ...] = ()
+    named: dict[str, tuple[str, tuple[str, ...]]] = {}
+    foreign_keys = []
+    for cname, contype, columns, target, target_schema, refs, on_update, on_delete in constraints:
+        if contype == "p":
+            key = tuple(columns)
+        if contype in _CONSTRAINT_KINDS:
+            named[cname] = (_CONSTRAINT_KINDS[contype], tuple(columns))
+        if contype == "f":
+            entry = {"name": cname, "columns": list(columns), "table": target,
+                     "references": list(refs), "onUpdate": _ACTIONS.get(on_update, on_update),
+                     "onDelete": _ACTIONS.get(on_delete, on_delete)}  # fmt: skip
+            if target_schema != schema:
+                entry["schema"] = target_schema
+            foreign_keys.append(entry)
+    indexes = []
+    for iname, unique, primary, partial, columns, constraint in conn.execute(
+        _INDEXES, (oid,)
+    ).fetchall():
+        origin = "primary key" if primary else "unique constraint" if constraint else "create index"
+        indexes.append({"name": iname, "columns": list(columns), "unique": unique,
+                        "origin": origin, "partial": partial})  # fmt: skip
+        if unique and iname not in named:
+            named[iname] = ("unique", tuple(c for c in columns if c != "<expression>"))
+    names = [r[0] for r in cols]
+    fields = field_names(names, key)
+    columns_ = tuple(
+        PgColumn(name=r[0], field=f, type=r[1], nullable=not r[2] and r[0] not in key,
+                 default=r[3], pk=key.index(r[0]) + 1 if r[0] in key else 0, generated=r[4],
+                 identity=r[5], base=r[6], category=r[7])
+        for r, f in zip(cols, fields, strict=True)
+    )  # fmt: skip
+    read_only = None
+    if kind in ("v", "m", "f"):
+        read_only = f"a {KINDS[kind]} is served read-only (it has no primary key to write through)"
+    elif not key:
+        read_only = "a table without a primary key has no stable id to write through"
+    reserved = frozenset(
+        {"version"}
+        if any(c.field == "version" and c.base in ("int2", "int4", "int8") and not c.pk
+               and not c.generated for c in columns_)
+        else ()
+    )  # fmt: skip
+    return PgTable(
+        oid=oid, schema=schema, name=name, kind=KINDS[kind], columns=columns_, key=key,
+        read_only=read_only, estimate=estimate, indexes=tuple(indexes),
+        foreign_keys=tuple(foreign_keys), constraints=named,
+        reserved=reserved if read_only is None else frozenset(),
+    )  # fmt: skip

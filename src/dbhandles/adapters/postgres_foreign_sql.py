@@ -1,0 +1,244 @@
+"""A PostgreSQL table dbhandles did not create, as JSON: each column's value as ``jsonb``, and filters.
+
+Every column is read through one ``jsonb`` expression (``json_sql``) and a listing selects exactly
+those expressions, so a filter sees the value a record shows. The rules (docs/foreign-tables.md
+"PostgreSQL values"):
+
+* ``smallint``/``integer``/``bigint``: numbers; ``real``/``double precision``: numbers, NaN and
+  ±Infinity are null (JSON has neither);
+* ``numeric``: a number when it has at most 15 significant digits (every such decimal survives a
+  round trip through a JSON number, IEEE 754 ``DBL_DIG``), else the string of its exact decimal text
+  (``"12345678901234567.50"``); NaN and ±Infinity are null;
+* text types, ``uuid``, enums: strings; ``boolean``: true/false; ``json``/``jsonb``: their JSON;
+* ``timestamptz``: ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC (fixed width, so strings sort in time
+  order), ``timestamp`` the same without ``Z``, ``date`` ``YYYY-MM-DD``, ``time`` as PostgreSQL's JSON
+  writes it; ``infinity``/``-infinity`` as those strings;
+* ``bytea``: ``{"$base64": "<standard base64 with padding>"}``;
+* arrays: JSON arrays (of their elements as ``to_jsonb`` writes them); any other type as ``to_jsonb``
+  writes it (usually its text).
+
+``ForeignPgDialect`` is ``PostgresDialect`` whose paths start at a column's ``jsonb`` expression
+instead of a collection's ``data`` document; integer and text columns compare their own value where
+they can (so their indexes serve equality).
+"""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from dbhandles.adapters.postgres_compile import PostgresDialect
+from dbhandles.adapters.postgres_foreign_schema import PgColumn, PgTable
+from dbhandles.adapters.sql_compile import Column, SqlCompiler
+from dbhandles.filters import check_dotted_column
+
+__all__ = ["ForeignPgDialect", "compiler_for", "id_scalar", "json_sql", "quote"]
+
+_INTEGERS = frozenset({"int2", "int4", "int8"})
+_FLOATS = frozenset({"float4", "float8"})
+_TEXTS = frozenset({"text", "varchar", "name", "citext"})
+#: Types whose JSON value is always a string (or null).
+_STRINGS = frozenset({"bpchar", "uuid", "date", "time", "timetz", "timestamp", "timestamptz",
+                      "interval", "inet", "cidr", "macaddr", "xml"})  # fmt: skip
+_ISO = "'YYYY-MM-DD\"T\"HH24:MI:SS.US'"
+_ISO_Z = '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\''
+#: Stands for the ``id`` expression where ``SqlCompiler`` asks to quote a column name.
+_ID = "\x00id"
+
+
+def quote(name: str) -> str:
+    """An SQL identifier quoted by ``psycopg.sql.Identifier`` (double quotes doubled), with ``%``
+    doubled: the statements it goes into always carry parameters, and psycopg reads ``%`` there."""
+    return sql.Identifier(name).as_string(None).replace("%", "%%")
+
+
+def json_sql(column: PgColumn) -> str:
+    """The column's value as a ``jsonb`` expression (SQL NULL for NULL), by the module's rules."""
+    c = quote(column.name)
+    base = column.base
+    if base in _INTEGERS or base == "bool":
+        return f"to_jsonb({c})"
+    if base in _TEXTS:
+        return f"to_jsonb({c}::text)"
+    if base in _FLOATS:
+        return (
+            f"(CASE WHEN {c}::float8 IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8) "
+            f"THEN NULL ELSE to_jsonb({c}) END)"
+        )
+    if base == "numeric":
+        # Nested CASE: only a value inside float8's range reaches the cast (a cast outside raises).
+        return (
+            f"(CASE WHEN {c}::text IN ('NaN', 'Infinity', '-Infinity') THEN NULL "
+            f"WHEN abs({c}) >= 1e300 OR ({c} <> 0 AND abs({c}) < 1e-300) THEN to_jsonb({c}::text) "
+            f"WHEN {c} = ({c}::float8)::numeric THEN to_jsonb({c}) ELSE to_jsonb({c}::text) END)"
+        )
+    if base == "jsonb":
+        return c
+    if base == "json":
+        return f"{c}::jsonb"
+    if base == "bytea":
+        return (
+            f"(CASE WHEN {c} IS NOT NULL THEN jsonb_build_object('$base64', "
+            f"translate(encode({c}, 'base64'), chr(10), '')) END)"
+        )
+    if base in ("timestamptz", "timestamp"):
+        utc, form = (f"{c} AT TIME ZONE 'UTC'", _ISO_Z) if base == "timestamptz" else (c, _ISO)
+        return (
+            f"(CASE WHEN isfinite({c}) THEN to_jsonb(to_char({utc}, {form})) "
+            f"ELSE to_jsonb({c}::text) END)"
+        )
+    return f"to_jsonb({c})"
+
+
+def fixed_rank(column: PgColumn) -> int | None:
+    """The rank (docs/filters.md) every non-null value of the column has, if one does."""
+    if column.base in _INTEGERS:
+        return 2
+    if column.base in _TEXTS or column.base in _STRINGS or column.category == "E":
+        return 3
+    if column.base == "bool":
+        return 1
+    return None
+
+
+def scalar_sql(column: PgColumn) -> str | None:
+    """The column's value as a plain SQL scalar of its fixed rank (integers, strings), if it has one."""
+    rank = fixed_rank(column)
+    if rank == 2:
+        return quote(column.name)
+    if rank == 3:
+        if column.base in _TEXTS:
+            return f"{quote(column.name)}::text"
+        return f"({json_sql(column)} #>> '{{}}')"
+    return None
+
+
+def id_scalar(table: PgTable) -> tuple[str, int] | None:
+    """The SQL of a record's ``id`` and its rank, when every id has one rank: an integer or string
+    key, or the JSON text of a compound key or of every column (see ``foreign_values``)."""
+    if len(table.key) == 1:
+        column = table.column(table.key[0])
+        scalar, rank = scalar_sql(column), fixed_rank(column)
+        if scalar is None or rank not in (2, 3):
+            return None
+        return scalar, rank
+    columns = [table.column(k) for k in table.key] if table.key else list(table.columns)
+    # Compact JSON, as foreign_values.encode_key writes it for SQLite: jsonb's text of a scalar
+    # has no spaces, and an element that is null in SQL is JSON null.
+    parts = ", ".join(f"COALESCE(({json_sql(c)})::text, 'null')" for c in columns)
+    return f"('[' || array_to_string(ARRAY[{parts}]::text[], ',') || ']')", 3
+
+
+def id_json(table: PgTable) -> str:
+    """The ``jsonb`` expression of a record's ``id``."""
+    if len(table.key) == 1:
+        return json_sql(table.column(table.key[0]))
+    found = id_scalar(table)
+    assert found is not None
+    return f"to_jsonb({found[0]})"
+
+
+class ForeignPgDialect(PostgresDialect):
+    """``PostgresDialect`` over the columns of one table: ``path[0]`` is a column (its ``jsonb``
+    value), the rest of the path steps into it as into a collection's document."""
+
+    def __init__(self, table: PgTable) -> None:
+        super().__init__(column="NULL::jsonb")
+        self.table = table
+        #: field -> (jsonb SQL, fixed rank, plain scalar SQL) of the column it is served from
+        self.fields: dict[str, tuple[str, int | None, str | None]] = {
+            c.field: (json_sql(c), fixed_rank(c), scalar_sql(c)) for c in table.columns
+        }
+        self.fields["id"] = (id_json(table), None, None)
+        found = id_scalar(table)
+        self.id_sql = found[0] if found is not None else None
+
+    def quote_ident(self, name: str) -> str:
+        if name in (_ID, "id") and self.id_sql is not None:
+            return self.id_sql
+        return super().quote_ident(name)
+
+    def text(self, sql_text: str) -> str:
+        return f'({sql_text}) COLLATE "C"'
+
+    def _column(self, path: tuple[str, ...]) -> tuple[str, int | None, str | None]:
+        found = self.fields.get(path[0])
+        if found is None:
+            check_dotted_column(path, self.fields)
+            return ("NULL::jsonb", None, None)
+        return found
+
+    def _fixed(self, path: tuple[str, ...]) -> tuple[str, int, str] | None:
+        """The plain SQL of a top-level column whose values all have one rank (2 or 3)."""
+        if len(path) != 1:
+            return None
+        _, rank, scalar = self._column(path)
+        if rank is None or scalar is None:
+            return None
+        return scalar, rank, quote(next(c.name for c in self.table.columns if c.field == path[0]))
+
+    def json(self, path: tuple[str, ...]) -> str:
+        if not path:
+            return self.column
+        return PostgresDialect(f"({self._column(path)[0]})", self.depth).json(path[1:])
+
+    def _text(self, path: tuple[str, ...]) -> str:
+        return PostgresDialect(f"({self._column(path)[0]})", self.depth)._text(path[1:])
+
+    # -- columns of one rank: their own values, so their indexes serve ---------------------------
+
+    def value(self, path: tuple[str, ...], rank: int) -> str:
+        fixed = self._fixed(path)
+        if fixed is not None and fixed[1] == rank:
+            return fixed[0]
+        return super().value(path, rank)
+
+    def has_rank(self, path: tuple[str, ...], ranks: tuple[int, ...]) -> str:
+        fixed = self._fixed(path)
+        if fixed is not None:
+            return f"({fixed[2]} IS NOT NULL)" if fixed[1] in ranks else "FALSE"
+        return super().has_rank(path, ranks)
+
+    def is_missing(self, path: tuple[str, ...]) -> str:
+        fixed = self._fixed(path)
+        return f"({fixed[2]} IS NULL)" if fixed is not None else super().is_missing(path)
+
+    def rank(self, path: tuple[str, ...]) -> str:
+        fixed = self._fixed(path)
+        if fixed is not None:
+            return f"(CASE WHEN {fixed[2]} IS NULL THEN 0 ELSE {fixed[1]} END)"
+        return super().rank(path)
+
+    def sort_values(self, path: tuple[str, ...]) -> tuple[str, ...]:
+        fixed = self._fixed(path)
+        if fixed is None:
+            return super().sort_values(path)
+        if fixed[1] == 2:
+            return ("NULL::boolean", f"({fixed[0]})::numeric", 'NULL::text COLLATE "C"')
+        return ("NULL::boolean", "NULL::numeric", f'({fixed[0]}) COLLATE "C"')
+
+    def is_kind(self, path: tuple[str, ...], kind: str) -> str:
+        if self._fixed(path) is not None:
+            return "0"  # folded away by the compiler: an integer or a string is no container
+        return super().is_kind(path, kind)
+
+    def size(self, path: tuple[str, ...]) -> str:
+        if self._fixed(path) is not None:
+            return "(CAST(%s AS text) IS NULL AND FALSE)"
+        return super().size(path)
+
+    def array_has(self, path: tuple[str, ...], rank: int) -> str:
+        if self._fixed(path) is not None:
+            return "(CAST(%s AS text) IS NULL AND FALSE)"
+        return super().array_has(path, rank)
+
+    def index_hint(self, path: tuple[str, ...], kind: str) -> str:
+        return "1" if self._fixed(path) is not None else super().index_hint(path, kind)
+
+
+def compiler_for(table: PgTable) -> SqlCompiler:
+    """A compiler for filters, orders and keyset positions over ``table``: an ``id`` of one rank
+    is a column to the compiler (ordering by it can use the key's index)."""
+    dialect = ForeignPgDialect(table)
+    found = id_scalar(table)
+    columns = {"id": Column(_ID, found[1])} if found is not None else {}
+    return SqlCompiler(dialect, columns)

@@ -1,0 +1,119 @@
+"""Deterministic samples and train/validation/test splits: the hash every adapter computes the same way.
+
+A record's place in a sample or a split depends only on its ``id`` and a seed, never on the adapter,
+the storage order or the other records, so the same call gives the same records everywhere:
+
+* ``sample_hash(salt, seed, id)`` is the first 15 hex digits (60 bits) of the MD5 of the UTF-8 text
+  ``"<salt>:<seed>:<id>"``, as an integer in ``[0, 2**60)``. MD5 is used as a well-spread, standard,
+  everywhere-available function (PostgreSQL has ``md5()``), not for security.
+* A **split** (salt ``split``) cuts ``[0, 2**60)`` into consecutive ranges, one per split name, sized
+  by its fraction, names in sorted order (so the same fractions give the same split however the object
+  was written); a record belongs to the split whose range holds its hash.
+* A **sample** of ``n`` (salt ``sample``) keeps the ``n`` matching records (inside the split, if one is
+  given) with the smallest hashes, ties by ``id``; the records are then returned in the list's order.
+
+The memory and JSON adapters use ``select`` below; the SQL adapters compute the same hash in SQL
+(``sql_facets``); the contract suite checks that every adapter picks the same records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+__all__ = ["HASH_BITS", "HASH_SPACE", "Sampling", "sample_hash", "select", "split_bounds"]
+
+#: Bits of the hash (15 hex digits): an integer that fits a signed 64-bit column in every engine.
+HASH_BITS = 60
+HASH_SPACE = 2**HASH_BITS
+#: The largest sample one call may ask for.
+MAX_SAMPLE = 10_000_000
+#: How far the fractions of a split may be from summing to 1 (rounding of decimal fractions).
+_SUM_TOLERANCE = 1e-9
+
+R = TypeVar("R", bound=Mapping[str, Any])
+
+
+def sample_hash(salt: str, seed: int, record_id: str) -> int:
+    """The 60-bit hash of a record id under a salt (``sample`` or ``split``) and a seed."""
+    digest = hashlib.md5(f"{salt}:{seed}:{record_id}".encode(), usedforsecurity=False)
+    return int(digest.hexdigest()[:15], 16)
+
+
+def split_bounds(fractions: Mapping[str, float], name: str) -> tuple[int, int]:
+    """The half-open hash range ``[low, high)`` of split ``name`` (names taken in sorted order).
+
+    Raises:
+        ValueError: ``name`` is not among the fractions, a fraction is not in (0, 1], or they do not
+            sum to 1 (the message names the problem; callers turn it into ``invalid_params``).
+    """
+    if name not in fractions:
+        raise ValueError(f"{name!r} is not one of the fractions ({', '.join(sorted(fractions))})")
+    total = 0.0
+    for key, value in fractions.items():
+        if not 0 < value <= 1:
+            raise ValueError(f"the fraction of {key!r} must be above 0 and at most 1")
+        total += value
+    if abs(total - 1) > _SUM_TOLERANCE:
+        raise ValueError(f"the fractions must sum to 1 (they sum to {total:g})")
+    low = 0.0
+    for key in sorted(fractions):
+        high = low + fractions[key]
+        if key == name:
+            last = key == max(fractions)
+            return int(low * HASH_SPACE), HASH_SPACE if last else int(high * HASH_SPACE)
+        low = high
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """Which records a list, a cursor or an export keeps: a split range and/or a sample size.
+
+    Attributes:
+        size: keep the ``size`` records with the smallest ``sample`` hashes (``None``: all).
+        seed: the seed of the sample hash.
+        split: ``(seed, low, high)``: keep records whose ``split`` hash lies in ``[low, high)``.
+    """
+
+    size: int | None = None
+    seed: int = 0
+    split: tuple[int, int, int] | None = None
+
+    def in_split(self, record_id: str) -> bool:
+        if self.split is None:
+            return True
+        seed, low, high = self.split
+        return low <= sample_hash("split", seed, record_id) < high
+
+    def to_wire(self) -> dict[str, Any]:
+        """A JSON form (kept in a query cursor's spec); ``from_wire`` reads it back."""
+        return {
+            "size": self.size,
+            "seed": self.seed,
+            "split": list(self.split) if self.split else None,
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any] | None) -> Sampling | None:
+        if data is None:
+            return None
+        split = data.get("split")
+        return cls(
+            size=data.get("size"),
+            seed=int(data.get("seed", 0)),
+            split=(int(split[0]), int(split[1]), int(split[2])) if split else None,
+        )
+
+
+def select(records: Iterable[R], sampling: Sampling) -> list[R]:
+    """The records ``sampling`` keeps, in their given order (the reference for every adapter)."""
+    kept = [r for r in records if sampling.in_split(str(r["id"]))]
+    if sampling.size is None or len(kept) <= sampling.size:
+        return kept
+    seed = sampling.seed
+    ranked = sorted(kept, key=lambda r: (sample_hash("sample", seed, str(r["id"])), r["id"]))
+    chosen = {r["id"] for r in ranked[: sampling.size]}
+    return [r for r in kept if r["id"] in chosen]

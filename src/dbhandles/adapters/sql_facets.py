@@ -1,0 +1,334 @@
+"""SQL for ``data/count`` groups and for samples and splits, in SQLite's and PostgreSQL's dialects.
+
+The rules are ``facets`` (group values) and ``sampling`` (the id hash); this module only spells them
+in SQL, one statement each, and reads the rows back. A statement is built around the collection's
+table, which each session names its own way: ``Statement.parts`` are the SQL text around each place
+the table goes (``Statement.join`` for a plain name, the PostgreSQL session composes its identifier).
+
+Groups: every ``groupBy`` path becomes a chain of ``json_each`` (SQLite) or
+``jsonb_array_elements ... WITH ORDINALITY`` (PostgreSQL) joins, one per path part: a value that is an
+array is entered, any other value is wrapped in a one-element array (an empty array in ``[null]``), so
+every record yields at least one row. The rows are grouped by (rank, value) of the last part; window
+functions over the groups give the number of records (rows whose every element index is the first),
+the number of groups, and whether a group holds an object (which ``data/count`` refuses).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dbhandles.adapters.facets import GroupCounts, container_error, key_value
+from dbhandles.adapters.sampling import Sampling
+from dbhandles.adapters.sql_compile import Fragment
+
+__all__ = [
+    "HASH_FUNCTION",
+    "Statement",
+    "postgres_group_count",
+    "postgres_sampled",
+    "read_groups",
+    "sqlite_group_count",
+    "sqlite_hash",
+    "sqlite_sampled",
+]
+
+#: The SQL function name the SQLite session registers for ``sampling.sample_hash``.
+HASH_FUNCTION = "dbh_sample_hash"
+#: Where the table goes in a statement's text (never valid SQL, so it cannot collide).
+_TABLE = "\x00T\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """SQL text around the places the collection's table goes, and the parameters in order."""
+
+    parts: tuple[str, ...]
+    params: tuple[object, ...]
+
+    def join(self, table: str) -> str:
+        """The SQL with ``table`` (a quoted name) in each place."""
+        return table.join(self.parts)
+
+
+def _statement(sql: str, params: Sequence[object]) -> Statement:
+    return Statement(tuple(sql.split(_TABLE)), tuple(params))
+
+
+def sqlite_hash(prefix: str | None, record_id: str | None) -> int | None:
+    """``sampling.sample_hash`` as SQLite calls it: ``prefix`` is ``"<salt>:<seed>:"``."""
+    if prefix is None or record_id is None:
+        return None
+    digest = hashlib.md5((prefix + record_id).encode(), usedforsecurity=False)
+    return int(digest.hexdigest()[:15], 16)
+
+
+# -- groups ---------------------------------------------------------------------------------------
+
+_SQLITE_RANK = (
+    "(CASE {t} WHEN 'null' THEN 0 WHEN 'true' THEN 1 WHEN 'false' THEN 1 WHEN 'integer' THEN 2 "
+    "WHEN 'real' THEN 2 WHEN 'text' THEN 3 ELSE 4 END)"
+)
+
+
+#: The ``json_each`` type of a value from its canonical JSON text's first character (no parse).
+_SQLITE_TYPE_OF_TEXT = (
+    "(CASE COALESCE(substr({x}, 1, 1), 'n') WHEN '[' THEN 'array' WHEN '{{' THEN 'object' "
+    "WHEN '\"' THEN 'text' WHEN 't' THEN 'true' WHEN 'f' THEN 'false' WHEN 'n' THEN 'null' "
+    "ELSE 'real' END)"
+)
+
+
+def _sqlite_chain(i: int, path: tuple[str, ...]) -> tuple[str, str, str, list[str]]:
+    """Joins for one path: (join SQL, rank SQL, value SQL, first-element conditions).
+
+    Every JSON function call site parses its input again, and the record is the one big input. So
+    the source query reads the whole path once per record (``xf{i}``, ``data -> '$.a.b'``: canonical
+    JSON text, whose first character tells its type), which is the answer whenever the path crosses
+    no array (``->`` gives NULL when it does, or when the field is missing). Only then is the path
+    walked part by part: the first part read from the record (``x{i}``), each later one as the
+    member of that name of the object reached (a ``LEFT JOIN json_each`` on the small object text).
+    Level ``k`` enters its value if it is a non-empty array (``json_each`` over it), else stands on
+    a one-row ``'[0]'``; ``ot``/``ov``/``oj`` are the level's type, scalar value and JSON text.
+    """
+    joins: list[str] = []
+    firsts: list[str] = []
+    xf = f"t.xf{i}"
+    walk = f"{xf} IS NULL"
+    ot = ov = oj = ""
+    last = len(path) - 1
+    for k, part in enumerate(path):
+        m = f"m{i}_{k}"
+        if k == 0 and last == 0:
+            typ, text, val = _SQLITE_TYPE_OF_TEXT.format(x=xf), xf, "NULL"
+        elif k == 0:
+            x = f"t.x{i}"
+            typ = _SQLITE_TYPE_OF_TEXT.format(x=x)
+            val = f"(CASE WHEN {typ} IN ('text', 'real', 'true', 'false') THEN json_extract({x}, '$') END)"
+            text = x
+        else:
+            joins.append(
+                f" LEFT JOIN json_each(CASE WHEN {walk} AND {ot} = 'object' THEN {oj} ELSE '{{}}' END) "
+                f"AS {m} ON {m}.key = '{part}'"
+            )
+            typ, text, val = f"COALESCE({m}.type, 'null')", f"{m}.value", f"{m}.value"
+            if k == last:
+                typ = f"(CASE WHEN {walk} THEN {typ} ELSE {_SQLITE_TYPE_OF_TEXT.format(x=xf)} END)"
+                text = f"(CASE WHEN {walk} THEN {text} ELSE {xf} END)"
+        g = f"g{i}_{k}"
+        entered = f"({typ} = 'array' AND {text} <> '[]')"
+        if k < last:
+            entered = f"({walk} AND {entered})"
+            arg = f"CASE WHEN {entered} THEN {text} ELSE '[0]' END"
+            from_g = entered
+        else:
+            # The value itself, wrapped, when it came whole from the record (xf); an empty
+            # array is one null.
+            arg = (
+                f"CASE WHEN {entered} THEN {text} WHEN {typ} = 'array' THEN '[null]' "
+                f"WHEN {xf} IS NOT NULL THEN '[' || {xf} || ']' ELSE '[0]' END"
+            )
+            from_g = f"({entered} OR {typ} = 'array' OR {xf} IS NOT NULL)"
+        joins.append(f", json_each({arg}) AS {g}")
+        firsts.append(f"{g}.key = 0")
+        ot = f"(CASE WHEN {from_g} THEN {g}.type WHEN {typ} = 'array' THEN 'null' ELSE {typ} END)"
+        ov = f"(CASE WHEN {from_g} THEN {g}.value WHEN {typ} = 'array' THEN NULL ELSE {val} END)"
+        oj = f"(CASE WHEN {from_g} THEN {g}.value ELSE {text} END)"
+    rank = _SQLITE_RANK.format(t=ot)
+    value = f"(CASE WHEN {ot} IN ('true', 'false', 'integer', 'real', 'text') THEN {ov} END)"
+    return "".join(joins), rank, value, firsts
+
+
+def _group_sql(
+    source: str, joins: str, ranks: list[str], values: list[str], firsts: list[str],
+    order_values: list[str], join_word: str,
+) -> str:  # fmt: skip
+    columns = ", ".join(
+        f"{r} AS r{i}, {v} AS v{i}" for i, (r, v) in enumerate(zip(ranks, values, strict=True))
+    )
+    keys = ", ".join(f"r{i}, v{i}" for i in range(len(ranks)))
+    first = " AND ".join(firsts)
+    containers = ", ".join(
+        f"max(CASE WHEN r{i} = 4 THEN 1 ELSE 0 END) OVER () AS c{i}" for i in range(len(ranks))
+    )
+    inner = (
+        f"SELECT {columns}, (CASE WHEN {first} THEN 1 ELSE 0 END) AS f "
+        f"FROM ({source}) AS t{join_word}{joins}"
+    )
+    return (
+        f"SELECT {keys}, count(*) AS n, sum(sum(f)) OVER () AS total, count(*) OVER () AS groups, "
+        f"{containers} "
+        f"FROM ({inner}) AS s GROUP BY {keys} ORDER BY n DESC, {', '.join(order_values)} LIMIT ?"
+    )
+
+
+def sqlite_group_count(
+    where: Fragment, group_by: tuple[tuple[str, ...], ...], limit: int
+) -> Statement:
+    """Group the rows of the table matching ``where`` (compiled by the SQLite compiler)."""
+    joins, ranks, values, firsts = [], [], [], []
+    for i, path in enumerate(group_by):
+        j, r, v, f = _sqlite_chain(i, path)
+        joins.append(j)
+        ranks.append(r)
+        values.append(v)
+        firsts.extend(f)
+    order = [f"r{i}, v{i}" for i in range(len(group_by))]
+    # LIMIT keeps the source a subquery of its own (not flattened into the joins), so each ``x``
+    # is computed once per record however often the joins name it.
+    whole = ", ".join(f"data -> '$.{'.'.join(p)}' AS xf{i}" for i, p in enumerate(group_by))
+    firsts_read = "".join(
+        f", CASE WHEN xf{i} IS NULL THEN data -> '$.{p[0]}' END AS x{i}"
+        for i, p in enumerate(group_by)
+        if len(p) > 1
+    )
+    inner = f"SELECT data, {whole} FROM {_TABLE} WHERE {where.sql} LIMIT -1"
+    xfs = ", ".join(f"xf{i}" for i in range(len(group_by)))
+    source = f"SELECT {xfs}{firsts_read} FROM ({inner}) LIMIT -1"
+    sql = _group_sql(source, "".join(joins), ranks, values, firsts, order, "")
+    return _statement(sql, (*where.params, limit))
+
+
+def _postgres_chain(i: int, path: tuple[str, ...]) -> tuple[str, str, str, list[str], str]:
+    joins, firsts = [], []
+    for k, part in enumerate(path):
+        src = "t.data" if k == 0 else f"g{i}_{k - 1}.v"
+        sub = f"({src} -> '{part}')"
+        arr = (
+            f"(CASE WHEN jsonb_typeof({sub}) = 'array' THEN "
+            f"(CASE WHEN {sub} = '[]'::jsonb THEN '[null]'::jsonb ELSE {sub} END) "
+            f"ELSE jsonb_build_array({sub}) END)"
+        )
+        joins.append(
+            f" CROSS JOIN LATERAL jsonb_array_elements({arr}) WITH ORDINALITY AS g{i}_{k}(v, n)"
+        )
+        firsts.append(f"g{i}_{k}.n = 1")
+    last = f"g{i}_{len(path) - 1}.v"
+    rank = (
+        f"(CASE jsonb_typeof({last}) WHEN 'null' THEN 0 WHEN 'boolean' THEN 1 WHEN 'number' THEN 2 "
+        "WHEN 'string' THEN 3 ELSE 4 END)"
+    )
+    value = f"(CASE WHEN jsonb_typeof({last}) IN ('boolean', 'number', 'string') THEN {last} END)"
+    order = (
+        f"r{i}, (CASE WHEN r{i} = 1 THEN v{i} = 'true'::jsonb END), "
+        f"(CASE WHEN r{i} = 2 THEN (v{i})::numeric END), "
+        f"(CASE WHEN r{i} = 3 THEN v{i} #>> '{{}}' END) COLLATE \"C\""
+    )
+    return "".join(joins), rank, value, firsts, order
+
+
+def postgres_group_count(
+    where: Fragment, group_by: tuple[tuple[str, ...], ...], limit: int
+) -> Statement:
+    """Group the rows of the table matching ``where`` (compiled by the PostgreSQL compiler)."""
+    joins, ranks, values, firsts, order = [], [], [], [], []
+    for i, path in enumerate(group_by):
+        j, r, v, f, o = _postgres_chain(i, path)
+        joins.append(j)
+        ranks.append(r)
+        values.append(v)
+        firsts.extend(f)
+        order.append(o)
+    source = f"SELECT data FROM {_TABLE} WHERE {where.sql}"
+    sql = _group_sql(source, "".join(joins), ranks, values, firsts, order, "").replace(
+        "LIMIT ?", "LIMIT %s"
+    )
+    return _statement(sql, (*where.params, limit))
+
+
+def _key(rank: int, value: Any) -> Any:
+    if rank == 0:
+        return None
+    if rank == 1:
+        return bool(value)
+    if rank == 2:
+        return key_value(value)
+    return value
+
+
+def read_groups(
+    rows: Sequence[Sequence[Any]], group_by: tuple[tuple[str, ...], ...]
+) -> GroupCounts:
+    """The rows of a group statement as ``GroupCounts``.
+
+    Raises:
+        InvalidParams: a group holds an object or an array inside an array.
+    """
+    if not rows:
+        return GroupCounts()
+    width = 2 * len(group_by)
+    for i, path in enumerate(group_by):
+        if rows[0][width + 3 + i]:
+            raise container_error(path)
+    groups = [
+        (
+            tuple(_key(int(row[2 * i]), row[2 * i + 1]) for i in range(len(group_by))),
+            int(row[width]),
+        )
+        for row in rows
+    ]
+    return GroupCounts(
+        groups=groups, total=int(rows[0][width + 1]), group_count=int(rows[0][width + 2])
+    )
+
+
+# -- samples and splits ---------------------------------------------------------------------------
+
+
+def _sample_condition(sampling: Sampling, where: Fragment, hash_sql: str, ph: str) -> Fragment:
+    parts: list[str] = []
+    params: list[object] = []
+    split_sql = ""
+    split_params: list[object] = []
+    if sampling.split is not None:
+        seed, low, high = sampling.split
+        split_sql = f"{hash_sql} BETWEEN {ph} AND {ph}"
+        split_params = [f"split:{seed}:", low, high - 1]
+        parts.append(split_sql)
+        params.extend(split_params)
+    if sampling.size is not None:
+        inner_where = f"({where.sql})" + (f" AND {split_sql}" if split_sql else "")
+        parts.append(
+            f"id IN (SELECT id FROM {_TABLE} WHERE {inner_where} ORDER BY {hash_sql}, id LIMIT {ph})"
+        )
+        params.extend([*where.params, *split_params, f"sample:{sampling.seed}:", sampling.size])
+    sql = " AND ".join(f"({p})" for p in parts) if parts else "1 = 1"
+    return Fragment(sql, tuple(params))
+
+
+def _sampled(
+    columns: str, where: Fragment, sampling: Sampling, hash_sql: str, ph: str,
+    order: str | None, after: Fragment | None, limit: int | None, offset: int,
+) -> Statement:  # fmt: skip
+    keep = _sample_condition(sampling, where, hash_sql, ph)
+    conditions = [f"({where.sql})", f"({keep.sql})"]
+    params: list[object] = [*where.params, *keep.params]
+    if after is not None:
+        conditions.append(f"({after.sql})")
+        params.extend(after.params)
+    sql = f"SELECT {columns} FROM {_TABLE} WHERE {' AND '.join(conditions)}"
+    if order is not None:
+        sql += f" ORDER BY {order} LIMIT {ph} OFFSET {ph}"
+        params.extend([limit, offset])
+    return _statement(sql, params)
+
+
+def sqlite_sampled(
+    columns: str, where: Fragment, sampling: Sampling, *, order: str | None = None,
+    after: Fragment | None = None, limit: int | None = None, offset: int = 0,
+) -> Statement:  # fmt: skip
+    """The rows (``columns``, or ``count(*)`` without ``order``) that ``sampling`` keeps, in SQLite
+    (the session registers ``HASH_FUNCTION``)."""
+    return _sampled(columns, where, sampling, f"{HASH_FUNCTION}(?, id)", "?", order, after,
+                    -1 if limit is None and order is not None else limit, offset)  # fmt: skip
+
+
+def postgres_sampled(
+    columns: str, where: Fragment, sampling: Sampling, *, order: str | None = None,
+    after: Fragment | None = None, limit: int | None = None, offset: int = 0,
+) -> Statement:  # fmt: skip
+    """The same in PostgreSQL: ``md5()`` gives the hash, its first 15 hex digits read as a bigint."""
+    hash_sql = "('x' || substr(md5(%s || id), 1, 15))::bit(60)::bigint"
+    return _sampled(columns, where, sampling, hash_sql, "%s", order, after, limit, offset)

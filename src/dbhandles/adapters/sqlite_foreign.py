@@ -1,0 +1,180 @@
+"""Records of an SQLite table or view dbhandles did not create: reads by key, listings, counts.
+
+``SqliteSession`` hands a name here when the catalog says it is a foreign table
+(``Catalog.foreign``); the collection path never sees one. A record is the row's columns as JSON
+values (``foreign_values``) after its ``id`` (see ``sqlite_foreign_schema`` for what the key is).
+Writes go through ``sqlite_foreign_write``; what cannot be written is refused with ``read_only``
+saying why (docs/foreign-tables.md).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from dbhandles.adapters.base import Query, Record
+from dbhandles.adapters.foreign_values import decode_key, id_value, row_values
+from dbhandles.adapters.sql_compile import SqlCompiler, and_
+from dbhandles.adapters.sqlite_foreign_schema import ForeignTable, quote
+from dbhandles.adapters.sqlite_foreign_sql import compiler_for
+from dbhandles.errors import InvalidParams, ReadOnly
+from dbhandles.filters import And, Compare, ElemMatch, FilterNode, Not, Or, SortKey
+
+__all__ = ["ForeignReader", "read_only_error"]
+
+
+def read_only_error(table: ForeignTable) -> ReadOnly:
+    """The ``read_only`` error for a write to ``table`` (or one by a path that cannot write it)."""
+    if table.read_only is None:
+        return ReadOnly(
+            f"{table.kind} {table.name!r} was not created by dbhandles: its rows are written by "
+            "data/create, data/update, data/delete, data/batch and data/truncate only (not by "
+            "imports, data/clear or index commands)",
+            field="collection",
+        )
+    return ReadOnly(
+        f"{table.kind} {table.name!r} was not created by dbhandles and is read-only here: "
+        f"{table.read_only}",
+        field="collection",
+    )
+
+
+class ForeignReader:
+    """The SQL of one foreign table, built once per schema version (the catalog caches it)."""
+
+    def __init__(self, table: ForeignTable) -> None:
+        self.table = table
+        self.fields = [c.field for c in table.columns if c.field != "id"]
+        self.keys = ("id", *self.fields)
+        columns = [quote(c.name) for c in table.columns if c.field != "id"]
+        self.select = ", ".join([table.id_sql, *columns])
+        self.source = quote(table.name)
+        self._compilers: dict[frozenset[str], SqlCompiler] = {}
+
+    @cached_property
+    def compiler(self) -> SqlCompiler:
+        return compiler_for(self.table)
+
+    @cached_property
+    def _probes(self) -> dict[str, str]:
+        """Field -> a query telling whether its column holds any JSON array text, for columns that
+        lead a full (not partial) index: the probe is then one step into that index."""
+        leading = {
+            index["columns"][0] for index in self.table.indexes
+            if index["columns"] and not index["partial"]
+        }  # fmt: skip
+        return {
+            c.field: f"SELECT 1 FROM {self.source} WHERE {quote(c.name)} >= '[' AND "
+            f"{quote(c.name)} < '\\' LIMIT 1"
+            for c in self.table.columns
+            if c.name in leading and c.field != "id"
+        }
+
+    def _compiler(
+        self, conn: sqlite3.Connection, filter: FilterNode | None, order: Sequence[SortKey] = ()
+    ) -> SqlCompiler:
+        """The compiler for one query: indexed columns the filter or order names that hold no
+        JSON array in this snapshot (the session's transaction, so the answer holds for the query)
+        are compiled without their array branch, which lets their index serve the query alone."""
+        probes = self._probes
+        if not probes:
+            return self.compiler
+        named = {key.path[0] for key in order if len(key.path) == 1}
+        _top_fields(filter, named)
+        arrayless = frozenset(
+            f for f in named if f in probes and conn.execute(probes[f]).fetchone() is None
+        )
+        if not arrayless:
+            return self.compiler
+        found = self._compilers.get(arrayless)
+        if found is None:
+            found = self._compilers[arrayless] = compiler_for(self.table, arrayless)
+        return found
+
+    def record(self, row: tuple[Any, ...]) -> Record:
+        """The record of a row selected by ``select``: its ``id``, then its fields."""
+        values = row_values(row, 1)
+        values.insert(0, id_value(row[0]))
+        return dict(zip(self.keys, values, strict=True))
+
+    def key_match(self, record_id: str) -> tuple[str, tuple[object, ...]] | None:
+        """The WHERE clause selecting the row whose ``id`` is ``record_id``; ``None`` if none can."""
+        table = self.table
+        if table.integer_key is not None:
+            try:
+                number = int(record_id)
+            except ValueError:
+                return None
+            if str(number) != record_id:
+                return None
+            return f"{table.integer_key} = ?", (number,)
+        if table.compound_id:
+            width = len(table.key) or len(table.columns)
+            values = decode_key(record_id, width)
+            if values is None:
+                return None
+            names = table.key or tuple(c.name for c in table.columns)
+            # The columns give the planner the key's index; the id text makes the match exact.
+            tests = " AND ".join(
+                f"{quote(n)} IS ?" for n, v in zip(names, values, strict=True) if v is not None
+            )
+            params = tuple(v for v in values if v is not None)
+            exact = f"{table.id_sql} = ?"
+            return (f"{tests} AND {exact}" if tests else exact), (*params, record_id)
+        # One key column of any declared type: its affinity turns '42' into 42 where it would
+        # store that, and a key stored as a number in a column without affinity matches too.
+        key = quote(table.key[0])
+        candidates: list[object] = [record_id]
+        try:
+            number = int(record_id)
+            if str(number) == record_id:
+                candidates.append(number)
+        except ValueError:
+            pass
+        marks = ", ".join("?" for _ in candidates)
+        return f"{key} IN ({marks})", tuple(candidates)
+
+    def get(self, conn: sqlite3.Connection, record_id: str) -> Record | None:
+        match = self.key_match(record_id)
+        if match is None:
+            return None
+        where, params = match
+        row = conn.execute(
+            f"SELECT {self.select} FROM {self.source} WHERE {where} LIMIT 1", params
+        ).fetchone()
+        return None if row is None else self.record(row)
+
+    def find(self, conn: sqlite3.Connection, query: Query) -> list[Record]:
+        compiler = self._compiler(conn, query.filter, query.order)
+        where = compiler.where(query.filter)
+        if query.after is not None:
+            where = and_(where, compiler.after(query.order, query.after))
+        order = compiler.order_by(query.order)
+        if query.offset < 0 or (query.limit is not None and query.limit < 0):
+            raise InvalidParams("limit and offset cannot be negative", field="limit")
+        rows = conn.execute(
+            f"SELECT {self.select} FROM {self.source} WHERE {where.sql} ORDER BY {order} "
+            "LIMIT ? OFFSET ?",
+            (*where.params, -1 if query.limit is None else query.limit, query.offset),
+        ).fetchall()
+        record = self.record
+        return [record(row) for row in rows]
+
+    def count(self, conn: sqlite3.Connection, filter: FilterNode | None) -> int:
+        where = self._compiler(conn, filter).where(filter)
+        sql = f"SELECT count(*) FROM {self.source} WHERE {where.sql}"
+        return int(conn.execute(sql, where.params).fetchone()[0])
+
+
+def _top_fields(node: FilterNode | None, into: set[str]) -> None:
+    """Add the fields ``node`` tests at the top level (paths of one part) to ``into``."""
+    if isinstance(node, Compare | ElemMatch):
+        if len(node.path) == 1:
+            into.add(node.path[0])
+    elif isinstance(node, And | Or):
+        for child in node.children:
+            _top_fields(child, into)
+    elif isinstance(node, Not):
+        _top_fields(node.child, into)

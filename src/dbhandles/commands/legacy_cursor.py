@@ -1,0 +1,113 @@
+"""The original system's ``data/list`` cursor, ``{"field", "value", "direction"}``, paged as a keyset.
+
+The original turned it into a plain ``field > value`` (``after``) or ``field < value`` (``before``)
+filter, whatever the sort: rows sharing the value (every record of one import shares ``createdAt``)
+were skipped without a word. Here it is a keyset position like ``nextCursor``:
+
+* the list is ordered by ``field`` (ascending for ``after``, descending for ``before``), then ``id``;
+  without ``orderBy`` that order is implied, and an ``orderBy`` that says anything else is refused;
+* ``id`` (optional, an addition to the original's shape) is the last row's id: with it the position
+  is exact, so rows sharing the value are neither skipped nor repeated;
+* without ``id`` the page starts after every row holding ``value``; that is exact only when no
+  other row holds it, so when several rows hold it the call is refused (``invalid_params``), never
+  answered with rows missing;
+* ``value`` may be ``null`` (a missing or null field sorts first).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from dbhandles.adapters.base import Session
+from dbhandles.commands.base import Params
+from dbhandles.commands.grammar import FieldPath, RecordId
+from dbhandles.errors import InvalidParams
+from dbhandles.evaluate import rank, sort_value
+from dbhandles.filters import (
+    MAX_ID_LENGTH,
+    Compare,
+    FilterNode,
+    SortKey,
+    parse_order_by,
+    validate_path,
+)
+from dbhandles.paging import and_filters
+
+__all__ = ["KeyCursor", "LegacyPosition", "legacy_position"]
+
+#: An id after every possible id (ids are at most ``MAX_ID_LENGTH`` characters, code point order).
+_AFTER_EVERY_ID = "\U0010ffff" * (MAX_ID_LENGTH + 1)
+
+
+class KeyCursor(Params):
+    """The original system's cursor: the rows after (or before) ``value`` of ``field``."""
+
+    field: FieldPath
+    """The field the list is ordered by (createdAt in the original)."""
+    value: str | int | float | bool | None
+    """That field's value in the last row already seen (null allowed)."""
+    direction: Literal["after", "before"] = "after"
+    """after: ascending order; before: descending order."""
+    id: RecordId | None = None
+    """The last row's id: makes the position exact when rows share the value."""
+
+
+class LegacyPosition:
+    """A ``KeyCursor`` as a keyset: the order to list in, the position after which to start, and
+    the filter that must match at most one row when no ``id`` was given."""
+
+    def __init__(
+        self,
+        order: tuple[SortKey, ...],
+        after: tuple[tuple[int, Any], ...],
+        ties: FilterNode | None,
+        cursor: KeyCursor,
+    ) -> None:
+        self.order, self.after, self.ties, self.cursor = order, after, ties, cursor
+
+    def check_ties(self, session: Session, collection: str, filter: FilterNode | None) -> None:
+        """Refuse the page when it could not start at an exact place.
+
+        Raises:
+            InvalidParams: several matching rows hold the value and no ``id`` says which was last.
+        """
+        if self.ties is None:
+            return
+        holding = session.count(collection, and_filters(filter, self.ties))
+        if holding > 1:
+            raise InvalidParams(
+                f"cursor: {holding} records have {self.cursor.field} = {self.cursor.value!r}, so a "
+                "cursor without the last record's id cannot say where among them the previous page "
+                "ended; add the last item's id as cursor.id, or page with nextCursor",
+                field="cursor",
+            )
+
+
+def legacy_position(cursor: KeyCursor, order_by: object) -> LegacyPosition:
+    """The keyset of ``cursor`` for a list with this ``orderBy`` (see the module docstring).
+
+    Raises:
+        InvalidParams: ``orderBy`` is not ``field`` in the cursor's direction then ``id``, or the
+            value cannot be a sort position.
+    """
+    path = validate_path(cursor.field, "cursor.field")
+    direction = "desc" if cursor.direction == "before" else "asc"
+    implied = parse_order_by([{"field": cursor.field, "direction": direction}])
+    if order_by is not None and parse_order_by(order_by) != implied:
+        raise InvalidParams(
+            f"cursor: a {{field, value, direction}} cursor pages a list ordered by {cursor.field} "
+            f"{direction} then id; give that orderBy (or none), or page with nextCursor",
+            field="cursor",
+        )
+    value = cursor.value
+    if isinstance(value, float) and value != value:
+        raise InvalidParams("cursor.value: NaN is not a position", field="cursor.value")
+    first = sort_value(value)
+    if path == ("id",):
+        if not isinstance(value, str):
+            raise InvalidParams("cursor.value: ids are strings", field="cursor.value")
+        return LegacyPosition(implied, (first,), None, cursor)
+    if cursor.id is not None:
+        return LegacyPosition(implied, (first, (rank(cursor.id), cursor.id)), None, cursor)
+    ties = Compare(path, "eq", value)
+    return LegacyPosition(implied, (first, (3, _AFTER_EVERY_ID)), ties, cursor)

@@ -1,0 +1,186 @@
+"""Contract: exact values (issue 14, part 2). Every value is stored, read back and compared exactly, or
+refused naming its field, by the one rule of ``dbhandles.values`` (docs/filters.md "Values"), the
+same on every adapter; a refused value has no side effect on the rest of a batch."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dbhandles import DbHandlesError, Service
+from dbhandles.evaluate import matches, sort_records
+from dbhandles.filters import parse_filter, parse_order_by
+from dbhandles.values import check_value
+
+#: Values no record may hold, the path the error names, and a word of its message.
+REFUSED: list[tuple[dict[str, Any], str, str]] = [
+    ({"t": "a\x00b"}, "data.t", "U+0000"),
+    ({"nested": {"list": ["ok", "\x00"]}}, "data.nested.list[1]", "U+0000"),
+    ({"key\x00": 1}, "data", "U+0000"),
+    ({"t": "\ud800"}, "data.t", "lone surrogate"),
+    ({"\udfff": 1}, "data", "lone surrogate"),
+    ({"n": 2**63}, "data.n", "2**63"),
+    ({"n": -(2**63)}, "data.n", "2**63"),
+    ({"n": 2**64 + 1}, "data.n", "2**63"),
+    ({"n": 1e19}, "data.n", "2**63"),
+    ({"n": -1e308}, "data.n", "2**63"),
+    ({"n": float("nan")}, "data.n", "NaN"),
+    ({"n": [float("inf")]}, "data.n[0]", "NaN"),
+]
+
+
+def _error(service: Service, command: str, params: dict[str, Any]) -> DbHandlesError:
+    with pytest.raises(DbHandlesError) as caught:
+        service.execute(command, params)
+    return caught.value
+
+
+def _count(service: Service, db: str, collection: str = "v") -> int:
+    return int(service.execute("data/list", {"dbHandle": db, "collection": collection,
+                                             "limit": 0})["count"])  # fmt: skip
+
+
+@pytest.mark.parametrize(("data", "field", "word"), REFUSED)
+def test_a_value_no_record_can_hold_is_refused_naming_its_field(
+    service: Service, db: str, data: dict[str, Any], field: str, word: str
+) -> None:
+    created = _error(service, "data/create", {"dbHandle": db, "collection": "v", "data": data})
+    assert (created.code, created.field) == ("invalid_params", field)
+    assert word in created.message and created.message.startswith(field)
+    service.execute("data/create", {"dbHandle": db, "collection": "v", "id": "a", "data": {"x": 1}})
+    updated = _error(
+        service, "data/update", {"dbHandle": db, "collection": "v", "id": "a", "data": data}
+    )
+    assert (updated.code, updated.field) == ("invalid_params", field)
+    record = service.execute("data/read", {"dbHandle": db, "collection": "v", "id": "a"})["data"]
+    assert (record["x"], record["version"]) == (1, 1)
+
+
+def test_a_refused_value_leaves_the_rest_of_a_batch_unwritten(service: Service, db: str) -> None:
+    operations = [
+        {"op": "create", "collection": "v", "id": "good", "data": {"t": "fine"}},
+        {"op": "create", "collection": "v", "id": "bad", "data": {"t": "a\x00"}},
+    ]
+    error = _error(service, "data/batch", {"dbHandle": db, "operations": operations})
+    assert error.code == "invalid_params" and "U+0000" in error.message
+    assert _count(service, db) == 0
+
+
+def test_record_ids_hold_the_same_text_as_values(service: Service, db: str) -> None:
+    for bad in ("a\x00", "\ud800"):
+        error = _error(service, "data/create",
+                       {"dbHandle": db, "collection": "v", "id": bad, "data": {}})  # fmt: skip
+        assert error.code == "invalid_params" and error.field == "id"
+    assert _count(service, db) == 0
+
+
+def test_negative_zero_is_stored_as_zero(service: Service, db: str) -> None:
+    service.execute("data/create", {"dbHandle": db, "collection": "v", "id": "z",
+                                    "data": {"z": -0.0, "list": [-0.0, 1]}})  # fmt: skip
+    record = service.execute("data/read", {"dbHandle": db, "collection": "v", "id": "z"})["data"]
+    assert orjson.dumps([record["z"], record["list"]]) == b"[0.0,[0.0,1]]"
+    for wanted in (0, -0.0, 0.0):
+        listed = service.execute(
+            "data/list", {"dbHandle": db, "collection": "v", "filter": {"z": wanted}}
+        )
+        assert [item["id"] for item in listed["items"]] == ["z"]
+
+
+@pytest.mark.parametrize(
+    ("filter_", "word"),
+    [
+        ({"t": "a\x00"}, "U+0000"),
+        ({"t": {"$in": ["a", "\ud800"]}}, "lone surrogate"),
+        ({"t": {"$gt": 2**64}}, "64-bit"),
+        ({"t": {"$contains": "\x00"}}, "U+0000"),
+        ({"t": float("nan")}, "NaN"),
+    ],
+)
+def test_a_filter_value_no_record_can_hold_is_refused(
+    service: Service, db: str, filter_: dict[str, Any], word: str
+) -> None:
+    service.execute("data/create", {"dbHandle": db, "collection": "v", "data": {"t": "a"}})
+    error = _error(service, "data/list", {"dbHandle": db, "collection": "v", "filter": filter_})
+    assert error.code == "invalid_filter" and word in error.message
+
+
+# -- generated values through every adapter ---------------------------------------------------------
+
+_STRINGS = st.one_of(
+    st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=6),
+    st.sampled_from(
+        ["", "a", "a\x01", "a\x7f", "é", "e\u0301", "😀", "\u212a", "\uffff", "\U0010ffff"]
+    ),
+)
+_NUMBERS = st.one_of(
+    st.integers(-(2**63) + 1, 2**63 - 1),
+    st.sampled_from([0, -1, 2**53, 2**53 + 1, 2**63 - 1, -(2**63) + 1]),
+    st.floats(allow_nan=False, allow_infinity=False, min_value=-9.2e18, max_value=9.2e18),
+    st.sampled_from([-0.0, 5e-324, 2.2250738585072014e-308, 1e-300, 0.1, 1e16, 9.2e18, -9.2e18]),
+)
+_SCALARS = st.one_of(st.none(), st.booleans(), _NUMBERS, _STRINGS)
+_VALUES = st.one_of(
+    _SCALARS,
+    st.lists(_SCALARS, max_size=3),
+    st.dictionaries(_STRINGS, _SCALARS, max_size=3),
+)
+_SEQUENCE = itertools.count()
+
+
+def _canonical(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(values=st.lists(_VALUES, min_size=1, max_size=6))
+def test_generated_values_read_back_filter_and_sort_like_the_reference(
+    service: Service, db: str, values: list[Any]
+) -> None:
+    """Stored, read back, filtered by equality and order, and sorted: each adapter gives the
+    answer of ``dbhandles.evaluate`` on the values as the rule keeps them."""
+    collection = f"g{next(_SEQUENCE)}"
+    expected = []
+    for i, value in enumerate(values):
+        service.execute("data/create", {"dbHandle": db, "collection": collection,
+                                        "id": f"r{i}", "data": {"v": value}})  # fmt: skip
+        expected.append({"id": f"r{i}", "v": check_value(value, "v")})
+    for record in expected:
+        read = service.execute(
+            "data/read", {"dbHandle": db, "collection": collection, "id": record["id"]}
+        )["data"]
+        assert _canonical(read["v"]) == _canonical(record["v"])
+    probes = [v for v in expected if not isinstance(v["v"], list | dict)][:3]
+    for probe in probes:
+        specs: list[dict[str, Any]] = [{"v": probe["v"]}]
+        if probe["v"] is not None:  # nothing orders against null
+            specs += [{"v": {"$gte": probe["v"]}}, {"v": {"$lt": probe["v"]}}]
+        for spec in specs:
+            node = parse_filter(spec)
+            want = [r["id"] for r in expected if matches(node, r)]
+            got = service.execute("data/list", {"dbHandle": db, "collection": collection,
+                                                "filter": spec, "orderBy": "id"})  # fmt: skip
+            assert [item["id"] for item in got["items"]] == want, spec
+    keys = parse_order_by(["v", "id"])
+    want_order = [r["id"] for r in sort_records(expected, keys)]
+    got_order: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"dbHandle": db, "collection": collection, "orderBy": ["v"],
+                                  "limit": 2, "skipCount": True}  # fmt: skip
+        if cursor is not None:
+            params["cursor"] = cursor
+        page = service.execute("data/list", params)
+        got_order.extend(item["id"] for item in page["items"])
+        cursor = page.get("nextCursor")
+        if not page["hasMore"]:
+            break
+    assert got_order == want_order

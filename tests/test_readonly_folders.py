@@ -1,0 +1,122 @@
+"""A ``readonly`` handle on a WAL database in a folder the reader cannot write (issue 15, part 6).
+
+SQLite needs a WAL database's ``-shm`` even to read it; where it cannot create one (a read-only
+mount, another user's folder) the handle reads the file with ``immutable=1`` and its config carries
+the caveat. How this is tested honestly when the suite runs as root (root may write anywhere): the
+database is written by this process into a tmp folder that is then made 0555, and the reader is a
+child process that, when it runs as root, first drops the capabilities that let root ignore
+permission bits (``CAP_DAC_OVERRIDE``, ``CAP_DAC_READ_SEARCH``, ``CAP_FOWNER``, with ``capset(2)``
+from every set, so they cannot come back), so the kernel refuses it the folder as it would on a
+read-only mount. (Dropping to ``nobody`` instead would lock it out of pytest's own 0700 tmp root,
+which a test may not loosen.) Run as another user, the child needs no change. The child shows its
+capabilities were dropped by failing to create a file in the folder itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.servers import REPO
+
+CHILD = r"""
+import json, os, pwd, sys
+# Import everything first: after the switch to nobody the interpreter's own files may be unreadable.
+import dbhandles.service, dbhandles.settings, dbhandles.context, dbhandles.commands
+import dbhandles.importer.command, dbhandles.importer.export, dbhandles.cli.jsonl
+import uuid, hashlib, gzip, secrets, encodings.idna
+from dbhandles.commands import builtin_commands
+builtin_commands()
+import ctypes
+database, home, output = sys.argv[1:4]
+if os.geteuid() == 0:
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+    class Sets(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, sets = Header(0x20080522, 0), (Sets * 2)()  # _LINUX_CAPABILITY_VERSION_3
+    assert libc.capget(ctypes.byref(header), sets) == 0
+    keep = ~((1 << 1) | (1 << 2) | (1 << 3)) & 0xFFFFFFFF  # DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER
+    for name in ("effective", "permitted", "inheritable"):
+        setattr(sets[0], name, getattr(sets[0], name) & keep)
+    assert libc.capset(ctypes.byref(header), sets) == 0, ctypes.get_errno()
+try:
+    open(os.path.join(os.path.dirname(database), "probe"), "x").close()
+    refused = False
+except PermissionError:
+    refused = True
+from dbhandles.service import Service
+from dbhandles.settings import Settings
+service = Service(settings=Settings(home=home))
+try:
+    opened = service.execute(
+        "data/open", {"adapter": "sqlite", "config": {"path": database, "mode": "readonly"}}
+    )
+    handle = opened["dbHandle"]
+    listed = service.execute("data/list", {"dbHandle": handle, "collection": "notes"})
+    read = service.execute("data/read", {"dbHandle": handle, "collection": "notes", "id": "n1"})
+    exported = service.execute(
+        "data/export", {"dbHandle": handle, "collection": "notes", "output": output}
+    )
+    print(json.dumps({"config": opened["config"], "ids": [r["id"] for r in listed["items"]],
+                      "read": read["data"], "exported": exported["exported"],
+                      "refused": refused}))
+finally:
+    service.close()
+"""
+
+
+def _wal_database(path: Path) -> None:
+    """A database in WAL mode written by plain sqlite3, shaped as a dbhandles collection."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(
+        "CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, data TEXT NOT NULL, created_at TEXT "
+        "NOT NULL, updated_at TEXT NOT NULL, version INTEGER NOT NULL)"
+    )
+    stamp = "2024-01-01T00:00:00.000Z"
+    conn.executemany(
+        "INSERT INTO notes VALUES (?, ?, ?, ?, 1)",
+        [(f"n{i}", orjson.dumps({"text": f"note {i}"}).decode(), stamp, stamp) for i in range(3)],
+    )
+    conn.commit()
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)  # lasting, in the header
+    conn.close()  # the last connection checkpoints: the content is in the main file
+
+
+def test_readonly_wal_database_in_an_unwritable_folder(tmp_path: Path) -> None:
+    if sys.platform != "linux":
+        pytest.skip("capabilities are Linux's")
+    folder = tmp_path / "mount"
+    folder.mkdir()
+    database = folder / "data.db"
+    _wal_database(database)
+    reader = tmp_path / "reader"  # the child's own home and output: writable to it
+    reader.mkdir()
+    folder.chmod(0o555)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", CHILD, str(database), str(reader / "home"),
+             str(reader / "out.jsonl")],
+            capture_output=True, text=True, cwd=REPO, timeout=120,
+        )  # fmt: skip
+    finally:
+        folder.chmod(0o755)
+    assert result.returncode == 0, result.stderr
+    report = orjson.loads(result.stdout.strip().splitlines()[-1])
+    assert report["refused"], "the reader could write the folder: the test proves nothing"
+    assert report["ids"] == ["n0", "n1", "n2"]
+    assert report["read"]["text"] == "note 1"
+    assert report["exported"] == 3
+    assert "immutable=1" in report["config"]["caveat"]
+    lines = (reader / "out.jsonl").read_text().splitlines()
+    assert [orjson.loads(line)["id"] for line in lines] == ["n0", "n1", "n2"]
+    assert sorted(os.listdir(folder)) == ["data.db"]  # nothing was created next to it
