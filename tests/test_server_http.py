@@ -17,6 +17,7 @@ from dbhandles.commands import COMMANDS, Command
 from dbhandles.errors import DbHandlesError, error_class_for_code
 from dbhandles.server.http import status_for
 from dbhandles.server.openapi import error_codes
+from dbhandles.wire import home_id
 from tests.servers import ThreadServer, app_client
 
 
@@ -223,7 +224,9 @@ def test_openapi_documents_every_command(client: Any) -> None:
 def test_health(client: Any, service: Service) -> None:
     body = client.get("/health").json()
     assert body["status"] == "ok" and body["service"] == "dbhandles"
-    assert body["home"] == str(service.settings.home.resolve())
+    # The home is named by a hash (the CLI compares it with its own), never by its path.
+    assert body["homeId"] == home_id(str(service.settings.home.resolve()))
+    assert str(service.settings.home) not in str(body)
 
 
 @pytest.mark.parametrize(

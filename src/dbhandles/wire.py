@@ -15,6 +15,7 @@ service): only the standard library, orjson and the dependency-free ``errors`` a
 
 from __future__ import annotations
 
+import hashlib
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "command_path",
     "encode_params",
     "failure_envelope",
+    "home_id",
     "is_dbhandles_health",
     "raise_for",
     "read_envelope",
@@ -47,7 +49,7 @@ __all__ = [
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7878
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
-#: ``GET``: ``{"service": "dbhandles", "home": ..., "pid": ...}`` when a dbhandles server answers.
+#: ``GET``: ``{"service": "dbhandles", "homeId": ..., "pid": ...}`` when a dbhandles server answers.
 HEALTH_PATH = "/health"
 #: The event socket (subscribe by pattern); see docs/server.md.
 WS_PATH = "/ws"
@@ -55,6 +57,13 @@ WS_PATH = "/ws"
 UNREACHABLE = ServerUnreachable.code
 #: What the Python client suggests when nothing answers (the CLI has its own hint).
 SERVE_HINT = "is 'jtag serve' running?"
+
+
+def home_id(canonical_home: str) -> str:
+    """What ``/health`` says of the server's home: the SHA-256 of its resolved path (32 hex
+    characters), so a client that knows its own home can tell it is the same one, and nobody else
+    learns the folder's name."""
+    return hashlib.sha256(canonical_home.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def command_path(name: str) -> str:

@@ -23,7 +23,7 @@ import orjson
 from dbhandles import wire
 from dbhandles.security.tokens import ADMIN_TOKEN_FILE
 from dbhandles.settings import Settings
-from dbhandles.wire import DEFAULT_PORT, DEFAULT_URL
+from dbhandles.wire import DEFAULT_PORT, DEFAULT_URL, home_id
 
 if TYPE_CHECKING:
     import http.client
@@ -224,12 +224,12 @@ def find_server(home: Path) -> str | None:
         candidates.append(state["url"])
     if DEFAULT_URL not in candidates:
         candidates.append(DEFAULT_URL)
-    want = str(_canonical(home))
+    want = home_id(str(_canonical(home)))
     for url in candidates:
         if not _listening(url):
             continue
         info = health(url)
-        if info is not None and info.get("home") == want:
+        if info is not None and info.get("homeId") == want:
             return url
     return None
 
@@ -264,7 +264,7 @@ def choose_transport(
     if explicit:
         if token is None and (home / ADMIN_TOKEN_FILE).exists():
             info = health(explicit)
-            if info is not None and info.get("home") == str(_canonical(home)):
+            if info is not None and info.get("homeId") == home_id(str(_canonical(home))):
                 token = _admin_token(home)
         return RemoteTransport(explicit, session_id, token)
     url = find_server(home)

@@ -35,6 +35,7 @@ from dbhandles.errors import (
 )
 from dbhandles.jobs import JOB_COMMANDS, Job
 from dbhandles.server.openapi import command_info, commands_listing, error_codes, openapi_document
+from dbhandles.wire import home_id
 
 if TYPE_CHECKING:
     from dbhandles.server.app import ServerState
@@ -402,14 +403,15 @@ async def openapi_endpoint(request: Request) -> Response:
 
 
 async def health_endpoint(request: Request) -> Response:
-    """``GET /health``: liveness plus what the CLI checks before using this server (pid, home)."""
+    """``GET /health``: liveness plus what the CLI checks before using this server: the pid and
+    ``homeId`` (``wire.home_id`` of the resolved home folder; the path itself is not shown)."""
     state = _state(request)
     body = {
         "status": "ok",
         "service": "dbhandles",
         "version": state.version,
         "pid": os.getpid(),
-        "home": str(state.service.settings.home.expanduser().resolve()),
+        "homeId": home_id(str(state.service.settings.home.expanduser().resolve())),
         "connections": state.websockets,
     }
     return Response(orjson.dumps(body), media_type=JSON)

@@ -171,13 +171,17 @@ def _other_paths() -> dict[str, Any]:
     """The routes besides ``/commands/<name>``: none of them needs a token."""
     health = {
         "type": "object",
-        "required": ["status", "service", "version", "pid", "home", "connections"],
+        "required": ["status", "service", "version", "pid", "homeId", "connections"],
         "properties": {
             "status": {"const": "ok"},
             "service": {"const": "dbhandles"},
             "version": {"type": "string"},
             "pid": {"type": "integer"},
-            "home": {"type": "string", "description": "The server's home folder"},
+            "homeId": {
+                "type": "string",
+                "pattern": "^[0-9a-f]{32}$",
+                "description": "SHA-256 of the server's resolved home folder (32 hex digits)",
+            },
             "connections": {"type": "integer", "minimum": 0, "description": "Open WebSockets"},
         },
     }
@@ -189,7 +193,7 @@ def _other_paths() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/commands": _get("listCommands", "Every command with its schemas, sorted by name",
                           _json(listing, "The command table")),
-        "/health": _get("health", "Liveness, version, pid and home folder",
+        "/health": _get("health", "Liveness, version, pid and which home folder (as a hash)",
                         _json(health, "The server is up")),
         "/openapi.json": _get("openapi", "This document",
                               _json({"type": "object"}, "The OpenAPI 3.1 document")),
