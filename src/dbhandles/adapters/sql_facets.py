@@ -82,7 +82,7 @@ _SQLITE_TYPE_OF_TEXT = (
 
 
 def _sqlite_chain(i: int, path: tuple[str, ...]) -> tuple[str, str, str, list[str]]:
-    """Joins for one path: (join SQL, rank SQL, value SQL, first-element conditions).
+    """Joins for one path: (join SQL, type SQL, raw value SQL, first-element conditions).
 
     Every JSON function call site parses its input again, and the record is the one big input. So
     the source query reads the whole path once per record (``xf{i}``, ``data -> '$.a.b'``: canonical
@@ -136,9 +136,7 @@ def _sqlite_chain(i: int, path: tuple[str, ...]) -> tuple[str, str, str, list[st
         ot = f"(CASE WHEN {from_g} THEN {g}.type WHEN {typ} = 'array' THEN 'null' ELSE {typ} END)"
         ov = f"(CASE WHEN {from_g} THEN {g}.value WHEN {typ} = 'array' THEN NULL ELSE {val} END)"
         oj = f"(CASE WHEN {from_g} THEN {g}.value ELSE {text} END)"
-    rank = _SQLITE_RANK.format(t=ot)
-    value = f"(CASE WHEN {ot} IN ('true', 'false', 'integer', 'real', 'text') THEN {ov} END)"
-    return "".join(joins), rank, value, firsts
+    return "".join(joins), ot, ov, firsts
 
 
 def _group_sql(
@@ -168,14 +166,13 @@ def sqlite_group_count(
     where: Fragment, group_by: tuple[tuple[str, ...], ...], limit: int
 ) -> Statement:
     """Group the rows of the table matching ``where`` (compiled by the SQLite compiler)."""
-    joins, ranks, values, firsts = [], [], [], []
+    joins, types, raws, firsts = [], [], [], []
     for i, path in enumerate(group_by):
-        j, r, v, f = _sqlite_chain(i, path)
+        j, t, v, f = _sqlite_chain(i, path)
         joins.append(j)
-        ranks.append(r)
-        values.append(v)
+        types.append(t)
+        raws.append(v)
         firsts.extend(f)
-    order = [f"r{i}, v{i}" for i in range(len(group_by))]
     # LIMIT keeps the source a subquery of its own (not flattened into the joins), so each ``x``
     # is computed once per record however often the joins name it.
     whole = ", ".join(f"data -> '$.{'.'.join(p)}' AS xf{i}" for i, p in enumerate(group_by))
@@ -187,7 +184,33 @@ def sqlite_group_count(
     inner = f"SELECT data, {whole} FROM {_TABLE} WHERE {where.sql} LIMIT -1"
     xfs = ", ".join(f"xf{i}" for i in range(len(group_by)))
     source = f"SELECT {xfs}{firsts_read} FROM ({inner}) LIMIT -1"
-    sql = _group_sql(source, "".join(joins), ranks, values, firsts, order, "")
+    # Two stages: the elements are grouped by their raw (json_each type, value), which costs one
+    # comparison per element; the typed key (rank, value: 'true'/'false' one rank, 1 and 1.0 one
+    # group, containers one key) is computed over those few groups and grouped again.
+    n = len(group_by)
+    raw_columns = ", ".join(
+        f"{t} AS t{i}, {v} AS u{i}" for i, (t, v) in enumerate(zip(types, raws, strict=True))
+    )
+    raw_keys = ", ".join(f"t{i}, u{i}" for i in range(n))
+    first = " AND ".join(firsts)
+    raw = (
+        f"SELECT {raw_columns}, count(*) AS n, sum(CASE WHEN {first} THEN 1 ELSE 0 END) AS f "
+        f"FROM ({source}) AS t{''.join(joins)} GROUP BY {raw_keys}"
+    )
+    typed = ", ".join(
+        f"{_SQLITE_RANK.format(t=f't{i}')} AS r{i}, "
+        f"(CASE WHEN t{i} IN ('true', 'false', 'integer', 'real', 'text') THEN u{i} END) AS v{i}"
+        for i in range(n)
+    )
+    keys = ", ".join(f"r{i}, v{i}" for i in range(n))
+    containers = ", ".join(
+        f"max(CASE WHEN r{i} = 4 THEN 1 ELSE 0 END) OVER () AS c{i}" for i in range(n)
+    )
+    sql = (
+        f"SELECT {keys}, sum(n) AS n, sum(sum(f)) OVER () AS total, count(*) OVER () AS groups, "
+        f"{containers} FROM (SELECT {typed}, n, f FROM ({raw})) AS s "
+        f"GROUP BY {keys} ORDER BY n DESC, {keys} LIMIT ?"
+    )
     return _statement(sql, (*where.params, limit))
 
 
