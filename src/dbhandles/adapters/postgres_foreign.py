@@ -36,10 +36,10 @@ from dbhandles.adapters.postgres_foreign_sql import (
     quote,
 )
 from dbhandles.adapters.sql_compile import and_
-from dbhandles.errors import InvalidParams, ReadOnly
+from dbhandles.errors import InvalidParams
 from dbhandles.filters import FilterNode
 
-__all__ = ["ForeignCatalog", "PgReader", "read_only_error"]
+__all__ = ["ForeignCatalog", "PgReader", "Run"]
 
 _INTEGERS = frozenset({"int2", "int4", "int8"})
 _TEXTS = frozenset({"text", "varchar", "name"})
@@ -49,22 +49,6 @@ _CACHED = 256
 
 #: Runs a statement in the session's transaction: ``(statement, params, use the time budget)``.
 Run = Callable[[sql.SQL, tuple[Any, ...], bool], Any]
-
-
-def read_only_error(table: PgTable) -> ReadOnly:
-    """The ``read_only`` error for a write to ``table`` (or one by a path that cannot write it)."""
-    if table.read_only is None:
-        return ReadOnly(
-            f"{table.kind} {table.name!r} was not created by dbhandles: its rows are written by "
-            "data/create, data/update, data/delete, data/batch and data/truncate only (not by "
-            "imports, data/clear or index commands)",
-            field="collection",
-        )
-    return ReadOnly(
-        f"{table.kind} {table.name!r} was not created by dbhandles and is read-only here: "
-        f"{table.read_only}",
-        field="collection",
-    )
 
 
 def _integer(text: str) -> int | None:

@@ -19,8 +19,15 @@ from typing import Any, NamedTuple
 
 from psycopg import Connection
 
+from dbhandles.adapters.foreign_common import (
+    NO_KEY,
+    ForeignColumn,
+    field_names,
+    key_doc,
+    reserved_fields,
+    table_public,
+)
 from dbhandles.adapters.postgres_schema import is_collection, table_name
-from dbhandles.adapters.sqlite_foreign_schema import field_names
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import SYSTEM_PREFIXES
 
@@ -78,6 +85,7 @@ ORDER BY ic.relname
 _ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 _CONSTRAINT_KINDS = {"p": "unique", "u": "unique", "c": "check", "f": "foreign_key",
                      "x": "exclusion"}  # fmt: skip
+_INTEGERS = frozenset({"int2", "int4", "int8"})
 
 
 class Relation(NamedTuple):
@@ -96,18 +104,10 @@ def _relation(row: tuple[Any, ...]) -> Relation:
 
 
 @dataclass(frozen=True, slots=True)
-class PgColumn:
-    """One column as ``pg_attribute`` reports it, and the field it is served as."""
+class PgColumn(ForeignColumn):
+    """One column as ``pg_attribute`` reports it (``type`` as ``format_type`` prints it:
+    ``numeric(10,2)``, ``text[]``), and the field it is served as."""
 
-    name: str
-    field: str
-    #: The declared type as ``format_type`` prints it (``numeric(10,2)``, ``text[]``).
-    type: str
-    nullable: bool
-    default: str | None
-    #: Position in the primary key (1-based), 0 when not part of it.
-    pk: int
-    generated: bool
     identity: bool
     #: The base type's name (``int4``, ``jsonb``, ``_text`` for ``text[]``; a domain's base type).
     base: str
@@ -115,12 +115,8 @@ class PgColumn:
     category: str
 
     def public(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"name": self.name, "type": self.type, "nullable": self.nullable,
-                                "default": self.default}  # fmt: skip
-        if self.field != self.name:
-            info["field"] = self.field
-        if self.generated:
-            info["generated"] = True
+        # ForeignColumn by name: zero-argument super() fails in a slots dataclass before 3.14.
+        info = ForeignColumn.public(self)
         if self.identity:
             info["identity"] = True
         return info
@@ -161,28 +157,13 @@ class PgTable:
 
     def public(self) -> dict[str, Any]:
         """The description ``data/schema`` shows (camelCase keys)."""
-        info: dict[str, Any] = {
-            "name": self.name,
-            "kind": self.kind,
-            "columns": [c.public() for c in self.columns],
-            "primaryKey": list(self.key),
-            "id": self._id_doc(),
-            "indexes": list(self.indexes),
-            "foreignKeys": list(self.foreign_keys),
-        }
-        if self.estimate >= ESTIMATE_ABOVE:
-            info["recordCountEstimate"] = int(self.estimate)
-        if self.read_only is not None:
-            info["readOnly"] = self.read_only
-        if self.reserved:
-            info["reservedFields"] = sorted(self.reserved)
-        return info
+        large = self.estimate >= ESTIMATE_ABOVE
+        flags = {"recordCountEstimate": int(self.estimate)} if large else {}
+        return table_public(self, self._id_doc(), flags)
 
     def _id_doc(self) -> str:
-        if len(self.key) == 1:
-            return f"the value of the primary key column {self.key[0]!r}"
         if self.key:
-            return "JSON array of the primary key columns " + ", ".join(self.key)
+            return key_doc(self.key)
         return f"JSON array of every column (a {self.kind} without a primary key has no key)"
 
 
@@ -267,13 +248,8 @@ def describe(conn: Connection[Any], schema: str, relation: Relation) -> PgTable:
     if kind in ("v", "m", "f"):
         read_only = f"a {KINDS[kind]} is served read-only (it has no primary key to write through)"
     elif not key:
-        read_only = "a table without a primary key has no stable id to write through"
-    reserved = frozenset(
-        {"version"}
-        if any(c.field == "version" and c.base in ("int2", "int4", "int8") and not c.pk
-               and not c.generated for c in columns_)
-        else ()
-    )  # fmt: skip
+        read_only = NO_KEY
+    reserved = reserved_fields(columns_, False, lambda c: c.base in _INTEGERS)
     return PgTable(
         oid=oid, schema=schema, name=name, kind=KINDS[kind], columns=columns_, key=key,
         read_only=read_only, estimate=estimate, indexes=tuple(indexes),

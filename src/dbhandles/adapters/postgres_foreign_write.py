@@ -29,17 +29,16 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Json, Jsonb
 
-from dbhandles.adapters.base import Record, TableWriter
-from dbhandles.adapters.foreign_values import BLOB_KEY, decode_key
-from dbhandles.adapters.postgres_foreign import PgReader, Run, read_only_error
-from dbhandles.adapters.postgres_foreign_schema import PgColumn
+from dbhandles.adapters.base import Record
+from dbhandles.adapters.foreign_values import BLOB_KEY
+from dbhandles.adapters.foreign_writer import LABELS, ForeignWriterBase, blame
+from dbhandles.adapters.postgres_foreign import PgReader, Run
+from dbhandles.adapters.postgres_foreign_schema import PgColumn, PgTable
 from dbhandles.adapters.postgres_foreign_sql import quote
-from dbhandles.errors import ConstraintViolation, DbHandlesError, InvalidParams, RecordExists
+from dbhandles.errors import DbHandlesError, InvalidParams
 
 __all__ = ["PgWriter"]
 
-_LABELS = {"not_null": "NOT NULL", "unique": "UNIQUE", "check": "CHECK",
-           "foreign_key": "FOREIGN KEY", "exclusion": "EXCLUDE"}  # fmt: skip
 _STATES = {"23502": "not_null", "23505": "unique", "23514": "check", "23503": "foreign_key",
            "23P01": "exclusion"}  # fmt: skip
 #: Key types a new record without an id gets a UUID4 in (when the key has no default).
@@ -67,27 +66,26 @@ def _array_literal(value: list[Any]) -> str:
     return "{" + ",".join(items) + "}"
 
 
-class PgWriter(TableWriter):
+class PgWriter(ForeignWriterBase[PgColumn]):
     """Rows of one foreign table written inside the session's transaction."""
 
+    engine = "PostgreSQL"
+    placeholder = "%s"
+    table: PgTable
+    reader: PgReader
+
     def __init__(self, run: Run, reader: PgReader) -> None:
+        super().__init__(reader.table, reader)
         self.run = run
-        self.reader = reader
-        self.table = reader.table
-        self.name = self.table.name
-        self.reserved = self.table.reserved
         key = self.table.key
         single = self.table.column(key[0]) if len(key) == 1 else None
         #: A key column with a default (``serial``, identity, ``gen_random_uuid()``) picks the id.
         self.generated_id = single is not None and (single.default is not None or single.identity)
-        self._by_field = {c.field: c for c in self.table.columns}
-        self._by_name = {c.name: c for c in self.table.columns}
 
-    def check_writable(self) -> None:
-        if self.table.read_only is not None:
-            raise read_only_error(self.table)
+    # -- ids and values ---------------------------------------------------------------------------
 
-    # -- values -----------------------------------------------------------------------------------
+    def _quote(self, name: str) -> str:
+        return quote(name)
 
     def _value(self, column: PgColumn, value: Any, where: str) -> Any:
         """A JSON value as the parameter PostgreSQL stores in ``column``."""
@@ -132,77 +130,21 @@ class PgWriter(TableWriter):
             )
         return value
 
-    def _columns(self, record: Record) -> dict[str, Any]:
-        """The record's fields (``id`` aside) as column name -> parameter."""
-        out: dict[str, Any] = {}
-        for field, value in record.items():
-            if field == "id":
-                continue
-            column = self._by_field.get(field)
-            if column is None:
-                known = ", ".join(c.field for c in self.table.columns if not c.generated)
-                raise InvalidParams(
-                    f"data.{field}: table {self.name!r} has no column {field!r} (its fields: "
-                    f"{known})",
-                    field=f"data.{field}",
-                )
-            if column.generated:
-                raise InvalidParams(
-                    f"data.{field}: {column.name!r} is a generated column of table {self.name!r}; "
-                    "PostgreSQL computes it",
-                    field=f"data.{field}",
-                )
-            out[column.name] = self._value(column, value, f"data.{field}")
-        return out
+    def _given_key(self, name: str, value: Any, values: dict[str, Any], record_id: Any) -> Any:
+        return self._value(self._by_name[name], value, "id")
 
-    def _key_values(self, record_id: str) -> dict[str, Any]:
-        key = self.table.key
-        if len(key) == 1:
-            return {key[0]: record_id}
-        values = decode_key(record_id, len(key))
-        if values is None:
+    def _new_key(self, values: dict[str, Any]) -> None:
+        key = self.table.key[0]
+        if self.generated_id:
+            return
+        if self.table.column(key).base not in _UUID_KEYS:
             raise InvalidParams(
-                f"id: {record_id!r} is not a key of table {self.name!r}: its key is compound, and "
-                f"an id is the JSON array of the values of {', '.join(key)} in that order "
-                '(for example ["a",1])',
+                f"id: the key {key!r} of table {self.name!r} has no default; give an id",
                 field="id",
             )
-        return dict(zip(key, values, strict=True))
+        values[key] = str(uuid.uuid4())
 
     # -- writes -----------------------------------------------------------------------------------
-
-    def insert(self, record: Record) -> Record:
-        self.check_writable()
-        values = self._columns(record)
-        key = self.table.key
-        if "id" in record:
-            for name, value in self._key_values(str(record["id"])).items():
-                column = self._by_name[name]
-                values[name] = self._value(column, value, "id")
-        elif not all(name in values for name in key):
-            if len(key) > 1:
-                fields = ", ".join(self._by_name[n].field for n in key)
-                raise InvalidParams(
-                    f"id: table {self.name!r} has a compound key; give its fields ({fields}) in "
-                    "data, or id as the JSON array of their values",
-                    field="id",
-                )
-            if not self.generated_id and self.table.column(key[0]).base in _UUID_KEYS:
-                values[key[0]] = str(uuid.uuid4())
-            elif not self.generated_id:
-                raise InvalidParams(
-                    f"id: the key {key[0]!r} of table {self.name!r} has no default; give an id",
-                    field="id",
-                )
-        source, select = self.reader.source, self.reader.select
-        if values:
-            columns = ", ".join(quote(n) for n in values)
-            marks = ", ".join("%s" for _ in values)
-            statement = f"INSERT INTO {source} ({columns}) VALUES ({marks}) RETURNING {select}"
-        else:
-            statement = f"INSERT INTO {source} DEFAULT VALUES RETURNING {select}"
-        row = self._execute(statement, tuple(values.values()), values).fetchone()
-        return self.reader.record(row)
 
     def update(self, record_id: str, changes: Record) -> Record | None:
         self.check_writable()
@@ -211,36 +153,11 @@ class PgWriter(TableWriter):
             return None
         values = self._columns(changes)
         if any(name in values for name in self.table.key):
-            raise InvalidParams(
-                f"data: the key of a record cannot change (record {record_id!r} of table "
-                f"{self.name!r}); delete it and create the new one",
-                field="data",
-            )
+            raise self._key_changed(record_id)
         if not values:
             return self.reader.get(self.run, record_id)
-        where, params = match
-        sets = ", ".join(f"{quote(n)} = %s" for n in values)
-        row = self._execute(
-            f"UPDATE {self.reader.source} SET {sets} WHERE {where} RETURNING {self.reader.select}",
-            (*values.values(), *params),
-            values,
-        ).fetchone()
+        row = self._update_row(values, match)
         return None if row is None else self.reader.record(row)
-
-    def delete(self, record_id: str) -> bool:
-        """Delete the row ``record_id``; ``False`` when there is none."""
-        self.check_writable()
-        match = self.reader.key_match(record_id)
-        if match is None:
-            return False
-        where, params = match
-        cursor = self._execute(f"DELETE FROM {self.reader.source} WHERE {where}", params, {})
-        return bool(cursor.rowcount > 0)
-
-    def truncate(self) -> int:
-        """Delete every row (``DELETE``, so foreign keys and triggers apply); return how many."""
-        self.check_writable()
-        return int(self._execute(f"DELETE FROM {self.reader.source}", (), {}).rowcount)
 
     # -- refusals ---------------------------------------------------------------------------------
 
@@ -252,10 +169,6 @@ class PgWriter(TableWriter):
             if failure is None:
                 raise  # not the row's fault: the session's translation names it
             raise failure from exc
-
-    def _field(self, column: str) -> str:
-        found = self._by_name.get(column)
-        return column if found is None else found.field
 
     def _failure(self, exc: psycopg.Error, values: dict[str, Any]) -> DbHandlesError | None:
         """The error for a refused write; ``values`` are the columns it tried to set."""
@@ -281,26 +194,21 @@ class PgWriter(TableWriter):
         columns: list[str] = list(known[1]) if known else []
         if kind == "not_null" and diag.column_name:
             columns = [diag.column_name]
-        if kind == "unique" and columns and set(columns) == set(self.table.key):
-            return RecordExists(
-                f"a record with this id already exists in table {self.name!r}", field="id"
-            )
+        taken = self._key_taken(kind, columns)
+        if taken is not None:
+            return taken
         referenced = kind == "foreign_key" and diag.table_name not in (None, self.name)
         fields = [self._field(c) for c in columns]
-        details: dict[str, Any] = {"constraint": kind, "table": self.name, "columns": columns}
-        if constraint:
-            details["name"] = constraint
         if referenced:
             why = f"rows of table {diag.table_name!r} refer to this record"
             fields = []
         elif fields:
-            why = "field " + ", ".join(repr(f) for f in fields)
+            why = blame(fields)
         else:
             why = "the record"
         named = f" {constraint!r}" if constraint else ""
-        return ConstraintViolation(
-            f"the {_LABELS[kind]} constraint{named} of table {self.name!r} refused the write "
+        return self._violation(
+            f"the {LABELS[kind]} constraint{named} of table {self.name!r} refused the write "
             f"({why}); nothing was written",
-            field=f"data.{fields[0]}" if fields else None,
-            details=details,
-        )
+            kind, columns, fields, constraint or None,
+        )  # fmt: skip

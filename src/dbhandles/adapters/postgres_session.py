@@ -12,8 +12,9 @@ from psycopg import sql
 from dbhandles import budget
 from dbhandles.adapters.base import Query, Record, Session, record_from_columns
 from dbhandles.adapters.facets import GroupCounts
+from dbhandles.adapters.foreign_common import read_only_error
 from dbhandles.adapters.postgres_compile import boolean, dump_document, prepare_filter
-from dbhandles.adapters.postgres_foreign import PgReader, read_only_error
+from dbhandles.adapters.postgres_foreign import PgReader
 from dbhandles.adapters.postgres_foreign_write import PgWriter
 from dbhandles.adapters.postgres_schema import advisory_key, object_name, qualified
 from dbhandles.adapters.sampling import Sampling

@@ -19,26 +19,10 @@ from dbhandles.adapters.foreign_values import decode_key, id_value, row_values
 from dbhandles.adapters.sql_compile import SqlCompiler, and_
 from dbhandles.adapters.sqlite_foreign_schema import ForeignTable, quote
 from dbhandles.adapters.sqlite_foreign_sql import compiler_for
-from dbhandles.errors import InvalidParams, ReadOnly
+from dbhandles.errors import InvalidParams
 from dbhandles.filters import And, Compare, ElemMatch, FilterNode, Not, Or, SortKey
 
-__all__ = ["ForeignReader", "read_only_error"]
-
-
-def read_only_error(table: ForeignTable) -> ReadOnly:
-    """The ``read_only`` error for a write to ``table`` (or one by a path that cannot write it)."""
-    if table.read_only is None:
-        return ReadOnly(
-            f"{table.kind} {table.name!r} was not created by dbhandles: its rows are written by "
-            "data/create, data/update, data/delete, data/batch and data/truncate only (not by "
-            "imports, data/clear or index commands)",
-            field="collection",
-        )
-    return ReadOnly(
-        f"{table.kind} {table.name!r} was not created by dbhandles and is read-only here: "
-        f"{table.read_only}",
-        field="collection",
-    )
+__all__ = ["ForeignReader"]
 
 
 class ForeignReader:

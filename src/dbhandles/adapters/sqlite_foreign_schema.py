@@ -20,18 +20,16 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = [
-    "RESERVED_FIELDS",
-    "ForeignColumn",
-    "ForeignTable",
-    "camel",
-    "describe",
-    "describe_all",
-    "field_names",
-    "quote",
-    "reserved_fields",
-    "snake",
-]
+from dbhandles.adapters.foreign_common import (
+    NO_KEY,
+    ForeignColumn,
+    field_names,
+    key_doc,
+    reserved_fields,
+    table_public,
+)
+
+__all__ = ["ForeignTable", "describe", "describe_all", "quote", "schema_objects"]
 
 #: The names SQLite accepts for the rowid, in the order tried (a column may shadow any of them).
 _ROWID_NAMES = ("_rowid_", "rowid", "oid")
@@ -40,29 +38,6 @@ _ROWID_NAMES = ("_rowid_", "rowid", "oid")
 def quote(name: str) -> str:
     """An SQL identifier: double quotes, inner double quotes doubled."""
     return '"' + name.replace('"', '""') + '"'
-
-
-@dataclass(frozen=True, slots=True)
-class ForeignColumn:
-    """One column as ``PRAGMA table_xinfo`` reports it, and the field it is served as."""
-
-    name: str
-    field: str
-    type: str
-    nullable: bool
-    default: str | None
-    #: Position in the primary key (1-based), 0 when not part of it.
-    pk: int
-    generated: bool
-
-    def public(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"name": self.name, "type": self.type, "nullable": self.nullable,
-                                "default": self.default}  # fmt: skip
-        if self.field != self.name:
-            info["field"] = self.field
-        if self.generated:
-            info["generated"] = True
-        return info
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,97 +91,17 @@ class ForeignTable:
 
     def public(self) -> dict[str, Any]:
         """The description ``data/schema`` shows (camelCase keys)."""
-        info: dict[str, Any] = {
-            "name": self.name,
-            "kind": self.kind,
-            "columns": [c.public() for c in self.columns],
-            "primaryKey": list(self.key),
-            "id": self._id_doc(),
-            "indexes": list(self.indexes),
-            "foreignKeys": list(self.foreign_keys),
-        }
-        if self.without_rowid:
-            info["withoutRowid"] = True
-        if self.read_only is not None:
-            info["readOnly"] = self.read_only
-        if self.refused is not None:
-            info["refused"] = self.refused
-        if self.reserved:
-            info["reservedFields"] = sorted(self.reserved)
-        return info
+        flags = {"withoutRowid": True} if self.without_rowid else {}
+        return table_public(self, self._id_doc(), flags, self.refused)
 
     def _id_doc(self) -> str:
-        if len(self.key) == 1:
-            return f"the value of the primary key column {self.key[0]!r}"
         if self.key:
-            return "JSON array of the primary key columns " + ", ".join(self.key)
+            return key_doc(self.key)
         if self.rowid is not None:
             return "rowid"
         if self.refused is not None:
             return "none"
         return "JSON array of every column (a view has no key)"
-
-
-def camel(name: str) -> str:
-    """``room_id`` -> ``roomId`` (the original system's rule, continuum-behaviour.md 4.3, reversed);
-    a name with a leading, trailing or doubled underscore, or an upper-case letter, is kept as it is."""
-    parts = name.split("_")
-    if len(parts) == 1 or not all(parts) or name != name.lower():
-        return name
-    return parts[0] + "".join(p[:1].upper() + p[1:] for p in parts[1:])
-
-
-def snake(name: str) -> str:
-    """``chatMessages`` -> ``chat_messages``: the original system's table name for a collection
-    (continuum-behaviour.md 4.3: ``_`` before each capital, then lower case)."""
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_") or name
-
-
-#: The reserved fields a table may keep in columns of its own, by the field they are served as.
-RESERVED_FIELDS = ("createdAt", "updatedAt", "version")
-
-
-def reserved_fields(columns: tuple[ForeignColumn, ...], camel_names: bool) -> frozenset[str]:
-    """Which reserved fields the table keeps: with ``fieldNames: camel`` the columns served as
-    ``createdAt``, ``updatedAt`` and ``version``; otherwise only a ``version`` column declared with
-    an integer type (docs/foreign-tables.md "Versions and timestamps")."""
-    found = set()
-    for column in columns:
-        if column.generated or column.pk:
-            continue
-        if camel_names and column.field in RESERVED_FIELDS:
-            found.add(column.field)
-        elif column.field == "version" and "INT" in column.type.upper():
-            found.add("version")
-    return frozenset(found)
-
-
-def field_names(names: list[str], key: tuple[str, ...], camel_names: bool = False) -> list[str]:
-    """The field each column is served as: its name (camelCased with ``fieldNames: camel``; a name
-    another column already has is kept as it is), but ``id`` is the record's key, so a column named
-    ``id`` that is not the whole key is served as ``_id`` (or ``__id`` ..., the first free)."""
-    if camel_names:
-        taken = set(names)
-        renamed = []
-        for name in names:
-            wanted = camel(name)
-            if wanted != name and wanted not in taken:
-                taken.add(wanted)
-                name = wanted
-            renamed.append(name)
-        names = renamed
-    taken = set(names)
-    fields: list[str] = []
-    for name in names:
-        if name == "id" and key != ("id",):
-            alias = "_id"
-            while alias in taken:
-                alias = "_" + alias
-            taken.add(alias)
-            fields.append(alias)
-        else:
-            fields.append(name)
-    return fields
 
 
 def describe(
@@ -252,17 +147,23 @@ def describe(
     elif kind == "virtual":
         read_only = "a virtual table is served read-only"
     elif not key:
-        read_only = "a table without a primary key has no stable id to write through"
+        read_only = NO_KEY
     refused = None
     if not key and rowid is None and kind != "view":
         refused = f"{name!r} has no primary key and its columns shadow every name of the rowid"
     return ForeignTable(
         name=name, kind=kind, columns=columns, key=key, rowid=rowid, without_rowid=without_rowid,
         read_only=read_only, refused=refused,
-        reserved=reserved_fields(columns, camel_names) if kind == "table" and key else frozenset(),
+        reserved=reserved_fields(columns, camel_names, _integer) if kind == "table" and key
+                 else frozenset(),
         indexes=tuple(_indexes(conn, name)) if kind == "table" else (),
         foreign_keys=tuple(_foreign_keys(conn, name)) if kind == "table" else (),
     )  # fmt: skip
+
+
+def _integer(column: ForeignColumn) -> bool:
+    """Whether the column's declared type has INTEGER affinity (a ``version`` column it can be)."""
+    return "INT" in column.type.upper()
 
 
 def _indexes(conn: sqlite3.Connection, table: str) -> list[dict[str, Any]]:

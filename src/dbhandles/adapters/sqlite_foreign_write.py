@@ -22,131 +22,73 @@ import sqlite3
 import uuid
 from typing import Any
 
-from dbhandles.adapters.base import Record, TableWriter
-from dbhandles.adapters.foreign_values import decode_key, sqlite_value
+from dbhandles.adapters.base import Record
+from dbhandles.adapters.foreign_common import ForeignColumn
+from dbhandles.adapters.foreign_values import sqlite_value
+from dbhandles.adapters.foreign_writer import LABELS, ForeignWriterBase, blame
 from dbhandles.adapters.sqlite_errors import constraint_failure
-from dbhandles.adapters.sqlite_foreign import ForeignReader, read_only_error
-from dbhandles.adapters.sqlite_foreign_schema import ForeignColumn, quote
-from dbhandles.errors import (
-    ConstraintViolation,
-    DbHandlesError,
-    InvalidParams,
-    RecordExists,
-)
+from dbhandles.adapters.sqlite_foreign import ForeignReader
+from dbhandles.adapters.sqlite_foreign_schema import ForeignTable, quote
+from dbhandles.errors import DbHandlesError, InvalidParams
 
 __all__ = ["ForeignWriter"]
 
-_LABELS = {"not_null": "NOT NULL", "unique": "UNIQUE", "check": "CHECK",
-           "foreign_key": "FOREIGN KEY"}  # fmt: skip
 #: ``cannot store TEXT value in INTEGER column t.c`` (STRICT tables).
 _STRICT = re.compile(r"cannot store (\w+) value in (\w+) column .*\.([^.]+)$")
 
 
-class ForeignWriter(TableWriter):
+class ForeignWriter(ForeignWriterBase[ForeignColumn]):
     """Rows of one foreign table written on one connection, inside the session's transaction."""
 
+    engine = "SQLite"
+    placeholder = "?"
+    table: ForeignTable
+    reader: ForeignReader
+
     def __init__(self, conn: sqlite3.Connection, reader: ForeignReader) -> None:
+        super().__init__(reader.table, reader)
         self.conn = conn
-        self.reader = reader
-        self.table = reader.table
-        self.name = self.table.name
-        self.reserved = self.table.reserved
-        self._by_field: dict[str, ForeignColumn] = {c.field: c for c in self.table.columns}
-        self._by_name: dict[str, ForeignColumn] = {c.name: c for c in self.table.columns}
 
-    def check_writable(self) -> None:
-        if self.table.read_only is not None:
-            raise read_only_error(self.table)
+    # -- ids and values ---------------------------------------------------------------------------
 
-    # -- ids and fields ---------------------------------------------------------------------------
+    def _quote(self, name: str) -> str:
+        return quote(name)
 
-    def _key_values(self, record_id: str) -> dict[str, Any]:
-        """The key's columns and values that ``record_id`` stands for (column name -> value)."""
+    def _value(self, column: ForeignColumn, value: Any, where: str) -> Any:
+        return sqlite_value(value, where)
+
+    def _single_key(self, record_id: str) -> Any:
         table = self.table
-        if len(table.key) == 1:
-            if table.integer_key is None:
-                return {table.key[0]: record_id}
-            try:
-                number = int(record_id)
-            except ValueError:
-                number = None
-            if number is None or str(number) != record_id:
-                raise InvalidParams(
-                    f"id: {record_id!r} is not an integer, and the key of table {self.name!r} "
-                    f"({table.key[0]!r}) is an INTEGER PRIMARY KEY",
-                    field="id",
-                )
-            return {table.key[0]: number}
-        values = decode_key(record_id, len(table.key))
-        if values is None:
+        if table.integer_key is None:
+            return record_id
+        try:
+            number = int(record_id)
+        except ValueError:
+            number = None
+        if number is None or str(number) != record_id:
             raise InvalidParams(
-                f"id: {record_id!r} is not a key of table {self.name!r}: its key is compound, and "
-                f"an id is the JSON array of the values of {', '.join(table.key)} in that order "
-                '(for example ["a",1])',
+                f"id: {record_id!r} is not an integer, and the key of table {self.name!r} "
+                f"({table.key[0]!r}) is an INTEGER PRIMARY KEY",
                 field="id",
             )
-        return dict(zip(table.key, values, strict=True))
+        return number
 
-    def _columns(self, record: Record) -> dict[str, Any]:
-        """The record's fields (``id`` aside) as column name -> SQLite value."""
-        out: dict[str, Any] = {}
-        for field, value in record.items():
-            if field == "id":
-                continue
-            column = self._by_field.get(field)
-            if column is None:
-                known = ", ".join(c.field for c in self.table.columns if not c.generated)
-                raise InvalidParams(
-                    f"data.{field}: table {self.name!r} has no column {field!r} (its fields: "
-                    f"{known})",
-                    field=f"data.{field}",
-                )
-            if column.generated:
-                raise InvalidParams(
-                    f"data.{field}: {column.name!r} is a generated column of table {self.name!r}; "
-                    "SQLite computes it",
-                    field=f"data.{field}",
-                )
-            out[column.name] = sqlite_value(value, f"data.{field}")
-        return out
+    def _given_key(self, name: str, value: Any, values: dict[str, Any], record_id: Any) -> Any:
+        given = values.get(name, value)
+        if given != value:
+            field = self._by_name[name].field
+            raise InvalidParams(
+                f"data.{field}: {given!r} is not the key value the id {record_id!r} gives it",
+                field=f"data.{field}",
+            )
+        return value
+
+    def _new_key(self, values: dict[str, Any]) -> None:
+        if self.table.integer_key is None:
+            values[self.table.key[0]] = str(uuid.uuid4())
+        # An INTEGER PRIMARY KEY left out: SQLite picks the next rowid.
 
     # -- writes -----------------------------------------------------------------------------------
-
-    def insert(self, record: Record) -> Record:
-        self.check_writable()
-        values = self._columns(record)
-        key = self.table.key
-        if "id" in record:
-            for name, value in self._key_values(str(record["id"])).items():
-                given = values.get(name, value)
-                if given != value:
-                    field = self._by_name[name].field
-                    raise InvalidParams(
-                        f"data.{field}: {given!r} is not the key value the id {record['id']!r} "
-                        "gives it",
-                        field=f"data.{field}",
-                    )
-                values[name] = value
-        elif not all(name in values for name in key):
-            if len(key) > 1:
-                fields = ", ".join(self._by_name[n].field for n in key)
-                raise InvalidParams(
-                    f"id: table {self.name!r} has a compound key; give its fields ({fields}) in "
-                    "data, or id as the JSON array of their values",
-                    field="id",
-                )
-            if self.table.integer_key is None:
-                values[key[0]] = str(uuid.uuid4())
-            # An INTEGER PRIMARY KEY left out: SQLite picks the next rowid.
-        names = list(values)
-        if names:
-            columns = ", ".join(quote(n) for n in names)
-            marks = ", ".join("?" for _ in names)
-            sql = f"INSERT INTO {self.reader.source} ({columns}) VALUES ({marks})"
-        else:
-            sql = f"INSERT INTO {self.reader.source} DEFAULT VALUES"
-        row = self._run(f"{sql} RETURNING {self.reader.select}", tuple(values.values()), values)
-        return self.reader.record(row)
 
     def update(self, record_id: str, changes: Record) -> Record | None:
         self.check_writable()
@@ -156,47 +98,22 @@ class ForeignWriter(TableWriter):
         values = self._columns(changes)
         if not values:
             return self.reader.get(self.conn, record_id)
-        where, params = match
-        sets = ", ".join(f"{quote(n)} = ?" for n in values)
-        row = self._run(
-            f"UPDATE {self.reader.source} SET {sets} WHERE {where} RETURNING {self.reader.select}",
-            (*values.values(), *params),
-            values,
-        )
+        row = self._update_row(values, match)
         if row is None:
             return None
         record = self.reader.record(row)
+        # Setting a key column to the value it has is no change: only a new key is refused.
         if any(name in values for name in self.table.key) and str(record["id"]) != record_id:
-            raise InvalidParams(
-                f"data: the key of a record cannot change (record {record_id!r} of table "
-                f"{self.name!r}); delete it and create the new one",
-                field="data",
-            )
+            raise self._key_changed(record_id)
         return record
-
-    def delete(self, record_id: str) -> bool:
-        """Delete the row ``record_id``; ``False`` when there is none."""
-        self.check_writable()
-        match = self.reader.key_match(record_id)
-        if match is None:
-            return False
-        where, params = match
-        cursor = self._execute(f"DELETE FROM {self.reader.source} WHERE {where}", params, {})
-        return cursor.rowcount > 0
-
-    def truncate(self) -> int:
-        """Delete every row; return how many."""
-        self.check_writable()
-        return self._execute(f"DELETE FROM {self.reader.source}", (), {}).rowcount
 
     # -- constraints ------------------------------------------------------------------------------
 
-    def _run(self, sql: str, params: tuple[Any, ...], values: dict[str, Any]) -> Any:
-        return self._execute(sql, params, values).fetchone()
-
-    def _execute(self, sql: str, params: tuple[Any, ...], values: dict[str, Any]) -> sqlite3.Cursor:
+    def _execute(
+        self, statement: str, params: tuple[Any, ...], values: dict[str, Any]
+    ) -> sqlite3.Cursor:
         try:
-            return self.conn.execute(sql, params)
+            return self.conn.execute(statement, params)
         except sqlite3.IntegrityError as exc:
             raise self._failure(exc, values) from exc
 
@@ -219,9 +136,9 @@ class ForeignWriter(TableWriter):
         if parts is None:
             raise exc  # not a constraint: the session's translation names it
         kind, columns, detail = parts
-        if kind == "unique" and columns and set(columns) == set(self.table.key):
-            return RecordExists(f"a record with this id already exists in table {self.name!r}",
-                                field="id")  # fmt: skip
+        taken = self._key_taken(kind, columns)
+        if taken is not None:
+            return taken
         if kind == "foreign_key":
             columns = self._broken_reference(values)
         elif kind == "check":
@@ -231,21 +148,17 @@ class ForeignWriter(TableWriter):
                 if re.search(r"(?<![\w\"])" + re.escape(c.name) + r"(?![\w\"])", expression)
             ]  # fmt: skip
         fields = [self._field(c) for c in columns]
-        details: dict[str, Any] = {"constraint": kind, "table": self.name, "columns": columns}
-        if kind == "check":
-            details["name"] = detail
         if kind == "foreign_key" and not values:
             why = "rows of another table refer to this record"
         elif fields:
-            why = "field " + ", ".join(repr(f) for f in fields)
+            why = blame(fields)
         else:
             why = detail or "the record"
-        return ConstraintViolation(
-            f"a {_LABELS[kind]} constraint of table {self.name!r} refused the write ({why}"
+        return self._violation(
+            f"a {LABELS[kind]} constraint of table {self.name!r} refused the write ({why}"
             f"{': ' + detail if kind == 'check' else ''}); nothing was written",
-            field=f"data.{fields[0]}" if fields else None,
-            details=details,
-        )
+            kind, columns, fields, detail if kind == "check" else None,
+        )  # fmt: skip
 
     def _check_expression(self, detail: str) -> str:
         """The expression of the CHECK SQLite reported: ``detail`` is it, or the constraint's
@@ -265,10 +178,6 @@ class ForeignWriter(TableWriter):
             if depth == 0:
                 return sql[start:end]
         return detail
-
-    def _field(self, column: str) -> str:
-        found = self._by_name.get(column)
-        return column if found is None else found.field
 
     def _broken_reference(self, values: dict[str, Any]) -> list[str]:
         """The columns of the first foreign key whose new values have no parent row."""

@@ -24,8 +24,9 @@ import re
 import sqlite3
 from functools import cache
 
+from dbhandles.adapters.foreign_common import snake
 from dbhandles.adapters.sqlite_foreign import ForeignReader
-from dbhandles.adapters.sqlite_foreign_schema import describe, snake
+from dbhandles.adapters.sqlite_foreign_schema import describe
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import SYSTEM_PREFIXES, check_new_collection
 

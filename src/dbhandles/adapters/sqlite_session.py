@@ -13,6 +13,7 @@ import orjson
 from dbhandles import budget
 from dbhandles.adapters.base import Query, Record, Session, record_from_columns
 from dbhandles.adapters.facets import GroupCounts
+from dbhandles.adapters.foreign_common import read_only_error
 from dbhandles.adapters.sampling import Sampling
 from dbhandles.adapters.sql_compile import RESERVED_COLUMNS, and_
 from dbhandles.adapters.sql_facets import (
@@ -23,7 +24,7 @@ from dbhandles.adapters.sql_facets import (
     sqlite_sampled,
 )
 from dbhandles.adapters.sqlite_errors import translating
-from dbhandles.adapters.sqlite_foreign import ForeignReader, read_only_error
+from dbhandles.adapters.sqlite_foreign import ForeignReader
 from dbhandles.adapters.sqlite_foreign_schema import schema_objects
 from dbhandles.adapters.sqlite_foreign_write import ForeignWriter
 from dbhandles.adapters.sqlite_schema import Catalog, index_sql

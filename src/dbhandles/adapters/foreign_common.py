@@ -1,0 +1,195 @@
+"""What every engine's tables dbhandles did not create share: field names, reserved fields, descriptions.
+
+``sqlite_foreign_schema`` and ``postgres_foreign_schema`` read their catalogs into a table and its
+columns; the rules that do not depend on the engine are here (docs/foreign-tables.md):
+
+* the field a column is served as (``field_names``; ``camel``/``snake`` for ``fieldNames: camel``);
+* which of ``createdAt``, ``updatedAt``, ``version`` a table keeps in columns (``reserved_fields``);
+* a column (``ForeignColumn``, which PostgreSQL's ``PgColumn`` extends) and the description
+  ``data/schema`` shows (``ForeignColumn.public``, ``table_public``, ``key_doc``);
+* the ``read_only`` error of a write the table cannot take (``read_only_error``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from dbhandles.errors import ReadOnly
+
+__all__ = [
+    "NO_KEY",
+    "RESERVED_FIELDS",
+    "DescribedTable",
+    "ForeignColumn",
+    "camel",
+    "field_names",
+    "key_doc",
+    "read_only_error",
+    "reserved_fields",
+    "snake",
+    "table_public",
+]
+
+#: Why a table without a primary key is read-only.
+NO_KEY = "a table without a primary key has no stable id to write through"
+#: The reserved fields a table may keep in columns of its own, by the field they are served as.
+RESERVED_FIELDS = ("createdAt", "updatedAt", "version")
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignColumn:
+    """One column as the engine's catalog reports it, and the field it is served as."""
+
+    name: str
+    field: str
+    #: The declared type (SQLite: as written, ``""`` when none; PostgreSQL: ``format_type``'s text).
+    type: str
+    nullable: bool
+    default: str | None
+    #: Position in the primary key (1-based), 0 when not part of it.
+    pk: int
+    generated: bool
+
+    def public(self) -> dict[str, Any]:
+        """The column as ``data/schema`` shows it; ``field`` only when it differs from the name."""
+        info: dict[str, Any] = {"name": self.name, "type": self.type, "nullable": self.nullable,
+                                "default": self.default}  # fmt: skip
+        if self.field != self.name:
+            info["field"] = self.field
+        if self.generated:
+            info["generated"] = True
+        return info
+
+
+class DescribedTable(Protocol):
+    """A foreign table or view, as either engine describes it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def columns(self) -> Sequence[ForeignColumn]: ...
+    @property
+    def key(self) -> tuple[str, ...]: ...
+    @property
+    def read_only(self) -> str | None: ...
+    @property
+    def indexes(self) -> tuple[dict[str, Any], ...]: ...
+    @property
+    def foreign_keys(self) -> tuple[dict[str, Any], ...]: ...
+    @property
+    def reserved(self) -> frozenset[str]: ...
+
+
+ColumnT = TypeVar("ColumnT", bound=ForeignColumn)
+
+
+def camel(name: str) -> str:
+    """``room_id`` -> ``roomId`` (the original system's rule, continuum-behaviour.md 4.3, reversed);
+    a name with a leading, trailing or doubled underscore, or an upper-case letter, is kept as it is."""
+    parts = name.split("_")
+    if len(parts) == 1 or not all(parts) or name != name.lower():
+        return name
+    return parts[0] + "".join(p[:1].upper() + p[1:] for p in parts[1:])
+
+
+def snake(name: str) -> str:
+    """``chatMessages`` -> ``chat_messages``: the original system's table name for a collection
+    (continuum-behaviour.md 4.3: ``_`` before each capital, then lower case)."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_") or name
+
+
+def field_names(names: list[str], key: tuple[str, ...], camel_names: bool = False) -> list[str]:
+    """The field each column is served as: its name (camelCased with ``fieldNames: camel``; a name
+    another column already has is kept as it is), but ``id`` is the record's key, so a column named
+    ``id`` that is not the whole key is served as ``_id`` (or ``__id`` ..., the first free)."""
+    if camel_names:
+        taken = set(names)
+        renamed = []
+        for name in names:
+            wanted = camel(name)
+            if wanted != name and wanted not in taken:
+                taken.add(wanted)
+                name = wanted
+            renamed.append(name)
+        names = renamed
+    taken = set(names)
+    fields: list[str] = []
+    for name in names:
+        if name == "id" and key != ("id",):
+            alias = "_id"
+            while alias in taken:
+                alias = "_" + alias
+            taken.add(alias)
+            fields.append(alias)
+        else:
+            fields.append(name)
+    return fields
+
+
+def reserved_fields(
+    columns: Iterable[ColumnT], camel_names: bool, integer: Callable[[ColumnT], bool]
+) -> frozenset[str]:
+    """Which reserved fields the table keeps: with ``fieldNames: camel`` the columns served as
+    ``createdAt``, ``updatedAt`` and ``version``; otherwise only a ``version`` column of an integer
+    type (``integer`` tells, by the engine's types; docs/foreign-tables.md "Versions and
+    timestamps"). Key and generated columns keep none."""
+    found = set()
+    for column in columns:
+        if column.generated or column.pk:
+            continue
+        if camel_names and column.field in RESERVED_FIELDS:
+            found.add(column.field)
+        elif column.field == "version" and integer(column):
+            found.add("version")
+    return frozenset(found)
+
+
+def key_doc(key: tuple[str, ...]) -> str:
+    """What a record's ``id`` is for a table with the primary key ``key`` (not empty), in words."""
+    if len(key) == 1:
+        return f"the value of the primary key column {key[0]!r}"
+    return "JSON array of the primary key columns " + ", ".join(key)
+
+
+def table_public(
+    table: DescribedTable, id_doc: str, flags: dict[str, Any], refused: str | None = None
+) -> dict[str, Any]:
+    """The description ``data/schema`` shows (camelCase keys): what every engine shows, then the
+    engine's own ``flags``, then why it is read-only or ``refused`` and its reserved fields."""
+    info: dict[str, Any] = {
+        "name": table.name,
+        "kind": table.kind,
+        "columns": [c.public() for c in table.columns],
+        "primaryKey": list(table.key),
+        "id": id_doc,
+        "indexes": list(table.indexes),
+        "foreignKeys": list(table.foreign_keys),
+        **flags,
+    }
+    if table.read_only is not None:
+        info["readOnly"] = table.read_only
+    if refused is not None:
+        info["refused"] = refused
+    if table.reserved:
+        info["reservedFields"] = sorted(table.reserved)
+    return info
+
+
+def read_only_error(table: DescribedTable) -> ReadOnly:
+    """The ``read_only`` error for a write to ``table`` (or one by a path that cannot write it)."""
+    if table.read_only is None:
+        return ReadOnly(
+            f"{table.kind} {table.name!r} was not created by dbhandles: its rows are written by "
+            "data/create, data/update, data/delete, data/batch and data/truncate only (not by "
+            "imports, data/clear or index commands)",
+            field="collection",
+        )
+    return ReadOnly(
+        f"{table.kind} {table.name!r} was not created by dbhandles and is read-only here: "
+        f"{table.read_only}",
+        field="collection",
+    )

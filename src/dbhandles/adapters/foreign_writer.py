@@ -1,0 +1,229 @@
+"""What writes to every engine's tables dbhandles did not create share: fields, keys, deletes, refusals.
+
+``ForeignWriterBase`` is the part of ``sqlite_foreign_write.ForeignWriter`` and
+``postgres_foreign_write.PgWriter`` that does not depend on the engine (docs/foreign-tables.md
+"Writes"): a field is a column (one that is not, or a generated column, is ``invalid_params``
+naming it), an ``id`` is the key (the JSON array of a compound key's values), ``insert``,
+``delete`` and ``truncate`` are the same statements, and a refused write is built the same way.
+An engine says how a value becomes a parameter, how an id fills a key, how a statement runs and
+what a refusal means.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from dbhandles.adapters.base import Record, TableWriter
+from dbhandles.adapters.foreign_common import DescribedTable, ForeignColumn, read_only_error
+from dbhandles.adapters.foreign_values import decode_key
+from dbhandles.errors import ConstraintViolation, InvalidParams, RecordExists
+
+__all__ = ["LABELS", "ForeignRows", "ForeignWriterBase", "WritableTable", "blame"]
+
+#: A constraint kind as SQL spells it, for messages.
+LABELS = {"not_null": "NOT NULL", "unique": "UNIQUE", "check": "CHECK",
+          "foreign_key": "FOREIGN KEY", "exclusion": "EXCLUDE"}  # fmt: skip
+
+ColumnT = TypeVar("ColumnT", bound=ForeignColumn)
+ColumnT_co = TypeVar("ColumnT_co", bound=ForeignColumn, covariant=True)
+
+
+class WritableTable(DescribedTable, Protocol[ColumnT_co]):
+    """A described table whose columns are of one engine's column type."""
+
+    @property
+    def columns(self) -> Sequence[ColumnT_co]: ...
+
+
+class ForeignRows(Protocol):
+    """The reader a writer finds rows and shows them with."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def select(self) -> str: ...
+    def key_match(self, record_id: str) -> tuple[str, tuple[Any, ...]] | None: ...
+    def record(self, row: tuple[Any, ...]) -> Record: ...
+
+
+def blame(fields: list[str]) -> str:
+    """The fields a refusal names, for its message (``field 'a', 'b'``)."""
+    return "field " + ", ".join(repr(f) for f in fields)
+
+
+class ForeignWriterBase(TableWriter, Generic[ColumnT]):
+    """Rows of one foreign table written inside the session's transaction (see the module)."""
+
+    #: Who computes a generated column, in the error refusing a value for one.
+    engine: ClassVar[str]
+    #: How a statement marks a parameter.
+    placeholder: ClassVar[str]
+
+    def __init__(self, table: WritableTable[ColumnT], reader: ForeignRows) -> None:
+        self.table = table
+        self.reader = reader
+        self.name = table.name
+        self.reserved = table.reserved
+        self._by_field: dict[str, ColumnT] = {c.field: c for c in table.columns}
+        self._by_name: dict[str, ColumnT] = {c.name: c for c in table.columns}
+
+    def check_writable(self) -> None:
+        if self.table.read_only is not None:
+            raise read_only_error(self.table)
+
+    # -- what an engine says ----------------------------------------------------------------------
+
+    @abstractmethod
+    def _quote(self, name: str) -> str:
+        """``name`` as an SQL identifier."""
+
+    @abstractmethod
+    def _value(self, column: ColumnT, value: Any, where: str) -> Any:
+        """A JSON value as the parameter the engine stores in ``column`` (``where`` names it)."""
+
+    @abstractmethod
+    def _given_key(self, name: str, value: Any, values: dict[str, Any], record_id: Any) -> Any:
+        """The parameter of key column ``name`` whose value the id a create gives says
+        (``values``: the columns the create's fields set)."""
+
+    @abstractmethod
+    def _new_key(self, values: dict[str, Any]) -> None:
+        """Set the single-column key a create gives no value for (or leave it to the database)."""
+
+    @abstractmethod
+    def _execute(self, statement: str, params: tuple[Any, ...], values: dict[str, Any]) -> Any:
+        """Run ``statement``, returning its cursor; a refused write raises the error naming it
+        (``values``: the columns the write tried to set)."""
+
+    def _single_key(self, record_id: str) -> Any:
+        """The value of a single-column key that ``record_id`` stands for."""
+        return record_id
+
+    # -- ids and fields ---------------------------------------------------------------------------
+
+    def _key_values(self, record_id: str) -> dict[str, Any]:
+        """The key's columns and values that ``record_id`` stands for (column name -> value)."""
+        key = self.table.key
+        if len(key) == 1:
+            return {key[0]: self._single_key(record_id)}
+        values = decode_key(record_id, len(key))
+        if values is None:
+            raise InvalidParams(
+                f"id: {record_id!r} is not a key of table {self.name!r}: its key is compound, and "
+                f"an id is the JSON array of the values of {', '.join(key)} in that order "
+                '(for example ["a",1])',
+                field="id",
+            )
+        return dict(zip(key, values, strict=True))
+
+    def _columns(self, record: Record) -> dict[str, Any]:
+        """The record's fields (``id`` aside) as column name -> parameter."""
+        out: dict[str, Any] = {}
+        for field, value in record.items():
+            if field == "id":
+                continue
+            column = self._by_field.get(field)
+            if column is None:
+                known = ", ".join(c.field for c in self.table.columns if not c.generated)
+                raise InvalidParams(
+                    f"data.{field}: table {self.name!r} has no column {field!r} (its fields: "
+                    f"{known})",
+                    field=f"data.{field}",
+                )
+            if column.generated:
+                raise InvalidParams(
+                    f"data.{field}: {column.name!r} is a generated column of table {self.name!r}; "
+                    f"{self.engine} computes it",
+                    field=f"data.{field}",
+                )
+            out[column.name] = self._value(column, value, f"data.{field}")
+        return out
+
+    def _field(self, column: str) -> str:
+        """The field a column is served as (a name that is no column as it is)."""
+        found = self._by_name.get(column)
+        return column if found is None else found.field
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def insert(self, record: Record) -> Record:
+        self.check_writable()
+        values = self._columns(record)
+        key = self.table.key
+        if "id" in record:
+            for name, value in self._key_values(str(record["id"])).items():
+                values[name] = self._given_key(name, value, values, record["id"])
+        elif not all(name in values for name in key):
+            if len(key) > 1:
+                fields = ", ".join(self._by_name[n].field for n in key)
+                raise InvalidParams(
+                    f"id: table {self.name!r} has a compound key; give its fields ({fields}) in "
+                    "data, or id as the JSON array of their values",
+                    field="id",
+                )
+            self._new_key(values)
+        source, select = self.reader.source, self.reader.select
+        if values:
+            columns = ", ".join(self._quote(n) for n in values)
+            marks = ", ".join(self.placeholder for _ in values)
+            statement = f"INSERT INTO {source} ({columns}) VALUES ({marks}) RETURNING {select}"
+        else:
+            statement = f"INSERT INTO {source} DEFAULT VALUES RETURNING {select}"
+        row = self._execute(statement, tuple(values.values()), values).fetchone()
+        return self.reader.record(row)
+
+    def _update_row(self, values: dict[str, Any], match: tuple[str, tuple[Any, ...]]) -> Any:
+        """Set ``values`` on the row ``match`` selects; the row as stored, ``None`` if none."""
+        where, params = match
+        sets = ", ".join(f"{self._quote(n)} = {self.placeholder}" for n in values)
+        return self._execute(
+            f"UPDATE {self.reader.source} SET {sets} WHERE {where} RETURNING {self.reader.select}",
+            (*values.values(), *params),
+            values,
+        ).fetchone()
+
+    def _key_changed(self, record_id: str) -> InvalidParams:
+        return InvalidParams(
+            f"data: the key of a record cannot change (record {record_id!r} of table "
+            f"{self.name!r}); delete it and create the new one",
+            field="data",
+        )
+
+    def delete(self, record_id: str) -> bool:
+        """Delete the row ``record_id``; ``False`` when there is none."""
+        self.check_writable()
+        match = self.reader.key_match(record_id)
+        if match is None:
+            return False
+        where, params = match
+        cursor = self._execute(f"DELETE FROM {self.reader.source} WHERE {where}", params, {})
+        return bool(cursor.rowcount > 0)
+
+    def truncate(self) -> int:
+        """Delete every row (``DELETE``, so foreign keys and triggers apply); return how many."""
+        self.check_writable()
+        return int(self._execute(f"DELETE FROM {self.reader.source}", (), {}).rowcount)
+
+    # -- refusals ---------------------------------------------------------------------------------
+
+    def _key_taken(self, kind: str, columns: list[str]) -> RecordExists | None:
+        """``record_exists`` when the constraint that refused a write is the key's uniqueness."""
+        if kind == "unique" and columns and set(columns) == set(self.table.key):
+            return RecordExists(
+                f"a record with this id already exists in table {self.name!r}", field="id"
+            )
+        return None
+
+    def _violation(
+        self, message: str, kind: str, columns: list[str], fields: list[str], name: str | None
+    ) -> ConstraintViolation:
+        """The ``constraint_violation`` of a refused write: ``field`` is the first of ``fields``,
+        the details name the constraint's kind, table, columns and (when known) ``name``."""
+        details: dict[str, Any] = {"constraint": kind, "table": self.name, "columns": columns}
+        if name is not None:
+            details["name"] = name
+        return ConstraintViolation(
+            message, field=f"data.{fields[0]}" if fields else None, details=details
+        )
