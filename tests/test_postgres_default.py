@@ -8,10 +8,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dbhandles import Event, InvalidConfig, Service, Settings
+from dbhandles.errors import DbHandlesError
 from dbhandles.events.postgres import MAX_NOTIFY_BYTES
 from tests.pgserver import require_postgres, schema_for
 
@@ -136,3 +138,58 @@ def test_without_psycopg_the_default_url_says_which_extra(tmp_path: Path, defaul
     )
     assert out.stdout.startswith("driver_missing"), out.stderr
     assert "pip install 'dbhandles[postgres]'" in out.stdout
+
+
+# -- jobs: one job table for every service on the schema ---------------------------------------------
+
+
+def test_jobs_are_shared_cancelled_and_limited_across_services(
+    pair: tuple[Service, Service], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_shared_jobs import hold_after_first_chunk, wait_for, write_jsonl
+
+    a, b = pair
+    progressed, go = hold_after_first_chunk(monkeypatch)
+    source = write_jsonl(tmp_path / "big.jsonl", 12_000)
+    params = {"input": str(source), "output": str(tmp_path / "o.sqlite"), "batchSize": 1000,
+              "parser": "inline"}  # fmt: skip
+    try:
+        job_id = a.execute("data/job-start", {"command": "data/import", "params": params})["jobId"]
+        assert progressed.wait(20)
+        assert status(b, job_id)["status"] == "running"
+        assert [j["jobId"] for j in b.execute("data/job-list")["jobs"]] == [job_id]
+        # The limit (2 per actor) counts a's job: b may start one more, not two.
+        queued = b.execute("data/job-start", {"command": "data/import", "params": params})
+        with pytest.raises(DbHandlesError) as refused:
+            a.execute("data/job-start", {"command": "data/import", "params": params})
+        assert refused.value.code == "too_many_requests"
+        assert b.execute("data/job-cancel", {"jobId": job_id})["cancelRequested"] is True
+    finally:
+        go.set()
+    wait_for(lambda: status(a, job_id)["status"] != "running", "the job to stop")
+    final = status(b, job_id)
+    assert (final["status"], final["error"]["code"]) == ("cancelled", "job_cancelled")
+    wait_for(lambda: status(a, queued["jobId"])["status"] == "done", "the second import", 60)
+
+
+def status(service: Service, job_id: str) -> dict[str, Any]:
+    return service.execute("data/job-status", {"jobId": job_id})
+
+
+def test_a_dead_process_jobs_are_interrupted_on_postgres(tmp_path: Path, default_url: str) -> None:
+    from dbhandles.commands.jobs import interrupted_error
+    from dbhandles.store.jobs import JobRow, this_process
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    me = this_process()
+    settings = Settings(home=tmp_path / "a", default_url=default_url)
+    with Service(settings=settings) as first:
+        table = first.registry.store.jobs
+        row = JobRow("j-dead", "local", "data/copy", {}, "running", {}, False, None, None, 1, 2,
+                     None, table.host, int(done.stdout), me.token + "-gone")  # fmt: skip
+        assert table.start_job(row, limit=5, keep=100, since=0, why=interrupted_error) is None
+        assert status(first, "j-dead")["status"] == "running"
+    with Service(settings=settings) as after:
+        found = status(after, "j-dead")
+    assert found["status"] == "interrupted" and "copy the rest" in found["error"]["error"]

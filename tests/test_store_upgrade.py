@@ -37,9 +37,19 @@ from dbhandles.store import (
     SqliteHandleStore,
     TokenRow,
 )
+from dbhandles.store.jobs import JobRow
 from dbhandles.store.migrations import SCHEMA_VERSION, STEPS, Step
 from dbhandles.store.postgres import PostgresHandleStore
-from dbhandles.store.schema import AUDIT, CURSORS, DATABASES, GRANTS, HANDLES, TOKENS, Dialect
+from dbhandles.store.schema import (
+    AUDIT,
+    CURSORS,
+    DATABASES,
+    GRANTS,
+    HANDLES,
+    JOBS,
+    TOKENS,
+    Dialect,
+)
 from dbhandles.store.sql import SqlHandleStore, Tx
 from tests.pgserver import postgres_config, require_postgres
 from tests.servers import envelope_of, jtag_env, run_jtag
@@ -169,7 +179,7 @@ def sqlite_meta(path: Path) -> dict[str, str]:
 
 def test_row_classes_have_their_tables_columns() -> None:
     tables = ((HANDLES, HandleRow), (CURSORS, CursorRow), (AUDIT, AuditRow), (TOKENS, TokenRow),
-              (DATABASES, DatabaseRow), (GRANTS, GrantRow))  # fmt: skip
+              (DATABASES, DatabaseRow), (GRANTS, GrantRow), (JOBS, JobRow))  # fmt: skip
     for table, row in tables:
         assert [f.name for f in dataclasses.fields(row)] == [c.name for c in table.fields]
 
@@ -189,6 +199,7 @@ def test_the_release_sqlite_home_is_upgraded(tmp_path: Path) -> None:
     SqliteHandleStore(fresh).close()
     assert sqlite_shape(path) == sqlite_shape(fresh)
     assert "_dbh_cursors_session" in sqlite_shape(path)
+    assert {"_dbh_jobs", "_dbh_jobs_actor"} <= set(sqlite_shape(path))  # version 5
     # Version 3 (owners and grants in the store) is not compatible: code of version 2 would ignore them.
     assert sqlite_meta(path)["schema.requires"] == sqlite_meta(fresh)["schema.requires"] == "3"
     # The service starts on it as on any home.

@@ -200,6 +200,33 @@ def test_a_cursor_opened_on_one_worker_continues_on_the_other(
 
 
 @pytest.mark.needs_server
+def test_a_job_started_on_one_worker_is_followed_and_cancelled_on_the_other(
+    workers: tuple[Pinned, Pinned], tmp_path: Path
+) -> None:
+    a, b = workers
+    source = tmp_path / "big.jsonl"
+    with source.open("wb") as out:  # large enough to be running still when the cancel arrives
+        for i in range(600_000):
+            out.write(orjson.dumps({"id": f"r{i:07d}", "n": i, "text": "x" * 40}) + b"\n")
+    params = {"input": str(source), "output": str(tmp_path / "out.sqlite"), "collection": "c",
+              "batchSize": 50, "parser": "inline"}  # fmt: skip
+    # ``command`` is a field of data/job-start, so the body is sent as it is.
+    started = a.http.post(
+        "/commands/data/job-start", json={"command": "data/import", "params": params}
+    )
+    job_id = started.json()["jobId"]
+    _wait(lambda: b("data/job-status", jobId=job_id)["progress"].get("imported"), "progress")
+    seen = b("data/job-status", jobId=job_id)
+    assert (seen["status"], seen["params"]["input"]) == ("running", str(source))
+    assert job_id in [j["jobId"] for j in b("data/job-list")["jobs"]]
+    assert b("data/job-cancel", jobId=job_id)["cancelRequested"] is True
+    _wait(lambda: a("data/job-status", jobId=job_id)["status"] != "running", "the job to stop")
+    final = b("data/job-status", jobId=job_id)
+    assert (final["status"], final["error"]["code"]) == ("cancelled", "job_cancelled"), final
+    assert 0 < final["progress"]["imported"] < 600_000
+
+
+@pytest.mark.needs_server
 def test_tokens_and_handles_made_through_one_worker_work_on_the_other(
     shared: ServerProcess, workers: tuple[Pinned, Pinned], tmp_path: Path
 ) -> None:

@@ -393,7 +393,8 @@ class StateTooNew(StorageError):
 
 
 class Interrupted(DbHandlesError):
-    """The user stopped a long CLI command (Ctrl-C); the message says what was kept."""
+    """The user stopped a long CLI command (Ctrl-C), or a job's process ended before the job did (the
+    ``error.code`` of an ``interrupted`` job, never raised for it); the message says what was kept."""
 
     code = "interrupted"
     http_status = 500

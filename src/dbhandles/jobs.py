@@ -8,17 +8,27 @@ pool: it hands it to the service's ``JobRunner``, which has threads of its own
 ``data/import`` request) or answers at once with the job's id (``data/job-start``).
 
 Every job has an id, an owner (the actor who started it), a status (``queued``, ``running``, ``done``,
-``failed``, ``cancelled``), progress counts and, once finished, the envelope the command answered.
-``data/job-status``, ``data/job-list`` and ``data/job-cancel`` read and stop them; only the owner (or an
-administrator) sees a job. One actor may have ``DBHANDLES_MAX_JOBS_PER_ACTOR`` jobs queued or running;
-one more is ``too_many_requests``. A finished job is kept ``DBHANDLES_JOB_RETENTION_SECONDS``.
+``failed``, ``cancelled``, ``interrupted``), progress counts and, once finished, the envelope the
+command answered. Jobs are rows of the job table (``_dbh_jobs``, ``store/jobs.py``), so every process
+on the home sees them: the process that runs a job writes it at its start, its progress (at most
+every ``SYNC_SECONDS``) and its end; ``data/job-status``, ``data/job-list`` and ``data/job-cancel``
+read and stop them from any process; only the owner (or an administrator) sees a job. A cancel sent
+to another process sets the row's ``cancel_requested``, which the running process reads with its
+next progress write, at a batch boundary. One actor may have ``DBHANDLES_MAX_JOBS_PER_ACTOR`` jobs
+queued or running on the whole home (counted in the transaction that inserts the job); one more is
+``too_many_requests``. A finished job is kept ``DBHANDLES_JOB_RETENTION_SECONDS``.
+
+The process that runs a job also keeps it in memory (``Job``): a request that sent the command itself
+waits for its ``outcome`` there, and its status there is fresher than the row's.
 
 Cancelling a queued job drops it; a running import stops at its next chunk boundary (at most a MiB of
 input later), keeping the batches already committed, like Ctrl-C in ``jtag import-jsonl``; an export
 stops after its current page and leaves no file; a copy after its current batch (a re-run completes it);
 a vacuum cannot be stopped once it started.
 
-Jobs live in the process that runs them: a restart forgets them (an import re-run skips what is stored).
+A process that dies with jobs queued or running leaves their rows behind: the next service to start
+on the same host (and any job start of the same actor) marks them ``interrupted``, with what each
+command leaves behind (``commands.jobs.AFTER_INTERRUPTION``).
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -40,7 +50,15 @@ from dbhandles.clock import iso_from_epoch
 from dbhandles.commands.copy import CopyHooks
 from dbhandles.commands.copy_run import CopyStats
 from dbhandles.commands.envelope import error_envelope
-from dbhandles.commands.jobs import JOB_COMMAND_NAMES
+from dbhandles.commands.jobs import (
+    JOB_COMMAND_NAMES,
+    MAX_TEXT,
+    bounded_result,
+    interrupted_error,
+    job_outcome,
+    params_summary,
+    row_info,
+)
 from dbhandles.context import Context
 from dbhandles.errors import (
     DbHandlesError,
@@ -53,6 +71,7 @@ from dbhandles.errors import (
 from dbhandles.importer.command import ExportHooks, ImportHooks
 from dbhandles.importer.export import ExportStats
 from dbhandles.importer.stats import ImportStats
+from dbhandles.store.jobs import JobRow, JobStore, this_process
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -61,6 +80,7 @@ __all__ = [
     "JOB_COMMANDS",
     "JOB_NICENESS",
     "MAX_FINISHED_PER_ACTOR",
+    "SYNC_SECONDS",
     "Job",
     "JobRunner",
     "JobStatus",
@@ -75,14 +95,22 @@ MAX_FINISHED_PER_ACTOR = 100
 #: The niceness of job threads (and of the parser processes they start): the kernel gives the CPU to
 #: the threads that answer requests first, so a job takes the time that interactive work leaves.
 JOB_NICENESS = 10
+#: A running job writes its progress to the job table (and reads whether it was cancelled from
+#: another process) at most this often: at most twice a second, at its batch boundaries.
+SYNC_SECONDS = 0.5
 
-JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
 _ACTIVE = ("queued", "running")
+
+
+def _ms(t: float) -> int:
+    return int(t * 1000)
 
 
 @dataclass(eq=False)
 class Job:
-    """One long command, from ``queued`` to ``done``, ``failed`` or ``cancelled``.
+    """One long command run by this process, from ``queued`` to ``done``, ``failed`` or ``cancelled``
+    (its row in the job table is what other processes see).
 
     ``outcome`` resolves to the envelope the command answered (success or failure) once the job is
     finished, so a request can wait for it without holding a thread.
@@ -101,6 +129,8 @@ class Job:
     #: Why the job was asked to stop, when not by ``data/job-cancel`` (a server shutting down).
     cancel_reason: str | None = None
     outcome: Future[dict[str, Any]] = field(default_factory=Future)
+    #: When the progress was last written to the job table (``time.monotonic``).
+    synced_at: float = float("-inf")
 
     def __post_init__(self) -> None:
         # Running from the start: a waiter that gives up (cancels) never cancels the job's outcome.
@@ -110,32 +140,6 @@ class Job:
     def active(self) -> bool:
         return self.status in _ACTIVE
 
-    def info(self) -> dict[str, Any]:
-        """The job as ``data/job-status`` shows it (camelCase)."""
-        envelope = self.envelope
-        ok = envelope is not None and envelope.get("success") is True
-        error = None
-        if envelope is not None and not ok:
-            error = {k: envelope[k] for k in ("code", "error", "field") if k in envelope}
-        result = None
-        if ok and envelope is not None:
-            result = {
-                k: v for k, v in envelope.items() if k not in ("success", "timestamp", "sessionId")
-            }
-        return {
-            "jobId": self.id,
-            "command": self.command,
-            "actor": self.actor,
-            "status": self.status,
-            "progress": dict(self.progress),
-            "cancelRequested": self.cancel_requested,
-            "createdAt": iso_from_epoch(self.created_at),
-            "startedAt": iso_from_epoch(self.started_at) if self.started_at else None,
-            "finishedAt": iso_from_epoch(self.finished_at) if self.finished_at else None,
-            "result": result,
-            "error": error,
-        }
-
 
 def _lower_priority() -> None:
     """Run this (job) thread, and the processes it starts, at ``JOB_NICENESS`` (Linux: per thread)."""
@@ -143,19 +147,24 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), JOB_NICENESS)
 
 
+def _why(job: Job) -> str:
+    return f" ({job.cancel_reason})" if job.cancel_reason else ""
+
+
 class _ImportProgress:
     """The job's view of an import: counts after every chunk, and the cancellation point."""
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, sync: Callable[[Job], None]) -> None:
         self.job = job
+        self.sync = sync
 
     def update(self, stats: ImportStats) -> None:
         self.job.progress = stats.counts()
+        self.sync(self.job)
         if self.job.cancel_requested:
-            why = f" ({self.job.cancel_reason})" if self.job.cancel_reason else ""
             raise JobCancelled(
-                f"data/import cancelled{why}: {stats.committed()}; run it again to store the rest "
-                "(records already stored are skipped)"
+                f"data/import cancelled{_why(self.job)}: {stats.committed()}; run it again to store "
+                "the rest (records already stored are skipped)"
             )
 
     def close(self, stats: ImportStats) -> None:
@@ -163,11 +172,12 @@ class _ImportProgress:
 
 
 class JobRunner:
-    """The jobs of one service, run on their own threads (created on the first job).
+    """The jobs of one service: started and run here on threads of their own (created on the first
+    job), read and cancelled through the job table, whichever process runs them.
 
     Args:
-        service: whose ``execute`` runs each job; its settings give the thread count, the per-actor
-            limit and the retention time.
+        service: whose ``execute`` runs each job and whose store holds the job table; its settings
+            give the thread count, the per-actor limit and the retention time.
     """
 
     def __init__(self, service: Service) -> None:
@@ -176,11 +186,13 @@ class JobRunner:
         self.threads = max(1, settings.job_threads)
         self.per_actor = settings.max_jobs_per_actor
         self.retention = settings.job_retention_seconds
+        self._table: JobStore = service.registry.store.jobs
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
-        #: Jobs queued or running (read without the lock: the server asks it on every inline read).
+        #: Jobs of this process queued or running (read without the lock: the server asks it on
+        #: every inline read).
         self.active = 0
 
     # -- starting ------------------------------------------------------------------------------------
@@ -195,8 +207,10 @@ class JobRunner:
 
         Raises:
             InvalidParams: ``name`` is not a job command, or bad params.
-            TooManyRequests: the actor already has ``max_jobs_per_actor`` jobs queued or running.
+            TooManyRequests: the actor already has ``max_jobs_per_actor`` jobs queued or running
+                (in any process on the home).
             ServerUnreachable: the runner was stopped or closed (the service is shutting down).
+            StorageError: the job table could not be written (nothing was started).
         """
         service = self._service
         if name not in JOB_COMMANDS:
@@ -206,22 +220,33 @@ class JobRunner:
             )
         command = service.command(name)
         parsed = service._parse(command, params)
+        summary = params_summary(parsed)
+        owner = this_process()
         with self._lock:
             if self._closed:
                 raise ServerUnreachable(
                     f"{name}: the service is shutting down, so no job starts (nothing was done); "
                     "run it again once it is back"
                 )
-            self._forget(time.time())
-            mine = sum(1 for j in self._jobs.values() if j.actor == context.actor and j.active)
-            if mine >= self.per_actor:
+            now = time.time()
+            self._forget(now)
+            job = Job(id=str(uuid.uuid4()), command=name, actor=context.actor, created_at=now)
+            row = JobRow(
+                job.id, job.actor, name, summary, "queued", {}, False, None, None, _ms(now), None,
+                None, self._table.host, owner.pid, owner.token,
+            )  # fmt: skip
+            mine = self._table.start_job(
+                row, limit=self.per_actor, keep=MAX_FINISHED_PER_ACTOR,
+                since=_ms(now - self.retention), why=interrupted_error,
+            )  # fmt: skip
+            if mine is not None:
                 raise TooManyRequests(
                     f"{context.actor!r} already has {mine} job(s) queued or running (the limit is "
-                    f"{self.per_actor}, DBHANDLES_MAX_JOBS_PER_ACTOR); wait for one to finish "
-                    "(data/job-status) or cancel one (data/job-cancel)",
+                    f"{self.per_actor}, DBHANDLES_MAX_JOBS_PER_ACTOR, counted over every process "
+                    "on this home); wait for one to finish (data/job-status) or cancel one "
+                    "(data/job-cancel)",
                     field="command",
                 )
-            job = Job(id=str(uuid.uuid4()), command=name, actor=context.actor)
             self._jobs[job.id] = job
             self.active += 1
             if self._executor is None:
@@ -234,10 +259,20 @@ class JobRunner:
 
     def _run(self, job: Job, params: BaseModel, context: Context) -> None:
         with self._lock:
-            if job.status != "queued":  # cancelled while it waited for a thread
+            if job.status != "queued":  # cancelled while it waited for a thread (row written)
                 return
-            job.status = "running"
-            job.started_at = time.time()
+        if not self._stored(lambda: self._table.claim_job(job.id, _ms(time.time())), job, True):
+            # Cancelled from another process while it waited for a thread.
+            self._finish(job, "cancelled", self._dropped(job.command, context))
+            return
+        with self._lock:
+            stopped = job.status != "queued"  # the service stopped meanwhile (``stop``)
+            if not stopped:
+                job.status = "running"
+                job.started_at = time.time()
+        if stopped:
+            self._store_end(job, job.status, job.envelope, job.finished_at or time.time())
+            return
         try:
             envelope = self._service.execute(
                 job.command, params, context=context, hooks=self._hooks(job)
@@ -255,19 +290,37 @@ class JobRunner:
             envelope, status = error_envelope(crash, context), "failed"
         self._finish(job, status, envelope)
 
+    def _sync(self, job: Job) -> None:
+        """At a batch boundary: write the progress to the job table (at most every
+        ``SYNC_SECONDS``) and learn whether another process asked the job to stop."""
+        now = time.monotonic()
+        if now - job.synced_at < SYNC_SECONDS:
+            return
+        job.synced_at = now
+        if self._stored(lambda: self._table.sync_job(job.id, dict(job.progress)), job, False):
+            job.cancel_requested = True
+
+    def _stored(self, write: Callable[[], bool], job: Job, otherwise: bool) -> bool:
+        """``write()``; a job table that cannot be written is logged, and the job goes on."""
+        try:
+            return write()
+        except DbHandlesError as exc:
+            log.warning("job %s (%s): the job table was not updated: %s", job.id, job.command, exc)
+            return otherwise
+
     def _hooks(self, job: Job) -> object:
         if job.command == "data/import":
-            return ImportHooks(progress=_ImportProgress(job), stats=ImportStats())
+            return ImportHooks(progress=_ImportProgress(job, self._sync), stats=ImportStats())
 
         if job.command == "data/export":
 
             def on_page(stats: ExportStats) -> None:
                 job.progress = stats.counts()
+                self._sync(job)
                 if job.cancel_requested:
-                    why = f" ({job.cancel_reason})" if job.cancel_reason else ""
                     raise JobCancelled(
-                        f"data/export cancelled{why} after {stats.exported} records; no file was "
-                        "written"
+                        f"data/export cancelled{_why(job)} after {stats.exported} records; no "
+                        "file was written"
                     )
 
             return ExportHooks(stats=ExportStats(), on_page=on_page)
@@ -276,22 +329,54 @@ class JobRunner:
 
             def on_batch(stats: CopyStats) -> None:
                 job.progress = stats.counts()
+                self._sync(job)
                 if job.cancel_requested:
-                    why = f" ({job.cancel_reason})" if job.cancel_reason else ""
                     raise JobCancelled(
-                        f"data/copy cancelled{why} after {stats.batches} batches ({stats.copied} "
-                        f"copied, {stats.deleted} deleted); run it again to copy the rest (records "
-                        "already copied are skipped)"
+                        f"data/copy cancelled{_why(job)} after {stats.batches} batches "
+                        f"({stats.copied} copied, {stats.deleted} deleted); run it again to copy "
+                        "the rest (records already copied are skipped)"
                     )
 
             return CopyHooks(stats=CopyStats(), on_batch=on_batch)
         return None
 
+    @staticmethod
+    def _dropped(
+        command: str, context: Context | None, reason: str | None = None
+    ) -> dict[str, Any]:
+        """The envelope of a job cancelled before it started."""
+        why = f" ({reason})" if reason else ""
+        return error_envelope(
+            JobCancelled(f"{command} cancelled before it started{why}; nothing was done"), context
+        )
+
     def _finish(self, job: Job, status: JobStatus, envelope: dict[str, Any]) -> None:
+        with self._lock:
+            if not job.active:
+                return
+        # The row first: a caller answered with the outcome may ask another process next. The job
+        # counts as active until its outcome is set (a server shutting down waits for that).
+        self._store_end(job, status, envelope, time.time())
         with self._lock:
             settled = self._settle(job, status, envelope)
         if settled:
             job.outcome.set_result(envelope)
+
+    def _store_end(
+        self, job: Job, status: JobStatus, envelope: dict[str, Any] | None, finished: float
+    ) -> None:
+        """Write how ``job`` ended to the job table."""
+        result, error = job_outcome(envelope)
+        if error is not None and len(str(error.get("error", ""))) > 4 * MAX_TEXT:
+            error["error"] = str(error["error"])[: 4 * MAX_TEXT] + "…"
+        self._stored(
+            lambda: self._table.finish_job(
+                job.id, status, _ms(finished), progress=dict(job.progress),
+                result=bounded_result(result), error=error,
+            ),
+            job,
+            False,
+        )  # fmt: skip
 
     def _settle(self, job: Job, status: JobStatus, envelope: dict[str, Any]) -> bool:
         """Record how ``job`` ended (under the lock); ``False`` if it had already ended."""
@@ -305,47 +390,79 @@ class JobRunner:
 
     # -- reading and cancelling ----------------------------------------------------------------------
 
-    def get(self, job_id: str, context: Context) -> Job:
-        """The job, if ``context``'s actor started it (or is an administrator).
-
-        Raises:
-            JobNotFound: unknown, forgotten, or another actor's.
-        """
-        with self._lock:
-            self._forget(time.time())
-            job = self._jobs.get(job_id)
-        if job is None or (job.actor != context.actor and not context.is_admin):
+    def _row(self, job_id: str, context: Context) -> JobRow:
+        row = self._table.get_job(job_id)
+        since = _ms(time.time() - self.retention)
+        if (
+            row is None
+            or (row.actor != context.actor and not context.is_admin)
+            or (row.finished_at is not None and row.finished_at < since)
+        ):
             raise JobNotFound(
                 f"jobId: no job {job_id!r} (unknown, another actor's, or finished more than "
                 f"{self.retention:g} s ago)",
                 field="jobId",
             )
-        return job
+        return row
 
-    def cancel(self, job_id: str, context: Context) -> Job:
-        """Ask a job to stop: a queued one is cancelled at once, a running one at its next checkpoint.
+    def _info(self, row: JobRow) -> dict[str, Any]:
+        """The row, with the fresher state of the live job when this process runs it."""
+        info = row_info(row)
+        with self._lock:
+            live = self._jobs.get(row.job_id)
+            if live is None or not live.active or row.status not in _ACTIVE:
+                return info
+            info["status"] = "running" if "running" in (live.status, row.status) else row.status
+            info["progress"] = dict(live.progress)
+            info["cancelRequested"] = live.cancel_requested or row.cancel_requested
+            if live.started_at is not None:
+                info["startedAt"] = iso_from_epoch(live.started_at)
+        return info
+
+    def get(self, job_id: str, context: Context) -> dict[str, Any]:
+        """The job as ``data/job-status`` shows it (camelCase), if ``context``'s actor started it
+        (or is an administrator), whichever process on the home runs it.
+
+        Raises:
+            JobNotFound: unknown, forgotten, or another actor's.
+        """
+        return self._info(self._row(job_id, context))
+
+    def cancel(self, job_id: str, context: Context) -> dict[str, Any]:
+        """Ask a job to stop, whichever process runs it: a queued one is cancelled at once, a running
+        one at its next batch boundary (after its process reads the table's ``cancel_requested``).
 
         Raises:
             JobNotFound: see ``get``.
         """
-        job = self.get(job_id, context)
-        dropped = error_envelope(
-            JobCancelled(f"{job.command} cancelled before it started; nothing was done"), context
-        )
+        found = self._row(job_id, context)
+        dropped = self._dropped(found.command, context)
+        row = self._table.cancel_job(job_id, _ms(time.time()), job_outcome(dropped)[1] or {})
+        if row is None:
+            raise JobNotFound(f"jobId: no job {job_id!r} (it was just forgotten)", field="jobId")
         with self._lock:
-            if job.active:
-                job.cancel_requested = True
-            settled = job.status == "queued" and self._settle(job, "cancelled", dropped)
-        if settled:
-            job.outcome.set_result(dropped)
-        return job
+            live = self._jobs.get(job_id)
+            if live is not None and live.active:
+                live.cancel_requested = True
+            settled = (
+                live is not None
+                and row.status == "cancelled"
+                and live.status == "queued"
+                and self._settle(live, "cancelled", dropped)
+            )
+        if settled and live is not None:
+            live.outcome.set_result(dropped)
+        return self._info(row)
 
-    def list(self, context: Context) -> list[Job]:
-        """The jobs of ``context``'s actor (every actor's for an administrator), oldest first."""
+    def list(self, context: Context) -> list[dict[str, Any]]:
+        """The jobs of ``context``'s actor (every actor's for an administrator), oldest first, from
+        every process on the home."""
         with self._lock:
             self._forget(time.time())
-            jobs = list(self._jobs.values())
-        return [j for j in jobs if context.is_admin or j.actor == context.actor]
+        rows = self._table.list_jobs(
+            None if context.is_admin else context.actor, _ms(time.time() - self.retention)
+        )
+        return [self._info(row) for row in rows]
 
     def _forget(self, now: float) -> None:
         """Drop finished jobs past the retention time, and the oldest past the per-actor count
@@ -376,14 +493,12 @@ class JobRunner:
             for job in active:
                 job.cancel_requested = True
                 job.cancel_reason = job.cancel_reason or reason  # the first reason stands
-                dropped = error_envelope(
-                    JobCancelled(f"{job.command} cancelled before it started ({reason}); nothing "
-                                 "was done")
-                )  # fmt: skip
+                dropped = self._dropped(job.command, None, reason)
                 if job.status == "queued" and self._settle(job, "cancelled", dropped):
                     settled.append((job, dropped))
         for job, dropped in settled:
             job.outcome.set_result(dropped)
+            self._store_end(job, "cancelled", dropped, job.finished_at or time.time())
         return len(active)
 
     def close(self, timeout: float | None = None) -> None:

@@ -20,7 +20,7 @@ from dbhandles.budget import query_budget
 from dbhandles.commands import COMMANDS, Command
 from dbhandles.commands.base import Call, caller_context
 from dbhandles.commands.envelope import error_envelope, success_envelope
-from dbhandles.commands.jobs import JOB_COMMAND_NAMES
+from dbhandles.commands.jobs import JOB_COMMAND_NAMES, interrupted_error
 from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError, InvalidParams, QuotaExceeded, UnknownCommand
 from dbhandles.events import EventBus
@@ -110,6 +110,20 @@ class Service:
         self._jobs: JobRunner | None = None  # made on first use: most callers never run a job
         self._jobs_lock = threading.Lock()
         self._index_lock = threading.Lock()
+        self._interrupt_orphaned_jobs()
+
+    def _interrupt_orphaned_jobs(self) -> None:
+        """Mark ``interrupted`` the jobs that a dead process of this host left queued or running
+        (one read of the job table when there are none)."""
+        try:
+            ended = self.registry.store.jobs.interrupt_dead(
+                int(time.time() * 1000), interrupted_error
+            )
+        except DbHandlesError as exc:  # a busy home: the next start (or job start) does it
+            log.warning("could not check the job table for interrupted jobs: %s", exc)
+            return
+        if ended:
+            log.warning("%d job(s) of a process that ended are marked interrupted", ended)
 
     @property
     def jobs(self) -> JobRunner:

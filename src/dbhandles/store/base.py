@@ -1,11 +1,14 @@
 """The durable state's interface: ``HandleStore`` and the rows it keeps (handles, aliases, cursors,
-tokens, audit, meta). A row's fields are its table's columns in ``schema.py``: same names, same order."""
+tokens, audit, meta; jobs are ``jobs.py``'s). A row's fields are its table's columns in ``schema.py``: same names, same order."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from dbhandles.store.jobs import JobStore
 
 __all__ = [
     "AuditRow",
@@ -258,6 +261,11 @@ class HandleStore(ABC):
     @abstractmethod
     def revoke_token(self, token_id: str, at: str) -> bool:
         """Mark a token revoked; ``True`` if it existed and was not revoked yet."""
+
+    @property
+    @abstractmethod
+    def jobs(self) -> JobStore:
+        """The job table (``_dbh_jobs``): every process on the home sees the same jobs."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -30,6 +30,7 @@ from dbhandles.store.schema import (
     CURSORS,
     DATABASES,
     GRANTS,
+    JOBS,
     Dialect,
     Kind,
     create_index,
@@ -131,6 +132,12 @@ def _first_release_handles(tx: Tx, dialect: Dialect) -> None:
             )
 
 
+def _jobs(tx: Tx, dialect: Dialect) -> None:
+    tx.execute(create_table(dialect, JOBS))
+    for index in JOBS.indexes:
+        tx.execute(create_index(JOBS, index))
+
+
 STEPS: tuple[Step, ...] = (
     Step(
         2,
@@ -146,6 +153,8 @@ STEPS: tuple[Step, ...] = (
         _first_release_handles,
         compatible=True,
     ),
+    # Compatible: code of version 4 keeps its jobs in memory and never reads the new table.
+    Step(5, "jobs: the job table every process on the home reads", _jobs, compatible=True),
 )
 
 #: The version this code creates and upgrades homes to.

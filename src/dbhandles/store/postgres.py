@@ -27,7 +27,7 @@ from dbhandles.errors import HandleNotFound
 from dbhandles.store.base import HandleRow
 from dbhandles.store.migrations import STEPS, Step, upgrade
 from dbhandles.store.schema import HANDLES, POSTGRES, values
-from dbhandles.store.sql import SqlHandleStore
+from dbhandles.store.sql import SqlHandleStore, Tx
 
 __all__ = ["PostgresHandleStore"]
 
@@ -176,6 +176,9 @@ class PostgresHandleStore(SqlHandleStore):
 
     def _handle_values(self, row: HandleRow) -> tuple[Any, ...]:
         return (*values(HANDLES, row), self.host_id if _file_based(row.adapter) else None)
+
+    def _lock_jobs(self, tx: Tx) -> None:
+        tx.execute("SELECT pg_advisory_xact_lock(?)", (advisory_key(self.schema, "_dbh_jobs"),))
 
     def close(self) -> None:
         self._pool.close()

@@ -30,6 +30,7 @@ __all__ = [
     "DATABASES",
     "GRANTS",
     "HANDLES",
+    "JOBS",
     "META",
     "POSTGRES",
     "SQLITE",
@@ -175,7 +176,26 @@ GRANTS = Table(
     key="grant_id",
     indexes=(Index("_dbh_grants_actor", ("actor", "db_key")),),
 )  # fmt: skip
-TABLES = (HANDLES, ALIASES, CURSORS, AUDIT, META, TOKENS, DATABASES, GRANTS)
+#: Long commands run as jobs (since schema version 5), by whichever process on the home runs them:
+#: every process reads and cancels them here. Times in milliseconds since 1970; ``owner_*`` name the
+#: process that runs the job, so another can tell when it died (``store/jobs.py``).
+JOBS = Table(
+    "_dbh_jobs",
+    (
+        _col("job_id"), _required("actor"), _required("command"), _required("params", Kind.JSON),
+        _required("status"), _required("progress", Kind.JSON),
+        _required("cancel_requested", Kind.BOOL, default=False), _col("result", Kind.JSON),
+        _col("error", Kind.JSON), _required("created_at", Kind.BIGINT), _col("started_at", Kind.BIGINT),
+        _col("finished_at", Kind.BIGINT), _required("owner_host"), _required("owner_pid", Kind.BIGINT),
+        _required("owner_token"),
+    ),
+    key="job_id",
+    indexes=(
+        Index("_dbh_jobs_actor", ("actor", "status")),
+        Index("_dbh_jobs_status", ("status", "owner_host")),
+    ),
+)  # fmt: skip
+TABLES = (HANDLES, ALIASES, CURSORS, AUDIT, META, TOKENS, DATABASES, GRANTS, JOBS)
 
 
 # -- dialects --------------------------------------------------------------------------------------

@@ -7,9 +7,11 @@ SQLite's spelling, ``?`` parameters and unqualified ``_dbh_*`` names (see ``sche
 
 from __future__ import annotations
 
+import socket
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
+from functools import cached_property
 from typing import Any, ClassVar, Protocol
 
 from dbhandles.errors import AccessDenied
@@ -22,6 +24,7 @@ from dbhandles.store.base import (
     HandleStore,
     TokenRow,
 )
+from dbhandles.store.jobs import JobStore
 from dbhandles.store.schema import (
     AUDIT,
     CURSORS,
@@ -33,6 +36,7 @@ from dbhandles.store.schema import (
     row_from,
     values,
 )
+from dbhandles.store.sql_jobs import SqlJobTable
 
 __all__ = ["Cursor", "SqlHandleStore", "Tx", "grant_id"]
 
@@ -101,6 +105,19 @@ class SqlHandleStore(HandleStore):
         """Run one write statement; how many rows it changed."""
         with self._tx() as tx:
             return tx.execute(statement, args).rowcount
+
+    # -- jobs --------------------------------------------------------------------------------------
+
+    #: This host's name in the rows that only a process of this host can check (jobs' owners).
+    host_id: str = socket.gethostname()
+
+    def _lock_jobs(self, tx: Tx) -> None:
+        """Serialise job starts, first thing in their transaction (SQLite's ``BEGIN IMMEDIATE``
+        already runs one writer at a time)."""
+
+    @cached_property
+    def jobs(self) -> JobStore:
+        return SqlJobTable(self.dialect, self._read, self._tx, self.host_id, self._lock_jobs)
 
     # -- handles -----------------------------------------------------------------------------------
 
