@@ -86,6 +86,9 @@ STATE_REFUSALS = (
     # A field that is not an identifier names a foreign table's column; a collection's fields are
     # identifiers on every adapter: which one ``collection`` names is the database's state.
     ("invalid_filter", "", "in a collection: its fields are identifiers"),
+    # The original's {field, value, direction} cursor implies its orderBy; another orderBy in the
+    # same call is refused (JSON Schema cannot compare a property with another's content).
+    ("invalid_params", "cursor", "cursor pages a list ordered by"),
     # query-next/close may name the cursor's collection, which is the server's state.
     ("invalid_params", "collection", "this query is over"),
     # The one rule for values (docs/filters.md "Values"): no string anywhere in a record, key or

@@ -254,3 +254,45 @@ def test_dashboard_imports_a_jsonl_file(home: Path, tmp_path: Path) -> None:
         with Client(server.url, server.token) as client:
             handles = client.execute("data/list-handles")["handles"]
         assert [h["config"]["path"] for h in handles if not h["isDefault"]] == [str(output)]
+
+
+def test_dashboard_edits_a_foreign_table_row(home: Path, tmp_path: Path) -> None:
+    """A row of a table dbhandles did not create, with an integer key and a generated column: the
+    editor sends the id in a form the API takes and only the fields that changed."""
+    import sqlite3
+
+    db_path = tmp_path / "legacy.sqlite"
+    conn = sqlite3.connect(db_path)
+    conn.executescript(
+        "CREATE TABLE books (price REAL, id INTEGER PRIMARY KEY, title TEXT NOT NULL, "
+        "title_len INTEGER GENERATED ALWAYS AS (length(title)));"
+        "INSERT INTO books (price, id, title) VALUES (9.5, 7, 'Solaris');"
+    )
+    conn.close()
+    with ServerProcess(home) as server, chromium() as driver:
+        driver.get(server.dashboard())
+        wait_until(driver, lambda d: d.find_element("id", "status").text == "live",
+                   "the WebSocket never opened")  # fmt: skip
+        driver.find_element("id", "open-path").send_keys(str(db_path))
+        driver.find_element("id", "open-alias").send_keys("legacy")
+        driver.find_element("id", "open-submit").click()
+        wait_until(driver, lambda d: d.find_element("id", "handle-title").text == "legacy",
+                   "the new handle was not selected")  # fmt: skip
+        wait_until(driver, lambda d: row_ids(d) == ["7"], "the table's row is not listed")
+        driver.find_element("css selector", '#records-table tbody tr[data-id="7"]').click()
+        area = driver.find_element("id", "editor-data")
+        edited = orjson.loads(area.get_attribute("value") or "{}")
+        assert edited == {"price": 9.5, "title": "Solaris", "title_len": 7}
+        area.clear()
+        area.send_keys(orjson.dumps({**edited, "title": "Solaris (2nd ed.)"}).decode())
+        driver.find_element("id", "editor-save").click()
+        wait_until(driver, lambda d: not d.find_element("id", "editor").is_displayed() or page_errors(d),
+                   "the editor did not close")  # fmt: skip
+        assert not page_errors(driver)
+        conn = sqlite3.connect(db_path)
+        try:
+            assert conn.execute("SELECT id, title, title_len FROM books").fetchall() == [
+                (7, "Solaris (2nd ed.)", 17)
+            ]
+        finally:
+            conn.close()

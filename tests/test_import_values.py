@@ -107,10 +107,12 @@ def test_a_row_filter_sees_the_last_of_duplicated_keys(
 
 
 @pytest.mark.parametrize(
-    ("encoding", "start"), [("utf-16", "ff fe"), ("utf-16-be", "00 7b"), ("utf-32-le", "7b 00")]
-)
+    ("encoding", "start", "name"),
+    [("utf-16", "ff fe", "UTF-16"), ("utf-16-be", "00 7b", "UTF-16BE"),
+     ("utf-32-le", "7b 00", "UTF-32LE"), ("utf-32", "ff fe 00 00", "UTF-32")],
+)  # fmt: skip
 def test_a_file_that_is_not_utf8_is_refused(
-    service: Service, tmp_path: Path, encoding: str, start: str
+    service: Service, tmp_path: Path, encoding: str, start: str, name: str
 ) -> None:
     source = tmp_path / "wide.jsonl"
     source.write_bytes('{"a": 1}\n{"a": 2}\n'.encode(encoding))
@@ -119,7 +121,8 @@ def test_a_file_that_is_not_utf8_is_refused(
                                         "onError": "skip"})  # fmt: skip
     error = caught.value
     assert (error.code, error.field) == ("invalid_params", "input")
-    assert "UTF-16 or UTF-32" in error.message and start in error.message
+    assert f"the file is {name} (" in error.message and start in error.message
+    assert f"iconv -f {name} -t UTF-8" in error.message
 
 
 def test_a_utf8_byte_order_mark_is_dropped(service: Service, tmp_path: Path) -> None:

@@ -232,13 +232,22 @@ def test_health(client: Any, service: Service) -> None:
 @pytest.mark.parametrize(
     ("path", "kind", "marker"),
     [("/", "text/html", "<title>dbhandles</title>"), ("/jtag.js", "text/javascript", "export const Commands"),
-     ("/app.js", "text/javascript", "Events.subscribe"), ("/style.css", "text/css", ":root")],
+     ("/app.js", "text/javascript", "Events.subscribe"), ("/style.css", "text/css", ":root"),
+     ("/favicon.svg", "image/svg+xml", "<svg")],
 )  # fmt: skip
 def test_static_files(client: Any, path: str, kind: str, marker: str) -> None:
     response = client.get(path)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith(kind)
     assert marker in response.text
+
+
+def test_the_page_loads_nothing_its_own_policy_refuses(client: Any) -> None:
+    """The page's policy allows images from the server only (``default-src 'self'``): its icon is
+    a file there, not a ``data:`` URL the browser would refuse."""
+    response = client.get("/")
+    assert "img-src" not in response.headers["content-security-policy"]
+    assert "data:" not in response.text and 'href="/favicon.svg"' in response.text
 
 
 def test_blocking_work_does_not_block_the_event_loop(

@@ -16,26 +16,59 @@ from dbhandles.values import MAX_DEPTH, NUMBER_BOUND, check_value, text_problem
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_TABLE_ID_LENGTH",
     "NUMBER_BOUND",
     "check_json",
     "check_record_id",
     "create_record",
     "delete_record",
+    "id_text",
     "update_record",
     "visible",
 ]
 
 
-def check_record_id(value: object, field: str = "id") -> str:
-    """A record id: a non-empty string of at most ``MAX_ID_LENGTH`` characters, valid Unicode
-    without U+0000 (``values.text_problem``: PostgreSQL's ``text`` cannot hold it).
+#: The longest id a command takes: the id of a row of a table dbhandles did not create (a long
+#: text key, the JSON of a view's row) may be longer than a collection's ids (``MAX_ID_LENGTH``).
+MAX_TABLE_ID_LENGTH = 65_536
+#: Integral floats within this bound are written as integers by ``id_text`` (``3.0`` -> ``"3"``).
+_INTEGRAL = 2**63
+
+
+def id_text(value: object) -> object:
+    """An id given as a JSON number as its canonical text; anything else as it is.
+
+    The ``id`` of a row of a table dbhandles did not create is its key's value, a number for a
+    numeric key (docs/foreign-tables.md); wherever an id is taken, that number is its text: an
+    integer in decimal, an integral float as the integer (``3.0`` -> ``"3"``, since JavaScript
+    prints it so), any other float in its shortest round-trip form (``2.5``). ``true``/``false``
+    are no ids and are left to be refused.
+    """
+    if type(value) is int:
+        return str(value)
+    if type(value) is float and value - value == 0:
+        if value.is_integer() and -_INTEGRAL < value < _INTEGRAL:
+            return str(int(value))
+        return repr(value)
+    return value
+
+
+def check_record_id(value: object, field: str = "id", limit: int = MAX_TABLE_ID_LENGTH) -> str:
+    """A record id: a non-empty string of at most ``limit`` characters (``MAX_ID_LENGTH`` for a
+    new record of a collection), valid Unicode without U+0000 (``values.text_problem``:
+    PostgreSQL's ``text`` cannot hold it); a JSON number is taken as its text (``id_text``).
 
     Raises:
-        InvalidParams: anything else; ``field`` names it.
+        InvalidParams: anything else, a number outside the numbers of a record (strictly between
+            -2**63 and 2**63, ``values``) included; ``field`` names it.
     """
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
-        raise InvalidParams(f"{field}: a record id is a non-empty string of at most {MAX_ID_LENGTH} "
-                            "characters", field=field)  # fmt: skip
+    if type(value) in (int, float) and not -NUMBER_BOUND < value < NUMBER_BOUND:  # type: ignore[operator]
+        raise InvalidParams(f"{field}: a numeric id lies strictly between -2**63 and 2**63, as "
+                            "every number of a record", field=field)  # fmt: skip
+    value = id_text(value)
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise InvalidParams(f"{field}: a record id is a non-empty string (or a number, for a key "
+                            f"that is one) of at most {limit} characters", field=field)  # fmt: skip
     problem = text_problem(value)
     if problem is not None:
         raise InvalidParams(f"{field}: {problem}", field=field)
@@ -57,7 +90,7 @@ def _user_fields(data: Mapping[str, Any], where: str, allow_id: str | None) -> d
     data = check_json(data, where)
     for key in data:
         if key in RESERVED_FIELDS and not (
-            key == "id" and (allow_id is None or data[key] == allow_id)
+            key == "id" and (allow_id is None or id_text(data[key]) == allow_id)
         ):
             raise InvalidParams(
                 f"{where}.{key}: {key!r} is managed by dbhandles and cannot be set"
@@ -125,7 +158,9 @@ def create_record(
     user = _user_fields(data, "data", record_id)
     now = now or iso_now()
     record: Record = {
-        "id": check_record_id(record_id) if record_id is not None else str(uuid.uuid4()),
+        "id": check_record_id(record_id, "id", MAX_ID_LENGTH)
+        if record_id is not None
+        else str(uuid.uuid4()),
         **user,
         "createdAt": now,
         "updatedAt": now,
@@ -145,7 +180,7 @@ def _table_fields(
     it keeps (``TableWriter.reserved``) are dbhandles' to set, and ``id`` only its own."""
     data = check_json(data, "data")
     for key in data:
-        if key in writer.reserved or (key == "id" and data[key] != record_id):
+        if key in writer.reserved or (key == "id" and id_text(data[key]) != record_id):
             raise InvalidParams(
                 f"data.{key}: {key!r} is managed by dbhandles and cannot be set"
                 + (" to a different id" if key == "id" else ""),

@@ -53,6 +53,7 @@ __all__ = [
     "parse_fields",
     "parse_filter",
     "parse_order_by",
+    "top_fields",
     "validate_collection",
     "validate_path",
 ]
@@ -207,6 +208,15 @@ def _filter_paths(node: FilterNode) -> Iterator[tuple[str, ...]]:
         yield node.path
         if not node.scalar:
             yield from _filter_paths(node.child)
+
+
+def top_fields(node: FilterNode) -> set[str]:
+    """The top-level fields a filter tests (``a`` of ``a.b``; inside ``$elemMatch`` only its own)."""
+    if isinstance(node, And | Or):
+        return set().union(*(top_fields(child) for child in node.children))
+    if isinstance(node, Not):
+        return top_fields(node.child)
+    return {node.path[0]} if node.path else set()  # an empty path: an element (never top level)
 
 
 def check_collection_query(
@@ -364,6 +374,15 @@ def _field_ops(
                 raise InvalidFilter(
                     f"{where}.$all: expects a list of at most {MAX_IN_VALUES} values"
                 )
+            for i, item in enumerate(value):
+                if isinstance(item, Mapping | list | tuple):
+                    raise InvalidFilter(
+                        f"{where}.$all[{i}]: $all takes scalar values here (string, number, "
+                        "boolean or null), not objects or arrays; for several conditions on "
+                        'elements, combine $elemMatch filters with $and ({"$and": [{"f": '
+                        '{"$elemMatch": ...}}, ...]})',
+                        field=f"{where}.$all",
+                    )
             # MongoDB: every value is an element (an empty list matches nothing).
             alls = tuple(Compare(path, "eq", _scalar(v, f"{where}.$all")) for v in value)
             tests.append(And(alls) if alls else Or(()))
@@ -393,7 +412,7 @@ def _elem_match(path: tuple[str, ...], spec: object, where: str, depth: int) -> 
     if not isinstance(spec, Mapping) or not spec:
         raise InvalidFilter(
             f'{where}: expects a filter on each element ({{"role": "user"}}) or operators '
-            '({"$gte": 2})'
+            '({"$gte": 2}); an empty {} is refused: name what an element must match'
         )
     if _is_operator_spec(spec):
         return ElemMatch(path, _field_ops((), spec, where, depth), scalar=True)
@@ -412,6 +431,9 @@ def _compare(path: tuple[str, ...], op: CompareOp, value: object, where: str) ->
             raise InvalidFilter(f"{where}: expects true or false")
         return Compare(path, op, value)
     if op == "size":
+        # 2.0 is 2 (numbers are equal by value); 2.5 and true are no number of elements.
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**31:
             raise InvalidFilter(f"{where}: expects a whole number of elements (0 or more)")
         return Compare(path, op, value)

@@ -12,6 +12,7 @@ from dbhandles.adapters.base import Query, Record, Sampling, Session
 from dbhandles.errors import InvalidParams
 from dbhandles.evaluate import position_of, project, sort_value
 from dbhandles.filters import And, FilterNode, SortKey
+from dbhandles.values import check_scalar
 
 __all__ = [
     "and_filters",
@@ -49,8 +50,13 @@ def decode_token(token: str, order: tuple[SortKey, ...]) -> tuple[tuple[int, Any
             "cursor: it was made for a different orderBy; pass the same orderBy", field="cursor"
         )
     for rank, value in position:
-        if sort_value(value)[0] != rank and not (rank == 4 and value is None):
+        if (sort_value(value)[0] != rank or rank == 4) and not (rank == 4 and value is None):
             raise InvalidParams("cursor: malformed position", field="cursor")
+        # A forged position holding a value no record can hold (dbhandles.values) would be read
+        # differently by each adapter.
+        problem = check_scalar(value, "cursor")
+        if problem is not None:
+            raise InvalidParams(f"cursor: malformed position: {problem}", field="cursor")
     return position
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,7 +22,13 @@ from dbhandles.commands.base import Call, caller_context
 from dbhandles.commands.envelope import error_envelope, success_envelope
 from dbhandles.commands.jobs import JOB_COMMAND_NAMES, interrupted_error
 from dbhandles.context import Context
-from dbhandles.errors import DbHandlesError, InvalidParams, QuotaExceeded, UnknownCommand
+from dbhandles.errors import (
+    ConstraintViolation,
+    DbHandlesError,
+    InvalidParams,
+    QuotaExceeded,
+    UnknownCommand,
+)
 from dbhandles.events import EventBus
 from dbhandles.events.sqlite_log import SqliteEventLog
 from dbhandles.query_cursors import QueryCursors
@@ -30,7 +36,9 @@ from dbhandles.registry import HandleEntry, HandleRegistry
 from dbhandles.schemas import Declaration, SchemaRegistry
 from dbhandles.security import paths
 from dbhandles.security.audit import AuditLog
+from dbhandles.security.permissions import ResolvedName
 from dbhandles.security.policy import AccessPolicy, authorize, batch_operations, operations_of
+from dbhandles.security.redaction import redacted, restricted
 from dbhandles.security.tokens import TokenManager
 from dbhandles.settings import Settings
 from dbhandles.store import HandleStore
@@ -107,6 +115,7 @@ class Service:
         self.cursors = QueryCursors(self.registry)
         #: Who may do what on which database: owners, grants, the default database's policy.
         self.access = AccessPolicy(self.settings, self.registry.store)
+        self.access.resolve_names = self.resolve_names
         self._jobs: JobRunner | None = None  # made on first use: most callers never run a job
         self._jobs_lock = threading.Lock()
         self._index_lock = threading.Lock()
@@ -195,7 +204,14 @@ class Service:
                     0 if command.name in JOB_COMMAND_NAMES else self.settings.query_timeout_ms
                 )
                 with query_budget(budget_ms):
-                    result = command.handler(self, parsed, Call(context, entry, hooks))
+                    try:
+                        result = command.handler(self, parsed, Call(context, entry, hooks))
+                    except ConstraintViolation as exc:
+                        # The database checks constraints against rows and tables this handle
+                        # may not see: say no more than the kind and the field.
+                        if not restricted(entry):
+                            raise
+                        raise redacted(exc) from exc
             finally:
                 target = paths.end_call(files)
         except DbHandlesError as exc:
@@ -218,6 +234,31 @@ class Service:
     def lease(self, call: Call) -> Any:
         """The adapter behind the command's target, for the length of a ``with`` block."""
         return self.registry.lease(call.target)
+
+    def resolve_names(self, entry: HandleEntry, names: Sequence[str]) -> dict[str, ResolvedName]:
+        """What each collection name reaches in the handle's database (``Session.resolve_collection``):
+        permissions and the audit log decide on the table read, not on the spelling asked for. A
+        name the database cannot resolve (an ambiguous one: the command will say so) stays as
+        asked for."""
+        found: dict[str, ResolvedName] = {}
+        with self.registry.lease(entry) as (_, adapter), adapter.session() as session:
+            for name in names:
+                if name in found:
+                    continue
+                try:
+                    table = session.table(name)
+                    stored = session.resolve_collection(name)
+                except DbHandlesError:
+                    table, stored = None, name
+                fields = None
+                reads: tuple[tuple[str, str], ...] = ()
+                if table is not None:
+                    served = (c.get("field", c["name"]) for c in table.get("columns", ()))
+                    fields = frozenset(served)
+                    sources = session.view_sources(stored)
+                    reads = tuple((s, session.collection_key(s)) for s in sources)
+                found[name] = ResolvedName(stored, session.collection_key(stored), fields, reads)
+        return found
 
     def _check_size(self, entry: HandleEntry) -> None:
         with self.registry.lease(entry) as (_, adapter):

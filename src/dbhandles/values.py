@@ -57,7 +57,7 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 #: writes it so), a negative zero, and a float written with a positive exponent (orjson does so from
 #: 1e16 up, so every float at or past 2**63 has one). Integers past 2**53 make orjson's
 #: ``OPT_STRICT_INTEGER`` fail instead. Each is a false alarm inside a string, which the walk settles.
-_SUSPECTS = (b"\\u0000", b"-0.0", b"e+")
+_NUL, _NEGATIVE_ZERO, _POSITIVE_EXPONENT = b"\\u0000", b"-0.0", b"e+"
 
 
 def text_problem(text: str) -> str | None:
@@ -143,9 +143,9 @@ def canonical(obj: dict[str, Any], where: str) -> tuple[dict[str, Any], bytes]:
     """``check_value`` for an object parsed by orjson, and its text: orjson's serialisation of it.
 
     The exact check walks the object in Python; this serialises it first (which the caller needs
-    anyway) and walks only objects that may break the rule: an integer past 2**53, a ``_SUSPECTS``
-    pattern, or more brackets than ``MAX_DEPTH``. orjson has already refused lone surrogates, NaN
-    and the infinities when it parsed the object.
+    anyway) and walks only objects that may break the rule: an integer past 2**53, one of the
+    patterns above, or more brackets than ``MAX_DEPTH``. orjson has already refused lone
+    surrogates, NaN and the infinities when it parsed the object.
 
     Returns:
         ``(obj, text)``, or the normalised copy of ``obj`` and its text.
@@ -159,7 +159,9 @@ def canonical(obj: dict[str, Any], where: str) -> tuple[dict[str, Any], bytes]:
         text = b""
     if (
         text
-        and not any(suspect in text for suspect in _SUSPECTS)
+        and _NUL not in text
+        and _NEGATIVE_ZERO not in text
+        and _POSITIVE_EXPONENT not in text
         and text.count(b"{") + text.count(b"[") <= MAX_DEPTH
     ):
         return obj, text

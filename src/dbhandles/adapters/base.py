@@ -294,6 +294,25 @@ class Session(ABC):
         ``None`` when ``name`` is a collection or nothing at all."""
         return None
 
+    def view_sources(self, name: str) -> list[str]:
+        """The tables and views the view ``name`` reads, at any depth, as the database names
+        them (a permission on a view covers what it reads: docs/security.md); ``[]`` for anything
+        that is not a view of a table dbhandles did not create."""
+        return []
+
+    def resolve_collection(self, name: str) -> str:
+        """The table a command naming ``name`` reads and writes, as the database stores it: a
+        foreign table's own name (found ignoring case, or as ``snake_case(name)`` with
+        ``fieldNames: camel``), else ``name``. Permissions and the audit log decide on this
+        name, never on the spelling asked for (docs/security.md, "Names")."""
+        table = self.table(name)
+        return name if table is None else str(table["name"])
+
+    def collection_key(self, name: str) -> str:
+        """Equal for two resolved names of one table: how this database compares table names
+        (memory and JSON databases ignore case)."""
+        return name.lower()
+
     def insert_many(
         self, collection: str, records: list[Record], *, skip_existing: bool = False
     ) -> int:

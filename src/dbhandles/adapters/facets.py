@@ -12,7 +12,10 @@ the path:
 * a value that is an object, or an array inside an array, is not a group: ``data/count`` refuses the
   call (``invalid_params``) and names the path, rather than lumping such values together;
 * numbers group by value (``1`` and ``1.0`` are one group, shown as ``1``); booleans, numbers and
-  strings never group together.
+  strings never group together;
+* with several paths, a record whose numbers of values multiply to more than ``MAX_COMBINATIONS``
+  is refused (``invalid_params`` on ``groupBy``, before any object is refused): four paths over
+  45-element arrays would make four million groups out of one record.
 
 Groups come most frequent first, ties in the canonical order of ``evaluate`` (per path, in order).
 ``total`` is the number of records that matched the filter, whatever their values.
@@ -22,14 +25,29 @@ The memory and JSON adapters run ``group_counts``; the SQL adapters compile the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dbhandles import budget
 from dbhandles.errors import InvalidParams
 from dbhandles.evaluate import rank
 
-__all__ = ["GroupCounts", "container_error", "group_counts", "key_value", "path_values"]
+__all__ = [
+    "MAX_COMBINATIONS",
+    "GroupCounts",
+    "combinations_error",
+    "container_error",
+    "group_counts",
+    "key_value",
+    "path_values",
+]
+
+#: The most combinations of values one record may give with several ``groupBy`` paths.
+MAX_COMBINATIONS = 10_000
+#: Records counted between two looks at the clock (each gives at most ``MAX_COMBINATIONS`` keys).
+_CHECK_EVERY = 16
 
 Key = tuple[Any, ...]
 
@@ -85,6 +103,17 @@ def container_error(path: tuple[str, ...]) -> InvalidParams:
     )
 
 
+def combinations_error(group_by: tuple[tuple[str, ...], ...]) -> InvalidParams:
+    """The refusal for a record whose values of several paths give too many combinations."""
+    names = ", ".join(".".join(path) for path in group_by)
+    return InvalidParams(
+        f"groupBy: a matching record gives more than {MAX_COMBINATIONS} combinations of values of "
+        f"{names} (the product of their numbers of values, each array element one value); "
+        "group by fewer fields, or filter such records out",
+        field="groupBy",
+    )
+
+
 def _order_key(value: Any) -> tuple[int, Any]:
     r = rank(value)
     return (r, value if 0 < r < 4 else 0)
@@ -96,22 +125,34 @@ def group_counts(
     """Count ``records`` per value of the ``group_by`` paths (the reference for every adapter).
 
     Raises:
-        InvalidParams: a value of a path is an object or an array inside an array.
+        InvalidParams: with several paths, a record gives more than ``MAX_COMBINATIONS``
+            combinations; else a value of a path is an object or an array inside an array (the
+            first such path in ``group_by`` order, as the SQL adapters find it).
+        QueryTimeout: past the command's time budget (``dbhandles.budget``).
     """
     # Keys are (rank, value) pairs: in Python True == 1, and they must not be one group.
     counts: dict[tuple[tuple[int, Any], ...], int] = {}
     total = 0
+    containers: set[int] = set()
+    several = len(group_by) > 1
     for record in records:
+        if not total % _CHECK_EVERY:
+            budget.check()
         total += 1
+        per_path = [path_values(record, path) for path in group_by]
+        if several and math.prod(len(values) for values in per_path) > MAX_COMBINATIONS:
+            raise combinations_error(group_by)
+        bad = {i for i, values in enumerate(per_path) if any(rank(v) == 4 for v in values)}
+        if bad or containers:  # refused at the end: only the combinations rule comes first
+            containers |= bad
+            continue
         combos: list[tuple[tuple[int, Any], ...]] = [()]
-        for path in group_by:
-            values = path_values(record, path)
-            for value in values:
-                if rank(value) == 4:
-                    raise container_error(path)
+        for values in per_path:
             combos = [(*c, _order_key(key_value(v))) for c in combos for v in values]
         for combo in combos:
             counts[combo] = counts.get(combo, 0) + 1
+    if containers:
+        raise container_error(group_by[min(containers)])
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     groups = [(tuple(None if r == 0 else v for r, v in key), n) for key, n in ordered[:limit]]
     return GroupCounts(groups=groups, total=total, group_count=len(counts))

@@ -11,7 +11,9 @@ sorts (``sqlite_foreign_sql``), so a filter sees exactly the value a listing sho
 * A record's ``id`` is its key (``id_value``): the value of a single-column key as stored (never
   parsed as JSON), the ``rowid`` of a table without a key, and for a compound key (or a view, whose
   "key" is all its columns) the compact JSON text of the array of the key's values in key order,
-  for example ``["2024-01-01",7]`` (``encode_key`` / ``decode_key``).
+  for example ``["2024-01-01",7]`` (``encode_key`` / ``decode_key``); rows of a view equal in every
+  column are told apart by ``#2``, ``#3`` after the second, third ... (``ForeignTable.id_sql``).
+  Commands take a numeric id as its text (``documents.id_text``).
 """
 
 from __future__ import annotations

@@ -164,15 +164,21 @@ class ForeignWriterBase(TableWriter, Generic[ColumnT]):
                     field="id",
                 )
             self._new_key(values)
-        source, select = self.reader.source, self.reader.select
+        source = self.reader.source
         if values:
             columns = ", ".join(self._quote(n) for n in values)
             marks = ", ".join(self.placeholder for _ in values)
-            statement = f"INSERT INTO {source} ({columns}) VALUES ({marks}) RETURNING {select}"
+            statement = f"INSERT INTO {source} ({columns}) VALUES ({marks})"
         else:
-            statement = f"INSERT INTO {source} DEFAULT VALUES RETURNING {select}"
-        row = self._execute(statement, tuple(values.values()), values).fetchone()
-        return self.reader.record(row)
+            statement = f"INSERT INTO {source} DEFAULT VALUES"
+        return self.reader.record(self._inserted(statement, values))
+
+    def _inserted(self, statement: str, values: dict[str, Any]) -> Any:
+        """Run the ``INSERT`` ``statement`` of ``values``; the row as stored (as ``select``
+        reads it): by ``RETURNING``, unless an engine cannot trust that."""
+        return self._execute(
+            f"{statement} RETURNING {self.reader.select}", tuple(values.values()), values
+        ).fetchone()
 
     def _update_row(self, values: dict[str, Any], match: tuple[str, tuple[Any, ...]]) -> Any:
         """Set ``values`` on the row ``match`` selects; the row as stored, ``None`` if none."""

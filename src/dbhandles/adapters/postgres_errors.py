@@ -17,6 +17,7 @@ import psycopg_pool
 
 from dbhandles import budget
 from dbhandles.errors import (
+    ConstraintViolation,
     DatabaseNotFound,
     DbHandlesError,
     InvalidFilter,
@@ -62,6 +63,9 @@ _BY_STATE: Mapping[str, tuple[type[DbHandlesError], str]] = {
     "54000": (InvalidParams, "the value exceeds a PostgreSQL limit (too large or too deep)"),
     "54001": (InvalidFilter, "the filter is too complex for PostgreSQL (statement too complex)"),
 }
+#: Constraint SQLSTATEs, by the ``constraint`` a ``constraint_violation`` names.
+_CONSTRAINTS = {"23502": "not_null", "23503": "foreign_key", "23514": "check",
+                "23P01": "exclusion"}  # fmt: skip
 # Then SQLSTATE classes (the first two characters).
 _BY_CLASS: Mapping[str, tuple[type[DbHandlesError], str]] = {
     "08": (StorageError, "cannot reach the PostgreSQL server"),
@@ -130,6 +134,18 @@ def translate_error(
         if state == "23505":
             return RecordExists(
                 f"a record id already exists in {collection!r} (or repeats within the batch): {message}"
+            )
+        kind = _CONSTRAINTS.get(state)
+        if kind is not None:
+            # One the statement did not meet (a foreign-table write names those itself): a
+            # DEFERRABLE constraint checked at COMMIT. The server's primary message only: its
+            # DETAIL quotes key values.
+            diag = getattr(exc, "diag", None)
+            primary = getattr(diag, "message_primary", None) or kind
+            name = getattr(diag, "constraint_name", None)
+            return ConstraintViolation(
+                f"the transaction would break a constraint ({primary}); nothing was written",
+                details={"constraint": kind, **({"name": name} if name else {})},
             )
         found = _BY_STATE.get(state) or _BY_CLASS.get(state[:2])
         if found is not None:

@@ -8,8 +8,8 @@ columns as the JSON values ``postgres_foreign_sql.json_sql`` makes of them, afte
   text or ``uuid`` key, ...);
 * a compound key: the compact JSON text of the key's values in key order (``["2024-01-01",7]``,
   the encoding ``foreign_values.encode_key`` gives SQLite's compound keys);
-* no key (views, key-less tables): the JSON text of all the columns; two rows equal in every column
-  cannot be told apart.
+* no key (views, key-less tables): the JSON text of all the columns, and for the second, third ...
+  of rows equal in every column ``#2``, ``#3`` after it (``postgres_foreign_sql.keyless_source``).
 
 Writes go through ``postgres_foreign_write``; what cannot be written is ``read_only`` saying why.
 """
@@ -29,10 +29,12 @@ from dbhandles.adapters.foreign_values import decode_key
 from dbhandles.adapters.postgres_compile import boolean, prepare_filter
 from dbhandles.adapters.postgres_foreign_schema import PgTable, describe, relations, resolve
 from dbhandles.adapters.postgres_foreign_sql import (
+    DUPLICATE,
     compiler_for,
     id_json,
     id_scalar,
     json_sql,
+    keyless_source,
     quote,
 )
 from dbhandles.adapters.sql_compile import and_
@@ -60,6 +62,25 @@ def _integer(text: str) -> int | None:
     return number if str(number) == text and -_INT64 <= number < _INT64 else None
 
 
+#: The relations a view reads, following views through views (a view's rule depends on them).
+_SOURCES = """
+WITH RECURSIVE reads(oid) AS (
+    SELECT d.refobjid FROM pg_rewrite r
+    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+        AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class
+    WHERE r.ev_class = %s::regclass
+    UNION
+    SELECT d.refobjid FROM reads
+    JOIN pg_rewrite r ON r.ev_class = reads.oid
+    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+        AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class
+)
+SELECT DISTINCT c.relname, n.nspname FROM reads
+JOIN pg_class c ON c.oid = reads.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+"""
+
+
 class PgReader:
     """The SQL of one foreign relation, built once per definition (the catalog caches it)."""
 
@@ -69,7 +90,9 @@ class PgReader:
         shown = [c for c in table.columns if c.field != "id"]
         self.keys = ("id", *(c.field for c in shown))
         self.select = ", ".join([id_json(table), *(json_sql(c) for c in shown)])
-        self.source = f"{quote(table.schema)}.{quote(table.name)}"
+        #: The relation itself; ``source`` is what reads select from (``keyless_source``).
+        self.relation = f"{quote(table.schema)}.{quote(table.name)}"
+        self.source = self.relation if table.key else keyless_source(table, self.relation)
         found = id_scalar(table)
         self.id_sql = found[0] if found is not None else None
 
@@ -96,7 +119,9 @@ class PgReader:
                     canonical = str(uuid.UUID(record_id))
                 except ValueError:
                     return None
-                return (f"{name} = %s::uuid", (record_id,)) if canonical == record_id else None
+                # Any spelling PostgreSQL's uuid input takes (upper case, no hyphens) is the
+                # same key; the id a record shows is the canonical lower-case text.
+                return f"{name} = %s::uuid", (canonical,)
             # Any other key: compare JSON values (a number id matches a number, any id a string).
             number_json = None
             try:
@@ -127,6 +152,14 @@ class PgReader:
         tests.append(f"{self.id_sql} = %s")
         params.append(record_id)
         return " AND ".join(tests), tuple(params)
+
+    def sources(self, run: Run) -> list[str]:
+        """The relations this view reads, at any depth, from the rules' dependencies
+        (``pg_rewrite`` -> ``pg_depend``): their names, schema-qualified (``other.t``) when they
+        are not in this view's schema, so no permission list of this schema names them."""
+        rows = run(sql.SQL(_SOURCES), (self.relation,), False).fetchall()
+        return sorted(name if schema == self.table.schema else f"{schema}.{name}"
+                      for name, schema in rows)  # fmt: skip
 
     def get(self, run: Run, record_id: str, *, lock: bool = False) -> Record | None:
         match = self.key_match(record_id)
@@ -160,7 +193,9 @@ class PgReader:
 
     def count(self, run: Run, filter: FilterNode | None) -> int:
         where = boolean(self.compiler.where(prepare_filter(filter)))
-        statement = sql.SQL(f"SELECT count(*) FROM {self.source} WHERE {where.sql}")
+        # Rows are numbered among their equals only for an id; a count without one needs none.
+        source = self.source if DUPLICATE in where.sql else self.relation
+        statement = sql.SQL(f"SELECT count(*) FROM {source} WHERE {where.sql}")
         row = run(statement, where.params, True).fetchone()
         return int(row[0]) if row else 0
 

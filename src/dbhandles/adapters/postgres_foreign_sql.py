@@ -31,7 +31,16 @@ from dbhandles.adapters.postgres_foreign_schema import PgColumn, PgTable
 from dbhandles.adapters.sql_compile import Column, SqlCompiler
 from dbhandles.filters import check_dotted_column
 
-__all__ = ["ForeignPgDialect", "compiler_for", "id_scalar", "json_sql", "quote"]
+__all__ = [
+    "DUPLICATE",
+    "ForeignPgDialect",
+    "compiler_for",
+    "id_scalar",
+    "json_sql",
+    "keyless_source",
+    "quote",
+    "row_json",
+]
 
 _INTEGERS = frozenset({"int2", "int4", "int8"})
 _FLOATS = frozenset({"float4", "float8"})
@@ -121,11 +130,39 @@ def id_scalar(table: PgTable) -> tuple[str, int] | None:
         if scalar is None or rank not in (2, 3):
             return None
         return scalar, rank
-    columns = [table.column(k) for k in table.key] if table.key else list(table.columns)
-    # Compact JSON, as foreign_values.encode_key writes it for SQLite: jsonb's text of a scalar
-    # has no spaces, and an element that is null in SQL is JSON null.
-    parts = ", ".join(f"COALESCE(({json_sql(c)})::text, 'null')" for c in columns)
-    return f"('[' || array_to_string(ARRAY[{parts}]::text[], ',') || ']')", 3
+    if not table.key:
+        # Rows equal in every column would share one id: the 2nd, 3rd ... of them get ``#2``,
+        # ``#3`` (``keyless_source`` numbers them), so paging never skips one.
+        return (
+            f"({row_json(table)} || CASE WHEN {DUPLICATE} > 1 THEN '#' || {DUPLICATE} ELSE '' END)",
+            3,
+        )
+    return row_json(table, [table.column(k) for k in table.key]), 3
+
+
+#: The column ``keyless_source`` numbers rows equal in every column in (``id_scalar``).
+#: (U+2060 WORD JOINER first: no column a person names has this name.)
+DUPLICATE = '"\u2060dbh_duplicate"'
+
+
+def row_json(table: PgTable, columns: list[PgColumn] | None = None) -> str:
+    """Compact JSON text of ``columns`` (default: all), as ``foreign_values.encode_key`` writes
+    it for SQLite: jsonb's text of a scalar has no spaces, and SQL null is JSON null."""
+    parts = ", ".join(
+        f"COALESCE(({json_sql(c)})::text, 'null')"
+        for c in (table.columns if columns is None else columns)
+    )
+    return f"('[' || array_to_string(ARRAY[{parts}]::text[], ',') || ']')"
+
+
+def keyless_source(table: PgTable, relation: str) -> str:
+    """``relation`` (a table or view without a key) with its rows numbered among those equal to
+    them in every column (``DUPLICATE``): over the whole relation, before any filter, so the
+    numbers, and ids, stay the same from page to page while the relation does not change."""
+    return (
+        f"(SELECT *, row_number() OVER (PARTITION BY {row_json(table)}) AS {DUPLICATE} "
+        f"FROM {relation}) AS {quote(table.name)}"
+    )
 
 
 def id_json(table: PgTable) -> str:

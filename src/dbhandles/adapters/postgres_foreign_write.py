@@ -44,6 +44,23 @@ _STATES = {"23502": "not_null", "23505": "unique", "23514": "check", "23503": "f
 #: Key types a new record without an id gets a UUID4 in (when the key has no default).
 _UUID_KEYS = frozenset({"text", "varchar", "uuid"})
 _COLUMN = re.compile(r'column "((?:[^"]|"")+)"')
+#: The value an ``invalid input`` message quotes (``... for type date: "abc"``).
+_QUOTED = re.compile(r':\s*"((?:[^"]|"")*)"\s*$')
+#: Words of PostgreSQL's value errors naming a base type (``integer out of range``).
+_TYPE_WORDS = {
+    "int2": ("smallint",), "int4": ("integer",), "int8": ("bigint",),
+    "numeric": ("numeric",), "float4": ("real",), "float8": ("double precision",),
+    "date": ("date",), "timestamp": ("timestamp",), "timestamptz": ("timestamp",),
+    "time": ("time",), "timetz": ("time",), "interval": ("interval",), "uuid": ("uuid",),
+    "bool": ("boolean",), "json": ("json",), "jsonb": ("json",), "bytea": ("bytea",),
+}  # fmt: skip
+
+
+def _text(value: Any) -> str:
+    """A parameter as the text PostgreSQL would quote back in an error."""
+    if isinstance(value, Json | Jsonb):
+        return str(orjson.dumps(value.obj).decode())
+    return str(value)
 
 
 def _array_literal(value: list[Any]) -> str:
@@ -170,6 +187,32 @@ class PgWriter(ForeignWriterBase[PgColumn]):
                 raise  # not the row's fault: the session's translation names it
             raise failure from exc
 
+    def _value_column(self, message: str, column: str | None, values: dict[str, Any]) -> str | None:
+        """The column whose value PostgreSQL could not take: the one its error names (``column``,
+        or ``column "x"`` in the message), else the one value the message quotes
+        (``invalid input syntax for type date: "abc"``), else the one column of the type it names
+        (``integer out of range``, ``numeric field overflow``), else the only value written."""
+        found = _COLUMN.search(message)
+        if column or found:
+            return column or found.group(1).replace('""', '"')  # type: ignore[union-attr]
+        quoted = _QUOTED.search(message)
+        if quoted is not None:
+            # The value itself, else the one value holding it (an array's element).
+            text = quoted.group(1)
+            shown = {n: _text(v) for n, v in values.items() if v is not None}
+            for named in ([n for n, t in shown.items() if t == text],
+                          [n for n, t in shown.items() if text in t]):  # fmt: skip
+                if len(named) == 1:
+                    return named[0]
+        lowered = message.lower()
+        typed = [
+            n for n, _ in values.items()
+            if any(word in lowered for word in _TYPE_WORDS.get(self._by_name[n].base.lstrip("_"), ()))
+        ] if all(n in self._by_name for n in values) else []  # fmt: skip
+        if len(typed) == 1:
+            return typed[0]
+        return next(iter(values)) if len(values) == 1 else None
+
     def _failure(self, exc: psycopg.Error, values: dict[str, Any]) -> DbHandlesError | None:
         """The error for a refused write; ``values`` are the columns it tried to set."""
         state = exc.sqlstate or ""
@@ -177,11 +220,7 @@ class PgWriter(ForeignWriterBase[PgColumn]):
         kind = _STATES.get(state)
         if kind is None:
             if state.startswith("22") or state in ("42804", "428C9"):
-                # A value the column cannot hold: PostgreSQL names the column in most messages.
-                found = _COLUMN.search(diag.message_primary or "")
-                name = diag.column_name or (found.group(1).replace('""', '"') if found else None)
-                if name is None and len(values) == 1:
-                    name = next(iter(values))
+                name = self._value_column(diag.message_primary or "", diag.column_name, values)
                 where = f"data.{self._field(name)}" if name else "data"
                 return InvalidParams(
                     f"{where}: table {self.name!r} cannot store this value: "
@@ -190,6 +229,13 @@ class PgWriter(ForeignWriterBase[PgColumn]):
                 )
             return None
         constraint = diag.constraint_name
+        if kind == "check" and not constraint and "partition" in (diag.message_primary or ""):
+            # "no partition of relation ... found for row": no CHECK of the table refused it.
+            return self._violation(
+                f"no partition of table {self.name!r} takes this record (its partition key "
+                "value is outside every partition's range); nothing was written",
+                "partition", [], [], None,
+            )  # fmt: skip
         known = self.table.constraints.get(constraint or "")
         columns: list[str] = list(known[1]) if known else []
         if kind == "not_null" and diag.column_name:

@@ -11,17 +11,18 @@ from psycopg import sql
 
 from dbhandles import budget
 from dbhandles.adapters.base import Query, Record, Session, record_from_columns
-from dbhandles.adapters.facets import GroupCounts
+from dbhandles.adapters.facets import GroupCounts, combinations_error
 from dbhandles.adapters.foreign_common import read_only_error
 from dbhandles.adapters.postgres_compile import boolean, dump_document, prepare_filter
 from dbhandles.adapters.postgres_foreign import PgReader
 from dbhandles.adapters.postgres_foreign_write import PgWriter
-from dbhandles.adapters.postgres_schema import advisory_key, object_name, qualified
+from dbhandles.adapters.postgres_schema import advisory_key, object_name, qualified, table_name
 from dbhandles.adapters.sampling import Sampling
 from dbhandles.adapters.sql_compile import RESERVED_COLUMNS, and_
 from dbhandles.adapters.sql_facets import (
     Statement,
     postgres_group_count,
+    postgres_group_overflow,
     postgres_sampled,
     read_groups,
 )
@@ -157,6 +158,21 @@ class PostgresSession(Session):
     def table(self, name: str) -> dict[str, Any] | None:
         reader = self._foreign(name)
         return None if reader is None else reader.table.public()
+
+    def view_sources(self, name: str) -> list[str]:
+        reader = self._foreign(name)
+        if reader is None or reader.table.kind not in ("view", "materialized view"):
+            return []
+        with self._translating(name):
+            return reader.sources(self._foreign_run)
+
+    def resolve_collection(self, name: str) -> str:
+        reader = self._foreign(name)
+        # A collection's table is its lower-cased name (postgres_schema.table_name).
+        return table_name(name) if reader is None else reader.table.name
+
+    def collection_key(self, name: str) -> str:
+        return name  # "Orders" and orders are two relations
 
     def _translating(self, collection: str | None = None, record_id: str | None = None) -> Any:
         return self.adapter.translating(collection, record_id)
@@ -315,10 +331,18 @@ class PostgresSession(Session):
             return super().group_count(collection, filter, group_by, limit)
         where = boolean(self.adapter.compiler.where(prepare_filter(filter)))
         statement = postgres_group_count(where, group_by, limit)
+        overflow = postgres_group_overflow(where, group_by)
         with self._translating(collection):
             table = self._table(collection)
             if table is None:
                 return GroupCounts()
+            if (
+                overflow is not None
+                and self.tx.run(
+                    self._statement(overflow, table), overflow.params, budget.remaining_ms()
+                ).fetchone()
+            ):
+                raise combinations_error(group_by)
             rows = self.tx.run(
                 self._statement(statement, table), statement.params, budget.remaining_ms()
             ).fetchall()

@@ -131,11 +131,20 @@ def _exists(froms: Sequence[str], condition: Fragment) -> Fragment:
     return Fragment(f"EXISTS (SELECT 1 FROM {', '.join(froms)}{where})", condition.params)
 
 
+#: Past this many operands a conjunction or disjunction is written as a balanced tree.
+_FLAT_OPERANDS = 32
+
+
 def _join(sep: str, parts: list[Fragment], empty: Fragment) -> Fragment:
     if not parts:
         return empty
     if len(parts) == 1:
         return parts[0]
+    if len(parts) > _FLAT_OPERANDS:
+        # ``a OR b OR c ...`` parses as a chain as deep as it is long, and SQLite refuses an
+        # expression deeper than 1000 ("Expression tree is too large"): halves nest log2(n) deep.
+        half = len(parts) // 2
+        parts = [_join(sep, parts[:half], empty), _join(sep, parts[half:], empty)]
     params: list[object] = []
     for part in parts:
         params.extend(part.params)

@@ -10,7 +10,9 @@ Groups: every ``groupBy`` path becomes a chain of ``json_each`` (SQLite) or
 array is entered, any other value is wrapped in a one-element array (an empty array in ``[null]``), so
 every record yields at least one row. The rows are grouped by (rank, value) of the last part; window
 functions over the groups give the number of records (rows whose every element index is the first),
-the number of groups, and whether a group holds an object (which ``data/count`` refuses).
+the number of groups, and whether a group holds an object (which ``data/count`` refuses). With
+several paths, a first statement (``*_group_overflow``) looks for a record whose numbers of values
+multiply past ``facets.MAX_COMBINATIONS``, each path's joins counted on their own for that record.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dbhandles.adapters.facets import GroupCounts, container_error, key_value
+from dbhandles.adapters.facets import MAX_COMBINATIONS, GroupCounts, container_error, key_value
 from dbhandles.adapters.sampling import Sampling
 from dbhandles.adapters.sql_compile import Fragment
 
@@ -28,9 +30,11 @@ __all__ = [
     "HASH_FUNCTION",
     "Statement",
     "postgres_group_count",
+    "postgres_group_overflow",
     "postgres_sampled",
     "read_groups",
     "sqlite_group_count",
+    "sqlite_group_overflow",
     "sqlite_hash",
     "sqlite_sampled",
 ]
@@ -162,6 +166,43 @@ def _group_sql(
     )
 
 
+def _sqlite_source(where: Fragment, group_by: tuple[tuple[str, ...], ...]) -> str:
+    """The matching records, each with what the path chains read from it (``_sqlite_chain``)."""
+    # LIMIT keeps the source a subquery of its own (not flattened into the joins), so each ``x``
+    # is computed once per record however often the joins name it.
+    whole = ", ".join(f"data -> '$.{'.'.join(p)}' AS xf{i}" for i, p in enumerate(group_by))
+    firsts_read = "".join(
+        f", CASE WHEN xf{i} IS NULL THEN data -> '$.{p[0]}' END AS x{i}"
+        for i, p in enumerate(group_by)
+        if len(p) > 1
+    )
+    inner = f"SELECT data, {whole} FROM {_TABLE} WHERE {where.sql} LIMIT -1"
+    xfs = ", ".join(f"xf{i}" for i in range(len(group_by)))
+    return f"SELECT {xfs}{firsts_read} FROM ({inner}) LIMIT -1"
+
+
+def _overflow(source: str, counts: list[str], ph: str) -> str:
+    # Counts are multiplied as numbers that cannot overflow (SQLite turns an integer overflow into
+    # a float; PostgreSQL multiplies numerics).
+    product = " * ".join(counts)
+    return f"SELECT 1 FROM ({source}) AS t WHERE {product} > {ph} LIMIT 1"
+
+
+def sqlite_group_overflow(
+    where: Fragment, group_by: tuple[tuple[str, ...], ...]
+) -> Statement | None:
+    """A row when a matching record gives more than ``MAX_COMBINATIONS`` combinations of values
+    (``None`` for one path: one record's values cannot multiply)."""
+    if len(group_by) < 2:
+        return None
+    counts = [
+        f"(SELECT count(*) FROM (SELECT 1) AS d{_sqlite_chain(i, path)[0]})"
+        for i, path in enumerate(group_by)
+    ]
+    sql = _overflow(_sqlite_source(where, group_by), counts, "?")
+    return _statement(sql, (*where.params, MAX_COMBINATIONS))
+
+
 def sqlite_group_count(
     where: Fragment, group_by: tuple[tuple[str, ...], ...], limit: int
 ) -> Statement:
@@ -173,17 +214,7 @@ def sqlite_group_count(
         types.append(t)
         raws.append(v)
         firsts.extend(f)
-    # LIMIT keeps the source a subquery of its own (not flattened into the joins), so each ``x``
-    # is computed once per record however often the joins name it.
-    whole = ", ".join(f"data -> '$.{'.'.join(p)}' AS xf{i}" for i, p in enumerate(group_by))
-    firsts_read = "".join(
-        f", CASE WHEN xf{i} IS NULL THEN data -> '$.{p[0]}' END AS x{i}"
-        for i, p in enumerate(group_by)
-        if len(p) > 1
-    )
-    inner = f"SELECT data, {whole} FROM {_TABLE} WHERE {where.sql} LIMIT -1"
-    xfs = ", ".join(f"xf{i}" for i in range(len(group_by)))
-    source = f"SELECT {xfs}{firsts_read} FROM ({inner}) LIMIT -1"
+    source = _sqlite_source(where, group_by)
     # Two stages: the elements are grouped by their raw (json_each type, value), which costs one
     # comparison per element; the typed key (rank, value: 'true'/'false' one rank, 1 and 1.0 one
     # group, containers one key) is computed over those few groups and grouped again.
@@ -240,6 +271,20 @@ def _postgres_chain(i: int, path: tuple[str, ...]) -> tuple[str, str, str, list[
         f"(CASE WHEN r{i} = 3 THEN v{i} #>> '{{}}' END) COLLATE \"C\""
     )
     return "".join(joins), rank, value, firsts, order
+
+
+def postgres_group_overflow(
+    where: Fragment, group_by: tuple[tuple[str, ...], ...]
+) -> Statement | None:
+    """``sqlite_group_overflow`` in PostgreSQL."""
+    if len(group_by) < 2:
+        return None
+    counts = [
+        f"(SELECT count(*)::numeric FROM (SELECT 1) AS d{_postgres_chain(i, path)[0]})"
+        for i, path in enumerate(group_by)
+    ]
+    sql = _overflow(f"SELECT data FROM {_TABLE} WHERE {where.sql}", counts, "%s")
+    return _statement(sql, (*where.params, MAX_COMBINATIONS))
 
 
 def postgres_group_count(

@@ -120,6 +120,10 @@ def translate_error(
         return NotADatabase(f"{path or 'the file'} is not an SQLite database ({message})")
     if "too many sql variables" in low or "too many terms" in low:
         return InvalidFilter(f"the filter has too many values for SQLite ({message})")
+    if "expression tree is too large" in low:
+        return InvalidFilter(
+            f"the filter nests too deeply for SQLite ({message}); split it into several queries"
+        )
     if "unsafe use of" in low:
         return StorageError(
             f"this SQLite ({sqlite3.sqlite_version}) refuses JSON indexes while the database "

@@ -17,7 +17,7 @@ from typing import Any
 from dbhandles.adapters.base import Query, Record
 from dbhandles.adapters.foreign_values import decode_key, id_value, row_values
 from dbhandles.adapters.sql_compile import SqlCompiler, and_
-from dbhandles.adapters.sqlite_foreign_schema import ForeignTable, quote
+from dbhandles.adapters.sqlite_foreign_schema import DUPLICATE, ForeignTable, quote
 from dbhandles.adapters.sqlite_foreign_sql import compiler_for
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import And, Compare, ElemMatch, FilterNode, Not, Or, SortKey
@@ -34,7 +34,16 @@ class ForeignReader:
         self.keys = ("id", *self.fields)
         columns = [quote(c.name) for c in table.columns if c.field != "id"]
         self.select = ", ".join([table.id_sql, *columns])
-        self.source = quote(table.name)
+        #: The table itself; ``source`` is what reads select from: for a view, its rows numbered
+        #: among the rows equal to them (``ForeignTable.id_sql``), over the whole view before any
+        #: filter, so ids stay the same from page to page while the rows do not change.
+        self.relation = quote(table.name)
+        self.source = self.relation
+        if table.numbered:
+            self.source = (
+                f"(SELECT *, row_number() OVER (PARTITION BY {table.row_json}) AS {DUPLICATE} "
+                f"FROM {self.relation}) AS {self.relation}"
+            )
         self._compilers: dict[frozenset[str], SqlCompiler] = {}
 
     @cached_property
@@ -87,16 +96,19 @@ class ForeignReader:
         """The WHERE clause selecting the row whose ``id`` is ``record_id``; ``None`` if none can."""
         table = self.table
         if table.integer_key is not None:
-            try:
-                number = int(record_id)
-            except ValueError:
+            numbers = _numbers(record_id)
+            if not numbers or type(numbers[0]) is not int:
                 return None
-            if str(number) != record_id:
-                return None
-            return f"{table.integer_key} = ?", (number,)
+            return f"{table.integer_key} = ?", (numbers[0],)
         if table.compound_id:
             width = len(table.key) or len(table.columns)
-            values = decode_key(record_id, width)
+            key_text = record_id
+            if table.numbered:
+                # ``[...]#2``: the second of rows equal in every column; the id text decides.
+                head, mark, number = record_id.rpartition("#")
+                if mark and head.endswith("]") and number.isdigit():
+                    key_text = head
+            values = decode_key(key_text, width)
             if values is None:
                 return None
             names = table.key or tuple(c.name for c in table.columns)
@@ -110,15 +122,28 @@ class ForeignReader:
         # One key column of any declared type: its affinity turns '42' into 42 where it would
         # store that, and a key stored as a number in a column without affinity matches too.
         key = quote(table.key[0])
-        candidates: list[object] = [record_id]
-        try:
-            number = int(record_id)
-            if str(number) == record_id:
-                candidates.append(number)
-        except ValueError:
-            pass
+        candidates: list[object] = [record_id, *_numbers(record_id)]
         marks = ", ".join("?" for _ in candidates)
         return f"{key} IN ({marks})", tuple(candidates)
+
+    def sources(self, conn: sqlite3.Connection) -> list[str]:
+        """The tables and views this view reads, at any depth (``[]`` for a table): what SQLite's
+        authorizer reports as read while it prepares a select of the view."""
+        if self.table.kind != "view":
+            return []
+        read: set[str] = set()
+
+        def note(action: int, table: str | None, *_: object) -> int:
+            if action == sqlite3.SQLITE_READ and table and table != self.table.name:
+                read.add(table)
+            return sqlite3.SQLITE_OK
+
+        conn.set_authorizer(note)
+        try:
+            conn.execute(f"SELECT * FROM {self.relation} LIMIT 0").fetchall()
+        finally:
+            conn.set_authorizer(None)
+        return sorted(read)
 
     def get(self, conn: sqlite3.Connection, record_id: str) -> Record | None:
         match = self.key_match(record_id)
@@ -148,8 +173,25 @@ class ForeignReader:
 
     def count(self, conn: sqlite3.Connection, filter: FilterNode | None) -> int:
         where = self._compiler(conn, filter).where(filter)
-        sql = f"SELECT count(*) FROM {self.source} WHERE {where.sql}"
+        # Rows are numbered among their equals only for an id; a count without one needs none.
+        source = self.source if DUPLICATE in where.sql else self.relation
+        sql = f"SELECT count(*) FROM {source} WHERE {where.sql}"
         return int(conn.execute(sql, where.params).fetchone()[0])
+
+
+def _numbers(record_id: str) -> list[object]:
+    """The number ``record_id`` is the canonical text of (``documents.id_text``: ``42``,
+    ``2.5``), as a one-item list; ``[]`` for any other text. The number matches a key stored as a
+    number in a column without affinity; an integer outside SQLite's 64 bits matches nothing."""
+    try:
+        number = int(record_id)
+    except ValueError:
+        try:
+            real = float(record_id)
+        except ValueError:
+            return []
+        return [real] if repr(real) == record_id else []
+    return [number] if str(number) == record_id and -(2**63) <= number < 2**63 else []
 
 
 def _top_fields(node: FilterNode | None, into: set[str]) -> None:

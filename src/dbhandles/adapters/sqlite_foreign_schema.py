@@ -29,7 +29,7 @@ from dbhandles.adapters.foreign_common import (
     table_public,
 )
 
-__all__ = ["ForeignTable", "describe", "describe_all", "quote", "schema_objects"]
+__all__ = ["DUPLICATE", "ForeignTable", "describe", "describe_all", "quote", "schema_objects"]
 
 #: The names SQLite accepts for the rowid, in the order tried (a column may shadow any of them).
 _ROWID_NAMES = ("_rowid_", "rowid", "oid")
@@ -38,6 +38,11 @@ _ROWID_NAMES = ("_rowid_", "rowid", "oid")
 def quote(name: str) -> str:
     """An SQL identifier: double quotes, inner double quotes doubled."""
     return '"' + name.replace('"', '""') + '"'
+
+
+#: The column a view's rows are numbered in among the rows equal to them (``id_sql``).
+#: (U+2060 WORD JOINER first: no column a person names has this name.)
+DUPLICATE = '"\u2060dbh_duplicate"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +87,19 @@ class ForeignTable:
             return "json_array(" + ", ".join(quote(k) for k in self.key) + ")"
         if self.rowid is not None:
             return self.rowid
+        # A view: rows equal in every column would share one id, so the 2nd, 3rd ... of them get
+        # ``#2``, ``#3`` (``ForeignReader`` numbers them in DUPLICATE) and paging skips none.
+        return f"({self.row_json} || CASE WHEN {DUPLICATE} > 1 THEN '#' || {DUPLICATE} ELSE '' END)"
+
+    @property
+    def row_json(self) -> str:
+        """The SQL of the compact JSON array of every column."""
         return "json_array(" + ", ".join(quote(c.name) for c in self.columns) + ")"
+
+    @property
+    def numbered(self) -> bool:
+        """Whether rows are told apart by their number among equal rows (a view: ``id_sql``)."""
+        return not self.key and self.rowid is None
 
     @property
     def compound_id(self) -> bool:

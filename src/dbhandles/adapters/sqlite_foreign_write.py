@@ -9,8 +9,11 @@ decides what to write (ids, timestamps, versions, row filters) and this module s
 * ``id`` is the key: an integer for an ``INTEGER PRIMARY KEY`` (omitted, SQLite picks the next
   rowid), the text of any other single-column key (omitted, a new UUID4), the JSON array of a
   compound key's values (or those columns given as fields);
-* every statement ends in ``RETURNING`` the row as reads show it, so a result (and the row filter
-  ``documents`` checks on it) is what was stored, after column affinities and defaults;
+* after a write the row is selected again (by its rowid, else by its key), so a result (and the
+  row filter ``documents`` checks on it) is what was stored, after column affinities and defaults:
+  ``RETURNING`` is not used, since SQLite 3.40 hands its values back with the affinity of the
+  table's column at the same position (an ``INTEGER PRIMARY KEY`` after a REAL column comes back
+  as ``3.0``);
 * a broken constraint is ``constraint_violation`` naming the constraint and the field (a taken key
   is ``record_exists``); SQLite undoes the failed statement, the session rolls back the rest.
 """
@@ -26,7 +29,7 @@ from dbhandles.adapters.base import Record
 from dbhandles.adapters.foreign_common import ForeignColumn
 from dbhandles.adapters.foreign_values import sqlite_value
 from dbhandles.adapters.foreign_writer import LABELS, ForeignWriterBase, blame
-from dbhandles.adapters.sqlite_errors import constraint_failure
+from dbhandles.adapters.sqlite_errors import DRIVER_ERRORS, constraint_failure, translate_error
 from dbhandles.adapters.sqlite_foreign import ForeignReader
 from dbhandles.adapters.sqlite_foreign_schema import ForeignTable, quote
 from dbhandles.errors import DbHandlesError, InvalidParams
@@ -90,6 +93,32 @@ class ForeignWriter(ForeignWriterBase[ForeignColumn]):
 
     # -- writes -----------------------------------------------------------------------------------
 
+    def _select_where(self, where: str, params: tuple[Any, ...]) -> Any:
+        return self._execute(
+            f"SELECT {self.reader.select} FROM {self.reader.source} WHERE {where} LIMIT 1",
+            params,
+            {},
+        ).fetchone()
+
+    def _key_where(self, values: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+        """The WHERE clause selecting the row whose key columns hold ``values`` (the comparison
+        applies the columns' affinities, as storing them did)."""
+        key = self.table.key
+        return (
+            " AND ".join(f"{quote(name)} IS ?" for name in key),
+            tuple(values.get(name) for name in key),
+        )
+
+    def _inserted(self, statement: str, values: dict[str, Any]) -> Any:
+        cursor = self._execute(statement, tuple(values.values()), values)
+        table = self.table
+        rowid = table.rowid or table.integer_key
+        if not table.without_rowid and rowid is not None and cursor.lastrowid is not None:
+            return self._select_where(f"{rowid} = ?", (cursor.lastrowid,))
+        # WITHOUT ROWID (or every rowid name shadowed): the key is in ``values``, since a create
+        # without one gives a single text key a new UUID and a compound key needs its columns.
+        return self._select_where(*self._key_where(values))
+
     def update(self, record_id: str, changes: Record) -> Record | None:
         self.check_writable()
         match = self.reader.key_match(record_id)
@@ -98,14 +127,35 @@ class ForeignWriter(ForeignWriterBase[ForeignColumn]):
         values = self._columns(changes)
         if not values:
             return self.reader.get(self.conn, record_id)
-        row = self._update_row(values, match)
-        if row is None:
+        where, params = match
+        key = self.table.key
+        old_key = None
+        if any(name in values for name in key):
+            old_key = self._execute(
+                f"SELECT {', '.join(quote(n) for n in key)} FROM {self.reader.source} "
+                f"WHERE {where} LIMIT 1",
+                params,
+                {},
+            ).fetchone()
+            if old_key is None:
+                return None
+        sets = ", ".join(f"{quote(n)} = ?" for n in values)
+        cursor = self._execute(
+            f"UPDATE {self.reader.source} SET {sets} WHERE {where}",
+            (*values.values(), *params),
+            values,
+        )
+        if cursor.rowcount <= 0:
             return None
-        record = self.reader.record(row)
-        # Setting a key column to the value it has is no change: only a new key is refused.
-        if any(name in values for name in self.table.key) and str(record["id"]) != record_id:
-            raise self._key_changed(record_id)
-        return record
+        if old_key is None:
+            row = self._select_where(where, params)
+        else:
+            # Setting a key column to the value it has is no change: only a new key is refused
+            # (the row is then no longer where its old key was; the session rolls back).
+            row = self._select_where(*self._key_where(dict(zip(key, old_key, strict=True))))
+            if row is None:
+                raise self._key_changed(record_id)
+        return None if row is None else self.reader.record(row)
 
     # -- constraints ------------------------------------------------------------------------------
 
@@ -116,6 +166,10 @@ class ForeignWriter(ForeignWriterBase[ForeignColumn]):
             return self.conn.execute(statement, params)
         except sqlite3.IntegrityError as exc:
             raise self._failure(exc, values) from exc
+        except DRIVER_ERRORS as exc:
+            # A file that turns out not writable ("attempt to write a readonly database") is
+            # ``read_only``, as on the collection path; no driver error escapes.
+            raise translate_error(exc, collection=self.name) from exc
 
     def _failure(self, exc: sqlite3.IntegrityError, values: dict[str, Any]) -> DbHandlesError:
         """The error for a refused write; ``values`` are the columns it tried to set."""
@@ -134,7 +188,7 @@ class ForeignWriter(ForeignWriterBase[ForeignColumn]):
             )
         parts = constraint_failure(exc)
         if parts is None:
-            raise exc  # not a constraint: the session's translation names it
+            return translate_error(exc, collection=self.name)
         kind, columns, detail = parts
         taken = self._key_taken(kind, columns)
         if taken is not None:

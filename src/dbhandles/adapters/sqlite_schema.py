@@ -36,6 +36,7 @@ __all__ = [
     "index_name",
     "index_sql",
     "json_functions_innocuous",
+    "name_key",
 ]
 
 _COLUMNS_SQL = (
@@ -147,7 +148,7 @@ class Catalog:
     def foreign(self, name: str) -> ForeignReader | None:
         """The reader of the table or view ``name`` (any case) if it is not a collection, else ``None``
         (a collection, or nothing by that name): what ``SqliteSession`` serves as a foreign table."""
-        key = _key(name)
+        key = name_key(name)
         if key in self._foreign:
             return self._foreign[key]
         reader = None
@@ -159,7 +160,13 @@ class Catalog:
         if row is None and self.camel_names and snake(name) != name:
             # The original system's table for collection ``chatMessages`` is ``chat_messages``.
             row = self.conn.execute(lookup, (snake(name),)).fetchone()
-        if row is not None and not name.lower().startswith(SYSTEM_PREFIXES):
+        # Decided on the name found as well as the one asked for: with ``fieldNames: camel``,
+        # ``SqliteSchema`` finds ``sqlite_schema``.
+        if (
+            row is not None
+            and not name.lower().startswith(SYSTEM_PREFIXES)
+            and not str(row[0]).lower().startswith(SYSTEM_PREFIXES)
+        ):
             stored, kind, without_rowid = row
             if not (kind == "table" and self._has_shape(stored, self._sql(stored))):
                 table = describe(self.conn, stored, kind, bool(without_rowid), self.camel_names)
@@ -180,7 +187,7 @@ class Catalog:
         Raises:
             InvalidParams: the name is taken by a table, view or index that is not a collection.
         """
-        key = _key(collection)
+        key = name_key(collection)
         if key not in self._tables:
             self._tables[key] = self._lookup(collection)
         found = self._tables[key]
@@ -259,7 +266,7 @@ class Catalog:
         return True
 
 
-def _key(name: str) -> str:
+def name_key(name: str) -> str:
     """A cache key equal for the names SQLite takes as one: it folds ASCII letters only, so
     ``Café`` and ``CAFÉ`` are two tables (``name.lower()`` would make them one)."""
     if name.isascii():  # the common case, on every lookup of a read: no per-character loop

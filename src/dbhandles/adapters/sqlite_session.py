@@ -12,7 +12,7 @@ import orjson
 
 from dbhandles import budget
 from dbhandles.adapters.base import Query, Record, Session, record_from_columns
-from dbhandles.adapters.facets import GroupCounts
+from dbhandles.adapters.facets import GroupCounts, combinations_error
 from dbhandles.adapters.foreign_common import read_only_error
 from dbhandles.adapters.sampling import Sampling
 from dbhandles.adapters.sql_compile import RESERVED_COLUMNS, and_
@@ -20,6 +20,7 @@ from dbhandles.adapters.sql_facets import (
     HASH_FUNCTION,
     read_groups,
     sqlite_group_count,
+    sqlite_group_overflow,
     sqlite_hash,
     sqlite_sampled,
 )
@@ -27,7 +28,7 @@ from dbhandles.adapters.sqlite_errors import translating
 from dbhandles.adapters.sqlite_foreign import ForeignReader
 from dbhandles.adapters.sqlite_foreign_schema import schema_objects
 from dbhandles.adapters.sqlite_foreign_write import ForeignWriter
-from dbhandles.adapters.sqlite_schema import Catalog, index_sql
+from dbhandles.adapters.sqlite_schema import Catalog, index_sql, name_key
 from dbhandles.errors import DbHandlesError, InvalidParams, NotSupported, ReadOnly
 from dbhandles.filters import RESERVED_FIELDS, SYSTEM_PREFIXES, FilterNode, validate_path
 
@@ -261,11 +262,18 @@ class SqliteSession(Session):
         """One ``json_each`` ``GROUP BY`` query (``sql_facets``); the rule is ``facets``."""
         if self._is_foreign(collection):
             return super().group_count(collection, filter, group_by, limit)
-        statement = sqlite_group_count(self.adapter.compiler.where(filter), group_by, limit)
+        where = self.adapter.compiler.where(filter)
+        statement = sqlite_group_count(where, group_by, limit)
+        overflow = sqlite_group_overflow(where, group_by)
         with self._translating(collection):
             if self.catalog.table(collection) is None:
                 return GroupCounts()
             with _budgeted(self.conn):
+                if (
+                    overflow is not None
+                    and self.conn.execute(overflow.join(_q(collection)), overflow.params).fetchone()
+                ):
+                    raise combinations_error(group_by)
                 rows = self.conn.execute(
                     statement.join(_q(collection)), statement.params
                 ).fetchall()
@@ -322,6 +330,24 @@ class SqliteSession(Session):
         with self._translating(name):
             reader = self.catalog.foreign(name)
             return None if reader is None else reader.table.public()
+
+    def view_sources(self, name: str) -> list[str]:
+        with self._translating(name):
+            reader = self.catalog.foreign(name)
+            return [] if reader is None else reader.sources(self.conn)
+
+    def resolve_collection(self, name: str) -> str:
+        with self._translating(name):
+            reader = self.catalog.foreign(name)
+            if reader is not None:
+                return reader.table.name
+            try:
+                return self.catalog.table(name) or name
+            except InvalidParams:  # an index's name: no table, the command refuses it
+                return name
+
+    def collection_key(self, name: str) -> str:
+        return name_key(name)
 
     def truncate(self, collection: str) -> int:
         with self._translating(collection):

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 from dbhandles.commands.grammar import HandleName
 from dbhandles.commands.table import CommandTable
 from dbhandles.context import Context
-from dbhandles.errors import SessionMismatch
+from dbhandles.errors import InvalidParams, SessionMismatch
 from dbhandles.jsonmodel import JsonModel
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COMMANDS",
     "MAX_SESSION_ID",
+    "SESSION_ID_PATTERN",
     "Call",
     "CallerParams",
     "Command",
@@ -30,7 +31,9 @@ __all__ = [
     "DataResult",
     "Operation",
     "Params",
+    "QueryHandle",
     "Result",
+    "SessionId",
     "caller_context",
     "client_session",
     "command",
@@ -40,6 +43,32 @@ __all__ = [
 
 #: The longest session id (the server's ``X-Session-Id`` header has the same limit).
 MAX_SESSION_ID = 128
+
+#: A ``sessionId`` or a ``queryHandle``: 1 to ``MAX_SESSION_ID`` characters, none a control
+#: character (they reach the audit log and the store, and PostgreSQL's text cannot hold U+0000).
+SESSION_ID_PATTERN = f"^[^\\u0000-\\u001f\\u007f-\\u009f]{{1,{MAX_SESSION_ID}}}$"
+#: The same rule in Python, lone surrogates (no UTF-8 form) refused too.
+_SESSION_ID = re.compile(f"[^\x00-\x1f\x7f-\x9f\ud800-\udfff]{{1,{MAX_SESSION_ID}}}")
+
+
+def _checker(field: str, what: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not _SESSION_ID.fullmatch(value):
+            raise InvalidParams(
+                f"{field}: {value!r} is not a valid {what} (1 to {MAX_SESSION_ID} characters, "
+                "no control characters)",
+                field=field,
+            )
+        return value
+
+    return check
+
+
+_ID_SCHEMA = WithJsonSchema({"type": "string", "pattern": SESSION_ID_PATTERN})
+#: The ``sessionId`` param (``SESSION_ID_PATTERN``).
+SessionId = Annotated[str, AfterValidator(_checker("sessionId", "session id")), _ID_SCHEMA]
+#: The ``queryHandle`` param of query-next and query-close (``SESSION_ID_PATTERN``).
+QueryHandle = Annotated[str, AfterValidator(_checker("queryHandle", "query handle")), _ID_SCHEMA]
 
 #: What a command does to data; Phase 2 permission checks key on this, at one choke point.
 Operation = Literal["read", "write", "delete", "schema", "admin"]
@@ -68,7 +97,7 @@ class CallerParams(Params):
 
     context: dict[str, Any] | None = None
     """The original system's caller context (JTAGContext): accepted, never stored."""
-    session_id: Annotated[str, Field(min_length=1, max_length=MAX_SESSION_ID)] | None = None
+    session_id: SessionId | None = None
     """The caller's session: must be the one the call runs in (X-Session-Id, the WebSocket connection); a call without one runs in it."""
     backend: Literal["server"] | None = None
     """The original system's routing hint: only 'server' (this is the server)."""
@@ -106,8 +135,9 @@ def caller_context(params: BaseModel, context: Context) -> Context:
         return replace(context, session_id=f"{context.actor}/{wanted}")
     if own != wanted:
         raise SessionMismatch(
-            f"sessionId: {wanted!r} is not the session this call runs in ({own!r}, from its "
-            "X-Session-Id header or its connection); send the same id in both, or leave one out",
+            f"sessionId: {wanted!r} is not the session this call runs in ({own!r}: over HTTP its "
+            "X-Session-Id header, over a WebSocket its connection, in jtag JTAG_SESSION_ID or its "
+            "session file); send the same id in both, or leave --sessionId out",
             field="sessionId",
         )
     return context

@@ -28,10 +28,10 @@ from typing import Any, Literal
 
 from dbhandles.adapters.base import Adapter, Query, Record, Session
 from dbhandles.clock import iso_now
-from dbhandles.documents import check_record_id
-from dbhandles.errors import Conflict, PermissionDenied
+from dbhandles.documents import check_record_id, id_text
+from dbhandles.errors import Conflict, InvalidParams, PermissionDenied
 from dbhandles.evaluate import matches, position_of
-from dbhandles.filters import RESERVED_FIELDS, FilterNode, SortKey
+from dbhandles.filters import MAX_ID_LENGTH, RESERVED_FIELDS, FilterNode, SortKey
 
 __all__ = ["MAX_CONFLICT_IDS", "CopySpec", "CopyStats", "OnConflict", "run_copy", "same_record"]
 
@@ -126,6 +126,13 @@ def _as_record(row: Record, now: str) -> Record:
     return {"createdAt": now, "updatedAt": now, "version": 1, **row}
 
 
+def _text_id(row: Record) -> Record:
+    """``row`` with its ``id`` as text: the key of a table dbhandles did not create may be a
+    number, and a collection's ids are text (``documents.id_text``: ``7`` is ``"7"``)."""
+    record_id = row.get("id")
+    return row if type(record_id) is str else {**row, "id": id_text(record_id)}
+
+
 def _by_id(session: Session, collection: str, ids: Sequence[str]) -> dict[str, Record]:
     # Point reads, not one ``id $in [...]`` query: the memory and json adapters evaluate a filter
     # over the whole collection, so an archive that grows would make every batch slower.
@@ -144,7 +151,8 @@ def _write_batch(
     (copied, replaced, or found identical).
 
     Raises:
-        InvalidParams: a row's id is not a record id (a non-empty string of at most 512 characters).
+        InvalidParams: a row's id is not a record id (a non-empty string of at most 512 characters;
+            a numeric key is its text already, ``_text_id``).
     """
     now = iso_now()
     new: list[Record] = []
@@ -153,7 +161,13 @@ def _write_batch(
     conflicts: list[str] = []
     for row in rows:
         # A foreign table's key may not make a record id (too long): say which row, before writing.
-        check_record_id(row.get("id"), "from.collection")
+        try:
+            check_record_id(row.get("id"), "from.collection", MAX_ID_LENGTH)
+        except InvalidParams as exc:
+            shown = str(row.get("id"))
+            shown = shown if len(shown) <= 80 else shown[:80] + "..."
+            exc.message = f"{exc.message}; a collection cannot hold the id of row {shown!r}"
+            raise
     with target.session(write=True) as session:
         existing = _by_id(session, spec.target, [r["id"] for r in rows])
         for row in rows:
@@ -210,7 +224,7 @@ def _move(
             current = session.get(spec.source, row["id"])
             if current is None:
                 continue  # deleted by someone else meanwhile: nothing to do
-            if not _equal(current, row):
+            if not _equal(_text_id(current), row):
                 changed.append(row["id"])
                 continue
             if session.delete(spec.source, row["id"]):
@@ -251,6 +265,7 @@ def run_copy(
             if not rows:
                 break
             after = position_of(rows[-1], spec.order)
+            rows = [_text_id(row) for row in rows]  # after the position: it takes the key's value
             stats.read += len(rows)
             stored = _write_batch(target, spec, rows, stats)
             if spec.move and stored:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AfterValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from dbhandles.commands.base import Call, DataResult, Result, command
 from dbhandles.commands.grammar import FIELD_PATH_PATTERN, OptionalFilterSpec, SettingMaximum
@@ -39,10 +39,34 @@ GroupBySpec = Annotated[
 ]
 
 
+def _check_group_by(value: object) -> object:
+    """The shape of ``groupBy``, checked first: a union's own errors name its branches
+    (``function-after[...]``), not what the caller should send."""
+    if value is None or isinstance(value, str):
+        return value
+    if (
+        isinstance(value, list)
+        and 1 <= len(value) <= MAX_GROUP_FIELDS
+        and all(isinstance(item, str) for item in value)
+    ):
+        return value
+    if not isinstance(value, list):
+        got = type(value).__name__
+    elif not 1 <= len(value) <= MAX_GROUP_FIELDS:
+        got = f"a list of {len(value)}"
+    else:
+        got = "a list holding " + next(type(v).__name__ for v in value if not isinstance(v, str))
+    raise InvalidParams(
+        f"groupBy: 1 to {MAX_GROUP_FIELDS} field paths, as one string or a list of strings "
+        f'("metadata.topics", ["metadata.source", "metadata.topics"]); got {got}',
+        field="groupBy",
+    )
+
+
 class CountParams(CollectionParams):
     filter: OptionalFilterSpec = None
     """Mongo-style filter (as data/list); only matching records are counted."""
-    group_by: GroupPath | GroupBySpec | None = None
+    group_by: Annotated[GroupPath | GroupBySpec | None, BeforeValidator(_check_group_by)] = None
     """Count per value of this field, or of these fields (at most 4; dotted paths; an array counts each element)."""
     limit: Annotated[int, Field(ge=1), SettingMaximum("max_limit")] | None = None
     """Most groups returned (default 100, at most 500), most frequent first."""

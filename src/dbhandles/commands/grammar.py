@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     GetJsonSchemaHandler,
     ValidationInfo,
     WithJsonSchema,
@@ -44,12 +45,11 @@ from pydantic_core import CoreSchema
 
 from dbhandles.context import ACTOR_PATTERN
 from dbhandles.dbfiles import PATH_SCHEMA, check_path_text
-from dbhandles.documents import NUMBER_BOUND, check_record_id
+from dbhandles.documents import MAX_TABLE_ID_LENGTH, NUMBER_BOUND, check_record_id, id_text
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import (
     COLLECTION_PATTERN,
     IDENT_PATTERN,
-    MAX_ID_LENGTH,
     MAX_IN_VALUES,
     MAX_PATH_PARTS,
     MAX_REGEX_LENGTH,
@@ -244,12 +244,21 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             {"type": "null"},
         ],
     },
+    "RecordIdValue": {
+        "description": "A record id: text, or a number for the numeric key of a table dbhandles "
+        'did not create (taken as its text: 3.0 is "3")',
+        "anyOf": [
+            {"type": "string", "minLength": 1, "maxLength": MAX_TABLE_ID_LENGTH},
+            # The numbers of a record (JsonValue): strictly between -2**63 and 2**63.
+            {"type": "number", "exclusiveMinimum": -NUMBER_BOUND, "exclusiveMaximum": NUMBER_BOUND},
+        ],
+    },
     "RecordData": {
         "type": "object",
         "description": "A record's fields; createdAt, updatedAt and version are managed by "
         "dbhandles, and an id here must be the record's own.",
         "propertyNames": {"not": {"enum": sorted(RESERVED_FIELDS - {"id"})}},
-        "properties": {"id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}},
+        "properties": {"id": ref("RecordIdValue")},
         "additionalProperties": ref("JsonValue"),
     },
     "RecordPatch": {
@@ -445,6 +454,13 @@ def _check_record_id(value: str, info: ValidationInfo) -> str:
     return check_record_id(value, _wire_name(info))
 
 
+def _record_id_text(value: object, info: ValidationInfo) -> object:
+    # A number is its text (documents.id_text) once check_record_id has seen it is a record's number.
+    if type(value) in (int, float):
+        check_record_id(value, _wire_name(info))
+    return id_text(value)
+
+
 def _check_actor(value: str, info: ValidationInfo) -> str:
     if not _ACTOR.fullmatch(value):
         field = _wire_name(info)
@@ -464,11 +480,13 @@ CollectionName = Annotated[
     AfterValidator(_check_collection),
     WithJsonSchema({"type": "string", "pattern": COLLECTION_PATTERN}),
 ]
-#: A record id (``documents.check_record_id``).
+#: A record id (``documents.check_record_id``): a string, or a number (the key of a table
+#: dbhandles did not create), taken as its text (``documents.id_text``).
 RecordId = Annotated[
     str,
+    BeforeValidator(_record_id_text),
     AfterValidator(_check_record_id),
-    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}),
+    like("RecordIdValue"),
 ]
 #: A ``dbHandle``: 'default', a handle or an alias; ``HandleRegistry.resolve`` refuses any other
 #: (before the handle table is asked), a well-formed unknown one is ``handle_not_found``.

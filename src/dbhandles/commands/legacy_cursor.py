@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from dbhandles.adapters.base import Session
 from dbhandles.commands.base import Params
 from dbhandles.commands.grammar import FieldPath, RecordId
@@ -32,8 +34,9 @@ from dbhandles.filters import (
     validate_path,
 )
 from dbhandles.paging import and_filters
+from dbhandles.values import check_scalar
 
-__all__ = ["KeyCursor", "LegacyPosition", "legacy_position"]
+__all__ = ["KeyCursor", "LegacyPosition", "check_cursor", "legacy_position"]
 
 #: An id after every possible id (ids are at most ``MAX_ID_LENGTH`` characters, code point order).
 _AFTER_EVERY_ID = "\U0010ffff" * (MAX_ID_LENGTH + 1)
@@ -50,6 +53,39 @@ class KeyCursor(Params):
     """after: ascending order; before: descending order."""
     id: RecordId | None = None
     """The last row's id: makes the position exact when rows share the value."""
+
+
+_FORMS = (
+    "a cursor is the nextCursor string of the previous page, or the original's object "
+    '{"field": "<path>", "value": <string, number, boolean or null>, "direction": "after" or '
+    '"before", "id": "<last id>" (optional)}'
+)
+
+
+def check_cursor(value: object) -> object:
+    """``data/list``'s ``cursor`` param checked before its union is: a ``KeyCursor`` when it is an
+    object, with an error that says which forms a cursor takes (the union's own would name its
+    branches, ``cursor.str: Input should be a valid string``).
+
+    Raises:
+        InvalidParams: neither a string nor a valid ``{field, value, direction}`` object.
+    """
+    if value is None or isinstance(value, str | KeyCursor):
+        return value
+    if not isinstance(value, dict):
+        raise InvalidParams(f"cursor: got {type(value).__name__}; {_FORMS}", field="cursor")
+    try:
+        return KeyCursor.model_validate(value)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = str(error["loc"][0]) if error["loc"] else ""
+        if error["type"] == "extra_forbidden":
+            where, message = "cursor", f"unknown key {key!r}"
+        elif key == "value":
+            where, message = "cursor.value", "must be a string, number, boolean or null"
+        else:
+            where, message = f"cursor.{key}" if key else "cursor", error["msg"]
+        raise InvalidParams(f"{where}: {message}; {_FORMS}", field=where) from None
 
 
 class LegacyPosition:
@@ -100,8 +136,10 @@ def legacy_position(cursor: KeyCursor, order_by: object) -> LegacyPosition:
             field="cursor",
         )
     value = cursor.value
-    if isinstance(value, float) and value != value:
-        raise InvalidParams("cursor.value: NaN is not a position", field="cursor.value")
+    # The rule of filter values (dbhandles.values): a value no record can hold is no position.
+    problem = check_scalar(value, "cursor.value")
+    if problem is not None:
+        raise InvalidParams(f"cursor.value: {problem}", field="cursor.value")
     first = sort_value(value)
     if path == ("id",):
         if not isinstance(value, str):

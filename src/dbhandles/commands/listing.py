@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import ConfigDict, Field, WithJsonSchema
+from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from dbhandles.commands.base import (
     Call,
     DataParams,
     DataResult,
     Params,
+    QueryHandle,
     Result,
     command,
 )
@@ -25,7 +26,12 @@ from dbhandles.commands.grammar import (
     OrderBySpec,
     SettingMaximum,
 )
-from dbhandles.commands.legacy_cursor import KeyCursor, LegacyPosition, legacy_position
+from dbhandles.commands.legacy_cursor import (
+    KeyCursor,
+    LegacyPosition,
+    check_cursor,
+    legacy_position,
+)
 from dbhandles.commands.records import CollectionParams
 from dbhandles.commands.selection import (
     SampleSize,
@@ -65,7 +71,10 @@ class ListParams(CollectionParams):
     """Page size (default 100, at most 500); 0 returns only the count."""
     fields: FieldsSpec = None
     """Projection: only these (dotted) fields, plus id."""
-    cursor: Annotated[str, WithJsonSchema(CURSOR_TOKEN)] | KeyCursor | None = None
+    cursor: Annotated[
+        Annotated[str, WithJsonSchema(CURSOR_TOKEN)] | KeyCursor | None,
+        BeforeValidator(check_cursor),
+    ] = None
     """nextCursor from the previous page (or {field, value, direction})."""
     skip_count: bool = False
     """Do not compute count (faster on big collections)."""
@@ -205,7 +214,7 @@ def data_query_open(service: Service, params: QueryOpenParams, call: Call) -> Qu
 
 
 class QueryNextParams(DataParams):
-    query_handle: str
+    query_handle: QueryHandle
     """The queryHandle from data/query-open."""
     collection: CollectionName | None = None
     """The cursor's collection, as the original sends it: checked, a different one is refused."""
@@ -292,7 +301,7 @@ def _page(page: CursorPage) -> QueryNextResult:
 
 
 class QueryCloseParams(DataParams):
-    query_handle: str
+    query_handle: QueryHandle
     """The queryHandle to close (closing twice is fine)."""
     collection: CollectionName | None = None
     """The cursor's collection, as the original sends it: checked, a different one is refused."""

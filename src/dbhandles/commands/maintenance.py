@@ -11,7 +11,8 @@ from dbhandles.commands.grammar import CollectionName
 from dbhandles.commands.records import CollectionParams
 from dbhandles.evaluate import rank
 from dbhandles.events import event_name
-from dbhandles.filters import RESERVED_FIELDS, FilterNode, validate_collection
+from dbhandles.filters import RESERVED_FIELDS, FilterNode, top_fields, validate_collection
+from dbhandles.security.permissions import Permissions, ResolvedName
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -63,6 +64,18 @@ def _infer(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def _shown(session: Session, permissions: Permissions, table: dict[str, Any]) -> bool:
+    """Whether a handle with ``permissions`` may see ``table``: not refused, and for a view
+    with collection lists, nothing it reads is refused either (docs/security.md)."""
+    name = table["name"]
+    if permissions.allowed_collections is None and not permissions.denied_collections:
+        return True
+    # Names compared as collection_refusal compares names it was not given resolved (any case).
+    reads = tuple((s, s.lower()) for s in session.view_sources(name))
+    resolved = {name: ResolvedName(name, name.lower(), None, reads)}
+    return permissions.collection_refusal(name, resolved) is None
+
+
 @command(
     "data/schema",
     params=SchemaParams,
@@ -96,7 +109,7 @@ def data_schema(service: Service, params: SchemaParams, call: Call) -> SchemaRes
                 listing.extend(
                     _foreign_entry(session, table, entry.row_filter)
                     for table in session.tables()
-                    if permissions is None or permissions.collection_refusal(table["name"]) is None
+                    if permissions is None or _shown(session, permissions, table)
                 )
             return SchemaResult(db_handle=entry.handle, collections=listing)
         collection = validate_collection(params.collection)
@@ -134,7 +147,11 @@ def _foreign_entry(
     estimate = table.pop("recordCountEstimate", None)
     if estimate is not None and row_filter is None:
         return {**table, "recordCount": estimate, "recordCountEstimated": True, "declared": False}
-    count = None if "refused" in table else session.count(table["name"], row_filter)
+    served = {c.get("field", c["name"]) for c in table.get("columns", ())} | {"id"}
+    # A row filter naming a field this table does not serve would count rows it hides (the
+    # field is missing on each; see policy._check_row_filter_fields): no count then.
+    unfit = row_filter is not None and not top_fields(row_filter) <= served
+    count = None if "refused" in table or unfit else session.count(table["name"], row_filter)
     return {**table, "recordCount": count, "recordCountEstimated": False, "declared": False}
 
 

@@ -12,6 +12,7 @@ from dbhandles.documents import (
     check_record_id,
     create_record,
     delete_record,
+    id_text,
     update_record,
     visible,
 )
@@ -76,11 +77,13 @@ def data_create(service: Service, params: CreateParams, call: Call) -> RecordRes
             record = create_record(
                 session, collection, params.data, params.id, decl, row_filter=entry.row_filter
             )
+    # The key of a table dbhandles did not create may be a number: results and events carry
+    # every id as text (``id_text``), records the key's value (docs/foreign-tables.md).
+    record_id = str(id_text(record["id"]))
     service.publish(entry, event_name(collection, "created"),
-                    {"collection": collection, "id": record["id"], "record": record},
+                    {"collection": collection, "id": record_id, "record": record},
                     params.suppress_events)  # fmt: skip
-    # str(): the key of a table dbhandles did not create may be a number (docs/foreign-tables.md).
-    return RecordResult(db_handle=entry.handle, collection=collection, id=str(record["id"]),
+    return RecordResult(db_handle=entry.handle, collection=collection, id=record_id,
                         data=record)  # fmt: skip
 
 
@@ -204,9 +207,9 @@ class BatchOp(Params):
          "properties": {"op": {"const": "create"}, "id": {"type": "null"}, "data": ref("RecordData")}},
         {"required": ["id", "data"],
          "properties": {"op": {"const": "create"}, "data": ref("RecordPatch")}},
-        {"required": ["id"], "properties": {"op": {"const": "update"}, "id": {"type": "string"},
+        {"required": ["id"], "properties": {"op": {"const": "update"}, "id": ref("RecordIdValue"),
                                             "data": {"anyOf": [ref("RecordPatch"), {"type": "null"}]}}},
-        {"required": ["id"], "properties": {"op": {"const": "delete"}, "id": {"type": "string"}}},
+        {"required": ["id"], "properties": {"op": {"const": "delete"}, "id": ref("RecordIdValue")}},
     ]})  # fmt: skip
 
     op: Literal["create", "update", "delete"]
@@ -271,13 +274,14 @@ def _apply(
         if op.data is None:
             raise InvalidParams("data: create needs data", field="data")
         record = create_record(session, collection, op.data, op.id, decl, row_filter=row_filter)
+        record_id = str(id_text(record["id"]))
         events.append(
             (
                 event_name(collection, "created"),
-                {"collection": collection, "id": record["id"], "record": record},
+                {"collection": collection, "id": record_id, "record": record},
             )
         )
-        return {"op": "create", "collection": collection, "id": record["id"],
+        return {"op": "create", "collection": collection, "id": record_id,
                 "version": record.get("version")}  # fmt: skip
     if op.id is None:
         raise InvalidParams(f"id: {op.op} needs an id", field="id")

@@ -385,8 +385,8 @@ def export_target(service: Service, params: ExportParams, context: Context) -> H
     output = check_file(service, params.output, "output", context, writing=True)
     if not _replaces(params, context) and os.path.lexists(output):
         raise FileExists(
-            f"output: {params.output} exists; choose another name, or pass overwrite: true to "
-            "replace it",
+            f"output: {params.output} exists; choose another name, or pass overwrite: true "
+            "(jtag: --overwrite) to replace it",
             field="output",
         )
     return resolve_target(service, "data/export", params, params.input, path_field="input",

@@ -47,13 +47,44 @@ def _first_line(line: bytes, field: str) -> bytes:
     if line.startswith(_BOM):
         return line[len(_BOM) :]
     if line.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in line[:4]:
+        found = _encoding(line[:4])
         raise InvalidParams(
-            f"{field}: the file is UTF-16 or UTF-32 (line 1 starts with "
+            f"{field}: the file is {found or 'UTF-16 or UTF-32'} (line 1 starts with "
             f"{line[:4].hex(' ')}), not UTF-8; JSON Lines files are UTF-8 (RFC 8259 §8.1): "
-            "convert it first, for example with iconv -f UTF-16 -t UTF-8",
+            f"convert it first, for example with iconv -f {found or 'UTF-16'} -t UTF-8",
             field=field,
         )
     return line
+
+
+#: Byte order marks, longest first (``FF FE 00 00`` is UTF-32LE, not UTF-16LE).
+_BOMS = (
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\xfe\xff", "UTF-16"),
+    (b"\xff\xfe", "UTF-16"),
+)
+
+
+#: Which of the first four bytes are NUL, for a file without a byte order mark.
+_BY_ZEROS: dict[tuple[bool, ...], str] = {
+    (True, True, True, False): "UTF-32BE",
+    (False, True, True, True): "UTF-32LE",
+    (True, False, True, False): "UTF-16BE",
+    (False, True, False, True): "UTF-16LE",
+}
+
+
+def _encoding(head: bytes) -> str | None:
+    """The encoding of a file starting with ``head`` (4 bytes): from its byte order mark (the name
+    ``iconv`` reads one by), or from where the NULs of its first ASCII character fall (RFC 4627
+    §3); ``None`` when the bytes do not say."""
+    for mark, name in _BOMS:
+        if head.startswith(mark):
+            return name
+    if len(head) < 4:
+        return None
+    return _BY_ZEROS.get(tuple(b == 0 for b in head[:4]))
 
 
 class LineTooLong(ValueError):

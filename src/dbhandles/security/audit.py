@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, overload
+from typing import Any
 
 from dbhandles.clock import iso_from_epoch
 from dbhandles.store import AuditRow, HandleStore
@@ -19,22 +19,6 @@ __all__ = ["FLUSH_SECONDS", "AuditLog"]
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.25
 MAX_QUEUE = 10_000
-
-
-@overload
-def _text(value: str) -> str: ...
-@overload
-def _text(value: None) -> None: ...
-def _text(value: str | None) -> str | None:
-    """``value``, with what UTF-8 cannot hold (a lone surrogate from a JSON escape) written as a
-    backslash escape, so a hostile name can never make its audit row unwritable."""
-    if value is None or value.isascii():
-        return value
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    return value
 
 
 class AuditLog:
@@ -93,9 +77,10 @@ class AuditLog:
         at, actor, session_id, handle, command, operation, collection, record_id, code, target = (
             item
         )
+        # Text as the caller sent it: the store escapes what it could not hold (``AuditRow.storable``).
         return AuditRow(
-            iso_from_epoch(at), _text(actor), _text(session_id), _text(handle), _text(command),
-            operation, _text(collection), _text(record_id), code is None, code, _text(target),
+            iso_from_epoch(at), actor, session_id, handle, command, operation, collection,
+            record_id, code is None, code, target,
         )  # fmt: skip
 
     def flush(self) -> None:

@@ -6,6 +6,8 @@ opener's own ceiling, and nothing given means the opener's own rights.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator
@@ -15,9 +17,24 @@ from dbhandles.errors import InvalidParams
 from dbhandles.filters import FilterNode, parse_filter, validate_collection
 from dbhandles.jsonmodel import JsonModel
 
-__all__ = ["PRESETS", "Isolation", "Permissions", "narrow", "parse_permissions"]
+__all__ = ["PRESETS", "Isolation", "Permissions", "ResolvedName", "narrow", "parse_permissions"]
 
 Isolation = Literal["none", "soft", "strict"]
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedName:
+    """What a collection name reaches in one database (``Session.resolve_collection``)."""
+
+    #: The table or collection read and written, as stored.
+    name: str
+    #: Equal for two names of one table (``Session.collection_key``).
+    key: str
+    #: A foreign table's fields as this handle serves them (``None``: a collection).
+    fields: frozenset[str] | None = None
+    #: What a view reads (``Session.view_sources``), each as ``(name, key)``: a view is refused
+    #: when any of them is.
+    reads: tuple[tuple[str, str], ...] = ()
 
 
 class Permissions(JsonModel):
@@ -44,7 +61,9 @@ class Permissions(JsonModel):
             return value
         if not isinstance(value, list | tuple):
             raise ValueError("expects a list of collection names")
-        return tuple(validate_collection(v, "collection").lower() for v in value)
+        # Kept as spelled: a PostgreSQL schema may hold both ``orders`` and ``"Orders"``; each
+        # database compares the names its own way (``collection_refusal``).
+        return tuple(validate_collection(v, "collection") for v in value)
 
     @field_validator("row_filter")
     @classmethod
@@ -65,12 +84,40 @@ class Permissions(JsonModel):
             }.get(operation, True)
         )
 
-    def collection_refusal(self, collection: str) -> str | None:
-        name = collection.lower()
-        if name in self.denied_collections:
-            return f"collection {collection!r} is denied to this handle"
-        if self.allowed_collections is not None and name not in self.allowed_collections:
-            return f"collection {collection!r} is not in this handle's allowed list"
+    def collection_refusal(
+        self, collection: str, names: Mapping[str, ResolvedName] | None = None
+    ) -> str | None:
+        """Why ``collection`` is refused to this handle, or ``None``.
+
+        Decided on the table the name reaches: ``names`` maps a name (the one asked for and each
+        listed one) to what the database resolves it to; without it (or for a name it lacks),
+        names are compared ignoring case. A denied entry refuses the table it names and every
+        spelling of it in any case (over-refusing is safe); an allowed entry allows only the
+        table it resolves to, compared as the database compares names.
+        """
+
+        def of(name: str) -> ResolvedName:
+            found = None if names is None else names.get(name)
+            return found if found is not None else ResolvedName(name, name.lower())
+
+        asked = of(collection)
+        for source, key in asked.reads:
+            refusal = self.collection_refusal(
+                source, {**(names or {}), source: ResolvedName(source, key)}
+            )
+            if refusal is not None:
+                return f"view {collection!r} reads what this handle may not: {refusal}"
+        shown = repr(collection)
+        if asked.name != collection:
+            shown += f" (table {asked.name!r})"
+        spellings = {collection.lower(), asked.name.lower()}
+        for denied in self.denied_collections:
+            if denied.lower() in spellings or of(denied).key == asked.key:
+                return f"collection {shown} is denied to this handle"
+        if self.allowed_collections is not None and not any(
+            of(allowed).key == asked.key for allowed in self.allowed_collections
+        ):
+            return f"collection {shown} is not in this handle's allowed list"
         return None
 
     def to_wire(self) -> dict[str, Any]:
@@ -126,9 +173,10 @@ def narrow(requested: Permissions | None, ceiling: Permissions | None) -> Permis
     elif ceiling.allowed_collections is None:
         allowed = requested.allowed_collections
     else:
-        allowed = tuple(
-            c for c in requested.allowed_collections if c in ceiling.allowed_collections
-        )
+        # Matched ignoring case, kept as the ceiling spells them: never more than the ceiling
+        # (SQLite tells ``café`` from ``CAFÉ``, so the requested spelling could be another table).
+        asked = {c.lower() for c in requested.allowed_collections}
+        allowed = tuple(c for c in ceiling.allowed_collections if c.lower() in asked)
     filters = [f for f in (ceiling.row_filter, requested.row_filter) if f]
     order = {"none": 0, "soft": 1, "strict": 2}
     return Permissions(

@@ -23,6 +23,7 @@ not limited by them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -41,9 +42,13 @@ from dbhandles.errors import (
     QuotaExceeded,
     ServerNotAllowed,
 )
+from dbhandles.filters import FilterNode, top_fields
 from dbhandles.security import paths
-from dbhandles.security.permissions import PRESETS, Permissions, narrow
+from dbhandles.security.permissions import PRESETS, Permissions, ResolvedName, narrow
 from dbhandles.store import DatabaseRow, GrantRow, HandleStore, file_database
+
+#: ``(entry, names) -> {name: what it reaches}`` for the names of one call (``AccessPolicy``).
+NameResolver = Callable[["HandleEntry", Sequence[str]], dict[str, ResolvedName]]
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -56,6 +61,7 @@ __all__ = [
     "GRANT_ACCESS",
     "AccessPolicy",
     "Authorizable",
+    "NameResolver",
     "Opening",
     "authorize",
     "batch_operations",
@@ -132,6 +138,9 @@ class AccessPolicy:
     def __init__(self, settings: Settings, store: HandleStore) -> None:
         self.settings = settings
         self.store = store
+        #: What names reach in a handle's database (set by the service, which holds the
+        #: adapters); ``None``: names are compared as asked for, ignoring case.
+        self.resolve_names: NameResolver | None = None
 
     # -- databases ---------------------------------------------------------------------------------
 
@@ -484,11 +493,35 @@ def authorize(
     for op in sorted(data_ops):
         if not permissions.allows(op):
             raise PermissionDenied(f"Permission denied: handle does not have {op} access")
-    for name in collections_of(params):
-        refusal = permissions.collection_refusal(name)
+    names = collections_of(params)
+    resolved: dict[str, ResolvedName] = {}
+    if names and access is not None and access.resolve_names is not None:
+        listed = [*permissions.denied_collections, *(permissions.allowed_collections or ())]
+        if listed or entry.row_filter is not None:
+            resolved = access.resolve_names(entry, [*names, *listed])
+    for name in names:
+        refusal = permissions.collection_refusal(name, resolved)
         if refusal is not None:
             raise PermissionDenied(f"Permission denied: {refusal}")
+        found = resolved.get(name)
+        if entry.row_filter is not None and found is not None and found.fields is not None:
+            _check_row_filter_fields(entry.row_filter, found.name, found.fields)
     if entry.row_filter is not None and "schema" in data_ops and command.name != "data/schema":
         raise PermissionDenied(
             f"Permission denied: {command.name} would reach rows outside this handle's row filter"
         )
+
+
+def _check_row_filter_fields(row_filter: FilterNode, table: str, fields: frozenset[str]) -> None:
+    """A row filter is a ceiling: a field it names that this table does not serve (a column
+    served under another name with ``fieldNames: camel``, a filter written in the other naming,
+    a column that is not there) would be missing on every row, and ``$ne``/``$nin``/``$exists:
+    false`` would then let every row through. Refused rather than evaluated."""
+    for field in sorted(top_fields(row_filter)):
+        if field != "id" and field not in fields:
+            raise PermissionDenied(
+                f"Permission denied: this handle's row filter names the field {field!r}, which "
+                f"table {table!r} does not serve under this handle's field names; a row "
+                "filter is tested on the fields as the handle serves them: open the database "
+                "with the fieldNames the filter was written for"
+            )

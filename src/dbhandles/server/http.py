@@ -71,6 +71,7 @@ _STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
 }
 #: The dashboard is never framed by another page (clickjacking), runs only its own scripts, and
 #: talks only to this server.
@@ -85,6 +86,8 @@ STATIC_FILES = {
     "/jtag.js": "jtag.js",
     "/app.js": "app.js",
     "/style.css": "style.css",
+    # A file rather than a data: URL in the page, which the page's own policy (img-src 'self') refuses.
+    "/favicon.svg": "favicon.svg",
 }
 
 

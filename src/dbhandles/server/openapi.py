@@ -28,6 +28,7 @@ STATIC_ROUTES = {
     "/jtag.js": ("jtag.js", "text/javascript"),
     "/app.js": ("app.js", "text/javascript"),
     "/style.css": ("style.css", "text/css"),
+    "/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }
 
 

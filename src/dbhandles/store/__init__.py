@@ -19,6 +19,7 @@ from dbhandles.store.base import (
     HandleRow,
     HandleStore,
     TokenRow,
+    audit_text,
     file_database,
 )
 from dbhandles.store.sqlite import SqliteHandleStore, create_private
@@ -32,6 +33,7 @@ __all__ = [
     "HandleStore",
     "SqliteHandleStore",
     "TokenRow",
+    "audit_text",
     "create_private",
     "file_database",
 ]

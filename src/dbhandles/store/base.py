@@ -4,7 +4,7 @@ tokens, audit, meta; jobs are ``jobs.py``'s). A row's fields are its table's col
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -18,8 +18,29 @@ __all__ = [
     "HandleRow",
     "HandleStore",
     "TokenRow",
+    "audit_text",
     "file_database",
 ]
+
+#: Control characters, written as ``\xNN`` in audit rows (``audit_text``).
+_CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+#: The same, keeping the newline (the separator of ``AuditRow.target``).
+_CONTROL_ESCAPES_BUT_NEWLINE = {c: e for c, e in _CONTROL_ESCAPES.items() if c != 0x0A}
+
+
+def audit_text(value: str, *, keep_newlines: bool = False) -> str:
+    """``value`` as an audit row stores it: control characters (U+0000, which PostgreSQL's text
+    cannot hold, and the rest, which would let a name forge lines in a log viewer) and lone
+    surrogates (no UTF-8 form) written as backslash escapes, so no content can make a row
+    unwritable. Text without them is returned as it is."""
+    if value.isascii() and value.isprintable():
+        return value
+    text = value.translate(_CONTROL_ESCAPES_BUT_NEWLINE if keep_newlines else _CONTROL_ESCAPES)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def file_database(path: str) -> str:
@@ -57,6 +78,19 @@ class AuditRow:
     code: str | None
     #: The real targets the command resolved (files, databases), one per line; refused ones too.
     target: str | None = None
+
+    def storable(self) -> AuditRow:
+        """This row with every text field through ``audit_text`` (``self`` when nothing changes):
+        what a store writes, so a row is never refused for what a caller put in it."""
+        changed: dict[str, str] = {}
+        for name in ("at", "actor", "session_id", "handle", "command", "operation", "collection",
+                     "record_id", "code", "target"):  # fmt: skip
+            value = getattr(self, name)
+            if isinstance(value, str):
+                text = audit_text(value, keep_newlines=name == "target")
+                if text != value:
+                    changed[name] = text
+        return replace(self, **changed) if changed else self  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +237,7 @@ class HandleStore(ABC):
 
     @abstractmethod
     def append_audit(self, rows: list[AuditRow]) -> None:
-        """Append audit rows (the table is append-only)."""
+        """Append audit rows (the table is append-only), each as ``AuditRow.storable`` gives it."""
 
     @abstractmethod
     def query_audit(

@@ -227,7 +227,8 @@ class SqlHandleStore(HandleStore):
         if not rows:
             return
         with self._tx() as tx:
-            tx.executemany(self.dialect.insert(AUDIT), [values(AUDIT, r) for r in rows])
+            # Escaped text (``AuditRow.storable``): no caller's content can make a row unwritable.
+            tx.executemany(self.dialect.insert(AUDIT), [values(AUDIT, r.storable()) for r in rows])
 
     def query_audit(
         self,

@@ -391,7 +391,7 @@ function renderRecords(flashId = null) {
       ...items.map((item) =>
         el(
           "tr",
-          { dataset: { id: item.id }, class: item.id === flashId ? "flash" : "", onclick: () => editRecord(item) },
+          { dataset: { id: idText(item.id) }, class: idText(item.id) === flashId ? "flash" : "", onclick: () => editRecord(item) },
           ...columns.map((c) => cell(c, item[c])),
         ),
       ),
@@ -409,6 +409,21 @@ function renderRecords(flashId = null) {
 
 function userFields(record) {
   return Object.fromEntries(Object.entries(record).filter(([key]) => !RESERVED.has(key)));
+}
+
+/** A record's id as the text every command takes: the key of a table dbhandles did not create may
+ * be a number in records (3 is "3", 2.5 is "2.5"; docs/foreign-tables.md). */
+function idText(id) {
+  return typeof id === "string" ? id : String(id);
+}
+
+/** The fields of the edited record that changed: an update sets only those, so the columns no one
+ * may set (a table's generated columns, its key) go back only when the user typed a new value into
+ * one, and the server then says why it refuses it. */
+function changedFields(before, after) {
+  return Object.fromEntries(
+    Object.entries(after).filter(([key, value]) => !(key in before) || JSON.stringify(before[key]) !== JSON.stringify(value)),
+  );
 }
 
 function newRecord() {
@@ -431,11 +446,16 @@ function editRecord(record) {
   $("editor-title").textContent = "Edit record";
   $("editor-collection").value = state.collection;
   $("editor-collection").disabled = true;
-  $("editor-id").value = record.id;
+  $("editor-id").value = idText(record.id);
   $("editor-id").disabled = true;
   $("editor-id-hint").hidden = true;
   $("editor-data").value = JSON.stringify(userFields(record), null, 2);
-  $("editor-meta").textContent = `version ${record.version} · created ${record.createdAt} · updated ${record.updatedAt}`;
+  // A table dbhandles did not create may keep none of these.
+  $("editor-meta").textContent = [
+    record.version != null ? `version ${record.version}` : "",
+    record.createdAt ? `created ${record.createdAt}` : "",
+    record.updatedAt ? `updated ${record.updatedAt}` : "",
+  ].filter(Boolean).join(" · ");
   $("editor-save").textContent = "Save changes";
   $("editor-delete").hidden = false;
   resetDeleteButton();
@@ -496,11 +516,16 @@ async function saveRecord(event) {
   $("editor-save").disabled = true;
   let result;
   if (state.editing) {
-    result = await run(
-      "data/update",
-      { dbHandle: state.handle, collection, id: state.editing.id, data, expectedVersion: state.editing.version },
-      `Updating ${state.editing.id}`,
-    );
+    const id = idText(state.editing.id);
+    const changes = changedFields(userFields(state.editing), data);
+    if (!Object.keys(changes).length) {
+      $("editor-save").disabled = false;
+      closeEditor();
+      return;
+    }
+    const params = { dbHandle: state.handle, collection, id, data: changes };
+    if (state.editing.version != null) params.expectedVersion = state.editing.version;
+    result = await run("data/update", params, `Updating ${id}`);
   } else {
     const params = { dbHandle: state.handle, collection, data };
     const id = $("editor-id").value.trim();
@@ -523,11 +548,11 @@ async function deleteRecord() {
     button.classList.add("danger");
     return;
   }
-  const record = state.editing;
+  const id = idText(state.editing.id);
   const result = await run(
     "data/delete",
-    { dbHandle: state.handle, collection: state.collection, id: record.id },
-    `Deleting ${record.id}`,
+    { dbHandle: state.handle, collection: state.collection, id },
+    `Deleting ${id}`,
   );
   if (!result) return;
   closeEditor();
