@@ -379,3 +379,42 @@ def test_7_another_actors_handle_is_as_unknown_as_a_ghost(t: Tenants) -> None:
     assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy
     # A #token= link never silently replaces the token a tab already has.
     assert "window.confirm" in t.http.get("/app.js").text
+
+
+def test_8_clear_never_empties_a_collection_the_handle_may_not_reach(t: Tenants) -> None:
+    """data/clear names no collection: through a handle whose rights cover only some collections
+    (a grant's or its own deniedCollections/allowedCollections) it is refused, and nothing goes."""
+    bobs = t.ok(t.bob, "data/open", adapter="sqlite",
+                config={"path": "clr.sqlite", "mode": "create"}, alias="clr")["dbHandle"]  # fmt: skip
+    for name in ("private", "public"):
+        t.ok(t.bob, "data/create", dbHandle=bobs, collection=name, data={"v": name})
+    for permissions in ({"deniedCollections": ["private"]}, {"allowedCollections": ["public"]}):
+        t.ok(t.bob, "data/grant", dbHandle=bobs, actor="alice", access="full",
+             permissions=permissions)  # fmt: skip
+        hers = t.ok(t.alice, "data/open", adapter="sqlite",
+                    config={"path": str(t.space("bob") / "clr.sqlite")})["dbHandle"]  # fmt: skip
+        error = t.refused(t.alice, "data/clear", "permission_denied", dbHandle=hers)
+        assert "private" not in error
+        # Her own restricted handle on her own database is held to the same rule.
+        own = t.ok(t.alice, "data/open", adapter="sqlite",
+                   config={"path": "mine.sqlite", "mode": "create"},
+                   permissions=permissions)["dbHandle"]  # fmt: skip
+        t.refused(t.alice, "data/clear", "permission_denied", dbHandle=own)
+    for name in ("private", "public"):
+        assert t.ok(t.bob, "data/count", dbHandle=bobs, collection=name)["total"] == 1
+
+
+def test_9_the_home_is_refused_in_the_words_of_any_other_path(t: Tenants) -> None:
+    """A path in the service's home (which exists or not) answers as any path outside the actor's
+    places: the answer never tells a guess of where the home is from a wrong one."""
+    for purpose, params in (
+        ("data/open", lambda p: {"adapter": "sqlite", "config": {"path": p, "mode": "readonly"}}),
+        ("data/import", lambda p: {"input": p, "output": "x.sqlite", "collection": "c"}),
+    ):
+        answers = [
+            t.refused(t.alice, purpose, "path_not_allowed", **params(path)).replace(path, "P")
+            for path in (str(t.home / "zzz-nonexistent"), str(t.home / "admin.token"),
+                         "/nonexistent-dir/zzz")
+        ]  # fmt: skip
+        assert len(set(answers)) == 1, answers
+        assert "state" not in answers[0]

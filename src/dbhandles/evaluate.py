@@ -117,12 +117,69 @@ def _equal(stored: Any, wanted: Scalar) -> bool:
     return rank(stored) == r and stored == wanted
 
 
+#: Plans made once per filter value or node and reused for every record: ``id`` -> (the object,
+#: what was made of it). Bounded; the object is kept so its ``id`` cannot be reused meanwhile.
+_PLANS: dict[int, tuple[object, Any]] = {}
+_MAX_PLANS = 1024
+#: From how many branches an ``$or``/``$and`` is evaluated with ``_wide``.
+_WIDE = 8
+
+
+def _planned(obj: object, make: Any) -> Any:
+    found = _PLANS.get(id(obj))
+    if found is not None and found[0] is obj:
+        return found[1]
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    plan = make(obj)
+    _PLANS[id(obj)] = (obj, plan)
+    return plan
+
+
+def _keys_of(wanted: tuple[Scalar, ...]) -> frozenset[tuple[int, Any]]:
+    """The ``_key`` of each value of an ``$in`` list: a stored value is in it exactly when
+    ``_equal`` holds for one of them (type-strict: ``true`` is not ``1``; ``1`` is ``1.0``)."""
+    keys: frozenset[tuple[int, Any]] = _planned(wanted, lambda w: frozenset(_key(v) for v in w))
+    return keys
+
+
+def _grouped_plan(
+    node: And | Or, ops: tuple[str, str]
+) -> tuple[dict[tuple[str, ...], frozenset[tuple[int, Any]]], list[FilterNode]]:
+    """A wide ``$or`` (``ops`` eq/in) or ``$and`` (ne/nin): the branches testing equality with
+    values on one path grouped into one set per path, and the other branches."""
+    equal: dict[tuple[str, ...], set[tuple[int, Any]]] = {}
+    rest: list[FilterNode] = []
+    for child in node.children:
+        if isinstance(child, Compare) and child.path and child.op in ops:
+            many = child.op == ops[1]
+            values = child.value if many else (child.value,)
+            equal.setdefault(child.path, set()).update(_key(v) for v in values)  # type: ignore[union-attr]
+        else:
+            rest.append(child)
+    return {path: frozenset(keys) for path, keys in equal.items()}, rest
+
+
+def _wide(node: And | Or, record: Any) -> bool:
+    """``matches`` for an ``$or`` or ``$and`` of many branches, with ``_grouped_plan``: the same
+    answer, one set lookup per value instead of one comparison per branch."""
+    is_or = isinstance(node, Or)
+    ops = ("eq", "in") if is_or else ("ne", "nin")
+    equal, rest = _planned(node, lambda n: _grouped_plan(n, ops))
+    for path, keys in equal.items():
+        if any(_key(leaf) in keys for leaf in leaf_values(record, path)):
+            return is_or
+    if is_or:
+        return any(matches(child, record) for child in rest)
+    return all(matches(child, record) for child in rest)
+
+
 def _value_test(op: str, wanted: Any, stored: Any) -> bool:
     """One positive value test (``eq in gt gte lt lte regex``) on one leaf value."""
     if op == "eq":
         return _equal(stored, wanted)
     if op == "in":
-        return any(_equal(stored, w) for w in wanted)
+        return _key(stored) in _keys_of(wanted)
     if op == "regex":
         return isinstance(stored, str) and search(str(wanted), stored)
     # Ordering comparisons: only within one type bracket.
@@ -182,6 +239,8 @@ def matches(node: FilterNode | None, record: Any) -> bool:
         return True
     if isinstance(node, Compare):
         return _compare(node, record)
+    if isinstance(node, And | Or) and len(node.children) > _WIDE:
+        return _wide(node, record)
     if isinstance(node, And):
         return all(matches(child, record) for child in node.children)
     if isinstance(node, Or):

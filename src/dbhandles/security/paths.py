@@ -38,6 +38,7 @@ from dbhandles.errors import InvalidParams, PathNotAllowed
 from dbhandles.settings import Settings
 
 __all__ = [
+    "NOT_SHARED",
     "PRIVATE_MODE",
     "Place",
     "Purpose",
@@ -193,6 +194,23 @@ def file_mode(context: Context) -> int:
     return 0o666 if context.trusted_local else PRIVATE_MODE
 
 
+#: What a remote non-admin actor is told of a database path outside its places that nobody shared
+#: with it: the same whether a file is there or not, whoever owns it (``policy``), or the home.
+NOT_SHARED = (
+    "this path is outside your data space and the read roots, and no database there is shared "
+    "with you (its owner can share one, with data/grant)"
+)
+
+
+def _outside(purpose: Purpose) -> str:
+    """Why a remote non-admin actor may not name a path: the same words wherever it points."""
+    if purpose == "output":
+        return ("is outside your data space: files are written only there (give a relative "
+                "name, such as out.jsonl)")  # fmt: skip
+    return ("is outside your data space and the folders an administrator allowed for reading "
+            "(DBHANDLES_READ_ROOTS)")  # fmt: skip
+
+
 def _refuse(field_name: str, shown: str, why: str) -> PathNotAllowed:
     return PathNotAllowed(f"{field_name}: {shown} {why}", field=field_name)
 
@@ -220,11 +238,17 @@ def resolve(
     real = Path(os.path.realpath(candidate))
     note(str(real))
     shown = text if tenant else str(real)
-    if is_service_state(settings, real):
+    if is_service_state(settings, real) and not tenant:
         raise _refuse(
             field_name, shown, "is part of the service's own state (its home: the default "
             "database, tokens, server.json); data commands never read or write it",
         )  # fmt: skip
+    if is_service_state(settings, real):
+        # Never inside a tenant's places: answered as any other path outside them, so that the
+        # answer does not tell where the home is.
+        if purpose == "database":
+            raise PathNotAllowed(f"{field_name}: {NOT_SHARED}", field=field_name)
+        raise _refuse(field_name, shown, _outside(purpose))
     if not context.trusted_local and is_side_file(real):
         raise _refuse(
             field_name, shown, "is one of SQLite's own files (-wal, -shm, -journal) of a "
@@ -236,12 +260,8 @@ def resolve(
             roots = ", ".join(map(str, settings.roots()))
             why = (f"is outside the allowed folders ({roots}); an administrator can add folders "
                    "with DBHANDLES_ALLOWED_ROOTS")  # fmt: skip
-        elif purpose == "output":
-            why = ("is outside your data space: files are written only there (give a relative "
-                   "name, such as out.jsonl)")  # fmt: skip
         else:
-            why = ("is outside your data space and the folders an administrator allowed for "
-                   "reading (DBHANDLES_READ_ROOTS)")  # fmt: skip
+            why = _outside(purpose)
         raise _refuse(field_name, shown, why)
     found = Resolved(text, real, place)
     files = _CALL.get()

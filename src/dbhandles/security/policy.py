@@ -118,11 +118,7 @@ class Opening:
 def _not_shared() -> PathNotAllowed:
     # One answer for every path outside the actor's places that nobody shared with it, whether a
     # file is there or not, and whoever owns it: the answer must not map another actor's files.
-    return PathNotAllowed(
-        "config.path: this path is outside your data space and the read roots, and no database "
-        "there is shared with you (its owner can share one, with data/grant)",
-        field="config.path",
-    )
+    return PathNotAllowed(f"config.path: {paths.NOT_SHARED}", field="config.path")
 
 
 def _denied(owner: str, actor: str) -> AccessDenied:
@@ -506,6 +502,14 @@ def authorize(
         found = resolved.get(name)
         if entry.row_filter is not None and found is not None and found.fields is not None:
             _check_row_filter_fields(entry.row_filter, found.name, found.fields)
+    if command.name == "data/clear" and (
+        permissions.denied_collections or permissions.allowed_collections is not None
+    ):
+        # clear names no collection: it would empty the ones this handle may not reach too.
+        raise PermissionDenied(
+            "Permission denied: data/clear empties every collection and this handle may reach "
+            "only some; use data/truncate on each collection it may"
+        )
     if entry.row_filter is not None and "schema" in data_ops and command.name != "data/schema":
         raise PermissionDenied(
             f"Permission denied: {command.name} would reach rows outside this handle's row filter"
