@@ -1,6 +1,7 @@
 """Fairness: one actor's read latency while another actor runs each of the four loads of issue 13.
 
-    python benchmarks/fairness.py [--seconds=8] [--import-mb=300] [--json=FILE]
+    python benchmarks/fairness.py [--seconds=8] [--import-mb=300] [--json=FILE] [--job-duty=D]
+                                  [--loads=imports,memory-import,socket,cursors,subscriptions]
 
 A real ``jtag serve`` (tokens required, defaults for every limit) on a loopback port and a temporary
 home. The reader (a non-admin token) runs ``POST /commands/data/list`` (20 small records) on one
@@ -8,6 +9,9 @@ connection with ``wrk`` for ``--seconds``; its p99 is taken with no load, then w
 
 1. imports: two ``data/import`` of a ``--import-mb`` MB JSONL file at once (an admin's; files are the
    admin's business), cancelled with ``data/job-cancel`` after the measurement;
+1m. memory import: one ``data/import`` job of the same file into a memory database, which runs in the
+   server process (paced to ``DBHANDLES_JOB_DUTY``, which ``--job-duty`` sets: 1 turns pacing off);
+   the server's RSS is sampled;
 2. a WebSocket client that sends ``data/list`` requests with 1 MB answers and never reads (4 sockets,
    reconnecting when the server closes them); the server's RSS is sampled;
 3. memory: ``query-open`` with a 2.7 MB filter (40 on a memory handle, 20 on the default database,
@@ -79,12 +83,13 @@ def need_wrk() -> str:
 
 
 class Server:
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, settings: dict[str, str] | None = None) -> None:
         self.home = work / "home"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JTAG_", "DBHANDLES_"))}
         env["DBHANDLES_HOME"] = str(self.home)
+        env.update(settings or {})
         self.proc = subprocess.Popen(
             [str(REPO / "jtag"), "serve", f"--port={self.port}"], env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(work),
@@ -228,6 +233,32 @@ def load_imports(
         server.call(loader, "data/job-cancel", {"jobId": i})
     return {**result, "note": f"2 imports of a {size_mb:.0f} MB file, {'still running' if running else 'ended'} "
                               f"after the window ({sum(lines):,} lines read), then cancelled"}  # fmt: skip
+
+
+def load_memory_import(
+    server: Server, work: Path, loader: str, mb: int, measure: Callable[[], dict[str, float]]
+) -> dict[str, Any]:
+    source = work / "import.jsonl"
+    if not source.exists():
+        print(f"  generating a {mb} MB JSONL file...", flush=True)
+        generate_file(source, max(1000, mb * 1_000_000 // 2000), seed=13)
+    handle = server.call(loader, "data/open", {"adapter": "memory", "config": {}})["dbHandle"]
+    job = server.call(loader, "data/job-start", {"command": "data/import", "params": {
+        "input": str(source), "dbHandle": handle, "collection": "imported"}})["jobId"]  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.call(loader, "data/job-status", {"jobId": job})["status"] != "queued":
+            break
+        time.sleep(0.05)
+    with sampling(server) as memory:
+        result = measure()
+    state = server.call(loader, "data/job-status", {"jobId": job})
+    server.call(loader, "data/job-cancel", {"jobId": job})
+    ended = state["status"] if state["status"] != "running" else "still running"
+    error = f" ({state.get('error', {}).get('code')})" if state["status"] == "failed" else ""
+    server.call(loader, "data/close", {"dbHandle": handle})
+    return {**result, **memory, "note": f"1 import into a memory database, {ended}{error} after the "
+            f"window ({state['progress'].get('lines', 0):,} lines read), then cancelled"}  # fmt: skip
 
 
 def _ws_open(port: int, token: str) -> socket.socket:
@@ -420,6 +451,10 @@ def load_subscriptions(server: Server, work: Path, noisy: str, seconds: float,
 # -- main ------------------------------------------------------------------------------------------
 
 
+#: The loads ``--loads`` picks from, in the order they run.
+LOADS = ("imports", "memory-import", "socket", "cursors", "subscriptions")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -429,10 +464,16 @@ def main() -> int:
         "--import-mb", type=int, default=300, help="size of the file imported twice"
     )
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--job-duty", help="DBHANDLES_JOB_DUTY of the server (1: jobs never pause)")
+    parser.add_argument("--loads", default=",".join(LOADS), help="which loads to run, in order")
     args = parser.parse_args()
+    unknown = set(args.loads.split(",")) - set(LOADS)
+    if unknown:
+        parser.error(f"--loads: unknown {', '.join(sorted(unknown))}; known: {', '.join(LOADS)}")
     need_wrk()
     work = Path(tempfile.mkdtemp(prefix="dbh-fairness-"))
-    server = Server(work)
+    settings = {"DBHANDLES_JOB_DUTY": args.job_duty} if args.job_duty else {}
+    server = Server(work, settings)
     try:
         return bench(server, work, args)
     finally:
@@ -475,24 +516,35 @@ def bench(server: Server, work: Path, args: argparse.Namespace) -> int:
         quiet.append(measure())
 
     no_load()
-    print("load 1: two large imports", flush=True)
-    no_load()
-    rows.append(("1. two imports", load_imports(server, work, loader, args.import_mb, measure)))
-    print("load 2: WebSocket client that never reads", flush=True)
-    no_load()
-    rows.append(("2. non-reading WebSocket", load_non_reader(server, noisy, measure)))
-    print("load 3: cursors with 2.7 MB filters, slow and unauthenticated bodies", flush=True)
-    no_load()
-    rows.append(("3. cursors and bodies", load_memory(server, work, noisy, seconds, measure)))
-    print("load 4: 20 sockets x 100 subscriptions, 100 KB writes", flush=True)
+    loads = args.loads.split(",")
+    if "imports" in loads:
+        print("load 1: two large imports", flush=True)
+        no_load()
+        rows.append(("1. two imports", load_imports(server, work, loader, args.import_mb, measure)))
+    if "memory-import" in loads:
+        print("load 1m: an import into a memory database", flush=True)
+        no_load()
+        rows.append(("1m. memory import",
+                     load_memory_import(server, work, loader, args.import_mb, measure)))  # fmt: skip
+    if "socket" in loads:
+        print("load 2: WebSocket client that never reads", flush=True)
+        no_load()
+        rows.append(("2. non-reading WebSocket", load_non_reader(server, noisy, measure)))
+    if "cursors" in loads:
+        print("load 3: cursors with 2.7 MB filters, slow and unauthenticated bodies", flush=True)
+        no_load()
+        rows.append(("3. cursors and bodies", load_memory(server, work, noisy, seconds, measure)))
 
     def measure_creates() -> dict[str, float]:
         return wrk(create_url, create, seconds)
 
-    no_load()
-    base_create = measure_creates()
-    rows.append(("4. subscriptions", load_subscriptions(server, work, noisy, seconds, measure,
-                                                        measure_creates)))  # fmt: skip
+    base_create: dict[str, float] = {}
+    if "subscriptions" in loads:
+        print("load 4: 20 sockets x 100 subscriptions, 100 KB writes", flush=True)
+        no_load()
+        base_create = measure_creates()
+        rows.append(("4. subscriptions", load_subscriptions(server, work, noisy, seconds, measure,
+                                                            measure_creates)))  # fmt: skip
     p99s = sorted(q["p99"] for q in quiet)
     base = {**quiet[0], "p99": p99s[len(p99s) // 2],
             "note": f"median of {len(quiet)} runs, one before each load; their p99s: "
@@ -521,7 +573,9 @@ def report(
         errors = f", {r['non2xx']:.0f} non-2xx" if r.get("non2xx") else ""
         print(f"| {name} | {r.get('requests', 0):.0f}{errors} | {r.get('p50', 0):.2f} | {r.get('p99', 0):.2f} | "
               f"{ratio:.2f}x | {rss} | {r.get('note', '')} |")  # fmt: skip
-    sub = dict(rows)["4. subscriptions"]
+    sub = dict(rows).get("4. subscriptions")
+    if sub is None:
+        return
     print()
     print(
         f"reader's 100 KB data/create: p99 {base_create.get('p99', 0):.2f} ms with no subscription, "

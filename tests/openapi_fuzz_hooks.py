@@ -73,6 +73,8 @@ STATE_REFUSALS = (
     # an administrator or not, whatever its tokens.
     ("invalid_params", "actor", "you already have your own rights"),
     ("invalid_params", "actor", "already has a"),
+    ("invalid_params", "actor", "is an administrator's name"),
+    ("invalid_params", "actor", "only in case"),
     # A split names one of its fractions, and the fractions sum to 1: JSON Schema cannot relate
     # one property to another's keys, nor sum values (commands/selection.py checks both).
     ("invalid_params", "split", "is not one of the fractions"),
@@ -89,6 +91,9 @@ STATE_REFUSALS = (
     # The original's {field, value, direction} cursor implies its orderBy; another orderBy in the
     # same call is refused (JSON Schema cannot compare a property with another's content).
     ("invalid_params", "cursor", "cursor pages a list ordered by"),
+    # Names refuse control and format characters by Unicode category (Cc, Cf, Zl, Zp): the
+    # fuzzer reads ``pattern`` with Python's ``re``, which has no ``\p{...}`` categories.
+    ("invalid_params", "config.name", "cannot contain control"),
     # query-next/close may name the cursor's collection, which is the server's state.
     ("invalid_params", "collection", "this query is over"),
     # The one rule for values (docs/filters.md "Values"): no string anywhere in a record, key or

@@ -61,6 +61,9 @@ def app_client(service: Service, **options: Any) -> TestClient:
 
     from dbhandles.server import create_app
 
+    # The in-process client calls the app by the host name "testserver": the one it is bound to
+    # (the server answers only to its own host names, auth.check_site).
+    options.setdefault("hosts", ("testserver",))
     return TestClient(create_app(service, **options), raise_server_exceptions=False)
 
 

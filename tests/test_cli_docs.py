@@ -146,6 +146,7 @@ def test_every_setting_documents_itself(capsys: pytest.CaptureFixture[str]) -> N
         "postgres_servers": "db.example:5432",
         "audit": "no",
         "default_url": "postgresql://h/d",
+        "job_duty": "0.25",
     }
     for d in docs:
         changed = Settings.from_env({d.env: samples.get(d.name, "7")})

@@ -6,15 +6,22 @@ benchmarks/cli_start.py measures the start-up against sqlite-utils).
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import io
+import os
 import subprocess
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 import orjson
 import pytest
 
+from dbhandles.cli import main
 from dbhandles.cli.help import command_help, overview
 from dbhandles.cli.help_text import COMMAND_NAMES, HELP, OVERVIEW
-from dbhandles.commands import builtin_commands
+from dbhandles.commands import BUILTIN_MODULES, builtin_commands
 
 #: What help must never load: the drivers, the server stack, and the command models behind them.
 HEAVY = (
@@ -40,12 +47,41 @@ print(orjson.dumps({"code": code, "text": out.getvalue(),
 """
 
 
-def _run_cli(*args: str) -> dict[str, object]:
+#: What an in-process command never needs: the server stack, the remote client, the importer, the
+#: background jobs, and the PostgreSQL driver and adapter.
+NOT_IN_PROCESS = (
+    "dbhandles.server",
+    "dbhandles.client",
+    "dbhandles.importer",
+    "dbhandles.jobs",
+    "dbhandles.events.postgres",
+    "dbhandles.adapters.postgres",
+    "psycopg",
+    "psycopg_pool",
+    "starlette",
+    "uvicorn",
+    "httpx",
+    "websockets",
+    "hypothesis",
+)
+
+
+def _run_cli(*args: str, env: dict[str, str] | None = None) -> dict[str, object]:
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE, *args], capture_output=True, check=True, timeout=60
+        [sys.executable, "-c", _PROBE, *args],
+        capture_output=True,
+        check=True,
+        timeout=60,
+        env=env,
     )
     result: dict[str, object] = orjson.loads(done.stdout)
     return result
+
+
+def _loaded(modules: object, names: Sequence[str]) -> list[str]:
+    """The modules of ``modules`` that are one of ``names`` or inside one of them."""
+    assert isinstance(modules, list)
+    return sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in names))
 
 
 @pytest.mark.parametrize(
@@ -82,3 +118,83 @@ def test_help_on_an_unknown_command_is_unknown_command() -> None:
     result = _run_cli("help", "no/such-command")
     assert result["code"] == 1
     assert "unknown_command" in str(result["text"])
+
+
+@pytest.mark.parametrize(
+    ("args", "modules"),
+    [
+        # Each command's own module, the modules it builds on, and commands.jobs (the service's).
+        (["data/list", "--collection=users"], {"listing", "records", "jobs"}),
+        (["data/read", "--collection=users", "--id=u1"], {"records", "jobs"}),
+        (["data/count", "--collection=users"], {"counting", "records", "jobs"}),
+        (["data/list-handles"], {"handles", "jobs"}),
+    ],
+)
+def test_an_in_process_command_imports_only_what_it_runs(
+    tmp_path: Path, args: list[str], modules: set[str]
+) -> None:
+    # A fresh home and no server named: the command runs in this process (as a first command does).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JTAG_", "DBHANDLES_"))}
+    env["DBHANDLES_HOME"] = str(tmp_path / "home")
+    result = _run_cli(*args, env=env)
+    assert result["code"] == 0, result["text"]
+    assert '"success": true' in str(result["text"])
+    loaded = _loaded(result["modules"], NOT_IN_PROCESS)
+    assert loaded == [], f"jtag {' '.join(args)} imported {loaded}"
+    commands = {m.rsplit(".", 1)[1] for m in _loaded(result["modules"], BUILTIN_MODULES)}
+    assert commands == modules, f"jtag {' '.join(args)} imported the command modules {commands}"
+
+
+def test_a_command_sent_to_a_server_does_not_build_the_service(tmp_path: Path) -> None:
+    # Port 1 on loopback: nothing listens, so the answer is server_unreachable (no server needed).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JTAG_", "DBHANDLES_"))}
+    env["DBHANDLES_HOME"] = str(tmp_path / "home")
+    env["JTAG_URL"] = "http://127.0.0.1:1"
+    result = _run_cli("data/list", "--collection=users", env=env)
+    assert result["code"] == 1
+    assert "server_unreachable" in str(result["text"])
+    heavy = (*NOT_IN_PROCESS, "dbhandles.service", "dbhandles.adapters.sqlite")
+    loaded = _loaded(result["modules"], heavy)
+    assert loaded == [], f"a command sent to a server imported {loaded}"
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_main_in_a_callers_process_leaves_its_garbage_collector_alone(
+    home: Path, monkeypatch: pytest.MonkeyPatch, collecting: bool
+) -> None:
+    # Only jtag's own process freezes its start-up objects (cli._start_up): frozen ones are never freed.
+    monkeypatch.setenv("DBHANDLES_HOME", str(home))
+    monkeypatch.delenv("JTAG_URL", raising=False)
+    monkeypatch.delenv("JTAG_SESSION_ID", raising=False)
+    frozen = gc.get_freeze_count()
+    was = gc.isenabled()
+    (gc.enable if collecting else gc.disable)()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            code = main(["data/list", "--collection=users"])
+        assert (code, gc.isenabled(), gc.get_freeze_count()) == (0, collecting, frozen)
+        assert '"success": true' in out.getvalue()
+        with contextlib.redirect_stdout(io.StringIO()):
+            # A key given twice: refused while starting, before the command runs.
+            code = main(["data/list", "--collection=users", "--collection=logs"])
+        assert (code, gc.isenabled(), gc.get_freeze_count()) == (1, collecting, frozen)
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_jtag_as_its_own_process_runs_a_command_in_process(tmp_path: Path) -> None:
+    # argv omitted, as the console script and ``python -m dbhandles.cli`` call main(): the start-up
+    # objects are frozen, and the command runs and prints its envelope all the same.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JTAG_", "DBHANDLES_"))}
+    env["DBHANDLES_HOME"] = str(tmp_path / "home")
+    commands = (
+        ["data/create", "--collection=users", '--data={"name": "ada"}'],
+        ["data/list", "--collection=users"],
+    )
+    for argv in commands:
+        done = subprocess.run(
+            [sys.executable, "-m", "dbhandles.cli", *argv], capture_output=True, env=env, timeout=60
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    body = orjson.loads(done.stdout)
+    assert [item["name"] for item in body["items"]] == ["ada"]

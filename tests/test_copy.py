@@ -298,7 +298,9 @@ def test_on_conflict_replace_overwrites_the_target(service: Service, pair: tuple
     assert [r["n"] for r in all_records(service, b)] == [0, 1, 2, 3]
 
 
-def test_a_foreign_table_is_copied_but_never_written(service: Service, tmp_path: Path) -> None:
+def test_a_foreign_table_is_copied_and_a_read_only_handle_never_written(
+    service: Service, tmp_path: Path
+) -> None:
     legacy = tmp_path / "legacy.db"
     with sqlite3.connect(legacy) as conn:
         conn.execute("CREATE TABLE commits (sha TEXT PRIMARY KEY, author TEXT, lines INTEGER)")
@@ -320,15 +322,19 @@ def test_a_foreign_table_is_copied_but_never_written(service: Service, tmp_path:
         service, **{"from": {"dbHandle": src, "collection": "commits"}, "to": {"dbHandle": b}}
     )
     assert (again["copied"], again["skipped"]) == (0, 2)
+    # A move from a read-only handle is refused before anything is read or written.
     moved = service.dispatch("data/copy", {"from": {"dbHandle": src, "collection": "commits"},
                                            "to": {"dbHandle": b}, "move": True})  # fmt: skip
     assert (moved["code"], moved["field"]) == ("read_only", "move")
+    # Through a writable handle the table takes copies (tests/test_foreign_copy.py has the rest).
     writable = service.execute("data/open", {"adapter": "sqlite", "config": {"path": str(legacy)}})[
         "dbHandle"
     ]
+    service.execute("data/update", {"dbHandle": b, "collection": "commits", "id": "c2",
+                                    "data": {"lines": 6}})  # fmt: skip
     into = service.dispatch("data/copy", {"from": {"dbHandle": b, "collection": "commits"},
                                           "to": {"dbHandle": writable}})  # fmt: skip
-    assert (into["code"], into["field"]) == ("read_only", "to.collection")
+    assert (into["skipped"], into["conflicts"], into["conflictIds"]) == (1, 1, ["c2"]), into
 
 
 @pytest.mark.parametrize(

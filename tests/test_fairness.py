@@ -327,6 +327,90 @@ def test_a_websocket_client_that_never_reads_is_closed_within_the_outbox_bound(
         sock.close()
 
 
+def test_a_socket_closed_for_unread_answers_runs_nothing_more(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a socket is closed for a full outbox, its requests not started yet are dropped and what
+    it still sends is not run: building answers nobody reads would take the CPU from others."""
+    connections: list[ws_module.Connection] = []
+    original = ws_module.Connection.__init__
+
+    def record(self: ws_module.Connection, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        connections.append(self)
+
+    monkeypatch.setattr(ws_module.Connection, "__init__", record)
+    with serving(home, ws_outbox_bytes=64 * 1024) as (service, server):
+        calls = {"before": 0, "after": 0}
+        dispatch = service.dispatch
+
+        def counted(name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            calls["after" if connections and connections[0].overflowed else "before"] += 1
+            return dispatch(name, *args, **kwargs)
+
+        monkeypatch.setattr(service, "dispatch", counted)
+        rows = [{"op": "create", "collection": "big", "data": {"text": "y" * 2000}}
+                for _ in range(50)]  # fmt: skip
+        service.execute("data/batch", {"operations": rows})
+        sock = _raw_socket(server.port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())  # fmt: skip
+        assert sock.recv(12) == b"HTTP/1.1 101"
+        request = _ws_frame(orjson.dumps({"type": "request", "id": 0, "command": "data/list",
+                                          "params": {"collection": "big", "limit": 50}}))  # fmt: skip
+        with contextlib.suppress(OSError):  # the server cut the connection
+            for _ in range(200):
+                sock.sendall(request)
+        wait_for(lambda: bool(connections) and connections[0].overflowed, 20, "the overflow")
+        wait_for(lambda: httpx.get(f"{server.url}/health").json()["connections"] == 0, 20,
+                 "the server to let the socket go")  # fmt: skip
+        # At most the commands already past the check in the worker threads (2 + the spare).
+        assert calls["after"] <= 3, calls
+        assert calls["before"] < 200, calls
+        sock.close()
+
+
+def test_an_actor_whose_socket_overflowed_cools_off(home: Path) -> None:
+    """After a non-admin actor's socket was closed for unread answers, its new sockets are refused
+    (too_many_requests, 1013) for ``ws_overflow_cooldown_seconds``; other actors' are not."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    with serving(home, require_token=True, ws_outbox_bytes=64 * 1024,
+                 ws_overflow_cooldown_seconds=600) as (service, server):  # fmt: skip
+        bob, _ = service.tokens.create("bob", admin=False)
+        carol, _ = service.tokens.create("carol", admin=False)
+        rows = [{"op": "create", "collection": "big", "data": {"text": "y" * 2000}}
+                for _ in range(50)]  # fmt: skip
+        service.execute("data/batch", {"operations": rows})
+        sock = _raw_socket(server.port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                      f"Authorization: Bearer {bob}\r\n\r\n").encode())  # fmt: skip
+        assert sock.recv(12) == b"HTTP/1.1 101"
+        request = _ws_frame(orjson.dumps({"type": "request", "id": 0, "command": "data/list",
+                                          "params": {"collection": "big", "limit": 50}}))  # fmt: skip
+        with contextlib.suppress(OSError):
+            for _ in range(200):
+                sock.sendall(request)
+        wait_for(lambda: httpx.get(f"{server.url}/health").json()["connections"] == 0, 20,
+                 "the server to close the socket")  # fmt: skip
+        sock.close()
+        url = f"ws://127.0.0.1:{server.port}/ws"
+        with connect(url, additional_headers=bearer(bob)) as again:
+            refused = orjson.loads(again.recv(timeout=10))
+            assert (refused["type"], refused["code"]) == ("error", "too_many_requests")
+            assert "DBHANDLES_WS_OVERFLOW_COOLDOWN_SECONDS" in refused["error"]
+            with pytest.raises(ConnectionClosed) as closed:
+                again.recv(timeout=10)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == ws_module.CLOSE_TRY_LATER
+        with connect(url, additional_headers=bearer(carol)) as other:
+            assert orjson.loads(other.recv(timeout=10))["type"] == "hello"
+
+
 def test_memory_cursors_expire_on_a_timer_and_are_capped(home: Path) -> None:
     with serving(home, cursor_ttl_seconds=0.3, max_cursors_per_actor=3) as (service, server):
         token, _ = service.tokens.create("bob", admin=False)

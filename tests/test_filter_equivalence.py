@@ -17,6 +17,7 @@ from dbhandles.errors import InvalidFilter
 from dbhandles.evaluate import matches, position_of, sort_records
 from dbhandles.filters import parse_filter, parse_order_by
 from dbhandles.regex import pattern_problem, search
+from dbhandles.values import check_scalar
 
 COLLECTION = "items"
 PROPERTY = settings(
@@ -41,10 +42,11 @@ _TEXT = st.one_of(
         max_size=4,
     ),
 )
+#: The integers of a record, and of a filter value: strictly between -2**63 and 2**63 (values.py).
 _INTS = st.one_of(
     st.integers(-3, 3),
-    st.integers(-(2**63), 2**63 - 1),
-    st.sampled_from([2**53, 2**53 + 1, 2**63 - 1, -(2**63)]),
+    st.integers(-(2**63) + 1, 2**63 - 1),
+    st.sampled_from([2**53, 2**53 + 1, 2**63 - 1, -(2**63) + 1]),
 )
 _FLOATS = st.one_of(
     st.sampled_from([0.0, -0.0, 1.0, 2.5, -1.5, 1e16, 9007199254740992.0, 9.3e18]),
@@ -150,7 +152,8 @@ def _pool(rows: list[Record]) -> list[Any]:
         elif isinstance(value, list):
             for item in value:
                 walk(item)
-        elif value is not None:
+        elif value is not None and check_scalar(value, "") is None:
+            # A foreign table may hold what no filter takes (-2**63 in a 64-bit column).
             found.append(value)
             if isinstance(value, str) and value:
                 found.extend([value[:1], value[1:], value[-1:]])
@@ -391,14 +394,14 @@ def test_regexes_match_like_re2(
 
 #: One record per kind of stored value, at the top level, nested, and inside lists.
 MATRIX_VALUES: list[Any] = [
-    None, True, False, 0, 1, -1, 1.0, 2.5, -0.0, 2**63 - 1, -(2**63), 9.3e18,
+    None, True, False, 0, 1, -1, 1.0, 2.5, -0.0, 2**63 - 1, -(2**63) + 1, 9.3e18,
     "", "a", "ab", "ba", "B", "é", "😀", "10", "1",
     [], [1], [1.0], ["a"], ["ab"], [True], [False], [None], [1, "a", True], [[1]], [{"a": 1}],
     {}, {"a": 1}, {"a": "ab"}, {"a": None}, {"a": [1, "a"]}, {"b": True},
 ]  # fmt: skip
 MATRIX_PATHS = ["v", "v.a", "v.b", "missing", "id", "version", "createdAt"]
 MATRIX_FILTER_VALUES: list[Any] = [
-    None, True, False, 0, 1, -1, 1.0, 1.5, 2.5, 2**63 - 1, -(2**63), 9.3e18,
+    None, True, False, 0, 1, -1, 1.0, 1.5, 2.5, 2**63 - 1, -(2**63) + 1, -9.3e18, 9.3e18,
     "", "a", "b", "ab", "B", "é", "😀", "1", "r0", "r1", "r10", "2024",
 ]  # fmt: skip
 MATRIX_OPS = ["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$contains", "$in", "$nin"]

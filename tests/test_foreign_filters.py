@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from dbhandles.adapters.base import Query, Record
 from dbhandles.adapters.foreign_values import encode_key, id_value, json_value
 from dbhandles.adapters.sqlite import SqliteAdapter
+from dbhandles.adapters.sqlite_session import SqliteSession
 from dbhandles.evaluate import matches, position_of, sort_records
 from dbhandles.filters import parse_filter, parse_order_by
 from tests.test_filter_equivalence import PATTERNS, REGEX_PATTERNS, _pool
@@ -256,5 +257,53 @@ def test_foreign_find_count_and_paging_match_the_reference(
                 key = record["id"]
                 if isinstance(key, str | int):
                     assert session.get(TABLE, str(key)) == record
+    finally:
+        adapter.close()
+
+
+def _tagged(tmp_path: Path) -> SqliteAdapter:
+    path = tmp_path / "tagged.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE t (k INTEGER PRIMARY KEY, tag TEXT); CREATE INDEX t_tag ON t (tag);"
+        "INSERT INTO t VALUES (1, 'x'), (2, 'y'), (3, 'x');"
+    )
+    conn.close()
+    return SqliteAdapter(SqliteAdapter.prepare(SqliteAdapter.parse_config({"path": str(path)})))
+
+
+def test_a_read_transaction_probes_an_indexed_column_once(tmp_path: Path) -> None:
+    """Whether an indexed column holds JSON arrays holds for a read transaction's snapshot: its
+    page and its count share one probe (``SqliteSession._probed``)."""
+    adapter = _tagged(tmp_path)
+    node = parse_filter({"tag": "x"})
+    try:
+        with adapter.session() as session:
+            assert isinstance(session, SqliteSession)
+            statements: list[str] = []
+            session.conn.set_trace_callback(statements.append)
+            assert _ids(session.find("t", Query(filter=node))) == [1, 3]
+            assert session.count("t", node) == 2
+            session.conn.set_trace_callback(None)
+        assert len([s for s in statements if "'['" in s]) == 1, statements
+    finally:
+        adapter.close()
+
+
+def test_a_write_session_sees_the_arrays_it_writes(tmp_path: Path) -> None:
+    """A write session probes for every query: an array it writes into an indexed column that held
+    none is matched by the array rules at once."""
+    adapter = _tagged(tmp_path)
+    node = parse_filter({"tag": "x"})
+    try:
+        with adapter.session(write=True) as session:
+            assert session.count("t", node) == 2
+            assert isinstance(session, SqliteSession)
+            session.conn.execute("""INSERT INTO t VALUES (4, '["x", "z"]')""")
+            assert _ids(session.find("t", Query(filter=node))) == [1, 3, 4]
+            assert session.count("t", node) == 3
+        with adapter.session() as session, adapter.session() as nested:
+            assert nested.count("t", node) == 3
+            assert _ids(session.find("t", Query(filter=node))) == [1, 3, 4]
     finally:
         adapter.close()

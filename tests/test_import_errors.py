@@ -97,13 +97,15 @@ def test_skip_defaults_the_rejects_file_beside_the_database(
 
 
 def test_missing_id_field_is_a_bad_line(service: Service, tmp_path: Path) -> None:
-    write_jsonl(tmp_path / "in.jsonl", [{"key": "a"}, {"other": 1}, {"key": 3.5}, {"key": ""}])
+    write_jsonl(tmp_path / "in.jsonl", [{"key": "a"}, {"other": 1}, {"key": [3]}, {"key": ""},
+                                        {"key": 3.5}])  # fmt: skip
     result = service.execute("data/import", {"input": str(tmp_path / "in.jsonl"), "idField": "key",
                                              "output": str(tmp_path / "o.sqlite"), "onError": "skip"})  # fmt: skip
-    assert (result["imported"], result["failed"]) == (1, 3)
+    # 3.5 is an id: a number, taken as its text as data/create takes it.
+    assert (result["imported"], result["failed"]) == (2, 3)
     reasons = {e["line"]: e["reason"] for e in result["errors"]}
     assert reasons[2] == "missing id field key"
-    assert "must be a string or an integer" in reasons[3]
+    assert "must be a string or a number, not list" in reasons[3]
     assert "non-empty string" in reasons[4]
     with pytest.raises(InvalidParams, match=r"^line 2: missing id field key"):
         service.execute("data/import", {"input": str(tmp_path / "in.jsonl"), "idField": "key",
@@ -112,7 +114,7 @@ def test_missing_id_field_is_a_bad_line(service: Service, tmp_path: Path) -> Non
 
 def test_reserved_fields_are_checked(service: Service, tmp_path: Path) -> None:
     write_jsonl(tmp_path / "in.jsonl", [
-        {"id": 5, "x": 1},
+        {"id": True, "x": 1},
         {"x": 2, "createdAt": "yesterday"},
         {"x": 3, "version": 0},
         {"x": 4, "createdAt": "2025-01-01T10:00:00"},
@@ -123,8 +125,8 @@ def test_reserved_fields_are_checked(service: Service, tmp_path: Path) -> None:
     assert (result["imported"], result["failed"]) == (1, 4)
     reasons = [e["reason"] for e in result["errors"]]
     assert "an id must be a string" in reasons[0]
-    assert "must be an ISO-8601 timestamp" in reasons[1]
-    assert "integer >= 1" in reasons[2]
+    assert "must be an RFC 3339 timestamp" in reasons[1]
+    assert "integer from 1 to 2147483647" in reasons[2]
     assert "no timezone" in reasons[3]
     read = service.execute("data/read", {"dbHandle": result["dbHandle"], "collection": "training_examples",
                                          "id": "ok"})  # fmt: skip

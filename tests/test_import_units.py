@@ -56,14 +56,19 @@ def test_id_function_rules() -> None:
     assert own({"id": "x", "a": 1}) == "x"
     assert own({"a": 1}) == content_id({"a": 1})
     assert own({"id": None, "a": 1}) == content_id({"id": None, "a": 1})
-    with pytest.raises(BadLine, match="must be a string"):
-        own({"id": 3})
+    # A number is an id as on every door (values.number_text).
+    numbers = (3, 3.0, 2.5, 1e-7, -(2**63) + 1)
+    assert [own({"id": n}) for n in numbers] == ["3", "3", "2.5", "1e-7", str(-(2**63) + 1)]
+    for bad in (True, [1], {"a": 1}, 2**63, -(2**63), 1e19, ""):
+        with pytest.raises(BadLine, match=r"^id: "):
+            own({"id": bad})
     nested = id_function("metadata.git.hash")
     assert nested({"metadata": {"git": {"hash": "abc"}}}) == "abc"
     for obj in ({}, {"metadata": 5}, {"metadata": {"git": {}}}):
         with pytest.raises(BadLine, match=r"^missing id field metadata\.git\.hash$"):
             nested(obj)
     assert id_function("n")({"n": 12}) == "12"
+    assert id_function("n")({"n": 12.5}) == "12.5"
     with pytest.raises(BadLine):
         id_function("n")({"n": True})
     with pytest.raises(InvalidParams) as info:

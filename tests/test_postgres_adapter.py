@@ -61,7 +61,7 @@ def test_config_takes_a_url_or_parts_and_schema_in_the_url() -> None:
     assert config.schema_name == "tenant_1"  # type: ignore[attr-defined]
     assert config.public() == {
         "mode": "readwrite", "url": "postgresql://u@db.example:6543/app?sslmode=disable",
-        "schema": "tenant_1", "poolSize": 2, "connectTimeout": 10.0,
+        "schema": "tenant_1", "poolSize": 2, "connectTimeout": 10.0, "fieldNames": "columns",
     }  # fmt: skip
     parts = PostgresAdapter.parse_config({"host": "h", "port": 5433, "dbname": "d", "user": "u"})
     assert parts.public()["host"] == "h" and parts.public()["schema"] == "public"
@@ -378,6 +378,7 @@ def test_every_driver_error_is_translated(cls: type[psycopg.Error]) -> None:
         (psycopg.errors.TooManyConnections, "storage_busy"),
         (psycopg.errors.InvalidCatalogName, "database_not_found"),
         (psycopg.errors.InvalidPassword, "storage_error"),
+        (psycopg.errors.InsufficientPrivilege, "database_denied"),
         (psycopg.errors.DiskFull, "storage_error"),
         (psycopg.errors.UntranslatableCharacter, "invalid_params"),
         (psycopg.OperationalError, "storage_error"),

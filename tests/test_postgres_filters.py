@@ -180,7 +180,7 @@ def test_number_keys_order_ints_and_floats_like_python(tmp_path: Path) -> None:
     from dbhandles.adapters.postgres import PostgresAdapter
 
     values: list[int | float] = [
-        2**53, 2**53 + 1, 9007199254740992.0, 2**63 - 1, -(2**63), -9.223372036854776e18,
+        2**53, 2**53 + 1, 9007199254740992.0, 2**63 - 1, -(2**63) + 1, -9.223372036854776e18,
         9.223372036854776e18, 4611686018427387904, 4.611686018427388e18, 4611686018427388000,
         1e16, 10**16, 0.1, -0.0, 0, 1.5e300, 5e-324,
     ]  # fmt: skip

@@ -369,3 +369,39 @@ def test_list_and_count_match_the_reference(
                 break
             after = position_of(chunk[-1], keys)
         assert [r["id"] for r in paged] == [r["id"] for r in expected]
+
+
+def test_the_audit_name_is_known_without_a_session(
+    pg: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``known_collection`` answers what ``resolve_collection`` did for the last command naming
+    a name, from the catalogs' caches: no session (nor pool connection) for the audit row."""
+    _execute(pg, 'CREATE TABLE "Orders" (k integer PRIMARY KEY); CREATE TABLE mixed (k integer)')
+    adapter = PostgresAdapter(PostgresAdapter.prepare(PostgresAdapter.parse_config(pg)))
+    try:
+        assert adapter.known_collection("ORDERS") is None  # not named yet: ask a session
+        with adapter.session(write=True) as session:
+            session.insert(
+                "notes",
+                {
+                    "id": "n1",
+                    "createdAt": "2024-01-01T00:00:00.000Z",
+                    "updatedAt": "2024-01-01T00:00:00.000Z",
+                    "version": 1,
+                },
+            )
+        names = ("ORDERS", "Orders", "MIXED", "Notes", "nothing")
+        with adapter.session() as session:
+            answers = {name: session.resolve_collection(name) for name in names}
+            for name in names:
+                session.find(name, Query())
+        assert answers == {"ORDERS": "Orders", "Orders": "Orders", "MIXED": "mixed",
+                           "Notes": "notes", "nothing": "nothing"}  # fmt: skip
+
+        def no_session(write: bool) -> Any:
+            raise AssertionError("known_collection opened a session")
+
+        monkeypatch.setattr(adapter, "_session", no_session)
+        assert {name: adapter.known_collection(name) for name in names} == answers
+    finally:
+        adapter.close()

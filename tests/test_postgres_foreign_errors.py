@@ -26,6 +26,8 @@ CREATE TABLE parents (id integer PRIMARY KEY);
 CREATE TABLE typed (id integer PRIMARY KEY, d date, ts timestamptz, m mood, small smallint,
                     n numeric(4, 1), nums integer[], note text,
                     parent integer REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED);
+CREATE TABLE arrays (id integer PRIMARY KEY, tags text[], amounts numeric[], counts int[],
+                     keys uuid[], flags boolean[], days date[], grid int[][], docs jsonb[]);
 CREATE TABLE events (id integer, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
 CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
 """
@@ -74,3 +76,34 @@ def test_a_deferred_foreign_key_broken_at_commit(service: Service, handle: str) 
     assert "99" not in caught.value.message
     found = service.execute("data/read", {"dbHandle": handle, "collection": "typed", "id": 2})
     assert not found["found"]
+
+
+UUID = "6f1c2a3e-5b7d-4c1e-9a2b-3c4d5e6f7a8b"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("tags", ["x", {"y": 1}]), ("tags", [True]), ("amounts", [1.5, {"a": 1}]),
+     ("amounts", [False]), ("amounts", ["abc"]), ("counts", [1, "x"]), ("keys", [5]),
+     ("keys", ["not-a-uuid"]), ("flags", [1]), ("flags", [{"a": True}]), ("days", [20240101]),
+     ("grid", [[1, 2], [3, {"z": 0}]])],
+)  # fmt: skip
+def test_an_array_element_the_element_type_cannot_take_names_the_field(
+    service: Service, handle: str, field: str, value: Any
+) -> None:
+    with pytest.raises(InvalidParams) as caught:
+        create(service, handle, "arrays", {"id": 1, field: value})
+    assert caught.value.field == f"data.{field}", caught.value.message
+    listed = service.execute("data/list", {"dbHandle": handle, "collection": "arrays"})
+    assert listed["items"] == []
+
+
+def test_array_elements_that_fit_are_stored_as_the_element_type_reads_them(
+    service: Service, handle: str
+) -> None:
+    data = {"id": 1, "tags": ["x", 5, None, 'q"\\'], "amounts": [1.5, "2.25", 3],
+            "counts": [1, "2"], "keys": [UUID], "flags": [True, False], "days": ["2024-05-07"],
+            "grid": [[1, 2], [3, 4]], "docs": [{"y": 1}, "s", 2, None]}  # fmt: skip
+    created = create(service, handle, "arrays", data)["data"]
+    assert created == {**data, "tags": ["x", "5", None, 'q"\\'], "counts": [1, 2],
+                       "amounts": [1.5, 2.25, 3]}  # fmt: skip

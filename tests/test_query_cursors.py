@@ -346,3 +346,110 @@ def test_hammer_from_threads(service: Service, tmp_path: Path) -> None:
         assert service.registry.store.get_cursor(cursor) is None
         with pytest.raises(CursorNotFound):
             _next(service, cursor, context)
+
+
+# -- the per-actor limit ---------------------------------------------------------------------------
+
+LIMITED = Context(actor="bob", is_admin=False, session_id=None, trusted_local=False)
+
+
+def _race_opens(services: list[Service], handles: list[str | None], threads: int) -> list[dict]:
+    """``threads`` threads, each opening 6 cursors at once through ``services`` and ``handles``
+    in turn (``None``: the default database); every answer."""
+    answers: list[dict] = []
+    start = threading.Barrier(threads)
+
+    def run(i: int) -> None:
+        service, handle = services[i % len(services)], handles[i % len(handles)]
+        params: dict = {"collection": "rows"} | ({"dbHandle": handle} if handle else {})
+        start.wait()
+        for _ in range(6):
+            answers.append(service.dispatch("data/query-open", params, context=LIMITED))
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return answers
+
+
+def test_the_cursor_limit_holds_exactly_under_racing_opens_in_two_services(home: Path) -> None:
+    """Two services on one home (as ``jtag serve --workers=2``): the store counts and inserts in
+    one write transaction, so racing opens never overshoot."""
+    settings = Settings(home=home, max_cursors_per_actor=10)
+    with Service(settings=settings) as first, Service(settings=settings) as second:
+        first.execute("data/create", {"collection": "rows", "data": {"n": 1}})
+        answers = _race_opens([first, second], [None], threads=12)
+        opened = [a for a in answers if "queryHandle" in a]
+        assert len(opened) == 10
+        assert {a["code"] for a in answers if "queryHandle" not in a} == {"too_many_requests"}
+        assert first.registry.store.count_cursors("bob", 0) == 10
+        # Closing one makes room for exactly one, in either service.
+        first.execute(
+            "data/query-close", {"queryHandle": opened[0]["queryHandle"]}, context=LIMITED
+        )
+        again = _race_opens([second, first], [None], threads=4)
+        assert sum("queryHandle" in a for a in again) == 1
+
+
+def test_the_cursor_limit_counts_memory_and_durable_cursors_together(
+    home: Path, tmp_path: Path
+) -> None:
+    with Service(settings=Settings(home=home, max_cursors_per_actor=7)) as service:
+        memory = _handle(service, "memory", tmp_path / "unused")
+        service.execute("data/create", {"collection": "rows", "data": {"n": 1}})
+        answers = _race_opens([service], [memory, None], threads=8)
+        assert sum("queryHandle" in a for a in answers) == 7
+        in_process = len(service.cursors.in_process())
+        assert in_process + service.registry.store.count_cursors("bob", 0) == 7
+        # An administrator is not counted, and bob's expired cursors no longer count.
+        assert "queryHandle" in service.dispatch("data/query-open", {"collection": "rows"})
+        service.cursors.clock = lambda: 2**62
+        assert "queryHandle" in service.dispatch(
+            "data/query-open", {"collection": "rows"}, context=LIMITED
+        )
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_two_stores_racing_capped_inserts_never_overshoot(kind: str, tmp_path: Path) -> None:
+    """The store's count-and-insert (SQLite ``BEGIN IMMEDIATE``; PostgreSQL an advisory lock in the
+    transaction), from two stores on one home as two processes would hold them."""
+    from dbhandles.store import CursorRow, HandleStore, SqliteHandleStore
+
+    def make() -> HandleStore:
+        if kind == "sqlite":
+            return SqliteHandleStore(tmp_path / "default.sqlite")
+        from dbhandles.adapters.postgres import PostgresAdapter
+        from dbhandles.adapters.postgres_config import PostgresConfig
+        from dbhandles.store.postgres import PostgresHandleStore
+        from tests.pgserver import postgres_config
+
+        config = PostgresAdapter.parse_config(postgres_config(tmp_path))
+        assert isinstance(config, PostgresConfig)
+        return PostgresHandleStore(config)
+
+    stores = [make(), make()]
+    try:
+        inserted: list[bool] = []
+        start = threading.Barrier(8)
+
+        def run(i: int) -> None:
+            start.wait()
+            for j in range(5):
+                row = CursorRow(f"q{i}-{j}", "h", "c", {"filter": None, "orderBy": []}, None, 0, 0,
+                                10, False, None, 10**13, owner="bob")  # fmt: skip
+                inserted.append(stores[i % 2].put_cursor(row, room=10, now_ms=1))
+
+        workers = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert inserted.count(True) == 10
+        assert stores[1].count_cursors("bob", 1) == 10
+        assert stores[0].count_cursors("bob", 10**13 + 1) == 0  # expired rows do not count
+        assert stores[0].count_cursors("alice", 1) == 0
+    finally:
+        for store in stores:
+            store.close()

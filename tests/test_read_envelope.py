@@ -7,14 +7,17 @@ declares ``json_fields``.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from dbhandles import Service
 from dbhandles.commands import builtin_commands
-from dbhandles.commands.envelope import success_envelope
+from dbhandles.commands.base import DataResult
+from dbhandles.commands.envelope import _wire_plan, success_envelope
 from dbhandles.commands.listing import ListResult
 from dbhandles.commands.records import ReadResult
 from dbhandles.context import Context
@@ -76,3 +79,28 @@ def test_a_read_envelope_shares_nothing_with_the_store(tmp_path: Path) -> None:
         again = svc.execute("data/read", {"dbHandle": handle, "collection": "c", "id": "r1"})
         assert again["data"]["metadata"]["topics"] == ["a", "b"]
         assert again["data"]["messages"] == RECORD["messages"]
+
+
+class _Scored(DataResult):
+    """A read result with a field the serializer changes (a datetime is written as ISO text)."""
+
+    json_fields = ("items",)
+
+    items: list[dict[str, Any]]
+    at: datetime
+    note: str | None = None
+
+
+def test_fields_the_serializer_would_change_still_go_through_it() -> None:
+    result = _Scored(db_handle="h", items=[dict(RECORD)], at=datetime(2026, 1, 2, tzinfo=UTC))
+    shared = success_envelope(result, share_json=True)
+    serialized = success_envelope(result)
+    shared.pop("timestamp"), serialized.pop("timestamp")
+    assert shared == serialized and shared["at"] == "2026-01-02T00:00:00Z"
+    assert list(shared) == list(serialized)
+
+
+def test_read_and_list_results_are_built_without_the_serializer() -> None:
+    # Every field of theirs is a json_field or a type the serializer keeps as it is.
+    assert _wire_plan(ReadResult)[1] and _wire_plan(ListResult)[1]
+    assert not _wire_plan(_Scored)[1]

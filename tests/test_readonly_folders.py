@@ -120,3 +120,81 @@ def test_readonly_wal_database_in_an_unwritable_folder(tmp_path: Path) -> None:
     lines = (reader / "out.jsonl").read_text().splitlines()
     assert [orjson.loads(line)["id"] for line in lines] == ["n0", "n1", "n2"]
     assert sorted(os.listdir(folder)) == ["data.db"]  # nothing was created next to it
+
+
+#: The child's start (capabilities dropped, the folder probed) and a report of what the handle
+#: says before and after its connection opened the file.
+CHILD_CAVEATS = (
+    CHILD.split("from dbhandles.service import Service")[0]
+    + r"""
+from dbhandles.service import Service
+from dbhandles.settings import Settings
+service = Service(settings=Settings(home=home))
+try:
+    config = {"path": database, "mode": "readonly"}
+    opened = service.execute("data/open", {"adapter": "sqlite", "config": config})
+    listed = service.execute("data/list", {"dbHandle": opened["dbHandle"], "collection": "notes"})
+    handles = service.execute("data/list-handles", {})["handles"]
+    after = next(h["config"] for h in handles if h["handle"] == opened["dbHandle"])
+    print(json.dumps({"opened": opened["config"], "after": after, "refused": refused,
+                      "ids": [r["id"] for r in listed["items"]]}))
+finally:
+    service.close()
+"""
+)
+
+
+def test_the_caveat_says_how_the_connection_read_the_file(tmp_path: Path) -> None:
+    """A WAL database whose -shm and -wal are there (a writer holds them) is read in place even
+    from a folder the reader cannot write: it sees the row still in the -wal, and its handle must
+    not claim an ``immutable=1`` snapshot that misses it."""
+    if sys.platform != "linux":
+        pytest.skip("capabilities are Linux's")
+    folder = tmp_path / "mount"
+    folder.mkdir()
+    database = folder / "data.db"
+    _wal_database(database)
+    writer = sqlite3.connect(database)
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    stamp = "2024-01-02T00:00:00.000Z"
+    writer.execute(
+        "INSERT INTO notes VALUES ('n3', ?, ?, ?, 1)", ('{"text": "in the wal"}', stamp, stamp)
+    )
+    writer.commit()
+    assert (folder / "data.db-wal").stat().st_size > 0 and (folder / "data.db-shm").exists()
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    folder.chmod(0o555)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", CHILD_CAVEATS, str(database), str(reader / "home"), "-"],
+            capture_output=True, text=True, cwd=REPO, timeout=120,
+        )  # fmt: skip
+    finally:
+        folder.chmod(0o755)
+        writer.close()
+    assert result.returncode == 0, result.stderr
+    report = orjson.loads(result.stdout.strip().splitlines()[-1])
+    assert report["refused"], "the reader could write the folder: the test proves nothing"
+    assert report["ids"] == ["n0", "n1", "n2", "n3"]  # read in place: the -wal's row is seen
+    assert "caveat" not in report["opened"] and "caveat" not in report["after"]
+
+
+def test_the_caveat_follows_the_last_connection_to_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before any connection a handle in an unwritable folder says it may be read immutable=1;
+    after one, what that connection did (the folder is emulated unwritable: the suite runs as root)."""
+    from dbhandles.adapters import sqlite_config
+
+    monkeypatch.setattr(sqlite_config, "folder_writable", lambda path: False)
+    monkeypatch.setattr(sqlite_config, "_IMMUTABLE", {})
+    path = str(tmp_path / "never.db")
+    config = sqlite_config.SqliteConfig(path=path, mode="readonly")
+    assert config.public()["caveat"] == sqlite_config.MAYBE_IMMUTABLE_CAVEAT
+    sqlite_config.opened_read_only(path, immutable=True)
+    assert config.public()["caveat"] == sqlite_config.IMMUTABLE_CAVEAT
+    sqlite_config.opened_read_only(path, immutable=False)
+    assert "caveat" not in config.public()
+    writable = sqlite_config.SqliteConfig(path=path, mode="readwrite")
+    assert "caveat" not in writable.public()

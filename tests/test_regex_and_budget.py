@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from dbhandles import InvalidFilter, QueryTimeout, Service
-from dbhandles.budget import query_budget
+from dbhandles.budget import check, expired, query_budget
+from dbhandles.regex import MAX_PROGRAM_SIZE, pattern_problem, search
 from dbhandles.settings import Settings
 from tests.conftest import ADAPTERS, adapter_config
 from tests.servers import ServerProcess
@@ -300,3 +301,100 @@ def test_health_answers_while_a_regex_query_runs(tmp_path: Path, slow_database: 
             "data/list", {"dbHandle": handle, "collection": "items", "limit": 1, "skipCount": True}
         )
         assert [item["id"] for item in page["items"]] == ["r00000"]
+
+
+# -- the cost of one match -------------------------------------------------------------------------
+
+#: Linear, but one RE2 search of a 1 MB value takes 20 to 40 s: no clock check can interrupt it.
+COSTLY = ["(?:a?){999}a{999}x", "(?:.?){999}x"]
+
+
+def test_a_match_that_cannot_finish_in_the_budget_ends_the_query(
+    adapter: str, tmp_path: Path
+) -> None:
+    """A pattern whose match over a long value would outlast the budget is stopped before that
+    match starts (``query_timeout``); PostgreSQL refuses these repetition counts outright."""
+    expected = ("invalid_filter", "query_timeout") if adapter == "postgres" else ("query_timeout",)
+    with _service(tmp_path / "home", 3_000) as service:
+        handle = _open(service, adapter, tmp_path)
+        values = {"a1": "a" * 1_000_000, "a2": "a" * 1_000_000, "cyrillic": "я" * 300_000}
+        for record_id, text in values.items():
+            service.execute(
+                "data/create",
+                {"dbHandle": handle, "collection": "items", "id": record_id, "data": {"t": text}},
+            )
+        for pattern in COSTLY:
+            for command in ("data/list", "data/count"):
+                refused = service.dispatch(
+                    command,
+                    {
+                        "dbHandle": handle,
+                        "collection": "items",
+                        "filter": {"t": {"$regex": pattern}},
+                    },
+                )
+                assert refused.get("code") in expected, (pattern, command, refused)
+        # The same handle answers the next query.
+        found = service.execute(
+            "data/list",
+            {"dbHandle": handle, "collection": "items", "filter": {"t": {"$regex": "^a{200}"}},
+             "fields": ["id"]},
+        )  # fmt: skip
+        assert [item["id"] for item in found["items"]] == ["a1", "a2"]
+
+
+def test_a_large_program_that_runs_fast_on_long_values_still_answers(
+    adapter: str, tmp_path: Path
+) -> None:
+    """Unicode classes make large programs that RE2 still runs fast: timed samples let them run
+    where their worst case would not fit."""
+    with _service(tmp_path / "home", 10_000) as service:
+        handle = _open(service, adapter, tmp_path)
+        values = {"hit": "я" * 300_000 + "x", "miss": "я" * 300_000, "short": "ab1x"}
+        for record_id, text in values.items():
+            service.execute(
+                "data/create",
+                {"dbHandle": handle, "collection": "items", "id": record_id, "data": {"t": text}},
+            )
+        for pattern, want in ((r"[\pL\pN]{16}x", ["hit"]), (r"\pL+x", ["hit"]),
+                              (r"[\pL\pN]{3}x", ["hit", "short"])):  # fmt: skip
+            found = service.execute(
+                "data/list",
+                {"dbHandle": handle, "collection": "items", "filter": {"t": {"$regex": pattern}},
+                 "fields": ["id"], "orderBy": ["id"]},
+            )  # fmt: skip
+            assert sorted(item["id"] for item in found["items"]) == want, pattern
+
+
+@pytest.mark.parametrize(
+    "pattern", [r"(?i)[\pL\pN]{300}x", r"\pL{100}", r"(?:[\pL\pN]{50}){3}", r"(?s).{1000}\pL{80}"]
+)
+def test_patterns_with_too_large_a_program_are_invalid_filters(
+    service: Service, pattern: str
+) -> None:
+    # Refused when the filter is parsed: the same on every adapter, PostgreSQL included.
+    with pytest.raises(InvalidFilter) as caught:
+        service.execute(
+            "data/list", {"collection": "items", "filter": {"name": {"$regex": pattern}}}
+        )
+    assert caught.value.field == "filter.name.$regex"
+    assert "pattern too complex (program size" in caught.value.message
+    assert f"> {MAX_PROGRAM_SIZE})" in caught.value.message
+
+
+def test_the_program_size_limit_keeps_ordinary_patterns() -> None:
+    for pattern in (r"\pL{80}", ".{1000}", r"\d{1000}", "x" * 1000, r"(?i)^[\pL\pN_.-]+@\w+"):
+        assert pattern_problem(pattern) is None, pattern
+
+
+def test_a_stopped_match_spends_the_budget() -> None:
+    """What SQLite's ``regexp`` relies on: after ``search`` stopped a match, the budget says so."""
+    with query_budget(2_000):
+        assert not expired()
+        with pytest.raises(QueryTimeout):
+            search(COSTLY[0], "a" * 5_000_000)
+        assert expired()
+        with pytest.raises(QueryTimeout):
+            check()
+    assert not expired()  # the block's end undoes it
+    assert search("a{3}", "a" * 5_000_000)  # no budget: no weighing

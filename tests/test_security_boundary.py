@@ -277,11 +277,11 @@ def test_5_aliases_and_memory_names_are_per_actor(t: Tenants, tmp_path: Path) ->
     for token in (t.alice, t.bob):
         shown = [a for h in t.ok(token, "data/list-handles")["handles"] for a in h["aliases"]]
         assert sorted(shown) == ["primary", "training"]
-    # An administrator's alias is its own too: another actor's use of it is access_denied, and
-    # it blocks no one from pointing the same name.
+    # An administrator's alias is its own too: another actor's use of it is answered as an
+    # unknown name (handle_not_found), and it blocks no one from pointing the same name.
     t.ok(t.admin, "data/open", adapter="sqlite", alias="ops",
          config={"path": str(tmp_path / "ops.sqlite"), "mode": "create"})  # fmt: skip
-    t.refused(t.alice, "data/list", "access_denied", dbHandle="ops", collection="c")
+    t.refused(t.alice, "data/list", "handle_not_found", dbHandle="ops", collection="c")
     mine = t.ok(t.alice, "data/open", adapter="memory", alias="ops", config={})["dbHandle"]
     assert t.ok(t.alice, "data/list", dbHandle="ops", collection="c")["dbHandle"] == mine
     assert t.ok(t.admin, "data/list", dbHandle="ops", collection="c")["dbHandle"] != mine

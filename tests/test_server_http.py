@@ -150,6 +150,40 @@ def test_oversized_body_streamed_without_length(tmp_path: Path) -> None:
         assert_error(response, "payload_too_large", "body")
 
 
+def test_query_open_body_far_over_the_cursor_spec_limit_is_refused_unread(tmp_path: Path) -> None:
+    """A data/query-open body that cannot hold a query the cursor keeps is refused from its length
+    (declared or streamed), before it is parsed; one within the limit still opens a cursor."""
+    from dbhandles import Settings
+    from dbhandles.server.http import LARGE_BODY, QUERY_BODY_FACTOR
+
+    spec = 1000
+    limit = QUERY_BODY_FACTOR * spec + LARGE_BODY
+    settings = Settings(home=tmp_path / "h", max_cursor_spec_bytes=spec)
+    huge = {"collection": "c", "filter": {"tag": {"$in": ["v" * 10] * (limit // 10)}}}
+
+    def streamed() -> Iterator[bytes]:
+        text = httpx.Request("POST", "http://x", json=huge).content
+        for i in range(0, len(text), 1000):
+            yield text[i : i + 1000]
+
+    with Service(settings=settings) as svc, app_client(svc) as client:
+        for response in (
+            client.post("/commands/data/query-open", json=huge),
+            client.post("/commands/data/query-open", content=streamed()),
+        ):
+            body = assert_error(response, "payload_too_large", "body")
+            assert f"{limit} bytes" in body["error"]
+            assert "DBHANDLES_MAX_CURSOR_SPEC_BYTES" in body["error"]
+        # Within the body limit, the cursor's own check answers (the spec is measured).
+        medium = {"collection": "c", "filter": {"tag": {"$in": ["v" * 10] * 200}}}
+        assert_error(client.post("/commands/data/query-open", json=medium), "payload_too_large",
+                     "filter")  # fmt: skip
+        opened = client.post("/commands/data/query-open", json={"collection": "c"}).json()
+        assert opened["success"] is True, opened
+        # Other commands keep the general limit.
+        assert client.post("/commands/data/list", json=huge).json()["success"] is True
+
+
 def test_bad_content_length(client: Any) -> None:
     response = client.post("/commands/data/list", content=b"{}", headers={"content-length": "abc"})
     assert response.status_code in (400, 422)  # the HTTP layer may refuse it before the app does

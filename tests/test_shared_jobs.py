@@ -112,6 +112,8 @@ def test_a_job_started_in_one_service_is_read_listed_and_cancelled_from_another(
         job = a.execute("data/job-start", {"command": "data/import", "params": params})
         job_id = job["jobId"]
         assert progressed.wait(20)
+        # Progress reaches the table from the runner's progress thread, not the job's: wait for it.
+        wait_for(lambda: status(b, job_id)["progress"].get("imported", 0) > 0, "the progress row")
         seen = status(b, job_id)
         assert (seen["status"], seen["actor"], seen["command"]) == (
             "running",
@@ -330,3 +332,27 @@ def test_params_are_summarised_without_secrets() -> None:
     assert "password" not in summary and "token" not in summary["nested"]
     assert summary["nested"] == {"dbHandle": "h", "deep": "…"}
     assert summary["items"] == "[3 items]" and len(summary["input"]) == 1001
+
+
+def test_a_job_writing_into_the_job_tables_database_never_waits_for_its_own_lock(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An import into ``default`` holds a write transaction on the database that also holds the job
+    table; its progress rows are written by the runner's progress thread once the batch commits,
+    never by the job inside its own transaction (which waited out the 10 s busy timeout at every
+    progress write and logged "the job table was not updated")."""
+    source = write_jsonl(tmp_path / "in.jsonl", 3_000)
+    params = {"input": str(source), "dbHandle": "default", "collection": "c", "batchSize": 3_000,
+              "parser": "inline"}  # fmt: skip
+    with Service(home=tmp_path / "home") as service:
+        job_id = service.execute("data/job-start", {"command": "data/import", "params": params})[
+            "jobId"
+        ]
+        ended = ("done", "failed", "cancelled", "interrupted")
+        wait_for(lambda: status(service, job_id)["status"] in ended, "the import to end")
+        final = status(service, job_id)
+        assert final["status"] == "done", final
+        assert final["progress"]["imported"] == 3_000
+        count = service.execute("data/count", {"collection": "c"})
+        assert count["total"] == 3_000
+    assert "the job table was not updated" not in caplog.text

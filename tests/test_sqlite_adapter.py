@@ -377,7 +377,7 @@ def test_bad_records_and_filters_are_invalid_params(db: SqliteAdapter) -> None:
         session.insert("bad name", record("1"))
     insert(db, "notes", record("1", n=1))
     with db.session() as session:
-        with pytest.raises(InvalidFilter, match="64-bit"):
+        with pytest.raises(InvalidFilter, match="64 bits"):
             session.find("notes", Query(parse_filter({"n": 2**64})))
         with pytest.raises(InvalidFilter, match="Unicode"):
             session.count("notes", parse_filter({"n": "\ud800"}))

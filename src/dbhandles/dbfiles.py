@@ -78,11 +78,15 @@ PATH_SCHEMA: dict[str, object] = {
     "type": "string",
     "minLength": 1,
     "maxLength": _PATH_MAX - 1,
-    "pattern": "^[^\\x00]*[^\\x00/]$",
+    "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]*[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029/]$",
     "format": "dbh-path",
-    "description": f"A file path: no NUL, not ending in '/', at most {_PATH_MAX - 1} bytes (UTF-8) "
-    f"and {_NAME_MAX} bytes per name.",
+    "description": f"A file path: no control character (C0, DEL, C1, U+2028, U+2029), not ending in "
+    f"'/', at most {_PATH_MAX - 1} bytes (UTF-8) and {_NAME_MAX} bytes per name.",
 }
+#: Characters no path a caller gives may hold: C0 controls, DEL, C1 controls and the Unicode line
+#: and paragraph separators. A file system takes them, but a name that holds a line break reads as
+#: two lines wherever it is shown (the audit log's ``target``, a terminal, a log line).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: SQLITE_PERM, SQLITE_IOERR, SQLITE_CANTOPEN, SQLITE_AUTH: the file could not be read at all.
 _CANNOT_READ = frozenset({3, 10, 14, 23})
 
@@ -220,7 +224,7 @@ def check_path_text(path: str | os.PathLike[str], field: str) -> str:
     """``path`` as text, refused before any system call if no file system could take it.
 
     Raises:
-        InvalidParams: a NUL character, a path over ``PATH_MAX`` or a name over ``NAME_MAX`` bytes,
+        InvalidParams: a NUL or other control character (``_CONTROL``), a path over ``PATH_MAX`` or a name over ``NAME_MAX`` bytes,
             or a path ending in ``/`` (that names a folder, not a file).
     """
     text = os.fspath(path)
@@ -228,6 +232,13 @@ def check_path_text(path: str | os.PathLike[str], field: str) -> str:
         raise InvalidParams(f"{field}: must be a text path", field=field)
     if "\x00" in text:
         raise InvalidParams(f"{field}: a path cannot contain NUL characters", field=field)
+    bad = _CONTROL.search(text)
+    if bad is not None:
+        raise InvalidParams(
+            f"{field}: a path cannot contain control characters (line breaks, tabs, C0/C1 "
+            f"controls, U+2028/U+2029): {bad.group()!r} at position {bad.start()}",
+            field=field,
+        )
     if not text:
         raise InvalidParams(f"{field}: the path is empty", field=field)
     try:

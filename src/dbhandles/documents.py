@@ -7,12 +7,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from dbhandles.adapters.base import Record, Session, TableWriter
+from dbhandles.adapters.foreign_writer import stored_version
 from dbhandles.clock import iso_now
 from dbhandles.errors import Conflict, InvalidParams, PermissionDenied, RecordNotFound
 from dbhandles.evaluate import matches
 from dbhandles.filters import MAX_ID_LENGTH, RESERVED_FIELDS, FilterNode
 from dbhandles.schemas import Declaration
-from dbhandles.values import MAX_DEPTH, NUMBER_BOUND, check_value, text_problem
+from dbhandles.values import (
+    MAX_DEPTH,
+    MAX_VERSION,
+    NUMBER_BOUND,
+    check_value,
+    number_text,
+    text_problem,
+)
 
 __all__ = [
     "MAX_DEPTH",
@@ -31,25 +39,22 @@ __all__ = [
 #: The longest id a command takes: the id of a row of a table dbhandles did not create (a long
 #: text key, the JSON of a view's row) may be longer than a collection's ids (``MAX_ID_LENGTH``).
 MAX_TABLE_ID_LENGTH = 65_536
-#: Integral floats within this bound are written as integers by ``id_text`` (``3.0`` -> ``"3"``).
-_INTEGRAL = 2**63
 
 
 def id_text(value: object) -> object:
     """An id given as a JSON number as its canonical text; anything else as it is.
 
     The ``id`` of a row of a table dbhandles did not create is its key's value, a number for a
-    numeric key (docs/foreign-tables.md); wherever an id is taken, that number is its text: an
-    integer in decimal, an integral float as the integer (``3.0`` -> ``"3"``, since JavaScript
-    prints it so), any other float in its shortest round-trip form (``2.5``). ``true``/``false``
-    are no ids and are left to be refused.
+    numeric key (docs/foreign-tables.md); wherever an id is taken, that number is its text by the
+    one id rule of every door (``values.number_text``, also the importer's): an integer in decimal,
+    an integral float as the integer (``3.0`` -> ``"3"``, since JavaScript prints it so), any other
+    float as JSON writes it (``2.5``, ``1e-7``). ``true``/``false`` are no ids and are left to be
+    refused.
     """
     if type(value) is int:
         return str(value)
     if type(value) is float and value - value == 0:
-        if value.is_integer() and -_INTEGRAL < value < _INTEGRAL:
-            return str(int(value))
-        return repr(value)
+        return number_text(value)
     return value
 
 
@@ -238,8 +243,7 @@ def _update_row(
         raise RecordNotFound(f"no record with id {record_id!r} in {collection!r}", field="id")
     previous: int | None = None
     if versioned:
-        stored = existing.get("version")
-        previous = stored if isinstance(stored, int) and not isinstance(stored, bool) else 0
+        previous = stored_version(existing.get("version"), record_id, writer.name)
         if expected_version is not None and expected_version != previous:
             raise Conflict(
                 f"record {record_id!r} is at version {previous}, not {expected_version}: it was "
@@ -247,6 +251,12 @@ def _update_row(
                 field="expectedVersion",
             )
         if increment_version:
+            if previous >= MAX_VERSION:
+                raise InvalidParams(
+                    f"record {record_id!r} is at version {previous}, the largest a record may have "
+                    f"({MAX_VERSION}, on every adapter); update it with incrementVersion: false",
+                    field="version",
+                )
             changes["version"] = previous + 1
     if "updatedAt" in writer.reserved:
         changes["updatedAt"] = iso_now()
@@ -276,7 +286,8 @@ def update_record(
     Raises:
         RecordNotFound: no such record.
         Conflict: ``expected_version`` is given and differs from the stored version.
-        InvalidParams: ``expected_version`` on a table without a version column.
+        InvalidParams: ``expected_version`` on a table without a version column; the record is at
+            ``MAX_VERSION`` and ``increment_version`` is true.
     """
     writer = session.table_writer(collection)
     if writer is not None:
@@ -293,6 +304,12 @@ def update_record(
             f"record {record_id!r} is at version {previous}, not {expected_version}: it was changed "
             "by someone else; read it again and retry",
             field="expectedVersion",
+        )
+    if increment_version and previous >= MAX_VERSION:
+        raise InvalidParams(
+            f"record {record_id!r} is at version {previous}, the largest a record may have "
+            f"({MAX_VERSION}, on every adapter); update it with incrementVersion: false",
+            field="version",
         )
     record = {**existing, **user}
     record["updatedAt"] = iso_now()

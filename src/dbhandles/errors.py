@@ -29,6 +29,7 @@
     ├── Forbidden                       (forbidden, 403)
     │   ├── PermissionDenied            (permission_denied, 403)
     │   ├── AccessDenied                (access_denied, 403)
+    │   ├── DatabaseDenied              (database_denied, 403)
     │   ├── PathNotAllowed              (path_not_allowed, 403)
     │   ├── ServerNotAllowed            (server_not_allowed, 403)
     │   ├── QuotaExceeded               (quota_exceeded, 403)
@@ -57,6 +58,7 @@ __all__ = [
     "Conflict",
     "ConstraintViolation",
     "CursorNotFound",
+    "DatabaseDenied",
     "DatabaseNotFound",
     "DbHandlesError",
     "DefaultHandleProtected",
@@ -97,6 +99,10 @@ __all__ = [
 ]
 
 
+#: How a message ends when a failed write left nothing behind (``DbHandlesError.restate``).
+UNDONE = ("nothing was written", "nothing of this batch was written", "nothing was applied")
+
+
 class DbHandlesError(Exception):
     """Base of every error dbhandles raises; an unexpected failure inside dbhandles itself."""
 
@@ -114,6 +120,16 @@ class DbHandlesError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def restate(self, prefix: str, undone: str) -> None:
+        """Put ``prefix`` (where it happened: ``"operations[2] (create): "``) before the message
+        and end it with ``undone`` (what was left unwritten), said once: an ending in ``UNDONE``
+        that an inner write already gave is replaced, not repeated."""
+        message = self.message
+        while (end := next((u for u in UNDONE if message.endswith(f"; {u}")), None)) is not None:
+            message = message[: -len(end) - 2]
+        self.message = f"{prefix}{message}; {undone}"
+        self.args = (self.message,)
 
 
 class InvalidParams(DbHandlesError):
@@ -137,7 +153,8 @@ class UnknownAdapter(InvalidParams):
 
 
 class InvalidConfig(InvalidParams):
-    """An adapter's ``config`` is missing a key, has an unknown key or a value of the wrong type."""
+    """An adapter's ``config`` is missing a key, has an unknown key or a value of the wrong type; or
+    the service's home folder cannot be one (a regular file, a folder this user may not use)."""
 
     code = "invalid_config"
 
@@ -300,6 +317,14 @@ class AccessDenied(Forbidden):
     """Isolation: the database belongs to another actor (strict: no access; soft: read only)."""
 
     code = "access_denied"
+
+
+class DatabaseDenied(Forbidden):
+    """The database itself refused the statement, past dbhandles' own permissions: the
+    PostgreSQL role lacks a privilege on a table (SQLSTATE 42501), or a row-level security
+    policy refused the row written (``new row violates row-level security policy``)."""
+
+    code = "database_denied"
 
 
 class PathNotAllowed(Forbidden):

@@ -18,11 +18,11 @@ The filter language (DESIGN decision 6) is the same on every adapter:
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
-from dbhandles.errors import InvalidFilter
+from dbhandles.errors import InvalidFilter, InvalidParams
 from dbhandles.regex import pattern_problem
 from dbhandles.values import check_scalar
 
@@ -48,7 +48,6 @@ __all__ = [
     "SortKey",
     "check_collection_path",
     "check_collection_query",
-    "check_dotted_column",
     "check_new_collection",
     "parse_fields",
     "parse_filter",
@@ -85,6 +84,8 @@ _CONTROLS = "\\u0000-\\u001f\\u007f-\\u009f"
 #: which adapters always quote; ``validate_collection`` matches it and the OpenAPI document declares it.
 COLLECTION_PATTERN = f"^{_NOT_SYSTEM}[^{_CONTROLS}]{{1,{MAX_COLLECTION_LENGTH}}}$"
 _COLLECTION = re.compile(COLLECTION_PATTERN)
+#: Names ``validate_collection`` accepted lately (it is a pure function of the name).
+_ACCEPTED: dict[str, None] = {}
 #: A name for a NEW collection (what an adapter creates): 1-64 letters, digits or underscores, not
 #: starting with a digit nor with a system prefix. ``check_new_collection`` enforces it.
 NEW_COLLECTION_PATTERN = f"^{_NOT_SYSTEM}" + IDENT_PATTERN.removeprefix("^")
@@ -98,7 +99,7 @@ TOP_FIELD_PATTERN = (
 )
 _TOP_FIELD = re.compile(TOP_FIELD_PATTERN)
 MAX_DEPTH = 32
-MAX_PATH_PARTS = 16
+MAX_PATH_PARTS = 64  # a stored value nests at most 64 levels (values.MAX_DEPTH)
 MAX_IN_VALUES = 10_000
 MAX_REGEX_LENGTH = 1_000
 MAX_SORT_KEYS = 8
@@ -186,13 +187,19 @@ NOT_A_COLLECTION_PATH = (
 )
 
 
-def check_collection_path(path: tuple[str, ...]) -> None:
-    """Refuse a path whose parts are not identifiers (or array indexes) in a dbhandles collection.
+def check_collection_path(path: tuple[str, ...], *, top: bool = True) -> None:
+    """Refuse a path whose parts are not identifiers (or array indexes) in a dbhandles collection;
+    with ``top`` (a path from the record, not from an ``$elemMatch`` element) its first part must be
+    an identifier: a top-level field named ``0`` or ``7`` is not one (an index reaches into arrays,
+    and a record is an object).
 
     Raises:
-        InvalidFilter: a part is not an identifier, e.g. ``'Order Total'`` (``NOT_A_COLLECTION_PATH``).
+        InvalidFilter: a part is not an identifier, e.g. ``'Order Total'`` or a top-level ``'7'``
+            (``NOT_A_COLLECTION_PATH``).
     """
-    if not all(COLLECTION_PART.fullmatch(part) for part in path):
+    if not all(COLLECTION_PART.fullmatch(part) for part in path) or (
+        top and path and path[0].isdigit()
+    ):
         raise InvalidFilter(NOT_A_COLLECTION_PATH.format(".".join(path)))
 
 
@@ -233,7 +240,9 @@ def check_collection_query(
     if filter is not None:
         for path in _filter_paths(filter):
             if path:
-                check_collection_path(path)
+                check_collection_path(path, top=False)
+        for field in top_fields(filter):
+            check_collection_path((field,))
     for path in paths:
         check_collection_path(path)
 
@@ -259,9 +268,10 @@ def validate_collection(name: object, field: str = "collection") -> str:
     Any table or view name is accepted (``Order Items``, ``café``); what a NEW collection may be called
     is narrower, and checked by the adapter that would create it (``check_new_collection``).
     """
-    from dbhandles.errors import InvalidParams
-
-    if isinstance(name, str) and _COLLECTION.fullmatch(name):
+    if isinstance(name, str) and (name in _ACCEPTED or _COLLECTION.fullmatch(name)):
+        if len(_ACCEPTED) >= 512:  # names repeat from call to call: a few are remembered
+            _ACCEPTED.clear()
+        _ACCEPTED[name] = None
         return name
     if isinstance(name, str) and name.lower().startswith(SYSTEM_PREFIXES):
         raise InvalidParams(
@@ -321,25 +331,6 @@ def validate_path(path: object, field: str = "field", *, indexes: bool = False) 
     if len(parts) > 1 and parts[0] in RESERVED_FIELDS:
         raise InvalidFilter(f"{field}: {parts[0]!r} is a system field and has no sub-fields")
     return parts
-
-
-def check_dotted_column(path: tuple[str, ...], fields: Container[str]) -> None:
-    """Refuse a path that spells a column whose own name holds '.' (``fields``: a table's fields).
-
-    Paths split on '.', so ``{"a.b": 1}`` is the path ``a`` -> ``b``; on a table with a column named
-    ``a.b`` (and none named ``a``) that would silently test nothing: it is an error naming the column.
-    """
-    if not path or path[0] in fields:
-        return
-    for end in range(2, len(path) + 1):
-        name = ".".join(path[:end])
-        if name in fields:
-            raise InvalidFilter(
-                f"{name!r} is a column whose name holds '.', and field paths split on '.': it is "
-                "shown in records but cannot be named in a filter, fields or orderBy "
-                "(docs/foreign-tables.md)",
-                field=name,
-            )
 
 
 def _scalar(value: object, where: str) -> Scalar:

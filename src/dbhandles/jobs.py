@@ -18,6 +18,10 @@ next progress write, at a batch boundary. One actor may have ``DBHANDLES_MAX_JOB
 queued or running on the whole home (counted in the transaction that inserts the job); one more is
 ``too_many_requests``. A finished job is kept ``DBHANDLES_JOB_RETENTION_SECONDS``.
 
+On a server, a large job on databases shared across processes runs in a child process instead
+(``JobRunner.elsewhere``, ``server/job_process.py``), so that its work never holds the server's GIL;
+the job thread waits for the child and relays its progress and a cancellation, as below.
+
 The process that runs a job also keeps it in memory (``Job``): a request that sent the command itself
 waits for its ``outcome`` there, and its status there is fresher than the row's.
 
@@ -42,10 +46,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel
 
+from dbhandles.budget import Pacer
 from dbhandles.clock import iso_from_epoch
 from dbhandles.commands.copy import CopyHooks
 from dbhandles.commands.copy_run import CopyStats
@@ -71,9 +76,11 @@ from dbhandles.errors import (
 from dbhandles.importer.command import ExportHooks, ImportHooks
 from dbhandles.importer.export import ExportStats
 from dbhandles.importer.stats import ImportStats
+from dbhandles.job_progress import ProgressWriter
 from dbhandles.store.jobs import JobRow, JobStore, this_process
 
 if TYPE_CHECKING:
+    from dbhandles.commands import Command
     from dbhandles.service import Service
 
 __all__ = [
@@ -82,8 +89,11 @@ __all__ = [
     "MAX_FINISHED_PER_ACTOR",
     "SYNC_SECONDS",
     "Job",
+    "JobPlacement",
     "JobRunner",
     "JobStatus",
+    "job_hooks",
+    "run_job",
 ]
 
 log = logging.getLogger(__name__)
@@ -131,6 +141,8 @@ class Job:
     outcome: Future[dict[str, Any]] = field(default_factory=Future)
     #: When the progress was last written to the job table (``time.monotonic``).
     synced_at: float = float("-inf")
+    #: The process that runs it: this one, or a child (``JobPlacement``); ``None`` until it starts.
+    pid: int | None = None
 
     def __post_init__(self) -> None:
         # Running from the start: a waiter that gives up (cancels) never cancels the job's outcome.
@@ -171,6 +183,75 @@ class _ImportProgress:
         self.job.progress = stats.counts()
 
 
+def job_hooks(job: Job, sync: Callable[[Job], None]) -> object:
+    """The ``Call.hooks`` of ``job``'s command: after every batch (chunk, page) they copy the counts
+    into ``job.progress``, call ``sync(job)`` and raise ``JobCancelled`` once ``job.cancel_requested``
+    is set. ``None`` for a command that cannot be stopped (``data/vacuum``)."""
+    if job.command == "data/import":
+        return ImportHooks(progress=_ImportProgress(job, sync), stats=ImportStats())
+
+    if job.command == "data/export":
+
+        def on_page(stats: ExportStats) -> None:
+            job.progress = stats.counts()
+            sync(job)
+            if job.cancel_requested:
+                raise JobCancelled(
+                    f"data/export cancelled{_why(job)} after {stats.exported} records; no "
+                    "file was written"
+                )
+
+        return ExportHooks(stats=ExportStats(), on_page=on_page)
+
+    if job.command == "data/copy":
+
+        def on_batch(stats: CopyStats) -> None:
+            job.progress = stats.counts()
+            sync(job)
+            if job.cancel_requested:
+                raise JobCancelled(
+                    f"data/copy cancelled{_why(job)} after {stats.batches} batches "
+                    f"({stats.copied} copied, {stats.deleted} deleted); run it again to copy "
+                    "the rest (records already copied are skipped)"
+                )
+
+        return CopyHooks(stats=CopyStats(), on_batch=on_batch)
+    return None
+
+
+def run_job(
+    service: Service, job: Job, params: BaseModel, context: Context, hooks: object
+) -> tuple[JobStatus, dict[str, Any]]:
+    """Run ``job``'s command in this process; return how it ended and the envelope it answered
+    (never raises for the command's own failures: they are the envelope)."""
+    try:
+        envelope = service.execute(job.command, params, context=context, hooks=hooks)
+        return "done", envelope
+    except JobCancelled as exc:
+        return "cancelled", error_envelope(exc, context)
+    except DbHandlesError as exc:
+        return "failed", error_envelope(exc, context)
+    except Exception:
+        log.exception("job %s (%s) failed unexpectedly", job.id, job.command)
+        crash = DbHandlesError(f"{job.command} failed unexpectedly; the server log has the details")
+        return "failed", error_envelope(crash, context)
+
+
+class JobPlacement(Protocol):
+    """Where else a job may run than on this process's job threads (``server/job_process.py``: a
+    child process). ``JobRunner.elsewhere`` holds one; the job thread still waits for the job."""
+
+    def accepts(self, command: str, params: BaseModel, context: Context) -> bool:
+        """Whether this job should run there (never raises)."""
+
+    def run(
+        self, job: Job, params: BaseModel, context: Context, sync: Callable[[Job], None]
+    ) -> tuple[JobStatus, dict[str, Any]] | None:
+        """Run it there, keeping ``job.progress`` current, calling ``sync(job)`` as it goes and
+        stopping it once ``job.cancel_requested`` is set; ``None`` if it could not be started
+        (the job then runs here)."""
+
+
 class JobRunner:
     """The jobs of one service: started and run here on threads of their own (created on the first
     job), read and cancelled through the job table, whichever process runs them.
@@ -187,10 +268,13 @@ class JobRunner:
         self.per_actor = settings.max_jobs_per_actor
         self.retention = settings.job_retention_seconds
         self._table: JobStore = service.registry.store.jobs
+        self._progress = ProgressWriter(self._table.sync_job)
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
+        #: Where jobs may run instead of this process's threads (set by a server: ``JobPlacement``).
+        self.elsewhere: JobPlacement | None = None
         #: Jobs of this process queued or running (read without the lock: the server asks it on
         #: every inline read).
         self.active = 0
@@ -219,6 +303,18 @@ class JobRunner:
                 field="command",
             )
         command = service.command(name)
+        try:
+            return self._start(command, params, context)
+        except DbHandlesError as exc:
+            # Refused before it ran: audited as the dispatcher audits its refusals, whichever door
+            # (HTTP, WebSocket, data/job-start) started it.
+            service.audit_refusal(command, params, context, exc.code)
+            raise
+
+    def _start(
+        self, command: Command, params: Mapping[str, Any] | BaseModel | None, context: Context
+    ) -> Job:
+        service, name = self._service, command.name
         parsed = service._parse(command, params)
         summary = params_summary(parsed)
         owner = this_process()
@@ -270,24 +366,25 @@ class JobRunner:
             if not stopped:
                 job.status = "running"
                 job.started_at = time.time()
+                job.pid = os.getpid()
         if stopped:
             self._store_end(job, job.status, job.envelope, job.finished_at or time.time())
             return
-        try:
-            envelope = self._service.execute(
-                job.command, params, context=context, hooks=self._hooks(job)
-            )
-            status: JobStatus = "done"
-        except JobCancelled as exc:
-            envelope, status = error_envelope(exc, context), "cancelled"
-        except DbHandlesError as exc:
-            envelope, status = error_envelope(exc, context), "failed"
-        except Exception:
-            log.exception("job %s (%s) failed unexpectedly", job.id, job.command)
-            crash = DbHandlesError(
-                f"{job.command} failed unexpectedly; the server log has the details"
-            )
-            envelope, status = error_envelope(crash, context), "failed"
+        elsewhere = self.elsewhere
+        ran = None
+        if elsewhere is not None and elsewhere.accepts(job.command, params, context):
+            ran = elsewhere.run(job, params, context, self._sync)
+        if ran is None:
+            # Here its batches hold this process's GIL: it pauses after each (DBHANDLES_JOB_DUTY).
+            pacer = Pacer(self._service.settings.job_duty)
+
+            def paced(job: Job) -> None:
+                pacer.pause()
+                self._sync(job)
+
+            with pacer:
+                ran = run_job(self._service, job, params, context, job_hooks(job, paced))
+        status, envelope = ran
         self._finish(job, status, envelope)
 
     def _sync(self, job: Job) -> None:
@@ -297,8 +394,7 @@ class JobRunner:
         if now - job.synced_at < SYNC_SECONDS:
             return
         job.synced_at = now
-        if self._stored(lambda: self._table.sync_job(job.id, dict(job.progress)), job, False):
-            job.cancel_requested = True
+        self._progress.post(job)  # written by a thread of its own: never waits for the job's lock
 
     def _stored(self, write: Callable[[], bool], job: Job, otherwise: bool) -> bool:
         """``write()``; a job table that cannot be written is logged, and the job goes on."""
@@ -307,38 +403,6 @@ class JobRunner:
         except DbHandlesError as exc:
             log.warning("job %s (%s): the job table was not updated: %s", job.id, job.command, exc)
             return otherwise
-
-    def _hooks(self, job: Job) -> object:
-        if job.command == "data/import":
-            return ImportHooks(progress=_ImportProgress(job, self._sync), stats=ImportStats())
-
-        if job.command == "data/export":
-
-            def on_page(stats: ExportStats) -> None:
-                job.progress = stats.counts()
-                self._sync(job)
-                if job.cancel_requested:
-                    raise JobCancelled(
-                        f"data/export cancelled{_why(job)} after {stats.exported} records; no "
-                        "file was written"
-                    )
-
-            return ExportHooks(stats=ExportStats(), on_page=on_page)
-
-        if job.command == "data/copy":
-
-            def on_batch(stats: CopyStats) -> None:
-                job.progress = stats.counts()
-                self._sync(job)
-                if job.cancel_requested:
-                    raise JobCancelled(
-                        f"data/copy cancelled{_why(job)} after {stats.batches} batches "
-                        f"({stats.copied} copied, {stats.deleted} deleted); run it again to copy "
-                        "the rest (records already copied are skipped)"
-                    )
-
-            return CopyHooks(stats=CopyStats(), on_batch=on_batch)
-        return None
 
     @staticmethod
     def _dropped(
@@ -366,6 +430,7 @@ class JobRunner:
         self, job: Job, status: JobStatus, envelope: dict[str, Any] | None, finished: float
     ) -> None:
         """Write how ``job`` ended to the job table."""
+        self._progress.forget(job.id)
         result, error = job_outcome(envelope)
         if error is not None and len(str(error.get("error", ""))) > 4 * MAX_TEXT:
             error["error"] = str(error["error"])[: 4 * MAX_TEXT] + "…"
@@ -504,6 +569,7 @@ class JobRunner:
     def close(self, timeout: float | None = None) -> None:
         """Cancel every job and wait (up to ``timeout``) for the running ones to stop; idempotent."""
         self.stop("the service closed")
+        self._progress.close()
         with self._lock:
             executor, self._executor = self._executor, None
         if executor is None:

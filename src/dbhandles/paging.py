@@ -4,44 +4,151 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import json
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from dbhandles.adapters.base import Query, Record, Sampling, Session
-from dbhandles.errors import InvalidParams
+from dbhandles.adapters.foreign_common import ColumnPaths
+from dbhandles.errors import Conflict, InvalidParams
 from dbhandles.evaluate import position_of, project, sort_value
-from dbhandles.filters import And, FilterNode, SortKey
+from dbhandles.filters import And, FilterNode, SortKey, parse_filter
 from dbhandles.values import check_scalar
 
 __all__ = [
+    "MAX_POSITION_BYTES",
+    "RowPosition",
     "and_filters",
+    "check_shape",
     "count_matching",
     "decode_token",
     "encode_token",
     "fetch_page",
     "order_signature",
+    "shape_of",
+    "token_shape",
 ]
+
+
+def shape_of(session: Session, collection: str, order: tuple[SortKey, ...]) -> str | None:
+    """What a keyset position of ``collection`` depends on, as a short fingerprint; ``None`` for a
+    collection (its storage never changes shape).
+
+    For a table or view dbhandles did not create: its kind, its key and what an id is, and the
+    name, type and field of each column that is part of the key or sorted on (every column of a
+    view, whose rows are told apart by all of them). A table renamed away and a view created by its
+    name, a sorted column dropped or retyped, a different key: another fingerprint. Adding an
+    index or an unrelated column changes nothing.
+    """
+    description = session.table(collection)
+    if description is None:
+        return None
+    key = set(description.get("primaryKey") or ())
+    sorted_on = {name for k in order for name in (k.path[0], ".".join(k.path))}
+    every = description.get("kind") != "table"
+    columns = [
+        [c["name"], c.get("type"), c.get("field", c["name"])]
+        for c in description.get("columns", ())
+        if every or c["name"] in key or c.get("field", c["name"]) in sorted_on
+    ]
+    seen = [description.get("kind"), description.get("primaryKey"), description.get("id"), columns]
+    return hashlib.sha256(orjson.dumps(seen)).hexdigest()[:16]
+
+
+def check_shape(made: str | None, now: str | None, collection: str, field: str, again: str) -> None:
+    """Refuse a position made when ``collection`` had the fingerprint ``made`` (``shape_of``) if
+    it has another one ``now``: its rows would be paged by keys that no longer mean the same.
+
+    Raises:
+        Conflict: ``field`` names the cursor; the message says what to do (``again``).
+    """
+    if made != now:
+        raise Conflict(
+            f"{field}: {collection!r} changed since this cursor was made (it was replaced, dropped "
+            f"or re-created, or its key or a sorted column changed), so its position no longer "
+            f"says which rows are left; {again}",
+            field=field,
+            details={"reason": "schema_changed"},
+        )
+
+
+def token_shape(token: str) -> str | None:
+    """The fingerprint a ``nextCursor`` carries (``None``: made for a collection, or malformed,
+    which ``decode_token`` refuses)."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        shape = json.loads(raw).get("s")
+    except (binascii.Error, ValueError, AttributeError, RecursionError):
+        return None
+    return shape if isinstance(shape, str) else None
+
+
+#: The most bytes of sort values a ``nextCursor`` carries; past it, the cursor names the last row
+#: by its id (``RowPosition``) and the next page reads that row's values again (docs/filters.md).
+MAX_POSITION_BYTES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RowPosition:
+    """A keyset position too large to carry: the last row's id (the order's final key), and a
+    digest of its sort values (``position_digest``) to check they did not change."""
+
+    record_id: Any
+    digest: str
+
+
+def position_digest(position: tuple[tuple[int, Any], ...]) -> str:
+    """A digest of a keyset position (hex, 32 characters)."""
+    return hashlib.sha256(orjson.dumps([list(p) for p in position])).hexdigest()[:32]
 
 
 def order_signature(order: tuple[SortKey, ...]) -> list[str]:
     return [("-" if k.descending else "") + k.field for k in order]
 
 
-def encode_token(order: tuple[SortKey, ...], position: tuple[tuple[int, Any], ...]) -> str:
-    """An opaque ``nextCursor``: the sort it belongs to and the last row's keyset position."""
-    raw = orjson.dumps({"o": order_signature(order), "p": [list(p) for p in position]})
+def encode_token(
+    order: tuple[SortKey, ...], position: tuple[tuple[int, Any], ...], shape: str | None = None
+) -> str:
+    """An opaque ``nextCursor``: the sort it belongs to, the last row's keyset position, and the
+    fingerprint of a table dbhandles did not create (``shape_of``; absent for a collection).
+
+    A position whose values take more than ``MAX_POSITION_BYTES`` (a sort on a long text) is
+    carried as the last row's id and a digest of the values instead (``RowPosition``), so a cursor
+    stays small enough to send back whatever the records hold.
+    """
+    values = [list(p) for p in position]
+    token: dict[str, Any] = {"o": order_signature(order), "p": values}
+    by_id = order and order[-1].path == ("id",) and len(position) == len(order)
+    if by_id and len(orjson.dumps(values)) > MAX_POSITION_BYTES:
+        token = {"o": token["o"], "r": position[-1][1], "h": position_digest(position)}
+    if shape is not None:
+        token["s"] = shape
+    raw = orjson.dumps(token)
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_token(token: str, order: tuple[SortKey, ...]) -> tuple[tuple[int, Any], ...]:
-    """Check a ``cursor`` token against the current ``orderBy`` and return its position."""
+def decode_token(
+    token: str, order: tuple[SortKey, ...]
+) -> tuple[tuple[int, Any], ...] | RowPosition:
+    """Check a ``cursor`` token against the current ``orderBy`` and return its position (or the
+    last row's id, for a position too large to carry: ``fetch_page`` reads its values).
+
+    Raises:
+        InvalidParams: not a token of data/list, or made for another ``orderBy``.
+    """
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = orjson.loads(raw)
+        # Python's json, not orjson: orjson reads an integer past 64 bits (a forged 2**64) as a
+        # float, which would pass for a number; json keeps it an integer, refused below.
+        data = json.loads(raw)
+        if isinstance(data, dict) and "r" in data:
+            return _row_position(data, order)
         position = tuple((int(r), v) for r, v in data["p"])
         signature = data["o"]
-    except (binascii.Error, ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise InvalidParams(
             "cursor: not a cursor returned by data/list (nextCursor)", field="cursor"
         ) from exc
@@ -54,10 +161,72 @@ def decode_token(token: str, order: tuple[SortKey, ...]) -> tuple[tuple[int, Any
             raise InvalidParams("cursor: malformed position", field="cursor")
         # A forged position holding a value no record can hold (dbhandles.values) would be read
         # differently by each adapter.
-        problem = check_scalar(value, "cursor")
+        problem = check_scalar(value, "cursor", keyset=True)
         if problem is not None:
             raise InvalidParams(f"cursor: malformed position: {problem}", field="cursor")
     return position
+
+
+def _row_position(data: dict[str, Any], order: tuple[SortKey, ...]) -> RowPosition:
+    record_id, digest = data["r"], data["h"]
+    if data["o"] != order_signature(order):
+        raise InvalidParams(
+            "cursor: it was made for a different orderBy; pass the same orderBy", field="cursor"
+        )
+    if (
+        not isinstance(digest, str)
+        or not order
+        or order[-1].path != ("id",)
+        or not isinstance(record_id, str | int)
+        or isinstance(record_id, bool)
+        or check_scalar(record_id, "cursor", keyset=True) is not None
+    ):
+        raise InvalidParams("cursor: malformed position", field="cursor")
+    return RowPosition(record_id, digest)
+
+
+def _resolve(
+    session: Session,
+    collection: str,
+    filter: FilterNode | None,
+    order: tuple[SortKey, ...],
+    after: RowPosition,
+) -> tuple[tuple[int, Any], ...]:
+    """The keyset position of the row ``after`` names, read again under the same filter (a row
+    the caller cannot list is no row here either).
+
+    Raises:
+        Conflict: the row is gone, no longer matches, or its sort values changed
+            (``details.reason`` ``cursor_row_changed``).
+    """
+    same = and_filters(filter, parse_filter({"id": after.record_id}))
+    rows = session.find(collection, Query(filter=same, order=order, limit=1))
+    position = (
+        position_of(rows[0], _paths_of(session, collection, order, None)[0]) if rows else None
+    )
+    if position is None or position_digest(position) != after.digest:
+        raise Conflict(
+            "cursor: the record the previous page ended at was deleted, changed so that it no "
+            "longer matches, or had its sort values changed, so this cursor no longer says which "
+            "records are left (its sort values were too long to carry in the cursor, which names "
+            "the record instead); list again without cursor",
+            field="cursor",
+            details={"reason": "cursor_row_changed"},
+        )
+    return position
+
+
+def _paths_of(
+    session: Session,
+    collection: str,
+    order: tuple[SortKey, ...],
+    fields: tuple[tuple[str, ...], ...] | None,
+) -> tuple[tuple[SortKey, ...], tuple[tuple[str, ...], ...] | None]:
+    if any(len(p) > 1 for p in (*(k.path for k in order), *(fields or ()))):
+        # On a table with a column named ``a.b`` the path a -> b is that column (as in its SQL).
+        paths = ColumnPaths.of(session.table(collection))
+        return paths.order(order), paths.fields(fields)
+    return order, fields
 
 
 def fetch_page(
@@ -66,15 +235,18 @@ def fetch_page(
     filter: FilterNode | None,
     order: tuple[SortKey, ...],
     limit: int,
-    after: tuple[tuple[int, Any], ...] | None,
+    after: tuple[tuple[int, Any], ...] | RowPosition | None,
     fields: tuple[tuple[str, ...], ...] | None,
     sampling: Sampling | None = None,
 ) -> tuple[list[Record], tuple[tuple[int, Any], ...] | None, bool]:
     """One page: its (projected) items, the keyset position of its last row, and whether more follow.
 
     Reads ``limit + 1`` rows so ``hasMore`` never needs a COUNT. With ``sampling`` only the records
-    of that sample or split are paged (``Session.find_sampled``).
+    of that sample or split are paged (``Session.find_sampled``). A ``RowPosition`` is read again
+    first (``_resolve``: ``Conflict`` when its row is gone or changed).
     """
+    if isinstance(after, RowPosition):
+        after = _resolve(session, collection, filter, order, after)
     query = Query(filter=filter, order=order, limit=limit + 1, after=after)
     if sampling is None:
         rows = session.find(collection, query)
@@ -82,8 +254,10 @@ def fetch_page(
         rows = session.find_sampled(collection, query, sampling)
     has_more = len(rows) > limit
     rows = rows[:limit]
+    order, fields = _paths_of(session, collection, order, fields)
     last = position_of(rows[-1], order) if rows else None
-    return [project(r, fields) for r in rows], last, has_more
+    # Without a projection the records are the adapter's, fresh for this call: served as they are.
+    return (rows if fields is None else [project(r, fields) for r in rows]), last, has_more
 
 
 def count_matching(

@@ -13,8 +13,10 @@ Pages are read by ``paging.fetch_page``, which ``data/list`` shares.
 
 Limits (one actor must not fill the server's memory or the default database): a cursor's spec (filter,
 order, fields as JSON) is at most ``max_cursor_spec_bytes``; a non-admin actor holds at most
-``max_cursors_per_actor`` cursors (counted over both kinds, in this process); every cursor, durable or
-not, expires ``cursor_ttl_seconds`` after its last use.
+``max_cursors_per_actor`` live cursors, counted over both kinds: the rows the store holds for it (every
+process's, counted and inserted in one write transaction, so opens racing in several processes on one
+home never overshoot) plus the in-process ones (the opens of one process take turns); every cursor,
+durable or not, expires ``cursor_ttl_seconds`` after its last use.
 
 Expiry never waits for the next ``query-open``: ``reap`` deletes expired cursors (here and in the store)
 when the owner is created (rows that ended processes left), on every cursor command (at most once per
@@ -37,6 +39,7 @@ import orjson
 from dbhandles.adapters.base import Record, Sampling
 from dbhandles.clock import now_ms
 from dbhandles.errors import (
+    Conflict,
     CursorNotFound,
     DbHandlesError,
     HandleNotFound,
@@ -44,8 +47,9 @@ from dbhandles.errors import (
     TooManyRequests,
 )
 from dbhandles.filters import SortKey, parse_fields, parse_filter, parse_order_by
-from dbhandles.paging import fetch_page
+from dbhandles.paging import check_shape, fetch_page, shape_of
 from dbhandles.registry import HandleEntry, HandleRegistry
+from dbhandles.security.audit import note_collection
 from dbhandles.store import CursorRow
 
 __all__ = ["CursorPage", "QueryCursors"]
@@ -92,9 +96,8 @@ class QueryCursors:
         self._local: dict[str, CursorRow] = {}
         # Striped, not one lock per cursor, so nothing has to be cleaned up when cursors go away.
         self._turns = tuple(threading.Lock() for _ in range(_STRIPES))
-        #: The cursors each limited actor opened here ({actor: {cursor ids}}), and who opened each.
-        self._owned: dict[str, set[str]] = {}
-        self._owner_of: dict[str, str] = {}
+        #: Opens counted against an actor's limit take turns in this process (count, then insert).
+        self._opening = threading.Lock()
         #: ``time.monotonic()`` before which ``reap`` does nothing, and the timer thread.
         self._next_reap = 0.0
         self._stop = threading.Event()
@@ -185,48 +188,30 @@ class QueryCursors:
                 field="filter",
             )
 
-    def _room_for(self, owner: str, now: int) -> set[str]:
-        """The live cursors of ``owner`` (forgetting those closed or expired meanwhile, wherever).
+    def _held(self, owner: str, now: int) -> tuple[int, int]:
+        """``(in this process, in the store)``: the live cursors ``owner`` holds."""
+        with self._lock:
+            local = sum(1 for r in self._local.values() if r.owner == owner and r.expires_at >= now)
+        return local, self._registry.store.count_cursors(owner, now)
+
+    def _room_for(self, owner: str, now: int) -> None:
+        """Refuse ``owner`` at its limit.
 
         Raises:
-            TooManyRequests: ``owner`` holds ``max_cursors_per_actor`` of them.
+            TooManyRequests: ``owner`` holds ``max_cursors_per_actor`` live cursors.
         """
-        limit = self._registry.settings.max_cursors_per_actor
-        with self._lock:
-            ids = set(self._owned.get(owner, ()))
-        if len(ids) < limit:
-            return ids
-        # At the limit: some may have expired or closed in another process (durable ones).
-        gone = set()
-        for cursor_id in ids:
-            with self._lock:
-                row = self._local.get(cursor_id)
-            if row is None:
-                row = self._registry.store.get_cursor(cursor_id)
-            if row is None or row.expires_at < now:
-                gone.add(cursor_id)
-        with self._lock:
-            for cursor_id in gone:
-                self._disown(cursor_id)
-            live = set(self._owned.get(owner, ()))
-        if len(live) >= limit:
-            raise TooManyRequests(
-                f"{owner!r} already has {len(live)} open query cursors (the limit is {limit}, "
-                "DBHANDLES_MAX_CURSORS_PER_ACTOR); close some with data/query-close, or let them "
-                "expire",
-                field="queryHandle",
-            )
-        return live
+        held = sum(self._held(owner, now))
+        if held >= self._registry.settings.max_cursors_per_actor:
+            raise self._too_many(owner, held)
 
-    def _disown(self, cursor_id: str) -> None:
-        """Forget who opened ``cursor_id`` (under the lock)."""
-        owner = self._owner_of.pop(cursor_id, None)
-        if owner is not None:
-            owned = self._owned.get(owner)
-            if owned is not None:
-                owned.discard(cursor_id)
-                if not owned:
-                    del self._owned[owner]
+    def _too_many(self, owner: str, held: int) -> TooManyRequests:
+        limit = self._registry.settings.max_cursors_per_actor
+        return TooManyRequests(
+            f"{owner!r} already has {held} open query cursors (the limit is {limit}, "
+            "DBHANDLES_MAX_CURSORS_PER_ACTOR); close some with data/query-close, or let them "
+            "expire",
+            field="queryHandle",
+        )
 
     def open(
         self,
@@ -241,6 +226,7 @@ class QueryCursors:
         session_id: str | None,
         owner: str | None = None,
         sampling: Sampling | None = None,
+        shape: str | None = None,
     ) -> CursorRow:
         """Open a cursor over ``collection`` through ``entry``; its handle's row filter is folded in.
 
@@ -250,6 +236,8 @@ class QueryCursors:
             owner: the actor the cursor counts against (``max_cursors_per_actor``); ``None``: no
                 limit (administrators, in-process callers).
             sampling: page only this sample or split (kept in the spec as ``sample``).
+            shape: the fingerprint of the table paged (``paging.shape_of``, ``None`` for a
+                collection), kept in the spec: a page read after it changed is refused.
 
         Raises:
             HandleNotFound: the handle was closed while the cursor was being opened.
@@ -265,36 +253,19 @@ class QueryCursors:
         spec = {"filter": spec_filter, "orderBy": [k.to_wire() for k in order], "fields": fields}
         if sampling is not None:
             spec["sample"] = sampling.to_wire()
+        spec["shape"] = shape
         self._check_spec(spec)
         row = CursorRow(
             cursor_id=str(uuid.uuid4()), handle=entry.handle, collection=collection,
             spec=spec,
             position=None, page_number=0, total_count=total_count, page_size=page_size,
-            exhausted=False, session_id=session_id, expires_at=now + self.ttl_ms,
+            exhausted=False, session_id=session_id, expires_at=now + self.ttl_ms, owner=owner,
         )  # fmt: skip
-        if owner is not None:
-            self._room_for(owner, now)
-            with self._lock:  # reserved before the row exists, so racing opens cannot both pass
-                owned = self._owned.setdefault(owner, set())
-                if len(owned) >= self._registry.settings.max_cursors_per_actor:
-                    raise TooManyRequests(
-                        f"{owner!r} already has {len(owned)} open query cursors (the limit is "
-                        f"{self._registry.settings.max_cursors_per_actor}, "
-                        "DBHANDLES_MAX_CURSORS_PER_ACTOR); close some with data/query-close",
-                        field="queryHandle",
-                    )
-                owned.add(row.cursor_id)
-                self._owner_of[row.cursor_id] = owner
-        try:
-            if entry.durable:
-                self._registry.store.put_cursor(row)
-            else:
-                with self._lock:
-                    self._local[row.cursor_id] = row
-        except BaseException:
-            with self._lock:
-                self._disown(row.cursor_id)
-            raise
+        if owner is None:
+            self._insert(row, entry.durable)
+        else:
+            with self._opening:
+                self._insert_counted(row, owner, entry.durable, now)
         self._start_sweeper()
         # A close of the handle that ran between its resolution and the insert above did not see this
         # cursor: look again now that it is visible, so a closed handle never keeps one.
@@ -305,6 +276,32 @@ class QueryCursors:
                 field="dbHandle",
             )
         return row
+
+    def _insert(self, row: CursorRow, durable: bool) -> None:
+        if durable:
+            self._registry.store.put_cursor(row)
+        else:
+            with self._lock:
+                self._local[row.cursor_id] = row
+
+    def _insert_counted(self, row: CursorRow, owner: str, durable: bool, now: int) -> None:
+        """Insert ``row`` unless ``owner`` is at its limit (under ``_opening``).
+
+        Raises:
+            TooManyRequests: ``owner`` holds ``max_cursors_per_actor`` live cursors.
+        """
+        limit = self._registry.settings.max_cursors_per_actor
+        local, stored = self._held(owner, now)
+        if durable:
+            # The store counts its rows again inside the insert's transaction: another process
+            # may have inserted some since.
+            if not self._registry.store.put_cursor(row, room=limit - local, now_ms=now):
+                raise self._too_many(owner, limit)
+            return
+        if local + stored >= limit:
+            raise self._too_many(owner, local + stored)
+        with self._lock:
+            self._local[row.cursor_id] = row
 
     def _still_open(self, entry: HandleEntry) -> bool:
         if entry.is_default:
@@ -332,6 +329,8 @@ class QueryCursors:
         Raises:
             CursorNotFound: unknown, closed, expired, another session's, another handle's, or its
                 handle was closed.
+            Conflict: the table it pages changed since the open (``paging.shape_of``: replaced by a
+                view, dropped, its key or a sorted column changed); the cursor is closed.
         """
         self.reap()
         with self._turns[hash(cursor_id) % _STRIPES]:
@@ -373,6 +372,8 @@ class QueryCursors:
             if authorize is not None:
                 authorize(entry)
             with registry.lease(entry) as (_entry, adapter), adapter.session() as session:
+                if "shape" in row.spec:  # cursors stored before fingerprints have none
+                    self._check_shape(row, shape_of(session, row.collection, order))
                 return fetch_page(
                     session, row.collection, parse_filter(row.spec["filter"]), order, row.page_size,
                     after, parse_fields(row.spec["fields"]),
@@ -383,6 +384,19 @@ class QueryCursors:
             raise CursorNotFound(
                 "queryHandle: its dbHandle was closed", field="queryHandle"
             ) from exc
+
+    def _check_shape(self, row: CursorRow, now: str | None) -> None:
+        """Close the cursor and refuse the page when its table changed shape since the open.
+
+        Raises:
+            Conflict: field ``queryHandle``, ``details.reason`` ``schema_changed``.
+        """
+        try:
+            check_shape(row.spec["shape"], now, row.collection, "queryHandle",
+                        "the query was closed: open it again with data/query-open")  # fmt: skip
+        except Conflict:
+            self._drop(row.cursor_id)
+            raise
 
     def _advance(self, old: CursorRow, new: CursorRow, local: bool) -> bool:
         if not local:
@@ -420,6 +434,8 @@ class QueryCursors:
             raise CursorNotFound(
                 f"queryHandle: query {cursor_id!r} expired after being idle", field="queryHandle"
             )
+        # query-next and query-close name no collection: their audit row names the cursor's.
+        note_collection(row.collection)
         return row, local
 
     def close(self, cursor_id: str, session_id: str | None) -> bool:
@@ -434,7 +450,6 @@ class QueryCursors:
     def _drop(self, cursor_id: str) -> bool:
         with self._lock:
             local = self._local.pop(cursor_id, None) is not None
-            self._disown(cursor_id)
         return local or self._registry.store.delete_cursor(cursor_id)
 
     def end_session(self, session_id: str) -> int:
@@ -443,7 +458,6 @@ class QueryCursors:
             gone = [c for c, row in self._local.items() if row.session_id == session_id]
             for cursor_id in gone:
                 del self._local[cursor_id]
-                self._disown(cursor_id)
         return len(gone) + self._registry.store.delete_session_cursors(session_id)
 
     def close_handle(self, handle: str) -> int:
@@ -456,7 +470,6 @@ class QueryCursors:
             gone = [c for c, row in self._local.items() if row.handle == handle]
             for cursor_id in gone:
                 del self._local[cursor_id]
-                self._disown(cursor_id)
         return len(gone)
 
     def expire(self, now: int | None = None) -> int:
@@ -466,7 +479,6 @@ class QueryCursors:
             gone = [c for c, row in self._local.items() if row.expires_at < now]
             for cursor_id in gone:
                 del self._local[cursor_id]
-                self._disown(cursor_id)
         return len(gone) + self._registry.store.expire_cursors(now)
 
     def in_process(self) -> list[CursorRow]:

@@ -9,16 +9,48 @@ translates the same syntax to its own regexes (``adapters/postgres_regex.py``) o
 
 The syntax is RE2's (https://github.com/google/re2/wiki/Syntax), minus ``\\C`` (one byte of the
 UTF-8 encoding, meaningless on text); docs/filters.md lists it.
+
+Linear is not cheap: one match costs up to (program size) x (bytes of text) steps, and a running
+match cannot be interrupted. So a pattern whose compiled program is larger than
+``MAX_PROGRAM_SIZE`` is refused, and ``search`` times a match that could be long on a prefix of
+the text and weighs it against the command's time budget (``dbhandles.budget``, ``_timed``).
 """
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from typing import Any
 
 import re2
 
-__all__ = ["pattern_problem", "search", "set_members"]
+from dbhandles import budget
+
+__all__ = ["MAX_PROGRAM_SIZE", "NS_PER_STEP", "pattern_problem", "search", "set_members"]
+
+#: Largest compiled RE2 program (instructions) a ``$regex`` may have. RE2's worst case visits every
+#: instruction for every byte of the text, so this bounds one match at 1 ms per byte at
+#: ``NS_PER_STEP``: ``(?i)[\pL\pN]{300}x`` (402 905 instructions) is refused, ``\pL{80}`` (95 684)
+#: and ``.{1000}`` (8 004) are accepted.
+MAX_PROGRAM_SIZE = 100_000
+
+#: A deliberately high figure for one step (one instruction over one byte) of RE2's slowest path
+#: (the NFA it falls back to when its DFA runs out of memory); measured at 8-9 ns on a 2-core x86.
+NS_PER_STEP = 10
+
+#: Below this many worst-case steps (1 ms at ``NS_PER_STEP``) a match runs without looking at the
+#: clock: the scans that call ``search`` look at it every few hundred records anyway.
+_FREE_STEPS = 100_000
+
+#: A match whose worst case does not fit in what is left of the budget is run on growing prefixes of
+#: the text: ``_FIRST_WINDOW`` bytes, then four times as many each round, the last being the whole
+#: text (at most a third more work). RE2 builds its DFA as it goes, so a short prefix overstates
+#: the rate: before ``_SAMPLE_BYTES`` a prefix only decides whether the next one fits; from there
+#: on, each prefix's time scaled to the text's length times ``_SAFETY`` must fit (RE2 may also
+#: leave its DFA for its slower NFA part-way through a text, which a later prefix then shows).
+_FIRST_WINDOW = 1024
+_SAMPLE_BYTES = 16 * 1024
+_SAFETY = 2.0
 
 
 def _options(*, capture: bool) -> Any:
@@ -65,12 +97,17 @@ def pattern_problem(pattern: str) -> str | None:
     if _uses_single_byte(pattern):
         return "\\C (one byte of the UTF-8 encoding) is not supported; use . for one character"
     try:
-        re2.compile(_encode(pattern), _CHECK)
+        size = re2.compile(_encode(pattern), _CHECK).programsize
     except re2.error as exc:
         detail = exc.args[0] if exc.args else exc
         if isinstance(detail, bytes):
             detail = detail.decode("utf-8", "replace")
         return str(detail)
+    if size > MAX_PROGRAM_SIZE:
+        return (
+            f"pattern too complex (program size {size} > {MAX_PROGRAM_SIZE}): every byte of the "
+            "text may cost a step per instruction; use fewer or smaller repetitions of classes"
+        )
     return None
 
 
@@ -85,11 +122,66 @@ def _compiled(pattern: str) -> Any:
 def search(pattern: str, text: str) -> bool:
     """Whether ``pattern`` matches somewhere in ``text`` (RE2 semantics, linear time).
 
+    Under a time budget, a match that could be long is first timed on a prefix of ``text`` and
+    weighed against what is left of the budget (``_timed``).
+
     Raises:
         ValueError: ``pattern`` is not valid (filters are checked when parsed, so only a caller
             that skipped ``filters.parse_filter`` sees this).
+        QueryTimeout: the match was estimated, from a timed sample, not to finish within what is
+            left of the command's time budget (the budget is then spent: ``budget.check`` raises
+            too, so a driver that swallowed this reports it).
     """
-    return _compiled(pattern).search(_encode(text)) is not None
+    compiled = _compiled(pattern)
+    data = _encode(text)
+    if compiled.programsize * len(data) > _FREE_STEPS:
+        found = _timed(compiled, data)
+        if found is not None:
+            return found
+    return compiled.search(data) is not None
+
+
+def _timed(compiled: Any, data: bytes) -> bool | None:
+    """The answer of a match of ``compiled`` over ``data`` run prefix by prefix, timed; stop the
+    command (``QueryTimeout``) when it was measured not to finish in what is left of its budget;
+    ``None`` when the worst case fits (no budget, or enough left): match at once.
+
+    No estimate alone refuses: when the worst case (``programsize * len(data)`` steps at
+    ``NS_PER_STEP``) does not fit, prefixes of ``_FIRST_WINDOW``, then 4x more bytes are matched
+    and timed up to the whole text (whose answer is returned). The command is stopped when a
+    measured time, scaled by ``_SAFETY`` to the next prefix (below ``_SAMPLE_BYTES``) or to the
+    whole text (from there on), does not fit in what is left.
+
+    Raises:
+        QueryTimeout: it does not fit (the budget is marked spent first, with the reason).
+    """
+    end = budget.deadline()
+    if end is None:
+        return None
+    size, length = compiled.programsize, len(data)
+    left = end - time.monotonic()
+    if left > 0 and size * length * NS_PER_STEP <= left * 1e9:
+        return None
+    window = min(length, _FIRST_WINDOW)
+    while True:
+        start = time.monotonic()
+        found = compiled.search(data, 0, window) is not None
+        spent = time.monotonic() - start
+        if window == length:
+            return found
+        left = end - time.monotonic()
+        following = min(length, window * 4)
+        # Past _SAMPLE_BYTES the whole match is weighed; before, only the next sample.
+        whole = window >= _SAMPLE_BYTES
+        estimate = _SAFETY * spent * (length if whole else following) / window
+        if estimate > left:
+            break
+        window = following
+    budget.spend(
+        f"a $regex match over a value of {length} bytes was estimated (from a timed match over "
+        f"its first {window} bytes) to take at least {estimate:.1f} s"
+    )
+    raise budget.exceeded()
 
 
 @lru_cache(maxsize=1)

@@ -20,15 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from dbhandles.adapters import Adapter, AdapterConfig, FileConfig, get_adapter_class
+from dbhandles.adapters.memory import MemoryAdapter
 from dbhandles.clock import now_ms
 from dbhandles.dbfiles import check_plain
-from dbhandles.errors import (
-    AccessDenied,
-    DefaultHandleProtected,
-    HandleNotFound,
-    InvalidConfig,
-    InvalidParams,
-)
+from dbhandles.errors import DefaultHandleProtected, HandleNotFound, InvalidConfig, InvalidParams
 from dbhandles.handle_entry import (
     ALIAS_PATTERN,
     DEFAULT_HANDLE,
@@ -222,7 +217,10 @@ class HandleRegistry:
                 key = self._key(entry, cls)
                 conn = self._connections.get(key)
                 if conn is None or conn.adapter.closed:
-                    conn = self._connections[key] = Connection(cls(entry.config))
+                    adapter = cls(entry.config)
+                    if isinstance(adapter, MemoryAdapter):  # memory, json: in this process's RAM
+                        adapter.max_bytes = self.settings.max_memory_db_bytes
+                    conn = self._connections[key] = Connection(adapter)
             conn.handles.add(entry.handle)
             conn.in_use += 1
             victims = (
@@ -256,16 +254,19 @@ class HandleRegistry:
         )  # fmt: skip
         return idle[: len(live) - limit + 1]
 
+    def live_adapter(self, entry: HandleEntry) -> Adapter | None:
+        """The adapter of ``entry``'s open connection, without a lease (``None``: none is open):
+        to look at what a command that just ran saw (its audit row), never to work with."""
+        key = entry.key if entry.key is not None else self._key(entry, get_adapter_class(
+            entry.adapter_name))  # fmt: skip
+        conn = self._connections.get(key)
+        return None if conn is None or conn.adapter.closed else conn.adapter
+
     def reads_never_wait(self, entry: HandleEntry) -> bool:
         """Whether ``entry``'s live connection answers reads without ever waiting for a writer
         (``Adapter.reads_never_wait``); ``False`` while it has no connection."""
-        key = (
-            entry.key
-            if entry.key is not None
-            else self._key(entry, get_adapter_class(entry.adapter_name))
-        )
-        conn = self._connections.get(key)
-        return conn is not None and not conn.adapter.closed and conn.adapter.reads_never_wait()
+        adapter = self.live_adapter(entry)
+        return adapter is not None and adapter.reads_never_wait()
 
     def _touch(self, entry: HandleEntry) -> None:
         now = now_ms()
@@ -494,11 +495,11 @@ class HandleRegistry:
 
     def resolve_for(self, name: str | None, actor: str, is_admin: bool) -> HandleEntry:
         """``resolve`` as ``actor`` sees names: a non-admin's own alias first (``alias_key``), and
-        an alias that belongs to another actor refused (administrators may use every alias).
+        an alias that belongs to another actor answered as an unknown name (administrators may use
+        every alias).
 
         Raises:
-            HandleNotFound: as ``resolve``.
-            AccessDenied: ``name`` is another actor's alias.
+            HandleNotFound: as ``resolve``; ``name`` is another actor's alias.
         """
         if not is_admin and name is not None and name != DEFAULT_HANDLE and not is_handle_id(name):
             # Its own alias first; else maybe an alias of before aliases were per actor.
@@ -509,9 +510,9 @@ class HandleRegistry:
             return entry
         exists, owner = self.alias_owner(name)
         if exists and owner != actor:
-            raise AccessDenied(
-                f"dbHandle: the alias {name!r} belongs to another actor", field="dbHandle"
-            )
+            # Answered as an unknown name: aliases are per actor, and another actor's must not
+            # tell that it exists (nor whose it is).
+            raise HandleNotFound.unknown(name)
         return entry
 
     # -- introspection -----------------------------------------------------------------------------

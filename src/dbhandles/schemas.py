@@ -9,7 +9,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from dbhandles.errors import ValidationFailed
-from dbhandles.filters import RESERVED_FIELDS, validate_collection, validate_path
+from dbhandles.filters import (
+    RESERVED_FIELDS,
+    check_collection_query,
+    validate_collection,
+    validate_path,
+)
 
 __all__ = ["Declaration", "SchemaRegistry"]
 
@@ -87,6 +92,9 @@ class SchemaRegistry:
     ) -> Declaration:
         validate_collection(collection)
         paths = tuple(validate_path(p, "indexes") for p in indexes)
+        # A collection's fields are identifiers: refused here on every adapter, not at the first
+        # write on the adapters that build indexes.
+        check_collection_query(None, paths)
         decl = Declaration(collection, model, paths)
         with self._lock:
             self._decls[collection.lower()] = decl

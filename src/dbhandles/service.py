@@ -7,6 +7,7 @@ never raises for bad input and returns the failure envelope instead (the server 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -18,13 +19,16 @@ from pydantic import BaseModel, ValidationError
 from dbhandles.adapters import Adapter, get_adapter_class
 from dbhandles.budget import query_budget
 from dbhandles.commands import COMMANDS, Command
+from dbhandles.commands.audit_rows import record_outcome, record_refusal
 from dbhandles.commands.base import Call, caller_context
 from dbhandles.commands.envelope import error_envelope, success_envelope
+from dbhandles.commands.fast_params import parse_simple
 from dbhandles.commands.jobs import JOB_COMMAND_NAMES, interrupted_error
-from dbhandles.context import Context
+from dbhandles.context import SESSION_ID_RULE, Context, is_scoped_session, is_session_id
 from dbhandles.errors import (
     ConstraintViolation,
     DbHandlesError,
+    InvalidConfig,
     InvalidParams,
     QuotaExceeded,
     UnknownCommand,
@@ -35,9 +39,9 @@ from dbhandles.query_cursors import QueryCursors
 from dbhandles.registry import HandleEntry, HandleRegistry
 from dbhandles.schemas import Declaration, SchemaRegistry
 from dbhandles.security import paths
-from dbhandles.security.audit import AuditLog
+from dbhandles.security.audit import AuditLog, begin_notes, end_notes
 from dbhandles.security.permissions import ResolvedName
-from dbhandles.security.policy import AccessPolicy, authorize, batch_operations, operations_of
+from dbhandles.security.policy import AccessPolicy, authorize, operations_of
 from dbhandles.security.redaction import redacted, restricted
 from dbhandles.security.tokens import TokenManager
 from dbhandles.settings import Settings
@@ -47,10 +51,12 @@ if TYPE_CHECKING:
     from dbhandles.events.postgres import PostgresEventBridge
     from dbhandles.jobs import JobRunner
 
-__all__ = ["Service", "params_error"]
+__all__ = ["Service", "check_home", "check_session", "params_error"]
 
 log = logging.getLogger(__name__)
 _GROWS = {"write"}
+#: The context of an in-process call that gives none (a ``Context`` is frozen: one serves all).
+_LOCAL = Context()
 
 
 def _event_bridge(url: str, bus: EventBus) -> PostgresEventBridge:
@@ -76,6 +82,59 @@ def params_error(command: str, exc: ValidationError) -> InvalidParams:
     return InvalidParams(f"{where}: {msg}", field=where)
 
 
+def check_home(home: Path) -> None:
+    """The home folder (``DBHANDLES_HOME``, ``Service(home=...)``) is a folder this
+    process may use, or can be created (its default database, tokens and session file live there).
+
+    Raises:
+        InvalidConfig: it, or a folder on its way, is not a folder (a regular file), or it is a
+            folder this user cannot read, write or enter (field ``home``, the message names it).
+    """
+    folder = home.expanduser()
+    where = folder
+    try:
+        while not where.exists() and where.parent != where:
+            where = where.parent  # the deepest part that exists: the rest is created
+        is_dir = where.is_dir()
+    except OSError as exc:  # a folder on the way this user may not enter
+        raise InvalidConfig(
+            f"home: {str(folder)!r} cannot be the home folder: {exc.strerror} at {str(where)!r}; "
+            "set DBHANDLES_HOME (home= in Python) to a folder this user may use",
+            field="home",
+        ) from exc
+    if not is_dir:
+        raise InvalidConfig(
+            f"home: {str(folder)!r} cannot be the home folder: {str(where)!r} is not a folder; "
+            "set DBHANDLES_HOME (home= in Python) to a folder",
+            field="home",
+        )
+    if not os.access(where, os.R_OK | os.W_OK | os.X_OK):
+        raise InvalidConfig(
+            f"home: {str(folder)!r} cannot be the home folder: this user may not read, write and "
+            f"enter {str(where)!r}; fix its permissions or set DBHANDLES_HOME (home= in Python) to "
+            "another folder",
+            field="home",
+        )
+
+
+def check_session(context: Context) -> None:
+    """The in-process door of the session id rule (``context.SESSION_ID_PATTERN``): a context's
+    ``session_id`` is a session id, or one the server scoped by the context's actor.
+
+    Raises:
+        InvalidParams: anything else (field ``sessionId``).
+    """
+    session_id = context.session_id
+    if session_id is None or is_session_id(session_id):
+        return
+    if isinstance(session_id, str) and is_scoped_session(session_id, context.actor):
+        return
+    raise InvalidParams(
+        f"sessionId: {session_id!r} is not a valid session id ({SESSION_ID_RULE})",
+        field="sessionId",
+    )
+
+
 class Service:
     """Everything a data command needs, behind ``execute(name, params)``.
 
@@ -92,6 +151,8 @@ class Service:
         settings: Settings | None = None,
         store: HandleStore | None = None,
     ) -> None:
+        if store is None:
+            check_home((settings or Settings()).home if home is None else Path(home))
         self.registry = HandleRegistry(home, settings=settings, store=store)
         self.settings = self.registry.settings
         self.events = EventBus()
@@ -116,6 +177,7 @@ class Service:
         #: Who may do what on which database: owners, grants, the default database's policy.
         self.access = AccessPolicy(self.settings, self.registry.store)
         self.access.resolve_names = self.resolve_names
+        self.access.borrowed.generation = self.registry.access_generation
         self._jobs: JobRunner | None = None  # made on first use: most callers never run a job
         self._jobs_lock = threading.Lock()
         self._index_lock = threading.Lock()
@@ -170,24 +232,23 @@ class Service:
             DbHandlesError: any failure, with its stable ``code``.
         """
         command = self.command(name)
-        context = context or Context()
+        context = context or _LOCAL
         try:
+            if context is not _LOCAL:
+                check_session(context)
             parsed = self._parse(command, params)
             # The original's callers name their session in the params (docs/compatibility.md).
             context = caller_context(parsed, context)
         except DbHandlesError as exc:  # refused before it ran: audited too
-            raw = params if isinstance(params, Mapping) else {}
-            handle, collection = raw.get("dbHandle"), raw.get("collection")
-            self.audit.record_call(
-                time.time(), context.actor, context.session_id,
-                handle if isinstance(handle, str) else None, command.name, command.operation,
-                collection if isinstance(collection, str) else None, None, exc.code,
-            )  # fmt: skip
+            self.audit_refusal(command, params, context, exc.code)
             raise
         entry: HandleEntry | None = None
-        # The real files the command resolves (security/paths.py), for its audit row.
+        # The real files the command resolves (security/paths.py), and what its target rule found
+        # that its params do not say (a cursor's collection), for its audit row.
         files = paths.begin_call()
+        notes = begin_notes()
         target: str | None = None
+        noted: str | None = None
         try:
             try:
                 entry = command.target(self, parsed, context)
@@ -214,13 +275,16 @@ class Service:
                         raise redacted(exc) from exc
             finally:
                 target = paths.end_call(files)
+                noted = end_notes(notes)
         except DbHandlesError as exc:
-            self._audit(command, parsed, context, entry, None, exc.code, target)
+            record_outcome(self, command, params, parsed, context, entry, None, exc.code, target,
+                           noted)  # fmt: skip
             raise
         except BaseException:
-            self._audit(command, parsed, context, entry, None, "internal_error", target)
+            record_outcome(self, command, params, parsed, context, entry, None, "internal_error",
+                           target, noted)  # fmt: skip
             raise
-        self._audit(command, parsed, context, entry, result, None, target)
+        record_outcome(self, command, params, parsed, context, entry, result, None, target, noted)
         return success_envelope(result, context, share_json=command.operation == "read")
 
     def authorize(
@@ -235,11 +299,14 @@ class Service:
         """The adapter behind the command's target, for the length of a ``with`` block."""
         return self.registry.lease(call.target)
 
-    def resolve_names(self, entry: HandleEntry, names: Sequence[str]) -> dict[str, ResolvedName]:
+    def resolve_names(
+        self, entry: HandleEntry, names: Sequence[str], cascades: bool = False
+    ) -> dict[str, ResolvedName]:
         """What each collection name reaches in the handle's database (``Session.resolve_collection``):
         permissions and the audit log decide on the table read, not on the spelling asked for. A
         name the database cannot resolve (an ambiguous one: the command will say so) stays as
-        asked for."""
+        asked for. ``cascades``: also the tables a delete or key update of each reaches through
+        foreign-key actions (``Session.cascade_targets``)."""
         found: dict[str, ResolvedName] = {}
         with self.registry.lease(entry) as (_, adapter), adapter.session() as session:
             for name in names:
@@ -257,7 +324,17 @@ class Service:
                     fields = frozenset(served)
                     sources = session.view_sources(stored)
                     reads = tuple((s, session.collection_key(s)) for s in sources)
-                found[name] = ResolvedName(stored, session.collection_key(stored), fields, reads)
+                deletes: tuple[tuple[str, str, str], ...] = ()
+                updates: tuple[tuple[str, str, str], ...] = ()
+                if cascades and table is not None:
+                    key = session.collection_key
+                    deletes = tuple((t, key(t), how) for t, how in session.cascade_targets(stored))
+                    updates = tuple(
+                        (t, key(t), how) for t, how in session.cascade_targets(stored, True)
+                    )
+                found[name] = ResolvedName(
+                    stored, session.collection_key(stored), fields, reads, deletes, updates
+                )
         return found
 
     def _check_size(self, entry: HandleEntry) -> None:
@@ -270,39 +347,19 @@ class Service:
                 f"{self.settings.max_db_bytes}; delete data and run data/vacuum, or raise DBHANDLES_MAX_DB_BYTES"
             )
 
-    def _audit(
+    # -- the audit rows (commands/audit_rows.py) ------------------------------------------------------
+
+    def audit_refusal(
         self,
         command: Command,
-        params: BaseModel,
+        params: Mapping[str, Any] | BaseModel | None,
         context: Context,
-        entry: HandleEntry | None,
-        result: Any,
-        code: str | None,
-        target: str | None = None,
+        code: str,
     ) -> None:
-        # Reading the log is not itself logged, but a refused attempt to read it is.
-        if (command.name == "data/audit" and code is None) or not self.audit.enabled:
-            return
-        # The target the command touched; else the handle it created (data/open); else, when the
-        # target could not be found, the handle the caller named.
-        handle = (
-            entry.handle
-            if entry is not None
-            else getattr(result, "db_handle", None) or getattr(params, "db_handle", None)
-        )
-        record_id = getattr(params, "id", None) or getattr(result, "id", None)
-        collection = getattr(params, "collection", None)
-        operations = (
-            command.operation
-            if batch_operations(params) is None
-            else ",".join(sorted(operations_of(command, params)))
-        )
-        self.audit.record_call(
-            time.time(), context.actor, context.session_id, handle, command.name, operations,
-            collection if isinstance(collection, str) else None,
-            record_id if isinstance(record_id, str) else None,
-            code, target,
-        )  # fmt: skip
+        """The audit rows of a command refused before it ran (bad params, a bad session), one per
+        database its params name (``audit_rows.record_refusal``). Every front door that refuses
+        a command's params writes them through here (the dispatcher, a job's start)."""
+        record_refusal(self, command, params, context, code)
 
     def dispatch(
         self, name: str, params: Mapping[str, Any] | None = None, *, context: Context | None = None
@@ -331,6 +388,12 @@ class Service:
 
     @staticmethod
     def _parse(command: Command, params: Mapping[str, Any] | BaseModel | None) -> BaseModel:
+        if type(params) is dict:
+            # Params of plain strings (a data/read's) are checked by the validators' own checks
+            # without pydantic's machinery; anything else, and every failure, goes through pydantic.
+            simple = parse_simple(command.params, params)
+            if simple is not None:
+                return simple
         if isinstance(params, command.params):
             return params
         if params is None:

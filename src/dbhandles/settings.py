@@ -150,6 +150,17 @@ class Settings:
             shown="none",
         ),
     )
+    allowed_hosts: tuple[str, ...] = field(
+        default=(),
+        metadata=setting(
+            "DBHANDLES_ALLOWED_HOSTS",
+            "Host names (separated by ',') a request's Host header may name besides the loopback "
+            "names and the address 'jtag serve' binds (a name that points at the server, for a "
+            "deployment); every other Host is refused (forbidden, 403); '*' turns the check off "
+            "(only behind a proxy that checks Host itself).",
+            shown="none",
+        ),
+    )
     #: Each command's queries must finish within this many milliseconds (0: no limit).
     query_timeout_ms: int = field(
         default=10_000,
@@ -179,6 +190,15 @@ class Settings:
         default=2,
         metadata=setting(
             "DBHANDLES_MAX_JOBS_PER_ACTOR", "Jobs one actor may have queued or running at once."
+        ),
+    )
+    job_process_bytes: int = field(
+        default=16 << 20,
+        metadata=setting(
+            "DBHANDLES_JOB_PROCESS_BYTES",
+            "A server job (data/import, data/export, data/copy) on SQLite or PostgreSQL databases "
+            "runs in a child process of its own once it reads this many bytes (the import's input, "
+            "the source database file), so it never holds the server's GIL (0: every one).",
         ),
     )
     job_retention_seconds: float = field(
@@ -221,14 +241,43 @@ class Settings:
         default=1000,
         metadata=setting(
             "DBHANDLES_MAX_CONNECTIONS",
-            "Connections 'jtag serve' holds at once; past it new ones are answered 503.",
+            "Connections 'jtag serve' holds at once; past it a new one is answered "
+            "server_unreachable (503) and closed at once.",
         ),
     )
     max_connections_per_address: int = field(
         default=256,
         metadata=setting(
             "DBHANDLES_MAX_CONNECTIONS_PER_ADDRESS",
-            "HTTP requests in progress plus WebSockets open from one client address.",
+            "HTTP connections open from one client address (past it a new one is answered "
+            "too_many_requests and closed at once); also its requests in progress plus WebSockets "
+            "open.",
+        ),
+    )
+    header_timeout_seconds: float = field(
+        default=10.0,
+        metadata=setting(
+            "DBHANDLES_HEADER_TIMEOUT_SECONDS",
+            "A request's head (request line and headers) must arrive in full within this many "
+            "seconds of its first byte, or of the connection's opening; past it the connection is "
+            "closed (a partial head is answered request_timeout, 408).",
+        ),
+    )
+    keep_alive_seconds: float = field(
+        default=5.0,
+        metadata=setting(
+            "DBHANDLES_KEEP_ALIVE_SECONDS",
+            "An HTTP connection idle this long after an answer is closed.",
+        ),
+    )
+    max_unsent_bytes_per_actor: int = field(
+        default=64 * 1024 * 1024,
+        metadata=setting(
+            "DBHANDLES_MAX_UNSENT_BYTES_PER_ACTOR",
+            "HTTP answer bytes of one caller (its token; its address without one) that its "
+            "connections have not read yet; past it its requests are refused too_many_requests "
+            "(429) until they read.",
+            shown="64 MiB",
         ),
     )
     max_uploads_per_actor: int = field(
@@ -259,6 +308,14 @@ class Settings:
             "pile up is closed (code 4000).",
         ),
     )
+    ws_overflow_cooldown_seconds: float = field(
+        default=5.0,
+        metadata=setting(
+            "DBHANDLES_WS_OVERFLOW_COOLDOWN_SECONDS",
+            "After a (non-admin) actor's WebSocket was closed for unread answers (code 4000), its "
+            "new sockets are refused (code 1013) this long (0: never).",
+        ),
+    )
     #: Writes are refused once a database is larger than this many bytes (0: no limit).
     max_db_bytes: int = field(
         default=0,
@@ -266,6 +323,26 @@ class Settings:
             "DBHANDLES_MAX_DB_BYTES",
             "Writes are refused past this database size in bytes.",
             shown="0 (no limit)",
+        ),
+    )
+    max_memory_db_bytes: int = field(
+        default=256 << 20,
+        metadata=setting(
+            "DBHANDLES_MAX_MEMORY_DB_BYTES",
+            "Largest memory or json database, in bytes of its records as JSON (they live in the "
+            "server's memory, about 5 times as large): a write that would pass it is refused "
+            "whole (quota_exceeded) (0: no limit).",
+            shown="268435456 (256 MiB)",
+        ),
+    )
+    job_duty: float = field(
+        default=0.5,
+        metadata=setting(
+            "DBHANDLES_JOB_DUTY",
+            "Share of the CPU a job running in the server process (data/import, data/export, "
+            "data/copy on a memory or json database, or a small one) may take: after each batch it "
+            "pauses so that it holds the CPU (and Python's GIL) at most this share of the time (1: "
+            "no pause).",
         ),
     )
     audit: bool = field(
@@ -319,6 +396,10 @@ class Settings:
                         f"DBHANDLES_READ_ROOTS: {read} overlaps {what} {guarded} (links "
                         "resolved); read roots are folders of data sets, apart from both"
                     )
+        if not 0 < self.job_duty <= 1:
+            raise ValueError(
+                f"DBHANDLES_JOB_DUTY: {self.job_duty!r} must be more than 0, at most 1"
+            )
         if self.default_access not in DEFAULT_ACCESS:
             raise ValueError(
                 f"DBHANDLES_DEFAULT_ACCESS: {self.default_access!r} is not one of "
@@ -393,7 +474,7 @@ class Settings:
                 values[f.name] = tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p)
             elif f.name == "data_root":
                 values[f.name] = Path(raw).expanduser()
-            elif f.name == "postgres_servers":
+            elif f.name in ("postgres_servers", "allowed_hosts"):
                 values[f.name] = tuple(p.strip() for p in raw.split(",") if p.strip())
             elif f.name in ("default_url", "default_access"):
                 values[f.name] = raw.strip() if f.name == "default_access" else raw

@@ -24,13 +24,24 @@ path of the value (``data.messages[2].content``); one value is normalised. The r
 
 ``check_value`` applies the rule to a Python value (the API, HTTP and CLI bodies, batches);
 ``canonical`` applies it to a line of an import cheaply, along with orjson's serialisation of it.
-Filters take the scalar part of the rule (``check_scalar``): a filter value no record can hold is
-an error, not a filter that silently matches nothing.
+Filters and keyset cursors take the scalar part of the rule (``check_scalar``, with the same integer
+bound): a filter value no record can hold is an error, not a filter that silently matches nothing.
+A number taken as a record id has one text on every door (``number_text``).
+
+Every door reads JSON text with ``read_json``: orjson, except that an integer orjson would read as a
+float (past the 64-bit range) is read exactly, so the rule sees the integer that was sent and refuses
+it with the same message over HTTP, the WebSocket and the CLI as in-process (a filter ``{"$lt":
+18446744073709551616}`` is no float there). ``utf8_problem`` says where a text is not UTF-8.
+
+A record's ``version`` is an integer from 1 to ``MAX_VERSION`` (2**31 - 1, what PostgreSQL's
+``integer`` version column holds) on every adapter.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,24 +51,134 @@ from dbhandles.errors import InvalidParams
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_VERSION",
     "NUMBER_BOUND",
     "canonical",
     "check_scalar",
     "check_value",
+    "json_problem",
+    "number_text",
+    "read_json",
     "text_problem",
+    "utf8_problem",
 ]
 
 MAX_DEPTH = 64
 #: Every number of a record lies strictly between ``-NUMBER_BOUND`` and ``NUMBER_BOUND``; -2**63
 #: itself is out, since a JSON parser may read -2**63 - 1 as the float -2**63.
 NUMBER_BOUND = 2**63
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+#: The largest ``version`` of a record (PostgreSQL keeps it in an ``integer`` column): every
+#: adapter refuses an imported version past it and an update that would go past it.
+MAX_VERSION = 2**31 - 1
+#: 19 digits in a row: orjson reads every integer of 18 digits or fewer exactly (and those of 19 or
+#: 20 up to 2**64 - 1); a longer or more negative one it reads as a float.
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+_LONG_DIGITS_BYTES = re.compile(rb"[0-9]{19}")
 
-#: What may break the rule in orjson's serialisation of an object: an escaped U+0000 (orjson always
-#: writes it so), a negative zero, and a float written with a positive exponent (orjson does so from
-#: 1e16 up, so every float at or past 2**63 has one). Integers past 2**53 make orjson's
-#: ``OPT_STRICT_INTEGER`` fail instead. Each is a false alarm inside a string, which the walk settles.
-_NUL, _NEGATIVE_ZERO, _POSITIVE_EXPONENT = b"\\u0000", b"-0.0", b"e+"
+
+def read_json(text: bytes | str) -> Any:
+    """A JSON text as Python values, integers exact: the reader of every door (HTTP bodies,
+    WebSocket messages, the CLI's JSON params).
+
+    orjson reads it (fast, strict: no NaN, no lone surrogate, valid UTF-8); when the text holds a
+    run of 19 or more digits, which may be an integer orjson read as a float (``2**64`` becomes
+    ``1.8446744073709552e19``), the already validated text is read again by ``json``, which keeps
+    integers exact, so that the value rule refuses that integer instead of seeing another number.
+
+    A number orjson cannot hold at all (an integer of 309 digits or more, ``1e400``: "number is
+    infinity") is read the same way, so that the value rule names the field and says why (an
+    integer past ``NUMBER_BOUND``, an infinity) rather than calling the text not JSON.
+
+    Raises:
+        orjson.JSONDecodeError: ``text`` is not JSON (a ``ValueError``).
+    """
+    pattern = (
+        _LONG_DIGITS_BYTES if isinstance(text, bytes | bytearray | memoryview) else _LONG_DIGITS
+    )
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        if "infinity" not in str(exc):
+            raise
+        exact = _exact_json(text)
+        if exact is _NOT_READ:
+            raise
+        return exact
+    if pattern.search(text) is None:  # type: ignore[arg-type]
+        return value
+    exact = _exact_json(text)
+    return value if exact is _NOT_READ else exact
+
+
+#: What ``_exact_json`` gives for a text it cannot read.
+_NOT_READ = object()
+#: Integers of more digits than this are read as this bound (with their sign): the value rule
+#: refuses them just the same, and Python's int() of thousands of digits is slow or refused.
+_MAX_EXACT_DIGITS = 40
+_HUGE: int = 10**_MAX_EXACT_DIGITS
+
+
+def _exact_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > _MAX_EXACT_DIGITS:
+        return -_HUGE if digits.startswith("-") else _HUGE
+    return int(digits)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _exact_json(text: bytes | str) -> Any:
+    """``text`` read by ``json`` with integers exact (``_NOT_READ`` when ``json`` cannot, or finds
+    what orjson would refuse: ``NaN``, a lone surrogate)."""
+    try:
+        value = json.loads(
+            bytes(text) if isinstance(text, memoryview) else text,
+            parse_int=_exact_int,
+            parse_constant=_no_constant,
+        )
+    except (ValueError, RecursionError):  # RecursionError: nested near orjson's limit of 1024
+        return _NOT_READ
+    return _NOT_READ if _has_lone_surrogate(value) else value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def json_problem(text: bytes | str, exc: ValueError) -> str:
+    """Why ``read_json`` refused ``text`` (``exc``), as a predicate: ``is not valid UTF-8 (byte 0xE9
+    at column 4)`` rather than orjson's words for it (``surrogates not allowed: line 1 column 1``),
+    else ``is not valid JSON: <orjson's message>``."""
+    problem = utf8_problem(text) if isinstance(text, bytes) else None
+    return f"is {problem}" if problem else f"is not valid JSON: {exc}"
+
+
+def utf8_problem(data: bytes) -> str | None:
+    """``not valid UTF-8 (byte 0xE9 at column 4)`` when ``data`` is not UTF-8, else ``None``.
+
+    The column counts characters from 1 within ``data`` (a line of a file, a request body).
+    """
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        column = len(data[: exc.start].decode("utf-8")) + 1
+        return f"not valid UTF-8 (byte 0x{data[exc.start]:02X} at column {column})"
+    return None
 
 
 def text_problem(text: str) -> str | None:
@@ -139,13 +260,55 @@ def check_value(value: Any, where: str, depth: int = 0) -> Any:
     raise InvalidParams(f"{where}: {type(value).__name__} is not a JSON value", field=where)
 
 
+def _plain(value: dict[str, Any] | list[Any], depth: int) -> bool:
+    """Whether the container ``value`` (at nesting ``depth``) certainly keeps the rule unchanged.
+
+    One pass in Python over a parsed object, with no path strings: ``True`` means ``check_value``
+    would return ``value`` itself; ``False`` means it may refuse or normalise something (a U+0000, a
+    number at or past the bound, NaN, ``0.0`` of either sign, a type that is no JSON value, too deep),
+    and ``check_value`` decides.
+    """
+    if depth >= MAX_DEPTH:  # the items of a container at MAX_DEPTH are one level too deep
+        return False
+    if type(value) is dict:
+        # Keys are strings when orjson parsed the object; any other key makes join raise.
+        try:
+            if "\x00" in "".join(value):
+                return False
+        except TypeError:
+            return False
+        items: Any = value.values()
+    else:
+        items = value
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            if "\x00" in item:  # lone surrogates: orjson refuses them when it parses
+                return False
+        elif kind is dict or kind is list:
+            if not _plain(item, depth + 1):
+                return False
+        elif kind is int:
+            if not -NUMBER_BOUND < item < NUMBER_BOUND:
+                return False
+        elif kind is float:
+            # NaN fails the comparison; 0.0 goes to the exact check, which tells -0.0 apart.
+            if not -NUMBER_BOUND < item < NUMBER_BOUND or item == 0.0:
+                return False
+        elif item is not None and kind is not bool:
+            return False
+    return True
+
+
 def canonical(obj: dict[str, Any], where: str) -> tuple[dict[str, Any], bytes]:
     """``check_value`` for an object parsed by orjson, and its text: orjson's serialisation of it.
 
-    The exact check walks the object in Python; this serialises it first (which the caller needs
-    anyway) and walks only objects that may break the rule: an integer past 2**53, one of the
-    patterns above, or more brackets than ``MAX_DEPTH``. orjson has already refused lone
-    surrogates, NaN and the infinities when it parsed the object.
+    The import's hot path (one call a line). A single pass (``_plain``) settles the common object
+    that keeps the rule as it is; any other goes through ``check_value``, which refuses it or
+    normalises it. The decision is the same as ``check_value``'s on every object (a hypothesis
+    property in ``tests/test_import_values.py`` checks it). orjson has already refused lone
+    surrogates, NaN and the infinities when it parsed the object, and reads an integer past the
+    64-bit range as a float at or past 2**63, which the bound refuses as well.
 
     Returns:
         ``(obj, text)``, or the normalised copy of ``obj`` and its text.
@@ -153,28 +316,26 @@ def canonical(obj: dict[str, Any], where: str) -> tuple[dict[str, Any], bytes]:
     Raises:
         InvalidParams: as ``check_value``.
     """
-    try:
-        text = orjson.dumps(obj, option=orjson.OPT_STRICT_INTEGER)
-    except orjson.JSONEncodeError:  # an integer past 2**53, or nesting orjson will not write
-        text = b""
-    if (
-        text
-        and _NUL not in text
-        and _NEGATIVE_ZERO not in text
-        and _POSITIVE_EXPONENT not in text
-        and text.count(b"{") + text.count(b"[") <= MAX_DEPTH
-    ):
-        return obj, text
-    checked: dict[str, Any] = check_value(obj, where)
-    return checked, orjson.dumps(checked)
+    if not _plain(obj, 0):
+        obj = check_value(obj, where)
+    return obj, orjson.dumps(obj)
 
 
-def check_scalar(value: object, where: str) -> str | None:
-    """Why a scalar filter value cannot be compared the same way everywhere, or ``None``.
+def check_scalar(value: object, where: str, *, keyset: bool = False) -> str | None:
+    """Why a scalar filter (or keyset cursor) value cannot be compared the same way everywhere, or
+    ``None``.
 
     A string no record can hold (U+0000, a lone surrogate), NaN or an infinity, and an integer
-    outside the 64-bit range (the SQL adapters bind 64-bit integers) are refused. A float past
-    ±2**63 is allowed: it orders beyond every stored number on every adapter.
+    outside the numbers of a record (strictly between -2**63 and 2**63, with the message a stored
+    value gets) are refused. A float past ±2**63 is allowed: it orders beyond every stored number on
+    every adapter.
+
+    Args:
+        value: the scalar.
+        where: unused by the check; callers put it in their message.
+        keyset: ``value`` is the position of a row in a ``nextCursor`` dbhandles wrote: -2**63 is
+            also taken, since a foreign table's 64-bit integer column may hold it and a page may end
+            on it (every 64-bit integer binds on every adapter).
     """
     if isinstance(value, str):
         return text_problem(value)
@@ -182,6 +343,22 @@ def check_scalar(value: object, where: str) -> str | None:
         return None
     if isinstance(value, float):
         return None if math.isfinite(value) else "NaN and infinity cannot be compared"
-    if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
-        return f"integer {value} is outside the 64-bit range"
+    if isinstance(value, int) and not (keyset and value == -NUMBER_BOUND):
+        return _number_problem(value)
     return None
+
+
+def number_text(value: int | float) -> str:
+    """A number taken as a record id, as its text: the one id rule of every door (``data/create``,
+    ``data/import``, batches, foreign keys).
+
+    An integer in decimal; an integral float as that integer (``3.0`` -> ``"3"``, as JavaScript
+    prints it) while it lies within ±2**63; any other float as orjson writes it in JSON, its shortest
+    round-trip form (``2.5``, ``1e-7``; Python's ``repr`` would say ``1e-07``). Callers check the
+    bound of the value rule first.
+    """
+    if type(value) is float and value.is_integer() and -NUMBER_BOUND < value < NUMBER_BOUND:
+        return str(int(value))
+    if type(value) is float:
+        return orjson.dumps(value).decode()
+    return str(int(value))

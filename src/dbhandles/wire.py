@@ -16,6 +16,8 @@ service): only the standard library, orjson and the dependency-free ``errors`` a
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +25,7 @@ from typing import Any
 import orjson
 
 from dbhandles.clock import iso_now
-from dbhandles.errors import DbHandlesError, ServerUnreachable, error_class_for_code
+from dbhandles.errors import DbHandlesError, InvalidParams, ServerUnreachable, error_class_for_code
 
 __all__ = [
     "DEFAULT_HOST",
@@ -92,12 +94,40 @@ def request_headers(token: str | None = None, session_id: str | None = None) -> 
 
 
 def encode_params(params: Mapping[str, Any] | None) -> bytes:
-    """The request body for ``params``.
+    """The request body for ``params``, every value as it is (the server's ``read_json`` reads it
+    back exactly), so that the server refuses what the in-process API refuses, with its error.
+
+    orjson writes NaN and the infinities as ``null``, which would change the value: they are refused
+    here (JSON cannot carry them). An integer past 64 bits, which orjson cannot write, is written
+    exactly by ``json``, and the server refuses it by the value rule.
 
     Raises:
+        InvalidParams: a value is NaN or an infinity (``field``: its path in ``params``).
         TypeError: a value is not JSON-serialisable.
     """
-    return orjson.dumps(dict(params or {}))
+    data = dict(params or {})
+    try:
+        body = orjson.dumps(data)
+    except orjson.JSONEncodeError:
+        _refuse_non_finite(data, "")
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    if b"null" in body:  # cheap test first: a NaN or an infinity was written as null
+        _refuse_non_finite(data, "")
+    return body
+
+
+def _refuse_non_finite(value: Any, where: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidParams(
+            f"{where}: NaN and infinity are not JSON numbers (a JSON body cannot carry them)",
+            field=where,
+        )
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _refuse_non_finite(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _refuse_non_finite(item, f"{where}[{i}]")
 
 
 def failure_envelope(exc: DbHandlesError) -> dict[str, Any]:

@@ -96,7 +96,9 @@ def test_negative_zero_is_stored_as_zero(service: Service, db: str) -> None:
     [
         ({"t": "a\x00"}, "U+0000"),
         ({"t": {"$in": ["a", "\ud800"]}}, "lone surrogate"),
-        ({"t": {"$gt": 2**64}}, "64-bit"),
+        ({"t": {"$gt": 2**64}}, "strictly between -2**63 and 2**63"),
+        ({"t": {"$lt": -(2**63)}}, "strictly between -2**63 and 2**63"),
+        ({"t": {"$in": [1, 2**63]}}, "strictly between -2**63 and 2**63"),
         ({"t": {"$contains": "\x00"}}, "U+0000"),
         ({"t": float("nan")}, "NaN"),
     ],
@@ -107,6 +109,24 @@ def test_a_filter_value_no_record_can_hold_is_refused(
     service.execute("data/create", {"dbHandle": db, "collection": "v", "data": {"t": "a"}})
     error = _error(service, "data/list", {"dbHandle": db, "collection": "v", "filter": filter_})
     assert error.code == "invalid_filter" and word in error.message
+
+
+def test_a_filter_number_past_the_bound_is_refused_like_a_stored_one(
+    service: Service, db: str
+) -> None:
+    """One bound, strictly between -2**63 and 2**63, and one message on both doors."""
+    for number in (2**63, -(2**63), 2**64):
+        stored = _error(service, "data/create",
+                        {"dbHandle": db, "collection": "v", "data": {"t": number}})  # fmt: skip
+        filtered = _error(service, "data/list",
+                          {"dbHandle": db, "collection": "v", "filter": {"t": number}})  # fmt: skip
+        assert (stored.code, filtered.code) == ("invalid_params", "invalid_filter")
+        assert stored.message.split(": ", 1)[1] == filtered.message.split(": ", 1)[1], number
+    for number in (2**63 - 1, -(2**63) + 1, -9.3e18):
+        listed = service.execute(
+            "data/list", {"dbHandle": db, "collection": "v", "filter": {"t": {"$gt": number}}}
+        )
+        assert listed["items"] == []
 
 
 # -- generated values through every adapter ---------------------------------------------------------

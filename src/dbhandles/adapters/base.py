@@ -99,6 +99,11 @@ class Features:
     #: Tables and views dbhandles did not create are served (docs/foreign-tables.md), and
     #: ``Session.tables()`` / ``Session.table()`` describe them for ``data/schema``.
     foreign_tables: bool = False
+    #: A float past 2**53 keeps its exact value in ``data/count`` groups. False
+    #: on PostgreSQL: ``jsonb`` holds a number as decimal text, and a float is written as its
+    #: shortest round-trip text (``9223372036854774784.0`` as ``9.223372036854775e18``, which
+    #: ``jsonb`` reads as the integer 9223372036854775000); docs/filters.md "Values".
+    exact_large_floats: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +305,14 @@ class Session(ABC):
         that is not a view of a table dbhandles did not create."""
         return []
 
+    def cascade_targets(self, name: str, update: bool = False) -> list[tuple[str, str]]:
+        """The tables the database writes when rows of table ``name`` are deleted (``update``: when
+        a key other tables reference changes), through foreign keys declared ``ON DELETE`` / ``ON
+        UPDATE CASCADE``, ``SET NULL`` or ``SET DEFAULT``, at any depth: ``(table, action)`` pairs
+        (``adapters/foreign_cascades.py``; a permission on a table covers what its writes reach:
+        docs/security.md); ``[]`` for a collection and for engines without foreign keys."""
+        return []
+
     def resolve_collection(self, name: str) -> str:
         """The table a command naming ``name`` reads and writes, as the database stores it: a
         foreign table's own name (found ignoring case, or as ``snake_case(name)`` with
@@ -498,6 +511,20 @@ class Adapter(ABC):
         an event loop; consulted only where ``features.inline_reads``). Conservative default:
         ``False``; SQLite says ``True`` while in WAL mode."""
         return False
+
+    def resolve_collection(self, name: str) -> str:
+        """``Session.resolve_collection`` on its own: the table or collection a command naming
+        ``name`` reaches, as stored (what the audit log names)."""
+        if not self.features.foreign_tables:
+            return name  # it stores what it is asked for
+        with self.session() as session:
+            return session.resolve_collection(name)
+
+    def known_collection(self, name: str) -> str | None:
+        """``resolve_collection`` as the last command on this adapter saw the database, without
+        opening anything (the dispatcher asks right after a command, for its audit row); ``None``
+        when that cannot be told so (then ask ``resolve_collection`` under a lease)."""
+        return None if self.features.foreign_tables else name
 
     def read_one(self, collection: str, record_id: str) -> Record | None:
         """One record by id, or ``None``: ``session().get`` without a multi-statement transaction.

@@ -11,8 +11,11 @@ the path:
   ``b`` (and twice under ``a`` for ``["a", "a"]``); several ``groupBy`` paths count every combination;
 * a value that is an object, or an array inside an array, is not a group: ``data/count`` refuses the
   call (``invalid_params``) and names the path, rather than lumping such values together;
-* numbers group by value (``1`` and ``1.0`` are one group, shown as ``1``); booleans, numbers and
-  strings never group together;
+* numbers group by value (``1`` and ``1.0`` are one group); a group of an integral number is shown
+  as an integer (``1``, ``9007199254740992``), any other as its float; booleans, numbers and
+  strings never group together (PostgreSQL's ``jsonb`` holds a float as its shortest decimal text:
+  past 2**53 that text may equal an integer the float is not, and the two then group together
+  there; docs/counting.md);
 * with several paths, a record whose numbers of values multiply to more than ``MAX_COMBINATIONS``
   is refused (``invalid_params`` on ``groupBy``, before any object is refused): four paths over
   45-element arrays would make four million groups out of one record.
@@ -33,6 +36,7 @@ from typing import Any
 from dbhandles import budget
 from dbhandles.errors import InvalidParams
 from dbhandles.evaluate import rank
+from dbhandles.values import NUMBER_BOUND
 
 __all__ = [
     "MAX_COMBINATIONS",
@@ -69,8 +73,14 @@ class GroupCounts:
 
 
 def key_value(value: Any) -> Any:
-    """A group's value as shown: an integral float as the integer (numbers group by value)."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+    """A group's value as shown: an integral float as the integer (numbers group by value), as
+    every number of a record lies within ±2**63 (``dbhandles.values``); the same key on every
+    adapter, whichever of ``1`` and ``1.0`` a group met first.
+
+    >>> key_value(9007199254740992.0), key_value(2.5), key_value(True)
+    (9007199254740992, 2.5, True)
+    """
+    if isinstance(value, float) and value.is_integer() and -NUMBER_BOUND < value < NUMBER_BOUND:
         return int(value)
     return value
 

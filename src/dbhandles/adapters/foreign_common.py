@@ -4,6 +4,7 @@
 columns; the rules that do not depend on the engine are here (docs/foreign-tables.md):
 
 * the field a column is served as (``field_names``; ``camel``/``snake`` for ``fieldNames: camel``);
+* which column a dotted field path names (``ColumnPaths``: a column whose name holds '.');
 * which of ``createdAt``, ``updatedAt``, ``version`` a table keeps in columns (``reserved_fields``);
 * a column (``ForeignColumn``, which PostgreSQL's ``PgColumn`` extends) and the description
   ``data/schema`` shows (``ForeignColumn.public``, ``table_public``, ``key_doc``);
@@ -13,14 +14,16 @@ columns; the rules that do not depend on the engine are here (docs/foreign-table
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from dbhandles.errors import ReadOnly
+from dbhandles.filters import And, Compare, ElemMatch, FilterNode, Not, Or, SortKey
 
 __all__ = [
     "NO_KEY",
     "RESERVED_FIELDS",
+    "ColumnPaths",
     "DescribedTable",
     "ForeignColumn",
     "camel",
@@ -128,6 +131,79 @@ def field_names(names: list[str], key: tuple[str, ...], camel_names: bool = Fals
         else:
             fields.append(name)
     return fields
+
+
+class ColumnPaths:
+    """Field paths as the columns of one table read them (docs/foreign-tables.md "Names").
+
+    A path is parsed by splitting on '.', so ``{"a.b": 1}`` is the path ``a`` -> ``b``. On a table
+    with a column whose name (as served) holds '.', the longest leading parts of a path that join
+    into such a name are that column, and the rest of the path reaches into its JSON: with a
+    column ``a.b``, ``a.b`` is that column and ``a.b.c`` the key ``c`` inside it, whether or not
+    there is a column ``a`` too (the exact name wins over splitting). On a table without such
+    columns every path is left as it is.
+    """
+
+    __slots__ = ("dotted",)
+
+    def __init__(self, fields: Iterable[str]) -> None:
+        #: The fields whose names hold '.'.
+        self.dotted = frozenset(f for f in fields if "." in f)
+
+    @classmethod
+    def of(cls, description: dict[str, Any] | None) -> ColumnPaths:
+        """The paths of the table ``Session.table`` described (``None``: a collection, whose
+        paths always split on '.')."""
+        if description is None:
+            return cls(())
+        return cls(str(c.get("field", c["name"])) for c in description["columns"])
+
+    def path(self, path: tuple[str, ...]) -> tuple[str, ...]:
+        """``path`` with the parts that name a dotted column joined into one (see the class)."""
+        if len(path) < 2 or not self.dotted:
+            return path
+        for end in range(len(path), 1, -1):
+            name = ".".join(path[:end])
+            if name in self.dotted:
+                return (name, *path[end:])
+        return path
+
+    def filter(self, node: FilterNode | None) -> FilterNode | None:
+        """``node`` with every field path read by ``path`` (inside ``$elemMatch``, paths are of
+        the array's elements and stay as they are)."""
+        if node is None or not self.dotted:
+            return node
+        if isinstance(node, Compare | ElemMatch):
+            path = self.path(node.path)
+            return node if path == node.path else replace(node, path=path)
+        if isinstance(node, And | Or):
+            return type(node)(tuple(self._child(c) for c in node.children))
+        return Not(self._child(node.child))
+
+    def _child(self, node: FilterNode) -> FilterNode:
+        found = self.filter(node)
+        assert found is not None
+        return found
+
+    def order(self, keys: tuple[SortKey, ...]) -> tuple[SortKey, ...]:
+        """Sort keys with their paths read by ``path``."""
+        if not self.dotted:
+            return keys
+        return tuple(SortKey(self.path(k.path), k.descending) for k in keys)
+
+    def groups(self, paths: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...]:
+        """``groupBy`` paths read by ``path``."""
+        if not self.dotted:
+            return paths
+        return tuple(self.path(p) for p in paths)
+
+    def fields(
+        self, paths: tuple[tuple[str, ...], ...] | None
+    ) -> tuple[tuple[str, ...], ...] | None:
+        """A projection's paths read by ``path``."""
+        if paths is None or not self.dotted:
+            return paths
+        return tuple(self.path(p) for p in paths)
 
 
 def reserved_fields(

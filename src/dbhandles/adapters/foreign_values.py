@@ -19,7 +19,9 @@ sorts (``sqlite_foreign_sql``), so a filter sees exactly the value a listing sho
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -33,6 +35,7 @@ __all__ = [
     "id_value",
     "json_value",
     "row_values",
+    "rows_records",
     "sqlite_value",
 ]
 
@@ -77,6 +80,59 @@ def row_values(row: Sequence[Any], start: int) -> list[Any]:
         else json_value(value)
         for value in row[start:]
     ]
+
+
+_NONE = type(None)
+_WHOLE_NUMBERS = frozenset({int, _NONE})
+_TEXTS = frozenset({str, _NONE})
+_NUMBERS = frozenset({int, float, _NONE})
+
+
+def _kept(column: Sequence[Any], is_id: bool) -> bool:
+    """Whether ``id_value`` (``is_id``) or ``json_value`` keeps every value of ``column`` as it is,
+    decided with one look at the column's types and loops that run in C: integers and null;
+    text none of which starts with ``{`` or ``[`` (any text, for an id); finite numbers."""
+    kinds = set(map(type, column))
+    if kinds <= _WHOLE_NUMBERS:
+        return True
+    if kinds <= _TEXTS:  # filter(None, ...) leaves out null (and "", which holds no JSON)
+        return is_id or not any(map(str.startswith, filter(None, column), repeat(_JSON_STARTS)))
+    if kinds <= _NUMBERS:  # null and 0 left out: both are kept, and NaN and infinities are truthy
+        return all(map(math.isfinite, filter(None, column)))
+    return False
+
+
+def rows_records(keys: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """The records of ``rows`` selected as ``(key, column, ...)``: ``keys`` zipped with
+    ``id_value`` of the first item and ``json_value`` of the others, as ``row_values`` gives them.
+
+    Done column by column (a listing's hot loop): a column whose values are all kept as they are
+    (``_kept``) is taken whole; only the others go through ``id_value`` / ``json_value`` value by
+    value.
+    """
+    if not rows:
+        return []
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+    for index, column in enumerate(columns):
+        if not _kept(column, index == 0):
+            if index == 0:
+                columns[index] = [id_value(value) for value in column]
+            else:
+                columns[index] = _json_column(column)
+    # Every row has one value per key (the zips above are strict): no check per record.
+    return [dict(zip(keys, values)) for values in zip(*columns)]  # noqa: B905
+
+
+def _json_column(column: Sequence[Any]) -> list[Any]:
+    """``json_value`` of every value of ``column``: a column of text and null (a JSON column)
+    parses its JSON without a call per value, the others go value by value."""
+    if set(map(type, column)) <= _TEXTS:
+        loads = orjson.loads
+        try:
+            return [loads(v) if v and v[0] in "{[" else v for v in column]
+        except orjson.JSONDecodeError:
+            pass  # some text starting with { or [ is no JSON: it stays text
+    return [json_value(value) for value in column]
 
 
 def sqlite_value(value: Any, where: str) -> Any:

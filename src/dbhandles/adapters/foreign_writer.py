@@ -15,12 +15,15 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+import orjson
+
 from dbhandles.adapters.base import Record, TableWriter
 from dbhandles.adapters.foreign_common import DescribedTable, ForeignColumn, read_only_error
 from dbhandles.adapters.foreign_values import decode_key
 from dbhandles.errors import ConstraintViolation, InvalidParams, RecordExists
+from dbhandles.values import MAX_VERSION
 
-__all__ = ["LABELS", "ForeignRows", "ForeignWriterBase", "WritableTable", "blame"]
+__all__ = ["LABELS", "ForeignRows", "ForeignWriterBase", "WritableTable", "blame", "stored_version"]
 
 #: A constraint kind as SQL spells it, for messages.
 LABELS = {"not_null": "NOT NULL", "unique": "UNIQUE", "check": "CHECK",
@@ -51,6 +54,36 @@ class ForeignRows(Protocol):
 def blame(fields: list[str]) -> str:
     """The fields a refusal names, for its message (``field 'a', 'b'``)."""
     return "field " + ", ".join(repr(f) for f in fields)
+
+
+def stored_version(value: Any, record_id: str, table: str) -> int:
+    """The version a row of a table dbhandles did not create is at, from its ``version`` column.
+
+    NULL is 0, "not versioned yet": a nullable version column is one that other programs may
+    leave empty (a NOT NULL one never holds it), and dbhandles' first update sets 1. Anything
+    else that is not an integer from 1 to ``MAX_VERSION`` (text such as ``'abc'``, a real, a
+    negative or too large number) is not a version dbhandles wrote, and overwriting it would lose
+    it: the write is refused (docs/foreign-tables.md "Versions and timestamps").
+
+    Raises:
+        InvalidParams: ``field`` ``version``, naming the record, the table and the value.
+    """
+    if value is None:
+        return 0
+    if type(value) is int and 1 <= value <= MAX_VERSION:
+        return value
+    shown = repr(value) if isinstance(value, str) else orjson_text(value)
+    raise InvalidParams(
+        f"version: record {record_id!r} of table {table!r} holds {shown} in its version column, "
+        f"not a version (an integer from 1 to {MAX_VERSION}); dbhandles will not overwrite it: "
+        "set the column to an integer (or NULL) with the database's own tools first",
+        field="version",
+    )
+
+
+def orjson_text(value: Any) -> str:
+    """``value`` as compact JSON text, for a message (never a Python repr such as ``None``)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 class ForeignWriterBase(TableWriter, Generic[ColumnT]):
@@ -195,6 +228,15 @@ class ForeignWriterBase(TableWriter, Generic[ColumnT]):
             f"data: the key of a record cannot change (record {record_id!r} of table "
             f"{self.name!r}); delete it and create the new one",
             field="data",
+        )
+
+    def _key_contradicted(self, name: str, given: Any, record_id: Any) -> InvalidParams:
+        """The error for a create whose field of key column ``name`` holds ``given``, another
+        value than its id gives that column (every engine refuses it rather than pick one)."""
+        field = self._by_name[name].field
+        return InvalidParams(
+            f"data.{field}: {given!r} is not the key value the id {record_id!r} gives it",
+            field=f"data.{field}",
         )
 
     def delete(self, record_id: str) -> bool:

@@ -2,6 +2,10 @@
 
 It is the oracle of the contract suite. A memory database lives as long as the process (and the handle)
 that holds it; handles given the same ``name`` share one database.
+
+A memory (or json) database lives in the server's memory, so it holds at most ``max_bytes`` of records
+(as JSON, counted as they are written): a write session that would end past it is undone and raises
+``QuotaExceeded``. The registry sets ``max_bytes`` from ``DBHANDLES_MAX_MEMORY_DB_BYTES``.
 """
 
 from __future__ import annotations
@@ -26,11 +30,15 @@ from dbhandles.adapters.base import (
     Sampling,
     Session,
 )
-from dbhandles.errors import RecordExists
+from dbhandles.errors import QuotaExceeded, RecordExists
 from dbhandles.evaluate import is_after, matches, sort_records
 from dbhandles.filters import FilterNode, check_collection_query, check_new_collection
 
-__all__ = ["MemoryAdapter", "MemoryConfig", "MemoryStore"]
+__all__ = ["DEFAULT_MAX_BYTES", "MemoryAdapter", "MemoryConfig", "MemoryStore"]
+
+#: ``MemoryAdapter.max_bytes`` unless the registry sets it (``Settings.max_memory_db_bytes``): 256 MiB
+#: of JSON, which Python holds in about 1.2 GB.
+DEFAULT_MAX_BYTES = 256 << 20
 
 
 class MemoryConfig(AdapterConfig):
@@ -49,12 +57,25 @@ def _copy(record: Record) -> Record:
     return result
 
 
+def _stored(record: Record) -> tuple[Record, int]:
+    """``_copy(record)`` and its size in bytes as JSON."""
+    data = orjson.dumps(record)
+    copy: Record = orjson.loads(data)
+    return copy, len(data)
+
+
+def _size(record: Record) -> int:
+    return len(orjson.dumps(record))
+
+
 class MemoryStore:
     """Collections keyed by lower-cased name (collection names are case-insensitive everywhere)."""
 
     def __init__(self) -> None:
         self.names: dict[str, str] = {}
         self.tables: dict[str, dict[str, Record]] = {}
+        #: The records' size as JSON, in bytes (kept as they are written).
+        self.size = 0
 
     def table(self, collection: str, create: bool = False) -> dict[str, Record] | None:
         key = collection.lower()
@@ -71,11 +92,13 @@ class MemoryStore:
     def load(self, data: dict[str, Any]) -> None:
         self.names.clear()
         self.tables.clear()
+        self.size = 0
         for name, records in data.items():
             table = self.table(name, create=True)
             assert table is not None
             for record in records:
                 table[record["id"]] = record
+                self.size += _size(record)
 
 
 #: Records evaluated between two looks at the clock while a scan runs under a time budget.
@@ -106,6 +129,12 @@ class MemorySession(Session):
         self.store = store
         self.write = write
         self.undo: list[tuple[str, str, Record | None, bool]] = []
+        #: How many bytes this session added to ``store.size`` (a rollback takes them back).
+        self.grown = 0
+
+    def _grow(self, delta: int) -> None:
+        self.grown += delta
+        self.store.size += delta
 
     def get(self, collection: str, record_id: str) -> Record | None:
         table = self.store.table(collection)
@@ -121,20 +150,23 @@ class MemorySession(Session):
                 f"a record with id {record['id']!r} already exists in {collection!r}"
             )
         self.undo.append((collection, record["id"], None, new_table))
-        table[record["id"]] = _copy(record)
+        table[record["id"]], size = _stored(record)
+        self._grow(size)
 
     def replace(self, collection: str, record: Record) -> None:
         table = self.store.table(collection, create=True)
         assert table is not None
-        self.undo.append((collection, record["id"], table.get(record["id"]), False))
-        table[record["id"]] = _copy(record)
+        previous = table.get(record["id"])
+        self.undo.append((collection, record["id"], previous, False))
+        table[record["id"]], size = _stored(record)
+        self._grow(size - (_size(previous) if previous is not None else 0))
 
     def delete(self, collection: str, record_id: str) -> bool:
         table = self.store.table(collection)
         if table is None or record_id not in table:
             return False
         self.undo.append((collection, record_id, table[record_id], False))
-        del table[record_id]
+        self._grow(-_size(table.pop(record_id)))
         return True
 
     def find(self, collection: str, query: Query) -> list[Record]:
@@ -182,6 +214,7 @@ class MemorySession(Session):
             return 0
         for record_id, record in table.items():
             self.undo.append((collection, record_id, record, False))
+            self._grow(-_size(record))
         deleted = len(table)
         table.clear()
         return deleted
@@ -199,6 +232,8 @@ class MemorySession(Session):
                 del self.store.tables[collection.lower()]
                 del self.store.names[collection.lower()]
         self.undo.clear()
+        self.store.size -= self.grown
+        self.grown = 0
 
 
 class MemoryAdapter(Adapter):
@@ -207,6 +242,10 @@ class MemoryAdapter(Adapter):
     name: ClassVar[str] = "memory"
     features: ClassVar[Features] = Features(durable=False)
     config_model: ClassVar[type[AdapterConfig]] = MemoryConfig
+
+    #: Bytes of records (as JSON) the database may hold; a write session that would end past it
+    #: is undone (``QuotaExceeded``). 0: no limit.
+    max_bytes: int = DEFAULT_MAX_BYTES
 
     def __init__(self, config: AdapterConfig) -> None:
         super().__init__(config)
@@ -234,10 +273,25 @@ class MemoryAdapter(Adapter):
             try:
                 yield session
                 if write and session.undo:
+                    self._check_size(session)
                     self._commit(session)
             except BaseException:
                 session.rollback()
                 raise
+
+    def _check_size(self, session: MemorySession) -> None:
+        """Refuse a session that grew the database past ``max_bytes`` (the caller rolls it back).
+
+        Raises:
+            QuotaExceeded: it did.
+        """
+        if self.max_bytes and session.grown > 0 and self.store.size > self.max_bytes:
+            raise QuotaExceeded(
+                f"this write would make the {self.name} database {self.store.size} bytes of "
+                f"records (as JSON), over its limit of {self.max_bytes} "
+                "(DBHANDLES_MAX_MEMORY_DB_BYTES): nothing of it was written; delete records, or "
+                "use a sqlite database for data this large"
+            )
 
     def _commit(self, session: MemorySession) -> None:
         """Hook for subclasses that persist (the JSON adapter writes its file here)."""

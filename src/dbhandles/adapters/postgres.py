@@ -32,7 +32,7 @@ from dbhandles.adapters.postgres_compile import PostgresDialect
 from dbhandles.adapters.postgres_config import PostgresConfig, connection_params, mask_url
 from dbhandles.adapters.postgres_errors import translating
 from dbhandles.adapters.postgres_foreign import ForeignCatalog
-from dbhandles.adapters.postgres_schema import Catalog, advisory_key, qualified
+from dbhandles.adapters.postgres_schema import Catalog, advisory_key, qualified, table_name
 from dbhandles.adapters.postgres_session import PostgresSession, Transaction
 from dbhandles.adapters.sql_compile import SqlCompiler
 from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, StorageError
@@ -48,7 +48,7 @@ class PostgresAdapter(Adapter):
     name: ClassVar[str] = "postgres"
     features: ClassVar[Features] = Features(
         durable=True, vacuum=True, indexes=True, shared_across_processes=True, file_based=False,
-        foreign_tables=True,
+        foreign_tables=True, exact_large_floats=False,
     )  # fmt: skip
     config_model: ClassVar[type[AdapterConfig]] = PostgresConfig
 
@@ -60,7 +60,7 @@ class PostgresAdapter(Adapter):
         self.conninfo, self.where, self._secret = connection_params(settings)
         self.catalog = Catalog(self.schema)
         #: Tables and views of the schema dbhandles did not create (docs/foreign-tables.md).
-        self.foreign = ForeignCatalog(self.schema)
+        self.foreign = ForeignCatalog(self.schema, settings.field_names == "camel")
         self.dialect = PostgresDialect()
         self.compiler = SqlCompiler(self.dialect)
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
@@ -151,6 +151,17 @@ class PostgresAdapter(Adapter):
         if stack is None:
             stack = self._local.stack = []
         return stack
+
+    def known_collection(self, name: str) -> str | None:
+        """What ``PostgresSession.resolve_collection`` answered when a command last named
+        ``name``, from the catalogs' caches (a known collection, else the relation the foreign
+        catalog last resolved it to); ``None`` for a name no command has named yet."""
+        if self.catalog.cached(name) is not None:
+            return table_name(name)
+        seen, relation = self.foreign.resolved(name)
+        if not seen:
+            return None
+        return table_name(name) if relation is None else relation
 
     @contextmanager
     def _session(self, write: bool) -> Iterator[Session]:
@@ -270,7 +281,9 @@ def _connection_key(settings: PostgresConfig) -> str:
     secret = hashlib.sha256((password or "").encode()).hexdigest()[:16]
     public = " ".join(f"{k}={params[k]}" for k in sorted(params))
     mode = "ro" if settings.readonly else "rw"
-    return f"postgres:{public}:{secret}:{settings.schema_name}:{mode}"
+    key = f"postgres:{public}:{secret}:{settings.schema_name}:{mode}"
+    # Field names are decided per adapter (its catalog describes the tables once).
+    return key if settings.field_names == "columns" else f"{key}:{settings.field_names}"
 
 
 def _pg_config(config: AdapterConfig) -> PostgresConfig:

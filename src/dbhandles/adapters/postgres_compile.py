@@ -24,11 +24,9 @@ from decimal import Decimal
 
 from dbhandles.adapters.postgres_regex import translate_regex
 from dbhandles.adapters.sql_compile import FALSE, TRUE, Fragment
-from dbhandles.adapters.sql_dialect import Dialect
+from dbhandles.adapters.sql_dialect import Dialect, sql_string
 from dbhandles.errors import InvalidFilter
 from dbhandles.filters import (
-    COLLECTION_PART,
-    NOT_A_COLLECTION_PATH,
     And,
     Compare,
     ElemMatch,
@@ -36,6 +34,7 @@ from dbhandles.filters import (
     Not,
     Or,
     Scalar,
+    check_collection_path,
 )
 
 __all__ = [
@@ -148,11 +147,10 @@ class PostgresDialect(Dialect):
         self.depth = depth
 
     def _parts(self, path: tuple[str, ...]) -> list[str]:
-        for part in path:
-            if not COLLECTION_PART.fullmatch(part):
-                raise InvalidFilter(NOT_A_COLLECTION_PATH.format(".".join(path)))
+        # At the record's root (a collection's ``data``) the first part is a field, never an index.
+        check_collection_path(path, top=self.column == "data" and not self.depth)
         # A numeric part indexes an array (``-> 0`` is NULL on an object, as the oracle has it).
-        return [part if part.isdigit() else f"'{part}'" for part in path]
+        return [part if part.isdigit() else sql_string(part) for part in path]
 
     def json(self, path: tuple[str, ...]) -> str:
         """The field as ``jsonb`` (NULL when missing)."""
@@ -253,7 +251,9 @@ class PostgresDialect(Dialect):
         return f"({self.json(path)})"
 
     def index(self, json: str, position: int) -> str:
-        return f"(CASE WHEN jsonb_typeof({json}) = 'array' THEN {json} -> {int(position)} END)"
+        # ``json -> n`` gives a scalar itself for n = 0; a CASE testing the kind first would repeat
+        # ``json`` (2**n text for n indexes in a row). Strict jsonpath refuses a non-array, silently.
+        return f"jsonb_path_query_first({json}, 'strict $[{int(position)}]', '{{}}', true)"
 
     def key(self, alias: str, part: str) -> str:
         return f"({alias}.v -> {self._parts((part,))[0]})"

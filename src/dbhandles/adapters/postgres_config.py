@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import urllib.parse
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import psycopg
 from pydantic import ConfigDict, Field, WithJsonSchema, field_validator, model_validator
@@ -39,6 +39,9 @@ class PostgresConfig(AdapterConfig):
     parts ``host``, ``port``, ``dbname``, ``user``, ``password`` (parts win over the URL; anything
     missing comes from libpq's ``PG*`` variables and ``~/.pgpass``). ``schema`` holds the collections
     (case-insensitive; created in ``create`` mode, else it must exist), ``poolSize`` caps connections.
+    ``fieldNames``: ``camel`` serves the snake_case columns of tables dbhandles did not create as
+    camelCase fields, with ``created_at``/``updated_at``/``version`` as the reserved fields
+    (docs/foreign-tables.md).
     """
 
     model_config = ConfigDict(alias_generator=to_camel)
@@ -54,6 +57,7 @@ class PostgresConfig(AdapterConfig):
     )
     pool_size: int = Field(default=4, ge=1, le=100)
     connect_timeout: float = Field(default=10.0, gt=0, le=300)
+    field_names: Literal["columns", "camel"] = "columns"
 
     @model_validator(mode="before")
     @classmethod

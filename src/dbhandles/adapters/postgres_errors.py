@@ -18,6 +18,7 @@ import psycopg_pool
 from dbhandles import budget
 from dbhandles.errors import (
     ConstraintViolation,
+    DatabaseDenied,
     DatabaseNotFound,
     DbHandlesError,
     InvalidFilter,
@@ -50,7 +51,13 @@ _BY_STATE: Mapping[str, tuple[type[DbHandlesError], str]] = {
         InvalidParams,
         "the name is taken by a table or index that is not a dbhandles collection",
     ),
-    "42501": (StorageError, "the PostgreSQL role lacks a privilege; grant it or use another role"),
+    # Insufficient privilege, and a row refused by row-level security (the same SQLSTATE): the
+    # database's own access rules, not a failure of it.
+    "42501": (
+        DatabaseDenied,
+        "PostgreSQL refused this for the handle's role (a missing privilege, or a row-level "
+        "security policy); grant it, change the policy or use another role",
+    ),
     "53300": (StorageBusy, "PostgreSQL has no free connection slots; retry, or lower poolSize"),
     "55P03": (StorageBusy, "a row or table is locked by another session; retry later"),
     "57014": (StorageBusy, "the statement was cancelled (statement timeout); retry later"),

@@ -25,6 +25,7 @@ import orjson
 from psycopg import Connection, sql
 
 from dbhandles.adapters.base import Query, Record
+from dbhandles.adapters.foreign_common import ColumnPaths
 from dbhandles.adapters.foreign_values import decode_key
 from dbhandles.adapters.postgres_compile import boolean, prepare_filter
 from dbhandles.adapters.postgres_foreign_schema import PgTable, describe, relations, resolve
@@ -95,6 +96,8 @@ class PgReader:
         self.source = self.relation if table.key else keyless_source(table, self.relation)
         found = id_scalar(table)
         self.id_sql = found[0] if found is not None else None
+        #: Which column a dotted path names (a column whose name holds '.').
+        self.paths = ColumnPaths(c.field for c in shown)
 
     def record(self, row: tuple[Any, ...]) -> Record:
         """The record of a row selected by ``select``: its ``id``, then its fields."""
@@ -176,13 +179,15 @@ class PgReader:
 
     def find(self, run: Run, query: Query) -> list[Record]:
         compiler = self.compiler
-        where = compiler.where(prepare_filter(query.filter))
+        paths = self.paths
+        where = compiler.where(prepare_filter(paths.filter(query.filter)))
+        order_keys = paths.order(query.order)
         if query.after is not None:
-            where = and_(where, compiler.after(query.order, query.after))
+            where = and_(where, compiler.after(order_keys, query.after))
         where = boolean(where)
         if query.offset < 0 or (query.limit is not None and query.limit < 0):
             raise InvalidParams("limit and offset cannot be negative", field="limit")
-        order = compiler.order_by(query.order)
+        order = compiler.order_by(order_keys)
         statement = sql.SQL(
             f"SELECT {self.select} FROM {self.source} WHERE {where.sql} ORDER BY {order} "
             "LIMIT %s OFFSET %s"
@@ -192,7 +197,7 @@ class PgReader:
         return [record(row) for row in rows]
 
     def count(self, run: Run, filter: FilterNode | None) -> int:
-        where = boolean(self.compiler.where(prepare_filter(filter)))
+        where = boolean(self.compiler.where(prepare_filter(self.paths.filter(filter))))
         # Rows are numbered among their equals only for an id; a count without one needs none.
         source = self.source if DUPLICATE in where.sql else self.relation
         statement = sql.SQL(f"SELECT count(*) FROM {source} WHERE {where.sql}")
@@ -204,27 +209,50 @@ class ForeignCatalog:
     """The foreign relations of one schema; their readers are cached by definition, so a table
     altered by someone else (a column added, renamed, retyped) is described again."""
 
-    def __init__(self, schema: str) -> None:
+    def __init__(self, schema: str, camel_names: bool = False) -> None:
         self.schema = schema
+        #: Serve snake_case columns as camelCase fields (``fieldNames: camel``).
+        self.camel_names = camel_names
         self._readers: dict[tuple[int, tuple[str, ...]], PgReader] = {}
+        #: The relation each name last resolved to (``None``: no foreign one), for ``resolved``.
+        self._names: dict[str, str | None] = {}
         self._lock = threading.Lock()
 
     def reader(self, conn: Connection[Any], collection: str) -> PgReader | None:
         """The reader of the relation ``collection`` names when it is not a collection, else
         ``None`` (see ``postgres_foreign_schema.resolve``)."""
-        relation = resolve(conn, self.schema, collection)
+        try:
+            relation = resolve(conn, self.schema, collection, self.camel_names)
+        except BaseException:
+            with self._lock:
+                self._names.pop(collection, None)  # no answer now: none kept from before
+            raise
+        with self._lock:
+            if len(self._names) >= _CACHED and collection not in self._names:
+                self._names.clear()
+            self._names[collection] = None if relation is None else relation.name
         if relation is None:
             return None
         key = (relation.oid, relation.signature)
         found = self._readers.get(key)
         if found is None:
-            found = PgReader(describe(conn, self.schema, relation))
+            found = PgReader(describe(conn, self.schema, relation, self.camel_names))
             with self._lock:
                 if len(self._readers) >= _CACHED:
                     self._readers.clear()
                 self._readers[key] = found
         return found
 
+    def resolved(self, collection: str) -> tuple[bool, str | None]:
+        """Whether ``reader`` has looked ``collection`` up (on any connection), and the foreign
+        relation it found then (``None``: none), without a query."""
+        with self._lock:
+            if collection not in self._names:
+                return False, None
+            return True, self._names[collection]
+
     def tables(self, conn: Connection[Any]) -> list[PgTable]:
         """Every foreign relation of the schema, described now (``data/schema``)."""
-        return [describe(conn, self.schema, r) for r in relations(conn, self.schema)]
+        return [
+            describe(conn, self.schema, r, self.camel_names) for r in relations(conn, self.schema)
+        ]

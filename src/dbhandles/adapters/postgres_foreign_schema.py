@@ -19,19 +19,29 @@ from typing import Any, NamedTuple
 
 from psycopg import Connection
 
+from dbhandles.adapters.foreign_cascades import CascadeEdge, reached
 from dbhandles.adapters.foreign_common import (
     NO_KEY,
     ForeignColumn,
     field_names,
     key_doc,
     reserved_fields,
+    snake,
     table_public,
 )
 from dbhandles.adapters.postgres_schema import is_collection, table_name
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import SYSTEM_PREFIXES
 
-__all__ = ["PgColumn", "PgTable", "Relation", "describe", "relations", "resolve"]
+__all__ = [
+    "PgColumn",
+    "PgTable",
+    "Relation",
+    "cascade_targets",
+    "describe",
+    "relations",
+    "resolve",
+]
 
 #: ``pg_class.relkind`` -> the ``kind`` ``data/schema`` shows.
 KINDS = {"r": "table", "p": "table", "v": "view", "m": "materialized view", "f": "foreign table"}
@@ -45,13 +55,37 @@ SELECT c.oid, c.relname, c.relkind, c.reltuples, c.xmin::text,
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
 """
-_COLUMNS = """
+#: The type ``{of}`` is built on: itself, or a domain's base type (through domains of domains).
+_ROOT = """
+WITH RECURSIVE chain(oid, depth) AS (
+    SELECT {of}, 0
+    UNION ALL SELECT ct.typbasetype, chain.depth + 1 FROM chain
+    JOIN pg_type ct ON ct.oid = chain.oid WHERE ct.typtype = 'd')
+SELECT oid FROM chain ORDER BY depth DESC LIMIT 1
+"""
+_COLUMNS = f"""
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
        pg_get_expr(d.adbin, d.adrelid), a.attgenerated <> '', a.attidentity <> '',
-       bt.typname, bt.typcategory
+       bt.typname, bt.typcategory,
+       (a.attcollation IN (950, 951) OR (a.attcollation = 100 AND EXISTS (
+           SELECT 1 FROM pg_database db WHERE db.datname = current_database()
+           AND COALESCE(to_jsonb(db) ->> 'datlocprovider', 'c') IN ('c', 'b')
+           AND COALESCE(to_jsonb(db) ->> 'datlocale', db.datcollate)
+               IN ('C', 'POSIX', 'C.UTF-8', 'C.utf8')))),
+       ARRAY(WITH RECURSIVE chain(oid) AS (
+                 SELECT x FROM unnest(ARRAY[a.atttypid, t.typelem]) x WHERE x <> 0
+                 UNION SELECT ct.typbasetype FROM chain JOIN pg_type ct ON ct.oid = chain.oid
+                 WHERE ct.typtype = 'd')
+             SELECT dn.nspname || '.' || dt.typname FROM chain
+             JOIN pg_type dt ON dt.oid = chain.oid JOIN pg_namespace dn ON dn.oid = dt.typnamespace
+             WHERE dt.typtype = 'd')
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
-JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+JOIN LATERAL ({_ROOT.format(of="a.atttypid")}) r ON true
+LEFT JOIN pg_type et ON et.oid = (SELECT typelem FROM pg_type WHERE oid = r.oid AND typcategory = 'A')
+LEFT JOIN LATERAL ({_ROOT.format(of="et.oid")}) re ON true
+JOIN pg_type bt ON bt.oid = CASE WHEN et.typtype = 'd'
+    THEN (SELECT typarray FROM pg_type WHERE oid = re.oid) ELSE r.oid END
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
@@ -113,6 +147,14 @@ class PgColumn(ForeignColumn):
     base: str
     #: ``pg_type.typcategory`` of the base type (``A`` arrays, ``E`` enums, ``S`` strings, ...).
     category: str
+    #: Whether the column's collation orders text by code point (``"C"``, ``"POSIX"``, or the
+    #: database's default when that is libc's or the builtin provider's C or C.UTF-8): ordering
+    #: by the bare column is then the order of docs/filters.md, and its indexes serve it.
+    codepoint: bool = False
+    #: The domains (``schema.name``) its values are checked by: its type's when that is a domain
+    #: (and the domains that one is built on), or its elements' type's; what a domain's refusal
+    #: (``value for domain ... violates check constraint``) is traced back to the column by.
+    domains: tuple[str, ...] = ()
 
     def public(self) -> dict[str, Any]:
         # ForeignColumn by name: zero-argument super() fails in a slots dataclass before 3.14.
@@ -144,8 +186,12 @@ class PgTable:
     #: its columns): what a refused write names.
     constraints: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     #: Which of ``createdAt``, ``updatedAt``, ``version`` columns keep: a ``version`` column of an
-    #: integer type (docs/foreign-tables.md "Versions and timestamps").
+    #: integer type, or with ``fieldNames: camel`` the columns served under those names
+    #: (docs/foreign-tables.md "Versions and timestamps").
     reserved: frozenset[str] = field(default=frozenset())
+    #: Why the handle's role cannot read it (no ``SELECT`` privilege), else ``None``:
+    #: ``data/schema`` lists it as ``refused`` with ``recordCount: null``.
+    unreadable: str | None = None
 
     def column(self, name: str) -> PgColumn:
         return next(c for c in self.columns if c.name == name)
@@ -157,14 +203,41 @@ class PgTable:
 
     def public(self) -> dict[str, Any]:
         """The description ``data/schema`` shows (camelCase keys)."""
-        large = self.estimate >= ESTIMATE_ABOVE
+        large = self.estimate >= ESTIMATE_ABOVE and self.unreadable is None
         flags = {"recordCountEstimate": int(self.estimate)} if large else {}
-        return table_public(self, self._id_doc(), flags)
+        return table_public(self, self._id_doc(), flags, self.unreadable)
 
     def _id_doc(self) -> str:
         if self.key:
             return key_doc(self.key)
         return f"JSON array of every column (a {self.kind} without a primary key has no key)"
+
+
+_CASCADES = """
+SELECT cn.nspname, cc.relname, pn.nspname, pc.relname, con.confdeltype, con.confupdtype
+FROM pg_constraint con
+JOIN pg_class cc ON cc.oid = con.conrelid JOIN pg_namespace cn ON cn.oid = cc.relnamespace
+JOIN pg_class pc ON pc.oid = con.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+WHERE con.contype = 'f' AND (con.confdeltype IN ('c', 'n', 'd') OR con.confupdtype IN ('c', 'n', 'd'))
+"""
+
+
+def cascade_targets(
+    conn: Connection[Any], schema: str, table: str, update: bool
+) -> list[tuple[str, str]]:
+    """The relations a delete from ``table`` of ``schema`` (``update``: a change of its
+    referenced keys) writes through foreign-key actions (``pg_constraint.confdeltype`` and
+    ``confupdtype``), with the action (``foreign_cascades.reached``); named as ``view_sources``
+    names them, schema-qualified (``other.t``) outside ``schema``."""
+
+    def named(nsp: str, rel: str) -> str:
+        return rel if nsp == schema else f"{nsp}.{rel}"
+
+    edges = [
+        CascadeEdge(named(cn, child), named(pn, parent), _ACTIONS[on_delete], _ACTIONS[on_update])
+        for cn, child, pn, parent, on_delete, on_update in conn.execute(_CASCADES).fetchall()
+    ]
+    return reached(edges, table, update)
 
 
 def relations(conn: Connection[Any], schema: str) -> list[Relation]:
@@ -177,18 +250,24 @@ def relations(conn: Connection[Any], schema: str) -> list[Relation]:
     ]
 
 
-def resolve(conn: Connection[Any], schema: str, collection: str) -> Relation | None:
+def resolve(
+    conn: Connection[Any], schema: str, collection: str, camel_names: bool = False
+) -> Relation | None:
     """The relation ``collection`` names when it is not a collection, else ``None``.
 
     The relation of exactly that name first; else the one a collection of that name would use
-    (its lower-cased name); else the one relation whose name equals it ignoring case.
+    (its lower-cased name); else the one relation whose name equals it ignoring case. With
+    ``camel_names`` (``fieldNames: camel``) a name that finds none finds ``snake(name)`` the same
+    way: the original system's table for collection ``chatMessages`` is ``chat_messages``.
 
     Raises:
         InvalidParams: several relations match ignoring case and none exactly.
     """
-    rows = conn.execute(
-        _RELATIONS + " AND lower(c.relname) = lower(%s)", (schema, collection)
-    ).fetchall()
+    lookup = _RELATIONS + " AND lower(c.relname) = lower(%s)"
+    rows = conn.execute(lookup, (schema, collection)).fetchall()
+    if not rows and camel_names and snake(collection) != collection:
+        collection = snake(collection)
+        rows = conn.execute(lookup, (schema, collection)).fetchall()
     if not rows:
         return None
     by_name = {row[1]: row for row in rows}
@@ -207,8 +286,11 @@ def resolve(conn: Connection[Any], schema: str, collection: str) -> Relation | N
     return _relation(row)
 
 
-def describe(conn: Connection[Any], schema: str, relation: Relation) -> PgTable:
-    """Read one relation (as ``relations`` or ``resolve`` found it) into a ``PgTable``."""
+def describe(
+    conn: Connection[Any], schema: str, relation: Relation, camel_names: bool = False
+) -> PgTable:
+    """Read one relation (as ``relations`` or ``resolve`` found it) into a ``PgTable``;
+    ``camel_names`` serves snake_case columns as camelCase fields (``fieldNames: camel``)."""
     oid, name, kind, estimate, _ = relation
     cols = conn.execute(_COLUMNS, (oid,)).fetchall()
     constraints = conn.execute(_CONSTRAINTS, (oid,)).fetchall()
@@ -237,11 +319,12 @@ def describe(conn: Connection[Any], schema: str, relation: Relation) -> PgTable:
         if unique and iname not in named:
             named[iname] = ("unique", tuple(c for c in columns if c != "<expression>"))
     names = [r[0] for r in cols]
-    fields = field_names(names, key)
+    fields = field_names(names, key, camel_names)
     columns_ = tuple(
         PgColumn(name=r[0], field=f, type=r[1], nullable=not r[2] and r[0] not in key,
                  default=r[3], pk=key.index(r[0]) + 1 if r[0] in key else 0, generated=r[4],
-                 identity=r[5], base=r[6], category=r[7])
+                 identity=r[5], base=r[6], category=r[7], codepoint=bool(r[8]),
+                 domains=tuple(r[9]))
         for r, f in zip(cols, fields, strict=True)
     )  # fmt: skip
     read_only = None
@@ -249,10 +332,16 @@ def describe(conn: Connection[Any], schema: str, relation: Relation) -> PgTable:
         read_only = f"a {KINDS[kind]} is served read-only (it has no primary key to write through)"
     elif not key:
         read_only = NO_KEY
-    reserved = reserved_fields(columns_, False, lambda c: c.base in _INTEGERS)
+    reserved = reserved_fields(columns_, camel_names, lambda c: c.base in _INTEGERS)
+    # A GRANT or REVOKE rewrites the relation's pg_class row, so its signature (xmin) changes
+    # and the catalog describes it again.
+    readable = conn.execute("SELECT has_table_privilege(%s::oid, 'SELECT')", (oid,)).fetchone()
+    unreadable = None if readable and readable[0] else (
+        f"the PostgreSQL role of this handle has no SELECT privilege on {KINDS[kind]} {name!r}"
+    )  # fmt: skip
     return PgTable(
         oid=oid, schema=schema, name=name, kind=KINDS[kind], columns=columns_, key=key,
         read_only=read_only, estimate=estimate, indexes=tuple(indexes),
         foreign_keys=tuple(foreign_keys), constraints=named,
-        reserved=reserved if read_only is None else frozenset(),
+        reserved=reserved if read_only is None else frozenset(), unreadable=unreadable,
     )  # fmt: skip

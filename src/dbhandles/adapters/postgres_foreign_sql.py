@@ -29,7 +29,6 @@ from psycopg import sql
 from dbhandles.adapters.postgres_compile import PostgresDialect
 from dbhandles.adapters.postgres_foreign_schema import PgColumn, PgTable
 from dbhandles.adapters.sql_compile import Column, SqlCompiler
-from dbhandles.filters import check_dotted_column
 
 __all__ = [
     "DUPLICATE",
@@ -45,6 +44,8 @@ __all__ = [
 _INTEGERS = frozenset({"int2", "int4", "int8"})
 _FLOATS = frozenset({"float4", "float8"})
 _TEXTS = frozenset({"text", "varchar", "name", "citext"})
+#: Text types whose order is their collation's (citext compares ignoring case whatever it is).
+_CODEPOINT_TEXTS = frozenset({"text", "varchar"})
 #: Types whose JSON value is always a string (or null).
 _STRINGS = frozenset({"bpchar", "uuid", "date", "time", "timetz", "timestamp", "timestamptz",
                       "interval", "inet", "cidr", "macaddr", "xml"})  # fmt: skip
@@ -115,6 +116,8 @@ def scalar_sql(column: PgColumn) -> str | None:
     if rank == 2:
         return quote(column.name)
     if rank == 3:
+        if column.base in _CODEPOINT_TEXTS and column.codepoint:
+            return quote(column.name)  # no cast: its own collation, so its indexes serve
         if column.base in _TEXTS:
             return f"{quote(column.name)}::text"
         return f"({json_sql(column)} #>> '{{}}')"
@@ -188,6 +191,11 @@ class ForeignPgDialect(PostgresDialect):
         self.fields["id"] = (id_json(table), None, None)
         found = id_scalar(table)
         self.id_sql = found[0] if found is not None else None
+        #: Scalars of text columns that already order by code point (``PgColumn.codepoint``):
+        #: compared and ordered bare, without ``COLLATE "C"``, so their indexes serve.
+        self.codepoint = frozenset(
+            quote(c.name) for c in table.columns if c.codepoint and c.base in _CODEPOINT_TEXTS
+        )
 
     def quote_ident(self, name: str) -> str:
         if name in (_ID, "id") and self.id_sql is not None:
@@ -195,14 +203,14 @@ class ForeignPgDialect(PostgresDialect):
         return super().quote_ident(name)
 
     def text(self, sql_text: str) -> str:
+        if sql_text in self.codepoint:
+            return sql_text
         return f'({sql_text}) COLLATE "C"'
 
     def _column(self, path: tuple[str, ...]) -> tuple[str, int | None, str | None]:
+        # A column whose name holds '.' is one part of the path already (``PgReader.paths``).
         found = self.fields.get(path[0])
-        if found is None:
-            check_dotted_column(path, self.fields)
-            return ("NULL::jsonb", None, None)
-        return found
+        return ("NULL::jsonb", None, None) if found is None else found
 
     def _fixed(self, path: tuple[str, ...]) -> tuple[str, int, str] | None:
         """The plain SQL of a top-level column whose values all have one rank (2 or 3)."""
@@ -251,7 +259,7 @@ class ForeignPgDialect(PostgresDialect):
             return super().sort_values(path)
         if fixed[1] == 2:
             return ("NULL::boolean", f"({fixed[0]})::numeric", 'NULL::text COLLATE "C"')
-        return ("NULL::boolean", "NULL::numeric", f'({fixed[0]}) COLLATE "C"')
+        return ("NULL::boolean", "NULL::numeric", self.text(fixed[0]))
 
     def is_kind(self, path: tuple[str, ...], kind: str) -> str:
         if self._fixed(path) is not None:
@@ -278,4 +286,10 @@ def compiler_for(table: PgTable) -> SqlCompiler:
     dialect = ForeignPgDialect(table)
     found = id_scalar(table)
     columns = {"id": Column(_ID, found[1])} if found is not None else {}
+    # A NOT NULL integer or text column holds one rank in every row: ordered (and paged) by the
+    # bare column, which its index serves (a nullable one sorts NULL first, as no index does).
+    for c in table.columns:
+        plain = c.base in _INTEGERS or (c.base in _CODEPOINT_TEXTS and c.codepoint)
+        if plain and not c.nullable and "id" not in (c.field, c.name):
+            columns[c.field] = Column(c.name, fixed_rank(c) or 0)
     return SqlCompiler(dialect, columns)

@@ -4,16 +4,21 @@
 this module stores it (docs/foreign-tables.md "PostgreSQL writes"):
 
 * a field is a column; a field that is not one, or a generated column, is ``invalid_params`` naming
-  it. Values go in as PostgreSQL parses them for the column's type: numbers, booleans and null as
-  they are, strings as text PostgreSQL reads by the column's type (``"2024-01-01T10:00:00Z"`` into a
-  ``timestamptz``, a UUID's text into ``uuid``, ``"12.50"`` into ``numeric``), objects and arrays as
-  JSON into ``json``/``jsonb``, arrays into array columns, ``{"$base64": "..."}`` into ``bytea``;
+  it. Values go in as PostgreSQL parses them for the column's type: booleans and null as they are,
+  numbers as they are into numeric and text columns, as their text into ``money`` and ``oid``
+  (``postgres_foreign_types.number_text``; refused naming the type elsewhere), strings as text
+  PostgreSQL reads by the column's type (``"2024-01-01T10:00:00Z"`` into a ``timestamptz``, a UUID's
+  text into ``uuid``, ``"12.50"`` into ``numeric``), objects and arrays as JSON into
+  ``json``/``jsonb``, objects of a composite's fields (and arrays of them) into composite columns
+  as reads show them (``postgres_foreign_types.literal``), arrays into array columns,
+  ``{"$base64": "..."}`` into ``bytea``;
 * ``id`` is the key: omitted, the key column's default (a ``serial`` or identity column) picks it,
   and a text or ``uuid`` key without a default gets a new UUID4;
 * every statement ends in ``RETURNING`` the row as reads show it, so a result (and the row filter
   ``documents`` checks on it) is what was stored;
 * a refused write is ``constraint_violation`` naming the constraint and the field (``diag`` of the
-  server's error), a taken key ``record_exists``, a value the column cannot hold ``invalid_params``;
+  server's error; a domain's refusal names the columns of that domain), a taken key
+  ``record_exists``, a value the column cannot hold ``invalid_params``;
   the session's transaction is rolled back, so nothing is written.
 """
 
@@ -32,9 +37,17 @@ from psycopg.types.json import Json, Jsonb
 from dbhandles.adapters.base import Record
 from dbhandles.adapters.foreign_values import BLOB_KEY
 from dbhandles.adapters.foreign_writer import LABELS, ForeignWriterBase, blame
+from dbhandles.adapters.postgres_errors import translate_error
 from dbhandles.adapters.postgres_foreign import PgReader, Run
 from dbhandles.adapters.postgres_foreign_schema import PgColumn, PgTable
 from dbhandles.adapters.postgres_foreign_sql import quote
+from dbhandles.adapters.postgres_foreign_types import (
+    PgType,
+    column_type,
+    literal,
+    number_text,
+    type_form,
+)
 from dbhandles.errors import DbHandlesError, InvalidParams
 
 __all__ = ["PgWriter"]
@@ -63,20 +76,52 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _array_literal(value: list[Any]) -> str:
+#: Array element types that take JSON numbers (PostgreSQL parses their text).
+_NUMBER_ELEMENTS = frozenset({"int2", "int4", "int8", "numeric", "float4", "float8", "oid"})
+#: Array element types that take any scalar as its text (as their columns take numbers).
+_TEXT_ELEMENTS = frozenset({"text", "varchar", "bpchar", "name", "citext"})
+
+
+def _element_problem(item: Any, element: str) -> str | None:
+    """Why the JSON value ``item`` cannot be an element of type ``element`` (``None`` if it can).
+
+    An array literal is text the server parses by the element type, so without this an object
+    would be stored as its JSON text in a ``text[]`` and ``1`` as true in a ``boolean[]``.
+    """
+    if element in ("json", "jsonb") or item is None or isinstance(item, list):
+        return None
+    if isinstance(item, dict):
+        return "an object"
+    if isinstance(item, bool):
+        return None if element == "bool" else "a boolean"
+    if isinstance(item, int | float):
+        return None if element in _NUMBER_ELEMENTS or element in _TEXT_ELEMENTS else "a number"
+    return None  # a string: the server reads it by the element type, and says if it cannot
+
+
+def _holds_object(value: list[Any]) -> bool:
+    """Whether an object is an item of ``value`` or of an array inside it."""
+    return any(isinstance(v, dict) or (isinstance(v, list) and _holds_object(v)) for v in value)
+
+
+def _array_literal(value: list[Any], element: str, refuse: Any) -> str:
     """A PostgreSQL array literal (``{1,"a b",NULL,{2,3}}``) that the server parses by the
-    column's element type."""
+    column's ``element`` type (``int4``, ``jsonb``); ``refuse(item, problem)`` raises the error for
+    an element that type cannot be (``_element_problem``)."""
     items = []
     for item in value:
+        problem = _element_problem(item, element)
+        if problem is not None:
+            refuse(item, problem)
         if item is None:
             items.append("NULL")
         elif isinstance(item, list):
-            items.append(_array_literal(item))
+            items.append(_array_literal(item, element, refuse))
         else:
-            if isinstance(item, bool):
-                text = "true" if item else "false"
-            elif isinstance(item, dict):
+            if element in ("json", "jsonb"):
                 text = orjson.dumps(item).decode()
+            elif isinstance(item, bool):
+                text = "true" if item else "false"
             else:
                 text = str(item)
             items.append('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
@@ -93,11 +138,25 @@ class PgWriter(ForeignWriterBase[PgColumn]):
 
     def __init__(self, run: Run, reader: PgReader) -> None:
         super().__init__(reader.table, reader)
-        self.run = run
+        self._raw_run = run
         key = self.table.key
         single = self.table.column(key[0]) if len(key) == 1 else None
         #: A key column with a default (``serial``, identity, ``gen_random_uuid()``) picks the id.
         self.generated_id = single is not None and (single.default is not None or single.identity)
+        #: Column name -> its type as ``postgres_foreign_types`` reads it (composites, arrays of
+        #: them), read on the first object written into the column.
+        self._types: dict[str, PgType] = {}
+
+    def _type(self, column: PgColumn) -> PgType:
+        """The type of ``column`` with a composite's fields (read from the catalog once)."""
+        found = self._types.get(column.name)
+        if found is None:
+
+            def rows(statement: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+                return list(self.run(sql.SQL(statement), params, False).fetchall())
+
+            found = self._types[column.name] = column_type(rows, self.table.oid, column.name)
+        return found
 
     # -- ids and values ---------------------------------------------------------------------------
 
@@ -125,6 +184,14 @@ class PgWriter(ForeignWriterBase[PgColumn]):
                     "<standard base64 text>}",
                     field=where,
                 ) from exc
+        if column.category == "C" and not isinstance(value, str):
+            # An object of the composite's fields, as reads show it (a string: PostgreSQL's
+            # own text, "(2,y)", which the server parses).
+            return literal(value, self._type(column), where)
+        if isinstance(value, list) and column.category == "A" and _holds_object(value):
+            kind = self._type(column)
+            if kind.element is not None and kind.element.fields is not None:
+                return literal(value, kind, where)
         if isinstance(value, list):
             if column.category != "A":
                 raise InvalidParams(
@@ -132,23 +199,50 @@ class PgWriter(ForeignWriterBase[PgColumn]):
                     "not an array",
                     field=where,
                 )
-            return _array_literal(value)
+
+            def refuse(item: Any, problem: str) -> None:
+                shown = orjson.dumps(item).decode()
+                raise InvalidParams(
+                    f"{where}: column {column.name!r} of table {self.name!r} is {column.type}, "
+                    f"and an element {shown[:80]} is {problem}, not {base.removeprefix('_')}",
+                    field=where,
+                )
+
+            return _array_literal(value, base.removeprefix("_"), refuse)
         if isinstance(value, dict):
             raise InvalidParams(
                 f"{where}: column {column.name!r} of table {self.name!r} is {column.type}, which "
                 "holds no objects",
                 field=where,
             )
-        if isinstance(value, bool) and base != "bool":
-            raise InvalidParams(
-                f"{where}: column {column.name!r} of table {self.name!r} is {column.type}, not "
-                "boolean",
-                field=where,
-            )
+        if isinstance(value, bool):
+            if base != "bool":
+                raise InvalidParams(
+                    f"{where}: column {column.name!r} of table {self.name!r} is {column.type}, not "
+                    f"boolean; give {type_form(base, column.category)}",
+                    field=where,
+                )
+            return value
+        if isinstance(value, int | float):
+            return number_text(value, base, column.category, column.type, where)
         return value
 
     def _given_key(self, name: str, value: Any, values: dict[str, Any], record_id: Any) -> Any:
-        return self._value(self._by_name[name], value, "id")
+        column = self._by_name[name]
+        keyed = self._value(column, value, "id")
+        if name not in values or values[name] == keyed:
+            return keyed
+        # The same value may be spelled two ways ("4" and 4, two spellings of a date): PostgreSQL
+        # compares them as the column's type, as it would store them.
+        given = values[name]
+        same = self._execute(
+            f"SELECT CAST(%s AS {column.type}) IS NOT DISTINCT FROM CAST(%s AS {column.type})",
+            (given, keyed),
+            {name: given},
+        ).fetchone()[0]
+        if not same:
+            raise self._key_contradicted(name, given, record_id)
+        return keyed
 
     def _new_key(self, values: dict[str, Any]) -> None:
         key = self.table.key[0]
@@ -169,23 +263,38 @@ class PgWriter(ForeignWriterBase[PgColumn]):
         if match is None:
             return None
         values = self._columns(changes)
-        if any(name in values for name in self.table.key):
-            raise self._key_changed(record_id)
         if not values:
             return self.reader.get(self.run, record_id)
         row = self._update_row(values, match)
-        return None if row is None else self.reader.record(row)
+        if row is None:
+            return None
+        # Setting a key column to the value it has is no change (as on SQLite): only a new key is
+        # refused, seen as the row no longer being where the id says (the session rolls back).
+        if any(name in values for name in self.table.key) and (
+            self.reader.get(self.run, record_id) is None
+        ):
+            raise self._key_changed(record_id)
+        return self.reader.record(row)
 
     # -- refusals ---------------------------------------------------------------------------------
 
+    def run(self, statement: sql.SQL, params: tuple[Any, ...], timed: bool) -> Any:
+        """``Run`` with driver errors translated here: ``documents`` and ``data/copy`` call a
+        writer outside the session's translation, so none may escape (a role lacking a privilege,
+        a row-level security policy refusing the row: ``database_denied``)."""
+        try:
+            return self._raw_run(statement, params, timed)
+        except psycopg.Error as exc:
+            raise translate_error(exc, collection=self.name) from exc
+
     def _execute(self, statement: str, params: tuple[Any, ...], values: dict[str, Any]) -> Any:
         try:
-            return self.run(sql.SQL(statement), params, False)
+            return self._raw_run(sql.SQL(statement), params, False)
         except psycopg.Error as exc:
             failure = self._failure(exc, values)
-            if failure is None:
-                raise  # not the row's fault: the session's translation names it
-            raise failure from exc
+            raise (
+                translate_error(exc, collection=self.name) if failure is None else failure
+            ) from exc
 
     def _value_column(self, message: str, column: str | None, values: dict[str, Any]) -> str | None:
         """The column whose value PostgreSQL could not take: the one its error names (``column``,
@@ -213,13 +322,22 @@ class PgWriter(ForeignWriterBase[PgColumn]):
             return typed[0]
         return next(iter(values)) if len(values) == 1 else None
 
+    def _domain_columns(self, domain: str, values: dict[str, Any]) -> list[str]:
+        """The columns whose values ``domain`` (``schema.name``, from the error's
+        ``diag.schema_name`` and ``datatype_name``) checks: of those the write set, else of the
+        table (the session's transaction has failed, so the catalog is not asked again: the
+        table's description knows its columns' domains)."""
+        typed = [c.name for c in self.table.columns if domain in c.domains]
+        written = [name for name in typed if name in values]
+        return written or typed
+
     def _failure(self, exc: psycopg.Error, values: dict[str, Any]) -> DbHandlesError | None:
         """The error for a refused write; ``values`` are the columns it tried to set."""
         state = exc.sqlstate or ""
         diag = exc.diag
         kind = _STATES.get(state)
         if kind is None:
-            if state.startswith("22") or state in ("42804", "428C9"):
+            if state.startswith("22") or state in ("42804", "42846", "428C9"):
                 name = self._value_column(diag.message_primary or "", diag.column_name, values)
                 where = f"data.{self._field(name)}" if name else "data"
                 return InvalidParams(
@@ -240,6 +358,8 @@ class PgWriter(ForeignWriterBase[PgColumn]):
         columns: list[str] = list(known[1]) if known else []
         if kind == "not_null" and diag.column_name:
             columns = [diag.column_name]
+        elif known is None and diag.datatype_name:
+            columns = self._domain_columns(f"{diag.schema_name}.{diag.datatype_name}", values)
         taken = self._key_taken(kind, columns)
         if taken is not None:
             return taken
@@ -253,6 +373,12 @@ class PgWriter(ForeignWriterBase[PgColumn]):
         else:
             why = "the record"
         named = f" {constraint!r}" if constraint else ""
+        if diag.datatype_name and known is None:
+            return self._violation(
+                f"the {LABELS[kind]} constraint{named} of domain {diag.datatype_name!r} refused "
+                f"the write ({why}); nothing was written",
+                kind, columns, fields, constraint or None,
+            )  # fmt: skip
         return self._violation(
             f"the {LABELS[kind]} constraint{named} of table {self.name!r} refused the write "
             f"({why}); nothing was written",

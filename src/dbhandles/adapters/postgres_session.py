@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -15,6 +16,7 @@ from dbhandles.adapters.facets import GroupCounts, combinations_error
 from dbhandles.adapters.foreign_common import read_only_error
 from dbhandles.adapters.postgres_compile import boolean, dump_document, prepare_filter
 from dbhandles.adapters.postgres_foreign import PgReader
+from dbhandles.adapters.postgres_foreign_schema import cascade_targets
 from dbhandles.adapters.postgres_foreign_write import PgWriter
 from dbhandles.adapters.postgres_schema import advisory_key, object_name, qualified, table_name
 from dbhandles.adapters.sampling import Sampling
@@ -165,6 +167,13 @@ class PostgresSession(Session):
             return []
         with self._translating(name):
             return reader.sources(self._foreign_run)
+
+    def cascade_targets(self, name: str, update: bool = False) -> list[tuple[str, str]]:
+        reader = self._foreign(name)
+        if reader is None:
+            return []
+        with self._translating(name):
+            return cascade_targets(self.conn, self.adapter.schema, reader.table.name, update)
 
     def resolve_collection(self, name: str) -> str:
         reader = self._foreign(name)
@@ -327,8 +336,11 @@ class PostgresSession(Session):
     ) -> GroupCounts:
         """One ``jsonb_array_elements`` ``GROUP BY`` query (``sql_facets``); the rule is ``facets``
         (over ``find`` in Python on a table dbhandles did not create)."""
-        if self._foreign(collection) is not None:
-            return super().group_count(collection, filter, group_by, limit)
+        reader = self._foreign(collection)
+        if reader is not None:
+            # A column named ``a.b`` is the path a -> b (``ColumnPaths``), as in the filter.
+            paths = reader.paths
+            return super().group_count(collection, filter, paths.groups(group_by), limit)
         where = boolean(self.adapter.compiler.where(prepare_filter(filter)))
         statement = postgres_group_count(where, group_by, limit)
         overflow = postgres_group_overflow(where, group_by)
@@ -350,7 +362,9 @@ class PostgresSession(Session):
 
     def find_sampled(self, collection: str, query: Query, sampling: Sampling) -> list[Record]:
         """``find`` over the records ``sampling`` keeps, in one query (``sql_facets``)."""
-        if self._foreign(collection) is not None:
+        reader = self._foreign(collection)
+        if reader is not None:
+            query = replace(query, order=reader.paths.order(query.order))
             return super().find_sampled(collection, query, sampling)
         compiler = self.adapter.compiler
         after = compiler.after(query.order, query.after) if query.after is not None else None

@@ -91,33 +91,75 @@ def not_(part: Fragment) -> Fragment:
     return Fragment(f"NOT ({part.sql})", part.params)
 
 
+#: A path with at most this many parts that step into arrays is guarded part by part (one cheap
+#: type test per part); a longer one by "the value is missing", so the SQL grows linearly with it.
+_GUARDED_PARTS = 8
+
+
+def _walk(d: Dialect, path: tuple[str, ...]) -> tuple[list[str], str]:
+    """``FROM`` items and the JSON expression of one candidate of ``path`` on dialect ``d``
+    (``evaluate.candidates``): one ``each`` item per part that may step through an array, so the
+    SQL grows linearly with the number of parts."""
+    froms: list[str] = []
+    current = d.node(path[:1])
+    for k, part in enumerate(path[1:]):
+        if part.isdigit():
+            current = d.index(current, int(part))
+        else:
+            alias = d.alias(str(k))
+            froms.append(d.each(current, alias))
+            current = d.key(alias, part)
+    return froms, current
+
+
 def _through(
     d: Dialect,
     path: tuple[str, ...],
     test: Callable[[Dialect, tuple[str, ...]], Fragment],
     spread: bool,
+    *,
+    nested: bool = False,
 ) -> Fragment:
     """``SqlCompiler.through`` on dialect ``d``: one flat ``OR`` of ``AND``s (so an index on the
-    field can serve every branch, see ``Dialect.index_hint``).
+    field can serve every branch, see ``Dialect.index_hint``), linear in the parts of ``path``.
 
-    Branches: no part but the last meets an array and the value there passes; or it is an array
-    and (``spread``) an element passes; or, for each part ``k`` that meets an array, the part
-    before it is that array and the rest of the path passes in one of its elements (recursively).
+    Branches: no part but the last meets an array and the value there passes (``direct``); or it
+    is an array and (``spread``) an element passes; or a part meets an array. For that last case,
+    at the record's root and up to ``_GUARDED_PARTS`` such parts, one branch per part ``k``: the
+    part before it is an array (read in place), and the rest of the path passes in one of its
+    elements, where it is walked again (``nested``). Inside an element, or past
+    ``_GUARDED_PARTS`` parts, one branch: the value is missing or null (what any array on the
+    path leaves) and some candidate of the path (``_walk``, one lateral ``FROM`` item per part)
+    passes, or (``spread``) an element of one.
     """
     mid = [k for k in range(1, len(path)) if not path[k].isdigit()]
-    is_array = [Fragment(d.is_kind(path[:k], "array")) for k in mid]
-    # Cheap tests first in each AND (SQLite evaluates in order): most rows fail the first one.
     branches = []
-    for k, array in zip(mid, is_array, strict=True):
-        alias = d.alias(str(k))
-        source = d.elements(path[:k], alias)
-        inner = _through(d.inside(alias), path[k:], test, spread)
+    direct = TRUE
+    if mid and d.arrays:
         hint = Fragment(d.index_hint(path, "missing"))
-        branches.append(and_(array, _exists([source], inner), hint))
-    branches.append(and_(test(d, path), not_(or_(*is_array))))
+        if nested or len(mid) > _GUARDED_PARTS:
+            meets = Fragment(d.is_missing(path))
+            froms, current = _walk(d, path)
+            leaf = d.on_json(current)
+            inner = test(leaf, ())
+            if spread:
+                x = leaf.alias("x")
+                each = _exists([leaf.elements((), x)], test(leaf.element(x), ()))
+                inner = or_(inner, and_(Fragment(leaf.is_kind((), "array")), each))
+            # Cheap tests first in each AND (SQLite evaluates in order): most rows fail the first.
+            branches.append(and_(meets, hint, _exists(froms, inner)))
+        else:
+            is_array = [Fragment(d.is_kind(path[:k], "array")) for k in mid]
+            meets = or_(*is_array)
+            for k, array in zip(mid, is_array, strict=True):
+                alias = d.alias(str(k))
+                rest = _through(d.inside(alias), path[k:], test, spread, nested=True)
+                branches.append(and_(array, _exists([d.elements(path[:k], alias)], rest), hint))
+        direct = not_(meets)
+    branches.append(and_(test(d, path), direct))
     if spread and d.is_kind(path, "array") != FALSE.sql:
-        leaf = d.alias("x")
-        elements = _exists([d.elements(path, leaf)], test(d.element(leaf), ()))
+        leaf_alias = d.alias("x")
+        elements = _exists([d.elements(path, leaf_alias)], test(d.element(leaf_alias), ()))
         hint = Fragment(d.index_hint(path, "array"))
         branches.append(and_(hint, Fragment(d.is_kind(path, "array")), elements))
     return or_(*branches)
@@ -277,26 +319,16 @@ class SqlCompiler:
     # -- paths through arrays ---------------------------------------------------------------------
 
     def _mid_arrays(self, path: tuple[str, ...]) -> Fragment:
-        """True when a part of ``path`` other than the last meets an array it must look into."""
+        """True when a part of ``path`` other than the last meets an array it must look into (past
+        ``_GUARDED_PARTS`` such parts: the value is missing or null, which such an array implies)."""
+        mid = [k for k in range(1, len(path)) if not path[k].isdigit()]
+        if len(mid) > _GUARDED_PARTS and self.dialect.arrays:
+            return Fragment(self.dialect.is_missing(path))
         return or_(*(
             Fragment(self.dialect.is_kind(path[:k], "array"))
             for k in range(1, len(path))
             if not path[k].isdigit()
         ))  # fmt: skip
-
-    def _walk(self, path: tuple[str, ...]) -> tuple[list[str], str]:
-        """``FROM`` items and the JSON expression of one candidate of ``path`` (``evaluate.candidates``)."""
-        d = self.dialect
-        froms: list[str] = []
-        current = d.node(path[:1])
-        for k, part in enumerate(path[1:]):
-            if part.isdigit():
-                current = d.index(current, int(part))
-            else:
-                alias = d.alias(str(k))
-                froms.append(d.each(current, alias))
-                current = d.key(alias, part)
-        return froms, current
 
     def through(
         self,
@@ -440,7 +472,7 @@ class SqlCompiler:
         arrays = or_(self._mid_arrays(path), Fragment(d.is_kind(path, "array")))
         if arrays == FALSE:
             return direct_rank, direct_values, lambda r: d.value(path, r)
-        froms, current = self._walk(path)
+        froms, current = _walk(d, path)
         leaf = d.alias("x")
         froms.append(d.each(current, leaf))
         element = d.element(leaf)
@@ -484,7 +516,16 @@ class SqlCompiler:
             beyond, equal = self._key_after(key, r, value)
             alternatives.append(and_(*prefix, beyond))
             prefix.append(equal)
-        return or_(*alternatives)
+        found = or_(*alternatives)
+        first = self.columns.get(keys[0].path[0]) if len(keys[0].path) == 1 else None
+        r, value = _position(position[0], "after[0]")
+        if first is not None and first.rank == r and len(keys) > 1:
+            # The same rows, with the first key's range said on its own: an index on that column
+            # serves it (inside the OR, SQLite would split the OR and sort what it found).
+            left = self.dialect.quote_ident(first.name)
+            found = and_(self._op(left, "<=" if keys[0].descending else ">=", value, text=r == 3),
+                         found)  # fmt: skip
+        return found
 
     def _key_after(self, key: SortKey, r: int, value: Scalar) -> tuple[Fragment, Fragment]:
         """(row is beyond the position on this key, row equals it on this key)."""

@@ -15,7 +15,23 @@ from typing import ClassVar
 from dbhandles.errors import InvalidFilter
 from dbhandles.filters import Scalar
 
-__all__ = ["Dialect"]
+__all__ = ["Dialect", "sql_string"]
+
+
+def sql_string(text: str) -> str:
+    """``text`` as an SQL string literal (a quote doubled), the one place a name meets SQL text.
+
+    Only names already validated reach it (JSON path parts checked against
+    ``filters.COLLECTION_PART``): a JSON path stays literal text where an expression index must
+    match it, and the quoting is defence in depth. Values are always bound parameters instead.
+
+    Raises:
+        ValueError: ``text`` holds NUL, which no SQL literal can carry (a caller bug: validated
+            names cannot).
+    """
+    if "\x00" in text:
+        raise ValueError("an SQL string literal cannot hold NUL")
+    return "'" + text.replace("'", "''") + "'"
 
 
 class Dialect(ABC):

@@ -25,6 +25,7 @@ from typing import Any
 from dbhandles.adapters.facets import MAX_COMBINATIONS, GroupCounts, container_error, key_value
 from dbhandles.adapters.sampling import Sampling
 from dbhandles.adapters.sql_compile import Fragment
+from dbhandles.filters import check_collection_query
 
 __all__ = [
     "HASH_FUNCTION",
@@ -85,8 +86,9 @@ _SQLITE_TYPE_OF_TEXT = (
 )
 
 
-def _sqlite_chain(i: int, path: tuple[str, ...]) -> tuple[str, str, str, list[str]]:
-    """Joins for one path: (join SQL, type SQL, raw value SQL, first-element conditions).
+def _sqlite_chain(i: int, path: tuple[str, ...]) -> tuple[str, str, str, list[str], list[object]]:
+    """Joins for one path: (join SQL, type SQL, raw value SQL, first-element conditions, the join
+    SQL's parameters: each later part's name, bound, never in the SQL text).
 
     Every JSON function call site parses its input again, and the record is the one big input. So
     the source query reads the whole path once per record (``xf{i}``, ``data -> '$.a.b'``: canonical
@@ -96,35 +98,46 @@ def _sqlite_chain(i: int, path: tuple[str, ...]) -> tuple[str, str, str, list[st
     member of that name of the object reached (a ``LEFT JOIN json_each`` on the small object text).
     Level ``k`` enters its value if it is a non-empty array (``json_each`` over it), else stands on
     a one-row ``'[0]'``; ``ot``/``ov``/``oj`` are the level's type, scalar value and JSON text.
+    What is known of the record before any array is entered (``w``, ``k``, ``kx``, ``e``:
+    ``_sqlite_source``) is read from small columns: an expression on the big ``xf``/``x`` text
+    evaluated per element copied that text per element (time growing with the square of an
+    array's length).
     """
     joins: list[str] = []
     firsts: list[str] = []
+    params: list[object] = []
     xf = f"t.xf{i}"
-    walk = f"{xf} IS NULL"
+    walk = f"t.w{i}"
     ot = ov = oj = ""
     last = len(path) - 1
     for k, part in enumerate(path):
         m = f"m{i}_{k}"
+        entered = ""
         if k == 0 and last == 0:
-            typ, text, val = _SQLITE_TYPE_OF_TEXT.format(x=xf), xf, "NULL"
+            typ, text, val = f"t.k{i}", xf, "NULL"
+            entered = f"t.e{i}"
         elif k == 0:
             x = f"t.x{i}"
-            typ = _SQLITE_TYPE_OF_TEXT.format(x=x)
+            typ = f"t.kx{i}"
+            entered = f"({walk} AND t.e{i})"
             val = f"(CASE WHEN {typ} IN ('text', 'real', 'true', 'false') THEN json_extract({x}, '$') END)"
             text = x
         else:
             joins.append(
                 f" LEFT JOIN json_each(CASE WHEN {walk} AND {ot} = 'object' THEN {oj} ELSE '{{}}' END) "
-                f"AS {m} ON {m}.key = '{part}'"
+                f"AS {m} ON {m}.key = ?"
             )
+            params.append(part)
             typ, text, val = f"COALESCE({m}.type, 'null')", f"{m}.value", f"{m}.value"
             if k == last:
-                typ = f"(CASE WHEN {walk} THEN {typ} ELSE {_SQLITE_TYPE_OF_TEXT.format(x=xf)} END)"
+                typ = f"(CASE WHEN {walk} THEN {typ} ELSE t.k{i} END)"
                 text = f"(CASE WHEN {walk} THEN {text} ELSE {xf} END)"
         g = f"g{i}_{k}"
-        entered = f"({typ} = 'array' AND {text} <> '[]')"
+        if not entered:
+            entered = f"({typ} = 'array' AND {text} <> '[]')"
+            if k < last:
+                entered = f"({walk} AND {entered})"
         if k < last:
-            entered = f"({walk} AND {entered})"
             arg = f"CASE WHEN {entered} THEN {text} ELSE '[0]' END"
             from_g = entered
         else:
@@ -132,15 +145,15 @@ def _sqlite_chain(i: int, path: tuple[str, ...]) -> tuple[str, str, str, list[st
             # array is one null.
             arg = (
                 f"CASE WHEN {entered} THEN {text} WHEN {typ} = 'array' THEN '[null]' "
-                f"WHEN {xf} IS NOT NULL THEN '[' || {xf} || ']' ELSE '[0]' END"
+                f"WHEN NOT {walk} THEN '[' || {xf} || ']' ELSE '[0]' END"
             )
-            from_g = f"({entered} OR {typ} = 'array' OR {xf} IS NOT NULL)"
+            from_g = f"({entered} OR {typ} = 'array' OR NOT {walk})"
         joins.append(f", json_each({arg}) AS {g}")
         firsts.append(f"{g}.key = 0")
         ot = f"(CASE WHEN {from_g} THEN {g}.type WHEN {typ} = 'array' THEN 'null' ELSE {typ} END)"
         ov = f"(CASE WHEN {from_g} THEN {g}.value WHEN {typ} = 'array' THEN NULL ELSE {val} END)"
         oj = f"(CASE WHEN {from_g} THEN {g}.value ELSE {text} END)"
-    return "".join(joins), ot, ov, firsts
+    return "".join(joins), ot, ov, firsts, params
 
 
 def _group_sql(
@@ -166,19 +179,49 @@ def _group_sql(
     )
 
 
-def _sqlite_source(where: Fragment, group_by: tuple[tuple[str, ...], ...]) -> str:
-    """The matching records, each with what the path chains read from it (``_sqlite_chain``)."""
-    # LIMIT keeps the source a subquery of its own (not flattened into the joins), so each ``x``
-    # is computed once per record however often the joins name it.
-    whole = ", ".join(f"data -> '$.{'.'.join(p)}' AS xf{i}" for i, p in enumerate(group_by))
-    firsts_read = "".join(
-        f", CASE WHEN xf{i} IS NULL THEN data -> '$.{p[0]}' END AS x{i}"
-        for i, p in enumerate(group_by)
-        if len(p) > 1
-    )
+def _checked(group_by: tuple[tuple[str, ...], ...]) -> None:
+    """Refuse a path a collection's documents cannot be reached by, as the filter compiler and the
+    memory adapter do (``filters.check_collection_query``): the same ``invalid_filter`` everywhere.
+    The names are bound parameters all the same; this keeps the answer the same on every adapter."""
+    check_collection_query(None, group_by)
+
+
+def _sqlite_json_path(path: tuple[str, ...]) -> str:
+    """The SQLite JSON path of ``path`` (``$.a.b``), a bound parameter's value."""
+    return "$." + ".".join(path)
+
+
+def _sqlite_source(
+    where: Fragment, group_by: tuple[tuple[str, ...], ...]
+) -> tuple[str, list[object]]:
+    """The matching records, each with what the path chains read from it (``_sqlite_chain``), and
+    the parameters of that SQL in order (the JSON paths, bound, then the filter's)."""
+    # LIMIT keeps each level a subquery of its own (not flattened into the joins), so each column
+    # is computed once per record however often the joins name it. Per path ``i``: ``xf`` the
+    # whole path's JSON text (NULL through an array), ``w`` whether it is NULL, ``k`` its type,
+    # ``x``/``kx`` the first part's text and type (longer paths, when ``xf`` is NULL), ``e``
+    # whether the value the walk starts from is a non-empty array.
+    n = len(group_by)
+    whole = ", ".join(f"data -> ? AS xf{i}" for i in range(n))
+    longer = [i for i, p in enumerate(group_by) if len(p) > 1]
     inner = f"SELECT data, {whole} FROM {_TABLE} WHERE {where.sql} LIMIT -1"
-    xfs = ", ".join(f"xf{i}" for i in range(len(group_by)))
-    return f"SELECT {xfs}{firsts_read} FROM ({inner}) LIMIT -1"
+    middle = ", ".join(
+        f"xf{i}, xf{i} IS NULL AS w{i}, {_SQLITE_TYPE_OF_TEXT.format(x=f'xf{i}')} AS k{i}"
+        for i in range(n)
+    )
+    middle += "".join(f", CASE WHEN xf{i} IS NULL THEN data -> ? END AS x{i}" for i in longer)
+    outer = []
+    for i in range(n):
+        if i in longer:
+            kx = _SQLITE_TYPE_OF_TEXT.format(x=f"x{i}")
+            outer.append(f"{kx} AS kx{i}, ({kx} = 'array' AND x{i} <> '[]') AS e{i}")
+        else:
+            outer.append(f"(k{i} = 'array' AND xf{i} <> '[]') AS e{i}")
+    params: list[object] = [_sqlite_json_path(group_by[i][:1]) for i in longer]
+    params.extend(_sqlite_json_path(p) for p in group_by)
+    params.extend(where.params)
+    sql = f"SELECT *, {', '.join(outer)} FROM (SELECT {middle} FROM ({inner}) LIMIT -1) LIMIT -1"
+    return sql, params
 
 
 def _overflow(source: str, counts: list[str], ph: str) -> str:
@@ -192,29 +235,42 @@ def sqlite_group_overflow(
     where: Fragment, group_by: tuple[tuple[str, ...], ...]
 ) -> Statement | None:
     """A row when a matching record gives more than ``MAX_COMBINATIONS`` combinations of values
-    (``None`` for one path: one record's values cannot multiply)."""
+    (``None`` for one path: one record's values cannot multiply).
+
+    Raises:
+        InvalidFilter: a path is not one a collection's documents can be reached by.
+    """
+    _checked(group_by)
     if len(group_by) < 2:
         return None
-    counts = [
-        f"(SELECT count(*) FROM (SELECT 1) AS d{_sqlite_chain(i, path)[0]})"
-        for i, path in enumerate(group_by)
-    ]
-    sql = _overflow(_sqlite_source(where, group_by), counts, "?")
-    return _statement(sql, (*where.params, MAX_COMBINATIONS))
+    source, params = _sqlite_source(where, group_by)
+    counts = []
+    for i, path in enumerate(group_by):
+        joins, *_, join_params = _sqlite_chain(i, path)
+        counts.append(f"(SELECT count(*) FROM (SELECT 1) AS d{joins})")
+        params.extend(join_params)
+    sql = _overflow(source, counts, "?")
+    return _statement(sql, (*params, MAX_COMBINATIONS))
 
 
 def sqlite_group_count(
     where: Fragment, group_by: tuple[tuple[str, ...], ...], limit: int
 ) -> Statement:
-    """Group the rows of the table matching ``where`` (compiled by the SQLite compiler)."""
+    """Group the rows of the table matching ``where`` (compiled by the SQLite compiler).
+
+    Raises:
+        InvalidFilter: a path is not one a collection's documents can be reached by.
+    """
+    _checked(group_by)
     joins, types, raws, firsts = [], [], [], []
+    source, params = _sqlite_source(where, group_by)
     for i, path in enumerate(group_by):
-        j, t, v, f = _sqlite_chain(i, path)
+        j, t, v, f, join_params = _sqlite_chain(i, path)
         joins.append(j)
         types.append(t)
         raws.append(v)
         firsts.extend(f)
-    source = _sqlite_source(where, group_by)
+        params.extend(join_params)
     # Two stages: the elements are grouped by their raw (json_each type, value), which costs one
     # comparison per element; the typed key (rank, value: 'true'/'false' one rank, 1 and 1.0 one
     # group, containers one key) is computed over those few groups and grouped again.
@@ -242,22 +298,30 @@ def sqlite_group_count(
         f"{containers} FROM (SELECT {typed}, n, f FROM ({raw})) AS s "
         f"GROUP BY {keys} ORDER BY n DESC, {keys} LIMIT ?"
     )
-    return _statement(sql, (*where.params, limit))
+    return _statement(sql, (*params, limit))
 
 
-def _postgres_chain(i: int, path: tuple[str, ...]) -> tuple[str, str, str, list[str], str]:
+def _postgres_chain(
+    i: int, path: tuple[str, ...]
+) -> tuple[str, str, str, list[str], str, list[object]]:
+    """Joins for one path: (join SQL, rank SQL, value SQL, first-element conditions, order SQL,
+    the join SQL's parameters: each part's name, bound as text, never in the SQL text)."""
     joins, firsts = [], []
+    params: list[object] = []
     for k, part in enumerate(path):
         src = "t.data" if k == 0 else f"g{i}_{k - 1}.v"
-        sub = f"({src} -> '{part}')"
+        # The member, read once per element (a LATERAL subquery) with its name bound.
+        sub = f"s{i}_{k}.v"
         arr = (
             f"(CASE WHEN jsonb_typeof({sub}) = 'array' THEN "
             f"(CASE WHEN {sub} = '[]'::jsonb THEN '[null]'::jsonb ELSE {sub} END) "
             f"ELSE jsonb_build_array({sub}) END)"
         )
         joins.append(
+            f" CROSS JOIN LATERAL (SELECT {src} -> (%s)::text AS v) AS s{i}_{k}"
             f" CROSS JOIN LATERAL jsonb_array_elements({arr}) WITH ORDINALITY AS g{i}_{k}(v, n)"
         )
+        params.append(part)
         firsts.append(f"g{i}_{k}.n = 1")
     last = f"g{i}_{len(path) - 1}.v"
     rank = (
@@ -270,40 +334,50 @@ def _postgres_chain(i: int, path: tuple[str, ...]) -> tuple[str, str, str, list[
         f"(CASE WHEN r{i} = 2 THEN (v{i})::numeric END), "
         f"(CASE WHEN r{i} = 3 THEN v{i} #>> '{{}}' END) COLLATE \"C\""
     )
-    return "".join(joins), rank, value, firsts, order
+    return "".join(joins), rank, value, firsts, order, params
 
 
 def postgres_group_overflow(
     where: Fragment, group_by: tuple[tuple[str, ...], ...]
 ) -> Statement | None:
     """``sqlite_group_overflow`` in PostgreSQL."""
+    _checked(group_by)
     if len(group_by) < 2:
         return None
-    counts = [
-        f"(SELECT count(*)::numeric FROM (SELECT 1) AS d{_postgres_chain(i, path)[0]})"
-        for i, path in enumerate(group_by)
-    ]
+    params: list[object] = list(where.params)
+    counts = []
+    for i, path in enumerate(group_by):
+        joins, *_, join_params = _postgres_chain(i, path)
+        counts.append(f"(SELECT count(*)::numeric FROM (SELECT 1) AS d{joins})")
+        params.extend(join_params)
     sql = _overflow(f"SELECT data FROM {_TABLE} WHERE {where.sql}", counts, "%s")
-    return _statement(sql, (*where.params, MAX_COMBINATIONS))
+    return _statement(sql, (*params, MAX_COMBINATIONS))
 
 
 def postgres_group_count(
     where: Fragment, group_by: tuple[tuple[str, ...], ...], limit: int
 ) -> Statement:
-    """Group the rows of the table matching ``where`` (compiled by the PostgreSQL compiler)."""
+    """Group the rows of the table matching ``where`` (compiled by the PostgreSQL compiler).
+
+    Raises:
+        InvalidFilter: a path is not one a collection's documents can be reached by.
+    """
+    _checked(group_by)
     joins, ranks, values, firsts, order = [], [], [], [], []
+    params: list[object] = list(where.params)
     for i, path in enumerate(group_by):
-        j, r, v, f, o = _postgres_chain(i, path)
+        j, r, v, f, o, join_params = _postgres_chain(i, path)
         joins.append(j)
         ranks.append(r)
         values.append(v)
         firsts.extend(f)
         order.append(o)
+        params.extend(join_params)
     source = f"SELECT data FROM {_TABLE} WHERE {where.sql}"
     sql = _group_sql(source, "".join(joins), ranks, values, firsts, order, "").replace(
         "LIMIT ?", "LIMIT %s"
     )
-    return _statement(sql, (*where.params, limit))
+    return _statement(sql, (*params, limit))
 
 
 def _key(rank: int, value: Any) -> Any:

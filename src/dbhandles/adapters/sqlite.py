@@ -25,10 +25,11 @@ from dbhandles.adapters.sqlite_config import (
     check_target,
     folder_writable,
     missing_database,
+    opened_read_only,
 )
 from dbhandles.adapters.sqlite_errors import translating
 from dbhandles.adapters.sqlite_schema import Catalog, json_functions_innocuous
-from dbhandles.adapters.sqlite_session import Row, SqliteSession
+from dbhandles.adapters.sqlite_session import Row, SqliteSession, resolve_in
 from dbhandles.dbfiles import connect_sqlite, create_empty
 from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, ReadOnly, StorageError
 from dbhandles.filters import FilterNode
@@ -50,6 +51,7 @@ def _regexp(pattern: object, value: object) -> int:
 
 
 _SQLITE_BUSY = 5
+_SQLITE_ERROR = 1
 #: Compiled filters an adapter keeps (``SqliteAdapter.where``); past it the cache starts again.
 _MAX_WHERES = 256
 
@@ -171,6 +173,8 @@ class SqliteAdapter(Adapter):
                 raise
             conn, catalog = self._open_connection(mode, immutable=True)
             self.immutable = True
+        if settings.readonly:
+            opened_read_only(self.path, immutable=self.immutable)
         self._conn, self._catalog = conn, catalog
         self._identity, self._vanished = _identity(self.path), False
 
@@ -271,14 +275,54 @@ class SqliteAdapter(Adapter):
 
     def read_one(self, collection: str, record_id: str) -> Record | None:
         """A point read as one autocommit statement: no BEGIN/COMMIT round trips (the hot path of
-        ``data/read``); inside an open session on this thread it joins that session instead."""
+        ``data/read``); inside an open session on this thread it joins that session instead.
+
+        The statement reads the schema version with the row (``SqliteSession.get_current``), so
+        the catalog needs no ``PRAGMA schema_version`` of its own: when another connection (of
+        any process) changed the schema since the catalog was read, the version differs, the
+        row is dropped and the read is done again on a refreshed catalog. A miss is confirmed by
+        a refresh that finds the version unchanged. ``trusted_schema`` (``Catalog``) may then
+        be decided one read late, which it guards nothing for: it is about what a *write* to a
+        collection runs, and every write session refreshes the catalog before it writes.
+        """
         with self._lock:
             if self._active:
                 return super().read_one(collection, record_id)
             conn, catalog = self._require()
+            session = SqliteSession(self, conn, catalog, False)
+            known = catalog.version
+            if known is not None:
+                try:
+                    seen, record = session.get_current(collection, record_id)
+                except DbHandlesError:  # decided from the cache, maybe stale: the careful path
+                    seen, record = -1, None
+                except sqlite3.Error as exc:
+                    # SQLITE_ERROR is what a stale catalog meets (a table or column another
+                    # connection dropped); anything else (busy, I/O) is the read's own error.
+                    if getattr(exc, "sqlite_errorcode", None) != _SQLITE_ERROR:
+                        with translating(path=self.path, collection=collection):
+                            raise
+                    seen, record = -1, None
+                if seen == known:
+                    return record
+                if seen is None:
+                    with translating(path=self.path):
+                        catalog.refresh()
+                    if catalog.version == known:
+                        return None
             with translating(path=self.path):
                 catalog.refresh()
-            return SqliteSession(self, conn, catalog, False).get(collection, record_id)
+            return session.get(collection, record_id)
+
+    def known_collection(self, name: str) -> str | None:
+        """From the schema cache of the open connection, as the last command saw it (a name not
+        cached yet is looked up on that connection); ``None`` while none is open."""
+        with self._lock:
+            catalog = self._catalog
+            if catalog is None or self._conn is None or self._active:
+                return None
+            with translating(path=self.path):
+                return resolve_in(catalog, name)
 
     @contextmanager
     def _session(self, write: bool) -> Iterator[Session]:

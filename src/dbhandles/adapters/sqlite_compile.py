@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from dbhandles.adapters.sql_dialect import Dialect
+from dbhandles.adapters.sql_dialect import Dialect, sql_string
 from dbhandles.errors import InvalidFilter
-from dbhandles.filters import COLLECTION_PART, NOT_A_COLLECTION_PATH, Scalar
+from dbhandles.filters import Scalar, check_collection_path
 
 __all__ = ["SqliteDialect", "SqliteElement"]
 
@@ -17,6 +17,12 @@ _SQLITE_KINDS: Mapping[int, tuple[str, ...]] = {
     3: ("text",),
     4: ("array", "object"),
 }
+
+
+def _container(alias: str) -> str:
+    """The JSON text of the ``json_each`` row ``alias`` when it is an array or an object, else NULL
+    (``json_each`` gives a string element as plain text, which is not JSON)."""
+    return f"(CASE WHEN {alias}.type IN ('array', 'object') THEN {alias}.value END)"
 
 
 class SqliteDialect(Dialect):
@@ -33,20 +39,15 @@ class SqliteDialect(Dialect):
     # json_extract gives numbers and booleans as SQL numbers, strings as text, containers as JSON.
     typed_text = True
 
-    def __init__(self, column: str = "data", depth: int = 0, base: str | None = None) -> None:
+    def __init__(self, column: str = "data", depth: int = 0) -> None:
         self.column = column
         self.depth = depth
-        #: An SQL expression of the JSON path that paths start from (``'$'`` when None).
-        self.base = base
 
     def _path(self, path: tuple[str, ...]) -> str:
-        for part in path:
-            if not COLLECTION_PART.fullmatch(part):
-                raise InvalidFilter(NOT_A_COLLECTION_PATH.format(".".join(path)))
+        # At the record's root (a collection's ``data``) the first part is a field, never an index.
+        check_collection_path(path, top=self.column == "data" and not self.depth)
         suffix = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in path)
-        if self.base is None:
-            return f"'${suffix}'"
-        return f"({self.base} || '{suffix}')" if suffix else self.base
+        return sql_string(f"${suffix}")
 
     def _elements(self, path: tuple[str, ...]) -> str:
         """``json_each`` over the field (only used where the field is known to be an array)."""
@@ -103,7 +104,7 @@ class SqliteDialect(Dialect):
         return f"{self.is_kind(path, 'array')} AND json_array_length({self.column}, {self._path(path)}) = ?"
 
     def index_hint(self, path: tuple[str, ...], kind: str) -> str:
-        if self.depth or self.base is not None:
+        if self.depth:
             return "1"  # no index reaches inside a subquery
         value = self.value(path, 0)
         if kind == "array":  # json_extract gives an array as its JSON text, '[' first
@@ -120,7 +121,7 @@ class SqliteDialect(Dialect):
 
     def key(self, alias: str, part: str) -> str:
         self._path((part,))
-        return f"(CASE WHEN {alias}.type = 'object' THEN {alias}.value -> '$.{part}' END)"
+        return f"(CASE WHEN {alias}.type = 'object' THEN {alias}.value -> {sql_string('$.' + part)} END)"
 
     def each(self, json: str, alias: str, *, arrays_only: bool = False) -> str:
         other = "'[]'" if arrays_only else f"json_array(json({json}))"
@@ -131,9 +132,10 @@ class SqliteDialect(Dialect):
         return f"{self._elements(path)} AS {alias}"
 
     def inside(self, alias: str) -> SqliteDialect:
-        # The element's own path in the same document (json_each's fullkey): the document's parse
-        # is cached for the row, where the element's JSON text would be parsed again per lookup.
-        return SqliteDialect(self.column, self.depth + 1, base=f"{alias}.fullkey")
+        # The element's own JSON text (json_each's value; NULL for a scalar, which has no fields).
+        # Reading the element by its fullkey from the document walked the document from its start
+        # for every element: the time grew with the square of an array's length.
+        return SqliteDialect(_container(alias), self.depth + 1)
 
     def element(self, alias: str) -> SqliteElement:
         return SqliteElement(alias, self.depth + 1)
@@ -176,7 +178,7 @@ class SqliteElement(SqliteDialect):
         return f"json_each({self._array()})"
 
     def inside(self, alias: str) -> SqliteDialect:
-        return SqliteDialect(self._array(), self.depth + 1, base=f"{alias}.fullkey")
+        return SqliteDialect(_container(alias), self.depth + 1)
 
     def size(self, path: tuple[str, ...]) -> str:
         self._check(path)

@@ -27,20 +27,40 @@ from dbhandles.errors import (
 
 __all__ = [
     "IMMUTABLE_CAVEAT",
+    "MAYBE_IMMUTABLE_CAVEAT",
     "SQLITE_HEADER",
     "SqliteConfig",
     "canonical_path",
     "check_target",
     "folder_writable",
     "missing_database",
+    "opened_read_only",
 ]
 
-#: What a read-only handle on a file in a folder this process cannot write says in its config.
+#: What a read-only handle says in its config once its connection reads the file with
+#: ``immutable=1`` (``opened_read_only``).
 IMMUTABLE_CAVEAT = (
-    "the folder of this database is not writable here: a database in WAL mode is read with "
-    "immutable=1, a snapshot without locks. Writes other processes make while the handle is open "
-    "are not seen, nor changes still in its -wal file (checkpoint it where it is writable)"
+    "the folder of this database is not writable here and SQLite could not read it in place (a "
+    "database in WAL mode needs its -shm file), so it is read with immutable=1, a snapshot without "
+    "locks. Writes other processes make while the handle is open are not seen, nor changes still "
+    "in its -wal file (checkpoint it where it is writable)"
 )
+#: What it says before its first connection, in a folder this process cannot write.
+MAYBE_IMMUTABLE_CAVEAT = (
+    "the folder of this database is not writable here: if SQLite cannot read it in place (a "
+    "database in WAL mode without its -shm file), it is read with immutable=1, a snapshot without "
+    "locks that does not see changes still in its -wal file nor writes other processes make "
+    "while the handle is open (list the handles again after a read to see which)"
+)
+#: How the last read-only connection to each database (its canonical path) opened it: ``True``
+#: with ``immutable=1``. Read-only connections are shared per path (``connection_key``).
+_IMMUTABLE: dict[str, bool] = {}
+
+
+def opened_read_only(path: str, *, immutable: bool) -> None:
+    """Record how a read-only connection opened ``path`` (its canonical path), for the caveat."""
+    _IMMUTABLE[path] = immutable
+
 
 #: The first 16 bytes of every SQLite 3 database file (what SQLite checks; dbhandles never reads them
 #: itself, see ``dbhandles.dbfiles``).
@@ -91,11 +111,18 @@ class SqliteConfig(FileConfig):
         return data
 
     def public(self) -> dict[str, Any]:
-        """The config as ``list-handles`` shows it, with ``caveat`` when a read-only handle's
-        folder is not writable (see ``IMMUTABLE_CAVEAT``)."""
+        """The config as ``list-handles`` shows it, with ``caveat`` when a read-only handle reads
+        its file with ``immutable=1`` (``IMMUTABLE_CAVEAT``), or may, not connected yet, since its
+        folder is not writable (``MAYBE_IMMUTABLE_CAVEAT``). A connection that read the file in
+        place (its -shm and -wal were there to use) sees what others commit: no caveat."""
         shown = super().public()
-        if self.readonly and not folder_writable(self.path):
+        if not self.readonly:
+            return shown
+        immutable = _IMMUTABLE.get(self.path)
+        if immutable:
             shown["caveat"] = IMMUTABLE_CAVEAT
+        elif immutable is None and not folder_writable(self.path):
+            shown["caveat"] = MAYBE_IMMUTABLE_CAVEAT
         return shown
 
 
@@ -150,6 +177,19 @@ def check_target(path: str, *, probe: bool = True) -> bool:
             f"{path} has other names (hard links); SQLite cannot keep a database with several "
             "names consistent: open it by a name it alone has"
         )
+    for suffix in ("-wal", "-shm", "-journal"):
+        # SQLite opens these by itself, by name: a side file that is another database's (a hard
+        # link planted next to this one) would make this connection read and write that database.
+        try:
+            side = os.lstat(f"{path}{suffix}")
+        except OSError:
+            continue
+        if not stat.S_ISREG(side.st_mode) or side.st_nlink > 1:
+            raise NotADatabase(
+                f"{path}: its side file {os.path.basename(path)}{suffix} has other names (hard "
+                "links) or is not a plain file; SQLite would read and write another database "
+                "through it: remove it, or open a database whose side files are its own"
+            )
     if being_written(path):
         raise NotADatabase(
             f"{path} is a data file this service is writing (an import's rejects, an export), "

@@ -89,6 +89,8 @@ def translate_error(
     where = f" ({path})" if path else ""
     if primary == _SQLITE_INTERRUPT:  # only the time budget's progress handler interrupts
         return budget.exceeded()
+    if "user-defined function raised" in low and budget.expired():
+        return budget.exceeded()  # regexp stopped a match that could not finish (regex._afford)
     if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "is locked" in low or "busy" in low:
         return StorageBusy(
             f"the database{where} is locked by another writer; retry later, or open it with a "

@@ -15,14 +15,19 @@ from functools import cached_property
 from typing import Any
 
 from dbhandles.adapters.base import Query, Record
-from dbhandles.adapters.foreign_values import decode_key, id_value, row_values
-from dbhandles.adapters.sql_compile import SqlCompiler, and_
+from dbhandles.adapters.foreign_common import ColumnPaths
+from dbhandles.adapters.foreign_values import decode_key, id_value, row_values, rows_records
+from dbhandles.adapters.sql_compile import Fragment, SqlCompiler, and_
 from dbhandles.adapters.sqlite_foreign_schema import DUPLICATE, ForeignTable, quote
-from dbhandles.adapters.sqlite_foreign_sql import compiler_for
+from dbhandles.adapters.sqlite_foreign_sql import compiler_for, fixed_ranks
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import And, Compare, ElemMatch, FilterNode, Not, Or, SortKey
+from dbhandles.values import number_text
 
 __all__ = ["ForeignReader"]
+
+#: Compiled filters a reader keeps (``ForeignReader._where``); past it the cache starts again.
+_MAX_WHERES = 256
 
 
 class ForeignReader:
@@ -44,7 +49,27 @@ class ForeignReader:
                 f"(SELECT *, row_number() OVER (PARTITION BY {table.row_json}) AS {DUPLICATE} "
                 f"FROM {self.relation}) AS {self.relation}"
             )
-        self._compilers: dict[frozenset[str], SqlCompiler] = {}
+        self._compilers: dict[tuple[frozenset[str], tuple[tuple[str, int], ...]], SqlCompiler] = {}
+        self._wheres: dict[tuple[int, str], Fragment] = {}
+        #: ``table.integer_key`` and its test, worked out once (every read by key asks).
+        self._integer_key = table.integer_key
+        self._integer_match = f"{self._integer_key} = ?"
+        #: Which column a dotted path names (a column whose name holds '.').
+        self.paths = ColumnPaths(self.fields)
+
+    @cached_property
+    def keyless(self) -> ForeignReader:
+        """The reader of this table served by its rowid (``ForeignTable.without_key``)."""
+        return ForeignReader(self.table.without_key())
+
+    def current(self, conn: sqlite3.Connection) -> ForeignReader:
+        """The reader to serve the table with now: this one, or ``keyless`` while a key holds
+        NULL (asked in the caller's transaction, by one step into the key's index, since a NULL
+        may be inserted at any time without changing the schema)."""
+        probe = self.table.null_probe
+        if probe is None or conn.execute(probe).fetchone() is None:
+            return self
+        return self.keyless
 
     @cached_property
     def compiler(self) -> SqlCompiler:
@@ -66,24 +91,57 @@ class ForeignReader:
         }
 
     def _compiler(
-        self, conn: sqlite3.Connection, filter: FilterNode | None, order: Sequence[SortKey] = ()
-    ) -> SqlCompiler:
+        self, conn: sqlite3.Connection, filter: FilterNode | None, order: Sequence[SortKey] = (),
+        arrays: dict[str, bool] | None = None, ordering: bool = False,
+    ) -> SqlCompiler:  # fmt: skip
         """The compiler for one query: indexed columns the filter or order names that hold no
         JSON array in this snapshot (the session's transaction, so the answer holds for the query)
-        are compiled without their array branch, which lets their index serve the query alone."""
+        are compiled without their array branch, which lets their index serve the query alone.
+        With ``ordering`` (a page: its ORDER BY), the indexed columns it orders by (and ``id``)
+        that hold one rank in every row are ordered by the bare column
+        (``sqlite_foreign_sql.fixed_ranks``), so their index serves the order: no sort per page.
+
+        ``arrays`` (field -> whether its column holds a JSON array) keeps the probes' answers for
+        the queries of one read transaction, whose snapshot cannot change: a listing's page and
+        count probe once."""
+        ordered = {key.path[0] for key in order if len(key.path) == 1}
+        fixed = (
+            fixed_ranks(conn, self.table, {*ordered, "id"}, arrays) if ordering and self.table.indexes
+            else ()
+        )  # fmt: skip
         probes = self._probes
-        if not probes:
-            return self.compiler
-        named = {key.path[0] for key in order if len(key.path) == 1}
+        named = set(ordered)
         _top_fields(filter, named)
-        arrayless = frozenset(
-            f for f in named if f in probes and conn.execute(probes[f]).fetchone() is None
-        )
-        if not arrayless:
+        clean: list[str] = []
+        for field in named if probes else ():
+            if field not in probes:
+                continue
+            holds = None if arrays is None else arrays.get(field)
+            if holds is None:
+                holds = conn.execute(probes[field]).fetchone() is not None
+                if arrays is not None:
+                    arrays[field] = holds
+            if not holds:
+                clean.append(field)
+        arrayless = frozenset(clean)
+        if not arrayless and not fixed:
             return self.compiler
-        found = self._compilers.get(arrayless)
+        found = self._compilers.get((arrayless, fixed))
         if found is None:
-            found = self._compilers[arrayless] = compiler_for(self.table, arrayless)
+            found = self._compilers[(arrayless, fixed)] = compiler_for(self.table, arrayless, fixed)
+        return found
+
+    def _where(self, compiler: SqlCompiler, filter: FilterNode | None) -> Fragment:
+        """``compiler.where(filter)``, remembered as ``SqliteAdapter.where`` remembers a
+        collection's (keyed by the tree's ``repr``: ``1``, ``1.0`` and ``True`` are equal but
+        different filters): a listing compiles its filter once, not for its page and its count."""
+        key = (id(compiler), repr(filter))  # compilers live as long as this reader
+        found = self._wheres.get(key)
+        if found is None:
+            found = compiler.where(filter)
+            if len(self._wheres) >= _MAX_WHERES:
+                self._wheres.clear()
+            self._wheres[key] = found
         return found
 
     def record(self, row: tuple[Any, ...]) -> Record:
@@ -95,11 +153,11 @@ class ForeignReader:
     def key_match(self, record_id: str) -> tuple[str, tuple[object, ...]] | None:
         """The WHERE clause selecting the row whose ``id`` is ``record_id``; ``None`` if none can."""
         table = self.table
-        if table.integer_key is not None:
+        if self._integer_key is not None:
             numbers = _numbers(record_id)
             if not numbers or type(numbers[0]) is not int:
                 return None
-            return f"{table.integer_key} = ?", (numbers[0],)
+            return self._integer_match, (numbers[0],)
         if table.compound_id:
             width = len(table.key) or len(table.columns)
             key_text = record_id
@@ -155,12 +213,16 @@ class ForeignReader:
         ).fetchone()
         return None if row is None else self.record(row)
 
-    def find(self, conn: sqlite3.Connection, query: Query) -> list[Record]:
-        compiler = self._compiler(conn, query.filter, query.order)
-        where = compiler.where(query.filter)
+    def find(
+        self, conn: sqlite3.Connection, query: Query, arrays: dict[str, bool] | None = None
+    ) -> list[Record]:
+        """The records ``query`` selects (``arrays``: see ``_compiler``)."""
+        filter, order_keys = self.paths.filter(query.filter), self.paths.order(query.order)
+        compiler = self._compiler(conn, filter, order_keys, arrays, ordering=True)
+        where = self._where(compiler, filter)
         if query.after is not None:
-            where = and_(where, compiler.after(query.order, query.after))
-        order = compiler.order_by(query.order)
+            where = and_(where, compiler.after(order_keys, query.after))
+        order = compiler.order_by(order_keys)
         if query.offset < 0 or (query.limit is not None and query.limit < 0):
             raise InvalidParams("limit and offset cannot be negative", field="limit")
         rows = conn.execute(
@@ -168,11 +230,15 @@ class ForeignReader:
             "LIMIT ? OFFSET ?",
             (*where.params, -1 if query.limit is None else query.limit, query.offset),
         ).fetchall()
-        record = self.record
-        return [record(row) for row in rows]
+        return rows_records(self.keys, rows)
 
-    def count(self, conn: sqlite3.Connection, filter: FilterNode | None) -> int:
-        where = self._compiler(conn, filter).where(filter)
+    def count(
+        self, conn: sqlite3.Connection, filter: FilterNode | None,
+        arrays: dict[str, bool] | None = None,
+    ) -> int:  # fmt: skip
+        """How many rows ``filter`` selects (``arrays``: see ``_compiler``)."""
+        filter = self.paths.filter(filter)
+        where = self._where(self._compiler(conn, filter, (), arrays), filter)
         # Rows are numbered among their equals only for an id; a count without one needs none.
         source = self.source if DUPLICATE in where.sql else self.relation
         sql = f"SELECT count(*) FROM {source} WHERE {where.sql}"
@@ -180,8 +246,8 @@ class ForeignReader:
 
 
 def _numbers(record_id: str) -> list[object]:
-    """The number ``record_id`` is the canonical text of (``documents.id_text``: ``42``,
-    ``2.5``), as a one-item list; ``[]`` for any other text. The number matches a key stored as a
+    """The number ``record_id`` is the canonical text of (``values.number_text``: ``42``, ``2.5``,
+    ``1e-7``), as a one-item list; ``[]`` for any other text. The number matches a key stored as a
     number in a column without affinity; an integer outside SQLite's 64 bits matches nothing."""
     try:
         number = int(record_id)
@@ -190,7 +256,7 @@ def _numbers(record_id: str) -> list[object]:
             real = float(record_id)
         except ValueError:
             return []
-        return [real] if repr(real) == record_id else []
+        return [real] if number_text(real) == record_id else []
     return [number] if str(number) == record_id and -(2**63) <= number < 2**63 else []
 
 

@@ -6,6 +6,9 @@ or quoted with ``quote``: a name is never pasted into SQL unquoted. What each ki
 served as (docs/foreign-tables.md "Kinds"):
 
 * an ordinary table with a primary key: its key is ``id``; rowid tables without one: the ``rowid``;
+* a rowid table whose key column may hold NULL (SQLite allows it unless the column is NOT NULL or
+  the ``INTEGER PRIMARY KEY``) and does: served as if it had no key (``without_key``) while it
+  does, so no row is skipped and no ``id`` is null;
 * a ``WITHOUT ROWID`` table: served like any table (it always has a primary key);
 * a view: read-only, ``id`` is the JSON array of all its columns (a view has no key);
 * a virtual table whose module is loaded (FTS5, R*Tree, ...): read-only, by ``rowid``; its hidden
@@ -17,9 +20,10 @@ served as (docs/foreign-tables.md "Kinds"):
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from dbhandles.adapters.foreign_cascades import CascadeEdge, reached
 from dbhandles.adapters.foreign_common import (
     NO_KEY,
     ForeignColumn,
@@ -29,7 +33,15 @@ from dbhandles.adapters.foreign_common import (
     table_public,
 )
 
-__all__ = ["DUPLICATE", "ForeignTable", "describe", "describe_all", "quote", "schema_objects"]
+__all__ = [
+    "DUPLICATE",
+    "ForeignTable",
+    "cascade_targets",
+    "describe",
+    "describe_all",
+    "quote",
+    "schema_objects",
+]
 
 #: The names SQLite accepts for the rowid, in the order tried (a column may shadow any of them).
 _ROWID_NAMES = ("_rowid_", "rowid", "oid")
@@ -66,6 +78,29 @@ class ForeignTable:
     foreign_keys: tuple[dict[str, Any], ...] = field(default=())
     #: Which of ``createdAt``, ``updatedAt``, ``version`` columns keep (``reserved_fields``).
     reserved: frozenset[str] = field(default=frozenset())
+    #: A query finding a row whose key holds NULL, when the key may (``null_key_probe``).
+    null_probe: str | None = None
+
+    def without_key(self) -> ForeignTable:
+        """This table served by its rowid, read-only: what its rows are while a key holds NULL
+        (a NULL key names no row, sorts apart from every value, and is not an ``id``). The key's
+        columns become plain fields (a column named ``id`` is served as ``_id``)."""
+        taken = {c.field for c in self.columns}
+        alias = "_id"
+        while alias in taken:
+            alias = "_" + alias
+        columns = tuple(
+            replace(c, field=alias if c.field == "id" else c.field, pk=0, nullable=True)
+            if c.pk else c
+            for c in self.columns
+        )  # fmt: skip
+        keys = ", ".join(self.key)
+        return replace(
+            self, columns=columns, key=(), reserved=frozenset(), null_probe=None,
+            read_only=f"its primary key ({keys}) holds NULL in some rows, which SQLite allows in "
+            "a rowid table: such rows have no key, so the table is served by rowid and read-only "
+            "until every key is set (docs/foreign-tables.md \"NULL keys\")",
+        )  # fmt: skip
 
     @property
     def integer_key(self) -> str | None:
@@ -171,11 +206,31 @@ def describe(
     return ForeignTable(
         name=name, kind=kind, columns=columns, key=key, rowid=rowid, without_rowid=without_rowid,
         read_only=read_only, refused=refused,
+        null_probe=null_key_probe(name, key, rowid, {r[0]: bool(r[2]) for r in visible},
+                                  {r[0]: r[1] or "" for r in visible}),
         reserved=reserved_fields(columns, camel_names, _integer) if kind == "table" and key
                  else frozenset(),
         indexes=tuple(_indexes(conn, name)) if kind == "table" else (),
         foreign_keys=tuple(_foreign_keys(conn, name)) if kind == "table" else (),
     )  # fmt: skip
+
+
+def null_key_probe(
+    name: str, key: tuple[str, ...], rowid: str | None, not_null: dict[str, bool],
+    types: dict[str, str],
+) -> str | None:  # fmt: skip
+    """The query finding a row of rowid table ``name`` whose ``key`` holds NULL, ``None`` when no
+    key column can: a ``WITHOUT ROWID`` table's (no ``rowid``), the ``INTEGER PRIMARY KEY`` (the
+    rowid itself) and NOT NULL columns never do. One step into the key's index."""
+    if not key or rowid is None:
+        return None
+    if len(key) == 1 and types[key[0]].upper() == "INTEGER":
+        return None
+    nullable = [k for k in key if not not_null[k]]
+    if not nullable:
+        return None
+    test = " OR ".join(f"{quote(k)} IS NULL" for k in nullable)
+    return f"SELECT 1 FROM {quote(name)} WHERE {test} LIMIT 1"
 
 
 def _integer(column: ForeignColumn) -> bool:
@@ -214,6 +269,24 @@ def _foreign_keys(conn: sqlite3.Connection, table: str) -> list[dict[str, Any]]:
         entry["columns"].append(source)
         entry["references"].append(to)
     return list(keys.values())
+
+
+def cascade_targets(conn: sqlite3.Connection, table: str, update: bool) -> list[tuple[str, str]]:
+    """The tables a delete from ``table`` (``update``: a change of its referenced keys) writes
+    through foreign-key actions, with the action (``foreign_cascades.reached``); ``[]`` when the
+    connection does not enforce foreign keys (``PRAGMA foreign_keys`` off: nothing cascades)."""
+    if not conn.execute("PRAGMA foreign_keys").fetchone()[0]:
+        return []
+    rows = conn.execute(
+        'SELECT m.name, f."table", upper(f.on_delete), upper(f.on_update) '
+        "FROM sqlite_schema AS m JOIN pragma_foreign_key_list(m.name, 'main') AS f "
+        "WHERE m.type = 'table' AND f.seq = 0"
+    ).fetchall()
+    edges = [CascadeEdge(*row) for row in rows]
+    # SQLite compares table names folding ASCII letters only (sqlite_schema.name_key).
+    return reached(
+        edges, table, update, lambda n: "".join(c.lower() if c.isascii() else c for c in n)
+    )
 
 
 def schema_objects(conn: sqlite3.Connection) -> list[tuple[str, str, bool]]:

@@ -12,13 +12,15 @@ collation the column declares.
 
 from __future__ import annotations
 
+import math
+import sqlite3
+
 from dbhandles.adapters.sql_compile import Column, SqlCompiler
 from dbhandles.adapters.sql_dialect import Dialect
 from dbhandles.adapters.sqlite_compile import SqliteDialect, SqliteElement
 from dbhandles.adapters.sqlite_foreign_schema import ForeignTable, quote
-from dbhandles.filters import check_dotted_column
 
-__all__ = ["ForeignDialect", "compiler_for"]
+__all__ = ["ForeignDialect", "compiler_for", "fixed_ranks"]
 
 #: The largest finite REAL: anything beyond is an infinity, which records show as null.
 _FINITE = "1.7976931348623157e308"
@@ -79,10 +81,8 @@ class ForeignDialect(Dialect):
         return f"{sql} COLLATE BINARY"
 
     def _field(self, path: tuple[str, ...]) -> tuple[str, bool] | None:
-        found = self.fields.get(path[0])
-        if found is None:
-            check_dotted_column(path, self.fields)
-        return found
+        # A column whose name holds '.' is one part of the path already (``ForeignReader.paths``).
+        return self.fields.get(path[0])
 
     def _document(self, path: tuple[str, ...]) -> SqliteDialect | None:
         """JSON1 fragments over the column of ``path[0]`` as a JSON document: the column where it
@@ -242,12 +242,19 @@ def _numeric_affinity(declared: str) -> bool:
     return not (any(k in upper for k in ("CHAR", "CLOB", "TEXT", "BLOB")) or not upper)
 
 
-def compiler_for(table: ForeignTable, arrayless: frozenset[str] = frozenset()) -> SqlCompiler:
+def compiler_for(
+    table: ForeignTable,
+    arrayless: frozenset[str] = frozenset(),
+    fixed: tuple[tuple[str, int], ...] = (),
+) -> SqlCompiler:
     """A compiler for filters, orders and keyset positions over ``table`` (``arrayless``: fields
-    whose column holds no JSON array in the query's snapshot, see ``ForeignDialect``).
+    whose column holds no JSON array in the query's snapshot, see ``ForeignDialect``; ``fixed``:
+    ``(field, rank)`` of indexed columns every row of the snapshot holds a value of that rank in,
+    see ``fixed_ranks``).
 
     An ``id`` that is always an integer (the rowid or its alias) or always text (a compound key's
-    JSON) is a column of fixed rank to the compiler, so ordering by it can use the table's b-tree.
+    JSON), and a ``fixed`` field, is a column of fixed rank to the compiler: ordering by it (and
+    keyset positions on it) is the bare column, so its index serves the order.
     """
     columns: dict[str, Column] = {}
     integer = table.integer_key
@@ -255,4 +262,83 @@ def compiler_for(table: ForeignTable, arrayless: frozenset[str] = frozenset()) -
         columns["id"] = Column(_ID, 2)
     elif table.compound_id:
         columns["id"] = Column(_ID, 3)
+    names = {c.field: c.name for c in table.columns}
+    for field, rank in fixed:
+        columns[field] = Column(_ID if field == "id" else names[field], rank)
     return SqlCompiler(ForeignDialect(table, arrayless), columns)
+
+
+def fixed_ranks(
+    conn: sqlite3.Connection, table: ForeignTable, fields: set[str], known: dict[str, bool] | None
+) -> tuple[tuple[str, int], ...]:
+    """The ``fields`` (columns, or ``id`` over one key column) whose column leads a full index of
+    BINARY collation and, in this snapshot, holds no NULL and only numbers (rank 2: integers and
+    finite reals) or only text that cannot be JSON (rank 3, in a column without numeric
+    affinity): ordering by the bare column is then the type-strict order, and the index serves it.
+
+    Each is a few steps into that index: the smallest and largest non-NULL values (SQLite sorts
+    NULL < numbers < text < BLOB, so equal classes at both ends cover every row), one NULL, one
+    text starting like a JSON container. ``known`` keeps the answers for the read transaction
+    (the snapshot cannot change inside it), as ``ForeignReader._compiler`` keeps its array probes.
+    """
+    found: list[tuple[str, int]] = []
+    for field in sorted(fields):
+        for rank in (2, 3):
+            mark = f"\x00rank{rank}:{field}"
+            holds = None if known is None else known.get(mark)
+            if holds is None:
+                holds = _fixed(conn, table, field) == rank
+                if known is not None:
+                    known[mark] = holds
+            if holds:
+                found.append((field, rank))
+    return tuple(found)
+
+
+def _fixed(conn: sqlite3.Connection, table: ForeignTable, field: str) -> int | None:
+    """The one rank every row holds in ``field``'s column (see ``fixed_ranks``), else ``None``."""
+    if field == "id":
+        if len(table.key) != 1 or table.integer_key is not None:
+            return None
+        name, sniff = table.key[0], False
+    else:
+        name, sniff = next((c.name for c in table.columns if c.field == field), ""), True
+    column = next((c for c in table.columns if c.name == name), None)
+    if column is None or column.generated or not _binary_index(conn, table, name):
+        return None
+    col, source = quote(name), quote(table.name)
+    if conn.execute(f"SELECT 1 FROM {source} WHERE {col} IS NULL LIMIT 1").fetchone():
+        return None
+    ends = [
+        conn.execute(
+            f"SELECT {col} FROM {source} WHERE {col} IS NOT NULL ORDER BY {col} {way} LIMIT 1"
+        ).fetchone()
+        for way in ("ASC", "DESC")
+    ]
+    if ends[0] is None or ends[1] is None:
+        return None  # an empty table: nothing to gain
+    low, high = ends[0][0], ends[1][0]
+    if all(isinstance(v, int | float) for v in (low, high)):
+        return 2 if -math.inf < low and high < math.inf else None
+    if not all(isinstance(v, str) for v in (low, high)) or _numeric_affinity(column.type):
+        return None
+    if sniff:
+        for first, after in (("[", "\\"), ("{", "|")):
+            container = f"SELECT 1 FROM {source} WHERE {col} >= ? AND {col} < ? LIMIT 1"
+            if conn.execute(container, (first, after)).fetchone():
+                return None
+    return 3
+
+
+def _binary_index(conn: sqlite3.Connection, table: ForeignTable, name: str) -> bool:
+    """Whether a full (not partial) index of ``table`` leads with column ``name`` in BINARY
+    collation: the order ``COLLATE BINARY`` asks for is then the index's."""
+    for index in table.indexes:
+        if index["partial"] or not index["columns"] or index["columns"][0] != name:
+            continue
+        row = conn.execute(
+            "SELECT coll FROM pragma_index_xinfo(?, 'main') WHERE seqno = 0", (index["name"],)
+        ).fetchone()
+        if row is not None and str(row[0]).upper() == "BINARY":
+            return True
+    return False

@@ -79,11 +79,7 @@ class ForeignWriter(ForeignWriterBase[ForeignColumn]):
     def _given_key(self, name: str, value: Any, values: dict[str, Any], record_id: Any) -> Any:
         given = values.get(name, value)
         if given != value:
-            field = self._by_name[name].field
-            raise InvalidParams(
-                f"data.{field}: {given!r} is not the key value the id {record_id!r} gives it",
-                field=f"data.{field}",
-            )
+            raise self._key_contradicted(name, given, record_id)
         return value
 
     def _new_key(self, values: dict[str, Any]) -> None:

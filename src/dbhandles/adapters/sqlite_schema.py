@@ -139,6 +139,11 @@ class Catalog:
                 self.trusted = trusted
         self._version = version
 
+    @property
+    def version(self) -> int | None:
+        """The ``schema_version`` the cache describes (``None`` until ``refresh`` reads one)."""
+        return self._version
+
     def invalidate(self) -> None:
         """Forget everything (after this connection changed the schema itself)."""
         self._version = None
@@ -150,7 +155,8 @@ class Catalog:
         (a collection, or nothing by that name): what ``SqliteSession`` serves as a foreign table."""
         key = name_key(name)
         if key in self._foreign:
-            return self._foreign[key]
+            found = self._foreign[key]
+            return None if found is None else found.current(self.conn)  # NULL keys: the rowid
         reader = None
         lookup = (
             "SELECT name, type, wr FROM pragma_table_list WHERE schema = 'main' "
@@ -172,7 +178,7 @@ class Catalog:
                 table = describe(self.conn, stored, kind, bool(without_rowid), self.camel_names)
                 reader = ForeignReader(table)
         self._foreign[key] = reader
-        return reader
+        return None if reader is None else reader.current(self.conn)
 
     def _sql(self, name: str) -> str | None:
         row = self.conn.execute(

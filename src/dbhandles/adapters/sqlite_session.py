@@ -6,6 +6,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -26,7 +27,7 @@ from dbhandles.adapters.sql_facets import (
 )
 from dbhandles.adapters.sqlite_errors import translating
 from dbhandles.adapters.sqlite_foreign import ForeignReader
-from dbhandles.adapters.sqlite_foreign_schema import schema_objects
+from dbhandles.adapters.sqlite_foreign_schema import cascade_targets, schema_objects
 from dbhandles.adapters.sqlite_foreign_write import ForeignWriter
 from dbhandles.adapters.sqlite_schema import Catalog, index_sql, name_key
 from dbhandles.errors import DbHandlesError, InvalidParams, NotSupported, ReadOnly
@@ -35,7 +36,7 @@ from dbhandles.filters import RESERVED_FIELDS, SYSTEM_PREFIXES, FilterNode, vali
 if TYPE_CHECKING:
     from dbhandles.adapters.sqlite import SqliteAdapter
 
-__all__ = ["Row", "SqliteSession"]
+__all__ = ["Row", "SqliteSession", "resolve_in"]
 
 _COLUMNS = "id, data, created_at, updated_at, version"
 #: A record in storage form: ``(id, data JSON text, createdAt, updatedAt, version)``.
@@ -59,6 +60,16 @@ def _encode(record: Record) -> Row:
 def _decode(row: Sequence[Any]) -> Record:
     record_id, data, created_at, updated_at, version = row
     return record_from_columns(record_id, orjson.loads(data), created_at, updated_at, version)
+
+
+def _decode_all(rows: list[Any]) -> list[Record]:
+    """``_decode`` of every row: ``record_from_columns`` written out in the loop (a listing's hot
+    path: no two calls per row)."""
+    loads = orjson.loads
+    return [
+        {"id": i, **loads(d), "createdAt": c, "updatedAt": u, "version": v}
+        for i, d, c, u, v in rows
+    ]
 
 
 def _q(name: str) -> str:
@@ -85,6 +96,18 @@ def _budgeted(conn: sqlite3.Connection) -> Iterator[None]:
         conn.set_progress_handler(None, 0)
 
 
+def resolve_in(catalog: Catalog, name: str) -> str:
+    """``Session.resolve_collection`` from the catalog: the foreign table ``name`` reaches, else the
+    collection's stored spelling, else ``name``."""
+    reader = catalog.foreign(name)
+    if reader is not None:
+        return reader.table.name
+    try:
+        return catalog.table(name) or name
+    except InvalidParams:  # an index's name: no table, the command refuses it
+        return name
+
+
 class SqliteSession(Session):
     """A transaction on the adapter's connection (``BEGIN IMMEDIATE`` when opened for writing)."""
 
@@ -95,6 +118,9 @@ class SqliteSession(Session):
         self.conn = conn
         self.catalog = catalog
         self.write = write
+        #: Per foreign table, which indexed columns hold JSON arrays, as probed in this read
+        #: transaction (``ForeignReader._compiler``); a write session probes every query.
+        self._arrays: dict[ForeignReader, dict[str, bool]] = {}
 
     def _check_write(self) -> None:
         # Writing inside a deferred (read) transaction could fail mid-way with SQLITE_BUSY when it
@@ -121,6 +147,18 @@ class SqliteSession(Session):
             raise ReadOnly(f"{reader.table.refused}; it cannot be served", field="collection")
         return reader
 
+    def _probed(self, reader: ForeignReader) -> dict[str, bool] | None:
+        """What this read transaction's queries know of ``reader``'s columns; ``None`` for a
+        write session (a write may put a JSON array into one) and for a session nested in
+        another (which may write between two of its queries)."""
+        active = self.adapter._active
+        if self.write or not active or active[0] is not self:
+            return None
+        found = self._arrays.get(reader)
+        if found is None:
+            found = self._arrays[reader] = {}
+        return found
+
     def _not_foreign(self, collection: str) -> None:
         reader = self.catalog.foreign(collection)
         if reader is not None:
@@ -142,6 +180,46 @@ class SqliteSession(Session):
                 f"SELECT {_COLUMNS} FROM {_q(collection)} WHERE id = ?", (record_id,)
             ).fetchone()
             return None if row is None else _decode(row)
+
+    def get_current(self, collection: str, record_id: str) -> tuple[int | None, Record | None]:
+        """``get`` as one statement that also reads the file's ``schema_version``, without a
+        ``PRAGMA`` of its own: ``SqliteAdapter.read_one``'s fast path, outside any transaction.
+
+        Which statement to run is decided from the catalog as cached; the version read in the
+        same statement (so in the same read transaction) as the row says whether that cache
+        still described the file when the row was read. Returns ``(version, record)``:
+        ``version`` is ``None`` when no row came back (a miss, or an id no row can have), and
+        the caller then confirms the cache some other way (``Catalog.refresh`` finding the same
+        version: the version only grows, so an unchanged version means an unchanged schema
+        in between).
+
+        Raises:
+            sqlite3.Error, DbHandlesError: untranslated, perhaps only because the cache is stale
+                (a table another connection dropped): the caller refreshes and uses ``get``.
+        """
+        reader = self._foreign(collection)
+        if reader is not None:
+            match = reader.key_match(record_id)
+            if match is None:
+                return None, None
+            where, params = match
+            row = self.conn.execute(
+                f"SELECT (SELECT schema_version FROM pragma_schema_version), {reader.select} "
+                f"FROM {reader.source} WHERE {where} LIMIT 1",
+                params,
+            ).fetchone()
+            return (None, None) if row is None else (row[0], reader.record(row[1:]))
+        table = self.catalog.table(collection)
+        if table is None:
+            return None, None
+        # One row whether or not the record exists: the version is read either way. Every
+        # column is qualified, so no column of the table can shadow ``schema_version``.
+        row = self.conn.execute(
+            "SELECT s.schema_version, t.id, t.data, t.created_at, t.updated_at, t.version "
+            f"FROM pragma_schema_version AS s LEFT JOIN {_q(table)} AS t ON t.id = ?",
+            (record_id,),
+        ).fetchone()
+        return row[0], None if row[1] is None else _decode(row[1:])
 
     def insert(self, collection: str, record: Record) -> None:
         row = _encode(record)
@@ -214,7 +292,7 @@ class SqliteSession(Session):
             reader = self._foreign(collection)
         if reader is not None:
             with self._translating(collection), _budgeted(self.conn):
-                return reader.find(self.conn, query)
+                return reader.find(self.conn, query, self._probed(reader))
         compiler = self.adapter.compiler
         where = self.adapter.where(query.filter)
         if query.after is not None:
@@ -231,14 +309,14 @@ class SqliteSession(Session):
                     "LIMIT ? OFFSET ?",
                     (*where.params, -1 if query.limit is None else query.limit, query.offset),
                 ).fetchall()
-            return [_decode(row) for row in rows]
+            return _decode_all(rows)
 
     def count(self, collection: str, filter: FilterNode | None) -> int:
         with self._translating(collection):
             reader = self._foreign(collection)
         if reader is not None:
             with self._translating(collection), _budgeted(self.conn):
-                return reader.count(self.conn, filter)
+                return reader.count(self.conn, filter, self._probed(reader))
         where = self.adapter.where(filter)
         with self._translating(collection):
             if self.catalog.table(collection) is None:
@@ -260,8 +338,12 @@ class SqliteSession(Session):
         limit: int,
     ) -> GroupCounts:
         """One ``json_each`` ``GROUP BY`` query (``sql_facets``); the rule is ``facets``."""
-        if self._is_foreign(collection):
-            return super().group_count(collection, filter, group_by, limit)
+        with self._translating(collection):
+            reader = self._foreign(collection)
+        if reader is not None:
+            # A column named ``a.b`` is the path a -> b (``ColumnPaths``), as in the filter.
+            paths = reader.paths
+            return super().group_count(collection, filter, paths.groups(group_by), limit)
         where = self.adapter.compiler.where(filter)
         statement = sqlite_group_count(where, group_by, limit)
         overflow = sqlite_group_overflow(where, group_by)
@@ -281,7 +363,10 @@ class SqliteSession(Session):
 
     def find_sampled(self, collection: str, query: Query, sampling: Sampling) -> list[Record]:
         """``find`` over the records ``sampling`` keeps, in one query (``sql_facets``)."""
-        if self._is_foreign(collection):
+        with self._translating(collection):
+            reader = self._foreign(collection)
+        if reader is not None:
+            query = replace(query, order=reader.paths.order(query.order))
             return super().find_sampled(collection, query, sampling)
         compiler = self.adapter.compiler
         after = compiler.after(query.order, query.after) if query.after is not None else None
@@ -297,7 +382,7 @@ class SqliteSession(Session):
                 rows = self.conn.execute(
                     statement.join(_q(collection)), statement.params
                 ).fetchall()
-            return [_decode(row) for row in rows]
+            return _decode_all(rows)
 
     def count_sampled(self, collection: str, filter: FilterNode | None, sampling: Sampling) -> int:
         if self._is_foreign(collection):
@@ -336,15 +421,13 @@ class SqliteSession(Session):
             reader = self.catalog.foreign(name)
             return [] if reader is None else reader.sources(self.conn)
 
+    def cascade_targets(self, name: str, update: bool = False) -> list[tuple[str, str]]:
+        with self._translating(name):
+            return cascade_targets(self.conn, resolve_in(self.catalog, name), update)
+
     def resolve_collection(self, name: str) -> str:
         with self._translating(name):
-            reader = self.catalog.foreign(name)
-            if reader is not None:
-                return reader.table.name
-            try:
-                return self.catalog.table(name) or name
-            except InvalidParams:  # an index's name: no table, the command refuses it
-                return name
+            return resolve_in(self.catalog, name)
 
     def collection_key(self, name: str) -> str:
         return name_key(name)

@@ -5,9 +5,11 @@ The exit code is 0 exactly when the printed envelope says ``success``; errors ne
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 # Only the generated help texts at start: ``jtag help`` must not import the commands, pydantic or
@@ -91,29 +93,70 @@ def _command(name: str) -> Command:
     return command
 
 
+@contextlib.contextmanager
+def _start_up(freeze: bool) -> Iterator[None]:
+    """With ``freeze``: no cyclic garbage collection while the ``jtag`` process starts, and what it
+    made by then (modules, classes, the service) frozen (``gc.freeze``) before the command runs.
+
+    Importing the commands, pydantic and the database stack leaves some 35,000 objects tracked and
+    next to no garbage, yet the collector walks them about 80 times while they are made, and once
+    more, whole, when the interpreter exits: together about a fifth of the CPU time of a cold
+    ``jtag data/list`` (docs/performance.md). Frozen, every later collection skips them. Collection
+    runs again (if it was on) before the command, so a big command collects its own garbage as usual.
+    Only for the process's own command line: a caller of ``main(argv)`` in its own process (the
+    tests) keeps its collector as it was, since frozen objects are never freed.
+    """
+    if not freeze:
+        yield
+        return
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def run(name: str, argv: Sequence[str]) -> tuple[dict[str, Any], str]:
     """Parse ``argv`` for command ``name``, run it where it should run; return (envelope, format).
 
     Raises:
         DbHandlesError: the command line itself is wrong (unknown command, bad value, unknown key).
     """
-    from dbhandles.cli.parse import parse_args, to_params
-    from dbhandles.cli.session import cli_session
-    from dbhandles.cli.transport import LocalTransport, choose_transport
-    from dbhandles.settings import Settings
+    return _run(name, argv, freeze=False)
 
-    command = _command(name)
-    args = parse_args(command, argv)
-    params = to_params(command, args.params)
-    settings = Settings.from_env()
-    session_id, ended = cli_session(settings.home, os.environ, new=args.new_session)
-    transport = choose_transport(settings, token=args.token, session_id=session_id)
+
+def _run(name: str, argv: Sequence[str], *, freeze: bool) -> tuple[dict[str, Any], str]:
+    with _start_up(freeze):
+        from dbhandles import wire
+        from dbhandles.cli import session
+        from dbhandles.cli.parse import parse_args, wire_params
+        from dbhandles.cli.transport import LocalTransport, choose_transport
+        from dbhandles.settings import Settings
+
+        command = _command(name)
+        args = parse_args(command, argv)
+        params = wire_params(command, args.params)  # refused ones too: the dispatcher audits them
+        settings = Settings.from_env()
+        session_id, ended, refused = session.run_session(
+            settings.home, os.environ, params, new=args.new_session
+        )
+        environ = session.without_session_env(os.environ)
+        transport = choose_transport(settings, environ, token=args.token, session_id=session_id)
     try:
+        if refused is not None:
+            # A bad JTAG_SESSION_ID is refused and audited by the dispatcher, as --sessionId is.
+            envelope = transport.dispatch(name, session.refused_params(params, os.environ))
+            if envelope.get("field") == "sessionId":
+                envelope = wire.failure_envelope(refused)
+            return envelope, args.format
         if ended is not None and isinstance(transport, LocalTransport):
             transport.end_session(ended)
         elif ended is not None:
             # On a server, the old session's cursors are closed by that session itself.
-            old = choose_transport(settings, token=args.token, session_id=ended)
+            old = choose_transport(settings, environ, token=args.token, session_id=ended)
             try:
                 old.dispatch("session/end", {})
             finally:
@@ -149,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     fmt = _format_of(rest)
     try:
-        envelope, fmt = run(name, rest)
+        # ``argv`` omitted: this is the process's own command line (the console script, ``-m``).
+        envelope, fmt = _run(name, rest, freeze=argv is None)
     except DbHandlesError as exc:
         return _fail(exc, fmt)
     except ValueError as exc:  # e.g. a DBHANDLES_* variable that is not a number

@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-import orjson
 from pydantic import ValidationError
 
 from dbhandles.commands import builtin_commands
@@ -76,12 +75,9 @@ that token's actor, like jtag data/export (refused without a server)."""
 
 
 def _write(stream: TextIO, envelope: dict[str, Any], fmt: str = "json") -> None:
-    if fmt == "table":
-        from dbhandles.cli.output import render_table
+    from dbhandles.cli.output import render  # the one display rule of every format
 
-        text = render_table(envelope)
-    else:
-        text = orjson.dumps(envelope, option=orjson.OPT_INDENT_2).decode()
+    text = render(envelope, fmt)
     try:
         stream.write(text + "\n")
         stream.flush()

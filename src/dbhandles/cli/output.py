@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 
+from dbhandles.security.names import UNSHOWABLE_BEYOND_C0, UNSHOWABLE_CLASS
+
 __all__ = ["render", "render_json", "render_table", "table", "visible"]
 
 #: Fields shown first, in this order, when a row has them; the rest follow in first-seen order.
@@ -25,26 +27,44 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
 _ENVELOPE_KEYS = ("success", "timestamp", "sessionId")
 
 
-#: C0 controls, DEL, C1 controls, and the bidirectional overrides and isolates (which reorder what
-#: a terminal shows): never printed raw in a table, whoever wrote them (a record, a command name an
-#: unauthenticated request gave, which ``data/audit`` shows).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+#: The one display rule of every format ``jtag`` prints (docs/security.md): the Unicode categories
+#: Cc, Cf, Zl and Zp (``security/names.py``: controls, bidirectional controls and marks, zero-width
+#: and other invisible format characters, line and paragraph separators) are never printed raw,
+#: whoever wrote them (a record, a
+#: command name an unauthenticated request gave, which ``data/audit`` shows): a table shows them as
+#: ``\x1b``/``\u202e``, JSON as ``\u001b``/``\u202e`` (the same text to a JSON reader).
+_CONTROL = re.compile(f"[{UNSHOWABLE_CLASS}]")
+#: What JSON output escapes itself: orjson already escapes C0 controls (and ``"``, ``\\``).
+_JSON_RAW = re.compile(f"[{UNSHOWABLE_BEYOND_C0}]")
 
 
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def visible(text: str, keep: str = "") -> str:
-    """``text`` with every control character (but those in ``keep``) shown as an escape (``\\x1b``,
-    ``\\u202e``), so printing it cannot drive the terminal. JSON output needs none: orjson
-    escapes C0 controls, and its text is read by programs."""
+    """``text`` with every character of the display rule (but those in ``keep``) shown as an
+    escape (``\\x1b``, ``\\u202e``), so printing it cannot drive the terminal or reorder what it
+    shows. JSON output escapes the same characters (``render_json``)."""
     return _CONTROL.sub(lambda m: m.group() if m.group() in keep else _escape(m), text)
 
 
 def render_json(envelope: dict[str, Any]) -> str:
-    return orjson.dumps(envelope, option=orjson.OPT_INDENT_2).decode()
+    """``envelope`` as indented JSON, every character of the display rule (``_CONTROL``) written as
+    a ``\\uXXXX`` escape: the same JSON to a program, nothing that drives a terminal."""
+    text = orjson.dumps(envelope, option=orjson.OPT_INDENT_2).decode()
+    # Outside strings JSON has only ASCII, so every match lies inside a string, where the escape
+    # means the same character.
+    return _JSON_RAW.sub(_json_escape, text)
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    """One character as JSON's ``\\uXXXX`` escape (a surrogate pair past U+FFFF)."""
+    units = match.group().encode("utf-16-be")
+    return "".join(f"\\u{units[i]:02x}{units[i + 1]:02x}" for i in range(0, len(units), 2))
 
 
 def render(envelope: dict[str, Any], fmt: str) -> str:
@@ -60,8 +80,10 @@ def _cell(value: Any, key: str = "") -> str:
     if key.endswith("At") and isinstance(value, int) and value > 10**11:
         return datetime.fromtimestamp(value / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
     text = value if isinstance(value, str) else orjson.dumps(value).decode()
-    text = visible(text.replace("\n", " "))
-    return text if len(text) <= _MAX_CELL else text[: _MAX_CELL - 1] + "…"
+    # Cut before escaping, so that the cut never splits an escape (``\\u2028`` into ``\\u20``).
+    text = text.replace("\n", " ")
+    text = text if len(text) <= _MAX_CELL else text[: _MAX_CELL - 1] + "…"
+    return visible(text)
 
 
 def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:

@@ -5,6 +5,9 @@ argument for commands that declare one (``jtag data/read <id>``). A value that s
 is JSON. Keys may be camelCase (``dbHandle``), snake_case (``db_handle``) or kebab-case (``db-handle``).
 Every value is then coerced towards the field's type (``--limit=10`` is the number 10, ``--id=10`` stays
 the string "10") and the params model validates the whole: an unknown key is ``invalid_params``.
+Params the model refuses are still sent (``wire_params``): the dispatcher refuses them and audits the
+refusal as it does over HTTP. A command line that cannot be read at all (a value that is not JSON, a
+key given twice) never reaches a command.
 The CLI's own flags (``--format``, ``--token``, ``--new-session``, ``--help``) never reach the command.
 """
 
@@ -22,9 +25,9 @@ from pydantic.fields import FieldInfo
 
 from dbhandles.commands import Command
 from dbhandles.errors import InvalidParams
-from dbhandles.service import params_error
+from dbhandles.values import read_json
 
-__all__ = ["CLI_FLAGS", "CliArgs", "coerce_value", "parse_args", "to_params"]
+__all__ = ["CLI_FLAGS", "CliArgs", "coerce_value", "parse_args", "to_params", "wire_params"]
 
 #: Flags the CLI itself consumes (besides ``--format`` and ``--help``); they never reach the command.
 CLI_FLAGS = ("token", "new-session")
@@ -214,7 +217,7 @@ def coerce_value(key: str, value: str, info: FieldInfo | None) -> Any:
     stripped = value.strip()
     if stripped[:1] in ("{", "["):
         try:
-            return orjson.loads(stripped)
+            return read_json(stripped)
         except orjson.JSONDecodeError as exc:
             raise InvalidParams(f"{key}: not valid JSON ({exc}); quote it like --{key}='{{...}}'",
                                 field=key) from exc  # fmt: skip
@@ -255,6 +258,19 @@ def to_params(command: Command, raw: dict[str, Any]) -> dict[str, Any]:
     try:
         model = command.params.model_validate(raw)
     except ValidationError as exc:
+        # Here: a command sent to a server never imports the service (tests/test_cli_start.py).
+        from dbhandles.service import params_error
+
         raise params_error(command.name, exc) from exc
     dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
     return dumped
+
+
+def wire_params(command: Command, raw: dict[str, Any]) -> dict[str, Any]:
+    """The params to send for a command line: ``to_params``'s, or the raw ones when the model
+    refuses them, so that the dispatcher refuses them, with the same error, and writes the same
+    audit row as for a request over HTTP (every door audits a refusal the same way)."""
+    try:
+        return to_params(command, raw)
+    except InvalidParams:
+        return dict(raw)

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dbhandles.cli.help import command_help
 from dbhandles.cli.output import render
@@ -21,6 +22,10 @@ from dbhandles.server.app import DEFAULT_THREADS
 from dbhandles.settings import Settings
 from dbhandles.wire import DEFAULT_HOST
 
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+    from uvicorn import Config
+
 __all__ = [
     "ServeOptions",
     "announce",
@@ -29,6 +34,7 @@ __all__ = [
     "parse_options",
     "serve",
     "serve_main",
+    "server_config",
 ]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -202,7 +208,6 @@ def serve(
     Raises:
         DbHandlesError: the address cannot be bound or the service cannot start.
     """
-    import uvicorn
 
     from dbhandles.server import create_app
     from dbhandles.server.auth import install_log_redaction
@@ -228,20 +233,11 @@ def serve(
         close_service=True,
         require_token=not options.allow_anonymous,
         threads=options.threads,
+        hosts=(options.host,),
     )
     home = settings.home.expanduser()
     app.state.dbhandles.shutdown_hooks.append(lambda: remove_state(home))
-    config = uvicorn.Config(
-        app,
-        log_level=options.log_level,
-        access_log=False,
-        ws_max_size=settings.max_body_bytes,
-        # Past this many connections (or running requests) uvicorn answers 503 itself.
-        limit_concurrency=settings.max_connections,
-        # What is left after GracefulServer answered every accepted request (server/shutdown.py).
-        timeout_graceful_shutdown=10,
-        lifespan="on",
-    )
+    config = server_config(app, settings, log_level=options.log_level)
     # uvicorn logs WebSocket request lines with their query string (``/ws?token=...`` from a
     # browser); the app also takes the token out of the scope, this catches every other line.
     install_log_redaction()
@@ -263,6 +259,32 @@ def serve(
         remove_state(home)
         service.close()
         sock.close()
+
+
+def server_config(app: Starlette, settings: Settings, *, log_level: str = "warning") -> Config:
+    """The uvicorn configuration of ``app`` (made by ``create_app``): its HTTP/1.1 protocol refuses
+    connections past ``max_connections`` and ``max_connections_per_address`` at accept time, closes a
+    connection whose request head is late (``header_timeout_seconds``) or that idles
+    ``keep_alive_seconds`` after an answer, and runs a pipelined request only once the answer before
+    it was written (``server/connections.py``)."""
+    import uvicorn
+
+    from dbhandles.server.connections import limited_protocol
+
+    return uvicorn.Config(
+        app,
+        http=limited_protocol(app.state.dbhandles.wire),
+        log_level=log_level,
+        access_log=False,
+        ws_max_size=settings.max_body_bytes,
+        # The protocol counts connections itself (uvicorn's own limit answers in plain text, and
+        # only once a request head arrived).
+        limit_concurrency=None,
+        timeout_keep_alive=settings.keep_alive_seconds,  # type: ignore[arg-type]  # a float works
+        # What is left after GracefulServer answered every accepted request (server/shutdown.py).
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+    )
 
 
 def announce(

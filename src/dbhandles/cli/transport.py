@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from dbhandles import wire
-from dbhandles.security.tokens import ADMIN_TOKEN_FILE
+from dbhandles.cli.session import env_session
+from dbhandles.errors import InvalidParams
 from dbhandles.settings import Settings
 from dbhandles.wire import DEFAULT_PORT, DEFAULT_URL, home_id
 
@@ -113,16 +114,15 @@ class RemoteTransport:
         import http.client
 
         try:
+            body = wire.encode_params(params)
+        except InvalidParams as exc:  # NaN or an infinity (--x=nan): JSON cannot carry it
+            return wire.failure_envelope(exc)
+        try:
             conn, prefix = _connection(self.url, COMMAND_TIMEOUT)
         except ValueError as exc:
             return unreachable(self.url, exc)
         try:
-            conn.request(
-                "POST",
-                prefix + wire.command_path(name),
-                body=wire.encode_params(params),
-                headers=self._headers,
-            )
+            conn.request("POST", prefix + wire.command_path(name), body=body, headers=self._headers)
             response = conn.getresponse()
             body = response.read()
         except (OSError, http.client.HTTPException) as exc:
@@ -234,10 +234,17 @@ def find_server(home: Path) -> str | None:
     return None
 
 
+def _admin_token_path(home: Path) -> Path:
+    # Here: ``security.tokens`` imports the store, which a command sent to a server never needs.
+    from dbhandles.security.tokens import ADMIN_TOKEN_FILE
+
+    return home / ADMIN_TOKEN_FILE
+
+
 def _admin_token(home: Path) -> str | None:
     """The local admin token ``jtag serve`` wrote to ``<home>/admin.token``, if this user can read it."""
     try:
-        return (home / ADMIN_TOKEN_FILE).read_text().strip() or None
+        return _admin_token_path(home).read_text().strip() or None
     except OSError:
         return None
 
@@ -255,14 +262,17 @@ def choose_transport(
     token when the server serves this same home folder (so the local CLI needs no setup). In-process
     the CLI is the local user, an administrator, and no token is needed. ``session_id`` defaults to
     ``JTAG_SESSION_ID``.
+
+    Raises:
+        InvalidParams: ``JTAG_SESSION_ID`` is not a session id (``session.env_session``).
     """
     env = os.environ if environ is None else environ
-    session_id = session_id or env.get("JTAG_SESSION_ID") or None
+    session_id = session_id or env_session(env)
     token = token or env.get("JTAG_TOKEN") or None
     home = settings.home.expanduser()
     explicit = (env.get("JTAG_URL") or "").strip()
     if explicit:
-        if token is None and (home / ADMIN_TOKEN_FILE).exists():
+        if token is None and _admin_token_path(home).exists():
             info = health(explicit)
             if info is not None and info.get("homeId") == home_id(str(_canonical(home))):
                 token = _admin_token(home)

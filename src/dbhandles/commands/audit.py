@@ -9,13 +9,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, WithJsonSchema
 
+from dbhandles.commands.audit_rows import audit_entry
 from dbhandles.commands.base import Call, CallerParams, Result, command
+from dbhandles.context import Context
 from dbhandles.errors import InvalidParams
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
 
-__all__ = ["AGO_PATTERN", "SINCE_SCHEMA", "AuditParams", "parse_since"]
+__all__ = ["AGO_PATTERN", "SINCE_SCHEMA", "AuditParams", "filter_handles", "parse_since"]
 
 #: ``<n> <unit>[s] ago``, as a regular expression valid in Python and in JSON Schema.
 AGO_PATTERN = r"^ *([0-9]{1,5}) *(second|minute|hour|day|week)s? +ago *$"
@@ -85,11 +87,32 @@ def parse_since(value: str, now: datetime | None = None) -> str:
     )
 
 
+def filter_handles(service: Service, name: str | None, context: Context) -> list[str | None]:
+    """The ``handle`` values of the rows ``data/audit``'s ``handle`` filter ``name`` matches.
+
+    Rows name the handle id a name resolved to (commands/audit_rows.py), so the filter resolves
+    ``name`` the same way: a handle id, an alias of the administrator's, or an actor's alias as
+    ``data/list-handles`` shows it to an administrator (``bob:training``, ``alias_key``). It then
+    matches rows of that handle id, and rows that recorded ``name`` itself (a name that resolved to
+    nothing when it was used, such as another actor's unqualified alias probed by name). A name
+    that resolves to nothing matches only rows that recorded exactly that name. ``[None]``: no filter.
+    """
+    if name is None:
+        return [None]
+    entry = audit_entry(service, name, context)
+    if entry is None and ":" in name:
+        # An actor's alias as stored (``<actor>:<alias>``): no caller can send it as a handle name.
+        entry = next((e for e in service.registry.list_handles() if name in e.aliases), None)
+    if entry is None or entry.handle == name:
+        return [name]
+    return [entry.handle, name]
+
+
 class AuditParams(CallerParams):
     actor: str | None = None
     """Only rows of this actor."""
     handle: str | None = None
-    """Only rows of this handle."""
+    """Only rows of this handle: a handle id, or an alias (yours, or an actor's as data/list-handles shows it, bob:training) meaning the handle id it resolves to, as the rows name it; also rows that recorded exactly this name unresolved."""
     operation: str | None = None
     """Only rows of this operation (read, write, delete, schema, admin)."""
     since: Annotated[str, WithJsonSchema(SINCE_SCHEMA)] | None = None
@@ -113,13 +136,19 @@ class AuditResult(Result):
 )
 def data_audit(service: Service, params: AuditParams, call: Call) -> AuditResult:
     service.audit.flush()
-    rows = service.registry.store.query_audit(
-        actor=params.actor,
-        handle=params.handle,
-        operation=params.operation,
-        since=parse_since(params.since) if params.since is not None else None,
-        limit=params.limit,
-    )
+    since = parse_since(params.since) if params.since is not None else None
+    rows = []
+    handles = filter_handles(service, params.handle, call.context)
+    for handle in handles:
+        rows.extend(
+            service.registry.store.query_audit(
+                actor=params.actor, handle=handle, operation=params.operation, since=since,
+                limit=params.limit,
+            )
+        )  # fmt: skip
+    if len(handles) > 1:
+        rows.sort(key=lambda row: row.at, reverse=True)  # stable: each query's order kept on ties
+        del rows[params.limit :]
     entries = []
     for row in rows:
         item = asdict(row)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
@@ -12,7 +12,13 @@ from pydantic.alias_generators import to_camel
 
 from dbhandles.commands.grammar import HandleName
 from dbhandles.commands.table import CommandTable
-from dbhandles.context import Context
+from dbhandles.context import (
+    MAX_SESSION_ID,
+    SESSION_ID_PATTERN,
+    SESSION_ID_RULE,
+    Context,
+    is_session_id,
+)
 from dbhandles.errors import InvalidParams, SessionMismatch
 from dbhandles.jsonmodel import JsonModel
 
@@ -22,8 +28,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COMMANDS",
-    "MAX_SESSION_ID",
-    "SESSION_ID_PATTERN",
+    "EVERY_COLLECTION",
+    "QUERY_HANDLE_PATTERN",
+    "AuditName",
+    "AuditNames",
     "Call",
     "CallerParams",
     "Command",
@@ -37,38 +45,54 @@ __all__ = [
     "caller_context",
     "client_session",
     "command",
+    "every_collection",
     "handle_target",
+    "named_in_params",
     "no_target",
 ]
 
-#: The longest session id (the server's ``X-Session-Id`` header has the same limit).
-MAX_SESSION_ID = 128
+#: The ``collection`` of an audit row whose command touches every collection of its database
+#: (data/clear: ``every_collection``).
+EVERY_COLLECTION = "*"
 
-#: A ``sessionId`` or a ``queryHandle``: 1 to ``MAX_SESSION_ID`` characters, none a control
-#: character (they reach the audit log and the store, and PostgreSQL's text cannot hold U+0000).
-SESSION_ID_PATTERN = f"^[^\\u0000-\\u001f\\u007f-\\u009f]{{1,{MAX_SESSION_ID}}}$"
+#: A ``queryHandle``: 1 to ``MAX_SESSION_ID`` characters, none a control character (they reach the
+#: audit log and the store, and PostgreSQL's text cannot hold U+0000). Session ids have a stricter
+#: rule (``context.SESSION_ID_PATTERN``).
+QUERY_HANDLE_PATTERN = f"^[^\\u0000-\\u001f\\u007f-\\u009f]{{1,{MAX_SESSION_ID}}}$"
 #: The same rule in Python, lone surrogates (no UTF-8 form) refused too.
-_SESSION_ID = re.compile(f"[^\x00-\x1f\x7f-\x9f\ud800-\udfff]{{1,{MAX_SESSION_ID}}}")
+_QUERY_HANDLE = re.compile(f"[^\x00-\x1f\x7f-\x9f\ud800-\udfff]{{1,{MAX_SESSION_ID}}}")
 
 
-def _checker(field: str, what: str) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        if not _SESSION_ID.fullmatch(value):
-            raise InvalidParams(
-                f"{field}: {value!r} is not a valid {what} (1 to {MAX_SESSION_ID} characters, "
-                "no control characters)",
-                field=field,
-            )
-        return value
-
-    return check
+def _check_session_id(value: str) -> str:
+    if not is_session_id(value):
+        raise InvalidParams(
+            f"sessionId: {value!r} is not a valid session id ({SESSION_ID_RULE})", field="sessionId"
+        )
+    return value
 
 
-_ID_SCHEMA = WithJsonSchema({"type": "string", "pattern": SESSION_ID_PATTERN})
-#: The ``sessionId`` param (``SESSION_ID_PATTERN``).
-SessionId = Annotated[str, AfterValidator(_checker("sessionId", "session id")), _ID_SCHEMA]
-#: The ``queryHandle`` param of query-next and query-close (``SESSION_ID_PATTERN``).
-QueryHandle = Annotated[str, AfterValidator(_checker("queryHandle", "query handle")), _ID_SCHEMA]
+def _check_query_handle(value: str) -> str:
+    if not _QUERY_HANDLE.fullmatch(value):
+        raise InvalidParams(
+            f"queryHandle: {value!r} is not a valid query handle (1 to {MAX_SESSION_ID} "
+            "characters, no control characters)",
+            field="queryHandle",
+        )
+    return value
+
+
+#: The ``sessionId`` param (``context.SESSION_ID_PATTERN``).
+SessionId = Annotated[
+    str,
+    AfterValidator(_check_session_id),
+    WithJsonSchema({"type": "string", "pattern": SESSION_ID_PATTERN}),
+]
+#: The ``queryHandle`` param of query-next and query-close (``QUERY_HANDLE_PATTERN``).
+QueryHandle = Annotated[
+    str,
+    AfterValidator(_check_query_handle),
+    WithJsonSchema({"type": "string", "pattern": QUERY_HANDLE_PATTERN}),
+]
 
 #: What a command does to data; Phase 2 permission checks key on this, at one choke point.
 Operation = Literal["read", "write", "delete", "schema", "admin"]
@@ -210,6 +234,42 @@ def no_target(service: Service, params: Any, context: Context) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditName:
+    """A database a command's params name, as its audit row needs it before anything resolved it.
+
+    Attributes:
+        handle: the handle or alias as sent (``None``: not named).
+        collection: the collection as sent (``None``: none, or not text).
+        operation: the operation done there (``None``: the command's own).
+    """
+
+    handle: str | None
+    collection: str | None
+    operation: str | None = None
+
+
+#: The databases a command's raw params name (a refused call's too, so even params that fail
+#: validation): its target first, then every other database it touches, each of which gets an audit
+#: row of its own (data/copy's source).
+AuditNames = Callable[[Mapping[str, Any]], tuple[AuditName, ...]]
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def named_in_params(raw: Mapping[str, Any]) -> tuple[AuditName, ...]:
+    """The default ``AuditNames``: the target is ``dbHandle`` and ``collection``, and nothing else."""
+    return (AuditName(_text(raw.get("dbHandle")), _text(raw.get("collection"))),)
+
+
+def every_collection(raw: Mapping[str, Any]) -> tuple[AuditName, ...]:
+    """``AuditNames`` of a command that touches every collection of ``dbHandle`` (data/clear):
+    its rows name the collection ``*`` (``EVERY_COLLECTION``)."""
+    return (AuditName(_text(raw.get("dbHandle")), EVERY_COLLECTION),)
+
+
+@dataclass(frozen=True, slots=True)
 class Command:
     """One entry of the command table."""
 
@@ -228,6 +288,10 @@ class Command:
     admin_only: bool = False
     #: How the dispatcher finds the database the command touches (see ``Call.target``).
     target: TargetRule = no_target
+    #: What its params name for the audit log, when that is not just ``dbHandle`` and
+    #: ``collection`` (``named_in_params``): the dispatcher names the target's collection from it
+    #: when the params have none, and writes a row for each other database, whatever the outcome.
+    audit_names: AuditNames | None = None
 
 
 #: Every command by wire name; a lookup imports only the module that registers it (commands/table.py).
@@ -245,11 +309,14 @@ def command(
     positional: str | None = None,
     admin_only: bool = False,
     target: TargetRule | None = None,
+    audit_names: AuditNames | None = None,
 ) -> Callable[[Callable[[Service, P, Call], R]], Callable[[Service, P, Call], R]]:
     """Register a handler in the command table under its wire name (duplicates are refused).
 
     ``target`` says how the command's database is found; the default is ``handle_target`` for
-    params with a ``dbHandle`` (``DataParams``) and ``no_target`` for the rest.
+    params with a ``dbHandle`` (``DataParams``) and ``no_target`` for the rest. ``audit_names``
+    says what its params name for the audit log when that is more than ``dbHandle`` and
+    ``collection`` (``Command.audit_names``).
     """
 
     def register(fn: Callable[[Service, P, Call], R]) -> Callable[[Service, P, Call], R]:
@@ -270,6 +337,7 @@ def command(
                 else handle_target
                 if issubclass(params, DataParams)
                 else no_target,
+                audit_names=audit_names,
             )
         )
         return fn

@@ -3,13 +3,15 @@
 The original system's archive daemon as one command: ``from`` (handle, collection, filter, orderBy)
 into ``to`` (handle, collection), a batch at a time (``commands/copy_run.py`` says how a re-run after
 a kill completes the copy without losing or doubling a record), with ``move: true`` deleting each
-record from the source once its copy is verified. Any two adapters; the source may be a table or view
-dbhandles did not create (read only: copy, not move); the target is a collection.
+record from the source once its copy is verified. Any two adapters; either side may be a table or
+view dbhandles did not create (written and deleted through its primary key: ``copy_table``; a view
+or a table without a key is read-only, so it can be copied from, but not moved nor copied into).
 
 Permissions: read on the source (and delete, for a move), write on the target, each with its
 collection rules; the source handle's row filter restricts what is copied; a target handle with a
 row filter is refused (``permission_denied``: a copy keeps ids, and through such a handle dbhandles
-chooses them). The dispatcher's audit row names the target handle; this command adds one for the source.
+chooses them). The dispatcher writes two audit rows, whatever the outcome (refused params too):
+one for the target and one for the source (``copy_audit_names``).
 
 Events (on the target handle, unless ``suppressEvents``): ``copy:progress`` (at most every half
 second), then ``copy:done`` with the result or ``copy:failed`` with ``error``, ``code`` and the counts.
@@ -20,13 +22,21 @@ No ``data:<collection>:created`` per record (as ``data/import``). On a server it
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, WithJsonSchema, model_validator
 
-from dbhandles.commands.base import Call, CallerParams, DataResult, Params, Result, command
+from dbhandles.commands.base import (
+    AuditName,
+    Call,
+    CallerParams,
+    DataResult,
+    Params,
+    Result,
+    command,
+)
 from dbhandles.commands.copy_run import MAX_CONFLICT_IDS, CopySpec, CopyStats, run_copy
 from dbhandles.commands.grammar import like, ref
 from dbhandles.commands.recheck import AccessWatch, Use
@@ -42,6 +52,7 @@ from dbhandles.filters import (
 from dbhandles.handle_entry import HANDLE_PATTERN, check_handle_name
 from dbhandles.paging import and_filters
 from dbhandles.security.policy import authorize
+from dbhandles.security.redaction import audience
 
 if TYPE_CHECKING:
     from dbhandles.adapters import Adapter
@@ -88,7 +99,7 @@ class CopyTo(Params):
     db_handle: _Handle
     """Handle or alias of the target ('default' for the default database; never implied)."""
     collection: _Collection | None = None
-    """Target collection (created if missing); default: the source's name."""
+    """Target collection (created if missing), or a table dbhandles did not create that has a primary key; default: the source's name."""
 
     @model_validator(mode="after")
     def _check(self) -> CopyTo:
@@ -147,6 +158,10 @@ class CopyResult(DataResult):
     replaced: int
     conflicts: int
     conflict_ids: list[str]
+    changed: int
+    """Records a target table stored with another value in a field ("007" as 7; docs/copy.md)."""
+    changes: list[dict[str, Any]]
+    """The first 100 of them: id, field, value (the source's), stored (the table's)."""
     deleted: int
     batches: int
     seconds: float
@@ -207,17 +222,26 @@ def _authorize(
               service.access)  # fmt: skip
 
 
-def _audit_source(
-    service: Service,
-    call: Call,
-    handle: str | None,
-    operations: str,
-    collection: str,
-    code: str | None,
-) -> None:
-    context = call.context
-    service.audit.record_call(time.time(), context.actor, context.session_id, handle, "data/copy",
-                              operations, collection, None, code)  # fmt: skip
+def copy_audit_names(raw: Mapping[str, Any]) -> tuple[AuditName, ...]:
+    """What ``data/copy``'s params name for its audit rows, from the raw params (refused ones too):
+    the target (``to``; its collection defaults to the source's), then the source (``from``), read,
+    and deleted from for a move. The dispatcher writes a row for each."""
+    to, source = raw.get("to"), raw.get("from")
+    to = to if isinstance(to, Mapping) else {}
+    source = source if isinstance(source, Mapping) else {}
+    source_collection = _text(source.get("collection"))
+    return (
+        AuditName(_text(to.get("dbHandle")), _text(to.get("collection")) or source_collection),
+        AuditName(
+            _text(source.get("dbHandle")),
+            source_collection,
+            "delete,read" if raw.get("move") is True else "read",
+        ),
+    )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _same_database(
@@ -229,12 +253,13 @@ def _same_database(
     return database is not None and database == service.access.database_of(b[0].config)
 
 
-def _foreign(adapter: Adapter, collection: str) -> bool:
-    """Whether ``collection`` names a table or view dbhandles did not create (never written here)."""
+def _foreign(adapter: Adapter, collection: str) -> dict[str, Any] | None:
+    """The description of the table or view dbhandles did not create that ``collection`` names
+    (``Session.table``), else ``None``."""
     if not adapter.features.foreign_tables:
-        return False
+        return None
     with adapter.session() as session:
-        return session.table(collection) is not None
+        return session.table(collection)
 
 
 def _check_sides(service: Service, params: CopyParams, source: tuple[HandleEntry, Adapter],
@@ -247,18 +272,27 @@ def _check_sides(service: Service, params: CopyParams, source: tuple[HandleEntry
             "name another collection or handle",
             field="to.collection",
         )
-    if _foreign(target[1], name):
+    into = _foreign(target[1], name)
+    if into is not None and "readOnly" in into:
         raise ReadOnly(
-            f"to.collection: {name!r} is a table or view dbhandles did not create; data/copy writes "
-            "into collections only (name a new or existing collection)",
+            f"to.collection: {into['kind']} {into['name']!r} was not created by dbhandles and is "
+            f"read-only: {into['readOnly']}; copy into a table with a primary key or a collection",
             field="to.collection",
         )
-    if params.move and _foreign(source[1], params.from_.collection):
+    if params.move and source[1].readonly:
         raise ReadOnly(
-            f"move: {params.from_.collection!r} is a table or view dbhandles did not create, which "
-            "is read-only here; copy it without move",
+            "move: the source handle is read-only, so nothing can be deleted from it; open it "
+            "read-write, or copy without move",
             field="move",
         )
+    if params.move:
+        out = _foreign(source[1], params.from_.collection)
+        if out is not None and "readOnly" in out:
+            raise ReadOnly(
+                f"move: {out['kind']} {out['name']!r} was not created by dbhandles and is "
+                f"read-only: {out['readOnly']}; copy it without move",
+                field="move",
+            )
     decl = service.ensure_declared(target[1], name)
     if decl is not None and decl.model is not None:
         raise NotSupported(
@@ -315,7 +349,9 @@ def perform_copy(service: Service, params: CopyParams, call: Call) -> CopyResult
         HandleNotFound, AccessDenied, PermissionDenied: the source handle, or a right missing on
             either side (read, plus delete for a move, on the source; write on the target).
         InvalidParams: the same collection on both sides; a source row whose id is not a record id.
-        ReadOnly: a target that is a table dbhandles did not create; a move from one.
+        ReadOnly: a target that is a view or key-less table dbhandles did not create; a move from one.
+        ConstraintViolation, RecordExists: a target table refused a row (nothing of that batch is
+            written).
         Conflict: a differing record in the target with ``onConflict: abort``.
         DbHandlesError: from either adapter; the envelope then holds the counts of what was done.
     """
@@ -323,34 +359,23 @@ def perform_copy(service: Service, params: CopyParams, call: Call) -> CopyResult
     stats = hooks.stats if hooks.stats is not None else CopyStats()
     context = call.context
     assert call.target is not None
-    operations = "delete,read" if params.move else "read"
     source_name = params.from_.collection
-    code: str | None = "internal_error"
-    source_handle: str | None = params.from_.db_handle
-    try:
-        _check_ids_choosable(call.target)
-        source = _resolve(service, params.from_.db_handle, context, "from.dbHandle")
-        source_handle = source.handle
-        _authorize(service, context, source, "read", source_name)
-        if params.move:
-            _authorize(service, context, source, "delete", source_name)
-        _authorize(service, context, call.target, "write", params.target_collection)
-        uses = [
-            Use(source, "read", source_name),
-            Use(call.target, "write", params.target_collection),
-        ]
-        if params.move:
-            uses.append(Use(source, "delete", source_name))
-        # Each batch first checks that the caller still may (a revoked grant stops the copy).
-        on_batch = AccessWatch(service, context, "data/copy", uses).chain(hooks.on_batch)
-        result = _run(service, params, call, source, stats, on_batch)
-        code = None
-        return result
-    except DbHandlesError as exc:
-        code = exc.code
-        raise
-    finally:
-        _audit_source(service, call, source_handle, operations, source_name, code)
+    # The dispatcher audits the source as well as the target (``copy_audit_names``).
+    _check_ids_choosable(call.target)
+    source = _resolve(service, params.from_.db_handle, context, "from.dbHandle")
+    _authorize(service, context, source, "read", source_name)
+    if params.move:
+        _authorize(service, context, source, "delete", source_name)
+    _authorize(service, context, call.target, "write", params.target_collection)
+    uses = [
+        Use(source, "read", source_name),
+        Use(call.target, "write", params.target_collection),
+    ]
+    if params.move:
+        uses.append(Use(source, "delete", source_name))
+    # Each batch first checks that the caller still may (a revoked grant stops the copy).
+    on_batch = AccessWatch(service, context, "data/copy", uses).chain(hooks.on_batch)
+    return _run(service, params, call, source, stats, on_batch)
 
 
 def _run(service: Service, params: CopyParams, call: Call, source_entry: HandleEntry,
@@ -376,13 +401,16 @@ def _run(service: Service, params: CopyParams, call: Call, source_entry: HandleE
         }
 
         def publish(event: str, payload: dict[str, Any]) -> None:
-            service.publish(dst_entry, event, {**sides, "move": params.move, **payload},
+            # The job's own actor (and administrators) only: it names the actor's handles.
+            service.publish(dst_entry, event, {**sides, "move": params.move, **payload,
+                                               **audience(call.context)},
                             params.suppress_events)  # fmt: skip
 
         try:
             run_copy(src_adapter, dst_adapter, spec, stats, _Progress(publish, on_batch))
         except DbHandlesError as exc:
-            counts = {**stats.counts(), "conflictIds": list(stats.conflict_ids)}
+            counts = {**stats.counts(), "conflictIds": list(stats.conflict_ids),
+                      "changes": list(stats.changes)}  # fmt: skip
             publish("copy:failed", {**counts, "error": exc.message, "code": exc.code})
             # What was done, as fields of the failure envelope (a re-run completes the rest).
             exc.details.update(counts)
@@ -394,8 +422,9 @@ def _run(service: Service, params: CopyParams, call: Call, source_entry: HandleE
         to=CopySide(db_handle=dst_entry.handle, collection=name),
         move=params.move,
         conflict_ids=stats.conflict_ids[:MAX_CONFLICT_IDS],
+        changes=stats.changes[:MAX_CONFLICT_IDS],
         **{k: counts[k] for k in ("read", "copied", "skipped", "replaced", "conflicts", "deleted",
-                                  "batches", "seconds")},
+                                  "changed", "batches", "seconds")},
         records_per_second=counts["recordsPerSecond"],
     )  # fmt: skip
     publish("copy:done", result.model_dump(mode="json", by_alias=True, exclude={"db_handle"}))
@@ -407,6 +436,7 @@ def _run(service: Service, params: CopyParams, call: Call, source_entry: HandleE
     params=CopyParams,
     result=CopyResult,
     target=copy_target,
+    audit_names=copy_audit_names,
     # "write" on the target (the dispatcher checks it, and the target's quota); read (and delete,
     # for a move) on the source are checked by the handler.
     operation="write",

@@ -11,12 +11,17 @@ that a re-run completes without losing or doubling a record:
    ``abort``, or ``replace`` it);
 3. for a move, read the copies back from the target (the verification) and, in one write
    transaction on the source, delete each record that is still exactly what was copied (one that
-   changed meanwhile stays, counted as a conflict).
+   changed meanwhile stays, counted as a conflict). A copy in a table is verified against the
+   source record itself (``copy_table.changed_field``): a row whose column changed a value
+   (``"007"`` stored as ``7``) is not the record, so its source row stays (a conflict, listed in
+   ``changes`` with the field); without ``move`` such rows are counted in ``changed``.
 
 Killed after 2 and before 3, a re-run finds the copies identical (``skipped``), verifies them and
 deletes them from the source: nothing is lost, nothing doubled. Rows of a table dbhandles did not
 create have no ``createdAt``/``updatedAt``/``version``: their copies get the time of the copy and
-version 1, and "identical" then compares the fields the source has.
+version 1, and "identical" then compares the fields the source has. Either side may be such a
+table: a target table is written through its key (``copy_table``), a moved row is deleted from a
+source table through its key.
 """
 
 from __future__ import annotations
@@ -26,17 +31,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
 from dbhandles.adapters.base import Adapter, Query, Record, Session
+from dbhandles.adapters.foreign_common import ColumnPaths
 from dbhandles.clock import iso_now
-from dbhandles.documents import check_record_id, id_text
+from dbhandles.commands.copy_table import Placed, changed_field, equal, write_rows
+from dbhandles.documents import MAX_TABLE_ID_LENGTH, check_record_id, id_text
 from dbhandles.errors import Conflict, InvalidParams, PermissionDenied
 from dbhandles.evaluate import matches, position_of
 from dbhandles.filters import MAX_ID_LENGTH, RESERVED_FIELDS, FilterNode, SortKey
 
 __all__ = ["MAX_CONFLICT_IDS", "CopySpec", "CopyStats", "OnConflict", "run_copy", "same_record"]
 
-#: Conflicting ids listed in the result (the count is always complete).
+#: Conflicting ids (and changed records) listed in the result (the counts are always complete).
 MAX_CONFLICT_IDS = 100
+#: A value shown in ``changes`` longer than this (as text) is cut, with "...".
+_SHOWN = 200
 
 OnConflict = Literal["skip", "abort", "replace"]
 
@@ -52,7 +63,11 @@ class CopyStats:
     conflicts: int = 0
     deleted: int = 0
     batches: int = 0
+    #: Records the target table stored with another value in some field (``copy_table``).
+    changed: int = 0
     conflict_ids: list[str] = field(default_factory=list)
+    #: The first ``MAX_CONFLICT_IDS`` of them: ``{"id", "field", "value", "stored"}``.
+    changes: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
 
@@ -65,6 +80,15 @@ class CopyStats:
         if len(self.conflict_ids) < MAX_CONFLICT_IDS:
             self.conflict_ids.append(record_id)
 
+    def change(self, placed: Placed, stored: Record) -> None:
+        """Count ``placed`` as a record the table changed (``placed.changed`` names the field)."""
+        self.changed += 1
+        if len(self.changes) < MAX_CONFLICT_IDS and placed.changed is not None:
+            name = placed.changed
+            self.changes.append({"id": placed.row["id"], "field": name,
+                                 "value": _shown(placed.row.get(name)),
+                                 "stored": _shown(stored.get(name))})  # fmt: skip
+
     def counts(self) -> dict[str, Any]:
         """The counts as events and job progress show them (camelCase)."""
         seconds = self.seconds
@@ -75,6 +99,7 @@ class CopyStats:
             "replaced": self.replaced,
             "conflicts": self.conflicts,
             "deleted": self.deleted,
+            "changed": self.changed,
             "batches": self.batches,
             "seconds": round(seconds, 3),
             "recordsPerSecond": round(self.read / seconds, 1) if seconds > 0 else 0.0,
@@ -98,24 +123,20 @@ class CopySpec:
     target_filter: FilterNode | None = None
 
 
-def _equal(a: Any, b: Any) -> bool:
-    """JSON equality: ``1 == 1.0`` (one JSON number), but ``True != 1`` (Python says otherwise)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_equal(v, b[k]) for k, v in a.items())
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
-    return type(a) is type(b) and bool(a == b)
+def _shown(value: Any) -> Any:
+    """``value`` for ``changes``: as it is, or a long string cut to ``_SHOWN`` characters."""
+    if isinstance(value, str) and len(value) > _SHOWN:
+        return value[:_SHOWN] + "..."
+    if isinstance(value, dict | list) and len(str(value)) > _SHOWN:
+        return str(value)[:_SHOWN] + "..."
+    return value
 
 
 def same_record(source: Record, copy: Record) -> bool:
     """Whether ``copy`` is ``source`` as ``data/copy`` stores it: the same user fields, and the same
     reserved fields where the source has them (a foreign table's row has none)."""
     kept = {k: v for k, v in copy.items() if k in source or k not in RESERVED_FIELDS}
-    return _equal(source, kept)
+    return equal(source, kept)
 
 
 def _as_record(row: Record, now: str) -> Record:
@@ -144,31 +165,55 @@ def _by_id(session: Session, collection: str, ids: Sequence[str]) -> dict[str, R
     return found
 
 
+def _check_ids(rows: list[Record], limit: int) -> None:
+    """Refuse a row whose id cannot be a record id of the target, before anything is written.
+
+    Raises:
+        InvalidParams: naming the row (a foreign table's key may be longer than a collection's ids).
+    """
+    for row in rows:
+        try:
+            check_record_id(row.get("id"), "from.collection", limit)
+        except InvalidParams as exc:
+            # JSON text, never a Python repr (``None``): the id as the caller would write it.
+            shown = orjson.dumps(row.get("id"), default=str).decode()
+            shown = shown if len(shown) <= 80 else shown[:80] + "..."
+            exc.message = f"{exc.message}; the target cannot hold the id of row {shown}"
+            raise
+
+
 def _write_batch(
     target: Adapter, spec: CopySpec, rows: list[Record], stats: CopyStats
-) -> list[Record]:
+) -> list[Placed]:
     """Store one page in the target, in one transaction; return the rows now safely in the target
     (copied, replaced, or found identical).
 
     Raises:
-        InvalidParams: a row's id is not a record id (a non-empty string of at most 512 characters;
-            a numeric key is its text already, ``_text_id``).
+        InvalidParams: a row's id is not a record id (a non-empty string of at most 512 characters
+            for a collection; a numeric key is its text already, ``_text_id``); a field a target
+            table has no column for.
+        ConstraintViolation, RecordExists, ReadOnly: a target table refused a row (``copy_table``).
     """
     now = iso_now()
     new: list[Record] = []
     replace: list[Record] = []
     present: list[Record] = []
     conflicts: list[str] = []
-    for row in rows:
-        # A foreign table's key may not make a record id (too long): say which row, before writing.
-        try:
-            check_record_id(row.get("id"), "from.collection", MAX_ID_LENGTH)
-        except InvalidParams as exc:
-            shown = str(row.get("id"))
-            shown = shown if len(shown) <= 80 else shown[:80] + "..."
-            exc.message = f"{exc.message}; a collection cannot hold the id of row {shown!r}"
-            raise
     with target.session(write=True) as session:
+        writer = session.table_writer(spec.target)
+        _check_ids(rows, MAX_ID_LENGTH if writer is None else MAX_TABLE_ID_LENGTH)
+        if writer is not None:
+            outcome = write_rows(target, session, writer, spec.target, rows, spec.on_conflict)
+            stats.copied += outcome.copied
+            stats.replaced += outcome.replaced
+            stats.skipped += outcome.skipped
+            for record_id in outcome.conflicts:
+                stats.conflict(record_id)
+            if not spec.move:  # a move reports them when it keeps their source rows (``_move``)
+                for placed in outcome.placed:
+                    if placed.changed is not None and placed.stored is not None:
+                        stats.change(placed, placed.stored)
+            return outcome.placed
         existing = _by_id(session, spec.target, [r["id"] for r in rows])
         for row in rows:
             have = existing.get(row["id"])
@@ -204,27 +249,44 @@ def _write_batch(
     for record_id in conflicts:
         stats.conflict(record_id)
     done = {r["id"] for r in (*new, *replace, *present)}
-    return [r for r in rows if r["id"] in done]
+    return [Placed(r) for r in rows if r["id"] in done]
+
+
+def _verified(placed: Placed, copy: Record | None) -> bool:
+    """Whether the target's ``copy`` holds the source record: the record itself (a collection), or
+    a row holding every field's value (a table dbhandles did not create: ``copy_table.changed_field``;
+    a row the table stored with a changed value, ``"007"`` as ``7``, is not the record)."""
+    if copy is None:
+        return False
+    if placed.stored is None:
+        return same_record(placed.row, copy)
+    return changed_field(placed.row, copy) is None
 
 
 def _move(
-    source: Adapter, target: Adapter, spec: CopySpec, rows: list[Record], stats: CopyStats
+    source: Adapter, target: Adapter, spec: CopySpec, placed: list[Placed], stats: CopyStats
 ) -> None:
-    """Verify the copies of ``rows`` in the target, then delete from the source each row that is
-    still what was copied."""
+    """Verify the copies of the ``placed`` rows in the target, then delete from the source each
+    row that is still what was copied (through its key, on a table dbhandles did not create)."""
     with target.session() as session:
-        copies = _by_id(session, spec.target, [r["id"] for r in rows])
-    verified = [r for r in rows if r["id"] in copies and same_record(r, copies[r["id"]])]
+        copies = _by_id(session, spec.target, [p.row["id"] for p in placed])
+    verified = [p.row for p in placed if _verified(p, copies.get(p.row["id"]))]
+    for p in placed:
+        copy = copies.get(p.row["id"])
+        if copy is not None and p.stored is not None:
+            field_name = changed_field(p.row, copy)
+            if field_name is not None:
+                stats.change(Placed(p.row, p.stored, field_name), copy)
     checked = {r["id"] for r in verified}
     deleted = 0
     # A copy that is not what was read (changed in the target meanwhile) is not deleted.
-    changed: list[str] = [r["id"] for r in rows if r["id"] not in checked]
+    changed: list[str] = [p.row["id"] for p in placed if p.row["id"] not in checked]
     with source.session(write=True) as session:
         for row in verified:
             current = session.get(spec.source, row["id"])
             if current is None:
                 continue  # deleted by someone else meanwhile: nothing to do
-            if not _equal(_text_id(current), row):
+            if not equal(_text_id(current), row):
                 changed.append(row["id"])
                 continue
             if session.delete(spec.source, row["id"]):
@@ -252,6 +314,11 @@ def run_copy(
         DbHandlesError: from either adapter (each batch is its own transactions: earlier batches stay).
     """
     after: tuple[tuple[int, Any], ...] | None = None
+    # The order as the source's columns read it (a column named ``a.b``): for the keyset position.
+    order = spec.order
+    if any(len(key.path) > 1 for key in order):
+        with source.session() as session:
+            order = ColumnPaths.of(session.table(spec.source)).order(order)
     try:
         while True:
             want = spec.batch_size
@@ -264,7 +331,7 @@ def run_copy(
                 rows = session.find(spec.source, query)
             if not rows:
                 break
-            after = position_of(rows[-1], spec.order)
+            after = position_of(rows[-1], order)
             rows = [_text_id(row) for row in rows]  # after the position: it takes the key's value
             stats.read += len(rows)
             stored = _write_batch(target, spec, rows, stats)

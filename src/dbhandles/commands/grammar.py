@@ -29,6 +29,7 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
+    Field,
     GetJsonSchemaHandler,
     ValidationInfo,
     WithJsonSchema,
@@ -62,8 +63,9 @@ from dbhandles.filters import (
     validate_collection,
     validate_path,
 )
-from dbhandles.registry import HANDLE_PATTERN, check_handle_name
+from dbhandles.handle_entry import HANDLE_PATTERN, check_handle_name
 from dbhandles.security.permissions import PRESETS, Isolation
+from dbhandles.values import MAX_VERSION
 
 __all__ = [
     "FIELD_PATH_PATTERN",
@@ -74,6 +76,7 @@ __all__ = [
     "CollectionName",
     "CommandSchema",
     "DataSpec",
+    "ExpectedVersion",
     "FieldPath",
     "FieldsSpec",
     "HandleName",
@@ -548,3 +551,9 @@ def apply_settings(schema: Any, settings: Settings) -> Any:
     if isinstance(schema, list):
         return [apply_settings(v, settings) for v in schema]
     return schema
+
+
+#: An ``expectedVersion``: a stored version is an integer from 1 to ``MAX_VERSION`` (2**31 - 1), or 0
+#: for a row of a table dbhandles did not create whose version column is NULL (docs/foreign-tables.md),
+#: so a number outside 0..MAX_VERSION is ``invalid_params`` before any record is compared with it.
+ExpectedVersion = Annotated[int, Field(ge=0, le=MAX_VERSION)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
@@ -12,8 +13,14 @@ from dbhandles.commands.base import Call, CallerParams, Result, command, handle_
 from dbhandles.commands.grammar import HandleName, like, model_ref
 from dbhandles.context import Context
 from dbhandles.dbfiles import create_empty
-from dbhandles.errors import DbHandlesError, InvalidParams, PathNotAllowed, StorageError
-from dbhandles.handle_entry import shown_alias
+from dbhandles.errors import (
+    DbHandlesError,
+    InvalidConfig,
+    InvalidParams,
+    PathNotAllowed,
+    StorageError,
+)
+from dbhandles.handle_entry import HandleEntry, shown_alias
 from dbhandles.registry import ALIAS_PATTERN
 from dbhandles.security import paths
 from dbhandles.security.permissions import parse_permissions
@@ -31,6 +38,8 @@ __all__ = [
     "OpenResult",
 ]
 
+
+log = logging.getLogger(__name__)
 
 #: The adapter ``data/open`` uses when the call names none (the README's and the original's default).
 DEFAULT_ADAPTER = "sqlite"
@@ -151,9 +160,12 @@ def data_open(service: Service, params: OpenParams, call: Call) -> OpenResult:
             owner=context.actor, permissions=effective, take_alias=context.is_admin,
         )  # fmt: skip
     except DbHandlesError as exc:
-        if context.is_admin or opening.database is not None:
+        if context.is_admin or opening.database is not None or _callers_own(exc):
             raise
-        # A non-admin learns that the server could not be used, not why (which ports are open).
+        # A non-admin learns that the server could not be used, not why (which ports are open);
+        # the server log says why, as the answer promises.
+        log.warning("data/open of a %s database by %r failed (%s): %s", adapter, context.actor,
+                    exc.code, exc.message)  # fmt: skip
         raise type(exc)(
             f"data/open: the {adapter} database could not be opened ({exc.code}); an "
             "administrator can see why in the server log"
@@ -170,6 +182,12 @@ def data_open(service: Service, params: OpenParams, call: Call) -> OpenResult:
         db_handle=handle, adapter=entry.adapter_name, alias=params.alias, config=entry.config.public(),
         owner=entry.owner, permissions=effective.to_wire() if effective is not None else None,
     )  # fmt: skip
+
+
+def _callers_own(error: DbHandlesError) -> bool:
+    """Whether a failed open's error is about the call's own params (a bad alias), which tell
+    nothing of the server and are shown as they are; a config error may quote the server."""
+    return isinstance(error, InvalidParams) and not isinstance(error, InvalidConfig)
 
 
 def _prepare_file(opening: Opening, context: Context) -> None:
@@ -227,6 +245,20 @@ class HandlesResult(Result):
     handles: list[dict[str, Any]] = Field(default_factory=list)
 
 
+def _stored_modes(service: Service, entries: list[HandleEntry]) -> list[dict[str, Any]]:
+    """Each entry's ``info()``, its ``permissions.isolationMode`` the file database's stored mode
+    (an owner may have changed it since the handle was opened), not the mode it was opened with."""
+    infos = []
+    for entry in entries:
+        info = entry.info()
+        database = service.access.database_of(entry.config)
+        record = service.access.store.get_database(database) if database is not None else None
+        if record is not None:
+            info["permissions"] = {**(info["permissions"] or {}), "isolationMode": record.isolation}
+        infos.append(info)
+    return infos
+
+
 @command(
     "data/list-handles",
     params=ListHandlesParams,
@@ -244,10 +276,10 @@ def data_list_handles(service: Service, params: ListHandlesParams, call: Call) -
         entries = [e for e in entries if e.is_default or e.owner == context.actor]
         for entry in entries:  # its aliases by the names it gives them (handle_entry.alias_key)
             entry.aliases = [shown_alias(a, context.actor) for a in entry.aliases]
-        infos = [e.info() for e in entries]
+        infos = _stored_modes(service, entries)
         for info in infos:
             if info["isDefault"]:
                 # The default database's file lies in the home: its path is not the actor's to know.
                 info["config"] = {k: v for k, v in info["config"].items() if k != "path"}
         return HandlesResult(handles=infos)
-    return HandlesResult(handles=[e.info() for e in entries])
+    return HandlesResult(handles=_stored_modes(service, entries))

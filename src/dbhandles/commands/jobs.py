@@ -81,6 +81,8 @@ def _summarise(value: Any, depth: int) -> Any:
         return f"[{len(value)} items]"
     if isinstance(value, str) and len(value) > MAX_TEXT:
         return value[:MAX_TEXT] + "…"
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return str(value)  # JSON has the number, orjson (and the job table) do not
     return value
 
 

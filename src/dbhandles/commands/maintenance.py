@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from dbhandles.adapters.base import Query, Session
-from dbhandles.commands.base import Call, DataParams, DataResult, command
+from dbhandles.commands.base import Call, DataParams, DataResult, command, every_collection
 from dbhandles.commands.grammar import CollectionName
 from dbhandles.commands.records import CollectionParams
 from dbhandles.evaluate import rank
@@ -206,6 +206,7 @@ class ClearResult(DataResult):
     "data/clear",
     params=ClearParams,
     result=ClearResult,
+    audit_names=every_collection,
     operation="schema",
     summary="Delete every record of every collection of the handle's database (structure stays).",
     example='jtag data/clear --dbHandle="<UUID>"',

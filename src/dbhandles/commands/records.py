@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ConfigDict, Field
 
 from dbhandles.commands.base import Call, DataParams, DataResult, Params, command
-from dbhandles.commands.grammar import CollectionName, DataSpec, PatchSpec, RecordId, ref
+from dbhandles.commands.fast_params import build
+from dbhandles.commands.grammar import (
+    CollectionName,
+    DataSpec,
+    ExpectedVersion,
+    PatchSpec,
+    RecordId,
+    ref,
+)
 from dbhandles.documents import (
     check_record_id,
     create_record,
@@ -111,8 +119,8 @@ def data_read(service: Service, params: ReadParams, call: Call) -> ReadResult:
         record = visible(adapter.read_one(collection, check_record_id(params.id)), entry.row_filter)
     # Built without validation: every value is already checked (the record is the adapter's, fresh
     # for this call), and validating would copy the record (the hot path of data/read).
-    return ReadResult.model_construct(db_handle=entry.handle, collection=collection, id=params.id,
-                                      data=record, found=record is not None)  # fmt: skip
+    return build(ReadResult, {"db_handle": entry.handle, "collection": collection, "id": params.id,
+                              "data": record, "found": record is not None})  # fmt: skip
 
 
 class UpdateParams(CollectionParams):
@@ -122,7 +130,7 @@ class UpdateParams(CollectionParams):
     """Fields to change (merged into the record at the top level)."""
     increment_version: bool = True
     """Add 1 to version."""
-    expected_version: int | None = None
+    expected_version: ExpectedVersion | None = None
     """Fail with 'conflict' unless the stored version is this (optimistic concurrency)."""
     suppress_events: bool = False
     """Do not publish data:<collection>:updated."""
@@ -217,7 +225,7 @@ class BatchOp(Params):
     id: RecordId | None = None
     data: dict[str, Any] | None = None
     increment_version: bool = True
-    expected_version: int | None = None
+    expected_version: ExpectedVersion | None = None
 
 
 class BatchParams(DataParams):
@@ -255,7 +263,7 @@ def data_batch(service: Service, params: BatchParams, call: Call) -> BatchResult
                         _apply(session, op, decls[op.collection.lower()], events, entry.row_filter)
                     )
                 except DbHandlesError as exc:
-                    exc.message = f"operations[{i}] ({op.op}): {exc.message}; nothing was applied"
+                    exc.restate(f"operations[{i}] ({op.op}): ", "nothing was applied")
                     raise
     for name, payload in events:
         service.publish(entry, name, payload, params.suppress_events)

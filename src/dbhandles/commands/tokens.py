@@ -34,7 +34,7 @@ class TokenCreateParams(Params):
     expires: (
         Annotated[str, WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN})] | None
     ) = None
-    """Lifetime such as 30d, 12h or 15m; omitted: never expires."""
+    """Lifetime such as 30d, 12h or 15m (more than 0); omitted: never expires."""
     admin: bool = False
     """Give the actor administrator rights (audit log, tokens, every handle)."""
 

@@ -60,6 +60,7 @@ from dbhandles.importer.target import (
 from dbhandles.paging import and_filters
 from dbhandles.registry import HandleEntry
 from dbhandles.security import paths
+from dbhandles.security.redaction import audience, shown_path
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -204,16 +205,18 @@ def import_target(service: Service, params: ImportParams, context: Context) -> H
     source = check_file(service, params.input, "input", context)
     _regular_file(params.input, source)
     ChunkReader(source).close()  # a missing or unreadable input fails before the output is opened
-    if params.on_error == "skip":
-        # Every path is decided before anything is created: a refused rejects file never leaves a
-        # new output database (and its handle) behind.
-        given: str | Path | None = params.rejects
-        if given is None and params.output is not None:
-            output = paths.resolve(service.settings, context, params.output, "config.path",
-                                   "database")  # fmt: skip
-            given = default_rejects_path(output.path)
-        if given is not None:
-            check_replaceable(check_file(service, given, "rejects", context, writing=True))
+    # Every path is decided before anything is created, whatever onError is: a refused rejects
+    # file never leaves a new output database (and its handle) behind, and a rejects path is refused
+    # the same with onError abort (which never writes it) as with skip.
+    given: str | Path | None = params.rejects
+    if given is None and params.output is not None and params.on_error == "skip":
+        output = paths.resolve(service.settings, context, params.output, "config.path",
+                               "database")  # fmt: skip
+        given = default_rejects_path(output.path)
+    if given is not None:
+        rejects = check_file(service, given, "rejects", context, writing=True)
+        if params.on_error == "skip":
+            check_replaceable(rejects)
     return resolve_target(service, "data/import", params, params.output, path_field="output",
                           mode="create", context=context)  # fmt: skip
 
@@ -248,6 +251,9 @@ def perform_import(service: Service, params: ImportParams, call: Call) -> Import
     options = _import_options(
         params, source, rejects if params.on_error == "skip" else None, context
     )
+    # What a remote non-admin is shown: never the home's paths (the default database's; an input
+    # is never there, paths.resolve refuses the home).
+    output = shown_path(service.settings, context, db_path)
     with service.registry.lease(handle) as (entry, adapter):
         decl = service.ensure_declared(adapter, options.collection)
         if decl is not None and decl.model is not None:
@@ -259,7 +265,9 @@ def perform_import(service: Service, params: ImportParams, call: Call) -> Import
             )
 
         def publish(name: str, payload: dict[str, Any]) -> None:
-            body = {"collection": options.collection, "input": str(options.input), **payload}
+            # The job's own actor (and administrators) only: it names the actor's files.
+            body = {"collection": options.collection, "input": str(options.input), **payload,
+                    **audience(context)}  # fmt: skip
             service.publish(entry, name, body, params.suppress_events)
 
         watch = AccessWatch(service, context, "data/import",
@@ -273,9 +281,9 @@ def perform_import(service: Service, params: ImportParams, call: Call) -> Import
             kept = {k: v for k, v in stats.counts().items() if k != "totalBytes"}
             publish("import:failed", {**kept, "error": exc.message, "code": exc.code})
             # What the database holds, as fields of the failure envelope (not only in the message).
-            exc.details.update({"dbHandle": entry.handle, "output": db_path, **kept})
+            exc.details.update({"dbHandle": entry.handle, "output": output, **kept})
             raise
-    result = _import_result(entry, options, db_path, stats)
+    result = _import_result(entry, options, output, stats)
     publish("import:done", result.model_dump(mode="json", by_alias=True, exclude={"db_handle"}))
     return result
 
@@ -433,13 +441,15 @@ def perform_export(service: Service, params: ExportParams, call: Call) -> Export
         db_handle=entry.handle,
         collection=collection,
         output=output,
-        input=input_path,
+        input=shown_path(service.settings, call.context, input_path),
         exported=stats.exported,
         bytes_written=stats.bytes_written,
         seconds=round(stats.seconds, 3),
         records_per_second=round(stats.records_per_second, 1),
     )
-    service.publish(entry, "export:done", result.model_dump(mode="json", by_alias=True), False)
+    service.publish(entry, "export:done",
+                    {**result.model_dump(mode="json", by_alias=True), **audience(call.context)},
+                    False)  # fmt: skip
     return result
 
 

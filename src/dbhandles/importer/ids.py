@@ -19,8 +19,9 @@ import orjson
 
 from dbhandles.errors import InvalidFilter, InvalidParams
 from dbhandles.filters import MAX_ID_LENGTH, validate_path
+from dbhandles.values import NUMBER_BOUND, number_text
 
-__all__ = ["BadLine", "IdFunction", "content_id", "id_function"]
+__all__ = ["BadLine", "IdFunction", "content_id", "id_function", "id_text"]
 
 #: Takes a parsed JSONL object, returns its record id (raises ``BadLine`` when it has none).
 IdFunction = Callable[[dict[str, Any]], str]
@@ -41,34 +42,42 @@ def content_id(obj: dict[str, Any]) -> str:
     return sha256(orjson.dumps(obj, option=_SORT_KEYS)).hexdigest()[:32]
 
 
-def _check(value: object, where: str, allow_int: bool) -> str:
-    if isinstance(value, str):
+def id_text(value: object, where: str) -> str:
+    """The record id a line gives at ``where`` (see the module docstring).
+
+    Raises:
+        BadLine: ``value`` is missing (``None``), an empty or too long string, a number outside the
+            bound, or of another type.
+    """
+    if type(value) is str:
         if value and len(value) <= MAX_ID_LENGTH:
             return value
-        raise BadLine(f"{where}: an id is a non-empty string of at most {MAX_ID_LENGTH} characters")
-    if allow_int and isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+        raise BadLine(f"{where}: an id is a non-empty string of at most {MAX_ID_LENGTH} characters "
+                      "or a number")  # fmt: skip
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if -NUMBER_BOUND < value < NUMBER_BOUND:
+            return number_text(value)
+        raise BadLine(f"{where}: a numeric id lies strictly between -2**63 and 2**63, as every "
+                      "number of a record")  # fmt: skip
     if value is None:
         raise BadLine(f"missing id field {where}")
-    raise BadLine(f"{where}: an id must be a string{' or an integer' if allow_int else ''}, "
-                  f"not {type(value).__name__}")  # fmt: skip
+    raise BadLine(f"{where}: an id must be a string or a number, not {type(value).__name__}")
 
 
 def _own_id(obj: dict[str, Any]) -> str:
     value = obj.get("id")
     if value is None:
         return content_id(obj)
-    return _check(value, "id", allow_int=False)
+    return id_text(value, "id")
 
 
 def id_function(id_field: str | None) -> IdFunction:
     """The id rule for an import.
 
     Args:
-        id_field: dotted path of the id inside each object (``metadata.git.hash``); its value must
-            be a non-empty string or an integer (stored as its decimal string). ``None``: the
-            object's own ``id`` key when present (it must be a non-empty string), otherwise the
-            content hash.
+        id_field: dotted path of the id inside each object (``metadata.git.hash``). ``None``: the
+            object's own ``id`` key when present, otherwise the content hash. Either value must be
+            an id by the rule of the module docstring (``id_text``).
 
     Raises:
         InvalidParams: ``id_field`` is not a dotted path of identifiers.
@@ -83,16 +92,21 @@ def id_function(id_field: str | None) -> IdFunction:
         key = path[0]
 
         def top(obj: dict[str, Any]) -> str:
-            return _check(obj.get(key), id_field, allow_int=True)
+            return id_text(obj.get(key), id_field)
 
         return top
 
     def nested(obj: dict[str, Any]) -> str:
         value: Any = obj
-        for part in path:
+        for i, part in enumerate(path):
+            if isinstance(value, list):
+                raise BadLine(
+                    f"id field {id_field}: {'.'.join(path[:i])} is an array, and an id is one "
+                    "value: the id field path must go through objects only"
+                )
             if not isinstance(value, dict):
                 raise BadLine(f"missing id field {id_field}")
             value = value.get(part)
-        return _check(value, id_field, allow_int=True)
+        return id_text(value, id_field)
 
     return nested

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from hashlib import sha256
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
 from dbhandles.errors import InvalidParams
 from dbhandles.importer.ids import BadLine, id_function
 from dbhandles.importer.rows import Reserved, reserved_row
-from dbhandles.values import canonical
+from dbhandles.values import canonical, read_json, utf8_problem
 
 __all__ = ["Item", "ParsedChunk", "Rejected", "parse_chunk"]
 
@@ -72,6 +72,14 @@ def _describe(value: object) -> str:
     return "null" if value is None else _TYPE_NAMES.get(type(value), type(value).__name__)
 
 
+def _exact(line: bytes) -> Any:
+    """``line`` read by ``values.read_json`` (integers exact), ``None`` when it is not JSON."""
+    try:
+        return read_json(line)
+    except ValueError:
+        return None
+
+
 def parse_chunk(lines: list[bytes], id_field: str | None) -> ParsedChunk:
     """One item per line (see the module docstring).
 
@@ -90,9 +98,15 @@ def parse_chunk(lines: list[bytes], id_field: str | None) -> ParsedChunk:
         try:
             obj = loads(line)
         except decode_error as exc:
-            append(None if not line.strip() else Rejected(f"invalid JSON: {exc}"))
-            plain = False
-            continue
+            # A number orjson cannot hold (an integer of 309 digits): read_json reads it, and the
+            # value rule below says which field and why.
+            obj = _exact(line) if "infinity" in str(exc) else None
+            if obj is None:
+                # orjson reports bad UTF-8 as "surrogates not allowed ... line 1 column 1": say so.
+                reason = utf8_problem(line) or f"invalid JSON: {exc}"
+                append(None if not line.strip() else Rejected(reason))
+                plain = False
+                continue
         if type(obj) is not dict:
             append(
                 Rejected(f"not a JSON object but {_describe(obj)}; each line must be one object")

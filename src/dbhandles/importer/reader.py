@@ -151,6 +151,7 @@ class ChunkReader:
         self.chunk_size, self.max_line = chunk_size, max_line
         # Imported here: the parser process reads through ``from_fd`` and loads only what it needs.
         from dbhandles.dbfiles import open_plain
+        from dbhandles.security import paths
 
         try:
             # 64 KiB reads: the default (the file system's block size) makes ``readlines`` cost
@@ -164,6 +165,13 @@ class ChunkReader:
         except OSError as exc:
             raise InvalidParams(f"{field}: cannot read {str(self.path)!r}: {exc.strerror}",
                                 field=field) from exc  # fmt: skip
+        try:
+            # The file opened is the one the path policy checked, with no other names (a remote
+            # non-admin caller's read: security/paths.py).
+            paths.confirm_read(raw.fileno(), self.path, field)
+        except BaseException:
+            raw.close()
+            raise
         self._open(raw, field)
 
     @classmethod

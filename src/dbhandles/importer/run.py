@@ -250,6 +250,7 @@ def _loop(
 ) -> None:
     with open_parser(reader, options.id_field, options.parser) as parse:
         for first, lines in _chunks(reader, stats):
+            stats.bytes_read = reader.bytes_read  # so far: an import that stops here reports them
             _write(parse(lines), lines, first, tx, options, stats, rejects)
             stats.lines = first + len(lines) - 1
             stats.bytes_read = reader.bytes_read
@@ -321,6 +322,7 @@ def _mixed(
         elif isinstance(item, Rejected):
             stats.reject(line_no, item.reason)
             if abort:
+                stats.lines = line_no  # the lines read up to the bad one, in the summary
                 raise InvalidParams(
                     f"line {line_no}: {item.reason}. The import stopped (onError: abort): "
                     f"{stats.committed()}. Fix the line, or re-run with onError=skip to set bad "

@@ -215,7 +215,15 @@ def resolve_target(
     """
     check_one_target(path, params.db_handle, path_field)
     if path is not None:
-        handle = _open_path(service, check_path_text(path, path_field), mode, context)
+        try:
+            handle = _open_path(service, check_path_text(path, path_field), mode, context)
+        except DbHandlesError as exc:
+            # data/open's words name its own param: the caller gave this one.
+            if exc.field == "config.path":
+                exc.field = path_field
+                exc.message = exc.message.replace("config.path:", f"{path_field}:", 1)
+                exc.args = (exc.message,)
+            raise
         entry = service.registry.resolve(handle)
     else:
         entry = service.registry.resolve_for(params.db_handle, context.actor, context.is_admin)

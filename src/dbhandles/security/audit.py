@@ -1,5 +1,11 @@
 """The audit log: one append-only row per data command, refused ones included.
 
+What a row names (docs/security.md, "Audit log"): ``handle`` is the handle id the named handle or
+alias resolves to, the name as the caller sent it only when it resolves to nothing (unknown, closed,
+mistyped); ``collection`` is the table or collection the name reaches (``Session.resolve_collection``),
+the cursor's collection for a cursor command (``note_collection``), ``*`` for a command that touches
+every collection (data/clear), the name as sent when it reaches nothing.
+
 Rows are queued and written in batches by a background thread (so a read does not pay for a write
 transaction); ``flush`` writes what is queued, and ``close`` flushes before the service stops. A crash can
 lose at most the last ``FLUSH_SECONDS`` of rows.
@@ -7,6 +13,7 @@ lose at most the last ``FLUSH_SECONDS`` of rows.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from typing import Any
@@ -14,11 +21,41 @@ from typing import Any
 from dbhandles.clock import iso_from_epoch
 from dbhandles.store import AuditRow, HandleStore
 
-__all__ = ["FLUSH_SECONDS", "AuditLog"]
+__all__ = [
+    "FLUSH_SECONDS",
+    "AuditLog",
+    "begin_notes",
+    "end_notes",
+    "note_collection",
+]
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.25
 MAX_QUEUE = 10_000
+_NOTES: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "dbhandles_audit_notes", default=None
+)
+
+
+def begin_notes() -> contextvars.Token[list[str] | None]:
+    """Start collecting what the running command learns of its target (``Service.execute``;
+    nested calls get their own)."""
+    return _NOTES.set([])
+
+
+def end_notes(token: contextvars.Token[list[str] | None]) -> str | None:
+    """Stop collecting; the collection the command's target rule found, if it noted one."""
+    notes = _NOTES.get()
+    _NOTES.reset(token)
+    return notes[0] if notes else None
+
+
+def note_collection(name: str) -> None:
+    """Name the collection the running command works on when its params need not name it (a query
+    cursor's collection, found from its ``queryHandle``); the first note wins."""
+    notes = _NOTES.get()
+    if notes is not None and not notes:
+        notes.append(name)
 
 
 class AuditLog:

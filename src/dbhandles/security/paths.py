@@ -2,7 +2,10 @@
 
 Every file a command names (``data/open``'s ``config.path``, ``data/import``'s ``input``, ``output``
 and ``rejects``, ``data/export``'s ``input`` and ``output``) is resolved here, once, to its real path
-(``..`` and every symbolic link resolved), and decided on that real path:
+(``..`` and every symbolic link resolved), and decided on that real path. Its text is first held to
+the one rule every door applies (``dbfiles.check_path_text``, also the params' ``Path`` type and every
+file adapter's ``config.path``): no NUL and no other control character (C0, DEL, C1, U+2028, U+2029),
+so no path name can break an audit row's ``target`` into lines that name other files.
 
 - **The service's own state is never a target**, whoever asks: nothing inside the home (``default.sqlite``
   and its ``-wal``, ``admin.token``, ``server.json``, the CLI's session file), and for remote callers no
@@ -10,6 +13,11 @@ and ``rejects``, ``data/export``'s ``input`` and ``output``) is resolved here, o
 - **The local user** (in-process, ``Context.trusted_local``) may name any other path, as before.
 - **A remote administrator** may name paths under ``DBHANDLES_ALLOWED_ROOTS`` (default: the data root
   and the temp folder).
+- **A remote non-admin actor** never reads a file that has other names (hard links, ``st_nlink > 1``):
+  a hard link is a second name for a file wherever it lives (the administrator's token, another
+  actor's data), so its place says nothing about whose file it is. It is refused with the same words
+  as any path outside the actor's places, before and after the open (``confirm_read`` checks the
+  opened descriptor, so a link swapped in between is caught too).
 - **A remote non-admin actor** works in its own data space, ``<data root>/<actor>/``: a relative name
   resolves there (``notes.sqlite`` is ``<data root>/alice/notes.sqlite``), and it is the only place the
   actor may create or write files. It may read data sets (import inputs, databases opened ``readonly``)
@@ -28,6 +36,7 @@ import contextlib
 import contextvars
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -45,12 +54,15 @@ __all__ = [
     "Resolved",
     "actor_space",
     "begin_call",
+    "confirm_read",
     "end_call",
     "ensure_parent",
+    "escape_target",
     "file_mode",
     "is_service_state",
     "note",
     "place_of",
+    "real_path",
     "resolve",
     "resolved",
 ]
@@ -68,11 +80,14 @@ _ACTOR = re.compile(ACTOR_PATTERN)
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
-    """A path as given, its real path, and where that is for the caller."""
+    """A path as given, its real path, and where that is for the caller; for a remote non-admin
+    actor's read of an existing file, also that file's ``(st_dev, st_ino)`` when it was checked
+    (``confirm_read`` compares the file actually opened with it)."""
 
     given: str
     path: Path
     place: Place
+    identity: tuple[int, int] | None = None
 
 
 # -- what one call resolved -------------------------------------------------------------------------
@@ -95,12 +110,29 @@ def begin_call() -> contextvars.Token[_CallFiles | None]:
 
 
 def end_call(token: contextvars.Token[_CallFiles | None]) -> str | None:
-    """Stop recording; the real targets the call resolved, one per line (``None``: none)."""
+    """Stop recording; the real targets the call resolved, one per line (``None``: none).
+
+    Each line is exactly one target: a backslash in a target is written ``\\\\`` and a line break
+    ``\\n`` (``\\r`` for a carriage return), so no name splits into lines that read as other files.
+    A path a caller gives cannot hold control characters (``dbfiles.check_path_text``), but a real
+    path is where links lead, and a link may lead to any name."""
     files = _CALL.get()
     _CALL.reset(token)
     if files is None or not files.notes:
         return None
-    return "\n".join(dict.fromkeys(files.notes))
+    return "\n".join(map(escape_target, dict.fromkeys(files.notes)))
+
+
+def escape_target(target: str) -> str:
+    """``target`` as one line of an audit row's ``target``: ``\\`` → ``\\\\``, then line breaks
+    (``\\n``, ``\\r``, U+2028, U+2029, U+0085) as backslash escapes."""
+    return target.translate(_TARGET_ESCAPES)
+
+
+_TARGET_ESCAPES = str.maketrans(
+    {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\x85": "\\x85", "\u2028": "\\u2028",
+     "\u2029": "\\u2029"}
+)  # fmt: skip
 
 
 def note(target: str) -> None:
@@ -255,6 +287,11 @@ def resolve(
             "database; data commands never read or write it",
         )  # fmt: skip
     place = place_of(settings, context, real, purpose)
+    identity = _tenant_read_identity(real, purpose) if tenant and place is not None else None
+    if identity is _LINKED:
+        if purpose == "database":
+            raise PathNotAllowed(f"{field_name}: {NOT_SHARED}", field=field_name)
+        place = None
     if place is None:
         if context.is_admin:
             roots = ", ".join(map(str, settings.roots()))
@@ -263,11 +300,75 @@ def resolve(
         else:
             why = _outside(purpose)
         raise _refuse(field_name, shown, why)
-    found = Resolved(text, real, place)
+    found = Resolved(text, real, place, identity if isinstance(identity, tuple) else None)
     files = _CALL.get()
     if files is not None:
         files.by_field[field_name] = found
     return found
+
+
+#: ``_tenant_read_identity``'s answer for a file with other names.
+_LINKED = "linked"
+
+
+def _tenant_read_identity(real: Path, purpose: Purpose) -> tuple[int, int] | str | None:
+    """For a remote non-admin read (``input``, ``database``) of ``real``: ``_LINKED`` if it is a
+    regular file with other names (hard links), else its ``(st_dev, st_ino)`` (``None``: not there
+    or not a regular file; the command's own open reports that)."""
+    if purpose == "output":
+        return None
+    try:
+        info = os.stat(real)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return _LINKED if info.st_nlink > 1 else (info.st_dev, info.st_ino)
+
+
+def confirm_read(fd: int, path: str | os.PathLike[str], field: str) -> None:
+    """Check the file just opened on ``fd`` from ``path`` against what this call resolved there for
+    a remote non-admin read: still one name (``st_nlink == 1``) and the same file (device, inode)
+    that was checked. Nothing to check for other callers, or outside a call.
+
+    Raises:
+        PathNotAllowed: the opened file has other names or is not the file that was checked (a link
+            swapped in after the check), with the words of any path outside the caller's places.
+    """
+    files = _CALL.get()
+    if files is None:
+        return
+    real = Path(os.fspath(path))
+    for found in list(files.by_field.values()):
+        if found.path != real or found.place not in ("own", "read", "other"):
+            continue
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        swapped = found.identity is not None and found.identity != (info.st_dev, info.st_ino)
+        if info.st_nlink > 1 or swapped:
+            if found.place == "other":
+                raise PathNotAllowed(f"{field}: {NOT_SHARED}", field=field)
+            raise _refuse(field, found.given, _outside("input"))
+
+
+def real_path(settings: Settings, context: Context, given: object) -> Path | None:
+    """Where ``resolve`` would find ``given`` for ``context``, without deciding, creating or noting
+    anything (``None``: not a path text, or an actor without a data space): what the audit log uses
+    to name the database a refused call named by its file.
+    """
+    try:
+        text = check_path_text(given, "path") if isinstance(given, str) else None
+        if text is None:
+            return None
+        if context.trusted_local or context.is_admin:
+            return Path(os.path.realpath(os.path.expanduser(text)))
+        candidate = Path(text)
+        if not candidate.is_absolute():
+            candidate = actor_space(settings, context.actor) / candidate
+        return Path(os.path.realpath(candidate))
+    except (InvalidParams, PathNotAllowed, OSError, ValueError):
+        return None
 
 
 def ensure_parent(found: Resolved, field: str = "path") -> None:

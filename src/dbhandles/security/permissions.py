@@ -35,6 +35,11 @@ class ResolvedName:
     #: What a view reads (``Session.view_sources``), each as ``(name, key)``: a view is refused
     #: when any of them is.
     reads: tuple[tuple[str, str], ...] = ()
+    #: What the database writes when rows of this table are deleted (``Session.cascade_targets``),
+    #: each as ``(name, key, action)``: a delete is refused when the handle may not reach any.
+    deletes: tuple[tuple[str, str, str], ...] = ()
+    #: The same for a change of a key other tables reference (``ON UPDATE`` actions).
+    updates: tuple[tuple[str, str, str], ...] = ()
 
 
 class Permissions(JsonModel):
@@ -150,7 +155,9 @@ def parse_permissions(raw: dict[str, Any] | None, preset: str | None = None) -> 
                 f"permissions.preset: unknown preset {preset!r}; known: {', '.join(PRESETS)}",
                 field="permissions.preset",
             )
-        base = PRESETS[preset].model_dump(by_alias=True, exclude_none=True)
+        # Only what the preset sets: a preset without an isolation mode asks for none (a reopen
+        # with it keeps the database's recorded mode, policy.check_open).
+        base = PRESETS[preset].model_dump(by_alias=True, exclude_unset=True)
     try:
         return Permissions.model_validate({**base, **raw})
     except ValidationError as exc:

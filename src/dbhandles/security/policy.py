@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dbhandles.adapters import Adapter, AdapterConfig, FileConfig
+from dbhandles.adapters.foreign_common import ColumnPaths
 from dbhandles.adapters.memory import MemoryConfig
 from dbhandles.clock import iso_now
 from dbhandles.context import Context
@@ -36,7 +37,6 @@ from dbhandles.errors import (
     AccessDenied,
     Forbidden,
     HandleNotFound,
-    InvalidParams,
     PathNotAllowed,
     PermissionDenied,
     QuotaExceeded,
@@ -44,11 +44,14 @@ from dbhandles.errors import (
 )
 from dbhandles.filters import FilterNode, top_fields
 from dbhandles.security import paths
+from dbhandles.security.borrowed import BorrowedRights
+from dbhandles.security.names import check_memory_name
 from dbhandles.security.permissions import PRESETS, Permissions, ResolvedName, narrow
 from dbhandles.store import DatabaseRow, GrantRow, HandleStore, file_database
 
-#: ``(entry, names) -> {name: what it reaches}`` for the names of one call (``AccessPolicy``).
-NameResolver = Callable[["HandleEntry", Sequence[str]], dict[str, ResolvedName]]
+#: ``(entry, names, cascades) -> {name: what it reaches}`` for the names of one call
+#: (``AccessPolicy``; ``cascades``: with what deletes and key updates reach through foreign keys).
+NameResolver = Callable[["HandleEntry", Sequence[str], bool], dict[str, ResolvedName]]
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -137,6 +140,8 @@ class AccessPolicy:
         #: What names reach in a handle's database (set by the service, which holds the
         #: adapters); ``None``: names are compared as asked for, ignoring case.
         self.resolve_names: NameResolver | None = None
+        #: Its own handles on others' databases, re-decided on every use (``security/borrowed.py``).
+        self.borrowed = BorrowedRights(self)
 
     # -- databases ---------------------------------------------------------------------------------
 
@@ -227,27 +232,38 @@ class AccessPolicy:
                     context, database, found.place, readonly=config.readonly
                 )
             claim: tuple[str, str] | None = None
+            # Asked for by its name or a preset's: only then is a recorded mode changed (a plain
+            # reopen keeps it), loosening included (the owner's right; docs/security.md).
+            asked = requested is not None and "isolation_mode" in requested.model_fields_set
             if context.is_admin:
                 # An administrator records an owner only when it asks for isolation.
-                if isolation != "none" and (record is None or record.owner == owner):
+                if (isolation != "none" and record is None) or (
+                    asked and record is not None and record.owner == owner
+                ):
                     claim = (owner, isolation)
-            elif found.place == "own" and (record is None or record.owner == owner):
-                # What an actor opens in its own space is its own; reopening it with an isolation
-                # mode changes that mode. Nothing else is ever claimed by a non-admin.
-                claim = (owner, isolation) if record is None or isolation != "none" else None
+            elif (record is None and found.place == "own") or (
+                record is not None and record.owner == owner
+            ):
+                # What an actor opens in its own space is its own; its owner reopening it with an
+                # isolation mode changes that mode. Nothing else is ever claimed by a non-admin.
+                claim = (owner, isolation) if record is None or asked else None
             effective = narrow(requested, ceiling)
+            shown = effective.isolation_mode if effective is not None else "none"
+            stored = claim[1] if claim is not None else (record.isolation if record else "none")
+            if shown != stored or (effective is None and record is not None):
+                # The handle answers the mode that is (or is about to be) recorded, never one that
+                # is not: a non-owner's asked-for mode is ignored (only the owner, or an
+                # administrator naming it, sets a database's mode), and a reopen answers the
+                # stored mode, "none" included.
+                effective = (effective or Permissions()).model_copy(
+                    update={"isolation_mode": stored}
+                )
             return Opening(config, effective, database, found, claim)
         target = config.audit_target()
         if target is not None:
             paths.note(target)  # the audit row's target, refused and failed opens included
-        if isinstance(config, MemoryConfig) and config.name is not None and "/" in config.name:
-            # '/' joins an actor and its names: nobody, administrators included, spells another
-            # actor's memory database (an administrator's 'bob/notes' is not bob's 'notes').
-            raise InvalidParams(
-                "config.name: '/' is reserved in memory database names (each actor's names are "
-                "its own); choose a name without it",
-                field="config.name",
-            )
+        if isinstance(config, MemoryConfig) and config.name is not None:
+            check_memory_name(config.name, "config.name")
         if not context.is_admin:
             if isinstance(config, MemoryConfig):
                 # A memory database's name belongs to its actor: another actor's same name is
@@ -403,7 +419,8 @@ class AccessPolicy:
 def _field(params: BaseModel, name: str) -> Any:
     # Looking a missing attribute up on a pydantic model is slow (its __getattr__ raises inside);
     # checking the declared fields first keeps this off the hot path.
-    return getattr(params, name) if name in type(params).model_fields else None
+    # (``__pydantic_fields__``: ``model_fields`` is a property of the class that costs a call.)
+    return getattr(params, name) if name in type(params).__pydantic_fields__ else None
 
 
 def batch_operations(params: BaseModel) -> Any:
@@ -484,22 +501,35 @@ def authorize(
                     f"Access denied: {context.actor!r} may not {op} in this database of "
                     f"{entry.owner!r}"
                 )
+    own = not (foreign or entry.is_default or context.is_admin)
+    if access is not None and data_ops and own:
+        # Its own handle on a database another actor may have narrowed since it was opened.
+        access.borrowed.check(context, entry, data_ops)
     if permissions is None:
         return
     for op in sorted(data_ops):
         if not permissions.allows(op):
             raise PermissionDenied(f"Permission denied: handle does not have {op} access")
     names = collections_of(params)
+    # Deletes and writes reach what the database's foreign-key actions write too (_check_cascades).
+    cascading = data_ops & {"write", "delete"}
+    if command.name == "data/truncate":  # a "schema" operation that deletes every row
+        cascading.add("delete")
     resolved: dict[str, ResolvedName] = {}
     if names and access is not None and access.resolve_names is not None:
         listed = [*permissions.denied_collections, *(permissions.allowed_collections or ())]
         if listed or entry.row_filter is not None:
-            resolved = access.resolve_names(entry, [*names, *listed])
+            resolved = access.resolve_names(entry, [*names, *listed], bool(cascading))
     for name in names:
         refusal = permissions.collection_refusal(name, resolved)
         if refusal is not None:
             raise PermissionDenied(f"Permission denied: {refusal}")
         found = resolved.get(name)
+        if found is not None and cascading:
+            reached = found.deletes if "delete" in cascading else ()
+            if "write" in cascading and command.name != "data/create":
+                reached += found.updates
+            _check_cascades(permissions, entry.row_filter is not None, name, reached, resolved)
         if entry.row_filter is not None and found is not None and found.fields is not None:
             _check_row_filter_fields(entry.row_filter, found.name, found.fields)
     if command.name == "data/clear" and (
@@ -516,11 +546,41 @@ def authorize(
         )
 
 
+def _check_cascades(
+    permissions: Permissions,
+    row_filter: bool,
+    name: str,
+    reached: tuple[tuple[str, str, str], ...],
+    names: dict[str, ResolvedName],
+) -> None:
+    """Refuse a delete (or a key update) of ``name`` whose foreign-key actions would write a table
+    this handle may not reach (``reached``: ``(table, key, action)``), or, under a row filter, any
+    table at all: the database writes those rows itself, past every check of dbhandles
+    (docs/security.md "Threat model")."""
+    for table, key, action in reached:
+        why = permissions.collection_refusal(table, {**names, table: ResolvedName(table, key)})
+        if why is None and row_filter:
+            why = "this handle's row filter cannot restrict what the database writes there"
+        if why is not None:
+            raise PermissionDenied(
+                f"Permission denied: writing {name!r} reaches table {table!r} through a foreign "
+                f"key declared {action}, and {why}; nothing was done"
+            )
+
+
 def _check_row_filter_fields(row_filter: FilterNode, table: str, fields: frozenset[str]) -> None:
     """A row filter is a ceiling: a field it names that this table does not serve (a column
     served under another name with ``fieldNames: camel``, a filter written in the other naming,
     a column that is not there) would be missing on every row, and ``$ne``/``$nin``/``$exists:
     false`` would then let every row through. Refused rather than evaluated."""
+    dotted = ColumnPaths(fields)
+    if dotted.dotted and repr(dotted.filter(row_filter)) != repr(row_filter):
+        # Its SQL would test the column ``a.b`` but the checks in Python (``documents``) the path
+        # a -> b: refused rather than read two ways (docs/foreign-tables.md "Names").
+        raise PermissionDenied(
+            f"Permission denied: this handle's row filter names a column of table {table!r} "
+            "whose name holds '.', which row filters cannot name yet"
+        )
     for field in sorted(top_fields(row_filter)):
         if field != "id" and field not in fields:
             raise PermissionDenied(

@@ -1,4 +1,9 @@
-"""What a refused write may say through a handle whose rights are restricted (docs/security.md).
+"""What results, events and refused writes may say to whom (docs/security.md).
+
+Paths: a remote non-admin actor is never shown where the service's home is (``shown_path``), and a
+job's events go only to its own actor and administrators (``audience``).
+
+Refused writes:
 
 A constraint is checked by the database against every row of a table, and every table, whatever a
 handle may see: a UNIQUE constraint compares with rows a row filter hides, a FOREIGN KEY looks into
@@ -12,10 +17,41 @@ oracle of what exists (docs/security.md, "Row-level security").
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+from dbhandles.context import Context
 from dbhandles.errors import ConstraintViolation
 from dbhandles.handle_entry import HandleEntry
+from dbhandles.security.paths import is_service_state
+from dbhandles.settings import Settings
 
-__all__ = ["redacted", "restricted"]
+__all__ = ["AUDIENCE_KEY", "HOME_SHOWN", "audience", "redacted", "restricted", "shown_path"]
+
+#: How a result or event names a file of the service's home (the default database) to a remote
+#: non-admin actor: where the home is, is not the actor's to know (docs/security.md).
+HOME_SHOWN = "<home>"
+#: The payload key of a job's event (import, export, copy) that names the actor who ran it: the
+#: server delivers such an event only to that actor and to administrators (``server/ws_guard.py``).
+AUDIENCE_KEY = "actor"
+
+
+def shown_path(settings: Settings, context: Context, path: str | None) -> str | None:
+    """``path`` as a result or event shows it to ``context``: the local user and administrators
+    see it as is; a remote non-admin actor sees a file of the home as ``<home>/<name>`` (the paths
+    it may reach are its own to see: it named them)."""
+    if path is None or context.trusted_local or context.is_admin:
+        return path
+    if is_service_state(settings, Path(path)):
+        return f"{HOME_SHOWN}/{Path(path).name}"
+    return path
+
+
+def audience(context: Context) -> dict[str, Any]:
+    """What a job's event adds to its payload so that only ``context``'s actor (and
+    administrators) receive it: a job's events name its files and handles."""
+    return {AUDIENCE_KEY: context.actor}
+
 
 _LABELS = {"not_null": "NOT NULL", "unique": "UNIQUE", "check": "CHECK",
            "foreign_key": "FOREIGN KEY", "exclusion": "EXCLUDE", "partition": "partition"}  # fmt: skip

@@ -27,7 +27,7 @@ __all__ = ["ADMIN_TOKEN_FILE", "DURATION_PATTERN", "Actor", "TokenManager", "par
 ADMIN_TOKEN_FILE = "admin.token"
 _TOKEN = re.compile(r"^dbh_([A-Za-z0-9]{8,32})_([A-Za-z0-9_-]{20,128})$")
 #: A token lifetime (``30d``): at most 5 digits, so that now + lifetime stays a date.
-DURATION_PATTERN = r"^ *([0-9]{1,5}) *([smhdw]) *$"
+DURATION_PATTERN = r"^ *(0*[1-9][0-9]{0,4}) *([smhdw]) *$"
 _DURATION = re.compile(DURATION_PATTERN)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _ACTOR = re.compile(ACTOR_PATTERN)
@@ -43,11 +43,17 @@ class Actor:
 
 
 def parse_duration(text: str) -> timedelta:
-    """``30d``, ``12h``, ``15m``, ``90s``, ``2w`` → a timedelta."""
+    """``30d``, ``12h``, ``15m``, ``90s``, ``2w`` → a timedelta (more than 0).
+
+    Raises:
+        InvalidParams: not such a duration, or 0.
+    """
     match = _DURATION.fullmatch(text)
-    if not match:
+    if not match or int(match.group(1)) <= 0:
         raise InvalidParams(
-            f"expires: {text!r} is not a duration like 30d, 12h or 15m", field="expires"
+            f"expires: {text!r} is not a duration like 30d, 12h or 15m (more than 0: a token "
+            "that never expires is made by leaving expires out)",
+            field="expires",
         )
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
@@ -59,6 +65,44 @@ def _hash(secret: str) -> str:
 #: Actor names only administrators may carry: the in-process local user, the server's own admin
 #: token, and the labels the audit log gives refused requests.
 ADMIN_ACTORS = frozenset({"local", "admin", "anonymous", "invalid-token"})
+
+
+def _check_name(actor: str, admin: bool, stored: list[TokenRow]) -> None:
+    """Refuse a new token for ``actor`` (an administrator's if ``admin``) given every ``stored``
+    token, revoked ones included.
+
+    Raises:
+        InvalidParams: the name is an administrator's (it ever held an administrator token) and
+            the new token is not, or has a live plain token and the new one is an administrator's;
+            or it differs only in case (``str.casefold``) from a name that holds a token.
+    """
+    for other in stored:
+        if other.actor != actor and other.actor.casefold() == actor.casefold():
+            raise InvalidParams(
+                f"actor: {actor!r} differs from the existing actor {other.actor!r} only in case; "
+                "names that differ only in case are one name to a reader (and one data space on "
+                "a case-insensitive file system): use that name, or choose another",
+                field="actor",
+            )
+        if other.actor != actor or other.is_admin == admin:
+            continue
+        # A name that ever held an administrator token, revoked or not, never gets a plain one:
+        # what it opened, owned and granted as an administrator stays that name's, and a plain
+        # token would inherit it (docs/security.md, "Tokens").
+        if other.is_admin:
+            raise InvalidParams(
+                f"actor: {actor!r} is an administrator's name (it has held the administrator "
+                f"token {other.token_id}); a name that was an administrator's is never given "
+                "a plain token, even once that token is revoked, since what it opened and owns "
+                "as an administrator stays that name's: choose another name",
+                field="actor",
+            )
+        if other.revoked_at is None:
+            raise InvalidParams(
+                f"actor: {actor!r} already has a non-administrator token ({other.token_id}); "
+                "an actor is one or the other: revoke that token first, or choose another name",
+                field="actor",
+            )
 
 
 class TokenManager:
@@ -88,22 +132,24 @@ class TokenManager:
                 "labels); choose another name, or create an administrator token (--admin)",
                 field="actor",
             )
-        for other in self.store.list_tokens():
-            if other.actor == actor and other.is_admin != admin and other.revoked_at is None:
-                kind = "an administrator" if other.is_admin else "a non-administrator"
-                raise InvalidParams(
-                    f"actor: {actor!r} already has {kind} token ({other.token_id}); an actor is "
-                    "one or the other: revoke that token first, or choose another name",
-                    field="actor",
-                )
+        if actor.casefold() in ADMIN_ACTORS and actor not in ADMIN_ACTORS:
+            raise InvalidParams(
+                f"actor: {actor!r} differs from the reserved name {actor.casefold()!r} only in "
+                "case; names that differ only in case are one name to a reader (and one data "
+                "space on a case-insensitive file system): choose another name",
+                field="actor",
+            )
+        lifetime = parse_duration(expires) if expires is not None else None
         token_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         expires_at = None
-        if expires is not None:
-            moment = datetime.now(UTC) + parse_duration(expires)
+        if lifetime is not None:
+            moment = datetime.now(UTC) + lifetime
             expires_at = moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         row = TokenRow(token_id, actor, _hash(secret), admin, iso_now(), expires_at, None)
-        self.store.put_token(row)
+        # Checked and stored in one store transaction: two concurrent creates for one name (one
+        # an administrator's) cannot both find no token of the other kind.
+        self.store.put_token(row, lambda stored: _check_name(actor, admin, stored))
         return f"dbh_{token_id}_{secret}", row
 
     def list(self) -> list[TokenRow]:

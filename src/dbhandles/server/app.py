@@ -8,7 +8,7 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,9 +21,11 @@ from dbhandles.commands.envelope import error_envelope
 from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError, ServerUnreachable, TooManyRequests
 from dbhandles.server import auth, http
+from dbhandles.server.connections import Wire, connection_transport
 from dbhandles.server.fair import FairPool
 from dbhandles.server.fanout import Fanout
 from dbhandles.server.http import LARGE_BODY
+from dbhandles.server.job_process import ChildJobs
 from dbhandles.server.ws import TRANSPORT_KEY, websocket_endpoint
 
 if TYPE_CHECKING:
@@ -72,21 +74,29 @@ class ServerState:
         close_service: bool = False,
         require_token: bool = True,
         threads: int = DEFAULT_THREADS,
+        hosts: Iterable[str] = (),
     ) -> None:
         self.service = service
         self.close_service = close_service
         self.require_token = require_token
+        #: The names a request's Host header may give (``auth.allowed_hosts``).
+        self.hosts = auth.allowed_hosts(service.settings.allowed_hosts, hosts)
         settings = service.settings
         self.max_body_bytes = settings.max_body_bytes
         #: Seconds a request body has to arrive in full (``request_timeout`` past it).
         self.body_timeout = settings.body_timeout_seconds
         self.version = _version()
+        #: Connections per address and answer bytes not yet read, per caller (server/connections.py).
+        self.wire = Wire(settings)
         self.websockets = 0
         #: What each client address and actor holds now (only touched on the event loop).
         self.addresses: Counter[str] = Counter()
         self.uploads: Counter[str] = Counter()
         self.sockets: Counter[str] = Counter()
         self.subscriptions: Counter[str] = Counter()
+        #: Until when (``time.monotonic``) each actor whose socket was closed for unread answers
+        #: may not open another (``ws_overflow_cooldown_seconds``; only touched on the event loop).
+        self.cooling: dict[str, float] = {}
         #: The one bus subscription of every WebSocket (created with the first subscription).
         self.fanout: Fanout | None = None
         #: Run at shutdown once running commands finished, before the service closes.
@@ -203,6 +213,27 @@ class ServerState:
     def end_upload(self, actor: str) -> None:
         _decrement(self.uploads, actor)
 
+    def cool_off(self, context: Context) -> None:
+        """A socket of ``context``'s actor was closed for unread answers: refuse its new sockets
+        for ``ws_overflow_cooldown_seconds`` (a client that reconnects at once would have the
+        server build answers it never reads, over and over). Not for an administrator."""
+        cooldown = self.service.settings.ws_overflow_cooldown_seconds
+        if cooldown and not context.is_admin:
+            self.cooling[context.actor] = time.monotonic() + cooldown
+
+    def cooling_off(self, actor: str) -> TooManyRequests | None:
+        """Why a new socket of ``actor`` is refused while it cools off (``cool_off``), or None."""
+        left = self.cooling.get(actor, 0.0) - time.monotonic()
+        if left <= 0:
+            self.cooling.pop(actor, None)
+            return None
+        return TooManyRequests(
+            f"a WebSocket of {actor!r} was just closed for not reading its answers (code 4000), so "
+            f"its new sockets are refused for {left:.1f} s more (the pause is "
+            "DBHANDLES_WS_OVERFLOW_COOLDOWN_SECONDS); read the answers you ask for",
+            field="connection",
+        )
+
     def sweep_seconds(self) -> float:
         """How often expired query cursors are deleted: a tenth of their TTL, within 0.1 s to 60 s."""
         return self.service.cursors.sweep_seconds
@@ -218,8 +249,14 @@ class ServerState:
             except DbHandlesError:
                 log.warning("could not delete expired query cursors", exc_info=True)
 
-    #: Refuse a request a browser made on behalf of another site (see ``auth.check_site``).
-    check_site = staticmethod(auth.check_site)
+    def check_site(self, origin: str | None, fetch_site: str | None, host: str | None) -> None:
+        """Refuse a request for another host name (DNS rebinding) or that a browser made on behalf
+        of another site (see ``auth.check_site``).
+
+        Raises:
+            Forbidden: a Host this server does not answer to, or another site's page.
+        """
+        auth.check_site(origin, fetch_site, host, self.hosts)
 
     def context(
         self, authorization: str | None, session_id: str | None, command: str | None = None
@@ -266,20 +303,50 @@ class DbHandlesApp(Starlette):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and not await self._host_allowed(scope, send):
+            return
         if scope["type"] == "websocket":
             # Take the browser's ``?token=`` out of the scope before anything logs the request line.
             auth.query_token(scope)
             # The connection's transport (uvicorn's), so that a client that never reads can be cut
             # off: a close frame would wait behind everything it did not read.
             scope[TRANSPORT_KEY] = getattr(getattr(send, "__self__", None), "transport", None)
-        elif (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
-            and scope["path"].startswith(http.COMMAND_PREFIX)
-        ):
-            await http.fast_command(self.state.dbhandles, scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        try:
+            if scope["method"] == "POST" and scope["path"].startswith(http.COMMAND_PREFIX):
+                await http.fast_command(self.state.dbhandles, scope, receive, send)
+            else:
+                scope[TRANSPORT_KEY] = connection_transport(send)
+                await super().__call__(scope, receive, send)
+        except RuntimeError as exc:
+            # Writing to a connection the client closed raises (uvloop: "unable to perform
+            # operation on <TCPTransport closed=True>"): a client that went away is no server error.
+            transport = connection_transport(send)
+            if transport is None or not transport.is_closing():
+                raise
+            log.debug("%s %s: the client closed the connection before its answer was written (%s)",
+                      scope["method"], scope["path"], exc)  # fmt: skip
+
+    async def _host_allowed(self, scope: Scope, send: Send) -> bool:
+        """Every route, the dashboard and ``/health`` included, answers only a ``Host`` it is
+        called by (DNS rebinding: ``auth.check_site``) and one ``Host`` header; otherwise the
+        error envelope (403, or 400 for several headers) and ``False``. A WebSocket upgrade's
+        Host is checked by ``ws.py`` (a denial response); here only that it carries one."""
+        try:
+            host = auth.request_host(scope.get("headers", ()))
+            if scope["type"] == "http":  # an upgrade's Host is ws.py's, answered with a denial
+                auth.require_host(scope, host)
+                auth.check_site(None, None, host, self.state.dbhandles.hosts)
+        except DbHandlesError as exc:
+            with contextlib.suppress(RuntimeError):  # the client already left: nothing to answer
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                else:
+                    await http.respond_error(send, exc)
+            return False
+        return True
 
 
 def create_app(
@@ -288,6 +355,7 @@ def create_app(
     close_service: bool = False,
     require_token: bool = True,
     threads: int = DEFAULT_THREADS,
+    hosts: Iterable[str] = (),
 ) -> Starlette:
     """The ASGI app serving ``service``.
 
@@ -297,10 +365,18 @@ def create_app(
         require_token: refuse requests without a valid bearer token (``unauthorized``, 401); when
             false, a request without a token runs as the local user (for development only).
         threads: worker threads for database work.
+        hosts: names the server is bound to, which a request's Host may give besides the loopback
+            names and ``DBHANDLES_ALLOWED_HOSTS`` (a wildcard address adds nothing).
     """
     state = ServerState(
-        service, close_service=close_service, require_token=require_token, threads=threads
+        service,
+        close_service=close_service,
+        require_token=require_token,
+        threads=threads,
+        hosts=hosts,
     )
+    # Large jobs on shared databases run in child processes, off this process's GIL.
+    service.jobs.elsewhere = ChildJobs(service)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -19,21 +19,27 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from starlette.types import Scope
 
 from dbhandles.context import Context
-from dbhandles.errors import Forbidden, Unauthorized
+from dbhandles.errors import Forbidden, InvalidParams, Unauthorized
 
 if TYPE_CHECKING:
     from dbhandles.security.tokens import TokenManager
 
 __all__ = [
+    "AMBIGUOUS",
+    "LOOPBACK_HOSTS",
     "QUERY_TOKEN_KEY",
     "RedactSecrets",
+    "allowed_hosts",
     "authenticate",
     "check_site",
     "claimed_actor",
     "install_log_redaction",
     "query_token",
     "redact",
+    "request_host",
+    "require_host",
     "scoped_session",
+    "socket_credential",
     "socket_session",
 ]
 
@@ -46,18 +52,103 @@ _TOKEN_PARAM = re.compile(r"((?:^|[?&\s])token=)[^&\s\"']+", re.IGNORECASE)
 _BEARER = re.compile(r"(bearer\s+)[^\s\"']+", re.IGNORECASE)
 _TOKEN = re.compile(r"\bdbh_[A-Za-z0-9]{8,32}_[A-Za-z0-9_-]{20,128}")
 REDACTED = "[redacted]"
+#: What a request's credentials are taken as when it gives more than one (two ``Authorization``
+#: headers, ``?token=`` twice, or both on a WebSocket): refused (``authenticate``), never one of
+#: them picked. No header value can hold a NUL, so no real credential reads as this.
+AMBIGUOUS = "\x00ambiguous"
 
 
-def check_site(origin: str | None, fetch_site: str | None, host: str | None) -> None:
-    """Refuse a request a browser made on behalf of another site (a page driving the local server).
+#: The names of this machine's loopback addresses: always answered to.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+#: Bind addresses that name no host (every interface): they add nothing to the allowed names.
+_WILDCARDS = frozenset({"", "0.0.0.0", "::", "[::]"})
+
+
+def _host_name(host: str) -> str:
+    """The name part of a ``Host`` header (``[::1]:8080`` -> ``[::1]``), lower case, without the
+    trailing dot of a fully qualified name."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]") + 1
+        rest = host[end:] if end else ""
+        # ``[::1]`` or ``[::1]:port``; anything else after ``]`` (``[::1]evil.com``) is no name
+        # of ours, so the whole text is compared (and refused).
+        name = host[:end] if end and (not rest or (rest[0] == ":" and rest[1:].isdigit())) else host
+    else:
+        name, sep, port = host.rpartition(":")
+        if not sep or not port.isdigit():
+            name = host
+    # One trailing dot is a fully qualified name; two are no name at all.
+    return name[:-1] if name.endswith(".") and not name.endswith("..") else name
+
+
+def request_host(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The one ``Host`` header of an ASGI request (``None``: none, as in HTTP/1.0).
+
+    Raises:
+        InvalidParams: more than one ``Host`` header (RFC 9112 §3.2: a server must answer 400),
+            which a proxy and this server could read differently.
+    """
+    found = [value for key, value in headers if key == b"host"]
+    if len(found) > 1:
+        raise InvalidParams("a request may carry one Host header, not several", field="Host")
+    return found[0].decode("latin-1") if found else None
+
+
+def require_host(scope: Scope, host: str | None) -> None:
+    """An HTTP/1.1 request names its host (RFC 9112 §3.2: a server answers 400 without one); an
+    HTTP/1.0 one need not.
+
+    Raises:
+        InvalidParams: an HTTP/1.1 (or later) request without ``Host``.
+    """
+    if host is None and scope.get("http_version", "1.1") not in ("1.0", "0.9"):
+        raise InvalidParams("an HTTP/1.1 request must carry a Host header", field="Host")
+
+
+def allowed_hosts(configured: Iterable[str], bound: Iterable[str] = ()) -> frozenset[str]:
+    """The host names a request may give: the loopback names, the addresses the server is bound to
+    (not a wildcard) and ``DBHANDLES_ALLOWED_HOSTS`` (``*``: any)."""
+    names = set(LOOPBACK_HOSTS)
+    for host in (*configured, *bound):
+        name = host.strip().lower()
+        if ":" in name and not name.startswith("[") and name.count(":") > 1:
+            name = f"[{name}]"  # an IPv6 address as a Host header spells it
+        name = _host_name(name) if name != "*" else name
+        if name not in _WILDCARDS:
+            names.add(name)
+    return frozenset(names)
+
+
+def check_site(
+    origin: str | None,
+    fetch_site: str | None,
+    host: str | None,
+    hosts: frozenset[str] = LOOPBACK_HOSTS,
+) -> None:
+    """Refuse a request for a host name the server does not answer to, or that a browser made on
+    behalf of another site (a page driving the local server).
+
+    A page of ``attacker.example`` whose name the attacker then points at 127.0.0.1 (DNS
+    rebinding) is the same origin as its own requests: only the ``Host`` it sends tells it apart,
+    so ``Host`` must be one of ``hosts`` (``allowed_hosts``), in every mode, token or not. Its port
+    is not compared: a request that reached this server came through its port whatever it says.
+    A request without ``Host`` (HTTP/1.0) comes from no browser and is not refused for it.
 
     Browsers say where a request comes from (``Sec-Fetch-Site``, ``Origin``); programs such as
     ``jtag`` and ``Client`` send neither and are not affected. Another port on the same host is
     another site too: ``same-site`` is refused like ``cross-site``.
 
     Raises:
-        Forbidden: the request comes from another site.
+        Forbidden: a ``Host`` not in ``hosts``; the request comes from another site.
     """
+    if host is not None and "*" not in hosts and _host_name(host) not in hosts:
+        raise Forbidden(
+            "refused a request for a host name this server does not answer to (a name pointed at "
+            "it by someone else); call it by 127.0.0.1, localhost or [::1], or an administrator "
+            "can add the name to DBHANDLES_ALLOWED_HOSTS",
+            field="Host",
+        )
     if fetch_site is not None and fetch_site.lower() in ("cross-site", "same-site"):
         raise Forbidden(
             f"refused a {fetch_site} request from a web page; only the dashboard served by this "
@@ -97,9 +188,15 @@ def authenticate(
     roots apply (``trusted_local=False``). The session is scoped by the actor (``scoped_session``).
 
     Raises:
-        Unauthorized: a malformed, unknown, expired or revoked token, or none when one is required.
+        Unauthorized: a malformed, unknown, expired or revoked token, or none when one is required;
+            more than one credential (``AMBIGUOUS``).
     """
     token: str | None = None
+    if authorization == AMBIGUOUS:
+        raise Unauthorized(
+            "the request gives more than one credential (Authorization headers, ?token= "
+            "parameters, or both); send exactly one"
+        )
     if authorization is not None:
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
@@ -144,6 +241,7 @@ def query_token(scope: Scope) -> str | None:
 
     The server logs request lines with their query string; once the token is out of the scope, no log
     line built from it can carry the token. Idempotent: the token is kept under ``QUERY_TOKEN_KEY``.
+    More than one ``token`` is ``AMBIGUOUS``.
     """
     if QUERY_TOKEN_KEY in scope:
         kept: str | None = scope[QUERY_TOKEN_KEY]
@@ -153,14 +251,26 @@ def query_token(scope: Scope) -> str | None:
     if b"token" in raw.lower():
         pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
         rest = []
+        given = 0
         for key, value in pairs:
             if key.lower() == "token":
-                token = token or value or None
+                given += 1
+                token = AMBIGUOUS if given > 1 else value or None
             else:
                 rest.append((key, value))
         scope["query_string"] = urlencode(rest).encode("latin-1")
     scope[QUERY_TOKEN_KEY] = token
     return token
+
+
+def socket_credential(headers: list[str], query: str | None) -> str | None:
+    """The credential of a WebSocket upgrade: its ``Authorization`` header or its ``?token=``
+    (``query_token``), as a header value; ``AMBIGUOUS`` when it gives more than one."""
+    if len(headers) + (query is not None) > 1 or query == AMBIGUOUS:
+        return AMBIGUOUS  # refused: never one credential of several
+    if query:
+        return f"Bearer {query}"
+    return headers[0] if headers else None
 
 
 def redact(text: str) -> str:

@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from dbhandles.commands import builtin_commands
 from dbhandles.commands.envelope import error_envelope
-from dbhandles.context import Context
+from dbhandles.context import MAX_SESSION_ID, SESSION_ID_RULE, Context, is_session_id
 from dbhandles.errors import (
     DbHandlesError,
     InvalidParams,
@@ -34,7 +34,10 @@ from dbhandles.errors import (
     UnknownCommand,
 )
 from dbhandles.jobs import JOB_COMMANDS, Job
+from dbhandles.server.auth import AMBIGUOUS
+from dbhandles.server.connections import TRANSPORT_KEY, answer_caller, connection_transport
 from dbhandles.server.openapi import command_info, commands_listing, error_codes, openapi_document
+from dbhandles.values import json_problem, read_json
 from dbhandles.wire import home_id
 
 if TYPE_CHECKING:
@@ -64,8 +67,11 @@ COMMAND_PREFIX = "/commands/"
 #: Bodies up to this size are read with the headers (the server buffers that much anyway); a larger
 #: one, or one of unknown length, only once the token was checked.
 LARGE_BODY = 64 * 1024
+QUERY_OPEN = "data/query-open"
+#: A JSON escape (``\u00e9``) takes up to 3 times the bytes of what it stands for in the query the
+#: cursor measures, and a client may indent: a ``data/query-open`` body gets 4 times the spec limit.
+QUERY_BODY_FACTOR = 4
 _INTERNAL = "the server failed unexpectedly; its log has the details"
-MAX_SESSION_ID = 128
 _STATUS: dict[str, int] = {}
 _STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -112,12 +118,30 @@ def _state(request: Request) -> ServerState:
     return state
 
 
-def _too_large(limit: int) -> PayloadTooLarge:
+def _too_large(limit: int, name: str | None = None) -> PayloadTooLarge:
+    if name == QUERY_OPEN:
+        return PayloadTooLarge(
+            f"request body is larger than {limit} bytes, which no data/query-open can need: a "
+            "query cursor keeps at most DBHANDLES_MAX_CURSOR_SPEC_BYTES of query (filter, orderBy "
+            "and fields as JSON); use a smaller filter, or data/list",
+            field="body",
+        )
     return PayloadTooLarge(
         f"request body is larger than {limit} bytes; send less per request (data/batch in several "
         "parts) or raise DBHANDLES_MAX_BODY_BYTES on the server",
         field="body",
     )
+
+
+def body_limit(state: ServerState, name: str) -> int:
+    """The largest body ``name`` may be sent with: ``max_body_bytes``; for ``data/query-open``
+    ``QUERY_BODY_FACTOR`` times ``max_cursor_spec_bytes`` plus ``LARGE_BODY`` (its other params),
+    so that a query the cursor would refuse is refused from its ``Content-Length``, before it is
+    read and parsed (a 2.7 MB filter holds the GIL for tens of milliseconds to parse and check)."""
+    spec = state.service.settings.max_cursor_spec_bytes
+    if name == QUERY_OPEN and spec:
+        return min(state.max_body_bytes, QUERY_BODY_FACTOR * spec + LARGE_BODY)
+    return state.max_body_bytes
 
 
 def parse_params(body: bytes) -> dict[str, Any]:
@@ -131,18 +155,25 @@ def parse_params(body: bytes) -> dict[str, Any]:
     if not body:
         return {}
     try:
-        params = orjson.loads(body)
+        params = read_json(body)
     except orjson.JSONDecodeError as exc:
-        raise InvalidParams(f"request body is not valid JSON: {exc}", field="body") from exc
+        raise InvalidParams(f"request body {json_problem(body, exc)}", field="body") from exc
     if not isinstance(params, dict):
         raise InvalidParams("request body must be a JSON object of parameters", field="body")
     return params
 
 
 def _check_session_id(session_id: str | None) -> None:
-    if session_id is not None and (not session_id or len(session_id) > MAX_SESSION_ID):
+    if session_id is not None and not is_session_id(session_id):
+        # Header bytes arrive decoded as Latin-1: shown as the UTF-8 the client most likely sent.
+        try:
+            shown = session_id.encode("latin-1").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            shown = session_id
         raise InvalidParams(
-            f"X-Session-Id must be 1 to {MAX_SESSION_ID} characters", field="X-Session-Id"
+            f"X-Session-Id: {shown[: MAX_SESSION_ID + 1]!r} is not a valid session id "
+            f"({SESSION_ID_RULE})",
+            field="X-Session-Id",
         )
 
 
@@ -162,12 +193,21 @@ class Caller:
         found: dict[bytes, str] = {}
         for key, value in scope["headers"]:
             if key in _CALLER_HEADERS:
-                found[key] = value.decode("latin-1")
+                # Two Authorization headers are refused (AMBIGUOUS), never one of them picked.
+                ambiguous = key == b"authorization" and key in found
+                found[key] = AMBIGUOUS if ambiguous else value.decode("latin-1")
         caller = cls(
             found.get(b"authorization"), found.get(b"x-session-id"), found.get(b"origin"),
             found.get(b"sec-fetch-site"), found.get(b"host"),
         )  # fmt: skip
         return caller, found.get(b"content-length")
+
+    @property
+    def valid_session_id(self) -> str | None:
+        """``session_id`` if it is a session id (``None`` otherwise: it is refused once the token is
+        checked, and never echoed back)."""
+        session_id = self.session_id
+        return session_id if session_id is not None and is_session_id(session_id) else None
 
 
 _CALLER_HEADERS = frozenset(
@@ -182,19 +222,37 @@ def client_address(scope: Scope) -> str:
 
 
 def authenticate(state: ServerState, caller: Caller, command: str | None = None) -> Context:
-    """In a worker thread: who is calling, from the headers alone (site, session id, token). A
-    refusal is audited, naming ``command``.
+    """In a worker thread: who is calling, from the headers alone (site, then token). A refusal is
+    audited, naming ``command``. The ``X-Session-Id`` header is checked after the token, once the
+    params are read (``check_session_header``): a bad token is 401 whatever the session id, and a
+    bad session id is refused as the token's actor.
 
     Raises:
-        DbHandlesError: another site's page, a bad ``X-Session-Id``, or ``unauthorized``.
+        DbHandlesError: another site's page, or ``unauthorized``.
     """
     try:
         state.check_site(caller.origin, caller.fetch_site, caller.host)
-        _check_session_id(caller.session_id)
     except DbHandlesError as exc:
         state.audit_refusal(command, exc, caller.authorization)
         raise
-    return state.context(caller.authorization, caller.session_id, command)
+    return state.context(caller.authorization, caller.valid_session_id, command)
+
+
+def check_session_header(
+    state: ServerState, caller: Caller, name: str, params: dict[str, Any], context: Context
+) -> None:
+    """Refuse a bad ``X-Session-Id`` of an authenticated request for command ``name``, audited as
+    the ``sessionId`` param's refusal is (``Service.audit_refusal``): the token's actor, the
+    command, its operation and what its params name.
+
+    Raises:
+        InvalidParams: the header is not a session id (field ``X-Session-Id``).
+    """
+    try:
+        _check_session_id(caller.session_id)
+    except DbHandlesError as exc:
+        state.service.audit_refusal(COMMANDS[name], params, context, exc.code)
+        raise
 
 
 def run_command(
@@ -213,20 +271,21 @@ def run_command(
                 field="command",
             )
         params = parse_params(body)
+        dispatched = True  # the dispatcher (and the job runner) audit what they run or refuse
+        check_session_header(state, caller, name, params, context)
         if name in JOB_COMMANDS:
             return state.service.jobs.start(name, params, context)
-        dispatched = True  # the dispatcher audits what it runs
         envelope = state.service.dispatch(name, params, context=context)
     except DbHandlesError as exc:
         envelope = error_envelope(exc, context)
         if context is not None and not dispatched:
             # An authenticated request refused before any command ran (an unknown command, a body
-            # that is no params object, a job refused at its start) is in the audit log too.
+            # that is no params object) is in the audit log too.
             state.service.audit.record_call(
                 time.time(), context.actor, context.session_id, None, name[:200], "request",
                 None, None, exc.code,
             )  # fmt: skip
-    return finish(envelope, context is not None, caller.session_id)
+    return finish(envelope, context is not None, caller.valid_session_id)
 
 
 def finish(
@@ -245,7 +304,7 @@ def finish(
 def _peek(body: bytes) -> dict[str, Any] | None:
     """The params object of a body, or ``None`` when it is not one (``run_command`` reports why)."""
     try:
-        params = orjson.loads(body) if body else {}
+        params = read_json(body) if body else {}
     except orjson.JSONDecodeError:
         return None
     return params if isinstance(params, dict) else None
@@ -259,11 +318,36 @@ async def _respond(send: Send, status: int, body: bytes, close: bool = False) ->
     await send({"type": "http.response.body", "body": body})
 
 
+async def respond_error(send: Send, exc: DbHandlesError) -> None:
+    """Answer ``exc``'s error envelope with its status and close the connection (before routing)."""
+    await _respond(send, exc.http_status, orjson.dumps(error_envelope(exc)), close=True)
+
+
 async def fast_command(state: ServerState, scope: Scope, receive: Receive, send: Send) -> None:
-    """``POST /commands/<name>`` as a bare ASGI handler (see ``DbHandlesApp``)."""
+    """``POST /commands/<name>`` as a bare ASGI handler (see ``DbHandlesApp``).
+
+    Under uvicorn, the caller's answers not yet read by its connections are bounded
+    (``connections.Wire``): over ``max_unsent_bytes_per_actor`` its request is refused before
+    anything runs (429, connection closed, body unread); a large answer that would take it past the
+    bound is dropped and replaced by a 429 that says the command ran.
+    """
+    transport = connection_transport(send)
+    caller, who = answer_caller(scope) if transport is not None else ("", "")
+    refusal = state.wire.over_budget(caller, who) if transport is not None else None
+    if refusal is not None:
+        await _respond(send, status_for(refusal.code), orjson.dumps(error_envelope(refusal)), True)
+        return
     answer = await serve_command(state, scope["path"][len(COMMAND_PREFIX) :], scope, receive)
-    if answer is not None:
-        await _respond(send, *answer)
+    if answer is None:
+        return
+    if transport is not None:
+        _, payload, close = answer
+        dropped = state.wire.too_much(caller, who, len(payload))
+        if dropped is not None:
+            answer = status_for(dropped.code), orjson.dumps(error_envelope(dropped)), close
+    await _respond(send, *answer)
+    if transport is not None:
+        state.wire.carry(transport, caller)
 
 
 async def serve_command(
@@ -287,17 +371,18 @@ async def serve_command(
     turn = caller.authorization or address
     body_read = False
     try:
-        declared = _declared(length, state.max_body_bytes)
+        limit = body_limit(state, name)
+        declared = _declared(length, limit, name)
         context: Context | None = None
         if declared is None or declared > LARGE_BODY:
             context = await state.run_as(turn, functools.partial(authenticate, state, caller, name))
             state.start_upload(context.actor)
             try:
-                body = await _read(receive, state.max_body_bytes, state.body_timeout)
+                body = await _read(receive, limit, state.body_timeout, name)
             finally:
                 state.end_upload(context.actor)
         else:
-            body = await _read(receive, state.max_body_bytes, state.body_timeout)
+            body = await _read(receive, limit, state.body_timeout, name)
         if body is None:
             return None  # the client went away
         body_read = True
@@ -311,7 +396,7 @@ async def serve_command(
             )
         if isinstance(outcome, Job):
             envelope = await state.wait_job(outcome)
-            status, payload = finish(envelope, True, caller.session_id)
+            status, payload = finish(envelope, True, caller.valid_session_id)
         else:
             status, payload = outcome
     except DbHandlesError as exc:
@@ -324,7 +409,7 @@ async def serve_command(
     return status, payload, not body_read or state.stopping
 
 
-def _declared(declared: str | None, limit: int) -> int | None:
+def _declared(declared: str | None, limit: int, name: str | None = None) -> int | None:
     """The declared Content-Length, if any.
 
     Raises:
@@ -337,11 +422,13 @@ def _declared(declared: str | None, limit: int) -> int | None:
     except ValueError:
         raise InvalidParams("Content-Length is not a number", field="Content-Length") from None
     if length > limit:
-        raise _too_large(limit)
+        raise _too_large(limit, name)
     return length
 
 
-async def _read(receive: Receive, limit: int, timeout: float) -> bytes | None:
+async def _read(
+    receive: Receive, limit: int, timeout: float, name: str | None = None
+) -> bytes | None:
     """The body, or None if the client disconnected.
 
     Raises:
@@ -359,7 +446,7 @@ async def _read(receive: Receive, limit: int, timeout: float) -> bytes | None:
                 chunk = message.get("body", b"")
                 total += len(chunk)
                 if total > limit:
-                    raise _too_large(limit)
+                    raise _too_large(limit, name)
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -449,6 +536,10 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
 
 
 async def internal_error_handler(request: Request, exc: Exception) -> Response:
-    """Anything unexpected: logged here, and an ``internal_error`` envelope without a traceback."""
+    """Anything unexpected: logged here, and an ``internal_error`` envelope without a traceback. A
+    write to a connection the client closed is no server error: ``DbHandlesApp`` logs it (debug)."""
+    transport = request.scope.get(TRANSPORT_KEY)
+    if isinstance(exc, RuntimeError) and transport is not None and transport.is_closing():
+        raise exc
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(DbHandlesError(_INTERNAL))

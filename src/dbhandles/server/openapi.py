@@ -11,6 +11,7 @@ from dbhandles.adapters import adapter_names
 from dbhandles.commands import Command, builtin_commands
 from dbhandles.commands.fielddocs import document_params
 from dbhandles.commands.grammar import CommandSchema, apply_settings
+from dbhandles.context import SESSION_ID_PATTERN
 from dbhandles.errors import DbHandlesError
 
 if TYPE_CHECKING:
@@ -251,7 +252,7 @@ def _document(version: str) -> dict[str, Any]:
                         "required": False,
                         "description": "The caller's session (scoped by its actor); query cursors "
                         "belong to it. Echoed as sessionId.",
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+                        "schema": {"type": "string", "pattern": SESSION_ID_PATTERN},
                     }
                 ],
                 # A command with a required parameter needs a body (also when every branch of

@@ -18,8 +18,9 @@ queues them; a thread of the fan-out serialises each once and hands it to this c
 The outbox is bounded in bytes (``DBHANDLES_WS_OUTBOX_BYTES``): past it, events are dropped (counted and
 reported with ``overflow``), and a response that does not fit closes the socket with code 4000
 (``CLOSE_OUTBOX_FULL``): a client that sends requests and never reads the answers cannot make the
-server hold them without bound. One actor holds at most ``DBHANDLES_MAX_SOCKETS_PER_ACTOR`` sockets and
-``DBHANDLES_MAX_SUBSCRIPTIONS_PER_ACTOR`` subscriptions; a socket over the limit gets a
+server hold them, nor build more (what it sent is dropped; its actor cools off, 1013 on a new socket:
+``DBHANDLES_WS_OVERFLOW_COOLDOWN_SECONDS``). One actor holds at most ``DBHANDLES_MAX_SOCKETS_PER_ACTOR``
+sockets and ``DBHANDLES_MAX_SUBSCRIPTIONS_PER_ACTOR`` subscriptions; a socket over the limit gets a
 ``too_many_requests`` error and is closed with code 1013 (``CLOSE_TRY_LATER``). When the server stops, a
 request that arrives is answered ``server_unreachable`` and not run, and the socket is closed with 1012
 (``CLOSE_RESTART``) once every request it accepted has been answered (``server/shutdown.py``).
@@ -57,6 +58,7 @@ from dbhandles.server import auth
 from dbhandles.server.fanout import Fanout
 from dbhandles.server.http import client_address as http_address
 from dbhandles.server.ws_guard import WATCH_SECONDS, Guard
+from dbhandles.values import json_problem, read_json
 
 if TYPE_CHECKING:
     from dbhandles.server.app import ServerState
@@ -220,6 +222,7 @@ class Connection:
             return
         self.overflowed = True
         self.open = False
+        self.state.cool_off(self.context)
         while not self.outbox.empty():  # the memory goes now, not when the socket is gone
             self.outbox.get_nowait()
         self.queued_bytes = 0
@@ -255,14 +258,16 @@ class Connection:
                    **({"field": exc.field} if exc.field else {})})  # fmt: skip
 
     async def handle(self, raw: str | bytes) -> None:
+        if self.overflowed:
+            return  # closing for unread answers: nothing more is parsed or run
         if len(raw) > self.state.max_body_bytes:
             self.error(None, PayloadTooLarge(f"message is larger than {self.state.max_body_bytes} bytes",
                                              field="message"))  # fmt: skip
             return
         try:
-            message = orjson.loads(raw)
+            message = read_json(raw)
         except orjson.JSONDecodeError as exc:
-            self.error(None, InvalidParams(f"message is not valid JSON: {exc}", field="message"))
+            self.error(None, InvalidParams(f"message {json_problem(raw, exc)}", field="message"))
             return
         if not isinstance(message, dict):
             self.error(
@@ -342,8 +347,10 @@ class Connection:
             self.shut(self.refused)
 
     def _execute(self, msg_id: Any, name: str, params: dict[str, Any]) -> str | Job:
-        """In a worker thread: run the command and serialise the response there, off the loop; a
-        long command (``JOB_COMMANDS``) is started as a job and the job returned."""
+        """In a worker thread (nothing once the socket overflowed): run the command and serialise
+        the response there, off the loop; a long command (``JOB_COMMANDS``) is started as a job."""
+        if self.overflowed:
+            return ""  # nobody would read it
         try:
             if self.refused is None:
                 self.guard.recheck()
@@ -468,10 +475,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     """
     state: ServerState = websocket.app.state.dbhandles
     headers = websocket.headers
-    authorization = headers.get("authorization")
-    query_token = auth.query_token(websocket.scope)
-    if authorization is None and query_token:
-        authorization = f"Bearer {query_token}"
+    authorization = auth.socket_credential(
+        headers.getlist("authorization"), auth.query_token(websocket.scope)
+    )
     try:
         state.check_site(headers.get("origin"), headers.get("sec-fetch-site"), headers.get("host"))
     except DbHandlesError as exc:
@@ -509,6 +515,10 @@ async def _serve(websocket: WebSocket, state: ServerState, authorization: str | 
         return
     limit = state.service.settings.max_sockets_per_actor
     limited = not context.is_admin
+    cooling = state.cooling_off(context.actor) if limited else None
+    if cooling is not None:
+        await _refuse(websocket, cooling, CLOSE_TRY_LATER)
+        return
     if limited and state.sockets[context.actor] >= limit:
         await _refuse(websocket, TooManyRequests(
             f"{context.actor!r} already has {limit} WebSockets open (the limit is "
@@ -572,11 +582,8 @@ async def _deny(websocket: WebSocket, exc: DbHandlesError) -> None:
 
 
 def _end_session(state: ServerState, session_id: str) -> None:
-    """The connection's query cursors close with it.
-
-    Handed to the worker threads without waiting, so it happens even if this task is cancelled
-    while it finishes (a server shutting down, a test client tearing down).
-    """
+    """The connection's query cursors close with it, handed to the worker threads without waiting,
+    so it happens even if this task is cancelled (a server shutting down, a test client tearing down)."""
     try:
         state.executor.submit(_close_cursors, state, session_id)
     except RuntimeError:  # the worker threads are already stopped: the server is shutting down

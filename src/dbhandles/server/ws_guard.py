@@ -4,7 +4,9 @@ the events it receives are only those of handles its actor may read.
 A socket is authenticated once, at the upgrade, but may stay open for hours: a token revoked (or
 expired) in the meantime must stop working there too, not only on new connections. And events carry
 records: a subscriber to ``data:*`` must not receive the writes made through a handle its actor could
-not read (another actor's ``strict`` handle, a collection the handle denies). Both decisions reuse the
+not read (another actor's ``strict`` handle, a collection the handle denies), and a job's events
+(``import:*``, ``export:done``, ``copy:*``, which name the files and handles of the actor who ran
+it, under ``actor``) reach that actor and administrators only. Both decisions reuse the
 library's own checks (``TokenManager.authenticate`` and ``policy.authorize``), so the socket is held
 to the same rules as every command.
 
@@ -25,6 +27,7 @@ from dbhandles.commands import builtin_commands
 from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError
 from dbhandles.events import Event
+from dbhandles.security.redaction import AUDIENCE_KEY
 from dbhandles.server.auth import authenticate
 
 if TYPE_CHECKING:
@@ -105,6 +108,9 @@ class Guard:
             return False
         if self.context.is_admin:
             return True
+        owner = event.payload.get(AUDIENCE_KEY)
+        if owner is not None and owner != self.context.actor:
+            return False  # a job's event (import, export, copy): its own actor's alone
         handle = event.payload.get("dbHandle")
         collection = event.payload.get("collection")
         key = (str(handle), collection if isinstance(collection, str) else None)

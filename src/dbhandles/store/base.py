@@ -4,6 +4,7 @@ tokens, audit, meta; jobs are ``jobs.py``'s). A row's fields are its table's col
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -144,6 +145,8 @@ class CursorRow:
     exhausted: bool
     session_id: str | None
     expires_at: int
+    #: The limited (non-admin) actor it counts against (``max_cursors_per_actor``), if any.
+    owner: str | None = None
 
 
 class HandleStore(ABC):
@@ -215,7 +218,15 @@ class HandleStore(ABC):
         """Alias → handle."""
 
     @abstractmethod
-    def put_cursor(self, row: CursorRow) -> None: ...
+    def put_cursor(self, row: CursorRow, *, room: int | None = None, now_ms: int = 0) -> bool:
+        """Insert a cursor; with ``room``, only while ``row.owner`` holds fewer than ``room`` live
+        cursors (``expires_at`` not before ``now_ms``) in the store, counted and inserted in one
+        write transaction, so racing inserts from any process never overshoot. ``True`` if it was
+        inserted."""
+
+    @abstractmethod
+    def count_cursors(self, owner: str, now_ms: int) -> int:
+        """How many live cursors (``expires_at`` not before ``now_ms``) ``owner`` holds."""
 
     @abstractmethod
     def get_cursor(self, cursor_id: str) -> CursorRow | None: ...
@@ -284,7 +295,13 @@ class HandleStore(ABC):
         """Grants, by database then actor."""
 
     @abstractmethod
-    def put_token(self, row: TokenRow) -> None: ...
+    def put_token(
+        self, row: TokenRow, check: Callable[[list[TokenRow]], None] | None = None
+    ) -> None:
+        """Store a new token. ``check``, if given, is called with every stored token (as
+        ``list_tokens``) in the same write transaction, before the insert, and raises to refuse
+        it: one store (every process on it) runs one such check-and-insert at a time, so two
+        concurrent creates for one name cannot both pass a rule on the names' other tokens."""
 
     @abstractmethod
     def get_token(self, token_id: str) -> TokenRow | None: ...

@@ -132,6 +132,13 @@ def _first_release_handles(tx: Tx, dialect: Dialect) -> None:
             )
 
 
+def _cursor_owners(tx: Tx, dialect: Dialect) -> None:
+    owner = next(c for c in CURSORS.columns if c.name == "owner")
+    tx.execute(f"ALTER TABLE _dbh_cursors ADD COLUMN owner {dialect.types[owner.kind]}")
+    index = next(i for i in CURSORS.indexes if i.name == "_dbh_cursors_owner")
+    tx.execute(create_index(CURSORS, index))
+
+
 def _jobs(tx: Tx, dialect: Dialect) -> None:
     tx.execute(create_table(dialect, JOBS))
     for index in JOBS.indexes:
@@ -155,6 +162,14 @@ STEPS: tuple[Step, ...] = (
     ),
     # Compatible: code of version 4 keeps its jobs in memory and never reads the new table.
     Step(5, "jobs: the job table every process on the home reads", _jobs, compatible=True),
+    # Compatible: code of version 5 writes no owner (its cursors count against no one) and reads
+    # the columns it names.
+    Step(
+        6,
+        "cursor owners: the cursor limit of an actor counted in the store",
+        _cursor_owners,
+        compatible=True,
+    ),
 )
 
 #: The version this code creates and upgrades homes to.

@@ -180,5 +180,11 @@ class PostgresHandleStore(SqlHandleStore):
     def _lock_jobs(self, tx: Tx) -> None:
         tx.execute("SELECT pg_advisory_xact_lock(?)", (advisory_key(self.schema, "_dbh_jobs"),))
 
+    def _lock_tokens(self, tx: Tx) -> None:
+        tx.execute("SELECT pg_advisory_xact_lock(?)", (advisory_key(self.schema, "_dbh_tokens"),))
+
+    def _lock_cursors(self, tx: Tx) -> None:
+        tx.execute("SELECT pg_advisory_xact_lock(?)", (advisory_key(self.schema, "_dbh_cursors"),))
+
     def close(self) -> None:
         self._pool.close()

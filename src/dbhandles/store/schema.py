@@ -131,12 +131,14 @@ CURSORS = Table(
         _col("cursor_id"), _required("handle"), _required("collection"), _required("spec", Kind.JSON),
         _col("position", Kind.JSON), _required("page_number", Kind.INT), _required("total_count", Kind.BIGINT),
         _required("page_size", Kind.INT), _required("exhausted", Kind.BOOL), _col("session_id"),
-        _required("expires_at", Kind.BIGINT),
+        # owner: the limited actor the cursor counts against (since schema version 6).
+        _required("expires_at", Kind.BIGINT), _col("owner"),
     ),
     key="cursor_id",
     indexes=(
         Index("_dbh_cursors_handle", ("handle",)),
         Index("_dbh_cursors_session", ("session_id",)),  # since schema version 2 in SQLite
+        Index("_dbh_cursors_owner", ("owner",)),  # since schema version 6
     ),
 )  # fmt: skip
 AUDIT = Table(

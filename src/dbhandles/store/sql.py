@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 from abc import abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from functools import cached_property
 from typing import Any, ClassVar, Protocol
@@ -68,6 +68,9 @@ _PUT_GRANT = (
     " ON CONFLICT (grant_id) DO UPDATE SET permissions = excluded.permissions, "
     "granted_by = excluded.granted_by, granted_at = excluded.granted_at"
 )
+
+
+_COUNT_CURSORS = "SELECT count(*) FROM _dbh_cursors WHERE owner = ? AND expires_at >= ?"
 
 
 def grant_id(database: str, actor: str) -> str:
@@ -191,8 +194,26 @@ class SqlHandleStore(HandleStore):
 
     # -- cursors -----------------------------------------------------------------------------------
 
-    def put_cursor(self, row: CursorRow) -> None:
-        self._write(self.dialect.insert(CURSORS), values(CURSORS, row))
+    def put_cursor(self, row: CursorRow, *, room: int | None = None, now_ms: int = 0) -> bool:
+        if room is None or row.owner is None:
+            self._write(self.dialect.insert(CURSORS), values(CURSORS, row))
+            return True
+        with self._tx() as tx:
+            # SQLite's BEGIN IMMEDIATE runs one writer at a time; PostgreSQL takes a lock on the
+            # table's key (READ COMMITTED alone would let two transactions count the same rows).
+            self._lock_cursors(tx)
+            held = tx.execute(_COUNT_CURSORS, (row.owner, now_ms)).fetchone()
+            if held[0] >= room:
+                return False
+            tx.execute(self.dialect.insert(CURSORS), values(CURSORS, row))
+            return True
+
+    def _lock_cursors(self, tx: Tx) -> None:
+        """Serialise capped cursor inserts, first thing in their transaction (SQLite's ``BEGIN
+        IMMEDIATE`` already runs one writer at a time)."""
+
+    def count_cursors(self, owner: str, now_ms: int) -> int:
+        return int(self._read(_COUNT_CURSORS, (owner, now_ms))[0][0])
 
     def get_cursor(self, cursor_id: str) -> CursorRow | None:
         rows = self._read(f"{self.dialect.select(CURSORS)} WHERE cursor_id = ?", (cursor_id,))
@@ -322,8 +343,23 @@ class SqlHandleStore(HandleStore):
 
     # -- tokens ------------------------------------------------------------------------------------
 
-    def put_token(self, row: TokenRow) -> None:
-        self._write(self.dialect.insert(TOKENS), values(TOKENS, row))
+    def put_token(
+        self, row: TokenRow, check: Callable[[list[TokenRow]], None] | None = None
+    ) -> None:
+        if check is None:
+            self._write(self.dialect.insert(TOKENS), values(TOKENS, row))
+            return
+        with self._tx() as tx:
+            # SQLite's BEGIN IMMEDIATE runs one writer at a time; PostgreSQL takes a lock on the
+            # table's key (READ COMMITTED alone would let two creates both see no other token).
+            self._lock_tokens(tx)
+            found = tx.execute(f"{self.dialect.select(TOKENS)} ORDER BY created_at, token_id")
+            check([row_from(TOKENS, TokenRow, r) for r in found.fetchall()])
+            tx.execute(self.dialect.insert(TOKENS), values(TOKENS, row))
+
+    def _lock_tokens(self, tx: Tx) -> None:
+        """Serialise checked token inserts, first thing in their transaction (SQLite's ``BEGIN
+        IMMEDIATE`` already runs one writer at a time)."""
 
     def get_token(self, token_id: str) -> TokenRow | None:
         rows = self._read(f"{self.dialect.select(TOKENS)} WHERE token_id = ?", (token_id,))

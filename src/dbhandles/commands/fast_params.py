@@ -1,0 +1,198 @@
+"""A quicker door for the params most calls send, and models built without pydantic's generic loops.
+
+``parse_simple(model, raw)`` takes params whose every value is a string (``{"dbHandle": ...,
+"collection": ..., "id": ...}``: a data/read) and runs on each the very check pydantic would run on
+it (``filters.validate_collection``, ``documents.check_record_id``, ``handle_entry.check_handle_name``);
+it answers ``None``, and the caller validates with pydantic as before, whenever anything is not
+that simple: a key that is no field's alias, a value that is not a ``str``, a field of a kind this
+module does not know, a model with validators of its own, or a check that fails. So every error a
+caller sees still comes from pydantic (the same code and message), and what comes out is the model
+pydantic would build: the same ``__dict__`` (defaults included, in declaration order) and the same
+``model_fields_set`` (tests/test_fast_params.py checks both against ``model_validate``).
+
+``build(model, values)`` is ``model.model_construct(**values)`` for the result of a hot command,
+at a quarter of the cost: ``values`` are already checked (and for a read, fresh for this call).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel
+
+from dbhandles.commands.base import SessionId
+from dbhandles.commands.grammar import CollectionName, HandleName, RecordId
+from dbhandles.context import is_session_id
+from dbhandles.documents import check_record_id
+from dbhandles.filters import validate_collection
+from dbhandles.handle_entry import check_handle_name
+
+__all__ = ["build", "parse_simple"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _session_id(value: str) -> str:
+    if not is_session_id(value):  # the check of ``base.SessionId``
+        raise ValueError(value)
+    return value
+
+
+def _remembered(check: Callable[[str], str]) -> Callable[[str], str]:
+    """``check``, remembering the values it accepted (a few hundred: handle and collection names
+    repeat from call to call; a check is a pure function of the string, and a refusal is never
+    remembered, so it is raised again, by pydantic, every time)."""
+    accepted: dict[str, str] = {}
+
+    def checked(value: str) -> str:
+        found = accepted.get(value)
+        if found is None:
+            found = check(value)
+            if len(accepted) >= 512:
+                accepted.clear()
+            accepted[value] = found
+        return found
+
+    return checked
+
+
+_HANDLE = _remembered(check_handle_name)
+
+#: Field types whose string values this module checks, with the check their validators run (the
+#: field's wire name only matters for the message of a failure, which pydantic then gives).
+_CHECKS: dict[object, Callable[[str], str]] = {
+    str: _text,
+    str | None: _text,
+    CollectionName: validate_collection,  # remembers the names it accepted itself
+    CollectionName | None: validate_collection,
+    RecordId: check_record_id,
+    HandleName: _HANDLE,
+    HandleName | None: _HANDLE,
+    SessionId | None: _session_id,
+}
+#: Default values shared safely between models (immutable).
+_SHAREABLE = (type(None), bool, int, float, str)
+#: The only validator a params model may have to take this door (``JsonModel``'s, which changes
+#: nothing but integral floats, and no value here is a number).
+_KNOWN_VALIDATORS = {"_integral_numbers"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    #: alias -> (field name, check, whether it is required)
+    fields: dict[str, tuple[str, Callable[[str], str], bool]]
+    required: int
+    #: every field's default in declaration order (required fields: filled by the caller)
+    template: dict[str, Any]
+
+
+def _declared(annotation: Any, metadata: list[Any]) -> object:
+    """A field's type as it was written (pydantic moves an ``Annotated``'s metadata apart)."""
+    return Annotated[(annotation, *metadata)] if metadata else annotation
+
+
+@functools.cache
+def _template(model: type[BaseModel]) -> dict[str, Any] | None:
+    """Every field's default in declaration order (``None`` for a required one), or ``None`` when
+    ``model`` is not built by setting its ``__dict__`` (private attributes, a post-init hook, a
+    default factory or a mutable default)."""
+    if model.__private_attributes__ or model.__pydantic_post_init__ is not None:
+        return None
+    template: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if info.is_required():
+            template[name] = None
+        elif info.default_factory is not None or not isinstance(info.default, _SHAREABLE):
+            return None
+        else:
+            template[name] = info.default
+    return template
+
+
+@functools.cache
+def _plan(model: type[BaseModel]) -> _Plan | None:
+    """How ``parse_simple`` builds ``model``, ``None`` when it cannot (see the module docstring)."""
+    decorators = model.__pydantic_decorators__
+    template = _template(model)
+    if (
+        template is None
+        or set(decorators.model_validators) - _KNOWN_VALIDATORS
+        or decorators.field_validators
+        or decorators.validators
+        or decorators.root_validators
+        or model.model_config.get("extra") != "forbid"
+    ):
+        return None
+    fields: dict[str, tuple[str, Callable[[str], str], bool]] = {}
+    required = 0
+    for name, info in model.model_fields.items():
+        required += info.is_required()
+        try:
+            check = _CHECKS.get(_declared(info.annotation, info.metadata))
+        except TypeError:  # an unhashable type argument (a Literal of a list): not ours
+            check = None
+        if check is not None:
+            fields[info.alias or name] = (name, check, info.is_required())
+        elif info.is_required():
+            return None  # a required field of another kind: never simple
+    return _Plan(fields, required, template)
+
+
+def parse_simple(model: type[M], raw: Mapping[str, Any]) -> M | None:
+    """``model.model_validate(raw)`` when every value of ``raw`` is a string of a field this module
+    checks; ``None`` otherwise (and whenever a check fails): validate with pydantic then."""
+    plan = _plan(model)
+    if plan is None:
+        return None
+    values = dict(plan.template)
+    fields = plan.fields
+    given: set[str] = set()
+    required = 0
+    for key, value in raw.items():
+        spec = fields.get(key)
+        if spec is None or type(value) is not str:
+            return None
+        name, check, is_required = spec
+        try:
+            values[name] = check(value)
+        except Exception:
+            return None  # pydantic says what is wrong, as it always did
+        given.add(name)
+        required += is_required
+    if required != plan.required:
+        return None
+    return _made(model, values, given)
+
+
+def build(model: type[M], values: dict[str, Any]) -> M:
+    """``model.model_construct(**values)``: ``values`` (every required field among them) are the fields set, the other fields get their defaults."""
+    template = _template(model)
+    if template is None:
+        return model.model_construct(**values)
+    full = dict(template)  # declaration order, as pydantic keeps it
+    full.update(values)
+    return _made(model, full, set(values))
+
+
+# The slots ``model_construct`` fills, set through their descriptors (params models are frozen, so
+# ``setattr`` would refuse; ``object.__setattr__`` costs a name lookup each).
+_SET_DICT = BaseModel.__dict__["__dict__"].__set__
+_SET_FIELDS_SET = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_SET_EXTRA = BaseModel.__dict__["__pydantic_extra__"].__set__
+_SET_PRIVATE = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
+def _made(model: type[M], values: dict[str, Any], fields_set: set[str]) -> M:
+    made = object.__new__(model)
+    _SET_DICT(made, values)
+    _SET_FIELDS_SET(made, fields_set)
+    _SET_EXTRA(made, None)
+    _SET_PRIVATE(made, None)
+    return made

@@ -1,0 +1,72 @@
+"""Names an actor gives (memory databases) hold no character that could disguise them when shown.
+
+A name is shown to people (``data/list-handles``, the audit log, ``jtag --format=table``) and compared
+by eye: a control character (C0, DEL, C1), a format character (bidirectional controls and marks,
+zero-width characters, the byte order mark) or a line or paragraph separator in it could make two
+names look alike or reorder what a terminal shows. Names refuse them; data values (record ids, fields)
+keep them, and every output format of ``jtag`` escapes them (``cli/output.py``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from dbhandles.errors import InvalidParams
+
+__all__ = [
+    "UNSHOWABLE",
+    "UNSHOWABLE_BEYOND_C0",
+    "UNSHOWABLE_CLASS",
+    "check_memory_name",
+    "check_name",
+]
+
+#: The Unicode categories Cc (controls), Cf (format: bidirectional controls and marks, zero-width
+#: characters, the byte order mark, soft hyphen, tags), Zl and Zp (line and paragraph separators),
+#: as of Unicode 14.0 (``unicodedata``; ``tests/test_security_round6.py`` checks the ranges against
+#: the running Python's tables). Written out, since Python's ``re`` has no ``\p{...}`` classes and
+#: computing them would cost every ``jtag`` start a walk over 1.1 million code points.
+UNSHOWABLE_BEYOND_C0 = (
+    "\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f"
+    "\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f"
+)
+UNSHOWABLE_CLASS = "\x00-\x1f" + UNSHOWABLE_BEYOND_C0
+#: The characters no name may hold (the CLI's display rule, ``cli/output.py``).
+UNSHOWABLE = re.compile(f"[{UNSHOWABLE_CLASS}]")
+
+
+def check_name(name: str, field: str) -> str:
+    """``name`` if it holds no ``UNSHOWABLE`` character.
+
+    Raises:
+        InvalidParams: a control, bidirectional-control or separator character, named by its code
+            point and position.
+    """
+    bad = UNSHOWABLE.search(name)
+    if bad is not None:
+        raise InvalidParams(
+            f"{field}: a name cannot contain control or invisible formatting characters: "
+            f"U+{ord(bad.group()):04X} at position {bad.start()}",
+            field=field,
+        )
+    return name
+
+
+def check_memory_name(name: str, field: str) -> str:
+    """``name`` if it may name a memory database (``check_name``, and no ``/``).
+
+    Raises:
+        InvalidParams: an ``UNSHOWABLE`` character, or ``/``.
+    """
+    check_name(name, field)
+    if "/" in name:
+        # '/' joins an actor and its names: nobody, administrators included, spells another
+        # actor's memory database (an administrator's 'bob/notes' is not bob's 'notes').
+        raise InvalidParams(
+            f"{field}: '/' is reserved in memory database names (each actor's names are its "
+            "own); choose a name without it",
+            field=field,
+        )
+    return name

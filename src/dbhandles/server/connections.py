@@ -1,0 +1,285 @@
+"""What one client may hold of ``jtag serve``'s connections: a uvicorn protocol with limits.
+
+uvicorn counts connections only globally and only once a request's head arrived: a client that opens
+connections and sends nothing (or half a head) holds them for ever. ``limited_protocol`` adds, per
+connection: a refusal at accept time past ``max_connections`` (in all) or
+``max_connections_per_address`` (from one address), answered with the error envelope; a deadline
+for each request head (``header_timeout_seconds``); and flow control of answers (a pipelined request
+waits until the answer before it was written to the socket). ``Wire`` counts the answer bytes each
+caller's connections have not read yet (``max_unsent_bytes_per_actor``; checked by ``http.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+import orjson
+
+from dbhandles.commands.envelope import error_envelope
+from dbhandles.errors import DbHandlesError, RequestTimeout, ServerUnreachable, TooManyRequests
+
+if TYPE_CHECKING:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from dbhandles.settings import Settings
+
+__all__ = [
+    "TRANSPORT_KEY",
+    "Wire",
+    "answer_caller",
+    "connection_transport",
+    "limited_protocol",
+    "refusal_bytes",
+]
+
+#: Where ``DbHandlesApp`` keeps a request's (or socket's) transport in its ASGI scope.
+TRANSPORT_KEY = "dbhandles.transport"
+#: Answers up to this size are always written, whatever the caller left unread: acknowledgements
+#: of writes (which ran and must be reported) stay far below it.
+SMALL_ANSWER = 64 * 1024
+_REASONS = {408: b"Request Timeout", 429: b"Too Many Requests", 503: b"Service Unavailable"}
+
+
+def refusal_bytes(status: int, exc: DbHandlesError) -> bytes:
+    """A whole HTTP/1.1 answer (status line, headers, envelope) that closes the connection."""
+    body = orjson.dumps(error_envelope(exc))
+    head = (
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n\r\n" % (status, _REASONS[status], len(body))
+    )
+    return head + body
+
+
+def connection_transport(send: object) -> asyncio.Transport | None:
+    """The transport under an ASGI ``send`` of uvicorn (its request cycle's), or None elsewhere
+    (an in-process test client)."""
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    # uvloop's transports are no subclasses of asyncio's: what they can do decides.
+    if transport is None or not hasattr(transport, "get_write_buffer_size"):
+        return None
+    return cast("asyncio.Transport", transport)
+
+
+class Wire:
+    """Connections per address and unread answer bytes per caller (only touched on the event loop).
+
+    Args:
+        settings: ``max_connections``, ``max_connections_per_address``, ``header_timeout_seconds``
+            and ``max_unsent_bytes_per_actor`` (0 turns the budget off).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.max_connections = settings.max_connections
+        self.per_address = settings.max_connections_per_address
+        self.header_timeout = settings.header_timeout_seconds
+        self.max_unsent = settings.max_unsent_bytes_per_actor
+        #: HTTP connections open per client address.
+        self.open: Counter[str] = Counter()
+        #: The connections that carry (or carried) answers of each caller, and the reverse.
+        self._carriers: dict[str, set[asyncio.Transport]] = {}
+        self._caller: dict[asyncio.Transport, str] = {}
+
+    def admit(self, address: str, others: int) -> bytes | None:
+        """Count a new connection from ``address`` (``others`` are open already), or the answer
+        that refuses it (``refusal_bytes``): past ``max_connections`` in all, or
+        ``max_connections_per_address`` from ``address``."""
+        if self.max_connections and others >= self.max_connections:
+            return refusal_bytes(503, ServerUnreachable(
+                f"the server already holds {self.max_connections} connections (the limit is "
+                "DBHANDLES_MAX_CONNECTIONS); try again in a moment", field="connection"))  # fmt: skip
+        if self.per_address and self.open[address] >= self.per_address:
+            return refusal_bytes(429, TooManyRequests(
+                f"{address} already has {self.per_address} connections open (the limit is "
+                "DBHANDLES_MAX_CONNECTIONS_PER_ADDRESS); reuse or close some",
+                field="connection"))  # fmt: skip
+        self.open[address] += 1
+        return None
+
+    def release(self, address: str) -> None:
+        """A connection ``admit`` counted closed (or became a WebSocket, counted by the app)."""
+        self.open[address] -= 1
+        if self.open[address] <= 0:
+            del self.open[address]
+
+    def unsent(self, caller: str) -> int:
+        """Bytes of ``caller``'s answers its connections have not taken from the server yet
+        (connections that took everything are dropped from the count on the way)."""
+        carriers = self._carriers.get(caller)
+        if not carriers:
+            return 0
+        total = 0
+        for transport in list(carriers):
+            size = transport.get_write_buffer_size()
+            if size:
+                total += size
+            else:
+                self.forget(transport)
+        return total
+
+    def over_budget(self, caller: str, who: str) -> TooManyRequests | None:
+        """Why a new request of ``caller`` (``who`` names it in the message) is not run: it has
+        ``max_unsent_bytes_per_actor`` bytes or more of answers unread, or None."""
+        if not self.max_unsent:
+            return None
+        unsent = self.unsent(caller)
+        if unsent < self.max_unsent:
+            return None
+        return TooManyRequests(
+            f"{who} has {unsent} bytes of answers its connections have not read yet (the limit is "
+            "DBHANDLES_MAX_UNSENT_BYTES_PER_ACTOR): this request was not run; read the answers you "
+            "asked for before asking for more",
+            field="connection",
+        )
+
+    def too_much(self, caller: str, who: str, size: int) -> TooManyRequests | None:
+        """Why an answer of ``size`` bytes for ``caller`` is not written (it ran; its answer is
+        dropped), or None: it is over ``SMALL_ANSWER``, the caller has answers unread, and both
+        together are over ``max_unsent_bytes_per_actor`` (requests that were let in at once)."""
+        if not self.max_unsent or size <= SMALL_ANSWER:
+            return None
+        unsent = self.unsent(caller)
+        if not unsent or unsent + size <= self.max_unsent:
+            return None
+        return TooManyRequests(
+            f"the command ran, but its answer of {size} bytes was dropped: {who} has {unsent} "
+            "bytes of answers its connections have not read yet, and both are over "
+            "DBHANDLES_MAX_UNSENT_BYTES_PER_ACTOR; read the answers you asked for, then ask again",
+            field="connection",
+        )
+
+    def carry(self, transport: asyncio.Transport, caller: str) -> None:
+        """``transport`` was just written an answer of ``caller``: counted while part of it is
+        unsent (only those connections are summed by ``unsent``, so a caller whose connections read
+        costs nothing per request)."""
+        if not transport.get_write_buffer_size():
+            return
+        previous = self._caller.get(transport)
+        if previous == caller:
+            return
+        if previous is not None:
+            self.forget(transport)
+        self._caller[transport] = caller
+        self._carriers.setdefault(caller, set()).add(transport)
+
+    def forget(self, transport: asyncio.Transport) -> None:
+        """``transport`` closed: its unsent bytes are gone with it."""
+        caller = self._caller.pop(transport, None)
+        if caller is not None:
+            carriers = self._carriers[caller]
+            carriers.discard(transport)
+            if not carriers:
+                del self._carriers[caller]
+
+
+def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools HTTP/1.1 protocol with ``wire``'s limits (pass it as ``Config(http=)``).
+
+    uvicorn's own ``limit_concurrency`` is left off: its refusal is plain text and comes only once a
+    head arrived; this one refuses at accept time with the error envelope.
+    """
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class LimitedProtocol(HttpToolsProtocol):
+        limits: ClassVar[Wire] = wire
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.limit_concurrency = None
+            self.address: str | None = None
+            self.head_timer: asyncio.TimerHandle | None = None
+            self.head_started = False
+            self.deferred = False
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            address = str(self.client[0]) if self.client else "unknown"
+            refusal = self.limits.admit(address, len(self.connections) - 1)
+            if refusal is not None:
+                self.connections.discard(self)
+                transport.write(refusal)
+                transport.close()
+                return
+            self.address = address
+            self._arm_head_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._release()
+            super().connection_lost(exc)
+
+        def _release(self) -> None:
+            self._cancel_head_timer()
+            self.limits.forget(self.transport)
+            if self.address is not None:
+                self.limits.release(self.address)
+                self.address = None
+
+        # -- the request head's deadline -------------------------------------------------------
+
+        def _arm_head_timer(self) -> None:
+            if self.head_timer is None and self.limits.header_timeout:
+                self.head_timer = self.loop.call_later(self.limits.header_timeout, self._head_late)
+
+        def _cancel_head_timer(self) -> None:
+            if self.head_timer is not None:
+                self.head_timer.cancel()
+                self.head_timer = None
+
+        def _head_late(self) -> None:
+            self.head_timer = None
+            if self.transport.is_closing():
+                return
+            if self.cycle is not None and not self.cycle.response_complete:
+                # A pipelined head is late behind a running request: answer that one, then close.
+                self.cycle.keep_alive = False
+                self.pipeline.clear()
+                return
+            if self.head_started:
+                self.transport.write(refusal_bytes(408, RequestTimeout(
+                    f"the request head did not arrive within {self.limits.header_timeout:g} s (the "
+                    "limit is DBHANDLES_HEADER_TIMEOUT_SECONDS)", field="headers")))  # fmt: skip
+            self.transport.close()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self.head_started = True
+            self._arm_head_timer()
+
+        def on_headers_complete(self) -> None:
+            self._cancel_head_timer()
+            self.head_started = False
+            super().on_headers_complete()
+
+        def handle_websocket_upgrade(self) -> None:
+            # The socket is counted by the app from here on (requests plus WebSockets per address).
+            self._release()
+            super().handle_websocket_upgrade()
+
+        # -- flow control: a pipelined request runs once the answer before it was written ---------
+
+        def on_response_complete(self) -> None:
+            if self.flow.write_paused and not self.transport.is_closing():
+                self.deferred = True
+                return
+            super().on_response_complete()
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if self.deferred:
+                self.deferred = False
+                super().on_response_complete()
+
+    return LimitedProtocol
+
+
+def answer_caller(scope: MutableMapping[str, Any]) -> tuple[str, str]:
+    """Whose budget of unread answers a request counts against, and how a message names it: its
+    ``Authorization`` header (a token: "this token", never echoed), else its client address."""
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            return "token " + value.decode("latin-1"), "this token"
+    client = scope.get("client")
+    address = str(client[0]) if client else "unknown"
+    return address, address

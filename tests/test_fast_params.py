@@ -1,0 +1,109 @@
+"""The dispatcher's quick door for params of plain strings (commands/fast_params.py) builds exactly
+the model pydantic builds, and never answers where pydantic would refuse."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from dbhandles.commands import COMMANDS
+from dbhandles.commands.fast_params import _plan, build, parse_simple
+from dbhandles.commands.records import ReadParams, ReadResult
+from dbhandles.errors import DbHandlesError
+from dbhandles.service import Service
+
+COMMANDS.load_all()
+#: Every command whose params the quick door can build.
+SIMPLE = sorted(name for name in COMMANDS if _plan(COMMANDS[name].params) is not None)
+
+HANDLE_ID = "7c0d6b38-1d3f-4a4e-9d7e-5d3a1e8a9b10"
+#: Strings near every rule the checks apply: names, ids, handles, session ids, and their edges.
+TEXTS = st.one_of(
+    st.sampled_from([
+        "", "examples", "training_examples", "Order Items", "café", "_dbh_handles", "sqlite_master",
+        "pg_class", "a\x00b", "a\nb", "\ud800", "x" * 255, "x" * 256, "x" * 4097, "default",
+        HANDLE_ID, "alias.1", "1alias", "s1", "s:1@x", "-s", "local", "read",
+    ]),
+    st.text(max_size=12),
+)  # fmt: skip
+VALUES = st.one_of(TEXTS, st.integers(), st.floats(allow_nan=False), st.booleans(), st.none(),
+                   st.just({}), st.just([]))  # fmt: skip
+
+
+def _validated(model: Any, raw: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(raw)
+    except (ValidationError, DbHandlesError):
+        return None
+
+
+@pytest.mark.parametrize("name", SIMPLE)
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_quick_params_are_the_models_pydantic_builds(name: str, data: st.DataObject) -> None:
+    model = COMMANDS[name].params
+    aliases = [info.alias or field for field, info in model.model_fields.items()]
+    keys = st.sampled_from([*aliases, "db_handle", "extra", "ID"])
+    raw = data.draw(st.dictionaries(keys, VALUES, max_size=5))
+    quick = parse_simple(model, raw)
+    slow = _validated(model, raw)
+    if quick is None:
+        return  # pydantic decides, as it always did
+    assert slow is not None, raw  # never accepted where pydantic refuses
+    assert quick == slow
+    assert list(quick.__dict__.items()) == list(slow.__dict__.items())
+    assert quick.model_fields_set == slow.model_fields_set
+    assert quick.model_dump(by_alias=True, exclude_unset=True) == slow.model_dump(
+        by_alias=True, exclude_unset=True
+    )
+
+
+def test_a_read_takes_the_quick_door() -> None:
+    raw = {"dbHandle": HANDLE_ID, "collection": "examples", "id": "r-1"}
+    quick = parse_simple(ReadParams, raw)
+    assert quick is not None and quick == ReadParams.model_validate(raw)
+    # Numbers, unknown keys and bad names go to pydantic (and get its errors).
+    for other in ({**raw, "id": 7}, {**raw, "extra": "x"}, {**raw, "collection": "_dbh_x"}, {}):
+        assert parse_simple(ReadParams, other) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"collection": "_dbh_handles", "id": "x"}, "collection"),
+        ({"collection": "a\x00", "id": "x"}, "collection"),
+        ({"collection": "examples", "id": ""}, "id"),
+        ({"collection": "examples", "id": "a\x00"}, "id"),
+        ({"dbHandle": "1bad", "collection": "examples", "id": "x"}, "dbHandle"),
+        ({"collection": "examples"}, "id"),
+        ({"collection": "examples", "id": "x", "sessionId": "-bad"}, "sessionId"),
+    ],
+)
+def test_refused_simple_params_keep_their_errors(
+    tmp_path: Any, raw: dict[str, Any], field: str
+) -> None:
+    with Service(home=tmp_path / "home") as service:
+        envelope = service.dispatch("data/read", raw)
+    assert envelope["success"] is False and envelope["code"] == "invalid_params", envelope
+    assert envelope["field"] == field, envelope
+
+
+@given(
+    found=st.booleans(),
+    record=st.one_of(st.none(), st.dictionaries(st.text(max_size=5), st.integers(), max_size=3)),
+)
+def test_built_results_are_model_construct(found: bool, record: dict[str, Any] | None) -> None:
+    values = {"db_handle": HANDLE_ID, "collection": "c", "id": "1", "data": record, "found": found}
+    made = build(ReadResult, dict(values))
+    constructed = ReadResult.model_construct(**values)
+    assert list(made.__dict__.items()) == list(constructed.__dict__.items())
+    assert made.model_fields_set == constructed.model_fields_set
+    assert made.model_dump(by_alias=True) == constructed.model_dump(by_alias=True)
+    partial = {"db_handle": HANDLE_ID, "collection": "c", "id": "1", "found": found}
+    assert (
+        build(ReadResult, dict(partial)).__dict__ == ReadResult.model_construct(**partial).__dict__
+    )

@@ -1,0 +1,416 @@
+"""One client cannot hold the server's connections or memory (issue 13): idle and half-sent
+connections are closed at the head deadline, connections per address and in all are refused at
+accept time with the error envelope, a caller's unread answers are bounded, a pipelined request waits
+for the answer before it, and a client that left is not logged as a server error.
+
+Every server is ``server_config`` (what ``jtag serve`` runs) on loopback in a thread; every wait is
+bounded, and nothing asserts a speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+import orjson
+import pytest
+
+from dbhandles import Service, Settings
+from dbhandles.cli.serve import bind, server_config
+from dbhandles.server import create_app
+from dbhandles.server.app import ServerState
+from tests.servers import wait_for_health
+
+OTHER = "127.0.0.2"  # another client address on loopback (Linux routes all of 127/8 there)
+
+
+class Served:
+    """``create_app`` under ``server_config`` in a thread, on a free loopback port."""
+
+    def __init__(self, service: Service) -> None:
+        import uvicorn
+
+        self.app = create_app(service, require_token=False)
+        self.state: ServerState = self.app.state.dbhandles
+        self.sock = bind("127.0.0.1", 0)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = server_config(self.app, service.settings)
+        config.timeout_graceful_shutdown = 2
+        config.app, config.interface = self._capture_loop, "asgi3"
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+
+    async def _capture_loop(self, scope: Any, receive: Any, send: Any) -> None:
+        self.loop = asyncio.get_running_loop()
+        await self.app(scope, receive, send)
+
+    def call(self, fn: Any) -> Any:
+        """``fn()`` on the server's event loop (where ``Wire`` lives), its result."""
+        done = threading.Event()
+        out: list[Any] = []
+
+        def run() -> None:
+            out.append(fn())
+            done.set()
+
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(run)
+        assert done.wait(10), "the event loop did not answer"
+        return out[0]
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        try:
+            wait_for_health(self.url)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        self.sock.close()
+
+
+@contextlib.contextmanager
+def serving(home: Path, **settings: Any) -> Iterator[tuple[Service, Served]]:
+    service = Service(settings=Settings(home=home, **settings))
+    try:
+        with Served(service) as served:
+            yield service, served
+    finally:
+        service.close()
+
+
+def connect(port: int, source: str = "127.0.0.1", rcvbuf: int | None = None) -> socket.socket:
+    sock = socket.socket()
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.bind((source, 0))
+    sock.settimeout(20)  # generous: every wait below is for the server to act
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def post(name: str, params: dict[str, Any]) -> bytes:
+    body = orjson.dumps(params)
+    return (f"POST /commands/{name} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body  # fmt: skip
+
+
+def read_answer(sock: socket.socket | BinaryIO) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP answer: status, headers, body. Pipelined answers are read from one
+    ``sock.makefile("rb")``, which keeps what it read past an answer for the next."""
+    stream = sock.makefile("rb") if isinstance(sock, socket.socket) else sock
+    status_line = stream.readline()
+    assert status_line, "connection closed without an answer"
+    headers: dict[str, str] = {}
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = stream.read(int(headers["content-length"]))
+    assert len(body) == int(headers["content-length"]), "connection closed in an answer"
+    return int(status_line.split()[1]), headers, body
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closed ``sock`` (read until end of stream; a reset counts)."""
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    return True
+
+
+def wait_for(condition: Any, message: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {message}"
+        time.sleep(0.02)
+
+
+def health_from(url: str, source: str) -> httpx.Response:
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=source), timeout=20) as client:
+        return client.get(f"{url}/health")
+
+
+# -- the request head's deadline ------------------------------------------------------------------
+
+
+def test_a_connection_that_sends_nothing_is_closed_at_the_head_deadline(home: Path) -> None:
+    with serving(home, header_timeout_seconds=1.0) as (_service, served):
+        sock = connect(served.port)
+        assert sock.recv(100) == b""  # closed without an answer (no request was made)
+        sock.close()
+        wait_for(lambda: not served.call(lambda: dict(served.state.wire.open)), "the count freed")
+
+
+def test_a_partial_request_head_is_answered_408_and_closed(home: Path) -> None:
+    with serving(home, header_timeout_seconds=1.0) as (_service, served):
+        sock = connect(served.port)
+        sock.sendall(
+            b"POST /commands/data/list HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        )  # then nothing more
+        status, headers, body = read_answer(sock)
+        envelope = orjson.loads(body)
+        assert (status, envelope["code"]) == (408, "request_timeout")
+        assert "DBHANDLES_HEADER_TIMEOUT_SECONDS" in envelope["error"]
+        assert headers["connection"] == "close"
+        assert closed_by_server(sock)
+        sock.close()
+
+
+def test_a_second_request_head_on_a_kept_alive_connection_has_the_same_deadline(
+    home: Path,
+) -> None:
+    with serving(home, header_timeout_seconds=1.0, keep_alive_seconds=30.0) as (_service, served):
+        sock = connect(served.port)
+        sock.sendall(post("data/list", {"collection": "c"}))
+        assert read_answer(sock)[0] == 200
+        sock.sendall(b"POST /commands/data/list HTTP/1.1\r\n")  # the next head stalls
+        status, _, body = read_answer(sock)
+        assert (status, orjson.loads(body)["code"]) == (408, "request_timeout")
+        assert closed_by_server(sock)
+        sock.close()
+
+
+def test_an_idle_kept_alive_connection_is_closed(home: Path) -> None:
+    with serving(home, keep_alive_seconds=1.0) as (_service, served):
+        sock = connect(served.port)
+        sock.sendall(post("data/list", {"collection": "c"}))
+        assert read_answer(sock)[0] == 200
+        assert sock.recv(100) == b""  # then closed by the server, without an answer
+        sock.close()
+
+
+# -- connections per address and in all, refused at accept time -----------------------------------
+
+
+def test_the_257th_connection_from_one_address_is_refused_while_others_are_served(
+    home: Path,
+) -> None:
+    with serving(home, header_timeout_seconds=60.0) as (_service, served):
+        held = [connect(served.port) for _ in range(256)]  # idle: they send nothing
+        wait_for(lambda: served.call(lambda: served.state.wire.open["127.0.0.1"]) == 256, "256")
+        extra = connect(served.port)
+        status, headers, body = read_answer(extra)  # answered without sending anything
+        envelope = orjson.loads(body)
+        assert (status, envelope["code"]) == (429, "too_many_requests")
+        assert "DBHANDLES_MAX_CONNECTIONS_PER_ADDRESS" in envelope["error"]
+        assert headers["connection"] == "close"
+        assert closed_by_server(extra)
+        extra.close()
+        assert health_from(served.url, OTHER).status_code == 200  # another address is served
+        held.pop().close()
+        wait_for(lambda: served.call(lambda: served.state.wire.open["127.0.0.1"]) == 255, "255")
+        again = connect(served.port)
+        again.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert read_answer(again)[0] == 200  # a slot freed by a close is usable at once
+        for sock in [*held, again]:
+            sock.close()
+
+
+def test_past_max_connections_a_new_one_gets_the_envelope(home: Path) -> None:
+    with serving(home, max_connections=3, header_timeout_seconds=60.0) as (_service, served):
+        held = [connect(served.port, source) for source in ("127.0.0.3", "127.0.0.4", OTHER)]
+        wait_for(lambda: served.call(lambda: sum(served.state.wire.open.values())) == 3, "3 open")
+        extra = connect(served.port)
+        status, _, body = read_answer(extra)
+        envelope = orjson.loads(body)
+        assert (status, envelope["code"]) == (503, "server_unreachable")
+        assert "DBHANDLES_MAX_CONNECTIONS" in envelope["error"]
+        extra.close()
+        held.pop().close()
+        wait_for(lambda: served.call(lambda: sum(served.state.wire.open.values())) == 2, "2 open")
+        assert health_from(served.url, "127.0.0.1").status_code == 200
+        for sock in held:
+            sock.close()
+
+
+# -- answers not read yet ------------------------------------------------------------------------
+
+BIG = {"collection": "huge", "limit": 8}  # 8 records of 1 MB: an 8 MB answer
+
+
+def _fill(service: Service) -> None:
+    for i in range(8):
+        service.execute("data/create", {"collection": "huge", "id": f"r{i}", "data": {"x": "y" * 1_000_000}})  # fmt: skip
+
+
+def test_a_caller_over_its_unread_answer_budget_gets_429_while_another_is_served(
+    home: Path,
+) -> None:
+    with serving(home, max_unsent_bytes_per_actor=1 << 20) as (service, served):
+        _fill(service)
+        wire = served.state.wire
+        reader = connect(served.port, rcvbuf=4096)
+        reader.sendall(post("data/list", BIG))  # and does not read (yet)
+        wait_for(lambda: served.call(lambda: wire.unsent("127.0.0.1")) >= 1 << 20, "unsent")
+        again = connect(served.port)
+        again.sendall(post("data/list", {"collection": "huge", "limit": 1}))
+        status, headers, body = read_answer(again)
+        envelope = orjson.loads(body)
+        assert (status, envelope["code"]) == (429, "too_many_requests")
+        assert "DBHANDLES_MAX_UNSENT_BYTES_PER_ACTOR" in envelope["error"]
+        assert headers["connection"] == "close"
+        again.close()
+        other = connect(served.port, OTHER)  # another caller is served in full meanwhile
+        other.sendall(post("data/list", BIG))
+        status, _, body = read_answer(other)
+        assert status == 200 and len(orjson.loads(body)["items"]) == 8
+        other.close()
+        status, _, body = read_answer(reader)  # the first caller reads its answer, whole
+        assert status == 200 and len(orjson.loads(body)["items"]) == 8
+        wait_for(lambda: served.call(lambda: wire.unsent("127.0.0.1")) == 0, "drained")
+        reader.sendall(post("data/list", {"collection": "huge", "limit": 1}))
+        assert read_answer(reader)[0] == 200  # and is served again
+        reader.close()
+
+
+def test_a_pipelined_request_runs_only_once_the_answer_before_it_was_written(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serving(home) as (service, served):
+        _fill(service)
+        ran: list[str] = []
+        dispatch = service.dispatch
+
+        def counted(name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            ran.append(name)
+            return dispatch(name, *args, **kwargs)
+
+        monkeypatch.setattr(service, "dispatch", counted)
+        sock = connect(served.port, rcvbuf=4096)
+        sock.sendall(post("data/list", BIG) * 3)  # three 8 MB answers, and nothing read yet
+        wait_for(lambda: served.call(lambda: served.state.wire.unsent("127.0.0.1")) > 0, "unsent")
+        time.sleep(0.5)  # room for a wrong server to start the next one
+        assert ran == ["data/list"]
+        stream = sock.makefile("rb")
+        for _ in range(3):
+            status, _, body = read_answer(stream)
+            assert status == 200 and len(orjson.loads(body)["items"]) == 8
+        assert ran == ["data/list"] * 3
+        stream.close()
+        sock.close()
+
+
+# -- a client that went away ----------------------------------------------------------------------
+
+
+class _ClosedTransport(asyncio.Transport):
+    def is_closing(self) -> bool:
+        return True
+
+
+class _Cycle:
+    """What uvicorn's ``send`` is bound to once the client closed the connection."""
+
+    def __init__(self) -> None:
+        self.transport = _ClosedTransport()
+
+    async def send(self, message: Any) -> None:
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/health"), ("POST", "/commands/data/list")])
+def test_a_client_that_left_is_no_server_error(
+    home: Path, caplog: pytest.LogCaptureFixture, method: str, path: str
+) -> None:
+    service = Service(settings=Settings(home=home))
+    try:
+        app = create_app(service, require_token=False)
+        scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(),
+                 "headers": [(b"host", b"127.0.0.1")], "query_string": b"",
+                 "client": ("127.0.0.1", 1), "scheme": "http",
+                 "server": ("127.0.0.1", 2), "root_path": "", "http_version": "1.1",
+                 "asgi": {"version": "3.0"}}  # fmt: skip
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b'{"collection": "c"}', "more_body": False}
+
+        with caplog.at_level(logging.DEBUG, logger="dbhandles"):
+            asyncio.run(app(scope, receive, _Cycle().send))  # no exception
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert any("closed the connection" in r.getMessage() for r in caplog.records)
+    finally:
+        app.state.dbhandles.executor.shutdown(wait=True)
+        service.close()
+
+
+@pytest.mark.parametrize("path", ["/", "/health", "/commands", "/openapi.json", "/app.js"])
+def test_every_route_answers_only_the_host_names_it_is_called_by(home: Path, path: str) -> None:
+    """DNS rebinding: a page of evil.example whose name now points at 127.0.0.1 reads nothing,
+    the dashboard and /health included (issue 12); the loopback names still work."""
+    with serving(home) as (_service, served):
+        for host, expected in (("evil.example", 403), ("localhost..", 403), ("127.0.0.1", 200),
+                               ("LOCALHOST.", 200)):  # fmt: skip
+            sock = connect(served.port)
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            status, _headers, body = read_answer(sock)
+            sock.close()
+            assert status == expected, (host, body)
+            if expected == 403:
+                answer = orjson.loads(body)
+                assert (answer["code"], answer["field"]) == ("forbidden", "Host")
+
+
+def test_two_host_headers_are_a_bad_request(home: Path) -> None:
+    with serving(home) as (_service, served):
+        for first, second in (("127.0.0.1", "evil.example"), ("evil.example", "127.0.0.1")):
+            sock = connect(served.port)
+            sock.sendall(post("data/list", {"collection": "c"}).replace(
+                b"Host: 127.0.0.1\r\n", f"Host: {first}\r\nHost: {second}\r\n".encode()))  # fmt: skip
+            status, _headers, body = read_answer(sock)
+            sock.close()
+            assert status == 400 and orjson.loads(body)["field"] == "Host", body
+
+
+def test_a_websocket_upgrade_for_another_host_is_refused(home: Path) -> None:
+    with serving(home) as (_service, served):
+        sock = connect(served.port)
+        sock.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        status_line = sock.makefile("rb").readline()
+        sock.close()
+        assert b" 101 " not in status_line, status_line
+
+
+def test_a_bracketed_host_with_anything_after_it_is_not_ours(home: Path) -> None:
+    with serving(home) as (_service, served):
+        for host, expected in (("[::1]evil.com", 403), ("[::1].evil.com", 403), ("[::1]:x", 403),
+                               ("[::1]:7878", 200), ("[::1]", 200)):  # fmt: skip
+            sock = connect(served.port)
+            sock.sendall(f"GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            status, _headers, body = read_answer(sock)
+            sock.close()
+            assert status == expected, (host, body)
+
+
+def test_an_http_1_1_request_without_host_is_a_bad_request(home: Path) -> None:
+    with serving(home) as (_service, served):
+        sock = connect(served.port)
+        sock.sendall(b"GET /health HTTP/1.1\r\n\r\n")
+        status, _headers, body = read_answer(sock)
+        sock.close()
+        assert status == 400 and orjson.loads(body)["field"] == "Host", body
+        sock = connect(served.port)
+        sock.sendall(b"GET /health HTTP/1.0\r\n\r\n")  # HTTP/1.0 need not name its host
+        assert read_answer(sock)[0] == 200
+        sock.close()
