@@ -8,8 +8,10 @@ Both count 200,000 seed-shaped records (``benchmarks/_datagen.py``) in one SQLit
   command path (params, handle, lease, ``sql_facets``), with a filter-free and a filtered variant and a
   path through an array of objects (``messages.role``) against its own hand-written query.
 
-Each is run ``--repeat`` times and the best time is kept. Prints each time and the ratio
-``data/count / baseline`` (target: at most 2.0). A benchmark, not a test: nothing here asserts a time.
+Each is run ``--repeat`` times, the two in turn, and the best wall and CPU time of each is kept.
+Prints each time and the ratios ``data/count / baseline`` (target: at most 2.0; both run in this
+process, so the CPU ratio is the one a loaded machine disturbs least). A benchmark, not a test:
+nothing here asserts a time.
 
     .venv/bin/python benchmarks/facets.py [--records 200000] [--repeat 3]
 """
@@ -38,13 +40,27 @@ COLLECTION = "training_examples"
 TARGET = 2.0
 
 
-def best(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
-    times, result = [], None
+def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """(wall seconds, CPU seconds of this process, result) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    return time.perf_counter() - wall, time.process_time() - cpu, result
+
+
+def best_pair(
+    repeat: int, base: Callable[[], Any], ours: Callable[[], Any]
+) -> tuple[tuple[float, float, Any], tuple[float, float, Any]]:
+    """The best wall and CPU time of each, the two run in turn ``repeat`` times (a load that comes
+    and goes on a shared machine falls on both)."""
+    runs: list[list[tuple[float, float, Any]]] = [[], []]
     for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), result
+        for index, fn in enumerate((base, ours)):
+            runs[index].append(timed(fn))
+    base_runs, our_runs = runs
+    return (
+        (min(r[0] for r in base_runs), min(r[1] for r in base_runs), base_runs[-1][2]),
+        (min(r[0] for r in our_runs), min(r[1] for r in our_runs), our_runs[-1][2]),
+    )
 
 
 def main() -> int:
@@ -77,26 +93,31 @@ def main() -> int:
                  f"SELECT json_extract(j.value, '$.role') AS role, count(*) AS n FROM {COLLECTION} "
                  "AS t, json_each(t.data, '$.messages') AS j GROUP BY role ORDER BY n DESC"),
             ]  # fmt: skip
-            worst = 0.0
-            print(f"{args.records:,} records, best of {args.repeat}")
+            worst = worst_cpu = 0.0
+            print(f"{args.records:,} records, best of {args.repeat} (the two run in turn)")
             for group_by, filter_, sql in cases:
-                base_s, base_rows = best(args.repeat, lambda sql=sql: conn.execute(sql).fetchall())
                 params = {"dbHandle": handle, "collection": COLLECTION, "groupBy": group_by,
                           "filter": filter_}  # fmt: skip
-                ours_s, ours = best(args.repeat, lambda p=params: svc.execute("data/count", p))
+                (base_s, base_cpu, base_rows), (ours_s, ours_cpu, ours) = best_pair(
+                    args.repeat,
+                    lambda sql=sql: conn.execute(sql).fetchall(),
+                    lambda p=params: svc.execute("data/count", p),
+                )
                 expected = {str(v): n for v, n in base_rows}
                 got = {str(g["key"][group_by]): g["count"] for g in ours["groups"]}
                 if got != expected:
                     print(f"  MISMATCH for {group_by}: {got} != {expected}")
                     return 1
-                ratio = ours_s / base_s
-                worst = max(worst, ratio)
+                ratio, cpu_ratio = ours_s / base_s, ours_cpu / base_cpu
+                worst, worst_cpu = max(worst, ratio), max(worst_cpu, cpu_ratio)
                 label = group_by + (" (filtered)" if filter_ else "")
                 print(f"  {label:28} baseline {base_s * 1000:8.1f} ms   data/count "
-                      f"{ours_s * 1000:8.1f} ms   ratio {ratio:5.2f}")  # fmt: skip
+                      f"{ours_s * 1000:8.1f} ms   ratio {ratio:5.2f}   CPU {base_cpu * 1000:8.1f} "
+                      f"/ {ours_cpu * 1000:8.1f} ms   CPU ratio {cpu_ratio:5.2f}")  # fmt: skip
             conn.close()
-        verdict = "meets" if worst <= TARGET else "misses"
-        print(f"worst ratio {worst:.2f} ({verdict} the target of {TARGET:.1f}x)")
+        verdict = "meets" if max(worst, worst_cpu) <= TARGET else "misses"
+        print(f"worst ratio {worst:.2f} wall, {worst_cpu:.2f} CPU "
+              f"({verdict} the target of {TARGET:.1f}x)")  # fmt: skip
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -195,6 +195,20 @@ def _ratios(best: dict[str, Run]) -> None:
         if other in best:
             ratio = importer.cpu_seconds / best[other].cpu_seconds
             print(f"importer CPU seconds / {other}: {ratio:.2f}x (no target; two processes)")
+    if "floor" in best:
+        # With more runnable processes than CPUs and the kernel's autogroup scheduling (one share of
+        # CPU per session: both processes of the importer share one, as the floor's one does), the
+        # records/s ratio tends to this one, whatever the overlap of the importer's two processes.
+        print(f"floor CPU / importer CPU: {best['floor'].cpu_seconds / importer.cpu_seconds:.2f}x "
+              f"(what the records/s ratio tends to on a saturated machine{_autogroup()})")  # fmt: skip
+
+
+def _autogroup() -> str:
+    try:
+        on = Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return ""
+    return "; autogroup scheduling is on" if on else "; autogroup scheduling is off"
 
 
 def main() -> int:
@@ -248,6 +262,7 @@ def main() -> int:
             f"\nimporter peak memory: {importer.peak_mb:.0f} MB -> {verdict} the {TARGET_PEAK_MB} MB target"
         )
     _ratios(best)
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
     if not args.keep:
         for name in ("importer", "floor", "sqlite_utils"):
             _clean(work / f"{name}.sqlite")

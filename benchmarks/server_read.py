@@ -10,7 +10,8 @@ Then ``wrk`` (a C load generator, ``/usr/bin/wrk``; skipped with a note when it 
 ceiling and ``data/read`` through every kind of SQLite handle on the same records: ``readwrite`` (the
 handle that made them), ``readonly`` (a second handle on the same file), ``alias`` (an alias of the
 first) and ``default`` (the home's default database), taking turns with the ceiling, and prints each
-ratio. Last, ``wrk`` compares ``jtag serve --workers=2`` (``--workers``) with one worker on the same home,
+ratio, and the ratio of requests per CPU-second of each server (what a request costs, which the other
+work of a shared machine moves less than the throughput). Last, ``wrk`` compares ``jtag serve --workers=2`` (``--workers``) with one worker on the same home,
 taking turns, and prints the ratio (target: at least 1.4x on 2 cores; ``--workers-only`` runs only that).
 A benchmark, not a test: nothing here asserts a time.
 
@@ -31,17 +32,26 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _server_load import (  # a sibling module of this script
+    COLLECTION,
+    WRK,
+    Load,
+    Stats,
+    http_load,
+    record_id,
+    wrk_load,
+    ws_load,
+)
+
 REPO = Path(__file__).resolve().parent.parent
-COLLECTION = "records"
 TARGET = 0.7
 WORKERS_TARGET = 1.4
-WRK = shutil.which("wrk") or "/usr/bin/wrk"
 
 
 # -- the ceiling: run in its own process as `server_read.py --ceiling PATH PORT` ----------------------
@@ -106,10 +116,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def record_id(i: int) -> str:
-    return f"r{i:07d}"
-
-
 def populate(home: Path, db_path: Path, count: int) -> str:
     """A SQLite handle with ``count`` records (ids r0000000...), made through the public commands."""
     sys.path.insert(0, str(REPO / "src"))
@@ -171,175 +177,6 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-# -- the load client ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Load:
-    seconds: float
-    connections: int
-    warmup: float
-
-
-@dataclass
-class Stats:
-    name: str
-    requests: int
-    seconds: float
-    latencies: list[float]
-    errors: int
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds
-
-    def pct(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return (
-            ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
-            if ordered
-            else float("nan")
-        )
-
-
-async def http_load(
-    name: str, port: int, path: str, bodies: list[bytes], load: Load, extra_headers: str = ""
-) -> Stats:
-    seconds, conns, warmup = load.seconds, load.connections, load.warmup
-    start = time.perf_counter() + warmup
-    end = start + seconds
-    latencies: list[float] = []
-    counts = [0]
-    errors = [0]
-
-    async def worker(k: int) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        rng = random.Random(k)
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"{extra_headers}Content-Length: "
-        ).encode()
-        try:
-            while True:
-                body = bodies[rng.randrange(len(bodies))]
-                t0 = time.perf_counter()
-                if t0 >= end:
-                    return
-                writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
-                headers = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in headers.split(b"\r\n"):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                payload = await reader.readexactly(length)
-                t1 = time.perf_counter()
-                if t0 >= start:
-                    latencies.append(t1 - t0)
-                    counts[0] += 1
-                    if headers[9:12] != b"200" or b'"found":true' not in payload:
-                        errors[0] += 1
-        finally:
-            writer.close()
-
-    await asyncio.gather(*(worker(k) for k in range(conns)))
-    return Stats(name, counts[0], seconds, latencies, errors[0])
-
-
-async def ws_load(
-    port: int, handle: str, count: int, load: Load, query: str = "", mode: str = ""
-) -> Stats:
-    from websockets.asyncio.client import connect
-
-    seconds, conns, warmup = load.seconds, load.connections, load.warmup
-    start = time.perf_counter() + warmup
-    end = start + seconds
-    latencies: list[float] = []
-    counts = [0]
-    errors = [0]
-
-    async def worker(k: int) -> None:
-        rng = random.Random(1000 + k)
-        url = f"ws://127.0.0.1:{port}/ws{query}"
-        async with connect(url, max_size=None, compression=None) as ws:
-            await ws.recv()  # hello
-            n = 0
-            while True:
-                t0 = time.perf_counter()
-                if t0 >= end:
-                    return
-                n += 1
-                params = {
-                    "dbHandle": handle,
-                    "collection": COLLECTION,
-                    "id": record_id(rng.randrange(count)),
-                }
-                await ws.send(
-                    orjson.dumps(
-                        {"type": "request", "id": n, "command": "data/read", "params": params}
-                    )
-                )
-                reply = orjson.loads(await ws.recv())
-                t1 = time.perf_counter()
-                if t0 >= start:
-                    latencies.append(t1 - t0)
-                    counts[0] += 1
-                    if reply.get("id") != n or not reply["result"].get("found"):
-                        errors[0] += 1
-
-    await asyncio.gather(*(worker(k) for k in range(conns)))
-    return Stats(
-        f"dbhandles WebSocket /ws {mode}".rstrip(), counts[0], seconds, latencies, errors[0]
-    )
-
-
-def _seconds(text: str) -> float:
-    """A duration as wrk prints it (``812.00us``, ``1.20ms``, ``2.01s``) in seconds."""
-    for unit, scale in (("us", 1e-6), ("ms", 1e-3), ("s", 1.0)):
-        if text.endswith(unit):
-            return float(text[: -len(unit)]) * scale
-    return float("nan")
-
-
-_WRK_SCRIPT = """
-local bodies = {%s}
-local n = 0
-request = function()
-  n = n %% #bodies + 1
-  return wrk.format("POST", "%s", nil, bodies[n])
-end
-"""
-
-
-def wrk_load(name: str, port: int, path: str, bodies: list[bytes], load: Load, token: str,
-             work: Path) -> Stats:  # fmt: skip
-    """Requests/s and latencies of ``wrk -t1`` with ``load.connections`` connections, ``bodies`` in turn."""
-    script = work / f"wrk-{port}-{abs(hash(path))}.lua"
-    quoted = ",".join("[[" + b.decode() + "]]" for b in bodies[:2000])
-    script.write_text(_WRK_SCRIPT % (quoted, path))
-    headers = ["-H", "Content-Type: application/json"]
-    if token:
-        headers += ["-H", f"Authorization: Bearer {token}"]
-    command = [WRK, "-t1", f"-c{load.connections}", f"-d{load.seconds:g}s", "--latency",
-               *headers, "-s", str(script), f"http://127.0.0.1:{port}{path}"]  # fmt: skip
-    if load.warmup > 0:
-        warm = [*command[:3], f"-d{max(1, round(load.warmup))}s", *command[4:]]
-        subprocess.run(warm, capture_output=True, check=True)
-    out = subprocess.run(command, capture_output=True, check=True, text=True).stdout
-    rps = float(out.split("Requests/sec:")[1].split()[0])
-    latencies: dict[str, float] = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] in ("50%", "99%"):
-            latencies[parts[0]] = _seconds(parts[1])
-    errors = 0
-    if "Non-2xx or 3xx responses:" in out:
-        errors = int(out.split("Non-2xx or 3xx responses:")[1].split()[0])
-    count = int(rps * load.seconds)
-    # wrk gives percentiles, not every latency: keep p50 and p99 where Stats.pct looks for them.
-    samples = [latencies.get("50%", float("nan"))] * 98 + [latencies.get("99%", float("nan"))] * 2
-    return Stats(name, count, load.seconds, samples, errors)
 
 
 def run_async(coro: Any) -> Any:
@@ -466,10 +303,10 @@ def bench(args: argparse.Namespace, work: Path) -> int:
         if Path(WRK).exists():
             for _ in range(args.rounds):
                 wrk_runs["ceiling"].append(wrk_load("ceiling", ceiling_port, "/read",
-                                                    ceiling_bodies, load, "", work))  # fmt: skip
+                                                    ceiling_bodies, load, "", work, ceiling.pid))  # fmt: skip
                 for mode in modes:
                     wrk_runs[mode].append(wrk_load(mode, dbh_port, "/commands/data/read",
-                                                   mode_bodies[mode], load, token, work))  # fmt: skip
+                                                   mode_bodies[mode], load, token, work, server.pid))  # fmt: skip
     finally:
         stop(ceiling)
         stop(server)
@@ -479,21 +316,6 @@ def bench(args: argparse.Namespace, work: Path) -> int:
     if args.workers > 1:
         compare_workers(args, env, mode_bodies[args.workers_mode], load, home, work)
     return 0
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by process ``pid`` and its children (Linux ``/proc``;
-    0 elsewhere)."""
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if stat.parent.name == str(pid) or fields[1] == str(pid):  # the process, or a child
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
 
 
 def compare_workers(args: argparse.Namespace, env: dict[str, str], bodies: list[bytes],
@@ -506,7 +328,6 @@ def compare_workers(args: argparse.Namespace, env: dict[str, str], bodies: list[
         return
     servers: dict[int, tuple[int, subprocess.Popen[bytes]]] = {}
     runs: dict[int, list[Stats]] = {1: [], args.workers: []}
-    cores: dict[int, list[float]] = {1: [], args.workers: []}
     try:
         for count in runs:
             port = free_port()
@@ -519,12 +340,8 @@ def compare_workers(args: argparse.Namespace, env: dict[str, str], bodies: list[
         token = "" if args.anonymous else (home / "admin.token").read_text().strip()
         for _ in range(args.rounds):
             for count, (port, proc) in servers.items():
-                before = tree_cpu(proc.pid)
                 runs[count].append(wrk_load(f"{count} workers", port, "/commands/data/read",
-                                            bodies, load, token, work))  # fmt: skip
-                # wrk_load runs its warm-up first, under the same load: count its seconds too.
-                warm = max(1, round(load.warmup)) if load.warmup > 0 else 0
-                cores[count].append((tree_cpu(proc.pid) - before) / (load.seconds + warm))
+                                            bodies, load, token, work, proc.pid))  # fmt: skip
     finally:
         for _port, proc in servers.values():
             stop(proc)
@@ -536,10 +353,8 @@ def compare_workers(args: argparse.Namespace, env: dict[str, str], bodies: list[
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
     for count, stats in runs.items():
         every = ", ".join(f"{s.rps:.0f}" for s in stats)
-        used = statistics.median(cores[count])
-        per_core = statistics.median(
-            s.rps / c for s, c in zip(stats, cores[count], strict=True) if c > 0
-        )
+        used = statistics.median(s.cpu / s.seconds for s in stats)
+        per_core = statistics.median(s.per_cpu for s in stats)
         print(f"{count} worker(s): median {statistics.median(s.rps for s in stats):.0f} req/s "
               f"[{every}], non-2xx {sum(s.errors for s in stats)}; the server used {used:.2f} "
               f"cores, {per_core:.0f} req per CPU-second")  # fmt: skip
@@ -557,18 +372,23 @@ def report_wrk(args: argparse.Namespace, runs: dict[str, list[Stats]]) -> None:
     ceiling = statistics.median(s.rps for s in runs["ceiling"])
     print(f"\nwrk -t1 -c{args.connections}, {args.seconds:g}s per run, {args.rounds} rounds taking turns; "
           f"ceiling median {ceiling:.0f} req/s; load average {os.getloadavg()[0]:.2f}")  # fmt: skip
-    print(
-        f"{'handle mode':12} {'req/s (median)':>15} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'ratio':>7}"
-    )
+    # Requests per CPU-second of each server: the ratio of what a request costs, which other work
+    # on the machine does not move as much as it moves the cores each server gets.
+    ceiling_cpu = statistics.median(s.per_cpu for s in runs["ceiling"])
+    print(f"ceiling: {ceiling_cpu:.0f} req per CPU-second of its server")
+    print(f"{'handle mode':12} {'req/s (median)':>15} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} "
+          f"{'ratio':>7} {'req/CPU-s':>10} {'CPU ratio':>10}")  # fmt: skip
     for mode, stats in runs.items():
         if mode == "ceiling":
             continue
         rps = statistics.median(s.rps for s in stats)
         mid = sorted(stats, key=lambda s: s.rps)[len(stats) // 2]
         ratio = rps / ceiling
+        per_cpu = statistics.median(s.per_cpu for s in stats)
         mark = "" if ratio >= TARGET else f"  below {TARGET}x"
         print(f"{mode:12} {rps:15.0f} {mid.pct(0.5):8.2f} {mid.pct(0.99):8.2f} "
-              f"{sum(s.errors for s in stats):8d} {ratio:6.2f}x{mark}")  # fmt: skip
+              f"{sum(s.errors for s in stats):8d} {ratio:6.2f}x {per_cpu:10.0f} "
+              f"{per_cpu / ceiling_cpu:9.2f}x{mark}")  # fmt: skip
 
 
 def report(

@@ -86,7 +86,7 @@ def test_a_json_lock_file_planted_as_a_link_to_a_database_is_refused(env: Env) -
         "data/open", {"adapter": "json", "config": {"path": str(d / "j.json"), "mode": "create"}}
     )["dbHandle"]
     refused = service.dispatch("data/create", {"dbHandle": handle, "collection": "c", "data": {}})
-    assert refused["code"] == "invalid_params", refused
+    assert refused["code"] == "path_not_allowed", refused
     _wal_survives(home / "default.sqlite")
 
 
@@ -95,7 +95,7 @@ def test_a_hard_link_to_a_live_database_file_is_refused(env: Env, side: str) -> 
     service, home, d = env
     os.link(f"{home / 'default.sqlite'}{side}", d / "link.db")
     refused = _open(service, d / "link.db", config={"mode": "readwrite"})
-    assert refused["code"] in ("not_a_database", "invalid_params"), refused
+    assert refused["code"] in ("not_a_database", "path_not_allowed"), refused
     rejects = service.dispatch(
         "data/import",
         {"input": str(d / "in.jsonl"), "output": str(d / "o.sqlite"), "rejects": str(d / "link.db"),
@@ -114,7 +114,7 @@ def test_a_live_json_database_is_never_an_output(env: Env) -> None:
     refused = service.dispatch(
         "data/export", {"dbHandle": "default", "collection": "c", "output": str(d / "p.json")}
     )
-    assert refused["code"] == "invalid_params" and "has open" in refused["error"]
+    assert refused["code"] == "path_not_allowed" and "has open" in refused["error"]
     assert service.execute("data/list", {"dbHandle": people, "collection": "c"})["count"] == 1
 
 
@@ -139,14 +139,14 @@ def test_special_files_and_links_are_never_written(env: Env) -> None:
         refused = service.dispatch(
             "data/export", {"dbHandle": "default", "collection": "c", "output": str(d / output)}
         )
-        assert refused["code"] == "invalid_params" and "regular file" in refused["error"]
+        assert refused["code"] == "path_not_allowed" and "regular file" in refused["error"]
     (d / "in.jsonl").write_text('{"id": "a"}\n')
     refused = service.dispatch(
         "data/import",
         {"input": str(d / "in.jsonl"), "output": str(d / "o.sqlite"), "rejects": str(d / "fifo"),
          "onError": "skip"},
     )  # fmt: skip
-    assert refused["code"] == "invalid_params"  # never blocks opening a pipe
+    assert refused["code"] == "path_not_allowed"  # a pipe: never opened, so never blocks
     assert (d / "fifo").is_fifo()
 
 
@@ -160,7 +160,7 @@ def test_a_file_with_other_names_is_never_written(env: Env) -> None:
         {"input": str(d / "in.jsonl"), "output": str(d / "o.sqlite"),
          "rejects": str(d / "rejects.jsonl"), "onError": "skip"},
     )  # fmt: skip
-    assert refused["code"] == "invalid_params" and "hard links" in refused["error"]
+    assert refused["code"] == "path_not_allowed" and "hard links" in refused["error"]
     assert (d / "theirs.txt").read_text() == "keep"
 
 
@@ -289,7 +289,7 @@ def test_a_live_database_at_the_partial_name_is_never_deleted(env: Env) -> None:
     refused = service.dispatch(
         "data/export", {"dbHandle": "default", "collection": "c", "output": str(d / "out.jsonl")}
     )
-    assert refused["code"] == "invalid_params"
+    assert refused["code"] == "path_not_allowed"
     assert service.execute("data/read", {"dbHandle": live, "collection": "c", "id": "p"})["found"]
 
 
@@ -316,7 +316,7 @@ def test_a_third_party_file_adapter_is_gated_too(env: Env) -> None:
         refused = service.dispatch(
             "data/open", {"adapter": "rawfile-test", "config": {"path": str(path)}}
         )
-        assert refused["code"] == "invalid_params", refused
+        assert refused["code"] == "path_not_allowed", refused
     _wal_survives(d / "live.sqlite")
 
 

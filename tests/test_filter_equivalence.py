@@ -153,7 +153,7 @@ def _pool(rows: list[Record]) -> list[Any]:
             for item in value:
                 walk(item)
         elif value is not None and check_scalar(value, "") is None:
-            # A foreign table may hold what no filter takes (-2**63 in a 64-bit column).
+            # Every scalar a filter takes (-2**63 too, which a foreign 64-bit column may hold).
             found.append(value)
             if isinstance(value, str) and value:
                 found.extend([value[:1], value[1:], value[-1:]])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dbhandles import Context, Service, Settings
-from dbhandles.errors import DbHandlesError, InvalidParams
+from dbhandles.errors import DbHandlesError, PathNotAllowed
 from tests.test_import_common import seed_file, write_jsonl
 
 #: Every test here runs with lines parsed in the writer and in the parser process.
@@ -88,12 +88,14 @@ def test_remote_requests_only_reach_files_under_the_allowed_roots(
 def test_export_never_overwrites_a_database(service: Service, tmp_path: Path) -> None:
     handle = open_as(service, ALICE, "db.sqlite")
     database = space(service, "alice") / "db.sqlite"
-    with pytest.raises(InvalidParams, match=r"is an SQLite database|is a database file"):
+    with pytest.raises(PathNotAllowed, match=r"is an SQLite database|is a database file"):
         service.execute("data/export", {"output": str(database), "dbHandle": handle})
     write_jsonl(tmp_path / "in.jsonl", [{"a": 1}, "bad"])
     params = {"input": str(tmp_path / "in.jsonl"), "dbHandle": handle, "onError": "skip",
               "rejects": str(database)}  # fmt: skip
-    with pytest.raises(InvalidParams, match=r"rejects: .* is (an SQLite database|a database file)"):
+    with pytest.raises(
+        PathNotAllowed, match=r"rejects: .* is (an SQLite database|a database file)"
+    ):
         service.execute("data/import", params)
 
 
@@ -110,8 +112,10 @@ def test_a_path_is_reused_only_through_the_same_actors_handle(
     assert other["dbHandle"] != first["dbHandle"]
     # The same name is another database for each actor: in its own data space.
     assert (again["skipped"], other["imported"]) == (5, 5)
-    assert first["output"] == str(space(service, "alice") / "shared.sqlite")
-    assert other["output"] == str(space(service, "bob") / "shared.sqlite")
+    # Each is shown its own file by its name in its space (never the data root: docs/security.md).
+    assert first["output"] == other["output"] == "shared.sqlite"
+    assert (space(service, "alice") / "shared.sqlite").is_file()
+    assert (space(service, "bob") / "shared.sqlite").is_file()
 
 
 def test_read_roots_are_read_only_data_sets(tmp_path: Path) -> None:

@@ -28,13 +28,15 @@ from dbhandles.dbfiles import (
     is_sqlite_database,
     open_plain,
 )
-from dbhandles.errors import DbHandlesError, InvalidParams, NotADatabase
+from dbhandles.errors import DbHandlesError, NotADatabase, PathNotAllowed
 
 PACKAGE = Path(dbhandles.__file__).parent
 
 #: Modules that may call ``open()`` and its relatives, and why none of their files is a database.
 ALLOWED = {
     "dbfiles.py": "the one place: the gate (check_plain) and O_EXCL creation",
+    "new_files.py": "dbfiles' O_EXCL creation and renames, in a pinned folder, after check_plain",
+    "pinned.py": "folders only (O_PATH | O_DIRECTORY | O_NOFOLLOW), never a file",
     "cli/session.py": "the CLI's session-id file in the home folder",
     "cli/transport.py": "server.json and admin.token in the home folder",
     "cli/__init__.py": "os.devnull",
@@ -203,7 +205,7 @@ def _other_process_opens_and_closes_default(home: Path) -> None:
 )
 def test_side_files_are_refused_by_name_even_when_missing(tmp_path: Path, name: str) -> None:
     assert is_side_file(tmp_path / name)
-    with pytest.raises(InvalidParams, match="SQLite's own files"):
+    with pytest.raises(PathNotAllowed, match="SQLite's own files"):
         check_plain(tmp_path / name, "input")
 
 
@@ -218,12 +220,12 @@ def test_a_hard_link_to_a_live_side_file_is_refused(tmp_path: Path) -> None:
         os.link(tmp_path / "live.sqlite-shm", tmp_path / "innocent.jsonl")
         os.link(path, tmp_path / "also-innocent.jsonl")
         for name in ("innocent.jsonl", "also-innocent.jsonl"):
-            with pytest.raises(InvalidParams, match="that this service has open"):
+            with pytest.raises(PathNotAllowed, match="that this service has open"):
                 check_plain(tmp_path / name, "input")
     finally:
         conn.close()
     # Closed: the main file is still an SQLite database, refused for what it is.
-    with pytest.raises(InvalidParams, match="is an SQLite database"):
+    with pytest.raises(PathNotAllowed, match="is an SQLite database"):
         check_plain(tmp_path / "also-innocent.jsonl", "input")
 
 
@@ -237,7 +239,7 @@ def test_plain_files_pass_and_databases_do_not(tmp_path: Path) -> None:
     assert is_sqlite_database(str(tmp_path / "db.sqlite"))
     assert not is_sqlite_database(str(tmp_path / "data.jsonl"))
     assert not is_sqlite_database(str(tmp_path / "empty"))
-    with pytest.raises(InvalidParams, match="is an SQLite database"):
+    with pytest.raises(PathNotAllowed, match="is an SQLite database"):
         check_plain(tmp_path / "db.sqlite", "output")
 
 
@@ -257,7 +259,7 @@ def test_the_json_adapter_refuses_a_sqlite_database(tmp_path: Path) -> None:
     sqlite3.connect(tmp_path / "db.sqlite").execute("CREATE TABLE t (x)").connection.close()
     with Service(home=tmp_path / "home") as service:
         for path in (tmp_path / "db.sqlite", tmp_path / "db.sqlite-wal"):
-            with pytest.raises(InvalidParams, match="SQLite"):
+            with pytest.raises(PathNotAllowed, match="SQLite"):
                 service.execute("data/open", {"adapter": "json", "config": {"path": str(path)}})
 
 

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from dbhandles import Service
+from dbhandles.server import http
 from dbhandles.server.app import ServerState
+from tests.servers import app_client
 
 
 def test_only_point_reads_on_wal_sqlite_run_inline(service: Service, tmp_path: Path) -> None:
@@ -93,3 +99,44 @@ def test_a_read_only_wal_read_does_not_wait_for_a_writer(service: Service, tmp_p
         other.execute("ROLLBACK")
         other.close()
         state.executor.shutdown()
+
+
+def test_bodies_are_parsed_once_and_only_point_reads_on_the_loop(
+    service: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A point read that may run inline is parsed on the loop (to find its handle) and that parse
+    # is the one its command gets; every other command's body is parsed in a worker thread, so a
+    # large body never holds the event loop.
+    handle = service.execute(
+        "data/open",
+        {"adapter": "sqlite", "config": {"path": str(tmp_path / "w.sqlite"), "mode": "create"}},
+    )["dbHandle"]
+    service.execute("data/create", {"dbHandle": handle, "collection": "c", "id": "a", "data": {}})
+    parsed: list[str] = []  # the thread of each parse of a request body
+    real = http.read_json
+
+    def recording(body: bytes) -> Any:
+        parsed.append(threading.current_thread().name)
+        return real(body)
+
+    monkeypatch.setattr(http, "read_json", recording)
+    with app_client(service) as client:
+        read = {"dbHandle": handle, "collection": "c", "id": "a"}
+        assert client.post("/commands/data/read", json=read).json()["found"] is True
+        assert len(parsed) == 1 and not parsed[0].startswith("dbhandles"), parsed  # on the loop
+        parsed.clear()
+        listing = {"dbHandle": handle, "collection": "c"}
+        assert client.post("/commands/data/list", json=listing).json()["success"] is True
+        assert len(parsed) == 1 and parsed[0].startswith("dbhandles"), parsed  # a worker thread
+        # With a command running in a worker thread, the read goes to a thread too: still one parse.
+        parsed.clear()
+        client.app.state.dbhandles.in_flight += 1
+        try:
+            assert client.post("/commands/data/read", json=read).json()["found"] is True
+        finally:
+            client.app.state.dbhandles.in_flight -= 1
+        assert len(parsed) == 1, parsed
+        # A body that is no params object is refused as before (parsed again in the worker
+        # thread, which says why).
+        bad = client.post("/commands/data/read", content=b"[1]")
+        assert bad.status_code == 400 and bad.json()["field"] == "body"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -26,7 +27,7 @@ from dbhandles.cli.serve import parse_options
 from dbhandles.errors import InvalidParams
 from dbhandles.events import EventBus, sqlite_log
 from dbhandles.events.sqlite_log import RESUMED, SqliteEventLog
-from dbhandles.server.workers import Supervisor, bind_group, settings_env
+from dbhandles.server.workers import Supervisor, bind_listener, receive_connections, settings_env
 from dbhandles.settings import Settings
 from tests.servers import ServerProcess, envelope_of, jtag_env, run_jtag
 
@@ -304,25 +305,24 @@ def test_a_second_server_cannot_join_the_port(shared: ServerProcess, tmp_path: P
 
 
 def test_a_worker_that_keeps_failing_at_start_stops_the_supervisor() -> None:
-    sockets = bind_group("127.0.0.1", 0, 1)
+    listener = bind_listener("127.0.0.1", 0)
     try:
         supervisor = Supervisor(
             lambda index, fd, watch: [sys.executable, "-c", "import sys; sys.exit(3)"],
-            sockets, env=dict(os.environ),
+            listener, 1, env=dict(os.environ),
         )  # fmt: skip
         assert supervisor.run() == 1
         assert supervisor.failed is not None and "(last status 3)" in supervisor.failed
     finally:
-        for sock in sockets:
-            sock.close()
+        listener.close()
 
 
 def test_stopping_the_supervisor_stops_its_workers() -> None:
-    sockets = bind_group("127.0.0.1", 0, 2)
+    listener = bind_listener("127.0.0.1", 0)
     # A worker that would outlive the test unless it is stopped (SIGTERM ends it).
     sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
     try:
-        supervisor = Supervisor(lambda index, fd, watch: sleeper, sockets, env=dict(os.environ))
+        supervisor = Supervisor(lambda index, fd, watch: sleeper, listener, 2, env=dict(os.environ))
         supervisor.start()
         pids = supervisor.pids
         assert len(pids) == 2
@@ -330,7 +330,74 @@ def test_stopping_the_supervisor_stops_its_workers() -> None:
         assert supervisor.run() == 0 and supervisor.failed is None
         assert not any(_alive(pid) for pid in pids)
     finally:
-        for sock in sockets:
+        listener.close()
+
+
+# A worker that reports, on its stdout, how many connections reached it through its channel.
+_COUNTING_WORKER = """
+import socket, sys, time
+from dbhandles.server.workers import receive_connections
+channel = socket.socket(fileno=int(sys.argv[1]))
+channel.setblocking(False)
+held, deadline = [], time.monotonic() + 60
+while time.monotonic() < deadline:
+    taken = receive_connections(channel)
+    if taken is None:
+        break
+    for sock in taken:
+        sock.sendall(b"%d" % int(sys.argv[2]))
+        held.append(sock)
+    time.sleep(0.01)
+"""
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_connections_are_dealt_to_the_workers_in_turn(count: int) -> None:
+    # SO_REUSEPORT hashed each connection's addresses: 8 connections of one client could land 7/1
+    # (and two workers then served little more than one). Dealt in turn, each worker gets its share.
+    listener = bind_listener("127.0.0.1", 0)
+    port = listener.getsockname()[1]
+    try:
+        supervisor = Supervisor(
+            lambda index, fd, watch: [sys.executable, "-c", _COUNTING_WORKER, str(fd), str(index)],
+            listener, count, env=dict(os.environ),
+        )  # fmt: skip
+        runner = threading.Thread(target=supervisor.run)
+        runner.start()
+        clients = []
+        try:
+            for _ in range(4 * count):
+                clients.append(socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT))
+            answers = [int(client.recv(8)) for client in clients]
+        finally:
+            for client in clients:
+                client.close()
+            supervisor.stop()
+            runner.join()
+        assert sorted(answers) == sorted(list(range(count)) * 4), answers
+        assert supervisor.dealt == [4] * count and supervisor.failed is None
+    finally:
+        listener.close()
+
+
+def test_a_connection_dealt_while_its_worker_was_gone_reaches_the_next_one() -> None:
+    # The channel outlives a worker: what was dealt to it and not taken is served by its successor.
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    a, b = socket.socketpair()
+    try:
+        socket.send_fds(mine, [b"c"], [b.fileno()])
+        b.close()
+        theirs.setblocking(False)
+        taken = receive_connections(theirs)
+        assert taken is not None and len(taken) == 1
+        with taken[0] as sock:
+            sock.sendall(b"hello")
+        assert a.recv(5) == b"hello"
+        assert receive_connections(theirs) == []  # nothing more dealt yet
+        mine.close()
+        assert receive_connections(theirs) is None  # the supervisor is gone
+    finally:
+        for sock in (mine, theirs, a):
             sock.close()
 
 

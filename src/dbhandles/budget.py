@@ -30,9 +30,12 @@ from dbhandles.errors import QueryTimeout
 __all__ = [
     "MAX_PAUSE",
     "SWITCH_INTERVAL",
+    "BudgetToken",
     "Pacer",
+    "begin",
     "check",
     "deadline",
+    "end",
     "exceeded",
     "expired",
     "query_budget",
@@ -56,6 +59,8 @@ _switch_interval = 0.005
 _current: ContextVar[tuple[float, int, str | None] | None] = ContextVar(
     "dbhandles_query_budget", default=None
 )
+#: What ``begin`` gives to end a budget with (``end``).
+BudgetToken = Token[tuple[float, int, str | None] | None]
 
 
 class query_budget:
@@ -70,15 +75,10 @@ class query_budget:
 
     def __init__(self, ms: int) -> None:
         self.ms = ms
-        self._token: Token[tuple[float, int, str | None] | None] | None = None
+        self._token: BudgetToken | None = None
 
     def __enter__(self) -> None:
-        if self.ms <= 0:
-            return
-        end = time.monotonic() + self.ms / 1000
-        outer = _current.get()
-        if outer is None or end < outer[0]:
-            self._token = _current.set((end, self.ms, None))
+        self._token = begin(self.ms)
 
     def __exit__(
         self,
@@ -86,9 +86,28 @@ class query_budget:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._token is not None:
-            _current.reset(self._token)
-            self._token = None
+        end(self._token)
+        self._token = None
+
+
+def begin(ms: int) -> BudgetToken | None:
+    """Start a budget of ``ms`` milliseconds (``0`` or less: none) for what runs next in this
+    context, as ``with query_budget(ms):`` does, without the object: the dispatcher's form. Pass
+    the token to ``end`` when it is over (``None``: nothing was started, an outer budget ends
+    first or there is none)."""
+    if ms <= 0:
+        return None
+    until = time.monotonic() + ms / 1000
+    outer = _current.get()
+    if outer is None or until < outer[0]:
+        return _current.set((until, ms, None))
+    return None
+
+
+def end(token: BudgetToken | None) -> None:
+    """End the budget ``begin`` started (nothing for ``None``)."""
+    if token is not None:
+        _current.reset(token)
 
 
 def deadline() -> float | None:

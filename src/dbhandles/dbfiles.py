@@ -17,10 +17,19 @@ The rules, each enforced here and nowhere else:
   makes a new inode (which nobody can hold locks on) or touches nothing.
 - **Plain I/O on a file a user named goes through a gate** (:func:`open_plain`, :func:`check_plain`):
   it refuses SQLite's own side files by name (``-wal``, ``-shm``, ``-journal``, super-journals), any
-  file that is (a hard link to) a database file or side file this process has a connection to, and any
-  SQLite database (a JSONL input, an export, a rejects file or a JSON-adapter file is never one).
+  file that is (a hard link to) a database file or side file this process has a connection to, a
+  file with other names by a name it is not known by (for every caller), and any SQLite database
+  (a JSONL input, an export, a rejects file or a JSON-adapter file is never one).
 - **Connections are made here** (:func:`connect_sqlite`), so the set of live database files the gate
   consults is complete.
+- **A database file is used by one name.** A file with several names (hard links) is one inode, and
+  SQLite keeps one set of side files per *name* ("How To Corrupt", section 2.4). The name this
+  process uses a file by is recorded (:func:`know`: the first connection, a held JSON database, the
+  home's default database, the name the handle store's book of names records,
+  ``security/file_names.py``) and only that name is accepted for
+  a file with other names (:func:`check_names`); every other name is a link and refused. So a link
+  someone plants to the default database (or to another actor's) refuses the link, never the
+  database under the name the service knows.
 
 A lint-style test (``tests/test_plain_file_io.py``) fails when another module calls ``open()`` and its
 relatives outside a short, reasoned allowlist.
@@ -28,36 +37,40 @@ relatives outside a short, reasoned allowlist.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sqlite3
 import stat
-import tempfile
 import threading
 import urllib.parse
+from collections.abc import Callable
 from typing import IO, Any, Literal, cast
 
-from dbhandles.errors import DbHandlesError, InvalidParams, StorageError
+from dbhandles.errors import DbHandlesError, InvalidParams, PathNotAllowed, StorageError
+from dbhandles.path_text import PATH_SCHEMA, check_path_text
+from dbhandles.pinned import Pinned, decided
 
 __all__ = [
     "PATH_SCHEMA",
     "LiveConnection",
     "PlainWriter",
     "being_written",
+    "check_names",
     "check_path_text",
     "check_plain",
     "connect_sqlite",
     "create_empty",
-    "create_exclusive",
     "hold",
     "is_side_file",
     "is_sqlite_database",
+    "know",
+    "known_name",
+    "known_names",
     "live_conflict",
     "open_lock_file",
     "open_plain",
     "release",
-    "replace_file",
+    "set_file_refusal",
     "sqlite_uri",
 ]
 
@@ -69,24 +82,6 @@ _SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 _SQLITE_NOTADB = 26
 #: SQLite's smallest page: a smaller file holds no database (SQLite would take it as an empty one).
 _MIN_DATABASE = 512
-_PATH_MAX = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 4096
-_NAME_MAX = os.pathconf("/", "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
-#: What ``check_path_text`` accepts, as JSON Schema (the OpenAPI document's ``Path``). The limits
-#: are in bytes (UTF-8) and JSON Schema counts characters: the document says the length of a path
-#: in characters (what no longer text can meet) and names the rest with the format ``dbh-path``.
-PATH_SCHEMA: dict[str, object] = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": _PATH_MAX - 1,
-    "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]*[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029/]$",
-    "format": "dbh-path",
-    "description": f"A file path: no control character (C0, DEL, C1, U+2028, U+2029), not ending in "
-    f"'/', at most {_PATH_MAX - 1} bytes (UTF-8) and {_NAME_MAX} bytes per name.",
-}
-#: Characters no path a caller gives may hold: C0 controls, DEL, C1 controls and the Unicode line
-#: and paragraph separators. A file system takes them, but a name that holds a line break reads as
-#: two lines wherever it is shown (the audit log's ``target``, a terminal, a log line).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: SQLITE_PERM, SQLITE_IOERR, SQLITE_CANTOPEN, SQLITE_AUTH: the file could not be read at all.
 _CANNOT_READ = frozenset({3, 10, 14, 23})
 
@@ -96,9 +91,22 @@ _lock = threading.Lock()
 _live: dict[tuple[int, int], list[Any]] = {}
 #: Canonical paths of other live database files (``hold``), with how many holders each.
 _held: dict[str, int] = {}
+#: The one name (canonical path) this process uses each database file by, by ``(st_dev, st_ino)``
+#: (``know``); an entry whose name no longer leads to its file is forgotten when looked up.
+_names: dict[tuple[int, int], str] = {}
 #: Canonical paths of data files this process is writing with plain I/O (rejects, export partial
 #: files), with how many writers each: no database may be opened on them meanwhile.
 _writing: dict[str, int] = {}
+
+
+def _real(path: str | os.PathLike[str]) -> str:
+    """``os.path.realpath(path)``, or ``path`` made absolute when a folder on the way changes
+    while it is walked (``realpath`` then raises): what it is used for here (a name to compare,
+    to record) is checked again on the file itself, and never a 500."""
+    try:
+        return os.path.realpath(path)
+    except OSError:
+        return os.path.abspath(path)
 
 
 def _count(table: dict[str, int], path: str, step: int) -> None:
@@ -121,7 +129,7 @@ class PlainWriter:
     so no database is opened on it meanwhile. Everything else is the wrapped file's."""
 
     def __init__(self, file: IO[Any], path: str) -> None:
-        self._file, self._path, self._open = file, os.path.realpath(path), True
+        self._file, self._path, self._open = file, _real(path), True
         _count(_writing, self._path, 1)
 
     def __getattr__(self, name: str) -> Any:
@@ -197,6 +205,11 @@ def connect_sqlite(
     """
     if immutable and mode != "ro":
         raise ValueError("immutable=1 is for read-only connections")
+    if mode == "rwc" and decided(path):
+        # A path a caller named was created in its pinned folder (create_empty) before this
+        # open: SQLite, which opens by name, must not create another where a link swapped in
+        # since leads (the service's home).
+        mode = "rw"
     conn = sqlite3.connect(
         sqlite_uri(path, mode, immutable=immutable),
         uri=True,
@@ -211,6 +224,7 @@ def connect_sqlite(
             entry = _live.setdefault(identity, [path, 0])
             entry[1] += 1
         conn._dbh_identity = identity
+        know(path)
     return conn
 
 
@@ -220,47 +234,83 @@ def is_side_file(path: str | os.PathLike[str]) -> bool:
     return _SIDE_FILE.search(os.path.basename(os.fspath(path))) is not None
 
 
-def check_path_text(path: str | os.PathLike[str], field: str) -> str:
-    """``path`` as text, refused before any system call if no file system could take it.
-
-    Raises:
-        InvalidParams: a NUL or other control character (``_CONTROL``), a path over ``PATH_MAX`` or a name over ``NAME_MAX`` bytes,
-            or a path ending in ``/`` (that names a folder, not a file).
-    """
-    text = os.fspath(path)
-    if not isinstance(text, str):
-        raise InvalidParams(f"{field}: must be a text path", field=field)
-    if "\x00" in text:
-        raise InvalidParams(f"{field}: a path cannot contain NUL characters", field=field)
-    bad = _CONTROL.search(text)
-    if bad is not None:
-        raise InvalidParams(
-            f"{field}: a path cannot contain control characters (line breaks, tabs, C0/C1 "
-            f"controls, U+2028/U+2029): {bad.group()!r} at position {bad.start()}",
-            field=field,
-        )
-    if not text:
-        raise InvalidParams(f"{field}: the path is empty", field=field)
-    try:
-        raw = os.fsencode(text)
-    except UnicodeError as exc:
-        raise InvalidParams(f"{field}: the path is not valid text ({exc})", field=field) from exc
-    if len(raw) >= _PATH_MAX or any(len(part) > _NAME_MAX for part in raw.split(b"/")):
-        raise InvalidParams(
-            f"{field}: the path is too long (at most {_PATH_MAX - 1} bytes, {_NAME_MAX} a name)",
-            field=field,
-        )
-    if text.endswith("/"):
-        raise InvalidParams(f"{field}: {text} names a folder; give a file name", field=field)
-    return text
-
-
 def hold(path: str) -> None:
     """Count ``path`` (canonical) as a live database file of this process until ``release``.
 
     For databases that are not SQLite connections (the JSON adapter's files, rewritten under a new
-    inode on every commit, so tracked by path)."""
+    inode on every commit, so tracked by path); ``path`` is also the name its file is used by
+    (``know``)."""
     _count(_held, path, 1)
+    know(path)
+
+
+def know(path: str | os.PathLike[str], *, vouched: bool = False) -> None:
+    """Record ``path`` (made canonical) as the one name this process uses its file by, unless the
+    file is already known by another name that still leads to it (the first name wins) and the
+    name is not ``vouched``. A missing file records nothing.
+
+    Called for the home's default database (before it is opened, ``vouched``), by
+    :func:`connect_sqlite` and :func:`hold` for every database opened (a name reaches those only
+    after :func:`check_names`), for an SQLite side file seen with one name next to its database,
+    and, ``vouched``, for a name the handle store's book of names records for the file's identity
+    (``security/file_names.py``: that record wins over whatever this process met first).
+    """
+    real = _real(os.fspath(path))
+    identity = _identity(real)
+    if identity is None:
+        return
+    with _lock:
+        current = _names.get(identity)
+    if not vouched and current is not None and current != real and _identity(current) == identity:
+        return
+    with _lock:
+        _names[identity] = real
+
+
+def known_name(info: os.stat_result) -> str | None:
+    """The name this process uses the file ``info`` (``os.stat``) describes by (``None``: none)."""
+    identity = (info.st_dev, info.st_ino)
+    with _lock:
+        name = _names.get(identity)
+    if name is None or _identity(name) == identity:
+        return name
+    with _lock:  # that name now leads elsewhere (deleted, replaced): the file is known by none
+        if _names.get(identity) == name:
+            del _names[identity]
+    return None
+
+
+def known_names() -> list[str]:
+    """Every name this process uses a database file by (``know``)."""
+    with _lock:
+        return list(_names.values())
+
+
+def check_names(path: str, info: os.stat_result, field: str | None = None) -> None:
+    """Refuse the file ``path`` (canonical; ``info`` from ``os.stat``) if it has other names (hard
+    links) and ``path`` is not the one name this process uses it by (``know``).
+
+    The message names ``path`` only (the caller gave it), never the other name, which may be in the
+    service's home or another actor's space.
+
+    Raises:
+        PathNotAllowed: a file with other names, by a name that is not the known one (or none is
+            known: then no name of it is used, since none can be told from a planted link).
+    """
+    if info.st_nlink <= 1 or not stat.S_ISREG(info.st_mode):
+        return
+    known = known_name(info)
+    if known == path:
+        return
+    prefix = f"{field}: " if field else ""
+    if known is not None:
+        why = ("is another name (a hard link) of a database file this service uses by another "
+               "name; a file is used by one name only: use that name, or remove this link")  # fmt: skip
+    else:
+        why = ("has other names (hard links), and this service knows none of them as its name; a "
+               "database or data file is used by one name only: use a file that has one name, "
+               "or remove the other names")  # fmt: skip
+    raise PathNotAllowed(f"{prefix}{path} {why}", field=field)
 
 
 def release(path: str) -> None:
@@ -305,20 +355,29 @@ def is_sqlite_database(path: str) -> bool:
     return True
 
 
-def create_empty(path: str, mode: int = 0o644) -> bool:
+def create_empty(path: str, mode: int = 0o644, *, pinned: bool = False) -> bool:
     """Create ``path`` as an empty file (an empty SQLite database) unless something is there already.
 
     ``O_EXCL`` means an existing file is never opened (so never closed, so no lock of this process on
-    it is ever released); ``O_NOFOLLOW`` means a planted symlink is not followed.
+    it is ever released); ``O_NOFOLLOW`` means a planted symlink is not followed. With ``pinned``,
+    or for a path the path policy decided on in the running call (``pinned.decided``: a path a
+    caller named, real), the file is made in its folder opened without following any link
+    (``pinned.Pinned``), so a folder swapped for a link after the check is refused.
 
     Returns:
         Whether the file was created.
 
     Raises:
+        PathNotAllowed: ``pinned``, and a folder on the way is now a link.
         OSError: the folder is missing or not writable.
     """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+        if pinned or decided(path):
+            with Pinned(path, "config.path") as folder:
+                fd = os.open(folder.name, flags, mode, dir_fd=folder.at())
+        else:
+            fd = os.open(path, flags, mode)
     except FileExistsError:
         return False
     os.close(fd)
@@ -333,9 +392,9 @@ def live_conflict(path: str, info: os.stat_result, *, writing: bool = False) -> 
     identity = (info.st_dev, info.st_ino)
     with _lock:
         entries = [(key, entry[0]) for key, entry in _live.items()]
-        held = writing and os.path.realpath(path) in _held
+        held = writing and _real(path) in _held
     if held:
-        return os.path.realpath(path)
+        return _real(path)
     for key, database in entries:
         if key == identity:
             return str(database)
@@ -355,15 +414,23 @@ def check_plain(path: str | os.PathLike[str], field: str, *, writing: bool = Fal
     A missing file passes (it is not a database yet). For reading, folders and devices pass: the
     caller's own open reports them.
 
+    Every refusal of a file the caller may not use is ``path_not_allowed``, the code the path
+    policy (``security/paths.py``) gives a file outside the caller's places, so a refusal of one
+    kind has one code whichever door it came through; ``invalid_params`` is kept for a path whose
+    text no file system takes.
+
     Raises:
-        InvalidParams: a path no file system takes (``check_path_text``); an SQLite side file by
-            name; a database file (or side file, or hard link of one) this process has open; an
-            SQLite database; for ``writing``: a symbolic link, a folder, device or pipe, or a file
-            with other names (hard links), which writing would change behind those names.
+        InvalidParams: a path no file system takes (``check_path_text``), or one the system cannot
+            inspect (a parent that is a file, no permission).
+        PathNotAllowed: an SQLite side file by name; a database file (or side file, or hard link of
+            one) this process has open; an SQLite database; a regular file with other names (hard
+            links) by a name it is not known by (``know``); for ``writing``: a symbolic link, a
+            folder, device or pipe, or a file with other names (hard links), which writing would
+            change behind those names.
     """
     text = check_path_text(path, field)
     if is_side_file(text):
-        raise InvalidParams(
+        raise PathNotAllowed(
             f"{field}: {text} is named like one of SQLite's own files (-wal, -shm, -journal); "
             "those belong to a database and are never read or written as data files",
             field=field,
@@ -374,9 +441,34 @@ def check_plain(path: str | os.PathLike[str], field: str, *, writing: bool = Fal
         return
     except OSError as exc:
         raise InvalidParams(f"{field}: cannot use {text}: {exc.strerror}", field=field) from exc
+    try:
+        _check_file(text, info, field, writing)
+    except PathNotAllowed as exc:
+        told = _file_refusal[0](text, info, exc) if _file_refusal else exc
+        if told is exc:
+            raise
+        raise told from None
+
+
+#: How a refusal about the file behind a name is told to the running call's caller
+#: (``set_file_refusal``).
+_file_refusal: list[Callable[[str, os.stat_result, PathNotAllowed], PathNotAllowed]] = []
+
+
+def set_file_refusal(
+    told: Callable[[str, os.stat_result, PathNotAllowed], PathNotAllowed],
+) -> None:
+    """Let the path policy (``security/paths.py``, a layer above) word the gate's refusals about
+    the file behind a name: ``told(path, info, refusal)`` returns the refusal to raise (for a
+    caller who may not use that file, words that do not depend on it)."""
+    _file_refusal[:] = [told]
+
+
+def _check_file(text: str, info: os.stat_result, field: str, writing: bool) -> None:
+    """``check_plain``'s checks of the file ``info`` found at ``text``."""
     if writing and not stat.S_ISREG(info.st_mode):
         what = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
-        raise InvalidParams(
+        raise PathNotAllowed(
             f"{field}: {text} is {what}; dbhandles only writes regular files it may replace",
             field=field,
         )
@@ -384,14 +476,15 @@ def check_plain(path: str | os.PathLike[str], field: str, *, writing: bool = Fal
         return
     database = live_conflict(text, info, writing=writing)
     if database is not None:
-        same = "" if database == text else f" (the same file as {database})"
-        raise InvalidParams(
+        # The other name is not shown: it may be in the service's home or another actor's space.
+        same = "" if database == text else " (by another of its names: hard links)"
+        raise PathNotAllowed(
             f"{field}: {text} is a database file{same} that this service has open; "
             "it is never read or written as a data file",
             field=field,
         )
     if writing and info.st_nlink > 1:
-        raise InvalidParams(
+        raise PathNotAllowed(
             f"{field}: {text} has other names (hard links); writing it would change those files "
             "too, choose another file",
             field=field,
@@ -401,8 +494,16 @@ def check_plain(path: str | os.PathLike[str], field: str, *, writing: bool = Fal
     except DbHandlesError:
         database_file = False  # unreadable: the caller's own open reports why
     if database_file:
-        raise InvalidParams(
+        raise PathNotAllowed(
             f"{field}: {text} is an SQLite database, not a data file; choose another file",
+            field=field,
+        )
+    if info.st_nlink > 1 and known_name(info) != _real(text):
+        # A second name is a way to a file past every check made on its first (the home's
+        # admin.token, another actor's data): for every caller, only the name it is known by.
+        raise PathNotAllowed(
+            f"{field}: {text} has other names (hard links) and is not the name this service "
+            "uses its file by; a file is read by one name only: use a file with one name",
             field=field,
         )
 
@@ -417,18 +518,21 @@ _WRITE_FLAGS = {
 def open_plain(path: str | os.PathLike[str], mode: str, field: str, **options: Any) -> IO[Any]:
     """``open(path, mode, **options)`` after :func:`check_plain` let ``path`` through.
 
-    Writing modes (``wb``, ``w``, ``ab``) never follow a symbolic link (``O_NOFOLLOW``), so a link
-    planted after the check cannot redirect the write.
+    Writing modes (``wb``, ``w``, ``ab``) never follow a symbolic link: not the last name
+    (``O_NOFOLLOW``), nor a folder on the way (the file is opened in its folder pinned by
+    ``pinned.Pinned``), so a link planted after the check cannot redirect the write.
 
     Raises:
-        InvalidParams: from :func:`check_plain`.
+        InvalidParams, PathNotAllowed: from :func:`check_plain`; a folder on the way is now a link.
         OSError: from ``open``.
     """
     writing = mode in _WRITE_FLAGS
     check_plain(path, field, writing=writing)
     if not writing:
         return open(os.fspath(path), mode, **options)
-    fd = os.open(os.fspath(path), _WRITE_FLAGS[mode] | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    with Pinned(path, field) as folder:
+        flags = _WRITE_FLAGS[mode] | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(folder.name, flags, 0o666, dir_fd=folder.at())
     try:
         return cast(IO[Any], PlainWriter(os.fdopen(fd, mode, **options), os.fspath(path)))
     except BaseException:
@@ -436,65 +540,22 @@ def open_plain(path: str | os.PathLike[str], mode: str, field: str, **options: A
         raise
 
 
-def create_exclusive(path: str | os.PathLike[str], field: str, mode: int = 0o666) -> IO[bytes]:
-    """A new, empty file at ``path`` open for writing (a temporary name the caller renames later).
-
-    A leftover file or link of that name (from a killed run, or planted) is removed first, then the
-    file is created with ``O_EXCL | O_NOFOLLOW``: what is written lands in a new inode nobody else has.
-
-    Raises:
-        InvalidParams: from :func:`check_path_text`, or the name is a side file's.
-        OSError: the folder is missing or not writable, or the name was taken again meanwhile.
-    """
-    text = check_path_text(path, field)
-    if is_side_file(text):
-        raise InvalidParams(f"{field}: {text} is named like one of SQLite's own files", field=field)
-    try:
-        if not stat.S_ISLNK(os.lstat(text).st_mode):
-            # A leftover file is removed only if it could have been written here: never a
-            # database, a live file, a special file or a file with other names.
-            check_plain(text, field, writing=True)
-        os.unlink(text)  # unlink never follows a link: a planted one is removed, its target kept
-    except FileNotFoundError:
-        pass
-    fd = os.open(text, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    return cast(IO[bytes], PlainWriter(os.fdopen(fd, "wb"), text))
-
-
-def open_lock_file(path: str | os.PathLike[str], field: str) -> int:
+def open_lock_file(path: str | os.PathLike[str], field: str, *, pinned: bool = False) -> int:
     """A descriptor on the lock file ``path`` (created if missing) for ``fcntl.flock``.
 
     ``flock`` locks belong to the open file, not the process, so closing this descriptor releases
     only this lock; but the file must not be a database, or closing it would release the process's
-    POSIX locks on that database (see the module docstring).
+    POSIX locks on that database (see the module docstring). With ``pinned`` (a path a caller
+    named), it is opened in its folder pinned without following links (``pinned.Pinned``).
 
     Raises:
-        InvalidParams: from :func:`check_plain` (``writing``: no link, no database, no hard link).
+        InvalidParams, PathNotAllowed: from :func:`check_plain` (``writing``: no link, no
+            database, no hard link); ``pinned``, and a folder on the way is now a link.
         OSError: from ``os.open``.
     """
     check_plain(path, field, writing=True)
-    return os.open(os.fspath(path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-
-
-def replace_file(path: str | os.PathLike[str], data: bytes, field: str, mode: int = 0o600) -> None:
-    """Write ``data`` to a new file next to ``path`` and rename it over ``path`` (atomic; the old
-    file is never opened, and a link at ``path`` is replaced, not followed).
-
-    Raises:
-        InvalidParams: from :func:`check_plain` (``writing``).
-        OSError: the folder is missing or not writable.
-    """
-    check_plain(path, field, writing=True)
-    text = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{os.path.basename(text)}.", dir=os.path.dirname(text) or "."
-    )
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, text)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    if not pinned:
+        return os.open(os.fspath(path), flags, 0o600)
+    with Pinned(path, field) as folder:
+        return os.open(folder.name, flags, 0o600, dir_fd=folder.at())

@@ -330,7 +330,10 @@ class DatabaseDenied(Forbidden):
 class PathNotAllowed(Forbidden):
     """A file outside the places the actor may reach (its data space, the read roots, the allowed
     roots of administrators), after resolving links; or the service's own state (the home, any
-    ``-wal``/``-shm``/``-journal``), which is never the target of a data command."""
+    ``-wal``/``-shm``/``-journal``), which is never the target of a data command; or a file that
+    may not be used as asked (``dbfiles.check_plain``, ``dbfiles.check_names``): another name
+    (hard link) of a file, a live or SQLite database as a data file, a link or special file to
+    write."""
 
     code = "path_not_allowed"
 

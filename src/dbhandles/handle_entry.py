@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dbhandles.adapters import AdapterConfig
-from dbhandles.errors import InvalidParams
+from dbhandles.adapters import Adapter, AdapterConfig, get_adapter_class
+from dbhandles.errors import InvalidConfig, InvalidParams
 from dbhandles.filters import FilterNode
 from dbhandles.security.permissions import Permissions
 
@@ -21,6 +22,7 @@ __all__ = [
     "check_alias",
     "check_handle_name",
     "is_handle_id",
+    "parse_config",
     "shown_alias",
 ]
 
@@ -90,6 +92,27 @@ def check_handle_name(name: object, field: str = "dbHandle") -> str:
     return name
 
 
+def parse_config(
+    adapter: str, config: Mapping[str, Any] | None
+) -> tuple[type[Adapter], AdapterConfig]:
+    """Validate an adapter name and config without touching anything on disk.
+
+    Raises:
+        UnknownAdapter, InvalidConfig, InvalidParams, DriverMissing.
+    """
+    cls = get_adapter_class(adapter)
+    if config is not None:
+        return cls, cls.parse_config(config)
+    try:
+        return cls, cls.parse_config({})
+    except InvalidConfig as exc:
+        raise InvalidParams(
+            f"config: missing ({exc.message}); for {adapter} use for example "
+            '--config=\'{"path":"/path/to/database","mode":"create"}\'',
+            field="config",
+        ) from exc
+
+
 @dataclass(slots=True)
 class HandleEntry:
     """A resolved handle: which adapter, with what config, and its bookkeeping."""
@@ -108,6 +131,9 @@ class HandleEntry:
     row_filter: FilterNode | None = None
     #: The connection key, computed once (it may resolve paths).
     key: str | None = None
+    #: Read from the handle store (not opened by this call): its file is checked again before a
+    #: connection is made (``HandleRegistry._acquire``, ``security/file_names.py``).
+    stored: bool = False
 
     def __post_init__(self) -> None:
         if self.permissions is not None and self.row_filter is None:

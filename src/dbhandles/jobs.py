@@ -76,6 +76,7 @@ from dbhandles.errors import (
 from dbhandles.importer.command import ExportHooks, ImportHooks
 from dbhandles.importer.export import ExportStats
 from dbhandles.importer.stats import ImportStats
+from dbhandles.job_heap import HeapKeeper
 from dbhandles.job_progress import ProgressWriter
 from dbhandles.store.jobs import JobRow, JobStore, this_process
 
@@ -275,6 +276,8 @@ class JobRunner:
         self._closed = False
         #: Where jobs may run instead of this process's threads (set by a server: ``JobPlacement``).
         self.elsewhere: JobPlacement | None = None
+        #: Freeze the heap at the batch boundaries of jobs run here (``job_heap.py``; ``jtag serve``).
+        self.freeze_heap = False
         #: Jobs of this process queued or running (read without the lock: the server asks it on
         #: every inline read).
         self.active = 0
@@ -375,10 +378,14 @@ class JobRunner:
         if elsewhere is not None and elsewhere.accepts(job.command, params, context):
             ran = elsewhere.run(job, params, context, self._sync)
         if ran is None:
-            # Here its batches hold this process's GIL: it pauses after each (DBHANDLES_JOB_DUTY).
+            # Here its batches hold this process's GIL: it pauses after each (DBHANDLES_JOB_DUTY),
+            # and what it keeps is kept out of full collections (job_heap.py).
             pacer = Pacer(self._service.settings.job_duty)
+            heap = HeapKeeper() if self.freeze_heap else None
 
             def paced(job: Job) -> None:
+                if heap is not None:
+                    heap.batch()  # before the pause: its CPU time is paced too
                 pacer.pause()
                 self._sync(job)
 

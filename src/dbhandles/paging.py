@@ -161,7 +161,7 @@ def decode_token(
             raise InvalidParams("cursor: malformed position", field="cursor")
         # A forged position holding a value no record can hold (dbhandles.values) would be read
         # differently by each adapter.
-        problem = check_scalar(value, "cursor", keyset=True)
+        problem = check_scalar(value, "cursor")
         if problem is not None:
             raise InvalidParams(f"cursor: malformed position: {problem}", field="cursor")
     return position
@@ -179,7 +179,7 @@ def _row_position(data: dict[str, Any], order: tuple[SortKey, ...]) -> RowPositi
         or order[-1].path != ("id",)
         or not isinstance(record_id, str | int)
         or isinstance(record_id, bool)
-        or check_scalar(record_id, "cursor", keyset=True) is not None
+        or check_scalar(record_id, "cursor") is not None
     ):
         raise InvalidParams("cursor: malformed position", field="cursor")
     return RowPosition(record_id, digest)

@@ -22,8 +22,8 @@ from typing import Any
 from dbhandles.adapters import Adapter, AdapterConfig, FileConfig, get_adapter_class
 from dbhandles.adapters.memory import MemoryAdapter
 from dbhandles.clock import now_ms
-from dbhandles.dbfiles import check_plain
-from dbhandles.errors import DefaultHandleProtected, HandleNotFound, InvalidConfig, InvalidParams
+from dbhandles.dbfiles import check_plain, know
+from dbhandles.errors import DefaultHandleProtected, HandleNotFound, InvalidParams
 from dbhandles.handle_entry import (
     ALIAS_PATTERN,
     DEFAULT_HANDLE,
@@ -34,8 +34,11 @@ from dbhandles.handle_entry import (
     check_alias,
     check_handle_name,
     is_handle_id,
+    parse_config,
 )
 from dbhandles.leases import Connection, Lease
+from dbhandles.pinned import real
+from dbhandles.security.file_names import FileNames
 from dbhandles.security.generation import AccessGeneration
 from dbhandles.security.permissions import Permissions
 from dbhandles.settings import Settings
@@ -91,6 +94,8 @@ class HandleRegistry:
         self._persisted_use: dict[str, int] = {}
         self._close_listeners: list[Callable[[str], object]] = []
         self._closed = False
+        #: Server processes sharing the handles (``jtag serve --workers``; ``data/open`` reads it).
+        self.processes = 1
         default_adapter = "sqlite"
         if settings.default_url:
             from dbhandles.store.postgres_default import default_database
@@ -100,11 +105,14 @@ class HandleRegistry:
             )
         else:
             create_private(settings.default_path)  # before prepare() creates it readable by all
+            know(settings.default_path, vouched=True)  # its name, whatever links appear
             sqlite_cls = get_adapter_class("sqlite")
             default_config = sqlite_cls.prepare(
                 sqlite_cls.parse_config({"path": str(settings.default_path), "mode": "create"})
             )
             self.store = store or SqliteHandleStore(Path(default_config.path))  # type: ignore[attr-defined]
+        #: The book of names of database files (``security/file_names.py``).
+        self.names = FileNames(self.store)
         #: Bumped by every change that may narrow access (closing a handle, pointing an alias here;
         #: grants, isolation and tokens elsewhere), so cached access decisions never outlive it.
         self.access_generation = AccessGeneration(self.store)
@@ -171,16 +179,19 @@ class HandleRegistry:
             self._generation += 1
 
     def _entry_from_row(self, row: HandleRow) -> HandleEntry:
+        # Its file's name is not trusted here (a link may be swapped in): ``_acquire`` checks it.
         cls = get_adapter_class(row.adapter)
+        config = cls.parse_config(row.config)
         return HandleEntry(
             handle=row.handle,
             adapter_name=row.adapter,
-            config=cls.parse_config(row.config),
+            config=config,
             opened_at=row.opened_at,
             last_used_at=max(row.last_used_at, self._last_used.get(row.handle, 0)),
             emit_events=row.emit_events,
             owner=row.owner,
             permissions=Permissions.model_validate(row.permissions) if row.permissions else None,
+            stored=True,
         )
 
     def lease(self, name: str | HandleEntry | None) -> Lease:
@@ -208,6 +219,11 @@ class HandleRegistry:
         return entry.key
 
     def _acquire(self, entry: HandleEntry) -> Connection:
+        if entry.stored and isinstance(entry.config, FileConfig):
+            with self._lock:
+                known = self._connections.get(entry.key) if entry.key is not None else None
+            if known is None or not known.adapter.connected:  # every reopen, decided again
+                self.names.check_reopen(self.settings, entry.config.path)
         with self._lock:
             if self._closed:
                 raise HandleNotFound("the registry is closed", field="dbHandle")
@@ -238,12 +254,9 @@ class HandleRegistry:
         handles are open (their handles stay valid and reconnect on use). Called with the lock held,
         only when a connection is about to open; the default database's is never chosen.
         """
+        live = [c for c in self._connections.values()
+                if c is not coming and c.adapter.connected and c.adapter.features.durable]  # fmt: skip
         limit = self.settings.open_databases_limit()
-        live = [
-            c
-            for c in self._connections.values()
-            if c is not coming and c.adapter.connected and c.adapter.features.durable
-        ]
         if len(live) < limit:
             return []
         default_key = self._default.key
@@ -283,39 +296,23 @@ class HandleRegistry:
                     return
                 if self._toucher is None:
                     self._toucher = ThreadPoolExecutor(1, thread_name_prefix="dbhandles-touch")
-                self._toucher.submit(self._persist_use, entry.handle, entry.is_default, now)
+                path = entry.config.path if isinstance(entry.config, FileConfig) else None
+                self._toucher.submit(self._persist_use, entry.handle, entry.is_default, now, path)
 
-    def _persist_use(self, handle: str, is_default: bool, now: int) -> None:
+    def _persist_use(self, handle: str, is_default: bool, now: int, path: str | None) -> None:
         try:
             if is_default:
                 self.store.set_meta("default.lastUsedAt", str(now))
             else:
                 self.store.touch(handle, now)
+            if path is not None:  # its file and side files now, for a restart after a crash
+                self.names.confirm(path)
         except Exception:  # lastUsedAt is bookkeeping: a busy store must not surface anywhere
             log.warning("could not record lastUsedAt of %s", handle, exc_info=True)
 
     # -- open / close ----------------------------------------------------------------------------
 
-    @staticmethod
-    def parse(
-        adapter: str, config: Mapping[str, Any] | None
-    ) -> tuple[type[Adapter], AdapterConfig]:
-        """Validate an adapter name and config without touching anything on disk.
-
-        Raises:
-            UnknownAdapter, InvalidConfig, InvalidParams, DriverMissing.
-        """
-        cls = get_adapter_class(adapter)
-        if config is not None:
-            return cls, cls.parse_config(config)
-        try:
-            return cls, cls.parse_config({})
-        except InvalidConfig as exc:
-            raise InvalidParams(
-                f"config: missing ({exc.message}); for {adapter} use for example "
-                '--config=\'{"path":"/path/to/database","mode":"create"}\'',
-                field="config",
-            ) from exc
+    parse = staticmethod(parse_config)  #: validate without touching the disk (handle_entry)
 
     def open(
         self,
@@ -348,7 +345,7 @@ class HandleRegistry:
             assert isinstance(config, FileConfig)
             # An adapter that reads its file with plain I/O must never be pointed at a live
             # database of this process or one of SQLite's side files (docs/architecture.md 2a).
-            check_plain(os.path.realpath(os.path.expanduser(config.path)), "config.path")
+            check_plain(real(os.path.expanduser(config.path), "config.path"), "config.path")
         parsed = cls.prepare(config)
         handle = str(uuid.uuid4())
         now = now_ms()
@@ -365,6 +362,8 @@ class HandleRegistry:
         finally:
             if self._unlease(conn):
                 conn.adapter.close()
+        if isinstance(parsed, FileConfig):
+            self.names.record(parsed.path)  # the name this file is used by, for every process
         if entry.durable:
             if parsed.mode == "create" and cls.features.file_based:
                 # The file exists now: later processes must not silently re-create it if it vanishes.
@@ -413,6 +412,8 @@ class HandleRegistry:
         entry = self.resolve(name)
         if entry.is_default:
             raise DefaultHandleProtected("Cannot close default database handle", field="dbHandle")
+        if isinstance(entry.config, FileConfig):
+            self.names.confirm(entry.config.path, settled=True)  # its name, for a restart
         if entry.durable:
             deleted = self.store.delete_handle(entry.handle)
             self._invalidate()
@@ -586,6 +587,8 @@ class HandleRegistry:
         first: BaseException | None = None
         for conn in connections:
             try:
+                if isinstance(conn.adapter.config, FileConfig):  # their names, for a restart
+                    self.names.confirm(conn.adapter.config.path, settled=True)
                 conn.adapter.close()
             except BaseException as exc:
                 first = first or exc

@@ -11,13 +11,15 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
 from dbhandles.adapters import Adapter, get_adapter_class
-from dbhandles.budget import query_budget
+from dbhandles.budget import begin as begin_budget
+from dbhandles.budget import end as end_budget
 from dbhandles.commands import COMMANDS, Command
 from dbhandles.commands.audit_rows import record_outcome, record_refusal
 from dbhandles.commands.base import Call, caller_context
@@ -42,7 +44,7 @@ from dbhandles.security import paths
 from dbhandles.security.audit import AuditLog, begin_notes, end_notes
 from dbhandles.security.permissions import ResolvedName
 from dbhandles.security.policy import AccessPolicy, authorize, operations_of
-from dbhandles.security.redaction import redacted, restricted
+from dbhandles.security.redaction import mask_home, redacted, restricted
 from dbhandles.security.tokens import TokenManager
 from dbhandles.settings import Settings
 from dbhandles.store import HandleStore
@@ -57,6 +59,23 @@ log = logging.getLogger(__name__)
 _GROWS = {"write"}
 #: The context of an in-process call that gives none (a ``Context`` is frozen: one serves all).
 _LOCAL = Context()
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What ``Service.execute`` decides once per command rather than on every call.
+
+    Attributes:
+        budget_ms: the time budget of each call in milliseconds (``0``: none, a long job).
+        share_json: a read command: its envelope takes the result's records as they are
+            (``success_envelope``'s ``share_json``).
+        may_grow: some call of it may write (its own operation, or a batch's operations), so a
+            size quota is checked before it runs.
+    """
+
+    budget_ms: int
+    share_json: bool
+    may_grow: bool
 
 
 def _event_bridge(url: str, bus: EventBus) -> PostgresEventBridge:
@@ -117,6 +136,12 @@ def check_home(home: Path) -> None:
         )
 
 
+#: ``(session id, actor)`` pairs ``check_session`` accepted (a refusal is never kept), at most
+#: ``_MAX_ACCEPTED_SESSIONS`` of them.
+_ACCEPTED_SESSIONS: dict[tuple[str, str], bool] = {}
+_MAX_ACCEPTED_SESSIONS = 4096
+
+
 def check_session(context: Context) -> None:
     """The in-process door of the session id rule (``context.SESSION_ID_PATTERN``): a context's
     ``session_id`` is a session id, or one the server scoped by the context's actor.
@@ -124,10 +149,20 @@ def check_session(context: Context) -> None:
     Raises:
         InvalidParams: anything else (field ``sessionId``).
     """
-    session_id = context.session_id
-    if session_id is None or is_session_id(session_id):
+    session_id, actor = context.session_id, context.actor
+    if session_id is None:
         return
-    if isinstance(session_id, str) and is_scoped_session(session_id, context.actor):
+    plain = type(session_id) is str and type(actor) is str  # hashable, and what the rule is about
+    if plain and (session_id, actor) in _ACCEPTED_SESSIONS:
+        return
+    if is_session_id(session_id) or (
+        isinstance(session_id, str) and is_scoped_session(session_id, actor)
+    ):
+        # The rule is a function of the two strings alone, and a server's requests repeat them.
+        if plain:
+            if len(_ACCEPTED_SESSIONS) >= _MAX_ACCEPTED_SESSIONS:
+                _ACCEPTED_SESSIONS.clear()
+            _ACCEPTED_SESSIONS[session_id, actor] = True
         return
     raise InvalidParams(
         f"sessionId: {session_id!r} is not a valid session id ({SESSION_ID_RULE})",
@@ -171,6 +206,7 @@ class Service:
         self.audit = AuditLog(self.registry.store, enabled=self.settings.audit)
         self.tokens = TokenManager(self.registry.store, self.settings.home)
         self._indexed: set[tuple[int, str]] = set()
+        self._plans: dict[str, _Plan] = {}
         self._inline_safe: dict[str | None, HandleEntry | Literal[False]] = {}
         #: Every query cursor: open, next, close, expiry, end of session, close with the handle.
         self.cursors = QueryCursors(self.registry)
@@ -231,7 +267,12 @@ class Service:
         Raises:
             DbHandlesError: any failure, with its stable ``code``.
         """
-        command = self.command(name)
+        command = COMMANDS.get(name) if type(name) is str else None
+        if command is None:
+            command = self.command(name)  # the error naming the known commands
+        plan = self._plans.get(name)
+        if plan is None:
+            plan = self._plan(command)
         context = context or _LOCAL
         try:
             if context is not _LOCAL:
@@ -254,38 +295,53 @@ class Service:
                 entry = command.target(self, parsed, context)
                 authorize(command, parsed, context, entry, self.access)
                 if (
-                    entry is not None
+                    plan.may_grow
+                    and entry is not None
                     and self.settings.max_db_bytes
                     and operations_of(command, parsed) & _GROWS
                 ):
                     self._check_size(entry)
-                # Every query of the command shares one time budget (dbhandles.budget); long jobs
-                # (import, export, vacuum) have none.
-                budget_ms = (
-                    0 if command.name in JOB_COMMAND_NAMES else self.settings.query_timeout_ms
-                )
-                with query_budget(budget_ms):
-                    try:
-                        result = command.handler(self, parsed, Call(context, entry, hooks))
-                    except ConstraintViolation as exc:
-                        # The database checks constraints against rows and tables this handle
-                        # may not see: say no more than the kind and the field.
-                        if not restricted(entry):
-                            raise
-                        raise redacted(exc) from exc
+                # Every query of the command shares one time budget (dbhandles.budget).
+                budget = begin_budget(plan.budget_ms)
+                try:
+                    result = command.handler(self, parsed, Call(context, entry, hooks))
+                except ConstraintViolation as exc:
+                    # The database checks constraints against rows and tables this handle
+                    # may not see: say no more than the kind and the field.
+                    if not restricted(entry):
+                        raise
+                    raise redacted(exc) from exc
+                finally:
+                    end_budget(budget)
             finally:
                 target = paths.end_call(files)
                 noted = end_notes(notes)
         except DbHandlesError as exc:
             record_outcome(self, command, params, parsed, context, entry, None, exc.code, target,
                            noted)  # fmt: skip
+            mask_home(self.settings, context, exc, params)  # where the home is: not a non-admin's
+            paths.mask_error(self.settings, context, exc, params)  # nor the data root by it
             raise
         except BaseException:
             record_outcome(self, command, params, parsed, context, entry, None, "internal_error",
                            target, noted)  # fmt: skip
             raise
         record_outcome(self, command, params, parsed, context, entry, result, None, target, noted)
-        return success_envelope(result, context, share_json=command.operation == "read")
+        envelope = success_envelope(result, context, share_json=plan.share_json)
+        return paths.shown_result(self.settings, context, command.name, envelope)
+
+    def _plan(self, command: Command) -> _Plan:
+        """What ``execute`` decides about ``command`` once and for all (``_Plan``)."""
+        plan = _Plan(
+            # Long jobs (import, export, vacuum, copy) have no time budget.
+            budget_ms=0 if command.name in JOB_COMMAND_NAMES else self.settings.query_timeout_ms,
+            share_json=command.operation == "read",
+            # A batch's operations are its params': decided per call (``operations_of``).
+            may_grow=command.operation in _GROWS
+            or "operations" in command.params.__pydantic_fields__,
+        )
+        self._plans[command.name] = plan
+        return plan
 
     def authorize(
         self, command: Command, params: BaseModel, context: Context, entry: HandleEntry | None

@@ -263,6 +263,16 @@ class Settings:
             "closed (a partial head is answered request_timeout, 408).",
         ),
     )
+    max_header_bytes: int = field(
+        default=64 * 1024,
+        metadata=setting(
+            "DBHANDLES_MAX_HEADER_BYTES",
+            "Largest HTTP request head (request line and headers) the server reads; a larger one "
+            "(or one of more than 100 header fields) is answered 431 (payload_too_large, field "
+            "headers) and the connection closed (0: no limit).",
+            shown="65536 (64 KiB)",
+        ),
+    )
     keep_alive_seconds: float = field(
         default=5.0,
         metadata=setting(

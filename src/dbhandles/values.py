@@ -24,9 +24,12 @@ path of the value (``data.messages[2].content``); one value is normalised. The r
 
 ``check_value`` applies the rule to a Python value (the API, HTTP and CLI bodies, batches);
 ``canonical`` applies it to a line of an import cheaply, along with orjson's serialisation of it.
-Filters and keyset cursors take the scalar part of the rule (``check_scalar``, with the same integer
-bound): a filter value no record can hold is an error, not a filter that silently matches nothing.
-A number taken as a record id has one text on every door (``number_text``).
+Filters and keyset cursors take the scalar part of the rule (``check_scalar``: the same integer
+bound, except that -2**63 is taken, which a 64-bit column of a table dbhandles did not create may
+hold): a filter value no record can hold is an error, not a filter that silently matches nothing.
+A number taken as a record id has one text on every door (``number_text``). A message quotes a
+value the caller sent as JSON (``json_text``: ``null``, ``true``, ``"k\\u0000"``), never as Python
+writes it, and names a place in the record, never an empty path (``the record's key "k\\u0000"``).
 
 Every door reads JSON text with ``read_json``: orjson, except that an integer orjson would read as a
 float (past the 64-bit range) is read exactly, so the rule sees the integer that was sent and refuses
@@ -57,6 +60,8 @@ __all__ = [
     "check_scalar",
     "check_value",
     "json_problem",
+    "json_text",
+    "non_finite_problem",
     "number_text",
     "read_json",
     "text_problem",
@@ -196,14 +201,78 @@ def text_problem(text: str) -> str | None:
     return None
 
 
+#: What the value rule says of numbers, in every message that refuses one.
+_NUMBER_RULE = (
+    "numbers must lie strictly between -2**63 and 2**63 (integers fit in 64 bits; "
+    "store bigger ones as strings)"
+)
+#: Why an infinity was met: JSON text has none, but a number literal past the double range
+#: (``1e400``, ``-2e308``) is read as one.
+_INFINITY = (
+    "the number is infinite (a number literal past the double range, beyond "
+    "±1.7976931348623157e308 such as 1e400, overflows to infinity)"
+)
+
+
+def non_finite_problem(value: float) -> str:
+    """Why the NaN or infinity ``value`` is no JSON number, in the words of every door's error: an
+    infinity is said to come from a literal past the double range (``1e400``), the one way JSON
+    text gives one, and the value rule follows."""
+    if math.isnan(value):
+        return "NaN is not a JSON number (RFC 8259 §6)"
+    return f"{_INFINITY} and JSON has no infinity; {_NUMBER_RULE}"
+
+
+def json_text(value: object, limit: int = 200) -> str:
+    """``value`` as an error message quotes it: its JSON text (``null``, ``true``, ``0.0``,
+    ``"k\\u0000"``, ``[1, "a"]``), as the caller wrote it and a record stores it, never Python's
+    ``repr`` (``None``, ``True``, ``'k\\x00'``). An integer past 64 bits is written in full, NaN and
+    the infinities as JavaScript writes them (``NaN``, ``-Infinity``), a lone surrogate as its
+    escape; past ``limit`` characters the text is cut and ends with ``…``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        text = json.dumps(value)  # orjson would write null
+    else:
+        try:
+            text = orjson.dumps(value).decode()
+        except TypeError:  # past 64 bits, a lone surrogate, a NaN in a container, or deep nesting
+            text = _shallow_json(value, limit)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _shallow_json(value: object, limit: int, depth: int = 0) -> str:
+    """``json_text``'s fallback: the JSON text of ``value`` built with bounded recursion (a
+    container nested past 32 levels, or past ``limit`` characters, is written ``[…]``/``{…}``), so
+    a message about a deeply nested value never fails itself."""
+    if isinstance(value, dict | list | tuple):
+        opening, closing = ("{", "}") if isinstance(value, dict) else ("[", "]")
+        if depth >= 32:
+            return f"{opening}…{closing}"
+        parts: list[str] = []
+        size = 0
+        items = value.items() if isinstance(value, dict) else ((None, v) for v in value)
+        for key, item in items:
+            text = _shallow_json(item, limit, depth + 1)
+            if key is not None:
+                text = f"{json.dumps(str(key))}: {text}"
+            parts.append(text)
+            size += len(text) + 2
+            if size > limit:
+                parts.append("…")
+                break
+        return opening + ", ".join(parts) + closing
+    return json.dumps(value, default=repr)
+
+
+def _at(where: str) -> str:
+    """The place ``where`` names in a message: ``the record`` for its top level (no path)."""
+    return where or "the record"
+
+
 def _number_problem(value: int | float) -> str | None:
     if isinstance(value, float) and not math.isfinite(value):
-        return "NaN and infinity are not JSON numbers"
+        return non_finite_problem(value)
     if not -NUMBER_BOUND < value < NUMBER_BOUND:
-        return (
-            "numbers must lie strictly between -2**63 and 2**63 (integers fit in 64 bits; "
-            "store bigger ones as strings)"
-        )
+        return _NUMBER_RULE
     return None
 
 
@@ -223,18 +292,20 @@ def check_value(value: Any, where: str, depth: int = 0) -> Any:
         InvalidParams: a value breaks the rule of the module docstring; ``field`` is its path.
     """
     if depth > MAX_DEPTH:
-        raise InvalidParams(f"{where}: nested deeper than {MAX_DEPTH} levels", field=where)
+        raise InvalidParams(
+            f"{_at(where)}: nested deeper than {MAX_DEPTH} levels", field=where or None
+        )
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
         problem = text_problem(value)
         if problem is not None:
-            raise InvalidParams(f"{where}: {problem}", field=where)
+            raise InvalidParams(f"{_at(where)}: {problem}", field=where or None)
         return value
     if isinstance(value, int | float):
         problem = _number_problem(value)
         if problem is not None:
-            raise InvalidParams(f"{where}: {problem}", field=where)
+            raise InvalidParams(f"{_at(where)}: {problem}", field=where or None)
         if isinstance(value, float) and value == 0.0 and math.copysign(1.0, value) < 0:
             return 0.0
         return value
@@ -242,10 +313,14 @@ def check_value(value: Any, where: str, depth: int = 0) -> Any:
         changed: dict[str, Any] | None = None
         for key, item in value.items():
             if not isinstance(key, str):
-                raise InvalidParams(f"{where}: object keys must be strings", field=where)
+                raise InvalidParams(
+                    f"{_at(where)}: object keys must be strings, got {json_text(key)}",
+                    field=where or None,
+                )
             problem = text_problem(key)
             if problem is not None:
-                raise InvalidParams(f"{where}: key {key!r}: {problem}", field=where)
+                place = f"{where}: key" if where else "the record's key"
+                raise InvalidParams(f"{place} {json_text(key)}: {problem}", field=where or None)
             new = check_value(item, f"{where}.{key}" if where else key, depth + 1)
             if new is not item and changed is None:
                 changed = dict(value)
@@ -257,7 +332,9 @@ def check_value(value: Any, where: str, depth: int = 0) -> Any:
         if isinstance(value, list) and all(a is b for a, b in zip(items, value, strict=True)):
             return value
         return items
-    raise InvalidParams(f"{where}: {type(value).__name__} is not a JSON value", field=where)
+    raise InvalidParams(
+        f"{_at(where)}: {type(value).__name__} is not a JSON value", field=where or None
+    )
 
 
 def _plain(value: dict[str, Any] | list[Any], depth: int) -> bool:
@@ -321,29 +398,33 @@ def canonical(obj: dict[str, Any], where: str) -> tuple[dict[str, Any], bytes]:
     return obj, orjson.dumps(obj)
 
 
-def check_scalar(value: object, where: str, *, keyset: bool = False) -> str | None:
-    """Why a scalar filter (or keyset cursor) value cannot be compared the same way everywhere, or
+def check_scalar(value: object, where: str) -> str | None:
+    """Why a scalar filter (or cursor) value cannot be compared the same way everywhere, or
     ``None``.
 
-    A string no record can hold (U+0000, a lone surrogate), NaN or an infinity, and an integer
-    outside the numbers of a record (strictly between -2**63 and 2**63, with the message a stored
-    value gets) are refused. A float past ±2**63 is allowed: it orders beyond every stored number on
-    every adapter.
+    A string no record can hold (U+0000, a lone surrogate), NaN or an infinity (a number literal
+    past the double range, ``1e400``, is read as one), and an integer outside the 64 bits every
+    adapter binds (-2**63 to 2**63 - 1; past them, with the message a stored value gets) are
+    refused. -2**63 itself is taken, though no record of a collection holds it: a column of a table
+    dbhandles did not create may (SQLite's INTEGER, PostgreSQL's ``bigint``), and on a collection
+    it orders below every stored number. A float past ±2**63 is allowed too: it orders beyond every
+    stored number on every adapter.
 
     Args:
         value: the scalar.
         where: unused by the check; callers put it in their message.
-        keyset: ``value`` is the position of a row in a ``nextCursor`` dbhandles wrote: -2**63 is
-            also taken, since a foreign table's 64-bit integer column may hold it and a page may end
-            on it (every 64-bit integer binds on every adapter).
     """
     if isinstance(value, str):
         return text_problem(value)
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, float):
-        return None if math.isfinite(value) else "NaN and infinity cannot be compared"
-    if isinstance(value, int) and not (keyset and value == -NUMBER_BOUND):
+        if math.isnan(value):
+            return "NaN cannot be compared"
+        if math.isinf(value):
+            return f"{_INFINITY} and cannot be compared; compare with a finite number"
+        return None
+    if isinstance(value, int) and value != -NUMBER_BOUND:
         return _number_problem(value)
     return None
 

@@ -26,6 +26,7 @@ import orjson
 
 from dbhandles.clock import iso_now
 from dbhandles.errors import DbHandlesError, InvalidParams, ServerUnreachable, error_class_for_code
+from dbhandles.values import non_finite_problem
 
 __all__ = [
     "DEFAULT_HOST",
@@ -118,10 +119,7 @@ def encode_params(params: Mapping[str, Any] | None) -> bytes:
 
 def _refuse_non_finite(value: Any, where: str) -> None:
     if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidParams(
-            f"{where}: NaN and infinity are not JSON numbers (a JSON body cannot carry them)",
-            field=where,
-        )
+        raise InvalidParams(f"{where}: {non_finite_problem(value)}", field=where)
     if isinstance(value, Mapping):
         for key, item in value.items():
             _refuse_non_finite(item, f"{where}.{key}" if where else str(key))

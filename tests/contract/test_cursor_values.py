@@ -38,7 +38,7 @@ def _list(service: Service, db: str, **params: Any) -> dict[str, Any]:
     return service.execute("data/list", {"dbHandle": db, "collection": "c", **params})
 
 
-@pytest.mark.parametrize("value", [*IMPOSSIBLE, -(2**63)], ids=repr)
+@pytest.mark.parametrize("value", IMPOSSIBLE, ids=repr)
 def test_legacy_cursor_value_follows_the_filter_value_rule(
     service: Service, rows: str, value: Any
 ) -> None:
@@ -46,6 +46,13 @@ def test_legacy_cursor_value_follows_the_filter_value_rule(
         with pytest.raises(InvalidParams) as caught:
             _list(service, rows, cursor={"field": field, "value": value, "direction": "after"})
         assert caught.value.field == "cursor.value"
+
+
+def test_legacy_cursor_value_takes_the_lowest_64_bit_integer(service: Service, rows: str) -> None:
+    """-2**63 is a filter value (a foreign table's 64-bit column may hold it): every number of a
+    collection lies after it."""
+    page = _list(service, rows, cursor={"field": "n", "value": -(2**63), "direction": "after"})
+    assert [r["id"] for r in page["items"]] == ["r0", "r1", "r2"]
 
 
 # Integers past 64 bits too: orjson would read 2**64 as a float, the cursor's reader keeps it whole.

@@ -2,7 +2,12 @@
 
 Reads are served from memory (the reference semantics of ``memory``); a write transaction commits by
 writing a temporary file next to the target, fsyncing it, renaming it over the target and fsyncing the
-folder, so a crash at any moment leaves either the old or the new file, never a torn one.
+folder, so a crash at any moment leaves either the old or the new file, never a torn one. The file
+a commit replaces is emptied when a hard link still names it (``new_files.replace_database_file``),
+so a link someone made to the database never becomes a readable copy of what it held. Every file it
+makes, renames or removes (the temporary file, the file itself, ``<file>.lock``, orphans) is named
+relative to its folder opened without following links (``pinned.Pinned``): a folder swapped for a
+link after the open refuses the write instead of writing where the link leads.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ import contextlib
 import fcntl
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +27,7 @@ from dbhandles.adapters.base import AdapterConfig, Features, FileConfig, Mode, S
 from dbhandles.adapters.memory import MemoryAdapter, MemorySession
 from dbhandles.dbfiles import (
     being_written,
+    check_names,
     check_path_text,
     check_plain,
     open_lock_file,
@@ -41,6 +46,8 @@ from dbhandles.errors import (
     NotADatabase,
     StorageError,
 )
+from dbhandles.new_files import replace_database_file
+from dbhandles.pinned import Pinned, open_folder, real, stays
 
 __all__ = ["JsonFileAdapter", "JsonFileConfig"]
 
@@ -116,9 +123,9 @@ class JsonFileAdapter(MemoryAdapter):
     @classmethod
     def prepare(cls, config: AdapterConfig) -> AdapterConfig:
         assert isinstance(config, JsonFileConfig)
-        path = Path(
-            os.path.realpath(os.path.expanduser(check_path_text(config.path, "config.path")))
-        )
+        given = os.path.expanduser(check_path_text(config.path, "config.path"))
+        path = Path(real(given, "config.path"))  # a folder swapped meanwhile: refused
+        stays(given, str(path), "config.path")  # decided by the path policy: resolved once
         check_plain(path, "config.path")
         if len(os.fsencode(path.name)) > 200:
             # Its lock file and the temporary files of every commit add to the name.
@@ -128,13 +135,9 @@ class JsonFileAdapter(MemoryAdapter):
                 field="config.path",
             )
         with contextlib.suppress(OSError):
-            if path.is_file() and path.stat().st_nlink > 1:
-                # As for SQLite files (sqlite_config.check_target): a second name is a way into
-                # a database past the checks made on its first one (another actor's space).
-                raise NotADatabase(
-                    f"{path} has other names (hard links); open a JSON database by a name it "
-                    "alone has"
-                )
+            # As for SQLite files (sqlite_config.check_target): a second name is a way into a
+            # database past the checks made on its first one, so only the name it is known by.
+            check_names(str(path), path.stat(), "config.path")
         if being_written(str(path)):
             raise NotADatabase(
                 f"config.path: {path} is a data file this service is writing (an import's "
@@ -153,8 +156,8 @@ class JsonFileAdapter(MemoryAdapter):
                 field="config.path",
             )
         elif not path.parent.exists():
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+            try:  # made one by one, each in the one before it, never through a link
+                os.close(open_folder(str(path.parent), "config.path", make=True))
             except OSError as exc:
                 raise InvalidConfig(
                     f"config.path: cannot create the folder {path.parent}: {exc.strerror}",
@@ -226,20 +229,32 @@ class JsonFileAdapter(MemoryAdapter):
         """Delete the temporary files of writers that were killed before their rename. Under the
         writers' lock: a live writer in another process holds it while its temporary file exists."""
         pattern = f".{self.path.name}.*.tmp"
-        if not any(self.path.parent.glob(pattern)):
-            return
+        try:
+            if not any(self.path.parent.glob(pattern)):
+                return
+        except OSError:
+            return  # its folder is gone for now: the write that follows says so
         fd = self._lock_file()
         try:
-            for orphan in self.path.parent.glob(pattern):
-                with contextlib.suppress(OSError):
-                    orphan.unlink()
+            with Pinned(self.path, "config.path") as folder:
+                listing = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC,
+                                  dir_fd=folder.at())  # fmt: skip
+                try:
+                    names = os.listdir(listing)
+                finally:
+                    os.close(listing)
+                prefix = f".{self.path.name}."
+                for name in names:
+                    if name.startswith(prefix) and name.endswith(".tmp"):
+                        with contextlib.suppress(OSError):
+                            os.unlink(name, dir_fd=folder.at())
         finally:
             os.close(fd)
 
     def _lock_file(self) -> int:
         """An exclusive lock on ``<file>.lock`` so writers in other processes take turns."""
         try:
-            fd = open_lock_file(f"{self.path}.lock", "config.path")
+            fd = open_lock_file(f"{self.path}.lock", "config.path", pinned=True)
         except OSError as exc:
             raise StorageError(f"cannot lock {self.path}: {exc.strerror}") from exc
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -261,24 +276,11 @@ class JsonFileAdapter(MemoryAdapter):
             {"format": FORMAT, "version": FORMAT_VERSION, "collections": collections},
             option=options,
         )
-        folder = self.path.parent
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(payload)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
-            dir_fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            # Written aside, synced, renamed over the file and the folder synced; the file
+            # replaced is emptied if a hard link still names it: the database's earlier content
+            # never stays readable under another name (new_files).
+            replace_database_file(str(self.path), payload)
             self._loaded = self._signature()
         except OSError as exc:
             raise StorageError(f"cannot write {self.path}: {exc.strerror}") from exc

@@ -28,6 +28,7 @@ from dbhandles.adapters.sqlite_config import (
     opened_read_only,
 )
 from dbhandles.adapters.sqlite_errors import translating
+from dbhandles.adapters.sqlite_guard import install as guard_schema_sql
 from dbhandles.adapters.sqlite_schema import Catalog, json_functions_innocuous
 from dbhandles.adapters.sqlite_session import Row, SqliteSession, resolve_in
 from dbhandles.dbfiles import connect_sqlite, create_empty
@@ -112,6 +113,10 @@ class SqliteAdapter(Adapter):
         self.immutable = False
         #: Compiled filters by ``repr`` (see ``where``).
         self._wheres: dict[str, Fragment] = {}
+        #: What ``known_collection`` answered, valid for one catalog at one schema version
+        #: (``_known_for``): every audit row asks, and the answer changes only with the schema.
+        self._known: dict[str, str] = {}
+        self._known_for: tuple[Catalog, int] | None = None
 
     @classmethod
     def prepare(cls, config: AdapterConfig) -> AdapterConfig:
@@ -192,6 +197,8 @@ class SqliteAdapter(Adapter):
             with translating(path=self.path):
                 conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout)}")
                 conn.execute("PRAGMA trusted_schema = OFF")
+                # Views and triggers of the file never reach pragma tables, ATTACH or files.
+                guard_schema_sql(conn)
                 new = not settings.readonly and conn.execute("PRAGMA page_count").fetchone()[0] == 0
                 if new:
                     # A new database: JSON documents are often kilobytes, and 8 KiB pages store them
@@ -223,6 +230,7 @@ class SqliteAdapter(Adapter):
     def _close(self) -> None:
         conn, self._conn, self._catalog = self._conn, None, None
         self._wal = False
+        self._known, self._known_for = {}, None  # answers of that connection's catalog
         if conn is not None:
             with translating(path=self.path):
                 conn.close()
@@ -321,8 +329,22 @@ class SqliteAdapter(Adapter):
             catalog = self._catalog
             if catalog is None or self._conn is None or self._active:
                 return None
+            # The schema version only grows and every DDL bumps it, so an answer for this catalog
+            # at this version stays right until the catalog sees another one; none is kept while
+            # the version is unknown (after this connection's own DDL, ``Catalog.invalidate``).
+            version = catalog.version
+            stamp = None if version is None else (catalog, version)
+            if stamp is not None and stamp == self._known_for:
+                found = self._known.get(name)
+                if found is not None:
+                    return found
             with translating(path=self.path):
-                return resolve_in(catalog, name)
+                found = resolve_in(catalog, name)
+            if stamp is not None and catalog.version == version:
+                if stamp != self._known_for or len(self._known) >= _MAX_WHERES:
+                    self._known, self._known_for = {}, stamp
+                self._known[name] = found
+            return found
 
     @contextmanager
     def _session(self, write: bool) -> Iterator[Session]:

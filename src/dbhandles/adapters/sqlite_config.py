@@ -13,17 +13,23 @@ from dbhandles.adapters.base import FileConfig
 from dbhandles.dbfiles import (
     PATH_SCHEMA,
     being_written,
+    check_names,
     check_path_text,
     is_side_file,
     is_sqlite_database,
+    know,
+    known_name,
+    known_names,
 )
 from dbhandles.errors import (
     DatabaseNotFound,
     InvalidConfig,
     InvalidParams,
     NotADatabase,
+    PathNotAllowed,
     StorageError,
 )
+from dbhandles.pinned import real, stays
 
 __all__ = [
     "IMMUTABLE_CAVEAT",
@@ -141,7 +147,10 @@ def canonical_path(path: str) -> str:
         check_path_text(path, "config.path")
     except InvalidParams as exc:
         raise InvalidConfig(exc.message, field="config.path") from exc
-    return os.path.realpath(os.path.expanduser(path))
+    given = os.path.expanduser(path)
+    resolved = real(given, "config.path")  # a folder swapped meanwhile: refused, never a 500
+    stays(given, resolved, "config.path")  # decided by the path policy: never resolved again
+    return resolved
 
 
 def check_target(path: str, *, probe: bool = True) -> bool:
@@ -153,9 +162,27 @@ def check_target(path: str, *, probe: bool = True) -> bool:
 
     Raises:
         InvalidConfig: a parent of ``path`` is not a folder.
-        NotADatabase: a folder, a device, or a file SQLite does not recognise.
+        NotADatabase: a folder, a device, or a file SQLite does not recognise; a side file that
+            is not this database's own.
+        PathNotAllowed: the file has other names (hard links) and ``path`` is not the one this
+            service knows it by (``dbfiles.check_names``); a symbolic link appeared on ``path``
+            (a canonical path) since it was resolved.
         StorageError: the file cannot be inspected.
     """
+    try:
+        moved = os.path.realpath(path) != path
+    except OSError:  # a folder on the way swapped while realpath walked it
+        moved = True
+    if moved:
+        # ``path`` is canonical (``canonical_path``, a stored handle's name): a symbolic link
+        # that appeared on it since (the file or a folder swapped for one) leads to another file,
+        # which would be opened past every check made on this name.
+        raise PathNotAllowed(
+            f"config.path: {path} is now a symbolic link, or lies under one, to another place; "
+            "a database is opened by its own name only: restore the file, or data/close this "
+            "handle",
+            field="config.path",
+        )
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -170,13 +197,11 @@ def check_target(path: str, *, probe: bool = True) -> bool:
         raise NotADatabase(f"{path} is a folder, not an SQLite database file")
     if not stat.S_ISREG(info.st_mode):
         raise NotADatabase(f"{path} is a device or special file, not an SQLite database file")
-    if info.st_nlink > 1:
-        # Two names for one database file give two sets of side files (two write-ahead logs):
-        # SQLite's "How To Corrupt" section 2.4. A hard link to a side file lands here too.
-        raise NotADatabase(
-            f"{path} has other names (hard links); SQLite cannot keep a database with several "
-            "names consistent: open it by a name it alone has"
-        )
+    # Two names for one database file give two sets of side files (two write-ahead logs):
+    # SQLite's "How To Corrupt" section 2.4. So a file with other names is opened only by the one
+    # name this service knows it by (the home's default database, a registered or opened one):
+    # a link planted to it is refused, never the database under its own name.
+    check_names(path, info)
     for suffix in ("-wal", "-shm", "-journal"):
         # SQLite opens these by itself, by name: a side file that is another database's (a hard
         # link planted next to this one) would make this connection read and write that database.
@@ -184,7 +209,9 @@ def check_target(path: str, *, probe: bool = True) -> bool:
             side = os.lstat(f"{path}{suffix}")
         except OSError:
             continue
-        if not stat.S_ISREG(side.st_mode) or side.st_nlink > 1:
+        if stat.S_ISREG(side.st_mode) and side.st_nlink == 1:
+            know(f"{path}{suffix}")  # one name: this database's own, whatever links it later
+        elif not stat.S_ISREG(side.st_mode) or not _own_side_file(path, suffix, side):
             raise NotADatabase(
                 f"{path}: its side file {os.path.basename(path)}{suffix} has other names (hard "
                 "links) or is not a plain file; SQLite would read and write another database "
@@ -203,6 +230,69 @@ def check_target(path: str, *, probe: bool = True) -> bool:
     if probe and info.st_size and not is_sqlite_database(path):
         raise NotADatabase(f"{path} is not an SQLite database (it lacks the SQLite header)")
     return True
+
+
+def _own_side_file(path: str, suffix: str, side: os.stat_result) -> bool:
+    """Whether the side file ``path + suffix`` (``side`` from ``os.lstat``), which has other names,
+    is still this database's own, decided by the first of:
+
+    1. the name its file is known by (``dbfiles.know``: seen with one name next to its database,
+       or the handle store's book of names, ``security/file_names.py``): this name or another;
+    2. the names this process has it open by (``dbfiles.names_open``: SQLite keeps a
+       connection's ``-wal`` and ``-shm`` open by the name it opened them by);
+    3. else: the database is known by this very name, and the side file is no side file of
+       another database this process knows.
+
+    So a link planted next to one database to another's side file refuses the database it was
+    planted next to, and a link made *to* a side file elsewhere is that link's problem, refused
+    where it is named; the database whose side file it is keeps working under its own name."""
+    own = f"{path}{suffix}"
+    named = known_name(side)
+    if named is not None:
+        return named == own
+    holders = names_open(side)
+    if holders:
+        if own not in holders:
+            return False
+        know(own, vouched=True)  # what a handle's open records in the book (file_names.py)
+        return True
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    if known_name(info) != path:
+        return False
+    return not any(name != path and _same_file(f"{name}{suffix}", side) for name in known_names())
+
+
+def _same_file(path: str, info: os.stat_result) -> bool:
+    try:
+        other = os.lstat(path)
+    except OSError:
+        return False
+    return (other.st_dev, other.st_ino) == (info.st_dev, info.st_ino)
+
+
+def names_open(info: os.stat_result) -> set[str]:
+    """The names by which this process has the file ``info`` describes open right now (Linux:
+    ``/proc/self/fd``; empty elsewhere): SQLite keeps a connection's ``-wal`` and ``-shm`` open
+    by the name it opened them by, so this tells whose side file an inode with several names is.
+    """
+    identity = (info.st_dev, info.st_ino)
+    found: set[str] = set()
+    try:
+        descriptors = os.listdir("/proc/self/fd")
+    except OSError:
+        return found
+    for fd in descriptors:
+        link = f"/proc/self/fd/{fd}"
+        try:
+            opened = os.stat(link)
+            if (opened.st_dev, opened.st_ino) == identity:
+                found.add(os.readlink(link).removesuffix(" (deleted)"))
+        except OSError:
+            continue  # closed meanwhile (listdir's own descriptor among them)
+    return found
 
 
 def missing_database(path: str) -> DatabaseNotFound:

@@ -8,6 +8,8 @@ from types import TracebackType
 import orjson
 
 from dbhandles import budget
+from dbhandles.adapters import sqlite_guard
+from dbhandles.adapters.sqlite_guard import SQLITE_AUTH
 from dbhandles.errors import (
     ConstraintViolation,
     DbHandlesError,
@@ -87,6 +89,8 @@ def translate_error(
     code = getattr(exc, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None
     where = f" ({path})" if path else ""
+    if primary == SQLITE_AUTH:  # the guard refused SQL a view or trigger carries
+        return sqlite_guard.denied(message)
     if primary == _SQLITE_INTERRUPT:  # only the time budget's progress handler interrupts
         return budget.exceeded()
     if "user-defined function raised" in low and budget.expired():

@@ -20,6 +20,7 @@ from dbhandles.adapters.foreign_values import decode_key, id_value, row_values, 
 from dbhandles.adapters.sql_compile import Fragment, SqlCompiler, and_
 from dbhandles.adapters.sqlite_foreign_schema import DUPLICATE, ForeignTable, quote
 from dbhandles.adapters.sqlite_foreign_sql import compiler_for, fixed_ranks
+from dbhandles.adapters.sqlite_guard import installed
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import And, Compare, ElemMatch, FilterNode, Not, Or, SortKey
 from dbhandles.values import number_text
@@ -194,13 +195,15 @@ class ForeignReader:
         def note(action: int, table: str | None, *_: object) -> int:
             if action == sqlite3.SQLITE_READ and table and table != self.table.name:
                 read.add(table)
+            # Everything is let through here: ``LIMIT 0`` returns no row, and a pragma table it
+            # reads is reported like any table (so a restricted handle finds it not allowed).
             return sqlite3.SQLITE_OK
 
         conn.set_authorizer(note)
         try:
             conn.execute(f"SELECT * FROM {self.relation} LIMIT 0").fetchall()
         finally:
-            conn.set_authorizer(None)
+            conn.set_authorizer(installed())  # the connection's own guard (sqlite_guard), back
         return sorted(read)
 
     def get(self, conn: sqlite3.Connection, record_id: str) -> Record | None:

@@ -214,12 +214,16 @@ class SqliteSession(Session):
             return None, None
         # One row whether or not the record exists: the version is read either way. Every
         # column is qualified, so no column of the table can shadow ``schema_version``.
-        row = self.conn.execute(
+        version, found, data, created_at, updated_at, row_version = self.conn.execute(
             "SELECT s.schema_version, t.id, t.data, t.created_at, t.updated_at, t.version "
             f"FROM pragma_schema_version AS s LEFT JOIN {_q(table)} AS t ON t.id = ?",
             (record_id,),
         ).fetchone()
-        return row[0], None if row[1] is None else _decode(row[1:])
+        if found is None:
+            return version, None
+        # ``_decode`` written out (the hot path of data/read: no slice, no two calls).
+        return version, {"id": found, **orjson.loads(data), "createdAt": created_at,
+                         "updatedAt": updated_at, "version": row_version}  # fmt: skip
 
     def insert(self, collection: str, record: Record) -> None:
         row = _encode(record)

@@ -18,6 +18,7 @@ from dbhandles.cli.help_text import COMMAND_NAMES, HELP, OVERVIEW
 from dbhandles.errors import DbHandlesError, Interrupted, InvalidParams, UnknownCommand
 
 if TYPE_CHECKING:
+    from dbhandles.cli.spec import CommandSpec
     from dbhandles.commands import Command
 
 __all__ = ["command_name", "main", "run"]
@@ -93,6 +94,15 @@ def _command(name: str) -> Command:
     return command
 
 
+def _spec(name: str) -> CommandSpec:
+    """How the command line of ``name`` is read: from the generated spec of a built-in command
+    (no command module imported), else from the command itself (one registered at run time)."""
+    from dbhandles.cli.spec import command_spec, spec_of
+
+    spec = command_spec(name)
+    return spec if spec is not None else spec_of(_command(name))
+
+
 @contextlib.contextmanager
 def _start_up(freeze: bool) -> Iterator[None]:
     """With ``freeze``: no cyclic garbage collection while the ``jtag`` process starts, and what it
@@ -136,15 +146,23 @@ def _run(name: str, argv: Sequence[str], *, freeze: bool) -> tuple[dict[str, Any
         from dbhandles.cli.transport import LocalTransport, choose_transport
         from dbhandles.settings import Settings
 
-        command = _command(name)
-        args = parse_args(command, argv)
-        params = wire_params(command, args.params)  # refused ones too: the dispatcher audits them
+        args = parse_args(_spec(name), argv)
+        params = args.params
         settings = Settings.from_env()
         session_id, ended, refused = session.run_session(
             settings.home, os.environ, params, new=args.new_session
         )
         environ = session.without_session_env(os.environ)
         transport = choose_transport(settings, environ, token=args.token, session_id=session_id)
+        if isinstance(transport, LocalTransport):
+            # In-process, the params go as the command's model gives them back (refused ones as
+            # given: the dispatcher refuses and audits them). A server gets them as read: its
+            # dispatcher checks them, so this process never imports pydantic or the commands.
+            try:
+                params = wire_params(_command(name), params)
+            except BaseException:
+                transport.close()
+                raise
     try:
         if refused is not None:
             # A bad JTAG_SESSION_ID is refused and audited by the dispatcher, as --sessionId is.

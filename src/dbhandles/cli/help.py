@@ -286,12 +286,15 @@ HELP_TEXT_MODULE = Path("src") / "dbhandles" / "cli" / "help_text.json"
 
 def help_text_source() -> str:
     """The text of ``cli/help_text.json``: ``{"commands": [name...], "overview": str, "help":
-    {name: str}}`` with every text ``jtag help`` prints (commands, ``serve`` and the JSONL tools)."""
+    {name: str}, "params": {name: spec}}`` with every text ``jtag help`` prints (commands, ``serve``
+    and the JSONL tools) and how each command's line is read (``cli/spec.py`` ``spec_data``)."""
     from dbhandles.cli.jsonl import EXPORT_USAGE, IMPORT_USAGE  # its own usage, like --help
+    from dbhandles.cli.spec import spec_data
 
     texts = {name: command_help(name) for name in [*sorted(COMMANDS), "serve"]}
     texts |= {"import-jsonl": IMPORT_USAGE, "export-jsonl": EXPORT_USAGE}
-    data = {"commands": sorted(COMMANDS), "overview": overview(), "help": texts}
+    params = {name: spec_data(COMMANDS[name]) for name in sorted(COMMANDS)}
+    data = {"commands": sorted(COMMANDS), "overview": overview(), "help": texts, "params": params}
     return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
 
 
@@ -371,6 +374,8 @@ def markdown() -> str:
         "- `--key=value`, `--key value`, `key=value`; `--flag` alone means true.",
         "- Values that start with `{` or `[` are JSON. Every value is then coerced and validated by the",
         '  command\'s parameter model: `--limit=10` is the number 10, `--id=10` stays the string `"10"`.',
+        "  A command sent to a server is validated there, by the same model (the same errors, audited",
+        "  there); `jtag` itself then imports no model.",
         '- An id given on the command line is its text: `--id=3.0` is the id `"3.0"`, not the number',
         '  3.0, which dbhandles stores as the id `"3"` (`--data=\'{"id": 3.0}\'` on data/create); read',
         "  that record with `--id=3`. There is no other way to pass an id as a number.",

@@ -199,11 +199,12 @@ def _run(
 
 
 def _remotely(transport: Transport, name: str, raw: dict[str, Any], out: TextIO, fmt: str) -> int:
-    """Send the command to the server as the token's actor; print its envelope as it came."""
-    from dbhandles.cli.parse import to_params
+    """Send the command to the server as the token's actor; print its envelope as it came.
 
+    The params go as read: the server's dispatcher checks them, and audits a refusal, as it does
+    every client's (``jtag data/import`` sends them the same way)."""
     try:
-        envelope = transport.dispatch(name, to_params(builtin_commands()[name], raw))
+        envelope = transport.dispatch(name, raw)
     finally:
         transport.close()
     _write(out, envelope, fmt)

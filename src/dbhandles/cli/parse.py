@@ -9,23 +9,26 @@ Params the model refuses are still sent (``wire_params``): the dispatcher refuse
 refusal as it does over HTTP. A command line that cannot be read at all (a value that is not JSON, a
 key given twice) never reaches a command.
 The CLI's own flags (``--format``, ``--token``, ``--new-session``, ``--help``) never reach the command.
+
+The grammar needs only each field's spellings and JSON kinds (``cli/spec.py``): a command line is
+read from the generated spec, so a command sent to a server imports neither pydantic nor the command
+models; its params are checked by the server's dispatcher, the one check every door shares.
 """
 
 from __future__ import annotations
 
-import types
-import typing
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import BaseModel, ValidationError
-from pydantic.fields import FieldInfo
 
-from dbhandles.commands import Command
+from dbhandles.cli.spec import CommandSpec, spec_of
 from dbhandles.errors import InvalidParams
 from dbhandles.values import read_json
+
+if TYPE_CHECKING:
+    from dbhandles.commands import Command
 
 __all__ = ["CLI_FLAGS", "CliArgs", "coerce_value", "parse_args", "to_params", "wire_params"]
 
@@ -49,17 +52,10 @@ class CliArgs:
     new_session: bool = False
 
 
-def _fields(model: type[BaseModel]) -> dict[str, tuple[str, FieldInfo]]:
-    """Every spelling of every field (alias, python name, kebab-case) -> (wire name, field)."""
-    spellings: dict[str, tuple[str, FieldInfo]] = {}
-    for name, info in model.model_fields.items():
-        wire = info.alias or name
-        for spelling in (wire, name, name.replace("_", "-")):
-            spellings.setdefault(spelling, (wire, info))
-    return spellings
+Spellings = Mapping[str, tuple[str, frozenset[str]]]
 
 
-def _wire_key(key: str, spellings: dict[str, tuple[str, FieldInfo]]) -> str:
+def _wire_key(key: str, spellings: Spellings) -> str:
     if key in spellings:
         return spellings[key][0]
     if "-" in key:  # unknown kebab-case: report it camelCased so the error names a real-looking key
@@ -68,18 +64,21 @@ def _wire_key(key: str, spellings: dict[str, tuple[str, FieldInfo]]) -> str:
     return key
 
 
-def _is_bool_field(info: FieldInfo | None) -> bool:
-    return info is not None and "bool" in _accepts(info.annotation)
+def _is_bool_field(kinds: Collection[str] | None) -> bool:
+    return kinds is not None and "bool" in kinds
 
 
-def parse_args(command: Command, argv: Sequence[str]) -> CliArgs:
+def parse_args(command: Command | CommandSpec, argv: Sequence[str]) -> CliArgs:
     """Split ``argv`` (everything after the command name) into raw params and CLI flags.
+
+    ``command``: the command, or its spec (``cli/spec.py``: the same reading without the model).
 
     Raises:
         InvalidParams: a malformed token, a JSON value that does not parse, a key given twice.
     """
     out = CliArgs()
-    spellings = _fields(command.params)
+    spec = command if isinstance(command, CommandSpec) else spec_of(command)
+    spellings = spec.spellings
     raw: dict[str, list[str]] = {}
     positionals: list[str] = []
     i = 0
@@ -124,27 +123,23 @@ def parse_args(command: Command, argv: Sequence[str]) -> CliArgs:
             raw.setdefault(_wire_key(key, spellings), []).append(value)
             continue
         key, eq, value = token.partition("=")
-        if eq and key and (key in spellings or command.positional is None) and key.isidentifier():
+        if eq and key and (key in spellings or spec.positional is None) and key.isidentifier():
             raw.setdefault(_wire_key(key, spellings), []).append(value)
             continue
         positionals.append(token)
     if positionals:
-        if command.positional is None:
+        if spec.positional is None:
             raise InvalidParams(
-                f"{command.name} takes no positional argument (got {positionals[0]!r}); "
-                f"use --key=value, see 'jtag help {command.name}'",
+                f"{spec.name} takes no positional argument (got {positionals[0]!r}); "
+                f"use --key=value, see 'jtag help {spec.name}'",
                 field="params",
             )
         if len(positionals) > 1:
             raise InvalidParams(
-                f"{command.name} takes one positional argument ({command.positional}); got {len(positionals)}",
-                field=command.positional,
+                f"{spec.name} takes one positional argument ({spec.positional}); got {len(positionals)}",
+                field=spec.positional,
             )
-        wire = (
-            spellings[command.positional][0]
-            if command.positional in spellings
-            else command.positional
-        )
+        wire = spellings[spec.positional][0] if spec.positional in spellings else spec.positional
         raw.setdefault(wire, []).append(positionals[0])
     by_wire = dict(spellings.values())
     for key, values in raw.items():
@@ -167,49 +162,17 @@ def _cli_flag(out: CliArgs, key: str, value: str | None, argv: Sequence[str], i:
     return i
 
 
-def _combine(key: str, values: list[str], info: FieldInfo | None) -> Any:
+def _combine(key: str, values: list[str], kinds: frozenset[str] | None) -> Any:
     if len(values) == 1:
-        return coerce_value(key, values[0], info)
-    if info is not None and "list" in _accepts(info.annotation):
+        return coerce_value(key, values[0], kinds)
+    if kinds is not None and "list" in kinds:
         return [coerce_value(key, v, None) for v in values]
     raise InvalidParams(f"{key}: given {len(values)} times; give it once", field=key)
 
 
-def _accepts(annotation: Any) -> set[str]:
-    """The JSON kinds a field annotation accepts: str, int, float, bool, none, list, dict, any."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        kinds: set[str] = set()
-        for arg in typing.get_args(annotation):
-            kinds |= _accepts(arg)
-        return kinds
-    if origin is typing.Literal:
-        return {type(a).__name__ if a is not None else "none" for a in typing.get_args(annotation)}
-    if origin is typing.Annotated:
-        return _accepts(typing.get_args(annotation)[0])
-    target = origin or annotation
-    if annotation is None or annotation is type(None):
-        return {"none"}
-    if annotation is Any:
-        return {"any"}
-    if isinstance(target, type):
-        if issubclass(target, bool):
-            return {"bool"}
-        if issubclass(target, int):
-            return {"int"}
-        if issubclass(target, float):
-            return {"float"}
-        if issubclass(target, str):
-            return {"str"}
-        if issubclass(target, list | tuple | set | frozenset):
-            return {"list"}
-        if issubclass(target, dict | BaseModel):
-            return {"dict"}
-    return {"any"}
-
-
-def coerce_value(key: str, value: str, info: FieldInfo | None) -> Any:
-    """Turn one raw string into the value the field wants (the model validates it afterwards).
+def coerce_value(key: str, value: str, kinds: Collection[str] | None) -> Any:
+    """Turn one raw string into the value a field of ``kinds`` (``cli/spec.py``; ``None``: a key
+    no field has) wants; the model validates it afterwards.
 
     Raises:
         InvalidParams: the value starts with ``{`` or ``[`` and is not valid JSON.
@@ -221,9 +184,8 @@ def coerce_value(key: str, value: str, info: FieldInfo | None) -> Any:
         except orjson.JSONDecodeError as exc:
             raise InvalidParams(f"{key}: not valid JSON ({exc}); quote it like --{key}='{{...}}'",
                                 field=key) from exc  # fmt: skip
-    if info is None:
+    if kinds is None:
         return value
-    kinds = _accepts(info.annotation)
     if "str" in kinds or "any" in kinds:
         # A field that takes text keeps the text: --id=10 is the id "10", not the number 10.
         return value
@@ -252,9 +214,28 @@ def coerce_value(key: str, value: str, info: FieldInfo | None) -> Any:
 def to_params(command: Command, raw: dict[str, Any]) -> dict[str, Any]:
     """Validate raw params with the command's model; return them as wire JSON (camelCase, set keys only).
 
+    Params of plain strings go through the dispatcher's quick door (``fast_params.parse_simple``:
+    the validators' own checks, the model pydantic would build), which needs no validator built;
+    anything else, and anything it refuses, through pydantic, so every error is pydantic's.
+
     Raises:
         InvalidParams: the model refused them (unknown key, wrong type, missing required parameter).
     """
+    from pydantic import ValidationError
+
+    from dbhandles.commands.fast_params import parse_simple
+
+    simple = parse_simple(command.params, raw)
+    if simple is not None:
+        # What ``model_dump(mode="json", by_alias=True, exclude_unset=True)`` gives: every value
+        # the quick door takes is a string, and its fields are in declaration order.
+        fields = command.params.model_fields
+        values = simple.__dict__
+        return {
+            info.alias or name: values[name]
+            for name, info in fields.items()
+            if name in simple.model_fields_set
+        }
     try:
         model = command.params.model_validate(raw)
     except ValidationError as exc:
@@ -269,8 +250,29 @@ def to_params(command: Command, raw: dict[str, Any]) -> dict[str, Any]:
 def wire_params(command: Command, raw: dict[str, Any]) -> dict[str, Any]:
     """The params to send for a command line: ``to_params``'s, or the raw ones when the model
     refuses them, so that the dispatcher refuses them, with the same error, and writes the same
-    audit row as for a request over HTTP (every door audits a refusal the same way)."""
+    audit row as for a request over HTTP (every door audits a refusal the same way).
+
+    Raw params holding a NaN or an infinity (``--data='{"n": 1e400}'``: a literal past the double
+    range reads as infinity) go as they are too: the model's JSON dump would write the value as
+    ``null``, and the record would be stored with ``null`` instead of refused by the value rule.
+    """
+    if _non_finite(raw):
+        return dict(raw)
     try:
         return to_params(command, raw)
     except InvalidParams:
         return dict(raw)
+
+
+def _non_finite(value: Any) -> bool:
+    """Whether ``value`` holds, at any depth, a float that is NaN or an infinity."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and item - item != 0:  # inf - inf and NaN - NaN are NaN
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import os
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dbhandles.cli.help import command_help
+from dbhandles.cli.home_claim import claim_home
 from dbhandles.cli.output import render
 from dbhandles.cli.transport import DEFAULT_PORT, remove_state, write_state
 from dbhandles.commands.envelope import error_envelope
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
     from uvicorn import Config
 
+    from dbhandles.service import Service
+
 __all__ = [
     "ServeOptions",
     "announce",
@@ -35,9 +39,14 @@ __all__ = [
     "serve",
     "serve_main",
     "server_config",
+    "settle_heap",
 ]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+#: How far past ``max_body_bytes`` uvicorn still reads a WebSocket message, so that a message over
+#: the limit is answered by the app (an ``error`` ``payload_too_large``, the socket stays open);
+#: one past this too is refused by uvicorn unread, from its frame header: close code 1009.
+WS_MESSAGE_SLACK = 1 << 20
 _VALUED = ("host", "port", "log-level", "threads", "workers")
 _FLAGS = ("allow-anonymous",)
 
@@ -194,7 +203,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve(
-    options: ServeOptions, settings: Settings | None = None, *, listen: socket.socket | None = None
+    options: ServeOptions, settings: Settings | None = None, *, channel: socket.socket | None = None
 ) -> None:
     """Serve until SIGINT/SIGTERM; on the way out every accepted request is answered (running
     commands and jobs get ``shutdown_grace_seconds``, then jobs are cancelled at a batch boundary; see
@@ -202,11 +211,13 @@ def serve(
     processes under a supervisor (``cli/workers.py``).
 
     Args:
-        listen: the listening socket of a worker of ``--workers`` (given by its supervisor, which
-            also writes ``server.json`` and prints the banner).
+        channel: a worker of ``--workers``: its end of the channel its supervisor deals it
+            connections through (``server/workers.py``; the supervisor listens, writes
+            ``server.json`` and prints the banner).
 
     Raises:
-        DbHandlesError: the address cannot be bound or the service cannot start.
+        DbHandlesError: another server runs on the home (``invalid_params``, ``field`` ``home``:
+            ``cli/home_claim.py``), the address cannot be bound, or the service cannot start.
     """
 
     from dbhandles.server import create_app
@@ -215,17 +226,30 @@ def serve(
     from dbhandles.service import Service
 
     settings = settings or Settings.from_env()
-    if options.workers > 1 and listen is None:
+    if options.workers > 1 and channel is None:
         from dbhandles.cli.workers import serve_workers
 
         serve_workers(options, settings)
         return
-    sock = listen if listen is not None else bind(options.host, options.port)
+    home = settings.home.expanduser()
+    # One server per home (cli/home_claim.py): a worker's supervisor holds it for its workers.
+    claim = claim_home(home) if channel is None else None
+    try:
+        sock = channel if channel is not None else bind(options.host, options.port)
+    except BaseException:
+        if claim is not None:
+            claim.release()
+        raise
     try:
         service = Service(settings=settings)
     except BaseException:
         sock.close()
+        if claim is not None:
+            claim.release()
         raise
+    if channel is not None:
+        # One of several workers: a memory database opened here would be found only here.
+        service.registry.processes = options.workers
     # The local admin token: `jtag` on this machine reads it from <home>/admin.token by itself.
     created = service.tokens.ensure_admin_token()
     app = create_app(
@@ -235,22 +259,23 @@ def serve(
         threads=options.threads,
         hosts=(options.host,),
     )
-    home = settings.home.expanduser()
     app.state.dbhandles.shutdown_hooks.append(lambda: remove_state(home))
+    settle_heap(service)
     config = server_config(app, settings, log_level=options.log_level)
     # uvicorn logs WebSocket request lines with their query string (``/ws?token=...`` from a
     # browser); the app also takes the token out of the scope, this catches every other line.
     install_log_redaction()
-    url = display_url(options.host, sock.getsockname()[1])
-    if listen is None:
+    if channel is None:
+        url = display_url(options.host, sock.getsockname()[1])
         announce(options, home, url, created, service.tokens.admin_file)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to the handler it found:
     # make that handler a clean exit (status 0, cleanup done) instead of the default kill.
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _stop) if main else None
     try:
-        server = GracefulServer(config, app.state.dbhandles, settings.shutdown_grace_seconds)
-        server.run(sockets=[sock])
+        server = GracefulServer(config, app.state.dbhandles, settings.shutdown_grace_seconds,
+                                channel=channel)  # fmt: skip
+        server.run(sockets=[sock] if channel is None else [])
     except _Stopped:
         pass
     finally:
@@ -259,6 +284,18 @@ def serve(
         remove_state(home)
         service.close()
         sock.close()
+        if claim is not None:
+            claim.release()  # last: server.json is gone, the next server may start
+
+
+def settle_heap(service: Service) -> None:
+    """What start-up made (modules, the service, the app) out of the cycle collector's full
+    collections (``gc.freeze``), and the same for what jobs run in this process keep
+    (``job_heap.py``): a full collection walks every object not frozen, holding the GIL, and every
+    request waits for it."""
+    gc.collect()
+    gc.freeze()
+    service.jobs.freeze_heap = True
 
 
 def server_config(app: Starlette, settings: Settings, *, log_level: str = "warning") -> Config:
@@ -266,7 +303,11 @@ def server_config(app: Starlette, settings: Settings, *, log_level: str = "warni
     connections past ``max_connections`` and ``max_connections_per_address`` at accept time, closes a
     connection whose request head is late (``header_timeout_seconds``) or that idles
     ``keep_alive_seconds`` after an answer, and runs a pipelined request only once the answer before
-    it was written (``server/connections.py``)."""
+    it was written, bounds each request head (``max_header_bytes``), and answers every request
+    received before a malformed one or the client's end of stream (``server/connections.py``).
+    WebSocket messages are never compressed (``permessage-deflate`` is not offered); one over
+    ``max_body_bytes`` gets an ``error`` (``server/ws.py``), one over that plus
+    ``WS_MESSAGE_SLACK`` closes the socket with 1009."""
     import uvicorn
 
     from dbhandles.server.connections import limited_protocol
@@ -276,7 +317,12 @@ def server_config(app: Starlette, settings: Settings, *, log_level: str = "warni
         http=limited_protocol(app.state.dbhandles.wire),
         log_level=log_level,
         access_log=False,
-        ws_max_size=settings.max_body_bytes,
+        ws_max_size=settings.max_body_bytes + WS_MESSAGE_SLACK,
+        # No per-message deflate: it compresses every message once per socket, on the event loop
+        # (an event to 16 subscribers, 16 compressions), and every other client's request waits
+        # behind it (docs/performance.md, "Fairness between actors"). Loopback and LAN clients
+        # gain little from it; a proxy in front can compress.
+        ws_per_message_deflate=False,
         # The protocol counts connections itself (uvicorn's own limit answers in plain text, and
         # only once a request head arrived).
         limit_concurrency=None,

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import http.client
 
 __all__ = [
+    "ADMIN_TOKEN_FILE",
     "CLI_HINT",
     "DEFAULT_PORT",
     "DEFAULT_URL",
@@ -234,10 +235,13 @@ def find_server(home: Path) -> str | None:
     return None
 
 
-def _admin_token_path(home: Path) -> Path:
-    # Here: ``security.tokens`` imports the store, which a command sent to a server never needs.
-    from dbhandles.security.tokens import ADMIN_TOKEN_FILE
+#: The file ``jtag serve`` writes its local admin token to: ``security.tokens.ADMIN_TOKEN_FILE``
+#: (tests/test_cli_quick_params.py checks they agree), named here because that module imports the
+#: store, which a command sent to a server never needs.
+ADMIN_TOKEN_FILE = "admin.token"
 
+
+def _admin_token_path(home: Path) -> Path:
     return home / ADMIN_TOKEN_FILE
 
 

@@ -5,7 +5,9 @@ One rule for successes, refusals and crashes (docs/security.md, "Audit log"):
 * ``handle``: the handle id of the command's target; else the handle it created (data/open); else
   the handle id the handle or alias the caller named resolves to (another actor's alias, which the
   caller may not use, included); else, only when that name resolves to nothing (unknown, closed,
-  mistyped), the name as the caller sent it; ``None`` when none was named.
+  mistyped), the name as the caller sent it; ``None`` when none was named. A name that is not a
+  string (``{"a": 1}``, ``123``) is recorded as ``?`` and its JSON text (``audit_text``), never as
+  the default database, and so is a ``collection`` that is not one.
 * ``collection``: the table or collection the name reaches (``Adapter.resolve_collection``, the
   name permissions decide on: ``chat_messages`` for ``chatMessages`` on a ``fieldNames: camel``
   handle); the cursor's collection for query-next and query-close (``audit.note_collection``);
@@ -34,6 +36,7 @@ from dbhandles.commands.base import (
     EVERY_COLLECTION,
     AuditName,
     Command,
+    audit_text,
     handle_target,
     named_in_params,
 )
@@ -153,12 +156,11 @@ def _batch_names(command: Command, raw: Mapping[str, Any]) -> tuple[AuditName, .
     """``data/batch``: one name per distinct collection its operations use, in order, each with the
     operations done there (``operations_of``'s rule: the command's own, ``delete`` for a delete)."""
     operations = raw.get("operations")
-    handle = raw.get("dbHandle") if isinstance(raw.get("dbHandle"), str) else None
+    handle = audit_text(raw.get("dbHandle"))
     done: dict[str | None, set[str]] = {}
     for op in operations if isinstance(operations, list) else ():
         if isinstance(op, Mapping):
-            collection = op.get("collection")
-            kinds = done.setdefault(collection if isinstance(collection, str) else None, set())
+            kinds = done.setdefault(audit_text(op.get("collection")), set())
             kinds.update((command.operation, "delete" if op.get("op") == "delete" else "write"))
     if not done:
         return named_in_params(raw)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from dbhandles.service import Service
 
 __all__ = [
+    "AUDIT_TEXT_CHARS",
     "COMMANDS",
     "EVERY_COLLECTION",
     "QUERY_HANDLE_PATTERN",
@@ -42,6 +44,7 @@ __all__ = [
     "QueryHandle",
     "Result",
     "SessionId",
+    "audit_text",
     "caller_context",
     "client_session",
     "command",
@@ -254,19 +257,34 @@ class AuditName:
 AuditNames = Callable[[Mapping[str, Any]], tuple[AuditName, ...]]
 
 
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+#: How long the JSON text of a non-string name may be in an audit row (``audit_text``).
+AUDIT_TEXT_CHARS = 100
+
+
+def audit_text(value: object) -> str | None:
+    """A name of raw params (``dbHandle``, ``collection``) as its audit row records it: a string
+    as sent, ``None`` when left out (or ``null``), and anything else as ``?`` and its JSON text cut
+    at ``AUDIT_TEXT_CHARS`` (``?{"a":1}``, ``?123``; ``?`` alone for a value JSON cannot write, such
+    as one nested past orjson's depth): the row says what the caller sent, never a name it did
+    not send (the default database), and no name of a handle or alias starts with ``?``."""
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        shown = orjson.dumps(value).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        shown = ""
+    return "?" + shown[:AUDIT_TEXT_CHARS]
 
 
 def named_in_params(raw: Mapping[str, Any]) -> tuple[AuditName, ...]:
     """The default ``AuditNames``: the target is ``dbHandle`` and ``collection``, and nothing else."""
-    return (AuditName(_text(raw.get("dbHandle")), _text(raw.get("collection"))),)
+    return (AuditName(audit_text(raw.get("dbHandle")), audit_text(raw.get("collection"))),)
 
 
 def every_collection(raw: Mapping[str, Any]) -> tuple[AuditName, ...]:
     """``AuditNames`` of a command that touches every collection of ``dbHandle`` (data/clear):
     its rows name the collection ``*`` (``EVERY_COLLECTION``)."""
-    return (AuditName(_text(raw.get("dbHandle")), EVERY_COLLECTION),)
+    return (AuditName(audit_text(raw.get("dbHandle")), EVERY_COLLECTION),)
 
 
 @dataclass(frozen=True, slots=True)

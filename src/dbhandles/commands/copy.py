@@ -35,10 +35,11 @@ from dbhandles.commands.base import (
     DataResult,
     Params,
     Result,
+    audit_text,
     command,
 )
 from dbhandles.commands.copy_run import MAX_CONFLICT_IDS, CopySpec, CopyStats, run_copy
-from dbhandles.commands.grammar import like, ref
+from dbhandles.commands.grammar import MAX_COUNT, like, ref
 from dbhandles.commands.recheck import AccessWatch, Use
 from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError, InvalidParams, NotSupported, PermissionDenied, ReadOnly
@@ -118,7 +119,7 @@ class CopyParams(CallerParams):
     """Delete each record from the source once its copy is verified in the target."""
     batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1, le=MAX_IN_VALUES)
     """Records per batch (each batch is read, written and, for a move, deleted in its own transactions)."""
-    limit: int | None = Field(default=None, ge=1)
+    limit: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     """Copy at most this many records this run (the archive daemon's rows per cycle)."""
     on_conflict: Literal["skip", "abort", "replace"] = "skip"
     """A record whose id is in the target with other content: leave both and report it (skip), stop (abort), or overwrite the target's (replace)."""
@@ -229,19 +230,17 @@ def copy_audit_names(raw: Mapping[str, Any]) -> tuple[AuditName, ...]:
     to, source = raw.get("to"), raw.get("from")
     to = to if isinstance(to, Mapping) else {}
     source = source if isinstance(source, Mapping) else {}
-    source_collection = _text(source.get("collection"))
+    source_collection = audit_text(source.get("collection"))
     return (
-        AuditName(_text(to.get("dbHandle")), _text(to.get("collection")) or source_collection),
         AuditName(
-            _text(source.get("dbHandle")),
+            audit_text(to.get("dbHandle")), audit_text(to.get("collection")) or source_collection
+        ),
+        AuditName(
+            audit_text(source.get("dbHandle")),
             source_collection,
             "delete,read" if raw.get("move") is True else "read",
         ),
     )
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _same_database(

@@ -7,11 +7,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from dbhandles.commands.base import Call, DataResult, Result, command
-from dbhandles.commands.grammar import FIELD_PATH_PATTERN, OptionalFilterSpec, SettingMaximum
+from dbhandles.commands.grammar import (
+    FIELD_PATH_PATTERN,
+    MAX_COUNT,
+    OptionalFilterSpec,
+    SettingMaximum,
+)
 from dbhandles.commands.records import CollectionParams
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import RESERVED_FIELDS, parse_filter, validate_path
 from dbhandles.paging import and_filters
+from dbhandles.values import json_text
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -50,12 +56,13 @@ def _check_group_by(value: object) -> object:
         and all(isinstance(item, str) for item in value)
     ):
         return value
+    # What the caller sent, quoted as JSON (``3``, ``null``), never as Python names it.
     if not isinstance(value, list):
-        got = type(value).__name__
+        got = json_text(value, 80)
     elif not 1 <= len(value) <= MAX_GROUP_FIELDS:
         got = f"a list of {len(value)}"
     else:
-        got = "a list holding " + next(type(v).__name__ for v in value if not isinstance(v, str))
+        got = "a list holding " + json_text(next(v for v in value if not isinstance(v, str)), 80)
     raise InvalidParams(
         f"groupBy: 1 to {MAX_GROUP_FIELDS} field paths, as one string or a list of strings "
         f'("metadata.topics", ["metadata.source", "metadata.topics"]); got {got}',
@@ -68,7 +75,7 @@ class CountParams(CollectionParams):
     """Mongo-style filter (as data/list); only matching records are counted."""
     group_by: Annotated[GroupPath | GroupBySpec | None, BeforeValidator(_check_group_by)] = None
     """Count per value of this field, or of these fields (at most 4; dotted paths; an array counts each element)."""
-    limit: Annotated[int, Field(ge=1), SettingMaximum("max_limit")] | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_COUNT), SettingMaximum("max_limit")] | None = None
     """Most groups returned (default 100, at most 500), most frequent first."""
 
 

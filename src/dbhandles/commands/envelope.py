@@ -8,7 +8,7 @@ import typing
 from typing import Any
 
 from dbhandles.clock import iso_now
-from dbhandles.commands.base import Result
+from dbhandles.commands.base import Result, client_session
 from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError
 
@@ -18,7 +18,11 @@ __all__ = ["error_envelope", "success_envelope"]
 def _base(success: bool, context: Context | None) -> dict[str, Any]:
     envelope: dict[str, Any] = {"success": success, "timestamp": iso_now()}
     if context is not None and context.session_id is not None:
-        envelope["sessionId"] = context.session_id
+        # The id as the client knows it (``s1`` of ``alice/s1``), never the actor-scoped key: every
+        # door (in-process, HTTP, WebSocket) answers the same ``sessionId`` for the same call.
+        session_id = client_session(context.session_id)
+        if session_id is not None:
+            envelope["sessionId"] = session_id
     return envelope
 
 

@@ -69,6 +69,7 @@ from dbhandles.values import MAX_VERSION
 
 __all__ = [
     "FIELD_PATH_PATTERN",
+    "MAX_COUNT",
     "ORDER_KEYWORDS",
     "SCHEMAS",
     "SETTING_MAXIMUM",
@@ -557,3 +558,9 @@ def apply_settings(schema: Any, settings: Settings) -> Any:
 #: for a row of a table dbhandles did not create whose version column is NULL (docs/foreign-tables.md),
 #: so a number outside 0..MAX_VERSION is ``invalid_params`` before any record is compared with it.
 ExpectedVersion = Annotated[int, Field(ge=0, le=MAX_VERSION)]
+
+#: The largest count a param may give (``limit``, ``pageSize``: records or groups), 2**53 - 1, the
+#: largest integer every JSON reader keeps exactly. Every integer param has a maximum: a number past
+#: it is ``invalid_params`` naming the field when the params are read, so it never reaches a job's
+#: process (whose hand-off writes 64-bit integers only) nor an engine's bind.
+MAX_COUNT = 2**53 - 1

@@ -10,7 +10,6 @@ it no longer has.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field
@@ -25,8 +24,8 @@ from dbhandles.commands.base import (
     command,
 )
 from dbhandles.commands.grammar import ActorName, HandleName, like
-from dbhandles.context import ACTOR_PATTERN
 from dbhandles.errors import AccessDenied, InvalidParams
+from dbhandles.security.names import check_actor_name
 from dbhandles.security.permissions import narrow, parse_permissions
 from dbhandles.security.policy import GRANT_ACCESS
 
@@ -35,13 +34,29 @@ if TYPE_CHECKING:
 
 __all__ = ["GrantParams", "GrantResult", "ListGrantsParams", "RevokeParams"]
 
-_ACTOR = re.compile(ACTOR_PATTERN)
 
+def _grantee(service: Service, name: str, *, database: str | None = None) -> str:
+    """``name`` if it can be given a grant (``data/grant``), or, with ``database``, named to end or
+    list grants: the one rule of actor names (``names.check_actor_name``, what ``token/create``
+    checks): no reserved name, no name that differs only in case from a reserved one or from a
+    token holder's, no administrator's name (administrators are not limited by grants).
 
-def _actor(name: str) -> str:
-    if not _ACTOR.fullmatch(name):
+    A name a stored grant holds exactly (on ``database``, or anywhere for ``database`` ``"*"``)
+    is always accepted there, so a grant stored before this rule can still be revoked and listed.
+
+    Raises:
+        InvalidParams: the name breaks the rule (field ``actor``).
+    """
+    if database is not None:
+        scope = None if database == "*" else database
+        if service.registry.store.list_grants(scope, name):
+            return name
+    tokens = service.tokens.list()
+    check_actor_name(name, holders={t.actor for t in tokens})
+    if any(t.actor == name and t.is_admin for t in tokens):
         raise InvalidParams(
-            f"actor: {name!r} is not a valid actor name (letters, digits, '_', '.', '@', '-')",
+            f"actor: {name!r} is an administrator's name; administrators are not limited by "
+            "owners or grants, so a grant would give it nothing: grant to a non-admin actor",
             field="actor",
         )
     return name
@@ -89,7 +104,7 @@ def data_grant(service: Service, params: GrantParams, call: Call) -> GrantResult
     assert call.target is not None
     context = call.context
     database = service.access.may_share(context, call.target)
-    actor = _actor(params.actor)
+    actor = _grantee(service, params.actor)
     if actor == context.actor:
         raise InvalidParams("actor: you already have your own rights", field="actor")
     extra = parse_permissions(params.permissions)
@@ -131,7 +146,7 @@ class RevokeResult(DataResult):
 def data_revoke(service: Service, params: RevokeParams, call: Call) -> RevokeResult:
     assert call.target is not None
     database = service.access.may_share(call.context, call.target)
-    actor = _actor(params.actor)
+    actor = _grantee(service, params.actor, database=database)
     revoked = service.registry.store.delete_grant(database, actor)
     service.registry.access_generation.bump()  # no cached decision outlives the grant
     closed = _close_handles_of(service, actor, database)
@@ -168,6 +183,8 @@ def data_list_grants(service: Service, params: ListGrantsParams, call: Call) -> 
         database = service.access.may_share(context, entry)
     elif not context.is_admin:
         raise AccessDenied("Access denied: name the database (dbHandle) whose grants to list")
+    if params.actor is not None:
+        _grantee(service, params.actor, database=database or "*")
     rows = service.registry.store.list_grants(database, params.actor)[: params.limit]
     return ListGrantsResult(
         grants=[

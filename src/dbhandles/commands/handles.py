@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sqlite3
+import stat
 from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
-from pydantic import ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from dbhandles.adapters import FileConfig, adapter_names, get_adapter_class
 from dbhandles.commands.base import Call, CallerParams, Result, command, handle_target
 from dbhandles.commands.grammar import HandleName, like, model_ref
 from dbhandles.context import Context
-from dbhandles.dbfiles import create_empty
+from dbhandles.dbfiles import connect_sqlite, create_empty, open_plain
 from dbhandles.errors import (
     DbHandlesError,
     InvalidConfig,
     InvalidParams,
+    NotSupported,
     PathNotAllowed,
     StorageError,
 )
-from dbhandles.handle_entry import HandleEntry, shown_alias
+from dbhandles.handle_entry import HandleEntry, check_alias, shown_alias
 from dbhandles.registry import ALIAS_PATTERN
 from dbhandles.security import paths
 from dbhandles.security.permissions import parse_permissions
@@ -108,6 +113,12 @@ class OpenParams(CallerParams):
             )
         return self
 
+    @field_validator("alias")
+    @classmethod
+    def _alias_is_valid(cls, alias: str | None) -> str | None:
+        # Decided with the params, before anything is resolved, claimed or created.
+        return None if alias is None else check_alias(alias)
+
 
 class OpenResult(Result):
     db_handle: str
@@ -139,6 +150,14 @@ def data_open(service: Service, params: OpenParams, call: Call) -> OpenResult:
             raise InvalidParams("config: expects a JSON object", field="config")
     registry = service.registry
     cls, parsed = registry.parse(adapter, config)
+    if registry.processes > 1 and not cls.features.durable:
+        raise NotSupported(
+            f"adapter: a {cls.name} database lives in the one server process that opens it, and "
+            f"this server runs {registry.processes} worker processes (jtag serve --workers): "
+            "requests that reach another worker would not find it (handle_not_found). Open a file "
+            "instead (adapter sqlite, config.path), or serve with --workers=1 (docs/scaling.md)",
+            field="adapter",
+        )
     requested = parse_permissions(params.permissions, params.preset)
     owned = (
         0
@@ -147,12 +166,40 @@ def data_open(service: Service, params: OpenParams, call: Call) -> OpenResult:
     )
     # The one decision (security/policy.py): the path resolved once, the rights on the database.
     opening = service.access.check_open(cls, parsed, requested, context, owned)
-    if opening.resolved is not None:
-        _prepare_file(opening, context)
+    # Every check is made before anything is created (docs/security.md §8); should a later
+    # step fail all the same, the file this call created goes with it (``_undo_create``).
+    fresh = _missing_file(opening)
+    try:
+        if opening.resolved is not None:
+            _prepare_file(opening, context)
+        handle = _open_handle(service, opening, params, context, adapter)
+    except BaseException:
+        if fresh is not None:
+            _undo_create(fresh)
+        raise
+    entry = registry.resolve(handle)
+    return OpenResult(
+        db_handle=handle, adapter=entry.adapter_name, alias=params.alias, config=entry.config.public(),
+        owner=_stored_owner(service, entry),
+        permissions=opening.permissions.to_wire() if opening.permissions is not None else None,
+    )  # fmt: skip
+
+
+def _open_handle(
+    service: Service, opening: Opening, params: OpenParams, context: Context, adapter: str
+) -> str:
+    """Record the ownership ``check_open`` decided and open the handle (its id).
+
+    Raises:
+        PathNotAllowed: a link appeared on the path between the check and the open.
+        DbHandlesError: the database could not be opened (a non-admin's failed memory or server
+            open says only its code: the server log says why).
+    """
+    registry = service.registry
     service.access.claim(opening, context)
     if opening.claim is not None:
         # An owner may have narrowed its database (isolation): cached decisions end now.
-        service.registry.access_generation.bump()
+        registry.access_generation.bump()
     effective = opening.permissions
     try:
         handle = registry.open(
@@ -178,10 +225,81 @@ def data_open(service: Service, params: OpenParams, call: Call) -> OpenResult:
         raise PathNotAllowed(
             "config.path: the path changed while it was checked", field="config.path"
         )
-    return OpenResult(
-        db_handle=handle, adapter=entry.adapter_name, alias=params.alias, config=entry.config.public(),
-        owner=entry.owner, permissions=effective.to_wire() if effective is not None else None,
-    )  # fmt: skip
+    return handle
+
+
+def _missing_file(opening: Opening) -> str | None:
+    """The path of the database file a ``mode: create`` open will create (``None``: it exists,
+    or nothing is created)."""
+    config = opening.config
+    if not isinstance(config, FileConfig) or config.mode != "create":
+        return None
+    path = str(opening.resolved.path) if opening.resolved is not None else config.path
+    return None if os.path.lexists(path) else path
+
+
+def _undo_create(path: str) -> None:
+    """Remove the database file a failed ``data/open`` created at ``path`` while it is still the
+    new file: a plain file with one name that is empty, an SQLite database without a table or a
+    JSON-adapter file without a collection (what the adapter made of it). A file that was
+    replaced, linked or written meanwhile stays."""
+    try:
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            return
+        if info.st_size and not (_empty_sqlite(path) or _empty_json(path, info.st_size)):
+            return
+        os.unlink(path)
+    except OSError:
+        return  # gone already, or not ours to remove
+    for suffix in ("-wal", "-shm", "-journal"):
+        with contextlib.suppress(OSError):
+            os.unlink(f"{path}{suffix}")
+
+
+def _empty_json(path: str, size: int) -> bool:
+    """Whether ``path`` is a JSON-adapter file without a collection (its first commit)."""
+    if size > 256:
+        # Small enough to be no SQLite database (whose pages are 512 bytes at least), which a
+        # plain open() in this process could release the locks of (dbfiles).
+        return False
+    try:
+        with open_plain(path, "rb", "config.path") as file:
+            doc = orjson.loads(file.read())
+    except (OSError, DbHandlesError, orjson.JSONDecodeError):
+        return False
+    return (
+        isinstance(doc, dict)
+        and doc.get("format") == "dbhandles-json"
+        and not doc.get("collections")
+    )
+
+
+def _empty_sqlite(path: str) -> bool:
+    """Whether ``path`` is an SQLite database with nothing in its schema (asked of SQLite, whose
+    locks are shared per file within the process, never with a plain ``open()``)."""
+    try:
+        conn = connect_sqlite(path, "ro")
+    except sqlite3.Error:
+        return False
+    try:
+        entries: int = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+    return entries == 0
+
+
+def _stored_owner(service: Service, entry: HandleEntry) -> str | None:
+    """The owner an answer shows for ``entry``'s database: a file database's owner as stored
+    (``_dbh_databases``; ``None`` when nobody owns it), never the handle's opener unless it is
+    that owner; a memory or server database is its opener's alone (docs/security.md)."""
+    database = service.access.database_of(entry.config)
+    if database is None:
+        return entry.owner
+    record = service.access.store.get_database(database)
+    return record.owner if record is not None else None
 
 
 def _callers_own(error: DbHandlesError) -> bool:
@@ -208,7 +326,7 @@ def _prepare_file(opening: Opening, context: Context) -> None:
     if not found.path.parent.is_dir():
         return  # the adapter says what is missing
     try:
-        create_empty(str(found.path), paths.PRIVATE_MODE)
+        create_empty(str(found.path), paths.PRIVATE_MODE, pinned=True)
     except OSError as exc:
         raise StorageError(f"cannot create {found.given}: {exc.strerror}") from exc
 
@@ -246,8 +364,9 @@ class HandlesResult(Result):
 
 
 def _stored_modes(service: Service, entries: list[HandleEntry]) -> list[dict[str, Any]]:
-    """Each entry's ``info()``, its ``permissions.isolationMode`` the file database's stored mode
-    (an owner may have changed it since the handle was opened), not the mode it was opened with."""
+    """Each entry's ``info()``, its ``permissions.isolationMode`` and ``owner`` the file database's
+    stored mode and owner (an owner may have changed the mode since the handle was opened), not
+    the mode it was opened with nor the handle's opener."""
     infos = []
     for entry in entries:
         info = entry.info()
@@ -255,6 +374,8 @@ def _stored_modes(service: Service, entries: list[HandleEntry]) -> list[dict[str
         record = service.access.store.get_database(database) if database is not None else None
         if record is not None:
             info["permissions"] = {**(info["permissions"] or {}), "isolationMode": record.isolation}
+        if database is not None:  # the stored owner, not the handle's opener (``_stored_owner``)
+            info["owner"] = record.owner if record is not None else None
         infos.append(info)
     return infos
 

@@ -39,8 +39,9 @@ JOB_COMMAND_NAMES = ("data/copy", "data/export", "data/import", "data/vacuum")
 
 #: What a job that was interrupted (its process died) left behind, by command (docs/server.md, "Jobs").
 AFTER_INTERRUPTION = {
-    "data/import": "the batches it committed are kept; run the same import again to store the rest "
-    "(records already stored are skipped)",
+    "data/import": "the batches it committed are kept (at least the records its last progress "
+    "shows as imported); run the same import again to store the rest (records already stored are "
+    "skipped)",
     "data/export": "no final file was written (the output is renamed into place only at the end); "
     "run the export again",
     "data/copy": "the records it copied are kept (and, for a move, only those verified in the "

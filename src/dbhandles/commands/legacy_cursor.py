@@ -34,7 +34,7 @@ from dbhandles.filters import (
     validate_path,
 )
 from dbhandles.paging import and_filters
-from dbhandles.values import check_scalar
+from dbhandles.values import check_scalar, json_text
 
 __all__ = ["KeyCursor", "LegacyPosition", "check_cursor", "legacy_position"]
 
@@ -73,16 +73,20 @@ def check_cursor(value: object) -> object:
     if value is None or isinstance(value, str | KeyCursor):
         return value
     if not isinstance(value, dict):
-        raise InvalidParams(f"cursor: got {type(value).__name__}; {_FORMS}", field="cursor")
+        raise InvalidParams(f"cursor: got {json_text(value, 80)}; {_FORMS}", field="cursor")
     try:
         return KeyCursor.model_validate(value)
     except ValidationError as exc:
         error = exc.errors()[0]
         key = str(error["loc"][0]) if error["loc"] else ""
         if error["type"] == "extra_forbidden":
-            where, message = "cursor", f"unknown key {key!r}"
+            where, message = "cursor", f"unknown key {json_text(key)}"
         elif key == "value":
-            where, message = "cursor.value", "must be a string, number, boolean or null"
+            got = json_text(error["input"], 80)
+            where, message = "cursor.value", f"must be a string, number, boolean or null, got {got}"
+        elif key == "direction":
+            got = json_text(error["input"], 80)
+            where, message = "cursor.direction", f'must be "after" or "before", got {got}'
         else:
             where, message = f"cursor.{key}" if key else "cursor", error["msg"]
         raise InvalidParams(f"{where}: {message}; {_FORMS}", field=where) from None
@@ -100,6 +104,9 @@ class LegacyPosition:
         cursor: KeyCursor,
     ) -> None:
         self.order, self.after, self.ties, self.cursor = order, after, ties, cursor
+        #: The value as records hold it (``-0.0`` is stored as ``0.0``), quoted in messages as JSON.
+        value = cursor.value
+        self.value = 0.0 if isinstance(value, float) and value == 0.0 else value
 
     def check_ties(self, session: Session, collection: str, filter: FilterNode | None) -> None:
         """Refuse the page when it could not start at an exact place.
@@ -112,7 +119,7 @@ class LegacyPosition:
         holding = session.count(collection, and_filters(filter, self.ties))
         if holding > 1:
             raise InvalidParams(
-                f"cursor: {holding} records have {self.cursor.field} = {self.cursor.value!r}, so a "
+                f"cursor: {holding} records have {self.cursor.field} = {json_text(self.value)}, so a "
                 "cursor without the last record's id cannot say where among them the previous page "
                 "ended; add the last item's id as cursor.id, or page with nextCursor",
                 field="cursor",
@@ -143,7 +150,9 @@ def legacy_position(cursor: KeyCursor, order_by: object) -> LegacyPosition:
     first = sort_value(value)
     if path == ("id",):
         if not isinstance(value, str):
-            raise InvalidParams("cursor.value: ids are strings", field="cursor.value")
+            raise InvalidParams(
+                f"cursor.value: ids are strings, got {json_text(value, 80)}", field="cursor.value"
+            )
         return LegacyPosition(implied, (first,), None, cursor)
     if cursor.id is not None:
         return LegacyPosition(implied, (first, (rank(cursor.id), cursor.id)), None, cursor)

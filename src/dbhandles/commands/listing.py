@@ -20,6 +20,7 @@ from dbhandles.commands.base import (
     command,
 )
 from dbhandles.commands.grammar import (
+    MAX_COUNT,
     CollectionName,
     FieldsSpec,
     OptionalFilterSpec,
@@ -76,7 +77,7 @@ class ListParams(CollectionParams):
     """Mongo-style filter, e.g. {"metadata.qualityScore": {"$gte": 0.8}}."""
     order_by: OrderBySpec = None
     """List of {field, direction}; a bare 'name' or '-name' is a shorthand. id breaks ties."""
-    limit: Annotated[int, Field(ge=0), SettingMaximum("max_limit")] | None = None
+    limit: Annotated[int, Field(ge=0, le=MAX_COUNT), SettingMaximum("max_limit")] | None = None
     """Page size (default 100, at most 500); 0 returns only the count."""
     fields: FieldsSpec = None
     """Projection: only these (dotted) fields, plus id."""
@@ -180,7 +181,7 @@ class QueryOpenParams(CollectionParams):
     """Mongo-style filter."""
     order_by: OrderBySpec = None
     """Sort; default createdAt descending. id breaks ties."""
-    page_size: Annotated[int, Field(ge=1), SettingMaximum("max_limit")] | None = None
+    page_size: Annotated[int, Field(ge=1, le=MAX_COUNT), SettingMaximum("max_limit")] | None = None
     """Rows per query-next (default 100, at most 500)."""
     fields: FieldsSpec = None
     """Projection: only these fields, plus id."""

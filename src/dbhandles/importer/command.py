@@ -25,6 +25,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from dbhandles.commands.base import Call, DataParams, DataResult, command
 from dbhandles.commands.grammar import (
+    MAX_COUNT,
     CollectionName,
     FieldPath,
     FieldsSpec,
@@ -268,6 +269,9 @@ def perform_import(service: Service, params: ImportParams, call: Call) -> Import
             # The job's own actor (and administrators) only: it names the actor's files.
             body = {"collection": options.collection, "input": str(options.input), **payload,
                     **audience(context)}  # fmt: skip
+            for key in ("input", "output", "rejects"):  # its files, as the actor is shown them
+                if isinstance(body.get(key), str):
+                    body[key] = shown_path(service.settings, context, body[key])
             service.publish(entry, name, body, params.suppress_events)
 
         watch = AccessWatch(service, context, "data/import",
@@ -342,7 +346,7 @@ class ExportParams(DataParams):
     """Write only these (dotted) fields, plus id unless omitReserved (e.g. messages for a fine-tuning file)."""
     omit_reserved: bool = False
     """Leave out id, createdAt, updatedAt and version (the file then cannot be imported back as the same records)."""
-    limit: int | None = Field(default=None, ge=0)
+    limit: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     """Write at most this many records."""
     order_by: OrderBySpec = None
     """Order of the lines (as data/list; default id)."""
@@ -448,7 +452,9 @@ def perform_export(service: Service, params: ExportParams, call: Call) -> Export
         records_per_second=round(stats.records_per_second, 1),
     )
     service.publish(entry, "export:done",
-                    {**result.model_dump(mode="json", by_alias=True), **audience(call.context)},
+                    {**result.model_dump(mode="json", by_alias=True),
+                     "output": shown_path(service.settings, call.context, output),
+                     **audience(call.context)},
                     False)  # fmt: skip
     return result
 

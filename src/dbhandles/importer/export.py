@@ -3,16 +3,37 @@
 A ``Selection`` narrows that: a projection (``fields``), the reserved fields left out, an order, a
 limit, a sample or a split (``adapters.sampling``). Pages are read in the selection's order (``id`` by
 default) with a keyset position, each in its own short read transaction, so an export never holds the
-database for long and never skips or repeats a record that is not changed while it runs. The file is written under a temporary name and renamed at the end: a killed export never
-leaves a truncated file that looks complete. A name ending in ``.gz`` is gzip-compressed. Importing the
-file gives back the same records, timestamps and versions included (see ``rows.py``).
+database for long and never skips or repeats a record that is not changed while it runs. The file is
+written under a temporary name and renamed at the end: a killed export never leaves a truncated file
+that looks complete. A name ending in ``.gz`` is gzip-compressed. Importing the file gives back the
+same records, timestamps and versions included (see ``rows.py``).
+
+The partial file ``.<name>.partial`` belongs to the export that created it: it carries the extended
+attribute ``user.dbhandles.partial`` and, while the export writes it, that export's exclusive
+``flock`` (the kernel drops it when the process ends, however it ends). So a partial file found at
+the start of an export is one of three things: another export writing it (locked: ``file_exists``),
+the leftover of an export that was killed (marked, unlocked: removed, and this export goes on), or a
+file the export did not write (unmarked: never touched, ``file_exists``). ``remove_leftover`` is the
+same check for whoever sees an export's process die (``server/job_process.py``). On a file system
+without extended attributes no partial file is ever recognised as a leftover, nor is the empty file
+of an export killed between creating its partial file and marking it (a few system calls).
+
+The output's folder is opened once, without following links (``pinned.Pinned``), and held for the
+whole export: the partial file is created, checked, renamed (or linked) over the output and removed
+by name relative to that descriptor, never by a path looked up again. So a folder on the way
+swapped for a link to another place (the service's home) after the path was checked is refused
+(``path_not_allowed``) or still written in the folder that was checked, never where the link leads.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import gzip
 import hashlib
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,16 +43,28 @@ from typing import IO, Any, cast
 import orjson
 
 from dbhandles.adapters.base import Adapter, Query, Record, Sampling
-from dbhandles.dbfiles import check_plain, create_exclusive
+from dbhandles.dbfiles import check_plain
 from dbhandles.documents import id_text
-from dbhandles.errors import FileExists, InvalidParams
+from dbhandles.errors import DbHandlesError, FileExists, InvalidParams
 from dbhandles.evaluate import position_of, project
 from dbhandles.filters import RESERVED_FIELDS, FilterNode, SortKey, validate_collection
+from dbhandles.new_files import create_exclusive, open_in
+from dbhandles.pinned import Pinned
 
-__all__ = ["DEFAULT_PAGE_SIZE", "ExportStats", "Selection", "run_export"]
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "PARTIAL_MARK",
+    "ExportStats",
+    "Selection",
+    "partial_path",
+    "remove_leftover",
+    "run_export",
+]
 
 DEFAULT_PAGE_SIZE = 1000
 _ORDER = (SortKey(("id",)),)
+#: The extended attribute that marks a partial file as written by an export (its value: b"export").
+PARTIAL_MARK = "user.dbhandles.partial"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +124,20 @@ class ExportStats:
 class _Output:
     """The partial file, and the gzip stream over it for a ``.gz`` name; ``close`` closes both."""
 
-    def __init__(self, path: Path, compress: bool, mode: int = 0o666) -> None:
-        self.raw: IO[bytes] = create_exclusive(path, "output", mode)
+    def __init__(
+        self, path: Path, compress: bool, mode: int = 0o666, *, folder: Pinned | None = None
+    ) -> None:
+        at = folder.at() if folder is not None else None
+        self.raw: IO[bytes] = create_exclusive(path, "output", mode, folder=at)
+        fd = self.raw.fileno()
+        # A new inode nobody else has: the lock is free. Held until the file is closed (or this
+        # process ends), it tells a later export that this one is still writing.
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with contextlib.suppress(OSError):  # no extended attributes there: never a leftover
+            os.setxattr(fd, PARTIAL_MARK, b"export")
+        st = os.fstat(fd)
+        #: The partial file's identity: it is renamed into place only if it is still this file.
+        self.identity = (st.st_dev, st.st_ino)
         self.stream: IO[bytes] = self.raw
         if compress:
             self.stream = cast(
@@ -107,22 +152,110 @@ class _Output:
             self.raw.close()
 
 
-def _open(path: Path, compress: bool, mode: int) -> _Output:
-    if os.path.lexists(path) and not os.path.islink(path):
-        # Another export to the same name is writing it, or one was killed: never deleted here
-        # (a planted link is removed, never followed: dbfiles.create_exclusive). Through the gate
-        # first: a database there is answered as such.
-        check_plain(path, "output", writing=True)
-        raise FileExists(
-            f"output: {path.name} exists: another export to this name is running, or one was "
-            "killed; delete it (when no export runs) and run again",
-            field="output",
-        )
+def _open(path: Path, folder: Pinned, compress: bool, mode: int) -> _Output:
+    """The partial file ``path``, created in ``folder`` (its pinned folder).
+
+    Raises:
+        FileExists: a partial file there is not a leftover of a killed export.
+        InvalidParams: it cannot be created.
+        PathNotAllowed: it may not be replaced (``check_plain``).
+    """
     try:
-        return _Output(path, compress, mode)
+        there: os.stat_result | None = os.lstat(path.name, dir_fd=folder.at())
+    except FileNotFoundError:
+        there = None
+    except OSError as exc:
+        raise InvalidParams(f"output: cannot use {str(path.parent)!r}: {exc.strerror}",
+                            field="output") from exc  # fmt: skip
+    if there is not None and not stat.S_ISLNK(there.st_mode):
+        # Through the gate first: a database there is answered as such. A planted link is
+        # removed, never followed (new_files.create_exclusive).
+        check_plain(path, "output", writing=True)
+        found = _leftover(path.name, folder)
+        if found == "running":
+            raise FileExists(
+                f"output: {path.name} exists: another export to this name is writing it; wait "
+                "for it to finish, or choose another name",
+                field="output",
+            )
+        if found == "unknown":
+            raise FileExists(
+                f"output: {path.name} exists: an export to this name was killed, or someone put a "
+                "file there (this file system keeps no mark that tells them apart); delete it "
+                "when no export runs, or choose another output name",
+                field="output",
+            )
+        if found == "foreign":
+            raise FileExists(
+                f"output: {path.name} exists and was not written by an export (it is never "
+                "deleted by one); delete or rename it, or choose another output name",
+                field="output",
+            )
+        # else: an export that was killed left it; create_exclusive replaces it.
+    try:
+        return _Output(path, compress, mode, folder=folder)
     except OSError as exc:
         raise InvalidParams(f"output: cannot create a file in {str(path.parent)!r}: {exc.strerror}",
                             field="output") from exc  # fmt: skip
+
+
+def _leftover(name: str, folder: Pinned) -> str:
+    """What the partial file ``name`` in ``folder`` is: ``"leftover"`` (an export's, no export
+    writes it: it was killed), ``"running"`` (an export writes it), ``"foreign"`` (not an export's,
+    a link, or unreadable), ``"unknown"`` (its file system keeps no marks) or ``"gone"``.
+
+    Opened read-only without following a link; the caller checked it with ``check_plain`` (never
+    a database, so closing it releases no lock)."""
+    try:
+        fd = open_in(folder.at(), name)
+    except FileNotFoundError:
+        return "gone"
+    except OSError:
+        return "foreign"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "foreign"
+        try:
+            if os.getxattr(fd, PARTIAL_MARK) != b"export":
+                return "foreign"
+        except OSError as exc:
+            return "unknown" if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP) else "foreign"
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return "running"
+        opened, there = os.fstat(fd), os.lstat(name, dir_fd=folder.at())
+        if (opened.st_dev, opened.st_ino) != (there.st_dev, there.st_ino):
+            return "running"  # replaced meanwhile: by an export that started since
+        return "leftover"
+    except FileNotFoundError:
+        return "gone"
+    except OSError:
+        return "foreign"
+    finally:
+        os.close(fd)
+
+
+def partial_path(output: str | os.PathLike[str]) -> Path:
+    """The partial file an export to ``output`` writes (``.<name>.partial`` next to it)."""
+    target = Path(output).expanduser()
+    return target.with_name(_partial_name(target.name))
+
+
+def remove_leftover(output: str | os.PathLike[str]) -> bool:
+    """Remove the partial file of an export to ``output`` if an export that is no longer running
+    left it (marked, unlocked; see the module docstring); whether it did. Never raises for a
+    missing or refused file (nothing is done then)."""
+    path = partial_path(output)
+    try:
+        check_plain(path, "output", writing=True)  # before it is opened: never a database
+        with Pinned(path, "output") as folder:
+            if _leftover(path.name, folder) != "leftover":
+                return False
+            os.unlink(path.name, dir_fd=folder.at())
+    except (OSError, DbHandlesError):
+        return False
+    return True
 
 
 def _partial_name(name: str) -> str:
@@ -164,46 +297,82 @@ def run_export(
         raise InvalidParams("pageSize: must be between 1 and 100000", field="pageSize")
     stats = stats if stats is not None else ExportStats()
     target = Path(output).expanduser()
-    partial = target.with_name(_partial_name(target.name))
-    out = _open(partial, target.suffix == ".gz", mode)
+    partial = partial_path(target)
+    try:
+        folder = Pinned(target, "output")
+    except OSError as exc:
+        raise InvalidParams(f"output: cannot create a file in {str(target.parent)!r}: "
+                            f"{exc.strerror}", field="output") from exc  # fmt: skip
+    with folder:
+        _export_in(adapter, collection, target, partial, folder, filter, page_size, on_page,
+                   stats, replace, mode, selection)  # fmt: skip
+    stats.finished = time.monotonic()
+    return stats
+
+
+def _export_in(
+    adapter: Adapter,
+    collection: str,
+    target: Path,
+    partial: Path,
+    folder: Pinned,
+    filter: FilterNode | None,
+    page_size: int,
+    on_page: Callable[[ExportStats], None] | None,
+    stats: ExportStats,
+    replace: bool,
+    mode: int,
+    selection: Selection | None,
+) -> None:
+    """``run_export``'s work in the output's pinned ``folder``: every name is relative to it."""
+    at = folder.at()
+    out = _open(partial, folder, target.suffix == ".gz", mode)
     try:
         try:
             _pages(adapter, collection, filter, page_size, out, stats, on_page,
                    selection if selection is not None else Selection())  # fmt: skip
             out.close()
+            there = os.lstat(partial.name, dir_fd=at)
+            if (there.st_dev, there.st_ino) != out.identity:
+                raise FileExists(
+                    f"output: another export to {target.name} replaced this one's partial file "
+                    "while it ran; nothing was written by this one",
+                    field="output",
+                )
             if replace:
                 # Checked again at the end: a database may have been opened there meanwhile.
                 check_plain(target, "output", writing=True)
-                os.replace(partial, target)
+                os.replace(partial.name, target.name, src_dir_fd=at, dst_dir_fd=at)
             else:
-                _link_new(partial, target)
+                _link_new(partial.name, target.name, at)
         except OSError as exc:
             raise InvalidParams(f"output: cannot write {str(target)!r}: {exc.strerror or exc}",
                                 field="output") from exc  # fmt: skip
     except BaseException:
         out.close()
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # only its own: another export's is left alone
+            there = os.lstat(partial.name, dir_fd=at)
+            if (there.st_dev, there.st_ino) == out.identity:
+                os.unlink(partial.name, dir_fd=at)
         raise
-    stats.finished = time.monotonic()
-    return stats
 
 
-def _link_new(partial: Path, target: Path) -> None:
+def _link_new(partial: str, target: str, folder: int) -> None:
     """Put the finished file at ``target`` only if nothing is there (a hard link fails on an
-    existing name, atomically), then drop the partial name.
+    existing name, atomically), then drop the partial name; both names in ``folder``.
 
     Raises:
         FileExists: ``target`` exists.
     """
     try:
-        os.link(partial, target, follow_symlinks=False)
+        os.link(partial, target, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
     except FileExistsError as exc:
         raise FileExists(
-            f"output: {target.name} exists; choose another name, or pass overwrite: true "
+            f"output: {target} exists; choose another name, or pass overwrite: true "
             "(jtag: --overwrite)",
             field="output",
         ) from exc
-    partial.unlink()
+    os.unlink(partial, dir_fd=folder)
 
 
 def _pages(

@@ -19,7 +19,7 @@ import orjson
 
 from dbhandles.errors import InvalidFilter, InvalidParams
 from dbhandles.filters import MAX_ID_LENGTH, validate_path
-from dbhandles.values import NUMBER_BOUND, number_text
+from dbhandles.values import NUMBER_BOUND, json_text, number_text
 
 __all__ = ["BadLine", "IdFunction", "content_id", "id_function", "id_text"]
 
@@ -52,16 +52,17 @@ def id_text(value: object, where: str) -> str:
     if type(value) is str:
         if value and len(value) <= MAX_ID_LENGTH:
             return value
+        got = '""' if not value else f"a string of {len(value)} characters"
         raise BadLine(f"{where}: an id is a non-empty string of at most {MAX_ID_LENGTH} characters "
-                      "or a number")  # fmt: skip
+                      f"or a number, got {got}")  # fmt: skip
     if isinstance(value, int | float) and not isinstance(value, bool):
         if -NUMBER_BOUND < value < NUMBER_BOUND:
             return number_text(value)
         raise BadLine(f"{where}: a numeric id lies strictly between -2**63 and 2**63, as every "
-                      "number of a record")  # fmt: skip
+                      f"number of a record, got {json_text(value)}")  # fmt: skip
     if value is None:
         raise BadLine(f"missing id field {where}")
-    raise BadLine(f"{where}: an id must be a string or a number, not {type(value).__name__}")
+    raise BadLine(f"{where}: an id must be a string or a number, got {json_text(value, 80)}")
 
 
 def _own_id(obj: dict[str, Any]) -> str:

@@ -5,8 +5,9 @@ writing (SQLite). Threads cannot overlap them, since both hold the GIL, so the p
 of its own (``worker.py``): it reads the input file through the writer's descriptor, at its own
 position, and sends one small frame per chunk (the ids, or what is special about a line; never the
 line itself). The writer reads the same chunks from the same file, pairs each one with its frame and
-inserts. Only ids cross the pipe (about 1.5% of the input), and the pipe's buffer keeps the parser at
-most a few chunks ahead, so memory stays flat.
+inserts. Only ids cross the pipe (about 1.5% of the input). The pipe holds ``PIPE_BYTES`` (1 MiB, on
+Linux; 64 KiB elsewhere): the parser may run dozens of plain chunks ahead, so neither process waits
+for the other when the scheduler runs one and not the other (a busy machine), and memory stays flat.
 
 The process is an accelerator, never a requirement: if it cannot start or stops early, the writer
 logs a warning and parses the remaining chunks itself. A chunk whose frame describes different lines
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import IO, Literal
 
 import orjson
@@ -32,11 +33,16 @@ from dbhandles.importer.parse import ParsedChunk, parse_chunk
 from dbhandles.importer.reader import ChunkReader
 from dbhandles.importer.worker import BOOT
 
-__all__ = ["PROCESS_THRESHOLD", "ParserMode", "open_parser", "use_process"]
+__all__ = ["PIPE_BYTES", "PROCESS_THRESHOLD", "ParserMode", "open_parser", "use_process"]
 
 ParserMode = Literal["auto", "process", "inline"]
 #: ``auto`` parses in a second process from this input size on (the process costs ~50 ms to start).
 PROCESS_THRESHOLD = 16 << 20
+#: The frames the parser may write ahead of the writer: ~65 chunks of plain lines (a frame of ids is
+#: ~15 KiB a 1 MiB chunk), one of reserved rows (whose frame carries their text). Linux's default
+#: pipe (64 KiB, 4 chunks) made the writer wait 1.7-3.1 s of a 6-13 s import on a loaded machine,
+#: 0.6-1.3 s with this one (benchmarks/import_jsonl.py, docs/performance.md).
+PIPE_BYTES = 1 << 20
 
 _log = logging.getLogger("dbhandles.importer")
 
@@ -48,6 +54,18 @@ def _usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def _deepen(fd: int) -> None:
+    """Make the pipe ``fd`` hold ``PIPE_BYTES`` where the system lets this user (Linux's
+    ``/proc/sys/fs/pipe-max-size``, 1 MiB by default); otherwise it keeps its size."""
+    if sys.platform != "linux":
+        return
+    import fcntl
+
+    # EPERM past pipe-max-size or past this user's pipe quota: the pipe keeps its size.
+    with suppress(OSError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 def use_process(mode: ParserMode, total_bytes: int) -> bool:
@@ -78,6 +96,8 @@ class _ParserProcess:
         except BaseException:
             self._stderr.close()
             raise
+        assert self._proc.stdout is not None
+        _deepen(self._proc.stdout.fileno())
 
     def next(self, lines: list[bytes]) -> ParsedChunk | None:
         """The parsed form of ``lines`` (the next chunk), or ``None`` when the process has stopped.

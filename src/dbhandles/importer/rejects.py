@@ -8,8 +8,9 @@ from typing import IO
 
 import orjson
 
-from dbhandles.dbfiles import create_exclusive, open_plain
+from dbhandles.dbfiles import open_plain
 from dbhandles.errors import FileExists, InvalidParams
+from dbhandles.new_files import create_exclusive
 
 __all__ = ["RejectsFile", "check_replaceable"]
 
@@ -28,7 +29,7 @@ def check_replaceable(path: str | os.PathLike[str]) -> None:
     """
     target = Path(path).expanduser()
     if not os.path.lexists(target) or os.path.islink(target):
-        return  # nothing there; a link is removed, never followed (dbfiles.create_exclusive)
+        return  # nothing there; a link is removed, never followed (new_files.create_exclusive)
     first = b""
     try:
         with open_plain(target, "rb", "rejects") as file:
@@ -54,6 +55,8 @@ class RejectsFile:
     run's rejected lines, also when there were none; an existing file is replaced only when it is
     a rejects file (``check_replaceable``). With ``mode`` (a remote caller's import) it is
     always a new file with that mode (``O_EXCL | O_NOFOLLOW``), replacing the previous run's.
+    Either way it is created in its folder opened without following links (``pinned.Pinned``):
+    a folder swapped for a link after the check is refused, never written through.
 
     Raises:
         InvalidParams: the file cannot be created.

@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 
 from dbhandles.importer.ids import BadLine, content_id, id_text
-from dbhandles.values import MAX_VERSION
+from dbhandles.values import MAX_VERSION, json_text
 
 __all__ = ["RESERVED_KEYS", "Reserved", "Row", "complete", "normalised", "reserved_row"]
 
@@ -63,7 +63,9 @@ _CANONICAL_TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{
 
 
 def _bad_timestamp(key: str, value: object, why: str) -> BadLine:
-    return BadLine(f"{key}: {key!r} is a reserved field and must be {why}, got {value!r}"[:300])
+    return BadLine(
+        f"{key}: {json_text(key)} is a reserved field and must be {why}, got {json_text(value)}"
+    )
 
 
 def timestamp(value: object, key: str) -> str | None:
@@ -87,7 +89,9 @@ def timestamp(value: object, key: str) -> str | None:
     found = _RFC3339.fullmatch(value)
     if found is None:
         if _RFC3339_LOCAL.fullmatch(value):
-            raise BadLine(f"{key}: {value!r} has no timezone; add 'Z' or an offset such as +02:00")
+            raise BadLine(
+                f"{key}: {json_text(value)} has no timezone; add Z or an offset such as +02:00"
+            )
         raise _bad_timestamp(key, value, _RFC3339_WORDS)
     date, clock, fraction, offset = found.groups()
     zone = "+00:00" if offset in ("Z", "z") else offset
@@ -113,8 +117,8 @@ def _version(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_VERSION:
         return value
     raise BadLine(
-        f"version: 'version' is a reserved field and must be an integer from 1 to {MAX_VERSION} "
-        f"(2**31 - 1), got {value!r}"[:300]
+        f'version: "version" is a reserved field and must be an integer from 1 to {MAX_VERSION} '
+        f"(2**31 - 1), got {json_text(value)}"
     )
 
 
@@ -148,7 +152,8 @@ def reserved_row(obj: dict[str, Any], record_id: str, id_field: str | None) -> R
     """
     if id_field not in (None, "id") and "id" in obj and id_text(obj["id"], "id") != record_id:
         raise BadLine(
-            f"id: the line's 'id' ({obj['id']!r}) differs from its id field ({record_id!r})"[:300]
+            f'id: the line\'s "id" ({json_text(obj["id"])}) differs from its id field '
+            f"({json_text(record_id)})"
         )
     created = timestamp(obj.get("createdAt"), "createdAt")
     updated = timestamp(obj.get("updatedAt"), "updatedAt")

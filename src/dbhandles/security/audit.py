@@ -14,6 +14,7 @@ lose at most the last ``FLUSH_SECONDS`` of rows.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import logging
 import threading
 from typing import Any
@@ -58,6 +59,43 @@ def note_collection(name: str) -> None:
         notes.append(name)
 
 
+def _plain(
+    at: float,
+    actor: object,
+    session: object,
+    handle: object,
+    command: object,
+    operation: object,
+    collection: object,
+    record_id: object,
+    code: object,
+    target: object,
+) -> tuple[Any, ...] | None:
+    """A row's column values as the store writes them, when every text is a plain ``str`` (or
+    ``None`` where the column allows it) of printable ASCII, which nothing need escape (nearly
+    every row, decided with one look at them joined); ``None`` for any other row."""
+    # Written out field by field (no generator, no list): every command writes a row.
+    if (
+        type(actor) is str
+        and type(command) is str
+        and type(operation) is str
+        and (session is None or type(session) is str)
+        and (handle is None or type(handle) is str)
+        and (collection is None or type(collection) is str)
+        and (record_id is None or type(record_id) is str)
+        and (code is None or type(code) is str)
+        and (target is None or type(target) is str)
+    ):
+        joined = (
+            f"{actor}{session or ''}{handle or ''}{command}{operation}{collection or ''}"
+            f"{record_id or ''}{code or ''}{target or ''}"
+        )
+        if joined.isascii() and joined.isprintable():
+            return (iso_from_epoch(at), actor, session, handle, command, operation, collection,
+                    record_id, code is None, code, target)  # fmt: skip
+    return None
+
+
 class AuditLog:
     """Queues ``AuditRow``s and appends them to the handle store."""
 
@@ -65,16 +103,23 @@ class AuditLog:
         self.store = store
         self.enabled = enabled
         self._lock = threading.Lock()
-        self._queue: list[AuditRow | tuple[Any, ...]] = []
+        #: Held for a whole flush (taken before ``_lock``, never after it).
+        self._flushing = threading.Lock()
+        #: The column values of each row not written yet (``_values``), in the order they came.
+        self._queue: list[tuple[Any, ...]] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def record(self, row: AuditRow | tuple[Any, ...]) -> None:
-        if not self.enabled:
-            return
+        """Queue a row: an ``AuditRow``, or the tuple ``record_call`` takes (its arguments in order)."""
+        if self.enabled:
+            self._enqueue(self._values(row))
+
+    def _enqueue(self, values: tuple[Any, ...]) -> None:
+        """Queue the column values of one row, as the store writes them."""
         with self._lock:
-            self._queue.append(row)
+            self._queue.append(values)
             full = len(self._queue) >= MAX_QUEUE
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -97,15 +142,21 @@ class AuditLog:
         code: str | None,
         target: str | None = None,
     ) -> None:
-        """The hot-path form of ``record``: a plain tuple now, an ``AuditRow`` at flush time.
+        """The hot-path form of ``record``: the row's column values are made once, here, and
+        written as they are (``_plain``; any other row as ``AuditRow.storable`` stores it).
 
         ``target``: the real files or databases the command resolved, one per line (``None`` when
         the handle says it all)."""
-        if self.enabled:
-            self.record(
+        if not self.enabled:
+            return
+        values = _plain(at, actor, session_id, handle, command, operation, collection, record_id,
+                        code, target)  # fmt: skip
+        if values is None:
+            values = self._values(
                 (at, actor, session_id, handle, command, operation, collection, record_id, code,
                  target)
             )  # fmt: skip
+        self._enqueue(values)
 
     @staticmethod
     def _row(item: AuditRow | tuple[Any, ...]) -> AuditRow:
@@ -120,30 +171,48 @@ class AuditLog:
             record_id, code is None, code, target,
         )  # fmt: skip
 
-    def flush(self) -> None:
-        with self._lock:
-            queued, self._queue = self._queue, []
-        rows = [self._row(item) for item in queued]
-        if not rows:
-            return
-        try:
-            self.store.append_audit(rows)
-            return
-        except Exception:
-            # One row the store refuses must never hold back the others: write them one by one.
-            kept = [row for row in rows if not self._append_one(row)]
-        if len(kept) == len(rows):  # nothing went in: the store is down, try again later
-            log.exception(
-                "could not write %d audit rows; they are kept for the next flush", len(rows)
-            )
-            with self._lock:
-                self._queue = [*kept, *self._queue]
-        else:
-            log.error("dropped %d audit rows the store refused: %r", len(kept), kept)
+    @staticmethod
+    def _values(item: AuditRow | tuple[Any, ...]) -> tuple[Any, ...]:
+        """The fields of ``_row(item).storable()`` as a tuple (``HandleStore.append_audit_values``):
+        ``item`` as it is when its texts are plain printable ASCII (``_plain``), else escaped by
+        ``AuditRow.storable``."""
+        if type(item) is tuple and len(item) == 10:
+            values = _plain(*item)
+            if values is not None:
+                return values
+        return dataclasses.astuple(AuditLog._row(item).storable())
 
-    def _append_one(self, row: AuditRow) -> bool:
+    def flush(self) -> None:
+        """Write every queued row now, in the order they were queued (the writer thread calls it
+        every ``FLUSH_SECONDS``; ``close`` calls it last; data/audit before it reads).
+
+        One flush at a time: a flush that starts while another writes waits for it, so when it
+        returns every row queued before it was called is in the store (or kept, the store being
+        down), and batches reach the store in queue order.
+        """
+        with self._flushing:
+            with self._lock:
+                rows, self._queue = self._queue, []
+            if not rows:
+                return
+            try:
+                self.store.append_audit_values(rows)
+                return
+            except Exception:
+                # One row the store refuses must never hold back the others: one by one.
+                kept = [row for row in rows if not self._append_one(row)]
+            if len(kept) == len(rows):  # nothing went in: the store is down, try again later
+                log.exception(
+                    "could not write %d audit rows; they are kept for the next flush", len(rows)
+                )
+                with self._lock:
+                    self._queue = [*kept, *self._queue]
+            else:
+                log.error("dropped %d audit rows the store refused: %r", len(kept), kept)
+
+    def _append_one(self, row: tuple[Any, ...]) -> bool:
         try:
-            self.store.append_audit([row])
+            self.store.append_audit_values([row])
         except Exception:
             return False
         return True

@@ -13,11 +13,18 @@ so no path name can break an audit row's ``target`` into lines that name other f
 - **The local user** (in-process, ``Context.trusted_local``) may name any other path, as before.
 - **A remote administrator** may name paths under ``DBHANDLES_ALLOWED_ROOTS`` (default: the data root
   and the temp folder).
-- **A remote non-admin actor** never reads a file that has other names (hard links, ``st_nlink > 1``):
-  a hard link is a second name for a file wherever it lives (the administrator's token, another
-  actor's data), so its place says nothing about whose file it is. It is refused with the same words
-  as any path outside the actor's places, before and after the open (``confirm_read`` checks the
+- **A file is used by one name.** A file with other names (hard links, ``st_nlink > 1``) is a second
+  name for a file wherever it lives (the administrator's token, another actor's data), so its place
+  says nothing about whose file it is. Only the name the service knows it by is used
+  (``dbfiles.know``: the home's default database, the name the handle store's book of names records
+  for the file, ``security/file_names.py``, one a handle of this process opened); every other name
+  is a link, for every caller. A remote non-admin actor's link is refused
+  with the same words as any path outside its places, or, in its own data space, with words about
+  the link (it is the actor's own folder), before and after the open (``confirm_read`` checks the
   opened descriptor, so a link swapped in between is caught too).
+- **What a remote non-admin actor is shown** of a path (``shown``, ``shown_result``,
+  ``mask_error``): never the home nor the data root (by default next to the home): its own files by
+  their names in its space, others as ``<data>/...`` or ``<home>/...``.
 - **A remote non-admin actor** works in its own data space, ``<data root>/<actor>/``: a relative name
   resolves there (``notes.sqlite`` is ``<data root>/alice/notes.sqlite``), and it is the only place the
   actor may create or write files. It may read data sets (import inputs, databases opened ``readonly``)
@@ -35,18 +42,34 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
-import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from dbhandles.context import ACTOR_PATTERN, Context
-from dbhandles.dbfiles import check_path_text, is_side_file
+from dbhandles.context import Context
+from dbhandles.dbfiles import check_path_text, is_side_file, known_name, set_file_refusal
 from dbhandles.errors import InvalidParams, PathNotAllowed
+from dbhandles.pinned import begin_decided, changed, decide, end_decided, open_folder
+from dbhandles.security.path_shown import (
+    _ACTOR,
+    DATA_SHOWN,
+    FILE_RESULTS,
+    HOME_SHOWN,
+    _under,
+    is_service_state,
+    mask_error,
+    shown,
+    shown_result,
+    shown_text,
+)
 from dbhandles.settings import Settings
 
 __all__ = [
+    "DATA_SHOWN",
+    "FILE_RESULTS",
+    "HOME_SHOWN",
     "NOT_SHARED",
     "PRIVATE_MODE",
     "Place",
@@ -60,11 +83,15 @@ __all__ = [
     "escape_target",
     "file_mode",
     "is_service_state",
+    "mask_error",
     "note",
     "place_of",
     "real_path",
     "resolve",
     "resolved",
+    "shown",
+    "shown_result",
+    "shown_text",
 ]
 
 #: The mode of files and folders created for remote callers.
@@ -75,7 +102,6 @@ Purpose = Literal["database", "input", "output"]
 #: administrators' roots), ``own`` (the actor's data space), ``read`` (a read root), ``other``
 #: (elsewhere: only a database its owner shared).
 Place = Literal["local", "admin", "own", "read", "other"]
-_ACTOR = re.compile(ACTOR_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +123,7 @@ class Resolved:
 class _CallFiles:
     notes: list[str] = field(default_factory=list)
     by_field: dict[str, Resolved] = field(default_factory=dict)
+    decided: contextvars.Token[frozenset[str]] | None = None
 
 
 _CALL: contextvars.ContextVar[_CallFiles | None] = contextvars.ContextVar(
@@ -106,7 +133,7 @@ _CALL: contextvars.ContextVar[_CallFiles | None] = contextvars.ContextVar(
 
 def begin_call() -> contextvars.Token[_CallFiles | None]:
     """Start recording what one command resolves (``Service.execute``; nested calls get their own)."""
-    return _CALL.set(_CallFiles())
+    return _CALL.set(_CallFiles(decided=begin_decided()))
 
 
 def end_call(token: contextvars.Token[_CallFiles | None]) -> str | None:
@@ -118,6 +145,8 @@ def end_call(token: contextvars.Token[_CallFiles | None]) -> str | None:
     path is where links lead, and a link may lead to any name."""
     files = _CALL.get()
     _CALL.reset(token)
+    if files is not None and files.decided is not None:
+        end_decided(files.decided)
     if files is None or not files.notes:
         return None
     return "\n".join(map(escape_target, dict.fromkeys(files.notes)))
@@ -150,17 +179,6 @@ def resolved(field_name: str, given: str) -> Resolved | None:
 
 
 # -- places ----------------------------------------------------------------------------------------
-
-
-def _under(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
-def is_service_state(settings: Settings, real: Path) -> bool:
-    """Whether ``real`` is the home or inside it (the default database and its side files, the
-    tokens, ``server.json``, session files)."""
-    home = Path(os.path.realpath(settings.home))
-    return _under(real, home) or _under(real, Path(os.path.abspath(settings.home)))
 
 
 def actor_space(settings: Settings, actor: str, *, create: bool = False) -> Path:
@@ -248,18 +266,44 @@ def _refuse(field_name: str, shown: str, why: str) -> PathNotAllowed:
 
 
 def resolve(
-    settings: Settings, context: Context, given: str, field_name: str, purpose: Purpose
+    settings: Settings,
+    context: Context,
+    given: str,
+    field_name: str,
+    purpose: Purpose,
+    *,
+    registered: Callable[[Path], bool] | None = None,
 ) -> Resolved:
     """The real path of ``given`` for ``context``, and where it is; refused if it may not go there.
 
     For a remote non-admin actor a relative name resolves in its data space (created on first use)
     and ``~`` means nothing; messages show the path as given, not where links lead.
 
+    Args:
+        registered: for a database, whether the handle store knows a database by this real path
+            (an owner, a stored handle): a file with other names is then used by this name
+            (``dbfiles.know``), unless the service already uses it by another.
+
     Raises:
         InvalidParams: no file system could take the path (``dbfiles.check_path_text``).
-        PathNotAllowed: the home or a side file; outside every place the caller may reach.
+        PathNotAllowed: the home or a side file; outside every place the caller may reach; a
+            name on the way changed while it was resolved (an ``OSError`` of the lookup).
     """
     text = check_path_text(given, field_name)
+    try:
+        return _resolve(settings, context, text, field_name, purpose, registered)
+    except OSError as exc:  # a folder swapped while realpath walked it, say: never a 500
+        raise changed(field_name, text) from exc
+
+
+def _resolve(
+    settings: Settings,
+    context: Context,
+    text: str,
+    field_name: str,
+    purpose: Purpose,
+    registered: Callable[[Path], bool] | None,
+) -> Resolved:
     tenant = not context.trusted_local and not context.is_admin
     if tenant:
         candidate = Path(text)
@@ -287,8 +331,12 @@ def resolve(
             "database; data commands never read or write it",
         )  # fmt: skip
     place = place_of(settings, context, real, purpose)
+    if registered is not None and purpose == "database" and place is not None:
+        _vouch(real, registered)
     identity = _tenant_read_identity(real, purpose) if tenant and place is not None else None
     if identity is _LINKED:
+        if place == "own":
+            raise _refuse(field_name, shown, _LINK_WORDS)
         if purpose == "database":
             raise PathNotAllowed(f"{field_name}: {NOT_SHARED}", field=field_name)
         place = None
@@ -304,51 +352,108 @@ def resolve(
     files = _CALL.get()
     if files is not None:
         files.by_field[field_name] = found
+        decide(str(real))  # handed on as is: never resolved again (pinned.stays)
     return found
 
 
 #: ``_tenant_read_identity``'s answer for a file with other names.
 _LINKED = "linked"
+#: What an actor is told of a link in its own data space (its own folder: no other actor's secret).
+_LINK_WORDS = (
+    "has other names (hard links) and is not the name this service uses its file by; a file is "
+    "used by one name only: use that name, or remove this link"
+)
+
+
+def _vouch(real: Path, registered: Callable[[Path], bool]) -> None:
+    """Let the handle store decide which name a file with other names is used by before anything
+    else does: ``registered`` records its answer (``dbfiles.know``, vouched) when the store's book
+    of names holds one (``security/file_names.py``)."""
+    try:
+        info = os.stat(real)
+    except (OSError, ValueError):
+        return
+    if info.st_nlink > 1 and stat.S_ISREG(info.st_mode):
+        registered(real)
+
+
+def _linked(real: Path, info: os.stat_result) -> bool:
+    """Whether ``real`` (``info``) is a regular file with other names that is not known by ``real``."""
+    return stat.S_ISREG(info.st_mode) and info.st_nlink > 1 and known_name(info) != str(real)
 
 
 def _tenant_read_identity(real: Path, purpose: Purpose) -> tuple[int, int] | str | None:
     """For a remote non-admin read (``input``, ``database``) of ``real``: ``_LINKED`` if it is a
-    regular file with other names (hard links), else its ``(st_dev, st_ino)`` (``None``: not there
-    or not a regular file; the command's own open reports that)."""
-    if purpose == "output":
-        return None
+    regular file with other names (hard links) that the service does not use by this name
+    (``dbfiles.known_name``), else its ``(st_dev, st_ino)`` (``None``: not there or not a regular
+    file; the command's own open reports that). For an ``output``, the identity of the regular
+    file there (``lstat``; what the gate's refusals may speak of, ``_file_refusal``)."""
     try:
-        info = os.stat(real)
+        info = os.lstat(real) if purpose == "output" else os.stat(real)
     except (OSError, ValueError):
         return None
     if not stat.S_ISREG(info.st_mode):
         return None
-    return _LINKED if info.st_nlink > 1 else (info.st_dev, info.st_ino)
+    if purpose == "output":
+        return info.st_dev, info.st_ino
+    return _LINKED if _linked(real, info) else (info.st_dev, info.st_ino)
+
+
+def _file_refusal(path: str, info: os.stat_result, exc: PathNotAllowed) -> PathNotAllowed:
+    """The gate's refusal (``dbfiles.check_plain``) of the file ``info`` at ``path`` as the
+    running call's caller is told it: words about the file (a database, other names...) only for
+    the file this call checked in the caller's places; for a remote non-admin actor, any other
+    file behind the name (a link or a folder swapped in after the check) is refused with the words
+    of any path outside its places, so the answer never depends on a file it may not use."""
+    files = _CALL.get()
+    if files is None:
+        return exc
+    for found in files.by_field.values():
+        if found.path != Path(path) or found.place in ("local", "admin"):
+            continue
+        if found.identity == (info.st_dev, info.st_ino):
+            return exc
+        field = exc.field or "path"
+        if found.place == "other":
+            return PathNotAllowed(f"{field}: {NOT_SHARED}", field=field)
+        return _refuse(field, found.given, _outside("output" if field == "output" else "input"))
+    return exc
+
+
+set_file_refusal(_file_refusal)
 
 
 def confirm_read(fd: int, path: str | os.PathLike[str], field: str) -> None:
-    """Check the file just opened on ``fd`` from ``path`` against what this call resolved there for
-    a remote non-admin read: still one name (``st_nlink == 1``) and the same file (device, inode)
-    that was checked. Nothing to check for other callers, or outside a call.
+    """Check the file just opened on ``fd`` from ``path`` against what this call resolved there:
+    still one name (``st_nlink == 1``, or the name the service knows it by), for every caller,
+    and, for a remote non-admin read, the same file (device, inode) that was checked. Nothing to
+    check outside a call.
 
     Raises:
         PathNotAllowed: the opened file has other names or is not the file that was checked (a link
-            swapped in after the check), with the words of any path outside the caller's places.
+            swapped in after the check); to a remote non-admin actor with the words of any path
+            outside its places.
     """
     files = _CALL.get()
     if files is None:
         return
     real = Path(os.fspath(path))
     for found in list(files.by_field.values()):
-        if found.path != real or found.place not in ("own", "read", "other"):
+        if found.path != real:
             continue
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             continue
+        if found.place in ("local", "admin"):
+            if _linked(real, info):
+                raise _refuse(field, str(real), _LINK_WORDS)
+            continue
         swapped = found.identity is not None and found.identity != (info.st_dev, info.st_ino)
-        if info.st_nlink > 1 or swapped:
+        if _linked(real, info) or swapped:
             if found.place == "other":
                 raise PathNotAllowed(f"{field}: {NOT_SHARED}", field=field)
+            if found.place == "own" and not swapped:
+                raise _refuse(field, found.given, _LINK_WORDS)
             raise _refuse(field, found.given, _outside("input"))
 
 
@@ -373,22 +478,23 @@ def real_path(settings: Settings, context: Context, given: object) -> Path | Non
 
 def ensure_parent(found: Resolved, field: str = "path") -> None:
     """Create the missing folders of a path in the caller's own data space (mode 0700), and check
-    that the path still resolves where it was checked.
+    that its folder is still where it was checked: each folder is opened (and made) in the one
+    before it, from ``/``, without following a link (``pinned.open_folder``), so a folder swapped
+    for a link meanwhile is refused and nothing is made where the link leads.
 
     Raises:
         InvalidParams: a parent named by the path is a file (``field`` names the param).
-        PathNotAllowed: a link appeared on the way meanwhile.
+        PathNotAllowed: a link appeared on the way meanwhile, or a folder changed while it was
+            walked (any other ``OSError``).
     """
     if found.place != "own":
         return
-    parent = found.path.parent
-    if not parent.is_dir():
-        try:
-            _private_folders(parent)
-        except (FileExistsError, NotADirectoryError):
-            raise InvalidParams(
-                f"{field}: {found.given}: a parent of this path is a file, not a folder",
-                field=field,
-            ) from None
-    if Path(os.path.realpath(found.path)) != found.path:
-        raise PathNotAllowed(f"{found.given} changed while it was checked", field=None)
+    try:
+        os.close(open_folder(str(found.path.parent), field, found.given, make=True))
+    except NotADirectoryError:
+        raise InvalidParams(
+            f"{field}: {found.given}: a parent of this path is a file, not a folder",
+            field=field,
+        ) from None
+    except OSError as exc:
+        raise changed(field, found.given) from exc

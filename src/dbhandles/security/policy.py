@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dbhandles.adapters import Adapter, AdapterConfig, FileConfig
-from dbhandles.adapters.foreign_common import ColumnPaths
 from dbhandles.adapters.memory import MemoryConfig
 from dbhandles.clock import iso_now
 from dbhandles.context import Context
@@ -42,11 +41,12 @@ from dbhandles.errors import (
     QuotaExceeded,
     ServerNotAllowed,
 )
-from dbhandles.filters import FilterNode, top_fields
 from dbhandles.security import paths
 from dbhandles.security.borrowed import BorrowedRights
-from dbhandles.security.names import check_memory_name
+from dbhandles.security.file_names import FileNames
+from dbhandles.security.names import check_actor_name, check_memory_name
 from dbhandles.security.permissions import PRESETS, Permissions, ResolvedName, narrow
+from dbhandles.security.write_checks import check_cascades, check_row_filter_fields
 from dbhandles.store import DatabaseRow, GrantRow, HandleStore, file_database
 
 #: ``(entry, names, cascades) -> {name: what it reaches}`` for the names of one call
@@ -131,6 +131,21 @@ def _denied(owner: str, actor: str) -> AccessDenied:
     )
 
 
+def _owner_refused(stored: str | None) -> PermissionDenied:
+    """A non-admin's ``permissions.owner`` naming an owner that is not the one stored (or recorded
+    by this open): only an administrator records an owner it names."""
+    now = (
+        f"this database's owner is {stored!r}: name that owner or leave permissions.owner out"
+        if stored is not None
+        else "nobody owns this database and this open makes nobody its owner (only a database "
+        "you create or first open in your own data space becomes yours): leave it out"
+    )
+    return PermissionDenied(
+        f"permissions.owner: only an administrator can record an owner it names; {now}",
+        field="permissions.owner",
+    )
+
+
 class AccessPolicy:
     """Rights of actors on databases, from the settings and the handle store's owners and grants."""
 
@@ -142,6 +157,8 @@ class AccessPolicy:
         self.resolve_names: NameResolver | None = None
         #: Its own handles on others' databases, re-decided on every use (``security/borrowed.py``).
         self.borrowed = BorrowedRights(self)
+        #: The names database files are used by (``security/file_names.py``).
+        self.names = FileNames(store)
 
     # -- databases ---------------------------------------------------------------------------------
 
@@ -202,7 +219,8 @@ class AccessPolicy:
             AccessDenied: another actor's database that was not shared with the caller.
             ServerNotAllowed: a database server a non-admin may not reach.
             QuotaExceeded: the actor holds too many handles.
-            PermissionDenied: the actor tries to record someone else as owner.
+            PermissionDenied: a non-admin names in ``permissions.owner`` an owner other than the
+                one stored or recorded by this open (field ``permissions.owner``).
         """
         settings = self.settings
         if not context.is_admin and handles_owned >= settings.max_handles_per_actor:
@@ -210,19 +228,24 @@ class AccessPolicy:
                 f"actor {context.actor!r} already holds {handles_owned} open handles (the limit is "
                 f"{settings.max_handles_per_actor}); close some with data/close"
             )
-        if (
-            requested is not None
-            and requested.owner not in (None, context.actor)
-            and not context.is_admin
-        ):
-            raise PermissionDenied(
-                "permissions.owner: only an administrator can record another owner"
-            )
         isolation = requested.isolation_mode if requested is not None else "none"
-        owner = (requested.owner if requested is not None else None) or context.actor
+        named = requested.owner if requested is not None else None
+        if named is not None and context.is_admin:
+            # The owner an administrator records is an actor: the one rule of names (a reserved
+            # name spelled exactly is an administrator's and may own; ``Bob`` next to ``bob`` not).
+            holders = {t.actor for t in self.store.list_tokens()}
+            check_actor_name(named, "permissions.owner", reserved=True, holders=holders)
+        # Only an administrator records an owner it names; a non-admin's database is its own.
+        owner = (named if context.is_admin else None) or context.actor
         if cls.features.file_based and isinstance(config, FileConfig):
-            found = paths.resolve(settings, context, config.path, "config.path", "database")
+            found = paths.resolve(
+                settings, context, config.path, "config.path", "database",
+                registered=self._registered,
+            )  # fmt: skip
             config = config.model_copy(update={"path": str(found.path)})
+            # What the book of names records for this file and its side files is what this
+            # process decides on (a restart knows no name of its own yet): file_names.py.
+            self.names.seed(str(found.path))
             database = file_database(str(found.path))
             if context.is_admin:
                 record = self.store.get_database(database)
@@ -247,7 +270,17 @@ class AccessPolicy:
                 # What an actor opens in its own space is its own; its owner reopening it with an
                 # isolation mode changes that mode. Nothing else is ever claimed by a non-admin.
                 claim = (owner, isolation) if record is None or asked else None
+            stored_owner = claim[0] if claim is not None else (record.owner if record else None)
+            if named is not None and named != stored_owner and not context.is_admin:
+                # Naming the owner already stored (or recorded by this open) changes nothing;
+                # any other name would record nothing: refused, so no answer shows an owner not
+                # stored (itself on a database shared with it or in a read root included).
+                raise _owner_refused(stored_owner)
             effective = narrow(requested, ceiling)
+            if effective is not None and effective.owner != stored_owner and effective.owner:
+                # An administrator naming an owner that is not recorded (no isolation asked, or
+                # another actor owns it) is answered the owner that is, as for isolationMode.
+                effective = effective.model_copy(update={"owner": stored_owner})
             shown = effective.isolation_mode if effective is not None else "none"
             stored = claim[1] if claim is not None else (record.isolation if record else "none")
             if shown != stored or (effective is None and record is not None):
@@ -259,6 +292,8 @@ class AccessPolicy:
                     update={"isolation_mode": stored}
                 )
             return Opening(config, effective, database, found, claim)
+        if named not in (None, context.actor) and not context.is_admin:
+            raise _owner_refused(context.actor)  # a memory or server database is its opener's
         target = config.audit_target()
         if target is not None:
             paths.note(target)  # the audit row's target, refused and failed opens included
@@ -279,6 +314,13 @@ class AccessPolicy:
                         field="config",
                     )
         return Opening(config, requested)
+
+    def _registered(self, real: Path) -> bool:
+        """Whether the handle store's book of names records the real path ``real`` as the name
+        of the file it leads to now (``paths.resolve``'s ``registered``: such a name is the one a
+        file with other names is used by). An owner or a stored handle by that name is not
+        enough: the name may lead to another file by now (a hard link swapped in)."""
+        return self.names.seed(str(real))
 
     def allowed_servers(self) -> set[str]:
         """``DBHANDLES_POSTGRES_SERVERS`` as ``host:port`` strings (5432 when no port is given)."""
@@ -511,7 +553,7 @@ def authorize(
         if not permissions.allows(op):
             raise PermissionDenied(f"Permission denied: handle does not have {op} access")
     names = collections_of(params)
-    # Deletes and writes reach what the database's foreign-key actions write too (_check_cascades).
+    # Deletes and writes reach what the database's foreign-key actions write too (check_cascades).
     cascading = data_ops & {"write", "delete"}
     if command.name == "data/truncate":  # a "schema" operation that deletes every row
         cascading.add("delete")
@@ -529,9 +571,9 @@ def authorize(
             reached = found.deletes if "delete" in cascading else ()
             if "write" in cascading and command.name != "data/create":
                 reached += found.updates
-            _check_cascades(permissions, entry.row_filter is not None, name, reached, resolved)
+            check_cascades(permissions, entry.row_filter is not None, name, reached, resolved)
         if entry.row_filter is not None and found is not None and found.fields is not None:
-            _check_row_filter_fields(entry.row_filter, found.name, found.fields)
+            check_row_filter_fields(entry.row_filter, found.name, found.fields)
     if command.name == "data/clear" and (
         permissions.denied_collections or permissions.allowed_collections is not None
     ):
@@ -544,48 +586,3 @@ def authorize(
         raise PermissionDenied(
             f"Permission denied: {command.name} would reach rows outside this handle's row filter"
         )
-
-
-def _check_cascades(
-    permissions: Permissions,
-    row_filter: bool,
-    name: str,
-    reached: tuple[tuple[str, str, str], ...],
-    names: dict[str, ResolvedName],
-) -> None:
-    """Refuse a delete (or a key update) of ``name`` whose foreign-key actions would write a table
-    this handle may not reach (``reached``: ``(table, key, action)``), or, under a row filter, any
-    table at all: the database writes those rows itself, past every check of dbhandles
-    (docs/security.md "Threat model")."""
-    for table, key, action in reached:
-        why = permissions.collection_refusal(table, {**names, table: ResolvedName(table, key)})
-        if why is None and row_filter:
-            why = "this handle's row filter cannot restrict what the database writes there"
-        if why is not None:
-            raise PermissionDenied(
-                f"Permission denied: writing {name!r} reaches table {table!r} through a foreign "
-                f"key declared {action}, and {why}; nothing was done"
-            )
-
-
-def _check_row_filter_fields(row_filter: FilterNode, table: str, fields: frozenset[str]) -> None:
-    """A row filter is a ceiling: a field it names that this table does not serve (a column
-    served under another name with ``fieldNames: camel``, a filter written in the other naming,
-    a column that is not there) would be missing on every row, and ``$ne``/``$nin``/``$exists:
-    false`` would then let every row through. Refused rather than evaluated."""
-    dotted = ColumnPaths(fields)
-    if dotted.dotted and repr(dotted.filter(row_filter)) != repr(row_filter):
-        # Its SQL would test the column ``a.b`` but the checks in Python (``documents``) the path
-        # a -> b: refused rather than read two ways (docs/foreign-tables.md "Names").
-        raise PermissionDenied(
-            f"Permission denied: this handle's row filter names a column of table {table!r} "
-            "whose name holds '.', which row filters cannot name yet"
-        )
-    for field in sorted(top_fields(row_filter)):
-        if field != "id" and field not in fields:
-            raise PermissionDenied(
-                f"Permission denied: this handle's row filter names the field {field!r}, which "
-                f"table {table!r} does not serve under this handle's field names; a row "
-                "filter is tested on the fields as the handle serves them: open the database "
-                "with the fieldNames the filter was written for"
-            )

@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dbhandles.clock import iso_now
-from dbhandles.context import ACTOR_PATTERN
 from dbhandles.errors import InvalidParams, NotFound, Unauthorized
+from dbhandles.security.names import RESERVED_ACTORS, check_actor_name
 from dbhandles.store import HandleStore, TokenRow
 
 __all__ = ["ADMIN_TOKEN_FILE", "DURATION_PATTERN", "Actor", "TokenManager", "parse_duration"]
@@ -30,7 +30,6 @@ _TOKEN = re.compile(r"^dbh_([A-Za-z0-9]{8,32})_([A-Za-z0-9_-]{20,128})$")
 DURATION_PATTERN = r"^ *(0*[1-9][0-9]{0,4}) *([smhdw]) *$"
 _DURATION = re.compile(DURATION_PATTERN)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_ACTOR = re.compile(ACTOR_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +61,8 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-#: Actor names only administrators may carry: the in-process local user, the server's own admin
-#: token, and the labels the audit log gives refused requests.
-ADMIN_ACTORS = frozenset({"local", "admin", "anonymous", "invalid-token"})
+#: Actor names only administrators may carry (``names.RESERVED_ACTORS``).
+ADMIN_ACTORS = RESERVED_ACTORS
 
 
 def _check_name(actor: str, admin: bool, stored: list[TokenRow]) -> None:
@@ -119,26 +117,11 @@ class TokenManager:
         self, actor: str, *, expires: str | None = None, admin: bool = False
     ) -> tuple[str, TokenRow]:
         """A new token for ``actor``; returns ``(token, row)`` — the token is never shown again."""
-        if not _ACTOR.fullmatch(actor):
-            raise InvalidParams(
-                f"actor: {actor!r} is not a valid actor name (letters, digits, '_', '.', '@', '-')",
-                field="actor",
-            )
         # Ownership, grants and data spaces key on the actor name: a name is an administrator's or
         # not, never both, or a plain token could act as the owner of what an administrator opened.
-        if not admin and actor in ADMIN_ACTORS:
-            raise InvalidParams(
-                f"actor: {actor!r} is reserved (the local user, the server's administrator, audit "
-                "labels); choose another name, or create an administrator token (--admin)",
-                field="actor",
-            )
-        if actor.casefold() in ADMIN_ACTORS and actor not in ADMIN_ACTORS:
-            raise InvalidParams(
-                f"actor: {actor!r} differs from the reserved name {actor.casefold()!r} only in "
-                "case; names that differ only in case are one name to a reader (and one data "
-                "space on a case-insensitive file system): choose another name",
-                field="actor",
-            )
+        # (The one rule of names, ``names.check_actor_name``; token holders are checked below,
+        # in the store's transaction.)
+        check_actor_name(actor, reserved=admin)
         lifetime = parse_duration(expires) if expires is not None else None
         token_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route, WebSocketRoute
@@ -48,7 +49,7 @@ DRAIN_SECONDS = 30.0
 #: ``FairPool`` adds one spare thread that only serves a caller with nothing running (fair.py).
 DEFAULT_THREADS = 2
 #: Commands that may run on the event loop (see ``ServerState.can_run_inline``).
-INLINE_COMMANDS = frozenset({"data/read"})
+INLINE_COMMANDS = http.INLINE_COMMANDS
 
 
 def _decrement(counter: Counter[str], key: str) -> None:
@@ -81,6 +82,8 @@ class ServerState:
         self.require_token = require_token
         #: The names a request's Host header may give (``auth.allowed_hosts``).
         self.hosts = auth.allowed_hosts(service.settings.allowed_hosts, hosts)
+        #: ``Host`` values ``check_site`` accepted (of requests without Origin or Sec-Fetch-Site).
+        self._hosts_seen: set[str] = set()
         settings = service.settings
         self.max_body_bytes = settings.max_body_bytes
         #: Seconds a request body has to arrive in full (``request_timeout`` past it).
@@ -256,7 +259,13 @@ class ServerState:
         Raises:
             Forbidden: a Host this server does not answer to, or another site's page.
         """
+        if origin is None and fetch_site is None and host in self._hosts_seen:
+            return  # this Host was accepted before, and ``hosts`` never changes
         auth.check_site(origin, fetch_site, host, self.hosts)
+        if origin is None and fetch_site is None and host is not None:
+            if len(self._hosts_seen) >= 64:  # Host values are the caller's: keep a few
+                self._hosts_seen.clear()
+            self._hosts_seen.add(host)
 
     def context(
         self, authorization: str | None, session_id: str | None, command: str | None = None
@@ -303,14 +312,16 @@ class DbHandlesApp(Starlette):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            # The connection's transport (uvicorn's), so that a client that never reads can be cut
+            # off: a close frame would wait behind everything it did not read.
+            scope[TRANSPORT_KEY] = getattr(getattr(send, "__self__", None), "transport", None)
+            send = _denial_completes_handshake(send)
         if scope["type"] in ("http", "websocket") and not await self._host_allowed(scope, send):
             return
         if scope["type"] == "websocket":
             # Take the browser's ``?token=`` out of the scope before anything logs the request line.
             auth.query_token(scope)
-            # The connection's transport (uvicorn's), so that a client that never reads can be cut
-            # off: a close frame would wait behind everything it did not read.
-            scope[TRANSPORT_KEY] = getattr(getattr(send, "__self__", None), "transport", None)
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
@@ -330,23 +341,82 @@ class DbHandlesApp(Starlette):
                       scope["method"], scope["path"], exc)  # fmt: skip
 
     async def _host_allowed(self, scope: Scope, send: Send) -> bool:
-        """Every route, the dashboard and ``/health`` included, answers only a ``Host`` it is
-        called by (DNS rebinding: ``auth.check_site``) and one ``Host`` header; otherwise the
-        error envelope (403, or 400 for several headers) and ``False``. A WebSocket upgrade's
-        Host is checked by ``ws.py`` (a denial response); here only that it carries one."""
+        """Every door (the command routes, the WebSocket upgrade, the dashboard, ``/health``)
+        answers a request only with one ``Host`` header (and, in HTTP/1.1, at least one), naming a
+        host it is called by (DNS rebinding: ``auth.check_site``), and a target that is a path or
+        an absolute URL naming such a host (``auth.check_target``); otherwise the error envelope
+        (400 ``invalid_params``, 403 ``forbidden``), an audit row (``_audit_door``) and ``False``.
+        A WebSocket upgrade gets the same envelope and status as a denial response
+        (``_deny_upgrade``); its ``Origin`` is checked by ``ws.py``, which audits that refusal."""
+        state = self.state.dbhandles
         try:
             host = auth.request_host(scope.get("headers", ()))
-            if scope["type"] == "http":  # an upgrade's Host is ws.py's, answered with a denial
-                auth.require_host(scope, host)
-                auth.check_site(None, None, host, self.state.dbhandles.hosts)
+            auth.require_host(scope, host)
+            state.check_site(None, None, host)
+            auth.check_target(scope, state.hosts)
         except DbHandlesError as exc:
+            _audit_door(state, scope, exc)
             with contextlib.suppress(RuntimeError):  # the client already left: nothing to answer
                 if scope["type"] == "websocket":
-                    await send({"type": "websocket.close", "code": 1008})
+                    await _deny_upgrade(scope, send, exc)
                 else:
                     await http.respond_error(send, exc)
             return False
         return True
+
+
+def _audit_door(state: ServerState, scope: Scope, exc: DbHandlesError) -> None:
+    """The audit row of a request refused at the door (``_host_allowed``), as a refused token or
+    another site's page is written (``ServerState.audit_refusal``): operation ``auth``, the actor
+    the request claimed (its ``Authorization``, or an upgrade's ``?token=``), and as command the
+    command a ``POST /commands/<name>`` names, ``(websocket)`` for an upgrade, else the method and
+    path (``GET /health``)."""
+    headers = [value.decode("latin-1") for key, value in scope.get("headers", ())
+               if key == b"authorization"]  # fmt: skip
+    path = str(scope.get("path", ""))
+    if scope["type"] == "websocket":
+        authorization = auth.socket_credential(headers, auth.query_token(scope))
+        name: str | None = None
+    else:
+        authorization = auth.AMBIGUOUS if len(headers) > 1 else next(iter(headers), None)
+        method = str(scope.get("method", ""))
+        command = method == "POST" and path.startswith(http.COMMAND_PREFIX)
+        name = path[len(http.COMMAND_PREFIX) :] if command else f"{method} {path}"
+    state.audit_refusal(name, exc, authorization)
+
+
+def _denial_completes_handshake(send: Send) -> Send:
+    """``send`` of a WebSocket connection, marking the server's handshake complete once a denial
+    response (``websocket.http.response.body``) is sent.
+
+    uvicorn's ``websockets-sansio`` protocol does not (uvicorn pull request #3138, open): for every
+    refused upgrade it then logs ERROR "ASGI callable returned without completing handshake", which
+    its ``wsproto`` protocol does not; a refusal is no server error. Other servers: ``send`` as is.
+    """
+    protocol = getattr(send, "__self__", None)
+    if protocol is None or not hasattr(protocol, "handshake_complete"):
+        return send
+
+    async def sending(message: Any) -> None:
+        await send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            protocol.handshake_complete = True
+
+    return sending
+
+
+async def _deny_upgrade(scope: Scope, send: Send, exc: DbHandlesError) -> None:
+    """Refuse a WebSocket upgrade before routing with ``exc``'s error envelope and status (the
+    ASGI denial response, as ``ws.py`` answers), or a bare close where the server cannot send one.
+    """
+    if "websocket.http.response" not in (scope.get("extensions") or {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = orjson.dumps(error_envelope(exc))
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "websocket.http.response.start", "status": exc.http_status,
+                "headers": headers})  # fmt: skip
+    await send({"type": "websocket.http.response.body", "body": body})
 
 
 def create_app(

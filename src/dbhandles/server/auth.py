@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from starlette.types import Scope
 
@@ -28,10 +28,12 @@ __all__ = [
     "AMBIGUOUS",
     "LOOPBACK_HOSTS",
     "QUERY_TOKEN_KEY",
+    "TARGET_KEY",
     "RedactSecrets",
     "allowed_hosts",
     "authenticate",
     "check_site",
+    "check_target",
     "claimed_actor",
     "install_log_redaction",
     "query_token",
@@ -45,6 +47,11 @@ __all__ = [
 
 #: Where the token taken out of ``/ws?token=...`` is kept in the ASGI scope.
 QUERY_TOKEN_KEY = "dbhandles.query_token"
+#: Where the HTTP protocol (``connections.limited_protocol``) keeps a request target that is not a
+#: path (absolute-form, ``http://host/commands/...``): uvicorn's scope keeps only its path.
+TARGET_KEY = "dbhandles.target"
+#: The schemes of an absolute-form target this server answers (``check_target``).
+_TARGET_SCHEMES = frozenset({"http", "https", "ws", "wss"})
 #: Loggers that may see request lines (uvicorn's, and the websockets library's handshake debug logs).
 LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "websockets", "websockets.server")
 
@@ -161,6 +168,56 @@ def check_site(
             "server (and programs such as jtag) may call it",
             field="Origin",
         )
+
+
+def check_target(scope: Scope, hosts: frozenset[str] = LOOPBACK_HOSTS) -> None:
+    """Hold an absolute-form request target (``POST http://host/commands/data/list``, RFC 9112
+    §3.2.2) to the rule of ``Host``: its authority names the host a server must answer for (it
+    wins over ``Host``, RFC 9110 §7.2), so it must be one of ``hosts`` too (``Host`` is checked as
+    well). A target left whole in the scope's path (a WebSocket upgrade, servers other than
+    uvicorn's httptools) is replaced by its path there, so routing sees ``/ws``. A path
+    (origin-form) passes as it is.
+
+    Raises:
+        InvalidParams: a target that is neither a path nor an ``http``, ``https``, ``ws`` or
+            ``wss`` URL naming a host without user information (field ``target``).
+        Forbidden: a URL naming a host this server does not answer to (field ``target``).
+    """
+    target = scope.get(TARGET_KEY)
+    path = scope.get("path", "/")
+    if target is None:
+        if path.startswith("/"):
+            return
+        raw_path = scope.get("raw_path")  # as sent: a %2F in it is not yet a "/"
+        target = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else path
+    try:
+        parts = urlsplit(target)
+        port = parts.port  # a port that is no number raises
+    except ValueError:
+        parts, port = None, None
+    if (
+        parts is None
+        or parts.scheme.lower() not in _TARGET_SCHEMES
+        or not parts.hostname
+        or "@" in parts.netloc
+    ):
+        raise InvalidParams(
+            "the request target must be a path (/commands/<name>) or an http(s) or ws(s) URL "
+            "naming this server's host, without user information",
+            field="target",
+        )
+    name = parts.netloc if port is None else parts.netloc.rpartition(":")[0]
+    if "*" not in hosts and _host_name(name) not in hosts:
+        raise Forbidden(
+            "refused a request whose target names a host this server does not answer to (an "
+            "absolute URL's host is the request's host); call it by 127.0.0.1, localhost or "
+            "[::1], or an administrator can add the name to DBHANDLES_ALLOWED_HOSTS",
+            field="target",
+        )
+    if not path.startswith("/"):
+        raw = parts.path or "/"
+        scope["path"] = unquote(raw)
+        scope["raw_path"] = raw.encode("latin-1")
 
 
 def scoped_session(actor: str, session_id: str | None) -> str:

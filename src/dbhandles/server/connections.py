@@ -4,9 +4,17 @@ uvicorn counts connections only globally and only once a request's head arrived:
 connections and sends nothing (or half a head) holds them for ever. ``limited_protocol`` adds, per
 connection: a refusal at accept time past ``max_connections`` (in all) or
 ``max_connections_per_address`` (from one address), answered with the error envelope; a deadline
-for each request head (``header_timeout_seconds``); and flow control of answers (a pipelined request
-waits until the answer before it was written to the socket). ``Wire`` counts the answer bytes each
-caller's connections have not read yet (``max_unsent_bytes_per_actor``; checked by ``http.py``).
+for each request head (``header_timeout_seconds``); a bound on each request head (``max_header_bytes``
+and ``MAX_HEADER_FIELDS``: 431, never buffered past it); flow control of answers (a pipelined request
+waits until the answer before it was written to the socket); and an end that loses no answer: a
+request head the server refuses (malformed, too large) and the client's end of stream (a half-close,
+RFC 9112 §9.6) are acted on only once every request received before them was answered, in order.
+``Wire`` counts the answer bytes each caller's connections have not read yet
+(``max_unsent_bytes_per_actor``; checked by ``http.py``).
+
+``jtag serve`` always runs this protocol (``cli/serve.py`` passes it to uvicorn as ``Config(http=)``),
+so the limits hold whatever uvicorn would pick by itself (its h11 protocol has no head limit of
+ours: ``h11_max_incomplete_event_size`` is never in play).
 """
 
 from __future__ import annotations
@@ -19,7 +27,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 import orjson
 
 from dbhandles.commands.envelope import error_envelope
-from dbhandles.errors import DbHandlesError, RequestTimeout, ServerUnreachable, TooManyRequests
+from dbhandles.errors import (
+    DbHandlesError,
+    InvalidParams,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServerUnreachable,
+    TooManyRequests,
+)
+from dbhandles.server.auth import TARGET_KEY
 
 if TYPE_CHECKING:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -27,6 +43,7 @@ if TYPE_CHECKING:
     from dbhandles.settings import Settings
 
 __all__ = [
+    "MAX_HEADER_FIELDS",
     "TRANSPORT_KEY",
     "Wire",
     "answer_caller",
@@ -40,7 +57,27 @@ TRANSPORT_KEY = "dbhandles.transport"
 #: Answers up to this size are always written, whatever the caller left unread: acknowledgements
 #: of writes (which ran and must be reported) stay far below it.
 SMALL_ANSWER = 64 * 1024
-_REASONS = {408: b"Request Timeout", 429: b"Too Many Requests", 503: b"Service Unavailable"}
+#: Header fields one request head may carry (as Python's ``http.client`` reads at most): a browser
+#: sends about 20; past it the head is refused (431) as one over ``max_header_bytes`` is.
+MAX_HEADER_FIELDS = 100
+#: How long a connection refused for its head (400, 431) keeps reading (and dropping) what the client
+#: still sends, after the answer and the end of stream were written: closing at once with unread
+#: bytes would reset the connection, and a reset can destroy the answer before the client reads it.
+LINGER_SECONDS = 2.0
+#: What a lingering connection drops at most: a client still sending past it is not reading the
+#: refusal either, and is cut off at once (its reads would cost everyone else's CPU).
+LINGER_BYTES = 1 << 20
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
+
+
+class _TooManyFields(Exception):
+    """Raised in the parser's header callback past ``MAX_HEADER_FIELDS`` (httptools stops there)."""
 
 
 def refusal_bytes(status: int, exc: DbHandlesError) -> bytes:
@@ -67,14 +104,15 @@ class Wire:
     """Connections per address and unread answer bytes per caller (only touched on the event loop).
 
     Args:
-        settings: ``max_connections``, ``max_connections_per_address``, ``header_timeout_seconds``
-            and ``max_unsent_bytes_per_actor`` (0 turns the budget off).
+        settings: ``max_connections``, ``max_connections_per_address``, ``header_timeout_seconds``,
+            ``max_header_bytes`` and ``max_unsent_bytes_per_actor`` (0 turns either off).
     """
 
     def __init__(self, settings: Settings) -> None:
         self.max_connections = settings.max_connections
         self.per_address = settings.max_connections_per_address
         self.header_timeout = settings.header_timeout_seconds
+        self.max_header_bytes = settings.max_header_bytes
         self.max_unsent = settings.max_unsent_bytes_per_actor
         #: HTTP connections open per client address.
         self.open: Counter[str] = Counter()
@@ -178,8 +216,10 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
     """uvicorn's httptools HTTP/1.1 protocol with ``wire``'s limits (pass it as ``Config(http=)``).
 
     uvicorn's own ``limit_concurrency`` is left off: its refusal is plain text and comes only once a
-    head arrived; this one refuses at accept time with the error envelope.
+    head arrived; this one refuses at accept time with the error envelope. Its 400 for a malformed
+    request is the error envelope too, written after the answers of the requests before it.
     """
+    import httptools
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class LimitedProtocol(HttpToolsProtocol):
@@ -192,6 +232,18 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
             self.head_timer: asyncio.TimerHandle | None = None
             self.head_started = False
             self.deferred = False
+            #: Reading a request head (not its body): bytes of it fed to the parser, and how many
+            #: heads began (a head that begins inside a piece fed is counted from the next piece).
+            self.in_head = True
+            self.head_bytes = 0
+            self.heads_begun = 0
+            #: No more requests are read (a refused head, the client's end of stream): once the
+            #: requests received before are answered, ``last_words`` (if any) and close.
+            self.ending = False
+            self.last_words: bytes | None = None
+            self.linger: asyncio.TimerHandle | None = None
+            self.dropped = 0
+            self.eof = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -211,6 +263,9 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
 
         def _release(self) -> None:
             self._cancel_head_timer()
+            if self.linger is not None:
+                self.linger.cancel()
+                self.linger = None
             self.limits.forget(self.transport)
             if self.address is not None:
                 self.limits.release(self.address)
@@ -229,28 +284,148 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
 
         def _head_late(self) -> None:
             self.head_timer = None
-            if self.transport.is_closing():
+            if self.transport.is_closing() or self.ending:
                 return
-            if self.cycle is not None and not self.cycle.response_complete:
-                # A pipelined head is late behind a running request: answer that one, then close.
-                self.cycle.keep_alive = False
-                self.pipeline.clear()
-                return
+            late = None
             if self.head_started:
-                self.transport.write(refusal_bytes(408, RequestTimeout(
+                late = refusal_bytes(408, RequestTimeout(
                     f"the request head did not arrive within {self.limits.header_timeout:g} s (the "
-                    "limit is DBHANDLES_HEADER_TIMEOUT_SECONDS)", field="headers")))  # fmt: skip
-            self.transport.close()
+                    "limit is DBHANDLES_HEADER_TIMEOUT_SECONDS)", field="headers"))  # fmt: skip
+            # Requests received in full before it (pipelined) are answered first, in order.
+            self._end(late)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self.head_started = True
+            self.head_bytes = 0
+            self.heads_begun += 1
             self._arm_head_timer()
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            if len(self.headers) >= MAX_HEADER_FIELDS:
+                raise _TooManyFields  # httptools stops parsing: ``_feed`` answers 431
+            super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
             self._cancel_head_timer()
             self.head_started = False
+            self.in_head = False
+            if self.url[:1] != b"/":
+                # An absolute-form target: the scope keeps only its path, and its host is checked
+                # as Host is (``auth.check_target``).
+                cast(dict[str, Any], self.scope)[TARGET_KEY] = self.url.decode("latin-1")
             super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self.in_head = True
+            self.head_bytes = 0
+            super().on_message_complete()
+
+        # -- reading: the head's bound, and refusals that come after the answers before them ------
+
+        def data_received(self, data: bytes) -> None:
+            if self.ending:
+                # Nothing after a refused head or the end of stream is read (or kept).
+                self.dropped += len(data)
+                if self.linger is not None and self.dropped > LINGER_BYTES:
+                    self.transport.close()
+                return
+            self._unset_keepalive_if_required()
+            limit = self.limits.max_header_bytes
+            if not limit:
+                self._feed(data)
+                return
+            # The parser keeps a header it has not finished (httptools joins its pieces), so it
+            # is fed at most what the head may still take: a head over the limit is refused before
+            # more of it is held. A body is fed in pieces of the limit too, so that a head that
+            # begins inside a piece is counted from the next one (it holds at most twice the limit).
+            if self.in_head and len(data) < limit - self.head_bytes:
+                # The usual request, whole in one read: fed as it is.
+                begun = self.heads_begun
+                if self._feed(data) and self.in_head and self.heads_begun == begun:
+                    self.head_bytes += len(data)
+                return
+            view = memoryview(data)
+            while view:
+                room = limit - self.head_bytes if self.in_head else limit
+                piece, view = view[:room], view[room:]
+                begun = self.heads_begun
+                if not self._feed(piece):
+                    return
+                if self.in_head and self.heads_begun == begun:
+                    self.head_bytes += len(piece)
+                if self.in_head and self.head_bytes >= limit:
+                    self._end(refusal_bytes(431, PayloadTooLarge(
+                        f"the request head is larger than {limit} bytes (the limit is "
+                        "DBHANDLES_MAX_HEADER_BYTES); send fewer or shorter headers",
+                        field="headers")))  # fmt: skip
+                    return
+
+        def _feed(self, piece: bytes | memoryview) -> bool:
+            """Feed the parser; False when nothing more of this connection is to be fed."""
+            try:
+                self.parser.feed_data(piece)
+            except httptools.HttpParserError as exc:
+                if isinstance(exc.__context__, _TooManyFields):
+                    self._end(refusal_bytes(431, PayloadTooLarge(
+                        f"the request head has more than {MAX_HEADER_FIELDS} header fields; send "
+                        "fewer", field="headers")))  # fmt: skip
+                    return False
+                self.logger.warning("Invalid HTTP request received.")
+                self._end(refusal_bytes(400, InvalidParams(
+                    f"the request is not valid HTTP/1.1 ({exc}); the connection is closed after "
+                    "the answers of the requests before it", field="request")))  # fmt: skip
+                return False
+            except httptools.HttpParserUpgrade:
+                if self._should_upgrade():
+                    self.handle_websocket_upgrade()
+                else:
+                    self._unsupported_upgrade_warning()
+                return False
+            return not self.ending
+
+        def eof_received(self) -> bool:  # type: ignore[override]  # asyncio.Protocol says bool | None
+            # A client that half-closes after its requests still reads their answers (RFC 9112
+            # §9.6): the transport stays open for writing until they are written.
+            self.eof = True
+            if self.linger is not None:
+                self.transport.close()  # the client read the refusal and ended too
+            elif not self.ending:
+                self._end(None)
+            return True
+
+        def _end(self, last_words: bytes | None) -> None:
+            """Read no more requests; once every request received in full is answered, write
+            ``last_words`` (if any) and close. A request received in part is never run: queued,
+            it is dropped; running (its body was cut), the connection closes now."""
+            self.ending = True
+            self.last_words = last_words
+            self._cancel_head_timer()
+            cycle = self.cycle
+            if cycle is not None and cycle.more_body and not cycle.response_complete:
+                if self.pipeline and self.pipeline[0][0] is cycle:
+                    self.pipeline.popleft()
+                else:
+                    self._say_last_words()
+                    return
+            if not self.pipeline and (cycle is None or cycle.response_complete):
+                self._say_last_words()
+
+        def _say_last_words(self) -> None:
+            self._unset_keepalive_if_required()
+            if self.transport.is_closing() or self.linger is not None:
+                return
+            if not self.last_words or self.eof or not self.transport.can_write_eof():
+                if self.last_words:
+                    self.transport.write(self.last_words)
+                self.transport.close()
+                return
+            self.transport.write(self.last_words)
+            self.transport.write_eof()
+            # What the client still sends is read and dropped (``data_received``) until it ends
+            # too, for ``LINGER_SECONDS`` or up to ``LINGER_BYTES``.
+            self.flow.resume_reading()
+            self.linger = self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
         def handle_websocket_upgrade(self) -> None:
             # The socket is counted by the app from here on (requests plus WebSockets per address).
@@ -263,13 +438,19 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
             if self.flow.write_paused and not self.transport.is_closing():
                 self.deferred = True
                 return
-            super().on_response_complete()
+            self._next_request()
 
         def resume_writing(self) -> None:
             super().resume_writing()
             if self.deferred:
                 self.deferred = False
-                super().on_response_complete()
+                self._next_request()
+
+        def _next_request(self) -> None:
+            last = not self.pipeline
+            super().on_response_complete()
+            if self.ending and last:
+                self._say_last_words()
 
     return LimitedProtocol
 

@@ -68,6 +68,8 @@ COMMAND_PREFIX = "/commands/"
 #: one, or one of unknown length, only once the token was checked.
 LARGE_BODY = 64 * 1024
 QUERY_OPEN = "data/query-open"
+#: Commands that may run on the event loop (see ``ServerState.can_run_inline``).
+INLINE_COMMANDS = frozenset({"data/read"})
 #: A JSON escape (``\u00e9``) takes up to 3 times the bytes of what it stands for in the query the
 #: cursor measures, and a client may indent: a ``data/query-open`` body gets 4 times the spec limit.
 QUERY_BODY_FACTOR = 4
@@ -256,11 +258,17 @@ def check_session_header(
 
 
 def run_command(
-    state: ServerState, name: str, body: bytes, caller: Caller, context: Context | None = None
+    state: ServerState,
+    name: str,
+    body: bytes,
+    caller: Caller,
+    context: Context | None = None,
+    params: dict[str, Any] | None = None,
 ) -> tuple[int, bytes] | Job:
-    """In a worker thread: who is calling (unless ``context`` says so already), the params, the
-    command, the serialised envelope. A long command (``JOB_COMMANDS``) is started as a job and the
-    job is returned: the caller waits for it without holding this thread."""
+    """In a worker thread: who is calling (unless ``context`` says so already), the params (unless
+    ``params`` is ``body`` parsed already: ``_peek``), the command, the serialised envelope. A long
+    command (``JOB_COMMANDS``) is started as a job and the job is returned: the caller waits for it
+    without holding this thread."""
     dispatched = False
     try:
         if context is None:
@@ -270,7 +278,8 @@ def run_command(
                 f"unknown command {name!r}; GET /commands lists them (e.g. data/list, data/open)",
                 field="command",
             )
-        params = parse_params(body)
+        if params is None:
+            params = parse_params(body)
         dispatched = True  # the dispatcher (and the job runner) audit what they run or refuse
         check_session_header(state, caller, name, params, context)
         if name in JOB_COMMANDS:
@@ -292,11 +301,13 @@ def finish(
     envelope: dict[str, Any], authenticated: bool, session_id: str | None
 ) -> tuple[int, bytes]:
     """The status and body of an envelope. The session runs scoped by the actor (``alice/s1``); the
-    client is told the id it sent."""
-    if authenticated and session_id is not None:
-        envelope["sessionId"] = session_id
-    else:
+    client is told the id it sent (its ``X-Session-Id``, else the ``sessionId`` param the session
+    was taken from, as the envelope says: ``commands/envelope.py`` never shows a scoped key), and
+    an unauthenticated caller none."""
+    if not authenticated:
         envelope.pop("sessionId", None)
+    elif session_id is not None:
+        envelope["sessionId"] = session_id
     status = 200 if envelope.get("success") is True else status_for(envelope.get("code"))
     return status, orjson.dumps(envelope)
 
@@ -388,11 +399,14 @@ async def serve_command(
         body_read = True
         state.refuse_if_stopping()  # a request complete only after shutdown began is not run
         # Database work is blocking: it runs in a worker thread so the event loop keeps serving.
-        if context is None and state.can_run_inline(name, _peek(body)):
-            outcome = run_command(state, name, body, caller)
+        # Only a command that may run inline is parsed here (once: ``run_command`` takes the
+        # params, inline or not); any other body is parsed in the worker thread, off the loop.
+        params = _peek(body) if context is None and name in INLINE_COMMANDS else None
+        if params is not None and state.can_run_inline(name, params):
+            outcome = run_command(state, name, body, caller, params=params)
         else:
             outcome = await state.run_as(
-                turn, functools.partial(run_command, state, name, body, caller, context)
+                turn, functools.partial(run_command, state, name, body, caller, context, params)
             )
         if isinstance(outcome, Job):
             envelope = await state.wait_job(outcome)
@@ -426,17 +440,38 @@ def _declared(declared: str | None, limit: int, name: str | None = None) -> int 
     return length
 
 
+def _arrived(receive: Receive) -> bool:
+    """Whether the server already holds the whole request body, so that ``receive`` returns it
+    without waiting: uvicorn's request cycle says so (``more_body`` false once the message is
+    complete); of any other server it is not known."""
+    return getattr(getattr(receive, "__self__", None), "more_body", True) is False
+
+
 async def _read(
     receive: Receive, limit: int, timeout: float, name: str | None = None
 ) -> bytes | None:
     """The body, or None if the client disconnected.
 
+    A body the server already holds in full (``_arrived``: the usual small request, which came
+    with its headers) is taken without arming the timeout (a timer per request costs more than
+    the rest of the read); any other is read within ``timeout``.
+
     Raises:
         PayloadTooLarge: more than ``limit`` bytes arrived (whatever Content-Length said).
         RequestTimeout: the body did not arrive in full within ``timeout`` seconds.
     """
-    chunks: list[bytes] = []
-    total = 0
+    if _arrived(receive):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body: bytes = message.get("body", b"")
+        if len(body) > limit:
+            raise _too_large(limit, name)
+        if not message.get("more_body", False):
+            return body
+        chunks, total = [body], len(body)  # not expected of uvicorn: read the rest as below
+    else:
+        chunks, total = [], 0
     try:
         async with asyncio.timeout(timeout):
             while True:

@@ -13,8 +13,10 @@ PostgreSQL: always) runs in a fresh interpreter (``python -m dbhandles.server.jo
 audit and events (they reach the server's subscribers through the event log, as any process's).
 A memory or JSON database lives in the server process, and so does a job on it.
 
-The job thread that started the child waits for it without the GIL (``select`` on a pipe) and is the
-job's only writer of the job table, as for a job it runs itself. The protocol, one JSON object a line:
+The job thread that started the child waits for it without the GIL (``select`` on a pipe) and
+writes the job's progress and end to the job table, as for a job it runs itself; the child owns the
+job's row (``JobStore.adopt_job``) and writes the end itself only when the server is gone
+(``job_child.py``). The protocol, one JSON object a line:
 
 * server -> child (stdin): ``{"jobId", "command", "params", "context", "cancel"}``, then
   ``{"cancel": reason}`` when the job is cancelled (``data/job-cancel``, a shutdown); end of file
@@ -22,10 +24,22 @@ job's only writer of the job table, as for a job it runs itself. The protocol, o
 * child -> server (the descriptor named in argv): ``{"progress": {...}}`` at most every
   ``job_child.PROGRESS_SECONDS``, then ``{"status", "envelope", "progress"}`` as it ends.
 
+A cancelled child leaves the idle class at once (stopping takes it little CPU, and on a machine kept
+busy by other work it would otherwise never reach its batch boundary, holding its slot of the
+actor's job limit and its write transaction meanwhile); one that has not ended
+``CANCEL_GRACE_SECONDS`` later is killed: the batch it had open rolls back with its transaction, the
+batches it committed are kept, and the job ends ``cancelled`` as it would have.
+
 The child inherits the job thread's lower CPU priority (``JOB_NICENESS``), and so does the parser
 process an import starts. A child that cannot be started leaves the job to a thread of the server
-(logged); one that dies without an answer fails the job (``internal_error``, what it kept is in the
-database).
+(logged); one that is killed (a signal) without an answer ends the job ``interrupted`` (code
+``interrupted``, naming the signal); one that exits without an answer, before or after reading its
+request, fails the job (``internal_error``), and so does an answer that cannot be read (the child
+is killed); what it committed is in the database either way. Whenever the child died without an
+answer, the job thread removes what the job created and left (``ChildJobs.clean_up``: an export's
+partial file), so a re-run works. A request that cannot be written as JSON (a param orjson cannot write, such
+as an integer of 64 bits or more, which the params models refuse first) fails the job before any
+child starts (``invalid_params`` naming the param): a job never stays ``running`` without a child.
 """
 
 from __future__ import annotations
@@ -34,8 +48,10 @@ import contextlib
 import logging
 import os
 import select
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import IO, TYPE_CHECKING, Any
@@ -45,8 +61,10 @@ from pydantic import BaseModel
 
 from dbhandles.adapters import get_adapter_class
 from dbhandles.commands.envelope import error_envelope
+from dbhandles.commands.jobs import AFTER_INTERRUPTION
 from dbhandles.context import Context
-from dbhandles.errors import DbHandlesError
+from dbhandles.errors import DbHandlesError, Interrupted, InvalidParams, JobCancelled
+from dbhandles.importer.export import partial_path, remove_leftover
 from dbhandles.jobs import Job, JobStatus
 from dbhandles.security import paths
 from dbhandles.server.workers import settings_env
@@ -55,7 +73,14 @@ from dbhandles.store import SqliteHandleStore
 if TYPE_CHECKING:
     from dbhandles.service import Service
 
-__all__ = ["CHILD_COMMANDS", "POLL_SECONDS", "ChildJobs", "idle_priority"]
+__all__ = [
+    "CANCEL_GRACE_SECONDS",
+    "CHILD_COMMANDS",
+    "POLL_SECONDS",
+    "ChildJobs",
+    "idle_priority",
+    "normal_priority",
+]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +88,8 @@ log = logging.getLogger(__name__)
 CHILD_COMMANDS = frozenset({"data/import", "data/export", "data/copy"})
 #: How often the waiting job thread looks at ``Job.cancel_requested`` when the child is quiet.
 POLL_SECONDS = 0.2
+#: Seconds a cancelled child has to stop at its batch boundary before it is killed.
+CANCEL_GRACE_SECONDS = 5.0
 
 
 class ChildJobs:
@@ -81,6 +108,7 @@ class ChildJobs:
         self.shared_store = bool(service.settings.default_url) or type(store) is SqliteHandleStore
         #: The child's command; the descriptor it reports on is appended.
         self.argv = [sys.executable, "-m", "dbhandles.server.job_child"]
+        self.cancel_grace = CANCEL_GRACE_SECONDS
 
     # -- where a job runs --------------------------------------------------------------------------
 
@@ -139,6 +167,10 @@ class ChildJobs:
             "cancel": job.cancel_reason if job.cancel_requested else None,
             "cancelled": job.cancel_requested,
         }
+        try:
+            first_line = _encode(request)
+        except InvalidParams as exc:  # before any process: the job fails now, its slot is freed
+            return "failed", error_envelope(exc, context)
         read_fd, write_fd = os.pipe()
         try:
             proc = subprocess.Popen(
@@ -158,23 +190,61 @@ class ChildJobs:
         # anything else, inherit the class.
         idle_priority(proc.pid)
         assert proc.stdin is not None
+        final: dict[str, Any] | None = None
+        garbled = False  # its answer could not be read: this thread killed it
         try:
-            _send(proc.stdin, request)
+            with contextlib.suppress(OSError):  # the child died first: its status says how, below
+                proc.stdin.write(first_line)
+                proc.stdin.flush()
             final = self._follow(job, proc, read_fd, sync)
+        except Exception:  # a message it could not have sent (never raised past the job thread)
+            log.exception("job %s: its process's answer could not be read; stopped", job.id)
+            garbled = True
+            with contextlib.suppress(OSError):
+                proc.kill()
         finally:
             os.close(read_fd)
             if proc.stdin is not None:
                 proc.stdin.close()
             code = proc.wait()
+        # The child died without an answer: what the job created and only it goes with it.
+        removed = self.clean_up(job, params, context) if final is None else ""
+        if final is None and job.cancel_requested and code == -signal.SIGKILL:
+            stopped = JobCancelled(
+                f"{job.command} cancelled{f' ({job.cancel_reason})' if job.cancel_reason else ''}: "
+                f"its process did not stop within {self.cancel_grace:g} s and was killed; the "
+                "batches it committed are kept (the one in progress was rolled back): run it "
+                f"again to finish it{removed}"
+            )
+            return "cancelled", error_envelope(stopped, context)
+        if final is None and code < 0 and not garbled:
+            return "interrupted", error_envelope(_killed(job, proc.pid, code, removed), context)
         if final is None:
             crash = DbHandlesError(
                 f"{job.command} failed: its process (pid {proc.pid}) ended with status {code} "
                 "without an answer; the batches it committed are kept, and the server log may "
-                "have the details; run it again to finish it"
+                f"have the details; run it again to finish it{removed}"
             )
             return "failed", error_envelope(crash, context)
         job.progress = dict(final.get("progress") or job.progress)
         return final["status"], final["envelope"]
+
+    def clean_up(self, job: Job, params: BaseModel, context: Context) -> str:
+        """Remove what ``job``, whose process died, created and left: an export's partial file,
+        only if that export wrote it and no export writes it now (``export.remove_leftover``).
+        Other jobs leave nothing to remove: an import's rejects file lists the lines of the
+        batches it committed, and a re-run replaces it. What was removed, as a clause for the
+        job's message (``""``: nothing)."""
+        output = getattr(params, "output", None) if job.command == "data/export" else None
+        if not isinstance(output, str):
+            return ""
+        try:
+            found = paths.resolve(self.service.settings, context, output, "output", "output")
+        except (DbHandlesError, OSError):
+            return ""
+        if not remove_leftover(found.path):
+            return ""
+        return f"; its partial file {partial_path(output).name} was removed"
 
     def _follow(
         self, job: Job, proc: subprocess.Popen[bytes], read_fd: int, sync: Callable[[Job], None]
@@ -182,13 +252,22 @@ class ChildJobs:
         """Read the child's messages until it closes its end; relay a cancellation once."""
         assert proc.stdin is not None
         told = job.cancel_requested  # sent with the request
+        kill_at = time.monotonic() + self.cancel_grace if told else None
         pending = b""
         final: dict[str, Any] | None = None
         while True:
             if job.cancel_requested and not told:
                 told = True
+                normal_priority(proc.pid)  # first: it stops on CPU time it then gets
                 with contextlib.suppress(OSError):  # it is ending anyway
                     _send(proc.stdin, {"cancel": job.cancel_reason})
+                kill_at = time.monotonic() + self.cancel_grace
+            if kill_at is not None and final is None and time.monotonic() > kill_at:
+                log.warning("job %s: its process did not stop within %g s of the cancel; killed",
+                            job.id, self.cancel_grace)  # fmt: skip
+                kill_at = None
+                with contextlib.suppress(OSError):  # it ended meanwhile
+                    proc.kill()
             ready, _, _ = select.select([read_fd], [], [], POLL_SECONDS)
             if not ready:
                 continue
@@ -206,6 +285,19 @@ class ChildJobs:
                     sync(job)
 
 
+def _killed(job: Job, pid: int, code: int, removed: str) -> Interrupted:
+    """The error of a job whose process was killed by signal ``-code`` before it answered."""
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    after = AFTER_INTERRUPTION.get(job.command, "run it again")
+    return Interrupted(
+        f"{job.command} was interrupted: its process (pid {pid}) was killed ({name}) before it "
+        f"finished; {after}{removed}"
+    )
+
+
 def idle_priority(pid: int) -> bool:
     """Put process ``pid`` (0: this one) in the kernel's idle class (``SCHED_IDLE``, Linux), with
     the processes it starts from then on: it runs on the CPU time nothing else wants, and a thread
@@ -215,6 +307,45 @@ def idle_priority(pid: int) -> bool:
     try:
         os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
+        return False
+    return True
+
+
+def normal_priority(pid: int) -> bool:
+    """Take process ``pid`` out of the idle class (back to ``SCHED_OTHER``, keeping its niceness);
+    whether it was possible."""
+    try:
+        os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
+def _encode(request: dict[str, Any]) -> bytes:
+    """The request line for a child: its JSON text (orjson writes integers of at most 64 bits, and
+    the params models bound every integer well inside that; a param that still cannot be written is
+    ``InvalidParams`` naming it, so the job fails at once rather than leaving a child without its
+    request).
+
+    Raises:
+        InvalidParams: a param has no JSON text orjson can write; ``field`` is its name.
+    """
+    try:
+        return orjson.dumps(request) + b"\n"
+    except TypeError as exc:  # orjson.JSONEncodeError
+        params = request["params"]
+        field = next((k for k, v in params.items() if not _writable(v)), None) or "params"
+        raise InvalidParams(
+            f"{field}: {request['command']} cannot hand this value to its job process ({exc}); "
+            "nothing was done",
+            field=field,
+        ) from exc
+
+
+def _writable(value: Any) -> bool:
+    try:
+        orjson.dumps(value)
+    except TypeError:
         return False
     return True
 

@@ -22,12 +22,15 @@ A second SIGINT/SIGTERM skips the waiting (uvicorn's ``force_exit``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import uvicorn
+
+from dbhandles.server.workers import receive_connections
 
 if TYPE_CHECKING:
     from dbhandles.server.app import ServerState
@@ -41,6 +44,8 @@ CLOSE_SECONDS = 2.0
 #: How often the conditions are looked at while waiting.
 POLL_SECONDS = 0.02
 STOP_REASON = "the server is shutting down"
+
+log = logging.getLogger(__name__)
 
 
 async def _until(done: Callable[[], bool], seconds: float, forced: Callable[[], bool]) -> bool:
@@ -91,15 +96,65 @@ class GracefulServer(uvicorn.Server):
             is left: idle keep-alive connections, the lifespan).
         state: the app's ``ServerState``.
         grace: see ``stop_gracefully``.
+        channel: a worker's end of its supervisor's connection channel (``server/workers.py``):
+            the server then takes the connections dealt there (``receive_connections``) as if it
+            had accepted them, instead of listening itself.
     """
 
-    def __init__(self, config: uvicorn.Config, state: ServerState, grace: float) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        state: ServerState,
+        grace: float,
+        *,
+        channel: socket.socket | None = None,
+    ) -> None:
         super().__init__(config)
         self.state = state
         self.grace = grace
+        self.channel = channel
+        #: Dealt connections being set up (``connect_accepted_socket``), kept until they are.
+        self._accepting: set[asyncio.Task[object]] = set()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        channel = self.channel
+        if channel is None or not self.started:
+            return
+        config, loop = self.config, asyncio.get_running_loop()
+
+        def protocol() -> asyncio.Protocol:
+            # What uvicorn's own listener builds for a connection it accepted.
+            made: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+            return made
+
+        def take() -> None:
+            taken = receive_connections(channel)
+            if taken is None:  # the supervisor is gone: ``watch_parent`` stops this worker
+                loop.remove_reader(channel.fileno())
+                return
+            for sock in taken:
+                task = loop.create_task(loop.connect_accepted_socket(protocol, sock))
+                self._accepting.add(task)
+                task.add_done_callback(self._accepted)
+
+        channel.setblocking(False)
+        loop.add_reader(channel.fileno(), take)
+
+    def _accepted(self, task: asyncio.Task[object]) -> None:
+        self._accepting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not serve a connection dealt by the supervisor",
+                        exc_info=task.exception())  # fmt: skip
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # Stop accepting connections first, as uvicorn would; closing them again later is a no-op.
+        if self.channel is not None and self.channel.fileno() >= 0:
+            # Connections dealt from now on stay in the channel for the worker that replaces
+            # this one (or are closed with the supervisor).
+            asyncio.get_running_loop().remove_reader(self.channel.fileno())
         for server in self.servers:
             server.close()
         for sock in sockets or []:

@@ -250,6 +250,11 @@ class HandleStore(ABC):
     def append_audit(self, rows: list[AuditRow]) -> None:
         """Append audit rows (the table is append-only), each as ``AuditRow.storable`` gives it."""
 
+    def append_audit_values(self, rows: list[tuple[Any, ...]]) -> None:
+        """``append_audit`` of rows given as the values of storable ``AuditRow`` fields, in field
+        order (``success`` a ``bool``): the audit writer's form, without a dataclass per row."""
+        self.append_audit([AuditRow(*row) for row in rows])
+
     @abstractmethod
     def query_audit(
         self,

@@ -151,6 +151,13 @@ class JobStore(ABC):
     def claim_job(self, job_id: str, now: int) -> bool:
         """``queued`` → ``running``; ``False`` if the job is no longer queued (cancelled)."""
 
+    def adopt_job(self, job_id: str, owner: Owner) -> bool:
+        """Make ``owner``, a process of this host, the owner of the running job ``job_id`` (the
+        child process a server runs it in: ``server/job_process.py``), so the job is
+        ``interrupted`` when that process dies, not when the one that started it does; whether
+        it did (a store that cannot leaves the job to its starter)."""
+        return False
+
     @abstractmethod
     def sync_job(self, job_id: str, progress: dict[str, Any]) -> bool:
         """Store a running job's progress; whether it was asked to stop (``data/job-cancel``)."""

@@ -251,6 +251,14 @@ class SqlHandleStore(HandleStore):
             # Escaped text (``AuditRow.storable``): no caller's content can make a row unwritable.
             tx.executemany(self.dialect.insert(AUDIT), [values(AUDIT, r.storable()) for r in rows])
 
+    def append_audit_values(self, rows: list[tuple[Any, ...]]) -> None:
+        # The audit table's columns are ``AuditRow``'s fields, none converted (no JSON column, and
+        # ``success`` is already a bool): the values go in as they are.
+        if not rows:
+            return
+        with self._tx() as tx:
+            tx.executemany(self.dialect.insert(AUDIT), rows)
+
     def query_audit(
         self,
         *,

@@ -111,6 +111,17 @@ class SqlJobTable(JobStore):
                 > 0
             )
 
+    def adopt_job(self, job_id: str, owner: Owner) -> bool:
+        with self._tx() as tx:
+            return (
+                tx.execute(
+                    "UPDATE _dbh_jobs SET owner_pid = ?, owner_token = ? "
+                    "WHERE job_id = ? AND owner_host = ? AND status = 'running'",
+                    (owner.pid, owner.token, job_id, self.host),
+                ).rowcount
+                > 0
+            )
+
     def sync_job(self, job_id: str, progress: dict[str, Any]) -> bool:
         with self._tx() as tx:
             tx.execute(

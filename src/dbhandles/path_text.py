@@ -1,0 +1,65 @@
+"""The one rule for the text of a path any caller gives (re-exported by ``dbhandles.dbfiles``):
+what no file system takes, or what would read as two lines wherever a name is shown."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from dbhandles.errors import InvalidParams
+
+__all__ = ["PATH_SCHEMA", "check_path_text"]
+
+_PATH_MAX = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 4096
+_NAME_MAX = os.pathconf("/", "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+#: What ``check_path_text`` accepts, as JSON Schema (the OpenAPI document's ``Path``). The limits
+#: are in bytes (UTF-8) and JSON Schema counts characters: the document says the length of a path
+#: in characters (what no longer text can meet) and names the rest with the format ``dbh-path``.
+PATH_SCHEMA: dict[str, object] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": _PATH_MAX - 1,
+    "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]*[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029/]$",
+    "format": "dbh-path",
+    "description": f"A file path: no control character (C0, DEL, C1, U+2028, U+2029), not ending in "
+    f"'/', at most {_PATH_MAX - 1} bytes (UTF-8) and {_NAME_MAX} bytes per name.",
+}
+#: Characters no path a caller gives may hold: C0 controls, DEL, C1 controls and the Unicode line
+#: and paragraph separators. A file system takes them, but a name that holds a line break reads as
+#: two lines wherever it is shown (the audit log's ``target``, a terminal, a log line).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def check_path_text(path: str | os.PathLike[str], field: str) -> str:
+    """``path`` as text, refused before any system call if no file system could take it.
+
+    Raises:
+        InvalidParams: a NUL or other control character (``_CONTROL``), a path over ``PATH_MAX`` or a name over ``NAME_MAX`` bytes,
+            or a path ending in ``/`` (that names a folder, not a file).
+    """
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        raise InvalidParams(f"{field}: must be a text path", field=field)
+    if "\x00" in text:
+        raise InvalidParams(f"{field}: a path cannot contain NUL characters", field=field)
+    bad = _CONTROL.search(text)
+    if bad is not None:
+        raise InvalidParams(
+            f"{field}: a path cannot contain control characters (line breaks, tabs, C0/C1 "
+            f"controls, U+2028/U+2029): {bad.group()!r} at position {bad.start()}",
+            field=field,
+        )
+    if not text:
+        raise InvalidParams(f"{field}: the path is empty", field=field)
+    try:
+        raw = os.fsencode(text)
+    except UnicodeError as exc:
+        raise InvalidParams(f"{field}: the path is not valid text ({exc})", field=field) from exc
+    if len(raw) >= _PATH_MAX or any(len(part) > _NAME_MAX for part in raw.split(b"/")):
+        raise InvalidParams(
+            f"{field}: the path is too long (at most {_PATH_MAX - 1} bytes, {_NAME_MAX} a name)",
+            field=field,
+        )
+    if text.endswith("/"):
+        raise InvalidParams(f"{field}: {text} names a folder; give a file name", field=field)
+    return text

@@ -1,0 +1,197 @@
+"""A folder pinned by a descriptor: files made, renamed or removed in it by their names only.
+
+A path is checked on its real path (``security/paths.py``), but a check by name says nothing of the
+moment after it: a folder on the way can be swapped for a symbolic link to another place (the
+service's home) between the check and the write, and ``O_NOFOLLOW``/``O_EXCL`` guard only the last
+name. So every file dbhandles creates, replaces, renames or deletes on a path a caller named is
+handled relative to its folder's descriptor (``os.open(name, dir_fd=)``, ``os.replace(...,
+src_dir_fd=, dst_dir_fd=)``, ``os.unlink(name, dir_fd=)``), and that descriptor is opened by
+:func:`open_folder` one name at a time from ``/`` with ``O_NOFOLLOW | O_DIRECTORY``: it is the
+folder the checked path names, or the open fails. The paths handed here are real paths (the path
+policy resolves every path it decides on), so a link found on the way was put there after the
+check, and is refused (``path_not_allowed``), never followed. Once open, the descriptor names that
+folder wherever it is moved: a rename by someone who may write in it keeps it among the places they
+may write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import errno
+import os
+import stat
+
+from dbhandles.errors import PathNotAllowed
+
+__all__ = [
+    "Pinned",
+    "begin_decided",
+    "changed",
+    "decide",
+    "decided",
+    "end_decided",
+    "open_folder",
+    "stays",
+]
+
+#: ``O_PATH``: only search permission is needed on each folder, and nothing is read through it.
+_WALK = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+#: The real paths the path policy decided on in the running call (``security/paths.py`` records
+#: them): the paths an adapter or writer below it is handed, which must not be resolved again.
+_DECIDED: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "dbhandles_decided", default=frozenset()
+)
+
+
+def begin_decided() -> contextvars.Token[frozenset[str]]:
+    """Start a call with no decided path (``security.paths.begin_call``)."""
+    return _DECIDED.set(frozenset())
+
+
+def end_decided(token: contextvars.Token[frozenset[str]]) -> None:
+    _DECIDED.reset(token)
+
+
+def decide(path: str) -> None:
+    """Record ``path`` (real) as decided by the path policy in the running call."""
+    _DECIDED.set(_DECIDED.get() | {path})
+
+
+def decided(path: str) -> bool:
+    """Whether the path policy decided on ``path`` in the running call."""
+    return path in _DECIDED.get()
+
+
+def stays(given: str, real: str, field: str | None) -> None:
+    """Refuse a decided path ``given`` that now resolves elsewhere (``real``): an adapter that
+    canonicalises a path again after the policy decided on it would otherwise follow a folder
+    swapped for a link since.
+
+    Raises:
+        PathNotAllowed: ``given`` was decided and ``real`` differs (``changed``).
+    """
+    if real != given and decided(given):
+        raise changed(field, given)
+
+
+def real(path: str, field: str | None) -> str:
+    """``os.path.realpath(path)``; a lookup that fails because a folder on the way changed while
+    it was walked (``realpath`` raises ``EINVAL``, ``ENOENT``...) is a refusal, never a 500.
+
+    Raises:
+        PathNotAllowed: ``realpath`` raised (``changed``).
+    """
+    try:
+        return os.path.realpath(path)
+    except OSError as exc:
+        raise changed(field, path) from exc
+
+
+def changed(field: str | None, path: str) -> PathNotAllowed:
+    """The refusal of a path that changed between its check and its use (a folder on the way is
+    now a symbolic link, or moved): the same words wherever the link leads."""
+    prefix = f"{field}: " if field else ""
+    return PathNotAllowed(
+        f"{prefix}{path} changed while it was checked (a folder on the way was replaced by a "
+        "link or moved); nothing was written, try again",
+        field=field,
+    )
+
+
+def open_folder(
+    folder: str, field: str | None, shown: str | None = None, *, make: bool = False
+) -> int:
+    """A descriptor (``O_PATH``) on ``folder`` (absolute, real), opened one name at a time from
+    ``/`` without following any link. The caller closes it.
+
+    Args:
+        folder: the folder's real path (made absolute; ``..`` is resolved by text).
+        field: the param named in a refusal.
+        shown: the path named in a refusal (default: ``folder``).
+        make: create each missing folder on the way (mode 0700), in the folder opened before it.
+
+    Raises:
+        PathNotAllowed: a name on the way is a symbolic link (``changed``).
+        OSError: a name on the way is missing (without ``make``), not a folder, or not
+            searchable; or a folder cannot be created.
+    """
+    absolute = os.path.abspath(folder)
+    fd = os.open("/", _WALK)
+    try:
+        for name in absolute.split("/"):
+            if not name:
+                continue
+            try:
+                step = _step(name, fd, make)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(name, fd):
+                    raise changed(field, shown or folder) from exc
+                raise
+            os.close(fd)
+            fd = step
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _step(name: str, folder: int, make: bool) -> int:
+    """``name`` in ``folder`` opened without following a link; made first if missing and
+    ``make``."""
+    try:
+        return os.open(name, _WALK, dir_fd=folder)
+    except FileNotFoundError:
+        if not make:
+            raise
+    # Made meanwhile if it exists (a folder, a file or a link: the open that follows tells).
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(name, 0o700, dir_fd=folder)
+    return os.open(name, _WALK, dir_fd=folder)
+
+
+def _is_link(name: str, folder: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(name, dir_fd=folder).st_mode)
+    except OSError:
+        return True  # gone meanwhile: it changed all the same
+
+
+class Pinned:
+    """The folder of ``path``, pinned (``open_folder``) until ``close``; ``name`` is the path's
+    last name, which every call relative to ``fd`` uses.
+
+    Raises:
+        PathNotAllowed, OSError: from ``open_folder``.
+    """
+
+    __slots__ = ("fd", "folder", "name", "path")
+
+    def __init__(self, path: str | os.PathLike[str], field: str | None) -> None:
+        self.path = os.path.abspath(os.fspath(path))
+        self.folder, self.name = os.path.split(self.path)
+        self.fd: int | None = open_folder(self.folder, field, self.path)
+
+    def at(self) -> int:
+        """The folder's descriptor (``dir_fd``).
+
+        Raises:
+            ValueError: closed.
+        """
+        if self.fd is None:
+            raise ValueError("the pinned folder is closed")
+        return self.fd
+
+    def close(self) -> None:
+        """Close the descriptor (idempotent)."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> Pinned:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,56 @@
+"""Checks of a write through a restricted handle that the database itself would widen: foreign-key
+actions reaching other tables, row filters naming fields a table does not serve (``policy.authorize``)."""
+
+from __future__ import annotations
+
+from dbhandles.adapters.foreign_common import ColumnPaths
+from dbhandles.errors import PermissionDenied
+from dbhandles.filters import FilterNode, top_fields
+from dbhandles.security.permissions import Permissions, ResolvedName
+
+__all__ = ["check_cascades", "check_row_filter_fields"]
+
+
+def check_cascades(
+    permissions: Permissions,
+    row_filter: bool,
+    name: str,
+    reached: tuple[tuple[str, str, str], ...],
+    names: dict[str, ResolvedName],
+) -> None:
+    """Refuse a delete (or a key update) of ``name`` whose foreign-key actions would write a table
+    this handle may not reach (``reached``: ``(table, key, action)``), or, under a row filter, any
+    table at all: the database writes those rows itself, past every check of dbhandles
+    (docs/security.md "Threat model")."""
+    for table, key, action in reached:
+        why = permissions.collection_refusal(table, {**names, table: ResolvedName(table, key)})
+        if why is None and row_filter:
+            why = "this handle's row filter cannot restrict what the database writes there"
+        if why is not None:
+            raise PermissionDenied(
+                f"Permission denied: writing {name!r} reaches table {table!r} through a foreign "
+                f"key declared {action}, and {why}; nothing was done"
+            )
+
+
+def check_row_filter_fields(row_filter: FilterNode, table: str, fields: frozenset[str]) -> None:
+    """A row filter is a ceiling: a field it names that this table does not serve (a column
+    served under another name with ``fieldNames: camel``, a filter written in the other naming,
+    a column that is not there) would be missing on every row, and ``$ne``/``$nin``/``$exists:
+    false`` would then let every row through. Refused rather than evaluated."""
+    dotted = ColumnPaths(fields)
+    if dotted.dotted and repr(dotted.filter(row_filter)) != repr(row_filter):
+        # Its SQL would test the column ``a.b`` but the checks in Python (``documents``) the path
+        # a -> b: refused rather than read two ways (docs/foreign-tables.md "Names").
+        raise PermissionDenied(
+            f"Permission denied: this handle's row filter names a column of table {table!r} "
+            "whose name holds '.', which row filters cannot name yet"
+        )
+    for field in sorted(top_fields(row_filter)):
+        if field != "id" and field not in fields:
+            raise PermissionDenied(
+                f"Permission denied: this handle's row filter names the field {field!r}, which "
+                f"table {table!r} does not serve under this handle's field names; a row "
+                "filter is tested on the fields as the handle serves them: open the database "
+                "with the fieldNames the filter was written for"
+            )
