@@ -236,6 +236,19 @@ def test_a_param_the_hand_off_cannot_write_fails_the_job_at_once(
     _still_free(server, tmp_path)
 
 
+def test_the_callers_context_is_not_handed_to_the_job_process(
+    server: Service, tmp_path: Path
+) -> None:
+    """The original system's ``context`` is accepted and never stored (docs/compatibility.md): a
+    value JSON holds and orjson cannot write (an integer past 64 bits) never reaches the child."""
+    params = {"dbHandle": "default", "collection": "c", "output": str(tmp_path / "b.jsonl"),
+              "context": {"x": HUGE, "uuid": "abc"}}  # fmt: skip
+    job = server.jobs.start("data/export", params, LOCAL)
+    envelope = job.outcome.result(timeout=120)
+    assert envelope["success"] is True, envelope
+    assert (tmp_path / "b.jsonl").read_bytes().count(b"\n") == 1
+
+
 @pytest.mark.parametrize(
     "child",
     [

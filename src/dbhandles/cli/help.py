@@ -374,6 +374,8 @@ def markdown() -> str:
         "- `--key=value`, `--key value`, `key=value`; `--flag` alone means true.",
         "- Values that start with `{` or `[` are JSON. Every value is then coerced and validated by the",
         '  command\'s parameter model: `--limit=10` is the number 10, `--id=10` stays the string `"10"`.',
+        "  A number is written as JSON writes it (`10`, `-1`, `2.5`, `1e3`): `+3`, `1_0`, spaces and",
+        "  other scripts' digits stay text, which the model then refuses where it wants a number.",
         "  A command sent to a server is validated there, by the same model (the same errors, audited",
         "  there); `jtag` itself then imports no model.",
         '- An id given on the command line is its text: `--id=3.0` is the id `"3.0"`, not the number',

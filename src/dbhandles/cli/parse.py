@@ -17,6 +17,7 @@ models; its params are checked by the server's dispatcher, the one check every d
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,10 @@ import orjson
 from dbhandles.cli.spec import CommandSpec, spec_of
 from dbhandles.errors import InvalidParams
 from dbhandles.values import read_json
+
+#: JSON's number grammar (RFC 8259 §6) in ASCII digits; what a command line's number must be.
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_JSON_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)", re.ASCII)
 
 if TYPE_CHECKING:
     from dbhandles.commands import Command
@@ -197,16 +202,12 @@ def coerce_value(key: str, value: str, kinds: Collection[str] | None) -> Any:
             return True
         if lowered in _FALSE:
             return False
-    if "int" in kinds:
-        try:
-            return int(stripped)
-        except ValueError:
-            pass
-    if "float" in kinds or "int" in kinds:
-        try:
-            number = float(stripped)
-        except ValueError:
-            return value
+    if ("int" in kinds or "float" in kinds) and _JSON_NUMBER.fullmatch(value):
+        # Only JSON's number grammar (RFC 8259 §6), as the server reads a body: Python's int() and
+        # float() would also take fullwidth digits, "1_0", "+3", " 7 ", "inf" and "nan".
+        if "int" in kinds and _JSON_INTEGER.fullmatch(value):
+            return int(value)
+        number = float(value)
         return int(number) if "float" not in kinds and number.is_integer() else number
     return value
 

@@ -39,7 +39,7 @@ from dbhandles.commands.base import (
     command,
 )
 from dbhandles.commands.copy_run import MAX_CONFLICT_IDS, CopySpec, CopyStats, run_copy
-from dbhandles.commands.grammar import MAX_COUNT, like, ref
+from dbhandles.commands.grammar import MAX_COUNT, check_order_keywords, like, ref
 from dbhandles.commands.recheck import AccessWatch, Use
 from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError, InvalidParams, NotSupported, PermissionDenied, ReadOnly
@@ -90,6 +90,7 @@ class CopyFrom(Params):
         check_handle_name(self.db_handle, "from.dbHandle")
         validate_collection(self.collection, "from.collection")
         parse_filter(self.filter, "from.filter")
+        check_order_keywords(self.order_by, "from.orderBy")
         parse_order_by(self.order_by, "from.orderBy")
         return self
 

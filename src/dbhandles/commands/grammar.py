@@ -88,6 +88,7 @@ __all__ = [
     "RecordId",
     "SettingMaximum",
     "apply_settings",
+    "check_order_keywords",
     "like",
     "model_ref",
     "params_of",
@@ -421,6 +422,19 @@ def _check_filter(value: dict[str, Any] | None, info: ValidationInfo) -> dict[st
 
 def _check_order(value: Any, info: ValidationInfo) -> Any:
     field = _wire_name(info)
+    check_order_keywords(value, field)
+    parse_order_by(value, field)
+    return value
+
+
+def check_order_keywords(value: Any, field: str) -> None:
+    """Refuse a sort keyword (``random``, ``rand``, ``shuffle``) in an ``orderBy`` spec: it would
+    otherwise read as a field of that name and give id order in silence (issue #14: an unknown
+    orderBy keyword is an error).
+
+    Raises:
+        InvalidParams: naming ``field``, with the deterministic ``sample``/``seed`` to use instead.
+    """
     for item in value if isinstance(value, list) else [value]:
         if not isinstance(item, str):
             continue
@@ -432,8 +446,6 @@ def _check_order(value: Any, info: ValidationInfo) -> Any:
                 f'{{"field": "{name}"}}',
                 field=field,
             )
-    parse_order_by(value, field)
-    return value
 
 
 def _check_fields(value: Any, info: ValidationInfo) -> Any:

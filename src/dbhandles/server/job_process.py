@@ -162,7 +162,9 @@ class ChildJobs:
         request = {
             "jobId": job.id,
             "command": job.command,
-            "params": params.model_dump(mode="json", by_alias=True, exclude_unset=True),
+            "params": params.model_dump(
+                mode="json", by_alias=True, exclude_unset=True, exclude={"context"}
+            ),
             "context": asdict(context),
             "cancel": job.cancel_reason if job.cancel_requested else None,
             "cancelled": job.cancel_requested,
