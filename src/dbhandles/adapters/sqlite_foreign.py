@@ -203,7 +203,7 @@ class ForeignReader:
         try:
             conn.execute(f"SELECT * FROM {self.relation} LIMIT 0").fetchall()
         finally:
-            conn.set_authorizer(installed())  # the connection's own guard (sqlite_guard), back
+            conn.set_authorizer(installed(conn))  # the connection's own guard (sqlite_guard), back
         return sorted(read)
 
     def get(self, conn: sqlite3.Connection, record_id: str) -> Record | None:

@@ -21,6 +21,15 @@ no view or trigger and is never refused; a caller never writes SQL (filters are 
 names resolve to tables and views of the schema), so no caller reaches those tables directly.
 Harmless functions (``sqlite_version``, ``sqlite_source_id``, JSON, dates) stay allowed.
 
+A database's *virtual tables* run SQL of their own (``sqlite_vtables``): an FTS table with
+``content='pragma_database_list'`` reads that pragma on every read, in SQL the authorizer sees as
+top-level. So each connection's guard also holds the virtual tables its file declares that reach a
+pragma or eponymous table, or whose module shows the file (``dbstat``, ``sqlite_dbpage`` under any
+name), refreshed whenever the schema changes (``Catalog.refresh`` calls ``refuse_virtual``), and
+refuses reading them from any SQL; and top-level SQL may read only the pragma tables dbhandles' own
+statements use (``_OWN_PRAGMAS``, which show the schema and nothing of the host), so a virtual table
+added behind the catalog's back is refused too.
+
 A refusal makes SQLite fail the statement with ``SQLITE_AUTH``, before it runs; the reason is kept
 per thread (the authorizer runs in the thread that prepares the statement, which is the thread that
 gets the error) and ``sqlite_errors.translate_error`` turns it into ``access_denied``.
@@ -30,11 +39,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable
 
 from dbhandles.errors import AccessDenied
 
-__all__ = ["SQLITE_AUTH", "Authorizer", "denied", "install", "installed"]
+__all__ = ["SQLITE_AUTH", "Authorizer", "denied", "install", "installed", "refuse_virtual"]
 
 #: SQLite's primary result code for a statement its authorizer refused.
 SQLITE_AUTH = 23
@@ -48,6 +58,15 @@ _REVEALING_TABLES = frozenset(
 _REVEALING_FUNCTIONS = frozenset(
     {"load_extension", "fts3_tokenizer", "readfile", "writefile", "edit", "lsdir"}
 )
+
+#: The pragma tables dbhandles' own top-level SQL reads (they show the schema, never the host).
+_OWN_PRAGMAS = frozenset(
+    {
+        "pragma_table_list", "pragma_table_info", "pragma_table_xinfo", "pragma_index_list",
+        "pragma_index_info", "pragma_index_xinfo", "pragma_foreign_key_list",
+        "pragma_schema_version",
+    }
+)  # fmt: skip
 
 #: ``(action, arg1, arg2, database, view or trigger) -> SQLITE_OK | SQLITE_DENY``.
 Authorizer = Callable[[int, str | None, str | None, str | None, str | None], int]
@@ -77,6 +96,14 @@ def guard(
     """The authorizer: refuse what a view or trigger (``source``) reaches beyond its database."""
     del database
     if source is None:
+        if action == sqlite3.SQLITE_READ and arg1 is not None:
+            name = arg1.lower()
+            if (
+                name.startswith("pragma_") and name not in _OWN_PRAGMAS
+            ) or name in _REVEALING_TABLES:
+                # Not dbhandles' own SQL: a virtual table's module (FTS ``content=``) reading it.
+                _last.reason = (None, f"a virtual table of this database reads {arg1}")
+                return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK  # dbhandles' own statement, not SQL the file carries
     reached = _reason(action, arg1, arg2)
     if reached is None:
@@ -85,15 +112,44 @@ def guard(
     return sqlite3.SQLITE_DENY
 
 
+class _Guard:
+    """``guard`` plus the refused virtual tables of one connection's file (``refuse_virtual``)."""
+
+    def __init__(self) -> None:
+        self.virtual: dict[str, str] = {}
+
+    def __call__(
+        self, action: int, arg1: str | None, arg2: str | None, database: str | None,
+        source: str | None,
+    ) -> int:  # fmt: skip
+        if action == sqlite3.SQLITE_READ and arg1 is not None:
+            why = self.virtual.get(arg1.lower())
+            if why is not None:
+                _last.reason = (None, why)
+                return sqlite3.SQLITE_DENY
+        return guard(action, arg1, arg2, database, source)
+
+
+_guards: weakref.WeakKeyDictionary[sqlite3.Connection, _Guard] = weakref.WeakKeyDictionary()
+
+
 def install(conn: sqlite3.Connection) -> None:
     """Put the guard on ``conn`` (a connection to a database file)."""
-    conn.set_authorizer(guard)
+    conn.set_authorizer(_guards.setdefault(conn, _Guard()))
 
 
-def installed() -> Authorizer:
-    """The authorizer every guarded connection has, for code that sets its own for a while
-    (``sqlite_foreign.ForeignTable.sources``) and must chain to it and put it back."""
-    return guard
+def refuse_virtual(conn: sqlite3.Connection, refused: dict[str, str]) -> None:
+    """Refuse reading these virtual tables of ``conn``'s file (``lower name -> why``), from now on."""
+    found = _guards.get(conn)
+    if found is not None:
+        found.virtual = dict(refused)
+
+
+def installed(conn: sqlite3.Connection | None = None) -> Authorizer:
+    """The authorizer ``conn`` has (every guarded connection's, without one), for code that sets
+    its own for a while (``sqlite_foreign.ForeignTable.sources``) and must put it back."""
+    found = None if conn is None else _guards.get(conn)
+    return guard if found is None else found
 
 
 def denied(message: str) -> AccessDenied:
@@ -112,6 +168,12 @@ def denied(message: str) -> AccessDenied:
             "what a database's views and triggers reach beyond their own tables"
         )
     source, reached = reason
+    if source is None:  # a refused virtual table: ``reached`` says which and what it reads
+        return AccessDenied(
+            f"{reached}, which dbhandles does not run for databases it did not create (it would "
+            "show the server's files or settings); nothing was read or written. Drop it, or read "
+            "the tables it reads"
+        )
     return AccessDenied(
         f"the view or trigger {source!r} of this database uses {reached}, which dbhandles does not "
         "run for databases it did not create (it would show the server's files or settings); "

@@ -27,6 +27,8 @@ from functools import cache
 from dbhandles.adapters.foreign_common import snake
 from dbhandles.adapters.sqlite_foreign import ForeignReader
 from dbhandles.adapters.sqlite_foreign_schema import describe
+from dbhandles.adapters.sqlite_guard import refuse_virtual
+from dbhandles.adapters.sqlite_vtables import VirtualTables, read_virtual_tables
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import SYSTEM_PREFIXES, check_new_collection
 
@@ -124,6 +126,8 @@ class Catalog:
         self._version: int | None = None
         self._tables: dict[str, str | _Foreign | None] = {}
         self._foreign: dict[str, ForeignReader | None] = {}
+        #: The file's virtual tables and what they read (``sqlite_vtables``), as of ``refresh``.
+        self.virtual = VirtualTables({}, set())
 
     def refresh(self) -> None:
         """Drop the cache if the schema changed; re-decide ``trusted_schema`` where needed."""
@@ -132,6 +136,9 @@ class Catalog:
             return
         self._tables.clear()
         self._foreign.clear()
+        # The guard refuses reading virtual tables that reach pragma tables or the file itself.
+        self.virtual = read_virtual_tables(self.conn)
+        refuse_virtual(self.conn, self.virtual.refused())
         if self.guard_trust:
             trusted = self._schema_is_ours()
             if trusted != self.trusted:

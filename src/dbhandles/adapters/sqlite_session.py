@@ -423,7 +423,25 @@ class SqliteSession(Session):
     def view_sources(self, name: str) -> list[str]:
         with self._translating(name):
             reader = self.catalog.foreign(name)
-            return [] if reader is None else reader.sources(self.conn)
+            if reader is None:
+                return []
+            # A full-text table reads its ``content=`` table (an fts5vocab its FTS5 table) in SQL
+            # of its own, which the view's authorizer pass may not see: followed to any depth.
+            # A content table may be a view, whose own reads are followed the same way.
+            found: dict[str, str] = {}
+            todo = [reader.table.name]
+            while todo:
+                read = todo.pop()
+                step = self.catalog.foreign(read) if read != reader.table.name else reader
+                more = [*self.catalog.virtual.sources(read)]
+                if step is not None:
+                    more += step.sources(self.conn)
+                for name_read in more:
+                    if name_read.lower() not in found:
+                        found[name_read.lower()] = name_read
+                        todo.append(name_read)
+            found.pop(reader.table.name.lower(), None)
+            return sorted(found.values())
 
     def cascade_targets(self, name: str, update: bool = False) -> list[tuple[str, str]]:
         with self._translating(name):

@@ -121,7 +121,10 @@ class TokenManager:
         # not, never both, or a plain token could act as the owner of what an administrator opened.
         # (The one rule of names, ``names.check_actor_name``; token holders are checked below,
         # in the store's transaction.)
-        check_actor_name(actor, reserved=admin)
+        # A grant may name an actor before it holds a token: ``Bob`` holding a grant makes
+        # ``bob`` a second spelling of that name, refused like one of a token holder's.
+        grantees = {grant.actor for grant in self.store.list_grants()}
+        check_actor_name(actor, reserved=admin, holders=sorted(grantees))
         lifetime = parse_duration(expires) if expires is not None else None
         token_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
