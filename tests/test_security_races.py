@@ -295,10 +295,11 @@ for n in range(int(sys.argv[4])):
 """
 
 #: What a race may answer: a refusal; ``storage_error`` when SQLite's or the JSON file's own I/O
-#: finds the folder gone for a moment (a clear error, never ``internal_error``); or (the file
-#: written in alice's own folder) success.
+#: finds the folder gone for a moment, ``read_only`` when SQLite then finds it cannot write the
+#: file it opened ("attempt to write a readonly database"): clear errors, never
+#: ``internal_error``; or (the file written in alice's own folder) success.
 RACE_CODES = {"path_not_allowed", "invalid_params", "invalid_config", "file_exists", "not_found",
-              "not_a_database", "storage_error"}  # fmt: skip
+              "not_a_database", "storage_error", "read_only"}  # fmt: skip
 
 
 def test_racing_exports_imports_and_opens_never_reach_the_home(
