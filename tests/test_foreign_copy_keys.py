@@ -213,7 +213,7 @@ def test_a_copied_record_whose_key_field_contradicts_its_id_is_refused(
                                     "data": {"code": "b", "v": "x"}})  # fmt: skip
     error = _refused(service, "data/copy", {"from": {"dbHandle": a, "collection": "tk"},
                                             "to": {"dbHandle": b}})  # fmt: skip
-    assert error.field == "data.code" and error.message.startswith("record 'a': data.code")
+    assert error.field == "data.code" and error.message.startswith('record "a": data.code')
     assert error.message.count("nothing") == 1
     assert _rows(service, b, "tk") == {}
 
@@ -238,7 +238,7 @@ def test_a_refused_batch_or_copy_says_once_that_nothing_was_written(
         service.execute("data/copy", {"from": {"dbHandle": a, "collection": "chk"},
                                       "to": {"dbHandle": b}})  # fmt: skip
     message = caught.value.message
-    assert message.startswith("record 'r2': ") and str(caught.value) == message
+    assert message.startswith('record "r2": ') and str(caught.value) == message
     assert message.endswith("; nothing of this batch was written")
     assert message.count("nothing") == 1
     assert _rows(service, b, "chk") == {}

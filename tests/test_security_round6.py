@@ -181,7 +181,7 @@ def test_an_existing_actor_name_in_another_case_is_refused(service: Service) -> 
     for name in ("Alice", "ALICE"):
         for admin in (False, True):
             error = refused(service, "token/create", {"actor": name, "admin": admin}, ROOT)
-            assert error.code == "invalid_params" and "'alice'" in str(error)
+            assert error.code == "invalid_params" and '"alice"' in str(error)
     # The same name keeps its rules; another name is still free.
     service.execute("token/create", {"actor": "alicia"}, context=ROOT)
 

@@ -18,6 +18,7 @@ from dbhandles.values import (
     MAX_VERSION,
     NUMBER_BOUND,
     check_value,
+    json_text,
     number_text,
     text_problem,
 )
@@ -98,7 +99,7 @@ def _user_fields(data: Mapping[str, Any], where: str, allow_id: str | None) -> d
             key == "id" and (allow_id is None or id_text(data[key]) == allow_id)
         ):
             raise InvalidParams(
-                f"{where}.{key}: {key!r} is managed by dbhandles and cannot be set"
+                f"{where}.{key}: {json_text(key, 80)} is managed by dbhandles and cannot be set"
                 + (" to a different id" if key == "id" else ""),
                 field=f"{where}.{key}",
             )
@@ -187,7 +188,7 @@ def _table_fields(
     for key in data:
         if key in writer.reserved or (key == "id" and id_text(data[key]) != record_id):
             raise InvalidParams(
-                f"data.{key}: {key!r} is managed by dbhandles and cannot be set"
+                f"data.{key}: {json_text(key, 80)} is managed by dbhandles and cannot be set"
                 + (" to a different id" if key == "id" else ""),
                 field=f"data.{key}",
             )
@@ -233,27 +234,30 @@ def _update_row(
     versioned = "version" in writer.reserved
     if expected_version is not None and not versioned:
         raise InvalidParams(
-            f"expectedVersion: table {writer.name!r} has no version column, so there is no version "
+            f"expectedVersion: table {json_text(writer.name, 80)} has no version column, so there is no version "
             "to compare (a column named version with an integer type, or version/created_at/"
             'updated_at with "fieldNames": "camel", keeps one)',
             field="expectedVersion",
         )
     existing = visible(session.get(collection, record_id), row_filter)
     if existing is None:
-        raise RecordNotFound(f"no record with id {record_id!r} in {collection!r}", field="id")
+        raise RecordNotFound(
+            f"no record with id {json_text(record_id, 80)} in {json_text(collection, 80)}",
+            field="id",
+        )
     previous: int | None = None
     if versioned:
         previous = stored_version(existing.get("version"), record_id, writer.name)
         if expected_version is not None and expected_version != previous:
             raise Conflict(
-                f"record {record_id!r} is at version {previous}, not {expected_version}: it was "
+                f"record {json_text(record_id, 80)} is at version {previous}, not {expected_version}: it was "
                 "changed by someone else; read it again and retry",
                 field="expectedVersion",
             )
         if increment_version:
             if previous >= MAX_VERSION:
                 raise InvalidParams(
-                    f"record {record_id!r} is at version {previous}, the largest a record may have "
+                    f"record {json_text(record_id, 80)} is at version {previous}, the largest a record may have "
                     f"({MAX_VERSION}, on every adapter); update it with incrementVersion: false",
                     field="version",
                 )
@@ -262,7 +266,10 @@ def _update_row(
         changes["updatedAt"] = iso_now()
     record = writer.update(record_id, changes)
     if record is None:
-        raise RecordNotFound(f"no record with id {record_id!r} in {collection!r}", field="id")
+        raise RecordNotFound(
+            f"no record with id {json_text(record_id, 80)} in {json_text(collection, 80)}",
+            field="id",
+        )
     _inside(record, row_filter)
     return record, previous
 
@@ -297,17 +304,20 @@ def update_record(
     user = _user_fields(patch, "data", record_id)
     existing = visible(session.get(collection, record_id), row_filter)
     if existing is None:
-        raise RecordNotFound(f"no record with id {record_id!r} in {collection!r}", field="id")
+        raise RecordNotFound(
+            f"no record with id {json_text(record_id, 80)} in {json_text(collection, 80)}",
+            field="id",
+        )
     previous = int(existing["version"])
     if expected_version is not None and expected_version != previous:
         raise Conflict(
-            f"record {record_id!r} is at version {previous}, not {expected_version}: it was changed "
+            f"record {json_text(record_id, 80)} is at version {previous}, not {expected_version}: it was changed "
             "by someone else; read it again and retry",
             field="expectedVersion",
         )
     if increment_version and previous >= MAX_VERSION:
         raise InvalidParams(
-            f"record {record_id!r} is at version {previous}, the largest a record may have "
+            f"record {json_text(record_id, 80)} is at version {previous}, the largest a record may have "
             f"({MAX_VERSION}, on every adapter); update it with incrementVersion: false",
             field="version",
         )

@@ -186,10 +186,11 @@ class HandleNotFound(NotFound):
     code = "handle_not_found"
 
     @classmethod
-    def unknown(cls, name: str) -> HandleNotFound:
-        """The one answer for a name that reaches no handle the caller may know of."""
+    def unknown(cls, shown: str) -> HandleNotFound:
+        """The one answer for a name that reaches no handle the caller may know of; ``shown`` is
+        the name as a message quotes it (``values.json_text``: this layer is below it)."""
         return cls(
-            f"dbHandle: no open database has the handle or alias {name!r} (it may have been "
+            f"dbHandle: no open database has the handle or alias {shown} (it may have been "
             "closed); run data/list-handles to see open handles, or data/open to open one",
             field="dbHandle",
         )

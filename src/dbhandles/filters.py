@@ -24,7 +24,7 @@ from typing import Literal, TypeAlias
 
 from dbhandles.errors import InvalidFilter, InvalidParams
 from dbhandles.regex import pattern_problem
-from dbhandles.values import check_scalar
+from dbhandles.values import check_scalar, json_text, name_text
 
 __all__ = [
     "COLLECTION_PATTERN",
@@ -182,7 +182,7 @@ COLLECTION_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}|0|[1-9][0-9]{0,8}")
 #: Why a path is refused in a collection, the same on every adapter (a foreign table's columns may
 #: have other names: docs/foreign-tables.md "Names").
 NOT_A_COLLECTION_PATH = (
-    "{!r} is not a valid field path (filter, orderBy, groupBy) in a collection: its fields are identifiers (letters, digits, "
+    "{} is not a valid field path (filter, orderBy, groupBy) in a collection: its fields are identifiers (letters, digits, "
     "'_'); other names are for the columns of tables dbhandles did not create"
 )
 
@@ -200,7 +200,7 @@ def check_collection_path(path: tuple[str, ...], *, top: bool = True) -> None:
     if not all(COLLECTION_PART.fullmatch(part) for part in path) or (
         top and path and path[0].isdigit()
     ):
-        raise InvalidFilter(NOT_A_COLLECTION_PATH.format(".".join(path)))
+        raise InvalidFilter(NOT_A_COLLECTION_PATH.format(json_text(".".join(path), 80)))
 
 
 def _filter_paths(node: FilterNode) -> Iterator[tuple[str, ...]]:
@@ -279,7 +279,7 @@ def validate_collection(name: object, field: str = "collection") -> str:
             field=field,
         )
     raise InvalidParams(
-        f"{field}: {name!r} is not a valid collection name; use 1-{MAX_COLLECTION_LENGTH} characters "
+        f"{field}: {json_text(name, 80)} is not a valid collection name; use 1-{MAX_COLLECTION_LENGTH} characters "
         "without control characters (a new collection: letters, digits or underscores, for example "
         "'training_examples')",
         field=field,
@@ -297,7 +297,7 @@ def check_new_collection(name: str, field: str = "collection") -> str:
     validate_collection(name, field)
     if not _NEW_COLLECTION.fullmatch(name):
         raise InvalidParams(
-            f"{field}: no collection, table or view is named {name!r}, and a new collection cannot "
+            f"{field}: no collection, table or view is named {json_text(name, 80)}, and a new collection cannot "
             "be: a new collection's name is 1-64 letters, digits or underscores, not starting with "
             "a digit (for example 'training_examples'); tables and views that already exist may "
             "have any name",
@@ -315,22 +315,31 @@ def validate_path(path: object, field: str = "field", *, indexes: bool = False) 
     an array index (``0``, ``12``).
     """
     if not isinstance(path, str) or not path:
-        raise InvalidFilter(f"{field}: a field path must be a non-empty string", field=field)
+        raise _refused(field, "a field path must be a non-empty string")
     parts = tuple(path.split("."))
-    if (
-        len(parts) > MAX_PATH_PARTS
-        or not _TOP_FIELD.fullmatch(parts[0])
-        or not all(_IDENT.fullmatch(p) or (indexes and _INDEX.fullmatch(p)) for p in parts[1:])
+    if len(parts) > MAX_PATH_PARTS:
+        raise InvalidFilter(
+            f"{field}: {json_text(path, 80)} has {len(parts)} dot-separated parts; a field path "
+            f"has at most {MAX_PATH_PARTS} (a stored value nests at most {MAX_PATH_PARTS} levels)",
+            field=field,
+        )
+    if not _TOP_FIELD.fullmatch(parts[0]) or not all(
+        _IDENT.fullmatch(p) or (indexes and _INDEX.fullmatch(p)) for p in parts[1:]
     ):
         raise InvalidFilter(
-            f"{field}: {path!r} is not a valid field path; use a field name (no '.', no control "
+            f"{field}: {json_text(path, 80)} is not a valid field path; use a field name (no '.', no control "
             "character, not starting with '$') followed by dot-separated identifiers, such as "
             "'metadata.qualityScore'",
             field=field,
         )
     if len(parts) > 1 and parts[0] in RESERVED_FIELDS:
-        raise InvalidFilter(f"{field}: {parts[0]!r} is a system field and has no sub-fields")
+        raise _refused(field, f"{json_text(parts[0])} is a system field and has no sub-fields")
     return parts
+
+
+def _refused(where: str, problem: str) -> InvalidFilter:
+    """The error for the part of a filter or order at ``where`` (its path, already escaped)."""
+    return InvalidFilter(f"{where}: {problem}", field=where)
 
 
 def _scalar(value: object, where: str) -> Scalar:
@@ -338,13 +347,14 @@ def _scalar(value: object, where: str) -> Scalar:
         # The value rule of records (dbhandles.values): one no record can hold is an error here too.
         problem = check_scalar(value, where)
         if problem is not None:
-            raise InvalidFilter(f"{where}: {problem}", field=where)
+            raise _refused(where, problem)
         return value
     raise InvalidFilter(
         f"{where}: filters compare scalar values (string, number, boolean or null), "
         f"not {type(value).__name__}; a field holding an array matches when one of its elements "
         "does, and whole-array equality is not supported: use $all and $size, or $elemMatch "
-        "(docs/filters.md)"
+        "(docs/filters.md)",
+        field=where,
     )
 
 
@@ -352,19 +362,17 @@ def _field_ops(
     path: tuple[str, ...], spec: Mapping[str, object], where: str, depth: int
 ) -> FilterNode:
     if depth > MAX_DEPTH:
-        raise InvalidFilter(f"{where}: filter nested deeper than {MAX_DEPTH} levels")
+        raise _refused(where, f"filter nested deeper than {MAX_DEPTH} levels")
     tests: list[FilterNode] = []
     for key, value in spec.items():
         if key == "$not":
             if not isinstance(value, Mapping) or not value:
-                raise InvalidFilter(f"{where}.$not: expects an object of operators")
+                raise _refused(f"{where}.$not", "expects an object of operators")
             tests.append(Not(_field_ops(path, value, f"{where}.$not", depth + 1)))
             continue
         if key == "$all":
             if not isinstance(value, list | tuple) or len(value) > MAX_IN_VALUES:
-                raise InvalidFilter(
-                    f"{where}.$all: expects a list of at most {MAX_IN_VALUES} values"
-                )
+                raise _refused(f"{where}.$all", f"expects a list of at most {MAX_IN_VALUES} values")
             for i, item in enumerate(value):
                 if isinstance(item, Mapping | list | tuple):
                     raise InvalidFilter(
@@ -384,7 +392,8 @@ def _field_ops(
         op = _FIELD_OPS.get(key)
         if op is None:
             known = ", ".join([*_FIELD_OPS, *_COMPOUND_OPS])
-            raise InvalidFilter(f"{where}: unknown operator {key!r}; known operators: {known}")
+            problem = f"unknown operator {json_text(key, 80)}; known operators: {known}"
+            raise _refused(f"{where}.{name_text(key)}", problem)
         tests.append(_compare(path, op, value, f"{where}.{key}"))
     return tests[0] if len(tests) == 1 else And(tuple(tests))
 
@@ -403,7 +412,8 @@ def _elem_match(path: tuple[str, ...], spec: object, where: str, depth: int) -> 
     if not isinstance(spec, Mapping) or not spec:
         raise InvalidFilter(
             f'{where}: expects a filter on each element ({{"role": "user"}}) or operators '
-            '({"$gte": 2}); an empty {} is refused: name what an element must match'
+            '({"$gte": 2}); an empty {} is refused: name what an element must match',
+            field=where,
         )
     if _is_operator_spec(spec):
         return ElemMatch(path, _field_ops((), spec, where, depth), scalar=True)
@@ -413,65 +423,64 @@ def _elem_match(path: tuple[str, ...], spec: object, where: str, depth: int) -> 
 def _compare(path: tuple[str, ...], op: CompareOp, value: object, where: str) -> Compare:
     if op in ("in", "nin"):
         if not isinstance(value, list | tuple):
-            raise InvalidFilter(f"{where}: expects a list of values")
+            raise _refused(where, "expects a list of values")
         if len(value) > MAX_IN_VALUES:
-            raise InvalidFilter(f"{where}: at most {MAX_IN_VALUES} values")
+            raise _refused(where, f"at most {MAX_IN_VALUES} values")
         return Compare(path, op, tuple(_scalar(v, where) for v in value))
     if op == "exists":
         if not isinstance(value, bool):
-            raise InvalidFilter(f"{where}: expects true or false")
+            raise _refused(where, "expects true or false")
         return Compare(path, op, value)
     if op == "size":
         # 2.0 is 2 (numbers are equal by value); 2.5 and true are no number of elements.
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**31:
-            raise InvalidFilter(f"{where}: expects a whole number of elements (0 or more)")
+            raise _refused(where, "expects a whole number of elements (0 or more)")
         return Compare(path, op, value)
     if op == "regex":
         if not isinstance(value, str) or len(value) > MAX_REGEX_LENGTH:
-            raise InvalidFilter(
-                f"{where}: expects a regular expression of at most {MAX_REGEX_LENGTH} characters",
-                field=where,
+            raise _refused(
+                where, f"expects a regular expression of at most {MAX_REGEX_LENGTH} characters"
             )
         problem = pattern_problem(value)
         if problem is not None:
             # RE2 syntax matches in linear time, so there is no catastrophic pattern to guard against.
             raise InvalidFilter(
-                f"{where}: {value!r} is not a valid RE2 regular expression ({problem}); $regex "
+                f"{where}: {json_text(value, 80)} is not a valid RE2 regular expression ({problem}); $regex "
                 "takes RE2 syntax, which has no backreferences or look-around (docs/filters.md)",
                 field=where,
             )
         return Compare(path, op, value)
     scalar = _scalar(value, where)
     if op in ("gt", "gte", "lt", "lte") and scalar is None:
-        raise InvalidFilter(f"{where}: cannot order against null; use $exists")
+        raise _refused(where, "cannot order against null; use $exists")
     if op == "contains" and scalar is None:
-        raise InvalidFilter(f"{where}: expects a string, number or boolean")
+        raise _refused(where, "expects a string, number or boolean")
     return Compare(path, op, scalar)
 
 
 def _parse(spec: object, where: str, depth: int) -> FilterNode:
     if depth > MAX_DEPTH:
-        raise InvalidFilter(f"{where}: filter nested deeper than {MAX_DEPTH} levels")
+        raise _refused(where, f"filter nested deeper than {MAX_DEPTH} levels")
     if not isinstance(spec, Mapping):
-        raise InvalidFilter(f'{where}: a filter must be an object such as {{"label": "positive"}}')
+        raise _refused(where, 'a filter must be an object such as {"label": "positive"}')
     nodes: list[FilterNode] = []
     for key, value in spec.items():
         if not isinstance(key, str):
-            raise InvalidFilter(f"{where}: keys must be strings")
-        sub = f"{where}.{key}"
+            raise _refused(where, "keys must be strings")
+        sub = f"{where}.{name_text(key)}"
         if key in ("$and", "$or"):
             if not isinstance(value, list):
-                raise InvalidFilter(f"{sub}: expects a list of filters")
+                raise _refused(sub, "expects a list of filters")
             children = tuple(_parse(v, f"{sub}[{i}]", depth + 1) for i, v in enumerate(value))
             nodes.append(And(children) if key == "$and" else Or(children))
         elif key == "$not":
             nodes.append(Not(_parse(value, sub, depth + 1)))
         elif key.startswith("$"):
             known = ", ".join(_LOGICAL_OPS)
-            raise InvalidFilter(
-                f"{sub}: unknown operator {key!r} at this level; use one of {known}"
+            raise _refused(
+                sub, f"unknown operator {json_text(key, 80)} at this level; use one of {known}"
             )
         else:
             path = validate_path(key, sub, indexes=True)
@@ -484,7 +493,7 @@ def _parse(spec: object, where: str, depth: int) -> FilterNode:
             elif isinstance(value, Mapping) and any(
                 isinstance(k, str) and k.startswith("$") for k in value
             ):
-                raise InvalidFilter(f"{sub}: do not mix operators and plain keys in one object")
+                raise _refused(sub, "do not mix operators and plain keys in one object")
             else:
                 nodes.append(Compare(path, "eq", _scalar(value, sub)))
     return nodes[0] if len(nodes) == 1 else And(tuple(nodes))
@@ -515,7 +524,7 @@ def _sort_key(item: object, where: str) -> SortKey:
         path = validate_path(text, where)
         if not _IDENT.fullmatch(path[0]):
             raise InvalidFilter(
-                f"{where}: {text!r}: in the text form of orderBy ('name', '-name', 'name desc') a "
+                f"{where}: {json_text(text, 80)}: in the text form of orderBy ('name', '-name', 'name desc') a "
                 'field is a dotted path of identifiers; give other names as {"field": "Order '
                 'Total", "direction": "desc"}',
                 field=where,
@@ -524,22 +533,22 @@ def _sort_key(item: object, where: str) -> SortKey:
     if isinstance(item, Mapping):
         extra = set(item) - {"field", "direction"}
         if extra:
-            raise InvalidFilter(f"{where}: unknown keys {sorted(extra)}; use {{field, direction}}")
+            shown = ", ".join(json_text(k, 80) for k in sorted(extra, key=str)[:5])
+            raise _refused(where, f"unknown keys {shown}; use {{field, direction}}")
         direction = item.get("direction", "asc")
         return SortKey(
             validate_path(item.get("field"), f"{where}.field"), _direction(direction, where)
         )
-    raise InvalidFilter(
-        f'{where}: expects {{"field": ..., "direction": "asc"|"desc"}} or a field name'
-    )
+    raise _refused(where, 'expects {"field": ..., "direction": "asc"|"desc"} or a field name')
 
 
 def _direction(value: object, where: str) -> bool:
     if isinstance(value, str) and value.lower() in ("asc", "desc"):
         return value.lower() == "desc"
     raise InvalidFilter(
-        f"{where}.direction: expects 'asc' or 'desc', got {value!r} (a field whose name holds "
-        'spaces is given as {"field": "Order Total"})'
+        f'{where}.direction: expects "asc" or "desc", got {json_text(value, 80)} (a field whose '
+        'name holds spaces is given as {"field": "Order Total"})',
+        field=f"{where}.direction",
     )
 
 
@@ -558,9 +567,9 @@ def parse_order_by(spec: object, field: str = "orderBy") -> tuple[SortKey, ...]:
     elif isinstance(spec, list | tuple):
         items = spec
     else:
-        raise InvalidFilter(f"{field}: expects a list of {{field, direction}}")
+        raise _refused(field, "expects a list of {field, direction}")
     if len(items) > MAX_SORT_KEYS:
-        raise InvalidFilter(f"{field}: at most {MAX_SORT_KEYS} sort keys")
+        raise _refused(field, f"at most {MAX_SORT_KEYS} sort keys")
     keys = [_sort_key(item, f"{field}[{i}]") for i, item in enumerate(items)]
     if not any(k.path == ("id",) for k in keys):
         keys.append(SortKey(("id",), False))
@@ -577,7 +586,7 @@ def parse_fields(spec: object, field: str = "fields") -> tuple[tuple[str, ...], 
     if isinstance(spec, str):
         spec = [s for s in spec.split(",") if s.strip()]
     if not isinstance(spec, list | tuple):
-        raise InvalidFilter(f"{field}: expects a list of field paths")
+        raise _refused(field, "expects a list of field paths")
     return tuple(
         validate_path(s.strip() if isinstance(s, str) else s, f"{field}[{i}]")
         for i, s in enumerate(spec)

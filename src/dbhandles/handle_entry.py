@@ -11,6 +11,7 @@ from dbhandles.adapters import Adapter, AdapterConfig, get_adapter_class
 from dbhandles.errors import InvalidConfig, InvalidParams
 from dbhandles.filters import FilterNode
 from dbhandles.security.permissions import Permissions
+from dbhandles.values import json_text
 
 __all__ = [
     "ALIAS_PATTERN",
@@ -46,7 +47,7 @@ def check_alias(alias: object) -> str:
     """``alias`` if it can be an alias (``ALIAS_PATTERN``), else ``invalid_params`` naming ``alias``."""
     if not isinstance(alias, str) or not _ALIAS.fullmatch(alias) or alias == DEFAULT_HANDLE:
         raise InvalidParams(
-            f"alias: {alias!r} is not a valid alias; use a letter then letters, digits, '_', '.' "
+            f"alias: {json_text(alias, 80)} is not a valid alias; use a letter then letters, digits, '_', '.' "
             "or '-' (for example 'primary' or 'training'), not 'default'",
             field="alias",
         )
@@ -85,7 +86,7 @@ def check_handle_name(name: object, field: str = "dbHandle") -> str:
     applied by ``resolve`` and when params are parsed (commands/grammar.py ``HandleName``)."""
     if not isinstance(name, str) or not _HANDLE.fullmatch(name):
         raise InvalidParams(
-            f"{field}: {name!r} is not a handle (a UUID from data/open), an alias (a letter, then "
+            f"{field}: {json_text(name, 80)} is not a handle (a UUID from data/open), an alias (a letter, then "
             "letters, digits, '_', '.' or '-') or 'default'",
             field=field,
         )

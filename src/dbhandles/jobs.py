@@ -79,6 +79,7 @@ from dbhandles.importer.stats import ImportStats
 from dbhandles.job_heap import HeapKeeper
 from dbhandles.job_progress import ProgressWriter
 from dbhandles.store.jobs import JobRow, JobStore, this_process
+from dbhandles.values import json_text
 
 if TYPE_CHECKING:
     from dbhandles.commands import Command
@@ -302,7 +303,7 @@ class JobRunner:
         service = self._service
         if name not in JOB_COMMANDS:
             raise InvalidParams(
-                f"command: only {', '.join(sorted(JOB_COMMANDS))} run as jobs (got {name!r})",
+                f"command: only {', '.join(sorted(JOB_COMMANDS))} run as jobs (got {json_text(name, 80)})",
                 field="command",
             )
         command = service.command(name)
@@ -340,7 +341,7 @@ class JobRunner:
             )  # fmt: skip
             if mine is not None:
                 raise TooManyRequests(
-                    f"{context.actor!r} already has {mine} job(s) queued or running (the limit is "
+                    f"{json_text(context.actor, 80)} already has {mine} job(s) queued or running (the limit is "
                     f"{self.per_actor}, DBHANDLES_MAX_JOBS_PER_ACTOR, counted over every process "
                     "on this home); wait for one to finish (data/job-status) or cancel one "
                     "(data/job-cancel)",
@@ -471,7 +472,7 @@ class JobRunner:
             or (row.finished_at is not None and row.finished_at < since)
         ):
             raise JobNotFound(
-                f"jobId: no job {job_id!r} (unknown, another actor's, or finished more than "
+                f"jobId: no job {json_text(job_id, 80)} (unknown, another actor's, or finished more than "
                 f"{self.retention:g} s ago)",
                 field="jobId",
             )
@@ -511,7 +512,9 @@ class JobRunner:
         dropped = self._dropped(found.command, context)
         row = self._table.cancel_job(job_id, _ms(time.time()), job_outcome(dropped)[1] or {})
         if row is None:
-            raise JobNotFound(f"jobId: no job {job_id!r} (it was just forgotten)", field="jobId")
+            raise JobNotFound(
+                f"jobId: no job {json_text(job_id, 80)} (it was just forgotten)", field="jobId"
+            )
         with self._lock:
             live = self._jobs.get(job_id)
             if live is not None and live.active:

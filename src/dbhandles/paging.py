@@ -16,7 +16,7 @@ from dbhandles.adapters.foreign_common import ColumnPaths
 from dbhandles.errors import Conflict, InvalidParams
 from dbhandles.evaluate import position_of, project, sort_value
 from dbhandles.filters import And, FilterNode, SortKey, parse_filter
-from dbhandles.values import check_scalar
+from dbhandles.values import check_scalar, json_text
 
 __all__ = [
     "MAX_POSITION_BYTES",
@@ -67,7 +67,7 @@ def check_shape(made: str | None, now: str | None, collection: str, field: str, 
     """
     if made != now:
         raise Conflict(
-            f"{field}: {collection!r} changed since this cursor was made (it was replaced, dropped "
+            f"{field}: {json_text(collection, 80)} changed since this cursor was made (it was replaced, dropped "
             f"or re-created, or its key or a sorted column changed), so its position no longer "
             f"says which rows are left; {again}",
             field=field,

@@ -51,6 +51,7 @@ from dbhandles.paging import check_shape, fetch_page, shape_of
 from dbhandles.registry import HandleEntry, HandleRegistry
 from dbhandles.security.audit import note_collection
 from dbhandles.store import CursorRow
+from dbhandles.values import json_text
 
 __all__ = ["CursorPage", "QueryCursors"]
 
@@ -207,7 +208,7 @@ class QueryCursors:
     def _too_many(self, owner: str, held: int) -> TooManyRequests:
         limit = self._registry.settings.max_cursors_per_actor
         return TooManyRequests(
-            f"{owner!r} already has {held} open query cursors (the limit is {limit}, "
+            f"{json_text(owner, 80)} already has {held} open query cursors (the limit is {limit}, "
             "DBHANDLES_MAX_CURSORS_PER_ACTOR); close some with data/query-close, or let them "
             "expire",
             field="queryHandle",
@@ -272,7 +273,7 @@ class QueryCursors:
         if not self._still_open(entry):
             self._drop(row.cursor_id)
             raise HandleNotFound(
-                f"dbHandle: {entry.handle!r} was closed while the query was opened",
+                f"dbHandle: {json_text(entry.handle, 80)} was closed while the query was opened",
                 field="dbHandle",
             )
         return row
@@ -427,12 +428,13 @@ class QueryCursors:
         if row is not None and row.session_id != session_id:
             row = None  # another session's cursor is invisible, not merely forbidden
         if row is None:
-            raise CursorNotFound(f"queryHandle: no open query {cursor_id!r} (closed, expired, or its "
+            raise CursorNotFound(f"queryHandle: no open query {json_text(cursor_id, 80)} (closed, expired, or its "
                                  "handle was closed)", field="queryHandle")  # fmt: skip
         if row.expires_at < self.clock():
             self._drop(cursor_id)
             raise CursorNotFound(
-                f"queryHandle: query {cursor_id!r} expired after being idle", field="queryHandle"
+                f"queryHandle: query {json_text(cursor_id, 80)} expired after being idle",
+                field="queryHandle",
             )
         # query-next and query-close name no collection: their audit row names the cursor's.
         note_collection(row.collection)

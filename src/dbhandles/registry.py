@@ -43,6 +43,7 @@ from dbhandles.security.generation import AccessGeneration
 from dbhandles.security.permissions import Permissions
 from dbhandles.settings import Settings
 from dbhandles.store import HandleRow, HandleStore, SqliteHandleStore, create_private
+from dbhandles.values import json_text
 
 __all__ = [
     "ALIAS_PATTERN",
@@ -162,7 +163,7 @@ class HandleRegistry:
             return cached
         row = self.store.get_handle(name)
         if row is None:
-            raise HandleNotFound.unknown(name)
+            raise HandleNotFound.unknown(json_text(name, 80))
         entry = self._entry_from_row(row)
         if version is not None:
             with self._lock:
@@ -418,7 +419,9 @@ class HandleRegistry:
             deleted = self.store.delete_handle(entry.handle)
             self._invalidate()
             if not deleted:
-                raise HandleNotFound(f"dbHandle: {name!r} was already closed", field="dbHandle")
+                raise HandleNotFound(
+                    f"dbHandle: {json_text(name, 80)} was already closed", field="dbHandle"
+                )
         else:
             with self._lock:
                 self._local.pop(entry.handle, None)
@@ -513,7 +516,7 @@ class HandleRegistry:
         if exists and owner != actor:
             # Answered as an unknown name: aliases are per actor, and another actor's must not
             # tell that it exists (nor whose it is).
-            raise HandleNotFound.unknown(name)
+            raise HandleNotFound.unknown(json_text(name, 80))
         return entry
 
     # -- introspection -----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from dbhandles.filters import (
     validate_collection,
     validate_path,
 )
+from dbhandles.values import json_text
 
 __all__ = ["Declaration", "SchemaRegistry"]
 
@@ -64,7 +65,7 @@ class Declaration:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "data"
             raise ValidationFailed(
-                f"data.{where}: {err['msg']} (collection {self.collection!r} is declared with "
+                f"data.{where}: {err['msg']} (collection {json_text(self.collection, 80)} is declared with "
                 f"{self.model.__name__})",
                 field=f"data.{where}",
             ) from exc

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -48,6 +49,7 @@ from dbhandles.security.redaction import mask_home, redacted, restricted
 from dbhandles.security.tokens import TokenManager
 from dbhandles.settings import Settings
 from dbhandles.store import HandleStore
+from dbhandles.values import json_text, name_text
 
 if TYPE_CHECKING:
     from dbhandles.events.postgres import PostgresEventBridge
@@ -91,14 +93,42 @@ def _event_bridge(url: str, bus: EventBus) -> PostgresEventBridge:
 
 def params_error(command: str, exc: ValidationError) -> InvalidParams:
     """A pydantic error on a command's params as ``invalid_params`` naming the (camelCase) field."""
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "params"
+    errors = exc.errors()
+    err = errors[0]
+    where = _wire_loc(err["loc"])
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = f"unknown parameter for {command}; run 'jtag help {command}' to see its parameters"
     elif err["type"] == "missing":
         msg = f"missing required parameter for {command}"
+    elif len(where) < len(".".join(str(p) for p in err["loc"])):
+        # A union: each branch failed, and pydantic names them by type (``list[any]``).
+        forms = [_FORMS.get(str(e["loc"][-1]).split("[")[0], "") for e in errors
+                 if _wire_loc(e["loc"]) == where and e["loc"]]  # fmt: skip
+        shown = " or ".join(dict.fromkeys(f for f in forms if f)) or "another type"
+        msg = f"expects {shown}, got {json_text(err.get('input'), 80)}"
     return InvalidParams(f"{where}: {msg}", field=where)
+
+
+#: How a message names a union branch pydantic tags by its type (``list[any]``, ``str``).
+_FORMS = {"list": "a list", "str": "a string", "dict": "an object", "none": "null",
+          "int": "an integer", "float": "a number", "bool": "true or false"}  # fmt: skip
+#: A part of a pydantic location that is no wire name: a union branch's type tag.
+_BRANCH_TAG = re.compile(r"(?:function|constrained|tagged|lax|json|nullable)-.*|.*\[.*\]", re.S)
+
+
+def _wire_loc(loc: tuple[int | str, ...]) -> str:
+    """A pydantic location as the caller names it: field names (camelCase aliases) and list
+    indexes (``operations.0``), without the type tags of union branches (``list[any]``)."""
+    where = ""
+    for part in loc:
+        if isinstance(part, int):
+            where += f".{part}" if where else str(part)  # ``operations.0``, as it always was
+        elif part in _FORMS or _BRANCH_TAG.fullmatch(part):
+            continue
+        else:
+            where += f".{name_text(part)}" if where else name_text(part)
+    return where or "params"
 
 
 def check_home(home: Path) -> None:
@@ -117,20 +147,20 @@ def check_home(home: Path) -> None:
         is_dir = where.is_dir()
     except OSError as exc:  # a folder on the way this user may not enter
         raise InvalidConfig(
-            f"home: {str(folder)!r} cannot be the home folder: {exc.strerror} at {str(where)!r}; "
+            f"home: {json_text(str(folder), 80)} cannot be the home folder: {exc.strerror} at {json_text(str(where), 80)}; "
             "set DBHANDLES_HOME (home= in Python) to a folder this user may use",
             field="home",
         ) from exc
     if not is_dir:
         raise InvalidConfig(
-            f"home: {str(folder)!r} cannot be the home folder: {str(where)!r} is not a folder; "
+            f"home: {json_text(str(folder), 80)} cannot be the home folder: {json_text(str(where), 80)} is not a folder; "
             "set DBHANDLES_HOME (home= in Python) to a folder",
             field="home",
         )
     if not os.access(where, os.R_OK | os.W_OK | os.X_OK):
         raise InvalidConfig(
-            f"home: {str(folder)!r} cannot be the home folder: this user may not read, write and "
-            f"enter {str(where)!r}; fix its permissions or set DBHANDLES_HOME (home= in Python) to "
+            f"home: {json_text(str(folder), 80)} cannot be the home folder: this user may not read, write and "
+            f"enter {json_text(str(where), 80)}; fix its permissions or set DBHANDLES_HOME (home= in Python) to "
             "another folder",
             field="home",
         )
@@ -165,7 +195,7 @@ def check_session(context: Context) -> None:
             _ACCEPTED_SESSIONS[session_id, actor] = True
         return
     raise InvalidParams(
-        f"sessionId: {session_id!r} is not a valid session id ({SESSION_ID_RULE})",
+        f"sessionId: {json_text(session_id, 80)} is not a valid session id ({SESSION_ID_RULE})",
         field="sessionId",
     )
 
@@ -437,7 +467,7 @@ class Service:
         command = COMMANDS.get(name) if isinstance(name, str) else None
         if command is None:
             raise UnknownCommand(
-                f"unknown command {name!r}; known commands: {', '.join(sorted(COMMANDS))}",
+                f"unknown command {json_text(name, 80)}; known commands: {', '.join(sorted(COMMANDS))}",
                 field="command",
             )
         return command

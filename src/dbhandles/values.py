@@ -56,11 +56,15 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_VERSION",
     "NUMBER_BOUND",
+    "UNSHOWABLE",
+    "UNSHOWABLE_BEYOND_C0",
+    "UNSHOWABLE_CLASS",
     "canonical",
     "check_scalar",
     "check_value",
     "json_problem",
     "json_text",
+    "name_text",
     "non_finite_problem",
     "number_text",
     "read_json",
@@ -79,6 +83,23 @@ MAX_VERSION = 2**31 - 1
 #: 20 up to 2**64 - 1); a longer or more negative one it reads as a float.
 _LONG_DIGITS = re.compile(r"[0-9]{19}")
 _LONG_DIGITS_BYTES = re.compile(rb"[0-9]{19}")
+
+
+#: The Unicode categories Cc (controls), Cf (format: bidirectional controls and marks, zero-width
+#: characters, the byte order mark, soft hyphen, tags), Zl and Zp (line and paragraph separators),
+#: as of Unicode 14.0 (``unicodedata``; ``tests/test_security_round6.py`` checks the ranges against
+#: the running Python's tables). Written out, since Python's ``re`` has no ``\p{...}`` classes and
+#: computing them would cost every ``jtag`` start a walk over 1.1 million code points.
+UNSHOWABLE_BEYOND_C0 = (
+    "\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f"
+    "\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f"
+)
+UNSHOWABLE_CLASS = "\x00-\x1f" + UNSHOWABLE_BEYOND_C0
+#: The characters no name may hold (the CLI's display rule, ``cli/output.py``), and that an
+#: error message writes as escapes (``json_text``, ``name_text``).
+UNSHOWABLE = re.compile(f"[{UNSHOWABLE_CLASS}]")
 
 
 def read_json(text: bytes | str) -> Any:
@@ -236,6 +257,27 @@ def json_text(value: object, limit: int = 200) -> str:
             text = orjson.dumps(value).decode()
         except TypeError:  # past 64 bits, a lone surrogate, a NaN in a container, or deep nesting
             text = _shallow_json(value, limit)
+    return _cut(_escape(text), limit)
+
+
+def name_text(name: str, limit: int = 80) -> str:
+    """``name`` (a key, a field path) as a message's ``field`` and path prefix show it: as given,
+    with each character a line cannot show (Unicode Cc, Cf, Zl, Zp: ``UNSHOWABLE``) written as its
+    JSON escape (``a\\u0000``), and cut past ``limit`` characters (ending with ``…``)."""
+    return _cut(_escape(name), limit)
+
+
+def _escape(text: str) -> str:
+    """``text`` with every ``UNSHOWABLE`` character as its JSON escape (``\\u2028``; past the
+    Basic Multilingual Plane, its surrogate pair), so a message never holds a raw control."""
+    return UNSHOWABLE.sub(_escaped, text) if UNSHOWABLE.search(text) else text
+
+
+def _escaped(found: re.Match[str]) -> str:
+    return json.dumps(found.group())[1:-1]
+
+
+def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

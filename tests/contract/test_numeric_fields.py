@@ -39,7 +39,7 @@ def test_numeric_top_level_fields_are_invalid_filters(
     for command in ("data/list", "data/count"):
         if command == "data/count" and "orderBy" in params:
             continue
-        with pytest.raises(InvalidFilter, match=r"'[07]"):
+        with pytest.raises(InvalidFilter, match=r'"[07]'):
             service.execute(command, {"dbHandle": rows, "collection": "c", **params})
 
 

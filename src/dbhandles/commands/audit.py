@@ -13,6 +13,7 @@ from dbhandles.commands.audit_rows import audit_entry
 from dbhandles.commands.base import Call, CallerParams, Result, command
 from dbhandles.context import Context
 from dbhandles.errors import InvalidParams
+from dbhandles.values import json_text
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -39,7 +40,7 @@ SINCE_SCHEMA: dict[str, Any] = {
 
 def _since_error(value: str) -> InvalidParams:
     return InvalidParams(
-        f"since: {value!r} is neither an RFC 3339 time (2024-05-01T10:00:00Z, or a date "
+        f"since: {json_text(value, 80)} is neither an RFC 3339 time (2024-05-01T10:00:00Z, or a date "
         "2024-05-01) nor like '1 hour ago'",
         field="since",
     )

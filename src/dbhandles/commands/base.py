@@ -22,6 +22,7 @@ from dbhandles.context import (
 )
 from dbhandles.errors import InvalidParams, SessionMismatch
 from dbhandles.jsonmodel import JsonModel
+from dbhandles.values import json_text
 
 if TYPE_CHECKING:
     from dbhandles.registry import HandleEntry
@@ -69,7 +70,8 @@ _QUERY_HANDLE = re.compile(f"[^\x00-\x1f\x7f-\x9f\ud800-\udfff]{{1,{MAX_SESSION_
 def _check_session_id(value: str) -> str:
     if not is_session_id(value):
         raise InvalidParams(
-            f"sessionId: {value!r} is not a valid session id ({SESSION_ID_RULE})", field="sessionId"
+            f"sessionId: {json_text(value, 80)} is not a valid session id ({SESSION_ID_RULE})",
+            field="sessionId",
         )
     return value
 
@@ -77,7 +79,7 @@ def _check_session_id(value: str) -> str:
 def _check_query_handle(value: str) -> str:
     if not _QUERY_HANDLE.fullmatch(value):
         raise InvalidParams(
-            f"queryHandle: {value!r} is not a valid query handle (1 to {MAX_SESSION_ID} "
+            f"queryHandle: {json_text(value, 80)} is not a valid query handle (1 to {MAX_SESSION_ID} "
             "characters, no control characters)",
             field="queryHandle",
         )
@@ -162,7 +164,7 @@ def caller_context(params: BaseModel, context: Context) -> Context:
         return replace(context, session_id=f"{context.actor}/{wanted}")
     if own != wanted:
         raise SessionMismatch(
-            f"sessionId: {wanted!r} is not the session this call runs in ({own!r}: over HTTP its "
+            f"sessionId: {json_text(wanted, 80)} is not the session this call runs in ({json_text(own, 80)}: over HTTP its "
             "X-Session-Id header, over a WebSocket its connection, in jtag JTAG_SESSION_ID or its "
             "session file); send the same id in both, or leave --sessionId out",
             field="sessionId",

@@ -54,6 +54,7 @@ from dbhandles.handle_entry import HANDLE_PATTERN, check_handle_name
 from dbhandles.paging import and_filters
 from dbhandles.security.policy import authorize
 from dbhandles.security.redaction import audience
+from dbhandles.values import json_text
 
 if TYPE_CHECKING:
     from dbhandles.adapters import Adapter
@@ -275,7 +276,7 @@ def _check_sides(service: Service, params: CopyParams, source: tuple[HandleEntry
     into = _foreign(target[1], name)
     if into is not None and "readOnly" in into:
         raise ReadOnly(
-            f"to.collection: {into['kind']} {into['name']!r} was not created by dbhandles and is "
+            f"to.collection: {into['kind']} {json_text(into['name'], 80)} was not created by dbhandles and is "
             f"read-only: {into['readOnly']}; copy into a table with a primary key or a collection",
             field="to.collection",
         )
@@ -289,14 +290,14 @@ def _check_sides(service: Service, params: CopyParams, source: tuple[HandleEntry
         out = _foreign(source[1], params.from_.collection)
         if out is not None and "readOnly" in out:
             raise ReadOnly(
-                f"move: {out['kind']} {out['name']!r} was not created by dbhandles and is "
+                f"move: {out['kind']} {json_text(out['name'], 80)} was not created by dbhandles and is "
                 f"read-only: {out['readOnly']}; copy it without move",
                 field="move",
             )
     decl = service.ensure_declared(target[1], name)
     if decl is not None and decl.model is not None:
         raise NotSupported(
-            f"to.collection: {name!r} is declared with the model {decl.model.__name__}; data/copy "
+            f"to.collection: {json_text(name, 80)} is declared with the model {decl.model.__name__}; data/copy "
             "does not validate records against declared models, so it refuses to bypass it",
             field="to.collection",
         )

@@ -41,6 +41,7 @@ from dbhandles.documents import MAX_TABLE_ID_LENGTH, check_record_id, id_text
 from dbhandles.errors import Conflict, InvalidParams, PermissionDenied
 from dbhandles.evaluate import matches, position_of
 from dbhandles.filters import MAX_ID_LENGTH, RESERVED_FIELDS, FilterNode, SortKey
+from dbhandles.values import json_text
 
 __all__ = ["MAX_CONFLICT_IDS", "CopySpec", "CopyStats", "OnConflict", "run_copy", "same_record"]
 
@@ -225,7 +226,7 @@ def _write_batch(
                 replace.append(_as_record(row, now))
             elif spec.on_conflict == "abort":
                 raise Conflict(
-                    f"record {row['id']!r} is already in {spec.target!r} with other content "
+                    f"record {json_text(row['id'], 80)} is already in {json_text(spec.target, 80)} with other content "
                     "(onConflict: abort); nothing of this batch was written",
                     field="to.collection",
                 )
@@ -235,7 +236,7 @@ def _write_batch(
             for record in (*new, *replace):
                 if not matches(spec.target_filter, record):
                     raise PermissionDenied(
-                        f"Permission denied: record {record['id']!r} is outside the row filter of "
+                        f"Permission denied: record {json_text(record['id'], 80)} is outside the row filter of "
                         "the target handle; nothing of this batch was written",
                         field="to.dbHandle",
                     )

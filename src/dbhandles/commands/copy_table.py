@@ -40,6 +40,7 @@ from dbhandles.clock import iso_now
 from dbhandles.documents import id_text
 from dbhandles.errors import Conflict, DbHandlesError, InvalidParams
 from dbhandles.filters import RESERVED_FIELDS
+from dbhandles.values import json_text
 
 __all__ = ["Placed", "changed_field", "equal", "preserved", "table_fields", "write_rows"]
 
@@ -192,7 +193,7 @@ def _row(record: Record, fields: frozenset[str], reserved: frozenset[str], now: 
         elif name not in RESERVED_FIELDS:
             known = ", ".join(sorted(fields))
             raise InvalidParams(
-                f"data.{name}: the target table has no column {name!r} (its fields: {known}); "
+                f"data.{name}: the target table has no column {json_text(name, 80)} (its fields: {known}); "
                 "copy into a table that has one, or into a collection",
                 field=f"data.{name}",
             )
@@ -204,7 +205,7 @@ def _row(record: Record, fields: frozenset[str], reserved: frozenset[str], now: 
 
 def _named(exc: DbHandlesError, record_id: str) -> None:
     """Make ``exc`` say which record it is about, and that the batch was not written."""
-    exc.restate(f"record {record_id!r}: ", "nothing of this batch was written")
+    exc.restate(f"record {json_text(record_id, 80)}: ", "nothing of this batch was written")
     exc.details.setdefault("record", record_id)
 
 
@@ -269,7 +270,7 @@ def write_rows(
                 replaced += 1
             elif on_conflict == "abort":
                 raise Conflict(
-                    f"the row is already in table {writer.name!r} with other content "
+                    f"the row is already in table {json_text(writer.name, 80)} with other content "
                     "(onConflict: abort)",
                     field="to.collection",
                 )

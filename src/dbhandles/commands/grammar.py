@@ -65,7 +65,7 @@ from dbhandles.filters import (
 )
 from dbhandles.handle_entry import HANDLE_PATTERN, check_handle_name
 from dbhandles.security.permissions import PRESETS, Isolation
-from dbhandles.values import MAX_VERSION
+from dbhandles.values import MAX_VERSION, json_text
 
 __all__ = [
     "FIELD_PATH_PATTERN",
@@ -441,7 +441,7 @@ def check_order_keywords(value: Any, field: str) -> None:
         name = item.strip().lstrip("-").replace(":", " ").split(" ")[0]
         if name.lower() in ORDER_KEYWORDS:
             raise InvalidParams(
-                f"{field}: {name!r} is not a sort order; for a random selection use sample with a "
+                f"{field}: {json_text(name, 80)} is not a sort order; for a random selection use sample with a "
                 f"seed (a deterministic sample); to sort by a field named {name}, write "
                 f'{{"field": "{name}"}}',
                 field=field,
@@ -481,7 +481,7 @@ def _check_actor(value: str, info: ValidationInfo) -> str:
     if not _ACTOR.fullmatch(value):
         field = _wire_name(info)
         raise InvalidParams(
-            f"{field}: {value!r} is not a valid actor name (letters, digits, '_', '.', '@', '-')",
+            f"{field}: {json_text(value, 80)} is not a valid actor name (letters, digits, '_', '.', '@', '-')",
             field=field,
         )
     return value

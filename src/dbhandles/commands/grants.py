@@ -28,6 +28,7 @@ from dbhandles.errors import AccessDenied, InvalidParams
 from dbhandles.security.names import check_actor_name
 from dbhandles.security.permissions import narrow, parse_permissions
 from dbhandles.security.policy import GRANT_ACCESS
+from dbhandles.values import json_text
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -55,7 +56,7 @@ def _grantee(service: Service, name: str, *, database: str | None = None) -> str
     check_actor_name(name, holders={t.actor for t in tokens})
     if any(t.actor == name and t.is_admin for t in tokens):
         raise InvalidParams(
-            f"actor: {name!r} is an administrator's name; administrators are not limited by "
+            f"actor: {json_text(name, 80)} is an administrator's name; administrators are not limited by "
             "owners or grants, so a grant would give it nothing: grant to a non-admin actor",
             field="actor",
         )

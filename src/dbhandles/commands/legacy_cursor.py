@@ -76,6 +76,14 @@ def check_cursor(value: object) -> object:
         raise InvalidParams(f"cursor: got {json_text(value, 80)}; {_FORMS}", field="cursor")
     try:
         return KeyCursor.model_validate(value)
+    except InvalidParams as exc:  # a check of its own (``field``'s path) names the bare key
+        if exc.field and not exc.field.startswith("cursor"):
+            exc.message = (
+                f"cursor.{exc.message}" if exc.message.startswith(exc.field) else exc.message
+            )
+            exc.field = f"cursor.{exc.field}"
+            exc.args = (exc.message,)
+        raise
     except ValidationError as exc:
         error = exc.errors()[0]
         key = str(error["loc"][0]) if error["loc"] else ""

@@ -60,6 +60,7 @@ from dbhandles.paging import (
 )
 from dbhandles.query_cursors import CursorPage
 from dbhandles.registry import HandleEntry
+from dbhandles.values import json_text
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -264,7 +265,7 @@ def cursor_target(
     row = service.cursors.get(params.query_handle, context.session_id)
     if params.collection is not None and params.collection.lower() != row.collection.lower():
         raise InvalidParams(
-            f"collection: this query is over {row.collection!r}, not {params.collection!r}",
+            f"collection: this query is over {json_text(row.collection, 80)}, not {json_text(params.collection, 80)}",
             field="collection",
         )
     if params.db_handle is not None:

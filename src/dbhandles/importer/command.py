@@ -62,6 +62,7 @@ from dbhandles.paging import and_filters
 from dbhandles.registry import HandleEntry
 from dbhandles.security import paths
 from dbhandles.security.redaction import audience, shown_path
+from dbhandles.values import json_text
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -259,7 +260,7 @@ def perform_import(service: Service, params: ImportParams, call: Call) -> Import
         decl = service.ensure_declared(adapter, options.collection)
         if decl is not None and decl.model is not None:
             raise NotSupported(
-                f"collection {options.collection!r} is declared with the model {decl.model.__name__}; "
+                f"collection {json_text(options.collection, 80)} is declared with the model {decl.model.__name__}; "
                 "data/import does not validate records against declared models, so it refuses to "
                 "bypass it: import into an undeclared collection, or use data/create",
                 field="collection",

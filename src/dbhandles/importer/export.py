@@ -50,6 +50,7 @@ from dbhandles.evaluate import position_of, project
 from dbhandles.filters import RESERVED_FIELDS, FilterNode, SortKey, validate_collection
 from dbhandles.new_files import create_exclusive, open_in
 from dbhandles.pinned import Pinned
+from dbhandles.values import json_text
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -165,7 +166,7 @@ def _open(path: Path, folder: Pinned, compress: bool, mode: int) -> _Output:
     except FileNotFoundError:
         there = None
     except OSError as exc:
-        raise InvalidParams(f"output: cannot use {str(path.parent)!r}: {exc.strerror}",
+        raise InvalidParams(f"output: cannot use {json_text(str(path.parent), 80)}: {exc.strerror}",
                             field="output") from exc  # fmt: skip
     if there is not None and not stat.S_ISLNK(there.st_mode):
         # Through the gate first: a database there is answered as such. A planted link is
@@ -195,7 +196,7 @@ def _open(path: Path, folder: Pinned, compress: bool, mode: int) -> _Output:
     try:
         return _Output(path, compress, mode, folder=folder)
     except OSError as exc:
-        raise InvalidParams(f"output: cannot create a file in {str(path.parent)!r}: {exc.strerror}",
+        raise InvalidParams(f"output: cannot create a file in {json_text(str(path.parent), 80)}: {exc.strerror}",
                             field="output") from exc  # fmt: skip
 
 
@@ -301,7 +302,7 @@ def run_export(
     try:
         folder = Pinned(target, "output")
     except OSError as exc:
-        raise InvalidParams(f"output: cannot create a file in {str(target.parent)!r}: "
+        raise InvalidParams(f"output: cannot create a file in {json_text(str(target.parent), 80)}: "
                             f"{exc.strerror}", field="output") from exc  # fmt: skip
     with folder:
         _export_in(adapter, collection, target, partial, folder, filter, page_size, on_page,
@@ -346,7 +347,7 @@ def _export_in(
             else:
                 _link_new(partial.name, target.name, at)
         except OSError as exc:
-            raise InvalidParams(f"output: cannot write {str(target)!r}: {exc.strerror or exc}",
+            raise InvalidParams(f"output: cannot write {json_text(str(target), 80)}: {exc.strerror or exc}",
                                 field="output") from exc  # fmt: skip
     except BaseException:
         out.close()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from dbhandles.errors import InvalidParams, NotFound
+from dbhandles.values import json_text
 
 __all__ = ["CHUNK_SIZE", "MAX_LINE_BYTES", "READ_ERRORS", "ChunkReader", "LineTooLong"]
 
@@ -158,12 +159,14 @@ class ChunkReader:
             # twice as much in system calls.
             raw = cast(io.BufferedReader, open_plain(self.path, "rb", field, buffering=_BUFFER))
         except FileNotFoundError as exc:
-            raise NotFound(f"{field}: no such file {str(self.path)!r}", field=field) from exc
+            raise NotFound(
+                f"{field}: no such file {json_text(str(self.path), 80)}", field=field
+            ) from exc
         except IsADirectoryError as exc:
-            raise InvalidParams(f"{field}: {str(self.path)!r} is a directory, not a JSONL file",
+            raise InvalidParams(f"{field}: {json_text(str(self.path), 80)} is a directory, not a JSONL file",
                                 field=field) from exc  # fmt: skip
         except OSError as exc:
-            raise InvalidParams(f"{field}: cannot read {str(self.path)!r}: {exc.strerror}",
+            raise InvalidParams(f"{field}: cannot read {json_text(str(self.path), 80)}: {exc.strerror}",
                                 field=field) from exc  # fmt: skip
         try:
             # The file opened is the one the path policy checked, with no other names (a remote
@@ -198,7 +201,7 @@ class ChunkReader:
         except OSError as exc:
             raw.close()
             raise InvalidParams(
-                f"{field}: cannot read {str(self.path)!r}: {exc}", field=field
+                f"{field}: cannot read {json_text(str(self.path), 80)}: {exc}", field=field
             ) from exc
         self._stream: io.BufferedIOBase = (
             gzip.GzipFile(fileobj=raw, mode="rb") if self.compressed else raw

@@ -11,6 +11,7 @@ import orjson
 from dbhandles.dbfiles import open_plain
 from dbhandles.errors import FileExists, InvalidParams
 from dbhandles.new_files import create_exclusive
+from dbhandles.values import json_text
 
 __all__ = ["RejectsFile", "check_replaceable"]
 
@@ -72,7 +73,7 @@ class RejectsFile:
                 else create_exclusive(self.path, "rejects", mode)
             )
         except OSError as exc:
-            raise InvalidParams(f"rejects: cannot create {str(self.path)!r}: {exc.strerror}",
+            raise InvalidParams(f"rejects: cannot create {json_text(str(self.path), 80)}: {exc.strerror}",
                                 field="rejects") from exc  # fmt: skip
 
     def write(self, line: int, reason: str, text: bytes) -> None:

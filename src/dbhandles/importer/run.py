@@ -30,6 +30,7 @@ from dbhandles.importer.reader import READ_ERRORS, ChunkReader, LineTooLong
 from dbhandles.importer.rejects import RejectsFile
 from dbhandles.importer.rows import Row, complete
 from dbhandles.importer.stats import ImportStats
+from dbhandles.values import json_text
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -177,7 +178,7 @@ def _chunks(reader: ChunkReader, stats: ImportStats) -> Iterator[tuple[int, list
             ) from None
         except READ_ERRORS as exc:
             raise InvalidParams(
-                f"input: cannot read {str(reader.path)!r} after line {stats.lines} ({exc}); the file is "
+                f"input: cannot read {json_text(str(reader.path), 80)} after line {stats.lines} ({exc}); the file is "
                 f"damaged or truncated; {stats.committed()}",
                 field="input",
             ) from exc

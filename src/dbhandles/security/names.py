@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 from dbhandles.context import ACTOR_PATTERN
 from dbhandles.errors import InvalidParams
+from dbhandles.values import UNSHOWABLE, UNSHOWABLE_BEYOND_C0, UNSHOWABLE_CLASS
 
 __all__ = [
     "RESERVED_ACTORS",
@@ -37,20 +38,8 @@ _ACTOR = re.compile(ACTOR_PATTERN)
 _ONE_NAME = ("names that differ only in case are one name to a reader (and one data space on a "
              "case-insensitive file system)")  # fmt: skip
 
-#: The Unicode categories Cc (controls), Cf (format: bidirectional controls and marks, zero-width
-#: characters, the byte order mark, soft hyphen, tags), Zl and Zp (line and paragraph separators),
-#: as of Unicode 14.0 (``unicodedata``; ``tests/test_security_round6.py`` checks the ranges against
-#: the running Python's tables). Written out, since Python's ``re`` has no ``\p{...}`` classes and
-#: computing them would cost every ``jtag`` start a walk over 1.1 million code points.
-UNSHOWABLE_BEYOND_C0 = (
-    "\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f"
-    "\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
-    "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
-    "\U000e0020-\U000e007f"
-)
-UNSHOWABLE_CLASS = "\x00-\x1f" + UNSHOWABLE_BEYOND_C0
-#: The characters no name may hold (the CLI's display rule, ``cli/output.py``).
-UNSHOWABLE = re.compile(f"[{UNSHOWABLE_CLASS}]")
+# UNSHOWABLE, UNSHOWABLE_CLASS and UNSHOWABLE_BEYOND_C0 live in dbhandles.values (a lower layer:
+# every error message escapes them) and are re-exported here, where names are checked.
 
 
 def check_name(name: str, field: str) -> str:

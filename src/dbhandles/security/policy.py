@@ -48,6 +48,7 @@ from dbhandles.security.names import check_actor_name, check_memory_name
 from dbhandles.security.permissions import PRESETS, Permissions, ResolvedName, narrow
 from dbhandles.security.write_checks import check_cascades, check_row_filter_fields
 from dbhandles.store import DatabaseRow, GrantRow, HandleStore, file_database
+from dbhandles.values import json_text
 
 #: ``(entry, names, cascades) -> {name: what it reaches}`` for the names of one call
 #: (``AccessPolicy``; ``cascades``: with what deletes and key updates reach through foreign keys).
@@ -126,7 +127,7 @@ def _not_shared() -> PathNotAllowed:
 
 def _denied(owner: str, actor: str) -> AccessDenied:
     return AccessDenied(
-        f"Access denied: database owned by {owner!r}, requested by {actor!r}; its owner (or an "
+        f"Access denied: database owned by {json_text(owner, 80)}, requested by {json_text(actor, 80)}; its owner (or an "
         "administrator) can share it with data/grant"
     )
 
@@ -135,7 +136,7 @@ def _owner_refused(stored: str | None) -> PermissionDenied:
     """A non-admin's ``permissions.owner`` naming an owner that is not the one stored (or recorded
     by this open): only an administrator records an owner it names."""
     now = (
-        f"this database's owner is {stored!r}: name that owner or leave permissions.owner out"
+        f"this database's owner is {json_text(stored, 80)}: name that owner or leave permissions.owner out"
         if stored is not None
         else "nobody owns this database and this open makes nobody its owner (only a database "
         "you create or first open in your own data space becomes yours): leave it out"
@@ -225,7 +226,7 @@ class AccessPolicy:
         settings = self.settings
         if not context.is_admin and handles_owned >= settings.max_handles_per_actor:
             raise QuotaExceeded(
-                f"actor {context.actor!r} already holds {handles_owned} open handles (the limit is "
+                f"actor {json_text(context.actor, 80)} already holds {handles_owned} open handles (the limit is "
                 f"{settings.max_handles_per_actor}); close some with data/close"
             )
         isolation = requested.isolation_mode if requested is not None else "none"
@@ -367,7 +368,7 @@ class AccessPolicy:
         if database is None:
             # A memory database or a server: reachable only through its opener's handles.
             raise AccessDenied(
-                f"Access denied: handle owned by {entry.owner!r}, requested by {context.actor!r}"
+                f"Access denied: handle owned by {json_text(entry.owner, 80)}, requested by {json_text(context.actor, 80)}"
             )
         real = Path(database.removeprefix("file:"))
         place = paths.place_of(self.settings, context, real, "database") or "other"
@@ -377,7 +378,7 @@ class AccessPolicy:
             )
         except (PathNotAllowed, AccessDenied):
             raise AccessDenied(
-                f"Access denied: handle owned by {entry.owner!r}, requested by {context.actor!r}"
+                f"Access denied: handle owned by {json_text(entry.owner, 80)}, requested by {json_text(context.actor, 80)}"
             ) from None
         if ceiling is not None and (
             ceiling.row_filter is not None
@@ -422,7 +423,9 @@ class AccessPolicy:
             and entry.owner != context.actor
             and not self.shared_with(context, entry)
         ):
-            raise HandleNotFound.unknown(entry.handle)  # as unknown as in every other command
+            raise HandleNotFound.unknown(
+                json_text(entry.handle, 80)
+            )  # as unknown as in every other command
         database = self.database_of(entry.config)
         if database is None or entry.is_default:
             raise Forbidden(
@@ -439,7 +442,7 @@ class AccessPolicy:
             return database
         raise AccessDenied(
             f"Access denied: only the owner of this database (or an administrator) can share it, "
-            f"requested by {context.actor!r}"
+            f"requested by {json_text(context.actor, 80)}"
         )
 
     def put_grant(
@@ -510,11 +513,13 @@ def authorize(
     foreign = not entry.is_default and entry.owner != context.actor and not context.is_admin
     if foreign and access is not None and not access.shared_with(context, entry):
         named = _field(params, "db_handle")
-        raise HandleNotFound.unknown(named if isinstance(named, str) else entry.handle)
+        raise HandleNotFound.unknown(
+            json_text(named if isinstance(named, str) else entry.handle, 80)
+        )
     permissions = entry.permissions
     if foreign and permissions is not None and permissions.isolation_mode == "strict":
         raise AccessDenied(
-            f"Access denied: handle owned by {entry.owner!r}, requested by {context.actor!r}"
+            f"Access denied: handle owned by {json_text(entry.owner, 80)}, requested by {json_text(context.actor, 80)}"
         )
     if (
         foreign
@@ -523,7 +528,7 @@ def authorize(
         and data_ops - {"read"}
     ):
         raise AccessDenied(
-            f"Access denied: handle owned by {entry.owner!r} is read-only for {context.actor!r} (soft isolation)"
+            f"Access denied: handle owned by {json_text(entry.owner, 80)} is read-only for {json_text(context.actor, 80)} (soft isolation)"
         )
     if command.name == "data/close" and foreign:
         raise AccessDenied(
@@ -540,8 +545,8 @@ def authorize(
                         f"database (DBHANDLES_DEFAULT_ACCESS={access.settings.default_access})"
                     )
                 raise AccessDenied(
-                    f"Access denied: {context.actor!r} may not {op} in this database of "
-                    f"{entry.owner!r}"
+                    f"Access denied: {json_text(context.actor, 80)} may not {op} in this database of "
+                    f"{json_text(entry.owner, 80)}"
                 )
     own = not (foreign or entry.is_default or context.is_admin)
     if access is not None and data_ops and own:

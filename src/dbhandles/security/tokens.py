@@ -21,6 +21,7 @@ from dbhandles.clock import iso_now
 from dbhandles.errors import InvalidParams, NotFound, Unauthorized
 from dbhandles.security.names import RESERVED_ACTORS, check_actor_name
 from dbhandles.store import HandleStore, TokenRow
+from dbhandles.values import json_text
 
 __all__ = ["ADMIN_TOKEN_FILE", "DURATION_PATTERN", "Actor", "TokenManager", "parse_duration"]
 
@@ -50,7 +51,7 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.fullmatch(text)
     if not match or int(match.group(1)) <= 0:
         raise InvalidParams(
-            f"expires: {text!r} is not a duration like 30d, 12h or 15m (more than 0: a token "
+            f"expires: {json_text(text, 80)} is not a duration like 30d, 12h or 15m (more than 0: a token "
             "that never expires is made by leaving expires out)",
             field="expires",
         )
@@ -77,7 +78,7 @@ def _check_name(actor: str, admin: bool, stored: list[TokenRow]) -> None:
     for other in stored:
         if other.actor != actor and other.actor.casefold() == actor.casefold():
             raise InvalidParams(
-                f"actor: {actor!r} differs from the existing actor {other.actor!r} only in case; "
+                f"actor: {json_text(actor, 80)} differs from the existing actor {json_text(other.actor, 80)} only in case; "
                 "names that differ only in case are one name to a reader (and one data space on "
                 "a case-insensitive file system): use that name, or choose another",
                 field="actor",
@@ -89,7 +90,7 @@ def _check_name(actor: str, admin: bool, stored: list[TokenRow]) -> None:
         # token would inherit it (docs/security.md, "Tokens").
         if other.is_admin:
             raise InvalidParams(
-                f"actor: {actor!r} is an administrator's name (it has held the administrator "
+                f"actor: {json_text(actor, 80)} is an administrator's name (it has held the administrator "
                 f"token {other.token_id}); a name that was an administrator's is never given "
                 "a plain token, even once that token is revoked, since what it opened and owns "
                 "as an administrator stays that name's: choose another name",
@@ -97,7 +98,7 @@ def _check_name(actor: str, admin: bool, stored: list[TokenRow]) -> None:
             )
         if other.revoked_at is None:
             raise InvalidParams(
-                f"actor: {actor!r} already has a non-administrator token ({other.token_id}); "
+                f"actor: {json_text(actor, 80)} already has a non-administrator token ({other.token_id}); "
                 "an actor is one or the other: revoke that token first, or choose another name",
                 field="actor",
             )
