@@ -77,8 +77,8 @@ STATE_REFUSALS = (
     ("invalid_params", "actor", "only in case"),
     # A split names one of its fractions, and the fractions sum to 1: JSON Schema cannot relate
     # one property to another's keys, nor sum values (commands/selection.py checks both).
-    ("invalid_params", "split", "is not one of the fractions"),
-    ("invalid_params", "split", "must sum to 1"),
+    ("invalid_params", "split.name", "is not one of the fractions"),
+    ("invalid_params", "split.fractions", "must sum to 1"),
     # data/copy's source and target may not be one collection of one database: which database a
     # handle names is the server's state, and JSON Schema cannot compare two properties anyway.
     ("invalid_params", "to.collection", "the same collection of the same database"),

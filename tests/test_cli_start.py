@@ -145,6 +145,69 @@ def test_an_in_process_command_imports_only_what_it_runs(
     assert commands == modules, f"jtag {' '.join(args)} imported the command modules {commands}"
 
 
+_BUILT_PROBE = """
+import contextlib, io, sys
+import orjson
+from dbhandles.cli import main
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    code = main(sys.argv[1:])
+built = []
+if "pydantic" in sys.modules:
+    from pydantic import BaseModel
+    todo = [BaseModel]
+    while todo:
+        model = todo.pop()
+        todo += model.__subclasses__()
+        if model.__dict__.get("__pydantic_complete__"):
+            built.append(f"{model.__module__}.{model.__qualname__}")
+print(orjson.dumps({"code": code, "text": out.getvalue(), "built": sorted(built),
+                    "modules": sorted(sys.modules)}).decode())
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "own"),
+    [
+        (["data/list", "--collection=users"], set()),
+        (["data/read", "--collection=users", "--id=u1"], set()),
+        # Params of other kinds than text go through the params model (commands/fast_params.py).
+        (
+            ["data/list", "--collection=users", '--filter={"name": "ada"}', "--limit=5"],
+            {"dbhandles.commands.listing.ListParams"},
+        ),
+        # data/count still validates its result with its model (commands/counting.py).
+        (["data/count", "--collection=users"], {"dbhandles.commands.counting.CountResult"}),
+    ],
+)
+def test_an_in_process_read_builds_no_pydantic_validator(
+    tmp_path: Path, args: list[str], own: set[str]
+) -> None:
+    # Building a model's validator (its core schema) is most of what a model costs a cold start:
+    # a read on the default database builds none but, at most, its command's own models' (never the
+    # default database's config nor the permission presets), and loads no RE2 without a $regex.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JTAG_", "DBHANDLES_"))}
+    env["DBHANDLES_HOME"] = str(tmp_path / "home")
+    created = subprocess.run(
+        [sys.executable, "-m", "dbhandles.cli", "data/create", "--collection=users",
+         '--data={"id": "u1", "name": "ada"}'],
+        capture_output=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stdout + created.stderr
+    done = subprocess.run(
+        [sys.executable, "-c", _BUILT_PROBE, *args],
+        capture_output=True,
+        check=True,
+        timeout=60,
+        env=env,
+    )
+    result = orjson.loads(done.stdout)
+    assert result["code"] == 0, result["text"]
+    assert '"ada"' in result["text"] or '"total": 1' in result["text"], result["text"]
+    built = set(result["built"])
+    assert built <= own, f"jtag {' '.join(args)} built the validators of {sorted(built)}"
+    assert _loaded(result["modules"], ("re2",)) == []
+
+
 def test_a_command_sent_to_a_server_does_not_build_the_service(tmp_path: Path) -> None:
     # Port 1 on loopback: nothing listens, so the answer is server_unreachable (no server needed).
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JTAG_", "DBHANDLES_"))}
@@ -198,3 +261,52 @@ def test_jtag_as_its_own_process_runs_a_command_in_process(tmp_path: Path) -> No
         assert done.returncode == 0, done.stdout + done.stderr
     body = orjson.loads(done.stdout)
     assert [item["name"] for item in body["items"]] == ["ada"]
+
+
+#: Modules that build validators on purpose: the server (its OpenAPI document) and the help
+#: generator (the help and the documents), and what imports them.
+_BUILDS_ON_PURPOSE = (
+    "dbhandles.server",
+    "dbhandles.cli.help",
+    "dbhandles.cli.serve",
+    "dbhandles.cli.workers",
+)
+
+_IMPORT_ALL = """
+import importlib, pathlib, sys
+import orjson
+import dbhandles
+skip = tuple(sys.argv[1:])
+root = pathlib.Path(dbhandles.__file__).parent
+names = []
+for path in sorted(root.rglob("*.py")):  # from the files: walking the packages would import them
+    parts = path.relative_to(root.parent).with_suffix("").parts
+    name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    if name.endswith("__main__") or any(name == s or name.startswith(s + ".") for s in skip):
+        continue
+    names.append(name)
+for name in names:
+    importlib.import_module(name)
+from pydantic import BaseModel
+built, todo = [], [BaseModel]
+while todo:
+    model = todo.pop()
+    todo += model.__subclasses__()
+    if model.__dict__.get("__pydantic_complete__") and model.__module__.startswith("dbhandles"):
+        built.append(f"{model.__module__}.{model.__qualname__}")
+print(orjson.dumps({"imported": len(names), "built": sorted(built)}).decode())
+"""
+
+
+def test_no_module_builds_a_validator_at_import() -> None:
+    # The kind of fault behind a slow start: a model instance (or a model that is not deferred)
+    # made at import builds its validator in every process that imports the module.
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORT_ALL, *_BUILDS_ON_PURPOSE],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    result = orjson.loads(done.stdout)
+    assert result["imported"] > 100
+    assert result["built"] == [], f"validators built at import: {result['built']}"

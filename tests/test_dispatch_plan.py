@@ -71,3 +71,33 @@ def test_a_session_accepted_once_stays_its_actors_only(tmp_path: Path, times: in
                 with pytest.raises(InvalidParams) as caught:
                     service.execute("data/list", params, context=refused)
                 assert caught.value.field == "sessionId"
+
+
+def test_a_plan_is_made_again_for_another_command_under_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command put under a name that already has a plan (tests do) gets a plan of its own: one
+    that now writes is quota-checked, and its session param is still checked."""
+    from dbhandles.commands import COMMANDS
+
+    service, handle = _full(tmp_path)
+    with service:
+        read = {"dbHandle": handle, "collection": "c", "id": "r0"}
+        assert service.execute("data/read", read)["found"] is True
+        monkeypatch.setitem(
+            COMMANDS, "data/read", replace(COMMANDS["data/read"], operation="write")
+        )
+        envelope = service.dispatch("data/read", read)
+        assert envelope["code"] == "quota_exceeded", envelope
+        assert service._plans["data/read"].command is COMMANDS["data/read"]
+
+
+def test_a_session_named_in_the_params_is_still_checked(tmp_path: Path) -> None:
+    """The plan runs ``caller_context`` only when a ``sessionId`` is sent: one that is not the
+    call's own session is refused, one sent without a session of its own names the call's."""
+    with Service(home=tmp_path / "home") as service:
+        params = {"collection": "c", "id": "x", "sessionId": "s1"}
+        refused = service.dispatch("data/read", params, context=Context(session_id="s2"))
+        assert refused["code"] == "session_mismatch", refused
+        assert service.dispatch("data/read", params)["success"] is True
+        assert service.dispatch("data/read", {"collection": "c", "id": "x"})["success"] is True

@@ -1,5 +1,6 @@
-"""The dispatcher's quick door for params of plain strings (commands/fast_params.py) builds exactly
-the model pydantic builds, and never answers where pydantic would refuse."""
+"""The dispatcher's quick door for params of plain strings, booleans, integers and filters
+(commands/fast_params.py) builds exactly the model pydantic builds, and never answers where
+pydantic would refuse."""
 
 from __future__ import annotations
 
@@ -30,8 +31,17 @@ TEXTS = st.one_of(
     ]),
     st.text(max_size=12),
 )  # fmt: skip
-VALUES = st.one_of(TEXTS, st.integers(), st.floats(allow_nan=False), st.booleans(), st.none(),
-                   st.just({}), st.just([]))  # fmt: skip
+#: Filters pydantic takes and refuses: operators, paths, keys that are no text, nesting.
+FILTERS = st.one_of(
+    st.sampled_from([
+        {}, {"metadata.qualityScore": {"$gte": 0.8}}, {"a": {"$bogus": 1}}, {"$and": []},
+        {"$or": [{"a": 1}, {"b": {"$in": [1, "x"]}}]}, {1: 2}, {"a": {"$regex": "("}},
+        {"a.": 1}, {"a": float("inf")}, {"a": {"$gt": [1]}}, {"_dbh": {"$exists": True}},
+    ]),
+    st.dictionaries(TEXTS, st.one_of(st.integers(), st.booleans(), st.none(), TEXTS), max_size=2),
+)  # fmt: skip
+VALUES = st.one_of(TEXTS, st.integers(), st.integers(-2, 600), st.floats(allow_nan=False),
+                   st.booleans(), st.none(), st.just([]), FILTERS)  # fmt: skip
 
 
 def _validated(model: Any, raw: dict[str, Any]) -> Any:
@@ -60,6 +70,41 @@ def test_quick_params_are_the_models_pydantic_builds(name: str, data: st.DataObj
     assert quick.model_dump(by_alias=True, exclude_unset=True) == slow.model_dump(
         by_alias=True, exclude_unset=True
     )
+
+
+def test_a_list_takes_the_quick_door() -> None:
+    raw = {"dbHandle": HANDLE_ID, "collection": "examples", "limit": 100, "skipCount": True,
+           "filter": {"metadata.qualityScore": {"$gte": 0.8}}}  # fmt: skip
+    model = COMMANDS["data/list"].params
+    quick = parse_simple(model, raw)
+    assert quick is not None and quick == model.model_validate(raw)
+    assert quick.filter is not raw["filter"]  # a copy, as pydantic's
+    # What pydantic reads otherwise (an integral float, a number as a bool, null) or refuses (a
+    # bad operator, a negative limit, a key that is not text) goes to pydantic.
+    for other in (
+        {**raw, "limit": 100.0}, {**raw, "skipCount": 1}, {**raw, "limit": None},
+        {**raw, "limit": -1}, {**raw, "limit": True}, {**raw, "filter": {"a": {"$bogus": 1}}},
+        {**raw, "filter": {1: 2}}, {**raw, "filter": None}, {**raw, "cursor": "x"},
+    ):  # fmt: skip
+        assert parse_simple(model, other) is None, other
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"collection": "examples", "limit": -1}, "limit"),
+        ({"collection": "examples", "filter": {"a": {"$bogus": 1}}}, "filter.a.$bogus"),
+        ({"collection": "examples", "skipCount": 1}, "skipCount"),
+        ({"collection": "examples", "filter": {"a": 1}, "extra": 1}, "extra"),
+    ],
+)
+def test_refused_list_params_keep_their_errors(
+    tmp_path: Any, raw: dict[str, Any], field: str
+) -> None:
+    with Service(home=tmp_path / "home") as service:
+        envelope = service.dispatch("data/list", raw)
+    assert envelope["success"] is False and envelope["code"] in ("invalid_params", "invalid_filter")
+    assert envelope["field"] == field, envelope
 
 
 def test_a_read_takes_the_quick_door() -> None:

@@ -1,15 +1,23 @@
-"""A listing of a foreign table builds its records column by column (``foreign_values.rows_records``):
-the records must be exactly those ``id_value`` and ``json_value`` give value by value."""
+"""A listing of a foreign table builds its records column by column (``foreign_values.RecordLayout``,
+``rows_records``): the records must be exactly those ``id_value`` and ``json_value`` give value by
+value, a key column selected once and read twice (as ``id`` and as its field) included."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dbhandles.adapters.foreign_values import id_value, json_value, row_values, rows_records
+from dbhandles.adapters.foreign_values import (
+    RecordLayout,
+    id_value,
+    json_value,
+    row_values,
+    rows_records,
+)
 
 KEYS = ("id", "a", "b", "c")
 
@@ -78,3 +86,53 @@ def test_json_columns_give_the_records_of_value_by_value(rows: list[tuple[Any, .
     assert len(built) == len(expected)
     for got, want in zip(built, expected, strict=True):
         assert all(_same(got[k], want[k]) for k in KEYS), (got, want)
+
+
+# -- the layout of one table: a key column selected once and read twice --------------------------
+
+#: ``(id, b, c)`` selected; the record is ``id``, then ``a`` (the key column again), ``b``, ``c``.
+LAYOUT = RecordLayout(KEYS, (0, 0, 1, 2), integer_id=False)
+
+
+def _by_layout(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """What the layout stands for, value by value: the id as ``id_value``, every field (the key
+    column's too) as ``json_value``."""
+    return [
+        dict(zip(KEYS, [id_value(r[0]), json_value(r[0]), json_value(r[1]), json_value(r[2])],
+                 strict=True))
+        for r in rows
+    ]  # fmt: skip
+
+
+@given(st.lists(st.tuples(VALUES, VALUES, TEXTS), max_size=6))
+def test_a_key_column_read_twice_is_the_id_and_its_field(rows: list[tuple[Any, ...]]) -> None:
+    expected = _by_layout(rows)
+    for built in (LAYOUT.records(rows), [LAYOUT.record(r) for r in rows]):
+        assert len(built) == len(expected)
+        for got, want in zip(built, expected, strict=True):
+            assert list(got) == list(KEYS)
+            assert all(_same(got[k], want[k]) for k in KEYS), (got, want)
+
+
+def test_a_text_key_read_twice_is_text_as_the_id_and_json_as_the_field() -> None:
+    rows = [('{"k": 1}', "x", None), ("plain", '["y"]', "[1]")]
+    assert LAYOUT.records(rows) == [
+        {"id": '{"k": 1}', "a": {"k": 1}, "b": "x", "c": None},
+        {"id": "plain", "a": "plain", "b": ["y"], "c": [1]},
+    ]
+    assert [LAYOUT.record(r) for r in rows] == LAYOUT.records(rows)
+
+
+@given(st.lists(st.tuples(st.integers(min_value=-(2**63), max_value=2**63 - 1), VALUES, VALUES),
+                max_size=6))  # fmt: skip
+def test_an_integer_key_is_taken_as_it_is(rows: list[tuple[Any, ...]]) -> None:
+    layout = RecordLayout(KEYS, (0, 0, 1, 2), integer_id=True)
+    assert layout.records(rows) == _by_layout(rows)
+    assert [layout.record(r) for r in rows] == _by_layout(rows)
+
+
+def test_a_layout_has_one_source_per_key_the_ids_first() -> None:
+    with pytest.raises(ValueError, match="one source per key"):
+        RecordLayout(KEYS, (1, 0, 1, 2), integer_id=False)
+    with pytest.raises(ValueError, match="one source per key"):
+        RecordLayout(KEYS, (0, 1), integer_id=False)

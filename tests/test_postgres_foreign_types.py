@@ -39,6 +39,10 @@ CREATE DOMAIN label AS text NOT NULL;
 CREATE TABLE stock (id integer PRIMARY KEY, qty posint, spare posint, size small, tag label,
                     counts posint[]);
 INSERT INTO stock VALUES (1, 1, 2, 3, 'x', '{1}');
+CREATE TYPE sized AS (a posint, b text);
+CREATE TYPE crate_box AS (name text, inner_size sized, many sized[]);
+CREATE TABLE crates (id integer PRIMARY KEY, s sized, bx crate_box, ss sized[], note text);
+INSERT INTO crates VALUES (1, '(1,x)', NULL, NULL, 'n');
 CREATE TYPE mood AS ENUM ('calm', 'busy');
 CREATE TABLE kinds (id integer PRIMARY KEY, m money, i interval, ip inet, net cidr, mac macaddr,
                     bits bit(4), vb varbit, tv tsvector, p point, r int4range, dr daterange,
@@ -173,6 +177,32 @@ def test_a_domain_refusal_of_a_row_lists_every_column_of_that_domain(
             data={"qty": 0, "spare": 5, "size": 1, "tag": "t"})  # fmt: skip
     assert raised.value.details["columns"] == ["qty", "spare", "size"]
     assert raised.value.field == "data.qty"
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"s": {"a": 0, "b": "x"}}, "data.s.a"),
+        ({"bx": {"name": "n", "inner_size": {"a": -1, "b": "y"}, "many": None}},
+         "data.bx.inner_size.a"),
+        ({"bx": {"name": "n", "inner_size": None, "many": [{"a": 0, "b": None}]}},
+         "data.bx.many.a"),  # inside an array's elements: which element is not said
+        ({"ss": [{"a": 1, "b": "x"}, {"a": 0, "b": "y"}]}, "data.ss.a"),
+        ({"s": "(0,x)", "note": "m"}, "data.s"),  # PostgreSQL's text: the column
+    ],
+)  # fmt: skip
+def test_a_domain_refusal_inside_a_composite_names_the_field(
+    service: Service, handle: str, data: dict[str, Any], field: str
+) -> None:
+    for command, params in (("data/update", {"id": "1"}), ("data/create", {"id": "2"})):
+        with pytest.raises(ConstraintViolation) as raised:
+            run(service, command, handle, collection="crates", data=data, **params)
+        assert raised.value.field == field
+        assert raised.value.details["columns"] == [field.split(".")[1]]
+        assert raised.value.details["name"] == "posint_check"
+        assert f"field '{field.removeprefix('data.')}'" in str(raised.value)
+    rows = listed(service, handle, "crates")
+    assert [(r["id"], r["s"]) for r in rows] == [(1, {"a": 1, "b": "x"})]  # nothing written
 
 
 # -- other types ------------------------------------------------------------------------------------

@@ -377,16 +377,17 @@ def _absolute(params: dict[str, Any], space: Path) -> dict[str, Any]:
 
 
 def test_1_no_error_shows_a_non_admin_the_home(tmp_path: Path) -> None:
-    """The backstop every command's error passes (``redaction.mask_home``): the home's path, as
+    """The backstop every command's error passes (``paths.mask_error``): the home's path, as
     configured and real, is ``<home>`` to a remote non-admin actor; a path that merely starts
     like it (``home-data``) and administrators' errors are left as they are."""
     from dbhandles import Context, Settings
     from dbhandles.errors import StorageError
-    from dbhandles.security.redaction import mask_home
+    from dbhandles.security.paths import mask_error
 
     (tmp_path / "real").mkdir()
     os.symlink(tmp_path / "real", tmp_path / "home")
-    settings = Settings(home=tmp_path / "home")
+    # The data root lies elsewhere: ``home-data`` only looks like the home (and the data root).
+    settings = Settings(home=tmp_path / "home", data_root=tmp_path / "spaces")
     alice = Context(actor="alice", session_id="s", is_admin=False, trusted_local=False)
     admin = Context(actor="root", session_id="s", is_admin=True, trusted_local=False)
     text = (f"cannot open {tmp_path / 'home'}/default.sqlite nor {tmp_path / 'real'}/x-wal; "
@@ -400,12 +401,36 @@ def test_1_no_error_shows_a_non_admin_the_home(tmp_path: Path) -> None:
         (admin, text),
     ):
         error = StorageError(text)
-        mask_home(settings, context, error)
+        mask_error(settings, context, error)
         assert error.message == str(error) == shown
         assert error.code == "storage_error"
     # A home path the caller itself gave is echoed as given: masking only that answer would tell
     # it that it had named the home (an oracle for a guessed home path).
     given = {"input": f"{tmp_path / 'home'}/admin.token"}
     error = StorageError(f"input: {given['input']} is outside your data space")
-    mask_home(settings, alice, error, given)
+    mask_error(settings, alice, error, given)
     assert error.message == f"input: {given['input']} is outside your data space"
+
+
+def test_1_one_masker_shows_neither_the_home_nor_the_data_root(tmp_path: Path) -> None:
+    """``paths.mask_error`` is the one masker: the home (to the very end of a message), the data
+    root and the actor's space in one pass, each left as is where the caller's params (at any
+    depth, past Python's recursion limit) named it."""
+    from dbhandles import Context, Settings
+    from dbhandles.errors import StorageError
+    from dbhandles.security.paths import mask_error
+
+    settings = Settings(home=tmp_path / "home", data_root=tmp_path / "spaces")
+    root = settings.space_root()
+    alice = Context(actor="alice", session_id="s", is_admin=False, trusted_local=False)
+    text = (f"{root}/alice/a.sqlite, {root}/bob/b.sqlite and {tmp_path / 'home'}/x-wal; "
+            f"the home is {tmp_path / 'home'}")  # fmt: skip
+    error = StorageError(text)
+    mask_error(settings, alice, error)
+    assert error.message == ("a.sqlite, <data>/bob/b.sqlite and <home>/x-wal; the home is <home>")
+    deep: object = f"{root}/bob/b.sqlite"
+    for _ in range(5000):
+        deep = [deep]
+    error = StorageError(text)
+    mask_error(settings, alice, error, {"input": deep})
+    assert f"{root}/bob/b.sqlite" in error.message and "<home>/x-wal" in error.message

@@ -9,7 +9,7 @@ its temporary and lock files) is made in its folder opened without following lin
 
 1. the home never receives a file, whatever the timing: tested step by step (the swap made
    exactly between the check and the write) and against a swapping process, over many tries;
-2. every failure of such a race is a clear refusal (``path_not_allowed`` or ``invalid_params``),
+2. every failure of such a race is the refusal of a path that changed (``path_not_allowed``),
    never ``internal_error``;
 4. a file swapped in behind a checked name is refused with the words of any path outside the
    actor's places, never with words about that file (its other names, its content).
@@ -35,6 +35,7 @@ from dbhandles.errors import DbHandlesError, PathNotAllowed
 from dbhandles.importer.export import run_export
 from dbhandles.importer.rejects import RejectsFile
 from dbhandles.security import paths
+from dbhandles.store import file_database
 
 ALICE = Context(actor="alice", session_id="s-alice", is_admin=False, trusted_local=False)
 BOB = Context(actor="bob", session_id="s-bob", is_admin=False, trusted_local=False)
@@ -150,6 +151,37 @@ def test_a_database_created_in_a_folder_that_became_a_link_is_refused(
     finally:
         swap_back(space)
     assert home_names(home) == before
+
+
+@pytest.mark.parametrize("adapter", ["sqlite", "json"])
+def test_an_open_whose_folder_is_swapped_before_the_driver_opens_it_is_path_not_allowed(
+    tenant: tuple[Service, Path, Path], monkeypatch: pytest.MonkeyPatch, adapter: str
+) -> None:
+    """The swap made between the file's creation and the adapter's open: whatever SQLite or the
+    file system answers (``unable to open database file``, ``disk I/O error``, ``No such file or
+    directory``), the answer is ``path_not_allowed``, and the home receives nothing."""
+    service, space, home = tenant
+    before = home_names(home)
+    opening = service.registry.open
+
+    def swapped_open(*args: Any, **kwargs: Any) -> str:
+        os.rename(space / "d", space / "d.real")
+        os.symlink(home, space / "d")
+        return opening(*args, **kwargs)
+
+    monkeypatch.setattr(service.registry, "open", swapped_open)
+    with pytest.raises(DbHandlesError) as caught:
+        service.execute("data/open", {"adapter": adapter, "config": {
+            "path": "d/new/x.db", "mode": "create"}}, context=ALICE)  # fmt: skip
+    os.unlink(space / "d")
+    os.rename(space / "d.real", space / "d")
+    assert caught.value.code == "path_not_allowed", caught.value
+    assert "changed while it was checked" in caught.value.message
+    assert home_names(home) == before
+    # Its record is undone; its file and folder stay, since they were not where it made them
+    # when it was refused (a swapped folder is never followed to remove anything).
+    made = os.path.realpath(space / "d" / "new" / "x.db")
+    assert service.registry.store.get_database(file_database(made)) is None
 
 
 def test_ensure_parent_makes_no_folder_where_a_swapped_link_leads(
@@ -294,12 +326,12 @@ for n in range(int(sys.argv[4])):
                 pass
 """
 
-#: What a race may answer: a refusal; ``storage_error`` when SQLite's or the JSON file's own I/O
-#: finds the folder gone for a moment, ``read_only`` when SQLite then finds it cannot write the
-#: file it opened ("attempt to write a readonly database"): clear errors, never
-#: ``internal_error``; or (the file written in alice's own folder) success.
-RACE_CODES = {"path_not_allowed", "invalid_params", "invalid_config", "file_exists", "not_found",
-              "not_a_database", "storage_error", "read_only"}  # fmt: skip
+#: What a race may answer: the refusal of a path that changed while it was checked (also when
+#: SQLite's or the file system's own I/O finds the folder gone or swapped for a moment: a
+#: ``disk I/O error`` or ``No such file or directory`` in a folder the call pinned is that
+#: refusal, never ``storage_error``, ``read_only`` nor ``invalid_params``), an export's refusal
+#: to replace a partial file it did not make; or (the file written in alice's own folder) success.
+RACE_CODES = {"path_not_allowed", "file_exists"}
 
 
 def test_racing_exports_imports_and_opens_never_reach_the_home(

@@ -141,3 +141,41 @@ def test_a_read_waiting_on_a_lock_reports_its_own_error(
         assert adapter.read_one("notes", "1") is not None
     finally:
         adapter.close()
+
+
+def test_a_collection_read_from_the_kept_statement_then_replaced_is_read_as_the_new_table(
+    reader: SqliteAdapter, other: sqlite3.Connection
+) -> None:
+    """The second read of a collection runs the statement kept for it (``read_one``); a table of
+    the same name and columns made since, but not by dbhandles (its columns declared otherwise),
+    is read as the foreign table it is, not through that statement."""
+    _collection(other, "notes", "1", '{"text": "hi"}')
+    for _ in range(2):
+        found = reader.read_one("notes", "1")
+        assert found is not None and found["text"] == "hi"
+    assert reader.read_one("notes", "2") is None  # a miss through the kept statement
+    other.execute("DROP TABLE notes")
+    other.execute(
+        "CREATE TABLE notes (id TEXT PRIMARY KEY, data TEXT, created_at TEXT, updated_at TEXT, "
+        "version INTEGER)"
+    )
+    other.execute("INSERT INTO notes VALUES ('1', '{\"text\": \"hi\"}', 'c', 'u', 1)")
+    found = reader.read_one("notes", "1")
+    assert found is not None and "text" not in found and found["data"] == {"text": "hi"}
+    assert found["created_at"] == "c"
+
+
+def test_the_kept_statement_of_a_collection_follows_an_unrelated_schema_change(
+    reader: SqliteAdapter, other: sqlite3.Connection
+) -> None:
+    """Another table created elsewhere moves the schema version: reads through the kept
+    statement go on answering from the collection, and a row added since is found."""
+    _collection(other, "notes", "1", '{"n": 1}')
+    assert reader.read_one("notes", "1") is not None
+    assert reader.read_one("notes", "1") is not None
+    other.execute("CREATE TABLE unrelated (x INTEGER)")
+    other.execute("INSERT INTO notes VALUES ('2', '{\"n\": 2}', ?, ?, 1)", (STAMP, STAMP))
+    for record_id, n in (("1", 1), ("2", 2), ("2", 2)):
+        found = reader.read_one("notes", record_id)
+        assert found is not None and found["n"] == n
+    assert reader.read_one("notes", "3") is None

@@ -19,6 +19,7 @@ from dbhandles.values import (
     NUMBER_BOUND,
     check_value,
     json_text,
+    member_path,
     number_text,
     text_problem,
 )
@@ -99,9 +100,9 @@ def _user_fields(data: Mapping[str, Any], where: str, allow_id: str | None) -> d
             key == "id" and (allow_id is None or id_text(data[key]) == allow_id)
         ):
             raise InvalidParams(
-                f"{where}.{key}: {json_text(key, 80)} is managed by dbhandles and cannot be set"
-                + (" to a different id" if key == "id" else ""),
-                field=f"{where}.{key}",
+                f"{member_path(where, key)}: {json_text(key, 80)} is managed by dbhandles and "
+                "cannot be set" + (" to a different id" if key == "id" else ""),
+                field=member_path(where, key),
             )
     return {k: v for k, v in data.items() if k not in RESERVED_FIELDS}
 

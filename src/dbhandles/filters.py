@@ -326,6 +326,11 @@ def validate_path(path: object, field: str = "field", *, indexes: bool = False) 
     if not _TOP_FIELD.fullmatch(parts[0]) or not all(
         _IDENT.fullmatch(p) or (indexes and _INDEX.fullmatch(p)) for p in parts[1:]
     ):
+        if _TOP_FIELD.fullmatch(parts[0]) and all(_IDENT.fullmatch(p) or _INDEX.fullmatch(p)
+                                                  for p in parts[1:]):  # fmt: skip
+            raise _refused(field, f"{json_text(path, 80)} is not a valid field path here: a number "
+                           "after a '.' is an array index (or ends a column name such as 'v1.2'), "
+                           "which only filters take (docs/foreign-tables.md \"Names\")")  # fmt: skip
         raise InvalidFilter(
             f"{field}: {json_text(path, 80)} is not a valid field path; use a field name (no '.', no control "
             "character, not starting with '$') followed by dot-separated identifiers, such as "

@@ -10,6 +10,12 @@ import into ``default`` over the server took 10.2 s, 0.02 s into any other datab
 So the job only posts its latest progress here (the newest replaces an unwritten older one) and goes
 on; this thread writes it when the table can be written (after the job's batch commits) and sets the
 job's ``cancel_requested`` when the row says so, which the job reads at its next batch boundary.
+
+The thread is started by whoever starts the first job (``start``, from ``JobRunner.start``), never by
+a job thread: a thread inherits the niceness of the thread that starts it (Linux), and a job thread
+runs at ``jobs.JOB_NICENESS``. Its writes hold the store's write lock (and its fsync), which the
+request threads' own store writes (``data/open``, ``token/create``, a job start) wait for; at the
+job's niceness the kernel could leave it holding that lock while other work runs.
 """
 
 from __future__ import annotations
@@ -45,17 +51,31 @@ class ProgressWriter:
         self._closed = False
         self._thread: threading.Thread | None = None
 
+    def start(self) -> None:
+        """Start the writing thread now, on the calling thread's priority (see the module
+        docstring); idempotent, and nothing after ``close``."""
+        with self._cond:
+            self._start()
+
+    def _start(self) -> None:
+        if self._thread is None and not self._closed:
+            self._thread = threading.Thread(
+                target=self._run, name="dbhandles-job-progress", daemon=True
+            )
+            self._thread.start()
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The writing thread, once started."""
+        return self._thread
+
     def post(self, job: _Job) -> None:
         """Queue ``job``'s current progress (a copy), replacing any of its progress not yet written."""
         with self._cond:
             if self._closed:
                 return
             self._pending[job.id] = (job, dict(job.progress))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="dbhandles-job-progress", daemon=True
-                )
-                self._thread.start()
+            self._start()  # already started by ``start`` when jobs are started by a JobRunner
             self._cond.notify()
 
     def forget(self, job_id: str) -> None:

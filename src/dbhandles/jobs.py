@@ -349,6 +349,10 @@ class JobRunner:
                 )
             self._jobs[job.id] = job
             self.active += 1
+            # From this (request) thread, not a job thread: they keep this thread's niceness, and
+            # they hold the store's write lock that request threads wait for (job_progress.py).
+            self._progress.start()
+            service.audit.start()
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(
                     self.threads, thread_name_prefix="dbhandles-job", initializer=_lower_priority

@@ -1,12 +1,16 @@
-"""Package attributes imported on first use (PEP 562), so importing a package stays cheap."""
+"""Values made on first use: package attributes (PEP 562) and mappings of built values, so importing
+a module stays cheap."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
-__all__ = ["lazy_attributes"]
+__all__ = ["LazyMapping", "lazy_attributes"]
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def lazy_attributes(
@@ -24,3 +28,42 @@ def lazy_attributes(
         return value
 
     return __getattr__
+
+
+class LazyMapping(Mapping[K, V]):
+    """A read-only mapping whose keys are known at once and whose values are made by ``make(key)``
+    on their first lookup, then kept.
+
+    For module-level tables of values that are costly to make (a pydantic model's instance builds
+    the model's validator): a process that never looks one up never makes it, and listing the keys
+    (``list(m)``, ``key in m``, ``len(m)``) makes nothing. ``make`` must return the same value for a
+    key every time (the values are shared); two threads looking up a new key at once may both call
+    it, and both get the first value kept.
+    """
+
+    __slots__ = ("_keys", "_made", "_make")
+
+    def __init__(self, keys: Iterable[K], make: Callable[[K], V]) -> None:
+        self._keys = tuple(dict.fromkeys(keys))
+        self._make = make
+        self._made: dict[K, V] = {}
+
+    def __getitem__(self, key: K) -> V:
+        try:
+            return self._made[key]
+        except KeyError:
+            if key not in self._keys:
+                raise
+        return self._made.setdefault(key, self._make(key))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self._keys)!r})"

@@ -25,13 +25,21 @@ import stat
 from dbhandles.errors import PathNotAllowed
 
 __all__ = [
+    "Made",
     "Pinned",
+    "Snapshot",
     "begin_decided",
     "changed",
     "decide",
     "decided",
     "end_decided",
+    "ensure",
+    "ensured",
+    "gone",
+    "moved",
     "open_folder",
+    "remove_made",
+    "snapshot",
     "stays",
 ]
 
@@ -101,8 +109,40 @@ def changed(field: str | None, path: str) -> PathNotAllowed:
     )
 
 
+#: A folder ``open_folder`` made: ``(path, st_dev, st_ino)``, for ``remove_made``.
+Made = tuple[str, int, int]
+
+
+def gone(exc: OSError, field: str | None, path: str) -> PathNotAllowed | None:
+    """The refusal for ``exc``, raised creating the file ``path`` in a folder this call made sure
+    of moments before (``ensure``), when it says that folder is not there any more (``ENOENT``,
+    ``ENOTDIR``, ``ELOOP``: swapped or moved since): ``changed``, never a storage failure or
+    bad params. ``None`` for other errors (a full disk, no permission) and other folders (one
+    that was never there is the caller's mistake)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP) and ensured(folder):
+        return changed(field, path)
+    return None
+
+
+def ensure(folder: str) -> None:
+    """Record that the folder ``folder`` (real) was made sure of in the running call
+    (``paths.ensure_parent``): from now on, its absence is a change (``gone``)."""
+    decide(folder.rstrip(os.sep) + os.sep)  # a file's path never ends with a separator
+
+
+def ensured(folder: str) -> bool:
+    """Whether ``ensure`` recorded ``folder`` in the running call."""
+    return decided(folder.rstrip(os.sep) + os.sep)
+
+
 def open_folder(
-    folder: str, field: str | None, shown: str | None = None, *, make: bool = False
+    folder: str,
+    field: str | None,
+    shown: str | None = None,
+    *,
+    make: bool = False,
+    made: list[Made] | None = None,
 ) -> int:
     """A descriptor (``O_PATH``) on ``folder`` (absolute, real), opened one name at a time from
     ``/`` without following any link. The caller closes it.
@@ -112,6 +152,8 @@ def open_folder(
         field: the param named in a refusal.
         shown: the path named in a refusal (default: ``folder``).
         make: create each missing folder on the way (mode 0700), in the folder opened before it.
+        made: with ``make``, gets each folder this call made (outermost first), so a call that
+            is refused later can remove them (``remove_made``).
 
     Raises:
         PathNotAllowed: a name on the way is a symbolic link (``changed``).
@@ -120,36 +162,64 @@ def open_folder(
     """
     absolute = os.path.abspath(folder)
     fd = os.open("/", _WALK)
+    walked = ""
     try:
         for name in absolute.split("/"):
             if not name:
                 continue
+            walked += "/" + name
             try:
-                step = _step(name, fd, make)
+                step, new = _step(name, fd, make)
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(name, fd):
                     raise changed(field, shown or folder) from exc
                 raise
             os.close(fd)
             fd = step
+            if new and made is not None:
+                info = os.fstat(fd)
+                made.append((walked, info.st_dev, info.st_ino))
     except BaseException:
         os.close(fd)
         raise
     return fd
 
 
-def _step(name: str, folder: int, make: bool) -> int:
+def _step(name: str, folder: int, make: bool) -> tuple[int, bool]:
     """``name`` in ``folder`` opened without following a link; made first if missing and
-    ``make``."""
+    ``make``. Returns the descriptor and whether this call made the folder."""
     try:
-        return os.open(name, _WALK, dir_fd=folder)
+        return os.open(name, _WALK, dir_fd=folder), False
     except FileNotFoundError:
         if not make:
             raise
+    new = False
     # Made meanwhile if it exists (a folder, a file or a link: the open that follows tells).
     with contextlib.suppress(FileExistsError):
         os.mkdir(name, 0o700, dir_fd=folder)
-    return os.open(name, _WALK, dir_fd=folder)
+        new = True
+    return os.open(name, _WALK, dir_fd=folder), new
+
+
+def remove_made(made: list[Made]) -> None:
+    """Remove the folders a refused call made (``open_folder``'s ``made``), innermost first, each
+    only while it is still the folder made (same ``st_dev``/``st_ino``, reached without following
+    a link) and empty: a folder someone put a file in, or swapped, stays. Never raises."""
+    for path, dev, ino in reversed(made):
+        parent, name = os.path.split(path)
+        try:
+            fd = open_folder(parent, None)
+        except (OSError, PathNotAllowed):
+            return  # the way there changed: leave it (and the folders above it)
+        try:
+            info = os.lstat(name, dir_fd=fd)
+            if not stat.S_ISDIR(info.st_mode) or (info.st_dev, info.st_ino) != (dev, ino):
+                return
+            os.rmdir(name, dir_fd=fd)  # only an empty folder (ENOTEMPTY otherwise)
+        except OSError:
+            return
+        finally:
+            os.close(fd)
 
 
 def _is_link(name: str, folder: int) -> bool:
@@ -195,3 +265,45 @@ class Pinned:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: The folders from a top folder down to a file's folder as they were: ``(path, (st_dev,
+#: st_ino, st_mode, st_mtime_ns) or None when missing)`` each (``snapshot``).
+Snapshot = tuple[tuple[str, tuple[int, int, int, int] | None], ...]
+
+
+def _seen(path: str) -> tuple[int, int, int, int] | None:
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino, info.st_mode, info.st_mtime_ns
+
+
+def snapshot(top: str, folder: str) -> Snapshot:
+    """How each folder from ``top`` down to ``folder`` (real paths, ``folder`` inside ``top``)
+    is now, by ``lstat`` (a link is seen as a link), for ``moved`` to compare with later."""
+    chain = [top]
+    rest = os.path.relpath(folder, top)
+    if rest != ".":
+        for name in rest.split(os.sep):
+            chain.append(os.path.join(chain[-1], name))
+    return tuple((path, _seen(path)) for path in chain)
+
+
+def moved(before: Snapshot) -> bool:
+    """Whether a folder of ``before`` changed since: gone, replaced (another inode, a link), or,
+    for each folder above the last, a name in it added, removed or renamed (its mtime). The last
+    folder's own names are not compared (the call itself creates files there). What SQLite or
+    the file system reports when a folder is swapped under a call (``disk I/O error``, ``No such
+    file or directory``) is then a refusal of a path that changed, not a storage failure."""
+    for n, (path, seen) in enumerate(before):
+        now = _seen(path)
+        if seen is None or now is None:
+            if seen != now:
+                return True
+            continue
+        last = n == len(before) - 1
+        if now[:3] != seen[:3] or (not last and now[3] != seen[3]):
+            return True
+    return False

@@ -22,8 +22,6 @@ import time
 from functools import lru_cache
 from typing import Any
 
-import re2
-
 from dbhandles import budget
 
 __all__ = ["MAX_PROGRAM_SIZE", "NS_PER_STEP", "pattern_problem", "search", "set_members"]
@@ -53,15 +51,21 @@ _SAMPLE_BYTES = 16 * 1024
 _SAFETY = 2.0
 
 
+@lru_cache(maxsize=1)
+def _re2() -> Any:
+    """The ``re2`` module, imported by the first pattern: a process that reads no ``$regex`` (a CLI
+    command, most server calls) never loads it."""
+    import re2
+
+    return re2
+
+
+@lru_cache(maxsize=2)
 def _options(*, capture: bool) -> Any:
-    options = re2.Options()
+    options = _re2().Options()
     options.log_errors = False  # a refused pattern is the caller's error, not a line on stderr
     options.never_capture = not capture  # matching only asks whether there is a match
     return options
-
-
-_CHECK = _options(capture=True)
-_MATCH = _options(capture=False)
 
 
 def _encode(text: str) -> bytes:
@@ -97,8 +101,8 @@ def pattern_problem(pattern: str) -> str | None:
     if _uses_single_byte(pattern):
         return "\\C (one byte of the UTF-8 encoding) is not supported; use . for one character"
     try:
-        size = re2.compile(_encode(pattern), _CHECK).programsize
-    except re2.error as exc:
+        size = _re2().compile(_encode(pattern), _options(capture=True)).programsize
+    except _re2().error as exc:
         detail = exc.args[0] if exc.args else exc
         if isinstance(detail, bytes):
             detail = detail.decode("utf-8", "replace")
@@ -116,7 +120,7 @@ def _compiled(pattern: str) -> Any:
     problem = pattern_problem(pattern)
     if problem is not None:
         raise ValueError(f"invalid $regex {pattern!r}: {problem}")
-    return re2.compile(_encode(pattern), _MATCH)
+    return _re2().compile(_encode(pattern), _options(capture=False))
 
 
 def search(pattern: str, text: str) -> bool:
@@ -202,7 +206,7 @@ def set_members(char_class: str) -> tuple[tuple[int, int], ...]:
     """
     text = _every_character()
     ranges: list[tuple[int, int]] = []
-    for match in re2.compile(_encode(char_class) + b"+", _MATCH).finditer(text):
+    for match in _re2().compile(_encode(char_class) + b"+", _options(capture=False)).finditer(text):
         start, end = match.span()
         first = text[start : start + 4].decode("utf-8", "ignore")[0]
         last = text[max(start, end - 4) : end].decode("utf-8", "ignore")[-1]

@@ -9,18 +9,15 @@ Nothing here ever falls back to ``default``: an unknown or closed handle is ``Ha
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from dbhandles.adapters import Adapter, AdapterConfig, FileConfig, get_adapter_class
-from dbhandles.adapters.memory import MemoryAdapter
+from dbhandles.adapters import AdapterConfig, FileConfig, get_adapter_class
 from dbhandles.clock import now_ms
 from dbhandles.dbfiles import check_plain, know
 from dbhandles.errors import DefaultHandleProtected, HandleNotFound, InvalidParams
@@ -36,7 +33,7 @@ from dbhandles.handle_entry import (
     is_handle_id,
     parse_config,
 )
-from dbhandles.leases import Connection, Lease
+from dbhandles.leases import Connection, ConnectionTable, Lease
 from dbhandles.pinned import real
 from dbhandles.security.file_names import FileNames
 from dbhandles.security.generation import AccessGeneration
@@ -55,13 +52,8 @@ __all__ = [
     "check_handle_name",
 ]
 
-log = logging.getLogger(__name__)
 
-#: ``lastUsedAt`` is persisted at most this often per handle (it is exact in memory).
-_TOUCH_EVERY_MS = 1000
-
-
-class HandleRegistry:
+class HandleRegistry(ConnectionTable):
     """Registry of open databases; thread-safe; one per home folder per process is typical.
 
     Args:
@@ -200,117 +192,6 @@ class HandleRegistry:
         command: ``with registry.lease(handle) as (entry, adapter): ...``."""
         return Lease(self, name)
 
-    def _release(self, entry: HandleEntry, conn: Connection) -> None:
-        if self._unlease(conn):
-            conn.adapter.close()
-            return
-        self._touch(entry)
-
-    def _unlease(self, conn: Connection) -> bool:
-        """End one lease of ``conn``; ``True`` if the caller must now close it (it was detached)."""
-        with self._lock:
-            conn.in_use -= 1
-            conn.idle_since = time.monotonic()
-            return conn.detached and conn.in_use == 0
-
-    def _key(self, entry: HandleEntry, cls: type[Adapter]) -> str:
-        if entry.key is None:
-            key = cls.connection_key(entry.config)
-            entry.key = key if key is not None else f"handle:{entry.handle}"
-        return entry.key
-
-    def _acquire(self, entry: HandleEntry) -> Connection:
-        if entry.stored and isinstance(entry.config, FileConfig):
-            with self._lock:
-                known = self._connections.get(entry.key) if entry.key is not None else None
-            if known is None or not known.adapter.connected:  # every reopen, decided again
-                self.names.check_reopen(self.settings, entry.config.path)
-        with self._lock:
-            if self._closed:
-                raise HandleNotFound("the registry is closed", field="dbHandle")
-            conn = self._connections.get(entry.key) if entry.key is not None else None
-            if conn is None or conn.adapter.closed:
-                cls = get_adapter_class(entry.adapter_name)
-                key = self._key(entry, cls)
-                conn = self._connections.get(key)
-                if conn is None or conn.adapter.closed:
-                    adapter = cls(entry.config)
-                    if isinstance(adapter, MemoryAdapter):  # memory, json: in this process's RAM
-                        adapter.max_bytes = self.settings.max_memory_db_bytes
-                    conn = self._connections[key] = Connection(adapter)
-            conn.handles.add(entry.handle)
-            conn.in_use += 1
-            victims = (
-                self._make_room(conn)
-                if not conn.adapter.connected and conn.adapter.features.durable
-                else ()
-            )
-        for victim in victims:  # outside the registry's lock: release takes the adapter's
-            victim.adapter.release()
-        return conn
-
-    def _make_room(self, coming: Connection) -> list[Connection]:
-        """The least recently used idle connections to release so that fewer databases than
-        ``Settings.open_databases_limit()`` stay connected, keeping descriptors bounded however many
-        handles are open (their handles stay valid and reconnect on use). Called with the lock held,
-        only when a connection is about to open; the default database's is never chosen.
-        """
-        live = [c for c in self._connections.values()
-                if c is not coming and c.adapter.connected and c.adapter.features.durable]  # fmt: skip
-        limit = self.settings.open_databases_limit()
-        if len(live) < limit:
-            return []
-        default_key = self._default.key
-        idle = sorted(
-            (c for c in live if c.in_use == 0 and self._default.handle not in c.handles
-             and (default_key is None or self._connections.get(default_key) is not c)),
-            key=lambda c: c.idle_since,
-        )  # fmt: skip
-        return idle[: len(live) - limit + 1]
-
-    def live_adapter(self, entry: HandleEntry) -> Adapter | None:
-        """The adapter of ``entry``'s open connection, without a lease (``None``: none is open):
-        to look at what a command that just ran saw (its audit row), never to work with."""
-        key = entry.key if entry.key is not None else self._key(entry, get_adapter_class(
-            entry.adapter_name))  # fmt: skip
-        conn = self._connections.get(key)
-        return None if conn is None or conn.adapter.closed else conn.adapter
-
-    def reads_never_wait(self, entry: HandleEntry) -> bool:
-        """Whether ``entry``'s live connection answers reads without ever waiting for a writer
-        (``Adapter.reads_never_wait``); ``False`` while it has no connection."""
-        adapter = self.live_adapter(entry)
-        return adapter is not None and adapter.reads_never_wait()
-
-    def _touch(self, entry: HandleEntry) -> None:
-        now = now_ms()
-        entry.last_used_at = now
-        self._last_used[entry.handle] = now
-        if not entry.durable:
-            return
-        if now - self._persisted_use.get(entry.handle, 0) >= _TOUCH_EVERY_MS:
-            self._persisted_use[entry.handle] = now
-            # A write to the handle table must never make a read wait (for the lock of another
-            # process's writer, say): it is done by a background thread.
-            with self._lock:
-                if self._closed:
-                    return
-                if self._toucher is None:
-                    self._toucher = ThreadPoolExecutor(1, thread_name_prefix="dbhandles-touch")
-                path = entry.config.path if isinstance(entry.config, FileConfig) else None
-                self._toucher.submit(self._persist_use, entry.handle, entry.is_default, now, path)
-
-    def _persist_use(self, handle: str, is_default: bool, now: int, path: str | None) -> None:
-        try:
-            if is_default:
-                self.store.set_meta("default.lastUsedAt", str(now))
-            else:
-                self.store.touch(handle, now)
-            if path is not None:  # its file and side files now, for a restart after a crash
-                self.names.confirm(path)
-        except Exception:  # lastUsedAt is bookkeeping: a busy store must not surface anywhere
-            log.warning("could not record lastUsedAt of %s", handle, exc_info=True)
-
     # -- open / close ----------------------------------------------------------------------------
 
     parse = staticmethod(parse_config)  #: validate without touching the disk (handle_entry)
@@ -447,21 +328,6 @@ class HandleRegistry:
         with self._lock:
             self._close_listeners.append(listener)
 
-    def _detach(self, entry: HandleEntry, conn: Connection) -> None:
-        with self._lock:
-            conn.handles.discard(entry.handle)
-            if conn.handles:
-                return
-            for key, value in list(self._connections.items()):
-                if value is conn:
-                    del self._connections[key]
-            if conn.in_use:
-                # A command on another thread is using it (its handle was closed under it): closing
-                # now would fail that command with "used after close"; its lease closes it instead.
-                conn.detached = True
-                return
-        conn.adapter.close()
-
     # -- aliases -----------------------------------------------------------------------------------
 
     def register_alias(
@@ -551,28 +417,6 @@ class HandleRegistry:
         return config.path if isinstance(config, FileConfig) else None
 
     # -- idle release and shutdown -------------------------------------------------------------------
-
-    def release_idle(self, older_than: float | None = None) -> int:
-        """Release connections idle for ``older_than`` seconds (default: the setting); return how many."""
-        limit = self.settings.idle_release_seconds if older_than is None else older_than
-        now = time.monotonic()
-        with self._lock:
-            idle = [
-                c
-                for c in self._connections.values()
-                if c.in_use == 0 and now - c.idle_since >= limit
-            ]
-        for conn in idle:
-            conn.adapter.release()
-        return len(idle)
-
-    def _reap(self) -> None:
-        interval = max(0.05, min(self.settings.idle_release_seconds / 2, 30.0))
-        while not self._stop.wait(interval):
-            try:
-                self.release_idle()
-            except Exception:  # pragma: no cover - the reaper must never die
-                continue
 
     def close_all(self) -> None:
         """Close every connection and the store; idempotent. Re-raises the first failure at the end."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -23,7 +22,7 @@ from dbhandles.budget import begin as begin_budget
 from dbhandles.budget import end as end_budget
 from dbhandles.commands import COMMANDS, Command
 from dbhandles.commands.audit_rows import record_outcome, record_refusal
-from dbhandles.commands.base import Call, caller_context
+from dbhandles.commands.base import Call, CallerParams, caller_context
 from dbhandles.commands.envelope import error_envelope, success_envelope
 from dbhandles.commands.fast_params import parse_simple
 from dbhandles.commands.jobs import JOB_COMMAND_NAMES, interrupted_error
@@ -38,6 +37,7 @@ from dbhandles.errors import (
 )
 from dbhandles.events import EventBus
 from dbhandles.events.sqlite_log import SqliteEventLog
+from dbhandles.params_errors import params_error
 from dbhandles.query_cursors import QueryCursors
 from dbhandles.registry import HandleEntry, HandleRegistry
 from dbhandles.schemas import Declaration, SchemaRegistry
@@ -45,11 +45,11 @@ from dbhandles.security import paths
 from dbhandles.security.audit import AuditLog, begin_notes, end_notes
 from dbhandles.security.permissions import ResolvedName
 from dbhandles.security.policy import AccessPolicy, authorize, operations_of
-from dbhandles.security.redaction import mask_home, redacted, restricted
+from dbhandles.security.redaction import redacted, restricted
 from dbhandles.security.tokens import TokenManager
 from dbhandles.settings import Settings
 from dbhandles.store import HandleStore
-from dbhandles.values import json_text, name_text
+from dbhandles.values import json_text
 
 if TYPE_CHECKING:
     from dbhandles.events.postgres import PostgresEventBridge
@@ -73,11 +73,17 @@ class _Plan:
             (``success_envelope``'s ``share_json``).
         may_grow: some call of it may write (its own operation, or a batch's operations), so a
             size quota is checked before it runs.
+        command: the command it was made for (a test may put another under the same name).
+        names_session: its params may name a ``sessionId`` (``caller_context`` checks it).
+        names_files: its result may name files (``paths.shown_result`` decides what is shown).
     """
 
     budget_ms: int
     share_json: bool
     may_grow: bool
+    command: Command
+    names_session: bool
+    names_files: bool
 
 
 def _event_bridge(url: str, bus: EventBus) -> PostgresEventBridge:
@@ -89,46 +95,6 @@ def _event_bridge(url: str, bus: EventBus) -> PostgresEventBridge:
     config = default_config(url)  # first: without psycopg this is DriverMissing, not ImportError
     assert isinstance(config, PostgresConfig)
     return PostgresEventBridge(config, bus).start()
-
-
-def params_error(command: str, exc: ValidationError) -> InvalidParams:
-    """A pydantic error on a command's params as ``invalid_params`` naming the (camelCase) field."""
-    errors = exc.errors()
-    err = errors[0]
-    where = _wire_loc(err["loc"])
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        msg = f"unknown parameter for {command}; run 'jtag help {command}' to see its parameters"
-    elif err["type"] == "missing":
-        msg = f"missing required parameter for {command}"
-    elif len(where) < len(".".join(str(p) for p in err["loc"])):
-        # A union: each branch failed, and pydantic names them by type (``list[any]``).
-        forms = [_FORMS.get(str(e["loc"][-1]).split("[")[0], "") for e in errors
-                 if _wire_loc(e["loc"]) == where and e["loc"]]  # fmt: skip
-        shown = " or ".join(dict.fromkeys(f for f in forms if f)) or "another type"
-        msg = f"expects {shown}, got {json_text(err.get('input'), 80)}"
-    return InvalidParams(f"{where}: {msg}", field=where)
-
-
-#: How a message names a union branch pydantic tags by its type (``list[any]``, ``str``).
-_FORMS = {"list": "a list", "str": "a string", "dict": "an object", "none": "null",
-          "int": "an integer", "float": "a number", "bool": "true or false"}  # fmt: skip
-#: A part of a pydantic location that is no wire name: a union branch's type tag.
-_BRANCH_TAG = re.compile(r"(?:function|constrained|tagged|lax|json|nullable)-.*|.*\[.*\]", re.S)
-
-
-def _wire_loc(loc: tuple[int | str, ...]) -> str:
-    """A pydantic location as the caller names it: field names (camelCase aliases) and list
-    indexes (``operations.0``), without the type tags of union branches (``list[any]``)."""
-    where = ""
-    for part in loc:
-        if isinstance(part, int):
-            where += f".{part}" if where else str(part)  # ``operations.0``, as it always was
-        elif part in _FORMS or _BRANCH_TAG.fullmatch(part):
-            continue
-        else:
-            where += f".{name_text(part)}" if where else name_text(part)
-    return where or "params"
 
 
 def check_home(home: Path) -> None:
@@ -301,15 +267,16 @@ class Service:
         if command is None:
             command = self.command(name)  # the error naming the known commands
         plan = self._plans.get(name)
-        if plan is None:
+        if plan is None or plan.command is not command:
             plan = self._plan(command)
         context = context or _LOCAL
         try:
             if context is not _LOCAL:
                 check_session(context)
             parsed = self._parse(command, params)
-            # The original's callers name their session in the params (docs/compatibility.md).
-            context = caller_context(parsed, context)
+            if plan.names_session and parsed.session_id is not None:  # type: ignore[attr-defined]
+                # The original's callers name their session in the params (docs/compatibility.md).
+                context = caller_context(parsed, context)
         except DbHandlesError as exc:  # refused before it ran: audited too
             self.audit_refusal(command, params, context, exc.code)
             raise
@@ -349,8 +316,8 @@ class Service:
         except DbHandlesError as exc:
             record_outcome(self, command, params, parsed, context, entry, None, exc.code, target,
                            noted)  # fmt: skip
-            mask_home(self.settings, context, exc, params)  # where the home is: not a non-admin's
-            paths.mask_error(self.settings, context, exc, params)  # nor the data root by it
+            # Where the home and the data root are: not a non-admin's to know.
+            paths.mask_error(self.settings, context, exc, params)
             raise
         except BaseException:
             record_outcome(self, command, params, parsed, context, entry, None, "internal_error",
@@ -358,6 +325,8 @@ class Service:
             raise
         record_outcome(self, command, params, parsed, context, entry, result, None, target, noted)
         envelope = success_envelope(result, context, share_json=plan.share_json)
+        if not plan.names_files:
+            return envelope
         return paths.shown_result(self.settings, context, command.name, envelope)
 
     def _plan(self, command: Command) -> _Plan:
@@ -369,6 +338,9 @@ class Service:
             # A batch's operations are its params': decided per call (``operations_of``).
             may_grow=command.operation in _GROWS
             or "operations" in command.params.__pydantic_fields__,
+            command=command,
+            names_session=issubclass(command.params, CallerParams),
+            names_files=command.name in paths.FILE_RESULTS,
         )
         self._plans[command.name] = plan
         return plan
@@ -412,15 +384,20 @@ class Service:
                     reads = tuple((s, session.collection_key(s)) for s in sources)
                 deletes: tuple[tuple[str, str, str], ...] = ()
                 updates: tuple[tuple[str, str, str], ...] = ()
+                inserts: tuple[tuple[str, str, str], ...] = ()
                 if cascades and table is not None:
                     key = session.collection_key
                     deletes = tuple((t, key(t), how) for t, how in session.cascade_targets(stored))
                     updates = tuple(
                         (t, key(t), how) for t, how in session.cascade_targets(stored, True)
                     )
+                    inserts = tuple(
+                        (t, key(t), how) for t, how in session.cascade_targets(stored, insert=True)
+                    )
                 found[name] = ResolvedName(
-                    stored, session.collection_key(stored), fields, reads, deletes, updates
-                )
+                    stored, session.collection_key(stored), fields, reads, deletes, updates,
+                    inserts,
+                )  # fmt: skip
         return found
 
     def _check_size(self, entry: HandleEntry) -> None:

@@ -62,8 +62,10 @@ __all__ = [
     "canonical",
     "check_scalar",
     "check_value",
+    "item_path",
     "json_problem",
     "json_text",
+    "member_path",
     "name_text",
     "non_finite_problem",
     "number_text",
@@ -100,6 +102,10 @@ UNSHOWABLE_CLASS = "\x00-\x1f" + UNSHOWABLE_BEYOND_C0
 #: The characters no name may hold (the CLI's display rule, ``cli/output.py``), and that an
 #: error message writes as escapes (``json_text``, ``name_text``).
 UNSHOWABLE = re.compile(f"[{UNSHOWABLE_CLASS}]")
+#: A key a path writes after a dot as it is (``member_path``): not empty, and none of the
+#: characters that spell a path's steps (``.``, ``[``, ``]``, ``"``, a backslash), a message's
+#: separator (``:``), white space or a character a line cannot show.
+_PLAIN_KEY = re.compile(rf'[^.\[\]"\\:\s{UNSHOWABLE_CLASS}]+')
 
 
 def read_json(text: bytes | str) -> Any:
@@ -267,6 +273,31 @@ def name_text(name: str, limit: int = 80) -> str:
     return _cut(_escape(name), limit)
 
 
+def member_path(where: str, key: str) -> str:
+    """The path of the member ``key`` of the object at ``where`` (``""``: the record itself), as
+    every error message and ``field`` spells a place in a value (the value rule of every write
+    command and of the importer's rejects, the NaN check of a request body).
+
+    A plain key (``_PLAIN_KEY``) follows a dot (``data.messages``; at the top, ``messages``); any
+    other key is its JSON string in brackets, as JavaScript writes a member access
+    (``data.a[""]["b.c"]``, ``["x.y"]``), escaped as ``name_text`` escapes; an array's item is
+    ``where[0]`` (``item_path``). So no two places share a spelling: ``a.b`` is never the key
+    ``"a.b"``, ``a[0]`` never the key ``"0"`` (``a.0``), and the empty key is never the place
+    that holds it.
+
+    >>> member_path("", "a"), member_path("data", "x.y"), member_path("data.a", "")
+    ('a', 'data["x.y"]', 'data.a[""]')
+    """
+    if _PLAIN_KEY.fullmatch(key):
+        return f"{where}.{key}" if where else key
+    return f"{where}[{_escape(json.dumps(key, ensure_ascii=False))}]"
+
+
+def item_path(where: str, index: int) -> str:
+    """The path of item ``index`` of the array at ``where`` (``member_path``): ``where[0]``."""
+    return f"{where}[{index}]"
+
+
 def _escape(text: str) -> str:
     """``text`` with every ``UNSHOWABLE`` character as its JSON escape (``\\u2028``; past the
     Basic Multilingual Plane, its surrogate pair), so a message never holds a raw control."""
@@ -324,7 +355,8 @@ def check_value(value: Any, where: str, depth: int = 0) -> Any:
     Args:
         value: a JSON-like Python value (dicts with string keys, lists, str, int, float, bool, None).
         where: the path of ``value`` in messages and ``field`` (``data``, ``data.tags[0]``); an
-            empty one names the fields of a top-level object by themselves (``tags[0]``).
+            empty one names the fields of a top-level object by themselves (``tags[0]``). The
+            paths below it are spelled by ``member_path`` and ``item_path``.
         depth: the nesting level of ``value`` (callers leave it at 0).
 
     Returns:
@@ -363,14 +395,14 @@ def check_value(value: Any, where: str, depth: int = 0) -> Any:
             if problem is not None:
                 place = f"{where}: key" if where else "the record's key"
                 raise InvalidParams(f"{place} {json_text(key)}: {problem}", field=where or None)
-            new = check_value(item, f"{where}.{key}" if where else key, depth + 1)
+            new = check_value(item, member_path(where, key), depth + 1)
             if new is not item and changed is None:
                 changed = dict(value)
             if changed is not None:
                 changed[key] = new
         return value if changed is None else changed
     if isinstance(value, list | tuple):
-        items = [check_value(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
+        items = [check_value(item, item_path(where, i), depth + 1) for i, item in enumerate(value)]
         if isinstance(value, list) and all(a is b for a, b in zip(items, value, strict=True)):
             return value
         return items

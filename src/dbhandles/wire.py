@@ -26,7 +26,7 @@ import orjson
 
 from dbhandles.clock import iso_now
 from dbhandles.errors import DbHandlesError, InvalidParams, ServerUnreachable, error_class_for_code
-from dbhandles.values import non_finite_problem
+from dbhandles.values import item_path, member_path, non_finite_problem
 
 __all__ = [
     "DEFAULT_HOST",
@@ -122,10 +122,10 @@ def _refuse_non_finite(value: Any, where: str) -> None:
         raise InvalidParams(f"{where}: {non_finite_problem(value)}", field=where)
     if isinstance(value, Mapping):
         for key, item in value.items():
-            _refuse_non_finite(item, f"{where}.{key}" if where else str(key))
+            _refuse_non_finite(item, member_path(where, str(key)))
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            _refuse_non_finite(item, f"{where}[{i}]")
+            _refuse_non_finite(item, item_path(where, i))
 
 
 def failure_envelope(exc: DbHandlesError) -> dict[str, Any]:

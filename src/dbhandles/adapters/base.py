@@ -305,12 +305,16 @@ class Session(ABC):
         that is not a view of a table dbhandles did not create."""
         return []
 
-    def cascade_targets(self, name: str, update: bool = False) -> list[tuple[str, str]]:
+    def cascade_targets(
+        self, name: str, update: bool = False, *, insert: bool = False
+    ) -> list[tuple[str, str]]:
         """The tables the database writes when rows of table ``name`` are deleted (``update``: when
-        a key other tables reference changes), through foreign keys declared ``ON DELETE`` / ``ON
-        UPDATE CASCADE``, ``SET NULL`` or ``SET DEFAULT``, at any depth: ``(table, action)`` pairs
-        (``adapters/foreign_cascades.py``; a permission on a table covers what its writes reach:
-        docs/security.md); ``[]`` for a collection and for engines without foreign keys."""
+        a key other tables reference changes, or any row is updated; ``insert``: when rows are
+        inserted), through foreign keys declared ``ON DELETE`` / ``ON UPDATE CASCADE``, ``SET
+        NULL`` or ``SET DEFAULT`` and through triggers, at any depth: ``(table, how)`` pairs
+        (``adapters/foreign_cascades.py``; ``foreign_cascades.UNKNOWN`` for a trigger whose writes
+        cannot be known; a permission on a table covers what its writes reach: docs/security.md);
+        ``[]`` for a collection and for engines without foreign keys or triggers."""
         return []
 
     def resolve_collection(self, name: str) -> str:

@@ -7,8 +7,16 @@ table (``allowedCollections``, ``deniedCollections``, ``rowFilter``), so ``polic
 for these tables before a delete, a truncate, a move or an update, and refuses the command when
 the handle may not reach one of them (docs/foreign-tables.md "Writes", docs/security.md).
 
-Each engine reads its catalog into edges (``sqlite_foreign_schema.cascade_edges``,
-``postgres_foreign_schema.cascade_edges``); ``reached`` walks them.
+Triggers write tables too: a trigger on a table runs its body when rows are inserted, updated or
+deleted (and an insert is checked as well: ``event``). Each engine says what a write of a table
+fires (``TriggerWrites``): SQLite compiles the write (``EXPLAIN``, which runs nothing) and its
+authorizer reports every table the trigger bodies write, at any depth
+(``sqlite_foreign_schema.trigger_writes``); PostgreSQL's trigger functions are opaque (their bodies
+are not in ``pg_depend``, and may run dynamic SQL), so a trigger there writes ``UNKNOWN``, which no
+restricted handle may reach (``postgres_foreign_schema.trigger_writes``).
+
+Each engine reads its catalog into edges (``sqlite_foreign_schema.cascade_targets``,
+``postgres_foreign_schema.cascade_targets``); ``reached`` walks them together.
 """
 
 from __future__ import annotations
@@ -16,10 +24,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-__all__ = ["ACTIONS", "CascadeEdge", "reached"]
+__all__ = ["ACTIONS", "EVENTS", "UNKNOWN", "CascadeEdge", "TriggerWrites", "reached"]
 
 #: The referential actions that write the referencing table (SQL's spelling).
 ACTIONS = frozenset({"CASCADE", "SET NULL", "SET DEFAULT"})
+#: The writes of rows a trigger fires on (and a trigger body makes).
+EVENTS = ("insert", "update", "delete")
+#: The table a trigger writes when what it writes cannot be known (a PostgreSQL trigger function).
+UNKNOWN = "\x00unknown"
+
+#: What a write of rows (``event``) of a table fires: ``(trigger, table written, event)`` for
+#: every table a trigger body writes (``[]`` for none), given ``(table, event)``.
+TriggerWrites = Callable[[str, str], Iterable[tuple[str, str, str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,31 +54,44 @@ def reached(
     table: str,
     update: bool,
     key: Callable[[str], str] = str,
+    triggers: TriggerWrites | None = None,
+    event: str | None = None,
 ) -> list[tuple[str, str]]:
-    """The tables a delete of rows of ``table`` (``update``: a change of its referenced keys)
-    writes through foreign-key actions, at any depth, each once with the first action that
-    reaches it (``"ON DELETE CASCADE"``...), in the order reached; ``table`` itself when it
-    references itself. A row deleted by ``CASCADE`` deletes further; a row set by ``SET NULL``
-    or ``SET DEFAULT`` (or updated by ``ON UPDATE CASCADE``) is an update of that table.
+    """The tables a delete of rows of ``table`` (``update``: a change of its referenced keys;
+    ``event``, when given, says which write: ``insert``, ``update`` or ``delete``) writes through
+    foreign-key actions and triggers, at any depth, each once with the first way that reaches it
+    (``"ON DELETE CASCADE"``, ``"trigger 'audit' (on insert into 't')"``), in the order reached;
+    ``table`` itself when it references itself or a trigger writes it. A row deleted by
+    ``CASCADE`` deletes further; a row set by ``SET NULL`` or ``SET DEFAULT`` (or updated by ``ON
+    UPDATE CASCADE``) is an update of that table; a trigger's write is the write it makes.
+    ``UNKNOWN`` is reached by a trigger whose writes cannot be known, and walked no further.
 
     ``key`` is equal for two names of one table, as the database compares them (SQLite: ignoring
     ASCII case; PostgreSQL: exact).
     """
     listed = list(edges)
     found: dict[str, str] = {}
-    seen: set[tuple[str, bool]] = set()
-    todo = [(table, update)]
+    seen: set[tuple[str, str]] = set()
+    todo = [(table, event or ("update" if update else "delete"))]
     while todo:
-        current, updating = todo.pop(0)
-        if (key(current), updating) in seen:
+        current, doing = todo.pop(0)
+        if (key(current), doing) in seen:
             continue
-        seen.add((key(current), updating))
-        for edge in listed:
+        seen.add((key(current), doing))
+        for edge in listed if doing != "insert" else ():  # an insert fires no referential action
             if key(edge.parent) != key(current):
                 continue
+            updating = doing == "update"
             action = edge.on_update if updating else edge.on_delete
             if action not in ACTIONS:
                 continue
             found.setdefault(edge.child, f"ON {'UPDATE' if updating else 'DELETE'} {action}")
-            todo.append((edge.child, not (action == "CASCADE" and not updating)))
+            todo.append(
+                (edge.child, "delete" if action == "CASCADE" and not updating else "update")
+            )
+        for trigger, target, writes in triggers(current, doing) if triggers is not None else ():
+            verb = {"insert": "insert into", "update": "update of", "delete": "delete from"}[doing]
+            found.setdefault(target, f"trigger {trigger!r} (on {verb} {current!r})")
+            if target != UNKNOWN:
+                todo.append((target, writes))
     return list(found.items())

@@ -30,6 +30,7 @@ from dbhandles.errors import InvalidParams
 
 __all__ = [
     "BLOB_KEY",
+    "RecordLayout",
     "decode_key",
     "encode_key",
     "id_value",
@@ -88,11 +89,10 @@ _TEXTS = frozenset({str, _NONE})
 _NUMBERS = frozenset({int, float, _NONE})
 
 
-def _kept(column: Sequence[Any], is_id: bool) -> bool:
-    """Whether ``id_value`` (``is_id``) or ``json_value`` keeps every value of ``column`` as it is,
-    decided with one look at the column's types and loops that run in C: integers and null;
-    text none of which starts with ``{`` or ``[`` (any text, for an id); finite numbers."""
-    kinds = set(map(type, column))
+def _kept(column: Sequence[Any], kinds: set[type], is_id: bool) -> bool:
+    """Whether ``id_value`` (``is_id``) or ``json_value`` keeps every value of ``column`` (whose
+    value types are ``kinds``) as it is, decided by loops that run in C: integers and null; text
+    none of which starts with ``{`` or ``[`` (any text, for an id); finite numbers."""
     if kinds <= _WHOLE_NUMBERS:
         return True
     if kinds <= _TEXTS:  # filter(None, ...) leaves out null (and "", which holds no JSON)
@@ -102,31 +102,69 @@ def _kept(column: Sequence[Any], is_id: bool) -> bool:
     return False
 
 
+class RecordLayout:
+    """How the rows of one foreign table's select become records: worked out once per table
+    (``ForeignReader``), so a listing's per-row work is only what its values need.
+
+    ``keys`` are the record's keys (``id`` first); ``sources[i]`` is the index in a selected row of
+    the value of ``keys[i]`` (a single key column that is also a field is selected once, as the
+    id, and read twice); ``integer_id``: the id column holds only integers (the rowid or its
+    alias), so neither it nor the field read from it ever needs a conversion.
+    """
+
+    __slots__ = ("identity", "integer_id", "keys", "sources")
+
+    def __init__(self, keys: Sequence[str], sources: Sequence[int], integer_id: bool) -> None:
+        if len(keys) != len(sources) or not keys or sources[0] != 0:
+            raise ValueError("a layout has one source per key, the id's first")
+        self.keys = tuple(keys)
+        self.sources = tuple(sources)
+        self.integer_id = integer_id
+        #: Every selected value is used once, in order (no key column read twice).
+        self.identity = self.sources == tuple(range(len(self.sources)))
+
+    def record(self, row: Sequence[Any]) -> dict[str, Any]:
+        """The record of one selected row (``id_value`` of its id, ``json_value`` of the rest)."""
+        first = row[0]
+        values = [
+            first if self.integer_id else id_value(first),
+            *row_values(row if self.identity else [row[s] for s in self.sources], 1),
+        ]
+        return dict(zip(self.keys, values))  # noqa: B905 - one source per key (checked above)
+
+    def records(self, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        """The records of ``rows``, done column by column (a listing's hot loop): a column whose
+        values are all kept as they are (``_kept``: one look at its value types, then loops in
+        C) is taken whole; only the others go through ``id_value`` / ``json_value`` value by
+        value. The id column of an integer key is never looked at."""
+        if not rows:
+            return []
+        selected: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        columns: list[Sequence[Any]] = []
+        for position, source in enumerate(self.sources):
+            column = selected[source]
+            if not (self.integer_id and source == 0):
+                is_id = position == 0
+                kinds = set(map(type, column))
+                if not _kept(column, kinds, is_id):
+                    column = [id_value(v) for v in column] if is_id else _json_column(column, kinds)
+            columns.append(column)
+        # Every row has one value per key (the zips above are strict): no check per record.
+        return list(map(dict, map(zip, repeat(self.keys), zip(*columns))))  # noqa: B905
+
+
 def rows_records(keys: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
     """The records of ``rows`` selected as ``(key, column, ...)``: ``keys`` zipped with
-    ``id_value`` of the first item and ``json_value`` of the others, as ``row_values`` gives them.
-
-    Done column by column (a listing's hot loop): a column whose values are all kept as they are
-    (``_kept``) is taken whole; only the others go through ``id_value`` / ``json_value`` value by
-    value.
-    """
-    if not rows:
-        return []
-    columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
-    for index, column in enumerate(columns):
-        if not _kept(column, index == 0):
-            if index == 0:
-                columns[index] = [id_value(value) for value in column]
-            else:
-                columns[index] = _json_column(column)
-    # Every row has one value per key (the zips above are strict): no check per record.
-    return [dict(zip(keys, values)) for values in zip(*columns)]  # noqa: B905
+    ``id_value`` of the first item and ``json_value`` of the others (``RecordLayout.records``
+    with each value selected once)."""
+    return RecordLayout(keys, range(len(keys)), False).records(rows)
 
 
-def _json_column(column: Sequence[Any]) -> list[Any]:
-    """``json_value`` of every value of ``column``: a column of text and null (a JSON column)
-    parses its JSON without a call per value, the others go value by value."""
-    if set(map(type, column)) <= _TEXTS:
+def _json_column(column: Sequence[Any], kinds: set[type]) -> list[Any]:
+    """``json_value`` of every value of ``column`` (whose value types are ``kinds``): a column of
+    text and null (a JSON column) parses its JSON without a call per value, the others go value
+    by value."""
+    if kinds <= _TEXTS:
         loads = orjson.loads
         try:
             return [loads(v) if v and v[0] in "{[" else v for v in column]

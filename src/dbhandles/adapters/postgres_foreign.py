@@ -38,7 +38,7 @@ from dbhandles.adapters.postgres_foreign_sql import (
     keyless_source,
     quote,
 )
-from dbhandles.adapters.sql_compile import and_
+from dbhandles.adapters.sql_compile import Fragment, and_
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import FilterNode
 
@@ -98,6 +98,23 @@ class PgReader:
         self.id_sql = found[0] if found is not None else None
         #: Which column a dotted path names (a column whose name holds '.').
         self.paths = ColumnPaths(c.field for c in shown)
+        #: Compiled filters (``where``), by the filter tree's ``repr``.
+        self._wheres: dict[str, Fragment] = {}
+
+    def where(self, filter: FilterNode | None) -> Fragment:
+        """The compiled condition of ``filter`` (dotted column names read, ``$regex`` translated),
+        remembered as ``ForeignReader._where`` remembers SQLite's: a listing compiles its filter
+        once, not for its page and its count, nor again on the next call. Keyed by the tree's
+        ``repr`` (``1``, ``1.0`` and ``True`` are equal but different filters); the reader is
+        built once per definition of the relation, so a cached condition never outlives it."""
+        key = repr(filter)
+        found = self._wheres.get(key)
+        if found is None:
+            found = self.compiler.where(prepare_filter(self.paths.filter(filter)))
+            if len(self._wheres) >= _CACHED:
+                self._wheres.clear()
+            self._wheres[key] = found
+        return found
 
     def record(self, row: tuple[Any, ...]) -> Record:
         """The record of a row selected by ``select``: its ``id``, then its fields."""
@@ -179,9 +196,8 @@ class PgReader:
 
     def find(self, run: Run, query: Query) -> list[Record]:
         compiler = self.compiler
-        paths = self.paths
-        where = compiler.where(prepare_filter(paths.filter(query.filter)))
-        order_keys = paths.order(query.order)
+        where = self.where(query.filter)
+        order_keys = self.paths.order(query.order)
         if query.after is not None:
             where = and_(where, compiler.after(order_keys, query.after))
         where = boolean(where)
@@ -197,7 +213,7 @@ class PgReader:
         return [record(row) for row in rows]
 
     def count(self, run: Run, filter: FilterNode | None) -> int:
-        where = boolean(self.compiler.where(prepare_filter(self.paths.filter(filter))))
+        where = boolean(self.where(filter))
         # Rows are numbered among their equals only for an id; a count without one needs none.
         source = self.source if DUPLICATE in where.sql else self.relation
         statement = sql.SQL(f"SELECT count(*) FROM {source} WHERE {where.sql}")

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from psycopg import Connection
 
-from dbhandles.adapters.foreign_cascades import CascadeEdge, reached
+from dbhandles.adapters.foreign_cascades import UNKNOWN, CascadeEdge, reached
 from dbhandles.adapters.foreign_common import (
     NO_KEY,
     ForeignColumn,
@@ -222,22 +222,50 @@ WHERE con.contype = 'f' AND (con.confdeltype IN ('c', 'n', 'd') OR con.confupdty
 """
 
 
+#: The user triggers (enabled, not internal: a foreign key's own are) that a write fires, by the
+#: bits of ``pg_trigger.tgtype``: INSERT 4, DELETE 8 (and TRUNCATE 32), UPDATE 16.
+_TRIGGERS = """
+SELECT t.tgname FROM pg_trigger t
+JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = %s AND NOT t.tgisinternal AND t.tgenabled <> 'D'
+  AND (t.tgtype::integer & %s) <> 0
+ORDER BY t.tgname
+"""
+_EVENT_BITS = {"insert": 4, "delete": 8 | 32, "update": 16}
+
+
 def cascade_targets(
-    conn: Connection[Any], schema: str, table: str, update: bool
+    conn: Connection[Any], schema: str, table: str, update: bool, event: str | None = None
 ) -> list[tuple[str, str]]:
     """The relations a delete from ``table`` of ``schema`` (``update``: a change of its
-    referenced keys) writes through foreign-key actions (``pg_constraint.confdeltype`` and
-    ``confupdtype``), with the action (``foreign_cascades.reached``); named as ``view_sources``
-    names them, schema-qualified (``other.t``) outside ``schema``."""
+    referenced keys or any update; ``event``: ``insert``, ``update`` or ``delete``, when given)
+    writes through foreign-key actions (``pg_constraint.confdeltype`` and ``confupdtype``) and
+    triggers, with how (``foreign_cascades.reached``); named as ``view_sources`` names them,
+    schema-qualified (``other.t``) outside ``schema``. A trigger's function is opaque (PostgreSQL
+    keeps no record of the tables a function body writes, and it may run dynamic SQL), so what
+    it writes is ``foreign_cascades.UNKNOWN``."""
 
     def named(nsp: str, rel: str) -> str:
         return rel if nsp == schema else f"{nsp}.{rel}"
 
-    edges = [
-        CascadeEdge(named(cn, child), named(pn, parent), _ACTIONS[on_delete], _ACTIONS[on_update])
-        for cn, child, pn, parent, on_delete, on_update in conn.execute(_CASCADES).fetchall()
-    ]
-    return reached(edges, table, update)
+    #: Each name ``reached`` may walk to -> (schema, relation): ``a.b`` may be a table of this
+    #: schema as well as ``b`` of schema ``a``; the edges say which.
+    where: dict[str, tuple[str, str]] = {table: (schema, table)}
+
+    def triggers(name: str, doing: str) -> list[tuple[str, str, str]]:
+        nsp, rel = where.get(name, (schema, name))
+        rows = conn.execute(_TRIGGERS, (nsp, rel, _EVENT_BITS[doing])).fetchall()
+        return [(str(row[0]), UNKNOWN, doing) for row in rows]
+
+    edges = []
+    for cn, child, pn, parent, on_delete, on_update in conn.execute(_CASCADES).fetchall():
+        where.setdefault(named(cn, child), (cn, child))
+        edges.append(
+            CascadeEdge(
+                named(cn, child), named(pn, parent), _ACTIONS[on_delete], _ACTIONS[on_update]
+            )
+        )
+    return reached(edges, table, update, triggers=triggers, event=event)
 
 
 def relations(conn: Connection[Any], schema: str) -> list[Relation]:

@@ -22,7 +22,16 @@ import orjson
 
 from dbhandles.errors import InvalidParams
 
-__all__ = ["NUMBERS", "PgType", "column_type", "literal", "load_type", "number_text", "type_form"]
+__all__ = [
+    "NUMBERS",
+    "PgType",
+    "column_type",
+    "domain_paths",
+    "literal",
+    "load_type",
+    "number_text",
+    "type_form",
+]
 
 #: Runs a catalog query in the session's transaction: ``(statement, params)`` -> its rows.
 Rows = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
@@ -75,12 +84,15 @@ class PgType:
     fields: tuple[tuple[str, PgType], ...] | None = None
     #: An array's element type; ``None`` for other types.
     element: PgType | None = None
+    #: The domains (``schema.name``) its values are checked by: itself when it is a domain, and
+    #: the domains that one is built on (what a domain's refusal names, ``domain_paths``).
+    domains: tuple[str, ...] = ()
 
 
 _TYPE = """
 SELECT format_type(t.oid, NULL), t.typname, t.typcategory, t.typtype, t.typrelid, t.typelem,
-       t.typbasetype
-FROM pg_type t WHERE t.oid = %s
+       t.typbasetype, n.nspname
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.oid = %s
 """
 _FIELDS = """
 SELECT a.attname, a.atttypid FROM pg_attribute a
@@ -92,20 +104,42 @@ _COLUMN_TYPE = "SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = %s AND 
 def load_type(rows: Rows, oid: int, depth: int = 0) -> PgType:
     """The ``PgType`` of type ``oid``: domains followed to their base type, a composite's fields
     and an array's element read as well (queries by oid, bound as parameters)."""
-    name, base, category, kind, relid, element, base_oid = rows(_TYPE, (oid,))[0]
+    name, base, category, kind, relid, element, base_oid, schema = rows(_TYPE, (oid,))[0]
+    domains: list[str] = []
     while kind == "d":
-        _, base, category, kind, relid, element, base_oid = rows(_TYPE, (base_oid,))[0]
+        domains.append(f"{schema}.{base}")
+        _, base, category, kind, relid, element, base_oid, schema = rows(_TYPE, (base_oid,))[0]
+    checked = tuple(domains)
     if depth > _MAX_DEPTH:
-        return PgType(name, base, category)
+        return PgType(name, base, category, domains=checked)
     if kind == "c":
         fields = tuple(
             (field, load_type(rows, field_oid, depth + 1))
             for field, field_oid in rows(_FIELDS, (relid,))
         )
-        return PgType(name, base, category, fields=fields)
+        return PgType(name, base, category, fields=fields, domains=checked)
     if category == "A" and element:
-        return PgType(name, base, category, element=load_type(rows, element, depth + 1))
-    return PgType(name, base, category)
+        return PgType(
+            name, base, category, element=load_type(rows, element, depth + 1), domains=checked
+        )
+    return PgType(name, base, category, domains=checked)
+
+
+def domain_paths(kind: PgType, domain: str) -> list[tuple[str, ...]]:
+    """The paths of the fields inside the composite type ``kind`` (nested composites, arrays of
+    them) whose values ``domain`` (``schema.name``) checks: ``("a",)`` for a field ``a`` of a
+    domain built on it, ``("corner", "a")`` inside a nested composite, ``("pts", "a")`` inside
+    the elements of an array field (PostgreSQL does not say which element failed). ``[]`` when
+    none does."""
+    found: list[tuple[str, ...]] = []
+    for field, inner in kind.fields or ():
+        while inner.element is not None and domain not in inner.domains:
+            inner = inner.element  # an array field: its elements' type
+        if domain in inner.domains:
+            found.append((field,))
+        elif inner.fields is not None:
+            found.extend((field, *path) for path in domain_paths(inner, domain))
+    return found
 
 
 def column_type(rows: Rows, table_oid: int, column: str) -> PgType:

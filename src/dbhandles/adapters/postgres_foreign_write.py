@@ -44,6 +44,7 @@ from dbhandles.adapters.postgres_foreign_sql import quote
 from dbhandles.adapters.postgres_foreign_types import (
     PgType,
     column_type,
+    domain_paths,
     literal,
     number_text,
     type_form,
@@ -146,6 +147,9 @@ class PgWriter(ForeignWriterBase[PgColumn]):
         #: Column name -> its type as ``postgres_foreign_types`` reads it (composites, arrays of
         #: them), read on the first object written into the column.
         self._types: dict[str, PgType] = {}
+        #: Column name -> the object (or array of objects) last written into a composite column,
+        #: to tell which of its fields a domain's refusal came from (``_composite_fields``).
+        self._objects: dict[str, Any] = {}
 
     def _type(self, column: PgColumn) -> PgType:
         """The type of ``column`` with a composite's fields (read from the catalog once)."""
@@ -187,10 +191,12 @@ class PgWriter(ForeignWriterBase[PgColumn]):
         if column.category == "C" and not isinstance(value, str):
             # An object of the composite's fields, as reads show it (a string: PostgreSQL's
             # own text, "(2,y)", which the server parses).
+            self._objects[column.name] = value
             return literal(value, self._type(column), where)
         if isinstance(value, list) and column.category == "A" and _holds_object(value):
             kind = self._type(column)
             if kind.element is not None and kind.element.fields is not None:
+                self._objects[column.name] = value
                 return literal(value, kind, where)
         if isinstance(value, list):
             if column.category != "A":
@@ -331,6 +337,28 @@ class PgWriter(ForeignWriterBase[PgColumn]):
         written = [name for name in typed if name in values]
         return written or typed
 
+    def _composite_fields(self, domain: str, values: dict[str, Any]) -> dict[str, str]:
+        """Column -> the dotted path of the field inside it that ``domain`` checks, for the
+        composite columns (and arrays of composites) the write set from objects: a domain's
+        refusal there comes from a field of the composite (``data.c.a``; inside an array's
+        elements, ``data.cs.a``: PostgreSQL does not say which element). The types are those
+        read to write the objects (the transaction has failed: nothing is asked again); a
+        composite written as PostgreSQL's text, ``"(0,x)"``, is not traced. Of the fields the
+        domain checks, the first the object sets (not null) is named: a null passes a CHECK."""
+        found: dict[str, str] = {}
+        for name in values:
+            kind = self._types.get(name)
+            while kind is not None and kind.fields is None:
+                kind = kind.element  # an array of composites: its elements' fields
+            if kind is None or name not in self._objects:
+                continue
+            paths = domain_paths(kind, domain)
+            given = self._objects[name]
+            chosen = next((p for p in paths if _sets(given, p)), paths[0] if paths else None)
+            if chosen is not None:
+                found[name] = ".".join(chosen)
+        return found
+
     def _failure(self, exc: psycopg.Error, values: dict[str, Any]) -> DbHandlesError | None:
         """The error for a refused write; ``values`` are the columns it tried to set."""
         state = exc.sqlstate or ""
@@ -356,15 +384,24 @@ class PgWriter(ForeignWriterBase[PgColumn]):
             )  # fmt: skip
         known = self.table.constraints.get(constraint or "")
         columns: list[str] = list(known[1]) if known else []
+        inside: dict[str, str] = {}  # column -> the path of the composite field that failed
         if kind == "not_null" and diag.column_name:
             columns = [diag.column_name]
         elif known is None and diag.datatype_name:
-            columns = self._domain_columns(f"{diag.schema_name}.{diag.datatype_name}", values)
+            domain = f"{diag.schema_name}.{diag.datatype_name}"
+            columns = self._domain_columns(domain, values)
+            if not columns:
+                inside = self._composite_fields(domain, values)
+                # Else a composite written as text: its column (the domain is in its fields).
+                composites = (c for c in map(self._by_name.get, values) if c is not None)
+                columns = list(inside) or [c.name for c in composites if c.category == "C"]
         taken = self._key_taken(kind, columns)
         if taken is not None:
             return taken
         referenced = kind == "foreign_key" and diag.table_name not in (None, self.name)
-        fields = [self._field(c) for c in columns]
+        fields = [
+            f"{self._field(c)}.{inside[c]}" if c in inside else self._field(c) for c in columns
+        ]
         if referenced:
             why = f"rows of table {diag.table_name!r} refer to this record"
             fields = []
@@ -384,3 +421,13 @@ class PgWriter(ForeignWriterBase[PgColumn]):
             f"({why}); nothing was written",
             kind, columns, fields, constraint or None,
         )  # fmt: skip
+
+
+def _sets(value: Any, path: tuple[str, ...]) -> bool:
+    """Whether the object (or array of objects, at any depth) ``value`` holds a value other than
+    null at ``path``."""
+    if isinstance(value, list):
+        return any(_sets(item, path) for item in value)
+    if not path:
+        return value is not None
+    return isinstance(value, dict) and _sets(value.get(path[0]), path[1:])

@@ -168,12 +168,15 @@ class PostgresSession(Session):
         with self._translating(name):
             return reader.sources(self._foreign_run)
 
-    def cascade_targets(self, name: str, update: bool = False) -> list[tuple[str, str]]:
+    def cascade_targets(
+        self, name: str, update: bool = False, *, insert: bool = False
+    ) -> list[tuple[str, str]]:
         reader = self._foreign(name)
         if reader is None:
             return []
+        event = "insert" if insert else None
         with self._translating(name):
-            return cascade_targets(self.conn, self.adapter.schema, reader.table.name, update)
+            return cascade_targets(self.conn, self.adapter.schema, reader.table.name, update, event)
 
     def resolve_collection(self, name: str) -> str:
         reader = self._foreign(name)
@@ -348,16 +351,18 @@ class PostgresSession(Session):
             table = self._table(collection)
             if table is None:
                 return GroupCounts()
+            rows = self.tx.run(
+                self._statement(statement, table), statement.params, budget.remaining_ms()
+            ).fetchall()
+            # No row: no record matched, or one had too many combinations (sqlite_session).
             if (
-                overflow is not None
+                not rows
+                and overflow is not None
                 and self.tx.run(
                     self._statement(overflow, table), overflow.params, budget.remaining_ms()
                 ).fetchone()
             ):
                 raise combinations_error(group_by)
-            rows = self.tx.run(
-                self._statement(statement, table), statement.params, budget.remaining_ms()
-            ).fetchall()
         return read_groups(rows, group_by)
 
     def find_sampled(self, collection: str, query: Query, sampling: Sampling) -> list[Record]:

@@ -8,7 +8,8 @@ the storage order or the other records, so the same call gives the same records 
   everywhere-available function (PostgreSQL has ``md5()``), not for security.
 * A **split** (salt ``split``) cuts ``[0, 2**60)`` into consecutive ranges, one per split name, sized
   by its fraction, names in sorted order (so the same fractions give the same split however the object
-  was written); a record belongs to the split whose range holds its hash.
+  was written); a record belongs to the split whose range holds its hash. Each fraction is at least
+  ``MIN_FRACTION``, so every part's range is some 1.15e12 hashes wide, never empty.
 * A **sample** of ``n`` (salt ``sample``) keeps the ``n`` matching records (inside the split, if one is
   given) with the smallest hashes, ties by ``id``; the records are then returned in the list's order.
 
@@ -19,11 +20,23 @@ The memory and JSON adapters use ``select`` below; the SQL adapters compute the 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-__all__ = ["HASH_BITS", "HASH_SPACE", "Sampling", "sample_hash", "select", "split_bounds"]
+from dbhandles.values import json_text, member_path
+
+__all__ = [
+    "HASH_BITS",
+    "HASH_SPACE",
+    "MIN_FRACTION",
+    "Sampling",
+    "SplitError",
+    "sample_hash",
+    "select",
+    "split_bounds",
+]
 
 #: Bits of the hash (15 hex digits): an integer that fits a signed 64-bit column in every engine.
 HASH_BITS = 60
@@ -32,6 +45,21 @@ HASH_SPACE = 2**HASH_BITS
 MAX_SAMPLE = 10_000_000
 #: How far the fractions of a split may be from summing to 1 (rounding of decimal fractions).
 _SUM_TOLERANCE = 1e-9
+#: The smallest fraction of a split: one part in a million of the hash space (2**60 / 10**6, some
+#: 1.15e12 hashes, a range the rounding of the cumulative sums, some 2**60 * 2**-52 = 256 hashes,
+#: never empties). A smaller fraction (``1e-300``, a subnormal ``5e-324``) gave a range that
+#: rounds to nothing, an always-empty part accepted in silence; it is refused instead.
+MIN_FRACTION = 1e-6
+
+
+class SplitError(ValueError):
+    """A ``split`` whose name or fractions are no split; ``where`` is the part of ``split`` at
+    fault (``name``, ``fractions``, ``fractions.train``, spelled by ``values.member_path``)."""
+
+    def __init__(self, message: str, where: str) -> None:
+        super().__init__(message)
+        self.where = where
+
 
 R = TypeVar("R", bound=Mapping[str, Any])
 
@@ -46,18 +74,26 @@ def split_bounds(fractions: Mapping[str, float], name: str) -> tuple[int, int]:
     """The half-open hash range ``[low, high)`` of split ``name`` (names taken in sorted order).
 
     Raises:
-        ValueError: ``name`` is not among the fractions, a fraction is not in (0, 1], or they do not
-            sum to 1 (the message names the problem; callers turn it into ``invalid_params``).
+        SplitError: ``name`` is not among the fractions, a fraction is not a number from
+            ``MIN_FRACTION`` to 1, or they do not sum to 1 (within ``_SUM_TOLERANCE``); the
+            message names the problem, ``where`` the part (callers turn it into ``invalid_params``).
     """
     if name not in fractions:
-        raise ValueError(f"{name!r} is not one of the fractions ({', '.join(sorted(fractions))})")
-    total = 0.0
+        names = ", ".join(json_text(key, 80) for key in sorted(fractions))
+        raise SplitError(f"{json_text(name, 80)} is not one of the fractions ({names})", "name")
     for key, value in fractions.items():
-        if not 0 < value <= 1:
-            raise ValueError(f"the fraction of {key!r} must be above 0 and at most 1")
-        total += value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SplitError(f"a fraction is a number, got {json_text(value, 80)}",
+                             member_path("fractions", key))  # fmt: skip
+        if not MIN_FRACTION <= value <= 1:
+            raise SplitError(
+                f"a fraction is a number from {MIN_FRACTION:g} (one part in a million) to 1, got "
+                f"{json_text(value, 80)}" + (": a smaller part is empty" if value < 1 else ""),
+                member_path("fractions", key),
+            )
+    total = math.fsum(fractions.values())
     if abs(total - 1) > _SUM_TOLERANCE:
-        raise ValueError(f"the fractions must sum to 1 (they sum to {total:g})")
+        raise SplitError(f"the fractions must sum to 1 (they sum to {total:g})", "fractions")
     low = 0.0
     for key in sorted(fractions):
         high = low + fractions[key]

@@ -13,9 +13,14 @@ record where that crosses an array is walked part by part, each level a table ex
 (``_sqlite_walk``); the last join's ``type`` and ``value`` are the group key as they are. The rows
 are grouped by (rank, value) of the last part; window functions over the groups give the number of
 records (rows whose every element index is the first), the number of groups, and whether a group
-holds an object (which ``data/count`` refuses). With several paths, a first statement
-(``*_group_overflow``) looks for a record whose numbers of values multiply past
-``facets.MAX_COMBINATIONS``, each path's values counted on their own for that record.
+holds an object (which ``data/count`` refuses). With several paths, each path is read and walked on
+its own into its distinct values per record (``p{i}``: the record's id, the value, how many times
+the record holds it; on SQLite ``c{i}``, each record's number of values), and those are joined on
+the record: the cost of each path alone, where walking each path once per value of the others
+multiplied it. A record whose numbers of values
+multiply past ``facets.MAX_COMBINATIONS`` is left out of that join and ``read_groups`` refuses the
+answer; only when no group is left does a second statement (``*_group_overflow``) tell such a
+record from no matching record.
 """
 
 from __future__ import annotations
@@ -25,7 +30,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dbhandles.adapters.facets import MAX_COMBINATIONS, GroupCounts, container_error, key_value
+from dbhandles.adapters.facets import (
+    MAX_COMBINATIONS,
+    GroupCounts,
+    combinations_error,
+    container_error,
+    key_value,
+)
 from dbhandles.adapters.sampling import Sampling
 from dbhandles.adapters.sql_compile import Fragment
 from dbhandles.filters import check_collection_query
@@ -81,21 +92,23 @@ _SQLITE_RANK = (
 )
 
 
+def _containers(n: int) -> str:
+    """Window columns ``c{i}``: whether any group of path ``i`` holds an object (rank 4)."""
+    return ", ".join(f"max(CASE WHEN r{i} = 4 THEN 1 ELSE 0 END) OVER () AS c{i}" for i in range(n))
+
+
 def _group_sql(
     source: str, joins: str, ranks: list[str], values: list[str], firsts: list[str],
-    order_values: list[str], join_word: str,
+    order_values: list[str],
 ) -> str:  # fmt: skip
     columns = ", ".join(
         f"{r} AS r{i}, {v} AS v{i}" for i, (r, v) in enumerate(zip(ranks, values, strict=True))
     )
     keys = ", ".join(f"r{i}, v{i}" for i in range(len(ranks)))
     first = " AND ".join(firsts)
-    containers = ", ".join(
-        f"max(CASE WHEN r{i} = 4 THEN 1 ELSE 0 END) OVER () AS c{i}" for i in range(len(ranks))
-    )
+    containers = _containers(len(ranks))
     inner = (
-        f"SELECT {columns}, (CASE WHEN {first} THEN 1 ELSE 0 END) AS f "
-        f"FROM ({source}) AS t{join_word}{joins}"
+        f"SELECT {columns}, (CASE WHEN {first} THEN 1 ELSE 0 END) AS f FROM ({source}) AS t{joins}"
     )
     return (
         f"SELECT {keys}, count(*) AS n, sum(sum(f)) OVER () AS total, count(*) OVER () AS groups, "
@@ -117,30 +130,28 @@ def _sqlite_json_path(path: tuple[str, ...]) -> str:
 
 
 def _sqlite_source(
-    where: Fragment, group_by: tuple[tuple[str, ...], ...]
+    i: int, path: tuple[str, ...], where: Fragment, rid: str
 ) -> tuple[str, list[object]]:
-    """The matching records, each with what the path walks read from it (``_sqlite_walk``), and
-    the parameters of that SQL in order (the JSON paths, bound, then the filter's).
+    """The matching records (``rid``: columns to keep first, such as the record's id), each with
+    what the walk of path ``i`` reads from it (``_sqlite_walk``), and the parameters of that SQL in
+    order (the JSON paths, bound, then the filter's).
 
-    Per path ``i``: ``xf`` the whole path's JSON text (``data -> '$.a.b'``), which is the answer
-    whenever the path crosses no array (``->`` gives NULL when it does, or when the field is
-    missing); for a path of several parts, ``x`` the first part's JSON text, read only when ``xf``
-    is NULL: where the walk starts. Every JSON function call site parses its input again, and the
-    record is the one big input, so it is read here and nowhere else.
+    ``xf{i}`` the whole path's JSON text (``data -> '$.a.b'``), which is the answer whenever the
+    path crosses no array (``->`` gives NULL when it does, or when the field is missing); for a
+    path of several parts, ``x{i}`` the first part's JSON text, read only when ``xf{i}`` is NULL:
+    where the walk starts. Every JSON function call site parses its input again, and the record is
+    the one big input, so it is read here and nowhere else.
     """
-    # LIMIT keeps each level a subquery of its own (not flattened into the joins), so each column
-    # is computed once per record; ``data`` stays inside these two levels (the joins' outer level
-    # never holds it).
-    n = len(group_by)
-    whole = ", ".join(f"data -> ? AS xf{i}" for i in range(n))
-    longer = [i for i, p in enumerate(group_by) if len(p) > 1]
-    inner = f"SELECT data, {whole} FROM {_TABLE} WHERE {where.sql} LIMIT -1"
-    columns = [f"xf{i}" for i in range(n)]
-    columns += [f"CASE WHEN xf{i} IS NULL THEN data -> ? END AS x{i}" for i in longer]
-    params: list[object] = [_sqlite_json_path(group_by[i][:1]) for i in longer]
-    params.extend(_sqlite_json_path(p) for p in group_by)
-    params.extend(where.params)
-    return f"SELECT {', '.join(columns)} FROM ({inner}) LIMIT -1", params
+    # LIMIT keeps each level a subquery of its own (not flattened into the joins): each column is
+    # computed once per record, and ``data`` stays inside these two levels.
+    inner = f"SELECT {rid}data, data -> ? AS xf{i} FROM {_TABLE} WHERE {where.sql} LIMIT -1"
+    params: list[object] = [_sqlite_json_path(path), *where.params]
+    columns = [f"xf{i}"]
+    if len(path) > 1:
+        columns.append(f"CASE WHEN xf{i} IS NULL THEN data -> ? END AS x{i}")
+        params.insert(0, _sqlite_json_path(path[:1]))
+    kept = rid.replace("id AS ", "")
+    return f"SELECT {kept}{', '.join(columns)} FROM ({inner}) LIMIT -1", params
 
 
 def _sqlite_walk(
@@ -205,36 +216,91 @@ def _sqlite_final(i: int, path: tuple[str, ...]) -> str:
     )
 
 
-def _sqlite_walks(
-    base: str, carry: list[str], group_by: tuple[tuple[str, ...], ...], ctes: list[str]
-) -> tuple[str, list[object], list[str]]:
-    """``_sqlite_walk`` of every path in turn over ``base``: (the last level's name, parameters of
-    the levels added to ``ctes`` in order, columns)."""
+def _sqlite_typed(raw: str, n: int) -> str:
+    """The typed groups over ``raw`` (``t{i}, u{i}``, ``n``, ``f``[, ``records``]): the key (rank,
+    value: 'true'/'false' one rank, 1 and 1.0 one group) computed over the few raw groups."""
+    records = ", max(max(records)) OVER () AS records" if n > 1 else ""
+    typed = ", ".join(
+        f"{_SQLITE_RANK.format(t=f't{i}')} AS r{i}, "
+        f"(CASE WHEN t{i} IN ('true', 'false', 'integer', 'real', 'text') THEN u{i} END) AS v{i}"
+        for i in range(n)
+    )
+    keys = ", ".join(f"r{i}, v{i}" for i in range(n))
+    containers = _containers(n)
+    return (
+        f"SELECT {keys}, sum(n) AS n, sum(sum(f)) OVER () AS total, count(*) OVER () AS groups, "
+        f"{containers}{records} FROM (SELECT {typed}, n, f{', records' if n > 1 else ''} "
+        f"FROM ({raw})) AS s GROUP BY {keys} ORDER BY n DESC, {keys} LIMIT ?"
+    )
+
+
+def _sqlite_path_values(
+    i: int, path: tuple[str, ...], where: Fragment, ctes: list[str]
+) -> list[object]:
+    """Append to ``ctes`` the table expressions that give ``p{i}``: per matching record (``rid``,
+    its id) each distinct raw value of path ``i`` (``t{i}``, ``u{i}``: ``json_each``'s type and
+    value), how many times the record holds it (``m{i}``), whether it holds the record's first
+    value (``f{i}``, true on one row per record); and ``c{i}``: per record its number of values
+    (``k{i}``). Returns their parameters in order.
+
+    Each path reads the records and walks on its own: its cost is the cost of counting by that
+    path alone, whatever the other paths hold.
+    """
+    start = len(ctes)
+    source, params = _sqlite_source(i, path, where, "id AS rid, ")
+    ctes.append(f"s{i} AS ({source})")
+    carry = ["rid", f"xf{i}"] + ([f"x{i}"] if len(path) > 1 else [])
+    walk, walk_params, walked = _sqlite_walk(i, path, f"s{i}", carry, ctes)
+    params += walk_params
+    flags = [f"t.{c}" for c in walked if c.startswith(f"first{i}_")] + [f"g{i}.key = 0"]
+    # ``p{i}`` is read twice: computed once (MATERIALIZED), its levels streamed (else SQLite copied
+    # their rows). No window function: with one, SQLite built no automatic index for the join on
+    # ``rid`` and compared every record with every other.
+    ctes[start:] = [c.replace(" AS (", " AS NOT MATERIALIZED (", 1) for c in ctes[start:]]
+    ctes.append(
+        f"p{i} AS MATERIALIZED (SELECT t.rid AS rid, g{i}.type AS t{i}, g{i}.value AS u{i}, count(*) AS m{i}, "
+        f"max({' AND '.join(flags)}) AS f{i} FROM {walk} AS t{_sqlite_final(i, path)} "
+        f"GROUP BY t.rid, g{i}.value, g{i}.type)"
+    )
+    ctes.append(f"c{i} AS (SELECT rid, sum(m{i}) AS k{i} FROM p{i} GROUP BY rid)")
+    return params
+
+
+def _joined(n: int, cast: str = "", *, over: bool = False) -> str:
+    """PostgreSQL's paths' values (``p{i}``) joined on the record, leaving out every record whose
+    numbers of values multiply past ``MAX_COMBINATIONS`` (checked as each path joins); ``records``
+    then exceeds the records counted, which ``read_groups`` refuses. ``over``: only such records'
+    rows. ``cast`` multiplies numerics, which cannot overflow."""
+    joins = " JOIN ".join(f"p{i}" + (" USING (rid)" if i else "") for i in range(n))
+    products = [" * ".join(f"k{j}{cast}" for j in range(i + 1)) for i in range(1, n)]
+    if over:
+        return f"{joins} WHERE {products[-1]} > {MAX_COMBINATIONS}"
+    return f"{joins} WHERE " + " AND ".join(f"{p} <= {MAX_COMBINATIONS}" for p in products)
+
+
+def _sqlite_counts(n: int) -> tuple[str, str]:
+    """The records' numbers of values joined (``c{i}``), and their product (SQL)."""
+    joins = " JOIN ".join(f"c{i}" + (" USING (rid)" if i else "") for i in range(n))
+    return joins, " * ".join(f"k{i}" for i in range(n))
+
+
+def _sqlite_values(
+    where: Fragment, group_by: tuple[tuple[str, ...], ...]
+) -> tuple[str, list[object]]:
+    """The ``WITH`` list of ``_sqlite_path_values`` for every path, and its parameters."""
+    ctes: list[str] = []
     params: list[object] = []
     for i, path in enumerate(group_by):
-        base, walk_params, carry = _sqlite_walk(i, path, base, carry, ctes)
-        params.extend(walk_params)
-    return base, params, carry
-
-
-def _overflow(source: str, counts: list[str], ph: str) -> str:
-    # Counts are multiplied as numbers that cannot overflow (SQLite turns an integer overflow into
-    # a float; PostgreSQL multiplies numerics).
-    product = " * ".join(counts)
-    return f"SELECT 1 FROM ({source}) AS t WHERE {product} > {ph} LIMIT 1"
-
-
-def _source_columns(group_by: tuple[tuple[str, ...], ...]) -> list[str]:
-    return [f"xf{i}" for i in range(len(group_by))] + [
-        f"x{i}" for i, p in enumerate(group_by) if len(p) > 1
-    ]
+        params += _sqlite_path_values(i, path, where, ctes)
+    return "WITH " + ", ".join(ctes), params
 
 
 def sqlite_group_overflow(
     where: Fragment, group_by: tuple[tuple[str, ...], ...]
 ) -> Statement | None:
     """A row when a matching record gives more than ``MAX_COMBINATIONS`` combinations of values
-    (``None`` for one path: one record's values cannot multiply).
+    (``None`` for one path: one record's values cannot multiply). Asked only when the count gave
+    no group: then every matching record is such a record, and the first row answers.
 
     Raises:
         InvalidFilter: a path is not one a collection's documents can be reached by.
@@ -242,20 +308,11 @@ def sqlite_group_overflow(
     _checked(group_by)
     if len(group_by) < 2:
         return None
-    source, source_params = _sqlite_source(where, group_by)
-    counts = []
-    params: list[object] = []
-    for i, path in enumerate(group_by):
-        # Each path's values counted on their own for the record (a correlated subquery).
-        own = [f"xf{i}"] + ([f"x{i}"] if len(path) > 1 else [])
-        ctes = [f"b{i} AS (SELECT {', '.join(f'o.{c} AS {c}' for c in own)} LIMIT -1)"]
-        walk, walk_params, _ = _sqlite_walk(i, path, f"b{i}", own, ctes)
-        counts.append(
-            f"(WITH {', '.join(ctes)} SELECT count(*) FROM {walk} AS t{_sqlite_final(i, path)})"
-        )
-        params.extend(walk_params)
-    sql = _overflow(source, counts, "?").replace(") AS t WHERE", ") AS o WHERE", 1)
-    return _statement(sql, (*source_params, *params, MAX_COMBINATIONS))
+    ctes, params = _sqlite_values(where, group_by)
+    counts, bound = _sqlite_counts(len(group_by))
+    return _statement(
+        f"{ctes} SELECT 1 FROM {counts} WHERE {bound} > {MAX_COMBINATIONS} LIMIT 1", params
+    )
 
 
 def sqlite_group_count(
@@ -263,43 +320,44 @@ def sqlite_group_count(
 ) -> Statement:
     """Group the rows of the table matching ``where`` (compiled by the SQLite compiler).
 
+    With several paths, each path's values per record (``_sqlite_path_values``) joined on the
+    record; a record past ``MAX_COMBINATIONS`` combinations is left out and ``read_groups``
+    refuses the answer (``sqlite_group_overflow`` when no row is left).
+
     Raises:
         InvalidFilter: a path is not one a collection's documents can be reached by.
     """
     _checked(group_by)
-    source, source_params = _sqlite_source(where, group_by)
-    ctes = [f"src AS ({source})"]
-    walks, walk_params, columns = _sqlite_walks("src", _source_columns(group_by), group_by, ctes)
     n = len(group_by)
-    flags = [f"t.{c}" for c in columns if c.startswith("first")] + [
-        f"g{i}.key = 0" for i in range(n)
-    ]
+    if n > 1:
+        ctes, params = _sqlite_values(where, group_by)
+        # The records' numbers of values first (``c{i}``, one row per record), then their values
+        # (``p{i}``) for the records within the bound; ``records`` counts every matching record.
+        counts, bound = _sqlite_counts(n)
+        values = "".join(f" JOIN p{i} USING (rid)" for i in range(n))
+        raw = (
+            f"SELECT {', '.join(f't{i}, u{i}' for i in range(n))}, "
+            f"sum({' * '.join(f'm{i}' for i in range(n))}) AS n, "
+            f"sum({' AND '.join(f'f{i}' for i in range(n))}) AS f, "
+            f"(SELECT count(*) FROM c0) AS records FROM {counts}{values} "
+            f"WHERE {bound} <= {MAX_COMBINATIONS} GROUP BY {', '.join(f'u{i}, t{i}' for i in range(n))}"
+        )
+        return _statement(f"{ctes} {_sqlite_typed(raw, n)}", (*params, limit))
+    path = group_by[0]
+    source, params = _sqlite_source(0, path, where, "")
+    ctes_list = [f"src AS ({source})"]
+    carry = ["xf0"] + (["x0"] if len(path) > 1 else [])
+    walk, walk_params, columns = _sqlite_walk(0, path, "src", carry, ctes_list)
+    flags = [f"t.{c}" for c in columns if c.startswith("first")] + ["g0.key = 0"]
     # Two stages: the elements are grouped by their raw (json_each value, type), which costs one
-    # comparison per element (the value first: it tells most elements apart); the typed key (rank, value: 'true'/'false' one rank, 1 and 1.0 one
-    # group, containers one key) is computed over those few groups and grouped again.
-    raw_columns = ", ".join(f"g{i}.type AS t{i}, g{i}.value AS u{i}" for i in range(n))
-    raw_keys = ", ".join(f"u{i}, t{i}" for i in range(n))
-    finals = "".join(_sqlite_final(i, path) for i, path in enumerate(group_by))
+    # comparison per element (the value first: it tells most elements apart); the typed key is
+    # computed over those few groups and grouped again (``_sqlite_typed``).
     raw = (
-        f"SELECT {raw_columns}, count(*) AS n, sum({' AND '.join(flags)}) AS f "
-        f"FROM {walks} AS t{finals} GROUP BY {raw_keys}"
+        f"SELECT g0.type AS t0, g0.value AS u0, count(*) AS n, sum({' AND '.join(flags)}) AS f "
+        f"FROM {walk} AS t{_sqlite_final(0, path)} GROUP BY u0, t0"
     )
-    typed = ", ".join(
-        f"{_SQLITE_RANK.format(t=f't{i}')} AS r{i}, "
-        f"(CASE WHEN t{i} IN ('true', 'false', 'integer', 'real', 'text') THEN u{i} END) AS v{i}"
-        for i in range(n)
-    )
-    keys = ", ".join(f"r{i}, v{i}" for i in range(n))
-    containers = ", ".join(
-        f"max(CASE WHEN r{i} = 4 THEN 1 ELSE 0 END) OVER () AS c{i}" for i in range(n)
-    )
-    sql = (
-        f"WITH {', '.join(ctes)} "
-        f"SELECT {keys}, sum(n) AS n, sum(sum(f)) OVER () AS total, count(*) OVER () AS groups, "
-        f"{containers} FROM (SELECT {typed}, n, f FROM ({raw})) AS s "
-        f"GROUP BY {keys} ORDER BY n DESC, {keys} LIMIT ?"
-    )
-    return _statement(sql, (*source_params, *walk_params, limit))
+    sql = f"WITH {', '.join(ctes_list)} {_sqlite_typed(raw, 1)}"
+    return _statement(sql, (*params, *walk_params, limit))
 
 
 def _postgres_chain(
@@ -308,11 +366,10 @@ def _postgres_chain(
     """Joins for one path: (join SQL, rank SQL, value SQL, first-element conditions, order SQL,
     the join SQL's parameters: each part's name, bound as text, never in the SQL text).
 
-    The join SQL is one ``LATERAL`` subquery per path (``p{i}``: its value ``v`` and whether every
-    element taken is the first, ``f``) holding that path's two joins per part; ``OFFSET 0`` keeps
-    the planner from pulling them up into one join of every path's parts, whose planning time grew
-    far faster than the parts (four paths of 60 parts ran past a 10 s budget, ``PostgreSQL``'s
-    genetic join search over some 500 relations).
+    The join SQL is one ``LATERAL`` subquery per path (``p{i}``: its value ``v``, and ``f``: every
+    element taken is the first) holding that path's two joins per part; ``OFFSET 0`` keeps the
+    planner from pulling them up into one join of every part (four paths of 60 parts planned past a
+    10 s budget: PostgreSQL's genetic join search over some 500 relations).
     """
     joins, firsts = [], []
     params: list[object] = []
@@ -349,6 +406,31 @@ def _postgres_chain(
     return inner, rank, value, [f"p{i}.f"], order, params
 
 
+def _postgres_values(
+    where: Fragment, group_by: tuple[tuple[str, ...], ...]
+) -> tuple[str, list[object], list[str], list[str]]:
+    """The ``WITH`` list of every path's values per record (``p{i}``: ``rid``, each distinct value
+    ``e{i}``, how many times the record holds it ``m{i}``, whether it holds the record's first
+    value ``f{i}``, the record's number of values ``k{i}`` and, for the first path, the number of
+    matching records ``records``), each path reading the records on its own; its parameters; and
+    per path the rank and the order SQL (``_postgres_chain``) of ``e{i}``."""
+    ctes, ranks, order = [], [], []
+    params: list[object] = []
+    for i, path in enumerate(group_by):
+        joins, rank, _, firsts, o, join_params = _postgres_chain(i, path)
+        records = f", sum(bool_or({firsts[0]})::int) OVER () AS records" if i == 0 else ""
+        ctes.append(
+            f"p{i} AS (SELECT t.id AS rid, p{i}.v AS e{i}, count(*) AS m{i}, bool_or({firsts[0]}) "
+            f"AS f{i}, sum(count(*)) OVER (PARTITION BY t.id) AS k{i}{records} "
+            f"FROM (SELECT id, data FROM {_TABLE} WHERE {where.sql}) AS t{joins} "
+            f"GROUP BY t.id, p{i}.v)"
+        )
+        params += [*where.params, *join_params]
+        ranks.append(rank.replace(f"p{i}.v", f"e{i}"))
+        order.append(o)
+    return "WITH " + ", ".join(ctes), params, ranks, order
+
+
 def postgres_group_overflow(
     where: Fragment, group_by: tuple[tuple[str, ...], ...]
 ) -> Statement | None:
@@ -356,14 +438,38 @@ def postgres_group_overflow(
     _checked(group_by)
     if len(group_by) < 2:
         return None
-    params: list[object] = list(where.params)
-    counts = []
-    for i, path in enumerate(group_by):
-        joins, *_, join_params = _postgres_chain(i, path)
-        counts.append(f"(SELECT count(*)::numeric FROM (SELECT 1) AS d{joins})")
-        params.extend(join_params)
-    sql = _overflow(f"SELECT data FROM {_TABLE} WHERE {where.sql}", counts, "%s")
-    return _statement(sql, (*params, MAX_COMBINATIONS))
+    ctes, params, *_ = _postgres_values(where, group_by)
+    sql = f"{ctes} SELECT 1 FROM {_joined(len(group_by), '::numeric', over=True)} LIMIT 1"
+    return _statement(sql, params)
+
+
+def _postgres_several(
+    where: Fragment, group_by: tuple[tuple[str, ...], ...], limit: int
+) -> Statement:
+    """``postgres_group_count`` of several paths: each path's values per record
+    (``_postgres_values``) joined on the record (``_joined``)."""
+    n = len(group_by)
+    ctes, params, ranks, order = _postgres_values(where, group_by)
+    values = [
+        f"(CASE WHEN jsonb_typeof(e{i}) IN ('boolean', 'number', 'string') THEN e{i} END)"
+        for i in range(n)
+    ]
+    columns = ", ".join(
+        f"{r} AS r{i}, {v} AS v{i}" for i, (r, v) in enumerate(zip(ranks, values, strict=True))
+    )
+    keys = ", ".join(f"r{i}, v{i}" for i in range(n))
+    containers = _containers(n)
+    first = " AND ".join(f"f{i}" for i in range(n))
+    inner = (
+        f"SELECT {columns}, {' * '.join(f'm{i}' for i in range(n))} AS n, "
+        f"(CASE WHEN {first} THEN 1 ELSE 0 END) AS f, records FROM {_joined(n, '::numeric')}"
+    )
+    sql = (
+        f"{ctes} SELECT {keys}, sum(n) AS n, sum(sum(f)) OVER () AS total, "
+        f"count(*) OVER () AS groups, {containers}, max(max(records)) OVER () AS records "
+        f"FROM ({inner}) AS s GROUP BY {keys} ORDER BY n DESC, {', '.join(order)} LIMIT %s"
+    )
+    return _statement(sql, (*params, limit))
 
 
 def postgres_group_count(
@@ -375,6 +481,8 @@ def postgres_group_count(
         InvalidFilter: a path is not one a collection's documents can be reached by.
     """
     _checked(group_by)
+    if len(group_by) > 1:
+        return _postgres_several(where, group_by, limit)
     joins, ranks, values, firsts, order = [], [], [], [], []
     params: list[object] = list(where.params)
     for i, path in enumerate(group_by):
@@ -386,7 +494,7 @@ def postgres_group_count(
         order.append(o)
         params.extend(join_params)
     source = f"SELECT data FROM {_TABLE} WHERE {where.sql}"
-    sql = _group_sql(source, "".join(joins), ranks, values, firsts, order, "").replace(
+    sql = _group_sql(source, "".join(joins), ranks, values, firsts, order).replace(
         "LIMIT ?", "LIMIT %s"
     )
     return _statement(sql, (*params, limit))
@@ -408,11 +516,15 @@ def read_groups(
     """The rows of a group statement as ``GroupCounts``.
 
     Raises:
-        InvalidParams: a group holds an object or an array inside an array.
+        InvalidParams: with several paths, a record gave more than ``MAX_COMBINATIONS``
+            combinations (it was left out: the records counted are fewer than those matched);
+            else a group holds an object or an array inside an array.
     """
     if not rows:
         return GroupCounts()
     width = 2 * len(group_by)
+    if len(group_by) > 1 and int(rows[0][width + 3 + len(group_by)]) != int(rows[0][width + 1]):
+        raise combinations_error(group_by)
     for i, path in enumerate(group_by):
         if rows[0][width + 3 + i]:
             raise container_error(path)

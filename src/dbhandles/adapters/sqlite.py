@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
+
+import orjson
 
 from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Record, Session
 from dbhandles.adapters.sql_compile import Fragment, SqlCompiler
@@ -26,11 +28,12 @@ from dbhandles.adapters.sqlite_config import (
     folder_writable,
     missing_database,
     opened_read_only,
+    simple_config,
 )
 from dbhandles.adapters.sqlite_errors import translating
 from dbhandles.adapters.sqlite_guard import install as guard_schema_sql
 from dbhandles.adapters.sqlite_schema import Catalog, json_functions_innocuous
-from dbhandles.adapters.sqlite_session import Row, SqliteSession, resolve_in
+from dbhandles.adapters.sqlite_session import Row, SqliteSession, point_statement, resolve_in
 from dbhandles.dbfiles import connect_sqlite, create_empty
 from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, ReadOnly, StorageError
 from dbhandles.filters import FilterNode
@@ -117,6 +120,20 @@ class SqliteAdapter(Adapter):
         #: (``_known_for``): every audit row asks, and the answer changes only with the schema.
         self._known: dict[str, str] = {}
         self._known_for: tuple[Catalog, int] | None = None
+        #: ``read_one``'s statement per collection name, for one catalog at one schema version
+        #: (``_points_for``), as ``_known``: only names of dbhandles' own collections.
+        self._points: dict[str, str] = {}
+        self._points_for: tuple[Catalog, int] | None = None
+
+    @classmethod
+    def parse_config(cls, raw: Mapping[str, Any] | None) -> AdapterConfig:
+        # The usual config (the default database's, at every start) is made without building the
+        # model's validator (``simple_config``); any other is read by the model, errors included.
+        if cls.config_model is SqliteConfig and isinstance(raw, Mapping):
+            simple = simple_config(raw)
+            if simple is not None:
+                return simple
+        return super().parse_config(raw)
 
     @classmethod
     def prepare(cls, config: AdapterConfig) -> AdapterConfig:
@@ -231,6 +248,7 @@ class SqliteAdapter(Adapter):
         conn, self._conn, self._catalog = self._conn, None, None
         self._wal = False
         self._known, self._known_for = {}, None  # answers of that connection's catalog
+        self._points, self._points_for = {}, None
         if conn is not None:
             with translating(path=self.path):
                 conn.close()
@@ -297,11 +315,26 @@ class SqliteAdapter(Adapter):
             if self._active:
                 return super().read_one(collection, record_id)
             conn, catalog = self._require()
-            session = SqliteSession(self, conn, catalog, False)
             known = catalog.version
+            session = None
             if known is not None:
                 try:
-                    seen, record = session.get_current(collection, record_id)
+                    fresh = self._points_for == (catalog, known)
+                    statement = self._points.get(collection) if fresh else None
+                    if statement is None:
+                        session = SqliteSession(self, conn, catalog, False)
+                        seen, record = session.get_current(collection, record_id)
+                        if seen == known:
+                            self._remember_point(catalog, known, collection)
+                    else:
+                        # ``get_current``'s statement, decided for this collection at this version.
+                        seen, found, data, created_at, updated_at, row_version = conn.execute(
+                            statement, (record_id,)
+                        ).fetchone()
+                        record = None if found is None else {
+                            "id": found, **orjson.loads(data), "createdAt": created_at,
+                            "updatedAt": updated_at, "version": row_version,
+                        }  # fmt: skip
                 except DbHandlesError:  # decided from the cache, maybe stale: the careful path
                     seen, record = -1, None
                 except sqlite3.Error as exc:
@@ -320,7 +353,22 @@ class SqliteAdapter(Adapter):
                         return None
             with translating(path=self.path):
                 catalog.refresh()
+            if session is None:
+                session = SqliteSession(self, conn, catalog, False)
             return session.get(collection, record_id)
+
+    def _remember_point(self, catalog: Catalog, version: int, collection: str) -> None:
+        """Keep ``read_one``'s statement for ``collection`` when it is one of dbhandles' own
+        collections in ``catalog`` at ``version`` (a foreign table's statement depends on its
+        key, and a missing collection has none); called with the lock held."""
+        if catalog.version != version or catalog.foreign(collection) is not None:
+            return
+        table = catalog.table(collection)
+        if table is None:
+            return
+        if self._points_for != (catalog, version) or len(self._points) >= _MAX_WHERES:
+            self._points, self._points_for = {}, (catalog, version)
+        self._points[collection] = point_statement(table)
 
     def known_collection(self, name: str) -> str | None:
         """From the schema cache of the open connection, as the last command saw it (a name not

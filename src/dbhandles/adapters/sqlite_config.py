@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
+import typing
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, WithJsonSchema, model_validator
@@ -41,6 +44,7 @@ __all__ = [
     "folder_writable",
     "missing_database",
     "opened_read_only",
+    "simple_config",
 ]
 
 #: What a read-only handle says in its config once its connection reads the file with
@@ -130,6 +134,76 @@ class SqliteConfig(FileConfig):
         elif immutable is None and not folder_writable(self.path):
             shown["caveat"] = MAYBE_IMMUTABLE_CAVEAT
         return shown
+
+
+#: The validators ``simple_config`` knows to change nothing in a config of text values other than
+#: the path check it repeats: (the model's ``model_validator``s, its ``field_validator``s).
+_KNOWN_VALIDATORS = (
+    frozenset({"_integral_numbers", "_filename_is_path"}),  # numbers; ``filename`` (never simple)
+    frozenset({"_path_text"}),  # ``FileConfig``'s: ``check_path_text``, repeated here
+)
+
+
+@functools.cache
+def _simple_keys() -> Mapping[str, tuple[str, frozenset[str] | None]] | None:
+    """What ``simple_config`` reads, off the model itself: each key (a field's wire name and its
+    Python name) -> (the field, the values it takes: its ``Literal``'s, ``None`` for ``path``).
+
+    ``None`` when the model has a validator this module does not know (every config then goes to
+    the model). ``filename`` (folded into ``path`` by the model), ``wal`` and ``busyTimeout`` are
+    no key here: a config naming them is read by the model.
+    """
+    decorators = SqliteConfig.__pydantic_decorators__
+    known = (frozenset(decorators.model_validators), frozenset(decorators.field_validators))
+    if known != _KNOWN_VALIDATORS or decorators.validators or decorators.root_validators:
+        return None
+    keys: dict[str, tuple[str, frozenset[str] | None]] = {}
+    for name, info in SqliteConfig.model_fields.items():
+        choices: frozenset[str] | None
+        if name == "path":
+            choices = None
+        elif typing.get_origin(info.annotation) is Literal and not info.metadata:
+            choices = frozenset(typing.get_args(info.annotation))
+        else:
+            continue
+        for key in (info.alias or name, name):
+            keys[key] = (name, choices)
+    return keys
+
+
+def simple_config(raw: Mapping[str, Any]) -> SqliteConfig | None:
+    """``SqliteConfig.model_validate(raw)`` for a config of text values that the model takes as they
+    are (``{"path": ..., "mode": ...}``: the default database's, at every start), made without
+    building the model's validator; ``None`` for any other config, and for one the model would
+    refuse, so that the model reads it and every error is still the model's.
+
+    What comes out equals what the model makes: the same fields (defaults included, in declaration
+    order) and the same fields set (tests/test_sqlite_simple_config.py checks both).
+    """
+    keys = _simple_keys()
+    if keys is None:
+        return None
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        spec = keys.get(key)
+        if spec is None or type(value) is not str:
+            return None
+        name, choices = spec
+        if name in values:
+            return None  # given by its wire name and its Python name: the model decides
+        if choices is None:
+            try:
+                check_path_text(value, "config.path")
+            except InvalidParams:
+                return None
+            if not value:
+                return None
+        elif value not in choices:
+            return None
+        values[name] = value
+    if "path" not in values:
+        return None
+    return SqliteConfig.model_construct(**values)
 
 
 def folder_writable(path: str) -> bool:

@@ -130,6 +130,9 @@ def translate_error(
         return InvalidFilter(
             f"the filter nests too deeply for SQLite ({message}); split it into several queries"
         )
+    refusal = sqlite_guard.schema_refusal(message, collection)
+    if refusal is not None:  # SQLite's own refusal of a view's reads (trusted_schema=OFF)
+        return refusal
     if "unsafe use of" in low:
         return StorageError(
             f"this SQLite ({sqlite3.sqlite_version}) refuses JSON indexes while the database "

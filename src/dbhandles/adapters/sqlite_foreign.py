@@ -16,7 +16,7 @@ from typing import Any
 
 from dbhandles.adapters.base import Query, Record
 from dbhandles.adapters.foreign_common import ColumnPaths
-from dbhandles.adapters.foreign_values import decode_key, id_value, row_values, rows_records
+from dbhandles.adapters.foreign_values import RecordLayout, decode_key
 from dbhandles.adapters.sql_compile import Fragment, SqlCompiler, and_
 from dbhandles.adapters.sqlite_foreign_schema import DUPLICATE, ForeignTable, quote
 from dbhandles.adapters.sqlite_foreign_sql import compiler_for, fixed_ranks
@@ -36,10 +36,24 @@ class ForeignReader:
 
     def __init__(self, table: ForeignTable) -> None:
         self.table = table
-        self.fields = [c.field for c in table.columns if c.field != "id"]
+        shown = [c for c in table.columns if c.field != "id"]
+        self.fields = [c.field for c in shown]
         self.keys = ("id", *self.fields)
-        columns = [quote(c.name) for c in table.columns if c.field != "id"]
-        self.select = ", ".join([table.id_sql, *columns])
+        # The id, then each column once: a single key column that is also a field (an ``n``
+        # primary key served as ``id`` and ``n``) is selected once and read twice (``layout``).
+        id_sql = table.id_sql
+        columns: list[str] = [id_sql]
+        sources = [0]
+        for column in shown:
+            name = quote(column.name)
+            if name == id_sql:
+                sources.append(0)
+            else:
+                sources.append(len(columns))
+                columns.append(name)
+        self.select = ", ".join(columns)
+        #: How a selected row becomes a record (``foreign_values.RecordLayout``).
+        self.layout = RecordLayout(self.keys, sources, table.integer_key is not None)
         #: The table itself; ``source`` is what reads select from: for a view, its rows numbered
         #: among the rows equal to them (``ForeignTable.id_sql``), over the whole view before any
         #: filter, so ids stay the same from page to page while the rows do not change.
@@ -52,6 +66,7 @@ class ForeignReader:
             )
         self._compilers: dict[tuple[frozenset[str], tuple[tuple[str, int], ...]], SqlCompiler] = {}
         self._wheres: dict[tuple[int, str], Fragment] = {}
+        self._pages: dict[tuple[int, str, tuple[SortKey, ...]], str] = {}
         #: ``table.integer_key`` and its test, worked out once (every read by key asks).
         self._integer_key = table.integer_key
         self._integer_match = f"{self._integer_key} = ?"
@@ -147,9 +162,7 @@ class ForeignReader:
 
     def record(self, row: tuple[Any, ...]) -> Record:
         """The record of a row selected by ``select``: its ``id``, then its fields."""
-        values = row_values(row, 1)
-        values.insert(0, id_value(row[0]))
-        return dict(zip(self.keys, values, strict=True))
+        return self.layout.record(row)
 
     def key_match(self, record_id: str) -> tuple[str, tuple[object, ...]] | None:
         """The WHERE clause selecting the row whose ``id`` is ``record_id``; ``None`` if none can."""
@@ -223,17 +236,34 @@ class ForeignReader:
         filter, order_keys = self.paths.filter(query.filter), self.paths.order(query.order)
         compiler = self._compiler(conn, filter, order_keys, arrays, ordering=True)
         where = self._where(compiler, filter)
-        if query.after is not None:
-            where = and_(where, compiler.after(order_keys, query.after))
-        order = compiler.order_by(order_keys)
         if query.offset < 0 or (query.limit is not None and query.limit < 0):
             raise InvalidParams("limit and offset cannot be negative", field="limit")
+        if query.after is None:
+            statement = self._page_sql(compiler, where, order_keys)
+        else:
+            where = and_(where, compiler.after(order_keys, query.after))
+            statement = self._statement(where.sql, compiler.order_by(order_keys))
         rows = conn.execute(
-            f"SELECT {self.select} FROM {self.source} WHERE {where.sql} ORDER BY {order} "
-            "LIMIT ? OFFSET ?",
-            (*where.params, -1 if query.limit is None else query.limit, query.offset),
+            statement, (*where.params, -1 if query.limit is None else query.limit, query.offset)
         ).fetchall()
-        return rows_records(self.keys, rows)
+        return self.layout.records(rows)
+
+    def _statement(self, where: str, order: str) -> str:
+        return f"SELECT {self.select} FROM {self.source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"
+
+    def _page_sql(
+        self, compiler: SqlCompiler, where: Fragment, order_keys: tuple[SortKey, ...]
+    ) -> str:
+        """The statement of a first page (no keyset position), remembered per compiler, filter
+        SQL and order: a listing asked again compiles nothing (``_where`` keeps the filter's)."""
+        key = (id(compiler), where.sql, order_keys)  # compilers live as long as this reader
+        found = self._pages.get(key)
+        if found is None:
+            found = self._statement(where.sql, compiler.order_by(order_keys))
+            if len(self._pages) >= _MAX_WHERES:
+                self._pages.clear()
+            self._pages[key] = found
+        return found
 
     def count(
         self, conn: sqlite3.Connection, filter: FilterNode | None,

@@ -23,7 +23,7 @@ import sqlite3
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from dbhandles.adapters.foreign_cascades import CascadeEdge, reached
+from dbhandles.adapters.foreign_cascades import UNKNOWN, CascadeEdge, reached
 from dbhandles.adapters.foreign_common import (
     NO_KEY,
     ForeignColumn,
@@ -32,6 +32,8 @@ from dbhandles.adapters.foreign_common import (
     reserved_fields,
     table_public,
 )
+from dbhandles.adapters.sqlite_guard import installed, schema_refusal
+from dbhandles.adapters.sqlite_vtables import read_virtual_tables
 
 __all__ = [
     "DUPLICATE",
@@ -41,6 +43,7 @@ __all__ = [
     "describe_all",
     "quote",
     "schema_objects",
+    "trigger_writes",
 ]
 
 #: The names SQLite accepts for the rowid, in the order tried (a column may shadow any of them).
@@ -80,6 +83,9 @@ class ForeignTable:
     reserved: frozenset[str] = field(default=frozenset())
     #: A query finding a row whose key holds NULL, when the key may (``null_key_probe``).
     null_probe: str | None = None
+    #: The code a read of it is refused with: ``read_only``, or ``access_denied`` when SQLite
+    #: refused what it reads (``sqlite_guard.schema_refusal``).
+    refused_code: str = "read_only"
 
     def without_key(self) -> ForeignTable:
         """This table served by its rowid, read-only: what its rows are while a key holds NULL
@@ -144,7 +150,10 @@ class ForeignTable:
     def public(self) -> dict[str, Any]:
         """The description ``data/schema`` shows (camelCase keys)."""
         flags = {"withoutRowid": True} if self.without_rowid else {}
-        return table_public(self, self._id_doc(), flags, self.refused)
+        info = table_public(self, self._id_doc(), flags, self.refused)
+        if self.refused is not None:
+            info["refusedCode"] = self.refused_code
+        return info
 
     def _id_doc(self) -> str:
         if self.key:
@@ -173,6 +182,11 @@ def describe(
             (name,),
         ).fetchall()
     except sqlite3.OperationalError as exc:  # a virtual table whose module is not loaded
+        modules = {k: v[1] for k, v in read_virtual_tables(conn).modules.items()}
+        denial = schema_refusal(str(exc), name, modules)
+        if denial is not None:  # a view over dbstat, fsdir...: SQLite's own refusal
+            return ForeignTable(name, kind, (), (), None, False, read_only=denial.message,
+                                refused=denial.message, refused_code=denial.code)  # fmt: skip
         return ForeignTable(name, kind, (), (), None, False,
                             read_only=f"a virtual table this SQLite cannot open ({exc})",
                             refused=f"{name!r} is a virtual table whose module is not loaded in "
@@ -271,22 +285,91 @@ def _foreign_keys(conn: sqlite3.Connection, table: str) -> list[dict[str, Any]]:
     return list(keys.values())
 
 
-def cascade_targets(conn: sqlite3.Connection, table: str, update: bool) -> list[tuple[str, str]]:
-    """The tables a delete from ``table`` (``update``: a change of its referenced keys) writes
-    through foreign-key actions, with the action (``foreign_cascades.reached``); ``[]`` when the
-    connection does not enforce foreign keys (``PRAGMA foreign_keys`` off: nothing cascades)."""
-    if not conn.execute("PRAGMA foreign_keys").fetchone()[0]:
-        return []
-    rows = conn.execute(
-        'SELECT m.name, f."table", upper(f.on_delete), upper(f.on_update) '
-        "FROM sqlite_schema AS m JOIN pragma_foreign_key_list(m.name, 'main') AS f "
-        "WHERE m.type = 'table' AND f.seq = 0"
-    ).fetchall()
-    edges = [CascadeEdge(*row) for row in rows]
+def cascade_targets(
+    conn: sqlite3.Connection, table: str, update: bool, event: str | None = None
+) -> list[tuple[str, str]]:
+    """The tables a delete from ``table`` (``update``: a change of its referenced keys; ``event``:
+    ``insert``, ``update`` or ``delete``, when given) writes through foreign-key actions and
+    triggers, with how (``foreign_cascades.reached``). Foreign-key actions count only while the
+    connection enforces them (``PRAGMA foreign_keys``); triggers always run."""
+    edges: list[CascadeEdge] = []
+    if conn.execute("PRAGMA foreign_keys").fetchone()[0]:
+        rows = conn.execute(
+            'SELECT m.name, f."table", upper(f.on_delete), upper(f.on_update) '
+            "FROM sqlite_schema AS m JOIN pragma_foreign_key_list(m.name, 'main') AS f "
+            "WHERE m.type = 'table' AND f.seq = 0"
+        ).fetchall()
+        edges = [CascadeEdge(*row) for row in rows]
+
+    def triggers(name: str, doing: str) -> list[tuple[str, str, str]]:
+        return trigger_writes(conn, name, doing)
+
     # SQLite compares table names folding ASCII letters only (sqlite_schema.name_key).
     return reached(
-        edges, table, update, lambda n: "".join(c.lower() if c.isascii() else c for c in n)
-    )
+        edges, table, update, lambda n: "".join(c.lower() if c.isascii() else c for c in n),
+        triggers, event,
+    )  # fmt: skip
+
+
+#: The authorizer's actions that write a table, as ``foreign_cascades.EVENTS`` names them.
+_WRITES = {
+    sqlite3.SQLITE_INSERT: "insert",
+    sqlite3.SQLITE_UPDATE: "update",
+    sqlite3.SQLITE_DELETE: "delete",
+}
+
+
+def trigger_writes(conn: sqlite3.Connection, table: str, event: str) -> list[tuple[str, str, str]]:
+    """What the triggers a write of rows of ``table`` (``event``: ``insert``, ``update`` or
+    ``delete``) fires write, at any depth: ``(trigger, table, event)`` (another database's
+    table as ``schema.table``), ``[]`` when ``table`` has no trigger.
+
+    SQLite resolves it: the write is compiled (``EXPLAIN``, which runs nothing, so a read-only
+    file is fine) under an authorizer that notes every write made on behalf of a trigger (its 4th
+    argument names the trigger) while SQLite codes the trigger programs in, nested ones too. A
+    write that cannot be compiled (the table is a view, or gone) is ``UNKNOWN`` when triggers
+    are declared on it: no restricted handle may reach it.
+    """
+    declared = conn.execute(
+        "SELECT 1 FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = ? COLLATE NOCASE "
+        "LIMIT 1",
+        (table,),
+    ).fetchone()
+    if declared is None:
+        return []
+    name = quote(table)
+    if event == "insert":
+        statement = f"INSERT INTO {name} DEFAULT VALUES"
+    elif event == "update":
+        columns = [
+            quote(row[0])
+            for row in conn.execute(
+                "SELECT name FROM pragma_table_xinfo(?, 'main') WHERE hidden = 0", (table,)
+            )
+        ]
+        if not columns:
+            return []
+        statement = f"UPDATE {name} SET " + ", ".join(f"{c} = {c}" for c in columns)
+    else:
+        statement = f"DELETE FROM {name}"
+    found: dict[tuple[str, str, str], None] = {}
+
+    def note(action: int, target: str | None, _: str | None, schema: str | None,
+             trigger: str | None) -> int:  # fmt: skip
+        writes = _WRITES.get(action)
+        if writes is not None and trigger and target:
+            qualified = target if schema in (None, "main") else f"{schema}.{target}"
+            found[(trigger, qualified, writes)] = None
+        return sqlite3.SQLITE_OK  # nothing runs: EXPLAIN only lists the program
+
+    conn.set_authorizer(note)
+    try:
+        conn.execute(f"EXPLAIN {statement}").fetchall()
+    except sqlite3.Error:
+        return [("?", UNKNOWN, event)]
+    finally:
+        conn.set_authorizer(installed(conn))  # the connection's own guard (sqlite_guard), back
+    return list(found)
 
 
 def schema_objects(conn: sqlite3.Connection) -> list[tuple[str, str, bool]]:

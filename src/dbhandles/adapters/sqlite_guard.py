@@ -33,18 +33,35 @@ added behind the catalog's back is refused too.
 A refusal makes SQLite fail the statement with ``SQLITE_AUTH``, before it runs; the reason is kept
 per thread (the authorizer runs in the thread that prepares the statement, which is the thread that
 gets the error) and ``sqlite_errors.translate_error`` turns it into ``access_denied``.
+
+SQLite refuses some of the same SQL itself, before the authorizer sees it: ``trusted_schema=OFF``
+makes a view or trigger that reads a virtual table whose module is not innocuous (``dbstat`` by its
+own name, or a table ``USING dbstat``) or calls such a function fail with ``unsafe use of ...``;
+and a revealing module this SQLite does not load (``fsdir``, ``sqlite_dbpage``) makes a view over it
+fail with ``no such table``. ``schema_refusal`` turns those into the same ``access_denied`` (one
+place, used by ``translate_error`` and by ``sqlite_foreign_schema.describe``), never
+``read_only`` ("module is not loaded") nor ``storage_error``.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from dbhandles.errors import AccessDenied
 
-__all__ = ["SQLITE_AUTH", "Authorizer", "denied", "install", "installed", "refuse_virtual"]
+__all__ = [
+    "SQLITE_AUTH",
+    "Authorizer",
+    "denied",
+    "install",
+    "installed",
+    "refuse_virtual",
+    "schema_refusal",
+]
 
 #: SQLite's primary result code for a statement its authorizer refused.
 SQLITE_AUTH = 23
@@ -178,4 +195,52 @@ def denied(message: str) -> AccessDenied:
         f"the view or trigger {source!r} of this database uses {reached}, which dbhandles does not "
         "run for databases it did not create (it would show the server's files or settings); "
         "nothing was read or written. Drop or change it, or read the tables it reads"
+    )
+
+
+#: SQLite's own refusal under ``trusted_schema=OFF``: ``unsafe use of virtual table "dbstat"``,
+#: ``unsafe use of load_extension()``.
+_UNSAFE = re.compile(r'unsafe use of (?:virtual table "([^"]+)"|([A-Za-z_][A-Za-z0-9_]*)\(\))')
+#: A view over an eponymous table this SQLite does not load: ``no such table: main.fsdir``.
+_MISSING = re.compile(r"no such (?:table|module): (?:main\.)?([A-Za-z_][A-Za-z0-9_]*)")
+#: The functions whose ``unsafe use`` is the JSON functions of older SQLite releases (``sqlite_errors``).
+_JSON_FUNCTION = re.compile(r"json", re.I)
+
+
+def schema_refusal(
+    message: str, source: str | None = None, modules: Mapping[str, str] | None = None
+) -> AccessDenied | None:
+    """The ``access_denied`` for SQLite's own refusal of what a database's view or trigger reads
+    (``message``: the driver's words; ``source``: the view or table read, when known;
+    ``modules``: the module of each virtual table of the file, by lower name), else
+    ``None``: a view or trigger reading a virtual table, or calling a function, that SQLite runs
+    only for a schema it trusts (``unsafe use of ...``; the JSON functions of older releases
+    excepted, ``sqlite_errors`` words them), or reading a revealing table (``pragma_*``,
+    ``dbstat``, ``fsdir``...) this SQLite does not load.
+
+    Returns:
+        ``AccessDenied`` (``access_denied``) naming the view and what it reads; nothing was read.
+    """
+    found = _UNSAFE.search(message)
+    if found is not None:
+        reached = found.group(1) or f"{found.group(2)}()"
+        module = (modules or {}).get(reached.lower())
+        if found.group(1) is not None and module is not None:
+            reached = f"the virtual table {reached!r} of the module {module}"
+        if found.group(2) is not None and _JSON_FUNCTION.match(found.group(2)):
+            return None
+    else:
+        missing = _MISSING.search(message)
+        if missing is None:
+            return None
+        name = missing.group(1).lower()
+        if not (name.startswith("pragma_") or name in _REVEALING_TABLES):
+            return None
+        reached = missing.group(1)
+    which = f"the view or trigger {source!r}" if source is not None else "a view or trigger"
+    return AccessDenied(
+        f"{which} of this database uses {reached}, which SQLite runs only for a schema it "
+        "trusts and dbhandles does not run for databases it did not create (it would show the "
+        "server's files or settings); nothing was read or written. Drop or change it, or read "
+        "the tables it reads"
     )

@@ -30,13 +30,19 @@ from dbhandles.adapters.sqlite_foreign import ForeignReader
 from dbhandles.adapters.sqlite_foreign_schema import cascade_targets, schema_objects
 from dbhandles.adapters.sqlite_foreign_write import ForeignWriter
 from dbhandles.adapters.sqlite_schema import Catalog, index_sql, name_key
-from dbhandles.errors import DbHandlesError, InvalidParams, NotSupported, ReadOnly
+from dbhandles.errors import (
+    AccessDenied,
+    DbHandlesError,
+    InvalidParams,
+    NotSupported,
+    ReadOnly,
+)
 from dbhandles.filters import RESERVED_FIELDS, SYSTEM_PREFIXES, FilterNode, validate_path
 
 if TYPE_CHECKING:
     from dbhandles.adapters.sqlite import SqliteAdapter
 
-__all__ = ["Row", "SqliteSession", "resolve_in"]
+__all__ = ["Row", "SqliteSession", "point_statement", "resolve_in"]
 
 _COLUMNS = "id, data, created_at, updated_at, version"
 #: A record in storage form: ``(id, data JSON text, createdAt, updatedAt, version)``.
@@ -96,6 +102,16 @@ def _budgeted(conn: sqlite3.Connection) -> Iterator[None]:
         conn.set_progress_handler(None, 0)
 
 
+def point_statement(table: str) -> str:
+    """``get_current``'s statement for the collection stored as ``table``: the file's
+    ``schema_version`` and the row of the id bound to it (columns all ``NULL`` when there is
+    none), read in one statement."""
+    return (
+        "SELECT s.schema_version, t.id, t.data, t.created_at, t.updated_at, t.version "
+        f"FROM pragma_schema_version AS s LEFT JOIN {_q(table)} AS t ON t.id = ?"
+    )
+
+
 def resolve_in(catalog: Catalog, name: str) -> str:
     """``Session.resolve_collection`` from the catalog: the foreign table ``name`` reaches, else the
     collection's stored spelling, else ``name``."""
@@ -141,9 +157,13 @@ class SqliteSession(Session):
         Raises:
             ReadOnly: it is one, but cannot be read (a virtual table whose module is not loaded,
                 the storage of a virtual table): the error says which.
+            AccessDenied: a view SQLite refuses to run for a schema it does not trust (over
+                ``dbstat``, ``fsdir``...: ``sqlite_guard.schema_refusal``).
         """
         reader = self.catalog.foreign(collection)
         if reader is not None and reader.table.refused is not None:
+            if reader.table.refused_code == AccessDenied.code:  # sqlite_guard.schema_refusal
+                raise AccessDenied(reader.table.refused)
             raise ReadOnly(f"{reader.table.refused}; it cannot be served", field="collection")
         return reader
 
@@ -215,9 +235,7 @@ class SqliteSession(Session):
         # One row whether or not the record exists: the version is read either way. Every
         # column is qualified, so no column of the table can shadow ``schema_version``.
         version, found, data, created_at, updated_at, row_version = self.conn.execute(
-            "SELECT s.schema_version, t.id, t.data, t.created_at, t.updated_at, t.version "
-            f"FROM pragma_schema_version AS s LEFT JOIN {_q(table)} AS t ON t.id = ?",
-            (record_id,),
+            point_statement(table), (record_id,)
         ).fetchone()
         if found is None:
             return version, None
@@ -355,14 +373,17 @@ class SqliteSession(Session):
             if self.catalog.table(collection) is None:
                 return GroupCounts()
             with _budgeted(self.conn):
-                if (
-                    overflow is not None
-                    and self.conn.execute(overflow.join(_q(collection)), overflow.params).fetchone()
-                ):
-                    raise combinations_error(group_by)
                 rows = self.conn.execute(
                     statement.join(_q(collection)), statement.params
                 ).fetchall()
+                # No row: no record matched, or one had too many combinations (the statement
+                # then stops before joining the paths); only then is the bound looked at again.
+                if (
+                    not rows
+                    and overflow is not None
+                    and self.conn.execute(overflow.join(_q(collection)), overflow.params).fetchone()
+                ):
+                    raise combinations_error(group_by)
         return read_groups(rows, group_by)
 
     def find_sampled(self, collection: str, query: Query, sampling: Sampling) -> list[Record]:
@@ -443,9 +464,12 @@ class SqliteSession(Session):
             found.pop(reader.table.name.lower(), None)
             return sorted(found.values())
 
-    def cascade_targets(self, name: str, update: bool = False) -> list[tuple[str, str]]:
+    def cascade_targets(
+        self, name: str, update: bool = False, *, insert: bool = False
+    ) -> list[tuple[str, str]]:
         with self._translating(name):
-            return cascade_targets(self.conn, resolve_in(self.catalog, name), update)
+            event = "insert" if insert else None
+            return cascade_targets(self.conn, resolve_in(self.catalog, name), update, event)
 
     def resolve_collection(self, name: str) -> str:
         with self._translating(name):

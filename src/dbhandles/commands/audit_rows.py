@@ -100,6 +100,9 @@ _DATABASE_FILE: dict[str, tuple[str, ...]] = {
     "data/export": ("input",),
 }
 _JOB_START = "data/job-start"
+#: The commands whose params name their databases otherwise than by ``dbHandle`` and ``collection``
+#: (besides those with ``Command.audit_names``).
+_MANY_NAMES = frozenset({"data/batch", _JOB_START})
 
 
 def _dig(raw: Mapping[str, Any], keys: tuple[str, ...]) -> object:
@@ -190,7 +193,7 @@ def _extra_names(
 ) -> tuple[AuditName, ...]:
     """``audit_names`` of a command whose params do not say it all by ``dbHandle`` and
     ``collection``; ``()`` for the others (the hot path: their params are not dumped)."""
-    if command.audit_names is None and command.name not in ("data/batch", _JOB_START):
+    if command.audit_names is None and command.name not in _MANY_NAMES:
         return ()
     return audit_names(command, raw_params(raw))
 
@@ -322,7 +325,12 @@ def record_outcome(
     if not service.audit.enabled or (code is None and command.name == "data/audit"):
         return
     found: HandleEntry | None = entry
-    names = _extra_names(command, raw)
+    # ``_extra_names``, written out: every command ends here, and most name no more.
+    names = (
+        ()
+        if command.audit_names is None and command.name not in _MANY_NAMES
+        else audit_names(command, raw_params(raw))
+    )
     if entry is not None:
         handle: str | None = entry.handle
     else:
@@ -340,7 +348,7 @@ def record_outcome(
     fresh = code is not None
     if names and names[0].operation is not None:
         operations = names[0].operation  # data/batch's per collection; a job's command's
-    elif batch_operations(params) is None:
+    elif "operations" not in type(params).__pydantic_fields__ or batch_operations(params) is None:
         operations = command.operation
     else:
         operations = ",".join(sorted(operations_of(command, params)))

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, WithJsonSchema, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from dbhandles.commands.base import (
     AuditName,
@@ -215,6 +215,8 @@ class _Side:
 
 
 class _SideParams(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # built by the first data/copy, not at import
+
     collection: str
 
 

@@ -1,11 +1,14 @@
 """A quicker door for the params most calls send, and models built without pydantic's generic loops.
 
 ``parse_simple(model, raw)`` takes params whose every value is a string (``{"dbHandle": ...,
-"collection": ..., "id": ...}``: a data/read) and runs on each the very check pydantic would run on
-it (``filters.validate_collection``, ``documents.check_record_id``, ``handle_entry.check_handle_name``);
-it answers ``None``, and the caller validates with pydantic as before, whenever anything is not
-that simple: a key that is no field's alias, a value that is not a ``str``, a field of a kind this
-module does not know, a model with validators of its own, or a check that fails. So every error a
+"collection": ..., "id": ...}``: a data/read), a ``bool``, an ``int`` of an integer field, or the
+object of a ``filter`` (a data/list's ``{"filter": {...}, "limit": 100, "skipCount": true}``), and
+runs on each the very check pydantic would run on it (``filters.validate_collection``,
+``documents.check_record_id``, ``handle_entry.check_handle_name``, the field's bounds,
+``filters.parse_filter``); it answers ``None``, and the caller validates with pydantic as before,
+whenever anything is not that simple: a key that is no field's alias, a value not of its field's
+one type (``None`` and ``5.0`` included), a field of a kind this module does not know, a model
+with validators of its own, or a check that fails. So every error a
 caller sees still comes from pydantic (the same code and message), and what comes out is the model
 pydantic would build: the same ``__dict__`` (defaults included, in declaration order) and the same
 ``model_fields_set`` (tests/test_fast_params.py checks both against ``model_validate``).
@@ -17,17 +20,27 @@ at a quarter of the cost: ``values`` are already checked (and for a read, fresh 
 from __future__ import annotations
 
 import functools
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
+from annotated_types import Ge, Le
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from dbhandles.commands.base import SessionId
-from dbhandles.commands.grammar import CollectionName, HandleName, RecordId
+from dbhandles.commands.grammar import (
+    CollectionName,
+    HandleName,
+    OptionalFilterSpec,
+    RecordId,
+    SettingMaximum,
+)
 from dbhandles.context import is_session_id
 from dbhandles.documents import check_record_id
-from dbhandles.filters import validate_collection
+from dbhandles.filters import parse_filter, validate_collection
 from dbhandles.handle_entry import check_handle_name
 
 __all__ = ["build", "parse_simple"]
@@ -84,10 +97,79 @@ _SHAREABLE = (type(None), bool, int, float, str)
 _KNOWN_VALIDATORS = {"_integral_numbers"}
 
 
+def _filter(value: dict[str, Any]) -> dict[str, Any]:
+    """``OptionalFilterSpec``'s checks on an object: text keys (a strict ``dict[str, Any]``) and a
+    filter ``parse_filter`` takes; a copy, as pydantic makes one."""
+    for key in value:
+        if type(key) is not str:
+            raise TypeError(key)
+    parse_filter(value)
+    return dict(value)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _bounds(annotation: object) -> tuple[int | None, int | None] | None:
+    """``(minimum, maximum)`` of an ``int`` field written ``int`` or ``Annotated[int, ...]`` with
+    ``Ge``/``Le`` bounds (a ``Field``'s too) and ``SettingMaximum`` (a schema note: the handler
+    checks the setting), maybe ``| None``; ``None`` for any other type."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _bounds(kinds[0]) if len(kinds) == 1 else None
+    if annotation is int:
+        return None, None
+    if origin is not Annotated:
+        return None
+    base, *notes = typing.get_args(annotation)
+    if base is not int:
+        return None
+    low = high = None
+    while notes:
+        note = notes.pop()
+        if isinstance(note, FieldInfo):
+            notes.extend(note.metadata)
+        elif isinstance(note, Ge) and type(note.ge) is int:
+            low = note.ge
+        elif isinstance(note, Le) and type(note.le) is int:
+            high = note.le
+        elif not isinstance(note, SettingMaximum):
+            return None  # another constraint (or a bound that is no integer): not ours
+    return low, high
+
+
+def _integer(low: int | None, high: int | None) -> Callable[[int], int]:
+    def checked(value: int) -> int:
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ValueError(value)
+        return value
+
+    return checked
+
+
+def _check_of(declared: object) -> tuple[Callable[[Any], Any], type] | None:
+    """The check of a field of this type and the one type its values must have (``type(value)
+    is``: no subclass, so ``True`` is no ``int``); ``None`` for a type this module does not know."""
+    try:
+        text = _CHECKS.get(declared)
+    except TypeError:  # an unhashable type argument (a Literal of a list)
+        text = None
+    if text is not None:
+        return text, str
+    if declared is bool:
+        return _same, bool
+    if declared == OptionalFilterSpec:
+        return _filter, dict
+    bounds = _bounds(declared)
+    return None if bounds is None else (_integer(*bounds), int)
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    #: alias -> (field name, check, whether it is required)
-    fields: dict[str, tuple[str, Callable[[str], str], bool]]
+    #: alias -> (field name, check, whether it is required, the type of its values)
+    fields: dict[str, tuple[str, Callable[[Any], Any], bool, type]]
     required: int
     #: every field's default in declaration order (required fields: filled by the caller)
     template: dict[str, Any]
@@ -130,24 +212,21 @@ def _plan(model: type[BaseModel]) -> _Plan | None:
         or model.model_config.get("extra") != "forbid"
     ):
         return None
-    fields: dict[str, tuple[str, Callable[[str], str], bool]] = {}
+    fields: dict[str, tuple[str, Callable[[Any], Any], bool, type]] = {}
     required = 0
     for name, info in model.model_fields.items():
         required += info.is_required()
-        try:
-            check = _CHECKS.get(_declared(info.annotation, info.metadata))
-        except TypeError:  # an unhashable type argument (a Literal of a list): not ours
-            check = None
-        if check is not None:
-            fields[info.alias or name] = (name, check, info.is_required())
+        found = _check_of(_declared(info.annotation, info.metadata))
+        if found is not None:
+            fields[info.alias or name] = (name, found[0], info.is_required(), found[1])
         elif info.is_required():
             return None  # a required field of another kind: never simple
     return _Plan(fields, required, template)
 
 
 def parse_simple(model: type[M], raw: Mapping[str, Any]) -> M | None:
-    """``model.model_validate(raw)`` when every value of ``raw`` is a string of a field this module
-    checks; ``None`` otherwise (and whenever a check fails): validate with pydantic then."""
+    """``model.model_validate(raw)`` when every value of ``raw`` is of the one type of a field this
+    module checks; ``None`` otherwise (and whenever a check fails): validate with pydantic then."""
     plan = _plan(model)
     if plan is None:
         return None
@@ -157,9 +236,9 @@ def parse_simple(model: type[M], raw: Mapping[str, Any]) -> M | None:
     required = 0
     for key, value in raw.items():
         spec = fields.get(key)
-        if spec is None or type(value) is not str:
+        if spec is None or type(value) is not spec[3]:
             return None
-        name, check, is_required = spec
+        name, check, is_required, _ = spec
         try:
             values[name] = check(value)
         except Exception:

@@ -64,7 +64,7 @@ from dbhandles.filters import (
     validate_path,
 )
 from dbhandles.handle_entry import HANDLE_PATTERN, check_handle_name
-from dbhandles.security.permissions import PRESETS, Isolation
+from dbhandles.security.permissions import PRESET_FIELDS, PRESETS, Isolation
 from dbhandles.values import MAX_VERSION, json_text
 
 __all__ = [
@@ -295,7 +295,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         isolation=["none"],
         owner={"type": "null"},
         presets=[
-            name for name, p in PRESETS.items() if p.owner is None and p.isolation_mode == "none"
+            name
+            for name, fields in PRESET_FIELDS.items()
+            if fields.get("owner") is None and fields.get("isolation_mode", "none") == "none"
         ],
     ),
     "Preset": {"anyOf": [{"enum": list(PRESETS)}, {"type": "null"}]},

@@ -28,6 +28,7 @@ from dbhandles.errors import AccessDenied, InvalidParams
 from dbhandles.security.names import check_actor_name
 from dbhandles.security.permissions import narrow, parse_permissions
 from dbhandles.security.policy import GRANT_ACCESS
+from dbhandles.store import TokenRow
 from dbhandles.values import json_text
 
 if TYPE_CHECKING:
@@ -52,15 +53,26 @@ def _grantee(service: Service, name: str, *, database: str | None = None) -> str
         scope = None if database == "*" else database
         if service.registry.store.list_grants(scope, name):
             return name
-    tokens = service.tokens.list()
-    check_actor_name(name, holders={t.actor for t in tokens})
+    _check_grantee(name, service.tokens.list(), [])
+    return name
+
+
+def _check_grantee(name: str, tokens: list[TokenRow], grantees: list[str]) -> None:
+    """The rule ``_grantee`` applies, given every stored token and the names stored grants hold
+    (``put_grant`` runs it again in the store's write transaction, so a token or grant for a
+    second spelling of the name cannot slip in between).
+
+    Raises:
+        InvalidParams: a reserved name, a name that differs only in case from a token holder's or
+            another grantee's, or an administrator's name (field ``actor``).
+    """
+    check_actor_name(name, holders={t.actor for t in tokens} | set(grantees))
     if any(t.actor == name and t.is_admin for t in tokens):
         raise InvalidParams(
             f"actor: {json_text(name, 80)} is an administrator's name; administrators are not limited by "
             "owners or grants, so a grant would give it nothing: grant to a non-admin actor",
             field="actor",
         )
-    return name
 
 
 def _close_handles_of(service: Service, actor: str, database: str) -> int:
@@ -117,7 +129,10 @@ def data_grant(service: Service, params: GrantParams, call: Call) -> GrantResult
         )
     permissions = narrow(extra, GRANT_ACCESS[params.access])
     assert permissions is not None
-    service.access.put_grant(database, actor, permissions, context)
+    service.access.put_grant(
+        database, actor, permissions, context,
+        check=lambda tokens, grantees: _check_grantee(actor, tokens, grantees),
+    )  # fmt: skip
     service.registry.access_generation.bump()  # a narrower grant ends cached decisions at once
     closed = _close_handles_of(service, actor, database)
     assert isinstance(call.target.config, FileConfig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import sqlite3
@@ -21,11 +22,14 @@ from dbhandles.errors import (
     DbHandlesError,
     InvalidConfig,
     InvalidParams,
+    NotADatabase,
     NotSupported,
     PathNotAllowed,
+    ReadOnly,
     StorageError,
 )
 from dbhandles.handle_entry import HandleEntry, check_alias, shown_alias
+from dbhandles.pinned import Made, Pinned, Snapshot, changed, moved, remove_made, snapshot
 from dbhandles.registry import ALIAS_PATTERN
 from dbhandles.security import paths
 from dbhandles.security.permissions import parse_permissions
@@ -169,13 +173,30 @@ def data_open(service: Service, params: OpenParams, call: Call) -> OpenResult:
     # Every check is made before anything is created (docs/security.md §8); should a later
     # step fail all the same, the file this call created goes with it (``_undo_create``).
     fresh = _missing_file(opening)
+    made: list[Made] = []
+    claimed = None
+    folders = None
     try:
         if opening.resolved is not None:
-            _prepare_file(opening, context)
+            made = _prepare_file(opening, context)
+        # The folders as this open uses them (those it made included), to tell a failure
+        # caused by a folder swapped from now on.
+        folders = _own_folders(service, opening, context)
+        claimed = service.access.claim(opening, context)
         handle = _open_handle(service, opening, params, context, adapter)
-    except BaseException:
+    except BaseException as exc:
+        # SQLite or the file system failed because a folder on the way was swapped: a refusal.
+        swapped = folders is not None and isinstance(exc, _SWAP_ERRORS) and moved(folders)
+        # Refused after the checks: the file, the ownership record and the folders this call
+        # made go (each only while it is still the one made: docs/security.md §8).
         if fresh is not None:
             _undo_create(fresh)
+        if claimed is not None:  # while it is still the record made, and nobody was granted it
+            service.access.store.release_database(claimed)
+        remove_made(made)
+        if swapped:
+            assert opening.resolved is not None
+            raise changed("config.path", opening.resolved.given) from exc
         raise
     entry = registry.resolve(handle)
     return OpenResult(
@@ -185,10 +206,32 @@ def data_open(service: Service, params: OpenParams, call: Call) -> OpenResult:
     )  # fmt: skip
 
 
+#: What SQLite or the file system answers when a folder on the way is swapped under an open
+#: (``disk I/O error``, ``unable to open database file``, ``No such file or directory``, the
+#: JSON adapter's ``cannot create the folder``).
+_SWAP_ERRORS = (StorageError, ReadOnly, NotADatabase, InvalidConfig)
+
+
+#: What creating a file the check found missing answers when its folder was swapped meanwhile.
+_CHANGED_ERRNOS = frozenset({errno.ENOENT, errno.EEXIST, errno.ENOTDIR, errno.ELOOP})
+
+
+def _own_folders(service: Service, opening: Opening, context: Context) -> Snapshot | None:
+    """The folders from a remote non-admin actor's space down to the database's folder as they
+    are now (``pinned.snapshot``), when the database lies in that space; else ``None``."""
+    found = opening.resolved
+    if found is None or context.trusted_local or context.is_admin or found.place != "own":
+        return None
+    space = os.path.realpath(service.settings.space_root() / context.actor)
+    if os.path.commonpath([space, str(found.path.parent)]) != space:
+        return None
+    return snapshot(space, str(found.path.parent))
+
+
 def _open_handle(
     service: Service, opening: Opening, params: OpenParams, context: Context, adapter: str
 ) -> str:
-    """Record the ownership ``check_open`` decided and open the handle (its id).
+    """Open the handle (its id), once ``data_open`` recorded the ownership ``check_open`` decided.
 
     Raises:
         PathNotAllowed: a link appeared on the path between the check and the open.
@@ -196,7 +239,6 @@ def _open_handle(
             open says only its code: the server log says why).
     """
     registry = service.registry
-    service.access.claim(opening, context)
     if opening.claim is not None:
         # An owner may have narrowed its database (isolation): cached decisions end now.
         registry.access_generation.bump()
@@ -244,17 +286,23 @@ def _undo_create(path: str) -> None:
     JSON-adapter file without a collection (what the adapter made of it). A file that was
     replaced, linked or written meanwhile stays."""
     try:
-        info = os.lstat(path)
-        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
-            return
-        if info.st_size and not (_empty_sqlite(path) or _empty_json(path, info.st_size)):
-            return
-        os.unlink(path)
-    except OSError:
+        # In its folder pinned without following links: a folder swapped for a link to another
+        # place (the home) since the open leads the removal nowhere (``pinned.Pinned``).
+        with Pinned(path, None) as folder:
+            info = os.lstat(folder.name, dir_fd=folder.at())
+            if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+                return
+            if info.st_size and not (_empty_sqlite(path) or _empty_json(path, info.st_size)):
+                return
+            again = os.lstat(folder.name, dir_fd=folder.at())
+            if (again.st_dev, again.st_ino) != (info.st_dev, info.st_ino):
+                return
+            os.unlink(folder.name, dir_fd=folder.at())
+            for suffix in ("-wal", "-shm", "-journal"):
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{folder.name}{suffix}", dir_fd=folder.at())
+    except (OSError, PathNotAllowed):
         return  # gone already, or not ours to remove
-    for suffix in ("-wal", "-shm", "-journal"):
-        with contextlib.suppress(OSError):
-            os.unlink(f"{path}{suffix}")
 
 
 def _empty_json(path: str, size: int) -> bool:
@@ -308,11 +356,12 @@ def _callers_own(error: DbHandlesError) -> bool:
     return isinstance(error, InvalidParams) and not isinstance(error, InvalidConfig)
 
 
-def _prepare_file(opening: Opening, context: Context) -> None:
+def _prepare_file(opening: Opening, context: Context) -> list[Made]:
     """For a remote caller, create a missing database file private (0600) and without following a
     link (``O_EXCL | O_NOFOLLOW``) before the adapter sees it: an adapter takes an empty file as an
     empty database, and SQLite gives its side files the mode of the database. The local user's
-    files are created by the adapter, as before."""
+    files are created by the adapter, as before. Returns the folders it made (``ensure_parent``).
+    """
     found = opening.resolved
     config = opening.config
     if (
@@ -321,14 +370,22 @@ def _prepare_file(opening: Opening, context: Context) -> None:
         or config.mode != "create"
         or not isinstance(config, FileConfig)
     ):
-        return
-    paths.ensure_parent(found, "config.path")
-    if not found.path.parent.is_dir():
-        return  # the adapter says what is missing
+        return []
+    made = paths.ensure_parent(found, "config.path")
     try:
-        create_empty(str(found.path), paths.PRIVATE_MODE, pinned=True)
-    except OSError as exc:
-        raise StorageError(f"cannot create {found.given}: {exc.strerror}") from exc
+        if not found.path.parent.is_dir():
+            return made  # the adapter says what is missing
+        try:
+            create_empty(str(found.path), paths.PRIVATE_MODE, pinned=True)
+        except OSError as exc:
+            if exc.errno in _CHANGED_ERRNOS:
+                # Missing just after the check, or there now: a folder on the way was swapped.
+                raise changed("config.path", found.given) from exc
+            raise StorageError(f"cannot create {found.given}: {exc.strerror}") from exc
+    except BaseException:
+        remove_made(made)
+        raise
+    return made
 
 
 class CloseParams(CallerParams):

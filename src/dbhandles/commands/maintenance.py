@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from dbhandles import budget
 from dbhandles.adapters.base import Query, Session
 from dbhandles.commands.base import Call, DataParams, DataResult, command, every_collection
 from dbhandles.commands.grammar import CollectionName
 from dbhandles.commands.records import CollectionParams
-from dbhandles.errors import AccessDenied
+from dbhandles.errors import DbHandlesError
 from dbhandles.evaluate import rank
 from dbhandles.events import event_name
 from dbhandles.filters import RESERVED_FIELDS, FilterNode, top_fields, validate_collection
@@ -71,8 +72,14 @@ def _shown(session: Session, permissions: Permissions, table: dict[str, Any]) ->
     name = table["name"]
     if permissions.allowed_collections is None and not permissions.denied_collections:
         return True
+    try:
+        sources = session.view_sources(name)
+    except DbHandlesError:
+        # What it reads cannot be told (SQLite refuses to prepare it): under collection lists
+        # it is not listed, as a view reading a denied table is not; the others still are.
+        return False
     # Names compared as collection_refusal compares names it was not given resolved (any case).
-    reads = tuple((s, s.lower()) for s in session.view_sources(name))
+    reads = tuple((s, s.lower()) for s in sources)
     resolved = {name: ResolvedName(name, name.lower(), None, reads)}
     return permissions.collection_refusal(name, resolved) is None
 
@@ -142,8 +149,10 @@ def _foreign_entry(
     session: Session, table: dict[str, Any], row_filter: FilterNode | None
 ) -> dict[str, Any]:
     """A table or view as ``data/schema`` lists it: its description and a row count
-    (``recordCount``, under the handle's row filter; ``null`` when it cannot be read). The count is
-    exact, except for a large PostgreSQL table read without a row filter: the adapter's estimate
+    (``recordCount``, under the handle's row filter; ``null`` when it cannot be read, with
+    ``refused`` saying why and ``refusedCode`` the error code a read of it answers: a view
+    refused by ``sqlite_guard``, or one whose count ran past its share of the time budget,
+    ``query_timeout``, is marked so and the listing goes on). The count is exact, except for a large PostgreSQL table read without a row filter: the adapter's estimate
     (``recordCountEstimate``, from ``pg_class.reltuples``), with ``recordCountEstimated: true``."""
     estimate = table.pop("recordCountEstimate", None)
     if estimate is not None and row_filter is None:
@@ -152,10 +161,16 @@ def _foreign_entry(
     # A row filter naming a field this table does not serve would count rows it hides (the
     # field is missing on each; see write_checks.check_row_filter_fields): no count then.
     unfit = row_filter is not None and not top_fields(row_filter) <= served
-    try:
-        count = None if "refused" in table or unfit else session.count(table["name"], row_filter)
-    except AccessDenied as exc:  # a view that reaches what dbhandles does not run (sqlite_guard)
-        table, count = {**table, "refused": exc.message}, None
+    count = None
+    if "refused" not in table and not unfit:
+        try:
+            # Each count gets half of what is left of the command's budget, so one slow view
+            # is marked and the tables after it are still counted.
+            left = budget.remaining_ms()
+            with budget.query_budget(0 if left is None else max(1, left // 2)):
+                count = session.count(table["name"], row_filter)
+        except DbHandlesError as exc:  # a view SQLite or sqlite_guard refuses, a slow view
+            table = {**table, "refused": exc.message, "refusedCode": exc.code}
     return {**table, "recordCount": count, "recordCountEstimated": False, "declared": False}
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from dbhandles.clock import iso_now
 from dbhandles.context import Context
@@ -50,6 +50,8 @@ class _Asked:
 
 
 class _Collection(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # made only once access changed: built then
+
     collection: str
 
 

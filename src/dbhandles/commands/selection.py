@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
-from dbhandles.adapters.sampling import MAX_SAMPLE, Sampling, split_bounds
+from dbhandles.adapters.sampling import MAX_SAMPLE, MIN_FRACTION, Sampling, SplitError, split_bounds
 from dbhandles.commands.base import Params
 from dbhandles.errors import InvalidParams
 
@@ -56,9 +56,10 @@ class SplitSpec(Params):
     """The split to keep, one of the names in fractions (e.g. 'train')."""
     fractions: dict[
         Annotated[str, Field(min_length=1, max_length=64)],
-        Annotated[float, Field(gt=0, le=1)],
+        # Checked by ``split_bounds`` (the field named by ``values.member_path``); the schema says it.
+        Annotated[float, Field(json_schema_extra={"minimum": MIN_FRACTION, "maximum": 1})],
     ] = Field(min_length=1, max_length=16)
-    """Each split's share, summing to 1, e.g. {"train": 0.8, "validation": 0.1, "test": 0.1}."""
+    """Each split's share, from 0.000001 to 1, summing to 1, e.g. {"train": 0.8, "validation": 0.1, "test": 0.1}."""
     seed: Seed = 0
     """The same seed gives the same split; another seed shuffles it."""
 
@@ -75,8 +76,9 @@ class SplitSpec(Params):
         """
         try:
             return split_bounds(self.fractions, self.name)
-        except ValueError as exc:
-            raise InvalidParams(f"split: {exc}", field="split") from exc
+        except SplitError as exc:
+            where = f"split.{exc.where}"
+            raise InvalidParams(f"{where}: {exc}", field=where) from exc
 
 
 def sampling_of(sample: int | None, seed: int, split: SplitSpec | None) -> Sampling | None:

@@ -49,7 +49,7 @@ from dbhandles.errors import DbHandlesError, FileExists, InvalidParams
 from dbhandles.evaluate import position_of, project
 from dbhandles.filters import RESERVED_FIELDS, FilterNode, SortKey, validate_collection
 from dbhandles.new_files import create_exclusive, open_in
-from dbhandles.pinned import Pinned
+from dbhandles.pinned import Pinned, gone
 from dbhandles.values import json_text
 
 __all__ = [
@@ -196,6 +196,8 @@ def _open(path: Path, folder: Pinned, compress: bool, mode: int) -> _Output:
     try:
         return _Output(path, compress, mode, folder=folder)
     except OSError as exc:
+        if (refusal := gone(exc, "output", str(path))) is not None:
+            raise refusal from exc
         raise InvalidParams(f"output: cannot create a file in {json_text(str(path.parent), 80)}: {exc.strerror}",
                             field="output") from exc  # fmt: skip
 
@@ -302,6 +304,8 @@ def run_export(
     try:
         folder = Pinned(target, "output")
     except OSError as exc:
+        if (refusal := gone(exc, "output", str(target))) is not None:
+            raise refusal from exc
         raise InvalidParams(f"output: cannot create a file in {json_text(str(target.parent), 80)}: "
                             f"{exc.strerror}", field="output") from exc  # fmt: skip
     with folder:

@@ -11,6 +11,7 @@ import orjson
 from dbhandles.dbfiles import open_plain
 from dbhandles.errors import FileExists, InvalidParams
 from dbhandles.new_files import create_exclusive
+from dbhandles.pinned import gone
 from dbhandles.values import json_text
 
 __all__ = ["RejectsFile", "check_replaceable"]
@@ -73,6 +74,8 @@ class RejectsFile:
                 else create_exclusive(self.path, "rejects", mode)
             )
         except OSError as exc:
+            if (refusal := gone(exc, "rejects", str(self.path))) is not None:
+                raise refusal from exc
             raise InvalidParams(f"rejects: cannot create {json_text(str(self.path), 80)}: {exc.strerror}",
                                 field="rejects") from exc  # fmt: skip
 

@@ -121,13 +121,22 @@ class AuditLog:
         with self._lock:
             self._queue.append(values)
             full = len(self._queue) >= MAX_QUEUE
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="dbhandles-audit", daemon=True
-                )
-                self._thread.start()
+            self._start()
         if full:
             self.flush()
+
+    def start(self) -> None:
+        """Start the writer thread now, at the calling thread's priority (a thread inherits its
+        starter's niceness: ``jobs.JobRunner.start`` calls this so that a job thread, at
+        ``JOB_NICENESS``, never starts it); idempotent, nothing when the log is disabled."""
+        if self.enabled:
+            with self._lock:
+                self._start()
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="dbhandles-audit", daemon=True)
+            self._thread.start()
 
     def record_call(
         self,

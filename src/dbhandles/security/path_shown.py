@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from dbhandles.context import ACTOR_PATTERN, Context
@@ -113,33 +114,46 @@ def shown_result(
 def mask_error(
     settings: Settings, context: Context, exc: DbHandlesError, given: object = None
 ) -> None:
-    """Show a remote non-admin actor the data root in ``exc``'s words as ``shown_text`` does
-    (changed in place, its code and field kept): the default data root lies next to the home.
-    The home itself is ``redaction.mask_home``'s. A spelling of the data root that a string of
-    the caller's params holds (``given``, at any depth) is left as it is: the caller named it,
-    and masking only its answers would tell it that it had named the data root.
+    """Show a remote non-admin actor neither the home nor the data root in ``exc``'s words (changed
+    in place, its code and field kept): the backstop every command's error passes
+    (``Service.execute``). Each spelling of the home (as configured, and real) becomes ``<home>``,
+    also at the very end of the message; the data root becomes ``<data>`` and the actor's own space
+    nothing, as ``shown_text`` shows them in results (the default data root lies next to the home).
+
+    A spelling that a string of the caller's params holds (``given``: keys and values at any depth,
+    ``_holds``) is left as it is: the caller named it, and masking only its answers would tell it
+    that it had named the home or the data root.
     """
     if not _masked(context) or os.sep not in exc.message:
         return
     message = exc.message
     for prefix, replacement in _spellings(settings, context):
-        if replacement != HOME_SHOWN + "/" and prefix in message and not _holds(given, prefix):
-            message = message.replace(prefix, replacement)
+        if prefix == os.sep or prefix not in message + os.sep:
+            continue
+        home = replacement == HOME_SHOWN + "/"
+        # The home is looked for as the caller could spell it, without a trailing separator.
+        if _holds(given, prefix[:-1] if home else prefix):
+            continue
+        message = message.replace(prefix, replacement)
+        if home and message.endswith(prefix[:-1]):  # "... the home is /srv/home"
+            message = message[: -len(prefix) + 1] + HOME_SHOWN
     if message != exc.message:
         exc.message = message
         exc.args = (message,)
 
 
 def _holds(given: object, text: str) -> bool:
-    """Whether a string of ``given`` (params as sent, at any depth, walked with its own stack:
-    params may nest past Python's recursion limit) holds ``text``."""
+    """Whether a string of ``given`` (params as sent: keys and values, at any depth) holds
+    ``text``. A walk with its own stack, not ``str(given)`` nor recursion: params nested past
+    Python's recursion limit (a body may nest 1024 levels, a Python caller any number) must get
+    their error envelope, never a ``RecursionError`` (docs/security.md, "Audit log")."""
     stack = [given]
     while stack:
         value = stack.pop()
         if isinstance(value, str):
             if text in value:
                 return True
-        elif isinstance(value, dict):
+        elif isinstance(value, Mapping):
             stack.extend(value.keys())
             stack.extend(value.values())
         elif isinstance(value, list | tuple):

@@ -51,7 +51,16 @@ from typing import Literal
 from dbhandles.context import Context
 from dbhandles.dbfiles import check_path_text, is_side_file, known_name, set_file_refusal
 from dbhandles.errors import InvalidParams, PathNotAllowed
-from dbhandles.pinned import begin_decided, changed, decide, end_decided, open_folder
+from dbhandles.pinned import (
+    Made,
+    begin_decided,
+    changed,
+    decide,
+    end_decided,
+    ensure,
+    open_folder,
+    remove_made,
+)
 from dbhandles.security.path_shown import (
     _ACTOR,
     DATA_SHOWN,
@@ -476,11 +485,15 @@ def real_path(settings: Settings, context: Context, given: object) -> Path | Non
         return None
 
 
-def ensure_parent(found: Resolved, field: str = "path") -> None:
+def ensure_parent(found: Resolved, field: str = "path") -> list[Made]:
     """Create the missing folders of a path in the caller's own data space (mode 0700), and check
     that its folder is still where it was checked: each folder is opened (and made) in the one
     before it, from ``/``, without following a link (``pinned.open_folder``), so a folder swapped
     for a link meanwhile is refused and nothing is made where the link leads.
+
+    Returns:
+        The folders this call made (``pinned.remove_made`` removes them if the call is refused
+        later); ``[]`` outside the caller's own space.
 
     Raises:
         InvalidParams: a parent named by the path is a file (``field`` names the param).
@@ -488,13 +501,21 @@ def ensure_parent(found: Resolved, field: str = "path") -> None:
             walked (any other ``OSError``).
     """
     if found.place != "own":
-        return
+        return []
+    made: list[Made] = []
     try:
-        os.close(open_folder(str(found.path.parent), field, found.given, make=True))
+        os.close(open_folder(str(found.path.parent), field, found.given, make=True, made=made))
     except NotADirectoryError:
+        remove_made(made)
         raise InvalidParams(
             f"{field}: {found.given}: a parent of this path is a file, not a folder",
             field=field,
         ) from None
     except OSError as exc:
+        remove_made(made)
         raise changed(field, found.given) from exc
+    except PathNotAllowed:
+        remove_made(made)  # refused part of the way: what it made on the way goes
+        raise
+    ensure(str(found.path.parent))
+    return made

@@ -6,7 +6,7 @@ opener's own ceiling, and nothing given means the opener's own rights.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -16,8 +16,19 @@ from pydantic.alias_generators import to_camel
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import FilterNode, parse_filter, validate_collection
 from dbhandles.jsonmodel import JsonModel
+from dbhandles.lazy import LazyMapping
 
-__all__ = ["PRESETS", "Isolation", "Permissions", "ResolvedName", "narrow", "parse_permissions"]
+__all__ = [
+    "DEFAULT_CEILINGS",
+    "GRANT_ACCESS",
+    "PRESETS",
+    "PRESET_FIELDS",
+    "Isolation",
+    "Permissions",
+    "ResolvedName",
+    "narrow",
+    "parse_permissions",
+]
 
 Isolation = Literal["none", "soft", "strict"]
 
@@ -38,8 +49,11 @@ class ResolvedName:
     #: What the database writes when rows of this table are deleted (``Session.cascade_targets``),
     #: each as ``(name, key, action)``: a delete is refused when the handle may not reach any.
     deletes: tuple[tuple[str, str, str], ...] = ()
-    #: The same for a change of a key other tables reference (``ON UPDATE`` actions).
+    #: The same for a change of a key other tables reference (``ON UPDATE`` actions) or any
+    #: update (triggers).
     updates: tuple[tuple[str, str, str], ...] = ()
+    #: The same for an insert (triggers).
+    inserts: tuple[tuple[str, str, str], ...] = ()
 
 
 class Permissions(JsonModel):
@@ -129,16 +143,44 @@ class Permissions(JsonModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-PRESETS: dict[str, Permissions] = {
-    "GOD_MODE": Permissions(),
-    "READ_ONLY": Permissions(write=False, delete=False, schema_=False),
-    "TRAINING_JOB": Permissions(
-        delete=False,
-        allowed_collections=("training_metrics", "checkpoints", "evaluation_results"),
-    ),
-    "PERSONA_KNOWLEDGE": Permissions(schema_=False, isolation_mode="strict"),
-    "COLLABORATIVE": Permissions(delete=False, schema_=False, isolation_mode="soft"),
+#: What each preset sets (fields by their Python names; the others keep their defaults).
+PRESET_FIELDS: Mapping[str, Mapping[str, Any]] = {
+    "GOD_MODE": {},
+    "READ_ONLY": {"write": False, "delete": False, "schema_": False},
+    "TRAINING_JOB": {
+        "delete": False,
+        "allowed_collections": ("training_metrics", "checkpoints", "evaluation_results"),
+    },
+    "PERSONA_KNOWLEDGE": {"schema_": False, "isolation_mode": "strict"},
+    "COLLABORATIVE": {"delete": False, "schema_": False, "isolation_mode": "soft"},
 }
+#: The presets as permissions, each made on its first lookup: making one builds the model's
+#: validator, which a process that never looks at a preset (a CLI command on the default
+#: database) should not pay for at import.
+PRESETS: Mapping[str, Permissions] = LazyMapping(
+    PRESET_FIELDS, lambda name: Permissions(**PRESET_FIELDS[name])
+)
+
+
+# The policy's tables of rights (``security/policy.py``), made on first lookup as the presets are.
+_CEILINGS: dict[str, Callable[[], Permissions | None]] = {
+    "none": lambda: Permissions(read=False, write=False, delete=False, schema_=False),
+    "read": lambda: PRESETS["READ_ONLY"],
+    "write": lambda: Permissions(delete=False, schema_=False),
+    "full": lambda: None,
+}
+_GRANTS: dict[str, Callable[[], Permissions]] = {
+    "read": lambda: PRESETS["READ_ONLY"],
+    "write": lambda: Permissions(schema_=False),
+    "full": Permissions,
+}
+#: What a non-admin actor may do in the shared default database, by ``DBHANDLES_DEFAULT_ACCESS``
+#: (``None``: everything).
+DEFAULT_CEILINGS: Mapping[str, Permissions | None] = LazyMapping(
+    _CEILINGS, lambda access: _CEILINGS[access]()
+)
+#: The rights of ``data/grant``'s ``access`` levels (narrowed further by its ``permissions``).
+GRANT_ACCESS: Mapping[str, Permissions] = LazyMapping(_GRANTS, lambda access: _GRANTS[access]())
 
 
 def parse_permissions(raw: dict[str, Any] | None, preset: str | None = None) -> Permissions | None:

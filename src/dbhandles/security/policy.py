@@ -45,9 +45,16 @@ from dbhandles.security import paths
 from dbhandles.security.borrowed import BorrowedRights
 from dbhandles.security.file_names import FileNames
 from dbhandles.security.names import check_actor_name, check_memory_name
-from dbhandles.security.permissions import PRESETS, Permissions, ResolvedName, narrow
+from dbhandles.security.permissions import (
+    DEFAULT_CEILINGS,
+    GRANT_ACCESS,
+    PRESETS,
+    Permissions,
+    ResolvedName,
+    narrow,
+)
 from dbhandles.security.write_checks import check_cascades, check_row_filter_fields
-from dbhandles.store import DatabaseRow, GrantRow, HandleStore, file_database
+from dbhandles.store import DatabaseRow, GrantRow, HandleStore, NameCheck, file_database
 from dbhandles.values import json_text
 
 #: ``(entry, names, cascades) -> {name: what it reaches}`` for the names of one call
@@ -85,23 +92,6 @@ class Authorizable(Protocol):
 
     @property
     def admin_only(self) -> bool: ...
-
-
-_READ_ONLY = PRESETS["READ_ONLY"]
-#: What a non-admin actor may do in the shared default database, by ``DBHANDLES_DEFAULT_ACCESS``
-#: (``None``: everything).
-DEFAULT_CEILINGS: dict[str, Permissions | None] = {
-    "none": Permissions(read=False, write=False, delete=False, schema_=False),
-    "read": _READ_ONLY,
-    "write": Permissions(delete=False, schema_=False),
-    "full": None,
-}
-#: The rights of ``data/grant``'s ``access`` levels (narrowed further by its ``permissions``).
-GRANT_ACCESS: dict[str, Permissions] = {
-    "read": _READ_ONLY,
-    "write": Permissions(schema_=False),
-    "full": Permissions(),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,15 +182,15 @@ class AccessPolicy:
                         'the database with "mode": "readonly"',
                         field="config.path",
                     )
-                return _READ_ONLY, None
+                return PRESETS["READ_ONLY"], None
             raise _not_shared()
         grant = self.store.get_grant(database, context.actor)
         if grant is not None:
             return Permissions.model_validate(grant.permissions), record
         if record.isolation == "soft":
-            return _READ_ONLY.model_copy(update={"isolation_mode": "soft"}), record
+            return PRESETS["READ_ONLY"].model_copy(update={"isolation_mode": "soft"}), record
         if place == "read" and readonly and record.isolation == "none":
-            return _READ_ONLY, record
+            return PRESETS["READ_ONLY"], record
         if place != "read":
             raise _not_shared()
         raise _denied(record.owner, context.actor)
@@ -333,20 +323,20 @@ class AccessPolicy:
             found.add(f"{host}:{port}")
         return found
 
-    def claim(self, opening: Opening, context: Context) -> None:
-        """Record the ownership ``check_open`` decided, before the handle exists.
+    def claim(self, opening: Opening, context: Context) -> DatabaseRow | None:
+        """Record the ownership ``check_open`` decided, before the handle: the row made, or None.
 
         Raises:
             AccessDenied: another actor claimed the database first.
         """
         if opening.claim is None or opening.database is None:
-            return
+            return None
         owner, isolation = opening.claim
-        held = self.store.claim_database(
-            DatabaseRow(opening.database, owner, isolation, iso_now()), isolation_if_owner=True
-        )
+        row = DatabaseRow(opening.database, owner, isolation, iso_now())
+        held = self.store.claim_database(row, isolation_if_owner=True)
         if held.owner != owner and not context.is_admin:
             raise _denied(held.owner, context.actor)
+        return row if held == row else None
 
     # -- handles -----------------------------------------------------------------------------------
 
@@ -445,9 +435,9 @@ class AccessPolicy:
             f"requested by {json_text(context.actor, 80)}"
         )
 
-    def put_grant(
-        self, database: str, actor: str, permissions: Permissions, context: Context
-    ) -> GrantRow:
+    def put_grant(self, database: str, actor: str, permissions: Permissions, context: Context,
+                  check: NameCheck | None = None) -> GrantRow:  # fmt: skip
+        """Record ``actor``'s grant (``check``: the rule of names, ``HandleStore.put_grant``)."""
         from dbhandles.store.sql import grant_id
 
         row = GrantRow(
@@ -457,7 +447,7 @@ class AccessPolicy:
         if self.store.get_database(database) is None:
             # A database shared from an actor's own space is that actor's from now on.
             self.store.claim_database(DatabaseRow(database, context.actor, "none", iso_now()))
-        self.store.put_grant(row)
+        self.store.put_grant(row, check)
         return row
 
 
@@ -576,6 +566,8 @@ def authorize(
             reached = found.deletes if "delete" in cascading else ()
             if "write" in cascading and command.name != "data/create":
                 reached += found.updates
+            if "write" in cascading and command.name != "data/update":  # insert triggers
+                reached += found.inserts
             check_cascades(permissions, entry.row_filter is not None, name, reached, resolved)
         if entry.row_filter is not None and found is not None and found.fields is not None:
             check_row_filter_fields(entry.row_filter, found.name, found.fields)

@@ -66,15 +66,17 @@ def _hash(secret: str) -> str:
 ADMIN_ACTORS = RESERVED_ACTORS
 
 
-def _check_name(actor: str, admin: bool, stored: list[TokenRow]) -> None:
+def _check_name(actor: str, admin: bool, stored: list[TokenRow], grantees: list[str]) -> None:
     """Refuse a new token for ``actor`` (an administrator's if ``admin``) given every ``stored``
-    token, revoked ones included.
+    token, revoked ones included, and the names stored grants hold (``grantees``).
 
     Raises:
         InvalidParams: the name is an administrator's (it ever held an administrator token) and
             the new token is not, or has a live plain token and the new one is an administrator's;
-            or it differs only in case (``str.casefold``) from a name that holds a token.
+            or it differs only in case (``str.casefold``) from a name that holds a token or a
+            grant (a grant may name an actor before its first token).
     """
+    check_actor_name(actor, reserved=admin, holders=grantees)
     for other in stored:
         if other.actor != actor and other.actor.casefold() == actor.casefold():
             raise InvalidParams(
@@ -120,12 +122,9 @@ class TokenManager:
         """A new token for ``actor``; returns ``(token, row)`` — the token is never shown again."""
         # Ownership, grants and data spaces key on the actor name: a name is an administrator's or
         # not, never both, or a plain token could act as the owner of what an administrator opened.
-        # (The one rule of names, ``names.check_actor_name``; token holders are checked below,
-        # in the store's transaction.)
-        # A grant may name an actor before it holds a token: ``Bob`` holding a grant makes
-        # ``bob`` a second spelling of that name, refused like one of a token holder's.
-        grantees = {grant.actor for grant in self.store.list_grants()}
-        check_actor_name(actor, reserved=admin, holders=sorted(grantees))
+        # (The one rule of names, ``names.check_actor_name``; token holders and grantees are
+        # checked below, in the store's transaction.)
+        check_actor_name(actor, reserved=admin)
         lifetime = parse_duration(expires) if expires is not None else None
         token_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
@@ -135,8 +134,11 @@ class TokenManager:
             expires_at = moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         row = TokenRow(token_id, actor, _hash(secret), admin, iso_now(), expires_at, None)
         # Checked and stored in one store transaction: two concurrent creates for one name (one
-        # an administrator's) cannot both find no token of the other kind.
-        self.store.put_token(row, lambda stored: _check_name(actor, admin, stored))
+        # an administrator's) cannot both find no token of the other kind, and a grant to a
+        # second spelling of the name (``Carol`` for ``carol``) cannot slip in between.
+        self.store.put_token(
+            row, lambda stored, grantees: _check_name(actor, admin, stored, grantees)
+        )
         return f"dbh_{token_id}_{secret}", row
 
     def list(self) -> list[TokenRow]:

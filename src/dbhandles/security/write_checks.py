@@ -3,6 +3,7 @@ actions reaching other tables, row filters naming fields a table does not serve 
 
 from __future__ import annotations
 
+from dbhandles.adapters.foreign_cascades import UNKNOWN
 from dbhandles.adapters.foreign_common import ColumnPaths
 from dbhandles.errors import PermissionDenied
 from dbhandles.filters import FilterNode, top_fields
@@ -23,13 +24,22 @@ def check_cascades(
     table at all: the database writes those rows itself, past every check of dbhandles
     (docs/security.md "Threat model")."""
     for table, key, action in reached:
+        # A foreign key's action is ``ON DELETE CASCADE``...; a trigger's, ``trigger 'x' (...)``.
+        how = f"a foreign key declared {action}" if action.startswith("ON ") else action
+        if table == UNKNOWN:
+            raise PermissionDenied(
+                f"Permission denied: writing {name!r} runs {how}, a trigger function whose writes "
+                "dbhandles cannot know (PostgreSQL does not record what a function body writes), "
+                "and this handle may reach only some tables or rows; nothing was done (write "
+                "through a handle without allowedCollections, deniedCollections or rowFilter)"
+            )
         why = permissions.collection_refusal(table, {**names, table: ResolvedName(table, key)})
         if why is None and row_filter:
             why = "this handle's row filter cannot restrict what the database writes there"
         if why is not None:
             raise PermissionDenied(
-                f"Permission denied: writing {name!r} reaches table {table!r} through a foreign "
-                f"key declared {action}, and {why}; nothing was done"
+                f"Permission denied: writing {name!r} reaches table {table!r} through {how}, "
+                f"and {why}; nothing was done"
             )
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "GrantRow",
     "HandleRow",
     "HandleStore",
+    "NameCheck",
     "TokenRow",
     "audit_text",
     "file_database",
@@ -147,6 +148,11 @@ class CursorRow:
     expires_at: int
     #: The limited (non-admin) actor it counts against (``max_cursors_per_actor``), if any.
     owner: str | None = None
+
+
+#: A rule on a new token's or grant's actor name, given every stored token and the names every
+#: stored grant holds; raises to refuse (``put_token``, ``put_grant``).
+NameCheck = Callable[[list[TokenRow], list[str]], None]
 
 
 class HandleStore(ABC):
@@ -285,11 +291,20 @@ class HandleStore(ABC):
         With ``isolation_if_owner``, an existing record of the same owner takes ``row.isolation``."""
 
     @abstractmethod
+    def release_database(self, row: DatabaseRow) -> bool:
+        """Remove the record ``claim_database`` made of ``row`` while it is still exactly that
+        record (same owner, mode and time) and nobody holds a grant on the database: what an
+        open refused after its claim undoes. ``True`` if it was removed."""
+
+    @abstractmethod
     def get_grant(self, database: str, actor: str) -> GrantRow | None: ...
 
     @abstractmethod
-    def put_grant(self, row: GrantRow) -> None:
-        """Insert or replace the grant of ``row.actor`` on ``row.database``."""
+    def put_grant(self, row: GrantRow, check: NameCheck | None = None) -> None:
+        """Insert or replace the grant of ``row.actor`` on ``row.database``. ``check``, if given,
+        is called as ``put_token``'s is, in the same write transaction, before the insert, and
+        raises to refuse it: a grant and a token created at once cannot give one name two
+        spellings."""
 
     @abstractmethod
     def delete_grant(self, database: str, actor: str) -> bool:
@@ -300,13 +315,12 @@ class HandleStore(ABC):
         """Grants, by database then actor."""
 
     @abstractmethod
-    def put_token(
-        self, row: TokenRow, check: Callable[[list[TokenRow]], None] | None = None
-    ) -> None:
+    def put_token(self, row: TokenRow, check: NameCheck | None = None) -> None:
         """Store a new token. ``check``, if given, is called with every stored token (as
-        ``list_tokens``) in the same write transaction, before the insert, and raises to refuse
-        it: one store (every process on it) runs one such check-and-insert at a time, so two
-        concurrent creates for one name cannot both pass a rule on the names' other tokens."""
+        ``list_tokens``) and the names every stored grant holds, in the same write transaction,
+        before the insert, and raises to refuse it: one store (every process on it) runs one
+        such check-and-insert (of a token or a grant) at a time, so two concurrent creates for
+        one name, or a token and a grant for two spellings of it, cannot both pass the rule."""
 
     @abstractmethod
     def get_token(self, token_id: str) -> TokenRow | None: ...

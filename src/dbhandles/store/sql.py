@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from functools import cached_property
 from typing import Any, ClassVar, Protocol
@@ -22,6 +22,7 @@ from dbhandles.store.base import (
     GrantRow,
     HandleRow,
     HandleStore,
+    NameCheck,
     TokenRow,
 )
 from dbhandles.store.jobs import JobStore
@@ -322,14 +323,30 @@ class SqlHandleStore(HandleStore):
             ).fetchone()
         return row_from(DATABASES, DatabaseRow, found)
 
+    def release_database(self, row: DatabaseRow) -> bool:
+        return (
+            self._write(
+                "DELETE FROM _dbh_databases WHERE db_key = ? AND owner = ? AND isolation = ? "
+                "AND created_at = ? AND NOT EXISTS (SELECT 1 FROM _dbh_grants AS g "
+                "WHERE g.db_key = _dbh_databases.db_key)",
+                (row.db_key, row.owner, row.isolation, row.created_at),
+            )
+            > 0
+        )
+
     def get_grant(self, database: str, actor: str) -> GrantRow | None:
         rows = self._read(
             f"{self.dialect.select(GRANTS)} WHERE grant_id = ?", (grant_id(database, actor),)
         )
         return row_from(GRANTS, GrantRow, rows[0]) if rows else None
 
-    def put_grant(self, row: GrantRow) -> None:
-        self._write(self.dialect.insert(GRANTS) + _PUT_GRANT, values(GRANTS, row))
+    def put_grant(self, row: GrantRow, check: NameCheck | None = None) -> None:
+        if check is None:
+            self._write(self.dialect.insert(GRANTS) + _PUT_GRANT, values(GRANTS, row))
+            return
+        with self._tx() as tx:
+            self._checked(tx, check)
+            tx.execute(self.dialect.insert(GRANTS) + _PUT_GRANT, values(GRANTS, row))
 
     def delete_grant(self, database: str, actor: str) -> bool:
         return (
@@ -351,23 +368,29 @@ class SqlHandleStore(HandleStore):
 
     # -- tokens ------------------------------------------------------------------------------------
 
-    def put_token(
-        self, row: TokenRow, check: Callable[[list[TokenRow]], None] | None = None
-    ) -> None:
+    def put_token(self, row: TokenRow, check: NameCheck | None = None) -> None:
         if check is None:
             self._write(self.dialect.insert(TOKENS), values(TOKENS, row))
             return
         with self._tx() as tx:
-            # SQLite's BEGIN IMMEDIATE runs one writer at a time; PostgreSQL takes a lock on the
-            # table's key (READ COMMITTED alone would let two creates both see no other token).
-            self._lock_tokens(tx)
-            found = tx.execute(f"{self.dialect.select(TOKENS)} ORDER BY created_at, token_id")
-            check([row_from(TOKENS, TokenRow, r) for r in found.fetchall()])
+            self._checked(tx, check)
             tx.execute(self.dialect.insert(TOKENS), values(TOKENS, row))
 
+    def _checked(self, tx: Tx, check: NameCheck) -> None:
+        """Run ``check`` on every stored token and grantee, first thing in a write transaction.
+
+        SQLite's ``BEGIN IMMEDIATE`` runs one writer at a time; PostgreSQL takes one lock for
+        checked token and grant inserts (READ COMMITTED alone would let two of them both see
+        no other name)."""
+        self._lock_tokens(tx)
+        found = tx.execute(f"{self.dialect.select(TOKENS)} ORDER BY created_at, token_id")
+        tokens = [row_from(TOKENS, TokenRow, r) for r in found.fetchall()]
+        grantees = tx.execute("SELECT DISTINCT actor FROM _dbh_grants ORDER BY actor")
+        check(tokens, [str(r[0]) for r in grantees.fetchall()])
+
     def _lock_tokens(self, tx: Tx) -> None:
-        """Serialise checked token inserts, first thing in their transaction (SQLite's ``BEGIN
-        IMMEDIATE`` already runs one writer at a time)."""
+        """Serialise checked token and grant inserts, first thing in their transaction (SQLite's
+        ``BEGIN IMMEDIATE`` already runs one writer at a time)."""
 
     def get_token(self, token_id: str) -> TokenRow | None:
         rows = self._read(f"{self.dialect.select(TOKENS)} WHERE token_id = ?", (token_id,))
