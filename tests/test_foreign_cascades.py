@@ -48,14 +48,14 @@ def check_refused(service: Service, handle: str, full: str, reached_table: str) 
     """Every write of ``parent`` that the database cascades is refused through ``handle``,
     naming ``reached_table``; ``full`` (an unrestricted handle) shows nothing changed."""
     before = counts(service, full)
-    with pytest.raises(PermissionDenied, match=f"table '{reached_table}'.*ON DELETE"):
+    with pytest.raises(PermissionDenied, match=f'table "{reached_table}".*ON DELETE'):
         run(service, "data/delete", handle, collection="parent", id="1")
-    with pytest.raises(PermissionDenied, match=f"table '{reached_table}'"):
+    with pytest.raises(PermissionDenied, match=f'table "{reached_table}"'):
         run(service, "data/truncate", handle, collection="parent")
-    with pytest.raises(PermissionDenied, match=f"table '{reached_table}'"):
+    with pytest.raises(PermissionDenied, match=f'table "{reached_table}"'):
         run(service, "data/batch", handle,
             operations=[{"op": "delete", "collection": "parent", "id": "2"}])  # fmt: skip
-    with pytest.raises(PermissionDenied, match=f"table '{reached_table}'"):
+    with pytest.raises(PermissionDenied, match=f'table "{reached_table}"'):
         service.execute("data/copy", {"from": {"dbHandle": handle, "collection": "parent"},
                                       "to": {"dbHandle": full, "collection": "parent_copy"},
                                       "move": True})  # fmt: skip
@@ -114,7 +114,7 @@ def test_sqlite_key_updates_cascading_into_a_denied_table_are_refused(
     service: Service, database: Path
 ) -> None:
     handle = open_sqlite(service, database, deniedCollections=["child"])
-    with pytest.raises(PermissionDenied, match=r"table 'child'.*ON UPDATE CASCADE"):
+    with pytest.raises(PermissionDenied, match=r'table "child".*ON UPDATE CASCADE'):
         run(service, "data/update", handle, collection="parent", id="1", data={"code": "z"})
     full = open_sqlite(service, database)
     assert run(service, "data/read", full, collection="child", id="10")["data"]["pcode"] == "a"
@@ -174,7 +174,7 @@ def test_postgres_deletes_cascading_into_a_denied_table_are_refused(
     check_refused(service, open_pg(service, pg, deniedCollections=["grandchild"]), full,
                   "grandchild")  # fmt: skip
     handle = open_pg(service, pg, deniedCollections=["child"])
-    with pytest.raises(PermissionDenied, match=r"table 'child'.*ON UPDATE CASCADE"):
+    with pytest.raises(PermissionDenied, match=r'table "child".*ON UPDATE CASCADE'):
         run(service, "data/update", handle, collection="parent", id="1", data={"code": "z"})
     filtered = open_pg(service, pg, rowFilter={"note": "x"})
     with pytest.raises(PermissionDenied, match="row filter"):

@@ -318,7 +318,7 @@ def test_10_any_other_owner_is_refused_naming_the_field(t: Tenants) -> None:
         body = t.call(t.alice, "data/open", adapter="sqlite", config={"path": path},
                       permissions={"owner": owner})  # fmt: skip
         assert body["code"] == "permission_denied" and body["field"] == "permissions.owner", body
-        assert "'bob'" in body["error"], body  # the owner it may name (it reads the database)
+        assert '"bob"' in body["error"], body  # the owner it may name (it reads the database)
     # In its own space: itself (recorded by this open) is accepted, anyone else refused.
     mine = t.ok(t.alice, "data/open", adapter="sqlite", config={"path": "a.sqlite",
                 "mode": "create"}, permissions={"owner": "alice"})  # fmt: skip

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -27,17 +26,20 @@ from dbhandles.commands.base import Call, caller_context
 from dbhandles.commands.envelope import error_envelope, success_envelope
 from dbhandles.commands.fast_params import parse_simple
 from dbhandles.commands.jobs import JOB_COMMAND_NAMES, interrupted_error
+from dbhandles.commands.path_places import placed_path_error
 from dbhandles.context import SESSION_ID_RULE, Context, is_scoped_session, is_session_id
 from dbhandles.errors import (
     ConstraintViolation,
     DbHandlesError,
     InvalidConfig,
+    InvalidFilter,
     InvalidParams,
     QuotaExceeded,
     UnknownCommand,
 )
 from dbhandles.events import EventBus
 from dbhandles.events.sqlite_log import SqliteEventLog
+from dbhandles.param_errors import params_error
 from dbhandles.query_cursors import QueryCursors
 from dbhandles.registry import HandleEntry, HandleRegistry
 from dbhandles.schemas import Declaration, SchemaRegistry
@@ -49,7 +51,7 @@ from dbhandles.security.redaction import mask_home, redacted, restricted
 from dbhandles.security.tokens import TokenManager
 from dbhandles.settings import Settings
 from dbhandles.store import HandleStore
-from dbhandles.values import json_text, name_text
+from dbhandles.values import json_text
 
 if TYPE_CHECKING:
     from dbhandles.events.postgres import PostgresEventBridge
@@ -89,46 +91,6 @@ def _event_bridge(url: str, bus: EventBus) -> PostgresEventBridge:
     config = default_config(url)  # first: without psycopg this is DriverMissing, not ImportError
     assert isinstance(config, PostgresConfig)
     return PostgresEventBridge(config, bus).start()
-
-
-def params_error(command: str, exc: ValidationError) -> InvalidParams:
-    """A pydantic error on a command's params as ``invalid_params`` naming the (camelCase) field."""
-    errors = exc.errors()
-    err = errors[0]
-    where = _wire_loc(err["loc"])
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        msg = f"unknown parameter for {command}; run 'jtag help {command}' to see its parameters"
-    elif err["type"] == "missing":
-        msg = f"missing required parameter for {command}"
-    elif len(where) < len(".".join(str(p) for p in err["loc"])):
-        # A union: each branch failed, and pydantic names them by type (``list[any]``).
-        forms = [_FORMS.get(str(e["loc"][-1]).split("[")[0], "") for e in errors
-                 if _wire_loc(e["loc"]) == where and e["loc"]]  # fmt: skip
-        shown = " or ".join(dict.fromkeys(f for f in forms if f)) or "another type"
-        msg = f"expects {shown}, got {json_text(err.get('input'), 80)}"
-    return InvalidParams(f"{where}: {msg}", field=where)
-
-
-#: How a message names a union branch pydantic tags by its type (``list[any]``, ``str``).
-_FORMS = {"list": "a list", "str": "a string", "dict": "an object", "none": "null",
-          "int": "an integer", "float": "a number", "bool": "true or false"}  # fmt: skip
-#: A part of a pydantic location that is no wire name: a union branch's type tag.
-_BRANCH_TAG = re.compile(r"(?:function|constrained|tagged|lax|json|nullable)-.*|.*\[.*\]", re.S)
-
-
-def _wire_loc(loc: tuple[int | str, ...]) -> str:
-    """A pydantic location as the caller names it: field names (camelCase aliases) and list
-    indexes (``operations.0``), without the type tags of union branches (``list[any]``)."""
-    where = ""
-    for part in loc:
-        if isinstance(part, int):
-            where += f".{part}" if where else str(part)  # ``operations.0``, as it always was
-        elif part in _FORMS or _BRANCH_TAG.fullmatch(part):
-            continue
-        else:
-            where += f".{name_text(part)}" if where else name_text(part)
-    return where or "params"
 
 
 def check_home(home: Path) -> None:
@@ -341,6 +303,12 @@ class Service:
                     if not restricted(entry):
                         raise
                     raise redacted(exc) from exc
+                except InvalidFilter as exc:
+                    # An adapter refused a path in a collection: name the param that holds it.
+                    placed = placed_path_error(exc, parsed)
+                    if placed is None:
+                        raise
+                    raise placed from exc
                 finally:
                     end_budget(budget)
             finally:

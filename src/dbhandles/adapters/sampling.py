@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from dbhandles.values import json_text
+
 __all__ = ["HASH_BITS", "HASH_SPACE", "Sampling", "sample_hash", "select", "split_bounds"]
 
 #: Bits of the hash (15 hex digits): an integer that fits a signed 64-bit column in every engine.
@@ -50,11 +52,14 @@ def split_bounds(fractions: Mapping[str, float], name: str) -> tuple[int, int]:
             sum to 1 (the message names the problem; callers turn it into ``invalid_params``).
     """
     if name not in fractions:
-        raise ValueError(f"{name!r} is not one of the fractions ({', '.join(sorted(fractions))})")
+        names = ", ".join(json_text(key, 40) for key in sorted(fractions))
+        raise ValueError(f"{json_text(name, 80)} is not one of the fractions ({names})")
     total = 0.0
     for key, value in fractions.items():
+        if value != value:  # NaN: no bound holds, and "not above 0" would not say why
+            raise ValueError(f"the fraction of {json_text(key, 80)} is NaN, which is not a number")
         if not 0 < value <= 1:
-            raise ValueError(f"the fraction of {key!r} must be above 0 and at most 1")
+            raise ValueError(f"the fraction of {json_text(key, 80)} must be above 0 and at most 1")
         total += value
     if abs(total - 1) > _SUM_TOLERANCE:
         raise ValueError(f"the fractions must sum to 1 (they sum to {total:g})")

@@ -32,6 +32,7 @@ from dbhandles.adapters.foreign_common import (
     reserved_fields,
     table_public,
 )
+from dbhandles.values import json_text
 
 __all__ = [
     "DUPLICATE",
@@ -164,7 +165,7 @@ def describe(
     if kind == "shadow":
         return ForeignTable(name, kind, (), (), None, False,
                             read_only="the storage of a virtual table",
-                            refused=f"{name!r} is the storage of a virtual table; read the virtual "
+                            refused=f"{json_text(name, 80)} is the storage of a virtual table; read the virtual "
                                     "table itself")  # fmt: skip
     try:
         rows = conn.execute(
@@ -175,7 +176,7 @@ def describe(
     except sqlite3.OperationalError as exc:  # a virtual table whose module is not loaded
         return ForeignTable(name, kind, (), (), None, False,
                             read_only=f"a virtual table this SQLite cannot open ({exc})",
-                            refused=f"{name!r} is a virtual table whose module is not loaded in "
+                            refused=f"{json_text(name, 80)} is a virtual table whose module is not loaded in "
                                     f"this SQLite ({exc})")  # fmt: skip
     # hidden: 1 a virtual table's hidden column, 2 and 3 generated (virtual, stored).
     visible = [r for r in rows if r[5] != 1]
@@ -202,7 +203,7 @@ def describe(
         read_only = NO_KEY
     refused = None
     if not key and rowid is None and kind != "view":
-        refused = f"{name!r} has no primary key and its columns shadow every name of the rowid"
+        refused = f"{json_text(name, 80)} has no primary key and its columns shadow every name of the rowid"
     return ForeignTable(
         name=name, kind=kind, columns=columns, key=key, rowid=rowid, without_rowid=without_rowid,
         read_only=read_only, refused=refused,

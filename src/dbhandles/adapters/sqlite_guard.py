@@ -43,6 +43,7 @@ import weakref
 from collections.abc import Callable
 
 from dbhandles.errors import AccessDenied
+from dbhandles.values import json_text
 
 __all__ = ["SQLITE_AUTH", "Authorizer", "denied", "install", "installed", "refuse_virtual"]
 
@@ -175,7 +176,7 @@ def denied(message: str) -> AccessDenied:
             "the tables it reads"
         )
     return AccessDenied(
-        f"the view or trigger {source!r} of this database uses {reached}, which dbhandles does not "
+        f"the view or trigger {json_text(source, 80)} of this database uses {reached}, which dbhandles does not "
         "run for databases it did not create (it would show the server's files or settings); "
         "nothing was read or written. Drop or change it, or read the tables it reads"
     )
