@@ -154,7 +154,7 @@ def test_the_seed_flow_on_a_copy(
     with pytest.raises(InvalidParams, match="createdAt"):
         run(service, "data/create", handle, collection="chatMessages",
             data={"roomId": "r", "senderId": "u1", "createdAt": T0})  # fmt: skip
-    with pytest.raises(InvalidParams, match="no column 'room'"):
+    with pytest.raises(InvalidParams, match='no column "room"'):
         run(service, "data/create", handle, collection="chatMessages",
             data={"room": "r", "senderId": "u1"})  # fmt: skip
     # read

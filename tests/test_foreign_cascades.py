@@ -50,14 +50,14 @@ def check_refused(service: Service, handle: str, full: str, reached_table: str) 
     """Every write of ``parent`` that the database cascades is refused through ``handle``,
     naming ``reached_table``; ``full`` (an unrestricted handle) shows nothing changed."""
     before = counts(service, full)
-    with pytest.raises(PermissionDenied, match=f"table '{reached_table}'.*ON DELETE"):
+    with pytest.raises(PermissionDenied, match=f'table "{reached_table}".*ON DELETE'):
         run(service, "data/delete", handle, collection="parent", id="1")
-    with pytest.raises(PermissionDenied, match=f"table '{reached_table}'"):
+    with pytest.raises(PermissionDenied, match=f'table "{reached_table}"'):
         run(service, "data/truncate", handle, collection="parent")
-    with pytest.raises(PermissionDenied, match=f"table '{reached_table}'"):
+    with pytest.raises(PermissionDenied, match=f'table "{reached_table}"'):
         run(service, "data/batch", handle,
             operations=[{"op": "delete", "collection": "parent", "id": "2"}])  # fmt: skip
-    with pytest.raises(PermissionDenied, match=f"table '{reached_table}'"):
+    with pytest.raises(PermissionDenied, match=f'table "{reached_table}"'):
         service.execute("data/copy", {"from": {"dbHandle": handle, "collection": "parent"},
                                       "to": {"dbHandle": full, "collection": "parent_copy"},
                                       "move": True})  # fmt: skip
@@ -116,7 +116,7 @@ def test_sqlite_key_updates_cascading_into_a_denied_table_are_refused(
     service: Service, database: Path
 ) -> None:
     handle = open_sqlite(service, database, deniedCollections=["child"])
-    with pytest.raises(PermissionDenied, match=r"table 'child'.*ON UPDATE CASCADE"):
+    with pytest.raises(PermissionDenied, match=r'table "child".*ON UPDATE CASCADE'):
         run(service, "data/update", handle, collection="parent", id="1", data={"code": "z"})
     full = open_sqlite(service, database)
     assert run(service, "data/read", full, collection="child", id="10")["data"]["pcode"] == "a"
@@ -176,7 +176,7 @@ def test_postgres_deletes_cascading_into_a_denied_table_are_refused(
     check_refused(service, open_pg(service, pg, deniedCollections=["grandchild"]), full,
                   "grandchild")  # fmt: skip
     handle = open_pg(service, pg, deniedCollections=["child"])
-    with pytest.raises(PermissionDenied, match=r"table 'child'.*ON UPDATE CASCADE"):
+    with pytest.raises(PermissionDenied, match=r'table "child".*ON UPDATE CASCADE'):
         run(service, "data/update", handle, collection="parent", id="1", data={"code": "z"})
     filtered = open_pg(service, pg, rowFilter={"note": "x"})
     with pytest.raises(PermissionDenied, match="row filter"):
@@ -222,11 +222,11 @@ def test_reached_follows_triggers_with_the_write_they_make() -> None:
         return fired.get((table, event), [])
 
     assert reached([], "item", False, triggers=triggers, event="insert") == [
-        ("audit", "trigger 'item_added' (on insert into 'item')")
+        ("audit", 'trigger "item_added" (on insert into "item")')
     ]
     assert reached([], "item", False, triggers=triggers) == [
-        ("stock", "trigger 'item_gone' (on delete from 'item')"),
-        ("history", "trigger 'stock_gone' (on delete from 'stock')"),
+        ("stock", 'trigger "item_gone" (on delete from "item")'),
+        ("history", 'trigger "stock_gone" (on delete from "stock")'),
     ]
     # An insert fires no referential action; a cascade's delete fires the child's triggers.
     edges = [CascadeEdge("item", "parent", "CASCADE", "NO ACTION")]
@@ -267,21 +267,21 @@ def test_sqlite_writes_whose_triggers_reach_a_denied_table_are_refused(
     tables = ("item", "audit", "stock", "history")
     before = table_counts(service, full, tables)
     audit_denied = open_sqlite(service, path, deniedCollections=["audit"])
-    with pytest.raises(PermissionDenied, match=r"table 'audit' through trigger 'item_added'"):
+    with pytest.raises(PermissionDenied, match=r'table "audit" through trigger "item_added"'):
         run(service, "data/create", audit_denied, collection="item", data={"id": 2, "name": "nut"})
-    with pytest.raises(PermissionDenied, match=r"table 'audit' through trigger 'item_added'"):
+    with pytest.raises(PermissionDenied, match=r'table "audit" through trigger "item_added"'):
         run(service, "data/batch", audit_denied,
             operations=[{"op": "create", "collection": "item", "data": {"id": 3}}])  # fmt: skip
     # Updates and deletes of item fire no trigger writing audit: allowed.
     run(service, "data/update", audit_denied, collection="quiet", id="1", data={"note": "y"})
     stock_denied = open_sqlite(service, path, deniedCollections=["stock"])
-    with pytest.raises(PermissionDenied, match=r"table 'stock' through trigger 'item_renamed'"):
+    with pytest.raises(PermissionDenied, match=r'table "stock" through trigger "item_renamed"'):
         run(service, "data/update", stock_denied, collection="item", id="1", data={"name": "x"})
     # Two triggers away: item's delete trigger deletes stock rows, whose trigger writes history.
     history_denied = open_sqlite(service, path, allowedCollections=["item", "stock", "audit"])
-    with pytest.raises(PermissionDenied, match=r"table 'history' through trigger 'stock_gone'"):
+    with pytest.raises(PermissionDenied, match=r'table "history" through trigger "stock_gone"'):
         run(service, "data/delete", history_denied, collection="item", id="1")
-    with pytest.raises(PermissionDenied, match="table 'history'"):
+    with pytest.raises(PermissionDenied, match='table "history"'):
         run(service, "data/truncate", history_denied, collection="item")
     filtered = open_sqlite(service, path, rowFilter={"name": "bolt"})
     with pytest.raises(PermissionDenied, match="row filter cannot restrict"):
@@ -331,10 +331,10 @@ def test_postgres_writes_firing_a_trigger_are_refused_to_restricted_handles(
     tables = ("item", "audit", "tagged")
     before = table_counts(service, full, tables)
     restricted = open_pg(service, config, deniedCollections=["quiet"])
-    with pytest.raises(PermissionDenied, match=r"runs trigger 'item_added'.*cannot know"):
+    with pytest.raises(PermissionDenied, match=r'runs trigger "item_added".*cannot know'):
         run(service, "data/create", restricted, collection="item", data={"id": 2, "name": "nut"})
     # Through a foreign key's cascade: deleting item deletes tagged rows, whose trigger runs.
-    with pytest.raises(PermissionDenied, match=r"runs trigger 'tag_gone'"):
+    with pytest.raises(PermissionDenied, match=r'runs trigger "tag_gone"'):
         run(service, "data/delete", restricted, collection="item", id="1")
     assert table_counts(service, full, tables) == before
     # No trigger on update of item, and a disabled trigger does not run: both allowed.

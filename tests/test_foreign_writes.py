@@ -114,11 +114,11 @@ def test_create_read_update_delete_through_the_key(
 def test_a_field_that_is_not_a_column_is_refused_by_name(
     service: Service, handle: str, database: Path
 ) -> None:
-    with pytest.raises(InvalidParams, match="no column 'nickname'") as caught:
+    with pytest.raises(InvalidParams, match='no column "nickname"') as caught:
         run(service, "data/create", handle, collection="authors",
             data={"name": "X", "nickname": "x"})  # fmt: skip
     assert caught.value.field == "data.nickname"
-    with pytest.raises(InvalidParams, match="no column 'pages'"):
+    with pytest.raises(InvalidParams, match='no column "pages"'):
         run(service, "data/update", handle, collection="books", id="b1", data={"pages": 3})
     with pytest.raises(InvalidParams, match="INTEGER PRIMARY KEY"):
         run(service, "data/create", handle, collection="authors", id="abc", data={"name": "Y"})
@@ -172,7 +172,7 @@ def test_constraint_violations_name_the_constraint_and_the_field(
     assert (error.code, error.field, error.details["constraint"]) == (
         "constraint_violation", "data.title", "not_null",
     )  # fmt: skip
-    assert "NOT NULL" in error.message and "'title'" in error.message
+    assert "NOT NULL" in error.message and '"title"' in error.message
     error = _violation(service, handle, "data/create", collection="authors", data={"name": "Lem"})
     assert (error.field, error.details["constraint"]) == ("data.name", "unique")
     error = _violation(service, handle, "data/update", collection="books", id="b1",

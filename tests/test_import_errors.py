@@ -104,10 +104,10 @@ def test_missing_id_field_is_a_bad_line(service: Service, tmp_path: Path) -> Non
     # 3.5 is an id: a number, taken as its text as data/create takes it.
     assert (result["imported"], result["failed"]) == (2, 3)
     reasons = {e["line"]: e["reason"] for e in result["errors"]}
-    assert reasons[2] == "missing id field key"
+    assert reasons[2] == 'missing id field "key"'
     assert "must be a string or a number, got [3]" in reasons[3]
     assert "non-empty string" in reasons[4]
-    with pytest.raises(InvalidParams, match=r"^line 2: missing id field key"):
+    with pytest.raises(InvalidParams, match=r'^line 2: missing id field "key"'):
         service.execute("data/import", {"input": str(tmp_path / "in.jsonl"), "idField": "key",
                                         "output": str(tmp_path / "p.sqlite")})  # fmt: skip
 

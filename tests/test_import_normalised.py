@@ -74,10 +74,10 @@ def test_an_id_field_through_an_array_says_so() -> None:
     lines = [b'{"messages":[{"content":"a"}]}\n', b'{"messages":{"content":"b"}}\n',
              b'{"other":1}\n']  # fmt: skip
     items = parse_chunk(lines, "messages.content").items
-    assert "messages is an array" in items[0].reason  # type: ignore[union-attr]
+    assert '"messages" is an array' in items[0].reason  # type: ignore[union-attr]
     assert "through objects only" in items[0].reason  # type: ignore[union-attr]
     assert items[1] == "b"
-    assert items[2].reason == "missing id field messages.content"  # type: ignore[union-attr]
+    assert items[2].reason == 'missing id field "messages.content"'  # type: ignore[union-attr]
 
 
 def test_an_aborted_import_counts_the_lines_it_read(tmp_path: Path) -> None:

@@ -65,7 +65,7 @@ def test_id_function_rules() -> None:
     nested = id_function("metadata.git.hash")
     assert nested({"metadata": {"git": {"hash": "abc"}}}) == "abc"
     for obj in ({}, {"metadata": 5}, {"metadata": {"git": {}}}):
-        with pytest.raises(BadLine, match=r"^missing id field metadata\.git\.hash$"):
+        with pytest.raises(BadLine, match=r'^missing id field "metadata\.git\.hash"$'):
             nested(obj)
     assert id_function("n")({"n": 12}) == "12"
     assert id_function("n")({"n": 12.5}) == "12.5"

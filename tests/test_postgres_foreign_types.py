@@ -116,15 +116,15 @@ def test_composite_objects_are_stored_as_postgresql_reads_them(
 @pytest.mark.parametrize(
     ("data", "field", "words"),
     [
-        ({"c": {"a": 1, "b": "x", "z": 2}}, "data.c.z", "no field 'z'"),
+        ({"c": {"a": 1, "b": "x", "z": 2}}, "data.c.z", 'no field "z"'),
         ({"c": {"a": 1}}, "data.c.b", "missing: b"),
         ({"c": {"a": "one", "b": "x"}}, "data.c", "integer"),
         ({"c": {"a": {"n": 1}, "b": "x"}}, "data.c.a", "holds no objects"),
         ({"c": 5}, "data.c", "give an object of its fields (a, b)"),
         ({"c": [1, 2]}, "data.c", "give an object of its fields"),
-        ({"cs": [{"a": 1, "b": "x"}, {"a": 1, "q": 2}]}, "data.cs.1.q", "no field 'q'"),
+        ({"cs": [{"a": 1, "b": "x"}, {"a": 1, "q": 2}]}, "data.cs.1.q", 'no field "q"'),
         ({"s": {"name": "n", "corner": {"a": 1, "b": "x", "c": 3}, "tags": None, "pts": None,
-                "doc": None, "raw": None, "at": None}}, "data.s.corner.c", "no field 'c'"),
+                "doc": None, "raw": None, "at": None}}, "data.s.corner.c", 'no field "c"'),
         ({"s": {"name": "n", "corner": None, "tags": 7, "pts": None, "doc": None, "raw": None,
                 "at": None}}, "data.s.tags", "text[]"),
         ({"s": {"name": "n", "corner": None, "tags": None, "pts": None, "doc": None,

@@ -166,7 +166,7 @@ def test_a_file_handle_is_refused_on_another_host(tmp_path: Path) -> None:
             )
             assert here.get_handle(handle) is not None
             for name in (handle, "mine"):
-                with pytest.raises(HandleNotFound, match="host 'host-a'") as info:
+                with pytest.raises(HandleNotFound, match='host "host-a"') as info:
                     there.get_handle(name)
                 assert "host-b" in str(info.value)
             assert (

@@ -99,7 +99,7 @@ def test_a_virtual_table_reading_a_pragma_table_is_refused(service: Service, cre
             assert error.code == "access_denied", (collection, command, error)
             assert home not in error.message and "fts.sqlite" not in error.message
             if collection == "vt":
-                assert "'vt'" in error.message
+                assert '"vt"' in error.message
             assert "pragma_" in error.message.lower() or "dbstat" in error.message
     # The rest of the file is served.
     assert service.execute("data/list", {"dbHandle": handle, "collection": "t"},
@@ -185,6 +185,6 @@ def test_a_token_name_differing_only_in_case_from_a_grantee_is_refused(service: 
                     context=ALICE)  # fmt: skip
     with pytest.raises(DbHandlesError) as caught:
         service.tokens.create("carol")
-    assert caught.value.code == "invalid_params" and "'Carol'" in caught.value.message
+    assert caught.value.code == "invalid_params" and '"Carol"' in caught.value.message
     # The name the grant holds, spelled as it is, gets its token.
     service.tokens.create("Carol")

@@ -74,7 +74,7 @@ def test_a_stricter_isolation_refuses_the_other_actors_open_handle(
     ]:
         error = refused(service, name, params)
         assert error.code == "access_denied", (name, error)
-        assert "not shared with 'bob' any more" in error.message, (name, error)
+        assert 'not shared with "bob" any more' in error.message, (name, error)
     assert not (service.settings.space_root() / "bob" / "leak.jsonl").exists()
 
 

@@ -85,7 +85,7 @@ def test_a_view_of_pragma_database_list_is_refused_never_run(service: Service) -
     ]:
         error = refused(service, name, {"dbHandle": handle, **params}, ALICE)
         assert error.code == "access_denied", (name, error)
-        assert "'dbl'" in error.message and "pragma_database_list" in error.message
+        assert '"dbl"' in error.message and "pragma_database_list" in error.message
         assert home not in error.message and "craft.sqlite" not in error.message
     assert not (space(service) / "dbl.jsonl").exists()
     # data/schema still lists the database, the view with why it cannot be read.
@@ -109,7 +109,7 @@ def test_every_pragma_table_is_refused_in_a_view(service: Service, source: str) 
     crafted(service, f"CREATE VIEW v AS SELECT * FROM {source}")
     handle = open_crafted(service)
     error = refused(service, "data/list", {"dbHandle": handle, "collection": "v"}, ALICE)
-    assert error.code == "access_denied" and "'v'" in error.message
+    assert error.code == "access_denied" and '"v"' in error.message
 
 
 def test_a_view_over_a_revealing_view_is_refused_too(service: Service) -> None:
@@ -120,7 +120,7 @@ def test_a_view_over_a_revealing_view_is_refused_too(service: Service) -> None:
     )
     handle = open_crafted(service)
     error = refused(service, "data/list", {"dbHandle": handle, "collection": "outer_v"}, ALICE)
-    assert error.code == "access_denied" and "'inner_v'" in error.message
+    assert error.code == "access_denied" and '"inner_v"' in error.message
 
 
 def test_a_trigger_reading_a_pragma_table_refuses_the_write(service: Service) -> None:
@@ -132,7 +132,7 @@ def test_a_trigger_reading_a_pragma_table_refuses_the_write(service: Service) ->
     handle = open_crafted(service)
     create = {"dbHandle": handle, "collection": "t", "data": {"id": "x", "a": 1}}
     error = refused(service, "data/create", create, ALICE)
-    assert error.code == "access_denied" and "'tr'" in error.message
+    assert error.code == "access_denied" and '"tr"' in error.message
     batch = {"dbHandle": handle, "operations": [{"op": "create", "collection": "t",
                                                  "data": {"id": "y", "a": 2}}]}  # fmt: skip
     assert refused(service, "data/batch", batch, ALICE).code == "access_denied"

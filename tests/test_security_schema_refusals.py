@@ -109,7 +109,7 @@ def test_a_view_sqlite_refuses_is_access_denied_with_the_reason(
             params["id"] = '["x"]'
         error = refused(service, command, params, ALICE)
         assert error.code == "access_denied", (command, error)
-        assert f"'{view}'" in error.message and "not loaded" not in error.message
+        assert f'"{view}"' in error.message and "not loaded" not in error.message
         assert home not in error.message and "f.sqlite" not in error.message
     one = service.execute("data/schema", {"dbHandle": handle, "collection": view}, context=ALICE)
     assert one["table"]["recordCount"] is None

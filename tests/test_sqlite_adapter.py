@@ -322,7 +322,7 @@ def test_reads_never_create_tables(db: SqliteAdapter) -> None:
 
 def test_duplicate_ids_are_record_exists_and_roll_back(db: SqliteAdapter) -> None:
     insert(db, "notes", record("1"))
-    with pytest.raises(RecordExists, match="'1'"), db.session(write=True) as session:
+    with pytest.raises(RecordExists, match='"1"'), db.session(write=True) as session:
         session.insert("notes", record("1"))
     with pytest.raises(RecordExists), db.session(write=True) as session:
         session.insert_many("notes", [record("2"), record("3"), record("2")])

@@ -3,6 +3,7 @@ what no file system takes, or what would read as two lines wherever a name is sh
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -46,7 +47,7 @@ def check_path_text(path: str | os.PathLike[str], field: str) -> str:
     if bad is not None:
         raise InvalidParams(
             f"{field}: a path cannot contain control characters (line breaks, tabs, C0/C1 "
-            f"controls, U+2028/U+2029): {bad.group()!r} at position {bad.start()}",
+            f"controls, U+2028/U+2029): {json.dumps(bad.group())} at position {bad.start()}",
             field=field,
         )
     if not text:
@@ -54,7 +55,13 @@ def check_path_text(path: str | os.PathLike[str], field: str) -> str:
     try:
         raw = os.fsencode(text)
     except UnicodeError as exc:
-        raise InvalidParams(f"{field}: the path is not valid text ({exc})", field=field) from exc
+        # Python's words would quote the character as Python writes it ('\udc80'): say it as JSON.
+        where = exc.start if isinstance(exc, UnicodeEncodeError) else 0
+        raise InvalidParams(
+            f"{field}: the path is not valid text ({json.dumps(text[where])} at position {where} "
+            "is a lone surrogate, which no file name holds)",
+            field=field,
+        ) from exc
     if len(raw) >= _PATH_MAX or any(len(part) > _NAME_MAX for part in raw.split(b"/")):
         raise InvalidParams(
             f"{field}: the path is too long (at most {_PATH_MAX - 1} bytes, {_NAME_MAX} a name)",

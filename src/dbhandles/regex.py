@@ -23,6 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 from dbhandles import budget
+from dbhandles.values import json_text, name_text
 
 __all__ = ["MAX_PROGRAM_SIZE", "NS_PER_STEP", "pattern_problem", "search", "set_members"]
 
@@ -93,7 +94,11 @@ def _uses_single_byte(pattern: str) -> bool:
 
 @lru_cache(maxsize=1024)
 def pattern_problem(pattern: str) -> str | None:
-    """Why ``pattern`` is not a ``$regex`` (RE2's own words), or ``None`` when it is one."""
+    """Why ``pattern`` is not a ``$regex`` (RE2's own words), or ``None`` when it is one.
+
+    RE2 ends its words with the part of the pattern it refused (``missing ]: [a``); that part is
+    quoted as JSON text (``missing ]: "[a"``), like every sent value in a message, so a control
+    character of the pattern is written as its escape, never raw."""
     try:
         _encode(pattern).decode("utf-8")
     except UnicodeDecodeError:
@@ -106,7 +111,8 @@ def pattern_problem(pattern: str) -> str | None:
         detail = exc.args[0] if exc.args else exc
         if isinstance(detail, bytes):
             detail = detail.decode("utf-8", "replace")
-        return str(detail)
+        words, sep, part = str(detail).partition(": ")
+        return f"{words}: {json_text(part, 80)}" if sep else name_text(words, 200)
     if size > MAX_PROGRAM_SIZE:
         return (
             f"pattern too complex (program size {size} > {MAX_PROGRAM_SIZE}): every byte of the "
@@ -119,7 +125,7 @@ def pattern_problem(pattern: str) -> str | None:
 def _compiled(pattern: str) -> Any:
     problem = pattern_problem(pattern)
     if problem is not None:
-        raise ValueError(f"invalid $regex {pattern!r}: {problem}")
+        raise ValueError(f"invalid $regex {json_text(pattern, 80)}: {problem}")
     return _re2().compile(_encode(pattern), _options(capture=False))
 
 

@@ -26,18 +26,20 @@ from dbhandles.commands.base import Call, CallerParams, caller_context
 from dbhandles.commands.envelope import error_envelope, success_envelope
 from dbhandles.commands.fast_params import parse_simple
 from dbhandles.commands.jobs import JOB_COMMAND_NAMES, interrupted_error
+from dbhandles.commands.path_places import placed_path_error
 from dbhandles.context import SESSION_ID_RULE, Context, is_scoped_session, is_session_id
 from dbhandles.errors import (
     ConstraintViolation,
     DbHandlesError,
     InvalidConfig,
+    InvalidFilter,
     InvalidParams,
     QuotaExceeded,
     UnknownCommand,
 )
 from dbhandles.events import EventBus
 from dbhandles.events.sqlite_log import SqliteEventLog
-from dbhandles.params_errors import params_error
+from dbhandles.param_errors import params_error
 from dbhandles.query_cursors import QueryCursors
 from dbhandles.registry import HandleEntry, HandleRegistry
 from dbhandles.schemas import Declaration, SchemaRegistry
@@ -308,6 +310,12 @@ class Service:
                     if not restricted(entry):
                         raise
                     raise redacted(exc) from exc
+                except InvalidFilter as exc:
+                    # An adapter refused a path in a collection: name the param that holds it.
+                    placed = placed_path_error(exc, parsed)
+                    if placed is None:
+                        raise
+                    raise placed from exc
                 finally:
                     end_budget(budget)
             finally:

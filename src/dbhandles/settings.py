@@ -7,6 +7,7 @@ README are generated from it (``scripts/generate-docs.py``), so a new knob is do
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -377,7 +378,7 @@ class Settings:
             number = isinstance(value, int | float) and not isinstance(value, bool)
             if number and (not math.isfinite(value) or value < 0):
                 raise ValueError(
-                    f"{f.metadata['env']}: {value!r} must be a finite number, 0 or more"
+                    f"{f.metadata['env']}: {json.dumps(value)} must be a finite number, 0 or more"
                 )
         # Accept str paths from callers; keep Path internally.
         if not isinstance(self.home, Path):
@@ -408,11 +409,11 @@ class Settings:
                     )
         if not 0 < self.job_duty <= 1:
             raise ValueError(
-                f"DBHANDLES_JOB_DUTY: {self.job_duty!r} must be more than 0, at most 1"
+                f"DBHANDLES_JOB_DUTY: {json.dumps(self.job_duty)} must be more than 0, at most 1"
             )
         if self.default_access not in DEFAULT_ACCESS:
             raise ValueError(
-                f"DBHANDLES_DEFAULT_ACCESS: {self.default_access!r} is not one of "
+                f"DBHANDLES_DEFAULT_ACCESS: {json.dumps(self.default_access)} is not one of "
                 f"{', '.join(DEFAULT_ACCESS)}"
             )
 

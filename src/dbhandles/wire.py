@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -98,34 +99,64 @@ def encode_params(params: Mapping[str, Any] | None) -> bytes:
     """The request body for ``params``, every value as it is (the server's ``read_json`` reads it
     back exactly), so that the server refuses what the in-process API refuses, with its error.
 
-    orjson writes NaN and the infinities as ``null``, which would change the value: they are refused
-    here (JSON cannot carry them). An integer past 64 bits, which orjson cannot write, is written
-    exactly by ``json``, and the server refuses it by the value rule.
+    orjson writes NaN and the infinities as ``null``, which would change the value. An infinity
+    (what ``jtag`` reads ``1e400`` as) is written as the literal ``1e400`` (``-1e400``), which the
+    server reads back as that infinity: the server then answers as in-process, by the rule of the
+    place that holds it (a filter's "cannot be compared", a record's value rule), one answer on
+    every door. NaN has no JSON literal at all: it is refused here. An integer past 64 bits, which
+    orjson cannot write, is written exactly by ``json``, and the server refuses it by the value
+    rule.
 
     Raises:
-        InvalidParams: a value is NaN or an infinity (``field``: its path in ``params``).
+        InvalidParams: a value is NaN (``field``: its path in ``params``).
         TypeError: a value is not JSON-serialisable.
     """
     data = dict(params or {})
     try:
         body = orjson.dumps(data)
     except orjson.JSONEncodeError:
-        _refuse_non_finite(data, "")
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+        _refuse_nan(data, "")
+        return _spell_infinities(data, _exact_dumps)
     if b"null" in body:  # cheap test first: a NaN or an infinity was written as null
-        _refuse_non_finite(data, "")
+        _refuse_nan(data, "")
+        body = _spell_infinities(data, orjson.dumps)
     return body
 
 
-def _refuse_non_finite(value: Any, where: str) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
+def _exact_dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _refuse_nan(value: Any, where: str) -> None:
+    if isinstance(value, float) and math.isnan(value):
         raise InvalidParams(f"{where}: {non_finite_problem(value)}", field=where)
     if isinstance(value, Mapping):
         for key, item in value.items():
-            _refuse_non_finite(item, member_path(where, str(key)))
+            _refuse_nan(item, member_path(where, str(key)))
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            _refuse_non_finite(item, item_path(where, i))
+            _refuse_nan(item, item_path(where, i))
+
+
+def _spell_infinities(data: dict[str, Any], dumps: Callable[[Any], bytes]) -> bytes:
+    """``dumps(data)`` with each infinity written as the number literal ``1e400`` (``-1e400``):
+    each is first replaced by a marker string no sent text holds (a fresh random token)."""
+    token = os.urandom(16).hex()
+    marks = {1: f"+{token}", -1: f"-{token}"}
+
+    def marked(value: Any) -> Any:
+        if isinstance(value, float) and math.isinf(value):
+            return marks[1 if value > 0 else -1]
+        if isinstance(value, Mapping):
+            return {key: marked(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [marked(item) for item in value]
+        return value
+
+    body = dumps(marked(data))
+    return body.replace(f'"{marks[1]}"'.encode(), b"1e400").replace(
+        f'"{marks[-1]}"'.encode(), b"-1e400"
+    )
 
 
 def failure_envelope(exc: DbHandlesError) -> dict[str, Any]:

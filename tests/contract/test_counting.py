@@ -77,7 +77,7 @@ def test_count_several_fields_filter_and_limit(service: Service, chats: str) -> 
 
 
 def test_count_refuses_objects_and_system_fields(service: Service, chats: str) -> None:
-    with pytest.raises(InvalidParams, match="messages holds objects"):
+    with pytest.raises(InvalidParams, match='"messages" holds objects'):
         count(service, chats, groupBy="messages")
     with pytest.raises(InvalidParams, match="system field"):
         count(service, chats, groupBy="createdAt")

@@ -8,6 +8,7 @@ from typing import Any
 
 from dbhandles.adapters.base import Adapter, AdapterConfig, Features, FileConfig, Query, Session
 from dbhandles.errors import DriverMissing, UnknownAdapter
+from dbhandles.values import json_text
 
 __all__ = [
     "Adapter",
@@ -94,7 +95,7 @@ def get_adapter_class(name: object) -> type[Adapter]:
     if not isinstance(name, str) or name not in _paths:
         known = ", ".join(adapter_names())
         raise UnknownAdapter(
-            f"adapter: unknown adapter {name!r}; known adapters: {known}. "
+            f"adapter: unknown adapter {json_text(name, 80)}; known adapters: {known}. "
             'Example: data/open --adapter=sqlite --config=\'{"path":"/tmp/my.sqlite","mode":"create"}\'',
             field="adapter",
         )
@@ -112,12 +113,12 @@ def get_adapter_class(name: object) -> type[Adapter]:
             else f"install the package providing {module_name}"
         )
         raise DriverMissing(
-            f"the {name!r} adapter needs a driver that is not installed: {hint} ({exc})"
+            f"the {json_text(name, 80)} adapter needs a driver that is not installed: {hint} ({exc})"
         ) from exc
     loaded = getattr(module, attr)
     if not (isinstance(loaded, type) and issubclass(loaded, Adapter)):
         raise UnknownAdapter(
-            f"adapter {name!r} does not point at an Adapter subclass", field="adapter"
+            f"adapter {json_text(name, 80)} does not point at an Adapter subclass", field="adapter"
         )
     with _lock:
         _classes[name] = loaded

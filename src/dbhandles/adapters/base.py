@@ -37,6 +37,8 @@ from dbhandles.errors import (
 from dbhandles.evaluate import is_after, sort_records
 from dbhandles.filters import FilterNode, SortKey
 from dbhandles.jsonmodel import JsonModel
+from dbhandles.param_errors import pydantic_words
+from dbhandles.values import json_text, name_text
 
 __all__ = [
     "Adapter",
@@ -201,12 +203,9 @@ class FileConfig(AdapterConfig):
 def config_error(adapter: str, exc: ValidationError) -> InvalidConfig:
     """Turn a pydantic error about an adapter config into ``invalid_config`` naming the key."""
     err = exc.errors()[0]
-    where = ".".join(["config", *(str(p) for p in err["loc"])])
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    msg = msg.removeprefix("Value error, ")
-    return InvalidConfig(f"{where}: {msg} (adapter {adapter!r})", field=where)
+    where = ".".join(["config", *(name_text(str(p)) for p in err["loc"])])
+    msg = "unknown key" if err["type"] == "extra_forbidden" else pydantic_words(err)
+    return InvalidConfig(f"{where}: {msg} (adapter {json_text(adapter, 80)})", field=where)
 
 
 class TableWriter(ABC):
@@ -422,7 +421,7 @@ class Adapter(ABC):
             raw = {}
         if not isinstance(raw, Mapping):
             raise InvalidConfig(
-                f"config: expects an object for adapter {cls.name!r}", field="config"
+                f"config: expects an object for adapter {json_text(cls.name, 80)}", field="config"
             )
         try:
             return cls.config_model.model_validate(dict(raw))

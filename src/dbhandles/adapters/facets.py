@@ -36,7 +36,7 @@ from typing import Any
 from dbhandles import budget
 from dbhandles.errors import InvalidParams
 from dbhandles.evaluate import rank
-from dbhandles.values import NUMBER_BOUND
+from dbhandles.values import NUMBER_BOUND, json_text
 
 __all__ = [
     "MAX_COMBINATIONS",
@@ -107,15 +107,15 @@ def container_error(path: tuple[str, ...]) -> InvalidParams:
     """The refusal for a path whose values include objects (or arrays inside arrays)."""
     name = ".".join(path)
     return InvalidParams(
-        f"groupBy: {name} holds objects (or arrays inside arrays), which are not values to count "
-        f"by; group by a field inside them, such as {name}.<field>",
+        f"groupBy: {json_text(name, 80)} holds objects (or arrays inside arrays), which are not "
+        f"values to count by; group by a field inside them, such as {json_text(name + '.<field>', 90)}",
         field="groupBy",
     )
 
 
 def combinations_error(group_by: tuple[tuple[str, ...], ...]) -> InvalidParams:
     """The refusal for a record whose values of several paths give too many combinations."""
-    names = ", ".join(".".join(path) for path in group_by)
+    names = ", ".join(json_text(".".join(path), 80) for path in group_by)
     return InvalidParams(
         f"groupBy: a matching record gives more than {MAX_COMBINATIONS} combinations of values of "
         f"{names} (the product of their numbers of values, each array element one value); "

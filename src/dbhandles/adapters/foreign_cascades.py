@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from dbhandles.values import json_text
+
 __all__ = ["ACTIONS", "EVENTS", "UNKNOWN", "CascadeEdge", "TriggerWrites", "reached"]
 
 #: The referential actions that write the referencing table (SQL's spelling).
@@ -91,7 +93,9 @@ def reached(
             )
         for trigger, target, writes in triggers(current, doing) if triggers is not None else ():
             verb = {"insert": "insert into", "update": "update of", "delete": "delete from"}[doing]
-            found.setdefault(target, f"trigger {trigger!r} (on {verb} {current!r})")
+            found.setdefault(
+                target, f"trigger {json_text(trigger, 80)} (on {verb} {json_text(current, 80)})"
+            )
             if target != UNKNOWN:
                 todo.append((target, writes))
     return list(found.items())

@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 
 from dbhandles.errors import ReadOnly
 from dbhandles.filters import And, Compare, ElemMatch, FilterNode, Not, Or, SortKey
+from dbhandles.values import json_text
 
 __all__ = [
     "NO_KEY",
@@ -227,7 +228,7 @@ def reserved_fields(
 def key_doc(key: tuple[str, ...]) -> str:
     """What a record's ``id`` is for a table with the primary key ``key`` (not empty), in words."""
     if len(key) == 1:
-        return f"the value of the primary key column {key[0]!r}"
+        return f"the value of the primary key column {json_text(key[0], 80)}"
     return "JSON array of the primary key columns " + ", ".join(key)
 
 
@@ -259,13 +260,13 @@ def read_only_error(table: DescribedTable) -> ReadOnly:
     """The ``read_only`` error for a write to ``table`` (or one by a path that cannot write it)."""
     if table.read_only is None:
         return ReadOnly(
-            f"{table.kind} {table.name!r} was not created by dbhandles: its rows are written by "
+            f"{table.kind} {json_text(table.name, 80)} was not created by dbhandles: its rows are written by "
             "data/create, data/update, data/delete, data/batch and data/truncate only (not by "
             "imports, data/clear or index commands)",
             field="collection",
         )
     return ReadOnly(
-        f"{table.kind} {table.name!r} was not created by dbhandles and is read-only here: "
+        f"{table.kind} {json_text(table.name, 80)} was not created by dbhandles and is read-only here: "
         f"{table.read_only}",
         field="collection",
     )

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from dbhandles.errors import InvalidParams
+from dbhandles.values import json_text
 
 __all__ = [
     "BLOB_KEY",
@@ -195,7 +196,7 @@ def sqlite_value(value: Any, where: str) -> Any:
             return base64.b64decode(text.encode("ascii"), validate=True)
         except (ValueError, UnicodeEncodeError) as exc:
             raise InvalidParams(
-                f"{where}: {{{BLOB_KEY!r}: ...}} stands for a BLOB and holds standard base64 text",
+                f"{where}: {{{json_text(BLOB_KEY, 80)}: ...}} stands for a BLOB and holds standard base64 text",
                 field=where,
             ) from exc
     return orjson.dumps(value).decode()

@@ -21,7 +21,7 @@ from dbhandles.adapters.base import Record, TableWriter
 from dbhandles.adapters.foreign_common import DescribedTable, ForeignColumn, read_only_error
 from dbhandles.adapters.foreign_values import decode_key
 from dbhandles.errors import ConstraintViolation, InvalidParams, RecordExists
-from dbhandles.values import MAX_VERSION
+from dbhandles.values import MAX_VERSION, json_text
 
 __all__ = ["LABELS", "ForeignRows", "ForeignWriterBase", "WritableTable", "blame", "stored_version"]
 
@@ -53,7 +53,7 @@ class ForeignRows(Protocol):
 
 def blame(fields: list[str]) -> str:
     """The fields a refusal names, for its message (``field 'a', 'b'``)."""
-    return "field " + ", ".join(repr(f) for f in fields)
+    return "field " + ", ".join(json_text(f, 80) for f in fields)
 
 
 def stored_version(value: Any, record_id: str, table: str) -> int:
@@ -72,9 +72,9 @@ def stored_version(value: Any, record_id: str, table: str) -> int:
         return 0
     if type(value) is int and 1 <= value <= MAX_VERSION:
         return value
-    shown = repr(value) if isinstance(value, str) else orjson_text(value)
+    shown = json_text(value, 80) if isinstance(value, str) else orjson_text(value)
     raise InvalidParams(
-        f"version: record {record_id!r} of table {table!r} holds {shown} in its version column, "
+        f"version: record {json_text(record_id, 80)} of table {json_text(table, 80)} holds {shown} in its version column, "
         f"not a version (an integer from 1 to {MAX_VERSION}); dbhandles will not overwrite it: "
         "set the column to an integer (or NULL) with the database's own tools first",
         field="version",
@@ -144,7 +144,7 @@ class ForeignWriterBase(TableWriter, Generic[ColumnT]):
         values = decode_key(record_id, len(key))
         if values is None:
             raise InvalidParams(
-                f"id: {record_id!r} is not a key of table {self.name!r}: its key is compound, and "
+                f"id: {json_text(record_id, 80)} is not a key of table {json_text(self.name, 80)}: its key is compound, and "
                 f"an id is the JSON array of the values of {', '.join(key)} in that order "
                 '(for example ["a",1])',
                 field="id",
@@ -161,13 +161,13 @@ class ForeignWriterBase(TableWriter, Generic[ColumnT]):
             if column is None:
                 known = ", ".join(c.field for c in self.table.columns if not c.generated)
                 raise InvalidParams(
-                    f"data.{field}: table {self.name!r} has no column {field!r} (its fields: "
+                    f"data.{field}: table {json_text(self.name, 80)} has no column {json_text(field, 80)} (its fields: "
                     f"{known})",
                     field=f"data.{field}",
                 )
             if column.generated:
                 raise InvalidParams(
-                    f"data.{field}: {column.name!r} is a generated column of table {self.name!r}; "
+                    f"data.{field}: {json_text(column.name, 80)} is a generated column of table {json_text(self.name, 80)}; "
                     f"{self.engine} computes it",
                     field=f"data.{field}",
                 )
@@ -192,7 +192,7 @@ class ForeignWriterBase(TableWriter, Generic[ColumnT]):
             if len(key) > 1:
                 fields = ", ".join(self._by_name[n].field for n in key)
                 raise InvalidParams(
-                    f"id: table {self.name!r} has a compound key; give its fields ({fields}) in "
+                    f"id: table {json_text(self.name, 80)} has a compound key; give its fields ({fields}) in "
                     "data, or id as the JSON array of their values",
                     field="id",
                 )
@@ -225,8 +225,8 @@ class ForeignWriterBase(TableWriter, Generic[ColumnT]):
 
     def _key_changed(self, record_id: str) -> InvalidParams:
         return InvalidParams(
-            f"data: the key of a record cannot change (record {record_id!r} of table "
-            f"{self.name!r}); delete it and create the new one",
+            f"data: the key of a record cannot change (record {json_text(record_id, 80)} of table "
+            f"{json_text(self.name, 80)}); delete it and create the new one",
             field="data",
         )
 
@@ -235,7 +235,7 @@ class ForeignWriterBase(TableWriter, Generic[ColumnT]):
         value than its id gives that column (every engine refuses it rather than pick one)."""
         field = self._by_name[name].field
         return InvalidParams(
-            f"data.{field}: {given!r} is not the key value the id {record_id!r} gives it",
+            f"data.{field}: {json_text(given, 80)} is not the key value the id {json_text(record_id, 80)} gives it",
             field=f"data.{field}",
         )
 
@@ -260,7 +260,8 @@ class ForeignWriterBase(TableWriter, Generic[ColumnT]):
         """``record_exists`` when the constraint that refused a write is the key's uniqueness."""
         if kind == "unique" and columns and set(columns) == set(self.table.key):
             return RecordExists(
-                f"a record with this id already exists in table {self.name!r}", field="id"
+                f"a record with this id already exists in table {json_text(self.name, 80)}",
+                field="id",
             )
         return None
 

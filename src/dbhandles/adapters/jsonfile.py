@@ -48,6 +48,7 @@ from dbhandles.errors import (
 )
 from dbhandles.new_files import replace_database_file
 from dbhandles.pinned import Pinned, open_folder, real, stays
+from dbhandles.values import json_text
 
 __all__ = ["JsonFileAdapter", "JsonFileConfig"]
 
@@ -97,7 +98,7 @@ def _read(path: Path) -> dict[str, Any]:
             isinstance(r, dict) and isinstance(r.get("id"), str) for r in records
         ):
             raise NotADatabase(
-                f"{path}: collection {name!r} is not a list of records with string ids"
+                f"{path}: collection {json_text(name, 80)} is not a list of records with string ids"
             )
     return collections
 

@@ -33,6 +33,7 @@ from dbhandles.adapters.base import (
 from dbhandles.errors import QuotaExceeded, RecordExists
 from dbhandles.evaluate import is_after, matches, sort_records
 from dbhandles.filters import FilterNode, check_collection_query, check_new_collection
+from dbhandles.values import json_text
 
 __all__ = ["DEFAULT_MAX_BYTES", "MemoryAdapter", "MemoryConfig", "MemoryStore"]
 
@@ -147,7 +148,7 @@ class MemorySession(Session):
         assert table is not None
         if record["id"] in table:
             raise RecordExists(
-                f"a record with id {record['id']!r} already exists in {collection!r}"
+                f"a record with id {json_text(record['id'], 80)} already exists in {json_text(collection, 80)}"
             )
         self.undo.append((collection, record["id"], None, new_table))
         table[record["id"]], size = _stored(record)

@@ -36,6 +36,7 @@ from dbhandles.adapters.postgres_schema import Catalog, advisory_key, qualified,
 from dbhandles.adapters.postgres_session import PostgresSession, Transaction
 from dbhandles.adapters.sql_compile import SqlCompiler
 from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, StorageError
+from dbhandles.values import json_text
 
 __all__ = ["PostgresAdapter", "PostgresConfig", "PostgresSession", "connection_params", "mask_url"]
 
@@ -108,7 +109,7 @@ class PostgresAdapter(Adapter):
             return
         if self.settings.mode != "create":
             raise DatabaseNotFound(
-                f'schema {self.schema!r} does not exist at {self.where}; open it with "mode": "create" '
+                f'schema {json_text(self.schema, 80)} does not exist at {self.where}; open it with "mode": "create" '
                 "to create it"
             )
         with conn.transaction():

@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, WithJsonSchema, field_validator, model_v
 from pydantic.alias_generators import to_camel
 
 from dbhandles.adapters.base import AdapterConfig
+from dbhandles.values import json_text
 
 __all__ = ["PostgresConfig", "connection_params", "mask_url"]
 
@@ -75,7 +76,9 @@ class PostgresConfig(AdapterConfig):
         data = {**data, "url": urllib.parse.urlunsplit(parts._replace(query=rest))}
         given = data.get("schema", data.get("schema_name"))
         if given is not None and schemas and given.lower() != schemas[-1].lower():
-            raise ValueError(f"schema {given!r} differs from ?schema={schemas[-1]} in the url")
+            raise ValueError(
+                f"schema {json_text(given, 80)} differs from ?schema={schemas[-1]} in the url"
+            )
         if schemas:
             data["schema"] = schemas[-1]
         return data

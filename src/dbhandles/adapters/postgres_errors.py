@@ -28,6 +28,7 @@ from dbhandles.errors import (
     StorageBusy,
     StorageError,
 )
+from dbhandles.values import json_text
 
 __all__ = ["DRIVER_ERRORS", "translate_error", "translating"]
 
@@ -125,7 +126,9 @@ def translate_error(
     message = _mask(str(exc).strip() or type(exc).__name__, secret)
     server = f" at {where}" if where else ""
     if isinstance(exc, orjson.JSONDecodeError):
-        return StorageError(f"a stored record in {collection!r} is not valid JSON ({message})")
+        return StorageError(
+            f"a stored record in {json_text(collection, 80)} is not valid JSON ({message})"
+        )
     if isinstance(exc, psycopg_pool.PoolTimeout):
         return StorageBusy(
             f"no PostgreSQL connection became free in time{server}; retry, or raise poolSize ({message})"
@@ -135,12 +138,14 @@ def translate_error(
     state = getattr(exc, "sqlstate", None)
     if isinstance(state, str) and state:
         if state == "23505" and record_id is not None:
-            return RecordExists(f"a record with id {record_id!r} already exists in {collection!r}")
+            return RecordExists(
+                f"a record with id {json_text(record_id, 80)} already exists in {json_text(collection, 80)}"
+            )
         if state == "57014" and "statement timeout" in message:
             return budget.exceeded()  # the command's time budget (dbhandles.budget)
         if state == "23505":
             return RecordExists(
-                f"a record id already exists in {collection!r} (or repeats within the batch): {message}"
+                f"a record id already exists in {json_text(collection, 80)} (or repeats within the batch): {message}"
             )
         kind = _CONSTRAINTS.get(state)
         if kind is not None:

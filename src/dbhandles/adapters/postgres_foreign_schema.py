@@ -32,6 +32,7 @@ from dbhandles.adapters.foreign_common import (
 from dbhandles.adapters.postgres_schema import is_collection, table_name
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import SYSTEM_PREFIXES
+from dbhandles.values import json_text
 
 __all__ = [
     "PgColumn",
@@ -302,9 +303,9 @@ def resolve(
     row = by_name.get(collection) or by_name.get(table_name(collection))
     if row is None:
         if len(rows) > 1:
-            names = ", ".join(sorted(repr(r[1]) for r in rows))
+            names = ", ".join(sorted(json_text(r[1], 80) for r in rows))
             raise InvalidParams(
-                f"collection: {collection!r} matches several tables of schema {schema!r} ignoring "
+                f"collection: {json_text(collection, 80)} matches several tables of schema {json_text(schema, 80)} ignoring "
                 f"case ({names}); name one exactly",
                 field="collection",
             )
@@ -365,7 +366,7 @@ def describe(
     # and the catalog describes it again.
     readable = conn.execute("SELECT has_table_privilege(%s::oid, 'SELECT')", (oid,)).fetchone()
     unreadable = None if readable and readable[0] else (
-        f"the PostgreSQL role of this handle has no SELECT privilege on {KINDS[kind]} {name!r}"
+        f"the PostgreSQL role of this handle has no SELECT privilege on {KINDS[kind]} {json_text(name, 80)}"
     )  # fmt: skip
     return PgTable(
         oid=oid, schema=schema, name=name, kind=KINDS[kind], columns=columns_, key=key,

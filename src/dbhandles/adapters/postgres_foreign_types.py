@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from dbhandles.errors import InvalidParams
+from dbhandles.values import json_text
 
 __all__ = [
     "NUMBERS",
@@ -247,7 +248,7 @@ def _record(value: dict[str, Any], kind: PgType, where: str) -> str:
     unknown = [f for f in value if f not in names]
     if unknown:
         raise InvalidParams(
-            f"{where}.{unknown[0]}: the type {kind.name} has no field {unknown[0]!r} (its fields: "
+            f"{where}.{unknown[0]}: the type {kind.name} has no field {json_text(unknown[0], 80)} (its fields: "
             f"{', '.join(names)})",
             field=f"{where}.{unknown[0]}",
         )

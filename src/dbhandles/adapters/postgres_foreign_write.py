@@ -50,6 +50,7 @@ from dbhandles.adapters.postgres_foreign_types import (
     type_form,
 )
 from dbhandles.errors import DbHandlesError, InvalidParams
+from dbhandles.values import json_text
 
 __all__ = ["PgWriter"]
 
@@ -184,7 +185,7 @@ class PgWriter(ForeignWriterBase[PgColumn]):
                 return base64.b64decode(text.encode("ascii"), validate=True)
             except (ValueError, UnicodeEncodeError) as exc:
                 raise InvalidParams(
-                    f"{where}: column {column.name!r} is bytea; give {{{BLOB_KEY!r}: "
+                    f"{where}: column {json_text(column.name, 80)} is bytea; give {{{json_text(BLOB_KEY, 80)}: "
                     "<standard base64 text>}",
                     field=where,
                 ) from exc
@@ -201,7 +202,7 @@ class PgWriter(ForeignWriterBase[PgColumn]):
         if isinstance(value, list):
             if column.category != "A":
                 raise InvalidParams(
-                    f"{where}: column {column.name!r} of table {self.name!r} is {column.type}, "
+                    f"{where}: column {json_text(column.name, 80)} of table {json_text(self.name, 80)} is {column.type}, "
                     "not an array",
                     field=where,
                 )
@@ -209,7 +210,7 @@ class PgWriter(ForeignWriterBase[PgColumn]):
             def refuse(item: Any, problem: str) -> None:
                 shown = orjson.dumps(item).decode()
                 raise InvalidParams(
-                    f"{where}: column {column.name!r} of table {self.name!r} is {column.type}, "
+                    f"{where}: column {json_text(column.name, 80)} of table {json_text(self.name, 80)} is {column.type}, "
                     f"and an element {shown[:80]} is {problem}, not {base.removeprefix('_')}",
                     field=where,
                 )
@@ -217,14 +218,14 @@ class PgWriter(ForeignWriterBase[PgColumn]):
             return _array_literal(value, base.removeprefix("_"), refuse)
         if isinstance(value, dict):
             raise InvalidParams(
-                f"{where}: column {column.name!r} of table {self.name!r} is {column.type}, which "
+                f"{where}: column {json_text(column.name, 80)} of table {json_text(self.name, 80)} is {column.type}, which "
                 "holds no objects",
                 field=where,
             )
         if isinstance(value, bool):
             if base != "bool":
                 raise InvalidParams(
-                    f"{where}: column {column.name!r} of table {self.name!r} is {column.type}, not "
+                    f"{where}: column {json_text(column.name, 80)} of table {json_text(self.name, 80)} is {column.type}, not "
                     f"boolean; give {type_form(base, column.category)}",
                     field=where,
                 )
@@ -256,7 +257,7 @@ class PgWriter(ForeignWriterBase[PgColumn]):
             return
         if self.table.column(key).base not in _UUID_KEYS:
             raise InvalidParams(
-                f"id: the key {key!r} of table {self.name!r} has no default; give an id",
+                f"id: the key {json_text(key, 80)} of table {json_text(self.name, 80)} has no default; give an id",
                 field="id",
             )
         values[key] = str(uuid.uuid4())
@@ -369,7 +370,7 @@ class PgWriter(ForeignWriterBase[PgColumn]):
                 name = self._value_column(diag.message_primary or "", diag.column_name, values)
                 where = f"data.{self._field(name)}" if name else "data"
                 return InvalidParams(
-                    f"{where}: table {self.name!r} cannot store this value: "
+                    f"{where}: table {json_text(self.name, 80)} cannot store this value: "
                     f"{diag.message_primary or exc}",
                     field=where,
                 )
@@ -378,7 +379,7 @@ class PgWriter(ForeignWriterBase[PgColumn]):
         if kind == "check" and not constraint and "partition" in (diag.message_primary or ""):
             # "no partition of relation ... found for row": no CHECK of the table refused it.
             return self._violation(
-                f"no partition of table {self.name!r} takes this record (its partition key "
+                f"no partition of table {json_text(self.name, 80)} takes this record (its partition key "
                 "value is outside every partition's range); nothing was written",
                 "partition", [], [], None,
             )  # fmt: skip
@@ -403,21 +404,21 @@ class PgWriter(ForeignWriterBase[PgColumn]):
             f"{self._field(c)}.{inside[c]}" if c in inside else self._field(c) for c in columns
         ]
         if referenced:
-            why = f"rows of table {diag.table_name!r} refer to this record"
+            why = f"rows of table {json_text(diag.table_name, 80)} refer to this record"
             fields = []
         elif fields:
             why = blame(fields)
         else:
             why = "the record"
-        named = f" {constraint!r}" if constraint else ""
+        named = f" {json_text(constraint, 80)}" if constraint else ""
         if diag.datatype_name and known is None:
             return self._violation(
-                f"the {LABELS[kind]} constraint{named} of domain {diag.datatype_name!r} refused "
+                f"the {LABELS[kind]} constraint{named} of domain {json_text(diag.datatype_name, 80)} refused "
                 f"the write ({why}); nothing was written",
                 kind, columns, fields, constraint or None,
             )  # fmt: skip
         return self._violation(
-            f"the {LABELS[kind]} constraint{named} of table {self.name!r} refused the write "
+            f"the {LABELS[kind]} constraint{named} of table {json_text(self.name, 80)} refused the write "
             f"({why}); nothing was written",
             kind, columns, fields, constraint or None,
         )  # fmt: skip

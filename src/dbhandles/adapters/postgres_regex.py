@@ -30,6 +30,7 @@ from functools import lru_cache
 
 from dbhandles.errors import InvalidFilter
 from dbhandles.regex import pattern_problem, set_members
+from dbhandles.values import json_text
 
 __all__ = ["MAX_REPEAT", "MAX_SCANS", "translate_regex"]
 
@@ -333,7 +334,7 @@ class _Parser:
         elif named := _NAMED.match(p, self.i):
             self.i = named.end()
         elif p.startswith("(?", self.i):
-            raise _Refused(f"the group syntax {p[self.i : self.i + 3]!r}")
+            raise _Refused(f"the group syntax {json_text(p[self.i : self.i + 3])}")
         else:
             self.i += 1
         node = self._alternation()
@@ -477,7 +478,7 @@ class _Parser:
 
 def _refuse(pattern: str, what: str) -> InvalidFilter:
     return InvalidFilter(
-        f"$regex: {pattern!r} uses {what}, which PostgreSQL cannot match exactly as RE2 does; "
+        f"$regex: {json_text(pattern, 80)} uses {what}, which PostgreSQL cannot match exactly as RE2 does; "
         "rewrite the pattern (docs/filters.md lists what PostgreSQL handles)"
     )
 
@@ -494,7 +495,7 @@ def translate_regex(pattern: str) -> str:
     problem = pattern_problem(pattern)
     if problem is not None:
         raise InvalidFilter(
-            f"$regex: {pattern!r} is not a valid RE2 regular expression ({problem})"
+            f"$regex: {json_text(pattern, 80)} is not a valid RE2 regular expression ({problem})"
         )
     try:
         node = _Parser(pattern).parse()

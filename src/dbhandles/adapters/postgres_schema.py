@@ -25,6 +25,7 @@ from psycopg import Connection, sql
 
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import SYSTEM_PREFIXES, check_new_collection
+from dbhandles.values import json_text
 
 __all__ = ["Catalog", "advisory_key", "is_collection", "object_name", "qualified", "table_name"]
 
@@ -124,7 +125,7 @@ class Catalog:
         _, kind, _, columns = row
         if not is_collection(kind, columns):
             raise InvalidParams(
-                f"{name!r} in schema {self.schema!r} is not a dbhandles collection (it was not created "
+                f"{json_text(name, 80)} in schema {json_text(self.schema, 80)} is not a dbhandles collection (it was not created "
                 "by dbhandles); use another collection name",
                 field="collection",
             )

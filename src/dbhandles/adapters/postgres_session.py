@@ -30,6 +30,7 @@ from dbhandles.adapters.sql_facets import (
 )
 from dbhandles.errors import DbHandlesError, InvalidParams
 from dbhandles.filters import RESERVED_FIELDS, FilterNode, validate_path
+from dbhandles.values import json_text
 
 if TYPE_CHECKING:
     from dbhandles.adapters.postgres import PostgresAdapter
@@ -54,11 +55,15 @@ def _encode(record: Record) -> tuple[str, str, Any, Any, Any]:
             record["version"],
         )
     except KeyError as exc:
-        raise InvalidParams(f"record is missing the system field {exc.args[0]!r}") from exc
+        raise InvalidParams(
+            f"record is missing the system field {json_text(exc.args[0], 80)}"
+        ) from exc
     except orjson.JSONEncodeError as exc:
-        raise InvalidParams(f"record {record.get('id')!r} cannot be stored as JSON: {exc}") from exc
+        raise InvalidParams(
+            f"record {json_text(record.get('id'), 80)} cannot be stored as JSON: {exc}"
+        ) from exc
     if not isinstance(record_id, str):
-        raise InvalidParams(f"record id {record_id!r} must be a string", field="id")
+        raise InvalidParams(f"record id {json_text(record_id, 80)} must be a string", field="id")
     return row
 
 

@@ -85,6 +85,9 @@ def split_bounds(fractions: Mapping[str, float], name: str) -> tuple[int, int]:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise SplitError(f"a fraction is a number, got {json_text(value, 80)}",
                              member_path("fractions", key))  # fmt: skip
+        if value != value:  # NaN: no bound holds, and "not from ... to 1" would not say why
+            raise SplitError("a fraction is a number, got NaN, which is not a number",
+                             member_path("fractions", key))  # fmt: skip
         if not MIN_FRACTION <= value <= 1:
             raise SplitError(
                 f"a fraction is a number from {MIN_FRACTION:g} (one part in a million) to 1, got "

@@ -25,6 +25,7 @@ from dbhandles.adapters.sql_dialect import Dialect
 from dbhandles.errors import InvalidFilter, InvalidParams
 from dbhandles.evaluate import rank as rank_of
 from dbhandles.filters import And, Compare, ElemMatch, FilterNode, Not, Or, Scalar, SortKey
+from dbhandles.values import json_text
 
 __all__ = [
     "FALSE",
@@ -558,6 +559,8 @@ def _position(raw: object, where: str) -> tuple[int, Scalar]:
     if r not in _VALUED:
         return r, None
     if not isinstance(value, str | int | float) or rank_of(value) != r:
-        raise InvalidParams(f"{where}: value {value!r} does not have rank {r}", field="after")
+        raise InvalidParams(
+            f"{where}: value {json_text(value, 80)} does not have rank {r}", field="after"
+        )
     _check_scalar(value, where)
     return r, value

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dbhandles.adapters.sql_dialect import Dialect, sql_string
 from dbhandles.errors import InvalidFilter
 from dbhandles.filters import Scalar, check_collection_path
+from dbhandles.values import json_text
 
 __all__ = ["SqliteDialect", "SqliteElement"]
 
@@ -157,7 +158,9 @@ class SqliteElement(SqliteDialect):
 
     def _check(self, path: tuple[str, ...]) -> None:
         if path:
-            raise InvalidFilter(f"{'.'.join(path)!r}: an array element is tested as a whole")
+            raise InvalidFilter(
+                f"{json_text('.'.join(path), 80)}: an array element is tested as a whole"
+            )
 
     def _type(self, path: tuple[str, ...]) -> str:
         self._check(path)

@@ -21,6 +21,7 @@ from dbhandles.errors import (
     StorageBusy,
     StorageError,
 )
+from dbhandles.values import json_text
 
 __all__ = ["DRIVER_ERRORS", "constraint_failure", "translate_error", "translating"]
 
@@ -83,7 +84,9 @@ def translate_error(
     if isinstance(exc, UnicodeEncodeError):
         return InvalidParams(f"text is not valid Unicode and cannot be stored ({exc.reason})")
     if isinstance(exc, orjson.JSONDecodeError):
-        return StorageError(f"a stored record in {collection!r} is not valid JSON ({exc})")
+        return StorageError(
+            f"a stored record in {json_text(collection, 80)} is not valid JSON ({exc})"
+        )
     message = str(exc)
     low = message.lower()
     code = getattr(exc, "sqlite_errorcode", None)
@@ -116,9 +119,11 @@ def translate_error(
         )
     if isinstance(exc, sqlite3.IntegrityError) and "unique constraint failed" in low:
         if record_id is not None:
-            return RecordExists(f"a record with id {record_id!r} already exists in {collection!r}")
+            return RecordExists(
+                f"a record with id {json_text(record_id, 80)} already exists in {json_text(collection, 80)}"
+            )
         return RecordExists(
-            f"a record id already exists in {collection!r} (or repeats within the batch): {message}"
+            f"a record id already exists in {json_text(collection, 80)} (or repeats within the batch): {message}"
         )
     if primary == _SQLITE_CORRUPT or "malformed" in low:
         return StorageError(f"the database{where} is corrupt: {message}")

@@ -34,6 +34,7 @@ from dbhandles.adapters.foreign_common import (
 )
 from dbhandles.adapters.sqlite_guard import installed, schema_refusal
 from dbhandles.adapters.sqlite_vtables import read_virtual_tables
+from dbhandles.values import json_text
 
 __all__ = [
     "DUPLICATE",
@@ -173,7 +174,7 @@ def describe(
     if kind == "shadow":
         return ForeignTable(name, kind, (), (), None, False,
                             read_only="the storage of a virtual table",
-                            refused=f"{name!r} is the storage of a virtual table; read the virtual "
+                            refused=f"{json_text(name, 80)} is the storage of a virtual table; read the virtual "
                                     "table itself")  # fmt: skip
     try:
         rows = conn.execute(
@@ -189,7 +190,7 @@ def describe(
                                 refused=denial.message, refused_code=denial.code)  # fmt: skip
         return ForeignTable(name, kind, (), (), None, False,
                             read_only=f"a virtual table this SQLite cannot open ({exc})",
-                            refused=f"{name!r} is a virtual table whose module is not loaded in "
+                            refused=f"{json_text(name, 80)} is a virtual table whose module is not loaded in "
                                     f"this SQLite ({exc})")  # fmt: skip
     # hidden: 1 a virtual table's hidden column, 2 and 3 generated (virtual, stored).
     visible = [r for r in rows if r[5] != 1]
@@ -216,7 +217,7 @@ def describe(
         read_only = NO_KEY
     refused = None
     if not key and rowid is None and kind != "view":
-        refused = f"{name!r} has no primary key and its columns shadow every name of the rowid"
+        refused = f"{json_text(name, 80)} has no primary key and its columns shadow every name of the rowid"
     return ForeignTable(
         name=name, kind=kind, columns=columns, key=key, rowid=rowid, without_rowid=without_rowid,
         read_only=read_only, refused=refused,

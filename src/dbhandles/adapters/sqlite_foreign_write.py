@@ -33,6 +33,7 @@ from dbhandles.adapters.sqlite_errors import DRIVER_ERRORS, constraint_failure, 
 from dbhandles.adapters.sqlite_foreign import ForeignReader
 from dbhandles.adapters.sqlite_foreign_schema import ForeignTable, quote
 from dbhandles.errors import DbHandlesError, InvalidParams
+from dbhandles.values import json_text
 
 __all__ = ["ForeignWriter"]
 
@@ -70,8 +71,8 @@ class ForeignWriter(ForeignWriterBase[ForeignColumn]):
             number = None
         if number is None or str(number) != record_id:
             raise InvalidParams(
-                f"id: {record_id!r} is not an integer, and the key of table {self.name!r} "
-                f"({table.key[0]!r}) is an INTEGER PRIMARY KEY",
+                f"id: {json_text(record_id, 80)} is not an integer, and the key of table {json_text(self.name, 80)} "
+                f"({json_text(table.key[0], 80)}) is an INTEGER PRIMARY KEY",
                 field="id",
             )
         return number
@@ -179,7 +180,7 @@ class ForeignWriter(ForeignWriterBase[ForeignColumn]):
                 else "a value that is not an integer"
             )
             return InvalidParams(
-                f"data.{field}: column {name!r} of table {self.name!r} cannot store {what}",
+                f"data.{field}: column {json_text(name, 80)} of table {json_text(self.name, 80)} cannot store {what}",
                 field=f"data.{field}",
             )
         parts = constraint_failure(exc)
@@ -205,7 +206,7 @@ class ForeignWriter(ForeignWriterBase[ForeignColumn]):
         else:
             why = detail or "the record"
         return self._violation(
-            f"a {LABELS[kind]} constraint of table {self.name!r} refused the write ({why}"
+            f"a {LABELS[kind]} constraint of table {json_text(self.name, 80)} refused the write ({why}"
             f"{': ' + detail if kind == 'check' else ''}); nothing was written",
             kind, columns, fields, detail if kind == "check" else None,
         )  # fmt: skip

@@ -52,6 +52,7 @@ import weakref
 from collections.abc import Callable, Mapping
 
 from dbhandles.errors import AccessDenied
+from dbhandles.values import json_text
 
 __all__ = [
     "SQLITE_AUTH",
@@ -192,7 +193,7 @@ def denied(message: str) -> AccessDenied:
             "the tables it reads"
         )
     return AccessDenied(
-        f"the view or trigger {source!r} of this database uses {reached}, which dbhandles does not "
+        f"the view or trigger {json_text(source, 80)} of this database uses {reached}, which dbhandles does not "
         "run for databases it did not create (it would show the server's files or settings); "
         "nothing was read or written. Drop or change it, or read the tables it reads"
     )
@@ -226,7 +227,7 @@ def schema_refusal(
         reached = found.group(1) or f"{found.group(2)}()"
         module = (modules or {}).get(reached.lower())
         if found.group(1) is not None and module is not None:
-            reached = f"the virtual table {reached!r} of the module {module}"
+            reached = f"the virtual table {json_text(reached, 80)} of the module {module}"
         if found.group(2) is not None and _JSON_FUNCTION.match(found.group(2)):
             return None
     else:
@@ -237,7 +238,11 @@ def schema_refusal(
         if not (name.startswith("pragma_") or name in _REVEALING_TABLES):
             return None
         reached = missing.group(1)
-    which = f"the view or trigger {source!r}" if source is not None else "a view or trigger"
+    which = (
+        f"the view or trigger {json_text(source, 80)}"
+        if source is not None
+        else "a view or trigger"
+    )
     return AccessDenied(
         f"{which} of this database uses {reached}, which SQLite runs only for a schema it "
         "trusts and dbhandles does not run for databases it did not create (it would show the "

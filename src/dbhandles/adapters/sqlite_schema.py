@@ -31,6 +31,7 @@ from dbhandles.adapters.sqlite_guard import refuse_virtual
 from dbhandles.adapters.sqlite_vtables import VirtualTables, read_virtual_tables
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import SYSTEM_PREFIXES, check_new_collection
+from dbhandles.values import json_text
 
 __all__ = [
     "Catalog",
@@ -206,7 +207,7 @@ class Catalog:
         found = self._tables[key]
         if isinstance(found, _Foreign):
             raise InvalidParams(
-                f"{found.kind} {found.name!r} is not a dbhandles collection (it was not created by "
+                f"{found.kind} {json_text(found.name, 80)} is not a dbhandles collection (it was not created by "
                 "dbhandles); use another collection name",
                 field="collection",
             )

@@ -38,6 +38,7 @@ from dbhandles.errors import (
     ReadOnly,
 )
 from dbhandles.filters import RESERVED_FIELDS, SYSTEM_PREFIXES, FilterNode, validate_path
+from dbhandles.values import json_text
 
 if TYPE_CHECKING:
     from dbhandles.adapters.sqlite import SqliteAdapter
@@ -55,11 +56,15 @@ def _encode(record: Record) -> Row:
         row = (record_id, record["createdAt"], record["updatedAt"], record["version"])
         data = orjson.dumps({k: v for k, v in record.items() if k not in RESERVED_FIELDS})
     except KeyError as exc:
-        raise InvalidParams(f"record is missing the system field {exc.args[0]!r}") from exc
+        raise InvalidParams(
+            f"record is missing the system field {json_text(exc.args[0], 80)}"
+        ) from exc
     except orjson.JSONEncodeError as exc:
-        raise InvalidParams(f"record {record.get('id')!r} cannot be stored as JSON: {exc}") from exc
+        raise InvalidParams(
+            f"record {json_text(record.get('id'), 80)} cannot be stored as JSON: {exc}"
+        ) from exc
     if not isinstance(record_id, str):
-        raise InvalidParams(f"record id {record_id!r} must be a string", field="id")
+        raise InvalidParams(f"record id {json_text(record_id, 80)} must be a string", field="id")
     return (record_id, data.decode(), row[1], row[2], row[3])
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 import sqlite3
 
+from dbhandles.values import json_text
+
 __all__ = ["REVEALING_MODULES", "VirtualTables", "parse_using", "read_virtual_tables"]
 
 #: Modules (and eponymous tables) that show the file, its pages or the connection.
@@ -133,7 +135,7 @@ class VirtualTables:
         for key, (name, _, _) in self.modules.items():
             why = self.refusal(name)
             if why is not None:
-                out[key] = f"the virtual table {name!r} of this database reads {why}"
+                out[key] = f"the virtual table {json_text(name, 80)} of this database reads {why}"
         return out
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 # the database stack (tests/test_cli_start.py); a command's modules are imported when it runs.
 from dbhandles.cli.help_text import COMMAND_NAMES, HELP, OVERVIEW
 from dbhandles.errors import DbHandlesError, Interrupted, InvalidParams, UnknownCommand
+from dbhandles.values import json_text
 
 if TYPE_CHECKING:
     from dbhandles.cli.spec import CommandSpec
@@ -48,11 +49,11 @@ def _unknown(name: str) -> UnknownCommand:
     group = sorted(n.split("/", 1)[1] for n in COMMAND_NAMES if n.startswith(f"{name}/"))
     if group:
         return UnknownCommand(
-            f"{name!r} needs a subcommand: {', '.join(f'jtag {name} {verb}' for verb in group)}",
+            f"{json_text(name, 80)} needs a subcommand: {', '.join(f'jtag {name} {verb}' for verb in group)}",
             field="command",
         )
     return UnknownCommand(
-        f"unknown command {name!r}; run 'jtag help' to list commands (e.g. data/list, data/open)",
+        f"unknown command {json_text(name, 80)}; run 'jtag help' to list commands (e.g. data/list, data/open)",
         field="command",
     )
 

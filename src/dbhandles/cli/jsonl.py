@@ -214,7 +214,7 @@ def _remotely(transport: Transport, name: str, raw: dict[str, Any], out: TextIO,
 def _validated(
     model: type[ImportParams] | type[ExportParams], name: str, raw: dict[str, Any]
 ) -> Any:
-    from dbhandles.service import params_error
+    from dbhandles.param_errors import params_error
 
     try:
         return model.model_validate(raw)

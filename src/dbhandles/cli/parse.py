@@ -26,7 +26,7 @@ import orjson
 
 from dbhandles.cli.spec import CommandSpec, spec_of
 from dbhandles.errors import InvalidParams
-from dbhandles.values import read_json
+from dbhandles.values import json_text, read_json
 
 #: JSON's number grammar (RFC 8259 §6) in ASCII digits; what a command line's number must be.
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?", re.ASCII)
@@ -135,7 +135,7 @@ def parse_args(command: Command | CommandSpec, argv: Sequence[str]) -> CliArgs:
     if positionals:
         if spec.positional is None:
             raise InvalidParams(
-                f"{spec.name} takes no positional argument (got {positionals[0]!r}); "
+                f"{spec.name} takes no positional argument (got {json_text(positionals[0], 80)}); "
                 f"use --key=value, see 'jtag help {spec.name}'",
                 field="params",
             )
@@ -241,7 +241,7 @@ def to_params(command: Command, raw: dict[str, Any]) -> dict[str, Any]:
         model = command.params.model_validate(raw)
     except ValidationError as exc:
         # Here: a command sent to a server never imports the service (tests/test_cli_start.py).
-        from dbhandles.service import params_error
+        from dbhandles.param_errors import params_error
 
         raise params_error(command.name, exc) from exc
     dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_unset=True)

@@ -22,6 +22,7 @@ from dbhandles.commands.envelope import error_envelope
 from dbhandles.errors import DbHandlesError, InvalidParams
 from dbhandles.server.app import DEFAULT_THREADS
 from dbhandles.settings import Settings
+from dbhandles.values import json_text
 from dbhandles.wire import DEFAULT_HOST
 
 if TYPE_CHECKING:
@@ -129,7 +130,9 @@ def parse_options(argv: Sequence[str]) -> ServeOptions:
             continue
         if key not in _VALUED + _FLAGS:
             options = ", ".join(f"--{o}" for o in _VALUED + _FLAGS)
-            raise InvalidParams(f"serve: unknown option {token!r}; options: {options}", field=key)
+            raise InvalidParams(
+                f"serve: unknown option {json_text(token, 80)}; options: {options}", field=key
+            )
         if not eq:
             if i >= len(argv):
                 raise InvalidParams(f"serve: --{key} needs a value", field=key)

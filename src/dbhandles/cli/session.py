@@ -18,6 +18,7 @@ from pathlib import Path
 
 from dbhandles.context import SESSION_ID_RULE, is_session_id
 from dbhandles.errors import InvalidParams
+from dbhandles.values import json_text
 
 __all__ = [
     "SESSION_ENV",
@@ -51,7 +52,7 @@ def env_session(environ: Mapping[str, str]) -> str | None:
     value = raw.strip(" \t\r\n")
     if not is_session_id(value):
         raise InvalidParams(
-            f"{SESSION_ENV}: {raw[:129]!r} is not a valid session id ({SESSION_ID_RULE}); fix "
+            f"{SESSION_ENV}: {json_text(raw[:129], 80)} is not a valid session id ({SESSION_ID_RULE}); fix "
             f"it or unset it to use the session kept in <home>/{SESSION_FILE}",
             field=SESSION_ENV,
         )

@@ -24,6 +24,7 @@ from dbhandles import wire
 from dbhandles.cli.session import env_session
 from dbhandles.errors import InvalidParams
 from dbhandles.settings import Settings
+from dbhandles.values import json_text
 from dbhandles.wire import DEFAULT_PORT, DEFAULT_URL, home_id
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ class LocalTransport:
 def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an http(s) URL: {url!r}")
+        raise ValueError(f"not an http(s) URL: {json_text(url, 80)}")
     import http.client  # here, not at the top: an in-process command never needs it
 
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection

@@ -46,6 +46,7 @@ from dbhandles.errors import DbHandlesError, InvalidParams, NotSupported, Permis
 from dbhandles.filters import (
     COLLECTION_PATTERN,
     MAX_IN_VALUES,
+    check_new_collection,
     parse_filter,
     parse_order_by,
     validate_collection,
@@ -265,6 +266,17 @@ def _foreign(adapter: Adapter, collection: str) -> dict[str, Any] | None:
         return session.table(collection)
 
 
+def _check_new_target(adapter: Adapter, name: str) -> None:
+    """The target collection exists, or may be created (refused as ``to.collection``, before a
+    record is read: ``filters.check_new_collection``)."""
+    try:
+        check_new_collection(name, "to.collection")
+    except InvalidParams:
+        with adapter.session() as session:
+            if name.lower() not in {stored.lower() for stored in session.collections()}:
+                raise
+
+
 def _check_sides(service: Service, params: CopyParams, source: tuple[HandleEntry, Adapter],
                  target: tuple[HandleEntry, Adapter]) -> None:  # fmt: skip
     """Refuse what cannot be copied, before anything is written."""
@@ -276,6 +288,8 @@ def _check_sides(service: Service, params: CopyParams, source: tuple[HandleEntry
             field="to.collection",
         )
     into = _foreign(target[1], name)
+    if into is None:
+        _check_new_target(target[1], name)
     if into is not None and "readOnly" in into:
         raise ReadOnly(
             f"to.collection: {into['kind']} {json_text(into['name'], 80)} was not created by dbhandles and is "

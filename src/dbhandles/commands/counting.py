@@ -103,11 +103,12 @@ def _group_paths(spec: str | list[str] | None) -> tuple[tuple[str, ...], ...]:
         path = validate_path(name, where)
         if path[0] in RESERVED_FIELDS:
             raise InvalidParams(
-                f"{where}: {name} is a system field; count per values of the record's own fields",
-                field="groupBy",
+                f"{where}: {json_text(name, 80)} is a system field; count per values of the "
+                "record's own fields",
+                field=where,
             )
         if path in paths:
-            raise InvalidParams(f"{where}: {name} is named twice", field="groupBy")
+            raise InvalidParams(f"{where}: {json_text(name, 80)} is named twice", field=where)
         paths.append(path)
     return tuple(paths)
 

@@ -34,6 +34,7 @@ from dbhandles.filters import (
     validate_path,
 )
 from dbhandles.paging import and_filters
+from dbhandles.param_errors import pydantic_words
 from dbhandles.values import check_scalar, json_text
 
 __all__ = ["KeyCursor", "LegacyPosition", "check_cursor", "legacy_position"]
@@ -96,7 +97,7 @@ def check_cursor(value: object) -> object:
             got = json_text(error["input"], 80)
             where, message = "cursor.direction", f'must be "after" or "before", got {got}'
         else:
-            where, message = f"cursor.{key}" if key else "cursor", error["msg"]
+            where, message = f"cursor.{key}" if key else "cursor", pydantic_words(error)
         raise InvalidParams(f"{where}: {message}; {_FORMS}", field=where) from None
 
 

@@ -38,7 +38,13 @@ from dbhandles.commands.recheck import AccessWatch, Use
 from dbhandles.commands.selection import SampleSize, Seed, SplitSpec, sampling_of, seed_rule
 from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError, FileExists, InvalidParams, NotSupported
-from dbhandles.filters import parse_fields, parse_filter, parse_order_by, validate_collection
+from dbhandles.filters import (
+    check_new_collection,
+    parse_fields,
+    parse_filter,
+    parse_order_by,
+    validate_collection,
+)
 from dbhandles.importer.export import DEFAULT_PAGE_SIZE, ExportStats, Selection, run_export
 from dbhandles.importer.parallel import ParserMode
 from dbhandles.importer.progress import NullProgress, Progress
@@ -204,6 +210,14 @@ def import_target(service: Service, params: ImportParams, context: Context) -> H
     Raises:
         DbHandlesError: a bad input file, or from ``resolve_target``.
     """
+    output = None
+    if params.output is not None:
+        output = paths.resolve(service.settings, context, params.output, "config.path",
+                               "database").path  # fmt: skip
+        if not os.path.exists(output):
+            # A new database has no collection yet: a name no new collection may have is refused
+            # before the input is opened and the file (and its handle) created.
+            check_new_collection(params.collection)
     source = check_file(service, params.input, "input", context)
     _regular_file(params.input, source)
     ChunkReader(source).close()  # a missing or unreadable input fails before the output is opened
@@ -211,16 +225,38 @@ def import_target(service: Service, params: ImportParams, context: Context) -> H
     # file never leaves a new output database (and its handle) behind, and a rejects path is refused
     # the same with onError abort (which never writes it) as with skip.
     given: str | Path | None = params.rejects
-    if given is None and params.output is not None and params.on_error == "skip":
-        output = paths.resolve(service.settings, context, params.output, "config.path",
-                               "database")  # fmt: skip
-        given = default_rejects_path(output.path)
+    if given is None and output is not None and params.on_error == "skip":
+        given = default_rejects_path(output)
     if given is not None:
         rejects = check_file(service, given, "rejects", context, writing=True)
         if params.on_error == "skip":
             check_replaceable(rejects)
-    return resolve_target(service, "data/import", params, params.output, path_field="output",
-                          mode="create", context=context)  # fmt: skip
+    open_before = {entry.handle for entry in service.registry.list_handles()}
+    entry = resolve_target(service, "data/import", params, params.output, path_field="output",
+                           mode="create", context=context)  # fmt: skip
+    try:
+        _check_target_collection(service, entry, params.collection)
+    except DbHandlesError:
+        if entry.handle not in open_before:  # opened for this import: leave nothing behind
+            service.registry.close(entry.handle)
+        raise
+    return entry
+
+
+def _check_target_collection(service: Service, entry: HandleEntry, collection: str) -> None:
+    """The import's collection exists in the target, or is a name a new collection may have:
+    refused before a line of the input is read (``filters.check_new_collection``).
+
+    Raises:
+        InvalidParams: no collection has that name and no new one may have it.
+    """
+    try:
+        check_new_collection(collection)
+    except InvalidParams:
+        with service.registry.lease(entry) as (_, adapter), adapter.session() as session:
+            stored = {name.lower() for name in session.collections()}
+        if collection.lower() not in stored:
+            raise
 
 
 def perform_import(service: Service, params: ImportParams, call: Call) -> ImportResult:

@@ -61,7 +61,7 @@ def id_text(value: object, where: str) -> str:
         raise BadLine(f"{where}: a numeric id lies strictly between -2**63 and 2**63, as every "
                       f"number of a record, got {json_text(value)}")  # fmt: skip
     if value is None:
-        raise BadLine(f"missing id field {where}")
+        raise BadLine(f"missing id field {json_text(where, 80)}")
     raise BadLine(f"{where}: an id must be a string or a number, got {json_text(value, 80)}")
 
 
@@ -102,11 +102,12 @@ def id_function(id_field: str | None) -> IdFunction:
         for i, part in enumerate(path):
             if isinstance(value, list):
                 raise BadLine(
-                    f"id field {id_field}: {'.'.join(path[:i])} is an array, and an id is one "
-                    "value: the id field path must go through objects only"
+                    f"id field {json_text(id_field, 80)}: {json_text('.'.join(path[:i]), 80)} is "
+                    "an array, and an id is one value: the id field path must go through objects "
+                    "only"
                 )
             if not isinstance(value, dict):
-                raise BadLine(f"missing id field {id_field}")
+                raise BadLine(f"missing id field {json_text(id_field, 80)}")
             value = value.get(part)
         return id_text(value, id_field)
 

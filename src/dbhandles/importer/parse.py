@@ -72,6 +72,13 @@ def _describe(value: object) -> str:
     return "null" if value is None else _TYPE_NAMES.get(type(value), type(value).__name__)
 
 
+def _json_problem(exc: orjson.JSONDecodeError, line: bytes) -> str:
+    """Why ``line`` is not JSON, placed by its column only: orjson's own "line 1" (or "line 2",
+    past the line's newline) would contradict the file's line number the reason is shown with."""
+    end = len(line.rstrip(b"\r\n").decode("utf-8", "replace"))
+    return f"invalid JSON: {exc.msg} at column {min(exc.pos, end) + 1}"
+
+
 def _exact(line: bytes) -> Any:
     """``line`` read by ``values.read_json`` (integers exact), ``None`` when it is not JSON."""
     try:
@@ -103,7 +110,7 @@ def parse_chunk(lines: list[bytes], id_field: str | None) -> ParsedChunk:
             obj = _exact(line) if "infinity" in str(exc) else None
             if obj is None:
                 # orjson reports bad UTF-8 as "surrogates not allowed ... line 1 column 1": say so.
-                reason = utf8_problem(line) or f"invalid JSON: {exc}"
+                reason = utf8_problem(line) or _json_problem(exc, line)
                 append(None if not line.strip() else Rejected(reason))
                 plain = False
                 continue

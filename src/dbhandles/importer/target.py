@@ -18,14 +18,17 @@ from dbhandles.context import Context
 from dbhandles.dbfiles import check_path_text, check_plain, known_name
 from dbhandles.errors import (
     AccessDenied,
+    DatabaseNotFound,
     DbHandlesError,
     InvalidParams,
+    NotADatabase,
     PathNotAllowed,
     PermissionDenied,
 )
 from dbhandles.registry import HandleEntry
 from dbhandles.security import paths
 from dbhandles.store import file_database
+from dbhandles.values import json_text
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -88,6 +91,21 @@ def _database_input(service: Service, real: Path) -> bool:
     return False
 
 
+def _open_handle_database(service: Service, real: Path) -> bool:
+    """Whether the regular file ``real`` is (by any of its names) the database of an open handle
+    of a file adapter (SQLite, JSON, ...)."""
+    info = real.stat()
+    for entry in service.registry.list_handles():
+        if isinstance(entry.config, FileConfig):
+            try:
+                other = os.stat(entry.config.path)
+            except OSError:
+                continue  # deleted since it was opened: not this file
+            if (other.st_dev, other.st_ino) == (info.st_dev, info.st_ino):
+                return True
+    return False
+
+
 def _check_database_input(
     service: Service, found: paths.Resolved, field: str, context: Context
 ) -> None:
@@ -104,6 +122,14 @@ def _check_database_input(
     real = found.path
     if not real.is_file():
         return
+    if _open_handle_database(service, real):
+        # One rule whatever the adapter: an SQLite file is refused by check_plain already, a JSON
+        # adapter's file would otherwise be read as lines of JSON behind its handle's back.
+        raise PathNotAllowed(
+            f"{field}: {json_text(found.given, 80)} is the database file of an open handle; it is "
+            "never read as a data file (export it with data/export from that handle)",
+            field=field,
+        )
     if (context.trusted_local or context.is_admin) and real.stat().st_nlink == 1:
         # Nothing below refuses an administrator a file with one name: skip _database_input,
         # which imports every adapter to ask it (psycopg alone costs ~0.15 s of CPU).
@@ -238,6 +264,17 @@ def resolve_target(
             if exc.field == "config.path":
                 exc.field = path_field
                 exc.message = exc.message.replace("config.path:", f"{path_field}:", 1)
+                exc.args = (exc.message,)
+            elif exc.field is None and isinstance(exc, NotADatabase | DatabaseNotFound):
+                # The file itself is refused: it is this param's, whatever data/open calls it.
+                if isinstance(exc, DatabaseNotFound) and mode == "readonly":
+                    # data/open's hint (mode create) is no answer for a database to read from.
+                    exc.message = (
+                        f"{json_text(path, 80)} does not exist; {command_name} reads an existing "
+                        f"database: check the path, or give dbHandle"
+                    )
+                exc.field = path_field
+                exc.message = f"{path_field}: {exc.message}"
                 exc.args = (exc.message,)
             raise
         entry = service.registry.resolve(handle)

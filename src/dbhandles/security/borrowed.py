@@ -19,6 +19,7 @@ from dbhandles.context import Context
 from dbhandles.errors import AccessDenied, PathNotAllowed
 from dbhandles.security import paths
 from dbhandles.security.permissions import Permissions
+from dbhandles.values import json_text
 
 if TYPE_CHECKING:
     from dbhandles.registry import HandleEntry
@@ -64,7 +65,7 @@ class BorrowedRights:
             refusal = _beyond(ceiling, entry.permissions, operations)
         if refusal is not None:
             raise AccessDenied(
-                f"Access denied: {owner!r} changed who may use this database since this handle "
+                f"Access denied: {json_text(owner, 80)} changed who may use this database since this handle "
                 f"was opened ({refusal}); close this handle (data/close), and open the database "
                 "again if it is still shared with you"
             )
@@ -100,7 +101,11 @@ class BorrowedRights:
         try:
             ceiling, _ = policy.database_rights(context, database, place, readonly=readonly)
         except (PathNotAllowed, AccessDenied):
-            return None, f"it is not shared with {context.actor!r} any more", record.owner
+            return (
+                None,
+                f"it is not shared with {json_text(context.actor, 80)} any more",
+                record.owner,
+            )
         return ceiling, None, record.owner
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from dbhandles.context import ACTOR_PATTERN
 from dbhandles.errors import InvalidParams
-from dbhandles.values import UNSHOWABLE, UNSHOWABLE_BEYOND_C0, UNSHOWABLE_CLASS
+from dbhandles.values import UNSHOWABLE, UNSHOWABLE_BEYOND_C0, UNSHOWABLE_CLASS, json_text
 
 __all__ = [
     "RESERVED_ACTORS",
@@ -101,26 +101,26 @@ def check_actor_name(
     """
     if not _ACTOR.fullmatch(actor):
         raise InvalidParams(
-            f"{field}: {actor!r} is not a valid actor name (letters, digits, '_', '.', '@', '-')",
+            f"{field}: {json_text(actor, 80)} is not a valid actor name (letters, digits, '_', '.', '@', '-')",
             field=field,
         )
     if actor in RESERVED_ACTORS and not reserved:
         raise InvalidParams(
-            f"{field}: {actor!r} is reserved (the local user, the server's administrator, audit "
+            f"{field}: {json_text(actor, 80)} is reserved (the local user, the server's administrator, audit "
             "labels); choose another name, or create an administrator token (--admin)",
             field=field,
         )
     folded = actor.casefold()
     if folded in RESERVED_ACTORS and actor not in RESERVED_ACTORS:
         raise InvalidParams(
-            f"{field}: {actor!r} differs from the reserved name {folded!r} only in case; "
+            f"{field}: {json_text(actor, 80)} differs from the reserved name {json_text(folded, 80)} only in case; "
             f"{_ONE_NAME}: choose another name",
             field=field,
         )
     for other in holders:
         if other != actor and other.casefold() == folded:
             raise InvalidParams(
-                f"{field}: {actor!r} differs from the existing actor {other!r} only in case; "
+                f"{field}: {json_text(actor, 80)} differs from the existing actor {json_text(other, 80)} only in case; "
                 f"{_ONE_NAME}: use that name, or choose another",
                 field=field,
             )

@@ -74,6 +74,7 @@ from dbhandles.security.path_shown import (
     shown_text,
 )
 from dbhandles.settings import Settings
+from dbhandles.values import json_text
 
 __all__ = [
     "DATA_SHOWN",
@@ -199,7 +200,9 @@ def actor_space(settings: Settings, actor: str, *, create: bool = False) -> Path
             the home.
     """
     if not _ACTOR.fullmatch(actor) or actor in (".", ".."):
-        raise PathNotAllowed(f"actor {actor!r} has no data space (its name is not a folder name)")
+        raise PathNotAllowed(
+            f"actor {json_text(actor, 80)} has no data space (its name is not a folder name)"
+        )
     root = settings.space_root()
     space = root / actor
     if create and not space.is_dir():
@@ -207,7 +210,9 @@ def actor_space(settings: Settings, actor: str, *, create: bool = False) -> Path
         with contextlib.suppress(FileExistsError):
             space.mkdir(mode=0o700)
     if os.path.lexists(space) and (space.is_symlink() or Path(os.path.realpath(space)) != space):
-        raise PathNotAllowed(f"the data space of {actor!r} is a link; an administrator must fix it")
+        raise PathNotAllowed(
+            f"the data space of {json_text(actor, 80)} is a link; an administrator must fix it"
+        )
     if is_service_state(settings, space):
         raise PathNotAllowed("the data root lies in the home; set DBHANDLES_DATA_ROOT elsewhere")
     return space

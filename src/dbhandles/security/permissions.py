@@ -17,6 +17,8 @@ from dbhandles.errors import InvalidParams
 from dbhandles.filters import FilterNode, parse_filter, validate_collection
 from dbhandles.jsonmodel import JsonModel
 from dbhandles.lazy import LazyMapping
+from dbhandles.param_errors import pydantic_words
+from dbhandles.values import json_text, name_text
 
 __all__ = [
     "DEFAULT_CEILINGS",
@@ -125,10 +127,10 @@ class Permissions(JsonModel):
                 source, {**(names or {}), source: ResolvedName(source, key)}
             )
             if refusal is not None:
-                return f"view {collection!r} reads what this handle may not: {refusal}"
-        shown = repr(collection)
+                return f"view {json_text(collection, 80)} reads what this handle may not: {refusal}"
+        shown = json_text(collection, 80)
         if asked.name != collection:
-            shown += f" (table {asked.name!r})"
+            shown += f" (table {json_text(asked.name, 80)})"
         spellings = {collection.lower(), asked.name.lower()}
         for denied in self.denied_collections:
             if denied.lower() in spellings or of(denied).key == asked.key:
@@ -194,7 +196,7 @@ def parse_permissions(raw: dict[str, Any] | None, preset: str | None = None) -> 
     if preset is not None:
         if not isinstance(preset, str) or preset not in PRESETS:
             raise InvalidParams(
-                f"permissions.preset: unknown preset {preset!r}; known: {', '.join(PRESETS)}",
+                f"permissions.preset: unknown preset {json_text(preset, 80)}; known: {', '.join(PRESETS)}",
                 field="permissions.preset",
             )
         # Only what the preset sets: a preset without an isolation mode asks for none (a reopen
@@ -204,9 +206,9 @@ def parse_permissions(raw: dict[str, Any] | None, preset: str | None = None) -> 
         return Permissions.model_validate({**base, **raw})
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
+        where = ".".join(name_text(str(p)) for p in err["loc"])
         raise InvalidParams(
-            f"permissions.{where}: {err['msg']}", field=f"permissions.{where}"
+            f"permissions.{where}: {pydantic_words(err)}", field=f"permissions.{where}"
         ) from exc
 
 

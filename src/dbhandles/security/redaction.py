@@ -24,6 +24,7 @@ from dbhandles.errors import ConstraintViolation
 from dbhandles.handle_entry import HandleEntry
 from dbhandles.security.paths import HOME_SHOWN, shown
 from dbhandles.settings import Settings
+from dbhandles.values import json_text
 
 __all__ = [
     "AUDIENCE_KEY",
@@ -78,7 +79,7 @@ def redacted(error: ConstraintViolation) -> ConstraintViolation:
     kept: dict[str, object] = {"constraint": kind} if kind is not None else {}
     if isinstance(name, str):
         kept["name"] = name
-    named = f" {name!r}" if isinstance(name, str) else ""
+    named = f" {json_text(name, 80)}" if isinstance(name, str) else ""
     about = f" ({error.field})" if error.field else ""
     return ConstraintViolation(
         f"a {label + ' ' if label else ''}constraint{named} refused the write{about}; nothing "

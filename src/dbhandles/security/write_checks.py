@@ -8,6 +8,7 @@ from dbhandles.adapters.foreign_common import ColumnPaths
 from dbhandles.errors import PermissionDenied
 from dbhandles.filters import FilterNode, top_fields
 from dbhandles.security.permissions import Permissions, ResolvedName
+from dbhandles.values import json_text
 
 __all__ = ["check_cascades", "check_row_filter_fields"]
 
@@ -28,7 +29,7 @@ def check_cascades(
         how = f"a foreign key declared {action}" if action.startswith("ON ") else action
         if table == UNKNOWN:
             raise PermissionDenied(
-                f"Permission denied: writing {name!r} runs {how}, a trigger function whose writes "
+                f"Permission denied: writing {json_text(name, 80)} runs {how}, a trigger function whose writes "
                 "dbhandles cannot know (PostgreSQL does not record what a function body writes), "
                 "and this handle may reach only some tables or rows; nothing was done (write "
                 "through a handle without allowedCollections, deniedCollections or rowFilter)"
@@ -38,7 +39,7 @@ def check_cascades(
             why = "this handle's row filter cannot restrict what the database writes there"
         if why is not None:
             raise PermissionDenied(
-                f"Permission denied: writing {name!r} reaches table {table!r} through {how}, "
+                f"Permission denied: writing {json_text(name, 80)} reaches table {json_text(table, 80)} through {how}, "
                 f"and {why}; nothing was done"
             )
 
@@ -53,14 +54,14 @@ def check_row_filter_fields(row_filter: FilterNode, table: str, fields: frozense
         # Its SQL would test the column ``a.b`` but the checks in Python (``documents``) the path
         # a -> b: refused rather than read two ways (docs/foreign-tables.md "Names").
         raise PermissionDenied(
-            f"Permission denied: this handle's row filter names a column of table {table!r} "
+            f"Permission denied: this handle's row filter names a column of table {json_text(table, 80)} "
             "whose name holds '.', which row filters cannot name yet"
         )
     for field in sorted(top_fields(row_filter)):
         if field != "id" and field not in fields:
             raise PermissionDenied(
-                f"Permission denied: this handle's row filter names the field {field!r}, which "
-                f"table {table!r} does not serve under this handle's field names; a row "
+                f"Permission denied: this handle's row filter names the field {json_text(field, 80)}, which "
+                f"table {json_text(table, 80)} does not serve under this handle's field names; a row "
                 "filter is tested on the fields as the handle serves them: open the database "
                 "with the fieldNames the filter was written for"
             )

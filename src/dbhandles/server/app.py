@@ -28,6 +28,7 @@ from dbhandles.server.fanout import Fanout
 from dbhandles.server.http import LARGE_BODY
 from dbhandles.server.job_process import ChildJobs
 from dbhandles.server.ws import TRANSPORT_KEY, websocket_endpoint
+from dbhandles.values import json_text
 
 if TYPE_CHECKING:
     from dbhandles.jobs import Job
@@ -207,7 +208,7 @@ class ServerState:
         limit = self.service.settings.max_uploads_per_actor
         if self.uploads[actor] >= limit:
             raise TooManyRequests(
-                f"{actor!r} is already sending {limit} request bodies over {LARGE_BODY} bytes (the "
+                f"{json_text(actor, 80)} is already sending {limit} request bodies over {LARGE_BODY} bytes (the "
                 "limit is DBHANDLES_MAX_UPLOADS_PER_ACTOR); wait for one to finish",
                 field="body",
             )
@@ -231,7 +232,7 @@ class ServerState:
             self.cooling.pop(actor, None)
             return None
         return TooManyRequests(
-            f"a WebSocket of {actor!r} was just closed for not reading its answers (code 4000), so "
+            f"a WebSocket of {json_text(actor, 80)} was just closed for not reading its answers (code 4000), so "
             f"its new sockets are refused for {left:.1f} s more (the pause is "
             "DBHANDLES_WS_OVERFLOW_COOLDOWN_SECONDS); read the answers you ask for",
             field="connection",

@@ -37,7 +37,7 @@ from dbhandles.jobs import JOB_COMMANDS, Job
 from dbhandles.server.auth import AMBIGUOUS
 from dbhandles.server.connections import TRANSPORT_KEY, answer_caller, connection_transport
 from dbhandles.server.openapi import command_info, commands_listing, error_codes, openapi_document
-from dbhandles.values import json_problem, read_json
+from dbhandles.values import json_problem, json_text, read_json
 from dbhandles.wire import home_id
 
 if TYPE_CHECKING:
@@ -173,7 +173,7 @@ def _check_session_id(session_id: str | None) -> None:
         except UnicodeEncodeError:
             shown = session_id
         raise InvalidParams(
-            f"X-Session-Id: {shown[: MAX_SESSION_ID + 1]!r} is not a valid session id "
+            f"X-Session-Id: {json_text(shown[: MAX_SESSION_ID + 1], 80)} is not a valid session id "
             f"({SESSION_ID_RULE})",
             field="X-Session-Id",
         )
@@ -275,7 +275,7 @@ def run_command(
             context = authenticate(state, caller, name)
         if name not in COMMANDS:
             raise UnknownCommand(
-                f"unknown command {name!r}; GET /commands lists them (e.g. data/list, data/open)",
+                f"unknown command {json_text(name, 80)}; GET /commands lists them (e.g. data/list, data/open)",
                 field="command",
             )
         if params is None:
@@ -509,7 +509,7 @@ async def command_info_endpoint(request: Request) -> Response:
     name = request.path_params["name"]
     command = COMMANDS.get(name)
     if command is None:
-        return error_response(UnknownCommand(f"unknown command {name!r}; GET /commands lists them",
+        return error_response(UnknownCommand(f"unknown command {json_text(name, 80)}; GET /commands lists them",
                                              field="command"))  # fmt: skip
     settings = _state(request).service.settings
     return Response(orjson.dumps(command_info(command, settings)), media_type=JSON)

@@ -58,7 +58,7 @@ from dbhandles.server import auth
 from dbhandles.server.fanout import Fanout
 from dbhandles.server.http import client_address as http_address
 from dbhandles.server.ws_guard import WATCH_SECONDS, Guard
-from dbhandles.values import json_problem, read_json
+from dbhandles.values import json_problem, json_text, read_json
 
 if TYPE_CHECKING:
     from dbhandles.server.app import ServerState
@@ -290,7 +290,7 @@ class Connection:
         elif kind == "ping":
             self.send({"type": "pong", "id": msg_id})
         else:
-            self.error(msg_id, InvalidParams(f"type must be one of {', '.join(_TYPES)} (got {kind!r})",
+            self.error(msg_id, InvalidParams(f"type must be one of {', '.join(_TYPES)} (got {json_text(kind, 80)})",
                                              field="type"))  # fmt: skip
 
     async def _request(self, msg_id: Any, message: dict[str, Any]) -> None:
@@ -417,7 +417,7 @@ class Connection:
             limit = self.state.service.settings.max_subscriptions_per_actor
             if self.limited and self.state.subscriptions[actor] >= limit:
                 self.error(msg_id, TooManyRequests(
-                    f"{actor!r} already holds {limit} subscriptions over its WebSockets (the limit "
+                    f"{json_text(actor, 80)} already holds {limit} subscriptions over its WebSockets (the limit "
                     "is DBHANDLES_MAX_SUBSCRIPTIONS_PER_ACTOR); unsubscribe some, or use a broader "
                     "pattern such as 'data:*'", field="pattern"))  # fmt: skip
                 return
@@ -521,7 +521,7 @@ async def _serve(websocket: WebSocket, state: ServerState, authorization: str | 
         return
     if limited and state.sockets[context.actor] >= limit:
         await _refuse(websocket, TooManyRequests(
-            f"{context.actor!r} already has {limit} WebSockets open (the limit is "
+            f"{json_text(context.actor, 80)} already has {limit} WebSockets open (the limit is "
             "DBHANDLES_MAX_SOCKETS_PER_ACTOR); close one, or share one socket for requests and "
             "events", field="connection"), CLOSE_TRY_LATER)  # fmt: skip
         return

@@ -28,6 +28,7 @@ from dbhandles.store.base import HandleRow
 from dbhandles.store.migrations import STEPS, Step, upgrade
 from dbhandles.store.schema import HANDLES, POSTGRES, values
 from dbhandles.store.sql import SqlHandleStore, Tx
+from dbhandles.values import json_text
 
 __all__ = ["PostgresHandleStore"]
 
@@ -136,7 +137,7 @@ class PostgresHandleStore(SqlHandleStore):
                 "SELECT pg_advisory_xact_lock(%s)", (advisory_key(self.schema, "_dbh_store"),)
             )
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self._s))
-            where = f"schema {self.schema!r} of the default database at {self._where}"
+            where = f"schema {json_text(self.schema, 80)} of the default database at {self._where}"
             upgrade(_Tx(conn), POSTGRES, where=where, steps=steps)
 
     @contextmanager
@@ -168,9 +169,9 @@ class PostgresHandleStore(SqlHandleStore):
         if host is not None and host != self.host_id:
             adapter = columns[_ADAPTER]
             raise HandleNotFound(
-                f"dbHandle: {name!r} is a {adapter} database in a file on host {host!r}; this "
-                f"server runs on {self.host_id!r} and cannot reach that file. Send the command to a "
-                f"server on {host!r} (or open a database every server can reach, such as postgres)",
+                f"dbHandle: {json_text(name, 80)} is a {adapter} database in a file on host {json_text(host, 80)}; this "
+                f"server runs on {json_text(self.host_id, 80)} and cannot reach that file. Send the command to a "
+                f"server on {json_text(host, 80)} (or open a database every server can reach, such as postgres)",
                 field="dbHandle",
             )
 

@@ -38,6 +38,7 @@ from dbhandles.store.schema import (
     values,
 )
 from dbhandles.store.sql_jobs import SqlJobTable
+from dbhandles.values import json_text
 
 __all__ = ["Cursor", "SqlHandleStore", "Tx", "grant_id"]
 
@@ -84,7 +85,8 @@ def _point_alias(tx: Tx, alias: str, handle: str, owner: str | None, take: bool)
         found = tx.execute("SELECT owner FROM _dbh_aliases WHERE alias = ?", (alias,)).fetchone()
         if found is not None and found[0] != owner:
             raise AccessDenied(
-                f"alias: {alias!r} belongs to another actor; choose another alias", field="alias"
+                f"alias: {json_text(alias, 80)} belongs to another actor; choose another alias",
+                field="alias",
             )
     tx.execute(_POINT_ALIAS, (alias, handle, owner))
 
