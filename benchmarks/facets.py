@@ -7,8 +7,9 @@ Both count 200,000 seed-shaped records (``benchmarks/_datagen.py``) in one SQLit
 * **data/count**: ``Service.execute("data/count", {"groupBy": "metadata.topics"})`` through the whole
   command path (params, handle, lease, ``sql_facets``), with a filter-free and a filtered variant and a
   path through an array of objects (``messages.role``) against its own hand-written query;
-* **several paths**: ``groupBy: ["metadata.topics", "messages.role"]`` against the two counted alone
-  one after the other (each path is walked on its own and joined on the record: about the sum).
+* **several paths**: ``groupBy: ["metadata.topics", "messages.role"]`` against the hand-written
+  query for the same counts (both arrays expanded per record, ``count(DISTINCT rowid)`` grouped on
+  the pair); the two paths counted alone are printed for information.
 
 Each is run ``--repeat`` times, the two in turn, and the best wall and CPU time of each is kept.
 Prints each time and the ratios ``data/count / baseline`` (target: at most 2.0; both run in this
@@ -116,23 +117,43 @@ def main() -> int:
                 print(f"  {label:28} baseline {base_s * 1000:8.1f} ms   data/count "
                       f"{ours_s * 1000:8.1f} ms   ratio {ratio:5.2f}   CPU {base_cpu * 1000:8.1f} "
                       f"/ {ours_cpu * 1000:8.1f} ms   CPU ratio {cpu_ratio:5.2f}")  # fmt: skip
-            conn.close()
-            # Several paths against the sum of each alone (both through data/count, in turn): each
-            # path is walked on its own and joined on the record, so the sum is the baseline.
+            # Several paths: against the query a person would write for the same counts (both
+            # arrays expanded per record, grouped on the pair), and, for information, against the
+            # two paths counted alone one after the other (each is walked on its own and joined on
+            # the record, so together costs about their sum plus grouping the combinations).
             pair = ["metadata.topics", "messages.role"]
+            pair_sql = (
+                f"SELECT j.value, json_extract(m.value, '$.role') AS role, count(DISTINCT t.rowid) "
+                f"AS n FROM {COLLECTION} AS t, json_each(t.data, '$.metadata.topics') AS j, "
+                "json_each(t.data, '$.messages') AS m GROUP BY j.value, role ORDER BY n DESC"
+            )
 
             def count(group_by: Any) -> Any:
                 params = {"dbHandle": handle, "collection": COLLECTION, "groupBy": group_by}
                 return svc.execute("data/count", params)
 
-            (alone_s, alone_cpu, _), (both_s, both_cpu, _) = best_pair(
-                args.repeat, lambda: [count(p) for p in pair], lambda: count(pair)
+            (base_s, base_cpu, base_rows), (both_s, both_cpu, both) = best_pair(
+                args.repeat, lambda: conn.execute(pair_sql).fetchall(), lambda: count(pair)
             )
-            print(f"  {' + '.join(pair):28} each alone {alone_s * 1000:8.1f} ms   together "
-                  f"{both_s * 1000:8.1f} ms   ratio {both_s / alone_s:5.2f}   CPU ratio "
-                  f"{both_cpu / alone_cpu:5.2f} (target: at most {TARGET:.1f})")  # fmt: skip
-            worst = max(worst, both_s / alone_s)
-            worst_cpu = max(worst_cpu, both_cpu / alone_cpu)
+            expected = {(str(a), str(b)): n for a, b, n in base_rows}
+            got = {(str(g["key"][pair[0]]), str(g["key"][pair[1]])): g["count"]
+                   for g in both["groups"]}  # fmt: skip
+            if got != expected:
+                print(f"  MISMATCH for {pair}: {len(got)} groups != {len(expected)}")
+                return 1
+            ratio, cpu_ratio = both_s / base_s, both_cpu / base_cpu
+            worst, worst_cpu = max(worst, ratio), max(worst_cpu, cpu_ratio)
+            print(f"  {' + '.join(pair):28} baseline {base_s * 1000:8.1f} ms   data/count "
+                  f"{both_s * 1000:8.1f} ms   ratio {ratio:5.2f}   CPU {base_cpu * 1000:8.1f} "
+                  f"/ {both_cpu * 1000:8.1f} ms   CPU ratio {cpu_ratio:5.2f}")  # fmt: skip
+            conn.close()
+            (alone_s, _, _), (together_s, _, _) = best_pair(
+                1, lambda: [count(p) for p in pair], lambda: count(pair)
+            )
+            print(
+                f"  (for information: each path alone {alone_s * 1000:.1f} ms in all, together "
+                f"{together_s * 1000:.1f} ms, {together_s / alone_s:.2f}x their sum)"
+            )
         verdict = "meets" if max(worst, worst_cpu) <= TARGET else "misses"
         print(f"worst ratio {worst:.2f} wall, {worst_cpu:.2f} CPU "
               f"({verdict} the target of {TARGET:.1f}x)")  # fmt: skip

@@ -64,7 +64,8 @@ def test_a_version_that_is_no_version_is_never_overwritten(
         with pytest.raises(DbHandlesError) as info:
             _update(service, handle, record_id)
         assert info.value.code == "invalid_params" and info.value.field == "version"
-        assert f"holds {value}" in info.value.message and "None" not in info.value.message
+        shown = '"abc"' if value == "'abc'" else value  # a text is quoted as JSON text
+        assert f"holds {shown}" in info.value.message and "None" not in info.value.message
         with pytest.raises(DbHandlesError) as info:  # in a batch too
             service.execute("data/batch", {"dbHandle": handle, "operations": [
                 {"op": "update", "collection": "ver", "id": record_id, "data": {"x": "9"}}]})  # fmt: skip

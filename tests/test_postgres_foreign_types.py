@@ -200,7 +200,7 @@ def test_a_domain_refusal_inside_a_composite_names_the_field(
         assert raised.value.field == field
         assert raised.value.details["columns"] == [field.split(".")[1]]
         assert raised.value.details["name"] == "posint_check"
-        assert f"field '{field.removeprefix('data.')}'" in str(raised.value)
+        assert f'field "{field.removeprefix("data.")}"' in str(raised.value)
     rows = listed(service, handle, "crates")
     assert [(r["id"], r["s"]) for r in rows] == [(1, {"a": 1, "b": "x"})]  # nothing written
 

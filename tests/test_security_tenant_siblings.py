@@ -242,10 +242,17 @@ def test_3_a_database_read_as_an_input_gets_data_opens_decision(
         t.refused(t.alice, "data/import", open_code, input=str(strict), output="stolen.sqlite",
                   **extra)  # fmt: skip
     assert not (t.space("alice") / "stolen.sqlite").exists()
-    # A database nobody owns under a read root is readable, as data/open would let it be.
+    # A database nobody owns under a read root is readable, as data/open would let it be; while a
+    # handle has it open it is that handle's database, never a data file (whoever asks).
     free = datasets / "free.json"
-    t.ok(t.admin, "data/open", adapter="json", config={"path": str(free), "mode": "create"})
-    t.ok(t.alice, "data/open", adapter="json", config={"path": str(free), "mode": "readonly"})
+    opened = t.ok(t.admin, "data/open", adapter="json",
+                  config={"path": str(free), "mode": "create"})["dbHandle"]  # fmt: skip
+    alices = t.ok(t.alice, "data/open", adapter="json",
+                  config={"path": str(free), "mode": "readonly"})["dbHandle"]  # fmt: skip
+    t.refused(t.alice, "data/import", "path_not_allowed", input=str(free), output="free.sqlite")
+    t.ok(t.admin, "data/close", dbHandle=opened)
+    if alices != opened:
+        t.ok(t.alice, "data/close", dbHandle=alices)
     t.ok(t.alice, "data/import", input=str(free), output="free.sqlite")
     # A hard link to another actor's JSON database, wherever it lies, is no way in.
     bobs = t.ok(t.bob, "data/open", adapter="json",

@@ -55,7 +55,7 @@ def test_the_cap_comes_before_objects(service: Service, db: str) -> None:
          {"id": "b", "o": list(range(101)), "p": list(range(100))})  # fmt: skip
     with pytest.raises(InvalidParams, match="combinations"):
         _count(service, db, ["o", "p"])
-    with pytest.raises(InvalidParams, match="o holds objects"):
+    with pytest.raises(InvalidParams, match='"o" holds objects'):
         _count(service, db, "o")
 
 
@@ -66,5 +66,5 @@ def test_one_path_has_no_cap(service: Service, db: str) -> None:
 
 def test_objects_are_named_by_the_first_such_path(service: Service, db: str) -> None:
     _put(service, db, {"id": "a", "o": 1, "p": {"x": 1}}, {"id": "b", "o": {"x": 1}, "p": 1})
-    with pytest.raises(InvalidParams, match="groupBy: o holds objects"):
+    with pytest.raises(InvalidParams, match='groupBy: "o" holds objects'):
         _count(service, db, ["o", "p"])

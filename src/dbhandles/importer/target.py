@@ -109,6 +109,27 @@ def _open_handle_database(service: Service, real: Path) -> bool:
 def _check_database_input(
     service: Service, found: paths.Resolved, field: str, context: Context
 ) -> None:
+    """``_check_database_access``, then: the database file of an open handle (of any adapter) is
+    never an import input, whoever asks (an SQLite file is refused by ``check_plain`` already; a
+    JSON adapter's file would otherwise be read as lines of JSON behind its handle's back). The
+    access decision comes first, so a file the caller may not open gets ``data/open``'s answer.
+
+    Raises:
+        PathNotAllowed, AccessDenied: see ``_check_database_access``; the file is an open handle's
+            database (``path_not_allowed``).
+    """
+    _check_database_access(service, found, field, context)
+    if found.path.is_file() and _open_handle_database(service, found.path):
+        raise PathNotAllowed(
+            f"{field}: {json_text(found.given, 80)} is the database file of an open handle; it is "
+            "never read as a data file (export it with data/export from that handle)",
+            field=field,
+        )
+
+
+def _check_database_access(
+    service: Service, found: paths.Resolved, field: str, context: Context
+) -> None:
     """An import input that is a database of any adapter is read only as ``data/open`` would let
     the caller read it: the same ownership, isolation and grant decision (``AccessPolicy``), and
     only when nothing in the caller's rights limits it to some rows or collections (a whole-file
@@ -122,14 +143,6 @@ def _check_database_input(
     real = found.path
     if not real.is_file():
         return
-    if _open_handle_database(service, real):
-        # One rule whatever the adapter: an SQLite file is refused by check_plain already, a JSON
-        # adapter's file would otherwise be read as lines of JSON behind its handle's back.
-        raise PathNotAllowed(
-            f"{field}: {json_text(found.given, 80)} is the database file of an open handle; it is "
-            "never read as a data file (export it with data/export from that handle)",
-            field=field,
-        )
     if (context.trusted_local or context.is_admin) and real.stat().st_nlink == 1:
         # Nothing below refuses an administrator a file with one name: skip _database_input,
         # which imports every adapter to ask it (psycopg alone costs ~0.15 s of CPU).
