@@ -16,6 +16,7 @@ from dbhandles.adapters.sqlite import SqliteAdapter, SqliteConfig, SqliteSession
 from dbhandles.adapters.sqlite_errors import translate_error, translating
 from dbhandles.adapters.sqlite_schema import json_functions_innocuous
 from dbhandles.errors import (
+    AccessDenied,
     DatabaseNotFound,
     DbHandlesError,
     InvalidConfig,
@@ -453,7 +454,7 @@ def test_a_foreign_trigger_cannot_run_functions(open_sqlite: Opener, tmp_path: P
         "CREATE TRIGGER t AFTER INSERT ON notes BEGIN INSERT INTO log VALUES (regexp('a', 'a')); END"
     )
     conn.close()
-    with pytest.raises(StorageError, match=r"unsafe use of regexp\(\)"):
+    with pytest.raises(AccessDenied, match=r"uses regexp\(\)"):
         insert(adapter, "notes", record("2"))
     with adapter.session() as session:
         assert session.count("notes", None) == 1
