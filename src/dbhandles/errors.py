@@ -24,6 +24,7 @@
     │   └── ConstraintViolation         (constraint_violation, 409)
     ├── ValidationFailed                (validation_failed, 422)
     ├── NotSupported                    (not_supported, 409)
+    ├── QueryFailed                     (query_failed, 409)
     ├── DriverMissing                   (driver_missing, 501)
     ├── Unauthorized                    (unauthorized, 401)
     ├── Forbidden                       (forbidden, 403)
@@ -78,6 +79,7 @@ __all__ = [
     "PathNotAllowed",
     "PayloadTooLarge",
     "PermissionDenied",
+    "QueryFailed",
     "QueryTimeout",
     "QuotaExceeded",
     "ReadOnly",
@@ -284,6 +286,20 @@ class NotSupported(DbHandlesError):
     """
 
     code = "not_supported"
+    http_status = 409
+
+
+class QueryFailed(DbHandlesError):
+    """The database's own content made the statement fail: SQL the file or schema carries (a view,
+    a CHECK constraint, a generated column, a default, a trigger, a function) raised an error while
+    it was evaluated (malformed JSON, an integer overflow, a division by zero, an invalid cast, a
+    raised exception), or a stored value has no JSON form (text that is not valid UTF-8).
+
+    409, not 500: nothing failed in the storage, and nothing is the caller's fault; the message
+    names the collection and says what to change in the database. Nothing was written.
+    """
+
+    code = "query_failed"
     http_status = 409
 
 

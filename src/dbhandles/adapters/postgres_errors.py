@@ -23,6 +23,7 @@ from dbhandles.errors import (
     DbHandlesError,
     InvalidFilter,
     InvalidParams,
+    QueryFailed,
     ReadOnly,
     RecordExists,
     StorageBusy,
@@ -74,6 +75,18 @@ _BY_STATE: Mapping[str, tuple[type[DbHandlesError], str]] = {
 #: Constraint SQLSTATEs, by the ``constraint`` a ``constraint_violation`` names.
 _CONSTRAINTS = {"23502": "not_null", "23503": "foreign_key", "23514": "check",
                 "23P01": "exclusion"}  # fmt: skip
+_EVALUATION = (
+    "the database's own SQL{named} (a view, a function, a trigger, a CHECK constraint, a default "
+    "or a generated column) failed while PostgreSQL evaluated it: {message} (SQLSTATE {state}); "
+    "change that SQL or the data it meets"
+)
+#: Evaluation errors of SQL the database carries (``query_failed``, as SQLite's): a view's
+#: division by zero, an invalid cast or a value out of range in it (class 22 otherwise stays
+#: ``invalid_params``: a value sent that a column cannot take).
+_EVALUATION_STATES = frozenset({"22012", "22P02", "22003", "22007", "22008"})
+#: The same by class: a function's RAISE (P0), SQL routine (2F), external routine (38, 39), a
+#: subquery of a view returning more than one row (21).
+_EVALUATION_CLASSES = frozenset({"P0", "2F", "38", "39", "21"})
 # Then SQLSTATE classes (the first two characters).
 _BY_CLASS: Mapping[str, tuple[type[DbHandlesError], str]] = {
     "08": (StorageError, "cannot reach the PostgreSQL server"),
@@ -158,6 +171,13 @@ def translate_error(
             return ConstraintViolation(
                 f"the transaction would break a constraint ({primary}); nothing was written",
                 details={"constraint": kind, **({"name": name} if name else {})},
+            )
+        if state in _EVALUATION_STATES or state[:2] in _EVALUATION_CLASSES:
+            named = f" for {json_text(collection, 80)}" if collection else ""
+            # The server's primary message only: its CONTEXT names the function's schema and line.
+            primary = getattr(getattr(exc, "diag", None), "message_primary", None) or message
+            return QueryFailed(
+                _EVALUATION.format(named=named, message=_mask(primary, secret), state=state)
             )
         found = _BY_STATE.get(state) or _BY_CLASS.get(state[:2])
         if found is not None:

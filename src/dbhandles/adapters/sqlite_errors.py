@@ -1,7 +1,17 @@
-"""The one place where ``sqlite3`` exceptions become dbhandles errors (always ``raise ... from exc``)."""
+"""The one place where ``sqlite3`` exceptions become dbhandles errors (always ``raise ... from exc``).
+
+What SQLite says is told apart by kind, not by where it surfaced: ``storage_error`` (500) is kept for
+the disk, the I/O and a file that is truly corrupt (``SQLITE_CORRUPT``, a schema SQLite cannot
+parse). An error raised while SQLite *evaluates* SQL the file carries (a view, a CHECK constraint, a
+generated column, a default, a trigger's ``RAISE``) is the database's content: ``query_failed``
+(409), naming the collection. SQL the file carries that calls what dbhandles does not run (a
+non-innocuous function under ``trusted_schema=OFF``, ``load_extension``) is ``access_denied``, as
+the guard's refusals (docs/security.md §8).
+"""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from types import TracebackType
 
@@ -11,11 +21,13 @@ from dbhandles import budget
 from dbhandles.adapters import sqlite_guard
 from dbhandles.adapters.sqlite_guard import SQLITE_AUTH
 from dbhandles.errors import (
+    AccessDenied,
     ConstraintViolation,
     DbHandlesError,
     InvalidFilter,
     InvalidParams,
     NotADatabase,
+    QueryFailed,
     ReadOnly,
     RecordExists,
     StorageBusy,
@@ -45,6 +57,76 @@ _SQLITE_FULL = 13
 _SQLITE_CANTOPEN = 14
 _SQLITE_NOTADB = 26
 _SQLITE_INTERRUPT = 9
+_SQLITE_TOOBIG = 18
+#: A trigger's ``RAISE(ABORT | FAIL | ROLLBACK, message)`` (SQLITE_CONSTRAINT_TRIGGER).
+_SQLITE_CONSTRAINT_TRIGGER = 1811
+
+#: What SQLite says when evaluating an expression fails (JSON functions, arithmetic, casts): the
+#: database's own SQL met its own data, nothing storage-level (``SQLITE_ERROR``).
+_EVALUATION = ("malformed json", "integer overflow", "json cannot hold blob values",
+               "bad json path", "json path error", "too many levels of nesting",
+               "json_", "sub-type", "subtype")  # fmt: skip
+#: A non-innocuous function in SQL of an untrusted schema: ``[malformed database schema (X) - ]
+#: unsafe use of f()``.
+_UNSAFE = re.compile(
+    r"(?:malformed database schema \((?P<object>.*)\) - )?unsafe use of (?P<f>[^ ]+\(\))"
+)
+#: Python's sqlite3 decoding a TEXT value that is not UTF-8.
+_NOT_UTF8 = re.compile(r"could not decode to utf-8 column '(?P<column>.*)' with text", re.I | re.S)
+
+
+def _within(collection: str | None) -> str:
+    return f" for {json_text(collection, 80)}" if collection else ""
+
+
+def _content_error(
+    message: str, low: str, code: int | None, collection: str | None
+) -> DbHandlesError | None:
+    """The error for what the database's own SQL or values did (``None``: not such a failure)."""
+    unsafe = _UNSAFE.search(message)
+    if unsafe is not None:
+        function, owner = unsafe.group("f"), unsafe.group("object")
+        where = (
+            f"the table or view {json_text(owner, 80)} of this database uses {function} in its "
+            "schema (a CHECK constraint, a default, a generated column or an index)"
+            if owner is not None
+            else f"SQL this database carries (a view, a trigger, an index or a default) uses {function}"
+        )
+        return AccessDenied(
+            f"{where}, which SQLite {sqlite3.sqlite_version} runs only in a schema it trusts; "
+            "dbhandles does not trust the schema of a database holding objects it did not write "
+            "(trusted_schema=OFF), so nothing was read or written. Drop or change what calls it "
+            "(SQLite releases that mark JSON functions innocuous run those)"
+        )
+    if low == "not authorized":  # load_extension() with extension loading off (the only one)
+        return AccessDenied(
+            f"SQL this database carries{_within(collection)} (a CHECK constraint, a default, a "
+            "generated column or a trigger) calls a function SQLite refused (load_extension(), "
+            "which dbhandles never enables); nothing was read or written"
+        )
+    undecodable = _NOT_UTF8.search(message)
+    if undecodable is not None:
+        column = json_text(undecodable.group("column"), 80)
+        return QueryFailed(
+            f"the column {column}"
+            + (f" of {json_text(collection, 80)}" if collection else "")
+            + " holds text that is not valid UTF-8, which has no JSON form (values are read back "
+            "exactly or not at all); store it as a BLOB (served as base64), or read it through a "
+            f"view that selects hex({column})"
+        )
+    if code == _SQLITE_CONSTRAINT_TRIGGER:
+        return QueryFailed(
+            f"a trigger of this database refused the write{_within(collection)} ({message}); "
+            "nothing was written"
+        )
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary == _SQLITE_TOOBIG or (primary == 1 and any(e in low for e in _EVALUATION)):
+        return QueryFailed(
+            f"SQL this database carries{_within(collection)} (a view, a CHECK constraint, a "
+            f"default or a generated column) failed while SQLite evaluated it: {message}; change "
+            "the database's SQL or the data it meets (nothing was written)"
+        )
+    return None
 
 
 #: SQLite's constraint messages: ``NOT NULL constraint failed: t.c``, ``UNIQUE constraint failed:
@@ -125,7 +207,14 @@ def translate_error(
         return RecordExists(
             f"a record id already exists in {json_text(collection, 80)} (or repeats within the batch): {message}"
         )
-    if primary == _SQLITE_CORRUPT or "malformed" in low:
+    content = _content_error(message, low, code, collection)
+    if content is not None:
+        return content
+    if (
+        primary == _SQLITE_CORRUPT
+        or "disk image is malformed" in low
+        or "malformed database" in low
+    ):
         return StorageError(f"the database{where} is corrupt: {message}")
     if primary == _SQLITE_NOTADB or "not a database" in low or type(exc) is sqlite3.DatabaseError:
         return NotADatabase(f"{path or 'the file'} is not an SQLite database ({message})")
@@ -138,12 +227,6 @@ def translate_error(
     refusal = sqlite_guard.schema_refusal(message, collection)
     if refusal is not None:  # SQLite's own refusal of a view's reads (trusted_schema=OFF)
         return refusal
-    if "unsafe use of" in low:
-        return StorageError(
-            f"this SQLite ({sqlite3.sqlite_version}) refuses JSON indexes while the database "
-            f"schema{where} is not trusted (it has triggers or tables dbhandles did not create): "
-            f"{message}"
-        )
     if primary == _SQLITE_FULL:
         return StorageError(f"the disk holding the database{where} is full: {message}")
     if primary == _SQLITE_CANTOPEN:

@@ -183,7 +183,7 @@ def describe(
             (name,),
         ).fetchall()
     except sqlite3.OperationalError as exc:  # a virtual table whose module is not loaded
-        modules = {k: v[1] for k, v in read_virtual_tables(conn).modules.items()}
+        modules = {k: v.module for k, v in read_virtual_tables(conn).tables.items()}
         denial = schema_refusal(str(exc), name, modules)
         if denial is not None:  # a view over dbstat, fsdir...: SQLite's own refusal
             return ForeignTable(name, kind, (), (), None, False, read_only=denial.message,

@@ -24,8 +24,8 @@ Harmless functions (``sqlite_version``, ``sqlite_source_id``, JSON, dates) stay 
 A database's *virtual tables* run SQL of their own (``sqlite_vtables``): an FTS table with
 ``content='pragma_database_list'`` reads that pragma on every read, in SQL the authorizer sees as
 top-level. So each connection's guard also holds the virtual tables its file declares that reach a
-pragma or eponymous table, or whose module shows the file (``dbstat``, ``sqlite_dbpage`` under any
-name), refreshed whenever the schema changes (``Catalog.refresh`` calls ``refuse_virtual``), and
+pragma or eponymous table, whose module shows the file (``dbstat``, ``sqlite_dbpage`` under any
+name or quoting) or is not one ``sqlite_vtables.KNOWN_MODULES`` knows what it reads, refreshed whenever the schema changes (``Catalog.refresh`` calls ``refuse_virtual``), and
 refuses reading them from any SQL; and top-level SQL may read only the pragma tables dbhandles' own
 statements use (``_OWN_PRAGMAS``, which show the schema and nothing of the host), so a virtual table
 added behind the catalog's back is refused too.

@@ -42,7 +42,14 @@ from dbhandles.commands.copy_run import MAX_CONFLICT_IDS, CopySpec, CopyStats, r
 from dbhandles.commands.grammar import MAX_COUNT, check_order_keywords, like, ref
 from dbhandles.commands.recheck import AccessWatch, Use
 from dbhandles.context import Context
-from dbhandles.errors import DbHandlesError, InvalidParams, NotSupported, PermissionDenied, ReadOnly
+from dbhandles.errors import (
+    DbHandlesError,
+    HandleNotFound,
+    InvalidParams,
+    NotSupported,
+    PermissionDenied,
+    ReadOnly,
+)
 from dbhandles.filters import (
     COLLECTION_PATTERN,
     MAX_IN_VALUES,
@@ -186,9 +193,19 @@ class CopyHooks:
 
 
 def _resolve(service: Service, name: str, context: Context, where: str) -> HandleEntry:
-    """``registry.resolve_for``, its errors naming ``where`` (``from.dbHandle``) instead of ``dbHandle``."""
+    """``registry.resolve_for``, its errors naming ``where`` (``from.dbHandle``) instead of ``dbHandle``.
+
+    Another actor's handle on a database not shared with the caller is answered here, as the
+    same ``HandleNotFound`` as a name that reaches nothing (byte for byte: the name as sent, the
+    same ``where``), before ``authorize`` would answer it naming plain ``dbHandle``: a nested
+    handle must not tell that it exists (docs/security.md §6).
+    """
     try:
-        return service.registry.resolve_for(name, context.actor, context.is_admin)
+        entry = service.registry.resolve_for(name, context.actor, context.is_admin)
+        foreign = not entry.is_default and entry.owner != context.actor and not context.is_admin
+        if foreign and not service.access.shared_with(context, entry):
+            raise HandleNotFound.unknown(json_text(name, 80))
+        return entry
     except DbHandlesError as exc:
         exc.message = f"{where}: {exc.message.removeprefix('dbHandle: ')}"
         exc.args = (exc.message,)

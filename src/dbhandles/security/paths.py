@@ -413,6 +413,22 @@ def _tenant_read_identity(real: Path, purpose: Purpose) -> tuple[int, int] | str
     return _LINKED if _linked(real, info) else (info.st_dev, info.st_ino)
 
 
+def _kind_of(info: os.stat_result) -> str:
+    """What a file system entry that is not a regular file is, in words."""
+    mode = info.st_mode
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
 def _file_refusal(path: str, info: os.stat_result, exc: PathNotAllowed) -> PathNotAllowed:
     """The gate's refusal (``dbfiles.check_plain``) of the file ``info`` at ``path`` as the
     running call's caller is told it: words about the file (a database, other names...) only for
@@ -428,6 +444,16 @@ def _file_refusal(path: str, info: os.stat_result, exc: PathNotAllowed) -> PathN
         if found.identity == (info.st_dev, info.st_ino):
             return exc
         field = exc.field or "path"
+        if found.place == "own" and not stat.S_ISREG(info.st_mode):
+            # Only a name to write is refused for not being a regular file, and then ``info`` is
+            # the entry itself (``lstat``), in the caller's own space: told what it is, by the
+            # name the caller gave.
+            return _refuse(
+                field,
+                found.given,
+                f"is {_kind_of(info)}; dbhandles writes only "
+                "regular files it may replace (give a file name, such as out.jsonl)",
+            )
         if found.place == "other":
             return PathNotAllowed(f"{field}: {NOT_SHARED}", field=field)
         return _refuse(field, found.given, _outside("output" if field == "output" else "input"))
