@@ -52,10 +52,10 @@ def test_a_grant_changed_by_another_service_applies_to_kept_point_reads(tmp_path
              "permissions": {"rowFilter": {"ownerId": "alice"}}},
             context=ADMIN,
         )  # fmt: skip
-        try:  # the handle she had: closed by the narrowing, or reading under it
-            assert _read(service, mine, "2")["found"] is False
-        except DbHandlesError as exc:
-            assert exc.code == "handle_not_found"
+        # The handle she had is closed by the narrowing (``GrantResult.handlesClosed``).
+        with pytest.raises(DbHandlesError) as closed:
+            _read(service, mine, "2")
+        assert closed.value.code == "handle_not_found"
         mine = service.execute(
             "data/open", {"adapter": "sqlite", "config": {"path": str(path)}}, context=ALICE
         )["dbHandle"]
