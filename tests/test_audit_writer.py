@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from dbhandles.security.audit import AuditLog
 from dbhandles.store import AuditRow, SqliteHandleStore
 from dbhandles.store.schema import AUDIT, values
+from dbhandles.store.sql import SqlHandleStore
 
 _TEXT = st.text(
     alphabet=st.characters(codec=None, exclude_categories=()), max_size=12
@@ -182,3 +183,42 @@ def test_a_flush_returns_after_the_flush_already_writing(tmp_path: Path) -> None
     finally:
         store.release.set()  # a failed assertion must not leave the first flush waiting
         store.close()
+
+
+#: Texts as ``AuditRow.storable`` leaves them (what the store is given): no surrogate, no NUL.
+_STORED = st.none() | st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=8)
+_ROW_VALUES = st.tuples(
+    st.sampled_from(["2026-11-30T00:00:00.000Z", "2026-11-30T00:00:01.000Z"]),
+    st.sampled_from(["alice", "bob"]), st.none() | st.just("alice/s1"), _STORED,
+    st.sampled_from(["data/read", "data/list"]), st.sampled_from(["read", "write,delete"]),
+    _STORED, _STORED, st.booleans(), st.none() | st.just("not_found"), _STORED,
+)  # fmt: skip
+
+
+@given(rows=st.lists(_ROW_VALUES, max_size=12))
+def test_audit_rows_binding_no_none_nor_bool_store_what_the_generic_insert_stores(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[Any, ...]]
+) -> None:
+    """``SqliteHandleStore.append_audit_values`` writes runs of rows alike in where their ``None``
+    values are and in ``success`` by statements with ``NULL``, ``1`` and ``0`` in place (no value
+    that ``sqlite3`` adapts): the table then holds what the generic insert of every value gives,
+    row for row, in the same order, with the same storage classes."""
+    folder = tmp_path_factory.mktemp("audit")
+    fast, generic = (SqliteHandleStore(folder / f"{n}.sqlite") for n in ("fast", "generic"))
+    try:
+        half = len(rows) // 2  # two flushes: a run may start anew in the second
+        for part in (rows[:half], rows[half:]):
+            fast.append_audit_values(part)
+            SqlHandleStore.append_audit_values(generic, part)
+        read = (
+            "SELECT rowid, at, actor, session_id, handle, command, operation, collection, "
+            "record_id, success, typeof(success), code, target FROM _dbh_audit ORDER BY rowid"
+        )
+        assert fast._read(read) == generic._read(read)
+        stored = [dataclasses.astuple(row) for row in fast.query_audit(limit=100)]
+        assert sorted(stored, key=repr) == sorted(
+            ((*row[:8], bool(row[8]), *row[9:]) for row in rows), key=repr
+        )
+    finally:
+        fast.close()
+        generic.close()

@@ -179,3 +179,45 @@ def test_the_kept_statement_of_a_collection_follows_an_unrelated_schema_change(
         found = reader.read_one("notes", record_id)
         assert found is not None and found["n"] == n
     assert reader.read_one("notes", "3") is None
+
+
+def test_a_foreign_table_with_an_integer_key_is_read_from_its_kept_statement_until_altered(
+    reader: SqliteAdapter, other: sqlite3.Connection
+) -> None:
+    """A foreign table keyed by an integer (the rowid's alias) keeps its point statement and
+    reader (``ForeignReader.point``): ids that are no integer miss without it, a row added since
+    is found, and a column added elsewhere shows in the next read."""
+    other.execute("CREATE TABLE people (n INTEGER PRIMARY KEY, name TEXT, tags TEXT)")
+    other.execute("INSERT INTO people VALUES (1, 'ada', '[\"x\"]')")
+    for _ in range(3):  # the first read keeps the statement; the others run it
+        assert reader.read_one("people", "1") == {"id": 1, "n": 1, "name": "ada", "tags": ["x"]}
+    for missing in ("2", "ada", "1.5", "", "01x"):
+        assert reader.read_one("people", missing) is None
+    other.execute("INSERT INTO people VALUES (2, 'bob', NULL)")
+    assert reader.read_one("people", "2") == {"id": 2, "n": 2, "name": "bob", "tags": None}
+    other.execute("ALTER TABLE people ADD COLUMN age INTEGER DEFAULT 7")
+    assert reader.read_one("people", "1") == {
+        "id": 1, "n": 1, "name": "ada", "tags": ["x"], "age": 7
+    }  # fmt: skip
+
+
+def test_a_kept_foreign_statement_is_dropped_when_the_key_changes_kind(
+    reader: SqliteAdapter, other: sqlite3.Connection
+) -> None:
+    """The table re-created elsewhere with a text key and a row whose key is NULL: reads go back
+    to ``get_current`` (a statement per id, the rowid while a key holds NULL), never through
+    the statement kept for the integer key."""
+    other.execute("CREATE TABLE people (n INTEGER PRIMARY KEY, name TEXT)")
+    other.execute("INSERT INTO people VALUES (1, 'ada')")
+    for _ in range(2):
+        assert reader.read_one("people", "1") == {"id": 1, "n": 1, "name": "ada"}
+    other.execute("DROP TABLE people")
+    other.execute("CREATE TABLE people (n TEXT PRIMARY KEY, name TEXT)")
+    other.execute("INSERT INTO people VALUES ('x1', 'ada')")
+    for _ in range(2):
+        assert reader.read_one("people", "x1") == {"id": "x1", "n": "x1", "name": "ada"}
+    assert reader.read_one("people", "1") is None
+    other.execute("DROP TABLE people")
+    _collection(other, "people", "1", '{"age": 40}')
+    found = reader.read_one("people", "1")
+    assert found is not None and found["age"] == 40 and "name" not in found

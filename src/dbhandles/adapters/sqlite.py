@@ -13,7 +13,7 @@ import os
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import orjson
 
@@ -38,6 +38,9 @@ from dbhandles.dbfiles import connect_sqlite, create_empty
 from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, ReadOnly, StorageError
 from dbhandles.filters import FilterNode
 from dbhandles.regex import search
+
+if TYPE_CHECKING:
+    from dbhandles.adapters.sqlite_foreign import ForeignReader
 
 __all__ = ["SQLITE_HEADER", "Row", "SqliteAdapter", "SqliteConfig", "SqliteSession"]
 
@@ -121,8 +124,9 @@ class SqliteAdapter(Adapter):
         self._known: dict[str, str] = {}
         self._known_for: tuple[Catalog, int] | None = None
         #: ``read_one``'s statement per collection name, for one catalog at one schema version
-        #: (``_points_for``), as ``_known``: only names of dbhandles' own collections.
-        self._points: dict[str, str] = {}
+        #: (``_points_for``), as ``_known``: dbhandles' own collections' and, with their readers,
+        #: those of foreign tables with an integer key (``_remember_point``).
+        self._points: dict[str, str | tuple[str, ForeignReader]] = {}
         self._points_for: tuple[Catalog, int] | None = None
 
     @classmethod
@@ -326,6 +330,14 @@ class SqliteAdapter(Adapter):
                         seen, record = session.get_current(collection, record_id)
                         if seen == known:
                             self._remember_point(catalog, known, collection)
+                    elif isinstance(statement, tuple):
+                        # A foreign table with an integer key (``ForeignReader.point``).
+                        text, reader = statement
+                        number = reader.integer_id(record_id)
+                        row = None if number is None else conn.execute(text, (number,)).fetchone()
+                        seen, record = (None, None) if row is None else (
+                            row[0], reader.record(row[1:])
+                        )  # fmt: skip
                     else:
                         # ``get_current``'s statement, decided for this collection at this version.
                         seen, found, data, created_at, updated_at, row_version = conn.execute(
@@ -358,17 +370,26 @@ class SqliteAdapter(Adapter):
             return session.get(collection, record_id)
 
     def _remember_point(self, catalog: Catalog, version: int, collection: str) -> None:
-        """Keep ``read_one``'s statement for ``collection`` when it is one of dbhandles' own
-        collections in ``catalog`` at ``version`` (a foreign table's statement depends on its
-        key, and a missing collection has none); called with the lock held."""
-        if catalog.version != version or catalog.foreign(collection) is not None:
+        """Keep ``read_one``'s statement for ``collection`` in ``catalog`` at ``version``: for one
+        of dbhandles' own collections, and for a foreign table whose statement is the same for
+        every id (``ForeignReader.point``: an integer key), with its reader; a missing collection
+        has none. Called with the lock held."""
+        if catalog.version != version:
             return
-        table = catalog.table(collection)
-        if table is None:
-            return
+        kept: str | tuple[str, ForeignReader]
+        reader = catalog.foreign(collection)
+        if reader is not None:
+            if reader.point is None:
+                return
+            kept = (reader.point, reader)
+        else:
+            table = catalog.table(collection)
+            if table is None:
+                return
+            kept = point_statement(table)
         if self._points_for != (catalog, version) or len(self._points) >= _MAX_WHERES:
             self._points, self._points_for = {}, (catalog, version)
-        self._points[collection] = point_statement(table)
+        self._points[collection] = kept
 
     def known_collection(self, name: str) -> str | None:
         """From the schema cache of the open connection, as the last command saw it (a name not

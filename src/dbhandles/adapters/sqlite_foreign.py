@@ -164,14 +164,32 @@ class ForeignReader:
         """The record of a row selected by ``select``: its ``id``, then its fields."""
         return self.layout.record(row)
 
+    @cached_property
+    def point(self) -> str | None:
+        """``SqliteSession.get_current``'s statement for this table when it is the same for every
+        id (an integer key: the rowid or its alias, which never holds NULL, so ``current`` is
+        always this reader), its one parameter being ``integer_id``'s value; else ``None``."""
+        if self._integer_key is None or self.table.null_probe is not None:
+            return None
+        if self.table.refused is not None:
+            return None
+        return (
+            f"SELECT (SELECT schema_version FROM pragma_schema_version), {self.select} "
+            f"FROM {self.source} WHERE {self._integer_match} LIMIT 1"
+        )
+
+    @staticmethod
+    def integer_id(record_id: str) -> int | None:
+        """The integer an id names for a table with an integer key (``key_match``), else ``None``."""
+        numbers = _numbers(record_id)
+        return numbers[0] if numbers and type(numbers[0]) is int else None
+
     def key_match(self, record_id: str) -> tuple[str, tuple[object, ...]] | None:
         """The WHERE clause selecting the row whose ``id`` is ``record_id``; ``None`` if none can."""
         table = self.table
         if self._integer_key is not None:
-            numbers = _numbers(record_id)
-            if not numbers or type(numbers[0]) is not int:
-                return None
-            return self._integer_match, (numbers[0],)
+            key_number = self.integer_id(record_id)
+            return None if key_number is None else (self._integer_match, (key_number,))
         if table.compound_id:
             width = len(table.key) or len(table.columns)
             key_text = record_id

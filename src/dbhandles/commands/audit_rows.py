@@ -296,14 +296,29 @@ def _by_file(
 
 
 _MISSING = object()
+#: Whether a class (or a base) defines an attribute by this name (a property, say): ``_attr``.
+_DEFINED: dict[tuple[type, str], bool] = {}
 
 
 def _attr(model: object, name: str) -> Any:
     """``getattr(model, name, None)``, a field's value taken from ``__dict__`` first: a field a
-    pydantic model does not have costs an exception inside its ``__getattr__`` (a property,
-    data/copy's ``db_handle``, is found by ``getattr``)."""
+    pydantic model does not have costs an exception inside its ``__getattr__`` (about 2 µs, two
+    per call of most commands: ``id`` of a listing's params and result), so a name neither in
+    ``__dict__``, among its extra fields nor defined by its class (a property, data/copy's
+    ``db_handle``, found by ``getattr``) is ``None`` at once."""
     value = getattr(model, "__dict__", {}).get(name, _MISSING)
-    return getattr(model, name, None) if value is _MISSING else value
+    if value is not _MISSING:
+        return value
+    kind = type(model)
+    defined = _DEFINED.get((kind, name))
+    if defined is None:
+        defined = any(name in getattr(k, "__dict__", ()) for k in kind.__mro__)
+        if len(_DEFINED) < 4096:  # bounded: one entry per model class and name asked
+            _DEFINED[kind, name] = defined
+    if defined:
+        return getattr(model, name, None)
+    extra = getattr(model, "__pydantic_extra__", None)
+    return extra.get(name) if isinstance(extra, dict) else None
 
 
 def record_outcome(

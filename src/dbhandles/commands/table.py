@@ -85,6 +85,17 @@ class CommandTable(MutableMapping[str, "Command"]):
             raise KeyError(name)
         return command
 
+    def get(self, name: str, default: Command | None = None) -> Command | None:  # type: ignore[override]
+        """``Mapping.get`` without its two calls (``get``, then ``__getitem__``) for a name
+        already loaded: the dispatcher looks every call's command up here."""
+        command = self._commands.get(name)
+        if command is not None:
+            return command
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
     def __contains__(self, name: object) -> bool:
         if name in self._commands:
             return True
