@@ -71,6 +71,7 @@ from dbhandles.importer.target import (
     resolve_target,
 )
 from dbhandles.paging import and_filters
+from dbhandles.pinned import changed
 from dbhandles.registry import HandleEntry
 from dbhandles.security import paths
 from dbhandles.security.redaction import audience, shown_path
@@ -258,13 +259,20 @@ def import_target(service: Service, params: ImportParams, context: Context) -> H
     return entry
 
 
-def _file_identity(path: Path) -> tuple[object, ...]:
+def _file_identity(field: str, given: str, path: Path) -> tuple[object, ...]:
     """What makes two of an import's paths one file: ``(st_dev, st_ino)`` of an existing file (any
-    of its names), else its real path (a file not created yet, named twice)."""
+    of its names), else its real path (a file not created yet, named twice).
+
+    Raises:
+        PathNotAllowed: a folder on the way changed while it was resolved (``pinned.changed``).
+    """
     try:
         info = os.stat(path)
     except OSError:
-        return ("new", os.path.realpath(path))
+        try:
+            return ("new", os.path.realpath(path))
+        except OSError as exc:  # a link on the way removed while realpath read it
+            raise changed(field, given) from exc
     return ("file", info.st_dev, info.st_ino)
 
 
@@ -278,7 +286,7 @@ def _distinct_files(files: list[tuple[str, str, Path]]) -> None:
     """
     seen: dict[tuple[object, ...], str] = {}
     for field, given, real in files:
-        key = _file_identity(real)
+        key = _file_identity(field, given, real)
         if key in seen:
             raise PathNotAllowed(
                 f"{field}: {json_text(given)} is the same file as the import's {seen[key]}; "
