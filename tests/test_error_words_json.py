@@ -147,9 +147,14 @@ def test_a_bad_cursor_quotes_what_was_sent_as_json(
     _clean(refused["error"])
 
 
-@pytest.mark.parametrize(("group_by", "says"), [(True, "got true"), (["a", None], "holding null")])
-def test_group_by_shape_quotes_what_was_sent(service: Service, group_by: Any, says: str) -> None:
+@pytest.mark.parametrize(
+    ("group_by", "field", "says"),
+    [(True, "groupBy", "got true"), (["a", None], "groupBy[1]", "got null")],
+)  # fmt: skip
+def test_group_by_shape_quotes_what_was_sent(
+    service: Service, group_by: Any, field: str, says: str
+) -> None:
     refused = service.dispatch("data/count", {"collection": "c", "groupBy": group_by})
-    assert (refused["code"], refused["field"]) == ("invalid_params", "groupBy")
+    assert (refused["code"], refused["field"]) == ("invalid_params", field)
     assert refused["error"].endswith(says), refused
     _clean(refused["error"])

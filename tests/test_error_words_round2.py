@@ -266,7 +266,7 @@ def test_a_copy_into_a_name_no_collection_may_have_names_to_collection(service: 
      ({"name": "t", "fractions": {"t" * 65: 1}}, "split.fractions",
       "a fraction name is at most 64 characters"),
      ("train", "split", 'expects an object, got "train"'),
-     ({"name": "t", "fractions": {"t": float("nan")}}, "split.fractions.t", "NaN, which is not a number")],
+     ({"name": "t", "fractions": {"t": float("nan")}}, "split.fractions.t", "NaN is not a number (JSON has no NaN)")],
 )  # fmt: skip
 def test_split_errors_say_what_is_wrong_in_the_services_words(
     service: Service, split: Any, field: str, says: str

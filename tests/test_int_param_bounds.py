@@ -36,7 +36,7 @@ SPLIT = {"name": "train", "fractions": {"train": 0.5, "test": 0.5}}
 #: number goes where the placeholder ``N`` is.
 TABLE: dict[tuple[str, str], tuple[dict[str, Any], bool]] = {
     ("data/audit", "limit"): ({"limit": "N"}, False),
-    ("data/batch", "operations.0.expectedVersion"): ({"operations": [
+    ("data/batch", "operations[0].expectedVersion"): ({"operations": [
         {"op": "update", "collection": "c", "id": "r", "data": {}, "expectedVersion": "N"}]}, False),
     ("data/copy", "batchSize"): ({"from": {"dbHandle": "default", "collection": "c"},
                                   "to": {"dbHandle": "default", "collection": "d"},
@@ -93,7 +93,7 @@ def _ints(annotation: Any, meta: list[Any], path: str) -> Iterator[tuple[str, li
             yield from _ints(arg, meta, path)
     elif origin in (list, tuple):
         for arg in typing.get_args(annotation):
-            yield from _ints(arg, [], path + ".0")
+            yield from _ints(arg, [], path + "[0]")
 
 
 def test_every_integer_param_is_in_the_table_with_both_bounds() -> None:

@@ -20,13 +20,18 @@ def _error(service: Service, name: str, params: dict[str, Any], **kw: Any) -> Db
 
 @pytest.mark.parametrize(
     ("group_by", "got"),
-    [([], "a list of 0"), (["a", "b", "c", "d", "e"], "a list of 5"), (3, "got 3"),
-     (["a", None], "a list holding null")],
+    [([], "a list of 0"), (["a", "b", "c", "d", "e"], "a list of 5"), (3, "got 3")],
 )  # fmt: skip
 def test_group_by_shape(service: Service, group_by: Any, got: str) -> None:
     error = _error(service, "data/count", {"collection": "c", "groupBy": group_by})
     assert (error.code, error.field) == ("invalid_params", "groupBy")
     assert error.message.startswith("groupBy: 1 to 4 field paths") and error.message.endswith(got)
+
+
+def test_group_by_element_of_another_type_is_named_by_its_index(service: Service) -> None:
+    error = _error(service, "data/count", {"collection": "c", "groupBy": ["a", None]})
+    assert (error.code, error.field) == ("invalid_params", "groupBy[1]")
+    assert error.message == "groupBy[1]: a field path is a string, got null"
 
 
 @pytest.mark.parametrize(

@@ -49,6 +49,7 @@ from typing import IO, Any, Literal, cast
 from dbhandles.errors import DbHandlesError, InvalidParams, PathNotAllowed, StorageError
 from dbhandles.path_text import PATH_SCHEMA, check_path_text
 from dbhandles.pinned import Pinned, decided
+from dbhandles.values import json_text
 
 __all__ = [
     "PATH_SCHEMA",
@@ -310,7 +311,7 @@ def check_names(path: str, info: os.stat_result, field: str | None = None) -> No
         why = ("has other names (hard links), and this service knows none of them as its name; a "
                "database or data file is used by one name only: use a file that has one name, "
                "or remove the other names")  # fmt: skip
-    raise PathNotAllowed(f"{prefix}{path} {why}", field=field)
+    raise PathNotAllowed(f"{prefix}{json_text(str(path))} {why}", field=field)
 
 
 def release(path: str) -> None:
@@ -333,11 +334,11 @@ def is_sqlite_database(path: str) -> bool:
         if os.stat(path).st_size < _MIN_DATABASE:
             return False
     except OSError as exc:
-        raise StorageError(f"cannot inspect {path}: {exc.strerror}") from exc
+        raise StorageError(f"cannot inspect {json_text(str(path))}: {exc.strerror}") from exc
     try:
         probe = sqlite3.connect(sqlite_uri(path, "ro", immutable=True), uri=True)
     except sqlite3.Error as exc:
-        raise StorageError(f"cannot inspect {path}: {exc}") from exc
+        raise StorageError(f"cannot inspect {json_text(str(path))}: {exc}") from exc
     try:
         probe.execute("PRAGMA schema_version").fetchone()
     except sqlite3.DatabaseError as exc:
@@ -346,7 +347,7 @@ def is_sqlite_database(path: str) -> bool:
         if primary == _SQLITE_NOTADB or "not a database" in str(exc):
             return False
         if primary in _CANNOT_READ:
-            raise StorageError(f"cannot inspect {path}: {exc}") from exc
+            raise StorageError(f"cannot inspect {json_text(str(path))}: {exc}") from exc
         # Any other answer came after SQLite accepted the header. Without locks (immutable) a
         # page read while another process checkpoints may look "malformed": still a database.
         return True
@@ -431,7 +432,7 @@ def check_plain(path: str | os.PathLike[str], field: str, *, writing: bool = Fal
     text = check_path_text(path, field)
     if is_side_file(text):
         raise PathNotAllowed(
-            f"{field}: {text} is named like one of SQLite's own files (-wal, -shm, -journal); "
+            f"{field}: {json_text(text)} is named like one of SQLite's own files (-wal, -shm, -journal); "
             "those belong to a database and are never read or written as data files",
             field=field,
         )
@@ -440,7 +441,9 @@ def check_plain(path: str | os.PathLike[str], field: str, *, writing: bool = Fal
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise InvalidParams(f"{field}: cannot use {text}: {exc.strerror}", field=field) from exc
+        raise InvalidParams(
+            f"{field}: cannot use {json_text(text)}: {exc.strerror}", field=field
+        ) from exc
     try:
         _check_file(text, info, field, writing)
     except PathNotAllowed as exc:
@@ -469,7 +472,7 @@ def _check_file(text: str, info: os.stat_result, field: str, writing: bool) -> N
     if writing and not stat.S_ISREG(info.st_mode):
         what = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
         raise PathNotAllowed(
-            f"{field}: {text} is {what}; dbhandles only writes regular files it may replace",
+            f"{field}: {json_text(text)} is {what}; dbhandles only writes regular files it may replace",
             field=field,
         )
     if not stat.S_ISREG(info.st_mode):
@@ -479,13 +482,13 @@ def _check_file(text: str, info: os.stat_result, field: str, writing: bool) -> N
         # The other name is not shown: it may be in the service's home or another actor's space.
         same = "" if database == text else " (by another of its names: hard links)"
         raise PathNotAllowed(
-            f"{field}: {text} is a database file{same} that this service has open; "
+            f"{field}: {json_text(text)} is a database file{same} that this service has open; "
             "it is never read or written as a data file",
             field=field,
         )
     if writing and info.st_nlink > 1:
         raise PathNotAllowed(
-            f"{field}: {text} has other names (hard links); writing it would change those files "
+            f"{field}: {json_text(text)} has other names (hard links); writing it would change those files "
             "too, choose another file",
             field=field,
         )
@@ -495,14 +498,14 @@ def _check_file(text: str, info: os.stat_result, field: str, writing: bool) -> N
         database_file = False  # unreadable: the caller's own open reports why
     if database_file:
         raise PathNotAllowed(
-            f"{field}: {text} is an SQLite database, not a data file; choose another file",
+            f"{field}: {json_text(text)} is an SQLite database, not a data file; choose another file",
             field=field,
         )
     if info.st_nlink > 1 and known_name(info) != _real(text):
         # A second name is a way to a file past every check made on its first (the home's
         # admin.token, another actor's data): for every caller, only the name it is known by.
         raise PathNotAllowed(
-            f"{field}: {text} has other names (hard links) and is not the name this service "
+            f"{field}: {json_text(text)} has other names (hard links) and is not the name this service "
             "uses its file by; a file is read by one name only: use a file with one name",
             field=field,
         )

@@ -315,7 +315,7 @@ def validate_path(path: object, field: str = "field", *, indexes: bool = False) 
     an array index (``0``, ``12``).
     """
     if not isinstance(path, str) or not path:
-        raise _refused(field, "a field path must be a non-empty string")
+        raise _refused(field, f"a field path must be a non-empty string, got {json_text(path, 80)}")
     parts = tuple(path.split("."))
     if len(parts) > MAX_PATH_PARTS:
         raise InvalidFilter(
@@ -355,8 +355,8 @@ def _scalar(value: object, where: str) -> Scalar:
             raise _refused(where, problem)
         return value
     raise InvalidFilter(
-        f"{where}: filters compare scalar values (string, number, boolean or null), "
-        f"not {type(value).__name__}; a field holding an array matches when one of its elements "
+        f"{where}: filters compare scalar values (string, number, boolean or null), not "
+        f"{'an object' if isinstance(value, dict) else 'an array'}: got {json_text(value, 80)}; a field holding an array matches when one of its elements "
         "does, and whole-array equality is not supported: use $all and $size, or $elemMatch "
         "(docs/filters.md)",
         field=where,

@@ -18,6 +18,7 @@ from typing import IO, cast
 from dbhandles.dbfiles import PlainWriter, check_path_text, check_plain, is_side_file, know
 from dbhandles.errors import PathNotAllowed
 from dbhandles.pinned import Pinned
+from dbhandles.values import json_text
 
 __all__ = ["create_exclusive", "open_in", "replace_database_file", "replace_file"]
 
@@ -41,7 +42,7 @@ def create_exclusive(
     text = check_path_text(path, field)
     if is_side_file(text):
         raise PathNotAllowed(
-            f"{field}: {text} is named like one of SQLite's own files", field=field
+            f"{field}: {json_text(text)} is named like one of SQLite's own files", field=field
         )
     if folder is None:
         with Pinned(text, field) as pinned:

@@ -8,6 +8,7 @@ import os
 import re
 
 from dbhandles.errors import InvalidParams
+from dbhandles.values import json_text
 
 __all__ = ["PATH_SCHEMA", "check_path_text"]
 
@@ -68,5 +69,7 @@ def check_path_text(path: str | os.PathLike[str], field: str) -> str:
             field=field,
         )
     if text.endswith("/"):
-        raise InvalidParams(f"{field}: {text} names a folder; give a file name", field=field)
+        raise InvalidParams(
+            f"{field}: {json_text(text)} names a folder; give a file name", field=field
+        )
     return text

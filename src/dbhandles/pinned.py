@@ -23,6 +23,7 @@ import os
 import stat
 
 from dbhandles.errors import PathNotAllowed
+from dbhandles.values import json_text
 
 __all__ = [
     "Made",
@@ -103,7 +104,7 @@ def changed(field: str | None, path: str) -> PathNotAllowed:
     now a symbolic link, or moved): the same words wherever the link leads."""
     prefix = f"{field}: " if field else ""
     return PathNotAllowed(
-        f"{prefix}{path} changed while it was checked (a folder on the way was replaced by a "
+        f"{prefix}{json_text(path)} changed while it was checked (a folder on the way was replaced by a "
         "link or moved); nothing was written, try again",
         field=field,
     )

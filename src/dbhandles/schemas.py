@@ -92,7 +92,7 @@ class SchemaRegistry:
         indexes: list[str] | tuple[str, ...] = (),
     ) -> Declaration:
         validate_collection(collection)
-        paths = tuple(validate_path(p, "indexes") for p in indexes)
+        paths = tuple(validate_path(p, f"indexes[{i}]") for i, p in enumerate(indexes))
         # A collection's fields are identifiers: refused here on every adapter, not at the first
         # write on the adapters that build indexes.
         check_collection_query(None, paths)

@@ -55,6 +55,7 @@ from dbhandles.errors import InvalidParams
 __all__ = [
     "MAX_DEPTH",
     "MAX_VERSION",
+    "NAN_WORDS",
     "NUMBER_BOUND",
     "UNSHOWABLE",
     "UNSHOWABLE_BEYOND_C0",
@@ -241,12 +242,17 @@ _INFINITY = (
 )
 
 
+#: What every door calls a NaN (a record's value, a filter's, a number param, a split's fraction),
+#: after the place's prefix; a filter may add "and cannot be compared".
+NAN_WORDS = "NaN is not a number (JSON has no NaN)"
+
+
 def non_finite_problem(value: float) -> str:
     """Why the NaN or infinity ``value`` is no JSON number, in the words of every door's error: an
     infinity is said to come from a literal past the double range (``1e400``), the one way JSON
     text gives one, and the value rule follows."""
     if math.isnan(value):
-        return "NaN is not a JSON number (RFC 8259 §6)"
+        return NAN_WORDS
     return f"{_INFINITY} and JSON has no infinity; {_NUMBER_RULE}"
 
 
@@ -494,7 +500,7 @@ def check_scalar(value: object, where: str) -> str | None:
         return None
     if isinstance(value, float):
         if math.isnan(value):
-            return "NaN cannot be compared"
+            return f"{NAN_WORDS} and cannot be compared"
         if math.isinf(value):
             return f"{_INFINITY} and cannot be compared; compare with a finite number"
         return None

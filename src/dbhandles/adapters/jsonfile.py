@@ -148,7 +148,8 @@ class JsonFileAdapter(MemoryAdapter):
         if path.exists():
             if not path.is_file():
                 raise NotADatabase(
-                    f"config.path: {path} is not a regular file", field="config.path"
+                    f"config.path: {json_text(str(path))} is not a regular file",
+                    field="config.path",
                 )
             _read(path)
         elif config.mode != "create":

@@ -429,9 +429,9 @@ class PostgresSession(Session):
             self.tx.start()
             name = self.adapter.catalog.create(self.conn, collection, self.created)
             self._run(sql.SQL("SELECT pg_advisory_xact_lock(%s)"), (advisory_key(schema, name),))
-            for path in paths:
+            for i, path in enumerate(paths):
                 field = ".".join(path)
-                validate_path(field, "paths")
+                validate_path(field, f"paths[{i}]")
                 column = RESERVED_COLUMNS.get(field)
                 if column is not None:
                     expressions = [] if column.name in ("id", "created_at") else [column.name]

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from dbhandles.values import json_text, member_path
+from dbhandles.values import NAN_WORDS, json_text, member_path
 
 __all__ = [
     "HASH_BITS",
@@ -45,6 +45,7 @@ HASH_SPACE = 2**HASH_BITS
 MAX_SAMPLE = 10_000_000
 #: How far the fractions of a split may be from summing to 1 (rounding of decimal fractions).
 _SUM_TOLERANCE = 1e-9
+_TOLERANCE_TEXT = "1e-9"
 #: The smallest fraction of a split: one part in a million of the hash space (2**60 / 10**6, some
 #: 1.15e12 hashes, a range the rounding of the cumulative sums, some 2**60 * 2**-52 = 256 hashes,
 #: never empties). A smaller fraction (``1e-300``, a subnormal ``5e-324``) gave a range that
@@ -86,7 +87,7 @@ def split_bounds(fractions: Mapping[str, float], name: str) -> tuple[int, int]:
             raise SplitError(f"a fraction is a number, got {json_text(value, 80)}",
                              member_path("fractions", key))  # fmt: skip
         if value != value:  # NaN: no bound holds, and "not from ... to 1" would not say why
-            raise SplitError("a fraction is a number, got NaN, which is not a number",
+            raise SplitError(f"a fraction is a number: {NAN_WORDS}",
                              member_path("fractions", key))  # fmt: skip
         if not MIN_FRACTION <= value <= 1:
             raise SplitError(
@@ -96,7 +97,10 @@ def split_bounds(fractions: Mapping[str, float], name: str) -> tuple[int, int]:
             )
     total = math.fsum(fractions.values())
     if abs(total - 1) > _SUM_TOLERANCE:
-        raise SplitError(f"the fractions must sum to 1 (they sum to {total:g})", "fractions")
+        # The sum in its shortest exact text (0.9999999, 1.000001, as JSON writes a float), so the
+        # message never says "they sum to 1" about a sum that is refused.
+        raise SplitError(f"the fractions must sum to 1 within {_TOLERANCE_TEXT} (they sum to "
+                         f"{json_text(total)})", "fractions")  # fmt: skip
     low = 0.0
     for key in sorted(fractions):
         high = low + fractions[key]

@@ -25,7 +25,7 @@ from dbhandles.adapters.sql_dialect import Dialect
 from dbhandles.errors import InvalidFilter, InvalidParams
 from dbhandles.evaluate import rank as rank_of
 from dbhandles.filters import And, Compare, ElemMatch, FilterNode, Not, Or, Scalar, SortKey
-from dbhandles.values import json_text
+from dbhandles.values import check_scalar, json_text
 
 __all__ = [
     "FALSE",
@@ -222,7 +222,7 @@ def _check_scalar(value: object, where: str) -> None:
             )
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise InvalidFilter(f"{where}: NaN and infinity cannot be compared", field=where)
+            raise InvalidFilter(f"{where}: {check_scalar(value, where)}", field=where)
     elif isinstance(value, str):
         try:
             value.encode("utf-8")

@@ -33,6 +33,7 @@ from dbhandles.errors import (
     StorageError,
 )
 from dbhandles.pinned import real, stays
+from dbhandles.values import json_text
 
 __all__ = [
     "IMMUTABLE_CAVEAT",
@@ -263,14 +264,17 @@ def check_target(path: str, *, probe: bool = True) -> bool:
         return False
     except NotADirectoryError as exc:
         raise InvalidConfig(
-            f"config.path: {path}: a parent of this path is not a folder", field="config.path"
+            f"config.path: {json_text(str(path))}: a parent of this path is not a folder",
+            field="config.path",
         ) from exc
     except OSError as exc:
-        raise StorageError(f"cannot inspect {path}: {exc.strerror}") from exc
+        raise StorageError(f"cannot inspect {json_text(str(path))}: {exc.strerror}") from exc
     if stat.S_ISDIR(info.st_mode):
-        raise NotADatabase(f"{path} is a folder, not an SQLite database file")
+        raise NotADatabase(f"{json_text(str(path))} is a folder, not an SQLite database file")
     if not stat.S_ISREG(info.st_mode):
-        raise NotADatabase(f"{path} is a device or special file, not an SQLite database file")
+        raise NotADatabase(
+            f"{json_text(str(path))} is a device or special file, not an SQLite database file"
+        )
     # Two names for one database file give two sets of side files (two write-ahead logs):
     # SQLite's "How To Corrupt" section 2.4. So a file with other names is opened only by the one
     # name this service knows it by (the home's default database, a registered or opened one):
@@ -287,22 +291,24 @@ def check_target(path: str, *, probe: bool = True) -> bool:
             know(f"{path}{suffix}")  # one name: this database's own, whatever links it later
         elif not stat.S_ISREG(side.st_mode) or not _own_side_file(path, suffix, side):
             raise NotADatabase(
-                f"{path}: its side file {os.path.basename(path)}{suffix} has other names (hard "
+                f"{json_text(str(path))}: its side file {json_text(os.path.basename(path) + suffix)} has other names (hard "
                 "links) or is not a plain file; SQLite would read and write another database "
                 "through it: remove it, or open a database whose side files are its own"
             )
     if being_written(path):
         raise NotADatabase(
-            f"{path} is a data file this service is writing (an import's rejects, an export), "
+            f"{json_text(str(path))} is a data file this service is writing (an import's rejects, an export), "
             "not a database"
         )
     if is_side_file(path):
         raise NotADatabase(
-            f"{path} is one of SQLite's own side files (-wal, -shm, -journal), not a database; "
+            f"{json_text(str(path))} is one of SQLite's own side files (-wal, -shm, -journal), not a database; "
             "open the database file it belongs to"
         )
     if probe and info.st_size and not is_sqlite_database(path):
-        raise NotADatabase(f"{path} is not an SQLite database (it lacks the SQLite header)")
+        raise NotADatabase(
+            f"{json_text(str(path))} is not an SQLite database (it lacks the SQLite header)"
+        )
     return True
 
 

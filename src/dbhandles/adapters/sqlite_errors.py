@@ -217,7 +217,9 @@ def translate_error(
     ):
         return StorageError(f"the database{where} is corrupt: {message}")
     if primary == _SQLITE_NOTADB or "not a database" in low or type(exc) is sqlite3.DatabaseError:
-        return NotADatabase(f"{path or 'the file'} is not an SQLite database ({message})")
+        return NotADatabase(
+            f"{json_text(path) if path else 'the file'} is not an SQLite database ({message})"
+        )
     if "too many sql variables" in low or "too many terms" in low:
         return InvalidFilter(f"the filter has too many values for SQLite ({message})")
     if "expression tree is too large" in low:

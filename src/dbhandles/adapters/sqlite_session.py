@@ -498,9 +498,9 @@ class SqliteSession(Session):
         dialect = self.adapter.dialect
         with self._translating(collection):
             self._writable(collection)
-            for path in paths:
+            for i, path in enumerate(paths):
                 field = ".".join(path)
-                validate_path(field, "paths")
+                validate_path(field, f"paths[{i}]")
                 column = RESERVED_COLUMNS.get(field)
                 if column is not None:
                     if column.name not in ("id", "created_at"):  # both are indexed already

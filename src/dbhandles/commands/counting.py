@@ -17,7 +17,7 @@ from dbhandles.commands.records import CollectionParams
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import RESERVED_FIELDS, parse_filter, validate_path
 from dbhandles.paging import and_filters
-from dbhandles.values import json_text
+from dbhandles.values import item_path, json_text
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -47,22 +47,23 @@ GroupBySpec = Annotated[
 
 def _check_group_by(value: object) -> object:
     """The shape of ``groupBy``, checked first: a union's own errors name its branches
-    (``function-after[...]``), not what the caller should send."""
-    if value is None or isinstance(value, str):
+    (``function-after[...]``), not what the caller should send; a bad path of a list is named by
+    its index (``groupBy[1]``), as every list parameter's element is."""
+    if value is None:
         return value
-    if (
-        isinstance(value, list)
-        and 1 <= len(value) <= MAX_GROUP_FIELDS
-        and all(isinstance(item, str) for item in value)
-    ):
+    if isinstance(value, str):
+        validate_path(value, "groupBy")
+        return value
+    if isinstance(value, list) and 1 <= len(value) <= MAX_GROUP_FIELDS:
+        for i, item in enumerate(value):
+            where = item_path("groupBy", i)
+            if not isinstance(item, str):
+                raise InvalidParams(f"{where}: a field path is a string, got {json_text(item, 80)}",
+                                    field=where)  # fmt: skip
+            validate_path(item, where)
         return value
     # What the caller sent, quoted as JSON (``3``, ``null``), never as Python names it.
-    if not isinstance(value, list):
-        got = json_text(value, 80)
-    elif not 1 <= len(value) <= MAX_GROUP_FIELDS:
-        got = f"a list of {len(value)}"
-    else:
-        got = "a list holding " + json_text(next(v for v in value if not isinstance(v, str)), 80)
+    got = json_text(value, 80) if not isinstance(value, list) else f"a list of {len(value)}"
     raise InvalidParams(
         f"groupBy: 1 to {MAX_GROUP_FIELDS} field paths, as one string or a list of strings "
         f'("metadata.topics", ["metadata.source", "metadata.topics"]); got {got}',

@@ -197,6 +197,12 @@ def data_open(service: Service, params: OpenParams, call: Call) -> OpenResult:
         if swapped:
             assert opening.resolved is not None
             raise changed("config.path", opening.resolved.given) from exc
+        if isinstance(exc, NotADatabase) and exc.field is None and opening.resolved is not None:
+            # The file config.path named is refused: the error names that param, as every other
+            # refusal of the path does.
+            exc.field = "config.path"
+            exc.message = f"config.path: {exc.message}"
+            exc.args = (exc.message,)
         raise
     entry = registry.resolve(handle)
     return OpenResult(

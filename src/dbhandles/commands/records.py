@@ -28,6 +28,7 @@ from dbhandles.errors import DbHandlesError, InvalidParams
 from dbhandles.events import event_name
 from dbhandles.filters import FilterNode, validate_collection
 from dbhandles.leases import Lease
+from dbhandles.values import item_path
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -253,8 +254,8 @@ def data_batch(service: Service, params: BatchParams, call: Call) -> BatchResult
     events: list[tuple[str, dict[str, Any]]] = []
     with service.lease(call) as (entry, adapter):
         decls = {}
-        for op in params.operations:
-            name = validate_collection(op.collection, "operations.collection")
+        for i, op in enumerate(params.operations):
+            name = validate_collection(op.collection, f"operations[{i}].collection")
             if name.lower() not in decls:
                 decls[name.lower()] = service.ensure_declared(adapter, name)
         with adapter.session(write=True) as session:
@@ -265,10 +266,20 @@ def data_batch(service: Service, params: BatchParams, call: Call) -> BatchResult
                     )
                 except DbHandlesError as exc:
                     exc.restate(f"operations[{i}] ({op.op}): ", "nothing was applied")
+                    exc.field = _in_operation(i, exc.field)
                     raise
     for name, payload in events:
         service.publish(entry, name, payload, params.suppress_events)
     return BatchResult(db_handle=entry.handle, results=results)
+
+
+def _in_operation(index: int, field: str | None) -> str:
+    """``field`` (a place in one operation: ``collection``, ``data.a["b.c"]``, ``["x.y"]``) as
+    the place in the batch's params: ``operations[1].collection``, ``operations[1]["x.y"]``."""
+    where = item_path("operations", index)
+    if not field:
+        return where
+    return f"{where}{field}" if field.startswith("[") else f"{where}.{field}"
 
 
 def _apply(

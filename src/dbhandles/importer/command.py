@@ -37,7 +37,13 @@ from dbhandles.commands.grammar import (
 from dbhandles.commands.recheck import AccessWatch, Use
 from dbhandles.commands.selection import SampleSize, Seed, SplitSpec, sampling_of, seed_rule
 from dbhandles.context import Context
-from dbhandles.errors import DbHandlesError, FileExists, InvalidParams, NotSupported
+from dbhandles.errors import (
+    DbHandlesError,
+    FileExists,
+    InvalidParams,
+    NotSupported,
+    PathNotAllowed,
+)
 from dbhandles.filters import (
     check_new_collection,
     parse_fields,
@@ -65,6 +71,7 @@ from dbhandles.importer.target import (
     resolve_target,
 )
 from dbhandles.paging import and_filters
+from dbhandles.pinned import changed
 from dbhandles.registry import HandleEntry
 from dbhandles.security import paths
 from dbhandles.security.redaction import audience, shown_path
@@ -182,7 +189,7 @@ def _regular_file(given: str, real: Path) -> None:
         return  # missing: ChunkReader says so
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise InvalidParams(
-            f"input: {given} is not a regular file (a pipe or a device); save the data to a file "
+            f"input: {json_text(given)} is not a regular file (a pipe or a device); save the data to a file "
             "first (a .gz file works as it is)",
             field="input",
         )
@@ -205,10 +212,13 @@ class ImportHooks:
 
 def import_target(service: Service, params: ImportParams, context: Context) -> HandleEntry:
     """The target of ``data/import``: the database at ``output`` (opened, created if missing) or
-    ``dbHandle``. The input is checked first, so a missing input never leaves a new output behind.
+    ``dbHandle``. Every path (input, output, rejects) is decided first, whatever ``onError`` is, so
+    a refused path never leaves a new output database (and its handle) behind, and a rejects path
+    is refused the same with onError abort (which never writes it) as with skip.
 
     Raises:
-        DbHandlesError: a bad input file, or from ``resolve_target``.
+        DbHandlesError: a bad input file, rejects file or output path, two of them one file
+            (``path_not_allowed``), or from ``resolve_target``.
     """
     output = None
     if params.output is not None:
@@ -221,26 +231,69 @@ def import_target(service: Service, params: ImportParams, context: Context) -> H
     source = check_file(service, params.input, "input", context)
     _regular_file(params.input, source)
     ChunkReader(source).close()  # a missing or unreadable input fails before the output is opened
-    # Every path is decided before anything is created, whatever onError is: a refused rejects
-    # file never leaves a new output database (and its handle) behind, and a rejects path is refused
-    # the same with onError abort (which never writes it) as with skip.
+    files: list[tuple[str, str, Path]] = [("input", params.input, source)]
+    if output is not None:
+        assert params.output is not None
+        files.append(("output", params.output, output))
     given: str | Path | None = params.rejects
     if given is None and output is not None and params.on_error == "skip":
         given = default_rejects_path(output)
     if given is not None:
         rejects = check_file(service, given, "rejects", context, writing=True)
-        if params.on_error == "skip":
-            check_replaceable(rejects)
+        files.append(("rejects", os.fspath(given), rejects))
+    _distinct_files(files)
+    if given is not None and params.on_error == "skip":
+        check_replaceable(files[-1][2])
     open_before = {entry.handle for entry in service.registry.list_handles()}
     entry = resolve_target(service, "data/import", params, params.output, path_field="output",
                            mode="create", context=context)  # fmt: skip
     try:
+        if output is None and (db_path := service.registry.get_db_path(entry.handle)):
+            # The database of a dbHandle target, known only now (resolving a handle creates nothing).
+            _distinct_files([("dbHandle", entry.handle, Path(db_path)), *files])
         _check_target_collection(service, entry, params.collection)
     except DbHandlesError:
         if entry.handle not in open_before:  # opened for this import: leave nothing behind
             service.registry.close(entry.handle)
         raise
     return entry
+
+
+def _file_identity(field: str, given: str, path: Path) -> tuple[object, ...]:
+    """What makes two of an import's paths one file: ``(st_dev, st_ino)`` of an existing file (any
+    of its names), else its real path (a file not created yet, named twice).
+
+    Raises:
+        PathNotAllowed: a folder on the way changed while it was resolved (``pinned.changed``).
+    """
+    try:
+        info = os.stat(path)
+    except OSError:
+        try:
+            return ("new", os.path.realpath(path))
+        except OSError as exc:  # a link on the way removed while realpath read it
+            raise changed(field, given) from exc
+    return ("file", info.st_dev, info.st_ino)
+
+
+def _distinct_files(files: list[tuple[str, str, Path]]) -> None:
+    """No two of an import's files (``(field, path as given, real path)``, in the order the
+    caller named them) are one file: a rejects file that is the output database would be written
+    over it, an input that is the rejects file emptied while it is read.
+
+    Raises:
+        PathNotAllowed: a later file is an earlier one; ``field`` names the later.
+    """
+    seen: dict[tuple[object, ...], str] = {}
+    for field, given, real in files:
+        key = _file_identity(field, given, real)
+        if key in seen:
+            raise PathNotAllowed(
+                f"{field}: {json_text(given)} is the same file as the import's {seen[key]}; "
+                f"name another {field} file (nothing was created)",
+                field=field,
+            )
+        seen[key] = field
 
 
 def _check_target_collection(service: Service, entry: HandleEntry, collection: str) -> None:
@@ -434,7 +487,7 @@ def export_target(service: Service, params: ExportParams, context: Context) -> H
     output = check_file(service, params.output, "output", context, writing=True)
     if not _replaces(params, context) and os.path.lexists(output):
         raise FileExists(
-            f"output: {params.output} exists; choose another name, or pass overwrite: true "
+            f"output: {json_text(params.output)} exists; choose another name, or pass overwrite: true "
             "(jtag: --overwrite) to replace it",
             field="output",
         )

@@ -175,20 +175,20 @@ def _open(path: Path, folder: Pinned, compress: bool, mode: int) -> _Output:
         found = _leftover(path.name, folder)
         if found == "running":
             raise FileExists(
-                f"output: {path.name} exists: another export to this name is writing it; wait "
+                f"output: {json_text(path.name)} exists: another export to this name is writing it; wait "
                 "for it to finish, or choose another name",
                 field="output",
             )
         if found == "unknown":
             raise FileExists(
-                f"output: {path.name} exists: an export to this name was killed, or someone put a "
+                f"output: {json_text(path.name)} exists: an export to this name was killed, or someone put a "
                 "file there (this file system keeps no mark that tells them apart); delete it "
                 "when no export runs, or choose another output name",
                 field="output",
             )
         if found == "foreign":
             raise FileExists(
-                f"output: {path.name} exists and was not written by an export (it is never "
+                f"output: {json_text(path.name)} exists and was not written by an export (it is never "
                 "deleted by one); delete or rename it, or choose another output name",
                 field="output",
             )
@@ -340,7 +340,7 @@ def _export_in(
             there = os.lstat(partial.name, dir_fd=at)
             if (there.st_dev, there.st_ino) != out.identity:
                 raise FileExists(
-                    f"output: another export to {target.name} replaced this one's partial file "
+                    f"output: another export to {json_text(target.name)} replaced this one's partial file "
                     "while it ran; nothing was written by this one",
                     field="output",
                 )
@@ -373,7 +373,7 @@ def _link_new(partial: str, target: str, folder: int) -> None:
         os.link(partial, target, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
     except FileExistsError as exc:
         raise FileExists(
-            f"output: {target} exists; choose another name, or pass overwrite: true "
+            f"output: {json_text(str(target))} exists; choose another name, or pass overwrite: true "
             "(jtag: --overwrite)",
             field="output",
         ) from exc

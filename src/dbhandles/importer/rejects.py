@@ -44,7 +44,7 @@ def check_replaceable(path: str | os.PathLike[str]) -> None:
         entry = None
     if not isinstance(entry, dict) or (entry and set(entry) != _ENTRY_KEYS):
         raise FileExists(
-            f"rejects: {target.name} exists and is not a rejects file of an earlier run; choose "
+            f"rejects: {json_text(str(target))} exists and is not a rejects file of an earlier run; choose "
             "another rejects name (nothing was imported)",
             field="rejects",
         )

@@ -32,6 +32,7 @@ from dbhandles.errors import PathNotAllowed
 from dbhandles.security.paths import is_service_state
 from dbhandles.settings import Settings
 from dbhandles.store import HandleStore
+from dbhandles.values import json_text
 
 __all__ = ["SIDE_SUFFIXES", "FileNames"]
 
@@ -169,7 +170,7 @@ class FileNames:
                        "a file is used by one name only")  # fmt: skip
         if why is not None:
             raise PathNotAllowed(
-                f"dbHandle: the file of this handle, {path}, {why}: restore the file, or "
+                f"dbHandle: the file of this handle, {json_text(path)}, {why}: restore the file, or "
                 "data/close this handle",
                 field="dbHandle",
             )

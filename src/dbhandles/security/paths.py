@@ -276,7 +276,7 @@ def _outside(purpose: Purpose) -> str:
 
 
 def _refuse(field_name: str, shown: str, why: str) -> PathNotAllowed:
-    return PathNotAllowed(f"{field_name}: {shown} {why}", field=field_name)
+    return PathNotAllowed(f"{field_name}: {json_text(shown)} {why}", field=field_name)
 
 
 def resolve(
@@ -356,7 +356,7 @@ def _resolve(
         place = None
     if place is None:
         if context.is_admin:
-            roots = ", ".join(map(str, settings.roots()))
+            roots = ", ".join(json_text(str(root)) for root in settings.roots())
             why = (f"is outside the allowed folders ({roots}); an administrator can add folders "
                    "with DBHANDLES_ALLOWED_ROOTS")  # fmt: skip
         else:
