@@ -96,7 +96,9 @@ def test_every_write_door_names_the_same_path(
     for command, params, prefix in doors:
         with pytest.raises(InvalidParams) as caught:
             service.execute(command, {"dbHandle": handle, **params})
-        assert caught.value.field == in_command, command
+        # A batch's field starts at the operation that holds the value (operations[0].data...).
+        place = "operations[0]." if command == "data/batch" else ""
+        assert caught.value.field == place + in_command, command
         assert caught.value.message.startswith(f"{prefix}{in_command}: "), caught.value.message
     source, rejects = tmp_path / "in.jsonl", tmp_path / "rejects.jsonl"
     source.write_bytes(json.dumps(record).encode() + b"\n")
