@@ -346,6 +346,16 @@ class Settings:
             shown="268435456 (256 MiB)",
         ),
     )
+    memory_per_actor_bytes: int = field(
+        default=512 << 20,
+        metadata=setting(
+            "DBHANDLES_MEMORY_PER_ACTOR_BYTES",
+            "Most bytes of records (as JSON) all the memory and json databases a non-admin actor "
+            "opened may hold together: a write that would pass it is refused whole "
+            "(quota_exceeded); administrators are bounded per database only (0: no limit).",
+            shown="536870912 (512 MiB)",
+        ),
+    )
     job_duty: float = field(
         default=0.5,
         metadata=setting(
