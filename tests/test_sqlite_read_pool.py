@@ -14,7 +14,7 @@ import pytest
 from dbhandles import budget
 from dbhandles.adapters.base import Query, Record
 from dbhandles.adapters.sqlite import SqliteAdapter
-from dbhandles.adapters.sqlite_readers import READERS
+from dbhandles.adapters.sqlite_readers import KEEP_IDLE, READERS, ReaderPool
 from dbhandles.errors import DbHandlesError, QueryTimeout
 from dbhandles.filters import parse_filter
 
@@ -193,3 +193,32 @@ def test_json_indexes_stay_readable_on_new_read_connections(db: SqliteAdapter) -
             assert session.count("big", parse_filter({"t": "a" * 20})) == 300
     finally:
         assert [h.finish() for h in held] == [300] * (READERS - 1)
+
+
+def test_the_pool_keeps_one_idle_connection_and_closes_the_rest(tmp_path: Path) -> None:
+    opened: list[sqlite3.Connection] = []
+
+    def opener() -> tuple[sqlite3.Connection, Any]:
+        conn = sqlite3.connect(tmp_path / "p.db", check_same_thread=False, isolation_level=None)
+        opened.append(conn)
+        return conn, None
+
+    pool = ReaderPool(opener, size=3)
+    lent = [pool.acquire() for _ in range(3)]
+    for reader in lent:
+        pool.give_back(reader)
+    assert len(opened) == 3 and pool.busy() == 0
+    kept = [conn for conn in opened if _is_open(conn)]
+    assert len(kept) == KEEP_IDLE
+    assert pool.acquire()[0] is kept[0] and len(opened) == 3  # reused, none opened
+    pool.close()  # a lent connection is closed when it comes back
+    pool.give_back((kept[0], None))
+    assert not any(_is_open(conn) for conn in opened)
+
+
+def _is_open(conn: sqlite3.Connection) -> bool:
+    try:
+        conn.execute("SELECT 1")
+    except sqlite3.ProgrammingError:
+        return False
+    return True

@@ -93,7 +93,7 @@ class Settings:
             "DBHANDLES_MAX_OPEN_DATABASES",
             "Databases kept connected at once; past it the least recently used one is released "
             "(its handle stays valid and reconnects on use).",
-            shown="0 (a quarter of the open-files limit)",
+            shown="0 (a sixth of the open-files limit)",
         ),
     )
     max_body_bytes: int = field(
@@ -463,8 +463,9 @@ class Settings:
         )
 
     def open_databases_limit(self) -> int:
-        """``max_open_databases``, or when 0 a quarter of what the process's open-files limit leaves
-        after 64 descriptors for sockets and logs (an SQLite database in WAL mode holds three)."""
+        """``max_open_databases``, or when 0 a sixth of what the process's open-files limit leaves
+        after 64 descriptors for sockets and logs (an SQLite database in WAL mode holds three, and
+        two more for the read connection it keeps: ``adapters/sqlite_readers``)."""
         if self.max_open_databases > 0:
             return self.max_open_databases
         import resource
@@ -475,7 +476,7 @@ class Settings:
             soft = 1024
         if soft == resource.RLIM_INFINITY or soft <= 0:
             soft = 65536
-        return max(4, min(4096, (soft - 64) // 4))
+        return max(4, min(4096, (soft - 64) // 6))
 
     def with_home(self, home: str | os.PathLike[str]) -> Settings:
         return replace(self, home=Path(home).expanduser())

@@ -25,11 +25,15 @@ from dbhandles.adapters.sqlite_session import SqliteSession
 if TYPE_CHECKING:
     from dbhandles.adapters.sqlite import SqliteAdapter
 
-__all__ = ["READERS", "ReaderPool", "acquire_within_budget", "pooled_read"]
+__all__ = ["KEEP_IDLE", "READERS", "ReaderPool", "acquire_within_budget", "pooled_read"]
 
 #: Read connections per SQLite file in WAL mode (besides the writer): how many long reads may run
 #: at once before the next one waits. Each keeps its own page cache and statement cache.
 READERS = 4
+#: Idle read connections kept per file for the next read; one given back past it is closed. Each
+#: holds two file descriptors (the file and its WAL), which ``Settings.open_databases_limit``
+#: counts: a file's descriptors stay bounded however many reads it once ran at a time.
+KEEP_IDLE = 1
 
 #: A connection and its catalog, as the opener gives them.
 Reader = tuple[sqlite3.Connection, Catalog]
@@ -51,15 +55,19 @@ def acquire_within_budget(lock: threading.RLock | threading.Condition) -> None:
 
 
 class ReaderPool:
-    """Up to ``size`` read connections made by ``opener``, lent one at a time (thread-safe).
+    """Up to ``size`` read connections made by ``opener``, lent one at a time, ``keep`` of them
+    kept while idle (thread-safe).
 
     ``close`` closes the idle ones at once and each lent one when it comes back (a connection is
     closed by the pool only, never while a read uses it).
     """
 
-    def __init__(self, opener: Callable[[], Reader], size: int = READERS) -> None:
+    def __init__(
+        self, opener: Callable[[], Reader], size: int = READERS, keep: int = KEEP_IDLE
+    ) -> None:
         self._opener = opener
         self.size = size
+        self.keep = keep
         self._ready = threading.Condition(threading.Lock())
         self._idle: list[Reader] = []
         #: Connections of the current generation, idle or lent.
@@ -109,7 +117,9 @@ class ReaderPool:
         conn = reader[0]
         with self._ready:
             generation = self._lent.pop(conn, None)
-            keep = generation == self._generation and _reusable(conn)
+            keep = (
+                generation == self._generation and len(self._idle) < self.keep and _reusable(conn)
+            )
             if keep:
                 self._idle.append(reader)
             elif generation == self._generation:
