@@ -132,6 +132,74 @@ def test_a_pipelined_head_over_the_limit_comes_after_the_answer_before_it(home: 
         assert service.execute("data/read", {"collection": "c", "id": "r1"})["found"]
 
 
+# -- the bound at its edge: a head that begins inside a piece counts from where it begins -------------
+
+LIMIT = 64 * 1024
+
+
+def _head(size: int, body: bytes = b"") -> bytes:
+    """A request head of exactly ``size`` bytes (its blank line included), then ``body``."""
+    start = b"POST /commands/data/create HTTP/1.1\r\nHost: 127.0.0.1\r\n" if body else HEAD
+    if body:
+        start += b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+    pad = b"X-Pad: " + b"p" * (size - len(start) - len(b"X-Pad: \r\n\r\n")) + b"\r\n\r\n"
+    head = start + pad
+    assert len(head) == size
+    return head + body
+
+
+def _create(record_id: str) -> bytes:
+    return orjson.dumps({"collection": "c", "id": record_id, "data": {"x": "y" * 100}})
+
+
+@pytest.mark.parametrize("with_body", [False, True])
+def test_a_head_of_exactly_the_limit_is_served_and_one_byte_more_is_431(
+    home: Path, with_body: bool
+) -> None:
+    # The first request of a connection: its head begins in the first piece read, which counts.
+    with serving(home) as (_service, served):
+        assert _service.settings.max_header_bytes == LIMIT
+        sock = connect(served.port)
+        sock.sendall(_head(LIMIT, _create("r1") if with_body else b""))
+        assert read_answer(sock)[0] == 200
+        sock.close()
+        sock = connect(served.port)
+        sender = threading.Thread(
+            target=_send_quietly, args=(sock, _head(LIMIT + 1, _create("r2") if with_body else b""))
+        )
+        sender.start()
+        _refused_431(sock)
+        sender.join(20)
+        sock.close()
+
+
+@pytest.mark.parametrize("before", ["get", "post"])
+def test_a_pipelined_head_is_bound_at_the_limit_after_a_request_in_the_same_piece(
+    home: Path, before: str
+) -> None:
+    # A body of its own before the head (a 40 KB one: most of the piece the head begins in).
+    body = {"collection": "c", "data": {"x": "y" * 40_000}}
+    first = HEAD + b"\r\n" if before == "get" else post("data/create", body)
+    with serving(home) as (_service, served):
+        sock = connect(served.port)
+        sock.sendall(first + _head(LIMIT))
+        stream = sock.makefile("rb")
+        assert read_answer(stream)[0] == 200
+        assert read_answer(stream)[0] == 200
+        stream.close()
+        sock.close()
+        sock = connect(served.port)
+        sender = threading.Thread(target=_send_quietly, args=(sock, first + _head(LIMIT + 1)))
+        sender.start()
+        stream = sock.makefile("rb")
+        assert read_answer(stream)[0] == 200
+        status, _, body = read_answer(stream)
+        assert (status, orjson.loads(body)["code"]) == (431, "payload_too_large")
+        sender.join(20)
+        stream.close()
+        sock.close()
+
+
 # -- every request that ran is answered, before the connection's end ---------------------------------
 
 

@@ -127,6 +127,10 @@ class HandleEntry:
     is_default: bool = False
     durable: bool = True
     owner: str | None = None
+    #: A non-admin's (``owner``'s) handle: its memory or json database counts against the owner's
+    #: total (``adapters/memory_quota``). A handle read from the handle store counts when it has
+    #: an owner (whether that owner is an administrator is not stored).
+    metered: bool = False
     aliases: list[str] = field(default_factory=list)
     permissions: Permissions | None = None
     row_filter: FilterNode | None = None

@@ -20,6 +20,7 @@ from dbhandles.errors import HandleNotFound
 from dbhandles.handle_entry import HandleEntry
 
 if TYPE_CHECKING:
+    from dbhandles.adapters.memory_quota import ActorMemory
     from dbhandles.registry import HandleRegistry
     from dbhandles.security.file_names import FileNames
     from dbhandles.settings import Settings
@@ -75,6 +76,8 @@ class ConnectionTable:
     store: HandleStore
     #: The book of names of database files (``security/file_names.py``).
     names: FileNames
+    #: What each non-admin actor's memory and json databases hold (``adapters/memory_quota``).
+    memory: ActorMemory
     _lock: threading.RLock
     _connections: dict[str, Connection]
     _default: HandleEntry
@@ -125,6 +128,8 @@ class ConnectionTable:
                     adapter = cls(entry.config)
                     if isinstance(adapter, MemoryAdapter):  # memory, json: in this process's RAM
                         adapter.max_bytes = self.settings.max_memory_db_bytes
+                        if entry.metered and entry.owner is not None:
+                            adapter.account = self.memory.account(entry.owner)
                     conn = self._connections[key] = Connection(adapter)
             conn.handles.add(entry.handle)
             conn.in_use += 1

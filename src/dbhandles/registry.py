@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dbhandles.adapters import AdapterConfig, FileConfig, get_adapter_class
+from dbhandles.adapters.memory_quota import ActorMemory
 from dbhandles.clock import now_ms
 from dbhandles.dbfiles import check_plain, know
 from dbhandles.errors import DefaultHandleProtected, HandleNotFound, InvalidParams
@@ -106,6 +107,7 @@ class HandleRegistry(ConnectionTable):
             self.store = store or SqliteHandleStore(Path(default_config.path))  # type: ignore[attr-defined]
         #: The book of names of database files (``security/file_names.py``).
         self.names = FileNames(self.store)
+        self.memory = ActorMemory(settings.memory_per_actor_bytes)
         #: Bumped by every change that may narrow access (closing a handle, pointing an alias here;
         #: grants, isolation and tokens elsewhere), so cached access decisions never outlive it.
         self.access_generation = AccessGeneration(self.store)
@@ -183,6 +185,7 @@ class HandleRegistry(ConnectionTable):
             last_used_at=max(row.last_used_at, self._last_used.get(row.handle, 0)),
             emit_events=row.emit_events,
             owner=row.owner,
+            metered=row.owner is not None,
             permissions=Permissions.model_validate(row.permissions) if row.permissions else None,
             stored=True,
         )
@@ -234,6 +237,7 @@ class HandleRegistry(ConnectionTable):
         entry = HandleEntry(
             handle, cls.name, parsed, now, now, emit_events=emit_events,
             durable=cls.features.durable, owner=owner, permissions=permissions,
+            metered=owner is not None and not take_alias,
         )  # fmt: skip
         conn = self._acquire(entry)
         try:

@@ -93,7 +93,7 @@ class Settings:
             "DBHANDLES_MAX_OPEN_DATABASES",
             "Databases kept connected at once; past it the least recently used one is released "
             "(its handle stays valid and reconnects on use).",
-            shown="0 (a quarter of the open-files limit)",
+            shown="0 (a sixth of the open-files limit)",
         ),
     )
     max_body_bytes: int = field(
@@ -346,6 +346,16 @@ class Settings:
             shown="268435456 (256 MiB)",
         ),
     )
+    memory_per_actor_bytes: int = field(
+        default=512 << 20,
+        metadata=setting(
+            "DBHANDLES_MEMORY_PER_ACTOR_BYTES",
+            "Most bytes of records (as JSON) all the memory and json databases a non-admin actor "
+            "opened may hold together: a write that would pass it is refused whole "
+            "(quota_exceeded); administrators are bounded per database only (0: no limit).",
+            shown="536870912 (512 MiB)",
+        ),
+    )
     job_duty: float = field(
         default=0.5,
         metadata=setting(
@@ -453,8 +463,9 @@ class Settings:
         )
 
     def open_databases_limit(self) -> int:
-        """``max_open_databases``, or when 0 a quarter of what the process's open-files limit leaves
-        after 64 descriptors for sockets and logs (an SQLite database in WAL mode holds three)."""
+        """``max_open_databases``, or when 0 a sixth of what the process's open-files limit leaves
+        after 64 descriptors for sockets and logs (an SQLite database in WAL mode holds three, and
+        two more for the read connection it keeps: ``adapters/sqlite_readers``)."""
         if self.max_open_databases > 0:
             return self.max_open_databases
         import resource
@@ -465,7 +476,7 @@ class Settings:
             soft = 1024
         if soft == resource.RLIM_INFINITY or soft <= 0:
             soft = 65536
-        return max(4, min(4096, (soft - 64) // 4))
+        return max(4, min(4096, (soft - 64) // 6))
 
     def with_home(self, home: str | os.PathLike[str]) -> Settings:
         return replace(self, home=Path(home).expanduser())

@@ -84,8 +84,23 @@ NUMBER_BOUND = 2**63
 MAX_VERSION = 2**31 - 1
 #: 19 digits in a row: orjson reads every integer of 18 digits or fewer exactly (and those of 19 or
 #: 20 up to 2**64 - 1); a longer or more negative one it reads as a float.
-_LONG_DIGITS = re.compile(r"[0-9]{19}")
-_LONG_DIGITS_BYTES = re.compile(rb"[0-9]{19}")
+_LONG_DIGIT_RUN = b"0" * 19
+#: Every ASCII digit to ``0``, every other byte to a space: a run of 19 digits becomes
+#: ``_LONG_DIGIT_RUN``. ``bytes.translate`` and ``in`` scan a 10 MB body in about 7 ms where
+#: ``re`` took 76-180 ms, holding Python's GIL (so every other thread, the event loop included).
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+
+
+def _has_long_digits(text: bytes | bytearray | memoryview | str) -> bool:
+    """Whether ``text`` holds 19 or more ASCII digits in a row (``read_json``)."""
+    if isinstance(text, str):
+        # orjson has read it: no lone surrogate is left, but ``surrogatepass`` never raises.
+        data: bytes | bytearray = text.encode("utf-8", "surrogatepass")
+    elif isinstance(text, memoryview):
+        data = text.tobytes()
+    else:
+        data = text
+    return _LONG_DIGIT_RUN in data.translate(_DIGITS_ONLY)
 
 
 #: The Unicode categories Cc (controls), Cf (format: bidirectional controls and marks, zero-width
@@ -125,9 +140,6 @@ def read_json(text: bytes | str) -> Any:
     Raises:
         orjson.JSONDecodeError: ``text`` is not JSON (a ``ValueError``).
     """
-    pattern = (
-        _LONG_DIGITS_BYTES if isinstance(text, bytes | bytearray | memoryview) else _LONG_DIGITS
-    )
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -137,7 +149,7 @@ def read_json(text: bytes | str) -> Any:
         if exact is _NOT_READ:
             raise
         return exact
-    if pattern.search(text) is None:  # type: ignore[arg-type]
+    if not _has_long_digits(text):
         return value
     exact = _exact_json(text)
     return value if exact is _NOT_READ else exact

@@ -5,7 +5,9 @@ that holds it; handles given the same ``name`` share one database.
 
 A memory (or json) database lives in the server's memory, so it holds at most ``max_bytes`` of records
 (as JSON, counted as they are written): a write session that would end past it is undone and raises
-``QuotaExceeded``. The registry sets ``max_bytes`` from ``DBHANDLES_MAX_MEMORY_DB_BYTES``.
+``QuotaExceeded``. The registry sets ``max_bytes`` from ``DBHANDLES_MAX_MEMORY_DB_BYTES``, and for a
+non-admin actor's database an ``account`` that bounds all of that actor's databases together
+(``memory_quota``, ``DBHANDLES_MEMORY_PER_ACTOR_BYTES``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from dbhandles.adapters.base import (
     Sampling,
     Session,
 )
+from dbhandles.adapters.memory_quota import MemoryAccount
 from dbhandles.errors import QuotaExceeded, RecordExists
 from dbhandles.evaluate import is_after, matches, sort_records
 from dbhandles.filters import FilterNode, check_collection_query, check_new_collection
@@ -247,6 +250,8 @@ class MemoryAdapter(Adapter):
     #: Bytes of records (as JSON) the database may hold; a write session that would end past it
     #: is undone (``QuotaExceeded``). 0: no limit.
     max_bytes: int = DEFAULT_MAX_BYTES
+    #: The owner's account across its databases (``memory_quota``); ``None``: not counted.
+    account: MemoryAccount | None = None
 
     def __init__(self, config: AdapterConfig) -> None:
         super().__init__(config)
@@ -262,6 +267,8 @@ class MemoryAdapter(Adapter):
 
     def _close(self) -> None:
         self.store = MemoryStore()
+        if self.account is not None:
+            self.account.forget(id(self))
 
     def release(self) -> None:
         # Releasing would drop the data: a memory database is only ever closed, never released.
@@ -277,14 +284,18 @@ class MemoryAdapter(Adapter):
                     self._check_size(session)
                     self._commit(session)
             except BaseException:
+                touched = bool(session.undo)
                 session.rollback()
+                if self.account is not None and touched:
+                    self.account.settle(id(self), self.store.size, False)  # back as it was
                 raise
 
     def _check_size(self, session: MemorySession) -> None:
         """Refuse a session that grew the database past ``max_bytes`` (the caller rolls it back).
 
         Raises:
-            QuotaExceeded: it did.
+            QuotaExceeded: it did, or it took its owner's databases together past the owner's
+                limit (``account``).
         """
         if self.max_bytes and session.grown > 0 and self.store.size > self.max_bytes:
             raise QuotaExceeded(
@@ -293,6 +304,8 @@ class MemoryAdapter(Adapter):
                 "(DBHANDLES_MAX_MEMORY_DB_BYTES): nothing of it was written; delete records, or "
                 "use a sqlite database for data this large"
             )
+        if self.account is not None:
+            self.account.settle(id(self), self.store.size, session.grown > 0)
 
     def _commit(self, session: MemorySession) -> None:
         """Hook for subclasses that persist (the JSON adapter writes its file here)."""

@@ -1,7 +1,8 @@
 """The ``sqlite`` adapter: one table per collection in an SQLite file, filters compiled to SQL.
 
-One connection per adapter, guarded by the adapter's re-entrant lock for the whole of a session: SQLite
-serialises writers anyway, and one connection keeps the statement cache warm. Handles on the same file
+One writing connection per adapter, guarded by the adapter's re-entrant lock for the whole of a session:
+SQLite serialises writers anyway. On a file in WAL mode read sessions use a small pool of read connections
+instead (``sqlite_readers``), so one long read never waits for, or blocks, another. Handles on the same file
 share one adapter (see ``connection_key``); read-only handles get their own read-only connection.
 The pieces: ``sqlite_config`` (config, path checks), ``sqlite_session`` (records), ``sqlite_schema``
 (collection tables, trust), ``sqlite_errors`` (the one error boundary), ``sql_compile`` + ``sqlite_compile`` (filters to SQL).
@@ -11,14 +12,16 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import orjson
 
 from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Record, Session
 from dbhandles.adapters.sql_compile import Fragment, SqlCompiler
+from dbhandles.adapters.sqlite_bulk import bulk_load, enter_wal
 from dbhandles.adapters.sqlite_compile import SqliteDialect
 from dbhandles.adapters.sqlite_config import (
     SQLITE_HEADER,
@@ -32,6 +35,7 @@ from dbhandles.adapters.sqlite_config import (
 )
 from dbhandles.adapters.sqlite_errors import translating
 from dbhandles.adapters.sqlite_guard import install as guard_schema_sql
+from dbhandles.adapters.sqlite_readers import ReaderPool, acquire_within_budget, pooled_read
 from dbhandles.adapters.sqlite_schema import Catalog, json_functions_innocuous
 from dbhandles.adapters.sqlite_session import Row, SqliteSession, point_statement, resolve_in
 from dbhandles.dbfiles import connect_sqlite, create_empty
@@ -44,10 +48,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SQLITE_HEADER", "Row", "SqliteAdapter", "SqliteConfig", "SqliteSession"]
 
-_BULK_CACHE_KIB = 64 * 1024
-_DEFAULT_CACHE = -2000  # SQLite's default: 2000 KiB
-_DEFAULT_AUTOCHECKPOINT = 1000
-
 
 def _regexp(pattern: object, value: object) -> int:
     # SQLite may evaluate this before the type guard it is ANDed with: any non-text value is a miss.
@@ -57,28 +57,9 @@ def _regexp(pattern: object, value: object) -> int:
     return 1 if search(pattern, value) else 0
 
 
-_SQLITE_BUSY = 5
 _SQLITE_ERROR = 1
 #: Compiled filters an adapter keeps (``SqliteAdapter.where``); past it the cache starts again.
 _MAX_WHERES = 256
-
-
-def _enter_wal(conn: sqlite3.Connection, busy_timeout: int) -> None:
-    """Switch the file to WAL if nobody is in the way, without waiting; then wait ``busy_timeout``
-    ms again, as the connection is configured to.
-
-    While another connection uses the file in a rollback journal (a bulk import in progress), or
-    reads it as an import ends, the switch is refused as busy: carry on in the current mode, which
-    works, only with less concurrency; the next open that finds the file free switches it.
-    """
-    conn.execute("PRAGMA busy_timeout = 0")
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-    except sqlite3.OperationalError as exc:
-        if getattr(exc, "sqlite_errorcode", None) != _SQLITE_BUSY:
-            raise
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout)}")
 
 
 def _identity(path: str) -> tuple[int, int] | None:
@@ -128,6 +109,9 @@ class SqliteAdapter(Adapter):
         #: those of foreign tables with an integer key (``_remember_point``).
         self._points: dict[str, str | tuple[str, ForeignReader]] = {}
         self._points_for: tuple[Catalog, int] | None = None
+        #: Read connections of a file in WAL mode, and this thread's sessions (``_session``).
+        self._readers = ReaderPool(self._open_reader)
+        self._local = threading.local()
 
     @classmethod
     def parse_config(cls, raw: Mapping[str, Any] | None) -> AdapterConfig:
@@ -204,11 +188,21 @@ class SqliteAdapter(Adapter):
         self._conn, self._catalog = conn, catalog
         self._identity, self._vanished = _identity(self.path), False
 
+    def connect(self) -> None:
+        if self._connected and not self._closed:  # without waiting for a writer's lock
+            return
+        super().connect()
+
+    def _open_reader(self) -> tuple[sqlite3.Connection, Catalog]:
+        """A read connection of the pool (``sqlite_readers``), configured as the main one."""
+        mode: Literal["ro", "rw"] = "ro" if self.settings.readonly else "rw"
+        return self._open_connection(mode, immutable=False, reader=True)
+
     def _open_connection(
-        self, mode: Literal["ro", "rw", "rwc"], *, immutable: bool
+        self, mode: Literal["ro", "rw", "rwc"], *, immutable: bool, reader: bool = False
     ) -> tuple[sqlite3.Connection, Catalog]:
         """A configured connection and its catalog (the schema read once: a file that is not a
-        database fails here)."""
+        database fails here); a ``reader`` (``query_only``) leaves the file's settings alone."""
         settings = self.settings
         with translating(path=self.path):
             conn = connect_sqlite(
@@ -217,10 +211,21 @@ class SqliteAdapter(Adapter):
         try:
             with translating(path=self.path):
                 conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout)}")
-                conn.execute("PRAGMA trusted_schema = OFF")
+                # A reader starts from the trust the writer's catalog decided (its own catalog
+                # decides again at once, in ``refresh``): under ``trusted_schema=OFF``, SQLite
+                # before 3.45 cannot even parse a schema with dbhandles' JSON indexes.
+                main = self._catalog
+                trust = reader and main is not None and main.guard_trust and main.trusted
+                conn.execute(f"PRAGMA trusted_schema = {'ON' if trust else 'OFF'}")
                 # Views and triggers of the file never reach pragma tables, ATTACH or files.
                 guard_schema_sql(conn)
-                new = not settings.readonly and conn.execute("PRAGMA page_count").fetchone()[0] == 0
+                if reader:
+                    conn.execute("PRAGMA query_only = ON")
+                new = (
+                    not settings.readonly
+                    and not reader
+                    and conn.execute("PRAGMA page_count").fetchone()[0] == 0
+                )
                 if new:
                     # A new database: JSON documents are often kilobytes, and 8 KiB pages store them
                     # with fewer overflow pages (measured: imports 20% less CPU, files 10% smaller).
@@ -229,8 +234,10 @@ class SqliteAdapter(Adapter):
                 # or for a database dbhandles is creating (mode create on a missing or empty file).
                 created = new and settings.mode == "create"
                 if not settings.readonly and (settings.wal or (settings.wal is None and created)):
-                    _enter_wal(conn, settings.busy_timeout)
-                self._wal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
+                    enter_wal(conn, settings.busy_timeout)
+                if not reader:
+                    journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                    self._wal = str(journal).lower() == "wal"
                 conn.execute(f"PRAGMA synchronous = {settings.synchronous.upper()}")
                 conn.create_function("regexp", 2, _regexp, deterministic=True)
                 if not settings.readonly:
@@ -242,6 +249,7 @@ class SqliteAdapter(Adapter):
                     guard_trust=not json_functions_innocuous(),
                     camel_names=settings.field_names == "camel",
                 )
+                catalog.trusted = trust
                 catalog.refresh()  # reads the schema: a file that is not a database fails here
         except BaseException:
             conn.close()
@@ -253,6 +261,7 @@ class SqliteAdapter(Adapter):
         self._wal = False
         self._known, self._known_for = {}, None  # answers of that connection's catalog
         self._points, self._points_for = {}, None
+        self._readers.close()
         if conn is not None:
             with translating(path=self.path):
                 conn.close()
@@ -315,7 +324,10 @@ class SqliteAdapter(Adapter):
         be decided one read late, which it guards nothing for: it is about what a *write* to a
         collection runs, and every write session refreshes the catalog before it writes.
         """
-        with self._lock:
+        reading = getattr(self._local, "reader", None)
+        if reading is not None:  # inside a pooled read session on this thread: its snapshot
+            return reading.get(collection, record_id)  # type: ignore[no-any-return]
+        with self._locked():
             if self._active:
                 return super().read_one(collection, record_id)
             conn, catalog = self._require()
@@ -416,32 +428,73 @@ class SqliteAdapter(Adapter):
             return found
 
     @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The adapter's lock, waited for no longer than the command's budget (``QueryTimeout``)."""
+        acquire_within_budget(self._lock)
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def _pooled_reads(self) -> bool:
+        """Whether a read session may use the pool: a live connection on the same file in WAL mode
+        (a rollback journal makes readers and the writer wait for each other anyway, and an
+        ``immutable`` file has no locks to share; both keep the one connection)."""
+        return (
+            self._wal and self._conn is not None and not self.immutable
+            and _identity(self.path) == self._identity
+        )  # fmt: skip
+
+    @contextmanager
     def _session(self, write: bool) -> Iterator[Session]:
-        with self._lock:
-            conn, catalog = self._require()
-            if self._active:
-                with self._savepoint(conn, catalog, write) as nested:
-                    yield nested
-                return
-            with translating(path=self.path):
-                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            session = SqliteSession(self, conn, catalog, write)
-            self._active.append(session)
+        local = self._local
+        reading = getattr(local, "reader", None)
+        if reading is not None:  # a session inside a pooled read session on this thread
+            if write:
+                raise DbHandlesError("a write session cannot be nested inside a read session")
+            yield reading
+            return
+        if not write and not self._active_here() and self._pooled_reads():
+            with pooled_read(self, self._readers) as session:
+                local.reader = session
+                try:
+                    yield session
+                finally:
+                    local.reader = None
+            return
+        with self._locked():
+            local.depth = getattr(local, "depth", 0) + 1
             try:
+                conn, catalog = self._require()
+                if self._active:
+                    with self._savepoint(conn, catalog, write) as nested:
+                        yield nested
+                    return
                 with translating(path=self.path):
-                    catalog.refresh()
-                yield session
-            except BaseException:
-                _rollback(conn)
-                raise
+                    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                session = SqliteSession(self, conn, catalog, write)
+                self._active.append(session)
+                try:
+                    with translating(path=self.path):
+                        catalog.refresh()
+                    yield session
+                except BaseException:
+                    _rollback(conn)
+                    raise
+                finally:
+                    self._active.pop()
+                try:
+                    with translating(path=self.path):
+                        conn.execute("COMMIT")
+                except BaseException:
+                    _rollback(conn)
+                    raise
             finally:
-                self._active.pop()
-            try:
-                with translating(path=self.path):
-                    conn.execute("COMMIT")
-            except BaseException:
-                _rollback(conn)
-                raise
+                local.depth -= 1
+
+    def _active_here(self) -> bool:
+        """Whether this thread has a session open on the main connection."""
+        return bool(getattr(self._local, "depth", 0))
 
     @contextmanager
     def _savepoint(
@@ -479,58 +532,9 @@ class SqliteAdapter(Adapter):
             assert isinstance(session, SqliteSession)
             session.ensure_indexes(collection, paths)
 
-    @contextmanager
-    def bulk_load(self) -> Iterator[None]:
-        """Tune the connection for a long import: a bigger page cache, WAL checkpoints deferred.
-
-        Each batch is still its own durable transaction; only the checkpoint (copying the WAL into
-        the main file) waits, once, until the load ends. The lock is not held in between, so other
-        users of the adapter carry on.
-        """
-        with self._lock:
-            conn, _ = self._require()
-            with translating(path=self.path):
-                conn.execute(f"PRAGMA cache_size = {-_BULK_CACHE_KIB}")
-                conn.execute("PRAGMA wal_autocheckpoint = 0")
-                rollback_journal = self._leave_wal(conn)
-        try:
-            yield
-        finally:
-            with self._lock:
-                current = self._conn
-                if current is not None:  # released meanwhile: a fresh connection has the defaults
-                    with translating(path=self.path):
-                        current.execute(f"PRAGMA cache_size = {_DEFAULT_CACHE}")
-                        current.execute(f"PRAGMA wal_autocheckpoint = {_DEFAULT_AUTOCHECKPOINT}")
-                        if rollback_journal and not self._active:
-                            # Busy: the next open switches it back.
-                            _enter_wal(current, self.settings.busy_timeout)
-                            self._wal = (
-                                str(current.execute("PRAGMA journal_mode").fetchone()[0]).lower()
-                                == "wal"
-                            )
-                        elif not self._active:
-                            current.execute("PRAGMA wal_checkpoint(PASSIVE)")
-
-    def _leave_wal(self, conn: sqlite3.Connection) -> bool:
-        """During a bulk load, use a rollback journal instead of WAL when nobody else has the file open
-        and the handle asked for WAL explicitly (the next such open restores WAL if this load cannot).
-
-        WAL writes every page twice (log, then checkpoint); a rollback journal writes new pages once
-        and is just as crash-safe (a killed load rolls back its open batch on the next open). Measured:
-        the SQLite share of an import halves. If another connection has the file open, SQLite refuses
-        the switch and the load stays on WAL.
-        """
-        if not self.settings.wal or not self._wal or self._active:
-            # Only a database opened with "wal": true (so the journal mode is ours to manage, as
-            # for every import output) is switched for the load, and switched back afterwards.
-            return False
-        try:
-            mode = conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
-        except sqlite3.OperationalError:
-            return False
-        self._wal = str(mode).lower() == "wal"
-        return not self._wal
+    def bulk_load(self) -> AbstractContextManager[None]:
+        """Tune the connection for a long import (``sqlite_bulk.bulk_load``)."""
+        return bulk_load(self)
 
     def size_bytes(self) -> int:
         with self._lock:

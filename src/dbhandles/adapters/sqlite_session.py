@@ -130,15 +130,24 @@ def resolve_in(catalog: Catalog, name: str) -> str:
 
 
 class SqliteSession(Session):
-    """A transaction on the adapter's connection (``BEGIN IMMEDIATE`` when opened for writing)."""
+    """A transaction on the adapter's connection (``BEGIN IMMEDIATE`` when opened for writing), or
+    a read transaction on one of its pooled read connections (``pooled``: ``sqlite_readers``)."""
 
     def __init__(
-        self, adapter: SqliteAdapter, conn: sqlite3.Connection, catalog: Catalog, write: bool
+        self,
+        adapter: SqliteAdapter,
+        conn: sqlite3.Connection,
+        catalog: Catalog,
+        write: bool,
+        *,
+        pooled: bool = False,
     ):
         self.adapter = adapter
         self.conn = conn
         self.catalog = catalog
         self.write = write
+        #: A read session of its own connection, which no session on this thread writes into.
+        self.pooled = pooled
         #: Per foreign table, which indexed columns hold JSON arrays, as probed in this read
         #: transaction (``ForeignReader._compiler``); a write session probes every query.
         self._arrays: dict[ForeignReader, dict[str, bool]] = {}
@@ -176,8 +185,10 @@ class SqliteSession(Session):
         """What this read transaction's queries know of ``reader``'s columns; ``None`` for a
         write session (a write may put a JSON array into one) and for a session nested in
         another (which may write between two of its queries)."""
+        if self.write:
+            return None
         active = self.adapter._active
-        if self.write or not active or active[0] is not self:
+        if not self.pooled and (not active or active[0] is not self):
             return None
         found = self._arrays.get(reader)
         if found is None:

@@ -233,10 +233,14 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
             self.head_started = False
             self.deferred = False
             #: Reading a request head (not its body): bytes of it fed to the parser, and how many
-            #: heads began (a head that begins inside a piece fed is counted from the next piece).
+            #: heads began (a head that begins inside a piece fed counts that piece's bytes from
+            #: where it began: ``_begun_bytes``).
             self.in_head = True
             self.head_bytes = 0
             self.heads_begun = 0
+            #: Body bytes the parser gave in the piece fed last, since the last head ended
+            #: (``_head_share``).
+            self.body_bytes = 0
             #: No more requests are read (a refused head, the client's end of stream): once the
             #: requests received before are answered, ``last_words`` (if any) and close.
             self.ending = False
@@ -310,11 +314,16 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
             self._cancel_head_timer()
             self.head_started = False
             self.in_head = False
+            self.body_bytes = 0
             if self.url[:1] != b"/":
                 # An absolute-form target: the scope keeps only its path, and its host is checked
                 # as Host is (``auth.check_target``).
                 cast(dict[str, Any], self.scope)[TARGET_KEY] = self.url.decode("latin-1")
             super().on_headers_complete()
+
+        def on_body(self, body: bytes) -> None:
+            self.body_bytes += len(body)
+            super().on_body(body)
 
         def on_message_complete(self) -> None:
             self.in_head = True
@@ -337,32 +346,58 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
                 return
             # The parser keeps a header it has not finished (httptools joins its pieces), so it
             # is fed at most what the head may still take: a head over the limit is refused before
-            # more of it is held. A body is fed in pieces of the limit too, so that a head that
-            # begins inside a piece is counted from the next one (it holds at most twice the limit).
+            # more of it is held. A body is fed in pieces of the limit too; a head that begins
+            # inside a piece counts the bytes of the piece from where it began.
             if self.in_head and len(data) < limit - self.head_bytes:
                 # The usual request, whole in one read: fed as it is.
                 begun = self.heads_begun
-                if self._feed(data) and self.in_head and self.heads_begun == begun:
-                    self.head_bytes += len(data)
+                if self._feed(data) and self.in_head:
+                    self.head_bytes += self._head_share(data, 0, len(data), begun)
+                    if self.head_bytes >= limit:
+                        self._refuse_head(limit)
                 return
             view = memoryview(data)
-            while view:
+            start = 0
+            while start < len(data):
                 room = limit - self.head_bytes if self.in_head else limit
-                piece, view = view[:room], view[room:]
+                end = min(start + room, len(data))
                 begun = self.heads_begun
-                if not self._feed(piece):
+                if not self._feed(view[start:end]):
                     return
-                if self.in_head and self.heads_begun == begun:
-                    self.head_bytes += len(piece)
+                if self.in_head:
+                    self.head_bytes += self._head_share(data, start, end, begun)
+                start = end
                 if self.in_head and self.head_bytes >= limit:
-                    self._end(refusal_bytes(431, PayloadTooLarge(
-                        f"the request head is larger than {limit} bytes (the limit is "
-                        "DBHANDLES_MAX_HEADER_BYTES); send fewer or shorter headers",
-                        field="headers")))  # fmt: skip
+                    self._refuse_head(limit)
                     return
+
+        def _head_share(self, data: bytes, start: int, end: int, begun: int) -> int:
+            """Bytes of ``data[start:end]`` (just fed, the parser now inside a head) that belong to
+            the head being read.
+
+            All of them when the head began before the piece. When it began inside, the parser
+            cannot say where: it began after the last blank line of the piece (the end of the head
+            before it, or of a chunked body), with the last message's body bytes after that line
+            not its own (a body that holds a blank line of its own is taken as ending there).
+            """
+            if self.heads_begun == begun:
+                return end - start
+            blank = data.rfind(b"\r\n\r\n", start, end)
+            after = start if blank < 0 else blank + 4
+            body = self.body_bytes
+            if blank > start and data[blank - 1] == 0x30:  # a chunked body ended there
+                body = 0
+            return max(end - after - body, 0)
+
+        def _refuse_head(self, limit: int) -> None:
+            self._end(refusal_bytes(431, PayloadTooLarge(
+                f"the request head is larger than {limit} bytes (the limit is "
+                "DBHANDLES_MAX_HEADER_BYTES); send fewer or shorter headers",
+                field="headers")))  # fmt: skip
 
         def _feed(self, piece: bytes | memoryview) -> bool:
             """Feed the parser; False when nothing more of this connection is to be fed."""
+            self.body_bytes = 0
             try:
                 self.parser.feed_data(piece)
             except httptools.HttpParserError as exc:

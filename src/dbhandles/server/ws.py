@@ -56,6 +56,7 @@ from dbhandles.errors import (
 from dbhandles.jobs import JOB_COMMANDS, Job
 from dbhandles.server import auth
 from dbhandles.server.fanout import Fanout
+from dbhandles.server.http import LARGE_BODY
 from dbhandles.server.http import client_address as http_address
 from dbhandles.server.ws_guard import WATCH_SECONDS, Guard
 from dbhandles.values import json_problem, json_text, read_json
@@ -264,8 +265,10 @@ class Connection:
             self.error(None, PayloadTooLarge(f"message is larger than {self.state.max_body_bytes} bytes",
                                              field="message"))  # fmt: skip
             return
-        try:
-            message = read_json(raw)
+        try:  # a large message is read in a thread: the loop keeps serving while it is parsed
+            message = (
+                await asyncio.to_thread(read_json, raw) if len(raw) > LARGE_BODY else read_json(raw)
+            )
         except orjson.JSONDecodeError as exc:
             self.error(None, InvalidParams(f"message {json_problem(raw, exc)}", field="message"))
             return

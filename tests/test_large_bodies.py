@@ -1,0 +1,86 @@
+"""Large request bodies and WebSocket messages (issue 13): what runs per body holds Python's GIL as
+briefly as it can, and a large message is read in a worker thread, with the same answers as before.
+Behaviour only; the speed is ``benchmarks/long_digits.py``'s."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from dbhandles import Service
+from dbhandles.server.http import LARGE_BODY
+from dbhandles.values import _has_long_digits, read_json
+from tests.servers import app_client
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("1" * 18, False),
+        ("1" * 19, True),
+        ("x" + "9" * 19 + "x", True),
+        ("12345678901234567.89", False),  # 17 + 2 digits, split by the point
+        ("-" + "0" * 19, True),
+        ("\u0661" * 30, False),  # Arabic-Indic digits are not JSON digits
+        ("é" * 10 + "1" * 19, True),
+        ("", False),
+    ],
+)
+def test_long_digit_runs_are_found_in_every_form_of_text(text: str, found: bool) -> None:
+    data = text.encode()
+    for form in (text, data, bytearray(data), memoryview(data)):
+        assert _has_long_digits(form) is found
+
+
+@pytest.mark.parametrize("form", ["str", "bytes", "bytearray", "memoryview"])
+def test_read_json_keeps_long_integers_exact_in_every_form(form: str) -> None:
+    text = '{"a": 18446744073709551616, "b": [1, 123456789012345678], "c": "1234567890123456789"}'
+    value: Any = {"str": text, "bytes": text.encode(), "bytearray": bytearray(text.encode()),
+                  "memoryview": memoryview(text.encode())}[form]  # fmt: skip
+    assert read_json(value) == json.loads(text)
+    assert read_json(value)["a"] == 2**64
+
+
+@pytest.fixture
+def client(service: Service) -> Iterator[Any]:
+    with app_client(service) as test_client:
+        yield test_client
+
+
+def _receive(socket: Any, kind: str) -> dict[str, Any]:
+    while True:
+        message = socket.receive_json()
+        if message["type"] == kind:
+            return dict(message)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_a_large_websocket_message_is_answered_as_a_small_one(client: Any, binary: bool) -> None:
+    big = "y" * (2 * LARGE_BODY)
+    with client.websocket_connect("/ws") as socket:
+        _receive(socket, "hello")
+        request = {"type": "request", "id": 1, "command": "data/create",
+                   "params": {"collection": "c", "id": "r1", "data": {"t": big, "n": 2**64}}}  # fmt: skip
+        text = json.dumps(request)
+        assert len(text) > LARGE_BODY
+        if binary:
+            socket.send_bytes(text.encode())
+        else:
+            socket.send_text(text)
+        result = _receive(socket, "response")["result"]
+        # The value rule saw the exact integer (too large to store), as for a small message.
+        assert (result["success"], result["code"]) == (False, "invalid_params"), result
+        del request["params"]["data"]["n"]  # type: ignore[index]
+        socket.send_text(json.dumps(request))
+        assert _receive(socket, "response")["result"]["success"] is True
+        socket.send_text("{" + " " * (2 * LARGE_BODY))  # a large message that is not JSON
+        error = _receive(socket, "error")
+        assert (error["code"], error["field"]) == ("invalid_params", "message")
+        socket.send_text(json.dumps({"type": "request", "id": 2, "command": "data/read",
+                                     "params": {"collection": "c", "id": "r1"}}))  # fmt: skip
+        record = _receive(socket, "response")["result"]["data"]
+        assert orjson.dumps(record["t"]) == orjson.dumps(big)
