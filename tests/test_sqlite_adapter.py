@@ -484,6 +484,30 @@ def test_triggers_on_other_tables_leave_json_indexes_working(
         assert session.count("notes", parse_filter({"meta.score": 1})) == 1
 
 
+def test_a_database_with_json_indexes_opens_again(open_sqlite: Opener, tmp_path: Path) -> None:
+    """SQLite before 3.45 cannot parse a schema holding JSON expression indexes under
+    ``trusted_schema=OFF``: a connection starts trusting and its catalog decides (a reopen, an
+    idle connection released and made again, a pooled reader, a second process)."""
+    path = tmp_path / "indexed.db"
+    adapter = open_sqlite(path, mode="create")
+    adapter.ensure_indexes("notes", [("meta", "score")])
+    insert(adapter, "notes", record("1", meta={"score": 1}))
+    adapter.close()
+    again = open_sqlite(path)
+    insert(again, "notes", record("2", meta={"score": 1}))
+    with again.session() as session:
+        assert session.count("notes", parse_filter({"meta.score": 1})) == 2
+    # A trigger dbhandles did not write still turns the trust off (see the test above).
+    conn = raw(path)
+    conn.execute("CREATE TABLE log (x)")
+    conn.execute(
+        "CREATE TRIGGER t AFTER INSERT ON notes BEGIN INSERT INTO log VALUES (regexp('a', 'a')); END"
+    )
+    conn.close()
+    with pytest.raises(DbHandlesError):
+        insert(open_sqlite(path), "notes", record("3", meta={"score": 1}))
+
+
 # -- indexes -------------------------------------------------------------------------------------------
 
 

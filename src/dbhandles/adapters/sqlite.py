@@ -211,11 +211,14 @@ class SqliteAdapter(Adapter):
         try:
             with translating(path=self.path):
                 conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout)}")
-                # A reader starts from the trust the writer's catalog decided (its own catalog
-                # decides again at once, in ``refresh``): under ``trusted_schema=OFF``, SQLite
-                # before 3.45 cannot even parse a schema with dbhandles' JSON indexes.
+                # Under ``trusted_schema=OFF``, SQLite before 3.45 cannot even parse a schema
+                # holding dbhandles' JSON indexes, so on such a build a connection starts trusting
+                # and its catalog decides at once, in ``refresh`` (nothing before it runs a view
+                # or trigger: only PRAGMAs, and parsing a schema runs none of its SQL); a reader
+                # starts from the trust the writer's catalog decided.
+                guard = not json_functions_innocuous()
                 main = self._catalog
-                trust = reader and main is not None and main.guard_trust and main.trusted
+                trust = guard and (not reader or (main is not None and main.trusted))
                 conn.execute(f"PRAGMA trusted_schema = {'ON' if trust else 'OFF'}")
                 # Views and triggers of the file never reach pragma tables, ATTACH or files.
                 guard_schema_sql(conn)
@@ -246,7 +249,7 @@ class SqliteAdapter(Adapter):
                     conn.execute("PRAGMA foreign_keys = ON")
                 catalog = Catalog(
                     conn,
-                    guard_trust=not json_functions_innocuous(),
+                    guard_trust=guard,
                     camel_names=settings.field_names == "camel",
                 )
                 catalog.trusted = trust
