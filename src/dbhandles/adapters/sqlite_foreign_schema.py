@@ -188,6 +188,15 @@ def describe(
         if denial is not None:  # a view over dbstat, fsdir...: SQLite's own refusal
             return ForeignTable(name, kind, (), (), None, False, read_only=denial.message,
                                 refused=denial.message, refused_code=denial.code)  # fmt: skip
+        if kind == "view":  # SQL of the file that SQLite cannot run: the schema's fault
+            words = (
+                "reads a table or column that does not exist"
+                if "no such" in str(exc)
+                else "cannot be run as written"
+            )
+            refusal = f"the view {json_text(name, 80)} {words} ({exc})"
+            return ForeignTable(name, kind, (), (), None, False, read_only=refusal,
+                                refused=refusal, refused_code="query_failed")  # fmt: skip
         return ForeignTable(name, kind, (), (), None, False,
                             read_only=f"a virtual table this SQLite cannot open ({exc})",
                             refused=f"{json_text(name, 80)} is a virtual table whose module is not loaded in "

@@ -1,0 +1,293 @@
+"""Issue 12, round twelve: what an outside tester holding an ordinary token still found.
+
+One SQL function call allocating gigabytes cannot be interrupted by the time budget, so every
+SQLite connection caps a value at ``MAX_VALUE_BYTES``; a PostgreSQL schema listing counts each
+table under its own savepoint; SQL a database carries that cannot run as written (a trigger over a
+missing table, FTS tables reading each other) and PostgreSQL's CHECK, default and generated-column
+failures are ``query_failed``, never ``storage_error`` or the caller's ``invalid_params``. See
+docs/security.md and docs/errors.md.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dbhandles import Context, Service
+from dbhandles.dbfiles import MAX_VALUE_BYTES
+from dbhandles.errors import DbHandlesError
+from dbhandles.settings import Settings
+
+ALICE = Context(actor="alice", session_id="s-alice", is_admin=False, trusted_local=False)
+BOB = Context(actor="bob", session_id="s-bob", is_admin=False, trusted_local=False)
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    with Service(settings=Settings(home=tmp_path / "home")) as svc:
+        svc.tokens.create("alice")
+        svc.tokens.create("bob")
+        yield svc
+
+
+def space(service: Service, actor: str) -> Path:
+    folder = service.settings.space_root() / actor
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def refused(
+    service: Service, name: str, params: dict[str, Any], context: Context = ALICE
+) -> DbHandlesError:
+    with pytest.raises(DbHandlesError) as caught:
+        service.execute(name, params, context=context)
+    return caught.value
+
+
+def crafted(service: Service, *sql: str, actor: str = "alice", name: str = "r12.sqlite") -> str:
+    """A database ``actor`` put in its space from a shell, holding ``sql``; its handle to it."""
+    conn = sqlite3.connect(space(service, actor) / name)
+    for statement in sql:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+    context = ALICE if actor == "alice" else BOB
+    opened = service.execute(
+        "data/open", {"adapter": "sqlite", "config": {"path": name}}, context=context
+    )
+    return str(opened["dbHandle"])
+
+
+def pg_handle(service: Service, tmp_path: Path, *statements: str) -> str:
+    """A ``postgres`` handle (the administrator's) on a fresh schema holding ``statements``."""
+    import psycopg
+    from psycopg import sql
+
+    from tests.pgserver import postgres_config
+
+    pg = postgres_config(tmp_path)
+    with psycopg.connect(pg["url"], autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(pg["schema"])))
+        conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
+        for statement in statements:
+            conn.execute(statement)
+    return str(service.execute("data/open", {"adapter": "postgres", "config": pg})["dbHandle"])
+
+
+# -- 1. a value SQLite would build past the cap fails at once --------------------------------------
+
+HUGE = {
+    "zeroblob": "zeroblob(2000000000)",
+    "replace": "replace(zeroblob(60000000), x'00', 'xx')",
+    "group_concat": "(SELECT group_concat(zeroblob(40000000)) FROM (SELECT 1 UNION ALL SELECT 2))",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HUGE))
+def test_a_view_computing_a_huge_value_fails_at_once_with_query_failed(
+    service: Service, kind: str
+) -> None:
+    handle = crafted(
+        service,
+        "CREATE TABLE plain (id TEXT PRIMARY KEY, a)",
+        "INSERT INTO plain VALUES ('1', 1)",
+        f"CREATE VIEW p2g AS SELECT 'a' AS id, {HUGE[kind]} AS v",
+    )
+    base = {"dbHandle": handle, "collection": "p2g"}
+
+    def first_page(command: str) -> None:
+        opened = service.execute(command, base, context=ALICE)
+        if command == "data/query-open":  # a cursor: its first page, then the next
+            service.execute("data/query-next", {"queryHandle": opened["queryHandle"]},
+                            context=ALICE)  # fmt: skip
+
+    for command in ("data/list", "data/query-open"):
+        with pytest.raises(DbHandlesError) as caught:
+            first_page(command)
+        error = caught.value
+        assert (error.code, error.http_status) == ("query_failed", 409), (command, error)
+        assert '"p2g"' in error.message and f"{MAX_VALUE_BYTES >> 20} MiB" in error.message
+    # The listing marks the view and still counts the plain table within the budget.
+    listing = service.execute("data/schema", {"dbHandle": handle}, context=ALICE)["collections"]
+    by_name = {c["name"]: c for c in listing}
+    assert by_name["plain"]["recordCount"] == 1 and "refused" not in by_name["plain"]
+    view = by_name["p2g"]
+    if "refused" in view:  # a count that reads the huge column; else the count needs no value
+        assert view["refusedCode"] == "query_failed"
+
+
+def test_printf_past_the_cap_answers_null_without_building_it(service: Service) -> None:
+    # SQLite's printf() gives NULL for a result past SQLITE_LIMIT_LENGTH instead of an error.
+    handle = crafted(service, "CREATE VIEW pw AS SELECT 'a' AS id, printf('%2000000000d', 1) AS v")
+    listed = service.execute("data/list", {"dbHandle": handle, "collection": "pw"}, context=ALICE)
+    assert [item["v"] for item in listed["items"]] == [None]
+
+
+def test_an_export_of_a_view_computing_a_huge_value_fails_with_query_failed(
+    service: Service,
+) -> None:
+    handle = crafted(service, "CREATE VIEW p2g AS SELECT 'a' AS id, zeroblob(2000000000) AS v")
+    error = refused(
+        service, "data/export", {"dbHandle": handle, "collection": "p2g", "output": "out.jsonl"}
+    )
+    assert error.code == "query_failed" and '"p2g"' in error.message
+    assert not (space(service, "alice") / "out.jsonl").exists()
+
+
+def test_a_view_huge_only_on_rows_a_row_filter_hides_fails_at_once(service: Service) -> None:
+    # Bob's database: alice is granted the rows of owner "alice" only; the view computes a huge
+    # value for bob's rows, which the row filter hides from her.
+    bobs = crafted(
+        service,
+        "CREATE TABLE t (id TEXT PRIMARY KEY, owner TEXT)",
+        "INSERT INTO t VALUES ('1', 'alice'), ('2', 'bob')",
+        "CREATE VIEW hv AS SELECT id, owner, CASE owner WHEN 'bob' THEN zeroblob(2000000000) "
+        "ELSE 'small' END AS v FROM t",
+        actor="bob",
+    )
+    service.execute("data/grant", {"dbHandle": bobs, "actor": "alice", "access": "read",
+                                   "permissions": {"rowFilter": {"owner": "alice"}}},
+                    context=BOB)  # fmt: skip
+    path = str(space(service, "bob") / "r12.sqlite")
+    alices = service.execute(
+        "data/open", {"adapter": "sqlite", "config": {"path": path}}, context=ALICE
+    )["dbHandle"]
+    # The view is evaluated before the row filter is applied to its rows: the huge value of a
+    # hidden row fails the statement at once (it held the request 32 s before), naming no row.
+    error = refused(service, "data/list", {"dbHandle": alices, "collection": "hv"})
+    assert error.code == "query_failed" and '"hv"' in error.message, error
+    assert "bob" not in error.message and "'2'" not in error.message
+
+
+def test_a_record_past_the_cap_is_the_callers_invalid_params(service: Service) -> None:
+    handle = crafted(service, "CREATE TABLE seed (id TEXT PRIMARY KEY)")
+    big = "x" * (MAX_VALUE_BYTES + 1)
+    error = refused(service, "data/create",
+                    {"dbHandle": handle, "collection": "docs", "data": {"id": "1", "t": big}})  # fmt: skip
+    assert (error.code, error.field) == ("invalid_params", "data"), error
+    assert f"{MAX_VALUE_BYTES >> 20} MiB" in error.message
+    # A record just under the cap is stored and read back whole.
+    fits = "y" * (MAX_VALUE_BYTES // 2)
+    service.execute("data/create", {"dbHandle": handle, "collection": "docs",
+                                    "data": {"id": "2", "t": fits}}, context=ALICE)  # fmt: skip
+    read = service.execute("data/read", {"dbHandle": handle, "collection": "docs", "id": "2"},
+                           context=ALICE)  # fmt: skip
+    assert len(read["data"]["t"]) == len(fits)
+
+
+# -- 3. SQL the database carries that cannot run as written -----------------------------------------
+
+BROKEN = {
+    "trigger_missing_table": (
+        ["CREATE TABLE m2 (id TEXT PRIMARY KEY, a)", "INSERT INTO m2 VALUES ('1', 1)",
+         "CREATE TRIGGER tg AFTER UPDATE ON m2 BEGIN UPDATE nothere SET a = 1; END"],
+        "data/update", {"collection": "m2", "id": "1", "data": {"a": 2}}, "no such table",
+    ),
+    "fk_missing_table_create": (
+        ["CREATE TABLE c (id TEXT PRIMARY KEY, p REFERENCES nop(id))"],
+        "data/create", {"collection": "c", "data": {"id": "2", "p": "x"}}, "no such table",
+    ),
+    "fk_missing_table_delete": (
+        ["CREATE TABLE c (id TEXT PRIMARY KEY, p REFERENCES nop(id))",
+         "INSERT INTO c VALUES ('1', NULL)"],
+        "data/delete", {"collection": "c", "id": "1"}, "no such table",
+    ),
+    "fk_mismatch": (
+        ["CREATE TABLE p (id TEXT PRIMARY KEY, k)",
+         "CREATE TABLE c (id TEXT PRIMARY KEY, pk REFERENCES p(k))"],
+        "data/create", {"collection": "c", "data": {"id": "1", "pk": "x"}}, "foreign key mismatch",
+    ),
+    "fts5_content_loop": (
+        ["CREATE VIRTUAL TABLE a USING fts5(x, content='b')",
+         "CREATE VIRTUAL TABLE b USING fts5(x, content='a')"],
+        "data/list", {"collection": "a"}, "recursively defined",
+    ),
+    "fts4_own_content": (
+        ["CREATE VIRTUAL TABLE s USING fts4(x, content='s')"],
+        "data/list", {"collection": "s"}, "SQL logic error",
+    ),
+    "trigger_missing_function": (
+        ["CREATE TABLE t (id TEXT PRIMARY KEY, a)", "INSERT INTO t VALUES ('1', 1)",
+         "CREATE TRIGGER tg AFTER UPDATE ON t BEGIN SELECT nofunc(1); END"],
+        "data/update", {"collection": "t", "id": "1", "data": {"a": 2}}, "no such function",
+    ),
+    "trigger_ambiguous_column": (
+        ["CREATE TABLE t (id TEXT PRIMARY KEY, a)", "CREATE TABLE u (id TEXT PRIMARY KEY, a)",
+         "INSERT INTO t VALUES ('1', 1)",
+         "CREATE TRIGGER tg AFTER UPDATE ON t BEGIN INSERT INTO u SELECT t.id, a FROM t, u; END"],
+        "data/update", {"collection": "t", "id": "1", "data": {"a": 2}}, "ambiguous column",
+    ),
+    "trigger_missing_column": (
+        ["CREATE TABLE t (id TEXT PRIMARY KEY, a)", "CREATE TABLE u (id TEXT PRIMARY KEY, b)",
+         "INSERT INTO t VALUES ('1', 1)", "PRAGMA legacy_alter_table = ON",
+         "CREATE TRIGGER tg AFTER UPDATE ON t BEGIN UPDATE u SET b = 1; END",
+         "ALTER TABLE u RENAME TO u_old", "CREATE TABLE u (id TEXT PRIMARY KEY, c)"],
+        "data/update", {"collection": "t", "id": "1", "data": {"a": 2}}, "no such column",
+    ),
+    "trigger_writes_a_view": (
+        ["CREATE TABLE t (id TEXT PRIMARY KEY, a)", "CREATE VIEW w AS SELECT * FROM t",
+         "INSERT INTO t VALUES ('1', 1)",
+         "CREATE TRIGGER tg AFTER UPDATE ON t BEGIN DELETE FROM w; END"],
+        "data/update", {"collection": "t", "id": "1", "data": {"a": 2}}, "because it is a view",
+    ),
+    "trigger_aggregate_misuse": (
+        ["CREATE TABLE t (id TEXT PRIMARY KEY, a)", "INSERT INTO t VALUES ('1', 1)",
+         "CREATE TRIGGER tg AFTER UPDATE ON t BEGIN UPDATE t SET a = 1 WHERE max(a) > 0; END"],
+        "data/update", {"collection": "t", "id": "1", "data": {"a": 2}}, "misuse of aggregate",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_sql_of_the_databases_own_that_cannot_run_is_query_failed(
+    service: Service, case: str
+) -> None:
+    ddl, command, params, words = BROKEN[case]
+    handle = crafted(service, *ddl)
+    error = refused(service, command, {"dbHandle": handle, **params})
+    assert (error.code, error.http_status) == ("query_failed", 409), error
+    assert words in error.message and json_name(params["collection"]) in error.message
+
+
+def json_name(name: str) -> str:
+    return f'"{name}"'
+
+
+@pytest.mark.parametrize(
+    ("ddl", "words"),
+    [
+        (["CREATE VIEW vm AS SELECT * FROM missing"], "reads a table or column that does not exist"),
+        (["CREATE TABLE t (id TEXT PRIMARY KEY, a)", "PRAGMA legacy_alter_table = ON",
+          "CREATE VIEW vm AS SELECT id, a FROM t",
+          "ALTER TABLE t RENAME TO t_old", "CREATE TABLE t (id TEXT PRIMARY KEY, b)"],
+         "reads a table or column that does not exist"),
+        (["CREATE TABLE t (id TEXT PRIMARY KEY)", "CREATE VIEW v0 AS SELECT * FROM t",
+          "CREATE VIEW vm AS SELECT * FROM v0", "DROP VIEW v0",
+          "CREATE VIEW v0 AS SELECT * FROM vm"], "cannot be run as written"),
+    ],
+)  # fmt: skip
+def test_a_view_sqlite_cannot_run_is_named_a_view_and_query_failed(
+    service: Service, ddl: list[str], words: str
+) -> None:
+    handle = crafted(service, *ddl)
+    error = refused(service, "data/list", {"dbHandle": handle, "collection": "vm"})
+    assert (error.code, error.field) == ("query_failed", "collection"), error
+    assert error.message.startswith(f'the view "vm" {words}'), error.message
+    assert "virtual table" not in error.message and "module" not in error.message
+    listing = service.execute("data/schema", {"dbHandle": handle}, context=ALICE)["collections"]
+    view = next(c for c in listing if c["name"] == "vm")
+    assert view["kind"] == "view" and view["refusedCode"] == "query_failed"
+    assert "virtual table" not in view["refused"]
+
+
+def test_a_collection_dropped_meanwhile_keeps_its_own_answer() -> None:
+    from dbhandles.adapters.sqlite_errors import translate_error
+
+    exc = sqlite3.OperationalError("no such table: notes")
+    exc.sqlite_errorcode = 1  # type: ignore[attr-defined]
+    assert translate_error(exc, collection="notes").code != "query_failed"
+    assert translate_error(exc, collection="other").code == "query_failed"
