@@ -291,3 +291,141 @@ def test_a_collection_dropped_meanwhile_keeps_its_own_answer() -> None:
     exc.sqlite_errorcode = 1  # type: ignore[attr-defined]
     assert translate_error(exc, collection="notes").code != "query_failed"
     assert translate_error(exc, collection="other").code == "query_failed"
+
+
+# -- 2. a PostgreSQL schema listing survives one table's timeout ------------------------------------
+
+
+@pytest.mark.postgres
+def test_a_postgres_listing_marks_a_slow_view_and_lists_the_rest(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", query_timeout_ms=1500)
+    with Service(settings=settings) as service:
+        handle = pg_handle(
+            service, tmp_path,
+            "CREATE TABLE t (id text PRIMARY KEY, a int)",
+            "INSERT INTO t VALUES ('1', 1), ('2', 2)",
+            "CREATE VIEW vsleep AS SELECT id, pg_sleep(5)::text AS s FROM t",
+            "CREATE TABLE z (id text PRIMARY KEY)",
+            "INSERT INTO z VALUES ('1')",
+        )  # fmt: skip
+        listing = service.execute("data/schema", {"dbHandle": handle})["collections"]
+        by_name = {c["name"]: c for c in listing}
+        assert by_name["vsleep"]["refusedCode"] == "query_timeout", by_name["vsleep"]
+        assert by_name["vsleep"]["recordCount"] is None
+        # The tables after the slow view are still counted, in the same transaction.
+        assert by_name["t"]["recordCount"] == 2 and by_name["z"]["recordCount"] == 1
+        # One collection's listing answers as the whole one does.
+        one = service.execute("data/schema", {"dbHandle": handle, "collection": "vsleep"})
+        assert one["collections"] is None or one["collection"] == "vsleep"
+
+
+# -- 4. PostgreSQL: a table's own expressions failing are the schema's ------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("ddl", "data", "words"),
+    [
+        ("CREATE TABLE w (id text PRIMARY KEY, v text CHECK (length(v) / (length(v) - 1) > 0))",
+         {"id": "1", "v": "x"}, "division by zero"),
+        ("CREATE TABLE w (id text PRIMARY KEY, v int DEFAULT (1 / 0))",
+         {"id": "1"}, "division by zero"),
+        ("CREATE TABLE w (id text PRIMARY KEY, v text, "
+         "g int GENERATED ALWAYS AS (v::int) STORED)",
+         {"id": "1", "v": "abc"}, "invalid input syntax"),
+        ("CREATE TABLE w (id text PRIMARY KEY, v text DEFAULT 'abc', "
+         "g int GENERATED ALWAYS AS (v::int) STORED)",
+         {"id": "1"}, "invalid input syntax"),
+    ],
+)  # fmt: skip
+def test_a_postgres_tables_own_expression_failing_is_query_failed(
+    tmp_path: Path, ddl: str, data: dict[str, Any], words: str
+) -> None:
+    with Service(settings=Settings(home=tmp_path / "home")) as service:
+        handle = pg_handle(service, tmp_path, ddl)
+        with pytest.raises(DbHandlesError) as caught:
+            service.execute("data/create", {"dbHandle": handle, "collection": "w", "data": data})
+        error = caught.value
+        assert (error.code, error.http_status) == ("query_failed", 409), error
+        assert words in error.message and '"w"' in error.message and error.field is None
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [({"id": "1", "n": "abc"}, "data.n"), ({"id": "1", "n": 1, "d": "not a date"}, "data.d"),
+     ({"id": "1", "n": 99999999999}, "data.n")],
+)  # fmt: skip
+def test_a_postgres_value_sent_that_its_column_cannot_take_stays_the_callers(
+    tmp_path: Path, data: dict[str, Any], field: str
+) -> None:
+    with Service(settings=Settings(home=tmp_path / "home")) as service:
+        handle = pg_handle(service, tmp_path, "CREATE TABLE w (id text PRIMARY KEY, n int, d date, "
+                                              "g int GENERATED ALWAYS AS (n * 2) STORED)")  # fmt: skip
+        with pytest.raises(DbHandlesError) as caught:
+            service.execute("data/create", {"dbHandle": handle, "collection": "w", "data": data})
+        assert (caught.value.code, caught.value.field) == ("invalid_params", field), caught.value
+
+
+@pytest.mark.postgres
+def test_a_postgres_view_building_a_huge_value_stops_within_the_budget(tmp_path: Path) -> None:
+    # PostgreSQL checks statement_timeout inside repeat() too (CHECK_FOR_INTERRUPTS); whatever
+    # stops it first (the timeout, or PostgreSQL's 1 GB value limit) is a clear 4xx.
+    settings = Settings(home=tmp_path / "home", query_timeout_ms=1500)
+    with Service(settings=settings) as service:
+        handle = pg_handle(service, tmp_path,
+                           "CREATE VIEW big AS SELECT 'a'::text AS id, repeat('x', 1000000000) AS v")  # fmt: skip
+        with pytest.raises(DbHandlesError) as caught:
+            service.execute("data/list", {"dbHandle": handle, "collection": "big", "limit": 1})
+        assert caught.value.code == "query_timeout", caught.value
+        # Past PostgreSQL's own limit it fails at once: the view's SQL, not the caller's value.
+        handle = pg_handle(service, tmp_path / "2",
+                           "CREATE VIEW big2 AS SELECT 'a'::text AS id, repeat('xx', 2000000000) AS v")  # fmt: skip
+        with pytest.raises(DbHandlesError) as caught:
+            service.execute("data/list", {"dbHandle": handle, "collection": "big2", "limit": 1})
+        assert caught.value.code == "query_failed" and '"big2"' in caught.value.message
+
+
+# -- 6. a side file's name outside the caller's places is answered as any path there ---------------
+
+
+def _path_asks(handle: str, path: str) -> list[tuple[str, dict[str, Any], str]]:
+    return [
+        ("data/open", {"adapter": "sqlite", "config": {"path": path}}, "config.path"),
+        ("data/export", {"dbHandle": handle, "collection": "t", "output": path}, "output"),
+        ("data/export", {"input": path, "collection": "t", "output": "o.jsonl"}, "input"),
+        ("data/import", {"input": path, "output": "n.sqlite"}, "input"),
+        ("data/import", {"input": "in.jsonl", "output": path}, "output"),
+        ("data/import", {"input": "in.jsonl", "output": "n2.sqlite", "rejects": path}, "rejects"),
+    ]
+
+
+@pytest.mark.parametrize("where", ["home", "guess", "tmp"])
+@pytest.mark.parametrize("side", ["-wal", "-shm", "-journal"])
+def test_a_side_file_name_outside_ones_places_gets_the_outside_answer(
+    service: Service, tmp_path: Path, where: str, side: str
+) -> None:
+    (space(service, "alice") / "in.jsonl").write_text('{"id": "1"}\n')
+    handle = crafted(service, "CREATE TABLE t (id TEXT PRIMARY KEY)")
+    folder = {"home": str(service.settings.home), "guess": "/nonexistent/guess",
+              "tmp": str(tmp_path)}[where]  # fmt: skip
+    plain, side_file = f"{folder}/zzz.sqlite", f"{folder}/zzz.sqlite{side}"
+    for (command, params, field), (_, side_params, _) in zip(
+        _path_asks(handle, plain), _path_asks(handle, side_file), strict=True
+    ):
+        expected = refused(service, command, params)
+        error = refused(service, command, side_params)
+        assert (error.code, error.field) == ("path_not_allowed", field), (command, error)
+        assert error.message.replace(side_file, plain) == expected.message, (command, field)
+        assert "SQLite's own files" not in error.message
+
+
+def test_a_side_file_name_in_ones_own_space_says_what_it_is_on_the_field_named(
+    service: Service,
+) -> None:
+    (space(service, "alice") / "in.jsonl").write_text('{"id": "1"}\n')
+    handle = crafted(service, "CREATE TABLE t (id TEXT PRIMARY KEY)")
+    for command, params, field in _path_asks(handle, "x.sqlite-wal"):
+        error = refused(service, command, params)
+        assert (error.code, error.field) == ("path_not_allowed", field), (command, error)
+        assert error.message.startswith(f"{field}: ") and "SQLite's own files" in error.message

@@ -62,12 +62,12 @@ _COLUMN = re.compile(r'column "((?:[^"]|"")+)"')
 #: The value an ``invalid input`` message quotes (``... for type date: "abc"``).
 _QUOTED = re.compile(r':\s*"((?:[^"]|"")*)"\s*$')
 #: Words of PostgreSQL's value errors naming a base type (``integer out of range``).
-#: Value errors that converting a value sent to its column's type can raise (invalid text, out of
-#: range, too long, a bad date, JSON or encoding). Any other of class 22 (a division by zero, the
-#: logarithm of a negative number) is SQL of the table's own (a CHECK, a default, a generated
-#: column, a trigger) meeting its data: ``query_failed``.
-_CONVERSION_STATES = frozenset({"22P02", "22003", "22001", "22007", "22008", "22021", "22P05",
-                                "2200N", "22032", "22P03", "22025", "2202E", "22023"})  # fmt: skip
+#: Value errors that only evaluating an expression raises, never converting a value sent to its
+#: column's type (a division by zero, the logarithm or power of a bad argument, a substring or
+#: trim error, a window function's argument): SQL of the table's own (a CHECK, a default, a
+#: generated column, a trigger) meeting its data, ``query_failed``.
+_EXPRESSION_STATES = frozenset({"22012", "2201E", "2201F", "22011", "22027", "22014", "22016",
+                                "2202H", "22013", "2201G", "22019", "2200F", "22010"})  # fmt: skip
 #: ``invalid input syntax for type integer: "abc"``: the type a text was being read as.
 _INPUT_TYPE = re.compile(r"invalid input syntax for type ([a-z ]+?)(?:\(|:|$)")
 #: Column types that take any text: reading a text as one of them never fails its syntax.
@@ -348,7 +348,7 @@ class PgWriter(ForeignWriterBase[PgColumn]):
         not sent, a state no conversion raises, or a text read as a type its column is not
         (``invalid input syntax for type integer`` for a text column: a cast in the table's SQL)
         is the table's."""
-        if state not in _CONVERSION_STATES or name is None or name not in values:
+        if state in _EXPRESSION_STATES or name is None or name not in values:
             return False
         if diag.column_name and diag.column_name not in values:
             return False
