@@ -429,3 +429,103 @@ def test_a_side_file_name_in_ones_own_space_says_what_it_is_on_the_field_named(
         error = refused(service, command, params)
         assert (error.code, error.field) == ("path_not_allowed", field), (command, error)
         assert error.message.startswith(f"{field}: ") and "SQLite's own files" in error.message
+
+
+# -- 5. a non-admin cannot reserve a name before the administrator gives it -------------------------
+
+
+@pytest.mark.parametrize("name", ["Dave", "dave", "BOB", "Bob", "admin", "Admin", "local"])
+def test_a_non_admin_grant_names_only_an_actor_holding_a_token(service: Service, name: str) -> None:
+    handle = crafted(service, "CREATE TABLE t (id TEXT PRIMARY KEY)")
+    error = refused(service, "data/grant", {"dbHandle": handle, "actor": name, "access": "read"})
+    assert (error.code, error.field) == ("invalid_params", "actor"), error
+    # One answer whatever the reason (nobody, another case of bob, a reserved name): it tells
+    # only what a successful grant would, that exactly this name holds no token.
+    assert error.message == (
+        f'actor: "{name}": no actor of this server holds a token by exactly this name; a grant '
+        "names an actor that has one (ask an administrator to create it, then grant again)"
+    )
+    assert "bob" not in error.message.replace(name, "")
+    # The name stays free: the administrator gives it to whom it chooses.
+    if name.casefold() not in ("admin", "local", "bob"):
+        service.tokens.create(name.lower())
+    granted = service.execute("data/grant", {"dbHandle": handle, "actor": "bob",
+                                             "access": "read"}, context=ALICE)  # fmt: skip
+    assert granted["actor"] == "bob"
+
+
+def test_an_admin_may_grant_ahead_and_token_create_names_the_grants_in_the_way(
+    service: Service,
+) -> None:
+    admin = Context(actor="admin", session_id="s-admin", is_admin=True, trusted_local=False)
+    conn = sqlite3.connect(space(service, "alice") / "g.sqlite")
+    conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY)")
+    conn.close()
+    path = str(space(service, "alice") / "g.sqlite")
+    handle = service.execute("data/open", {"adapter": "sqlite", "config": {"path": path}},
+                             context=admin)["dbHandle"]  # fmt: skip
+    service.execute("data/grant", {"dbHandle": handle, "actor": "Dave", "access": "read"},
+                    context=admin)  # fmt: skip
+    with pytest.raises(DbHandlesError) as caught:
+        service.tokens.create("dave")
+    error = caught.value
+    assert (error.code, error.field) == ("invalid_params", "actor"), error
+    assert '"Dave" on ' in error.message and 'granted by "admin"' in error.message
+    assert "data/revoke" in error.message
+    service.execute("data/revoke", {"dbHandle": handle, "actor": "Dave"}, context=admin)
+    service.tokens.create("dave")
+
+
+# -- 7. the words name what the caller knows --------------------------------------------------------
+
+
+def test_non_utf8_text_read_through_a_view_names_no_sql_of_dbhandles(service: Service) -> None:
+    handle = crafted(
+        service,
+        "CREATE TABLE t (id TEXT PRIMARY KEY, a, b)",
+        "INSERT INTO t VALUES ('1', 'ok', CAST(x'ff61' AS TEXT))",
+        "CREATE VIEW kv AS SELECT a, b FROM t",
+    )
+    error = refused(service, "data/list", {"dbHandle": handle, "collection": "kv"})
+    assert error.code == "query_failed" and 'a column of "kv"' in error.message, error.message
+    assert "json_array" not in error.message and "dbh_" not in error.message
+    # A table's column is named as before.
+    error = refused(service, "data/list", {"dbHandle": handle, "collection": "t"})
+    assert 'the column "b" of "t"' in error.message and 'hex("b")' in error.message
+
+
+def test_virtual_and_storage_tables_are_called_what_they_are(service: Service) -> None:
+    handle = crafted(
+        service,
+        "CREATE VIRTUAL TABLE f5 USING fts5(x)",
+        "CREATE VIRTUAL TABLE s USING fts4(x)",
+    )
+    for collection, owner in (("f5_data", "f5"), ("s_content", "s")):
+        for command, params in [("data/list", {}), ("data/create", {"data": {"id": "1"}})]:
+            error = refused(service, command,
+                            {"dbHandle": handle, "collection": collection, **params})  # fmt: skip
+            assert error.code == "read_only", error
+            assert f'is the storage table of virtual table "{owner}"' in error.message
+            assert "view" not in error.message
+    for command, params in [("data/create", {"data": {"id": "1", "x": "a"}}),
+                            ("data/truncate", {})]:  # fmt: skip
+        error = refused(service, command, {"dbHandle": handle, "collection": "s", **params})
+        assert error.message.startswith('virtual table "s" was not created'), error
+
+
+def test_a_denied_source_names_no_kind_the_collection_is_not(service: Service) -> None:
+    bobs = crafted(
+        service,
+        "CREATE TABLE secret (id TEXT PRIMARY KEY, s TEXT)",
+        "CREATE VIRTUAL TABLE f5 USING fts5(s, content='secret')",
+        actor="bob",
+    )
+    service.execute("data/grant", {"dbHandle": bobs, "actor": "alice", "access": "read",
+                                   "permissions": {"deniedCollections": ["secret"]}},
+                    context=BOB)  # fmt: skip
+    path = str(space(service, "bob") / "r12.sqlite")
+    alices = service.execute("data/open", {"adapter": "sqlite", "config": {"path": path}},
+                             context=ALICE)["dbHandle"]  # fmt: skip
+    error = refused(service, "data/list", {"dbHandle": alices, "collection": "f5"})
+    assert error.code in ("permission_denied", "access_denied"), error
+    assert 'view "f5"' not in error.message

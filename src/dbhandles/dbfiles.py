@@ -51,8 +51,8 @@ from dbhandles.path_text import PATH_SCHEMA, check_path_text
 from dbhandles.pinned import Pinned, decided
 
 __all__ = [
-    "PATH_SCHEMA",
     "MAX_VALUE_BYTES",
+    "PATH_SCHEMA",
     "LiveConnection",
     "PlainWriter",
     "being_written",

@@ -339,9 +339,7 @@ class PgWriter(ForeignWriterBase[PgColumn]):
             return typed[0]
         return next(iter(values)) if len(values) == 1 else None
 
-    def _sent_failed(
-        self, state: str, name: str | None, diag: Any, values: dict[str, Any]
-    ) -> bool:
+    def _sent_failed(self, state: str, name: str | None, diag: Any, values: dict[str, Any]) -> bool:
         """Whether a value error (SQLSTATE class 22) came from converting a value the write sent
         to its column's type (``name``, as ``_value_column`` found it), the caller's mistake;
         else SQL of the table's own (a CHECK, a default, a generated column) failed. A column

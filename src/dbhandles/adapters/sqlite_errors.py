@@ -72,6 +72,8 @@ _EVALUATION = ("malformed json", "integer overflow", "json cannot hold blob valu
 _UNSAFE = re.compile(
     r"(?:malformed database schema \((?P<object>.*)\) - )?unsafe use of (?P<f>[^ ]+\(\))"
 )
+#: A result column that is an expression dbhandles wrote (a view's id), not a column's name.
+_INTERNAL_COLUMN = re.compile(r"^\(|json_array\(|dbh_", re.S)
 #: Python's sqlite3 decoding a TEXT value that is not UTF-8.
 _NOT_UTF8 = re.compile(r"could not decode to utf-8 column '(?P<column>.*)' with text", re.I | re.S)
 
@@ -121,13 +123,19 @@ def _content_error(
         )
     undecodable = _NOT_UTF8.search(message)
     if undecodable is not None:
-        column = json_text(undecodable.group("column"), 80)
+        name = undecodable.group("column")
+        of = f" of {json_text(collection, 80)}" if collection else ""
+        if _INTERNAL_COLUMN.search(name):
+            # The id dbhandles builds for a view (a JSON array of every column): not a name the
+            # caller knows, so name the view and let it find the column.
+            which, hexed = f"a column{of}", "hex() of that column"
+        else:
+            column = json_text(name, 80)
+            which, hexed = f"the column {column}{of}", f"hex({column})"
         return QueryFailed(
-            f"the column {column}"
-            + (f" of {json_text(collection, 80)}" if collection else "")
-            + " holds text that is not valid UTF-8, which has no JSON form (values are read back "
-            "exactly or not at all); store it as a BLOB (served as base64), or read it through a "
-            f"view that selects hex({column})"
+            f"{which} holds text that is not valid UTF-8, which has no JSON form (values are read "
+            "back exactly or not at all); store it as a BLOB (served as base64), or read it "
+            f"through a view that selects {hexed}"
         )
     if code == _SQLITE_CONSTRAINT_TRIGGER:
         return QueryFailed(

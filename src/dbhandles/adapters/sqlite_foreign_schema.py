@@ -166,16 +166,23 @@ class ForeignTable:
         return "JSON array of every column (a view has no key)"
 
 
+def _shadow_owner(conn: sqlite3.Connection, name: str) -> str | None:
+    """The virtual table whose storage (shadow) table ``name`` is (``f5`` for ``f5_data``)."""
+    return read_virtual_tables(conn).shadows.get(name.lower())
+
+
 def describe(
     conn: sqlite3.Connection, name: str, kind: str, without_rowid: bool, camel_names: bool = False
 ) -> ForeignTable:
     """Read one schema object of the ``main`` database (``kind`` as ``PRAGMA table_list`` says);
     ``camel_names`` serves snake_case columns as camelCase fields (``fieldNames: camel``)."""
     if kind == "shadow":
+        owner = _shadow_owner(conn, name)
+        of = f"virtual table {json_text(owner, 80)}" if owner else "a virtual table"
         return ForeignTable(name, kind, (), (), None, False,
-                            read_only="the storage of a virtual table",
-                            refused=f"{json_text(name, 80)} is the storage of a virtual table; read the virtual "
-                                    "table itself")  # fmt: skip
+                            read_only=f"the storage table of {of}",
+                            refused=f"{json_text(name, 80)} is the storage table of {of}; read the "
+                                    "virtual table itself")  # fmt: skip
     try:
         rows = conn.execute(
             'SELECT name, type, "notnull", dflt_value, pk, hidden '
