@@ -346,8 +346,10 @@ class PgWriter(ForeignWriterBase[PgColumn]):
         not sent, a state no conversion raises, or a text read as a type its column is not
         (``invalid input syntax for type integer`` for a text column: a cast in the table's SQL)
         is the table's."""
-        if state in _EXPRESSION_STATES or name is None or name not in values:
+        if state in _EXPRESSION_STATES or (name is not None and name not in values):
             return False
+        if name is None:  # a value error no column can be told for: as before, the write's
+            return True
         if diag.column_name and diag.column_name not in values:
             return False
         column = self._by_name.get(name)

@@ -169,7 +169,7 @@ class SqliteSession(Session):
 
         Raises:
             ReadOnly: it is one, but cannot be read (a virtual table whose module is not loaded,
-                the storage of a virtual table): the error says which.
+                the storage table of a virtual table): the error says which.
             QueryFailed: a view whose SQL SQLite cannot run (it reads a missing table or column,
                 it is circularly defined).
             AccessDenied: a view SQLite refuses to run for a schema it does not trust (over
