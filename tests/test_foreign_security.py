@@ -54,7 +54,7 @@ def database(tmp_path: Path) -> Path:
 def check_views(service: Service, handle: str) -> None:
     """``handle`` denies ``authors`` (by a list): views over it are refused and not listed."""
     for view in ("book_view", "nested_view"):
-        with pytest.raises(PermissionDenied, match="reads what this handle may not"):
+        with pytest.raises(PermissionDenied, match="what this handle may not"):
             run(service, "data/list", handle, collection=view)
         with pytest.raises(PermissionDenied):
             run(service, "data/count", handle, collection=view)

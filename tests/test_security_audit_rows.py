@@ -38,6 +38,8 @@ CONTROLS = ["\n", "\r", "\t", "\x1b", "\x7f", "\x85", "\x9b", "\u2028", "\u2029"
 def service(tmp_path: Path) -> Iterator[Service]:
     settings = Settings(home=tmp_path / "home", data_root=tmp_path / "data")
     with Service(settings=settings) as svc:
+        svc.tokens.create("alice")  # grantees hold tokens (a non-admin grants only to those)
+        svc.tokens.create("bob")
         yield svc
 
 

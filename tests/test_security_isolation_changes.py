@@ -112,6 +112,7 @@ def test_a_grant_keeps_the_handle_through_a_stricter_isolation(
     service: Service, iso: tuple[Path, str, str]
 ) -> None:
     path, alices, _ = iso
+    service.tokens.create("bob")  # a non-admin grants only to a token holder
     service.execute("data/grant", {"dbHandle": alices, "actor": "bob", "access": "read"},
                     context=ALICE)  # fmt: skip
     # (a grant closes the grantee's handles on the database: bob opens it again under the grant)

@@ -151,7 +151,9 @@ def test_every_reader_of_a_denied_table_is_denied(
     # shadow table is served to nobody (read the virtual table itself).
     if reader.endswith(("_segdir", "_idx")):
         error = refused(service, "data/list", {"dbHandle": bobs, "collection": reader}, BOB)
-        assert error.code == "read_only" and "storage of a virtual table" in error.message
+        assert (
+            error.code == "read_only" and "is the storage table of virtual table" in error.message
+        )
         return
     listed = service.execute("data/list", {"dbHandle": bobs, "collection": reader}, context=BOB)
     assert listed["count"] >= (0 if reader == "ft3" else 1)

@@ -146,6 +146,8 @@ def shared(service: Service) -> tuple[str, str]:
     for n in range(5):
         service.execute("data/create", {"dbHandle": bobs, "collection": "c", "id": f"r{n}",
                                         "data": {"n": n}}, context=BOB)  # fmt: skip
+    if not any(t.actor == "alice" for t in service.tokens.list()):
+        service.tokens.create("alice")  # a non-admin grants only to a token holder
     service.execute("data/grant", {"dbHandle": bobs, "actor": "alice", "access": "read"},
                     context=BOB)  # fmt: skip
     path = service.settings.space_root() / "bob" / "bob.sqlite"

@@ -52,6 +52,7 @@ from dbhandles.pinned import Pinned, decided
 from dbhandles.values import json_text
 
 __all__ = [
+    "MAX_VALUE_BYTES",
     "PATH_SCHEMA",
     "LiveConnection",
     "PlainWriter",
@@ -188,6 +189,15 @@ class LiveConnection(sqlite3.Connection):
                             del _live[identity]
 
 
+#: The largest string or blob SQLite may build or store on a connection of dbhandles
+#: (``SQLITE_LIMIT_LENGTH``, bytes; also the largest row). Twice the longest import line (32 MiB)
+#: and six times the default request body (10 MiB): no legal record comes near it. One SQL
+#: function call (``printf``, ``zeroblob``, ``replace``, ``group_concat``) cannot be interrupted
+#: by the time budget's progress handler, so a view computing gigabytes would hold a request for
+#: as long as the allocation takes; with the limit it fails at once with ``SQLITE_TOOBIG``.
+MAX_VALUE_BYTES = 64 << 20
+
+
 def connect_sqlite(
     path: str, mode: Literal["ro", "rw", "rwc"], *, timeout: float = 5.0, immutable: bool = False
 ) -> LiveConnection:
@@ -219,6 +229,7 @@ def connect_sqlite(
         isolation_level=None,
         factory=LiveConnection,
     )
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
     identity = _identity(path)
     if identity is not None:
         with _lock:

@@ -256,17 +256,22 @@ def table_public(
     return info
 
 
+#: A table's kind (``PRAGMA table_list``'s word) in an error message.
+_KIND_WORDS = {"virtual": "virtual table", "shadow": "storage table of a virtual table"}
+
+
 def read_only_error(table: DescribedTable) -> ReadOnly:
     """The ``read_only`` error for a write to ``table`` (or one by a path that cannot write it)."""
+    kind = _KIND_WORDS.get(table.kind, table.kind)
     if table.read_only is None:
         return ReadOnly(
-            f"{table.kind} {json_text(table.name, 80)} was not created by dbhandles: its rows are written by "
+            f"{kind} {json_text(table.name, 80)} was not created by dbhandles: its rows are written by "
             "data/create, data/update, data/delete, data/batch and data/truncate only (not by "
             "imports, data/clear or index commands)",
             field="collection",
         )
     return ReadOnly(
-        f"{table.kind} {json_text(table.name, 80)} was not created by dbhandles and is read-only here: "
+        f"{kind} {json_text(table.name, 80)} was not created by dbhandles and is read-only here: "
         f"{table.read_only}",
         field="collection",
     )

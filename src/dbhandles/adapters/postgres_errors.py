@@ -87,6 +87,10 @@ _EVALUATION_STATES = frozenset({"22012", "22P02", "22003", "22007", "22008"})
 #: The same by class: a function's RAISE (P0), SQL routine (2F), external routine (38, 39), a
 #: subquery of a view returning more than one row (21).
 _EVALUATION_CLASSES = frozenset({"P0", "2F", "38", "39", "21"})
+#: A value SQL of the database builds past PostgreSQL's limits (``repeat('x', 2e9)`` in a view:
+#: ``requested length too large``, SQLSTATE 54000); other 54000 errors are a value sent.
+_BUILT_TOO_LARGE = ("requested length too large", "array size exceeds", "string is too long",
+                    "total size of jsonb")  # fmt: skip
 # Then SQLSTATE classes (the first two characters).
 _BY_CLASS: Mapping[str, tuple[type[DbHandlesError], str]] = {
     "08": (StorageError, "cannot reach the PostgreSQL server"),
@@ -172,7 +176,8 @@ def translate_error(
                 f"the transaction would break a constraint ({primary}); nothing was written",
                 details={"constraint": kind, **({"name": name} if name else {})},
             )
-        if state in _EVALUATION_STATES or state[:2] in _EVALUATION_CLASSES:
+        built = state == "54000" and any(w in message.lower() for w in _BUILT_TOO_LARGE)
+        if state in _EVALUATION_STATES or state[:2] in _EVALUATION_CLASSES or built:
             named = f" for {json_text(collection, 80)}" if collection else ""
             # The server's primary message only: its CONTEXT names the function's schema and line.
             primary = getattr(getattr(exc, "diag", None), "message_primary", None) or message

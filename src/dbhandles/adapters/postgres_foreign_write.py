@@ -49,7 +49,7 @@ from dbhandles.adapters.postgres_foreign_types import (
     number_text,
     type_form,
 )
-from dbhandles.errors import DbHandlesError, InvalidParams
+from dbhandles.errors import DbHandlesError, InvalidParams, QueryFailed
 from dbhandles.values import json_text
 
 __all__ = ["PgWriter"]
@@ -62,6 +62,16 @@ _COLUMN = re.compile(r'column "((?:[^"]|"")+)"')
 #: The value an ``invalid input`` message quotes (``... for type date: "abc"``).
 _QUOTED = re.compile(r':\s*"((?:[^"]|"")*)"\s*$')
 #: Words of PostgreSQL's value errors naming a base type (``integer out of range``).
+#: Value errors that only evaluating an expression raises, never converting a value sent to its
+#: column's type (a division by zero, the logarithm or power of a bad argument, a substring or
+#: trim error, a window function's argument): SQL of the table's own (a CHECK, a default, a
+#: generated column, a trigger) meeting its data, ``query_failed``.
+_EXPRESSION_STATES = frozenset({"22012", "2201E", "2201F", "22011", "22027", "22014", "22016",
+                                "2202H", "22013", "2201G", "22019", "2200F", "22010"})  # fmt: skip
+#: ``invalid input syntax for type integer: "abc"``: the type a text was being read as.
+_INPUT_TYPE = re.compile(r"invalid input syntax for type ([a-z ]+?)(?:\(|:|$)")
+#: Column types that take any text: reading a text as one of them never fails its syntax.
+_TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "name", "citext"})
 _TYPE_WORDS = {
     "int2": ("smallint",), "int4": ("integer",), "int8": ("bigint",),
     "numeric": ("numeric",), "float4": ("real",), "float8": ("double precision",),
@@ -329,6 +339,37 @@ class PgWriter(ForeignWriterBase[PgColumn]):
             return typed[0]
         return next(iter(values)) if len(values) == 1 else None
 
+    def _sent_failed(self, state: str, name: str | None, diag: Any, values: dict[str, Any]) -> bool:
+        """Whether a value error (SQLSTATE class 22) came from converting a value the write sent
+        to its column's type (``name``, as ``_value_column`` found it), the caller's mistake;
+        else SQL of the table's own (a CHECK, a default, a generated column) failed. A column
+        not sent, a state no conversion raises, or a text read as a type its column is not
+        (``invalid input syntax for type integer`` for a text column: a cast in the table's SQL)
+        is the table's."""
+        if state in _EXPRESSION_STATES or (name is not None and name not in values):
+            return False
+        if name is None:  # a value error no column can be told for: as before, the write's
+            return True
+        if diag.column_name and diag.column_name not in values:
+            return False
+        column = self._by_name.get(name)
+        typed = _INPUT_TYPE.search((diag.message_primary or "").lower())
+        if column is None or typed is None:
+            return True
+        base = column.base.lstrip("_")
+        if base in _TEXT_TYPES:
+            return False
+        words = _TYPE_WORDS.get(base)
+        return words is None or any(word in typed.group(1) for word in words)
+
+    def _own_sql_failed(self, state: str, message: str) -> QueryFailed:
+        """``query_failed`` for SQL of the table's own that failed on the written row."""
+        return QueryFailed(
+            f"SQL of table {json_text(self.name, 80)} (a CHECK constraint, a default, a generated "
+            f"column or a trigger) failed while PostgreSQL evaluated it for this write: {message} "
+            f"(SQLSTATE {state}); change that SQL or the data it meets (nothing was written)"
+        )
+
     def _domain_columns(self, domain: str, values: dict[str, Any]) -> list[str]:
         """The columns whose values ``domain`` (``schema.name``, from the error's
         ``diag.schema_name`` and ``datatype_name``) checks: of those the write set, else of the
@@ -368,6 +409,8 @@ class PgWriter(ForeignWriterBase[PgColumn]):
         if kind is None:
             if state.startswith("22") or state in ("42804", "42846", "428C9"):
                 name = self._value_column(diag.message_primary or "", diag.column_name, values)
+                if state.startswith("22") and not self._sent_failed(state, name, diag, values):
+                    return self._own_sql_failed(state, diag.message_primary or str(exc))
                 where = f"data.{self._field(name)}" if name else "data"
                 return InvalidParams(
                     f"{where}: table {json_text(self.name, 80)} cannot store this value: "

@@ -20,6 +20,7 @@ import orjson
 from dbhandles import budget
 from dbhandles.adapters import sqlite_guard
 from dbhandles.adapters.sqlite_guard import SQLITE_AUTH
+from dbhandles.dbfiles import MAX_VALUE_BYTES
 from dbhandles.errors import (
     AccessDenied,
     ConstraintViolation,
@@ -71,8 +72,24 @@ _EVALUATION = ("malformed json", "integer overflow", "json cannot hold blob valu
 _UNSAFE = re.compile(
     r"(?:malformed database schema \((?P<object>.*)\) - )?unsafe use of (?P<f>[^ ]+\(\))"
 )
+#: A result column that is an expression dbhandles wrote (a view's id), not a column's name.
+_INTERNAL_COLUMN = re.compile(r"^\(|json_array\(|dbh_", re.S)
 #: Python's sqlite3 decoding a TEXT value that is not UTF-8.
 _NOT_UTF8 = re.compile(r"could not decode to utf-8 column '(?P<column>.*)' with text", re.I | re.S)
+
+
+#: SQLite's words when SQL the database carries (a view, a trigger, a foreign key, an FTS table's
+#: ``content=``) cannot be run as written (``SQLITE_ERROR``): the schema's own fault, never the
+#: caller's and never the storage's. ``SQL logic error`` is SQLite's text for a bare SQLITE_ERROR
+#: (an fts4 table that is its own content table).
+_SCHEMA_SQL = ("no such column", "no such function", "no such collation sequence",
+               "ambiguous column name", "misuse of aggregate", "misuse of window function",
+               "wrong number of arguments to function", "parser stack overflow",
+               "too many levels of trigger recursion", "circularly defined",
+               "recursively defined", "foreign key mismatch", "row value misused",
+               "because it is a view", "may not be modified", "sql logic error")  # fmt: skip
+#: ``no such table: main.t`` (a trigger's or a foreign key's reference is schema-qualified).
+_NO_SUCH_TABLE = re.compile(r"no such table: (?:main\.)?(?P<table>.*)$", re.S)
 
 
 def _within(collection: str | None) -> str:
@@ -106,13 +123,19 @@ def _content_error(
         )
     undecodable = _NOT_UTF8.search(message)
     if undecodable is not None:
-        column = json_text(undecodable.group("column"), 80)
+        name = undecodable.group("column")
+        of = f" of {json_text(collection, 80)}" if collection else ""
+        if _INTERNAL_COLUMN.search(name):
+            # The id dbhandles builds for a view (a JSON array of every column): not a name the
+            # caller knows, so name the view and let it find the column.
+            which, hexed = f"a column{of}", "hex() of that column"
+        else:
+            column = json_text(name, 80)
+            which, hexed = f"the column {column}{of}", f"hex({column})"
         return QueryFailed(
-            f"the column {column}"
-            + (f" of {json_text(collection, 80)}" if collection else "")
-            + " holds text that is not valid UTF-8, which has no JSON form (values are read back "
-            "exactly or not at all); store it as a BLOB (served as base64), or read it through a "
-            f"view that selects hex({column})"
+            f"{which} holds text that is not valid UTF-8, which has no JSON form (values are read "
+            "back exactly or not at all); store it as a BLOB (served as base64), or read it "
+            f"through a view that selects {hexed}"
         )
     if code == _SQLITE_CONSTRAINT_TRIGGER:
         return QueryFailed(
@@ -120,7 +143,13 @@ def _content_error(
             "nothing was written"
         )
     primary = code & 0xFF if isinstance(code, int) else None
-    if primary == _SQLITE_TOOBIG or (primary == 1 and any(e in low for e in _EVALUATION)):
+    if primary == _SQLITE_TOOBIG:
+        return QueryFailed(
+            f"a value{_within(collection)} grew past the {MAX_VALUE_BYTES >> 20} MiB SQLite may "
+            "build or store here (a view, a default or a trigger of this database computing a "
+            f"huge string or blob, or a value written): {message}; nothing was written"
+        )
+    if primary == 1 and any(e in low for e in _EVALUATION):
         return QueryFailed(
             f"SQL this database carries{_within(collection)} (a view, a CHECK constraint, a "
             f"default or a generated column) failed while SQLite evaluated it: {message}; change "
@@ -149,6 +178,27 @@ def constraint_failure(exc: sqlite3.IntegrityError) -> tuple[str, list[str], str
     if kind in ("not_null", "unique"):
         columns = [part.strip().rpartition(".")[2] for part in rest.split(",") if part.strip()]
     return kind, columns, rest
+
+
+def _schema_sql_error(message: str, low: str, collection: str | None) -> QueryFailed | None:
+    """``query_failed`` for SQL the database carries that SQLite cannot run as written (a trigger
+    updating a table that does not exist, a foreign key to a missing table, FTS tables whose
+    ``content=`` read each other, a view over a dropped column); ``None`` for anything else.
+
+    A missing table is the schema's fault only when it is not the collection itself (dbhandles'
+    own missing collection, dropped by another process meanwhile, keeps its own answer)."""
+    missing = _NO_SUCH_TABLE.search(message)
+    if missing is not None:
+        table = missing.group("table")
+        if collection is not None and table.lower() == collection.lower():
+            return None
+    elif not any(words in low for words in _SCHEMA_SQL):
+        return None
+    return QueryFailed(
+        f"SQL this database carries{_within(collection)} (a view, a trigger, a foreign key or a "
+        f"full-text table's content table) cannot be run as written: {message}; change the "
+        "database's schema (nothing was read or written)"
+    )
 
 
 def translate_error(
@@ -229,6 +279,10 @@ def translate_error(
     refusal = sqlite_guard.schema_refusal(message, collection)
     if refusal is not None:  # SQLite's own refusal of a view's reads (trusted_schema=OFF)
         return refusal
+    if primary == 1:
+        schema = _schema_sql_error(message, low, collection)
+        if schema is not None:
+            return schema
     if primary == _SQLITE_FULL:
         return StorageError(f"the disk holding the database{where} is full: {message}")
     if primary == _SQLITE_CANTOPEN:

@@ -166,16 +166,23 @@ class ForeignTable:
         return "JSON array of every column (a view has no key)"
 
 
+def _shadow_owner(conn: sqlite3.Connection, name: str) -> str | None:
+    """The virtual table whose storage (shadow) table ``name`` is (``f5`` for ``f5_data``)."""
+    return read_virtual_tables(conn).shadows.get(name.lower())
+
+
 def describe(
     conn: sqlite3.Connection, name: str, kind: str, without_rowid: bool, camel_names: bool = False
 ) -> ForeignTable:
     """Read one schema object of the ``main`` database (``kind`` as ``PRAGMA table_list`` says);
     ``camel_names`` serves snake_case columns as camelCase fields (``fieldNames: camel``)."""
     if kind == "shadow":
+        owner = _shadow_owner(conn, name)
+        of = f"virtual table {json_text(owner, 80)}" if owner else "a virtual table"
         return ForeignTable(name, kind, (), (), None, False,
-                            read_only="the storage of a virtual table",
-                            refused=f"{json_text(name, 80)} is the storage of a virtual table; read the virtual "
-                                    "table itself")  # fmt: skip
+                            read_only=f"the storage table of {of}",
+                            refused=f"{json_text(name, 80)} is the storage table of {of}; read the "
+                                    "virtual table itself")  # fmt: skip
     try:
         rows = conn.execute(
             'SELECT name, type, "notnull", dflt_value, pk, hidden '
@@ -188,6 +195,15 @@ def describe(
         if denial is not None:  # a view over dbstat, fsdir...: SQLite's own refusal
             return ForeignTable(name, kind, (), (), None, False, read_only=denial.message,
                                 refused=denial.message, refused_code=denial.code)  # fmt: skip
+        if kind == "view":  # SQL of the file that SQLite cannot run: the schema's fault
+            words = (
+                "reads a table or column that does not exist"
+                if "no such" in str(exc)
+                else "cannot be run as written"
+            )
+            refusal = f"the view {json_text(name, 80)} {words} ({exc})"
+            return ForeignTable(name, kind, (), (), None, False, read_only=refusal,
+                                refused=refusal, refused_code="query_failed")  # fmt: skip
         return ForeignTable(name, kind, (), (), None, False,
                             read_only=f"a virtual table this SQLite cannot open ({exc})",
                             refused=f"{json_text(name, 80)} is a virtual table whose module is not loaded in "

@@ -30,11 +30,13 @@ from dbhandles.adapters.sqlite_foreign import ForeignReader
 from dbhandles.adapters.sqlite_foreign_schema import cascade_targets, schema_objects
 from dbhandles.adapters.sqlite_foreign_write import ForeignWriter
 from dbhandles.adapters.sqlite_schema import Catalog, index_sql, name_key
+from dbhandles.dbfiles import MAX_VALUE_BYTES
 from dbhandles.errors import (
     AccessDenied,
     DbHandlesError,
     InvalidParams,
     NotSupported,
+    QueryFailed,
     ReadOnly,
 )
 from dbhandles.filters import RESERVED_FIELDS, SYSTEM_PREFIXES, FilterNode, validate_path
@@ -65,6 +67,12 @@ def _encode(record: Record) -> Row:
         ) from exc
     if not isinstance(record_id, str):
         raise InvalidParams(f"record id {json_text(record_id, 80)} must be a string", field="id")
+    if len(data) > MAX_VALUE_BYTES:
+        raise InvalidParams(
+            f"record {json_text(record_id, 80)} is {len(data) >> 20} MiB as JSON; a record of an "
+            f"SQLite database holds at most {MAX_VALUE_BYTES >> 20} MiB",
+            field="data",
+        )
     return (record_id, data.decode(), row[1], row[2], row[3])
 
 
@@ -170,7 +178,9 @@ class SqliteSession(Session):
 
         Raises:
             ReadOnly: it is one, but cannot be read (a virtual table whose module is not loaded,
-                the storage of a virtual table): the error says which.
+                the storage table of a virtual table): the error says which.
+            QueryFailed: a view whose SQL SQLite cannot run (it reads a missing table or column,
+                it is circularly defined).
             AccessDenied: a view SQLite refuses to run for a schema it does not trust (over
                 ``dbstat``, ``fsdir``...: ``sqlite_guard.schema_refusal``).
         """
@@ -178,6 +188,8 @@ class SqliteSession(Session):
         if reader is not None and reader.table.refused is not None:
             if reader.table.refused_code == AccessDenied.code:  # sqlite_guard.schema_refusal
                 raise AccessDenied(reader.table.refused)
+            if reader.table.refused_code == QueryFailed.code:  # a view SQLite cannot run
+                raise QueryFailed(reader.table.refused, field="collection")
             raise ReadOnly(f"{reader.table.refused}; it cannot be served", field="collection")
         return reader
 

@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 __all__ = ["GrantParams", "GrantResult", "ListGrantsParams", "RevokeParams"]
 
 
-def _grantee(service: Service, name: str, *, database: str | None = None) -> str:
+def _grantee(
+    service: Service, name: str, *, database: str | None = None, admin: bool = True
+) -> str:
     """``name`` if it can be given a grant (``data/grant``), or, with ``database``, named to end or
     list grants: the one rule of actor names (``names.check_actor_name``, what ``token/create``
     checks): no reserved name, no name that differs only in case from a reserved one or from a
@@ -53,19 +55,36 @@ def _grantee(service: Service, name: str, *, database: str | None = None) -> str
         scope = None if database == "*" else database
         if service.registry.store.list_grants(scope, name):
             return name
-    _check_grantee(name, service.tokens.list(), [])
+    _check_grantee(name, service.tokens.list(), [], admin=admin)
     return name
 
 
-def _check_grantee(name: str, tokens: list[TokenRow], grantees: list[str]) -> None:
+#: What a non-admin's grant to a name no plain token holds is told: the same for a name nobody
+#: holds, a spelling in another case of one that is held, a reserved or an administrator's name,
+#: so the answer says only what a successful grant would (that exactly this name holds a token).
+_NO_SUCH_ACTOR = (
+    "no actor of this server holds a token by exactly this name; a grant names an actor that "
+    "has one (ask an administrator to create it, then grant again)"
+)
+
+
+def _check_grantee(
+    name: str, tokens: list[TokenRow], grantees: list[str], *, admin: bool = True
+) -> None:
     """The rule ``_grantee`` applies, given every stored token and the names stored grants hold
     (``put_grant`` runs it again in the store's write transaction, so a token or grant for a
-    second spelling of the name cannot slip in between).
+    second spelling of the name cannot slip in between). A non-admin (``admin`` false) may name
+    only an actor that holds (or held) a plain token, so it cannot reserve a name, in any case,
+    before the administrator gives it to someone (docs/security.md §6); an administrator may
+    grant to a name before its first token.
 
     Raises:
-        InvalidParams: a reserved name, a name that differs only in case from a token holder's or
-            another grantee's, or an administrator's name (field ``actor``).
+        InvalidParams: a non-admin naming a name no plain token holds (``_NO_SUCH_ACTOR``, one
+            answer whatever the reason); a reserved name, a name that differs only in case from a
+            token holder's or another grantee's, or an administrator's name (field ``actor``).
     """
+    if not admin and not any(t.actor == name and not t.is_admin for t in tokens):
+        raise InvalidParams(f"actor: {json_text(name, 80)}: {_NO_SUCH_ACTOR}", field="actor")
     check_actor_name(name, holders={t.actor for t in tokens} | set(grantees))
     if any(t.actor == name and t.is_admin for t in tokens):
         raise InvalidParams(
@@ -117,7 +136,7 @@ def data_grant(service: Service, params: GrantParams, call: Call) -> GrantResult
     assert call.target is not None
     context = call.context
     database = service.access.may_share(context, call.target)
-    actor = _grantee(service, params.actor)
+    actor = _grantee(service, params.actor, admin=context.is_admin or context.trusted_local)
     if actor == context.actor:
         raise InvalidParams("actor: you already have your own rights", field="actor")
     extra = parse_permissions(params.permissions)
@@ -131,7 +150,9 @@ def data_grant(service: Service, params: GrantParams, call: Call) -> GrantResult
     assert permissions is not None
     service.access.put_grant(
         database, actor, permissions, context,
-        check=lambda tokens, grantees: _check_grantee(actor, tokens, grantees),
+        check=lambda tokens, grantees: _check_grantee(
+            actor, tokens, grantees, admin=context.is_admin or context.trusted_local
+        ),
     )  # fmt: skip
     service.registry.access_generation.bump()  # a narrower grant ends cached decisions at once
     closed = _close_handles_of(service, actor, database)

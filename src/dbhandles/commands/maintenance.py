@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from dbhandles import budget
-from dbhandles.adapters.base import Query, Session
+from dbhandles.adapters.base import Adapter, Query, Session
 from dbhandles.commands.base import Call, DataParams, DataResult, command, every_collection
 from dbhandles.commands.grammar import CollectionName
 from dbhandles.commands.records import CollectionParams
@@ -115,7 +115,7 @@ def data_schema(service: Service, params: SchemaParams, call: Call) -> SchemaRes
             ]
             if adapter.features.foreign_tables:
                 listing.extend(
-                    _foreign_entry(session, table, entry.row_filter)
+                    _foreign_entry(adapter, table, entry.row_filter)
                     for table in session.tables()
                     if permissions is None or _shown(session, permissions, table)
                 )
@@ -123,7 +123,7 @@ def data_schema(service: Service, params: SchemaParams, call: Call) -> SchemaRes
         collection = validate_collection(params.collection)
         foreign = session.table(collection) if adapter.features.foreign_tables else None
         if foreign is not None:
-            described = _foreign_entry(session, foreign, entry.row_filter)
+            described = _foreign_entry(adapter, foreign, entry.row_filter)
             return SchemaResult(
                 db_handle=entry.handle, collection=foreign["name"], declared=False,
                 record_count=described["recordCount"], table=described,
@@ -146,14 +146,16 @@ def data_schema(service: Service, params: SchemaParams, call: Call) -> SchemaRes
 
 
 def _foreign_entry(
-    session: Session, table: dict[str, Any], row_filter: FilterNode | None
+    adapter: Adapter, table: dict[str, Any], row_filter: FilterNode | None
 ) -> dict[str, Any]:
     """A table or view as ``data/schema`` lists it: its description and a row count
     (``recordCount``, under the handle's row filter; ``null`` when it cannot be read, with
     ``refused`` saying why and ``refusedCode`` the error code a read of it answers: a view
     refused by ``sqlite_guard``, or one whose count ran past its share of the time budget,
     ``query_timeout``, is marked so and the listing goes on). The count is exact, except for a large PostgreSQL table read without a row filter: the adapter's estimate
-    (``recordCountEstimate``, from ``pg_class.reltuples``), with ``recordCountEstimated: true``."""
+    (``recordCountEstimate``, from ``pg_class.reltuples``), with ``recordCountEstimated: true``.
+    Each count runs in a session nested in the command's (a savepoint): a count PostgreSQL
+    cancels aborts only its savepoint, never the listing's transaction."""
     estimate = table.pop("recordCountEstimate", None)
     if estimate is not None and row_filter is None:
         return {**table, "recordCount": estimate, "recordCountEstimated": True, "declared": False}
@@ -167,8 +169,11 @@ def _foreign_entry(
             # Each count gets half of what is left of the command's budget, so one slow view
             # is marked and the tables after it are still counted.
             left = budget.remaining_ms()
-            with budget.query_budget(0 if left is None else max(1, left // 2)):
-                count = session.count(table["name"], row_filter)
+            with (
+                budget.query_budget(0 if left is None else max(1, left // 2)),
+                adapter.session() as nested,
+            ):
+                count = nested.count(table["name"], row_filter)
         except DbHandlesError as exc:  # a view SQLite or sqlite_guard refuses, a slow view
             table = {**table, "refused": exc.message, "refusedCode": exc.code}
     return {**table, "recordCount": count, "recordCountEstimated": False, "declared": False}

@@ -222,7 +222,7 @@ def import_target(service: Service, params: ImportParams, context: Context) -> H
     """
     output = None
     if params.output is not None:
-        output = paths.resolve(service.settings, context, params.output, "config.path",
+        output = paths.resolve(service.settings, context, params.output, "output",
                                "database").path  # fmt: skip
         if not os.path.exists(output):
             # A new database has no collection yet: a name no new collection may have is refused

@@ -300,8 +300,10 @@ def resolve(
 
     Raises:
         InvalidParams: no file system could take the path (``dbfiles.check_path_text``).
-        PathNotAllowed: the home or a side file; outside every place the caller may reach; a
-            name on the way changed while it was resolved (an ``OSError`` of the lookup).
+        PathNotAllowed: the home; outside every place the caller may reach (checked before the
+            side-file rule: a side file's name outside them is answered as any path there); a
+            side file; a name on the way changed while it was resolved (an ``OSError`` of the
+            lookup).
     """
     text = check_path_text(given, field_name)
     try:
@@ -339,11 +341,6 @@ def _resolve(
         if purpose == "database":
             raise PathNotAllowed(f"{field_name}: {NOT_SHARED}", field=field_name)
         raise _refuse(field_name, shown, _outside(purpose))
-    if not context.trusted_local and is_side_file(real):
-        raise _refuse(
-            field_name, shown, "is one of SQLite's own files (-wal, -shm, -journal) of a "
-            "database; data commands never read or write it",
-        )  # fmt: skip
     place = place_of(settings, context, real, purpose)
     if registered is not None and purpose == "database" and place is not None:
         _vouch(real, registered)
@@ -362,6 +359,15 @@ def _resolve(
         else:
             why = _outside(purpose)
         raise _refuse(field_name, shown, why)
+    # Only inside the caller's places: outside them a side file's name gets the answer of any
+    # other path there, so the words never tell which folder is the home (docs/security.md).
+    if not context.trusted_local and is_side_file(real):
+        if place == "other":  # no database there can be shared: as any unshared path
+            raise PathNotAllowed(f"{field_name}: {NOT_SHARED}", field=field_name)
+        raise _refuse(
+            field_name, shown, "is one of SQLite's own files (-wal, -shm, -journal) of a "
+            "database; data commands never read or write it",
+        )  # fmt: skip
     found = Resolved(text, real, place, identity if isinstance(identity, tuple) else None)
     files = _CALL.get()
     if files is not None:

@@ -127,7 +127,12 @@ class Permissions(JsonModel):
                 source, {**(names or {}), source: ResolvedName(source, key)}
             )
             if refusal is not None:
-                return f"view {json_text(collection, 80)} reads what this handle may not: {refusal}"
+                # A view, a virtual table (its content table) or a virtual table's storage table:
+                # the name does not say which, so the words name none of them.
+                return (
+                    f"collection {json_text(collection, 80)} reads, through SQL of its own, what "
+                    f"this handle may not: {refusal}"
+                )
         shown = json_text(collection, 80)
         if asked.name != collection:
             shown += f" (table {json_text(asked.name, 80)})"

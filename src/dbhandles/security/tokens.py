@@ -136,10 +136,36 @@ class TokenManager:
         # Checked and stored in one store transaction: two concurrent creates for one name (one
         # an administrator's) cannot both find no token of the other kind, and a grant to a
         # second spelling of the name (``Carol`` for ``carol``) cannot slip in between.
-        self.store.put_token(
-            row, lambda stored, grantees: _check_name(actor, admin, stored, grantees)
-        )
+        try:
+            self.store.put_token(
+                row, lambda stored, grantees: _check_name(actor, admin, stored, grantees)
+            )
+        except InvalidParams as exc:
+            raise self._with_grants(exc, actor) from None
         return f"dbh_{token_id}_{secret}", row
+
+    def _with_grants(self, exc: InvalidParams, actor: str) -> InvalidParams:
+        """``exc`` naming the grants that hold a spelling of ``actor`` in another case (the
+        database and who granted it), so the administrator can revoke them (``data/revoke``);
+        ``exc`` itself when no grant is why."""
+        folded = actor.casefold()
+        holding = [
+            g for g in self.store.list_grants()
+            if g.actor != actor and g.actor.casefold() == folded
+        ]  # fmt: skip
+        if not holding:
+            return exc
+        named = "; ".join(
+            f"{json_text(g.actor, 80)} on {json_text(g.db_key, 200)}, granted by "
+            f"{json_text(g.granted_by, 80)}"
+            for g in holding[:5]
+        )
+        more = f" (and {len(holding) - 5} more)" if len(holding) > 5 else ""
+        return InvalidParams(
+            f"{exc.message}. The name is held by grants: {named}{more}; revoke them "
+            "(data/revoke on a handle of that database) to free it",
+            field=exc.field,
+        )
 
     def list(self) -> list[TokenRow]:
         return self.store.list_tokens()
