@@ -178,7 +178,8 @@ def test_a_key_field_that_contradicts_the_id_is_refused_on_create_and_batch(
     assert error.field == "data.d" and "is not the key value the id" in error.message
     op = {"op": "create", "collection": "comp", "id": COMP_ID, "data": {"k": 5}}
     error = _refused(service, "data/batch", {"dbHandle": h, "operations": [op]})
-    assert error.field == "data.k" and error.message.startswith("operations[0] (create): data.k")
+    assert error.field == "operations[0].data.k"
+    assert error.message.startswith("operations[0] (create): data.k")
     assert _rows(service, h, "comp") == {}
     # The same value is no contradiction, however it is spelled.
     created = service.execute("data/create", {**base, "data": {"d": "2024-05-07", "k": 4}})

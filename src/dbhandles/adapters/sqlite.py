@@ -202,7 +202,24 @@ class SqliteAdapter(Adapter):
         self, mode: Literal["ro", "rw", "rwc"], *, immutable: bool, reader: bool = False
     ) -> tuple[sqlite3.Connection, Catalog]:
         """A configured connection and its catalog (the schema read once: a file that is not a
-        database fails here); a ``reader`` (``query_only``) leaves the file's settings alone."""
+        database fails here); a ``reader`` (``query_only``) leaves the file's settings alone.
+
+        On an SQLite whose JSON functions are not innocuous (before 3.45), ``trusted_schema=OFF``
+        cannot even parse a schema holding dbhandles' JSON indexes: the first connection parses
+        the schema trusting it, and if the catalog finds objects dbhandles did not write, it is
+        made again untrusting (SQLite judges a schema's functions when it parses it, so one parsed
+        while trusted would stay judged so)."""
+        conn, catalog = self._try_open(mode, immutable=immutable, reader=reader, trust=None)
+        if catalog.guard_trust and not catalog.trusted and catalog.started_trusting:
+            conn.close()
+            conn, catalog = self._try_open(mode, immutable=immutable, reader=reader, trust=False)
+        return conn, catalog
+
+    def _try_open(
+        self, mode: Literal["ro", "rw", "rwc"], *, immutable: bool, reader: bool,
+        trust: bool | None,
+    ) -> tuple[sqlite3.Connection, Catalog]:  # fmt: skip
+        """``_open_connection``'s one try: ``trust`` ``None`` starts as decided (see there)."""
         settings = self.settings
         with translating(path=self.path):
             conn = connect_sqlite(
@@ -211,14 +228,12 @@ class SqliteAdapter(Adapter):
         try:
             with translating(path=self.path):
                 conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout)}")
-                # Under ``trusted_schema=OFF``, SQLite before 3.45 cannot even parse a schema
-                # holding dbhandles' JSON indexes, so on such a build a connection starts trusting
-                # and its catalog decides at once, in ``refresh`` (nothing before it runs a view
-                # or trigger: only PRAGMAs, and parsing a schema runs none of its SQL); a reader
-                # starts from the trust the writer's catalog decided.
+                # See _open_connection; nothing before refresh runs a view or trigger (PRAGMAs
+                # only), and a reader starts from the trust the writer's catalog decided.
                 guard = not json_functions_innocuous()
                 main = self._catalog
-                trust = guard and (not reader or (main is not None and main.trusted))
+                if trust is None:
+                    trust = guard and (not reader or (main is not None and main.trusted))
                 conn.execute(f"PRAGMA trusted_schema = {'ON' if trust else 'OFF'}")
                 # Views and triggers of the file never reach pragma tables, ATTACH or files.
                 guard_schema_sql(conn)
@@ -252,7 +267,7 @@ class SqliteAdapter(Adapter):
                     guard_trust=guard,
                     camel_names=settings.field_names == "camel",
                 )
-                catalog.trusted = trust
+                catalog.trusted = catalog.started_trusting = trust
                 catalog.refresh()  # reads the schema: a file that is not a database fails here
         except BaseException:
             conn.close()

@@ -15,7 +15,8 @@ JSON expression index. On such a build the ``Catalog`` checks the schema itself 
 ``trusted_schema`` ON only while it holds nothing a write to a collection could run except what
 dbhandles creates: no triggers on collection tables, which with their indexes must be exactly as
 dbhandles writes them. Other tables, their indexes and triggers only run when something writes to them,
-and this adapter never does.
+and this adapter never does. A connection parses its schema trusting it and is made again
+untrusting when the catalog does not trust it (``SqliteAdapter._open_connection``).
 """
 
 from __future__ import annotations
@@ -124,6 +125,8 @@ class Catalog:
         #: Serve the columns of foreign tables as camelCase fields (``fieldNames: camel``).
         self.camel_names = camel_names
         self.trusted = False
+        #: Whether the connection parsed its schema with ``trusted_schema`` ON (``SqliteAdapter``).
+        self.started_trusting = False
         self._version: int | None = None
         self._tables: dict[str, str | _Foreign | None] = {}
         self._foreign: dict[str, ForeignReader | None] = {}
