@@ -113,7 +113,7 @@ def test_an_operator_error_names_its_path(
     assert error.message.startswith(f"{field}: "), error.message
 
 
-@pytest.mark.parametrize(("name", "what"), [("orderBy", "a list"), ("fields", "a list")])
+@pytest.mark.parametrize(("name", "what"), [("orderBy", "an array"), ("fields", "an array")])
 def test_a_union_error_names_the_wire_field_not_pydantics(
     service: Service, name: str, what: str
 ) -> None:
