@@ -64,11 +64,11 @@ def test_every_level_of_a_count_streams(
             continue
         sql = statement.join('"t"')
         plan = _plan(conn, sql, statement.params)
-        # With several paths, each path's distinct values per record (``p0``, ``p1``...: an id, a
+        # With several paths, each path's distinct values per record (``_dbh_p0``...: an id, a
         # value and counts, never a record's text) and each record's number of values (``c0``...)
         # are kept to be joined on the record.
         several = range(len(group_by)) if len(group_by) > 1 else range(0)
-        kept = {f"MATERIALIZE {t}{i}" for i in several for t in "pc"}
+        kept = {f"MATERIALIZE _dbh_{t}{i}" for i in several for t in "pc"}
         assert not [s for s in plan if s.startswith("MATERIALIZE") and s not in kept], plan
         conn.execute(sql, statement.params).fetchall()  # and it runs
     conn.close()

@@ -96,6 +96,44 @@ def test_skip_defaults_the_rejects_file_beside_the_database(
     assert len(Path(result["rejects"]).read_bytes().splitlines()) == 3
 
 
+@pytest.mark.parametrize("on_error", ["abort", "skip"])
+@pytest.mark.parametrize(
+    ("rejects_name", "code"),
+    [("nodir/r.jsonl", "invalid_params"), ("notes.txt", "file_exists")],
+    ids=["missing folder", "not a rejects file"],
+)
+def test_a_rejects_path_is_refused_before_anything_is_created_whatever_on_error(
+    service: Service, tmp_path: Path, on_error: str, rejects_name: str, code: str
+) -> None:
+    """docs/import.md: every path is decided before the output (and its handle) is created, and a
+    rejects path abort never writes is refused as skip would refuse it."""
+    work = tmp_path / "work"
+    work.mkdir()
+    write_jsonl(work / "in.jsonl", GOOD)
+    notes = work / "notes.txt"
+    notes.write_text("my notes\n")
+    rejects = work / rejects_name
+    handles = {e.handle for e in service.registry.list_handles()}
+    for door in ("service", "jtag"):
+        out = work / f"o_{door}.sqlite"
+        params = {"input": str(work / "in.jsonl"), "output": str(out), "onError": on_error,
+                  "rejects": str(rejects)}  # fmt: skip
+        if door == "service":
+            with pytest.raises(DbHandlesError) as info:
+                service.execute("data/import", params)
+            answer = (info.value.code, info.value.field, info.value.message)
+        else:
+            argv = [f"--{k.replace('onError', 'on-error')}={v}" for k, v in params.items()]
+            exit_code, envelope, _ = run_cli(import_main, [*argv, "--quiet"], service)
+            assert exit_code == 1
+            answer = (envelope["code"], envelope["field"], envelope["error"])
+        assert answer[:2] == (code, "rejects"), answer
+        assert answer[2].startswith("rejects: "), answer
+        assert sorted(p.name for p in work.iterdir()) == ["in.jsonl", "notes.txt"], door
+        assert {e.handle for e in service.registry.list_handles()} == handles
+    assert notes.read_text() == "my notes\n"
+
+
 def test_missing_id_field_is_a_bad_line(service: Service, tmp_path: Path) -> None:
     write_jsonl(tmp_path / "in.jsonl", [{"key": "a"}, {"other": 1}, {"key": [3]}, {"key": ""},
                                         {"key": 3.5}])  # fmt: skip

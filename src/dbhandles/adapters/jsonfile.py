@@ -75,14 +75,15 @@ def _read(path: Path) -> dict[str, Any]:
         with open_plain(path, "rb", "config.path") as file:
             raw = file.read()
     except OSError as exc:
-        raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+        raise StorageError(f"cannot read {json_text(str(path))}: {exc.strerror}") from exc
     if not raw.strip():
         return {}
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise NotADatabase(
-            f"{path} is not a dbhandles JSON database (invalid JSON: {exc})"
+            f"config.path: {json_text(str(path))} is not a dbhandles JSON database (invalid JSON: {exc})",
+            field="config.path",
         ) from exc
     if (
         not isinstance(doc, dict)
@@ -90,7 +91,9 @@ def _read(path: Path) -> dict[str, Any]:
         or not isinstance(doc.get("collections"), dict)
     ):
         raise NotADatabase(
-            f'{path} is not a dbhandles JSON database (expected an object with "format": "{FORMAT}")'
+            f"config.path: {json_text(str(path))} is not a dbhandles JSON database (expected an object with "
+            f'"format": "{FORMAT}")',
+            field="config.path",
         )
     collections: dict[str, Any] = doc["collections"]
     for name, records in collections.items():
@@ -98,7 +101,9 @@ def _read(path: Path) -> dict[str, Any]:
             isinstance(r, dict) and isinstance(r.get("id"), str) for r in records
         ):
             raise NotADatabase(
-                f"{path}: collection {json_text(name, 80)} is not a list of records with string ids"
+                f"config.path: {json_text(str(path))}: collection {json_text(name, 80)} is not a list of records "
+                "with string ids",
+                field="config.path",
             )
     return collections
 
@@ -131,7 +136,7 @@ class JsonFileAdapter(MemoryAdapter):
         if len(os.fsencode(path.name)) > 200:
             # Its lock file and the temporary files of every commit add to the name.
             raise InvalidConfig(
-                f"config.path: the file name {path.name[:40]}... is too long for the json adapter "
+                f"config.path: the file name {json_text(path.name, 40)} is too long for the json adapter "
                 "(at most 200 bytes: it needs room for its .lock and temporary files)",
                 field="config.path",
             )
@@ -141,7 +146,7 @@ class JsonFileAdapter(MemoryAdapter):
             check_names(str(path), path.stat(), "config.path")
         if being_written(str(path)):
             raise NotADatabase(
-                f"config.path: {path} is a data file this service is writing (an import's "
+                f"config.path: {json_text(str(path))} is a data file this service is writing (an import's "
                 "rejects, an export), not a database",
                 field="config.path",
             )
@@ -154,7 +159,7 @@ class JsonFileAdapter(MemoryAdapter):
             _read(path)
         elif config.mode != "create":
             raise DatabaseNotFound(
-                f'config.path: {path} does not exist; open it with "mode": "create" to create it',
+                f'config.path: {json_text(str(path))} does not exist; open it with "mode": "create" to create it',
                 field="config.path",
             )
         elif not path.parent.exists():
@@ -162,7 +167,7 @@ class JsonFileAdapter(MemoryAdapter):
                 os.close(open_folder(str(path.parent), "config.path", make=True))
             except OSError as exc:
                 raise InvalidConfig(
-                    f"config.path: cannot create the folder {path.parent}: {exc.strerror}",
+                    f"config.path: cannot create the folder {json_text(str(path.parent))}: {exc.strerror}",
                     field="config.path",
                 ) from exc
         return config.model_copy(update={"path": str(path)})
@@ -193,7 +198,7 @@ class JsonFileAdapter(MemoryAdapter):
         signature = self._signature()
         if signature is None:
             if self.config.mode != "create":
-                raise DatabaseNotFound(f"{self.path} no longer exists")
+                raise DatabaseNotFound(f"{json_text(str(self.path))} no longer exists")
             self._write(self.store.dump())
         elif signature != self._loaded:
             self.store.load(_read(self.path))
@@ -258,7 +263,7 @@ class JsonFileAdapter(MemoryAdapter):
         try:
             fd = open_lock_file(f"{self.path}.lock", "config.path", pinned=True)
         except OSError as exc:
-            raise StorageError(f"cannot lock {self.path}: {exc.strerror}") from exc
+            raise StorageError(f"cannot lock {json_text(str(self.path))}: {exc.strerror}") from exc
         fcntl.flock(fd, fcntl.LOCK_EX)
         return fd
 
@@ -285,7 +290,7 @@ class JsonFileAdapter(MemoryAdapter):
             replace_database_file(str(self.path), payload)
             self._loaded = self._signature()
         except OSError as exc:
-            raise StorageError(f"cannot write {self.path}: {exc.strerror}") from exc
+            raise StorageError(f"cannot write {json_text(str(self.path))}: {exc.strerror}") from exc
 
     def size_bytes(self) -> int:
         try:

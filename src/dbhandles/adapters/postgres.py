@@ -109,8 +109,9 @@ class PostgresAdapter(Adapter):
             return
         if self.settings.mode != "create":
             raise DatabaseNotFound(
-                f'schema {json_text(self.schema, 80)} does not exist at {self.where}; open it with "mode": "create" '
-                "to create it"
+                f"config.schema: schema {json_text(self.schema, 80)} does not exist at {self.where}; "
+                'open it with "mode": "create" to create it',
+                field="config.schema",
             )
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key(self.schema),))

@@ -16,11 +16,11 @@ records (rows whose every element index is the first), the number of groups, and
 holds an object (which ``data/count`` refuses). With several paths, each path is read and walked on
 its own into its distinct values per record (``p{i}``: the record's id, the value, how many times
 the record holds it; on SQLite ``c{i}``, each record's number of values), and those are joined on
-the record: the cost of each path alone, where walking each path once per value of the others
-multiplied it. A record whose numbers of values
-multiply past ``facets.MAX_COMBINATIONS`` is left out of that join and ``read_groups`` refuses the
-answer; only when no group is left does a second statement (``*_group_overflow``) tell such a
-record from no matching record.
+the record: the cost of each path alone, not once per value of the others. A record whose numbers
+of values multiply past ``facets.MAX_COMBINATIONS`` is left out of that join and ``read_groups``
+refuses the answer; only when no group is left does a second statement (``*_group_overflow``) tell
+such a record from no matching record. Every table expression is named ``"_dbh_<name>"`` (``_cte``):
+no collection is, so none hides the collection's table.
 """
 
 from __future__ import annotations
@@ -58,6 +58,11 @@ __all__ = [
 HASH_FUNCTION = "dbh_sample_hash"
 #: Where the table goes in a statement's text (never valid SQL, so it cannot collide).
 _TABLE = "\x00T\x00"
+
+
+def _cte(name: str) -> str:
+    """A table expression's name, quoted: no collection's name starts ``_dbh_`` (in any case)."""
+    return f'"_dbh_{name}"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,11 +168,9 @@ def _sqlite_walk(
     rows have the columns returned; the parameters of the levels added, in order: each later part's
     name, bound, never in the SQL text).
 
-    The levels follow one another in one ``WITH`` list rather than each inside the next: SQLite's
-    parser keeps a bounded stack, and a subquery nested in a subquery per part overflowed it from
-    12 parts ("parser stack overflow"), while the walk itself is the same (``LIMIT -1`` keeps each
-    level from being flattened into the next, as it kept each nested subquery), so a path of up to
-    ``filters.MAX_PATH_PARTS`` parts, on each of the ``groupBy`` paths, is one statement.
+    The levels follow one another in one ``WITH`` list, not each inside the next: subqueries nested
+    per part overflowed SQLite's parser stack from 12 parts (``LIMIT -1`` keeps each level from being
+    flattened into the next), so ``filters.MAX_PATH_PARTS`` parts on every path is one statement.
 
     A path of one part needs no walk (``xf{i}`` is its value). For several, the rows have
     ``F{i}``, the JSON text of one value reached at the path's end (NULL when the
@@ -194,7 +197,7 @@ def _sqlite_walk(
             f"ELSE '[' || COALESCE(t.{current}, 'null') || ']' END"
         )
         columns = ", ".join([*(f"t.{c}" for c in carried), value, f"g.key = 0 AS first{i}_{k}"])
-        name = f"w{i}_{k}"
+        name = _cte(f"w{i}_{k}")
         ctes.append(
             f"{name} AS (SELECT {columns} FROM {base} AS t CROSS JOIN json_each({arg}) AS g "
             "LIMIT -1)"
@@ -248,9 +251,10 @@ def _sqlite_path_values(
     """
     start = len(ctes)
     source, params = _sqlite_source(i, path, where, "id AS rid, ")
-    ctes.append(f"s{i} AS ({source})")
+    s_cte, p_cte, c_cte = (_cte(f"{name}{i}") for name in "spc")
+    ctes.append(f"{s_cte} AS ({source})")
     carry = ["rid", f"xf{i}"] + ([f"x{i}"] if len(path) > 1 else [])
-    walk, walk_params, walked = _sqlite_walk(i, path, f"s{i}", carry, ctes)
+    walk, walk_params, walked = _sqlite_walk(i, path, s_cte, carry, ctes)
     params += walk_params
     flags = [f"t.{c}" for c in walked if c.startswith(f"first{i}_")] + [f"g{i}.key = 0"]
     # ``p{i}`` is read twice: computed once (MATERIALIZED), its levels streamed (else SQLite copied
@@ -258,11 +262,11 @@ def _sqlite_path_values(
     # ``rid`` and compared every record with every other.
     ctes[start:] = [c.replace(" AS (", " AS NOT MATERIALIZED (", 1) for c in ctes[start:]]
     ctes.append(
-        f"p{i} AS MATERIALIZED (SELECT t.rid AS rid, g{i}.type AS t{i}, g{i}.value AS u{i}, count(*) AS m{i}, "
+        f"{p_cte} AS MATERIALIZED (SELECT t.rid AS rid, g{i}.type AS t{i}, g{i}.value AS u{i}, count(*) AS m{i}, "
         f"max({' AND '.join(flags)}) AS f{i} FROM {walk} AS t{_sqlite_final(i, path)} "
         f"GROUP BY t.rid, g{i}.value, g{i}.type)"
     )
-    ctes.append(f"c{i} AS (SELECT rid, sum(m{i}) AS k{i} FROM p{i} GROUP BY rid)")
+    ctes.append(f"{c_cte} AS (SELECT rid, sum(m{i}) AS k{i} FROM {p_cte} GROUP BY rid)")
     return params
 
 
@@ -271,7 +275,7 @@ def _joined(n: int, cast: str = "", *, over: bool = False) -> str:
     numbers of values multiply past ``MAX_COMBINATIONS`` (checked as each path joins); ``records``
     then exceeds the records counted, which ``read_groups`` refuses. ``over``: only such records'
     rows. ``cast`` multiplies numerics, which cannot overflow."""
-    joins = " JOIN ".join(f"p{i}" + (" USING (rid)" if i else "") for i in range(n))
+    joins = " JOIN ".join(_cte(f"p{i}") + (" USING (rid)" if i else "") for i in range(n))
     products = [" * ".join(f"k{j}{cast}" for j in range(i + 1)) for i in range(1, n)]
     if over:
         return f"{joins} WHERE {products[-1]} > {MAX_COMBINATIONS}"
@@ -280,7 +284,7 @@ def _joined(n: int, cast: str = "", *, over: bool = False) -> str:
 
 def _sqlite_counts(n: int) -> tuple[str, str]:
     """The records' numbers of values joined (``c{i}``), and their product (SQL)."""
-    joins = " JOIN ".join(f"c{i}" + (" USING (rid)" if i else "") for i in range(n))
+    joins = " JOIN ".join(_cte(f"c{i}") + (" USING (rid)" if i else "") for i in range(n))
     return joins, " * ".join(f"k{i}" for i in range(n))
 
 
@@ -334,20 +338,20 @@ def sqlite_group_count(
         # The records' numbers of values first (``c{i}``, one row per record), then their values
         # (``p{i}``) for the records within the bound; ``records`` counts every matching record.
         counts, bound = _sqlite_counts(n)
-        values = "".join(f" JOIN p{i} USING (rid)" for i in range(n))
+        values = "".join(f" JOIN {_cte(f'p{i}')} USING (rid)" for i in range(n))
         raw = (
             f"SELECT {', '.join(f't{i}, u{i}' for i in range(n))}, "
             f"sum({' * '.join(f'm{i}' for i in range(n))}) AS n, "
             f"sum({' AND '.join(f'f{i}' for i in range(n))}) AS f, "
-            f"(SELECT count(*) FROM c0) AS records FROM {counts}{values} "
+            f"(SELECT count(*) FROM {_cte('c0')}) AS records FROM {counts}{values} "
             f"WHERE {bound} <= {MAX_COMBINATIONS} GROUP BY {', '.join(f'u{i}, t{i}' for i in range(n))}"
         )
         return _statement(f"{ctes} {_sqlite_typed(raw, n)}", (*params, limit))
     path = group_by[0]
     source, params = _sqlite_source(0, path, where, "")
-    ctes_list = [f"src AS ({source})"]
+    ctes_list = [f"{_cte('src')} AS ({source})"]
     carry = ["xf0"] + (["x0"] if len(path) > 1 else [])
-    walk, walk_params, columns = _sqlite_walk(0, path, "src", carry, ctes_list)
+    walk, walk_params, columns = _sqlite_walk(0, path, _cte("src"), carry, ctes_list)
     flags = [f"t.{c}" for c in columns if c.startswith("first")] + ["g0.key = 0"]
     # Two stages: the elements are grouped by their raw (json_each value, type), which costs one
     # comparison per element (the value first: it tells most elements apart); the typed key is
@@ -420,7 +424,7 @@ def _postgres_values(
         joins, rank, _, firsts, o, join_params = _postgres_chain(i, path)
         records = f", sum(bool_or({firsts[0]})::int) OVER () AS records" if i == 0 else ""
         ctes.append(
-            f"p{i} AS (SELECT t.id AS rid, p{i}.v AS e{i}, count(*) AS m{i}, bool_or({firsts[0]}) "
+            f"{_cte(f'p{i}')} AS (SELECT t.id AS rid, p{i}.v AS e{i}, count(*) AS m{i}, bool_or({firsts[0]}) "
             f"AS f{i}, sum(count(*)) OVER (PARTITION BY t.id) AS k{i}{records} "
             f"FROM (SELECT id, data FROM {_TABLE} WHERE {where.sql}) AS t{joins} "
             f"GROUP BY t.id, p{i}.v)"
@@ -503,11 +507,7 @@ def postgres_group_count(
 def _key(rank: int, value: Any) -> Any:
     if rank == 0:
         return None
-    if rank == 1:
-        return bool(value)
-    if rank == 2:
-        return key_value(value)
-    return value
+    return bool(value) if rank == 1 else key_value(value) if rank == 2 else value
 
 
 def read_groups(

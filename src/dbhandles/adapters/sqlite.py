@@ -42,6 +42,7 @@ from dbhandles.dbfiles import connect_sqlite, create_empty
 from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, ReadOnly, StorageError
 from dbhandles.filters import FilterNode
 from dbhandles.regex import search
+from dbhandles.values import json_text
 
 if TYPE_CHECKING:
     from dbhandles.adapters.sqlite_foreign import ForeignReader
@@ -144,7 +145,7 @@ class SqliteAdapter(Adapter):
                 # a file that appeared meanwhile is left alone, never opened (see dbhandles.dbfiles).
                 create_empty(path)
             except OSError as exc:
-                raise StorageError(f"cannot create {path}: {exc.strerror}") from exc
+                raise StorageError(f"cannot create {json_text(path)}: {exc.strerror}") from exc
         return settings.model_copy(update={"path": path})
 
     @classmethod
@@ -162,7 +163,7 @@ class SqliteAdapter(Adapter):
         if not check_target(self.path, probe=False):
             if self._vanished:
                 raise DatabaseNotFound(
-                    f"the database file {self.path} was deleted while this handle was open; "
+                    f"the database file {json_text(self.path)} was deleted while this handle was open; "
                     'data/open it again with "mode": "create" to start a new database there, or '
                     "data/close the handle"
                 )

@@ -253,7 +253,7 @@ def check_target(path: str, *, probe: bool = True) -> bool:
         # that appeared on it since (the file or a folder swapped for one) leads to another file,
         # which would be opened past every check made on this name.
         raise PathNotAllowed(
-            f"config.path: {path} is now a symbolic link, or lies under one, to another place; "
+            f"config.path: {json_text(str(path))} is now a symbolic link, or lies under one, to another place; "
             "a database is opened by its own name only: restore the file, or data/close this "
             "handle",
             field="config.path",
@@ -378,5 +378,7 @@ def names_open(info: os.stat_result) -> set[str]:
 def missing_database(path: str) -> DatabaseNotFound:
     """The error for a database file that is not there (and may only be created on request)."""
     return DatabaseNotFound(
-        f'{path} does not exist; open it with "mode": "create" to create a new database there'
+        f"config.path: {json_text(path)} does not exist; open it with "
+        '"mode": "create" to create a new database there',
+        field="config.path",
     )

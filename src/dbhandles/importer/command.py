@@ -55,7 +55,7 @@ from dbhandles.importer.export import DEFAULT_PAGE_SIZE, ExportStats, Selection,
 from dbhandles.importer.parallel import ParserMode
 from dbhandles.importer.progress import NullProgress, Progress
 from dbhandles.importer.reader import ChunkReader
-from dbhandles.importer.rejects import check_replaceable
+from dbhandles.importer.rejects import check_rejects
 from dbhandles.importer.run import (
     DEFAULT_BATCH_SIZE,
     MAX_BATCH_SIZE,
@@ -242,8 +242,8 @@ def import_target(service: Service, params: ImportParams, context: Context) -> H
         rejects = check_file(service, given, "rejects", context, writing=True)
         files.append(("rejects", os.fspath(given), rejects))
     _distinct_files(files)
-    if given is not None and params.on_error == "skip":
-        check_replaceable(files[-1][2])
+    if given is not None:  # abort never writes it, and refuses it as skip would
+        check_rejects(files[-1][2])
     open_before = {entry.handle for entry in service.registry.list_handles()}
     entry = resolve_target(service, "data/import", params, params.output, path_field="output",
                            mode="create", context=context)  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import IO
@@ -11,12 +12,43 @@ import orjson
 from dbhandles.dbfiles import open_plain
 from dbhandles.errors import FileExists, InvalidParams
 from dbhandles.new_files import create_exclusive
-from dbhandles.pinned import gone
+from dbhandles.pinned import Pinned, gone
 from dbhandles.values import json_text
 
-__all__ = ["RejectsFile", "check_replaceable"]
+__all__ = ["RejectsFile", "check_rejects", "check_replaceable"]
 
 _ENTRY_KEYS = {"line", "reason", "text"}
+
+
+def _cannot_create(path: Path, reason: str) -> InvalidParams:
+    return InvalidParams(f"rejects: cannot create {json_text(str(path), 80)}: {reason}",
+                         field="rejects")  # fmt: skip
+
+
+def check_rejects(path: str | os.PathLike[str]) -> None:
+    """What creating the rejects file needs, decided before an import creates anything (its
+    output database, a handle), whatever ``onError`` is: its folder exists and this process may
+    create files in it, and no other file is there (``check_replaceable``).
+
+    Raises:
+        InvalidParams: the folder is missing, is not a folder or may not be written (``cannot
+            create``, as ``RejectsFile`` would say).
+        PathNotAllowed: a link on the way (``pinned.open_folder``), or a folder made sure of moments
+            before is gone (``pinned.gone``).
+        FileExists: from ``check_replaceable``.
+    """
+    target = Path(path).expanduser()
+    try:
+        with Pinned(target, "rejects") as pinned:
+            folder = pinned.folder
+    except OSError as exc:
+        if (refusal := gone(exc, "rejects", str(target))) is not None:
+            raise refusal from exc
+        raise _cannot_create(target, exc.strerror or str(exc)) from exc
+    effective = os.access in os.supports_effective_ids
+    if not os.access(folder, os.W_OK | os.X_OK, effective_ids=effective):
+        raise _cannot_create(target, os.strerror(errno.EACCES))
+    check_replaceable(target)
 
 
 def check_replaceable(path: str | os.PathLike[str]) -> None:
@@ -76,8 +108,7 @@ class RejectsFile:
         except OSError as exc:
             if (refusal := gone(exc, "rejects", str(self.path))) is not None:
                 raise refusal from exc
-            raise InvalidParams(f"rejects: cannot create {json_text(str(self.path), 80)}: {exc.strerror}",
-                                field="rejects") from exc  # fmt: skip
+            raise _cannot_create(self.path, exc.strerror or str(exc)) from exc
 
     def write(self, line: int, reason: str, text: bytes) -> None:
         entry = {
