@@ -274,18 +274,20 @@ def resolve_target(
             handle = _open_path(service, check_path_text(path, path_field), mode, context)
         except DbHandlesError as exc:
             # data/open's words name its own param: the caller gave this one.
-            if exc.field == "config.path":
+            if isinstance(exc, DatabaseNotFound) and mode == "readonly":
+                # data/open's hint (mode create) is no answer for a database to read from.
+                exc.field = path_field
+                exc.message = (
+                    f"{path_field}: {json_text(path, 80)} does not exist; {command_name} reads an "
+                    "existing database: check the path, or give dbHandle"
+                )
+                exc.args = (exc.message,)
+            elif exc.field == "config.path":
                 exc.field = path_field
                 exc.message = exc.message.replace("config.path:", f"{path_field}:", 1)
                 exc.args = (exc.message,)
             elif exc.field is None and isinstance(exc, NotADatabase | DatabaseNotFound):
                 # The file itself is refused: it is this param's, whatever data/open calls it.
-                if isinstance(exc, DatabaseNotFound) and mode == "readonly":
-                    # data/open's hint (mode create) is no answer for a database to read from.
-                    exc.message = (
-                        f"{json_text(path, 80)} does not exist; {command_name} reads an existing "
-                        f"database: check the path, or give dbHandle"
-                    )
                 exc.field = path_field
                 exc.message = f"{path_field}: {exc.message}"
                 exc.args = (exc.message,)
