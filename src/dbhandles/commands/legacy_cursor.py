@@ -12,6 +12,14 @@ were skipped without a word. Here it is a keyset position like ``nextCursor``:
   other row holds it, so when several rows hold it the call is refused (``invalid_params``), never
   answered with rows missing;
 * ``value`` may be ``null`` (a missing or null field sorts first).
+
+On a table dbhandles did not create, ids are the key's values: numbers for a numeric key, text
+for the others (docs/foreign-tables.md). A cursor's ``id`` (or its ``value`` when it pages by
+``id``) is given as text or a number, so it is placed at the row it names, read under the list's
+filter (``LegacyPosition.place``): an id that names no row the list shows (gone, no longer
+matching, or no id of that table, such as ``abc`` for an integer key) is refused with
+``conflict`` (``cursor_row_changed``), as a ``nextCursor`` naming its row is, never read as a
+position of the wrong type (text sorts after every number: the rows left would be skipped).
 """
 
 from __future__ import annotations
@@ -20,10 +28,11 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from dbhandles.adapters.base import Session
+from dbhandles.adapters.base import Query, Session
 from dbhandles.commands.base import Params
 from dbhandles.commands.grammar import FieldPath, RecordId
-from dbhandles.errors import InvalidParams
+from dbhandles.documents import id_text
+from dbhandles.errors import Conflict, InvalidParams
 from dbhandles.evaluate import rank, sort_value
 from dbhandles.filters import (
     MAX_ID_LENGTH,
@@ -117,14 +126,47 @@ class LegacyPosition:
         value = cursor.value
         self.value = 0.0 if isinstance(value, float) and value == 0.0 else value
 
-    def check_ties(self, session: Session, collection: str, filter: FilterNode | None) -> None:
-        """Refuse the page when it could not start at an exact place.
+    def place(
+        self, session: Session, collection: str, filter: FilterNode | None
+    ) -> tuple[tuple[int, Any], ...]:
+        """The keyset position to list after, in ``session``: ``after`` for a collection; on a
+        table dbhandles did not create, with the id (or ``value``, paging by ``id``) of the row the
+        cursor names as that row holds it, a number for a numeric key (read under ``filter``).
+
+        Raises:
+            InvalidParams: several matching rows hold the value and no ``id`` says which was
+                last; a number as the ``value`` of ``id`` on a collection (its ids are text).
+            Conflict: the id names no row ``filter`` lets the list show (``cursor_row_changed``).
+        """
+        described = session.table(collection) is not None
+        by_id = self.cursor.field == "id"
+        if by_id and not isinstance(self.cursor.value, str) and not described:
+            got = json_text(self.cursor.value, 80)
+            raise InvalidParams(f"cursor.value: ids are strings, got {got}", field="cursor.value")
+        holding = self.check_ties(session, collection, filter)
+        if not described:
+            return self.after
+        if by_id:
+            return (sort_value(_row_id(session, collection, filter, self.cursor.value, "value")),)
+        if self.cursor.id is not None:
+            found = _row_id(session, collection, filter, self.cursor.id, "id")
+            return (self.after[0], sort_value(found))
+        if holding == 1:  # after the one row holding the value, whatever its id's type
+            assert self.ties is not None
+            row = session.find(collection, Query(filter=and_filters(filter, self.ties), limit=1))
+            if row:
+                return (self.after[0], sort_value(row[0]["id"]))
+        return self.after
+
+    def check_ties(self, session: Session, collection: str, filter: FilterNode | None) -> int:
+        """Refuse the page when it could not start at an exact place; the number of matching
+        rows holding the value when no ``id`` was given (else 0).
 
         Raises:
             InvalidParams: several matching rows hold the value and no ``id`` says which was last.
         """
         if self.ties is None:
-            return
+            return 0
         holding = session.count(collection, and_filters(filter, self.ties))
         if holding > 1:
             raise InvalidParams(
@@ -133,6 +175,35 @@ class LegacyPosition:
                 "ended; add the last item's id as cursor.id, or page with nextCursor",
                 field="cursor",
             )
+        return holding
+
+
+def _row_id(
+    session: Session, collection: str, filter: FilterNode | None, given: object, key: str
+) -> Any:
+    """The ``id`` of the row of a table dbhandles did not create that ``given`` (text or a
+    number, ``documents.id_text``) names, as the row holds it, if ``filter`` lets the list show
+    it (read again under it, as ``paging`` reads the row a ``nextCursor`` names).
+
+    Raises:
+        Conflict: no such row (``cursor.<key>`` named; ``details.reason`` ``cursor_row_changed``).
+    """
+    text = id_text(given)
+    record = session.get(collection, text) if isinstance(text, str) else None
+    if record is not None:
+        same = and_filters(filter, Compare(("id",), "eq", record["id"]))
+        rows = session.find(collection, Query(filter=same, limit=1))
+        if rows:
+            return rows[0]["id"]
+    raise Conflict(
+        f"cursor.{key}: no record of {json_text(collection, 80)} that this list shows has the id "
+        f"{json_text(given, 80)} (it was deleted, changed so that it no longer matches, or is no "
+        "id of this table), and on a table dbhandles did not create an id is placed by the row it "
+        "names (ids are the key's values: numbers for a numeric key); list again without cursor, "
+        "or page with nextCursor",
+        field=f"cursor.{key}",
+        details={"reason": "cursor_row_changed"},
+    )
 
 
 def legacy_position(cursor: KeyCursor, order_by: object) -> LegacyPosition:
@@ -158,7 +229,8 @@ def legacy_position(cursor: KeyCursor, order_by: object) -> LegacyPosition:
         raise InvalidParams(f"cursor.value: {problem}", field="cursor.value")
     first = sort_value(value)
     if path == ("id",):
-        if not isinstance(value, str):
+        # A number is an id on a table dbhandles did not create only (``LegacyPosition.place``).
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise InvalidParams(
                 f"cursor.value: ids are strings, got {json_text(value, 80)}", field="cursor.value"
             )

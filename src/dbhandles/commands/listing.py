@@ -143,8 +143,8 @@ def data_list(service: Service, params: ListParams, call: Call) -> ListResult:
         order, after = legacy.order, legacy.after
     with service.lease(call) as (entry, adapter), adapter.session() as session:
         filter_node = and_filters(entry.row_filter, filter_node)
-        if legacy is not None:
-            legacy.check_ties(session, collection, filter_node)
+        if legacy is not None:  # the id placed as the table's rows hold it
+            after = legacy.place(session, collection, filter_node)
         shape = None
         if isinstance(params.cursor, str):  # a table replaced or altered since: refused (paging)
             shape = shape_of(session, collection, order)
