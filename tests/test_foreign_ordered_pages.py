@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 
+from dbhandles import Service
 from dbhandles.adapters.base import Query
 from dbhandles.adapters.sqlite_foreign import ForeignReader
 from dbhandles.adapters.sqlite_foreign_schema import describe
+from dbhandles.adapters.sqlite_session import SqliteSession
 from dbhandles.evaluate import position_of, sort_records
 from dbhandles.filters import SortKey
 
@@ -101,3 +103,46 @@ def test_a_column_of_mixed_kinds_keeps_the_type_strict_order(
     page, _ = plan_of(conn, "events", Query(order=order, limit=40,
                                             after=position_of(first[-1], order)))  # fmt: skip
     assert page == expected[40:80]
+
+
+def test_an_index_recreated_by_another_connection_is_seen_at_the_next_page(
+    service: Service, tmp_path: Path
+) -> None:
+    """Which columns lead a BINARY index is read once per schema version (``binary_leading``):
+    an index another connection drops and creates again in NOCASE collation (or back) is seen
+    by the next listing of the same handle, whose order stays type-strict (code point) either way."""
+    path = tmp_path / "coll.db"
+    other = sqlite3.connect(path)
+    other.executescript("CREATE TABLE ev (id INTEGER PRIMARY KEY, name TEXT NOT NULL);"
+                        "CREATE INDEX ev_name ON ev (name);")  # fmt: skip
+    other.executemany("INSERT INTO ev VALUES (?, ?)", enumerate(["b", "B", "a", "C", "c"], 1))
+    other.commit()
+    handle = service.execute("data/open", {"adapter": "sqlite", "config": {"path": str(path)}})[
+        "dbHandle"]  # fmt: skip
+    ran: list[str] = []
+
+    def listed() -> tuple[list[str], str]:
+        ran.clear()
+        with service.registry.lease(handle) as (_, adapter), adapter.session() as session:
+            assert isinstance(session, SqliteSession)
+            session.conn.set_trace_callback(ran.append)
+        try:
+            items = service.execute("data/list", {"dbHandle": handle, "collection": "ev",
+                                                  "orderBy": "name", "limit": 10})["items"]  # fmt: skip
+        finally:
+            with service.registry.lease(handle) as (_, adapter), adapter.session() as session:
+                assert isinstance(session, SqliteSession)
+                session.conn.set_trace_callback(None)
+        page = next(s for s in ran if s.startswith('SELECT "id", "name"'))
+        return [i["name"] for i in items], page
+
+    bare = 'ORDER BY "name" COLLATE BINARY ASC'
+    names, page = listed()
+    assert names == ["B", "C", "a", "b", "c"] and bare in page
+    other.executescript("DROP INDEX ev_name; CREATE INDEX ev_name ON ev (name COLLATE NOCASE);")
+    names, page = listed()
+    assert names == ["B", "C", "a", "b", "c"] and bare not in page  # no index serves it now
+    other.executescript("DROP INDEX ev_name; CREATE INDEX ev_name ON ev (name);")
+    names, page = listed()
+    assert names == ["B", "C", "a", "b", "c"] and bare in page
+    other.close()

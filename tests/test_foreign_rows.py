@@ -136,3 +136,17 @@ def test_a_layout_has_one_source_per_key_the_ids_first() -> None:
         RecordLayout(KEYS, (1, 0, 1, 2), integer_id=False)
     with pytest.raises(ValueError, match="one source per key"):
         RecordLayout(KEYS, (0, 1), integer_id=False)
+
+
+@given(st.lists(st.tuples(st.integers(min_value=-(2**63), max_value=2**63 - 1), VALUES, VALUES,
+                          VALUES), max_size=6))  # fmt: skip
+def test_a_read_by_an_integer_key_gives_the_values_of_value_by_value(
+    rows: list[tuple[Any, ...]],
+) -> None:
+    """``record`` (a read by key) with every value selected once: one comprehension takes the
+    common values as they are, and must give exactly ``json_value``'s (types compared too)."""
+    layout = RecordLayout(KEYS, (0, 1, 2, 3), integer_id=True)
+    for row in rows:
+        got, want = layout.record(row), _one_by_one([row])[0]
+        assert list(got) == list(KEYS)
+        assert all(_same(got[k], want[k]) for k in KEYS), (got, want)

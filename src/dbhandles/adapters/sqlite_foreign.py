@@ -19,7 +19,7 @@ from dbhandles.adapters.foreign_common import ColumnPaths
 from dbhandles.adapters.foreign_values import RecordLayout, decode_key
 from dbhandles.adapters.sql_compile import Fragment, SqlCompiler, and_
 from dbhandles.adapters.sqlite_foreign_schema import DUPLICATE, ForeignTable, quote
-from dbhandles.adapters.sqlite_foreign_sql import compiler_for, fixed_ranks
+from dbhandles.adapters.sqlite_foreign_sql import binary_leading, compiler_for, fixed_ranks
 from dbhandles.adapters.sqlite_guard import installed
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import And, Compare, ElemMatch, FilterNode, Not, Or, SortKey
@@ -72,6 +72,9 @@ class ForeignReader:
         self._integer_match = f"{self._integer_key} = ?"
         #: Which column a dotted path names (a column whose name holds '.').
         self.paths = ColumnPaths(self.fields)
+        #: The columns leading a full BINARY index (``sqlite_foreign_sql.binary_leading``): read
+        #: from the schema at the first ordered page, not at every one.
+        self._binary: frozenset[str] | None = None
 
     @cached_property
     def keyless(self) -> ForeignReader:
@@ -121,10 +124,13 @@ class ForeignReader:
         the queries of one read transaction, whose snapshot cannot change: a listing's page and
         count probe once."""
         ordered = {key.path[0] for key in order if len(key.path) == 1}
-        fixed = (
-            fixed_ranks(conn, self.table, {*ordered, "id"}, arrays) if ordering and self.table.indexes
-            else ()
-        )  # fmt: skip
+        fixed: tuple[tuple[str, int], ...] = ()
+        if ordering and self.table.indexes:
+            binary = self._binary
+            if binary is None:  # schema only: once per reader (one per schema version)
+                binary = self._binary = binary_leading(conn, self.table)
+            if binary:
+                fixed = fixed_ranks(conn, self.table, {*ordered, "id"}, arrays, binary)
         probes = self._probes
         named = set(ordered)
         _top_fields(filter, named)

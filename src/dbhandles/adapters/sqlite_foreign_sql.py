@@ -20,7 +20,7 @@ from dbhandles.adapters.sql_dialect import Dialect
 from dbhandles.adapters.sqlite_compile import SqliteDialect, SqliteElement
 from dbhandles.adapters.sqlite_foreign_schema import ForeignTable, quote
 
-__all__ = ["ForeignDialect", "compiler_for", "fixed_ranks"]
+__all__ = ["ForeignDialect", "binary_leading", "compiler_for", "fixed_ranks"]
 
 #: The largest finite REAL: anything beyond is an infinity, which records show as null.
 _FINITE = "1.7976931348623157e308"
@@ -269,12 +269,17 @@ def compiler_for(
 
 
 def fixed_ranks(
-    conn: sqlite3.Connection, table: ForeignTable, fields: set[str], known: dict[str, bool] | None
+    conn: sqlite3.Connection,
+    table: ForeignTable,
+    fields: set[str],
+    known: dict[str, bool] | None,
+    binary: frozenset[str],
 ) -> tuple[tuple[str, int], ...]:
     """The ``fields`` (columns, or ``id`` over one key column) whose column leads a full index of
-    BINARY collation and, in this snapshot, holds no NULL and only numbers (rank 2: integers and
-    finite reals) or only text that cannot be JSON (rank 3, in a column without numeric
-    affinity): ordering by the bare column is then the type-strict order, and the index serves it.
+    BINARY collation (``binary``: ``binary_leading``, decided once per schema version) and, in
+    this snapshot, holds no NULL and only numbers (rank 2: integers and finite reals) or only
+    text that cannot be JSON (rank 3, in a column without numeric affinity): ordering by the
+    bare column is then the type-strict order, and the index serves it.
 
     Each is a few steps into that index: the smallest and largest non-NULL values (SQLite sorts
     NULL < numbers < text < BLOB, so equal classes at both ends cover every row), one NULL, one
@@ -283,29 +288,41 @@ def fixed_ranks(
     """
     found: list[tuple[str, int]] = []
     for field in sorted(fields):
-        for rank in (2, 3):
-            mark = f"\x00rank{rank}:{field}"
-            holds = None if known is None else known.get(mark)
-            if holds is None:
-                holds = _fixed(conn, table, field) == rank
-                if known is not None:
-                    known[mark] = holds
-            if holds:
-                found.append((field, rank))
+        name = _indexed_column(table, field, binary)
+        if name is None:
+            continue  # no index can serve it: nothing to ask the rows
+        marks = (f"\x00rank2:{field}", f"\x00rank3:{field}")  # field names hold no U+0000
+        if known is not None and marks[0] in known:
+            rank = 2 if known[marks[0]] else 3 if known[marks[1]] else None
+        else:
+            rank = _fixed(conn, table, name, field != "id")
+            if known is not None:
+                known[marks[0]], known[marks[1]] = rank == 2, rank == 3
+        if rank is not None:
+            found.append((field, rank))
     return tuple(found)
 
 
-def _fixed(conn: sqlite3.Connection, table: ForeignTable, field: str) -> int | None:
-    """The one rank every row holds in ``field``'s column (see ``fixed_ranks``), else ``None``."""
+def _indexed_column(table: ForeignTable, field: str, binary: frozenset[str]) -> str | None:
+    """The column ``field`` orders by when a full BINARY index leads with it (``id``: the one
+    key column, unless it is the rowid or its alias, which the compiler orders bare anyway);
+    a generated column is left out. ``None`` otherwise."""
     if field == "id":
         if len(table.key) != 1 or table.integer_key is not None:
             return None
-        name, sniff = table.key[0], False
+        name = table.key[0]
     else:
-        name, sniff = next((c.name for c in table.columns if c.field == field), ""), True
-    column = next((c for c in table.columns if c.name == name), None)
-    if column is None or column.generated or not _binary_index(conn, table, name):
+        name = next((c.name for c in table.columns if c.field == field), "")
+    if name not in binary:
         return None
+    column = next((c for c in table.columns if c.name == name), None)
+    return None if column is None or column.generated else name
+
+
+def _fixed(conn: sqlite3.Connection, table: ForeignTable, name: str, sniff: bool) -> int | None:
+    """The one rank every row holds in column ``name`` (see ``fixed_ranks``), else ``None``;
+    ``sniff``: text starting like a JSON container is read as JSON (a field, not the id)."""
+    column = next(c for c in table.columns if c.name == name)
     col, source = quote(name), quote(table.name)
     if conn.execute(f"SELECT 1 FROM {source} WHERE {col} IS NULL LIMIT 1").fetchone():
         return None
@@ -330,15 +347,17 @@ def _fixed(conn: sqlite3.Connection, table: ForeignTable, field: str) -> int | N
     return 3
 
 
-def _binary_index(conn: sqlite3.Connection, table: ForeignTable, name: str) -> bool:
-    """Whether a full (not partial) index of ``table`` leads with column ``name`` in BINARY
-    collation: the order ``COLLATE BINARY`` asks for is then the index's."""
+def binary_leading(conn: sqlite3.Connection, table: ForeignTable) -> frozenset[str]:
+    """The columns of ``table`` that lead a full (not partial) index in BINARY collation: the
+    order ``COLLATE BINARY`` asks for is then the index's. Read from the schema (an index's
+    collation is part of its definition), so a reader decides it once per schema version."""
+    found: set[str] = set()
     for index in table.indexes:
-        if index["partial"] or not index["columns"] or index["columns"][0] != name:
+        if index["partial"] or not index["columns"] or index["columns"][0] in found:
             continue
         row = conn.execute(
             "SELECT coll FROM pragma_index_xinfo(?, 'main') WHERE seqno = 0", (index["name"],)
         ).fetchone()
         if row is not None and str(row[0]).upper() == "BINARY":
-            return True
-    return False
+            found.add(index["columns"][0])
+    return frozenset(found)
