@@ -181,3 +181,21 @@ def test_a_number_stays_no_id_of_a_collection(service: Service) -> None:
         page(service, "default", "notes", {"field": "id", "value": 3})
     assert caught.value.field == "cursor.value"
     assert page(service, "default", "notes", {"field": "id", "value": "2"}) == ["3"]
+
+
+def test_the_one_row_holding_the_value_is_not_repeated_whatever_its_id(
+    service: Service, tmp_path: Path
+) -> None:
+    """A BLOB key's id is an object, which sorts after every text: placed after "every id" (text),
+    the one row holding the value would be listed again; it is placed after that row instead."""
+    path = tmp_path / "blobs.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE bk (k BLOB PRIMARY KEY, b TEXT)")
+    conn.executemany(
+        "INSERT INTO bk VALUES (?, ?)", [(bytes([i]), f"x{i % 3}") for i in (1, 2, 3, 5, 6)]
+    )
+    conn.commit()
+    conn.close()
+    opened = service.execute("data/open", {"adapter": "sqlite", "config": {"path": str(path)}})
+    listed = page(service, str(opened["dbHandle"]), "bk", {"field": "b", "value": "x1"})
+    assert listed == [{"$base64": "Ag=="}, {"$base64": "BQ=="}]  # x2's rows; not x1's 0x01 again
