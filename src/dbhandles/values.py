@@ -135,7 +135,11 @@ def read_json(text: bytes | str) -> Any:
 
     A number orjson cannot hold at all (an integer of 309 digits or more, ``1e400``: "number is
     infinity") is read the same way, so that the value rule names the field and says why (an
-    integer past ``NUMBER_BOUND``, an infinity) rather than calling the text not JSON.
+    integer past ``NUMBER_BOUND``, an infinity) rather than calling the text not JSON. So are the
+    literals ``NaN``, ``Infinity`` and ``-Infinity`` (which Python's ``json`` writes, and the
+    ``Client`` sends for a NaN): read as those floats, they are refused by the rule of the place
+    that holds them (``filter.n: NaN is not a number ...`` is ``invalid_filter``, ``data.n: ...``
+    ``invalid_params``), the answer the in-process API gives, on every door.
 
     Raises:
         orjson.JSONDecodeError: ``text`` is not JSON (a ``ValueError``).
@@ -143,7 +147,7 @@ def read_json(text: bytes | str) -> Any:
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        if "infinity" not in str(exc):
+        if "infinity" not in str(exc) and not _has_constant(text):
             raise
         exact = _exact_json(text)
         if exact is _NOT_READ:
@@ -169,19 +173,25 @@ def _exact_int(digits: str) -> int:
     return int(digits)
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+#: The literals Python's ``json`` writes for NaN and the infinities (``-Infinity`` holds the second).
+_CONSTANTS = (b"NaN", b"Infinity")
 
 
-def _exact_json(text: bytes | str) -> Any:
-    """``text`` read by ``json`` with integers exact (``_NOT_READ`` when ``json`` cannot, or finds
-    what orjson would refuse: ``NaN``, a lone surrogate)."""
+def _has_constant(text: bytes | bytearray | memoryview | str) -> bool:
+    """Whether ``text`` may hold a ``NaN`` or ``Infinity`` literal (orjson refused it)."""
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    return any(constant in data for constant in _CONSTANTS)
+
+
+def _exact_json(text: bytes | bytearray | memoryview | str) -> Any:
+    """``text`` read by ``json`` with integers exact, and ``NaN``/``Infinity``/``-Infinity`` as
+    those floats (``_NOT_READ`` when ``json`` cannot, or finds what orjson would refuse for
+    another reason: a lone surrogate, a text that is not UTF-8, which ``json`` would read as
+    UTF-16 or UTF-32)."""
     try:
-        value = json.loads(
-            bytes(text) if isinstance(text, memoryview) else text,
-            parse_int=_exact_int,
-            parse_constant=_no_constant,
-        )
+        if not isinstance(text, str):
+            text = bytes(text).decode("utf-8")
+        value = json.loads(text, parse_int=_exact_int)
     except (ValueError, RecursionError):  # RecursionError: nested near orjson's limit of 1024
         return _NOT_READ
     return _NOT_READ if _has_lone_surrogate(value) else value
