@@ -71,6 +71,7 @@ __all__ = [
     "non_finite_problem",
     "number_text",
     "read_json",
+    "read_json_loosely",
     "text_problem",
     "utf8_problem",
 ]
@@ -183,18 +184,28 @@ def _has_constant(text: bytes | bytearray | memoryview | str) -> bool:
     return any(constant in data for constant in _CONSTANTS)
 
 
-def _exact_json(text: bytes | bytearray | memoryview | str) -> Any:
+def read_json_loosely(text: bytes | str) -> Any:
+    """``text`` read as ``read_json`` reads it, except that a lone surrogate escape (``"\\ud800"``),
+    which no strict reader takes, is read as that lone surrogate: so that the value rule
+    (``check_value``) can name the field that holds it rather than a column of the text (an
+    import's rejected line). ``None`` when the text is not JSON even so, or not UTF-8.
+    """
+    value = _exact_json(text, surrogates=True)
+    return None if value is _NOT_READ else value
+
+
+def _exact_json(text: bytes | bytearray | memoryview | str, *, surrogates: bool = False) -> Any:
     """``text`` read by ``json`` with integers exact, and ``NaN``/``Infinity``/``-Infinity`` as
     those floats (``_NOT_READ`` when ``json`` cannot, or finds what orjson would refuse for
-    another reason: a lone surrogate, a text that is not UTF-8, which ``json`` would read as
-    UTF-16 or UTF-32)."""
+    another reason: a lone surrogate unless ``surrogates``, a text that is not UTF-8, which
+    ``json`` would read as UTF-16 or UTF-32)."""
     try:
         if not isinstance(text, str):
             text = bytes(text).decode("utf-8")
         value = json.loads(text, parse_int=_exact_int)
     except (ValueError, RecursionError):  # RecursionError: nested near orjson's limit of 1024
         return _NOT_READ
-    return _NOT_READ if _has_lone_surrogate(value) else value
+    return _NOT_READ if not surrogates and _has_lone_surrogate(value) else value
 
 
 def _has_lone_surrogate(value: Any) -> bool:
