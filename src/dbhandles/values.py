@@ -61,6 +61,7 @@ __all__ = [
     "UNSHOWABLE_BEYOND_C0",
     "UNSHOWABLE_CLASS",
     "canonical",
+    "check_record",
     "check_scalar",
     "check_value",
     "item_path",
@@ -509,6 +510,19 @@ def canonical(obj: dict[str, Any], where: str) -> tuple[dict[str, Any], bytes]:
     if not _plain(obj, 0):
         obj = check_value(obj, where)
     return obj, orjson.dumps(obj)
+
+
+def check_record(obj: dict[str, Any]) -> dict[str, Any]:
+    """``check_value(obj, "")`` for a record read from a database (``data/copy``'s rows): one pass
+    (``_plain``) settles the common record, any other goes through ``check_value``. A value a
+    database other than dbhandles' own writes let in (a JSON file edited by hand holding U+0000, a
+    foreign table's integer -2**63) is refused here, naming its path (``t.x[1]``), rather than by
+    the target's driver in its own words, or silently stored by SQLite.
+
+    Raises:
+        InvalidParams: as ``check_value``, ``field`` being the path in the record.
+    """
+    return obj if _plain(obj, 0) else check_value(obj, "")
 
 
 def check_scalar(value: object, where: str) -> str | None:
