@@ -168,3 +168,39 @@ def test_sqlite_values_reads_each_key_as_sqlites_json_functions_do(pairs: Any) -
     finally:
         conn.close()
     assert loads(orjson.dumps(value)) == value  # a normalised text reads as itself
+
+
+#: Texts holding U+0000, which dbhandles refuses but another tool may write.
+NUL_TEXTS = [
+    '{"label": "a\\u0000b", "n": 1}',
+    '{"label": "b", "n": 2, "messages": [{"role": "user\\u0000x"}], "tags": ["x\\u0000", "y"]}',
+    '{"label": "\\u0000a", "n": 3, "m": {"x": 1}}',
+]
+
+
+@pytest.mark.parametrize("where", ["collection", "foreign column"])
+def test_a_sqlite_text_holding_nul_reads_as_its_filters_see_it(
+    service: Service, tmp_path: Path, where: str
+) -> None:
+    """SQLite's JSON functions read a string up to its U+0000: so does a read, so that a row filter
+    ``label == "a"`` never shows a label that reads ``"a\\u0000b"``."""
+    path = tmp_path / "d.sqlite"
+    if where == "collection":
+        db = _open(service, "sqlite", {"path": str(path), "mode": "create"})
+        for i in range(len(NUL_TEXTS)):
+            service.execute("data/create", {"dbHandle": db, "collection": "c", "id": f"r{i}",
+                                             "data": {"n": 0}})  # fmt: skip
+    with sqlite3.connect(path) as conn:
+        if where == "collection":
+            conn.executemany("UPDATE c SET data = ? WHERE id = ?",
+                             [(text, f"r{i}") for i, text in enumerate(NUL_TEXTS)])  # fmt: skip
+        else:
+            conn.execute("CREATE TABLE f (id INTEGER PRIMARY KEY, doc TEXT)")
+            conn.executemany("INSERT INTO f VALUES (?, ?)", list(enumerate(NUL_TEXTS)))
+    conn.close()
+    db = _open(service, "sqlite", {"path": str(path)})
+    collection, field = ("c", "") if where == "collection" else ("f", "doc")
+    first = service.execute("data/list", {"dbHandle": db, "collection": collection,
+                                          "orderBy": "id"})["items"][0]  # fmt: skip
+    assert (first[field] if field else first)["label"] == "a"
+    _check_one_value(service, db, collection, field)
