@@ -33,7 +33,7 @@ CASES: dict[str, tuple[str, dict[str, str], str, str, bool]] = {
     "batch": ("data/batch", {"operations": '[{"op": "create", "collection": "c", '
               '"data": {"n": 1e400}}]'}, "operations[0].data.n", "invalid_params", True),
     "filter": ("data/list", {"filter": '{"n": 1e400}'}, "filter.n", "invalid_filter", False),
-    "filter $in": ("data/list", {"filter": '{"n": {"$in": [1, -1e999]}}'}, "filter.n.$in",
+    "filter $in": ("data/list", {"filter": '{"n": {"$in": [1, -1e999]}}'}, "filter.n.$in[1]",
                    "invalid_filter", False),
     "count filter": ("data/count", {"groupBy": '"n"', "filter": '{"n": {"$lt": 1e400}}'},
                      "filter.n.$lt", "invalid_filter", False),

@@ -72,8 +72,6 @@ class Client:
             params = params.model_dump(mode="json", by_alias=True, exclude_unset=True)
         try:
             body = wire.encode_params(params)
-        except InvalidParams as exc:
-            return wire.failure_envelope(exc)
         except TypeError as exc:
             return wire.failure_envelope(
                 InvalidParams(f"params: not JSON-serialisable: {exc}", field="params")

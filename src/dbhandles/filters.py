@@ -378,6 +378,7 @@ def _field_ops(
         if key == "$all":
             if not isinstance(value, list | tuple) or len(value) > MAX_IN_VALUES:
                 raise _refused(f"{where}.$all", f"expects a list of at most {MAX_IN_VALUES} values")
+            alls: list[FilterNode] = []  # MongoDB: every value is an element ([] matches nothing)
             for i, item in enumerate(value):
                 if isinstance(item, Mapping | list | tuple):
                     raise InvalidFilter(
@@ -385,11 +386,10 @@ def _field_ops(
                         "boolean or null), not objects or arrays; for several conditions on "
                         'elements, combine $elemMatch filters with $and ({"$and": [{"f": '
                         '{"$elemMatch": ...}}, ...]})',
-                        field=f"{where}.$all",
+                        field=f"{where}.$all[{i}]",
                     )
-            # MongoDB: every value is an element (an empty list matches nothing).
-            alls = tuple(Compare(path, "eq", _scalar(v, f"{where}.$all")) for v in value)
-            tests.append(And(alls) if alls else Or(()))
+                alls.append(Compare(path, "eq", _scalar(item, f"{where}.$all[{i}]")))
+            tests.append(And(tuple(alls)) if alls else Or(()))
             continue
         if key == "$elemMatch":
             tests.append(_elem_match(path, value, f"{where}.$elemMatch", depth + 1))
@@ -431,7 +431,7 @@ def _compare(path: tuple[str, ...], op: CompareOp, value: object, where: str) ->
             raise _refused(where, "expects a list of values")
         if len(value) > MAX_IN_VALUES:
             raise _refused(where, f"at most {MAX_IN_VALUES} values")
-        return Compare(path, op, tuple(_scalar(v, where) for v in value))
+        return Compare(path, op, tuple(_scalar(v, f"{where}[{i}]") for i, v in enumerate(value)))
     if op == "exists":
         if not isinstance(value, bool):
             raise _refused(where, "expects true or false")

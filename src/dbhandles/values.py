@@ -61,6 +61,7 @@ __all__ = [
     "UNSHOWABLE_BEYOND_C0",
     "UNSHOWABLE_CLASS",
     "canonical",
+    "check_record",
     "check_scalar",
     "check_value",
     "item_path",
@@ -71,6 +72,7 @@ __all__ = [
     "non_finite_problem",
     "number_text",
     "read_json",
+    "read_json_loosely",
     "text_problem",
     "utf8_problem",
 ]
@@ -135,7 +137,11 @@ def read_json(text: bytes | str) -> Any:
 
     A number orjson cannot hold at all (an integer of 309 digits or more, ``1e400``: "number is
     infinity") is read the same way, so that the value rule names the field and says why (an
-    integer past ``NUMBER_BOUND``, an infinity) rather than calling the text not JSON.
+    integer past ``NUMBER_BOUND``, an infinity) rather than calling the text not JSON. So are the
+    literals ``NaN``, ``Infinity`` and ``-Infinity`` (which Python's ``json`` writes, and the
+    ``Client`` sends for a NaN): read as those floats, they are refused by the rule of the place
+    that holds them (``filter.n: NaN is not a number ...`` is ``invalid_filter``, ``data.n: ...``
+    ``invalid_params``), the answer the in-process API gives, on every door.
 
     Raises:
         orjson.JSONDecodeError: ``text`` is not JSON (a ``ValueError``).
@@ -143,7 +149,7 @@ def read_json(text: bytes | str) -> Any:
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        if "infinity" not in str(exc):
+        if "infinity" not in str(exc) and not _has_constant(text):
             raise
         exact = _exact_json(text)
         if exact is _NOT_READ:
@@ -169,22 +175,38 @@ def _exact_int(digits: str) -> int:
     return int(digits)
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+#: The literals Python's ``json`` writes for NaN and the infinities (``-Infinity`` holds the second).
+_CONSTANTS = (b"NaN", b"Infinity")
 
 
-def _exact_json(text: bytes | str) -> Any:
-    """``text`` read by ``json`` with integers exact (``_NOT_READ`` when ``json`` cannot, or finds
-    what orjson would refuse: ``NaN``, a lone surrogate)."""
+def _has_constant(text: bytes | bytearray | memoryview | str) -> bool:
+    """Whether ``text`` may hold a ``NaN`` or ``Infinity`` literal (orjson refused it)."""
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    return any(constant in data for constant in _CONSTANTS)
+
+
+def read_json_loosely(text: bytes | str) -> Any:
+    """``text`` read as ``read_json`` reads it, except that a lone surrogate escape (``"\\ud800"``),
+    which no strict reader takes, is read as that lone surrogate: so that the value rule
+    (``check_value``) can name the field that holds it rather than a column of the text (an
+    import's rejected line). ``None`` when the text is not JSON even so, or not UTF-8.
+    """
+    value = _exact_json(text, surrogates=True)
+    return None if value is _NOT_READ else value
+
+
+def _exact_json(text: bytes | bytearray | memoryview | str, *, surrogates: bool = False) -> Any:
+    """``text`` read by ``json`` with integers exact, and ``NaN``/``Infinity``/``-Infinity`` as
+    those floats (``_NOT_READ`` when ``json`` cannot, or finds what orjson would refuse for
+    another reason: a lone surrogate unless ``surrogates``, a text that is not UTF-8, which
+    ``json`` would read as UTF-16 or UTF-32)."""
     try:
-        value = json.loads(
-            bytes(text) if isinstance(text, memoryview) else text,
-            parse_int=_exact_int,
-            parse_constant=_no_constant,
-        )
+        if not isinstance(text, str):
+            text = bytes(text).decode("utf-8")
+        value = json.loads(text, parse_int=_exact_int)
     except (ValueError, RecursionError):  # RecursionError: nested near orjson's limit of 1024
         return _NOT_READ
-    return _NOT_READ if _has_lone_surrogate(value) else value
+    return _NOT_READ if not surrogates and _has_lone_surrogate(value) else value
 
 
 def _has_lone_surrogate(value: Any) -> bool:
@@ -488,6 +510,19 @@ def canonical(obj: dict[str, Any], where: str) -> tuple[dict[str, Any], bytes]:
     if not _plain(obj, 0):
         obj = check_value(obj, where)
     return obj, orjson.dumps(obj)
+
+
+def check_record(obj: dict[str, Any]) -> dict[str, Any]:
+    """``check_value(obj, "")`` for a record read from a database (``data/copy``'s rows): one pass
+    (``_plain``) settles the common record, any other goes through ``check_value``. A value a
+    database other than dbhandles' own writes let in (a JSON file edited by hand holding U+0000, a
+    foreign table's integer -2**63) is refused here, naming its path (``t.x[1]``), rather than by
+    the target's driver in its own words, or silently stored by SQLite.
+
+    Raises:
+        InvalidParams: as ``check_value``, ``field`` being the path in the record.
+    """
+    return obj if _plain(obj, 0) else check_value(obj, "")
 
 
 def check_scalar(value: object, where: str) -> str | None:

@@ -26,8 +26,7 @@ from typing import Any
 import orjson
 
 from dbhandles.clock import iso_now
-from dbhandles.errors import DbHandlesError, InvalidParams, ServerUnreachable, error_class_for_code
-from dbhandles.values import item_path, member_path, non_finite_problem
+from dbhandles.errors import DbHandlesError, ServerUnreachable, error_class_for_code
 
 __all__ = [
     "DEFAULT_HOST",
@@ -100,26 +99,23 @@ def encode_params(params: Mapping[str, Any] | None) -> bytes:
     back exactly), so that the server refuses what the in-process API refuses, with its error.
 
     orjson writes NaN and the infinities as ``null``, which would change the value. An infinity
-    (what ``jtag`` reads ``1e400`` as) is written as the literal ``1e400`` (``-1e400``), which the
-    server reads back as that infinity: the server then answers as in-process, by the rule of the
-    place that holds it (a filter's "cannot be compared", a record's value rule), one answer on
-    every door. NaN has no JSON literal at all: it is refused here. An integer past 64 bits, which
-    orjson cannot write, is written exactly by ``json``, and the server refuses it by the value
-    rule.
+    (what ``jtag`` reads ``1e400`` as) is written as the literal ``1e400`` (``-1e400``), and NaN,
+    which has no JSON number, as the literal ``NaN`` (as Python's ``json`` writes it): the
+    server's ``read_json`` reads both back as those floats, and the server answers as in-process,
+    by the rule of the place that holds it (a filter's ``invalid_filter`` "cannot be compared", a
+    record's ``invalid_params``), one answer on every door. An integer past 64 bits, which orjson
+    cannot write, is written exactly by ``json``, and the server refuses it by the value rule.
 
     Raises:
-        InvalidParams: a value is NaN (``field``: its path in ``params``).
         TypeError: a value is not JSON-serialisable.
     """
     data = dict(params or {})
     try:
         body = orjson.dumps(data)
     except orjson.JSONEncodeError:
-        _refuse_nan(data, "")
-        return _spell_infinities(data, _exact_dumps)
+        return _spell_non_finite(data, _exact_dumps)
     if b"null" in body:  # cheap test first: a NaN or an infinity was written as null
-        _refuse_nan(data, "")
-        body = _spell_infinities(data, orjson.dumps)
+        body = _spell_non_finite(data, orjson.dumps)
     return body
 
 
@@ -127,26 +123,16 @@ def _exact_dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _refuse_nan(value: Any, where: str) -> None:
-    if isinstance(value, float) and math.isnan(value):
-        raise InvalidParams(f"{where}: {non_finite_problem(value)}", field=where)
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            _refuse_nan(item, member_path(where, str(key)))
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            _refuse_nan(item, item_path(where, i))
-
-
-def _spell_infinities(data: dict[str, Any], dumps: Callable[[Any], bytes]) -> bytes:
-    """``dumps(data)`` with each infinity written as the number literal ``1e400`` (``-1e400``):
-    each is first replaced by a marker string no sent text holds (a fresh random token)."""
+def _spell_non_finite(data: dict[str, Any], dumps: Callable[[Any], bytes]) -> bytes:
+    """``dumps(data)`` with each infinity written as the number literal ``1e400`` (``-1e400``) and
+    each NaN as ``NaN``: each is first replaced by a marker string no sent text holds (a fresh
+    random token)."""
     token = os.urandom(16).hex()
-    marks = {1: f"+{token}", -1: f"-{token}"}
+    marks = {1: f"+{token}", -1: f"-{token}", 0: f"n{token}"}
 
     def marked(value: Any) -> Any:
-        if isinstance(value, float) and math.isinf(value):
-            return marks[1 if value > 0 else -1]
+        if isinstance(value, float) and not math.isfinite(value):
+            return marks[0 if math.isnan(value) else 1 if value > 0 else -1]
         if isinstance(value, Mapping):
             return {key: marked(item) for key, item in value.items()}
         if isinstance(value, list | tuple):
@@ -154,9 +140,9 @@ def _spell_infinities(data: dict[str, Any], dumps: Callable[[Any], bytes]) -> by
         return value
 
     body = dumps(marked(data))
-    return body.replace(f'"{marks[1]}"'.encode(), b"1e400").replace(
-        f'"{marks[-1]}"'.encode(), b"-1e400"
-    )
+    for sign, literal in ((1, b"1e400"), (-1, b"-1e400"), (0, b"NaN")):
+        body = body.replace(f'"{marks[sign]}"'.encode(), literal)
+    return body
 
 
 def failure_envelope(exc: DbHandlesError) -> dict[str, Any]:

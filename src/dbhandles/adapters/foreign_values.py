@@ -6,7 +6,9 @@ sorts (``sqlite_foreign_sql``), so a filter sees exactly the value a listing sho
 * INTEGER and REAL are numbers; NULL is null; a REAL that is infinite (SQLite stores NaN as NULL) is
   shown, filtered and sorted as null, since JSON has no infinity.
 * TEXT is a string, except TEXT whose first character is ``{`` or ``[`` and that is valid JSON: that
-  is the object or array it holds (how sqlite-utils stores nested values), so dotted paths reach in.
+  is the object or array it holds (how sqlite-utils stores nested values), so dotted paths reach in;
+  a key the text holds twice has its first value, as SQLite's JSON functions read it
+  (``sqlite_values``).
 * BLOB is ``{"$base64": "<standard base64 with padding>"}``.
 * A record's ``id`` is its key (``id_value``): the value of a single-column key as stored (never
   parsed as JSON), the ``rowid`` of a table without a key, and for a compound key (or a view, whose
@@ -26,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from dbhandles.adapters.sqlite_values import loads
 from dbhandles.errors import InvalidParams
 from dbhandles.values import json_text
 
@@ -52,7 +55,7 @@ def json_value(value: Any) -> Any:
     if kind is str:
         if value[:1] in _JSON_STARTS:
             try:
-                return orjson.loads(value)
+                return loads(value)  # a key written twice holds its first value, as in SQL
             except orjson.JSONDecodeError:
                 return value
         return value
@@ -178,7 +181,6 @@ def _json_column(column: Sequence[Any], kinds: set[type]) -> list[Any]:
     text and null (a JSON column) parses its JSON without a call per value, the others go value
     by value."""
     if kinds <= _TEXTS:
-        loads = orjson.loads
         try:
             return [loads(v) if v and v[0] in "{[" else v for v in column]
         except orjson.JSONDecodeError:

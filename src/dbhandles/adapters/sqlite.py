@@ -17,8 +17,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import orjson
-
 from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Record, Session
 from dbhandles.adapters.sql_compile import Fragment, SqlCompiler
 from dbhandles.adapters.sqlite_bulk import bulk_load, enter_wal
@@ -38,6 +36,7 @@ from dbhandles.adapters.sqlite_guard import install as guard_schema_sql
 from dbhandles.adapters.sqlite_readers import ReaderPool, acquire_within_budget, pooled_read
 from dbhandles.adapters.sqlite_schema import Catalog, json_functions_innocuous
 from dbhandles.adapters.sqlite_session import Row, SqliteSession, point_statement, resolve_in
+from dbhandles.adapters.sqlite_values import loads
 from dbhandles.dbfiles import connect_sqlite, create_empty
 from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, ReadOnly, StorageError
 from dbhandles.filters import FilterNode
@@ -375,7 +374,7 @@ class SqliteAdapter(Adapter):
                             statement, (record_id,)
                         ).fetchone()
                         record = None if found is None else {
-                            "id": found, **orjson.loads(data), "createdAt": created_at,
+                            "id": found, **loads(data), "createdAt": created_at,
                             "updatedAt": updated_at, "version": row_version,
                         }  # fmt: skip
                 except DbHandlesError:  # decided from the cache, maybe stale: the careful path

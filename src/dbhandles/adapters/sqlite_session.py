@@ -30,6 +30,7 @@ from dbhandles.adapters.sqlite_foreign import ForeignReader
 from dbhandles.adapters.sqlite_foreign_schema import cascade_targets, schema_objects
 from dbhandles.adapters.sqlite_foreign_write import ForeignWriter
 from dbhandles.adapters.sqlite_schema import Catalog, index_sql, name_key
+from dbhandles.adapters.sqlite_values import loads
 from dbhandles.dbfiles import MAX_VALUE_BYTES
 from dbhandles.errors import (
     AccessDenied,
@@ -78,13 +79,13 @@ def _encode(record: Record) -> Row:
 
 def _decode(row: Sequence[Any]) -> Record:
     record_id, data, created_at, updated_at, version = row
-    return record_from_columns(record_id, orjson.loads(data), created_at, updated_at, version)
+    return record_from_columns(record_id, loads(data), created_at, updated_at, version)
 
 
 def _decode_all(rows: list[Any]) -> list[Record]:
     """``_decode`` of every row: ``record_from_columns`` written out in the loop (a listing's hot
-    path: no two calls per row)."""
-    loads = orjson.loads
+    path: no two calls per row). A key written twice by another tool reads as SQLite's JSON
+    functions read it, its first value (``sqlite_values``)."""
     return [
         {"id": i, **loads(d), "createdAt": c, "updatedAt": u, "version": v}
         for i, d, c, u, v in rows
@@ -268,7 +269,7 @@ class SqliteSession(Session):
         if found is None:
             return version, None
         # ``_decode`` written out (the hot path of data/read: no slice, no two calls).
-        return version, {"id": found, **orjson.loads(data), "createdAt": created_at,
+        return version, {"id": found, **loads(data), "createdAt": created_at,
                          "updatedAt": updated_at, "version": row_version}  # fmt: skip
 
     def insert(self, collection: str, record: Record) -> None:

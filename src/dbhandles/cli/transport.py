@@ -22,7 +22,6 @@ import orjson
 
 from dbhandles import wire
 from dbhandles.cli.session import env_session
-from dbhandles.errors import InvalidParams
 from dbhandles.settings import Settings
 from dbhandles.values import json_text
 from dbhandles.wire import DEFAULT_PORT, DEFAULT_URL, home_id
@@ -115,10 +114,7 @@ class RemoteTransport:
     def dispatch(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         import http.client
 
-        try:
-            body = wire.encode_params(params)
-        except InvalidParams as exc:  # NaN or an infinity (--x=nan): JSON cannot carry it
-            return wire.failure_envelope(exc)
+        body = wire.encode_params(params)  # NaN and the infinities go as literals the server reads
         try:
             conn, prefix = _connection(self.url, COMMAND_TIMEOUT)
         except ValueError as exc:

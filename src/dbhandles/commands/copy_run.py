@@ -41,7 +41,7 @@ from dbhandles.documents import MAX_TABLE_ID_LENGTH, check_record_id, id_text
 from dbhandles.errors import Conflict, InvalidParams, PermissionDenied
 from dbhandles.evaluate import matches, position_of
 from dbhandles.filters import MAX_ID_LENGTH, RESERVED_FIELDS, FilterNode, SortKey
-from dbhandles.values import json_text
+from dbhandles.values import check_record, json_text
 
 __all__ = ["MAX_CONFLICT_IDS", "CopySpec", "CopyStats", "OnConflict", "run_copy", "same_record"]
 
@@ -166,6 +166,28 @@ def _by_id(session: Session, collection: str, ids: Sequence[str]) -> dict[str, R
     return found
 
 
+def _checked_values(rows: list[Record]) -> list[Record]:
+    """``rows`` as a collection stores them (the value rule of ``dbhandles.values``: ``-0.0`` is
+    ``0.0``), before anything of the batch is written.
+
+    Raises:
+        InvalidParams: a value no record can hold (a JSON file edited by hand may hold U+0000, which
+            PostgreSQL refuses in its own words and SQLite's JSON functions cut), naming the record
+            and the value's path; ``field`` is ``from.collection``.
+    """
+    checked = []
+    for row in rows:
+        try:
+            checked.append(check_record(row))
+        except InvalidParams as exc:
+            raise InvalidParams(
+                f"from.collection: record {json_text(row.get('id'), 80)}: {exc.message}; nothing "
+                "of this batch was written",
+                field="from.collection",
+            ) from exc
+    return checked
+
+
 def _check_ids(rows: list[Record], limit: int) -> None:
     """Refuse a row whose id cannot be a record id of the target, before anything is written.
 
@@ -192,7 +214,7 @@ def _write_batch(
     Raises:
         InvalidParams: a row's id is not a record id (a non-empty string of at most 512 characters
             for a collection; a numeric key is its text already, ``_text_id``); a field a target
-            table has no column for.
+            table has no column for; a value no record can hold (``_checked_values``).
         ConstraintViolation, RecordExists, ReadOnly: a target table refused a row (``copy_table``).
     """
     now = iso_now()
@@ -203,6 +225,7 @@ def _write_batch(
     with target.session(write=True) as session:
         writer = session.table_writer(spec.target)
         _check_ids(rows, MAX_ID_LENGTH if writer is None else MAX_TABLE_ID_LENGTH)
+        rows = _checked_values(rows)  # as data/create checks them, into a collection or a table
         if writer is not None:
             outcome = write_rows(target, session, writer, spec.target, rows, spec.on_conflict)
             stats.copied += outcome.copied

@@ -31,7 +31,7 @@ import orjson
 from dbhandles.errors import InvalidParams
 from dbhandles.importer.ids import BadLine, id_function
 from dbhandles.importer.rows import Reserved, reserved_row
-from dbhandles.values import canonical, read_json, utf8_problem
+from dbhandles.values import canonical, check_value, read_json, read_json_loosely, utf8_problem
 
 __all__ = ["Item", "ParsedChunk", "Rejected", "parse_chunk"]
 
@@ -79,6 +79,20 @@ def _json_problem(exc: orjson.JSONDecodeError, line: bytes) -> str:
     return f"invalid JSON: {exc.msg} at column {min(exc.pos, end) + 1}"
 
 
+def _value_problem(line: bytes) -> str | None:
+    """The value rule's reason for a line orjson refused for a value it cannot hold (a lone
+    surrogate escape, ``NaN``, ``Infinity``), naming the field (``messages[2].content: text is not
+    valid Unicode ...``) as for every other bad value; ``None`` when the line is not JSON at all."""
+    obj = read_json_loosely(line)
+    if type(obj) is not dict:
+        return None
+    try:
+        check_value(obj, "")
+    except InvalidParams as exc:
+        return exc.message
+    return None
+
+
 def _exact(line: bytes) -> Any:
     """``line`` read by ``values.read_json`` (integers exact), ``None`` when it is not JSON."""
     try:
@@ -110,7 +124,7 @@ def parse_chunk(lines: list[bytes], id_field: str | None) -> ParsedChunk:
             obj = _exact(line) if "infinity" in str(exc) else None
             if obj is None:
                 # orjson reports bad UTF-8 as "surrogates not allowed ... line 1 column 1": say so.
-                reason = utf8_problem(line) or _json_problem(exc, line)
+                reason = utf8_problem(line) or _value_problem(line) or _json_problem(exc, line)
                 append(None if not line.strip() else Rejected(reason))
                 plain = False
                 continue
