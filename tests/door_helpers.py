@@ -10,7 +10,9 @@ from typing import Any
 import orjson
 import pytest
 
+from dbhandles import Service
 from dbhandles.cli import main
+from dbhandles.values import read_json
 
 
 def cli_home(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
@@ -56,3 +58,20 @@ def ws_envelope(client: Any, command: str, text: str) -> Any:
         while message["type"] != "response":
             message = socket.receive_json()
         return message["result"]
+
+
+def door_envelope(door: str, service: Service, client: Any, command: str, text: str) -> Any:
+    """The envelope ``door`` answers ``command`` with the params ``text`` (JSON) with:
+    ``"in-process"`` (``service.dispatch`` of the text as the service reads it), ``"http"`` or
+    ``"ws"`` (``client``, an app client on ``service``).
+
+    Raises:
+        ValueError: another door.
+    """
+    if door == "in-process":
+        return service.dispatch(command, read_json(text))
+    if door == "http":
+        return http_envelope(client, command, text)
+    if door == "ws":
+        return ws_envelope(client, command, text)
+    raise ValueError(f"no such door: {door!r}")

@@ -26,7 +26,7 @@ from dbhandles.context import Context
 from dbhandles.server.app import create_app
 from dbhandles.server.job_process import ChildJobs
 from dbhandles.values import read_json
-from tests.door_helpers import cli_home, http_envelope, ws_envelope
+from tests.door_helpers import cli_home, door_envelope
 from tests.servers import app_client
 
 HUGE = 2**64
@@ -143,18 +143,14 @@ def test_an_integer_param_of_64_bits_is_refused_naming_it_on_every_door(
     command, field = key
     text = _text(key, HUGE, tmp_path)
     params = read_json(text)
-    if door == "in-process":
-        envelope = service.dispatch(command, params)
-    elif door == "http":
-        envelope = http_envelope(client, command, text)
-    elif door == "ws":
-        envelope = ws_envelope(client, command, text)
-    else:
+    if door == "cli":
         cli_home(monkeypatch, tmp_path / "cli-home")
         # A string param as plain text, any other as its JSON text (exact integers).
         argv = [command] + [f"--{name}={_arg(value)}" for name, value in params.items()]
         assert cli_main(argv) == 1
         envelope = orjson.loads(capsys.readouterr().out)
+    else:
+        envelope = door_envelope(door, service, client, command, text)
     _check(envelope, field)
 
 

@@ -17,7 +17,7 @@ import pytest
 from dbhandles import Service, wire
 from dbhandles.cli import main as cli_main
 from dbhandles.values import read_json
-from tests.door_helpers import cli_home, http_envelope, ws_envelope
+from tests.door_helpers import cli_home, door_envelope
 from tests.servers import app_client
 
 #: The words every such error holds (what happened, and the rule's bound).
@@ -71,12 +71,8 @@ def test_an_overflowing_literal_is_named_as_one_on_every_door(
         params = {"collection": '"c"', **params}
     text = "{" + ", ".join(f'"{key}": {value}' for key, value in params.items()) + "}"
     service.execute("data/create", {"collection": "c", "id": "r", "data": {"n": 1}})
-    if door == "in-process":
-        envelope = service.dispatch(command, read_json(text))
-    elif door == "http":
-        envelope = http_envelope(client, command, text)
-    elif door == "ws":
-        envelope = ws_envelope(client, command, text)
+    if door != "cli":
+        envelope = door_envelope(door, service, client, command, text)
     else:
         cli_home(monkeypatch, tmp_path / "cli-home")
         assert cli_main(["data/create", "--collection=c", "--id=r", '--data={"n": 1}']) == 0
