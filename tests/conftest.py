@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,9 +66,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 THIRD_PARTY_CONFIG: dict[str, Any] = {}
 
 
+#: The temporary folder Hypothesis keeps its example database and constants cache in for this run.
+_hypothesis_home: list[str] = []
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    from hypothesis.configuration import set_hypothesis_home_dir
+
     from dbhandles import DbHandlesError
     from dbhandles.adapters import get_adapter_class
+
+    # By default Hypothesis writes ./.hypothesis (from collection on): a write outside the tests'
+    # temporary folders, so it gets one of its own for the run (failures still print their example).
+    _hypothesis_home.append(tempfile.mkdtemp(prefix="dbhandles-hypothesis-"))
+    set_hypothesis_home_dir(_hypothesis_home[-1])
 
     for name in config.getoption("contract_adapters"):
         try:
@@ -82,6 +95,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--adapter-config: expects a JSON object")
     THIRD_PARTY_CONFIG.clear()
     THIRD_PARTY_CONFIG.update(extra)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _hypothesis_home:
+        shutil.rmtree(_hypothesis_home.pop(), ignore_errors=True)
 
 
 def _postgres_available() -> bool:

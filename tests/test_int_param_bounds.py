@@ -26,6 +26,7 @@ from dbhandles.context import Context
 from dbhandles.server.app import create_app
 from dbhandles.server.job_process import ChildJobs
 from dbhandles.values import read_json
+from tests.door_helpers import cli_home, door_envelope
 from tests.servers import app_client
 
 HUGE = 2**64
@@ -142,28 +143,14 @@ def test_an_integer_param_of_64_bits_is_refused_naming_it_on_every_door(
     command, field = key
     text = _text(key, HUGE, tmp_path)
     params = read_json(text)
-    if door == "in-process":
-        envelope = service.dispatch(command, params)
-    elif door == "http":
-        envelope = client.post(f"/commands/{command}", content=text.encode(),
-                               headers={"content-type": "application/json"}).json()  # fmt: skip
-    elif door == "ws":
-        with client.websocket_connect("/ws") as socket:
-            socket.receive_json()  # hello
-            socket.send_text(f'{{"type": "request", "id": 1, "command": "{command}", '
-                             f'"params": {text}}}')  # fmt: skip
-            message = socket.receive_json()
-            while message["type"] != "response":
-                message = socket.receive_json()
-            envelope = message["result"]
-    else:
-        for name in ("JTAG_URL", "JTAG_TOKEN", "JTAG_SESSION_ID"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("DBHANDLES_HOME", str(tmp_path / "cli-home"))
+    if door == "cli":
+        cli_home(monkeypatch, tmp_path / "cli-home")
         # A string param as plain text, any other as its JSON text (exact integers).
         argv = [command] + [f"--{name}={_arg(value)}" for name, value in params.items()]
         assert cli_main(argv) == 1
         envelope = orjson.loads(capsys.readouterr().out)
+    else:
+        envelope = door_envelope(door, service, client, command, text)
     _check(envelope, field)
 
 

@@ -17,6 +17,7 @@ import pytest
 from dbhandles import Service, wire
 from dbhandles.cli import main as cli_main
 from dbhandles.values import read_json
+from tests.door_helpers import cli_home, door_envelope
 from tests.servers import app_client
 
 #: The words every such error holds (what happened, and the rule's bound).
@@ -70,24 +71,10 @@ def test_an_overflowing_literal_is_named_as_one_on_every_door(
         params = {"collection": '"c"', **params}
     text = "{" + ", ".join(f'"{key}": {value}' for key, value in params.items()) + "}"
     service.execute("data/create", {"collection": "c", "id": "r", "data": {"n": 1}})
-    if door == "in-process":
-        envelope = service.dispatch(command, read_json(text))
-    elif door == "http":
-        envelope = client.post(f"/commands/{command}", content=text.encode(),
-                               headers={"content-type": "application/json"}).json()  # fmt: skip
-    elif door == "ws":
-        with client.websocket_connect("/ws") as socket:
-            socket.receive_json()  # hello
-            socket.send_text(f'{{"type": "request", "id": 1, "command": "{command}", '
-                             f'"params": {text}}}')  # fmt: skip
-            message = socket.receive_json()
-            while message["type"] != "response":
-                message = socket.receive_json()
-            envelope = message["result"]
+    if door != "cli":
+        envelope = door_envelope(door, service, client, command, text)
     else:
-        for name in ("JTAG_URL", "JTAG_TOKEN", "JTAG_SESSION_ID"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("DBHANDLES_HOME", str(tmp_path / "cli-home"))
+        cli_home(monkeypatch, tmp_path / "cli-home")
         assert cli_main(["data/create", "--collection=c", "--id=r", '--data={"n": 1}']) == 0
         capsys.readouterr()
         # A string param as plain text (--id=r), any other as its JSON text.

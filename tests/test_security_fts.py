@@ -8,71 +8,39 @@ denies stays denied through the full-text table and every view over it. See docs
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from dbhandles import Context, Service
 from dbhandles.adapters.sqlite_vtables import parse_using
 from dbhandles.errors import DbHandlesError
-from dbhandles.settings import Settings
-
-ALICE = Context(actor="alice", session_id="s-alice", is_admin=False, trusted_local=False)
-BOB = Context(actor="bob", session_id="s-bob", is_admin=False, trusted_local=False)
+from tests.security_helpers import ALICE, BOB, crafted_file, granted_handle, refused, two_tenants
 
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
-    with Service(settings=Settings(home=tmp_path / "home")) as svc:
-        svc.tokens.create("alice")
-        svc.tokens.create("bob")
+    with two_tenants(tmp_path) as svc:
         yield svc
-
-
-def space(service: Service) -> Path:
-    folder = service.settings.space_root() / "alice"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def crafted(service: Service, *sql: str) -> str:
     """A database alice put in her space from a shell, holding ``sql``; her handle to it."""
-    conn = sqlite3.connect(space(service) / "fts.sqlite")
-    conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY, a)")
-    conn.execute("CREATE TABLE secret (id INTEGER PRIMARY KEY, s)")
-    conn.execute("INSERT INTO secret (s) VALUES ('hidden words here')")
-    for statement in sql:
-        conn.execute(statement)
-    conn.commit()
-    conn.close()
-    opened = service.execute(
-        "data/open", {"adapter": "sqlite", "config": {"path": "fts.sqlite"}}, context=ALICE
+    return crafted_file(
+        service,
+        "alice",
+        "fts.sqlite",
+        "CREATE TABLE t (id TEXT PRIMARY KEY, a)",
+        "CREATE TABLE secret (id INTEGER PRIMARY KEY, s)",
+        "INSERT INTO secret (s) VALUES ('hidden words here')",
+        *sql,
     )
-    return str(opened["dbHandle"])
-
-
-def refused(
-    service: Service, name: str, params: dict[str, Any], context: Context
-) -> DbHandlesError:
-    with pytest.raises(DbHandlesError) as caught:
-        service.execute(name, params, context=context)
-    return caught.value
 
 
 def bobs_handle(service: Service, handle: str) -> str:
     """Bob's handle to alice's file, granted everything but ``secret``."""
-    service.execute("data/grant", {"dbHandle": handle, "actor": "bob", "access": "read",
-                                   "permissions": {"deniedCollections": ["secret"]}},
-                    context=ALICE)  # fmt: skip
-    opened = service.execute(
-        "data/open",
-        {"adapter": "sqlite", "config": {"path": str(space(service) / "fts.sqlite")}},
-        context=BOB,
-    )
-    return str(opened["dbHandle"])
+    return granted_handle(service, handle, "alice", "bob", "fts.sqlite")
 
 
 # -- 1. virtual tables that read SQLite's own tables ------------------------------------------------

@@ -19,6 +19,7 @@ See docs/security.md, section 8.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -28,12 +29,14 @@ from typing import Any
 
 import pytest
 
-from dbhandles import Context, Service, Settings
+from dbhandles import Context, Service, Settings, pinned
 from dbhandles.adapters.base import Adapter
 from dbhandles.dbfiles import check_plain, create_empty
 from dbhandles.errors import DbHandlesError, PathNotAllowed
+from dbhandles.importer import rejects
 from dbhandles.importer.export import run_export
 from dbhandles.importer.rejects import RejectsFile
+from dbhandles.pinned import Pinned
 from dbhandles.security import paths
 from dbhandles.store import file_database
 
@@ -222,6 +225,94 @@ def test_a_json_database_whose_folder_became_a_link_after_the_open_writes_nothin
     assert home_names(home) == before  # no j.json, no .j.json.*.tmp, no j.json.lock
 
 
+@pytest.mark.parametrize("swap", ["moved away", "a link to the home"])
+def test_a_rejects_folder_swapped_while_it_is_checked_is_a_changed_path(
+    tenant: tuple[Service, Path, Path], monkeypatch: pytest.MonkeyPatch, swap: str
+) -> None:
+    """The swap made right after ``check_rejects`` pinned the folder: the check asks the pinned
+    folder, and a path that leads elsewhere by then is ``path_not_allowed`` ("changed while it was
+    checked"), never "cannot create" (the words of a folder that may not be written); the import
+    creates nothing (its output database) and the home receives nothing."""
+    service, space, home = tenant
+    (space / "in.jsonl").write_bytes(b'{"a": 1}\n')
+    before = home_names(home)
+
+    class SwappedOnceChecked(Pinned):
+        __slots__ = ()
+
+        def __init__(self, path: str | os.PathLike[str], field: str | None) -> None:
+            super().__init__(path, field)
+            os.rename(space / "d", space / "d.real")
+            if swap == "a link to the home":
+                os.symlink(home, space / "d")
+
+    monkeypatch.setattr(rejects, "Pinned", SwappedOnceChecked)
+    try:
+        with pytest.raises(PathNotAllowed, match=r"rejects: .* changed while it was checked"):
+            service.execute("data/import", {"output": "out.sqlite", "collection": "q",
+                                            "input": "in.jsonl", "onError": "skip",
+                                            "rejects": "d/rej.jsonl"}, context=ALICE)  # fmt: skip
+    finally:
+        if (space / "d").is_symlink():
+            os.unlink(space / "d")
+        os.rename(space / "d.real", space / "d")
+    assert not (space / "out.sqlite").exists()
+    assert home_names(home) == before
+
+
+@pytest.mark.parametrize(
+    ("command", "params", "field"),
+    [
+        ("data/import", {"collection": "q", "input": "in.jsonl", "onError": "skip",
+                         "rejects": "d/rej.jsonl"}, "rejects"),
+        ("data/export", {"collection": "sj", "output": "d/out.jsonl"}, "output"),
+        ("data/open", {"adapter": "sqlite", "config": {"path": "d/x.sqlite", "mode": "create"}},
+         "config.path"),
+    ],
+    ids=["import rejects", "export output", "open config.path"],
+)  # fmt: skip
+def test_a_folder_that_was_a_link_for_an_instant_is_a_changed_path_not_a_file(
+    tenant: tuple[Service, Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    params: dict[str, Any],
+    field: str,
+) -> None:
+    """``d`` fails to open as a folder (a link at that instant: ``ENOTDIR``) and is a folder again
+    when looked at: the path changed while it was walked (``path_not_allowed``), on every command
+    that makes sure of a folder (``paths.ensure_parent``); a parent that is still a file keeps
+    "a parent of this path is a file" (``invalid_params``)."""
+    service, space, home = tenant
+    handle = handle_with_a_record(service)
+    (space / "in.jsonl").write_bytes(b'{"a": 1}\n')
+    before = home_names(home)
+    stepping = pinned._step
+    failed: list[str] = []
+
+    def a_link_for_an_instant(name: str, folder: int, make: bool) -> tuple[int, bool]:
+        if name == "d" and not failed:
+            failed.append(name)
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        return stepping(name, folder, make)
+
+    if command != "data/open":
+        params = {"dbHandle": handle, **params}
+    monkeypatch.setattr(pinned, "_step", a_link_for_an_instant)
+    with pytest.raises(PathNotAllowed, match="changed while it was checked") as caught:
+        service.execute(command, params, context=ALICE)
+    assert failed == ["d"] and caught.value.field == field
+    assert home_names(home) == before
+    monkeypatch.undo()
+    (space / "f").write_bytes(b"")
+    on_a_file = {key: value.replace("d/", "f/") if isinstance(value, str) else value
+                 for key, value in params.items()}  # fmt: skip
+    if command == "data/open":
+        on_a_file["config"] = {"path": "f/x.sqlite", "mode": "create"}
+    with pytest.raises(DbHandlesError, match="a parent of this path is a file") as caught_file:
+        service.execute(command, on_a_file, context=ALICE)
+    assert caught_file.value.code == "invalid_params"
+
+
 # -- 2. a lookup that fails mid-race is a refusal, never internal_error ------------------------------
 
 
@@ -378,8 +469,5 @@ def test_racing_exports_imports_and_opens_never_reach_the_home(
     assert (space / "d").is_dir() and not (space / "d").is_symlink()
     assert (home / "server.json").read_bytes() == DECOY
     assert home_names(home) == before
-    # A rejects folder caught mid-swap (renamed away for an instant) is checked before anything is
-    # created (importer.rejects.check_rejects): "cannot create", the answer of a missing folder.
-    unexpected = [m for m in messages if m.split(": ")[1] not in RACE_CODES
-                  and "invalid_params: rejects: cannot create" not in m]  # fmt: skip
-    assert not unexpected and set(codes) <= RACE_CODES | {"ok", "invalid_params"}, messages
+    unexpected = [m for m in messages if m.split(": ")[1] not in RACE_CODES]
+    assert not unexpected and set(codes) <= RACE_CODES | {"ok"}, unexpected

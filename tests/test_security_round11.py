@@ -17,65 +17,43 @@ from typing import Any
 
 import pytest
 
-from dbhandles import Context, Service
+from dbhandles import Service
 from dbhandles.adapters.sqlite_vtables import parse_using, read_virtual_tables
 from dbhandles.errors import DbHandlesError
 from dbhandles.settings import Settings
-
-ALICE = Context(actor="alice", session_id="s-alice", is_admin=False, trusted_local=False)
-BOB = Context(actor="bob", session_id="s-bob", is_admin=False, trusted_local=False)
+from tests.security_helpers import (
+    ALICE,
+    BOB,
+    crafted_file,
+    granted_handle,
+    refused,
+    space,
+    two_tenants,
+)
 
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
-    with Service(settings=Settings(home=tmp_path / "home")) as svc:
-        svc.tokens.create("alice")
-        svc.tokens.create("bob")
+    with two_tenants(tmp_path) as svc:
         yield svc
-
-
-def space(service: Service, actor: str) -> Path:
-    folder = service.settings.space_root() / actor
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def refused(
-    service: Service, name: str, params: dict[str, Any], context: Context
-) -> DbHandlesError:
-    with pytest.raises(DbHandlesError) as caught:
-        service.execute(name, params, context=context)
-    return caught.value
 
 
 def crafted(service: Service, actor: str, *sql: str, name: str = "r11.sqlite") -> str:
     """A database ``actor`` put in its space from a shell, holding ``sql``; its handle to it."""
-    conn = sqlite3.connect(space(service, actor) / name)
-    conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY, a)")
-    conn.execute("CREATE TABLE secret (id TEXT PRIMARY KEY, s TEXT)")
-    conn.execute("INSERT INTO secret VALUES ('1', 'topsecret words')")
-    for statement in sql:
-        conn.execute(statement)
-    conn.commit()
-    conn.close()
-    context = ALICE if actor == "alice" else BOB
-    opened = service.execute(
-        "data/open", {"adapter": "sqlite", "config": {"path": name}}, context=context
+    return crafted_file(
+        service,
+        actor,
+        name,
+        "CREATE TABLE t (id TEXT PRIMARY KEY, a)",
+        "CREATE TABLE secret (id TEXT PRIMARY KEY, s TEXT)",
+        "INSERT INTO secret VALUES ('1', 'topsecret words')",
+        *sql,
     )
-    return str(opened["dbHandle"])
 
 
 def alices_view(service: Service, bobs: str, name: str = "r11.sqlite") -> str:
     """Alice's handle to bob's file, which bob granted her for reading all but ``secret``."""
-    service.execute("data/grant", {"dbHandle": bobs, "actor": "alice", "access": "read",
-                                   "permissions": {"deniedCollections": ["secret"]}},
-                    context=BOB)  # fmt: skip
-    opened = service.execute(
-        "data/open",
-        {"adapter": "sqlite", "config": {"path": str(space(service, "bob") / name)}},
-        context=ALICE,
-    )
-    return str(opened["dbHandle"])
+    return granted_handle(service, bobs, "bob", "alice", name)
 
 
 def own_target(service: Service) -> str:
@@ -296,15 +274,7 @@ def test_a_nested_handle_of_another_actor_is_answered_as_an_unknown_one(
 
 
 def _alices_file(service: Service, *sql: str) -> str:
-    conn = sqlite3.connect(space(service, "alice") / "own.sqlite")
-    for statement in sql:
-        conn.execute(statement)
-    conn.commit()
-    conn.close()
-    opened = service.execute(
-        "data/open", {"adapter": "sqlite", "config": {"path": "own.sqlite"}}, context=ALICE
-    )
-    return str(opened["dbHandle"])
+    return crafted_file(service, "alice", "own.sqlite", *sql)
 
 
 def _reads(handle: str, collection: str) -> list[tuple[str, dict[str, Any]]]:

@@ -21,45 +21,26 @@ from dbhandles import Context, Service
 from dbhandles.dbfiles import MAX_VALUE_BYTES
 from dbhandles.errors import DbHandlesError
 from dbhandles.settings import Settings
-
-ALICE = Context(actor="alice", session_id="s-alice", is_admin=False, trusted_local=False)
-BOB = Context(actor="bob", session_id="s-bob", is_admin=False, trusted_local=False)
+from tests.security_helpers import (
+    ALICE,
+    BOB,
+    crafted_file,
+    granted_handle,
+    refused,
+    space,
+    two_tenants,
+)
 
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
-    with Service(settings=Settings(home=tmp_path / "home")) as svc:
-        svc.tokens.create("alice")
-        svc.tokens.create("bob")
+    with two_tenants(tmp_path) as svc:
         yield svc
-
-
-def space(service: Service, actor: str) -> Path:
-    folder = service.settings.space_root() / actor
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def refused(
-    service: Service, name: str, params: dict[str, Any], context: Context = ALICE
-) -> DbHandlesError:
-    with pytest.raises(DbHandlesError) as caught:
-        service.execute(name, params, context=context)
-    return caught.value
 
 
 def crafted(service: Service, *sql: str, actor: str = "alice", name: str = "r12.sqlite") -> str:
     """A database ``actor`` put in its space from a shell, holding ``sql``; its handle to it."""
-    conn = sqlite3.connect(space(service, actor) / name)
-    for statement in sql:
-        conn.execute(statement)
-    conn.commit()
-    conn.close()
-    context = ALICE if actor == "alice" else BOB
-    opened = service.execute(
-        "data/open", {"adapter": "sqlite", "config": {"path": name}}, context=context
-    )
-    return str(opened["dbHandle"])
+    return crafted_file(service, actor, name, *sql)
 
 
 def pg_handle(service: Service, tmp_path: Path, *statements: str) -> str:
@@ -520,12 +501,7 @@ def test_a_denied_source_names_no_kind_the_collection_is_not(service: Service) -
         "CREATE VIRTUAL TABLE f5 USING fts5(s, content='secret')",
         actor="bob",
     )
-    service.execute("data/grant", {"dbHandle": bobs, "actor": "alice", "access": "read",
-                                   "permissions": {"deniedCollections": ["secret"]}},
-                    context=BOB)  # fmt: skip
-    path = str(space(service, "bob") / "r12.sqlite")
-    alices = service.execute("data/open", {"adapter": "sqlite", "config": {"path": path}},
-                             context=ALICE)["dbHandle"]  # fmt: skip
+    alices = granted_handle(service, bobs, "bob", "alice", "r12.sqlite")
     error = refused(service, "data/list", {"dbHandle": alices, "collection": "f5"})
     assert error.code in ("permission_denied", "access_denied"), error
     assert 'view "f5"' not in error.message

@@ -10,7 +10,6 @@ the refusal the guard gives for ``pragma_*`` (``sqlite_guard.schema_refusal``), 
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,7 @@ from typing import Any
 import pytest
 
 from dbhandles import Context, Service
-from dbhandles.errors import DbHandlesError
-from dbhandles.settings import Settings
-
-ALICE = Context(actor="alice", session_id="s-alice", is_admin=False, trusted_local=False)
-BOB = Context(actor="bob", session_id="s-bob", is_admin=False, trusted_local=False)
+from tests.security_helpers import ALICE, BOB, crafted_file, granted_handle, refused, two_tenants
 
 #: Views SQLite refuses itself, each over something that shows the file or the connection.
 REFUSED_VIEWS = {
@@ -39,57 +34,30 @@ ENDLESS = (
 )
 
 
-def make_service(tmp_path: Path, **settings: Any) -> Service:
-    service = Service(settings=Settings(home=tmp_path / "home", **settings))
-    service.tokens.create("alice")
-    service.tokens.create("bob")
-    return service
-
-
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
-    with make_service(tmp_path) as svc:
+    with two_tenants(tmp_path) as svc:
         yield svc
 
 
 def crafted(service: Service, *sql: str) -> str:
     """A database alice put in her space from a shell: ``t`` (one row), ``secret``, ``vt``
     (``USING dbstat``) and ``sql``; her handle to it."""
-    folder = service.settings.space_root() / "alice"
-    folder.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(folder / "f.sqlite")
-    conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY, a)")
-    conn.execute("INSERT INTO t VALUES ('r1', 1)")
-    conn.execute("CREATE TABLE secret (id TEXT PRIMARY KEY, s)")
-    conn.execute("CREATE VIRTUAL TABLE vt USING dbstat")
-    for statement in sql:
-        conn.execute(statement)
-    conn.commit()
-    conn.close()
-    opened = service.execute(
-        "data/open", {"adapter": "sqlite", "config": {"path": "f.sqlite"}}, context=ALICE
+    return crafted_file(
+        service,
+        "alice",
+        "f.sqlite",
+        "CREATE TABLE t (id TEXT PRIMARY KEY, a)",
+        "INSERT INTO t VALUES ('r1', 1)",
+        "CREATE TABLE secret (id TEXT PRIMARY KEY, s)",
+        "CREATE VIRTUAL TABLE vt USING dbstat",
+        *sql,
     )
-    return str(opened["dbHandle"])
 
 
 def bobs_handle(service: Service, handle: str) -> str:
     """Bob's handle to alice's file, granted everything but ``secret``."""
-    service.execute("data/grant", {"dbHandle": handle, "actor": "bob", "access": "read",
-                                   "permissions": {"deniedCollections": ["secret"]}},
-                    context=ALICE)  # fmt: skip
-    path = service.settings.space_root() / "alice" / "f.sqlite"
-    opened = service.execute(
-        "data/open", {"adapter": "sqlite", "config": {"path": str(path)}}, context=BOB
-    )
-    return str(opened["dbHandle"])
-
-
-def refused(
-    service: Service, name: str, params: dict[str, Any], context: Context
-) -> DbHandlesError:
-    with pytest.raises(DbHandlesError) as caught:
-        service.execute(name, params, context=context)
-    return caught.value
+    return granted_handle(service, handle, "alice", "bob", "f.sqlite")
 
 
 def listing(service: Service, handle: str, context: Context) -> dict[str, dict[str, Any]]:
@@ -141,7 +109,7 @@ def test_a_restricted_grantee_gets_the_schema_without_the_views_it_cannot_check(
 
 
 def test_a_slow_view_is_marked_and_the_others_are_counted(tmp_path: Path) -> None:
-    with make_service(tmp_path, query_timeout_ms=300) as service:
+    with two_tenants(tmp_path, query_timeout_ms=300) as service:
         handle = crafted(service, ENDLESS.format(name="a_slow"), ENDLESS.format(name="b_slow"))
         service.execute("data/create", {"dbHandle": handle, "collection": "notes",
                                         "data": {"a": 1}}, context=ALICE)  # fmt: skip

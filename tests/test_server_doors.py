@@ -11,8 +11,9 @@ loopback in a thread (``tests/test_server_connections.py``); every wait is bound
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 from dbhandles import Service
-from dbhandles.cli import main
 from dbhandles.cli.serve import WS_MESSAGE_SLACK
 from dbhandles.client import Client
 from dbhandles.context import Context
+from tests.door_helpers import jtag_envelope
 from tests.test_server_connections import Served, serving
 
 
@@ -36,21 +37,24 @@ def served(home: Path) -> Iterator[tuple[Service, Served]]:
         yield pair
 
 
-def _jtag(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], home: Path, *argv: str,
-    **env: str,
-) -> dict[str, Any]:  # fmt: skip
-    """``jtag argv`` in this process (against ``JTAG_URL`` if given): its envelope."""
-    for name in ("JTAG_URL", "JTAG_TOKEN", "JTAG_SESSION_ID"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("DBHANDLES_HOME", str(home))
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    capsys.readouterr()
-    main(list(argv))
-    envelope = orjson.loads(capsys.readouterr().out)
-    assert isinstance(envelope, dict)
-    return envelope
+@pytest.fixture
+def jtag(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> Callable[..., dict[str, Any]]:
+    """``jtag(*argv, **env)``: ``jtag argv`` in this process on ``tmp_path/cli`` (against
+    ``JTAG_URL`` if ``env`` gives one): its envelope."""
+    return functools.partial(jtag_envelope, monkeypatch, capsys, tmp_path / "cli")
+
+
+def _http(url: str, command: str, params: dict[str, Any] | str, session: str | None = None) -> Any:
+    """The HTTP door's envelope for ``command``: ``params`` sent as JSON (a ``str``: JSON text
+    sent as is), with ``X-Session-Id: session`` when given."""
+    headers = {} if session is None else {"X-Session-Id": session}
+    address = f"{url}/commands/{command}"
+    if isinstance(params, str):
+        headers["Content-Type"] = "application/json"
+        return httpx.post(address, content=params, headers=headers, timeout=20).json()
+    return httpx.post(address, json=params, headers=headers, timeout=20).json()
 
 
 @contextlib.contextmanager
@@ -62,8 +66,15 @@ def _ws(url: str) -> Iterator[Any]:
         yield socket
 
 
-def _ws_request(socket: Any, params: dict[str, Any], command: str = "data/list") -> Any:
-    socket.send(orjson.dumps({"type": "request", "id": 1, "command": command, "params": params}))
+def _ws_request(socket: Any, params: dict[str, Any] | str, command: str = "data/list") -> Any:
+    """The ``result`` of one request over ``socket``: ``params`` sent as JSON (a ``str``: JSON
+    text sent as is, in a text frame)."""
+    if isinstance(params, str):
+        socket.send(f'{{"type": "request", "id": 1, "command": "{command}", "params": {params}}}')
+    else:
+        socket.send(
+            orjson.dumps({"type": "request", "id": 1, "command": command, "params": params})
+        )
     answer = orjson.loads(socket.recv(timeout=20))
     assert answer["type"] == "response", answer
     return answer["result"]
@@ -77,37 +88,20 @@ def _shape(envelope: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def test_the_session_id_param_is_echoed_as_sent_on_every_door(
-    served: tuple[Service, Served],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    served: tuple[Service, Served], jtag: Callable[..., dict[str, Any]]
 ) -> None:
     service, server = served
     params = {"collection": "c", "sessionId": "zzz"}
+    argv = ("data/list", "--collection=c", "--sessionId=zzz")
     envelopes = {
         "in-process": service.dispatch("data/list", params),
         "in-process, as an actor": service.dispatch(
             "data/list", params, context=Context(actor="alice")
         ),
-        "HTTP": httpx.post(f"{server.url}/commands/data/list", json=params, timeout=20).json(),
-        "HTTP with X-Session-Id": httpx.post(
-            f"{server.url}/commands/data/list",
-            json=params,
-            headers={"X-Session-Id": "zzz"},
-            timeout=20,
-        ).json(),
-        "jtag": _jtag(
-            monkeypatch, capsys, tmp_path / "cli", "data/list", "--collection=c", "--sessionId=zzz"
-        ),
-        "jtag against a server": _jtag(
-            monkeypatch,
-            capsys,
-            tmp_path / "cli",
-            "data/list",
-            "--collection=c",
-            "--sessionId=zzz",
-            JTAG_URL=server.url,
-        ),
+        "HTTP": _http(server.url, "data/list", params),
+        "HTTP with X-Session-Id": _http(server.url, "data/list", params, session="zzz"),
+        "jtag": jtag(*argv),
+        "jtag against a server": jtag(*argv, JTAG_URL=server.url),
     }
     shapes = {door: _shape(envelope) for door, envelope in envelopes.items()}
     assert set(shapes.values()) == {_shape(envelopes["HTTP"])}, shapes
@@ -127,45 +121,21 @@ def test_a_call_in_a_session_gets_no_scoped_key_back(served: tuple[Service, Serv
 
 
 def test_a_session_id_that_is_not_the_callers_is_refused_on_every_door(
-    served: tuple[Service, Served],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    served: tuple[Service, Served], jtag: Callable[..., dict[str, Any]]
 ) -> None:
     service, server = served
     params = {"collection": "c", "sessionId": "zzz"}
+    argv = ("data/list", "--collection=c", "--sessionId=zzz")
     with _ws(server.url) as socket:
         over_ws = _ws_request(socket, params)
     refusals = {
         "in-process": service.dispatch(
             "data/list", params, context=Context(actor="local", session_id="s1")
         ),
-        "HTTP": httpx.post(
-            f"{server.url}/commands/data/list",
-            json=params,
-            headers={"X-Session-Id": "s1"},
-            timeout=20,
-        ).json(),
+        "HTTP": _http(server.url, "data/list", params, session="s1"),
         "WebSocket": over_ws,
-        "jtag": _jtag(
-            monkeypatch,
-            capsys,
-            tmp_path / "cli",
-            "data/list",
-            "--collection=c",
-            "--sessionId=zzz",
-            JTAG_SESSION_ID="s1",
-        ),
-        "jtag against a server": _jtag(
-            monkeypatch,
-            capsys,
-            tmp_path / "cli",
-            "data/list",
-            "--collection=c",
-            "--sessionId=zzz",
-            JTAG_SESSION_ID="s1",
-            JTAG_URL=server.url,
-        ),
+        "jtag": jtag(*argv, JTAG_SESSION_ID="s1"),
+        "jtag against a server": jtag(*argv, JTAG_SESSION_ID="s1", JTAG_URL=server.url),
     }
     for door, envelope in refusals.items():
         assert (envelope["success"], envelope["code"], envelope["field"]) == (
@@ -183,47 +153,22 @@ def test_a_session_id_that_is_not_the_callers_is_refused_on_every_door(
 
 @pytest.mark.parametrize(("value", "text"), [(math.inf, "1e400"), (-math.inf, "-1e400")])
 def test_an_infinite_number_gets_one_message_on_every_door(
-    served: tuple[Service, Served],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    value: float,
-    text: str,
+    served: tuple[Service, Served], jtag: Callable[..., dict[str, Any]], value: float, text: str
 ) -> None:
     service, server = served
     body = f'{{"collection": "c", "data": {{"n": [{text}]}}}}'
+    argv = ("data/create", "--collection=c", f'--data={{"n": [{text}]}}')
     with Client(server.url) as client:
         by_client = client.dispatch("data/create", {"collection": "c", "data": {"n": [value]}})
     with _ws(server.url) as socket:
-        socket.send(f'{{"type": "request", "id": 1, "command": "data/create", "params": {body}}}')
-        over_ws = orjson.loads(socket.recv(timeout=20))["result"]
+        over_ws = _ws_request(socket, body, "data/create")
     answers = {
         "in-process": service.dispatch("data/create", {"collection": "c", "data": {"n": [value]}}),
-        "HTTP": httpx.post(
-            f"{server.url}/commands/data/create",
-            content=body,
-            headers={"Content-Type": "application/json"},
-            timeout=20,
-        ).json(),
+        "HTTP": _http(server.url, "data/create", body),
         "Client": by_client,
         "WebSocket": over_ws,
-        "jtag": _jtag(
-            monkeypatch,
-            capsys,
-            tmp_path / "cli",
-            "data/create",
-            "--collection=c",
-            f'--data={{"n": [{text}]}}',
-        ),
-        "jtag against a server": _jtag(
-            monkeypatch,
-            capsys,
-            tmp_path / "cli",
-            "data/create",
-            "--collection=c",
-            f'--data={{"n": [{text}]}}',
-            JTAG_URL=server.url,
-        ),
+        "jtag": jtag(*argv),
+        "jtag against a server": jtag(*argv, JTAG_URL=server.url),
     }
     said = {door: (a["code"], a["field"], a["error"]) for door, a in answers.items()}
     assert len(set(said.values())) == 1, said

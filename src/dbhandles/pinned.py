@@ -172,7 +172,7 @@ def open_folder(
             try:
                 step, new = _step(name, fd, make)
             except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(name, fd):
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _swapped(name, fd):
                     raise changed(field, shown or folder) from exc
                 raise
             os.close(fd)
@@ -223,11 +223,16 @@ def remove_made(made: list[Made]) -> None:
             os.close(fd)
 
 
-def _is_link(name: str, folder: int) -> bool:
+def _swapped(name: str, folder: int) -> bool:
+    """Whether ``name`` in ``folder``, which just failed to open as a folder (``ELOOP``,
+    ``ENOTDIR``), changed rather than being a file: a link now, gone, or a folder again (a link
+    a moment ago, swapped back since). Only a name that is still a file or another non-folder is
+    the caller's mistake ("a parent of this path is a file")."""
     try:
-        return stat.S_ISLNK(os.lstat(name, dir_fd=folder).st_mode)
+        mode = os.lstat(name, dir_fd=folder).st_mode
     except OSError:
         return True  # gone meanwhile: it changed all the same
+    return stat.S_ISLNK(mode) or stat.S_ISDIR(mode)
 
 
 class Pinned:
@@ -254,6 +259,23 @@ class Pinned:
         if self.fd is None:
             raise ValueError("the pinned folder is closed")
         return self.fd
+
+    def stays(self, field: str | None) -> None:
+        """Refuse a folder its path no longer leads to (gone, moved, a link now): a check made of
+        the descriptor (``os.access(".", dir_fd=)``) answers for the folder pinned, and a file
+        created later by the path would land elsewhere, so the path changed while it was checked.
+
+        Raises:
+            PathNotAllowed: the path's folder is missing or another folder (``changed``).
+            ValueError: closed.
+        """
+        pinned = os.fstat(self.at())
+        try:
+            named = os.lstat(self.folder)
+        except OSError as exc:
+            raise changed(field, self.path) from exc
+        if (named.st_dev, named.st_ino) != (pinned.st_dev, pinned.st_ino):
+            raise changed(field, self.path)
 
     def close(self) -> None:
         """Close the descriptor (idempotent)."""

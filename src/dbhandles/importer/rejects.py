@@ -30,23 +30,31 @@ def check_rejects(path: str | os.PathLike[str]) -> None:
     output database, a handle), whatever ``onError`` is: its folder exists and this process may
     create files in it, and no other file is there (``check_replaceable``).
 
+    The folder is asked about through its pinned descriptor, never by its name again: a folder
+    renamed away or swapped for a link an instant after the path check is a path that changed
+    while it was checked (``path_not_allowed``), not a folder that may not be written.
+
     Raises:
         InvalidParams: the folder is missing, is not a folder or may not be written (``cannot
             create``, as ``RejectsFile`` would say).
         PathNotAllowed: a link on the way (``pinned.open_folder``), or a folder made sure of moments
-            before is gone (``pinned.gone``).
+            before is gone (``pinned.gone``) or no longer the one its path names
+            (``Pinned.stays``).
         FileExists: from ``check_replaceable``.
     """
     target = Path(path).expanduser()
+    effective = os.access in os.supports_effective_ids
     try:
         with Pinned(target, "rejects") as pinned:
-            folder = pinned.folder
+            pinned.stays("rejects")
+            writable = os.access(
+                ".", os.W_OK | os.X_OK, dir_fd=pinned.at(), effective_ids=effective
+            )
     except OSError as exc:
         if (refusal := gone(exc, "rejects", str(target))) is not None:
             raise refusal from exc
         raise _cannot_create(target, exc.strerror or str(exc)) from exc
-    effective = os.access in os.supports_effective_ids
-    if not os.access(folder, os.W_OK | os.X_OK, effective_ids=effective):
+    if not writable:
         raise _cannot_create(target, os.strerror(errno.EACCES))
     check_replaceable(target)
 

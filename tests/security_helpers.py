@@ -1,0 +1,72 @@
+"""Two ordinary tenants, ``alice`` and ``bob``, on one in-process service: the contexts, service and
+helpers the security tests of crafted database files share (rounds 11 and 12, FTS, schema refusals)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dbhandles import Context, Service
+from dbhandles.errors import DbHandlesError
+from dbhandles.settings import Settings
+
+ALICE = Context(actor="alice", session_id="s-alice", is_admin=False, trusted_local=False)
+BOB = Context(actor="bob", session_id="s-bob", is_admin=False, trusted_local=False)
+#: Each tenant's context by its actor name.
+TENANTS = {"alice": ALICE, "bob": BOB}
+
+
+def two_tenants(tmp_path: Path, **settings: Any) -> Service:
+    """A service on ``tmp_path/home`` (with ``settings``) holding a token for alice and one for
+    bob; the caller closes it (``with two_tenants(tmp_path) as service:``)."""
+    service = Service(settings=Settings(home=tmp_path / "home", **settings))
+    service.tokens.create("alice")
+    service.tokens.create("bob")
+    return service
+
+
+def space(service: Service, actor: str) -> Path:
+    """``actor``'s data space (made if missing)."""
+    folder = service.settings.space_root() / actor
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def refused(
+    service: Service, name: str, params: dict[str, Any], context: Context = ALICE
+) -> DbHandlesError:
+    """The error the command ``name`` raises for ``params`` as ``context``; fails if it succeeds."""
+    with pytest.raises(DbHandlesError) as caught:
+        service.execute(name, params, context=context)
+    return caught.value
+
+
+def crafted_file(service: Service, actor: str, name: str, *sql: str) -> str:
+    """A database ``actor`` put in its space from a shell as ``name``, holding ``sql`` (run in
+    order on one connection); its handle to it."""
+    conn = sqlite3.connect(space(service, actor) / name)
+    for statement in sql:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+    opened = service.execute(
+        "data/open", {"adapter": "sqlite", "config": {"path": name}}, context=TENANTS[actor]
+    )
+    return str(opened["dbHandle"])
+
+
+def granted_handle(service: Service, handle: str, owner: str, reader: str, name: str) -> str:
+    """``reader``'s handle to ``owner``'s file ``name`` (``owner``'s ``handle``), which ``owner``
+    granted it for reading all but ``secret``."""
+    service.execute("data/grant", {"dbHandle": handle, "actor": reader, "access": "read",
+                                   "permissions": {"deniedCollections": ["secret"]}},
+                    context=TENANTS[owner])  # fmt: skip
+    opened = service.execute(
+        "data/open",
+        {"adapter": "sqlite", "config": {"path": str(space(service, owner) / name)}},
+        context=TENANTS[reader],
+    )
+    return str(opened["dbHandle"])
