@@ -399,9 +399,12 @@ async def serve_command(
         body_read = True
         state.refuse_if_stopping()  # a request complete only after shutdown began is not run
         # Database work is blocking: it runs in a worker thread so the event loop keeps serving.
-        # Only a command that may run inline is parsed here (once: ``run_command`` takes the
-        # params, inline or not); any other body is parsed in the worker thread, off the loop.
-        params = _peek(body) if context is None and name in INLINE_COMMANDS else None
+        # Only a small body (``LARGE_BODY`` at most, as for a WebSocket message) of a command that
+        # may run inline is parsed here (once: ``run_command`` takes the params, inline or not);
+        # any other body is parsed in the worker thread, off the loop (``orjson.loads`` of 10 MB
+        # holds the GIL for 9 to 43 ms, and the loop with it when it runs there).
+        small = context is None and len(body) <= LARGE_BODY
+        params = _peek(body) if small and name in INLINE_COMMANDS else None
         if params is not None and state.can_run_inline(name, params):
             outcome = run_command(state, name, body, caller, params=params)
         else:
