@@ -6,7 +6,8 @@ connection: a refusal at accept time past ``max_connections`` (in all) or
 ``max_connections_per_address`` (from one address), answered with the error envelope; a deadline
 for each request head (``header_timeout_seconds``); a bound on each request head (``max_header_bytes``
 and ``MAX_HEADER_FIELDS``: 431, never buffered past it); flow control of answers (a pipelined request
-waits until the answer before it was written to the socket); and an end that loses no answer: a
+waits until the answer before it was written to the socket, and the kernel holds little of an
+answer not sent yet: ``backpressure.py``); and an end that loses no answer: a
 request head the server refuses (malformed, too large) and the client's end of stream (a half-close,
 RFC 9112 §9.6) are acted on only once every request received before them was answered, in order.
 ``Wire`` counts the answer bytes each caller's connections have not read yet
@@ -36,6 +37,7 @@ from dbhandles.errors import (
     TooManyRequests,
 )
 from dbhandles.server.auth import TARGET_KEY
+from dbhandles.server.backpressure import limit_kernel_unsent
 
 if TYPE_CHECKING:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -336,6 +338,7 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
                 transport.close()
                 return
             self.address = address
+            limit_kernel_unsent(transport)  # answers wait where pause_writing sees them
             self._arm_head_timer()
 
         def connection_lost(self, exc: Exception | None) -> None:
