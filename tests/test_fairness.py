@@ -527,6 +527,37 @@ def test_requests_in_progress_per_address_are_capped(home: Path) -> None:
         third.close()
 
 
+def test_an_admin_token_is_let_in_past_the_requests_in_progress_of_its_address(
+    home: Path,
+) -> None:
+    """Anonymous requests in progress hold the address's limit: an administrator's request is
+    still run (its token checked from the headers), a non-admin's or a bad token's is not."""
+    with serving(home, require_token=True, max_connections_per_address=2,
+                 body_timeout_seconds=10) as (service, server):  # fmt: skip
+        admin, _ = service.tokens.create("root", admin=True)
+        user, _ = service.tokens.create("carol", admin=False)
+        stalled = [_http_head(server.port, "/commands/data/list", 100) for _ in range(2)]
+        wait_for(lambda: server_addresses(server) >= 2, message="both in progress")
+        body = orjson.dumps({"collection": "c"})
+        for token, expected in ((user, "too_many_requests"), ("dbh_nope", "unauthorized")):
+            refused = httpx.post(f"{server.url}/commands/data/list", headers=bearer(token),
+                                 content=body)  # fmt: skip
+            assert refused.json()["code"] == expected, refused.text
+        ok = httpx.post(f"{server.url}/commands/data/list", headers=bearer(admin), content=body)
+        assert ok.status_code == 200, ok.text
+        anonymous = httpx.post(f"{server.url}/commands/data/list", content=body)
+        assert anonymous.json()["code"] == "too_many_requests"
+        for sock in stalled:
+            sock.close()
+
+
+def server_addresses(server: ThreadServer) -> int:
+    """Requests in progress from loopback (``ServerState.addresses``), read without the loop: a
+    ``Counter`` lookup."""
+    state = server.server.config.app.state.dbhandles  # type: ignore[attr-defined]
+    return int(state.addresses["127.0.0.1"])
+
+
 # -- 4. subscriptions: capped, and delivered off the writer's thread --------------------------------
 
 

@@ -23,9 +23,9 @@ import pytest
 from dbhandles import Service, Settings, job_heap
 from dbhandles.cli.serve import settle_heap
 from dbhandles.context import Context
-from dbhandles.jobs import Job
+from dbhandles.jobs import JOB_NICENESS, Job
 from dbhandles.server.app import create_app
-from dbhandles.server.job_process import ChildJobs, idle_priority, normal_priority
+from dbhandles.server.job_process import ChildJobs, background_priority, normal_priority
 from tests.test_server_connections import serving
 
 LOCAL = Context()
@@ -70,20 +70,21 @@ for line in sys.stdin:
     if "jobId" in json.loads(line):
         out.write(b'{"progress": {"lines": 1}}\\n')
         continue
-    envelope = {"success": False, "code": "job_cancelled", "policy": os.sched_getscheduler(0)}
+    envelope = {"success": False, "code": "job_cancelled", "policy": os.sched_getscheduler(0),
+                "nice": os.nice(0)}
     out.write(json.dumps({"status": "cancelled", "envelope": envelope, "progress": {}}).encode())
     out.write(b"\\n")
     break
 """
 
 
-def can_leave_the_idle_class() -> bool:
-    if not hasattr(os, "SCHED_IDLE"):
+def can_leave_the_background_class() -> bool:
+    if not hasattr(os, "SCHED_BATCH"):
         return False
     proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
                             stdin=subprocess.PIPE)  # fmt: skip
     try:
-        return idle_priority(proc.pid) and normal_priority(proc.pid)
+        return background_priority(proc.pid) and normal_priority(proc.pid)
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
@@ -121,9 +122,9 @@ def test_cancelled_child_that_does_not_stop_is_killed(placement: Any, tmp_path: 
     assert "was killed" in envelope["error"] and "committed are kept" in envelope["error"]
 
 
-def test_cancelled_child_leaves_the_idle_class(placement: Any, tmp_path: Path) -> None:
-    if not can_leave_the_idle_class():
-        pytest.skip("this system does not let a process leave the idle class (Linux, RLIMIT_NICE)")
+def test_cancelled_child_leaves_the_background_class(placement: Any, tmp_path: Path) -> None:
+    if not can_leave_the_background_class():
+        pytest.skip("this system does not let a process raise its niceness back (RLIMIT_NICE)")
     service, jobs = placement
     jobs.argv = [sys.executable, "-c", POLICY_CHILD]
     job = Job(id="j2", command="data/import", actor="local")
@@ -138,8 +139,9 @@ def test_cancelled_child_leaves_the_idle_class(placement: Any, tmp_path: Path) -
     assert result and result[0] is not None
     status, envelope = result[0]
     assert status == "cancelled"
-    # Started in the idle class, told to stop out of it: it can reach its batch boundary.
+    # Started as batch work at niceness 19, told to stop out of it: it reaches its batch boundary.
     assert envelope["policy"] == os.SCHED_OTHER
+    assert envelope["nice"] == JOB_NICENESS
 
 
 # -- the heap of jobs run in the server ------------------------------------------------------------

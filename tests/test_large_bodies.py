@@ -4,6 +4,7 @@ Behaviour only; the speed is ``benchmarks/long_digits.py``'s."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -84,3 +85,62 @@ def test_a_large_websocket_message_is_answered_as_a_small_one(client: Any, binar
                                      "params": {"collection": "c", "id": "r1"}}))  # fmt: skip
         record = _receive(socket, "response")["result"]["data"]
         assert orjson.dumps(record["t"]) == orjson.dumps(big)
+
+
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
+    """Every ``read_json`` of the server's HTTP and WebSocket paths: the size it parsed and whether
+    it ran on an event loop's thread."""
+    from dbhandles.server import http, ws
+
+    seen: list[tuple[int, bool]] = []
+
+    def recording(data: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop = True
+        except RuntimeError:
+            on_loop = False
+        seen.append((len(data), on_loop))
+        return read_json(data)
+
+    monkeypatch.setattr(http, "read_json", recording)
+    monkeypatch.setattr(ws, "read_json", recording)
+    return seen
+
+
+@pytest.mark.parametrize("command", ["data/read", "data/list", "data/create"])
+def test_a_large_http_body_is_never_parsed_on_the_event_loop(
+    client: Any, parses: list[tuple[int, bool]], command: str
+) -> None:
+    """Whatever the command (``data/read`` may run on the loop: its small bodies are parsed there),
+    a body over ``LARGE_BODY`` is parsed in a worker thread."""
+    params = {"collection": "c", "id": "r1", "data": {"t": "y" * (2 * LARGE_BODY)}}
+    body = orjson.dumps(params)
+    response = client.post(f"/commands/{command}", content=body,
+                           headers={"content-type": "application/json"})  # fmt: skip
+    assert response.status_code < 500, response.text
+    large = [on_loop for size, on_loop in parses if size > LARGE_BODY]
+    assert large and not any(large), parses
+
+
+def test_a_small_data_read_body_may_be_parsed_on_the_event_loop(
+    client: Any, parses: list[tuple[int, bool]]
+) -> None:
+    """The other side of the threshold (what makes the test above able to fail): a small
+    ``data/read`` body is parsed on the loop, to decide whether the read can run there."""
+    client.post("/commands/data/read", json={"collection": "c", "id": "r1"})
+    assert [on_loop for size, on_loop in parses if size <= LARGE_BODY] == [True]
+
+
+def test_a_large_websocket_message_is_never_parsed_on_the_event_loop(
+    client: Any, parses: list[tuple[int, bool]]
+) -> None:
+    request = {"type": "request", "id": 1, "command": "data/create",
+               "params": {"collection": "c", "id": "r1", "data": {"t": "y" * (2 * LARGE_BODY)}}}  # fmt: skip
+    with client.websocket_connect("/ws") as socket:
+        _receive(socket, "hello")
+        socket.send_text(json.dumps(request))
+        assert _receive(socket, "response")["result"]["success"] is True
+    large = [on_loop for size, on_loop in parses if size > LARGE_BODY]
+    assert large and not any(large), parses

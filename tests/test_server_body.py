@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from dbhandles.errors import PayloadTooLarge, RequestTimeout
-from dbhandles.server.http import _read
+from dbhandles.server.bodies import read_body as _read
 
 
 class Cycle:

@@ -1,6 +1,6 @@
 """One client cannot hold the server's connections or memory (issue 13): idle and half-sent
-connections are closed at the head deadline, connections per address and in all are refused at
-accept time with the error envelope, a caller's unread answers are bounded, a pipelined request waits
+connections are closed at the head deadline, connections in all are refused at accept time with
+the error envelope (per address: test_server_per_address.py), a caller's unread answers are bounded, a pipelined request waits
 for the answer before it, and a client that left is not logged as a server error.
 
 Every server is ``server_config`` (what ``jtag serve`` runs) on loopback in a thread; every wait is
@@ -35,10 +35,10 @@ OTHER = "127.0.0.2"  # another client address on loopback (Linux routes all of 1
 class Served:
     """``create_app`` under ``server_config`` in a thread, on a free loopback port."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, require_token: bool = False) -> None:
         import uvicorn
 
-        self.app = create_app(service, require_token=False)
+        self.app = create_app(service, require_token=require_token)
         self.state: ServerState = self.app.state.dbhandles
         self.sock = bind("127.0.0.1", 0)
         self.port = self.sock.getsockname()[1]
@@ -86,10 +86,12 @@ class Served:
 
 
 @contextlib.contextmanager
-def serving(home: Path, **settings: Any) -> Iterator[tuple[Service, Served]]:
+def serving(
+    home: Path, require_token: bool = False, **settings: Any
+) -> Iterator[tuple[Service, Served]]:
     service = Service(settings=Settings(home=home, **settings))
     try:
-        with Served(service) as served:
+        with Served(service, require_token) as served:
             yield service, served
     finally:
         service.close()
@@ -197,31 +199,7 @@ def test_an_idle_kept_alive_connection_is_closed(home: Path) -> None:
         sock.close()
 
 
-# -- connections per address and in all, refused at accept time -----------------------------------
-
-
-def test_the_257th_connection_from_one_address_is_refused_while_others_are_served(
-    home: Path,
-) -> None:
-    with serving(home, header_timeout_seconds=60.0) as (_service, served):
-        held = [connect(served.port) for _ in range(256)]  # idle: they send nothing
-        wait_for(lambda: served.call(lambda: served.state.wire.open["127.0.0.1"]) == 256, "256")
-        extra = connect(served.port)
-        status, headers, body = read_answer(extra)  # answered without sending anything
-        envelope = orjson.loads(body)
-        assert (status, envelope["code"]) == (429, "too_many_requests")
-        assert "DBHANDLES_MAX_CONNECTIONS_PER_ADDRESS" in envelope["error"]
-        assert headers["connection"] == "close"
-        assert closed_by_server(extra)
-        extra.close()
-        assert health_from(served.url, OTHER).status_code == 200  # another address is served
-        held.pop().close()
-        wait_for(lambda: served.call(lambda: served.state.wire.open["127.0.0.1"]) == 255, "255")
-        again = connect(served.port)
-        again.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        assert read_answer(again)[0] == 200  # a slot freed by a close is usable at once
-        for sock in [*held, again]:
-            sock.close()
+# -- connections in all, refused at accept time (per address: test_server_per_address.py) ---------
 
 
 def test_past_max_connections_a_new_one_gets_the_envelope(home: Path) -> None:

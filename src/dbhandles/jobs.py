@@ -353,6 +353,7 @@ class JobRunner:
             # they hold the store's write lock that request threads wait for (job_progress.py).
             self._progress.start()
             service.audit.start()
+            service.registry.start_toucher()
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(
                     self.threads, thread_name_prefix="dbhandles-job", initializer=_lower_priority

@@ -186,12 +186,35 @@ class ConnectionTable:
             # A write to the handle table must never make a read wait (for the lock of another
             # process's writer, say): it is done by a background thread.
             with self._lock:
-                if self._closed:
+                toucher = self._start_toucher()
+                if toucher is None:
                     return
-                if self._toucher is None:
-                    self._toucher = ThreadPoolExecutor(1, thread_name_prefix="dbhandles-touch")
                 path = entry.config.path if isinstance(entry.config, FileConfig) else None
-                self._toucher.submit(self._persist_use, entry.handle, entry.is_default, now, path)
+                toucher.submit(self._persist_use, entry.handle, entry.is_default, now, path)
+
+    def start_toucher(self) -> None:
+        """Start the thread that writes ``lastUsedAt`` now, on the calling thread's niceness;
+        idempotent, and nothing once closed.
+
+        A thread inherits the niceness of the thread that starts it (Linux), and the toucher's
+        writes hold the handle store's write lock (and its fsync) that request threads' own store
+        writes wait for: started by a job thread (``jobs.JOB_NICENESS``) on the first use of a
+        handle, the kernel could leave it holding that lock while the server's other threads run.
+        So ``JobRunner.start`` starts it from the request's thread, before any job thread runs.
+        """
+        with self._lock:
+            self._start_toucher()
+
+    def _start_toucher(self) -> ThreadPoolExecutor | None:
+        """The toucher, its one thread started (under ``_lock``); ``None`` once closed."""
+        if self._closed:
+            return None
+        if self._toucher is None:
+            toucher = ThreadPoolExecutor(1, thread_name_prefix="dbhandles-touch")
+            # ThreadPoolExecutor starts its thread on the first submit: that is now, on this thread.
+            toucher.submit(_nothing)
+            self._toucher = toucher
+        return self._toucher
 
     def _persist_use(self, handle: str, is_default: bool, now: int, path: str | None) -> None:
         try:
@@ -240,3 +263,7 @@ class ConnectionTable:
                 self.release_idle()
             except Exception:  # pragma: no cover - the reaper must never die
                 continue
+
+
+def _nothing() -> None:
+    """The task that starts the toucher's thread (``ConnectionTable.start_toucher``)."""

@@ -250,9 +250,9 @@ class Settings:
         default=256,
         metadata=setting(
             "DBHANDLES_MAX_CONNECTIONS_PER_ADDRESS",
-            "HTTP connections open from one client address (past it a new one is answered "
-            "too_many_requests and closed at once); also its requests in progress plus WebSockets "
-            "open.",
+            "HTTP connections open from one client address that have not authenticated (past "
+            "it a new one closes the oldest that runs no request, or is refused); also its "
+            "requests in progress plus WebSockets open (an administrator's token passes).",
         ),
     )
     header_timeout_seconds: float = field(

@@ -6,7 +6,8 @@ connection: a refusal at accept time past ``max_connections`` (in all) or
 ``max_connections_per_address`` (from one address), answered with the error envelope; a deadline
 for each request head (``header_timeout_seconds``); a bound on each request head (``max_header_bytes``
 and ``MAX_HEADER_FIELDS``: 431, never buffered past it); flow control of answers (a pipelined request
-waits until the answer before it was written to the socket); and an end that loses no answer: a
+waits until the answer before it was written to the socket, and the kernel holds little of an
+answer not sent yet: ``backpressure.py``); and an end that loses no answer: a
 request head the server refuses (malformed, too large) and the client's end of stream (a half-close,
 RFC 9112 §9.6) are acted on only once every request received before them was answered, in order.
 ``Wire`` counts the answer bytes each caller's connections have not read yet
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
 import orjson
 
@@ -36,6 +37,7 @@ from dbhandles.errors import (
     TooManyRequests,
 )
 from dbhandles.server.auth import TARGET_KEY
+from dbhandles.server.backpressure import limit_kernel_unsent
 
 if TYPE_CHECKING:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_HEADER_FIELDS",
     "TRANSPORT_KEY",
+    "Held",
     "Wire",
     "answer_caller",
     "connection_transport",
@@ -100,6 +103,22 @@ def connection_transport(send: object) -> asyncio.Transport | None:
     return cast("asyncio.Transport", transport)
 
 
+class Held(Protocol):
+    """What ``Wire`` asks of a connection it counts (``limited_protocol``'s protocol)."""
+
+    def evictable(self) -> bool:
+        """Whether no request of it is being run (so closing it loses nothing that ran)."""
+
+    def evict(self, refusal: bytes) -> None:
+        """Write ``refusal`` and close."""
+
+
+def _decrement(counts: Counter[str], key: str) -> None:
+    counts[key] -= 1
+    if counts[key] <= 0:
+        del counts[key]
+
+
 class Wire:
     """Connections per address and unread answer bytes per caller (only touched on the event loop).
 
@@ -114,33 +133,93 @@ class Wire:
         self.header_timeout = settings.header_timeout_seconds
         self.max_header_bytes = settings.max_header_bytes
         self.max_unsent = settings.max_unsent_bytes_per_actor
-        #: HTTP connections open per client address.
+        #: HTTP connections open per client address that have not authenticated (``trust``).
         self.open: Counter[str] = Counter()
+        #: Those connections per address, oldest first, and the address of each.
+        self._untrusted: dict[str, dict[asyncio.Transport, Held]] = {}
+        self._address: dict[asyncio.Transport, str] = {}
+        #: Connections a request authenticated on, per actor (``trust``), and the actor of each.
+        self.trusted: Counter[str] = Counter()
+        self._trusted: dict[asyncio.Transport, str] = {}
         #: The connections that carry (or carried) answers of each caller, and the reverse.
         self._carriers: dict[str, set[asyncio.Transport]] = {}
         self._caller: dict[asyncio.Transport, str] = {}
 
-    def admit(self, address: str, others: int) -> bytes | None:
-        """Count a new connection from ``address`` (``others`` are open already), or the answer
-        that refuses it (``refusal_bytes``): past ``max_connections`` in all, or
-        ``max_connections_per_address`` from ``address``."""
+    def admit(
+        self, address: str, others: int, transport: asyncio.Transport, held: Held
+    ) -> bytes | None:
+        """Count a new connection ``held`` from ``address`` (``others`` are open already), or the
+        answer that refuses it (``refusal_bytes``): past ``max_connections`` in all; past
+        ``max_connections_per_address`` connections of ``address`` that have not authenticated
+        (``trust``), when none of them can make room.
+
+        Making room: the oldest of them that has no request being run (idle, or a head or a
+        body still arriving: nothing of it ran) is answered 429 and closed. So a flood of
+        connections that send nothing, or trickle, can never lock out a newcomer from the same
+        address (the administrator's own ``jtag`` on loopback, its ``/health``): it only loses
+        its own oldest connections. A newcomer is refused only while every one of them has a
+        request running, which ends within the request deadlines.
+        """
         if self.max_connections and others >= self.max_connections:
             return refusal_bytes(503, ServerUnreachable(
                 f"the server already holds {self.max_connections} connections (the limit is "
                 "DBHANDLES_MAX_CONNECTIONS); try again in a moment", field="connection"))  # fmt: skip
+        untrusted = self._untrusted.setdefault(address, {})
         if self.per_address and self.open[address] >= self.per_address:
-            return refusal_bytes(429, TooManyRequests(
-                f"{address} already has {self.per_address} connections open (the limit is "
-                "DBHANDLES_MAX_CONNECTIONS_PER_ADDRESS); reuse or close some",
-                field="connection"))  # fmt: skip
+            victim = next((t for t, h in untrusted.items() if h.evictable()), None)
+            if victim is None:
+                return refusal_bytes(429, TooManyRequests(
+                    f"{address} already has {self.per_address} connections open that have not "
+                    "authenticated, each running a request (the limit is "
+                    "DBHANDLES_MAX_CONNECTIONS_PER_ADDRESS); reuse or close some",
+                    field="connection"))  # fmt: skip
+            evicted = untrusted[victim]
+            self.release(victim)
+            evicted.evict(refusal_bytes(429, TooManyRequests(
+                f"{address} opened more than {self.per_address} connections that have not "
+                "authenticated (the limit is DBHANDLES_MAX_CONNECTIONS_PER_ADDRESS): this one, "
+                "the oldest without a request running, was closed to make room; nothing of it "
+                "ran", field="connection")))  # fmt: skip
+            untrusted = self._untrusted.setdefault(address, {})
+        untrusted[transport] = held
+        self._address[transport] = address
         self.open[address] += 1
         return None
 
-    def release(self, address: str) -> None:
-        """A connection ``admit`` counted closed (or became a WebSocket, counted by the app)."""
-        self.open[address] -= 1
-        if self.open[address] <= 0:
-            del self.open[address]
+    def trust(self, transport: asyncio.Transport | None, actor: str, admin: bool) -> None:
+        """A request on ``transport`` authenticated as ``actor``: the connection no longer counts
+        against ``max_connections_per_address`` (nor can it be closed to make room), so an
+        anonymous flood from its address never takes it. A non-admin actor has at most that
+        many such connections; past it, a connection stays counted by its address."""
+        if transport is None:
+            return
+        address = self._address.get(transport)
+        if address is None:
+            return
+        if not admin and self.per_address and self.trusted[actor] >= self.per_address:
+            return
+        self._drop(transport, address)
+        self._trusted[transport] = actor
+        self.trusted[actor] += 1
+
+    def release(self, transport: asyncio.Transport) -> None:
+        """A connection ``admit`` counted closed (or became a WebSocket, counted by the app);
+        idempotent."""
+        address = self._address.get(transport)
+        if address is not None:
+            self._drop(transport, address)
+        actor = self._trusted.pop(transport, None)
+        if actor is not None:
+            _decrement(self.trusted, actor)
+
+    def _drop(self, transport: asyncio.Transport, address: str) -> None:
+        del self._address[transport]
+        untrusted = self._untrusted.get(address)
+        if untrusted is not None:
+            untrusted.pop(transport, None)
+            if not untrusted:
+                del self._untrusted[address]
+        _decrement(self.open, address)
 
     def unsent(self, caller: str) -> int:
         """Bytes of ``caller``'s answers its connections have not taken from the server yet
@@ -252,13 +331,14 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             address = str(self.client[0]) if self.client else "unknown"
-            refusal = self.limits.admit(address, len(self.connections) - 1)
+            refusal = self.limits.admit(address, len(self.connections) - 1, transport, self)
             if refusal is not None:
                 self.connections.discard(self)
                 transport.write(refusal)
                 transport.close()
                 return
             self.address = address
+            limit_kernel_unsent(transport)  # answers wait where pause_writing sees them
             self._arm_head_timer()
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -272,8 +352,23 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
                 self.linger = None
             self.limits.forget(self.transport)
             if self.address is not None:
-                self.limits.release(self.address)
+                self.limits.release(self.transport)
                 self.address = None
+
+        def evictable(self) -> bool:
+            # Idle, or its latest request still arriving (a head, a body: nothing of it ran);
+            # not while a request received in full waits or runs.
+            cycle = self.cycle
+            return not self.pipeline and (
+                cycle is None or cycle.response_complete or cycle.more_body
+            )
+
+        def evict(self, refusal: bytes) -> None:
+            self.address = None  # ``Wire`` let it go already
+            self.ending = True
+            self._cancel_head_timer()
+            self.transport.write(refusal)
+            self.transport.close()
 
         # -- the request head's deadline -------------------------------------------------------
 

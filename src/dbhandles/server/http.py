@@ -29,12 +29,11 @@ from dbhandles.errors import (
     DbHandlesError,
     InvalidParams,
     NotFound,
-    PayloadTooLarge,
-    RequestTimeout,
     UnknownCommand,
 )
 from dbhandles.jobs import JOB_COMMANDS, Job
 from dbhandles.server.auth import AMBIGUOUS
+from dbhandles.server.bodies import QUERY_OPEN, declared_length, read_body
 from dbhandles.server.connections import TRANSPORT_KEY, answer_caller, connection_transport
 from dbhandles.server.openapi import command_info, commands_listing, error_codes, openapi_document
 from dbhandles.values import json_problem, json_text, read_json
@@ -67,7 +66,6 @@ COMMAND_PREFIX = "/commands/"
 #: Bodies up to this size are read with the headers (the server buffers that much anyway); a larger
 #: one, or one of unknown length, only once the token was checked.
 LARGE_BODY = 64 * 1024
-QUERY_OPEN = "data/query-open"
 #: Commands that may run on the event loop (see ``ServerState.can_run_inline``).
 INLINE_COMMANDS = frozenset({"data/read"})
 #: A JSON escape (``\u00e9``) takes up to 3 times the bytes of what it stands for in the query the
@@ -118,21 +116,6 @@ def error_response(exc: DbHandlesError, context: Context | None = None) -> Respo
 def _state(request: Request) -> ServerState:
     state: ServerState = request.app.state.dbhandles
     return state
-
-
-def _too_large(limit: int, name: str | None = None) -> PayloadTooLarge:
-    if name == QUERY_OPEN:
-        return PayloadTooLarge(
-            f"request body is larger than {limit} bytes, which no data/query-open can need: a "
-            "query cursor keeps at most DBHANDLES_MAX_CURSOR_SPEC_BYTES of query (filter, orderBy "
-            "and fields as JSON); use a smaller filter, or data/list",
-            field="body",
-        )
-    return PayloadTooLarge(
-        f"request body is larger than {limit} bytes; send less per request (data/batch in several "
-        "parts) or raise DBHANDLES_MAX_BODY_BYTES on the server",
-        field="body",
-    )
 
 
 def body_limit(state: ServerState, name: str) -> int:
@@ -264,15 +247,19 @@ def run_command(
     caller: Caller,
     context: Context | None = None,
     params: dict[str, Any] | None = None,
+    door: list[Context] | None = None,
 ) -> tuple[int, bytes] | Job:
     """In a worker thread: who is calling (unless ``context`` says so already), the params (unless
     ``params`` is ``body`` parsed already: ``_peek``), the command, the serialised envelope. A long
     command (``JOB_COMMANDS``) is started as a job and the job is returned: the caller waits for it
-    without holding this thread."""
+    without holding this thread. The context the caller was authenticated as is appended to
+    ``door``, if given."""
     dispatched = False
     try:
         if context is None:
             context = authenticate(state, caller, name)
+            if door is not None:
+                door.append(context)
         if name not in COMMANDS:
             raise UnknownCommand(
                 f"unknown command {json_text(name, 80)}; GET /commands lists them (e.g. data/list, data/open)",
@@ -348,7 +335,8 @@ async def fast_command(state: ServerState, scope: Scope, receive: Receive, send:
     if refusal is not None:
         await _respond(send, status_for(refusal.code), orjson.dumps(error_envelope(refusal)), True)
         return
-    answer = await serve_command(state, scope["path"][len(COMMAND_PREFIX) :], scope, receive)
+    name = scope["path"][len(COMMAND_PREFIX) :]
+    answer = await serve_command(state, name, scope, receive, transport)
     if answer is None:
         return
     if transport is not None:
@@ -362,52 +350,71 @@ async def fast_command(state: ServerState, scope: Scope, receive: Receive, send:
 
 
 async def serve_command(
-    state: ServerState, name: str, scope: Scope, receive: Receive
+    state: ServerState,
+    name: str,
+    scope: Scope,
+    receive: Receive,
+    transport: asyncio.Transport | None = None,
 ) -> tuple[int, bytes, bool] | None:
     """Run one command request: ``(status, body, close the connection)``, or None if the client left.
 
-    In order: the address's request count (``max_connections_per_address``); for a body over
-    ``LARGE_BODY`` bytes or of unknown length, the token, from the headers, before any of it is read
-    (and the actor's ``max_uploads_per_actor``); the body, within ``body_timeout`` seconds; then the
-    command in a worker thread, or as a job (whose end is awaited without holding a thread). A
-    refusal before the body was read closes the connection, so the rest is never read.
+    In order: the address's request count (``max_connections_per_address``; an administrator's
+    token, checked from the headers once the address is at its limit, is let in past it, so an
+    anonymous flood from the administrator's own address never locks the administrator out); for a
+    body over ``LARGE_BODY`` bytes or of unknown length, the token, from the headers, before any of
+    it is read (and the actor's ``max_uploads_per_actor``); the body, within ``body_timeout``
+    seconds; then the command in a worker thread, or as a job (whose end is awaited without holding
+    a thread). A refusal before the body was read closes the connection, so the rest is never read.
+    Once the token passed, ``transport``'s connection no longer counts against its address's
+    connections (``Wire.trust``).
     """
     address = client_address(scope)
-    try:
-        state.enter(address)
-    except DbHandlesError as exc:
-        return status_for(exc.code), orjson.dumps(error_envelope(exc)), True
     caller, length = Caller.from_scope(scope)
     # Whose turn this request waits for in the worker threads: its token, else its address.
     turn = caller.authorization or address
+    context: Context | None = None
+    try:
+        context = await _enter(state, address, caller, name, turn)
+    except DbHandlesError as exc:
+        return status_for(exc.code), orjson.dumps(error_envelope(exc)), True
+    counted = context is None
     body_read = False
     try:
+        if context is not None:
+            state.wire.trust(transport, context.actor, context.is_admin)
         limit = body_limit(state, name)
-        declared = _declared(length, limit, name)
-        context: Context | None = None
-        if declared is None or declared > LARGE_BODY:
+        declared = declared_length(length, limit, name)
+        if context is None and (declared is None or declared > LARGE_BODY):
             context = await state.run_as(turn, functools.partial(authenticate, state, caller, name))
+            state.wire.trust(transport, context.actor, context.is_admin)
+        if declared is None or declared > LARGE_BODY:
+            assert context is not None
             state.start_upload(context.actor)
             try:
-                body = await _read(receive, limit, state.body_timeout, name)
+                body = await read_body(receive, limit, state.body_timeout, name)
             finally:
                 state.end_upload(context.actor)
         else:
-            body = await _read(receive, limit, state.body_timeout, name)
+            body = await read_body(receive, limit, state.body_timeout, name)
         if body is None:
             return None  # the client went away
         body_read = True
         state.refuse_if_stopping()  # a request complete only after shutdown began is not run
         # Database work is blocking: it runs in a worker thread so the event loop keeps serving.
-        # Only a command that may run inline is parsed here (once: ``run_command`` takes the
-        # params, inline or not); any other body is parsed in the worker thread, off the loop.
-        params = _peek(body) if context is None and name in INLINE_COMMANDS else None
+        # Only a small body (``LARGE_BODY`` at most, as for a WebSocket message) of a command that
+        # may run inline is parsed here (once: ``run_command`` takes the params, inline or not);
+        # any other body is parsed in the worker thread, off the loop (``orjson.loads`` of 10 MB
+        # holds the GIL for 9 to 43 ms, and the loop with it when it runs there).
+        small = context is None and len(body) <= LARGE_BODY
+        params = _peek(body) if small and name in INLINE_COMMANDS else None
+        door: list[Context] = []
         if params is not None and state.can_run_inline(name, params):
-            outcome = run_command(state, name, body, caller, params=params)
+            outcome = run_command(state, name, body, caller, params=params, door=door)
         else:
-            outcome = await state.run_as(
-                turn, functools.partial(run_command, state, name, body, caller, context, params)
-            )
+            outcome = await state.run_as(turn, functools.partial(
+                run_command, state, name, body, caller, context, params, door))  # fmt: skip
+        if door:
+            state.wire.trust(transport, door[0].actor, door[0].is_admin)
         if isinstance(outcome, Job):
             envelope = await state.wait_job(outcome)
             status, payload = finish(envelope, True, caller.valid_session_id)
@@ -419,78 +426,31 @@ async def serve_command(
         log.error("unhandled error on POST %s", scope["path"], exc_info=exc)
         status, payload = 500, orjson.dumps(error_envelope(DbHandlesError(_INTERNAL)))
     finally:
-        state.leave(address)
+        if counted:
+            state.leave(address)
     return status, payload, not body_read or state.stopping
 
 
-def _declared(declared: str | None, limit: int, name: str | None = None) -> int | None:
-    """The declared Content-Length, if any.
+async def _enter(
+    state: ServerState, address: str, caller: Caller, name: str, turn: str
+) -> Context | None:
+    """Count the request against its address (``ServerState.enter``): ``None``. At the address's
+    limit, a request that carries an administrator's token is let in uncounted: its context.
 
     Raises:
-        InvalidParams: it is not a number. PayloadTooLarge: it is over ``limit``.
+        DbHandlesError: the address is at its limit and the request has no administrator's
+            token (``too_many_requests``; a token that is refused answers as such).
     """
-    if declared is None:
-        return None
     try:
-        length = int(declared)
-    except ValueError:
-        raise InvalidParams("Content-Length is not a number", field="Content-Length") from None
-    if length > limit:
-        raise _too_large(limit, name)
-    return length
-
-
-def _arrived(receive: Receive) -> bool:
-    """Whether the server already holds the whole request body, so that ``receive`` returns it
-    without waiting: uvicorn's request cycle says so (``more_body`` false once the message is
-    complete); of any other server it is not known."""
-    return getattr(getattr(receive, "__self__", None), "more_body", True) is False
-
-
-async def _read(
-    receive: Receive, limit: int, timeout: float, name: str | None = None
-) -> bytes | None:
-    """The body, or None if the client disconnected.
-
-    A body the server already holds in full (``_arrived``: the usual small request, which came
-    with its headers) is taken without arming the timeout (a timer per request costs more than
-    the rest of the read); any other is read within ``timeout``.
-
-    Raises:
-        PayloadTooLarge: more than ``limit`` bytes arrived (whatever Content-Length said).
-        RequestTimeout: the body did not arrive in full within ``timeout`` seconds.
-    """
-    if _arrived(receive):
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        body: bytes = message.get("body", b"")
-        if len(body) > limit:
-            raise _too_large(limit, name)
-        if not message.get("more_body", False):
-            return body
-        chunks, total = [body], len(body)  # not expected of uvicorn: read the rest as below
-    else:
-        chunks, total = [], 0
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return None
-                chunk = message.get("body", b"")
-                total += len(chunk)
-                if total > limit:
-                    raise _too_large(limit, name)
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    except TimeoutError:
-        raise RequestTimeout(
-            f"the request body did not arrive within {timeout:g} s ({total} bytes came); send it "
-            "faster, or raise DBHANDLES_BODY_TIMEOUT_SECONDS on the server",
-            field="body",
-        ) from None
+        state.enter(address)
+    except DbHandlesError:
+        if caller.authorization is None:
+            raise
+        context = await state.run_as(turn, functools.partial(authenticate, state, caller, name))
+        if not context.is_admin:
+            raise
+        return context
+    return None
 
 
 async def command_endpoint(request: Request) -> Response:

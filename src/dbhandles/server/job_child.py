@@ -31,7 +31,7 @@ from dbhandles.commands.jobs import MAX_TEXT, bounded_result, job_outcome
 from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError
 from dbhandles.jobs import Job, JobStatus, job_hooks, run_job
-from dbhandles.server.job_process import idle_priority
+from dbhandles.server.job_process import background_priority
 from dbhandles.service import Service
 from dbhandles.settings import Settings
 from dbhandles.store.jobs import this_process
@@ -69,7 +69,7 @@ def _watch_server(job: Job, lines: Iterator[bytes]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the job read from stdin; report on the descriptor ``argv[0]``."""
     args = sys.argv[1:] if argv is None else argv
-    idle_priority(0)  # as early as the parent's, if it was started otherwise
+    background_priority(0)  # as early as the parent's, if it was started otherwise
     out = os.fdopen(int(args[0]), "wb", buffering=0)
     logging.basicConfig(level=logging.WARNING, format="dbhandles job: %(levelname)s %(message)s")
     lines = _lines(sys.stdin.fileno())

@@ -24,14 +24,16 @@ job's row (``JobStore.adopt_job``) and writes the end itself only when the serve
 * child -> server (the descriptor named in argv): ``{"progress": {...}}`` at most every
   ``job_child.PROGRESS_SECONDS``, then ``{"status", "envelope", "progress"}`` as it ends.
 
-A cancelled child leaves the idle class at once (stopping takes it little CPU, and on a machine kept
-busy by other work it would otherwise never reach its batch boundary, holding its slot of the
-actor's job limit and its write transaction meanwhile); one that has not ended
+The child runs as background work (``background_priority``: ``SCHED_BATCH`` at niceness 19, with the
+parser process it starts): below the server and its job threads, yet with a small guaranteed share
+of the CPU, so it always progresses. A cancelled child goes back to ``SCHED_OTHER`` at the job
+threads' niceness at once (stopping takes it little CPU, and on a machine kept busy by other work it
+would otherwise reach its batch boundary slowly, holding its slot of the actor's job limit and its
+write transaction meanwhile); one that has not ended
 ``CANCEL_GRACE_SECONDS`` later is killed: the batch it had open rolls back with its transaction, the
 batches it committed are kept, and the job ends ``cancelled`` as it would have.
 
-The child inherits the job thread's lower CPU priority (``JOB_NICENESS``), and so does the parser
-process an import starts. A child that cannot be started leaves the job to a thread of the server
+A child that cannot be started leaves the job to a thread of the server
 (logged); one that is killed (a signal) without an answer ends the job ``interrupted`` (code
 ``interrupted``, naming the signal); one that exits without an answer, before or after reading its
 request, fails the job (``internal_error``), and so does an answer that cannot be read (the child
@@ -65,7 +67,7 @@ from dbhandles.commands.jobs import AFTER_INTERRUPTION
 from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError, Interrupted, InvalidParams, JobCancelled
 from dbhandles.importer.export import partial_path, remove_leftover
-from dbhandles.jobs import Job, JobStatus
+from dbhandles.jobs import JOB_NICENESS, Job, JobStatus
 from dbhandles.security import paths
 from dbhandles.server.workers import settings_env
 from dbhandles.store import SqliteHandleStore
@@ -76,9 +78,10 @@ if TYPE_CHECKING:
 __all__ = [
     "CANCEL_GRACE_SECONDS",
     "CHILD_COMMANDS",
+    "JOB_CHILD_NICENESS",
     "POLL_SECONDS",
     "ChildJobs",
-    "idle_priority",
+    "background_priority",
     "normal_priority",
 ]
 
@@ -90,6 +93,8 @@ CHILD_COMMANDS = frozenset({"data/import", "data/export", "data/copy"})
 POLL_SECONDS = 0.2
 #: Seconds a cancelled child has to stop at its batch boundary before it is killed.
 CANCEL_GRACE_SECONDS = 5.0
+#: The niceness of a child job and the processes it starts (``background_priority``): the lowest.
+JOB_CHILD_NICENESS = 19
 
 
 class ChildJobs:
@@ -190,7 +195,7 @@ class ChildJobs:
         job.pid = proc.pid
         # At once, before the child spends its first second importing: the parser it starts, and
         # anything else, inherit the class.
-        idle_priority(proc.pid)
+        background_priority(proc.pid)
         assert proc.stdin is not None
         final: dict[str, Any] | None = None
         garbled = False  # its answer could not be read: this thread killed it
@@ -300,27 +305,40 @@ def _killed(job: Job, pid: int, code: int, removed: str) -> Interrupted:
     )
 
 
-def idle_priority(pid: int) -> bool:
-    """Put process ``pid`` (0: this one) in the kernel's idle class (``SCHED_IDLE``, Linux), with
-    the processes it starts from then on: it runs on the CPU time nothing else wants, and a thread
-    of the server that wakes up takes the CPU from it at once. A niceness alone lets the job run out
-    its time slice first (measured: the reader's p99 4 times the no-load p99 with two standalone
-    imports at niceness 10, 1.2 to 2.3 times in the idle class). Whether it was possible."""
+def background_priority(pid: int) -> bool:
+    """Run process ``pid`` (0: this one) as background work, with the processes it starts from
+    then on: in ``SCHED_BATCH`` (Linux: the kernel takes it for CPU-bound and never lets it preempt
+    a woken thread) at niceness ``JOB_CHILD_NICENESS`` (19), below the job threads' and far below
+    the server's. At niceness 19 it still has a weight of its own (15 against a niceness-0 thread's
+    1024, about 1.5 % of a contended CPU), so it always progresses; the idle class used before
+    (``SCHED_IDLE``) got nothing on a machine whose every core was busy, and its jobs never ended.
+    Whether both were possible (a system without ``SCHED_BATCH`` keeps the niceness alone)."""
+    ok = True
     try:
-        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+        os.sched_setscheduler(pid, os.SCHED_BATCH, os.sched_param(0))
     except (AttributeError, OSError):
-        return False
-    return True
+        ok = False
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, JOB_CHILD_NICENESS)
+    except (AttributeError, OSError):
+        ok = False
+    return ok
 
 
 def normal_priority(pid: int) -> bool:
-    """Take process ``pid`` out of the idle class (back to ``SCHED_OTHER``, keeping its niceness);
-    whether it was possible."""
+    """Take process ``pid`` back to ``SCHED_OTHER`` at the job threads' niceness
+    (``jobs.JOB_NICENESS``), so that a cancelled child reaches its batch boundary at once; whether
+    both were possible (raising a niceness back needs ``CAP_SYS_NICE`` or ``RLIMIT_NICE``)."""
+    ok = True
     try:
         os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
     except (AttributeError, OSError):
-        return False
-    return True
+        ok = False
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, JOB_NICENESS)
+    except (AttributeError, OSError):
+        ok = False
+    return ok
 
 
 def _encode(request: dict[str, Any]) -> bytes:

@@ -41,7 +41,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from dbhandles.commands.envelope import error_envelope
@@ -55,10 +54,11 @@ from dbhandles.errors import (
 )
 from dbhandles.jobs import JOB_COMMANDS, Job
 from dbhandles.server import auth
+from dbhandles.server.backpressure import OutputRoom
 from dbhandles.server.fanout import Fanout
 from dbhandles.server.http import LARGE_BODY
 from dbhandles.server.http import client_address as http_address
-from dbhandles.server.ws_guard import WATCH_SECONDS, Guard
+from dbhandles.server.ws_guard import WATCH_SECONDS, Guard, deny_upgrade, refuse_socket
 from dbhandles.values import json_problem, json_text, read_json
 
 if TYPE_CHECKING:
@@ -139,6 +139,7 @@ class Connection:
         self.queued_bytes = 0
         self.outbox_limit = state.service.settings.ws_outbox_bytes
         self.peak_bytes = 0
+        self.room = OutputRoom()  # reading waits while too much of it is unsent (backpressure.py)
         self.subscriptions: dict[str, object] = {}
         self.slots = asyncio.Semaphore(MAX_REQUESTS_IN_FLIGHT)
         self.tasks: set[asyncio.Task[None]] = set()
@@ -171,6 +172,7 @@ class Connection:
                 self.overflow()
             return False
         self.queued_bytes += size
+        self.room.update(self.queued_bytes)
         self.peak_bytes = max(self.peak_bytes, self.queued_bytes)
         self.outbox.put_nowait((text, is_event))
         return True
@@ -200,6 +202,7 @@ class Connection:
                 with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
                     await self.websocket.close(code=item.code, reason=item.reason)
                 self.open = False
+                self.room.end()
                 return
             text, is_event = item
             if is_event:
@@ -213,9 +216,11 @@ class Connection:
                     )
             except (WebSocketDisconnect, RuntimeError, OSError):
                 self.open = False
+                self.room.end()
                 return
             finally:
                 self.queued_bytes = max(0, self.queued_bytes - len(text))
+                self.room.update(self.queued_bytes)
 
     def overflow(self) -> None:
         """The client let its outbox fill up: drop what is queued and close the socket (4000)."""
@@ -228,6 +233,7 @@ class Connection:
             self.outbox.get_nowait()
         self.queued_bytes = 0
         self.pending_events = 0
+        self.room.end()
         task = asyncio.ensure_future(self._cut_off())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -486,13 +492,13 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     except DbHandlesError as exc:
         # Another site's page gets no socket at all: the upgrade is answered 403.
         state.audit_refusal(None, exc, authorization)
-        await _deny(websocket, exc)
+        await deny_upgrade(websocket, exc)
         return
     address = http_address(websocket.scope)
     try:
         state.enter(address)
     except DbHandlesError as exc:
-        await _refuse(websocket, exc, CLOSE_TRY_LATER)
+        await refuse_socket(websocket, exc, CLOSE_TRY_LATER)
         return
     try:
         await _serve(websocket, state, authorization)
@@ -500,30 +506,20 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         state.leave(address)
 
 
-async def _refuse(websocket: WebSocket, exc: DbHandlesError, code: int) -> None:
-    """Accept, say why in one ``error``, and close with ``code``: a browser cannot read a refused
-    upgrade, so it learns why this way."""
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-        await websocket.accept()
-        await websocket.send_text(_dumps({"type": "error", "id": None, "error": exc.message,
-                                          "code": exc.code}))  # fmt: skip
-        await websocket.close(code=code)
-
-
 async def _serve(websocket: WebSocket, state: ServerState, authorization: str | None) -> None:
     try:
         context = await state.run(state.context, authorization, None)
     except DbHandlesError as exc:
-        await _refuse(websocket, exc, 1008)
+        await refuse_socket(websocket, exc, 1008)
         return
     limit = state.service.settings.max_sockets_per_actor
     limited = not context.is_admin
     cooling = state.cooling_off(context.actor) if limited else None
     if cooling is not None:
-        await _refuse(websocket, cooling, CLOSE_TRY_LATER)
+        await refuse_socket(websocket, cooling, CLOSE_TRY_LATER)
         return
     if limited and state.sockets[context.actor] >= limit:
-        await _refuse(websocket, TooManyRequests(
+        await refuse_socket(websocket, TooManyRequests(
             f"{json_text(context.actor, 80)} already has {limit} WebSockets open (the limit is "
             "DBHANDLES_MAX_SOCKETS_PER_ACTOR); close one, or share one socket for requests and "
             "events", field="connection"), CLOSE_TRY_LATER)  # fmt: skip
@@ -542,6 +538,7 @@ async def _serve(websocket: WebSocket, state: ServerState, authorization: str | 
                "server": "dbhandles", "version": state.version})  # fmt: skip
     try:
         while True:
+            await conn.room.wait()  # the client reads what it was sent before it is read again
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 break
@@ -571,17 +568,6 @@ async def _serve(websocket: WebSocket, state: ServerState, authorization: str | 
         if not writer.done():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer, 2.0)
-
-
-async def _deny(websocket: WebSocket, exc: DbHandlesError) -> None:
-    """Refuse the upgrade with the error envelope and its status (403), or a bare close."""
-    try:
-        await websocket.send_denial_response(
-            Response(orjson.dumps(error_envelope(exc)), status_code=exc.http_status,
-                     media_type="application/json")
-        )  # fmt: skip
-    except RuntimeError:  # the server cannot send a response to an upgrade: close it instead
-        await websocket.close(code=1008)
 
 
 def _end_session(state: ServerState, session_id: str) -> None:

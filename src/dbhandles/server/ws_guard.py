@@ -15,15 +15,23 @@ it was made in (``security/generation.py``), which every grant, revocation, clos
 isolation and revoked token bumps. After ``data/revoke`` (or ``token/revoke``) returns, the next event
 is decided afresh, so no further event reaches the actor that lost access; a changed generation
 also makes the next request re-check the socket's token at once.
+
+A socket refused at its upgrade is told why here too (``deny_upgrade``, ``refuse_socket``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+import orjson
+from starlette.responses import Response
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
 from dbhandles.commands import builtin_commands
+from dbhandles.commands.envelope import error_envelope
 from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError
 from dbhandles.events import Event
@@ -35,7 +43,7 @@ if TYPE_CHECKING:
 
 COMMANDS = builtin_commands()
 
-__all__ = ["RECHECK_SECONDS", "WATCH_SECONDS", "Guard"]
+__all__ = ["RECHECK_SECONDS", "WATCH_SECONDS", "Guard", "deny_upgrade", "refuse_socket"]
 
 #: A request re-checks the socket's token when the last check is older than this.
 RECHECK_SECONDS = 1.0
@@ -145,3 +153,24 @@ class Guard:
         except DbHandlesError:
             return False
         return True
+
+
+async def refuse_socket(websocket: WebSocket, exc: DbHandlesError, code: int) -> None:
+    """Accept, say why in one ``error``, and close with ``code``: a browser cannot read a refused
+    upgrade, so it learns why this way."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+        await websocket.accept()
+        await websocket.send_text(orjson.dumps({"type": "error", "id": None, "error": exc.message,
+                                          "code": exc.code}).decode())  # fmt: skip
+        await websocket.close(code=code)
+
+
+async def deny_upgrade(websocket: WebSocket, exc: DbHandlesError) -> None:
+    """Refuse the upgrade with the error envelope and its status (403), or a bare close."""
+    try:
+        await websocket.send_denial_response(
+            Response(orjson.dumps(error_envelope(exc)), status_code=exc.http_status,
+                     media_type="application/json")
+        )  # fmt: skip
+    except RuntimeError:  # the server cannot send a response to an upgrade: close it instead
+        await websocket.close(code=1008)

@@ -1,0 +1,80 @@
+"""Backpressure: what a client has not read yet bounds what the server computes for it.
+
+Two bounds, for HTTP connections and WebSockets alike:
+
+* **In the kernel.** Linux lets a socket's send buffer grow to ``tcp_wmem``'s maximum (4 MiB here):
+  a client that pipelines requests and never reads got about 4 MB of answers computed ahead before
+  the transport's own buffer filled and the server noticed (measured: 4 of 40 pipelined 1 MB
+  answers with a default client socket). ``limit_kernel_unsent`` sets ``TCP_NOTSENT_LOWAT`` on every
+  connection ``jtag serve`` accepts: the kernel takes at most ``KERNEL_UNSENT_BYTES`` that are not
+  sent yet (what is in flight to a reading client is not capped, so throughput is not either), and
+  the rest stays in asyncio's transport buffer, where ``pause_writing`` sees it (1 of 40).
+* **In the server.** An HTTP connection runs its next pipelined request only once the answer
+  before it was handed to the transport and the transport is below its high-water mark
+  (``connections.limited_protocol``); a WebSocket reads its next message only while its unsent
+  answers and events are at most ``WS_UNSENT_BYTES`` (``OutputRoom``, in ``ws.Connection``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+__all__ = ["KERNEL_UNSENT_BYTES", "WS_UNSENT_BYTES", "OutputRoom", "limit_kernel_unsent"]
+
+#: Bytes of a connection's output not sent yet that the kernel may hold (``TCP_NOTSENT_LOWAT``):
+#: asyncio's own high-water mark for the transport buffer.
+KERNEL_UNSENT_BYTES = 64 * 1024
+#: Characters of a WebSocket's answers and events not yet handed to its transport past which the
+#: server reads no more of its messages (until the client reads).
+WS_UNSENT_BYTES = 64 * 1024
+
+
+def limit_kernel_unsent(transport: asyncio.BaseTransport) -> bool:
+    """Set ``TCP_NOTSENT_LOWAT`` to ``KERNEL_UNSENT_BYTES`` on ``transport``'s socket; whether it
+    could be (not on a Unix socket, nor where the option does not exist)."""
+    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    sock = transport.get_extra_info("socket")
+    if option is None or sock is None:
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, option, KERNEL_UNSENT_BYTES)
+    except OSError:
+        return False
+    return True
+
+
+class OutputRoom:
+    """Whether a WebSocket's unsent output (characters queued or being written) is at most
+    ``bound``: its reading loop waits for room before it reads the next message.
+
+    Args:
+        bound: the most unsent output with which the next message is still read.
+    """
+
+    def __init__(self, bound: int = WS_UNSENT_BYTES) -> None:
+        self.bound = bound
+        self._room = asyncio.Event()
+        self._room.set()
+        self._ended = False
+
+    @property
+    def paused(self) -> bool:
+        """Whether reading waits now."""
+        return not self._room.is_set()
+
+    def update(self, unsent: int) -> None:
+        """The socket's unsent output is now ``unsent`` characters."""
+        if self._ended or unsent <= self.bound:
+            self._room.set()
+        else:
+            self._room.clear()
+
+    def end(self) -> None:
+        """The socket is closing (or its client was cut off): nothing waits for room any more."""
+        self._ended = True
+        self._room.set()
+
+    async def wait(self) -> None:
+        """Return once there is room (at once when there is)."""
+        await self._room.wait()
