@@ -10,11 +10,12 @@ from dbhandles.adapters.base import Adapter, Query, Session
 from dbhandles.commands.base import Call, DataParams, DataResult, command, every_collection
 from dbhandles.commands.grammar import CollectionName
 from dbhandles.commands.records import CollectionParams
-from dbhandles.errors import DbHandlesError
+from dbhandles.errors import DbHandlesError, PermissionDenied
 from dbhandles.evaluate import rank
 from dbhandles.events import event_name
 from dbhandles.filters import RESERVED_FIELDS, FilterNode, top_fields, validate_collection
 from dbhandles.security.permissions import Permissions, ResolvedName
+from dbhandles.security.write_checks import row_filter_view_refusal
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -84,6 +85,24 @@ def _shown(session: Session, permissions: Permissions, table: dict[str, Any]) ->
     return permissions.collection_refusal(name, resolved) is None
 
 
+def _filtered(
+    session: Session, table: dict[str, Any], row_filter: FilterNode | None
+) -> dict[str, Any]:
+    """``table`` marked ``refused`` (``permission_denied``) when a row-filtered handle may not
+    read it: a view or virtual table computing its rows from other tables' (or one whose reads
+    cannot be told), as every read of it answers (``write_checks.check_row_filter_view``)."""
+    if row_filter is None or "refused" in table:
+        return table
+    try:
+        reads = bool(session.view_sources(table["name"]))
+    except DbHandlesError:
+        reads = True
+    if not reads:
+        return table
+    why = row_filter_view_refusal(table["name"], str(table.get("kind", "view")))
+    return {**table, "refused": why, "refusedCode": PermissionDenied.code}
+
+
 @command(
     "data/schema",
     params=SchemaParams,
@@ -115,10 +134,11 @@ def data_schema(service: Service, params: SchemaParams, call: Call) -> SchemaRes
             ]
             if adapter.features.foreign_tables:
                 listing.extend(
-                    _foreign_entry(adapter, table, entry.row_filter)
+                    _foreign_entry(adapter, _filtered(session, table, entry.row_filter),
+                                   entry.row_filter)
                     for table in session.tables()
                     if permissions is None or _shown(session, permissions, table)
-                )
+                )  # fmt: skip
             return SchemaResult(db_handle=entry.handle, collections=listing)
         collection = validate_collection(params.collection)
         foreign = session.table(collection) if adapter.features.foreign_tables else None

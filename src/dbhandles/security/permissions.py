@@ -56,6 +56,9 @@ class ResolvedName:
     updates: tuple[tuple[str, str, str], ...] = ()
     #: The same for an insert (triggers).
     inserts: tuple[tuple[str, str, str], ...] = ()
+    #: A foreign table's kind as ``data/schema`` shows it (``table``, ``view``...; ``None``: a
+    #: collection).
+    kind: str | None = None
 
 
 class Permissions(JsonModel):
