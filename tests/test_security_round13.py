@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from dbhandles import Context, Service
@@ -300,8 +301,10 @@ def test_a_postgres_collections_trigger_is_checked_on_a_restricted_handle(
         with psycopg.connect(pg["url"], autocommit=True) as conn:
             conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
             conn.execute("CREATE TABLE tlog (m text)")
-            conn.execute("CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS "
-                         "$$BEGIN INSERT INTO tlog VALUES ('x'); RETURN NULL; END$$")
+            conn.execute(
+                "CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$BEGIN INSERT INTO tlog VALUES ('x'); RETURN NULL; END$$"
+            )
             conn.execute("CREATE TRIGGER pub_note AFTER INSERT OR UPDATE OR DELETE ON pub "
                          "FOR EACH ROW EXECUTE FUNCTION note()")  # fmt: skip
         narrowed = service.execute("data/open", {"adapter": "postgres", "config": pg,
@@ -379,6 +382,11 @@ VIEWS = [
     "CREATE TABLE own (id TEXT PRIMARY KEY, owner TEXT, v TEXT)",
     "INSERT INTO own VALUES ('1', 'alice', 'a'), ('2', 'bob', 'b')",
     "CREATE VIEW v_const AS SELECT 'k' AS id, 'alice' AS owner",
+    # A table a trigger fills from pub's rows, bob's hidden ones too, under alice's name.
+    "CREATE TABLE tlog (id INTEGER PRIMARY KEY, owner TEXT, m TEXT)",
+    "CREATE TRIGGER feed AFTER INSERT ON pub BEGIN "
+    "INSERT INTO tlog (owner, m) VALUES ('alice', new.data); END",
+    f'INSERT INTO pub VALUES (\'p3\', \'{{"owner":"bob","pay":9}}\', {STAMP}, {STAMP}, 1)',
 ]
 
 
@@ -399,21 +407,61 @@ def test_a_view_is_refused_on_every_read_door_of_a_row_filtered_grant(tenants: T
         "data/export": {**on, "output": "leak.jsonl"},
         "data/copy": {"from": on, "to": {"dbHandle": mine, "collection": "stolen"}},
     }
-    for command, params in doors.items():
-        body = t.call(t.alice, command, **params)
-        assert body["success"] is False and body["code"] == "permission_denied", (command, body)
-        if command != "data/export":  # refused on a row filter for any collection already
-            assert '"v_pub2"' in body["error"] and "row filter" in body["error"], (command, body)
+    for name in ("v_pub2", "tlog"):
+        for command, params in doors.items():
+            params = orjson.loads(orjson.dumps(params).replace(b'"v_pub2"', f'"{name}"'.encode()))
+            body = t.call(t.alice, command, **params)
+            assert body["success"] is False and body["code"] == "permission_denied", (command, body)
+            if command != "data/export":  # refused on a row filter for any collection already
+                assert f'"{name}"' in body["error"] and "row filter" in body["error"], (
+                    command,
+                    body,
+                )
     assert not (t.space("alice") / "leak.jsonl").exists()
     listing = t.ok(t.alice, "data/schema", dbHandle=handle)["collections"]
     by_name = {c["name"]: c for c in listing}
-    assert by_name["v_pub2"]["refusedCode"] == "permission_denied"
-    assert by_name["v_pub2"]["recordCount"] is None
+    for name in ("v_pub2", "tlog"):
+        assert by_name[name]["refusedCode"] == "permission_denied", by_name[name]
+        assert by_name[name]["recordCount"] is None
     # A table's own rows are filtered as before; a view reading no table computes nothing hidden.
     own = t.ok(t.alice, "data/list", dbHandle=handle, collection="own")["items"]
     assert [r["id"] for r in own] == ["1"]
     assert by_name["own"]["recordCount"] == 1 and "refused" not in by_name["own"]
     t.ok(t.alice, "data/list", dbHandle=handle, collection="v_const")
+
+
+@pytest.mark.parametrize(
+    ("ddl", "derived"),
+    [
+        (["CREATE TABLE kid (id TEXT PRIMARY KEY, owner TEXT, "
+          "pid TEXT REFERENCES pub(id) ON UPDATE CASCADE)"], "kid"),
+        ([*collection_sql("feed"),
+          "CREATE TRIGGER tg AFTER UPDATE ON pub BEGIN INSERT INTO feed VALUES "
+          "(new.id || 'x', json_object('owner', 'alice', 'd', new.data), 'a', 'a', 1); END"],
+         "feed"),
+        (["CREATE TABLE stage (m)", "CREATE TABLE sink (id TEXT PRIMARY KEY, owner TEXT)",
+          "CREATE TRIGGER t1 AFTER DELETE ON pub BEGIN INSERT INTO stage VALUES (old.id); END",
+          "CREATE TRIGGER t2 AFTER INSERT ON stage BEGIN "
+          "INSERT INTO sink VALUES (new.m, 'alice'); END"], "sink"),
+    ],
+)  # fmt: skip
+def test_a_table_the_database_writes_from_other_rows_is_refused_to_a_row_filter(
+    service: Service, ddl: list[str], derived: str
+) -> None:
+    _, handle = granted(service, f"d_{derived}.sqlite", [*collection_sql("pub"), *pub_rows(), *ddl],
+                        access="read", permissions={"rowFilter": {"owner": "alice"}})  # fmt: skip
+    for command in ("data/list", "data/count", "data/query-open"):
+        with pytest.raises(DbHandlesError) as caught:
+            service.execute(command, {"dbHandle": handle, "collection": derived}, context=ALICE)
+        assert caught.value.code == "permission_denied", caught.value
+        assert f'table "{derived}"' in caught.value.message and "row filter" in caught.value.message
+    listing = service.execute("data/schema", {"dbHandle": handle}, context=ALICE)["collections"]
+    shown = next(c for c in listing if c["name"] == derived)
+    assert shown["refusedCode"] == "permission_denied" and shown["recordCount"] is None
+    # The table the rows come from is read under the filter as before.
+    items = service.execute("data/list", {"dbHandle": handle, "collection": "pub"},
+                            context=ALICE)["items"]  # fmt: skip
+    assert [r["id"] for r in items] == ["p1"]
 
 
 # -- 4. PostgreSQL: a value past its column's capacity names the column ------------------------------

@@ -405,9 +405,12 @@ class Service:
                         (t, key(t), how) for t, how in session.cascade_targets(stored, insert=True)
                     )
                 kind = None if table is None else str(table.get("kind", "table"))
+                # What a row filter cannot restrict: values the database writes here from
+                # other tables' rows (a trigger, ON UPDATE CASCADE).
+                derived = () if entry.row_filter is None else tuple(session.derived_from(stored))
                 found[name] = ResolvedName(
                     stored, session.collection_key(stored), fields, reads, deletes, updates,
-                    inserts, kind,
+                    inserts, derived, kind,
                 )  # fmt: skip
         return found
 

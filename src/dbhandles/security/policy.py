@@ -573,8 +573,9 @@ def authorize(
             if "write" in cascading and command.name != "data/update":  # insert triggers
                 reached += found.inserts
             check_cascades(permissions, entry.row_filter is not None, name, reached, resolved)
-        if entry.row_filter is not None and found is not None and found.fields is not None:
+        if entry.row_filter is not None and found is not None:
             check_row_filter_view(name, found)
+        if entry.row_filter is not None and found is not None and found.fields is not None:
             check_row_filter_fields(entry.row_filter, found.name, found.fields)
     if command.name == "data/clear" and (
         permissions.denied_collections or permissions.allowed_collections is not None

@@ -15,6 +15,7 @@ __all__ = [
     "check_cascades",
     "check_row_filter_fields",
     "check_row_filter_view",
+    "row_filter_derived_refusal",
     "row_filter_view_refusal",
 ]
 
@@ -80,17 +81,34 @@ def row_filter_view_refusal(name: str, kind: str) -> str:
         f"Permission denied: {kind} {json_text(name, 80)} computes its rows from other tables' rows "
         "in SQL of its own, and this handle's row filter could be tested only on the rows it "
         "computes (a constant column passes any filter), not on the rows it reads; it is refused "
-        "to a handle with a rowFilter (docs/security.md \"Row filters and views\")"
+        'to a handle with a rowFilter (docs/security.md "Row filters and views")'
+    )
+
+
+def row_filter_derived_refusal(name: str, source: str, how: str) -> str:
+    """Why a row-filtered handle may not reach ``name``, a table the database writes values
+    into from the rows of ``source`` (``how``: ``trigger 'x'``, ``ON UPDATE CASCADE``)."""
+    through = how if how.startswith("trigger") else f"a foreign key declared {how}"
+    return (
+        f"Permission denied: table {json_text(name, 80)} holds values the database writes from "
+        f"the rows of table {json_text(source, 80)} ({through}), and this handle's row filter "
+        "cannot be applied to the rows they were made from; it is refused to a handle with a "
+        'rowFilter (docs/security.md "Row filters and views")'
     )
 
 
 def check_row_filter_view(name: str, found: ResolvedName) -> None:
     """Refuse, to a row-filtered handle, a table whose rows come from other tables' rows through
-    SQL of its own (a view, a virtual table reading its content table: ``found.reads``): its rows
-    cannot be filtered as the rows they come from (docs/security.md "Row filters and views").
+    SQL of its own (a view, a virtual table reading its content table: ``found.reads``) or that
+    the database writes from other tables' rows (a trigger, ``ON UPDATE CASCADE``:
+    ``found.derived``): its rows cannot be filtered as the rows they come from (docs/security.md
+    "Row filters and views").
 
     Raises:
-        PermissionDenied: ``found`` reads another table or view.
+        PermissionDenied: ``found`` reads another table or view, or is written from one.
     """
     if found.reads:
         raise PermissionDenied(row_filter_view_refusal(name, found.kind or "view"))
+    if found.derived:
+        source, how = found.derived[0]
+        raise PermissionDenied(row_filter_derived_refusal(name, source, how))
