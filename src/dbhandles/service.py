@@ -371,8 +371,8 @@ class Service:
         """What each collection name reaches in the handle's database (``Session.resolve_collection``):
         permissions and the audit log decide on the table read, not on the spelling asked for. A
         name the database cannot resolve (an ambiguous one: the command will say so) stays as
-        asked for. ``cascades``: also the tables a delete or key update of each reaches through
-        foreign-key actions (``Session.cascade_targets``)."""
+        asked for. ``cascades``: also the tables a write of each (a collection's too) reaches through
+        foreign-key actions and triggers (``Session.cascade_targets``)."""
         found: dict[str, ResolvedName] = {}
         with self.registry.lease(entry) as (_, adapter), adapter.session() as session:
             for name in names:
@@ -393,7 +393,9 @@ class Service:
                 deletes: tuple[tuple[str, str, str], ...] = ()
                 updates: tuple[tuple[str, str, str], ...] = ()
                 inserts: tuple[tuple[str, str, str], ...] = ()
-                if cascades and table is not None:
+                if cascades:
+                    # A collection's table may carry foreign keys and triggers too (a shared file
+                    # is the owner's SQL): what its writes reach is checked like a foreign table's.
                     key = session.collection_key
                     deletes = tuple((t, key(t), how) for t, how in session.cascade_targets(stored))
                     updates = tuple(
@@ -402,9 +404,13 @@ class Service:
                     inserts = tuple(
                         (t, key(t), how) for t, how in session.cascade_targets(stored, insert=True)
                     )
+                kind = None if table is None else str(table.get("kind", "table"))
+                # What a row filter cannot restrict: values the database writes here from
+                # other tables' rows (a trigger, ON UPDATE CASCADE).
+                derived = () if entry.row_filter is None else tuple(session.derived_from(stored))
                 found[name] = ResolvedName(
                     stored, session.collection_key(stored), fields, reads, deletes, updates,
-                    inserts,
+                    inserts, derived, kind,
                 )  # fmt: skip
         return found
 

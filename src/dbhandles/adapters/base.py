@@ -316,6 +316,13 @@ class Session(ABC):
         ``[]`` for a collection and for engines without foreign keys or triggers."""
         return []
 
+    def derived_from(self, name: str) -> list[tuple[str, str]]:
+        """The other tables whose writes make the database write values into table ``name``
+        (a trigger on them writing it, a foreign key of ``name`` declared ``ON UPDATE
+        CASCADE``): ``(table, how)``; a row filter cannot restrict what those values were made
+        from (docs/security.md "Row filters and views"). ``[]`` where none can be known."""
+        return []
+
     def resolve_collection(self, name: str) -> str:
         """The table a command naming ``name`` reads and writes, as the database stores it: a
         foreign table's own name (found ignoring case, or as ``snake_case(name)`` with

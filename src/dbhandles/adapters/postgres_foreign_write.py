@@ -37,6 +37,7 @@ from psycopg.types.json import Json, Jsonb
 from dbhandles.adapters.base import Record
 from dbhandles.adapters.foreign_values import BLOB_KEY
 from dbhandles.adapters.foreign_writer import LABELS, ForeignWriterBase, blame
+from dbhandles.adapters.postgres_capacity import over_capacity
 from dbhandles.adapters.postgres_errors import translate_error
 from dbhandles.adapters.postgres_foreign import PgReader, Run
 from dbhandles.adapters.postgres_foreign_schema import PgColumn, PgTable
@@ -315,12 +316,19 @@ class PgWriter(ForeignWriterBase[PgColumn]):
 
     def _value_column(self, message: str, column: str | None, values: dict[str, Any]) -> str | None:
         """The column whose value PostgreSQL could not take: the one its error names (``column``,
-        or ``column "x"`` in the message), else the one value the message quotes
+        or ``column "x"`` in the message), else a capacity error's column
+        (``postgres_capacity.over_capacity``: the first sent value past the length, precision or
+        range the message names), else the one value the message quotes
         (``invalid input syntax for type date: "abc"``), else the one column of the type it names
         (``integer out of range``, ``numeric field overflow``), else the only value written."""
         found = _COLUMN.search(message)
         if column or found:
             return column or found.group(1).replace('""', '"')  # type: ignore[union-attr]
+        # A value past its type's capacity (a varchar's length, a numeric's precision, an
+        # integer's range): the first column whose sent value is past what the message names.
+        past = over_capacity(message, self.table.columns, values)
+        if past is not None:
+            return past
         quoted = _QUOTED.search(message)
         if quoted is not None:
             # The value itself, else the one value holding it (an array's element).

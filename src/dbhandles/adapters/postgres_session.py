@@ -177,11 +177,13 @@ class PostgresSession(Session):
         self, name: str, update: bool = False, *, insert: bool = False
     ) -> list[tuple[str, str]]:
         reader = self._foreign(name)
-        if reader is None:
-            return []
+        # A collection's table may carry foreign keys and triggers another role added: what its
+        # writes reach is found the same way (a missing table reaches nothing).
+        table = table_name(name) if reader is None else reader.table.name
         event = "insert" if insert else None
         with self._translating(name):
-            return cascade_targets(self.conn, self.adapter.schema, reader.table.name, update, event)
+            self.tx.start()  # the catalog is read inside the transaction's snapshot
+            return cascade_targets(self.conn, self.adapter.schema, table, update, event)
 
     def resolve_collection(self, name: str) -> str:
         reader = self._foreign(name)

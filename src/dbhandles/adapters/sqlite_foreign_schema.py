@@ -19,11 +19,12 @@ served as (docs/foreign-tables.md "Kinds"):
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from dbhandles.adapters.foreign_cascades import UNKNOWN, CascadeEdge, reached
+from dbhandles.adapters.foreign_cascades import EVENTS, UNKNOWN, CascadeEdge, reached
 from dbhandles.adapters.foreign_common import (
     NO_KEY,
     ForeignColumn,
@@ -40,6 +41,7 @@ __all__ = [
     "DUPLICATE",
     "ForeignTable",
     "cascade_targets",
+    "derived_from",
     "describe",
     "describe_all",
     "quote",
@@ -321,11 +323,55 @@ def cascade_targets(
     def triggers(name: str, doing: str) -> list[tuple[str, str, str]]:
         return trigger_writes(conn, name, doing)
 
+    return reached(edges, table, update, _fold, triggers, event)
+
+
+def _fold(name: str) -> str:
     # SQLite compares table names folding ASCII letters only (sqlite_schema.name_key).
-    return reached(
-        edges, table, update, lambda n: "".join(c.lower() if c.isascii() else c for c in n),
-        triggers, event,
-    )  # fmt: skip
+    return "".join(c.lower() if c.isascii() else c for c in name)
+
+
+def derived_from(conn: sqlite3.Connection, table: str) -> list[tuple[str, str]]:
+    """The other tables whose writes make the database write values into ``table``: a trigger
+    on them whose body writes it (at any depth: ``trigger_writes``), or a foreign key of
+    ``table`` declared ``ON UPDATE CASCADE`` (it copies the parent's new key); ``(source,
+    how)``. A row filter cannot be applied to what those rows were made from (docs/security.md
+    "Row filters and views"). A trigger that cannot be compiled on this connection counts when
+    its text names ``table``; a table's triggers on itself are left out (its own rows, filtered
+    alike)."""
+    key = _fold(table)
+    found: dict[str, str] = {}
+    if conn.execute("PRAGMA foreign_keys").fetchone()[0]:
+        for (parent,) in conn.execute(
+            "SELECT \"table\" FROM pragma_foreign_key_list(?, 'main') "
+            "WHERE upper(on_update) = 'CASCADE' AND seq = 0",
+            (table,),
+        ).fetchall():
+            if _fold(parent) != key:
+                found.setdefault(parent, "ON UPDATE CASCADE")
+    sources = conn.execute(
+        "SELECT DISTINCT tbl_name FROM sqlite_schema WHERE type = 'trigger' ORDER BY tbl_name"
+    ).fetchall()
+    named = re.compile(r"(?<![\w$])" + re.escape(key) + r"(?![\w$])")
+    for (source,) in sources:
+        if _fold(source) == key:
+            continue
+        for event in EVENTS:
+            for trigger, target, _ in trigger_writes(conn, source, event):
+                if target != UNKNOWN and _fold(target) == key:
+                    found.setdefault(source, f"trigger {json_text(trigger, 80)}")
+                elif target == UNKNOWN:
+                    # Not compiled on this connection (a function its guard refuses in a
+                    # trigger, say), yet another connection, the owner's, may run it: a trigger
+                    # whose text names the table counts (over-refusing is safe).
+                    for name, text in conn.execute(
+                        "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' "
+                        "AND tbl_name = ? COLLATE NOCASE",
+                        (source,),
+                    ).fetchall():
+                        if named.search(_fold(str(text))):
+                            found.setdefault(source, f"trigger {json_text(name, 80)}")
+    return list(found.items())
 
 
 #: The authorizer's actions that write a table, as ``foreign_cascades.EVENTS`` names them.

@@ -27,7 +27,11 @@ from dbhandles.adapters.sql_facets import (
 )
 from dbhandles.adapters.sqlite_errors import translating
 from dbhandles.adapters.sqlite_foreign import ForeignReader
-from dbhandles.adapters.sqlite_foreign_schema import cascade_targets, schema_objects
+from dbhandles.adapters.sqlite_foreign_schema import (
+    cascade_targets,
+    derived_from,
+    schema_objects,
+)
 from dbhandles.adapters.sqlite_foreign_write import ForeignWriter
 from dbhandles.adapters.sqlite_schema import Catalog, index_sql, name_key
 from dbhandles.adapters.sqlite_values import loads
@@ -499,6 +503,10 @@ class SqliteSession(Session):
         with self._translating(name):
             event = "insert" if insert else None
             return cascade_targets(self.conn, resolve_in(self.catalog, name), update, event)
+
+    def derived_from(self, name: str) -> list[tuple[str, str]]:
+        with self._translating(name):
+            return derived_from(self.conn, resolve_in(self.catalog, name))
 
     def resolve_collection(self, name: str) -> str:
         with self._translating(name):

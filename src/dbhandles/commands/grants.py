@@ -47,13 +47,17 @@ def _grantee(
 
     A name a stored grant holds exactly (on ``database``, or anywhere for ``database`` ``"*"``)
     is always accepted there, so a grant stored before this rule can still be revoked and listed.
+    A non-admin (``admin`` false) naming a grant to end or list is answered by the lookup alone
+    (nothing revoked, nothing listed) for every name no grant there holds: the rule's reasons
+    (an administrator's name, another spelling of a token holder's) would tell it which names
+    exist on this server (docs/security.md §6).
 
     Raises:
         InvalidParams: the name breaks the rule (field ``actor``).
     """
     if database is not None:
         scope = None if database == "*" else database
-        if service.registry.store.list_grants(scope, name):
+        if not admin or service.registry.store.list_grants(scope, name):
             return name
     _check_grantee(name, service.tokens.list(), [], admin=admin)
     return name
@@ -183,10 +187,14 @@ class RevokeResult(DataResult):
 def data_revoke(service: Service, params: RevokeParams, call: Call) -> RevokeResult:
     assert call.target is not None
     database = service.access.may_share(call.context, call.target)
-    actor = _grantee(service, params.actor, database=database)
+    context = call.context
+    admin = context.is_admin or context.trusted_local
+    actor = _grantee(service, params.actor, database=database, admin=admin)
     revoked = service.registry.store.delete_grant(database, actor)
     service.registry.access_generation.bump()  # no cached decision outlives the grant
-    closed = _close_handles_of(service, actor, database)
+    # A non-admin ends only what it granted: naming someone it never granted to (an
+    # administrator with a handle here) closes nothing, and the count tells nothing of them.
+    closed = _close_handles_of(service, actor, database) if revoked or admin else 0
     return RevokeResult(db_handle=call.target.handle, actor=actor, revoked=revoked,
                         handles_closed=closed)  # fmt: skip
 
@@ -221,7 +229,8 @@ def data_list_grants(service: Service, params: ListGrantsParams, call: Call) -> 
     elif not context.is_admin:
         raise AccessDenied("Access denied: name the database (dbHandle) whose grants to list")
     if params.actor is not None:
-        _grantee(service, params.actor, database=database or "*")
+        _grantee(service, params.actor, database=database or "*",
+                 admin=context.is_admin or context.trusted_local)  # fmt: skip
     rows = service.registry.store.list_grants(database, params.actor)[: params.limit]
     return ListGrantsResult(
         grants=[

@@ -10,11 +10,12 @@ from dbhandles.adapters.base import Adapter, Query, Session
 from dbhandles.commands.base import Call, DataParams, DataResult, command, every_collection
 from dbhandles.commands.grammar import CollectionName
 from dbhandles.commands.records import CollectionParams
-from dbhandles.errors import DbHandlesError
+from dbhandles.errors import DbHandlesError, PermissionDenied
 from dbhandles.evaluate import rank
 from dbhandles.events import event_name
 from dbhandles.filters import RESERVED_FIELDS, FilterNode, top_fields, validate_collection
 from dbhandles.security.permissions import Permissions, ResolvedName
+from dbhandles.security.write_checks import row_filter_derived_refusal, row_filter_view_refusal
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -84,6 +85,31 @@ def _shown(session: Session, permissions: Permissions, table: dict[str, Any]) ->
     return permissions.collection_refusal(name, resolved) is None
 
 
+def _filtered(
+    session: Session, table: dict[str, Any], row_filter: FilterNode | None
+) -> dict[str, Any]:
+    """``table`` marked ``refused`` (``permission_denied``) when a row-filtered handle may not
+    read it: a view or virtual table computing its rows from other tables' (or one whose reads
+    cannot be told), or a table (a collection too) the database writes from other tables' rows
+    (a trigger, ``ON UPDATE CASCADE``), as every read of it answers
+    (``write_checks.check_row_filter_view``)."""
+    if row_filter is None or "refused" in table:
+        return table
+    name = table["name"]
+    try:
+        reads = table.get("kind") != "collection" and bool(session.view_sources(name))
+        derived = session.derived_from(name)
+    except DbHandlesError:
+        reads, derived = True, []
+    if reads:
+        why = row_filter_view_refusal(name, str(table.get("kind", "view")))
+    elif derived:
+        why = row_filter_derived_refusal(name, *derived[0])
+    else:
+        return table
+    return {**table, "refused": why, "refusedCode": PermissionDenied.code, "recordCount": None}
+
+
 @command(
     "data/schema",
     params=SchemaParams,
@@ -105,20 +131,24 @@ def data_schema(service: Service, params: SchemaParams, call: Call) -> SchemaRes
                 if permissions is None or permissions.collection_refusal(n) is None
             ]
             listing = [
-                {
-                    "name": n,
-                    "kind": "collection",
-                    "recordCount": session.count(n, entry.row_filter),
-                    "declared": service.schemas.get(n) is not None,
-                }
+                _filtered(session, {"name": n, "kind": "collection"}, entry.row_filter)
                 for n in names
             ]
+            listing = [
+                c
+                if "refused" in c
+                else {**c, "recordCount": session.count(c["name"], entry.row_filter)}
+                for c in listing
+            ]
+            for c in listing:
+                c["declared"] = service.schemas.get(c["name"]) is not None
             if adapter.features.foreign_tables:
                 listing.extend(
-                    _foreign_entry(adapter, table, entry.row_filter)
+                    _foreign_entry(adapter, _filtered(session, table, entry.row_filter),
+                                   entry.row_filter)
                     for table in session.tables()
                     if permissions is None or _shown(session, permissions, table)
-                )
+                )  # fmt: skip
             return SchemaResult(db_handle=entry.handle, collections=listing)
         collection = validate_collection(params.collection)
         foreign = session.table(collection) if adapter.features.foreign_tables else None

@@ -56,6 +56,12 @@ class ResolvedName:
     updates: tuple[tuple[str, str, str], ...] = ()
     #: The same for an insert (triggers).
     inserts: tuple[tuple[str, str, str], ...] = ()
+    #: Under a row filter: the other tables whose writes make the database write this one
+    #: (``Session.derived_from``), each as ``(name, how)``: refused to a row-filtered handle.
+    derived: tuple[tuple[str, str], ...] = ()
+    #: A foreign table's kind as ``data/schema`` shows it (``table``, ``view``...; ``None``: a
+    #: collection).
+    kind: str | None = None
 
 
 class Permissions(JsonModel):

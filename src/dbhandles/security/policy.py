@@ -53,7 +53,11 @@ from dbhandles.security.permissions import (
     ResolvedName,
     narrow,
 )
-from dbhandles.security.write_checks import check_cascades, check_row_filter_fields
+from dbhandles.security.write_checks import (
+    check_cascades,
+    check_row_filter_fields,
+    check_row_filter_view,
+)
 from dbhandles.store import DatabaseRow, GrantRow, HandleStore, NameCheck, file_database
 from dbhandles.values import json_text
 
@@ -569,6 +573,8 @@ def authorize(
             if "write" in cascading and command.name != "data/update":  # insert triggers
                 reached += found.inserts
             check_cascades(permissions, entry.row_filter is not None, name, reached, resolved)
+        if entry.row_filter is not None and found is not None:
+            check_row_filter_view(name, found)
         if entry.row_filter is not None and found is not None and found.fields is not None:
             check_row_filter_fields(entry.row_filter, found.name, found.fields)
     if command.name == "data/clear" and (

@@ -1,5 +1,6 @@
-"""Checks of a write through a restricted handle that the database itself would widen: foreign-key
-actions reaching other tables, row filters naming fields a table does not serve (``policy.authorize``)."""
+"""Checks of a call through a restricted handle that the database itself would widen: foreign-key
+actions and triggers reaching other tables, row filters naming fields a table does not serve or
+tested on rows a view computes from other tables' rows (``policy.authorize``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from dbhandles.filters import FilterNode, top_fields
 from dbhandles.security.permissions import Permissions, ResolvedName
 from dbhandles.values import json_text
 
-__all__ = ["check_cascades", "check_row_filter_fields"]
+__all__ = [
+    "check_cascades",
+    "check_row_filter_fields",
+    "check_row_filter_view",
+    "row_filter_derived_refusal",
+    "row_filter_view_refusal",
+]
 
 
 def check_cascades(
@@ -65,3 +72,43 @@ def check_row_filter_fields(row_filter: FilterNode, table: str, fields: frozense
                 "filter is tested on the fields as the handle serves them: open the database "
                 "with the fieldNames the filter was written for"
             )
+
+
+def row_filter_view_refusal(name: str, kind: str) -> str:
+    """Why a row-filtered handle may not read ``name``, a ``kind`` (``view``, ``virtual table``...)
+    whose rows are computed from other tables' rows (the words ``data/schema`` shows too)."""
+    return (
+        f"Permission denied: {kind} {json_text(name, 80)} computes its rows from other tables' rows "
+        "in SQL of its own, and this handle's row filter could be tested only on the rows it "
+        "computes (a constant column passes any filter), not on the rows it reads; it is refused "
+        'to a handle with a rowFilter (docs/security.md "Row filters and views")'
+    )
+
+
+def row_filter_derived_refusal(name: str, source: str, how: str) -> str:
+    """Why a row-filtered handle may not reach ``name``, a table the database writes values
+    into from the rows of ``source`` (``how``: ``trigger 'x'``, ``ON UPDATE CASCADE``)."""
+    through = how if how.startswith("trigger") else f"a foreign key declared {how}"
+    return (
+        f"Permission denied: table {json_text(name, 80)} holds values the database writes from "
+        f"the rows of table {json_text(source, 80)} ({through}), and this handle's row filter "
+        "cannot be applied to the rows they were made from; it is refused to a handle with a "
+        'rowFilter (docs/security.md "Row filters and views")'
+    )
+
+
+def check_row_filter_view(name: str, found: ResolvedName) -> None:
+    """Refuse, to a row-filtered handle, a table whose rows come from other tables' rows through
+    SQL of its own (a view, a virtual table reading its content table: ``found.reads``) or that
+    the database writes from other tables' rows (a trigger, ``ON UPDATE CASCADE``:
+    ``found.derived``): its rows cannot be filtered as the rows they come from (docs/security.md
+    "Row filters and views").
+
+    Raises:
+        PermissionDenied: ``found`` reads another table or view, or is written from one.
+    """
+    if found.reads:
+        raise PermissionDenied(row_filter_view_refusal(name, found.kind or "view"))
+    if found.derived:
+        source, how = found.derived[0]
+        raise PermissionDenied(row_filter_derived_refusal(name, source, how))
