@@ -223,11 +223,16 @@ def schema_refusal(
         ``AccessDenied`` (``access_denied``) naming the view and what it reads; nothing was read.
     """
     found = _UNSAFE.search(message)
+    revealing = True
     if found is not None:
         reached = found.group(1) or f"{found.group(2)}()"
+        low = (found.group(1) or found.group(2)).lower()
+        revealing = low.startswith("pragma_") or low in _REVEALING_TABLES
         module = (modules or {}).get(reached.lower())
         if found.group(1) is not None and module is not None:
             reached = f"the virtual table {json_text(reached, 80)} of the module {module}"
+        elif found.group(1) is not None and not revealing:
+            reached = f"the virtual table {json_text(reached, 80)}"
         if found.group(2) is not None and _JSON_FUNCTION.match(found.group(2)):
             return None
     else:
@@ -243,6 +248,15 @@ def schema_refusal(
         if source is not None
         else "a view or trigger"
     )
+    if not revealing:
+        # A virtual table of the file (FTS, R*Tree: ``sqlite_trust``) or a function SQLite does
+        # not mark innocuous: refused as under ``trusted_schema=OFF``, nothing of the host shown.
+        return AccessDenied(
+            f"{which} of this database uses {reached}, which SQLite {sqlite3.sqlite_version} "
+            "runs only for a schema it trusts; dbhandles runs a database's own SQL with no more "
+            "than trusted_schema=OFF allows (docs/security.md), so nothing was read or written. "
+            "Read the tables it reads directly, or drop or change it"
+        )
     return AccessDenied(
         f"{which} of this database uses {reached}, which SQLite runs only for a schema it "
         "trusts and dbhandles does not run for databases it did not create (it would show the "
