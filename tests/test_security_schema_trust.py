@@ -202,6 +202,29 @@ def test_a_view_over_a_full_text_table_is_refused_naming_both(service: Service) 
     assert listed["over"]["refusedCode"] == "access_denied"
 
 
+@needs_old_sqlite
+def test_a_json_view_in_an_untrusted_file_is_refused_naming_it(service: Service) -> None:
+    # The cost of SQLite 3.40 not marking JSON innocuous: once the schema is not trusted, its
+    # JSON calls are refused too, by name, never run trusted.
+    path = plant(
+        space(service),
+        "CREATE VIRTUAL TABLE ft USING fts5(a)",
+        "CREATE VIEW over AS SELECT rowid AS id, a FROM ft",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, doc TEXT)",
+        "INSERT INTO t (doc) VALUES ('{\"c\": 1}')",
+        "CREATE VIEW jv AS SELECT id, json_extract(doc, '$.c') AS c FROM t",
+    )
+    handle = run(service, "data/open", {"adapter": "sqlite", "config": {"path": path.name}})
+    with pytest.raises(DbHandlesError) as caught:
+        run(service, "data/list", {"dbHandle": handle["dbHandle"], "collection": "jv"})
+    error = caught.value
+    assert error.code == "access_denied" and '"jv"' in error.message, error
+    assert "json_extract()" in error.message and "trusted_schema=OFF" in error.message
+    assert (
+        run(service, "data/list", {"dbHandle": handle["dbHandle"], "collection": "t"})["count"] == 1
+    )
+
+
 def test_only_calls_count_not_names_strings_or_comments() -> None:
     def why(*sql: tuple[str, str]) -> str | None:
         return distrust([(kind, "x", "x", text) for kind, text in sql], {"ft"})

@@ -204,8 +204,6 @@ def denied(message: str) -> AccessDenied:
 _UNSAFE = re.compile(r'unsafe use of (?:virtual table "([^"]+)"|([A-Za-z_][A-Za-z0-9_]*)\(\))')
 #: A view over an eponymous table this SQLite does not load: ``no such table: main.fsdir``.
 _MISSING = re.compile(r"no such (?:table|module): (?:main\.)?([A-Za-z_][A-Za-z0-9_]*)")
-#: The functions whose ``unsafe use`` is the JSON functions of older SQLite releases (``sqlite_errors``).
-_JSON_FUNCTION = re.compile(r"json", re.I)
 
 
 def schema_refusal(
@@ -215,8 +213,9 @@ def schema_refusal(
     (``message``: the driver's words; ``source``: the view or table read, when known;
     ``modules``: the module of each virtual table of the file, by lower name), else
     ``None``: a view or trigger reading a virtual table, or calling a function, that SQLite runs
-    only for a schema it trusts (``unsafe use of ...``; the JSON functions of older releases
-    excepted, ``sqlite_errors`` words them), or reading a revealing table (``pragma_*``,
+    only for a schema it trusts (``unsafe use of ...``: a revealing table, or anything else the
+    file's schema is not trusted with, ``sqlite_trust``; the JSON functions of SQLite before 3.45
+    included, when the schema is not trusted), or reading a revealing table (``pragma_*``,
     ``dbstat``, ``fsdir``...) this SQLite does not load.
 
     Returns:
@@ -233,8 +232,6 @@ def schema_refusal(
             reached = f"the virtual table {json_text(reached, 80)} of the module {module}"
         elif found.group(1) is not None and not revealing:
             reached = f"the virtual table {json_text(reached, 80)}"
-        if found.group(2) is not None and _JSON_FUNCTION.match(found.group(2)):
-            return None
     else:
         missing = _MISSING.search(message)
         if missing is None:

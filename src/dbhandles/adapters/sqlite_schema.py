@@ -148,9 +148,11 @@ class Catalog:
         self._foreign.clear()
         # The guard refuses reading virtual tables that reach pragma tables or the file itself.
         self.virtual = read_virtual_tables(self.conn)
-        refuse_virtual(self.conn, self.virtual.refused())
+        refused = self.virtual.refused()
+        refuse_virtual(self.conn, refused)
         if self.guard_trust:
-            self.distrust = self._distrust()
+            # A virtual table the guard refuses is refused to every SQL, trusted or not.
+            self.distrust = self._distrust(self.virtual.tables.keys() - refused.keys())
             trusted = self.distrust is None
             if trusted != self.trusted:
                 self.conn.execute(f"PRAGMA trusted_schema = {'ON' if trusted else 'OFF'}")
@@ -271,7 +273,7 @@ class Catalog:
         shape = {(n.lower(), t, bool(pk), bool(nn) and n.lower() != "id") for n, t, pk, nn in rows}
         return shape == _SHAPE
 
-    def _distrust(self) -> str | None:
+    def _distrust(self, virtual: set[str]) -> str | None:
         """Why this file's schema may not run trusted (``None``: it may): see the module docstring
         and ``sqlite_trust.distrust``, which reads every statement dbhandles did not write."""
         rows = self.conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
@@ -298,8 +300,7 @@ class Catalog:
                     )
                 continue
             theirs.append((kind, name, table, sql))
-        # A virtual table the guard refuses is refused to every SQL, trusted or not.
-        return distrust(theirs, self.virtual.tables.keys() - self.virtual.refused().keys())
+        return distrust(theirs, virtual)
 
 
 def name_key(name: str) -> str:
