@@ -468,12 +468,42 @@ def test_non_utf8_text_read_through_a_view_names_no_sql_of_dbhandles(service: Se
         "INSERT INTO t VALUES ('1', 'ok', CAST(x'ff61' AS TEXT))",
         "CREATE VIEW kv AS SELECT a, b FROM t",
     )
-    error = refused(service, "data/list", {"dbHandle": handle, "collection": "kv"})
-    assert error.code == "query_failed" and 'a column of "kv"' in error.message, error.message
-    assert "json_array" not in error.message and "dbh_" not in error.message
+    # The view's id is built from every column, and is decoded first: the column is still named.
+    for command in ("data/list", "data/export"):
+        params = {"output": "kv.jsonl"} if command == "data/export" else {}
+        error = refused(service, command, {"dbHandle": handle, "collection": "kv", **params})
+        assert error.code == "query_failed", error
+        assert 'the column "b" of "kv"' in error.message and 'hex("b")' in error.message
+        assert "json_array" not in error.message and "dbh_" not in error.message
     # A table's column is named as before.
     error = refused(service, "data/list", {"dbHandle": handle, "collection": "t"})
     assert 'the column "b" of "t"' in error.message and 'hex("b")' in error.message
+
+
+def test_non_utf8_text_in_a_compound_key_names_the_column(service: Service) -> None:
+    handle = crafted(
+        service,
+        "CREATE TABLE ck (x TEXT, y TEXT, v, PRIMARY KEY (x, y))",
+        "INSERT INTO ck VALUES ('a', CAST(x'e9' AS TEXT), 1)",
+    )
+    error = refused(service, "data/list", {"dbHandle": handle, "collection": "ck"})
+    assert error.code == "query_failed" and 'the column "y" of "ck"' in error.message, error
+
+
+def test_non_utf8_text_beside_a_real_replacement_character_is_not_guessed(
+    service: Service,
+) -> None:
+    # Python shows the bad bytes as U+FFFD: when another value holds a real U+FFFD, which column
+    # holds the bytes cannot be told from the message, and none is named wrongly.
+    handle = crafted(
+        service,
+        "CREATE TABLE t (id TEXT PRIMARY KEY, a, b)",
+        "INSERT INTO t VALUES ('1', 'ok \ufffd', CAST(x'ff61' AS TEXT))",
+        "CREATE VIEW kv AS SELECT a, b FROM t",
+    )
+    error = refused(service, "data/list", {"dbHandle": handle, "collection": "kv"})
+    assert error.code == "query_failed" and 'a column of "kv"' in error.message, error.message
+    assert '"a"' not in error.message and "json_array" not in error.message
 
 
 def test_virtual_and_storage_tables_are_called_what_they_are(service: Service) -> None:

@@ -36,25 +36,17 @@ from dbhandles.adapters.sqlite_guard import install as guard_schema_sql
 from dbhandles.adapters.sqlite_readers import ReaderPool, acquire_within_budget, pooled_read
 from dbhandles.adapters.sqlite_schema import Catalog, json_functions_innocuous
 from dbhandles.adapters.sqlite_session import Row, SqliteSession, point_statement, resolve_in
+from dbhandles.adapters.sqlite_trust import register_functions, untrusted_open
 from dbhandles.adapters.sqlite_values import loads
 from dbhandles.dbfiles import connect_sqlite, create_empty
 from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, ReadOnly, StorageError
 from dbhandles.filters import FilterNode
-from dbhandles.regex import search
 from dbhandles.values import json_text
 
 if TYPE_CHECKING:
     from dbhandles.adapters.sqlite_foreign import ForeignReader
 
 __all__ = ["SQLITE_HEADER", "Row", "SqliteAdapter", "SqliteConfig", "SqliteSession"]
-
-
-def _regexp(pattern: object, value: object) -> int:
-    # SQLite may evaluate this before the type guard it is ANDed with: any non-text value is a miss.
-    # RE2 (dbhandles.regex), as everywhere: linear time, and the GIL is released while it matches.
-    if not isinstance(pattern, str) or not isinstance(value, str):
-        return 0
-    return 1 if search(pattern, value) else 0
 
 
 _SQLITE_ERROR = 1
@@ -206,13 +198,16 @@ class SqliteAdapter(Adapter):
 
         On an SQLite whose JSON functions are not innocuous (before 3.45), ``trusted_schema=OFF``
         cannot even parse a schema holding dbhandles' JSON indexes: the first connection parses
-        the schema trusting it, and if the catalog finds objects dbhandles did not write, it is
-        made again untrusting (SQLite judges a schema's functions when it parses it, so one parsed
-        while trusted would stay judged so)."""
+        the schema trusting it, and if the catalog finds SQL that would run with more than
+        ``trusted_schema=OFF`` allows (``sqlite_trust``), it is made again untrusting (SQLite
+        judges a schema's functions when it parses it, so one parsed trusted stays judged so)."""
         conn, catalog = self._try_open(mode, immutable=immutable, reader=reader, trust=None)
         if catalog.guard_trust and not catalog.trusted and catalog.started_trusting:
             conn.close()
-            conn, catalog = self._try_open(mode, immutable=immutable, reader=reader, trust=False)
+            with untrusted_open(catalog.distrust):
+                conn, catalog = self._try_open(
+                    mode, immutable=immutable, reader=reader, trust=False
+                )
         return conn, catalog
 
     def _try_open(
@@ -226,6 +221,9 @@ class SqliteAdapter(Adapter):
                 self.path, mode, timeout=settings.busy_timeout / 1000, immutable=immutable
             )
         try:
+            # Before any statement parses the schema: a CHECK, generated column or index calling
+            # a function registered after that runs even untrusted (``sqlite_trust``).
+            register_functions(conn)
             with translating(path=self.path):
                 conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout)}")
                 # See _open_connection; nothing before refresh runs a view or trigger (PRAGMAs
@@ -257,7 +255,6 @@ class SqliteAdapter(Adapter):
                     journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
                     self._wal = str(journal).lower() == "wal"
                 conn.execute(f"PRAGMA synchronous = {settings.synchronous.upper()}")
-                conn.create_function("regexp", 2, _regexp, deterministic=True)
                 if not settings.readonly:
                     # Writes to tables dbhandles did not create keep their foreign keys, as the
                     # original system's connections did (docs/foreign-tables.md "Writes").

@@ -20,6 +20,7 @@ import orjson
 from dbhandles import budget
 from dbhandles.adapters import sqlite_guard
 from dbhandles.adapters.sqlite_guard import SQLITE_AUTH
+from dbhandles.adapters.sqlite_vtables import dequote, tokens
 from dbhandles.dbfiles import MAX_VALUE_BYTES
 from dbhandles.errors import (
     AccessDenied,
@@ -92,6 +93,37 @@ _SCHEMA_SQL = ("no such column", "no such function", "no such collation sequence
 _NO_SUCH_TABLE = re.compile(r"no such table: (?:main\.)?(?P<table>.*)$", re.S)
 
 
+def _column_in_id(expression: str, shown: str) -> str | None:
+    """The column whose text is not UTF-8, from the error of an id dbhandles builds as
+    ``json_array("a", "b") ...`` (a view's, a compound key's): ``shown`` is the rest of Python's
+    message, `` '<the id's text>'``, its bad bytes shown as U+FFFD. ``None`` unless exactly one
+    of the array's values holds one (a value may hold a real U+FFFD)."""
+    parts = tokens(expression)
+    start = next(
+        (i for i, t in enumerate(parts) if t[0] == "word" and t[1].lower() == "json_array"), None
+    )
+    if start is None or start + 1 >= len(parts) or parts[start + 1][1] != "(":
+        return None
+    names: list[str] = []
+    for kind, text, _, _ in parts[start + 2 :]:
+        if kind == "punct" and text == ")":
+            break
+        if kind in ("id", "word"):
+            names.append(dequote(text))
+        elif kind != "punct" or text != ",":
+            return None  # not a plain list of columns
+    text = shown.strip()
+    text = text[1 : text.rfind("]") + 1] if text.startswith("'") else ""
+    try:
+        values = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(values, list) or len(values) != len(names):
+        return None
+    found = [n for n, v in zip(names, values, strict=True) if isinstance(v, str) and "\ufffd" in v]
+    return found[0] if len(found) == 1 else None
+
+
 def _within(collection: str | None) -> str:
     return f" for {json_text(collection, 80)}" if collection else ""
 
@@ -107,12 +139,13 @@ def _content_error(
             f"the table or view {json_text(owner, 80)} of this database uses {function} in its "
             "schema (a CHECK constraint, a default, a generated column or an index)"
             if owner is not None
-            else f"SQL this database carries (a view, a trigger, an index or a default) uses {function}"
+            else f"SQL this database carries{_within(collection)} (a view, a trigger, an index or "
+            f"a default) uses {function}"
         )
         return AccessDenied(
             f"{where}, which SQLite {sqlite3.sqlite_version} runs only in a schema it trusts; "
-            "dbhandles does not trust the schema of a database holding objects it did not write "
-            "(trusted_schema=OFF), so nothing was read or written. Drop or change what calls it "
+            "dbhandles runs a database's own SQL with no more than trusted_schema=OFF allows "
+            "(docs/security.md), so nothing was read or written. Drop or change what calls it "
             "(SQLite releases that mark JSON functions innocuous run those)"
         )
     if low == "not authorized":  # load_extension() with extension loading off (the only one)
@@ -126,8 +159,10 @@ def _content_error(
         name = undecodable.group("column")
         of = f" of {json_text(collection, 80)}" if collection else ""
         if _INTERNAL_COLUMN.search(name):
-            # The id dbhandles builds for a view (a JSON array of every column): not a name the
-            # caller knows, so name the view and let it find the column.
+            name = _column_in_id(name, message[undecodable.end() :]) or ""
+        if not name:
+            # The id dbhandles builds for a view (a JSON array of every column) and more than one
+            # of its values may hold the bad bytes: name the view and let it find the column.
             which, hexed = f"a column{of}", "hex() of that column"
         else:
             column = json_text(name, 80)

@@ -204,8 +204,6 @@ def denied(message: str) -> AccessDenied:
 _UNSAFE = re.compile(r'unsafe use of (?:virtual table "([^"]+)"|([A-Za-z_][A-Za-z0-9_]*)\(\))')
 #: A view over an eponymous table this SQLite does not load: ``no such table: main.fsdir``.
 _MISSING = re.compile(r"no such (?:table|module): (?:main\.)?([A-Za-z_][A-Za-z0-9_]*)")
-#: The functions whose ``unsafe use`` is the JSON functions of older SQLite releases (``sqlite_errors``).
-_JSON_FUNCTION = re.compile(r"json", re.I)
 
 
 def schema_refusal(
@@ -215,21 +213,25 @@ def schema_refusal(
     (``message``: the driver's words; ``source``: the view or table read, when known;
     ``modules``: the module of each virtual table of the file, by lower name), else
     ``None``: a view or trigger reading a virtual table, or calling a function, that SQLite runs
-    only for a schema it trusts (``unsafe use of ...``; the JSON functions of older releases
-    excepted, ``sqlite_errors`` words them), or reading a revealing table (``pragma_*``,
+    only for a schema it trusts (``unsafe use of ...``: a revealing table, or anything else the
+    file's schema is not trusted with, ``sqlite_trust``; the JSON functions of SQLite before 3.45
+    included, when the schema is not trusted), or reading a revealing table (``pragma_*``,
     ``dbstat``, ``fsdir``...) this SQLite does not load.
 
     Returns:
         ``AccessDenied`` (``access_denied``) naming the view and what it reads; nothing was read.
     """
     found = _UNSAFE.search(message)
+    revealing = True
     if found is not None:
         reached = found.group(1) or f"{found.group(2)}()"
+        low = (found.group(1) or found.group(2)).lower()
+        revealing = low.startswith("pragma_") or low in _REVEALING_TABLES
         module = (modules or {}).get(reached.lower())
         if found.group(1) is not None and module is not None:
             reached = f"the virtual table {json_text(reached, 80)} of the module {module}"
-        if found.group(2) is not None and _JSON_FUNCTION.match(found.group(2)):
-            return None
+        elif found.group(1) is not None and not revealing:
+            reached = f"the virtual table {json_text(reached, 80)}"
     else:
         missing = _MISSING.search(message)
         if missing is None:
@@ -243,6 +245,15 @@ def schema_refusal(
         if source is not None
         else "a view or trigger"
     )
+    if not revealing:
+        # A virtual table of the file (FTS, R*Tree: ``sqlite_trust``) or a function SQLite does
+        # not mark innocuous: refused as under ``trusted_schema=OFF``, nothing of the host shown.
+        return AccessDenied(
+            f"{which} of this database uses {reached}, which SQLite {sqlite3.sqlite_version} "
+            "runs only for a schema it trusts; dbhandles runs a database's own SQL with no more "
+            "than trusted_schema=OFF allows (docs/security.md), so nothing was read or written. "
+            "Read the tables it reads directly, or drop or change it"
+        )
     return AccessDenied(
         f"{which} of this database uses {reached}, which SQLite runs only for a schema it "
         "trusts and dbhandles does not run for databases it did not create (it would show the "

@@ -6,17 +6,20 @@ A collection is a table of exactly this shape (names are case-insensitive, as ev
     updated_at TEXT NOT NULL, version INTEGER NOT NULL
 
 Any other table or view in the file is *foreign*: ``Catalog.foreign`` hands it to ``sqlite_foreign``,
-which serves it read-only (docs/foreign-tables.md); the collection path never touches it.
+which serves it (docs/foreign-tables.md); the collection path never touches it.
 
-``trusted_schema`` is OFF on every connection, so a hostile file cannot make its triggers or views call
-functions with side effects. SQLite releases before the JSON rewrite (3.40 on Debian 12) do not mark the
-JSON functions innocuous, and with ``trusted_schema`` OFF they then refuse every write to a table with a
+``trusted_schema`` is OFF on every connection, so a hostile file cannot make its CHECK constraints,
+defaults, generated columns, indexes, views or triggers call functions SQLite does not mark
+innocuous. SQLite releases before the JSON rewrite (3.40 on Debian 12) do not mark the JSON
+functions innocuous, and with ``trusted_schema`` OFF they then refuse every write to a table with a
 JSON expression index. On such a build the ``Catalog`` checks the schema itself and turns
-``trusted_schema`` ON only while it holds nothing a write to a collection could run except what
-dbhandles creates: no triggers on collection tables, which with their indexes must be exactly as
-dbhandles writes them. Other tables, their indexes and triggers only run when something writes to them,
-and this adapter never does. A connection parses its schema trusting it and is made again
-untrusting when the catalog does not trust it (``SqliteAdapter._open_connection``).
+``trusted_schema`` ON only while nothing in it could do more than OFF allows, JSON aside: no
+trigger on a collection table, collection tables and their indexes exactly as dbhandles writes
+them, and every other statement of the schema (foreign tables, which dbhandles also writes, their
+indexes, views and triggers) calling no function that is not innocuous and, in a view or trigger,
+reading no virtual table (``sqlite_trust.distrust``; ``Catalog.distrust`` keeps why not). A
+connection parses its schema trusting it and is made again untrusting when the catalog does not
+trust it (``SqliteAdapter._open_connection``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dbhandles.adapters.foreign_common import snake
 from dbhandles.adapters.sqlite_foreign import ForeignReader
 from dbhandles.adapters.sqlite_foreign_schema import describe
 from dbhandles.adapters.sqlite_guard import refuse_virtual
+from dbhandles.adapters.sqlite_trust import distrust
 from dbhandles.adapters.sqlite_vtables import VirtualTables, read_virtual_tables
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import SYSTEM_PREFIXES, check_new_collection
@@ -127,6 +131,8 @@ class Catalog:
         self.trusted = False
         #: Whether the connection parsed its schema with ``trusted_schema`` ON (``SqliteAdapter``).
         self.started_trusting = False
+        #: Why the schema is not trusted (``sqlite_trust.distrust``), ``None`` while it is.
+        self.distrust: str | None = None
         self._version: int | None = None
         self._tables: dict[str, str | _Foreign | None] = {}
         self._foreign: dict[str, ForeignReader | None] = {}
@@ -142,9 +148,12 @@ class Catalog:
         self._foreign.clear()
         # The guard refuses reading virtual tables that reach pragma tables or the file itself.
         self.virtual = read_virtual_tables(self.conn)
-        refuse_virtual(self.conn, self.virtual.refused())
+        refused = self.virtual.refused()
+        refuse_virtual(self.conn, refused)
         if self.guard_trust:
-            trusted = self._schema_is_ours()
+            # A virtual table the guard refuses is refused to every SQL, trusted or not.
+            self.distrust = self._distrust(self.virtual.tables.keys() - refused.keys())
+            trusted = self.distrust is None
             if trusted != self.trusted:
                 self.conn.execute(f"PRAGMA trusted_schema = {'ON' if trusted else 'OFF'}")
                 self.trusted = trusted
@@ -264,23 +273,34 @@ class Catalog:
         shape = {(n.lower(), t, bool(pk), bool(nn) and n.lower() != "id") for n, t, pk, nn in rows}
         return shape == _SHAPE
 
-    def _schema_is_ours(self) -> bool:
+    def _distrust(self, virtual: set[str]) -> str | None:
+        """Why this file's schema may not run trusted (``None``: it may): see the module docstring
+        and ``sqlite_trust.distrust``, which reads every statement dbhandles did not write."""
         rows = self.conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
         ours = {
             name.lower()
             for kind, name, _, sql in rows
             if kind == "table" and self._has_shape(name, sql)
         }
+        theirs = []
         for kind, name, table, sql in rows:
-            # A trigger only fires on writes to its own table; dbhandles writes collections only
-            # (the handle store's audit triggers live on its own tables, on its own connection).
+            # A trigger on a collection fires on dbhandles' own writes.
             if kind == "trigger" and table.lower() in ours:
-                return False
-            if kind == "table" and name.lower() in ours and not _TABLE_RE.fullmatch(sql):
-                return False
-            if kind == "index" and table.lower() in ours and sql and not _INDEX_RE.fullmatch(sql):
-                return False
-        return True
+                return (
+                    f"the trigger {json_text(name, 80)} is on the collection {json_text(table, 80)}"
+                )
+            if kind == "table" and name.lower() in ours:
+                if not _TABLE_RE.fullmatch(sql):
+                    return f"the collection {json_text(name, 80)} is not as dbhandles creates one"
+                continue
+            if kind == "index" and table.lower() in ours and sql:
+                if not _INDEX_RE.fullmatch(sql):
+                    return (
+                        f"the index {json_text(name, 80)} of a collection is not one of dbhandles'"
+                    )
+                continue
+            theirs.append((kind, name, table, sql))
+        return distrust(theirs, virtual)
 
 
 def name_key(name: str) -> str:

@@ -541,8 +541,8 @@ class SqliteSession(Session):
                 if self.catalog.guard_trust and not self.catalog.trusted:
                     raise NotSupported(
                         f"SQLite {sqlite3.sqlite_version} can only keep JSON indexes in a database "
-                        "whose schema dbhandles fully recognises; this one has triggers or foreign "
-                        "objects on collection tables (a newer SQLite lifts this limit)"
+                        f"whose schema dbhandles trusts, and {self.catalog.distrust} (a newer "
+                        "SQLite lifts this limit; docs/security.md)"
                     )
                 self.conn.execute(index_sql(collection, field, dialect.index_expression(path)))
             self.catalog.invalidate()
