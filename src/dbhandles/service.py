@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -78,6 +78,8 @@ class _Plan:
         command: the command it was made for (a test may put another under the same name).
         names_session: its params may name a ``sessionId`` (``caller_context`` checks it).
         names_files: its result may name files (``paths.shown_result`` decides what is shown).
+        point_read: for ``data/read`` as registered, its direct path
+            (``commands/read_path.py``), taken by a call with params of plain strings.
     """
 
     budget_ms: int
@@ -86,6 +88,21 @@ class _Plan:
     command: Command
     names_session: bool
     names_files: bool
+    point_read: PointRead | None
+
+
+#: ``read_path.point_read``'s signature.
+PointRead = Callable[["Service", Command, dict[str, Any], Context, int], "dict[str, Any] | None"]
+
+
+def _point_read(command: Command) -> PointRead | None:
+    """The direct path of ``command`` if it has one (``data/read`` as registered), imported only
+    then: a process that never reads imports no read command."""
+    if command.name != "data/read":
+        return None
+    from dbhandles.commands.read_path import point_read, takes
+
+    return point_read if takes(command) else None
 
 
 def _event_bridge(url: str, bus: EventBus) -> PostgresEventBridge:
@@ -275,6 +292,15 @@ class Service:
         try:
             if context is not _LOCAL:
                 check_session(context)
+        except DbHandlesError as exc:  # refused before it ran: audited too
+            self.audit_refusal(command, params, context, exc.code)
+            raise
+        if plan.point_read is not None and type(params) is dict:
+            # data/read's direct path (commands/read_path.py): the same checks, less glue.
+            envelope = plan.point_read(self, command, params, context, plan.budget_ms)
+            if envelope is not None:
+                return envelope
+        try:
             parsed = self._parse(command, params)
             if plan.names_session and parsed.session_id is not None:  # type: ignore[attr-defined]
                 # The original's callers name their session in the params (docs/compatibility.md).
@@ -349,6 +375,7 @@ class Service:
             command=command,
             names_session=issubclass(command.params, CallerParams),
             names_files=command.name in paths.FILE_RESULTS,
+            point_read=_point_read(command),
         )
         self._plans[command.name] = plan
         return plan
