@@ -81,7 +81,8 @@ def point_read(
     noted: str | None = None
     try:
         try:
-            entry = handle_target(service, parsed, context)
+            # ``handle_target``, written out (``Command.target`` is it: ``takes``).
+            entry = service.registry.resolve_for(parsed.db_handle, context.actor, context.is_admin)
             authorize(command, parsed, context, entry, service.access)
             # ``parse_simple`` ran the validators of both (``validate_collection``,
             # ``check_record_id``): the handler's second check is for models built without them.
