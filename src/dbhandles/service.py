@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -45,6 +45,7 @@ from dbhandles.registry import HandleEntry, HandleRegistry
 from dbhandles.schemas import Declaration, SchemaRegistry
 from dbhandles.security import paths
 from dbhandles.security.audit import AuditLog, begin_notes, end_notes
+from dbhandles.security.name_reach import resolve_names
 from dbhandles.security.permissions import ResolvedName
 from dbhandles.security.policy import AccessPolicy, authorize, operations_of
 from dbhandles.security.redaction import redacted, restricted
@@ -78,6 +79,8 @@ class _Plan:
         command: the command it was made for (a test may put another under the same name).
         names_session: its params may name a ``sessionId`` (``caller_context`` checks it).
         names_files: its result may name files (``paths.shown_result`` decides what is shown).
+        point_read: for ``data/read`` as registered, its direct path
+            (``commands/read_path.py``), taken by a call with params of plain strings.
     """
 
     budget_ms: int
@@ -86,6 +89,21 @@ class _Plan:
     command: Command
     names_session: bool
     names_files: bool
+    point_read: PointRead | None
+
+
+#: ``read_path.point_read``'s signature.
+PointRead = Callable[["Service", Command, dict[str, Any], Context, int], "dict[str, Any] | None"]
+
+
+def _point_read(command: Command) -> PointRead | None:
+    """The direct path of ``command`` if it has one (``data/read`` as registered), imported only
+    then: a process that never reads imports no read command."""
+    if command.name != "data/read":
+        return None
+    from dbhandles.commands.read_path import point_read, takes
+
+    return point_read if takes(command) else None
 
 
 def _event_bridge(url: str, bus: EventBus) -> PostgresEventBridge:
@@ -275,6 +293,15 @@ class Service:
         try:
             if context is not _LOCAL:
                 check_session(context)
+        except DbHandlesError as exc:  # refused before it ran: audited too
+            self.audit_refusal(command, params, context, exc.code)
+            raise
+        if plan.point_read is not None and type(params) is dict:
+            # data/read's direct path (commands/read_path.py): the same checks, less glue.
+            envelope = plan.point_read(self, command, params, context, plan.budget_ms)
+            if envelope is not None:
+                return envelope
+        try:
             parsed = self._parse(command, params)
             if plan.names_session and parsed.session_id is not None:  # type: ignore[attr-defined]
                 # The original's callers name their session in the params (docs/compatibility.md).
@@ -349,6 +376,7 @@ class Service:
             command=command,
             names_session=issubclass(command.params, CallerParams),
             names_files=command.name in paths.FILE_RESULTS,
+            point_read=_point_read(command),
         )
         self._plans[command.name] = plan
         return plan
@@ -368,51 +396,8 @@ class Service:
     def resolve_names(
         self, entry: HandleEntry, names: Sequence[str], cascades: bool = False
     ) -> dict[str, ResolvedName]:
-        """What each collection name reaches in the handle's database (``Session.resolve_collection``):
-        permissions and the audit log decide on the table read, not on the spelling asked for. A
-        name the database cannot resolve (an ambiguous one: the command will say so) stays as
-        asked for. ``cascades``: also the tables a write of each (a collection's too) reaches through
-        foreign-key actions and triggers (``Session.cascade_targets``)."""
-        found: dict[str, ResolvedName] = {}
-        with self.registry.lease(entry) as (_, adapter), adapter.session() as session:
-            for name in names:
-                if name in found:
-                    continue
-                try:
-                    table = session.table(name)
-                    stored = session.resolve_collection(name)
-                except DbHandlesError:
-                    table, stored = None, name
-                fields = None
-                reads: tuple[tuple[str, str], ...] = ()
-                if table is not None:
-                    served = (c.get("field", c["name"]) for c in table.get("columns", ()))
-                    fields = frozenset(served)
-                    sources = session.view_sources(stored)
-                    reads = tuple((s, session.collection_key(s)) for s in sources)
-                deletes: tuple[tuple[str, str, str], ...] = ()
-                updates: tuple[tuple[str, str, str], ...] = ()
-                inserts: tuple[tuple[str, str, str], ...] = ()
-                if cascades:
-                    # A collection's table may carry foreign keys and triggers too (a shared file
-                    # is the owner's SQL): what its writes reach is checked like a foreign table's.
-                    key = session.collection_key
-                    deletes = tuple((t, key(t), how) for t, how in session.cascade_targets(stored))
-                    updates = tuple(
-                        (t, key(t), how) for t, how in session.cascade_targets(stored, True)
-                    )
-                    inserts = tuple(
-                        (t, key(t), how) for t, how in session.cascade_targets(stored, insert=True)
-                    )
-                kind = None if table is None else str(table.get("kind", "table"))
-                # What a row filter cannot restrict: values the database writes here from
-                # other tables' rows (a trigger, ON UPDATE CASCADE).
-                derived = () if entry.row_filter is None else tuple(session.derived_from(stored))
-                found[name] = ResolvedName(
-                    stored, session.collection_key(stored), fields, reads, deletes, updates,
-                    inserts, derived, kind,
-                )  # fmt: skip
-        return found
+        """``security.name_reach.resolve_names`` on this service's registry."""
+        return resolve_names(self.registry, entry, names, cascades)
 
     def _check_size(self, entry: HandleEntry) -> None:
         with self.registry.lease(entry) as (_, adapter):
