@@ -453,3 +453,28 @@ def test_a_deleted_file_is_not_silently_recreated(service: Service, tmp_path: Pa
         envelope = other.dispatch("data/list", {"dbHandle": handle, "collection": "c"})
     assert envelope["code"] == "database_not_found"
     assert not path.exists()
+
+
+def test_a_close_never_looks_up_the_files_path_again(
+    service: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handle is closed by its connection, found by the handle, never by resolving the file's
+    path again: a folder on the way swapped for a link meanwhile made the close itself fail with
+    ``path_not_allowed`` "changed while it was checked" (tests/test_security_races.py met it)."""
+    from dbhandles.adapters.sqlite import SqliteAdapter
+
+    opened = service.execute(
+        "data/open",
+        {"adapter": "sqlite", "config": {"path": str(tmp_path / "d.sqlite"), "mode": "create"}},
+    )
+    handle = opened["dbHandle"]
+    service.execute("data/create", {"dbHandle": handle, "collection": "c", "data": {"a": 1}})
+    tables = service.registry._connections
+    assert any(handle in conn.handles for conn in tables.values())
+
+    def swapped(config: object) -> str:
+        raise AssertionError("close resolved the path again")
+
+    monkeypatch.setattr(SqliteAdapter, "connection_key", classmethod(lambda cls, c: swapped(c)))
+    assert service.execute("data/close", {"dbHandle": handle})["success"] is True
+    assert not any(handle in conn.handles for conn in tables.values())

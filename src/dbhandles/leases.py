@@ -227,6 +227,19 @@ class ConnectionTable:
         except Exception:  # lastUsedAt is bookkeeping: a busy store must not surface anywhere
             log.warning("could not record lastUsedAt of %s", handle, exc_info=True)
 
+    def connection_of(self, entry: HandleEntry) -> Connection | None:
+        """The open connection ``entry``'s handle uses, found by the handle (never by its path:
+        a close must not depend on the file's folders still resolving as they did at open)."""
+        with self._lock:
+            if entry.key is not None:
+                conn = self._connections.get(entry.key)
+                if conn is not None and entry.handle in conn.handles:
+                    return conn
+            for conn in self._connections.values():
+                if entry.handle in conn.handles:
+                    return conn
+        return None
+
     def _detach(self, entry: HandleEntry, conn: Connection) -> None:
         with self._lock:
             conn.handles.discard(entry.handle)

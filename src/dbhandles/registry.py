@@ -318,9 +318,7 @@ class HandleRegistry(ConnectionTable):
             listeners = list(self._close_listeners)
         for listener in listeners:
             listener(entry.handle)
-        cls = get_adapter_class(entry.adapter_name)
-        with self._lock:
-            conn = self._connections.get(self._key(entry, cls))
+        conn = self.connection_of(entry)
         if conn is not None:
             self._detach(entry, conn)
         self._last_used.pop(entry.handle, None)
