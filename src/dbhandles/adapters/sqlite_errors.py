@@ -72,6 +72,9 @@ _EVALUATION = ("malformed json", "integer overflow", "json cannot hold blob valu
 _UNSAFE = re.compile(
     r"(?:malformed database schema \((?P<object>.*)\) - )?unsafe use of (?P<f>[^ ]+\(\))"
 )
+#: A function SQL the schema carries calls (a CHECK, a default, a generated column, an index's
+#: expression or ``WHERE``) that this connection does not define: SQLite resolves those at run time.
+_UNKNOWN_FUNCTION = re.compile(r"unknown function: (?P<f>\S+\(\))")
 #: A result column that is an expression dbhandles wrote (a view's id), not a column's name.
 _INTERNAL_COLUMN = re.compile(r"^\(|json_array\(|dbh_", re.S)
 #: Python's sqlite3 decoding a TEXT value that is not UTF-8.
@@ -96,6 +99,10 @@ def _within(collection: str | None) -> str:
     return f" for {json_text(collection, 80)}" if collection else ""
 
 
+def _of_collection(collection: str | None) -> str:
+    return f" of {json_text(collection, 80)}" if collection else ""
+
+
 def _content_error(
     message: str, low: str, code: int | None, collection: str | None
 ) -> DbHandlesError | None:
@@ -114,6 +121,15 @@ def _content_error(
             "dbhandles does not trust the schema of a database holding objects it did not write "
             "(trusted_schema=OFF), so nothing was read or written. Drop or change what calls it "
             "(SQLite releases that mark JSON functions innocuous run those)"
+        )
+    unknown = _UNKNOWN_FUNCTION.search(message)
+    if unknown is not None:
+        return QueryFailed(
+            f"the schema of the table{_of_collection(collection)} (a CHECK constraint, a default, "
+            f"a generated column, an index's expression or a partial index's WHERE) calls "
+            f"{unknown.group('f')}, a function SQLite {sqlite3.sqlite_version} does not have here "
+            "(an extension's or an application's); nothing was read or written. Drop or change "
+            "what calls it"
         )
     if low == "not authorized":  # load_extension() with extension loading off (the only one)
         return AccessDenied(
