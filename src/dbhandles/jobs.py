@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel
 
-from dbhandles.budget import Pacer
+from dbhandles.budget import Pacer, stopping
 from dbhandles.clock import iso_from_epoch
 from dbhandles.commands.copy import CopyHooks
 from dbhandles.commands.copy_run import CopyStats
@@ -59,6 +59,7 @@ from dbhandles.commands.jobs import (
     JOB_COMMAND_NAMES,
     MAX_TEXT,
     bounded_result,
+    cancel_check,
     interrupted_error,
     job_outcome,
     params_summary,
@@ -225,9 +226,10 @@ def run_job(
     service: Service, job: Job, params: BaseModel, context: Context, hooks: object
 ) -> tuple[JobStatus, dict[str, Any]]:
     """Run ``job``'s command in this process; return how it ended and the envelope it answered
-    (never raises for the command's own failures: they are the envelope)."""
+    (never raises for its own failures: they are the envelope); a cancel interrupts its statement."""
     try:
-        envelope = service.execute(job.command, params, context=context, hooks=hooks)
+        with stopping(cancel_check(job)):
+            envelope = service.execute(job.command, params, context=context, hooks=hooks)
         return "done", envelope
     except JobCancelled as exc:
         return "cancelled", error_envelope(exc, context)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import orjson
 
+from dbhandles import budget
 from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Record, Session
 from dbhandles.adapters.sql_compile import Fragment, SqlCompiler
 from dbhandles.adapters.sqlite_bulk import bulk_load, enter_wal
@@ -35,6 +36,7 @@ from dbhandles.adapters.sqlite_config import (
 )
 from dbhandles.adapters.sqlite_errors import translating
 from dbhandles.adapters.sqlite_guard import install as guard_schema_sql
+from dbhandles.adapters.sqlite_pages import bound_sqlite_heap
 from dbhandles.adapters.sqlite_readers import ReaderPool, acquire_within_budget, pooled_read
 from dbhandles.adapters.sqlite_schema import Catalog, json_functions_innocuous
 from dbhandles.adapters.sqlite_session import Row, SqliteSession, point_statement, resolve_in
@@ -259,6 +261,10 @@ class SqliteAdapter(Adapter):
                     self._wal = str(journal).lower() == "wal"
                 conn.execute(f"PRAGMA synchronous = {settings.synchronous.upper()}")
                 conn.create_function("regexp", 2, _regexp, deterministic=True)
+                # Every statement of this connection stops at a cancel or a shutdown (budget.py),
+                # and SQLite's memory is bounded (sqlite_pages.py).
+                conn.set_progress_handler(budget.interrupt_requested, budget.PROGRESS_STEPS)
+                bound_sqlite_heap(conn)
                 if not settings.readonly:
                     # Writes to tables dbhandles did not create keep their foreign keys, as the
                     # original system's connections did (docs/foreign-tables.md "Writes").

@@ -20,6 +20,7 @@ import orjson
 from dbhandles import budget
 from dbhandles.adapters import sqlite_guard
 from dbhandles.adapters.sqlite_guard import SQLITE_AUTH
+from dbhandles.adapters.sqlite_pages import sqlite_heap_error
 from dbhandles.dbfiles import MAX_VALUE_BYTES
 from dbhandles.errors import (
     AccessDenied,
@@ -42,6 +43,7 @@ __all__ = ["DRIVER_ERRORS", "constraint_failure", "translate_error", "translatin
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     sqlite3.Error,
     sqlite3.Warning,
+    MemoryError,  # SQLITE_NOMEM: past the process's bound on SQLite's memory (sqlite_pages.py)
     OverflowError,
     UnicodeEncodeError,
     orjson.JSONDecodeError,
@@ -227,6 +229,8 @@ def translate_error(
     """The dbhandles error for a driver exception; the context only improves the message."""
     if isinstance(exc, DbHandlesError):
         return exc
+    if isinstance(exc, MemoryError):
+        return sqlite_heap_error(collection)
     if isinstance(exc, OverflowError):
         return InvalidFilter(f"a number is outside the 64-bit integer range SQLite stores ({exc})")
     if isinstance(exc, UnicodeEncodeError):
@@ -242,8 +246,8 @@ def translate_error(
     where = f" ({path})" if path else ""
     if primary == SQLITE_AUTH:  # the guard refused SQL a view or trigger carries
         return sqlite_guard.denied(message)
-    if primary == _SQLITE_INTERRUPT:  # only the time budget's progress handler interrupts
-        return budget.exceeded()
+    if primary == _SQLITE_INTERRUPT:  # only the progress handler interrupts (a budget, a stop)
+        return budget.interruption()
     if "user-defined function raised" in low and budget.expired():
         return budget.exceeded()  # regexp stopped a match that could not finish (regex._afford)
     if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "is locked" in low or "busy" in low:

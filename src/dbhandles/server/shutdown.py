@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from dbhandles.errors import ServerUnreachable
 from dbhandles.server.workers import receive_connections
 
 if TYPE_CHECKING:
@@ -79,6 +80,10 @@ async def stop_gracefully(
     state.stopping = True
     await _until(lambda: _idle(state), grace, forced)
     jobs = state.service.jobs
+    # Past the grace, a statement that would not end (a view that recurses forever) is stopped.
+    state.service.interrupt(
+        ServerUnreachable(f"{STOP_REASON}: the statement this command ran was interrupted; retry")
+    )
     if jobs.stop(STOP_REASON):
         await _until(lambda: jobs.active == 0, CANCEL_SECONDS, forced)
     state.abandoned.set()  # whoever still waits for a job that would not stop is answered now
