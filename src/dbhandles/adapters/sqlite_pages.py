@@ -20,6 +20,7 @@ import sqlite3
 import threading
 from typing import Any
 
+from dbhandles import budget
 from dbhandles.dbfiles import MAX_VALUE_BYTES
 from dbhandles.errors import QueryFailed
 from dbhandles.values import json_text
@@ -28,6 +29,7 @@ __all__ = [
     "MAX_PAGE_BYTES",
     "SQLITE_HEAP_BYTES",
     "bound_sqlite_heap",
+    "bounded",
     "fetch_page",
     "page_too_large",
     "sqlite_heap_error",
@@ -58,6 +60,13 @@ def bound_sqlite_heap(conn: sqlite3.Connection) -> None:
         if current == 0 or current > SQLITE_HEAP_BYTES:
             conn.execute(f"PRAGMA hard_heap_limit = {SQLITE_HEAP_BYTES}")
         _bounded = True
+
+
+def bounded(conn: sqlite3.Connection) -> None:
+    """Make every statement of ``conn`` (an adapter's connection) stop at a cancel or a shutdown
+    (``budget.interrupt_requested`` as its progress handler) and bound SQLite's memory."""
+    conn.set_progress_handler(budget.interrupt_requested, budget.PROGRESS_STEPS)
+    bound_sqlite_heap(conn)
 
 
 def page_too_large(collection: str | None, rows: int) -> QueryFailed:

@@ -11,8 +11,10 @@ which by then finds nothing left to cut:
    every job has finished and every answer has been written;
 3. past the grace, cancel the jobs still running (``JobRunner.stop``): an import stops at its next
    chunk and answers ``job_cancelled`` with what it kept (``imported``, ``batches``... as fields); an
-   export stops after its page. They get ``CANCEL_SECONDS`` to do so; a job that cannot stop (a
-   vacuum) runs to its end before the process exits, and whoever waits for it is told exactly that;
+   export stops after its page. They get ``CANCEL_SECONDS`` to do so. The SQLite statement any of
+   them, or any command, is still running is interrupted at once (``Service.interrupt``,
+   ``budget.stopping``); a job that cannot stop (a vacuum on another adapter) runs to its end before
+   the process exits, and whoever waits for it is told exactly that;
 4. close every WebSocket with 1012 once its last answer has been written (``CLOSE_SECONDS`` at most
    for a client that does not read).
 
