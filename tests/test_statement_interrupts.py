@@ -168,3 +168,37 @@ def test_a_cancelled_job_in_a_child_process_interrupts_its_statement(tmp_path: P
         assert "was killed" not in envelope["error"]
     finally:
         service.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("command", ["list", "count", "export"])
+def test_a_shutdown_interrupts_a_postgres_statement_that_never_ends(
+    tmp_path: Path, command: str
+) -> None:
+    # PostgreSQL runs the statement in its server: a watcher thread sends it a cancel request
+    # once the command is told to stop (adapters/postgres_cancel.py).
+    import psycopg
+    from psycopg import sql
+
+    from tests.pgserver import postgres_config
+
+    pg = postgres_config(tmp_path)
+    with psycopg.connect(pg["url"], autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(pg["schema"])))
+        conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
+        conn.execute(ENDLESS)
+    settings = Settings(home=tmp_path / "home", query_timeout_ms=0)
+    with Service(settings=settings) as service:
+        handle = service.execute("data/open", {"adapter": "postgres", "config": pg})["dbHandle"]
+        stopped = ServerUnreachable("the server is shutting down: interrupted")
+        service.interrupt(stopped)
+        base = {"dbHandle": handle, "collection": "v_inf"}
+        asks = {
+            "list": ("data/list", base),
+            "count": ("data/count", base),
+            "export": ("data/export", {**base, "output": str(tmp_path / "inf.jsonl")}),
+        }
+        name, params = asks[command]
+        with pytest.raises(DbHandlesError) as caught:
+            service.execute(name, params)
+        assert caught.value is stopped, caught.value

@@ -57,6 +57,7 @@ __all__ = [
     "query_budget",
     "remaining_ms",
     "spend",
+    "stop_checks",
     "stop_error",
     "stopping",
 ]
@@ -124,6 +125,11 @@ def begin_stop(check: StopCheck) -> Token[tuple[StopCheck, ...]]:
 def end_stop(token: Token[tuple[StopCheck, ...]]) -> None:
     """Remove the check ``begin_stop`` added."""
     _stops.reset(token)
+
+
+def stop_checks() -> tuple[StopCheck, ...]:
+    """The stop checks of the running command (for a thread that watches it from outside)."""
+    return _stops.get()
 
 
 def stop_error() -> DbHandlesError | None:

@@ -161,6 +161,8 @@ def translate_error(
             )
         if state == "57014" and "statement timeout" in message:
             return budget.exceeded()  # the command's time budget (dbhandles.budget)
+        if state == "57014" and budget.stop_error() is not None:
+            return budget.interruption()  # a cancel or a shutdown (postgres_cancel.py)
         if state == "23505":
             return RecordExists(
                 f"a record id already exists in {json_text(collection, 80)} (or repeats within the batch): {message}"
