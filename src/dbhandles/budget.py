@@ -8,6 +8,15 @@ runs another command has its own. Adapters enforce it on every statement that ev
 memory and json adapters by checking the clock while they scan. Past it the query ends with
 ``QueryTimeout`` (``query_timeout``) and the connection is left as it was, ready for the next command.
 
+A command can also be told to stop before its deadline, or when it has none (a job): ``stopping``
+adds a *stop check* for what runs inside it (``jobs.run_job``: the job was cancelled;
+``Service.execute``: the service is shutting down), and ``stop_error`` asks them all. Every SQLite
+connection of an adapter carries ``interrupt_requested`` as its progress handler, so any statement
+it runs (a page, a count, an export's or a copy's read, an import's insert, a vacuum, a schema
+read) is interrupted within ``PROGRESS_STEPS`` virtual-machine steps of the stop, and ends with the
+stop's error (``interruption``) rather than running on: a view that never ends cannot hold a job
+thread or a worker past a cancel or a shutdown.
+
 A job that runs in the server process (``jobs.JobRunner``) holds Python's GIL while it works, and each
 thread that answers a request has to win the GIL back many times per request, each time waiting up to
 Python's switch interval (5 ms) while the job holds it. A ``Pacer`` makes the job pause after each batch
@@ -22,26 +31,40 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from types import TracebackType
 
-from dbhandles.errors import QueryTimeout
+from dbhandles.errors import DbHandlesError, QueryTimeout
 
 __all__ = [
     "MAX_PAUSE",
+    "PROGRESS_STEPS",
     "SWITCH_INTERVAL",
     "BudgetToken",
     "Pacer",
+    "StopCheck",
     "begin",
+    "begin_stop",
     "check",
     "deadline",
     "end",
+    "end_stop",
     "exceeded",
     "expired",
+    "interrupt_requested",
+    "interruption",
     "query_budget",
     "remaining_ms",
     "spend",
+    "stop_checks",
+    "stop_error",
+    "stopping",
 ]
+
+#: SQLite virtual-machine steps between two calls of a connection's progress handler (a deadline
+#: or a stop is seen within that many steps: well under a millisecond of SQLite's work).
+PROGRESS_STEPS = 10_000
 
 #: The longest pause of a ``Pacer`` in seconds: a batch that took longer is paced for this long only,
 #: so a cancellation (read at the next batch) never waits more than this.
@@ -61,6 +84,74 @@ _current: ContextVar[tuple[float, int, str | None] | None] = ContextVar(
 )
 #: What ``begin`` gives to end a budget with (``end``).
 BudgetToken = Token[tuple[float, int, str | None] | None]
+
+#: A stop check: the error the running command must stop with now, or ``None`` to go on. Called
+#: from SQLite's progress handler, so it must be cheap and must not raise.
+StopCheck = Callable[[], DbHandlesError | None]
+#: The stop checks of the running command, outermost first.
+_stops: ContextVar[tuple[StopCheck, ...]] = ContextVar("dbhandles_stop_checks", default=())
+
+
+class stopping:
+    """A ``with`` block whose statements stop once ``check`` returns an error (see the module
+    docstring); nested blocks add their checks to the outer ones'."""
+
+    __slots__ = ("_token", "check")
+
+    def __init__(self, check: StopCheck) -> None:
+        self.check = check
+        self._token: Token[tuple[StopCheck, ...]] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _stops.set((*_stops.get(), self.check))
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            _stops.reset(self._token)
+            self._token = None
+
+
+def begin_stop(check: StopCheck) -> Token[tuple[StopCheck, ...]]:
+    """Add ``check`` for what runs next in this context, as ``with stopping(check):`` does (the
+    dispatcher's form); give the token to ``end_stop``."""
+    return _stops.set((*_stops.get(), check))
+
+
+def end_stop(token: Token[tuple[StopCheck, ...]]) -> None:
+    """Remove the check ``begin_stop`` added."""
+    _stops.reset(token)
+
+
+def stop_checks() -> tuple[StopCheck, ...]:
+    """The stop checks of the running command (for a thread that watches it from outside)."""
+    return _stops.get()
+
+
+def stop_error() -> DbHandlesError | None:
+    """The error of the first stop check of the running command that says stop, else ``None``."""
+    for stop in _stops.get():
+        error = stop()
+        if error is not None:
+            return error
+    return None
+
+
+def interrupt_requested() -> bool:
+    """Whether the running command was told to stop: the progress handler of every SQLite
+    connection of an adapter (``PROGRESS_STEPS``); true makes SQLite end the statement with
+    ``SQLITE_INTERRUPT``, which the adapter reports as ``interruption()``."""
+    return bool(_stops.get()) and stop_error() is not None
+
+
+def interruption() -> DbHandlesError:
+    """The error for a statement interrupted by its connection's progress handler: the stop's
+    (a cancelled job's ``job_cancelled``, a shutdown's), else the time budget's ``QueryTimeout``."""
+    return stop_error() or exceeded()
 
 
 class query_budget:

@@ -25,10 +25,9 @@ the job thread waits for the child and relays its progress and a cancellation, a
 The process that runs a job also keeps it in memory (``Job``): a request that sent the command itself
 waits for its ``outcome`` there, and its status there is fresher than the row's.
 
-Cancelling a queued job drops it; a running import stops at its next chunk boundary (at most a MiB of
-input later), keeping the batches already committed, like Ctrl-C in ``jtag import-jsonl``; an export
-stops after its current page and leaves no file; a copy after its current batch (a re-run completes it);
-a vacuum cannot be stopped once it started.
+Cancelling a queued job drops it; a running job's statement is interrupted (``budget.stopping``),
+an import keeps the batches already committed (like Ctrl-C in ``jtag import-jsonl``), an export leaves
+no file, a copy keeps its committed batches (a re-run completes it).
 
 A process that dies with jobs queued or running leaves their rows behind: the next service to start
 on the same host (and any job start of the same actor) marks them ``interrupted``, with what each
@@ -50,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel
 
-from dbhandles.budget import Pacer
+from dbhandles.budget import Pacer, stopping
 from dbhandles.clock import iso_from_epoch
 from dbhandles.commands.copy import CopyHooks
 from dbhandles.commands.copy_run import CopyStats
@@ -59,6 +58,7 @@ from dbhandles.commands.jobs import (
     JOB_COMMAND_NAMES,
     MAX_TEXT,
     bounded_result,
+    cancel_check,
     interrupted_error,
     job_outcome,
     params_summary,
@@ -225,9 +225,10 @@ def run_job(
     service: Service, job: Job, params: BaseModel, context: Context, hooks: object
 ) -> tuple[JobStatus, dict[str, Any]]:
     """Run ``job``'s command in this process; return how it ended and the envelope it answered
-    (never raises for the command's own failures: they are the envelope)."""
+    (never raises for its own failures: they are the envelope); a cancel interrupts its statement."""
     try:
-        envelope = service.execute(job.command, params, context=context, hooks=hooks)
+        with stopping(cancel_check(job)):
+            envelope = service.execute(job.command, params, context=context, hooks=hooks)
         return "done", envelope
     except JobCancelled as exc:
         return "cancelled", error_envelope(exc, context)

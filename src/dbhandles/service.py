@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from dbhandles.adapters import Adapter, get_adapter_class
 from dbhandles.budget import begin as begin_budget
+from dbhandles.budget import begin_stop, end_stop
 from dbhandles.budget import end as end_budget
 from dbhandles.commands import COMMANDS, Command
 from dbhandles.commands.audit_rows import record_outcome, record_refusal
@@ -231,6 +232,8 @@ class Service:
         self.access.resolve_names = self.resolve_names
         self.access.borrowed.generation = self.registry.access_generation
         self._jobs: JobRunner | None = None  # made on first use: most callers never run a job
+        #: The error every running command stops with, once ``interrupt`` was called.
+        self._stopped: DbHandlesError | None = None
         self._jobs_lock = threading.Lock()
         self._index_lock = threading.Lock()
         self._interrupt_orphaned_jobs()
@@ -247,6 +250,15 @@ class Service:
             return
         if ended:
             log.warning("%d job(s) of a process that ended are marked interrupted", ended)
+
+    def interrupt(self, error: DbHandlesError) -> None:
+        """Stop every command running in this process (a server past its shutdown grace): the
+        statement each runs is interrupted (``budget.stopping``) and it answers ``error``, as will
+        any command that starts later and runs a long statement."""
+        self._stopped = error
+
+    def _stop_error(self) -> DbHandlesError | None:
+        return self._stopped
 
     @property
     def jobs(self) -> JobRunner:
@@ -329,6 +341,7 @@ class Service:
                     self._check_size(entry)
                 # Every query of the command shares one time budget (dbhandles.budget).
                 budget = begin_budget(plan.budget_ms)
+                stop = begin_stop(self._stop_error)
                 try:
                     result = command.handler(self, parsed, Call(context, entry, hooks))
                 except ConstraintViolation as exc:
@@ -344,6 +357,7 @@ class Service:
                         raise
                     raise placed from exc
                 finally:
+                    end_stop(stop)
                     end_budget(budget)
             finally:
                 target = paths.end_call(files)

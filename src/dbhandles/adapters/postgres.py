@@ -28,6 +28,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Session
+from dbhandles.adapters.postgres_cancel import watched
 from dbhandles.adapters.postgres_compile import PostgresDialect
 from dbhandles.adapters.postgres_config import PostgresConfig, connection_params, mask_url
 from dbhandles.adapters.postgres_errors import translating
@@ -180,7 +181,8 @@ class PostgresAdapter(Adapter):
             session = PostgresSession(self, tx, write)
             stack.append(session)
             try:
-                yield session
+                with watched(conn):  # a cancel or a shutdown stops its statements
+                    yield session
             except BaseException as exc:
                 _rollback(conn)
                 if isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
@@ -257,7 +259,7 @@ class PostgresAdapter(Adapter):
     def vacuum(self) -> None:
         """``VACUUM (FULL, ANALYZE)`` every collection table (it locks each table while it runs)."""
         pool = self._require_pool()
-        with self.translating(), pool.connection() as conn:
+        with self.translating(), pool.connection() as conn, watched(conn):
             for name in self.catalog.tables(conn):
                 conn.execute(
                     sql.SQL("VACUUM (FULL, ANALYZE) {}").format(qualified(self.schema, name))

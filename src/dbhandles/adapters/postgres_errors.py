@@ -82,8 +82,9 @@ _EVALUATION = (
 )
 #: Evaluation errors of SQL the database carries (``query_failed``, as SQLite's): a view's
 #: division by zero, an invalid cast or a value out of range in it (class 22 otherwise stays
-#: ``invalid_params``: a value sent that a column cannot take).
-_EVALUATION_STATES = frozenset({"22012", "22P02", "22003", "22007", "22008"})
+#: ``invalid_params``: a value sent that a column cannot take), and a function the schema's SQL
+#: calls that does not exist (42883: a CHECK, default or trigger calling a function since dropped).
+_EVALUATION_STATES = frozenset({"22012", "22P02", "22003", "22007", "22008", "42883"})
 #: The same by class: a function's RAISE (P0), SQL routine (2F), external routine (38, 39), a
 #: subquery of a view returning more than one row (21).
 _EVALUATION_CLASSES = frozenset({"P0", "2F", "38", "39", "21"})
@@ -160,6 +161,8 @@ def translate_error(
             )
         if state == "57014" and "statement timeout" in message:
             return budget.exceeded()  # the command's time budget (dbhandles.budget)
+        if state == "57014" and budget.stop_error() is not None:
+            return budget.interruption()  # a cancel or a shutdown (postgres_cancel.py)
         if state == "23505":
             return RecordExists(
                 f"a record id already exists in {json_text(collection, 80)} (or repeats within the batch): {message}"

@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Record, Session
@@ -33,6 +33,7 @@ from dbhandles.adapters.sqlite_config import (
 )
 from dbhandles.adapters.sqlite_errors import translating
 from dbhandles.adapters.sqlite_guard import install as guard_schema_sql
+from dbhandles.adapters.sqlite_pages import bounded
 from dbhandles.adapters.sqlite_readers import ReaderPool, acquire_within_budget, pooled_read
 from dbhandles.adapters.sqlite_schema import Catalog, json_functions_innocuous
 from dbhandles.adapters.sqlite_session import Row, SqliteSession, point_statement, resolve_in
@@ -255,6 +256,7 @@ class SqliteAdapter(Adapter):
                     journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
                     self._wal = str(journal).lower() == "wal"
                 conn.execute(f"PRAGMA synchronous = {settings.synchronous.upper()}")
+                bounded(conn)  # stops at a cancel or a shutdown; SQLite's memory bounded
                 if not settings.readonly:
                     # Writes to tables dbhandles did not create keep their foreign keys, as the
                     # original system's connections did (docs/foreign-tables.md "Writes").
@@ -585,11 +587,9 @@ class SqliteAdapter(Adapter):
 def _rollback(conn: sqlite3.Connection) -> None:
     # The error that got us here is the one to report; SQLite may already have rolled back itself
     # (after SQLITE_FULL, for instance), in which case ROLLBACK fails and that failure is noise.
-    try:
+    with suppress(sqlite3.Error):
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass
 
 
 def _sqlite_config(config: AdapterConfig) -> SqliteConfig:

@@ -20,6 +20,7 @@ import orjson
 from dbhandles import budget
 from dbhandles.adapters import sqlite_guard
 from dbhandles.adapters.sqlite_guard import SQLITE_AUTH
+from dbhandles.adapters.sqlite_pages import sqlite_heap_error
 from dbhandles.adapters.sqlite_vtables import dequote, tokens
 from dbhandles.dbfiles import MAX_VALUE_BYTES
 from dbhandles.errors import (
@@ -43,6 +44,7 @@ __all__ = ["DRIVER_ERRORS", "constraint_failure", "translate_error", "translatin
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     sqlite3.Error,
     sqlite3.Warning,
+    MemoryError,  # SQLITE_NOMEM: past the process's bound on SQLite's memory (sqlite_pages.py)
     OverflowError,
     UnicodeEncodeError,
     orjson.JSONDecodeError,
@@ -73,6 +75,9 @@ _EVALUATION = ("malformed json", "integer overflow", "json cannot hold blob valu
 _UNSAFE = re.compile(
     r"(?:malformed database schema \((?P<object>.*)\) - )?unsafe use of (?P<f>[^ ]+\(\))"
 )
+#: A function SQL the schema carries calls (a CHECK, a default, a generated column, an index's
+#: expression or ``WHERE``) that this connection does not define: SQLite resolves those at run time.
+_UNKNOWN_FUNCTION = re.compile(r"unknown function: (?P<f>\S+\(\))")
 #: A result column that is an expression dbhandles wrote (a view's id), not a column's name.
 _INTERNAL_COLUMN = re.compile(r"^\(|json_array\(|dbh_", re.S)
 #: Python's sqlite3 decoding a TEXT value that is not UTF-8.
@@ -128,6 +133,10 @@ def _within(collection: str | None) -> str:
     return f" for {json_text(collection, 80)}" if collection else ""
 
 
+def _of_collection(collection: str | None) -> str:
+    return f" of {json_text(collection, 80)}" if collection else ""
+
+
 def _content_error(
     message: str, low: str, code: int | None, collection: str | None
 ) -> DbHandlesError | None:
@@ -147,6 +156,15 @@ def _content_error(
             "dbhandles runs a database's own SQL with no more than trusted_schema=OFF allows "
             "(docs/security.md), so nothing was read or written. Drop or change what calls it "
             "(SQLite releases that mark JSON functions innocuous run those)"
+        )
+    unknown = _UNKNOWN_FUNCTION.search(message)
+    if unknown is not None:
+        return QueryFailed(
+            f"the schema of the table{_of_collection(collection)} (a CHECK constraint, a default, "
+            f"a generated column, an index's expression or a partial index's WHERE) calls "
+            f"{unknown.group('f')}, a function SQLite {sqlite3.sqlite_version} does not have here "
+            "(an extension's or an application's); nothing was read or written. Drop or change "
+            "what calls it"
         )
     if low == "not authorized":  # load_extension() with extension loading off (the only one)
         return AccessDenied(
@@ -246,6 +264,8 @@ def translate_error(
     """The dbhandles error for a driver exception; the context only improves the message."""
     if isinstance(exc, DbHandlesError):
         return exc
+    if isinstance(exc, MemoryError):
+        return sqlite_heap_error(collection)
     if isinstance(exc, OverflowError):
         return InvalidFilter(f"a number is outside the 64-bit integer range SQLite stores ({exc})")
     if isinstance(exc, UnicodeEncodeError):
@@ -261,8 +281,8 @@ def translate_error(
     where = f" ({path})" if path else ""
     if primary == SQLITE_AUTH:  # the guard refused SQL a view or trigger carries
         return sqlite_guard.denied(message)
-    if primary == _SQLITE_INTERRUPT:  # only the time budget's progress handler interrupts
-        return budget.exceeded()
+    if primary == _SQLITE_INTERRUPT:  # only the progress handler interrupts (a budget, a stop)
+        return budget.interruption()
     if "user-defined function raised" in low and budget.expired():
         return budget.exceeded()  # regexp stopped a match that could not finish (regex._afford)
     if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "is locked" in low or "busy" in low:

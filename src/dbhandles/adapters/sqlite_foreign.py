@@ -21,6 +21,7 @@ from dbhandles.adapters.sql_compile import Fragment, SqlCompiler, and_
 from dbhandles.adapters.sqlite_foreign_schema import DUPLICATE, ForeignTable, quote
 from dbhandles.adapters.sqlite_foreign_sql import binary_leading, compiler_for, fixed_ranks
 from dbhandles.adapters.sqlite_guard import installed
+from dbhandles.adapters.sqlite_pages import fetch_page
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import And, Compare, ElemMatch, FilterNode, Not, Or, SortKey
 from dbhandles.values import number_text
@@ -267,10 +268,10 @@ class ForeignReader:
         else:
             where = and_(where, compiler.after(order_keys, query.after))
             statement = self._statement(where.sql, compiler.order_by(order_keys))
-        rows = conn.execute(
+        cursor = conn.execute(
             statement, (*where.params, -1 if query.limit is None else query.limit, query.offset)
-        ).fetchall()
-        return self.layout.records(rows)
+        )
+        return self.layout.records(fetch_page(cursor, self.table.name))
 
     def _statement(self, where: str, order: str) -> str:
         return f"SELECT {self.select} FROM {self.source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"

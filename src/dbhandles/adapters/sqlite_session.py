@@ -33,6 +33,7 @@ from dbhandles.adapters.sqlite_foreign_schema import (
     schema_objects,
 )
 from dbhandles.adapters.sqlite_foreign_write import ForeignWriter
+from dbhandles.adapters.sqlite_pages import fetch_page
 from dbhandles.adapters.sqlite_schema import Catalog, index_sql, name_key
 from dbhandles.adapters.sqlite_values import loads
 from dbhandles.dbfiles import MAX_VALUE_BYTES
@@ -100,24 +101,23 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-#: SQLite virtual-machine steps between two looks at the clock while a query runs under a budget.
-_PROGRESS_STEPS = 10_000
-
-
 @contextmanager
 def _budgeted(conn: sqlite3.Connection) -> Iterator[None]:
     """Run a query under the command's time budget (``dbhandles.budget``): a progress handler
-    interrupts SQLite at the deadline, which ``sqlite_errors`` reports as ``QueryTimeout``."""
+    interrupts SQLite at the deadline, which ``sqlite_errors`` reports as ``QueryTimeout``. The
+    connection's own handler (a stop: a cancel, a shutdown) is checked meanwhile and put back after.
+    """
     deadline = budget.deadline()
     if deadline is None:
         yield
         return
     budget.check()
-    conn.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_STEPS)
+    stop = budget.interrupt_requested
+    conn.set_progress_handler(lambda: time.monotonic() > deadline or stop(), budget.PROGRESS_STEPS)
     try:
         yield
     finally:
-        conn.set_progress_handler(None, 0)
+        conn.set_progress_handler(stop, budget.PROGRESS_STEPS)
 
 
 def point_statement(table: str) -> str:
@@ -359,11 +359,12 @@ class SqliteSession(Session):
             if self.catalog.table(collection) is None:
                 return []
             with _budgeted(self.conn):
-                rows = self.conn.execute(
+                cursor = self.conn.execute(
                     f"SELECT {_COLUMNS} FROM {_q(collection)} WHERE {where.sql} ORDER BY {order} "
                     "LIMIT ? OFFSET ?",
                     (*where.params, -1 if query.limit is None else query.limit, query.offset),
-                ).fetchall()
+                )
+                rows = fetch_page(cursor, collection, 1)
             return _decode_all(rows)
 
     def count(self, collection: str, filter: FilterNode | None) -> int:
@@ -437,9 +438,8 @@ class SqliteSession(Session):
                 return []
             self.conn.create_function(HASH_FUNCTION, 2, sqlite_hash, deterministic=True)
             with _budgeted(self.conn):
-                rows = self.conn.execute(
-                    statement.join(_q(collection)), statement.params
-                ).fetchall()
+                cursor = self.conn.execute(statement.join(_q(collection)), statement.params)
+                rows = fetch_page(cursor, collection, 1)
             return _decode_all(rows)
 
     def count_sampled(self, collection: str, filter: FilterNode | None, sampling: Sampling) -> int:

@@ -7,7 +7,8 @@ The jobs themselves (threads, limits, cancellation) are ``jobs.JobRunner``, one 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from dbhandles.clock import iso_from_epoch
 from dbhandles.commands.base import Call, CallerParams, Result, command
 from dbhandles.commands.grammar import params_of
+from dbhandles.errors import JobCancelled
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -23,10 +25,12 @@ if TYPE_CHECKING:
 __all__ = [
     "AFTER_INTERRUPTION",
     "JOB_COMMAND_NAMES",
+    "Cancellable",
     "JobInfo",
     "JobParams",
     "JobStartParams",
     "bounded_result",
+    "cancel_check",
     "interrupted_error",
     "job_outcome",
     "params_summary",
@@ -60,6 +64,30 @@ def interrupted_error(row: JobRow) -> dict[str, Any]:
         "error": f"{row.command} was interrupted: the process that ran it (pid {row.owner_pid} on "
         f"{row.owner_host}) ended before the job did; {after}",
     }
+
+
+class Cancellable(Protocol):
+    """What ``cancel_check`` reads of a job (``jobs.Job``)."""
+
+    command: str
+    cancel_requested: bool
+    cancel_reason: str | None
+
+
+def cancel_check(job: Cancellable) -> Callable[[], JobCancelled | None]:
+    """The stop check (``budget.stopping``) of ``job``: once it is cancelled, the error of a job
+    whose running statement was interrupted (by its connection's progress handler)."""
+
+    def check() -> JobCancelled | None:
+        if not job.cancel_requested:
+            return None
+        why = f" ({job.cancel_reason})" if job.cancel_reason else ""
+        after = AFTER_INTERRUPTION.get(job.command, "run it again")
+        return JobCancelled(
+            f"{job.command} cancelled{why}: the statement it was running was interrupted; {after}"
+        )
+
+    return check
 
 
 #: The most a job's result keeps in the job table, as JSON; a larger one keeps its counts only.

@@ -11,8 +11,10 @@ which by then finds nothing left to cut:
    every job has finished and every answer has been written;
 3. past the grace, cancel the jobs still running (``JobRunner.stop``): an import stops at its next
    chunk and answers ``job_cancelled`` with what it kept (``imported``, ``batches``... as fields); an
-   export stops after its page. They get ``CANCEL_SECONDS`` to do so; a job that cannot stop (a
-   vacuum) runs to its end before the process exits, and whoever waits for it is told exactly that;
+   export stops after its page. They get ``CANCEL_SECONDS`` to do so. The SQLite statement any of
+   them, or any command, is still running is interrupted at once (``Service.interrupt``,
+   ``budget.stopping``); a job that cannot stop (a vacuum on another adapter) runs to its end before
+   the process exits, and whoever waits for it is told exactly that;
 4. close every WebSocket with 1012 once its last answer has been written (``CLOSE_SECONDS`` at most
    for a client that does not read).
 
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from dbhandles.errors import ServerUnreachable
 from dbhandles.server.workers import receive_connections
 
 if TYPE_CHECKING:
@@ -79,6 +82,10 @@ async def stop_gracefully(
     state.stopping = True
     await _until(lambda: _idle(state), grace, forced)
     jobs = state.service.jobs
+    # Past the grace, a statement that would not end (a view that recurses forever) is stopped.
+    state.service.interrupt(
+        ServerUnreachable(f"{STOP_REASON}: the statement this command ran was interrupted; retry")
+    )
     if jobs.stop(STOP_REASON):
         await _until(lambda: jobs.active == 0, CANCEL_SECONDS, forced)
     state.abandoned.set()  # whoever still waits for a job that would not stop is answered now
