@@ -105,18 +105,25 @@ def fetch_page(
     rows: list[Any] = []
     size = 0
     append = rows.append
-    if column is not None:
+    try:
+        if column is not None:
+            for row in cursor:
+                append(row)
+                value = row[column]
+                if value is not None:
+                    size += len(value)
+                    if size > MAX_PAGE_BYTES:
+                        raise page_too_large(collection, len(rows))
+            return rows
         for row in cursor:
             append(row)
-            value = row[column]
-            if value is not None:
-                size += len(value)
-                if size > MAX_PAGE_BYTES:
-                    raise page_too_large(collection, len(rows))
+            size += sum(len(v) for v in row if isinstance(v, str | bytes))
+            if size > MAX_PAGE_BYTES:
+                raise page_too_large(collection, len(rows))
         return rows
-    for row in cursor:
-        append(row)
-        size += sum(len(v) for v in row if isinstance(v, str | bytes))
-        if size > MAX_PAGE_BYTES:
-            raise page_too_large(collection, len(rows))
-    return rows
+    except BaseException:
+        # A row that fails (text that is not UTF-8, the bound above, an interrupt) leaves the
+        # statement stepped: reset it now, or its read lock outlives the call (the traceback
+        # keeps the cursor alive) and blocks every writer of the file.
+        cursor.close()
+        raise
