@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from dbhandles.adapters.sqlite import SqliteAdapter
+from dbhandles.adapters.sqlite_guard import guard_of
 from dbhandles.errors import InvalidParams, StorageBusy
 
 SHAPE = (
@@ -221,3 +222,63 @@ def test_a_kept_foreign_statement_is_dropped_when_the_key_changes_kind(
     _collection(other, "people", "1", '{"age": 40}')
     found = reader.read_one("people", "1")
     assert found is not None and found["age"] == 40 and "name" not in found
+
+
+def test_a_kept_statement_runs_without_preparing_anything_until_the_schema_changes(
+    reader: SqliteAdapter, other: sqlite3.Connection
+) -> None:
+    """Reads through the kept statement prepare nothing (the guard, which SQLite calls only while
+    it prepares, is not called), hits and misses alike; a schema change elsewhere makes SQLite
+    prepare it again at the next read, which still answers from the collection."""
+    _collection(other, "notes", "1", '{"n": 1}')
+    for _ in range(3):
+        assert reader.read_one("notes", "1") is not None
+    guard = guard_of(reader._conn)
+    assert guard is not None
+    calls = guard.calls
+    for record_id in ("1", "2", "1", "2"):
+        assert (reader.read_one("notes", record_id) is None) == (record_id == "2")
+    assert guard.calls == calls
+    other.execute("CREATE TABLE unrelated (x INTEGER)")
+    found = reader.read_one("notes", "1")
+    assert found is not None and found["n"] == 1
+    assert guard.calls > calls
+
+
+def test_a_miss_of_a_kept_statement_prepared_again_is_confirmed_on_the_new_schema(
+    reader: SqliteAdapter, other: sqlite3.Connection
+) -> None:
+    """The collection is replaced elsewhere by a table keyed by another column, which still has
+    an ``id`` column: the kept statement (``WHERE id = ?``) prepares there and misses, but the
+    read is confirmed against the schema and answered from the table as it now is."""
+    _collection(other, "notes", "1", '{"n": 1}')
+    for _ in range(2):
+        assert reader.read_one("notes", "1") is not None
+    assert reader.read_one("notes", "k") is None  # a miss through the kept statement
+    other.execute("DROP TABLE notes")
+    other.execute(
+        "CREATE TABLE notes (id TEXT, data TEXT, created_at TEXT, updated_at TEXT, "
+        "version INTEGER, k TEXT PRIMARY KEY)"
+    )
+    other.execute("INSERT INTO notes VALUES ('zzz', '{}', 'c', 'u', 1, 'k')")
+    found = reader.read_one("notes", "k")
+    assert found is not None and found["id"] == "k" and found["k"] == "k"
+    assert found["data"] == {}
+
+
+def test_a_kept_integer_key_statement_prepared_again_reads_the_new_table(
+    reader: SqliteAdapter, other: sqlite3.Connection
+) -> None:
+    """A foreign table's kept integer-key statement, its table re-created elsewhere with a text
+    key: the stale statement is never trusted, hit or miss; the new table answers."""
+    other.execute("CREATE TABLE people (n INTEGER PRIMARY KEY, name TEXT)")
+    other.executemany("INSERT INTO people VALUES (?, ?)", [(1, "ada"), (2, "bo")])
+    for _ in range(3):
+        assert reader.read_one("people", "1") == {"id": 1, "n": 1, "name": "ada"}
+    assert reader.read_one("people", "5") is None
+    other.execute("DROP TABLE people")
+    other.execute("CREATE TABLE people (n INTEGER, name TEXT, tag TEXT PRIMARY KEY)")
+    other.executemany("INSERT INTO people VALUES (?, ?, ?)", [(1, "cy", "5"), (5, "di", "1")])
+    assert reader.read_one("people", "5") == {"id": "5", "n": 1, "name": "cy", "tag": "5"}
+    assert reader.read_one("people", "1") == {"id": "1", "n": 5, "name": "di", "tag": "1"}
+    assert reader.read_one("people", "2") is None

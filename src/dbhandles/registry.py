@@ -373,12 +373,16 @@ class HandleRegistry(ConnectionTable):
         Raises:
             HandleNotFound: as ``resolve``; ``name`` is another actor's alias.
         """
-        if not is_admin and name is not None and name != DEFAULT_HANDLE and not is_handle_id(name):
+        if name is None or name == DEFAULT_HANDLE:
+            return self._default
+        # ``resolve``, written out: the name is checked once, not again for the actor's alias.
+        check_handle_name(name)
+        if not is_admin and not is_handle_id(name):
             # Its own alias first; else maybe an alias of before aliases were per actor.
             with contextlib.suppress(HandleNotFound):
-                return self._lookup(alias_key(check_handle_name(name), actor))
-        entry = self.resolve(name)
-        if is_admin or name is None or entry.is_default or name == entry.handle:
+                return self._lookup(alias_key(name, actor))
+        entry = self._lookup(name)
+        if is_admin or entry.is_default or name == entry.handle:
             return entry
         exists, owner = self.alias_owner(name)
         if exists and owner != actor:

@@ -32,6 +32,7 @@ from dbhandles.adapters.sqlite_config import (
     simple_config,
 )
 from dbhandles.adapters.sqlite_errors import translating
+from dbhandles.adapters.sqlite_guard import Guard, guard_of
 from dbhandles.adapters.sqlite_guard import install as guard_schema_sql
 from dbhandles.adapters.sqlite_pages import bounded
 from dbhandles.adapters.sqlite_readers import ReaderPool, acquire_within_budget, pooled_read
@@ -102,6 +103,8 @@ class SqliteAdapter(Adapter):
         #: those of foreign tables with an integer key (``_remember_point``).
         self._points: dict[str, str | tuple[str, ForeignReader]] = {}
         self._points_for: tuple[Catalog, int] | None = None
+        #: The connection's guard: its count of calls tells a kept statement prepared again.
+        self._points_guard: Guard | None = None
         #: Read connections of a file in WAL mode, and this thread's sessions (``_session``).
         self._readers = ReaderPool(self._open_reader)
         self._local = threading.local()
@@ -277,7 +280,7 @@ class SqliteAdapter(Adapter):
         conn, self._conn, self._catalog = self._conn, None, None
         self._wal = False
         self._known, self._known_for = {}, None  # answers of that connection's catalog
-        self._points, self._points_for = {}, None
+        self._points, self._points_for, self._points_guard = {}, None, None
         self._readers.close()
         if conn is not None:
             with translating(path=self.path):
@@ -333,13 +336,13 @@ class SqliteAdapter(Adapter):
         """A point read as one autocommit statement: no BEGIN/COMMIT round trips (the hot path of
         ``data/read``); inside an open session on this thread it joins that session instead.
 
-        The statement reads the schema version with the row (``SqliteSession.get_current``), so
-        the catalog needs no ``PRAGMA schema_version`` of its own: when another connection (of
-        any process) changed the schema since the catalog was read, the version differs, the
-        row is dropped and the read is done again on a refreshed catalog. A miss is confirmed by
-        a refresh that finds the version unchanged. ``trusted_schema`` (``Catalog``) may then
-        be decided one read late, which it guards nothing for: it is about what a *write* to a
-        collection runs, and every write session refreshes the catalog before it writes.
+        A collection's first read at a schema version reads the version with the row
+        (``SqliteSession.get_current``); its statement is then kept (``point_statement``) and
+        trusted while SQLite runs it without preparing it again (the guard's count), as it does
+        after any connection's schema change. A changed version drops the row and reads again on
+        a refreshed catalog; a first read's miss, or a kept statement prepared as it ran, is
+        confirmed by a refresh finding the version unchanged. ``trusted_schema`` may so be
+        decided one read late: it guards writes, and every write session refreshes first.
         """
         reading = getattr(self._local, "reader", None)
         if reading is not None:  # inside a pooled read session on this thread: its snapshot
@@ -353,35 +356,34 @@ class SqliteAdapter(Adapter):
             session = None
             if known is not None:
                 try:
-                    fresh = self._points_for == (catalog, known)
+                    fresh, guard = self._points_for == (catalog, known), self._points_guard
                     statement = self._points.get(collection) if fresh else None
-                    if statement is None:
+                    if statement is None or guard is None:
                         session = SqliteSession(self, conn, catalog, False)
                         seen, record = session.get_current(collection, record_id)
                         if seen == known:
                             self._remember_point(catalog, known, collection)
-                    elif isinstance(statement, tuple):
-                        # A foreign table with an integer key (``ForeignReader.point``).
-                        text, reader = statement
-                        number = reader.integer_id(record_id)
-                        row = None if number is None else conn.execute(text, (number,)).fetchone()
-                        seen, record = (None, None) if row is None else (
-                            row[0], reader.record(row[1:])
-                        )  # fmt: skip
                     else:
-                        # ``get_current``'s statement, decided for this collection at this version.
-                        seen, found, data, created_at, updated_at, row_version = conn.execute(
-                            statement, (record_id,)
-                        ).fetchone()
-                        record = None if found is None else {
-                            "id": found, **loads(data), "createdAt": created_at,
-                            "updatedAt": updated_at, "version": row_version,
-                        }  # fmt: skip
+                        # A run that did not move the guard's count read the schema the
+                        # statement was prepared for (SQLite prepares it again otherwise).
+                        calls, ran = guard.calls, True
+                        if isinstance(statement, tuple):  # a foreign table's integer key
+                            text, reader = statement
+                            number = reader.integer_id(record_id)
+                            ran = number is not None
+                            row = conn.execute(text, (number,)).fetchone() if ran else None
+                            record = None if row is None else reader.record(row)
+                        else:
+                            row = conn.execute(statement, (record_id,)).fetchone()
+                            record = None if row is None else {
+                                "id": row[0], **loads(row[1]), "createdAt": row[2],
+                                "updatedAt": row[3], "version": row[4],
+                            }  # fmt: skip
+                        seen = known if ran and guard.calls == calls else None
                 except DbHandlesError:  # decided from the cache, maybe stale: the careful path
                     seen, record = -1, None
                 except sqlite3.Error as exc:
-                    # SQLITE_ERROR is what a stale catalog meets (a table or column another
-                    # connection dropped); anything else (busy, I/O) is the read's own error.
+                    # SQLITE_ERROR: what a stale catalog meets; others (busy, I/O) are the read's.
                     if getattr(exc, "sqlite_errorcode", None) != _SQLITE_ERROR:
                         with translating(path=self.path, collection=collection):
                             raise
@@ -389,10 +391,11 @@ class SqliteAdapter(Adapter):
                 if seen == known:
                     return record
                 if seen is None:
+                    # The version only grows: unchanged now means unchanged since the catalog.
                     with translating(path=self.path):
                         catalog.refresh()
                     if catalog.version == known:
-                        return None
+                        return record
             with translating(path=self.path):
                 catalog.refresh()
             if session is None:
@@ -403,14 +406,12 @@ class SqliteAdapter(Adapter):
 
     def _remember_point(self, catalog: Catalog, version: int, collection: str) -> None:
         """Keep ``read_one``'s statement for ``collection`` in ``catalog`` at ``version``: for one
-        of dbhandles' own collections, and for a foreign table whose statement is the same for
-        every id (``ForeignReader.point``: an integer key), with its reader; a missing collection
-        has none. Called with the lock held."""
+        of dbhandles' own collections, and for a foreign table with an integer key (with its
+        reader: ``ForeignReader.point``). Called with the lock held."""
         if catalog.version != version:
             return
         kept: str | tuple[str, ForeignReader]
-        reader = catalog.foreign(collection)
-        if reader is not None:
+        if (reader := catalog.foreign(collection)) is not None:
             if reader.point is None:
                 return
             kept = (reader.point, reader)
@@ -421,6 +422,7 @@ class SqliteAdapter(Adapter):
             kept = point_statement(table)
         if self._points_for != (catalog, version) or len(self._points) >= _MAX_WHERES:
             self._points, self._points_for = {}, (catalog, version)
+            self._points_guard = guard_of(self._conn)
         self._points[collection] = kept
 
     def known_collection(self, name: str) -> str | None:

@@ -20,7 +20,7 @@ from dbhandles.adapters.foreign_values import RecordLayout, decode_key
 from dbhandles.adapters.sql_compile import Fragment, SqlCompiler, and_
 from dbhandles.adapters.sqlite_foreign_schema import DUPLICATE, ForeignTable, quote
 from dbhandles.adapters.sqlite_foreign_sql import binary_leading, compiler_for, fixed_ranks
-from dbhandles.adapters.sqlite_guard import installed
+from dbhandles.adapters.sqlite_guard import KEPT_POINT, installed
 from dbhandles.adapters.sqlite_pages import fetch_page
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import And, Compare, ElemMatch, FilterNode, Not, Or, SortKey
@@ -173,16 +173,19 @@ class ForeignReader:
 
     @cached_property
     def point(self) -> str | None:
-        """``SqliteSession.get_current``'s statement for this table when it is the same for every
-        id (an integer key: the rowid or its alias, which never holds NULL, so ``current`` is
-        always this reader), its one parameter being ``integer_id``'s value; else ``None``."""
+        """``SqliteAdapter.read_one``'s kept statement for this table when it is the same for
+        every id (an integer key: the rowid or its alias, which never holds NULL, so ``current``
+        is always this reader), its one parameter being ``integer_id``'s value, its row the
+        ``select`` columns; else ``None``. Like a collection's (``sqlite_session.point_statement``;
+        both end with ``sqlite_guard.KEPT_POINT``), it reads no ``schema_version``: ``read_one`` trusts it
+        only when SQLite did not prepare it again while it ran."""
         if self._integer_key is None or self.table.null_probe is not None:
             return None
         if self.table.refused is not None:
             return None
         return (
-            f"SELECT (SELECT schema_version FROM pragma_schema_version), {self.select} "
-            f"FROM {self.source} WHERE {self._integer_match} LIMIT 1"
+            f"SELECT {self.select} FROM {self.source} WHERE {self._integer_match} LIMIT 1"
+            + KEPT_POINT
         )
 
     @staticmethod

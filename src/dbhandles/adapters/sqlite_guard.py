@@ -55,9 +55,12 @@ from dbhandles.errors import AccessDenied
 from dbhandles.values import json_text
 
 __all__ = [
+    "KEPT_POINT",
     "SQLITE_AUTH",
     "Authorizer",
+    "Guard",
     "denied",
+    "guard_of",
     "install",
     "installed",
     "refuse_virtual",
@@ -85,6 +88,12 @@ _OWN_PRAGMAS = frozenset(
         "pragma_schema_version",
     }
 )  # fmt: skip
+
+#: Ends every statement ``SqliteAdapter.read_one`` keeps (``sqlite_session.point_statement``,
+#: ``ForeignReader.point``), so that no other statement of dbhandles has the same text and
+#: SQLite's statement cache never holds one prepared by anything but ``read_one`` (which counts
+#: the guard's calls around each run: ``guard_of``).
+KEPT_POINT = " /* kept point read */"
 
 #: ``(action, arg1, arg2, database, view or trigger) -> SQLITE_OK | SQLITE_DENY``.
 Authorizer = Callable[[int, str | None, str | None, str | None, str | None], int]
@@ -130,16 +139,24 @@ def guard(
     return sqlite3.SQLITE_DENY
 
 
-class _Guard:
-    """``guard`` plus the refused virtual tables of one connection's file (``refuse_virtual``)."""
+class Guard:
+    """``guard`` plus the refused virtual tables of one connection's file (``refuse_virtual``),
+    and a count of its calls (``calls``): SQLite asks the authorizer while it prepares a
+    statement, and only then, so a kept statement that ran without moving the count was not
+    prepared again (``SqliteAdapter.read_one``: SQLite prepares a statement again when the
+    schema it was prepared for changed)."""
+
+    __slots__ = ("calls", "virtual")
 
     def __init__(self) -> None:
         self.virtual: dict[str, str] = {}
+        self.calls = 0
 
     def __call__(
         self, action: int, arg1: str | None, arg2: str | None, database: str | None,
         source: str | None,
     ) -> int:  # fmt: skip
+        self.calls += 1
         if action == sqlite3.SQLITE_READ and arg1 is not None:
             why = self.virtual.get(arg1.lower())
             if why is not None:
@@ -148,12 +165,12 @@ class _Guard:
         return guard(action, arg1, arg2, database, source)
 
 
-_guards: weakref.WeakKeyDictionary[sqlite3.Connection, _Guard] = weakref.WeakKeyDictionary()
+_guards: weakref.WeakKeyDictionary[sqlite3.Connection, Guard] = weakref.WeakKeyDictionary()
 
 
 def install(conn: sqlite3.Connection) -> None:
     """Put the guard on ``conn`` (a connection to a database file)."""
-    conn.set_authorizer(_guards.setdefault(conn, _Guard()))
+    conn.set_authorizer(_guards.setdefault(conn, Guard()))
 
 
 def refuse_virtual(conn: sqlite3.Connection, refused: dict[str, str]) -> None:
@@ -161,6 +178,12 @@ def refuse_virtual(conn: sqlite3.Connection, refused: dict[str, str]) -> None:
     found = _guards.get(conn)
     if found is not None:
         found.virtual = dict(refused)
+
+
+def guard_of(conn: sqlite3.Connection | None) -> Guard | None:
+    """The guard ``install`` put on ``conn`` (``None``: none, or no ``conn``), whose ``calls``
+    count moves whenever SQLite prepares a statement on ``conn``."""
+    return None if conn is None else _guards.get(conn)
 
 
 def installed(conn: sqlite3.Connection | None = None) -> Authorizer:

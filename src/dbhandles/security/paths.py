@@ -44,7 +44,7 @@ import contextvars
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -129,11 +129,18 @@ class Resolved:
 # -- what one call resolved -------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
 class _CallFiles:
-    notes: list[str] = field(default_factory=list)
-    by_field: dict[str, Resolved] = field(default_factory=dict)
-    decided: contextvars.Token[frozenset[str]] | None = None
+    """What one call resolved (``by_field``) and the targets its audit row names (``notes``).
+
+    A plain class with slots: every command makes one (a dataclass's ``default_factory`` fields
+    cost a call each, ~0.3 µs of a point read's ~40)."""
+
+    __slots__ = ("by_field", "decided", "notes")
+
+    def __init__(self, decided: contextvars.Token[frozenset[str]]) -> None:
+        self.notes: list[str] = []
+        self.by_field: dict[str, Resolved] = {}
+        self.decided = decided
 
 
 _CALL: contextvars.ContextVar[_CallFiles | None] = contextvars.ContextVar(
@@ -143,7 +150,7 @@ _CALL: contextvars.ContextVar[_CallFiles | None] = contextvars.ContextVar(
 
 def begin_call() -> contextvars.Token[_CallFiles | None]:
     """Start recording what one command resolves (``Service.execute``; nested calls get their own)."""
-    return _CALL.set(_CallFiles(decided=begin_decided()))
+    return _CALL.set(_CallFiles(begin_decided()))
 
 
 def end_call(token: contextvars.Token[_CallFiles | None]) -> str | None:
@@ -155,9 +162,10 @@ def end_call(token: contextvars.Token[_CallFiles | None]) -> str | None:
     path is where links lead, and a link may lead to any name."""
     files = _CALL.get()
     _CALL.reset(token)
-    if files is not None and files.decided is not None:
-        end_decided(files.decided)
-    if files is None or not files.notes:
+    if files is None:
+        return None
+    end_decided(files.decided)
+    if not files.notes:
         return None
     return "\n".join(map(escape_target, dict.fromkeys(files.notes)))
 

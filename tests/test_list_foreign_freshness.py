@@ -1,0 +1,180 @@
+"""``data/list`` and reads of tables dbhandles did not create keep nothing about access between
+calls, and see every schema change: an alias re-pointed, a grant narrowed to a row filter or
+revoked, a collection dropped and re-created, a foreign table altered or replaced, each through a
+second ``Service`` on the same home or a plain ``sqlite3`` connection (another process, as far as
+the first knows), is seen by the very next call, after calls that filled every cache (the
+compiled filter, the kept point statement, the handle cache)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dbhandles import Context, Service, Settings
+from dbhandles.errors import DbHandlesError
+
+ALICE = Context(actor="alice", session_id="s-alice", is_admin=False, trusted_local=False)
+BOB = Context(actor="bob", session_id="s-bob", is_admin=False, trusted_local=False)
+ADMIN = Context(actor="root", session_id="s-root", is_admin=True, trusted_local=False)
+FILTER = {"v": {"$gte": 1}}
+
+
+def _open(service: Service, path: Path, context: Context = ADMIN, **extra: Any) -> str:
+    config = {"path": str(path), "mode": "create"}
+    params = {"adapter": "sqlite", "config": config, **extra}
+    return str(service.execute("data/open", params, context=context)["dbHandle"])
+
+
+def _ids(answer: dict[str, Any]) -> list[Any]:
+    return [item["id"] for item in answer["items"]]
+
+
+def _sql(path: Path, *statements: str) -> None:
+    conn = sqlite3.connect(path)
+    for statement in statements:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+
+
+def test_a_list_follows_an_alias_re_pointed_elsewhere(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    with Service(settings=settings) as service, Service(settings=settings) as other:
+        for name in ("a", "b"):
+            handle = _open(service, tmp_path / f"{name}.sqlite", Context())
+            service.execute("data/create", {"dbHandle": handle, "collection": "c",
+                                            "id": name, "data": {"v": 1}})  # fmt: skip
+        _open(service, tmp_path / "a.sqlite", Context(), alias="train")
+        listing = {"dbHandle": "train", "collection": "c", "filter": FILTER}
+        for _ in range(3):
+            assert _ids(service.execute("data/list", listing)) == ["a"]
+        second = _open(other, tmp_path / "b.sqlite", Context(), alias="train")
+        answer = service.execute("data/list", listing)
+        assert answer["dbHandle"] == second and _ids(answer) == ["b"]
+
+
+def test_grants_narrowed_and_revoked_elsewhere_apply_to_the_next_list(tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite"
+    settings = Settings(home=tmp_path / "home")
+    with Service(settings=settings) as service, Service(settings=settings) as other:
+        admin = _open(service, path)
+        for record_id, owner in (("r1", "alice"), ("r2", "bob")):
+            service.execute("data/create", {"dbHandle": admin, "collection": "notes", "id": record_id,
+                                            "data": {"ownerId": owner, "v": 1}}, context=ADMIN)  # fmt: skip
+        service.execute("data/grant", {"dbHandle": admin, "actor": "alice", "access": "read"},
+                        context=ADMIN)  # fmt: skip
+        mine = _open(service, path, ALICE)
+
+        def listed(handle: str) -> list[Any]:
+            return _ids(service.execute("data/list", {"dbHandle": handle, "collection": "notes",
+                                                      "filter": FILTER}, context=ALICE))  # fmt: skip
+
+        for _ in range(3):
+            assert listed(mine) == ["r1", "r2"]
+        other_admin = _open(other, path)
+        other.execute("data/grant", {"dbHandle": other_admin, "actor": "alice", "access": "read",
+                                     "permissions": {"rowFilter": {"ownerId": "alice"}}},
+                      context=ADMIN)  # fmt: skip
+        with pytest.raises(DbHandlesError) as closed:  # the narrowing closes her handles
+            listed(mine)
+        assert closed.value.code == "handle_not_found"
+        mine = _open(service, path, ALICE)
+        assert listed(mine) == ["r1"]  # the row filter, at once
+        other.execute("data/revoke", {"dbHandle": other_admin, "actor": "alice"}, context=ADMIN)
+        with pytest.raises(DbHandlesError) as refused:
+            listed(mine)
+        assert refused.value.code in {"handle_not_found", "permission_denied", "access_denied"}
+
+
+def test_a_collection_dropped_and_re_created_elsewhere_is_listed_as_it_now_is(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "a.sqlite"
+    settings = Settings(home=tmp_path / "home")
+    with Service(settings=settings) as service, Service(settings=settings) as other:
+        handle = _open(service, path, Context())
+        service.execute("data/create", {"dbHandle": handle, "collection": "c", "id": "r",
+                                        "data": {"v": 1}})  # fmt: skip
+        listing = {"dbHandle": handle, "collection": "c", "filter": FILTER}
+        for _ in range(3):  # the filter is compiled once and kept
+            assert _ids(service.execute("data/list", listing)) == ["r"]
+        _sql(path, 'DROP TABLE "c"')
+        assert service.execute("data/list", listing)["items"] == []
+        elsewhere = _open(other, path, Context())
+        other.execute("data/create", {"dbHandle": elsewhere, "collection": "c", "id": "s",
+                                      "data": {"v": 2}})  # fmt: skip
+        answer = service.execute("data/list", listing)
+        assert _ids(answer) == ["s"] and answer["items"][0]["v"] == 2
+
+
+def test_a_foreign_table_altered_then_replaced_elsewhere_is_read_and_listed_as_it_now_is(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "legacy.sqlite"
+    _sql(path, "CREATE TABLE people (n INTEGER PRIMARY KEY, v INTEGER, name TEXT)",
+         "INSERT INTO people VALUES (1, 1, 'ada')")  # fmt: skip
+    settings = Settings(home=tmp_path / "home")
+    with Service(settings=settings) as service, Service(settings=settings) as other:
+        handle = _open(service, path, Context())
+        read = {"dbHandle": handle, "collection": "people", "id": "1"}
+        listing = {"dbHandle": handle, "collection": "people", "filter": FILTER}
+        for _ in range(3):  # the point statement and the filter are kept from here on
+            assert service.execute("data/read", read)["data"]["name"] == "ada"
+            assert _ids(service.execute("data/list", listing)) == [1]
+        _sql(path, "ALTER TABLE people ADD COLUMN age INTEGER DEFAULT 36")
+        assert service.execute("data/read", read)["data"]["age"] == 36
+        assert service.execute("data/list", listing)["items"][0]["age"] == 36
+        _sql(path, "DROP TABLE people")
+        elsewhere = _open(other, path, Context())
+        other.execute("data/create", {"dbHandle": elsewhere, "collection": "people", "id": "1",
+                                      "data": {"v": 2, "name": "bo"}})  # fmt: skip
+        found = service.execute("data/read", read)["data"]
+        assert found["name"] == "bo" and "n" not in found and found["version"] == 1
+        answer = service.execute("data/list", listing)
+        assert _ids(answer) == ["1"] and answer["items"][0]["v"] == 2
+
+
+def test_a_grant_revoked_elsewhere_applies_to_the_next_foreign_list(tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite"
+    _sql(path, "CREATE TABLE people (n INTEGER PRIMARY KEY, ownerId TEXT, v INTEGER)",
+         "INSERT INTO people VALUES (1, 'alice', 1)", "INSERT INTO people VALUES (2, 'bob', 1)")  # fmt: skip
+    settings = Settings(home=tmp_path / "home")
+    with Service(settings=settings) as service, Service(settings=settings) as other:
+        admin = _open(service, path)
+        service.execute("data/grant", {"dbHandle": admin, "actor": "alice", "access": "read"},
+                        context=ADMIN)  # fmt: skip
+        mine = _open(service, path, ALICE)
+        listing = {"dbHandle": mine, "collection": "people", "filter": FILTER}
+        for _ in range(3):
+            assert _ids(service.execute("data/list", listing, context=ALICE)) == [1, 2]
+        other_admin = _open(other, path)
+        other.execute("data/revoke", {"dbHandle": other_admin, "actor": "alice"}, context=ADMIN)
+        with pytest.raises(DbHandlesError) as refused:
+            service.execute("data/list", listing, context=ALICE)
+        assert refused.value.code in {"handle_not_found", "permission_denied", "access_denied"}
+
+
+def test_handle_names_are_checked_once_and_refused_as_before(tmp_path: Path) -> None:
+    """``resolve_for`` checks a name once: a malformed one is ``invalid_params`` for every
+    caller, another actor's alias is an unknown handle, an actor's own alias and ``default``
+    resolve."""
+    with Service(settings=Settings(home=tmp_path / "home")) as service:
+        registry = service.registry
+        for actor, admin in (("alice", False), ("root", True)):
+            with pytest.raises(DbHandlesError) as bad:
+                registry.resolve_for("no spaces", actor, admin)
+            assert bad.value.code == "invalid_params"
+            assert registry.resolve_for("default", actor, admin).is_default
+            assert registry.resolve_for(None, actor, admin).is_default
+        handle = _open(service, tmp_path / "bob.sqlite", ADMIN)
+        service.execute("data/grant", {"dbHandle": handle, "actor": "bob", "access": "read"},
+                        context=ADMIN)  # fmt: skip
+        bobs = _open(service, tmp_path / "bob.sqlite", BOB, alias="mine")
+        assert registry.resolve_for("mine", "bob", False).handle == bobs
+        assert registry.resolve_for(bobs, "bob", False).handle == bobs
+        with pytest.raises(DbHandlesError) as unknown:
+            registry.resolve_for("mine", "alice", False)
+        assert unknown.value.code == "handle_not_found"
