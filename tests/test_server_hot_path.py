@@ -87,6 +87,7 @@ def test_a_websocket_read_while_a_worker_thread_runs_goes_to_a_thread(
     assert threads[-1].startswith("dbhandles"), threads
 
 
+@pytest.mark.timeout(60)  # unanswered, the request would leave the test waiting for it
 @pytest.mark.parametrize("command", ["data/read", "data/list"])
 def test_a_websocket_request_whose_token_check_cannot_be_made_is_answered(
     service: Service, wal_handle: str, monkeypatch: pytest.MonkeyPatch, command: str
