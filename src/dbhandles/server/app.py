@@ -85,6 +85,8 @@ class ServerState:
         self.hosts = auth.allowed_hosts(service.settings.allowed_hosts, hosts)
         #: ``Host`` values ``check_site`` accepted (of requests without Origin or Sec-Fetch-Site).
         self._hosts_seen: set[str] = set()
+        #: Contexts of requests authenticated before, reused once their token is checked again.
+        self._contexts: dict[tuple[str, str | None], Context] = {}
         settings = service.settings
         self.max_body_bytes = settings.max_body_bytes
         #: Seconds a request body has to arrive in full (``request_timeout`` past it).
@@ -278,9 +280,8 @@ class ServerState:
             Unauthorized: a malformed, unknown, expired or revoked token, or none when one is required.
         """
         try:
-            return auth.authenticate(
-                self.service.tokens, authorization, session_id, require_token=self.require_token
-            )
+            return auth.authenticate(self.service.tokens, authorization, session_id,
+                                     require_token=self.require_token, known=self._contexts)  # fmt: skip
         except DbHandlesError as exc:
             self.audit_refusal(command, exc, authorization)
             raise

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AMBIGUOUS",
     "LOOPBACK_HOSTS",
+    "MAX_KNOWN_CONTEXTS",
     "QUERY_TOKEN_KEY",
     "TARGET_KEY",
     "RedactSecrets",
@@ -235,14 +236,27 @@ def socket_session(actor: str, connection_id: str) -> str:
     return f"{actor}#{connection_id}"
 
 
+#: How many contexts ``authenticate`` keeps for reuse (``known``); past it they are all dropped.
+MAX_KNOWN_CONTEXTS = 1024
+
+
 def authenticate(
-    tokens: TokenManager, authorization: str | None, session_id: str | None, *, require_token: bool
+    tokens: TokenManager,
+    authorization: str | None,
+    session_id: str | None,
+    *,
+    require_token: bool,
+    known: dict[tuple[str, str | None], Context] | None = None,
 ) -> Context:
     """Who a request runs as (call it in a worker thread: checking a token reads the database).
 
     A request with ``Authorization: Bearer <token>`` runs as the token's actor. Without one it runs as
     the local user, unless tokens are required. Either way it comes from the network, so the path
     roots apply (``trusted_local=False``). The session is scoped by the actor (``scoped_session``).
+
+    ``known``: contexts made before, per (token, session id), reused when the token's check (made
+    every time, ``TokenManager.authenticate``) gives the same actor, admin flag and token id; a
+    ``Context`` is frozen, so a reused one is the one this call would make.
 
     Raises:
         Unauthorized: a malformed, unknown, expired or revoked token, or none when one is required;
@@ -272,13 +286,27 @@ def authenticate(
             trusted_local=False,
         )
     actor = tokens.authenticate(token)
-    return Context(
+    if known is not None:
+        context = known.get((token, session_id))
+        if (
+            context is not None
+            and context.actor == actor.name
+            and context.is_admin == actor.is_admin
+            and context.token_id == actor.token_id
+        ):
+            return context
+    context = Context(
         actor=actor.name,
         is_admin=actor.is_admin,
         session_id=scoped_session(actor.name, session_id),
         trusted_local=False,
         token_id=actor.token_id,
     )
+    if known is not None:
+        if len(known) >= MAX_KNOWN_CONTEXTS:
+            known.clear()
+        known[token, session_id] = context
+    return context
 
 
 _TOKEN_ID = re.compile(r"^\s*bearer\s+dbh_([A-Za-z0-9]{8,32})_", re.IGNORECASE)

@@ -4,8 +4,8 @@ uvicorn counts connections only globally and only once a request's head arrived:
 connections and sends nothing (or half a head) holds them for ever. ``limited_protocol`` adds, per
 connection: a refusal at accept time past ``max_connections`` (in all) or
 ``max_connections_per_address`` (from one address), answered with the error envelope; a deadline
-for each request head (``header_timeout_seconds``); a bound on each request head (``max_header_bytes``
-and ``MAX_HEADER_FIELDS``: 431, never buffered past it); flow control of answers (a pipelined request
+for each request head (``header_timeout_seconds``); a bound on each request head (``max_header_bytes``,
+never buffered past it, and ``MAX_HEADER_FIELDS``: 431); flow control of answers (a pipelined request
 waits until the answer before it was written to the socket, and the kernel holds little of an
 answer not sent yet: ``backpressure.py``); and an end that loses no answer: a
 request head the server refuses (malformed, too large) and the client's end of stream (a half-close,
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
 import orjson
@@ -49,7 +48,6 @@ __all__ = [
     "TRANSPORT_KEY",
     "Held",
     "Wire",
-    "answer_caller",
     "connection_transport",
     "limited_protocol",
     "refusal_bytes",
@@ -80,7 +78,7 @@ _REASONS = {
 
 
 class _TooManyFields(Exception):
-    """Raised in the parser's header callback past ``MAX_HEADER_FIELDS`` (httptools stops there)."""
+    """Raised once a head is parsed with more than ``MAX_HEADER_FIELDS`` fields (httptools stops)."""
 
 
 def refusal_bytes(status: int, exc: DbHandlesError) -> bytes:
@@ -398,14 +396,21 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
             self.head_started = True
             self.head_bytes = 0
             self.heads_begun += 1
-            self._arm_head_timer()
+            # Its deadline is armed once the piece read is fed, if it is still incomplete
+            # (``_feed``): a head whole in one read makes and cancels no timer.
 
-        def on_header(self, name: bytes, value: bytes) -> None:
-            if len(self.headers) >= MAX_HEADER_FIELDS:
-                raise _TooManyFields  # httptools stops parsing: ``_feed`` answers 431
-            super().on_header(name, value)
+        if not wire.max_header_bytes:  # nothing else bounds a head as it is parsed
+
+            def on_header(self, name: bytes, value: bytes) -> None:
+                if len(self.headers) >= MAX_HEADER_FIELDS:
+                    raise _TooManyFields
+                super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
+            # Fields are counted once the head is whole (``max_header_bytes`` bounds what it holds
+            # until then): no override runs per field.
+            if len(self.headers) > MAX_HEADER_FIELDS:
+                raise _TooManyFields  # httptools stops parsing: ``_feed`` answers 431
             self._cancel_head_timer()
             self.head_started = False
             self.in_head = False
@@ -512,6 +517,8 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
                 else:
                     self._unsupported_upgrade_warning()
                 return False
+            if self.head_started and not self.ending:
+                self._arm_head_timer()  # a head began and is not complete yet
             return not self.ending
 
         def eof_received(self) -> bool:  # type: ignore[override]  # asyncio.Protocol says bool | None
@@ -583,14 +590,3 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
                 self._say_last_words()
 
     return LimitedProtocol
-
-
-def answer_caller(scope: MutableMapping[str, Any]) -> tuple[str, str]:
-    """Whose budget of unread answers a request counts against, and how a message names it: its
-    ``Authorization`` header (a token: "this token", never echoed), else its client address."""
-    for key, value in scope["headers"]:
-        if key == b"authorization":
-            return "token " + value.decode("latin-1"), "this token"
-    client = scope.get("client")
-    address = str(client[0]) if client else "unknown"
-    return address, address

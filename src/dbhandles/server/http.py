@@ -34,7 +34,7 @@ from dbhandles.errors import (
 from dbhandles.jobs import JOB_COMMANDS, Job
 from dbhandles.server.auth import AMBIGUOUS
 from dbhandles.server.bodies import QUERY_OPEN, declared_length, read_body
-from dbhandles.server.connections import TRANSPORT_KEY, answer_caller, connection_transport
+from dbhandles.server.connections import TRANSPORT_KEY, connection_transport
 from dbhandles.server.openapi import command_info, commands_listing, error_codes, openapi_document
 from dbhandles.values import json_problem, json_text, read_json
 from dbhandles.wire import home_id
@@ -46,6 +46,7 @@ COMMANDS = builtin_commands()
 
 __all__ = [
     "JSON",
+    "answer_caller",
     "command_endpoint",
     "commands_endpoint",
     "envelope_response",
@@ -206,6 +207,16 @@ def client_address(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
+def answer_caller(authorization: str | None, scope: Scope) -> tuple[str, str]:
+    """Whose budget of unread answers a request counts against, and how a message names it: its
+    ``Authorization`` header (a token: "this token", never echoed; two are one budget of their
+    own, refused when authenticated), else its client address."""
+    if authorization is not None:
+        return "token " + authorization, "this token"
+    address = client_address(scope)
+    return address, address
+
+
 def authenticate(state: ServerState, caller: Caller, command: str | None = None) -> Context:
     """In a worker thread: who is calling, from the headers alone (site, then token). A refusal is
     audited, naming ``command``. The ``X-Session-Id`` header is checked after the token, once the
@@ -330,13 +341,14 @@ async def fast_command(state: ServerState, scope: Scope, receive: Receive, send:
     bound is dropped and replaced by a 429 that says the command ran.
     """
     transport = connection_transport(send)
-    caller, who = answer_caller(scope) if transport is not None else ("", "")
+    parsed = Caller.from_scope(scope)
+    caller, who = answer_caller(parsed[0].authorization, scope) if transport else ("", "")
     refusal = state.wire.over_budget(caller, who) if transport is not None else None
     if refusal is not None:
         await _respond(send, status_for(refusal.code), orjson.dumps(error_envelope(refusal)), True)
         return
     name = scope["path"][len(COMMAND_PREFIX) :]
-    answer = await serve_command(state, name, scope, receive, transport)
+    answer = await serve_command(state, name, scope, receive, transport, parsed)
     if answer is None:
         return
     if transport is not None:
@@ -355,6 +367,7 @@ async def serve_command(
     scope: Scope,
     receive: Receive,
     transport: asyncio.Transport | None = None,
+    parsed: tuple[Caller, str | None] | None = None,
 ) -> tuple[int, bytes, bool] | None:
     """Run one command request: ``(status, body, close the connection)``, or None if the client left.
 
@@ -366,10 +379,10 @@ async def serve_command(
     seconds; then the command in a worker thread, or as a job (whose end is awaited without holding
     a thread). A refusal before the body was read closes the connection, so the rest is never read.
     Once the token passed, ``transport``'s connection no longer counts against its address's
-    connections (``Wire.trust``).
+    connections (``Wire.trust``). ``parsed``: ``Caller.from_scope(scope)``, if made already.
     """
     address = client_address(scope)
-    caller, length = Caller.from_scope(scope)
+    caller, length = parsed or Caller.from_scope(scope)
     # Whose turn this request waits for in the worker threads: its token, else its address.
     turn = caller.authorization or address
     context: Context | None = None

@@ -324,8 +324,16 @@ class Connection:
             result = self._public(error_envelope(bad, self.context))
             self.send({"type": "response", "id": msg_id, "result": result})
             return
+        name, params = str(name), params or {}
+        if not self.slots.locked() and self.state.can_run_inline(name, params):
+            # A point read the loop may answer never waits: it runs here, without a task of its
+            # own (one costs about as much as the read), and ends before anything else runs.
+            outcome = self._execute(msg_id, name, params)
+            assert not isinstance(outcome, Job)  # INLINE_COMMANDS holds no long command
+            self._answer(outcome)
+            return
         await self.slots.acquire()
-        task = asyncio.create_task(self._run(msg_id, str(name), params or {}))
+        task = asyncio.create_task(self._run(msg_id, name, params))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -350,14 +358,18 @@ class Connection:
             return
         finally:
             self.slots.release()
+        self._answer(outcome)
+
+    def _answer(self, outcome: str) -> None:
         if self.open:
             self._put(outcome, False)
         if self.refused is not None:
             self.shut(self.refused)
 
     def _execute(self, msg_id: Any, name: str, params: dict[str, Any]) -> str | Job:
-        """In a worker thread (nothing once the socket overflowed): run the command and serialise
-        the response there, off the loop; a long command (``JOB_COMMANDS``) is started as a job."""
+        """In a worker thread, or on the loop for a point read (nothing once the socket overflowed):
+        check the token, run the command, serialise the response; a long command (``JOB_COMMANDS``)
+        is started as a job. A token check that fails otherwise (store busy) answers with why."""
         if self.overflowed:
             return ""  # nobody would read it
         try:
@@ -365,6 +377,8 @@ class Connection:
                 self.guard.recheck()
         except Unauthorized as exc:
             self.refused = exc
+        except DbHandlesError as exc:
+            return self._response(msg_id, error_envelope(exc, self.context))
         if self.refused is not None:  # nothing runs once the token is known to be bad
             self.state.audit_refusal(name, self.refused, self.guard.authorization)
             envelope = error_envelope(self.refused, self.context)
