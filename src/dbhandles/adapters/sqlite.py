@@ -36,7 +36,7 @@ from dbhandles.adapters.sqlite_guard import install as guard_schema_sql
 from dbhandles.adapters.sqlite_readers import ReaderPool, acquire_within_budget, pooled_read
 from dbhandles.adapters.sqlite_schema import Catalog, json_functions_innocuous
 from dbhandles.adapters.sqlite_session import Row, SqliteSession, point_statement, resolve_in
-from dbhandles.adapters.sqlite_values import loads
+from dbhandles.adapters.sqlite_values import record_data, register
 from dbhandles.dbfiles import connect_sqlite, create_empty
 from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, ReadOnly, StorageError
 from dbhandles.filters import FilterNode
@@ -258,6 +258,7 @@ class SqliteAdapter(Adapter):
                     self._wal = str(journal).lower() == "wal"
                 conn.execute(f"PRAGMA synchronous = {settings.synchronous.upper()}")
                 conn.create_function("regexp", 2, _regexp, deterministic=True)
+                register(conn)  # sqlite_values: what every filter reads
                 if not settings.readonly:
                     # Writes to tables dbhandles did not create keep their foreign keys, as the
                     # original system's connections did (docs/foreign-tables.md "Writes").
@@ -374,8 +375,8 @@ class SqliteAdapter(Adapter):
                             statement, (record_id,)
                         ).fetchone()
                         record = None if found is None else {
-                            "id": found, **loads(data), "createdAt": created_at,
-                            "updatedAt": updated_at, "version": row_version,
+                            "id": found, **record_data(data, collection, found),
+                            "createdAt": created_at, "updatedAt": updated_at, "version": row_version,
                         }  # fmt: skip
                 except DbHandlesError:  # decided from the cache, maybe stale: the careful path
                     seen, record = -1, None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -16,7 +16,7 @@ from dbhandles.adapters.base import Query, Record, Session, record_from_columns
 from dbhandles.adapters.facets import GroupCounts, combinations_error
 from dbhandles.adapters.foreign_common import read_only_error
 from dbhandles.adapters.sampling import Sampling
-from dbhandles.adapters.sql_compile import RESERVED_COLUMNS, and_
+from dbhandles.adapters.sql_compile import RESERVED_COLUMNS, Fragment, and_
 from dbhandles.adapters.sql_facets import (
     HASH_FUNCTION,
     read_groups,
@@ -29,8 +29,15 @@ from dbhandles.adapters.sqlite_errors import translating
 from dbhandles.adapters.sqlite_foreign import ForeignReader
 from dbhandles.adapters.sqlite_foreign_schema import cascade_targets, schema_objects
 from dbhandles.adapters.sqlite_foreign_write import ForeignWriter
+from dbhandles.adapters.sqlite_records import (
+    EXACT_COMPILER,
+    decode_all,
+    exact_where,
+    guarded,
+    source,
+)
 from dbhandles.adapters.sqlite_schema import Catalog, index_sql, name_key
-from dbhandles.adapters.sqlite_values import loads
+from dbhandles.adapters.sqlite_values import record_data
 from dbhandles.dbfiles import MAX_VALUE_BYTES
 from dbhandles.errors import (
     AccessDenied,
@@ -77,19 +84,10 @@ def _encode(record: Record) -> Row:
     return (record_id, data.decode(), row[1], row[2], row[3])
 
 
-def _decode(row: Sequence[Any]) -> Record:
+def _decode(row: Sequence[Any], collection: str) -> Record:
     record_id, data, created_at, updated_at, version = row
-    return record_from_columns(record_id, loads(data), created_at, updated_at, version)
-
-
-def _decode_all(rows: list[Any]) -> list[Record]:
-    """``_decode`` of every row: ``record_from_columns`` written out in the loop (a listing's hot
-    path: no two calls per row). A key written twice by another tool reads as SQLite's JSON
-    functions read it, its first value (``sqlite_values``)."""
-    return [
-        {"id": i, **loads(d), "createdAt": c, "updatedAt": u, "version": v}
-        for i, d, c, u, v in rows
-    ]
+    fields = record_data(data, collection, record_id)
+    return record_from_columns(record_id, fields, created_at, updated_at, version)
 
 
 def _q(name: str) -> str:
@@ -228,7 +226,7 @@ class SqliteSession(Session):
             row = self.conn.execute(
                 f"SELECT {_COLUMNS} FROM {_q(collection)} WHERE id = ?", (record_id,)
             ).fetchone()
-            return None if row is None else _decode(row)
+            return None if row is None else _decode(row, collection)
 
     def get_current(self, collection: str, record_id: str) -> tuple[int | None, Record | None]:
         """``get`` as one statement that also reads the file's ``schema_version``, without a
@@ -269,7 +267,8 @@ class SqliteSession(Session):
         if found is None:
             return version, None
         # ``_decode`` written out (the hot path of data/read: no slice, no two calls).
-        return version, {"id": found, **loads(data), "createdAt": created_at,
+        fields = record_data(data, collection, found)
+        return version, {"id": found, **fields, "createdAt": created_at,
                          "updatedAt": updated_at, "version": row_version}  # fmt: skip
 
     def insert(self, collection: str, record: Record) -> None:
@@ -346,21 +345,29 @@ class SqliteSession(Session):
                 return reader.find(self.conn, query, self._probed(reader))
         compiler = self.adapter.compiler
         where = self.adapter.where(query.filter)
+        exact = exact_where(query.filter)
         if query.after is not None:
             where = and_(where, compiler.after(query.order, query.after))
+            exact = and_(exact, EXACT_COMPILER.after(query.order, query.after))
         order = compiler.order_by(query.order)
         if query.offset < 0 or (query.limit is not None and query.limit < 0):
             raise InvalidParams("limit and offset cannot be negative", field="limit")
         with self._translating(collection):
             if self.catalog.table(collection) is None:
                 return []
-            with _budgeted(self.conn):
-                rows = self.conn.execute(
-                    f"SELECT {_COLUMNS} FROM {_q(collection)} WHERE {where.sql} ORDER BY {order} "
-                    "LIMIT ? OFFSET ?",
-                    (*where.params, -1 if query.limit is None else query.limit, query.offset),
-                ).fetchall()
-            return _decode_all(rows)
+            page = (-1 if query.limit is None else query.limit, query.offset)
+            if all(len(k.path) == 1 and k.path[0] in compiler.columns for k in query.order):
+                return self._records(
+                    lambda fast: f"SELECT {_COLUMNS} FROM {_q(collection)} WHERE {fast} "
+                    f"ORDER BY {order} LIMIT ? OFFSET ?",
+                    (where, exact, page), collection,
+                )  # fmt: skip
+            # Sorted by a field: the sort reads the canonical text too (``sqlite_records.source``).
+            return self._records(
+                lambda source: f"SELECT {_COLUMNS} FROM {source} WHERE {where.sql} "
+                f"ORDER BY {order} LIMIT ? OFFSET ?",
+                (*where.params, *page), collection,
+            )  # fmt: skip
 
     def count(self, collection: str, filter: FilterNode | None) -> int:
         with self._translating(collection):
@@ -372,9 +379,48 @@ class SqliteSession(Session):
         with self._translating(collection):
             if self.catalog.table(collection) is None:
                 return 0
-            sql = f"SELECT count(*) FROM {_q(collection)} WHERE {where.sql}"
+            rows = self._rows(
+                lambda fast: f"SELECT count(*) FROM {_q(collection)} WHERE {fast}",
+                (where, exact_where(filter), ()), collection,
+            )  # fmt: skip
+            return int(rows[0][0])
+
+    def _rows(
+        self,
+        sql: Callable[[str], str],
+        params: Sequence[object] | tuple[Fragment, Fragment, tuple[object, ...]],
+        collection: str,
+        *,
+        exact: bool = False,
+    ) -> list[Any]:
+        """The rows of ``sql(...)``: first with the fast test of each row's text, again with the
+        exact one when SQLite met text that is not JSON (``malformed JSON``: another tool wrote
+        it), which then counts as no record.
+
+        ``params`` is either the parameters of ``sql(source)``, ``source`` the collection as
+        ``sqlite_records.source`` gives it, or ``(where, exact_where, more)``: then ``sql`` gets the condition
+        ``sqlite_records.guarded`` makes of the two and its parameters are followed by ``more``."""
+        if len(params) == 3 and isinstance(params[0], Fragment):
+            where, exact_test, more = params
+            test = guarded(where, exact_test, exact)
+            text, bound = sql(test.sql), (*test.params, *more)  # type: ignore[misc]
+        else:
+            text, bound = sql(source(_q(collection), exact)), tuple(params)
+        try:
             with _budgeted(self.conn):
-                return int(self.conn.execute(sql, where.params).fetchone()[0])
+                return self.conn.execute(text, bound).fetchall()
+        except sqlite3.OperationalError as exc:
+            if exact or "malformed JSON" not in str(exc):
+                raise
+        return self._rows(sql, params, collection, exact=True)
+
+    def _records(self, sql: Callable[[str], str], params: Any, collection: str) -> list[Record]:
+        """``_rows`` of whole records, decoded; read with the exact test when one the fast test let
+        through cannot be read (a number past a double, which SQLite reads as infinity)."""
+        records, complete = decode_all(self._rows(sql, params, collection))
+        if complete:
+            return records
+        return decode_all(self._rows(sql, params, collection, exact=True))[0]
 
     def _is_foreign(self, collection: str) -> bool:
         """A table dbhandles did not create: counts and samples go through ``find`` (in Python)."""
@@ -401,18 +447,15 @@ class SqliteSession(Session):
         with self._translating(collection):
             if self.catalog.table(collection) is None:
                 return GroupCounts()
-            with _budgeted(self.conn):
-                rows = self.conn.execute(
-                    statement.join(_q(collection)), statement.params
-                ).fetchall()
-                # No row: no record matched, or one had too many combinations (the statement
-                # then stops before joining the paths); only then is the bound looked at again.
-                if (
-                    not rows
-                    and overflow is not None
-                    and self.conn.execute(overflow.join(_q(collection)), overflow.params).fetchone()
-                ):
-                    raise combinations_error(group_by)
+            rows = self._rows(statement.join, statement.params, collection)
+            # No row: no record matched, or one had too many combinations (the statement
+            # then stops before joining the paths); only then is the bound looked at again.
+            if (
+                not rows
+                and overflow is not None
+                and self._rows(overflow.join, overflow.params, collection)
+            ):
+                raise combinations_error(group_by)
         return read_groups(rows, group_by)
 
     def find_sampled(self, collection: str, query: Query, sampling: Sampling) -> list[Record]:
@@ -432,11 +475,7 @@ class SqliteSession(Session):
             if self.catalog.table(collection) is None:
                 return []
             self.conn.create_function(HASH_FUNCTION, 2, sqlite_hash, deterministic=True)
-            with _budgeted(self.conn):
-                rows = self.conn.execute(
-                    statement.join(_q(collection)), statement.params
-                ).fetchall()
-            return _decode_all(rows)
+            return self._records(statement.join, statement.params, collection)
 
     def count_sampled(self, collection: str, filter: FilterNode | None, sampling: Sampling) -> int:
         if self._is_foreign(collection):
@@ -446,9 +485,7 @@ class SqliteSession(Session):
             if self.catalog.table(collection) is None:
                 return 0
             self.conn.create_function(HASH_FUNCTION, 2, sqlite_hash, deterministic=True)
-            with _budgeted(self.conn):
-                row = self.conn.execute(statement.join(_q(collection)), statement.params).fetchone()
-            return int(row[0])
+            return int(self._rows(statement.join, statement.params, collection)[0][0])
 
     def collections(self) -> list[str]:
         with self._translating():
