@@ -50,14 +50,15 @@ def _readable(text: str) -> Any:
 
 
 def source(table: str, exact: bool = False) -> str:
-    """The collection's table as every query reads it: ``data`` as ``sqlite_values.record_source``
-    gives it (canonical where another tool wrote escapes), the rows it cannot read left out. A plain
-    subquery, which SQLite flattens: the ``id`` key still serves lookups, ranges and order."""
+    """The collection stored as ``table`` as every query reads it: ``data`` as
+    ``sqlite_values.record_source`` gives it (canonical where another tool wrote escapes), the
+    rows it cannot read left out. ``LIMIT -1`` keeps the inner query a co-routine SQLite does not
+    flatten, so that test runs once per row rather than at each use of ``data`` (a facet uses it
+    three times); the queries that take this form scan the whole table anyway (a sort by a field,
+    facets, samples)."""
     data = record_source("data", exact=exact)
-    return (
-        f"(SELECT id, {data} AS data, created_at, updated_at, version FROM {table} "
-        f"WHERE {data} IS NOT NULL)"
-    )
+    inner = f"SELECT id, {data} AS data, created_at, updated_at, version FROM {table} LIMIT -1"
+    return f"(SELECT * FROM ({inner}) WHERE data IS NOT NULL)"
 
 
 #: The filter compiler over a record read canonically (``sqlite_values.RECORD_FUNCTION``).

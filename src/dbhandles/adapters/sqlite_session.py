@@ -360,7 +360,7 @@ class SqliteSession(Session):
                 return self._records(
                     lambda fast: f"SELECT {_COLUMNS} FROM {_q(collection)} WHERE {fast} "
                     f"ORDER BY {order} LIMIT ? OFFSET ?",
-                    (where, exact, page), collection,
+                    page, collection, (where, exact),
                 )  # fmt: skip
             # Sorted by a field: the sort reads the canonical text too (``sqlite_records.source``).
             return self._records(
@@ -381,29 +381,29 @@ class SqliteSession(Session):
                 return 0
             rows = self._rows(
                 lambda fast: f"SELECT count(*) FROM {_q(collection)} WHERE {fast}",
-                (where, exact_where(filter), ()), collection,
+                (), collection, guard=(where, exact_where(filter)),
             )  # fmt: skip
             return int(rows[0][0])
 
     def _rows(
         self,
         sql: Callable[[str], str],
-        params: Sequence[object] | tuple[Fragment, Fragment, tuple[object, ...]],
+        params: Sequence[object],
         collection: str,
         *,
+        guard: tuple[Fragment, Fragment] | None = None,
         exact: bool = False,
     ) -> list[Any]:
         """The rows of ``sql(...)``: first with the fast test of each row's text, again with the
         exact one when SQLite met text that is not JSON (``malformed JSON``: another tool wrote
         it), which then counts as no record.
 
-        ``params`` is either the parameters of ``sql(source)``, ``source`` the collection as
-        ``sqlite_records.source`` gives it, or ``(where, exact_where, more)``: then ``sql`` gets the condition
-        ``sqlite_records.guarded`` makes of the two and its parameters are followed by ``more``."""
-        if len(params) == 3 and isinstance(params[0], Fragment):
-            where, exact_test, more = params
-            test = guarded(where, exact_test, exact)
-            text, bound = sql(test.sql), (*test.params, *more)  # type: ignore[misc]
+        Without ``guard``, ``sql`` gets the collection as ``sqlite_records.source`` gives it; with
+        ``guard`` (the filter compiled for the stored and for the canonical text), the condition
+        ``sqlite_records.guarded`` makes of the two, whose parameters go before ``params``."""
+        if guard is not None:
+            test = guarded(*guard, exact)
+            text, bound = sql(test.sql), (*test.params, *params)
         else:
             text, bound = sql(source(_q(collection), exact)), tuple(params)
         try:
@@ -412,15 +412,21 @@ class SqliteSession(Session):
         except sqlite3.OperationalError as exc:
             if exact or "malformed JSON" not in str(exc):
                 raise
-        return self._rows(sql, params, collection, exact=True)
+        return self._rows(sql, params, collection, guard=guard, exact=True)
 
-    def _records(self, sql: Callable[[str], str], params: Any, collection: str) -> list[Record]:
+    def _records(
+        self,
+        sql: Callable[[str], str],
+        params: Sequence[object],
+        collection: str,
+        guard: tuple[Fragment, Fragment] | None = None,
+    ) -> list[Record]:
         """``_rows`` of whole records, decoded; read with the exact test when one the fast test let
         through cannot be read (a number past a double, which SQLite reads as infinity)."""
-        records, complete = decode_all(self._rows(sql, params, collection))
+        records, complete = decode_all(self._rows(sql, params, collection, guard=guard))
         if complete:
             return records
-        return decode_all(self._rows(sql, params, collection, exact=True))[0]
+        return decode_all(self._rows(sql, params, collection, guard=guard, exact=True))[0]
 
     def _is_foreign(self, collection: str) -> bool:
         """A table dbhandles did not create: counts and samples go through ``find`` (in Python)."""
