@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dbhandles import Service
@@ -134,8 +134,11 @@ def test_a_foreign_postgres_json_column_with_a_key_twice_reads_as_its_filters_se
 
 
 KEYS = st.sampled_from(["a", "b", "c"])
+#: Strings from a few characters that JSON writes plainly, escaped or as several UTF-8 bytes (a
+#: small alphabet: drawing from all of Unicode made generation slow enough to fail ``too_slow``).
+STRINGS = st.text(alphabet='\x00a"\\\n\u00e9\u20ac\U0001f600', max_size=3)
 VALUES = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), st.text(max_size=3)),
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), STRINGS),
     lambda inner: st.lists(st.tuples(KEYS, inner), max_size=4),
     max_leaves=12,
 )
@@ -148,6 +151,9 @@ def _text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+# ``too_slow`` measures generation against wall time, which other processes sharing the machine
+# decide as much as the strategy does; the test itself times nothing.
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(VALUES)
 def test_sqlite_values_reads_each_key_as_sqlites_json_functions_do(pairs: Any) -> None:
     text = _text(pairs)

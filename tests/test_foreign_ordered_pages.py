@@ -22,6 +22,7 @@ from dbhandles.adapters.base import Query
 from dbhandles.adapters.sqlite_foreign import ForeignReader
 from dbhandles.adapters.sqlite_foreign_schema import describe
 from dbhandles.adapters.sqlite_session import SqliteSession
+from dbhandles.adapters.sqlite_values import register
 from dbhandles.evaluate import position_of, sort_records
 from dbhandles.filters import SortKey
 
@@ -37,6 +38,7 @@ CREATE TABLE commits (sha TEXT PRIMARY KEY, n INTEGER);
 @pytest.fixture
 def conn(tmp_path: Path) -> Any:
     db = sqlite3.connect(tmp_path / "plan.db")
+    register(db)  # as every connection the adapter opens (its JSON text test)
     db.executescript(SCHEMA)
     db.executemany(
         "INSERT INTO events VALUES (?, ?, ?, ?)",

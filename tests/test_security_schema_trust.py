@@ -23,6 +23,7 @@ from dbhandles import Context, Service
 from dbhandles.adapters.sql_facets import HASH_FUNCTION
 from dbhandles.adapters.sqlite_schema import create_table_sql, index_sql, json_functions_innocuous
 from dbhandles.adapters.sqlite_trust import REGISTERED_FUNCTIONS, distrust
+from dbhandles.adapters.sqlite_values import DOCUMENT_FUNCTION, RECORD_FUNCTION
 from dbhandles.errors import DbHandlesError
 from dbhandles.settings import Settings
 from tests.test_security_tenants import Tenants, serve_tenants
@@ -45,13 +46,21 @@ def service(tmp_path: Path) -> Iterator[Service]:
         yield svc
 
 
+def shell(path: Path) -> sqlite3.Connection:
+    """A connection to ``path`` as a shell with functions of dbhandles' names would open it."""
+    conn = sqlite3.connect(path)
+    conn.create_function("regexp", 2, lambda p, v: 1, deterministic=True)
+    conn.create_function(HASH_FUNCTION, 2, lambda s, i: 1, deterministic=True)
+    for name in (RECORD_FUNCTION, DOCUMENT_FUNCTION):
+        conn.create_function(name, 1, lambda text: text, deterministic=True)
+    return conn
+
+
 def plant(folder: Path, *sql: str, name: str = "planted.sqlite") -> Path:
     """A database file put in ``folder`` from a shell (``sqlite3`` trusts its own schema)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    conn = sqlite3.connect(path)
-    conn.create_function("regexp", 2, lambda p, v: 1, deterministic=True)
-    conn.create_function(HASH_FUNCTION, 2, lambda s, i: 1, deterministic=True)
+    conn = shell(path)
     for statement in sql:
         conn.execute(statement)
     conn.commit()
@@ -79,8 +88,7 @@ def attempt(service: Service, path: Path, command: str, params: dict[str, Any]) 
 
 
 def rows(path: Path, table: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(path)
-    conn.create_function("regexp", 2, lambda p, v: 1, deterministic=True)
+    conn = shell(path)
     try:
         return conn.execute(f'SELECT * FROM "{table}"').fetchall()
     finally:
@@ -103,6 +111,11 @@ HOSTILE = [
      ("data/create", {"collection": "f", "data": {"a": "x"}}), "regexp()"),
     ([f"CREATE TABLE f (id INTEGER PRIMARY KEY, a TEXT CHECK ({HASH_FUNCTION}(a, a)))"],
      ("data/create", {"collection": "f", "data": {"a": "x"}}), f"{HASH_FUNCTION}()"),
+    ([f"CREATE TABLE f (id INTEGER PRIMARY KEY, a TEXT CHECK ({RECORD_FUNCTION}(a) IS NULL))"],
+     ("data/create", {"collection": "f", "data": {"a": "x"}}), f"{RECORD_FUNCTION}()"),
+    ([f"CREATE TABLE f (id INTEGER PRIMARY KEY, a TEXT, g AS ({DOCUMENT_FUNCTION}(a)))",
+      "INSERT INTO f (a) VALUES ('[1]')"],
+     ("data/list", {"collection": "f"}), f"{DOCUMENT_FUNCTION}()"),
     (["CREATE TABLE f (id INTEGER PRIMARY KEY, a TEXT, b DEFAULT (regexp('x', 'x')))"],
      ("data/create", {"collection": "f", "data": {"a": "x"}}), "regexp()"),
     (["CREATE TABLE f (id INTEGER PRIMARY KEY, a TEXT, g AS (regexp('x', a)))",
@@ -255,12 +268,17 @@ def test_only_calls_count_not_names_strings_or_comments() -> None:
 
 
 def test_every_function_dbhandles_registers_is_never_trusted() -> None:
+    constants = {
+        "HASH_FUNCTION": HASH_FUNCTION,
+        "RECORD_FUNCTION": RECORD_FUNCTION,
+        "DOCUMENT_FUNCTION": DOCUMENT_FUNCTION,
+    }
     registered: set[str] = set()
     for source in SRC.rglob("*.py"):
         for found in re.finditer(r"create_function\(\s*([^,]+),", source.read_text()):
             name = found.group(1).strip()
-            registered.add(HASH_FUNCTION if name == "HASH_FUNCTION" else name.strip("\"'"))
-    assert registered and registered <= REGISTERED_FUNCTIONS, registered
+            registered.add(constants.get(name, name.strip("\"'")))
+    assert {"regexp", *constants.values()} <= registered <= REGISTERED_FUNCTIONS, registered
 
 
 # -- the same, as alice against a real server ---------------------------------------------------------

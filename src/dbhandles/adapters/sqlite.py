@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Record, Session
 from dbhandles.adapters.sql_compile import Fragment, SqlCompiler
@@ -35,18 +35,15 @@ from dbhandles.adapters.sqlite_errors import translating
 from dbhandles.adapters.sqlite_guard import Guard, guard_of
 from dbhandles.adapters.sqlite_guard import install as guard_schema_sql
 from dbhandles.adapters.sqlite_pages import bounded
+from dbhandles.adapters.sqlite_points import Point, point_for, run_kept
 from dbhandles.adapters.sqlite_readers import ReaderPool, acquire_within_budget, pooled_read
 from dbhandles.adapters.sqlite_schema import Catalog, json_functions_innocuous
-from dbhandles.adapters.sqlite_session import Row, SqliteSession, point_statement, resolve_in
+from dbhandles.adapters.sqlite_session import Row, SqliteSession, resolve_in
 from dbhandles.adapters.sqlite_trust import register_functions, untrusted_open
-from dbhandles.adapters.sqlite_values import loads
 from dbhandles.dbfiles import connect_sqlite, create_empty
 from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, ReadOnly, StorageError
 from dbhandles.filters import FilterNode
 from dbhandles.values import json_text
-
-if TYPE_CHECKING:
-    from dbhandles.adapters.sqlite_foreign import ForeignReader
 
 __all__ = ["SQLITE_HEADER", "Row", "SqliteAdapter", "SqliteConfig", "SqliteSession"]
 
@@ -101,7 +98,7 @@ class SqliteAdapter(Adapter):
         #: ``read_one``'s statement per collection name, for one catalog at one schema version
         #: (``_points_for``), as ``_known``: dbhandles' own collections' and, with their readers,
         #: those of foreign tables with an integer key (``_remember_point``).
-        self._points: dict[str, str | tuple[str, ForeignReader]] = {}
+        self._points: dict[str, Point] = {}
         self._points_for: tuple[Catalog, int] | None = None
         #: The connection's guard: its count of calls tells a kept statement prepared again.
         self._points_guard: Guard | None = None
@@ -366,20 +363,9 @@ class SqliteAdapter(Adapter):
                     else:
                         # A run that did not move the guard's count read the schema the
                         # statement was prepared for (SQLite prepares it again otherwise).
-                        calls, ran = guard.calls, True
-                        if isinstance(statement, tuple):  # a foreign table's integer key
-                            text, reader = statement
-                            number = reader.integer_id(record_id)
-                            ran = number is not None
-                            row = conn.execute(text, (number,)).fetchone() if ran else None
-                            record = None if row is None else reader.record(row)
-                        else:
-                            row = conn.execute(statement, (record_id,)).fetchone()
-                            record = None if row is None else {
-                                "id": row[0], **loads(row[1]), "createdAt": row[2],
-                                "updatedAt": row[3], "version": row[4],
-                            }  # fmt: skip
-                        seen = known if ran and guard.calls == calls else None
+                        seen, record = run_kept(
+                            conn, guard, statement, collection, record_id, known
+                        )
                 except DbHandlesError:  # decided from the cache, maybe stale: the careful path
                     seen, record = -1, None
                 except sqlite3.Error as exc:
@@ -408,18 +394,8 @@ class SqliteAdapter(Adapter):
         """Keep ``read_one``'s statement for ``collection`` in ``catalog`` at ``version``: for one
         of dbhandles' own collections, and for a foreign table with an integer key (with its
         reader: ``ForeignReader.point``). Called with the lock held."""
-        if catalog.version != version:
+        if catalog.version != version or (kept := point_for(catalog, collection)) is None:
             return
-        kept: str | tuple[str, ForeignReader]
-        if (reader := catalog.foreign(collection)) is not None:
-            if reader.point is None:
-                return
-            kept = (reader.point, reader)
-        else:
-            table = catalog.table(collection)
-            if table is None:
-                return
-            kept = point_statement(table)
         if self._points_for != (catalog, version) or len(self._points) >= _MAX_WHERES:
             self._points, self._points_for = {}, (catalog, version)
             self._points_guard = guard_of(self._conn)

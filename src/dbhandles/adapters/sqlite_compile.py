@@ -40,13 +40,15 @@ class SqliteDialect(Dialect):
     # json_extract gives numbers and booleans as SQL numbers, strings as text, containers as JSON.
     typed_text = True
 
-    def __init__(self, column: str = "data", depth: int = 0) -> None:
+    def __init__(self, column: str = "data", depth: int = 0, *, record: bool | None = None) -> None:
         self.column = column
         self.depth = depth
+        #: Whether ``column`` is a collection's record (its ``data``, or that read canonically).
+        self.record = column == "data" if record is None else record
 
     def _path(self, path: tuple[str, ...]) -> str:
         # At the record's root (a collection's ``data``) the first part is a field, never an index.
-        check_collection_path(path, top=self.column == "data" and not self.depth)
+        check_collection_path(path, top=self.record and not self.depth)
         suffix = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in path)
         return sql_string(f"${suffix}")
 

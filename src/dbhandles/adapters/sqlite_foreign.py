@@ -176,7 +176,7 @@ class ForeignReader:
         """``SqliteAdapter.read_one``'s kept statement for this table when it is the same for
         every id (an integer key: the rowid or its alias, which never holds NULL, so ``current``
         is always this reader), its one parameter being ``integer_id``'s value, its row the
-        ``select`` columns; else ``None``. Like a collection's (``sqlite_session.point_statement``;
+        ``select`` columns; else ``None``. Like a collection's (``sqlite_points.point_statement``;
         both end with ``sqlite_guard.KEPT_POINT``), it reads no ``schema_version``: ``read_one`` trusts it
         only when SQLite did not prepare it again while it ran."""
         if self._integer_key is None or self.table.null_probe is not None:

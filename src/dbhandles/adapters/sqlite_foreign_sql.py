@@ -2,7 +2,8 @@
 
 A top-level field is a column (its SQLite storage class decides its rank, as ``foreign_values`` shows
 it); a dotted path reaches into a TEXT column holding a JSON object or array, through the JSON1
-fragments of ``SqliteDialect`` run over ``CASE WHEN <the column holds JSON> THEN <column> END``, so
+fragments of ``SqliteDialect`` run over ``sqlite_values.document_sql`` (the column's text where it
+reads as JSON, in canonical form: keys decoded, each once; NULL elsewhere), so
 paths cross arrays by the rules of docs/filters.md (any element, numeric segments, ``$size``,
 ``$elemMatch``) exactly as in collections. Every expression that could meet text not holding JSON
 sits behind such a ``CASE WHEN`` (``json_extract`` raises on malformed JSON, and only ``CASE`` is
@@ -19,6 +20,7 @@ from dbhandles.adapters.sql_compile import Column, SqlCompiler
 from dbhandles.adapters.sql_dialect import Dialect
 from dbhandles.adapters.sqlite_compile import SqliteDialect, SqliteElement
 from dbhandles.adapters.sqlite_foreign_schema import ForeignTable, quote
+from dbhandles.adapters.sqlite_values import document_sql
 
 __all__ = ["ForeignDialect", "binary_leading", "compiler_for", "fixed_ranks"]
 
@@ -32,7 +34,7 @@ _ID = "\x00id"
 
 def _json_text(col: str) -> str:
     """True when the column holds text that records show as a JSON object or array."""
-    return f"(typeof({col}) = 'text' AND substr({col}, 1, 1) IN ('{{', '[') AND json_valid({col}))"
+    return f"({document_sql(col)} IS NOT NULL)"
 
 
 def _rank(col: str, sniff: bool) -> str:
@@ -93,9 +95,7 @@ class ForeignDialect(Dialect):
         if found is None or not found[1]:
             return None
         col = found[0]
-        return SqliteDialect(
-            column=f"(CASE WHEN {_json_text(col)} THEN {col} END)", depth=self.depth
-        )
+        return SqliteDialect(column=document_sql(col), depth=self.depth)
 
     def value(self, path: tuple[str, ...], rank: int) -> str:
         found = self._field(path)

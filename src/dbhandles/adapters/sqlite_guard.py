@@ -89,7 +89,7 @@ _OWN_PRAGMAS = frozenset(
     }
 )  # fmt: skip
 
-#: Ends every statement ``SqliteAdapter.read_one`` keeps (``sqlite_session.point_statement``,
+#: Ends every statement ``SqliteAdapter.read_one`` keeps (``sqlite_points.point_statement``,
 #: ``ForeignReader.point``), so that no other statement of dbhandles has the same text and
 #: SQLite's statement cache never holds one prepared by anything but ``read_one`` (which counts
 #: the guard's calls around each run: ``guard_of``).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -16,7 +16,7 @@ from dbhandles.adapters.base import Query, Record, Session, record_from_columns
 from dbhandles.adapters.facets import GroupCounts, combinations_error
 from dbhandles.adapters.foreign_common import read_only_error
 from dbhandles.adapters.sampling import Sampling
-from dbhandles.adapters.sql_compile import RESERVED_COLUMNS, and_
+from dbhandles.adapters.sql_compile import RESERVED_COLUMNS, Fragment, and_
 from dbhandles.adapters.sql_facets import (
     HASH_FUNCTION,
     read_groups,
@@ -33,10 +33,17 @@ from dbhandles.adapters.sqlite_foreign_schema import (
     schema_objects,
 )
 from dbhandles.adapters.sqlite_foreign_write import ForeignWriter
-from dbhandles.adapters.sqlite_guard import KEPT_POINT
 from dbhandles.adapters.sqlite_pages import fetch_page
+from dbhandles.adapters.sqlite_points import current_statement
+from dbhandles.adapters.sqlite_records import (
+    EXACT_COMPILER,
+    decode_all,
+    exact_where,
+    guarded,
+    source,
+)
 from dbhandles.adapters.sqlite_schema import Catalog, index_sql, name_key
-from dbhandles.adapters.sqlite_values import loads
+from dbhandles.adapters.sqlite_values import record_data
 from dbhandles.dbfiles import MAX_VALUE_BYTES
 from dbhandles.errors import (
     AccessDenied,
@@ -52,7 +59,7 @@ from dbhandles.values import json_text
 if TYPE_CHECKING:
     from dbhandles.adapters.sqlite import SqliteAdapter
 
-__all__ = ["Row", "SqliteSession", "point_statement", "resolve_in"]
+__all__ = ["Row", "SqliteSession", "resolve_in"]
 
 _COLUMNS = "id, data, created_at, updated_at, version"
 #: A record in storage form: ``(id, data JSON text, createdAt, updatedAt, version)``.
@@ -83,19 +90,10 @@ def _encode(record: Record) -> Row:
     return (record_id, data.decode(), row[1], row[2], row[3])
 
 
-def _decode(row: Sequence[Any]) -> Record:
+def _decode(row: Sequence[Any], collection: str) -> Record:
     record_id, data, created_at, updated_at, version = row
-    return record_from_columns(record_id, loads(data), created_at, updated_at, version)
-
-
-def _decode_all(rows: list[Any]) -> list[Record]:
-    """``_decode`` of every row: ``record_from_columns`` written out in the loop (a listing's hot
-    path: no two calls per row). A key written twice by another tool reads as SQLite's JSON
-    functions read it, its first value (``sqlite_values``)."""
-    return [
-        {"id": i, **loads(d), "createdAt": c, "updatedAt": u, "version": v}
-        for i, d, c, u, v in rows
-    ]
+    fields = record_data(data, collection, record_id)
+    return record_from_columns(record_id, fields, created_at, updated_at, version)
 
 
 def _q(name: str) -> str:
@@ -119,33 +117,6 @@ def _budgeted(conn: sqlite3.Connection) -> Iterator[None]:
         yield
     finally:
         conn.set_progress_handler(stop, budget.PROGRESS_STEPS)
-
-
-def _current_statement(table: str) -> str:
-    """``get_current``'s statement for the collection stored as ``table``: the file's
-    ``schema_version`` and the row of the id bound to it (columns all ``NULL`` when there is
-    none), read in one statement."""
-    return (
-        "SELECT s.schema_version, t.id, t.data, t.created_at, t.updated_at, t.version "
-        f"FROM pragma_schema_version AS s LEFT JOIN {_q(table)} AS t ON t.id = ?"
-    )
-
-
-def point_statement(table: str) -> str:
-    """``SqliteAdapter.read_one``'s kept statement for the collection stored as ``table``: the
-    row of the id bound to it (``id, data, created_at, updated_at, version``), nothing else.
-
-    It reads no ``schema_version``: joining ``pragma_schema_version`` made SQLite prepare a
-    ``PRAGMA`` (and call the guard, a Python authorizer) on every read, ~2 µs of ~10. The kept
-    statement is instead trusted only when SQLite did not prepare it again while it ran (the
-    connection's guard counts its calls, ``sqlite_guard.guard_of``): SQLite prepares a statement
-    again whenever the schema version it was prepared at is no longer the file's, so a run
-    without a preparation read the schema the statement was made for. The text ends with
-    ``sqlite_guard.KEPT_POINT`` so that only ``read_one`` ever prepares it."""
-    return (
-        f"SELECT id, data, created_at, updated_at, version FROM {_q(table)} WHERE id = ?"
-        + KEPT_POINT
-    )
 
 
 def resolve_in(catalog: Catalog, name: str) -> str:
@@ -250,7 +221,7 @@ class SqliteSession(Session):
             row = self.conn.execute(
                 f"SELECT {_COLUMNS} FROM {_q(collection)} WHERE id = ?", (record_id,)
             ).fetchone()
-            return None if row is None else _decode(row)
+            return None if row is None else _decode(row, collection)
 
     def get_current(self, collection: str, record_id: str) -> tuple[int | None, Record | None]:
         """``get`` as one statement that also reads the file's ``schema_version``, without a
@@ -286,12 +257,13 @@ class SqliteSession(Session):
         # One row whether or not the record exists: the version is read either way. Every
         # column is qualified, so no column of the table can shadow ``schema_version``.
         version, found, data, created_at, updated_at, row_version = self.conn.execute(
-            _current_statement(table), (record_id,)
+            current_statement(table), (record_id,)
         ).fetchone()
         if found is None:
             return version, None
         # ``_decode`` written out (the hot path of data/read: no slice, no two calls).
-        return version, {"id": found, **loads(data), "createdAt": created_at,
+        fields = record_data(data, collection, found)
+        return version, {"id": found, **fields, "createdAt": created_at,
                          "updatedAt": updated_at, "version": row_version}  # fmt: skip
 
     def insert(self, collection: str, record: Record) -> None:
@@ -368,22 +340,29 @@ class SqliteSession(Session):
                 return reader.find(self.conn, query, self._probed(reader))
         compiler = self.adapter.compiler
         where = self.adapter.where(query.filter)
+        exact = exact_where(query.filter)
         if query.after is not None:
             where = and_(where, compiler.after(query.order, query.after))
+            exact = and_(exact, EXACT_COMPILER.after(query.order, query.after))
         order = compiler.order_by(query.order)
         if query.offset < 0 or (query.limit is not None and query.limit < 0):
             raise InvalidParams("limit and offset cannot be negative", field="limit")
         with self._translating(collection):
             if self.catalog.table(collection) is None:
                 return []
-            with _budgeted(self.conn):
-                cursor = self.conn.execute(
-                    f"SELECT {_COLUMNS} FROM {_q(collection)} WHERE {where.sql} ORDER BY {order} "
-                    "LIMIT ? OFFSET ?",
-                    (*where.params, -1 if query.limit is None else query.limit, query.offset),
-                )
-                rows = fetch_page(cursor, collection, 1)
-            return _decode_all(rows)
+            page = (-1 if query.limit is None else query.limit, query.offset)
+            if all(len(k.path) == 1 and k.path[0] in compiler.columns for k in query.order):
+                return self._records(
+                    lambda fast: f"SELECT {_COLUMNS} FROM {_q(collection)} WHERE {fast} "
+                    f"ORDER BY {order} LIMIT ? OFFSET ?",
+                    page, collection, (where, exact),
+                )  # fmt: skip
+            # Sorted by a field: the sort reads the canonical text too (``sqlite_records.source``).
+            return self._records(
+                lambda source: f"SELECT {_COLUMNS} FROM {source} WHERE {where.sql} "
+                f"ORDER BY {order} LIMIT ? OFFSET ?",
+                (*where.params, *page), collection,
+            )  # fmt: skip
 
     def count(self, collection: str, filter: FilterNode | None) -> int:
         with self._translating(collection):
@@ -395,9 +374,59 @@ class SqliteSession(Session):
         with self._translating(collection):
             if self.catalog.table(collection) is None:
                 return 0
-            sql = f"SELECT count(*) FROM {_q(collection)} WHERE {where.sql}"
+            rows = self._rows(
+                lambda fast: f"SELECT count(*) FROM {_q(collection)} WHERE {fast}",
+                (), collection, guard=(where, exact_where(filter)),
+            )  # fmt: skip
+            return int(rows[0][0])
+
+    def _rows(
+        self,
+        sql: Callable[[str], str],
+        params: Sequence[object],
+        collection: str,
+        *,
+        guard: tuple[Fragment, Fragment] | None = None,
+        exact: bool = False,
+        page: bool = False,
+    ) -> list[Any]:
+        """The rows of ``sql(...)``: first with the fast test of each row's text, again with the
+        exact one when SQLite met text that is not JSON (``malformed JSON``: another tool wrote
+        it), which then counts as no record.
+
+        Without ``guard``, ``sql`` gets the collection as ``sqlite_records.source`` gives it; with
+        ``guard`` (the filter compiled for the stored and for the canonical text), the condition
+        ``sqlite_records.guarded`` makes of the two, whose parameters go before ``params``.
+        ``page``: the rows are records, read by ``sqlite_pages.fetch_page`` (``query_failed``
+        past its bound) rather than all at once."""
+        if guard is not None:
+            test = guarded(*guard, exact)
+            text, bound = sql(test.sql), (*test.params, *params)
+        else:
+            text, bound = sql(source(_q(collection), exact)), tuple(params)
+        try:
             with _budgeted(self.conn):
-                return int(self.conn.execute(sql, where.params).fetchone()[0])
+                cursor = self.conn.execute(text, bound)
+                return fetch_page(cursor, collection, 1) if page else cursor.fetchall()
+        except sqlite3.OperationalError as exc:
+            if exact or "malformed JSON" not in str(exc):
+                raise
+        return self._rows(sql, params, collection, guard=guard, exact=True, page=page)
+
+    def _records(
+        self,
+        sql: Callable[[str], str],
+        params: Sequence[object],
+        collection: str,
+        guard: tuple[Fragment, Fragment] | None = None,
+    ) -> list[Record]:
+        """``_rows`` of whole records, decoded; read with the exact test when one the fast test let
+        through cannot be read (a number past a double, which SQLite reads as infinity)."""
+        records, complete = decode_all(self._rows(sql, params, collection, guard=guard, page=True))
+        if complete:
+            return records
+        rows = self._rows(sql, params, collection, guard=guard, exact=True, page=True)
+        return decode_all(rows)[0]
 
     def _is_foreign(self, collection: str) -> bool:
         """A table dbhandles did not create: counts and samples go through ``find`` (in Python)."""
@@ -424,18 +453,15 @@ class SqliteSession(Session):
         with self._translating(collection):
             if self.catalog.table(collection) is None:
                 return GroupCounts()
-            with _budgeted(self.conn):
-                rows = self.conn.execute(
-                    statement.join(_q(collection)), statement.params
-                ).fetchall()
-                # No row: no record matched, or one had too many combinations (the statement
-                # then stops before joining the paths); only then is the bound looked at again.
-                if (
-                    not rows
-                    and overflow is not None
-                    and self.conn.execute(overflow.join(_q(collection)), overflow.params).fetchone()
-                ):
-                    raise combinations_error(group_by)
+            rows = self._rows(statement.join, statement.params, collection)
+            # No row: no record matched, or one had too many combinations (the statement
+            # then stops before joining the paths); only then is the bound looked at again.
+            if (
+                not rows
+                and overflow is not None
+                and self._rows(overflow.join, overflow.params, collection)
+            ):
+                raise combinations_error(group_by)
         return read_groups(rows, group_by)
 
     def find_sampled(self, collection: str, query: Query, sampling: Sampling) -> list[Record]:
@@ -455,10 +481,7 @@ class SqliteSession(Session):
             if self.catalog.table(collection) is None:
                 return []
             self.conn.create_function(HASH_FUNCTION, 2, sqlite_hash, deterministic=True)
-            with _budgeted(self.conn):
-                cursor = self.conn.execute(statement.join(_q(collection)), statement.params)
-                rows = fetch_page(cursor, collection, 1)
-            return _decode_all(rows)
+            return self._records(statement.join, statement.params, collection)
 
     def count_sampled(self, collection: str, filter: FilterNode | None, sampling: Sampling) -> int:
         if self._is_foreign(collection):
@@ -468,9 +491,7 @@ class SqliteSession(Session):
             if self.catalog.table(collection) is None:
                 return 0
             self.conn.create_function(HASH_FUNCTION, 2, sqlite_hash, deterministic=True)
-            with _budgeted(self.conn):
-                row = self.conn.execute(statement.join(_q(collection)), statement.params).fetchone()
-            return int(row[0])
+            return int(self._rows(statement.join, statement.params, collection)[0][0])
 
     def collections(self) -> list[str]:
         with self._translating():

@@ -11,7 +11,7 @@ comments, the four quotings, any case), and finds:
 
 - a call of a function SQLite does not mark innocuous (``name(`` and the operators ``REGEXP`` and
   ``MATCH``, which call ``regexp()`` and ``match()``), JSON functions excepted: dbhandles' own
-  ``regexp`` and sampling hash, ``load_extension``, ``fts3_tokenizer``, the FTS and R*Tree
+  ``regexp``, sampling hash and record readers (``sqlite_values.register``), ``load_extension``, ``fts3_tokenizer``, the FTS and R*Tree
   functions (``match``, ``snippet``, ``optimize``, which writes, ``rtreecheck``...) in a CHECK
   constraint, a default, a generated column, an index expression or its ``WHERE``, a view or a
   trigger;
@@ -37,6 +37,8 @@ from contextlib import contextmanager
 from functools import cache
 
 from dbhandles.adapters.sql_facets import HASH_FUNCTION, sqlite_hash
+from dbhandles.adapters.sqlite_values import DOCUMENT_FUNCTION, RECORD_FUNCTION
+from dbhandles.adapters.sqlite_values import register as register_values
 from dbhandles.adapters.sqlite_vtables import dequote, tokens
 from dbhandles.errors import AccessDenied
 from dbhandles.regex import search
@@ -52,7 +54,7 @@ __all__ = [
 
 #: The functions dbhandles registers on its SQLite connections (``create_function``: never marked
 #: innocuous, so a schema's SQL may not call them, as under ``trusted_schema = OFF``).
-REGISTERED_FUNCTIONS = frozenset({"regexp", HASH_FUNCTION})
+REGISTERED_FUNCTIONS = frozenset({"regexp", HASH_FUNCTION, RECORD_FUNCTION, DOCUMENT_FUNCTION})
 #: ``SQLITE_INNOCUOUS`` in ``pragma_function_list.flags``.
 _INNOCUOUS = 0x200000
 #: Operators that call a function by that name (``x REGEXP y`` is ``regexp(y, x)``).
@@ -78,6 +80,7 @@ def register_functions(conn: sqlite3.Connection) -> None:
     """
     conn.create_function("regexp", 2, _regexp, deterministic=True)
     conn.create_function(HASH_FUNCTION, 2, sqlite_hash, deterministic=True)
+    register_values(conn)  # the canonical record and document texts every filter reads
 
 
 @cache
