@@ -282,6 +282,9 @@ class HandleRegistry(ConnectionTable):
     def close(self, name: str) -> str:
         """Close a handle (or the handle an alias points at); return the handle id.
 
+        ``name`` is resolved as the service sees names, not as an actor does: a command closes
+        the id of the handle it resolved in its caller's names (``resolve_for``).
+
         Its aliases and query cursors go with it: the store deletes a durable handle's cursors with the
         handle, and every ``on_close`` listener (the service's ``QueryCursors``) is called with the
         handle id, which closes the cursors it keeps in this process. The connection closes when no
