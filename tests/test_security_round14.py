@@ -7,6 +7,8 @@ handles"), and under a row filter the rows the filter hides. See docs/security.m
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -323,3 +325,45 @@ def test_every_command_resolves_an_alias_in_the_callers_names(
     gone = t.call(t.bob, "data/close", dbHandle="training")
     assert gone["code"] == "handle_not_found" and admins not in str(gone), gone
     assert t.ok(t.admin, "data/read", dbHandle=admins, collection="c", id="a")["found"] is True
+
+
+# -- 4. a reopen judges the schema as a fresh open does ----------------------------------------------
+
+
+def _hashing(path: Path, how: str) -> None:
+    """Make ``path``'s schema call dbhandles' sampling hash: ``replace`` the file out-of-band by
+    one whose generated column calls it, or ``alter`` it in place to add one."""
+    from dbhandles.adapters.sql_facets import HASH_FUNCTION
+
+    target = path.with_name("new.sqlite") if how == "replace" else path
+    conn = sqlite3.connect(target)
+    conn.create_function(HASH_FUNCTION, 2, lambda a, b: 1, deterministic=True)
+    if how == "replace":
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, x TEXT, "
+                     f"y GENERATED ALWAYS AS ({HASH_FUNCTION}(x, x)))")  # fmt: skip
+    else:
+        conn.execute(f"ALTER TABLE t ADD COLUMN y GENERATED ALWAYS AS ({HASH_FUNCTION}(x, x))")
+    conn.commit()
+    conn.close()
+    if how == "replace":
+        os.replace(target, path)
+
+
+@pytest.mark.needs_server
+@pytest.mark.parametrize("how", ["replace", "alter"])
+def test_a_reopen_of_a_file_whose_schema_became_untrusted_is_refused_at_open(
+    tenants: Tenants, how: str
+) -> None:
+    t = tenants
+    path = t.space("alice") / "f.sqlite"
+    build(
+        path, ["CREATE TABLE t (id INTEGER PRIMARY KEY, x TEXT)", "INSERT INTO t VALUES (1, 'a')"]
+    )
+    first = t.ok(t.alice, "data/open", adapter="sqlite", config={"path": "f.sqlite"})["dbHandle"]
+    t.ok(t.alice, "data/list", dbHandle=first, collection="t")  # the connection is live
+    _hashing(path, how)
+    body = t.call(t.alice, "data/open", adapter="sqlite", config={"path": "f.sqlite"})
+    assert body["code"] == "access_denied" and "dbh_sample_hash" in body["error"], body
+    # The handle opened before is refused too, at its next command.
+    again = t.call(t.alice, "data/list", dbHandle=first, collection="t")
+    assert again["success"] is False and again["code"] == "access_denied", again
