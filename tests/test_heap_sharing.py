@@ -5,6 +5,7 @@ memory was (``storage_busy``), never blaming its own query (docs/server.md "Limi
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sqlite3
 import threading
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dbhandles import Context, Service
-from dbhandles.adapters.sqlite_pages import heap_in_use
+from dbhandles.adapters.sqlite_pages import _sqlite_library, bound_sqlite_heap, heap_in_use
 from dbhandles.errors import DbHandlesError
 from dbhandles.server.app import create_app
 from dbhandles.settings import Settings
@@ -33,18 +34,25 @@ def service(tmp_path: Path) -> Iterator[Service]:
 
 @pytest.fixture
 def bound() -> Iterator[int]:
-    """SQLite's hard_heap_limit lowered to 256 MiB for the test (it is the process's), then put
-    back."""
+    """SQLite's hard_heap_limit set to 256 MiB for the test (it is the process's), then put back
+    with the soft limit (through the C API: the pragma may only lower them)."""
+    lib = _sqlite_library()
+    if lib is None:
+        pytest.skip("this SQLite's memory counters cannot be read")
+    lib.sqlite3_soft_heap_limit64.restype = ctypes.c_int64
+    lib.sqlite3_soft_heap_limit64.argtypes = [ctypes.c_int64]
     probe = sqlite3.connect(":memory:")
-    before = probe.execute("PRAGMA hard_heap_limit").fetchone()[0]
-    probe.execute(f"PRAGMA hard_heap_limit = {256 << 20}")
+    bound_sqlite_heap(probe)  # the process's bound as a service sets it, whichever test is first
+    probe.close()
+    hard = lib.sqlite3_hard_heap_limit64(-1)
+    soft = lib.sqlite3_soft_heap_limit64(-1)
+    lib.sqlite3_hard_heap_limit64(256 << 20)
     try:
-        if heap_in_use() is None:
-            pytest.skip("this SQLite's memory counters cannot be read")
+        assert heap_in_use() is not None
         yield 256 << 20
     finally:
-        probe.execute(f"PRAGMA hard_heap_limit = {before}")
-        probe.close()
+        lib.sqlite3_hard_heap_limit64(hard)
+        lib.sqlite3_soft_heap_limit64(soft)
 
 
 def hold(megabytes: int) -> sqlite3.Connection:
