@@ -409,7 +409,9 @@ class ServerUnreachable(DbHandlesError):
 
 
 class StorageBusy(DbHandlesError):
-    """The database stayed locked by another writer for longer than the busy timeout; retry later."""
+    """The database stayed locked by another writer for longer than the busy timeout, or other
+    queries held SQLite's memory in the process (its bound, shared by all) for a read's whole time
+    budget; retry later."""
 
     code = "storage_busy"
     http_status = 503

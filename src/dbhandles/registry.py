@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from dbhandles.adapters import AdapterConfig, FileConfig, get_adapter_class
+from dbhandles.adapters import Adapter, AdapterConfig, FileConfig, get_adapter_class
 from dbhandles.adapters.memory_quota import ActorMemory
 from dbhandles.clock import now_ms
 from dbhandles.dbfiles import check_plain, know
@@ -241,7 +241,10 @@ class HandleRegistry(ConnectionTable):
         )  # fmt: skip
         conn = self._acquire(entry)
         try:
+            shared = conn.adapter.connected
             conn.adapter.connect()
+            if shared:
+                self._judge_again(cls, parsed, conn.adapter)
         except BaseException:
             self._detach(entry, conn)
             raise
@@ -279,8 +282,36 @@ class HandleRegistry(ConnectionTable):
                 self.access_generation.bump()
         return handle
 
+    @staticmethod
+    def _judge_again(cls: type[Adapter], config: AdapterConfig, live: Adapter) -> None:
+        """Judge a database this open found already connected (another handle's) as a fresh
+        open would: the file may have been replaced, or its schema changed, since that
+        connection decided to trust it. An adapter whose file SQLite alone opens gets a
+        connection of its own, opened and closed (SQLite parses and judges the schema anew; a
+        second connection never drops this process's locks); another looks through a session of
+        the live one. So ``data/open`` is refused as a fresh one would be (docs/security.md "No
+        SQL of a database runs with more than ``trusted_schema=OFF`` allows"), not the command
+        after it.
+
+        Raises:
+            DbHandlesError: as ``Adapter.connect`` of a fresh open (``access_denied`` for a
+                schema it does not trust...).
+        """
+        if cls.features.sqlite_vfs_only:
+            probe = cls(config)
+            try:
+                probe.connect()
+            finally:
+                probe.close()
+            return
+        with live.session():
+            pass
+
     def close(self, name: str) -> str:
         """Close a handle (or the handle an alias points at); return the handle id.
+
+        ``name`` is resolved as the service sees names, not as an actor does: a command closes
+        the id of the handle it resolved in its caller's names (``resolve_for``).
 
         Its aliases and query cursors go with it: the store deletes a durable handle's cursors with the
         handle, and every ``on_close`` listener (the service's ``QueryCursors``) is called with the

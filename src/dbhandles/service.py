@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from dbhandles.adapters import Adapter, get_adapter_class
+from dbhandles.adapters.sqlite_pages import run_sharing_heap
 from dbhandles.budget import begin as begin_budget
 from dbhandles.budget import begin_stop, end_stop
 from dbhandles.budget import end as end_budget
@@ -343,7 +344,11 @@ class Service:
                 budget = begin_budget(plan.budget_ms)
                 stop = begin_stop(self._stop_error)
                 try:
-                    result = command.handler(self, parsed, Call(context, entry, hooks))
+                    call = Call(context, entry, hooks)
+                    if command.operation == "read":  # again once SQLite's memory comes back
+                        result = run_sharing_heap(lambda: command.handler(self, parsed, call))
+                    else:
+                        result = command.handler(self, parsed, call)
                 except ConstraintViolation as exc:
                     # The database checks constraints against rows and tables this handle
                     # may not see: say no more than the kind and the field.

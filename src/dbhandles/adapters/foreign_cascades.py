@@ -26,7 +26,15 @@ from dataclasses import dataclass
 
 from dbhandles.values import json_text
 
-__all__ = ["ACTIONS", "EVENTS", "UNKNOWN", "CascadeEdge", "TriggerWrites", "reached"]
+__all__ = [
+    "ACTIONS",
+    "EVENTS",
+    "UNKNOWN",
+    "CascadeEdge",
+    "ReplaceConstraint",
+    "TriggerWrites",
+    "reached",
+]
 
 #: The referential actions that write the referencing table (SQL's spelling).
 ACTIONS = frozenset({"CASCADE", "SET NULL", "SET DEFAULT"})
@@ -36,8 +44,12 @@ EVENTS = ("insert", "update", "delete")
 UNKNOWN = "\x00unknown"
 
 #: What a write of rows (``event``) of a table fires: ``(trigger, table written, event)`` for
-#: every table a trigger body writes (``[]`` for none), given ``(table, event)``.
+#: every table a trigger body writes (``[]`` for none), given ``(table, event)``. A body's write
+#: that may resolve a conflict by REPLACE is listed again with the event ``replace``: a delete.
 TriggerWrites = Callable[[str, str], Iterable[tuple[str, str, str]]]
+#: The constraint of a table declared ``ON CONFLICT REPLACE`` (``None``: none), given the table:
+#: an insert or an update of it may delete the row it conflicts with.
+ReplaceConstraint = Callable[[str], str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +70,7 @@ def reached(
     key: Callable[[str], str] = str,
     triggers: TriggerWrites | None = None,
     event: str | None = None,
+    replaces: ReplaceConstraint | None = None,
 ) -> list[tuple[str, str]]:
     """The tables a delete of rows of ``table`` (``update``: a change of its referenced keys;
     ``event``, when given, says which write: ``insert``, ``update`` or ``delete``) writes through
@@ -70,16 +83,32 @@ def reached(
 
     ``key`` is equal for two names of one table, as the database compares them (SQLite: ignoring
     ASCII case; PostgreSQL: exact).
+
+    An insert or an update of a table with a constraint declared ``ON CONFLICT REPLACE``
+    (``replaces``) deletes the rows it conflicts with: the table is reached (its own rows: a row
+    filter cannot say which go) and walked as deleted, and what that delete reaches says so.
     """
     listed = list(edges)
     found: dict[str, str] = {}
     seen: set[tuple[str, str]] = set()
-    todo = [(table, event or ("update" if update else "delete"))]
+    #: (table, write, why it is written when a REPLACE's delete led there, else "")
+    todo = [(table, event or ("update" if update else "delete"), "")]
     while todo:
-        current, doing = todo.pop(0)
+        current, doing, via = todo.pop(0)
         if (key(current), doing) in seen:
             continue
         seen.add((key(current), doing))
+        constraint = replaces(current) if replaces is not None and doing != "delete" else None
+        if constraint is not None:
+            how = (
+                f"its constraint {json_text(constraint, 120)} (ON CONFLICT REPLACE: a write that "
+                "conflicts deletes the row it conflicts with)"
+            )
+            found.setdefault(current, how)
+            todo.append((current, "delete", (
+                f", after the constraint {json_text(constraint, 120)} of {json_text(current, 80)} "
+                "deletes the row a write conflicts with"
+            )))  # fmt: skip
         for edge in listed if doing != "insert" else ():  # an insert fires no referential action
             if key(edge.parent) != key(current):
                 continue
@@ -87,15 +116,23 @@ def reached(
             action = edge.on_update if updating else edge.on_delete
             if action not in ACTIONS:
                 continue
-            found.setdefault(edge.child, f"ON {'UPDATE' if updating else 'DELETE'} {action}")
+            found.setdefault(edge.child, f"ON {'UPDATE' if updating else 'DELETE'} {action}{via}")
             todo.append(
-                (edge.child, "delete" if action == "CASCADE" and not updating else "update")
+                (edge.child, "delete" if action == "CASCADE" and not updating else "update", via)
             )
         for trigger, target, writes in triggers(current, doing) if triggers is not None else ():
             verb = {"insert": "insert into", "update": "update of", "delete": "delete from"}[doing]
             found.setdefault(
-                target, f"trigger {json_text(trigger, 80)} (on {verb} {json_text(current, 80)})"
+                target,
+                f"trigger {json_text(trigger, 80)} (on {verb} {json_text(current, 80)}){via}",
             )
             if target != UNKNOWN:
-                todo.append((target, writes))
+                later = via
+                if writes == "replace":
+                    writes = "delete"
+                    later = (
+                        f", after trigger {json_text(trigger, 80)}'s REPLACE deletes rows of "
+                        f"{json_text(target, 80)}"
+                    )
+                todo.append((target, writes, later))
     return list(found.items())

@@ -233,6 +233,16 @@ WHERE n.nspname = %s AND c.relname = %s AND NOT t.tgisinternal AND t.tgenabled <
 ORDER BY t.tgname
 """
 _EVENT_BITS = {"insert": 4, "delete": 8 | 32, "update": 16}
+#: The rules (``CREATE RULE ... ON INSERT TO t DO ALSO ...``) that rewrite a write into others,
+#: by ``pg_rewrite.ev_type``: UPDATE 2, INSERT 3, DELETE 4. Their actions are as opaque to this
+#: walk as a trigger's function.
+_RULES = """
+SELECT r.rulename FROM pg_rewrite r
+JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = %s AND r.ev_type = %s AND r.ev_enabled <> 'D'
+ORDER BY r.rulename
+"""
+_RULE_TYPES = {"insert": "3", "delete": "4", "update": "2"}
 
 
 def cascade_targets(
@@ -244,7 +254,9 @@ def cascade_targets(
     triggers, with how (``foreign_cascades.reached``); named as ``view_sources`` names them,
     schema-qualified (``other.t``) outside ``schema``. A trigger's function is opaque (PostgreSQL
     keeps no record of the tables a function body writes, and it may run dynamic SQL), so what
-    it writes is ``foreign_cascades.UNKNOWN``."""
+    it writes is ``foreign_cascades.UNKNOWN``; so is what a rule on the write does (``rule x``),
+    and a function's ``INSERT ... ON CONFLICT`` with it (PostgreSQL has no REPLACE constraint:
+    its conflicts resolve only as a statement says)."""
 
     def named(nsp: str, rel: str) -> str:
         return rel if nsp == schema else f"{nsp}.{rel}"
@@ -256,7 +268,10 @@ def cascade_targets(
     def triggers(name: str, doing: str) -> list[tuple[str, str, str]]:
         nsp, rel = where.get(name, (schema, name))
         rows = conn.execute(_TRIGGERS, (nsp, rel, _EVENT_BITS[doing])).fetchall()
-        return [(str(row[0]), UNKNOWN, doing) for row in rows]
+        rules = conn.execute(_RULES, (nsp, rel, _RULE_TYPES[doing])).fetchall()
+        return [(str(row[0]), UNKNOWN, doing) for row in rows] + [
+            (f"rule {row[0]}", UNKNOWN, doing) for row in rules
+        ]
 
     edges = []
     for cn, child, pn, parent, on_delete, on_update in conn.execute(_CASCADES).fetchall():

@@ -34,6 +34,7 @@ from dbhandles.adapters.foreign_common import (
     table_public,
 )
 from dbhandles.adapters.sqlite_guard import installed, schema_refusal
+from dbhandles.adapters.sqlite_replace import replace_constraint, replaces_in_trigger
 from dbhandles.adapters.sqlite_vtables import read_virtual_tables
 from dbhandles.values import json_text
 
@@ -310,7 +311,9 @@ def cascade_targets(
     """The tables a delete from ``table`` (``update``: a change of its referenced keys; ``event``:
     ``insert``, ``update`` or ``delete``, when given) writes through foreign-key actions and
     triggers, with how (``foreign_cascades.reached``). Foreign-key actions count only while the
-    connection enforces them (``PRAGMA foreign_keys``); triggers always run."""
+    connection enforces them (``PRAGMA foreign_keys``); triggers always run. An insert or update
+    that may resolve a conflict by REPLACE (a constraint declared ``ON CONFLICT REPLACE``, a
+    trigger's ``INSERT OR REPLACE``: ``sqlite_replace``) is a delete of its table too."""
     edges: list[CascadeEdge] = []
     if conn.execute("PRAGMA foreign_keys").fetchone()[0]:
         rows = conn.execute(
@@ -323,7 +326,10 @@ def cascade_targets(
     def triggers(name: str, doing: str) -> list[tuple[str, str, str]]:
         return trigger_writes(conn, name, doing)
 
-    return reached(edges, table, update, _fold, triggers, event)
+    def replaces(name: str) -> str | None:
+        return replace_constraint(conn, name)
+
+    return reached(edges, table, update, _fold, triggers, event, replaces)
 
 
 def _fold(name: str) -> str:
@@ -385,7 +391,8 @@ _WRITES = {
 def trigger_writes(conn: sqlite3.Connection, table: str, event: str) -> list[tuple[str, str, str]]:
     """What the triggers a write of rows of ``table`` (``event``: ``insert``, ``update`` or
     ``delete``) fires write, at any depth: ``(trigger, table, event)`` (another database's
-    table as ``schema.table``), ``[]`` when ``table`` has no trigger.
+    table as ``schema.table``), ``[]`` when ``table`` has no trigger. An insert or update by a
+    trigger whose body writes with REPLACE is listed again as ``replace``: it may delete rows.
 
     SQLite resolves it: the write is compiled (``EXPLAIN``, which runs nothing, so a read-only
     file is fine) under an authorizer that notes every write made on behalf of a trigger (its 4th
@@ -432,6 +439,9 @@ def trigger_writes(conn: sqlite3.Connection, table: str, event: str) -> list[tup
         return [("?", UNKNOWN, event)]
     finally:
         conn.set_authorizer(installed(conn))  # the connection's own guard (sqlite_guard), back
+    for trigger, target, writes in list(found):
+        if writes != "delete" and replaces_in_trigger(conn, trigger):
+            found[(trigger, target, "replace")] = None
     return list(found)
 
 

@@ -11,27 +11,43 @@ gigabytes. Two bounds, each answered with ``query_failed`` naming the collection
 * the memory SQLite itself takes while it evaluates a statement (a view ordered by a computed id
   sorts every row it has, whatever the page's limit): the process's ``hard_heap_limit``
   (``bound_sqlite_heap``), past which SQLite fails the statement with ``SQLITE_NOMEM``
-  (``MemoryError`` in Python, which ``sqlite_errors`` reports as ``query_failed``).
+  (``MemoryError`` in Python, which ``sqlite_errors`` reports through ``sqlite_heap_error``).
+
+That second bound is the process's, shared by every statement of every actor in it. So a statement
+refused while other statements held most of it (``heap_in_use`` past ``SHARED_FULL`` of the bound
+once it failed) is not blamed on its query: it is ``storage_busy`` saying the memory was others',
+and a read command is run again as soon as the memory comes back, within its own time budget
+(``run_sharing_heap``); only a statement that found the memory free and still passed the bound is
+``query_failed`` naming its collection. A non-admin's job never shares a server's bound: it runs in
+a child process of its own (``server/job_process.py``). docs/server.md "Limits".
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from typing import Any
+import time
+from collections.abc import Callable
+from functools import cache
+from typing import Any, TypeVar
 
 from dbhandles import budget
 from dbhandles.dbfiles import MAX_VALUE_BYTES
-from dbhandles.errors import QueryFailed
+from dbhandles.errors import DbHandlesError, QueryFailed, StorageBusy
 from dbhandles.values import json_text
+
+T = TypeVar("T")
 
 __all__ = [
     "MAX_PAGE_BYTES",
+    "SHARED_FULL",
     "SQLITE_HEAP_BYTES",
     "bound_sqlite_heap",
     "bounded",
     "fetch_page",
+    "heap_in_use",
     "page_too_large",
+    "run_sharing_heap",
     "sqlite_heap_error",
 ]
 
@@ -43,8 +59,100 @@ MAX_PAGE_BYTES = 2 * MAX_VALUE_BYTES
 #: near it, a statement sorting gigabytes of computed values does.
 SQLITE_HEAP_BYTES = 1 << 30
 
+#: The share of the bound that other statements must hold, once a statement failed for memory,
+#: for its failure to be theirs (``sqlite_heap_error``); and below which a read waiting for
+#: memory is run again (``run_sharing_heap``).
+SHARED_FULL = 0.5
+#: Seconds between two looks at SQLite's memory while a read waits for it.
+HEAP_POLL_SECONDS = 0.02
+#: The longest wait for memory of a statement without a time budget (a job's), in seconds.
+UNBUDGETED_WAIT_SECONDS = 10.0
+
 _bounded = False
 _bound_lock = threading.Lock()
+
+
+@cache
+def _sqlite_library() -> Any:
+    """The SQLite library Python's ``sqlite3`` runs on, for the counters it has no pragma for
+    (``None`` when it cannot be told apart: another build, or linked in statically)."""
+    import ctypes  # only once a statement failed for memory
+    import ctypes.util
+
+    name = ctypes.util.find_library("sqlite3")
+    if name is None:
+        return None
+    try:
+        lib = ctypes.CDLL(name)
+        lib.sqlite3_libversion_number.restype = ctypes.c_int
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        lib.sqlite3_hard_heap_limit64.restype = ctypes.c_int64
+        lib.sqlite3_hard_heap_limit64.argtypes = [ctypes.c_int64]
+    except (OSError, AttributeError):
+        return None
+    major, minor, patch = sqlite3.sqlite_version_info
+    if lib.sqlite3_libversion_number() != major * 1_000_000 + minor * 1000 + patch:
+        return None  # not the library the connections use: its counters would be another's
+    return lib
+
+
+def heap_in_use() -> tuple[int, int] | None:
+    """``(bytes SQLite holds now in this process, its hard_heap_limit)``, ``None`` when unknown
+    (no limit, or a library whose counters cannot be read)."""
+    lib = _sqlite_library()
+    if lib is None:
+        return None
+    limit = int(lib.sqlite3_hard_heap_limit64(-1))
+    if limit <= 0:
+        return None
+    return int(lib.sqlite3_memory_used()), limit
+
+
+def _held_by_others() -> tuple[int, int] | None:
+    """``heap_in_use`` when other statements hold ``SHARED_FULL`` of the bound or more."""
+    found = heap_in_use()
+    if found is None or found[0] < found[1] * SHARED_FULL:
+        return None
+    return found
+
+
+def run_sharing_heap(run: Callable[[], T]) -> T:
+    """``run()`` (a read command's handler), run again each time it failed because other
+    statements held SQLite's memory (``sqlite_heap_error``'s ``storage_busy``) once that memory
+    came back below ``SHARED_FULL`` of the bound, for as long as the caller's time budget lasts
+    (``UNBUDGETED_WAIT_SECONDS`` without one).
+
+    Raises:
+        StorageBusy: the memory stayed others' for the whole wait (as the last try raised it).
+        DbHandlesError: whatever ``run`` raises otherwise.
+    """
+    waited_since = time.monotonic()
+    while True:
+        try:
+            return run()
+        except StorageBusy as exc:
+            if not isinstance(exc.__cause__, MemoryError) or not _wait_for_heap(waited_since):
+                raise
+
+
+def _wait_for_heap(since: float) -> bool:
+    """Wait until SQLite's memory is no longer mostly others' (``True``), or the time budget (or
+    ``UNBUDGETED_WAIT_SECONDS`` since ``since``) ends or the command is told to stop
+    (``False``)."""
+    while True:
+        if budget.stop_error() is not None:
+            return False
+        try:
+            left = budget.remaining_ms()
+        except DbHandlesError:
+            return False
+        if left is None:
+            left = int((since + UNBUDGETED_WAIT_SECONDS - time.monotonic()) * 1000)
+        if left <= HEAP_POLL_SECONDS * 1000:
+            return False
+        if _held_by_others() is None:
+            return True
+        time.sleep(HEAP_POLL_SECONDS)
 
 
 def bound_sqlite_heap(conn: sqlite3.Connection) -> None:
@@ -80,12 +188,27 @@ def page_too_large(collection: str | None, rows: int) -> QueryFailed:
     )
 
 
-def sqlite_heap_error(collection: str | None) -> QueryFailed:
-    """The error of a statement SQLite failed for memory (``SQLITE_NOMEM``: ``MemoryError``)."""
+def sqlite_heap_error(collection: str | None) -> QueryFailed | StorageBusy:
+    """The error of a statement SQLite failed for memory (``SQLITE_NOMEM``: ``MemoryError``):
+    ``storage_busy`` when other statements of the process hold most of the bound now that this
+    one failed (it was theirs: ``run_sharing_heap`` runs a read again), else ``query_failed``
+    naming the collection (this statement alone passed the bound)."""
     of = f" of {json_text(collection, 80)}" if collection else ""
+    held = _held_by_others()
+    if held is not None:
+        used, limit = held
+        return StorageBusy(
+            f"SQLite's memory in this server was taken by other queries running at the same "
+            f"time ({used >> 20} MiB of the {limit >> 20} MiB that all queries of all actors "
+            f"share) when the query{of} needed more; nothing is wrong with this query and "
+            "nothing was written: it waited for the memory as long as its time budget allowed; "
+            "retry shortly"
+        )
+    found = heap_in_use()
+    limit = found[1] if found is not None else SQLITE_HEAP_BYTES
     return QueryFailed(
         f"the query{of} needed more memory than SQLite may use in this server "
-        f"({SQLITE_HEAP_BYTES >> 20} MiB, all queries together): a view computing huge values "
+        f"({limit >> 20} MiB, all queries together): a view computing huge values "
         "(its id is all its columns, so SQLite sorts every row of it, whatever the limit), or too "
         "many such rows at once; select fewer or smaller columns in the view, or filter it; "
         "nothing was written"

@@ -414,8 +414,12 @@ class CloseResult(Result):
     example='jtag data/close --dbHandle="<UUID>"',
 )
 def data_close(service: Service, params: CloseParams, call: Call) -> CloseResult:
+    # The handle the caller's name reaches as it reaches it everywhere (``handle_target``: its own
+    # alias first, another actor's alias unknown), closed by id: ``registry.close`` given the
+    # name would resolve an alias outside the caller's names (another actor's of that name).
     # The registry closes the handle's query cursors with it (``QueryCursors.close_handle``).
-    return CloseResult(db_handle=service.registry.close(params.db_handle))
+    assert call.target is not None
+    return CloseResult(db_handle=service.registry.close(call.target.handle))
 
 
 class ListHandlesParams(CallerParams):

@@ -36,8 +36,9 @@ def check_cascades(
         how = f"a foreign key declared {action}" if action.startswith("ON ") else action
         if table == UNKNOWN:
             raise PermissionDenied(
-                f"Permission denied: writing {json_text(name, 80)} runs {how}, a trigger function whose writes "
-                "dbhandles cannot know (PostgreSQL does not record what a function body writes), "
+                f"Permission denied: writing {json_text(name, 80)} runs {how}, a trigger function or rule whose "
+                "writes dbhandles cannot know (PostgreSQL does not record what a function body "
+                "writes), "
                 "and this handle may reach only some tables or rows; nothing was done (write "
                 "through a handle without allowedCollections, deniedCollections or rowFilter)"
             )

@@ -8,7 +8,7 @@ imports running). So on a server (``ChildJobs``, set as ``JobRunner.elsewhere`` 
 a ``data/import``, ``data/export`` or ``data/copy`` job whose databases are all shared across
 processes (``Features.shared_across_processes``: SQLite files, PostgreSQL) and that reads at least
 ``DBHANDLES_JOB_PROCESS_BYTES`` (the import's input, the source database file; unknown for
-PostgreSQL: always) runs in a fresh interpreter (``python -m dbhandles.server.job_child``, never
+PostgreSQL: always), or that a non-admin actor started whatever it reads, runs in a fresh interpreter (``python -m dbhandles.server.job_child``, never
 ``fork``) with a ``Service`` of its own on the same home: the same command, context, target rules,
 audit and events (they reach the server's subscribers through the event log, as any process's).
 A memory or JSON database lives in the server process, and so does a job on it.
@@ -119,7 +119,7 @@ class ChildJobs:
 
     def accepts(self, command: str, params: BaseModel, context: Context) -> bool:
         """Whether ``command`` runs in a child: a child command on shared databases only, reading
-        at least ``min_bytes``. Anything unclear (an unknown handle, a path refused) stays in the
+        at least ``min_bytes`` or started by a non-admin actor. Anything unclear (an unknown handle, a path refused) stays in the
         server, whose run reports it as usual."""
         if command not in CHILD_COMMANDS or not self.shared_store:
             return False
@@ -147,9 +147,16 @@ class ChildJobs:
             entry = registry.resolve_for(name, context.actor, context.is_admin)
             if not get_adapter_class(entry.adapter_name).features.shared_across_processes:
                 return False
+            if not context.is_admin:
+                continue  # whatever its size (below)
             db_path = registry.get_db_path(entry.handle)
             if command != "data/import":  # the import writes its handle; it reads its input
                 sizes.append(os.path.getsize(db_path) if db_path else None)
+        if not context.is_admin:
+            # A non-admin's job never shares the server's process: not its GIL, nor SQLite's
+            # memory bound, which is the process's (a small view can compute gigabytes; another
+            # actor's queries would find the bound full: docs/server.md "Limits").
+            return True
         purpose: paths.Purpose = "input" if command == "data/import" else "database"
         for field, given in files:
             found = paths.resolve(self.service.settings, context, given, field, purpose)
