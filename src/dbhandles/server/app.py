@@ -27,7 +27,9 @@ from dbhandles.server.fair import FairPool
 from dbhandles.server.fanout import Fanout
 from dbhandles.server.http import LARGE_BODY
 from dbhandles.server.job_process import ChildJobs
-from dbhandles.server.ws import TRANSPORT_KEY, websocket_endpoint
+from dbhandles.server.ws import TRANSPORT_KEY
+from dbhandles.server.ws_flow import MessageRate
+from dbhandles.server.ws_serve import websocket_endpoint
 from dbhandles.values import json_text
 
 if TYPE_CHECKING:
@@ -98,6 +100,8 @@ class ServerState:
         self.uploads: Counter[str] = Counter()
         self.sockets: Counter[str] = Counter()
         self.subscriptions: Counter[str] = Counter()
+        #: The messages each actor's sockets may still send (``ws_flow.MessageRate``).
+        self.message_rates: dict[str, MessageRate] = {}
         #: Until when (``time.monotonic``) each actor whose socket was closed for unread answers
         #: may not open another (``ws_overflow_cooldown_seconds``; only touched on the event loop).
         self.cooling: dict[str, float] = {}
