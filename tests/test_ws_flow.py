@@ -233,3 +233,31 @@ def test_a_socket_that_stays_stalled_is_closed_with_4000(
             assert served.call(lambda: "alice" in served.state.cooling)
         finally:
             sock.close()
+
+
+def test_what_a_client_that_left_had_sent_is_not_run(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pings flooded at a slow rate, then the client goes away: the server stops taking the
+    messages uvicorn had parsed already (they would be run for nobody, at the actor's rate) and
+    the connection ends; the count of messages handled stays far below the count sent."""
+    monkeypatch.setattr(ws_flow, "WS_MESSAGES_PER_SECOND", 100.0)
+    monkeypatch.setattr(ws_flow, "WS_MESSAGE_BURST", 20.0)
+    made = connections_of(monkeypatch)
+    handled: list[int] = []
+    original = ws_module.Connection.handle
+
+    async def counting(self: ws_module.Connection, raw: str | bytes) -> None:
+        handled.append(1)
+        await original(self, raw)
+
+    monkeypatch.setattr(ws_module.Connection, "handle", counting)
+    with serving(home, require_token=True) as (service, served):
+        token = service.tokens.create("alice")[0]
+        sock = raw_socket(served.port, token)
+        sock.sendall(b"".join(frame(orjson.dumps({"type": "ping", "id": i})) for i in range(3000)))
+        wait_for(lambda: bool(made) and len(handled) > 20, "the first pings handled")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # a reset: the client is gone
+        wait_for(lambda: not served.call(lambda: served.state.connections), "the connection gone")
+        assert len(handled) < 1000

@@ -92,8 +92,10 @@ async def _serve(websocket: WebSocket, state: ServerState, authorization: str | 
     try:
         while True:
             await conn.gate.wait()  # the client reads what it was sent before it is read again
-            if conn.overflowed:
-                break  # cut off (``_cut_off``, awaited below): nothing more is read
+            if conn.overflowed or not conn.open:
+                # Cut off (``_cut_off``, awaited below), gone (its writer failed), or closing:
+                # what uvicorn still holds of it would be parsed and run for nobody.
+                break
             if rate is not None and (delay := rate.take()) > 0:
                 await _slow_down(conn.gate, delay)
             message = await websocket.receive()
