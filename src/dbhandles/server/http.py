@@ -68,6 +68,8 @@ INLINE_COMMANDS = frozenset({"data/read"})
 QUERY_BODY_FACTOR = 4
 _INTERNAL = "the server failed unexpectedly; its log has the details"
 _STATUS: dict[str, int] = {}
+
+
 def status_for(code: object) -> int:
     """The HTTP status of an error code (the exception class's ``http_status``; 500 if unknown)."""
     if not _STATUS:
