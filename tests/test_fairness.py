@@ -603,9 +603,9 @@ def test_a_write_never_delivers_events_itself(
     checked_in: set[str] = set()
     original = Guard.may_see
 
-    def may_see(self: Guard, event: Any) -> bool:
+    def may_see(self: Guard, event: Any, generation: Any = None) -> bool:
         checked_in.add(threading.current_thread().name)
-        return original(self, event)
+        return original(self, event, generation)
 
     monkeypatch.setattr(Guard, "may_see", may_see)
     with app_client(service) as client, contextlib.ExitStack() as stack:

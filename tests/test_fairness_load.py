@@ -139,7 +139,7 @@ def test_cancelled_child_leaves_the_background_class(placement: Any, tmp_path: P
     assert result and result[0] is not None
     status, envelope = result[0]
     assert status == "cancelled"
-    # Started as batch work at niceness 19, told to stop out of it: it reaches its batch boundary.
+    # Started as background work, told to stop: it is at the job threads' niceness, never lower.
     assert envelope["policy"] == os.SCHED_OTHER
     assert envelope["nice"] == JOB_NICENESS
 

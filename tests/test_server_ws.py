@@ -180,6 +180,7 @@ class _SlowSocket:
     def __init__(self) -> None:
         self.gate = asyncio.Event()
         self.sent: list[dict[str, Any]] = []
+        self.scope: dict[str, Any] = {}  # no transport to pause
 
     async def send_text(self, text: str) -> None:
         await self.gate.wait()

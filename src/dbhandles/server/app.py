@@ -21,13 +21,15 @@ from starlette.types import Receive, Scope, Send
 from dbhandles.commands.envelope import error_envelope
 from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError, ServerUnreachable, TooManyRequests
-from dbhandles.server import auth, http
+from dbhandles.server import auth, http, public
 from dbhandles.server.connections import Wire, connection_transport
 from dbhandles.server.fair import FairPool
 from dbhandles.server.fanout import Fanout
 from dbhandles.server.http import LARGE_BODY
 from dbhandles.server.job_process import ChildJobs
-from dbhandles.server.ws import TRANSPORT_KEY, websocket_endpoint
+from dbhandles.server.ws import TRANSPORT_KEY
+from dbhandles.server.ws_flow import MessageRate
+from dbhandles.server.ws_serve import websocket_endpoint
 from dbhandles.values import json_text
 
 if TYPE_CHECKING:
@@ -100,11 +102,17 @@ class ServerState:
         self.uploads: Counter[str] = Counter()
         self.sockets: Counter[str] = Counter()
         self.subscriptions: Counter[str] = Counter()
+        #: The messages each actor's sockets may still send (``ws_flow.MessageRate``).
+        self.message_rates: dict[str, MessageRate] = {}
         #: Until when (``time.monotonic``) each actor whose socket was closed for unread answers
         #: may not open another (``ws_overflow_cooldown_seconds``; only touched on the event loop).
         self.cooling: dict[str, float] = {}
         #: The one bus subscription of every WebSocket (created with the first subscription).
         self.fanout: Fanout | None = None
+        #: The documents of the routes that need no token, built once, and their requests in
+        #: progress per address (server/public.py).
+        self.documents = public.Documents(self)
+        self.public = public.PublicLimit()
         #: Run at shutdown once running commands finished, before the service closes.
         self.shutdown_hooks: list[Callable[[], None]] = []
         # A plain pool, not anyio's thread limiter: it is about twice as fast per hand-off, and
@@ -332,7 +340,7 @@ class DbHandlesApp(Starlette):
                 await http.fast_command(self.state.dbhandles, scope, receive, send)
             else:
                 scope[TRANSPORT_KEY] = connection_transport(send)
-                await super().__call__(scope, receive, send)
+                await self._public_request(scope, receive, send)
         except RuntimeError as exc:
             # Writing to a connection the client closed raises (uvloop: "unable to perform
             # operation on <TCPTransport closed=True>"): a client that went away is no server error.
@@ -341,6 +349,22 @@ class DbHandlesApp(Starlette):
                 raise
             log.debug("%s %s: the client closed the connection before its answer was written (%s)",
                       scope["method"], scope["path"], exc)  # fmt: skip
+
+    async def _public_request(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Every HTTP request but ``POST /commands/<name>`` (the routes that need no token, and
+        wrong URLs), at most ``public.PUBLIC_REQUESTS_PER_ADDRESS`` in progress per address, each
+        until its answer was handed to the connection (server/public.py)."""
+        limit: public.PublicLimit = self.state.dbhandles.public
+        address = http.client_address(scope)
+        try:
+            limit.enter(address)
+        except DbHandlesError as exc:
+            await http.respond_error(send, exc)
+            return
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            limit.leave(address)
 
     async def _host_allowed(self, scope: Scope, send: Send) -> bool:
         """Every door (the command routes, the WebSocket upgrade, the dashboard, ``/health``)
@@ -470,12 +494,12 @@ def create_app(
 
     routes = [
         Route("/commands/{name:path}", http.command_endpoint, methods=["POST"]),
-        Route("/commands/{name:path}", http.command_info_endpoint, methods=["GET"]),
-        Route("/commands", http.commands_endpoint, methods=["GET"]),
-        Route("/health", http.health_endpoint, methods=["GET"]),
-        Route("/openapi.json", http.openapi_endpoint, methods=["GET"]),
+        Route("/commands/{name:path}", public.command_info_endpoint, methods=["GET"]),
+        Route("/commands", public.commands_endpoint, methods=["GET"]),
+        Route("/health", public.health_endpoint, methods=["GET"]),
+        Route("/openapi.json", public.openapi_endpoint, methods=["GET"]),
         WebSocketRoute("/ws", websocket_endpoint),
-        *(Route(path, http.static_endpoint, methods=["GET"]) for path in http.STATIC_FILES),
+        *(Route(path, public.static_endpoint, methods=["GET"]) for path in public.STATIC_FILES),
     ]
     app = DbHandlesApp(
         routes=routes,

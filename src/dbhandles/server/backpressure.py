@@ -11,8 +11,9 @@ Two bounds, for HTTP connections and WebSockets alike:
   the rest stays in asyncio's transport buffer, where ``pause_writing`` sees it (1 of 40).
 * **In the server.** An HTTP connection runs its next pipelined request only once the answer
   before it was handed to the transport and the transport is below its high-water mark
-  (``connections.limited_protocol``); a WebSocket reads its next message only while its unsent
-  answers and events are at most ``WS_UNSENT_BYTES`` (``OutputRoom``, in ``ws.Connection``).
+  (``connections.limited_protocol``); a WebSocket reads its next message, and its transport reads
+  from the kernel at all, only while its unsent answers and events are at most ``WS_UNSENT_BYTES``
+  and few of its requests are unanswered (``ws_flow.ReadGate``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-__all__ = ["KERNEL_UNSENT_BYTES", "WS_UNSENT_BYTES", "OutputRoom", "limit_kernel_unsent"]
+__all__ = ["KERNEL_UNSENT_BYTES", "WS_UNSENT_BYTES", "limit_kernel_unsent"]
 
 #: Bytes of a connection's output not sent yet that the kernel may hold (``TCP_NOTSENT_LOWAT``):
 #: asyncio's own high-water mark for the transport buffer.
@@ -42,39 +43,3 @@ def limit_kernel_unsent(transport: asyncio.BaseTransport) -> bool:
     except OSError:
         return False
     return True
-
-
-class OutputRoom:
-    """Whether a WebSocket's unsent output (characters queued or being written) is at most
-    ``bound``: its reading loop waits for room before it reads the next message.
-
-    Args:
-        bound: the most unsent output with which the next message is still read.
-    """
-
-    def __init__(self, bound: int = WS_UNSENT_BYTES) -> None:
-        self.bound = bound
-        self._room = asyncio.Event()
-        self._room.set()
-        self._ended = False
-
-    @property
-    def paused(self) -> bool:
-        """Whether reading waits now."""
-        return not self._room.is_set()
-
-    def update(self, unsent: int) -> None:
-        """The socket's unsent output is now ``unsent`` characters."""
-        if self._ended or unsent <= self.bound:
-            self._room.set()
-        else:
-            self._room.clear()
-
-    def end(self) -> None:
-        """The socket is closing (or its client was cut off): nothing waits for room any more."""
-        self._ended = True
-        self._room.set()
-
-    async def wait(self) -> None:
-        """Return once there is room (at once when there is)."""
-        await self._room.wait()

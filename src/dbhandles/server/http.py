@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import time
 from dataclasses import dataclass
-from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -35,9 +33,9 @@ from dbhandles.jobs import JOB_COMMANDS, Job
 from dbhandles.server.auth import AMBIGUOUS
 from dbhandles.server.bodies import QUERY_OPEN, declared_length, read_body
 from dbhandles.server.connections import TRANSPORT_KEY, connection_transport
-from dbhandles.server.openapi import command_info, commands_listing, error_codes, openapi_document
+from dbhandles.server.openapi import error_codes
+from dbhandles.server.public import STATIC_FILES
 from dbhandles.values import json_problem, json_text, read_json
-from dbhandles.wire import home_id
 
 if TYPE_CHECKING:
     from dbhandles.server.app import ServerState
@@ -46,17 +44,14 @@ COMMANDS = builtin_commands()
 
 __all__ = [
     "JSON",
+    "STATIC_FILES",
     "answer_caller",
     "command_endpoint",
-    "commands_endpoint",
     "envelope_response",
     "error_response",
-    "health_endpoint",
     "http_exception_handler",
     "internal_error_handler",
-    "openapi_endpoint",
     "serve_command",
-    "static_endpoint",
     "status_for",
 ]
 
@@ -74,28 +69,6 @@ INLINE_COMMANDS = frozenset({"data/read"})
 QUERY_BODY_FACTOR = 4
 _INTERNAL = "the server failed unexpectedly; its log has the details"
 _STATUS: dict[str, int] = {}
-_STATIC_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".svg": "image/svg+xml",
-}
-#: The dashboard is never framed by another page (clickjacking), runs only its own scripts, and
-#: talks only to this server.
-_PAGE_HEADERS = {
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; connect-src 'self'; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-}
-STATIC_FILES = {
-    "/": "index.html",
-    "/jtag.js": "jtag.js",
-    "/app.js": "app.js",
-    "/style.css": "style.css",
-    # A file rather than a data: URL in the page, which the page's own policy (img-src 'self') refuses.
-    "/favicon.svg": "favicon.svg",
-}
 
 
 def status_for(code: object) -> int:
@@ -475,54 +448,6 @@ async def command_endpoint(request: Request) -> Response:
     status, payload, close = answer
     headers = {"connection": "close"} if close else None
     return Response(payload, status_code=status, media_type=JSON, headers=headers)
-
-
-async def command_info_endpoint(request: Request) -> Response:
-    """``GET /commands/<name>``: one command's description and schemas."""
-    name = request.path_params["name"]
-    command = COMMANDS.get(name)
-    if command is None:
-        return error_response(UnknownCommand(f"unknown command {json_text(name, 80)}; GET /commands lists them",
-                                             field="command"))  # fmt: skip
-    settings = _state(request).service.settings
-    return Response(orjson.dumps(command_info(command, settings)), media_type=JSON)
-
-
-async def commands_endpoint(request: Request) -> Response:
-    """``GET /commands``: every command with its params/result JSON schemas."""
-    listing = commands_listing(_state(request).service.settings)
-    return Response(orjson.dumps({"commands": listing}), media_type=JSON)
-
-
-async def openapi_endpoint(request: Request) -> Response:
-    state = _state(request)
-    document = openapi_document(state.version, state.service.settings)
-    return Response(orjson.dumps(document), media_type=JSON)
-
-
-async def health_endpoint(request: Request) -> Response:
-    """``GET /health``: liveness plus what the CLI checks before using this server: the pid and
-    ``homeId`` (``wire.home_id`` of the resolved home folder; the path itself is not shown)."""
-    state = _state(request)
-    body = {
-        "status": "ok",
-        "service": "dbhandles",
-        "version": state.version,
-        "pid": os.getpid(),
-        "homeId": home_id(str(state.service.settings.home.expanduser().resolve())),
-        "connections": state.websockets,
-    }
-    return Response(orjson.dumps(body), media_type=JSON)
-
-
-async def static_endpoint(request: Request) -> Response:
-    """The dashboard and the browser client, from the package's ``static`` folder."""
-    name = STATIC_FILES[request.url.path]
-    content = files("dbhandles.server").joinpath("static", name).read_bytes()
-    media = _STATIC_TYPES[os.path.splitext(name)[1]]
-    return Response(
-        content, media_type=media, headers={"Cache-Control": "no-cache", **_PAGE_HEADERS}
-    )
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:

@@ -24,12 +24,16 @@ job's row (``JobStore.adopt_job``) and writes the end itself only when the serve
 * child -> server (the descriptor named in argv): ``{"progress": {...}}`` at most every
   ``job_child.PROGRESS_SECONDS``, then ``{"status", "envelope", "progress"}`` as it ends.
 
-The child runs as background work (``background_priority``: ``SCHED_BATCH`` at niceness 19, with the
-parser process it starts): below the server and its job threads, yet with a small guaranteed share
-of the CPU, so it always progresses. A cancelled child goes back to ``SCHED_OTHER`` at the job
-threads' niceness at once (stopping takes it little CPU, and on a machine kept busy by other work it
-would otherwise reach its batch boundary slowly, holding its slot of the actor's job limit and its
-write transaction meanwhile); one that has not ended
+The child runs as background work (``background_priority``: ``SCHED_OTHER`` at niceness 10, the job
+threads' ``JOB_NICENESS``, with the parser process it starts): below the server (a weight of 110
+against a niceness-0 thread's 1024, so interactive commands stay well ahead), yet with a share of a
+contended CPU large enough that it always progresses. It used to run in ``SCHED_BATCH`` at niceness
+19 (a weight of 15): beside two busy loops at niceness 0 on two cores a child got no CPU-second in
+43 s (issue 13; measured here at load average 4.5: 0.07 CPU-seconds in 6 s at niceness 19, 0.17
+at niceness 10), so even the interpreter's start-up took most of a minute and the job looked
+stalled, while its result's ``seconds`` (counted once the command runs) said 1.9. A cancelled child is taken to the job threads' niceness at once (stopping must
+not wait for CPU time; a no-op now that it starts there, kept for a child started otherwise); one
+that has not ended
 ``CANCEL_GRACE_SECONDS`` later is killed: the batch it had open rolls back with its transaction, the
 batches it committed are kept, and the job ends ``cancelled`` as it would have.
 
@@ -93,8 +97,9 @@ CHILD_COMMANDS = frozenset({"data/import", "data/export", "data/copy"})
 POLL_SECONDS = 0.2
 #: Seconds a cancelled child has to stop at its batch boundary before it is killed.
 CANCEL_GRACE_SECONDS = 5.0
-#: The niceness of a child job and the processes it starts (``background_priority``): the lowest.
-JOB_CHILD_NICENESS = 19
+#: The niceness of a child job and the processes it starts (``background_priority``): the job
+#: threads' (a niceness of 19 starved it beside busy processes: see the module docstring).
+JOB_CHILD_NICENESS = JOB_NICENESS
 
 
 class ChildJobs:
@@ -200,6 +205,7 @@ class ChildJobs:
         finally:
             os.close(write_fd)
         job.pid = proc.pid
+        spawned = time.monotonic()
         # At once, before the child spends its first second importing: the parser it starts, and
         # anything else, inherit the class.
         background_priority(proc.pid)
@@ -220,7 +226,7 @@ class ChildJobs:
             os.close(read_fd)
             if proc.stdin is not None:
                 proc.stdin.close()
-            code = proc.wait()
+            code, cpu = _reap(proc)
         # The child died without an answer: what the job created and only it goes with it.
         removed = self.clean_up(job, params, context) if final is None else ""
         if final is None and job.cancel_requested and code == -signal.SIGKILL:
@@ -240,7 +246,13 @@ class ChildJobs:
                 f"have the details; run it again to finish it{removed}"
             )
             return "failed", error_envelope(crash, context)
-        job.progress = dict(final.get("progress") or job.progress)
+        job.progress = {
+            **(final.get("progress") or job.progress),
+            # The command's own ``seconds`` start once its process runs it; these say how long
+            # the process lived (waiting for the CPU included) and how much CPU it got.
+            "processSeconds": round(time.monotonic() - spawned, 3),
+            "processCpuSeconds": round(cpu, 3),
+        }
         return final["status"], final["envelope"]
 
     def clean_up(self, job: Job, params: BaseModel, context: Context) -> str:
@@ -299,6 +311,17 @@ class ChildJobs:
                     sync(job)
 
 
+def _reap(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
+    """Wait for ``proc`` to end: its exit status (``Popen.returncode``'s convention) and the CPU
+    seconds (user and system) it and the processes it waited for used."""
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except ChildProcessError:  # already reaped (by ``Popen`` itself): no usage to report
+        return proc.wait(), 0.0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime
+
+
 def _killed(job: Job, pid: int, code: int, removed: str) -> Interrupted:
     """The error of a job whose process was killed by signal ``-code`` before it answered."""
     try:
@@ -314,15 +337,14 @@ def _killed(job: Job, pid: int, code: int, removed: str) -> Interrupted:
 
 def background_priority(pid: int) -> bool:
     """Run process ``pid`` (0: this one) as background work, with the processes it starts from
-    then on: in ``SCHED_BATCH`` (Linux: the kernel takes it for CPU-bound and never lets it preempt
-    a woken thread) at niceness ``JOB_CHILD_NICENESS`` (19), below the job threads' and far below
-    the server's. At niceness 19 it still has a weight of its own (15 against a niceness-0 thread's
-    1024, about 1.5 % of a contended CPU), so it always progresses; the idle class used before
-    (``SCHED_IDLE``) got nothing on a machine whose every core was busy, and its jobs never ended.
-    Whether both were possible (a system without ``SCHED_BATCH`` keeps the niceness alone)."""
+    then on: in ``SCHED_OTHER`` at niceness ``JOB_CHILD_NICENESS`` (10), below the server's
+    threads, with a weight (110 against a niceness-0 thread's 1024) that keeps it progressing on a
+    machine whose every core is busy. Neither ``SCHED_BATCH`` at niceness 19 (a weight of 15: no
+    CPU-second in 43 s beside two busy loops) nor ``SCHED_IDLE`` (nothing at all) did.
+    Whether both were possible."""
     ok = True
     try:
-        os.sched_setscheduler(pid, os.SCHED_BATCH, os.sched_param(0))
+        os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
     except (AttributeError, OSError):
         ok = False
     try:

@@ -19,14 +19,18 @@ The outbox is bounded in bytes (``DBHANDLES_WS_OUTBOX_BYTES``): past it, events 
 reported with ``overflow``), and a response that does not fit closes the socket with code 4000
 (``CLOSE_OUTBOX_FULL``): a client that sends requests and never reads the answers cannot make the
 server hold them, nor build more (what it sent is dropped; its actor cools off, 1013 on a new socket:
-``DBHANDLES_WS_OVERFLOW_COOLDOWN_SECONDS``). One actor holds at most ``DBHANDLES_MAX_SOCKETS_PER_ACTOR``
-sockets and ``DBHANDLES_MAX_SUBSCRIPTIONS_PER_ACTOR`` subscriptions; a socket over the limit gets a
+``DBHANDLES_WS_OVERFLOW_COOLDOWN_SECONDS``). Before that, the server reads nothing more of a socket
+(its transport paused) while its unsent output or its unanswered requests are over their bounds,
+closes it with 4000 too once it took no answer for ``ws_flow.WS_STALL_SECONDS``, and reads one
+actor's sockets at most ``ws_flow.WS_MESSAGES_PER_SECOND`` messages a second together (ws_flow.py).
+One actor holds at most ``DBHANDLES_MAX_SOCKETS_PER_ACTOR`` sockets and ``DBHANDLES_MAX_SUBSCRIPTIONS_PER_ACTOR`` subscriptions; a socket over the limit gets a
 ``too_many_requests`` error and is closed with code 1013 (``CLOSE_TRY_LATER``). When the server stops, a
 request that arrives is answered ``server_unreachable`` and not run, and the socket is closed with 1012
 (``CLOSE_RESTART``) once every request it accepted has been answered (``server/shutdown.py``).
 
-Who may connect, and what an open socket may go on doing, is decided by ``auth`` (at the upgrade) and
-``ws_guard`` (tokens re-checked while open, events filtered by what the actor may read).
+Each connection is served by ``ws_serve.websocket_endpoint``. Who may connect, and what an open
+socket may go on doing, is decided by ``auth`` (at the upgrade) and ``ws_guard`` (tokens re-checked
+while open, events filtered by what the actor may read).
 """
 
 from __future__ import annotations
@@ -36,8 +40,6 @@ import contextlib
 import functools
 import logging
 import time
-import uuid
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -53,12 +55,11 @@ from dbhandles.errors import (
     Unauthorized,
 )
 from dbhandles.jobs import JOB_COMMANDS, Job
-from dbhandles.server import auth
-from dbhandles.server.backpressure import OutputRoom
+from dbhandles.server.backpressure import WS_UNSENT_BYTES
 from dbhandles.server.fanout import Fanout
 from dbhandles.server.http import LARGE_BODY
-from dbhandles.server.http import client_address as http_address
-from dbhandles.server.ws_guard import WATCH_SECONDS, Guard, deny_upgrade, refuse_socket
+from dbhandles.server.ws_flow import MAX_REQUESTS_IN_FLIGHT, WS_STALL_SECONDS, ReadGate
+from dbhandles.server.ws_guard import WATCH_SECONDS, Guard
 from dbhandles.values import json_problem, json_text, read_json
 
 if TYPE_CHECKING:
@@ -72,15 +73,12 @@ __all__ = [
     "MAX_REQUESTS_IN_FLIGHT",
     "TRANSPORT_KEY",
     "Connection",
-    "websocket_endpoint",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Events waiting to be written to one client before new ones are dropped.
 MAX_PENDING_EVENTS = 1000
-#: Requests one connection may have running at once; past it the server stops reading (backpressure).
-MAX_REQUESTS_IN_FLIGHT = 64
 MAX_PATTERN = 200
 MAX_SUBSCRIPTIONS = 100
 #: Close code for a client whose unread answers filled its outbox (``DBHANDLES_WS_OUTBOX_BYTES``).
@@ -139,9 +137,11 @@ class Connection:
         self.queued_bytes = 0
         self.outbox_limit = state.service.settings.ws_outbox_bytes
         self.peak_bytes = 0
-        self.room = OutputRoom()  # reading waits while too much of it is unsent (backpressure.py)
+        # Reading waits, and the transport reads nothing, while too much of its output is unsent or
+        # too many of its requests unanswered (ws_flow.py).
+        self.gate = ReadGate(websocket.scope.get(TRANSPORT_KEY), WS_UNSENT_BYTES,
+                             on_stall=self.stalled, stall_seconds=WS_STALL_SECONDS)  # fmt: skip
         self.subscriptions: dict[str, object] = {}
-        self.slots = asyncio.Semaphore(MAX_REQUESTS_IN_FLIGHT)
         self.tasks: set[asyncio.Task[None]] = set()
         #: Requests waiting for a job: not waited for when the socket closes (the job goes on).
         self.job_waits: set[asyncio.Task[Any]] = set()
@@ -172,7 +172,7 @@ class Connection:
                 self.overflow()
             return False
         self.queued_bytes += size
-        self.room.update(self.queued_bytes)
+        self.gate.output(self.queued_bytes)
         self.peak_bytes = max(self.peak_bytes, self.queued_bytes)
         self.outbox.put_nowait((text, is_event))
         return True
@@ -202,7 +202,7 @@ class Connection:
                 with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
                     await self.websocket.close(code=item.code, reason=item.reason)
                 self.open = False
-                self.room.end()
+                self.gate.end()
                 return
             text, is_event = item
             if is_event:
@@ -216,14 +216,20 @@ class Connection:
                     )
             except (WebSocketDisconnect, RuntimeError, OSError):
                 self.open = False
-                self.room.end()
+                self.gate.end()
                 return
             finally:
                 self.queued_bytes = max(0, self.queued_bytes - len(text))
-                self.room.update(self.queued_bytes)
+                self.gate.output(self.queued_bytes, taken=True)
 
-    def overflow(self) -> None:
-        """The client let its outbox fill up: drop what is queued and close the socket (4000)."""
+    def stalled(self) -> None:
+        """The client took no answer for ``WS_STALL_SECONDS`` while its output was over the
+        bound: close the socket (4000), as for a full outbox."""
+        self.overflow(f"not reading: no answer taken for {self.gate.stall_seconds:g} s")
+
+    def overflow(self, reason: str = "") -> None:
+        """The client let its outbox fill up (or stopped reading: ``stalled``): drop what is
+        queued, read nothing more, and close the socket (4000)."""
         if self.overflowed:
             return
         self.overflowed = True
@@ -233,12 +239,13 @@ class Connection:
             self.outbox.get_nowait()
         self.queued_bytes = 0
         self.pending_events = 0
-        self.room.end()
-        task = asyncio.ensure_future(self._cut_off())
+        self.gate.pause_transport()  # nothing more is read: it would only be dropped
+        self.gate.end()
+        task = asyncio.ensure_future(self._cut_off(reason))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _cut_off(self) -> None:
+    async def _cut_off(self, reason: str = "") -> None:
         """Close with ``CLOSE_OUTBOX_FULL``: the close frame if the connection takes it within the
         grace time (it waits behind what the client did not read), then the transport is cut."""
         writer = self.writer_task
@@ -246,7 +253,9 @@ class Connection:
             writer.cancel()
             with contextlib.suppress(BaseException):
                 await writer
-        reason = f"outbox full: more than {self.outbox_limit} bytes of answers were not read"
+        reason = (
+            reason or f"outbox full: more than {self.outbox_limit} bytes of answers were not read"
+        )
         deadline = time.monotonic() + CLOSE_GRACE_SECONDS
         with contextlib.suppress(Exception):
             await asyncio.wait_for(
@@ -325,19 +334,23 @@ class Connection:
             self.send({"type": "response", "id": msg_id, "result": result})
             return
         name, params = str(name), params or {}
-        if not self.slots.locked() and self.state.can_run_inline(name, params):
+        if self.gate.unanswered < self.gate.max_unanswered and self.state.can_run_inline(
+            name, params
+        ):
             # A point read the loop may answer never waits: it runs here, without a task of its
-            # own (one costs about as much as the read), and ends before anything else runs.
+            # own (one costs about as much as the read), and ends before anything else runs, so
+            # it is never among the gate's unanswered requests.
             outcome = self._execute(msg_id, name, params)
             assert not isinstance(outcome, Job)  # INLINE_COMMANDS holds no long command
             self._answer(outcome)
             return
-        await self.slots.acquire()
+        self.gate.requests(+1)
         task = asyncio.create_task(self._run(msg_id, name, params))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
     async def _run(self, msg_id: Any, name: str, params: dict[str, Any]) -> None:
+        counted = True  # among the gate's unanswered requests
         try:
             if self.state.can_run_inline(name, params):
                 outcome: str | Job = self._execute(msg_id, name, params)
@@ -349,6 +362,8 @@ class Connection:
                 task = asyncio.current_task()
                 assert task is not None
                 self.job_waits.add(task)
+                counted = False  # a job's wait holds no worker: more requests may be read
+                self.gate.requests(-1)
                 try:
                     envelope = await self.state.wait_job(outcome)
                 finally:
@@ -357,7 +372,8 @@ class Connection:
         except RuntimeError:  # the server is shutting down: the client is being disconnected
             return
         finally:
-            self.slots.release()
+            if counted:
+                self.gate.requests(-1)
         self._answer(outcome)
 
     def _answer(self, outcome: str) -> None:
@@ -488,113 +504,3 @@ class Connection:
             self._forget(key)
         self.subscriptions.clear()
         self.outbox.put_nowait(None)
-
-
-async def websocket_endpoint(websocket: WebSocket) -> None:
-    """Serve one WebSocket client until it (or the server) closes the connection.
-
-    A token comes as ``Authorization: Bearer <token>`` or, from a browser (which cannot set
-    headers on a WebSocket), as ``/ws?token=<token>``.
-    """
-    state: ServerState = websocket.app.state.dbhandles
-    headers = websocket.headers
-    authorization = auth.socket_credential(
-        headers.getlist("authorization"), auth.query_token(websocket.scope)
-    )
-    try:
-        state.check_site(headers.get("origin"), headers.get("sec-fetch-site"), headers.get("host"))
-    except DbHandlesError as exc:
-        # Another site's page gets no socket at all: the upgrade is answered 403.
-        state.audit_refusal(None, exc, authorization)
-        await deny_upgrade(websocket, exc)
-        return
-    address = http_address(websocket.scope)
-    try:
-        state.enter(address)
-    except DbHandlesError as exc:
-        await refuse_socket(websocket, exc, CLOSE_TRY_LATER)
-        return
-    try:
-        await _serve(websocket, state, authorization)
-    finally:
-        state.leave(address)
-
-
-async def _serve(websocket: WebSocket, state: ServerState, authorization: str | None) -> None:
-    try:
-        context = await state.run(state.context, authorization, None)
-    except DbHandlesError as exc:
-        await refuse_socket(websocket, exc, 1008)
-        return
-    limit = state.service.settings.max_sockets_per_actor
-    limited = not context.is_admin
-    cooling = state.cooling_off(context.actor) if limited else None
-    if cooling is not None:
-        await refuse_socket(websocket, cooling, CLOSE_TRY_LATER)
-        return
-    if limited and state.sockets[context.actor] >= limit:
-        await refuse_socket(websocket, TooManyRequests(
-            f"{json_text(context.actor, 80)} already has {limit} WebSockets open (the limit is "
-            "DBHANDLES_MAX_SOCKETS_PER_ACTOR); close one, or share one socket for requests and "
-            "events", field="connection"), CLOSE_TRY_LATER)  # fmt: skip
-        return
-    await websocket.accept()
-    session_id = str(uuid.uuid4())
-    context = replace(context, session_id=auth.socket_session(context.actor, session_id))
-    conn = Connection(websocket, state, context, session_id, authorization)
-    state.websockets += 1
-    state.connections.add(conn)
-    if limited:
-        state.sockets[context.actor] += 1
-    writer = conn.writer_task = asyncio.create_task(conn.writer())
-    watcher = asyncio.create_task(conn.watch()) if conn.guard.has_token else None
-    conn.send({"type": "hello", "sessionId": conn.session_id, "actor": context.actor,
-               "server": "dbhandles", "version": state.version})  # fmt: skip
-    try:
-        while True:
-            await conn.room.wait()  # the client reads what it was sent before it is read again
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            raw = message.get("text")
-            if raw is None:
-                raw = message.get("bytes") or b""
-            await conn.handle(raw)
-    except WebSocketDisconnect:
-        pass
-    finally:
-        state.websockets -= 1
-        state.connections.discard(conn)
-        if limited:
-            state.sockets[context.actor] -= 1
-            if state.sockets[context.actor] <= 0:
-                del state.sockets[context.actor]
-        if watcher is not None:
-            watcher.cancel()
-        conn.close()
-        _end_session(state, str(context.session_id))
-        # Let responses already computed go out; running commands finish in their threads anyway,
-        # and jobs go on (data/job-list shows them).
-        for task in conn.job_waits:
-            task.cancel()
-        if conn.tasks:
-            await asyncio.gather(*conn.tasks, return_exceptions=True)
-        if not writer.done():
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer, 2.0)
-
-
-def _end_session(state: ServerState, session_id: str) -> None:
-    """The connection's query cursors close with it, handed to the worker threads without waiting,
-    so it happens even if this task is cancelled (a server shutting down, a test client tearing down)."""
-    try:
-        state.executor.submit(_close_cursors, state, session_id)
-    except RuntimeError:  # the worker threads are already stopped: the server is shutting down
-        _close_cursors(state, session_id)
-
-
-def _close_cursors(state: ServerState, session_id: str) -> None:
-    try:
-        state.service.end_session(session_id)
-    except DbHandlesError:
-        log.warning("could not close the cursors of session %s", session_id, exc_info=True)

@@ -93,10 +93,15 @@ class Guard:
             raise
         self._checked = now
 
-    def _access_changed(self) -> bool:
-        """Whether the access generation moved since the last look; if so, forget every decision
-        (and make the token's next check a real one)."""
-        generation = self.service.registry.access_generation.current()
+    def generation_now(self) -> tuple[int, str | None]:
+        """The access generation now (``security/generation.py``; a read of the handle store)."""
+        return self.service.registry.access_generation.current()
+
+    def _access_changed(self, generation: tuple[int, str | None] | None = None) -> bool:
+        """Whether the access generation (``generation``, read now when None) moved since the
+        last look; if so, forget every decision (and make the token's next check a real one)."""
+        if generation is None:
+            generation = self.generation_now()
         with self._lock:
             if generation == self._generation:
                 return False
@@ -105,12 +110,18 @@ class Guard:
             self._checked = float("-inf")
         return True
 
-    def may_see(self, event: Event) -> bool:
-        """Whether this connection's actor could read what ``event`` carries (through its handle)."""
+    def may_see(self, event: Event, generation: tuple[int, str | None] | None = None) -> bool:
+        """Whether this connection's actor could read what ``event`` carries (through its handle).
+
+        Args:
+            event: the event.
+            generation: the access generation read after ``event`` was published (the fan-out
+                reads it once for every socket and event of a batch); None reads it now.
+        """
         if self._refused:
             return False
         try:
-            if self._access_changed():
+            if self._access_changed(generation):
                 self.recheck()  # a revoked token sees nothing more, even before the socket closes
         except DbHandlesError:
             return False
