@@ -214,7 +214,7 @@ def test_an_unreadable_row_is_named_by_a_read_and_left_out_of_every_other_door(
         if f"r{i}" in good:
             assert envelope["success"], text
             continue
-        assert envelope["code"] == "storage_error", text
+        assert envelope["code"] == "query_failed", text
         assert f'record "r{i}" of collection "c"' in envelope["error"], text
         assert "Traceback" not in envelope["error"]
     ids = lambda items: {r["id"] for r in items}  # noqa: E731

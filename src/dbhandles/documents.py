@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dbhandles.adapters.base import Record, Session, TableWriter
 from dbhandles.adapters.foreign_writer import stored_version
 from dbhandles.clock import iso_now
-from dbhandles.errors import Conflict, InvalidParams, PermissionDenied, RecordNotFound
+from dbhandles.errors import (
+    Conflict,
+    InvalidParams,
+    PermissionDenied,
+    QueryFailed,
+    RecordNotFound,
+)
 from dbhandles.evaluate import matches
 from dbhandles.filters import MAX_ID_LENGTH, RESERVED_FIELDS, FilterNode
 from dbhandles.schemas import Declaration
@@ -33,6 +39,7 @@ __all__ = [
     "create_record",
     "delete_record",
     "id_text",
+    "seen",
     "update_record",
     "visible",
 ]
@@ -114,6 +121,34 @@ def visible(record: Record | None, row_filter: FilterNode | None) -> Record | No
     return None
 
 
+def seen(
+    read: Callable[[str, str], Record | None],
+    collection: str,
+    record_id: str,
+    row_filter: FilterNode | None,
+) -> Record | None:
+    """``read(collection, record_id)`` as the handle may see it (``visible``): every id door
+    (read, update, delete, batch operations) reads a record through this.
+
+    Behind a row filter, a row the filter cannot be tested on (another tool wrote it as no JSON
+    object dbhandles can read: ``sqlite_values.record_data``) is hidden, answered exactly as a
+    missing id: naming it would tell the id exists (docs/security.md, section 5).
+
+    Raises:
+        QueryFailed: without a row filter, the row is unreadable (the message names the record);
+            any other failure of ``read`` as it is.
+    """
+    try:
+        record = read(collection, record_id)
+    except QueryFailed as exc:
+        if row_filter is None or exc.details.keys() != {"collection", "id"}:
+            raise
+        if exc.details["id"] != record_id:
+            raise
+        return None
+    return visible(record, row_filter)
+
+
 def _inside(record: Record, row_filter: FilterNode | None) -> None:
     if row_filter is not None and not matches(row_filter, record):
         raise PermissionDenied(
@@ -126,7 +161,7 @@ def delete_record(
     session: Session, collection: str, record_id: str, row_filter: FilterNode | None
 ) -> bool:
     """Delete a record the handle can see; ``False`` when there is none."""
-    if row_filter is not None and visible(session.get(collection, record_id), row_filter) is None:
+    if row_filter is not None and seen(session.get, collection, record_id, row_filter) is None:
         return False
     return session.delete(collection, record_id)
 
@@ -240,7 +275,7 @@ def _update_row(
             'updated_at with "fieldNames": "camel", keeps one)',
             field="expectedVersion",
         )
-    existing = visible(session.get(collection, record_id), row_filter)
+    existing = seen(session.get, collection, record_id, row_filter)
     if existing is None:
         raise RecordNotFound(
             f"no record with id {json_text(record_id, 80)} in {json_text(collection, 80)}",
@@ -303,7 +338,7 @@ def update_record(
                            increment_version=increment_version,
                            expected_version=expected_version, row_filter=row_filter)  # fmt: skip
     user = _user_fields(patch, "data", record_id)
-    existing = visible(session.get(collection, record_id), row_filter)
+    existing = seen(session.get, collection, record_id, row_filter)
     if existing is None:
         raise RecordNotFound(
             f"no record with id {json_text(record_id, 80)} in {json_text(collection, 80)}",

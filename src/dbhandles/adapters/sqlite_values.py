@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from dbhandles.errors import StorageError
+from dbhandles.errors import QueryFailed
 from dbhandles.values import json_text
 
 __all__ = [
@@ -182,9 +182,11 @@ def record_data(text: str | bytes, collection: str, record_id: object) -> dict[s
     """The fields of the record ``record_id`` of ``collection`` stored as ``text``, read by ``loads``.
 
     Raises:
-        StorageError: another tool wrote ``text`` as something ``loads`` cannot read as a JSON
+        QueryFailed: another tool wrote ``text`` as something ``loads`` cannot read as a JSON
             object (``{n:1}``, ``NaN``, ``1e400``, a lone surrogate, an array, a scalar); the
-            message names the collection and the record.
+            message names the collection and the record, ``details`` their names
+            (``documents.seen`` hides it behind a row filter). 409, not 500: the database's content, not a fault of
+            dbhandles or of the storage.
     """
     try:
         value = loads(text)
@@ -194,7 +196,7 @@ def record_data(text: str | bytes, collection: str, record_id: object) -> dict[s
         if type(value) is dict:
             return value
         why = f"is a JSON {_KINDS.get(type(value), 'value')}, not an object"
-    raise StorageError(
+    raise QueryFailed(
         f"record {json_text(str(record_id), 80)} of collection {json_text(collection, 80)} {why}: "
         'another tool wrote it; listings and counts leave it out (docs/filters.md "Values")',
         details={"collection": collection, "id": record_id},

@@ -27,7 +27,7 @@ from dbhandles.commands.audit_rows import audit_collection, record_outcome
 from dbhandles.commands.base import EVERY_COLLECTION, Command, client_session, handle_target
 from dbhandles.commands.fast_params import parse_simple
 from dbhandles.commands.records import ReadParams, data_read
-from dbhandles.documents import visible
+from dbhandles.documents import seen
 from dbhandles.errors import DbHandlesError
 from dbhandles.leases import Lease
 from dbhandles.security import paths
@@ -90,7 +90,7 @@ def point_read(
             budget = begin_budget(budget_ms)
             try:
                 with Lease(service.registry, entry) as (entry, adapter):
-                    record = visible(adapter.read_one(collection, record_id), entry.row_filter)
+                    record = seen(adapter.read_one, collection, record_id, entry.row_filter)
                     # What the name reached, as the read's schema cache saw it (``audit_collection``).
                     reached = (
                         None if collection == EVERY_COLLECTION

@@ -21,8 +21,8 @@ from dbhandles.documents import (
     create_record,
     delete_record,
     id_text,
+    seen,
     update_record,
-    visible,
 )
 from dbhandles.errors import DbHandlesError, InvalidParams
 from dbhandles.events import event_name
@@ -118,7 +118,7 @@ class ReadResult(RecordResult):
 def data_read(service: Service, params: ReadParams, call: Call) -> ReadResult:
     collection = params.checked_collection()
     with Lease(service.registry, call.target) as (entry, adapter):  # ``service.lease``, inlined
-        record = visible(adapter.read_one(collection, check_record_id(params.id)), entry.row_filter)
+        record = seen(adapter.read_one, collection, check_record_id(params.id), entry.row_filter)
     # Built without validation: every value is already checked (the record is the adapter's, fresh
     # for this call), and validating would copy the record (the hot path of data/read).
     return build(ReadResult, {"db_handle": entry.handle, "collection": collection, "id": params.id,
