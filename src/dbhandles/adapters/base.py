@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from dbhandles.adapters.facets import GroupCounts, group_counts
+from dbhandles.adapters.group_bytes import bound_groups
 from dbhandles.adapters.sampling import Sampling, select
 from dbhandles.dbfiles import PATH_SCHEMA, check_path_text
 from dbhandles.errors import (
@@ -366,8 +367,10 @@ class Session(ABC):
 
         Raises:
             InvalidParams: a value of a path is an object (or an array inside an array).
+            QueryFailed: the keys of the groups kept pass ``group_bytes.MAX_GROUP_BYTES``.
         """
-        return group_counts(self.find(collection, Query(filter=filter)), group_by, limit)
+        counts = group_counts(self.find(collection, Query(filter=filter)), group_by, limit)
+        return bound_groups(counts, collection, group_by)
 
     def find_sampled(self, collection: str, query: Query, sampling: Sampling) -> list[Record]:
         """``find``, keeping only the records ``sampling`` selects (``sampling`` module): the split

@@ -14,6 +14,7 @@ from dbhandles import budget
 from dbhandles.adapters.base import Query, Record, Session, record_from_columns
 from dbhandles.adapters.facets import GroupCounts, combinations_error
 from dbhandles.adapters.foreign_common import read_only_error
+from dbhandles.adapters.group_bytes import fetch_groups
 from dbhandles.adapters.postgres_compile import boolean, dump_document, prepare_filter
 from dbhandles.adapters.postgres_foreign import PgReader
 from dbhandles.adapters.postgres_foreign_schema import cascade_targets
@@ -358,9 +359,10 @@ class PostgresSession(Session):
             table = self._table(collection)
             if table is None:
                 return GroupCounts()
-            rows = self.tx.run(
+            cursor = self.tx.run(
                 self._statement(statement, table), statement.params, budget.remaining_ms()
-            ).fetchall()
+            )
+            rows = fetch_groups(cursor, collection, group_by)
             # No row: no record matched, or one had too many combinations (sqlite_session).
             if (
                 not rows

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Callable
 from types import TracebackType
 
 import orjson
@@ -260,12 +261,15 @@ def translate_error(
     path: str | None = None,
     collection: str | None = None,
     record_id: str | None = None,
+    foreign: Callable[[str], object] | None = None,
 ) -> DbHandlesError:
-    """The dbhandles error for a driver exception; the context only improves the message."""
+    """The dbhandles error for a driver exception; the context only improves the message
+    (``foreign``: the session's reader of a table dbhandles did not create, by name, so that a
+    memory refusal says whether it read a view, a table or a collection)."""
     if isinstance(exc, DbHandlesError):
         return exc
     if isinstance(exc, MemoryError):
-        return sqlite_heap_error(collection)
+        return sqlite_heap_error(collection, foreign)
     if isinstance(exc, OverflowError):
         return InvalidFilter(f"a number is outside the 64-bit integer range SQLite stores ({exc})")
     if isinstance(exc, UnicodeEncodeError):
@@ -352,7 +356,7 @@ class translating:
     ``data/read``, and costs a third as much.
     """
 
-    __slots__ = ("collection", "path", "record_id")
+    __slots__ = ("collection", "foreign", "path", "record_id")
 
     def __init__(
         self,
@@ -360,8 +364,10 @@ class translating:
         path: str | None = None,
         collection: str | None = None,
         record_id: str | None = None,
+        foreign: Callable[[str], object] | None = None,
     ) -> None:
         self.path, self.collection, self.record_id = path, collection, record_id
+        self.foreign = foreign
 
     def __enter__(self) -> None:
         return None
@@ -375,5 +381,9 @@ class translating:
         if exc_type is not None and issubclass(exc_type, DRIVER_ERRORS):
             assert exc is not None
             raise translate_error(
-                exc, path=self.path, collection=self.collection, record_id=self.record_id
+                exc,
+                path=self.path,
+                collection=self.collection,
+                record_id=self.record_id,
+                foreign=self.foreign,
             ) from exc

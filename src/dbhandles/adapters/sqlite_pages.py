@@ -46,6 +46,7 @@ __all__ = [
     "bounded",
     "fetch_page",
     "heap_in_use",
+    "object_kind",
     "page_too_large",
     "run_sharing_heap",
     "sqlite_heap_error",
@@ -178,21 +179,52 @@ def bounded(conn: sqlite3.Connection) -> None:
 
 
 def page_too_large(collection: str | None, rows: int) -> QueryFailed:
-    """The error of a page whose rows passed ``MAX_PAGE_BYTES`` at its ``rows``-th row."""
+    """The error of a page whose rows passed ``MAX_PAGE_BYTES`` at its ``rows``-th row.
+
+    The advice is the largest ``limit`` that passes: the first ``rows - 1`` rows fit, and a
+    listing or a cursor reads one row past its limit to tell ``hasMore`` (``paging.fetch_page``),
+    so ``rows - 2``. ``fields`` do not lower the bound: the whole record is read before it is
+    projected."""
     of = f" of {json_text(collection, 80)}" if collection else ""
-    fewer = f"ask for at most {rows - 1} (limit)" if rows > 1 else "read fewer fields of it"
+    largest = rows - 2
+    if largest >= 1:
+        fewer = (
+            f"ask for at most {largest} (limit: each page reads one record more to tell hasMore)"
+        )
+    else:
+        fewer = "its first records are too large to list together; read them one by one (data/read)"
     return QueryFailed(
         f"a page{of} would hold more than {MAX_PAGE_BYTES >> 20} MiB of values (passed at its "
         f"record {rows}), the most one page may hold in the server's memory; {fewer}, or page "
-        "through it with a smaller limit"
+        "through it with a smaller limit (fields do not lower this bound: whole records are "
+        "read before they are projected)"
     )
 
 
-def sqlite_heap_error(collection: str | None) -> QueryFailed | StorageBusy:
+def object_kind(collection: str | None, foreign: Callable[[str], object] | None) -> str:
+    """What ``collection`` is, for an error's words: ``"view"``, ``"table"`` (one dbhandles did
+    not create: ``foreign`` gives its reader) or ``"collection"`` (also when that cannot be told)."""
+    if collection is None or foreign is None:
+        return "collection"
+    try:
+        reader = foreign(collection)
+    except (DbHandlesError, sqlite3.Error):
+        return "collection"
+    kind = getattr(getattr(reader, "table", None), "kind", None)
+    if kind is None:
+        return "collection"
+    return "view" if kind == "view" else "table"
+
+
+def sqlite_heap_error(
+    collection: str | None, foreign: Callable[[str], object] | None = None
+) -> QueryFailed | StorageBusy:
     """The error of a statement SQLite failed for memory (``SQLITE_NOMEM``: ``MemoryError``):
     ``storage_busy`` when other statements of the process hold most of the bound now that this
     one failed (it was theirs: ``run_sharing_heap`` runs a read again), else ``query_failed``
-    naming the collection (this statement alone passed the bound)."""
+    naming the collection (this statement alone passed the bound), worded by what it is
+    (``object_kind``: ``foreign`` is the session's reader by name); only a view gets the advice
+    of a view."""
     of = f" of {json_text(collection, 80)}" if collection else ""
     held = _held_by_others()
     if held is not None:
@@ -206,12 +238,22 @@ def sqlite_heap_error(collection: str | None) -> QueryFailed | StorageBusy:
         )
     found = heap_in_use()
     limit = found[1] if found is not None else SQLITE_HEAP_BYTES
+    kind = object_kind(collection, foreign)
+    if kind == "view":
+        why = (
+            "a view computing huge values (its id is all its columns, so SQLite sorts every row "
+            "of it, whatever the limit), or too many such rows at once; select fewer or smaller "
+            "columns in the view, or filter it"
+        )
+    else:
+        why = (
+            f"too many or too large values at once in this {kind}; ask for "
+            "fewer records (a smaller limit), a narrower filter, or sort or group by a shorter "
+            "field"
+        )
     return QueryFailed(
         f"the query{of} needed more memory than SQLite may use in this server "
-        f"({limit >> 20} MiB, all queries together): a view computing huge values "
-        "(its id is all its columns, so SQLite sorts every row of it, whatever the limit), or too "
-        "many such rows at once; select fewer or smaller columns in the view, or filter it; "
-        "nothing was written"
+        f"({limit >> 20} MiB, all queries together): {why}; nothing was written"
     )
 
 

@@ -15,6 +15,7 @@ from dbhandles import budget
 from dbhandles.adapters.base import Query, Record, Session, record_from_columns
 from dbhandles.adapters.facets import GroupCounts, combinations_error
 from dbhandles.adapters.foreign_common import read_only_error
+from dbhandles.adapters.group_bytes import fetch_groups
 from dbhandles.adapters.sampling import Sampling
 from dbhandles.adapters.sql_compile import RESERVED_COLUMNS, Fragment, and_
 from dbhandles.adapters.sql_facets import (
@@ -209,7 +210,8 @@ class SqliteSession(Session):
     def _translating(
         self, collection: str | None = None, record_id: str | None = None
     ) -> AbstractContextManager[None]:
-        return translating(path=self.adapter.path, collection=collection, record_id=record_id)
+        return translating(path=self.adapter.path, collection=collection, record_id=record_id,
+                           foreign=self.catalog.foreign)  # fmt: skip
 
     def get(self, collection: str, record_id: str) -> Record | None:
         with self._translating(collection):
@@ -389,6 +391,7 @@ class SqliteSession(Session):
         guard: tuple[Fragment, Fragment] | None = None,
         exact: bool = False,
         page: bool = False,
+        fetch: Callable[[sqlite3.Cursor], list[Any]] | None = None,
     ) -> list[Any]:
         """The rows of ``sql(...)``: first with the fast test of each row's text, again with the
         exact one when SQLite met text that is not JSON (``malformed JSON``: another tool wrote
@@ -398,7 +401,7 @@ class SqliteSession(Session):
         ``guard`` (the filter compiled for the stored and for the canonical text), the condition
         ``sqlite_records.guarded`` makes of the two, whose parameters go before ``params``.
         ``page``: the rows are records, read by ``sqlite_pages.fetch_page`` (``query_failed``
-        past its bound) rather than all at once."""
+        past its bound) rather than all at once; ``fetch`` reads them otherwise (a count's groups)."""
         if guard is not None:
             test = guarded(*guard, exact)
             text, bound = sql(test.sql), (*test.params, *params)
@@ -407,11 +410,13 @@ class SqliteSession(Session):
         try:
             with _budgeted(self.conn):
                 cursor = self.conn.execute(text, bound)
+                if fetch is not None:
+                    return fetch(cursor)
                 return fetch_page(cursor, collection, 1) if page else cursor.fetchall()
         except sqlite3.OperationalError as exc:
             if exact or "malformed JSON" not in str(exc):
                 raise
-        return self._rows(sql, params, collection, guard=guard, exact=True, page=page)
+        return self._rows(sql, params, collection, guard=guard, exact=True, page=page, fetch=fetch)
 
     def _records(
         self,
@@ -453,7 +458,8 @@ class SqliteSession(Session):
         with self._translating(collection):
             if self.catalog.table(collection) is None:
                 return GroupCounts()
-            rows = self._rows(statement.join, statement.params, collection)
+            rows = self._rows(statement.join, statement.params, collection,
+                              fetch=lambda cursor: fetch_groups(cursor, collection, group_by))  # fmt: skip
             # No row: no record matched, or one had too many combinations (the statement
             # then stops before joining the paths); only then is the bound looked at again.
             if (
