@@ -30,6 +30,7 @@ from dbhandles.server.job_process import ChildJobs
 from dbhandles.server.ws import TRANSPORT_KEY
 from dbhandles.server.ws_flow import MessageRate
 from dbhandles.server.ws_serve import websocket_endpoint
+from dbhandles.server.ws_wire import WireRate
 from dbhandles.values import json_text
 
 if TYPE_CHECKING:
@@ -104,6 +105,8 @@ class ServerState:
         self.subscriptions: Counter[str] = Counter()
         #: The messages each actor's sockets may still send (``ws_flow.MessageRate``).
         self.message_rates: dict[str, MessageRate] = {}
+        #: The frames and bytes each actor's sockets may still send (``ws_wire.WireRate``).
+        self.wire_rates: dict[str, WireRate] = {}
         #: Until when (``time.monotonic``) each actor whose socket was closed for unread answers
         #: may not open another (``ws_overflow_cooldown_seconds``; only touched on the event loop).
         self.cooling: dict[str, float] = {}
