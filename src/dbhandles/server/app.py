@@ -356,7 +356,7 @@ class DbHandlesApp(Starlette):
     async def _public_request(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Every HTTP request but ``POST /commands/<name>`` (the routes that need no token, and
         wrong URLs), at most ``public.PUBLIC_REQUESTS_PER_ADDRESS`` in progress per address, each
-        until its answer was handed to the connection (server/public.py)."""
+        until its answer was written (``public.written``; server/public.py)."""
         limit: public.PublicLimit = self.state.dbhandles.public
         address = http.client_address(scope)
         try:
@@ -366,6 +366,7 @@ class DbHandlesApp(Starlette):
             return
         try:
             await super().__call__(scope, receive, send)
+            await public.written(send)  # a client that does not read keeps its slot
         finally:
             limit.leave(address)
 
