@@ -310,14 +310,19 @@ def server_config(app: Starlette, settings: Settings, *, log_level: str = "warni
     received before a malformed one or the client's end of stream (``server/connections.py``).
     WebSocket messages are never compressed (``permessage-deflate`` is not offered); one over
     ``max_body_bytes`` gets an ``error`` (``server/ws.py``), one over that plus
-    ``WS_MESSAGE_SLACK`` closes the socket with 1009."""
+    ``WS_MESSAGE_SLACK`` closes the socket with 1009; frames and bytes are counted as they arrive
+    (``server/ws_wire.py``)."""
     import uvicorn
 
     from dbhandles.server.connections import limited_protocol
+    from dbhandles.server.ws_wire import GuardedWebSocketProtocol
 
     return uvicorn.Config(
         app,
         http=limited_protocol(app.state.dbhandles.wire),
+        # Frames and bytes counted as they arrive, pongs bounded, fragmented messages bounded
+        # (server/ws_wire.py).
+        ws=GuardedWebSocketProtocol,
         log_level=log_level,
         access_log=False,
         ws_max_size=settings.max_body_bytes + WS_MESSAGE_SLACK,

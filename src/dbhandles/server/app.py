@@ -30,6 +30,7 @@ from dbhandles.server.job_process import ChildJobs
 from dbhandles.server.ws import TRANSPORT_KEY
 from dbhandles.server.ws_flow import MessageRate
 from dbhandles.server.ws_serve import websocket_endpoint
+from dbhandles.server.ws_wire import WireRate
 from dbhandles.values import json_text
 
 if TYPE_CHECKING:
@@ -104,6 +105,8 @@ class ServerState:
         self.subscriptions: Counter[str] = Counter()
         #: The messages each actor's sockets may still send (``ws_flow.MessageRate``).
         self.message_rates: dict[str, MessageRate] = {}
+        #: The frames and bytes each actor's sockets may still send (``ws_wire.WireRate``).
+        self.wire_rates: dict[str, WireRate] = {}
         #: Until when (``time.monotonic``) each actor whose socket was closed for unread answers
         #: may not open another (``ws_overflow_cooldown_seconds``; only touched on the event loop).
         self.cooling: dict[str, float] = {}
@@ -353,7 +356,7 @@ class DbHandlesApp(Starlette):
     async def _public_request(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Every HTTP request but ``POST /commands/<name>`` (the routes that need no token, and
         wrong URLs), at most ``public.PUBLIC_REQUESTS_PER_ADDRESS`` in progress per address, each
-        until its answer was handed to the connection (server/public.py)."""
+        until its answer was written (``public.written``; server/public.py)."""
         limit: public.PublicLimit = self.state.dbhandles.public
         address = http.client_address(scope)
         try:
@@ -363,6 +366,7 @@ class DbHandlesApp(Starlette):
             return
         try:
             await super().__call__(scope, receive, send)
+            await public.written(send)  # a client that does not read keeps its slot
         finally:
             limit.leave(address)
 

@@ -8,7 +8,7 @@ Building ``/openapi.json`` with the server's limits costs 15 ms and ``/commands`
 built per request, four clients asking in a loop held every other client's requests for up to 400 ms
 (issue 13). And each client address may have at most ``PUBLIC_REQUESTS_PER_ADDRESS`` of these
 requests in progress (a client that does not read its answer holds one until the server could
-write it all): past it, ``too_many_requests`` (429), so no flood of anonymous requests can take the
+hand it all to the kernel: ``written``): past it, ``too_many_requests`` (429), so no flood of anonymous requests can take the
 loop or the memory of answers written to clients that never read them.
 """
 
@@ -48,6 +48,7 @@ __all__ = [
     "health_endpoint",
     "openapi_endpoint",
     "static_endpoint",
+    "written",
 ]
 
 COMMANDS = builtin_commands()
@@ -192,6 +193,17 @@ class PublicLimit:
         self.counts[address] -= 1
         if self.counts[address] <= 0:
             del self.counts[address]
+
+
+async def written(send: object) -> None:
+    """Return once the answer handed to ``send`` (uvicorn's request cycle's) left the connection's
+    write buffer for the kernel (below its low-water mark), or the connection was lost; at once
+    elsewhere (an in-process test client). A request holds its ``PublicLimit`` slot until then:
+    released when handed over, the slot of a client that never reads was free again at once, and
+    the limit never applied (issue 13)."""
+    flow = getattr(getattr(send, "__self__", None), "flow", None)
+    if flow is not None and getattr(flow, "write_paused", False):
+        await flow.drain()
 
 
 def _documents(request: Request) -> Documents:

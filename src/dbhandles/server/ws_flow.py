@@ -90,6 +90,12 @@ class ReadGate:
         self._open.set()
         self._ended = False
         self._stall_timer: asyncio.TimerHandle | None = None
+        #: Whether the transport's own write buffer is over its bound (``ws_wire``: pongs, or
+        #: answers uvicorn could not write yet).
+        self.wire_over = False
+        watch = getattr(transport, "watch_output", None)
+        if watch is not None:
+            watch(self)
 
     @property
     def closed(self) -> bool:
@@ -100,6 +106,14 @@ class ReadGate:
         """The socket's unsent output is now ``unsent`` characters (``taken``: the client just
         took some)."""
         self.unsent = unsent
+        if taken:
+            self.taken_at = time.monotonic()
+        self._update()
+
+    def wire_output(self, over: bool, taken: bool = False) -> None:
+        """The transport's write buffer is ``over`` its bound now (``taken``: the client just took
+        some of it): counted as unread output, the stall rule included."""
+        self.wire_over = over
         if taken:
             self.taken_at = time.monotonic()
         self._update()
@@ -124,6 +138,12 @@ class ReadGate:
         """Stop reading from the connection (idempotent)."""
         if self.paused_transport or self.transport is None:
             return
+        hold = getattr(self.transport, "hold_reading", None)
+        if hold is not None:  # ws_wire.HeldTransport: others may hold its reading too
+            hold("gate")
+            self.paused_transport = True
+            self.pauses += 1
+            return
         pause = getattr(self.transport, "pause_reading", None)
         if pause is None or self.transport.is_closing():
             return
@@ -138,6 +158,10 @@ class ReadGate:
             return
         self.paused_transport = False
         transport = self.transport
+        release = getattr(transport, "release_reading", None)
+        if release is not None:
+            release("gate")
+            return
         if transport.is_closing():
             return
         protocol = transport.get_protocol() if hasattr(transport, "get_protocol") else None
@@ -147,7 +171,7 @@ class ReadGate:
     def _update(self) -> None:
         if self._ended:
             return
-        over_output = self.unsent > self.unsent_bound
+        over_output = self.unsent > self.unsent_bound or self.wire_over
         if over_output or self.unanswered >= self.max_unanswered:
             if self._open.is_set():
                 self._open.clear()
@@ -175,7 +199,7 @@ class ReadGate:
 
     def _check_stall(self) -> None:
         self._stall_timer = None
-        if self._ended or self.unsent <= self.unsent_bound:
+        if self._ended or (self.unsent <= self.unsent_bound and not self.wire_over):
             return
         idle = time.monotonic() - self.taken_at
         if idle >= self.stall_seconds and self.on_stall is not None:
@@ -209,13 +233,13 @@ class MessageRate:
         #: Messages that had to wait for the bucket (a count, for tests).
         self.waited = 0
 
-    def take(self) -> float:
-        """Take one message: 0.0 if it may be read now, else the seconds to wait first (the
-        message is then counted as taken at that time)."""
+    def take(self, amount: float = 1.0) -> float:
+        """Take ``amount`` (one message, or frames or bytes: ``ws_wire``): 0.0 if it may be read
+        now, else the seconds to wait first (it is then counted as taken at that time)."""
         now = self.clock()
         self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
         self.at = now
-        self.tokens -= 1.0
+        self.tokens -= amount
         if self.tokens >= 0.0:
             return 0.0
         self.waited += 1

@@ -18,6 +18,7 @@ from dbhandles.server.http import client_address as http_address
 from dbhandles.server.ws import CLOSE_TRY_LATER, Connection
 from dbhandles.server.ws_flow import MessageRate, ReadGate
 from dbhandles.server.ws_guard import deny_upgrade, refuse_socket
+from dbhandles.server.ws_wire import actor_wire_rate, guard_of
 from dbhandles.values import json_text
 
 if TYPE_CHECKING:
@@ -85,6 +86,12 @@ async def _serve(websocket: WebSocket, state: ServerState, authorization: str | 
     if limited:
         state.sockets[context.actor] += 1
     rate = state.message_rates.setdefault(context.actor, MessageRate()) if limited else None
+    guard = guard_of(conn.gate.transport)
+    if guard is not None:  # frames and bytes, counted at the transport (ws_wire.py)
+        wire_rate = (
+            state.wire_rates.setdefault(context.actor, actor_wire_rate()) if limited else None
+        )
+        guard.limit(wire_rate, administrator=not limited)
     writer = conn.writer_task = asyncio.create_task(conn.writer())
     watcher = asyncio.create_task(conn.watch()) if conn.guard.has_token else None
     conn.send({"type": "hello", "sessionId": conn.session_id, "actor": context.actor,
@@ -115,6 +122,7 @@ async def _serve(websocket: WebSocket, state: ServerState, authorization: str | 
             if state.sockets[context.actor] <= 0:
                 del state.sockets[context.actor]
                 state.message_rates.pop(context.actor, None)
+                state.wire_rates.pop(context.actor, None)
         if watcher is not None:
             watcher.cancel()
         conn.close()

@@ -1,0 +1,37 @@
+"""The routes that need no token hold their per-address slot until the answer was written
+(server/public.py ``written``, issue 13): a client that does not read keeps its slots, and the
+address's next request past the limit is refused. Counts only; no time is measured."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from pathlib import Path
+
+from tests.test_server_connections import connect, read_answer, serving, wait_for
+
+
+def test_a_client_that_does_not_read_keeps_its_public_slots(home: Path) -> None:
+    with serving(home) as (_service, served):
+        served.call(lambda: setattr(served.state.public, "limit", 2))
+        request = b"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        readers: list[socket.socket] = []
+        try:
+            for _ in range(2):  # each pipelines far more than its buffers hold, reads nothing
+                sock = connect(served.port, rcvbuf=4096)
+                sock.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    sock.send(request * 400)
+                readers.append(sock)
+            wait_for(lambda: served.call(lambda: dict(served.state.public.counts)) == {"127.0.0.1": 2},
+                     "both slots held by answers not written")  # fmt: skip
+            other = connect(served.port)
+            other.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            status, _headers, body = read_answer(other)
+            other.close()
+            assert status == 429 and b"requests in progress" in body
+        finally:
+            for sock in readers:
+                sock.close()
+        wait_for(lambda: not served.call(lambda: dict(served.state.public.counts)),
+                 "the slots freed once the clients left")  # fmt: skip
