@@ -42,7 +42,8 @@ ALLOWED = {
     "cli/__init__.py": "os.devnull",
     "importer/worker.py": "os.devnull in the parser process (which holds no connection)",
     "security/tokens.py": "admin.token in the home folder",
-    "server/http.py": "the package's static files",
+    "server/public.py": "the package's static files (the dashboard), read once per server",
+    "adapters/sqlite_trust.py": "an in-memory probe (:memory:) of the functions this SQLite has",
     "adapters/jsonfile.py": "a new mkstemp file and its folder (for fsync); the database file and its "
     ".lock go through dbfiles",
     "cli/help.py": "the repository's generated docs (docs/cli.md), never a database",

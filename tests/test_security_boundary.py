@@ -313,12 +313,7 @@ def test_6_jobs_cursors_grants_and_the_log_of_others_are_out_of_reach(t: Tenants
     # A job runs as the actor that started it: no wider than its commands.
     stolen = t.ok(t.alice, "data/job-start", command="data/import",
                   params={"input": str(t.home / "admin.token"), "output": "x.sqlite"})  # fmt: skip
-    status = stolen
-    for _ in range(600):
-        status = t.ok(t.alice, "data/job-status", jobId=stolen["jobId"])
-        if status["status"] in ("done", "failed", "cancelled"):
-            break
-        t.ok(t.alice, "data/list-handles")  # a round trip, not a sleep
+    status = t.finished_job(t.alice, stolen["jobId"])
     assert status["status"] == "failed" and status["error"]["code"] == "path_not_allowed"
     # His query cursor is not hers, even with its id (sessions belong to their actor).
     cursor = t.http.post("/commands/data/query-open", json={"dbHandle": bobs, "collection": "c"},

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import stat
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,16 +77,6 @@ def refused_in_process(
     return caught.value
 
 
-def wait_job(t: Tenants, token: str, job_id: str) -> dict[str, Any]:
-    """The job's status once it has finished (polled; nothing asserts how long it took)."""
-    for _ in range(1200):
-        info = t.ok(token, "data/job-status", jobId=job_id)
-        if info["status"] not in ("queued", "running"):
-            return info
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")
-
-
 # -- 1. id-preserving writes into a row-filtered handle ----------------------------------------------
 
 
@@ -110,7 +99,7 @@ def test_1_no_id_preserving_write_reaches_a_row_filtered_handle(t: Tenants) -> N
         assert "conflictIds" not in body and "hidden" not in body["error"], body
         job = t.ok(t.alice, "data/job-start", command="data/copy",
                    params={**copy, "onConflict": on_conflict})["jobId"]  # fmt: skip
-        info = wait_job(t, t.alice, job)
+        info = t.finished_job(t.alice, job)
         assert info["status"] == "failed" and info["error"]["code"] == "permission_denied", info
     # Nothing was written: the hidden row is what it was, and no planted row arrived.
     kept = t.ok(t.alice, "data/read", dbHandle=full, collection="c", id="hidden")["data"]

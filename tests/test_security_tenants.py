@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,16 @@ class Tenants:
         codes = {code} if isinstance(code, str) else code
         assert body["success"] is False and body["code"] in codes, (name, params, body)
         return str(body["error"])
+
+    def finished_job(self, token: str, job_id: str) -> dict[str, Any]:
+        """The job's status once it has ended (polled; nothing asserts how long it took: a job of
+        a non-admin runs in a child process, which may take seconds to start on a busy machine)."""
+        for _ in range(1200):
+            info = self.ok(token, "data/job-status", jobId=job_id)
+            if info["status"] not in ("queued", "running"):
+                return info
+            time.sleep(0.05)
+        raise AssertionError(f"job {job_id} did not end")
 
     def state(self) -> dict[str, bytes]:
         """The service's own files, to compare before and after an attack."""
