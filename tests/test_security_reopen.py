@@ -30,7 +30,6 @@ import pytest
 from dbhandles.errors import PathNotAllowed
 from dbhandles.service import Service
 from tests.test_security_links import words
-from tests.test_security_tenant_siblings import wait_job
 from tests.test_security_tenants import Tenants, serve_tenants, start
 
 pytestmark = pytest.mark.needs_server
@@ -115,7 +114,7 @@ def test_1_a_stored_handle_whose_file_became_a_hard_link_never_opens_the_other_f
         # the home (the local user, in-process) decide the same.
         job = t.ok(t.alice, "data/job-start", command="data/export",
                    params={"dbHandle": "ax", "collection": "secrets", "output": "o.jsonl"})  # fmt: skip
-        failed = wait_job(t, t.alice, job["jobId"])
+        failed = t.finished_job(t.alice, job["jobId"])
         assert failed["status"] == "failed", failed
         assert failed["error"]["code"] == "path_not_allowed", failed
         never_shows(failed, SECRET)
@@ -317,7 +316,7 @@ def test_6_no_answer_or_event_shows_a_non_admin_the_data_root(t: Tenants) -> Non
         job = t.ok(t.alice, "data/job-start", command="data/import",
                    params={"input": "in.jsonl", "output": "p.sqlite", "collection": "c",
                            "onError": "skip"})  # fmt: skip
-        done = wait_job(t, t.alice, job["jobId"])
+        done = t.finished_job(t.alice, job["jobId"])
         assert done["status"] == "done", done
         listed = t.ok(t.alice, "data/list-handles")
         assert "x.sqlite" in orjson.dumps(listed).decode()

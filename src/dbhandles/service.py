@@ -23,7 +23,7 @@ from dbhandles.budget import begin as begin_budget
 from dbhandles.budget import begin_stop, end_stop
 from dbhandles.budget import end as end_budget
 from dbhandles.commands import COMMANDS, Command
-from dbhandles.commands.audit_rows import record_outcome, record_refusal
+from dbhandles.commands.audit_rows import record_failure, record_outcome, record_refusal
 from dbhandles.commands.base import Call, CallerParams, caller_context
 from dbhandles.commands.envelope import error_envelope, success_envelope
 from dbhandles.commands.fast_params import parse_simple
@@ -367,15 +367,8 @@ class Service:
             finally:
                 target = paths.end_call(files)
                 noted = end_notes(notes)
-        except DbHandlesError as exc:
-            record_outcome(self, command, params, parsed, context, entry, None, exc.code, target,
-                           noted)  # fmt: skip
-            # Where the home and the data root are: not a non-admin's to know.
-            paths.mask_error(self.settings, context, exc, params)
-            raise
-        except BaseException:
-            record_outcome(self, command, params, parsed, context, entry, None, "internal_error",
-                           target, noted)  # fmt: skip
+        except BaseException as exc:
+            record_failure(self, command, params, parsed, context, entry, exc, target, noted)
             raise
         record_outcome(self, command, params, parsed, context, entry, result, None, target, noted)
         envelope = success_envelope(result, context, share_json=plan.share_json)

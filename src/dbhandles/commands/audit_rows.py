@@ -56,6 +56,7 @@ __all__ = [
     "database_file",
     "file_entry",
     "raw_params",
+    "record_failure",
     "record_outcome",
     "record_refusal",
 ]
@@ -319,6 +320,28 @@ def _attr(model: object, name: str) -> Any:
         return getattr(model, name, None)
     extra = getattr(model, "__pydantic_extra__", None)
     return extra.get(name) if isinstance(extra, dict) else None
+
+
+def record_failure(
+    service: Service,
+    command: Command,
+    raw: Mapping[str, Any] | BaseModel | None,
+    params: BaseModel,
+    context: Context,
+    entry: HandleEntry | None,
+    exc: BaseException,
+    target: str | None,
+    noted: str | None,
+) -> None:
+    """``record_outcome`` of a command that raised ``exc`` after its params were parsed (a
+    ``DbHandlesError`` is logged with its code and masked for the caller: where the home and the
+    data root are is not a non-admin's to know; anything else is ``internal_error``)."""
+    if isinstance(exc, DbHandlesError):
+        record_outcome(service, command, raw, params, context, entry, None, exc.code, target, noted)
+        paths.mask_error(service.settings, context, exc, raw)
+    else:
+        record_outcome(service, command, raw, params, context, entry, None, "internal_error",
+                       target, noted)  # fmt: skip
 
 
 def record_outcome(

@@ -23,12 +23,11 @@ from typing import TYPE_CHECKING, Any
 from dbhandles.budget import begin as begin_budget
 from dbhandles.budget import end as end_budget
 from dbhandles.clock import iso_now
-from dbhandles.commands.audit_rows import audit_collection, record_outcome
+from dbhandles.commands.audit_rows import audit_collection, record_failure
 from dbhandles.commands.base import EVERY_COLLECTION, Command, client_session, handle_target
 from dbhandles.commands.fast_params import parse_simple
 from dbhandles.commands.records import ReadParams, data_read
 from dbhandles.documents import seen
-from dbhandles.errors import DbHandlesError
 from dbhandles.leases import Lease
 from dbhandles.security import paths
 from dbhandles.security.audit import begin_notes, end_notes
@@ -101,14 +100,8 @@ def point_read(
         finally:
             target = paths.end_call(files)
             noted = end_notes(notes)
-    except DbHandlesError as exc:
-        record_outcome(service, command, params, parsed, context, entry, None, exc.code, target,
-                       noted)  # fmt: skip
-        paths.mask_error(service.settings, context, exc, params)
-        raise
-    except BaseException:
-        record_outcome(service, command, params, parsed, context, entry, None, "internal_error",
-                       target, noted)  # fmt: skip
+    except BaseException as exc:
+        record_failure(service, command, params, parsed, context, entry, exc, target, noted)
         raise
     handle = entry.handle
     audit = service.audit
