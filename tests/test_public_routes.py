@@ -94,7 +94,8 @@ def test_public_limit_counts_per_address() -> None:
     assert not limit.counts
 
 
-@pytest.mark.parametrize("path", ["/openapi.json", "/health", "/", "/no/such/route"])
+# /health is not among them: it is never refused so (tests/test_public_written.py).
+@pytest.mark.parametrize("path", ["/openapi.json", "/", "/no/such/route"])
 def test_clients_that_never_read_hold_at_most_the_limit(service: Service, path: str) -> None:
     """Requests whose answer cannot be written (a client that does not read: ``send`` never
     returns) hold a slot each; past ``PUBLIC_REQUESTS_PER_ADDRESS`` the next one from that address

@@ -133,8 +133,17 @@ class RemoteTransport:
         """Nothing to release: each command uses its own short connection."""
 
 
+#: The answers of ``/health`` that say a server is there but cannot answer now.
+_BUSY = {429: "too many requests in progress from this address", 503: "stopping"}
+
+
 def health(url: str, timeout: float = HEALTH_TIMEOUT) -> dict[str, Any] | None:
-    """``GET /health`` of ``url``, or ``None`` when nothing (or not a dbhandles server) answers."""
+    """``GET /health`` of ``url``, or ``None`` when nothing (or not a dbhandles server) answers.
+
+    Raises:
+        ServerUnreachable: a server answered that it is too busy (429) or stopping (503): it is
+            there, so the command must not run anywhere else (in-process, beside it).
+    """
     import http.client
 
     try:
@@ -145,6 +154,14 @@ def health(url: str, timeout: float = HEALTH_TIMEOUT) -> dict[str, Any] | None:
         conn.request("GET", prefix + wire.HEALTH_PATH)
         response = conn.getresponse()
         body = response.read()
+        if response.status in _BUSY:
+            from dbhandles.errors import ServerUnreachable
+
+            raise ServerUnreachable(
+                f"the server at {json_text(url, 200)} answered {wire.HEALTH_PATH} with "
+                f"{response.status} ({_BUSY[response.status]}); nothing was run here or there, "
+                "try again"
+            )
         if response.status != 200:
             return None
         info = orjson.loads(body)

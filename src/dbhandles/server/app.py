@@ -32,6 +32,7 @@ from dbhandles.server.ws_flow import MessageRate
 from dbhandles.server.ws_serve import websocket_endpoint
 from dbhandles.server.ws_wire import WireRate
 from dbhandles.values import json_text
+from dbhandles.wire import HEALTH_PATH
 
 if TYPE_CHECKING:
     from dbhandles.jobs import Job
@@ -357,6 +358,11 @@ class DbHandlesApp(Starlette):
         """Every HTTP request but ``POST /commands/<name>`` (the routes that need no token, and
         wrong URLs), at most ``public.PUBLIC_REQUESTS_PER_ADDRESS`` in progress per address, each
         until its answer was written (``public.written``; server/public.py)."""
+        if scope["path"] == HEALTH_PATH:
+            # A few hundred bytes, built once: a client that does not read it holds nothing, and
+            # the administrator's jtag must always find its server (docs/server.md).
+            await super().__call__(scope, receive, send)
+            return
         limit: public.PublicLimit = self.state.dbhandles.public
         address = http.client_address(scope)
         try:
