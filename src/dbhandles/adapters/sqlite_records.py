@@ -13,7 +13,12 @@ at each use of ``data`` there). Text that is not JSON makes SQLite fail the quer
 
 from __future__ import annotations
 
-from typing import Any
+import sqlite3
+from collections.abc import Callable
+from typing import Any, NamedTuple
+from weakref import WeakKeyDictionary
+
+import orjson
 
 from dbhandles.adapters.base import Record
 from dbhandles.adapters.sql_compile import Fragment, SqlCompiler, and_
@@ -21,15 +26,91 @@ from dbhandles.adapters.sqlite_compile import SqliteDialect
 from dbhandles.adapters.sqlite_values import RECORD_FUNCTION, loads, plain, record_source
 from dbhandles.filters import FilterNode
 
-__all__ = ["EXACT_COMPILER", "decode_all", "exact_where", "guarded", "source"]
+__all__ = [
+    "EXACT_COMPILER",
+    "MAX_FOREIGN_ROWS",
+    "Foreign",
+    "decode_all",
+    "exact_where",
+    "foreign_rows",
+    "guarded",
+    "read_rows",
+    "source",
+    "unchanged",
+]
+
+#: The most rows another tool wrote (not canonical) that ``foreign_rows`` names one by one; past
+#: it every row of the collection is read canonically (``guarded`` and ``source`` exact).
+MAX_FOREIGN_ROWS = 1000
 
 
-def decode_all(rows: list[Any]) -> tuple[list[Record], bool]:
+class Foreign(NamedTuple):
+    """The rows of one collection table whose ``data`` is not canonical (``RECORD_FUNCTION`` would
+    give other text, or none: another tool wrote them), as of ``state``."""
+
+    #: ``(PRAGMA data_version, PRAGMA schema_version)`` of the connection when they were found.
+    state: tuple[int, int]
+    #: Their rowids; ``None`` when more than ``MAX_FOREIGN_ROWS`` (every row is then read exactly).
+    rowids: tuple[int, ...] | None
+    #: Their ids (``decode_all`` reads those with ``loads``, every other with ``orjson.loads``).
+    ids: frozenset[object]
+
+
+#: Per connection (its ``Catalog``, which lives and dies with it), per quoted table name.
+_KNOWN: WeakKeyDictionary[object, dict[str, Foreign]] = WeakKeyDictionary()
+
+
+def _state(conn: sqlite3.Connection) -> tuple[int, int]:
+    # Two statements: the guard refuses the pragma table functions (``sqlite_guard``).
+    data = conn.execute("PRAGMA data_version").fetchone()[0]
+    return int(data), int(conn.execute("PRAGMA schema_version").fetchone()[0])
+
+
+def foreign_rows(conn: sqlite3.Connection, owner: object, table: str) -> Foreign:
+    """The rows of ``table`` (quoted) another tool wrote, as ``owner`` (``conn``'s catalog) last
+    found them while no other connection has committed since (``PRAGMA data_version``, which
+    every commit of any other connection or process changes, and never this connection's own) nor
+    changed the schema; else found again by reading every row once through ``RECORD_FUNCTION``.
+
+    dbhandles writes canonical text only (``orjson.dumps`` of checked values), so this connection's
+    own writes keep the answer true: an update of a named row makes it canonical (it is then read
+    exactly though it need not be), a new row is canonical. The caller confirms with ``unchanged``
+    after its query, whose snapshot may be newer than ``state``."""
+    state = _state(conn)
+    known = _KNOWN.setdefault(owner, {})
+    found = known.get(table)
+    if found is not None and found.state == state:
+        return found
+    rows = conn.execute(
+        f"SELECT rowid, id FROM {table} WHERE {RECORD_FUNCTION}(data) IS NOT data "
+        f"LIMIT {MAX_FOREIGN_ROWS + 1}"
+    ).fetchall()
+    rowids = None if len(rows) > MAX_FOREIGN_ROWS else tuple(int(r[0]) for r in rows)
+    found = Foreign(state, rowids, frozenset(r[1] for r in rows))
+    known[table] = found
+    return found
+
+
+def unchanged(conn: sqlite3.Connection, found: Foreign) -> bool:
+    """Whether no other connection committed since ``found`` was taken: a query run in between
+    read the rows it describes."""
+    return _state(conn) == found.state
+
+
+def decode_all(rows: list[Any], foreign: Foreign | None = None) -> tuple[list[Record], bool]:
     """``_decode`` of every row (``record_from_columns`` written out in the loop: a listing's hot
     path, no two calls per row), and whether every row could be read. A key written twice by
     another tool reads as SQLite's JSON functions read it, its first value (``sqlite_values``); a
-    row ``loads`` cannot read as an object is left out."""
+    row ``loads`` cannot read as an object is left out. Rows not among ``foreign``'s (canonical:
+    dbhandles wrote them) are read by ``orjson.loads`` alone, which reads them exactly as ``loads``."""
     try:
+        if foreign is not None and foreign.rowids is not None:
+            ids, fast = foreign.ids, orjson.loads
+            return [
+                {"id": i, **(loads(d) if i in ids else fast(d)), "createdAt": c,
+                 "updatedAt": u, "version": v}
+                for i, d, c, u, v in rows
+            ], True  # fmt: skip
         return [
             {"id": i, **loads(d), "createdAt": c, "updatedAt": u, "version": v}
             for i, d, c, u, v in rows
@@ -49,13 +130,35 @@ def _readable(text: str) -> Any:
         return None
 
 
-def source(table: str, exact: bool = False) -> str:
+def _named(foreign: Foreign | None) -> str | None:
+    """SQL testing that a row is one of ``foreign``'s (``None`` when there is none to test)."""
+    if foreign is None or foreign.rowids is None or not foreign.rowids:
+        return None
+    return f"rowid IN ({', '.join(map(str, foreign.rowids))})"
+
+
+def source(table: str, exact: bool = False, foreign: Foreign | None = None) -> str:
     """The collection stored as ``table`` as every query reads it: ``data`` as
     ``sqlite_values.record_source`` gives it (canonical where another tool wrote escapes), the
     rows it cannot read left out. ``LIMIT -1`` keeps the inner query a co-routine SQLite does not
     flatten, so that test runs once per row rather than at each use of ``data`` (a facet uses it
     three times); the queries that take this form scan the whole table anyway (a sort by a field,
-    facets, samples)."""
+    facets, samples).
+
+    With ``foreign`` (``foreign_rows``): the table itself when every row is canonical, else only
+    the rows it names read through ``RECORD_FUNCTION``; every row when it names too many."""
+    if foreign is not None and not exact:
+        named = _named(foreign)
+        if foreign.rowids is None:
+            exact = True
+        elif named is None:
+            return table
+        else:
+            data = f"(CASE WHEN {named} THEN {RECORD_FUNCTION}(data) ELSE data END)"
+            inner = (
+                f"SELECT id, {data} AS data, created_at, updated_at, version FROM {table} LIMIT -1"
+            )
+            return f"(SELECT * FROM ({inner}) WHERE data IS NOT NULL)"
     data = record_source("data", exact=exact)
     inner = f"SELECT id, {data} AS data, created_at, updated_at, version FROM {table} LIMIT -1"
     return f"(SELECT * FROM ({inner}) WHERE data IS NOT NULL)"
@@ -78,16 +181,62 @@ def exact_where(node: FilterNode | None) -> Fragment:
     return found
 
 
-def guarded(where: Fragment, exact_where: Fragment, exact: bool) -> Fragment:
+def guarded(
+    where: Fragment, exact_where: Fragment, exact: bool, foreign: Foreign | None = None
+) -> Fragment:
     """One condition testing each row once: ``where`` on its stored text where that text is one
     SQLite's JSON functions read as ``loads`` does (``sqlite_values.plain``), else ``exact_where``
     on its canonical text (no row when there is none). Every row takes the second way when
-    ``exact``. One ``instr`` per row, where ``source`` repeats it at each use of ``data``."""
+    ``exact``. One ``instr`` per row, where ``source`` repeats it at each use of ``data``.
+
+    With ``foreign`` (``foreign_rows``): ``where`` alone when every row is canonical (no test at
+    all), the second way for the rows it names only, for every row when it names too many."""
     readable = Fragment(f"{RECORD_FUNCTION}(data) IS NOT NULL")
     slow = and_(readable, exact_where)
-    if exact:
+    if exact or (foreign is not None and foreign.rowids is None):
         return slow
+    if foreign is not None:
+        named = _named(foreign)
+        if named is None:
+            return where
+        return Fragment(
+            f"(CASE WHEN {named} THEN ({slow.sql}) ELSE ({where.sql}) END)",
+            (*slow.params, *where.params),
+        )
     return Fragment(
         f"(CASE WHEN {plain('data')} THEN ({where.sql}) ELSE ({slow.sql}) END)",
         (*where.params, *slow.params),
     )
+
+
+def read_rows(
+    conn: sqlite3.Connection,
+    owner: object,
+    table: str,
+    guard: tuple[Fragment, Fragment] | None,
+    exact: bool,
+    run: Callable[[Fragment], list[Any]],
+) -> tuple[list[Any], Foreign | None]:
+    """``run(test)`` (a query of the collection stored as ``table``, quoted), where ``test`` is
+    ``guarded(*guard, ...)`` or, without ``guard``, the table as ``source`` gives it (SQL without
+    parameters); and the ``foreign_rows`` it read canonically (``None`` when ``exact``).
+
+    Run again if another connection committed while it ran (its snapshot may be newer than what
+    ``foreign_rows`` found), and ``exact`` when SQLite met text that is not JSON (``malformed
+    JSON``: another tool wrote it; the row then counts as no record).
+
+    Raises:
+        sqlite3.Error: what the query raises otherwise.
+    """
+    while True:
+        known = None if exact else foreign_rows(conn, owner, table)
+        test = guarded(*guard, exact, known) if guard else Fragment(source(table, exact, known))
+        try:
+            rows = run(test)
+        except sqlite3.OperationalError as exc:
+            if exact or "malformed JSON" not in str(exc):
+                raise
+            exact = True
+            continue
+        if known is None or unchanged(conn, known):
+            return rows, known

@@ -38,10 +38,10 @@ from dbhandles.adapters.sqlite_pages import fetch_page
 from dbhandles.adapters.sqlite_points import current_statement
 from dbhandles.adapters.sqlite_records import (
     EXACT_COMPILER,
+    Foreign,
     decode_all,
     exact_where,
-    guarded,
-    source,
+    read_rows,
 )
 from dbhandles.adapters.sqlite_schema import Catalog, index_sql, name_key
 from dbhandles.adapters.sqlite_values import record_data
@@ -402,21 +402,22 @@ class SqliteSession(Session):
         ``sqlite_records.guarded`` makes of the two, whose parameters go before ``params``.
         ``page``: the rows are records, read by ``sqlite_pages.fetch_page`` (``query_failed``
         past its bound) rather than all at once; ``fetch`` reads them otherwise (a count's groups)."""
-        if guard is not None:
-            test = guarded(*guard, exact)
-            text, bound = sql(test.sql), (*test.params, *params)
-        else:
-            text, bound = sql(source(_q(collection), exact)), tuple(params)
-        try:
+        return self._read(sql, params, collection, guard, exact, page, fetch)[0]
+
+    def _read(self, sql: Callable[[str], str], params: Sequence[object], collection: str,
+              guard: tuple[Fragment, Fragment] | None, exact: bool, page: bool,
+              fetch: Callable[[sqlite3.Cursor], list[Any]] | None = None,
+              ) -> tuple[list[Any], Foreign | None]:  # fmt: skip
+        """``_rows``, and the rows another tool wrote that it read canonically."""
+
+        def run(test: Fragment) -> list[Any]:
             with _budgeted(self.conn):
-                cursor = self.conn.execute(text, bound)
+                cursor = self.conn.execute(sql(test.sql), (*test.params, *params))
                 if fetch is not None:
                     return fetch(cursor)
                 return fetch_page(cursor, collection, 1) if page else cursor.fetchall()
-        except sqlite3.OperationalError as exc:
-            if exact or "malformed JSON" not in str(exc):
-                raise
-        return self._rows(sql, params, collection, guard=guard, exact=True, page=page, fetch=fetch)
+
+        return read_rows(self.conn, self.catalog, _q(collection), guard, exact, run)
 
     def _records(
         self,
@@ -427,7 +428,7 @@ class SqliteSession(Session):
     ) -> list[Record]:
         """``_rows`` of whole records, decoded; read with the exact test when one the fast test let
         through cannot be read (a number past a double, which SQLite reads as infinity)."""
-        records, complete = decode_all(self._rows(sql, params, collection, guard=guard, page=True))
+        records, complete = decode_all(*self._read(sql, params, collection, guard, False, True))
         if complete:
             return records
         rows = self._rows(sql, params, collection, guard=guard, exact=True, page=True)
