@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from dbhandles import Service
+from dbhandles.adapters.sql_compile import Fragment
 from dbhandles.adapters.sqlite import SqliteAdapter
 from dbhandles.adapters.sqlite_records import foreign_rows, read_rows
-from dbhandles.adapters.sql_compile import Fragment
 
 #: What another tool writes: an escaped key, a key twice (the first wins), U+0000 in a string.
 FOREIGN = '{"\\u006c\\u0061bel": "b", "n": 5, "n": 6, "t": "x\\u0000y"}'
@@ -115,3 +115,51 @@ def test_a_commit_while_a_query_ran_runs_it_again(tmp_path: Path) -> None:
         assert len(rows) == 1  # readable: the canonical branch judged it
     finally:
         adapter.close()
+
+
+def test_counts_count_exactly_the_rows_a_listing_returns(service: Service, tmp_path: Path) -> None:
+    """One row another tool wrote as no JSON (``{n:1}``) among 3: every count says 2, as the
+    listing shows, and the listing and the schema say one row was left out."""
+    path = tmp_path / "d.sqlite"
+    db = _create(service, path)
+    assert _ask(service, db, "data/list")["unreadable"] == 0
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE c SET data = '{n:1}' WHERE id = 'r1'")
+    conn.close()
+    for door in (service, Service(home=tmp_path / "fresh")):  # the open handle, a fresh one
+        h = db if door is service else _open_plain(door, path)
+        listed = _ask(door, h, "data/list")
+        assert [r["id"] for r in listed["items"]] == ["r0", "r2"]
+        assert listed["count"] == 2 and listed["unreadable"] == 1
+        assert _ask(door, h, "data/list", skipCount=True)["unreadable"] is None
+        assert _ask(door, h, "data/count")["total"] == 2
+        assert _ask(door, h, "data/count", filter={"label": "a"})["total"] == 2
+        opened = _ask(door, h, "data/query-open", pageSize=1)
+        assert opened["totalCount"] == 2
+        schema = _ask(door, h, "data/schema")
+        assert schema["recordCount"] == 2 and schema["unreadable"] == 1
+        whole = door.execute("data/schema", {"dbHandle": h})["collections"]
+        assert [(c["recordCount"], c["unreadable"]) for c in whole] == [(2, 1)]
+        if door is not service:
+            door.close()
+
+
+def test_a_row_filtered_handle_is_not_told_of_unreadable_rows(
+    service: Service, tmp_path: Path
+) -> None:
+    path = tmp_path / "d.sqlite"
+    db = _create(service, path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE c SET data = '{n:1}' WHERE id = 'r1'")
+    conn.close()
+    limited = str(service.execute("data/open", {"adapter": "sqlite", "config": {"path": str(path)},
+                                                "permissions": {"rowFilter": {"label": "a"}}})["dbHandle"])  # fmt: skip
+    listed = _ask(service, limited, "data/list")
+    assert listed["count"] == 2 and listed["unreadable"] is None
+    assert _ask(service, limited, "data/schema")["unreadable"] is None
+    assert _ask(service, db, "data/list")["unreadable"] == 1
+
+
+def _open_plain(service: Service, path: Path) -> str:
+    opened = service.execute("data/open", {"adapter": "sqlite", "config": {"path": str(path)}})
+    return str(opened["dbHandle"])

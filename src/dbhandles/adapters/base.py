@@ -278,6 +278,12 @@ class Session(ABC):
     def count(self, collection: str, filter: FilterNode | None) -> int:
         """How many records match ``filter``."""
 
+    def unreadable(self, collection: str) -> int:
+        """How many rows of ``collection`` are no record this adapter can read (another tool wrote
+        them: docs/filters.md "Values"), which every listing and count leaves out; 0 where the
+        storage holds only records (memory, json, postgres)."""
+        return 0
+
     @abstractmethod
     def collections(self) -> list[str]:
         """Names of the collections in this database, sorted, system tables excluded."""

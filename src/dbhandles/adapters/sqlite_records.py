@@ -9,6 +9,10 @@ once (one ``instr``) and runs the filter compiled for the stored text or for the
 ``source`` gives the whole table that way, for sorts by a field and for facets (the test repeats
 at each use of ``data`` there). Text that is not JSON makes SQLite fail the query
 (``malformed JSON``); the session then runs it ``exact``: every row read canonically.
+
+Every text dbhandles writes is canonical, so the common case needs neither test: ``foreign_rows``
+keeps, per connection, which rows are not (another tool wrote them), and ``guarded``, ``source`` and
+``decode_all`` then test those rows only: none, for a collection only dbhandles wrote.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ class Foreign(NamedTuple):
     rowids: tuple[int, ...] | None
     #: Their ids (``decode_all`` reads those with ``loads``, every other with ``orjson.loads``).
     ids: frozenset[object]
+    #: How many rows of the table ``loads`` cannot read as an object (left out of every listing).
+    unreadable: int
 
 
 #: Per connection (its ``Catalog``, which lives and dies with it), per quoted table name.
@@ -82,11 +88,15 @@ def foreign_rows(conn: sqlite3.Connection, owner: object, table: str) -> Foreign
     if found is not None and found.state == state:
         return found
     rows = conn.execute(
-        f"SELECT rowid, id FROM {table} WHERE {RECORD_FUNCTION}(data) IS NOT data "
-        f"LIMIT {MAX_FOREIGN_ROWS + 1}"
+        f"SELECT rowid, id, {RECORD_FUNCTION}(data) IS NULL FROM {table} "
+        f"WHERE {RECORD_FUNCTION}(data) IS NOT data LIMIT {MAX_FOREIGN_ROWS + 1}"
     ).fetchall()
-    rowids = None if len(rows) > MAX_FOREIGN_ROWS else tuple(int(r[0]) for r in rows)
-    found = Foreign(state, rowids, frozenset(r[1] for r in rows))
+    if len(rows) > MAX_FOREIGN_ROWS:
+        sql = f"SELECT count(*) FROM {table} WHERE {RECORD_FUNCTION}(data) IS NULL"
+        found = Foreign(state, None, frozenset(), int(conn.execute(sql).fetchone()[0]))
+    else:
+        rowids = tuple(int(r[0]) for r in rows)
+        found = Foreign(state, rowids, frozenset(r[1] for r in rows), sum(r[2] for r in rows))
     known[table] = found
     return found
 

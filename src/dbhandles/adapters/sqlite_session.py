@@ -41,6 +41,7 @@ from dbhandles.adapters.sqlite_records import (
     Foreign,
     decode_all,
     exact_where,
+    foreign_rows,
     read_rows,
 )
 from dbhandles.adapters.sqlite_schema import Catalog, index_sql, name_key
@@ -393,15 +394,10 @@ class SqliteSession(Session):
         page: bool = False,
         fetch: Callable[[sqlite3.Cursor], list[Any]] | None = None,
     ) -> list[Any]:
-        """The rows of ``sql(...)``: first with the fast test of each row's text, again with the
-        exact one when SQLite met text that is not JSON (``malformed JSON``: another tool wrote
-        it), which then counts as no record.
-
-        Without ``guard``, ``sql`` gets the collection as ``sqlite_records.source`` gives it; with
-        ``guard`` (the filter compiled for the stored and for the canonical text), the condition
-        ``sqlite_records.guarded`` makes of the two, whose parameters go before ``params``.
-        ``page``: the rows are records, read by ``sqlite_pages.fetch_page`` (``query_failed``
-        past its bound) rather than all at once; ``fetch`` reads them otherwise (a count's groups)."""
+        """The rows of ``sql(...)``, run by ``sqlite_records.read_rows``: ``sql`` gets the
+        collection as ``source`` gives it, or with ``guard`` (the filter compiled for the stored and
+        for the canonical text) the condition ``guarded`` makes, whose parameters go first. ``page``:
+        records read by ``fetch_page`` (``query_failed`` past its bound); ``fetch`` reads otherwise."""
         return self._read(sql, params, collection, guard, exact, page, fetch)[0]
 
     def _read(self, sql: Callable[[str], str], params: Sequence[object], collection: str,
@@ -418,6 +414,14 @@ class SqliteSession(Session):
                 return fetch_page(cursor, collection, 1) if page else cursor.fetchall()
 
         return read_rows(self.conn, self.catalog, _q(collection), guard, exact, run)
+
+    def unreadable(self, collection: str) -> int:
+        if self._is_foreign(collection):
+            return 0
+        with self._translating(collection):
+            if self.catalog.table(collection) is None:
+                return 0
+            return foreign_rows(self.conn, self.catalog, _q(collection)).unreadable
 
     def _records(
         self,

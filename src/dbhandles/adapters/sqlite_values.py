@@ -23,9 +23,10 @@ it (the record is unreadable: left out of every listing, count and facet; a read
 needs no probe of the engine: on every SQLite version the JSON functions see the canonical text.
 
 The cost stays off the common row: a text dbhandles wrote is exactly orjson's serialisation of what
-orjson reads from it (``canonical``), which one ``orjson.dumps`` and a byte comparison confirm; only
-another text (another tool's spacing, escapes or key repeats) is read a second time, by ``json``,
-to find a repeated key.
+orjson reads from it (canonical: ``RECORD_FUNCTION`` gives it back unchanged), which one
+``orjson.dumps`` and a byte comparison confirm; only another text (another tool's spacing, escapes
+or key repeats) is read a second time, by ``json``, to find a repeated key. A collection's queries
+skip even that for every row but those ``sqlite_records.foreign_rows`` names.
 """
 
 from __future__ import annotations

@@ -105,6 +105,10 @@ class ListResult(DataResult):
     count: int | None
     has_more: bool
     next_cursor: str | None = None
+    #: Rows of the collection left out as no record dbhandles can read (another tool wrote them:
+    #: docs/filters.md "Values"); ``count`` never counts them. ``null`` with ``skipCount``, and for
+    #: a handle with a row filter, which hides such rows as missing ones (docs/security.md).
+    unreadable: int | None = None
 
 
 def _limit(service: Service, value: int | None, default: int, field: str) -> int:
@@ -164,11 +168,14 @@ def data_list(service: Service, params: ListParams, call: Call) -> ListResult:
             if params.skip_count
             else count_matching(session, collection, filter_node, sampling)
         )
+        hidden = params.skip_count or entry.row_filter is not None
+        unreadable = None if hidden else session.unreadable(collection)
     # Built without validation, as data/read's: the items are the adapter's records, fresh for this
     # call, and validating would copy every one of them (a page of 2 KB records: ~0.1 ms).
     return ListResult.model_construct(
         db_handle=entry.handle, collection=collection, items=items, count=count, has_more=has_more,
         next_cursor=encode_token(order, last, shape) if has_more and last is not None else None,
+        unreadable=unreadable,
     )  # fmt: skip
 
 

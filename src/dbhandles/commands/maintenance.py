@@ -40,6 +40,8 @@ class SchemaResult(DataResult):
     indexes: list[str] | None = None
     #: A table or view dbhandles did not create (docs/foreign-tables.md): kind, columns, key, ...
     table: dict[str, Any] | None = None
+    #: Rows left out as unreadable (``ListResult.unreadable``); ``null`` under a row filter.
+    unreadable: int | None = None
 
 
 def _json_type(value: Any) -> str:
@@ -137,7 +139,11 @@ def data_schema(service: Service, params: SchemaParams, call: Call) -> SchemaRes
             listing = [
                 c
                 if "refused" in c
-                else {**c, "recordCount": session.count(c["name"], entry.row_filter)}
+                else {
+                    **c,
+                    "recordCount": session.count(c["name"], entry.row_filter),
+                    "unreadable": _unreadable(session, c["name"], entry.row_filter),
+                }
                 for c in listing
             ]
             for c in listing:
@@ -170,9 +176,15 @@ def data_schema(service: Service, params: SchemaParams, call: Call) -> SchemaRes
             )
         return SchemaResult(
             db_handle=entry.handle, collection=collection, record_count=count,
+            unreadable=_unreadable(session, collection, entry.row_filter),
             declared=decl is not None, fields=fields,
             indexes=[".".join(p) for p in decl.indexes] if decl else [],
         )  # fmt: skip
+
+
+def _unreadable(session: Session, collection: str, row_filter: FilterNode | None) -> int | None:
+    """``Session.unreadable``, ``None`` under a row filter (it hides such rows as missing)."""
+    return None if row_filter is not None else session.unreadable(collection)
 
 
 def _foreign_entry(
