@@ -122,6 +122,11 @@ def _canonical(text: str | bytes | None, kinds: tuple[type, ...]) -> str | None:
     if text is None:
         return None
     try:
+        value = orjson.loads(text)
+        raw = text.encode() if isinstance(text, str) else text
+        if isinstance(text, str) and orjson.dumps(value) == raw and _NUL not in raw:
+            # Canonical (every text dbhandles writes): ``loads`` reads it as orjson does.
+            return text if isinstance(value, kinds) else None
         value = loads(text)
     except (ValueError, RecursionError):  # orjson.JSONDecodeError is a ValueError
         return None
