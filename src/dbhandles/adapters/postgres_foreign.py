@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -26,7 +26,7 @@ from psycopg import Connection, sql
 
 from dbhandles.adapters.base import Query, Record
 from dbhandles.adapters.foreign_common import ColumnPaths
-from dbhandles.adapters.foreign_values import decode_key
+from dbhandles.adapters.foreign_values import decode_key, records_builder
 from dbhandles.adapters.postgres_compile import boolean, prepare_filter
 from dbhandles.adapters.postgres_foreign_schema import PgTable, describe, relations, resolve
 from dbhandles.adapters.postgres_foreign_sql import (
@@ -98,6 +98,8 @@ class PgReader:
         self.id_sql = found[0] if found is not None else None
         #: Which column a dotted path names (a column whose name holds '.').
         self.paths = ColumnPaths(c.field for c in shown)
+        #: A page's rows -> records, one dict display per row (``foreign_values.records_builder``).
+        self._built: Callable[[Iterable[Sequence[Any]]], list[dict[str, Any]]] | None = None
         #: Compiled filters (``where``), by the filter tree's ``repr``.
         self._wheres: dict[str, Fragment] = {}
 
@@ -209,8 +211,10 @@ class PgReader:
             "LIMIT %s OFFSET %s"
         )
         rows = run(statement, (*where.params, query.limit, query.offset), True).fetchall()
-        record = self.record
-        return [record(row) for row in rows]
+        built = self._built
+        if built is None:  # at the first page: a schema of many tables builds many readers
+            built = self._built = records_builder(self.keys, range(len(self.keys)))
+        return built(rows)
 
     def count(self, run: Run, filter: FilterNode | None) -> int:
         where = boolean(self.where(filter))

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
+from dbhandles.adapters import sqlite_pages
 from dbhandles.adapters.base import Query, Record
 from dbhandles.adapters.foreign_common import ColumnPaths
 from dbhandles.adapters.foreign_values import RecordLayout, decode_key
@@ -21,7 +22,6 @@ from dbhandles.adapters.sql_compile import Fragment, SqlCompiler, and_
 from dbhandles.adapters.sqlite_foreign_schema import DUPLICATE, ForeignTable, quote
 from dbhandles.adapters.sqlite_foreign_sql import binary_leading, compiler_for, fixed_ranks
 from dbhandles.adapters.sqlite_guard import KEPT_POINT, installed
-from dbhandles.adapters.sqlite_pages import fetch_page
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import And, Compare, ElemMatch, FilterNode, Not, Or, SortKey
 from dbhandles.values import number_text
@@ -274,7 +274,7 @@ class ForeignReader:
         cursor = conn.execute(
             statement, (*where.params, -1 if query.limit is None else query.limit, query.offset)
         )
-        return self.layout.records(fetch_page(cursor, self.table.name))
+        return self.layout.records(_page_rows(cursor, self.table.name))
 
     def _statement(self, where: str, order: str) -> str:
         return f"SELECT {self.select} FROM {self.source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"
@@ -304,6 +304,39 @@ class ForeignReader:
         source = self.source if DUPLICATE in where.sql else self.relation
         sql = f"SELECT count(*) FROM {source} WHERE {where.sql}"
         return int(conn.execute(sql, where.params).fetchone()[0])
+
+
+_SIZED = frozenset({str, bytes})
+
+
+def _page_rows(cursor: sqlite3.Cursor, name: str) -> list[tuple[Any, ...]]:
+    """The rows of a page, refused once their text and blobs pass ``sqlite_pages.MAX_PAGE_BYTES``
+    (each value's ``len``, as ``sqlite_pages.fetch_page`` counts a foreign row): the same count,
+    by a plain loop over each row's values, where ``fetch_page``'s generator of ``isinstance``
+    tests took a fifth of a listing's time (docs/performance.md, issue 15).
+
+    Raises:
+        QueryFailed: the page would pass ``MAX_PAGE_BYTES`` (``sqlite_pages.page_too_large``).
+    """
+    rows: list[tuple[Any, ...]] = []
+    append = rows.append
+    size = 0
+    bound = sqlite_pages.MAX_PAGE_BYTES  # read at each call: tests lower it
+    sized = _SIZED
+    try:
+        for row in cursor:
+            append(row)
+            for value in row:
+                if type(value) in sized:  # sqlite3 gives str and bytes, never a subclass
+                    size += len(value)
+            if size > bound:
+                raise sqlite_pages.page_too_large(name, len(rows))
+        return rows
+    except BaseException:
+        # As in ``fetch_page``: a failed row (text that is not UTF-8, the bound, an interrupt)
+        # leaves the statement stepped; reset it now, or its read lock outlives the call.
+        cursor.close()
+        raise
 
 
 def _numbers(record_id: str) -> list[object]:
