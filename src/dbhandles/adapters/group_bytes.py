@@ -5,8 +5,10 @@ grouped by that field, answered 217 MB (4.5 GB with ``limit: 500``) and took 1.2
 server. The keys of one answer are bounded as a page's values are (``sqlite_pages.MAX_PAGE_BYTES``,
 128 MiB): the SQL adapters count them as rows are read (``fetch_groups``), so no more is held; the
 adapters counting in Python (memory, JSON, a table dbhandles did not create) count the keys kept
-(``bound_groups``). Either answers ``query_failed`` naming the collection, the bound and the
-largest ``limit`` that passes (docs/counting.md).
+(``bound_groups``); PostgreSQL counts them in SQL (``postgres_bytes``), before the rows leave
+the database. Either answers ``query_failed`` naming the collection, the bound and the largest
+``limit`` that passes (docs/counting.md). Every bound counts UTF-8 bytes (``encoded_size``), never
+characters: a key of 4-byte characters (emoji, CJK) counts four times its length.
 """
 
 from __future__ import annotations
@@ -19,11 +21,37 @@ from dbhandles.dbfiles import MAX_VALUE_BYTES
 from dbhandles.errors import QueryFailed
 from dbhandles.values import json_text
 
-__all__ = ["MAX_GROUP_BYTES", "bound_groups", "fetch_groups", "groups_too_large"]
+__all__ = [
+    "MAX_GROUP_BYTES",
+    "bound_groups",
+    "bound_words",
+    "encoded_size",
+    "fetch_groups",
+    "groups_too_large",
+]
 
-#: The most characters of text (and bytes of blobs) the group keys of one count may hold: the
-#: bound of a page (twice the largest value, so one group of any one value is served).
+#: The most bytes of text (UTF-8) and blobs the group keys of one count may hold: the bound of a
+#: page (twice the largest value, so one group of any one value is served).
 MAX_GROUP_BYTES = 2 * MAX_VALUE_BYTES
+
+
+def bound_words(size: int) -> str:
+    """A bound of ``size`` bytes in an error's words: whole MiB (the bounds as shipped), else
+    bytes (a bound an embedding application or a test lowered)."""
+    mib = 1 << 20
+    return f"{size // mib} MiB" if size >= mib and size % mib == 0 else f"{size} bytes"
+
+
+def encoded_size(value: str | bytes) -> int:
+    """The bytes ``value`` takes as UTF-8 (a blob's own length).
+
+    An ASCII string's length is its size, told without reading it (CPython keeps the flag), so
+    only a string holding other characters is encoded to be measured; a lone surrogate (which
+    no driver hands out, but a Python caller may store in memory) counts as its 3 bytes.
+    """
+    if isinstance(value, bytes) or value.isascii():
+        return len(value)
+    return len(value.encode("utf-8", "surrogatepass"))
 
 
 class _Cursor(Protocol):
@@ -45,7 +73,7 @@ def groups_too_large(
     )
     return QueryFailed(
         f"the count of {json_text(collection, 80)} by {names} would answer more than "
-        f"{MAX_GROUP_BYTES >> 20} MiB of group keys (passed at its group {groups}), the most one "
+        f"{bound_words(MAX_GROUP_BYTES)} of group keys (passed at its group {groups}), the most one "
         f"answer may hold in the server's memory; {fewer}"
     )
 
@@ -53,8 +81,8 @@ def groups_too_large(
 def fetch_groups(
     cursor: _Cursor, collection: str, group_by: tuple[tuple[str, ...], ...]
 ) -> list[Sequence[Any]]:
-    """The rows of a group statement (``sql_facets``), refused once the text and blobs they hold
-    (the group keys: every other column is a number) pass ``MAX_GROUP_BYTES``.
+    """The rows of a group statement (``sql_facets``), refused once the text (as UTF-8) and blobs
+    they hold (the group keys: every other column is a number) pass ``MAX_GROUP_BYTES``.
 
     Raises:
         QueryFailed: the keys would pass ``MAX_GROUP_BYTES`` (``groups_too_large``).
@@ -64,7 +92,7 @@ def fetch_groups(
     try:
         for row in cursor:
             rows.append(row)
-            size += sum(len(v) for v in row if isinstance(v, str | bytes))
+            size += sum(encoded_size(v) for v in row if isinstance(v, str | bytes))
             if size > MAX_GROUP_BYTES:
                 raise groups_too_large(collection, group_by, len(rows))
         return rows
@@ -84,7 +112,7 @@ def bound_groups(
     """
     size = 0
     for i, (key, _) in enumerate(counts.groups):
-        size += sum(len(v) for v in key if isinstance(v, str | bytes))
+        size += sum(encoded_size(v) for v in key if isinstance(v, str | bytes))
         if size > MAX_GROUP_BYTES:
             raise groups_too_large(collection, group_by, i + 1)
     return counts
