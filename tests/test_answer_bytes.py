@@ -9,6 +9,7 @@ The bounds are lowered through the module constants (``sqlite_pages.MAX_PAGE_BYT
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +214,30 @@ def test_an_export_and_a_copy_are_advised_on_their_own_page_size(
     message = caught.value.message
     assert "ask for at most 2 (batchSize)" in message and "smaller batchSize" in message, message
     assert service.execute("data/copy", {**copy, "batchSize": 2})["copied"] == 6
+
+
+@pytest.mark.parametrize("column", [1, None])
+@pytest.mark.parametrize(
+    ("rows", "bound", "past"),
+    [(6, 600, None), (6, 599, 6), (4, 400, None), (6, 399, 4), (6, 301, 4), (6, 101, 2)],
+)
+def test_a_page_is_measured_exactly_at_the_bound_whatever_its_mix_of_text(
+    monkeypatch: pytest.MonkeyPatch, column: int | None, rows: int, bound: int, past: int | None
+) -> None:
+    # Rows are estimated (four bytes a non-ASCII character) and measured exactly only near the
+    # bound: the refusal still falls on the exact row, ASCII and 2- and 4-byte text mixed, for a
+    # dbhandles row (its JSON column) and a view's (every value). Each row holds 100 bytes.
+    texts = ["x" * 100, chr(FACE) * 25, "é" * 50, chr(FACE) * 25, "x" * 100, chr(FACE) * 25]
+    monkeypatch.setattr(sqlite_pages, "MAX_PAGE_BYTES", bound)
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute("CREATE TABLE t (id INTEGER, data TEXT)")
+        conn.executemany("INSERT INTO t VALUES (?, ?)", enumerate(texts))
+        cursor = conn.execute("SELECT id, data FROM t WHERE id < ? ORDER BY id", (rows,))
+        if past is None:
+            assert len(sqlite_pages.fetch_page(cursor, "t", column)) == rows
+        else:
+            with pytest.raises(QueryFailed, match=rf"passed at its record {past}\)"):
+                sqlite_pages.fetch_page(cursor, "t", column)
+    finally:
+        conn.close()

@@ -13,7 +13,7 @@ characters: a key of 4-byte characters (emoji, CJK) counts four times its length
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from dbhandles.adapters.facets import GroupCounts
@@ -27,7 +27,10 @@ __all__ = [
     "bound_words",
     "encoded_size",
     "fetch_groups",
+    "first_past",
     "groups_too_large",
+    "most_bytes",
+    "row_size",
 ]
 
 #: The most bytes of text (UTF-8) and blobs the group keys of one count may hold: the bound of a
@@ -52,6 +55,33 @@ def encoded_size(value: str | bytes) -> int:
     if isinstance(value, bytes) or value.isascii():
         return len(value)
     return len(value.encode("utf-8", "surrogatepass"))
+
+
+def most_bytes(value: str | bytes) -> int:
+    """The most bytes ``value`` may take as UTF-8, told without reading it: an ASCII text's (or a
+    blob's) length, four a character otherwise (a blob of other bytes is over-counted the same)."""
+    return len(value) if value.isascii() else 4 * len(value)
+
+
+def row_size(row: Sequence[Any]) -> int:
+    """The bytes of ``row``'s text (as UTF-8) and blobs; numbers and NULLs count nothing."""
+    return sum(encoded_size(v) for v in row if isinstance(v, str | bytes))
+
+
+def first_past(
+    rows: Sequence[Any], start: int, settled: int, size: Callable[[Any], int], bound: int
+) -> tuple[int, int | None]:
+    """``settled`` (the exact bytes of ``rows[:start]``) plus the exact ``size`` of each row
+    from ``start`` on, and the number of rows at which that passed ``bound`` (``None``: never).
+
+    The readers count each row's ``most_bytes`` as it comes, and measure exactly only when that
+    estimate reaches the bound: a page far below it encodes nothing, and no value is encoded
+    twice (``rows[:start]`` are settled)."""
+    for i in range(start, len(rows)):
+        settled += size(rows[i])
+        if settled > bound:
+            return settled, i + 1
+    return settled, None
 
 
 class _Cursor(Protocol):
@@ -88,13 +118,16 @@ def fetch_groups(
         QueryFailed: the keys would pass ``MAX_GROUP_BYTES`` (``groups_too_large``).
     """
     rows: list[Sequence[Any]] = []
-    size = 0
+    settled, measured, ahead = 0, 0, 0  # exact bytes of rows[:measured]; most of the others
     try:
         for row in cursor:
             rows.append(row)
-            size += sum(encoded_size(v) for v in row if isinstance(v, str | bytes))
-            if size > MAX_GROUP_BYTES:
-                raise groups_too_large(collection, group_by, len(rows))
+            ahead += sum(most_bytes(v) for v in row if isinstance(v, str | bytes))
+            if settled + ahead > MAX_GROUP_BYTES:
+                settled, past = first_past(rows, measured, settled, row_size, MAX_GROUP_BYTES)
+                if past is not None:
+                    raise groups_too_large(collection, group_by, past)
+                measured, ahead = len(rows), 0
         return rows
     except BaseException:
         # Reset the statement now: a failed read would otherwise keep its lock (sqlite_pages).

@@ -31,11 +31,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from functools import cache
+from functools import cache, partial
 from typing import Any, TypeVar
 
 from dbhandles import budget
-from dbhandles.adapters.group_bytes import bound_words, encoded_size
+from dbhandles.adapters.group_bytes import (
+    bound_words,
+    encoded_size,
+    first_past,
+    most_bytes,
+    row_size,
+)
 from dbhandles.dbfiles import MAX_VALUE_BYTES
 from dbhandles.errors import DbHandlesError, QueryFailed, StorageBusy
 from dbhandles.values import json_text
@@ -283,6 +289,11 @@ def sqlite_heap_error(
     )
 
 
+def _column_size(column: int, row: Any) -> int:
+    value = row[column]
+    return 0 if value is None else encoded_size(value)
+
+
 def fetch_page(
     cursor: sqlite3.Cursor, collection: str | None, column: int | None = None
 ) -> list[Any]:
@@ -294,25 +305,35 @@ def fetch_page(
         QueryFailed: the page would pass ``MAX_PAGE_BYTES``.
     """
     rows: list[Any] = []
-    size = 0
     append = rows.append
+    bound = MAX_PAGE_BYTES
+    # The exact bytes of rows[:measured], and the most the rows after them may hold: each value
+    # counts its ``most_bytes`` as it is read (an ASCII text's length, the usual JSON), and is
+    # encoded to be measured only once that estimate reaches the bound (``first_past``).
+    settled, measured, ahead = 0, 0, 0
+    size: Callable[[Any], int]
     try:
         if column is not None:
             for row in cursor:
                 append(row)
                 value = row[column]
                 if value is not None:
-                    # An ASCII text's length is its size (the usual JSON): only other text is
-                    # encoded to be measured (``encoded_size``).
-                    size += len(value) if value.isascii() else encoded_size(value)
-                    if size > MAX_PAGE_BYTES:
-                        raise page_too_large(collection, len(rows))
+                    ahead += len(value) if value.isascii() else 4 * len(value)
+                    if settled + ahead > bound:
+                        size = partial(_column_size, column)
+                        settled, past = first_past(rows, measured, settled, size, bound)
+                        if past is not None:
+                            raise page_too_large(collection, past)
+                        measured, ahead = len(rows), 0
             return rows
         for row in cursor:
             append(row)
-            size += sum(encoded_size(v) for v in row if isinstance(v, str | bytes))
-            if size > MAX_PAGE_BYTES:
-                raise page_too_large(collection, len(rows))
+            ahead += sum(most_bytes(v) for v in row if isinstance(v, str | bytes))
+            if settled + ahead > bound:
+                settled, past = first_past(rows, measured, settled, row_size, bound)
+                if past is not None:
+                    raise page_too_large(collection, past)
+                measured, ahead = len(rows), 0
         return rows
     except BaseException:
         # A row that fails (text that is not UTF-8, the bound above, an interrupt) leaves the
