@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from psycopg import sql
 
 from dbhandles.adapters import group_bytes, sqlite_pages
@@ -23,7 +24,9 @@ from dbhandles.adapters.sql_facets import Statement
 
 __all__ = ["bounded_groups", "bounded_page", "group_rows", "page_rows"]
 
-#: The window of the running sums: the answer's own order, every row up to the current one.
+#: The window of the running sums: the answer's own order, every row up to the current one. The
+#: answer is ordered by the same list again (a total order: it ends with the id, or the group's
+#: key), which PostgreSQL reads from the window's sort rather than sorting the rows once more.
 _WINDOW = "WINDOW w AS (ORDER BY {order} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
 
 
@@ -33,26 +36,35 @@ def bounded_page(
     """``statement`` (a page: ``id, data, created_at, updated_at, version`` in ``order``, an
     ``ORDER BY`` list naming those columns, limited) answering only the rows whose record JSON
     fits ``sqlite_pages.MAX_PAGE_BYTES`` with the rows before them, then the first that passes it
-    (its ``data`` NULL), each with a last column: whether it passed (``page_rows``)."""
+    (its ``data`` NULL), ``data`` as JSON text, each with a last column: whether it passed
+    (``page_rows`` reads them)."""
     bound = sqlite_pages.MAX_PAGE_BYTES
+    # Each record's JSON text is made once (``t``: ``OFFSET 0`` keeps PostgreSQL from pulling the
+    # level up and making it again for each use), measured (``own``), summed in the page's order
+    # (``b``) and sent as it is: the driver would otherwise have PostgreSQL make it a second time.
     head = sql.SQL(
-        "SELECT id, (CASE WHEN b <= %s THEN data END) AS data, created_at, updated_at, version, "
-        "b > %s AS past FROM (SELECT p.*, sum(octet_length(p.data::text)) OVER w AS b, "
-        "octet_length(p.data::text) AS own, row_number() OVER w AS rn FROM ("
+        "SELECT id, (CASE WHEN b <= %s THEN t END) AS data, created_at, updated_at, version, "
+        "b > %s AS past FROM (SELECT p.*, sum(own) OVER w AS b FROM (SELECT q.*, "
+        "octet_length(q.t) AS own FROM (SELECT q.*, q.data::text AS t FROM ("
     )
-    tail = sql.SQL(f") AS p {_WINDOW.format(order=order)}) AS x WHERE b - own <= %s ORDER BY rn")
+    tail = sql.SQL(
+        f") AS q OFFSET 0) AS q) AS p {_WINDOW.format(order=order)}) AS x "
+        f"WHERE b - own <= %s ORDER BY {order}"
+    )
     return head + statement + tail, (bound, bound, *params, bound)
 
 
 def page_rows(rows: list[Any], collection: str) -> list[Any]:
-    """The rows of a ``bounded_page`` statement without their last column.
+    """The rows of a ``bounded_page`` statement without their last column, each record's JSON
+    text read (``orjson``, as the connection reads ``jsonb``).
 
     Raises:
         QueryFailed: the page passed ``MAX_PAGE_BYTES`` (``sqlite_pages.page_too_large``).
     """
     if rows and rows[-1][-1]:
         raise sqlite_pages.page_too_large(collection, len(rows))
-    return [row[:-1] for row in rows]
+    loads = orjson.loads
+    return [(row[0], loads(row[1]), *row[2:-1]) for row in rows]
 
 
 def bounded_groups(statement: Statement, paths: int) -> Statement:
@@ -76,9 +88,10 @@ def bounded_groups(statement: Statement, paths: int) -> Statement:
     records = ", records" if paths > 1 else ""
     head = (
         f"SELECT {keys}, n, total, groups{containers}{records}, b > %s AS past FROM "
-        f"(SELECT g.*, sum({size}) OVER w AS b, {size} AS own, row_number() OVER w AS rn FROM ("
+        "(SELECT g.*, sum(own) OVER w AS b FROM "
+        f"(SELECT g.*, {size} AS own FROM ("
     )
-    tail = f") AS g {_WINDOW.format(order=order)}) AS x WHERE b - own <= %s ORDER BY rn"
+    tail = f") AS g) AS g {_WINDOW.format(order=order)}) AS x WHERE b - own <= %s ORDER BY {order}"
     return Statement(
         (head + parts[0], *parts[1:], last + tail) if parts else (head + last + tail,),
         (*([bound] * (paths + 1)), *statement.params, bound),
