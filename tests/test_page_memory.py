@@ -77,7 +77,12 @@ def test_a_page_past_the_byte_bound_is_refused(
         service.execute(name, params, context=ALICE)
     error = caught.value
     assert (error.code, error.http_status) == ("query_failed", 409), error
-    assert f'"{collection}"' in error.message and "(limit:" in error.message, error.message
+    assert f'"{collection}"' in error.message, error.message
+    # The advice names the page size of the command called (issue 12): a cursor's and an
+    # export's pageSize, a copy's batchSize, a listing's limit.
+    parameter = {"list": "(limit:", "cursor": "(pageSize:", "export": "(pageSize)",
+                 "copy": "(batchSize)"}[command]  # fmt: skip
+    assert parameter in error.message, error.message
     assert "fields do not lower this bound" in error.message
 
 

@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 
 from dbhandles.adapters.base import Record, Sampling
+from dbhandles.adapters.sqlite_pages import page_parameter
 from dbhandles.clock import now_ms
 from dbhandles.errors import (
     Conflict,
@@ -372,7 +373,11 @@ class QueryCursors:
             entry = registry.resolve(row.handle)
             if authorize is not None:
                 authorize(entry)
-            with registry.lease(entry) as (_entry, adapter), adapter.session() as session:
+            with (
+                registry.lease(entry) as (_entry, adapter),
+                adapter.session() as session,
+                page_parameter("pageSize"),  # a page too large advises on the cursor's own size
+            ):
                 if "shape" in row.spec:  # cursors stored before fingerprints have none
                     self._check_shape(row, shape_of(session, row.collection, order))
                 return fetch_page(

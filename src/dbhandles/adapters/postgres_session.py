@@ -14,7 +14,7 @@ from dbhandles import budget
 from dbhandles.adapters.base import Query, Record, Session, record_from_columns
 from dbhandles.adapters.facets import GroupCounts, combinations_error
 from dbhandles.adapters.foreign_common import read_only_error
-from dbhandles.adapters.group_bytes import fetch_groups
+from dbhandles.adapters.postgres_bytes import bounded_groups, bounded_page, group_rows, page_rows
 from dbhandles.adapters.postgres_compile import boolean, dump_document, prepare_filter
 from dbhandles.adapters.postgres_foreign import PgReader
 from dbhandles.adapters.postgres_foreign_schema import cascade_targets
@@ -311,9 +311,12 @@ class PostgresSession(Session):
                 table,
                 f" WHERE {where.sql} ORDER BY {order} LIMIT %s OFFSET %s",
             )
-            params = (*where.params, query.limit, query.offset)
-            rows = self.tx.run(statement, params, budget.remaining_ms()).fetchall()
-            return [_decode(row) for row in rows]
+            # The page's bytes are measured in SQL: rows past the bound never leave PostgreSQL.
+            bounded, params = bounded_page(
+                statement, (*where.params, query.limit, query.offset), order
+            )
+            rows = self.tx.run(bounded, params, budget.remaining_ms()).fetchall()
+            return [_decode(row) for row in page_rows(rows, collection)]
 
     def count(self, collection: str, filter: FilterNode | None) -> int:
         reader = self._foreign(collection)
@@ -359,10 +362,13 @@ class PostgresSession(Session):
             table = self._table(collection)
             if table is None:
                 return GroupCounts()
+            # The keys' bytes are measured in SQL (``postgres_bytes``): an answer past the bound
+            # is refused before its rows leave PostgreSQL.
+            bounded = bounded_groups(statement, len(group_by))
             cursor = self.tx.run(
-                self._statement(statement, table), statement.params, budget.remaining_ms()
+                self._statement(bounded, table), bounded.params, budget.remaining_ms()
             )
-            rows = fetch_groups(cursor, collection, group_by)
+            rows = group_rows(cursor.fetchall(), collection, group_by)
             # No row: no record matched, or one had too many combinations (sqlite_session).
             if (
                 not rows
@@ -382,19 +388,20 @@ class PostgresSession(Session):
             return super().find_sampled(collection, query, sampling)
         compiler = self.adapter.compiler
         after = compiler.after(query.order, query.after) if query.after is not None else None
+        order = compiler.order_by(query.order)
         statement = postgres_sampled(
             _COLUMNS, boolean(compiler.where(prepare_filter(query.filter))), sampling,
-            order=compiler.order_by(query.order), after=after, limit=query.limit,
-            offset=query.offset,
+            order=order, after=after, limit=query.limit, offset=query.offset,
         )  # fmt: skip
         with self._translating(collection):
             table = self._table(collection)
             if table is None:
                 return []
-            rows = self.tx.run(
-                self._statement(statement, table), statement.params, budget.remaining_ms()
-            ).fetchall()
-            return [_decode(row) for row in rows]
+            bounded, params = bounded_page(
+                self._statement(statement, table), statement.params, order
+            )
+            rows = self.tx.run(bounded, params, budget.remaining_ms()).fetchall()
+            return [_decode(row) for row in page_rows(rows, collection)]
 
     def count_sampled(self, collection: str, filter: FilterNode | None, sampling: Sampling) -> int:
         if self._foreign(collection) is not None:

@@ -6,8 +6,9 @@ but a page of them, or a view whose rows each compute a value just under that, c
 gigabytes. Two bounds, each answered with ``query_failed`` naming the collection and the bound:
 
 * the rows of one page handed to Python (a listing, an export's, a copy's or a cursor's page): their
-  text and blobs are counted as they are read, and past ``MAX_PAGE_BYTES`` the page is refused
-  (``fetch_page``) before more is read;
+  text (its UTF-8 bytes, ``group_bytes.encoded_size``) and blobs are counted as they are read, and
+  past ``MAX_PAGE_BYTES`` the page is refused (``fetch_page``) before more is read (PostgreSQL
+  measures the same bytes in SQL: ``postgres_bytes``);
 * the memory SQLite itself takes while it evaluates a statement (a view ordered by a computed id
   sorts every row it has, whatever the page's limit): the process's ``hard_heap_limit``
   (``bound_sqlite_heap``), past which SQLite fails the statement with ``SQLITE_NOMEM``
@@ -27,11 +28,20 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
-from functools import cache
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import cache, partial
 from typing import Any, TypeVar
 
 from dbhandles import budget
+from dbhandles.adapters.group_bytes import (
+    bound_words,
+    encoded_size,
+    first_past,
+    most_bytes,
+    row_size,
+)
 from dbhandles.dbfiles import MAX_VALUE_BYTES
 from dbhandles.errors import DbHandlesError, QueryFailed, StorageBusy
 from dbhandles.values import json_text
@@ -47,13 +57,14 @@ __all__ = [
     "fetch_page",
     "heap_in_use",
     "object_kind",
+    "page_parameter",
     "page_too_large",
     "run_sharing_heap",
     "sqlite_heap_error",
 ]
 
-#: The most bytes of text and blobs the rows of one page may hold as read from SQLite: twice the
-#: largest record, so any one record is served (a page of one), never more.
+#: The most bytes of text (UTF-8) and blobs the rows of one page may hold as read from the
+#: database: twice the largest record, so any one record is served (a page of one), never more.
 MAX_PAGE_BYTES = 2 * MAX_VALUE_BYTES
 #: The most memory SQLite may take in this process, all connections together (its
 #: ``hard_heap_limit``): page caches (2 MiB a connection; 64 MiB during a bulk import) come nowhere
@@ -71,6 +82,26 @@ UNBUDGETED_WAIT_SECONDS = 10.0
 
 _bounded = False
 _bound_lock = threading.Lock()
+
+#: The parameter that sets the size of the page being read, named by ``page_too_large``'s advice,
+#: and how many rows past it each page reads: ``limit`` and one (``data/list``'s, to tell
+#: ``hasMore``) unless the command says otherwise (``page_parameter``).
+_page_parameter: ContextVar[tuple[str, int]] = ContextVar(
+    "dbhandles_page_parameter", default=("limit", 1)
+)
+
+
+@contextmanager
+def page_parameter(name: str, reads_past: int = 1) -> Iterator[None]:
+    """Within the block, a page refused for its bytes advises on ``name``, the parameter of the
+    command the caller called (``pageSize`` of ``data/query-next``, ``data/export``;
+    ``batchSize`` of ``data/copy``), whose pages read ``reads_past`` rows more than it asks
+    for (1 to tell ``hasMore``, 0 for a job's pages)."""
+    token = _page_parameter.set((name, reads_past))
+    try:
+        yield
+    finally:
+        _page_parameter.reset(token)
 
 
 @cache
@@ -181,22 +212,23 @@ def bounded(conn: sqlite3.Connection) -> None:
 def page_too_large(collection: str | None, rows: int) -> QueryFailed:
     """The error of a page whose rows passed ``MAX_PAGE_BYTES`` at its ``rows``-th row.
 
-    The advice is the largest ``limit`` that passes: the first ``rows - 1`` rows fit, and a
-    listing or a cursor reads one row past its limit to tell ``hasMore`` (``paging.fetch_page``),
-    so ``rows - 2``. ``fields`` do not lower the bound: the whole record is read before it is
-    projected."""
+    The advice is the largest page size that passes, named as the command calls it
+    (``page_parameter``: ``limit``, a cursor's or an export's ``pageSize``, a copy's
+    ``batchSize``): the first ``rows - 1`` rows fit, less the rows each page reads past its size
+    (a listing or a cursor reads one to tell ``hasMore``: ``paging.fetch_page``). ``fields`` do
+    not lower the bound: the whole record is read before it is projected."""
     of = f" of {json_text(collection, 80)}" if collection else ""
-    largest = rows - 2
+    name, reads_past = _page_parameter.get()
+    largest = rows - 1 - reads_past
     if largest >= 1:
-        fewer = (
-            f"ask for at most {largest} (limit: each page reads one record more to tell hasMore)"
-        )
+        why = ": each page reads one record more to tell hasMore" if reads_past else ""
+        fewer = f"ask for at most {largest} ({name}{why})"
     else:
         fewer = "its first records are too large to list together; read them one by one (data/read)"
     return QueryFailed(
-        f"a page{of} would hold more than {MAX_PAGE_BYTES >> 20} MiB of values (passed at its "
+        f"a page{of} would hold more than {bound_words(MAX_PAGE_BYTES)} of values (passed at its "
         f"record {rows}), the most one page may hold in the server's memory; {fewer}, or page "
-        "through it with a smaller limit (fields do not lower this bound: whole records are "
+        f"through it with a smaller {name} (fields do not lower this bound: whole records are "
         "read before they are projected)"
     )
 
@@ -257,34 +289,51 @@ def sqlite_heap_error(
     )
 
 
+def _column_size(column: int, row: Any) -> int:
+    value = row[column]
+    return 0 if value is None else encoded_size(value)
+
+
 def fetch_page(
     cursor: sqlite3.Cursor, collection: str | None, column: int | None = None
 ) -> list[Any]:
-    """The rows of ``cursor``, refused (``page_too_large``) once their text and blobs pass
-    ``MAX_PAGE_BYTES``: only ``column``'s are counted when given (a dbhandles row's JSON), else
-    every value's (a foreign table's or a view's row).
+    """The rows of ``cursor``, refused (``page_too_large``) once their text (as UTF-8) and blobs
+    pass ``MAX_PAGE_BYTES``: only ``column``'s are counted when given (a dbhandles row's JSON),
+    else every value's (a foreign table's or a view's row).
 
     Raises:
         QueryFailed: the page would pass ``MAX_PAGE_BYTES``.
     """
     rows: list[Any] = []
-    size = 0
     append = rows.append
+    bound = MAX_PAGE_BYTES
+    # The exact bytes of rows[:measured], and the most the rows after them may hold: each value
+    # counts its ``most_bytes`` as it is read (an ASCII text's length, the usual JSON), and is
+    # encoded to be measured only once that estimate reaches the bound (``first_past``).
+    settled, measured, ahead = 0, 0, 0
+    size: Callable[[Any], int]
     try:
         if column is not None:
             for row in cursor:
                 append(row)
                 value = row[column]
                 if value is not None:
-                    size += len(value)
-                    if size > MAX_PAGE_BYTES:
-                        raise page_too_large(collection, len(rows))
+                    ahead += len(value) if value.isascii() else 4 * len(value)
+                    if settled + ahead > bound:
+                        size = partial(_column_size, column)
+                        settled, past = first_past(rows, measured, settled, size, bound)
+                        if past is not None:
+                            raise page_too_large(collection, past)
+                        measured, ahead = len(rows), 0
             return rows
         for row in cursor:
             append(row)
-            size += sum(len(v) for v in row if isinstance(v, str | bytes))
-            if size > MAX_PAGE_BYTES:
-                raise page_too_large(collection, len(rows))
+            ahead += sum(most_bytes(v) for v in row if isinstance(v, str | bytes))
+            if settled + ahead > bound:
+                settled, past = first_past(rows, measured, settled, row_size, bound)
+                if past is not None:
+                    raise page_too_large(collection, past)
+                measured, ahead = len(rows), 0
         return rows
     except BaseException:
         # A row that fails (text that is not UTF-8, the bound above, an interrupt) leaves the

@@ -35,6 +35,7 @@ import orjson
 
 from dbhandles.adapters.base import Adapter, Query, Record, Session
 from dbhandles.adapters.foreign_common import ColumnPaths
+from dbhandles.adapters.sqlite_pages import page_parameter
 from dbhandles.clock import iso_now
 from dbhandles.commands.copy_table import Placed, changed_field, equal, write_rows
 from dbhandles.documents import MAX_TABLE_ID_LENGTH, check_record_id, id_text
@@ -351,7 +352,7 @@ def run_copy(
                 if want <= 0:
                     break
             query = Query(filter=spec.filter, order=spec.order, limit=want, after=after)
-            with source.session() as session:
+            with source.session() as session, page_parameter("batchSize", 0):
                 rows = session.find(spec.source, query)
             if not rows:
                 break

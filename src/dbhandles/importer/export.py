@@ -43,6 +43,7 @@ from typing import IO, Any, cast
 import orjson
 
 from dbhandles.adapters.base import Adapter, Query, Record, Sampling
+from dbhandles.adapters.sqlite_pages import page_parameter
 from dbhandles.dbfiles import check_plain
 from dbhandles.documents import id_text
 from dbhandles.errors import DbHandlesError, FileExists, InvalidParams
@@ -396,7 +397,7 @@ def _pages(
     left = selection.limit
     while left is None or left > 0:
         size = page_size if left is None else min(page_size, left)
-        with adapter.session() as session:
+        with adapter.session() as session, page_parameter("pageSize", 0):
             query = Query(filter=filter, order=order, limit=size, after=after)
             if selection.sampling is None:
                 rows = session.find(collection, query)

@@ -1,0 +1,93 @@
+"""What measuring a page's bytes in SQL costs on PostgreSQL (``postgres_bytes.bounded_page``): the
+same page statement run plain and wrapped, both measured in this run, each fetched whole.
+
+500 records of about 1.5 KB of JSON; pages of 100 and 500 rows. Prints the median time of each and
+the ratio of the bounded statement to the plain one, each read as the adapter reads it.
+
+    .venv/bin/python benchmarks/postgres_page_bytes.py [--rounds N] [--url postgresql://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import sql
+from psycopg.types.json import set_json_loads
+
+from dbhandles.adapters.postgres_bytes import bounded_page, page_rows
+
+ROWS = 500
+ORDER = '"id" ASC'
+
+
+def _medians(runs: list[Callable[[], object]], rounds: int) -> list[float]:
+    """Median seconds of each of ``runs``, taken in turn each round (a load on the machine
+    slows them alike)."""
+    times: list[list[float]] = [[] for _ in runs]
+    for _ in range(rounds):
+        for run, spent in zip(runs, times, strict=True):
+            start = time.perf_counter()
+            run()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+def _compare(conn: psycopg.Connection[Any], limit: int, rounds: int) -> tuple[float, float]:
+    """Median seconds of the plain page statement and of the bounded one, each read as the
+    adapter reads it (``jsonb`` through orjson; the bounded page's JSON text by ``page_rows``)."""
+    plain = sql.SQL(
+        "SELECT id, data, created_at, updated_at, version FROM bench_pages "
+        f"ORDER BY {ORDER} LIMIT %s OFFSET %s"
+    )
+    bounded, params = bounded_page(plain, (limit, 0), ORDER)
+    base, measured = _medians(
+        [
+            lambda: conn.execute(plain, (limit, 0)).fetchall(),
+            lambda: page_rows(conn.execute(bounded, params).fetchall(), "bench_pages"),
+        ],
+        rounds,
+    )
+    return base, measured
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--url", default=None)
+    args = parser.parse_args()
+    url = args.url
+    if url is None:
+        from tests.pgserver import postgres_server
+
+        url = postgres_server().url
+    with psycopg.connect(url, autocommit=True) as conn:
+        set_json_loads(orjson.loads, conn)  # as the adapter's connections (postgres.py)
+        conn.execute("DROP TABLE IF EXISTS bench_pages")
+        conn.execute(
+            "CREATE TEMP TABLE bench_pages (id text PRIMARY KEY, data jsonb, created_at text, "
+            "updated_at text, version int)"
+        )
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO bench_pages VALUES (%s, %s, 't', 't', 1)",
+                [
+                    (f"r{i:04}", orjson.dumps({"text": "x" * 1500, "n": i}).decode())
+                    for i in range(ROWS)
+                ],
+            )
+        for limit in (100, 500):
+            base, bounded = _compare(conn, limit, args.rounds)
+            print(
+                f"page of {limit}: plain {base * 1e3:.3f} ms, bounded {bounded * 1e3:.3f} ms, "
+                f"ratio {bounded / base:.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
