@@ -18,6 +18,7 @@ from dbhandles.adapters import sqlite_pages
 from dbhandles.adapters.base import Query, Record
 from dbhandles.adapters.foreign_common import ColumnPaths
 from dbhandles.adapters.foreign_values import RecordLayout, decode_key
+from dbhandles.adapters.group_bytes import first_past, row_size
 from dbhandles.adapters.sql_compile import Fragment, SqlCompiler, and_
 from dbhandles.adapters.sqlite_foreign_schema import DUPLICATE, ForeignTable, quote
 from dbhandles.adapters.sqlite_foreign_sql import binary_leading, compiler_for, fixed_ranks
@@ -310,17 +311,19 @@ _SIZED = frozenset({str, bytes})
 
 
 def _page_rows(cursor: sqlite3.Cursor, name: str) -> list[tuple[Any, ...]]:
-    """The rows of a page, refused once their text and blobs pass ``sqlite_pages.MAX_PAGE_BYTES``
-    (each value's ``len``, as ``sqlite_pages.fetch_page`` counts a foreign row): the same count,
-    by a plain loop over each row's values, where ``fetch_page``'s generator of ``isinstance``
-    tests took a fifth of a listing's time (docs/performance.md, issue 15).
+    """The rows of a page, refused once their text (as UTF-8) and blobs pass
+    ``sqlite_pages.MAX_PAGE_BYTES``, counted as ``sqlite_pages.fetch_page`` counts a foreign row
+    (each value's ``group_bytes.most_bytes`` as it is read, the rows measured exactly by
+    ``group_bytes.first_past`` only once that estimate reaches the bound), by a plain loop over
+    each row's values, where ``fetch_page``'s generator of ``isinstance`` tests took a fifth of a
+    listing's time (docs/performance.md, issue 15).
 
     Raises:
         QueryFailed: the page would pass ``MAX_PAGE_BYTES`` (``sqlite_pages.page_too_large``).
     """
     rows: list[tuple[Any, ...]] = []
     append = rows.append
-    size = 0
+    settled, measured, ahead = 0, 0, 0
     bound = sqlite_pages.MAX_PAGE_BYTES  # read at each call: tests lower it
     sized = _SIZED
     try:
@@ -328,9 +331,12 @@ def _page_rows(cursor: sqlite3.Cursor, name: str) -> list[tuple[Any, ...]]:
             append(row)
             for value in row:
                 if type(value) in sized:  # sqlite3 gives str and bytes, never a subclass
-                    size += len(value)
-            if size > bound:
-                raise sqlite_pages.page_too_large(name, len(rows))
+                    ahead += len(value) if value.isascii() else 4 * len(value)
+            if settled + ahead > bound:
+                settled, past = first_past(rows, measured, settled, row_size, bound)
+                if past is not None:
+                    raise sqlite_pages.page_too_large(name, past)
+                measured, ahead = len(rows), 0
         return rows
     except BaseException:
         # As in ``fetch_page``: a failed row (text that is not UTF-8, the bound, an interrupt)
