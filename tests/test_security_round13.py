@@ -12,7 +12,6 @@ docs/security.md.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,11 @@ from typing import Any
 import orjson
 import pytest
 
-from dbhandles import Context, Service
+from dbhandles import Service
 from dbhandles.errors import DbHandlesError
 from dbhandles.settings import Settings
+from tests.security_helpers import ALICE, crafted_file, granted_handle, space, two_tenants
 from tests.test_security_tenants import Tenants, serve_tenants
-
-ALICE = Context(actor="alice", session_id="s-alice", is_admin=False, trusted_local=False)
-BOB = Context(actor="bob", session_id="s-bob", is_admin=False, trusted_local=False)
 
 #: A dbhandles collection's table, as dbhandles creates it.
 COLLECTION = (
@@ -104,13 +101,9 @@ def finished_job(t: Tenants, command: str, params: dict[str, Any]) -> dict[str, 
     body = t.call(t.alice, "data/job-start", command=command, params=params)
     if not body["success"]:
         return body
-    for _ in range(600):
-        status = t.ok(t.alice, "data/job-status", jobId=body["jobId"])
-        if status["status"] not in ("queued", "running"):
-            assert status["status"] == "failed", status
-            return {"success": False, **status["error"]}
-        time.sleep(0.05)
-    raise AssertionError(f"the job {command} did not finish")
+    status = t.finished_job(t.alice, body["jobId"])
+    assert status["status"] == "failed", status
+    return {"success": False, **status["error"]}
 
 
 def every_write(t: Tenants, handle: str, mine: str) -> dict[str, dict[str, Any]]:
@@ -217,22 +210,15 @@ REACHES = {
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
-    with Service(settings=Settings(home=tmp_path / "home")) as svc:
-        svc.tokens.create("alice")
-        svc.tokens.create("bob")
+    with two_tenants(tmp_path) as svc:
         yield svc
 
 
 def granted(service: Service, name: str, statements: list[str], **grant: Any) -> tuple[Path, str]:
-    """Bob's file ``name`` holding ``statements``, granted to alice (``grant``); alice's handle."""
-    path = service.settings.space_root() / "bob" / name
-    build(path, statements)
-    bobs = service.execute("data/open", {"adapter": "sqlite", "config": {"path": name}},
-                           context=BOB)["dbHandle"]  # fmt: skip
-    service.execute("data/grant", {"dbHandle": bobs, "actor": "alice", **grant}, context=BOB)
-    opened = service.execute("data/open", {"adapter": "sqlite", "config": {"path": str(path)}},
-                             context=ALICE)  # fmt: skip
-    return path, str(opened["dbHandle"])
+    """Bob's file ``name`` holding ``statements``, granted to alice (``grant``); its path and
+    alice's handle."""
+    bobs = crafted_file(service, "bob", name, *statements)
+    return space(service, "bob") / name, granted_handle(service, bobs, "bob", "alice", name, grant)
 
 
 def write(service: Service, handle: str, how: str) -> None:

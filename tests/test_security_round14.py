@@ -17,14 +17,12 @@ from typing import Any
 import orjson
 import pytest
 
-from dbhandles import Context, Service
+from dbhandles import Service
 from dbhandles.errors import DbHandlesError, error_class_for_code
 from dbhandles.settings import Settings
-from tests.test_security_round13 import build, rows, shared
+from tests.security_helpers import ALICE, two_tenants
+from tests.test_security_round13 import build, granted, rows, shared
 from tests.test_security_tenants import Tenants, serve_tenants
-
-ALICE = Context(actor="alice", session_id="s-alice", is_admin=False, trusted_local=False)
-BOB = Context(actor="bob", session_id="s-bob", is_admin=False, trusted_local=False)
 
 # -- 1. REPLACE conflict resolution is a delete -----------------------------------------------------
 
@@ -72,22 +70,8 @@ KINDS: dict[str, tuple[list[str], str]] = {
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
-    with Service(settings=Settings(home=tmp_path / "home")) as svc:
-        svc.tokens.create("alice")
-        svc.tokens.create("bob")
+    with two_tenants(tmp_path) as svc:
         yield svc
-
-
-def granted(service: Service, name: str, statements: list[str], **grant: Any) -> tuple[Path, str]:
-    """Bob's file ``name`` holding ``statements``, granted to alice (``grant``); alice's handle."""
-    path = service.settings.space_root() / "bob" / name
-    build(path, statements)
-    bobs = service.execute("data/open", {"adapter": "sqlite", "config": {"path": name}},
-                           context=BOB)["dbHandle"]  # fmt: skip
-    service.execute("data/grant", {"dbHandle": bobs, "actor": "alice", **grant}, context=BOB)
-    opened = service.execute("data/open", {"adapter": "sqlite", "config": {"path": str(path)}},
-                             context=ALICE)  # fmt: skip
-    return path, str(opened["dbHandle"])
 
 
 def _job(service: Service, command: str, params: dict[str, Any]) -> None:
@@ -301,11 +285,7 @@ def test_every_command_resolves_an_alias_in_the_callers_names(
     answers["data/query-close"] = t.ok(t.bob, "data/query-close", dbHandle="training",
                                        queryHandle=cursor["queryHandle"])  # fmt: skip
     job = t.ok(t.bob, "data/job-start", command="data/export", params={**on, "output": "j.jsonl"})
-    for _ in range(600):
-        status = t.ok(t.bob, "data/job-status", jobId=job["jobId"])
-        if status["status"] not in ("queued", "running"):
-            break
-        time.sleep(0.05)
+    status = t.finished_job(t.bob, job["jobId"])
     assert status["status"] == "done", status
     assert admins not in str(status) and '"a"' not in (t.space("bob") / "j.jsonl").read_text()
     for name, body in answers.items():
