@@ -52,3 +52,27 @@ def narrow_alice_to_her_rows(other: Service, path: Path) -> str:
                                  "permissions": {"rowFilter": {"ownerId": "alice"}}},
                   context=ADMIN)  # fmt: skip
     return admin
+
+
+#: What a call through a handle whose grant was revoked elsewhere may be refused with: the handle
+#: closed with the grant, or the grant found gone.
+REVOKED = frozenset({"handle_not_found", "permission_denied", "access_denied"})
+
+
+def one_record(service: Service, path: Path) -> str:
+    """The local caller's handle to ``path`` (made if missing) holding record ``r`` of collection
+    ``c``, ``{"v": 1}``."""
+    handle = open_file(service, path, Context())
+    service.execute("data/create", {"dbHandle": handle, "collection": "c", "id": "r",
+                                    "data": {"v": 1}})  # fmt: skip
+    return handle
+
+
+def created_elsewhere(
+    other: Service, path: Path, collection: str, record_id: str, data: dict[str, Any]
+) -> None:
+    """Through ``other`` (another process), create the record ``record_id`` of ``collection`` in
+    ``path`` holding ``data``."""
+    handle = open_file(other, path, Context())
+    other.execute("data/create", {"dbHandle": handle, "collection": collection, "id": record_id,
+                                  "data": data})  # fmt: skip
