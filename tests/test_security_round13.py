@@ -269,30 +269,25 @@ def test_a_collection_without_side_effects_stays_writable_on_a_restricted_grant(
     assert rows(path, "pub") == []
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("how", ["create", "update", "delete"])
-def test_a_postgres_collections_trigger_is_checked_on_a_restricted_handle(
-    tmp_path: Path, how: str
-) -> None:
+def pg_write_reaching_tlog(tmp_path: Path, how: str, *ddl: str) -> DbHandlesError:
+    """The refusal of a ``how`` (create, update, delete) of collection ``pub`` through a PostgreSQL
+    handle denied ``tlog``, once ``ddl`` made a write of ``pub`` reach ``tlog``; checks ``tlog``
+    stayed empty."""
     import psycopg
     from psycopg import sql
 
     from tests.pgserver import postgres_config
 
     pg = postgres_config(tmp_path)
+    search_path = sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"]))
     with Service(settings=Settings(home=tmp_path / "home")) as service:
         plain = service.execute("data/open", {"adapter": "postgres", "config": pg})["dbHandle"]
         service.execute("data/create", {"dbHandle": plain, "collection": "pub", "id": "p1",
                                         "data": {"owner": "alice"}})  # fmt: skip
         with psycopg.connect(pg["url"], autocommit=True) as conn:
-            conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
-            conn.execute("CREATE TABLE tlog (m text)")
-            conn.execute(
-                "CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS "
-                "$$BEGIN INSERT INTO tlog VALUES ('x'); RETURN NULL; END$$"
-            )
-            conn.execute("CREATE TRIGGER pub_note AFTER INSERT OR UPDATE OR DELETE ON pub "
-                         "FOR EACH ROW EXECUTE FUNCTION note()")  # fmt: skip
+            conn.execute(search_path)
+            for statement in ddl:
+                conn.execute(statement)
         narrowed = service.execute("data/open", {"adapter": "postgres", "config": pg,
                                                  "permissions": {"deniedCollections": ["tlog"]}})  # fmt: skip
         params: dict[str, Any] = {"dbHandle": narrowed["dbHandle"], "collection": "pub"}
@@ -301,10 +296,25 @@ def test_a_postgres_collections_trigger_is_checked_on_a_restricted_handle(
                        "delete": {"id": "p1"}}[how])  # fmt: skip
         with pytest.raises(DbHandlesError) as caught:
             service.execute(f"data/{how}", params)
-        assert caught.value.code == "permission_denied" and '"pub_note"' in caught.value.message
         with psycopg.connect(pg["url"], autocommit=True) as conn:
-            conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
+            conn.execute(search_path)
             assert conn.execute("SELECT count(*) FROM tlog").fetchone() == (0,)
+    return caught.value
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("how", ["create", "update", "delete"])
+def test_a_postgres_collections_trigger_is_checked_on_a_restricted_handle(
+    tmp_path: Path, how: str
+) -> None:
+    error = pg_write_reaching_tlog(
+        tmp_path, how, "CREATE TABLE tlog (m text)",
+        "CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$BEGIN INSERT INTO tlog VALUES ('x'); RETURN NULL; END$$",
+        "CREATE TRIGGER pub_note AFTER INSERT OR UPDATE OR DELETE ON pub "
+        "FOR EACH ROW EXECUTE FUNCTION note()",
+    )  # fmt: skip
+    assert error.code == "permission_denied" and '"pub_note"' in error.message
 
 
 # -- 2. no name oracle in any command that takes an actor name --------------------------------------

@@ -19,9 +19,8 @@ import pytest
 
 from dbhandles import Service
 from dbhandles.errors import DbHandlesError, error_class_for_code
-from dbhandles.settings import Settings
 from tests.security_helpers import ALICE, two_tenants
-from tests.test_security_round13 import build, granted, rows, shared
+from tests.test_security_round13 import build, granted, pg_write_reaching_tlog, rows, shared
 from tests.test_security_tenants import Tenants, serve_tenants
 
 # -- 1. REPLACE conflict resolution is a delete -----------------------------------------------------
@@ -214,35 +213,12 @@ def test_a_postgres_rule_on_a_write_is_checked_on_a_restricted_handle(
 ) -> None:
     # A rule rewrites a write into other statements, as opaque to the check as a trigger's
     # function (and, like one, it may INSERT ... ON CONFLICT: PostgreSQL's only REPLACE).
-    import psycopg
-    from psycopg import sql
-
-    from tests.pgserver import postgres_config
-
-    pg = postgres_config(tmp_path)
-    with Service(settings=Settings(home=tmp_path / "home")) as service:
-        plain = service.execute("data/open", {"adapter": "postgres", "config": pg})["dbHandle"]
-        service.execute("data/create", {"dbHandle": plain, "collection": "pub", "id": "p1",
-                                        "data": {"owner": "alice"}})  # fmt: skip
-        with psycopg.connect(pg["url"], autocommit=True) as conn:
-            conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
-            conn.execute("CREATE TABLE tlog (m text PRIMARY KEY)")
-            for event in ("INSERT", "UPDATE", "DELETE"):
-                conn.execute(f"CREATE RULE pub_{event.lower()} AS ON {event} TO pub DO ALSO "
-                             "INSERT INTO tlog VALUES ('x') ON CONFLICT (m) DO NOTHING")  # fmt: skip
-        narrowed = service.execute("data/open", {"adapter": "postgres", "config": pg,
-                                                 "permissions": {"deniedCollections": ["tlog"]}})  # fmt: skip
-        params: dict[str, Any] = {"dbHandle": narrowed["dbHandle"], "collection": "pub"}
-        params.update({"create": {"id": "p2", "data": {"owner": "a"}},
-                       "update": {"id": "p1", "data": {"owner": "b"}},
-                       "delete": {"id": "p1"}}[how])  # fmt: skip
-        with pytest.raises(DbHandlesError) as caught:
-            service.execute(f"data/{how}", params)
-        assert caught.value.code == "permission_denied", caught.value
-        assert f'"rule pub_{ {"create": "insert"}.get(how, how) }"' in caught.value.message
-        with psycopg.connect(pg["url"], autocommit=True) as conn:
-            conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
-            assert conn.execute("SELECT count(*) FROM tlog").fetchone() == (0,)
+    rules = [f"CREATE RULE pub_{event.lower()} AS ON {event} TO pub DO ALSO "
+             "INSERT INTO tlog VALUES ('x') ON CONFLICT (m) DO NOTHING"
+             for event in ("INSERT", "UPDATE", "DELETE")]  # fmt: skip
+    error = pg_write_reaching_tlog(tmp_path, how, "CREATE TABLE tlog (m text PRIMARY KEY)", *rules)
+    assert error.code == "permission_denied", error
+    assert f'"rule pub_{ {"create": "insert"}.get(how, how) }"' in error.message
 
 
 # -- 2. a handle's name is resolved in the caller's names by every command --------------------------
