@@ -15,6 +15,8 @@ from dbhandles.settings import Settings
 
 ALICE = Context(actor="alice", session_id="s-alice", is_admin=False, trusted_local=False)
 BOB = Context(actor="bob", session_id="s-bob", is_admin=False, trusted_local=False)
+#: An administrator (the tests that check what administrators keep, or are refused too).
+ROOT = Context(actor="root", session_id="s-root", is_admin=True, trusted_local=False)
 #: Each tenant's context by its actor name.
 TENANTS = {"alice": ALICE, "bob": BOB}
 
