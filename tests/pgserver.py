@@ -256,6 +256,23 @@ def postgres_config(tmp_path: Path, **extra: Any) -> dict[str, Any]:
     return {"url": server.url, "schema": schema_for(tmp_path), "mode": "create", **extra}
 
 
+def postgres_schema(tmp_path: Path, *statements: str, **extra: Any) -> dict[str, Any]:
+    """``postgres_config(tmp_path, **extra)`` with its schema made, holding what ``statements``
+    (run in order, in autocommit, with the schema as the search path) made: tables another tool
+    made, before dbhandles opens the schema."""
+    import psycopg
+    from psycopg import sql
+
+    config = postgres_config(tmp_path, **extra)
+    schema = sql.Identifier(config["schema"])
+    with psycopg.connect(config["url"], autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+        conn.execute(sql.SQL("SET search_path = {}").format(schema))
+        for statement in statements:
+            conn.execute(statement)
+    return config
+
+
 if __name__ == "__main__":  # manual check: python -m tests.pgserver
     srv = postgres_server()
     sys.stdout.write(f"{srv.url}\n{srv.tcp_url}\n")

@@ -202,16 +202,9 @@ def test_a_shutdown_interrupts_a_postgres_statement_that_never_ends(
 ) -> None:
     # PostgreSQL runs the statement in its server: a watcher thread sends it a cancel request
     # once the command is told to stop (adapters/postgres_cancel.py).
-    import psycopg
-    from psycopg import sql
+    from tests.pgserver import postgres_schema
 
-    from tests.pgserver import postgres_config
-
-    pg = postgres_config(tmp_path)
-    with psycopg.connect(pg["url"], autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(pg["schema"])))
-        conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
-        conn.execute(ENDLESS)
+    pg = postgres_schema(tmp_path, ENDLESS)
     settings = Settings(home=tmp_path / "home", query_timeout_ms=0)
     with Service(settings=settings) as service:
         handle = service.execute("data/open", {"adapter": "postgres", "config": pg})["dbHandle"]
