@@ -256,6 +256,28 @@ def postgres_config(tmp_path: Path, **extra: Any) -> dict[str, Any]:
     return {"url": server.url, "schema": schema_for(tmp_path), "mode": "create", **extra}
 
 
+def run_in_schema(config: dict[str, Any], *statements: str) -> None:
+    """Run ``statements`` in order (in autocommit, with plain psycopg: another tool, not dbhandles)
+    in the schema of the ``postgres`` adapter config ``config``, made first if missing."""
+    import psycopg
+    from psycopg import sql
+
+    schema = sql.Identifier(config["schema"])
+    with psycopg.connect(config["url"], autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+        conn.execute(sql.SQL("SET search_path = {}").format(schema))
+        for statement in statements:
+            conn.execute(statement)
+
+
+def postgres_schema(tmp_path: Path, *statements: str, **extra: Any) -> dict[str, Any]:
+    """``postgres_config(tmp_path, **extra)`` with its schema made, holding what ``statements``
+    made (``run_in_schema``): tables another tool made, before dbhandles opens the schema."""
+    config = postgres_config(tmp_path, **extra)
+    run_in_schema(config, *statements)
+    return config
+
+
 if __name__ == "__main__":  # manual check: python -m tests.pgserver
     srv = postgres_server()
     sys.stdout.write(f"{srv.url}\n{srv.tcp_url}\n")

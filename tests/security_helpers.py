@@ -1,5 +1,5 @@
 """Two ordinary tenants, ``alice`` and ``bob``, on one in-process service: the contexts, service and
-helpers the security tests of crafted database files share (rounds 11 and 12, FTS, schema refusals)."""
+helpers the security tests of crafted database files share (rounds 11 to 14, FTS, schema refusals)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from dbhandles.settings import Settings
 
 ALICE = Context(actor="alice", session_id="s-alice", is_admin=False, trusted_local=False)
 BOB = Context(actor="bob", session_id="s-bob", is_admin=False, trusted_local=False)
+#: An administrator (the tests that check what administrators keep, or are refused too).
+ROOT = Context(actor="root", session_id="s-root", is_admin=True, trusted_local=False)
 #: Each tenant's context by its actor name.
 TENANTS = {"alice": ALICE, "bob": BOB}
 
@@ -58,12 +60,26 @@ def crafted_file(service: Service, actor: str, name: str, *sql: str) -> str:
     return str(opened["dbHandle"])
 
 
-def granted_handle(service: Service, handle: str, owner: str, reader: str, name: str) -> str:
+#: What ``granted_handle`` grants unless told otherwise: reading all but ``secret``.
+READ_ALL_BUT_SECRET: dict[str, Any] = {
+    "access": "read",
+    "permissions": {"deniedCollections": ["secret"]},
+}
+
+
+def granted_handle(
+    service: Service,
+    handle: str,
+    owner: str,
+    reader: str,
+    name: str,
+    grant: dict[str, Any] | None = None,
+) -> str:
     """``reader``'s handle to ``owner``'s file ``name`` (``owner``'s ``handle``), which ``owner``
-    granted it for reading all but ``secret``."""
-    service.execute("data/grant", {"dbHandle": handle, "actor": reader, "access": "read",
-                                   "permissions": {"deniedCollections": ["secret"]}},
-                    context=TENANTS[owner])  # fmt: skip
+    granted it with ``grant`` (data/grant's ``access`` and ``permissions``; by default
+    ``READ_ALL_BUT_SECRET``)."""
+    params = {"dbHandle": handle, "actor": reader, **(grant or READ_ALL_BUT_SECRET)}
+    service.execute("data/grant", params, context=TENANTS[owner])
     opened = service.execute(
         "data/open",
         {"adapter": "sqlite", "config": {"path": str(space(service, owner) / name)}},

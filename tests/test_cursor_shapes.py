@@ -6,7 +6,6 @@ rows served twice or silently skipped. Another connection (the engine's own tool
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,8 @@ import pytest
 from dbhandles import Service
 from dbhandles.errors import DbHandlesError
 from tests.conftest import adapter_config
+from tests.foreign_rows import run_sql
+from tests.pgserver import run_in_schema
 
 PG = pytest.mark.postgres
 ENGINES = ["sqlite", pytest.param("postgres", marks=PG)]
@@ -35,32 +36,9 @@ CHANGES = {
 def _runner(adapter: str, folder: Path) -> Callable[[list[str]], None]:
     """Run statements through a connection of the engine's own driver (another process's view)."""
     if adapter == "sqlite":
-
-        def run_sqlite(statements: list[str]) -> None:
-            conn = sqlite3.connect(folder / "db.sqlite")
-            try:
-                for statement in statements:
-                    conn.execute(statement)
-                conn.commit()
-            finally:
-                conn.close()
-
-        return run_sqlite
-    import psycopg
-    from psycopg import sql
-
+        return lambda statements: run_sql(folder / "db.sqlite", *statements)
     pg = adapter_config("postgres", folder)
-
-    def run_pg(statements: list[str]) -> None:
-        with psycopg.connect(pg["url"], autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(pg["schema"]))
-            )
-            conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
-            for statement in statements:
-                conn.execute(statement)  # type: ignore[arg-type]
-
-    return run_pg
+    return lambda statements: run_in_schema(pg, *statements)
 
 
 def _open(

@@ -19,6 +19,7 @@ from dbhandles import Service
 from dbhandles.adapters.sqlite_values import loads
 from dbhandles.evaluate import matches
 from dbhandles.filters import parse_filter
+from tests.foreign_rows import PLACES, written_by_another_tool
 
 #: Texts with a key twice, at the top, nested, and inside an array's objects.
 TEXTS = [
@@ -100,13 +101,10 @@ def test_a_sqlite_collection_row_with_a_key_twice_reads_as_its_filters_see_it(
 def test_a_foreign_sqlite_json_column_with_a_key_twice_reads_as_its_filters_see_it(
     service: Service, tmp_path: Path
 ) -> None:
-    path = tmp_path / "f.sqlite"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE f (id INTEGER PRIMARY KEY, doc TEXT)")
-        conn.executemany("INSERT INTO f VALUES (?, ?)", list(enumerate(TEXTS)))
-    conn.close()
-    db = _open(service, "sqlite", {"path": str(path)})
-    _check_one_value(service, db, "f", "doc")
+    db, collection, field = written_by_another_tool(
+        service, tmp_path / "f.sqlite", "foreign column", TEXTS
+    )
+    _check_one_value(service, db, collection, field)
 
 
 @pytest.mark.postgres
@@ -184,28 +182,15 @@ NUL_TEXTS = [
 ]
 
 
-@pytest.mark.parametrize("where", ["collection", "foreign column"])
+@pytest.mark.parametrize("where", PLACES)
 def test_a_sqlite_text_holding_nul_reads_as_its_filters_see_it(
     service: Service, tmp_path: Path, where: str
 ) -> None:
     """SQLite's JSON functions read a string up to its U+0000: so does a read, so that a row filter
     ``label == "a"`` never shows a label that reads ``"a\\u0000b"``."""
-    path = tmp_path / "d.sqlite"
-    if where == "collection":
-        db = _open(service, "sqlite", {"path": str(path), "mode": "create"})
-        for i in range(len(NUL_TEXTS)):
-            service.execute("data/create", {"dbHandle": db, "collection": "c", "id": f"r{i}",
-                                             "data": {"n": 0}})  # fmt: skip
-    with sqlite3.connect(path) as conn:
-        if where == "collection":
-            conn.executemany("UPDATE c SET data = ? WHERE id = ?",
-                             [(text, f"r{i}") for i, text in enumerate(NUL_TEXTS)])  # fmt: skip
-        else:
-            conn.execute("CREATE TABLE f (id INTEGER PRIMARY KEY, doc TEXT)")
-            conn.executemany("INSERT INTO f VALUES (?, ?)", list(enumerate(NUL_TEXTS)))
-    conn.close()
-    db = _open(service, "sqlite", {"path": str(path)})
-    collection, field = ("c", "") if where == "collection" else ("f", "doc")
+    db, collection, field = written_by_another_tool(
+        service, tmp_path / "d.sqlite", where, NUL_TEXTS
+    )
     first = service.execute("data/list", {"dbHandle": db, "collection": collection,
                                           "orderBy": "id"})["items"][0]  # fmt: skip
     assert (first[field] if field else first)["label"] == "a"

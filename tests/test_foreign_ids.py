@@ -226,13 +226,9 @@ PG_TABLES = {**SQLITE_TABLES, "uuids": True}
 
 def pg_sql(pg: dict[str, Any], script: str) -> None:
     """Run ``script`` in the test's schema with plain psycopg (not through dbhandles)."""
-    import psycopg
-    from psycopg import sql
+    from tests.pgserver import run_in_schema
 
-    with psycopg.connect(pg["url"], autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(pg["schema"])))
-        conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
-        conn.execute(script)  # type: ignore[call-overload]
+    run_in_schema(pg, script)
 
 
 @pytest.fixture

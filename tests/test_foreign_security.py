@@ -112,18 +112,9 @@ INSERT INTO books VALUES ('b1', 'The Dispossessed', 'alice', 1), ('b2', 'Solaris
 
 @pytest.fixture
 def pg(tmp_path: Path) -> dict[str, Any]:
-    import psycopg
-    from psycopg import sql
+    from tests.pgserver import postgres_schema
 
-    from tests.pgserver import postgres_config
-
-    config = postgres_config(tmp_path)
-    with psycopg.connect(config["url"], autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-            sql.Identifier(config["schema"])))  # fmt: skip
-        conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(config["schema"])))
-        conn.execute(PG_SCHEMA)  # type: ignore[call-overload]
-    return config
+    return postgres_schema(tmp_path, PG_SCHEMA)
 
 
 def open_pg(service: Service, pg: dict[str, Any], **permissions: Any) -> str:

@@ -7,7 +7,6 @@ every listing, count, facet, cursor, export and copy, never failing them (docs/f
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from hypothesis import strategies as st
 from dbhandles import Service
 from dbhandles.evaluate import matches
 from dbhandles.filters import RESERVED_FIELDS, parse_filter
+from tests.foreign_rows import PLACES, open_sqlite, written_by_another_tool
 
 #: Keys and values spelled with escapes, at the top, nested, and repeated under two spellings.
 ESCAPED = [
@@ -35,33 +35,6 @@ FILTERS: list[dict[str, Any]] = [
     {"m.k": "x"}, {"tags": "a"}, {"messages.role": "user"}, {"label": {"$ne": "secret"}},
     {"n": {"$exists": False}}, {"label": {"$regex": "^s"}}, {"n": {"$gte": 5}},
 ]  # fmt: skip
-
-
-def _open(service: Service, config: dict[str, Any], **permissions: Any) -> str:
-    params: dict[str, Any] = {"adapter": "sqlite", "config": config}
-    if permissions:
-        params["permissions"] = permissions
-    return str(service.execute("data/open", params)["dbHandle"])
-
-
-def _write(service: Service, path: Path, where: str, texts: list[str]) -> tuple[str, str, str]:
-    """A database at ``path`` whose rows another tool wrote as ``texts``: (handle, collection,
-    the field holding the JSON: ``""`` for a collection's record)."""
-    if where == "collection":
-        db = _open(service, {"path": str(path), "mode": "create"})
-        for i in range(len(texts)):
-            service.execute("data/create", {"dbHandle": db, "collection": "c", "id": f"r{i}",
-                                             "data": {"n": 0}})  # fmt: skip
-    with sqlite3.connect(path) as conn:
-        if where == "collection":
-            conn.executemany("UPDATE c SET data = ? WHERE id = ?",
-                             [(text, f"r{i}") for i, text in enumerate(texts)])  # fmt: skip
-        else:
-            conn.execute("CREATE TABLE f (id INTEGER PRIMARY KEY, doc TEXT)")
-            conn.executemany("INSERT INTO f VALUES (?, ?)", list(enumerate(texts)))
-    conn.close()
-    db = _open(service, {"path": str(path)})
-    return (db, "c", "") if where == "collection" else (db, "f", "doc")
 
 
 def _listed(service: Service, db: str, collection: str, **params: Any) -> list[Any]:
@@ -94,11 +67,11 @@ def _check_filters(service: Service, db: str, collection: str, field: str) -> No
     )
 
 
-@pytest.mark.parametrize("where", ["collection", "foreign column"])
+@pytest.mark.parametrize("where", PLACES)
 def test_keys_spelled_with_escapes_read_as_every_filter_judges_them(
     service: Service, tmp_path: Path, where: str
 ) -> None:
-    db, collection, field = _write(service, tmp_path / "d.sqlite", where, ESCAPED)
+    db, collection, field = written_by_another_tool(service, tmp_path / "d.sqlite", where, ESCAPED)
     first = service.execute("data/read", {"dbHandle": db, "collection": collection,
                                           "id": "r1" if field == "" else 1})["data"]  # fmt: skip
     assert (first[field] if field else first)["n"] == 16  # decoded, and the first of the two
@@ -111,8 +84,8 @@ def test_a_row_filter_never_shows_a_value_spelled_with_escapes_it_refused(
     """The issue's case: ``{"\\u006cabel": "secret"}`` reads ``label: "secret"``, so a handle
     restricted to ``label != "secret"`` neither lists nor reads it."""
     path = tmp_path / "d.sqlite"
-    _write(service, path, "collection", ESCAPED)
-    public = _open(service, {"path": str(path)}, rowFilter={"label": {"$ne": "secret"}})
+    written_by_another_tool(service, path, "collection", ESCAPED)
+    public = open_sqlite(service, {"path": str(path)}, rowFilter={"label": {"$ne": "secret"}})
     shown = _listed(service, public, "c")
     assert all(r.get("label") != "secret" for r in shown)
     assert {r["id"] for r in shown} == {"r0", "r1", "r2", "r5", "r6"}
@@ -173,10 +146,10 @@ def test_a_row_filter_read_list_and_count_agree_on_any_spelling(
 ) -> None:  # fmt: skip
     path = tmp_path_factory.mktemp("spell") / "d.sqlite"
     texts = [_spell(r, ascii_only, bits) for r in records]
-    _write(service, path, "collection", texts)
+    written_by_another_tool(service, path, "collection", texts)
     spec = {field: {op: value if op != "$exists" else bool(value)}}
-    handle = _open(service, {"path": str(path)}, rowFilter=spec)
-    everything = _open(service, {"path": str(path)})
+    handle = open_sqlite(service, {"path": str(path)}, rowFilter=spec)
+    everything = open_sqlite(service, {"path": str(path)})
     node = parse_filter(spec)
     reads = [service.execute("data/read", {"dbHandle": everything, "collection": "c",
                                            "id": f"r{i}"})["data"] for i in range(len(texts))]  # fmt: skip
@@ -208,7 +181,7 @@ def test_an_unreadable_row_is_named_by_a_read_and_left_out_of_every_other_door(
 ) -> None:
     texts = [GOOD[0], *UNREADABLE, GOOD[1]]
     good = {"r0", f"r{len(texts) - 1}"}
-    db, _, _ = _write(service, tmp_path / "d.sqlite", "collection", texts)
+    db, _, _ = written_by_another_tool(service, tmp_path / "d.sqlite", "collection", texts)
     for i, text in enumerate(texts):
         envelope = service.dispatch("data/read", {"dbHandle": db, "collection": "c", "id": f"r{i}"})
         if f"r{i}" in good:
@@ -246,7 +219,7 @@ def test_an_unreadable_row_is_named_by_a_read_and_left_out_of_every_other_door(
     exported = service.execute("data/export", {"dbHandle": db, "collection": "c",
                                                "output": str(out), "filter": {"n": {"$gte": 0}}})  # fmt: skip
     assert exported["exported"] == 2 and len(out.read_bytes().splitlines()) == 2
-    target = _open(service, {"path": str(tmp_path / "t.sqlite"), "mode": "create"})
+    target = open_sqlite(service, {"path": str(tmp_path / "t.sqlite"), "mode": "create"})
     service.execute("data/copy", {"from": {"dbHandle": db, "collection": "c",
                                            "filter": {"n": {"$gte": 0}}},
                                   "to": {"dbHandle": target, "collection": "c"}})  # fmt: skip
@@ -259,7 +232,7 @@ def test_an_unreadable_foreign_json_text_is_a_string_for_filters_and_reads(
     """In a foreign table's TEXT column, text that is no JSON dbhandles can read is a string, for
     the filters as for a read (a lone surrogate or a bad number is no JSON to ``loads``)."""
     texts = [GOOD[0], "{n:1}", '{"t":"\\ud800"}', '{"\\u006e": 3}', "[1,2]"]
-    db, _, _ = _write(service, tmp_path / "f.sqlite", "foreign column", texts)
+    db, _, _ = written_by_another_tool(service, tmp_path / "f.sqlite", "foreign column", texts)
     rows = _listed(service, db, "f")
     assert [r["doc"] for r in rows] == [{"n": 1, "label": "a"}, "{n:1}", '{"t":"\\ud800"}',
                                         {"n": 3}, [1, 2]]  # fmt: skip

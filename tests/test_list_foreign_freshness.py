@@ -7,7 +7,6 @@ compiled filter, the kept point statement, the handle cache)."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -15,58 +14,46 @@ import pytest
 
 from dbhandles import Context, Service, Settings
 from dbhandles.errors import DbHandlesError
+from tests.foreign_rows import run_sql
+from tests.freshness_helpers import (
+    ADMIN,
+    ALICE,
+    BOB,
+    REVOKED,
+    created_elsewhere,
+    narrow_alice_to_her_rows,
+    notes_granted_to_alice,
+    one_record,
+    open_file,
+    two_services,
+)
 
-ALICE = Context(actor="alice", session_id="s-alice", is_admin=False, trusted_local=False)
-BOB = Context(actor="bob", session_id="s-bob", is_admin=False, trusted_local=False)
-ADMIN = Context(actor="root", session_id="s-root", is_admin=True, trusted_local=False)
 FILTER = {"v": {"$gte": 1}}
-
-
-def _open(service: Service, path: Path, context: Context = ADMIN, **extra: Any) -> str:
-    config = {"path": str(path), "mode": "create"}
-    params = {"adapter": "sqlite", "config": config, **extra}
-    return str(service.execute("data/open", params, context=context)["dbHandle"])
 
 
 def _ids(answer: dict[str, Any]) -> list[Any]:
     return [item["id"] for item in answer["items"]]
 
 
-def _sql(path: Path, *statements: str) -> None:
-    conn = sqlite3.connect(path)
-    for statement in statements:
-        conn.execute(statement)
-    conn.commit()
-    conn.close()
-
-
 def test_a_list_follows_an_alias_re_pointed_elsewhere(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path / "home")
-    with Service(settings=settings) as service, Service(settings=settings) as other:
+    with two_services(tmp_path) as (service, other):
         for name in ("a", "b"):
-            handle = _open(service, tmp_path / f"{name}.sqlite", Context())
+            handle = open_file(service, tmp_path / f"{name}.sqlite", Context())
             service.execute("data/create", {"dbHandle": handle, "collection": "c",
                                             "id": name, "data": {"v": 1}})  # fmt: skip
-        _open(service, tmp_path / "a.sqlite", Context(), alias="train")
+        open_file(service, tmp_path / "a.sqlite", Context(), alias="train")
         listing = {"dbHandle": "train", "collection": "c", "filter": FILTER}
         for _ in range(3):
             assert _ids(service.execute("data/list", listing)) == ["a"]
-        second = _open(other, tmp_path / "b.sqlite", Context(), alias="train")
+        second = open_file(other, tmp_path / "b.sqlite", Context(), alias="train")
         answer = service.execute("data/list", listing)
         assert answer["dbHandle"] == second and _ids(answer) == ["b"]
 
 
 def test_grants_narrowed_and_revoked_elsewhere_apply_to_the_next_list(tmp_path: Path) -> None:
     path = tmp_path / "shared.sqlite"
-    settings = Settings(home=tmp_path / "home")
-    with Service(settings=settings) as service, Service(settings=settings) as other:
-        admin = _open(service, path)
-        for record_id, owner in (("r1", "alice"), ("r2", "bob")):
-            service.execute("data/create", {"dbHandle": admin, "collection": "notes", "id": record_id,
-                                            "data": {"ownerId": owner, "v": 1}}, context=ADMIN)  # fmt: skip
-        service.execute("data/grant", {"dbHandle": admin, "actor": "alice", "access": "read"},
-                        context=ADMIN)  # fmt: skip
-        mine = _open(service, path, ALICE)
+    with two_services(tmp_path) as (service, other):
+        _, mine = notes_granted_to_alice(service, path, v=1)
 
         def listed(handle: str) -> list[Any]:
             return _ids(service.execute("data/list", {"dbHandle": handle, "collection": "notes",
@@ -74,38 +61,30 @@ def test_grants_narrowed_and_revoked_elsewhere_apply_to_the_next_list(tmp_path: 
 
         for _ in range(3):
             assert listed(mine) == ["r1", "r2"]
-        other_admin = _open(other, path)
-        other.execute("data/grant", {"dbHandle": other_admin, "actor": "alice", "access": "read",
-                                     "permissions": {"rowFilter": {"ownerId": "alice"}}},
-                      context=ADMIN)  # fmt: skip
+        other_admin = narrow_alice_to_her_rows(other, path)
         with pytest.raises(DbHandlesError) as closed:  # the narrowing closes her handles
             listed(mine)
         assert closed.value.code == "handle_not_found"
-        mine = _open(service, path, ALICE)
+        mine = open_file(service, path, ALICE)
         assert listed(mine) == ["r1"]  # the row filter, at once
         other.execute("data/revoke", {"dbHandle": other_admin, "actor": "alice"}, context=ADMIN)
         with pytest.raises(DbHandlesError) as refused:
             listed(mine)
-        assert refused.value.code in {"handle_not_found", "permission_denied", "access_denied"}
+        assert refused.value.code in REVOKED
 
 
 def test_a_collection_dropped_and_re_created_elsewhere_is_listed_as_it_now_is(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "a.sqlite"
-    settings = Settings(home=tmp_path / "home")
-    with Service(settings=settings) as service, Service(settings=settings) as other:
-        handle = _open(service, path, Context())
-        service.execute("data/create", {"dbHandle": handle, "collection": "c", "id": "r",
-                                        "data": {"v": 1}})  # fmt: skip
+    with two_services(tmp_path) as (service, other):
+        handle = one_record(service, path)
         listing = {"dbHandle": handle, "collection": "c", "filter": FILTER}
         for _ in range(3):  # the filter is compiled once and kept
             assert _ids(service.execute("data/list", listing)) == ["r"]
-        _sql(path, 'DROP TABLE "c"')
+        run_sql(path, 'DROP TABLE "c"')
         assert service.execute("data/list", listing)["items"] == []
-        elsewhere = _open(other, path, Context())
-        other.execute("data/create", {"dbHandle": elsewhere, "collection": "c", "id": "s",
-                                      "data": {"v": 2}})  # fmt: skip
+        created_elsewhere(other, path, "c", "s", {"v": 2})
         answer = service.execute("data/list", listing)
         assert _ids(answer) == ["s"] and answer["items"][0]["v"] == 2
 
@@ -114,23 +93,20 @@ def test_a_foreign_table_altered_then_replaced_elsewhere_is_read_and_listed_as_i
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "legacy.sqlite"
-    _sql(path, "CREATE TABLE people (n INTEGER PRIMARY KEY, v INTEGER, name TEXT)",
+    run_sql(path, "CREATE TABLE people (n INTEGER PRIMARY KEY, v INTEGER, name TEXT)",
          "INSERT INTO people VALUES (1, 1, 'ada')")  # fmt: skip
-    settings = Settings(home=tmp_path / "home")
-    with Service(settings=settings) as service, Service(settings=settings) as other:
-        handle = _open(service, path, Context())
+    with two_services(tmp_path) as (service, other):
+        handle = open_file(service, path, Context())
         read = {"dbHandle": handle, "collection": "people", "id": "1"}
         listing = {"dbHandle": handle, "collection": "people", "filter": FILTER}
         for _ in range(3):  # the point statement and the filter are kept from here on
             assert service.execute("data/read", read)["data"]["name"] == "ada"
             assert _ids(service.execute("data/list", listing)) == [1]
-        _sql(path, "ALTER TABLE people ADD COLUMN age INTEGER DEFAULT 36")
+        run_sql(path, "ALTER TABLE people ADD COLUMN age INTEGER DEFAULT 36")
         assert service.execute("data/read", read)["data"]["age"] == 36
         assert service.execute("data/list", listing)["items"][0]["age"] == 36
-        _sql(path, "DROP TABLE people")
-        elsewhere = _open(other, path, Context())
-        other.execute("data/create", {"dbHandle": elsewhere, "collection": "people", "id": "1",
-                                      "data": {"v": 2, "name": "bo"}})  # fmt: skip
+        run_sql(path, "DROP TABLE people")
+        created_elsewhere(other, path, "people", "1", {"v": 2, "name": "bo"})
         found = service.execute("data/read", read)["data"]
         assert found["name"] == "bo" and "n" not in found and found["version"] == 1
         answer = service.execute("data/list", listing)
@@ -139,22 +115,21 @@ def test_a_foreign_table_altered_then_replaced_elsewhere_is_read_and_listed_as_i
 
 def test_a_grant_revoked_elsewhere_applies_to_the_next_foreign_list(tmp_path: Path) -> None:
     path = tmp_path / "shared.sqlite"
-    _sql(path, "CREATE TABLE people (n INTEGER PRIMARY KEY, ownerId TEXT, v INTEGER)",
+    run_sql(path, "CREATE TABLE people (n INTEGER PRIMARY KEY, ownerId TEXT, v INTEGER)",
          "INSERT INTO people VALUES (1, 'alice', 1)", "INSERT INTO people VALUES (2, 'bob', 1)")  # fmt: skip
-    settings = Settings(home=tmp_path / "home")
-    with Service(settings=settings) as service, Service(settings=settings) as other:
-        admin = _open(service, path)
+    with two_services(tmp_path) as (service, other):
+        admin = open_file(service, path)
         service.execute("data/grant", {"dbHandle": admin, "actor": "alice", "access": "read"},
                         context=ADMIN)  # fmt: skip
-        mine = _open(service, path, ALICE)
+        mine = open_file(service, path, ALICE)
         listing = {"dbHandle": mine, "collection": "people", "filter": FILTER}
         for _ in range(3):
             assert _ids(service.execute("data/list", listing, context=ALICE)) == [1, 2]
-        other_admin = _open(other, path)
+        other_admin = open_file(other, path)
         other.execute("data/revoke", {"dbHandle": other_admin, "actor": "alice"}, context=ADMIN)
         with pytest.raises(DbHandlesError) as refused:
             service.execute("data/list", listing, context=ALICE)
-        assert refused.value.code in {"handle_not_found", "permission_denied", "access_denied"}
+        assert refused.value.code in REVOKED
 
 
 def test_handle_names_are_checked_once_and_refused_as_before(tmp_path: Path) -> None:
@@ -169,10 +144,10 @@ def test_handle_names_are_checked_once_and_refused_as_before(tmp_path: Path) -> 
             assert bad.value.code == "invalid_params"
             assert registry.resolve_for("default", actor, admin).is_default
             assert registry.resolve_for(None, actor, admin).is_default
-        handle = _open(service, tmp_path / "bob.sqlite", ADMIN)
+        handle = open_file(service, tmp_path / "bob.sqlite", ADMIN)
         service.execute("data/grant", {"dbHandle": handle, "actor": "bob", "access": "read"},
                         context=ADMIN)  # fmt: skip
-        bobs = _open(service, tmp_path / "bob.sqlite", BOB, alias="mine")
+        bobs = open_file(service, tmp_path / "bob.sqlite", BOB, alias="mine")
         assert registry.resolve_for("mine", "bob", False).handle == bobs
         assert registry.resolve_for(bobs, "bob", False).handle == bobs
         with pytest.raises(DbHandlesError) as unknown:

@@ -11,13 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from dbhandles import Service
 from dbhandles.errors import ConstraintViolation, InvalidParams
-from tests.pgserver import postgres_config
+from tests.pgserver import postgres_schema
 
 pytestmark = pytest.mark.postgres
 
@@ -53,11 +51,7 @@ CREATE TABLE kinds (id integer PRIMARY KEY, m money, i interval, ip inet, net ci
 
 @pytest.fixture
 def handle(service: Service, tmp_path: Path) -> str:
-    pg = postgres_config(tmp_path)
-    with psycopg.connect(pg["url"], autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(pg["schema"])))
-        conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
-        conn.execute(SCHEMA)
+    pg = postgres_schema(tmp_path, SCHEMA)
     return str(service.execute("data/open", {"adapter": "postgres", "config": pg})["dbHandle"])
 
 

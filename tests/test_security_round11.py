@@ -394,18 +394,11 @@ def test_a_check_calling_load_extension_and_a_trigger_raise_are_4xx(service: Ser
 def test_a_postgres_view_failing_to_evaluate_is_query_failed(
     tmp_path: Path, view: str, words: str
 ) -> None:
-    import psycopg
-    from psycopg import sql
+    from tests.pgserver import postgres_schema
 
-    from tests.pgserver import postgres_config
-
-    pg = postgres_config(tmp_path)
-    with psycopg.connect(pg["url"], autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(pg["schema"])))
-        conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
-        conn.execute("CREATE FUNCTION boom() RETURNS int LANGUAGE plpgsql AS "
-                     "$$ BEGIN RAISE EXCEPTION 'boom raised'; END $$")  # fmt: skip
-        conn.execute(f"CREATE VIEW v AS {view}")
+    pg = postgres_schema(tmp_path, "CREATE FUNCTION boom() RETURNS int LANGUAGE plpgsql AS "
+                         "$$ BEGIN RAISE EXCEPTION 'boom raised'; END $$",
+                         f"CREATE VIEW v AS {view}")  # fmt: skip
     with Service(settings=Settings(home=tmp_path / "home")) as service:
         handle = service.execute("data/open", {"adapter": "postgres", "config": pg})["dbHandle"]
         base = {"dbHandle": handle, "collection": "v"}

@@ -45,17 +45,9 @@ def crafted(service: Service, *sql: str, actor: str = "alice", name: str = "r12.
 
 def pg_handle(service: Service, tmp_path: Path, *statements: str) -> str:
     """A ``postgres`` handle (the administrator's) on a fresh schema holding ``statements``."""
-    import psycopg
-    from psycopg import sql
+    from tests.pgserver import postgres_schema
 
-    from tests.pgserver import postgres_config
-
-    pg = postgres_config(tmp_path)
-    with psycopg.connect(pg["url"], autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(pg["schema"])))
-        conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
-        for statement in statements:
-            conn.execute(statement)
+    pg = postgres_schema(tmp_path, *statements)
     return str(service.execute("data/open", {"adapter": "postgres", "config": pg})["dbHandle"])
 
 

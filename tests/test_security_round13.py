@@ -12,7 +12,6 @@ docs/security.md.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,11 @@ from typing import Any
 import orjson
 import pytest
 
-from dbhandles import Context, Service
+from dbhandles import Service
 from dbhandles.errors import DbHandlesError
 from dbhandles.settings import Settings
+from tests.security_helpers import ALICE, crafted_file, granted_handle, space, two_tenants
 from tests.test_security_tenants import Tenants, serve_tenants
-
-ALICE = Context(actor="alice", session_id="s-alice", is_admin=False, trusted_local=False)
-BOB = Context(actor="bob", session_id="s-bob", is_admin=False, trusted_local=False)
 
 #: A dbhandles collection's table, as dbhandles creates it.
 COLLECTION = (
@@ -104,13 +101,9 @@ def finished_job(t: Tenants, command: str, params: dict[str, Any]) -> dict[str, 
     body = t.call(t.alice, "data/job-start", command=command, params=params)
     if not body["success"]:
         return body
-    for _ in range(600):
-        status = t.ok(t.alice, "data/job-status", jobId=body["jobId"])
-        if status["status"] not in ("queued", "running"):
-            assert status["status"] == "failed", status
-            return {"success": False, **status["error"]}
-        time.sleep(0.05)
-    raise AssertionError(f"the job {command} did not finish")
+    status = t.finished_job(t.alice, body["jobId"])
+    assert status["status"] == "failed", status
+    return {"success": False, **status["error"]}
 
 
 def every_write(t: Tenants, handle: str, mine: str) -> dict[str, dict[str, Any]]:
@@ -217,22 +210,15 @@ REACHES = {
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
-    with Service(settings=Settings(home=tmp_path / "home")) as svc:
-        svc.tokens.create("alice")
-        svc.tokens.create("bob")
+    with two_tenants(tmp_path) as svc:
         yield svc
 
 
 def granted(service: Service, name: str, statements: list[str], **grant: Any) -> tuple[Path, str]:
-    """Bob's file ``name`` holding ``statements``, granted to alice (``grant``); alice's handle."""
-    path = service.settings.space_root() / "bob" / name
-    build(path, statements)
-    bobs = service.execute("data/open", {"adapter": "sqlite", "config": {"path": name}},
-                           context=BOB)["dbHandle"]  # fmt: skip
-    service.execute("data/grant", {"dbHandle": bobs, "actor": "alice", **grant}, context=BOB)
-    opened = service.execute("data/open", {"adapter": "sqlite", "config": {"path": str(path)}},
-                             context=ALICE)  # fmt: skip
-    return path, str(opened["dbHandle"])
+    """Bob's file ``name`` holding ``statements``, granted to alice (``grant``); its path and
+    alice's handle."""
+    bobs = crafted_file(service, "bob", name, *statements)
+    return space(service, "bob") / name, granted_handle(service, bobs, "bob", "alice", name, grant)
 
 
 def write(service: Service, handle: str, how: str) -> None:
@@ -283,30 +269,25 @@ def test_a_collection_without_side_effects_stays_writable_on_a_restricted_grant(
     assert rows(path, "pub") == []
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("how", ["create", "update", "delete"])
-def test_a_postgres_collections_trigger_is_checked_on_a_restricted_handle(
-    tmp_path: Path, how: str
-) -> None:
+def pg_write_reaching_tlog(tmp_path: Path, how: str, *ddl: str) -> DbHandlesError:
+    """The refusal of a ``how`` (create, update, delete) of collection ``pub`` through a PostgreSQL
+    handle denied ``tlog``, once ``ddl`` made a write of ``pub`` reach ``tlog``; checks ``tlog``
+    stayed empty."""
     import psycopg
     from psycopg import sql
 
     from tests.pgserver import postgres_config
 
     pg = postgres_config(tmp_path)
+    search_path = sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"]))
     with Service(settings=Settings(home=tmp_path / "home")) as service:
         plain = service.execute("data/open", {"adapter": "postgres", "config": pg})["dbHandle"]
         service.execute("data/create", {"dbHandle": plain, "collection": "pub", "id": "p1",
                                         "data": {"owner": "alice"}})  # fmt: skip
         with psycopg.connect(pg["url"], autocommit=True) as conn:
-            conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
-            conn.execute("CREATE TABLE tlog (m text)")
-            conn.execute(
-                "CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS "
-                "$$BEGIN INSERT INTO tlog VALUES ('x'); RETURN NULL; END$$"
-            )
-            conn.execute("CREATE TRIGGER pub_note AFTER INSERT OR UPDATE OR DELETE ON pub "
-                         "FOR EACH ROW EXECUTE FUNCTION note()")  # fmt: skip
+            conn.execute(search_path)
+            for statement in ddl:
+                conn.execute(statement)
         narrowed = service.execute("data/open", {"adapter": "postgres", "config": pg,
                                                  "permissions": {"deniedCollections": ["tlog"]}})  # fmt: skip
         params: dict[str, Any] = {"dbHandle": narrowed["dbHandle"], "collection": "pub"}
@@ -315,10 +296,25 @@ def test_a_postgres_collections_trigger_is_checked_on_a_restricted_handle(
                        "delete": {"id": "p1"}}[how])  # fmt: skip
         with pytest.raises(DbHandlesError) as caught:
             service.execute(f"data/{how}", params)
-        assert caught.value.code == "permission_denied" and '"pub_note"' in caught.value.message
         with psycopg.connect(pg["url"], autocommit=True) as conn:
-            conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
+            conn.execute(search_path)
             assert conn.execute("SELECT count(*) FROM tlog").fetchone() == (0,)
+    return caught.value
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("how", ["create", "update", "delete"])
+def test_a_postgres_collections_trigger_is_checked_on_a_restricted_handle(
+    tmp_path: Path, how: str
+) -> None:
+    error = pg_write_reaching_tlog(
+        tmp_path, how, "CREATE TABLE tlog (m text)",
+        "CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$BEGIN INSERT INTO tlog VALUES ('x'); RETURN NULL; END$$",
+        "CREATE TRIGGER pub_note AFTER INSERT OR UPDATE OR DELETE ON pub "
+        "FOR EACH ROW EXECUTE FUNCTION note()",
+    )  # fmt: skip
+    assert error.code == "permission_denied" and '"pub_note"' in error.message
 
 
 # -- 2. no name oracle in any command that takes an actor name --------------------------------------

@@ -17,14 +17,11 @@ from typing import Any
 import orjson
 import pytest
 
-from dbhandles import Context, Service
+from dbhandles import Service
 from dbhandles.errors import DbHandlesError, error_class_for_code
-from dbhandles.settings import Settings
-from tests.test_security_round13 import build, rows, shared
+from tests.security_helpers import ALICE, two_tenants
+from tests.test_security_round13 import build, granted, pg_write_reaching_tlog, rows, shared
 from tests.test_security_tenants import Tenants, serve_tenants
-
-ALICE = Context(actor="alice", session_id="s-alice", is_admin=False, trusted_local=False)
-BOB = Context(actor="bob", session_id="s-bob", is_admin=False, trusted_local=False)
 
 # -- 1. REPLACE conflict resolution is a delete -----------------------------------------------------
 
@@ -72,22 +69,8 @@ KINDS: dict[str, tuple[list[str], str]] = {
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
-    with Service(settings=Settings(home=tmp_path / "home")) as svc:
-        svc.tokens.create("alice")
-        svc.tokens.create("bob")
+    with two_tenants(tmp_path) as svc:
         yield svc
-
-
-def granted(service: Service, name: str, statements: list[str], **grant: Any) -> tuple[Path, str]:
-    """Bob's file ``name`` holding ``statements``, granted to alice (``grant``); alice's handle."""
-    path = service.settings.space_root() / "bob" / name
-    build(path, statements)
-    bobs = service.execute("data/open", {"adapter": "sqlite", "config": {"path": name}},
-                           context=BOB)["dbHandle"]  # fmt: skip
-    service.execute("data/grant", {"dbHandle": bobs, "actor": "alice", **grant}, context=BOB)
-    opened = service.execute("data/open", {"adapter": "sqlite", "config": {"path": str(path)}},
-                             context=ALICE)  # fmt: skip
-    return path, str(opened["dbHandle"])
 
 
 def _job(service: Service, command: str, params: dict[str, Any]) -> None:
@@ -230,35 +213,12 @@ def test_a_postgres_rule_on_a_write_is_checked_on_a_restricted_handle(
 ) -> None:
     # A rule rewrites a write into other statements, as opaque to the check as a trigger's
     # function (and, like one, it may INSERT ... ON CONFLICT: PostgreSQL's only REPLACE).
-    import psycopg
-    from psycopg import sql
-
-    from tests.pgserver import postgres_config
-
-    pg = postgres_config(tmp_path)
-    with Service(settings=Settings(home=tmp_path / "home")) as service:
-        plain = service.execute("data/open", {"adapter": "postgres", "config": pg})["dbHandle"]
-        service.execute("data/create", {"dbHandle": plain, "collection": "pub", "id": "p1",
-                                        "data": {"owner": "alice"}})  # fmt: skip
-        with psycopg.connect(pg["url"], autocommit=True) as conn:
-            conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
-            conn.execute("CREATE TABLE tlog (m text PRIMARY KEY)")
-            for event in ("INSERT", "UPDATE", "DELETE"):
-                conn.execute(f"CREATE RULE pub_{event.lower()} AS ON {event} TO pub DO ALSO "
-                             "INSERT INTO tlog VALUES ('x') ON CONFLICT (m) DO NOTHING")  # fmt: skip
-        narrowed = service.execute("data/open", {"adapter": "postgres", "config": pg,
-                                                 "permissions": {"deniedCollections": ["tlog"]}})  # fmt: skip
-        params: dict[str, Any] = {"dbHandle": narrowed["dbHandle"], "collection": "pub"}
-        params.update({"create": {"id": "p2", "data": {"owner": "a"}},
-                       "update": {"id": "p1", "data": {"owner": "b"}},
-                       "delete": {"id": "p1"}}[how])  # fmt: skip
-        with pytest.raises(DbHandlesError) as caught:
-            service.execute(f"data/{how}", params)
-        assert caught.value.code == "permission_denied", caught.value
-        assert f'"rule pub_{ {"create": "insert"}.get(how, how) }"' in caught.value.message
-        with psycopg.connect(pg["url"], autocommit=True) as conn:
-            conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
-            assert conn.execute("SELECT count(*) FROM tlog").fetchone() == (0,)
+    rules = [f"CREATE RULE pub_{event.lower()} AS ON {event} TO pub DO ALSO "
+             "INSERT INTO tlog VALUES ('x') ON CONFLICT (m) DO NOTHING"
+             for event in ("INSERT", "UPDATE", "DELETE")]  # fmt: skip
+    error = pg_write_reaching_tlog(tmp_path, how, "CREATE TABLE tlog (m text PRIMARY KEY)", *rules)
+    assert error.code == "permission_denied", error
+    assert f'"rule pub_{ {"create": "insert"}.get(how, how) }"' in error.message
 
 
 # -- 2. a handle's name is resolved in the caller's names by every command --------------------------
@@ -301,11 +261,7 @@ def test_every_command_resolves_an_alias_in_the_callers_names(
     answers["data/query-close"] = t.ok(t.bob, "data/query-close", dbHandle="training",
                                        queryHandle=cursor["queryHandle"])  # fmt: skip
     job = t.ok(t.bob, "data/job-start", command="data/export", params={**on, "output": "j.jsonl"})
-    for _ in range(600):
-        status = t.ok(t.bob, "data/job-status", jobId=job["jobId"])
-        if status["status"] not in ("queued", "running"):
-            break
-        time.sleep(0.05)
+    status = t.finished_job(t.bob, job["jobId"])
     assert status["status"] == "done", status
     assert admins not in str(status) and '"a"' not in (t.space("bob") / "j.jsonl").read_text()
     for name, body in answers.items():

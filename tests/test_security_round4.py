@@ -18,25 +18,14 @@ import pytest
 
 from dbhandles import Context, Service
 from dbhandles.cli.output import render, render_json, render_table
-from dbhandles.errors import DbHandlesError
 from dbhandles.events import Event
 from dbhandles.server.ws_guard import Guard
+from tests.security_helpers import ALICE, BOB, ROOT, refused
 from tests.servers import app_client
 from tests.test_server_http import assert_error
 
-ALICE = Context(actor="alice", session_id="s-alice", is_admin=False, trusted_local=False)
-BOB = Context(actor="bob", session_id="s-bob", is_admin=False, trusted_local=False)
-ROOT = Context(actor="root", session_id="s-root", is_admin=True, trusted_local=False)
 #: Every character of the display rule that orjson would print raw.
 UNSHOWABLE = "\x7f\x85\u061c\u200e\u200f\u2028\u2029\u202a\u202e\u2066\u2069"
-
-
-def refused(
-    service: Service, name: str, params: dict[str, Any], context: Context
-) -> DbHandlesError:
-    with pytest.raises(DbHandlesError) as caught:
-        service.execute(name, params, context=context)
-    return caught.value
 
 
 # -- 3. job events and results ----------------------------------------------------------------------

@@ -22,18 +22,7 @@ from dbhandles.importer.reader import ChunkReader
 from dbhandles.security import paths
 from dbhandles.settings import Settings
 from dbhandles.store import file_database
-
-ALICE = Context(actor="alice", session_id="s-alice", is_admin=False, trusted_local=False)
-BOB = Context(actor="bob", session_id="s-bob", is_admin=False, trusted_local=False)
-ROOT = Context(actor="root", session_id="s-root", is_admin=True, trusted_local=False)
-
-
-def refused(
-    service: Service, name: str, params: dict[str, Any], context: Context
-) -> DbHandlesError:
-    with pytest.raises(DbHandlesError) as caught:
-        service.execute(name, params, context=context)
-    return caught.value
+from tests.security_helpers import ALICE, BOB, ROOT, refused
 
 
 @pytest.fixture

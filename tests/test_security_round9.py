@@ -16,29 +16,16 @@ from typing import Any
 import pytest
 
 from dbhandles import Context, Service
-from dbhandles.errors import DbHandlesError, StorageError
+from dbhandles.errors import StorageError
 from dbhandles.security.permissions import Permissions
-from dbhandles.settings import Settings
+from tests.security_helpers import ALICE, BOB, ROOT, refused, two_tenants
 
-ALICE = Context(actor="alice", session_id="s-alice", is_admin=False, trusted_local=False)
-BOB = Context(actor="bob", session_id="s-bob", is_admin=False, trusted_local=False)
-ROOT = Context(actor="root", session_id="s-root", is_admin=True, trusted_local=False)
 LOCAL = Context(actor="local", session_id="s-local", is_admin=True, trusted_local=True)
-
-
-def refused(
-    service: Service, name: str, params: dict[str, Any], context: Context
-) -> DbHandlesError:
-    with pytest.raises(DbHandlesError) as caught:
-        service.execute(name, params, context=context)
-    return caught.value
 
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
-    with Service(settings=Settings(home=tmp_path / "home")) as svc:
-        svc.tokens.create("alice")
-        svc.tokens.create("bob")
+    with two_tenants(tmp_path) as svc:
         svc.tokens.create("root", admin=True)
         yield svc
 

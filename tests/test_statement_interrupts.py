@@ -60,10 +60,13 @@ def _reads(handle: str, target: str) -> dict[str, tuple[str, dict[str, Any]]]:
         "export": ("data/export", {**base, "output": "inf.jsonl"}),
         "copy": ("data/copy", {"from": base, "to": {"dbHandle": target, "collection": "got"}}),
         "query-open": ("data/query-open", base),
+        # A view's row is read by the JSON of its columns (docs/foreign-tables.md); plain strings
+        # take data/read's direct path (commands/read_path.py), not the dispatcher's.
+        "read": ("data/read", {**base, "id": "[1]"}),
     }
 
 
-@pytest.mark.parametrize("command", ["list", "count", "export", "copy", "query-open"])
+@pytest.mark.parametrize("command", ["list", "count", "export", "copy", "query-open", "read"])
 def test_a_shutdown_interrupts_a_statement_that_never_ends(service: Service, command: str) -> None:
     handle, target = _endless(service)
     stopped = ServerUnreachable("the server is shutting down: interrupted")
@@ -73,6 +76,28 @@ def test_a_shutdown_interrupts_a_statement_that_never_ends(service: Service, com
         service.execute(name, params, context=ALICE)
     assert caught.value is stopped, caught.value
     assert not (service.settings.space_root() / "alice" / "inf.jsonl").exists()
+
+
+@pytest.mark.parametrize("path", ["direct", "generic"])
+def test_a_read_of_a_view_row_that_never_ends_stops_at_the_time_budget(
+    tmp_path: Path, path: str
+) -> None:
+    """A view's row is computed when it is read by its id: that read runs under the command's time
+    budget as a listing does, on data/read's direct path (plain strings) and on the generic one."""
+    from dbhandles.commands.records import ReadParams
+
+    settings = Settings(home=tmp_path / "home", query_timeout_ms=200)
+    with Service(settings=settings) as service:
+        service.tokens.create("alice")
+        handle, _ = _endless(service)
+        params = {"dbHandle": handle, "collection": "v_inf", "id": "[1]"}
+        sent = params if path == "direct" else ReadParams.model_validate(params)
+        with pytest.raises(DbHandlesError) as caught:
+            service.execute("data/read", sent, context=ALICE)
+        assert caught.value.code == "query_timeout", caught.value
+        # The connection is left ready for the next command.
+        assert service.execute("data/list", {"dbHandle": handle, "collection": "t"},
+                               context=ALICE)["items"] == []  # fmt: skip
 
 
 def test_a_cancelled_job_interrupts_its_statement(service: Service) -> None:
@@ -177,16 +202,9 @@ def test_a_shutdown_interrupts_a_postgres_statement_that_never_ends(
 ) -> None:
     # PostgreSQL runs the statement in its server: a watcher thread sends it a cancel request
     # once the command is told to stop (adapters/postgres_cancel.py).
-    import psycopg
-    from psycopg import sql
+    from tests.pgserver import postgres_schema
 
-    from tests.pgserver import postgres_config
-
-    pg = postgres_config(tmp_path)
-    with psycopg.connect(pg["url"], autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(pg["schema"])))
-        conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
-        conn.execute(ENDLESS)
+    pg = postgres_schema(tmp_path, ENDLESS)
     settings = Settings(home=tmp_path / "home", query_timeout_ms=0)
     with Service(settings=settings) as service:
         handle = service.execute("data/open", {"adapter": "postgres", "config": pg})["dbHandle"]

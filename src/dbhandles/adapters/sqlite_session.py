@@ -218,7 +218,8 @@ class SqliteSession(Session):
         with self._translating(collection):
             reader = self._foreign(collection)
             if reader is not None:
-                return reader.get(self.conn, record_id)
+                with _budgeted(self.conn):  # a view's row may take any time to compute
+                    return reader.get(self.conn, record_id)
             if self.catalog.table(collection) is None:
                 return None
             row = self.conn.execute(
@@ -248,11 +249,12 @@ class SqliteSession(Session):
             if match is None:
                 return None, None
             where, params = match
-            row = self.conn.execute(
-                f"SELECT (SELECT schema_version FROM pragma_schema_version), {reader.select} "
-                f"FROM {reader.source} WHERE {where} LIMIT 1",
-                params,
-            ).fetchone()
+            with _budgeted(self.conn):  # a view's row may take any time to compute
+                row = self.conn.execute(
+                    f"SELECT (SELECT schema_version FROM pragma_schema_version), {reader.select} "
+                    f"FROM {reader.source} WHERE {where} LIMIT 1",
+                    params,
+                ).fetchone()
             return (None, None) if row is None else (row[0], reader.record(row[1:]))
         table = self.catalog.table(collection)
         if table is None:

@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from dbhandles.budget import begin as begin_budget
+from dbhandles.budget import begin_stop, end_stop
 from dbhandles.budget import end as end_budget
 from dbhandles.clock import iso_now
 from dbhandles.commands.audit_rows import audit_collection, record_failure
@@ -87,6 +88,7 @@ def point_read(
             # ``check_record_id``): the handler's second check is for models built without them.
             collection, record_id = parsed.collection, parsed.id
             budget = begin_budget(budget_ms)
+            stop = begin_stop(service._stop_error)  # a shutdown's, as on the generic path
             try:
                 with Lease(service.registry, entry) as (entry, adapter):
                     record = seen(adapter.read_one, collection, record_id, entry.row_filter)
@@ -96,6 +98,7 @@ def point_read(
                         else adapter.known_collection(collection)
                     )  # fmt: skip
             finally:
+                end_stop(stop)
                 end_budget(budget)
         finally:
             target = paths.end_call(files)
