@@ -313,19 +313,20 @@ class Settings:
         ),
     )
     ws_frames_per_second: float = field(
-        default=2000.0,
+        default=0.0,
         metadata=setting(
             "DBHANDLES_WS_FRAMES_PER_SECOND",
             "WebSocket frames one non-admin socket may send per second, in bursts of a quarter "
             "of it; an actor's sockets together, twice that. Past it reading pauses.",
+            shown="0 (2000 frames)",
         ),
     )
     ws_bytes_per_second: int = field(
-        default=16 << 20,
+        default=0,
         metadata=setting(
             "DBHANDLES_WS_BYTES_PER_SECOND",
-            "Bytes one non-admin WebSocket may send per second, as the frames above.",
-            shown="16777216 (16 MiB)",
+            "Bytes one non-admin WebSocket may send per second, counted as the frames above.",
+            shown="0 (16 MiB)",
         ),
     )
     max_unsent_bytes_per_actor: int = field(
