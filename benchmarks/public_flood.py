@@ -1,6 +1,7 @@
 """An anonymous flood of a public route: another actor's read latency, flood over no flood.
 
     python benchmarks/public_flood.py [--seconds=8] [--path=/openapi.json] [--connections=32]
+                                      [--setting=DBHANDLES_PUBLIC_RATE=0 ...]
 
 A real ``jtag serve`` (tokens required, defaults for every limit) on a loopback port and a temporary
 home. bob (a non-admin token) runs ``POST /commands/data/list`` (20 small records) on one
@@ -43,10 +44,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--path", default="/openapi.json")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--setting", action="append", default=[], metavar="DBHANDLES_X=VALUE",
+                        help="a setting of the server (DBHANDLES_PUBLIC_RATE=0: no rate)")  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dbh-public-flood-") as tmp:
         work = Path(tmp)
-        server = Server(work)
+        server = Server(work, dict(pair.split("=", 1) for pair in args.setting))
         try:
             return bench(server, work, args)
         finally:
