@@ -125,7 +125,8 @@ def non_readers(port: int, count: int, request: bytes) -> Iterator[list[socket.s
 
 
 def closed_by_server(sock: socket.socket) -> bool:
-    """Whether the server cut the connection (its unread answers dropped: a reset, or EOF)."""
+    """Read what is left until the connection ends (a reset, or EOF once the kernel's bytes were
+    read); a connection the server still holds open times out instead (an error)."""
     sock.setblocking(True)
     sock.settimeout(20)
     try:
@@ -143,22 +144,29 @@ def test_a_client_that_does_not_read_loses_its_slot_at_the_write_deadline(
     settings = {"public_requests_per_address": 1, "public_rate": 0.0,
                 "public_write_timeout_seconds": 0.2}  # fmt: skip
     with serving(home, **settings) as (_service, served):
+        assert get(served.port, path)[0] == 200  # its document built: the deadline is the write's
         request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
         with non_readers(served.port, 1, request) as (sock,):
-            # The slot is freed once the deadline cut the connection, whatever it had not read.
-            assert closed_by_server(sock)
+            # Nothing read until the server cut the connection at the deadline and freed the slot.
+            wait_for(lambda: served.call(lambda: served.state.public.cut) == 1, "the cut")
             wait_for(lambda: not served.call(lambda: dict(served.state.public.counts)),
                      "the slot freed at the deadline")  # fmt: skip
+            assert closed_by_server(sock)
+        assert served.state.public.cut == 1
         assert get(served.port, path)[0] == 200
 
 
-def test_a_non_reader_refused_for_its_slots_is_cut_at_the_deadline_too(home: Path) -> None:
-    """The 429 of the slots, written to a connection that reads nothing, is bounded the same."""
+def test_non_readers_past_the_slots_hold_nothing(home: Path) -> None:
+    """Two connections that read nothing, one slot: the holder is cut at the deadline, the other
+    is refused (429) and closed; neither holds anything after."""
     settings = {"public_requests_per_address": 1, "public_rate": 0.0,
                 "public_write_timeout_seconds": 0.2}  # fmt: skip
     with serving(home, **settings) as (_service, served):
+        assert get(served.port, "/openapi.json")[0] == 200
         request = b"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         with non_readers(served.port, 2, request) as socks:
+            # One holds the slot and is cut at the deadline; the other's 429 closes its connection.
+            wait_for(lambda: served.call(lambda: served.state.public.cut) == 1, "the cut")
             for sock in socks:
                 assert closed_by_server(sock)
         wait_for(lambda: not served.call(lambda: dict(served.state.public.counts)),

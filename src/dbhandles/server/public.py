@@ -198,6 +198,8 @@ class PublicLimit:
     def __init__(self, limit: int = PUBLIC_REQUESTS_PER_ADDRESS) -> None:
         self.limit = limit
         self.counts: Counter[str] = Counter()
+        #: Connections cut at the write deadline (``serve_public``; a count, for tests and logs).
+        self.cut = 0
 
     def enter(self, address: str) -> None:
         """Count one more request from ``address``.
@@ -347,6 +349,7 @@ async def serve_public(
         transport = connection_transport(send)
         if transport is not None:
             transport.abort()
+        state.public.cut += 1
         log.info("%s %s from %s: answer not taken within %g s (DBHANDLES_PUBLIC_WRITE_TIMEOUT_"
                  "SECONDS); connection closed", scope["method"], scope["path"], address, deadline)  # fmt: skip
 
