@@ -265,8 +265,8 @@ class PublicRate:
                 del self.buckets[address]
 
 
-def too_fast(address: str, wait: float, rate: float, burst: float) -> TooManyRequests:
-    """The refusal of a request past ``PublicRate`` (``wait``: seconds until one is allowed)."""
+def too_fast(address: str, rate: float, burst: float) -> TooManyRequests:
+    """The refusal of a request past ``PublicRate`` (its 429 says when to retry: ``Retry-After``)."""
     return TooManyRequests(
         f"{json_text(address, 80)} sent more than {rate:g} requests a second (bursts of "
         f"{burst:g}) without a token to the routes that need none (GET /commands, /openapi.json, "
@@ -330,7 +330,7 @@ async def serve_public(
                 await asyncio.sleep(REFUSAL_PAUSE_SECONDS)
                 wait = max(0.0, wait - REFUSAL_PAUSE_SECONDS)
                 rate, burst = settings.public_rate, settings.public_burst
-                await _refuse(send, too_fast(address, wait, rate, burst), wait)
+                await _refuse(send, too_fast(address, rate, burst), wait)
                 return
             limit = state.public
             try:
