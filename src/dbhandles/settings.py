@@ -281,6 +281,54 @@ class Settings:
             "An HTTP connection idle this long after an answer is closed.",
         ),
     )
+    public_requests_per_address: int = field(
+        default=8,
+        metadata=setting(
+            "DBHANDLES_PUBLIC_REQUESTS_PER_ADDRESS",
+            "Requests one client address may have in progress at once on the routes that need no "
+            "token (/commands, /openapi.json, the dashboard; not /health); past it too_many_requests.",
+        ),
+    )
+    public_rate: float = field(
+        default=20.0,
+        metadata=setting(
+            "DBHANDLES_PUBLIC_RATE",
+            "Requests per second, sustained, one client address may send without a valid token to "
+            "those routes; past it and the burst, too_many_requests (429) with Retry-After (0: no "
+            "limit).",
+        ),
+    )
+    public_burst: int = field(
+        default=60,
+        metadata=setting(
+            "DBHANDLES_PUBLIC_BURST", "Requests at once above DBHANDLES_PUBLIC_RATE (a page load)."
+        ),
+    )
+    public_write_timeout_seconds: float = field(
+        default=10.0,
+        metadata=setting(
+            "DBHANDLES_PUBLIC_WRITE_TIMEOUT_SECONDS",
+            "A client must take a public route's answer within this many seconds; past it the "
+            "connection is closed and its slot freed (0: no limit).",
+        ),
+    )
+    ws_frames_per_second: float = field(
+        default=0.0,
+        metadata=setting(
+            "DBHANDLES_WS_FRAMES_PER_SECOND",
+            "WebSocket frames one non-admin socket may send per second, in bursts of a quarter "
+            "of it; an actor's sockets together, twice that. Past it reading pauses.",
+            shown="0 (2000 frames)",
+        ),
+    )
+    ws_bytes_per_second: int = field(
+        default=0,
+        metadata=setting(
+            "DBHANDLES_WS_BYTES_PER_SECOND",
+            "Bytes one non-admin WebSocket may send per second, counted as the frames above.",
+            shown="0 (16 MiB)",
+        ),
+    )
     max_unsent_bytes_per_actor: int = field(
         default=64 * 1024 * 1024,
         metadata=setting(

@@ -116,7 +116,8 @@ class ServerState:
         #: The documents of the routes that need no token, built once, and their requests in
         #: progress per address (server/public.py).
         self.documents = public.Documents(self)
-        self.public = public.PublicLimit()
+        self.public = public.PublicLimit(settings.public_requests_per_address)
+        self.public_rate = public.PublicRate(settings.public_rate, settings.public_burst)
         #: Run at shutdown once running commands finished, before the service closes.
         self.shutdown_hooks: list[Callable[[], None]] = []
         # A plain pool, not anyio's thread limiter: it is about twice as fast per hand-off, and
@@ -356,25 +357,16 @@ class DbHandlesApp(Starlette):
 
     async def _public_request(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Every HTTP request but ``POST /commands/<name>`` (the routes that need no token, and
-        wrong URLs), at most ``public.PUBLIC_REQUESTS_PER_ADDRESS`` in progress per address, each
-        until its answer was written (``public.written``; server/public.py)."""
+        wrong URLs), within its address's rate and slots and the write deadline
+        (``public.serve_public``; server/public.py)."""
         if scope["path"] == HEALTH_PATH:
             # A few hundred bytes, built once: a client that does not read it holds nothing, and
             # the administrator's jtag must always find its server (docs/server.md).
             await super().__call__(scope, receive, send)
             return
-        limit: public.PublicLimit = self.state.dbhandles.public
+        state = self.state.dbhandles
         address = http.client_address(scope)
-        try:
-            limit.enter(address)
-        except DbHandlesError as exc:
-            await http.respond_error(send, exc)
-            return
-        try:
-            await super().__call__(scope, receive, send)
-            await public.written(send)  # a client that does not read keeps its slot
-        finally:
-            limit.leave(address)
+        await public.serve_public(super().__call__, state, address, scope, receive, send)
 
     async def _host_allowed(self, scope: Scope, send: Send) -> bool:
         """Every door (the command routes, the WebSocket upgrade, the dashboard, ``/health``)

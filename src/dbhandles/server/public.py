@@ -10,12 +10,24 @@ built per request, four clients asking in a loop held every other client's reque
 requests in progress (a client that does not read its answer holds one until the server could
 hand it all to the kernel: ``written``): past it, ``too_many_requests`` (429), so no flood of anonymous requests can take the
 loop or the memory of answers written to clients that never read them.
+
+Two more bounds (``serve_public``): each address may send ``public_rate`` requests a second
+(``public_burst`` at once) without a valid token (``PublicRate``, a token bucket; past it 429 with
+``Retry-After``: eight slots did not bound a client that reads, whose ``wrk -c32`` on
+``/openapi.json`` made another actor's reads 6-11 times slower), and an answer must be taken
+within ``public_write_timeout_seconds``, or its connection is cut and its slot freed (a client that
+never read kept its slot for ever). ``/health`` keeps its own path (``DbHandlesApp``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
+import logging
+import math
 import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,32 +41,45 @@ from starlette.responses import Response
 from dbhandles.adapters import adapter_names
 from dbhandles.commands import builtin_commands
 from dbhandles.commands.envelope import error_envelope
-from dbhandles.errors import TooManyRequests, UnknownCommand
+from dbhandles.errors import DbHandlesError, TooManyRequests, UnknownCommand
+from dbhandles.server.auth import AMBIGUOUS
+from dbhandles.server.connections import connection_transport
 from dbhandles.server.openapi import command_info, commands_listing, openapi_document
 from dbhandles.values import json_text
 from dbhandles.wire import home_id
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
     from dbhandles.server.app import ServerState
 
 __all__ = [
     "PUBLIC_REQUESTS_PER_ADDRESS",
+    "REFUSAL_PAUSE_SECONDS",
     "STATIC_FILES",
     "Document",
     "Documents",
     "PublicLimit",
+    "PublicRate",
     "command_info_endpoint",
     "commands_endpoint",
     "health_endpoint",
     "openapi_endpoint",
+    "serve_public",
     "static_endpoint",
     "written",
 ]
 
 COMMANDS = builtin_commands()
 JSON = "application/json"
-#: Requests to the routes that need no token one client address may have in progress at once.
+#: Requests to the routes that need no token one client address may have in progress at once
+#: (the default of ``Settings.public_requests_per_address``).
 PUBLIC_REQUESTS_PER_ADDRESS = 8
+#: Seconds a request refused for the address's rate waits before its 429 is sent.
+REFUSAL_PAUSE_SECONDS = 1.0
+#: Addresses whose buckets ``PublicRate`` keeps before it forgets the full ones (memory bound).
+_RATE_ADDRESSES = 4096
+log = logging.getLogger(__name__)
 STATIC_FILES = {
     "/": "index.html",
     "/jtag.js": "jtag.js",
@@ -173,6 +198,8 @@ class PublicLimit:
     def __init__(self, limit: int = PUBLIC_REQUESTS_PER_ADDRESS) -> None:
         self.limit = limit
         self.counts: Counter[str] = Counter()
+        #: Connections cut at the write deadline (``serve_public``; a count, for tests and logs).
+        self.cut = 0
 
     def enter(self, address: str) -> None:
         """Count one more request from ``address``.
@@ -193,6 +220,138 @@ class PublicLimit:
         self.counts[address] -= 1
         if self.counts[address] <= 0:
             del self.counts[address]
+
+
+class PublicRate:
+    """A token bucket per client address of the requests without a valid token to the routes that
+    need no token (only touched on the event loop).
+
+    Args:
+        rate: requests per second, sustained (0: no limit).
+        burst: requests at once above that rate, the bucket's size.
+        clock: ``time.monotonic`` (tests give their own).
+    """
+
+    def __init__(
+        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = max(1.0, float(burst))
+        self.clock = clock
+        #: ``{address: (tokens, when)}``.
+        self.buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, address: str) -> float:
+        """Take one request of ``address``: 0.0 if it may be answered, else the seconds until the
+        bucket holds one again (a refused request takes nothing, so a client that waits that
+        long is answered)."""
+        if self.rate <= 0:
+            return 0.0
+        now = self.clock()
+        tokens, at = self.buckets.get(address, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens < 1.0:
+            self.buckets[address] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+        if address not in self.buckets and len(self.buckets) >= _RATE_ADDRESSES:
+            self._forget_full(now)
+        self.buckets[address] = (tokens - 1.0, now)
+        return 0.0
+
+    def _forget_full(self, now: float) -> None:
+        """Drop the buckets that refilled (an address seen again starts full anyway)."""
+        for address, (tokens, at) in list(self.buckets.items()):
+            if tokens + (now - at) * self.rate >= self.burst:
+                del self.buckets[address]
+
+
+def too_fast(address: str, rate: float, burst: float) -> TooManyRequests:
+    """The refusal of a request past ``PublicRate`` (its 429 says when to retry: ``Retry-After``)."""
+    return TooManyRequests(
+        f"{json_text(address, 80)} sent more than {rate:g} requests a second (bursts of "
+        f"{burst:g}) without a token to the routes that need none (GET /commands, /openapi.json, "
+        "the dashboard; DBHANDLES_PUBLIC_RATE); retry after the seconds of Retry-After",
+        field="connection",
+    )
+
+
+async def _refuse(send: Send, exc: TooManyRequests, wait: float | None) -> None:
+    """Answer ``exc`` (429), with ``Retry-After`` (whole seconds, at least 1) when ``wait`` is given.
+    A refusal of the rate keeps the connection: closing it would make a flooding client open
+    another, which costs the loop more than this answer."""
+    body = orjson.dumps(error_envelope(exc))
+    headers = [(b"content-type", JSON.encode()), (b"content-length", str(len(body)).encode())]
+    if wait is None:
+        headers.append((b"connection", b"close"))
+    else:
+        headers.append((b"retry-after", str(max(1, math.ceil(wait))).encode()))
+    await send({"type": "http.response.start", "status": exc.http_status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _authorization(scope: Scope) -> str | None:
+    found = [v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"authorization"]
+    if len(found) > 1:
+        return AMBIGUOUS
+    return found[0] if found else None
+
+
+async def _has_valid_token(state: ServerState, scope: Scope) -> bool:
+    """Whether the request carries a token that checks (in a worker thread, in the token's turn)."""
+    authorization = _authorization(scope)
+    if authorization is None:
+        return False
+    check = functools.partial(state.context, authorization, None, f"GET {scope['path']}")
+    try:
+        await state.run_as(authorization, check)
+    except DbHandlesError:
+        return False
+    return True
+
+
+async def serve_public(
+    app: ASGIApp, state: ServerState, address: str, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Answer one request to the routes that need no token (and wrong URLs) with ``app``, within
+    the address's rate (``PublicRate``; a request whose token checks passes, checked only once the
+    address is past its rate) and slots (``PublicLimit``), all of it, up to the answer taken by
+    the client (``written``), within ``public_write_timeout_seconds``: past it the connection is
+    cut (``abort``: its unread answer is dropped) and the slot freed. ``address``: the client's
+    (``http.client_address``)."""
+    settings = state.service.settings
+    deadline = settings.public_write_timeout_seconds
+    timer = asyncio.timeout(deadline if deadline > 0 else None)
+    try:
+        async with timer:
+            wait = state.public_rate.take(address)
+            if wait and not await _has_valid_token(state, scope):
+                # Answered at once, a refusal let wrk -c32 send 10,000 of them a second, and the
+                # loop was as busy as without the rate; paused, each connection costs one a second.
+                await asyncio.sleep(REFUSAL_PAUSE_SECONDS)
+                wait = max(0.0, wait - REFUSAL_PAUSE_SECONDS)
+                rate, burst = settings.public_rate, settings.public_burst
+                await _refuse(send, too_fast(address, rate, burst), wait)
+                return
+            limit = state.public
+            try:
+                limit.enter(address)
+            except TooManyRequests as exc:
+                await _refuse(send, exc, None)
+                return
+            try:
+                await app(scope, receive, send)
+                await written(send)  # a client that does not read keeps its slot
+            finally:
+                limit.leave(address)
+    except TimeoutError:
+        if not timer.expired():
+            raise
+        transport = connection_transport(send)
+        if transport is not None:
+            transport.abort()
+        state.public.cut += 1
+        log.info("%s %s from %s: answer not taken within %g s (DBHANDLES_PUBLIC_WRITE_TIMEOUT_"
+                 "SECONDS); connection closed", scope["method"], scope["path"], address, deadline)  # fmt: skip
 
 
 async def written(send: object) -> None:

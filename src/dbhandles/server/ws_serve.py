@@ -88,10 +88,13 @@ async def _serve(websocket: WebSocket, state: ServerState, authorization: str | 
     rate = state.message_rates.setdefault(context.actor, MessageRate()) if limited else None
     guard = guard_of(conn.gate.transport)
     if guard is not None:  # frames and bytes, counted at the transport (ws_wire.py)
+        settings = state.service.settings
         wire_rate = (
-            state.wire_rates.setdefault(context.actor, actor_wire_rate()) if limited else None
+            state.wire_rates.setdefault(context.actor, actor_wire_rate(settings))
+            if limited
+            else None
         )
-        guard.limit(wire_rate, administrator=not limited)
+        guard.limit(wire_rate, administrator=not limited, settings=settings)
     writer = conn.writer_task = asyncio.create_task(conn.writer())
     watcher = asyncio.create_task(conn.watch()) if conn.guard.has_token else None
     conn.send({"type": "hello", "sessionId": conn.session_id, "actor": context.actor,

@@ -29,7 +29,7 @@ the ``ReadGate``, the rate, the write buffer): ``HeldTransport`` reads again onl
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame
@@ -37,6 +37,9 @@ from websockets.frames import Frame
 from dbhandles.server import ws_flow
 from dbhandles.server.backpressure import WS_UNSENT_BYTES
 from dbhandles.server.ws_flow import MessageRate
+
+if TYPE_CHECKING:
+    from dbhandles.settings import Settings
 
 __all__ = [
     "CLOSE_MESSAGE_TOO_BIG",
@@ -109,15 +112,38 @@ class WireRate:
         return max(self.frames.take(frames), self.bytes.take(size))
 
 
-def socket_wire_rate() -> WireRate:
-    """The buckets of one socket (the module's constants, read at call time)."""
-    return WireRate(WS_FRAMES_PER_SECOND, WS_FRAME_BURST, WS_BYTES_PER_SECOND, WS_BYTE_BURST)
+def socket_wire_rate(settings: Settings | None = None) -> WireRate:
+    """The buckets of one socket: ``settings.ws_frames_per_second`` and ``ws_bytes_per_second``
+    (``DBHANDLES_WS_*``; bursts of a quarter of each), or where one is 0 or there are no settings
+    this module's constants, read at call time (tests patch them)."""
+    frames, size = settings_rates(settings)
+    rate = WireRate(WS_FRAMES_PER_SECOND, WS_FRAME_BURST, WS_BYTES_PER_SECOND, WS_BYTE_BURST)
+    if frames is not None:
+        rate.frames = MessageRate(frames, frames / 4)
+    if size is not None:
+        rate.bytes = MessageRate(size, size / 4)
+    return rate
 
 
-def actor_wire_rate() -> WireRate:
-    """The buckets an actor's sockets share (``ServerState.wire_rates``)."""
-    return WireRate(WS_ACTOR_FRAMES_PER_SECOND, WS_ACTOR_FRAME_BURST,
+def actor_wire_rate(settings: Settings | None = None) -> WireRate:
+    """The buckets an actor's sockets share (``ServerState.wire_rates``): twice a socket's rates
+    and bursts (``socket_wire_rate``), or this module's constants as above."""
+    frames, size = settings_rates(settings)
+    rate = WireRate(WS_ACTOR_FRAMES_PER_SECOND, WS_ACTOR_FRAME_BURST,
                     WS_ACTOR_BYTES_PER_SECOND, WS_ACTOR_BYTE_BURST)  # fmt: skip
+    if frames is not None:
+        rate.frames = MessageRate(2 * frames, frames / 2)
+    if size is not None:
+        rate.bytes = MessageRate(2 * size, size / 2)
+    return rate
+
+
+def settings_rates(settings: Settings | None) -> tuple[float | None, float | None]:
+    """``(frames, bytes)`` per second of one socket as ``settings`` set them (None: not set)."""
+    if settings is None:
+        return None, None
+    frames, size = settings.ws_frames_per_second, settings.ws_bytes_per_second
+    return (float(frames) if frames > 0 else None), (float(size) if size > 0 else None)
 
 
 class HeldTransport:
@@ -197,14 +223,19 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         self._output_low = 0
         self._output_taken_at = 0.0
 
-    def limit(self, actor_rate: WireRate | None, *, administrator: bool) -> None:
+    def limit(
+        self, actor_rate: WireRate | None, *, administrator: bool, settings: Settings | None = None
+    ) -> None:
         """The socket's token was checked: count its input against its actor's ``actor_rate``
-        too, or (an administrator) against nothing."""
+        too, and against the socket rate of the server's ``settings`` (``socket_wire_rate``), or
+        (an administrator) against nothing."""
         if administrator:
             self.socket_rate = None
             self.actor_rate = None
         else:
             self.actor_rate = actor_rate
+            if settings is not None and settings_rates(settings) != (None, None):
+                self.socket_rate = socket_wire_rate(settings)
 
     # -- input ---------------------------------------------------------------------------------------
 
