@@ -39,7 +39,7 @@ from dbhandles.commands.grammar import (
     SettingMaximum,
 )
 from dbhandles.context import is_session_id
-from dbhandles.documents import check_record_id
+from dbhandles.documents import MAX_TABLE_ID_LENGTH, check_record_id
 from dbhandles.filters import parse_filter, validate_collection
 from dbhandles.handle_entry import check_handle_name
 
@@ -78,6 +78,16 @@ def _remembered(check: Callable[[str], str]) -> Callable[[str], str]:
 
 _HANDLE = _remembered(check_handle_name)
 
+
+def _record_id(value: str) -> str:
+    """``check_record_id`` of a string, its common case decided here: a non-empty ASCII id of at
+    most ``MAX_TABLE_ID_LENGTH`` characters without U+0000 is valid as it is (every other
+    string, valid or not, goes to ``check_record_id``: the one rule)."""
+    if 0 < len(value) <= MAX_TABLE_ID_LENGTH and value.isascii() and "\x00" not in value:
+        return value
+    return check_record_id(value)
+
+
 #: Field types whose string values this module checks, with the check their validators run (the
 #: field's wire name only matters for the message of a failure, which pydantic then gives).
 _CHECKS: dict[object, Callable[[str], str]] = {
@@ -85,7 +95,7 @@ _CHECKS: dict[object, Callable[[str], str]] = {
     str | None: _text,
     CollectionName: validate_collection,  # remembers the names it accepted itself
     CollectionName | None: validate_collection,
-    RecordId: check_record_id,
+    RecordId: _record_id,
     HandleName: _HANDLE,
     HandleName | None: _HANDLE,
     SessionId | None: _session_id,
@@ -168,9 +178,10 @@ def _check_of(declared: object) -> tuple[Callable[[Any], Any], type] | None:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    #: alias -> (field name, check, whether it is required, the type of its values)
-    fields: dict[str, tuple[str, Callable[[Any], Any], bool, type]]
-    required: int
+    #: alias -> (field name, check, the type of its values)
+    fields: dict[str, tuple[str, Callable[[Any], Any], type]]
+    #: the names of the required fields
+    required: frozenset[str]
     #: every field's default in declaration order (required fields: filled by the caller)
     template: dict[str, Any]
 
@@ -212,13 +223,12 @@ def _plan(model: type[BaseModel]) -> _Plan | None:
         or model.model_config.get("extra") != "forbid"
     ):
         return None
-    fields: dict[str, tuple[str, Callable[[Any], Any], bool, type]] = {}
-    required = 0
+    fields: dict[str, tuple[str, Callable[[Any], Any], type]] = {}
+    required = frozenset(name for name, info in model.model_fields.items() if info.is_required())
     for name, info in model.model_fields.items():
-        required += info.is_required()
         found = _check_of(_declared(info.annotation, info.metadata))
         if found is not None:
-            fields[info.alias or name] = (name, found[0], info.is_required(), found[1])
+            fields[info.alias or name] = (name, found[0], found[1])
         elif info.is_required():
             return None  # a required field of another kind: never simple
     return _Plan(fields, required, template)
@@ -230,22 +240,20 @@ def parse_simple(model: type[M], raw: Mapping[str, Any]) -> M | None:
     plan = _plan(model)
     if plan is None:
         return None
-    values = dict(plan.template)
+    values = plan.template.copy()
     fields = plan.fields
     given: set[str] = set()
-    required = 0
     for key, value in raw.items():
         spec = fields.get(key)
-        if spec is None or type(value) is not spec[3]:
+        if spec is None or type(value) is not spec[2]:
             return None
-        name, check, is_required, _ = spec
+        name = spec[0]
         try:
-            values[name] = check(value)
+            values[name] = spec[1](value)
         except Exception:
             return None  # pydantic says what is wrong, as it always did
         given.add(name)
-        required += is_required
-    if required != plan.required:
+    if not plan.required <= given:
         return None
     return _made(model, values, given)
 
