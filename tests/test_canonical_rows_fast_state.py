@@ -9,6 +9,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from dbhandles import Service
 from dbhandles.adapters.sql_compile import Fragment
 from dbhandles.adapters.sqlite import SqliteAdapter
@@ -163,3 +165,40 @@ def test_a_row_filtered_handle_is_not_told_of_unreadable_rows(
 def _open_plain(service: Service, path: Path) -> str:
     opened = service.execute("data/open", {"adapter": "sqlite", "config": {"path": str(path)}})
     return str(opened["dbHandle"])
+
+
+@pytest.mark.parametrize("journal", ["delete", "wal"])
+def test_a_trigger_writing_inside_our_own_write_ends_the_fast_state(
+    service: Service, tmp_path: Path, journal: str
+) -> None:
+    """Another tool's trigger stores text that is not canonical inside dbhandles' own insert. On a
+    rollback-journal file reads share the writer's connection, whose ``data_version`` never moves
+    for its own commits: the connection's own changes end the fast state once the schema holds a
+    trigger that may write (outside check, issue 14 round 6)."""
+    path = tmp_path / "d.sqlite"
+    db = _create(service, path)
+    service.execute("data/close", {"dbHandle": db})
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA journal_mode={journal}")
+        conn.execute(
+            "CREATE TRIGGER tr AFTER INSERT ON c WHEN new.id LIKE 'evil%' BEGIN "
+            """UPDATE c SET data = '{"label": "a", "label": "secret", "\\u006e": 9}' """
+            "WHERE rowid = new.rowid; END"
+        )
+    conn.close()
+    db = _open_plain(service, path)
+    limited = str(service.execute("data/open", {"adapter": "sqlite", "config": {"path": str(path)},
+                                                "permissions": {"rowFilter": {"label": "a"}}})["dbHandle"])  # fmt: skip
+    # The fast state, on both handles, before the write.
+    assert _ask(service, db, "data/count", filter={"label": "a"})["total"] == 3
+    assert _ask(service, limited, "data/list")["count"] == 3
+    _ask(service, db, "data/create", id="evil1", data={"label": "z"})
+    # SQLite's rule for the key written twice: the first wins, so the row reads "a" everywhere.
+    assert _ask(service, db, "data/read", id="evil1")["data"]["label"] == "a"
+    assert _ask(service, db, "data/read", id="evil1")["data"]["n"] == 9
+    assert _ask(service, db, "data/count", filter={"label": "a"})["total"] == 4
+    assert _ask(service, db, "data/count", filter={"n": 9})["total"] == 1
+    listed = _ask(service, limited, "data/list", filter={"n": 9})
+    assert [(r["id"], r["label"]) for r in listed["items"]] == [("evil1", "a")]
+    assert _ask(service, db, "data/list", filter={"label": "z"})["items"] == []
+    assert _ask(service, db, "data/list", filter={"label": "secret"})["items"] == []

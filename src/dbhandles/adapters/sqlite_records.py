@@ -17,6 +17,7 @@ keeps, per connection, which rows are not (another tool wrote them), and ``guard
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -52,8 +53,8 @@ class Foreign(NamedTuple):
     """The rows of one collection table whose ``data`` is not canonical (``RECORD_FUNCTION`` would
     give other text, or none: another tool wrote them), as of ``state``."""
 
-    #: ``(PRAGMA data_version, PRAGMA schema_version)`` of the connection when they were found.
-    state: tuple[int, int]
+    #: ``_state`` of the connection when they were found.
+    state: tuple[int, int, int]
     #: Their rowids; ``None`` when more than ``MAX_FOREIGN_ROWS`` (every row is then read exactly).
     rowids: tuple[int, ...] | None
     #: Their ids (``decode_all`` reads those with ``loads``, every other with ``orjson.loads``).
@@ -66,10 +67,39 @@ class Foreign(NamedTuple):
 _KNOWN: WeakKeyDictionary[object, dict[str, Foreign]] = WeakKeyDictionary()
 
 
-def _state(conn: sqlite3.Connection) -> tuple[int, int]:
+#: A trigger whose whole body raises (dbhandles' own guards on its store tables) writes nothing.
+_ONLY_RAISES = re.compile(
+    r"\bBEGIN\s+SELECT\s+RAISE\s*\(\s*ABORT\s*,\s*'[^']*'\s*\)\s*;\s*END\s*$", re.I
+)
+
+#: Per connection (its ``Catalog``): the ``schema_version`` it last read and whether that schema
+#: holds a trigger that may write (``_writing_triggers``).
+_TRIGGERS: WeakKeyDictionary[object, tuple[int, bool]] = WeakKeyDictionary()
+
+
+def _writing_triggers(conn: sqlite3.Connection, owner: object, schema: int) -> bool:
+    """Whether the schema ``conn`` reads (at ``schema``, its ``schema_version``) holds a trigger
+    that may write rows: one another tool wrote, whose body does more than ``RAISE``."""
+    known = _TRIGGERS.get(owner)
+    if known is not None and known[0] == schema:
+        return known[1]
+    sql = "SELECT sql FROM sqlite_schema WHERE type = 'trigger'"
+    writing = any(not _ONLY_RAISES.search(text or "") for (text,) in conn.execute(sql))
+    _TRIGGERS[owner] = (schema, writing)
+    return writing
+
+
+def _state(conn: sqlite3.Connection, owner: object) -> tuple[int, int, int]:
+    """``(PRAGMA data_version, PRAGMA schema_version, own changes)``: the last is the connection's
+    ``total_changes`` (rows its statements changed, triggers' included) where the schema holds a
+    trigger that may write, else 0. ``data_version`` never moves for a connection's own commits,
+    and a trigger another tool wrote may store text that is not canonical inside dbhandles' own
+    write (on a rollback-journal file, reads share the writer's connection)."""
     # Two statements: the guard refuses the pragma table functions (``sqlite_guard``).
-    data = conn.execute("PRAGMA data_version").fetchone()[0]
-    return int(data), int(conn.execute("PRAGMA schema_version").fetchone()[0])
+    data = int(conn.execute("PRAGMA data_version").fetchone()[0])
+    schema = int(conn.execute("PRAGMA schema_version").fetchone()[0])
+    own = conn.total_changes if _writing_triggers(conn, owner, schema) else 0
+    return data, schema, own
 
 
 def foreign_rows(conn: sqlite3.Connection, owner: object, table: str) -> Foreign:
@@ -82,7 +112,7 @@ def foreign_rows(conn: sqlite3.Connection, owner: object, table: str) -> Foreign
     own writes keep the answer true: an update of a named row makes it canonical (it is then read
     exactly though it need not be), a new row is canonical. The caller confirms with ``unchanged``
     after its query, whose snapshot may be newer than ``state``."""
-    state = _state(conn)
+    state = _state(conn, owner)
     known = _KNOWN.setdefault(owner, {})
     found = known.get(table)
     if found is not None and found.state == state:
@@ -101,10 +131,11 @@ def foreign_rows(conn: sqlite3.Connection, owner: object, table: str) -> Foreign
     return found
 
 
-def unchanged(conn: sqlite3.Connection, found: Foreign) -> bool:
-    """Whether no other connection committed since ``found`` was taken: a query run in between
-    read the rows it describes."""
-    return _state(conn) == found.state
+def unchanged(conn: sqlite3.Connection, owner: object, found: Foreign) -> bool:
+    """Whether no other connection committed since ``found`` was taken (nor ``conn`` changed rows
+    through a trigger that may write, ``_state``): a query run in between read the rows it
+    describes."""
+    return _state(conn, owner) == found.state
 
 
 def decode_all(rows: list[Any], foreign: Foreign | None = None) -> tuple[list[Record], bool]:
@@ -248,5 +279,5 @@ def read_rows(
                 raise
             exact = True
             continue
-        if known is None or unchanged(conn, known):
+        if known is None or unchanged(conn, owner, known):
             return rows, known
