@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Protocol
 import orjson
 
 from dbhandles.events import Event, EventBus, Subscription, matcher
+from dbhandles.server.ws_frames import EventFrame
 
 if TYPE_CHECKING:
     from dbhandles.server.ws_guard import Guard
@@ -56,7 +57,7 @@ class Receiver(Protocol):
 
     guard: Guard
 
-    def queue_event(self, text: str) -> None: ...
+    def queue_event(self, frame: EventFrame) -> None: ...
 
     def lost_events(self, count: int) -> None: ...
 
@@ -151,7 +152,7 @@ class Fanout:
                 self._queue.clear()
                 lost, self._lost = self._lost, 0
                 patterns = self._patterns
-            batch: list[tuple[Receiver, str]] = []
+            batch: list[tuple[Receiver, EventFrame]] = []
             if patterns is not self._routes_for:
                 self._routes, self._routes_for = {}, patterns
             # Read after the events were published: a change of access made before any of them
@@ -174,7 +175,7 @@ class Fanout:
         self,
         event: Event,
         patterns: tuple[_Pattern, ...],
-        batch: list[tuple[Receiver, str]],
+        batch: list[tuple[Receiver, EventFrame]],
         generation: tuple[int, str | None] | None = None,
     ) -> None:
         routes = self._routes.get(event.name)
@@ -186,18 +187,19 @@ class Fanout:
                    if receiver.guard.may_see(event, generation)]  # fmt: skip
         if not matched:
             return
-        # Serialised once per event, whatever the subscribers; one message per set of patterns.
-        payload = orjson.dumps(event.payload).decode()
-        name = orjson.dumps(event.name).decode()
-        texts: dict[tuple[str, ...], str] = {}
+        # Serialised once per event, whatever the subscribers; one message per set of patterns,
+        # shared (with its frame: ws_frames.py) by every connection with those patterns.
+        payload = orjson.dumps(event.payload)
+        name = orjson.dumps(event.name)
+        frames: dict[tuple[str, ...], EventFrame] = {}
         for receiver, quoted in matched:
-            text = texts.get(quoted)
-            if text is None:
-                text = texts[quoted] = (
-                    f'{{"type":"event","event":{name},"pattern":{quoted[0]},'
-                    f'"patterns":[{",".join(quoted)}],"payload":{payload}}}'
+            frame = frames.get(quoted)
+            if frame is None:
+                frame = frames[quoted] = EventFrame(
+                    b'{"type":"event","event":%s,"pattern":%s,"patterns":[%s],"payload":%s}'
+                    % (name, quoted[0].encode(), ",".join(quoted).encode(), payload)
                 )
-            batch.append((receiver, text))
+            batch.append((receiver, frame))
 
     def _hand_over(self, fn: Callable[[], object]) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: the server is stopping
@@ -230,7 +232,7 @@ def _tell_lost(receivers: list[Receiver], count: int) -> None:
         receiver.lost_events(count)
 
 
-def _queue_all(batch: list[tuple[Receiver, str]]) -> None:
+def _queue_all(batch: list[tuple[Receiver, EventFrame]]) -> None:
     """On the event loop: hand each message to its connection's outbox."""
     for receiver, text in batch:
         receiver.queue_event(text)

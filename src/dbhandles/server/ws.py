@@ -13,7 +13,9 @@ the envelope), ``subscribed`` / ``unsubscribed``, ``pong``, ``event`` (``event``
 the socket stays open after an error.
 
 Events reach connections through the server's one ``Fanout`` (fanout.py): the writer's thread only
-queues them; a thread of the fan-out serialises each once and hands it to this connection's outbox.
+queues them; a thread of the fan-out serialises each once and hands it to this connection's outbox,
+as an ``EventFrame`` shared with every connection that has the same view of it, which the
+connection's writer sends in one write of its ready-made frame (ws_frames.py).
 
 The outbox is bounded in bytes (``DBHANDLES_WS_OUTBOX_BYTES``): past it, events are dropped (counted and
 reported with ``overflow``), and a response that does not fit closes the socket with code 4000
@@ -59,6 +61,7 @@ from dbhandles.server.backpressure import WS_UNSENT_BYTES
 from dbhandles.server.fanout import Fanout
 from dbhandles.server.http import LARGE_BODY
 from dbhandles.server.ws_flow import MAX_REQUESTS_IN_FLIGHT, WS_STALL_SECONDS, ReadGate
+from dbhandles.server.ws_frames import EventFrame, FrameWriter
 from dbhandles.server.ws_guard import WATCH_SECONDS, Guard
 from dbhandles.values import json_problem, json_text, read_json
 
@@ -128,12 +131,15 @@ class Connection:
         #: Set when the token stopped being valid; the socket is then closed.
         self.refused: DbHandlesError | None = None
         self.loop = asyncio.get_running_loop()
-        # (text, is_event); None stops the writer.
-        self.outbox: asyncio.Queue[tuple[str, bool] | _Close | None] = asyncio.Queue()
+        # (message, is_event): an event is an ``EventFrame`` shared with other connections;
+        # None stops the writer.
+        self.outbox: asyncio.Queue[tuple[str | EventFrame, bool] | _Close | None] = asyncio.Queue()
+        self.frames = FrameWriter(websocket, websocket.scope.get(TRANSPORT_KEY))
         self.pending_events = 0
         self.dropped = 0
         self._reported = 0
-        #: Characters queued in the outbox or being written now, the limit, and the most ever held.
+        #: Characters (an event's bytes) queued in the outbox or being written now, the limit, and
+        #: the most ever held.
         self.queued_bytes = 0
         self.outbox_limit = state.service.settings.ws_outbox_bytes
         self.peak_bytes = 0
@@ -160,7 +166,7 @@ class Connection:
         if self.open:
             self._put(_dumps(message), False)
 
-    def _put(self, text: str, is_event: bool) -> bool:
+    def _put(self, text: str | EventFrame, is_event: bool) -> bool:
         """Queue ``text`` unless the outbox is full: then an event is dropped, and anything else
         closes the socket (its client does not read what it asked for). One message always fits
         in an empty outbox, however large."""
@@ -177,7 +183,7 @@ class Connection:
         self.outbox.put_nowait((text, is_event))
         return True
 
-    def queue_event(self, text: str) -> None:
+    def queue_event(self, frame: EventFrame) -> None:
         """In the loop (from the fan-out): queue one serialised event, or drop it if this client
         is too far behind (``MAX_PENDING_EVENTS`` events, or a full outbox)."""
         if not self.open:
@@ -185,7 +191,7 @@ class Connection:
         if self.pending_events >= MAX_PENDING_EVENTS:
             self.dropped += 1
             return
-        if self._put(text, True):
+        if self._put(frame, True):
             self.pending_events += 1
 
     def lost_events(self, count: int) -> None:
@@ -208,7 +214,10 @@ class Connection:
             if is_event:
                 self.pending_events -= 1
             try:
-                await self.websocket.send_text(text)
+                if isinstance(text, EventFrame):
+                    await self.frames.send(text)
+                else:
+                    await self.websocket.send_text(text)
                 if self.dropped > self._reported and self.pending_events == 0:
                     self._reported = self.dropped
                     await self.websocket.send_text(
