@@ -27,7 +27,7 @@ import orjson
 from dbhandles.adapters.base import Record
 from dbhandles.adapters.sql_compile import Fragment, SqlCompiler, and_
 from dbhandles.adapters.sqlite_compile import SqliteDialect
-from dbhandles.adapters.sqlite_values import RECORD_FUNCTION, loads, plain, record_source
+from dbhandles.adapters.sqlite_values import RECORD_FUNCTION, load_record, plain, record_source
 from dbhandles.filters import FilterNode
 
 __all__ = [
@@ -109,34 +109,36 @@ def unchanged(conn: sqlite3.Connection, found: Foreign) -> bool:
 
 def decode_all(rows: list[Any], foreign: Foreign | None = None) -> tuple[list[Record], bool]:
     """``_decode`` of every row (``record_from_columns`` written out in the loop: a listing's hot
-    path, no two calls per row), and whether every row could be read. A key written twice by
-    another tool reads as SQLite's JSON functions read it, its first value (``sqlite_values``); a
-    row ``loads`` cannot read as an object is left out. Rows not among ``foreign``'s (canonical:
-    dbhandles wrote them) are read by ``orjson.loads`` alone, which reads them exactly as ``loads``."""
+    path, no two calls per row), and whether every row could be read. A row
+    ``sqlite_values.load_record`` cannot read in full (no JSON object, too deep, U+0000, a key
+    twice, a reserved field) is left out, as the SQL left it out (``RECORD_FUNCTION`` is NULL
+    there); the id, times and version are always the row's columns. Rows not among ``foreign``'s
+    (canonical: dbhandles wrote them) are read by ``orjson.loads`` alone, which reads them exactly
+    as ``load_record``."""
     try:
         if foreign is not None and foreign.rowids is not None:
             ids, fast = foreign.ids, orjson.loads
             return [
-                {"id": i, **(loads(d) if i in ids else fast(d)), "createdAt": c,
+                {"id": i, **(load_record(d) if i in ids else fast(d)), "createdAt": c,
                  "updatedAt": u, "version": v}
                 for i, d, c, u, v in rows
             ], True  # fmt: skip
         return [
-            {"id": i, **loads(d), "createdAt": c, "updatedAt": u, "version": v}
+            {"id": i, **load_record(d), "createdAt": c, "updatedAt": u, "version": v}
             for i, d, c, u, v in rows
         ], True
-    except (ValueError, TypeError, RecursionError):
+    except (ValueError, TypeError):
         return [
             {"id": i, **fields, "createdAt": c, "updatedAt": u, "version": v}
             for i, d, c, u, v in rows
-            if type(fields := _readable(d)) is dict
+            if (fields := _readable(d)) is not None
         ], False
 
 
-def _readable(text: str) -> Any:
+def _readable(text: object) -> dict[str, Any] | None:
     try:
-        return loads(text)
-    except (ValueError, RecursionError):
+        return load_record(text)
+    except ValueError:
         return None
 
 

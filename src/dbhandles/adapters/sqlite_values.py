@@ -38,12 +38,15 @@ from typing import Any
 import orjson
 
 from dbhandles.errors import QueryFailed
-from dbhandles.values import json_text
+from dbhandles.filters import RESERVED_FIELDS
+from dbhandles.values import MAX_DEPTH, json_text
 
 __all__ = [
     "DOCUMENT_FUNCTION",
     "RECORD_FUNCTION",
+    "Unreadable",
     "document_sql",
+    "load_record",
     "loads",
     "plain",
     "record_data",
@@ -52,45 +55,117 @@ __all__ = [
 ]
 
 
-def loads(text: str | bytes) -> Any:
+class Unreadable(orjson.JSONDecodeError):
+    """JSON text that cannot be read in full: not JSON, nested deeper than ``MAX_DEPTH``, holding
+    U+0000 (which SQLite's JSON functions cut), or, for a record, an object repeating a key or
+    holding a reserved field. An ``orjson.JSONDecodeError`` (a ``ValueError``), so a caller that
+    reads a foreign column's text as a string when it is no JSON does the same for these."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why, "", 0)
+        #: Why, in words (``str(exc)`` adds a position, meaningless here).
+        self.why = why
+
+
+def loads(text: object, depth: int = 1) -> Any:
     """``text`` (JSON text SQLite holds) as a Python value, each duplicated key holding its first
     value, as SQLite's ``json_extract`` and ``json_each`` read it.
 
+    Args:
+        text: the stored value; any SQLite value (a number, a BLOB) is refused as no JSON text.
+        depth: the nesting level of the value in its record (1: a field's value, as a foreign
+            column's; 0: the record itself), for the bound of ``dbhandles.values.MAX_DEPTH``.
+
     Raises:
-        orjson.JSONDecodeError: ``text`` is not JSON (a ``ValueError``).
+        Unreadable: ``text`` is no JSON text, nests a value deeper than ``MAX_DEPTH`` levels below
+            its record (what ``data/create`` refuses: orjson cannot even write a value 255 deep),
+            or holds U+0000 (SQLite's JSON functions read a string up to it: a read would show,
+            and a write give back, less than is stored).
     """
-    value = orjson.loads(text)
+    return _read(text, depth, False)[0]
+
+
+def load_record(text: object) -> dict[str, Any]:
+    """The fields of a collection row whose ``data`` is ``text``: ``loads`` at the record's level,
+    refusing also what cannot be read in full as a record's fields.
+
+    Raises:
+        Unreadable: what ``loads`` raises; or ``text`` is no JSON object, repeats a key (SQLite
+            reads the first value, orjson and Python the last: an update would drop one), or
+            holds a reserved field (``id``, ``createdAt``, ``updatedAt``, ``version``: the row's
+            columns are those, and a second value would contradict them).
+    """
+    return _read(text, 0, True)[0]  # type: ignore[no-any-return]
+
+
+def _read(text: object, depth: int, record: bool) -> tuple[Any, bool]:
+    """``(value, canonical)``: ``loads`` (``load_record`` when ``record``) of ``text``, and whether
+    ``text`` is exactly orjson's text of it (every text dbhandles writes)."""
+    if type(text) is not str and type(text) is not bytes:
+        raise Unreadable(f"a {type(text).__name__} is no JSON text")
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise Unreadable(str(exc).split(":", 1)[0]) from None
     kind = type(value)
     if kind is not dict and kind is not list:
-        return value
+        if record:
+            raise Unreadable(f"is a JSON {_KINDS.get(kind, 'value')}, not an object")
+        if kind is str and "\x00" in value:
+            raise Unreadable("holds U+0000, which SQLite's JSON functions cut")
+        return value, False
+    if record and kind is not dict:
+        raise Unreadable("is a JSON array, not an object")
     raw = text.encode() if isinstance(text, str) else text
-    if orjson.dumps(value) != raw:  # not written by dbhandles (nor as it would): a key twice?
-        value = _first_keys(raw, value)
-    if _NUL in raw:  # only another tool writes U+0000 (dbhandles refuses it)
-        value = _cut_at_nul(value)
-    return value
+    if depth + raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _too_deep(value, depth):
+        raise Unreadable(f"nests a value deeper than {MAX_DEPTH} levels")
+    if record and not RESERVED_FIELDS.isdisjoint(value):
+        taken = sorted(RESERVED_FIELDS.intersection(value))[0]
+        raise Unreadable(f"holds the reserved field {json_text(taken, 40)}")
+    if _NUL in raw and _holds_nul(value):  # only another tool writes U+0000
+        raise Unreadable("holds U+0000, which SQLite's JSON functions cut")
+    if orjson.dumps(value) == raw:
+        return value, isinstance(text, str)
+    # Not written by dbhandles (nor as it would): a key twice?
+    first, repeated = _first_keys(raw, value)
+    if repeated and record:
+        raise Unreadable("repeats a key")
+    return first, False
 
 
 #: How JSON text writes U+0000 (it has no other way: a raw control character is no JSON).
 _NUL = b"\\u0000"
 
 
-def _cut_at_nul(value: Any) -> Any:
-    """``value`` with each string value cut at its first U+0000, as SQLite's JSON functions read it
-    (``json_extract('{"t": "a\\u0000b"}', '$.t')`` is ``'a'``, which ``{"t": "a"}`` matches).
-    Keys stay: no filter path can name a key holding U+0000."""
+def _too_deep(value: Any, depth: int) -> bool:
+    """Whether a value inside ``value`` (itself at nesting ``depth``) lies deeper than
+    ``MAX_DEPTH``, as ``dbhandles.values.check_value`` counts: the items of a non-empty container
+    at ``MAX_DEPTH`` are one level too deep. Iterative: a text may nest 1,000 levels."""
+    stack = [(value, depth)]
+    while stack:
+        item, level = stack.pop()
+        items = item.values() if type(item) is dict else item
+        if items and level >= MAX_DEPTH:
+            return True
+        stack.extend((x, level + 1) for x in items if type(x) is dict or type(x) is list)
+    return False
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a string or key of ``value`` holds U+0000 (its text may only spell ``\\u0000``
+    after an escaped backslash)."""
     if isinstance(value, str):
-        return value.split("\x00", 1)[0]
+        return "\x00" in value
     if isinstance(value, dict):
-        return {key: _cut_at_nul(item) for key, item in value.items()}
+        return any("\x00" in key or _holds_nul(item) for key, item in value.items())
     if isinstance(value, list):
-        return [_cut_at_nul(item) for item in value]
-    return value
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
-def _first_keys(raw: bytes, value: Any) -> Any:
+def _first_keys(raw: bytes, value: Any) -> tuple[Any, bool]:
     """``value`` again with SQLite's rule when ``raw`` repeats a key, else ``value`` itself (read
-    by orjson: its numbers, its floats past 64 bits)."""
+    by orjson: its numbers, its floats past 64 bits); and whether ``raw`` repeats a key."""
     repeated = False
 
     def first(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -105,9 +180,9 @@ def _first_keys(raw: bytes, value: Any) -> Any:
 
     try:
         again = json.loads(raw, object_pairs_hook=first)
-    except (ValueError, RecursionError):  # json recurses where orjson does not
-        return value
-    return again if repeated else value
+    except (ValueError, RecursionError):  # pragma: no cover - orjson read it, at most 64 deep
+        return value, False
+    return (again, True) if repeated else (value, False)
 
 
 #: The SQL function giving a collection row's ``data`` in canonical form, or NULL (``register``).
@@ -116,34 +191,27 @@ RECORD_FUNCTION = "_dbh_record"
 DOCUMENT_FUNCTION = "_dbh_document"
 
 
-def _canonical(text: str | bytes | None, kinds: tuple[type, ...]) -> str | None:
-    """``text`` read by ``loads`` and written back by orjson when it is a value of ``kinds``,
-    else None (not JSON, or JSON Python cannot hold: a lone surrogate, a number past a double)."""
-    if text is None:
-        return None
+def _canonical(text: object, depth: int, record: bool) -> str | None:
+    """``text`` read by ``_read`` and written back by orjson, else None (unreadable). Total: a SQL
+    function that raised would fail the whole query (``user-defined function raised exception``),
+    so nothing a row holds may make it raise."""
     try:
-        value = orjson.loads(text)
-        raw = text.encode() if isinstance(text, str) else text
-        if isinstance(text, str) and orjson.dumps(value) == raw and _NUL not in raw:
-            # Canonical (every text dbhandles writes): ``loads`` reads it as orjson does.
-            return text if isinstance(value, kinds) else None
-        value = loads(text)
-    except (ValueError, RecursionError):  # orjson.JSONDecodeError is a ValueError
-        return None
-    if not isinstance(value, kinds):
-        return None
-    try:
+        value, canonical = _read(text, depth, record)
+        if not record and type(value) is not dict and type(value) is not list:
+            return None
+        if canonical:  # every text dbhandles writes: given back as it is
+            return text  # type: ignore[return-value]
         return orjson.dumps(value).decode()
-    except (TypeError, orjson.JSONEncodeError):  # pragma: no cover - loads gives JSON values only
+    except Exception:  # noqa: BLE001 - any failure on a row's content is "unreadable"
         return None
 
 
-def _record(text: str | bytes | None) -> str | None:
-    return _canonical(text, (dict,))
+def _record(text: object) -> str | None:
+    return _canonical(text, 0, True)
 
 
-def _document(text: str | bytes | None) -> str | None:
-    return _canonical(text, (dict, list))
+def _document(text: object) -> str | None:
+    return _canonical(text, 1, False)
 
 
 def register(conn: sqlite3.Connection) -> None:
@@ -176,32 +244,42 @@ def record_source(column: str = "data", *, exact: bool = False) -> str:
 
 def document_sql(column: str) -> str:
     """SQL of a foreign column as a JSON document: its text when that starts a JSON object or array
-    and reads as one (canonical as in ``record_source``), else NULL (a string, a number, no JSON)."""
+    and reads as one (canonical as in ``record_source``), else NULL (a string, a number, no JSON,
+    or JSON ``loads`` cannot read in full: nested deeper than ``MAX_DEPTH``, U+0000).
+
+    The text is used as it is only when it cannot nest too deep: fewer than ``MAX_DEPTH - 1``
+    brackets (a field's value is at level 1), told by its length or by counting them; any
+    other text goes to ``DOCUMENT_FUNCTION``, which measures the depth (SQLite's ``json_valid``
+    accepts 1,000 levels)."""
+    shallow = (
+        f"(length({column}) < {MAX_DEPTH - 1} OR length({column}) - length(replace(replace("
+        f"{column}, '[', ''), '{{', '')) < {MAX_DEPTH - 1})"
+    )
     return (
         f"(CASE WHEN typeof({column}) = 'text' AND substr({column}, 1, 1) IN ('{{', '[') THEN "
-        f"(CASE WHEN instr({column}, '\\u') = 0 AND json_valid({column}) THEN {column} "
-        f"ELSE {DOCUMENT_FUNCTION}({column}) END) END)"
+        f"(CASE WHEN instr({column}, '\\u') = 0 AND {shallow} AND json_valid({column}) "
+        f"THEN {column} ELSE {DOCUMENT_FUNCTION}({column}) END) END)"
     )
 
 
-def record_data(text: str | bytes, collection: str, record_id: object) -> dict[str, Any]:
-    """The fields of the record ``record_id`` of ``collection`` stored as ``text``, read by ``loads``.
+def record_data(text: object, collection: str, record_id: object) -> dict[str, Any]:
+    """The fields of the record ``record_id`` of ``collection`` stored as ``text``, read by
+    ``load_record``.
 
     Raises:
-        QueryFailed: another tool wrote ``text`` as something ``loads`` cannot read as a JSON
-            object (``{n:1}``, ``NaN``, ``1e400``, a lone surrogate, an array, a scalar); the
-            message names the collection and the record, ``details`` their names
-            (``documents.seen`` hides it behind a row filter). 409, not 500: the database's content, not a fault of
-            dbhandles or of the storage.
+        QueryFailed: another tool wrote ``text`` as something ``load_record`` cannot read in full
+            as a record (``{n:1}``, ``NaN``, ``1e400``, a lone surrogate, an array, a scalar, too
+            deep, U+0000, a key twice, a reserved field); the message names the collection, the
+            record and why, ``details`` their names (``documents.seen`` hides it behind a row
+            filter). 409, not 500: the database's content, not a fault of dbhandles or of the
+            storage. Nothing is written after it: an update reads the record first.
     """
     try:
-        value = loads(text)
-    except (ValueError, RecursionError) as exc:
-        why = f"is not JSON dbhandles can read ({str(exc).split(':', 1)[0]})"
-    else:
-        if type(value) is dict:
-            return value
-        why = f"is a JSON {_KINDS.get(type(value), 'value')}, not an object"
+        return load_record(text)
+    except Unreadable as exc:
+        why = exc.why
+    if not why.startswith("is a JSON"):
+        why = f"is not JSON dbhandles can read in full ({why})"
     raise QueryFailed(
         f"record {json_text(str(record_id), 80)} of collection {json_text(collection, 80)} {why}: "
         'another tool wrote it; listings and counts leave it out (docs/filters.md "Values")',
