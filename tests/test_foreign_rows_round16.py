@@ -23,6 +23,7 @@ from dbhandles.adapters.sqlite_values import (
     Unreadable,
     load_record,
     loads,
+    record_call,
     register,
 )
 from dbhandles.values import MAX_DEPTH
@@ -281,7 +282,56 @@ def test_the_record_and_document_functions_never_raise(value: Any) -> None:
         ).fetchone()
     finally:
         conn.close()
+    if isinstance(value, bytes):  # the same bytes as TEXT (perhaps no UTF-8), as a query passes it
+        conn = sqlite3.connect(":memory:")
+        try:
+            register(conn)
+            (as_text,) = conn.execute(
+                f"SELECT {record_call('CAST(? AS TEXT)')}", (value,)
+            ).fetchone()
+        finally:
+            conn.close()
+        assert as_text == record
     if record is not None:  # a canonical text, read in full as a record
         assert load_record(record) == load_record(value)
     if document is not None:
         assert loads(document) == loads(value)
+
+
+def test_a_row_whose_text_is_not_utf8_is_unreadable_on_every_door(
+    service: Service, tmp_path: Path
+) -> None:
+    """Python's ``sqlite3`` decodes TEXT before a SQL function sees it: text that is not UTF-8
+    failed every listing and count (``user-defined function raised exception``) and told a
+    row-filtered handle that the hidden id exists."""
+    path = tmp_path / "shared.sqlite"
+    db = open_sqlite(service, {"path": str(path), "mode": "create"})
+    for record_id in ("a1", "u1"):
+        service.execute("data/create", {"dbHandle": db, "collection": "c", "id": record_id,
+                                        "data": {"owner": "alice"}})  # fmt: skip
+    service.execute("data/close", {"dbHandle": db})
+    bad = b'{"owner":"alice","t":"\xff"}'
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE c SET data = CAST(? AS TEXT) WHERE id = 'u1'", (bad,))
+    conn.close()
+    for permissions in ({}, {"rowFilter": {"owner": "alice"}}):
+        db = open_sqlite(service, {"path": str(path)}, **permissions)
+        ask = lambda c, **p: service.dispatch(c, {"dbHandle": db, "collection": "c", **p})  # noqa: E731
+        assert _ids(ask("data/list")["items"]) == ["a1"]
+        assert _ids(ask("data/list", orderBy="-owner")["items"]) == ["a1"]
+        assert ask("data/count", filter={"owner": "alice"})["total"] == 1
+        assert ask("data/count", groupBy=["owner"])["groups"] == [
+            {"key": {"owner": "alice"}, "count": 1}
+        ]
+        for door in ("read", "update", "delete", "batch-update"):
+            if permissions:  # hidden: answered exactly as a missing id
+                assert _answer(service, *_doors(db, "u1")[door], "u1") == _answer(
+                    service, *_doors(db, "nope")[door], "nope"
+                ), door
+            elif door in ("read", "update"):
+                answer = service.dispatch(*_doors(db, "u1")[door])
+                assert answer["code"] == "query_failed" and 'record "u1"' in answer["error"]
+    with sqlite3.connect(path) as conn:
+        (stored,) = conn.execute("SELECT CAST(data AS BLOB) FROM c WHERE id = 'u1'").fetchone()
+    conn.close()
+    assert stored == bad

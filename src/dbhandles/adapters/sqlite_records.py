@@ -27,7 +27,13 @@ import orjson
 from dbhandles.adapters.base import Record
 from dbhandles.adapters.sql_compile import Fragment, SqlCompiler, and_
 from dbhandles.adapters.sqlite_compile import SqliteDialect
-from dbhandles.adapters.sqlite_values import RECORD_FUNCTION, load_record, plain, record_source
+from dbhandles.adapters.sqlite_values import (
+    RECORD_FUNCTION,
+    load_record,
+    plain,
+    record_call,
+    record_source,
+)
 from dbhandles.filters import FilterNode
 
 __all__ = [
@@ -62,6 +68,8 @@ class Foreign(NamedTuple):
     unreadable: int
 
 
+#: SQL of a row's ``data`` read canonically (``sqlite_values.record_call``).
+_CALL = record_call("data")
 #: Per connection (its ``Catalog``, which lives and dies with it), per quoted table name.
 _KNOWN: WeakKeyDictionary[object, dict[str, Foreign]] = WeakKeyDictionary()
 
@@ -88,11 +96,11 @@ def foreign_rows(conn: sqlite3.Connection, owner: object, table: str) -> Foreign
     if found is not None and found.state == state:
         return found
     rows = conn.execute(
-        f"SELECT rowid, id, {RECORD_FUNCTION}(data) IS NULL FROM {table} "
-        f"WHERE {RECORD_FUNCTION}(data) IS NOT data LIMIT {MAX_FOREIGN_ROWS + 1}"
+        f"SELECT rowid, id, {_CALL} IS NULL FROM {table} "
+        f"WHERE {_CALL} IS NOT data LIMIT {MAX_FOREIGN_ROWS + 1}"
     ).fetchall()
     if len(rows) > MAX_FOREIGN_ROWS:
-        sql = f"SELECT count(*) FROM {table} WHERE {RECORD_FUNCTION}(data) IS NULL"
+        sql = f"SELECT count(*) FROM {table} WHERE {_CALL} IS NULL"
         found = Foreign(state, None, frozenset(), int(conn.execute(sql).fetchone()[0]))
     else:
         rowids = tuple(int(r[0]) for r in rows)
@@ -166,7 +174,7 @@ def source(table: str, exact: bool = False, foreign: Foreign | None = None) -> s
         elif named is None:
             return table
         else:
-            data = f"(CASE WHEN {named} THEN {RECORD_FUNCTION}(data) ELSE data END)"
+            data = f"(CASE WHEN {named} THEN {_CALL} ELSE data END)"
             inner = (
                 f"SELECT id, {data} AS data, created_at, updated_at, version FROM {table} LIMIT -1"
             )
@@ -177,7 +185,7 @@ def source(table: str, exact: bool = False, foreign: Foreign | None = None) -> s
 
 
 #: The filter compiler over a record read canonically (``sqlite_values.RECORD_FUNCTION``).
-EXACT_COMPILER = SqlCompiler(SqliteDialect(f"{RECORD_FUNCTION}(data)", record=True))
+EXACT_COMPILER = SqlCompiler(SqliteDialect(f"{_CALL}", record=True))
 _EXACT_WHERES: dict[str, Fragment] = {}
 
 
@@ -203,7 +211,7 @@ def guarded(
 
     With ``foreign`` (``foreign_rows``): ``where`` alone when every row is canonical (no test at
     all), the second way for the rows it names only, for every row when it names too many."""
-    readable = Fragment(f"{RECORD_FUNCTION}(data) IS NOT NULL")
+    readable = Fragment(f"{_CALL} IS NOT NULL")
     slow = and_(readable, exact_where)
     if exact or (foreign is not None and foreign.rowids is None):
         return slow

@@ -46,9 +46,11 @@ __all__ = [
     "RECORD_FUNCTION",
     "Unreadable",
     "document_sql",
+    "document_call",
     "load_record",
     "loads",
     "plain",
+    "record_call",
     "record_data",
     "record_source",
     "register",
@@ -125,7 +127,7 @@ def _read(text: object, depth: int, record: bool) -> tuple[Any, bool]:
     if _NUL in raw and _holds_nul(value):  # only another tool writes U+0000
         raise Unreadable("holds U+0000, which SQLite's JSON functions cut")
     if orjson.dumps(value) == raw:
-        return value, isinstance(text, str)
+        return value, True
     # Not written by dbhandles (nor as it would): a key twice?
     first, repeated = _first_keys(raw, value)
     if repeated and record:
@@ -200,7 +202,7 @@ def _canonical(text: object, depth: int, record: bool) -> str | None:
         if not record and type(value) is not dict and type(value) is not list:
             return None
         if canonical:  # every text dbhandles writes: given back as it is
-            return text  # type: ignore[return-value]
+            return text if isinstance(text, str) else bytes(text).decode()  # type: ignore[arg-type]
         return orjson.dumps(value).decode()
     except Exception:  # noqa: BLE001 - any failure on a row's content is "unreadable"
         return None
@@ -212,6 +214,18 @@ def _record(text: object) -> str | None:
 
 def _document(text: object) -> str | None:
     return _canonical(text, 1, False)
+
+
+def record_call(column: str = "data") -> str:
+    """SQL calling ``RECORD_FUNCTION`` on ``column``. The text goes as a BLOB: Python's ``sqlite3``
+    decodes a TEXT argument before the function runs, and text that is not UTF-8 (another tool
+    may write it) would fail the whole query there; as bytes, ``_read`` finds it is no JSON."""
+    return f"{RECORD_FUNCTION}(CAST({column} AS BLOB))"
+
+
+def document_call(column: str) -> str:
+    """SQL calling ``DOCUMENT_FUNCTION`` on ``column``, as ``record_call`` does."""
+    return f"{DOCUMENT_FUNCTION}(CAST({column} AS BLOB))"
 
 
 def register(conn: sqlite3.Connection) -> None:
@@ -238,8 +252,8 @@ def record_source(column: str = "data", *, exact: bool = False) -> str:
     at all makes SQLite's JSON functions fail the query (``malformed JSON``): the session then
     runs it again ``exact``, every row through ``RECORD_FUNCTION``."""
     if exact:
-        return f"{RECORD_FUNCTION}({column})"
-    return f"(CASE WHEN {plain(column)} THEN {column} ELSE {RECORD_FUNCTION}({column}) END)"
+        return record_call(column)
+    return f"(CASE WHEN {plain(column)} THEN {column} ELSE {record_call(column)} END)"
 
 
 def document_sql(column: str) -> str:
@@ -258,7 +272,7 @@ def document_sql(column: str) -> str:
     return (
         f"(CASE WHEN typeof({column}) = 'text' AND substr({column}, 1, 1) IN ('{{', '[') THEN "
         f"(CASE WHEN instr({column}, '\\u') = 0 AND {shallow} AND json_valid({column}) "
-        f"THEN {column} ELSE {DOCUMENT_FUNCTION}({column}) END) END)"
+        f"THEN {column} ELSE {document_call(column)} END) END)"
     )
 
 
