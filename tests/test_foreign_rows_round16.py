@@ -316,7 +316,7 @@ def test_a_row_whose_text_is_not_utf8_is_unreadable_on_every_door(
     conn.close()
     for permissions in ({}, {"rowFilter": {"owner": "alice"}}):
         db = open_sqlite(service, {"path": str(path)}, **permissions)
-        ask = lambda c, **p: service.dispatch(c, {"dbHandle": db, "collection": "c", **p})  # noqa: E731
+        ask = lambda c, db=db, **p: service.dispatch(c, {"dbHandle": db, "collection": "c", **p})  # noqa: E731
         assert _ids(ask("data/list")["items"]) == ["a1"]
         assert _ids(ask("data/list", orderBy="-owner")["items"]) == ["a1"]
         assert ask("data/count", filter={"owner": "alice"})["total"] == 1

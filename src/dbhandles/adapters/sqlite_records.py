@@ -28,7 +28,6 @@ from dbhandles.adapters.base import Record
 from dbhandles.adapters.sql_compile import Fragment, SqlCompiler, and_
 from dbhandles.adapters.sqlite_compile import SqliteDialect
 from dbhandles.adapters.sqlite_values import (
-    RECORD_FUNCTION,
     load_record,
     plain,
     record_call,

@@ -1,15 +1,19 @@
-"""JSON text read from SQLite as SQLite's own JSON functions read it: a duplicated key's first
-value, a string cut at U+0000.
+"""JSON text another tool wrote into SQLite, read in full or not at all, and as SQLite's own JSON
+functions read it.
 
-dbhandles writes each record normalised (``dbhandles.values``: an object has each key once), but
-another SQLite tool may write a collection's ``data`` (``UPDATE c SET data = '{"n": 1, "n": 2}'``)
-or a foreign table's JSON text column with a key twice. SQLite's JSON functions, which every filter,
-count, sort, facet and handle row filter runs on, take the **first** value of such a key; orjson and
-Python take the last. Were a record read with orjson's rule, a handle whose row filter is
-``label == "a"`` would be shown a record whose ``label`` reads ``"b"``. So a record is read with
-SQLite's rule (``loads``): the value a reader sees is the value the filter judged (docs/filters.md
-"Values"). The same holds for U+0000, which dbhandles refuses but another tool may write
-(``"a\\u0000b"``): SQLite's JSON functions read the string up to it (``"a"``), and so does a read.
+dbhandles writes each record normalised (``dbhandles.values``: each key once, no U+0000, at most
+``MAX_DEPTH`` levels, no reserved field in ``data``), but another SQLite tool may write anything
+into a collection's ``data`` or a foreign table's JSON text column. A value is shown only when
+the reader, every filter, count, sort, facet and handle row filter (run by SQLite's JSON
+functions) and a later update would all see the same, whole value (docs/filters.md "Values"):
+
+* a collection row (``load_record``) is **unreadable** (``Unreadable``: left out of every listing
+  and count, named by a read, hidden behind a row filter, never written back) when its text is no
+  JSON object, nests deeper than ``MAX_DEPTH``, holds U+0000 (SQLite's JSON functions read
+  ``"a\\u0000b"`` as ``"a"``), repeats a key (SQLite reads the first value, an update would keep
+  one) or holds a reserved field (``id``: the row's id is its column);
+* a foreign column's text (``loads``) that is no JSON, too deep or holding U+0000 is the plain
+  string it is; a key twice there reads its **first** value, as SQLite's filters read it.
 
 Keys spelled with ``\\u`` escapes (``{"\\u006e": 16}``, or ``{"caf\\u00e9": 1}`` as Python's
 ``json.dumps`` writes a non-ASCII key by default): SQLite's ``json_extract`` and ``->>`` compared a
@@ -17,10 +21,12 @@ key by its raw spelling before 3.45 (``$.n`` misses ``"\\u006e"``) while ``json_
 decoded, so a filter and a read disagreed. Every query therefore reads a collection's ``data`` (and
 a foreign JSON text column) through ``record_source`` / ``document_sql``: a text holding no ``\\u``
 that SQLite holds valid is used as it is (no call into Python); any other text is handed to
-``RECORD_FUNCTION`` / ``DOCUMENT_FUNCTION``, which give it in dbhandles' canonical form (keys decoded,
-each once, strings cut at U+0000: exactly what ``loads`` reads), or NULL when ``loads`` cannot read
-it (the record is unreadable: left out of every listing, count and facet; a read names it). The rule
-needs no probe of the engine: on every SQLite version the JSON functions see the canonical text.
+``RECORD_FUNCTION`` / ``DOCUMENT_FUNCTION``, which give it in dbhandles' canonical form (keys decoded:
+exactly what ``load_record`` / ``loads`` reads), or NULL when those cannot read it in full. Both are
+total: nothing a row holds makes them raise (which would fail the whole query), and they take the
+text as a BLOB (``record_call``), since ``sqlite3`` fails on TEXT that is not UTF-8 before calling
+them. The rule needs no probe of the engine: every SQLite version's JSON functions see the
+canonical text.
 
 The cost stays off the common row: a text dbhandles wrote is exactly orjson's serialisation of what
 orjson reads from it (canonical: ``RECORD_FUNCTION`` gives it back unchanged), which one
@@ -33,7 +39,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -45,8 +51,8 @@ __all__ = [
     "DOCUMENT_FUNCTION",
     "RECORD_FUNCTION",
     "Unreadable",
-    "document_sql",
     "document_call",
+    "document_sql",
     "load_record",
     "loads",
     "plain",
@@ -202,9 +208,9 @@ def _canonical(text: object, depth: int, record: bool) -> str | None:
         if not record and type(value) is not dict and type(value) is not list:
             return None
         if canonical:  # every text dbhandles writes: given back as it is
-            return text if isinstance(text, str) else bytes(text).decode()  # type: ignore[arg-type]
+            return text if isinstance(text, str) else cast(bytes, text).decode()
         return orjson.dumps(value).decode()
-    except Exception:  # noqa: BLE001 - any failure on a row's content is "unreadable"
+    except Exception:  # any failure on a row's content is "unreadable", never a failed query
         return None
 
 
