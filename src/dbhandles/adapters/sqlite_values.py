@@ -130,15 +130,14 @@ def _read(text: object, depth: int, record: bool) -> tuple[Any, bool]:
     if record and not RESERVED_FIELDS.isdisjoint(value):
         taken = sorted(RESERVED_FIELDS.intersection(value))[0]
         raise Unreadable(f"holds the reserved field {json_text(taken, 40)}")
+    canonical = orjson.dumps(value) == raw
+    if not canonical:  # not written by dbhandles (nor as it would): a key twice?
+        value, repeated = _first_keys(raw, value)
+        if repeated and record:
+            raise Unreadable("repeats a key")
     if _NUL in raw and _holds_nul(value):  # only another tool writes U+0000
         raise Unreadable("holds U+0000, which SQLite's JSON functions cut")
-    if orjson.dumps(value) == raw:
-        return value, True
-    # Not written by dbhandles (nor as it would): a key twice?
-    first, repeated = _first_keys(raw, value)
-    if repeated and record:
-        raise Unreadable("repeats a key")
-    return first, False
+    return value, canonical
 
 
 #: How JSON text writes U+0000 (it has no other way: a raw control character is no JSON).
