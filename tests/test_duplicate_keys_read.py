@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dbhandles import Service
-from dbhandles.adapters.sqlite_values import loads
+from dbhandles.adapters.sqlite_values import Unreadable, loads
 from dbhandles.evaluate import matches
 from dbhandles.filters import parse_filter
 from tests.foreign_rows import PLACES, written_by_another_tool
@@ -70,32 +70,47 @@ def _check_one_value(service: Service, db: str, collection: str, field: str) -> 
         assert record["data"] == records[0]
 
 
-def test_a_sqlite_collection_row_with_a_key_twice_reads_as_its_filters_see_it(
+def test_a_sqlite_collection_row_with_a_key_twice_is_unreadable(
     service: Service, tmp_path: Path
 ) -> None:
+    """SQLite's JSON functions read the first value, an update would keep only one: such a row
+    cannot be read in full, so no door shows it and no update rewrites it."""
     path = tmp_path / "d.sqlite"
     db = _open(service, "sqlite", {"path": str(path), "mode": "create"})
-    for i in range(len(TEXTS)):
+    for i in range(len(TEXTS) + 1):
         service.execute("data/create", {"dbHandle": db, "collection": "c", "id": f"r{i}",
-                                         "data": {"n": 0}})  # fmt: skip
-    with sqlite3.connect(path) as conn:  # another tool writes the rows
+                                         "data": {"n": 0, "label": "a"}})  # fmt: skip
+    with sqlite3.connect(path) as conn:  # another tool writes the rows (all but the last)
         for i, text in enumerate(TEXTS):
             conn.execute("UPDATE c SET data = ? WHERE id = ?", (text, f"r{i}"))
     conn.close()
-    read = service.execute("data/read", {"dbHandle": db, "collection": "c", "id": "r0"})["data"]
-    assert (read["n"], read["label"]) == (1, "a")  # SQLite's rule: the first value
-    _check_one_value(service, db, "c", "")
-    # A handle restricted to label == "a" never shows a record whose label reads otherwise.
+    last = f"r{len(TEXTS)}"
+    for i in range(len(TEXTS)):
+        for command, extra in (("data/read", {}), ("data/update", {"data": {"t": 1}})):
+            envelope = service.dispatch(command, {"dbHandle": db, "collection": "c",
+                                                  "id": f"r{i}", **extra})  # fmt: skip
+            assert envelope["code"] == "query_failed", envelope
+            assert "repeats a key" in envelope["error"]
+    listed = service.execute("data/list", {"dbHandle": db, "collection": "c"})
+    assert [r["id"] for r in listed["items"]] == [last]
+    assert listed["unreadable"] == len(TEXTS)
+    for spec in FILTERS:
+        assert service.execute("data/count", {"dbHandle": db, "collection": "c",
+                                              "filter": spec})["total"] == (
+            1 if matches(parse_filter(spec), {"n": 0, "label": "a"}) else 0
+        ), spec  # fmt: skip
     only_a = _open(service, "sqlite", {"path": str(path)}, rowFilter={"label": "a"})
     shown = service.execute("data/list", {"dbHandle": only_a, "collection": "c"})["items"]
-    assert [r["id"] for r in shown] == ["r0", "r3"]
-    assert all(r["label"] == "a" for r in shown)
+    assert [r["id"] for r in shown] == [last]
     for i in range(len(TEXTS)):
         found = service.execute("data/read", {"dbHandle": only_a, "collection": "c",
                                               "id": f"r{i}"})  # fmt: skip
-        assert found["found"] is (i in (0, 3)) and (
-            not found["found"] or found["data"]["label"] == "a"
-        )
+        assert found["found"] is False
+    with sqlite3.connect(path) as conn:  # nothing was written over them
+        stored = [conn.execute("SELECT data FROM c WHERE id = ?", (f"r{i}",)).fetchone()[0]
+                  for i in range(len(TEXTS))]  # fmt: skip
+    conn.close()
+    assert stored == TEXTS
 
 
 def test_a_foreign_sqlite_json_column_with_a_key_twice_reads_as_its_filters_see_it(
@@ -155,7 +170,11 @@ def _text(value: Any) -> str:
 @given(VALUES)
 def test_sqlite_values_reads_each_key_as_sqlites_json_functions_do(pairs: Any) -> None:
     text = _text(pairs)
-    value = loads(text)
+    try:
+        value = loads(text)
+    except Unreadable:  # a value SQLite would cut: not read in full, so not read at all
+        assert "\\u0000" in text
+        return
     conn = sqlite3.connect(":memory:")
     try:
         if isinstance(value, dict):
@@ -183,15 +202,26 @@ NUL_TEXTS = [
 
 
 @pytest.mark.parametrize("where", PLACES)
-def test_a_sqlite_text_holding_nul_reads_as_its_filters_see_it(
+def test_a_sqlite_text_holding_nul_is_never_read_cut(
     service: Service, tmp_path: Path, where: str
 ) -> None:
-    """SQLite's JSON functions read a string up to its U+0000: so does a read, so that a row filter
-    ``label == "a"`` never shows a label that reads ``"a\\u0000b"``."""
+    """SQLite's JSON functions read a string up to its U+0000, so a read would show (and an
+    update write back) less than is stored: a collection's row holding it is unreadable, a
+    foreign column's text is the string it is, for filters as for reads."""
     db, collection, field = written_by_another_tool(
         service, tmp_path / "d.sqlite", where, NUL_TEXTS
     )
-    first = service.execute("data/list", {"dbHandle": db, "collection": collection,
-                                          "orderBy": "id"})["items"][0]  # fmt: skip
-    assert (first[field] if field else first)["label"] == "a"
-    _check_one_value(service, db, collection, field)
+    listed = service.execute("data/list", {"dbHandle": db, "collection": collection,
+                                           "orderBy": "id"})  # fmt: skip
+    if not field:
+        assert listed["items"] == [] and listed["unreadable"] == len(NUL_TEXTS)
+        envelope = service.dispatch("data/read", {"dbHandle": db, "collection": collection,
+                                                  "id": "r0"})  # fmt: skip
+        assert envelope["code"] == "query_failed" and "U+0000" in envelope["error"]
+    else:
+        assert [r[field] for r in listed["items"]] == NUL_TEXTS
+    for spec in ({"label": "a"}, {"label": "b"}, {"n": 1}, {"messages.role": "user"}):
+        spec = {f"{field}.{k}" if field else k: v for k, v in spec.items()}
+        found = service.execute("data/count", {"dbHandle": db, "collection": collection,
+                                               "filter": spec})["total"]  # fmt: skip
+        assert found == 0, spec

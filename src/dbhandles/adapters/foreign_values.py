@@ -30,7 +30,7 @@ import orjson
 
 from dbhandles.adapters.sqlite_values import loads
 from dbhandles.errors import InvalidParams
-from dbhandles.values import json_text
+from dbhandles.values import MAX_DEPTH, json_text
 
 __all__ = [
     "BLOB_KEY",
@@ -267,6 +267,8 @@ def _json_texts(texts: list[str]) -> list[Any] | None:
     (each is one complete JSON value, so the commas cannot fall elsewhere), and neither side
     holds U+0000 when the joined texts do not. A text that is no JSON, a repeated key, other
     spacing, escapes or a value too deep for orjson to write: ``None``."""
+    if any(t.count("[") + t.count("{") >= MAX_DEPTH - 1 for t in texts):
+        return None  # perhaps too deep: ``loads`` measures each (a deeper one stays text)
     try:
         parsed = list(map(orjson.loads, texts))
         written = orjson.dumps(parsed)

@@ -125,13 +125,11 @@ class ForeignDialect(Dialect):
     def has_rank(self, path: tuple[str, ...], ranks: tuple[int, ...]) -> str:
         found = self._field(path) if len(path) == 1 else None
         if found is not None and found[1] and ranks == (3,):
-            # The guard of most string tests, per matching row: text that does not hold JSON
-            # (json_valid runs only on text that starts like a container).
+            # The guard of most string tests, per matching row: text that records show as a
+            # string, i.e. no JSON document ``loads`` reads in full (``document_sql``: valid JSON
+            # too deep, or holding a lone surrogate or U+0000, is a string too).
             col = found[0]
-            return (
-                f"(typeof({col}) = 'text' AND (substr({col}, 1, 1) NOT IN ('{{', '[') "
-                f"OR NOT json_valid({col})))"
-            )
+            return f"(typeof({col}) = 'text' AND {document_sql(col)} IS NULL)"
         listed = ", ".join(str(r) for r in ranks)
         return f"{self.rank(path)} IN ({listed})"
 

@@ -12,7 +12,20 @@ from dbhandles.adapters.sqlite_guard import KEPT_POINT, Guard
 from dbhandles.adapters.sqlite_schema import Catalog
 from dbhandles.adapters.sqlite_values import record_data
 
-__all__ = ["Point", "current_statement", "point_for", "point_statement", "run_kept"]
+__all__ = [
+    "POINT_COLUMNS",
+    "Point",
+    "current_statement",
+    "point_for",
+    "point_statement",
+    "run_kept",
+]
+
+#: The columns a point read selects: ``data`` as a BLOB, so that text another tool wrote that is
+#: not UTF-8 reaches ``sqlite_values.record_data`` (an unreadable record, hidden behind a row
+#: filter) rather than failing in ``sqlite3``'s decoding (an error naming the column, which would
+#: tell a hidden id exists). orjson reads the bytes as it reads text.
+POINT_COLUMNS = "id, CAST(data AS BLOB), created_at, updated_at, version"
 
 #: A kept statement: a collection's (``point_statement``), or a foreign table's with an integer
 #: key and its reader (``ForeignReader.point``).
@@ -24,7 +37,8 @@ def current_statement(table: str) -> str:
     file's ``schema_version`` and the row of the id bound to it (columns all ``NULL`` when there
     is none), read in one statement."""
     return (
-        "SELECT s.schema_version, t.id, t.data, t.created_at, t.updated_at, t.version "
+        "SELECT s.schema_version, t.id, CAST(t.data AS BLOB), t.created_at, t.updated_at, "
+        "t.version "
         f"FROM pragma_schema_version AS s LEFT JOIN {quote(table)} AS t ON t.id = ?"
     )
 
@@ -40,10 +54,7 @@ def point_statement(table: str) -> str:
     again whenever the schema version it was prepared at is no longer the file's, so a run
     without a preparation read the schema the statement was made for. The text ends with
     ``sqlite_guard.KEPT_POINT`` so that only ``read_one`` ever prepares it."""
-    return (
-        f"SELECT id, data, created_at, updated_at, version FROM {quote(table)} WHERE id = ?"
-        + KEPT_POINT
-    )
+    return f"SELECT {POINT_COLUMNS} FROM {quote(table)} WHERE id = ?" + KEPT_POINT
 
 
 def point_for(catalog: Catalog, collection: str) -> Point | None:

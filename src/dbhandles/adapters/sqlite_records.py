@@ -28,7 +28,12 @@ import orjson
 from dbhandles.adapters.base import Record
 from dbhandles.adapters.sql_compile import Fragment, SqlCompiler, and_
 from dbhandles.adapters.sqlite_compile import SqliteDialect
-from dbhandles.adapters.sqlite_values import RECORD_FUNCTION, loads, plain, record_source
+from dbhandles.adapters.sqlite_values import (
+    load_record,
+    plain,
+    record_call,
+    record_source,
+)
 from dbhandles.filters import FilterNode
 
 __all__ = [
@@ -63,6 +68,8 @@ class Foreign(NamedTuple):
     unreadable: int
 
 
+#: SQL of a row's ``data`` read canonically (``sqlite_values.record_call``).
+_CALL = record_call("data")
 #: Per connection (its ``Catalog``, which lives and dies with it), per quoted table name.
 _KNOWN: WeakKeyDictionary[object, dict[str, Foreign]] = WeakKeyDictionary()
 
@@ -118,11 +125,11 @@ def foreign_rows(conn: sqlite3.Connection, owner: object, table: str) -> Foreign
     if found is not None and found.state == state:
         return found
     rows = conn.execute(
-        f"SELECT rowid, id, {RECORD_FUNCTION}(data) IS NULL FROM {table} "
-        f"WHERE {RECORD_FUNCTION}(data) IS NOT data LIMIT {MAX_FOREIGN_ROWS + 1}"
+        f"SELECT rowid, id, {_CALL} IS NULL FROM {table} "
+        f"WHERE {_CALL} IS NOT data LIMIT {MAX_FOREIGN_ROWS + 1}"
     ).fetchall()
     if len(rows) > MAX_FOREIGN_ROWS:
-        sql = f"SELECT count(*) FROM {table} WHERE {RECORD_FUNCTION}(data) IS NULL"
+        sql = f"SELECT count(*) FROM {table} WHERE {_CALL} IS NULL"
         found = Foreign(state, None, frozenset(), int(conn.execute(sql).fetchone()[0]))
     else:
         rowids = tuple(int(r[0]) for r in rows)
@@ -140,34 +147,36 @@ def unchanged(conn: sqlite3.Connection, owner: object, found: Foreign) -> bool:
 
 def decode_all(rows: list[Any], foreign: Foreign | None = None) -> tuple[list[Record], bool]:
     """``_decode`` of every row (``record_from_columns`` written out in the loop: a listing's hot
-    path, no two calls per row), and whether every row could be read. A key written twice by
-    another tool reads as SQLite's JSON functions read it, its first value (``sqlite_values``); a
-    row ``loads`` cannot read as an object is left out. Rows not among ``foreign``'s (canonical:
-    dbhandles wrote them) are read by ``orjson.loads`` alone, which reads them exactly as ``loads``."""
+    path, no two calls per row), and whether every row could be read. A row
+    ``sqlite_values.load_record`` cannot read in full (no JSON object, too deep, U+0000, a key
+    twice, a reserved field) is left out, as the SQL left it out (``RECORD_FUNCTION`` is NULL
+    there); the id, times and version are always the row's columns. Rows not among ``foreign``'s
+    (canonical: dbhandles wrote them) are read by ``orjson.loads`` alone, which reads them exactly
+    as ``load_record``."""
     try:
         if foreign is not None and foreign.rowids is not None:
             ids, fast = foreign.ids, orjson.loads
             return [
-                {"id": i, **(loads(d) if i in ids else fast(d)), "createdAt": c,
+                {"id": i, **(load_record(d) if i in ids else fast(d)), "createdAt": c,
                  "updatedAt": u, "version": v}
                 for i, d, c, u, v in rows
             ], True  # fmt: skip
         return [
-            {"id": i, **loads(d), "createdAt": c, "updatedAt": u, "version": v}
+            {"id": i, **load_record(d), "createdAt": c, "updatedAt": u, "version": v}
             for i, d, c, u, v in rows
         ], True
-    except (ValueError, TypeError, RecursionError):
+    except (ValueError, TypeError):
         return [
             {"id": i, **fields, "createdAt": c, "updatedAt": u, "version": v}
             for i, d, c, u, v in rows
-            if type(fields := _readable(d)) is dict
+            if (fields := _readable(d)) is not None
         ], False
 
 
-def _readable(text: str) -> Any:
+def _readable(text: object) -> dict[str, Any] | None:
     try:
-        return loads(text)
-    except (ValueError, RecursionError):
+        return load_record(text)
+    except ValueError:
         return None
 
 
@@ -195,7 +204,7 @@ def source(table: str, exact: bool = False, foreign: Foreign | None = None) -> s
         elif named is None:
             return table
         else:
-            data = f"(CASE WHEN {named} THEN {RECORD_FUNCTION}(data) ELSE data END)"
+            data = f"(CASE WHEN {named} THEN {_CALL} ELSE data END)"
             inner = (
                 f"SELECT id, {data} AS data, created_at, updated_at, version FROM {table} LIMIT -1"
             )
@@ -206,7 +215,7 @@ def source(table: str, exact: bool = False, foreign: Foreign | None = None) -> s
 
 
 #: The filter compiler over a record read canonically (``sqlite_values.RECORD_FUNCTION``).
-EXACT_COMPILER = SqlCompiler(SqliteDialect(f"{RECORD_FUNCTION}(data)", record=True))
+EXACT_COMPILER = SqlCompiler(SqliteDialect(f"{_CALL}", record=True))
 _EXACT_WHERES: dict[str, Fragment] = {}
 
 
@@ -232,7 +241,7 @@ def guarded(
 
     With ``foreign`` (``foreign_rows``): ``where`` alone when every row is canonical (no test at
     all), the second way for the rows it names only, for every row when it names too many."""
-    readable = Fragment(f"{RECORD_FUNCTION}(data) IS NOT NULL")
+    readable = Fragment(f"{_CALL} IS NOT NULL")
     slow = and_(readable, exact_where)
     if exact or (foreign is not None and foreign.rowids is None):
         return slow

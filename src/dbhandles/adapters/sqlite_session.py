@@ -35,7 +35,7 @@ from dbhandles.adapters.sqlite_foreign_schema import (
 )
 from dbhandles.adapters.sqlite_foreign_write import ForeignWriter
 from dbhandles.adapters.sqlite_pages import fetch_page
-from dbhandles.adapters.sqlite_points import current_statement
+from dbhandles.adapters.sqlite_points import POINT_COLUMNS, current_statement
 from dbhandles.adapters.sqlite_records import (
     EXACT_COMPILER,
     Foreign,
@@ -223,7 +223,7 @@ class SqliteSession(Session):
             if self.catalog.table(collection) is None:
                 return None
             row = self.conn.execute(
-                f"SELECT {_COLUMNS} FROM {_q(collection)} WHERE id = ?", (record_id,)
+                f"SELECT {POINT_COLUMNS} FROM {_q(collection)} WHERE id = ?", (record_id,)
             ).fetchone()
             return None if row is None else _decode(row, collection)
 

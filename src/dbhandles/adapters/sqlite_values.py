@@ -1,15 +1,19 @@
-"""JSON text read from SQLite as SQLite's own JSON functions read it: a duplicated key's first
-value, a string cut at U+0000.
+"""JSON text another tool wrote into SQLite, read in full or not at all, and as SQLite's own JSON
+functions read it.
 
-dbhandles writes each record normalised (``dbhandles.values``: an object has each key once), but
-another SQLite tool may write a collection's ``data`` (``UPDATE c SET data = '{"n": 1, "n": 2}'``)
-or a foreign table's JSON text column with a key twice. SQLite's JSON functions, which every filter,
-count, sort, facet and handle row filter runs on, take the **first** value of such a key; orjson and
-Python take the last. Were a record read with orjson's rule, a handle whose row filter is
-``label == "a"`` would be shown a record whose ``label`` reads ``"b"``. So a record is read with
-SQLite's rule (``loads``): the value a reader sees is the value the filter judged (docs/filters.md
-"Values"). The same holds for U+0000, which dbhandles refuses but another tool may write
-(``"a\\u0000b"``): SQLite's JSON functions read the string up to it (``"a"``), and so does a read.
+dbhandles writes each record normalised (``dbhandles.values``: each key once, no U+0000, at most
+``MAX_DEPTH`` levels, no reserved field in ``data``), but another SQLite tool may write anything
+into a collection's ``data`` or a foreign table's JSON text column. A value is shown only when
+the reader, every filter, count, sort, facet and handle row filter (run by SQLite's JSON
+functions) and a later update would all see the same, whole value (docs/filters.md "Values"):
+
+* a collection row (``load_record``) is **unreadable** (``Unreadable``: left out of every listing
+  and count, named by a read, hidden behind a row filter, never written back) when its text is no
+  JSON object, nests deeper than ``MAX_DEPTH``, holds U+0000 (SQLite's JSON functions read
+  ``"a\\u0000b"`` as ``"a"``), repeats a key (SQLite reads the first value, an update would keep
+  one) or holds a reserved field (``id``: the row's id is its column);
+* a foreign column's text (``loads``) that is no JSON, too deep or holding U+0000 is the plain
+  string it is; a key twice there reads its **first** value, as SQLite's filters read it.
 
 Keys spelled with ``\\u`` escapes (``{"\\u006e": 16}``, or ``{"caf\\u00e9": 1}`` as Python's
 ``json.dumps`` writes a non-ASCII key by default): SQLite's ``json_extract`` and ``->>`` compared a
@@ -17,10 +21,12 @@ key by its raw spelling before 3.45 (``$.n`` misses ``"\\u006e"``) while ``json_
 decoded, so a filter and a read disagreed. Every query therefore reads a collection's ``data`` (and
 a foreign JSON text column) through ``record_source`` / ``document_sql``: a text holding no ``\\u``
 that SQLite holds valid is used as it is (no call into Python); any other text is handed to
-``RECORD_FUNCTION`` / ``DOCUMENT_FUNCTION``, which give it in dbhandles' canonical form (keys decoded,
-each once, strings cut at U+0000: exactly what ``loads`` reads), or NULL when ``loads`` cannot read
-it (the record is unreadable: left out of every listing, count and facet; a read names it). The rule
-needs no probe of the engine: on every SQLite version the JSON functions see the canonical text.
+``RECORD_FUNCTION`` / ``DOCUMENT_FUNCTION``, which give it in dbhandles' canonical form (keys decoded:
+exactly what ``load_record`` / ``loads`` reads), or NULL when those cannot read it in full. Both are
+total: nothing a row holds makes them raise (which would fail the whole query), and they take the
+text as a BLOB (``record_call``), since ``sqlite3`` fails on TEXT that is not UTF-8 before calling
+them. The rule needs no probe of the engine: every SQLite version's JSON functions see the
+canonical text.
 
 The cost stays off the common row: a text dbhandles wrote is exactly orjson's serialisation of what
 orjson reads from it (canonical: ``RECORD_FUNCTION`` gives it back unchanged), which one
@@ -33,64 +39,140 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from dbhandles.errors import QueryFailed
-from dbhandles.values import json_text
+from dbhandles.filters import RESERVED_FIELDS
+from dbhandles.values import MAX_DEPTH, json_text
 
 __all__ = [
     "DOCUMENT_FUNCTION",
     "RECORD_FUNCTION",
+    "Unreadable",
+    "document_call",
     "document_sql",
+    "load_record",
     "loads",
     "plain",
+    "record_call",
     "record_data",
     "record_source",
     "register",
 ]
 
 
-def loads(text: str | bytes) -> Any:
+class Unreadable(orjson.JSONDecodeError):
+    """JSON text that cannot be read in full: not JSON, nested deeper than ``MAX_DEPTH``, holding
+    U+0000 (which SQLite's JSON functions cut), or, for a record, an object repeating a key or
+    holding a reserved field. An ``orjson.JSONDecodeError`` (a ``ValueError``), so a caller that
+    reads a foreign column's text as a string when it is no JSON does the same for these."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why, "", 0)
+        #: Why, in words (``str(exc)`` adds a position, meaningless here).
+        self.why = why
+
+
+def loads(text: object, depth: int = 1) -> Any:
     """``text`` (JSON text SQLite holds) as a Python value, each duplicated key holding its first
     value, as SQLite's ``json_extract`` and ``json_each`` read it.
 
+    Args:
+        text: the stored value; any SQLite value (a number, a BLOB) is refused as no JSON text.
+        depth: the nesting level of the value in its record (1: a field's value, as a foreign
+            column's; 0: the record itself), for the bound of ``dbhandles.values.MAX_DEPTH``.
+
     Raises:
-        orjson.JSONDecodeError: ``text`` is not JSON (a ``ValueError``).
+        Unreadable: ``text`` is no JSON text, nests a value deeper than ``MAX_DEPTH`` levels below
+            its record (what ``data/create`` refuses: orjson cannot even write a value 255 deep),
+            or holds U+0000 (SQLite's JSON functions read a string up to it: a read would show,
+            and a write give back, less than is stored).
     """
-    value = orjson.loads(text)
+    return _read(text, depth, False)[0]
+
+
+def load_record(text: object) -> dict[str, Any]:
+    """The fields of a collection row whose ``data`` is ``text``: ``loads`` at the record's level,
+    refusing also what cannot be read in full as a record's fields.
+
+    Raises:
+        Unreadable: what ``loads`` raises; or ``text`` is no JSON object, repeats a key (SQLite
+            reads the first value, orjson and Python the last: an update would drop one), or
+            holds a reserved field (``id``, ``createdAt``, ``updatedAt``, ``version``: the row's
+            columns are those, and a second value would contradict them).
+    """
+    return _read(text, 0, True)[0]  # type: ignore[no-any-return]
+
+
+def _read(text: object, depth: int, record: bool) -> tuple[Any, bool]:
+    """``(value, canonical)``: ``loads`` (``load_record`` when ``record``) of ``text``, and whether
+    ``text`` is exactly orjson's text of it (every text dbhandles writes)."""
+    if type(text) is not str and type(text) is not bytes:
+        raise Unreadable(f"a {type(text).__name__} is no JSON text")
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise Unreadable(str(exc).split(":", 1)[0]) from None
     kind = type(value)
     if kind is not dict and kind is not list:
-        return value
+        if record:
+            raise Unreadable(f"is a JSON {_KINDS.get(kind, 'value')}, not an object")
+        if kind is str and "\x00" in value:
+            raise Unreadable("holds U+0000, which SQLite's JSON functions cut")
+        return value, False
+    if record and kind is not dict:
+        raise Unreadable("is a JSON array, not an object")
     raw = text.encode() if isinstance(text, str) else text
-    if orjson.dumps(value) != raw:  # not written by dbhandles (nor as it would): a key twice?
-        value = _first_keys(raw, value)
-    if _NUL in raw:  # only another tool writes U+0000 (dbhandles refuses it)
-        value = _cut_at_nul(value)
-    return value
+    if depth + raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _too_deep(value, depth):
+        raise Unreadable(f"nests a value deeper than {MAX_DEPTH} levels")
+    if record and not RESERVED_FIELDS.isdisjoint(value):
+        taken = sorted(RESERVED_FIELDS.intersection(value))[0]
+        raise Unreadable(f"holds the reserved field {json_text(taken, 40)}")
+    canonical = orjson.dumps(value) == raw
+    if not canonical:  # not written by dbhandles (nor as it would): a key twice?
+        value, repeated = _first_keys(raw, value)
+        if repeated and record:
+            raise Unreadable("repeats a key")
+    if _NUL in raw and _holds_nul(value):  # only another tool writes U+0000
+        raise Unreadable("holds U+0000, which SQLite's JSON functions cut")
+    return value, canonical
 
 
 #: How JSON text writes U+0000 (it has no other way: a raw control character is no JSON).
 _NUL = b"\\u0000"
 
 
-def _cut_at_nul(value: Any) -> Any:
-    """``value`` with each string value cut at its first U+0000, as SQLite's JSON functions read it
-    (``json_extract('{"t": "a\\u0000b"}', '$.t')`` is ``'a'``, which ``{"t": "a"}`` matches).
-    Keys stay: no filter path can name a key holding U+0000."""
+def _too_deep(value: Any, depth: int) -> bool:
+    """Whether a value inside ``value`` (itself at nesting ``depth``) lies deeper than
+    ``MAX_DEPTH``, as ``dbhandles.values.check_value`` counts: the items of a non-empty container
+    at ``MAX_DEPTH`` are one level too deep. Iterative: a text may nest 1,000 levels."""
+    stack = [(value, depth)]
+    while stack:
+        item, level = stack.pop()
+        items = item.values() if type(item) is dict else item
+        if items and level >= MAX_DEPTH:
+            return True
+        stack.extend((x, level + 1) for x in items if type(x) is dict or type(x) is list)
+    return False
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a string or key of ``value`` holds U+0000 (its text may only spell ``\\u0000``
+    after an escaped backslash)."""
     if isinstance(value, str):
-        return value.split("\x00", 1)[0]
+        return "\x00" in value
     if isinstance(value, dict):
-        return {key: _cut_at_nul(item) for key, item in value.items()}
+        return any("\x00" in key or _holds_nul(item) for key, item in value.items())
     if isinstance(value, list):
-        return [_cut_at_nul(item) for item in value]
-    return value
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
-def _first_keys(raw: bytes, value: Any) -> Any:
+def _first_keys(raw: bytes, value: Any) -> tuple[Any, bool]:
     """``value`` again with SQLite's rule when ``raw`` repeats a key, else ``value`` itself (read
-    by orjson: its numbers, its floats past 64 bits)."""
+    by orjson: its numbers, its floats past 64 bits); and whether ``raw`` repeats a key."""
     repeated = False
 
     def first(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -105,9 +187,9 @@ def _first_keys(raw: bytes, value: Any) -> Any:
 
     try:
         again = json.loads(raw, object_pairs_hook=first)
-    except (ValueError, RecursionError):  # json recurses where orjson does not
-        return value
-    return again if repeated else value
+    except (ValueError, RecursionError):  # pragma: no cover - orjson read it, at most 64 deep
+        return value, False
+    return (again, True) if repeated else (value, False)
 
 
 #: The SQL function giving a collection row's ``data`` in canonical form, or NULL (``register``).
@@ -116,34 +198,39 @@ RECORD_FUNCTION = "_dbh_record"
 DOCUMENT_FUNCTION = "_dbh_document"
 
 
-def _canonical(text: str | bytes | None, kinds: tuple[type, ...]) -> str | None:
-    """``text`` read by ``loads`` and written back by orjson when it is a value of ``kinds``,
-    else None (not JSON, or JSON Python cannot hold: a lone surrogate, a number past a double)."""
-    if text is None:
-        return None
+def _canonical(text: object, depth: int, record: bool) -> str | None:
+    """``text`` read by ``_read`` and written back by orjson, else None (unreadable). Total: a SQL
+    function that raised would fail the whole query (``user-defined function raised exception``),
+    so nothing a row holds may make it raise."""
     try:
-        value = orjson.loads(text)
-        raw = text.encode() if isinstance(text, str) else text
-        if isinstance(text, str) and orjson.dumps(value) == raw and _NUL not in raw:
-            # Canonical (every text dbhandles writes): ``loads`` reads it as orjson does.
-            return text if isinstance(value, kinds) else None
-        value = loads(text)
-    except (ValueError, RecursionError):  # orjson.JSONDecodeError is a ValueError
-        return None
-    if not isinstance(value, kinds):
-        return None
-    try:
+        value, canonical = _read(text, depth, record)
+        if not record and type(value) is not dict and type(value) is not list:
+            return None
+        if canonical:  # every text dbhandles writes: given back as it is
+            return text if isinstance(text, str) else cast(bytes, text).decode()
         return orjson.dumps(value).decode()
-    except (TypeError, orjson.JSONEncodeError):  # pragma: no cover - loads gives JSON values only
+    except Exception:  # any failure on a row's content is "unreadable", never a failed query
         return None
 
 
-def _record(text: str | bytes | None) -> str | None:
-    return _canonical(text, (dict,))
+def _record(text: object) -> str | None:
+    return _canonical(text, 0, True)
 
 
-def _document(text: str | bytes | None) -> str | None:
-    return _canonical(text, (dict, list))
+def _document(text: object) -> str | None:
+    return _canonical(text, 1, False)
+
+
+def record_call(column: str = "data") -> str:
+    """SQL calling ``RECORD_FUNCTION`` on ``column``. The text goes as a BLOB: Python's ``sqlite3``
+    decodes a TEXT argument before the function runs, and text that is not UTF-8 (another tool
+    may write it) would fail the whole query there; as bytes, ``_read`` finds it is no JSON."""
+    return f"{RECORD_FUNCTION}(CAST({column} AS BLOB))"
+
+
+def document_call(column: str) -> str:
+    """SQL calling ``DOCUMENT_FUNCTION`` on ``column``, as ``record_call`` does."""
+    return f"{DOCUMENT_FUNCTION}(CAST({column} AS BLOB))"
 
 
 def register(conn: sqlite3.Connection) -> None:
@@ -170,38 +257,48 @@ def record_source(column: str = "data", *, exact: bool = False) -> str:
     at all makes SQLite's JSON functions fail the query (``malformed JSON``): the session then
     runs it again ``exact``, every row through ``RECORD_FUNCTION``."""
     if exact:
-        return f"{RECORD_FUNCTION}({column})"
-    return f"(CASE WHEN {plain(column)} THEN {column} ELSE {RECORD_FUNCTION}({column}) END)"
+        return record_call(column)
+    return f"(CASE WHEN {plain(column)} THEN {column} ELSE {record_call(column)} END)"
 
 
 def document_sql(column: str) -> str:
     """SQL of a foreign column as a JSON document: its text when that starts a JSON object or array
-    and reads as one (canonical as in ``record_source``), else NULL (a string, a number, no JSON)."""
+    and reads as one (canonical as in ``record_source``), else NULL (a string, a number, no JSON,
+    or JSON ``loads`` cannot read in full: nested deeper than ``MAX_DEPTH``, U+0000).
+
+    The text is used as it is only when it cannot nest too deep: fewer than ``MAX_DEPTH - 1``
+    brackets (a field's value is at level 1), told by its length or by counting them; any
+    other text goes to ``DOCUMENT_FUNCTION``, which measures the depth (SQLite's ``json_valid``
+    accepts 1,000 levels)."""
+    shallow = (
+        f"(length({column}) < {MAX_DEPTH - 1} OR length({column}) - length(replace(replace("
+        f"{column}, '[', ''), '{{', '')) < {MAX_DEPTH - 1})"
+    )
     return (
         f"(CASE WHEN typeof({column}) = 'text' AND substr({column}, 1, 1) IN ('{{', '[') THEN "
-        f"(CASE WHEN instr({column}, '\\u') = 0 AND json_valid({column}) THEN {column} "
-        f"ELSE {DOCUMENT_FUNCTION}({column}) END) END)"
+        f"(CASE WHEN instr({column}, '\\u') = 0 AND {shallow} AND json_valid({column}) "
+        f"THEN {column} ELSE {document_call(column)} END) END)"
     )
 
 
-def record_data(text: str | bytes, collection: str, record_id: object) -> dict[str, Any]:
-    """The fields of the record ``record_id`` of ``collection`` stored as ``text``, read by ``loads``.
+def record_data(text: object, collection: str, record_id: object) -> dict[str, Any]:
+    """The fields of the record ``record_id`` of ``collection`` stored as ``text``, read by
+    ``load_record``.
 
     Raises:
-        QueryFailed: another tool wrote ``text`` as something ``loads`` cannot read as a JSON
-            object (``{n:1}``, ``NaN``, ``1e400``, a lone surrogate, an array, a scalar); the
-            message names the collection and the record, ``details`` their names
-            (``documents.seen`` hides it behind a row filter). 409, not 500: the database's content, not a fault of
-            dbhandles or of the storage.
+        QueryFailed: another tool wrote ``text`` as something ``load_record`` cannot read in full
+            as a record (``{n:1}``, ``NaN``, ``1e400``, a lone surrogate, an array, a scalar, too
+            deep, U+0000, a key twice, a reserved field); the message names the collection, the
+            record and why, ``details`` their names (``documents.seen`` hides it behind a row
+            filter). 409, not 500: the database's content, not a fault of dbhandles or of the
+            storage. Nothing is written after it: an update reads the record first.
     """
     try:
-        value = loads(text)
-    except (ValueError, RecursionError) as exc:
-        why = f"is not JSON dbhandles can read ({str(exc).split(':', 1)[0]})"
-    else:
-        if type(value) is dict:
-            return value
-        why = f"is a JSON {_KINDS.get(type(value), 'value')}, not an object"
+        return load_record(text)
+    except Unreadable as exc:
+        why = exc.why
+    if not why.startswith("is a JSON"):
+        why = f"is not JSON dbhandles can read in full ({why})"
     raise QueryFailed(
         f"record {json_text(str(record_id), 80)} of collection {json_text(collection, 80)} {why}: "
         'another tool wrote it; listings and counts leave it out (docs/filters.md "Values")',
