@@ -182,25 +182,26 @@ def test_a_trigger_writing_inside_our_own_write_ends_the_fast_state(
     service.execute("data/close", {"dbHandle": db})
     with sqlite3.connect(path) as conn:
         conn.execute(f"PRAGMA journal_mode={journal}")
-        conn.execute(
+        conn.execute(  # an escaped key (read in full, decoded) and a key written twice (unreadable)
             "CREATE TRIGGER tr AFTER INSERT ON c WHEN new.id LIKE 'evil%' BEGIN "
-            """UPDATE c SET data = '{"label": "a", "label": "secret", "\\u006e": 9}' """
-            "WHERE rowid = new.rowid; END"
+            """UPDATE c SET data = CASE new.id WHEN 'evil1' THEN '{"\u006cabel": "secret", "n": 9}' """
+            """ELSE '{"label": "a", "label": "b"}' END WHERE rowid = new.rowid; END"""
         )
     conn.close()
     db = _open_plain(service, path)
     limited = str(service.execute("data/open", {"adapter": "sqlite", "config": {"path": str(path)},
                                                 "permissions": {"rowFilter": {"label": "a"}}})["dbHandle"])  # fmt: skip
-    # The fast state, on both handles, before the write.
+    # The fast state, on both handles, before the writes.
     assert _ask(service, db, "data/count", filter={"label": "a"})["total"] == 3
     assert _ask(service, limited, "data/list")["count"] == 3
-    _ask(service, db, "data/create", id="evil1", data={"label": "z"})
-    # SQLite's rule for the key written twice: the first wins, so the row reads "a" everywhere.
-    assert _ask(service, db, "data/read", id="evil1")["data"]["label"] == "a"
-    assert _ask(service, db, "data/read", id="evil1")["data"]["n"] == 9
-    assert _ask(service, db, "data/count", filter={"label": "a"})["total"] == 4
-    assert _ask(service, db, "data/count", filter={"n": 9})["total"] == 1
-    listed = _ask(service, limited, "data/list", filter={"n": 9})
-    assert [(r["id"], r["label"]) for r in listed["items"]] == [("evil1", "a")]
-    assert _ask(service, db, "data/list", filter={"label": "z"})["items"] == []
-    assert _ask(service, db, "data/list", filter={"label": "secret"})["items"] == []
+    _ask(service, db, "data/create", id="evil1", data={"label": "a"})
+    assert _ask(service, db, "data/read", id="evil1")["data"]["label"] == "secret"
+    assert _ask(service, db, "data/count", filter={"label": "secret"})["total"] == 1
+    assert _ask(service, db, "data/count", filter={"label": "a"})["total"] == 3
+    assert [r["id"] for r in _ask(service, limited, "data/list")["items"]] == ["r0", "r1", "r2"]
+    assert _ask(service, limited, "data/count", filter={"n": 9})["total"] == 0
+    _ask(service, db, "data/create", id="evil2", data={"label": "a"})
+    listed = _ask(service, db, "data/list")
+    assert "evil2" not in [r["id"] for r in listed["items"]] and listed["unreadable"] == 1
+    assert _ask(service, db, "data/count", filter={"label": "a"})["total"] == 3
+    assert _ask(service, limited, "data/list")["count"] == 3
