@@ -120,6 +120,26 @@ def test_an_index_expression_calling_a_function_is_refused_on_a_restricted_handl
     assert _victims(pg) == 0
 
 
+def test_a_set_default_cascade_into_a_default_calling_a_function_is_refused(
+    service: Service, tmp_path: Path
+) -> None:
+    # Deleting a parent sets the child's key to its default, which the delete thus evaluates.
+    pg = postgres_schema(
+        tmp_path, WRITERS,
+        "CREATE TABLE parent (id integer PRIMARY KEY)",
+        "INSERT INTO parent VALUES (0), (1)",
+        "CREATE TABLE kid (id integer PRIMARY KEY, parent integer DEFAULT bump_pl() "
+        "REFERENCES parent (id) ON DELETE SET DEFAULT)",
+        "INSERT INTO kid VALUES (1, 1)",
+    )  # fmt: skip
+    handle = _open(service, pg, deniedCollections=["victim"])
+    with pytest.raises(DbHandlesError) as caught:
+        service.execute("data/delete", {"dbHandle": handle, "collection": "parent", "id": "1"})
+    assert caught.value.code == "permission_denied", caught.value
+    assert "default of column parent" in caught.value.message
+    assert _victims(pg) == 0
+
+
 def test_a_collections_default_calling_a_function_is_refused_like_its_trigger(
     tmp_path: Path,
 ) -> None:
