@@ -191,12 +191,13 @@ class PostgresAdapter(Adapter):
             finally:
                 stack.pop()
             if tx.pending is None:  # else nothing reached the server: nothing to commit
-                self._commit(conn)
+                self._commit(tx, write)
             self.catalog.confirm(session.created)
         finally:
             pool.putconn(conn)
 
-    def _commit(self, conn: psycopg.Connection[Any]) -> None:
+    def _commit(self, tx: Transaction, write: bool) -> None:
+        conn = tx.conn
         if conn.info.transaction_status == TransactionStatus.INERROR:
             # COMMIT of a failed transaction silently rolls back: say so instead.
             _rollback(conn)
@@ -205,7 +206,7 @@ class PostgresAdapter(Adapter):
             )
         try:
             with self.translating():
-                conn.execute("COMMIT")
+                tx.commit(write)  # a write's deferred triggers within the time budget
         except BaseException:
             _rollback(conn)
             raise

@@ -22,7 +22,14 @@ from psycopg import sql
 from dbhandles.adapters import group_bytes, sqlite_pages
 from dbhandles.adapters.sql_facets import Statement
 
-__all__ = ["bounded_groups", "bounded_page", "group_rows", "page_rows"]
+__all__ = [
+    "bounded_columns",
+    "bounded_groups",
+    "bounded_page",
+    "columns_rows",
+    "group_rows",
+    "page_rows",
+]
 
 #: The window of the running sums: the answer's own order, every row up to the current one. The
 #: answer is ordered by the same list again (a total order: it ends with the id, or the group's
@@ -109,3 +116,46 @@ def group_rows(
     if rows and rows[-1][-1]:
         raise group_bytes.groups_too_large(collection, group_by, len(rows))
     return [row[:-1] for row in rows]
+
+
+def bounded_columns(columns: Sequence[str], rest: str) -> str:
+    """A page of a table dbhandles did not create (``SELECT {columns} {rest}``, ``rest`` its
+    ``FROM ... ORDER BY ... LIMIT ... OFFSET ...``), each column a ``jsonb`` expression
+    (``postgres_foreign_sql.json_sql``), answering only the rows whose values' JSON text fits
+    ``sqlite_pages.MAX_PAGE_BYTES`` with the rows before them, then the first that passes it (its
+    values NULL): each row as the JSON text of the array of its values, then whether it passed
+    (``columns_rows``). Each value's text is made once, measured and sent as it is (as
+    ``bounded_page`` sends a record's): the driver would have PostgreSQL make it again.
+
+    The page is summed in the order it comes out of its own ``ORDER BY ... LIMIT``, and answered
+    in it: a window with no order of its own reads its input as it comes, and the nodes above the
+    limit (a subquery scan, the window, a filter) each pass rows on in the order they get them, so
+    the page keeps its plan (an index scan, a bounded top-N sort) and is sorted once. Its order
+    expressions name the relation's columns, which a window over the page could not name.
+    """
+    bound = int(sqlite_pages.MAX_PAGE_BYTES)
+    names = [f"c{i}" for i in range(len(columns))]
+    inner = ", ".join(
+        f"({expr})::text AS {name}" for expr, name in zip(columns, names, strict=True)
+    )
+    own = " + ".join(f"coalesce(octet_length(q.{name}), 0)" for name in names) or "0"
+    row = " || ',' || ".join(f"coalesce({name}, 'null')" for name in names) or "''"
+    return (
+        f"SELECT (CASE WHEN b <= {bound} THEN '[' || {row} || ']' END) AS r, b > {bound} AS past "
+        "FROM (SELECT p.*, sum(own) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS b "
+        f"FROM (SELECT q.*, {own} AS own FROM (SELECT {inner} {rest}) AS q) AS p) AS x "
+        f"WHERE b - own <= {bound}"
+    )
+
+
+def columns_rows(rows: list[Any], collection: str) -> list[list[Any]]:
+    """The rows of a ``bounded_columns`` statement: each row's values, read from its JSON text
+    (``orjson``, as the connection reads ``jsonb``).
+
+    Raises:
+        QueryFailed: the page passed ``MAX_PAGE_BYTES`` (``sqlite_pages.page_too_large``).
+    """
+    if rows and rows[-1][-1]:
+        raise sqlite_pages.page_too_large(collection, len(rows))
+    loads = orjson.loads
+    return [loads(row[0]) for row in rows]

@@ -76,8 +76,8 @@ _BY_STATE: Mapping[str, tuple[type[DbHandlesError], str]] = {
 _CONSTRAINTS = {"23502": "not_null", "23503": "foreign_key", "23514": "check",
                 "23P01": "exclusion"}  # fmt: skip
 _EVALUATION = (
-    "the database's own SQL{named} (a view, a function, a trigger, a CHECK constraint, a default "
-    "or a generated column) failed while PostgreSQL evaluated it: {message} (SQLSTATE {state}); "
+    "the database's own SQL{named} (a view, a function, a trigger, a rule, a CHECK constraint, a "
+    "default or a generated column) failed while PostgreSQL evaluated it: {message} (SQLSTATE {state}); "
     "change that SQL or the data it meets"
 )
 #: Evaluation errors of SQL the database carries (``query_failed``, as SQLite's): a view's
@@ -88,6 +88,13 @@ _EVALUATION_STATES = frozenset({"22012", "22P02", "22003", "22007", "22008", "42
 #: The same by class: a function's RAISE (P0), SQL routine (2F), external routine (38, 39), a
 #: subquery of a view returning more than one row (21).
 _EVALUATION_CLASSES = frozenset({"P0", "2F", "38", "39", "21"})
+#: A definition of the database's that cannot be run as written wherever it is met: rules that
+#: rewrite a write into itself, a row-level security policy reading its own table (42P17,
+#: ``infinite recursion detected in rules for relation "t"``).
+_DEFINITION_STATES = frozenset({"42P17"})
+#: Classes that stay what they are when raised inside a function or a rule: the server, its
+#: resources and the connection failing are no fault of the SQL that was running.
+_SERVER_CLASSES = frozenset({"08", "53", "57", "58", "XX"})
 #: A value SQL of the database builds past PostgreSQL's limits (``repeat('x', 2e9)`` in a view:
 #: ``requested length too large``, SQLSTATE 54000); other 54000 errors are a value sent.
 _BUILT_TOO_LARGE = ("requested length too large", "array size exceeds", "string is too long",
@@ -188,6 +195,21 @@ def translate_error(
                 _EVALUATION.format(named=named, message=_mask(primary, secret), state=state)
             )
         found = _BY_STATE.get(state) or _BY_CLASS.get(state[:2])
+        # Raised inside SQL of the database's own (the error's CONTEXT names the function, as
+        # ``SQL function "f" statement 1`` or ``PL/pgSQL function f() line 3``): a table it names
+        # that is not on its search path, a column or a statement it cannot run is a fault of
+        # that SQL, not of the storage, and not a collection that disappeared (that is 42P01 of
+        # dbhandles' own statement, which has no CONTEXT).
+        context = getattr(getattr(exc, "diag", None), "context", None)
+        storage = found is None or found[0] is StorageError
+        if state in _DEFINITION_STATES or (
+            context and storage and state[:2] not in _SERVER_CLASSES
+        ):
+            named = f" for {json_text(collection, 80)}" if collection else ""
+            primary = getattr(getattr(exc, "diag", None), "message_primary", None) or message
+            return QueryFailed(
+                _EVALUATION.format(named=named, message=_mask(primary, secret), state=state)
+            )
         if found is not None:
             cls, hint = found
             return cls(f"{hint}{server if cls is not InvalidParams else ''}: {message}")

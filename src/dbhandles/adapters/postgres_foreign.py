@@ -27,6 +27,7 @@ from psycopg import Connection, sql
 from dbhandles.adapters.base import Query, Record
 from dbhandles.adapters.foreign_common import ColumnPaths
 from dbhandles.adapters.foreign_values import decode_key, records_builder
+from dbhandles.adapters.postgres_bytes import bounded_columns, columns_rows
 from dbhandles.adapters.postgres_compile import boolean, prepare_filter
 from dbhandles.adapters.postgres_foreign_schema import PgTable, describe, relations, resolve
 from dbhandles.adapters.postgres_foreign_sql import (
@@ -90,7 +91,9 @@ class PgReader:
         self.compiler = compiler_for(table)
         shown = [c for c in table.columns if c.field != "id"]
         self.keys = ("id", *(c.field for c in shown))
-        self.select = ", ".join([id_json(table), *(json_sql(c) for c in shown)])
+        #: The value of each record key (``keys``), as the SELECT list computes it.
+        self.columns = (id_json(table), *(json_sql(c) for c in shown))
+        self.select = ", ".join(self.columns)
         #: The relation itself; ``source`` is what reads select from (``keyless_source``).
         self.relation = f"{quote(table.schema)}.{quote(table.name)}"
         self.source = self.relation if table.key else keyless_source(table, self.relation)
@@ -206,11 +209,16 @@ class PgReader:
         if query.offset < 0 or (query.limit is not None and query.limit < 0):
             raise InvalidParams("limit and offset cannot be negative", field="limit")
         order = compiler.order_by(order_keys)
+        # The page's bytes are measured in SQL (``postgres_bytes``): rows past the bound never
+        # leave PostgreSQL, whatever its columns hold.
         statement = sql.SQL(
-            f"SELECT {self.select} FROM {self.source} WHERE {where.sql} ORDER BY {order} "
-            "LIMIT %s OFFSET %s"
+            bounded_columns(
+                self.columns,
+                f"FROM {self.source} WHERE {where.sql} ORDER BY {order} LIMIT %s OFFSET %s",
+            )
         )
-        rows = run(statement, (*where.params, query.limit, query.offset), True).fetchall()
+        found = run(statement, (*where.params, query.limit, query.offset), True).fetchall()
+        rows = columns_rows(found, self.table.name)
         built = self._built
         if built is None:  # at the first page: a schema of many tables builds many readers
             built = self._built = records_builder(self.keys, range(len(self.keys)))

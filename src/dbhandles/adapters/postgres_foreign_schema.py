@@ -40,6 +40,7 @@ __all__ = [
     "Relation",
     "cascade_targets",
     "describe",
+    "own_code",
     "relations",
     "resolve",
 ]
@@ -243,6 +244,80 @@ WHERE n.nspname = %s AND c.relname = %s AND r.ev_type = %s AND r.ev_enabled <> '
 ORDER BY r.rulename
 """
 _RULE_TYPES = {"insert": "3", "delete": "4", "update": "2"}
+#: SQL of a table's own that a write evaluates, whose functions are as opaque as a trigger's: the
+#: functions (``pg_proc``, or an operator's ``oprcode``) outside ``pg_catalog`` that ``pg_depend``
+#: records for its column defaults and generated columns (``pg_attrdef``), its constraints (a
+#: CHECK, an exclusion's operators), its indexes' expressions and predicates, and the constraints
+#: and defaults of the domains its columns (their elements, a composite's fields) are built on.
+#: ``kind`` says which; an insert evaluates them all, an update all but the defaults.
+_OWN_CODE = """
+WITH RECURSIVE rel AS (
+    SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = %s AND c.relname = %s),
+types(oid) AS (
+    SELECT a.atttypid FROM pg_attribute a JOIN rel ON a.attrelid = rel.oid
+    WHERE a.attnum > 0 AND NOT a.attisdropped
+    UNION
+    SELECT x.oid FROM types JOIN pg_type t ON t.oid = types.oid
+    CROSS JOIN LATERAL (
+        SELECT t.typbasetype UNION ALL SELECT t.typelem
+        UNION ALL SELECT ca.atttypid FROM pg_attribute ca
+        WHERE t.typtype = 'c' AND ca.attrelid = t.typrelid AND ca.attnum > 0
+          AND NOT ca.attisdropped) x(oid)
+    WHERE x.oid <> 0),
+objects(classid, objid, kind, name) AS (
+    SELECT 'pg_attrdef'::regclass::oid, d.oid,
+           CASE WHEN a.attgenerated <> '' THEN 'generated column' ELSE 'default of column' END,
+           a.attname::text
+    FROM pg_attrdef d JOIN rel ON d.adrelid = rel.oid
+    JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+    UNION ALL
+    SELECT 'pg_constraint'::regclass::oid, con.oid, 'constraint', con.conname::text
+    FROM pg_constraint con JOIN rel ON con.conrelid = rel.oid
+    UNION ALL
+    SELECT 'pg_class'::regclass::oid, i.indexrelid, 'index', ic.relname::text
+    FROM pg_index i JOIN rel ON i.indrelid = rel.oid JOIN pg_class ic ON ic.oid = i.indexrelid
+    UNION ALL
+    SELECT 'pg_constraint'::regclass::oid, con.oid, 'constraint of domain',
+           con.conname || ' of domain ' || dt.typname
+    FROM types JOIN pg_type dt ON dt.oid = types.oid AND dt.typtype = 'd'
+    JOIN pg_constraint con ON con.contypid = dt.oid
+    UNION ALL
+    SELECT 'pg_type'::regclass::oid, dt.oid, 'default of domain', dt.typname::text
+    FROM types JOIN pg_type dt ON dt.oid = types.oid AND dt.typtype = 'd')
+SELECT DISTINCT o.kind, o.name, fn.nspname || '.' || p.proname
+FROM objects o
+JOIN pg_depend dep ON dep.classid = o.classid AND dep.objid = o.objid
+LEFT JOIN pg_operator op ON dep.refclassid = 'pg_operator'::regclass AND op.oid = dep.refobjid
+JOIN pg_proc p ON p.oid = CASE WHEN dep.refclassid = 'pg_proc'::regclass THEN dep.refobjid
+                               ELSE op.oprcode::oid END
+JOIN pg_namespace fn ON fn.oid = p.pronamespace
+WHERE fn.nspname <> 'pg_catalog'
+ORDER BY 1, 2, 3
+"""
+#: The kinds of ``_OWN_CODE`` an update does not evaluate (unless a foreign key's ``SET DEFAULT``
+#: writes the row: then its column defaults run).
+_INSERT_ONLY = frozenset({"default of column", "default of domain"})
+
+
+def own_code(
+    conn: Connection[Any], schema: str, table: str, event: str, defaults: bool = False
+) -> list[str]:
+    """What a write (``event``: ``insert``, ``update``, ``delete``) of ``table`` evaluates that
+    calls a function which is not PostgreSQL's own (``_OWN_CODE``): ``default of column n calls
+    s.f()`` and the like, one per default, constraint or index and function. A function's body
+    may write any table (PostgreSQL records no dependency on what it writes, and it may run
+    dynamic SQL), so a restricted handle may not run it, as with a trigger. ``defaults``: the
+    update is a foreign key's ``SET DEFAULT``, which evaluates the column defaults too. A delete
+    evaluates none of them."""
+    if event == "delete":
+        return []
+    rows = conn.execute(_OWN_CODE, (schema, table)).fetchall()
+    return [
+        f"{kind} {name} calls {function}()"
+        for kind, name, function in rows
+        if event == "insert" or defaults or kind not in _INSERT_ONLY
+    ]
 
 
 def cascade_targets(
@@ -256,7 +331,9 @@ def cascade_targets(
     keeps no record of the tables a function body writes, and it may run dynamic SQL), so what
     it writes is ``foreign_cascades.UNKNOWN``; so is what a rule on the write does (``rule x``),
     and a function's ``INSERT ... ON CONFLICT`` with it (PostgreSQL has no REPLACE constraint:
-    its conflicts resolve only as a statement says)."""
+    its conflicts resolve only as a statement says), and so is what a default, a CHECK, a
+    generated column, an index or a domain evaluated by the write runs when it calls a function
+    that is not PostgreSQL's own (``own_code``: ``default of column n calls s.f()``)."""
 
     def named(nsp: str, rel: str) -> str:
         return rel if nsp == schema else f"{nsp}.{rel}"
@@ -269,13 +346,20 @@ def cascade_targets(
         nsp, rel = where.get(name, (schema, name))
         rows = conn.execute(_TRIGGERS, (nsp, rel, _EVENT_BITS[doing])).fetchall()
         rules = conn.execute(_RULES, (nsp, rel, _RULE_TYPES[doing])).fetchall()
-        return [(str(row[0]), UNKNOWN, doing) for row in rows] + [
-            (f"rule {row[0]}", UNKNOWN, doing) for row in rules
-        ]
+        code = own_code(conn, nsp, rel, doing, (nsp, rel) in set_default)
+        return (
+            [(str(row[0]), UNKNOWN, doing) for row in rows]
+            + [(f"rule {row[0]}", UNKNOWN, doing) for row in rules]
+            + [(what, UNKNOWN, doing) for what in code]
+        )
 
     edges = []
+    #: Tables a foreign key's ``SET DEFAULT`` writes: their updates evaluate column defaults.
+    set_default: set[tuple[str, str]] = set()
     for cn, child, pn, parent, on_delete, on_update in conn.execute(_CASCADES).fetchall():
         where.setdefault(named(cn, child), (cn, child))
+        if "d" in (on_delete, on_update):
+            set_default.add((cn, child))
         edges.append(
             CascadeEdge(
                 named(cn, child), named(pn, parent), _ACTIONS[on_delete], _ACTIONS[on_update]

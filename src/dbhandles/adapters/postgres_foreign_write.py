@@ -89,6 +89,19 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+#: Types whose text input takes ``NaN`` and infinities, which reads show as null (JSON has
+#: neither: docs/foreign-tables.md "PostgreSQL types").
+_FLOATING = frozenset({"numeric", "float4", "float8"})
+#: Those inputs, as PostgreSQL reads them (ignoring case and surrounding blanks).
+_NON_FINITE = frozenset({"nan", "infinity", "+infinity", "-infinity", "inf", "+inf", "-inf"})
+
+
+def _non_finite(value: Any, base: str) -> bool:
+    """Whether the string ``value`` is a NaN or an infinity to type ``base``: stored, it would
+    read back as null, so the write would not be what reads show."""
+    return base in _FLOATING and isinstance(value, str) and value.strip().lower() in _NON_FINITE
+
+
 #: Array element types that take JSON numbers (PostgreSQL parses their text).
 _NUMBER_ELEMENTS = frozenset({"int2", "int4", "int8", "numeric", "float4", "float8", "oid"})
 #: Array element types that take any scalar as its text (as their columns take numbers).
@@ -103,6 +116,8 @@ def _element_problem(item: Any, element: str) -> str | None:
     """
     if element in ("json", "jsonb") or item is None or isinstance(item, list):
         return None
+    if _non_finite(item, element):
+        return "a NaN or an infinity (JSON has neither: reads would show null)"
     if isinstance(item, dict):
         return "an object"
     if isinstance(item, bool):
@@ -243,6 +258,13 @@ class PgWriter(ForeignWriterBase[PgColumn]):
             return value
         if isinstance(value, int | float):
             return number_text(value, base, column.category, column.type, where)
+        if _non_finite(value, base):
+            raise InvalidParams(
+                f"{where}: column {json_text(column.name, 80)} of table {json_text(self.name, 80)} is {column.type}, "
+                f"and {json_text(value, 40)} would store a NaN or an infinity, which JSON has not: "
+                "reads would show null; give a finite number",
+                field=where,
+            )
         return value
 
     def _given_key(self, name: str, value: Any, values: dict[str, Any], record_id: Any) -> Any:

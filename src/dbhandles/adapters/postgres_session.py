@@ -114,6 +114,27 @@ class Transaction:
             cursor = self.conn.execute(statement, params)
         return cursor
 
+    def commit(self, write: bool) -> None:
+        """``COMMIT``; a write session's within the command's time budget. PostgreSQL runs
+        deferred triggers and constraints at ``COMMIT`` with ``statement_timeout`` already
+        disarmed (``finish_xact_command`` disables it before the commit proper), so a deferred
+        trigger calling ``pg_sleep`` would run unbounded: they are run first, timed, by ``SET
+        CONSTRAINTS ALL IMMEDIATE`` (which checks every deferred constraint and fires every
+        deferred trigger now), in the same round trip as the ``COMMIT``, which a failure skips.
+
+        Raises:
+            QueryTimeout: the command's budget is spent (``budget.remaining_ms``).
+            psycopg.Error: a deferred constraint or trigger refused, or the statement timed out.
+        """
+        timeout_ms = budget.remaining_ms() if write else None
+        if timeout_ms is None:
+            self.conn.execute("COMMIT")
+            return
+        with self.conn.pipeline():
+            self.conn.execute(_SET_TIMEOUT, (f"{timeout_ms}ms",))
+            self.conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            self.conn.execute("COMMIT")
+
 
 class PostgresSession(Session):
     """One transaction (or savepoint) on a pooled connection."""
@@ -144,6 +165,9 @@ class PostgresSession(Session):
     def _foreign_run(
         self, statement: sql.SQL, params: tuple[Any, ...], timed: bool
     ) -> psycopg.Cursor[Any]:
+        # A write session times every statement (``_run``): a table's default, CHECK or trigger
+        # may run as long as a filter does.
+        timed = timed or self.write
         return self.tx.run(statement, params, budget.remaining_ms() if timed else None)
 
     def table_writer(self, collection: str) -> PgWriter | None:
@@ -221,7 +245,16 @@ class PostgresSession(Session):
     def _run(
         self, statement: sql.SQL | sql.Composed, params: Sequence[Any] = ()
     ) -> psycopg.Cursor[Any]:
-        return self.tx.run(statement, params)
+        """Run a statement of this session; in a write session, within the command's time budget
+        (``statement_timeout``, as reads are: a table's default, CHECK constraint or trigger may
+        call ``pg_sleep`` or loop, and a write past the budget ends with ``query_timeout``, its
+        transaction rolled back, rather than holding the request and its locks). The budget set
+        last stays for the rest of the transaction, its ``COMMIT`` (deferred triggers) included.
+
+        Raises:
+            QueryTimeout: the command's budget is spent (``budget.remaining_ms``).
+        """
+        return self.tx.run(statement, params, budget.remaining_ms() if self.write else None)
 
     def get(self, collection: str, record_id: str) -> Record | None:
         reader = self._foreign(collection)
@@ -439,7 +472,9 @@ class PostgresSession(Session):
         with self._translating(collection):
             self.tx.start()
             name = self.adapter.catalog.create(self.conn, collection, self.created)
-            self._run(sql.SQL("SELECT pg_advisory_xact_lock(%s)"), (advisory_key(schema, name),))
+            # Untimed (``tx.run``, not ``_run``): building an index over a large table may take
+            # longer than a query's budget, and is not a query.
+            self.tx.run(sql.SQL("SELECT pg_advisory_xact_lock(%s)"), (advisory_key(schema, name),))
             for i, path in enumerate(paths):
                 field = ".".join(path)
                 validate_path(field, f"paths[{i}]")
@@ -450,8 +485,9 @@ class PostgresSession(Session):
                     expressions = list(dialect.index_expressions(path))
                 for kind, expression in enumerate(expressions):
                     index = sql.Identifier(object_name("ix", schema, name, field, str(kind)))
-                    self._run(
+                    self.tx.run(
                         sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (({}))").format(
                             index, qualified(schema, name), sql.SQL(expression)
-                        )
+                        ),
+                        (),
                     )
