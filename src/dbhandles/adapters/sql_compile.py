@@ -136,6 +136,10 @@ def _through(
     mid = [k for k in range(1, len(path)) if not path[k].isdigit()]
     branches = []
     direct = TRUE
+    if mid and d.arrays and not nested:
+        rows = d.rows_of(path, d.alias("1"))
+        if rows is not None:
+            return _one_pass(d, path, test, spread, rows)
     if mid and d.arrays:
         hint = Fragment(d.index_hint(path, "missing"))
         if nested or len(mid) > _GUARDED_PARTS:
@@ -164,6 +168,35 @@ def _through(
         hint = Fragment(d.index_hint(path, "array"))
         branches.append(and_(hint, Fragment(d.is_kind(path, "array")), elements))
     return or_(*branches)
+
+
+def _one_pass(
+    d: Dialect,
+    path: tuple[str, ...],
+    test: Callable[[Dialect, tuple[str, ...]], Fragment],
+    spread: bool,
+    rows: tuple[str, str],
+) -> Fragment:
+    """``_through``'s answer for a path ``f.k`` in one pass over the rows of ``f`` (``rows_of``): an
+    element of an array ``f`` where ``k`` passes (walked as ``_through`` does), or the member ``k``
+    of an object ``f`` that passes (with ``spread``, or an element of it); or ``f.k`` is missing, ``f``
+    no array, and ``test`` passes on a missing value (only ``null`` does: settled unread)."""
+    element_row, member_row = rows
+    alias = d.alias("1")
+    inside = _through(d.inside(alias), path[1:], test, spread, nested=True)
+    member = d.element(alias)
+    found = test(member, ())
+    if spread:
+        x = member.alias("x")
+        each = _exists([member.elements((), x)], test(member.element(x), ()))
+        found = or_(found, and_(Fragment(member.is_kind((), "array")), each))
+    either = or_(and_(Fragment(element_row), inside), and_(Fragment(member_row), found))
+    missing = and_(
+        test(d.on_json("NULL"), ()),
+        Fragment(d.is_missing(path)),
+        not_(Fragment(d.is_kind(path[:1], "array"))),
+    )
+    return or_(_exists([d.elements(path[:1], alias)], either), missing)
 
 
 def _exists(froms: Sequence[str], condition: Fragment) -> Fragment:

@@ -161,6 +161,14 @@ class Dialect(ABC):
         branch is)."""
         return "1"
 
+    def rows_of(self, path: tuple[str, ...], alias: str) -> tuple[str, str] | None:
+        """For a field ``path[:1]`` and its key ``path[1]``: ``(element, member)``, tests on a row
+        ``alias`` of ``elements(path[:1], alias)`` run whatever the field holds, true when that row
+        is an element of an array there, and when it is the member ``path[1]`` of an object there.
+        The compiler then reads the field once for every shape (``sql_compile._one_pass``); ``None``
+        (the default) keeps one branch per shape, which an index on ``path`` can serve."""
+        return None
+
     def _no_arrays(self) -> InvalidFilter:
         return InvalidFilter("this source has no arrays: $size and $elemMatch match nothing here")
 

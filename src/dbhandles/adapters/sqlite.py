@@ -90,7 +90,7 @@ class SqliteAdapter(Adapter):
         #: Whether the connection reads the file with ``immutable=1`` (see ``_connect``).
         self.immutable = False
         #: Compiled filters by ``repr`` (see ``where``).
-        self._wheres: dict[str, Fragment] = {}
+        self._wheres: dict[str, tuple[frozenset[str] | None, Fragment]] = {}
         #: What ``known_collection`` answered, valid for one catalog at one schema version
         #: (``_known_for``): every audit row asks, and the answer changes only with the schema.
         self._known: dict[str, str] = {}
@@ -307,23 +307,27 @@ class SqliteAdapter(Adapter):
         self._vanished = _identity(self.path) is None
         self.connect()
 
-    def where(self, node: FilterNode | None) -> Fragment:
+    def where(self, node: FilterNode | None, catalog: Catalog | None = None) -> Fragment:
         """``compiler.where(node)``, remembered: a listing's filter is compiled once, not per page
-        (compiling a path that may cross arrays costs about as much as reading 10 rows).
+        (compiling a path that may cross arrays costs about as much as reading 10 rows). With the
+        session's ``catalog``, paths no index of the file names are read in one pass (``rows_of``).
 
         The key is the tree's ``repr``, not the tree: ``Compare(value=1)``, ``Compare(value=True)`` and
         ``Compare(value=1.0)`` are equal and hash alike, but are different filters (type-strict).
         """
         if node is None:
             return self.compiler.where(None)
+        indexed = None if catalog is None else catalog.indexed  # kept with the SQL it decides
         key = repr(node)
         found = self._wheres.get(key)
-        if found is None:
-            found = self.compiler.where(node)
+        if found is None or found[0] is not indexed:
+            dialect = SqliteDialect(indexed=indexed)
+            compiler = self.compiler if indexed is None else SqlCompiler(dialect)
+            found = (indexed, compiler.where(node))
             if len(self._wheres) >= _MAX_WHERES:
                 self._wheres.clear()
             self._wheres[key] = found
-        return found
+        return found[1]
 
     def reads_never_wait(self) -> bool:
         """True while the connection is open on a file in WAL mode: readers never wait for writers."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import sqlite3
 from collections.abc import Mapping
 
 from dbhandles.adapters.sql_dialect import Dialect, sql_string
@@ -9,7 +11,10 @@ from dbhandles.errors import InvalidFilter
 from dbhandles.filters import Scalar, check_collection_path
 from dbhandles.values import json_text
 
-__all__ = ["SqliteDialect", "SqliteElement"]
+__all__ = ["SqliteDialect", "SqliteElement", "indexed_paths"]
+
+#: A JSON path literal in an index's SQL (``json_extract(data, '$.a.b')``).
+_PATH_LITERAL = re.compile(r"'(\$[^']*)'")
 
 
 _SQLITE_KINDS: Mapping[int, tuple[str, ...]] = {
@@ -26,6 +31,20 @@ def _container(alias: str) -> str:
     return f"(CASE WHEN {alias}.type IN ('array', 'object') THEN {alias}.value END)"
 
 
+def _json_path(path: tuple[str, ...]) -> str:
+    return "$" + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in path)
+
+
+def indexed_paths(conn: sqlite3.Connection) -> frozenset[str]:
+    """The JSON paths (``$.a.b``) that some index of the file (any table, any tool) names in a
+    ``json_extract``: the fields whose filters keep the branches such an index serves
+    (``SqliteDialect.rows_of``). Generous on purpose: a path named anywhere in such an index counts."""
+    rows = conn.execute(
+        "SELECT sql FROM sqlite_schema WHERE type = 'index' AND sql LIKE '%json_extract%'"
+    ).fetchall()
+    return frozenset(path for (sql,) in rows for path in _PATH_LITERAL.findall(str(sql)))
+
+
 class SqliteDialect(Dialect):
     """SQLite's JSON1 functions over the ``data`` text column.
 
@@ -40,17 +59,25 @@ class SqliteDialect(Dialect):
     # json_extract gives numbers and booleans as SQL numbers, strings as text, containers as JSON.
     typed_text = True
 
-    def __init__(self, column: str = "data", depth: int = 0, *, record: bool | None = None) -> None:
+    def __init__(
+        self,
+        column: str = "data",
+        depth: int = 0,
+        *,
+        record: bool | None = None,
+        indexed: frozenset[str] | None = None,
+    ) -> None:
         self.column = column
         self.depth = depth
         #: Whether ``column`` is a collection's record (its ``data``, or that read canonically).
         self.record = column == "data" if record is None else record
+        #: The JSON paths some index of the file names (``indexed_paths``); ``None`` when unknown.
+        self.indexed = indexed
 
     def _path(self, path: tuple[str, ...]) -> str:
         # At the record's root (a collection's ``data``) the first part is a field, never an index.
         check_collection_path(path, top=self.record and not self.depth)
-        suffix = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in path)
-        return sql_string(f"${suffix}")
+        return sql_string(_json_path(path))
 
     def _elements(self, path: tuple[str, ...]) -> str:
         """``json_each`` over the field (only used where the field is known to be an array)."""
@@ -105,6 +132,19 @@ class SqliteDialect(Dialect):
 
     def size(self, path: tuple[str, ...]) -> str:
         return f"{self.is_kind(path, 'array')} AND json_array_length({self.column}, {self._path(path)}) = ?"
+
+    def rows_of(self, path: tuple[str, ...], alias: str) -> tuple[str, str] | None:
+        # json_each reads the record's text again (SQLite keeps no parsed copy for it, as it does
+        # for json_type and json_extract): testing the field's kind first, then reading its
+        # elements, parsed every record twice. A row's key tells the shape instead: an integer for
+        # an element of an array, the member's name for an object, NULL for a scalar. Only where
+        # the file has no index on the path, whose branches ``_through`` keeps for the planner.
+        if self.depth or not self.record or self.indexed is None or len(path) != 2:
+            return None
+        if path[1].isdigit() or _json_path(path) in self.indexed:
+            return None
+        self._path(path)  # validates the parts
+        return f"typeof({alias}.key) = 'integer'", f"{alias}.key = {sql_string(path[1])}"
 
     def index_hint(self, path: tuple[str, ...], kind: str) -> str:
         if self.depth:

@@ -29,6 +29,7 @@ import sqlite3
 from functools import cache
 
 from dbhandles.adapters.foreign_common import snake
+from dbhandles.adapters.sqlite_compile import indexed_paths
 from dbhandles.adapters.sqlite_foreign import ForeignReader
 from dbhandles.adapters.sqlite_foreign_schema import describe
 from dbhandles.adapters.sqlite_guard import refuse_virtual
@@ -138,6 +139,8 @@ class Catalog:
         self._foreign: dict[str, ForeignReader | None] = {}
         #: The file's virtual tables and what they read (``sqlite_vtables``), as of ``refresh``.
         self.virtual = VirtualTables({}, set())
+        #: The JSON paths the file's indexes name (``sqlite_compile.indexed_paths``), as of ``refresh``.
+        self.indexed: frozenset[str] | None = None
 
     def refresh(self) -> None:
         """Drop the cache if the schema changed; re-decide ``trusted_schema`` where needed."""
@@ -148,6 +151,7 @@ class Catalog:
         self._foreign.clear()
         # The guard refuses reading virtual tables that reach pragma tables or the file itself.
         self.virtual = read_virtual_tables(self.conn)
+        self.indexed = indexed_paths(self.conn)
         refused = self.virtual.refused()
         refuse_virtual(self.conn, refused)
         if self.guard_trust:
@@ -169,6 +173,7 @@ class Catalog:
         self._version = None
         self._tables.clear()
         self._foreign.clear()
+        self.indexed = None
 
     def foreign(self, name: str) -> ForeignReader | None:
         """The reader of the table or view ``name`` (any case) if it is not a collection, else ``None``

@@ -344,7 +344,7 @@ class SqliteSession(Session):
             with self._translating(collection), _budgeted(self.conn):
                 return reader.find(self.conn, query, self._probed(reader))
         compiler = self.adapter.compiler
-        where = self.adapter.where(query.filter)
+        where = self.adapter.where(query.filter, self.catalog)
         exact = exact_where(query.filter)
         if query.after is not None:
             where = and_(where, compiler.after(query.order, query.after))
@@ -375,7 +375,7 @@ class SqliteSession(Session):
         if reader is not None:
             with self._translating(collection), _budgeted(self.conn):
                 return reader.count(self.conn, filter, self._probed(reader))
-        where = self.adapter.where(filter)
+        where = self.adapter.where(filter, self.catalog)
         with self._translating(collection):
             if self.catalog.table(collection) is None:
                 return 0
