@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
@@ -303,6 +303,13 @@ class Session(ABC):
     def table(self, name: str) -> dict[str, Any] | None:
         """The description of one table or view that is not a collection (as in ``tables``), or
         ``None`` when ``name`` is a collection or nothing at all."""
+        return None
+
+    def schema_stamp(self) -> Hashable | None:
+        """A value two sessions share only if they see the same schema of the same database (so
+        what ``table`` describes is the same in both: a caller may keep what it derived from a
+        description under this stamp); ``None`` when that cannot be told cheaply (the default:
+        describe again)."""
         return None
 
     def view_sources(self, name: str) -> list[str]:
