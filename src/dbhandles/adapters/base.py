@@ -305,13 +305,6 @@ class Session(ABC):
         ``None`` when ``name`` is a collection or nothing at all."""
         return None
 
-    def schema_stamp(self) -> Hashable | None:
-        """A value two sessions share only if they see the same schema of the same database (so
-        what ``table`` describes is the same in both: a caller may keep what it derived from a
-        description under this stamp); ``None`` when that cannot be told cheaply (the default:
-        describe again)."""
-        return None
-
     def view_sources(self, name: str) -> list[str]:
         """The tables and views the view ``name`` reads, at any depth, as the database names
         them (a permission on a view covers what it reads: docs/security.md); ``[]`` for anything
@@ -545,6 +538,13 @@ class Adapter(ABC):
             return name  # it stores what it is asked for
         with self.session() as session:
             return session.resolve_collection(name)
+
+    def schema_stamp(self, session: Session) -> Hashable | None:
+        """A value two of this adapter's open sessions share only if they see the same schema of
+        the same database (so what ``Session.table`` describes is the same in both: a caller may
+        keep what it derived from a description under this stamp); ``None`` when that cannot be
+        told cheaply (the default: describe again)."""
+        return None
 
     def known_collection(self, name: str) -> str | None:
         """``resolve_collection`` as the last command on this adapter saw the database, without

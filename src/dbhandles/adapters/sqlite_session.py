@@ -526,12 +526,6 @@ class SqliteSession(Session):
             reader = self.catalog.foreign(name)
             return None if reader is None else reader.table.public()
 
-    def schema_stamp(self) -> tuple[object, int] | None:
-        # The catalog is one connection's (so one file's), refreshed as the session began; every
-        # DDL bumps ``schema_version``, and this connection's own sets it unknown (``invalidate``).
-        version = self.catalog.version
-        return None if version is None else (self.catalog, version)
-
     def view_sources(self, name: str) -> list[str]:
         with self._translating(name):
             reader = self.catalog.foreign(name)

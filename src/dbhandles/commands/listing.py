@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from dbhandles.adapters.base import Session
+from dbhandles.adapters.base import Adapter, Session
 from dbhandles.commands.base import (
     Call,
     DataParams,
@@ -131,13 +131,15 @@ _SHAPES: dict[tuple[Hashable, str, tuple[SortKey, ...]], str | None] = {}
 _MAX_SHAPES = 256
 
 
-def _shape(session: Session, collection: str, order: tuple[SortKey, ...]) -> str | None:
+def _shape(
+    adapter: Adapter, session: Session, collection: str, order: tuple[SortKey, ...]
+) -> str | None:
     """``paging.shape_of(session, collection, order)``, kept per schema: a fingerprint depends only
-    on the table's description, which is the same under the same ``Session.schema_stamp`` (a
-    session that cannot tell one describes the table again). A change of the schema (a column
+    on the table's description, which is the same under the same ``Adapter.schema_stamp`` (a
+    session whose adapter cannot tell one describes the table again). A change of the schema (a column
     added, the table re-created or replaced by a view) gives another stamp, so it is seen by
     the next call; nothing about access is kept here."""
-    stamp = session.schema_stamp()
+    stamp = adapter.schema_stamp(session)
     if stamp is None:
         return shape_of(session, collection, order)
     key = (stamp, collection, order)
@@ -201,7 +203,7 @@ def data_list(service: Service, params: ListParams, call: Call) -> ListResult:
             after = legacy.place(session, collection, filter_node)
         shape = None
         if isinstance(params.cursor, str):  # a table replaced or altered since: refused (paging)
-            shape = _shape(session, collection, order)
+            shape = _shape(adapter, session, collection, order)
             check_shape(token_shape(params.cursor), shape, collection, "cursor",
                         "list again without cursor")  # fmt: skip
         items: list[dict[str, Any]] = []
@@ -211,7 +213,7 @@ def data_list(service: Service, params: ListParams, call: Call) -> ListResult:
                 session, collection, filter_node, order, limit, after, fields, sampling
             )
         if has_more and shape is None and not isinstance(params.cursor, str):
-            shape = _shape(session, collection, order)
+            shape = _shape(adapter, session, collection, order)
         # As in the original, count is every match, not what is left after the cursor.
         count = (
             None
@@ -282,7 +284,7 @@ def data_query_open(service: Service, params: QueryOpenParams, call: Call) -> Qu
         total = count_matching(
             session, collection, and_filters(entry.row_filter, filter_node), sampling
         )
-        shape = _shape(session, collection, order)
+        shape = _shape(adapter, session, collection, order)
     row = service.cursors.open(
         entry, collection, filter=params.filter, order=order, fields=params.fields,
         page_size=page_size, total_count=total, session_id=context.session_id, owner=owner,
