@@ -54,6 +54,28 @@ __all__ = [
 ]
 
 
+#: Names ``check_handle_name`` accepted, each with ``is_handle_id`` of it (both pure functions of
+#: the text): ``_checked_name``.
+_CHECKED: dict[str, bool] = {}
+
+
+def _checked_name(name: str) -> bool:
+    """``check_handle_name(name)``, then whether ``name`` has a handle's shape (``is_handle_id``),
+    remembered for the last few hundred names accepted (a refusal is raised again every time).
+
+    Raises:
+        InvalidParams: ``name`` cannot be a handle or an alias (``HANDLE_PATTERN``).
+    """
+    found = _CHECKED.get(name) if type(name) is str else None
+    if found is None:
+        check_handle_name(name)
+        found = is_handle_id(name)
+        if len(_CHECKED) >= 512:
+            _CHECKED.clear()
+        _CHECKED[name] = found
+    return found
+
+
 class HandleRegistry(ConnectionTable):
     """Registry of open databases; thread-safe; one per home folder per process is typical.
 
@@ -138,7 +160,8 @@ class HandleRegistry(ConnectionTable):
         """
         if name is None or name == DEFAULT_HANDLE:
             return self._default
-        return self._lookup(check_handle_name(name))
+        _checked_name(name)
+        return self._lookup(name)
 
     def _lookup(self, name: str) -> HandleEntry:
         """``resolve`` of a checked name or a store key (an actor's alias, ``alias_key``)."""
@@ -407,8 +430,7 @@ class HandleRegistry(ConnectionTable):
         if name is None or name == DEFAULT_HANDLE:
             return self._default
         # ``resolve``, written out: the name is checked once, not again for the actor's alias.
-        check_handle_name(name)
-        if not is_admin and not is_handle_id(name):
+        if not _checked_name(name) and not is_admin:
             # Its own alias first; else maybe an alias of before aliases were per actor.
             with contextlib.suppress(HandleNotFound):
                 return self._lookup(alias_key(name, actor))

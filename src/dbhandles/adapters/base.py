@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
@@ -538,6 +538,13 @@ class Adapter(ABC):
             return name  # it stores what it is asked for
         with self.session() as session:
             return session.resolve_collection(name)
+
+    def schema_stamp(self, session: Session) -> Hashable | None:
+        """A value two of this adapter's open sessions share only if they see the same schema of
+        the same database (so what ``Session.table`` describes is the same in both: a caller may
+        keep what it derived from a description under this stamp); ``None`` when that cannot be
+        told cheaply (the default: describe again)."""
+        return None
 
     def known_collection(self, name: str) -> str | None:
         """``resolve_collection`` as the last command on this adapter saw the database, without

@@ -405,6 +405,13 @@ class SqliteAdapter(Adapter):
             self._points_guard = guard_of(self._conn)
         self._points[collection] = kept
 
+    def schema_stamp(self, session: Session) -> tuple[object, int] | None:
+        # The session's catalog is one connection's (so one file's), refreshed as the session
+        # began; every DDL bumps ``schema_version``, and the connection's own sets it unknown.
+        if not isinstance(session, SqliteSession) or session.catalog.version is None:
+            return None
+        return session.catalog, session.catalog.version
+
     def known_collection(self, name: str) -> str | None:
         """From the schema cache of the open connection, as the last command saw it (a name not
         cached yet is looked up on that connection); ``None`` while none is open."""

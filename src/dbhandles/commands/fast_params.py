@@ -13,6 +13,9 @@ caller sees still comes from pydantic (the same code and message), and what come
 pydantic would build: the same ``__dict__`` (defaults included, in declaration order) and the same
 ``model_fields_set`` (tests/test_fast_params.py checks both against ``model_validate``).
 
+``parsed_filter(spec)`` is ``parse_filter(spec)`` of a ``filter`` this door has just parsed on
+this thread (a data/list's), answered without parsing it again.
+
 ``build(model, values)`` is ``model.model_construct(**values)`` for the result of a hot command,
 at a quarter of the cost: ``values`` are already checked (and for a read, fresh for this call).
 """
@@ -20,6 +23,7 @@ at a quarter of the cost: ``values`` are already checked (and for a read, fresh 
 from __future__ import annotations
 
 import functools
+import threading
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -40,10 +44,10 @@ from dbhandles.commands.grammar import (
 )
 from dbhandles.context import is_session_id
 from dbhandles.documents import MAX_TABLE_ID_LENGTH, check_record_id
-from dbhandles.filters import parse_filter, validate_collection
+from dbhandles.filters import FilterNode, parse_filter, validate_collection
 from dbhandles.handle_entry import check_handle_name
 
-__all__ = ["build", "parse_simple"]
+__all__ = ["build", "parse_filter_once", "parse_simple"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -107,14 +111,38 @@ _SHAREABLE = (type(None), bool, int, float, str)
 _KNOWN_VALIDATORS = {"_integral_numbers"}
 
 
+#: The last filter ``_filter`` accepted on this thread: ``(the copy it returned, its tree)``.
+_PARSED = threading.local()
+
+
 def _filter(value: dict[str, Any]) -> dict[str, Any]:
     """``OptionalFilterSpec``'s checks on an object: text keys (a strict ``dict[str, Any]``) and a
-    filter ``parse_filter`` takes; a copy, as pydantic makes one."""
+    filter ``parse_filter`` takes; a copy, as pydantic makes one. The tree is kept for the handler
+    (``parse_filter_once``)."""
     for key in value:
         if type(key) is not str:
             raise TypeError(key)
-    parse_filter(value)
-    return dict(value)
+    node = parse_filter(value)
+    copy = dict(value)
+    _PARSED.last = (copy, node)
+    return copy
+
+
+def parse_filter_once(spec: dict[str, Any] | None) -> FilterNode | None:
+    """``filters.parse_filter(spec)``: the tree ``parse_simple`` made of this very object (the copy
+    it put in the params, still held here, so no other object can be taken for it) when it was
+    the last filter this thread parsed, else parsed now. A tree is handed out once, then
+    forgotten: a second ask parses again.
+
+    Raises:
+        InvalidFilter: as ``parse_filter`` (never for a filter this door accepted).
+    """
+    last = getattr(_PARSED, "last", None)
+    if last is not None and last[0] is spec:
+        _PARSED.last = None
+        node: FilterNode | None = last[1]
+        return node
+    return parse_filter(spec)
 
 
 def _same(value: Any) -> Any:

@@ -6,10 +6,12 @@ one per service (``service.cursors``); the handlers here parse params and shape 
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from dbhandles.adapters.base import Adapter, Session
 from dbhandles.commands.base import (
     Call,
     DataParams,
@@ -19,6 +21,7 @@ from dbhandles.commands.base import (
     Result,
     command,
 )
+from dbhandles.commands.fast_params import build, parse_filter_once
 from dbhandles.commands.grammar import (
     MAX_COUNT,
     CollectionName,
@@ -44,8 +47,8 @@ from dbhandles.commands.selection import (
 from dbhandles.context import Context
 from dbhandles.errors import AccessDenied, CursorNotFound, HandleNotFound, InvalidParams
 from dbhandles.filters import (
+    SortKey,
     parse_fields,
-    parse_filter,
     parse_order_by,
 )
 from dbhandles.paging import (
@@ -123,6 +126,55 @@ def _limit(service: Service, value: int | None, default: int, field: str) -> int
     return value
 
 
+#: ``paging.shape_of`` as found, by ``(the session's schema stamp, collection, order)`` (``_shape``).
+_SHAPES: dict[tuple[Hashable, str, tuple[SortKey, ...]], str | None] = {}
+_MAX_SHAPES = 256
+
+
+def _shape(
+    adapter: Adapter, session: Session, collection: str, order: tuple[SortKey, ...]
+) -> str | None:
+    """``paging.shape_of(session, collection, order)``, kept per schema: a fingerprint depends only
+    on the table's description, which is the same under the same ``Adapter.schema_stamp`` (a
+    session whose adapter cannot tell one describes the table again). A change of the schema (a column
+    added, the table re-created or replaced by a view) gives another stamp, so it is seen by
+    the next call; nothing about access is kept here."""
+    stamp = adapter.schema_stamp(session)
+    if stamp is None:
+        return shape_of(session, collection, order)
+    key = (stamp, collection, order)
+    try:
+        return _SHAPES[key]
+    except KeyError:
+        pass
+    shape = shape_of(session, collection, order)
+    if len(_SHAPES) >= _MAX_SHAPES:  # bounded; a stamp holds its catalog, so no id is reused
+        _SHAPES.clear()
+    _SHAPES[key] = shape
+    return shape
+
+
+#: ``parse_order_by`` of ``None`` and of a text (pure; its trees are immutable), by the value.
+_ORDERS: dict[str | None, tuple[SortKey, ...]] = {}
+
+
+def _order(spec: object) -> tuple[SortKey, ...]:
+    """``parse_order_by(spec)``, remembered for ``None`` and texts (a refusal is never kept).
+
+    Raises:
+        InvalidFilter: as ``parse_order_by``.
+    """
+    if spec is not None and type(spec) is not str:
+        return parse_order_by(spec)
+    found = _ORDERS.get(spec)
+    if found is None:
+        found = parse_order_by(spec)
+        if len(_ORDERS) >= _MAX_SHAPES:
+            _ORDERS.clear()
+        _ORDERS[spec] = found
+    return found
+
+
 @command(
     "data/list",
     params=ListParams,
@@ -134,8 +186,8 @@ def _limit(service: Service, value: int | None, default: int, field: str) -> int
 def data_list(service: Service, params: ListParams, call: Call) -> ListResult:
     collection = params.checked_collection()
     limit = _limit(service, params.limit, service.settings.default_limit, "limit")
-    filter_node = parse_filter(params.filter)
-    order = parse_order_by(params.order_by)
+    filter_node = parse_filter_once(params.filter)  # parsed as the params were, not again
+    order = _order(params.order_by)
     fields = parse_fields(params.fields)
     sampling = sampling_of(params.sample, params.seed, params.split)
     after = None
@@ -151,7 +203,7 @@ def data_list(service: Service, params: ListParams, call: Call) -> ListResult:
             after = legacy.place(session, collection, filter_node)
         shape = None
         if isinstance(params.cursor, str):  # a table replaced or altered since: refused (paging)
-            shape = shape_of(session, collection, order)
+            shape = _shape(adapter, session, collection, order)
             check_shape(token_shape(params.cursor), shape, collection, "cursor",
                         "list again without cursor")  # fmt: skip
         items: list[dict[str, Any]] = []
@@ -161,7 +213,7 @@ def data_list(service: Service, params: ListParams, call: Call) -> ListResult:
                 session, collection, filter_node, order, limit, after, fields, sampling
             )
         if has_more and shape is None and not isinstance(params.cursor, str):
-            shape = shape_of(session, collection, order)
+            shape = _shape(adapter, session, collection, order)
         # As in the original, count is every match, not what is left after the cursor.
         count = (
             None
@@ -172,11 +224,12 @@ def data_list(service: Service, params: ListParams, call: Call) -> ListResult:
         unreadable = None if hidden else session.unreadable(collection)
     # Built without validation, as data/read's: the items are the adapter's records, fresh for this
     # call, and validating would copy every one of them (a page of 2 KB records: ~0.1 ms).
-    return ListResult.model_construct(
-        db_handle=entry.handle, collection=collection, items=items, count=count, has_more=has_more,
-        next_cursor=encode_token(order, last, shape) if has_more and last is not None else None,
-        unreadable=unreadable,
-    )  # fmt: skip
+    return build(ListResult, {
+        "db_handle": entry.handle, "collection": collection, "items": items, "count": count,
+        "has_more": has_more,
+        "next_cursor": encode_token(order, last, shape) if has_more and last is not None else None,
+        "unreadable": unreadable,
+    })  # fmt: skip
 
 
 # -- query cursors ---------------------------------------------------------------------------------
@@ -220,8 +273,8 @@ def data_query_open(service: Service, params: QueryOpenParams, call: Call) -> Qu
     context = call.context
     collection = params.checked_collection()
     page_size = _limit(service, params.page_size, service.settings.query_page_size, "pageSize")
-    filter_node = parse_filter(params.filter)
-    order = parse_order_by(params.order_by if params.order_by is not None else "desc")
+    filter_node = parse_filter_once(params.filter)
+    order = _order(params.order_by if params.order_by is not None else "desc")
     parse_fields(params.fields)
     sampling = sampling_of(params.sample, params.seed, params.split)
     # Non-admin actors hold a limited number of cursors; a too large spec is refused before the count.
@@ -231,7 +284,7 @@ def data_query_open(service: Service, params: QueryOpenParams, call: Call) -> Qu
         total = count_matching(
             session, collection, and_filters(entry.row_filter, filter_node), sampling
         )
-        shape = shape_of(session, collection, order)
+        shape = _shape(adapter, session, collection, order)
     row = service.cursors.open(
         entry, collection, filter=params.filter, order=order, fields=params.fields,
         page_size=page_size, total_count=total, session_id=context.session_id, owner=owner,
