@@ -147,6 +147,7 @@ def test_every_setting_documents_itself(capsys: pytest.CaptureFixture[str]) -> N
         "audit": "no",
         "default_url": "postgresql://h/d",
         "job_duty": "0.25",
+        "ws_bytes_per_second": "8192",  # at least 4096 (settings_checks.BOUNDS)
     }
     for d in docs:
         changed = Settings.from_env({d.env: samples.get(d.name, "7")})

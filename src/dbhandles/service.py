@@ -43,7 +43,7 @@ from dbhandles.events import EventBus
 from dbhandles.events.sqlite_log import SqliteEventLog
 from dbhandles.param_errors import params_error
 from dbhandles.query_cursors import QueryCursors
-from dbhandles.registry import HandleEntry, HandleRegistry
+from dbhandles.registry import DEFAULT_HANDLE, HandleEntry, HandleRegistry
 from dbhandles.schemas import Declaration, SchemaRegistry
 from dbhandles.security import paths
 from dbhandles.security.audit import AuditLog, begin_notes, end_notes
@@ -415,6 +415,8 @@ class Service:
         with self.registry.lease(entry) as (_, adapter):
             adapter.connect()
             size = adapter.size_bytes()
+        if entry.handle == DEFAULT_HANDLE:  # the audit log and handle tables are no actor's data
+            size -= self.registry.store.own_bytes()
         if size > self.settings.max_db_bytes:
             raise QuotaExceeded(
                 f"the database behind this handle is {size} bytes, over the quota of "

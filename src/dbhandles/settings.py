@@ -8,12 +8,13 @@ README are generated from it (``scripts/generate-docs.py``), so a new knob is do
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from dbhandles.settings_checks import BOUNDS, allowed_text, check_number, parse_setting
 
 __all__ = [
     "DEFAULT_ACCESS",
@@ -431,13 +432,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
-            # Every number is a size, a count or a duration: finite and not negative.
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            if number and (not math.isfinite(value) or value < 0):
-                raise ValueError(
-                    f"{f.metadata['env']}: {json.dumps(value)} must be a finite number, 0 or more"
-                )
+            if f.name in BOUNDS:  # every number: a size, a count, a rate or a duration
+                value = getattr(self, f.name)
+                check_number(f.metadata["env"], f.name, value, whole=f.type in ("int", int))
         # Accept str paths from callers; keep Path internally.
         if not isinstance(self.home, Path):
             object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -531,29 +528,18 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from ``DBHANDLES_<NAME>`` variables (``DBHANDLES_HOME``, ``DBHANDLES_MAX_LIMIT``...)."""
+        """Build settings from ``DBHANDLES_<NAME>`` variables (``DBHANDLES_HOME``, ``DBHANDLES_MAX_LIMIT``...).
+
+        Raises:
+            ValueError: a variable's value cannot be read or is not allowed; the message names the
+                variable, the value and what is allowed (``settings_checks``).
+        """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = env.get(f.metadata["env"])
-            if raw is None or raw == "":
-                continue
-            if f.name == "home":
-                values["home"] = Path(raw).expanduser()
-            elif f.name in ("allowed_roots", "read_roots"):
-                values[f.name] = tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p)
-            elif f.name == "data_root":
-                values[f.name] = Path(raw).expanduser()
-            elif f.name in ("postgres_servers", "allowed_hosts"):
-                values[f.name] = tuple(p.strip() for p in raw.split(",") if p.strip())
-            elif f.name in ("default_url", "default_access"):
-                values[f.name] = raw.strip() if f.name == "default_access" else raw
-            elif f.type in ("bool", bool):
-                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
-            elif f.type in ("int", int):
-                values[f.name] = int(raw)
-            else:
-                values[f.name] = float(raw)
+            if raw is not None and raw != "":
+                values[f.name] = parse_setting(f.metadata["env"], f.name, f.type, raw)
         return cls(**values)
 
 
@@ -579,6 +565,14 @@ def _shown(name: str, value: object) -> str:
     return str(value)
 
 
+def _with_allowed(name: str, help: str, default: object) -> str:
+    """``help``, and for a number setting what it allows (``settings_checks.allowed_text``)."""
+    if name not in BOUNDS:
+        return help
+    allowed = allowed_text(name, isinstance(default, int), most=False)
+    return f"{help} Allowed: {allowed}."
+
+
 def setting_docs() -> list[SettingDoc]:
     """Every setting, in declaration order, from the field metadata of ``Settings``."""
     defaults = Settings()
@@ -587,7 +581,7 @@ def setting_docs() -> list[SettingDoc]:
             name=f.name,
             env=f.metadata["env"],
             default=f.metadata["shown"] or _shown(f.name, getattr(defaults, f.name)),
-            help=f.metadata["help"],
+            help=_with_allowed(f.name, f.metadata["help"], getattr(defaults, f.name)),
         )
         for f in fields(Settings)
     ]

@@ -9,6 +9,12 @@ every collection (data/clear), the name as sent when it reaches nothing.
 Rows are queued and written in batches by a background thread (so a read does not pay for a write
 transaction); ``flush`` writes what is queued, and ``close`` flushes before the service stops. A crash can
 lose at most the last ``FLUSH_SECONDS`` of rows.
+
+Refusals before authentication (no token, a bad token, a wrong ``Host``, another site's page) are
+summarised (``record_refusal``): per (address, claimed actor, command, code), the first refusal of a window of
+``REFUSAL_WINDOW_SECONDS`` is written at once, the rest only counted, and one row carrying their
+count is written when the window closes (or at ``close``). A flood of them writes O(windows) rows,
+not one per request, and an administrator still sees who knocked and how often.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import contextvars
 import dataclasses
 import logging
 import threading
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from dbhandles.clock import iso_from_epoch
@@ -24,6 +32,9 @@ from dbhandles.store import AuditRow, HandleStore
 
 __all__ = [
     "FLUSH_SECONDS",
+    "MAX_REFUSAL_KEYS",
+    "OTHER",
+    "REFUSAL_WINDOW_SECONDS",
     "AuditLog",
     "begin_notes",
     "end_notes",
@@ -33,6 +44,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.25
 MAX_QUEUE = 10_000
+#: Refusals before authentication are written once per (address, actor, command, code) and window.
+REFUSAL_WINDOW_SECONDS = 60.0
+#: (address, actor, command, code) keys one window tells apart; past it (forged token ids, made-up
+#: command names, many addresses) refusals are counted per code under actor and command ``OTHER``
+#: and no address, never dropped.
+MAX_REFUSAL_KEYS = 1024
+OTHER = "(other)"
 _NOTES: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "dbhandles_audit_notes", default=None
 )
@@ -96,6 +114,16 @@ def _plain(
     return None
 
 
+@dataclass(slots=True)
+class _Knocks:
+    """The refusals of one (address, actor, command, code) key in its open window after the first
+    one (which was written at once)."""
+
+    first: float
+    last: float
+    more: int = 0
+
+
 class AuditLog:
     """Queues ``AuditRow``s and appends them to the handle store."""
 
@@ -110,6 +138,9 @@ class AuditLog:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: The open refusal windows (``record_refusal``), by (address, actor, command, code); under
+        #: ``_lock``.
+        self._knocks: dict[tuple[str | None, str, str, str], _Knocks] = {}
 
     def record(self, row: AuditRow | tuple[Any, ...]) -> None:
         """Queue a row: an ``AuditRow``, or the tuple ``record_call`` takes (its arguments in order)."""
@@ -166,6 +197,67 @@ class AuditLog:
                  target)
             )  # fmt: skip
         self._enqueue(values)
+
+    def record_refusal(
+        self,
+        actor: str,
+        command: str,
+        code: str,
+        *,
+        address: str | None = None,
+        at: float | None = None,
+    ) -> None:
+        """A request refused before authentication (operation ``auth``), summarised per
+        (``address``, ``actor``, ``command``, ``code``): the first of a window of ``REFUSAL_WINDOW_SECONDS`` is
+        queued at once (``target`` names the address), the next ones of that window are only
+        counted, and ``close_windows`` writes one row with their count when the window ends.
+
+        Args:
+            actor: who the request claimed to be (``anonymous``, ``token:<id>``, ``invalid-token``).
+            command: what it asked for (a command name, ``(websocket)``, ``GET /path``).
+            code: the error code it was refused with (``unauthorized``, ``forbidden``...).
+            address: the client address, when the door knows it.
+            at: when it was refused (seconds since the epoch; default now).
+        """
+        if not self.enabled:
+            return
+        at = time.time() if at is None else at
+        with self._lock:
+            key = (address, actor, command, code)
+            knocks = self._knocks.get(key)
+            if knocks is None and len(self._knocks) >= MAX_REFUSAL_KEYS:
+                key = (None, OTHER, OTHER, code)  # at most one more key per code
+                knocks = self._knocks.get(key)
+            if knocks is not None:
+                knocks.more += 1
+                knocks.last = at
+                return
+            self._knocks[key] = _Knocks(at, at)
+        where = None if key[0] is None else f"from {key[0]}"
+        self.record_call(at, key[1], None, None, key[2], "auth", None, None, code, where)
+
+    def close_windows(self, now: float | None = None, *, every: bool = False) -> int:
+        """Queue the summary row of every refusal window that ended by ``now`` (all of them when
+        ``every``: at ``close``): ``target`` says how many more refusals the window counted after
+        its first row, from which address, between which times; a window that counted none ends
+        with no row. Returns how many summary rows were queued."""
+        now = time.time() if now is None else now
+        with self._lock:
+            ended = [key for key, knocks in self._knocks.items()
+                     if every or now - knocks.first >= REFUSAL_WINDOW_SECONDS]  # fmt: skip
+            closed = [(key, self._knocks.pop(key)) for key in ended]
+        written = 0
+        for (address, actor, command, code), knocks in closed:
+            if knocks.more:
+                where = address if address is not None else "any address"
+                target = (
+                    f"summary: {knocks.more} more refusals from {where} between "
+                    f"{iso_from_epoch(knocks.first)} and {iso_from_epoch(knocks.last)}"
+                )
+                self.record_call(knocks.last, actor, None, None, command, "auth", None,
+                                 None, code, target)  # fmt: skip
+                written += 1
+        return written
 
     @staticmethod
     def _row(item: AuditRow | tuple[Any, ...]) -> AuditRow:
@@ -228,10 +320,14 @@ class AuditLog:
 
     def _run(self) -> None:
         while not self._stop.wait(FLUSH_SECONDS):
+            if self._knocks:
+                self.close_windows()
             self.flush()
 
     def close(self) -> None:
+        """Stop the writer thread and write everything queued, open refusal windows included."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self.close_windows(every=True)
         self.flush()

@@ -306,10 +306,7 @@ class ServerState:
         bad token (401), another site's page (403). The actor is who the request claimed to be
         (``auth.claimed_actor``: a token's id, never its secret)."""
         name = (command or "(websocket)")[:100]
-        self.service.audit.record_call(
-            time.time(), auth.claimed_actor(authorization), None, None, name, "auth", None, None,
-            exc.code,
-        )  # fmt: skip
+        self.service.audit.record_refusal(auth.claimed_actor(authorization), name, exc.code)
 
     async def drain(self, timeout: float = DRAIN_SECONDS) -> None:
         """Wait for every command already started, so a write the server began is finished (and

@@ -256,6 +256,13 @@ class HandleStore(ABC):
     def append_audit(self, rows: list[AuditRow]) -> None:
         """Append audit rows (the table is append-only), each as ``AuditRow.storable`` gives it."""
 
+    def own_bytes(self) -> int:
+        """Bytes the store's own tables (``_dbh_*``: handles, tokens, the audit log...) take in the
+        database they share with the default handle: what ``DBHANDLES_MAX_DB_BYTES`` leaves out,
+        since it bounds the actors' data, not the service's record of them. 0 by default (a store
+        that shares no database with a handle)."""
+        return 0
+
     def append_audit_values(self, rows: list[tuple[Any, ...]]) -> None:
         """``append_audit`` of rows given as the values of storable ``AuditRow`` fields, in field
         order (``success`` a ``bool``): the audit writer's form, without a dataclass per row."""

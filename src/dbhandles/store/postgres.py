@@ -162,6 +162,18 @@ class PostgresHandleStore(SqlHandleStore):
         with self._conn() as conn:  # one statement: autocommit, one round trip
             return conn.execute(_pg(statement), args).rowcount
 
+    def own_bytes(self) -> int:
+        """The bytes of the ``_dbh_*`` tables of this schema, their indexes and TOAST included
+        (``pg_total_relation_size``: what the postgres adapter's ``size_bytes`` counts them as)."""
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN "
+                "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND "
+                "c.relkind IN ('r', 'p') AND c.relname LIKE '\\_dbh\\_%%'",
+                (self.schema,),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
     # -- handles: one on a local file works on the host that opened it only ------------------------
 
     def _check_handle(self, columns: Sequence[Any], name: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 import operator
+import os
 import sqlite3
 import threading
 import time
@@ -57,6 +58,7 @@ class SqliteHandleStore(SqlHandleStore):
         self._version: int | None = None
         self._version_at = float("-inf")
         try:
+            self._path = str(path)
             self._db = connect_sqlite(str(path), "rwc", timeout=10.0)
             try:
                 self._start(f"the default database {path}", steps)
@@ -83,6 +85,28 @@ class SqliteHandleStore(SqlHandleStore):
         if not is_current(self._db, SQLITE, where=where, steps=steps):
             with self._tx() as tx:
                 upgrade(tx, SQLITE, where=where, steps=steps)
+
+    def own_bytes(self) -> int:
+        """The pages of the ``_dbh_*`` tables and their indexes (SQLite's ``dbstat`` table), and
+        the write-ahead log: the audit rows go through it, and the default database's own pages in
+        it count once a checkpoint (automatic, every 1000 pages) moves them into the file. Where
+        ``dbstat`` is missing (an SQLite built without it), the WAL alone.
+
+        Raises:
+            StorageError: the store cannot be read.
+        """
+        try:
+            wal = os.path.getsize(f"{self._path}-wal")
+        except OSError:
+            wal = 0
+        try:
+            with self._read_lock:
+                row = self._reader.execute(_OWN_PAGES).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "dbstat" not in str(exc):
+                raise StorageError(f"cannot measure the handle tables: {exc}") from exc
+            return wal
+        return int(row[0] or 0) + wal
 
     def append_audit_values(self, rows: list[tuple[Any, ...]]) -> None:
         """``SqlHandleStore.append_audit_values`` without ``sqlite3``'s adaptation of ``None`` and
@@ -159,6 +183,12 @@ class SqliteHandleStore(SqlHandleStore):
         with self._lock:
             self._db.close()
 
+
+#: Bytes of the pages of the store's own tables and their indexes (``own_bytes``).
+_OWN_PAGES = (
+    "SELECT sum(pgsize) FROM dbstat WHERE name IN (SELECT name FROM sqlite_schema "
+    "WHERE tbl_name LIKE '\\_dbh\\_%' ESCAPE '\\')"
+)
 
 #: Where ``success`` is among an audit row's values (``HandleStore.append_audit_values``).
 _SUCCESS = [c.name for c in SQLITE.row_columns(AUDIT)].index("success")
