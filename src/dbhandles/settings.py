@@ -242,9 +242,8 @@ class Settings:
         default=1000,
         metadata=setting(
             "DBHANDLES_MAX_CONNECTIONS",
-            "Connections 'jtag serve' holds at once; past it a new one closes the oldest idle "
-            "connection without a token (of the address holding the most), or, if none can make "
-            "room, is answered server_unreachable (503) and closed.",
+            "Connections 'jtag serve' holds at once; past it a new one closes the oldest idle one "
+            "without a token (address holding most), else gets server_unreachable (503), closed.",
         ),
     )
     max_connections_per_address: int = field(
@@ -286,9 +285,8 @@ class Settings:
         default=8,
         metadata=setting(
             "DBHANDLES_PUBLIC_REQUESTS_PER_ADDRESS",
-            "Answers of the routes that need no token (/commands, /openapi.json, the dashboard; not "
-            "/health) one client address may leave not taken; past it a request on a connection "
-            "that has not taken its own answer is refused too_many_requests (no other is).",
+            "Answers of the tokenless routes (not /health) one client address may leave untaken; "
+            "past it a request on a connection holding its own is refused (too_many_requests).",
         ),
     )
     public_rate: float = field(
