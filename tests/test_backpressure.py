@@ -20,6 +20,7 @@ import pytest
 
 from dbhandles import Service
 from dbhandles.server import ws as ws_module
+from dbhandles.server.addresses import LOOPBACK
 from dbhandles.server.backpressure import (
     KERNEL_UNSENT_BYTES,
     WS_UNSENT_BYTES,
@@ -112,7 +113,7 @@ def test_a_pipelining_client_that_does_not_read_gets_one_answer_built(
         sock = connect(served.port)
         sock.sendall(post("data/list", MB_LIST) * 40)
         wire = served.state.wire
-        wait_for(lambda: served.call(lambda: wire.unsent("127.0.0.1")) > 0, "unsent")
+        wait_for(lambda: served.call(lambda: wire.unsent(LOOPBACK)) > 0, "unsent")
         time.sleep(0.5)  # room for a wrong server to start the next one
         assert ran == ["data/list"]
         stream = sock.makefile("rb")

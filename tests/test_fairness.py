@@ -27,6 +27,7 @@ from dbhandles import Context, Service, Settings
 from dbhandles.commands import COMMANDS, Command
 from dbhandles.errors import DbHandlesError
 from dbhandles.server import ws as ws_module
+from dbhandles.server.addresses import LOOPBACK
 from dbhandles.server.ws_guard import Guard
 from tests.servers import ThreadServer, app_client
 
@@ -555,7 +556,7 @@ def server_addresses(server: ThreadServer) -> int:
     """Requests in progress from loopback (``ServerState.addresses``), read without the loop: a
     ``Counter`` lookup."""
     state = server.server.config.app.state.dbhandles  # type: ignore[attr-defined]
-    return int(state.addresses["127.0.0.1"])
+    return int(state.addresses[LOOPBACK])
 
 
 # -- 4. subscriptions: capped, and delivered off the writer's thread --------------------------------

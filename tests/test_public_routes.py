@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
 import pytest
 
 from dbhandles import Service
@@ -81,13 +80,13 @@ def test_an_unknown_command_entry_is_the_documented_error(client: Any) -> None:
 
 def test_public_limit_counts_per_address() -> None:
     limit = PublicLimit(2)
-    limit.enter("a")
-    limit.enter("a")
-    limit.enter("b")
-    with pytest.raises(TooManyRequests, match="already has 2 requests in progress"):
-        limit.enter("a")
+    limit.enter("a", holding=True)
+    limit.enter("a", holding=True)
+    limit.enter("b", holding=True)
+    with pytest.raises(TooManyRequests, match="already has 2 answers"):
+        limit.enter("a", holding=True)
     limit.leave("a")
-    limit.enter("a")  # room again once one finished
+    limit.enter("a", holding=True)  # room again once one finished
     for _ in range(3):
         limit.leave("a")
     limit.leave("b")
@@ -96,10 +95,11 @@ def test_public_limit_counts_per_address() -> None:
 
 # /health is not among them: it is never refused so (tests/test_public_written.py).
 @pytest.mark.parametrize("path", ["/openapi.json", "/", "/no/such/route"])
-def test_clients_that_never_read_hold_at_most_the_limit(service: Service, path: str) -> None:
+def test_clients_that_never_read_hold_only_their_own_requests(service: Service, path: str) -> None:
     """Requests whose answer cannot be written (a client that does not read: ``send`` never
-    returns) hold a slot each; past ``PUBLIC_REQUESTS_PER_ADDRESS`` the next one from that address
-    is refused with 429 at once, another address is still served, and the slots come back."""
+    returns) are counted each, up to ``PUBLIC_REQUESTS_PER_ADDRESS`` and past it; a request from
+    that address on a connection that holds no unsent answer is still served (they held the
+    dashboard for everyone at their address, issue 13), and the counts come back."""
     app = create_app(service, require_token=False, hosts=("testserver",))
     state = app.state.dbhandles
 
@@ -130,8 +130,7 @@ def test_clients_that_never_read_hold_at_most_the_limit(service: Service, path: 
             sent.append(message)
 
         await app(scope("10.0.0.1"), receive, collect)
-        assert sent[0]["status"] == 429
-        assert orjson.loads(sent[1]["body"])["code"] == "too_many_requests"
+        assert sent[0]["status"] in (200, 404)
         sent.clear()
         await app(scope("10.0.0.2"), receive, collect)
         assert sent[0]["status"] in (200, 404)

@@ -26,10 +26,13 @@ import pytest
 from dbhandles import Service, Settings
 from dbhandles.cli.serve import bind, server_config
 from dbhandles.server import create_app
+from dbhandles.server.addresses import LOOPBACK
 from dbhandles.server.app import ServerState
 from tests.servers import wait_for_health
 
-OTHER = "127.0.0.2"  # another client address on loopback (Linux routes all of 127/8 there)
+#: Another source address on loopback (Linux routes all of 127/8 there): the same client address
+#: for every per-address limit (``addresses.LOOPBACK``), so what it tells apart is only the socket.
+OTHER = "127.0.0.2"
 
 
 class Served:
@@ -107,10 +110,11 @@ def connect(port: int, source: str = "127.0.0.1", rcvbuf: int | None = None) -> 
     return sock
 
 
-def post(name: str, params: dict[str, Any]) -> bytes:
+def post(name: str, params: dict[str, Any], token: str | None = None) -> bytes:
     body = orjson.dumps(params)
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
     return (f"POST /commands/{name} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body  # fmt: skip
+            f"{auth}Content-Length: {len(body)}\r\n\r\n").encode() + body  # fmt: skip
 
 
 def read_answer(sock: socket.socket | BinaryIO) -> tuple[int, dict[str, str], bytes]:
@@ -203,9 +207,13 @@ def test_an_idle_kept_alive_connection_is_closed(home: Path) -> None:
 
 
 def test_past_max_connections_a_new_one_gets_the_envelope(home: Path) -> None:
-    with serving(home, max_connections=3, header_timeout_seconds=60.0) as (_service, served):
+    """Only when no connection can make room (each authenticated, here: a command ran on it)."""
+    with serving(home, max_connections=3, keep_alive_seconds=60.0) as (_service, served):
         held = [connect(served.port, source) for source in ("127.0.0.3", "127.0.0.4", OTHER)]
-        wait_for(lambda: served.call(lambda: sum(served.state.wire.open.values())) == 3, "3 open")
+        for sock in held:
+            sock.sendall(post("data/list", {"collection": "c"}))
+            assert read_answer(sock)[0] == 200  # authenticated (the local user): never closed
+        wait_for(lambda: served.call(lambda: sum(served.state.wire.trusted.values())) == 3, "3")
         extra = connect(served.port)
         status, _, body = read_answer(extra)
         envelope = orjson.loads(body)
@@ -213,7 +221,7 @@ def test_past_max_connections_a_new_one_gets_the_envelope(home: Path) -> None:
         assert "DBHANDLES_MAX_CONNECTIONS" in envelope["error"]
         extra.close()
         held.pop().close()
-        wait_for(lambda: served.call(lambda: sum(served.state.wire.open.values())) == 2, "2 open")
+        wait_for(lambda: served.call(lambda: sum(served.state.wire.trusted.values())) == 2, "2")
         assert health_from(served.url, "127.0.0.1").status_code == 200
         for sock in held:
             sock.close()
@@ -237,7 +245,7 @@ def test_a_caller_over_its_unread_answer_budget_gets_429_while_another_is_served
         wire = served.state.wire
         reader = connect(served.port, rcvbuf=4096)
         reader.sendall(post("data/list", BIG))  # and does not read (yet)
-        wait_for(lambda: served.call(lambda: wire.unsent("127.0.0.1")) >= 1 << 20, "unsent")
+        wait_for(lambda: served.call(lambda: wire.unsent(LOOPBACK)) >= 1 << 20, "unsent")
         again = connect(served.port)
         again.sendall(post("data/list", {"collection": "huge", "limit": 1}))
         status, headers, body = read_answer(again)
@@ -246,14 +254,16 @@ def test_a_caller_over_its_unread_answer_budget_gets_429_while_another_is_served
         assert "DBHANDLES_MAX_UNSENT_BYTES_PER_ACTOR" in envelope["error"]
         assert headers["connection"] == "close"
         again.close()
-        other = connect(served.port, OTHER)  # another caller is served in full meanwhile
-        other.sendall(post("data/list", BIG))
+        # Another caller (a token: loopback is one address) is served in full meanwhile.
+        token, _ = service.tokens.create("root", admin=True)
+        other = connect(served.port, OTHER)
+        other.sendall(post("data/list", BIG, token))
         status, _, body = read_answer(other)
         assert status == 200 and len(orjson.loads(body)["items"]) == 8
         other.close()
         status, _, body = read_answer(reader)  # the first caller reads its answer, whole
         assert status == 200 and len(orjson.loads(body)["items"]) == 8
-        wait_for(lambda: served.call(lambda: wire.unsent("127.0.0.1")) == 0, "drained")
+        wait_for(lambda: served.call(lambda: wire.unsent(LOOPBACK)) == 0, "drained")
         reader.sendall(post("data/list", {"collection": "huge", "limit": 1}))
         assert read_answer(reader)[0] == 200  # and is served again
         reader.close()
@@ -274,7 +284,7 @@ def test_a_pipelined_request_runs_only_once_the_answer_before_it_was_written(
         monkeypatch.setattr(service, "dispatch", counted)
         sock = connect(served.port, rcvbuf=4096)
         sock.sendall(post("data/list", BIG) * 3)  # three 8 MB answers, and nothing read yet
-        wait_for(lambda: served.call(lambda: served.state.wire.unsent("127.0.0.1")) > 0, "unsent")
+        wait_for(lambda: served.call(lambda: served.state.wire.unsent(LOOPBACK)) > 0, "unsent")
         time.sleep(0.5)  # room for a wrong server to start the next one
         assert ran == ["data/list"]
         stream = sock.makefile("rb")

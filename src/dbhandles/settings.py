@@ -243,8 +243,8 @@ class Settings:
         default=1000,
         metadata=setting(
             "DBHANDLES_MAX_CONNECTIONS",
-            "Connections 'jtag serve' holds at once; past it a new one is answered "
-            "server_unreachable (503) and closed at once.",
+            "Connections 'jtag serve' holds at once; past it a new one closes the oldest idle one "
+            "without a token (address holding most), else gets server_unreachable (503), closed.",
         ),
     )
     max_connections_per_address: int = field(
@@ -286,8 +286,8 @@ class Settings:
         default=8,
         metadata=setting(
             "DBHANDLES_PUBLIC_REQUESTS_PER_ADDRESS",
-            "Requests one client address may have in progress at once on the routes that need no "
-            "token (/commands, /openapi.json, the dashboard; not /health); past it too_many_requests.",
+            "Answers of the tokenless routes (not /health) one client address may leave untaken; "
+            "past it a request on a connection holding its own is refused (too_many_requests).",
         ),
     )
     public_rate: float = field(
@@ -310,7 +310,7 @@ class Settings:
         metadata=setting(
             "DBHANDLES_PUBLIC_WRITE_TIMEOUT_SECONDS",
             "A client must take a public route's answer within this many seconds; past it the "
-            "connection is closed and its slot freed (0: no limit).",
+            "connection is closed (0: no limit).",
         ),
     )
     ws_frames_per_second: float = field(

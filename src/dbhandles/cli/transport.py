@@ -133,16 +133,30 @@ class RemoteTransport:
         """Nothing to release: each command uses its own short connection."""
 
 
-#: The answers of ``/health`` that say a server is there but cannot answer now.
-_BUSY = {429: "too many requests in progress from this address", 503: "stopping"}
+#: The answers of ``/health`` that say a server is there but cannot answer now, and what each says
+#: when its body is not the server's error envelope (which says why: stopping, or full).
+_BUSY = {429: "too many requests from this address", 503: "unavailable"}
+
+
+def _busy_reason(status: int, body: bytes) -> str:
+    """Why a server answered ``/health`` with ``status`` (429, 503): its error envelope's message,
+    else ``_BUSY``'s word. A 503 says "stopping" only when the server said so: a full server
+    answers 503 too (issue 13)."""
+    try:
+        envelope = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _BUSY[status]
+    error = envelope.get("error") if isinstance(envelope, dict) else None
+    return json_text(error, 300) if isinstance(error, str) and error else _BUSY[status]
 
 
 def health(url: str, timeout: float = HEALTH_TIMEOUT) -> dict[str, Any] | None:
     """``GET /health`` of ``url``, or ``None`` when nothing (or not a dbhandles server) answers.
 
     Raises:
-        ServerUnreachable: a server answered that it is too busy (429) or stopping (503): it is
-            there, so the command must not run anywhere else (in-process, beside it).
+        ServerUnreachable: a server answered that it is too busy (429) or cannot answer now
+            (503: stopping, or full), in its words: it is there, so the command must not run
+            anywhere else (in-process, beside it).
     """
     import http.client
 
@@ -159,8 +173,8 @@ def health(url: str, timeout: float = HEALTH_TIMEOUT) -> dict[str, Any] | None:
 
             raise ServerUnreachable(
                 f"the server at {json_text(url, 200)} answered {wire.HEALTH_PATH} with "
-                f"{response.status} ({_BUSY[response.status]}); nothing was run here or there, "
-                "try again"
+                f"{response.status} ({_busy_reason(response.status, body)}); nothing was run here "
+                "or there, try again"
             )
         if response.status != 200:
             return None

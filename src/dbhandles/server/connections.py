@@ -2,8 +2,10 @@
 
 uvicorn counts connections only globally and only once a request's head arrived: a client that opens
 connections and sends nothing (or half a head) holds them for ever. ``limited_protocol`` adds, per
-connection: a refusal at accept time past ``max_connections`` (in all) or
-``max_connections_per_address`` (from one address), answered with the error envelope; a deadline
+connection: past ``max_connections`` (in all) or ``max_connections_per_address`` (from one
+address: ``addresses.address_key``, loopback being one), room made by closing the oldest
+connection that has not authenticated and runs nothing, or else a refusal at accept time,
+answered with the error envelope; a deadline
 for each request head (``header_timeout_seconds``); a bound on each request head (``max_header_bytes``,
 never buffered past it, and ``MAX_HEADER_FIELDS``: 431); flow control of answers (a pipelined request
 waits until the answer before it was written to the socket, and the kernel holds little of an
@@ -21,27 +23,16 @@ ours: ``h11_max_incomplete_event_size`` is never in play).
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-import orjson
-
-from dbhandles.commands.envelope import error_envelope
-from dbhandles.errors import (
-    DbHandlesError,
-    InvalidParams,
-    PayloadTooLarge,
-    RequestTimeout,
-    ServerUnreachable,
-    TooManyRequests,
-)
+from dbhandles.errors import InvalidParams, PayloadTooLarge, RequestTimeout
+from dbhandles.server.addresses import address_key
 from dbhandles.server.auth import TARGET_KEY
 from dbhandles.server.backpressure import limit_kernel_unsent
+from dbhandles.server.connection_counts import Held, Wire, refusal_bytes
 
 if TYPE_CHECKING:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-    from dbhandles.settings import Settings
 
 __all__ = [
     "MAX_HEADER_FIELDS",
@@ -55,9 +46,6 @@ __all__ = [
 
 #: Where ``DbHandlesApp`` keeps a request's (or socket's) transport in its ASGI scope.
 TRANSPORT_KEY = "dbhandles.transport"
-#: Answers up to this size are always written, whatever the caller left unread: acknowledgements
-#: of writes (which ran and must be reported) stay far below it.
-SMALL_ANSWER = 64 * 1024
 #: Header fields one request head may carry (as Python's ``http.client`` reads at most): a browser
 #: sends about 20; past it the head is refused (431) as one over ``max_header_bytes`` is.
 MAX_HEADER_FIELDS = 100
@@ -68,27 +56,10 @@ LINGER_SECONDS = 2.0
 #: What a lingering connection drops at most: a client still sending past it is not reading the
 #: refusal either, and is cut off at once (its reads would cost everyone else's CPU).
 LINGER_BYTES = 1 << 20
-_REASONS = {
-    400: b"Bad Request",
-    408: b"Request Timeout",
-    429: b"Too Many Requests",
-    431: b"Request Header Fields Too Large",
-    503: b"Service Unavailable",
-}
 
 
 class _TooManyFields(Exception):
     """Raised once a head is parsed with more than ``MAX_HEADER_FIELDS`` fields (httptools stops)."""
-
-
-def refusal_bytes(status: int, exc: DbHandlesError) -> bytes:
-    """A whole HTTP/1.1 answer (status line, headers, envelope) that closes the connection."""
-    body = orjson.dumps(error_envelope(exc))
-    head = (
-        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-        b"connection: close\r\n\r\n" % (status, _REASONS[status], len(body))
-    )
-    return head + body
 
 
 def connection_transport(send: object) -> asyncio.Transport | None:
@@ -99,194 +70,6 @@ def connection_transport(send: object) -> asyncio.Transport | None:
     if transport is None or not hasattr(transport, "get_write_buffer_size"):
         return None
     return cast("asyncio.Transport", transport)
-
-
-class Held(Protocol):
-    """What ``Wire`` asks of a connection it counts (``limited_protocol``'s protocol)."""
-
-    def evictable(self) -> bool:
-        """Whether no request of it is being run (so closing it loses nothing that ran)."""
-
-    def evict(self, refusal: bytes) -> None:
-        """Write ``refusal`` and close."""
-
-
-def _decrement(counts: Counter[str], key: str) -> None:
-    counts[key] -= 1
-    if counts[key] <= 0:
-        del counts[key]
-
-
-class Wire:
-    """Connections per address and unread answer bytes per caller (only touched on the event loop).
-
-    Args:
-        settings: ``max_connections``, ``max_connections_per_address``, ``header_timeout_seconds``,
-            ``max_header_bytes`` and ``max_unsent_bytes_per_actor`` (0 turns either off).
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self.max_connections = settings.max_connections
-        self.per_address = settings.max_connections_per_address
-        self.header_timeout = settings.header_timeout_seconds
-        self.max_header_bytes = settings.max_header_bytes
-        self.max_unsent = settings.max_unsent_bytes_per_actor
-        #: HTTP connections open per client address that have not authenticated (``trust``).
-        self.open: Counter[str] = Counter()
-        #: Those connections per address, oldest first, and the address of each.
-        self._untrusted: dict[str, dict[asyncio.Transport, Held]] = {}
-        self._address: dict[asyncio.Transport, str] = {}
-        #: Connections a request authenticated on, per actor (``trust``), and the actor of each.
-        self.trusted: Counter[str] = Counter()
-        self._trusted: dict[asyncio.Transport, str] = {}
-        #: The connections that carry (or carried) answers of each caller, and the reverse.
-        self._carriers: dict[str, set[asyncio.Transport]] = {}
-        self._caller: dict[asyncio.Transport, str] = {}
-
-    def admit(
-        self, address: str, others: int, transport: asyncio.Transport, held: Held
-    ) -> bytes | None:
-        """Count a new connection ``held`` from ``address`` (``others`` are open already), or the
-        answer that refuses it (``refusal_bytes``): past ``max_connections`` in all; past
-        ``max_connections_per_address`` connections of ``address`` that have not authenticated
-        (``trust``), when none of them can make room.
-
-        Making room: the oldest of them that has no request being run (idle, or a head or a
-        body still arriving: nothing of it ran) is answered 429 and closed. So a flood of
-        connections that send nothing, or trickle, can never lock out a newcomer from the same
-        address (the administrator's own ``jtag`` on loopback, its ``/health``): it only loses
-        its own oldest connections. A newcomer is refused only while every one of them has a
-        request running, which ends within the request deadlines.
-        """
-        if self.max_connections and others >= self.max_connections:
-            return refusal_bytes(503, ServerUnreachable(
-                f"the server already holds {self.max_connections} connections (the limit is "
-                "DBHANDLES_MAX_CONNECTIONS); try again in a moment", field="connection"))  # fmt: skip
-        untrusted = self._untrusted.setdefault(address, {})
-        if self.per_address and self.open[address] >= self.per_address:
-            victim = next((t for t, h in untrusted.items() if h.evictable()), None)
-            if victim is None:
-                return refusal_bytes(429, TooManyRequests(
-                    f"{address} already has {self.per_address} connections open that have not "
-                    "authenticated, each running a request (the limit is "
-                    "DBHANDLES_MAX_CONNECTIONS_PER_ADDRESS); reuse or close some",
-                    field="connection"))  # fmt: skip
-            evicted = untrusted[victim]
-            self.release(victim)
-            evicted.evict(refusal_bytes(429, TooManyRequests(
-                f"{address} opened more than {self.per_address} connections that have not "
-                "authenticated (the limit is DBHANDLES_MAX_CONNECTIONS_PER_ADDRESS): this one, "
-                "the oldest without a request running, was closed to make room; nothing of it "
-                "ran", field="connection")))  # fmt: skip
-            untrusted = self._untrusted.setdefault(address, {})
-        untrusted[transport] = held
-        self._address[transport] = address
-        self.open[address] += 1
-        return None
-
-    def trust(self, transport: asyncio.Transport | None, actor: str, admin: bool) -> None:
-        """A request on ``transport`` authenticated as ``actor``: the connection no longer counts
-        against ``max_connections_per_address`` (nor can it be closed to make room), so an
-        anonymous flood from its address never takes it. A non-admin actor has at most that
-        many such connections; past it, a connection stays counted by its address."""
-        if transport is None:
-            return
-        address = self._address.get(transport)
-        if address is None:
-            return
-        if not admin and self.per_address and self.trusted[actor] >= self.per_address:
-            return
-        self._drop(transport, address)
-        self._trusted[transport] = actor
-        self.trusted[actor] += 1
-
-    def release(self, transport: asyncio.Transport) -> None:
-        """A connection ``admit`` counted closed (or became a WebSocket, counted by the app);
-        idempotent."""
-        address = self._address.get(transport)
-        if address is not None:
-            self._drop(transport, address)
-        actor = self._trusted.pop(transport, None)
-        if actor is not None:
-            _decrement(self.trusted, actor)
-
-    def _drop(self, transport: asyncio.Transport, address: str) -> None:
-        del self._address[transport]
-        untrusted = self._untrusted.get(address)
-        if untrusted is not None:
-            untrusted.pop(transport, None)
-            if not untrusted:
-                del self._untrusted[address]
-        _decrement(self.open, address)
-
-    def unsent(self, caller: str) -> int:
-        """Bytes of ``caller``'s answers its connections have not taken from the server yet
-        (connections that took everything are dropped from the count on the way)."""
-        carriers = self._carriers.get(caller)
-        if not carriers:
-            return 0
-        total = 0
-        for transport in list(carriers):
-            size = transport.get_write_buffer_size()
-            if size:
-                total += size
-            else:
-                self.forget(transport)
-        return total
-
-    def over_budget(self, caller: str, who: str) -> TooManyRequests | None:
-        """Why a new request of ``caller`` (``who`` names it in the message) is not run: it has
-        ``max_unsent_bytes_per_actor`` bytes or more of answers unread, or None."""
-        if not self.max_unsent:
-            return None
-        unsent = self.unsent(caller)
-        if unsent < self.max_unsent:
-            return None
-        return TooManyRequests(
-            f"{who} has {unsent} bytes of answers its connections have not read yet (the limit is "
-            "DBHANDLES_MAX_UNSENT_BYTES_PER_ACTOR): this request was not run; read the answers you "
-            "asked for before asking for more",
-            field="connection",
-        )
-
-    def too_much(self, caller: str, who: str, size: int) -> TooManyRequests | None:
-        """Why an answer of ``size`` bytes for ``caller`` is not written (it ran; its answer is
-        dropped), or None: it is over ``SMALL_ANSWER``, the caller has answers unread, and both
-        together are over ``max_unsent_bytes_per_actor`` (requests that were let in at once)."""
-        if not self.max_unsent or size <= SMALL_ANSWER:
-            return None
-        unsent = self.unsent(caller)
-        if not unsent or unsent + size <= self.max_unsent:
-            return None
-        return TooManyRequests(
-            f"the command ran, but its answer of {size} bytes was dropped: {who} has {unsent} "
-            "bytes of answers its connections have not read yet, and both are over "
-            "DBHANDLES_MAX_UNSENT_BYTES_PER_ACTOR; read the answers you asked for, then ask again",
-            field="connection",
-        )
-
-    def carry(self, transport: asyncio.Transport, caller: str) -> None:
-        """``transport`` was just written an answer of ``caller``: counted while part of it is
-        unsent (only those connections are summed by ``unsent``, so a caller whose connections read
-        costs nothing per request)."""
-        if not transport.get_write_buffer_size():
-            return
-        previous = self._caller.get(transport)
-        if previous == caller:
-            return
-        if previous is not None:
-            self.forget(transport)
-        self._caller[transport] = caller
-        self._carriers.setdefault(caller, set()).add(transport)
-
-    def forget(self, transport: asyncio.Transport) -> None:
-        """``transport`` closed: its unsent bytes are gone with it."""
-        caller = self._caller.pop(transport, None)
-        if caller is not None:
-            carriers = self._carriers[caller]
-            carriers.discard(transport)
-            if not carriers:
-                del self._carriers[caller]
 
 
 def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
@@ -325,10 +108,11 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
             self.linger: asyncio.TimerHandle | None = None
             self.dropped = 0
             self.eof = False
+            self.evicted = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            address = str(self.client[0]) if self.client else "unknown"
+            address = address_key(str(self.client[0])) if self.client else "unknown"
             refusal = self.limits.admit(address, len(self.connections) - 1, transport, self)
             if refusal is not None:
                 self.connections.discard(self)
@@ -340,6 +124,8 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
             self._arm_head_timer()
 
         def connection_lost(self, exc: Exception | None) -> None:
+            if self.evicted:
+                self.limits.gone()
             self._release()
             super().connection_lost(exc)
 
@@ -363,6 +149,7 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
 
         def evict(self, refusal: bytes) -> None:
             self.address = None  # ``Wire`` let it go already
+            self.evicted = True
             self.ending = True
             self._cancel_head_timer()
             self.transport.write(refusal)

@@ -30,6 +30,7 @@ from dbhandles.errors import (
     UnknownCommand,
 )
 from dbhandles.jobs import JOB_COMMANDS, Job
+from dbhandles.server.addresses import address_key
 from dbhandles.server.auth import AMBIGUOUS
 from dbhandles.server.bodies import QUERY_OPEN, declared_length, read_body
 from dbhandles.server.connections import TRANSPORT_KEY, connection_transport
@@ -175,9 +176,10 @@ _CALLER_HEADERS = frozenset(
 
 
 def client_address(scope: Scope) -> str:
-    """The address a request or socket comes from (what ``max_connections_per_address`` counts)."""
+    """The address a request or socket comes from, as every per-address limit counts it
+    (``addresses.address_key``: ``"loopback"`` for all of loopback, an IPv6 address's ``/64``)."""
     client = scope.get("client")
-    return str(client[0]) if client else "unknown"
+    return address_key(str(client[0])) if client else "unknown"
 
 
 def answer_caller(authorization: str | None, scope: Scope) -> tuple[str, str]:

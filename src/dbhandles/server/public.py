@@ -6,17 +6,20 @@ document is built once per server (its settings never change) as the bytes it is
 ``ETag`` (``If-None-Match`` is answered 304 without a body); the dashboard's files are read once.
 Building ``/openapi.json`` with the server's limits costs 15 ms and ``/commands`` 10 ms of one core:
 built per request, four clients asking in a loop held every other client's requests for up to 400 ms
-(issue 13). And each client address may have at most ``PUBLIC_REQUESTS_PER_ADDRESS`` of these
-requests in progress (a client that does not read its answer holds one until the server could
-hand it all to the kernel: ``written``): past it, ``too_many_requests`` (429), so no flood of anonymous requests can take the
-loop or the memory of answers written to clients that never read them.
+(issue 13).
 
-Two more bounds (``serve_public``): each address may send ``public_rate`` requests a second
-(``public_burst`` at once) without a valid token (``PublicRate``, a token bucket; past it 429 with
-``Retry-After``: eight slots did not bound a client that reads, whose ``wrk -c32`` on
-``/openapi.json`` made another actor's reads 6-11 times slower), and an answer must be taken
-within ``public_write_timeout_seconds``, or its connection is cut and its slot freed (a client that
-never read kept its slot for ever). ``/health`` keeps its own path (``DbHandlesApp``).
+Three bounds (``serve_public``): each address (``addresses.address_key``: all of loopback is one)
+may send ``public_rate`` requests a second (``public_burst`` at once) without a valid token
+(``PublicRate``, a token bucket; past it 429 with ``Retry-After``: a client that reads, ``wrk -c32``
+on ``/openapi.json``, made another actor's reads 6-11 times slower), requests the door refused
+(a wrong Host: ``DbHandlesApp``) taking from the same bucket; an answer must be taken within
+``public_write_timeout_seconds``, or its connection is cut (a client that never read kept it for
+ever); and a connection that has not taken its answer holds only itself: uvicorn reads none of its
+pipelined requests while its answer waits to be written (``connections.py``), and a request on
+such a connection is refused (429, closed) once its address has ``PUBLIC_REQUESTS_PER_ADDRESS``
+answers not taken (``PublicLimit``). A request on a connection that holds no unsent answer is never
+refused for the others: eight connections that never read held every "slot" of their address, and
+the dashboard was refused to everyone there. ``/health`` keeps its own path (``DbHandlesApp``).
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ __all__ = [
     "commands_endpoint",
     "health_endpoint",
     "openapi_endpoint",
+    "paused_refusal",
+    "refuse",
     "serve_public",
     "static_endpoint",
     "written",
@@ -188,8 +193,8 @@ class Documents:
 
 
 class PublicLimit:
-    """Requests in progress on the routes that need no token, per client address (only touched on
-    the event loop).
+    """Requests in progress on the routes that need no token, per client address, up to their
+    answers taken (only touched on the event loop).
 
     Args:
         limit: the most one address may have in progress at once.
@@ -201,17 +206,23 @@ class PublicLimit:
         #: Connections cut at the write deadline (``serve_public``; a count, for tests and logs).
         self.cut = 0
 
-    def enter(self, address: str) -> None:
-        """Count one more request from ``address``.
+    def enter(self, address: str, holding: bool) -> None:
+        """Count one more request from ``address``; ``holding``: its connection still holds an
+        unsent answer (pipelined behind it).
+
+        Only such a request is ever refused: a connection that has not taken its answer holds
+        itself, never its address's other connections (eight that never read held the dashboard
+        for everyone at their address, issue 13).
 
         Raises:
-            TooManyRequests: ``address`` already has ``limit`` of them in progress.
+            TooManyRequests: ``holding``, and ``address`` already has ``limit`` of them in progress.
         """
-        if self.counts[address] >= self.limit:
+        if holding and self.counts[address] >= self.limit:
             raise TooManyRequests(
-                f"{json_text(address, 80)} already has {self.limit} requests in progress on the "
-                "routes that need no token (GET /health, /commands, /openapi.json, the dashboard); "
-                "read their answers before sending more",
+                f"{json_text(address, 80)} already has {self.limit} answers of the routes that "
+                "need no token (GET /commands, /openapi.json, the dashboard, wrong URLs) not taken "
+                "yet, and this connection has not taken the answer before this request; read "
+                "your answers before sending more (DBHANDLES_PUBLIC_REQUESTS_PER_ADDRESS)",
                 field="connection",
             )
         self.counts[address] += 1
@@ -270,12 +281,22 @@ def too_fast(address: str, rate: float, burst: float) -> TooManyRequests:
     return TooManyRequests(
         f"{json_text(address, 80)} sent more than {rate:g} requests a second (bursts of "
         f"{burst:g}) without a token to the routes that need none (GET /commands, /openapi.json, "
-        "the dashboard; DBHANDLES_PUBLIC_RATE); retry after the seconds of Retry-After",
+        "the dashboard) or refused at the door (a Host header this server does not answer to); "
+        "retry after the seconds of Retry-After (DBHANDLES_PUBLIC_RATE)",
         field="connection",
     )
 
 
-async def _refuse(send: Send, exc: TooManyRequests, wait: float | None) -> None:
+async def paused_refusal(state: ServerState, address: str) -> TooManyRequests:
+    """Wait ``REFUSAL_PAUSE_SECONDS``, then the refusal of a request past ``address``'s rate
+    (``too_fast``). Answered at once, a refusal let wrk -c32 send 10,000 of them a second and the
+    loop was as busy as without the rate; paused, each connection costs one a second."""
+    await asyncio.sleep(REFUSAL_PAUSE_SECONDS)
+    settings = state.service.settings
+    return too_fast(address, settings.public_rate, settings.public_burst)
+
+
+async def refuse(send: Send, exc: TooManyRequests, wait: float | None) -> None:
     """Answer ``exc`` (429), with ``Retry-After`` (whole seconds, at least 1) when ``wait`` is given.
     A refusal of the rate keeps the connection: closing it would make a flooding client open
     another, which costs the loop more than this answer."""
@@ -314,10 +335,10 @@ async def serve_public(
 ) -> None:
     """Answer one request to the routes that need no token (and wrong URLs) with ``app``, within
     the address's rate (``PublicRate``; a request whose token checks passes, checked only once the
-    address is past its rate) and slots (``PublicLimit``), all of it, up to the answer taken by
-    the client (``written``), within ``public_write_timeout_seconds``: past it the connection is
-    cut (``abort``: its unread answer is dropped) and the slot freed. ``address``: the client's
-    (``http.client_address``)."""
+    address is past its rate) and ``PublicLimit`` (counted up to the answer taken by the client,
+    ``written``; refused only when its own connection holds an unsent answer), all of it within
+    ``public_write_timeout_seconds``: past it the connection is cut (``abort``: its unread answer
+    is dropped) and its count freed. ``address``: the client's (``http.client_address``)."""
     settings = state.service.settings
     deadline = settings.public_write_timeout_seconds
     timer = asyncio.timeout(deadline if deadline > 0 else None)
@@ -325,18 +346,17 @@ async def serve_public(
         async with timer:
             wait = state.public_rate.take(address)
             if wait and not await _has_valid_token(state, scope):
-                # Answered at once, a refusal let wrk -c32 send 10,000 of them a second, and the
-                # loop was as busy as without the rate; paused, each connection costs one a second.
-                await asyncio.sleep(REFUSAL_PAUSE_SECONDS)
-                wait = max(0.0, wait - REFUSAL_PAUSE_SECONDS)
-                rate, burst = settings.public_rate, settings.public_burst
-                await _refuse(send, too_fast(address, rate, burst), wait)
+                exc = await paused_refusal(state, address)
+                await refuse(send, exc, max(0.0, wait - REFUSAL_PAUSE_SECONDS))
                 return
             limit = state.public
+            transport = connection_transport(send)
             try:
-                limit.enter(address)
+                limit.enter(
+                    address, transport is not None and transport.get_write_buffer_size() > 0
+                )
             except TooManyRequests as exc:
-                await _refuse(send, exc, None)
+                await refuse(send, exc, None)
                 return
             try:
                 await app(scope, receive, send)
