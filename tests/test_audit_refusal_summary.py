@@ -203,3 +203,18 @@ def test_the_quota_still_bounds_the_actors_data(tmp_path: Path) -> None:
         assert 2 <= written < 400  # the records count: refused once they pass the quota
     finally:
         service.close()
+
+
+def test_a_refusal_through_the_server_names_its_client_address(service: Service) -> None:
+    """The front doors pass the request's client address (``http.client_address``: the test
+    client's peer is ``testclient``), so an administrator sees who knocked: a missing token, a bad
+    token and another site's page alike."""
+    with app_client(service, require_token=True) as client:
+        assert client.post("/commands/data/list", json={}).status_code == 401
+        bad = {"Authorization": "Bearer not-a-token"}
+        assert client.post("/commands/data/read", json={}, headers=bad).status_code == 401
+        site = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+        assert client.post("/commands/data/count", json={}, headers=site).status_code == 403
+    rows = auth_rows(service)
+    assert len(rows) == 3
+    assert {r["target"] for r in rows} == {"from testclient"}

@@ -285,7 +285,12 @@ class ServerState:
             self._hosts_seen.add(host)
 
     def context(
-        self, authorization: str | None, session_id: str | None, command: str | None = None
+        self,
+        authorization: str | None,
+        session_id: str | None,
+        command: str | None = None,
+        *,
+        address: str | None = None,
     ) -> Context:
         """Who a request runs as, in which (actor-scoped) session; see ``auth.authenticate``. A
         refusal is written to the audit log (``audit_refusal``), naming ``command``.
@@ -297,17 +302,23 @@ class ServerState:
             return auth.authenticate(self.service.tokens, authorization, session_id,
                                      require_token=self.require_token, known=self._contexts)  # fmt: skip
         except DbHandlesError as exc:
-            self.audit_refusal(command, exc, authorization)
+            self.audit_refusal(command, exc, authorization, address)
             raise
 
     def audit_refusal(
-        self, command: str | None, exc: DbHandlesError, authorization: str | None
+        self,
+        command: str | None,
+        exc: DbHandlesError,
+        authorization: str | None,
+        address: str | None = None,
     ) -> None:
         """Write the audit row of a request refused before it reached its command: a missing or
         bad token (401), another site's page (403). The actor is who the request claimed to be
-        (``auth.claimed_actor``: a token's id, never its secret)."""
+        (``auth.claimed_actor``: a token's id, never its secret); repeats are summarised per client
+        ``address`` (``AuditLog.record_refusal``)."""
         name = (command or "(websocket)")[:100]
-        self.service.audit.record_refusal(auth.claimed_actor(authorization), name, exc.code)
+        actor = auth.claimed_actor(authorization)
+        self.service.audit.record_refusal(actor, name, exc.code, address=address)
 
     async def drain(self, timeout: float = DRAIN_SECONDS) -> None:
         """Wait for every command already started, so a write the server began is finished (and
@@ -431,7 +442,7 @@ def _audit_door(state: ServerState, scope: Scope, exc: DbHandlesError) -> None:
         method = str(scope.get("method", ""))
         command = method == "POST" and path.startswith(http.COMMAND_PREFIX)
         name = path[len(http.COMMAND_PREFIX) :] if command else f"{method} {path}"
-    state.audit_refusal(name, exc, authorization)
+    state.audit_refusal(name, exc, authorization, http.client_address(scope))
 
 
 def _denial_completes_handshake(send: Send) -> Send:

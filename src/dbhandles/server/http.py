@@ -146,6 +146,8 @@ class Caller:
     origin: str | None = None
     fetch_site: str | None = None
     host: str | None = None
+    #: ``client_address`` of the request (what its refusal's audit row is summarised by).
+    address: str | None = None
 
     @classmethod
     def from_scope(cls, scope: Scope) -> tuple[Caller, str | None]:
@@ -158,7 +160,7 @@ class Caller:
                 found[key] = AMBIGUOUS if ambiguous else value.decode("latin-1")
         caller = cls(
             found.get(b"authorization"), found.get(b"x-session-id"), found.get(b"origin"),
-            found.get(b"sec-fetch-site"), found.get(b"host"),
+            found.get(b"sec-fetch-site"), found.get(b"host"), client_address(scope),
         )  # fmt: skip
         return caller, found.get(b"content-length")
 
@@ -204,9 +206,11 @@ def authenticate(state: ServerState, caller: Caller, command: str | None = None)
     try:
         state.check_site(caller.origin, caller.fetch_site, caller.host)
     except DbHandlesError as exc:
-        state.audit_refusal(command, exc, caller.authorization)
+        state.audit_refusal(command, exc, caller.authorization, caller.address)
         raise
-    return state.context(caller.authorization, caller.valid_session_id, command)
+    return state.context(
+        caller.authorization, caller.valid_session_id, command, address=caller.address
+    )
 
 
 def check_session_header(

@@ -40,14 +40,14 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     authorization = auth.socket_credential(
         headers.getlist("authorization"), auth.query_token(websocket.scope)
     )
+    address = http_address(websocket.scope)
     try:
         state.check_site(headers.get("origin"), headers.get("sec-fetch-site"), headers.get("host"))
     except DbHandlesError as exc:
         # Another site's page gets no socket at all: the upgrade is answered 403.
-        state.audit_refusal(None, exc, authorization)
+        state.audit_refusal(None, exc, authorization, address)
         await deny_upgrade(websocket, exc)
         return
-    address = http_address(websocket.scope)
     try:
         state.enter(address)
     except DbHandlesError as exc:
