@@ -21,8 +21,10 @@ sorts (``sqlite_foreign_sql``), so a filter sees exactly the value a listing sho
 from __future__ import annotations
 
 import base64
+import json
 import math
 from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
 from itertools import compress, repeat
 from typing import Any
 
@@ -38,6 +40,7 @@ __all__ = [
     "decode_key",
     "encode_key",
     "id_value",
+    "inexact_value",
     "json_value",
     "records_builder",
     "row_values",
@@ -71,6 +74,52 @@ def json_value(value: Any) -> Any:
     if kind is bytes:
         return {BLOB_KEY: base64.b64encode(value).decode("ascii")}
     return value
+
+
+def inexact_value(value: Any) -> str | None:
+    """Why ``json_value`` of one stored SQLite value is not that value exactly, or ``None`` when
+    it is (a string, an integer, a finite real, a BLOB's base64, and JSON text whose every key and
+    number the served value holds). Inexact: an infinite REAL (served as null) and JSON text that
+    repeats a key (served with its first value) or spells a number a double rounds
+    (``1.00000000000000000001``, ``9007199254740993``). What ``data/copy`` with ``move`` checks
+    before it deletes a source row (docs/copy.md "Value-preserving"). Spacing and escapes are no
+    value: ``{"a": 1}`` is ``{"a":1}`` exactly."""
+    if type(value) is float and value - value != 0:
+        return "is an infinity, which JSON has no number for (served as null)"
+    if type(value) is not str or value[:1] not in _JSON_STARTS:
+        return None
+    served = json_value(value)
+    if type(served) is str:
+        return None  # served as the text it is
+    try:
+        precise = json.loads(value, object_pairs_hook=_Pairs, parse_float=Decimal)
+    except (ValueError, RecursionError):  # pragma: no cover - orjson read it, at most 254 deep
+        return "is JSON text its record cannot show exactly"
+    return _differs(precise, served)
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """An object as ``json.loads`` reads it, every key in order (a repeated one too)."""
+
+
+def _differs(precise: Any, served: Any) -> str | None:
+    """Why ``served`` (a JSON value as a record shows it) is not ``precise`` (read with every key
+    and each number's exact decimal), else ``None``. Iterative: a text may nest 254 levels."""
+    stack = [(precise, served)]
+    while stack:
+        want, have = stack.pop()
+        if isinstance(want, _Pairs):
+            keys = [k for k, _ in want]
+            if len(set(keys)) != len(keys):
+                twice = next(k for i, k in enumerate(keys) if k in keys[:i])
+                return f"repeats the key {json_text(twice, 40)} (a read shows its first value)"
+            stack.extend((item, have.get(key)) for key, item in want)
+        elif type(want) is list:
+            stack.extend(zip(want, have, strict=True))
+        elif isinstance(want, Decimal | int) and type(want) is not bool:
+            if type(have) is float and Decimal(repr(have)) != want:
+                return f"spells the number {want}, which a 64-bit float rounds to {have!r}"
+    return None
 
 
 def id_value(value: Any) -> Any:

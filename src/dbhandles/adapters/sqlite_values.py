@@ -53,6 +53,7 @@ __all__ = [
     "Unreadable",
     "document_call",
     "document_sql",
+    "finite_numbers",
     "load_record",
     "loads",
     "plain",
@@ -276,8 +277,26 @@ def document_sql(column: str) -> str:
     )
     return (
         f"(CASE WHEN typeof({column}) = 'text' AND substr({column}, 1, 1) IN ('{{', '[') THEN "
-        f"(CASE WHEN instr({column}, '\\u') = 0 AND {shallow} AND json_valid({column}) "
-        f"THEN {column} ELSE {document_call(column)} END) END)"
+        f"(CASE WHEN instr({column}, '\\u') = 0 AND {shallow} AND {finite_numbers(column)} "
+        f"AND json_valid({column}) THEN {column} ELSE {document_call(column)} END) END)"
+    )
+
+
+#: Digits a JSON number needs before its exponent to pass the largest double (1.8e308) without one.
+_LONGEST_FINITE = 309
+_DIGIT_RUN = "*" + "[0-9]" * _LONGEST_FINITE + "*"
+
+
+def finite_numbers(column: str) -> str:
+    """SQL: ``column``'s text cannot spell a number past a double's range (``[1e400]``, 400
+    digits), which SQLite's ``json_valid`` and JSON functions take (as an infinity) and orjson,
+    hence ``loads``, refuses: such text is a string to the reader, so it must be one to every
+    filter and sort. True when the text has no exponent after a digit and no run of
+    ``_LONGEST_FINITE`` digits; false is no verdict (the caller then asks ``DOCUMENT_FUNCTION``,
+    which reads it as ``loads`` does). A text holding ``2e`` in a string only takes the slow path."""
+    return (
+        f"(NOT {column} GLOB '*[0-9][eE]*' AND (length({column}) < {_LONGEST_FINITE} "
+        f"OR NOT {column} GLOB '{_DIGIT_RUN}'))"
     )
 
 
