@@ -13,7 +13,8 @@ sorts (``sqlite_foreign_sql``), so a filter sees exactly the value a listing sho
 * A record's ``id`` is its key (``id_value``): the value of a single-column key as stored (never
   parsed as JSON), the ``rowid`` of a table without a key, and for a compound key (or a view, whose
   "key" is all its columns) the compact JSON text of the array of the key's values in key order,
-  for example ``["2024-01-01",7]`` (``encode_key`` / ``decode_key``); rows of a view equal in every
+  for example ``["2024-01-01",7]``, a BLOB in it as ``{"$base64": ...}`` (``encode_key`` /
+  ``decode_key``); rows of a view equal in every
   column are told apart by ``#2``, ``#3`` after the second, third ... (``ForeignTable.id_sql``).
   Commands take a numeric id as its text (``documents.id_text``).
 """
@@ -361,21 +362,35 @@ def encode_key(values: Sequence[Any]) -> str:
     """The ``id`` of a row with a compound key: compact JSON of the key's values, in key order.
 
     Text is JSON-escaped as SQLite's ``json_array`` does it, so the same text comes out of SQL (for
-    filters and sorting on ``id``) and out of Python. BLOBs have no JSON form and are refused by
-    SQLite's ``json_array``; a compound key holding one cannot be served.
+    filters and sorting on ``id``) and out of Python; a BLOB is ``{"$base64": ...}``, as the SQL
+    writes it (``sqlite_foreign_schema.key_item``).
     """
-    return orjson.dumps(list(values)).decode()
+    return orjson.dumps([json_value(v) if type(v) is bytes else v for v in values]).decode()
 
 
-def decode_key(record_id: str, width: int) -> list[Any] | None:
+def decode_key(record_id: str, width: int, blobs: bool = False) -> list[Any] | None:
     """The key values an ``id`` made by ``encode_key`` stands for; ``None`` if it is not one
-    (not JSON, not an array of ``width`` scalars): no row has such an id."""
+    (not JSON, not an array of ``width`` scalars): no row has such an id. With ``blobs`` (SQLite,
+    whose ids show a BLOB as ``{"$base64": ...}``), such an item is the BLOB's bytes."""
     try:
         values = orjson.loads(record_id)
     except orjson.JSONDecodeError:
         return None
     if not isinstance(values, list) or len(values) != width:
         return None
+    if blobs:
+        values = [_blob(v) if isinstance(v, dict) else v for v in values]
     if any(isinstance(v, dict | list | bool) for v in values):
         return None
     return values
+
+
+def _blob(item: dict[str, Any]) -> Any:
+    """The bytes ``{"$base64": text}`` stands for; ``item`` itself when it is no such object."""
+    text = item.get(BLOB_KEY) if len(item) == 1 else None
+    if not isinstance(text, str):
+        return item
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError):
+        return item

@@ -37,6 +37,7 @@ skip even that for every row but those ``sqlite_records.foreign_rows`` names.
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 from typing import Any, cast
@@ -48,6 +49,7 @@ from dbhandles.filters import RESERVED_FIELDS
 from dbhandles.values import MAX_DEPTH, json_text
 
 __all__ = [
+    "BASE64_FUNCTION",
     "DOCUMENT_FUNCTION",
     "RECORD_FUNCTION",
     "Unreadable",
@@ -234,11 +236,21 @@ def document_call(column: str) -> str:
     return f"{DOCUMENT_FUNCTION}(CAST({column} AS BLOB))"
 
 
+#: The SQL function giving a BLOB's standard base64 (a compound key's or a view row's ``id``
+#: shows a BLOB as ``{"$base64": ...}``, as a field does: ``sqlite_foreign_schema.key_item``).
+BASE64_FUNCTION = "_dbh_base64"
+
+
+def _base64(value: object) -> str | None:
+    return base64.b64encode(value).decode("ascii") if type(value) is bytes else None
+
+
 def register(conn: sqlite3.Connection) -> None:
-    """Define ``RECORD_FUNCTION`` and ``DOCUMENT_FUNCTION`` on ``conn`` (deterministic: SQLite may
-    compute them once per row and value)."""
+    """Define ``RECORD_FUNCTION``, ``DOCUMENT_FUNCTION`` and ``BASE64_FUNCTION`` on ``conn``
+    (deterministic: SQLite may compute them once per row and value)."""
     conn.create_function(RECORD_FUNCTION, 1, _record, deterministic=True)
     conn.create_function(DOCUMENT_FUNCTION, 1, _document, deterministic=True)
+    conn.create_function(BASE64_FUNCTION, 1, _base64, deterministic=True)
 
 
 def plain(column: str) -> str:
