@@ -113,13 +113,17 @@ def _differs(precise: Any, served: Any) -> str | None:
             keys = [k for k, _ in want]
             if len(set(keys)) != len(keys):
                 twice = next(k for i, k in enumerate(keys) if k in keys[:i])
-                return f"repeats the key {json_text(twice, 40)} (a read shows its first value)"
+                return f"repeats the key {json_text(twice, 40)} (a read shows one of its values)"
             stack.extend((item, have.get(key)) for key, item in want)
         elif type(want) is list:
             stack.extend(zip(want, have, strict=True))
-        elif isinstance(want, Decimal | int) and type(want) is not bool:
-            if type(have) is float and Decimal(repr(have)) != want:
-                return f"spells the number {want}, which a 64-bit float rounds to {have!r}"
+        elif (
+            isinstance(want, Decimal | int)
+            and type(want) is not bool
+            and type(have) is float
+            and Decimal(repr(have)) != want
+        ):
+            return f"spells the number {want}, which a 64-bit float rounds to {have!r}"
     return None
 
 
