@@ -280,9 +280,10 @@ def document_sql(column: str) -> str:
     or JSON ``loads`` cannot read in full: nested deeper than ``MAX_DEPTH``, U+0000).
 
     The text is used as it is only when it cannot nest too deep: fewer than ``MAX_DEPTH - 1``
-    brackets (a field's value is at level 1), told by its length or by counting them; any
-    other text goes to ``DOCUMENT_FUNCTION``, which measures the depth (SQLite's ``json_valid``
-    accepts 1,000 levels)."""
+    brackets (a field's value is at level 1), told by its length or by counting them, and spells
+    no number past a double (``finite_numbers``); any other text goes to ``DOCUMENT_FUNCTION``,
+    which measures the depth (SQLite's ``json_valid`` accepts 1,000 levels) and reads numbers as
+    ``loads`` does."""
     shallow = (
         f"(length({column}) < {MAX_DEPTH - 1} OR length({column}) - length(replace(replace("
         f"{column}, '[', ''), '{{', '')) < {MAX_DEPTH - 1})"
