@@ -49,6 +49,20 @@ _TEXT = st.one_of(
         max_size=4,
     ),
     st.sampled_from(['{"a": 1, "b": "x"}', "[x", "{}", "{bad", '{"a": {"b": null}}', "[]", "[1,]"]),
+    # JSON SQLite's functions take but the reader serves as the plain string it is (a number past
+    # a double, a lone surrogate, U+0000, too deep): a string to every filter and sort too.
+    st.sampled_from(
+        [
+            "[1e400]",
+            "[-1e400]",
+            '{"a": 2E+999}',
+            '["\\ud800"]',
+            '["a\\u0000b"]',
+            '{"a": "x\\u0000y"}',
+            "[" * 300 + "]" * 300,
+            '{"a": 1, "a": [2]}',
+        ]
+    ),
 )
 _NUMBERS = st.one_of(
     st.integers(-3, 3),

@@ -23,7 +23,7 @@ from dbhandles import Context, Service
 from dbhandles.adapters.sql_facets import HASH_FUNCTION
 from dbhandles.adapters.sqlite_schema import create_table_sql, index_sql, json_functions_innocuous
 from dbhandles.adapters.sqlite_trust import REGISTERED_FUNCTIONS, distrust
-from dbhandles.adapters.sqlite_values import DOCUMENT_FUNCTION, RECORD_FUNCTION
+from dbhandles.adapters.sqlite_values import BASE64_FUNCTION, DOCUMENT_FUNCTION, RECORD_FUNCTION
 from dbhandles.errors import DbHandlesError
 from dbhandles.settings import Settings
 from tests.test_security_tenants import Tenants, serve_tenants
@@ -51,7 +51,7 @@ def shell(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path)
     conn.create_function("regexp", 2, lambda p, v: 1, deterministic=True)
     conn.create_function(HASH_FUNCTION, 2, lambda s, i: 1, deterministic=True)
-    for name in (RECORD_FUNCTION, DOCUMENT_FUNCTION):
+    for name in (RECORD_FUNCTION, DOCUMENT_FUNCTION, BASE64_FUNCTION):
         conn.create_function(name, 1, lambda text: text, deterministic=True)
     return conn
 
@@ -272,6 +272,7 @@ def test_every_function_dbhandles_registers_is_never_trusted() -> None:
         "HASH_FUNCTION": HASH_FUNCTION,
         "RECORD_FUNCTION": RECORD_FUNCTION,
         "DOCUMENT_FUNCTION": DOCUMENT_FUNCTION,
+        "BASE64_FUNCTION": BASE64_FUNCTION,
     }
     registered: set[str] = set()
     for source in SRC.rglob("*.py"):

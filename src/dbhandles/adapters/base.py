@@ -245,6 +245,13 @@ class TableWriter(ABC):
         """Set the columns ``changes`` names on the row ``record_id``; return it as stored, or
         ``None`` when there is no such row. Raises as ``insert`` does."""
 
+    def inexact(self, record_id: str) -> tuple[str, Any, str] | None:
+        """``(field, stored value, why)`` of the first column of row ``record_id`` whose stored
+        value its record does not show exactly (normalised on read: a JSON text repeating a key,
+        a number a double rounds, an infinity shown as null), else ``None`` (also when there is
+        no such row). A move keeps such a row in the source (docs/copy.md "Value-preserving")."""
+        return None
+
 
 class Session(ABC):
     """One unit of work on an adapter: a transaction when opened for writing, a consistent read otherwise."""

@@ -13,7 +13,8 @@ sorts (``sqlite_foreign_sql``), so a filter sees exactly the value a listing sho
 * A record's ``id`` is its key (``id_value``): the value of a single-column key as stored (never
   parsed as JSON), the ``rowid`` of a table without a key, and for a compound key (or a view, whose
   "key" is all its columns) the compact JSON text of the array of the key's values in key order,
-  for example ``["2024-01-01",7]`` (``encode_key`` / ``decode_key``); rows of a view equal in every
+  for example ``["2024-01-01",7]``, a BLOB in it as ``{"$base64": ...}`` (``encode_key`` /
+  ``decode_key``); rows of a view equal in every
   column are told apart by ``#2``, ``#3`` after the second, third ... (``ForeignTable.id_sql``).
   Commands take a numeric id as its text (``documents.id_text``).
 """
@@ -21,8 +22,10 @@ sorts (``sqlite_foreign_sql``), so a filter sees exactly the value a listing sho
 from __future__ import annotations
 
 import base64
+import json
 import math
 from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
 from itertools import compress, repeat
 from typing import Any
 
@@ -38,6 +41,7 @@ __all__ = [
     "decode_key",
     "encode_key",
     "id_value",
+    "inexact_value",
     "json_value",
     "records_builder",
     "row_values",
@@ -71,6 +75,56 @@ def json_value(value: Any) -> Any:
     if kind is bytes:
         return {BLOB_KEY: base64.b64encode(value).decode("ascii")}
     return value
+
+
+def inexact_value(value: Any) -> str | None:
+    """Why ``json_value`` of one stored SQLite value is not that value exactly, or ``None`` when
+    it is (a string, an integer, a finite real, a BLOB's base64, and JSON text whose every key and
+    number the served value holds). Inexact: an infinite REAL (served as null) and JSON text that
+    repeats a key (served with its first value) or spells a number a double rounds
+    (``1.00000000000000000001``, ``9007199254740993``). What ``data/copy`` with ``move`` checks
+    before it deletes a source row (docs/copy.md "Value-preserving"). Spacing and escapes are no
+    value: ``{"a": 1}`` is ``{"a":1}`` exactly."""
+    if type(value) is float and value - value != 0:
+        return "is an infinity, which JSON has no number for (served as null)"
+    if type(value) is not str or value[:1] not in _JSON_STARTS:
+        return None
+    served = json_value(value)
+    if type(served) is str:
+        return None  # served as the text it is
+    try:
+        precise = json.loads(value, object_pairs_hook=_Pairs, parse_float=Decimal)
+    except (ValueError, RecursionError):  # pragma: no cover - orjson read it, at most 254 deep
+        return "is JSON text its record cannot show exactly"
+    return _differs(precise, served)
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """An object as ``json.loads`` reads it, every key in order (a repeated one too)."""
+
+
+def _differs(precise: Any, served: Any) -> str | None:
+    """Why ``served`` (a JSON value as a record shows it) is not ``precise`` (read with every key
+    and each number's exact decimal), else ``None``. Iterative: a text may nest 254 levels."""
+    stack = [(precise, served)]
+    while stack:
+        want, have = stack.pop()
+        if isinstance(want, _Pairs):
+            keys = [k for k, _ in want]
+            if len(set(keys)) != len(keys):
+                twice = next(k for i, k in enumerate(keys) if k in keys[:i])
+                return f"repeats the key {json_text(twice, 40)} (a read shows one of its values)"
+            stack.extend((item, have.get(key)) for key, item in want)
+        elif type(want) is list:
+            stack.extend(zip(want, have, strict=True))
+        elif (
+            isinstance(want, Decimal | int)
+            and type(want) is not bool
+            and type(have) is float
+            and Decimal(repr(have)) != want
+        ):
+            return f"spells the number {want}, which a 64-bit float rounds to {have!r}"
+    return None
 
 
 def id_value(value: Any) -> Any:
@@ -312,21 +366,35 @@ def encode_key(values: Sequence[Any]) -> str:
     """The ``id`` of a row with a compound key: compact JSON of the key's values, in key order.
 
     Text is JSON-escaped as SQLite's ``json_array`` does it, so the same text comes out of SQL (for
-    filters and sorting on ``id``) and out of Python. BLOBs have no JSON form and are refused by
-    SQLite's ``json_array``; a compound key holding one cannot be served.
+    filters and sorting on ``id``) and out of Python; a BLOB is ``{"$base64": ...}``, as the SQL
+    writes it (``sqlite_foreign_schema.key_item``).
     """
-    return orjson.dumps(list(values)).decode()
+    return orjson.dumps([json_value(v) if type(v) is bytes else v for v in values]).decode()
 
 
-def decode_key(record_id: str, width: int) -> list[Any] | None:
+def decode_key(record_id: str, width: int, blobs: bool = False) -> list[Any] | None:
     """The key values an ``id`` made by ``encode_key`` stands for; ``None`` if it is not one
-    (not JSON, not an array of ``width`` scalars): no row has such an id."""
+    (not JSON, not an array of ``width`` scalars): no row has such an id. With ``blobs`` (SQLite,
+    whose ids show a BLOB as ``{"$base64": ...}``), such an item is the BLOB's bytes."""
     try:
         values = orjson.loads(record_id)
     except orjson.JSONDecodeError:
         return None
     if not isinstance(values, list) or len(values) != width:
         return None
+    if blobs:
+        values = [_blob(v) if isinstance(v, dict) else v for v in values]
     if any(isinstance(v, dict | list | bool) for v in values):
         return None
     return values
+
+
+def _blob(item: dict[str, Any]) -> Any:
+    """The bytes ``{"$base64": text}`` stands for; ``item`` itself when it is no such object."""
+    text = item.get(BLOB_KEY) if len(item) == 1 else None
+    if not isinstance(text, str):
+        return item
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError):
+        return item

@@ -82,9 +82,14 @@ def json_sql(column: PgColumn) -> str:
             f"WHEN {c} = ({c}::float8)::numeric THEN to_jsonb({c}) ELSE to_jsonb({c}::text) END)"
         )
     if base == "jsonb":
-        return c
+        return f"(CASE WHEN {_finite(c)} THEN {c} ELSE to_jsonb({c}::text) END)"
     if base == "json":
-        return f"{c}::jsonb"
+        # Each test only where the one before it holds: the cast to jsonb raises on a U+0000 or
+        # lone-surrogate escape (which ``json`` keeps as text), so it runs after ``_castable``.
+        return (
+            f"(CASE WHEN NOT {_castable(c)} THEN to_jsonb({c}::text) "
+            f"WHEN {_finite(f'{c}::jsonb')} THEN {c}::jsonb ELSE to_jsonb({c}::text) END)"
+        )
     if base == "bytea":
         return (
             f"(CASE WHEN {c} IS NOT NULL THEN jsonb_build_object('$base64', "
@@ -97,6 +102,34 @@ def json_sql(column: PgColumn) -> str:
             f"ELSE to_jsonb({c}::text) END)"
         )
     return f"to_jsonb({c})"
+
+
+#: A valid UTF-16 surrogate pair, as a JSON escape (a lone half is no character).
+_PAIR = r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+#: The escapes ``jsonb`` refuses: U+0000 and a half of a surrogate pair (left once pairs are cut).
+_REFUSED = r"\\u(0000|[dD][89a-fA-F][0-9a-fA-F]{2})"
+#: Past a double's range: orjson (hence every reader) refuses such a number.
+_LARGEST = "1.7976931348623158e308"
+
+
+def _castable(json_text: str) -> str:
+    """SQL: the ``json`` value ``json_text`` casts to ``jsonb`` without raising, so its JSON is
+    readable in full: no ``\\u0000`` escape and no lone surrogate (both of which the ``json``
+    type keeps and ``jsonb`` refuses, failing the whole statement). Escaped backslashes go first,
+    so every backslash left starts an escape; then valid pairs; what is left is decisive."""
+    text = f"{json_text}::text"
+    left = f"regexp_replace(replace({text}, '\\\\', ''), '{_PAIR}', '', 'g')"
+    return f"(strpos({text}, '\\u') = 0 OR NOT {left} ~ '{_REFUSED}')"
+
+
+def _finite(jsonb: str) -> str:
+    """SQL: the ``jsonb`` value holds no number past a double's range (``1e400``: PostgreSQL's
+    ``numeric`` holds it, a JSON reader refuses it). The path query runs only on text that could
+    spell one: an exponent, or 309 digits in a row (a regular expression counts at most 255)."""
+    return (
+        f"(NOT {jsonb}::text ~ '[0-9][eE]|[0-9]{{255}}[0-9]{{54}}' OR NOT jsonb_path_exists({jsonb}, "
+        f"'strict $.** ? (@.type() == \"number\" && (@ > {_LARGEST} || @ < -{_LARGEST}))'))"
+    )
 
 
 def fixed_rank(column: PgColumn) -> int | None:

@@ -35,7 +35,7 @@ from psycopg import sql
 from psycopg.types.json import Json, Jsonb
 
 from dbhandles.adapters.base import Record
-from dbhandles.adapters.foreign_values import BLOB_KEY
+from dbhandles.adapters.foreign_values import BLOB_KEY, inexact_value
 from dbhandles.adapters.foreign_writer import LABELS, ForeignWriterBase, blame
 from dbhandles.adapters.postgres_capacity import over_capacity
 from dbhandles.adapters.postgres_errors import translate_error
@@ -154,6 +154,12 @@ def _array_literal(value: list[Any], element: str, refuse: Any) -> str:
                 text = str(item)
             items.append('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
     return "{" + ",".join(items) + "}"
+
+
+#: Types whose values a record may show normalised (``PgWriter.inexact``).
+_INEXACT_TYPES = frozenset({"json", "jsonb", "float4", "float8", "numeric"})
+#: The texts of a float or ``numeric`` that JSON has no number for.
+_NOT_NUMBERS = frozenset({"NaN", "Infinity", "-Infinity"})
 
 
 class PgWriter(ForeignWriterBase[PgColumn]):
@@ -315,6 +321,28 @@ class PgWriter(ForeignWriterBase[PgColumn]):
         ):
             raise self._key_changed(record_id)
         return self.reader.record(row)
+
+    def inexact(self, record_id: str) -> tuple[str, Any, str] | None:
+        """The first column of row ``record_id`` its record does not show exactly: a ``json`` or
+        ``jsonb`` text repeating a key or spelling a number a double rounds
+        (``foreign_values.inexact_value``), a float or ``numeric`` NaN or infinity (served as
+        null). ``(field, the stored value's text, why)``; ``None`` when every value is exact."""
+        match = self.reader.key_match(record_id)
+        columns = [c for c in self.table.columns if c.base in _INEXACT_TYPES]
+        if match is None or not columns:
+            return None
+        where, params = match
+        texts = ", ".join(f"{quote(c.name)}::text" for c in columns)
+        row = self._execute(
+            f"SELECT {texts} FROM {self.reader.source} WHERE {where} LIMIT 1", params, {}
+        ).fetchone()
+        for column, text in zip(columns, row or (), strict=False):
+            if text in _NOT_NUMBERS and column.base not in ("json", "jsonb"):
+                return column.field, text, "is not a number JSON can hold (served as null)"
+            why = None if column.base not in ("json", "jsonb") else inexact_value(text)
+            if why is not None:
+                return column.field, text, why
+        return None
 
     # -- refusals ---------------------------------------------------------------------------------
 

@@ -209,7 +209,7 @@ class ForeignReader:
                 head, mark, number = record_id.rpartition("#")
                 if mark and head.endswith("]") and number.isdigit():
                     key_text = head
-            values = decode_key(key_text, width)
+            values = decode_key(key_text, width, blobs=True)
             if values is None:
                 return None
             names = table.key or tuple(c.name for c in table.columns)

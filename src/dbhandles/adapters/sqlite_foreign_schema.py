@@ -35,6 +35,7 @@ from dbhandles.adapters.foreign_common import (
 )
 from dbhandles.adapters.sqlite_guard import installed, schema_refusal
 from dbhandles.adapters.sqlite_replace import replace_constraint, replaces_in_trigger
+from dbhandles.adapters.sqlite_values import BASE64_FUNCTION
 from dbhandles.adapters.sqlite_vtables import read_virtual_tables
 from dbhandles.values import json_text
 
@@ -45,6 +46,7 @@ __all__ = [
     "derived_from",
     "describe",
     "describe_all",
+    "key_item",
     "quote",
     "schema_objects",
     "trigger_writes",
@@ -57,6 +59,17 @@ _ROWID_NAMES = ("_rowid_", "rowid", "oid")
 def quote(name: str) -> str:
     """An SQL identifier: double quotes, inner double quotes doubled."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def key_item(name: str) -> str:
+    """SQL of column ``name`` as an item of a compound key's (or a view row's) ``id`` array: its
+    value, a BLOB as ``{"$base64": ...}`` (``json_array`` refuses a BLOB; a field shows it so,
+    and ``foreign_values.decode_key`` reads it back)."""
+    col = quote(name)
+    return (
+        f"(CASE WHEN typeof({col}) = 'blob' THEN json_object('$base64', "
+        f"{BASE64_FUNCTION}({col})) ELSE {col} END)"
+    )
 
 
 #: The column a view's rows are numbered in among the rows equal to them (``id_sql``).
@@ -129,7 +142,7 @@ class ForeignTable:
         if self.key:
             if len(self.key) == 1:
                 return quote(self.key[0])
-            return "json_array(" + ", ".join(quote(k) for k in self.key) + ")"
+            return "json_array(" + ", ".join(key_item(k) for k in self.key) + ")"
         if self.rowid is not None:
             return self.rowid
         # A view: rows equal in every column would share one id, so the 2nd, 3rd ... of them get
@@ -139,7 +152,7 @@ class ForeignTable:
     @property
     def row_json(self) -> str:
         """The SQL of the compact JSON array of every column."""
-        return "json_array(" + ", ".join(quote(c.name) for c in self.columns) + ")"
+        return "json_array(" + ", ".join(key_item(c.name) for c in self.columns) + ")"
 
     @property
     def numbered(self) -> bool:

@@ -27,7 +27,7 @@ from typing import Any
 
 from dbhandles.adapters.base import Record
 from dbhandles.adapters.foreign_common import ForeignColumn
-from dbhandles.adapters.foreign_values import sqlite_value
+from dbhandles.adapters.foreign_values import inexact_value, sqlite_value
 from dbhandles.adapters.foreign_writer import LABELS, ForeignWriterBase, blame
 from dbhandles.adapters.sqlite_errors import DRIVER_ERRORS, constraint_failure, translate_error
 from dbhandles.adapters.sqlite_foreign import ForeignReader
@@ -87,6 +87,26 @@ class ForeignWriter(ForeignWriterBase[ForeignColumn]):
         if self.table.integer_key is None:
             values[self.table.key[0]] = str(uuid.uuid4())
         # An INTEGER PRIMARY KEY left out: SQLite picks the next rowid.
+
+    def inexact(self, record_id: str) -> tuple[str, Any, str] | None:
+        """The first column of row ``record_id`` its record does not show exactly
+        (``foreign_values.inexact_value``): ``(field, stored value as JSON, why)``."""
+        match = self.reader.key_match(record_id)
+        if match is None:
+            return None
+        columns = self.table.columns
+        selected = ", ".join(quote(c.name) for c in columns)
+        where, params = match
+        row = self._execute(
+            f"SELECT {selected} FROM {self.reader.source} WHERE {where} LIMIT 1", params, {}
+        ).fetchone()
+        for column, value in zip(columns, row or (), strict=False):
+            why = inexact_value(value)
+            if why is not None:
+                # The stored text itself, or an infinity's text (no JSON number holds it).
+                shown = value if isinstance(value, str) else repr(value)
+                return column.field, shown, why
+        return None
 
     # -- writes -----------------------------------------------------------------------------------
 

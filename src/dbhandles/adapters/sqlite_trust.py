@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from functools import cache
 
 from dbhandles.adapters.sql_facets import HASH_FUNCTION, sqlite_hash
-from dbhandles.adapters.sqlite_values import DOCUMENT_FUNCTION, RECORD_FUNCTION
+from dbhandles.adapters.sqlite_values import BASE64_FUNCTION, DOCUMENT_FUNCTION, RECORD_FUNCTION
 from dbhandles.adapters.sqlite_values import register as register_values
 from dbhandles.adapters.sqlite_vtables import dequote, tokens
 from dbhandles.errors import AccessDenied
@@ -54,7 +54,9 @@ __all__ = [
 
 #: The functions dbhandles registers on its SQLite connections (``create_function``: never marked
 #: innocuous, so a schema's SQL may not call them, as under ``trusted_schema = OFF``).
-REGISTERED_FUNCTIONS = frozenset({"regexp", HASH_FUNCTION, RECORD_FUNCTION, DOCUMENT_FUNCTION})
+REGISTERED_FUNCTIONS = frozenset(
+    {"regexp", HASH_FUNCTION, RECORD_FUNCTION, DOCUMENT_FUNCTION, BASE64_FUNCTION}
+)
 #: ``SQLITE_INNOCUOUS`` in ``pragma_function_list.flags``.
 _INNOCUOUS = 0x200000
 #: Operators that call a function by that name (``x REGEXP y`` is ``regexp(y, x)``).

@@ -91,6 +91,16 @@ class CopyStats:
                                  "value": _shown(placed.row.get(name)),
                                  "stored": _shown(stored.get(name))})  # fmt: skip
 
+    def inexact(self, record_id: str, found: tuple[str, Any, str], copy: Record) -> None:
+        """Count a source row a move keeps because its record showed a column's value normalised
+        (``found``: ``TableWriter.inexact``'s field, the source's stored value, why); ``copy``
+        is what the target holds."""
+        name, value, why = found
+        self.changed += 1
+        if len(self.changes) < MAX_CONFLICT_IDS:
+            self.changes.append({"id": record_id, "field": name, "value": _shown(value),
+                                 "stored": _shown(copy.get(name)), "why": why})  # fmt: skip
+
     def counts(self) -> dict[str, Any]:
         """The counts as events and job progress show them (camelCase)."""
         seconds = self.seconds
@@ -307,11 +317,19 @@ def _move(
     # A copy that is not what was read (changed in the target meanwhile) is not deleted.
     changed: list[str] = [p.row["id"] for p in placed if p.row["id"] not in checked]
     with source.session(write=True) as session:
+        writer = session.table_writer(spec.source)
         for row in verified:
             current = session.get(spec.source, row["id"])
             if current is None:
                 continue  # deleted by someone else meanwhile: nothing to do
             if not equal(_text_id(current), row):
+                changed.append(row["id"])
+                continue
+            # The record is what a read shows; a row whose stored value it shows normalised (a
+            # key written twice, a rounded number) would lose the rest with its deletion.
+            inexact = None if writer is None else writer.inexact(row["id"])
+            if inexact is not None:
+                stats.inexact(row["id"], inexact, copies[row["id"]])
                 changed.append(row["id"])
                 continue
             if session.delete(spec.source, row["id"]):
