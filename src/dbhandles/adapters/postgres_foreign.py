@@ -30,6 +30,7 @@ from dbhandles.adapters.foreign_values import decode_key, records_builder
 from dbhandles.adapters.postgres_bytes import bounded_columns, columns_rows
 from dbhandles.adapters.postgres_compile import boolean, prepare_filter
 from dbhandles.adapters.postgres_foreign_schema import PgTable, describe, relations, resolve
+from dbhandles.adapters.postgres_reach import read_reach
 from dbhandles.adapters.postgres_foreign_sql import (
     DUPLICATE,
     compiler_for,
@@ -62,25 +63,6 @@ def _integer(text: str) -> int | None:
     except ValueError:
         return None
     return number if str(number) == text and -_INT64 <= number < _INT64 else None
-
-
-#: The relations a view reads, following views through views (a view's rule depends on them).
-_SOURCES = """
-WITH RECURSIVE reads(oid) AS (
-    SELECT d.refobjid FROM pg_rewrite r
-    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-        AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class
-    WHERE r.ev_class = %s::regclass
-    UNION
-    SELECT d.refobjid FROM reads
-    JOIN pg_rewrite r ON r.ev_class = reads.oid
-    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-        AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class
-)
-SELECT DISTINCT c.relname, n.nspname FROM reads
-JOIN pg_class c ON c.oid = reads.oid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-"""
 
 
 class PgReader:
@@ -179,12 +161,17 @@ class PgReader:
         return " AND ".join(tests), tuple(params)
 
     def sources(self, run: Run) -> list[str]:
-        """The relations this view reads, at any depth, from the rules' dependencies
-        (``pg_rewrite`` -> ``pg_depend``): their names, schema-qualified (``other.t``) when they
-        are not in this view's schema, so no permission list of this schema names them."""
-        rows = run(sql.SQL(_SOURCES), (self.relation,), False).fetchall()
-        return sorted(name if schema == self.table.schema else f"{schema}.{name}"
-                      for name, schema in rows)  # fmt: skip
+        """What a read of this relation reaches besides itself, at any depth
+        (``postgres_reach.read_reach``): the relations views read (``pg_rewrite`` ->
+        ``pg_depend``), partitions and inheritance children, what row-level security policies
+        read, named schema-qualified (``other.t``) when they are not in this relation's schema,
+        so no permission list of this schema names them; then the code they run whose reads
+        cannot be known (``postgres_reach.opaque``)."""
+        return read_reach(
+            lambda statement, params: run(sql.SQL(statement), params, False),  # type: ignore[arg-type]
+            self.table.oid,
+            self.table.schema,
+        )
 
     def get(self, run: Run, record_id: str, *, lock: bool = False) -> Record | None:
         match = self.key_match(record_id)

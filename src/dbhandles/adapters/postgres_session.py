@@ -13,12 +13,14 @@ from psycopg import sql
 from dbhandles import budget
 from dbhandles.adapters.base import Query, Record, Session, record_from_columns
 from dbhandles.adapters.facets import GroupCounts, combinations_error
+from dbhandles.adapters.foreign_cascades import UNKNOWN
 from dbhandles.adapters.foreign_common import read_only_error
 from dbhandles.adapters.postgres_bytes import bounded_groups, bounded_page, group_rows, page_rows
 from dbhandles.adapters.postgres_compile import boolean, dump_document, prepare_filter
 from dbhandles.adapters.postgres_foreign import PgReader
 from dbhandles.adapters.postgres_foreign_schema import cascade_targets
 from dbhandles.adapters.postgres_foreign_write import PgWriter
+from dbhandles.adapters.postgres_reach import event_triggers
 from dbhandles.adapters.postgres_schema import advisory_key, object_name, qualified, table_name
 from dbhandles.adapters.sampling import Sampling
 from dbhandles.adapters.sql_compile import RESERVED_COLUMNS, and_
@@ -94,6 +96,14 @@ class Transaction:
         if self.pending is not None:
             begin, self.pending = self.pending, None
             self.conn.execute(begin)
+
+    def arm(self, timeout_ms: int | None) -> None:
+        """Send ``BEGIN`` now, and with ``timeout_ms`` PostgreSQL's ``statement_timeout`` for the
+        rest of the transaction: before DDL made on a request's behalf (a collection's table, a
+        declared index), which runs event triggers and may wait on locks."""
+        self.start()
+        if timeout_ms is not None:
+            self.conn.execute(_SET_TIMEOUT, (f"{timeout_ms}ms",))
 
     def run(
         self,
@@ -193,7 +203,7 @@ class PostgresSession(Session):
 
     def view_sources(self, name: str) -> list[str]:
         reader = self._foreign(name)
-        if reader is None or reader.table.kind not in ("view", "materialized view"):
+        if reader is None or reader.table.kind == "foreign table":
             return []
         with self._translating(name):
             return reader.sources(self._foreign_run)
@@ -208,7 +218,23 @@ class PostgresSession(Session):
         event = "insert" if insert else None
         with self._translating(name):
             self.tx.start()  # the catalog is read inside the transaction's snapshot
-            return cascade_targets(self.conn, self.adapter.schema, table, update, event)
+            found = cascade_targets(self.conn, self.adapter.schema, table, update, event)
+            if reader is None and (insert or update) and self._creates(name):
+                found += [
+                    (UNKNOWN, f"event trigger {json_text(trigger, 80)} (creating the table of "
+                              f"collection {json_text(name, 80)})")
+                    for trigger in event_triggers(self.conn)
+                ]  # fmt: skip
+            return found
+
+    def _creates(self, collection: str) -> bool:
+        """Whether a write of ``collection`` would create its table (DDL: event triggers run)."""
+        if self.adapter.catalog.cached(collection, self.created) is not None:
+            return False
+        try:
+            return self.adapter.catalog.table(self.conn, collection, self.created) is None
+        except InvalidParams:
+            return False  # not a collection's name: the write itself says so
 
     def resolve_collection(self, name: str) -> str:
         reader = self._foreign(name)
@@ -238,7 +264,8 @@ class PostgresSession(Session):
             raise read_only_error(reader.table)
         name = self.adapter.catalog.cached(collection, self.created)
         if name is None:
-            self.tx.start()
+            # Creating the table is timed as the write is: an event trigger may run as long.
+            self.tx.arm(budget.remaining_ms())
             name = self.adapter.catalog.create(self.conn, collection, self.created)
         return qualified(self.adapter.schema, name)
 
@@ -470,10 +497,10 @@ class PostgresSession(Session):
         """Create the table if needed and expression indexes per path (see ``PostgresAdapter``)."""
         schema, dialect = self.adapter.schema, self.adapter.dialect
         with self._translating(collection):
-            self.tx.start()
+            # Within the request's budget, when there is one (a command's declared indexes are
+            # made on its behalf; an event trigger runs with each CREATE); untimed outside one.
+            self.tx.arm(budget.remaining_ms())
             name = self.adapter.catalog.create(self.conn, collection, self.created)
-            # Untimed (``tx.run``, not ``_run``): building an index over a large table may take
-            # longer than a query's budget, and is not a query.
             self.tx.run(sql.SQL("SELECT pg_advisory_xact_lock(%s)"), (advisory_key(schema, name),))
             for i, path in enumerate(paths):
                 field = ".".join(path)
