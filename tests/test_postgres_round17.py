@@ -345,3 +345,39 @@ def test_a_read_only_refusal_inside_a_view_shows_no_context(
     assert "read-only transaction" in error.message, error
     for leaked in ("CONTEXT", "INSERT INTO", "victim", "PL/pgSQL", "line"):
         assert leaked not in error.message, error
+
+
+# -- 7. a foreign table's grouped count is bounded by its keys ----------------------------------
+
+
+@pytest.mark.parametrize("collection", ["u", "uv"])
+def test_a_foreign_tables_group_count_is_bounded_by_its_group_keys(
+    service: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, collection: str
+) -> None:
+    from dbhandles.adapters import group_bytes
+
+    # Six keys of 1000 bytes under a 3000-byte bound: the fourth passes it, whatever the limit.
+    monkeypatch.setattr(group_bytes, "MAX_GROUP_BYTES", 3_000)
+    pg = postgres_schema(
+        tmp_path,
+        "CREATE TABLE u (id integer PRIMARY KEY, s text, k text)",
+        "INSERT INTO u SELECT i, repeat(chr(96 + i), 1000), 'x%' FROM generate_series(1, 6) i",
+        "CREATE VIEW uv AS SELECT s, k FROM u",
+    )
+    handle = _open(service, pg)
+    # A filter with values (inlined in the grouped rows) and a '%' in one of them.
+    params = {"dbHandle": handle, "collection": collection, "groupBy": "s", "limit": 6,
+              "filter": {"k": {"$in": ["x%", "y"]}}}  # fmt: skip
+    for limit in (4, 6, 20):
+        with pytest.raises(DbHandlesError) as caught:
+            service.execute("data/count", {**params, "limit": limit})
+        message = caught.value.message
+        assert caught.value.code == "query_failed", caught.value
+        assert "passed at its group 4" in message and "ask for at most 3 groups (limit)" in message
+    answer = service.execute("data/count", {**params, "limit": 3})
+    assert [g["key"]["s"] for g in answer["groups"]] == [chr(97 + i) * 1000 for i in range(3)]
+    assert (answer["total"], answer["groupCount"]) == (6, 6)
+    several = service.execute("data/count", {**params, "groupBy": ["k", "s"], "limit": 2})
+    assert several["total"] == 6 and len(several["groups"]) == 2
+    none = service.execute("data/count", {**params, "filter": {"k": "z"}, "limit": 3})
+    assert (none["total"], none["groups"]) == (0, [])

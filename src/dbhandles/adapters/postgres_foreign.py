@@ -16,6 +16,7 @@ Writes go through ``postgres_foreign_write``; what cannot be written is ``read_o
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -30,7 +31,6 @@ from dbhandles.adapters.foreign_values import decode_key, records_builder
 from dbhandles.adapters.postgres_bytes import bounded_columns, columns_rows
 from dbhandles.adapters.postgres_compile import boolean, prepare_filter
 from dbhandles.adapters.postgres_foreign_schema import PgTable, describe, relations, resolve
-from dbhandles.adapters.postgres_reach import read_reach
 from dbhandles.adapters.postgres_foreign_sql import (
     DUPLICATE,
     compiler_for,
@@ -40,6 +40,7 @@ from dbhandles.adapters.postgres_foreign_sql import (
     keyless_source,
     quote,
 )
+from dbhandles.adapters.postgres_reach import read_reach
 from dbhandles.adapters.sql_compile import Fragment, and_
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import FilterNode
@@ -47,6 +48,8 @@ from dbhandles.filters import FilterNode
 __all__ = ["ForeignCatalog", "PgReader", "Run"]
 
 _INTEGERS = frozenset({"int2", "int4", "int8"})
+#: A placeholder, or an escaped ``%`` (kept as written), in compiled SQL.
+_PLACEHOLDERS = re.compile(r"(%s|%%)")
 _TEXTS = frozenset({"text", "varchar", "name"})
 _INT64 = 2**63
 #: How many descriptions a catalog keeps (one per table and definition).
@@ -168,7 +171,7 @@ class PgReader:
         so no permission list of this schema names them; then the code they run whose reads
         cannot be known (``postgres_reach.opaque``)."""
         return read_reach(
-            lambda statement, params: run(sql.SQL(statement), params, False),  # type: ignore[arg-type]
+            lambda statement, params: run(sql.SQL(statement), params, False),
             self.table.oid,
             self.table.schema,
         )
@@ -210,6 +213,34 @@ class PgReader:
         if built is None:  # at the first page: a schema of many tables builds many readers
             built = self._built = records_builder(self.keys, range(len(self.keys)))
         return built(rows)
+
+    def grouped(
+        self, conn: Connection[Any], filter: FilterNode | None, fields: Sequence[str]
+    ) -> sql.Composed:
+        """The rows matching ``filter`` as a collection's grouped count reads them
+        (``sql_facets.postgres_group_count``): a relation ``(SELECT id, data ...) AS fg`` whose
+        ``data`` holds the ``jsonb`` value of each of ``fields`` under the key ``f0``, ``f1``...
+        (a column's name need not be a collection's field name), so a count of a foreign table is
+        bounded by its group keys' bytes, as a collection's, and not by a page's. The filter's values are inlined as literals (``sql.Literal``, rendered by
+        ``conn``, their ``%`` doubled): the statement this goes into binds its own parameters
+        around it."""
+        where = boolean(self.where(filter))
+        pieces = _PLACEHOLDERS.split(where.sql)
+        values = iter(where.params)
+        condition: list[sql.Composable] = []
+        for piece in pieces:
+            if piece == "%s":
+                literal = sql.Literal(next(values)).as_string(conn)
+                condition.append(sql.SQL(literal.replace("%", "%%")))
+            elif piece:
+                condition.append(sql.SQL(piece))
+        shown = dict(zip(self.keys, self.columns, strict=True))
+        pairs = sql.SQL(", ").join(
+            sql.SQL(f"'f{i}', {shown.get(name, 'NULL::jsonb')}") for i, name in enumerate(fields)
+        )
+        head = sql.SQL(f"(SELECT {self.columns[0]} AS id, jsonb_build_object(")
+        rest = sql.SQL(f") AS data FROM {self.source} WHERE ")
+        return sql.Composed([head, pairs, rest, *condition, sql.SQL(") AS fg")])
 
     def count(self, run: Run, filter: FilterNode | None) -> int:
         where = boolean(self.where(filter))

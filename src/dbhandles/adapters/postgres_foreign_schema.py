@@ -30,7 +30,7 @@ from dbhandles.adapters.foreign_common import (
     table_public,
 )
 from dbhandles.adapters.postgres_reach import (
-    BUILTIN_CALLS as _BUILTIN_CALLS,
+    BUILTIN_CALLS,
     OPAQUE_SQL,
     SQL_EXECUTING,
     descendants,
@@ -326,7 +326,7 @@ calls(kind, name, proc) AS (
         AND dep.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass)
     LEFT JOIN pg_operator op ON dep.refclassid = 'pg_operator'::regclass AND op.oid = dep.refobjid
     UNION ALL
-    {_BUILTIN_CALLS}
+    {BUILTIN_CALLS}
     UNION ALL
     SELECT 'operator class', opc.opcname || ' ' || c.name, f.proc
     FROM classes c JOIN pg_opclass opc ON opc.oid = c.opclass

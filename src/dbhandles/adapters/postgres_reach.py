@@ -31,7 +31,13 @@ from dbhandles.adapters.foreign_cascades import UNKNOWN
 __all__ = [
     "BUILTIN_CALLS",
     "OPAQUE_SQL",
-    "SQL_EXECUTING", "Execute", "descendants", "event_triggers", "opaque", "read_reach"]
+    "SQL_EXECUTING",
+    "Execute",
+    "descendants",
+    "event_triggers",
+    "opaque",
+    "read_reach",
+]
 
 #: Runs a catalog query: ``(statement, params)`` -> a cursor.
 Execute = Callable[[str, tuple[Any, ...]], Any]
@@ -158,7 +164,9 @@ def read_reach(execute: Execute, oid: int, schema: str) -> list[str]:
     return names + [opaque(f"{what} of {rel} calls {function}()") for what, rel, function in code]
 
 
-def descendants(conn: Connection[Any], schema: str, table: str, event: str) -> list[tuple[str, str, str]]:
+def descendants(
+    conn: Connection[Any], schema: str, table: str, event: str
+) -> list[tuple[str, str, str]]:
     """The direct partitions and inheritance children a write (``event``: ``insert``, ``update``,
     ``delete``) of ``table`` reaches: ``(schema, name, "partition"/"inheritance child")``. An
     insert into a partitioned table stores its row in one of its partitions (which, cannot be

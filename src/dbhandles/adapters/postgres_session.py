@@ -23,7 +23,7 @@ from dbhandles.adapters.postgres_foreign_write import PgWriter
 from dbhandles.adapters.postgres_reach import event_triggers
 from dbhandles.adapters.postgres_schema import advisory_key, object_name, qualified, table_name
 from dbhandles.adapters.sampling import Sampling
-from dbhandles.adapters.sql_compile import RESERVED_COLUMNS, and_
+from dbhandles.adapters.sql_compile import RESERVED_COLUMNS, Fragment, and_
 from dbhandles.adapters.sql_facets import (
     Statement,
     postgres_group_count,
@@ -31,7 +31,7 @@ from dbhandles.adapters.sql_facets import (
     postgres_sampled,
     read_groups,
 )
-from dbhandles.errors import DbHandlesError, InvalidParams
+from dbhandles.errors import DbHandlesError, InvalidFilter, InvalidParams
 from dbhandles.filters import RESERVED_FIELDS, FilterNode, validate_path
 from dbhandles.values import json_text
 
@@ -408,18 +408,33 @@ class PostgresSession(Session):
         group_by: tuple[tuple[str, ...], ...],
         limit: int,
     ) -> GroupCounts:
-        """One ``jsonb_array_elements`` ``GROUP BY`` query (``sql_facets``); the rule is ``facets``
-        (over ``find`` in Python on a table dbhandles did not create)."""
+        """One ``jsonb_array_elements`` ``GROUP BY`` query (``sql_facets``); the rule is ``facets``.
+        A table dbhandles did not create is grouped by the same query over its rows as documents
+        (``PgReader.grouped``): its keys are bounded as a collection's (``groups_too_large``)."""
         reader = self._foreign(collection)
+        table: sql.Composed | None = None
+        paths = group_by
         if reader is not None:
-            # A column named ``a.b`` is the path a -> b (``ColumnPaths``), as in the filter.
-            paths = reader.paths
-            return super().group_count(collection, filter, paths.groups(group_by), limit)
-        where = boolean(self.adapter.compiler.where(prepare_filter(filter)))
-        statement = postgres_group_count(where, group_by, limit)
-        overflow = postgres_group_overflow(where, group_by)
+            # A column named ``a.b`` is the path a -> b (``ColumnPaths``), as in the filter; the
+            # rows are a relation of ``id`` and ``data`` as a collection's (``PgReader.grouped``),
+            # each field the path starts from under the key ``f0``, ``f1``...
+            group_by = reader.paths.groups(group_by)
+            fields = sorted({path[0] for path in group_by})
+            paths = tuple((f"f{fields.index(p[0])}", *p[1:]) for p in group_by)
+            where = Fragment("TRUE")
+            try:
+                statement = postgres_group_count(where, paths, limit)
+            except InvalidFilter:
+                # A path inside a column no collection's path could name: counted in Python.
+                return super().group_count(collection, filter, group_by, limit)
+            self.tx.start()
+            table = reader.grouped(self.conn, filter, fields)
+        else:
+            where = boolean(self.adapter.compiler.where(prepare_filter(filter)))
+            statement = postgres_group_count(where, paths, limit)
+        overflow = postgres_group_overflow(where, paths)
         with self._translating(collection):
-            table = self._table(collection)
+            table = self._table(collection) if table is None else table
             if table is None:
                 return GroupCounts()
             # The keys' bytes are measured in SQL (``postgres_bytes``): an answer past the bound
