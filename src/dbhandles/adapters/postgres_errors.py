@@ -92,9 +92,6 @@ _EVALUATION_CLASSES = frozenset({"P0", "2F", "38", "39", "21"})
 #: rewrite a write into itself, a row-level security policy reading its own table (42P17,
 #: ``infinite recursion detected in rules for relation "t"``).
 _DEFINITION_STATES = frozenset({"42P17"})
-#: Classes that stay what they are when raised inside a function or a rule: the server, its
-#: resources and the connection failing are no fault of the SQL that was running.
-_SERVER_CLASSES = frozenset({"08", "53", "57", "58", "XX"})
 #: A value SQL of the database builds past PostgreSQL's limits (``repeat('x', 2e9)`` in a view:
 #: ``requested length too large``, SQLSTATE 54000); other 54000 errors are a value sent.
 _BUILT_TOO_LARGE = ("requested length too large", "array size exceeds", "string is too long",
@@ -127,6 +124,18 @@ _CONNECTING = re.compile(
     r"|timeout expired|no such file or directory|name or service not known",
     re.IGNORECASE,
 )
+
+
+def _raised_by_code(diag: object, context: str) -> bool:
+    """Whether an error with CONTEXT ``context`` was raised by the database's own code (a
+    function's RAISE, or a statement it ran), whatever SQLSTATE it claims: ``RAISE ... USING
+    ERRCODE = '57P01'`` is no server shutting down. A real end of the connection or of the
+    server is FATAL or PANIC (a RAISE cannot be); statement_timeout and dbhandles' own cancels
+    are told apart before (``translate_error``)."""
+    severity = getattr(diag, "severity_nonlocalized", None) or getattr(diag, "severity", None)
+    if severity in ("FATAL", "PANIC"):
+        return False
+    return "function" in context
 
 
 def translate_error(
@@ -162,6 +171,12 @@ def translate_error(
         return StorageError(f"the PostgreSQL connection pool{server} is closed ({message})")
     state = getattr(exc, "sqlstate", None)
     if isinstance(state, str) and state:
+        diag = getattr(exc, "diag", None)
+        context = getattr(diag, "context", None)
+        if context:
+            # Raised inside the database's own code: its CONTEXT quotes the statements and the
+            # function (their schema, their SQL, the values they met); the message names none.
+            message = _mask(getattr(diag, "message_primary", None) or message, secret)
         if state == "23505" and record_id is not None:
             return RecordExists(
                 f"a record with id {json_text(record_id, 80)} already exists in {json_text(collection, 80)}"
@@ -199,12 +214,10 @@ def translate_error(
         # ``SQL function "f" statement 1`` or ``PL/pgSQL function f() line 3``): a table it names
         # that is not on its search path, a column or a statement it cannot run is a fault of
         # that SQL, not of the storage, and not a collection that disappeared (that is 42P01 of
-        # dbhandles' own statement, which has no CONTEXT).
-        context = getattr(getattr(exc, "diag", None), "context", None)
-        storage = found is None or found[0] is StorageError
-        if state in _DEFINITION_STATES or (
-            context and storage and state[:2] not in _SERVER_CLASSES
-        ):
+        # dbhandles' own statement, which has no CONTEXT); so is a RAISE claiming a server's,
+        # a connection's or a lock's SQLSTATE (``_raised_by_code``).
+        storage = found is None or found[0] in (StorageError, StorageBusy)
+        if state in _DEFINITION_STATES or (context and storage and _raised_by_code(diag, context)):
             named = f" for {json_text(collection, 80)}" if collection else ""
             primary = getattr(getattr(exc, "diag", None), "message_primary", None) or message
             return QueryFailed(

@@ -16,6 +16,7 @@ Writes go through ``postgres_foreign_write``; what cannot be written is ``read_o
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -39,6 +40,7 @@ from dbhandles.adapters.postgres_foreign_sql import (
     keyless_source,
     quote,
 )
+from dbhandles.adapters.postgres_reach import read_reach
 from dbhandles.adapters.sql_compile import Fragment, and_
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import FilterNode
@@ -46,6 +48,8 @@ from dbhandles.filters import FilterNode
 __all__ = ["ForeignCatalog", "PgReader", "Run"]
 
 _INTEGERS = frozenset({"int2", "int4", "int8"})
+#: A placeholder, or an escaped ``%`` (kept as written), in compiled SQL.
+_PLACEHOLDERS = re.compile(r"(%s|%%)")
 _TEXTS = frozenset({"text", "varchar", "name"})
 _INT64 = 2**63
 #: How many descriptions a catalog keeps (one per table and definition).
@@ -62,25 +66,6 @@ def _integer(text: str) -> int | None:
     except ValueError:
         return None
     return number if str(number) == text and -_INT64 <= number < _INT64 else None
-
-
-#: The relations a view reads, following views through views (a view's rule depends on them).
-_SOURCES = """
-WITH RECURSIVE reads(oid) AS (
-    SELECT d.refobjid FROM pg_rewrite r
-    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-        AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class
-    WHERE r.ev_class = %s::regclass
-    UNION
-    SELECT d.refobjid FROM reads
-    JOIN pg_rewrite r ON r.ev_class = reads.oid
-    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-        AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class
-)
-SELECT DISTINCT c.relname, n.nspname FROM reads
-JOIN pg_class c ON c.oid = reads.oid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-"""
 
 
 class PgReader:
@@ -179,12 +164,17 @@ class PgReader:
         return " AND ".join(tests), tuple(params)
 
     def sources(self, run: Run) -> list[str]:
-        """The relations this view reads, at any depth, from the rules' dependencies
-        (``pg_rewrite`` -> ``pg_depend``): their names, schema-qualified (``other.t``) when they
-        are not in this view's schema, so no permission list of this schema names them."""
-        rows = run(sql.SQL(_SOURCES), (self.relation,), False).fetchall()
-        return sorted(name if schema == self.table.schema else f"{schema}.{name}"
-                      for name, schema in rows)  # fmt: skip
+        """What a read of this relation reaches besides itself, at any depth
+        (``postgres_reach.read_reach``): the relations views read (``pg_rewrite`` ->
+        ``pg_depend``), partitions and inheritance children, what row-level security policies
+        read, named schema-qualified (``other.t``) when they are not in this relation's schema,
+        so no permission list of this schema names them; then the code they run whose reads
+        cannot be known (``postgres_reach.opaque``)."""
+        return read_reach(
+            lambda statement, params: run(sql.SQL(statement), params, False),
+            self.table.oid,
+            self.table.schema,
+        )
 
     def get(self, run: Run, record_id: str, *, lock: bool = False) -> Record | None:
         match = self.key_match(record_id)
@@ -223,6 +213,34 @@ class PgReader:
         if built is None:  # at the first page: a schema of many tables builds many readers
             built = self._built = records_builder(self.keys, range(len(self.keys)))
         return built(rows)
+
+    def grouped(
+        self, conn: Connection[Any], filter: FilterNode | None, fields: Sequence[str]
+    ) -> sql.Composed:
+        """The rows matching ``filter`` as a collection's grouped count reads them
+        (``sql_facets.postgres_group_count``): a relation ``(SELECT id, data ...) AS fg`` whose
+        ``data`` holds the ``jsonb`` value of each of ``fields`` under the key ``f0``, ``f1``...
+        (a column's name need not be a collection's field name), so a count of a foreign table is
+        bounded by its group keys' bytes, as a collection's, and not by a page's. The filter's values are inlined as literals (``sql.Literal``, rendered by
+        ``conn``, their ``%`` doubled): the statement this goes into binds its own parameters
+        around it."""
+        where = boolean(self.where(filter))
+        pieces = _PLACEHOLDERS.split(where.sql)
+        values = iter(where.params)
+        condition: list[sql.Composable] = []
+        for piece in pieces:
+            if piece == "%s":
+                literal = sql.Literal(next(values)).as_string(conn)
+                condition.append(sql.SQL(literal.replace("%", "%%")))
+            elif piece:
+                condition.append(sql.SQL(piece))
+        shown = dict(zip(self.keys, self.columns, strict=True))
+        pairs = sql.SQL(", ").join(
+            sql.SQL(f"'f{i}', {shown.get(name, 'NULL::jsonb')}") for i, name in enumerate(fields)
+        )
+        head = sql.SQL(f"(SELECT {self.columns[0]} AS id, jsonb_build_object(")
+        rest = sql.SQL(f") AS data FROM {self.source} WHERE ")
+        return sql.Composed([head, pairs, rest, *condition, sql.SQL(") AS fg")])
 
     def count(self, run: Run, filter: FilterNode | None) -> int:
         where = boolean(self.where(filter))

@@ -29,6 +29,12 @@ from dbhandles.adapters.foreign_common import (
     snake,
     table_public,
 )
+from dbhandles.adapters.postgres_reach import (
+    BUILTIN_CALLS,
+    OPAQUE_SQL,
+    SQL_EXECUTING,
+    descendants,
+)
 from dbhandles.adapters.postgres_schema import is_collection, table_name
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import SYSTEM_PREFIXES
@@ -245,12 +251,18 @@ ORDER BY r.rulename
 """
 _RULE_TYPES = {"insert": "3", "delete": "4", "update": "2"}
 #: SQL of a table's own that a write evaluates, whose functions are as opaque as a trigger's: the
-#: functions (``pg_proc``, or an operator's ``oprcode``) outside ``pg_catalog`` that ``pg_depend``
-#: records for its column defaults and generated columns (``pg_attrdef``), its constraints (a
-#: CHECK, an exclusion's operators), its indexes' expressions and predicates, and the constraints
-#: and defaults of the domains its columns (their elements, a composite's fields) are built on.
-#: ``kind`` says which; an insert evaluates them all, an update all but the defaults.
-_OWN_CODE = """
+#: functions (``pg_proc``, or an operator's ``oprcode``) outside ``pg_catalog``, or of it that run
+#: SQL text (``postgres_reach.SQL_EXECUTING``), that ``pg_depend`` records for its column defaults
+#: and generated columns (``pg_attrdef``), its constraints (a CHECK, an exclusion's operators), its
+#: indexes' expressions and predicates, its partition key's expressions, its row-level security
+#: policies (when enabled), and the constraints and defaults of the domains its columns (their
+#: elements, a composite's fields) are built on; and what ``pg_depend`` does not record: the
+#: support functions and operators of the operator classes of its indexes and partition key
+#: (``pg_amproc``, ``pg_amop``: an index on ``name s.evil_ops`` calls them on every insert), the
+#: I/O functions of its columns' types and the casts to them. Collations run no user code (libc
+#: or ICU). ``kind`` says which; an insert evaluates them all, an update all but the defaults, a
+#: delete only the policies.
+_OWN_CODE = f"""
 WITH RECURSIVE rel AS (
     SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = %s AND c.relname = %s),
@@ -265,34 +277,78 @@ types(oid) AS (
         WHERE t.typtype = 'c' AND ca.attrelid = t.typrelid AND ca.attnum > 0
           AND NOT ca.attisdropped) x(oid)
     WHERE x.oid <> 0),
-objects(classid, objid, kind, name) AS (
+objects(classid, objid, kind, name, tree) AS (
     SELECT 'pg_attrdef'::regclass::oid, d.oid,
            CASE WHEN a.attgenerated <> '' THEN 'generated column' ELSE 'default of column' END,
-           a.attname::text
+           a.attname::text, d.adbin::text
     FROM pg_attrdef d JOIN rel ON d.adrelid = rel.oid
     JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
     UNION ALL
-    SELECT 'pg_constraint'::regclass::oid, con.oid, 'constraint', con.conname::text
+    SELECT 'pg_constraint'::regclass::oid, con.oid, 'constraint', con.conname::text, con.conbin::text
     FROM pg_constraint con JOIN rel ON con.conrelid = rel.oid
     UNION ALL
-    SELECT 'pg_class'::regclass::oid, i.indexrelid, 'index', ic.relname::text
+    SELECT 'pg_class'::regclass::oid, i.indexrelid, 'index', ic.relname::text,
+           concat(i.indexprs::text, i.indpred::text)
     FROM pg_index i JOIN rel ON i.indrelid = rel.oid JOIN pg_class ic ON ic.oid = i.indexrelid
     UNION ALL
     SELECT 'pg_constraint'::regclass::oid, con.oid, 'constraint of domain',
-           con.conname || ' of domain ' || dt.typname
+           con.conname || ' of domain ' || dt.typname, con.conbin::text
     FROM types JOIN pg_type dt ON dt.oid = types.oid AND dt.typtype = 'd'
     JOIN pg_constraint con ON con.contypid = dt.oid
     UNION ALL
-    SELECT 'pg_type'::regclass::oid, dt.oid, 'default of domain', dt.typname::text
-    FROM types JOIN pg_type dt ON dt.oid = types.oid AND dt.typtype = 'd')
-SELECT DISTINCT o.kind, o.name, fn.nspname || '.' || p.proname
-FROM objects o
-JOIN pg_depend dep ON dep.classid = o.classid AND dep.objid = o.objid
-LEFT JOIN pg_operator op ON dep.refclassid = 'pg_operator'::regclass AND op.oid = dep.refobjid
-JOIN pg_proc p ON p.oid = CASE WHEN dep.refclassid = 'pg_proc'::regclass THEN dep.refobjid
-                               ELSE op.oprcode::oid END
+    SELECT 'pg_type'::regclass::oid, dt.oid, 'default of domain', dt.typname::text,
+           dt.typdefaultbin::text
+    FROM types JOIN pg_type dt ON dt.oid = types.oid AND dt.typtype = 'd'
+    UNION ALL
+    SELECT 'pg_policy'::regclass::oid, pol.oid, 'policy', pol.polname::text,
+           concat(pol.polqual::text, pol.polwithcheck::text)
+    FROM rel JOIN pg_class pc ON pc.oid = rel.oid AND pc.relrowsecurity
+    JOIN pg_policy pol ON pol.polrelid = rel.oid
+    UNION ALL
+    SELECT 'pg_class'::regclass::oid, pc.oid, 'partition key', 'of ' || pc.relname,
+           pt.partexprs::text
+    FROM rel JOIN pg_class pc ON pc.oid = rel.oid AND pc.relkind = 'p'
+    JOIN pg_partitioned_table pt ON pt.partrelid = pc.oid),
+classes(name, opclass) AS (
+    SELECT 'of index ' || ic.relname, k.opclass
+    FROM pg_index i JOIN rel ON i.indrelid = rel.oid JOIN pg_class ic ON ic.oid = i.indexrelid
+    CROSS JOIN unnest(i.indclass::oid[]) k(opclass)
+    UNION ALL
+    SELECT 'of the partition key', k.opclass
+    FROM pg_partitioned_table pt JOIN rel ON pt.partrelid = rel.oid
+    CROSS JOIN unnest(pt.partclass::oid[]) k(opclass)),
+calls(kind, name, proc) AS (
+    SELECT o.kind, o.name,
+           CASE WHEN dep.refclassid = 'pg_proc'::regclass THEN dep.refobjid
+                ELSE op.oprcode::oid END
+    FROM objects o
+    JOIN pg_depend dep ON dep.classid = o.classid AND dep.objid = o.objid
+        AND dep.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass)
+    LEFT JOIN pg_operator op ON dep.refclassid = 'pg_operator'::regclass AND op.oid = dep.refobjid
+    UNION ALL
+    {BUILTIN_CALLS}
+    UNION ALL
+    SELECT 'operator class', opc.opcname || ' ' || c.name, f.proc
+    FROM classes c JOIN pg_opclass opc ON opc.oid = c.opclass
+    CROSS JOIN LATERAL (
+        SELECT ap.amproc::oid FROM pg_amproc ap WHERE ap.amprocfamily = opc.opcfamily
+        UNION ALL
+        SELECT o.oprcode::oid FROM pg_amop ao JOIN pg_operator o ON o.oid = ao.amopopr
+        WHERE ao.amopfamily = opc.opcfamily) f(proc)
+    UNION ALL
+    SELECT 'type', t.typname::text, f.proc
+    FROM types JOIN pg_type t ON t.oid = types.oid
+    CROSS JOIN LATERAL unnest(ARRAY[t.typinput::oid, t.typoutput::oid, t.typreceive::oid,
+                                    t.typsend::oid, t.typmodin::oid, t.typmodout::oid]) f(proc)
+    UNION ALL
+    SELECT 'cast to type', t.typname::text, ca.castfunc
+    FROM types JOIN pg_type t ON t.oid = types.oid
+    JOIN pg_cast ca ON ca.casttarget = t.oid AND ca.castfunc <> 0)
+SELECT DISTINCT c.kind, c.name, fn.nspname || '.' || p.proname
+FROM calls c
+JOIN pg_proc p ON p.oid = c.proc
 JOIN pg_namespace fn ON fn.oid = p.pronamespace
-WHERE fn.nspname <> 'pg_catalog'
+WHERE {OPAQUE_SQL}
 ORDER BY 1, 2, 3
 """
 #: The kinds of ``_OWN_CODE`` an update does not evaluate (unless a foreign key's ``SET DEFAULT``
@@ -309,14 +365,14 @@ def own_code(
     may write any table (PostgreSQL records no dependency on what it writes, and it may run
     dynamic SQL), so a restricted handle may not run it, as with a trigger. ``defaults``: the
     update is a foreign key's ``SET DEFAULT``, which evaluates the column defaults too. A delete
-    evaluates none of them."""
-    if event == "delete":
-        return []
-    rows = conn.execute(_OWN_CODE, (schema, table)).fetchall()
+    evaluates only the row-level security policies (their ``USING``)."""
+    executing = list(SQL_EXECUTING)
+    rows = conn.execute(_OWN_CODE, (schema, table, executing, executing)).fetchall()
     return [
         f"{kind} {name} calls {function}()"
         for kind, name, function in rows
-        if event == "insert" or defaults or kind not in _INSERT_ONLY
+        if kind == "policy"
+        or (event == "insert" or (event == "update" and (defaults or kind not in _INSERT_ONLY)))
     ]
 
 
@@ -347,10 +403,18 @@ def cascade_targets(
         rows = conn.execute(_TRIGGERS, (nsp, rel, _EVENT_BITS[doing])).fetchall()
         rules = conn.execute(_RULES, (nsp, rel, _RULE_TYPES[doing])).fetchall()
         code = own_code(conn, nsp, rel, doing, (nsp, rel) in set_default)
+        children = []
+        for cn, child, kind in descendants(conn, nsp, rel, doing):
+            child_name = named(cn, child)
+            where.setdefault(child_name, (cn, child))
+            # Walked as a trigger's write of the child, then said as what it is (below).
+            label = f"{_CHILD}{kind} {child_name} of {name}"
+            children.append((label, child_name, doing))
         return (
             [(str(row[0]), UNKNOWN, doing) for row in rows]
             + [(f"rule {row[0]}", UNKNOWN, doing) for row in rules]
             + [(what, UNKNOWN, doing) for what in code]
+            + children
         )
 
     edges = []
@@ -365,7 +429,23 @@ def cascade_targets(
                 named(cn, child), named(pn, parent), _ACTIONS[on_delete], _ACTIONS[on_update]
             )
         )
-    return reached(edges, table, update, triggers=triggers, event=event)
+    found = reached(edges, table, update, triggers=triggers, event=event)
+    return [(target, _child_words(how)) for target, how in found]
+
+
+#: Starts the label of a partition or inheritance child in ``cascade_targets``' walk.
+_CHILD = "\x01"
+
+
+def _child_words(how: str) -> str:
+    """``how`` as ``foreign_cascades.reached`` words a write of a partition or inheritance child
+    (``trigger "\\u0001partition p1 of t" (on insert into "t")``), said as what it is:
+    ``its partition p1 of t (on insert into "t")``; any other ``how`` as it is."""
+    start = 'trigger "' + json_text(_CHILD, 8)[1:-1]
+    if not how.startswith(start):
+        return how
+    label, _, rest = how[len(start) :].partition('" (')
+    return f"its {label} ({rest}"
 
 
 def relations(conn: Connection[Any], schema: str) -> list[Relation]:

@@ -13,15 +13,17 @@ from psycopg import sql
 from dbhandles import budget
 from dbhandles.adapters.base import Query, Record, Session, record_from_columns
 from dbhandles.adapters.facets import GroupCounts, combinations_error
+from dbhandles.adapters.foreign_cascades import UNKNOWN
 from dbhandles.adapters.foreign_common import read_only_error
 from dbhandles.adapters.postgres_bytes import bounded_groups, bounded_page, group_rows, page_rows
 from dbhandles.adapters.postgres_compile import boolean, dump_document, prepare_filter
 from dbhandles.adapters.postgres_foreign import PgReader
 from dbhandles.adapters.postgres_foreign_schema import cascade_targets
 from dbhandles.adapters.postgres_foreign_write import PgWriter
+from dbhandles.adapters.postgres_reach import event_triggers
 from dbhandles.adapters.postgres_schema import advisory_key, object_name, qualified, table_name
 from dbhandles.adapters.sampling import Sampling
-from dbhandles.adapters.sql_compile import RESERVED_COLUMNS, and_
+from dbhandles.adapters.sql_compile import RESERVED_COLUMNS, Fragment, and_
 from dbhandles.adapters.sql_facets import (
     Statement,
     postgres_group_count,
@@ -29,7 +31,7 @@ from dbhandles.adapters.sql_facets import (
     postgres_sampled,
     read_groups,
 )
-from dbhandles.errors import DbHandlesError, InvalidParams
+from dbhandles.errors import DbHandlesError, InvalidFilter, InvalidParams
 from dbhandles.filters import RESERVED_FIELDS, FilterNode, validate_path
 from dbhandles.values import json_text
 
@@ -94,6 +96,14 @@ class Transaction:
         if self.pending is not None:
             begin, self.pending = self.pending, None
             self.conn.execute(begin)
+
+    def arm(self, timeout_ms: int | None) -> None:
+        """Send ``BEGIN`` now, and with ``timeout_ms`` PostgreSQL's ``statement_timeout`` for the
+        rest of the transaction: before DDL made on a request's behalf (a collection's table, a
+        declared index), which runs event triggers and may wait on locks."""
+        self.start()
+        if timeout_ms is not None:
+            self.conn.execute(_SET_TIMEOUT, (f"{timeout_ms}ms",))
 
     def run(
         self,
@@ -193,7 +203,7 @@ class PostgresSession(Session):
 
     def view_sources(self, name: str) -> list[str]:
         reader = self._foreign(name)
-        if reader is None or reader.table.kind not in ("view", "materialized view"):
+        if reader is None or reader.table.kind == "foreign table":
             return []
         with self._translating(name):
             return reader.sources(self._foreign_run)
@@ -208,7 +218,23 @@ class PostgresSession(Session):
         event = "insert" if insert else None
         with self._translating(name):
             self.tx.start()  # the catalog is read inside the transaction's snapshot
-            return cascade_targets(self.conn, self.adapter.schema, table, update, event)
+            found = cascade_targets(self.conn, self.adapter.schema, table, update, event)
+            if reader is None and (insert or update) and self._creates(name):
+                found += [
+                    (UNKNOWN, f"event trigger {json_text(trigger, 80)} (creating the table of "
+                              f"collection {json_text(name, 80)})")
+                    for trigger in event_triggers(self.conn)
+                ]  # fmt: skip
+            return found
+
+    def _creates(self, collection: str) -> bool:
+        """Whether a write of ``collection`` would create its table (DDL: event triggers run)."""
+        if self.adapter.catalog.cached(collection, self.created) is not None:
+            return False
+        try:
+            return self.adapter.catalog.table(self.conn, collection, self.created) is None
+        except InvalidParams:
+            return False  # not a collection's name: the write itself says so
 
     def resolve_collection(self, name: str) -> str:
         reader = self._foreign(name)
@@ -238,7 +264,8 @@ class PostgresSession(Session):
             raise read_only_error(reader.table)
         name = self.adapter.catalog.cached(collection, self.created)
         if name is None:
-            self.tx.start()
+            # Creating the table is timed as the write is: an event trigger may run as long.
+            self.tx.arm(budget.remaining_ms())
             name = self.adapter.catalog.create(self.conn, collection, self.created)
         return qualified(self.adapter.schema, name)
 
@@ -381,18 +408,33 @@ class PostgresSession(Session):
         group_by: tuple[tuple[str, ...], ...],
         limit: int,
     ) -> GroupCounts:
-        """One ``jsonb_array_elements`` ``GROUP BY`` query (``sql_facets``); the rule is ``facets``
-        (over ``find`` in Python on a table dbhandles did not create)."""
+        """One ``jsonb_array_elements`` ``GROUP BY`` query (``sql_facets``); the rule is ``facets``.
+        A table dbhandles did not create is grouped by the same query over its rows as documents
+        (``PgReader.grouped``): its keys are bounded as a collection's (``groups_too_large``)."""
         reader = self._foreign(collection)
+        table: sql.Composed | None = None
+        paths = group_by
         if reader is not None:
-            # A column named ``a.b`` is the path a -> b (``ColumnPaths``), as in the filter.
-            paths = reader.paths
-            return super().group_count(collection, filter, paths.groups(group_by), limit)
-        where = boolean(self.adapter.compiler.where(prepare_filter(filter)))
-        statement = postgres_group_count(where, group_by, limit)
-        overflow = postgres_group_overflow(where, group_by)
+            # A column named ``a.b`` is the path a -> b (``ColumnPaths``), as in the filter; the
+            # rows are a relation of ``id`` and ``data`` as a collection's (``PgReader.grouped``),
+            # each field the path starts from under the key ``f0``, ``f1``...
+            group_by = reader.paths.groups(group_by)
+            fields = sorted({path[0] for path in group_by})
+            paths = tuple((f"f{fields.index(p[0])}", *p[1:]) for p in group_by)
+            where = Fragment("TRUE")
+            try:
+                statement = postgres_group_count(where, paths, limit)
+            except InvalidFilter:
+                # A path inside a column no collection's path could name: counted in Python.
+                return super().group_count(collection, filter, group_by, limit)
+            self.tx.start()
+            table = reader.grouped(self.conn, filter, fields)
+        else:
+            where = boolean(self.adapter.compiler.where(prepare_filter(filter)))
+            statement = postgres_group_count(where, paths, limit)
+        overflow = postgres_group_overflow(where, paths)
         with self._translating(collection):
-            table = self._table(collection)
+            table = self._table(collection) if table is None else table
             if table is None:
                 return GroupCounts()
             # The keys' bytes are measured in SQL (``postgres_bytes``): an answer past the bound
@@ -470,10 +512,10 @@ class PostgresSession(Session):
         """Create the table if needed and expression indexes per path (see ``PostgresAdapter``)."""
         schema, dialect = self.adapter.schema, self.adapter.dialect
         with self._translating(collection):
-            self.tx.start()
+            # Within the request's budget, when there is one (a command's declared indexes are
+            # made on its behalf; an event trigger runs with each CREATE); untimed outside one.
+            self.tx.arm(budget.remaining_ms())
             name = self.adapter.catalog.create(self.conn, collection, self.created)
-            # Untimed (``tx.run``, not ``_run``): building an index over a large table may take
-            # longer than a query's budget, and is not a query.
             self.tx.run(sql.SQL("SELECT pg_advisory_xact_lock(%s)"), (advisory_key(schema, name),))
             for i, path in enumerate(paths):
                 field = ".".join(path)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from dbhandles.adapters.foreign_cascades import UNKNOWN
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import FilterNode, parse_filter, validate_collection
 from dbhandles.jsonmodel import JsonModel
@@ -129,6 +130,15 @@ class Permissions(JsonModel):
 
         asked = of(collection)
         for source, key in asked.reads:
+            if source.startswith(UNKNOWN):
+                # Code whose reads cannot be known (a PostgreSQL function a view or a policy
+                # calls: postgres_reach.opaque); any table may be among them.
+                return (
+                    f"collection {json_text(collection, 80)} runs code whose reads dbhandles "
+                    f"cannot know ({source[len(UNKNOWN) :]}), and this handle may reach only "
+                    "some tables or rows (read it through a handle without allowedCollections, "
+                    "deniedCollections or rowFilter)"
+                )
             refusal = self.collection_refusal(
                 source, {**(names or {}), source: ResolvedName(source, key)}
             )
