@@ -138,7 +138,9 @@ def check_number(
         if shown is not None:  # the text as given
             shown = _quoted(shown)
         else:
-            shown = json.dumps(value) if isinstance(value, int | float | str) else repr(value)
+            shown = (
+                json.dumps(value) if isinstance(value, int | float | str) else _quoted(str(value))
+            )
         raise ValueError(f"{env}: {shown} is not allowed: {allowed_text(name, integral)}")
 
 

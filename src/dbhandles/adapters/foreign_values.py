@@ -121,9 +121,9 @@ def _differs(precise: Any, served: Any) -> str | None:
             isinstance(want, Decimal | int)
             and type(want) is not bool
             and type(have) is float
-            and Decimal(repr(have)) != want
+            and Decimal(str(have)) != want  # a float's str is its shortest round-trip text
         ):
-            return f"spells the number {want}, which a 64-bit float rounds to {have!r}"
+            return f"spells the number {want}, which a 64-bit float rounds to {have}"
     return None
 
 

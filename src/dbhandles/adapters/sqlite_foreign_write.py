@@ -104,7 +104,7 @@ class ForeignWriter(ForeignWriterBase[ForeignColumn]):
             why = inexact_value(value)
             if why is not None:
                 # The stored text itself, or an infinity's text (no JSON number holds it).
-                shown = value if isinstance(value, str) else repr(value)
+                shown = value if isinstance(value, str) else str(value)  # a float's str is its repr
                 return column.field, shown, why
         return None
 

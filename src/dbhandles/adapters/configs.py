@@ -1,0 +1,91 @@
+"""The base of every adapter's config: a validated, frozen pydantic model (``AdapterConfig``, and
+``FileConfig`` for a database that is a file on this machine), and the ``invalid_config`` error a
+bad one gets (``config_error``). Re-exported by ``adapters.base``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
+
+from dbhandles.dbfiles import PATH_SCHEMA, check_path_text
+from dbhandles.errors import InvalidConfig, InvalidParams, ServerNotAllowed
+from dbhandles.jsonmodel import JsonModel
+from dbhandles.param_errors import pydantic_words
+from dbhandles.values import json_text, name_text
+
+__all__ = ["AdapterConfig", "FileConfig", "Mode", "config_error"]
+
+Mode = Literal["create", "readwrite", "readonly"]
+
+
+class AdapterConfig(JsonModel):
+    """Base of every adapter's validated, frozen config (unknown keys are refused)."""
+
+    # A JsonModel: the OpenAPI document describes each adapter's config with its model's schema.
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    mode: Mode = "readwrite"
+
+    @property
+    def readonly(self) -> bool:
+        return self.mode == "readonly"
+
+    def public(self) -> dict[str, Any]:
+        """The config as shown in ``list-handles`` (secrets removed), camelCase keys."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def audit_target(self) -> str | None:
+        """What the audit log's ``target`` names for a database that is not a file (``None``:
+        nothing more than the handle): a server as ``postgres://host:port/dbname``, never a
+        secret. Recorded for refused and failed opens too."""
+        return None
+
+    def tenant_endpoint(self) -> str | None:
+        """What a non-admin actor's handle would reach, for ``security/policy.py``: ``None`` for a
+        database in this process or a file (checked by path), else the one server it connects to as
+        ``host:port`` (the administrator lists the servers non-admins may use).
+
+        The default, for a config that does not say, refuses: a non-admin cannot open it.
+
+        Raises:
+            ServerNotAllowed: the config could reach something only an administrator may name.
+        """
+        raise ServerNotAllowed(
+            f"config: only administrators may open this kind of database ({type(self).__name__})",
+            field="config",
+        )
+
+
+class FileConfig(AdapterConfig):
+    """Base of the config of an adapter whose database is a file on this machine
+    (``Features.file_based``): ``path`` names it, ``mode`` says whether it may be created or written.
+
+    Code that needs the file (path checks, ownership records, ``get_db_path``) asks
+    ``isinstance(config, FileConfig)``, so a third-party file adapter gets the same treatment by
+    extending this class. For a remote caller, ``data/open`` creates a missing file itself, empty
+    and private (0600), before ``prepare``: an adapter takes an empty file as an empty database.
+    """
+
+    path: Annotated[str, WithJsonSchema(PATH_SCHEMA)] = Field(min_length=1)
+
+    @field_validator("path")
+    @classmethod
+    def _path_text(cls, value: str) -> str:
+        # One rule for every path (dbfiles.check_path_text), before anything touches the disk.
+        try:
+            check_path_text(value, "config.path")
+        except InvalidParams as exc:
+            raise ValueError(exc.message.removeprefix("config.path: ")) from exc
+        return value
+
+    def tenant_endpoint(self) -> str | None:
+        return None  # a file: the path policy decides
+
+
+def config_error(adapter: str, exc: ValidationError) -> InvalidConfig:
+    """Turn a pydantic error about an adapter config into ``invalid_config`` naming the key."""
+    err = exc.errors()[0]
+    where = ".".join(["config", *(name_text(str(p)) for p in err["loc"])])
+    msg = "unknown key" if err["type"] == "extra_forbidden" else pydantic_words(err)
+    return InvalidConfig(f"{where}: {msg} (adapter {json_text(adapter, 80)})", field=where)
