@@ -11,7 +11,9 @@ functions) and a later update would all see the same, whole value (docs/filters.
   and count, named by a read, hidden behind a row filter, never written back) when its text is no
   JSON object, nests deeper than ``MAX_DEPTH``, holds U+0000 (SQLite's JSON functions read
   ``"a\\u0000b"`` as ``"a"``), repeats a key (SQLite reads the first value, an update would keep
-  one) or holds a reserved field (``id``: the row's id is its column);
+  one), holds a reserved field (``id``: the row's id is its column) or an integer outside
+  [-2**63, 2**63) (orjson reads one past 64 bits as an inexact float, which an update would write
+  back; SQLite's JSON functions one at or past 2**63);
 * a foreign column's text (``loads``) that is no JSON, too deep or holding U+0000 is the plain
   string it is; a key twice there reads its **first** value, as SQLite's filters read it.
 
@@ -31,7 +33,10 @@ canonical text.
 The cost stays off the common row: a text dbhandles wrote is exactly orjson's serialisation of what
 orjson reads from it (canonical: ``RECORD_FUNCTION`` gives it back unchanged), which one
 ``orjson.dumps`` and a byte comparison confirm; only another text (another tool's spacing, escapes
-or key repeats) is read a second time, by ``json``, to find a repeated key. A collection's queries
+or key repeats) is read a second time, by ``json``, to find a repeated key. The other checks run
+in C: the depth is told by orjson's own nesting limit as that ``orjson.dumps`` writes the value
+(``_dumped``), U+0000 and long integers by byte searches of the text; a walk in Python is left
+only for a text whose deepest containers lie exactly at ``MAX_DEPTH``. A collection's queries
 skip even that for every row but those ``sqlite_records.foreign_rows`` names.
 """
 
@@ -68,9 +73,10 @@ __all__ = [
 
 class Unreadable(orjson.JSONDecodeError):
     """JSON text that cannot be read in full: not JSON, nested deeper than ``MAX_DEPTH``, holding
-    U+0000 (which SQLite's JSON functions cut), or, for a record, an object repeating a key or
-    holding a reserved field. An ``orjson.JSONDecodeError`` (a ``ValueError``), so a caller that
-    reads a foreign column's text as a string when it is no JSON does the same for these."""
+    U+0000 (which SQLite's JSON functions cut), or, for a record, an object repeating a key,
+    holding a reserved field or an integer outside [-2**63, 2**63). An ``orjson.JSONDecodeError``
+    (a ``ValueError``), so a caller that reads a foreign column's text as a string when it is no
+    JSON does the same for these."""
 
     def __init__(self, why: str) -> None:
         super().__init__(why, "", 0)
@@ -104,7 +110,8 @@ def load_record(text: object) -> dict[str, Any]:
         Unreadable: what ``loads`` raises; or ``text`` is no JSON object, repeats a key (SQLite
             reads the first value, orjson and Python the last: an update would drop one), or
             holds a reserved field (``id``, ``createdAt``, ``updatedAt``, ``version``: the row's
-            columns are those, and a second value would contradict them).
+            columns are those, and a second value would contradict them), or holds an integer
+            literal outside [-2**63, 2**63) (``_wide_integer``: read as an inexact float).
     """
     return _read(text, 0, True)[0]  # type: ignore[no-any-return]
 
@@ -195,7 +202,8 @@ def _wide_integer(raw: bytes) -> bool:
     ``1.2345678901234568e+29``, which an update would write back: the integer lost), SQLite's
     JSON functions one at or past 2**63 as a float (a filter would judge another number than a
     read shows). Read by ``json`` (its integers exact), only once the text showed a long run of
-    digits (``_LONG_DIGITS``). A float literal is not such: every reader reads the same nearest double."""
+    digits (``_LONG_DIGITS``). A float literal is not such: every reader reads the same nearest
+    double."""
     try:
         json.loads(raw, parse_int=_integer)
     except _Wide:
@@ -403,10 +411,10 @@ def record_data(text: object, collection: str, record_id: object) -> dict[str, A
     Raises:
         QueryFailed: another tool wrote ``text`` as something ``load_record`` cannot read in full
             as a record (``{n:1}``, ``NaN``, ``1e400``, a lone surrogate, an array, a scalar, too
-            deep, U+0000, a key twice, a reserved field); the message names the collection, the
-            record and why, ``details`` their names (``documents.seen`` hides it behind a row
-            filter). 409, not 500: the database's content, not a fault of dbhandles or of the
-            storage. Nothing is written after it: an update reads the record first.
+            deep, U+0000, a key twice, a reserved field, an integer past 64 bits); the message
+            names the collection, the record and why, ``details`` their names
+            (``documents.seen`` hides it behind a row filter). 409, not 500: the database's
+            content, not a fault of dbhandles or of the storage. Nothing is written after it: an update reads the record first.
     """
     try:
         return load_record(text)
