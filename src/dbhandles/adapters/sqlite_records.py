@@ -154,8 +154,10 @@ def foreign_rows(conn: sqlite3.Connection, owner: object, table: str) -> Foreign
         ).fetchall()
         if len(rows) > MAX_FOREIGN_ROWS:
             sql = f"SELECT count(*) FROM {table} WHERE {_CALL} IS NULL"
-            found = Foreign(state, None, frozenset(), int(conn.execute(sql).fetchone()[0]))
-    if len(rows) <= MAX_FOREIGN_ROWS:
+            unreadable = int(conn.execute(sql).fetchone()[0])
+    if len(rows) > MAX_FOREIGN_ROWS:
+        found = Foreign(state, None, frozenset(), unreadable)
+    else:
         rowids = tuple(int(r[0]) for r in rows)
         found = Foreign(state, rowids, frozenset(r[1] for r in rows), sum(r[2] for r in rows))
     known[table] = found
