@@ -287,8 +287,10 @@ def translate_error(
         return sqlite_guard.denied(message)
     if primary == _SQLITE_INTERRUPT:  # only the progress handler interrupts (a budget, a stop)
         return budget.interruption()
-    if "user-defined function raised" in low and budget.expired():
-        return budget.exceeded()  # regexp stopped a match that could not finish (regex._afford)
+    if "user-defined function raised" in low and (budget.expired() or budget.interrupt_requested()):
+        # regexp stopped a match that could not finish (regex._afford), or a record function a
+        # long text once the command ran out of time or was stopped (sqlite_values._canonical)
+        return budget.interruption()
     if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "is locked" in low or "busy" in low:
         return StorageBusy(
             f"the database{where} is locked by another writer; retry later, or open it with a "

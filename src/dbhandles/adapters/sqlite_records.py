@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
 import orjson
 
+from dbhandles import budget
 from dbhandles.adapters.base import Record
 from dbhandles.adapters.sql_compile import Fragment, SqlCompiler, and_
 from dbhandles.adapters.sqlite_compile import SqliteDialect
@@ -37,6 +40,7 @@ from dbhandles.adapters.sqlite_values import (
 from dbhandles.filters import FilterNode
 
 __all__ = [
+    "DECODE_CHECK_BYTES",
     "EXACT_COMPILER",
     "MAX_FOREIGN_ROWS",
     "Foreign",
@@ -109,6 +113,25 @@ def _state(conn: sqlite3.Connection, owner: object) -> tuple[int, int, int]:
     return data, schema, own
 
 
+@contextmanager
+def _budgeted(conn: sqlite3.Connection) -> Iterator[None]:
+    """Run ``foreign_rows``' reading of every row under the command's deadline, as a query of the
+    session is (``sqlite_session._budgeted``): a progress handler interrupts SQLite at the deadline
+    or a stop (``SQLITE_INTERRUPT``, reported as ``budget.interruption()``), and
+    ``RECORD_FUNCTION`` stops before a long text (``sqlite_values.BUDGET_CHECK_BYTES``)."""
+    deadline = budget.deadline()
+    if deadline is None:
+        yield
+        return
+    budget.check()
+    stop = budget.interrupt_requested
+    conn.set_progress_handler(lambda: time.monotonic() > deadline or stop(), budget.PROGRESS_STEPS)
+    try:
+        yield
+    finally:
+        conn.set_progress_handler(stop, budget.PROGRESS_STEPS)
+
+
 def foreign_rows(conn: sqlite3.Connection, owner: object, table: str) -> Foreign:
     """The rows of ``table`` (quoted) another tool wrote, as ``owner`` (``conn``'s catalog) last
     found them while no other connection has committed since (``PRAGMA data_version``, which
@@ -124,13 +147,16 @@ def foreign_rows(conn: sqlite3.Connection, owner: object, table: str) -> Foreign
     found = known.get(table)
     if found is not None and found.state == state:
         return found
-    rows = conn.execute(
-        f"SELECT rowid, id, {_CALL} IS NULL FROM {table} "
-        f"WHERE {_CALL} IS NOT data LIMIT {MAX_FOREIGN_ROWS + 1}"
-    ).fetchall()
+    with _budgeted(conn):
+        rows = conn.execute(
+            f"SELECT rowid, id, {_CALL} IS NULL FROM {table} "
+            f"WHERE {_CALL} IS NOT data LIMIT {MAX_FOREIGN_ROWS + 1}"
+        ).fetchall()
+        if len(rows) > MAX_FOREIGN_ROWS:
+            sql = f"SELECT count(*) FROM {table} WHERE {_CALL} IS NULL"
+            unreadable = int(conn.execute(sql).fetchone()[0])
     if len(rows) > MAX_FOREIGN_ROWS:
-        sql = f"SELECT count(*) FROM {table} WHERE {_CALL} IS NULL"
-        found = Foreign(state, None, frozenset(), int(conn.execute(sql).fetchone()[0]))
+        found = Foreign(state, None, frozenset(), unreadable)
     else:
         rowids = tuple(int(r[0]) for r in rows)
         found = Foreign(state, rowids, frozenset(r[1] for r in rows), sum(r[2] for r in rows))
@@ -145,39 +171,53 @@ def unchanged(conn: sqlite3.Connection, owner: object, found: Foreign) -> bool:
     return _state(conn, owner) == found.state
 
 
+#: Bytes of JSON text decoded between two looks at the command's time budget and stop
+#: (``decode_all``): a few milliseconds of ``orjson.loads``, so a page of huge records answers
+#: ``query_timeout`` at its deadline rather than after decoding all of it.
+DECODE_CHECK_BYTES = 1 << 20
+
+
 def decode_all(rows: list[Any], foreign: Foreign | None = None) -> tuple[list[Record], bool]:
     """``_decode`` of every row (``record_from_columns`` written out in the loop: a listing's hot
     path, no two calls per row), and whether every row could be read. A row
     ``sqlite_values.load_record`` cannot read in full (no JSON object, too deep, U+0000, a key
-    twice, a reserved field) is left out, as the SQL left it out (``RECORD_FUNCTION`` is NULL
-    there); the id, times and version are always the row's columns. Rows not among ``foreign``'s
-    (canonical: dbhandles wrote them) are read by ``orjson.loads`` alone, which reads them exactly
-    as ``load_record``."""
-    try:
-        if foreign is not None and foreign.rowids is not None:
-            ids, fast = foreign.ids, orjson.loads
-            return [
-                {"id": i, **(load_record(d) if i in ids else fast(d)), "createdAt": c,
-                 "updatedAt": u, "version": v}
-                for i, d, c, u, v in rows
-            ], True  # fmt: skip
-        return [
-            {"id": i, **load_record(d), "createdAt": c, "updatedAt": u, "version": v}
-            for i, d, c, u, v in rows
-        ], True
-    except (ValueError, TypeError):
-        return [
-            {"id": i, **fields, "createdAt": c, "updatedAt": u, "version": v}
-            for i, d, c, u, v in rows
-            if (fields := _readable(d)) is not None
-        ], False
+    twice, a reserved field, an integer past 64 bits) is left out, as the SQL left it out
+    (``RECORD_FUNCTION`` is NULL there); the id, times and version are always the row's columns.
+    Rows not among ``foreign``'s (canonical: dbhandles wrote them, checked as it wrote them) are
+    read by ``orjson.loads`` alone, with no check: it reads them exactly as ``load_record``.
+
+    Every ``DECODE_CHECK_BYTES`` of text decoded, the command's time budget and stop are looked at
+    (``budget``), between two rows.
+
+    Raises:
+        QueryTimeout: the command's deadline passed while its rows were decoded.
+        DbHandlesError: the command was told to stop (a cancel, a shutdown): its stop's error.
+    """
+    records: list[Record] = []
+    append = records.append
+    ids = foreign.ids if foreign is not None and foreign.rowids is not None else None
+    fast, exact = orjson.loads, load_record
+    complete, decoded = True, 0
+    for i, d, c, u, v in rows:
+        decoded += len(d) if type(d) is str else 1  # another tool may store a number, a NULL
+        if decoded > DECODE_CHECK_BYTES:
+            _still_running()
+            decoded = 0
+        try:
+            fields = exact(d) if ids is None or i in ids else fast(d)
+        except (ValueError, TypeError):  # unreadable: another tool wrote it (Unreadable is one)
+            complete = False
+            continue
+        append({"id": i, **fields, "createdAt": c, "updatedAt": u, "version": v})
+    return records, complete
 
 
-def _readable(text: object) -> dict[str, Any] | None:
-    try:
-        return load_record(text)
-    except ValueError:
-        return None
+def _still_running() -> None:
+    """Raise the error of a command past its deadline or told to stop, else nothing."""
+    budget.check()
+    stop = budget.stop_error()
+    if stop is not None:
+        raise stop
 
 
 def _named(foreign: Foreign | None) -> str | None:

@@ -11,7 +11,9 @@ functions) and a later update would all see the same, whole value (docs/filters.
   and count, named by a read, hidden behind a row filter, never written back) when its text is no
   JSON object, nests deeper than ``MAX_DEPTH``, holds U+0000 (SQLite's JSON functions read
   ``"a\\u0000b"`` as ``"a"``), repeats a key (SQLite reads the first value, an update would keep
-  one) or holds a reserved field (``id``: the row's id is its column);
+  one), holds a reserved field (``id``: the row's id is its column) or an integer outside
+  [-2**63, 2**63) (orjson reads one past 64 bits as an inexact float, which an update would write
+  back; SQLite's JSON functions one at or past 2**63);
 * a foreign column's text (``loads``) that is no JSON, too deep or holding U+0000 is the plain
   string it is; a key twice there reads its **first** value, as SQLite's filters read it.
 
@@ -31,7 +33,10 @@ canonical text.
 The cost stays off the common row: a text dbhandles wrote is exactly orjson's serialisation of what
 orjson reads from it (canonical: ``RECORD_FUNCTION`` gives it back unchanged), which one
 ``orjson.dumps`` and a byte comparison confirm; only another text (another tool's spacing, escapes
-or key repeats) is read a second time, by ``json``, to find a repeated key. A collection's queries
+or key repeats) is read a second time, by ``json``, to find a repeated key. The other checks run
+in C: the depth is told by orjson's own nesting limit as that ``orjson.dumps`` writes the value
+(``_dumped``), U+0000 and long integers by byte searches of the text; a walk in Python is left
+only for a text whose deepest containers lie exactly at ``MAX_DEPTH``. A collection's queries
 skip even that for every row but those ``sqlite_records.foreign_rows`` names.
 """
 
@@ -44,14 +49,17 @@ from typing import Any, cast
 
 import orjson
 
+from dbhandles import budget
 from dbhandles.errors import QueryFailed
 from dbhandles.filters import RESERVED_FIELDS
 from dbhandles.values import MAX_DEPTH, json_text
 
 __all__ = [
     "BASE64_FUNCTION",
+    "BUDGET_CHECK_BYTES",
     "DOCUMENT_FUNCTION",
     "RECORD_FUNCTION",
+    "Stopped",
     "Unreadable",
     "document_call",
     "document_sql",
@@ -68,9 +76,10 @@ __all__ = [
 
 class Unreadable(orjson.JSONDecodeError):
     """JSON text that cannot be read in full: not JSON, nested deeper than ``MAX_DEPTH``, holding
-    U+0000 (which SQLite's JSON functions cut), or, for a record, an object repeating a key or
-    holding a reserved field. An ``orjson.JSONDecodeError`` (a ``ValueError``), so a caller that
-    reads a foreign column's text as a string when it is no JSON does the same for these."""
+    U+0000 (which SQLite's JSON functions cut), or, for a record, an object repeating a key,
+    holding a reserved field or an integer outside [-2**63, 2**63). An ``orjson.JSONDecodeError``
+    (a ``ValueError``), so a caller that reads a foreign column's text as a string when it is no
+    JSON does the same for these."""
 
     def __init__(self, why: str) -> None:
         super().__init__(why, "", 0)
@@ -104,14 +113,20 @@ def load_record(text: object) -> dict[str, Any]:
         Unreadable: what ``loads`` raises; or ``text`` is no JSON object, repeats a key (SQLite
             reads the first value, orjson and Python the last: an update would drop one), or
             holds a reserved field (``id``, ``createdAt``, ``updatedAt``, ``version``: the row's
-            columns are those, and a second value would contradict them).
+            columns are those, and a second value would contradict them), or holds an integer
+            literal outside [-2**63, 2**63) (``_wide_integer``: read as an inexact float).
     """
     return _read(text, 0, True)[0]  # type: ignore[no-any-return]
 
 
 def _read(text: object, depth: int, record: bool) -> tuple[Any, bool]:
     """``(value, canonical)``: ``loads`` (``load_record`` when ``record``) of ``text``, and whether
-    ``text`` is exactly orjson's text of it (every text dbhandles writes)."""
+    ``text`` is exactly orjson's text of it (every text dbhandles writes).
+
+    Every check is linear and runs in C but for the rare text that may break it: the depth is
+    told by orjson's own nesting limit (``_dumped``), U+0000 and long integers by a byte search
+    of the text, and only a text another tool spelled (not canonical) is read a second time, to
+    find a repeated key."""
     if type(text) is not str and type(text) is not bytes:
         raise Unreadable(f"a {type(text).__name__} is no JSON text")
     try:
@@ -128,49 +143,133 @@ def _read(text: object, depth: int, record: bool) -> tuple[Any, bool]:
     if record and kind is not dict:
         raise Unreadable("is a JSON array, not an object")
     raw = text.encode() if isinstance(text, str) else text
-    if depth + raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _too_deep(value, depth):
-        raise Unreadable(f"nests a value deeper than {MAX_DEPTH} levels")
     if record and not RESERVED_FIELDS.isdisjoint(value):
         taken = sorted(RESERVED_FIELDS.intersection(value))[0]
         raise Unreadable(f"holds the reserved field {json_text(taken, 40)}")
-    canonical = orjson.dumps(value) == raw
+    if depth + raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:  # it may nest too deep
+        dumped = _dumped(value, depth)
+        if dumped is None:
+            raise Unreadable(f"nests a value deeper than {MAX_DEPTH} levels")
+    else:
+        dumped = orjson.dumps(value)
+    canonical = dumped == raw
     if not canonical:  # not written by dbhandles (nor as it would): a key twice?
         value, repeated = _first_keys(raw, value)
         if repeated and record:
             raise Unreadable("repeats a key")
-    if _NUL in raw and _holds_nul(value):  # only another tool writes U+0000
+    if _NUL in raw and _NUL in raw.replace(b"\\\\", b""):  # only another tool writes U+0000
         raise Unreadable("holds U+0000, which SQLite's JSON functions cut")
+    if record and _LONG_DIGITS in raw.translate(_DIGITS) and _wide_integer(raw):
+        raise Unreadable(
+            "holds an integer outside SQLite's 64 bits (at or past 2**63, or below -2**63), which "
+            "orjson or SQLite's JSON functions read as an inexact float"
+        )
     return value, canonical
 
 
-#: How JSON text writes U+0000 (it has no other way: a raw control character is no JSON).
+#: How JSON text writes U+0000 (it has no other way: a raw control character is no JSON). A
+#: string holds U+0000 exactly when its text, once every escaped backslash (``\\\\``) is taken
+#: out, still holds this escape: a backslash only occurs inside a string, and a run of them pairs
+#: from its left (``\\\\u0000`` is a backslash and ``u0000``).
 _NUL = b"\\u0000"
 
+#: A text holds an integer literal of 19 digits or more, the shortest at or past 2**63, only if
+#: it holds ``_LONG_DIGITS`` once ``_DIGITS`` maps every digit to ``0`` (a string's digits count
+#: too: ``_wide_integer`` decides). One C pass, where a regular expression took 4 times as long.
+_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGITS = b"0" * 19
+#: The integers a row another tool wrote may hold (as ``data/create`` stores, but for -2**63,
+#: which every reader keeps): orjson reads one past 64 bits as an inexact float, and SQLite's
+#: JSON functions one at or past 2**63.
+_SMALLEST, _PAST_LARGEST = -(2**63), 2**63
 
-def _too_deep(value: Any, depth: int) -> bool:
-    """Whether a value inside ``value`` (itself at nesting ``depth``) lies deeper than
-    ``MAX_DEPTH``, as ``dbhandles.values.check_value`` counts: the items of a non-empty container
-    at ``MAX_DEPTH`` are one level too deep. Iterative: a text may nest 1,000 levels."""
-    stack = [(value, depth)]
-    while stack:
-        item, level = stack.pop()
-        items = item.values() if type(item) is dict else item
-        if items and level >= MAX_DEPTH:
-            return True
-        stack.extend((x, level + 1) for x in items if type(x) is dict or type(x) is list)
+
+class _Wide(Exception):
+    """An integer literal outside [``_SMALLEST``, ``_PAST_LARGEST``) (``_wide_integer``)."""
+
+
+def _integer(literal: str) -> int:
+    """``literal`` (a JSON integer) as an int, ``_Wide`` when outside the range (or longer than
+    Python converts: thousands of digits)."""
+    if len(literal) > 20:
+        raise _Wide
+    number = int(literal)
+    if not _SMALLEST <= number < _PAST_LARGEST:
+        raise _Wide
+    return number
+
+
+def _wide_integer(raw: bytes) -> bool:
+    """Whether ``raw`` (JSON text orjson read) holds an integer literal outside [-2**63, 2**63):
+    orjson reads one past 64 bits as a float (``123456789012345678901234567890`` as
+    ``1.2345678901234568e+29``, which an update would write back: the integer lost), SQLite's
+    JSON functions one at or past 2**63 as a float (a filter would judge another number than a
+    read shows). Read by ``json`` (its integers exact), only once the text showed a long run of
+    digits (``_LONG_DIGITS``). A float literal is not such: every reader reads the same nearest
+    double."""
+    try:
+        json.loads(raw, parse_int=_integer)
+    except _Wide:
+        return True
+    except (ValueError, RecursionError):  # pragma: no cover - orjson read it, at most 64 deep
+        return False
     return False
 
 
-def _holds_nul(value: Any) -> bool:
-    """Whether a string or key of ``value`` holds U+0000 (its text may only spell ``\\u0000``
-    after an escaped backslash)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any("\x00" in key or _holds_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
-    return False
+#: How many single-item lists orjson may wrap a value in when it writes it (``orjson.dumps``
+#: refuses more than ``_DUMPS_NESTING`` containers, one inside the other).
+_DUMPS_NESTING = 254
+
+
+def _nested_dumps(value: Any, containers: int) -> bytes | None:
+    """``orjson.dumps(value)``, or ``None`` when ``value`` nests more than ``containers``
+    containers one inside the other (itself the first). orjson counts them as it writes (its
+    limit is ``_DUMPS_NESTING``): wrapped in the lists that leave it ``containers``, ``value``
+    is written in C, with no walk in Python, and sliced out of the wrapping."""
+    wrap = _DUMPS_NESTING - containers
+    outer: Any = value
+    for _ in range(wrap):
+        outer = [outer]
+    try:
+        dumped = orjson.dumps(outer)
+    except orjson.JSONEncodeError:
+        return None
+    return dumped[wrap : len(dumped) - wrap] if wrap else dumped
+
+
+def _dumped(value: Any, depth: int) -> bytes | None:
+    """``orjson.dumps(value)`` (a container at nesting ``depth``), or ``None`` when a value inside
+    lies deeper than ``MAX_DEPTH`` as ``dbhandles.values.check_value`` counts: the items of a
+    non-empty container at ``MAX_DEPTH`` are one level too deep.
+
+    orjson's nesting limit tells first whether a container lies at ``MAX_DEPTH`` at all (most
+    texts: none) and then whether one lies past it (too deep); only a text whose deepest
+    containers lie exactly at ``MAX_DEPTH`` is walked, level by level (``_holds_at``), to find
+    whether one of those holds anything."""
+    dumped = _nested_dumps(value, MAX_DEPTH - depth)
+    if dumped is not None:
+        return dumped
+    dumped = _nested_dumps(value, MAX_DEPTH - depth + 1)
+    if dumped is None or _holds_at(value, depth):
+        return None
+    return dumped
+
+
+def _holds_at(value: Any, depth: int) -> bool:
+    """Whether a container at nesting ``MAX_DEPTH`` inside ``value`` (a container at ``depth``)
+    holds anything. Breadth first, one list of the containers of each level (a comprehension per
+    level, no call per value): ``value`` nests at most one level past ``MAX_DEPTH``."""
+    level: list[Any] = [value]
+    for _ in range(depth, MAX_DEPTH):
+        level = [
+            item
+            for container in level
+            for item in (container.values() if type(container) is dict else container)
+            if type(item) is dict or type(item) is list
+        ]
+        if not level:
+            return False
+    return any(level)
 
 
 def _first_keys(raw: bytes, value: Any) -> tuple[Any, bool]:
@@ -201,10 +300,34 @@ RECORD_FUNCTION = "_dbh_record"
 DOCUMENT_FUNCTION = "_dbh_document"
 
 
+#: A text at least this long (bytes) is read by ``RECORD_FUNCTION`` / ``DOCUMENT_FUNCTION`` only
+#: while the command has time left (``_canonical``).
+BUDGET_CHECK_BYTES = 1 << 16
+
+
+class Stopped(Exception):
+    """Raised by ``RECORD_FUNCTION`` / ``DOCUMENT_FUNCTION`` instead of reading a long text once the
+    running command is past its deadline or told to stop: SQLite fails the statement (``user-defined
+    function raised exception``), which ``sqlite_errors`` reports as ``budget.interruption()``."""
+
+
 def _canonical(text: object, depth: int, record: bool) -> str | None:
     """``text`` read by ``_read`` and written back by orjson, else None (unreadable). Total: a SQL
     function that raised would fail the whole query (``user-defined function raised exception``),
-    so nothing a row holds may make it raise."""
+    so nothing a row holds may make it raise.
+
+    A long text (``BUDGET_CHECK_BYTES``) costs milliseconds to read, and SQLite's progress handler
+    runs only every ``budget.PROGRESS_STEPS`` steps, which a few such rows never reach: so before
+    reading one the command's deadline and stop are looked at here.
+
+    Raises:
+        Stopped: the command is past its deadline or told to stop (not the row's content)."""
+    if (
+        type(text) is bytes
+        and len(text) >= BUDGET_CHECK_BYTES
+        and (budget.expired() or budget.interrupt_requested())
+    ):
+        raise Stopped("the command's time budget ran out or it was told to stop")
     try:
         value, canonical = _read(text, depth, record)
         if not record and type(value) is not dict and type(value) is not list:
@@ -323,10 +446,10 @@ def record_data(text: object, collection: str, record_id: object) -> dict[str, A
     Raises:
         QueryFailed: another tool wrote ``text`` as something ``load_record`` cannot read in full
             as a record (``{n:1}``, ``NaN``, ``1e400``, a lone surrogate, an array, a scalar, too
-            deep, U+0000, a key twice, a reserved field); the message names the collection, the
-            record and why, ``details`` their names (``documents.seen`` hides it behind a row
-            filter). 409, not 500: the database's content, not a fault of dbhandles or of the
-            storage. Nothing is written after it: an update reads the record first.
+            deep, U+0000, a key twice, a reserved field, an integer past 64 bits); the message
+            names the collection, the record and why, ``details`` their names
+            (``documents.seen`` hides it behind a row filter). 409, not 500: the database's
+            content, not a fault of dbhandles or of the storage. Nothing is written after it: an update reads the record first.
     """
     try:
         return load_record(text)
