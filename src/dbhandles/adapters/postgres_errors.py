@@ -2,7 +2,8 @@
 
 Server errors are mapped by SQLSTATE (an exact code first, then its two-character class), client-side
 errors by their psycopg class. Messages never contain the connection password: the adapter passes it
-as ``secret`` and every occurrence is masked, whatever libpq put in the text.
+as ``secret`` and it is masked wherever libpq put it in the text (``_mask``: a password shorter than
+four characters only where it stands as a whole token).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from dbhandles.errors import (
 )
 from dbhandles.values import json_text
 
-__all__ = ["DRIVER_ERRORS", "translate_error", "translating"]
+__all__ = ["DRIVER_ERRORS", "raised_by_raise", "translate_error", "translating"]
 
 #: Everything the driver, the pool and decoding stored JSON can raise.
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (psycopg.Error, orjson.JSONDecodeError)
@@ -114,8 +115,20 @@ _BY_CLASS: Mapping[str, tuple[type[DbHandlesError], str]] = {
 }
 
 
+#: A password shorter than this is masked only where it stands as a whole token.
+_SHORT_SECRET = 4
+
+
 def _mask(text: str, secret: str | None) -> str:
-    return text.replace(secret, "***") if secret else text
+    """``text`` with the password ``secret`` replaced by ``***`` wherever it stands as a whole
+    token (not inside a longer word: password ``x`` leaves ``does not exist`` as it is). A
+    password of at least ``_SHORT_SECRET`` characters is masked inside words too (libpq may quote
+    it glued to other text); a shorter one would mangle ordinary words and reveals little."""
+    if not secret:
+        return text
+    if len(secret) >= _SHORT_SECRET:
+        return text.replace(secret, "***")
+    return re.sub(rf"(?<!\w){re.escape(secret)}(?!\w)", "***", text)
 
 
 #: libpq's words when a connection cannot be made at all (as opposed to one lost while in use).
@@ -136,6 +149,15 @@ def _raised_by_code(diag: object, context: str) -> bool:
     if severity in ("FATAL", "PANIC"):
         return False
     return "function" in context
+
+
+def raised_by_raise(context: str) -> bool:
+    """Whether an error's CONTEXT says a PL/pgSQL ``RAISE`` statement raised it: its first line
+    (the innermost frame) ends ``at RAISE`` (``PL/pgSQL function f() line 3 at RAISE``). Such an
+    error is the function's own, whatever SQLSTATE it claims; PostgreSQL's own errors inside a
+    function name another statement there (``at SQL statement``, ``at assignment``)."""
+    first = context.strip().splitlines()[0] if context.strip() else ""
+    return first.rstrip().endswith(" at RAISE")
 
 
 def translate_error(
@@ -177,14 +199,20 @@ def translate_error(
             # Raised inside the database's own code: its CONTEXT quotes the statements and the
             # function (their schema, their SQL, the values they met); the message names none.
             message = _mask(getattr(diag, "message_primary", None) or message, secret)
-        if state == "23505" and record_id is not None:
-            return RecordExists(
-                f"a record with id {json_text(record_id, 80)} already exists in {json_text(collection, 80)}"
-            )
         if state == "57014" and "statement timeout" in message:
             return budget.exceeded()  # the command's time budget (dbhandles.budget)
         if state == "57014" and budget.stop_error() is not None:
             return budget.interruption()  # a cancel or a shutdown (postgres_cancel.py)
+        if context and raised_by_raise(context):
+            # ``RAISE ... USING ERRCODE = '23505'`` (or '25006', '42501', a constraint's) in a
+            # function is that function's message, not the database refusing anything (a real
+            # timeout or cancel met while a RAISE ran is told apart above).
+            named = f" for {json_text(collection, 80)}" if collection else ""
+            return QueryFailed(_EVALUATION.format(named=named, message=message, state=state))
+        if state == "23505" and record_id is not None:
+            return RecordExists(
+                f"a record with id {json_text(record_id, 80)} already exists in {json_text(collection, 80)}"
+            )
         if state == "23505":
             return RecordExists(
                 f"a record id already exists in {json_text(collection, 80)} (or repeats within the batch): {message}"

@@ -34,6 +34,7 @@ from dbhandles.adapters.postgres_reach import (
     OPAQUE_SQL,
     SQL_EXECUTING,
     descendants,
+    type_code,
 )
 from dbhandles.adapters.postgres_schema import is_collection, table_name
 from dbhandles.errors import InvalidParams
@@ -365,15 +366,22 @@ def own_code(
     may write any table (PostgreSQL records no dependency on what it writes, and it may run
     dynamic SQL), so a restricted handle may not run it, as with a trigger. ``defaults``: the
     update is a foreign key's ``SET DEFAULT``, which evaluates the column defaults too. A delete
-    evaluates only the row-level security policies (their ``USING``)."""
+    evaluates only the row-level security policies (their ``USING``). An insert or an update
+    also runs the code of its columns' types when that is not all PostgreSQL's own
+    (``postgres_reach.type_code``: ``column r of t (type evrange): ...``)."""
     executing = list(SQL_EXECUTING)
     rows = conn.execute(_OWN_CODE, (schema, table, executing, executing)).fetchall()
-    return [
+    found = [
         f"{kind} {name} calls {function}()"
         for kind, name, function in rows
         if kind == "policy"
         or (event == "insert" or (event == "update" and (defaults or kind not in _INSERT_ONLY)))
     ]
+    if event in ("insert", "update"):
+        # A value written runs its type's code: a range's bounds compared by its subtype's
+        # operator class, a cast (``postgres_reach.TYPE_CODE``).
+        found += type_code(lambda statement, params: conn.execute(statement, params), schema, table)
+    return found
 
 
 def cascade_targets(

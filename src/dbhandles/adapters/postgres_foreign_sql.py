@@ -9,7 +9,8 @@ those expressions, so a filter sees the value a record shows. The rules (docs/fo
 * ``numeric``: a number when it has at most 15 significant digits (every such decimal survives a
   round trip through a JSON number, IEEE 754 ``DBL_DIG``), else the string of its exact decimal text
   (``"12345678901234567.50"``); NaN and ±Infinity are null;
-* text types, ``uuid``, enums: strings; ``boolean``: true/false; ``json``/``jsonb``: their JSON;
+* text types, ``uuid``, enums (their label as text: never a cast of the enum to ``json``
+  somebody created): strings; ``boolean``: true/false; ``json``/``jsonb``: their JSON;
 * ``timestamptz``: ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC (fixed width, so strings sort in time
   order), ``timestamp`` the same without ``Z``, ``date`` ``YYYY-MM-DD``, ``time`` as PostgreSQL's JSON
   writes it; ``infinity``/``-infinity`` as those strings;
@@ -68,6 +69,11 @@ def json_sql(column: PgColumn) -> str:
     if base in _INTEGERS or base == "bool":
         return f"to_jsonb({c})"
     if base in _TEXTS:
+        return f"to_jsonb({c}::text)"
+    if column.category == "E":
+        # An enum's label as text (its output function, ``enum_out``, unless the enum has a cast
+        # to text): ``to_jsonb`` of the enum would call a cast of it to ``json`` somebody
+        # created (``CREATE CAST (mood AS json)``). A domain over an enum the same way.
         return f"to_jsonb({c}::text)"
     if base in _FLOATS:
         return (

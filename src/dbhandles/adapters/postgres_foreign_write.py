@@ -38,7 +38,7 @@ from dbhandles.adapters.base import Record
 from dbhandles.adapters.foreign_values import BLOB_KEY, inexact_value
 from dbhandles.adapters.foreign_writer import LABELS, ForeignWriterBase, blame
 from dbhandles.adapters.postgres_capacity import over_capacity
-from dbhandles.adapters.postgres_errors import translate_error
+from dbhandles.adapters.postgres_errors import raised_by_raise, translate_error
 from dbhandles.adapters.postgres_foreign import PgReader, Run
 from dbhandles.adapters.postgres_foreign_schema import PgColumn, PgTable
 from dbhandles.adapters.postgres_foreign_sql import quote
@@ -463,6 +463,8 @@ class PgWriter(ForeignWriterBase[PgColumn]):
         """The error for a refused write; ``values`` are the columns it tried to set."""
         state = exc.sqlstate or ""
         diag = exc.diag
+        if raised_by_raise(diag.context or ""):
+            return None  # a function's RAISE claiming a constraint's SQLSTATE: query_failed
         kind = _STATES.get(state)
         if kind is None:
             if state.startswith("22") or state in ("42804", "42846", "428C9"):

@@ -7,6 +7,10 @@ relations a view's rule names, a read reaches:
 * the partitions and inheritance children of a table (``pg_inherits``, at any depth): a read of
   the parent reads their rows;
 * what a row-level security policy of a table with ``relrowsecurity`` reads (its ``USING``);
+* the types of their columns when they are not all PostgreSQL's own (``TYPE_CODE``): a cast of an
+  enum to ``json`` that ``to_jsonb`` calls, a range type's subtype operator class, canonical or
+  difference function, run by reading, comparing or writing a value, and recorded nowhere in
+  ``pg_depend`` as the relation's;
 * the code any of those call: a function outside ``pg_catalog`` (its body may read any table,
   through dynamic SQL too, and PostgreSQL records no dependency on what it reads), or one of
   ``pg_catalog``'s own that runs SQL handed to it as text or a relation (``SQL_EXECUTING``:
@@ -32,11 +36,13 @@ __all__ = [
     "BUILTIN_CALLS",
     "OPAQUE_SQL",
     "SQL_EXECUTING",
+    "TYPE_CODE",
     "Execute",
     "descendants",
     "event_triggers",
     "opaque",
     "read_reach",
+    "type_code",
 ]
 
 #: Runs a catalog query: ``(statement, params)`` -> a cursor.
@@ -61,6 +67,84 @@ OPAQUE_SQL = "(fn.nspname <> 'pg_catalog' OR p.proname = ANY(%s))"
 BUILTIN_CALLS = """SELECT o.kind, o.name, p.oid FROM objects o
     JOIN pg_proc p ON p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = ANY(%s)
         AND strpos(o.tree, ':funcid ' || p.oid::text || ' ') > 0"""
+
+#: The columns of the relations of ``rels(oid)`` (a CTE the statement defines first) whose types
+#: may run code that is not PostgreSQL's own, as ``(relation, column, its type, why)``. A column's
+#: type is walked (``types``): a domain to its base type, an array to its elements, a composite to
+#: its fields' types, a range to its subtype, a multirange to its range. Any type of the walk
+#: outside ``pg_catalog`` (an enum, a composite or a range someone created: its casts, operator
+#: classes and I/O may be anyone's), a cast from or to one that calls a function outside
+#: ``pg_catalog`` (``CREATE CAST (int4range AS json) WITH FUNCTION s.leak(...)``: ``to_jsonb``
+#: calls it), a default operator class of one outside ``pg_catalog`` (what ``ORDER BY``,
+#: ``DISTINCT`` and grouping by the column call), and a range's subtype operator class, its support
+#: functions, canonical or subtype-difference function outside ``pg_catalog`` (run on every range
+#: value made or compared) are reasons. A class a range names is not one of its subtype's columns'
+#: (an ``int4`` column runs ``int4``'s default class; a view making a range of it calls the range's
+#: constructor, outside ``pg_catalog``, which ``_READ_CODE`` finds). A domain is walked through,
+#: not a reason itself: PostgreSQL ignores casts from or to a domain, and ``to_jsonb``, operator
+#: classes and I/O act on its base type; its constraints and default run only on writes
+#: (``postgres_foreign_schema.own_code`` names them). Over-refusing is the safe side: a
+#: restricted handle reads only columns of types whose every function is PostgreSQL's.
+TYPE_CODE = """
+types(rel, col, top, oid) AS (
+    SELECT c.relname::text, a.attname::text, a.atttypid, a.atttypid FROM rels
+    JOIN pg_class c ON c.oid = rels.oid
+    JOIN pg_attribute a ON a.attrelid = rels.oid AND a.attnum > 0 AND NOT a.attisdropped
+    UNION
+    SELECT types.rel, types.col, types.top, x.oid FROM types
+    JOIN pg_type t ON t.oid = types.oid
+    CROSS JOIN LATERAL (
+        SELECT t.typbasetype UNION ALL SELECT t.typelem
+        UNION ALL SELECT ca.atttypid FROM pg_attribute ca
+        WHERE t.typtype = 'c' AND ca.attrelid = t.typrelid AND ca.attnum > 0
+          AND NOT ca.attisdropped
+        UNION ALL SELECT r.rngsubtype FROM pg_range r WHERE r.rngtypid = t.oid
+        UNION ALL SELECT r.rngtypid FROM pg_range r WHERE r.rngmultitypid = t.oid) x(oid)
+    WHERE x.oid <> 0),
+type_code(rel, col, top, why) AS (
+    SELECT types.rel, types.col, types.top,
+           'type ' || tn.nspname || '.' || t.typname || ' is not PostgreSQL''s own'
+    FROM types JOIN pg_type t ON t.oid = types.oid
+    JOIN pg_namespace tn ON tn.oid = t.typnamespace
+    WHERE t.typnamespace <> 'pg_catalog'::regnamespace AND t.typtype <> 'd'
+    UNION ALL
+    SELECT types.rel, types.col, types.top,
+           'a cast from ' || format_type(ca.castsource, NULL) || ' to '
+           || format_type(ca.casttarget, NULL) || ' calls ' || pn.nspname || '.' || p.proname
+           || '()'
+    FROM types JOIN pg_cast ca ON (ca.castsource = types.oid OR ca.casttarget = types.oid)
+    JOIN pg_proc p ON p.oid = ca.castfunc JOIN pg_namespace pn ON pn.oid = p.pronamespace
+    WHERE p.pronamespace <> 'pg_catalog'::regnamespace
+    UNION ALL
+    SELECT types.rel, types.col, types.top,
+           'operator class ' || cn.nspname || '.' || opc.opcname || ' of type '
+           || format_type(types.oid, NULL) || ' is not PostgreSQL''s own'
+    FROM types JOIN pg_opclass opc ON opc.opcintype = types.oid
+    JOIN pg_namespace cn ON cn.oid = opc.opcnamespace
+    WHERE opc.opcnamespace <> 'pg_catalog'::regnamespace AND opc.opcdefault
+    UNION ALL
+    SELECT types.rel, types.col, types.top,
+           'range type ' || format_type(r.rngtypid, NULL) || ' orders its bounds by operator class '
+           || cn.nspname || '.' || opc.opcname
+    FROM types JOIN pg_range r ON r.rngtypid = types.oid
+    JOIN pg_opclass opc ON opc.oid = r.rngsubopc JOIN pg_namespace cn ON cn.oid = opc.opcnamespace
+    WHERE opc.opcnamespace <> 'pg_catalog'::regnamespace
+    UNION ALL
+    SELECT types.rel, types.col, types.top,
+           'range type ' || format_type(r.rngtypid, NULL) || ' calls ' || pn.nspname || '.'
+           || p.proname || '()'
+    FROM types JOIN pg_range r ON r.rngtypid = types.oid
+    JOIN pg_opclass opc ON opc.oid = r.rngsubopc
+    CROSS JOIN LATERAL (
+        SELECT r.rngcanonical::oid UNION ALL SELECT r.rngsubdiff::oid
+        UNION ALL SELECT ap.amproc::oid FROM pg_amproc ap
+        WHERE ap.amprocfamily = opc.opcfamily) f(proc)
+    JOIN pg_proc p ON p.oid = f.proc JOIN pg_namespace pn ON pn.oid = p.pronamespace
+    WHERE p.pronamespace <> 'pg_catalog'::regnamespace)
+"""
+_TYPE_CODE_ROWS = """
+SELECT DISTINCT rel, col, format_type(top, NULL), why FROM type_code ORDER BY 1, 2, 3, 4
+"""
 
 #: Every relation a read of ``%s`` (an oid) reaches, itself first: through the ``SELECT`` rules
 #: of views, the policies of tables with row-level security, and ``pg_inherits``.
@@ -161,7 +245,31 @@ def read_reach(execute: Execute, oid: int, schema: str) -> list[str]:
     names = sorted(name if nsp == schema else f"{nsp}.{name}" for name, nsp in rows)
     executing = list(SQL_EXECUTING)
     code = execute(_READ_CODE, (oid, executing, executing)).fetchall()
-    return names + [opaque(f"{what} of {rel} calls {function}()") for what, rel, function in code]
+    types = execute(_READS + ", rels AS (SELECT oid FROM reads)," + TYPE_CODE + _TYPE_CODE_ROWS,
+                    (oid,)).fetchall()  # fmt: skip
+    return (
+        names
+        + [opaque(f"{what} of {rel} calls {function}()") for what, rel, function in code]
+        + [opaque(type_words(*row)) for row in types]
+    )
+
+
+def type_words(relation: str, column: str, type_name: str, why: str) -> str:
+    """What a column of a type that may run code not PostgreSQL's own says (``TYPE_CODE``):
+    ``column m of t (type mood): type s.mood is not PostgreSQL's own``."""
+    return f"column {column} of {relation} (type {type_name}): {why}"
+
+
+def type_code(execute: Execute, schema: str, table: str) -> list[str]:
+    """The columns of ``table`` of ``schema`` whose types may run code that is not PostgreSQL's
+    own (``TYPE_CODE``), in ``type_words``' words, sorted: what writing a value of them (input,
+    casts, comparisons of a range's bounds) or serving one (``to_jsonb`` through a cast to
+    ``json``) may run."""
+    rels = """WITH RECURSIVE rels(oid) AS (
+        SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = %s AND c.relname = %s),"""
+    rows = execute(rels + TYPE_CODE + _TYPE_CODE_ROWS, (schema, table)).fetchall()
+    return [type_words(*row) for row in rows]
 
 
 def descendants(
