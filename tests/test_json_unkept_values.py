@@ -12,7 +12,9 @@ import pytest
 from dbhandles import Service
 from dbhandles.errors import DbHandlesError
 
-STAMP = '"createdAt": "2026-01-01T00:00:00.000Z", "updatedAt": "2026-01-01T00:00:00.000Z", "version": 1'
+STAMP = (
+    '"createdAt": "2026-01-01T00:00:00.000Z", "updatedAt": "2026-01-01T00:00:00.000Z", "version": 1'
+)
 DEEP = "[" * 70 + "]" * 70
 
 #: (the fields of record "a" as hand-written JSON, the path the message names, a word of it).

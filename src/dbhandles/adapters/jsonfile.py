@@ -158,23 +158,20 @@ def _unkept(raw: bytes, doc: dict[str, Any]) -> str | None:
         return f"nests a value deeper than {MAX_DEPTH} levels"
     except ValueError:  # pragma: no cover - orjson read it
         return None
-    if isinstance(again, _Lost):
-        return f"the file {again.why}"
-    collections = again.get("collections") if isinstance(again, dict) else None
-    if isinstance(collections, _Lost) or not isinstance(collections, dict):
-        return "the file repeats the key \"collections\""
+    collections = again["collections"]
+    if isinstance(collections, _Lost):  # the whole key given twice
+        return f"the file {collections.why}"
     for name, records in collections.items():
         if isinstance(records, _Lost):
             return f"collection {json_text(name, 80)} is given twice"
-        for record in records:
-            if isinstance(record, _Lost):  # a repeated key's earlier value was a record
-                return f"collection {json_text(name, 80)}: {record.why}"
+        for index, record in enumerate(records):
             found = _lost(record, "", 0)
             if found is not None:
                 where, why = found
                 place = f"{where}: " if where else ""
+                record_id = doc["collections"][name][index]["id"]  # as orjson read it: one id
                 return (
-                    f"record {json_text(str(record.get('id')), 80)} of collection "
+                    f"record {json_text(record_id, 80)} of collection "
                     f"{json_text(name, 80)}: {place}{why}"
                 )
     return None
