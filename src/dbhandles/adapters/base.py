@@ -207,7 +207,7 @@ class Session(ABC):
     def unreadable(self, collection: str) -> int:
         """How many rows of ``collection`` are no record this adapter can read (another tool wrote
         them: docs/filters.md "Values"), which every listing and count leaves out; 0 where the
-        storage holds only records (memory, json, postgres)."""
+        storage holds only records (memory, json)."""
         return 0
 
     @abstractmethod

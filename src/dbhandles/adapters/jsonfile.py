@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -44,11 +45,12 @@ from dbhandles.errors import (
     DbHandlesError,
     InvalidConfig,
     NotADatabase,
+    ReadOnly,
     StorageError,
 )
 from dbhandles.new_files import replace_database_file
 from dbhandles.pinned import Pinned, open_folder, real, stays
-from dbhandles.values import json_text
+from dbhandles.values import MAX_DEPTH, item_path, json_text, member_path
 
 __all__ = ["JsonFileAdapter", "JsonFileConfig"]
 
@@ -69,7 +71,14 @@ class JsonFileConfig(FileConfig):
         return self.model_dump(mode="json", by_alias=True)
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Path) -> tuple[dict[str, Any], str | None]:
+    """The collections of the file at ``path``, and why it must not be rewritten (``_unkept``), or
+    ``None``.
+
+    Raises:
+        StorageError: the file cannot be read.
+        NotADatabase: it is no JSON, or no dbhandles JSON database.
+    """
     try:
         # Through the gate: a JSON file is never one of SQLite's files (see dbhandles.dbfiles).
         with open_plain(path, "rb", "config.path") as file:
@@ -77,7 +86,7 @@ def _read(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise StorageError(f"cannot read {json_text(str(path))}: {exc.strerror}") from exc
     if not raw.strip():
-        return {}
+        return {}, None
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -105,7 +114,89 @@ def _read(path: Path) -> dict[str, Any]:
                 "with string ids",
                 field="config.path",
             )
-    return collections
+    return collections, _unkept(raw, doc)
+
+
+class _Lost:
+    """What ``_unkept``'s second reading puts where orjson's reading loses a value: an integer
+    outside [-2**63, 2**64) (orjson reads it as an inexact float) or a key's earlier value."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def _exact_int(literal: str) -> int | _Lost:
+    if len(literal) <= 20 and -(2**63) <= int(literal) < 2**64:
+        return int(literal)
+    return _Lost(
+        f"holds the integer {literal[:40]}, past 64 bits, which dbhandles reads as an inexact "
+        "float (store big numbers as strings)"
+    )
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        obj[key] = _Lost(f"repeats the key {json_text(key, 40)}") if key in obj else value
+    return obj
+
+
+def _unkept(raw: bytes, doc: dict[str, Any]) -> str | None:
+    """Why the file ``raw`` (read by orjson as ``doc``) cannot be written back as it is, naming the
+    record and field, or ``None``: every value of it survives a rewrite (docs/filters.md "Values").
+
+    A file dbhandles wrote is exactly orjson's text of ``doc`` (compact or ``pretty``), which one
+    ``orjson.dumps`` confirms; only a file edited by hand is read a second time, by ``json``, for
+    what orjson reads inexactly or drops: an integer past 64 bits, a key twice, and nesting deeper
+    than ``MAX_DEPTH`` below a record (which ``data/create`` refuses and SQLite cannot read in
+    full). U+0000 and integers in [2**63, 2**64) are kept exactly by a rewrite."""
+    if raw in (orjson.dumps(doc), orjson.dumps(doc, option=orjson.OPT_INDENT_2)):
+        return None
+    try:
+        again = json.loads(raw, object_pairs_hook=_pairs, parse_int=_exact_int)
+    except RecursionError:
+        return f"nests a value deeper than {MAX_DEPTH} levels"
+    except ValueError:  # pragma: no cover - orjson read it
+        return None
+    collections = again["collections"]
+    if isinstance(collections, _Lost):  # the whole key given twice
+        return f"the file {collections.why}"
+    for name, records in collections.items():
+        if isinstance(records, _Lost):
+            return f"collection {json_text(name, 80)} is given twice"
+        for index, record in enumerate(records):
+            found = _lost(record, "", 0)
+            if found is not None:
+                where, why = found
+                place = f"{where}: " if where else ""
+                record_id = doc["collections"][name][index]["id"]  # as orjson read it: one id
+                return (
+                    f"record {json_text(record_id, 80)} of collection "
+                    f"{json_text(name, 80)}: {place}{why}"
+                )
+    return None
+
+
+def _lost(value: Any, where: str, depth: int) -> tuple[str, str] | None:
+    """The path (``member_path``) and why of the first value ``value`` (at nesting ``depth``, 0 for
+    a record) loses in a rewrite, or ``None``."""
+    if isinstance(value, _Lost):
+        return where, value.why
+    if depth > MAX_DEPTH:
+        return where, f"nests deeper than {MAX_DEPTH} levels"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, _Lost) and item.why.startswith("repeats"):
+                return where, item.why
+            found = _lost(item, member_path(where, key), depth + 1)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _lost(item, item_path(where, index), depth + 1)
+            if found is not None:
+                return found
+    return None
 
 
 class JsonFileAdapter(MemoryAdapter):
@@ -156,7 +247,7 @@ class JsonFileAdapter(MemoryAdapter):
                     f"config.path: {json_text(str(path))} is not a regular file",
                     field="config.path",
                 )
-            _read(path)
+            _read(path)  # a file that cannot be rewritten opens read-only (_unkept)
         elif config.mode != "create":
             raise DatabaseNotFound(
                 f'config.path: {json_text(str(path))} does not exist; open it with "mode": "create" to create it',
@@ -185,6 +276,8 @@ class JsonFileAdapter(MemoryAdapter):
         super().__init__(config)
         self._loaded: tuple[int, int, int] | None = None
         self._held = False
+        #: Why the file as loaded must not be rewritten (``_unkept``), or ``None``.
+        self._unkept: str | None = None
 
     def _signature(self) -> tuple[int, int, int] | None:
         try:
@@ -199,10 +292,25 @@ class JsonFileAdapter(MemoryAdapter):
         if signature is None:
             if self.config.mode != "create":
                 raise DatabaseNotFound(f"{json_text(str(self.path))} no longer exists")
+            self._unkept = None
             self._write(self.store.dump())
         elif signature != self._loaded:
-            self.store.load(_read(self.path))
+            collections, self._unkept = _read(self.path)
+            self.store.load(collections)
             self._loaded = signature
+
+    def _check_writable(self) -> None:
+        """Refuse to rewrite a file edited by hand holding a value a rewrite would lose.
+
+        Raises:
+            ReadOnly: ``_unkept`` found one; the message names the record and field.
+        """
+        if self._unkept is not None:
+            raise ReadOnly(
+                f"{json_text(str(self.path))} is read-only: {self._unkept}; a write rewrites the "
+                "whole file and would change that value, so nothing was written (edit the file "
+                'by hand to fix it; docs/filters.md "Values")'
+            )
 
     def _connect(self) -> None:
         self._loaded = None
@@ -226,6 +334,8 @@ class JsonFileAdapter(MemoryAdapter):
             lock_fd = self._lock_file() if write else None
             try:
                 self._refresh()
+                if write:
+                    self._check_writable()
                 with super()._session(write) as session:
                     yield session
             finally:
@@ -278,6 +388,7 @@ class JsonFileAdapter(MemoryAdapter):
         self._write(self.store.dump())
 
     def _write(self, collections: dict[str, Any]) -> None:
+        self._check_writable()
         options = orjson.OPT_INDENT_2 if getattr(self.config, "pretty", False) else 0
         payload = orjson.dumps(
             {"format": FORMAT, "version": FORMAT_VERSION, "collections": collections},

@@ -21,6 +21,7 @@ from dbhandles.adapters.postgres_foreign import PgReader
 from dbhandles.adapters.postgres_foreign_schema import cascade_targets
 from dbhandles.adapters.postgres_foreign_write import PgWriter
 from dbhandles.adapters.postgres_reach import event_triggers
+from dbhandles.adapters.postgres_records import READABLE, UNREADABLE_WHY, record_problem
 from dbhandles.adapters.postgres_schema import advisory_key, object_name, qualified, table_name
 from dbhandles.adapters.sampling import Sampling
 from dbhandles.adapters.sql_compile import RESERVED_COLUMNS, Fragment, and_
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
 __all__ = ["PostgresSession", "Transaction"]
 
 _COLUMNS = "id, data, created_at, updated_at, version"
+#: A collection row another tool wrote that is no record (``postgres_records``): in every query's
+#: ``WHERE``, so listings, counts, facets, exports and copies leave it out alike.
+_READABLE = Fragment(READABLE)
 _BATCH = 5000
 #: The time budget of the command (``dbhandles.budget``), for the rest of the transaction.
 _SET_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
@@ -73,6 +77,11 @@ def _encode(record: Record) -> tuple[str, str, Any, Any, Any]:
 def _on(before: str, table: sql.Composed, after: str) -> sql.Composed:
     """A statement around a qualified table name (compiled SQL is never passed through ``format``)."""
     return sql.SQL(before) + table + sql.SQL(after)
+
+
+def _where(filter: FilterNode | None, compiler: Any) -> Fragment:
+    """``filter`` compiled, and the row readable (``_READABLE``)."""
+    return and_(_READABLE, compiler.where(prepare_filter(filter)))
 
 
 def _decode(row: Sequence[Any]) -> Record:
@@ -293,10 +302,18 @@ class PostgresSession(Session):
             if table is None:
                 return None
             lock = " FOR UPDATE" if self.write else ""
+            # ``data`` is read only when readable: the driver cannot decode ``1e400``.
+            columns = (
+                f"id, CASE WHEN {READABLE} THEN data END, created_at, updated_at, version, "
+                f"{UNREADABLE_WHY}"
+            )
             row = self._run(
-                _on(f"SELECT {_COLUMNS} FROM ", table, f" WHERE id = %s{lock}"), (record_id,)
+                _on(f"SELECT {columns} FROM ", table, f" WHERE id = %s{lock}"), (record_id,)
             ).fetchone()
-            return None if row is None else _decode(row)
+            if row is None:
+                return None
+            record_problem(row[5], collection, record_id)
+            return _decode(row[:5])
 
     def insert(self, collection: str, record: Record) -> None:
         row = _encode(record)
@@ -355,7 +372,7 @@ class PostgresSession(Session):
             with self._translating(collection):
                 return reader.find(self._foreign_run, query)
         compiler = self.adapter.compiler
-        where = compiler.where(prepare_filter(query.filter))
+        where = _where(query.filter, compiler)
         if query.after is not None:
             where = and_(where, compiler.after(query.order, query.after))
         where = boolean(where)
@@ -383,7 +400,7 @@ class PostgresSession(Session):
         if reader is not None:
             with self._translating(collection):
                 return reader.count(self._foreign_run, filter)
-        where = boolean(self.adapter.compiler.where(prepare_filter(filter)))
+        where = boolean(_where(filter, self.adapter.compiler))
         with self._translating(collection):
             table = self._table(collection)
             if table is None:
@@ -430,7 +447,7 @@ class PostgresSession(Session):
             self.tx.start()
             table = reader.grouped(self.conn, filter, fields)
         else:
-            where = boolean(self.adapter.compiler.where(prepare_filter(filter)))
+            where = boolean(_where(filter, self.adapter.compiler))
             statement = postgres_group_count(where, paths, limit)
         overflow = postgres_group_overflow(where, paths)
         with self._translating(collection):
@@ -465,7 +482,7 @@ class PostgresSession(Session):
         after = compiler.after(query.order, query.after) if query.after is not None else None
         order = compiler.order_by(query.order)
         statement = postgres_sampled(
-            _COLUMNS, boolean(compiler.where(prepare_filter(query.filter))), sampling,
+            _COLUMNS, boolean(_where(query.filter, compiler)), sampling,
             order=order, after=after, limit=query.limit, offset=query.offset,
         )  # fmt: skip
         with self._translating(collection):
@@ -481,7 +498,7 @@ class PostgresSession(Session):
     def count_sampled(self, collection: str, filter: FilterNode | None, sampling: Sampling) -> int:
         if self._foreign(collection) is not None:
             return super().count_sampled(collection, filter, sampling)
-        where = boolean(self.adapter.compiler.where(prepare_filter(filter)))
+        where = boolean(_where(filter, self.adapter.compiler))
         statement = postgres_sampled("count(*)", where, sampling)
         with self._translating(collection):
             table = self._table(collection)
@@ -489,6 +506,21 @@ class PostgresSession(Session):
                 return 0
             row = self.tx.run(
                 self._statement(statement, table), statement.params, budget.remaining_ms()
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+    def unreadable(self, collection: str) -> int:
+        """Rows of ``collection`` another tool wrote that are no record (``postgres_records``)."""
+        if self._foreign(collection) is not None:
+            return 0
+        with self._translating(collection):
+            table = self._table(collection)
+            if table is None:
+                return 0
+            row = self.tx.run(
+                _on("SELECT count(*) FROM ", table, f" WHERE NOT {READABLE}"),
+                (),
+                budget.remaining_ms(),
             ).fetchone()
             return int(row[0]) if row else 0
 
