@@ -11,15 +11,18 @@ built per request, four clients asking in a loop held every other client's reque
 Three bounds (``serve_public``): each address (``addresses.address_key``: all of loopback is one)
 may send ``public_rate`` requests a second (``public_burst`` at once) without a valid token
 (``PublicRate``, a token bucket; past it 429 with ``Retry-After``: a client that reads, ``wrk -c32``
-on ``/openapi.json``, made another actor's reads 6-11 times slower), requests the door refused
-(a wrong Host: ``DbHandlesApp``) taking from the same bucket; an answer must be taken within
-``public_write_timeout_seconds``, or its connection is cut (a client that never read kept it for
-ever); and a connection that has not taken its answer holds only itself: uvicorn reads none of its
-pipelined requests while its answer waits to be written (``connections.py``), and a request on
-such a connection is refused (429, closed) once its address has ``PUBLIC_REQUESTS_PER_ADDRESS``
-answers not taken (``PublicLimit``). A request on a connection that holds no unsent answer is never
-refused for the others: eight connections that never read held every "slot" of their address, and
-the dashboard was refused to everyone there. ``/health`` keeps its own path (``DbHandlesApp``).
+on ``/openapi.json``, made another actor's reads 6-11 times slower), every request refused before
+authentication taking from the same bucket (a wrong Host: ``DbHandlesApp``; no token, a bad one or
+another site's page on a command route, ``http.py``, or a WebSocket upgrade, ``ws_serve.py``); a
+connection waiting out the pause of its 429 holds no place (``Wire.refusing``); an answer must be
+taken within ``public_write_timeout_seconds``, or its connection is cut (a client that never read
+kept it for ever); and a connection that has not taken its answer holds only itself: uvicorn reads
+none of its pipelined requests while its answer waits to be written (``connections.py``), and a
+request on such a connection is refused (429, closed) once its address has
+``PUBLIC_REQUESTS_PER_ADDRESS`` answers not taken (``PublicLimit``). A request on a connection that
+holds no unsent answer is never refused for the others: eight connections that never read held every
+"slot" of their address, and the dashboard was refused to everyone there. ``/health`` keeps its own
+path (``DbHandlesApp``).
 """
 
 from __future__ import annotations
@@ -235,7 +238,8 @@ class PublicLimit:
 
 class PublicRate:
     """A token bucket per client address of the requests without a valid token to the routes that
-    need no token (only touched on the event loop).
+    need no token and of the requests refused before authentication (only touched on the event
+    loop).
 
     Args:
         rate: requests per second, sustained (0: no limit).
