@@ -1,7 +1,8 @@
 """An anonymous flood of a public route: another actor's read latency, flood over no flood.
 
     python benchmarks/public_flood.py [--seconds=8] [--path=/openapi.json] [--connections=32]
-                                      [--host-header=evil.example | --addresses=1000]
+                                      [--host-header=evil.example | --addresses=1000
+                                       | --command=data/list]
                                       [--setting=DBHANDLES_PUBLIC_RATE=0 ...]
 
 A real ``jtag serve`` (tokens required, defaults for every limit) on a loopback port and a temporary
@@ -18,7 +19,9 @@ how many were refused (429 from the rate).
 request is refused at the door, 403 within the rate). ``--addresses=N``: instead of wrk, the flood
 is ``--connections`` threads in a child process, each request on a new connection from the next of
 ``N`` loopback source addresses (``127.0.w.k``), which every per-address limit counts as one; it
-prints the flood's answers by status.
+prints the flood's answers by status. ``--command=NAME``: the flood is wrk's ``POST /commands/NAME``
+(``{}``) without a token instead of ``GET <path>`` (each refused 401 within the rate, then the
+rate's delayed 429: issue 13, round 4).
 """
 
 from __future__ import annotations
@@ -43,11 +46,13 @@ from fairness import Server
 
 
 def flood(
-    url: str, seconds: float, connections: int, host: str | None = None
+    url: str, seconds: float, connections: int, host: str | None = None, script: Path | None = None
 ) -> subprocess.Popen[str]:
-    """``wrk -t2 -c<connections>`` on ``url`` (a GET without a token; ``Host: host`` if given),
-    started, not waited for."""
+    """``wrk -t2 -c<connections>`` on ``url`` (a GET without a token; ``Host: host`` if given; the
+    request of ``script`` if given), started, not waited for."""
     extra = ["-H", f"Host: {host}"] if host else []
+    if script is not None:
+        extra += ["-s", str(script)]
     return subprocess.Popen(
         [need_wrk(), "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", *extra, url],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -111,6 +116,8 @@ def main() -> int:
     parser.add_argument("--host-header", default=None, help="the flood's Host header")
     parser.add_argument("--addresses", type=int, default=0,
                         help="rotate the flood over this many loopback source addresses")  # fmt: skip
+    parser.add_argument("--command", default=None,
+                        help="flood POST /commands/COMMAND without a token instead")  # fmt: skip
     parser.add_argument("--rotate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -141,6 +148,10 @@ def bench(server: Server, work: Path, args: argparse.Namespace) -> int:
     if args.addresses:
         flooder = rotating_flood(server.port, args.path, seconds + 2, args.connections,
                                  args.addresses)  # fmt: skip
+    elif args.command:
+        script = lua_script(work, "flood", None, b"{}")
+        flooder = flood(f"{server.url}/commands/{args.command}", seconds + 2, args.connections,
+                        args.host_header, script)  # fmt: skip
     else:
         flooder = flood(server.url + args.path, seconds + 2, args.connections, args.host_header)
     try:
@@ -162,7 +173,8 @@ def bench(server: Server, work: Path, args: argparse.Namespace) -> int:
             elif line.strip().startswith("Non-2xx or 3xx responses:"):
                 flooded["non2xx"] = int(words[-1])
         host = f", Host: {args.host_header}" if args.host_header else ""
-        print(f"flood: wrk -t2 -c{args.connections} GET {args.path}{host}, no token, same "
+        what = f"POST /commands/{args.command}" if args.command else f"GET {args.path}"
+        print(f"flood: wrk -t2 -c{args.connections} {what}{host}, no token, same "
               f"address: {flooded['requests']} requests, {flooded['non2xx']} refused "
               "(non-2xx)")  # fmt: skip
     print(f"{'window':<10} {'p50 ms':>8} {'p99 ms':>8} {'reads':>8}")

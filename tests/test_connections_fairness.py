@@ -22,6 +22,7 @@ from dbhandles.server import public
 from dbhandles.server.addresses import LOOPBACK, address_key
 from dbhandles.server.connection_counts import Wire
 from dbhandles.server.public import PublicLimit
+from dbhandles.service import Service
 from dbhandles.settings import Settings
 from tests.test_public_flood import get, non_readers
 from tests.test_server_connections import (
@@ -202,7 +203,7 @@ def test_only_a_request_whose_connection_holds_an_unsent_answer_is_refused() -> 
 
 
 def test_a_wrong_host_flood_is_charged_to_the_address_bucket(home: Path, no_pause: None) -> None:
-    with serving(home, require_token=True, public_rate=0.001, public_burst=2) as (service, served):
+    with serving(home, require_token=True, public_rate=0.1, public_burst=2) as (service, served):
         bob, _ = service.tokens.create("bob")
         sock = connect(served.port)
         for _ in range(2):
@@ -227,7 +228,7 @@ def test_a_wrong_host_websocket_upgrade_is_charged_to_the_bucket_too(
     upgrade = (b"GET /ws HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\nConnection: "
                b"Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                b"Sec-WebSocket-Version: 13\r\n\r\n")  # fmt: skip
-    with serving(home, public_rate=0.001, public_burst=1) as (_service, served):
+    with serving(home, public_rate=0.1, public_burst=1) as (_service, served):
         statuses = []
         for _ in range(2):
             sock = connect(served.port)
@@ -241,7 +242,7 @@ def test_a_wrong_host_websocket_upgrade_is_charged_to_the_bucket_too(
 
 
 def test_rotating_loopback_addresses_share_one_bucket(home: Path, no_pause: None) -> None:
-    with serving(home, public_rate=0.001, public_burst=2) as (_service, served):
+    with serving(home, public_rate=0.1, public_burst=2) as (_service, served):
         statuses = []
         for source in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
             sock = connect(served.port, source)
@@ -263,3 +264,177 @@ def test_rotating_loopback_addresses_share_one_connection_limit(home: Path) -> N
         assert untrusted(served) == 2
         for sock in (first, second, third):
             sock.close()
+
+
+# -- round 4: every refusal before authentication is charged; a paused refusal holds no place -----
+
+#: A WebSocket upgrade's head, with ``extra`` header lines.
+UPGRADE = (
+    "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+)
+CROSS_SITE = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+
+
+def command(port: int, token: str | None = None, headers: dict[str, str] | None = None) -> int:
+    """The status of one ``POST /commands/data/list`` on a new connection."""
+    sock = connect(port)
+    try:
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        request = post("data/list", {"collection": "c"}, token).replace(
+            b"\r\n\r\n", f"\r\n{extra}\r\n".encode(), 1
+        )
+        sock.sendall(request)
+        return read_answer(sock)[0]
+    finally:
+        sock.close()
+
+
+def upgrade(port: int, extra: str = "") -> int:
+    """The status of one WebSocket upgrade (101: accepted, a token refusal then comes as a frame)."""
+    sock = connect(port)
+    try:
+        sock.sendall(UPGRADE.format(extra=extra).encode())
+        line = sock.makefile("rb").readline()
+        return int(line.split()[1])
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    ("token", "headers", "refused"),
+    [
+        (None, None, 401),
+        ("dbh_wrong", None, 401),
+        ("bob", CROSS_SITE, 403),
+        ("bob", {"Sec-Fetch-Site": "cross-site"}, 403),
+    ],
+    ids=["no-token", "bad-token", "cross-site-origin", "cross-site-fetch"],
+)
+def test_command_refusals_before_authentication_are_charged_to_the_address_rate(
+    home: Path, no_pause: None, token: str | None, headers: dict[str, str] | None, refused: int
+) -> None:
+    with serving(home, require_token=True, public_rate=0.1, public_burst=2) as (service, served):
+        bob = service.tokens.create("bob")[0]
+        sent = bob if token == "bob" else token
+        assert [command(served.port, sent, headers) for _ in range(2)] == [refused, refused]
+        sock = connect(served.port)
+        sock.sendall(post("data/list", {}))  # past the burst: the rate's 429, kept open
+        status, answer_headers, body = read_answer(sock)
+        sock.close()
+        assert (status, orjson.loads(body)["code"]) == (429, "too_many_requests")
+        assert int(answer_headers["retry-after"]) >= 1 and "connection" not in answer_headers
+        assert command(served.port, sent, headers) == 429
+        assert get(served.port, "/openapi.json")[0] == 429  # the bucket the public routes use
+        assert command(served.port, bob) == 200  # a valid token is never charged nor refused
+        assert command(served.port, bob) == 200
+        assert health_from(served.url, "127.0.0.1").status_code == 200
+
+
+def test_a_valid_token_is_never_charged(home: Path, no_pause: None) -> None:
+    with serving(home, require_token=True, public_rate=0.1, public_burst=1) as (service, served):
+        bob = service.tokens.create("bob")[0]
+        assert [command(served.port, bob) for _ in range(4)] == [200] * 4
+        assert command(served.port) == 401  # the burst is still whole for the first refusal
+        assert command(served.port) == 429
+
+
+@pytest.mark.parametrize(
+    ("extra", "first"),
+    [("", 101), ("Authorization: Bearer dbh_wrong\r\n", 101),
+     ("Origin: https://evil.example\r\n", 403)],
+    ids=["no-token", "bad-token", "cross-site-origin"],
+)  # fmt: skip
+def test_websocket_refusals_before_authentication_are_charged_too(
+    home: Path, no_pause: None, extra: str, first: int
+) -> None:
+    with serving(home, require_token=True, public_rate=0.1, public_burst=2) as (service, served):
+        bob = service.tokens.create("bob")[0]
+        assert [upgrade(served.port, extra) for _ in range(2)] == [first, first]
+        assert upgrade(served.port, extra) == 429
+        assert upgrade(served.port, f"Authorization: Bearer {bob}\r\n") == 101
+        assert command(served.port, bob) == 200
+
+
+def test_a_websocket_token_refusal_is_audited_with_its_address(home: Path) -> None:
+    from tests.servers import app_client
+    from tests.test_audit_refusal_summary import auth_rows
+
+    service = Service(settings=Settings(home=home))
+    try:
+        with (
+            app_client(service, require_token=True) as client,
+            client.websocket_connect("/ws?token=dbh_wrong") as ws,
+        ):
+            assert ws.receive_json()["code"] == "unauthorized"
+        rows = auth_rows(service)
+        assert [r["target"] for r in rows] == ["from testclient"]
+    finally:
+        service.close()
+
+
+def test_a_connection_in_its_refusal_pause_makes_room_like_an_idle_one() -> None:
+    class Running:
+        def evictable(self) -> bool:
+            return False  # its request "runs": the refusal's pause
+
+        def evict(self, refusal: bytes) -> None:
+            self.refusal = refusal
+
+        def evict_after_answer(self) -> None:
+            self.refusal = b"after its answer"
+
+    wire = Wire(Settings(max_connections_per_address=1))
+    paused, newcomer = cast(Any, object()), cast(Any, object())
+    held = Running()
+    assert wire.admit("loopback", 0, paused, held) is None
+    assert wire.admit("loopback", 1, newcomer, Running()) is not None  # running: no room
+    wire.refusing.add(paused)
+    assert wire.admit("loopback", 1, newcomer, Running()) is None
+    assert held.refusal == b"after its answer" and wire.open["loopback"] == 1
+    assert paused not in wire.refusing  # released when it made room
+
+
+def test_paused_refusals_never_lock_out_a_token_or_health(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Refusals paused for 3 s, while every place of loopback is taken by one: a newcomer closes
+    # the oldest of them (it was refused anyway) rather than being refused itself.
+    monkeypatch.setattr(public, "REFUSAL_PAUSE_SECONDS", 3.0)
+    settings = {"max_connections_per_address": 2, "header_timeout_seconds": 60.0,
+                "public_rate": 0.1, "public_burst": 1}  # fmt: skip
+    with serving(home, require_token=True, **settings) as (service, served):
+        bob = service.tokens.create("bob")[0]
+        assert get(served.port, "/openapi.json")[0] == 200  # the burst
+        paused = [connect(served.port), connect(served.port)]
+        for sock in paused:
+            request(sock, "/openapi.json")
+        wait_for(lambda: len(served.call(lambda: set(served.state.wire.refusing))) == 2,
+                 "both in their pause")  # fmt: skip
+        assert command(served.port, bob) == 200
+        # The oldest made room: its refusal is sent at the end of its pause, then it is closed.
+        status, _, body = read_answer(paused[0])
+        assert (status, orjson.loads(body)["code"]) == (429, "too_many_requests")
+        assert closed_by_server(paused[0])
+        assert health_from(served.url, "127.0.0.1").status_code == 200
+        for sock in paused:
+            sock.close()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("DBHANDLES_HEADER_TIMEOUT_SECONDS", "1e-9"), ("DBHANDLES_BODY_TIMEOUT_SECONDS", "0.05"),
+     ("DBHANDLES_PUBLIC_WRITE_TIMEOUT_SECONDS", "1e-9"), ("DBHANDLES_CURSOR_TTL_SECONDS", "0.01"),
+     ("DBHANDLES_PUBLIC_RATE", "1e-320"), ("DBHANDLES_PUBLIC_RATE", "0.01")],
+)  # fmt: skip
+def test_tiny_deadlines_and_rates_are_refused_at_start(variable: str, value: str) -> None:
+    with pytest.raises(ValueError, match=f'{variable}: "{value}" is not allowed: .*at least 0.1'):
+        Settings.from_env({variable: value})
+
+
+def test_the_smallest_deadlines_and_rates_and_no_limit_are_accepted() -> None:
+    settings = Settings.from_env({
+        "DBHANDLES_HEADER_TIMEOUT_SECONDS": "0.1", "DBHANDLES_PUBLIC_RATE": "0",
+        "DBHANDLES_PUBLIC_WRITE_TIMEOUT_SECONDS": "0", "DBHANDLES_BODY_TIMEOUT_SECONDS": "0.1",
+    })  # fmt: skip
+    assert (settings.header_timeout_seconds, settings.public_rate) == (0.1, 0.0)

@@ -48,13 +48,18 @@ _COUNT = Bound(1)
 _NO_LIMIT = Bound(1, "no limit")
 _POSITIVE_SECONDS = Bound(0, exclusive=True)
 _SECONDS = Bound(0)
+#: A deadline or a rate below a tenth (of a second, a request a second) is no setting anyone means:
+#: ``DBHANDLES_HEADER_TIMEOUT_SECONDS=1e-9`` cut every request before its head was read, and
+#: ``DBHANDLES_PUBLIC_RATE=1e-320`` refused every request without a token for good (issue 13).
+_DEADLINE = Bound(0.1)
+_LEAST_RATE = 0.1
 
 #: Every number setting's bound, by field name.
 BOUNDS: dict[str, Bound] = {
     "default_limit": _COUNT,
     "max_limit": _COUNT,
     "query_page_size": _COUNT,
-    "cursor_ttl_seconds": _POSITIVE_SECONDS,
+    "cursor_ttl_seconds": _DEADLINE,
     "idle_release_seconds": _POSITIVE_SECONDS,
     "max_open_databases": Bound(1, "a sixth of the open-files limit"),
     "max_body_bytes": _COUNT,
@@ -67,16 +72,16 @@ BOUNDS: dict[str, Bound] = {
     "shutdown_grace_seconds": _SECONDS,
     "max_cursors_per_actor": _COUNT,
     "max_cursor_spec_bytes": _COUNT,
-    "body_timeout_seconds": _POSITIVE_SECONDS,
+    "body_timeout_seconds": _DEADLINE,
     "max_connections": _COUNT,
     "max_connections_per_address": _COUNT,
-    "header_timeout_seconds": _POSITIVE_SECONDS,
+    "header_timeout_seconds": _DEADLINE,
     "max_header_bytes": _NO_LIMIT,
     "keep_alive_seconds": _SECONDS,
     "public_requests_per_address": _COUNT,
-    "public_rate": Bound(0, "no limit", exclusive=True),
+    "public_rate": Bound(_LEAST_RATE, "no limit"),
     "public_burst": _COUNT,
-    "public_write_timeout_seconds": Bound(0, "no limit", exclusive=True),
+    "public_write_timeout_seconds": Bound(_DEADLINE.minimum, "no limit"),
     # A socket's bursts are a quarter of its rates (server/ws_wire.py): at least one frame, and 1 KiB.
     "ws_frames_per_second": Bound(4, "the default, 2000"),
     "ws_bytes_per_second": Bound(4096, "the default, 16 MiB"),

@@ -413,7 +413,7 @@ async def _refuse_at_door(
     wait = state.public_rate.take(address)
     answer: DbHandlesError = exc
     if wait:
-        answer = await public.paused_refusal(state, address)
+        answer = await public.paused_refusal(state, address, connection_transport(send))
     else:
         _audit_door(state, scope, exc)
     with contextlib.suppress(RuntimeError):  # the client already left: nothing to answer

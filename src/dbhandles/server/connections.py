@@ -155,6 +155,11 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
             self.transport.write(refusal)
             self.transport.close()
 
+        def evict_after_answer(self) -> None:
+            self.address = None  # ``Wire`` let it go already
+            self.evicted = True
+            self._end(None)  # its refusal (in its pause) is written, then the connection closes
+
         # -- the request head's deadline -------------------------------------------------------
 
         def _arm_head_timer(self) -> None:

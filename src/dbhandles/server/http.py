@@ -30,6 +30,7 @@ from dbhandles.errors import (
     UnknownCommand,
 )
 from dbhandles.jobs import JOB_COMMANDS, Job
+from dbhandles.server import public
 from dbhandles.server.addresses import address_key
 from dbhandles.server.auth import AMBIGUOUS
 from dbhandles.server.bodies import QUERY_OPEN, declared_length, read_body
@@ -318,6 +319,11 @@ async def fast_command(state: ServerState, scope: Scope, receive: Receive, send:
     (``connections.Wire``): over ``max_unsent_bytes_per_actor`` its request is refused before
     anything runs (429, connection closed, body unread); a large answer that would take it past the
     bound is dropped and replaced by a 429 that says the command ran.
+
+    Once the address is past its rate of refusals (``public.PublicRate``, charged by each refusal
+    before authentication: ``serve_command``), a request whose token does not check (none, a bad
+    one, another site's page) gets the rate's 429 after ``public.REFUSAL_PAUSE_SECONDS``, its body
+    unread; a valid token passes (checked once, then run as usual).
     """
     transport = connection_transport(send)
     parsed = Caller.from_scope(scope)
@@ -327,7 +333,17 @@ async def fast_command(state: ServerState, scope: Scope, receive: Receive, send:
         await _respond(send, status_for(refusal.code), orjson.dumps(error_envelope(refusal)), True)
         return
     name = scope["path"][len(COMMAND_PREFIX) :]
-    answer = await serve_command(state, name, scope, receive, transport, parsed)
+    address = client_address(scope)
+    checked: Context | None = None
+    due = state.public_rate.due(address)
+    if due:
+        checked = await _past_rate(state, parsed[0], name, parsed[0].authorization or address)
+        if checked is None:
+            exc = await public.paused_refusal(state, address, transport)
+            wait = max(0.0, due - public.REFUSAL_PAUSE_SECONDS)
+            await public.refuse(send, exc, wait, close=not _small_body(parsed[1]))
+            return
+    answer = await serve_command(state, name, scope, receive, transport, parsed, checked)
     if answer is None:
         return
     if transport is not None:
@@ -340,6 +356,33 @@ async def fast_command(state: ServerState, scope: Scope, receive: Receive, send:
         state.wire.carry(transport, caller)
 
 
+def _small_body(length: str | None) -> bool:
+    """Whether a declared ``Content-Length`` is at most ``LARGE_BODY`` (what uvicorn may read and
+    drop after an answer without closing the connection)."""
+    return length is not None and length.isdigit() and int(length) <= LARGE_BODY
+
+
+async def _past_rate(state: ServerState, caller: Caller, name: str, turn: str) -> Context | None:
+    """Who a request from an address past its rate of refusals runs as, or None when it would be
+    refused (no token where one is required: without a worker thread; a bad token, another site's
+    page: audited as ever). A valid token is never refused for its address's rate."""
+    if caller.authorization is None and state.require_token:
+        return None
+    try:
+        return await state.run_as(turn, functools.partial(authenticate, state, caller, name))
+    except DbHandlesError:
+        return None
+
+
+def _charge_refusal(state: ServerState, address: str, status: int, authenticated: bool) -> None:
+    """A request refused before authenticating (401: no token or a bad one; 403: another site's
+    page) takes a request from its address's rate (``public.PublicRate``, the bucket of the routes
+    that need no token). Uncharged, ``wrk -c300`` of token-less POSTs got 8,000 immediate 401s a
+    second and made bob's p99 83-287 times slower (issue 13)."""
+    if not authenticated and status in (401, 403):
+        state.public_rate.take(address)
+
+
 async def serve_command(
     state: ServerState,
     name: str,
@@ -347,6 +390,7 @@ async def serve_command(
     receive: Receive,
     transport: asyncio.Transport | None = None,
     parsed: tuple[Caller, str | None] | None = None,
+    checked: Context | None = None,
 ) -> tuple[int, bytes, bool] | None:
     """Run one command request: ``(status, body, close the connection)``, or None if the client left.
 
@@ -358,7 +402,9 @@ async def serve_command(
     seconds; then the command in a worker thread, or as a job (whose end is awaited without holding
     a thread). A refusal before the body was read closes the connection, so the rest is never read.
     Once the token passed, ``transport``'s connection no longer counts against its address's
-    connections (``Wire.trust``). ``parsed``: ``Caller.from_scope(scope)``, if made already.
+    connections (``Wire.trust``). ``parsed``: ``Caller.from_scope(scope)``, if made already;
+    ``checked``: the request's context, if its token was checked already (``fast_command``). A
+    refusal before authentication is charged to the address's rate (``_charge_refusal``).
     """
     address = client_address(scope)
     caller, length = parsed or Caller.from_scope(scope)
@@ -366,11 +412,12 @@ async def serve_command(
     turn = caller.authorization or address
     context: Context | None = None
     try:
-        context = await _enter(state, address, caller, name, turn)
+        context, counted = await _enter(state, address, caller, name, turn, checked)
     except DbHandlesError as exc:
+        _charge_refusal(state, address, exc.http_status, checked is not None)
         return status_for(exc.code), orjson.dumps(error_envelope(exc)), True
-    counted = context is None
     body_read = False
+    door: list[Context] = []
     try:
         if context is not None:
             state.wire.trust(transport, context.actor, context.is_admin)
@@ -399,7 +446,6 @@ async def serve_command(
         # holds the GIL for 9 to 43 ms, and the loop with it when it runs there).
         small = context is None and len(body) <= LARGE_BODY
         params = _peek(body) if small and name in INLINE_COMMANDS else None
-        door: list[Context] = []
         if params is not None and state.can_run_inline(name, params):
             outcome = run_command(state, name, body, caller, params=params, door=door)
         else:
@@ -420,14 +466,21 @@ async def serve_command(
     finally:
         if counted:
             state.leave(address)
+    _charge_refusal(state, address, status, context is not None or bool(door))
     return status, payload, not body_read or state.stopping
 
 
 async def _enter(
-    state: ServerState, address: str, caller: Caller, name: str, turn: str
-) -> Context | None:
-    """Count the request against its address (``ServerState.enter``): ``None``. At the address's
-    limit, a request that carries an administrator's token is let in uncounted: its context.
+    state: ServerState,
+    address: str,
+    caller: Caller,
+    name: str,
+    turn: str,
+    checked: Context | None = None,
+) -> tuple[Context | None, bool]:
+    """Count the request against its address (``ServerState.enter``): ``(checked, True)``. At the
+    address's limit, a request that carries an administrator's token is let in uncounted:
+    ``(its context, False)``. ``checked``: the request's context, if its token was checked already.
 
     Raises:
         DbHandlesError: the address is at its limit and the request has no administrator's
@@ -438,11 +491,14 @@ async def _enter(
     except DbHandlesError:
         if caller.authorization is None:
             raise
-        context = await state.run_as(turn, functools.partial(authenticate, state, caller, name))
+        context = checked
+        if context is None:
+            check = functools.partial(authenticate, state, caller, name)
+            context = await state.run_as(turn, check)
         if not context.is_admin:
             raise
-        return context
-    return None
+        return context, False
+    return checked, True
 
 
 async def command_endpoint(request: Request) -> Response:

@@ -11,15 +11,18 @@ built per request, four clients asking in a loop held every other client's reque
 Three bounds (``serve_public``): each address (``addresses.address_key``: all of loopback is one)
 may send ``public_rate`` requests a second (``public_burst`` at once) without a valid token
 (``PublicRate``, a token bucket; past it 429 with ``Retry-After``: a client that reads, ``wrk -c32``
-on ``/openapi.json``, made another actor's reads 6-11 times slower), requests the door refused
-(a wrong Host: ``DbHandlesApp``) taking from the same bucket; an answer must be taken within
-``public_write_timeout_seconds``, or its connection is cut (a client that never read kept it for
-ever); and a connection that has not taken its answer holds only itself: uvicorn reads none of its
-pipelined requests while its answer waits to be written (``connections.py``), and a request on
-such a connection is refused (429, closed) once its address has ``PUBLIC_REQUESTS_PER_ADDRESS``
-answers not taken (``PublicLimit``). A request on a connection that holds no unsent answer is never
-refused for the others: eight connections that never read held every "slot" of their address, and
-the dashboard was refused to everyone there. ``/health`` keeps its own path (``DbHandlesApp``).
+on ``/openapi.json``, made another actor's reads 6-11 times slower), every request refused before
+authentication taking from the same bucket (a wrong Host: ``DbHandlesApp``; no token, a bad one or
+another site's page on a command route, ``http.py``, or a WebSocket upgrade, ``ws_serve.py``); a
+connection waiting out the pause of its 429 holds no place (``Wire.refusing``); an answer must be
+taken within ``public_write_timeout_seconds``, or its connection is cut (a client that never read
+kept it for ever); and a connection that has not taken its answer holds only itself: uvicorn reads
+none of its pipelined requests while its answer waits to be written (``connections.py``), and a
+request on such a connection is refused (429, closed) once its address has
+``PUBLIC_REQUESTS_PER_ADDRESS`` answers not taken (``PublicLimit``). A request on a connection that
+holds no unsent answer is never refused for the others: eight connections that never read held every
+"slot" of their address, and the dashboard was refused to everyone there. ``/health`` keeps its own
+path (``DbHandlesApp``).
 """
 
 from __future__ import annotations
@@ -235,7 +238,8 @@ class PublicLimit:
 
 class PublicRate:
     """A token bucket per client address of the requests without a valid token to the routes that
-    need no token (only touched on the event loop).
+    need no token and of the requests refused before authentication (only touched on the event
+    loop).
 
     Args:
         rate: requests per second, sustained (0: no limit).
@@ -269,6 +273,16 @@ class PublicRate:
         self.buckets[address] = (tokens - 1.0, now)
         return 0.0
 
+    def due(self, address: str) -> float:
+        """Seconds until ``address``'s bucket holds a request again (0.0: it holds one now), taking
+        nothing: a request that turns out to be refused is charged after (``take``)."""
+        if self.rate <= 0:
+            return 0.0
+        now = self.clock()
+        tokens, at = self.buckets.get(address, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def _forget_full(self, now: float) -> None:
         """Drop the buckets that refilled (an address seen again starts full anyway)."""
         for address, (tokens, at) in list(self.buckets.items()):
@@ -281,30 +295,44 @@ def too_fast(address: str, rate: float, burst: float) -> TooManyRequests:
     return TooManyRequests(
         f"{json_text(address, 80)} sent more than {rate:g} requests a second (bursts of "
         f"{burst:g}) without a token to the routes that need none (GET /commands, /openapi.json, "
-        "the dashboard) or refused at the door (a Host header this server does not answer to); "
-        "retry after the seconds of Retry-After (DBHANDLES_PUBLIC_RATE)",
+        "the dashboard) or refused before authenticating (a Host header this server does not "
+        "answer to, no token or a bad one, another site's page); retry after the seconds of "
+        "Retry-After (DBHANDLES_PUBLIC_RATE)",
         field="connection",
     )
 
 
-async def paused_refusal(state: ServerState, address: str) -> TooManyRequests:
+async def paused_refusal(
+    state: ServerState, address: str, transport: asyncio.Transport | None = None
+) -> TooManyRequests:
     """Wait ``REFUSAL_PAUSE_SECONDS``, then the refusal of a request past ``address``'s rate
     (``too_fast``). Answered at once, a refusal let wrk -c32 send 10,000 of them a second and the
-    loop was as busy as without the rate; paused, each connection costs one a second."""
-    await asyncio.sleep(REFUSAL_PAUSE_SECONDS)
+    loop was as busy as without the rate; paused, each connection costs one a second. Meanwhile its
+    connection (``transport``, uvicorn's) may be closed to make room for a newcomer
+    (``Wire.refusing``): its client was refused anyway."""
+    refusing = state.wire.refusing
+    if transport is not None:
+        refusing.add(transport)
+    try:
+        await asyncio.sleep(REFUSAL_PAUSE_SECONDS)
+    finally:
+        if transport is not None:
+            refusing.discard(transport)
     settings = state.service.settings
     return too_fast(address, settings.public_rate, settings.public_burst)
 
 
-async def refuse(send: Send, exc: TooManyRequests, wait: float | None) -> None:
+async def refuse(
+    send: Send, exc: TooManyRequests, wait: float | None, *, close: bool = False
+) -> None:
     """Answer ``exc`` (429), with ``Retry-After`` (whole seconds, at least 1) when ``wait`` is given.
-    A refusal of the rate keeps the connection: closing it would make a flooding client open
-    another, which costs the loop more than this answer."""
+    A refusal of the rate keeps the connection unless ``close`` (a request body not read): closing
+    it would make a flooding client open another, which costs the loop more than this answer."""
     body = orjson.dumps(error_envelope(exc))
     headers = [(b"content-type", JSON.encode()), (b"content-length", str(len(body)).encode())]
-    if wait is None:
+    if wait is None or close:
         headers.append((b"connection", b"close"))
-    else:
+    if wait is not None:
         headers.append((b"retry-after", str(max(1, math.ceil(wait))).encode()))
     await send({"type": "http.response.start", "status": exc.http_status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -346,7 +374,7 @@ async def serve_public(
         async with timer:
             wait = state.public_rate.take(address)
             if wait and not await _has_valid_token(state, scope):
-                exc = await paused_refusal(state, address)
+                exc = await paused_refusal(state, address, connection_transport(send))
                 await refuse(send, exc, max(0.0, wait - REFUSAL_PAUSE_SECONDS))
                 return
             limit = state.public

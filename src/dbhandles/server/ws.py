@@ -59,7 +59,7 @@ from dbhandles.errors import (
 from dbhandles.jobs import JOB_COMMANDS, Job
 from dbhandles.server.backpressure import WS_UNSENT_BYTES
 from dbhandles.server.fanout import Fanout
-from dbhandles.server.http import LARGE_BODY
+from dbhandles.server.http import LARGE_BODY, client_address
 from dbhandles.server.ws_flow import MAX_REQUESTS_IN_FLIGHT, WS_STALL_SECONDS, ReadGate
 from dbhandles.server.ws_frames import EventFrame, FrameWriter
 from dbhandles.server.ws_guard import WATCH_SECONDS, Guard
@@ -405,7 +405,8 @@ class Connection:
         except DbHandlesError as exc:
             return self._response(msg_id, error_envelope(exc, self.context))
         if self.refused is not None:  # nothing runs once the token is known to be bad
-            self.state.audit_refusal(name, self.refused, self.guard.authorization)
+            self.state.audit_refusal(name, self.refused, self.guard.authorization,
+                                     client_address(self.websocket.scope))  # fmt: skip
             envelope = error_envelope(self.refused, self.context)
         elif name in JOB_COMMANDS:
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from dataclasses import replace
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from dbhandles.errors import DbHandlesError, TooManyRequests
-from dbhandles.server import auth
+from dbhandles.server import auth, public
 from dbhandles.server.http import client_address as http_address
 from dbhandles.server.ws import CLOSE_TRY_LATER, Connection
 from dbhandles.server.ws_flow import MessageRate, ReadGate
@@ -33,7 +34,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     """Serve one WebSocket client until it (or the server) closes the connection.
 
     A token comes as ``Authorization: Bearer <token>`` or, from a browser (which cannot set
-    headers on a WebSocket), as ``/ws?token=<token>``.
+    headers on a WebSocket), as ``/ws?token=<token>``. An upgrade refused before authenticating
+    (another site's page, no token or a bad one) is charged to its address's rate
+    (``public.PublicRate``): past it, the rate's 429 after ``public.REFUSAL_PAUSE_SECONDS``.
     """
     state: ServerState = websocket.app.state.dbhandles
     headers = websocket.headers
@@ -45,8 +48,13 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         state.check_site(headers.get("origin"), headers.get("sec-fetch-site"), headers.get("host"))
     except DbHandlesError as exc:
         # Another site's page gets no socket at all: the upgrade is answered 403.
-        state.audit_refusal(None, exc, authorization, address)
-        await deny_upgrade(websocket, exc)
+        if not await _past_rate(websocket, state, address):
+            state.audit_refusal(None, exc, authorization, address)
+            await deny_upgrade(websocket, exc)
+        return
+    if authorization is None and state.require_token and state.public_rate.due(address):
+        # Refused anyway, and its address is past its rate: no worker thread, no audit row.
+        await _past_rate(websocket, state, address)
         return
     try:
         state.enter(address)
@@ -54,16 +62,32 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await refuse_socket(websocket, exc, CLOSE_TRY_LATER)
         return
     try:
-        await _serve(websocket, state, authorization)
+        await _serve(websocket, state, authorization, address)
     finally:
         state.leave(address)
 
 
-async def _serve(websocket: WebSocket, state: ServerState, authorization: str | None) -> None:
+async def _past_rate(websocket: WebSocket, state: ServerState, address: str) -> bool:
+    """Charge an upgrade refused before authenticating to ``address``'s rate; past it, answer the
+    rate's 429 after the pause (``True``: answered; ``False``: the caller answers its refusal).
+    Uncharged, a flood of token-less upgrades was answered as fast as it came (issue 13)."""
+    if not state.public_rate.take(address):
+        return False
+    await deny_upgrade(websocket, await public.paused_refusal(state, address))
+    return True
+
+
+async def _serve(
+    websocket: WebSocket, state: ServerState, authorization: str | None, address: str
+) -> None:
     try:
-        context = await state.run(state.context, authorization, None)
+        context = await state.run(
+            functools.partial(state.context, authorization, None, address=address)
+        )
     except DbHandlesError as exc:
-        await refuse_socket(websocket, exc, 1008)
+        refused = exc.http_status == 401  # not a store that was busy checking it
+        if not refused or not await _past_rate(websocket, state, address):
+            await refuse_socket(websocket, exc, 1008)
         return
     limit = state.service.settings.max_sockets_per_actor
     limited = not context.is_admin
