@@ -110,3 +110,39 @@ def test_keyset_pages_over_long_digit_runs_equal_the_listing_and_end(
             break
     assert not cursor, f"paging never ended: {seen[:40]}"
     assert seen == whole
+
+
+#: Text keys and values another tool wrote with a raw U+0000 (not the ``\u0000`` escape), with
+#: neighbours that sort right before and after them byte by byte.
+NUL_ROWS = [("a", "x"), ("d\x00e", "y\x00z"), ("d", "y"), ("d\x00", "y\x00"), ("e", "y\x00z"),
+            ("d\x00\x00", "y\x00\x00"), ("f", "w"), ("\x00", "\x00"), ("g", None)]  # fmt: skip
+
+
+@pytest.mark.parametrize("field", ["id", "v"])
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+@pytest.mark.parametrize("limit", [1, 2, 3])
+def test_keyset_pages_go_past_text_holding_a_raw_nul(
+    service: Service, tmp_path: Path, field: str, direction: str, limit: int
+) -> None:
+    path = tmp_path / "nul.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE f (id TEXT PRIMARY KEY, v TEXT)")
+        conn.executemany("INSERT INTO f VALUES (?, ?)", NUL_ROWS)
+    conn.close()
+    db = open_sqlite(service, {"path": str(path)})
+    order = [{"field": field, "direction": direction}]
+    whole = _list(service, db, orderBy=order)["items"]
+    assert sorted(r["id"] for r in whole) == sorted(k for k, _ in NUL_ROWS)
+    texts = [r[field] for r in whole if isinstance(r[field], str)]
+    assert texts == sorted(texts, key=str.encode, reverse=direction == "desc")
+    seen: list[Any] = []
+    cursor = None
+    for _ in range(3 * len(whole)):
+        page = _list(service, db, orderBy=order, limit=limit,
+                     **({"cursor": cursor} if cursor else {}))  # fmt: skip
+        seen += page["items"]
+        cursor = page.get("nextCursor")
+        if not cursor:
+            break
+    assert not cursor, "paging never ended"
+    assert seen == whole
