@@ -64,6 +64,18 @@ _TEXT = st.one_of(
         ]
     ),
 )
+#: Hundreds of digits and no exponent of three digits: past a double (served as the string it is,
+#: so a string to every filter, sort and keyset position) or a number every reader reads alike.
+_LONG_DIGITS = st.sampled_from(
+    [
+        "[17976931348623159" + "0" * 292 + "]",
+        "[1" + "0" * 250 + "e99]",
+        '{"a": -1' + "0" * 320 + "}",
+        "[1" + "0" * 300 + "]",
+        '{"a": [1.' + "0" * 300 + "1]}",
+        '["' + "9" * 250 + '"]',
+    ]
+)
 _NUMBERS = st.one_of(
     st.integers(-3, 3),
     st.integers(-(2**63), 2**63 - 1),
@@ -81,6 +93,7 @@ STORED = st.one_of(
     st.none(),
     _NUMBERS,
     _TEXT,
+    _LONG_DIGITS,
     st.binary(max_size=3),
     _JSON_VALUES.filter(lambda v: isinstance(v, dict | list)).map(
         lambda v: orjson.dumps(v).decode()

@@ -160,11 +160,24 @@ def decode_token(
         if (sort_value(value)[0] != rank or rank == 4) and not (rank == 4 and value is None):
             raise InvalidParams("cursor: malformed position", field="cursor")
         # A forged position holding a value no record can hold (dbhandles.values) would be read
-        # differently by each adapter.
-        problem = check_scalar(value, "cursor")
+        # differently by each adapter; U+0000 is the exception (``_position_scalar``).
+        problem = _position_scalar(value, "s" in data)
         if problem is not None:
             raise InvalidParams(f"cursor: malformed position: {problem}", field="cursor")
     return position
+
+
+def _position_scalar(value: object, foreign: bool) -> str | None:
+    """``check_scalar`` of a cursor's value; but U+0000 is taken in the cursor of a table
+    dbhandles did not create (``foreign``: the token carries its shape, ``shape_of``), whose TEXT
+    another tool may have written with it and the page that served the row showed: a position
+    is dbhandles' own encoding of a served row, and SQLite compares text holding U+0000 byte by
+    byte (``BINARY``), so paging past such a row goes on instead of failing part-way. No
+    collection value holds it (refused there as in a filter); PostgreSQL text cannot, and its
+    adapter refuses a bound one as ``invalid_params``."""
+    if foreign and isinstance(value, str) and "\x00" in value:
+        value = value.replace("\x00", "")
+    return check_scalar(value, "cursor")
 
 
 def _row_position(data: dict[str, Any], order: tuple[SortKey, ...]) -> RowPosition:
@@ -179,7 +192,7 @@ def _row_position(data: dict[str, Any], order: tuple[SortKey, ...]) -> RowPositi
         or order[-1].path != ("id",)
         or not isinstance(record_id, str | int)
         or isinstance(record_id, bool)
-        or check_scalar(record_id, "cursor") is not None
+        or _position_scalar(record_id, "s" in data) is not None
     ):
         raise InvalidParams("cursor: malformed position", field="cursor")
     return RowPosition(record_id, digest)
