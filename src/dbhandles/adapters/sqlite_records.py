@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
@@ -30,6 +28,7 @@ import orjson
 from dbhandles import budget
 from dbhandles.adapters.base import Record
 from dbhandles.adapters.sql_compile import Fragment, SqlCompiler, and_
+from dbhandles.adapters.sqlite_budget import budgeted
 from dbhandles.adapters.sqlite_compile import SqliteDialect
 from dbhandles.adapters.sqlite_values import (
     load_record,
@@ -113,25 +112,6 @@ def _state(conn: sqlite3.Connection, owner: object) -> tuple[int, int, int]:
     return data, schema, own
 
 
-@contextmanager
-def _budgeted(conn: sqlite3.Connection) -> Iterator[None]:
-    """Run ``foreign_rows``' reading of every row under the command's deadline, as a query of the
-    session is (``sqlite_session._budgeted``): a progress handler interrupts SQLite at the deadline
-    or a stop (``SQLITE_INTERRUPT``, reported as ``budget.interruption()``), and
-    ``RECORD_FUNCTION`` stops before a long text (``sqlite_values.BUDGET_CHECK_BYTES``)."""
-    deadline = budget.deadline()
-    if deadline is None:
-        yield
-        return
-    budget.check()
-    stop = budget.interrupt_requested
-    conn.set_progress_handler(lambda: time.monotonic() > deadline or stop(), budget.PROGRESS_STEPS)
-    try:
-        yield
-    finally:
-        conn.set_progress_handler(stop, budget.PROGRESS_STEPS)
-
-
 def foreign_rows(conn: sqlite3.Connection, owner: object, table: str) -> Foreign:
     """The rows of ``table`` (quoted) another tool wrote, as ``owner`` (``conn``'s catalog) last
     found them while no other connection has committed since (``PRAGMA data_version``, which
@@ -147,7 +127,7 @@ def foreign_rows(conn: sqlite3.Connection, owner: object, table: str) -> Foreign
     found = known.get(table)
     if found is not None and found.state == state:
         return found
-    with _budgeted(conn):
+    with budgeted(conn):  # as a query of the session is; RECORD_FUNCTION stops before a long text
         rows = conn.execute(
             f"SELECT rowid, id, {_CALL} IS NULL FROM {table} "
             f"WHERE {_CALL} IS NOT data LIMIT {MAX_FOREIGN_ROWS + 1}"

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from dbhandles import budget
 from dbhandles.adapters.base import Query, Record, Session, record_from_columns
 from dbhandles.adapters.facets import GroupCounts, combinations_error
 from dbhandles.adapters.foreign_common import read_only_error
@@ -26,6 +24,7 @@ from dbhandles.adapters.sql_facets import (
     sqlite_hash,
     sqlite_sampled,
 )
+from dbhandles.adapters.sqlite_budget import budgeted
 from dbhandles.adapters.sqlite_errors import translating
 from dbhandles.adapters.sqlite_foreign import ForeignReader
 from dbhandles.adapters.sqlite_foreign_schema import (
@@ -100,25 +99,6 @@ def _decode(row: Sequence[Any], collection: str) -> Record:
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-@contextmanager
-def _budgeted(conn: sqlite3.Connection) -> Iterator[None]:
-    """Run a query under the command's time budget (``dbhandles.budget``): a progress handler
-    interrupts SQLite at the deadline, which ``sqlite_errors`` reports as ``QueryTimeout``. The
-    connection's own handler (a stop: a cancel, a shutdown) is checked meanwhile and put back after.
-    """
-    deadline = budget.deadline()
-    if deadline is None:
-        yield
-        return
-    budget.check()
-    stop = budget.interrupt_requested
-    conn.set_progress_handler(lambda: time.monotonic() > deadline or stop(), budget.PROGRESS_STEPS)
-    try:
-        yield
-    finally:
-        conn.set_progress_handler(stop, budget.PROGRESS_STEPS)
 
 
 def resolve_in(catalog: Catalog, name: str) -> str:
@@ -218,7 +198,7 @@ class SqliteSession(Session):
         with self._translating(collection):
             reader = self._foreign(collection)
             if reader is not None:
-                with _budgeted(self.conn):  # a view's row may take any time to compute
+                with budgeted(self.conn):  # a view's row may take any time to compute
                     return reader.get(self.conn, record_id)
             if self.catalog.table(collection) is None:
                 return None
@@ -249,7 +229,7 @@ class SqliteSession(Session):
             if match is None:
                 return None, None
             where, params = match
-            with _budgeted(self.conn):  # a view's row may take any time to compute
+            with budgeted(self.conn):  # a view's row may take any time to compute
                 row = self.conn.execute(
                     f"SELECT (SELECT schema_version FROM pragma_schema_version), {reader.select} "
                     f"FROM {reader.source} WHERE {where} LIMIT 1",
@@ -341,7 +321,7 @@ class SqliteSession(Session):
         with self._translating(collection):
             reader = self._foreign(collection)
         if reader is not None:
-            with self._translating(collection), _budgeted(self.conn):
+            with self._translating(collection), budgeted(self.conn):
                 return reader.find(self.conn, query, self._probed(reader))
         compiler = self.adapter.compiler
         where = self.adapter.where(query.filter, self.catalog)
@@ -373,7 +353,7 @@ class SqliteSession(Session):
         with self._translating(collection):
             reader = self._foreign(collection)
         if reader is not None:
-            with self._translating(collection), _budgeted(self.conn):
+            with self._translating(collection), budgeted(self.conn):
                 return reader.count(self.conn, filter, self._probed(reader))
         where = self.adapter.where(filter, self.catalog)
         with self._translating(collection):
@@ -409,7 +389,7 @@ class SqliteSession(Session):
         """``_rows``, and the rows another tool wrote that it read canonically."""
 
         def run(test: Fragment) -> list[Any]:
-            with _budgeted(self.conn):
+            with budgeted(self.conn):
                 cursor = self.conn.execute(sql(test.sql), (*test.params, *params))
                 if fetch is not None:
                     return fetch(cursor)
