@@ -30,7 +30,7 @@ from dbhandles.adapters.foreign_common import (
     table_public,
 )
 from dbhandles.adapters.postgres_reach import (
-    BUILTIN_CALLS,
+    OBJECT_CALLS,
     OPAQUE_SQL,
     SQL_EXECUTING,
     descendants,
@@ -319,15 +319,7 @@ classes(name, opclass) AS (
     FROM pg_partitioned_table pt JOIN rel ON pt.partrelid = rel.oid
     CROSS JOIN unnest(pt.partclass::oid[]) k(opclass)),
 calls(kind, name, proc) AS (
-    SELECT o.kind, o.name,
-           CASE WHEN dep.refclassid = 'pg_proc'::regclass THEN dep.refobjid
-                ELSE op.oprcode::oid END
-    FROM objects o
-    JOIN pg_depend dep ON dep.classid = o.classid AND dep.objid = o.objid
-        AND dep.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass)
-    LEFT JOIN pg_operator op ON dep.refclassid = 'pg_operator'::regclass AND op.oid = dep.refobjid
-    UNION ALL
-    {BUILTIN_CALLS}
+    {OBJECT_CALLS}
     UNION ALL
     SELECT 'operator class', opc.opcname || ' ' || c.name, f.proc
     FROM classes c JOIN pg_opclass opc ON opc.oid = c.opclass

@@ -34,6 +34,7 @@ from dbhandles.adapters.foreign_cascades import UNKNOWN
 
 __all__ = [
     "BUILTIN_CALLS",
+    "OBJECT_CALLS",
     "OPAQUE_SQL",
     "SQL_EXECUTING",
     "TYPE_CODE",
@@ -67,6 +68,20 @@ OPAQUE_SQL = "(fn.nspname <> 'pg_catalog' OR p.proname = ANY(%s))"
 BUILTIN_CALLS = """SELECT o.kind, o.name, p.oid FROM objects o
     JOIN pg_proc p ON p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = ANY(%s)
         AND strpos(o.tree, ':funcid ' || p.oid::text || ' ') > 0"""
+
+
+#: The functions the objects of ``objects(classid, objid, kind, name, tree)`` call, as ``(kind,
+#: name, function oid)``: what ``pg_depend`` records (a function, or an operator's function) and
+#: the ``SQL_EXECUTING`` builtins found in their trees (``BUILTIN_CALLS``).
+OBJECT_CALLS = f"""SELECT o.kind, o.name,
+           CASE WHEN dep.refclassid = 'pg_proc'::regclass THEN dep.refobjid
+                ELSE op.oprcode::oid END
+    FROM objects o
+    JOIN pg_depend dep ON dep.classid = o.classid AND dep.objid = o.objid
+        AND dep.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass)
+    LEFT JOIN pg_operator op ON dep.refclassid = 'pg_operator'::regclass AND op.oid = dep.refobjid
+    UNION ALL
+    {BUILTIN_CALLS}"""
 
 #: The columns of the relations of ``rels(oid)`` (a CTE the statement defines first) whose types
 #: may run code that is not PostgreSQL's own, as ``(relation, column, its type, why)``. A column's
@@ -199,15 +214,7 @@ objects(classid, objid, kind, name, tree) AS (
     JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
         AND a.attgenerated <> ''),
 calls(kind, name, proc) AS (
-    SELECT o.kind, o.name,
-           CASE WHEN dep.refclassid = 'pg_proc'::regclass THEN dep.refobjid
-                ELSE op.oprcode::oid END
-    FROM objects o
-    JOIN pg_depend dep ON dep.classid = o.classid AND dep.objid = o.objid
-        AND dep.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass)
-    LEFT JOIN pg_operator op ON dep.refclassid = 'pg_operator'::regclass AND op.oid = dep.refobjid
-    UNION ALL
-    {BUILTIN_CALLS})
+    {OBJECT_CALLS})
 SELECT DISTINCT c.kind, c.name, fn.nspname || '.' || p.proname
 FROM calls c JOIN pg_proc p ON p.oid = c.proc
 JOIN pg_namespace fn ON fn.oid = p.pronamespace
