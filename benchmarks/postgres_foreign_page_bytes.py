@@ -12,15 +12,12 @@ bounded page to the plain one.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import orjson
 import psycopg
+from benchmarks._postgres import connect, medians
 from psycopg import sql
-from psycopg.types.json import set_json_loads
 
 from dbhandles.adapters.base import Query
 from dbhandles.adapters.foreign_values import records_builder
@@ -29,18 +26,6 @@ from dbhandles.filters import SortKey
 
 ROWS = 500
 SCHEMA = "bench_foreign_pages"
-
-
-def _medians(runs: list[Callable[[], object]], rounds: int) -> list[float]:
-    """Median seconds of each of ``runs``, taken in turn each round (a load on the machine
-    slows them alike)."""
-    times: list[list[float]] = [[] for _ in runs]
-    for _ in range(rounds):
-        for run, spent in zip(runs, times, strict=True):
-            start = time.perf_counter()
-            run()
-            spent.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
 
 
 def _compare(
@@ -58,7 +43,7 @@ def _compare(
     def run(statement: sql.SQL, params: tuple[Any, ...], timed: bool) -> Any:
         return conn.execute(statement, params)
 
-    base, bounded = _medians(
+    base, bounded = medians(
         [
             lambda: build(conn.execute(plain, (query.limit, 0)).fetchall()),
             lambda: reader.find(run, query),
@@ -73,13 +58,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--url", default=None)
     args = parser.parse_args()
-    url = args.url
-    if url is None:
-        from tests.pgserver import postgres_server
-
-        url = postgres_server().url
-    with psycopg.connect(url, autocommit=True) as conn:
-        set_json_loads(orjson.loads, conn)  # as the adapter's connections (postgres.py)
+    with connect(args.url) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         conn.execute(f"CREATE SCHEMA {SCHEMA}")
         conn.execute(

@@ -10,32 +10,17 @@ the ratio of the bounded statement to the plain one, each read as the adapter re
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import orjson
 import psycopg
+from benchmarks._postgres import connect, medians
 from psycopg import sql
-from psycopg.types.json import set_json_loads
 
 from dbhandles.adapters.postgres_bytes import bounded_page, page_rows
 
 ROWS = 500
 ORDER = '"id" ASC'
-
-
-def _medians(runs: list[Callable[[], object]], rounds: int) -> list[float]:
-    """Median seconds of each of ``runs``, taken in turn each round (a load on the machine
-    slows them alike)."""
-    times: list[list[float]] = [[] for _ in runs]
-    for _ in range(rounds):
-        for run, spent in zip(runs, times, strict=True):
-            start = time.perf_counter()
-            run()
-            spent.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
 
 
 def _compare(conn: psycopg.Connection[Any], limit: int, rounds: int) -> tuple[float, float]:
@@ -46,7 +31,7 @@ def _compare(conn: psycopg.Connection[Any], limit: int, rounds: int) -> tuple[fl
         f"ORDER BY {ORDER} LIMIT %s OFFSET %s"
     )
     bounded, params = bounded_page(plain, (limit, 0), ORDER)
-    base, measured = _medians(
+    base, measured = medians(
         [
             lambda: conn.execute(plain, (limit, 0)).fetchall(),
             lambda: page_rows(conn.execute(bounded, params).fetchall(), "bench_pages"),
@@ -61,13 +46,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--url", default=None)
     args = parser.parse_args()
-    url = args.url
-    if url is None:
-        from tests.pgserver import postgres_server
-
-        url = postgres_server().url
-    with psycopg.connect(url, autocommit=True) as conn:
-        set_json_loads(orjson.loads, conn)  # as the adapter's connections (postgres.py)
+    with connect(args.url) as conn:
         conn.execute("DROP TABLE IF EXISTS bench_pages")
         conn.execute(
             "CREATE TEMP TABLE bench_pages (id text PRIMARY KEY, data jsonb, created_at text, "

@@ -11,30 +11,14 @@ median time of each and the ratio of the tested statement to the plain one.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import orjson
-import psycopg
-from psycopg.types.json import set_json_loads
+from benchmarks._postgres import connect, medians
 
 from dbhandles.adapters.postgres_records import READABLE
 
 ROWS = 20_000
-
-
-def _medians(runs: list[Callable[[], object]], rounds: int) -> list[float]:
-    """Median seconds of each of ``runs``, taken in turn each round (a load on the machine
-    slows them alike)."""
-    times: list[list[float]] = [[] for _ in runs]
-    for _ in range(rounds):
-        for run, spent in zip(runs, times, strict=True):
-            start = time.perf_counter()
-            run()
-            spent.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
 
 
 def _record(i: int) -> dict[str, Any]:
@@ -50,13 +34,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--url", default=None)
     args = parser.parse_args()
-    url = args.url
-    if url is None:
-        from tests.pgserver import postgres_server
-
-        url = postgres_server().url
-    with psycopg.connect(url, autocommit=True) as conn:
-        set_json_loads(orjson.loads, conn)  # as the adapter's connections (postgres.py)
+    with connect(args.url) as conn:
         conn.execute(
             "CREATE TEMP TABLE bench_c (id text PRIMARY KEY, data jsonb NOT NULL, "
             "created_at text, updated_at text, version int)"
@@ -81,7 +59,7 @@ def main() -> None:
         }
         for name, (text, params) in statements.items():
             plain, tested = (text.format("TRUE"), text.format(READABLE))
-            base, measured = _medians(
+            base, measured = medians(
                 [
                     lambda s=plain, p=params: conn.execute(s, p).fetchall(),  # type: ignore[misc]
                     lambda s=tested, p=params: conn.execute(s, p).fetchall(),  # type: ignore[misc]
