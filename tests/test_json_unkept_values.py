@@ -4,9 +4,11 @@ the record and field, and the file's bytes stay as they were (docs/filters.md "V
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from dbhandles import Service
@@ -92,3 +94,90 @@ def test_a_file_fixed_by_hand_is_writable_again(service: Service, tmp_path: Path
     service.execute("data/update", update)
     read = service.execute("data/read", {"dbHandle": db, "collection": "c", "id": "b"})
     assert read["data"]["n"] == 2 and b'"18446744073709551616"' in path.read_bytes()
+
+
+def _record(record_id: str, **fields: Any) -> dict[str, Any]:
+    stamp = "2026-01-01T00:00:00.000Z"
+    return {"id": record_id, **fields, "createdAt": stamp, "updatedAt": stamp, "version": 1}
+
+
+def _nested(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def _written(path: Path, records: list[dict[str, Any]], form: str) -> bytes:
+    """The file as dbhandles writes it (``compact``, ``pretty``) or with a hand's spaces (``hand``)."""
+    doc = {"format": "dbhandles-json", "version": 1, "collections": {"c": records}}
+    if form == "hand":
+        raw = json.dumps(doc, indent=1).encode()
+    else:
+        raw = orjson.dumps(doc, option=orjson.OPT_INDENT_2 if form == "pretty" else 0)
+    path.write_bytes(raw)
+    return raw
+
+
+def _refuses_every_write(service: Service, path: Path, *words: str) -> None:
+    before = path.read_bytes()
+    db = service.execute("data/open", {"adapter": "json", "config": {"path": str(path)}})
+    db = db["dbHandle"]
+    assert service.execute("data/read", {"dbHandle": db, "collection": "c", "id": "b"})["found"]
+    for command, params in WRITES:
+        with pytest.raises(DbHandlesError) as caught:
+            service.execute(command, {"dbHandle": db, **params})
+        assert caught.value.code == "read_only", (command, caught.value.message)
+        assert all(word in caught.value.message for word in words), caught.value.message
+        assert path.read_bytes() == before, command
+
+
+@pytest.mark.parametrize("form", ["compact", "pretty", "hand"])
+def test_a_record_id_given_twice_leaves_the_file_read_only(
+    service: Service, tmp_path: Path, form: str
+) -> None:
+    """A write kept one of the two records "a" and dropped the other, whatever the file's form."""
+    path = tmp_path / "twice.json"
+    _written(path, [_record("a", n=1), _record("b", n=1), _record("a", n=2)], form)
+    _refuses_every_write(service, path, 'collection "c" holds the record id "a" twice')
+
+
+@pytest.mark.parametrize("form", ["compact", "pretty", "hand"])
+def test_nesting_past_64_levels_is_read_only_whatever_the_file_s_form(
+    service: Service, tmp_path: Path, form: str
+) -> None:
+    path = tmp_path / "deep.json"
+    _written(path, [_record("a", deep=_nested(70)), _record("b", n=1)], form)
+    _refuses_every_write(service, path, 'record "a" of collection "c": deep', "deeper than 64")
+
+
+@pytest.mark.parametrize("levels", [64, 200])
+def test_nesting_up_to_64_levels_is_writable_and_to_200_is_served(
+    service: Service, tmp_path: Path, levels: int
+) -> None:
+    path = tmp_path / "deep.json"
+    _written(path, [_record("a", deep=_nested(levels)), _record("b", n=1)], "compact")
+    db = service.execute("data/open", {"adapter": "json", "config": {"path": str(path)}})
+    db = db["dbHandle"]
+    listed = service.dispatch("data/list", {"dbHandle": db, "collection": "c"})
+    assert "code" not in listed and len(listed["items"]) == 2, listed
+    orjson.dumps({"ok": True, "result": listed})  # a response can carry it
+    update = service.dispatch(
+        "data/update", {"dbHandle": db, "collection": "c", "id": "b", "data": {"n": 2}}
+    )
+    assert update.get("code") == (None if levels == 64 else "read_only"), update
+
+
+@pytest.mark.parametrize(("levels", "form"), [(300, "hand"), (1000, "hand"), (1100, "hand")])
+def test_a_file_nesting_deeper_than_can_be_sent_back_is_not_a_database(
+    service: Service, tmp_path: Path, levels: int, form: str
+) -> None:
+    """At 300 levels the open answered ``internal_error`` (orjson writes at most 254)."""
+    path = tmp_path / "deep.json"
+    text = '{"format": "dbhandles-json", "version": 1, "collections": {"c": [\n'
+    text += f'{{"id": "a", "deep": {"[" * levels}{"]" * levels}, {STAMP}}}]}}}}'
+    path.write_text(text if form == "hand" else text.replace(" ", "").replace("\n", ""))
+    before = path.read_bytes()
+    answer = service.dispatch("data/open", {"adapter": "json", "config": {"path": str(path)}})
+    assert answer.get("code") == "not_a_database", answer
+    assert path.read_bytes() == before

@@ -114,7 +114,69 @@ def _read(path: Path) -> tuple[dict[str, Any], str | None]:
                 "with string ids",
                 field="config.path",
             )
-    return collections, _unkept(raw, doc)
+    return collections, _twice_or_deep(path, collections) or _unkept(raw, doc)
+
+
+#: How deep below a record a value of a file may nest and still be served read-only: orjson writes
+#: at most 254 levels, and a record is written inside a file (4 levels) or a response (about 4).
+_SERVED_DEPTH = 200
+
+
+def _twice_or_deep(path: Path, collections: dict[str, Any]) -> str | None:
+    """Why the file's records cannot be written back, whatever the file's form (compact, pretty or
+    by hand): a record id given twice in a collection (a write keeps one of them) or a value nested
+    deeper than ``MAX_DEPTH`` below a record (``data/create`` refuses it); else ``None``.
+
+    Raises:
+        NotADatabase: a value nests deeper than ``_SERVED_DEPTH`` below a record, which no read
+            could send back (orjson refuses it; it once answered ``internal_error``).
+    """
+    for name, records in collections.items():
+        seen: set[str] = set()
+        for record in records:
+            if record["id"] in seen:
+                return (
+                    f"collection {json_text(name, 80)} holds the record id "
+                    f"{json_text(record['id'], 80)} twice, of which a write keeps one"
+                )
+            seen.add(record["id"])
+    for name, records in collections.items():
+        for record in records:
+            depth = _deepest(record, _SERVED_DEPTH)
+            if depth > _SERVED_DEPTH:
+                raise NotADatabase(
+                    f"config.path: {json_text(str(path))}: record {json_text(record['id'], 80)} of "
+                    f"collection {json_text(name, 80)} nests a value deeper than {_SERVED_DEPTH} "
+                    f"levels, which dbhandles cannot send back (records nest at most {MAX_DEPTH})",
+                    field="config.path",
+                )
+            if depth > MAX_DEPTH:
+                found = _lost(record, "", 0)
+                where = f"{found[0]}: " if found and found[0] else ""
+                return (
+                    f"record {json_text(record['id'], 80)} of collection {json_text(name, 80)}: "
+                    f"{where}nests deeper than {MAX_DEPTH} levels"
+                )
+    return None
+
+
+def _deepest(record: dict[str, Any], cap: int) -> int:
+    """The nesting of the deepest value of ``record`` (a field's value is level 1), counted up to
+    just past ``cap``. Without recursion: a file may nest 1024 levels (orjson's bound)."""
+    deepest = 0
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(record, 0)]
+    while stack:
+        container, depth = stack.pop()
+        if not container:
+            continue
+        if depth + 1 > deepest:
+            deepest = depth + 1
+            if deepest > cap:
+                return deepest
+        for item in container.values() if isinstance(container, dict) else container:
+            if isinstance(item, dict | list):
+                stack.append((item, depth + 1))
+    return deepest
 
 
 class _Lost:
@@ -145,11 +207,11 @@ def _unkept(raw: bytes, doc: dict[str, Any]) -> str | None:
     """Why the file ``raw`` (read by orjson as ``doc``) cannot be written back as it is, naming the
     record and field, or ``None``: every value of it survives a rewrite (docs/filters.md "Values").
 
-    A file dbhandles wrote is exactly orjson's text of ``doc`` (compact or ``pretty``), which one
+    Called after ``_twice_or_deep``, which checks ids and nesting whatever the file's form. A file
+    dbhandles wrote is exactly orjson's text of ``doc`` (compact or ``pretty``), which one
     ``orjson.dumps`` confirms; only a file edited by hand is read a second time, by ``json``, for
-    what orjson reads inexactly or drops: an integer past 64 bits, a key twice, and nesting deeper
-    than ``MAX_DEPTH`` below a record (which ``data/create`` refuses and SQLite cannot read in
-    full). U+0000 and integers in [2**63, 2**64) are kept exactly by a rewrite."""
+    what orjson reads inexactly or drops: an integer past 64 bits, a key twice. U+0000 and integers
+    in [2**63, 2**64) are kept exactly by a rewrite."""
     if raw in (orjson.dumps(doc), orjson.dumps(doc, option=orjson.OPT_INDENT_2)):
         return None
     try:
