@@ -44,7 +44,8 @@ class ForeignReader:
         # The id, then each column once: a single key column that is also a field (an ``n``
         # primary key served as ``id`` and ``n``) is selected once and read twice (``layout``).
         id_sql = table.id_sql
-        columns: list[str] = [id_sql]
+        alias = table.id_alias
+        columns: list[str] = [id_sql if alias is None else f"{id_sql} AS {quote(alias)}"]
         sources = [0]
         for column in shown:
             name = quote(column.name)

@@ -150,6 +150,18 @@ class ForeignTable:
         return f"({self.row_json} || CASE WHEN {DUPLICATE} > 1 THEN '#' || {DUPLICATE} ELSE '' END)"
 
     @property
+    def id_alias(self) -> str | None:
+        """The name a read selects ``id_sql`` under when it is an expression (a compound key's, a
+        view's): ``json_array("x", "y")``, short, where the expression wraps each item for BLOBs
+        (``key_item``). Python's sqlite3 cuts its error for text that is not UTF-8 at 200 bytes,
+        column name included, and ``sqlite_errors`` names the column from that name and the text."""
+        if (self.key and len(self.key) == 1) or (not self.key and self.rowid is not None):
+            return None
+        names = self.key if self.key else tuple(c.name for c in self.columns)
+        listed = "json_array(" + ", ".join(quote(n) for n in names) + ")"
+        return listed if self.key else f"({listed})"
+
+    @property
     def row_json(self) -> str:
         """The SQL of the compact JSON array of every column."""
         return "json_array(" + ", ".join(key_item(c.name) for c in self.columns) + ")"
