@@ -33,14 +33,6 @@ UNREADABLE: dict[str, str] = {
     "p63": '{"owner": "alice", "n": 9223372036854775808}',
     "m63": '{"owner": "alice", "n": -9223372036854775809}',
     "big_float": '{"owner": "alice", "n": 1.5e300}',
-    # Numbers a double rounds: read as 0.0 or 1.0 while filters compare the exact number.
-    "e_400": '{"owner": "alice", "n": 1e-400}',
-    "near1": '{"owner": "alice", "n": 1.00000000000000000001}',
-    "p63frac": '{"owner": "alice", "n": 9223372036854775808.5}',
-    "inlist": '{"owner": "alice", "n": [0.1000000000000000000001]}',
-    "p53frac": '{"owner": "alice", "n": 9007199254740993.0}',
-    "exact63": '{"owner": "alice", "n": 9223372036854775808.0}',  # 2**63 but not its shortest text
-    "tiny": '{"owner": "alice", "n": {"m": -3e-324}}',
     "resid": '{"id": "zz", "owner": "alice", "label": "a"}',
     "ver": '{"owner": "alice", "version": 99}',
     "made": '{"owner": "alice", "createdAt": "2000-01-01T00:00:00.000Z"}',
@@ -56,10 +48,6 @@ READABLE_FOREIGN = {
     "highest": '{"owner": "alice", "n": 9223372036854775807}',
     "deep63": '{"owner": "alice", "x": ' + _nest(MAX_DEPTH - 1, "0") + "}",
     "deep64empty": '{"owner": "alice", "x": ' + _nest(MAX_DEPTH) + "}",
-    # Numbers a double holds exactly, spelled as its shortest text, as dbhandles writes them.
-    "floats": '{"owner": "alice", "f": [0.30000000000000004, 0.1, 2.0, 5e-324, 1e-300, '
-    "9007199254740992.0, 1000000000000000000.0, -2.2250738585072014e-308]}",
-    "int60": '{"owner": "alice", "f": 1152921504606846977}',
 }
 ALICE = sorted(["a1", "a2", *READABLE_FOREIGN])
 READABLE = sorted([*ALICE, "b1"])
@@ -137,9 +125,6 @@ def test_every_listing_door_leaves_out_rows_not_read_in_full(
         ask("data/list", filter={"n": {"$gte": 0}}, orderBy=["n", "id"])["items"]
     ) == sorted(numbered, key=lambda i: (2**63 if i == "highest" else len(i), i))
     assert _ids(ask("data/list", filter={"id": "zz"})["items"]) == []
-    # What a reader would make of 1e-400 and 1.00000000000000000001 finds nothing either.
-    for rounded in (0, 0.0, 1, 1.0, 0.1, 9007199254740992, 9223372036854775807.0):
-        assert _ids(ask("data/list", filter={"n": rounded})["items"]) == [], rounded
     assert sorted(_ids(ask("data/list", orderBy=["-n", "id"])["items"])) == sorted(shown)
     assert _pages(service, db, orderBy="id") == sorted(shown)
     assert sorted(_pages(service, db, orderBy=["-owner", "n"])) == sorted(shown)
@@ -233,9 +218,6 @@ def test_without_a_row_filter_read_and_update_name_the_row_and_write_nothing(
     words = service.dispatch(*_doors(db, "resid")["read"])["error"]
     assert 'holds the reserved field "id"' in words
     assert "outside the 64 bits" in service.dispatch(*_doors(db, "e400")["read"])["error"]
-    for record_id in ("e_400", "near1", "p63frac", "inlist", "p53frac", "tiny", "exact63"):
-        words = service.dispatch(*_doors(db, record_id)["read"])["error"]
-        assert "a number no double holds exactly" in words, (record_id, words)
     assert "deeper than 64 levels" in service.dispatch(*_doors(db, "deep64")["read"])["error"]
     assert (
         "is a JSON array, not an object" in service.dispatch(*_doors(db, "array")["read"])["error"]
@@ -256,32 +238,11 @@ def test_without_a_row_filter_read_and_update_name_the_row_and_write_nothing(
     assert lowest["data"]["n"] == -(2**63)
 
 
-#: Floats dbhandles writes: past 64 bits, past a double's 15 digits, subnormal, with a fraction.
-OWN_FLOATS = [
-    1e300,
-    -1.7976931348623157e308,
-    9.3e18,
-    2.0**63,
-    0.1 + 0.2,
-    0.1,
-    1 / 3,
-    5e-324,
-    2.2250738585072014e-308,
-    1e-300,
-    9007199254740994.0,
-    -123.456,
-    1e-7,
-    2.0**53 + 2,
-]
-
-
 def test_a_float_dbhandles_wrote_past_64_bits_is_read_in_full(
     service: Service, tmp_path: Path
 ) -> None:
     """dbhandles writes a float with a fraction (``1e300`` as ``1000...0.0``), which ``jsonb``
-    keeps apart from an integer: only another tool's integer-like number there is unreadable. Its
-    floats are their shortest text, which ``float8`` reads back as the same double: readable,
-    where another tool's ``1.00000000000000000001`` is not."""
+    keeps apart from an integer: only another tool's integer-like number there is unreadable."""
     from dbhandles.adapters.postgres import PostgresAdapter
     from tests.pgserver import postgres_config
 
@@ -290,13 +251,10 @@ def test_a_float_dbhandles_wrote_past_64_bits_is_read_in_full(
     try:
         stamp = {"createdAt": "t", "updatedAt": "t", "version": 1}
         with adapter.session(write=True) as session:
-            for i, number in enumerate(OWN_FLOATS):
+            for i, number in enumerate([1e300, -1.7976931348623157e308, 9.3e18, 2.0**63]):
                 session.insert("c", {"id": f"f{i}", "n": number, **stamp})
         with adapter.session(write=False) as session:
-            assert session.count("c", None) == len(OWN_FLOATS) and session.unreadable("c") == 0
+            assert session.count("c", None) == 4 and session.unreadable("c") == 0
             assert session.get("c", "f1") == {"id": "f1", "n": -1.7976931348623157e308, **stamp}
-            for i, number in enumerate(OWN_FLOATS):  # read back exactly, bit for bit
-                got = session.get("c", f"f{i}")
-                assert got is not None and got["n"].hex() == number.hex(), (number, got)
     finally:
         adapter.close()
