@@ -129,10 +129,6 @@ class PostgresAdapter(Adapter):
         # ``jit_above_cost``) spent ~24 s compiling past a 300 ms ``statement_timeout``. The
         # compiled SQL is function calls on ``jsonb``, which JIT does not speed up anyway.
         conn.execute("SET jit = off")
-        # Floats' text is their shortest round-trip form (PostgreSQL 12's default, set here in case
-        # a server lowers it): ``postgres_records`` tells a number a double rounds by comparing it
-        # with its double's text, and dbhandles' own floats must compare equal.
-        conn.execute("SET extra_float_digits = 1")
         if self.readonly:
             conn.execute("SET default_transaction_read_only = on")
         set_json_loads(orjson.loads, conn)
