@@ -1,19 +1,26 @@
 """What the PostgreSQL benchmarks share: a connection read as the adapter reads (``jsonb`` through
-orjson), to the server ``--url`` names or to one the tests' helper starts (``tests/pgserver.py``),
-and medians of statements taken in turn (a load on the machine slows them alike)."""
+orjson), to the server ``--url`` names or to one the tests' helper starts (``tests/pgserver.py``);
+they time their statements with ``benchmarks/_compare.py``."""
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
+import argparse
 from typing import Any
 
 import orjson
 import psycopg
 from psycopg.types.json import set_json_loads
 
-__all__ = ["connect", "medians"]
+__all__ = ["arguments", "connect"]
+
+
+def arguments(description: str | None, rounds: int) -> argparse.Namespace:
+    """The command line every PostgreSQL benchmark reads: ``--rounds`` (``rounds`` by default) and
+    ``--url`` (the server; one is started for the run when it is omitted)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--url", default=None)
+    return parser.parse_args()
 
 
 def connect(url: str | None) -> psycopg.Connection[Any]:
@@ -26,14 +33,3 @@ def connect(url: str | None) -> psycopg.Connection[Any]:
     conn = psycopg.connect(url, autocommit=True)
     set_json_loads(orjson.loads, conn)  # as the adapter's connections (postgres.py)
     return conn
-
-
-def medians(runs: list[Callable[[], object]], rounds: int) -> list[float]:
-    """Median seconds of each of ``runs``, taken in turn each round."""
-    times: list[list[float]] = [[] for _ in runs]
-    for _ in range(rounds):
-        for run, spent in zip(runs, times, strict=True):
-            start = time.perf_counter()
-            run()
-            spent.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]

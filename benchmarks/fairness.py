@@ -1,8 +1,7 @@
 """Fairness: one actor's read latency while another actor runs each of the four loads of issue 13.
 
     python benchmarks/fairness.py [--seconds=8] [--import-mb=300] [--json=FILE] [--job-duty=D]
-                                  [--loads=imports,memory-import,socket,cursors,subscriptions]
-                                  [--source=FILE]
+        [--loads=imports,memory-import,socket,cursors,subscriptions,big-in,heavy-pages] [--source=FILE]
 
 A real ``jtag serve`` (tokens required, defaults for every limit) on a loopback port and a temporary
 home. The reader (a non-admin token) runs ``POST /commands/data/list`` (20 small records) on one
@@ -20,7 +19,8 @@ connection with ``wrk`` for ``--seconds``; its p99 is taken with no load, then w
    byte every 2 s; RSS and the home's size are sampled;
 4. subscriptions: 20 sockets x 100 subscriptions that match every write, while the same actor writes
    100 KB records with ``wrk``; here the reader's own 100 KB ``data/create`` p99 is measured too,
-   against its p99 with no subscription.
+   against its p99 with no subscription;
+5. big-in, heavy-pages (``benchmarks/_fairness_heavy.py``): a 65 KB ``$in`` over 300,000 memory records; 10 MB pages.
 
 The ratio is each p99 over the no-load p99 (target: at most 3), the median of the no-load windows
 taken before and after each load (drift of the machine shows instead of skewing one ratio). wrk's p99
@@ -60,6 +60,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from _datagen import generate_file  # noqa: E402
+from _fairness_heavy import load_big_in, load_heavy_pages  # noqa: E402
 from _machine import TreeCpu, cpu_pressure_us, own_session  # noqa: E402
 from _wrk import lua_script, need_wrk, wrk  # noqa: E402
 
@@ -122,6 +123,12 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def server_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) the process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def background(fn: Callable[[], Any]) -> threading.Thread:
@@ -421,9 +428,15 @@ def load_subscriptions(server: Server, work: Path, noisy: str, seconds: float,
     body = orjson.dumps({"collection": "writes", "data": {"text": "w" * 100_000}})
     writer = lua_script(work, "noisy-writes", noisy, body)
     url = f"{server.url}/commands/data/create"
-    loader = background(lambda: wrk(url, writer, seconds + 1))
+    written: dict[str, float] = {}
+    cpu = server_cpu(server.pid)
+    loader = background(lambda: written.update(wrk(url, writer, seconds + 1)))
     result = measure()
     loader.join(seconds + 60)
+    cpu = server_cpu(server.pid) - cpu
+    # What the server's own process (every thread, not the job children) spent per 100 KB write
+    # over the writer's run (the reader's reads, 20 records each, included).
+    result["server_cpu"], result["writes"] = cpu, written.get("requests", 0.0)
     stop.set()
     thread.join(30)
     return {**result, "create_p99": creates.get("p99", 0.0), "create_p50": creates.get("p50", 0.0),
@@ -436,7 +449,7 @@ def load_subscriptions(server: Server, work: Path, noisy: str, seconds: float,
 
 
 #: The loads ``--loads`` picks from, in the order they run.
-LOADS = ("imports", "memory-import", "socket", "cursors", "subscriptions")
+LOADS = ("imports", "memory-import", "socket", "cursors", "subscriptions", "big-in", "heavy-pages")
 
 
 def main() -> int:
@@ -446,7 +459,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per load")
     parser.add_argument("--import-mb", type=int, default=300, help="size of the file imported")
     parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("--job-duty", help="DBHANDLES_JOB_DUTY of the server (1: jobs never pause)")
+    parser.add_argument("--setting", action="append", default=[], help="NAME=VALUE for the server")
+    parser.add_argument("--job-duty", dest="setting", action="append", type="DBHANDLES_JOB_DUTY={}".format,
+                        help="DBHANDLES_JOB_DUTY of the server (1: jobs never pause)")  # fmt: skip
     parser.add_argument("--loads", default=",".join(LOADS), help="which loads to run, in order")
     parser.add_argument("--source", help="the JSONL file to import (generated there when missing)")
     parser.add_argument("--share-session", action="store_true",
@@ -458,7 +473,7 @@ def main() -> int:
         parser.error(f"--loads: unknown {', '.join(sorted(unknown))}; known: {', '.join(LOADS)}")
     need_wrk()
     work = Path(tempfile.mkdtemp(prefix="dbh-fairness-"))
-    settings = {"DBHANDLES_JOB_DUTY": args.job_duty} if args.job_duty else {}
+    settings = dict(s.split("=", 1) for s in args.setting)
     server = Server(work, settings)
     try:
         return bench(server, work, args)
@@ -501,41 +516,39 @@ def bench(server: Server, work: Path, args: argparse.Namespace) -> int:
     def no_load() -> None:  # before and after every load: the machine's drift shows in the baseline
         quiet.append(measure())
 
-    loads = args.loads.split(",")
-    if "imports" in loads:
-        print("load 1: two large imports", flush=True)
-        no_load()
-        rows.append(("1. two imports",
-                     load_imports(server, work, loader, args.import_mb, measure, args.source)))  # fmt: skip
-        no_load()
-    if "memory-import" in loads:
-        print("load 1m: an import into a memory database", flush=True)
-        no_load()
-        rows.append(("1m. memory import",
-                     load_memory_import(server, work, loader, args.import_mb, measure, args.source)))  # fmt: skip
-        no_load()
-    if "socket" in loads:
-        print("load 2: WebSocket client that never reads", flush=True)
-        no_load()
-        rows.append(("2. non-reading WebSocket", load_non_reader(server, noisy, measure)))
-        no_load()
-    if "cursors" in loads:
-        print("load 3: cursors with 2.7 MB filters, slow and unauthenticated bodies", flush=True)
-        no_load()
-        rows.append(("3. cursors and bodies", load_memory(server, work, noisy, seconds, measure)))
-        no_load()
-
     def measure_creates() -> dict[str, float]:
         return wrk(create_url, create, seconds)
 
     base_create: dict[str, float] = {}
-    if "subscriptions" in loads:
-        print("load 4: 20 sockets x 100 subscriptions, 100 KB writes", flush=True)
-        no_load()
-        base_create = measure_creates()
-        rows.append(("4. subscriptions", load_subscriptions(server, work, noisy, seconds, measure,
-                                                            measure_creates)))  # fmt: skip
-        no_load()
+
+    def subscriptions() -> dict[str, Any]:
+        base_create.update(measure_creates())  # after the window before the load, as the load
+        return load_subscriptions(server, work, noisy, seconds, measure, measure_creates)
+
+    #: Each load by its ``--loads`` name: what it prints, its row's name, and the run.
+    every_load: list[tuple[str, str, str, Callable[[], dict[str, Any]]]] = [
+        ("imports", "load 1: two large imports", "1. two imports",
+         lambda: load_imports(server, work, loader, args.import_mb, measure, args.source)),
+        ("memory-import", "load 1m: an import into a memory database", "1m. memory import",
+         lambda: load_memory_import(server, work, loader, args.import_mb, measure, args.source)),
+        ("socket", "load 2: WebSocket client that never reads", "2. non-reading WebSocket",
+         lambda: load_non_reader(server, noisy, measure)),
+        ("cursors", "load 3: cursors with 2.7 MB filters, slow and unauthenticated bodies",
+         "3. cursors and bodies", lambda: load_memory(server, work, noisy, seconds, measure)),
+        ("subscriptions", "load 4: 20 sockets x 100 subscriptions, 100 KB writes",
+         "4. subscriptions", subscriptions),
+        ("big-in", "load 5: a 65 KB $in over 300,000 memory records", "5. big $in",
+         lambda: load_big_in(server, work, noisy, seconds, measure)),
+        ("heavy-pages", "load 6: 10 MB pages on 2 connections", "6. 10 MB pages",
+         lambda: load_heavy_pages(server, work, noisy, seconds, measure)),
+    ]  # fmt: skip
+    loads = args.loads.split(",")
+    for name, title, label, run in every_load:
+        if name in loads:
+            print(title, flush=True)
+            no_load()
+            rows.append((label, run()))
+            no_load()
     p99s = sorted(q["p99"] for q in quiet)
     median = (p99s[(len(p99s) - 1) // 2] + p99s[len(p99s) // 2]) / 2
     base = {**quiet[0], "p99": median, "cpu_pressure": sum(q.get("cpu_pressure", 0) for q in quiet)
@@ -575,6 +588,12 @@ def report(
         f"{sub.get('create_p99', 0):.2f} ms with the 20 x 100 subscriptions of load 4 "
         f"({sub.get('create_p99', 0) / base_create['p99'] if base_create.get('p99') else 0:.2f}x)"
     )
+    if sub.get("writes"):
+        print(
+            f"load 4's server CPU: {sub['server_cpu']:.2f} s over {sub['writes']:.0f} writes of 100 KB "
+            f"and {sub.get('requests', 0):.0f} reads: {sub['server_cpu'] / sub['writes'] * 1e3:.2f} ms "
+            "per write"
+        )
 
 
 if __name__ == "__main__":

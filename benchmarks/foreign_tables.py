@@ -22,12 +22,11 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
+from _compare import best
 
 from dbhandles.service import Service
 from dbhandles.settings import Settings
@@ -57,15 +56,6 @@ def build(path: Path, rows: int) -> None:
     conn.execute("CREATE INDEX commits_score ON commits (score)")
     conn.commit()
     conn.close()
-
-
-def best(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

@@ -17,14 +17,23 @@ so the background writer's CPU time counts in that round rather than in the next
 The CPU time per call is printed beside it: on a busy machine it is the steadier
 figure (the wall clock then also measures how often each side waits for a core). ``--profile``
 prints where dbhandles' time goes (cProfile) instead.
+``--default-audit`` instead lists a collection of the *default* database with the audit log on
+(a 20-row page, ``skipCount``, the audit rows written after each call): the handle store commits
+them into ``default.sqlite`` on its own connection, and the rounds alternate between that commit
+told to the default adapter's witness (``sqlite_records.store_commit``, as dbhandles runs) and left
+untold (the behaviour before issue #17: each commit looked like another tool's, so each listing
+read every row of the collection again). It prints both sides' CPU time per call, their ratio and
+how many times each side re-read the rows (``sqlite_records.rescans``).
 A benchmark, not a test: nothing here asserts a time.
 
     .venv/bin/python benchmarks/inprocess.py [--records 20000] [--rounds 7] [--profile]
+    .venv/bin/python benchmarks/inprocess.py --default-audit [--records 20000] [--rounds 7]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import os
 import pstats
@@ -46,6 +55,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from _datagen import generate_file
 
 from dbhandles import Service
+from dbhandles.adapters import sqlite_records
+from dbhandles.settings import Settings
+from dbhandles.store import sqlite as store_sqlite
 
 READ_TARGET = 3.0
 LIST_TARGET = 1.2
@@ -96,12 +108,67 @@ def _compare(
     return a / b
 
 
+def _default_audit(records: int, rounds: int) -> int:
+    """``--default-audit``: the default database listed with the audit log on, the store's
+    commits told to its witness against left untold, alternating rounds of 30 calls."""
+    told = store_sqlite.store_commit
+
+    def untold(file: str, conn: sqlite3.Connection) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
+
+    with tempfile.TemporaryDirectory(prefix="dbh-inprocess-") as tmp:
+        source = generate_file(Path(tmp) / "seed.jsonl", records)
+        with Service(settings=Settings(home=Path(tmp) / "home", audit=True)) as svc:
+            svc.execute(
+                "data/import",
+                {"dbHandle": "default", "input": str(source), "collection": COLLECTION},
+            )
+            params = {"collection": COLLECTION, "limit": 20, "skipCount": True}
+
+            def list_default() -> object:
+                page = svc.execute("data/list", params)
+                svc.audit.flush()
+                return page
+
+            cpu: dict[str, list[float]] = {"told": [], "untold": []}
+            rescans = dict.fromkeys(cpu, 0)
+            list_default()
+            try:
+                for _ in range(rounds):
+                    for side, commit in (("told", told), ("untold", untold)):
+                        store_sqlite.store_commit = commit  # type: ignore[assignment]
+                        # An untold commit is another tool's: the next two calls re-read (the
+                        # second's read transaction marked the epoch before the first looked).
+                        list_default()
+                        list_default()
+                        before = sqlite_records.rescans()
+                        cpu[side].append(_per_call(list_default, 30)[1])
+                        rescans[side] += sqlite_records.rescans() - before
+            finally:
+                store_sqlite.store_commit = told
+    a, b = statistics.median(cpu["told"]), statistics.median(cpu["untold"])
+    calls = 30 * rounds
+    print(f"{records} records in the default database, audit on; load average "
+          f"{os.getloadavg()[0]:.2f}; medians of {rounds} rounds of 30 calls")  # fmt: skip
+    print(f"data/list (20 rows), store commits told:   CPU {a * 1e3:.3f} ms/call, "
+          f"{rescans['told']} re-reads in {calls} calls")  # fmt: skip
+    print(f"data/list (20 rows), store commits untold: CPU {b * 1e3:.3f} ms/call, "
+          f"{rescans['untold']} re-reads in {calls} calls")  # fmt: skip
+    print(f"untold / told ratio {b / a:.1f}x")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--profile", action="store_true", help="cProfile dbhandles' side instead")
+    parser.add_argument(
+        "--default-audit", action="store_true", help="the default database, audit log on"
+    )
     args = parser.parse_args(argv)
+    if args.default_audit:
+        return _default_audit(args.records, args.rounds)
     with tempfile.TemporaryDirectory(prefix="dbh-inprocess-") as tmp:
         source = generate_file(Path(tmp) / "seed.jsonl", args.records)
         db = Path(tmp) / "training.sqlite"

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+from _compare import medians, ratio_line
 
 from dbhandles.adapters.sqlite_pages import fetch_page
 
@@ -36,15 +34,6 @@ def _database(path: Path, char: str) -> sqlite3.Connection:
     return conn
 
 
-def _median(run: Callable[[], object], rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=200)
@@ -53,18 +42,22 @@ def main() -> None:
         for label, char in (("ascii", "x"), ("cjk", "\u4e2d")):
             conn = _database(Path(folder) / f"{label}.sqlite", char)
             base, bounded = _compare(conn, rounds)
-            print(
-                f"{label:5} page of {ROWS}: fetchall {base * 1e3:.3f} ms, fetch_page "
-                f"{bounded * 1e3:.3f} ms, ratio {bounded / base:.2f}"
+            line = ratio_line(
+                f"{label:5} page of {ROWS}", base, bounded, ("fetchall", "fetch_page")
             )
+            print(line)
             conn.close()
 
 
 def _compare(conn: sqlite3.Connection, rounds: int) -> tuple[float, float]:
-    """Median seconds of the unbounded read and of ``fetch_page``, of the same statement."""
+    """Median seconds of the unbounded read and of ``fetch_page``, of the same statement, taken
+    in turn each round."""
     query = "SELECT id, data FROM c ORDER BY id"
-    base = _median(lambda: conn.execute(query).fetchall(), rounds)
-    return base, _median(lambda: fetch_page(conn.execute(query), "c", 1), rounds)
+    base, bounded = medians(
+        [lambda: conn.execute(query).fetchall(), lambda: fetch_page(conn.execute(query), "c", 1)],
+        rounds,
+    )
+    return base, bounded
 
 
 if __name__ == "__main__":

@@ -11,12 +11,12 @@ bounded page to the plain one.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import orjson
 import psycopg
-from benchmarks._postgres import connect, medians
+from benchmarks._compare import medians, ratio_line
+from benchmarks._postgres import arguments, connect
 from psycopg import sql
 
 from dbhandles.adapters.base import Query
@@ -54,10 +54,7 @@ def _compare(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=100)
-    parser.add_argument("--url", default=None)
-    args = parser.parse_args()
+    args = arguments(__doc__, 100)
     with connect(args.url) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         conn.execute(f"CREATE SCHEMA {SCHEMA}")
@@ -92,10 +89,8 @@ def main() -> None:
                 ):
                     query = Query(limit=limit, order=order) if order else Query(limit=limit)
                     base, bounded = _compare(conn, reader, query, args.rounds)
-                    print(
-                        f"page of {limit} by {name}: plain {base * 1e3:.3f} ms, "
-                        f"bounded {bounded * 1e3:.3f} ms, ratio {bounded / base:.2f}"
-                    )
+                    label = f"page of {limit} by {name}"
+                    print(ratio_line(label, base, bounded, ("plain", "bounded")))
         finally:
             conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
 

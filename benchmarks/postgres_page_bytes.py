@@ -9,12 +9,12 @@ the ratio of the bounded statement to the plain one, each read as the adapter re
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import orjson
 import psycopg
-from benchmarks._postgres import connect, medians
+from benchmarks._compare import medians, ratio_line
+from benchmarks._postgres import arguments, connect
 from psycopg import sql
 
 from dbhandles.adapters.postgres_bytes import bounded_page, page_rows
@@ -42,10 +42,7 @@ def _compare(conn: psycopg.Connection[Any], limit: int, rounds: int) -> tuple[fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=100)
-    parser.add_argument("--url", default=None)
-    args = parser.parse_args()
+    args = arguments(__doc__, 100)
     with connect(args.url) as conn:
         conn.execute("DROP TABLE IF EXISTS bench_pages")
         conn.execute(
@@ -62,10 +59,7 @@ def main() -> None:
             )
         for limit in (100, 500):
             base, bounded = _compare(conn, limit, args.rounds)
-            print(
-                f"page of {limit}: plain {base * 1e3:.3f} ms, bounded {bounded * 1e3:.3f} ms, "
-                f"ratio {bounded / base:.2f}"
-            )
+            print(ratio_line(f"page of {limit}", base, bounded, ("plain", "bounded")))
 
 
 if __name__ == "__main__":

@@ -3,22 +3,26 @@ query's ``WHERE``): the same statements run without and with the test, both meas
 
 20,000 records of about 0.6 KB of JSON (a dozen fields, an array of objects, a nested object);
 ``count(*)`` of the whole table, a page of 100 in id order, and a filtered count. Prints the
-median time of each and the ratio of the tested statement to the plain one.
+median time of each and the ratio of the tested statement to the plain one; then the count with
+the test of ``data`` alone against the whole test (``SYSTEM_READABLE``, the system columns'
+share).
 
     .venv/bin/python benchmarks/postgres_readable_rows.py [--rounds N] [--url postgresql://...]
 """
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import orjson
-from benchmarks._postgres import connect, medians
+from benchmarks._compare import medians, ratio_line
+from benchmarks._postgres import arguments, connect
 
-from dbhandles.adapters.postgres_records import READABLE
+from dbhandles.adapters.postgres_records import READABLE, SYSTEM_READABLE
 
 ROWS = 20_000
+#: ``createdAt`` / ``updatedAt`` as dbhandles writes them (another text makes the row unreadable).
+STAMP = "2026-01-01T00:00:00.000Z"
 
 
 def _record(i: int) -> dict[str, Any]:
@@ -30,10 +34,7 @@ def _record(i: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--url", default=None)
-    args = parser.parse_args()
+    args = arguments(__doc__, 20)
     with connect(args.url) as conn:
         conn.execute(
             "CREATE TEMP TABLE bench_c (id text PRIMARY KEY, data jsonb NOT NULL, "
@@ -41,8 +42,11 @@ def main() -> None:
         )
         with conn.cursor() as cursor:
             cursor.executemany(
-                "INSERT INTO bench_c VALUES (%s, %s, 't', 't', 1)",
-                [(f"r{i:05}", orjson.dumps(_record(i)).decode()) for i in range(ROWS)],
+                "INSERT INTO bench_c VALUES (%s, %s, %s, %s, 1)",
+                [
+                    (f"r{i:05}", orjson.dumps(_record(i)).decode(), STAMP, STAMP)
+                    for i in range(ROWS)
+                ],
             )
         conn.execute("ANALYZE bench_c")
         statements = {
@@ -66,10 +70,25 @@ def main() -> None:
                 ],
                 args.rounds,
             )
-            print(
-                f"{name}: plain {base * 1e3:.2f} ms, read in full {measured * 1e3:.2f} ms, "
-                f"ratio {measured / base:.2f}"
+            print(ratio_line(name, base, measured, ("plain", "read in full"), digits=2))
+        data_only = READABLE.replace(f"{SYSTEM_READABLE} AND ", "")
+        count = statements["count"][0]
+        base, measured = medians(
+            [
+                lambda: conn.execute(count.format(data_only)).fetchall(),
+                lambda: conn.execute(count.format(READABLE)).fetchall(),
+            ],
+            args.rounds,
+        )
+        print(
+            ratio_line(
+                "count, system columns too",
+                base,
+                measured,
+                ("data only", "with the system columns"),
+                digits=2,
             )
+        )
 
 
 if __name__ == "__main__":

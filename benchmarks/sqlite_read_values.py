@@ -17,7 +17,6 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,13 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from _compare import timed_in_turn
+
 from dbhandles import Service, Settings
 from dbhandles.adapters import sqlite_session, sqlite_values
+
+#: What the rounds count: CPU seconds of this process.
+CPU = time.process_time
 
 
 def _record(i: int) -> dict[str, Any]:
@@ -38,12 +42,6 @@ def _record(i: int) -> dict[str, Any]:
         ],
         "metadata": {"topic": f"t{i % 10}", "quality": (i % 100) / 100, "source": "seed"},
     }
-
-
-def _best(step: Callable[[], object], rounds: list[float]) -> None:
-    start = time.process_time()
-    step()
-    rounds.append(time.process_time() - start)
 
 
 def main() -> None:
@@ -71,25 +69,28 @@ def main() -> None:
                     page = service.execute("data/list", {**params, "cursor": page["nextCursor"]})
                 return page
 
+            def listing_before() -> object:
+                sqlite_session.loads = orjson.loads  # the baseline: orjson's rule
+                try:
+                    return listing()
+                finally:
+                    sqlite_session.loads = sqlite_values.loads
+
             now: list[float] = []
             before: list[float] = []
-            for round_ in range(args.rounds):
-                for step in ("now", "before") if round_ % 2 else ("before", "now"):  # alternate
-                    if step == "now":
-                        _best(listing, now)
-                        continue
-                    sqlite_session.loads = orjson.loads  # the baseline: orjson's rule
-                    try:
-                        _best(listing, before)
-                    finally:
-                        sqlite_session.loads = sqlite_values.loads
+            timed_in_turn([(listing_before, before), (listing, now)], args.rounds, CPU)
         finally:
             service.close()
     spaced = orjson.dumps(_record(7), option=orjson.OPT_INDENT_2).decode()
     per: dict[str, list[float]] = {"orjson": [], "sqlite_values": []}
-    for _ in range(args.rounds):
-        _best(lambda: [orjson.loads(spaced) for _ in range(10_000)], per["orjson"])
-        _best(lambda: [sqlite_values.loads(spaced) for _ in range(10_000)], per["sqlite_values"])
+    timed_in_turn(
+        [
+            (lambda: [orjson.loads(spaced) for _ in range(10_000)], per["orjson"]),
+            (lambda: [sqlite_values.loads(spaced) for _ in range(10_000)], per["sqlite_values"]),
+        ],
+        args.rounds,
+        CPU,
+    )
     n = args.records
     print(f"data/list of {n} records on SQLite (best of {args.rounds}, CPU):")
     print(

@@ -27,7 +27,6 @@ import argparse
 import sqlite3
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,13 +34,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from _compare import timed_in_turn
+
 from dbhandles import Service, Settings
-
-
-def _best(step: Callable[[], object], rounds: list[float]) -> None:
-    start = time.perf_counter()
-    step()
-    rounds.append(time.perf_counter() - start)
 
 
 def _raw(path: Path, ids: list[str]) -> Callable[[], object]:
@@ -115,19 +110,13 @@ def main() -> None:
             floor = _raw(path, ids)
             for name, step in steps.items():
                 now, raw = timings.setdefault(name, ([], []))
-                for round_ in range(args.rounds):
-                    order = ((step, now), (floor, raw))
-                    for run, into in order if round_ % 2 == 0 else order[::-1]:
-                        _best(run, into)
+                timed_in_turn([(step, now), (floor, raw)], args.rounds)
             conn = sqlite3.connect(path)  # another tool's spacing: no row canonical any more
             with conn:
                 conn.execute("UPDATE c SET data = replace(data, '],[', '], [')")
             conn.close()
             now, raw = timings.setdefault("spaced", ([], []))
-            for round_ in range(args.rounds):
-                order = ((listing, now), (floor, raw))
-                for run, into in order if round_ % 2 == 0 else order[::-1]:
-                    _best(run, into)
+            timed_in_turn([(listing, now), (floor, raw)], args.rounds)
         finally:
             service.close()
     print(

@@ -73,6 +73,10 @@ _hypothesis_home: list[str] = []
 def pytest_configure(config: pytest.Config) -> None:
     from hypothesis.configuration import set_hypothesis_home_dir
 
+    config.addinivalue_line(
+        "markers", "two_tenants: the service fixture holds a token for alice and one for bob"
+    )
+
     from dbhandles import DbHandlesError
     from dbhandles.adapters import get_adapter_class
 
@@ -122,9 +126,15 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def service(home: Path) -> Iterator[Service]:
+def service(home: Path, request: pytest.FixtureRequest) -> Iterator[Service]:
+    """A service on ``home``, closed after the test; where the test or its module is marked
+    ``two_tenants``, holding a token for alice and one for bob (tests/security_helpers.py)."""
     svc = Service(settings=Settings(home=home))
     try:
+        if request.node.get_closest_marker("two_tenants") is not None:
+            from tests.security_helpers import with_tenants
+
+            with_tenants(svc)
         yield svc
     finally:
         svc.close()

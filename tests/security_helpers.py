@@ -21,13 +21,19 @@ ROOT = Context(actor="root", session_id="s-root", is_admin=True, trusted_local=F
 TENANTS = {"alice": ALICE, "bob": BOB}
 
 
+def with_tenants(service: Service) -> Service:
+    """``service``, given a token for each of :data:`TENANTS` (alice, then bob)."""
+    for actor in TENANTS:
+        service.tokens.create(actor)
+    return service
+
+
 def two_tenants(tmp_path: Path, **settings: Any) -> Service:
     """A service on ``tmp_path/home`` (with ``settings``) holding a token for alice and one for
-    bob; the caller closes it (``with two_tenants(tmp_path) as service:``)."""
-    service = Service(settings=Settings(home=tmp_path / "home", **settings))
-    service.tokens.create("alice")
-    service.tokens.create("bob")
-    return service
+    bob; the caller closes it (``with two_tenants(tmp_path) as service:``). A test module marked
+    ``pytest.mark.two_tenants`` gets one with the default settings as its ``service`` fixture
+    (tests/conftest.py)."""
+    return with_tenants(Service(settings=Settings(home=tmp_path / "home", **settings)))
 
 
 def space(service: Service, actor: str) -> Path:

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -207,6 +208,55 @@ class ServerProcess:
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.stop()
+
+
+@contextlib.contextmanager
+def subscribed(server: ServerProcess, token: str) -> Iterator[Any]:
+    """A WebSocket on ``server`` (authenticated by ``token``) subscribed to every data event."""
+    from websockets.sync.client import connect
+
+    with connect(f"ws://127.0.0.1:{server.port}/ws?token={token}", open_timeout=10) as sock:
+        assert orjson.loads(sock.recv(timeout=10))["type"] == "hello"
+        sock.send(orjson.dumps({"type": "subscribe", "id": 1, "pattern": "data:*"}).decode())
+        assert orjson.loads(sock.recv(timeout=10))["type"] == "subscribed"
+        yield sock
+
+
+def next_event(sock: Any, timeout: float = 15.0) -> dict[str, Any]:
+    """The next ``event`` message on the WebSocket ``sock``, past any other, within ``timeout``
+    seconds (``TimeoutError`` past it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        message: dict[str, Any] = orjson.loads(
+            sock.recv(timeout=max(0.1, deadline - time.monotonic()))
+        )
+        if message["type"] == "event":
+            return message
+
+
+#: A worker for ``server.workers.Supervisor`` (``index_worker``): it answers each connection dealt
+#: to it through its channel with ``<index> <pid>`` (and, through ``receive_connections``, the
+#: supervisor's heartbeats), and gives up after 60 seconds.
+INDEX_WORKER = """
+import os, socket, sys, time
+from dbhandles.server.workers import receive_connections
+channel = socket.socket(fileno=int(sys.argv[1]))
+channel.setblocking(False)
+held, deadline = [], time.monotonic() + 60
+while time.monotonic() < deadline:
+    taken = receive_connections(channel)
+    if taken is None:
+        break
+    for sock in taken:
+        sock.sendall(b"%s %d" % (sys.argv[2].encode(), os.getpid()))
+        held.append(sock)
+    time.sleep(0.01)
+"""
+
+
+def index_worker(index: int, fd: int, watch: object) -> list[str]:
+    """``Supervisor``'s command for worker ``index`` on the channel ``fd``: ``INDEX_WORKER``."""
+    return [sys.executable, "-c", INDEX_WORKER, str(fd), str(index)]
 
 
 def require_chromium() -> None:

@@ -26,7 +26,7 @@ from dbhandles.server.backpressure import (
     WS_UNSENT_BYTES,
     limit_kernel_unsent,
 )
-from tests.test_server_connections import connect, post, read_answer, serving, wait_for
+from tests.server_helpers import connect, post, read_answer, serving, wait_for
 
 needs_lowat = pytest.mark.skipif(
     not hasattr(socket, "TCP_NOTSENT_LOWAT"), reason="no TCP_NOTSENT_LOWAT on this system"

@@ -38,10 +38,21 @@ def row_ids(driver: Any) -> list[str]:
     return [str(i) for i in ids]
 
 
+def open_dashboard(driver: Any, server: ServerProcess) -> None:
+    """Open the link the server printed; when it carries a token, accept the page's offer to use it
+    (the page asks first, showing the token's actor)."""
+    link = server.dashboard()
+    driver.get(link)
+    if "#token=" in link:
+        wait_until(driver, lambda d: d.find_element("id", "token-offer-accept").is_displayed(),
+                   "the page did not offer the link's token")  # fmt: skip
+        driver.find_element("id", "token-offer-accept").click()
+
+
 def test_dashboard_open_create_and_live_update(home: Path, tmp_path: Path) -> None:
     db_path = tmp_path / "browser.sqlite"
     with ServerProcess(home) as server, chromium() as driver:
-        driver.get(server.dashboard())
+        open_dashboard(driver, server)
         wait_until(driver, lambda d: d.find_element("tag name", "body").get_attribute("data-ready") == "true",
                    "the dashboard did not finish loading")  # fmt: skip
         wait_until(
@@ -137,7 +148,7 @@ def test_pager_walks_a_cursor(home: Path, tmp_path: Path) -> None:
     ):
         ops = [{"op": "create", "collection": "many", "data": {"n": i}} for i in range(60)]
         client.execute("data/batch", {"operations": ops})
-        driver.get(server.dashboard())
+        open_dashboard(driver, server)
         wait_until(driver, lambda d: len(row_ids(d)) == 25, "the first page did not load")
         assert driver.find_element("id", "page-info").text == "Page 1 of 3"
         first = set(row_ids(driver))
@@ -206,7 +217,7 @@ def test_dashboard_link_with_the_token(home: Path) -> None:
     """The link `jtag serve` prints the first time carries the token; the page drops it from the
     address and keeps it for the tab."""
     with ServerProcess(home) as server, chromium() as driver:
-        driver.get(server.dashboard())
+        open_dashboard(driver, server)
         wait_until(driver, lambda d: d.find_element("id", "status").text == "live",
                    "the token in the link was not used")  # fmt: skip
         wait_until(driver, lambda d: d.find_element("tag name", "body").get_attribute("data-ready") == "true",
@@ -226,7 +237,7 @@ def test_dashboard_imports_a_jsonl_file(home: Path, tmp_path: Path) -> None:
     source.write_bytes(b"\n".join(lines) + b"\n{broken\n")
     output = tmp_path / "imported.sqlite"
     with ServerProcess(home) as server, chromium() as driver:
-        driver.get(server.dashboard())
+        open_dashboard(driver, server)
         wait_until(driver, lambda d: d.find_element("tag name", "body").get_attribute("data-ready") == "true",
                    "the dashboard did not finish loading")  # fmt: skip
 
@@ -270,7 +281,7 @@ def test_dashboard_edits_a_foreign_table_row(home: Path, tmp_path: Path) -> None
     )
     conn.close()
     with ServerProcess(home) as server, chromium() as driver:
-        driver.get(server.dashboard())
+        open_dashboard(driver, server)
         wait_until(driver, lambda d: d.find_element("id", "status").text == "live",
                    "the WebSocket never opened")  # fmt: skip
         driver.find_element("id", "open-path").send_keys(str(db_path))

@@ -16,6 +16,9 @@ from dbhandles.adapters.sql_compile import Fragment
 from dbhandles.adapters.sqlite import SqliteAdapter
 from dbhandles.adapters.sqlite_records import foreign_rows, read_rows
 
+#: A timestamp as dbhandles writes one (a row with another is unreadable: round 20).
+STAMP = "2026-01-01T00:00:00.000Z"
+
 #: What another tool writes: an escaped key, a key twice (the first wins), U+0000 in a string.
 #: Another tool's spelling (escaped key letters, spaces): read in full, though not canonical. A
 #: key twice or U+0000 would make the row unreadable (tests/test_foreign_rows_round16.py).
@@ -75,7 +78,7 @@ def test_only_the_rows_another_tool_wrote_are_named(tmp_path: Path) -> None:
         with adapter.session(write=True) as session:
             for i in range(3):
                 session.insert("c", {"id": f"r{i}", "n": i, "t": "\x01",
-                                     "createdAt": "x", "updatedAt": "x", "version": 1})  # fmt: skip
+                                     "createdAt": STAMP, "updatedAt": STAMP, "version": 1})  # fmt: skip
         conn, catalog = adapter._conn, adapter._catalog
         assert conn is not None and catalog is not None
         # dbhandles' own text with an escape (a control character) is canonical: not named.
@@ -97,7 +100,7 @@ def test_a_commit_while_a_query_ran_runs_it_again(tmp_path: Path) -> None:
     adapter.connect()
     try:
         with adapter.session(write=True) as session:
-            session.insert("c", {"id": "r0", "n": 1, "createdAt": "x", "updatedAt": "x",
+            session.insert("c", {"id": "r0", "n": 1, "createdAt": STAMP, "updatedAt": STAMP,
                                  "version": 1})  # fmt: skip
         conn, catalog = adapter._conn, adapter._catalog
         assert conn is not None and catalog is not None

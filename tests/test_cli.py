@@ -272,3 +272,18 @@ def test_help_for_the_jsonl_commands_is_their_usage(
     code, out = jtag(capsys, "help", name)
     assert code == 0
     assert out.startswith(f"usage: jtag {name} ")
+
+
+def test_the_server_probe_connects_by_address_or_name_and_never_raises() -> None:
+    """``_listening`` resolves an ASCII name as bytes (no ``idna`` codec) and still connects to an
+    address or to ``localhost``; a closed port or a name the ``idna`` codec refuses is ``False``."""
+    import socket
+
+    from dbhandles.cli.transport import _listening
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        assert _listening(f"http://127.0.0.1:{port}")
+        assert _listening(f"http://localhost:{port}")
+    assert not _listening(f"http://127.0.0.1:{port}")
+    assert not _listening(f"http://{'ü' * 64}:{port}")  # a label too long for IDNA: no lookup

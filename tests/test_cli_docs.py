@@ -29,7 +29,8 @@ from dbhandles.cli.serve import ServeOptions, parse_options
 from dbhandles.server.app import DEFAULT_THREADS
 from dbhandles.server.http import STATIC_FILES
 from dbhandles.server.openapi import error_codes
-from dbhandles.settings import Settings, setting_docs
+from dbhandles.settings import Settings
+from dbhandles.settings_docs import setting_docs
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -148,6 +149,17 @@ def test_every_setting_documents_itself(capsys: pytest.CaptureFixture[str]) -> N
         "default_url": "postgresql://h/d",
         "job_duty": "0.25",
         "ws_bytes_per_second": "8192",  # at least 4096 (settings_checks.BOUNDS)
+        # Sizes a request must fit in: at least 1 KiB (settings_checks.LEAST_REQUEST_BYTES).
+        **dict.fromkeys(
+            [
+                "max_body_bytes",
+                "max_header_bytes",
+                "max_cursor_spec_bytes",
+                "ws_outbox_bytes",
+                "max_unsent_bytes_per_actor",
+            ],
+            "2048",
+        ),
     }
     for d in docs:
         changed = Settings.from_env({d.env: samples.get(d.name, "7")})

@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from dbhandles.cli import main
+from dbhandles.cli.help_text import COMMAND_NAMES
 from dbhandles.cli.session import SESSION_FILE
 from tests.servers import ServerProcess, envelope_of, jtag_env, run_jtag
 
@@ -123,11 +124,33 @@ def test_bad_cli_flags(capsys: pytest.CaptureFixture[str], argv: list[str], fiel
 
 
 def test_in_process_the_cli_is_the_local_administrator(capsys: pytest.CaptureFixture[str]) -> None:
-    # A token is for servers; in-process it is not needed (nor checked): the files are the user's.
-    assert envelope(capsys, "data/list-handles", "--token=dbh_whatever")["success"] is True
+    # Without a token no server is needed: the files are the user's.
+    assert envelope(capsys, "data/list-handles")["success"] is True
     entries = envelope(capsys, "data/audit")["entries"]
     assert entries[0]["actor"] == "local"
     assert envelope(capsys, "token/list")["success"] is True
+
+
+@pytest.mark.parametrize("name", sorted(COMMAND_NAMES))
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_a_command_given_a_token_never_runs_in_process(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    home: Path,
+    name: str,
+    how: str,
+) -> None:
+    # Issue 12 round 23 (4): in-process it would run as the local administrator, with more
+    # rights than the token's actor; refused as import-jsonl/export-jsonl are, and nothing ran.
+    if how == "environment":
+        monkeypatch.setenv("JTAG_TOKEN", "dbh_whatever")
+    argv = ["--token=dbh_whatever"] if how == "flag" else []
+    failed = envelope(capsys, name, *argv)
+    assert failed["code"] == "server_unreachable", failed
+    assert failed["error"].startswith(f"{name}: the token names an actor of a server")
+    assert "nothing ran" in failed["error"]
+    monkeypatch.delenv("JTAG_TOKEN", raising=False)
+    assert envelope(capsys, "data/audit")["entries"] == []  # no call reached the service
 
 
 # -- the CLI's session ----------------------------------------------------------------------------
@@ -297,3 +320,76 @@ def test_cli_read_only_handle_against_a_server(
     _, listed = cli("data/list", f"--dbHandle={opened['dbHandle']}", "--collection=notes")
     assert [(i["id"], i["text"]) for i in listed["items"]] == [("n1", "note 1"), ("n2", "note 2")]
     assert os.path.exists(path)
+
+
+# -- issue 12, round 24 (6): an empty token, a refused run's session file, a token in error words --
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+@pytest.mark.parametrize("name", ["data/list-handles", "data/audit", "token/list"])
+def test_an_empty_jtag_token_is_refused_like_an_empty_flag(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, value: str, name: str
+) -> None:
+    # An empty JTAG_TOKEN is a token given, never the local administrator's run in-process.
+    monkeypatch.setenv("JTAG_TOKEN", value)
+    failed = envelope(capsys, name)
+    assert (failed["code"], failed["field"]) == ("invalid_params", "JTAG_TOKEN"), failed
+    monkeypatch.delenv("JTAG_TOKEN")
+    assert envelope(capsys, "data/audit")["entries"] == []  # no call reached the service
+
+
+@pytest.mark.parametrize("name", ["import-jsonl", "export-jsonl"])
+def test_an_empty_jtag_token_is_refused_by_the_jsonl_commands(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
+) -> None:
+    monkeypatch.setenv("JTAG_TOKEN", "")
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"a": 1}\n')
+    failed = envelope(capsys, name, "--collection=notes", f"--input={path}"
+                      if name == "import-jsonl" else f"--output={tmp_path / 'out.jsonl'}")  # fmt: skip
+    assert (failed["code"], failed.get("field")) == ("invalid_params", "JTAG_TOKEN"), failed
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_a_command_refused_for_its_token_writes_no_session_file(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, home: Path, how: str
+) -> None:
+    if how == "environment":
+        monkeypatch.setenv("JTAG_TOKEN", "dbh_whatever")
+    before = sorted(p.name for p in home.iterdir()) if home.exists() else []
+    failed = envelope(
+        capsys, "data/list-handles", *(["--token=dbh_whatever"] if how == "flag" else [])
+    )
+    assert failed["code"] == "server_unreachable"
+    assert not (home / SESSION_FILE).exists()
+    assert (sorted(p.name for p in home.iterdir()) if home.exists() else []) == before
+
+
+SECRET = "dbh_4b093f934bd6_ShAaXi_618nip-a3S6FJrE98oZ0xEzJGyQBl6_zsVwA"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["help", f"--token={SECRET}"],
+        ["serve", f"--token={SECRET}"],
+        [f"--token={SECRET}"],
+        [SECRET],
+        ["data/list-handles", f"--nope={SECRET}"],
+        ["import-jsonl", f"--token={SECRET}", "--nope=1"],
+    ],
+    ids=["help", "serve", "bare-flag", "bare-token", "unknown-key", "import-jsonl"],
+)
+def test_a_token_is_never_echoed_in_an_error(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    code, out = jtag(capsys, *argv)
+    assert code != 0
+    assert "ShAaXi_618nip" not in out, out
+    assert "dbh_4b093f934bd6_***" in out or "dbh_" not in out
+
+
+def test_a_new_token_is_still_shown_once(capsys: pytest.CaptureFixture[str]) -> None:
+    created = envelope(capsys, "token/create", "--actor=alice")
+    assert "***" not in created["token"] and len(created["token"]) > 40

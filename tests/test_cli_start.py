@@ -123,11 +123,12 @@ def test_help_on_an_unknown_command_is_unknown_command() -> None:
 @pytest.mark.parametrize(
     ("args", "modules"),
     [
-        # Each command's own module, the modules it builds on, and commands.jobs (the service's).
-        (["data/list", "--collection=users"], {"listing", "records", "jobs"}),
-        (["data/read", "--collection=users", "--id=u1"], {"records", "jobs"}),
-        (["data/count", "--collection=users"], {"counting", "records", "jobs"}),
-        (["data/list-handles"], {"handles", "jobs"}),
+        # Each command's own module and the modules it builds on (no job command's: the service
+        # imports commands.jobs only to describe a job a dead process left behind).
+        (["data/list", "--collection=users"], {"listing", "records"}),
+        (["data/read", "--collection=users", "--id=u1"], {"records"}),
+        (["data/count", "--collection=users"], {"counting", "records"}),
+        (["data/list-handles"], {"handles"}),
     ],
 )
 def test_an_in_process_command_imports_only_what_it_runs(
@@ -143,6 +144,44 @@ def test_an_in_process_command_imports_only_what_it_runs(
     assert loaded == [], f"jtag {' '.join(args)} imported {loaded}"
     commands = {m.rsplit(".", 1)[1] for m in _loaded(result["modules"], BUILTIN_MODULES)}
     assert commands == modules, f"jtag {' '.join(args)} imported the command modules {commands}"
+
+
+@pytest.mark.parametrize(
+    "args", [["data/list", "--collection=users"], ["data/read", "--collection=users", "--id=u1"]]
+)
+def test_an_in_process_read_imports_no_terminal_idna_or_memory_module(
+    tmp_path: Path, args: list[str]
+) -> None:
+    # ``shutil`` only tells a table's width (JSON has none), and the default address is probed with
+    # its name as bytes, which ``getaddrinfo`` takes without the ``idna`` codec. (A command that
+    # builds a pydantic validator imports ``shutil`` anyway: pydantic looks for its plugins.) Nor
+    # the memory adapter: no memory database is opened, so no object can be of its classes.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JTAG_", "DBHANDLES_"))}
+    env["DBHANDLES_HOME"] = str(tmp_path / "home")
+    result = _run_cli(*args, env=env)
+    assert result["code"] == 0, result["text"]
+    loaded = _loaded(
+        result["modules"], ("shutil", "encodings.idna", "stringprep", "dbhandles.adapters.memory")
+    )
+    assert loaded == [], f"jtag {' '.join(args)} imported {loaded}"
+
+
+@pytest.mark.parametrize(
+    "args", [["data/list", "--collection=users"], ["data/read", "--collection=users", "--id=u1"]]
+)
+def test_an_in_process_read_imports_no_recheck_or_token_module(
+    tmp_path: Path, args: list[str]
+) -> None:
+    # ``commands/recheck.py`` (a pydantic model and the policy's second look) serves only
+    # ``data/query-next`` on a restricted handle, copies and imports: ``commands/listing.py``
+    # imports it where it is used. ``security/tokens.py`` serves callers with a token: the
+    # service makes its ``TokenManager`` on first use. A local read's cold start pays for neither.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JTAG_", "DBHANDLES_"))}
+    env["DBHANDLES_HOME"] = str(tmp_path / "home")
+    result = _run_cli(*args, env=env)
+    assert result["code"] == 0, result["text"]
+    loaded = _loaded(result["modules"], ("dbhandles.commands.recheck", "dbhandles.security.tokens"))
+    assert loaded == [], f"jtag {' '.join(args)} imported {loaded}"
 
 
 _BUILT_PROBE = """

@@ -24,23 +24,20 @@ from dbhandles.server.connection_counts import Wire
 from dbhandles.server.public import PublicLimit
 from dbhandles.service import Service
 from dbhandles.settings import Settings
-from tests.test_public_flood import get, non_readers
-from tests.test_server_connections import (
+from tests.server_helpers import (
     closed_by_server,
     connect,
     health_from,
     post,
     read_answer,
     serving,
+    untrusted,
     wait_for,
 )
+from tests.test_public_flood import get, non_readers
 
 #: Source addresses a flood rotates through (Linux routes all of 127/8 to loopback).
 ROTATING = ["127.0.9.1", "127.0.9.2", "127.0.9.3", "127.0.9.4", "127.0.9.5"]
-
-
-def untrusted(served: Any) -> int:
-    return int(served.call(lambda: served.state.wire.open[LOOPBACK]))
 
 
 def request(

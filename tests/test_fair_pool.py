@@ -83,3 +83,24 @@ def test_callers_take_turns_and_each_keeps_its_order() -> None:
     assert order == ["a0", "b0", "c0", "a1", "b1", "a2"]
     with pytest.raises(RuntimeError):
         pool.submit_as("a", lambda: None)
+
+
+def test_a_caller_queued_while_a_thread_wakes_for_another_gets_the_spare() -> None:
+    """Issue 13: with the regular thread idle, a noisy caller's request wakes it; a reader's request
+    submitted before that thread has taken the noisy one found no thread idle and no thread busy, so
+    nobody was told; the thread then took the noisy request (a 1.4 s scan) and the reader waited for
+    it, its spare thread asleep. A regular thread that takes work while others are queued and every
+    regular thread is busy now wakes the spare."""
+    pool = FairPool(1, "test-fair")
+    try:
+        pool.submit_as("warm", lambda: None).result(timeout=WAIT)
+        for _ in range(50):  # the window is a thread's wake-up: most rounds open it
+            release = threading.Event()
+            noisy = pool.submit_as("noisy", blocker([], "noisy", release))
+            reader = pool.submit_as("reader", lambda: "read")
+            assert reader.result(timeout=WAIT) == "read"  # before the noisy work ends
+            assert not noisy.done()
+            release.set()
+            assert noisy.result(timeout=WAIT) == "noisy"
+    finally:
+        pool.shutdown(wait=True)

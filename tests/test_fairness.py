@@ -153,10 +153,10 @@ def _stop_at_first_chunk(
     monkeypatch: pytest.MonkeyPatch,
 ) -> tuple[threading.Event, threading.Event]:
     """Hold the first progress report of an import until the test says go (deterministic cancel)."""
-    from dbhandles import jobs
+    from dbhandles import job_hooks
 
     progressed, go = threading.Event(), threading.Event()
-    original = jobs._ImportProgress.update
+    original = job_hooks.ImportProgress.update
 
     def update(self: Any, stats: Any) -> None:
         if not progressed.is_set():
@@ -164,7 +164,7 @@ def _stop_at_first_chunk(
             go.wait(20)
         original(self, stats)
 
-    monkeypatch.setattr(jobs._ImportProgress, "update", update)
+    monkeypatch.setattr(job_hooks.ImportProgress, "update", update)
     return progressed, go
 
 

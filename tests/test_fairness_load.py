@@ -26,7 +26,7 @@ from dbhandles.context import Context
 from dbhandles.jobs import JOB_NICENESS, Job
 from dbhandles.server.app import create_app
 from dbhandles.server.job_process import ChildJobs, background_priority, normal_priority
-from tests.test_server_connections import serving
+from tests.server_helpers import serving
 
 LOCAL = Context()
 

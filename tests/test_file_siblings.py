@@ -114,7 +114,7 @@ def test_a_live_json_database_is_never_an_output(env: Env) -> None:
     refused = service.dispatch(
         "data/export", {"dbHandle": "default", "collection": "c", "output": str(d / "p.json")}
     )
-    assert refused["code"] == "path_not_allowed" and "has open" in refused["error"]
+    assert refused["code"] == "path_not_allowed" and "is a database file" in refused["error"]
     assert service.execute("data/list", {"dbHandle": people, "collection": "c"})["count"] == 1
 
 

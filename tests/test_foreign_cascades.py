@@ -22,6 +22,7 @@ from dbhandles.adapters.foreign_cascades import UNKNOWN, CascadeEdge, reached
 from dbhandles.adapters.sqlite_foreign_schema import trigger_writes
 from dbhandles.dbfiles import connect_sqlite
 from dbhandles.errors import PermissionDenied
+from tests.pg_restricted_helpers import open_postgres
 
 SCHEMA = """
 CREATE TABLE parent (id INTEGER PRIMARY KEY, code TEXT UNIQUE, note TEXT);
@@ -151,28 +152,22 @@ def pg(tmp_path: Path) -> dict[str, Any]:
     return postgres_schema(tmp_path, PG_SCHEMA)
 
 
-def open_pg(service: Service, pg: dict[str, Any], **permissions: Any) -> str:
-    opened = service.execute("data/open", {"adapter": "postgres", "config": pg,
-                                           "permissions": permissions})  # fmt: skip
-    return str(opened["dbHandle"])
-
-
 @pytest.mark.postgres
 def test_postgres_deletes_cascading_into_a_denied_table_are_refused(
     service: Service, pg: dict[str, Any]
 ) -> None:
-    full = open_pg(service, pg)
-    check_refused(service, open_pg(service, pg, deniedCollections=["child"]), full, "child")
-    check_refused(service, open_pg(service, pg, deniedCollections=["grandchild"]), full,
+    full = open_postgres(service, pg)
+    check_refused(service, open_postgres(service, pg, deniedCollections=["child"]), full, "child")
+    check_refused(service, open_postgres(service, pg, deniedCollections=["grandchild"]), full,
                   "grandchild")  # fmt: skip
-    handle = open_pg(service, pg, deniedCollections=["child"])
+    handle = open_postgres(service, pg, deniedCollections=["child"])
     with pytest.raises(PermissionDenied, match=r'table "child".*ON UPDATE CASCADE'):
         run(service, "data/update", handle, collection="parent", id="1", data={"code": "z"})
-    filtered = open_pg(service, pg, rowFilter={"note": "x"})
+    filtered = open_postgres(service, pg, rowFilter={"note": "x"})
     with pytest.raises(PermissionDenied, match="row filter"):
         run(service, "data/truncate", filtered, collection="parent")
     assert counts(service, full) == {"parent": 2, "child": 2, "grandchild": 1}
-    allowed = open_pg(service, pg, deniedCollections=["other"])
+    allowed = open_postgres(service, pg, deniedCollections=["other"])
     run(service, "data/delete", allowed, collection="parent", id="1")
     assert counts(service, full) == {"parent": 1, "child": 1, "grandchild": 1}
 
@@ -317,10 +312,10 @@ def test_postgres_writes_firing_a_trigger_are_refused_to_restricted_handles(
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
         conn.execute(sql.SQL("SET search_path = {}").format(schema))
         conn.execute(PG_TRIGGERS)
-    full = open_pg(service, config)
+    full = open_postgres(service, config)
     tables = ("item", "audit", "tagged")
     before = table_counts(service, full, tables)
-    restricted = open_pg(service, config, deniedCollections=["quiet"])
+    restricted = open_postgres(service, config, deniedCollections=["quiet"])
     with pytest.raises(PermissionDenied, match=r'runs trigger "item_added".*cannot know'):
         run(service, "data/create", restricted, collection="item", data={"id": 2, "name": "nut"})
     # Through a foreign key's cascade: deleting item deletes tagged rows, whose trigger runs.

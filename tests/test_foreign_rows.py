@@ -202,6 +202,13 @@ JSON_TEXTS = st.one_of(
             "{",
             "[x",
             "[" * 300 + "]" * 300,
+            # Either side of MAX_DEPTH (64): a column of texts all shorter than 63 characters
+            # skips the bracket count (``_json_texts``), one this long does not.
+            "[" * 31 + "]" * 31,
+            "[" * 62 + "]" * 62,
+            "[" * 63 + "]" * 63,
+            "[" * 64 + "]" * 64,
+            '{"a":' * 63 + "1" + "}" * 63,
             "plain",
             "",
         ]

@@ -17,12 +17,19 @@ from psycopg import sql
 
 from dbhandles import Service
 from dbhandles.values import MAX_DEPTH
+from tests.unreadable_rows import (
+    ID_DOORS,
+    answer_without_id,
+    id_doors,
+    ids,
+    list_pages,
+    nest,
+    query_pages,
+)
 
 pytestmark = pytest.mark.postgres
-
-
-def _nest(levels: int, inner: str = "") -> str:
-    return "[" * levels + inner + "]" * levels
+#: ``createdAt`` / ``updatedAt`` as dbhandles writes them: another text makes the row unreadable.
+STAMP = "2026-01-01T00:00:00.000Z"
 
 
 #: What another tool wrote over rows dbhandles made, by id; each names alice as its owner.
@@ -33,21 +40,30 @@ UNREADABLE: dict[str, str] = {
     "p63": '{"owner": "alice", "n": 9223372036854775808}',
     "m63": '{"owner": "alice", "n": -9223372036854775809}',
     "big_float": '{"owner": "alice", "n": 1.5e300}',
+    # Numbers a double rounds: read as 0.0, 1.0, 2.0**63 and 0.1 while filters compare the decimal.
+    "tiny": '{"owner": "alice", "n": 1e-400}',
+    "one_plus": '{"owner": "alice", "n": 1.00000000000000000001}',
+    "p63_half": '{"owner": "alice", "n": 9223372036854775808.5}',
+    "tenth_plus": '{"owner": "alice", "n": [0.1000000000000000000001]}',
     "resid": '{"id": "zz", "owner": "alice", "label": "a"}',
     "ver": '{"owner": "alice", "version": 99}',
     "made": '{"owner": "alice", "createdAt": "2000-01-01T00:00:00.000Z"}',
     "upd": '{"owner": "alice", "updatedAt": "2000-01-01T00:00:00.000Z"}',
-    "deep64": '{"owner": "alice", "x": ' + _nest(MAX_DEPTH, "0") + "}",
-    "deep65": '{"owner": "alice", "x": ' + _nest(MAX_DEPTH + 1) + "}",
-    "deep100": '{"owner": "alice", "x": ' + _nest(100) + "}",
+    "deep64": '{"owner": "alice", "x": ' + nest(MAX_DEPTH, "0") + "}",
+    "deep65": '{"owner": "alice", "x": ' + nest(MAX_DEPTH + 1) + "}",
+    "deep100": '{"owner": "alice", "x": ' + nest(100) + "}",
     "array": '[{"owner": "alice"}]',
     "scalar": '"alice"',
 }
 #: Rows read in full though another tool wrote them: the edges of each bound.
 READABLE_FOREIGN = {
     "highest": '{"owner": "alice", "n": 9223372036854775807}',
-    "deep63": '{"owner": "alice", "x": ' + _nest(MAX_DEPTH - 1, "0") + "}",
-    "deep64empty": '{"owner": "alice", "x": ' + _nest(MAX_DEPTH) + "}",
+    "deep63": '{"owner": "alice", "x": ' + nest(MAX_DEPTH - 1, "0") + "}",
+    "deep64empty": '{"owner": "alice", "x": ' + nest(MAX_DEPTH) + "}",
+    # Numbers the reader keeps exactly: the shortest text of a double, however spelled; the first
+    # lies halfway between two doubles, 7.05109937377281e+16 as dbhandles writes it.
+    "halfway": '{"owner": "alice", "m": 70510993737728100.0}',
+    "trailing": '{"owner": "alice", "m": [1.50, 5e-324, 0.30000000000000004]}',
 }
 ALICE = sorted(["a1", "a2", *READABLE_FOREIGN])
 READABLE = sorted([*ALICE, "b1"])
@@ -87,23 +103,6 @@ def _open(service: Service, pg: dict[str, Any], **permissions: Any) -> str:
     return str(service.execute("data/open", params)["dbHandle"])
 
 
-def _ids(items: list[dict[str, Any]]) -> list[str]:
-    return [r["id"] for r in items]
-
-
-def _pages(service: Service, db: str, **params: Any) -> list[str]:
-    seen: list[str] = []
-    cursor: Any = None
-    while True:
-        extra = {"cursor": cursor} if cursor is not None else {}
-        page = service.execute("data/list", {"dbHandle": db, "collection": "c", "limit": 2,
-                                             **params, **extra})  # fmt: skip
-        seen += _ids(page["items"])
-        cursor = page.get("nextCursor")
-        if not page["hasMore"]:
-            return seen
-
-
 @pytest.mark.parametrize("row_filter", [False, True])
 def test_every_listing_door_leaves_out_rows_not_read_in_full(
     service: Service, tmp_path: Path, row_filter: bool
@@ -115,19 +114,27 @@ def test_every_listing_door_leaves_out_rows_not_read_in_full(
     shown = ALICE if row_filter else READABLE
     ask = lambda command, **p: service.execute(command, {"dbHandle": db, "collection": "c", **p})  # noqa: E731
     listed = ask("data/list", orderBy="id")
-    assert _ids(listed["items"]) == sorted(shown)
+    assert ids(listed["items"]) == sorted(shown)
     assert listed["count"] == len(shown)
     assert listed["unreadable"] == (None if row_filter else len(UNREADABLE))
     assert all("zz" not in str(r) for r in listed["items"])
-    assert _ids(ask("data/list", filter={"owner": "alice"}, orderBy="id")["items"]) == ALICE
+    assert ids(ask("data/list", filter={"owner": "alice"}, orderBy="id")["items"]) == ALICE
     numbered = [i for i in ["a1", "a2", "b1", "highest"] if i in shown]
-    assert _ids(
-        ask("data/list", filter={"n": {"$gte": 0}}, orderBy=["n", "id"])["items"]
-    ) == sorted(numbered, key=lambda i: (2**63 if i == "highest" else len(i), i))
-    assert _ids(ask("data/list", filter={"id": "zz"})["items"]) == []
-    assert sorted(_ids(ask("data/list", orderBy=["-n", "id"])["items"])) == sorted(shown)
-    assert _pages(service, db, orderBy="id") == sorted(shown)
-    assert sorted(_pages(service, db, orderBy=["-owner", "n"])) == sorted(shown)
+    assert ids(ask("data/list", filter={"n": {"$gte": 0}}, orderBy=["n", "id"])["items"]) == sorted(
+        numbered, key=lambda i: (2**63 if i == "highest" else len(i), i)
+    )
+    assert ids(ask("data/list", filter={"id": "zz"})["items"]) == []
+    assert sorted(ids(ask("data/list", orderBy=["-n", "id"])["items"])) == sorted(shown)
+    assert list_pages(service, db, orderBy="id") == sorted(shown)
+    assert list_pages(service, db, orderBy=["n", "id"]) == ids(
+        ask("data/list", orderBy=["n", "id"])["items"]
+    )
+    assert list_pages(service, db, orderBy=["-n", "id"]) == ids(
+        ask("data/list", orderBy=["-n", "id"])["items"]
+    )
+    assert ids(ask("data/list", filter={"n": 0})["items"]) == []
+    assert ids(ask("data/list", filter={"n": 1.0})["items"]) == []
+    assert sorted(list_pages(service, db, orderBy=["-owner", "n"])) == sorted(shown)
     assert ask("data/count")["total"] == len(shown)
     assert ask("data/count", filter={"owner": "alice"})["total"] == len(ALICE)
     groups = ask("data/count", groupBy=["owner"])["groups"]
@@ -137,13 +144,7 @@ def test_every_listing_door_leaves_out_rows_not_read_in_full(
     assert schema["recordCount"] == len(shown)
     assert schema["unreadable"] == (None if row_filter else len(UNREADABLE))
     opened = ask("data/query-open", pageSize=2, orderBy="id")
-    seen: list[str] = []
-    while True:
-        page = service.execute("data/query-next", {"queryHandle": opened["queryHandle"]})
-        seen += _ids(page["items"])
-        if not page.get("hasMore"):
-            break
-    assert seen == sorted(shown)
+    assert query_pages(service, opened["queryHandle"]) == sorted(shown)
     if not row_filter:  # export works on whole collections: refused through a row filter
         out = tmp_path / "out.jsonl"
         assert ask("data/export", output=str(out))["exported"] == len(shown)
@@ -152,7 +153,7 @@ def test_every_listing_door_leaves_out_rows_not_read_in_full(
     service.execute("data/copy", {"from": {"dbHandle": db, "collection": "c"},
                                   "to": {"dbHandle": target, "collection": "c"}})  # fmt: skip
     copied = service.execute("data/list", {"dbHandle": target, "collection": "c", "orderBy": "id"})
-    assert _ids(copied["items"]) == sorted(shown)
+    assert ids(copied["items"]) == sorted(shown)
     assert _stored(pg) == before  # nothing written over them
 
 
@@ -165,27 +166,8 @@ def test_move_moves_only_rows_read_in_full_and_leaves_the_others(
     service.execute("data/copy", {"from": {"dbHandle": db, "collection": "c"},
                                   "to": {"dbHandle": db, "collection": "d"}, "move": True})  # fmt: skip
     moved = service.execute("data/list", {"dbHandle": db, "collection": "d", "orderBy": "id"})
-    assert _ids(moved["items"]) == READABLE  # no "zz": the row's id is its id column
+    assert ids(moved["items"]) == READABLE  # no "zz": the row's id is its id column
     assert _stored(pg) == {i: before[i] for i in UNREADABLE}  # the others stay, as written
-
-
-def _doors(db: str, record_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
-    base = {"dbHandle": db, "collection": "c"}
-    return {
-        "read": ("data/read", {**base, "id": record_id}),
-        "update": ("data/update", {**base, "id": record_id, "data": {"t2": "y"}}),
-        "delete": ("data/delete", {**base, "id": record_id}),
-        "batch-update": ("data/batch", {"dbHandle": db, "operations": [
-            {"op": "update", "collection": "c", "id": record_id, "data": {"t2": "y"}}]}),
-        "batch-delete": ("data/batch", {"dbHandle": db, "operations": [
-            {"op": "delete", "collection": "c", "id": record_id}]}),
-    }  # fmt: skip
-
-
-def _answer(service: Service, name: str, params: dict[str, Any], record_id: str) -> str:
-    envelope = service.dispatch(name, params)
-    envelope.pop("timestamp", None)
-    return repr(envelope).replace(f"'{record_id}'", "'ID'").replace(f'"{record_id}"', '"ID"')
 
 
 def test_a_row_not_read_in_full_behind_a_row_filter_answers_as_a_missing_id(
@@ -194,11 +176,11 @@ def test_a_row_not_read_in_full_behind_a_row_filter_answers_as_a_missing_id(
     pg = _database(service, tmp_path)
     before = _stored(pg)
     db = _open(service, pg, rowFilter={"owner": "alice"})
-    for door in ("read", "update", "delete", "batch-update", "batch-delete"):
-        missing = _answer(service, *_doors(db, "nope")[door], "nope")
+    for door in ID_DOORS:
+        missing = answer_without_id(service, *id_doors(db, "nope")[door], "nope")
         assert "internal_error" not in missing and "storage_error" not in missing
         for record_id in UNREADABLE:
-            answer = _answer(service, *_doors(db, record_id)[door], record_id)
+            answer = answer_without_id(service, *id_doors(db, record_id)[door], record_id)
             assert answer == missing, (door, record_id)
     assert _stored(pg) == before
 
@@ -211,16 +193,21 @@ def test_without_a_row_filter_read_and_update_name_the_row_and_write_nothing(
     db = _open(service, pg)
     for record_id in UNREADABLE:
         for name in ("read", "update", "batch-update"):
-            envelope = service.dispatch(*_doors(db, record_id)[name])
+            envelope = service.dispatch(*id_doors(db, record_id)[name])
             assert envelope["code"] == "query_failed", (record_id, envelope)
             assert f'record "{record_id}" of collection "c"' in envelope["error"]
     assert _stored(pg) == before
-    words = service.dispatch(*_doors(db, "resid")["read"])["error"]
+    words = service.dispatch(*id_doors(db, "resid")["read"])["error"]
     assert 'holds the reserved field "id"' in words
-    assert "outside the 64 bits" in service.dispatch(*_doors(db, "e400")["read"])["error"]
-    assert "deeper than 64 levels" in service.dispatch(*_doors(db, "deep64")["read"])["error"]
+    assert "outside the 64 bits" in service.dispatch(*id_doors(db, "e400")["read"])["error"]
     assert (
-        "is a JSON array, not an object" in service.dispatch(*_doors(db, "array")["read"])["error"]
+        "not the shortest text of a double"
+        in service.dispatch(*id_doors(db, "tiny")["read"])["error"]
+    )
+    assert "deeper than 64 levels" in service.dispatch(*id_doors(db, "deep64")["read"])["error"]
+    assert (
+        "is a JSON array, not an object"
+        in service.dispatch(*id_doors(db, "array")["read"])["error"]
     )
     # The row's id is its column: "zz" is no record.
     assert not service.execute("data/read", {"dbHandle": db, "collection": "c", "id": "zz"})[
@@ -249,7 +236,7 @@ def test_a_float_dbhandles_wrote_past_64_bits_is_read_in_full(
     pg = postgres_config(tmp_path)
     adapter = PostgresAdapter(PostgresAdapter.prepare(PostgresAdapter.parse_config(pg)))
     try:
-        stamp = {"createdAt": "t", "updatedAt": "t", "version": 1}
+        stamp = {"createdAt": STAMP, "updatedAt": STAMP, "version": 1}
         with adapter.session(write=True) as session:
             for i, number in enumerate([1e300, -1.7976931348623157e308, 9.3e18, 2.0**63]):
                 session.insert("c", {"id": f"f{i}", "n": number, **stamp})

@@ -28,18 +28,22 @@ from dbhandles.adapters.sqlite_values import (
 )
 from dbhandles.values import MAX_DEPTH
 from tests.foreign_rows import open_sqlite, written_by_another_tool
-
-
-def _nest(levels: int, inner: str = "") -> str:
-    return "[" * levels + inner + "]" * levels
-
+from tests.unreadable_rows import (
+    ID_DOORS,
+    answer_without_id,
+    id_doors,
+    ids,
+    list_pages,
+    nest,
+    query_pages,
+)
 
 #: What another tool wrote over rows dbhandles made, by id. Each names alice as its owner as far as
 #: a reader that cut, overrode or stopped early could tell.
 UNREADABLE: dict[str, Any] = {
-    "deep600": '{"owner":"alice","x":' + _nest(600) + "}",  # orjson cannot write it back
-    "deep100": '{"owner":"alice","x":' + _nest(100) + "}",  # orjson can, create refuses it
-    "deep64": '{"owner":"alice","x":' + _nest(MAX_DEPTH, "0") + "}",  # the first level refused
+    "deep600": '{"owner":"alice","x":' + nest(600) + "}",  # orjson cannot write it back
+    "deep100": '{"owner":"alice","x":' + nest(100) + "}",  # orjson can, create refuses it
+    "deep64": '{"owner":"alice","x":' + nest(MAX_DEPTH, "0") + "}",  # the first level refused
     "truncated": '{"owner":"alice"',
     "rawnul": '{"owner":"alice\x00","t":1}',
     "nuljunk": '{"owner":"alice"}\x00junk',
@@ -52,7 +56,7 @@ UNREADABLE: dict[str, Any] = {
 }
 #: Rows read in full though another tool wrote them: the deepest nesting create accepts, escapes.
 READABLE_FOREIGN = {
-    "deep63": '{"owner":"alice","x":' + _nest(MAX_DEPTH - 1, "0") + "}",
+    "deep63": '{"owner":"alice","x":' + nest(MAX_DEPTH - 1, "0") + "}",
     "escaped": '{"\\u006fwner": "alice", "s": 1}',
 }
 ALICE = ["a1", "a2", "a3", "deep63", "escaped"]
@@ -79,24 +83,6 @@ def _stored(path: Path) -> dict[str, Any]:
     return rows
 
 
-def _ids(items: list[dict[str, Any]]) -> list[str]:
-    return [r["id"] for r in items]
-
-
-def _pages(service: Service, db: str, **params: Any) -> list[str]:
-    """Every id ``data/list`` gives page after page of ``limit`` 2 (keyset cursors)."""
-    seen: list[str] = []
-    cursor: Any = None
-    while True:
-        extra = {"cursor": cursor} if cursor is not None else {}
-        page = service.execute("data/list", {"dbHandle": db, "collection": "c", "limit": 2,
-                                             **params, **extra})  # fmt: skip
-        seen += _ids(page["items"])
-        cursor = page.get("nextCursor")
-        if not page["hasMore"]:
-            return seen
-
-
 @pytest.mark.parametrize("row_filter", [False, True])
 def test_every_listing_door_leaves_out_rows_not_read_in_full(
     service: Service, tmp_path: Path, row_filter: bool
@@ -108,31 +94,25 @@ def test_every_listing_door_leaves_out_rows_not_read_in_full(
     shown = ALICE if row_filter else READABLE
     ask = lambda command, **p: service.execute(command, {"dbHandle": db, "collection": "c", **p})  # noqa: E731
     listed = ask("data/list", orderBy="id")
-    assert _ids(listed["items"]) == sorted(shown)
+    assert ids(listed["items"]) == sorted(shown)
     assert listed["count"] == len(shown)
     assert listed["unreadable"] == (None if row_filter else len(UNREADABLE))
     assert all("zz" not in str(r) and "SECRET" not in str(r) for r in listed["items"])
-    assert _ids(ask("data/list", filter={"owner": "alice"}, orderBy="id")["items"]) == sorted(ALICE)
-    assert _ids(ask("data/list", filter={"id": "i2"})["items"]) == []
-    assert sorted(_ids(ask("data/list", orderBy=["-owner", "id"])["items"])) == sorted(shown)
+    assert ids(ask("data/list", filter={"owner": "alice"}, orderBy="id")["items"]) == sorted(ALICE)
+    assert ids(ask("data/list", filter={"id": "i2"})["items"]) == []
+    assert sorted(ids(ask("data/list", orderBy=["-owner", "id"])["items"])) == sorted(shown)
     assert ask("data/list", fields=["owner"], orderBy="id")["items"] == [
         {"id": i, "owner": "bob" if i == "b1" else "alice"} for i in sorted(shown)
     ]
-    assert _pages(service, db, orderBy="id") == sorted(shown)
-    assert sorted(_pages(service, db, orderBy=["-owner", "n"])) == sorted(shown)
+    assert list_pages(service, db, orderBy="id") == sorted(shown)
+    assert sorted(list_pages(service, db, orderBy=["-owner", "n"])) == sorted(shown)
     assert ask("data/count")["total"] == len(shown)
     assert ask("data/count", filter={"owner": "alice"})["total"] == len(ALICE)
     groups = ask("data/count", groupBy=["owner"])["groups"]
     expected = {"alice": len(ALICE)} if row_filter else {"alice": len(ALICE), "bob": 1}
     assert {g["key"]["owner"]: g["count"] for g in groups} == expected
     opened = ask("data/query-open", pageSize=2, orderBy="id")
-    seen: list[str] = []
-    while True:
-        page = service.execute("data/query-next", {"queryHandle": opened["queryHandle"]})
-        seen += _ids(page["items"])
-        if not page.get("hasMore"):
-            break
-    assert seen == sorted(shown)
+    assert query_pages(service, opened["queryHandle"]) == sorted(shown)
     if not row_filter:  # export works on whole collections: refused through a row filter
         out = tmp_path / "out.jsonl"
         assert ask("data/export", output=str(out))["exported"] == len(shown)
@@ -141,7 +121,7 @@ def test_every_listing_door_leaves_out_rows_not_read_in_full(
     service.execute("data/copy", {"from": {"dbHandle": db, "collection": "c"},
                                   "to": {"dbHandle": target, "collection": "c"}})  # fmt: skip
     copied = service.execute("data/list", {"dbHandle": target, "collection": "c", "orderBy": "id"})
-    assert _ids(copied["items"]) == sorted(shown)
+    assert ids(copied["items"]) == sorted(shown)
     stored = _stored(path)
     assert {i: stored[i] for i in UNREADABLE} == UNREADABLE  # nothing written over them
 
@@ -155,40 +135,23 @@ def test_move_moves_only_rows_read_in_full_and_leaves_the_others(
     service.execute("data/copy", {"from": {"dbHandle": db, "collection": "c"},
                                   "to": {"dbHandle": db, "collection": "d"}, "move": True})  # fmt: skip
     moved = service.execute("data/list", {"dbHandle": db, "collection": "d", "orderBy": "id"})
-    assert _ids(moved["items"]) == READABLE  # no "zz": the row's id is its id column
+    assert ids(moved["items"]) == READABLE  # no "zz": the row's id is its id column
     assert _stored(path) == UNREADABLE  # the rows not read in full stay, as written
 
 
-def _doors(db: str, record_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
-    base = {"dbHandle": db, "collection": "c"}
-    return {
-        "read": ("data/read", {**base, "id": record_id}),
-        "update": ("data/update", {**base, "id": record_id, "data": {"t2": "y"}}),
-        "delete": ("data/delete", {**base, "id": record_id}),
-        "batch-update": ("data/batch", {"dbHandle": db, "operations": [
-            {"op": "update", "collection": "c", "id": record_id, "data": {"t2": "y"}}]}),
-        "batch-delete": ("data/batch", {"dbHandle": db, "operations": [
-            {"op": "delete", "collection": "c", "id": record_id}]}),
-    }  # fmt: skip
-
-
-def _answer(service: Service, name: str, params: dict[str, Any], record_id: str) -> str:
-    envelope = service.dispatch(name, params)
-    envelope.pop("timestamp", None)
-    return repr(envelope).replace(f"'{record_id}'", "'ID'").replace(f'"{record_id}"', '"ID"')
-
-
-@pytest.mark.parametrize("door", ["read", "update", "delete", "batch-update", "batch-delete"])
+@pytest.mark.parametrize("door", ID_DOORS)
 def test_a_row_not_read_in_full_behind_a_row_filter_answers_as_a_missing_id(
     service: Service, tmp_path: Path, door: str
 ) -> None:
     path = tmp_path / "shared.sqlite"
     _database(service, path)
     db = open_sqlite(service, {"path": str(path)}, rowFilter={"owner": "alice"})
-    missing = _answer(service, *_doors(db, "nope")[door], "nope")
+    missing = answer_without_id(service, *id_doors(db, "nope")[door], "nope")
     assert "internal_error" not in missing and "storage_error" not in missing
     for record_id in UNREADABLE:
-        assert _answer(service, *_doors(db, record_id)[door], record_id) == missing, record_id
+        assert answer_without_id(service, *id_doors(db, record_id)[door], record_id) == missing, (
+            record_id
+        )
     stored = _stored(path)
     assert {i: stored[i] for i in UNREADABLE} == UNREADABLE
 
@@ -200,11 +163,11 @@ def test_without_a_row_filter_read_and_update_name_the_row_and_write_nothing(
     _database(service, path)
     db = open_sqlite(service, {"path": str(path)})
     for record_id in UNREADABLE:
-        for name, params in list(_doors(db, record_id).values())[:2]:
+        for name, params in list(id_doors(db, record_id).values())[:2]:
             envelope = service.dispatch(name, params)
             assert envelope["code"] == "query_failed", (record_id, envelope)
             assert f'record "{record_id}" of collection "c"' in envelope["error"]
-        batch = service.dispatch(*_doors(db, record_id)["batch-update"])
+        batch = service.dispatch(*id_doors(db, record_id)["batch-update"])
         assert batch["code"] == "query_failed", (record_id, batch)
     assert _stored(path) == {**_stored(path), **UNREADABLE}
     for record_id in READABLE_FOREIGN:  # read in full: readable, and its id is its column
@@ -222,7 +185,7 @@ def test_the_depth_bound_of_a_stored_row_is_the_one_create_applies(
     db = open_sqlite(service, {"path": str(tmp_path / "m.sqlite"), "mode": "create"})
     created = service.dispatch("data/create", {"dbHandle": db, "collection": "c",
                                                "data": {"x": value}})  # fmt: skip
-    text = '{"x":' + _nest(levels, "0") + "}"
+    text = '{"x":' + nest(levels, "0") + "}"
     try:
         load_record(text)
         readable = True
@@ -235,8 +198,8 @@ def test_a_foreign_column_holding_json_too_deep_or_cut_is_its_plain_text(
     service: Service, tmp_path: Path
 ) -> None:
     texts = [
-        '{"a":' + _nest(600) + "}", '{"a":' + _nest(300) + "}", '{"a":' + _nest(100) + "}",
-        '{"t":"x\\u0000y"}', '{"a":' + _nest(MAX_DEPTH - 2, "1") + "}", '{"ok":1}',
+        '{"a":' + nest(600) + "}", '{"a":' + nest(300) + "}", '{"a":' + nest(100) + "}",
+        '{"t":"x\\u0000y"}', '{"a":' + nest(MAX_DEPTH - 2, "1") + "}", '{"ok":1}',
     ]  # fmt: skip
     db, table, field = written_by_another_tool(service, tmp_path / "f.sqlite", "foreign column",
                                                texts)  # fmt: skip
@@ -249,11 +212,11 @@ def test_a_foreign_column_holding_json_too_deep_or_cut_is_its_plain_text(
         assert read["data"][field] == text
     found = service.execute("data/list", {"dbHandle": db, "collection": table,
                                           "filter": {f"{field}.a": {"$exists": True}}})  # fmt: skip
-    assert _ids(found["items"]) == [4]
+    assert ids(found["items"]) == [4]
     assert service.execute("data/count", {"dbHandle": db, "collection": table,
                                           "filter": {f"{field}.t": "x"}})["total"] == 0  # fmt: skip
     for i in range(4):  # a string for equality too (the string guard once asked json_valid)
-        assert _ids(service.execute("data/list", {"dbHandle": db, "collection": table,
+        assert ids(service.execute("data/list", {"dbHandle": db, "collection": table,
                                                   "filter": {field: texts[i]}})["items"]) == [i]  # fmt: skip
 
 
@@ -317,19 +280,19 @@ def test_a_row_whose_text_is_not_utf8_is_unreadable_on_every_door(
     for permissions in ({}, {"rowFilter": {"owner": "alice"}}):
         db = open_sqlite(service, {"path": str(path)}, **permissions)
         ask = lambda c, db=db, **p: service.dispatch(c, {"dbHandle": db, "collection": "c", **p})  # noqa: E731
-        assert _ids(ask("data/list")["items"]) == ["a1"]
-        assert _ids(ask("data/list", orderBy="-owner")["items"]) == ["a1"]
+        assert ids(ask("data/list")["items"]) == ["a1"]
+        assert ids(ask("data/list", orderBy="-owner")["items"]) == ["a1"]
         assert ask("data/count", filter={"owner": "alice"})["total"] == 1
         assert ask("data/count", groupBy=["owner"])["groups"] == [
             {"key": {"owner": "alice"}, "count": 1}
         ]
         for door in ("read", "update", "delete", "batch-update"):
             if permissions:  # hidden: answered exactly as a missing id
-                assert _answer(service, *_doors(db, "u1")[door], "u1") == _answer(
-                    service, *_doors(db, "nope")[door], "nope"
-                ), door
+                assert answer_without_id(
+                    service, *id_doors(db, "u1")[door], "u1"
+                ) == answer_without_id(service, *id_doors(db, "nope")[door], "nope"), door
             elif door in ("read", "update"):
-                answer = service.dispatch(*_doors(db, "u1")[door])
+                answer = service.dispatch(*id_doors(db, "u1")[door])
                 assert answer["code"] == "query_failed" and 'record "u1"' in answer["error"]
     with sqlite3.connect(path) as conn:
         (stored,) = conn.execute("SELECT CAST(data AS BLOB) FROM c WHERE id = 'u1'").fetchone()

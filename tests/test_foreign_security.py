@@ -19,6 +19,7 @@ import pytest
 
 from dbhandles import Service
 from dbhandles.errors import ConstraintViolation, PermissionDenied
+from tests.pg_restricted_helpers import open_postgres
 
 SCHEMA = """
 CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, secret TEXT);
@@ -117,32 +118,28 @@ def pg(tmp_path: Path) -> dict[str, Any]:
     return postgres_schema(tmp_path, PG_SCHEMA)
 
 
-def open_pg(service: Service, pg: dict[str, Any], **permissions: Any) -> str:
-    opened = service.execute("data/open", {"adapter": "postgres", "config": pg,
-                                           "permissions": permissions})  # fmt: skip
-    return str(opened["dbHandle"])
-
-
 @pytest.mark.postgres
 def test_postgres_views_over_a_denied_table_are_denied(
     service: Service, pg: dict[str, Any]
 ) -> None:
-    check_views(service, open_pg(service, pg, deniedCollections=["authors"]))
-    check_views(service, open_pg(service, pg, allowedCollections=["books", "titles", "book_view"]))
+    check_views(service, open_postgres(service, pg, deniedCollections=["authors"]))
+    check_views(
+        service, open_postgres(service, pg, allowedCollections=["books", "titles", "book_view"])
+    )
 
 
 @pytest.mark.postgres
 def test_postgres_constraint_errors_say_no_more_through_restricted_handles(
     service: Service, pg: dict[str, Any]
 ) -> None:
-    filtered = open_pg(service, pg, rowFilter={"owner": "alice"})
+    filtered = open_postgres(service, pg, rowFilter={"owner": "alice"})
     with pytest.raises(ConstraintViolation) as caught:
         run(service, "data/create", filtered, collection="books",
             data={"isbn": "b3", "title": "Solaris", "owner": "alice"})  # fmt: skip
     assert caught.value.field == "data.title"
     assert caught.value.details == {"constraint": "unique", "name": "books_title_key"}
     assert "Solaris" not in caught.value.message
-    denied = open_pg(service, pg, deniedCollections=["authors"])
+    denied = open_postgres(service, pg, deniedCollections=["authors"])
     with pytest.raises(ConstraintViolation) as caught:
         run(service, "data/create", denied, collection="books",
             data={"isbn": "b4", "title": "New", "author_id": 99})  # fmt: skip

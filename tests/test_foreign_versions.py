@@ -92,3 +92,27 @@ def test_the_largest_version_is_not_incremented_past_the_bound(
         _update(service, handle, "m")
     assert info.value.code == "invalid_params" and info.value.field == "version"
     assert _update(service, handle, "m", incrementVersion=False)["newVersion"] == 2**31 - 1
+
+
+@pytest.mark.parametrize("adapter", ["sqlite", pytest.param("postgres", marks=PG)])
+@pytest.mark.parametrize("target", ["memory", "sqlite"])
+def test_a_row_with_a_null_version_is_copied_and_moved_as_a_record_at_version_1(
+    service: Service, tmp_path: Path, adapter: str, target: str
+) -> None:
+    """NULL is version 0 (not versioned yet), so its copy is a record at version 1, as a row of a
+    table without the column (copy.md "From a table"); a re-run finds it identical, and a move
+    deletes the row it copied."""
+    handle = _open(service, tmp_path, adapter, [("a", None, "x0"), ("b", 3, "x1")])
+    (tmp_path / "target").mkdir()
+    config = adapter_config(target, tmp_path / "target")
+    into = service.execute("data/open", {"adapter": target, "config": config})["dbHandle"]
+    spec = {"from": {"dbHandle": handle, "collection": "ver"},
+            "to": {"dbHandle": into, "collection": "c"}}  # fmt: skip
+    assert service.execute("data/copy", spec)["copied"] == 2
+    found = service.execute("data/list", {"dbHandle": into, "collection": "c"})["items"]
+    assert {r["id"]: (r["version"], r["x"]) for r in found} == {"a": (1, "x0"), "b": (3, "x1")}
+    again = service.execute("data/copy", spec)
+    assert (again["copied"], again["skipped"], again["conflicts"]) == (0, 2, 0)
+    moved = service.execute("data/copy", {**spec, "move": True})
+    assert moved["deleted"] == 2
+    assert service.execute("data/list", {"dbHandle": handle, "collection": "ver"})["items"] == []

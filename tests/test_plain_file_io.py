@@ -36,6 +36,11 @@ PACKAGE = Path(dbhandles.__file__).parent
 ALLOWED = {
     "dbfiles.py": "the one place: the gate (check_plain) and O_EXCL creation",
     "new_files.py": "dbfiles' O_EXCL creation and renames, in a pinned folder, after check_plain",
+    "lock_files.py": "lock files beside a database, after dbfiles.check_plain (writing: no link, no "
+    "database, no hard link), so no database descriptor is ever closed",
+    "pinned_look.py": "a file's first bytes in its pinned folder (dbfiles' gate, open_undo, "
+    "database_files), under OPENING and only when no connection of this process holds it (so no "
+    "lock is released); a pinned folder's names (O_DIRECTORY: never a file)",
     "pinned.py": "folders only (O_PATH | O_DIRECTORY | O_NOFOLLOW), never a file",
     "cli/session.py": "the CLI's session-id file in the home folder",
     "cli/transport.py": "server.json and admin.token in the home folder",
@@ -48,7 +53,11 @@ ALLOWED = {
     ".lock go through dbfiles",
     "cli/help.py": "the repository's generated docs (docs/cli.md), never a database",
     "cli/help_text.py": "the package's help_text.json next to the module, never a database",
+    "file_kinds.py": "an O_PATH look (opens nothing, releases no lock) before SQLite opens read-only "
+    "or dbfiles.open_plain reads (then through that look), and SQLite's own immutable probe",
     "store/jobs.py": "/proc/<pid>/stat and the boot id (a job owner's start token), never a database",
+    "commands/open_undo.py": "a new database file made O_EXCL in its pinned folder: it opens no "
+    "existing file, so it releases no lock",
 }
 
 #: Calls that open a file by name with plain I/O.

@@ -31,6 +31,8 @@ from dbhandles.filters import parse_filter
 from tests.pgserver import postgres_config, require_postgres
 
 pytestmark = pytest.mark.postgres
+#: ``createdAt`` / ``updatedAt`` as dbhandles writes them: another text makes the row unreadable.
+STAMP = "2026-01-01T00:00:00.000Z"
 
 
 @pytest.fixture
@@ -211,7 +213,7 @@ def test_long_collection_names_do_not_collide(service: Service, pg: dict[str, An
 def test_declared_indexes_are_expression_indexes_the_planner_uses(adapter: PostgresAdapter) -> None:
     with adapter.session(write=True) as session:
         session.insert_many("docs", [
-            {"id": f"d{i:05d}", "label": f"l{i % 500}", "score": i % 97, "createdAt": "t", "updatedAt": "t",
+            {"id": f"d{i:05d}", "label": f"l{i % 500}", "score": i % 97, "createdAt": STAMP, "updatedAt": STAMP,
              "version": 1}
             for i in range(5000)
         ])  # fmt: skip
@@ -234,7 +236,7 @@ def test_declared_indexes_are_expression_indexes_the_planner_uses(adapter: Postg
 
 def test_insert_many_skips_existing_ids_and_counts_inserts(adapter: PostgresAdapter) -> None:
     def row(i: str) -> dict[str, Any]:
-        return {"id": i, "createdAt": "t", "updatedAt": "t", "version": 1}
+        return {"id": i, "createdAt": STAMP, "updatedAt": STAMP, "version": 1}
 
     with adapter.session(write=True) as session:
         assert session.insert_many("c", [row("a"), row("b")]) == 2
@@ -288,7 +290,7 @@ def test_expected_version_holds_under_concurrent_updates(
 
 def test_nested_sessions_are_savepoints(adapter: PostgresAdapter) -> None:
     def row(i: str) -> dict[str, Any]:
-        return {"id": i, "createdAt": "t", "updatedAt": "t", "version": 1}
+        return {"id": i, "createdAt": STAMP, "updatedAt": STAMP, "version": 1}
 
     def failing_inner() -> None:
         with adapter.session(write=True) as inner:
@@ -309,9 +311,10 @@ def test_nested_sessions_are_savepoints(adapter: PostgresAdapter) -> None:
 def test_a_failed_statement_rolls_back_the_whole_session(adapter: PostgresAdapter) -> None:
     def write_two() -> None:
         with adapter.session(write=True) as session:
-            session.insert("c", {"id": "a", "createdAt": "t", "updatedAt": "t", "version": 1})
+            session.insert("c", {"id": "a", "createdAt": STAMP, "updatedAt": STAMP, "version": 1})
             session.insert(
-                "c", {"id": "b", "s": "nul\x00", "createdAt": "t", "updatedAt": "t", "version": 1}
+                "c",
+                {"id": "b", "s": "nul\x00", "createdAt": STAMP, "updatedAt": STAMP, "version": 1},
             )
 
     with pytest.raises(InvalidParams):
@@ -391,7 +394,9 @@ def test_driver_errors_map_to_stable_codes(cls: type[psycopg.Error], code: str) 
 def test_driver_errors_are_chained_and_keep_the_session_usable(adapter: PostgresAdapter) -> None:
     """A pattern RE2 accepts but PostgreSQL cannot compile (too complex) is invalid_filter."""
     with adapter.session(write=True) as session:
-        session.insert("c", {"id": "a", "t": "x", "createdAt": "t", "updatedAt": "t", "version": 1})
+        session.insert(
+            "c", {"id": "a", "t": "x", "createdAt": STAMP, "updatedAt": STAMP, "version": 1}
+        )
     with pytest.raises(InvalidFilter) as info, adapter.session() as session:
         session.find("c", Query(parse_filter({"t": {"$regex": r"(?:\b{30}){30}"}})))
     assert isinstance(info.value.__cause__, psycopg.Error)

@@ -38,6 +38,8 @@ pytestmark = [
     pytest.mark.postgres,
     pytest.mark.filterwarnings("ignore:Generating overly large repr"),
 ]
+#: ``createdAt`` / ``updatedAt`` as dbhandles writes them: another text makes the row unreadable.
+STAMP = "2026-01-01T00:00:00.000Z"
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +61,7 @@ def test_values_read_back_equal_and_of_the_same_type(
 ) -> None:
     """A float stays a float (``1e16`` is not read back as an integer), nested or not."""
     rows = [{"id": "r", "v": values, "n": {"x": values[0] if values else None},
-             "createdAt": "t", "updatedAt": "t", "version": 1}]  # fmt: skip
+             "createdAt": STAMP, "updatedAt": STAMP, "version": 1}]  # fmt: skip
     _load(adapters, rows)
     got = _find(adapters[0], Query())[0]
     assert got == rows[0]
@@ -185,7 +187,7 @@ def test_number_keys_order_ints_and_floats_like_python(tmp_path: Path) -> None:
         1e16, 10**16, 0.1, -0.0, 0, 1.5e300, 5e-324,
     ]  # fmt: skip
     rows = [
-        {"id": f"r{i:02d}", "v": v, "createdAt": "t", "updatedAt": "t", "version": 1}
+        {"id": f"r{i:02d}", "v": v, "createdAt": STAMP, "updatedAt": STAMP, "version": 1}
         for i, v in enumerate(values)
     ]
     adapter = PostgresAdapter(PostgresAdapter.parse_config(postgres_config(tmp_path)))

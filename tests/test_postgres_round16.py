@@ -18,6 +18,7 @@ from dbhandles import Service
 from dbhandles.adapters import sqlite_pages
 from dbhandles.errors import DbHandlesError
 from dbhandles.settings import Settings
+from tests.pg_restricted_helpers import open_postgres, schema_rows
 from tests.pgserver import postgres_schema, run_in_schema
 from tests.test_security_round13 import pg_write_reaching_tlog
 
@@ -54,21 +55,8 @@ OWN_CODE = {
 }  # fmt: skip
 
 
-def _open(service: Service, pg: dict[str, Any], **permissions: Any) -> str:
-    params: dict[str, Any] = {"adapter": "postgres", "config": pg}
-    if permissions:
-        params["permissions"] = permissions
-    return str(service.execute("data/open", params)["dbHandle"])
-
-
 def _victims(pg: dict[str, Any]) -> int:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(pg["url"], autocommit=True) as conn:
-        conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
-        row = conn.execute("SELECT count(*) FROM victim").fetchone()
-    return int(row[0]) if row else -1
+    return int(schema_rows(pg, "SELECT count(*) FROM victim")[0][0])
 
 
 def _write(service: Service, handle: str, how: str, n: bool = True) -> Any:
@@ -96,14 +84,14 @@ def test_a_write_running_a_function_of_the_tables_own_sql_is_refused_on_a_restri
     grant = {"deniedCollections": ["victim"]} if restriction == "deniedCollections" else {
         "rowFilter": {"id": {"$gte": 0}}
     }  # fmt: skip
-    handle = _open(service, pg, **grant)
+    handle = open_postgres(service, pg, **grant)
     with pytest.raises(DbHandlesError) as caught:
         _write(service, handle, how, "default" not in case)
     assert caught.value.code == "permission_denied", caught.value
     assert named in caught.value.message and '"t"' in caught.value.message
     assert _victims(pg) == 0
     # Through a handle without restrictions the write is the table owner's business.
-    _write(service, _open(service, pg), how, "default" not in case)
+    _write(service, open_postgres(service, pg), how, "default" not in case)
     assert _victims(pg) > 0
 
 
@@ -113,7 +101,7 @@ def test_an_index_expression_calling_a_function_is_refused_on_a_restricted_handl
     pg = postgres_schema(tmp_path, WRITERS, "CREATE TABLE t (id integer PRIMARY KEY, n integer)",
                          "CREATE INDEX t_bump ON t ((n + bump_imm(n)))")  # fmt: skip
     run_in_schema(pg, "DELETE FROM victim")
-    handle = _open(service, pg, deniedCollections=["victim"])
+    handle = open_postgres(service, pg, deniedCollections=["victim"])
     with pytest.raises(DbHandlesError) as caught:
         _write(service, handle, "create")
     assert caught.value.code == "permission_denied" and "index t_bump" in caught.value.message
@@ -132,7 +120,7 @@ def test_a_set_default_cascade_into_a_default_calling_a_function_is_refused(
         "REFERENCES parent (id) ON DELETE SET DEFAULT)",
         "INSERT INTO kid VALUES (1, 1)",
     )  # fmt: skip
-    handle = _open(service, pg, deniedCollections=["victim"])
+    handle = open_postgres(service, pg, deniedCollections=["victim"])
     with pytest.raises(DbHandlesError) as caught:
         service.execute("data/delete", {"dbHandle": handle, "collection": "parent", "id": "1"})
     assert caught.value.code == "permission_denied", caught.value
@@ -166,7 +154,7 @@ def test_built_in_defaults_and_checks_leave_a_restricted_handle_writable(
         "g integer GENERATED ALWAYS AS (n * 2) STORED)",
         "INSERT INTO t (id, n) VALUES (1, 1)",
     )  # fmt: skip
-    handle = _open(service, pg, deniedCollections=["victim"])
+    handle = open_postgres(service, pg, deniedCollections=["victim"])
     assert _write(service, handle, "create")["data"]["g"] == 10
     assert _write(service, handle, "update")["data"]["g"] == 12
     # A delete evaluates none of them: even a default calling a function does not refuse it.
@@ -203,7 +191,7 @@ def test_a_slow_write_to_a_foreign_table_ends_at_the_budget(
     quick: Service, tmp_path: Path, table: str
 ) -> None:
     pg = postgres_schema(tmp_path, SLOW)
-    handle = _open(quick, pg)
+    handle = open_postgres(quick, pg)
     with pytest.raises(DbHandlesError) as caught:
         # No ``n``: the default computes it.
         quick.execute("data/create", {"dbHandle": handle, "collection": table,
@@ -219,7 +207,7 @@ def test_a_slow_write_to_a_collection_ends_at_the_budget(
     quick: Service, tmp_path: Path, how: str
 ) -> None:
     pg = postgres_schema(tmp_path, SLOW)
-    handle = _open(quick, pg)
+    handle = open_postgres(quick, pg)
     quick.execute("data/create", {"dbHandle": handle, "collection": "c", "id": "a",
                                   "data": {"n": 1}})  # fmt: skip
     run_in_schema(pg, "CREATE TRIGGER c_slow BEFORE INSERT OR UPDATE OR DELETE ON c "
@@ -245,7 +233,7 @@ def test_a_deferred_trigger_running_at_commit_keeps_the_budget(
         "CREATE CONSTRAINT TRIGGER late_slow AFTER INSERT ON late DEFERRABLE INITIALLY DEFERRED "
         "FOR EACH ROW EXECUTE FUNCTION slow_after()",
     )  # fmt: skip
-    handle = _open(quick, pg)
+    handle = open_postgres(quick, pg)
     with pytest.raises(DbHandlesError) as caught:
         quick.execute("data/create", {"dbHandle": handle, "collection": "late",
                                       "data": {"id": 1, "n": 1}})  # fmt: skip
@@ -277,7 +265,7 @@ def test_a_foreign_tables_page_past_the_byte_bound_is_refused(
     select = f"g, {value}" if "id integer" in ddl else f"{value} || g"
     pg = postgres_schema(tmp_path, f"CREATE TABLE {ddl}",
                          f"INSERT INTO big {columns} SELECT {select} FROM generate_series(1, 10) g")  # fmt: skip
-    handle = _open(service, pg)
+    handle = open_postgres(service, pg)
     with pytest.raises(DbHandlesError) as caught:
         service.execute("data/list", {"dbHandle": handle, "collection": "big", "limit": 8})
     error = caught.value
@@ -299,7 +287,7 @@ def test_a_self_recursive_rule_is_query_failed(service: Service, tmp_path: Path)
     pg = postgres_schema(tmp_path, "CREATE TABLE rec (id integer PRIMARY KEY)",
                          "CREATE RULE rec_again AS ON INSERT TO rec DO ALSO "
                          "INSERT INTO rec VALUES (NEW.id + 1)")  # fmt: skip
-    handle = _open(service, pg)
+    handle = open_postgres(service, pg)
     with pytest.raises(DbHandlesError) as caught:
         service.execute("data/create", {"dbHandle": handle, "collection": "rec", "data": {"id": 1}})
     assert caught.value.code == "query_failed" and "42P17" in caught.value.message, caught.value
@@ -317,7 +305,7 @@ def test_a_function_naming_a_missing_table_is_query_failed(
         "CREATE OR REPLACE FUNCTION lookup() RETURNS integer LANGUAGE plpgsql AS "
         "$$BEGIN RETURN (SELECT count(*) FROM other); END$$",
     )
-    handle = _open(service, pg)
+    handle = open_postgres(service, pg)
     with pytest.raises(DbHandlesError) as caught:
         service.execute("data/create", {"dbHandle": handle, "collection": "t", "data": {"id": 1}})
     error = caught.value
@@ -329,7 +317,7 @@ def test_a_collection_dropped_under_a_command_stays_storage_error(
     service: Service, tmp_path: Path
 ) -> None:
     pg = postgres_schema(tmp_path)
-    handle = _open(service, pg)
+    handle = open_postgres(service, pg)
     service.execute("data/create", {"dbHandle": handle, "collection": "gone", "id": "a",
                                     "data": {}})  # fmt: skip
     run_in_schema(pg, "DROP TABLE gone")
@@ -347,7 +335,7 @@ def test_numeric_nan_reads_as_null_and_a_string_nan_is_refused(
 ) -> None:
     pg = postgres_schema(tmp_path, "CREATE TABLE nums (id integer PRIMARY KEY, n numeric)",
                          "INSERT INTO nums VALUES (1, 'NaN')")  # fmt: skip
-    handle = _open(service, pg)
+    handle = open_postgres(service, pg)
     found = service.execute("data/read", {"dbHandle": handle, "collection": "nums", "id": "1"})
     assert found["data"]["n"] is None
     with pytest.raises(DbHandlesError) as caught:
@@ -366,7 +354,7 @@ def test_every_non_finite_text_into_a_floating_column_is_refused(
     pg = postgres_schema(tmp_path, "CREATE DOMAIN price AS numeric",
                          "CREATE TABLE nums (id integer PRIMARY KEY, n numeric, f float8, "
                          "r real, ns numeric[], d price, t text)")  # fmt: skip
-    handle = _open(service, pg)
+    handle = open_postgres(service, pg)
     with pytest.raises(DbHandlesError) as caught:
         service.execute("data/create", {"dbHandle": handle, "collection": "nums",
                                         "data": {"id": 1, column: value}})  # fmt: skip

@@ -21,6 +21,12 @@ from psycopg import sql
 
 from dbhandles import Service
 from dbhandles.errors import DbHandlesError
+from tests.pg_restricted_helpers import (
+    create_under_a_raising_default,
+    open_postgres,
+    refused,
+    schema_rows,
+)
 from tests.pgserver import postgres_schema, run_in_schema
 
 pytestmark = pytest.mark.postgres
@@ -41,25 +47,8 @@ RESTRICTIONS = {
 }
 
 
-def _open(service: Service, pg: dict[str, Any], **permissions: Any) -> str:
-    params: dict[str, Any] = {"adapter": "postgres", "config": pg}
-    if permissions:
-        params["permissions"] = permissions
-    return str(service.execute("data/open", params)["dbHandle"])
-
-
 def _bumped(pg: dict[str, Any]) -> int:
-    with psycopg.connect(pg["url"], autocommit=True) as conn:
-        conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
-        row = conn.execute("SELECT count(*) FROM victim WHERE m <> 'secret'").fetchone()
-    return int(row[0]) if row else -1
-
-
-def _refused(service: Service, command: str, params: dict[str, Any]) -> DbHandlesError:
-    with pytest.raises(DbHandlesError) as caught:
-        service.execute(command, params)
-    assert caught.value.code == "permission_denied", caught.value
-    return caught.value
+    return int(schema_rows(pg, "SELECT count(*) FROM victim WHERE m <> 'secret'")[0][0])
 
 
 # -- 1. row-level security policies --------------------------------------------------------------
@@ -76,15 +65,15 @@ def test_a_policy_calling_a_function_is_refused_to_restricted_writes_and_reads(
         "ALTER TABLE t ENABLE ROW LEVEL SECURITY", "ALTER TABLE t FORCE ROW LEVEL SECURITY",
         "CREATE POLICY p_bump ON t USING (true) WITH CHECK (bump() = 1)",
     )  # fmt: skip
-    handle = _open(service, pg, **RESTRICTIONS[restriction])
-    error = _refused(service, "data/create", {"dbHandle": handle, "collection": "t",
+    handle = open_postgres(service, pg, **RESTRICTIONS[restriction])
+    error = refused(service, "data/create", {"dbHandle": handle, "collection": "t",
                                               "data": {"id": 2, "n": 2}})  # fmt: skip
     assert "policy p_bump" in error.message and "bump()" in error.message
-    _refused(service, "data/list", {"dbHandle": handle, "collection": "t"})
+    refused(service, "data/list", {"dbHandle": handle, "collection": "t"})
     assert _bumped(pg) == 0
     # Through a handle without restrictions it is the table owner's business (the suite's
     # superuser bypasses row-level security: refused all the same, whichever role runs it).
-    plain = _open(service, pg)
+    plain = open_postgres(service, pg)
     service.execute("data/create", {"dbHandle": plain, "collection": "t", "data": {"id": 2}})
 
 
@@ -97,8 +86,8 @@ def test_a_policy_reading_a_denied_table_refuses_the_table(
         "ALTER TABLE t ENABLE ROW LEVEL SECURITY", "ALTER TABLE t FORCE ROW LEVEL SECURITY",
         "CREATE POLICY p_read ON t USING (EXISTS (SELECT 1 FROM victim WHERE m = 'secret'))",
     )  # fmt: skip
-    handle = _open(service, pg, deniedCollections=["victim"])
-    error = _refused(service, "data/count", {"dbHandle": handle, "collection": "t"})
+    handle = open_postgres(service, pg, deniedCollections=["victim"])
+    error = refused(service, "data/count", {"dbHandle": handle, "collection": "t"})
     assert '"victim"' in error.message
 
 
@@ -120,8 +109,8 @@ def test_an_index_operator_class_support_function_is_refused(
         "INSERT INTO t VALUES (1, 'a'), (2, 'b')",
         "DELETE FROM victim WHERE m <> 'secret'",
     )  # fmt: skip
-    handle = _open(service, pg, deniedCollections=["victim"])
-    error = _refused(service, "data/create", {"dbHandle": handle, "collection": "t",
+    handle = open_postgres(service, pg, deniedCollections=["victim"])
+    error = refused(service, "data/create", {"dbHandle": handle, "collection": "t",
                                               "data": {"id": 3, "name": "c"}})  # fmt: skip
     assert "operator class evil_ops of index t_name" in error.message, error
     assert "cmp()" in error.message
@@ -136,8 +125,8 @@ def test_a_default_running_sql_text_through_query_to_xml_is_refused(
         "CREATE TABLE t (id integer PRIMARY KEY, "
         "x xml DEFAULT query_to_xml('select bump()', true, false, ''))",
     )  # fmt: skip
-    handle = _open(service, pg, deniedCollections=["victim"])
-    error = _refused(service, "data/create", {"dbHandle": handle, "collection": "t",
+    handle = open_postgres(service, pg, deniedCollections=["victim"])
+    error = refused(service, "data/create", {"dbHandle": handle, "collection": "t",
                                               "data": {"id": 1}})  # fmt: skip
     assert "default of column x calls pg_catalog.query_to_xml()" in error.message
     assert _bumped(pg) == 0
@@ -159,7 +148,7 @@ def test_a_partitioned_table_with_a_denied_partition_is_refused(
     service: Service, tmp_path: Path, command: str
 ) -> None:
     pg = postgres_schema(tmp_path, WRITERS, PARTITIONS)
-    handle = _open(service, pg, deniedCollections=["pt_high"])
+    handle = open_postgres(service, pg, deniedCollections=["pt_high"])
     params: dict[str, Any] = {"dbHandle": handle, "collection": "pt"}
     if command == "data/create":
         params["data"] = {"id": 160, "n": 1}
@@ -167,10 +156,10 @@ def test_a_partitioned_table_with_a_denied_partition_is_refused(
         params["id"] = "150"
         if command == "data/update":
             params["data"] = {"n": 2}
-    error = _refused(service, command, params)
+    error = refused(service, command, params)
     assert "pt_high" in error.message
     # Every partition allowed: served.
-    other = _open(service, pg, deniedCollections=["victim"])
+    other = open_postgres(service, pg, deniedCollections=["victim"])
     assert service.execute("data/count", {"dbHandle": other, "collection": "pt"})["total"] == 2
 
 
@@ -183,8 +172,8 @@ def test_a_partitions_trigger_is_refused_on_a_write_of_the_parent(
         "AS $$BEGIN PERFORM bump(); RETURN NEW; END$$",
         "CREATE TRIGGER high_bump BEFORE INSERT ON pt_high FOR EACH ROW EXECUTE FUNCTION bump_row()",
     )  # fmt: skip
-    handle = _open(service, pg, deniedCollections=["victim"])
-    error = _refused(service, "data/create", {"dbHandle": handle, "collection": "pt",
+    handle = open_postgres(service, pg, deniedCollections=["victim"])
+    error = refused(service, "data/create", {"dbHandle": handle, "collection": "pt",
                                               "data": {"id": 160, "n": 1}})  # fmt: skip
     assert "high_bump" in error.message and "pt_high" in error.message
     assert _bumped(pg) == 0
@@ -199,11 +188,11 @@ def test_an_inheritance_parent_with_a_denied_child_is_refused(
         "CREATE TABLE kid (secret text) INHERITS (parent)",
         "INSERT INTO kid VALUES (7, 1, 'hidden')",
     )  # fmt: skip
-    handle = _open(service, pg, deniedCollections=["kid"])
+    handle = open_postgres(service, pg, deniedCollections=["kid"])
     for command, extra in [("data/list", {}), ("data/count", {}),
                            ("data/update", {"id": "7", "data": {"n": 2}}),
                            ("data/delete", {"id": "7"})]:  # fmt: skip
-        error = _refused(service, command, {"dbHandle": handle, "collection": "parent", **extra})
+        error = refused(service, command, {"dbHandle": handle, "collection": "parent", **extra})
         assert '"kid"' in error.message or "kid" in error.message
 
 
@@ -225,11 +214,11 @@ def test_a_view_reading_through_a_function_is_refused(
     pg = postgres_schema(tmp_path, WRITERS)
     run_in_schema(pg, view.format(schema=pg["schema"]))
     name = view.split()[2]
-    handle = _open(service, pg, **RESTRICTIONS[restriction])
-    error = _refused(service, "data/list", {"dbHandle": handle, "collection": name})
+    handle = open_postgres(service, pg, **RESTRICTIONS[restriction])
+    error = refused(service, "data/list", {"dbHandle": handle, "collection": name})
     assert named in error.message and "secret" not in error.message
     # Without restrictions the view is served.
-    plain = _open(service, pg)
+    plain = open_postgres(service, pg)
     page = service.execute("data/list", {"dbHandle": plain, "collection": name})
     assert "secret" in str(page["items"][0]["leaked"])
 
@@ -263,8 +252,8 @@ def test_creating_a_collection_under_an_event_trigger_is_refused_on_a_restricted
         "SET search_path FROM CURRENT AS $$BEGIN PERFORM bump(); END$$",
         "CREATE EVENT TRIGGER et_end ON ddl_command_end EXECUTE FUNCTION on_ddl()",
     )  # fmt: skip
-    handle = _open(service, pg, deniedCollections=["victim"])
-    error = _refused(service, "data/create", {"dbHandle": handle, "collection": "fresh",
+    handle = open_postgres(service, pg, deniedCollections=["victim"])
+    error = refused(service, "data/create", {"dbHandle": handle, "collection": "fresh",
                                               "data": {"n": 1}})  # fmt: skip
     assert "event trigger" in error.message and "et_end" in error.message
     assert _bumped(pg) == 0
@@ -290,7 +279,7 @@ def test_a_slow_event_trigger_on_collection_creation_ends_at_the_budget(
     )
     settings = Settings(home=tmp_path / "quick", query_timeout_ms=300)
     with Service(settings=settings) as quick:
-        handle = _open(quick, pg)
+        handle = open_postgres(quick, pg)
         with pytest.raises(DbHandlesError) as caught:
             quick.execute("data/create", {"dbHandle": handle, "collection": "fresh",
                                           "data": {"n": 1}})  # fmt: skip
@@ -305,18 +294,7 @@ def test_a_slow_event_trigger_on_collection_creation_ends_at_the_budget(
 def test_a_raise_claiming_a_server_or_busy_sqlstate_is_query_failed(
     service: Service, tmp_path: Path, state: str
 ) -> None:
-    pg = postgres_schema(
-        tmp_path,
-        "CREATE FUNCTION boom() RETURNS integer LANGUAGE plpgsql AS "
-        f"$$BEGIN RAISE EXCEPTION 'boom' USING ERRCODE = '{state}'; END$$",
-        "CREATE TABLE t (id integer PRIMARY KEY, n integer DEFAULT boom())",
-    )
-    handle = _open(service, pg)
-    with pytest.raises(DbHandlesError) as caught:
-        service.execute("data/create", {"dbHandle": handle, "collection": "t", "data": {"id": 1}})
-    error = caught.value
-    assert error.code == "query_failed" and state in error.message, error
-    assert "PL/pgSQL" not in error.message
+    create_under_a_raising_default(service, tmp_path, state)
 
 
 def test_the_server_ending_the_connection_inside_a_function_stays_storage_error(
@@ -328,7 +306,7 @@ def test_the_server_ending_the_connection_inside_a_function_stays_storage_error(
         "$$BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN 1; END$$",
         "CREATE TABLE t (id integer PRIMARY KEY, n integer DEFAULT quit())",
     )
-    handle = _open(service, pg)
+    handle = open_postgres(service, pg)
     with pytest.raises(DbHandlesError) as caught:
         service.execute("data/create", {"dbHandle": handle, "collection": "t", "data": {"id": 1}})
     assert caught.value.code == "storage_error", caught.value
@@ -338,7 +316,7 @@ def test_a_read_only_refusal_inside_a_view_shows_no_context(
     service: Service, tmp_path: Path
 ) -> None:
     pg = postgres_schema(tmp_path, WRITERS, "CREATE VIEW vw AS SELECT 1 AS id, bump() AS n")
-    handle = _open(service, pg)
+    handle = open_postgres(service, pg)
     with pytest.raises(DbHandlesError) as caught:
         service.execute("data/list", {"dbHandle": handle, "collection": "vw"})
     error = caught.value
@@ -364,7 +342,7 @@ def test_a_foreign_tables_group_count_is_bounded_by_its_group_keys(
         "INSERT INTO u SELECT i, repeat(chr(96 + i), 1000), 'x%' FROM generate_series(1, 6) i",
         "CREATE VIEW uv AS SELECT s, k FROM u",
     )
-    handle = _open(service, pg)
+    handle = open_postgres(service, pg)
     # A filter with values (inlined in the grouped rows) and a '%' in one of them.
     params = {"dbHandle": handle, "collection": collection, "groupBy": "s", "limit": 6,
               "filter": {"k": {"$in": ["x%", "y"]}}}  # fmt: skip

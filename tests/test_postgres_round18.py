@@ -16,26 +16,26 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from dbhandles import Service
 from dbhandles.adapters.postgres_errors import translate_error
 from dbhandles.errors import DbHandlesError
+from tests.pg_restricted_helpers import (
+    EVIL_CMP,
+    LEAK_MOOD,
+    SECRET,
+    create_under_a_raising_default,
+    open_postgres,
+    query_failed_naming,
+    raising_function,
+    refused,
+    secret_rows,
+)
 from tests.pgserver import postgres_schema
 
 #: ``secret``, and ``leak(mood)``: a cast of the enum ``mood`` to ``json`` returning ``secret``'s
 #: rows, and deleting them when it may write.
-LEAK = """
-CREATE TABLE secret (s text);
-INSERT INTO secret VALUES ('hidden');
-CREATE TYPE mood AS ENUM ('happy', 'sad');
-CREATE FUNCTION leak(mood) RETURNS json LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-BEGIN
-    IF current_setting('transaction_read_only') = 'off' THEN DELETE FROM secret; END IF;
-    RETURN to_json((SELECT coalesce(string_agg(s, ','), 'none') FROM secret));
-END$$;
-CREATE CAST (mood AS json) WITH FUNCTION leak(mood);
-"""
+LEAK = SECRET + LEAK_MOOD
 #: A table (or view) ``t`` whose reach has a ``mood`` column, by how it holds it.
 HOLDERS = {
     "enum": [
@@ -64,18 +64,7 @@ HOLDERS = {
 }
 #: ``evrange``: a range of ``int4`` ordered by ``evil_int4_ops``, whose compare deletes
 #: ``secret`` when it may write and raises with ``secret``'s rows when it may not.
-EVIL_RANGE = """
-CREATE TABLE secret (s text);
-INSERT INTO secret VALUES ('hidden');
-CREATE FUNCTION evil_cmp(a int4, b int4) RETURNS integer LANGUAGE plpgsql
-SET search_path FROM CURRENT AS $$
-BEGIN
-    IF current_setting('transaction_read_only') = 'off' THEN DELETE FROM secret;
-    ELSE RAISE EXCEPTION 'leak %', (SELECT string_agg(s, ',') FROM secret); END IF;
-    RETURN btint4cmp(a, b);
-END$$;
-CREATE OPERATOR CLASS evil_int4_ops FOR TYPE int4 USING btree AS OPERATOR 1 <, OPERATOR 2 <=,
-    OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >, FUNCTION 1 evil_cmp(int4, int4);
+EVIL_RANGE = f"""{SECRET}{EVIL_CMP}\
 CREATE TYPE evrange AS RANGE (subtype = int4, subtype_opclass = evil_int4_ops);
 CREATE TABLE rt (id integer PRIMARY KEY, owner text, r evrange);
 CREATE TABLE mt (id integer PRIMARY KEY, r evmultirange);
@@ -89,25 +78,8 @@ RESTRICTIONS = {
 pytestmark = pytest.mark.postgres
 
 
-def _open(service: Service, pg: dict[str, Any], **permissions: Any) -> str:
-    params: dict[str, Any] = {"adapter": "postgres", "config": pg}
-    if permissions:
-        params["permissions"] = permissions
-    return str(service.execute("data/open", params)["dbHandle"])
-
-
-def _secret(pg: dict[str, Any]) -> list[str]:
-    with psycopg.connect(pg["url"], autocommit=True) as conn:
-        conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg["schema"])))
-        return [str(row[0]) for row in conn.execute("SELECT s FROM secret").fetchall()]
-
-
 def _refused(service: Service, command: str, params: dict[str, Any]) -> DbHandlesError:
-    with pytest.raises(DbHandlesError) as caught:
-        service.execute(command, params)
-    assert caught.value.code == "permission_denied", caught.value
-    assert "hidden" not in caught.value.message
-    return caught.value
+    return refused(service, command, params, unshown="hidden")
 
 
 # -- 1. a user cast of an enum to json -----------------------------------------------------------
@@ -119,7 +91,7 @@ def test_a_column_whose_type_has_a_user_cast_is_refused_to_restricted_reads_and_
     service: Service, tmp_path: Path, restriction: str, holder: str
 ) -> None:
     pg = postgres_schema(tmp_path, LEAK, *HOLDERS[holder])
-    handle = _open(service, pg, **RESTRICTIONS[restriction])
+    handle = open_postgres(service, pg, **RESTRICTIONS[restriction])
     base = {"dbHandle": handle, "collection": "t"}
     error = _refused(service, "data/list", base)
     assert "runs code whose reads dbhandles cannot know" in error.message, error
@@ -129,7 +101,7 @@ def test_a_column_whose_type_has_a_user_cast_is_refused_to_restricted_reads_and_
     if holder != "view":
         _refused(service, "data/create", {**base, "data": {"id": 2}})
         _refused(service, "data/update", {**base, "id": "1", "data": {"id": 1}})
-    assert _secret(pg) == ["hidden"]
+    assert secret_rows(pg) == ["hidden"]
 
 
 @pytest.mark.parametrize("holder", ["enum", "domain"])
@@ -137,14 +109,14 @@ def test_an_enum_is_served_by_its_label_not_through_a_cast_to_json(
     service: Service, tmp_path: Path, holder: str
 ) -> None:
     pg = postgres_schema(tmp_path, LEAK, *HOLDERS[holder])
-    handle = _open(service, pg)
+    handle = open_postgres(service, pg)
     listed = service.execute("data/list", {"dbHandle": handle, "collection": "t"})
     assert [r["m"] for r in listed["items"]] == ["happy"], listed
     found = service.execute(
         "data/list", {"dbHandle": handle, "collection": "t", "filter": {"m": "happy"}}
     )
     assert len(found["items"]) == 1
-    assert _secret(pg) == ["hidden"]
+    assert secret_rows(pg) == ["hidden"]
 
 
 # -- 2, 3. a range type whose subtype operator class is somebody's -------------------------------
@@ -156,13 +128,13 @@ def test_a_range_with_a_user_subtype_opclass_is_refused_to_restricted_writes(
     service: Service, tmp_path: Path, restriction: str, collection: str
 ) -> None:
     pg = postgres_schema(tmp_path, EVIL_RANGE)
-    handle = _open(service, pg, **RESTRICTIONS[restriction])
+    handle = open_postgres(service, pg, **RESTRICTIONS[restriction])
     value = "[1,5)" if collection == "rt" else "{[1,5)}"
     error = _refused(service, "data/create", {"dbHandle": handle, "collection": collection,
                                               "data": {"id": 1, "r": value}})  # fmt: skip
     assert "evrange" in error.message or "evmultirange" in error.message, error
     _refused(service, "data/list", {"dbHandle": handle, "collection": collection})
-    assert _secret(pg) == ["hidden"]
+    assert secret_rows(pg) == ["hidden"]
 
 
 @pytest.mark.parametrize("restriction", sorted(RESTRICTIONS))
@@ -176,7 +148,7 @@ def test_a_view_ordering_by_such_a_range_is_refused_to_restricted_reads(
         "INSERT INTO secret VALUES ('hidden')",
         "CREATE VIEW vr AS SELECT id, owner FROM rt ORDER BY r",
     )  # fmt: skip
-    handle = _open(service, pg, **RESTRICTIONS[restriction])
+    handle = open_postgres(service, pg, **RESTRICTIONS[restriction])
     error = _refused(service, "data/list", {"dbHandle": handle, "collection": "vr"})
     assert "column r of rt (type " in error.message and ".evrange" in error.message, error
 
@@ -191,11 +163,11 @@ def test_a_cascade_into_a_table_with_such_a_range_is_refused(
         "pid integer REFERENCES parent ON DELETE SET NULL, r evrange)",
         "INSERT INTO parent VALUES (1)",
     )  # fmt: skip
-    handle = _open(service, pg, deniedCollections=["secret"])
+    handle = open_postgres(service, pg, deniedCollections=["secret"])
     error = _refused(service, "data/delete", {"dbHandle": handle, "collection": "parent",
                                               "id": "1"})  # fmt: skip
     assert "column r of c" in error.message, error
-    assert _secret(pg) == ["hidden"]
+    assert secret_rows(pg) == ["hidden"]
 
 
 # -- 4. a RAISE claiming a refusal's SQLSTATE ----------------------------------------------------
@@ -207,17 +179,12 @@ def test_a_raise_claiming_a_refusal_sqlstate_is_query_failed(
 ) -> None:
     pg = postgres_schema(
         tmp_path,
-        "CREATE FUNCTION boom() RETURNS integer LANGUAGE plpgsql AS "
-        f"$$BEGIN RAISE EXCEPTION 'boom' USING ERRCODE = '{state}'; END$$",
+        raising_function(state),
         "CREATE TABLE t (id integer PRIMARY KEY, n integer)",
         "CREATE VIEW vw AS SELECT 1 AS id, boom() AS n",
     )
-    handle = _open(service, pg)
-    with pytest.raises(DbHandlesError) as caught:
-        service.execute("data/list", {"dbHandle": handle, "collection": "vw"})
-    error = caught.value
-    assert error.code == "query_failed" and state in error.message, error
-    assert "PL/pgSQL" not in error.message
+    handle = open_postgres(service, pg)
+    query_failed_naming(service, "data/list", {"dbHandle": handle, "collection": "vw"}, state)
 
 
 def test_postgresql_s_own_refusal_inside_a_function_keeps_its_code(
@@ -231,7 +198,7 @@ def test_postgresql_s_own_refusal_inside_a_function_keeps_its_code(
         "$$BEGIN INSERT INTO t VALUES (1); RETURN 1; END$$",
         "CREATE TABLE w (id integer PRIMARY KEY, n integer DEFAULT dup())",
     )  # fmt: skip
-    handle = _open(service, pg)
+    handle = open_postgres(service, pg)
     with pytest.raises(DbHandlesError) as caught:
         service.execute("data/create", {"dbHandle": handle, "collection": "w", "data": {"id": 1}})
     # PostgreSQL's own unique violation in the function's INSERT: a refusal, not query_failed.
@@ -261,14 +228,4 @@ def test_a_password_is_masked_as_a_whole_token_and_a_short_one_never_inside_word
 def test_a_raise_claiming_a_refusal_sqlstate_in_a_write_is_query_failed(
     service: Service, tmp_path: Path, state: str
 ) -> None:
-    pg = postgres_schema(
-        tmp_path,
-        "CREATE FUNCTION boom() RETURNS integer LANGUAGE plpgsql AS "
-        f"$$BEGIN RAISE EXCEPTION 'boom' USING ERRCODE = '{state}'; END$$",
-        "CREATE TABLE t (id integer PRIMARY KEY, n integer DEFAULT boom())",
-    )
-    handle = _open(service, pg)
-    with pytest.raises(DbHandlesError) as caught:
-        service.execute("data/create", {"dbHandle": handle, "collection": "t", "data": {"id": 1}})
-    error = caught.value
-    assert error.code == "query_failed" and state in error.message, error
+    create_under_a_raising_default(service, tmp_path, state)

@@ -6,19 +6,16 @@ one schema of the throwaway PostgreSQL server.
 
 from __future__ import annotations
 
-import contextlib
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 
 from dbhandles import Settings
 from tests.pgserver import postgres_config, require_postgres, schema_for
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, next_event, subscribed
 
 pytestmark = [pytest.mark.postgres, pytest.mark.needs_server]
 
@@ -120,35 +117,13 @@ def test_query_next_alternating_between_servers_walks_one_cursor(
     assert pages[4][2] is False and pages[5][1] == [] and pages[6][1] == []
 
 
-@contextlib.contextmanager
-def _events(server: ServerProcess, token: str) -> Iterator[Any]:
-    """A WebSocket on ``server`` subscribed to every data event."""
-    from websockets.sync.client import connect
-
-    with connect(f"ws://127.0.0.1:{server.port}/ws?token={token}", open_timeout=10) as socket:
-        assert orjson.loads(socket.recv(timeout=10))["type"] == "hello"
-        socket.send(orjson.dumps({"type": "subscribe", "id": 1, "pattern": "data:*"}).decode())
-        assert orjson.loads(socket.recv(timeout=10))["type"] == "subscribed"
-        yield socket
-
-
-def _next_event(socket: Any, timeout: float = 15.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        message: dict[str, Any] = orjson.loads(
-            socket.recv(timeout=max(0.1, deadline - time.monotonic()))
-        )
-        if message["type"] == "event":
-            return message
-
-
 def test_a_write_on_one_server_reaches_a_subscriber_on_the_other(
     servers: tuple[ServerProcess, ServerProcess], clients: tuple[Client, Client]
 ) -> None:
     a, _ = clients
-    with _events(servers[1], servers[0].token) as socket:
+    with subscribed(servers[1], servers[0].token) as socket:
         a("data/create", collection="notes", id="n1", data={"text": "hello"})
-        event = _next_event(socket)
+        event = next_event(socket)
         assert event["event"] == "data:notes:created"
         assert (
             event["payload"]["dbHandle"] == "default"
@@ -156,7 +131,7 @@ def test_a_write_on_one_server_reaches_a_subscriber_on_the_other(
         )
         # Larger than a NOTIFY payload may be: it travels by reference, whole.
         a("data/update", collection="notes", id="n1", data={"text": "x" * 20_000})
-        event = _next_event(socket)
+        event = next_event(socket)
         assert (
             event["event"] == "data:notes:updated"
             and len(event["payload"]["record"]["text"]) == 20_000

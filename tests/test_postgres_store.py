@@ -45,6 +45,18 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HandleStor
         made.close()
 
 
+def test_a_handle_is_found_by_its_files_path(store: HandleStore) -> None:
+    """``has_handle_on``: only a handle whose ``config.path`` is exactly the path (LIKE's ``%``,
+    ``_`` and ``\\`` are plain characters; a non-ASCII path is compared too)."""
+    paths = ["/d/a_b.json", "/d/100%.sqlite", "/d/back\\slash.json", "/d/é.json"]
+    for n, path in enumerate(paths):
+        store.put_handle(HandleRow(f"h{n}", "json", {"path": path, "mode": "create"}, n, n))
+    for path in paths:
+        assert store.has_handle_on(path), path
+    for other in ["/d/aXb.json", "/d/100x.sqlite", "/d/a_b.jso", "/d/back", "/d/e.json", "/d"]:
+        assert not store.has_handle_on(other), other
+
+
 def _cursor(page: int = 0, position: list[object] | None = None) -> CursorRow:
     return CursorRow("q1", "h1", "c", {"filter": {"b": 1, "a": 1e16}, "orderBy": []}, position,
                      page, 10, 5, False, "s1", 10**13)  # fmt: skip

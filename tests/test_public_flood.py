@@ -7,9 +7,11 @@ Counts and states only; no time is measured."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -17,7 +19,7 @@ import pytest
 from dbhandles.server import public, ws_wire
 from dbhandles.server.public import PublicRate
 from dbhandles.settings import Settings
-from tests.test_server_connections import connect, read_answer, serving, wait_for
+from tests.server_helpers import connect, read_answer, serving, wait_for
 
 #: Every kind of route the rate covers: the dashboard, a static file, the documents, a wrong URL.
 RATED = ["/", "/jtag.js", "/openapi.json", "/commands", "/commands/data/list", "/no/such/page"]
@@ -61,6 +63,24 @@ def test_the_buckets_of_many_addresses_are_bounded(monkeypatch: pytest.MonkeyPat
         rate.take(f"10.0.2.{i}")
     rate.take("10.0.3.1")  # none full: kept (an address mid-flood is never forgotten)
     assert len(rate.buckets) == 11
+
+
+def test_paused_refusals_are_spread_and_their_pause_bounded() -> None:
+    # wrk -c300 refused at once: 300 refusals paused alike all came due together (issue 13).
+    clock = Clock()
+    rate = PublicRate(1.0, 1, clock)
+    spacing, most = public.REFUSAL_SPACING_SECONDS, public.REFUSAL_MOST_PAUSES
+    pauses = [rate.refusal_pause(1.0) for _ in range(300)]
+    assert pauses[:3] == [1.0, pytest.approx(1.0 + spacing), pytest.approx(1.0 + 2 * spacing)]
+    due = [clock.now + p for p in pauses]
+    assert min(b - a for a, b in itertools.pairwise(due)) == pytest.approx(spacing)
+    # Past the most a refusal waits, the rest are not spread but wait no longer.
+    many = [rate.refusal_pause(1.0) for _ in range(round(2.0 / spacing))]
+    assert max(many) == pytest.approx(most) and many[-1] == pytest.approx(most)
+    clock.now += 10  # the queue drained: the next one waits the pause alone
+    assert rate.refusal_pause(1.0) == 1.0
+    assert rate.refusal_pause(0.0) == 0.0  # no pause (tests): none added either
+    assert rate.refusal_pause(0.0) == 0.0
 
 
 def get(port: int, path: str, token: str | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -138,6 +158,13 @@ def closed_by_server(sock: socket.socket) -> bool:
     return True
 
 
+def cuts(served: Any) -> int:
+    """Connections cut at the write deadline: with an answer the transport could not hand over
+    (``serve_public``), or with answers the kernel holds unsent holding the next request
+    (``connections.limited_protocol``: a small answer, the dashboard's page)."""
+    return int(served.call(lambda: served.state.public.cut + served.state.wire.stuck))
+
+
 @pytest.mark.parametrize("path", ["/openapi.json", "/", "/commands"])
 def test_a_client_that_does_not_read_loses_its_slot_at_the_write_deadline(
     home: Path, path: str
@@ -149,11 +176,11 @@ def test_a_client_that_does_not_read_loses_its_slot_at_the_write_deadline(
         request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
         with non_readers(served.port, 1, request) as (sock,):
             # Nothing read until the server cut the connection at the deadline and freed the slot.
-            wait_for(lambda: served.call(lambda: served.state.public.cut) == 1, "the cut")
+            wait_for(lambda: cuts(served) == 1, "the cut")
             wait_for(lambda: not served.call(lambda: dict(served.state.public.counts)),
                      "the slot freed at the deadline")  # fmt: skip
             assert closed_by_server(sock)
-        assert served.state.public.cut == 1
+        assert cuts(served) == 1
         assert get(served.port, path)[0] == 200
 
 
@@ -167,7 +194,7 @@ def test_non_readers_past_the_slots_hold_nothing(home: Path) -> None:
         assert get(served.port, "/openapi.json")[0] == 200
         request = b"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         with non_readers(served.port, 2, request) as socks:
-            wait_for(lambda: served.call(lambda: served.state.public.cut) == 2, "both cut")
+            wait_for(lambda: cuts(served) == 2, "both cut")
             for sock in socks:
                 assert closed_by_server(sock)
         wait_for(lambda: not served.call(lambda: dict(served.state.public.counts)),

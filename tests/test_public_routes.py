@@ -41,7 +41,9 @@ def test_each_document_is_built_once_per_server(
     for _ in range(3):
         for path in PUBLIC_GETS:
             assert client.get(path).status_code == 200, path
-    assert sorted(calls) == ["command_info", "commands_listing", "openapi_document"]
+    # /openapi.json and /commands were built at start-up, before any connection (issue 13: the
+    # first build, on the loop, stalled a flood's every client): only the command's entry is new.
+    assert calls == ["command_info"]
     state = client.app.state.dbhandles
     assert state.documents.builds == len(PUBLIC_GETS)
 

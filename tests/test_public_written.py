@@ -16,7 +16,7 @@ import pytest
 from dbhandles.cli.transport import health
 from dbhandles.errors import ServerUnreachable
 from dbhandles.server.addresses import LOOPBACK
-from tests.test_server_connections import connect, read_answer, serving, wait_for
+from tests.server_helpers import connect, read_answer, serving, wait_for
 
 
 def test_a_client_that_does_not_read_holds_only_its_own_connections(home: Path) -> None:

@@ -246,6 +246,42 @@ def _rows(count: int, size: int) -> list[tuple[str, str, str, str, int]]:
     return [(f"r{i}", text, "t", "t", 1) for i in range(count)]
 
 
+#: ``data`` a page may hold in a row ``foreign_rows`` does not name (NULL, which stays NULL through
+#: ``RECORD_FUNCTION``), and values it names (the test feeds them anyway: whatever the row-by-row
+#: loop answers or raises, the fast way must too).
+ODD_DATA: list[object] = [None, 5, 2.5, b"{}", "[1]", '"x"', "not json", "{"]
+
+
+def _decoded(rows: list[tuple[Any, ...]], foreign: Foreign) -> object:
+    try:
+        records, complete = decode_all(rows, foreign)
+    except (TypeError, ValueError) as exc:
+        return type(exc)
+    return [list(r.items()) for r in records], complete
+
+
+@pytest.mark.parametrize("odd", [*ODD_DATA, "none"])
+def test_a_page_of_rows_dbhandles_wrote_decodes_as_row_by_row(
+    monkeypatch: pytest.MonkeyPatch, odd: object
+) -> None:
+    """The one-comprehension decode of a page no other tool wrote (``decode_all``'s fast way)
+    gives the records (keys in order), completeness or error of the row-by-row loop (which the
+    page takes when a look at the budget is due: ``DECODE_CHECK_BYTES`` of 0 here)."""
+    rows: list[tuple[Any, ...]] = [
+        (f"r{i}", orjson.dumps({"b": i, "a": [i]}).decode(), "c", "u", i) for i in range(5)
+    ]
+    if odd != "none":
+        rows.insert(2, ("odd", odd, "c", "u", 9))
+    canonical = Foreign((0, 0, 0), (), frozenset(), 0)
+    fast = _decoded(rows, canonical)
+    monkeypatch.setattr(sqlite_records, "DECODE_CHECK_BYTES", 0)
+    assert fast == _decoded(rows, canonical)
+    if odd in ("none", None):
+        records, complete = decode_all(rows, canonical)
+        assert complete is (odd == "none") and len(records) == 5
+        assert list(records[0]) == ["id", "b", "a", "createdAt", "updatedAt", "version"]
+
+
 @pytest.mark.parametrize("canonical", [True, False])
 def test_the_decode_of_a_page_stops_at_the_deadline(
     monkeypatch: pytest.MonkeyPatch, canonical: bool

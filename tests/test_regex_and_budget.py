@@ -21,6 +21,9 @@ from dbhandles.settings import Settings
 from tests.conftest import ADAPTERS, adapter_config
 from tests.servers import ServerProcess
 
+#: System fields as dbhandles writes them (SQLite leaves out a row with others: round 20).
+_STAMP = "2024-01-01T00:00:00.000Z"
+
 #: The patterns of the issue: each backtracks exponentially in Python's ``re``.
 PATHOLOGICAL = ["(a|a)*$", "(?:a|a)*$", "((a+))+$", "(a|aa)+$", "(a+)+$", "(a+)+", "(.*)*x"]
 #: A bound no linear-time match of 31 characters comes near, and any backtracking one exceeds.
@@ -157,7 +160,8 @@ def test_a_slow_query_ends_with_query_timeout_and_the_service_carries_on(
                 service.execute(
                     command, {"dbHandle": handle, "collection": "items", "filter": HEAVY_FILTER}
                 )
-            assert time.monotonic() - started < 5 * QUICK, command
+            # A bound against a hang (60 s), not a speed check: a loaded CI machine may take seconds.
+            assert time.monotonic() - started < 20 * QUICK, command
             assert caught.value.code == "query_timeout"
             assert caught.value.http_status == 504
             assert "200 ms" in caught.value.message
@@ -193,7 +197,7 @@ def test_the_budget_stops_a_statement_where_it_runs(adapter: str, tmp_path: Path
         with database.session(write=True) as session:
             session.insert_many(
                 "items",
-                [{"id": f"r{i:05d}", "text": f"word{i} " * 8, "createdAt": "t", "updatedAt": "t",
+                [{"id": f"r{i:05d}", "text": f"word{i} " * 8, "createdAt": _STAMP, "updatedAt": _STAMP,
                   "version": 1} for i in range(ROWS)],
             )  # fmt: skip
         heavy = parse_filter(HEAVY_FILTER)
@@ -205,7 +209,7 @@ def test_the_budget_stops_a_statement_where_it_runs(adapter: str, tmp_path: Path
             started = time.monotonic()
             with pytest.raises(QueryTimeout), query_budget(300), database.session() as session:
                 run(session)
-            assert time.monotonic() - started < 5 * QUICK, name
+            assert time.monotonic() - started < 20 * QUICK, name
         with database.session() as session:  # no budget: the connection works as before
             assert session.count("items", parse_filter({"text": {"$regex": "^word7 "}})) == 1
     finally:
@@ -244,7 +248,7 @@ def slow_database(tmp_path: Path) -> Path:
             session.insert_many(
                 "items",
                 [{"id": f"r{i:05d}", "text": "a" * 24 + "!" if i % 2 else f"word{i} " * 8,
-                  "createdAt": "t", "updatedAt": "t", "version": 1} for i in range(ROWS)],
+                  "createdAt": _STAMP, "updatedAt": _STAMP, "version": 1} for i in range(ROWS)],
             )  # fmt: skip
     finally:
         database.close()

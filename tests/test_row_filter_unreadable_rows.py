@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from dbhandles import Service
+from tests.unreadable_rows import ID_DOORS, answer_without_id, id_doors
 
 #: What another tool wrote; every row names bob as its owner, as far as a reader could tell.
 UNREADABLE = ['{"owner": "bob", "s": "\\ud800"}', '{"owner": "bob", "n": 1e400}', '{owner: "bob"}']
@@ -51,40 +52,23 @@ def _handle(service: Service, path: Path, **permissions: Any) -> str:
 
 def _doors(db: str, record_id: str, numeric: bool) -> dict[str, tuple[str, dict[str, Any]]]:
     given: Any = int(record_id) if numeric else record_id
-    base = {"dbHandle": db, "collection": "c"}
-    return {
-        "read": ("data/read", {**base, "id": given}),
-        "update": ("data/update", {**base, "id": given, "data": {"owner": "alice"}}),
-        "delete": ("data/delete", {**base, "id": given}),
-        "batch-update": ("data/batch", {"dbHandle": db, "operations": [
-            {"op": "update", "collection": "c", "id": record_id, "data": {"owner": "alice"}}]}),
-        "batch-delete": ("data/batch", {"dbHandle": db, "operations": [
-            {"op": "delete", "collection": "c", "id": record_id}]}),
-    }  # fmt: skip
-
-
-def _answer(service: Service, name: str, params: dict[str, Any], record_id: str) -> Any:
-    """The envelope with the id's own spelling taken out, to compare ids' answers."""
-    envelope = service.dispatch(name, params)
-    envelope.pop("timestamp", None)
-    text = repr(envelope).replace(f'"{record_id}"', '"ID"').replace(f"'{record_id}'", "'ID'")
-    return text.replace(f"'id': {record_id}", "'id': ID")
+    return id_doors(db, record_id, given=given, data={"owner": "alice"})
 
 
 @pytest.mark.parametrize("numeric", [False, True])
-@pytest.mark.parametrize("door", ["read", "update", "delete", "batch-update", "batch-delete"])
+@pytest.mark.parametrize("door", ID_DOORS)
 def test_an_unreadable_row_behind_a_row_filter_answers_as_a_missing_id(
     service: Service, tmp_path: Path, door: str, numeric: bool
 ) -> None:
     path = tmp_path / "d.sqlite"
     _database(service, path)
     db = _handle(service, path, rowFilter={"owner": "alice"})
-    missing = _answer(service, *_doors(db, MISSING, numeric)[door], MISSING)
+    missing = answer_without_id(service, *_doors(db, MISSING, numeric)[door], MISSING)
     assert "storage_error" not in missing and "query_failed" not in missing
     for record_id in (HIDDEN, *UNREADABLE_IDS):
-        assert _answer(service, *_doors(db, record_id, numeric)[door], record_id) == missing, (
-            record_id
-        )
+        assert (
+            answer_without_id(service, *_doors(db, record_id, numeric)[door], record_id) == missing
+        ), record_id
     # Nothing was written: the rows are still there, as the other tool wrote them.
     with sqlite3.connect(path) as conn:
         rows = dict(conn.execute("SELECT id, data FROM c").fetchall())

@@ -8,21 +8,14 @@ denies stays denied through the full-text table and every view over it. See docs
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from dbhandles import Context, Service
 from dbhandles.adapters.sqlite_vtables import parse_using
 from dbhandles.errors import DbHandlesError
-from tests.security_helpers import ALICE, BOB, crafted_file, granted_handle, refused, two_tenants
+from tests.security_helpers import ALICE, BOB, crafted_file, granted_handle, refused
 
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
-    with two_tenants(tmp_path) as svc:
-        yield svc
+pytestmark = pytest.mark.two_tenants
 
 
 def crafted(service: Service, *sql: str) -> str:

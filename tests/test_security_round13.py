@@ -22,8 +22,10 @@ import pytest
 from dbhandles import Service
 from dbhandles.errors import DbHandlesError
 from dbhandles.settings import Settings
-from tests.security_helpers import ALICE, crafted_file, granted_handle, space, two_tenants
+from tests.security_helpers import ALICE, crafted_file, granted_handle, space
 from tests.test_security_tenants import Tenants, serve_tenants
+
+pytestmark = pytest.mark.two_tenants
 
 #: A dbhandles collection's table, as dbhandles creates it.
 COLLECTION = (
@@ -206,12 +208,6 @@ REACHES = {
                                  "CREATE TRIGGER t1 AFTER DELETE ON kid "
                                  "BEGIN INSERT INTO pay VALUES (1); END"], "delete", "pay"),
 }  # fmt: skip
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
-    with two_tenants(tmp_path) as svc:
-        yield svc
 
 
 def granted(service: Service, name: str, statements: list[str], **grant: Any) -> tuple[Path, str]:

@@ -19,9 +19,11 @@ import pytest
 
 from dbhandles import Service
 from dbhandles.errors import DbHandlesError, error_class_for_code
-from tests.security_helpers import ALICE, two_tenants
+from tests.security_helpers import ALICE
 from tests.test_security_round13 import build, granted, pg_write_reaching_tlog, rows, shared
 from tests.test_security_tenants import Tenants, serve_tenants
+
+pytestmark = pytest.mark.two_tenants
 
 # -- 1. REPLACE conflict resolution is a delete -----------------------------------------------------
 
@@ -65,12 +67,6 @@ KINDS: dict[str, tuple[list[str], str]] = {
          *_on_pr("INSERT INTO st VALUES ('k', new.owner) ON CONFLICT (k) DO UPDATE SET "
                  "k = 'k2'")], "cl"),
 }  # fmt: skip
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
-    with two_tenants(tmp_path) as svc:
-        yield svc
 
 
 def _job(service: Service, command: str, params: dict[str, Any]) -> None:

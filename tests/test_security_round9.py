@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +17,18 @@ import pytest
 from dbhandles import Context, Service
 from dbhandles.errors import StorageError
 from dbhandles.security.permissions import Permissions
-from tests.security_helpers import ALICE, BOB, ROOT, refused, two_tenants
+from tests.security_helpers import ALICE, BOB, ROOT, refused
+
+pytestmark = pytest.mark.two_tenants
 
 LOCAL = Context(actor="local", session_id="s-local", is_admin=True, trusted_local=True)
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
-    with two_tenants(tmp_path) as svc:
-        svc.tokens.create("root", admin=True)
-        yield svc
+def service(service: Service) -> Service:
+    """The two tenants' service (tests/conftest.py), with an administrator ``root`` too."""
+    service.tokens.create("root", admin=True)
+    return service
 
 
 def space(service: Service, actor: str = "alice") -> Path:

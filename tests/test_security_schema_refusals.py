@@ -10,7 +10,6 @@ the refusal the guard gives for ``pragma_*`` (``sqlite_guard.schema_refusal``), 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,8 @@ import pytest
 
 from dbhandles import Context, Service
 from tests.security_helpers import ALICE, BOB, crafted_file, granted_handle, refused, two_tenants
+
+pytestmark = pytest.mark.two_tenants
 
 #: Views SQLite refuses itself, each over something that shows the file or the connection.
 REFUSED_VIEWS = {
@@ -32,12 +33,6 @@ ENDLESS = (
     "CREATE VIEW {name} AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
     "SELECT x AS id FROM c"
 )
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
-    with two_tenants(tmp_path) as svc:
-        yield svc
 
 
 def crafted(service: Service, *sql: str) -> str:

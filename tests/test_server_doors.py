@@ -5,7 +5,7 @@ gets the documented ``error`` (the socket stays open; far over it, close code 10
 
 Doors: ``Service.dispatch`` (in-process), ``jtag`` in-process and against a server, HTTP with and
 without ``X-Session-Id``, the Python ``Client`` and the WebSocket. Servers are ``server_config`` on
-loopback in a thread (``tests/test_server_connections.py``); every wait is bounded.
+loopback in a thread (``tests/server_helpers.py``); every wait is bounded.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dbhandles.cli.serve import WS_MESSAGE_SLACK
 from dbhandles.client import Client
 from dbhandles.context import Context
 from tests.door_helpers import jtag_envelope
-from tests.test_server_connections import Served, serving
+from tests.server_helpers import Served, serving
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from dbhandles.server.connections import MAX_HEADER_FIELDS
-from tests.test_server_connections import (
+from tests.server_helpers import (
     closed_by_server,
     connect,
     health_from,

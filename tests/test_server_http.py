@@ -121,14 +121,14 @@ def test_oversized_body_by_content_length(tmp_path: Path) -> None:
     from dbhandles import Settings
 
     with (
-        Service(settings=Settings(home=tmp_path / "h", max_body_bytes=1000)) as svc,
+        Service(settings=Settings(home=tmp_path / "h", max_body_bytes=2048)) as svc,
         app_client(svc) as client,
     ):
-        big = {"collection": "c", "data": {"blob": "x" * 2000}}
+        big = {"collection": "c", "data": {"blob": "x" * 5000}}
         body = assert_error(
             client.post("/commands/data/create", json=big), "payload_too_large", "body"
         )
-        assert "1000 bytes" in body["error"]
+        assert "2048 bytes" in body["error"]
         assert client.post("/commands/data/list", json={"collection": "c"}).json()["count"] == 0
 
 
@@ -142,7 +142,7 @@ def test_oversized_body_streamed_without_length(tmp_path: Path) -> None:
         yield b'"}}'
 
     with (
-        Service(settings=Settings(home=tmp_path / "h", max_body_bytes=1000)) as svc,
+        Service(settings=Settings(home=tmp_path / "h", max_body_bytes=2048)) as svc,
         app_client(svc) as client,
     ):
         response = client.post("/commands/data/create", content=chunks())
@@ -156,7 +156,7 @@ def test_query_open_body_far_over_the_cursor_spec_limit_is_refused_unread(tmp_pa
     from dbhandles import Settings
     from dbhandles.server.http import LARGE_BODY, QUERY_BODY_FACTOR
 
-    spec = 1000
+    spec = 2048  # the least the setting allows is 1 KiB
     limit = QUERY_BODY_FACTOR * spec + LARGE_BODY
     settings = Settings(home=tmp_path / "h", max_cursor_spec_bytes=spec)
     huge = {"collection": "c", "filter": {"tag": {"$in": ["v" * 10] * (limit // 10)}}}
@@ -175,7 +175,7 @@ def test_query_open_body_far_over_the_cursor_spec_limit_is_refused_unread(tmp_pa
             assert f"{limit} bytes" in body["error"]
             assert "DBHANDLES_MAX_CURSOR_SPEC_BYTES" in body["error"]
         # Within the body limit, the cursor's own check answers (the spec is measured).
-        medium = {"collection": "c", "filter": {"tag": {"$in": ["v" * 10] * 200}}}
+        medium = {"collection": "c", "filter": {"tag": {"$in": ["v" * 10] * 400}}}
         assert_error(client.post("/commands/data/query-open", json=medium), "payload_too_large",
                      "filter")  # fmt: skip
         opened = client.post("/commands/data/query-open", json={"collection": "c"}).json()

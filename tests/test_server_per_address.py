@@ -17,8 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from dbhandles.server.addresses import LOOPBACK
-from tests.test_server_connections import (
+from tests.server_helpers import (
     OTHER,
     closed_by_server,
     connect,
@@ -26,12 +25,9 @@ from tests.test_server_connections import (
     post,
     read_answer,
     serving,
+    untrusted,
     wait_for,
 )
-
-
-def untrusted(served: Any) -> int:
-    return int(served.call(lambda: served.state.wire.open[LOOPBACK]))
 
 
 def health(sock: socket.socket) -> int:

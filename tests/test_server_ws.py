@@ -155,12 +155,12 @@ def test_oversized_message(tmp_path: Any) -> None:
     from dbhandles import Settings
 
     with (
-        Service(settings=Settings(home=tmp_path / "h", max_body_bytes=500)) as svc,
+        Service(settings=Settings(home=tmp_path / "h", max_body_bytes=1024)) as svc,
         app_client(svc) as client,
         client.websocket_connect("/ws") as socket,
     ):
         receive(socket, "hello")
-        socket.send_text(orjson.dumps({"type": "ping", "id": 1, "pad": "x" * 600}).decode())
+        socket.send_text(orjson.dumps({"type": "ping", "id": 1, "pad": "x" * 1100}).decode())
         error = receive(socket)
         assert (error["type"], error["code"]) == ("error", "payload_too_large")
         socket.send_json({"type": "ping", "id": 2})

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import pytest
 
-from dbhandles import Service, Settings, jobs
+from dbhandles import Service, Settings, job_hooks, jobs
 from dbhandles.commands import COMMANDS, Command
 from dbhandles.commands.jobs import params_summary
 from dbhandles.context import Context
@@ -52,7 +52,7 @@ def hold_after_first_chunk(
 ) -> tuple[threading.Event, threading.Event]:
     """Let an import report (and write) its first chunk, then hold it until the test says go."""
     progressed, go = threading.Event(), threading.Event()
-    original = jobs._ImportProgress.update
+    original = job_hooks.ImportProgress.update
 
     def update(self: Any, stats: Any) -> None:
         original(self, stats)
@@ -60,7 +60,7 @@ def hold_after_first_chunk(
             progressed.set()
             go.wait(20)
 
-    monkeypatch.setattr(jobs._ImportProgress, "update", update)
+    monkeypatch.setattr(job_hooks.ImportProgress, "update", update)
     # Every batch boundary reads the table, so the cancel is seen at the first one after it.
     monkeypatch.setattr(jobs, "SYNC_SECONDS", 0.0)
     return progressed, go

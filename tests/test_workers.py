@@ -29,7 +29,15 @@ from dbhandles.events import EventBus, sqlite_log
 from dbhandles.events.sqlite_log import RESUMED, SqliteEventLog
 from dbhandles.server.workers import Supervisor, bind_listener, receive_connections, settings_env
 from dbhandles.settings import Settings
-from tests.servers import ServerProcess, envelope_of, jtag_env, run_jtag
+from tests.servers import (
+    ServerProcess,
+    envelope_of,
+    index_worker,
+    jtag_env,
+    next_event,
+    run_jtag,
+    subscribed,
+)
 
 TIMEOUT = 30.0
 
@@ -129,27 +137,6 @@ def own_workers(server: ServerProcess) -> Iterator[tuple[Pinned, Pinned]]:
     yield from _workers(server)
 
 
-@contextlib.contextmanager
-def _subscribed(server: ServerProcess, token: str) -> Iterator[Any]:
-    from websockets.sync.client import connect
-
-    with connect(f"ws://127.0.0.1:{server.port}/ws?token={token}", open_timeout=10) as sock:
-        assert orjson.loads(sock.recv(timeout=10))["type"] == "hello"
-        sock.send(orjson.dumps({"type": "subscribe", "id": 1, "pattern": "data:*"}).decode())
-        assert orjson.loads(sock.recv(timeout=10))["type"] == "subscribed"
-        yield sock
-
-
-def _next_event(sock: Any, timeout: float = 15.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        message: dict[str, Any] = orjson.loads(
-            sock.recv(timeout=max(0.1, deadline - time.monotonic()))
-        )
-        if message["type"] == "event":
-            return message
-
-
 # -- the server ------------------------------------------------------------------------------------
 
 
@@ -158,28 +145,28 @@ def test_a_write_through_one_worker_reaches_a_subscriber_on_the_other(
     shared: ServerProcess, workers: tuple[Pinned, Pinned]
 ) -> None:
     server = shared
-    with _subscribed(server, server.token) as sock:
+    with subscribed(server, server.token) as sock:
         # The worker that holds the WebSocket reports it; the write goes through the other one.
         _wait(lambda: any(w.health()["connections"] for w in workers), "the socket to be counted")
         holder = next(w for w in workers if w.health()["connections"])
         writer = next(w for w in workers if w is not holder)
         assert writer.pid != holder.pid
         writer("data/create", collection="notes", id="n1", data={"text": "hello"})
-        event = _next_event(sock)
+        event = next_event(sock)
         assert event["event"] == "data:notes:created" and event["pattern"] == "data:*"
         assert event["payload"]["dbHandle"] == "default"
         assert event["payload"]["record"]["text"] == "hello"
         # Order is kept, and a write on the subscriber's own worker arrives once (no echo).
         writer("data/update", collection="notes", id="n1", data={"text": "x" * 20_000})
         holder("data/delete", collection="notes", id="n1")
-        updated, deleted = _next_event(sock), _next_event(sock)
+        updated, deleted = next_event(sock), next_event(sock)
         assert updated["event"] == "data:notes:updated"
         assert len(updated["payload"]["record"]["text"]) == 20_000
         assert deleted["event"] == "data:notes:deleted"
         # A Python service on the same home (no server involved) reaches it too.
         with Service(settings=Settings(home=server.home)) as local:
             local.execute("data/create", {"collection": "notes", "id": "n2", "data": {}})
-        event = _next_event(sock)
+        event = next_event(sock)
         assert event["event"] == "data:notes:created" and event["payload"]["id"] == "n2"
 
 
@@ -333,24 +320,6 @@ def test_stopping_the_supervisor_stops_its_workers() -> None:
         listener.close()
 
 
-# A worker that reports, on its stdout, how many connections reached it through its channel.
-_COUNTING_WORKER = """
-import socket, sys, time
-from dbhandles.server.workers import receive_connections
-channel = socket.socket(fileno=int(sys.argv[1]))
-channel.setblocking(False)
-held, deadline = [], time.monotonic() + 60
-while time.monotonic() < deadline:
-    taken = receive_connections(channel)
-    if taken is None:
-        break
-    for sock in taken:
-        sock.sendall(b"%d" % int(sys.argv[2]))
-        held.append(sock)
-    time.sleep(0.01)
-"""
-
-
 @pytest.mark.parametrize("count", [2, 3])
 def test_connections_are_dealt_to_the_workers_in_turn(count: int) -> None:
     # SO_REUSEPORT hashed each connection's addresses: 8 connections of one client could land 7/1
@@ -359,7 +328,7 @@ def test_connections_are_dealt_to_the_workers_in_turn(count: int) -> None:
     port = listener.getsockname()[1]
     try:
         supervisor = Supervisor(
-            lambda index, fd, watch: [sys.executable, "-c", _COUNTING_WORKER, str(fd), str(index)],
+            index_worker,
             listener, count, env=dict(os.environ),
         )  # fmt: skip
         runner = threading.Thread(target=supervisor.run)
@@ -368,7 +337,7 @@ def test_connections_are_dealt_to_the_workers_in_turn(count: int) -> None:
         try:
             for _ in range(4 * count):
                 clients.append(socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT))
-            answers = [int(client.recv(8)) for client in clients]
+            answers = [int(client.recv(64).split()[0]) for client in clients]
         finally:
             for client in clients:
                 client.close()

@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from typing import Any
@@ -15,26 +14,9 @@ from typing import Any
 import pytest
 
 from dbhandles.server.workers import Supervisor, bind_listener, receive_connections
+from tests.servers import index_worker
 
 TIMEOUT = 30.0
-
-# A worker that answers each connection dealt to it with "<index> <pid>" (and, through
-# ``receive_connections``, answers the supervisor's heartbeats).
-_WORKER = """
-import os, socket, sys, time
-from dbhandles.server.workers import receive_connections
-channel = socket.socket(fileno=int(sys.argv[1]))
-channel.setblocking(False)
-held, deadline = [], time.monotonic() + 60
-while time.monotonic() < deadline:
-    taken = receive_connections(channel)
-    if taken is None:
-        break
-    for sock in taken:
-        sock.sendall(b"%s %d" % (sys.argv[2].encode(), os.getpid()))
-        held.append(sock)
-    time.sleep(0.01)
-"""
 
 
 def _wait(condition: Any, what: str) -> None:
@@ -56,7 +38,7 @@ def test_a_stopped_worker_is_dealt_nothing_then_killed_and_started_again() -> No
     listener = bind_listener("127.0.0.1", 0)
     port = listener.getsockname()[1]
     supervisor = Supervisor(
-        lambda index, fd, watch: [sys.executable, "-c", _WORKER, str(fd), str(index)],
+        index_worker,
         listener, 2, env=dict(os.environ),
         heartbeat_seconds=0.1, stall_seconds=1.0, hung_seconds=4.0, start_seconds=TIMEOUT,
     )  # fmt: skip

@@ -22,7 +22,7 @@ import pytest
 from dbhandles.server import ws as ws_module
 from dbhandles.server import ws_flow
 from dbhandles.server.ws_flow import MessageRate, ReadGate
-from tests.test_server_connections import serving, wait_for
+from tests.server_helpers import serving, wait_for
 
 
 class FakeTransport:

@@ -21,8 +21,8 @@ from websockets.sync.client import ClientConnection, connect
 from dbhandles import Service
 from dbhandles.server import ws as ws_module
 from dbhandles.server.ws_frames import EventFrame, text_frame
+from tests.server_helpers import serving, wait_for
 from tests.servers import app_client
-from tests.test_server_connections import serving, wait_for
 from tests.test_ws_flow import connections_of, raw_socket
 
 

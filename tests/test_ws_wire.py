@@ -22,7 +22,7 @@ import pytest
 from dbhandles.server import ws as ws_module
 from dbhandles.server import ws_flow, ws_wire
 from dbhandles.server.ws_wire import GuardedWebSocketProtocol, HeldTransport, guard_of
-from tests.test_server_connections import serving, wait_for
+from tests.server_helpers import serving, wait_for
 from tests.test_ws_flow import connections_of, raw_socket
 
 PING, PONG, TEXT, CONT = 0x9, 0xA, 0x1, 0x0

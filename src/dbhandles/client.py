@@ -162,7 +162,7 @@ class EventStream:
 
     def _handle(self, raw: str | bytes) -> dict[str, Any] | None:
         """Buffer an event or note a notice; return any other (control) message."""
-        message = orjson.loads(raw)
+        message = wire.decode_exact(raw)  # an integer past 64 bits stays exact
         if not isinstance(message, dict):
             return None
         kind = message.get("type")

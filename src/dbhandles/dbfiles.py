@@ -10,16 +10,18 @@ alone, checkpoints and deletes the write-ahead log under the server, and acknowl
 
 The rules, each enforced here and nowhere else:
 
-- **Checks go through SQLite.** Whether a file is an SQLite database is asked of SQLite itself
-  (:func:`is_sqlite_database`): SQLite's own VFS knows which inodes this process has open and never
-  releases a lock by closing a second descriptor.
+- **Checks go through SQLite,** or read a file no connection of this process holds. Whether a file
+  is an SQLite database is asked of SQLite itself (:func:`is_sqlite_database`), whose VFS knows
+  which inodes this process has open; the gate reads the header of a file a caller named through
+  its pinned folder (``pinned_look``), under ``OPENING`` and only when no connection holds it.
 - **Creation never opens an existing file.** :func:`create_empty` uses ``O_CREAT | O_EXCL``, so it either
   makes a new inode (which nobody can hold locks on) or touches nothing.
 - **Plain I/O on a file a user named goes through a gate** (:func:`open_plain`, :func:`check_plain`):
   it refuses SQLite's own side files by name (``-wal``, ``-shm``, ``-journal``, super-journals), any
   file that is (a hard link to) a database file or side file this process has a connection to, a
-  file with other names by a name it is not known by (for every caller), and any SQLite database
-  (a JSONL input, an export, a rejects file or a JSON-adapter file is never one).
+  file with other names by a name it is not known by (for every caller, except a data file the
+  local user reads: ``other_names``), and any SQLite database (a JSONL input, an export, a rejects
+  file or a JSON-adapter file is never one).
 - **Connections are made here** (:func:`connect_sqlite`), so the set of live database files the gate
   consults is complete.
 - **A database file is used by one name.** A file with several names (hard links) is one inode, and
@@ -42,18 +44,31 @@ import re
 import sqlite3
 import stat
 import threading
-import urllib.parse
 from collections.abc import Callable
 from typing import IO, Any, Literal, cast
 
-from dbhandles.errors import DbHandlesError, InvalidParams, PathNotAllowed, StorageError
+from dbhandles.errors import InvalidParams, PathNotAllowed
+from dbhandles.file_kinds import (
+    OPENING,
+    PIPE,
+    changed_while_opened,
+    descriptors,
+    is_sqlite_database,
+    open_read,
+    regular,
+    sqlite_opened,
+    sqlite_uri,
+    waits_to_open,
+)
 from dbhandles.path_text import PATH_SCHEMA, check_path_text
 from dbhandles.pinned import Pinned, decided
+from dbhandles.pinned_look import look, sqlite_header_at
 from dbhandles.values import json_text
 
 __all__ = [
     "MAX_VALUE_BYTES",
     "PATH_SCHEMA",
+    "SIDE_SUFFIXES",
     "LiveConnection",
     "PlainWriter",
     "being_written",
@@ -69,7 +84,6 @@ __all__ = [
     "known_name",
     "known_names",
     "live_conflict",
-    "open_lock_file",
     "open_plain",
     "release",
     "set_file_refusal",
@@ -79,13 +93,8 @@ __all__ = [
 #: SQLite's side files of a database ``X``: ``X-wal``, ``X-shm``, ``X-journal`` and super-journals
 #: ``X-mjNNNNNNNN`` (https://www.sqlite.org/tempfiles.html).
 _SIDE_FILE = re.compile(r"-(wal|shm|journal|mj[0-9A-Fa-f]{8,9})\Z")
-_SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
-
-_SQLITE_NOTADB = 26
-#: SQLite's smallest page: a smaller file holds no database (SQLite would take it as an empty one).
-_MIN_DATABASE = 512
-#: SQLITE_PERM, SQLITE_IOERR, SQLITE_CANTOPEN, SQLITE_AUTH: the file could not be read at all.
-_CANNOT_READ = frozenset({3, 10, 14, 23})
+#: The fixed suffixes of those side files (a super-journal's is random: ``_SIDE_FILE`` only).
+SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 
 _lock = threading.Lock()
 #: ``(st_dev, st_ino)`` of every database file this process has an SQLite connection to, with the
@@ -155,11 +164,19 @@ class PlainWriter:
         self.close()
 
 
-def sqlite_uri(path: str, mode: Literal["ro", "rw", "rwc"], *, immutable: bool = False) -> str:
-    """A ``file:`` URI for ``path``: every byte that is not a plain path character is percent-encoded,
-    so ``?``, ``#`` and ``%`` in a file name are never read as URI syntax."""
-    uri = f"file:{urllib.parse.quote(os.fsencode(path))}?mode={mode}"
-    return uri + "&immutable=1" if immutable else uri
+def _named(path: str) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of the file ``path`` names itself (``None``: nothing there).
+
+    Raises:
+        PathNotAllowed: a link, or a file with other names by a name it is not known by."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if stat.S_ISLNK(info.st_mode):
+        raise changed_while_opened("config.path", path)
+    check_names(_real(path), info, "config.path")
+    return info.st_dev, info.st_ino
 
 
 def _identity(path: str) -> tuple[int, int] | None:
@@ -178,7 +195,8 @@ class LiveConnection(sqlite3.Connection):
     def close(self) -> None:
         identity, self._dbh_identity = self._dbh_identity, None
         try:
-            super().close()
+            with OPENING:  # see file_kinds.sqlite_opened
+                super().close()
         finally:
             if identity is not None:
                 with _lock:
@@ -213,30 +231,45 @@ def connect_sqlite(
 
     Raises:
         sqlite3.Error: from the driver; callers translate it at their own boundary.
+        PathNotAllowed: ``path`` is (or was, while SQLite opened it) a link or a file with other
+            names by a name it is not known by (``check_names``), or the file the connection
+            holds is not the one ``path`` named (``file_kinds.sqlite_opened``): closed, refused.
     """
     if immutable and mode != "ro":
         raise ValueError("immutable=1 is for read-only connections")
+    if mode == "ro" and waits_to_open(path):
+        raise sqlite3.OperationalError(f"unable to open database file: {PIPE}")
     if mode == "rwc" and decided(path):
         # A path a caller named was created in its pinned folder (create_empty) before this
         # open: SQLite, which opens by name, must not create another where a link swapped in
         # since leads (the service's home).
         mode = "rw"
-    conn = sqlite3.connect(
-        sqlite_uri(path, mode, immutable=immutable),
-        uri=True,
-        timeout=timeout,
-        check_same_thread=False,
-        isolation_level=None,
-        factory=LiveConnection,
-    )
-    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
-    identity = _identity(path)
-    if identity is not None:
-        with _lock:
+    # SQLite opens by name and follows links: the file there now (no link, one name or the
+    # known one) must be the one its connection holds (``file_kinds.sqlite_opened``).
+    with OPENING:
+        before, named = descriptors(), _named(path)
+        conn = sqlite3.connect(
+            sqlite_uri(path, mode, immutable=immutable),
+            uri=True,
+            timeout=timeout,
+            check_same_thread=False,
+            isolation_level=None,
+            factory=LiveConnection,
+        )
+        try:
+            conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+            identity = named or _named(path)  # None before: SQLite created it (``rwc``)
+            if identity is None:  # the name was removed meanwhile: whatever SQLite opened, not it
+                raise changed_while_opened("config.path", path)
+            sqlite_opened(path, identity, before, "config.path")
+        except BaseException:
+            conn.close()
+            raise
+        with _lock:  # under OPENING: a header read (pinned_look) never misses a new connection
             entry = _live.setdefault(identity, [path, 0])
             entry[1] += 1
         conn._dbh_identity = identity
-        know(path)
+    know(path)
     return conn
 
 
@@ -330,43 +363,6 @@ def release(path: str) -> None:
     _count(_held, path, -1)
 
 
-def is_sqlite_database(path: str) -> bool:
-    """Whether the regular file ``path`` is an SQLite database, asked of SQLite itself.
-
-    The file is opened ``immutable=1`` (no locks, no ``-shm``), so this works on read-only mounts and
-    never changes the file. A file smaller than SQLite's smallest page (512 bytes) is not reported
-    as a database (SQLite would take an empty or tiny file as an empty database). Never call this on
-    a side file: the callers refuse those by name and by link count first.
-
-    Raises:
-        StorageError: SQLite cannot open the file for another reason than its content.
-    """
-    try:
-        if os.stat(path).st_size < _MIN_DATABASE:
-            return False
-    except OSError as exc:
-        raise StorageError(f"cannot inspect {json_text(str(path))}: {exc.strerror}") from exc
-    try:
-        probe = sqlite3.connect(sqlite_uri(path, "ro", immutable=True), uri=True)
-    except sqlite3.Error as exc:
-        raise StorageError(f"cannot inspect {json_text(str(path))}: {exc}") from exc
-    try:
-        probe.execute("PRAGMA schema_version").fetchone()
-    except sqlite3.DatabaseError as exc:
-        code = getattr(exc, "sqlite_errorcode", None)
-        primary = code & 0xFF if isinstance(code, int) else None
-        if primary == _SQLITE_NOTADB or "not a database" in str(exc):
-            return False
-        if primary in _CANNOT_READ:
-            raise StorageError(f"cannot inspect {json_text(str(path))}: {exc}") from exc
-        # Any other answer came after SQLite accepted the header. Without locks (immutable) a
-        # page read while another process checkpoints may look "malformed": still a database.
-        return True
-    finally:
-        probe.close()
-    return True
-
-
 def create_empty(path: str, mode: int = 0o644, *, pinned: bool = False) -> bool:
     """Create ``path`` as an empty file (an empty SQLite database) unless something is there already.
 
@@ -413,15 +409,18 @@ def live_conflict(path: str, info: os.stat_result, *, writing: bool = False) -> 
     if info.st_nlink > 1:
         # A hard link under another name: compare with the side files of every live database.
         for _, database in entries:
-            for suffix in _SIDE_SUFFIXES:
+            for suffix in SIDE_SUFFIXES:
                 if _identity(database + suffix) == identity:
                     return str(database) + suffix
     return None
 
 
-def check_plain(path: str | os.PathLike[str], field: str, *, writing: bool = False) -> None:
+def check_plain(
+    path: str | os.PathLike[str], field: str, *, writing: bool = False, other_names: bool = False
+) -> None:
     """Refuse ``path`` for plain file I/O if it is, or may be, part of a live database; for
-    ``writing``, also anything but a missing or plain regular file.
+    ``writing``, also anything but a missing or plain regular file. ``other_names``: a file to read
+    may have other names (the local user's data read: docs/security.md "One name per file").
 
     A missing file passes (it is not a database yet). For reading, folders and devices pass: the
     caller's own open reports them.
@@ -436,7 +435,7 @@ def check_plain(path: str | os.PathLike[str], field: str, *, writing: bool = Fal
             inspect (a parent that is a file, no permission).
         PathNotAllowed: an SQLite side file by name; a database file (or side file, or hard link of
             one) this process has open; an SQLite database; a regular file with other names (hard
-            links) by a name it is not known by (``know``); for ``writing``: a symbolic link, a
+            links) by a name it is not known by (``know``; not with ``other_names``); for ``writing``: a symbolic link, a
             folder, device or pipe, or a file with other names (hard links), which writing would
             change behind those names.
     """
@@ -447,21 +446,26 @@ def check_plain(path: str | os.PathLike[str], field: str, *, writing: bool = Fal
             "those belong to a database and are never read or written as data files",
             field=field,
         )
-    try:
-        info = os.stat(text) if not writing else os.lstat(text)
-    except FileNotFoundError:
-        return
+    try:  # in its folder pinned, never by the path: no folder swapped in is walked (pinned_look)
+        looked = look(os.path.abspath(text), field)
     except OSError as exc:
         raise InvalidParams(
             f"{field}: cannot use {json_text(text)}: {exc.strerror}", field=field
         ) from exc
-    try:
-        _check_file(text, info, field, writing)
-    except PathNotAllowed as exc:
-        told = _file_refusal[0](text, info, exc) if _file_refusal else exc
-        if told is exc:
-            raise
-        raise told from None
+    if looked is None:
+        return
+    folder, info = looked
+    with folder:
+        try:
+            if not writing and stat.S_ISLNK(info.st_mode):
+                # The path policy hands real paths: a link there now was put after the check.
+                raise changed_while_opened(field, text)
+            _check_file(text, info, field, writing, folder, other_names and not writing)
+        except PathNotAllowed as exc:
+            told = _file_refusal[0](text, info, exc) if _file_refusal else exc
+            if told is exc:
+                raise
+            raise told from None
 
 
 #: How a refusal about the file behind a name is told to the running call's caller
@@ -478,8 +482,25 @@ def set_file_refusal(
     _file_refusal[:] = [told]
 
 
-def _check_file(text: str, info: os.stat_result, field: str, writing: bool) -> None:
-    """``check_plain``'s checks of the file ``info`` found at ``text``."""
+def _opened(text: str, info: os.stat_result, field: str, other_names: bool = False) -> None:
+    """``check_plain``'s checks of a file to read that need no open, again on the file a name led
+    to when it was opened (``info``): a file swapped in since the check by name."""
+    try:
+        if stat.S_ISREG(info.st_mode) and live_conflict(text, info) is not None:
+            raise changed_while_opened(field, text)
+        linked = info.st_nlink > 1 and not other_names and known_name(info) != _real(text)
+        if stat.S_ISREG(info.st_mode) and linked:
+            raise changed_while_opened(field, text)
+    except PathNotAllowed as exc:
+        told = _file_refusal[0](text, info, exc) if _file_refusal else exc
+        raise told from None
+
+
+def _check_file(
+    text: str, info: os.stat_result, field: str, writing: bool, folder: Pinned, other: bool
+) -> None:
+    """``check_plain``'s checks of the file ``info`` found at ``text`` (in ``folder``;
+    ``other``: a file with other names is accepted, the local user's data file)."""
     if writing and not stat.S_ISREG(info.st_mode):
         what = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
         raise PathNotAllowed(
@@ -504,17 +525,19 @@ def _check_file(text: str, info: os.stat_result, field: str, writing: bool) -> N
             field=field,
         )
     try:
-        database_file = is_sqlite_database(text)
-    except DbHandlesError:
+        busy = lambda seen: live_conflict(text, seen, writing=writing) is not None  # noqa: E731
+        database_file = sqlite_header_at(folder, info, field, busy)
+    except OSError:
         database_file = False  # unreadable: the caller's own open reports why
     if database_file:
         raise PathNotAllowed(
             f"{field}: {json_text(text)} is an SQLite database, not a data file; choose another file",
             field=field,
         )
-    if info.st_nlink > 1 and known_name(info) != _real(text):
+    if info.st_nlink > 1 and not other and known_name(info) != _real(text):
         # A second name is a way to a file past every check made on its first (the home's
-        # admin.token, another actor's data): for every caller, only the name it is known by.
+        # admin.token, another actor's data): only the name it is known by, except for the local
+        # user's data reads (``other_names``: a live database or SQLite file was refused above).
         raise PathNotAllowed(
             f"{field}: {json_text(text)} has other names (hard links) and is not the name this service "
             "uses its file by; a file is read by one name only: use a file with one name",
@@ -529,47 +552,38 @@ _WRITE_FLAGS = {
 }
 
 
-def open_plain(path: str | os.PathLike[str], mode: str, field: str, **options: Any) -> IO[Any]:
-    """``open(path, mode, **options)`` after :func:`check_plain` let ``path`` through.
+def open_plain(
+    path: str | os.PathLike[str],
+    mode: str,
+    field: str,
+    *,
+    other_names: bool = False,
+    **options: Any,
+) -> IO[Any]:
+    """``open(path, mode, **options)`` after :func:`check_plain` let ``path`` through
+    (``other_names``: as there, for a read).
 
     Writing modes (``wb``, ``w``, ``ab``) never follow a symbolic link: not the last name
     (``O_NOFOLLOW``), nor a folder on the way (the file is opened in its folder pinned by
     ``pinned.Pinned``), so a link planted after the check cannot redirect the write.
 
     Raises:
-        InvalidParams, PathNotAllowed: from :func:`check_plain`; a folder on the way is now a link.
-        OSError: from ``open``.
+        InvalidParams, PathNotAllowed: from :func:`check_plain`; a folder on the way is now a link;
+            not a regular file once opened (a pipe swapped in: ``O_NONBLOCK``, never waited for).
+        OSError: from ``open`` (``IsADirectoryError`` for a folder).
     """
     writing = mode in _WRITE_FLAGS
-    check_plain(path, field, writing=writing)
-    if not writing:
-        return open(os.fspath(path), mode, **options)
-    with Pinned(path, field) as folder:
-        flags = _WRITE_FLAGS[mode] | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(folder.name, flags, 0o666, dir_fd=folder.at())
+    check_plain(path, field, writing=writing, other_names=other_names)
+    if not writing:  # no link followed; the file opened is checked again (``_opened``)
+        fd = open_read(path, field, lambda info: _opened(os.fspath(path), info, field, other_names))
+    else:
+        with Pinned(path, field) as folder:
+            flags = _WRITE_FLAGS[mode] | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            fd = os.open(folder.name, flags, 0o666, dir_fd=folder.at())
     try:
-        return cast(IO[Any], PlainWriter(os.fdopen(fd, mode, **options), os.fspath(path)))
+        regular(fd, path, field)
+        file = os.fdopen(fd, mode, **options)
     except BaseException:
         os.close(fd)
         raise
-
-
-def open_lock_file(path: str | os.PathLike[str], field: str, *, pinned: bool = False) -> int:
-    """A descriptor on the lock file ``path`` (created if missing) for ``fcntl.flock``.
-
-    ``flock`` locks belong to the open file, not the process, so closing this descriptor releases
-    only this lock; but the file must not be a database, or closing it would release the process's
-    POSIX locks on that database (see the module docstring). With ``pinned`` (a path a caller
-    named), it is opened in its folder pinned without following links (``pinned.Pinned``).
-
-    Raises:
-        InvalidParams, PathNotAllowed: from :func:`check_plain` (``writing``: no link, no
-            database, no hard link); ``pinned``, and a folder on the way is now a link.
-        OSError: from ``os.open``.
-    """
-    check_plain(path, field, writing=True)
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    if not pinned:
-        return os.open(os.fspath(path), flags, 0o600)
-    with Pinned(path, field) as folder:
-        return os.open(folder.name, flags, 0o600, dir_fd=folder.at())
+    return cast(IO[Any], PlainWriter(file, os.fspath(path))) if writing else file

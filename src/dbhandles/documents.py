@@ -17,7 +17,8 @@ from dbhandles.errors import (
     RecordNotFound,
 )
 from dbhandles.evaluate import matches
-from dbhandles.filters import MAX_ID_LENGTH, RESERVED_FIELDS, FilterNode
+from dbhandles.filters import MAX_ID_LENGTH, RESERVED_FIELDS, FilterNode, check_collection_query
+from dbhandles.row_writes import loose_field, loose_message
 from dbhandles.schemas import Declaration
 from dbhandles.values import (
     MAX_DEPTH,
@@ -34,6 +35,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_TABLE_ID_LENGTH",
     "NUMBER_BOUND",
+    "check_held_id",
     "check_json",
     "check_record_id",
     "create_record",
@@ -67,26 +69,59 @@ def id_text(value: object) -> object:
     return value
 
 
-def check_record_id(value: object, field: str = "id", limit: int = MAX_TABLE_ID_LENGTH) -> str:
+def check_record_id(
+    value: object,
+    field: str = "id",
+    limit: int = MAX_TABLE_ID_LENGTH,
+    *,
+    held: bool = False,
+    new: bool = False,
+) -> str:
     """A record id: a non-empty string of at most ``limit`` characters (``MAX_ID_LENGTH`` for a
     new record of a collection), valid Unicode without U+0000 (``values.text_problem``:
     PostgreSQL's ``text`` cannot hold it); a JSON number is taken as its text (``id_text``).
+    With ``held`` (an id that names a row which may exist) U+0000 is left to ``check_held_id``:
+    a table dbhandles did not create may hold it in a key another tool wrote.
 
     Raises:
-        InvalidParams: anything else, a number outside the numbers of a record (strictly between
-            -2**63 and 2**63, ``values``) included; ``field`` names it.
+        InvalidParams: anything else, a number not strictly between -2**63 and 2**63 included
+            (the numbers of a record: a ``new`` id, which create and import store, is held to
+            it); an id naming a stored row (read, update, delete) takes an integer key's whole
+            int64 range, -2**63 included (it is listed as that number), and any finite double
+            (a REAL key's); ``field`` names it.
     """
-    if type(value) in (int, float) and not -NUMBER_BOUND < value < NUMBER_BOUND:  # type: ignore[operator]
+    # An id naming a stored integer key takes its whole int64 range: -2**63 is listed as that
+    # number (foreign-tables.md), and one naming a stored REAL key any double (-1e300 is listed
+    # as that number); a new record's id is held to the numbers of a record.
+    if (
+        type(value) in (int, float)
+        and not -NUMBER_BOUND < value < NUMBER_BOUND  # type: ignore[operator]
+        and (new or (type(value) is int and value != -NUMBER_BOUND))
+    ):
         raise InvalidParams(f"{field}: a numeric id lies strictly between -2**63 and 2**63, as "
-                            "every number of a record", field=field)  # fmt: skip
+                            "every number of a record (an id naming a stored integer key may be "
+                            "-2**63)", field=field)  # fmt: skip
     value = id_text(value)
     if not isinstance(value, str) or not value or len(value) > limit:
         raise InvalidParams(f"{field}: a record id is a non-empty string (or a number, for a key "
                             f"that is one) of at most {limit} characters", field=field)  # fmt: skip
-    problem = text_problem(value)
+    problem = text_problem(value.replace("\x00", "") if held else value)
     if problem is not None:
         raise InvalidParams(f"{field}: {problem}", field=field)
     return value
+
+
+def check_held_id(session: Session, collection: str, record_id: str, field: str = "id") -> None:
+    """Refuse U+0000 in ``record_id`` unless ``collection`` is a table dbhandles did not create
+    (``Session.table``), whose key another tool may have written with it (docs/foreign-tables.md
+    "Values"): no record of a collection holds it. On PostgreSQL, whose text cannot hold it, the
+    adapter refuses it as ``invalid_params`` naming PostgreSQL.
+
+    Raises:
+        InvalidParams: U+0000 in the id of a collection's record; ``field`` names it.
+    """
+    if "\x00" in record_id and session.table(collection) is None:
+        check_record_id(record_id, field)
 
 
 def check_json(value: object, where: str) -> Any:
@@ -149,18 +184,26 @@ def seen(
     return visible(record, row_filter)
 
 
-def _inside(record: Record, row_filter: FilterNode | None) -> None:
+def _inside(record: Record, row_filter: FilterNode | None, *, collection: bool = False) -> None:
+    if collection and row_filter is not None:
+        # What a read through this handle refuses (a path no collection's record has, such as
+        # ``ownér``), a write refuses too: never a record written that the handle cannot list.
+        check_collection_query(row_filter)
     if row_filter is not None and not matches(row_filter, record):
         raise PermissionDenied(
             "Permission denied: the record would fall outside this handle's row filter",
             field="data",
         )
+    if row_filter is not None and (loose := loose_field(row_filter, record)) is not None:
+        # An array holding the filter's value matches other filters too (row_writes.py).
+        raise PermissionDenied(loose_message(loose), field=f"data.{loose}")
 
 
 def delete_record(
     session: Session, collection: str, record_id: str, row_filter: FilterNode | None
 ) -> bool:
-    """Delete a record the handle can see; ``False`` when there is none."""
+    """Delete a record the handle can see; ``False`` when there is none (``check_held_id``)."""
+    check_held_id(session, collection, record_id)
     if row_filter is not None and seen(session.get, collection, record_id, row_filter) is None:
         return False
     return session.delete(collection, record_id)
@@ -187,7 +230,10 @@ def create_record(
         RecordExists: the id is taken.
     """
     if record_id is None and "id" in data:
-        record_id = check_record_id(data["id"], "data.id")
+        record_id = check_record_id(data["id"], "data.id", new=True)
+    elif record_id is not None:
+        # a new key, which dbhandles writes: no U+0000, no -2**63
+        record_id = check_record_id(record_id, new=True)
     if row_filter is not None and record_id is not None:
         raise PermissionDenied(
             "Permission denied: through a handle with a row filter, dbhandles chooses the ids of new "
@@ -200,7 +246,7 @@ def create_record(
     user = _user_fields(data, "data", record_id)
     now = now or iso_now()
     record: Record = {
-        "id": check_record_id(record_id, "id", MAX_ID_LENGTH)
+        "id": check_record_id(record_id, "id", MAX_ID_LENGTH, new=True)
         if record_id is not None
         else str(uuid.uuid4()),
         **user,
@@ -210,7 +256,7 @@ def create_record(
     }
     if decl is not None:
         record = decl.validate(record)
-    _inside(record, row_filter)
+    _inside(record, row_filter, collection=True)
     session.insert(collection, record)
     return record
 
@@ -285,8 +331,10 @@ def _update_row(
     if versioned:
         previous = stored_version(existing.get("version"), record_id, writer.name)
         if expected_version is not None and expected_version != previous:
+            # A NULL version reads as null and counts as 0: say both, one answer to the caller.
+            at = "null (not versioned yet, which counts as 0)" if previous == 0 else previous
             raise Conflict(
-                f"record {json_text(record_id, 80)} is at version {previous}, not {expected_version}: it was "
+                f"record {json_text(record_id, 80)} is at version {at}, not {expected_version}: it was "
                 "changed by someone else; read it again and retry",
                 field="expectedVersion",
             )
@@ -332,6 +380,7 @@ def update_record(
         InvalidParams: ``expected_version`` on a table without a version column; the record is at
             ``MAX_VERSION`` and ``increment_version`` is true.
     """
+    check_held_id(session, collection, record_id)
     writer = session.table_writer(collection)
     if writer is not None:
         return _update_row(session, writer, collection, record_id, patch,
@@ -362,6 +411,6 @@ def update_record(
     record["version"] = previous + 1 if increment_version else previous
     if decl is not None:
         record = decl.validate(record)
-    _inside(record, row_filter)
+    _inside(record, row_filter, collection=True)
     session.replace(collection, record)
     return record, previous

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
+from dbhandles.byte_cache import ByteCache, deep_sizeof
 from dbhandles.filters import And, Compare, ElemMatch, FilterNode, Not, Or, Scalar, SortKey
 from dbhandles.regex import search
 
@@ -66,7 +67,9 @@ def candidates(value: Any, path: tuple[str, ...]) -> list[Any]:
         if isinstance(value, list) and int(part) < len(value):
             return candidates(value[int(part)], rest)
         return [None]
-    if isinstance(value, Mapping):
+    # ``dict`` first: records are dicts, and ``isinstance(_, Mapping)`` runs the ABC's Python-level
+    # check, a fifth of a memory scan's time (issue 13: a 300,000-record ``$in`` held the GIL seconds).
+    if isinstance(value, (dict, Mapping)):
         return candidates(value.get(part), rest)
     if isinstance(value, list):
         found: list[Any] = []
@@ -78,8 +81,13 @@ def candidates(value: Any, path: tuple[str, ...]) -> list[Any]:
 
 def leaf_values(value: Any, path: tuple[str, ...]) -> list[Any]:
     """The candidates of ``path``, each array replaced by its elements (what value tests look at)."""
+    return _spread(candidates(value, path))
+
+
+def _spread(found_candidates: list[Any]) -> list[Any]:
+    """``found_candidates`` with each array replaced by its elements."""
     found: list[Any] = []
-    for item in candidates(value, path):
+    for item in found_candidates:
         if isinstance(item, list):
             found.extend(item)
         else:
@@ -100,8 +108,15 @@ def rank(value: Any) -> int:
     return 4
 
 
+#: ``rank`` of the exact types JSON gives, looked up in one step (a memory scan calls ``_key`` once
+#: a record); a subclass, or any other type, goes through ``rank``.
+_RANKS: dict[type, int] = {type(None): 0, bool: 1, int: 2, float: 2, str: 3, list: 4, dict: 4}
+
+
 def _key(value: Any) -> tuple[int, Any]:
-    r = rank(value)
+    r = _RANKS.get(type(value))
+    if r is None:
+        r = rank(value)
     return (r, value if 0 < r < 4 else 0)
 
 
@@ -118,9 +133,12 @@ def _equal(stored: Any, wanted: Scalar) -> bool:
 
 
 #: Plans made once per filter value or node and reused for every record: ``id`` -> (the object,
-#: what was made of it). Bounded; the object is kept so its ``id`` cannot be reused meanwhile.
-_PLANS: dict[int, tuple[object, Any]] = {}
-_MAX_PLANS = 1024
+#: what was made of it). The object is kept so its ``id`` cannot be reused meanwhile, so the cache is
+#: bounded by the bytes it keeps alive (the object and its plan, ``deep_sizeof``), not by a count: a
+#: stream of requests with big distinct ``$in`` lists pins at most ``PLAN_CACHE_BYTES`` (issue 13).
+#: A plan bigger than that is kept alone, as the one running query looks it up once per record.
+PLAN_CACHE_BYTES = 16 << 20
+_PLANS: ByteCache[int, tuple[object, Any]] = ByteCache(PLAN_CACHE_BYTES, keep_oversized=True)
 #: From how many branches an ``$or``/``$and`` is evaluated with ``_wide``.
 _WIDE = 8
 
@@ -129,10 +147,8 @@ def _planned(obj: object, make: Any) -> Any:
     found = _PLANS.get(id(obj))
     if found is not None and found[0] is obj:
         return found[1]
-    if len(_PLANS) >= _MAX_PLANS:
-        _PLANS.clear()
     plan = make(obj)
-    _PLANS[id(obj)] = (obj, plan)
+    _PLANS.put(id(obj), (obj, plan), deep_sizeof((obj, plan)))
     return plan
 
 
@@ -209,7 +225,11 @@ def _compare(node: Compare, value: Any) -> bool:
     op, wanted = node.op, node.value
     if op in _NEGATED:
         return not _compare(Compare(node.path, _NEGATED[op], wanted), value)  # type: ignore[arg-type]
-    found = candidates(value, node.path)
+    path = node.path
+    if len(path) == 1 and type(value) is dict and not path[0].isdigit():
+        found = [value.get(path[0])]  # ``candidates`` of a record's own field, without the walk
+    else:
+        found = candidates(value, path)
     if op == "exists":
         return any(item is not None for item in found) == wanted
     if op == "size":
@@ -217,7 +237,13 @@ def _compare(node: Compare, value: Any) -> bool:
     if op == "contains":
         return any(_contains(item, wanted) for item in found)
     # The element itself (an empty path, in $elemMatch's operator form) is never spread.
-    leaves = leaf_values(value, node.path) if node.path else found
+    single = len(found) == 1 and not isinstance(found[0], list)
+    leaves = _spread(found) if path and not single else found
+    if op == "in":  # the plan looked up once per record, not once per leaf
+        keys = _keys_of(wanted)  # type: ignore[arg-type]  # an $in holds a tuple
+        if len(leaves) == 1:
+            return _key(leaves[0]) in keys
+        return any(_key(item) in keys for item in leaves)
     return any(_value_test(op, wanted, item) for item in leaves)
 
 

@@ -3,8 +3,7 @@
 The filter language (DESIGN decision 6) is the same on every adapter:
 
 * ``{field: value}`` is equality; several fields are ANDed;
-* operators ``$eq $ne $gt $gte $lt $lte $in $nin $exists $regex $contains $size $all $elemMatch``, and
-  ``$and``, ``$or``, ``$not``;
+* operators ``$eq $ne $gt $gte $lt $lte $in $nin $exists $regex $contains $size $all $elemMatch $and $or $not``;
 * dotted paths (``metadata.qualityScore``) reach into nested objects and, as in MongoDB, through arrays
   (``messages.role`` tests the role of every message; any one matching is enough); a numeric segment
   indexes an array (``messages.0.role``);
@@ -20,42 +19,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, get_args
 
 from dbhandles.errors import InvalidFilter, InvalidParams
+from dbhandles.filter_text import HeldText
 from dbhandles.regex import pattern_problem
 from dbhandles.values import check_scalar, json_text, name_text
 
 __all__ = [
-    "COLLECTION_PATTERN",
-    "IDENT_PATTERN",
-    "MAX_COLLECTION_LENGTH",
-    "MAX_ID_LENGTH",
-    "MAX_IN_VALUES",
-    "MAX_PATH_PARTS",
-    "MAX_REGEX_LENGTH",
-    "MAX_SORT_KEYS",
-    "NEW_COLLECTION_PATTERN",
-    "RESERVED_FIELDS",
-    "TOP_FIELD_PATTERN",
-    "And",
-    "Compare",
-    "ElemMatch",
-    "FilterNode",
-    "Not",
-    "Or",
-    "Scalar",
-    "SortKey",
-    "check_collection_path",
-    "check_collection_query",
-    "check_new_collection",
-    "parse_fields",
-    "parse_filter",
-    "parse_order_by",
-    "top_fields",
-    "validate_collection",
-    "validate_path",
-]
+    "COLLECTION_PATTERN", "IDENT_PATTERN", "MAX_COLLECTION_LENGTH", "MAX_ID_LENGTH",
+    "MAX_IN_VALUES", "MAX_PATH_PARTS", "MAX_REGEX_LENGTH", "MAX_SORT_KEYS",
+    "NEW_COLLECTION_PATTERN", "RESERVED_FIELDS", "TOP_FIELD_PATTERN", "And", "Compare", "ElemMatch",
+    "FilterNode", "Not", "Or", "Scalar", "SortKey", "check_collection_path",
+    "check_collection_query", "check_collection_values", "check_new_collection", "parse_fields",
+    "parse_filter", "parse_order_by", "top_fields", "validate_collection", "validate_path",
+]  # fmt: skip
 
 Scalar: TypeAlias = str | int | float | bool | None
 
@@ -107,20 +85,7 @@ MAX_SORT_KEYS = 8
 CompareOp = Literal[
     "eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "exists", "regex", "contains", "size"
 ]
-_FIELD_OPS: dict[str, CompareOp] = {
-    "$eq": "eq",
-    "$ne": "ne",
-    "$gt": "gt",
-    "$gte": "gte",
-    "$lt": "lt",
-    "$lte": "lte",
-    "$in": "in",
-    "$nin": "nin",
-    "$exists": "exists",
-    "$regex": "regex",
-    "$contains": "contains",
-    "$size": "size",
-}
+_FIELD_OPS: dict[str, CompareOp] = {f"${op}": op for op in get_args(CompareOp)}
 #: Field operators that build more than one ``Compare``.
 _COMPOUND_OPS = ("$all", "$elemMatch", "$not")
 #: A numeric path segment: an index into an array (``messages.0.role``), in filters only.
@@ -238,6 +203,7 @@ def check_collection_query(
         InvalidFilter: a path is not one a collection's documents can be reached by.
     """
     if filter is not None:
+        check_collection_values(filter)
         for path in _filter_paths(filter):
             if path:
                 check_collection_path(path, top=False)
@@ -245,6 +211,23 @@ def check_collection_query(
             check_collection_path((field,))
     for path in paths:
         check_collection_path(path)
+
+
+def check_collection_values(node: FilterNode, where: str = "filter") -> None:
+    """Raise ``InvalidFilter`` naming the field (``filter.a.b``) of a string in ``node`` holding U+0000:
+    ``parse_filter`` takes it for a table dbhandles did not create, no collection's record holds it."""
+    if isinstance(node, And | Or):
+        for child in node.children:
+            check_collection_values(child, where)
+    elif isinstance(node, Not):
+        check_collection_values(node.child, where)
+    elif isinstance(node, ElemMatch):
+        check_collection_values(node.child, ".".join((where, *node.path)))
+    elif node.op != "regex":
+        for value in node.value if isinstance(node.value, tuple) else (node.value,):
+            if isinstance(value, str) and "\x00" in value:
+                at = getattr(value, "where", None) or ".".join((where, *node.path))
+                raise InvalidFilter(f"{at}: {check_scalar(value, at)}", field=at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,14 +289,30 @@ def check_new_collection(name: str, field: str = "collection") -> str:
     return name
 
 
+#: Paths ``validate_path`` accepted, by ``(path, indexes)``: params and handler both parse them.
+_PATHS: dict[tuple[str, bool], tuple[str, ...]] = {}
+
+
 def validate_path(path: object, field: str = "field", *, indexes: bool = False) -> tuple[str, ...]:
     """Split a dotted field path into parts, raising ``InvalidFilter`` if a part is not valid.
 
     The first part is a top-level field (a foreign table's column may be ``Order Total`` or
     ``café``: any name without '.', control characters, a leading '$' or surrounding whitespace);
     the others are identifiers. With ``indexes`` (filters only), a part after the first may also be
-    an array index (``0``, ``12``).
-    """
+    an array index (``0``, ``12``). An accepted path is split once (``_PATHS``); a refused one
+    again each time, its message naming each call's ``field``."""
+    if type(path) is not str:
+        return _split_path(path, field, indexes)  # refused
+    found = _PATHS.get((path, indexes))
+    if found is None:
+        found = _split_path(path, field, indexes)
+        if len(_PATHS) >= 1024:
+            _PATHS.clear()
+        _PATHS[(path, indexes)] = found
+    return found
+
+
+def _split_path(path: object, field: str, indexes: bool) -> tuple[str, ...]:
     if not isinstance(path, str) or not path:
         raise _refused(field, f"a field path must be a non-empty string, got {json_text(path, 80)}")
     parts = tuple(path.split("."))
@@ -349,11 +348,14 @@ def _refused(where: str, problem: str) -> InvalidFilter:
 
 def _scalar(value: object, where: str) -> Scalar:
     if value is None or isinstance(value, (str, bool, int, float)):
-        # The value rule of records (dbhandles.values): one no record can hold is an error here too.
-        problem = check_scalar(value, where)
+        # The value rule of records (dbhandles.values): one no record can hold is an error here too;
+        # but U+0000, which a table dbhandles did not create may hold (``check_collection_values``).
+        problem = check_scalar(
+            value.replace("\x00", "") if isinstance(value, str) else value, where
+        )
         if problem is not None:
             raise _refused(where, problem)
-        return value
+        return HeldText(value, where) if isinstance(value, str) and "\x00" in value else value
     raise InvalidFilter(
         f"{where}: filters compare scalar values (string, number, boolean or null), not "
         f"{'an object' if isinstance(value, dict) else 'an array'}: got {json_text(value, 80)}; a field holding an array matches when one of its elements "

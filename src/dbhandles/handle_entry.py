@@ -10,7 +10,7 @@ from typing import Any
 from dbhandles.adapters import Adapter, AdapterConfig, get_adapter_class
 from dbhandles.errors import InvalidConfig, InvalidParams
 from dbhandles.filters import FilterNode
-from dbhandles.security.permissions import Permissions
+from dbhandles.security.permissions import Permissions, effective
 from dbhandles.values import json_text
 
 __all__ = [
@@ -157,5 +157,10 @@ class HandleEntry:
             "durable": self.durable,
             "aliases": sorted(self.aliases),
             "owner": self.owner,
-            "permissions": self.permissions.to_wire() if self.permissions is not None else None,
+            # The rights it really has: a read-only handle writes nothing, whatever it was granted.
+            "permissions": _wire(effective(self.permissions, self.config.readonly)),
         }
+
+
+def _wire(permissions: Permissions | None) -> dict[str, Any] | None:
+    return permissions.to_wire() if permissions is not None else None

@@ -16,7 +16,9 @@ read and stop them from any process; only the owner (or an administrator) sees a
 to another process sets the row's ``cancel_requested``, which the running process reads with its
 next progress write, at a batch boundary. One actor may have ``DBHANDLES_MAX_JOBS_PER_ACTOR`` jobs
 queued or running on the whole home (counted in the transaction that inserts the job); one more is
-``too_many_requests``. A finished job is kept ``DBHANDLES_JOB_RETENTION_SECONDS``.
+``too_many_requests``. In one process an actor's jobs hold all but one of the job threads at most
+(``job_turns.py``): its others wait their turn, so one actor's stuck jobs never stop everyone's. A
+finished job is kept ``DBHANDLES_JOB_RETENTION_SECONDS``.
 
 On a server, a large job on databases shared across processes runs in a child process instead
 (``JobRunner.elsewhere``, ``server/job_process.py``), so that its work never holds the server's GIL;
@@ -51,8 +53,6 @@ from pydantic import BaseModel
 
 from dbhandles.budget import Pacer, stopping
 from dbhandles.clock import iso_from_epoch
-from dbhandles.commands.copy import CopyHooks
-from dbhandles.commands.copy_run import CopyStats
 from dbhandles.commands.envelope import error_envelope
 from dbhandles.commands.jobs import (
     JOB_COMMAND_NAMES,
@@ -73,11 +73,10 @@ from dbhandles.errors import (
     ServerUnreachable,
     TooManyRequests,
 )
-from dbhandles.importer.command import ExportHooks, ImportHooks
-from dbhandles.importer.export import ExportStats
-from dbhandles.importer.stats import ImportStats
 from dbhandles.job_heap import HeapKeeper
+from dbhandles.job_hooks import job_hooks
 from dbhandles.job_progress import ProgressWriter
+from dbhandles.job_turns import Turns
 from dbhandles.store.jobs import JobRow, JobStore, this_process
 from dbhandles.values import json_text
 
@@ -161,66 +160,6 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), JOB_NICENESS)
 
 
-def _why(job: Job) -> str:
-    return f" ({job.cancel_reason})" if job.cancel_reason else ""
-
-
-class _ImportProgress:
-    """The job's view of an import: counts after every chunk, and the cancellation point."""
-
-    def __init__(self, job: Job, sync: Callable[[Job], None]) -> None:
-        self.job = job
-        self.sync = sync
-
-    def update(self, stats: ImportStats) -> None:
-        self.job.progress = stats.counts()
-        self.sync(self.job)
-        if self.job.cancel_requested:
-            raise JobCancelled(
-                f"data/import cancelled{_why(self.job)}: {stats.committed()}; run it again to store "
-                "the rest (records already stored are skipped)"
-            )
-
-    def close(self, stats: ImportStats) -> None:
-        self.job.progress = stats.counts()
-
-
-def job_hooks(job: Job, sync: Callable[[Job], None]) -> object:
-    """The ``Call.hooks`` of ``job``'s command: after every batch (chunk, page) they copy the counts
-    into ``job.progress``, call ``sync(job)`` and raise ``JobCancelled`` once ``job.cancel_requested``
-    is set. ``None`` for a command that cannot be stopped (``data/vacuum``)."""
-    if job.command == "data/import":
-        return ImportHooks(progress=_ImportProgress(job, sync), stats=ImportStats())
-
-    if job.command == "data/export":
-
-        def on_page(stats: ExportStats) -> None:
-            job.progress = stats.counts()
-            sync(job)
-            if job.cancel_requested:
-                raise JobCancelled(
-                    f"data/export cancelled{_why(job)} after {stats.exported} records; no "
-                    "file was written"
-                )
-
-        return ExportHooks(stats=ExportStats(), on_page=on_page)
-
-    if job.command == "data/copy":
-
-        def on_batch(stats: CopyStats) -> None:
-            job.progress = stats.counts()
-            sync(job)
-            if job.cancel_requested:
-                raise JobCancelled(
-                    f"data/copy cancelled{_why(job)} after {stats.batches} batches "
-                    f"({stats.copied} copied, {stats.deleted} deleted); run it again to copy "
-                    "the rest (records already copied are skipped)"
-                )
-
-        return CopyHooks(stats=CopyStats(), on_batch=on_batch)
-    return None
-
-
 def run_job(
     service: Service, job: Job, params: BaseModel, context: Context, hooks: object
 ) -> tuple[JobStatus, dict[str, Any]]:
@@ -267,7 +206,9 @@ class JobRunner:
     def __init__(self, service: Service) -> None:
         self._service = service
         settings = service.settings
-        self.threads = max(1, settings.job_threads)
+        # Two at least, and one actor's jobs hold all but one of them at most (``job_turns``).
+        self.threads = max(2, settings.job_threads)
+        self._turns = Turns(self.threads - 1, self._submit)
         self.per_actor = settings.max_jobs_per_actor
         self.retention = settings.job_retention_seconds
         self._table: JobStore = service.registry.store.jobs
@@ -359,9 +300,17 @@ class JobRunner:
                 self._executor = ThreadPoolExecutor(
                     self.threads, thread_name_prefix="dbhandles-job", initializer=_lower_priority
                 )
-            executor = self._executor
-        executor.submit(self._run, job, parsed, context)
+        self._turns.add(job.actor, lambda: self._run(job, parsed, context))
         return job
+
+    def _submit(self, run: Callable[[], None]) -> None:
+        """Put ``run`` on the job threads (``Turns``); after ``close``, a job waiting for its
+        actor's turn was cancelled already (``stop``): nothing runs it."""
+        with self._lock:
+            executor = self._executor
+        if executor is not None:
+            with contextlib.suppress(RuntimeError):  # shut down meanwhile
+                executor.submit(run)
 
     def _run(self, job: Job, params: BaseModel, context: Context) -> None:
         with self._lock:
@@ -451,7 +400,7 @@ class JobRunner:
         self._stored(
             lambda: self._table.finish_job(
                 job.id, status, _ms(finished), progress=dict(job.progress),
-                result=bounded_result(result), error=error,
+                result=bounded_result(result), error=error, keep=MAX_FINISHED_PER_ACTOR,
             ),
             job,
             False,
@@ -465,6 +414,7 @@ class JobRunner:
         job.envelope = envelope
         job.finished_at = time.time()
         self.active -= 1
+        self._forget(job.finished_at)  # at most the last MAX_FINISHED_PER_ACTOR, running ones ended
         return True
 
     # -- reading and cancelling ----------------------------------------------------------------------
@@ -516,7 +466,9 @@ class JobRunner:
         """
         found = self._row(job_id, context)
         dropped = self._dropped(found.command, context)
-        row = self._table.cancel_job(job_id, _ms(time.time()), job_outcome(dropped)[1] or {})
+        row = self._table.cancel_job(
+            job_id, _ms(time.time()), job_outcome(dropped)[1] or {}, keep=MAX_FINISHED_PER_ACTOR
+        )
         if row is None:
             raise JobNotFound(
                 f"jobId: no job {json_text(job_id, 80)} (it was just forgotten)", field="jobId"

@@ -22,6 +22,10 @@ from dbhandles.values import json_text
 
 __all__ = ["create_exclusive", "open_in", "replace_database_file", "replace_file"]
 
+#: Flags of every open here of a name that is already there: never a link, never waiting on a
+#: named pipe swapped in (its open would wait for the other end); the caller ``fstat``s the file.
+_NO_WAIT = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
 
 def create_exclusive(
     path: str | os.PathLike[str], field: str, mode: int = 0o666, *, folder: int | None = None
@@ -120,10 +124,13 @@ def replace_database_file(path: str, data: bytes, mode: int = 0o600) -> None:
     with Pinned(path, "config.path") as folder:
         at = folder.at()
         try:
-            old: int | None = os.open(folder.name, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                      dir_fd=at)  # fmt: skip
+            # O_NONBLOCK: a named pipe there is never waited on (for a reader), only left alone.
+            old: int | None = os.open(folder.name, _NO_WAIT | os.O_WRONLY, dir_fd=at)
         except OSError:
             old = None  # missing (a new database), a symbolic link, or not ours to write
+        if old is not None and not stat.S_ISREG(os.fstat(old).st_mode):
+            os.close(old)
+            old = None
         try:
             _replace_in(folder, data, mode, sync=True)
             know(path, vouched=True)  # the new file: made here, with this one name
@@ -140,10 +147,11 @@ def replace_database_file(path: str, data: bytes, mode: int = 0o600) -> None:
 
 
 def open_in(folder: int, name: str) -> int:
-    """A read-only descriptor on ``name`` in the pinned ``folder``, never following a link (for a
-    file ``check_plain`` let through: never a database, so closing it releases no lock).
+    """A read-only descriptor on ``name`` in the pinned ``folder``, never following a link nor
+    waiting (``O_NONBLOCK``, left set: the caller checks ``fstat`` and reads no data), for a file
+    ``check_plain`` let through: never a database, so closing it releases no lock.
 
     Raises:
         OSError: from ``os.open`` (``ELOOP`` for a link).
     """
-    return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+    return os.open(name, _NO_WAIT | os.O_RDONLY, dir_fd=folder)

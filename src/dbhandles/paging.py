@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +16,8 @@ from dbhandles.adapters.base import Query, Record, Sampling, Session
 from dbhandles.adapters.foreign_common import ColumnPaths
 from dbhandles.errors import Conflict, InvalidParams
 from dbhandles.evaluate import position_of, project, sort_value
-from dbhandles.filters import And, FilterNode, SortKey, parse_filter
-from dbhandles.values import check_scalar, json_text
+from dbhandles.filters import And, Compare, FilterNode, SortKey
+from dbhandles.values import check_scalar, dump_json, json_text
 
 __all__ = [
     "MAX_POSITION_BYTES",
@@ -94,15 +95,22 @@ MAX_POSITION_BYTES = 1024
 @dataclass(frozen=True, slots=True)
 class RowPosition:
     """A keyset position too large to carry: the last row's id (the order's final key), and a
-    digest of its sort values (``position_digest``) to check they did not change."""
+    digest of its sort values (``position_digest``) to check they did not change.
+
+    ``by_text``: ``record_id`` is the decimal text of an integer id no cursor value may be (a
+    PostgreSQL ``jsonb`` key's number in 2**63 .. 2**64 - 1), compared as that integer again (not
+    looked up as an id's text, which a text key ``"18446744073709551615"`` of the same table may
+    be too).
+    """
 
     record_id: Any
     digest: str
+    by_text: bool = False
 
 
 def position_digest(position: tuple[tuple[int, Any], ...]) -> str:
     """A digest of a keyset position (hex, 32 characters)."""
-    return hashlib.sha256(orjson.dumps([list(p) for p in position])).hexdigest()[:32]
+    return hashlib.sha256(dump_json([list(p) for p in position])).hexdigest()[:32]
 
 
 def order_signature(order: tuple[SortKey, ...]) -> list[str]:
@@ -122,12 +130,42 @@ def encode_token(
     values = [list(p) for p in position]
     token: dict[str, Any] = {"o": order_signature(order), "p": values}
     by_id = order and order[-1].path == ("id",) and len(position) == len(order)
-    if by_id and len(orjson.dumps(values)) > MAX_POSITION_BYTES:
-        token = {"o": token["o"], "r": position[-1][1], "h": position_digest(position)}
+    if by_id and _too_long(values):
+        record_id = position[-1][1]
+        token = {"o": token["o"], "r": record_id, "h": position_digest(position)}
+        if type(record_id) is int and check_scalar(record_id, "cursor") is not None:
+            token.update(r=str(record_id), t=1)  # carried as its text (``RowPosition.by_text``)
     if shape is not None:
         token["s"] = shape
-    raw = orjson.dumps(token)
+    raw = dump_json(token)
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _too_long(values: list[list[Any]]) -> bool:
+    """Whether a position is carried by its row (``RowPosition``): its values take more than
+    ``MAX_POSITION_BYTES``, or hold an integer a cursor value may not (``_beyond_cursor``)."""
+    try:
+        return len(orjson.dumps(values)) > MAX_POSITION_BYTES or _beyond_cursor(values)
+    except orjson.JSONEncodeError:
+        return True
+
+
+def _beyond_cursor(values: list[list[Any]]) -> bool:
+    """Whether ``values`` hold an integer outside (-2**63, 2**63), which ``decode_token`` refuses
+    in a position (as in a filter) but a served row may hold: a JSON-adapter file's integer in
+    2**63 .. 2**64 - 1 (kept exactly, the file writable) or past 64 bits (read-only, served
+    exactly), and a foreign 64-bit column's -2**63 (docs/filters.md "Values"). Such a position is
+    carried by its row, which the next page reads again."""
+    stack: list[Any] = [values]
+    while stack:
+        value = stack.pop()
+        if type(value) is int and not -(2**63) < value < 2**63:
+            return True
+        if isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+    return False
 
 
 def decode_token(
@@ -180,22 +218,28 @@ def _position_scalar(value: object, foreign: bool) -> str | None:
     return check_scalar(value, "cursor")
 
 
+#: The text of an integer a ``RowPosition`` carries ``by_text`` (at most 100 digits).
+_DECIMAL = re.compile(r"-?[0-9]{1,100}")
+
+
 def _row_position(data: dict[str, Any], order: tuple[SortKey, ...]) -> RowPosition:
     record_id, digest = data["r"], data["h"]
     if data["o"] != order_signature(order):
         raise InvalidParams(
             "cursor: it was made for a different orderBy; pass the same orderBy", field="cursor"
         )
+    by_text = data.get("t") == 1
     if (
         not isinstance(digest, str)
         or not order
         or order[-1].path != ("id",)
-        or not isinstance(record_id, str | int)
+        or not isinstance(record_id, str if by_text else str | int | float)  # a REAL key's float
+        or (by_text and _DECIMAL.fullmatch(record_id) is None)
         or isinstance(record_id, bool)
         or _position_scalar(record_id, "s" in data) is not None
     ):
         raise InvalidParams("cursor: malformed position", field="cursor")
-    return RowPosition(record_id, digest)
+    return RowPosition(record_id, digest, by_text)
 
 
 def _resolve(
@@ -212,7 +256,9 @@ def _resolve(
         Conflict: the row is gone, no longer matches, or its sort values changed
             (``details.reason`` ``cursor_row_changed``).
     """
-    same = and_filters(filter, parse_filter({"id": after.record_id}))
+    record_id = int(after.record_id) if after.by_text else after.record_id
+    # A node, not ``parse_filter``: the id is a served row's, wherever its value lies.
+    same = and_filters(filter, Compare(("id",), "eq", record_id))
     rows = session.find(collection, Query(filter=same, order=order, limit=1))
     position = (
         position_of(rows[0], _paths_of(session, collection, order, None)[0]) if rows else None

@@ -463,6 +463,12 @@ class HandleRegistry(ConnectionTable):
         self._default.last_used_at = max(self._default.last_used_at, persisted)
         return [self._default, *entries]
 
+    def local_handles(self) -> list[HandleEntry]:
+        """The handles of this process the store does not keep (``list_handles`` without the
+        stored ones, which it reads from the store, and without ``default``)."""
+        with self._lock:
+            return list(self._local.values())
+
     def is_open(self, name: str | None) -> bool:
         try:
             self.resolve(name)

@@ -17,17 +17,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from dbhandles.adapters import Adapter, get_adapter_class
+from dbhandles.adapters import Adapter, get_adapter_class, reach_guard
+from dbhandles.adapters.error_scope import scoped as error_scope
 from dbhandles.adapters.sqlite_pages import run_sharing_heap
 from dbhandles.budget import begin as begin_budget
 from dbhandles.budget import begin_stop, end_stop
 from dbhandles.budget import end as end_budget
 from dbhandles.commands import COMMANDS, Command
 from dbhandles.commands.audit_rows import record_failure, record_outcome, record_refusal
-from dbhandles.commands.base import Call, CallerParams, caller_context
+from dbhandles.commands.base import JOB_COMMAND_NAMES, Call, CallerParams, caller_context
 from dbhandles.commands.envelope import error_envelope, success_envelope
 from dbhandles.commands.fast_params import parse_simple
-from dbhandles.commands.jobs import JOB_COMMAND_NAMES, interrupted_error
 from dbhandles.commands.path_places import placed_path_error
 from dbhandles.context import SESSION_ID_RULE, Context, is_scoped_session, is_session_id
 from dbhandles.errors import (
@@ -51,7 +51,6 @@ from dbhandles.security.name_reach import resolve_names
 from dbhandles.security.permissions import ResolvedName
 from dbhandles.security.policy import AccessPolicy, authorize, operations_of
 from dbhandles.security.redaction import redacted, restricted
-from dbhandles.security.tokens import TokenManager
 from dbhandles.settings import Settings
 from dbhandles.store import HandleStore
 from dbhandles.values import json_text
@@ -59,6 +58,8 @@ from dbhandles.values import json_text
 if TYPE_CHECKING:
     from dbhandles.events.postgres import PostgresEventBridge
     from dbhandles.jobs import JobRunner
+    from dbhandles.security.tokens import TokenManager
+    from dbhandles.store.jobs import JobRow
 
 __all__ = ["Service", "check_home", "check_session", "params_error"]
 
@@ -106,6 +107,14 @@ def _point_read(command: Command) -> PointRead | None:
     from dbhandles.commands.read_path import point_read, takes
 
     return point_read if takes(command) else None
+
+
+def _interrupted_error(row: JobRow) -> dict[str, Any]:
+    """``commands.jobs.interrupted_error``, imported only when a dead process left a job behind: a
+    start that finds none (nearly every start) imports no job command."""
+    from dbhandles.commands.jobs import interrupted_error
+
+    return interrupted_error(row)
 
 
 def _event_bridge(url: str, bus: EventBus) -> PostgresEventBridge:
@@ -222,7 +231,7 @@ class Service:
             self.bridge = SqliteEventLog(self.settings.home.expanduser(), self.events).attach()
         self.schemas = SchemaRegistry()
         self.audit = AuditLog(self.registry.store, enabled=self.settings.audit)
-        self.tokens = TokenManager(self.registry.store, self.settings.home)
+        self._tokens: TokenManager | None = None  # made on first use, as ``jobs``
         self._indexed: set[tuple[int, str]] = set()
         self._plans: dict[str, _Plan] = {}
         self._inline_safe: dict[str | None, HandleEntry | Literal[False]] = {}
@@ -244,7 +253,7 @@ class Service:
         (one read of the job table when there are none)."""
         try:
             ended = self.registry.store.jobs.interrupt_dead(
-                int(time.time() * 1000), interrupted_error
+                int(time.time() * 1000), _interrupted_error
             )
         except DbHandlesError as exc:  # a busy home: the next start (or job start) does it
             log.warning("could not check the job table for interrupted jobs: %s", exc)
@@ -260,6 +269,16 @@ class Service:
 
     def _stop_error(self) -> DbHandlesError | None:
         return self._stopped
+
+    @property
+    def tokens(self) -> TokenManager:
+        """The API tokens of this home; made on first use (a local command never checks one)."""
+        if self._tokens is None:
+            with self._jobs_lock:  # one manager: a revocation clears the one cache of tokens
+                from dbhandles.security.tokens import TokenManager
+
+                self._tokens = self._tokens or TokenManager(self.registry.store, self.settings.home)
+        return self._tokens
 
     @property
     def jobs(self) -> JobRunner:
@@ -332,6 +351,7 @@ class Service:
         try:
             try:
                 entry = command.target(self, parsed, context)
+                reach_guard.clear()  # what authorize finds, checked again by the adapter
                 authorize(command, parsed, context, entry, self.access)
                 if (
                     plan.may_grow
@@ -345,10 +365,13 @@ class Service:
                 stop = begin_stop(self._stop_error)
                 try:
                     call = Call(context, entry, hooks)
-                    if command.operation == "read":  # again once SQLite's memory comes back
-                        result = run_sharing_heap(lambda: command.handler(self, parsed, call))
-                    else:
-                        result = command.handler(self, parsed, call)
+                    # What the adapters' errors may quote (adapters/error_scope.py).
+                    reading = command.operation == "read"
+                    with error_scope(restricted=restricted(entry), reading=reading):
+                        if reading:  # again once SQLite's memory comes back
+                            result = run_sharing_heap(lambda: command.handler(self, parsed, call))
+                        else:
+                            result = command.handler(self, parsed, call)
                 except ConstraintViolation as exc:
                     # The database checks constraints against rows and tables this handle
                     # may not see: say no more than the kind and the field.

@@ -14,16 +14,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from dbhandles.settings_checks import BOUNDS, allowed_text, check_number, parse_setting
+from dbhandles.settings_checks import BOUNDS, check_number, parse_setting
 
 __all__ = [
     "DEFAULT_ACCESS",
-    "SETTINGS_HELP",
-    "SettingDoc",
     "Settings",
     "default_home",
     "setting",
-    "setting_docs",
 ]
 
 #: What ``Settings.default_access`` may say, from least to most.
@@ -66,7 +63,10 @@ class Settings:
     )
     default_limit: int = field(
         default=100,
-        metadata=setting("DBHANDLES_DEFAULT_LIMIT", "data/list page size when no limit is given."),
+        metadata=setting(
+            "DBHANDLES_DEFAULT_LIMIT",
+            "data/list and data/count's limit when none is given (DBHANDLES_MAX_LIMIT if less).",
+        ),
     )
     max_limit: int = field(
         default=500, metadata=setting("DBHANDLES_MAX_LIMIT", "Largest limit data/list accepts.")
@@ -74,7 +74,8 @@ class Settings:
     query_page_size: int = field(
         default=100,
         metadata=setting(
-            "DBHANDLES_QUERY_PAGE_SIZE", "data/query-open page size when none is given."
+            "DBHANDLES_QUERY_PAGE_SIZE",
+            "data/query-open page size when none is given (DBHANDLES_MAX_LIMIT if less).",
         ),
     )
     cursor_ttl_seconds: float = field(
@@ -131,7 +132,8 @@ class Settings:
         metadata=setting(
             "DBHANDLES_READ_ROOTS",
             "Folders (separated by ':') from which remote non-admin actors may read data sets: "
-            "import inputs and databases opened with mode readonly.",
+            "import inputs and databases opened with mode readonly (an SQLite one only where no "
+            "other OS user can change its path: docs/security.md).",
             shown="none",
         ),
     )
@@ -181,11 +183,12 @@ class Settings:
     )
     # -- fairness: what one actor may hold of a server (docs/server.md, "Limits") ------------------
     job_threads: int = field(
-        default=2,
+        default=3,
         metadata=setting(
             "DBHANDLES_JOB_THREADS",
             "Threads that run jobs (data/import, data/export, data/vacuum on a server, and "
-            "data/job-start), apart from the threads that answer requests.",
+            "data/job-start), apart from the threads that answer requests; at least 2, and one "
+            "actor's jobs hold all but one of them at most (its others wait, queued).",
         ),
     )
     max_jobs_per_actor: int = field(
@@ -415,6 +418,14 @@ class Settings:
             "no pause).",
         ),
     )
+    switch_interval_ms: float = field(
+        default=0.5,
+        metadata=setting(
+            "DBHANDLES_SWITCH_INTERVAL_MS",
+            "Python's thread switch interval in jtag serve (sys.setswitchinterval), in ms: a thread "
+            "waiting for the GIL behind a busy one gets it after at most this long (Python's is 5).",
+        ),
+    )
     audit: bool = field(
         default=True,
         metadata=setting("DBHANDLES_AUDIT", "Write an audit row for every data command."),
@@ -435,6 +446,9 @@ class Settings:
             if f.name in BOUNDS:  # every number: a size, a count, a rate or a duration
                 value = getattr(self, f.name)
                 check_number(f.metadata["env"], f.name, value, whole=f.type in ("int", int))
+        # A default page is one a caller may ask for: DEFAULT_LIMIT=2**53 refused every data/count.
+        for name in ("default_limit", "query_page_size"):
+            object.__setattr__(self, name, min(getattr(self, name), self.max_limit))
         # Accept str paths from callers; keep Path internally.
         if not isinstance(self.home, Path):
             object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -462,10 +476,6 @@ class Settings:
                         f"DBHANDLES_READ_ROOTS: {read} overlaps {what} {guarded} (links "
                         "resolved); read roots are folders of data sets, apart from both"
                     )
-        if not 0 < self.job_duty <= 1:
-            raise ValueError(
-                f"DBHANDLES_JOB_DUTY: {json.dumps(self.job_duty)} must be more than 0, at most 1"
-            )
         if self.default_access not in DEFAULT_ACCESS:
             raise ValueError(
                 f"DBHANDLES_DEFAULT_ACCESS: {json.dumps(self.default_access)} is not one of "
@@ -541,53 +551,3 @@ class Settings:
             if raw is not None and raw != "":
                 values[f.name] = parse_setting(f.metadata["env"], f.name, f.type, raw)
         return cls(**values)
-
-
-@dataclass(frozen=True, slots=True)
-class SettingDoc:
-    """One setting as the documentation shows it."""
-
-    name: str
-    env: str
-    default: str
-    help: str
-
-
-def _shown(name: str, value: object) -> str:
-    if name.endswith("_bytes") and isinstance(value, int) and value and not value % 2**20:
-        return f"{value // 2**20} MiB"
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def _with_allowed(name: str, help: str, default: object) -> str:
-    """``help``, and for a number setting what it allows (``settings_checks.allowed_text``)."""
-    if name not in BOUNDS:
-        return help
-    allowed = allowed_text(name, isinstance(default, int), most=False)
-    return f"{help} Allowed: {allowed}."
-
-
-def setting_docs() -> list[SettingDoc]:
-    """Every setting, in declaration order, from the field metadata of ``Settings``."""
-    defaults = Settings()
-    return [
-        SettingDoc(
-            name=f.name,
-            env=f.metadata["env"],
-            default=f.metadata["shown"] or _shown(f.name, getattr(defaults, f.name)),
-            help=_with_allowed(f.name, f.metadata["help"], getattr(defaults, f.name)),
-        )
-        for f in fields(Settings)
-    ]
-
-
-#: ``{field name: help}`` (with the variable), for callers that want one line per setting.
-SETTINGS_HELP: dict[str, str] = {
-    f.name: f"{f.metadata['help']} Env {f.metadata['env']}." for f in fields(Settings)
-}

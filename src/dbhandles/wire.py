@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -38,6 +39,7 @@ __all__ = [
     "WS_PATH",
     "cannot_reach",
     "command_path",
+    "decode_exact",
     "encode_params",
     "failure_envelope",
     "home_id",
@@ -173,6 +175,33 @@ def cannot_reach(url: str, reason: object, hint: str = SERVE_HINT) -> dict[str, 
     )
 
 
+#: A run of 19 digits: where an integer outside [-2**63, 2**64) may be (``decode_exact``).
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def decode_exact(body: bytes | str) -> Any:
+    """``body`` decoded as JSON, every integer exact.
+
+    orjson reads an integer outside [-2**63, 2**64) as an inexact float; a server answers such an
+    integer a JSON-adapter file holds exactly (docs/filters.md "Values"). A body holding a run of
+    19 digits (which every such integer does, and little else: timestamps and most numbers are
+    shorter) is read again by Python's ``json``, which reads every other value as orjson does
+    (the same nearest double for a float), so ``jtag`` and ``dbhandles.Client`` answer the
+    integer as the server sent it.
+
+    Raises:
+        orjson.JSONDecodeError: ``body`` is not JSON (a ``ValueError``).
+    """
+    decoded = orjson.loads(body)
+    raw = body.encode() if isinstance(body, str) else body
+    if _LONG_DIGITS.search(raw) is None:
+        return decoded
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # pragma: no cover - orjson read it
+        return decoded
+
+
 def read_envelope(url: str, status: int, body: bytes) -> dict[str, Any]:
     """The envelope in a response body, success or failure.
 
@@ -182,7 +211,7 @@ def read_envelope(url: str, status: int, body: bytes) -> dict[str, Any]:
     ``error`` and ``code`` (docs/server.md); anything else is not trusted as one.
     """
     try:
-        envelope = orjson.loads(body)
+        envelope = decode_exact(body)  # an integer past 64 bits stays exact
     except orjson.JSONDecodeError:
         envelope = None
     if isinstance(envelope, dict) and _is_envelope(envelope, status):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -26,6 +26,7 @@ from dbhandles.adapters.sampling import Sampling, select
 from dbhandles.errors import (
     InvalidConfig,
     NotSupported,
+    QueryFailed,
     ReadOnly,
     StorageError,
 )
@@ -90,6 +91,11 @@ class Features:
     #: path is gated before ``prepare``: never an SQLite side file, never a database this process
     #: has open (``dbfiles.check_plain``; see "Writing an adapter" in docs/architecture.md).
     sqlite_vfs_only: bool = False
+    #: The adapter's driver opens (and removes) files beside the database by their names, after any
+    #: check and for as long as a connection lives (SQLite's ``-wal``, ``-shm``, ``-journal``): a
+    #: remote non-admin actor's database is then opened only where no other OS user can change its
+    #: path (``security/safe_folders.py``), and a stored handle's reopen is decided again there.
+    side_files_by_name: bool = False
     #: Tables and views dbhandles did not create are served (docs/foreign-tables.md), and
     #: ``Session.tables()`` / ``Session.table()`` describe them for ``data/schema``.
     foreign_tables: bool = False
@@ -141,6 +147,10 @@ class TableWriter(ABC):
     name: str
     #: Which of ``createdAt``, ``updatedAt``, ``version`` the table keeps (in columns of its own).
     reserved: frozenset[str]
+    #: Whether a string a column would store as another value (SQLite's numeric affinities: ``"007"``
+    #: as 7) is written so, for a caller that reports what was stored (``data/copy``'s ``changes``),
+    #: rather than refused (docs/foreign-tables.md "Writes").
+    converting: bool = False
     #: Whether a record created without an id gets one from the database (an integer key); if not,
     #: ``documents`` gives it a new UUID4.
     generated_id: bool
@@ -231,6 +241,14 @@ class Session(ABC):
         ``None`` when ``name`` is a collection or nothing at all."""
         return None
 
+    def row_naming(self, name: str) -> Hashable:
+        """How the rows of the table ``name`` are named now, where that changes while the schema
+        does not (SQLite serves a table by rowid while its key holds NULL: docs/foreign-tables.md
+        "Keys no id can name"): a caller that keeps what it derived from ``table(name)`` under one
+        ``Adapter.schema_stamp`` keeps it under this value too. ``None`` (the default) where it
+        never changes."""
+        return None
+
     def view_sources(self, name: str) -> list[str]:
         """The tables and views the view ``name`` reads, at any depth, as the database names
         them (a permission on a view covers what it reads: docs/security.md); ``[]`` for anything
@@ -268,6 +286,21 @@ class Session(ABC):
         """Equal for two resolved names of one table: how this database compares table names
         (memory and JSON databases ignore case)."""
         return name.lower()
+
+    def get_many(self, collection: str, record_ids: Sequence[str]) -> dict[str, Record]:
+        """The records of ``record_ids`` that are stored and readable, by id (a record another
+        tool wrote that a point read refuses, ``QueryFailed``, is left out). This default makes
+        one point read each; an adapter whose reads are round trips overrides it (PostgreSQL).
+        """
+        found: dict[str, Record] = {}
+        for record_id in record_ids:
+            try:
+                record = self.get(collection, record_id)
+            except QueryFailed:
+                continue
+            if record is not None:
+                found[record_id] = record
+        return found
 
     def insert_many(
         self, collection: str, records: list[Record], *, skip_existing: bool = False
@@ -386,12 +419,32 @@ class Adapter(ABC):
         """
         return None
 
+    #: How many of a file's first bytes ``recognizes_head`` needs (0: it recognizes no file).
+    recognize_bytes: ClassVar[int] = 0
+
     @classmethod
     def recognizes(cls, path: str) -> bool:
         """Whether the regular file ``path`` is a database of this adapter (by its content), so a
         data command never reads it as a data set past the ownership checks of ``data/open``
-        (``importer/target.py``). A ``file_based`` adapter whose files have a recognizable
-        header overrides it; the default recognizes nothing."""
+        (``importer/target.py``). The by-path form, for a caller with no pinned folder; the
+        checks of a caller's file read its bytes through the pinned folder and ask
+        ``may_recognize`` and ``recognizes_head`` (``importer/database_files.py``). A
+        ``file_based`` adapter whose files have a recognizable header overrides all three; the
+        default recognizes nothing."""
+        return False
+
+    @classmethod
+    def may_recognize(cls, start: bytes) -> bool:
+        """Whether a file whose first bytes are ``start`` (4 KiB at most, fewer: the whole file)
+        could be a database of this adapter: only then are its first ``recognize_bytes + 1``
+        bytes read for ``recognizes_head``. Cheap; the default says yes when the adapter
+        recognizes files at all."""
+        return cls.recognize_bytes > 0
+
+    @classmethod
+    def recognizes_head(cls, head: bytes) -> bool:
+        """Whether a regular file whose first bytes are ``head`` (its first ``recognize_bytes +
+        1`` bytes; fewer: the whole file) is a database of this adapter (``recognizes``)."""
         return False
 
     # -- lifecycle -----------------------------------------------------------------------------

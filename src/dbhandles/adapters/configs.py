@@ -4,7 +4,8 @@ bad one gets (``config_error``). Re-exported by ``adapters.base``."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import os
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
 
@@ -68,6 +69,9 @@ class FileConfig(AdapterConfig):
     """
 
     path: Annotated[str, WithJsonSchema(PATH_SCHEMA)] = Field(min_length=1)
+    #: The longest full path (bytes) the adapter's engine opens, or ``None``: no limit below the
+    #: file system's (``check_path_length``).
+    max_path_bytes: ClassVar[int | None] = None
 
     @field_validator("path")
     @classmethod
@@ -81,6 +85,22 @@ class FileConfig(AdapterConfig):
 
     def tenant_endpoint(self) -> str | None:
         return None  # a file: the path policy decides
+
+    def check_path_length(self, path: str | os.PathLike[str]) -> None:
+        """Refuse the full (absolute, resolved) ``path`` when it is longer than the engine opens
+        (``max_path_bytes``): checked before any folder of it is made, so the open is refused
+        with words about the limit, not the engine's "unable to open" (a 500) after the fact.
+
+        Raises:
+            InvalidConfig: ``path`` is longer than ``max_path_bytes`` bytes (UTF-8).
+        """
+        limit, size = self.max_path_bytes, len(os.fsencode(path))
+        if limit is not None and size > limit:
+            raise InvalidConfig(
+                f"config.path: the database's full path is {size} bytes long, and this adapter "
+                f"opens paths of at most {limit} bytes (its engine's limit); choose a shorter path",
+                field="config.path",
+            )
 
 
 def config_error(adapter: str, exc: ValidationError) -> InvalidConfig:

@@ -44,6 +44,8 @@ class ForeignRows(Protocol):
     """The reader a writer finds rows and shows them with."""
 
     @property
+    def relation(self) -> str: ...
+    @property
     def source(self) -> str: ...
     @property
     def select(self) -> str: ...
@@ -101,6 +103,10 @@ class ForeignWriterBase(TableWriter, Generic[ColumnT]):
         self.reserved = table.reserved
         self._by_field: dict[str, ColumnT] = {c.field: c for c in table.columns}
         self._by_name: dict[str, ColumnT] = {c.name: c for c in table.columns}
+        #: Whether a string the column would store as a number (SQLite's numeric affinities:
+        #: ``"007"`` as 7) is written so, for a caller that compares what was stored and reports
+        #: it (``data/copy``'s ``changes``, docs/copy.md "Value-preserving"), instead of refused.
+        self.converting = False
 
     def check_writable(self) -> None:
         if self.table.read_only is not None:
@@ -197,7 +203,7 @@ class ForeignWriterBase(TableWriter, Generic[ColumnT]):
                     field="id",
                 )
             self._new_key(values)
-        source = self.reader.source
+        source = self.reader.relation  # PostgreSQL's ``source`` says ONLY, which INSERT refuses
         if values:
             columns = ", ".join(self._quote(n) for n in values)
             marks = ", ".join(self.placeholder for _ in values)

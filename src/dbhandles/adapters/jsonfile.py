@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,13 +23,13 @@ from typing import Any, ClassVar
 import orjson
 
 from dbhandles.adapters.base import AdapterConfig, Features, FileConfig, Mode, Session
+from dbhandles.adapters.jsonfile_read import FORMAT, FORMAT_VERSION, read_file
 from dbhandles.adapters.memory import MemoryAdapter, MemorySession
 from dbhandles.dbfiles import (
     being_written,
     check_names,
     check_path_text,
     check_plain,
-    open_lock_file,
     open_plain,
 )
 from dbhandles.dbfiles import (
@@ -48,17 +46,29 @@ from dbhandles.errors import (
     ReadOnly,
     StorageError,
 )
+from dbhandles.lock_files import open_lock_file
 from dbhandles.new_files import replace_database_file
 from dbhandles.pinned import Pinned, open_folder, real, stays
-from dbhandles.values import MAX_DEPTH, item_path, json_text, member_path
+from dbhandles.values import json_text
 
 __all__ = ["JsonFileAdapter", "JsonFileConfig"]
 
-FORMAT = "dbhandles-json"
-FORMAT_VERSION = 1
-#: How every file this adapter writes starts (``recognizes``).
-_HEAD = re.compile(rb'\A\s*\{\s*"format"\s*:\s*"' + FORMAT.encode() + rb'"')
-_HEAD_BYTES = 256
+#: The most of a file ``recognizes`` parses (bytes): past it, only its first line is read.
+_RECOGNIZE_BYTES = 64 << 20
+
+
+def _database_document(raw: bytes) -> bool:
+    """Whether ``raw`` parses as ``read_file`` takes a database: a JSON object with ``"format":
+    "dbhandles-json"`` and an object of ``"collections"``."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return (
+        isinstance(doc, dict)
+        and doc.get("format") == FORMAT
+        and isinstance(doc.get("collections"), dict)
+    )
 
 
 class JsonFileConfig(FileConfig):
@@ -71,196 +81,6 @@ class JsonFileConfig(FileConfig):
         return self.model_dump(mode="json", by_alias=True)
 
 
-def _read(path: Path) -> tuple[dict[str, Any], str | None]:
-    """The collections of the file at ``path``, and why it must not be rewritten (``_unkept``), or
-    ``None``.
-
-    Raises:
-        StorageError: the file cannot be read.
-        NotADatabase: it is no JSON, or no dbhandles JSON database.
-    """
-    try:
-        # Through the gate: a JSON file is never one of SQLite's files (see dbhandles.dbfiles).
-        with open_plain(path, "rb", "config.path") as file:
-            raw = file.read()
-    except OSError as exc:
-        raise StorageError(f"cannot read {json_text(str(path))}: {exc.strerror}") from exc
-    if not raw.strip():
-        return {}, None
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise NotADatabase(
-            f"config.path: {json_text(str(path))} is not a dbhandles JSON database (invalid JSON: {exc})",
-            field="config.path",
-        ) from exc
-    if (
-        not isinstance(doc, dict)
-        or doc.get("format") != FORMAT
-        or not isinstance(doc.get("collections"), dict)
-    ):
-        raise NotADatabase(
-            f"config.path: {json_text(str(path))} is not a dbhandles JSON database (expected an object with "
-            f'"format": "{FORMAT}")',
-            field="config.path",
-        )
-    collections: dict[str, Any] = doc["collections"]
-    for name, records in collections.items():
-        if not isinstance(records, list) or not all(
-            isinstance(r, dict) and isinstance(r.get("id"), str) for r in records
-        ):
-            raise NotADatabase(
-                f"config.path: {json_text(str(path))}: collection {json_text(name, 80)} is not a list of records "
-                "with string ids",
-                field="config.path",
-            )
-    return collections, _twice_or_deep(path, collections) or _unkept(raw, doc)
-
-
-#: How deep below a record a value of a file may nest and still be served read-only: orjson writes
-#: at most 254 levels, and a record is written inside a file (4 levels) or a response (about 4).
-_SERVED_DEPTH = 200
-
-
-def _twice_or_deep(path: Path, collections: dict[str, Any]) -> str | None:
-    """Why the file's records cannot be written back, whatever the file's form (compact, pretty or
-    by hand): a record id given twice in a collection (a write keeps one of them) or a value nested
-    deeper than ``MAX_DEPTH`` below a record (``data/create`` refuses it); else ``None``.
-
-    Raises:
-        NotADatabase: a value nests deeper than ``_SERVED_DEPTH`` below a record, which no read
-            could send back (orjson refuses it; it once answered ``internal_error``).
-    """
-    for name, records in collections.items():
-        seen: set[str] = set()
-        for record in records:
-            if record["id"] in seen:
-                return (
-                    f"collection {json_text(name, 80)} holds the record id "
-                    f"{json_text(record['id'], 80)} twice, of which a write keeps one"
-                )
-            seen.add(record["id"])
-    for name, records in collections.items():
-        for record in records:
-            depth = _deepest(record, _SERVED_DEPTH)
-            if depth > _SERVED_DEPTH:
-                raise NotADatabase(
-                    f"config.path: {json_text(str(path))}: record {json_text(record['id'], 80)} of "
-                    f"collection {json_text(name, 80)} nests a value deeper than {_SERVED_DEPTH} "
-                    f"levels, which dbhandles cannot send back (records nest at most {MAX_DEPTH})",
-                    field="config.path",
-                )
-            if depth > MAX_DEPTH:
-                found = _lost(record, "", 0)
-                where = f"{found[0]}: " if found and found[0] else ""
-                return (
-                    f"record {json_text(record['id'], 80)} of collection {json_text(name, 80)}: "
-                    f"{where}nests deeper than {MAX_DEPTH} levels"
-                )
-    return None
-
-
-def _deepest(record: dict[str, Any], cap: int) -> int:
-    """The nesting of the deepest value of ``record`` (a field's value is level 1), counted up to
-    just past ``cap``. Without recursion: a file may nest 1024 levels (orjson's bound)."""
-    deepest = 0
-    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(record, 0)]
-    while stack:
-        container, depth = stack.pop()
-        if not container:
-            continue
-        if depth + 1 > deepest:
-            deepest = depth + 1
-            if deepest > cap:
-                return deepest
-        for item in container.values() if isinstance(container, dict) else container:
-            if isinstance(item, dict | list):
-                stack.append((item, depth + 1))
-    return deepest
-
-
-class _Lost:
-    """What ``_unkept``'s second reading puts where orjson's reading loses a value: an integer
-    outside [-2**63, 2**64) (orjson reads it as an inexact float) or a key's earlier value."""
-
-    def __init__(self, why: str) -> None:
-        self.why = why
-
-
-def _exact_int(literal: str) -> int | _Lost:
-    if len(literal) <= 20 and -(2**63) <= int(literal) < 2**64:
-        return int(literal)
-    return _Lost(
-        f"holds the integer {literal[:40]}, past 64 bits, which dbhandles reads as an inexact "
-        "float (store big numbers as strings)"
-    )
-
-
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        obj[key] = _Lost(f"repeats the key {json_text(key, 40)}") if key in obj else value
-    return obj
-
-
-def _unkept(raw: bytes, doc: dict[str, Any]) -> str | None:
-    """Why the file ``raw`` (read by orjson as ``doc``) cannot be written back as it is, naming the
-    record and field, or ``None``: every value of it survives a rewrite (docs/filters.md "Values").
-
-    Called after ``_twice_or_deep``, which checks ids and nesting whatever the file's form. A file
-    dbhandles wrote is exactly orjson's text of ``doc`` (compact or ``pretty``), which one
-    ``orjson.dumps`` confirms; only a file edited by hand is read a second time, by ``json``, for
-    what orjson reads inexactly or drops: an integer past 64 bits, a key twice. U+0000 and integers
-    in [2**63, 2**64) are kept exactly by a rewrite."""
-    if raw in (orjson.dumps(doc), orjson.dumps(doc, option=orjson.OPT_INDENT_2)):
-        return None
-    try:
-        again = json.loads(raw, object_pairs_hook=_pairs, parse_int=_exact_int)
-    except RecursionError:
-        return f"nests a value deeper than {MAX_DEPTH} levels"
-    except ValueError:  # pragma: no cover - orjson read it
-        return None
-    collections = again["collections"]
-    if isinstance(collections, _Lost):  # the whole key given twice
-        return f"the file {collections.why}"
-    for name, records in collections.items():
-        if isinstance(records, _Lost):
-            return f"collection {json_text(name, 80)} is given twice"
-        for index, record in enumerate(records):
-            found = _lost(record, "", 0)
-            if found is not None:
-                where, why = found
-                place = f"{where}: " if where else ""
-                record_id = doc["collections"][name][index]["id"]  # as orjson read it: one id
-                return (
-                    f"record {json_text(record_id, 80)} of collection "
-                    f"{json_text(name, 80)}: {place}{why}"
-                )
-    return None
-
-
-def _lost(value: Any, where: str, depth: int) -> tuple[str, str] | None:
-    """The path (``member_path``) and why of the first value ``value`` (at nesting ``depth``, 0 for
-    a record) loses in a rewrite, or ``None``."""
-    if isinstance(value, _Lost):
-        return where, value.why
-    if depth > MAX_DEPTH:
-        return where, f"nests deeper than {MAX_DEPTH} levels"
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if isinstance(item, _Lost) and item.why.startswith("repeats"):
-                return where, item.why
-            found = _lost(item, member_path(where, key), depth + 1)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _lost(item, item_path(where, index), depth + 1)
-            if found is not None:
-                return found
-    return None
-
-
 class JsonFileAdapter(MemoryAdapter):
     """A JSON file on disk, loaded on connect and rewritten atomically on each committed write."""
 
@@ -268,16 +88,42 @@ class JsonFileAdapter(MemoryAdapter):
     features: ClassVar[Features] = Features(durable=True, vacuum=True, file_based=True)
     config_model: ClassVar[type[AdapterConfig]] = JsonFileConfig
 
+    recognize_bytes: ClassVar[int] = _RECOGNIZE_BYTES
+
     @classmethod
     def recognizes(cls, path: str) -> bool:
-        """Whether ``path`` starts like a file this adapter writes (``{"format": "dbhandles-json"``,
-        the first key of every commit, compact or pretty)."""
+        """Whether ``path`` is a file this adapter would open as a database (``recognizes_head``
+        of its first bytes, read through ``open_plain``)."""
         try:
             with open_plain(path, "rb", "input") as file:
-                head = file.read(_HEAD_BYTES)
+                raw = file.read(_RECOGNIZE_BYTES + 1)
         except (OSError, DbHandlesError):
             return False
-        return _HEAD.match(head) is not None
+        return cls.may_recognize(raw[:4096]) and cls.recognizes_head(raw)
+
+    @classmethod
+    def may_recognize(cls, start: bytes) -> bool:
+        """A JSON object only: ``{`` after JSON's whitespace (or nothing but whitespace yet)."""
+        return start.lstrip(b" \t\r\n")[:1] in (b"{", b"")
+
+    @classmethod
+    def recognizes_head(cls, raw: bytes) -> bool:
+        """By the rule ``jsonfile_read.read_file`` opens a file by (a JSON object whose
+        ``"format"`` is ``"dbhandles-json"`` and whose ``"collections"`` is an object, wherever
+        the keys are and however the text escapes them), ``raw`` being the whole file up to
+        ``_RECOGNIZE_BYTES``. A larger file is one unless its first line is a whole JSON value
+        that is no such object (a JSON Lines file, which the adapter cannot open): too big to
+        parse here, so taken for a database rather than written over."""
+        if len(raw) <= _RECOGNIZE_BYTES:
+            return _database_document(raw)
+        first = raw.split(b"\n", 1)[0]
+        if len(first) < len(raw) and _database_document(first):
+            return False  # a first line that is a whole database followed by more: no JSON at all
+        try:
+            orjson.loads(first)
+        except orjson.JSONDecodeError:
+            return bool(raw.lstrip()[:1] == b"{")
+        return False
 
     @classmethod
     def prepare(cls, config: AdapterConfig) -> AdapterConfig:
@@ -309,7 +155,7 @@ class JsonFileAdapter(MemoryAdapter):
                     f"config.path: {json_text(str(path))} is not a regular file",
                     field="config.path",
                 )
-            _read(path)  # a file that cannot be rewritten opens read-only (_unkept)
+            read_file(path)  # a file that cannot be rewritten opens read-only (_unkept)
         elif config.mode != "create":
             raise DatabaseNotFound(
                 f'config.path: {json_text(str(path))} does not exist; open it with "mode": "create" to create it',
@@ -336,17 +182,20 @@ class JsonFileAdapter(MemoryAdapter):
 
     def __init__(self, config: AdapterConfig) -> None:
         super().__init__(config)
-        self._loaded: tuple[int, int, int] | None = None
+        self._loaded: tuple[int, int, int, int] | None = None
         self._held = False
         #: Why the file as loaded must not be rewritten (``_unkept``), or ``None``.
         self._unkept: str | None = None
 
-    def _signature(self) -> tuple[int, int, int] | None:
+    def _signature(self) -> tuple[int, int, int, int] | None:
         try:
             st = self.path.stat()
         except FileNotFoundError:
             return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
+        # st_ctime_ns too: an edit in place of the same length whose mtime was set back
+        # (os.utime) keeps the other three, and no program can set the ctime back, so the next
+        # write would have put this handle's stale copy over the edit.
+        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
     def _refresh(self) -> None:
         """Reload when another process (or handle in another process) rewrote the file."""
@@ -357,8 +206,9 @@ class JsonFileAdapter(MemoryAdapter):
             self._unkept = None
             self._write(self.store.dump())
         elif signature != self._loaded:
-            collections, self._unkept = _read(self.path)
-            self.store.load(collections)
+            loaded = read_file(self.path)
+            self._unkept = loaded.unkept
+            self.store.load(loaded.served, loaded.unreadable, loaded.counts)
             self._loaded = signature
 
     def _check_writable(self) -> None:
@@ -472,6 +322,14 @@ class JsonFileAdapter(MemoryAdapter):
             return 0
 
     def vacuum(self) -> None:
+        """Rewrite the file compactly, under the writers' lock and from the file as it is now: a
+        file another process replaced meanwhile is read first (and refused when it cannot be
+        rewritten), never overwritten with what this handle loaded before."""
         with self._lock:
             self.connect()
-            self._write(self.store.dump())
+            fd = self._lock_file()
+            try:
+                self._refresh()
+                self._write(self.store.dump())
+            finally:
+                os.close(fd)

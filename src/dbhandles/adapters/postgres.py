@@ -35,7 +35,7 @@ from dbhandles.adapters.postgres_errors import translating
 from dbhandles.adapters.postgres_foreign import ForeignCatalog
 from dbhandles.adapters.postgres_schema import Catalog, advisory_key, qualified, table_name
 from dbhandles.adapters.postgres_session import PostgresSession, Transaction
-from dbhandles.adapters.sql_compile import SqlCompiler
+from dbhandles.adapters.sql_collections import CollectionCompiler
 from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, StorageError
 from dbhandles.values import json_text
 
@@ -50,7 +50,7 @@ class PostgresAdapter(Adapter):
     name: ClassVar[str] = "postgres"
     features: ClassVar[Features] = Features(
         durable=True, vacuum=True, indexes=True, shared_across_processes=True, file_based=False,
-        foreign_tables=True, exact_large_floats=False,
+        foreign_tables=True, exact_large_floats=False, raw_inserts=True,
     )  # fmt: skip
     config_model: ClassVar[type[AdapterConfig]] = PostgresConfig
 
@@ -64,7 +64,7 @@ class PostgresAdapter(Adapter):
         #: Tables and views of the schema dbhandles did not create (docs/foreign-tables.md).
         self.foreign = ForeignCatalog(self.schema, settings.field_names == "camel")
         self.dialect = PostgresDialect()
-        self.compiler = SqlCompiler(self.dialect)
+        self.compiler = CollectionCompiler(self.dialect)
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._local = threading.local()
 
@@ -129,6 +129,10 @@ class PostgresAdapter(Adapter):
         # ``jit_above_cost``) spent ~24 s compiling past a 300 ms ``statement_timeout``. The
         # compiled SQL is function calls on ``jsonb``, which JIT does not speed up anyway.
         conn.execute("SET jit = off")
+        # Floats' text is their shortest round-trip form (PostgreSQL 12's default, set here in case
+        # a server lowers it): ``postgres_records`` tells a number a double rounds by comparing it
+        # with its double's text, and dbhandles' own floats must compare equal.
+        conn.execute("SET extra_float_digits = 1")
         if self.readonly:
             conn.execute("SET default_transaction_read_only = on")
         set_json_loads(orjson.loads, conn)
@@ -159,8 +163,8 @@ class PostgresAdapter(Adapter):
         """What ``PostgresSession.resolve_collection`` answered when a command last named
         ``name``, from the catalogs' caches (a known collection, else the relation the foreign
         catalog last resolved it to); ``None`` for a name no command has named yet."""
-        if self.catalog.cached(name) is not None:
-            return table_name(name)
+        if name == name.lower() and self.catalog.cached(name) is not None:
+            return table_name(name)  # else a table of that exact name may win (session._foreign)
         seen, relation = self.foreign.resolved(name)
         if not seen:
             return None

@@ -17,6 +17,7 @@ import psycopg
 import psycopg_pool
 
 from dbhandles import budget
+from dbhandles.adapters.error_scope import current
 from dbhandles.errors import (
     ConstraintViolation,
     DatabaseDenied,
@@ -115,6 +116,43 @@ _BY_CLASS: Mapping[str, tuple[type[DbHandlesError], str]] = {
 }
 
 
+#: SQLSTATE classes whose messages may quote a value PostgreSQL met (a data exception: ``invalid
+#: input syntax for type integer: "..."``; a function's own text: RAISE, SQL and external
+#: routines; an internal error), and states whose messages name what a value named (a cast of
+#: text to ``regclass``, ``regproc``, ``regtype``, ``regnamespace``: ``relation "..." does not
+#: exist``). On a restricted handle their text is never quoted, whatever raised them.
+_QUOTING_CLASSES = frozenset({"22", "2F", "38", "39", "P0", "XX"})
+_QUOTING_STATES = frozenset({"42P01", "42883", "42704", "42703", "3F000"})
+#: The ``diag`` fields naming the object an error is about (names of the schema, never values).
+_OBJECT_FIELDS = (("table_name", "table"), ("column_name", "column"),
+                  ("datatype_name", "type"), ("constraint_name", "constraint"))  # fmt: skip
+
+
+def _hidden(diag: object, state: str) -> str:
+    """What a restricted handle is told instead of a message that may quote values
+    (``_QUOTING_CLASSES``): that it is not shown, and the object the error names (``column n of
+    table t``, ``type pos``, ``constraint c``), from the error's fields."""
+    named = [
+        f"{word} {json_text(value, 80)}"
+        for field, word in _OBJECT_FIELDS
+        if isinstance(value := getattr(diag, field, None), str) and value
+    ]
+    about = "; ".join([f"SQLSTATE {state}", *named])
+    return (
+        f"PostgreSQL's text is not shown ({about}): it may quote values of rows or tables this "
+        "handle may not read"
+    )
+
+
+def _from_raise(diag: object) -> bool:
+    """Whether a PL/pgSQL ``RAISE`` or ``ASSERT`` itself raised an error, by the server's
+    ``source_function`` (``exec_stmt_raise``, ``exec_stmt_assert``): an error met while
+    evaluating the statement's arguments (a relation that does not exist, 42P01) has the same
+    CONTEXT line, ``... at RAISE``, and is PostgreSQL's. Without the field, the CONTEXT decides."""
+    source = getattr(diag, "source_function", None)
+    return not source or source in ("exec_stmt_raise", "exec_stmt_assert")
+
+
 #: A password shorter than this is masked only where it stands as a whole token.
 _SHORT_SECRET = 4
 
@@ -160,6 +198,44 @@ def raised_by_raise(context: str) -> bool:
     return first.rstrip().endswith(" at RAISE")
 
 
+#: The innermost frame of a CONTEXT whose statement is a PL/pgSQL ``RAISE`` or ``ASSERT``: the
+#: function's signature (``PL/pgSQL function s.wipe(integer) line 5 at RAISE``).
+_RAISER = re.compile(r"function (?P<f>.+?\))(?: line \d+)? at (?:RAISE|ASSERT)\s*$")
+
+
+def _raiser(context: str) -> str | None:
+    """The function whose ``RAISE`` or ``ASSERT`` raised an error of CONTEXT ``context``
+    (``s.wipe(integer)``), or ``None`` when its innermost frame is no such statement."""
+    first = context.strip().splitlines()[0] if context.strip() else ""
+    found = _RAISER.search(first)
+    return None if found is None else found.group("f")
+
+
+#: A frame of a CONTEXT inside a function's body (``PL/pgSQL function s.f(integer) line 3 at
+#: assignment``, ``SQL function "f" statement 1``).
+_FRAME = re.compile(r"^(?:PL/pgSQL|SQL) function (?P<f>\S+?\)|\S+)")
+
+
+def _function_frame(context: str) -> str | None:
+    """The innermost function whose body raised an error of CONTEXT ``context`` (a frame ``SQL
+    expression "..."`` of its statement may come first), or ``None`` when the error was raised
+    outside any function body."""
+    for line in context.strip().splitlines():
+        found = _FRAME.search(line.strip())
+        if found is not None:
+            return found.group("f").strip('"')
+    return None
+
+
+def raised_words(context: str) -> str:
+    """What ``query_failed`` says of an error a function's ``RAISE`` or ``ASSERT`` raised (CONTEXT
+    ``context``): the function, never the text it raised (it may quote any data the function
+    read): ``function s.wipe(integer) raised an error (its text is not shown)``."""
+    function = _raiser(context)
+    who = f"function {json_text(function, 200)}" if function else "a function"
+    return f"{who} raised an error with RAISE or ASSERT (its text is not shown: it may quote data)"
+
+
 def translate_error(
     exc: BaseException,
     *,
@@ -195,20 +271,41 @@ def translate_error(
     if isinstance(state, str) and state:
         diag = getattr(exc, "diag", None)
         context = getattr(diag, "context", None)
-        if context:
+        primary = _mask(getattr(diag, "message_primary", None) or message, secret)
+        scope = current()
+        if scope.restricted and (state[:2] in _QUOTING_CLASSES or state in _QUOTING_STATES):
+            # A policy, a view, a default, a check or a function may have met a row or a table
+            # this handle may not read; the message may quote it (docs/security.md).
+            message = primary = _hidden(diag, state)
+        elif context:
             # Raised inside the database's own code: its CONTEXT quotes the statements and the
             # function (their schema, their SQL, the values they met); the message names none.
-            message = _mask(getattr(diag, "message_primary", None) or message, secret)
+            message = primary
         if state == "57014" and "statement timeout" in message:
             return budget.exceeded()  # the command's time budget (dbhandles.budget)
         if state == "57014" and budget.stop_error() is not None:
             return budget.interruption()  # a cancel or a shutdown (postgres_cancel.py)
-        if context and raised_by_raise(context):
+        raising = raised_by_raise(context or "") or _raiser(context or "") is not None
+        if context and raising and _from_raise(diag):
             # ``RAISE ... USING ERRCODE = '23505'`` (or '25006', '42501', a constraint's) in a
             # function is that function's message, not the database refusing anything (a real
-            # timeout or cancel met while a RAISE ran is told apart above).
+            # timeout or cancel met while a RAISE ran is told apart above). Its text is the
+            # function's own and may quote any data it read (``RAISE 'leak %', (SELECT ...)``):
+            # not shown; the function and the SQLSTATE are.
             named = f" for {json_text(collection, 80)}" if collection else ""
-            return QueryFailed(_EVALUATION.format(named=named, message=message, state=state))
+            raised = raised_words(context)
+            return QueryFailed(_EVALUATION.format(named=named, message=raised, state=state))
+        inside = _function_frame(context or "")
+        if inside is not None and state[:2] == "22":
+            # A value a function met (``(SELECT s FROM secret)::integer`` in its body): the
+            # message quotes it (``invalid input syntax for type integer: "..."``), and it may be
+            # any data the function read. The function and the SQLSTATE are said, not the text.
+            named = f" for {json_text(collection, 80)}" if collection else ""
+            words = (
+                f"function {json_text(inside, 200)} met a value PostgreSQL cannot take (its "
+                "text is not shown: it may quote data)"
+            )
+            return QueryFailed(_EVALUATION.format(named=named, message=words, state=state))
         if state == "23505" and record_id is not None:
             return RecordExists(
                 f"a record with id {json_text(record_id, 80)} already exists in {json_text(collection, 80)}"
@@ -218,22 +315,30 @@ def translate_error(
                 f"a record id already exists in {json_text(collection, 80)} (or repeats within the batch): {message}"
             )
         kind = _CONSTRAINTS.get(state)
+        if kind is not None and scope.reading:
+            # A read writes nothing: a domain's CHECK failed in a cast a policy or a view makes.
+            named = f" for {json_text(collection, 80)}" if collection else ""
+            what = _hidden(diag, state) if scope.restricted else primary
+            words = f"a {kind.replace('_', ' ')} constraint failed on a read ({what})"
+            return QueryFailed(_EVALUATION.format(named=named, message=words, state=state))
         if kind is not None:
             # One the statement did not meet (a foreign-table write names those itself): a
             # DEFERRABLE constraint checked at COMMIT. The server's primary message only: its
             # DETAIL quotes key values.
-            diag = getattr(exc, "diag", None)
-            primary = getattr(diag, "message_primary", None) or kind
             name = getattr(diag, "constraint_name", None)
             return ConstraintViolation(
-                f"the transaction would break a constraint ({primary}); nothing was written",
+                f"the transaction would break a constraint ({primary or kind}); nothing was written",
                 details={"constraint": kind, **({"name": name} if name else {})},
             )
+        if scope.restricted and state in _QUOTING_STATES:
+            # ``'...'::regclass`` in a view or a policy: no collection disappeared; the object
+            # it names may be a value (a class-22 error goes on: a value sent stays the caller's).
+            named = f" for {json_text(collection, 80)}" if collection else ""
+            return QueryFailed(_EVALUATION.format(named=named, message=primary, state=state))
         built = state == "54000" and any(w in message.lower() for w in _BUILT_TOO_LARGE)
         if state in _EVALUATION_STATES or state[:2] in _EVALUATION_CLASSES or built:
             named = f" for {json_text(collection, 80)}" if collection else ""
             # The server's primary message only: its CONTEXT names the function's schema and line.
-            primary = getattr(getattr(exc, "diag", None), "message_primary", None) or message
             return QueryFailed(
                 _EVALUATION.format(named=named, message=_mask(primary, secret), state=state)
             )
@@ -247,7 +352,6 @@ def translate_error(
         storage = found is None or found[0] in (StorageError, StorageBusy)
         if state in _DEFINITION_STATES or (context and storage and _raised_by_code(diag, context)):
             named = f" for {json_text(collection, 80)}" if collection else ""
-            primary = getattr(getattr(exc, "diag", None), "message_primary", None) or message
             return QueryFailed(
                 _EVALUATION.format(named=named, message=_mask(primary, secret), state=state)
             )

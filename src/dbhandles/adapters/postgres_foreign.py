@@ -20,6 +20,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -30,6 +31,7 @@ from dbhandles.adapters.foreign_common import ColumnPaths
 from dbhandles.adapters.foreign_values import decode_key, records_builder
 from dbhandles.adapters.postgres_bytes import bounded_columns, columns_rows
 from dbhandles.adapters.postgres_compile import boolean, prepare_filter
+from dbhandles.adapters.postgres_foreign_keys import holds_odd_key, settle, without_key
 from dbhandles.adapters.postgres_foreign_schema import PgTable, describe, relations, resolve
 from dbhandles.adapters.postgres_foreign_sql import (
     DUPLICATE,
@@ -79,9 +81,12 @@ class PgReader:
         #: The value of each record key (``keys``), as the SELECT list computes it.
         self.columns = (id_json(table), *(json_sql(c) for c in shown))
         self.select = ", ".join(self.columns)
-        #: The relation itself; ``source`` is what reads select from (``keyless_source``).
+        #: The relation itself (what an INSERT names); ``own`` its own rows (``ONLY`` an ordinary
+        #: table: an inheritance child's rows are the child's, and may repeat the parent's key);
+        #: ``source`` is what reads, updates and deletes select from (``keyless_source``).
         self.relation = f"{quote(table.schema)}.{quote(table.name)}"
-        self.source = self.relation if table.key else keyless_source(table, self.relation)
+        self.own = f"ONLY {self.relation}" if table.only else self.relation
+        self.source = self.own if table.key else keyless_source(table, self.own)
         found = id_scalar(table)
         self.id_sql = found[0] if found is not None else None
         #: Which column a dotted path names (a column whose name holds '.').
@@ -110,11 +115,28 @@ class PgReader:
         """The record of a row selected by ``select``: its ``id``, then its fields."""
         return dict(zip(self.keys, row, strict=True))
 
+    @cached_property
+    def keyless(self) -> PgReader:
+        """The reader of this table served without its key (``postgres_foreign_keys``)."""
+        return PgReader(without_key(self.table))
+
+    def current(self, conn: Connection[Any]) -> PgReader:
+        """This reader, or ``keyless`` while the key holds NaN or ±Infinity
+        (``postgres_foreign_keys.holds_odd_key``)."""
+        return self.keyless if holds_odd_key(self.table, conn) else self
+
     def key_match(self, record_id: str) -> tuple[str, tuple[Any, ...]] | None:
         """The WHERE clause selecting the row whose ``id`` is ``record_id``; ``None`` if none can
-        (``abc`` for an integer key: no such row)."""
+        (``abc`` for an integer key: no such row).
+
+        Raises:
+            InvalidParams: ``record_id`` holds U+0000, which PostgreSQL text cannot hold (on
+                SQLite, another tool may have written a key with it: docs/foreign-tables.md).
+        """
         if "\x00" in record_id:
-            return None  # PostgreSQL text cannot hold it: no id does
+            raise InvalidParams(
+                "id: PostgreSQL text cannot hold U+0000 (NUL), so no row's id holds it", field="id"
+            )
         table = self.table
         if len(table.key) == 1:
             column = table.column(table.key[0])
@@ -245,7 +267,7 @@ class PgReader:
     def count(self, run: Run, filter: FilterNode | None) -> int:
         where = boolean(self.where(filter))
         # Rows are numbered among their equals only for an id; a count without one needs none.
-        source = self.source if DUPLICATE in where.sql else self.relation
+        source = self.source if DUPLICATE in where.sql else self.own
         statement = sql.SQL(f"SELECT count(*) FROM {source} WHERE {where.sql}")
         row = run(statement, where.params, True).fetchone()
         return int(row[0]) if row else 0
@@ -282,12 +304,13 @@ class ForeignCatalog:
         key = (relation.oid, relation.signature)
         found = self._readers.get(key)
         if found is None:
-            found = PgReader(describe(conn, self.schema, relation, self.camel_names))
+            table = describe(conn, self.schema, relation, self.camel_names)
+            found = PgReader(settle(table, conn.info.server_version))
             with self._lock:
                 if len(self._readers) >= _CACHED:
                     self._readers.clear()
                 self._readers[key] = found
-        return found
+        return found.current(conn)
 
     def resolved(self, collection: str) -> tuple[bool, str | None]:
         """Whether ``reader`` has looked ``collection`` up (on any connection), and the foreign
@@ -299,6 +322,9 @@ class ForeignCatalog:
 
     def tables(self, conn: Connection[Any]) -> list[PgTable]:
         """Every foreign relation of the schema, described now (``data/schema``)."""
-        return [
-            describe(conn, self.schema, r, self.camel_names) for r in relations(conn, self.schema)
-        ]
+        version = conn.info.server_version
+        tables = []
+        for relation in relations(conn, self.schema):
+            table = settle(describe(conn, self.schema, relation, self.camel_names), version)
+            tables.append(without_key(table) if holds_odd_key(table, conn) else table)
+        return tables

@@ -29,6 +29,8 @@ from dbhandles.adapters.foreign_common import (
     snake,
     table_public,
 )
+from dbhandles.adapters.postgres_closure import closure_code, write_seeds
+from dbhandles.adapters.postgres_closure_cache import cached
 from dbhandles.adapters.postgres_reach import (
     OBJECT_CALLS,
     OPAQUE_SQL,
@@ -201,6 +203,11 @@ class PgTable:
     #: Why the handle's role cannot read it (no ``SELECT`` privilege), else ``None``:
     #: ``data/schema`` lists it as ``refused`` with ``recordCount: null``.
     unreadable: str | None = None
+    #: An ordinary table (``relkind`` ``r``): read, updated and deleted ``ONLY`` in its own rows,
+    #: never its inheritance children's (who may hold the same key).
+    only: bool = False
+    #: A query finding a row whose key holds NaN or ±Infinity (``postgres_foreign_keys.settle``).
+    key_probe: str | None = None
 
     def column(self, name: str) -> PgColumn:
         return next(c for c in self.columns if c.name == name)
@@ -360,8 +367,14 @@ def own_code(
     update is a foreign key's ``SET DEFAULT``, which evaluates the column defaults too. A delete
     evaluates only the row-level security policies (their ``USING``). An insert or an update
     also runs the code of its columns' types when that is not all PostgreSQL's own
-    (``postgres_reach.type_code``: ``column r of t (type evrange): ...``)."""
+    (``postgres_reach.type_code``: ``column r of t (type evrange): ...``). Then the rest of the
+    ``pg_depend`` closure of what the write evaluates (``postgres_closure.write_seeds``: its
+    indexes on every write, the indexes of the tables its foreign keys' checks probe)."""
     executing = list(SQL_EXECUTING)
+
+    def execute(statement: str, params: tuple[Any, ...]) -> Any:
+        return conn.execute(statement, params)
+
     rows = conn.execute(_OWN_CODE, (schema, table, executing, executing)).fetchall()
     found = [
         f"{kind} {name} calls {function}()"
@@ -372,8 +385,13 @@ def own_code(
     if event in ("insert", "update"):
         # A value written runs its type's code: a range's bounds compared by its subtype's
         # operator class, a cast (``postgres_reach.TYPE_CODE``).
-        found += type_code(lambda statement, params: conn.execute(statement, params), schema, table)
-    return found
+        found += type_code(execute, schema, table)
+    # Everything else the write evaluates reaches through pg_depend (postgres_closure): a type
+    # used as a constant in a CHECK or a default, a domain's cast, the operator classes of the
+    # indexes its foreign keys' checks probe on the other table.
+    seeds, params = write_seeds(schema, table, event, defaults)
+    found += closure_code(execute, seeds, params, executing)
+    return list(dict.fromkeys(found))
 
 
 def cascade_targets(
@@ -389,7 +407,19 @@ def cascade_targets(
     and a function's ``INSERT ... ON CONFLICT`` with it (PostgreSQL has no REPLACE constraint:
     its conflicts resolve only as a statement says), and so is what a default, a CHECK, a
     generated column, an index or a domain evaluated by the write runs when it calls a function
-    that is not PostgreSQL's own (``own_code``: ``default of column n calls s.f()``)."""
+    that is not PostgreSQL's own (``own_code``: ``default of column n calls s.f()``). Kept while
+    the catalog is unchanged (``postgres_closure_cache``)."""
+    return cached(
+        lambda statement, params: conn.execute(statement, params),
+        ("cascades", schema, table, update, event),
+        lambda: _cascade_targets(conn, schema, table, update, event),
+    )
+
+
+def _cascade_targets(
+    conn: Connection[Any], schema: str, table: str, update: bool, event: str | None
+) -> list[tuple[str, str]]:
+    """``cascade_targets`` read from the catalog."""
 
     def named(nsp: str, rel: str) -> str:
         return rel if nsp == schema else f"{nsp}.{rel}"
@@ -454,7 +484,8 @@ def relations(conn: Connection[Any], schema: str) -> list[Relation]:
     return [
         _relation(row)
         for row in rows
-        if not row[1].lower().startswith(SYSTEM_PREFIXES) and not is_collection(row[2], row[5])
+        if not row[1].lower().startswith(SYSTEM_PREFIXES)
+        and not is_collection(row[1], row[2], row[5])
     ]
 
 
@@ -489,7 +520,7 @@ def resolve(
                 field="collection",
             )
         row = rows[0]
-    if row[1].lower().startswith(SYSTEM_PREFIXES) or is_collection(row[2], row[5]):
+    if row[1].lower().startswith(SYSTEM_PREFIXES) or is_collection(row[1], row[2], row[5]):
         return None
     return _relation(row)
 
@@ -552,4 +583,5 @@ def describe(
         read_only=read_only, estimate=estimate, indexes=tuple(indexes),
         foreign_keys=tuple(foreign_keys), constraints=named,
         reserved=reserved if read_only is None else frozenset(), unreadable=unreadable,
+        only=kind == "r",
     )  # fmt: skip

@@ -29,6 +29,7 @@ from psycopg import sql
 
 from dbhandles.adapters.postgres_compile import PostgresDialect
 from dbhandles.adapters.postgres_foreign_schema import PgColumn, PgTable
+from dbhandles.adapters.postgres_records import SUSPECT_TEST, inexact_number
 from dbhandles.adapters.sql_compile import Column, SqlCompiler
 
 __all__ = [
@@ -114,8 +115,6 @@ def json_sql(column: PgColumn) -> str:
 _PAIR = r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
 #: The escapes ``jsonb`` refuses: U+0000 and a half of a surrogate pair (left once pairs are cut).
 _REFUSED = r"\\u(0000|[dD][89a-fA-F][0-9a-fA-F]{2})"
-#: Past a double's range: orjson (hence every reader) refuses such a number.
-_LARGEST = "1.7976931348623158e308"
 
 
 def _castable(json_text: str) -> str:
@@ -129,12 +128,18 @@ def _castable(json_text: str) -> str:
 
 
 def _finite(jsonb: str) -> str:
-    """SQL: the ``jsonb`` value holds no number past a double's range (``1e400``: PostgreSQL's
-    ``numeric`` holds it, a JSON reader refuses it). The path query runs only on text that could
-    spell one: an exponent, or 309 digits in a row (a regular expression counts at most 255)."""
+    """SQL: the ``jsonb`` value holds only numbers dbhandles' reader keeps exactly
+    (``postgres_records.inexact_number``, the rule of collections): no number past a double's
+    range (``1e400``: PostgreSQL's ``numeric`` holds it, a JSON reader refuses it), none past
+    2**64 (read as a float) or with a fraction that is not the shortest text of a double
+    (``1e-400``, ``1.00000000000000000001``: read as ``0.0`` and ``1.0`` while filters, sorts and
+    keyset positions would compare the exact decimal). The path query runs only on text that could
+    spell one: ``jsonb``'s text spells numbers in plain decimals, so a fraction or 16 digits in a
+    row (2**53 has 16)."""
     return (
-        f"(NOT {jsonb}::text ~ '[0-9][eE]|[0-9]{{255}}[0-9]{{54}}' OR NOT jsonb_path_exists({jsonb}, "
-        f"'strict $.** ? (@.type() == \"number\" && (@ > {_LARGEST} || @ < -{_LARGEST}))'))"
+        f"(NOT {jsonb}::text ~ '[0-9]\\.[0-9]|[0-9]{{16}}' OR NOT EXISTS (SELECT FROM "
+        f"jsonb_path_query({jsonb}, 'strict $.** {SUSPECT_TEST}') AS v "
+        f"WHERE {inexact_number('(v::numeric)', wide_integers=True)}))"
     )
 
 
@@ -187,13 +192,31 @@ def id_scalar(table: PgTable) -> tuple[str, int] | None:
 DUPLICATE = '"\u2060dbh_duplicate"'
 
 
+#: ``regexp_replace`` pattern and replacement making ``jsonb``'s text compact: the space it writes
+#: after each ``,`` and ``:`` goes, while a string (``"a, b"``) is matched whole and kept as it is.
+_SPACED = r"""'("(?:[^"\\]|\\.)*")|([,:]) '"""
+_UNSPACED = r"'\1\2'"
+
+
+def _scalar_json(column: PgColumn) -> bool:
+    """Whether ``json_sql`` of ``column`` is always a scalar, whose ``jsonb`` text has no spaces."""
+    base = column.base
+    return (
+        base in _INTEGERS or base in _TEXTS or base in _FLOATS or column.category == "E"
+        or base in ("bool", "numeric", "timestamptz", "timestamp")
+    )  # fmt: skip
+
+
 def row_json(table: PgTable, columns: list[PgColumn] | None = None) -> str:
     """Compact JSON text of ``columns`` (default: all), as ``foreign_values.encode_key`` writes
-    it for SQLite: jsonb's text of a scalar has no spaces, and SQL null is JSON null."""
+    it for SQLite: jsonb's text of a scalar has no spaces, that of an object or array (a
+    ``bytea``'s ``{"$base64":"..."}``, ``jsonb``, an array, a composite) loses the ones ``jsonb``
+    writes after ``,`` and ``:`` (``[[1,2],1]``, never ``[[1, 2],1]``), and SQL null is JSON null."""
     parts = ", ".join(
-        f"COALESCE(({json_sql(c)})::text, 'null')"
+        f"COALESCE(({json_sql(c)})::text, 'null')" if _scalar_json(c)
+        else f"COALESCE(regexp_replace(({json_sql(c)})::text, {_SPACED}, {_UNSPACED}, 'g'), 'null')"
         for c in (table.columns if columns is None else columns)
-    )
+    )  # fmt: skip
     return f"('[' || array_to_string(ARRAY[{parts}]::text[], ',') || ']')"
 
 
@@ -201,9 +224,13 @@ def keyless_source(table: PgTable, relation: str) -> str:
     """``relation`` (a table or view without a key) with its rows numbered among those equal to
     them in every column (``DUPLICATE``): over the whole relation, before any filter, so the
     numbers, and ids, stay the same from page to page while the relation does not change."""
+    # Rows whose JSON is equal but whose values are not (NaN and Infinity are both null) are
+    # numbered in the order of their values' text (every type has one; not every type an order),
+    # so each keeps its number, and id, from query to query.
+    values = ", ".join(f'({quote(c.name)})::text COLLATE "C"' for c in table.columns)
     return (
-        f"(SELECT *, row_number() OVER (PARTITION BY {row_json(table)}) AS {DUPLICATE} "
-        f"FROM {relation}) AS {quote(table.name)}"
+        f"(SELECT *, row_number() OVER (PARTITION BY {row_json(table)} ORDER BY {values}) "
+        f"AS {DUPLICATE} FROM {relation}) AS {quote(table.name)}"
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -161,7 +162,9 @@ def number_text(value: int | float, base: str, category: str, type_name: str, wh
     """What the JSON number ``value`` is bound as for a value of base type ``base``: itself for
     the numeric types and text types (PostgreSQL casts a number to text on assignment), its text
     for the other numeric category types (``money``, ``oid``: PostgreSQL has no cast from every
-    integer width, so it parses the text).
+    integer width, so it parses the text), in plain decimal form (``1e16`` as
+    ``10000000000000000``, ``1e-5`` as ``0.00001``: neither reads an exponent; an integral
+    number without a point, which ``oid`` needs).
 
     Raises:
         InvalidParams: a type no JSON number stands for (``interval``, ``inet``, enums, ...),
@@ -170,7 +173,9 @@ def number_text(value: int | float, base: str, category: str, type_name: str, wh
     if base in NUMBERS or category == "S":
         return value
     if category == "N":
-        return str(value)
+        if isinstance(value, int) or value.is_integer():
+            return str(int(value))  # ``1e9`` into an oid is 1000000000, not "1000000000.0"
+        return format(Decimal(float.__repr__(value)), "f")
     raise InvalidParams(
         f"{where}: the type {type_name} takes no JSON number; give {type_form(base, category)}",
         field=where,

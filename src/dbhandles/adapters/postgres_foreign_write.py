@@ -35,6 +35,7 @@ from psycopg import sql
 from psycopg.types.json import Json, Jsonb
 
 from dbhandles.adapters.base import Record
+from dbhandles.adapters.foreign_numbers import pg_number
 from dbhandles.adapters.foreign_values import BLOB_KEY, inexact_value
 from dbhandles.adapters.foreign_writer import LABELS, ForeignWriterBase, blame
 from dbhandles.adapters.postgres_capacity import over_capacity
@@ -79,6 +80,7 @@ _TYPE_WORDS = {
     "date": ("date",), "timestamp": ("timestamp",), "timestamptz": ("timestamp",),
     "time": ("time",), "timetz": ("time",), "interval": ("interval",), "uuid": ("uuid",),
     "bool": ("boolean",), "json": ("json",), "jsonb": ("json",), "bytea": ("bytea",),
+    "money": ("money",), "oid": ("oid",),
 }  # fmt: skip
 
 
@@ -132,24 +134,31 @@ def _holds_object(value: list[Any]) -> bool:
     return any(isinstance(v, dict) or (isinstance(v, list) and _holds_object(v)) for v in value)
 
 
-def _array_literal(value: list[Any], element: str, refuse: Any) -> str:
+def _array_literal(value: list[Any], element: str, type_name: str, refuse: Any) -> str:
     """A PostgreSQL array literal (``{1,"a b",NULL,{2,3}}``) that the server parses by the
-    column's ``element`` type (``int4``, ``jsonb``); ``refuse(item, problem)`` raises the error for
-    an element that type cannot be (``_element_problem``)."""
+    column's ``element`` type (``int4``, ``jsonb``; the column declared ``type_name``);
+    ``refuse(item, problem)`` raises the error for an element that type cannot be
+    (``_element_problem``), or cannot hold exactly (``foreign_numbers.pg_number``: ``3.5`` in an
+    ``integer[]``, ``0.30000000000000004`` in a ``real[]``)."""
     items = []
     for item in value:
         problem = _element_problem(item, element)
         if problem is not None:
-            refuse(item, problem)
+            refuse(item, f"{problem}, not {element}")
         if item is None:
             items.append("NULL")
         elif isinstance(item, list):
-            items.append(_array_literal(item, element, refuse))
+            items.append(_array_literal(item, element, type_name, refuse))
         else:
             if element in ("json", "jsonb"):
                 text = orjson.dumps(item).decode()
             elif isinstance(item, bool):
                 text = "true" if item else "false"
+            elif isinstance(item, int | float):
+                param, problem = pg_number(item, element, type_name, element in _TEXT_ELEMENTS)
+                if problem is not None:
+                    refuse(item, problem)
+                text = str(param)
             else:
                 text = str(item)
             items.append('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
@@ -243,11 +252,11 @@ class PgWriter(ForeignWriterBase[PgColumn]):
                 shown = orjson.dumps(item).decode()
                 raise InvalidParams(
                     f"{where}: column {json_text(column.name, 80)} of table {json_text(self.name, 80)} is {column.type}, "
-                    f"and an element {shown[:80]} is {problem}, not {base.removeprefix('_')}",
+                    f"and an element {shown[:80]} is {problem}",
                     field=where,
                 )
 
-            return _array_literal(value, base.removeprefix("_"), refuse)
+            return _array_literal(value, base.removeprefix("_"), column.type, refuse)
         if isinstance(value, dict):
             raise InvalidParams(
                 f"{where}: column {json_text(column.name, 80)} of table {json_text(self.name, 80)} is {column.type}, which "
@@ -263,6 +272,15 @@ class PgWriter(ForeignWriterBase[PgColumn]):
                 )
             return value
         if isinstance(value, int | float):
+            param, problem = pg_number(value, base, column.type, column.category == "S")
+            if problem is not None:
+                raise InvalidParams(
+                    f"{where}: column {json_text(column.name, 80)} of table {json_text(self.name, 80)} is "
+                    f"{column.type}, and {orjson.dumps(value).decode()} is {problem}; nothing was written",
+                    field=where,
+                )
+            if param is not value or column.category == "S":
+                return param
             return number_text(value, base, column.category, column.type, where)
         if _non_finite(value, base):
             raise InvalidParams(

@@ -25,12 +25,19 @@ triggers (``event_triggers``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from psycopg import Connection
 
+from dbhandles import budget
 from dbhandles.adapters.foreign_cascades import UNKNOWN
+from dbhandles.adapters.postgres_closure import closure_code, read_seeds
+from dbhandles.adapters.postgres_closure_cache import CHANGED_AFTER_INITDB, cached, state
+from dbhandles.adapters.postgres_reach_locks import lock_all
+from dbhandles.adapters.reach_guard import Guard
+from dbhandles.errors import PermissionDenied
+from dbhandles.values import json_text
 
 __all__ = [
     "BUILTIN_CALLS",
@@ -43,6 +50,9 @@ __all__ = [
     "event_triggers",
     "opaque",
     "read_reach",
+    "recheck",
+    "refuse_event_triggers",
+    "table_reach",
     "type_code",
 ]
 
@@ -59,15 +69,25 @@ SQL_EXECUTING = (
     "database_to_xml", "database_to_xml_and_xmlschema", "database_to_xmlschema",
     "ts_stat", "ts_rewrite",
 )  # fmt: skip
-#: The SQL condition "function ``p`` of namespace ``fn`` runs code whose reads cannot be known".
-OPAQUE_SQL = "(fn.nspname <> 'pg_catalog' OR p.proname = ANY(%s))"
+#: The SQL condition "function ``p`` runs code whose reads cannot be known": somebody's (``oid >=
+#: 16384``, wherever it lives: a superuser may create one in ``pg_catalog``), a built-in one
+#: changed after initdb (``CHANGED_AFTER_INITDB``: ``ALTER FUNCTION pg_catalog.lower(text)
+#: SECURITY DEFINER``, ``CREATE OR REPLACE`` of its body), a ``SECURITY DEFINER`` one, or a
+#: SQL-executing builtin.
+OPAQUE_SQL = (
+    f"(p.oid >= 16384 OR p.proname = ANY(%s) OR p.prosecdef OR {CHANGED_AFTER_INITDB.format('p')})"
+)
 #: The calls of ``SQL_EXECUTING`` functions in the expressions of ``objects(kind, name, tree)``
 #: (``tree``: their ``pg_node_tree`` as text), as ``(kind, name, function oid)``. PostgreSQL
 #: records no dependency on ``pg_catalog``'s own (pinned) objects, so they are found in the
-#: tree, where a call is ``{FUNCEXPR :funcid 2925 ...``.
-BUILTIN_CALLS = """SELECT o.kind, o.name, p.oid FROM objects o
-    JOIN pg_proc p ON p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = ANY(%s)
-        AND strpos(o.tree, ':funcid ' || p.oid::text || ' ') > 0"""
+#: tree, where a call is ``{FUNCEXPR :funcid 2925 ...`` (an operator's ``:opfuncid``); so are the
+#: built-in functions changed after initdb, and any ``SECURITY DEFINER`` one
+#: (``CHANGED_AFTER_INITDB``).
+BUILTIN_CALLS = f"""SELECT o.kind, o.name, p.oid FROM objects o
+    JOIN pg_proc p ON ((p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = ANY(%s))
+                       OR (p.oid < 16384 AND (p.prosecdef OR {CHANGED_AFTER_INITDB.format("p")})))
+        AND (strpos(o.tree, ':funcid ' || p.oid::text || ' ') > 0
+             OR strpos(o.tree, ':opfuncid ' || p.oid::text || ' ') > 0)"""
 
 
 #: The functions the objects of ``objects(classid, objid, kind, name, tree)`` call, as ``(kind,
@@ -84,23 +104,29 @@ OBJECT_CALLS = f"""SELECT o.kind, o.name,
     {BUILTIN_CALLS}"""
 
 #: The columns of the relations of ``rels(oid)`` (a CTE the statement defines first) whose types
-#: may run code that is not PostgreSQL's own, as ``(relation, column, its type, why)``. A column's
-#: type is walked (``types``): a domain to its base type, an array to its elements, a composite to
-#: its fields' types, a range to its subtype, a multirange to its range. Any type of the walk
-#: outside ``pg_catalog`` (an enum, a composite or a range someone created: its casts, operator
-#: classes and I/O may be anyone's), a cast from or to one that calls a function outside
-#: ``pg_catalog`` (``CREATE CAST (int4range AS json) WITH FUNCTION s.leak(...)``: ``to_jsonb``
-#: calls it), a default operator class of one outside ``pg_catalog`` (what ``ORDER BY``,
-#: ``DISTINCT`` and grouping by the column call), and a range's subtype operator class, its support
-#: functions, canonical or subtype-difference function outside ``pg_catalog`` (run on every range
-#: value made or compared) are reasons. A class a range names is not one of its subtype's columns'
-#: (an ``int4`` column runs ``int4``'s default class; a view making a range of it calls the range's
-#: constructor, outside ``pg_catalog``, which ``_READ_CODE`` finds). A domain is walked through,
-#: not a reason itself: PostgreSQL ignores casts from or to a domain, and ``to_jsonb``, operator
-#: classes and I/O act on its base type; its constraints and default run only on writes
-#: (``postgres_foreign_schema.own_code`` names them). Over-refusing is the safe side: a
-#: restricted handle reads only columns of types whose every function is PostgreSQL's.
-TYPE_CODE = """
+#: may run code that is not PostgreSQL's own, as ``(relation, column, its type, why)``; PostgreSQL's
+#: own is ``oid < 16384`` (``FirstNormalObjectId``: what initdb made; a superuser may create
+#: functions in ``pg_catalog``). A column's type is walked (``types``): a domain to its base type,
+#: an array to its elements, a composite to its fields' types, a range to its subtype, a
+#: multirange to its range. Reasons: a type of the walk whose I/O, receive, send, typmod or
+#: analyze function is somebody's (an enum's ``enum_in``/``enum_out``, a composite's
+#: ``record_in``, an array's ``array_in`` are PostgreSQL's: an enum, an array and a composite of
+#: them are served); a cast from or to a type someone created (``oid >= 16384``: ``to_jsonb``
+#: looks up casts of those only, and a cast needs its creator to own one of its types, so a cast
+#: from ``integer`` to somebody's enum refuses no ``integer`` column) calling somebody's function
+#: (``CREATE CAST (mood AS json) WITH FUNCTION s.leak(...)``: ``to_jsonb`` calls it); somebody's
+#: default ``btree`` or ``hash`` operator class of one (what ``ORDER BY``, ``DISTINCT`` and
+#: grouping by the column call; ``btree_gist``'s default ``gist`` classes run only in indexes,
+#: which ``postgres_closure`` follows); a range's subtype operator class, its support functions,
+#: canonical or subtype-difference function that are somebody's (run on every range value made
+#: or compared). A class a range names is not one of its subtype's columns' (an ``int4`` column
+#: runs ``int4``'s default class; a view making a range of it calls the range's constructor,
+#: which ``_READ_CODE`` finds). A domain is walked through, not a reason itself: PostgreSQL
+#: ignores casts from or to a domain, and ``to_jsonb``, operator classes and I/O act on its base
+#: type; its constraints and default run only on writes (``postgres_foreign_schema.own_code``
+#: names them).
+TYPE_CODE = (
+    """
 types(rel, col, top, oid) AS (
     SELECT c.relname::text, a.attname::text, a.atttypid, a.atttypid FROM rels
     JOIN pg_class c ON c.oid = rels.oid
@@ -118,10 +144,15 @@ types(rel, col, top, oid) AS (
     WHERE x.oid <> 0),
 type_code(rel, col, top, why) AS (
     SELECT types.rel, types.col, types.top,
-           'type ' || tn.nspname || '.' || t.typname || ' is not PostgreSQL''s own'
+           'type ' || format_type(t.oid, NULL) || ' calls ' || pn.nspname || '.' || p.proname
+           || '()'
     FROM types JOIN pg_type t ON t.oid = types.oid
-    JOIN pg_namespace tn ON tn.oid = t.typnamespace
-    WHERE t.typnamespace <> 'pg_catalog'::regnamespace AND t.typtype <> 'd'
+    CROSS JOIN LATERAL unnest(ARRAY[t.typinput::oid, t.typoutput::oid, t.typreceive::oid,
+        t.typsend::oid, t.typmodin::oid, t.typmodout::oid, t.typanalyze::oid]) f(proc)
+    JOIN pg_proc p ON p.oid = f.proc JOIN pg_namespace pn ON pn.oid = p.pronamespace
+    WHERE p.oid >= 16384 OR p.prosecdef OR """
+    + CHANGED_AFTER_INITDB.format("p")
+    + """
     UNION ALL
     SELECT types.rel, types.col, types.top,
            'a cast from ' || format_type(ca.castsource, NULL) || ' to '
@@ -129,21 +160,22 @@ type_code(rel, col, top, why) AS (
            || '()'
     FROM types JOIN pg_cast ca ON (ca.castsource = types.oid OR ca.casttarget = types.oid)
     JOIN pg_proc p ON p.oid = ca.castfunc JOIN pg_namespace pn ON pn.oid = p.pronamespace
-    WHERE p.pronamespace <> 'pg_catalog'::regnamespace
+    WHERE p.oid >= 16384 AND types.oid >= 16384
     UNION ALL
     SELECT types.rel, types.col, types.top,
            'operator class ' || cn.nspname || '.' || opc.opcname || ' of type '
            || format_type(types.oid, NULL) || ' is not PostgreSQL''s own'
     FROM types JOIN pg_opclass opc ON opc.opcintype = types.oid
     JOIN pg_namespace cn ON cn.oid = opc.opcnamespace
-    WHERE opc.opcnamespace <> 'pg_catalog'::regnamespace AND opc.opcdefault
+    JOIN pg_am am ON am.oid = opc.opcmethod AND am.amname IN ('btree', 'hash')
+    WHERE opc.oid >= 16384 AND opc.opcdefault
     UNION ALL
     SELECT types.rel, types.col, types.top,
            'range type ' || format_type(r.rngtypid, NULL) || ' orders its bounds by operator class '
            || cn.nspname || '.' || opc.opcname
     FROM types JOIN pg_range r ON r.rngtypid = types.oid
     JOIN pg_opclass opc ON opc.oid = r.rngsubopc JOIN pg_namespace cn ON cn.oid = opc.opcnamespace
-    WHERE opc.opcnamespace <> 'pg_catalog'::regnamespace
+    WHERE opc.oid >= 16384
     UNION ALL
     SELECT types.rel, types.col, types.top,
            'range type ' || format_type(r.rngtypid, NULL) || ' calls ' || pn.nspname || '.'
@@ -155,8 +187,9 @@ type_code(rel, col, top, why) AS (
         UNION ALL SELECT ap.amproc::oid FROM pg_amproc ap
         WHERE ap.amprocfamily = opc.opcfamily) f(proc)
     JOIN pg_proc p ON p.oid = f.proc JOIN pg_namespace pn ON pn.oid = p.pronamespace
-    WHERE p.pronamespace <> 'pg_catalog'::regnamespace)
+    WHERE p.oid >= 16384)
 """
+)
 _TYPE_CODE_ROWS = """
 SELECT DISTINCT rel, col, format_type(top, NULL), why FROM type_code ORDER BY 1, 2, 3, 4
 """
@@ -222,6 +255,26 @@ WHERE {OPAQUE_SQL}
 ORDER BY 1, 2, 3
 """
 )
+#: The foreign tables (``relkind`` ``'f'``) of the relations a read reaches, itself included:
+#: ``(relation, foreign-data wrapper, server)``. Their rows come from outside what grants and
+#: permission lists describe (a file, a program ``file_fdw`` runs, another server), and their
+#: wrapper's handler runs code on every read.
+_FOREIGN = (
+    _READS
+    + """
+SELECT DISTINCT c.relname, w.fdwname, s.srvname FROM reads
+JOIN pg_class c ON c.oid = reads.oid AND c.relkind = 'f'
+JOIN pg_foreign_table ft ON ft.ftrelid = c.oid
+JOIN pg_foreign_server s ON s.oid = ft.ftserver
+JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+ORDER BY 1, 2, 3
+"""
+)
+#: The oid of table ``%s``.``%s`` (a collection's), if it exists.
+_TABLE_OID = """
+SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')
+"""
 #: The direct partitions and inheritance children of table ``%s``.``%s``: name, schema,
 #: whether it is a partition.
 _CHILDREN = """
@@ -246,19 +299,46 @@ def opaque(what: str) -> str:
 def read_reach(execute: Execute, oid: int, schema: str) -> list[str]:
     """What a read of relation ``oid`` (of ``schema``) reaches besides itself, at any depth: the
     relations views read, partitions and inheritance children, what row-level security policies
-    read (named as ``view_sources`` names them: ``other.t`` outside ``schema``), then the code
-    that runs (``opaque``: ``its definition of vleak calls s.peek()``), sorted."""
+    read (named as ``view_sources`` names them: ``other.t`` outside ``schema``), sorted, then the
+    code that runs (``opaque``: ``its definition of vleak calls s.peek()``): what the named
+    checks find, then the rest of the ``pg_depend`` closure of what the read evaluates
+    (``postgres_closure``: a type used as a constant in a view, an index's operator class). Kept
+    while the catalog is unchanged (``postgres_closure_cache``)."""
+    return cached(execute, ("read", oid, schema), lambda: _read_reach(execute, oid, schema))
+
+
+def _read_reach(execute: Execute, oid: int, schema: str) -> list[str]:
     rows = execute(_READ_RELATIONS, (oid, oid)).fetchall()
     names = sorted(name if nsp == schema else f"{nsp}.{name}" for name, nsp in rows)
     executing = list(SQL_EXECUTING)
     code = execute(_READ_CODE, (oid, executing, executing)).fetchall()
     types = execute(_READS + ", rels AS (SELECT oid FROM reads)," + TYPE_CODE + _TYPE_CODE_ROWS,
                     (oid,)).fetchall()  # fmt: skip
-    return (
-        names
-        + [opaque(f"{what} of {rel} calls {function}()") for what, rel, function in code]
-        + [opaque(type_words(*row)) for row in types]
+    reached = closure_code(execute, read_seeds(_READS), (oid,), executing)
+    foreign = execute(_FOREIGN, (oid,)).fetchall()
+    found = (
+        [
+            f"foreign table {rel} reads through foreign-data wrapper {wrapper} (server "
+            f"{server}): rows from outside the database, made by the wrapper's code"
+            for rel, wrapper, server in foreign
+        ]
+        + [f"{what} of {rel} calls {function}()" for what, rel, function in code]
+        + [type_words(*row) for row in types]
+        + reached
     )
+    return names + [opaque(what) for what in dict.fromkeys(found)]
+
+
+def table_reach(execute: Execute, schema: str, table: str) -> list[str]:
+    """``read_reach`` of ``table`` of ``schema`` (a collection's own table: an index, a policy, a
+    child table or a column type another role added there runs or is read by every read of it);
+    ``[]`` when there is no such table. Kept while the catalog is unchanged."""
+
+    def reach() -> list[str]:
+        row = execute(_TABLE_OID, (schema, table)).fetchone()
+        return [] if row is None else _read_reach(execute, int(row[0]), schema)
+
+    return cached(execute, ("table", schema, table), reach)
 
 
 def type_words(relation: str, column: str, type_name: str, why: str) -> str:
@@ -300,3 +380,53 @@ def event_triggers(conn: Connection[Any]) -> list[str]:
     (``ddl_command_start``, ``ddl_command_end``, ``table_rewrite``), by name: their functions
     are as opaque as a trigger's."""
     return [str(row[0]) for row in conn.execute(_EVENT_TRIGGERS).fetchall()]
+
+
+def recheck(session: Any, guards: Sequence[Guard]) -> None:
+    """Check again, first thing in ``session``'s transaction, what the access decisions found
+    (``guards``: ``reach_guard``): lock each relation it found reached as the statements will (``ROW
+    EXCLUSIVE`` in a write session, else ``ACCESS SHARE``; a view's lock takes its base
+    relations', a table's its children's) before any snapshot is taken, so a DDL still
+    uncommitted commits or aborts first and the catalog read next shows it; then read the
+    catalog's fingerprint (``postgres_closure_cache.state``) and, for each decision that did not
+    read that same state throughout, what each name reaches again. Waiting for a lock is bounded by the command's budget (``lock_timeout``).
+
+    Raises:
+        QueryTimeout: a lock was held past the command's budget.
+        PermissionDenied: what a name reaches changed since the decision (run the command again).
+    """
+    conn = session.conn
+    mode = "ROW EXCLUSIVE" if session.write else "ACCESS SHARE"
+    relations = list(dict.fromkeys(n for guard in guards for n in guard.relations))
+    lock_all(conn, session.adapter.schema, relations, mode, budget.remaining_ms())
+    # One fingerprint, read now the locks are held: a decision that read this same catalog
+    # state would find what it found (``reach_guard.Guard.unchanged``); the others read again.
+    database, now = state(lambda statement, params: conn.execute(statement, params))
+    stale = [guard for guard in guards if not guard.unchanged(database, now)]
+    changed = sorted({n for guard in stale for n in guard.changed(session)})
+    if changed:
+        names = ", ".join(json_text(n, 80) for n in changed)
+        raise PermissionDenied(
+            f"Permission denied: what {names} reaches changed while this command was being "
+            "checked (another session's change to the database committed meanwhile); run it "
+            "again"
+        )
+
+
+def refuse_event_triggers(conn: Connection[Any], what: str) -> None:
+    """Refuse a DDL made on a restricted handle's behalf (``what`` it does, in words: creating a
+    collection's table, its declared indexes) when an enabled event trigger would run
+    (``event_triggers``: ``CREATE TABLE``, even ``CREATE INDEX IF NOT EXISTS`` of an index already
+    there, fires ``ddl_command_start``): its function's reads cannot be known.
+
+    Raises:
+        PermissionDenied: an enabled event trigger exists.
+    """
+    triggers = event_triggers(conn)
+    if triggers:
+        names = ", ".join(json_text(t, 80) for t in triggers)
+        raise PermissionDenied(
+            f"Permission denied: {what} runs the database's event trigger {names}, code whose "
+            "reads dbhandles cannot know, and this handle may reach only some tables or rows "
+            "(do it through a handle without allowedCollections, deniedCollections or rowFilter)"
+        )

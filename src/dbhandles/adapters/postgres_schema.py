@@ -80,10 +80,14 @@ def advisory_key(*parts: str) -> int:
     )
 
 
-def is_collection(kind: str, columns: Iterable[str]) -> bool:
-    """Whether a relation (``relkind``, ``"name type"`` columns) has the shape of a collection table."""
+def is_collection(name: str, kind: str, columns: Iterable[str]) -> bool:
+    """Whether a relation (its name, ``relkind``, ``"name type"`` columns) is a collection's table:
+    the shape of one, under a name ``table_name`` gives. A look-alike another tool made under a
+    name holding a capital (``CREATE TABLE "Fl" (LIKE fl INCLUDING ALL)``) is no collection's
+    table, since ``table_name("Fl")`` is ``fl``: it is its own foreign table with its own rows
+    (it was once listed as ``Fl`` with ``fl``'s count, and answered ``fl``'s rows)."""
     shape = {tuple(c.split(" ", 1)) for c in columns}
-    return kind in ("r", "p") and shape == _SHAPE
+    return kind in ("r", "p") and shape == _SHAPE and name == name.lower()
 
 
 def _display(name: str, comment: str | None) -> str:
@@ -123,7 +127,7 @@ class Catalog:
         if row is None:
             return None
         _, kind, _, columns = row
-        if not is_collection(kind, columns):
+        if not is_collection(name, kind, columns):
             raise InvalidParams(
                 f"{json_text(name, 80)} in schema {json_text(self.schema, 80)} is not a dbhandles collection (it was not created "
                 "by dbhandles); use another collection name",
@@ -178,7 +182,7 @@ class Catalog:
         """Every collection of the schema by its first spelling, sorted; system and foreign tables left out."""
         names = []
         for name, kind, comment, columns in conn.execute(_DESCRIBE, (self.schema,)).fetchall():
-            if name.startswith(SYSTEM_PREFIXES) or not is_collection(kind, columns):
+            if name.startswith(SYSTEM_PREFIXES) or not is_collection(name, kind, columns):
                 continue
             names.append(_display(name, comment))
         return sorted(names)
@@ -188,5 +192,5 @@ class Catalog:
         rows = conn.execute(_DESCRIBE, (self.schema,)).fetchall()
         return sorted(
             name for name, kind, _, columns in rows
-            if not name.startswith(SYSTEM_PREFIXES) and is_collection(kind, columns)
+            if not name.startswith(SYSTEM_PREFIXES) and is_collection(name, kind, columns)
         )  # fmt: skip

@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import psycopg
 from psycopg import sql
 
 from dbhandles import budget
-from dbhandles.adapters.base import Query, Record, Session, record_from_columns
+from dbhandles.adapters import error_scope, reach_guard
+from dbhandles.adapters.base import Query, RawRow, Record, Session, record_from_columns
 from dbhandles.adapters.facets import GroupCounts, combinations_error
 from dbhandles.adapters.foreign_cascades import UNKNOWN
 from dbhandles.adapters.foreign_common import read_only_error
+from dbhandles.adapters.postgres_bulk import encode as _encode
+from dbhandles.adapters.postgres_bulk import insert_rows, read_rows
 from dbhandles.adapters.postgres_bytes import bounded_groups, bounded_page, group_rows, page_rows
-from dbhandles.adapters.postgres_compile import boolean, dump_document, prepare_filter
+from dbhandles.adapters.postgres_compile import boolean, prepare_filter
 from dbhandles.adapters.postgres_foreign import PgReader
 from dbhandles.adapters.postgres_foreign_schema import cascade_targets
 from dbhandles.adapters.postgres_foreign_write import PgWriter
-from dbhandles.adapters.postgres_reach import event_triggers
+from dbhandles.adapters.postgres_reach import (
+    event_triggers,
+    recheck,
+    refuse_event_triggers,
+    table_reach,
+)
 from dbhandles.adapters.postgres_records import READABLE, UNREADABLE_WHY, record_problem
 from dbhandles.adapters.postgres_schema import advisory_key, object_name, qualified, table_name
 from dbhandles.adapters.sampling import Sampling
@@ -33,7 +41,7 @@ from dbhandles.adapters.sql_facets import (
     read_groups,
 )
 from dbhandles.errors import DbHandlesError, InvalidFilter, InvalidParams
-from dbhandles.filters import RESERVED_FIELDS, FilterNode, validate_path
+from dbhandles.filters import FilterNode, validate_path
 from dbhandles.values import json_text
 
 if TYPE_CHECKING:
@@ -45,33 +53,8 @@ _COLUMNS = "id, data, created_at, updated_at, version"
 #: A collection row another tool wrote that is no record (``postgres_records``): in every query's
 #: ``WHERE``, so listings, counts, facets, exports and copies leave it out alike.
 _READABLE = Fragment(READABLE)
-_BATCH = 5000
 #: The time budget of the command (``dbhandles.budget``), for the rest of the transaction.
 _SET_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
-
-
-def _encode(record: Record) -> tuple[str, str, Any, Any, Any]:
-    try:
-        record_id = record["id"]
-        data = orjson.dumps({k: v for k, v in record.items() if k not in RESERVED_FIELDS})
-        row = (
-            record_id,
-            dump_document(data).decode(),
-            record["createdAt"],
-            record["updatedAt"],
-            record["version"],
-        )
-    except KeyError as exc:
-        raise InvalidParams(
-            f"record is missing the system field {json_text(exc.args[0], 80)}"
-        ) from exc
-    except orjson.JSONEncodeError as exc:
-        raise InvalidParams(
-            f"record {json_text(record.get('id'), 80)} cannot be stored as JSON: {exc}"
-        ) from exc
-    if not isinstance(record_id, str):
-        raise InvalidParams(f"record id {json_text(record_id, 80)} must be a string", field="id")
-    return row
 
 
 def _on(before: str, table: sql.Composed, after: str) -> sql.Composed:
@@ -90,21 +73,22 @@ def _decode(row: Sequence[Any]) -> Record:
 
 
 class Transaction:
-    """A connection's transaction whose ``BEGIN`` goes out with the first statement.
-
-    Pipelining the two saves a round trip per session, and a session that sends nothing costs
-    nothing (no ``BEGIN``, no ``COMMIT``).
-    """
+    """A connection's transaction whose ``BEGIN`` goes out with the first statement (a round trip
+    saved per session; a session that sends nothing costs nothing: no ``BEGIN``, no ``COMMIT``)."""
 
     def __init__(self, conn: psycopg.Connection[Any], begin: str) -> None:
         self.conn = conn
         self.pending: str | None = begin
+        #: Run right after ``BEGIN``, before any other statement (``PostgresSession._recheck``).
+        self.before: Callable[[], None] | None = None
 
     def start(self) -> None:
-        """Send ``BEGIN`` now (before statements that do not go through ``run``)."""
+        """Send ``BEGIN`` now (before statements that do not go through ``run``), then ``before``."""
         if self.pending is not None:
             begin, self.pending = self.pending, None
             self.conn.execute(begin)
+            if self.before is not None:
+                self.before()
 
     def arm(self, timeout_ms: int | None) -> None:
         """Send ``BEGIN`` now, and with ``timeout_ms`` PostgreSQL's ``statement_timeout`` for the
@@ -122,6 +106,8 @@ class Transaction:
     ) -> psycopg.Cursor[Any]:
         """Run ``statement``; with ``timeout_ms``, PostgreSQL cancels it past that many milliseconds
         (``statement_timeout`` for the rest of the transaction, sent in the same round trip)."""
+        if self.before is not None:
+            self.start()  # its checks before the statement, in their own round trips
         if self.pending is None and timeout_ms is None:
             return self.conn.execute(statement, params)
         begin, self.pending = self.pending, None
@@ -167,13 +153,22 @@ class PostgresSession(Session):
         self.created: list[str] = []
         #: Names already resolved in this session: their foreign reader, or None (a collection).
         self._foreigns: dict[str, PgReader | None] = {}
+        if tx.pending is not None and error_scope.current().restricted:
+            guards = reach_guard.current(adapter)
+            if guards:
+                tx.before = lambda: recheck(self, guards)
 
     # -- tables dbhandles did not create (postgres_foreign) -----------------------------------------
 
     def _foreign(self, collection: str) -> PgReader | None:
         """The reader of the table or view ``collection`` names when it is not a collection."""
-        if self.adapter.catalog.cached(collection, self.created) is not None:
-            return None  # a collection this process knows: no query
+        if collection == collection.lower() and self.adapter.catalog.cached(
+            collection, self.created
+        ):
+            # A collection this process knows: no query. Only for a lower-case name: "Fl" may
+            # name another tool's table of that exact name, which wins over the collection fl
+            # (postgres_schema.is_collection).
+            return None
         if collection not in self._foreigns:
             self.tx.start()  # the catalog is read inside the transaction's snapshot
             with self._translating(collection):
@@ -212,9 +207,17 @@ class PostgresSession(Session):
 
     def view_sources(self, name: str) -> list[str]:
         reader = self._foreign(name)
-        if reader is None or reader.table.kind == "foreign table":
-            return []
         with self._translating(name):
+            if reader is None:
+                # A collection's table: another role may have added a policy, an index (its
+                # operator class) or a child table, which every read of it runs or reads.
+                run = self._foreign_run
+                self.tx.start()  # the catalog is read inside the transaction's snapshot
+                return table_reach(
+                    lambda statement, params: run(sql.SQL(statement), params, False),
+                    self.adapter.schema,
+                    table_name(name),
+                )
             return reader.sources(self._foreign_run)
 
     def cascade_targets(
@@ -274,9 +277,16 @@ class PostgresSession(Session):
         name = self.adapter.catalog.cached(collection, self.created)
         if name is None:
             # Creating the table is timed as the write is: an event trigger may run as long.
-            self.tx.arm(budget.remaining_ms())
+            self._arm_ddl(f"creating the table of collection {json_text(collection, 80)}")
             name = self.adapter.catalog.create(self.conn, collection, self.created)
         return qualified(self.adapter.schema, name)
+
+    def _arm_ddl(self, what: str) -> None:
+        """``Transaction.arm`` before a DDL made on a request's behalf (``what`` it does), refused
+        on a restricted handle when an event trigger would run (``refuse_event_triggers``)."""
+        self.tx.arm(budget.remaining_ms())
+        if error_scope.current().restricted:
+            refuse_event_triggers(self.conn, what)
 
     def _run(
         self, statement: sql.SQL | sql.Composed, params: Sequence[Any] = ()
@@ -315,6 +325,15 @@ class PostgresSession(Session):
             record_problem(row[5], collection, record_id)
             return _decode(row[:5])
 
+    def get_many(self, collection: str, record_ids: Sequence[str]) -> dict[str, Record]:
+        """``Session.get_many`` in one statement per ``postgres_bulk.BATCH`` ids (a collection)."""
+        if self._foreign(collection) is not None:
+            return super().get_many(collection, record_ids)
+        with self._translating(collection):
+            table = self._table(collection)
+            rows = [] if table is None else read_rows(self._run, table, record_ids, self.write)
+        return {row[0]: _decode(row) for row in rows}
+
     def insert(self, collection: str, record: Record) -> None:
         row = _encode(record)
         with self._translating(collection, row[0]):
@@ -326,21 +345,18 @@ class PostgresSession(Session):
     def insert_many(
         self, collection: str, records: list[Record], *, skip_existing: bool = False
     ) -> int:
-        rows = [_encode(r) for r in records]
-        if not rows:
-            return 0
-        conflict = " ON CONFLICT (id) DO NOTHING" if skip_existing else ""
-        suffix = (
-            f" ({_COLUMNS}) SELECT * FROM unnest(%s::text[], %s::jsonb[], %s::text[], %s::text[], "
-            f"%s::int4[]){conflict}"
-        )
-        inserted = 0
+        rows = [_encode(r) for r in records]  # every record refused before anything is written
+        return self.insert_many_raw(collection, rows, skip_existing=skip_existing)
+
+    def insert_many_raw(
+        self, collection: str, rows: Iterable[RawRow], *, skip_existing: bool = False
+    ) -> int:
+        """The importer's fast path (``Features.raw_inserts``): rows in storage form, the JSON
+        text of ``data`` sent as it is (``postgres_bulk``); see ``Session.insert_many_raw``."""
         with self._translating(collection):
-            table = self._writable(collection)
-            for start in range(0, len(rows), _BATCH):
-                columns = [list(c) for c in zip(*rows[start : start + _BATCH], strict=True)]
-                inserted += self._run(_on("INSERT INTO ", table, suffix), columns).rowcount
-        return inserted
+            # The table is resolved (made) only once there is a row: no row writes nothing.
+            writable = partial(self._writable, collection)
+            return insert_rows(self._run, writable, rows, skip_existing=skip_existing)
 
     def replace(self, collection: str, record: Record) -> None:
         row = _encode(record)
@@ -546,7 +562,7 @@ class PostgresSession(Session):
         with self._translating(collection):
             # Within the request's budget, when there is one (a command's declared indexes are
             # made on its behalf; an event trigger runs with each CREATE); untimed outside one.
-            self.tx.arm(budget.remaining_ms())
+            self._arm_ddl(f"creating the indexes of collection {json_text(collection, 80)}")
             name = self.adapter.catalog.create(self.conn, collection, self.created)
             self.tx.run(sql.SQL("SELECT pg_advisory_xact_lock(%s)"), (advisory_key(schema, name),))
             for i, path in enumerate(paths):

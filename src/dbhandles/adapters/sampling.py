@@ -6,6 +6,11 @@ the storage order or the other records, so the same call gives the same records 
 * ``sample_hash(salt, seed, id)`` is the first 15 hex digits (60 bits) of the MD5 of the UTF-8 text
   ``"<salt>:<seed>:<id>"``, as an integer in ``[0, 2**60)``. MD5 is used as a well-spread, standard,
   everywhere-available function (PostgreSQL has ``md5()``), not for security.
+* ``<id>`` is the id's one canonical text (``id_hash_text``): a string as it is, a number as the id
+  rule of every door spells it (``values.number_text``: ``-7.0`` is ``-7``, ``1e-07`` is ``1e-7``),
+  anything else (a key of a table dbhandles did not create: ``{"$base64": ...}``) as compact JSON.
+  A SQLite ``REAL`` key served as ``-7.0`` was hashed as Python's ``str`` spelt it (``"-7.0"``)
+  while PostgreSQL, memory and JSON hashed ``"-7"``: one row fell in different parts after a copy.
 * A **split** (salt ``split``) cuts ``[0, 2**60)`` into consecutive ranges, one per split name, sized
   by its fraction, names in sorted order (so the same fractions give the same split however the object
   was written); a record belongs to the split whose range holds its hash. Each fraction is at least
@@ -25,7 +30,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from dbhandles.values import NAN_WORDS, json_text, member_path
+import orjson
+
+from dbhandles.values import NAN_WORDS, NUMBER_BOUND, json_text, member_path, number_text
 
 __all__ = [
     "HASH_BITS",
@@ -33,6 +40,7 @@ __all__ = [
     "MIN_FRACTION",
     "Sampling",
     "SplitError",
+    "id_hash_text",
     "sample_hash",
     "select",
     "split_bounds",
@@ -69,6 +77,45 @@ def sample_hash(salt: str, seed: int, record_id: str) -> int:
     """The 60-bit hash of a record id under a salt (``sample`` or ``split``) and a seed."""
     digest = hashlib.md5(f"{salt}:{seed}:{record_id}".encode(), usedforsecurity=False)
     return int(digest.hexdigest()[:15], 16)
+
+
+def id_hash_text(record_id: object) -> str:
+    """The text a record's id is hashed by: the one spelling of that id on every adapter.
+
+    A string is itself; an integer, or a finite float within ±2**63, is ``values.number_text`` of it
+    (``7``, ``-7.0`` -> ``"-7"``, ``-0.0`` -> ``"0"``, ``2.5``, ``1e-07`` -> ``"1e-7"``), the text a
+    number given as an id stands for at every door, so ``data/read --id=-7`` and the split agree;
+    a number past ±2**63 (a foreign ``REAL`` key ``1e300``) that is a double is that double's
+    shortest JSON text (``1e+300``, as orjson writes it and a copy spells the id), whether it comes
+    as a float or as the integer PostgreSQL serves (``9300000000000000000`` -> ``9.3e+18``);
+    an infinity or NaN as the wire writes it (``1e400``, ``-1e400``, ``NaN``); anything else
+    (``{"$base64": ...}``, ``true``) its compact JSON with sorted keys. Never raises.
+    """
+    if type(record_id) is str:
+        return record_id
+    if type(record_id) is int:
+        if -NUMBER_BOUND < record_id < NUMBER_BOUND:
+            return str(record_id)
+        # Past 64 bits PostgreSQL serves a double precision key as the integer its shortest text
+        # names (9.3e18 -> 9300000000000000000) where SQLite serves the float: one spelling, the
+        # float's, whenever the integer is a double.
+        try:
+            double = float(record_id)
+        except OverflowError:
+            return str(record_id)
+        return orjson.dumps(double).decode() if int(double) == record_id else str(record_id)
+    if type(record_id) is float:
+        if record_id != record_id:  # as the wire writes it (``wire``): NaN, ±1e400
+            return "NaN"
+        if record_id in (math.inf, -math.inf):
+            return "1e400" if record_id > 0 else "-1e400"
+        if -NUMBER_BOUND < record_id < NUMBER_BOUND:
+            return number_text(record_id)
+        return orjson.dumps(record_id).decode()
+    try:
+        return orjson.dumps(record_id, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # not JSON (no adapter serves such an id): its text still hashes
+        return str(record_id)
 
 
 def split_bounds(fractions: Mapping[str, float], name: str) -> tuple[int, int]:
@@ -125,11 +172,12 @@ class Sampling:
     seed: int = 0
     split: tuple[int, int, int] | None = None
 
-    def in_split(self, record_id: str) -> bool:
+    def in_split(self, record_id: object) -> bool:
+        """Whether the split keeps the record of this id (``id_hash_text`` spells it)."""
         if self.split is None:
             return True
         seed, low, high = self.split
-        return low <= sample_hash("split", seed, record_id) < high
+        return low <= sample_hash("split", seed, id_hash_text(record_id)) < high
 
     def to_wire(self) -> dict[str, Any]:
         """A JSON form (kept in a query cursor's spec); ``from_wire`` reads it back."""
@@ -153,10 +201,15 @@ class Sampling:
 
 def select(records: Iterable[R], sampling: Sampling) -> list[R]:
     """The records ``sampling`` keeps, in their given order (the reference for every adapter)."""
-    kept = [r for r in records if sampling.in_split(str(r["id"]))]
+    kept = [r for r in records if sampling.in_split(r["id"])]
     if sampling.size is None or len(kept) <= sampling.size:
         return kept
     seed = sampling.seed
-    ranked = sorted(kept, key=lambda r: (sample_hash("sample", seed, str(r["id"])), r["id"]))
-    chosen = {r["id"] for r in ranked[: sampling.size]}
-    return [r for r in kept if r["id"] in chosen]
+    # Ranked by position, ties by the id's text: ids of a foreign table may mix types (``1`` and
+    # ``"1"`` of an untyped SQLite key) or be unhashable (``{"$base64": ...}``).
+    texts = [id_hash_text(r["id"]) for r in kept]
+    ranked = sorted(
+        range(len(kept)), key=lambda i: (sample_hash("sample", seed, texts[i]), texts[i])
+    )
+    chosen = set(ranked[: sampling.size])
+    return [r for i, r in enumerate(kept) if i in chosen]

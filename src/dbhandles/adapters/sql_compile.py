@@ -39,7 +39,6 @@ __all__ = [
     "or_",
 ]
 
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 #: Ranks whose members are ordered among themselves (booleans, numbers, strings).
 _VALUED = (1, 2, 3)
 _ORDER_OPS: Mapping[str, str] = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -245,15 +244,13 @@ RESERVED_COLUMNS: Mapping[str, Column] = {
 
 
 def _check_scalar(value: object, where: str) -> None:
-    """Refuse values the driver cannot bind faithfully (the oracle has no such limits)."""
-    if isinstance(value, bool) or value is None:
+    """Refuse values the driver cannot bind faithfully (the oracle has no such limits). Any
+    integer passes: a filter's were held to 64 bits when read (``values.check_scalar``), so a
+    wider one is a served row's (a keyset position, a cursor's id), which each ``Dialect.bind``
+    takes as its JSON reads it (PostgreSQL exactly; SQLite as the nearest double)."""
+    if isinstance(value, bool) or value is None or isinstance(value, int):
         return
-    if isinstance(value, int):
-        if not _INT64_MIN <= value <= _INT64_MAX:
-            raise InvalidFilter(
-                f"{where}: integer {value} is outside the 64-bit range", field=where
-            )
-    elif isinstance(value, float):
+    if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidFilter(f"{where}: {check_scalar(value, where)}", field=where)
     elif isinstance(value, str):

@@ -18,7 +18,8 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any, ClassVar, Literal
 
 from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Record, Session
-from dbhandles.adapters.sql_compile import Fragment, SqlCompiler
+from dbhandles.adapters.sql_collections import CollectionCompiler
+from dbhandles.adapters.sql_compile import Fragment
 from dbhandles.adapters.sqlite_bulk import bulk_load, enter_wal
 from dbhandles.adapters.sqlite_compile import SqliteDialect
 from dbhandles.adapters.sqlite_config import (
@@ -37,9 +38,11 @@ from dbhandles.adapters.sqlite_guard import install as guard_schema_sql
 from dbhandles.adapters.sqlite_pages import bounded
 from dbhandles.adapters.sqlite_points import Point, point_for, run_kept
 from dbhandles.adapters.sqlite_readers import ReaderPool, acquire_within_budget, pooled_read
+from dbhandles.adapters.sqlite_records import Witness, watch
 from dbhandles.adapters.sqlite_schema import Catalog, json_functions_innocuous
 from dbhandles.adapters.sqlite_session import Row, SqliteSession, resolve_in
 from dbhandles.adapters.sqlite_trust import register_functions, untrusted_open
+from dbhandles.byte_cache import ByteCache, deep_sizeof
 from dbhandles.dbfiles import connect_sqlite, create_empty
 from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, ReadOnly, StorageError
 from dbhandles.filters import FilterNode
@@ -49,8 +52,9 @@ __all__ = ["SQLITE_HEADER", "Row", "SqliteAdapter", "SqliteConfig", "SqliteSessi
 
 
 _SQLITE_ERROR = 1
-#: Compiled filters an adapter keeps (``SqliteAdapter.where``); past it the cache starts again.
-_MAX_WHERES = 256
+#: Bytes of compiled filters an adapter keeps (``where``: keyed by the filter's text, binding its
+#: values, so counting entries let big filters pin memory, issue 13); entries of the per-catalog caches.
+WHERE_CACHE_BYTES, _MAX_WHERES = 4 << 20, 256
 
 
 def _identity(path: str) -> tuple[int, int] | None:
@@ -69,7 +73,7 @@ class SqliteAdapter(Adapter):
     features: ClassVar[Features] = Features(
         durable=True, vacuum=True, indexes=True, shared_across_processes=True, file_based=True,
         bulk_load=True, raw_inserts=True, inline_reads=True, sqlite_vfs_only=True,
-        foreign_tables=True,
+        foreign_tables=True, side_files_by_name=True,
     )  # fmt: skip
     config_model: ClassVar[type[AdapterConfig]] = SqliteConfig
 
@@ -78,7 +82,7 @@ class SqliteAdapter(Adapter):
         self.settings = _sqlite_config(config)
         self.path = canonical_path(self.settings.path)
         self.dialect = SqliteDialect()
-        self.compiler = SqlCompiler(self.dialect)
+        self.compiler = CollectionCompiler(self.dialect)
         self._conn: sqlite3.Connection | None = None
         self._catalog: Catalog | None = None
         self._active: list[SqliteSession] = []
@@ -89,8 +93,7 @@ class SqliteAdapter(Adapter):
         self._wal = False
         #: Whether the connection reads the file with ``immutable=1`` (see ``_connect``).
         self.immutable = False
-        #: Compiled filters by ``repr`` (see ``where``).
-        self._wheres: dict[str, tuple[frozenset[str] | None, Fragment]] = {}
+        self._wheres = ByteCache[str, tuple[frozenset[str] | None, Fragment]](WHERE_CACHE_BYTES)
         #: What ``known_collection`` answered, valid for one catalog at one schema version
         #: (``_known_for``): every audit row asks, and the answer changes only with the schema.
         self._known: dict[str, str] = {}
@@ -105,11 +108,12 @@ class SqliteAdapter(Adapter):
         #: Read connections of a file in WAL mode, and this thread's sessions (``_session``).
         self._readers = ReaderPool(self._open_reader)
         self._local = threading.local()
+        #: Tells the read connections' ``foreign_rows`` this writer's commits from another tool's.
+        self._witness = Witness(self._lock, lambda: self._conn, self._active.__len__, self.path)
 
     @classmethod
     def parse_config(cls, raw: Mapping[str, Any] | None) -> AdapterConfig:
-        # The usual config (the default database's, at every start) is made without building the
-        # model's validator (``simple_config``); any other is read by the model, errors included.
+        # The usual config (the default database's) skips the model's validator (``simple_config``).
         if cls.config_model is SqliteConfig and isinstance(raw, Mapping):
             simple = simple_config(raw)
             if simple is not None:
@@ -122,10 +126,12 @@ class SqliteAdapter(Adapter):
 
         Raises:
             NotADatabase: the path is a folder, a device or a file without the SQLite header.
+            InvalidConfig: the full path is longer than SQLite opens (``max_path_bytes``).
             DatabaseNotFound: the file is missing and ``mode`` is not ``create``.
         """
         settings = _sqlite_config(config)
         path = canonical_path(settings.path)
+        settings.check_path_length(path)
         if not check_target(path):
             if settings.mode != "create":
                 raise missing_database(path)
@@ -189,7 +195,9 @@ class SqliteAdapter(Adapter):
     def _open_reader(self) -> tuple[sqlite3.Connection, Catalog]:
         """A read connection of the pool (``sqlite_readers``), configured as the main one."""
         mode: Literal["ro", "rw"] = "ro" if self.settings.readonly else "rw"
-        return self._open_connection(mode, immutable=False, reader=True)
+        conn, catalog = self._open_connection(mode, immutable=False, reader=True)
+        watch(catalog, self._witness)
+        return conn, catalog
 
     def _open_connection(
         self, mode: Literal["ro", "rw", "rwc"], *, immutable: bool, reader: bool = False
@@ -322,11 +330,9 @@ class SqliteAdapter(Adapter):
         found = self._wheres.get(key)
         if found is None or found[0] is not indexed:
             dialect = SqliteDialect(indexed=indexed)
-            compiler = self.compiler if indexed is None else SqlCompiler(dialect)
+            compiler = self.compiler if indexed is None else CollectionCompiler(dialect)
             found = (indexed, compiler.where(node))
-            if len(self._wheres) >= _MAX_WHERES:
-                self._wheres.clear()
-            self._wheres[key] = found
+            self._wheres.put(key, found, deep_sizeof((key, found[1])))  # the catalog's set: shared
         return found[1]
 
     def reads_never_wait(self) -> bool:
@@ -486,18 +492,24 @@ class SqliteAdapter(Adapter):
                 try:
                     with translating(path=self.path):
                         catalog.refresh()
+                        if write:
+                            self._witness.hold(conn)
                     yield session
                 except BaseException:
+                    self._witness.release(conn)
                     _rollback(conn)
                     raise
                 finally:
                     self._active.pop()
                 try:
                     with translating(path=self.path):
+                        self._witness.committing()
                         conn.execute("COMMIT")
                 except BaseException:
                     _rollback(conn)
                     raise
+                finally:
+                    self._witness.release(conn)
             finally:
                 local.depth -= 1
 

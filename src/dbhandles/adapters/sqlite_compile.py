@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
 from collections.abc import Mapping
@@ -11,7 +12,7 @@ from dbhandles.errors import InvalidFilter
 from dbhandles.filters import Scalar, check_collection_path
 from dbhandles.values import json_text
 
-__all__ = ["SqliteDialect", "SqliteElement", "indexed_paths"]
+__all__ = ["SqliteDialect", "SqliteElement", "indexed_paths", "sqlite_bind"]
 
 #: A JSON path literal in an index's SQL (``json_extract(data, '$.a.b')``).
 _PATH_LITERAL = re.compile(r"'(\$[^']*)'")
@@ -23,6 +24,21 @@ _SQLITE_KINDS: Mapping[int, tuple[str, ...]] = {
     3: ("text",),
     4: ("array", "object"),
 }
+
+
+def sqlite_bind(value: Scalar) -> object:
+    """``value`` as SQLite takes it: a boolean as 0 or 1; an integer outside SQLite's 64 bits
+    (which ``sqlite3`` cannot bind: ``OverflowError``) as the nearest double, or an infinity past
+    the doubles, which is how SQLite's JSON functions read such a number in a text (a served
+    row's value in a keyset position, ``SqlCompiler.after``)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        try:
+            return float(value)
+        except OverflowError:
+            return math.copysign(math.inf, value)
+    return value
 
 
 def _container(alias: str) -> str:
@@ -87,7 +103,7 @@ class SqliteDialect(Dialect):
         return f"json_type({self.column}, {self._path(path)})"
 
     def bind(self, value: Scalar) -> object:
-        return int(value) if isinstance(value, bool) else value
+        return sqlite_bind(value)
 
     def value(self, path: tuple[str, ...], rank: int) -> str:
         return f"json_extract({self.column}, {self._path(path)})"

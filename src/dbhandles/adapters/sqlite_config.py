@@ -7,7 +7,7 @@ import os
 import stat
 import typing
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
@@ -15,6 +15,7 @@ from pydantic.alias_generators import to_camel
 from dbhandles.adapters.base import FileConfig
 from dbhandles.dbfiles import (
     PATH_SCHEMA,
+    SIDE_SUFFIXES,
     being_written,
     check_names,
     check_path_text,
@@ -32,7 +33,9 @@ from dbhandles.errors import (
     PathNotAllowed,
     StorageError,
 )
-from dbhandles.pinned import real, stays
+from dbhandles.file_kinds import SQLITE_HEADER
+from dbhandles.pinned import Pinned, changed, real, stays
+from dbhandles.pinned_look import look
 from dbhandles.values import json_text
 
 __all__ = [
@@ -73,11 +76,6 @@ def opened_read_only(path: str, *, immutable: bool) -> None:
     _IMMUTABLE[path] = immutable
 
 
-#: The first 16 bytes of every SQLite 3 database file (what SQLite checks; dbhandles never reads them
-#: itself, see ``dbhandles.dbfiles``).
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
 def _path_or_filename(schema: dict[str, Any]) -> None:
     """``path`` or its alias ``filename`` (a null ``path`` gives way to ``filename``)."""
     schema["required"] = [key for key in schema.get("required", ()) if key != "path"]
@@ -101,6 +99,10 @@ class SqliteConfig(FileConfig):
     """
 
     model_config = ConfigDict(alias_generator=to_camel, json_schema_extra=_path_or_filename)
+    #: SQLite's longest path (``SQLITE_MAX_PATHNAME``, 512 bytes with its end) less its longest
+    #: side-file suffix (``-journal``): a longer full path fails with "unable to open database
+    #: file" (504 bytes measured in ``tests/test_security_round20.py``).
+    max_path_bytes: ClassVar[int | None] = 504
 
     filename: Annotated[str, WithJsonSchema(PATH_SCHEMA)] | None = Field(
         default=None, description="deprecated alias of path"
@@ -259,9 +261,9 @@ def check_target(path: str, *, probe: bool = True) -> bool:
             field="config.path",
         )
     try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        return False
+        # In its folder pinned, not by the path: a folder swapped for a link after the check
+        # above is refused (``changed``), and what another folder holds is never answered.
+        looked = look(path, "config.path")
     except NotADirectoryError as exc:
         raise InvalidConfig(
             f"config.path: {json_text(str(path))}: a parent of this path is not a folder",
@@ -269,6 +271,18 @@ def check_target(path: str, *, probe: bool = True) -> bool:
         ) from exc
     except OSError as exc:
         raise StorageError(f"cannot inspect {json_text(str(path))}: {exc.strerror}") from exc
+    if looked is None:
+        return False
+    folder, info = looked
+    with folder:
+        if stat.S_ISLNK(info.st_mode):
+            raise changed("config.path", path)
+        _check_file(path, info, folder, probe=probe)
+    return True
+
+
+def _check_file(path: str, info: os.stat_result, folder: Pinned, *, probe: bool) -> None:
+    """``check_target``'s checks of the file ``info`` (``lstat``) found at ``path`` in ``folder``."""
     if stat.S_ISDIR(info.st_mode):
         raise NotADatabase(f"{json_text(str(path))} is a folder, not an SQLite database file")
     if not stat.S_ISREG(info.st_mode):
@@ -280,11 +294,11 @@ def check_target(path: str, *, probe: bool = True) -> bool:
     # name this service knows it by (the home's default database, a registered or opened one):
     # a link planted to it is refused, never the database under its own name.
     check_names(path, info)
-    for suffix in ("-wal", "-shm", "-journal"):
+    for suffix in SIDE_SUFFIXES:
         # SQLite opens these by itself, by name: a side file that is another database's (a hard
         # link planted next to this one) would make this connection read and write that database.
         try:
-            side = os.lstat(f"{path}{suffix}")
+            side = os.stat(f"{folder.name}{suffix}", dir_fd=folder.at(), follow_symlinks=False)
         except OSError:
             continue
         if stat.S_ISREG(side.st_mode) and side.st_nlink == 1:
@@ -309,7 +323,6 @@ def check_target(path: str, *, probe: bool = True) -> bool:
         raise NotADatabase(
             f"{json_text(str(path))} is not an SQLite database (it lacks the SQLite header)"
         )
-    return True
 
 
 def _own_side_file(path: str, suffix: str, side: os.stat_result) -> bool:

@@ -59,13 +59,16 @@ class ForeignReader:
         self.layout = RecordLayout(self.keys, sources, table.integer_key is not None)
         #: The table itself; ``source`` is what reads select from: for a view, its rows numbered
         #: among the rows equal to them (``ForeignTable.id_sql``), over the whole view before any
-        #: filter, so ids stay the same from page to page while the rows do not change.
+        #: filter, so ids stay the same from page to page while the rows do not change. Rows whose
+        #: JSON is equal but whose values are not (an infinity and its negative are both null) are
+        #: numbered in the order of their values, so each keeps its number from query to query.
         self.relation = quote(table.name)
         self.source = self.relation
         if table.numbered:
+            values = ", ".join(quote(c.name) for c in table.columns)
             self.source = (
-                f"(SELECT *, row_number() OVER (PARTITION BY {table.row_json}) AS {DUPLICATE} "
-                f"FROM {self.relation}) AS {self.relation}"
+                f"(SELECT *, row_number() OVER (PARTITION BY {table.row_json} ORDER BY {values}) "
+                f"AS {DUPLICATE} FROM {self.relation}) AS {self.relation}"
             )
         self._compilers: dict[tuple[frozenset[str], tuple[tuple[str, int], ...]], SqlCompiler] = {}
         self._wheres: dict[tuple[int, str], Fragment] = {}
@@ -78,20 +81,28 @@ class ForeignReader:
         #: The columns leading a full BINARY index (``sqlite_foreign_sql.binary_leading``): read
         #: from the schema at the first ordered page, not at every one.
         self._binary: frozenset[str] | None = None
+        #: ``keyless`` readers by what the key holds.
+        self._keyless: dict[str, ForeignReader] = {}
 
-    @cached_property
-    def keyless(self) -> ForeignReader:
-        """The reader of this table served by its rowid (``ForeignTable.without_key``)."""
-        return ForeignReader(self.table.without_key())
+    def keyless(self, fault: str = "") -> ForeignReader:
+        """This table served without its key (``ForeignTable.without_key``), its ``read_only``
+        reason saying ``fault`` (which key holds what: ``"k" holds NULL``); one reader per
+        fault, kept (a few at most: NULL, an infinity, a BLOB, two kinds, per key column)."""
+        found = self._keyless.get(fault)
+        if found is None:
+            found = self._keyless[fault] = ForeignReader(self.table.without_key(fault))
+        return found
 
     def current(self, conn: sqlite3.Connection) -> ForeignReader:
         """The reader to serve the table with now: this one, or ``keyless`` while a key holds
-        NULL (asked in the caller's transaction, by one step into the key's index, since a NULL
-        may be inserted at any time without changing the schema)."""
-        probe = self.table.null_probe
-        if probe is None or conn.execute(probe).fetchone() is None:
+        what no id names soundly (``ForeignTable.key_probe``: NULL, an infinity, a BLOB, numbers
+        and text mixed), asked in the caller's transaction by a few steps into the key's index,
+        since such a key may be written at any time without changing the schema."""
+        probe = self.table.key_probe
+        if probe is None:
             return self
-        return self.keyless
+        row = conn.execute(probe).fetchone()
+        return self if row is None else self.keyless(str(row[0]))
 
     @cached_property
     def compiler(self) -> SqlCompiler:
@@ -181,7 +192,7 @@ class ForeignReader:
         ``select`` columns; else ``None``. Like a collection's (``sqlite_points.point_statement``;
         both end with ``sqlite_guard.KEPT_POINT``), it reads no ``schema_version``: ``read_one`` trusts it
         only when SQLite did not prepare it again while it ran."""
-        if self._integer_key is None or self.table.null_probe is not None:
+        if self._integer_key is None or self.table.key_probe is not None:
             return None
         if self.table.refused is not None:
             return None

@@ -6,9 +6,12 @@ or quoted with ``quote``: a name is never pasted into SQL unquoted. What each ki
 served as (docs/foreign-tables.md "Kinds"):
 
 * an ordinary table with a primary key: its key is ``id``; rowid tables without one: the ``rowid``;
-* a rowid table whose key column may hold NULL (SQLite allows it unless the column is NOT NULL or
-  the ``INTEGER PRIMARY KEY``) and does: served as if it had no key (``without_key``) while it
-  does, so no row is skipped and no ``id`` is null;
+* a table whose key holds what no ``id`` can name soundly (``key_probe``): NULL (SQLite allows it
+  in a rowid table unless the column is NOT NULL or the ``INTEGER PRIMARY KEY``), a REAL infinity
+  (records show it as null), or, in a key of one column, values of more than one kind (numbers,
+  text, BLOBs: the integer 1 and the text '1' would share the id text ``1``): served as if it had
+  no key (``without_key``: by rowid, or a ``WITHOUT ROWID`` table as a view is) while it does, so
+  no row is skipped, no ``id`` is null and no id names two rows;
 * a ``WITHOUT ROWID`` table: served like any table (it always has a primary key);
 * a view: read-only, ``id`` is the JSON array of all its columns (a view has no key);
 * a virtual table whose module is loaded (FTS5, R*Tree, ...): read-only, by ``rowid``; its hidden
@@ -61,14 +64,21 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+#: The largest finite REAL: anything beyond is an infinity, which records show as null.
+FINITE = "1.7976931348623157e308"
+
+
 def key_item(name: str) -> str:
     """SQL of column ``name`` as an item of a compound key's (or a view row's) ``id`` array: its
     value, a BLOB as ``{"$base64": ...}`` (``json_array`` refuses a BLOB; a field shows it so,
-    and ``foreign_values.decode_key`` reads it back)."""
+    and ``foreign_values.decode_key`` reads it back), a REAL infinity as ``null`` as a field
+    shows it (``json_array`` would write ``Inf``, which is no JSON; a key holding one is served
+    without it, ``key_probe``, and a view's rows equal but for it are numbered apart)."""
     col = quote(name)
     return (
         f"(CASE WHEN typeof({col}) = 'blob' THEN json_object('$base64', "
-        f"{BASE64_FUNCTION}({col})) ELSE {col} END)"
+        f"{BASE64_FUNCTION}({col})) WHEN typeof({col}) = 'real' AND abs({col}) > {FINITE} "
+        f"THEN NULL ELSE {col} END)"
     )
 
 
@@ -98,16 +108,20 @@ class ForeignTable:
     foreign_keys: tuple[dict[str, Any], ...] = field(default=())
     #: Which of ``createdAt``, ``updatedAt``, ``version`` columns keep (``reserved_fields``).
     reserved: frozenset[str] = field(default=frozenset())
-    #: A query finding a row whose key holds NULL, when the key may (``null_key_probe``).
-    null_probe: str | None = None
+    #: A query finding a row whose key no ``id`` can name soundly, when the key may hold one
+    #: (``key_probe``): the table is then served ``without_key``.
+    key_probe: str | None = None
     #: The code a read of it is refused with: ``read_only``, or ``access_denied`` when SQLite
     #: refused what it reads (``sqlite_guard.schema_refusal``).
     refused_code: str = "read_only"
 
-    def without_key(self) -> ForeignTable:
-        """This table served by its rowid, read-only: what its rows are while a key holds NULL
-        (a NULL key names no row, sorts apart from every value, and is not an ``id``). The key's
-        columns become plain fields (a column named ``id`` is served as ``_id``)."""
+    def without_key(self, fault: str = "") -> ForeignTable:
+        """This table served by its rowid (a ``WITHOUT ROWID`` table: by the JSON of its columns,
+        numbered among equal rows, as a view), read-only: what its rows are while ``key_probe``
+        finds a key no ``id`` can name (NULL names no row and sorts apart from every value; an
+        infinity is shown as null; the integer 1 and the text '1' are one id text). The key's
+        columns become plain fields (a column named ``id`` is served as ``_id``); ``fault`` is
+        what the probe found (``"k" holds NULL``), said first in the ``read_only`` reason."""
         taken = {c.field for c in self.columns}
         alias = "_id"
         while alias in taken:
@@ -118,11 +132,18 @@ class ForeignTable:
             for c in self.columns
         )  # fmt: skip
         keys = ", ".join(self.key)
+        found = fault or (
+            "it holds NULL or a REAL infinity, or (a key of one column) a BLOB or both numbers "
+            "and text, in some rows"
+        )
         return replace(
-            self, columns=columns, key=(), reserved=frozenset(), null_probe=None,
-            read_only=f"its primary key ({keys}) holds NULL in some rows, which SQLite allows in "
-            "a rowid table: such rows have no key, so the table is served by rowid and read-only "
-            "until every key is set (docs/foreign-tables.md \"NULL keys\")",
+            self, columns=columns, key=(), reserved=frozenset(), key_probe=None,
+            read_only=f"its primary key ({keys}) cannot name every row: {found}; no id names "
+            "such a row soundly, so the table is served "
+            + ("by rowid" if self.rowid is not None else "as a view is (by its columns)")
+            + " and read-only until no key holds NULL, an infinity or a BLOB, nor both numbers "
+            "and text (docs/foreign-tables.md "
+            "\"Keys no id can name\")",
         )  # fmt: skip
 
     @property
@@ -191,6 +212,8 @@ class ForeignTable:
             return "rowid"
         if self.refused is not None:
             return "none"
+        if self.kind == "table":  # a WITHOUT ROWID table whose key names no row soundly
+            return "JSON array of every column (its key names no row soundly: read-only)"
         return "JSON array of every column (a view has no key)"
 
 
@@ -265,8 +288,8 @@ def describe(
     return ForeignTable(
         name=name, kind=kind, columns=columns, key=key, rowid=rowid, without_rowid=without_rowid,
         read_only=read_only, refused=refused,
-        null_probe=null_key_probe(name, key, rowid, {r[0]: bool(r[2]) for r in visible},
-                                  {r[0]: r[1] or "" for r in visible}),
+        key_probe=key_probe(name, key, rowid, {r[0]: bool(r[2]) for r in visible},
+                            {r[0]: r[1] or "" for r in visible}),
         reserved=reserved_fields(columns, camel_names, _integer) if kind == "table" and key
                  else frozenset(),
         indexes=tuple(_indexes(conn, name)) if kind == "table" else (),
@@ -274,22 +297,69 @@ def describe(
     )  # fmt: skip
 
 
-def null_key_probe(
+def key_probe(
     name: str, key: tuple[str, ...], rowid: str | None, not_null: dict[str, bool],
     types: dict[str, str],
 ) -> str | None:  # fmt: skip
-    """The query finding a row of rowid table ``name`` whose ``key`` holds NULL, ``None`` when no
-    key column can: a ``WITHOUT ROWID`` table's (no ``rowid``), the ``INTEGER PRIMARY KEY`` (the
-    rowid itself) and NOT NULL columns never do. One step into the key's index."""
-    if not key or rowid is None:
+    """The query finding a row of table ``name`` whose ``key`` no ``id`` can name soundly, ``None``
+    when no row can hold one (the ``INTEGER PRIMARY KEY``, the rowid itself, never does). Its one
+    row (none while every key is sound) is the text saying which key holds what (``k holds
+    NULL``), for the ``read_only`` reason (``ForeignTable.without_key``):
+
+    * NULL, in a rowid table's key column that is not NOT NULL (a ``WITHOUT ROWID`` table
+      refuses it): it names no row, and sorts apart from every value;
+    * a REAL infinity, in a column without TEXT affinity (which stores a number as text): a
+      record shows it as null, so two of them would share an id;
+    * in a key of one column, values of two kinds (numbers, text, BLOBs): the integer 1 and the
+      text '1' are both the id text ``1``, and a BLOB's ``{"$base64": ...}`` is no key's text.
+      (A compound key's id is JSON, typed: ``[1]`` and ``["1"]`` differ.)
+
+    SQLite orders NULL < numbers < text < BLOBs, so each test is a step or two into the key's
+    index (its first column's; the later columns of a compound key are scanned)."""
+    if not key:
         return None
-    if len(key) == 1 and types[key[0]].upper() == "INTEGER":
+    if len(key) == 1 and rowid is not None and types[key[0]].upper() == "INTEGER":
         return None
-    nullable = [k for k in key if not not_null[k]]
-    if not nullable:
+    faults: list[tuple[str, str]] = []  # (the test of one row, what it finds)
+    for k in key:
+        col = quote(k)
+        named = json_text(k, 80).replace("'", "''")
+        if rowid is not None and not not_null[k]:
+            faults.append((f"{col} IS NULL", f"{named} holds NULL"))
+        if _affinity(types[k]) != "text":
+            # The IN list's REALs take the column's affinity, which keeps an infinity a REAL.
+            faults.append((f"{col} IN (9e999, -9e999)", f"{named} holds a REAL infinity"))
+    source = quote(name)
+    if len(key) == 1:
+        col = quote(key[0])
+        named = json_text(key[0], 80).replace("'", "''")
+        number = f"EXISTS (SELECT 1 FROM {source} WHERE {col} < '')"
+        text = f"EXISTS (SELECT 1 FROM {source} WHERE {col} >= '' AND {col} < x'')"
+        blob = f"EXISTS (SELECT 1 FROM {source} WHERE {col} >= x'')"
+        whens = [f"WHEN EXISTS (SELECT 1 FROM {source} WHERE {t}) THEN '{f}'" for t, f in faults]
+        if _affinity(types[key[0]]) != "text":  # TEXT affinity stores a number as its text
+            whens.append(f"WHEN {number} AND {text} THEN '{named} holds both numbers and text'")
+        # Every BLOB key is one kind, but its id is an object no read takes back as that key.
+        whens.append(f"WHEN {blob} THEN '{named} holds a BLOB'")
+        return f"SELECT * FROM (SELECT CASE {' '.join(whens)} END AS fault) WHERE fault IS NOT NULL"
+    if not faults:
         return None
-    test = " OR ".join(f"{quote(k)} IS NULL" for k in nullable)
-    return f"SELECT 1 FROM {quote(name)} WHERE {test} LIMIT 1"
+    tests = " OR ".join(t for t, _ in faults)
+    which = " ".join(f"WHEN {t} THEN '{f}'" for t, f in faults)
+    return f"SELECT CASE {which} END FROM {source} WHERE {tests} LIMIT 1"
+
+
+def _affinity(declared: str) -> str:
+    """SQLite's affinity of a column declared ``declared`` (https://sqlite.org/datatype3.html 3.1):
+    ``integer``, ``text``, ``blob`` or ``numeric`` (REAL is numeric enough here)."""
+    upper = declared.upper()
+    if "INT" in upper:
+        return "integer"
+    if any(k in upper for k in ("CHAR", "CLOB", "TEXT")):
+        return "text"
+    if "BLOB" in upper or not upper:
+        return "blob"
+    return "numeric"
 
 
 def _integer(column: ForeignColumn) -> bool:

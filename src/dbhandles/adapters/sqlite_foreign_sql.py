@@ -18,9 +18,10 @@ import sqlite3
 
 from dbhandles.adapters.sql_compile import Column, SqlCompiler
 from dbhandles.adapters.sql_dialect import Dialect
-from dbhandles.adapters.sqlite_compile import SqliteDialect, SqliteElement
+from dbhandles.adapters.sqlite_compile import SqliteDialect, SqliteElement, sqlite_bind
 from dbhandles.adapters.sqlite_foreign_schema import ForeignTable, quote
 from dbhandles.adapters.sqlite_values import document_sql
+from dbhandles.filters import Scalar
 
 __all__ = ["ForeignDialect", "binary_leading", "compiler_for", "fixed_ranks"]
 
@@ -81,6 +82,9 @@ class ForeignDialect(Dialect):
 
     def text(self, sql: str) -> str:
         return f"{sql} COLLATE BINARY"
+
+    def bind(self, value: Scalar) -> object:
+        return sqlite_bind(value)
 
     def _field(self, path: tuple[str, ...]) -> tuple[str, bool] | None:
         # A column whose name holds '.' is one part of the path already (``ForeignReader.paths``).

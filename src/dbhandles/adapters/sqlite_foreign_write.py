@@ -27,6 +27,12 @@ from typing import Any
 
 from dbhandles.adapters.base import Record
 from dbhandles.adapters.foreign_common import ForeignColumn
+from dbhandles.adapters.foreign_numbers import (
+    key_number_problem,
+    sqlite_number,
+    sqlite_number_problem,
+    sqlite_text_problem,
+)
 from dbhandles.adapters.foreign_values import inexact_value, sqlite_value
 from dbhandles.adapters.foreign_writer import LABELS, ForeignWriterBase, blame
 from dbhandles.adapters.sqlite_errors import DRIVER_ERRORS, constraint_failure, translate_error
@@ -59,11 +65,48 @@ class ForeignWriter(ForeignWriterBase[ForeignColumn]):
         return quote(name)
 
     def _value(self, column: ForeignColumn, value: Any, where: str) -> Any:
-        return sqlite_value(value, where)
+        if column.pk:
+            self._check_key(column, value, where)
+        problem = sqlite_number_problem(value, column.type)
+        if problem is None and not column.pk and type(value) is str and not self.converting:
+            # A key's text is its id's (docs/foreign-tables.md "One rule for ids"): "42" is 42.
+            problem = sqlite_text_problem(value, column.type, self._strict(column))
+        if problem is not None:
+            raise InvalidParams(
+                f"{where}: column {json_text(column.name, 80)} of table {json_text(self.name, 80)} is "
+                f"declared {json_text(column.type, 40)}, and {json_text(value, 80)} is {problem}; "
+                "nothing was written",
+                field=where,
+            )
+        return sqlite_value(sqlite_number(value, column.type), where)
+
+    def _strict(self, column: ForeignColumn) -> bool:
+        """Whether the table is ``STRICT``, asked only for a column declared ``ANY`` (which keeps
+        text as it is there, and has NUMERIC affinity in any other table)."""
+        if column.type.strip().upper() != "ANY":
+            return False
+        row = self.conn.execute(
+            "SELECT strict FROM pragma_table_list WHERE schema = 'main' AND name = ?", (self.name,)
+        ).fetchone()
+        return bool(row and row[0])
+
+    def _check_key(self, column: ForeignColumn, value: Any, where: str) -> None:
+        """Refuse a key value the column's affinity would not store as a key of its type
+        (``abc`` or ``1.5`` for a key declared ``int``: stored as text or a REAL, a row no id of
+        the table reads as docs/foreign-tables.md "Writes" has it)."""
+        problem = None if value is None else key_number_problem(value, column.type)
+        if problem is not None:
+            raise InvalidParams(
+                f"{where}: {json_text(value, 80)} is {problem}, and the key column "
+                f"{json_text(column.name, 80)} of table {json_text(self.name, 80)} is declared "
+                f"{json_text(column.type, 40)}; give its value as the column's type holds it",
+                field=where,
+            )
 
     def _single_key(self, record_id: str) -> Any:
         table = self.table
         if table.integer_key is None:
+            self._check_key(self._by_name[table.key[0]], record_id, "id")
             return record_id
         try:
             number = int(record_id)
@@ -78,6 +121,7 @@ class ForeignWriter(ForeignWriterBase[ForeignColumn]):
         return number
 
     def _given_key(self, name: str, value: Any, values: dict[str, Any], record_id: Any) -> Any:
+        self._check_key(self._by_name[name], value, "id")
         given = values.get(name, value)
         if given != value:
             raise self._key_contradicted(name, given, record_id)

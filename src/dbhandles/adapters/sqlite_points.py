@@ -10,7 +10,7 @@ from dbhandles.adapters.sqlite_foreign import ForeignReader
 from dbhandles.adapters.sqlite_foreign_schema import quote
 from dbhandles.adapters.sqlite_guard import KEPT_POINT, Guard
 from dbhandles.adapters.sqlite_schema import Catalog
-from dbhandles.adapters.sqlite_values import record_data
+from dbhandles.adapters.sqlite_values import check_system, record_data
 
 __all__ = [
     "POINT_COLUMNS",
@@ -94,6 +94,8 @@ def run_kept(
         record = None if row is None else reader.record(row)
     else:
         row = conn.execute(statement, (record_id,)).fetchone()
+        if row is not None:
+            check_system(collection, row[0], row[2], row[3], row[4])
         record = None if row is None else {
             "id": row[0], **record_data(row[1], collection, row[0]), "createdAt": row[2],
             "updatedAt": row[3], "version": row[4],

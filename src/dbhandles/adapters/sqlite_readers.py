@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from dbhandles import budget
 from dbhandles.adapters.sqlite_errors import translating
+from dbhandles.adapters.sqlite_records import watch
 from dbhandles.adapters.sqlite_schema import Catalog
 from dbhandles.adapters.sqlite_session import SqliteSession
 
@@ -157,6 +158,7 @@ def pooled_read(adapter: SqliteAdapter, pool: ReaderPool) -> Iterator[SqliteSess
         reader = pool.acquire()
     conn, catalog = reader
     try:
+        watch(catalog)  # before the snapshot: what ``foreign_rows`` finds in it (``Witness``)
         with translating(path=adapter.path):
             conn.execute("BEGIN")
             catalog.refresh()

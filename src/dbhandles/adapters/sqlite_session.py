@@ -44,7 +44,7 @@ from dbhandles.adapters.sqlite_records import (
     read_rows,
 )
 from dbhandles.adapters.sqlite_schema import Catalog, index_sql, name_key
-from dbhandles.adapters.sqlite_values import record_data
+from dbhandles.adapters.sqlite_values import check_system, record_data
 from dbhandles.dbfiles import MAX_VALUE_BYTES
 from dbhandles.errors import (
     AccessDenied,
@@ -93,6 +93,7 @@ def _encode(record: Record) -> Row:
 
 def _decode(row: Sequence[Any], collection: str) -> Record:
     record_id, data, created_at, updated_at, version = row
+    check_system(collection, record_id, created_at, updated_at, version)
     fields = record_data(data, collection, record_id)
     return record_from_columns(record_id, fields, created_at, updated_at, version)
 
@@ -247,6 +248,7 @@ class SqliteSession(Session):
         if found is None:
             return version, None
         # ``_decode`` written out (the hot path of data/read: no slice, no two calls).
+        check_system(collection, found, created_at, updated_at, row_version)
         fields = record_data(data, collection, found)
         return version, {"id": found, **fields, "createdAt": created_at,
                          "updatedAt": updated_at, "version": row_version}  # fmt: skip
@@ -505,6 +507,13 @@ class SqliteSession(Session):
         with self._translating(name):
             reader = self.catalog.foreign(name)
             return None if reader is None else reader.table.public()
+
+    def row_naming(self, name: str) -> tuple[str, ...] | None:
+        """The key the table ``name`` is served by now (``()``: by rowid or its columns, while a
+        key holds what no id names, ``ForeignReader.current``); ``None`` for a collection."""
+        with self._translating(name):
+            reader = self.catalog.foreign(name)
+            return None if reader is None else reader.table.key
 
     def view_sources(self, name: str) -> list[str]:
         with self._translating(name):

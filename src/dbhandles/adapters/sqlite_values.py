@@ -35,7 +35,8 @@ orjson reads from it (canonical: ``RECORD_FUNCTION`` gives it back unchanged), w
 ``orjson.dumps`` and a byte comparison confirm; only another text (another tool's spacing, escapes
 or key repeats) is read a second time, by ``json``, to find a repeated key. The other checks run
 in C: the depth is told by orjson's own nesting limit as that ``orjson.dumps`` writes the value
-(``_dumped``), U+0000 and long integers by byte searches of the text; a walk in Python is left
+(``_dumped``), U+0000 and long integers by byte searches of the text (the latter only for a
+text whose integers are not all safe ones: ``_narrow_dumps``); a walk in Python is left
 only for a text whose deepest containers lie exactly at ``MAX_DEPTH``. A collection's queries
 skip even that for every row but those ``sqlite_records.foreign_rows`` names.
 """
@@ -44,23 +45,26 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sqlite3
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
 from dbhandles import budget
 from dbhandles.errors import QueryFailed
-from dbhandles.filters import RESERVED_FIELDS
-from dbhandles.values import MAX_DEPTH, json_text
+from dbhandles.filters import MAX_ID_LENGTH, RESERVED_FIELDS
+from dbhandles.values import MAX_DEPTH, MAX_VERSION, json_text
 
 __all__ = [
     "BASE64_FUNCTION",
     "BUDGET_CHECK_BYTES",
     "DOCUMENT_FUNCTION",
     "RECORD_FUNCTION",
+    "SYSTEM_READABLE",
     "Stopped",
     "Unreadable",
+    "check_system",
     "document_call",
     "document_sql",
     "finite_numbers",
@@ -71,6 +75,7 @@ __all__ = [
     "record_data",
     "record_source",
     "register",
+    "system_problem",
 ]
 
 
@@ -124,9 +129,10 @@ def _read(text: object, depth: int, record: bool) -> tuple[Any, bool]:
     ``text`` is exactly orjson's text of it (every text dbhandles writes).
 
     Every check is linear and runs in C but for the rare text that may break it: the depth is
-    told by orjson's own nesting limit (``_dumped``), U+0000 and long integers by a byte search
-    of the text, and only a text another tool spelled (not canonical) is read a second time, to
-    find a repeated key."""
+    told by orjson's own nesting limit (``_dumped``), U+0000 by a byte search of the text, long
+    integers by the same ``orjson.dumps`` (``_narrow_dumps``) or, past 2**53 or in a text that is
+    not canonical, by a byte search, and only a text another tool spelled (not canonical) is read
+    a second time, to find a repeated key."""
     if type(text) is not str and type(text) is not bytes:
         raise Unreadable(f"a {type(text).__name__} is no JSON text")
     try:
@@ -146,12 +152,16 @@ def _read(text: object, depth: int, record: bool) -> tuple[Any, bool]:
     if record and not RESERVED_FIELDS.isdisjoint(value):
         taken = sorted(RESERVED_FIELDS.intersection(value))[0]
         raise Unreadable(f"holds the reserved field {json_text(taken, 40)}")
+    narrow = False  # every integer of ``value`` is a safe integer (``_narrow_dumps``)
     if depth + raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:  # it may nest too deep
         dumped = _dumped(value, depth)
         if dumped is None:
             raise Unreadable(f"nests a value deeper than {MAX_DEPTH} levels")
     else:
-        dumped = orjson.dumps(value)
+        dumped = _narrow_dumps(value) if record else None
+        narrow = dumped is not None
+        if dumped is None:
+            dumped = orjson.dumps(value)
     canonical = dumped == raw
     if not canonical:  # not written by dbhandles (nor as it would): a key twice?
         value, repeated = _first_keys(raw, value)
@@ -159,7 +169,14 @@ def _read(text: object, depth: int, record: bool) -> tuple[Any, bool]:
             raise Unreadable("repeats a key")
     if _NUL in raw and _NUL in raw.replace(b"\\\\", b""):  # only another tool writes U+0000
         raise Unreadable("holds U+0000, which SQLite's JSON functions cut")
-    if record and _LONG_DIGITS in raw.translate(_DIGITS) and _wide_integer(raw):
+    # A canonical text of a value whose integers are all safe writes no other integer literal
+    # (orjson writes every float with a ``.`` or an exponent): none is wide, no search needed.
+    if (
+        record
+        and not (narrow and canonical)
+        and _LONG_DIGITS in raw.translate(_DIGITS)
+        and _wide_integer(raw)
+    ):
         raise Unreadable(
             "holds an integer outside SQLite's 64 bits (at or past 2**63, or below -2**63), which "
             "orjson or SQLite's JSON functions read as an inexact float"
@@ -214,6 +231,17 @@ def _wide_integer(raw: bytes) -> bool:
     except (ValueError, RecursionError):  # pragma: no cover - orjson read it, at most 64 deep
         return False
     return False
+
+
+def _narrow_dumps(value: Any) -> bytes | None:
+    """``orjson.dumps(value)`` when every integer in ``value`` is a safe integer (within
+    ±(2**53 - 1), orjson's ``OPT_STRICT_INTEGER``), else ``None``: one C pass that both writes the
+    text ``_read`` compares and rules out an integer past 64 bits, where a byte search of the
+    text for a long run of digits (``_LONG_DIGITS``) would be a second and a third pass."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER)
+    except orjson.JSONEncodeError:
+        return None
 
 
 #: How many single-item lists orjson may wrap a value in when it writes it (``orjson.dumps``
@@ -332,8 +360,11 @@ def _canonical(text: object, depth: int, record: bool) -> str | None:
         value, canonical = _read(text, depth, record)
         if not record and type(value) is not dict and type(value) is not list:
             return None
-        if canonical:  # every text dbhandles writes: given back as it is
-            return text if isinstance(text, str) else cast(bytes, text).decode()
+        if canonical:  # every text dbhandles writes: given back as it is (no ``cast``: per row)
+            if isinstance(text, str):
+                return text
+            if isinstance(text, bytes):
+                return text.decode()
         return orjson.dumps(value).decode()
     except Exception:  # any failure on a row's content is "unreadable", never a failed query
         return None
@@ -449,6 +480,88 @@ def finite_numbers(column: str) -> str:
     run = "[0-9]" * (_LONG_RUN - 1)
     digits = " AND ".join(f"NOT {column} GLOB '*{d}{run}*'" for d in "123456789")
     return f"({' AND '.join(exponents)} AND (length({column}) < {_LONG_RUN} OR ({digits})))"
+
+
+#: A timestamp as dbhandles writes ``createdAt`` / ``updatedAt`` (``clock.iso_now``; the importer
+#: normalises to it): ``YYYY-MM-DDTHH:MM:SS.mmmZ``, which sorts as the time does.
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+_TIMESTAMP_GLOB = (
+    "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z"
+)
+
+#: SQL (no parameters, true or false, never NULL): a collection row's system columns are what
+#: dbhandles writes: ``id`` a non-empty text of at most ``MAX_ID_LENGTH`` characters without
+#: U+0000 (``length`` counts up to one, ``instr`` finds it), ``version`` an integer from 1 to
+#: ``MAX_VERSION``, ``created_at`` / ``updated_at`` ``_TIMESTAMP`` text. Another tool may write
+#: anything there (a BLOB id, ``''``, ``version = 'abc'``); such a row is unreadable, as one whose
+#: ``data`` is (``system_problem`` says why, for a read).
+SYSTEM_READABLE = (
+    f"(typeof(id) = 'text' AND length(id) BETWEEN 1 AND {MAX_ID_LENGTH} "
+    f"AND instr(id, char(0)) = 0 AND typeof(version) = 'integer' "
+    f"AND version BETWEEN 1 AND {MAX_VERSION} "
+    f"AND typeof(created_at) = 'text' AND created_at GLOB '{_TIMESTAMP_GLOB}' "
+    f"AND typeof(updated_at) = 'text' AND updated_at GLOB '{_TIMESTAMP_GLOB}')"
+)
+
+
+def system_problem(
+    record_id: object, created_at: object, updated_at: object, version: object
+) -> str | None:
+    """Why a collection row's system columns are not what dbhandles writes (``SYSTEM_READABLE``,
+    in Python: the same rule), in words naming the field; ``None`` when they are.
+
+    A JSON file's record is held to it too (``jsonfile``), where ``version`` must also be no
+    ``bool`` (JSON ``true`` is no integer)."""
+    if type(record_id) is not str:
+        return f"its id is a {_SQL_KINDS.get(type(record_id), type(record_id).__name__)}, not text"
+    if not record_id or len(record_id) > MAX_ID_LENGTH or "\x00" in record_id:
+        return (
+            f"its id is not a non-empty text of at most {MAX_ID_LENGTH} characters without U+0000"
+        )
+    if type(version) is not int or not 1 <= version <= MAX_VERSION:
+        return f"its version {_shown(version)} is not an integer from 1 to {MAX_VERSION}"
+    for name, value in (("createdAt", created_at), ("updatedAt", updated_at)):
+        if type(value) is not str or _TIMESTAMP.fullmatch(value) is None:
+            return (
+                f"its {name} {_shown(value)} is not a timestamp as dbhandles writes one "
+                "(YYYY-MM-DDTHH:MM:SS.mmmZ)"
+            )
+    return None
+
+
+def _shown(value: object) -> str:
+    """``value`` for a message: its JSON when it has one, a BLOB as SQL writes it (``x'6869'``)."""
+    if type(value) is bytes:
+        return f"x'{value[:40].hex()}'"
+    try:
+        return json_text(value, 40)
+    except (TypeError, ValueError):
+        return f"(a {_SQL_KINDS.get(type(value), type(value).__name__)})"
+
+
+_SQL_KINDS: dict[type, str] = {bytes: "BLOB", int: "number", float: "number", bool: "boolean",
+                               type(None): "NULL", dict: "JSON object", list: "JSON array",
+                               str: "text"}  # fmt: skip
+
+
+def check_system(
+    collection: str, record_id: object, created_at: object, updated_at: object, version: object
+) -> None:
+    """Raise when a row's system columns are not what dbhandles writes (``system_problem``).
+
+    Raises:
+        QueryFailed: naming the collection, the record and the field, as ``record_data`` does.
+    """
+    why = system_problem(record_id, created_at, updated_at, version)
+    if why is not None:
+        raise QueryFailed(
+            f"record {_shown(record_id)} of collection {json_text(collection, 80)}: {why}: "
+            'another tool wrote it; listings and counts leave it out (docs/filters.md "Values")',
+            details={
+                "collection": collection,
+                "id": record_id if type(record_id) is str else _shown(record_id),
+            },
+        )
 
 
 def record_data(text: object, collection: str, record_id: object) -> dict[str, Any]:

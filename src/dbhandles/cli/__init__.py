@@ -38,10 +38,11 @@ def _emit(text: str) -> None:
 
 
 def _fail(exc: DbHandlesError, fmt: str = "json") -> int:
+    from dbhandles.cli.masking import mask_tokens
     from dbhandles.cli.output import render
     from dbhandles.commands.envelope import error_envelope
 
-    _emit(render(error_envelope(exc), fmt))
+    _emit(mask_tokens(render(error_envelope(exc), fmt)))
     return 1
 
 
@@ -144,17 +145,25 @@ def _run(name: str, argv: Sequence[str], *, freeze: bool) -> tuple[dict[str, Any
         from dbhandles import wire
         from dbhandles.cli import session
         from dbhandles.cli.parse import parse_args, wire_params
-        from dbhandles.cli.transport import LocalTransport, choose_transport
+        from dbhandles.cli.transport import (
+            LocalTransport,
+            choose_transport,
+            refuse_token_without_server,
+        )
         from dbhandles.settings import Settings
 
         args = parse_args(_spec(name), argv)
         params = args.params
         settings = Settings.from_env()
+        # Before the session file is written: a refused run writes nothing.
+        refuse_token_without_server(settings, os.environ, args.token, name)
         session_id, ended, refused = session.run_session(
             settings.home, os.environ, params, new=args.new_session
         )
         environ = session.without_session_env(os.environ)
-        transport = choose_transport(settings, environ, token=args.token, session_id=session_id)
+        transport = choose_transport(
+            settings, environ, token=args.token, session_id=session_id, command=name
+        )
         if isinstance(transport, LocalTransport):
             # In-process, the params go as the command's model gives them back (refused ones as
             # given: the dispatcher refuses and audits them). A server gets them as read: its
@@ -224,7 +233,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(
             DbHandlesError(f"{name} failed unexpectedly: {type(exc).__name__}: {exc}"), fmt
         )
+    from dbhandles.cli.masking import mask_tokens
     from dbhandles.cli.output import render
 
-    _emit(render(envelope, fmt))
-    return 0 if envelope.get("success") is True else 1
+    text = render(envelope, fmt)
+    if envelope.get("success") is True:
+        _emit(text)  # a token/create answer shows its new token once, as it should
+        return 0
+    _emit(mask_tokens(text))
+    return 1

@@ -22,7 +22,7 @@ from pydantic_core import PydanticUndefined
 
 from dbhandles.commands import Command, builtin_commands
 from dbhandles.commands.fielddocs import document_params
-from dbhandles.settings import setting_docs
+from dbhandles.settings_docs import setting_docs
 from dbhandles.wire import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_URL
 
 COMMANDS = builtin_commands()
@@ -412,6 +412,11 @@ def markdown() -> str:
         "  needs no setup. A missing, wrong, expired or revoked token is `unauthorized` (exit 1).",
         "- In-process (no server), `jtag` is the local user, an administrator: no token is needed, and",
         "  `jtag token create` writes the token to the same home's default database a server uses.",
+        "  A command given a token (`--token`, `JTAG_TOKEN`) never runs in-process: with no server for",
+        "  the home it is refused with `server_unreachable` and nothing runs (it would otherwise have",
+        "  the local administrator's rights, not the token's), nor is anything written (no",
+        '  `<home>/cli-session`). An empty token (`--token=`, `JTAG_TOKEN=""`) is `invalid_params`.',
+        "  Error words never echo a token: its secret shows as `dbh_<id>_***`.",
         "- `token create` prints the token once (only its hash is kept): give it to the actor, e.g. as",
         "  `JTAG_TOKEN`. `token list` never shows secrets; `token revoke` takes the `tokenId`.",
         "- Each CLI has a session: its id is kept in `<home>/cli-session` (mode 0600) and reused by",

@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 
 from dbhandles.cli.transport import find_server, read_state
-from dbhandles.dbfiles import open_lock_file
 from dbhandles.errors import InvalidParams
+from dbhandles.lock_files import open_lock_file
 
 __all__ = ["LOCK_FILE", "HomeClaim", "claim_home"]
 

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from dbhandles.commands import builtin_commands
 from dbhandles.commands.envelope import error_envelope
 from dbhandles.context import Context
-from dbhandles.errors import DbHandlesError, Interrupted, InvalidParams, ServerUnreachable
+from dbhandles.errors import DbHandlesError, Interrupted, InvalidParams
 from dbhandles.importer.command import ExportHooks, ExportParams, ImportHooks, ImportParams
 from dbhandles.importer.export import ExportStats
 from dbhandles.importer.interrupt import deferred_interrupt
@@ -78,6 +78,10 @@ def _write(stream: TextIO, envelope: dict[str, Any], fmt: str = "json") -> None:
     from dbhandles.cli.output import render  # the one display rule of every format
 
     text = render(envelope, fmt)
+    if envelope.get("success") is not True:
+        from dbhandles.cli.masking import mask_tokens
+
+        text = mask_tokens(text)
     try:
         stream.write(text + "\n")
         stream.flush()
@@ -125,11 +129,18 @@ def _server(name: str, token: str | None) -> Transport | None:
     ``JTAG_TOKEN``) or a server (``JTAG_URL``); ``None``: run in-process as the local user.
 
     Raises:
+        InvalidParams: ``JTAG_TOKEN`` is set but empty.
         ServerUnreachable: a token was given and no server serves this home.
     """
-    from dbhandles.cli.transport import RemoteTransport, choose_transport, find_server
+    from dbhandles.cli.transport import (
+        RemoteTransport,
+        choose_transport,
+        env_token,
+        find_server,
+        token_needs_server,
+    )
 
-    token = token or os.environ.get("JTAG_TOKEN") or None
+    token = token or env_token(os.environ)  # set but empty: refused, never the local user
     settings = Settings.from_env()
     if (os.environ.get("JTAG_URL") or "").strip():
         return choose_transport(settings, token=token)  # JTAG_URL: always that server
@@ -138,11 +149,7 @@ def _server(name: str, token: str | None) -> Transport | None:
     url = find_server(settings.home.expanduser())
     if url is None:
         command = "import-jsonl" if name == "data/import" else "export-jsonl"
-        raise ServerUnreachable(
-            f"{command}: the token names an actor of a server, but no server serves "
-            f"{settings.home} (start one with 'jtag serve', or set JTAG_URL); nothing ran: "
-            "without a server it would run as the local administrator, not as that actor"
-        )
+        raise token_needs_server(command, settings.home)
     return RemoteTransport(url, None, token)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import orjson
 
 from dbhandles.security.names import UNSHOWABLE_BEYOND_C0, UNSHOWABLE_CLASS
+from dbhandles.values import dump_json
 
 __all__ = ["render", "render_json", "render_table", "table", "visible"]
 
@@ -55,7 +55,7 @@ def visible(text: str, keep: str = "") -> str:
 def render_json(envelope: dict[str, Any]) -> str:
     """``envelope`` as indented JSON, every character of the display rule (``_CONTROL``) written as
     a ``\\uXXXX`` escape: the same JSON to a program, nothing that drives a terminal."""
-    text = orjson.dumps(envelope, option=orjson.OPT_INDENT_2).decode()
+    text = dump_json(envelope, orjson.OPT_INDENT_2).decode()
     # Outside strings JSON has only ASCII, so every match lies inside a string, where the escape
     # means the same character.
     return _JSON_RAW.sub(_json_escape, text)
@@ -79,7 +79,7 @@ def _cell(value: Any, key: str = "") -> str:
         return "yes" if value else "no"
     if key.endswith("At") and isinstance(value, int) and value > 10**11:
         return datetime.fromtimestamp(value / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
-    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    text = value if isinstance(value, str) else dump_json(value).decode()
     # Cut before escaping, so that the cut never splits an escape (``\\u2028`` into ``\\u20``).
     text = text.replace("\n", " ")
     text = text if len(text) <= _MAX_CELL else text[: _MAX_CELL - 1] + "…"
@@ -105,6 +105,8 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) 
     cells = [[_cell(row.get(c), c) for c in keys] for row in rows]
     cols = [visible(c.replace("\n", " ")) for c in keys]  # record keys are anyone's text too
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(cols)]
+    import shutil  # here: only a table asks the terminal's width, and shutil costs ~1.5 ms to import
+
     width = shutil.get_terminal_size((160, 24)).columns
     # Drop trailing columns that would not fit the terminal rather than wrapping every line.
     while len(cols) > 1 and sum(widths) + 2 * (len(widths) - 1) > width:

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gc
 import ipaddress
+import logging
 import os
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dbhandles.cli.help import command_help
 from dbhandles.cli.home_claim import claim_home
+from dbhandles.cli.masking import mask_tokens
 from dbhandles.cli.output import render
 from dbhandles.cli.transport import DEFAULT_PORT, remove_state, write_state
 from dbhandles.commands.envelope import error_envelope
@@ -36,11 +40,13 @@ __all__ = [
     "announce",
     "bind",
     "display_url",
+    "log_like_uvicorn",
     "parse_options",
     "serve",
     "serve_main",
     "server_config",
     "settle_heap",
+    "switch_interval",
 ]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -225,6 +231,7 @@ def serve(
 
     from dbhandles.server import create_app
     from dbhandles.server.auth import install_log_redaction
+    from dbhandles.server.log_summary import summarize_client_warnings
     from dbhandles.server.shutdown import GracefulServer
     from dbhandles.service import Service
 
@@ -232,6 +239,7 @@ def serve(
     if options.workers > 1 and channel is None:
         from dbhandles.cli.workers import serve_workers
 
+        log_like_a_server(options.log_level)
         serve_workers(options, settings)
         return
     home = settings.home.expanduser()
@@ -267,6 +275,8 @@ def serve(
     config = server_config(app, settings, log_level=options.log_level)
     # uvicorn logs WebSocket request lines with their query string (``/ws?token=...`` from a
     # browser); the app also takes the token out of the scope, this catches every other line.
+    log_like_uvicorn()
+    summarize_client_warnings()
     install_log_redaction()
     if channel is None:
         url = display_url(options.host, sock.getsockname()[1])
@@ -278,7 +288,8 @@ def serve(
     try:
         server = GracefulServer(config, app.state.dbhandles, settings.shutdown_grace_seconds,
                                 channel=channel)  # fmt: skip
-        server.run(sockets=[sock] if channel is None else [])
+        with switch_interval(settings.switch_interval_ms):
+            server.run(sockets=[sock] if channel is None else [])
     except _Stopped:
         pass
     finally:
@@ -289,6 +300,62 @@ def serve(
         sock.close()
         if claim is not None:
             claim.release()  # last: server.json is gone, the next server may start
+
+
+def log_like_uvicorn(name: str = "dbhandles") -> None:
+    """Give the logger ``name`` uvicorn's level (``--log-level``: ``uvicorn.Config`` sets it on
+    ``uvicorn.error``) and handlers (its format, on stderr), not propagated (as uvicorn's own).
+    Call it once ``server_config`` configured uvicorn's logging: uvicorn configures only its own
+    loggers, and the INFO lines of ``dbhandles.*`` (connections cut, shutdown summaries) never
+    appeared, whatever the level."""
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.getLogger("uvicorn.error").level)
+    for handler in logging.getLogger("uvicorn").handlers:
+        if handler not in logger.handlers:
+            logger.addHandler(handler)
+    logger.propagate = False
+
+
+def log_like_a_server(log_level: str) -> None:
+    """Logging as a server process has it, in a process that runs no uvicorn server (the
+    supervisor of ``--workers``, ``cli/workers.py``): uvicorn's loggers configured as
+    ``server_config``'s ``uvicorn.Config`` configures them (its format on stderr, ``log_level``),
+    ``dbhandles.*`` logged like uvicorn (``log_like_uvicorn``) and tokens redacted. Without it the
+    supervisor's lines (a worker restarted or killed, a connection it could not hand over) had no
+    handler: INFO lines were lost, warnings printed bare by Python's last resort.
+
+    Args:
+        log_level: one of ``LOG_LEVELS`` (``--log-level``).
+    """
+    import uvicorn
+
+    from dbhandles.server.auth import install_log_redaction
+
+    uvicorn.Config(_no_app, log_level=log_level, access_log=False)  # configures logging only
+    log_like_uvicorn()
+    install_log_redaction()
+
+
+async def _no_app(scope: object, receive: object, send: object) -> None:
+    """The app of the ``uvicorn.Config`` ``log_like_a_server`` makes for its logging: never run."""
+
+
+@contextlib.contextmanager
+def switch_interval(ms: float) -> Iterator[None]:
+    """Python's thread switch interval at ``ms`` milliseconds while the block runs, restored after.
+
+    CPython hands the GIL from a thread that keeps it busy (an actor's ``data/list`` filtering
+    300,000 memory records in Python, orjson encoding a 10 MB answer) to a waiting one only after
+    the interval, 5 ms by default; a read of another actor needs the GIL several times (the loop
+    reading it, a worker thread running it, the loop writing it), so each request of the reader
+    waited some multiple of 5 ms behind the busy thread (issue 13). ``DBHANDLES_SWITCH_INTERVAL_MS``.
+    """
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(ms / 1000)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 def settle_heap(service: Service) -> None:
@@ -315,11 +382,18 @@ def server_config(app: Starlette, settings: Settings, *, log_level: str = "warni
     import uvicorn
 
     from dbhandles.server.connections import limited_protocol
+    from dbhandles.server.ws_serve import early_refusal
     from dbhandles.server.ws_wire import GuardedWebSocketProtocol
 
+    state = app.state.dbhandles
     return uvicorn.Config(
         app,
-        http=limited_protocol(app.state.dbhandles.wire),
+        # Its own refusals (a malformed request, an invalid handshake, a head too large or late)
+        # are charged to the address's public rate (ServerState.door_refusal); an upgrade past the
+        # rate with a credential that cannot be valid is refused before the WebSocket protocol.
+        http=limited_protocol(
+            state.wire, state.door_refusal, functools.partial(early_refusal, state)
+        ),
         # Frames and bytes counted as they arrive, pongs bounded, fragmented messages bounded
         # (server/ws_wire.py).
         ws=GuardedWebSocketProtocol,
@@ -388,7 +462,7 @@ def serve_main(argv: Sequence[str]) -> int:
             return 0
         serve(options)
     except DbHandlesError as exc:
-        sys.stdout.write(render(error_envelope(exc), "json") + "\n")
+        sys.stdout.write(mask_tokens(render(error_envelope(exc), "json")) + "\n")
         return 1
     except ValueError as exc:
         sys.stdout.write(

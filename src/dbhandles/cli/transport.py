@@ -38,10 +38,13 @@ __all__ = [
     "RemoteTransport",
     "Transport",
     "choose_transport",
+    "env_token",
     "find_server",
     "read_state",
+    "refuse_token_without_server",
     "remove_state",
     "state_path",
+    "token_needs_server",
     "unreachable",
     "write_state",
 ]
@@ -239,10 +242,29 @@ def _listening(url: str, timeout: float = HEALTH_TIMEOUT) -> bool:
     parts = urllib.parse.urlsplit(url)
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
-            return True
+        return _accepts(parts.hostname or "", port, timeout)
     except (OSError, ValueError):
         return False
+
+
+def _accepts(host: str, port: int, timeout: float) -> bool:
+    """``socket.create_connection`` to ``(host, port)`` succeeds (the socket is closed at once).
+
+    Raises:
+        OSError: the name does not resolve.
+    """
+    # An ASCII name goes to ``getaddrinfo`` as bytes: a ``str`` passes through the ``idna`` codec,
+    # whose import (with ``stringprep``) is ~1.5 ms of every in-process command's start.
+    name: str | bytes = host.encode("ascii") if host.isascii() else host
+    for family, kind, proto, _, address in socket.getaddrinfo(name, port, 0, socket.SOCK_STREAM):
+        with socket.socket(family, kind, proto) as sock:
+            sock.settimeout(timeout)
+            try:
+                sock.connect(address)
+            except OSError:
+                continue
+            return True
+    return False
 
 
 def find_server(home: Path) -> str | None:
@@ -287,20 +309,24 @@ def choose_transport(
     *,
     token: str | None = None,
     session_id: str | None = None,
+    command: str = "jtag",
 ) -> Transport:
     """``JTAG_URL``, else a live server for this home, else in-process (see the module docstring).
 
     Against a server, the CLI sends ``token`` (``--token``), else ``JTAG_TOKEN``, else the local admin
     token when the server serves this same home folder (so the local CLI needs no setup). In-process
     the CLI is the local user, an administrator, and no token is needed. ``session_id`` defaults to
-    ``JTAG_SESSION_ID``.
+    ``JTAG_SESSION_ID``. A token (``token`` or ``JTAG_TOKEN``) names an actor of a server: with
+    no server for this home the command is refused (``server_unreachable``, naming ``command``),
+    never run in-process, where it would have the local administrator's rights, not the token's.
 
     Raises:
         InvalidParams: ``JTAG_SESSION_ID`` is not a session id (``session.env_session``).
+        ServerUnreachable: a token was given and no server serves this home.
     """
     env = os.environ if environ is None else environ
     session_id = session_id or env_session(env)
-    token = token or env.get("JTAG_TOKEN") or None
+    token = token or env_token(env)
     home = settings.home.expanduser()
     explicit = (env.get("JTAG_URL") or "").strip()
     if explicit:
@@ -312,4 +338,58 @@ def choose_transport(
     url = find_server(home)
     if url is not None:
         return RemoteTransport(url, session_id, token or _admin_token(home))
+    if token is not None:
+        raise token_needs_server(command, home)
     return LocalTransport(settings, session_id)
+
+
+def env_token(environ: Mapping[str, str]) -> str | None:
+    """``JTAG_TOKEN`` (``None``: not set).
+
+    Raises:
+        InvalidParams: it is set but empty (or blank), as ``--token=`` is refused: an empty token
+            is a token given, never the local administrator's run in-process.
+    """
+    if "JTAG_TOKEN" not in environ:
+        return None
+    token = environ["JTAG_TOKEN"].strip()
+    if not token:
+        from dbhandles.errors import InvalidParams
+
+        raise InvalidParams(
+            "JTAG_TOKEN is set but empty; give a token (JTAG_TOKEN=dbh_...) or unset it",
+            field="JTAG_TOKEN",
+        )
+    return token
+
+
+def refuse_token_without_server(
+    settings: Settings, environ: Mapping[str, str], token: str | None, command: str
+) -> None:
+    """Refuse a run given a token (``token``, else ``JTAG_TOKEN``) when no server serves this
+    home and no ``JTAG_URL`` is set, before the run writes anything (its session file): a refused
+    run leaves the home as it was.
+
+    Raises:
+        InvalidParams: ``JTAG_TOKEN`` is set but empty (``env_token``).
+        ServerUnreachable: a token was given and no server serves this home.
+    """
+    token = token or env_token(environ)
+    if token is None or (environ.get("JTAG_URL") or "").strip():
+        return
+    home = settings.home.expanduser()
+    if find_server(home) is None:
+        raise token_needs_server(command, home)
+
+
+def token_needs_server(command: str, home: Path) -> Exception:
+    """The refusal of a command given a token when no server serves ``home``: it never runs
+    in-process, as the local administrator, with more rights than the token
+    (``server_unreachable``)."""
+    from dbhandles.errors import ServerUnreachable
+
+    return ServerUnreachable(
+        f"{command}: the token names an actor of a server, but no server serves {home} (start "
+        "one with 'jtag serve', or set JTAG_URL); nothing ran: without a server it would run as "
+        "the local administrator, not as that actor"
+    )

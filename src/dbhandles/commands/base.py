@@ -32,6 +32,7 @@ __all__ = [
     "AUDIT_TEXT_CHARS",
     "COMMANDS",
     "EVERY_COLLECTION",
+    "JOB_COMMAND_NAMES",
     "QUERY_HANDLE_PATTERN",
     "AuditName",
     "AuditNames",
@@ -58,6 +59,11 @@ __all__ = [
 #: The ``collection`` of an audit row whose command touches every collection of its database
 #: (data/clear: ``every_collection``).
 EVERY_COLLECTION = "*"
+
+#: The commands that run as jobs, with no time budget (``jobs.JOB_COMMANDS``). Here rather than in
+#: ``commands/jobs.py`` (which re-exports it) so that the dispatcher's plan of any other command does
+#: not import the job commands' models.
+JOB_COMMAND_NAMES = ("data/copy", "data/export", "data/import", "data/vacuum")
 
 #: A ``queryHandle``: 1 to ``MAX_SESSION_ID`` characters, none a control character (they reach the
 #: audit log and the store, and PostgreSQL's text cannot hold U+0000). Session ids have a stricter

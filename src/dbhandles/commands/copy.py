@@ -327,6 +327,7 @@ def _check_sides(service: Service, params: CopyParams, source: tuple[HandleEntry
                 f"read-only: {out['readOnly']}; copy it without move",
                 field="move",
             )
+        _check_deletable(source[1])
     decl = service.ensure_declared(target[1], name)
     if decl is not None and decl.model is not None:
         raise NotSupported(
@@ -334,6 +335,25 @@ def _check_sides(service: Service, params: CopyParams, source: tuple[HandleEntry
             "does not validate records against declared models, so it refuses to bypass it",
             field="to.collection",
         )
+
+
+def _check_deletable(adapter: Adapter) -> None:
+    """Refuse a move whose source cannot be written, before anything is read or written: an
+    empty write session commits nothing, and refuses as the first delete would (a JSON file
+    read-only for a value a rewrite would lose, or a record it cannot serve: ``jsonfile``).
+
+    Raises:
+        ReadOnly: the source refuses writes; ``field`` is ``move``.
+    """
+    try:
+        with adapter.session(write=True):
+            pass
+    except ReadOnly as exc:
+        raise ReadOnly(
+            f"move: the source refuses writes, so nothing can be deleted from it: {exc.message}; "
+            "copy without move (nothing was read or written)",
+            field="move",
+        ) from exc
 
 
 class _Progress:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 import orjson
@@ -36,12 +37,15 @@ import orjson
 from dbhandles.adapters.base import Adapter, Query, Record, Session
 from dbhandles.adapters.foreign_common import ColumnPaths
 from dbhandles.adapters.sqlite_pages import page_parameter
+from dbhandles.adapters.sqlite_values import system_problem
 from dbhandles.clock import iso_now
-from dbhandles.commands.copy_table import Placed, changed_field, equal, write_rows
+from dbhandles.commands.copy_table import Placed, changed_field, write_rows
 from dbhandles.documents import MAX_TABLE_ID_LENGTH, check_record_id, id_text
-from dbhandles.errors import Conflict, InvalidParams, PermissionDenied
+from dbhandles.errors import Conflict, InvalidParams, PermissionDenied, QueryFailed
 from dbhandles.evaluate import matches, position_of
 from dbhandles.filters import MAX_ID_LENGTH, RESERVED_FIELDS, FilterNode, SortKey
+from dbhandles.row_writes import loose_field, loose_message
+from dbhandles.value_equality import same_value
 from dbhandles.values import check_record, json_text
 
 __all__ = ["MAX_CONFLICT_IDS", "CopySpec", "CopyStats", "OnConflict", "run_copy", "same_record"]
@@ -146,17 +150,69 @@ def _shown(value: Any) -> Any:
 
 def same_record(source: Record, copy: Record) -> bool:
     """Whether ``copy`` is ``source`` as ``data/copy`` stores it: the same user fields, and the same
-    reserved fields where the source has them (a foreign table's row has none)."""
+    reserved fields where the source has them (a foreign table's row has none; a ``version`` column
+    holding NULL is none: not versioned yet, copied as version 1, ``_as_record``)."""
+    if "version" in source and source["version"] is None:
+        source = {k: v for k, v in source.items() if k != "version"}
     kept = {k: v for k, v in copy.items() if k in source or k not in RESERVED_FIELDS}
-    return equal(source, kept)
+    return same_value(source, kept)
 
 
 def _as_record(row: Record, now: str) -> Record:
     """The record to store for a source row: the row itself, with the reserved fields a foreign
-    table's row lacks filled in (the time of the copy, version 1)."""
-    if "createdAt" in row and "updatedAt" in row and "version" in row:
+    table's row lacks filled in (the time of the copy, version 1). A ``version`` column holding NULL
+    is a row not versioned yet (version 0 to the table's own updates, docs/foreign-tables.md
+    "Versions and timestamps"): its copy is a record at version 1, as a row without the column."""
+    if "createdAt" in row and "updatedAt" in row and row.get("version") is not None:
         return row
-    return {"createdAt": now, "updatedAt": now, "version": 1, **row}
+    record = {"createdAt": now, "updatedAt": now, "version": 1, **row}
+    if record["version"] is None:
+        record["version"] = 1
+    return record
+
+
+def _check_system(rows: list[Record], now: str) -> None:
+    """Refuse, before anything of the batch is written, a row whose ``createdAt``, ``updatedAt``
+    or ``version`` (columns of a table so named, or ``created_at``/... under camel field names)
+    would be no record's own as dbhandles writes them (``system_problem``: version 0, an
+    ``updatedAt`` of ``"x"`` or null): stored, the collection would hold a record it then calls
+    unreadable, or refuse it in the words of its storage (docs/copy.md "From a table").
+
+    Raises:
+        InvalidParams: naming the record and the field; ``field`` is ``from.collection``.
+    """
+    for row in rows:
+        record = _as_record(row, now)
+        why = system_problem(
+            record["id"], record["createdAt"], record["updatedAt"], record["version"]
+        ) or _unreal_time(record)
+        if why is not None:
+            raise InvalidParams(
+                f"from.collection: record {json_text(row['id'], 80)}: {why}; a copied row's "
+                "createdAt, updatedAt and version are the record's own, not data, so they must be "
+                "as dbhandles writes them (leave the column out, or copy from a view that renames "
+                "it); nothing of this batch was written",
+                field="from.collection",
+            )
+
+
+def _unreal_time(record: Record) -> str | None:
+    """Why ``createdAt`` or ``updatedAt`` of ``record``, spelled as dbhandles writes a timestamp
+    (``system_problem`` holds them to the format), is no time of the calendar (``2024-02-30``, hour
+    24), which dbhandles never writes (``clock.iso_now``); ``None`` when both are. Year 0000 is
+    one (RFC 3339 allows it, and reads serve it): checked as 2000, a leap year as 0000 is in the
+    proleptic Gregorian calendar, since Python's ``datetime`` starts at year 1."""
+    for name in ("createdAt", "updatedAt"):
+        text = record[name]
+        try:
+            datetime.strptime(f"2000{text[4:]}" if text.startswith("0000") else text,
+                              "%Y-%m-%dT%H:%M:%S.%fZ")  # fmt: skip
+        except ValueError:
+            return (
+                f"its {name} {json_text(text, 40)} is spelled as a timestamp but is no time of "
+                "the calendar (a day past the month's last, an hour past 23)"
+            )
+    return None
 
 
 def _text_id(row: Record) -> Record:
@@ -166,12 +222,24 @@ def _text_id(row: Record) -> Record:
     return row if type(record_id) is str else {**row, "id": id_text(record_id)}
 
 
-def _by_id(session: Session, collection: str, ids: Sequence[str]) -> dict[str, Record]:
+def _by_id(
+    session: Session, collection: str, ids: Sequence[str], unreadable: set[str] | None = None
+) -> dict[str, Record]:
+    """The records of ``collection`` with ``ids``, by id; an id whose row dbhandles cannot read
+    (another tool wrote it: ``query_failed`` naming it, docs/filters.md "Values") is left out and
+    added to ``unreadable``: the copy treats it as a record with other content, never as free."""
     # Point reads, not one ``id $in [...]`` query: the memory and json adapters evaluate a filter
     # over the whole collection, so an archive that grows would make every batch slower.
     found = {}
     for record_id in ids:
-        record = session.get(collection, record_id)
+        try:
+            record = session.get(collection, record_id)
+        except QueryFailed as exc:
+            if exc.details.keys() != {"collection", "id"} or exc.details["id"] != record_id:
+                raise
+            if unreadable is not None:
+                unreadable.add(record_id)
+            continue
         if record is not None:
             found[record_id] = record
     return found
@@ -237,6 +305,8 @@ def _write_batch(
         writer = session.table_writer(spec.target)
         _check_ids(rows, MAX_ID_LENGTH if writer is None else MAX_TABLE_ID_LENGTH)
         rows = _checked_values(rows)  # as data/create checks them, into a collection or a table
+        if writer is None:
+            _check_system(rows, now)
         if writer is not None:
             outcome = write_rows(target, session, writer, spec.target, rows, spec.on_conflict)
             stats.copied += outcome.copied
@@ -249,10 +319,20 @@ def _write_batch(
                     if placed.changed is not None and placed.stored is not None:
                         stats.change(placed, placed.stored)
             return outcome.placed
-        existing = _by_id(session, spec.target, [r["id"] for r in rows])
+        unreadable: set[str] = set()
+        existing = _by_id(session, spec.target, [r["id"] for r in rows], unreadable)
         for row in rows:
             have = existing.get(row["id"])
-            if have is None:
+            if row["id"] in unreadable:  # never overwritten, even by replace: it cannot be read
+                if spec.on_conflict == "abort":
+                    raise Conflict(
+                        f"record {json_text(row['id'], 80)} is already in {json_text(spec.target, 80)} as "
+                        "a row another tool wrote that dbhandles cannot read (onConflict: abort); "
+                        'nothing of this batch was written (docs/filters.md "Values")',
+                        field="to.collection",
+                    )
+                conflicts.append(row["id"])
+            elif have is None:
                 new.append(_as_record(row, now))
             elif same_record(row, have):
                 present.append(row)
@@ -274,6 +354,9 @@ def _write_batch(
                         "the target handle; nothing of this batch was written",
                         field="to.dbHandle",
                     )
+                if (loose := loose_field(spec.target_filter, record)) is not None:
+                    which = f"record {json_text(record['id'], 80)}: "
+                    raise PermissionDenied(loose_message(loose, which), field="to.dbHandle")
         if new:
             session.insert_many(spec.target, new)
         for record in replace:
@@ -322,7 +405,7 @@ def _move(
             current = session.get(spec.source, row["id"])
             if current is None:
                 continue  # deleted by someone else meanwhile: nothing to do
-            if not equal(_text_id(current), row):
+            if not same_value(_text_id(current), row):
                 changed.append(row["id"])
                 continue
             # The record is what a read shows; a row whose stored value it shows normalised (a

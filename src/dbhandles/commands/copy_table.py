@@ -40,9 +40,10 @@ from dbhandles.clock import iso_now
 from dbhandles.documents import id_text
 from dbhandles.errors import Conflict, DbHandlesError, InvalidParams
 from dbhandles.filters import RESERVED_FIELDS
+from dbhandles.value_equality import same_value
 from dbhandles.values import json_text
 
-__all__ = ["Placed", "changed_field", "equal", "preserved", "table_fields", "write_rows"]
+__all__ = ["Placed", "changed_field", "preserved", "table_fields", "write_rows"]
 
 #: A JSON number as text: no sign but ``-``, no leading zero (``"007"`` is a code, not 7), no spaces.
 _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
@@ -76,19 +77,6 @@ class _Probe(Exception):
     def __init__(self, stored: Record | None) -> None:
         super().__init__("probe")
         self.stored = stored
-
-
-def equal(a: Any, b: Any) -> bool:
-    """JSON equality: ``1 == 1.0`` (one JSON number), but ``True != 1`` (Python says otherwise)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(equal(v, b[k]) for k, v in a.items())
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b, strict=True))
-    return type(a) is type(b) and bool(a == b)
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -139,10 +127,10 @@ def preserved(value: Any, stored: Any) -> bool:
     ``1``/``0``; a number and a string spelling the same decimal (``"7.50"`` and ``7.5``, not
     ``"007"`` and ``7``); two texts of one instant (``"2024-03-01T10:00:00+02:00"`` and
     ``"2024-03-01T08:00:00.000000Z"``; a text without an offset is read as UTC), of one time of
-    day, of one UUID, or of one decimal. Anything else must be ``equal``: ``"abc  "`` stored as
+    day, of one UUID, or of one decimal. Anything else must be ``same_value``: ``"abc  "`` stored as
     ``"abc"``, ``1.005`` as ``1.01``, a date-time as its date are changes.
     """
-    if equal(value, stored):
+    if same_value(value, stored):
         return True
     if isinstance(value, bool):
         return type(stored) is int and stored == int(value)
@@ -217,6 +205,7 @@ def _stores_as(target: Adapter, table: str, row: Record) -> Record | None:
         with target.session(write=True) as nested:
             writer = nested.table_writer(table)
             assert writer is not None
+            writer.converting = True  # as ``write_rows`` writes it
             raise _Probe(writer.update(str(row["id"]), changes))
     except _Probe as probe:
         return probe.stored
@@ -242,6 +231,7 @@ def write_rows(
         Conflict: a row present with other content, with ``on_conflict="abort"``.
     """
     writer.check_writable()
+    writer.converting = True  # a value stored as another is a change it reports (docs/copy.md)
     description = session.table(table)
     assert description is not None
     fields = table_fields(description)
@@ -260,7 +250,7 @@ def write_rows(
                 copied += 1
                 continue
             stored = _stores_as(target, table, row)
-            if stored is not None and equal(stored, have):
+            if stored is not None and same_value(stored, have):
                 placed.append(Placed(record, have, changed_field(record, have)))
                 skipped += 1
             elif on_conflict == "replace":

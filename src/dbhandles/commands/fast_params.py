@@ -86,10 +86,11 @@ _HANDLE = _remembered(check_handle_name)
 def _record_id(value: str) -> str:
     """``check_record_id`` of a string, its common case decided here: a non-empty ASCII id of at
     most ``MAX_TABLE_ID_LENGTH`` characters without U+0000 is valid as it is (every other
-    string, valid or not, goes to ``check_record_id``: the one rule)."""
+    string, valid or not, goes to ``check_record_id``: the one rule, U+0000 left to the handler's
+    ``documents.check_held_id`` as ``grammar.RecordId`` leaves it)."""
     if 0 < len(value) <= MAX_TABLE_ID_LENGTH and value.isascii() and "\x00" not in value:
         return value
-    return check_record_id(value)
+    return check_record_id(value, held=True)
 
 
 #: Field types whose string values this module checks, with the check their validators run (the

@@ -81,6 +81,7 @@ __all__ = [
     "FieldPath",
     "FieldsSpec",
     "HandleName",
+    "NewRecordId",
     "OptionalFilterSpec",
     "OrderBySpec",
     "PatchSpec",
@@ -98,8 +99,8 @@ __all__ = [
 if TYPE_CHECKING:
     from dbhandles.settings import Settings
 
-#: The key of a reference to a named schema until ``CommandSchema`` makes it a ``$ref``: pydantic
-#: resolves every ``$ref`` it meets against its own definitions, and these are not among them.
+#: The key of a reference to a named schema until ``CommandSchema`` makes it a ``$ref`` (pydantic
+#: resolves every ``$ref`` it meets against its own definitions).
 _REF_KEY = "x-dbh-ref"
 _MODEL_KEY = "x-dbh-model"
 _COMMAND_KEY = "x-dbh-params-of"
@@ -256,6 +257,14 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             {"type": "string", "minLength": 1, "maxLength": MAX_TABLE_ID_LENGTH},
             # The numbers of a record (JsonValue): strictly between -2**63 and 2**63.
             {"type": "number", "exclusiveMinimum": -NUMBER_BOUND, "exclusiveMaximum": NUMBER_BOUND},
+        ],
+    },
+    "StoredRecordIdValue": {
+        "description": "A stored record's id: text, or a number (a numeric key of a table "
+        "dbhandles did not create, taken as its text), -2**63 included",
+        "anyOf": [
+            {"type": "string", "minLength": 1, "maxLength": MAX_TABLE_ID_LENGTH},
+            {"type": "number", "minimum": -NUMBER_BOUND, "exclusiveMaximum": NUMBER_BOUND},
         ],
     },
     "RecordData": {
@@ -469,13 +478,21 @@ def _check_collection(value: str, info: ValidationInfo) -> str:
 
 
 def _check_record_id(value: str, info: ValidationInfo) -> str:
-    return check_record_id(value, _wire_name(info))
+    # U+0000 is judged once the table is known (``documents.check_held_id``).
+    return check_record_id(value, _wire_name(info), held=True)
 
 
 def _record_id_text(value: object, info: ValidationInfo) -> object:
     # A number is its text (documents.id_text) once check_record_id has seen it is a record's number.
     if type(value) in (int, float):
         check_record_id(value, _wire_name(info))
+    return id_text(value)
+
+
+def _new_record_id_text(value: object, info: ValidationInfo) -> object:
+    # A new record's numeric id is held to the numbers of a record, as data/import holds it.
+    if type(value) in (int, float):
+        check_record_id(value, _wire_name(info), new=True)
     return id_text(value)
 
 
@@ -491,8 +508,6 @@ def _check_actor(value: str, info: ValidationInfo) -> str:
 
 # Each checked type runs the parser's own check when the params are parsed, before the command does
 # anything (so data/job-start refuses what its job would), and says in its schema what that accepts.
-
-#: A collection name (``filters.validate_collection``).
 CollectionName = Annotated[
     str,
     AfterValidator(_check_collection),
@@ -504,10 +519,16 @@ RecordId = Annotated[
     str,
     BeforeValidator(_record_id_text),
     AfterValidator(_check_record_id),
+    like("StoredRecordIdValue"),
+]
+#: The id of a new record (``data/create``): a ``RecordId`` strictly between -2**63 and 2**63.
+NewRecordId = Annotated[
+    str,
+    BeforeValidator(_new_record_id_text),
+    AfterValidator(_check_record_id),
     like("RecordIdValue"),
 ]
-#: A ``dbHandle``: 'default', a handle or an alias; ``HandleRegistry.resolve`` refuses any other
-#: (before the handle table is asked), a well-formed unknown one is ``handle_not_found``.
+#: A ``dbHandle``: 'default', a handle or an alias (``HandleRegistry.resolve`` refuses any other).
 HandleName = Annotated[
     str,
     AfterValidator(lambda name: check_handle_name(name)),
@@ -529,8 +550,7 @@ OrderBySpec = Annotated[
 ]
 #: ``fields`` params (``filters.parse_fields``).
 FieldsSpec = Annotated[list[Any] | str | None, AfterValidator(_check_fields), like("Fields")]
-#: A new record's fields: checked by ``documents`` when the record is built (reserved names, JSON
-#: values, and an id that agrees with the command's).
+#: A new record's fields: checked by ``documents`` when the record is built.
 DataSpec = Annotated[dict[str, Any], like("RecordData")]
 #: Fields merged into a record (the id is the command's): checked by ``documents``.
 PatchSpec = Annotated[dict[str, Any], like("RecordPatch")]

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
 import os
-import sqlite3
-import stat
 from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
@@ -16,8 +12,8 @@ from pydantic import ConfigDict, Field, WithJsonSchema, field_validator, model_v
 from dbhandles.adapters import FileConfig, adapter_names, get_adapter_class
 from dbhandles.commands.base import Call, CallerParams, Result, command, handle_target
 from dbhandles.commands.grammar import HandleName, like, model_ref
+from dbhandles.commands.open_undo import Created, create_database_file, undo_create
 from dbhandles.context import Context
-from dbhandles.dbfiles import connect_sqlite, create_empty, open_plain
 from dbhandles.errors import (
     DbHandlesError,
     InvalidConfig,
@@ -29,11 +25,12 @@ from dbhandles.errors import (
     StorageError,
 )
 from dbhandles.handle_entry import HandleEntry, check_alias, shown_alias
-from dbhandles.pinned import Made, Pinned, Snapshot, changed, moved, remove_made, snapshot
+from dbhandles.pinned import Made, Snapshot, changed, moved, remove_made, snapshot
 from dbhandles.registry import ALIAS_PATTERN
 from dbhandles.security import paths
-from dbhandles.security.permissions import parse_permissions
+from dbhandles.security.permissions import Permissions, effective, narrow, parse_permissions
 from dbhandles.security.policy import Opening
+from dbhandles.security.safe_folders import refuse_changeable
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -171,14 +168,15 @@ def data_open(service: Service, params: OpenParams, call: Call) -> OpenResult:
     # The one decision (security/policy.py): the path resolved once, the rights on the database.
     opening = service.access.check_open(cls, parsed, requested, context, owned)
     # Every check is made before anything is created (docs/security.md §8); should a later
-    # step fail all the same, the file this call created goes with it (``_undo_create``).
+    # step fail all the same, the file this call created goes with it (``open_undo.undo_create``).
     fresh = _missing_file(opening)
     made: list[Made] = []
+    created: Created | None = None
     claimed = None
     folders = None
     try:
         if opening.resolved is not None:
-            made = _prepare_file(opening, context)
+            made, created = _prepare_file(opening, context, cls.features.side_files_by_name)
         # The folders as this open uses them (those it made included), to tell a failure
         # caused by a folder swapped from now on.
         folders = _own_folders(service, opening, context)
@@ -189,8 +187,10 @@ def data_open(service: Service, params: OpenParams, call: Call) -> OpenResult:
         swapped = folders is not None and isinstance(exc, _SWAP_ERRORS) and moved(folders)
         # Refused after the checks: the file, the ownership record and the folders this call
         # made go (each only while it is still the one made: docs/security.md §8).
-        if fresh is not None:
-            _undo_create(fresh)
+        if fresh is not None or created is not None:
+            # ``created`` alone when the look for a missing file (``_missing_file``, by the path)
+            # met another folder's file through a swapped link: the file made here goes all the same.
+            undo_create(fresh, created)
         if claimed is not None:  # while it is still the record made, and nobody was granted it
             service.access.store.release_database(claimed)
         remove_made(made)
@@ -204,11 +204,14 @@ def data_open(service: Service, params: OpenParams, call: Call) -> OpenResult:
             exc.message = f"config.path: {exc.message}"
             exc.args = (exc.message,)
         raise
+    finally:
+        if created is not None:
+            created.close()
     entry = registry.resolve(handle)
     return OpenResult(
         db_handle=handle, adapter=entry.adapter_name, alias=params.alias, config=entry.config.public(),
         owner=_stored_owner(service, entry),
-        permissions=opening.permissions.to_wire() if opening.permissions is not None else None,
+        permissions=_wire(effective(opening.permissions, entry.config.readonly)),
     )  # fmt: skip
 
 
@@ -216,10 +219,6 @@ def data_open(service: Service, params: OpenParams, call: Call) -> OpenResult:
 #: (``disk I/O error``, ``unable to open database file``, ``No such file or directory``, the
 #: JSON adapter's ``cannot create the folder``).
 _SWAP_ERRORS = (StorageError, ReadOnly, NotADatabase, InvalidConfig)
-
-
-#: What creating a file the check found missing answers when its folder was swapped meanwhile.
-_CHANGED_ERRNOS = frozenset({errno.ENOENT, errno.EEXIST, errno.ENOTDIR, errno.ELOOP})
 
 
 def _own_folders(service: Service, opening: Opening, context: Context) -> Snapshot | None:
@@ -286,63 +285,8 @@ def _missing_file(opening: Opening) -> str | None:
     return None if os.path.lexists(path) else path
 
 
-def _undo_create(path: str) -> None:
-    """Remove the database file a failed ``data/open`` created at ``path`` while it is still the
-    new file: a plain file with one name that is empty, an SQLite database without a table or a
-    JSON-adapter file without a collection (what the adapter made of it). A file that was
-    replaced, linked or written meanwhile stays."""
-    try:
-        # In its folder pinned without following links: a folder swapped for a link to another
-        # place (the home) since the open leads the removal nowhere (``pinned.Pinned``).
-        with Pinned(path, None) as folder:
-            info = os.lstat(folder.name, dir_fd=folder.at())
-            if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
-                return
-            if info.st_size and not (_empty_sqlite(path) or _empty_json(path, info.st_size)):
-                return
-            again = os.lstat(folder.name, dir_fd=folder.at())
-            if (again.st_dev, again.st_ino) != (info.st_dev, info.st_ino):
-                return
-            os.unlink(folder.name, dir_fd=folder.at())
-            for suffix in ("-wal", "-shm", "-journal"):
-                with contextlib.suppress(OSError):
-                    os.unlink(f"{folder.name}{suffix}", dir_fd=folder.at())
-    except (OSError, PathNotAllowed):
-        return  # gone already, or not ours to remove
-
-
-def _empty_json(path: str, size: int) -> bool:
-    """Whether ``path`` is a JSON-adapter file without a collection (its first commit)."""
-    if size > 256:
-        # Small enough to be no SQLite database (whose pages are 512 bytes at least), which a
-        # plain open() in this process could release the locks of (dbfiles).
-        return False
-    try:
-        with open_plain(path, "rb", "config.path") as file:
-            doc = orjson.loads(file.read())
-    except (OSError, DbHandlesError, orjson.JSONDecodeError):
-        return False
-    return (
-        isinstance(doc, dict)
-        and doc.get("format") == "dbhandles-json"
-        and not doc.get("collections")
-    )
-
-
-def _empty_sqlite(path: str) -> bool:
-    """Whether ``path`` is an SQLite database with nothing in its schema (asked of SQLite, whose
-    locks are shared per file within the process, never with a plain ``open()``)."""
-    try:
-        conn = connect_sqlite(path, "ro")
-    except sqlite3.Error:
-        return False
-    try:
-        entries: int = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-    except sqlite3.Error:
-        return False
-    finally:
-        conn.close()
-    return entries == 0
+def _wire(permissions: Permissions | None) -> dict[str, Any] | None:
+    return permissions.to_wire() if permissions is not None else None
 
 
 def _stored_owner(service: Service, entry: HandleEntry) -> str | None:
@@ -362,11 +306,21 @@ def _callers_own(error: DbHandlesError) -> bool:
     return isinstance(error, InvalidParams) and not isinstance(error, InvalidConfig)
 
 
-def _prepare_file(opening: Opening, context: Context) -> list[Made]:
+def _prepare_file(
+    opening: Opening, context: Context, side_files: bool
+) -> tuple[list[Made], Created | None]:
     """For a remote caller, create a missing database file private (0600) and without following a
     link (``O_EXCL | O_NOFOLLOW``) before the adapter sees it: an adapter takes an empty file as an
     empty database, and SQLite gives its side files the mode of the database. The local user's
-    files are created by the adapter, as before. Returns the folders it made (``ensure_parent``).
+    files are created by the adapter, as before. Returns the folders it made (``ensure_parent``)
+    and the file it created, its folder still pinned for ``open_undo.undo_create``.
+
+    For an adapter that opens side files by name (``side_files``), a remote non-admin actor's path
+    is checked again once every folder exists (``safe_folders.refuse_changeable``): the check made
+    before stopped at the first missing folder, which another OS user may have made meanwhile.
+
+    Raises:
+        PathNotAllowed: a folder on the way is now another OS user's or writable by others.
     """
     found = opening.resolved
     config = opening.config
@@ -376,22 +330,18 @@ def _prepare_file(opening: Opening, context: Context) -> list[Made]:
         or config.mode != "create"
         or not isinstance(config, FileConfig)
     ):
-        return []
+        return [], None
+    config.check_path_length(found.path)  # before any folder is made
     made = paths.ensure_parent(found, "config.path")
     try:
+        if side_files and not context.is_admin:  # every folder exists now: all are walked
+            refuse_changeable(found.path, found.given)
         if not found.path.parent.is_dir():
-            return made  # the adapter says what is missing
-        try:
-            create_empty(str(found.path), paths.PRIVATE_MODE, pinned=True)
-        except OSError as exc:
-            if exc.errno in _CHANGED_ERRNOS:
-                # Missing just after the check, or there now: a folder on the way was swapped.
-                raise changed("config.path", found.given) from exc
-            raise StorageError(f"cannot create {found.given}: {exc.strerror}") from exc
+            return made, None  # the adapter says what is missing
+        return made, create_database_file(str(found.path), found.given, paths.PRIVATE_MODE)
     except BaseException:
         remove_made(made)
         raise
-    return made
 
 
 class CloseParams(CallerParams):
@@ -465,9 +415,15 @@ def data_list_handles(service: Service, params: ListHandlesParams, call: Call) -
         for entry in entries:  # its aliases by the names it gives them (handle_entry.alias_key)
             entry.aliases = [shown_alias(a, context.actor) for a in entry.aliases]
         infos = _stored_modes(service, entries)
-        for info in infos:
+        for entry, info in zip(entries, infos, strict=True):
             if info["isDefault"]:
                 # The default database's file lies in the home: its path is not the actor's to know.
                 info["config"] = {k: v for k, v in info["config"].items() if k != "path"}
+                # What the actor may really do there: the handle's permissions within the
+                # default's ceiling for non-admin actors (DBHANDLES_DEFAULT_ACCESS), never null
+                # while that ceiling refuses something.
+                ceiling = service.access.handle_ceiling(context, entry)
+                rights = effective(narrow(entry.permissions, ceiling), entry.config.readonly)
+                info["permissions"] = _wire(rights)
         return HandlesResult(handles=infos)
     return HandlesResult(handles=_stored_modes(service, entries))

@@ -14,7 +14,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from dbhandles.clock import iso_from_epoch
-from dbhandles.commands.base import Call, CallerParams, Result, command
+from dbhandles.commands.base import JOB_COMMAND_NAMES, Call, CallerParams, Result, command
 from dbhandles.commands.grammar import params_of
 from dbhandles.errors import JobCancelled
 
@@ -37,9 +37,6 @@ __all__ = [
     "row_info",
 ]
 
-
-#: The commands that run as jobs (``jobs.JOB_COMMANDS``).
-JOB_COMMAND_NAMES = ("data/copy", "data/export", "data/import", "data/vacuum")
 
 #: What a job that was interrupted (its process died) left behind, by command (docs/server.md, "Jobs").
 AFTER_INTERRUPTION = {

@@ -63,6 +63,7 @@ from dbhandles.paging import (
 )
 from dbhandles.query_cursors import CursorPage
 from dbhandles.registry import HandleEntry
+from dbhandles.security.redaction import restricted
 from dbhandles.values import json_text
 
 if TYPE_CHECKING:
@@ -126,8 +127,9 @@ def _limit(service: Service, value: int | None, default: int, field: str) -> int
     return value
 
 
-#: ``paging.shape_of`` as found, by ``(the session's schema stamp, collection, order)`` (``_shape``).
-_SHAPES: dict[tuple[Hashable, str, tuple[SortKey, ...]], str | None] = {}
+#: ``paging.shape_of`` as found, by ``(the session's schema stamp, how the table's rows are named,
+#: collection, order)`` (``_shape``).
+_SHAPES: dict[tuple[Hashable, Hashable, str, tuple[SortKey, ...]], str | None] = {}
 _MAX_SHAPES = 256
 
 
@@ -142,7 +144,9 @@ def _shape(
     stamp = adapter.schema_stamp(session)
     if stamp is None:
         return shape_of(session, collection, order)
-    key = (stamp, collection, order)
+    # A table served by rowid while its key holds NULL (and by its key again once it does not)
+    # has another fingerprint under the same schema (``Session.row_naming``).
+    key = (stamp, session.row_naming(collection), collection, order)
     try:
         return _SHAPES[key]
     except KeyError:
@@ -370,6 +374,15 @@ def data_query_next(service: Service, params: QueryNextParams, call: Call) -> Qu
     # The handle the caller named is the cursor's (``cursor_target`` checked it, aliases resolved
     # as the caller names them): its id is passed on.
     named = call.target.handle if params.db_handle is not None and call.target else None
+    if call.target is not None and restricted(call.target):
+        # What the cursor's collection reaches may have changed since query-open (a policy
+        # added): decided again, and checked in the page's transaction (``recheck``).
+        # Imported here: only a restricted handle's next page needs it (a listing never does).
+        from dbhandles.commands.recheck import AccessWatch, Use
+
+        collection = service.cursors.get(params.query_handle, call.context.session_id).collection
+        AccessWatch(service, call.context, "data/query-next",
+                    [Use(call.target, "read", collection)])()  # fmt: skip
     page = service.cursors.next(params.query_handle, call.context.session_id, handle_name=named)
     return _page(page)
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from dbhandles.adapters import reach_guard
+from dbhandles.adapters.error_scope import scoped as error_scope
 from dbhandles.budget import begin as begin_budget
 from dbhandles.budget import begin_stop, end_stop
 from dbhandles.budget import end as end_budget
@@ -29,10 +31,10 @@ from dbhandles.commands.base import EVERY_COLLECTION, Command, client_session, h
 from dbhandles.commands.fast_params import parse_simple
 from dbhandles.commands.records import ReadParams, data_read
 from dbhandles.documents import seen
-from dbhandles.leases import Lease
 from dbhandles.security import paths
 from dbhandles.security.audit import begin_notes, end_notes
 from dbhandles.security.policy import authorize
+from dbhandles.security.redaction import restricted
 
 if TYPE_CHECKING:
     from dbhandles.context import Context
@@ -72,8 +74,8 @@ def point_read(
         DbHandlesError: the read's failure, audited and masked as the generic path does.
     """
     parsed = parse_simple(ReadParams, params)
-    if parsed is None or parsed.session_id is not None:
-        return None
+    if parsed is None or parsed.session_id is not None or "\x00" in parsed.id:
+        return None  # an id holding U+0000 is judged by the handler (``documents.check_held_id``)
     entry: HandleEntry | None = None
     files = paths.begin_call()
     notes = begin_notes()
@@ -83,6 +85,7 @@ def point_read(
         try:
             # ``handle_target``, written out (``Command.target`` is it: ``takes``).
             entry = service.registry.resolve_for(parsed.db_handle, context.actor, context.is_admin)
+            reach_guard.clear()  # what authorize finds, checked again by the adapter (as Service)
             authorize(command, parsed, context, entry, service.access)
             # ``parse_simple`` ran the validators of both (``validate_collection``,
             # ``check_record_id``): the handler's second check is for models built without them.
@@ -90,13 +93,23 @@ def point_read(
             budget = begin_budget(budget_ms)
             stop = begin_stop(service._stop_error)  # a shutdown's, as on the generic path
             try:
-                with Lease(service.registry, entry) as (entry, adapter):
-                    record = seen(adapter.read_one, collection, record_id, entry.row_filter)
+                # ``Lease(registry, entry)``, written out: the same acquire and release, without
+                # the lease object and its two method calls.
+                registry = service.registry
+                conn = registry._acquire(entry)
+                try:
+                    adapter = conn.adapter
+                    # What the adapter's errors may quote, and whether its session checks again
+                    # what authorize found (a restricted handle's: ``adapters.reach_guard``).
+                    with error_scope(restricted=restricted(entry), reading=True):
+                        record = seen(adapter.read_one, collection, record_id, entry.row_filter)
                     # What the name reached, as the read's schema cache saw it (``audit_collection``).
                     reached = (
                         None if collection == EVERY_COLLECTION
                         else adapter.known_collection(collection)
                     )  # fmt: skip
+                finally:
+                    registry._release(entry, conn)
             finally:
                 end_stop(stop)
                 end_budget(budget)

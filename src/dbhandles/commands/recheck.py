@@ -7,6 +7,11 @@ two batches, which costs nothing while it does not move; when it moved, it asks 
 dispatcher asked (the token, each handle by its id, ``policy.authorize`` for each operation), and a
 refusal stops the command there with the refusal's own code (``unauthorized``, ``handle_not_found``,
 ``access_denied``, ``permission_denied``) and a message that says the access changed while it ran.
+
+Through a restricted handle (``security.redaction.restricted``) the decision is on what each
+collection reaches in its database (a policy, a trigger, a view's tables), which another tool may
+change with no access change here: every batch asks again there, and the adapter checks it again
+in the batch's own transaction (``adapters.reach_guard``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dbhandles.clock import iso_now
 from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError, Unauthorized
 from dbhandles.security.policy import authorize
+from dbhandles.security.redaction import restricted
 
 if TYPE_CHECKING:
     from dbhandles.registry import HandleEntry
@@ -71,6 +77,8 @@ class AccessWatch:
         self.service, self.context, self.command = service, context, command
         self.uses = tuple(uses)
         self._generation = service.registry.access_generation.current()
+        #: A restricted handle's reach may change with no access change (module docstring).
+        self._always = any(restricted(use.entry) for use in self.uses)
 
     def __call__(self) -> None:
         """Raises:
@@ -78,7 +86,7 @@ class AccessWatch:
         HandleNotFound, AccessDenied, PermissionDenied: a handle was closed, or a right withdrawn.
         """
         current = self.service.registry.access_generation.current()
-        if current == self._generation:
+        if current == self._generation and not self._always:
             return
         try:
             self._check()

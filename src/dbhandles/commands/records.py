@@ -12,11 +12,13 @@ from dbhandles.commands.grammar import (
     CollectionName,
     DataSpec,
     ExpectedVersion,
+    NewRecordId,
     PatchSpec,
     RecordId,
     ref,
 )
 from dbhandles.documents import (
+    check_held_id,
     check_record_id,
     create_record,
     delete_record,
@@ -57,7 +59,7 @@ class CreateParams(CollectionParams):
 
     data: DataSpec
     """The record's fields (a JSON object)."""
-    id: RecordId | None = None
+    id: NewRecordId | None = None
     """Record id; data.id or a new UUID4 when omitted."""
     suppress_events: bool = False
     """Do not publish data:<collection>:created."""
@@ -117,8 +119,12 @@ class ReadResult(RecordResult):
 )
 def data_read(service: Service, params: ReadParams, call: Call) -> ReadResult:
     collection = params.checked_collection()
+    record_id = check_record_id(params.id, held=True)
     with Lease(service.registry, call.target) as (entry, adapter):  # ``service.lease``, inlined
-        record = seen(adapter.read_one, collection, check_record_id(params.id), entry.row_filter)
+        if "\x00" in record_id:  # only a table dbhandles did not create holds it
+            with adapter.session() as session:
+                check_held_id(session, collection, record_id)
+        record = seen(adapter.read_one, collection, record_id, entry.row_filter)
     # Built without validation: every value is already checked (the record is the adapter's, fresh
     # for this call), and validating would copy the record (the hot path of data/read).
     return build(ReadResult, {"db_handle": entry.handle, "collection": collection, "id": params.id,
@@ -156,7 +162,7 @@ class UpdateResult(RecordResult):
 )
 def data_update(service: Service, params: UpdateParams, call: Call) -> UpdateResult:
     collection = params.checked_collection()
-    check_record_id(params.id)
+    check_record_id(params.id, held=True)  # ``check_held_id`` once the table is known
     with service.lease(call) as (entry, adapter):
         decl = service.ensure_declared(adapter, collection)
         with adapter.session(write=True) as session:
@@ -197,7 +203,7 @@ class DeleteResult(DataResult):
 )
 def data_delete(service: Service, params: DeleteParams, call: Call) -> DeleteResult:
     collection = params.checked_collection()
-    check_record_id(params.id)
+    check_record_id(params.id, held=True)  # ``check_held_id`` once the table is known
     with (
         service.lease(call) as (entry, adapter),
         adapter.session(write=True) as session,

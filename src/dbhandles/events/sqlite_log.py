@@ -5,8 +5,10 @@ Every ``Service`` on an SQLite default has an ``SqliteEventLog``. Nothing is ope
 * **Listening** starts on the bus's first ``subscribe`` (a WebSocket subscriber, the dashboard, a
   Python callback). The process registers in the ``readers`` table and reads the newest event id in
   the same transaction; then a thread polls ``PRAGMA data_version`` on a connection of its own every
-  ``poll_seconds`` (5 ms). The pragma moves only when another connection committed, so an idle poll
-  reads no table. When it moves, the thread publishes the rows after the last id it saw on the local
+  ``poll_seconds`` (5 ms) while rows come, each idle poll doubling the wait up to
+  ``IDLE_POLL_SECONDS`` (50 ms: a lone server woke 200 times a second for nothing, each wake a turn
+  of the GIL taken from requests). The pragma moves only when another connection committed, so an
+  idle poll reads no table. When it moves, the thread publishes the rows after the last id it saw on the local
   bus (``forward=False``: nothing echoes back).
 * **Writing.** The log is the bus's sequencer (``EventBus.set_sequencer``): when a write publishes an
   event while another process listens (a ``readers`` row not its own, with a heartbeat younger than
@@ -50,6 +52,7 @@ from dbhandles.events.bus import Event, EventBus
 
 __all__ = [
     "BUSY_SECONDS",
+    "IDLE_POLL_SECONDS",
     "KEEP_EVENTS",
     "KEEP_SECONDS",
     "LOG_FILE",
@@ -71,6 +74,9 @@ KEEP_SECONDS = 60.0
 #: a process that died without closing (``kill -9``), and writers stop writing for it.
 BEAT_SECONDS = 5.0
 STALE_READER_SECONDS = 30.0
+#: The longest wait between two polls of a listening process after polls that found nothing: the
+#: most another process's first event after a quiet spell waits (``poll_seconds`` after a row).
+IDLE_POLL_SECONDS = 0.05
 #: How long appending an event waits for another process's insert before the event stays local.
 BUSY_SECONDS = 2.0
 _VERSION = 1
@@ -222,23 +228,30 @@ class SqliteEventLog:
         conn = self._read_db
         assert conn is not None
         beat_at = time.monotonic()
-        while not self._stop.wait(self.poll_seconds):
+        wait = self.poll_seconds
+        while not self._stop.wait(wait):
             try:
                 if time.monotonic() - beat_at >= BEAT_SECONDS:
                     conn.execute(
                         "UPDATE readers SET beat = ? WHERE origin = ?", (_now_ms(), self.origin)
                     )
                     beat_at = time.monotonic()
-                self.poll()
+                moved = self.poll()
+                wait = (
+                    self.poll_seconds
+                    if moved
+                    else min(wait * 2, max(IDLE_POLL_SECONDS, self.poll_seconds))
+                )
             except sqlite3.Error as exc:
                 log.warning("event log %s: reading failed (%s); trying again", self.path, exc)
                 self._stop.wait(0.5)
             except Exception:
                 log.exception("event log %s: delivering events failed", self.path)
 
-    def poll(self) -> None:
+    def poll(self) -> bool:
         """Publish on the bus what other processes logged since the last poll (the listening thread
-        calls it every ``poll_seconds``; call it only while that thread waits, as tests do).
+        calls it every ``poll_seconds`` to ``IDLE_POLL_SECONDS``; call it only while that thread
+        waits, as tests do). Returns whether another connection committed to the log since.
 
         Raises:
             sqlite3.Error: the log cannot be read (the thread logs it and tries again).
@@ -246,13 +259,15 @@ class SqliteEventLog:
         with self._read_lock:
             conn = self._read_db
             if conn is None:
-                return
+                return False
             now = time.monotonic()
             version = int(conn.execute("PRAGMA data_version").fetchone()[0])
-            if version != self._seen:
+            moved = version != self._seen
+            if moved:
                 self._seen = version
                 self._drain(conn, now - self._read_at)
             self._read_at = now
+            return moved
 
     def _drain(self, conn: sqlite3.Connection, down: float, before: int | None = None) -> None:
         """Publish the rows after ``_last`` (and before id ``before``), under ``_read_lock``."""
@@ -306,8 +321,14 @@ class SqliteEventLog:
             drained = False
             if conn is not None:
                 try:
-                    # What other processes logged before this event reaches our subscribers first.
-                    self._drain(conn, time.monotonic() - self._read_at, before=logged)
+                    # What other processes logged before this event reaches our subscribers first:
+                    # nothing when no other connection committed since the last full drain (the
+                    # usual case of a lone server with subscribers: no query per write).
+                    version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+                    if logged is not None or version != self._seen:
+                        self._drain(conn, time.monotonic() - self._read_at, before=logged)
+                        if logged is None:  # drained to the end: as a poll would have
+                            self._seen = version
                     drained = True
                 except sqlite3.Error as exc:
                     log.warning("event log %s: reading failed (%s)", self.path, exc)

@@ -51,7 +51,14 @@ from dbhandles.filters import (
     parse_order_by,
     validate_collection,
 )
-from dbhandles.importer.export import DEFAULT_PAGE_SIZE, ExportStats, Selection, run_export
+from dbhandles.importer.database_files import check_database_output
+from dbhandles.importer.export import (
+    DEFAULT_PAGE_SIZE,
+    ExportStats,
+    Selection,
+    partial_path,
+    run_export,
+)
 from dbhandles.importer.parallel import ParserMode
 from dbhandles.importer.progress import NullProgress, Progress
 from dbhandles.importer.reader import ChunkReader
@@ -130,6 +137,7 @@ class ImportResult(DataResult):
     imported: int
     skipped: int
     failed: int
+    duplicates: int
     lines: int
     batches: int
     seconds: float
@@ -173,6 +181,7 @@ def _import_options(
         parser=params.parser,
         # A remote caller's rejects file is new and private each run (security/paths.py).
         rejects_mode=None if context is None or context.trusted_local else paths.PRIVATE_MODE,
+        other_names=context is None or context.trusted_local,
     )
 
 
@@ -230,7 +239,8 @@ def import_target(service: Service, params: ImportParams, context: Context) -> H
             check_new_collection(params.collection)
     source = check_file(service, params.input, "input", context)
     _regular_file(params.input, source)
-    ChunkReader(source).close()  # a missing or unreadable input fails before the output is opened
+    # A missing or unreadable input fails before the output is opened.
+    ChunkReader(source, other_names=context.trusted_local).close()
     files: list[tuple[str, str, Path]] = [("input", params.input, source)]
     if output is not None:
         assert params.output is not None
@@ -393,6 +403,7 @@ def _import_result(
         imported=stats.imported,
         skipped=stats.skipped,
         failed=stats.failed,
+        duplicates=stats.duplicates,
         lines=stats.lines,
         batches=stats.batches,
         seconds=round(stats.seconds, 3),
@@ -484,7 +495,7 @@ def export_target(service: Service, params: ExportParams, context: Context) -> H
     Raises:
         DbHandlesError: a bad output file, or from ``resolve_target``.
     """
-    output = check_file(service, params.output, "output", context, writing=True)
+    output = _export_output(service, params.output, context)
     if not _replaces(params, context) and os.path.lexists(output):
         raise FileExists(
             f"output: {json_text(params.output)} exists; choose another name, or pass overwrite: true "
@@ -493,6 +504,20 @@ def export_target(service: Service, params: ExportParams, context: Context) -> H
         )
     return resolve_target(service, "data/export", params, params.input, path_field="input",
                           mode="readonly", context=context)  # fmt: skip
+
+
+def _export_output(service: Service, given: str, context: Context) -> Path:
+    """The real path of an export's ``output`` (``check_file``, ``writing``), whose partial file
+    is checked too: it is written, and a leftover there removed, so it is never a database either
+    (``database_files.check_database_output``). Checked again where the export runs (a job
+    process), since a database may have been made there meanwhile.
+
+    Raises:
+        PathNotAllowed, InvalidParams: from ``check_file`` or ``check_database_output``.
+    """
+    output = check_file(service, given, "output", context, writing=True)
+    check_database_output(service, partial_path(output), str(partial_path(given)), "output")
+    return output
 
 
 def _replaces(params: ExportParams, context: Context) -> bool:
@@ -516,7 +541,7 @@ def perform_export(service: Service, params: ExportParams, call: Call) -> Export
         omit_reserved=params.omit_reserved, limit=params.limit,
         sampling=sampling_of(params.sample, params.seed, params.split),
     )  # fmt: skip
-    output = str(check_file(service, params.output, "output", call.context, writing=True))
+    output = str(_export_output(service, params.output, call.context))
     assert call.target is not None
     handle = call.target.handle
     # Known before the export: nothing that can fail comes after the file is in place.

@@ -51,7 +51,7 @@ from dbhandles.evaluate import position_of, project
 from dbhandles.filters import RESERVED_FIELDS, FilterNode, SortKey, validate_collection
 from dbhandles.new_files import create_exclusive, open_in
 from dbhandles.pinned import Pinned, gone
-from dbhandles.values import json_text
+from dbhandles.values import dump_json, json_text
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -408,15 +408,14 @@ def _pages(
         shape = selection.shape
         # A numeric key's id is written as its text, the id data/import takes back
         # (docs/foreign-tables.md "id"); the position below keeps the key's value.
-        data = b"".join(
-            [
-                dumps(
-                    shape(row if type(row.get("id")) is str else {**row, "id": id_text(row["id"])})
-                )
-                + b"\n"
-                for row in rows
-            ]
-        )
+        lines = [
+            shape(row if type(row.get("id")) is str else {**row, "id": id_text(row["id"])})
+            for row in rows
+        ]
+        try:
+            data = b"".join([dumps(line) + b"\n" for line in lines])
+        except orjson.JSONEncodeError:  # an integer past 64 bits (a JSON file edited by hand),
+            data = b"".join([dump_json(line) + b"\n" for line in lines])  # written exactly
         out.write(data)
         stats.exported += len(rows)
         stats.bytes_written += len(data)

@@ -135,6 +135,8 @@ class ChunkReader:
         chunk_size: about how many bytes each chunk holds.
         max_line: the longest line accepted (``MAX_LINE_BYTES``); iterating raises ``LineTooLong``
             at a longer one, which keeps memory bounded on a file that is not JSON Lines.
+        other_names: the file may have other names (hard links): the local user's read
+            (``dbfiles.check_plain``); otherwise only the name the service knows it by.
 
     Raises:
         NotFound: there is no such file.
@@ -147,6 +149,8 @@ class ChunkReader:
         field: str = "input",
         chunk_size: int = CHUNK_SIZE,
         max_line: int = MAX_LINE_BYTES,
+        *,
+        other_names: bool = False,
     ) -> None:
         self.path = Path(path).expanduser()
         self.chunk_size, self.max_line = chunk_size, max_line
@@ -157,8 +161,13 @@ class ChunkReader:
         try:
             # 64 KiB reads: the default (the file system's block size) makes ``readlines`` cost
             # twice as much in system calls.
-            raw = cast(io.BufferedReader, open_plain(self.path, "rb", field, buffering=_BUFFER))
+            raw = cast(
+                io.BufferedReader,
+                open_plain(self.path, "rb", field, other_names=other_names, buffering=_BUFFER),
+            )
         except FileNotFoundError as exc:
+            # Missing in the caller's folder, not in one a swapped link led the open to.
+            paths.confirm_missing(self.path, field)
             raise NotFound(
                 f"{field}: no such file {json_text(str(self.path), 80)}", field=field
             ) from exc
@@ -169,8 +178,8 @@ class ChunkReader:
             raise InvalidParams(f"{field}: cannot read {json_text(str(self.path), 80)}: {exc.strerror}",
                                 field=field) from exc  # fmt: skip
         try:
-            # The file opened is the one the path policy checked, with no other names (a remote
-            # non-admin caller's read: security/paths.py).
+            # The file opened is the one the path policy checked, with no other names unless
+            # ``other_names`` (a remote non-admin caller's read: security/paths.py).
             paths.confirm_read(raw.fileno(), self.path, field)
         except BaseException:
             raw.close()

@@ -1,7 +1,8 @@
 """The import loop: chunks of lines -> parsed items -> batches, each committed in its own transaction.
 
 Every batch is written with ``skip_existing``: a record whose id is already stored is left alone and
-counted as ``skipped``. Ids are deterministic (an id field, the line's ``id``, or a content hash), so a
+counted as ``skipped``; one whose fields differ from the stored record's is also reported by its line
+(``collisions``: ``errors``, ``duplicates``, the rejects file), never lost in silence. Ids are deterministic (an id field, the line's ``id``, or a content hash), so a
 second run, or a run resumed after the first was killed, stores each record exactly once. A batch is
 all or nothing, so a kill loses at most the batch in flight, never leaves half of one.
 """
@@ -9,10 +10,11 @@ all or nothing, so a kill loses at most the batch in flight, never leaves half o
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, ExitStack, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, nullcontext, suppress
 from dataclasses import dataclass
 from itertools import islice, repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +24,7 @@ from dbhandles.adapters.base import Adapter, Record, Session
 from dbhandles.clock import iso_now
 from dbhandles.errors import DbHandlesError, InvalidParams
 from dbhandles.filters import validate_collection
+from dbhandles.importer.collisions import collisions
 from dbhandles.importer.ids import id_function
 from dbhandles.importer.parallel import ParserMode, open_parser
 from dbhandles.importer.parse import ParsedChunk, Rejected
@@ -44,6 +47,10 @@ __all__ = [
 OnError = Literal["abort", "skip"]
 DEFAULT_BATCH_SIZE = 100_000
 MAX_BATCH_SIZE = 1_000_000
+#: How many ids of a batch are kept to name the line a collision's id was stored by when it is
+#: in an earlier chunk of the batch (``_Transactions._earlier``): a default batch whole, about
+#: 10 MB at most, so memory stays bounded whatever ``batchSize`` is.
+WRITERS_KEPT = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +78,9 @@ class ImportOptions:
     #: Create the rejects file anew with this mode (a remote caller's: private), instead of
     #: emptying the file that is there.
     rejects_mode: int | None = None
+    #: The input may have other names (hard links): the local user's import, whose every readable
+    #: file is its own (docs/security.md "One name per file"); never for a remote caller.
+    other_names: bool = False
 
 
 def _record(row: Row) -> Record:
@@ -101,13 +111,40 @@ class _Transactions:
         self._raw = adapter.features.raw_inserts
         self.count = 0
         self._inserted = 0
+        #: Where lines not written for their id go (``collisions``), besides the counts.
+        self.rejects: RejectsFile | None = None
+        self._duplicates: list[tuple[int, str, str]] = []
+        #: Bad lines waiting to be written to the rejects file with the next insert's collisions,
+        #: merged by line (``(line, reason, text)``): the file is in line order within a batch.
+        self._pending: list[tuple[int, str, bytes]] = []
+        #: The ids of each insert of the open batch, with their lines, and the lines among them that
+        #: were collisions: where a collision's stored id came from when that line is in an earlier
+        #: chunk of the batch (``_earlier``), indexed only when a collision asks.
+        self._seen: list[tuple[Sequence[int], list[str]]] = []
+        self._kept = 0  # ids in ``_seen``, at most ``WRITERS_KEPT``
+        self._collided: set[int] = set()
+        self._index: dict[str, int] = {}
+        self._indexed = 0
         # An empty write session up front fails fast on a read-only handle, before any reading.
         with adapter.session(write=True):
             pass
 
-    def insert(self, rows: Iterable[Row], count: int, last_line: int) -> None:
-        """Add ``count`` rows to the open transaction (opening one if needed)."""
+    def reject(self, line: int, reason: str, text: bytes) -> None:
+        """Set the bad line ``line`` aside for the rejects file: written with the next insert, in
+        line order among its collisions."""
+        if self.rejects is not None:
+            self._pending.append((line, reason, text))
+
+    def insert(
+        self, rows: Sequence[Row], last_line: int, lines: Sequence[int], texts: Sequence[bytes]
+    ) -> None:
+        """Add ``rows`` (``rows[i]`` from line ``lines[i]``, whose text is ``texts[i]``) to the
+        open transaction (opening one if needed); when some were skipped, report each one whose id
+        is stored with other fields (``collisions``), and write them to the rejects file merged by
+        line with the bad lines set aside since the last insert (``reject``)."""
+        count = len(rows)
         if not count:
+            self._write_rejects([])
             return
         try:
             if self._stack is None:
@@ -121,10 +158,56 @@ class _Transactions:
             else:
                 records = [_record(row) for row in rows]
                 inserted = session.insert_many(self.collection, records, skip_existing=True)
+            found = (
+                collisions(session, self.collection, rows, lines, self._earlier)
+                if inserted < count
+                else []
+            )
         except DbHandlesError as exc:
             raise self._failed(exc, last_line) from None
         self.count += count
         self._inserted += inserted
+        room = WRITERS_KEPT - self._kept
+        if room > 0:  # a copy: the caller reuses its lists (``_mixed``; a range slice is small)
+            self._seen.append((lines[:room], list(map(itemgetter(0), rows[:room]))))
+            self._kept += min(room, count)
+        self._collided.update(line for line, _, _ in found)
+        self._duplicates.extend(found)
+        if self.rejects is not None:
+            where = {line: i for i, line in enumerate(lines)} if found else {}
+            self._write_rejects([(line, reason, texts[where[line]]) for line, _, reason in found])
+
+    def _write_rejects(self, found: list[tuple[int, str, bytes]]) -> None:
+        """Write the bad lines set aside and the collisions ``found`` to the rejects file, merged
+        by line (each list is in line order already)."""
+        pending, self._pending = self._pending, []
+        if self.rejects is None or not (pending or found):
+            return
+        entries = (
+            sorted(pending + found, key=itemgetter(0)) if pending and found else pending or found
+        )
+        for line, reason, text in entries:
+            self.rejects.write(line, reason, text)
+
+    def _earlier(self, record_id: str) -> int | None:
+        """The first line of an earlier insert of the open batch with id ``record_id`` that was
+        not itself a collision (so its fields are the stored ones), among the batch's first
+        ``WRITERS_KEPT`` records, or ``None``. The index of those ids is built on the first
+        question and extended only by inserts since."""
+        index, collided = self._index, self._collided
+        for lines, ids in self._seen[self._indexed :]:
+            for line, seen_id in zip(lines, ids, strict=True):
+                if line not in collided:
+                    index.setdefault(seen_id, line)
+        self._indexed = len(self._seen)
+        return index.get(record_id)
+
+    def _forget_batch(self) -> None:
+        self._seen.clear()
+        self._kept = 0
+        self._collided.clear()
+        self._index.clear()
+        self._indexed = 0
 
     def commit(self, last_line: int) -> None:
         """Commit the open transaction as one batch ending at ``last_line``."""
@@ -138,6 +221,10 @@ class _Transactions:
         stats = self.stats
         stats.imported += self._inserted
         stats.skipped += self.count - self._inserted
+        for line, record_id, reason in self._duplicates:
+            stats.duplicate(line, record_id, reason)
+        self._duplicates.clear()
+        self._forget_batch()
         stats.batches += 1
         stats.committed_line = last_line
         self.count = self._inserted = 0
@@ -146,6 +233,10 @@ class _Transactions:
         """Roll the open transaction back (the batch in progress is lost, nothing else)."""
         stack, self._stack, self._session = self._stack, None, None
         self.count = self._inserted = 0
+        self._duplicates.clear()
+        self._forget_batch()
+        with suppress(OSError):  # the failure being reported is ``exc``, not the rejects file's
+            self._write_rejects([])  # the bad lines read stay reported (the batch is lost)
         if stack is None:
             return
         try:
@@ -217,7 +308,7 @@ def run_import(
         raise InvalidParams("parser: must be auto, process or inline", field="parser")
     stats = stats if stats is not None else ImportStats()
     progress = progress or NullProgress()
-    with ChunkReader(options.input) as reader:
+    with ChunkReader(options.input, other_names=options.other_names) as reader:
         stats.total_bytes = reader.total_bytes
         tx = _Transactions(adapter, collection, stats)
         rejects = (
@@ -225,6 +316,7 @@ def run_import(
             if options.on_error == "skip" and options.rejects
             else None
         )
+        tx.rejects = rejects
         try:
             with _bulk(adapter):
                 try:
@@ -275,7 +367,7 @@ def _write(
         # a Python step per line.
         strip, decode = bytes.strip, bytes.decode
         rows = zip(chunk.items, map(decode, map(strip, lines)), repeat(now), repeat(now), repeat(1))
-        _feed(tx, rows, len(lines), first, options.batch_size, rejects)  # type: ignore[arg-type]
+        _feed(tx, rows, lines, first, options.batch_size, rejects)  # type: ignore[arg-type]
     else:
         _mixed(tx, chunk, lines, first, now, options, stats, rejects)
 
@@ -283,17 +375,18 @@ def _write(
 def _feed(
     tx: _Transactions,
     rows: Iterator[Row],
-    count: int,
+    lines: list[bytes],
     first: int,
     batch_size: int,
     rejects: RejectsFile | None,
 ) -> None:
-    """Insert ``count`` rows, the first from line ``first``, one per line, committing full batches."""
-    done = 0
+    """Insert one row per line of ``lines`` (the first is line ``first``), committing full batches."""
+    done, count = 0, len(lines)
     while done < count:
         take = min(count - done, batch_size - tx.count)
-        done += take
-        tx.insert(islice(rows, take), take, first + done - 1)
+        start, done = done, done + take
+        numbers = range(first + start, first + done)
+        tx.insert(list(islice(rows, take)), first + done - 1, numbers, lines[start:done])
         if tx.count >= batch_size:
             tx.commit(first + done - 1)
             if rejects is not None:
@@ -313,6 +406,8 @@ def _mixed(
     """A chunk with blank, reserved or rejected lines: item by item, in line order."""
     batch_size, abort = options.batch_size, options.on_error == "abort"
     rows: list[Row] = []
+    numbers: list[int] = []  # the line of each row
+    texts: list[bytes] = []
     append = rows.append
     for offset, item in enumerate(chunk.items):
         line_no = first + offset
@@ -330,18 +425,21 @@ def _mixed(
                     "lines aside; a re-run skips the records already stored",
                     field="input",
                 )
-            if rejects is not None:
-                rejects.write(line_no, item.reason, lines[offset])
+            tx.reject(line_no, item.reason, lines[offset])
             continue
         else:
             append(complete(item, now))
+        numbers.append(line_no)
+        texts.append(lines[offset])
         if tx.count + len(rows) >= batch_size:
-            tx.insert(rows, len(rows), line_no)
+            tx.insert(rows, line_no, numbers, texts)
             rows.clear()
+            numbers.clear()
+            texts.clear()
             tx.commit(line_no)
             if rejects is not None:
                 rejects.flush()
-    tx.insert(rows, len(rows), first + len(lines) - 1)
+    tx.insert(rows, first + len(lines) - 1, numbers, texts)
 
 
 def default_rejects_path(db_path: str | os.PathLike[str] | None) -> Path | None:

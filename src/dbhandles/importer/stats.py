@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import time
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 __all__ = ["MAX_ERRORS_SHOWN", "ImportStats"]
@@ -17,7 +19,9 @@ class ImportStats:
     """Counts so far; ``imported + skipped + failed`` are the records handled.
 
     ``imported`` were stored by this run, ``skipped`` were already stored (same id: a re-run, a resumed
-    run or a duplicate line), ``failed`` were rejected (``onError: skip``). Only committed batches count.
+    run or a duplicate line), ``failed`` were rejected (``onError: skip``). ``duplicates`` counts the
+    skipped lines whose id was stored with other fields (``collisions``: not written, so reported by
+    line in ``errors`` and the rejects file). Only committed batches count.
     """
 
     total_bytes: int = 0
@@ -26,6 +30,7 @@ class ImportStats:
     imported: int = 0
     skipped: int = 0
     failed: int = 0
+    duplicates: int = 0
     batches: int = 0
     #: Last line of the last committed batch: everything up to it is in the database.
     committed_line: int = 0
@@ -55,9 +60,23 @@ class ImportStats:
         return self.lines / seconds if seconds > 0 else 0.0
 
     def reject(self, line: int, reason: str) -> None:
+        """A bad line (counted in ``failed``)."""
         self.failed += 1
-        if len(self.errors) < MAX_ERRORS_SHOWN:
-            self.errors.append({"line": line, "reason": reason})
+        self._shown({"line": line, "reason": reason})
+
+    def duplicate(self, line: int, record_id: str, reason: str) -> None:
+        """A skipped line whose id was stored with other fields (it stays counted in ``skipped``)."""
+        self.duplicates += 1
+        self._shown({"line": line, "id": record_id, "reason": reason})
+
+    def _shown(self, entry: dict[str, Any]) -> None:
+        """Keep ``errors`` the first ``MAX_ERRORS_SHOWN`` entries by line, of both kinds: a batch's
+        collisions are told at its commit, after its bad lines of later lines were."""
+        errors, line = self.errors, entry["line"]
+        if len(errors) >= MAX_ERRORS_SHOWN and line > errors[-1]["line"]:
+            return
+        bisect.insort(errors, entry, key=itemgetter("line"))
+        del errors[MAX_ERRORS_SHOWN:]
 
     def committed(self) -> str:
         """What the database holds from this run, for messages about a stopped import."""
@@ -79,6 +98,7 @@ class ImportStats:
             "imported": self.imported,
             "skipped": self.skipped,
             "failed": self.failed,
+            "duplicates": self.duplicates,
             "lines": self.lines,
             "batches": self.batches,
             "bytesRead": self.bytes_read,

@@ -9,10 +9,11 @@ handle finally used is authorised like any data command's, whichever way it was 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dbhandles.adapters import FileConfig, adapter_names, get_adapter_class
+from dbhandles.adapters import FileConfig, get_adapter_class
 from dbhandles.commands.base import DataParams
 from dbhandles.context import Context
 from dbhandles.dbfiles import check_path_text, check_plain, known_name
@@ -25,8 +26,17 @@ from dbhandles.errors import (
     PathNotAllowed,
     PermissionDenied,
 )
+from dbhandles.importer.database_files import (
+    check_adapter_file,
+    check_database_output,
+    is_database_file,
+    is_open_handle_database,
+)
+from dbhandles.pinned import Pinned
+from dbhandles.pinned_look import look
 from dbhandles.registry import HandleEntry
 from dbhandles.security import paths
+from dbhandles.security.safe_folders import refuse_changeable
 from dbhandles.store import file_database
 from dbhandles.values import json_text
 
@@ -50,11 +60,12 @@ def check_file(
     Remote administrators reach files under the allowed roots (``DBHANDLES_ALLOWED_ROOTS``); a
     non-admin actor writes only in its data space and reads there and under the read roots
     (``DBHANDLES_READ_ROOTS``); nobody reaches the service's own state. The file must not be an
-    SQLite database or one of its side files.
+    SQLite database or one of its side files; a file to write is never a database of any adapter
+    (``database_files.check_database_output``: registered, open, or recognized by its content).
 
     Raises:
-        PathNotAllowed: a file the caller may not reach; an SQLite database or side file, or
-            (``writing``) a link, a special file or a file with other names
+        PathNotAllowed: a file the caller may not reach; an SQLite database or side file; for
+            ``writing``, a database of any adapter (one answer, whoever's it is), or a link, a special file or a file with other names
             (``dbfiles.check_plain``).
         InvalidParams: a path no file system takes.
     """
@@ -64,46 +75,16 @@ def check_file(
     )
     if writing:
         paths.ensure_parent(found, field)
+        # Before check_plain: one answer for every database, whoever's, whichever adapter.
+        check_database_output(service, found.path, found.given, field)
     # An SQLite database (or one of its side files) is never read or written as JSONL: writing
     # would destroy it, and a plain open() in this process would release its connections' locks.
-    check_plain(found.path, field, writing=writing)
+    # The local user may read a data file with other names (hard links: every file it can read is
+    # its own); a remote caller only by the name the service knows it by (docs/security.md).
+    check_plain(found.path, field, writing=writing, other_names=context.trusted_local)
     if not writing:
         _check_database_input(service, found, field, context)
     return found.path
-
-
-def _database_input(service: Service, real: Path) -> bool:
-    """Whether the regular file ``real`` is a database of any adapter: registered in the handle
-    store (an owner, or an open handle on it), or recognized by a file adapter by its content
-    (``Adapter.recognizes``: the JSON adapter's header)."""
-    if service.access.store.get_database(file_database(str(real))) is not None:
-        return True
-    for entry in service.registry.list_handles():
-        if isinstance(entry.config, FileConfig) and entry.config.path == str(real):
-            return True
-    for name in adapter_names():
-        try:
-            cls = get_adapter_class(name)
-        except DbHandlesError:
-            continue  # an optional driver is missing: that adapter opened nothing here
-        if cls.features.file_based and cls.recognizes(str(real)):
-            return True
-    return False
-
-
-def _open_handle_database(service: Service, real: Path) -> bool:
-    """Whether the regular file ``real`` is (by any of its names) the database of an open handle
-    of a file adapter (SQLite, JSON, ...)."""
-    info = real.stat()
-    for entry in service.registry.list_handles():
-        if isinstance(entry.config, FileConfig):
-            try:
-                other = os.stat(entry.config.path)
-            except OSError:
-                continue  # deleted since it was opened: not this file
-            if (other.st_dev, other.st_ino) == (info.st_dev, info.st_ino):
-                return True
-    return False
 
 
 def _check_database_input(
@@ -113,43 +94,59 @@ def _check_database_input(
     never an import input, whoever asks (an SQLite file is refused by ``check_plain`` already; a
     JSON adapter's file would otherwise be read as lines of JSON behind its handle's back). The
     access decision comes first, so a file the caller may not open gets ``data/open``'s answer.
+    The file is looked up in its folder pinned (``pinned_look.look``), never by its path.
 
     Raises:
         PathNotAllowed, AccessDenied: see ``_check_database_access``; the file is an open handle's
-            database (``path_not_allowed``).
+            database (``path_not_allowed``); a folder on the way is a link now (``changed``).
     """
-    _check_database_access(service, found, field, context)
-    if found.path.is_file() and _open_handle_database(service, found.path):
+    try:
+        looked = look(str(found.path), field)
+    except OSError:
+        looked = None  # the read's own open reports it
+    info: os.stat_result | None = None
+    if looked is not None:
+        folder, seen = looked
+        with folder:
+            if stat.S_ISREG(seen.st_mode):
+                info = seen
+                _check_database_access(service, found, field, context, folder, info)
+    check_adapter_file(service, found.path, found.given, field)
+    if info is not None and is_open_handle_database(service, found.path, info):
         raise PathNotAllowed(
-            f"{field}: {json_text(found.given, 80)} is the database file of an open handle; it is "
-            "never read as a data file (export it with data/export from that handle)",
+            f"{field}: {json_text(found.given, 80)} is the database file of an open handle; "
+            "it is never read as a data file (export it with data/export from that handle)",
             field=field,
         )
 
 
 def _check_database_access(
-    service: Service, found: paths.Resolved, field: str, context: Context
+    service: Service,
+    found: paths.Resolved,
+    field: str,
+    context: Context,
+    folder: Pinned,
+    info: os.stat_result,
 ) -> None:
-    """An import input that is a database of any adapter is read only as ``data/open`` would let
-    the caller read it: the same ownership, isolation and grant decision (``AccessPolicy``), and
-    only when nothing in the caller's rights limits it to some rows or collections (a whole-file
-    read would bypass that). A database with other names (hard links) is never an input: a second
-    name is a way past the checks made on the first. Administrators are not limited.
+    """An import input that is a database of any adapter (``info``: the regular file's ``lstat``
+    in ``folder``, its folder pinned) is read only as ``data/open`` would let the caller read it:
+    the same ownership, isolation and grant decision (``AccessPolicy``), and only when nothing in
+    the caller's rights limits it to some rows or collections (a whole-file read would bypass
+    that). A database with other names (hard links) is never an input: a second name is a way
+    past the checks made on the first. Administrators are not limited.
 
     Raises:
         PathNotAllowed, AccessDenied: as ``data/open`` of the file, read-only, would answer; the
             database has other names (hard links) and this is not the one it is known by.
     """
     real = found.path
-    if not real.is_file():
-        return
-    if (context.trusted_local or context.is_admin) and real.stat().st_nlink == 1:
-        # Nothing below refuses an administrator a file with one name: skip _database_input,
+    if (context.trusted_local or context.is_admin) and info.st_nlink == 1:
+        # Nothing below refuses an administrator a file with one name: skip is_database_file,
         # which imports every adapter to ask it (psycopg alone costs ~0.15 s of CPU).
         return
-    if not _database_input(service, real):
+    if not is_database_file(service, real, folder, info, field):
         return
-    if real.stat().st_nlink > 1 and known_name(real.stat()) != str(real):
+    if info.st_nlink > 1 and known_name(info) != str(real):
         # A second name is a way past the checks made on the first: refused as a file the caller
         # may not use (the code of every other such refusal: dbfiles.check_plain).
         raise PathNotAllowed(
@@ -205,6 +202,10 @@ def _open_path(service: Service, path: str, mode: str, context: Context) -> str:
     if os.path.exists(canonical):
         for entry in service.registry.list_handles():
             if _reusable(entry, canonical, mode, context):
+                # As data/open would decide now (safe_folders.py).
+                side_files = get_adapter_class(_PATH_ADAPTER).features.side_files_by_name
+                if not context.is_admin and side_files:
+                    refuse_changeable(Path(canonical), path)
                 return entry.handle
     config: dict[str, object] = {"path": path, "mode": mode}
     if mode != "readonly":

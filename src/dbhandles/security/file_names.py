@@ -27,17 +27,16 @@ import stat
 import threading
 from pathlib import Path
 
-from dbhandles.dbfiles import is_side_file, know, known_name
+from dbhandles.dbfiles import SIDE_SUFFIXES, is_side_file, know, known_name
 from dbhandles.errors import PathNotAllowed
 from dbhandles.security.paths import is_service_state
+from dbhandles.security.safe_folders import refuse_changeable
 from dbhandles.settings import Settings
 from dbhandles.store import HandleStore
 from dbhandles.values import json_text
 
 __all__ = ["SIDE_SUFFIXES", "FileNames"]
 
-#: SQLite's side files, which it opens by name next to their database.
-SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 _KEY = "file.name:"
 
 
@@ -76,6 +75,10 @@ class FileNames:
                 with self._lock:
                     self._seen[key] = name
         return name
+
+    def recorded(self, info: os.stat_result) -> str | None:
+        """The name the book records for the file ``info`` describes (``None``: none)."""
+        return self._book(info)
 
     def _write(self, info: os.stat_result, name: str) -> None:
         key = _key(info)
@@ -141,15 +144,22 @@ class FileNames:
             know(booked, vouched=True)
         return own
 
-    def check_reopen(self, settings: Settings, path: str) -> None:
+    def check_reopen(self, settings: Settings, path: str, *, tenant: bool = False) -> None:
         """Refuse to open a stored handle's file ``path`` (canonical when it was opened) again
-        unless it is still that handle's file (see the module).
+        unless it is still that handle's file (see the module), and, for a non-admin actor's
+        SQLite handle (``tenant``), unless no other OS user can change its path now
+        (``safe_folders.refuse_changeable``: SQLite opens its side files by name again).
 
         Raises:
             PathNotAllowed: a symbolic link appeared on ``path``; ``path`` lies in the home or is
                 an SQLite side file; its file has other names (hard links) and the book records
-                another name for it, or none.
+                another name for it, or none; ``tenant``: a folder on it another OS user can change.
         """
+        self._check_name(settings, path)
+        if tenant:
+            refuse_changeable(Path(path), path, "dbHandle")
+
+    def _check_name(self, settings: Settings, path: str) -> None:
         real = os.path.realpath(path)
         why: str | None = None
         if real != path:

@@ -55,6 +55,8 @@ FILE_RESULTS = frozenset({
     "data/job-status", "data/job-list", "data/job-cancel", "data/list-grants", "data/grant",
     "data/revoke",
 })  # fmt: skip
+#: The commands of FILE_RESULTS whose results are job records (``_shown_job``).
+JOB_RESULTS = frozenset({"data/job-start", "data/job-status", "data/job-list", "data/job-cancel"})
 
 
 def _spellings(settings: Settings, context: Context) -> list[tuple[str, str]]:
@@ -106,7 +108,7 @@ def shown_result(
     a result that names files (``FILE_RESULTS``) through ``shown_text``; unchanged otherwise."""
     if command not in FILE_RESULTS or not _masked(context):
         return envelope
-    shown_value = _shown_value(settings, context, envelope)
+    shown_value = _shown_value(settings, context, envelope, command in JOB_RESULTS)
     assert isinstance(shown_value, dict)
     return shown_value
 
@@ -126,7 +128,14 @@ def mask_error(
     """
     if not _masked(context) or os.sep not in exc.message:
         return
-    message = exc.message
+    message = _masked_message(settings, context, exc.message, given)
+    if message != exc.message:
+        exc.message = message
+        exc.args = (message,)
+
+
+def _masked_message(settings: Settings, context: Context, message: str, given: object) -> str:
+    """``message`` as ``mask_error`` shows it (``given``: the params of the call it answers)."""
     for prefix, replacement in _spellings(settings, context):
         if prefix == os.sep or prefix not in message + os.sep:
             continue
@@ -137,9 +146,7 @@ def mask_error(
         message = message.replace(prefix, replacement)
         if home and message.endswith(prefix[:-1]):  # "... the home is /srv/home"
             message = message[: -len(prefix) + 1] + HOME_SHOWN
-    if message != exc.message:
-        exc.message = message
-        exc.args = (message,)
+    return message
 
 
 def _holds(given: object, text: str) -> bool:
@@ -163,12 +170,34 @@ def _holds(given: object, text: str) -> bool:
     return False
 
 
-def _shown_value(settings: Settings, context: Context, value: object) -> object:
+def _shown_value(settings: Settings, context: Context, value: object, jobs: bool = False) -> object:
     # A result of FILE_RESULTS is a few levels deep (a job's summary is bounded), so recursion is safe.
     if isinstance(value, str):
         return shown_text(settings, context, value)
     if isinstance(value, dict):
-        return {key: _shown_value(settings, context, item) for key, item in value.items()}
+        if jobs and "jobId" in value:
+            return _shown_job(settings, context, value)
+        return {key: _shown_value(settings, context, item, jobs) for key, item in value.items()}
     if isinstance(value, list):
-        return [_shown_value(settings, context, item) for item in value]
+        return [_shown_value(settings, context, item, jobs) for item in value]
     return value
+
+
+def _shown_job(settings: Settings, context: Context, job: dict[str, object]) -> dict[str, object]:
+    """A job record (``commands/jobs.row_info``) as its actor is shown it: its result as the
+    command's own result is shown, its ``params`` as the actor gave them, and its ``error`` in the
+    words the same call answers at once (``mask_error`` given the job's params): a path the caller
+    gave is echoed as given in both, so neither tells it that it named the home."""
+    given = job.get("params")
+    shown: dict[str, object] = {}
+    for key, item in job.items():
+        if key == "params":
+            shown[key] = item
+        elif key == "error" and isinstance(item, dict) and isinstance(item.get("error"), str):
+            words = item["error"]
+            if os.sep in words:
+                words = _masked_message(settings, context, words, given)
+            shown[key] = {**item, "error": words}
+        else:
+            shown[key] = _shown_value(settings, context, item)
+    return shown

@@ -51,6 +51,7 @@ from typing import Literal
 from dbhandles.context import Context
 from dbhandles.dbfiles import check_path_text, is_side_file, known_name, set_file_refusal
 from dbhandles.errors import InvalidParams, PathNotAllowed
+from dbhandles.file_kinds import set_read_check
 from dbhandles.pinned import (
     Made,
     begin_decided,
@@ -73,6 +74,7 @@ from dbhandles.security.path_shown import (
     shown_result,
     shown_text,
 )
+from dbhandles.security.read_races import confirm_found, confirm_missing_at
 from dbhandles.settings import Settings
 from dbhandles.values import json_text
 
@@ -87,6 +89,7 @@ __all__ = [
     "Resolved",
     "actor_space",
     "begin_call",
+    "confirm_missing",
     "confirm_read",
     "end_call",
     "ensure_parent",
@@ -124,6 +127,8 @@ class Resolved:
     path: Path
     place: Place
     identity: tuple[int, int] | None = None
+    #: A remote non-admin input in its own space: its open is confirmed there (``read_races``).
+    own_input: bool = False
 
 
 # -- what one call resolved -------------------------------------------------------------------------
@@ -376,7 +381,10 @@ def _resolve(
             field_name, shown, "is one of SQLite's own files (-wal, -shm, -journal) of a "
             "database; data commands never read or write it",
         )  # fmt: skip
-    found = Resolved(text, real, place, identity if isinstance(identity, tuple) else None)
+    own_input = tenant and purpose == "input" and place == "own"
+    found = Resolved(
+        text, real, place, identity if isinstance(identity, tuple) else None, own_input
+    )
     files = _CALL.get()
     if files is not None:
         files.by_field[field_name] = found
@@ -478,9 +486,9 @@ set_file_refusal(_file_refusal)
 
 
 def confirm_read(fd: int, path: str | os.PathLike[str], field: str) -> None:
-    """Check the file just opened on ``fd`` from ``path`` against what this call resolved there:
-    still one name (``st_nlink == 1``, or the name the service knows it by), for every caller,
-    and, for a remote non-admin read, the same file (device, inode) that was checked. Nothing to
+    """Check the file just opened (or looked up, ``O_PATH``) on ``fd`` from ``path`` against what this call resolved there:
+    still one name (``st_nlink == 1``, or the name the service knows it by), for every remote caller
+    (the local user's: ``dbfiles.open_plain``), and, for a non-admin, the very file checked. Nothing to
     check outside a call.
 
     Raises:
@@ -496,10 +504,12 @@ def confirm_read(fd: int, path: str | os.PathLike[str], field: str) -> None:
         if found.path != real:
             continue
         info = os.fstat(fd)
+        if found.own_input:  # what was opened may be another folder's
+            confirm_found(info, real, field, found.given)
         if not stat.S_ISREG(info.st_mode):
             continue
         if found.place in ("local", "admin"):
-            if _linked(real, info):
+            if found.place == "admin" and _linked(real, info):
                 raise _refuse(field, str(real), _LINK_WORDS)
             continue
         swapped = found.identity is not None and found.identity != (info.st_dev, info.st_ino)
@@ -509,6 +519,25 @@ def confirm_read(fd: int, path: str | os.PathLike[str], field: str) -> None:
             if found.place == "own" and not swapped:
                 raise _refuse(field, found.given, _LINK_WORDS)
             raise _refuse(field, found.given, _outside("input"))
+
+
+def confirm_missing(path: str | os.PathLike[str], field: str) -> None:
+    """Before a read answers that ``path`` is missing (``not_found``): the name is missing from
+    the caller's own folder, not only from one a swapped link led the open to (``read_races``).
+
+    Raises:
+        PathNotAllowed: a folder on the way is a link now, or the name is there (``changed``).
+    """
+    files = _CALL.get()
+    real = Path(os.fspath(path))
+    for found in list(files.by_field.values()) if files is not None else []:
+        if found.path == real and found.own_input:
+            confirm_missing_at(real, field, found.given)
+
+
+# Every read open of a file (``dbfiles.open_plain``) and every SQLite connection
+# (``dbfiles.connect_sqlite``) is checked against what the call decided (issue 12, round 22).
+set_read_check(confirm_read)
 
 
 def real_path(settings: Settings, context: Context, given: object) -> Path | None:

@@ -15,7 +15,12 @@ from pydantic.alias_generators import to_camel
 
 from dbhandles.adapters.foreign_cascades import UNKNOWN
 from dbhandles.errors import InvalidParams
-from dbhandles.filters import FilterNode, parse_filter, validate_collection
+from dbhandles.filters import (
+    FilterNode,
+    check_collection_values,
+    parse_filter,
+    validate_collection,
+)
 from dbhandles.jsonmodel import JsonModel
 from dbhandles.lazy import LazyMapping
 from dbhandles.param_errors import pydantic_words
@@ -29,6 +34,7 @@ __all__ = [
     "Isolation",
     "Permissions",
     "ResolvedName",
+    "effective",
     "narrow",
     "parse_permissions",
 ]
@@ -96,7 +102,9 @@ class Permissions(JsonModel):
     @field_validator("row_filter")
     @classmethod
     def _filter(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        parse_filter(value, "permissions.rowFilter")
+        node = parse_filter(value, "permissions.rowFilter")
+        if node is not None:  # a grant is stored (PostgreSQL's text cannot hold U+0000)
+            check_collection_values(node, "permissions.rowFilter")
         return value
 
     def row_filter_node(self) -> FilterNode | None:
@@ -264,3 +272,16 @@ def narrow(requested: Permissions | None, ceiling: Permissions | None) -> Permis
         isolation_mode=max(requested.isolation_mode, ceiling.isolation_mode, key=order.__getitem__),
         row_filter=None if not filters else filters[0] if len(filters) == 1 else {"$and": filters},
     )
+
+
+def effective(permissions: Permissions | None, readonly: bool) -> Permissions | None:
+    """What a handle opened with ``permissions`` really allows, for its answers (``data/open``,
+    ``data/list-handles``): a read-only handle (``config.mode: readonly``) writes, deletes and
+    changes the schema of nothing, whatever its permissions or grant would allow. ``None`` (no
+    limits) stays ``None`` for a handle that may write; a read-only one answers the ``READ_ONLY``
+    preset's rights."""
+    if not readonly:
+        return permissions
+    if permissions is None:
+        return PRESETS["READ_ONLY"]
+    return permissions.model_copy(update={"write": False, "delete": False, "schema_": False})

@@ -22,12 +22,13 @@ from dbhandles.commands.envelope import error_envelope
 from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError, ServerUnreachable, TooManyRequests
 from dbhandles.server import auth, http, public
-from dbhandles.server.connection_counts import Wire
+from dbhandles.server.connection_counts import Wire, refusal_bytes
 from dbhandles.server.connections import connection_transport
 from dbhandles.server.fair import FairPool
 from dbhandles.server.fanout import Fanout
 from dbhandles.server.http import LARGE_BODY
 from dbhandles.server.job_process import ChildJobs
+from dbhandles.server.token_gate import TOKEN_READINGS, TokenGate
 from dbhandles.server.ws import TRANSPORT_KEY
 from dbhandles.server.ws_flow import MessageRate
 from dbhandles.server.ws_serve import websocket_endpoint
@@ -119,6 +120,8 @@ class ServerState:
         self.documents = public.Documents(self)
         self.public = public.PublicLimit(settings.public_requests_per_address)
         self.public_rate = public.PublicRate(settings.public_rate, settings.public_burst)
+        #: Which tokens could be valid, told on the loop (a flood of made-up ids takes no thread).
+        self.token_gate = TokenGate(lambda: self.run_as(TOKEN_READINGS, service.tokens.list))
         #: Run at shutdown once running commands finished, before the service closes.
         self.shutdown_hooks: list[Callable[[], None]] = []
         # A plain pool, not anyio's thread limiter: it is about twice as fast per hand-off, and
@@ -320,6 +323,21 @@ class ServerState:
         actor = auth.claimed_actor(authorization)
         self.service.audit.record_refusal(actor, name, exc.code, address=address)
 
+    def door_refusal(self, address: str) -> tuple[float, bytes] | None:
+        """Charge a refusal ``server/connections.py`` makes itself (a malformed request, an invalid
+        WebSocket handshake, a head too large or late) to ``address``'s public rate
+        (``connections.Door``): None within it (that refusal is answered at once), else the
+        seconds of the rate's pause (``PublicRate.refusal_pause``) and its 429, with
+        ``Retry-After``, closing the connection (its parser cannot go on)."""
+        wait = self.public_rate.take(address)
+        if not wait:
+            return None
+        settings = self.service.settings
+        exc = public.too_fast(address, settings.public_rate, settings.public_burst)
+        retry = public.retry_after(wait)
+        pause = self.public_rate.refusal_pause(public.REFUSAL_PAUSE_SECONDS)
+        return pause, refusal_bytes(429, exc, retry_after=retry)
+
     async def drain(self, timeout: float = DRAIN_SECONDS) -> None:
         """Wait for every command already started, so a write the server began is finished (and
         durable) before the service closes."""
@@ -368,9 +386,11 @@ class DbHandlesApp(Starlette):
         """Every HTTP request but ``POST /commands/<name>`` (the routes that need no token, and
         wrong URLs), within its address's rate and slots and the write deadline
         (``public.serve_public``; server/public.py)."""
-        if scope["path"] == HEALTH_PATH:
+        if scope["path"] == HEALTH_PATH and scope["method"] in ("GET", "HEAD"):
             # A few hundred bytes, built once: a client that does not read it holds nothing, and
-            # the administrator's jtag must always find its server (docs/server.md).
+            # the administrator's jtag must always find its server (docs/server.md). Any other
+            # method is refused (405) within the address's rate, like every other refusal before
+            # authentication: uncharged, PUT /health made bob's reads 12-21 times slower (p99).
             await super().__call__(scope, receive, send)
             return
         state = self.state.dbhandles
@@ -417,10 +437,11 @@ async def _refuse_at_door(
     else:
         _audit_door(state, scope, exc)
     with contextlib.suppress(RuntimeError):  # the client already left: nothing to answer
-        if scope["type"] == "websocket":
-            await _deny_upgrade(scope, send, answer)
+        if scope["type"] == "websocket":  # past the rate: Retry-After, as every 429 of the rate
+            retry = public.retry_after(wait) if wait else None
+            await _deny_upgrade(scope, send, answer, retry)
         elif isinstance(answer, TooManyRequests):
-            await public.refuse(send, answer, max(0.0, wait - public.REFUSAL_PAUSE_SECONDS))
+            await public.refuse(send, answer, public.retry_after(wait))
         else:
             await http.respond_error(send, answer)
 
@@ -465,15 +486,19 @@ def _denial_completes_handshake(send: Send) -> Send:
     return sending
 
 
-async def _deny_upgrade(scope: Scope, send: Send, exc: DbHandlesError) -> None:
+async def _deny_upgrade(
+    scope: Scope, send: Send, exc: DbHandlesError, retry_after: int | None = None
+) -> None:
     """Refuse a WebSocket upgrade before routing with ``exc``'s error envelope and status (the
-    ASGI denial response, as ``ws.py`` answers), or a bare close where the server cannot send one.
-    """
+    ASGI denial response, as ``ws.py`` answers), with ``Retry-After`` (whole seconds) when
+    ``retry_after`` is given, or a bare close where the server cannot send one."""
     if "websocket.http.response" not in (scope.get("extensions") or {}):
         await send({"type": "websocket.close", "code": 1008})
         return
     body = orjson.dumps(error_envelope(exc))
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if retry_after is not None:
+        headers.append((b"retry-after", b"%d" % retry_after))
     await send({"type": "websocket.http.response.start", "status": exc.http_status,
                 "headers": headers})  # fmt: skip
     await send({"type": "websocket.http.response.body", "body": body})
@@ -510,6 +535,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.documents.build()  # before any connection: the first build is 360 ms of the loop
         sweeper = asyncio.create_task(state.sweep_cursors())
         try:
             yield

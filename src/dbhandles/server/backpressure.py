@@ -19,13 +19,33 @@ Two bounds, for HTTP connections and WebSockets alike:
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import socket
+import struct
 
-__all__ = ["KERNEL_UNSENT_BYTES", "WS_UNSENT_BYTES", "limit_kernel_unsent"]
+__all__ = [
+    "KERNEL_UNSENT_BYTES",
+    "PIPELINE_PARSED_AHEAD",
+    "PIPELINE_UNSENT_BYTES",
+    "WS_UNSENT_BYTES",
+    "kernel_unsent",
+    "limit_kernel_unsent",
+]
 
 #: Bytes of a connection's output not sent yet that the kernel may hold (``TCP_NOTSENT_LOWAT``):
 #: asyncio's own high-water mark for the transport buffer.
 KERNEL_UNSENT_BYTES = 64 * 1024
+#: Bytes of an HTTP connection's answers not sent yet (the kernel's and the transport's) past which
+#: its next request is neither read nor run (``connections.limited_protocol``). ``TCP_NOTSENT_LOWAT``
+#: bounds only when the kernel wakes the server, not what it takes: a client that never reads
+#: (SO_RCVBUF 2 KB, 50 requests pipelined) had every small answer (a 429) taken by the kernel, its
+#: next request read and answered, 400 such connections a load on the loop for ever (issue 13).
+PIPELINE_UNSENT_BYTES = 16 * 1024
+#: Pipelined requests of one HTTP connection parsed and queued behind the one running; what it sent
+#: past them waits unparsed, as the bytes it came as, and reading pauses (``connections._parse``).
+PIPELINE_PARSED_AHEAD = 4
+#: ``SIOCOUTQNSD`` (Linux): bytes of a socket's send queue not sent yet.
+_SIOCOUTQNSD = 0x894B
 #: Characters of a WebSocket's answers and events not yet handed to its transport past which the
 #: server reads no more of its messages (until the client reads).
 WS_UNSENT_BYTES = 64 * 1024
@@ -43,3 +63,17 @@ def limit_kernel_unsent(transport: asyncio.BaseTransport) -> bool:
     except OSError:
         return False
     return True
+
+
+def kernel_unsent(transport: asyncio.BaseTransport) -> int:
+    """Bytes of ``transport``'s output not sent yet: its own buffer's and the kernel's (Linux's
+    ``SIOCOUTQNSD``; elsewhere, or on a socket that says nothing, the transport's alone)."""
+    size = transport.get_write_buffer_size() if isinstance(transport, asyncio.WriteTransport) else 0
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return size
+    try:
+        out = fcntl.ioctl(sock.fileno(), _SIOCOUTQNSD, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return size
+    return size + int(struct.unpack("i", out)[0])

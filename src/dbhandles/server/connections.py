@@ -3,32 +3,44 @@
 uvicorn counts connections only globally and only once a request's head arrived: a client that opens
 connections and sends nothing (or half a head) holds them for ever. ``limited_protocol`` adds, per
 connection: past ``max_connections`` (in all) or ``max_connections_per_address`` (from one
-address: ``addresses.address_key``, loopback being one), room made by closing the oldest
-connection that has not authenticated and runs nothing, or else a refusal at accept time,
-answered with the error envelope; a deadline
-for each request head (``header_timeout_seconds``); a bound on each request head (``max_header_bytes``,
-never buffered past it, and ``MAX_HEADER_FIELDS``: 431); flow control of answers (a pipelined request
-waits until the answer before it was written to the socket, and the kernel holds little of an
-answer not sent yet: ``backpressure.py``); and an end that loses no answer: a
-request head the server refuses (malformed, too large) and the client's end of stream (a half-close,
+address: ``addresses.address_key``, loopback being one), room made by closing the oldest connection
+that has not authenticated and runs nothing, or else a refusal at accept time (the error envelope);
+a deadline for each request head (``header_timeout_seconds``); a bound on each request head
+(``max_header_bytes``, never buffered past it, and ``MAX_HEADER_FIELDS``: 431); flow control of
+answers (a pipelined request waits until the answer before it was written to the socket, and the
+kernel holds little of an answer not sent yet: ``backpressure.py``); and an end that loses no
+answer: a request head the server refuses (malformed, too large) and the client's end of stream (a half-close,
 RFC 9112 §9.6) are acted on only once every request received before them was answered, in order.
 ``Wire`` counts the answer bytes each caller's connections have not read yet
 (``max_unsent_bytes_per_actor``; checked by ``http.py``).
 
+Every refusal this protocol makes itself before a request reaches the app (a malformed request,
+400; an invalid WebSocket handshake, websockets' 400; a head too large, 431; a head late, 408) is
+charged to its address's public rate (``Door``: ``public.PublicRate``, the bucket of every refusal
+before authentication): past it, the refusal is the rate's 429, sent after its pause. Uncharged,
+50 clients that sent ``G@T / HTTP/1.1`` on new connections got 18,526 immediate 400s in 6 s, and
+12,235 upgrades without ``Sec-WebSocket-Key`` as many (issue 13). uvicorn's warning of each such
+request is summarized (``log_summary.ClientWarningSummary``), not a line per request.
+
 ``jtag serve`` always runs this protocol (``cli/serve.py`` passes it to uvicorn as ``Config(http=)``),
-so the limits hold whatever uvicorn would pick by itself (its h11 protocol has no head limit of
-ours: ``h11_max_incomplete_event_size`` is never in play).
+so the limits hold whatever uvicorn would pick (its h11 protocol has no head limit of ours).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from dbhandles.errors import InvalidParams, PayloadTooLarge, RequestTimeout
 from dbhandles.server.addresses import address_key
 from dbhandles.server.auth import TARGET_KEY
-from dbhandles.server.backpressure import limit_kernel_unsent
+from dbhandles.server.backpressure import (
+    PIPELINE_PARSED_AHEAD,
+    PIPELINE_UNSENT_BYTES,
+    kernel_unsent,
+    limit_kernel_unsent,
+)
 from dbhandles.server.connection_counts import Held, Wire, refusal_bytes
 
 if TYPE_CHECKING:
@@ -37,12 +49,23 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_HEADER_FIELDS",
     "TRANSPORT_KEY",
+    "Door",
     "Held",
+    "Upgrade",
     "Wire",
     "connection_transport",
     "limited_protocol",
     "refusal_bytes",
 ]
+
+#: The charge of a refusal this protocol makes itself to the client's address (``address_key``):
+#: None when within the address's public rate (the refusal is answered at once), else the seconds
+#: to wait and the rate's 429 to answer then (``ServerState.door_refusal``).
+Door = Callable[[str], "tuple[float, bytes] | None"]
+#: Decides a WebSocket upgrade before the WebSocket protocol takes the connection
+#: (``ws_serve.early_refusal``): given the client's address, the request's headers and target and
+#: a callback, True if the callback was or will be called (``Door``'s answer, or None: go on).
+Upgrade = Callable[[str, Iterable[tuple[bytes, bytes]], bytes, Callable[[Any], None]], bool]
 
 #: Where ``DbHandlesApp`` keeps a request's (or socket's) transport in its ASGI scope.
 TRANSPORT_KEY = "dbhandles.transport"
@@ -56,6 +79,11 @@ LINGER_SECONDS = 2.0
 #: What a lingering connection drops at most: a client still sending past it is not reading the
 #: refusal either, and is cut off at once (its reads would cost everyone else's CPU).
 LINGER_BYTES = 1 << 20
+#: How soon a connection whose answers are not sent yet (``PIPELINE_UNSENT_BYTES``) is looked at
+#: again, doubled each time up to ``UNSENT_POLL_MOST``: a client that reads resumes within about
+#: the time it took to read; one that never reads costs two looks a second.
+UNSENT_POLL_FIRST = 0.002
+UNSENT_POLL_MOST = 0.5
 
 
 class _TooManyFields(Exception):
@@ -72,8 +100,12 @@ def connection_transport(send: object) -> asyncio.Transport | None:
     return cast("asyncio.Transport", transport)
 
 
-def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools HTTP/1.1 protocol with ``wire``'s limits (pass it as ``Config(http=)``).
+def limited_protocol(
+    wire: Wire, door: Door | None = None, upgrade: Upgrade | None = None
+) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools HTTP/1.1 protocol with ``wire``'s limits (pass it as ``Config(http=)``),
+    its own refusals charged to ``door`` (None: never charged), each WebSocket upgrade decided
+    first by ``upgrade`` (None: by the app only; while it decides, nothing more is read).
 
     uvicorn's own ``limit_concurrency`` is left off: its refusal is plain text and comes only once a
     head arrived; this one refuses at accept time with the error envelope. Its 400 for a malformed
@@ -81,6 +113,9 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
     """
     import httptools
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from websockets.datastructures import Headers
+    from websockets.http11 import Request
+    from websockets.server import ServerProtocol
 
     class LimitedProtocol(HttpToolsProtocol):
         limits: ClassVar[Wire] = wire
@@ -109,6 +144,19 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
             self.dropped = 0
             self.eof = False
             self.evicted = False
+            #: While answers not sent yet hold the next request (``_hold_for_unsent``): the next
+            #: look, and since when nothing of them was taken (``clock``) with how much unsent.
+            self.unsent_timer: asyncio.TimerHandle | None = None
+            self.unsent_seen = 0
+            self.stuck_since = 0.0
+            #: Bytes received after the ``PIPELINE_PARSED_AHEAD`` requests parsed ahead, not parsed
+            #: yet (``_parse``).
+            self.backlog = b""
+            #: While a refusal past the address's rate waits out its pause (``_refuse``).
+            self.refusal_timer: asyncio.TimerHandle | None = None
+            self.refused: tuple[float, bytes] | None = None
+            #: While ``upgrade`` decides this connection's WebSocket upgrade.
+            self.upgrading = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -131,9 +179,15 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
 
         def _release(self) -> None:
             self._cancel_head_timer()
+            if self.unsent_timer is not None:
+                self.unsent_timer.cancel()
+                self.unsent_timer = None
             if self.linger is not None:
                 self.linger.cancel()
                 self.linger = None
+            if self.refusal_timer is not None:
+                self.refusal_timer.cancel()
+                self.refusal_timer = None
             self.limits.forget(self.transport)
             if self.address is not None:
                 self.limits.release(self.transport)
@@ -143,8 +197,10 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
             # Idle, or its latest request still arriving (a head, a body: nothing of it ran);
             # not while a request received in full waits or runs.
             cycle = self.cycle
-            return not self.pipeline and (
-                cycle is None or cycle.response_complete or cycle.more_body
+            return (
+                not self.pipeline
+                and not self.backlog
+                and (cycle is None or cycle.response_complete or cycle.more_body)
             )
 
         def evict(self, refusal: bytes) -> None:
@@ -152,12 +208,27 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
             self.evicted = True
             self.ending = True
             self._cancel_head_timer()
-            self.transport.write(refusal)
+            if self.writable():
+                self.transport.write(refusal)
             self.transport.close()
+
+        def writable(self) -> bool:
+            """Whether the transport may still be written to: not closing, and its end of stream
+            not written (a refused head's lingering end, ``_say_last_words``). Written to after
+            ``write_eof``, asyncio raises ``RuntimeError``: evicting such a connection for a
+            newcomer aborted the newcomer's admission (689 times in a flood, issue 13)."""
+            # ``linger`` is set where (and only where) the end of stream is written.
+            return not self.transport.is_closing() and self.linger is None
 
         def evict_after_answer(self) -> None:
             self.address = None  # ``Wire`` let it go already
             self.evicted = True
+            cycle = self.cycle
+            if self.refusal_timer is None and cycle is not None and not cycle.response_complete:
+                # Its refusal comes after its pause (``public.paused_refusal``): closed once written.
+                self.ending = True
+                self._cancel_head_timer()
+                return
             self._end(None)  # its refusal (in its pause) is written, then the connection closes
 
         # -- the request head's deadline -------------------------------------------------------
@@ -181,7 +252,10 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
                     f"the request head did not arrive within {self.limits.header_timeout:g} s (the "
                     "limit is DBHANDLES_HEADER_TIMEOUT_SECONDS)", field="headers"))  # fmt: skip
             # Requests received in full before it (pipelined) are answered first, in order.
-            self._end(late)
+            if late is None:
+                self._end(None)  # an idle connection: no refusal
+            else:
+                self._refuse(late)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -225,6 +299,8 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
         # -- reading: the head's bound, and refusals that come after the answers before them ------
 
         def data_received(self, data: bytes) -> None:
+            if self.upgrading:
+                return  # no frame comes before the handshake's answer: nothing to keep
             if self.ending:
                 # Nothing after a refused head or the end of stream is read (or kept).
                 self.dropped += len(data)
@@ -232,10 +308,37 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
                     self.transport.close()
                 return
             self._unset_keepalive_if_required()
+            if self.backlog or len(self.pipeline) >= PIPELINE_PARSED_AHEAD:
+                self.backlog += data  # reading pauses: at most one more read is kept so
+                self.flow.pause_reading()
+                return
+            self._parse(data)
+
+        def _parse(self, data: bytes) -> None:
+            """Feed ``data`` to the parser up to the end of one request head at a time; once
+            ``PIPELINE_PARSED_AHEAD`` requests wait behind the one running, the rest is kept as
+            the bytes it came as (``backlog``, parsed as they run: ``_next_request``) and reading
+            pauses. Parsed, a request is a scope, an event and a response cycle of about 3 KB:
+            400 clients that pipelined 50 requests in one send each and never read held 20,000 of
+            them (60 MB of the server's memory) and their parsing stalled the loop (issue 13)."""
+            start = 0
+            while start < len(data):
+                end = data.find(b"\r\n\r\n", start)
+                end = len(data) if end < 0 else end + 4
+                if not self._receive(data if start == 0 and end == len(data) else data[start:end]):
+                    return
+                start = end
+                if start < len(data) and len(self.pipeline) >= PIPELINE_PARSED_AHEAD:
+                    self.backlog = data[start:]
+                    self.flow.pause_reading()
+                    return
+
+        def _receive(self, data: bytes) -> bool:
+            """Feed ``data`` within the head's bound; False when nothing more is to be fed (a
+            refused head, an upgrade)."""
             limit = self.limits.max_header_bytes
             if not limit:
-                self._feed(data)
-                return
+                return self._feed(data)
             # The parser keeps a header it has not finished (httptools joins its pieces), so it
             # is fed at most what the head may still take: a head over the limit is refused before
             # more of it is held. A body is fed in pieces of the limit too; a head that begins
@@ -243,11 +346,14 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
             if self.in_head and len(data) < limit - self.head_bytes:
                 # The usual request, whole in one read: fed as it is.
                 begun = self.heads_begun
-                if self._feed(data) and self.in_head:
+                if not self._feed(data):
+                    return False
+                if self.in_head:
                     self.head_bytes += self._head_share(data, 0, len(data), begun)
                     if self.head_bytes >= limit:
                         self._refuse_head(limit)
-                return
+                        return False
+                return True
             view = memoryview(data)
             start = 0
             while start < len(data):
@@ -255,13 +361,14 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
                 end = min(start + room, len(data))
                 begun = self.heads_begun
                 if not self._feed(view[start:end]):
-                    return
+                    return False
                 if self.in_head:
                     self.head_bytes += self._head_share(data, start, end, begun)
                 start = end
                 if self.in_head and self.head_bytes >= limit:
                     self._refuse_head(limit)
-                    return
+                    return False
+            return True
 
         def _head_share(self, data: bytes, start: int, end: int, begun: int) -> int:
             """Bytes of ``data[start:end]`` (just fed, the parser now inside a head) that belong to
@@ -282,7 +389,7 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
             return max(end - after - body, 0)
 
         def _refuse_head(self, limit: int) -> None:
-            self._end(refusal_bytes(431, PayloadTooLarge(
+            self._refuse(refusal_bytes(431, PayloadTooLarge(
                 f"the request head is larger than {limit} bytes (the limit is "
                 "DBHANDLES_MAX_HEADER_BYTES); send fewer or shorter headers",
                 field="headers")))  # fmt: skip
@@ -294,18 +401,23 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
                 self.parser.feed_data(piece)
             except httptools.HttpParserError as exc:
                 if isinstance(exc.__context__, _TooManyFields):
-                    self._end(refusal_bytes(431, PayloadTooLarge(
+                    self._refuse(refusal_bytes(431, PayloadTooLarge(
                         f"the request head has more than {MAX_HEADER_FIELDS} header fields; send "
                         "fewer", field="headers")))  # fmt: skip
                     return False
+                # One line per request: ``log_summary.ClientWarningSummary`` summarizes them.
                 self.logger.warning("Invalid HTTP request received.")
-                self._end(refusal_bytes(400, InvalidParams(
+                self._refuse(refusal_bytes(400, InvalidParams(
                     f"the request is not valid HTTP/1.1 ({exc}); the connection is closed after "
                     "the answers of the requests before it", field="request")))  # fmt: skip
                 return False
             except httptools.HttpParserUpgrade:
                 if self._should_upgrade():
-                    self.handle_websocket_upgrade()
+                    self.upgrading = True
+                    head, address = (self.scope["headers"], self.url), self.address
+                    if not (upgrade and address and upgrade(address, *head, self._decided)):
+                        self.upgrading = False
+                        self._upgrade()
                 else:
                     self._unsupported_upgrade_warning()
                 return False
@@ -313,14 +425,67 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
                 self._arm_head_timer()  # a head began and is not complete yet
             return not self.ending
 
+        def _upgrade(self) -> None:
+            if self._invalid_handshake() and self._charged_past_rate():
+                self._refuse(None)  # refused by the rate: answered its 429
+                return
+            self.handle_websocket_upgrade()
+
+        def _decided(self, refused: tuple[float, bytes] | None) -> None:
+            """``upgrade``'s answer: the rate's pause and 429, or None (the upgrade goes on)."""
+            if self.upgrading and not self.transport.is_closing():
+                self.upgrading, self.refused = False, refused
+                if refused is None:
+                    self._upgrade()
+                else:
+                    self._refuse(None)
+
+        def _invalid_handshake(self) -> bool:
+            """Whether the WebSocket protocol will refuse this upgrade's handshake itself (no
+            ``Sec-WebSocket-Key``, a wrong version: its 400, the app never called), as websockets
+            decides it."""
+            headers = Headers((name.decode("latin-1"), value.decode("latin-1"))
+                              for name, value in self.scope["headers"])  # fmt: skip
+            request = Request(self.url.decode("latin-1"), headers)
+            return ServerProtocol().accept(request).status_code != 101
+
+        def _charged_past_rate(self) -> bool:
+            """Charge a refusal to the address's rate; True (and ``refused`` set) past it."""
+            if door is None or self.address is None:
+                return False
+            self.refused = door(self.address)
+            return self.refused is not None
+
+        def _refuse(self, answer: bytes | None) -> None:
+            """Refuse the request being read with ``answer`` (None: charged already, by
+            ``_charged_past_rate``), charged to the address's rate: within it, ``answer`` is
+            written after the answers before it (``_end``); past it, the rate's 429 is, once its
+            pause is over, while the connection holds no place of its address
+            (``Wire.refusing``) and nothing more is read."""
+            if answer is not None:
+                self._charged_past_rate()
+            if self.refused is None:
+                self._end(answer)
+                return
+            pause, too_fast = self.refused
+            self.ending = True  # nothing more is read; ``_say_last_words`` waits for the timer
+            self._cancel_head_timer()
+            self.limits.refusing.add(self.transport)
+            self.refusal_timer = self.loop.call_later(pause, self._refused_now, too_fast)
+
+        def _refused_now(self, too_fast: bytes) -> None:
+            self.refusal_timer = None
+            self.limits.refusing.discard(self.transport)
+            self._end(too_fast)
+
         def eof_received(self) -> bool:  # type: ignore[override]  # asyncio.Protocol says bool | None
             # A client that half-closes after its requests still reads their answers (RFC 9112
             # §9.6): the transport stays open for writing until they are written.
             self.eof = True
             if self.linger is not None:
                 self.transport.close()  # the client read the refusal and ended too
-            elif not self.ending:
-                self._end(None)
+            elif not self.ending and not self.backlog:
+                self._end(None)  # else once the requests in ``backlog`` are parsed
             return True
 
         def _end(self, last_words: bytes | None) -> None:
@@ -341,8 +506,10 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
                 self._say_last_words()
 
         def _say_last_words(self) -> None:
+            if self.refusal_timer is not None:
+                return  # said once the refusal's pause is over (``_refused_now``)
             self._unset_keepalive_if_required()
-            if self.transport.is_closing() or self.linger is not None:
+            if not self.writable():
                 return
             if not self.last_words or self.eof or not self.transport.can_write_eof():
                 if self.last_words:
@@ -367,17 +534,66 @@ def limited_protocol(wire: Wire) -> type[HttpToolsProtocol]:
             if self.flow.write_paused and not self.transport.is_closing():
                 self.deferred = True
                 return
+            if self._hold_for_unsent():
+                return
             self._next_request()
 
         def resume_writing(self) -> None:
             super().resume_writing()
-            if self.deferred:
+            if self.deferred and self.unsent_timer is None and not self._hold_for_unsent():
                 self.deferred = False
                 self._next_request()
+
+        def _hold_for_unsent(self) -> bool:
+            """Hold the next request (not read, not run) while the answers not sent yet, the
+            kernel's included, pass ``PIPELINE_UNSENT_BYTES``; looked at again after
+            ``UNSENT_POLL_FIRST`` (the kernel tells asyncio nothing of its own queue). True: held."""
+            if self.transport.is_closing():
+                return False
+            unsent = kernel_unsent(self.transport)
+            if unsent <= PIPELINE_UNSENT_BYTES:
+                return False
+            self.deferred = True
+            self.flow.pause_reading()
+            self.unsent_seen = unsent
+            self.stuck_since = self.loop.time()
+            self.unsent_timer = self.loop.call_later(UNSENT_POLL_FIRST, self._look_again,
+                                                     UNSENT_POLL_FIRST)  # fmt: skip
+            return True
+
+        def _look_again(self, delay: float) -> None:
+            """The next request runs once the answers before it were sent; a client that took none
+            of them within ``public_write_timeout_seconds`` is cut (it held its connection, and
+            its pipelined requests, for ever)."""
+            self.unsent_timer = None
+            if self.transport.is_closing() or not self.deferred:
+                return
+            if self.flow.write_paused:
+                return  # ``resume_writing`` looks again
+            unsent = kernel_unsent(self.transport)
+            if unsent <= PIPELINE_UNSENT_BYTES:
+                self.deferred = False
+                self._next_request()
+                return
+            now = self.loop.time()
+            if unsent < self.unsent_seen:
+                self.unsent_seen, self.stuck_since = unsent, now
+            elif self.limits.write_timeout and now - self.stuck_since >= self.limits.write_timeout:
+                self.limits.stuck += 1
+                self.transport.abort()
+                return
+            delay = min(delay * 2, UNSENT_POLL_MOST)
+            self.unsent_timer = self.loop.call_later(delay, self._look_again, delay)
 
         def _next_request(self) -> None:
             last = not self.pipeline
             super().on_response_complete()
+            if self.backlog and not self.ending and not self.transport.is_closing():
+                data, self.backlog = self.backlog, b""
+                self._parse(data)
+                if self.eof and not self.backlog and not self.ending:
+                    self._end(None)  # the client's end of stream came after them
+                return
             if self.ending and last:
                 self._say_last_words()
 

@@ -140,6 +140,11 @@ class FairPool:
                 del self._queues[key]
             self._running[key] += 1
             self._busy += not spare
+            if not spare and self._turns and self._busy >= self._size:
+                # A caller queued while this thread was on its way (it was neither idle nor busy, so
+                # its submission woke nobody) would otherwise wait for this work to end: the spare
+                # may serve it (issue 13: a reader's p99 was half of another actor's 1.4 s scans).
+                self._spare.notify()
             return key, item
 
     def _done(self, key: Hashable, spare: bool) -> None:

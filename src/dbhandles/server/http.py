@@ -27,6 +27,7 @@ from dbhandles.errors import (
     DbHandlesError,
     InvalidParams,
     NotFound,
+    Unauthorized,
     UnknownCommand,
 )
 from dbhandles.jobs import JOB_COMMANDS, Job
@@ -37,7 +38,8 @@ from dbhandles.server.bodies import QUERY_OPEN, declared_length, read_body
 from dbhandles.server.connections import TRANSPORT_KEY, connection_transport
 from dbhandles.server.openapi import error_codes
 from dbhandles.server.public import STATIC_FILES
-from dbhandles.values import json_problem, json_text, read_json
+from dbhandles.server.token_gate import BAD_TOKEN
+from dbhandles.values import dump_json, json_problem, json_text, read_json
 
 if TYPE_CHECKING:
     from dbhandles.server.app import ServerState
@@ -82,7 +84,7 @@ def status_for(code: object) -> int:
 
 def envelope_response(envelope: dict[str, Any]) -> Response:
     status = 200 if envelope.get("success") is True else status_for(envelope.get("code"))
-    return Response(orjson.dumps(envelope), status_code=status, media_type=JSON)
+    return Response(dump_json(envelope), status_code=status, media_type=JSON)
 
 
 def error_response(exc: DbHandlesError, context: Context | None = None) -> Response:
@@ -287,7 +289,7 @@ def finish(
     elif session_id is not None:
         envelope["sessionId"] = session_id
     status = 200 if envelope.get("success") is True else status_for(envelope.get("code"))
-    return status, orjson.dumps(envelope)
+    return status, dump_json(envelope)  # exact: a hand-edited JSON file's 2**70 (docs/filters.md)
 
 
 def _peek(body: bytes) -> dict[str, Any] | None:
@@ -320,10 +322,12 @@ async def fast_command(state: ServerState, scope: Scope, receive: Receive, send:
     anything runs (429, connection closed, body unread); a large answer that would take it past the
     bound is dropped and replaced by a 429 that says the command ran.
 
-    Once the address is past its rate of refusals (``public.PublicRate``, charged by each refusal
-    before authentication: ``serve_command``), a request whose token does not check (none, a bad
-    one, another site's page) gets the rate's 429 after ``public.REFUSAL_PAUSE_SECONDS``, its body
-    unread; a valid token passes (checked once, then run as usual).
+    Every request takes one request of its address's rate of refusals (``public.PublicRate``)
+    before anything is checked, and gives it back once its token checked (``_Charge``): so the
+    bucket is exact however many connections ask at once. Past the rate, a request whose token
+    does not check (none, a bad one, another site's page) gets the rate's 429 after
+    ``public.REFUSAL_PAUSE_SECONDS``, its body unread; a valid token passes (checked once, then
+    run as usual).
     """
     transport = connection_transport(send)
     parsed = Caller.from_scope(scope)
@@ -335,15 +339,16 @@ async def fast_command(state: ServerState, scope: Scope, receive: Receive, send:
     name = scope["path"][len(COMMAND_PREFIX) :]
     address = client_address(scope)
     checked: Context | None = None
-    due = state.public_rate.due(address)
+    due = state.public_rate.take(address)
     if due:
         checked = await _past_rate(state, parsed[0], name, parsed[0].authorization or address)
         if checked is None:
             exc = await public.paused_refusal(state, address, transport)
-            wait = max(0.0, due - public.REFUSAL_PAUSE_SECONDS)
-            await public.refuse(send, exc, wait, close=not _small_body(parsed[1]))
+            retry = public.retry_after(due)
+            await public.refuse(send, exc, retry, close=not _small_body(parsed[1]))
             return
-    answer = await serve_command(state, name, scope, receive, transport, parsed, checked)
+    charge = _Charge(state, address, taken=not due)
+    answer = await serve_command(state, name, scope, receive, transport, parsed, checked, charge)
     if answer is None:
         return
     if transport is not None:
@@ -364,9 +369,16 @@ def _small_body(length: str | None) -> bool:
 
 async def _past_rate(state: ServerState, caller: Caller, name: str, turn: str) -> Context | None:
     """Who a request from an address past its rate of refusals runs as, or None when it would be
-    refused (no token where one is required: without a worker thread; a bad token, another site's
-    page: audited as ever). A valid token is never refused for its address's rate."""
+    refused (no token where one is required, or a token that cannot be one: a malformed one, an id
+    no token has, a wrong secret, a revoked one, told on the event loop by ``state.token_gate``,
+    without a worker thread; a bad token, another site's page: audited as ever). A valid token is
+    never refused for its address's rate."""
     if caller.authorization is None and state.require_token:
+        return None
+    if caller.authorization is not None and not await state.token_gate.plausible(
+        caller.authorization
+    ):
+        state.audit_refusal(name, Unauthorized(BAD_TOKEN), caller.authorization, caller.address)
         return None
     try:
         return await state.run_as(turn, functools.partial(authenticate, state, caller, name))
@@ -374,13 +386,40 @@ async def _past_rate(state: ServerState, caller: Caller, name: str, turn: str) -
         return None
 
 
-def _charge_refusal(state: ServerState, address: str, status: int, authenticated: bool) -> None:
-    """A request refused before authenticating (401: no token or a bad one; 403: another site's
-    page) takes a request from its address's rate (``public.PublicRate``, the bucket of the routes
-    that need no token). Uncharged, ``wrk -c300`` of token-less POSTs got 8,000 immediate 401s a
-    second and made bob's p99 83-287 times slower (issue 13)."""
-    if not authenticated and status in (401, 403):
-        state.public_rate.take(address)
+class _Charge:
+    """A request's charge to its address's rate (``public.PublicRate``, the bucket of the routes
+    that need no token): only a request refused before authenticating (401: no token or a bad one;
+    403: another site's page) keeps it. Uncharged, ``wrk -c300`` of token-less POSTs got 8,000
+    immediate 401s a second and made bob's p99 83-287 times slower; charged only once refused,
+    after a token check in a worker thread, 300 connections that all found the bucket full got
+    566-1514 in 6 s where it allows 180 (issue 13). So it is taken first (``taken``: by
+    ``fast_command``, before anything else), and given back as soon as the token checked.
+
+    Args:
+        state: the server.
+        address: the client's (``client_address``).
+        taken: the request was taken from the bucket already.
+    """
+
+    def __init__(self, state: ServerState, address: str, *, taken: bool = False) -> None:
+        self.rate = state.public_rate
+        self.address = address
+        self.taken = taken
+
+    def passed(self) -> None:
+        """Its token (or the local user's door, without one) checked: not charged."""
+        if self.taken:
+            self.taken = False
+            self.rate.give_back(self.address)
+
+    def settle(self, status: int, authenticated: bool) -> None:
+        """The request ended with ``status``: charged if refused before authenticating (taken
+        now if it was not yet: a caller other than ``fast_command``), else given back."""
+        if authenticated or status not in (401, 403):
+            self.passed()
+        elif not self.taken:
+            self.taken = True
+            self.rate.take(self.address)
 
 
 async def serve_command(
@@ -391,42 +430,50 @@ async def serve_command(
     transport: asyncio.Transport | None = None,
     parsed: tuple[Caller, str | None] | None = None,
     checked: Context | None = None,
+    charge: _Charge | None = None,
 ) -> tuple[int, bytes, bool] | None:
     """Run one command request: ``(status, body, close the connection)``, or None if the client left.
 
-    In order: the address's request count (``max_connections_per_address``; an administrator's
+    In order: for a body over ``LARGE_BODY`` bytes or of unknown length (or a token checked
+    already), the address's request count (``max_connections_per_address``; an administrator's
     token, checked from the headers once the address is at its limit, is let in past it, so an
-    anonymous flood from the administrator's own address never locks the administrator out); for a
-    body over ``LARGE_BODY`` bytes or of unknown length, the token, from the headers, before any of
-    it is read (and the actor's ``max_uploads_per_actor``); the body, within ``body_timeout``
-    seconds; then the command in a worker thread, or as a job (whose end is awaited without holding
-    a thread). A refusal before the body was read closes the connection, so the rest is never read.
+    anonymous flood from the administrator's own address never locks the administrator out) and
+    the token, from the headers, before any of the body is read (and the actor's
+    ``max_uploads_per_actor``); the body, within ``body_timeout`` seconds; a smaller body's request
+    on a connection that has not authenticated (``Wire.closable``) is counted only once its body
+    arrived (until then it holds only its connection, which ``Wire`` may close to make room);
+    then the command in a worker thread, or as a job (whose end is awaited without holding a
+    thread). A refusal before the body was read closes the connection, so the rest is never read.
     Once the token passed, ``transport``'s connection no longer counts against its address's
     connections (``Wire.trust``). ``parsed``: ``Caller.from_scope(scope)``, if made already;
     ``checked``: the request's context, if its token was checked already (``fast_command``). A
-    refusal before authentication is charged to the address's rate (``_charge_refusal``).
+    refusal before authentication is charged to the address's rate (``charge``: ``_Charge``).
     """
     address = client_address(scope)
+    charge = charge or _Charge(state, address)
     caller, length = parsed or Caller.from_scope(scope)
     # Whose turn this request waits for in the worker threads: its token, else its address.
     turn = caller.authorization or address
-    context: Context | None = None
-    try:
-        context, counted = await _enter(state, address, caller, name, turn, checked)
-    except DbHandlesError as exc:
-        _charge_refusal(state, address, exc.http_status, checked is not None)
-        return status_for(exc.code), orjson.dumps(error_envelope(exc)), True
-    body_read = False
+    context: Context | None = checked
+    counted = body_read = False
     door: list[Context] = []
     try:
-        if context is not None:
-            state.wire.trust(transport, context.actor, context.is_admin)
         limit = body_limit(state, name)
         declared = declared_length(length, limit, name)
-        if context is None and (declared is None or declared > LARGE_BODY):
-            context = await state.run_as(turn, functools.partial(authenticate, state, caller, name))
+        large = declared is None or declared > LARGE_BODY
+        if context is not None or large or not state.wire.closable(transport):
+            # Counted before its body. A small body on a connection ``Wire`` may close to make
+            # room is counted once it arrived (below): bodies trickling without a token held
+            # all of loopback's requests in progress, and bob's token was refused (issue 13).
+            context, counted = await _enter(state, address, caller, name, turn, context)
+        if context is not None:
+            charge.passed()
             state.wire.trust(transport, context.actor, context.is_admin)
-        if declared is None or declared > LARGE_BODY:
+        if context is None and large:
+            context = await state.run_as(turn, functools.partial(authenticate, state, caller, name))
+            charge.passed()
+            state.wire.trust(transport, context.actor, context.is_admin)
+        if large:
             assert context is not None
             state.start_upload(context.actor)
             try:
@@ -438,6 +485,11 @@ async def serve_command(
         if body is None:
             return None  # the client went away
         body_read = True
+        if not counted and context is None:
+            context, counted = await _enter(state, address, caller, name, turn)
+            if context is not None:  # an administrator's, let in past the address's limit
+                charge.passed()
+                state.wire.trust(transport, context.actor, context.is_admin)
         state.refuse_if_stopping()  # a request complete only after shutdown began is not run
         # Database work is blocking: it runs in a worker thread so the event loop keeps serving.
         # Only a small body (``LARGE_BODY`` at most, as for a WebSocket message) of a command that
@@ -452,6 +504,7 @@ async def serve_command(
             outcome = await state.run_as(turn, functools.partial(
                 run_command, state, name, body, caller, context, params, door))  # fmt: skip
         if door:
+            charge.passed()
             state.wire.trust(transport, door[0].actor, door[0].is_admin)
         if isinstance(outcome, Job):
             envelope = await state.wait_job(outcome)
@@ -466,7 +519,7 @@ async def serve_command(
     finally:
         if counted:
             state.leave(address)
-    _charge_refusal(state, address, status, context is not None or bool(door))
+    charge.settle(status, context is not None or bool(door))
     return status, payload, not body_read or state.stopping
 
 

@@ -30,7 +30,7 @@ from dbhandles.commands.envelope import error_envelope
 from dbhandles.commands.jobs import MAX_TEXT, bounded_result, job_outcome
 from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError
-from dbhandles.jobs import Job, JobStatus, job_hooks, run_job
+from dbhandles.jobs import MAX_FINISHED_PER_ACTOR, Job, JobStatus, job_hooks, run_job
 from dbhandles.server.job_process import background_priority
 from dbhandles.service import Service
 from dbhandles.settings import Settings
@@ -139,7 +139,7 @@ def _end_alone(table: Any, job: Job, status: JobStatus, envelope: dict[str, Any]
     try:
         written = table.finish_job(
             job.id, status, int(time.time() * 1000), progress=dict(job.progress),
-            result=bounded_result(result), error=error,
+            result=bounded_result(result), error=error, keep=MAX_FINISHED_PER_ACTOR,
         )  # fmt: skip
     except DbHandlesError as exc:
         log.warning("job %s (%s): the server that started it is gone, and its end (%s) could not "

@@ -23,11 +23,16 @@ document_params()  # the field descriptions under each params field, for the sch
 __all__ = ["command_info", "commands_listing", "error_codes", "openapi_document"]
 
 _REF = "#/components/schemas/{model}"
-#: The dashboard's files (server/http.py ``STATIC_FILES``) with their media types.
+#: The dashboard's files (``public.STATIC_FILES``, which imports this module: kept equal by
+#: ``tests/test_openapi_fuzz.py``) with their media types.
 STATIC_ROUTES = {
     "/": ("index.html", "text/html"),
     "/jtag.js": ("jtag.js", "text/javascript"),
     "/app.js": ("app.js", "text/javascript"),
+    "/page.js": ("page.js", "text/javascript"),
+    "/editor.js": ("editor.js", "text/javascript"),
+    "/token.js": ("token.js", "text/javascript"),
+    "/show.js": ("show.js", "text/javascript"),
     "/style.css": ("style.css", "text/css"),
     "/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }

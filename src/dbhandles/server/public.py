@@ -2,8 +2,9 @@
 and the dashboard's files, each O(1) small work on the event loop.
 
 Anyone who can reach the server may call them, so none may cost the loop more than a lookup: every
-document is built once per server (its settings never change) as the bytes it is sent as, with an
-``ETag`` (``If-None-Match`` is answered 304 without a body); the dashboard's files are read once.
+document is built once per server (its settings never change; ``/openapi.json`` and ``/commands`` at
+start-up, ``Documents.build``) as the bytes it is sent as, with an ``ETag`` (``If-None-Match`` is
+answered 304 without a body); the dashboard's files are read once.
 Building ``/openapi.json`` with the server's limits costs 15 ms and ``/commands`` 10 ms of one core:
 built per request, four clients asking in a loop held every other client's requests for up to 400 ms
 (issue 13).
@@ -73,6 +74,7 @@ __all__ = [
     "openapi_endpoint",
     "paused_refusal",
     "refuse",
+    "retry_after",
     "serve_public",
     "static_endpoint",
     "written",
@@ -83,8 +85,14 @@ JSON = "application/json"
 #: Requests to the routes that need no token one client address may have in progress at once
 #: (the default of ``Settings.public_requests_per_address``).
 PUBLIC_REQUESTS_PER_ADDRESS = 8
-#: Seconds a request refused for the address's rate waits before its 429 is sent.
+#: Seconds a request refused for the address's rate waits at least before its 429 is sent.
 REFUSAL_PAUSE_SECONDS = 1.0
+#: Paused refusals are sent at most one per this many seconds (the whole server's): 500 a second.
+REFUSAL_SPACING_SECONDS = 0.002
+#: The longest pause of a refusal, in pauses: past it refusals are no longer spread.
+REFUSAL_MOST_PAUSES = 3.0
+#: Connections cut at the write deadline are told in one log line at most this often (seconds).
+CUT_LOG_SECONDS = 10.0
 #: Addresses whose buckets ``PublicRate`` keeps before it forgets the full ones (memory bound).
 _RATE_ADDRESSES = 4096
 log = logging.getLogger(__name__)
@@ -92,6 +100,10 @@ STATIC_FILES = {
     "/": "index.html",
     "/jtag.js": "jtag.js",
     "/app.js": "app.js",
+    "/page.js": "page.js",
+    "/editor.js": "editor.js",
+    "/token.js": "token.js",
+    "/show.js": "show.js",
     "/style.css": "style.css",
     # A file rather than a data: URL in the page, which the page's own policy (img-src 'self') refuses.
     "/favicon.svg": "favicon.svg",
@@ -102,13 +114,15 @@ _STATIC_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
 }
-#: The dashboard is never framed by another page (clickjacking), runs only its own scripts, and
-#: talks only to this server.
+#: The dashboard is never framed by another page (clickjacking), runs only its own scripts, talks
+#: only to this server, and is never scripted by the page that opened it.
 _PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; connect-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
+    # A page of another site that opens the dashboard (window.open) gets no handle on the tab.
+    "Cross-Origin-Opener-Policy": "same-origin",
 }
 
 
@@ -161,6 +175,13 @@ class Documents:
             found = self._kept[name] = Document.of(build(), media_type)
         return found
 
+    def build(self) -> None:
+        """Build ``/openapi.json`` and ``/commands`` now (at start-up, before any connection): the
+        first build imports every adapter's modules, 360 ms of the loop and 13 MB; built on the
+        first request, it stalled every client at the start of a flood of them (issue 13)."""
+        self.openapi()
+        self.commands()
+
     def openapi(self) -> Document:
         state = self.state
         return self._get("openapi", lambda: orjson.dumps(
@@ -206,8 +227,11 @@ class PublicLimit:
     def __init__(self, limit: int = PUBLIC_REQUESTS_PER_ADDRESS) -> None:
         self.limit = limit
         self.counts: Counter[str] = Counter()
-        #: Connections cut at the write deadline (``serve_public``; a count, for tests and logs).
+        #: Connections cut at the write deadline (``serve_public``; a count, for tests and logs),
+        #: and how many of them the last log line told (``_told_cut``).
         self.cut = 0
+        self.cut_told = 0
+        self.cut_told_at = -math.inf
 
     def enter(self, address: str, holding: bool) -> None:
         """Count one more request from ``address``; ``holding``: its connection still holds an
@@ -255,6 +279,8 @@ class PublicRate:
         self.clock = clock
         #: ``{address: (tokens, when)}``.
         self.buckets: dict[str, tuple[float, float]] = {}
+        #: When the next paused refusal may be sent (``refusal_pause``), on ``clock``.
+        self.next_refusal = 0.0
 
     def take(self, address: str) -> float:
         """Take one request of ``address``: 0.0 if it may be answered, else the seconds until the
@@ -273,6 +299,21 @@ class PublicRate:
         self.buckets[address] = (tokens - 1.0, now)
         return 0.0
 
+    def give_back(self, address: str) -> None:
+        """Return the request ``take`` took of ``address`` (its token checked after all: a valid
+        token is never charged). Taken before the check and given back after it, never checked
+        first and charged after: a check awaits a worker thread, and 300 connections that all found
+        the bucket full before any was charged got 566-1514 immediate refusals in 6 s where the
+        bucket allows 180 (issue 13)."""
+        if self.rate <= 0:
+            return
+        found = self.buckets.get(address)
+        if found is None:  # forgotten full (``_forget_full``): it still is
+            return
+        now = self.clock()
+        tokens, at = found
+        self.buckets[address] = (min(self.burst, tokens + (now - at) * self.rate + 1.0), now)
+
     def due(self, address: str) -> float:
         """Seconds until ``address``'s bucket holds a request again (0.0: it holds one now), taking
         nothing: a request that turns out to be refused is charged after (``take``)."""
@@ -282,6 +323,24 @@ class PublicRate:
         tokens, at = self.buckets.get(address, (self.burst, now))
         tokens = min(self.burst, tokens + (now - at) * self.rate)
         return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
+    def refusal_pause(self, pause: float) -> float:
+        """Seconds the refusal made now waits before it is sent: at least ``pause``, and one
+        ``REFUSAL_SPACING_SECONDS`` after the refusal before it (every address's), up to
+        ``REFUSAL_MOST_PAUSES`` times ``pause`` (a flood larger than the spacing allows is then
+        no longer spread, but bounded: its refusals wait no longer).
+
+        Paused for the same ``pause`` each, the refusals of a flood came due together: ``wrk
+        -c300`` was refused 300 times at once, answered within the same few milliseconds once a
+        second and its next 300 requests parsed, so another actor's read that came then waited for
+        all of it (its p99 8.7 times its p99 with no flood, issue 13). Spread, the loop does the same
+        work a little at a time."""
+        now = self.clock()
+        due = max(now + pause, self.next_refusal)
+        if due > now + pause * REFUSAL_MOST_PAUSES:
+            return pause * REFUSAL_MOST_PAUSES
+        self.next_refusal = due + REFUSAL_SPACING_SECONDS
+        return due - now
 
     def _forget_full(self, now: float) -> None:
         """Drop the buckets that refilled (an address seen again starts full anyway)."""
@@ -305,7 +364,8 @@ def too_fast(address: str, rate: float, burst: float) -> TooManyRequests:
 async def paused_refusal(
     state: ServerState, address: str, transport: asyncio.Transport | None = None
 ) -> TooManyRequests:
-    """Wait ``REFUSAL_PAUSE_SECONDS``, then the refusal of a request past ``address``'s rate
+    """Wait ``REFUSAL_PAUSE_SECONDS`` or more (``PublicRate.refusal_pause``: refusals are spread,
+    one per ``REFUSAL_SPACING_SECONDS``), then the refusal of a request past ``address``'s rate
     (``too_fast``). Answered at once, a refusal let wrk -c32 send 10,000 of them a second and the
     loop was as busy as without the rate; paused, each connection costs one a second. Meanwhile its
     connection (``transport``, uvicorn's) may be closed to make room for a newcomer
@@ -314,7 +374,7 @@ async def paused_refusal(
     if transport is not None:
         refusing.add(transport)
     try:
-        await asyncio.sleep(REFUSAL_PAUSE_SECONDS)
+        await asyncio.sleep(state.public_rate.refusal_pause(REFUSAL_PAUSE_SECONDS))
     finally:
         if transport is not None:
             refusing.discard(transport)
@@ -322,18 +382,26 @@ async def paused_refusal(
     return too_fast(address, settings.public_rate, settings.public_burst)
 
 
+def retry_after(wait: float) -> int:
+    """The ``Retry-After`` of a refusal of the rate, in whole seconds (at least 1): ``wait``
+    (``PublicRate.take``'s seconds until the address may send again) less the pause the refusal
+    was sent after (``REFUSAL_PAUSE_SECONDS``), rounded up. Every 429 of the rate (HTTP, an
+    upgrade refused at the door or by ``ws_serve``, a closed connection's) says it this way."""
+    return max(1, math.ceil(wait - REFUSAL_PAUSE_SECONDS))
+
+
 async def refuse(
-    send: Send, exc: TooManyRequests, wait: float | None, *, close: bool = False
+    send: Send, exc: TooManyRequests, retry: int | None, *, close: bool = False
 ) -> None:
-    """Answer ``exc`` (429), with ``Retry-After`` (whole seconds, at least 1) when ``wait`` is given.
+    """Answer ``exc`` (429), with ``Retry-After: retry`` (``retry_after``) when ``retry`` is given.
     A refusal of the rate keeps the connection unless ``close`` (a request body not read): closing
     it would make a flooding client open another, which costs the loop more than this answer."""
     body = orjson.dumps(error_envelope(exc))
     headers = [(b"content-type", JSON.encode()), (b"content-length", str(len(body)).encode())]
-    if wait is None or close:
+    if retry is None or close:
         headers.append((b"connection", b"close"))
-    if wait is not None:
-        headers.append((b"retry-after", str(max(1, math.ceil(wait))).encode()))
+    if retry is not None:
+        headers.append((b"retry-after", b"%d" % retry))
     await send({"type": "http.response.start", "status": exc.http_status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -346,9 +414,10 @@ def _authorization(scope: Scope) -> str | None:
 
 
 async def _has_valid_token(state: ServerState, scope: Scope) -> bool:
-    """Whether the request carries a token that checks (in a worker thread, in the token's turn)."""
+    """Whether the request carries a token that checks (in a worker thread, in the token's turn),
+    once ``state.token_gate`` found it may be one: a flood of made-up tokens takes no thread."""
     authorization = _authorization(scope)
-    if authorization is None:
+    if authorization is None or not await state.token_gate.plausible(authorization):
         return False
     check = functools.partial(state.context, authorization, None, f"GET {scope['path']}")
     try:
@@ -375,7 +444,7 @@ async def serve_public(
             wait = state.public_rate.take(address)
             if wait and not await _has_valid_token(state, scope):
                 exc = await paused_refusal(state, address, connection_transport(send))
-                await refuse(send, exc, max(0.0, wait - REFUSAL_PAUSE_SECONDS))
+                await refuse(send, exc, retry_after(wait))
                 return
             limit = state.public
             transport = connection_transport(send)
@@ -397,9 +466,25 @@ async def serve_public(
         transport = connection_transport(send)
         if transport is not None:
             transport.abort()
+            # Returned before its connection_lost (which ``abort`` only schedules), the request
+            # made uvicorn log "ASGI callable returned without completing response" at ERROR
+            # (283 lines for a flood of 400 non-readers, issue 13): it runs first, then uvicorn
+            # sees the connection lost, and says nothing of the answer it no longer sends.
+            await asyncio.sleep(0)
         state.public.cut += 1
-        log.info("%s %s from %s: answer not taken within %g s (DBHANDLES_PUBLIC_WRITE_TIMEOUT_"
-                 "SECONDS); connection closed", scope["method"], scope["path"], address, deadline)  # fmt: skip
+        _told_cut(state.public, f"{scope['method']} {scope['path']} from {address}", deadline)
+
+
+def _told_cut(limit: PublicLimit, latest: str, deadline: float) -> None:
+    """One INFO line for the connections cut at the write deadline since the last one, at most
+    every ``CUT_LOG_SECONDS``: a flood of non-readers is cut hundreds of times a second, on
+    purpose (``latest``: the request cut now, ``METHOD /path from address``)."""
+    now = time.monotonic()
+    if now - limit.cut_told_at < CUT_LOG_SECONDS:
+        return
+    log.info("%d connection(s) cut, the latest %s: answer not taken within %g s (DBHANDLES_PUBLIC_"
+             "WRITE_TIMEOUT_SECONDS)", limit.cut - limit.cut_told, json_text(latest, 120), deadline)  # fmt: skip
+    limit.cut_told, limit.cut_told_at = limit.cut, now
 
 
 async def written(send: object) -> None:

@@ -63,7 +63,7 @@ from dbhandles.server.http import LARGE_BODY, client_address
 from dbhandles.server.ws_flow import MAX_REQUESTS_IN_FLIGHT, WS_STALL_SECONDS, ReadGate
 from dbhandles.server.ws_frames import EventFrame, FrameWriter
 from dbhandles.server.ws_guard import WATCH_SECONDS, Guard
-from dbhandles.values import json_problem, json_text, read_json
+from dbhandles.values import dump_json, json_problem, json_text, read_json
 
 if TYPE_CHECKING:
     from dbhandles.server.app import ServerState
@@ -108,7 +108,7 @@ _CLOSE = _Close()
 
 
 def _dumps(message: dict[str, Any]) -> str:
-    return orjson.dumps(message).decode()
+    return dump_json(message).decode()
 
 
 class Connection:

@@ -176,12 +176,16 @@ async def refuse_socket(websocket: WebSocket, exc: DbHandlesError, code: int) ->
         await websocket.close(code=code)
 
 
-async def deny_upgrade(websocket: WebSocket, exc: DbHandlesError) -> None:
-    """Refuse the upgrade with the error envelope and its status (403), or a bare close."""
+async def deny_upgrade(
+    websocket: WebSocket, exc: DbHandlesError, retry_after: int | None = None
+) -> None:
+    """Refuse the upgrade with the error envelope and its status (403, 429), or a bare close;
+    ``Retry-After`` (whole seconds) when ``retry_after`` is given (a refusal of the rate)."""
+    headers = None if retry_after is None else {"Retry-After": str(retry_after)}
     try:
         await websocket.send_denial_response(
             Response(orjson.dumps(error_envelope(exc)), status_code=exc.http_status,
-                     media_type="application/json")
+                     headers=headers, media_type="application/json")
         )  # fmt: skip
     except RuntimeError:  # the server cannot send a response to an upgrade: close it instead
         await websocket.close(code=1008)

@@ -196,6 +196,12 @@ class HandleStore(ABC):
     def list_handles(self) -> list[HandleRow]:
         """Every persisted handle, oldest first."""
 
+    def has_handle_on(self, path: str) -> bool:
+        """Whether a persisted handle's config names the file ``path`` (``config["path"]``, the
+        real path it was opened by). A store that can look it up without reading every handle
+        overrides this."""
+        return any(row.config.get("path") == path for row in self.list_handles())
+
     @abstractmethod
     def touch(self, handle: str, last_used_at: int) -> None:
         """Move ``lastUsedAt`` forward."""

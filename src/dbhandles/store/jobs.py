@@ -172,13 +172,19 @@ class JobStore(ABC):
         progress: dict[str, Any] | None = None,
         result: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
+        keep: int | None = None,
     ) -> bool:
-        """Record how a queued or running job ended; ``False`` if it had ended already."""
+        """Record how a queued or running job ended; ``False`` if it had ended already. With
+        ``keep``, the job's actor's finished jobs beyond its newest ``keep`` are deleted (ended
+        or not here: another process may have written the end first)."""
 
     @abstractmethod
-    def cancel_job(self, job_id: str, now: int, error: dict[str, Any]) -> JobRow | None:
+    def cancel_job(
+        self, job_id: str, now: int, error: dict[str, Any], *, keep: int | None = None
+    ) -> JobRow | None:
         """Ask a job to stop: a queued one ends ``cancelled`` (with ``error``) at once, a running one
-        gets ``cancel_requested``; the row as it is now (``None`` if there is none)."""
+        gets ``cancel_requested``; the row as it is now (``None`` if there is none). ``keep``: as
+        ``finish_job``'s."""
 
     @abstractmethod
     def get_job(self, job_id: str) -> JobRow | None: ...

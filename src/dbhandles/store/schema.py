@@ -21,7 +21,7 @@ from functools import cached_property
 from operator import attrgetter
 from typing import Any, TypeVar
 
-import orjson
+from dbhandles.values import dump_json, read_json
 
 __all__ = [
     "ALIASES",
@@ -324,8 +324,8 @@ def create_statements(dialect: Dialect) -> list[str]:
 def _encode(kind: Kind, value: Any) -> Any:
     if value is None:
         return None
-    if kind is Kind.JSON:
-        return orjson.dumps(value).decode()
+    if kind is Kind.JSON:  # exact: a query cursor's position may hold 2**70 (docs/filters.md)
+        return dump_json(value).decode()
     return bool(value) if kind is Kind.BOOL else value
 
 
@@ -333,7 +333,7 @@ def _decode(kind: Kind, value: Any) -> Any:
     if value is None:
         return None
     if kind is Kind.JSON:
-        return orjson.loads(value)
+        return read_json(value)
     if kind is Kind.BOOL:
         return bool(value)
     return int(value) if kind in (Kind.INT, Kind.BIGINT) else value

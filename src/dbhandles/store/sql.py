@@ -38,7 +38,7 @@ from dbhandles.store.schema import (
     values,
 )
 from dbhandles.store.sql_jobs import SqlJobTable
-from dbhandles.values import json_text
+from dbhandles.values import dump_json, json_text
 
 __all__ = ["Cursor", "SqlHandleStore", "Tx", "grant_id"]
 
@@ -171,6 +171,18 @@ class SqlHandleStore(HandleStore):
             f"{self.dialect.select(HANDLES)} ORDER BY opened_at, {self.dialect.order}"
         )
         return [row_from(HANDLES, HandleRow, r) for r in rows]
+
+    def has_handle_on(self, path: str) -> bool:
+        # Only the handles whose config text holds the path's JSON text are read and decoded: a
+        # path JSON writes as it is (ASCII, nothing escaped), which no writer could spell else.
+        text = dump_json(path).decode()
+        if text != f'"{path}"' or not path.isascii():
+            return super().has_handle_on(path)
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._read(
+            f"{self.dialect.select(HANDLES)} WHERE config LIKE ? ESCAPE '\\'", (pattern,)
+        )
+        return any(row_from(HANDLES, HandleRow, r).config.get("path") == path for r in rows)
 
     def touch(self, handle: str, last_used_at: int) -> None:
         self._write(

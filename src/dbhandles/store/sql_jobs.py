@@ -142,14 +142,26 @@ class SqlJobTable(JobStore):
         progress: dict[str, Any] | None = None,
         result: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
+        keep: int | None = None,
     ) -> bool:
         with self._tx() as tx:
             changed = tx.execute(
                 _END, (status, now, _json(progress), _json(result), _json(error), job_id)
             ).rowcount
+            if keep is not None:
+                self._keep(tx, job_id, keep)
         return changed > 0
 
-    def cancel_job(self, job_id: str, now: int, error: dict[str, Any]) -> JobRow | None:
+    def _keep(self, tx: Tx, job_id: str, keep: int) -> None:
+        """Delete the finished jobs of ``job_id``'s actor beyond its newest ``keep``: pruned only
+        at a job's start, an actor kept one more finished job for each that was running then."""
+        found = tx.execute("SELECT actor FROM _dbh_jobs WHERE job_id = ?", (job_id,)).fetchone()
+        if found is not None:
+            tx.execute(_KEEP, (found[0], found[0], keep))
+
+    def cancel_job(
+        self, job_id: str, now: int, error: dict[str, Any], *, keep: int | None = None
+    ) -> JobRow | None:
         with self._tx() as tx:
             tx.execute(
                 f"UPDATE _dbh_jobs SET cancel_requested = ? WHERE job_id = ? AND {_ACTIVE_SQL}",
@@ -160,6 +172,8 @@ class SqlJobTable(JobStore):
                 "WHERE job_id = ? AND status = 'queued'",
                 (now, _json(error), job_id),
             )
+            if keep is not None:
+                self._keep(tx, job_id, keep)
             found = tx.execute(f"{self._select} WHERE job_id = ?", (job_id,)).fetchone()
         return row_from(JOBS, JobRow, found) if found is not None else None
 

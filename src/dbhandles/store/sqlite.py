@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
+from dbhandles.adapters.sqlite_records import file_key, store_commit
 from dbhandles.dbfiles import connect_sqlite, create_empty
 from dbhandles.errors import StorageBusy, StorageError
 from dbhandles.store.migrations import STEPS, Step, is_current, upgrade
@@ -59,6 +60,8 @@ class SqliteHandleStore(SqlHandleStore):
         self._version_at = float("-inf")
         try:
             self._path = str(path)
+            #: The file as ``store_commit`` knows it, walked once (not at every commit).
+            self._file = file_key(self._path)
             self._db = connect_sqlite(str(path), "rwc", timeout=10.0)
             try:
                 self._start(f"the default database {path}", steps)
@@ -148,7 +151,10 @@ class SqliteHandleStore(SqlHandleStore):
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
-                self._db.execute("COMMIT")
+                # Told to the default database's adapter (``sqlite_records.Witness``): to its
+                # reads this commit is not another tool's, which would make them re-read rows.
+                with store_commit(self._file, self._db):
+                    self._db.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 if "locked" in str(exc) or "busy" in str(exc):
                     raise StorageBusy(f"the default database is busy: {exc}") from exc

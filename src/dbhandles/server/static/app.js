@@ -2,82 +2,28 @@
 // on the browser client (/jtag.js). Every command goes through Commands.execute; live updates come from
 // Events.subscribe("data:*"), an import's progress from Events.subscribe("import:*").
 
+import { closeEditor, deleteRecord, editRecord, newRecord, saveRecord, validateEditor } from "/editor.js";
 import { Commands, Connection, Events } from "/jtag.js";
+import {
+  $, clearBanner, el, idText, isForeign, plural, reserved, run, showError, showInfo, state,
+} from "/page.js";
+import { cellText, visible } from "/show.js";
+import { TOKEN_KEY, storedToken, takeTokenFromAddress } from "/token.js";
 
 const PAGE_SIZE = 25;
-const RESERVED = new Set(["id", "createdAt", "updatedAt", "version"]);
 const MAX_FIELD_COLUMNS = 6;
-
-const state = {
-  handles: [],
-  handle: "default",
-  collections: [],
-  collection: null,
-  query: null, // {queryHandle, totalCount, pages: [[...]], index, hasMore}
-  editing: null, // null (new) or the record being edited
-  pendingChanges: 0,
-};
-
-const $ = (id) => document.getElementById(id);
-const plural = (n, word) => `${n.toLocaleString()} ${word}${n === 1 ? "" : "s"}`;
-
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === "class") node.className = value;
-    else if (key === "dataset") Object.assign(node.dataset, value);
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else if (value !== undefined && value !== null) node.setAttribute(key, value);
-  }
-  for (const child of children.flat()) {
-    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
-  }
-  return node;
-}
-
-// -- feedback -------------------------------------------------------------------------------------
-
-function showError(envelope, context) {
-  $("banner").classList.remove("info");
-  $("banner-code").textContent = envelope.code || "error";
-  $("banner-code").hidden = false;
-  $("banner-text").textContent = context ? `${context}: ${envelope.error}` : envelope.error;
-  $("banner").hidden = false;
-}
-
-function showInfo(text) {
-  $("banner").classList.add("info");
-  $("banner-code").hidden = true;
-  $("banner-text").textContent = text;
-  $("banner").hidden = false;
-}
-
-function clearBanner() {
-  $("banner").hidden = true;
-}
-
-/** Run a command; on failure show the error in the banner and return null. */
-async function run(name, params, context) {
-  const result = await Commands.execute(name, params);
-  if (!result.success) {
-    // Without a (valid) token the token prompt says what to do; a banner would only repeat it.
-    if (result.code !== "unauthorized") showError(result, context || name);
-    return null;
-  }
-  return result;
-}
 
 // -- handles --------------------------------------------------------------------------------------
 
 function handleLabel(h) {
   if (h.isDefault) return "default";
-  if (h.aliases && h.aliases.length) return h.aliases.join(", ");
+  if (h.aliases && h.aliases.length) return visible(h.aliases.join(", "));
   return h.handle.slice(0, 8);
 }
 
 function handleWhere(h) {
   const config = h.config || {};
-  return config.path || config.url || config.dsn || (h.adapter === "memory" ? "in memory" : "");
+  return visible(config.path || config.url || config.dsn || (h.adapter === "memory" ? "in memory" : ""));
 }
 
 async function loadHandles() {
@@ -248,7 +194,7 @@ function resetCloseButton() {
 
 // -- collections ----------------------------------------------------------------------------------
 
-async function loadCollections() {
+export async function loadCollections() {
   const handle = state.handle;
   const result = await run("data/schema", { dbHandle: handle }, "Loading collections");
   if (!result || handle !== state.handle) return;
@@ -273,7 +219,7 @@ function renderCollections(pulse) {
           // Tables and views dbhandles did not create: their kind, key and columns on hover.
           title: c.kind && c.kind !== "collection" ? tableSummary(c) : "",
         },
-        c.name,
+        visible(c.name),
         c.kind && c.kind !== "collection" ? el("span", { class: "kind" }, c.kind) : "",
         el("span", { class: "count" }, c.recordCount == null ? "–" : c.recordCount.toLocaleString()),
       ),
@@ -286,7 +232,7 @@ function tableSummary(t) {
   const lines = [`${t.kind}; id: ${t.id}`, ...columns];
   if (t.readOnly) lines.push(`read-only: ${t.readOnly}`);
   if (t.refused) lines.push(t.refused);
-  return lines.join("\n");
+  return visible(lines.join("\n")).replaceAll("\\x0a", "\n");
 }
 
 async function selectCollection(name) {
@@ -303,7 +249,7 @@ async function closeQuery() {
   if (query) await Commands.execute("data/query-close", { queryHandle: query.queryHandle });
 }
 
-async function openQuery(keepIndex = 0, flashId = null) {
+export async function openQuery(keepIndex = 0, flashId = null) {
   await closeQuery();
   state.pendingChanges = 0;
   $("live-notice").hidden = true;
@@ -352,35 +298,40 @@ function previousPage() {
 
 function columnsFor(items) {
   const fields = [];
+  const skip = reserved();
   for (const item of items) {
     for (const key of Object.keys(item)) {
-      if (!RESERVED.has(key) && !fields.includes(key)) fields.push(key);
+      if (!skip.has(key) && !fields.includes(key)) fields.push(key);
     }
   }
+  if (isForeign()) return ["id", ...fields.slice(0, MAX_FIELD_COLUMNS)];
   return ["id", ...fields.slice(0, MAX_FIELD_COLUMNS), "version", "updatedAt"];
 }
 
-function cell(key, value) {
-  if (value === null || value === undefined) return el("td", { class: "null" }, "—");
-  if (key === "updatedAt" || key === "createdAt") {
+/** A grid cell: numbers as their exact JSON text, strings that look like another type quoted,
+ * invisible and direction characters escaped (show.js). */
+function cell(key, value, metadata) {
+  if (metadata && (key === "updatedAt" || key === "createdAt") && typeof value === "string") {
     const date = new Date(value);
-    return el("td", { class: "mono", title: value }, isNaN(date) ? value : date.toLocaleString());
+    return el("td", { class: "mono", title: visible(value) }, isNaN(date) ? visible(value) : date.toLocaleString());
   }
-  if (typeof value === "number") return el("td", { class: "num" }, value.toLocaleString());
-  if (typeof value === "object") return el("td", { class: "mono", title: JSON.stringify(value) }, JSON.stringify(value));
-  return el("td", { class: key === "id" ? "mono" : "", title: String(value) }, String(value));
+  const { text, kind } = cellText(value);
+  const cls = { num: "num", null: "null", json: "mono", text: key === "id" ? "mono" : "" }[kind];
+  return el("td", { class: cls, title: text }, text);
 }
 
 function renderRecords(flashId = null) {
   const query = state.query;
   const items = query && query.pages.length ? query.pages[query.index] || [] : [];
-  $("records-title").textContent = state.collection || "Records";
+  $("records-title").textContent = state.collection ? visible(state.collection) : "Records";
   const table = $("records-table");
   if (!items.length) {
     table.hidden = true;
+    table.tHead.replaceChildren(); // hidden is not gone: no earlier rows stay in the page
+    table.tBodies[0].replaceChildren();
     $("records-empty").hidden = false;
     $("records-empty").textContent = state.collection
-      ? `No records in ${state.collection} yet. Use “New record” to add one.`
+      ? `No records in ${visible(state.collection)} yet. Use “New record” to add one.`
       : "Pick a collection, or create a record to start one.";
   } else {
     const columns = columnsFor(items);
@@ -392,7 +343,7 @@ function renderRecords(flashId = null) {
         el(
           "tr",
           { dataset: { id: idText(item.id) }, class: idText(item.id) === flashId ? "flash" : "", onclick: () => editRecord(item) },
-          ...columns.map((c) => cell(c, item[c])),
+          ...columns.map((c) => cell(c, item[c], !isForeign())),
         ),
       ),
     );
@@ -405,168 +356,6 @@ function renderRecords(flashId = null) {
   $("next-page").disabled = !query || (query.index + 1 >= query.pages.length && !query.hasMore);
 }
 
-// -- the editor -----------------------------------------------------------------------------------
-
-function userFields(record) {
-  return Object.fromEntries(Object.entries(record).filter(([key]) => !RESERVED.has(key)));
-}
-
-/** A record's id as the text every command takes: the key of a table dbhandles did not create may
- * be a number in records (3 is "3", 2.5 is "2.5"; docs/foreign-tables.md). */
-function idText(id) {
-  return typeof id === "string" ? id : String(id);
-}
-
-/** The fields of the edited record that changed: an update sets only those, so the columns no one
- * may set (a table's generated columns, its key) go back only when the user typed a new value into
- * one, and the server then says why it refuses it. */
-function changedFields(before, after) {
-  return Object.fromEntries(
-    Object.entries(after).filter(([key, value]) => !(key in before) || JSON.stringify(before[key]) !== JSON.stringify(value)),
-  );
-}
-
-function newRecord() {
-  state.editing = null;
-  $("editor-title").textContent = "New record";
-  $("editor-collection").value = state.collection || "";
-  $("editor-collection").disabled = false;
-  $("editor-id").value = "";
-  $("editor-id").disabled = false;
-  $("editor-id-hint").hidden = false;
-  $("editor-data").value = JSON.stringify({ text: "example", label: "positive" }, null, 2);
-  $("editor-meta").textContent = "";
-  $("editor-save").textContent = "Create";
-  $("editor-delete").hidden = true;
-  openEditor();
-}
-
-function editRecord(record) {
-  state.editing = record;
-  $("editor-title").textContent = "Edit record";
-  $("editor-collection").value = state.collection;
-  $("editor-collection").disabled = true;
-  $("editor-id").value = idText(record.id);
-  $("editor-id").disabled = true;
-  $("editor-id-hint").hidden = true;
-  $("editor-data").value = JSON.stringify(userFields(record), null, 2);
-  // A table dbhandles did not create may keep none of these.
-  $("editor-meta").textContent = [
-    record.version != null ? `version ${record.version}` : "",
-    record.createdAt ? `created ${record.createdAt}` : "",
-    record.updatedAt ? `updated ${record.updatedAt}` : "",
-  ].filter(Boolean).join(" · ");
-  $("editor-save").textContent = "Save changes";
-  $("editor-delete").hidden = false;
-  resetDeleteButton();
-  openEditor();
-}
-
-function openEditor() {
-  $("editor").hidden = false;
-  validateEditor();
-  (state.editing ? $("editor-data") : $("editor-collection").value ? $("editor-data") : $("editor-collection")).focus();
-}
-
-function closeEditor() {
-  $("editor").hidden = true;
-  state.editing = null;
-}
-
-/** Parse the textarea; show why it is not a JSON object. Returns the object or null. */
-function validateEditor() {
-  const area = $("editor-data");
-  const hint = $("editor-hint");
-  let value;
-  try {
-    value = JSON.parse(area.value);
-  } catch (err) {
-    area.classList.add("invalid");
-    hint.className = "hint error";
-    hint.textContent = `Not valid JSON: ${err.message}`;
-    $("editor-save").disabled = true;
-    return null;
-  }
-  if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    area.classList.add("invalid");
-    hint.className = "hint error";
-    hint.textContent = "The data must be a JSON object, like {\"text\": \"example\"}";
-    $("editor-save").disabled = true;
-    return null;
-  }
-  area.classList.remove("invalid");
-  hint.className = "hint ok";
-  hint.textContent = state.editing
-    ? "Valid JSON. Fields are merged into the record; set a field to null to clear it."
-    : "Valid JSON object.";
-  $("editor-save").disabled = false;
-  return value;
-}
-
-async function saveRecord(event) {
-  event.preventDefault();
-  clearBanner();
-  const data = validateEditor();
-  if (!data) return;
-  const collection = $("editor-collection").value.trim();
-  if (!collection) {
-    showError({ code: "invalid_params", error: "enter a collection name, e.g. training_examples" }, "Save");
-    return;
-  }
-  $("editor-save").disabled = true;
-  let result;
-  if (state.editing) {
-    const id = idText(state.editing.id);
-    const changes = changedFields(userFields(state.editing), data);
-    if (!Object.keys(changes).length) {
-      $("editor-save").disabled = false;
-      closeEditor();
-      return;
-    }
-    const params = { dbHandle: state.handle, collection, id, data: changes };
-    if (state.editing.version != null) params.expectedVersion = state.editing.version;
-    result = await run("data/update", params, `Updating ${id}`);
-  } else {
-    const params = { dbHandle: state.handle, collection, data };
-    const id = $("editor-id").value.trim();
-    if (id) params.id = id;
-    result = await run("data/create", params, `Creating a record in ${collection}`);
-  }
-  $("editor-save").disabled = false;
-  if (!result) return;
-  closeEditor();
-  state.collection = collection;
-  await loadCollections();
-  await openQuery(state.query ? state.query.index : 0, result.id);
-}
-
-async function deleteRecord() {
-  const button = $("editor-delete");
-  if (button.dataset.confirm !== "yes") {
-    button.dataset.confirm = "yes";
-    button.textContent = "Click again to delete";
-    button.classList.add("danger");
-    return;
-  }
-  const id = idText(state.editing.id);
-  const result = await run(
-    "data/delete",
-    { dbHandle: state.handle, collection: state.collection, id },
-    `Deleting ${id}`,
-  );
-  if (!result) return;
-  closeEditor();
-  await loadCollections();
-  await openQuery(state.query ? state.query.index : 0);
-}
-
-function resetDeleteButton() {
-  const button = $("editor-delete");
-  button.dataset.confirm = "";
-  button.textContent = "Delete";
-  button.classList.remove("danger");
-}
-
 // -- live updates ---------------------------------------------------------------------------------
 
 let refreshTimer = null;
@@ -576,7 +365,7 @@ function onEvent({ event, payload }) {
   logActivity(event, payload);
   if (payload.dbHandle !== state.handle) return;
   const collection = payload.collection;
-  if (event.endsWith(":created") || event.endsWith(":updated")) flashId = payload.id;
+  if ((event.endsWith(":created") || event.endsWith(":updated")) && payload.id != null) flashId = idText(payload.id);
   clearTimeout(refreshTimer);
   refreshTimer = setTimeout(async () => {
     const handle = state.handle;
@@ -609,8 +398,12 @@ function logActivity(event, payload) {
       "li",
       {},
       el("time", {}, new Date().toLocaleTimeString()),
-      el("span", { class: `ev ev-${op}` }, event),
-      el("span", { class: "muted" }, `${payload.id ? `id ${payload.id} · ` : ""}on ${who ? handleLabel(who) : payload.dbHandle}`),
+      el("span", { class: `ev ev-${op}` }, visible(event)),
+      el(
+        "span",
+        { class: "muted" },
+        `${payload.id != null ? `id ${visible(idText(payload.id))} · ` : ""}on ${who ? handleLabel(who) : visible(payload.dbHandle)}`,
+      ),
     ),
   );
   while (list.children.length > 50) list.lastChild.remove();
@@ -635,13 +428,6 @@ function renderStatus(status, detail) {
 }
 
 // -- the token ------------------------------------------------------------------------------------
-
-const TOKEN_KEY = "dbhandles.token";
-
-/** The token of this tab (sessionStorage: it goes when the tab closes, and no other tab sees it). */
-function storedToken() {
-  return sessionStorage.getItem(TOKEN_KEY);
-}
 
 function showTokenPrompt(error) {
   clearBanner();
@@ -670,19 +456,28 @@ function useToken(event) {
   Connection.configure({ token });
 }
 
-/** Forget this tab's token: nothing stays on screen, and the server asks for a token again. */
-function forgetToken() {
-  sessionStorage.removeItem(TOKEN_KEY);
-  state.handles = [];
-  state.collections = [];
-  state.collection = null;
-  state.query = null;
-  state.handle = "default";
+/** Take every record, collection, handle and message of the current actor off the screen and out
+ * of the page's state (the editor's text too), before the token goes or changes. */
+function clearData() {
+  closeEditor();
+  for (const id of ["editor-data", "editor-id", "editor-collection", "import-input", "import-output"]) $(id).value = "";
+  for (const id of ["editor-meta", "editor-hint", "import-status", "live-notice"]) $(id).textContent = "";
+  $("live-notice").hidden = true;
+  $("import-progress").hidden = true;
+  clearBanner();
+  closeQuery(); // drops state.query at once; the old connection's cursor is closed in the background
+  Object.assign(state, { handles: [], collections: [], collection: null, handle: "default", pendingChanges: 0 });
   renderHandles();
   renderHandleHead();
   renderCollections();
   renderRecords();
   $("activity").replaceChildren();
+}
+
+/** Forget this tab's token: nothing stays on screen, and the server asks for a token again. */
+function forgetToken() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  clearData();
   Connection.configure({});
 }
 
@@ -719,38 +514,22 @@ function wire() {
 
 let started = false;
 
-/** A token in the address (`#token=...`, as printed by `jtag serve` when it creates the admin token)
- * is kept for this tab only and removed from the address bar so it is not shared by copy-paste.
- * It never silently replaces the token the tab already has: a link from elsewhere could otherwise
- * switch the tab to an identity its user did not choose (and show them that actor's data as theirs),
- * so the user is asked first. */
-function tokenFromAddress() {
-  const match = location.hash.match(/token=([^&]+)/);
-  if (match) {
-    history.replaceState(null, "", location.pathname + location.search);
-    let given = null;
-    try {
-      given = decodeURIComponent(match[1]);
-    } catch {
-      given = null;
-    }
-    const current = storedToken();
-    const replace =
-      given &&
-      given !== current &&
-      (!current ||
-        window.confirm(
-          "This address carries a token for another identity. Replace the token this tab uses " +
-            "with it? (Cancel keeps the current one.)",
-        ));
-    if (replace) sessionStorage.setItem(TOKEN_KEY, given);
-  }
-  return storedToken();
+/** A `#token=` put in the address after the page loaded: asked about the same way; once accepted,
+ * nothing of the previous actor stays on screen. */
+async function onHashChange() {
+  const offered = await takeTokenFromAddress();
+  if (!offered) return;
+  sessionStorage.setItem(TOKEN_KEY, offered);
+  clearData();
+  Connection.configure({ token: offered });
 }
 
 async function start() {
   wire();
-  Connection.configure({ token: tokenFromAddress() || undefined });
+  const offered = await takeTokenFromAddress();
+  if (offered) sessionStorage.setItem(TOKEN_KEY, offered);
+  window.addEventListener("hashchange", onHashChange);
+  Connection.configure({ token: storedToken() || undefined });
   Connection.onStatus((status, detail) => {
     renderStatus(status, detail);
     // After a reconnect, reload what the page shows: writes may have happened while it was away,

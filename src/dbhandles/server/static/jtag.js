@@ -21,6 +21,29 @@ export function matches(pattern, name) {
   return new RegExp(`^${source}$`).test(name);
 }
 
+/** The significant digits of a JSON number's text or of a double's shortest text ("-0.0120e5" and
+ * 1200 both give "12"). */
+function digits(text) {
+  return text.replace(/[eE].*$/, "").replace(/[-+.]/g, "").replace(/^0+/, "").replace(/0+$/, "");
+}
+
+/**
+ * JSON.parse that changes no number: a number a double cannot hold exactly (an integer past 2^53
+ * such as 9007199254740993, or more digits than a double keeps) becomes `JSON.rawJSON(its text)`,
+ * which JSON.stringify writes back digit for digit (`JSON.isRawJSON(v)`, `v.rawJSON` is the text).
+ * With `allNumbers`, every number is kept as its text (what the user typed: 1.0 stays 1.0).
+ * Needs the source text of the reviver (Chromium 114+); throws SyntaxError on text that is not JSON.
+ */
+export function parseExact(text, { allNumbers = false } = {}) {
+  return JSON.parse(text, (key, value, context) => {
+    if (typeof value !== "number" || !context || typeof context.source !== "string") return value;
+    if (allNumbers || digits(context.source) !== digits(String(Math.abs(value)))) {
+      return JSON.rawJSON(context.source);
+    }
+    return value;
+  });
+}
+
 function failure(code, error) {
   return { success: false, timestamp: new Date().toISOString(), error, code };
 }
@@ -60,6 +83,35 @@ class Connection {
       old.close();
     }
     this.connect();
+  }
+
+  /**
+   * Ask the server whom `token` belongs to, without using it: resolves with {actor} on the server's
+   * hello, or {error} when it refuses the token or cannot be reached. The probe's socket is closed.
+   */
+  probe(token, { timeout = 10000 } = {}) {
+    const base = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+    return new Promise((resolve) => {
+      const socket = new WebSocket(`${base}?token=${encodeURIComponent(token)}`);
+      const done = (answer) => {
+        clearTimeout(timer);
+        socket.onmessage = socket.onclose = null;
+        socket.close();
+        resolve(answer);
+      };
+      const timer = setTimeout(() => done({ error: "no answer from the server" }), timeout);
+      socket.onmessage = (msg) => {
+        let message = null;
+        try {
+          message = JSON.parse(msg.data);
+        } catch {
+          return;
+        }
+        if (message.type === "hello") done({ actor: message.actor });
+        else if (message.type === "error") done({ error: message.error || "the server refused this token" });
+      };
+      socket.onclose = () => done({ error: "the server refused this token" });
+    });
   }
 
   ensure() {
@@ -145,7 +197,7 @@ class Connection {
   receive(text) {
     let message;
     try {
-      message = JSON.parse(text);
+      message = parseExact(text);
     } catch {
       console.warn("jtag: ignoring a message that is not JSON", text);
       return;
