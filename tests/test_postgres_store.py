@@ -214,6 +214,20 @@ def test_meta(store: HandleStore) -> None:
     assert store.set_meta("k", "3") == "3" and store.get_meta("k") == "3"
 
 
+def test_meta_alone_drops_the_prefixs_other_keys_of_the_value(store: HandleStore) -> None:
+    # LIKE's own characters in the prefix are matched as themselves.
+    for key in ("f_%:1", "f_%:2", "fx%:3", "f_y:4", "g:5"):
+        store.set_meta(key, "/a/b")
+    store.set_meta("f_%:6", "/other")
+    store.set_meta_alone("f_%:7", "/a/b", "f_%:")
+    kept = {k: store.get_meta(k) for k in ("f_%:1", "f_%:2", "fx%:3", "f_y:4", "g:5", "f_%:6")}
+    assert kept == {"f_%:1": None, "f_%:2": None, "fx%:3": "/a/b", "f_y:4": "/a/b",
+                    "g:5": "/a/b", "f_%:6": "/other"}  # fmt: skip
+    assert store.get_meta("f_%:7") == "/a/b"
+    store.set_meta_alone("f_%:7", "/c", "f_%:")
+    assert store.get_meta("f_%:7") == "/c"
+
+
 def test_owners_grants_and_alias_owners(store: HandleStore) -> None:
     """Issue 12: ownership and grants are rows of the store; an alias belongs to its actor."""
     from dbhandles import AccessDenied

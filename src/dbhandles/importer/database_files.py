@@ -63,15 +63,15 @@ def is_database_file(
 ) -> bool:
     """Whether the regular file ``real`` (a real path; ``info``: its ``lstat`` in ``folder``, its
     folder pinned by ``pinned_look.look``) is a database of any adapter: registered
-    (``is_registered``), its identity recorded in the handle store's book of names
-    (``security/file_names.py``), or recognized by a file adapter by its content
-    (``Adapter.recognizes_head``), read through ``folder``.
+    (``is_registered``), its identity recorded in the handle store's book of names as a
+    database's file now (``security/file_names.FileNames.holds_database``), or recognized by a
+    file adapter by its content (``Adapter.recognizes_head``), read through ``folder``.
 
     Raises:
         PathNotAllowed: the name led to another file than ``info`` when it was opened
             (``changed_while_opened``).
     """
-    if is_registered(service, real) or service.access.names.recorded(info) is not None:
+    if is_registered(service, real) or service.access.names.holds_database(info):
         return True
     return _recognized(real, folder, info, field)
 

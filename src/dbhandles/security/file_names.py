@@ -80,13 +80,29 @@ class FileNames:
         """The name the book records for the file ``info`` describes (``None``: none)."""
         return self._book(info)
 
+    def holds_database(self, info: os.stat_result) -> bool:
+        """Whether the book records the file ``info`` describes as a database's file now. A
+        database file's record holds wherever the file went (a rename keeps its identity); a side
+        file's record only while its recorded name still leads to it: SQLite deletes its side
+        files (the ``-wal`` and ``-shm`` at the last close, a ``-journal`` at each commit) and the
+        file system then gives their numbers to new files, which are nobody's database."""
+        booked = self._book(info)
+        if booked is None or not is_side_file(booked):
+            return booked is not None
+        leads = _stat(booked)
+        return leads is not None and (leads.st_dev, leads.st_ino) == (info.st_dev, info.st_ino)
+
     def _write(self, info: os.stat_result, name: str) -> None:
         key = _key(info)
         with self._lock:
             if self._seen.get(key) == name:
                 return
-        self.store.set_meta(key, name)
+        # A name leads to one file at a time: the records of the files it led to before (a JSON
+        # commit's rename, a database deleted and made again, a -wal SQLite deleted) go, so the
+        # file system's giving their numbers to new files makes no new file a database.
+        self.store.set_meta_alone(key, name, _KEY)
         with self._lock:
+            self._seen = {k: v for k, v in self._seen.items() if v != name}
             self._seen[key] = name
 
     def record(self, path: str) -> None:

@@ -295,6 +295,12 @@ class HandleStore(ABC):
         """Store ``value`` under ``key``; with ``only_if_missing`` keep an existing value. Returns the stored value."""
 
     @abstractmethod
+    def set_meta_alone(self, key: str, value: str, prefix: str) -> None:
+        """Store ``value`` under ``key`` and delete every other key that starts with ``prefix``
+        and holds the same ``value``, in one transaction (the book of names: a name leads to one
+        file at a time)."""
+
+    @abstractmethod
     def get_database(self, database: str) -> DatabaseRow | None:
         """Who owns ``database``, if anyone was recorded."""
 

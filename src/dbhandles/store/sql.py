@@ -315,6 +315,19 @@ class SqlHandleStore(HandleStore):
                 tx.execute("SELECT value FROM _dbh_meta WHERE key = ?", (key,)).fetchone()[0]
             )
 
+    def set_meta_alone(self, key: str, value: str, prefix: str) -> None:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        with self._tx() as tx:
+            tx.execute(
+                "DELETE FROM _dbh_meta WHERE value = ? AND key <> ? AND key LIKE ? ESCAPE '\\'",
+                (value, key, f"{escaped}%"),
+            )
+            tx.execute(
+                "INSERT INTO _dbh_meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
     # -- ownership and grants ------------------------------------------------------------------------
 
     def get_database(self, database: str) -> DatabaseRow | None:
