@@ -23,9 +23,14 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dbhandles.adapters.postgres import PostgresAdapter
 
 __all__ = [
     "PgServer",
@@ -276,6 +281,18 @@ def postgres_schema(tmp_path: Path, *statements: str, **extra: Any) -> dict[str,
     config = postgres_config(tmp_path, **extra)
     run_in_schema(config, *statements)
     return config
+
+
+@contextmanager
+def postgres_adapter(config: dict[str, Any]) -> Iterator[PostgresAdapter]:
+    """A ``PostgresAdapter`` opened on ``config`` (``postgres_config``), closed on the way out."""
+    from dbhandles.adapters.postgres import PostgresAdapter
+
+    instance = PostgresAdapter(PostgresAdapter.prepare(PostgresAdapter.parse_config(config)))
+    try:
+        yield instance
+    finally:
+        instance.close()
 
 
 if __name__ == "__main__":  # manual check: python -m tests.pgserver

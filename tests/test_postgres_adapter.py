@@ -28,7 +28,7 @@ from dbhandles.adapters.base import Query
 from dbhandles.adapters.postgres import PostgresAdapter
 from dbhandles.adapters.postgres_errors import translate_error
 from dbhandles.filters import parse_filter
-from tests.pgserver import postgres_config, require_postgres
+from tests.pgserver import postgres_adapter, postgres_config, require_postgres
 
 pytestmark = pytest.mark.postgres
 #: ``createdAt`` / ``updatedAt`` as dbhandles writes them: another text makes the row unreadable.
@@ -42,11 +42,8 @@ def pg(tmp_path: Path) -> dict[str, Any]:
 
 @pytest.fixture
 def adapter(pg: dict[str, Any]) -> Iterator[PostgresAdapter]:
-    instance = PostgresAdapter(PostgresAdapter.prepare(PostgresAdapter.parse_config(pg)))
-    try:
+    with postgres_adapter(pg) as instance:
         yield instance
-    finally:
-        instance.close()
 
 
 def _open(service: Service, config: dict[str, Any]) -> str:

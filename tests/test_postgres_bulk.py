@@ -16,7 +16,7 @@ from dbhandles.adapters import postgres_bulk
 from dbhandles.adapters.base import Query, RawRow
 from dbhandles.adapters.postgres import PostgresAdapter
 from dbhandles.errors import DbHandlesError
-from tests.pgserver import postgres_config, run_in_schema
+from tests.pgserver import postgres_adapter, postgres_config, run_in_schema
 
 pytestmark = pytest.mark.postgres
 
@@ -30,11 +30,8 @@ def pg(tmp_path: Path) -> dict[str, Any]:
 
 @pytest.fixture
 def adapter(pg: dict[str, Any]) -> Iterator[PostgresAdapter]:
-    instance = PostgresAdapter(PostgresAdapter.prepare(PostgresAdapter.parse_config(pg)))
-    try:
+    with postgres_adapter(pg) as instance:
         yield instance
-    finally:
-        instance.close()
 
 
 def raw(record_id: str, data: str, version: int = 1) -> RawRow:

@@ -23,16 +23,13 @@ from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg import sql
 
 from dbhandles.adapters.base import RawRow, Record
 from dbhandles.adapters.postgres_compile import dump_document
 from dbhandles.adapters.postgres_records import READABLE
-from dbhandles.errors import InvalidParams
-from dbhandles.filters import RESERVED_FIELDS
-from dbhandles.values import json_text
+from dbhandles.adapters.record_rows import storage_fields
 
 __all__ = ["BATCH", "encode", "insert_rows", "read_rows"]
 
@@ -56,27 +53,8 @@ def encode(record: Record) -> RawRow:
     Raises:
         InvalidParams: a system field is missing, the id is no string, or a value is no JSON.
     """
-    try:
-        record_id = record["id"]
-        data = orjson.dumps({k: v for k, v in record.items() if k not in RESERVED_FIELDS})
-        row = (
-            record_id,
-            dump_document(data).decode(),
-            record["createdAt"],
-            record["updatedAt"],
-            record["version"],
-        )
-    except KeyError as exc:
-        raise InvalidParams(
-            f"record is missing the system field {json_text(exc.args[0], 80)}"
-        ) from exc
-    except orjson.JSONEncodeError as exc:
-        raise InvalidParams(
-            f"record {json_text(record.get('id'), 80)} cannot be stored as JSON: {exc}"
-        ) from exc
-    if not isinstance(record_id, str):
-        raise InvalidParams(f"record id {json_text(record_id, 80)} must be a string", field="id")
-    return row
+    record_id, data, created_at, updated_at, version = storage_fields(record)
+    return (record_id, dump_document(data).decode(), created_at, updated_at, version)
 
 
 def _columns(rows: list[RawRow]) -> list[list[Any]]:

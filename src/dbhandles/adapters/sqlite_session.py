@@ -8,12 +8,11 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from dbhandles.adapters.base import Query, Record, Session, record_from_columns
 from dbhandles.adapters.facets import GroupCounts, combinations_error
 from dbhandles.adapters.foreign_common import read_only_error
 from dbhandles.adapters.group_bytes import fetch_groups
+from dbhandles.adapters.record_rows import storage_fields
 from dbhandles.adapters.sampling import Sampling
 from dbhandles.adapters.sql_compile import RESERVED_COLUMNS, Fragment, and_
 from dbhandles.adapters.sql_facets import (
@@ -54,7 +53,7 @@ from dbhandles.errors import (
     QueryFailed,
     ReadOnly,
 )
-from dbhandles.filters import RESERVED_FIELDS, SYSTEM_PREFIXES, FilterNode, validate_path
+from dbhandles.filters import SYSTEM_PREFIXES, FilterNode, validate_path
 from dbhandles.values import json_text
 
 if TYPE_CHECKING:
@@ -68,27 +67,14 @@ Row = tuple[str, str, Any, Any, Any]
 
 
 def _encode(record: Record) -> Row:
-    try:
-        record_id = record["id"]
-        row = (record_id, record["createdAt"], record["updatedAt"], record["version"])
-        data = orjson.dumps({k: v for k, v in record.items() if k not in RESERVED_FIELDS})
-    except KeyError as exc:
-        raise InvalidParams(
-            f"record is missing the system field {json_text(exc.args[0], 80)}"
-        ) from exc
-    except orjson.JSONEncodeError as exc:
-        raise InvalidParams(
-            f"record {json_text(record.get('id'), 80)} cannot be stored as JSON: {exc}"
-        ) from exc
-    if not isinstance(record_id, str):
-        raise InvalidParams(f"record id {json_text(record_id, 80)} must be a string", field="id")
+    record_id, data, created_at, updated_at, version = storage_fields(record)
     if len(data) > MAX_VALUE_BYTES:
         raise InvalidParams(
             f"record {json_text(record_id, 80)} is {len(data) >> 20} MiB as JSON; a record of an "
             f"SQLite database holds at most {MAX_VALUE_BYTES >> 20} MiB",
             field="data",
         )
-    return (record_id, data.decode(), row[1], row[2], row[3])
+    return (record_id, data.decode(), created_at, updated_at, version)
 
 
 def _decode(row: Sequence[Any], collection: str) -> Record:

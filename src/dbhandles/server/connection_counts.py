@@ -122,30 +122,43 @@ class Wire:
         which ends within the request deadlines.
         """
         full = self.max_connections and others - self.leaving >= self.max_connections
-        if full and not self._make_room(None, refusal_bytes(503, ServerUnreachable(
+        if full and (refused := self._room_or_refusal(None, 503, ServerUnreachable, (
             f"the server holds {self.max_connections} connections (the limit is "
             "DBHANDLES_MAX_CONNECTIONS): this one, the oldest without a token or a request "
             "running, of the address holding the most, was closed to make room; nothing of it "
-            "ran", field="connection"))):  # fmt: skip
-            return refusal_bytes(503, ServerUnreachable(
-                f"the server already holds {self.max_connections} connections, each "
-                "authenticated or running a request (the limit is DBHANDLES_MAX_CONNECTIONS); "
-                "try again in a moment", field="connection"))  # fmt: skip
+            "ran"), (
+            f"the server already holds {self.max_connections} connections, each "
+            "authenticated or running a request (the limit is DBHANDLES_MAX_CONNECTIONS); "
+            "try again in a moment"))):  # fmt: skip
+            return refused
         crowded = self.per_address and self.open[address] >= self.per_address
-        if crowded and not self._make_room(address, refusal_bytes(429, TooManyRequests(
+        if crowded and (refused := self._room_or_refusal(address, 429, TooManyRequests, (
             f"{address} opened more than {self.per_address} connections that have not "
             "authenticated (the limit is DBHANDLES_MAX_CONNECTIONS_PER_ADDRESS): this one, "
             "the oldest without a request running, was closed to make room; nothing of it "
-            "ran", field="connection"))):  # fmt: skip
-            return refusal_bytes(429, TooManyRequests(
-                f"{address} already has {self.per_address} connections open that have not "
-                "authenticated, each running a request (the limit is "
-                "DBHANDLES_MAX_CONNECTIONS_PER_ADDRESS); reuse or close some",
-                field="connection"))  # fmt: skip
+            "ran"), (
+            f"{address} already has {self.per_address} connections open that have not "
+            "authenticated, each running a request (the limit is "
+            "DBHANDLES_MAX_CONNECTIONS_PER_ADDRESS); reuse or close some"))):  # fmt: skip
+            return refused
         self._untrusted.setdefault(address, {})[transport] = held
         self._address[transport] = address
         self.open[address] += 1
         return None
+
+    def _room_or_refusal(
+        self,
+        address: str | None,
+        status: int,
+        error: type[ServerUnreachable | TooManyRequests],
+        closed: str,
+        refused: str,
+    ) -> bytes | None:
+        """None once a connection is closed with ``status`` and ``closed`` to make room
+        (``_make_room``), else the answer refusing the newcomer with ``refused``."""
+        if self._make_room(address, refusal_bytes(status, error(closed, field="connection"))):
+            return None
+        return refusal_bytes(status, error(refused, field="connection"))
 
     def _make_room(self, address: str | None, refusal: bytes) -> bool:
         """Close the oldest connection of ``address`` (None: of the address holding the most, then
