@@ -136,3 +136,22 @@ def create_under_a_raising_default(service: Service, tmp_path: Path, state: str)
     return query_failed_naming(
         service, "data/create", {"dbHandle": handle, "collection": "t", "data": {"id": 1}}, state
     )
+
+
+def restricted_schema(
+    service: Service, tmp_path: Path, *statements: str, **permissions: Any
+) -> tuple[dict[str, Any], str]:
+    """A schema another tool built with ``statements`` (``postgres_schema``) and a handle to it
+    with ``permissions`` (:func:`open_postgres`): the config and the handle."""
+    from tests.pgserver import postgres_schema
+
+    pg = postgres_schema(tmp_path, *statements)
+    return pg, open_postgres(service, pg, **permissions)
+
+
+def refused_create(
+    service: Service, handle: str, collection: str, data: dict[str, Any]
+) -> DbHandlesError:
+    """:func:`refused` for a ``data/create`` of ``data`` in ``collection`` on ``handle``."""
+    params = {"dbHandle": handle, "collection": collection, "data": data}
+    return refused(service, "data/create", params)

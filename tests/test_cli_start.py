@@ -78,6 +78,17 @@ def _run_cli(*args: str, env: dict[str, str] | None = None) -> dict[str, object]
     return result
 
 
+def _clean_env(tmp_path: Path) -> dict[str, str]:
+    """This process's environment without ``JTAG_*``/``DBHANDLES_*``, its home under ``tmp_path``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JTAG_", "DBHANDLES_"))}
+    env["DBHANDLES_HOME"] = str(tmp_path / "home")
+    return env
+
+
+#: A local read of each kind, run in process (no server).
+LOCAL_READS = [["data/list", "--collection=users"], ["data/read", "--collection=users", "--id=u1"]]
+
+
 def _loaded(modules: object, names: Sequence[str]) -> list[str]:
     """The modules of ``modules`` that are one of ``names`` or inside one of them."""
     assert isinstance(modules, list)
@@ -135,8 +146,7 @@ def test_an_in_process_command_imports_only_what_it_runs(
     tmp_path: Path, args: list[str], modules: set[str]
 ) -> None:
     # A fresh home and no server named: the command runs in this process (as a first command does).
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JTAG_", "DBHANDLES_"))}
-    env["DBHANDLES_HOME"] = str(tmp_path / "home")
+    env = _clean_env(tmp_path)
     result = _run_cli(*args, env=env)
     assert result["code"] == 0, result["text"]
     assert '"success": true' in str(result["text"])
@@ -146,9 +156,15 @@ def test_an_in_process_command_imports_only_what_it_runs(
     assert commands == modules, f"jtag {' '.join(args)} imported the command modules {commands}"
 
 
-@pytest.mark.parametrize(
-    "args", [["data/list", "--collection=users"], ["data/read", "--collection=users", "--id=u1"]]
-)
+def _assert_local_read_skips(tmp_path: Path, args: list[str], names: Sequence[str]) -> None:
+    """``jtag *args`` run in process succeeds without importing any of ``names``."""
+    result = _run_cli(*args, env=_clean_env(tmp_path))
+    assert result["code"] == 0, result["text"]
+    loaded = _loaded(result["modules"], names)
+    assert loaded == [], f"jtag {' '.join(args)} imported {loaded}"
+
+
+@pytest.mark.parametrize("args", LOCAL_READS)
 def test_an_in_process_read_imports_no_terminal_idna_or_memory_module(
     tmp_path: Path, args: list[str]
 ) -> None:
@@ -156,19 +172,12 @@ def test_an_in_process_read_imports_no_terminal_idna_or_memory_module(
     # its name as bytes, which ``getaddrinfo`` takes without the ``idna`` codec. (A command that
     # builds a pydantic validator imports ``shutil`` anyway: pydantic looks for its plugins.) Nor
     # the memory adapter: no memory database is opened, so no object can be of its classes.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JTAG_", "DBHANDLES_"))}
-    env["DBHANDLES_HOME"] = str(tmp_path / "home")
-    result = _run_cli(*args, env=env)
-    assert result["code"] == 0, result["text"]
-    loaded = _loaded(
-        result["modules"], ("shutil", "encodings.idna", "stringprep", "dbhandles.adapters.memory")
+    _assert_local_read_skips(
+        tmp_path, args, ("shutil", "encodings.idna", "stringprep", "dbhandles.adapters.memory")
     )
-    assert loaded == [], f"jtag {' '.join(args)} imported {loaded}"
 
 
-@pytest.mark.parametrize(
-    "args", [["data/list", "--collection=users"], ["data/read", "--collection=users", "--id=u1"]]
-)
+@pytest.mark.parametrize("args", LOCAL_READS)
 def test_an_in_process_read_imports_no_recheck_or_token_module(
     tmp_path: Path, args: list[str]
 ) -> None:
@@ -176,12 +185,9 @@ def test_an_in_process_read_imports_no_recheck_or_token_module(
     # ``data/query-next`` on a restricted handle, copies and imports: ``commands/listing.py``
     # imports it where it is used. ``security/tokens.py`` serves callers with a token: the
     # service makes its ``TokenManager`` on first use. A local read's cold start pays for neither.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JTAG_", "DBHANDLES_"))}
-    env["DBHANDLES_HOME"] = str(tmp_path / "home")
-    result = _run_cli(*args, env=env)
-    assert result["code"] == 0, result["text"]
-    loaded = _loaded(result["modules"], ("dbhandles.commands.recheck", "dbhandles.security.tokens"))
-    assert loaded == [], f"jtag {' '.join(args)} imported {loaded}"
+    _assert_local_read_skips(
+        tmp_path, args, ("dbhandles.commands.recheck", "dbhandles.security.tokens")
+    )
 
 
 _BUILT_PROBE = """
@@ -224,8 +230,7 @@ def test_an_in_process_read_builds_no_pydantic_validator(
     # Building a model's validator (its core schema) is most of what a model costs a cold start:
     # a read on the default database builds none but, at most, its command's own models' (never the
     # default database's config nor the permission presets), and loads no RE2 without a $regex.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JTAG_", "DBHANDLES_"))}
-    env["DBHANDLES_HOME"] = str(tmp_path / "home")
+    env = _clean_env(tmp_path)
     created = subprocess.run(
         [sys.executable, "-m", "dbhandles.cli", "data/create", "--collection=users",
          '--data={"id": "u1", "name": "ada"}'],
@@ -249,8 +254,7 @@ def test_an_in_process_read_builds_no_pydantic_validator(
 
 def test_a_command_sent_to_a_server_does_not_build_the_service(tmp_path: Path) -> None:
     # Port 1 on loopback: nothing listens, so the answer is server_unreachable (no server needed).
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JTAG_", "DBHANDLES_"))}
-    env["DBHANDLES_HOME"] = str(tmp_path / "home")
+    env = _clean_env(tmp_path)
     env["JTAG_URL"] = "http://127.0.0.1:1"
     result = _run_cli("data/list", "--collection=users", env=env)
     assert result["code"] == 1
@@ -287,8 +291,7 @@ def test_main_in_a_callers_process_leaves_its_garbage_collector_alone(
 def test_jtag_as_its_own_process_runs_a_command_in_process(tmp_path: Path) -> None:
     # argv omitted, as the console script and ``python -m dbhandles.cli`` call main(): the start-up
     # objects are frozen, and the command runs and prints its envelope all the same.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JTAG_", "DBHANDLES_"))}
-    env["DBHANDLES_HOME"] = str(tmp_path / "home")
+    env = _clean_env(tmp_path)
     commands = (
         ["data/create", "--collection=users", '--data={"name": "ada"}'],
         ["data/list", "--collection=users"],

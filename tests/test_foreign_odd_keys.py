@@ -18,7 +18,7 @@ import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 import pytest
@@ -96,41 +96,39 @@ INSERT INTO chi VALUES (2, 'child 2', 'x'), (3, 'child 3', 'x');
 
 #: (engine, table, whether it is written through its key, the SQL listing ``v`` in the order of
 #: its key when the listing follows it)
-CASES: list[tuple[str, str, bool, str | None]] = [
-    ("sqlite", "ri", False, None),
-    ("sqlite", "amb", False, None),
-    ("sqlite", "bk", False, None),
-    ("sqlite", "ci", False, None),
-    ("sqlite", "wr", False, None),
-    ("sqlite", "wci", False, None),
-    ("sqlite", "vv", False, None),
-    ("sqlite", "tb", False, None),
-    ("sqlite", "ikm", False, None),
-    ("sqlite", "rfin", True, "SELECT v FROM rfin ORDER BY k"),
-    ("sqlite", "txt", True, "SELECT v FROM txt ORDER BY k"),
-    ("sqlite", "ik", True, "SELECT v FROM ik ORDER BY k"),
-    ("sqlite", "cmix", True, None),
-    ("postgres", "pri", False, None),
-    ("postgres", "pci", False, None),
-    ("postgres", "pnum", False, None),
-    ("postgres", "preal", False, None),
-    ("postgres", "pby", False, None),
-    ("postgres", "pjs", False, None),
-    ("postgres", "pbo", False, None),
-    ("postgres", "parr", False, None),
-    ("postgres", "pcb", False, None),
-    ("postgres", "pdom", False, None),
-    ("postgres", "pfin", True, "SELECT v FROM pfin ORDER BY k"),
-    ("postgres", "pnfin", True, "SELECT v FROM pnfin ORDER BY k"),
-    ("postgres", "par", True, "SELECT v FROM ONLY par ORDER BY id"),
+#: Tables written by position, not through a key, per engine.
+_UNKEYED = {
+    "sqlite": "ri amb bk ci wr wci vv tb ikm",
+    "postgres": "pri pci pnum preal pby pjs pbo parr pcb pdom",
+}
+_KEYED: list[tuple[str, str, str | None]] = [
+    ("sqlite", "rfin", "SELECT v FROM rfin ORDER BY k"),
+    ("sqlite", "txt", "SELECT v FROM txt ORDER BY k"),
+    ("sqlite", "ik", "SELECT v FROM ik ORDER BY k"),
+    ("sqlite", "cmix", None),
+    ("postgres", "pfin", "SELECT v FROM pfin ORDER BY k"),
+    ("postgres", "pnfin", "SELECT v FROM pnfin ORDER BY k"),
+    ("postgres", "par", "SELECT v FROM ONLY par ORDER BY id"),
 ]
+CASES: list[tuple[str, str, bool, str | None]] = [
+    (engine, table, False, None) for engine, tables in _UNKEYED.items() for table in tables.split()
+] + [(engine, table, True, listing) for engine, table, listing in _KEYED]
+
+
+class Case(NamedTuple):
+    engine: str
+    table: str
+    #: Whether the table is written through its key.
+    writable: bool
+    #: The SQL listing ``v`` in the order of its key, when the listing follows it.
+    ordered: str | None
 
 
 def _params() -> list[Any]:
     return [
-        pytest.param(*case, id=f"{case[0]}-{case[1]}", marks=[pytest.mark.postgres])
+        pytest.param(Case(*case), id=f"{case[0]}-{case[1]}", marks=[pytest.mark.postgres])
         if case[0] == "postgres"
-        else pytest.param(*case, id=f"{case[0]}-{case[1]}")
+        else pytest.param(Case(*case), id=f"{case[0]}-{case[1]}")
         for case in CASES
     ]
 
@@ -215,16 +213,20 @@ def walk_query(db: Db, table: str, **params: Any) -> list[dict[str, Any]]:
     raise AssertionError(f"query over {table} by 1 did not end: {found}")
 
 
+@pytest.fixture(params=_params())
+def odd(request: pytest.FixtureRequest, service: Service, tmp_path: Path) -> tuple[Db, Case]:
+    """A table of ``CASES`` (each engine's database opened fresh) and its case."""
+    case: Case = request.param
+    return open_db(case.engine, service, tmp_path), case
+
+
 def given_ids(record_id: Any) -> list[Any]:
     """The spellings of an id every command takes: as listed, and its text."""
     return [record_id] if isinstance(record_id, str) else [record_id, id_text(record_id)]
 
 
-@pytest.mark.parametrize(("engine", "table", "writable", "ordered"), _params())
-def test_ids_are_json_distinct_and_never_null(
-    engine: str, table: str, writable: bool, ordered: str | None, service: Service, tmp_path: Path
-) -> None:
-    db = open_db(engine, service, tmp_path)
+def test_ids_are_json_distinct_and_never_null(odd: tuple[Db, Case]) -> None:
+    db, (_, table, writable, ordered) = odd
     items = db.items(table)
     ids = [item["id"] for item in items]
     assert None not in ids
@@ -237,14 +239,11 @@ def test_ids_are_json_distinct_and_never_null(
         assert [item["v"] for item in items] == db.query(ordered)
 
 
-@pytest.mark.parametrize(("engine", "table", "writable", "ordered"), _params())
-def test_an_id_of_json_is_compact(
-    engine: str, table: str, writable: bool, ordered: str | None, service: Service, tmp_path: Path
-) -> None:
+def test_an_id_of_json_is_compact(odd: tuple[Db, Case]) -> None:
     """An id that is JSON (a compound key, a table served by its columns) is compact on both
     engines: no space outside its strings (PostgreSQL's ``jsonb`` text wrote ``[[1, 2],1]`` and
     ``[{"$base64": ""},3]``), and a string's own spaces are kept."""
-    db = open_db(engine, service, tmp_path)
+    db, table = odd[0], odd[1].table
     for item in db.items(table):
         record_id = item["id"]
         if isinstance(record_id, str) and record_id[:1] in "[{":
@@ -253,11 +252,8 @@ def test_an_id_of_json_is_compact(
             assert " " not in re.sub(r'"(?:[^"\\]|\\.)*"', '""', head), record_id
 
 
-@pytest.mark.parametrize(("engine", "table", "writable", "ordered"), _params())
-def test_keyset_paging_by_one_lists_every_row_once(
-    engine: str, table: str, writable: bool, ordered: str | None, service: Service, tmp_path: Path
-) -> None:
-    db = open_db(engine, service, tmp_path)
+def test_keyset_paging_by_one_lists_every_row_once(odd: tuple[Db, Case]) -> None:
+    db, table = odd[0], odd[1].table
     items = db.items(table)
     backwards = [{"field": "id", "direction": "desc"}]
     assert walk_cursor(db, table) == items
@@ -268,11 +264,8 @@ def test_keyset_paging_by_one_lists_every_row_once(
     assert sorted(map(repr, walk_cursor(db, table, orderBy=by_v))) == sorted(map(repr, items))
 
 
-@pytest.mark.parametrize(("engine", "table", "writable", "ordered"), _params())
-def test_read_update_delete_by_a_listed_id_reach_exactly_that_row(
-    engine: str, table: str, writable: bool, ordered: str | None, service: Service, tmp_path: Path
-) -> None:
-    db = open_db(engine, service, tmp_path)
+def test_read_update_delete_by_a_listed_id_reach_exactly_that_row(odd: tuple[Db, Case]) -> None:
+    db, (_, table, writable, _) = odd
     items = db.items(table)
     for item in items:
         for given in given_ids(item["id"]):

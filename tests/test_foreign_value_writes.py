@@ -418,6 +418,20 @@ def _events(tmp_path: Path, rows: list[tuple[Any, ...]]) -> Path:
     return path
 
 
+def _events_and_target(
+    service: Service, tmp_path: Path, target: str, rows: list[tuple[Any, ...]]
+) -> tuple[str, str]:
+    """The handle of an SQLite file holding ``rows`` in ``ev`` (``_events``) and of an empty
+    ``target`` database to copy them into."""
+    path = _events(tmp_path, rows)
+    source = service.execute("data/open", {"adapter": "sqlite", "config": {"path": str(path)}})
+    folder = tmp_path / "target"
+    folder.mkdir()
+    config = adapter_config(target, folder)
+    into = service.execute("data/open", {"adapter": target, "config": config})
+    return str(source["dbHandle"]), str(into["dbHandle"])
+
+
 STAMP = "2024-05-01T10:00:00.000Z"
 LEAP = "2024-02-29T23:59:59.999Z"
 
@@ -440,18 +454,8 @@ LEAP = "2024-02-29T23:59:59.999Z"
 def test_copy_refuses_reserved_fields_no_record_holds(
     service: Service, tmp_path: Path, target: str, row: tuple[Any, ...], field: str
 ) -> None:
-    path = _events(tmp_path, [("e0", STAMP, STAMP, 3, "ok"), row])
-    source = str(
-        service.execute("data/open", {"adapter": "sqlite", "config": {"path": str(path)}})[
-            "dbHandle"
-        ]
-    )
-    folder = tmp_path / "target"
-    folder.mkdir()
-    into = str(
-        service.execute("data/open", {"adapter": target, "config": adapter_config(target, folder)})[
-            "dbHandle"
-        ]
+    source, into = _events_and_target(
+        service, tmp_path, target, [("e0", STAMP, STAMP, 3, "ok"), row]
     )
     with pytest.raises(InvalidParams) as caught:
         service.execute("data/copy", {"from": {"dbHandle": source, "collection": "ev"},
@@ -467,20 +471,11 @@ def test_copy_refuses_reserved_fields_no_record_holds(
 def test_copy_keeps_reserved_fields_a_record_holds(
     service: Service, tmp_path: Path, target: str
 ) -> None:
-    path = _events(
-        tmp_path, [("e0", STAMP, STAMP, 3, "ok"), ("e2", LEAP, LEAP, None, "null version")]
-    )
-    source = str(
-        service.execute("data/open", {"adapter": "sqlite", "config": {"path": str(path)}})[
-            "dbHandle"
-        ]
-    )
-    folder = tmp_path / "target"
-    folder.mkdir()
-    into = str(
-        service.execute("data/open", {"adapter": target, "config": adapter_config(target, folder)})[
-            "dbHandle"
-        ]
+    source, into = _events_and_target(
+        service,
+        tmp_path,
+        target,
+        [("e0", STAMP, STAMP, 3, "ok"), ("e2", LEAP, LEAP, None, "null version")],
     )
     done = service.execute("data/copy", {"from": {"dbHandle": source, "collection": "ev"},
                                          "to": {"dbHandle": into, "collection": "events"}})  # fmt: skip

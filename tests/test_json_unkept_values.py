@@ -28,24 +28,35 @@ UNKEPT = [
 ]
 
 
-def _hand_text(fields: str, *, with_b: bool = True) -> str:
-    """A file as a hand writes it: record "a" of collection "c" holding ``fields`` (JSON text, so
-    it may hold what no parser keeps) and, if ``with_b``, a plain record "b"."""
-    records = [f'  {{"id": "a", {fields}, {STAMP}}}']
+def _hand_text(record: str, *, with_b: bool = True, top: str = "") -> str:
+    """A file as a hand writes it: collection "c" holding ``record`` (JSON text, so it may hold
+    what no parser keeps) and, if ``with_b``, a plain record "b"; ``top`` (``"key": value, ``)
+    comes before ``collections``."""
+    records = [f"  {record}"]
     if with_b:
         records.append(f'  {{"id": "b", "n": 1, {STAMP}}}')
     return (
-        '{"format": "dbhandles-json", "version": 1, "collections": {"c": [\n'
+        f'{{"format": "dbhandles-json", "version": 1, {top}"collections": {{"c": [\n'
         + ",\n".join(records)
         + "\n]}}\n"
     )
 
 
-def _hand_edited(tmp_path: Path, fields: str) -> Path:
-    """``tmp_path/hand.json`` written as ``_hand_text(fields)``."""
+def _record_a(fields: str) -> str:
+    """Record "a" holding ``fields`` (JSON text) as a hand writes it."""
+    return f'{{"id": "a", {fields}, {STAMP}}}'
+
+
+def _hand_file(tmp_path: Path, record: str, top: str = "") -> Path:
+    """``tmp_path/hand.json`` written as ``_hand_text(record, top=top)``."""
     path = tmp_path / "hand.json"
-    path.write_text(_hand_text(fields))
+    path.write_text(_hand_text(record, top=top))
     return path
+
+
+def _hand_edited(tmp_path: Path, fields: str) -> Path:
+    """``tmp_path/hand.json`` holding record "a" with ``fields`` and a plain record "b"."""
+    return _hand_file(tmp_path, _record_a(fields))
 
 
 def _open_json(service: Service, path: Path) -> str:
@@ -179,7 +190,7 @@ def test_a_file_nesting_deeper_than_can_be_sent_back_is_not_a_database(
 ) -> None:
     """At 300 levels the open answered ``internal_error`` (orjson writes at most 254)."""
     path = tmp_path / "deep.json"
-    text = _hand_text(f'"deep": {"[" * levels}{"]" * levels}', with_b=False)
+    text = _hand_text(_record_a(f'"deep": {"[" * levels}{"]" * levels}'), with_b=False)
     path.write_text(text if form == "hand" else text.replace(" ", "").replace("\n", ""))
     before = path.read_bytes()
     answer = service.dispatch("data/open", {"adapter": "json", "config": {"path": str(path)}})
@@ -291,20 +302,11 @@ BAD_SYSTEM = [
 ]  # fmt: skip
 
 
-def _with_record(tmp_path: Path, record: str, top: str = "") -> Path:
-    path = tmp_path / "hand.json"
-    path.write_text(
-        f'{{"format": "dbhandles-json", "version": 1, {top}"collections": {{"c": [\n'
-        f'  {record},\n  {{"id": "b", "n": 1, {STAMP}}}\n]}}}}\n'
-    )
-    return path
-
-
 @pytest.mark.parametrize(("record", "word"), BAD_SYSTEM)
 def test_a_record_whose_system_fields_dbhandles_would_not_write_is_unreadable(
     service: Service, tmp_path: Path, record: str, word: str
 ) -> None:
-    path = _with_record(tmp_path, record)
+    path = _hand_file(tmp_path, record)
     before = path.read_bytes()
     db = service.execute("data/open", {"adapter": "json", "config": {"path": str(path)}})
     ask = lambda command, **p: service.dispatch(command, {"dbHandle": db["dbHandle"], **p})  # noqa: E731
@@ -340,7 +342,7 @@ def test_a_record_whose_system_fields_dbhandles_would_not_write_is_unreadable(
 def test_a_record_whose_id_dbhandles_refuses_is_unreadable(
     service: Service, tmp_path: Path, record_id: str
 ) -> None:
-    path = _with_record(tmp_path, f'{{"id": "{record_id}", "n": 1, {STAMP}}}')
+    path = _hand_file(tmp_path, f'{{"id": "{record_id}", "n": 1, {STAMP}}}')
     before = path.read_bytes()
     db = service.execute("data/open", {"adapter": "json", "config": {"path": str(path)}})
     listed = service.execute("data/list", {"dbHandle": db["dbHandle"], "collection": "c"})
@@ -358,13 +360,13 @@ def test_a_record_whose_id_dbhandles_refuses_is_unreadable(
 def test_a_top_level_key_a_rewrite_would_drop_leaves_the_file_read_only(
     service: Service, tmp_path: Path
 ) -> None:
-    path = _with_record(tmp_path, f'{{"id": "a", "n": 1, {STAMP}}}', '"note": "hand-written", ')
+    path = _hand_file(tmp_path, _record_a('"n": 1'), '"note": "hand-written", ')
     _refuses_every_write(service, path, 'top-level key "note"', "drop")
 
 
 def test_a_top_level_value_too_deep_is_no_database(service: Service, tmp_path: Path) -> None:
     deep = "[" * 300 + "]" * 300
-    path = _with_record(tmp_path, f'{{"id": "a", "n": 1, {STAMP}}}', f'"x": {deep}, ')
+    path = _hand_file(tmp_path, _record_a('"n": 1'), f'"x": {deep}, ')
     opened = service.dispatch("data/open", {"adapter": "json", "config": {"path": str(path)}})
     assert opened["code"] == "not_a_database" and 'top-level key "x"' in opened["error"], opened
 
@@ -372,7 +374,7 @@ def test_a_top_level_value_too_deep_is_no_database(service: Service, tmp_path: P
 def test_a_file_swapped_while_open_for_one_too_deep_answers_a_clear_error(
     service: Service, tmp_path: Path
 ) -> None:
-    path = _with_record(tmp_path, f'{{"id": "a", "n": 1, {STAMP}}}')
+    path = _hand_file(tmp_path, _record_a('"n": 1'))
     db = service.execute("data/open", {"adapter": "json", "config": {"path": str(path)}})
     swapped = tmp_path / "swap.json"
     swapped.write_text(path.read_text().replace('"version": 1, ', '"version": 1, "x": '

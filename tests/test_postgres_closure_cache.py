@@ -25,6 +25,7 @@ from tests.pg_restricted_helpers import (
     WIPE,
     open_postgres,
     refused_unknowable,
+    restricted_schema,
     secret_rows,
 )
 from tests.pgserver import postgres_schema, run_in_schema
@@ -93,8 +94,7 @@ def _fingerprint(pg: dict[str, Any]) -> tuple[Any, ...]:
 def test_a_ddl_between_two_reads_makes_the_second_refuse(
     service: Service, tmp_path: Path, restriction: str, ddl: str
 ) -> None:
-    pg = postgres_schema(tmp_path, SETUP)
-    handle = open_postgres(service, pg, **RESTRICTIONS[restriction])
+    pg, handle = restricted_schema(service, tmp_path, SETUP, **RESTRICTIONS[restriction])
     params = {"dbHandle": handle, "collection": "t", "filter": {"n": 3}}
     for _ in range(2):  # the second answer is the kept one
         assert [r["id"] for r in service.execute("data/list", params)["items"]] == [1]
@@ -108,8 +108,7 @@ def test_a_ddl_between_two_reads_makes_the_second_refuse(
 def test_a_ddl_between_two_creates_makes_the_second_refuse(
     service: Service, tmp_path: Path, restriction: str, ddl: str
 ) -> None:
-    pg = postgres_schema(tmp_path, SETUP)
-    handle = open_postgres(service, pg, **RESTRICTIONS[restriction])
+    pg, handle = restricted_schema(service, tmp_path, SETUP, **RESTRICTIONS[restriction])
     base = {"dbHandle": handle, "collection": "t"}
     for i in (2, 3):
         service.execute("data/create", {**base, "data": {"id": i, "n": i}})

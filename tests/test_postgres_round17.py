@@ -25,6 +25,7 @@ from tests.pg_restricted_helpers import (
     create_under_a_raising_default,
     open_postgres,
     refused,
+    refused_create,
     schema_rows,
 )
 from tests.pgserver import postgres_schema, run_in_schema
@@ -66,8 +67,7 @@ def test_a_policy_calling_a_function_is_refused_to_restricted_writes_and_reads(
         "CREATE POLICY p_bump ON t USING (true) WITH CHECK (bump() = 1)",
     )  # fmt: skip
     handle = open_postgres(service, pg, **RESTRICTIONS[restriction])
-    error = refused(service, "data/create", {"dbHandle": handle, "collection": "t",
-                                              "data": {"id": 2, "n": 2}})  # fmt: skip
+    error = refused_create(service, handle, "t", {"id": 2, "n": 2})
     assert "policy p_bump" in error.message and "bump()" in error.message
     refused(service, "data/list", {"dbHandle": handle, "collection": "t"})
     assert _bumped(pg) == 0
@@ -110,8 +110,7 @@ def test_an_index_operator_class_support_function_is_refused(
         "DELETE FROM victim WHERE m <> 'secret'",
     )  # fmt: skip
     handle = open_postgres(service, pg, deniedCollections=["victim"])
-    error = refused(service, "data/create", {"dbHandle": handle, "collection": "t",
-                                              "data": {"id": 3, "name": "c"}})  # fmt: skip
+    error = refused_create(service, handle, "t", {"id": 3, "name": "c"})
     assert "operator class evil_ops of index t_name" in error.message, error
     assert "cmp()" in error.message
     assert _bumped(pg) == 0
@@ -126,8 +125,7 @@ def test_a_default_running_sql_text_through_query_to_xml_is_refused(
         "x xml DEFAULT query_to_xml('select bump()', true, false, ''))",
     )  # fmt: skip
     handle = open_postgres(service, pg, deniedCollections=["victim"])
-    error = refused(service, "data/create", {"dbHandle": handle, "collection": "t",
-                                              "data": {"id": 1}})  # fmt: skip
+    error = refused_create(service, handle, "t", {"id": 1})
     assert "default of column x calls pg_catalog.query_to_xml()" in error.message
     assert _bumped(pg) == 0
 
@@ -173,8 +171,7 @@ def test_a_partitions_trigger_is_refused_on_a_write_of_the_parent(
         "CREATE TRIGGER high_bump BEFORE INSERT ON pt_high FOR EACH ROW EXECUTE FUNCTION bump_row()",
     )  # fmt: skip
     handle = open_postgres(service, pg, deniedCollections=["victim"])
-    error = refused(service, "data/create", {"dbHandle": handle, "collection": "pt",
-                                              "data": {"id": 160, "n": 1}})  # fmt: skip
+    error = refused_create(service, handle, "pt", {"id": 160, "n": 1})
     assert "high_bump" in error.message and "pt_high" in error.message
     assert _bumped(pg) == 0
 
@@ -253,8 +250,7 @@ def test_creating_a_collection_under_an_event_trigger_is_refused_on_a_restricted
         "CREATE EVENT TRIGGER et_end ON ddl_command_end EXECUTE FUNCTION on_ddl()",
     )  # fmt: skip
     handle = open_postgres(service, pg, deniedCollections=["victim"])
-    error = refused(service, "data/create", {"dbHandle": handle, "collection": "fresh",
-                                              "data": {"n": 1}})  # fmt: skip
+    error = refused_create(service, handle, "fresh", {"n": 1})
     assert "event trigger" in error.message and "et_end" in error.message
     assert _bumped(pg) == 0
     # Disabled, it runs nothing: the collection is made (run_in_schema's own CREATE SCHEMA IF

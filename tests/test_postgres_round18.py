@@ -29,6 +29,7 @@ from tests.pg_restricted_helpers import (
     query_failed_naming,
     raising_function,
     refused,
+    restricted_schema,
     secret_rows,
 )
 from tests.pgserver import postgres_schema
@@ -127,8 +128,7 @@ def test_an_enum_is_served_by_its_label_not_through_a_cast_to_json(
 def test_a_range_with_a_user_subtype_opclass_is_refused_to_restricted_writes(
     service: Service, tmp_path: Path, restriction: str, collection: str
 ) -> None:
-    pg = postgres_schema(tmp_path, EVIL_RANGE)
-    handle = open_postgres(service, pg, **RESTRICTIONS[restriction])
+    pg, handle = restricted_schema(service, tmp_path, EVIL_RANGE, **RESTRICTIONS[restriction])
     value = "[1,5)" if collection == "rt" else "{[1,5)}"
     error = _refused(service, "data/create", {"dbHandle": handle, "collection": collection,
                                               "data": {"id": 1, "r": value}})  # fmt: skip

@@ -4,6 +4,7 @@ doors (keyset pages, a query cursor) that must leave such rows out."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from dbhandles import Service
@@ -94,3 +95,15 @@ def assert_every_door_names(service: Service, db: str, record_id: str, *fragment
         assert answer["code"] == "query_failed", (name, answer)
         for fragment in fragments:
             assert fragment in answer["error"], answer
+
+
+def assert_answers_as_missing(
+    service: Service, db: str, door: str, record_ids: Iterable[str]
+) -> None:
+    """The id door ``door`` (:func:`id_doors`) on ``db`` answers each of ``record_ids`` exactly as
+    it answers an id no record has, and that answer is no internal or storage error."""
+    missing = answer_without_id(service, *id_doors(db, "nope")[door], "nope")
+    assert "internal_error" not in missing and "storage_error" not in missing
+    for record_id in record_ids:
+        answer = answer_without_id(service, *id_doors(db, record_id)[door], record_id)
+        assert answer == missing, (door, record_id)
