@@ -77,6 +77,7 @@ __all__ = [
     "check_plain",
     "connect_sqlite",
     "create_empty",
+    "file_identity",
     "hold",
     "is_side_file",
     "is_sqlite_database",
@@ -179,7 +180,8 @@ def _named(path: str) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
-def _identity(path: str) -> tuple[int, int] | None:
+def file_identity(path: str) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file at ``path``, ``None`` when there is none."""
     try:
         info = os.stat(path)
     except OSError:
@@ -301,12 +303,17 @@ def know(path: str | os.PathLike[str], *, vouched: bool = False) -> None:
     (``security/file_names.py``: that record wins over whatever this process met first).
     """
     real = _real(os.fspath(path))
-    identity = _identity(real)
+    identity = file_identity(real)
     if identity is None:
         return
     with _lock:
         current = _names.get(identity)
-    if not vouched and current is not None and current != real and _identity(current) == identity:
+    if (
+        not vouched
+        and current is not None
+        and current != real
+        and file_identity(current) == identity
+    ):
         return
     with _lock:
         _names[identity] = real
@@ -317,7 +324,7 @@ def known_name(info: os.stat_result) -> str | None:
     identity = (info.st_dev, info.st_ino)
     with _lock:
         name = _names.get(identity)
-    if name is None or _identity(name) == identity:
+    if name is None or file_identity(name) == identity:
         return name
     with _lock:  # that name now leads elsewhere (deleted, replaced): the file is known by none
         if _names.get(identity) == name:
@@ -410,7 +417,7 @@ def live_conflict(path: str, info: os.stat_result, *, writing: bool = False) -> 
         # A hard link under another name: compare with the side files of every live database.
         for _, database in entries:
             for suffix in SIDE_SUFFIXES:
-                if _identity(database + suffix) == identity:
+                if file_identity(database + suffix) == identity:
                     return str(database) + suffix
     return None
 

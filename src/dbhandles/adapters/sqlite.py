@@ -43,7 +43,7 @@ from dbhandles.adapters.sqlite_schema import Catalog, json_functions_innocuous
 from dbhandles.adapters.sqlite_session import Row, SqliteSession, resolve_in
 from dbhandles.adapters.sqlite_trust import register_functions, untrusted_open
 from dbhandles.byte_cache import ByteCache, deep_sizeof
-from dbhandles.dbfiles import connect_sqlite, create_empty
+from dbhandles.dbfiles import connect_sqlite, create_empty, file_identity
 from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, ReadOnly, StorageError
 from dbhandles.filters import FilterNode
 from dbhandles.values import json_text
@@ -55,15 +55,6 @@ _SQLITE_ERROR = 1
 #: Bytes of compiled filters an adapter keeps (``where``: keyed by the filter's text, binding its
 #: values, so counting entries let big filters pin memory, issue 13); entries of the per-catalog caches.
 WHERE_CACHE_BYTES, _MAX_WHERES = 4 << 20, 256
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    """``(device, inode)`` of the file at ``path``, ``None`` when there is none."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_dev, info.st_ino
 
 
 class SqliteAdapter(Adapter):
@@ -185,7 +176,7 @@ class SqliteAdapter(Adapter):
         if settings.readonly:
             opened_read_only(self.path, immutable=self.immutable)
         self._conn, self._catalog = conn, catalog
-        self._identity, self._vanished = _identity(self.path), False
+        self._identity, self._vanished = file_identity(self.path), False
 
     def connect(self) -> None:
         if self._connected and not self._closed:  # without waiting for a writer's lock
@@ -296,7 +287,7 @@ class SqliteAdapter(Adapter):
             # Released by another thread between ``connect`` and taking the lock: reopen.
             self._connected = False
             self.connect()
-        elif not self._active and _identity(self.path) != self._identity:
+        elif not self._active and file_identity(self.path) != self._identity:
             self._reopen_changed_file()
         assert self._conn is not None and self._catalog is not None
         return self._conn, self._catalog
@@ -312,7 +303,7 @@ class SqliteAdapter(Adapter):
         self._close()
         # Never re-create it silently, even for a handle opened with mode create: a database that
         # vanishes is news for the user, not a reason to start writing into an empty one.
-        self._vanished = _identity(self.path) is None
+        self._vanished = file_identity(self.path) is None
         self.connect()
 
     def where(self, node: FilterNode | None, catalog: Catalog | None = None) -> Fragment:
@@ -457,7 +448,7 @@ class SqliteAdapter(Adapter):
         ``immutable`` file has no locks to share; both keep the one connection)."""
         return (
             self._wal and self._conn is not None and not self.immutable
-            and _identity(self.path) == self._identity
+            and file_identity(self.path) == self._identity
         )  # fmt: skip
 
     @contextmanager

@@ -25,6 +25,7 @@ from dbhandles.cli.transport import DEFAULT_PORT, remove_state, write_state
 from dbhandles.commands.envelope import error_envelope
 from dbhandles.errors import DbHandlesError, InvalidParams
 from dbhandles.server.app import DEFAULT_THREADS
+from dbhandles.server.workers import listen_on
 from dbhandles.settings import Settings
 from dbhandles.values import json_text
 from dbhandles.wire import DEFAULT_HOST
@@ -170,17 +171,7 @@ def bind(host: str, port: int) -> socket.socket:
         family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
     except ValueError:
         family = socket.AF_INET  # a host name such as "localhost"
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        hint = " (is another server running there? pick another with --port)" if port else ""
-        raise InvalidParams(
-            f"serve: cannot listen on {host}:{port}: {exc.strerror or exc}{hint}", field="port"
-        ) from exc
+    sock = listen_on(family, host, port)
     sock.set_inheritable(True)
     return sock
 

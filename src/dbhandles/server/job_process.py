@@ -342,29 +342,25 @@ def background_priority(pid: int) -> bool:
     machine whose every core is busy. Neither ``SCHED_BATCH`` at niceness 19 (a weight of 15: no
     CPU-second in 43 s beside two busy loops) nor ``SCHED_IDLE`` (nothing at all) did.
     Whether both were possible."""
-    ok = True
-    try:
-        os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
-    except (AttributeError, OSError):
-        ok = False
-    try:
-        os.setpriority(os.PRIO_PROCESS, pid, JOB_CHILD_NICENESS)
-    except (AttributeError, OSError):
-        ok = False
-    return ok
+    return _schedule(pid, JOB_CHILD_NICENESS)
 
 
 def normal_priority(pid: int) -> bool:
     """Take process ``pid`` back to ``SCHED_OTHER`` at the job threads' niceness
     (``jobs.JOB_NICENESS``), so that a cancelled child reaches its batch boundary at once; whether
     both were possible (raising a niceness back needs ``CAP_SYS_NICE`` or ``RLIMIT_NICE``)."""
+    return _schedule(pid, JOB_NICENESS)
+
+
+def _schedule(pid: int, niceness: int) -> bool:
+    """Put process ``pid`` in ``SCHED_OTHER`` at ``niceness``; whether both were possible."""
     ok = True
     try:
         os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
     except (AttributeError, OSError):
         ok = False
     try:
-        os.setpriority(os.PRIO_PROCESS, pid, JOB_NICENESS)
+        os.setpriority(os.PRIO_PROCESS, pid, niceness)
     except (AttributeError, OSError):
         ok = False
     return ok

@@ -110,6 +110,16 @@ def bind_listener(host: str, port: int) -> socket.socket:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     except OSError as exc:
         raise InvalidParams(f"serve: cannot listen on {host}:{port}: {exc}", field="port") from exc
+    return listen_on(family, host, port)
+
+
+def listen_on(family: socket.AddressFamily, host: str, port: int) -> socket.socket:
+    """A ``family`` socket listening on ``host:port`` (port 0: a free one), for ``jtag serve``'s
+    single process (``cli.serve.bind``) and its supervisor (``bind_listener``).
+
+    Raises:
+        InvalidParams: the address cannot be bound; ``field`` is ``port``. Nothing stays open then.
+    """
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         # SO_REUSEADDR only lets a restart bind over connections in TIME_WAIT; no SO_REUSEPORT, so a
