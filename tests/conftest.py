@@ -121,6 +121,15 @@ if _postgres_available() or os.environ.get("CI"):
 
 
 @pytest.fixture
+def pg(tmp_path: Path) -> dict[str, Any]:
+    """A ``postgres`` adapter config on a fresh schema of the session's server (``tests/pgserver``);
+    a test module may define its own ``pg`` (a schema another tool built first)."""
+    from tests.pgserver import postgres_config
+
+    return postgres_config(tmp_path)
+
+
+@pytest.fixture
 def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 

@@ -4,6 +4,8 @@ setup the tests of foreign writes, texts dbhandles would not write, and freshnes
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,18 @@ from dbhandles import Service
 #: Where ``written_by_another_tool`` puts its texts: a collection's ``data`` or a foreign table's
 #: JSON TEXT column.
 PLACES = ("collection", "foreign column")
+
+
+@contextmanager
+def another_connection(path: Path) -> Iterator[sqlite3.Connection]:
+    """Another connection to the SQLite file ``path`` (autocommit, WAL), closed on the way out: its
+    DDL moves the schema version as another process's would."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def run_sql(path: Path, *statements: str) -> None:

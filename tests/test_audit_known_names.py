@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from dbhandles import Context, Service
+from tests.foreign_rows import another_connection
 
 ADMIN = Context(actor="admin", is_admin=True)
 SHAPE = (
@@ -34,10 +35,8 @@ def path(tmp_path: Path) -> Path:
 @pytest.fixture
 def other(path: Path) -> Iterator[sqlite3.Connection]:
     """Another connection to the file: its DDL moves the schema version as another process's."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    yield conn
-    conn.close()
+    with another_connection(path) as conn:
+        yield conn
 
 
 def _named(service: Service, handle: str) -> list[str | None]:

@@ -28,16 +28,11 @@ from dbhandles.adapters.base import Query
 from dbhandles.adapters.postgres import PostgresAdapter
 from dbhandles.adapters.postgres_errors import translate_error
 from dbhandles.filters import parse_filter
-from tests.pgserver import postgres_adapter, postgres_config, require_postgres
+from tests.pgserver import postgres_adapter, require_postgres
 
 pytestmark = pytest.mark.postgres
 #: ``createdAt`` / ``updatedAt`` as dbhandles writes them: another text makes the row unreadable.
 STAMP = "2026-01-01T00:00:00.000Z"
-
-
-@pytest.fixture
-def pg(tmp_path: Path) -> dict[str, Any]:
-    return postgres_config(tmp_path)
 
 
 @pytest.fixture

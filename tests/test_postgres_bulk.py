@@ -16,16 +16,11 @@ from dbhandles.adapters import postgres_bulk
 from dbhandles.adapters.base import Query, RawRow
 from dbhandles.adapters.postgres import PostgresAdapter
 from dbhandles.errors import DbHandlesError
-from tests.pgserver import postgres_adapter, postgres_config, run_in_schema
+from tests.pgserver import postgres_adapter, run_in_schema
 
 pytestmark = pytest.mark.postgres
 
 STAMP = "2026-01-01T00:00:00.000Z"
-
-
-@pytest.fixture
-def pg(tmp_path: Path) -> dict[str, Any]:
-    return postgres_config(tmp_path)
 
 
 @pytest.fixture

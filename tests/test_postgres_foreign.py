@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -24,7 +23,6 @@ from dbhandles.adapters.postgres import PostgresAdapter
 from dbhandles.errors import ConstraintViolation, InvalidParams, ReadOnly, RecordExists
 from dbhandles.evaluate import matches, position_of, sort_records
 from dbhandles.filters import parse_filter, parse_order_by
-from tests.pgserver import postgres_config
 
 pytestmark = pytest.mark.postgres
 
@@ -54,11 +52,6 @@ INSERT INTO typed VALUES
 INSERT INTO pairs VALUES ('x', 2, 'two'), ('x', 10, 'ten'), ('y', 1, NULL);
 INSERT INTO loose VALUES (1, 'one'), (1, 'one'), (2, NULL);
 """
-
-
-@pytest.fixture
-def pg(tmp_path: Path) -> dict[str, Any]:
-    return postgres_config(tmp_path)
 
 
 def _execute(pg: dict[str, Any], script: str, params: tuple[Any, ...] = ()) -> None:

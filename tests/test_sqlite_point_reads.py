@@ -17,6 +17,7 @@ import pytest
 from dbhandles.adapters.sqlite import SqliteAdapter
 from dbhandles.adapters.sqlite_guard import guard_of
 from dbhandles.errors import InvalidParams, StorageBusy
+from tests.foreign_rows import another_connection
 
 SHAPE = (
     "(id TEXT PRIMARY KEY, data TEXT NOT NULL, created_at TEXT NOT NULL, "
@@ -33,10 +34,8 @@ def path(tmp_path: Path) -> Path:
 @pytest.fixture
 def other(path: Path) -> Iterator[sqlite3.Connection]:
     """Another connection to the file: its DDL moves the schema version as another process's."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    yield conn
-    conn.close()
+    with another_connection(path) as conn:
+        yield conn
 
 
 @pytest.fixture(params=["readwrite", "readonly"])
