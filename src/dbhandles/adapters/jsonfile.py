@@ -89,6 +89,9 @@ class JsonFileAdapter(MemoryAdapter):
     config_model: ClassVar[type[AdapterConfig]] = JsonFileConfig
 
     recognize_bytes: ClassVar[int] = _RECOGNIZE_BYTES
+    #: Its lock file (``_lock_file``); a commit's temporary files are told by their pattern
+    #: (``security/database_files.py``).
+    own_suffixes: ClassVar[tuple[str, ...]] = (".lock",)
 
     @classmethod
     def recognizes(cls, path: str) -> bool:

@@ -51,7 +51,6 @@ from dbhandles.filters import (
     parse_order_by,
     validate_collection,
 )
-from dbhandles.importer.database_files import check_database_output
 from dbhandles.importer.export import (
     DEFAULT_PAGE_SIZE,
     ExportStats,
@@ -81,6 +80,7 @@ from dbhandles.paging import and_filters
 from dbhandles.pinned import changed
 from dbhandles.registry import HandleEntry
 from dbhandles.security import paths
+from dbhandles.security.database_files import check_database_output
 from dbhandles.security.redaction import audience, shown_path
 from dbhandles.values import json_text
 

@@ -26,16 +26,16 @@ from dbhandles.errors import (
     PathNotAllowed,
     PermissionDenied,
 )
-from dbhandles.importer.database_files import (
+from dbhandles.pinned import Pinned
+from dbhandles.pinned_look import look
+from dbhandles.registry import HandleEntry
+from dbhandles.security import paths
+from dbhandles.security.database_files import (
     check_adapter_file,
     check_database_output,
     is_database_file,
     is_open_handle_database,
 )
-from dbhandles.pinned import Pinned
-from dbhandles.pinned_look import look
-from dbhandles.registry import HandleEntry
-from dbhandles.security import paths
 from dbhandles.security.safe_folders import refuse_changeable
 from dbhandles.store import file_database
 from dbhandles.values import json_text
