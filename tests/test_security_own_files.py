@@ -153,3 +153,35 @@ def test_a_json_database_is_not_opened_where_its_lock_file_is_a_database(
     assert error.code == "path_not_allowed", error.message
     assert "later.json.lock" in error.message and "database already" in error.message
     assert not (folder / "later.json").exists()
+
+
+# -- the doors of a real server: HTTP, and jtag import-jsonl with a token ----------------------------
+
+
+@pytest.mark.needs_server
+def test_a_json_databases_lock_file_is_refused_through_a_real_server(tmp_path: Path) -> None:
+    from tests.servers import envelope_of, jtag_env, run_jtag
+    from tests.test_security_tenants import serve_tenants
+
+    for t in serve_tenants(tmp_path):
+        opened = t.ok(t.alice, "data/open", adapter="json",
+                      config={"path": JSON_DB, "mode": "create"})  # fmt: skip
+        t.ok(t.alice, "data/create", dbHandle=opened["dbHandle"], collection="c", id="1",
+             data={"n": 1})  # fmt: skip
+        (t.space("alice") / "in.jsonl").write_text('{"id": "2"}\n')
+        lock = OWN_FILES["json lock"]
+        for mode in ("create", "readwrite"):
+            words = t.refused(t.alice, "data/open", "path_not_allowed", adapter="sqlite",
+                              config={"path": lock, "mode": mode})  # fmt: skip
+            assert "own files" in words
+        t.refused(t.alice, "data/import", "path_not_allowed", input="in.jsonl", output=lock,
+                  collection="c")  # fmt: skip
+        env = jtag_env(t.home, JTAG_URL=t.server.url, JTAG_TOKEN=t.alice)
+        ran = run_jtag("import-jsonl", "--input=in.jsonl", f"--output={lock}", env=env)
+        envelope = envelope_of(ran)
+        assert envelope["code"] == "path_not_allowed" and "own files" in envelope["error"]
+        assert not list(t.space("alice").glob("*-wal"))
+        t.ok(t.alice, "data/create", dbHandle=opened["dbHandle"], collection="c", id="9",
+             data={"n": 9})  # fmt: skip
+        listed = t.ok(t.alice, "data/list", dbHandle=opened["dbHandle"], collection="c")
+        assert {item["id"] for item in listed["items"]} == {"1", "9"}
