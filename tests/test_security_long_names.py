@@ -120,3 +120,27 @@ def test_a_full_path_past_path_max_is_refused_naming_the_limit(service: Service,
     assert error.code in ("invalid_params", "invalid_config"), error.message
     assert "too long" in error.message and f"at most {PATH_MAX - 1} bytes" in error.message
     assert not [p for p in space(service, "alice").iterdir() if p.name.startswith("d")]
+
+
+@pytest.mark.parametrize("target", ["output", "dbHandle"])
+def test_a_default_rejects_name_past_name_max_is_told_as_such(
+    service: Service, target: str
+) -> None:
+    """The longest SQLite name leaves no room for ``.rejects.jsonl``: an import that would write
+    that default is refused naming the limit and the way out (give ``rejects``), before anything
+    is read or written; with ``rejects`` given it runs."""
+    name = _sqlite_name(SQLITE_NAME_MAX)
+    params: dict[str, Any] = {"input": "in.jsonl", "collection": "c", "onError": "skip"}
+    if target == "output":
+        params["output"] = name
+    else:
+        opened = service.execute("data/open", {"config": {"path": name, "mode": "create"}},
+                                 context=ALICE)  # fmt: skip
+        params["dbHandle"] = opened["dbHandle"]
+    before = sorted(p.name for p in space(service, "alice").iterdir())
+    error = refused(service, "data/import", params)
+    assert (error.code, error.field) == ("invalid_params", "rejects"), error.message
+    assert f"at most {NAME_MAX}" in error.message and "give rejects" in error.message
+    assert sorted(p.name for p in space(service, "alice").iterdir()) == before
+    done = service.execute("data/import", {**params, "rejects": "bad.jsonl"}, context=ALICE)
+    assert done["success"] is True
