@@ -1,5 +1,5 @@
 """Issue 12, the review of this session's checks of a file a command writes
-(``importer/database_files.py``).
+(``security/database_files.py``).
 
 1. Whether a file to write (or read) is a database is looked up in its folder pinned and its
    bytes read through that folder: with a folder on the way swapped for a link to bob's space,

@@ -372,7 +372,7 @@ def test_no_output_replaces_a_json_adapters_own_file(
     before = (alice / own_file).read_bytes()
     error = _export(service, own_file)
     assert (error.code, error.field) == ("path_not_allowed", "output"), error.message
-    assert "JSON adapter's own files" in error.message
+    assert "a database's own files" in error.message
     assert (alice / own_file).read_bytes() == before
     (alice / "in.jsonl").write_text('{"a": 1}\nnot json\n')
     rejects = refused(service, "data/import", {
@@ -415,4 +415,4 @@ def test_a_json_adapters_lock_file_is_no_import_input(service: Service) -> None:
     error = refused(service, "data/import", {"dbHandle": _memory_handle(service),
                     "collection": "notes", "input": "mine.json.lock"})  # fmt: skip
     assert (error.code, error.field) == ("path_not_allowed", "input"), error.message
-    assert "JSON adapter's own files" in error.message
+    assert "a database's own files" in error.message

@@ -10,10 +10,15 @@ import re
 from dbhandles.errors import InvalidParams
 from dbhandles.values import json_text
 
-__all__ = ["PATH_SCHEMA", "check_path_text"]
+__all__ = ["NAME_MAX", "PATH_MAX", "PATH_SCHEMA", "check_full_path", "check_path_text"]
 
 _PATH_MAX = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 4096
 _NAME_MAX = os.pathconf("/", "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+#: The file system's longest path (bytes, with its end) and longest name (bytes).
+PATH_MAX, NAME_MAX = _PATH_MAX, _NAME_MAX
+#: The most bytes a door adds to a path it was given for a file it makes beside it: an export's
+#: ``.<name>.partial`` (9), a JSON commit's ``.<name>.<8 hex>.tmp`` (14), SQLite's ``-journal``.
+_BESIDE = 16
 #: What ``check_path_text`` accepts, as JSON Schema (the OpenAPI document's ``Path``). The limits
 #: are in bytes (UTF-8) and JSON Schema counts characters: the document says the length of a path
 #: in characters (what no longer text can meet) and names the rest with the format ``dbh-path``.
@@ -73,3 +78,22 @@ def check_path_text(path: str | os.PathLike[str], field: str) -> str:
             f"{field}: {json_text(text)} names a folder; give a file name", field=field
         )
     return text
+
+
+def check_full_path(real: str | os.PathLike[str], given: str, field: str) -> None:
+    """Refuse the full path ``real`` (absolute, resolved: a relative name given in a data space is
+    longer there) when it leaves no room under ``PATH_MAX`` for the files a door makes beside it
+    (``_BESIDE``), so the refusal names the limit up front instead of a vague failure of the
+    file system (``ENAMETOOLONG``) after the fact.
+
+    Raises:
+        InvalidParams: the full path is too long.
+    """
+    size = len(os.fsencode(real))
+    if size + _BESIDE >= _PATH_MAX:
+        raise InvalidParams(
+            f"{field}: {json_text(given, 40)} is too long a path: in full it is {size} bytes, and "
+            f"the file system takes at most {_PATH_MAX - 1} bytes, less {_BESIDE} for the files "
+            "made beside it (a temporary or journal file); choose a shorter path",
+            field=field,
+        )

@@ -19,6 +19,7 @@ __all__ = [
     "Session",
     "adapter_names",
     "get_adapter_class",
+    "ready_adapter_classes",
     "register_adapter",
 ]
 
@@ -123,3 +124,22 @@ def get_adapter_class(name: object) -> type[Adapter]:
     with _lock:
         _classes[name] = loaded
     return loaded
+
+
+def ready_adapter_classes() -> list[type[Adapter]]:
+    """The adapter classes this process can ask without importing an optional driver or scanning
+    the installed plugins (``adapter_names`` does): every adapter registered so far, but one that
+    needs an optional driver (``_EXTRAS``) only once it is imported. For questions asked on every
+    ``data/open`` (``security/database_files.py``), which must stay cheap in a ``jtag`` run."""
+    with _lock:
+        names = sorted(_paths)
+        loaded = set(_classes)
+    found = []
+    for name in names:
+        if name in _EXTRAS and name not in loaded:
+            continue
+        try:
+            found.append(get_adapter_class(name))
+        except (DriverMissing, UnknownAdapter):
+            continue
+    return found

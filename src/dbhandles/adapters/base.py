@@ -422,13 +422,19 @@ class Adapter(ABC):
     #: How many of a file's first bytes ``recognizes_head`` needs (0: it recognizes no file).
     recognize_bytes: ClassVar[int] = 0
 
+    #: The suffixes of the files a ``file_based`` adapter keeps beside a database ``X`` by name
+    #: (``X`` + suffix: SQLite's ``-wal``, the JSON adapter's ``.lock``). Such a file of a
+    #: database belongs to it and is never opened, created or replaced through another door
+    #: (``security/database_files.check_adapter_file``).
+    own_suffixes: ClassVar[tuple[str, ...]] = ()
+
     @classmethod
     def recognizes(cls, path: str) -> bool:
         """Whether the regular file ``path`` is a database of this adapter (by its content), so a
         data command never reads it as a data set past the ownership checks of ``data/open``
         (``importer/target.py``). The by-path form, for a caller with no pinned folder; the
         checks of a caller's file read its bytes through the pinned folder and ask
-        ``may_recognize`` and ``recognizes_head`` (``importer/database_files.py``). A
+        ``may_recognize`` and ``recognizes_head`` (``security/database_files.py``). A
         ``file_based`` adapter whose files have a recognizable header overrides all three; the
         default recognizes nothing."""
         return False

@@ -13,6 +13,7 @@ from dbhandles.dbfiles import PATH_SCHEMA, check_path_text
 from dbhandles.errors import InvalidConfig, InvalidParams, ServerNotAllowed
 from dbhandles.jsonmodel import JsonModel
 from dbhandles.param_errors import pydantic_words
+from dbhandles.path_text import NAME_MAX
 from dbhandles.values import json_text, name_text
 
 __all__ = ["AdapterConfig", "FileConfig", "Mode", "config_error"]
@@ -72,6 +73,10 @@ class FileConfig(AdapterConfig):
     #: The longest full path (bytes) the adapter's engine opens, or ``None``: no limit below the
     #: file system's (``check_path_length``).
     max_path_bytes: ClassVar[int | None] = None
+    #: The longest suffix the adapter adds to the database's file name for its own files beside
+    #: it (SQLite's ``-journal``: 8): the name with it must fit the file system's ``NAME_MAX``
+    #: (``check_path_length``).
+    own_suffix_bytes: ClassVar[int] = 0
 
     @field_validator("path")
     @classmethod
@@ -88,12 +93,24 @@ class FileConfig(AdapterConfig):
 
     def check_path_length(self, path: str | os.PathLike[str]) -> None:
         """Refuse the full (absolute, resolved) ``path`` when it is longer than the engine opens
-        (``max_path_bytes``): checked before any folder of it is made, so the open is refused
-        with words about the limit, not the engine's "unable to open" (a 500) after the fact.
+        (``max_path_bytes``), or its file name leaves no room under the file system's
+        ``NAME_MAX`` for the adapter's own files named after it (``own_suffix_bytes``): checked
+        before any folder of it is made, so the open is refused with words about the limit, not
+        the engine's "unable to open" (a 500, or a vague ``storage_error``) after the fact.
 
         Raises:
-            InvalidConfig: ``path`` is longer than ``max_path_bytes`` bytes (UTF-8).
+            InvalidConfig: ``path`` is longer than ``max_path_bytes`` bytes (UTF-8), or its name
+                longer than ``NAME_MAX - own_suffix_bytes``.
         """
+        name, room = len(os.fsencode(os.path.basename(path))), NAME_MAX - self.own_suffix_bytes
+        if name > room:
+            raise InvalidConfig(
+                f"config.path: the database's file name is {name} bytes long, and this adapter "
+                f"keeps files beside it named after it with up to {self.own_suffix_bytes} bytes "
+                f"more, in a file system that takes names of at most {NAME_MAX} bytes: choose "
+                f"a file name of at most {room} bytes",
+                field="config.path",
+            )
         limit, size = self.max_path_bytes, len(os.fsencode(path))
         if limit is not None and size > limit:
             raise InvalidConfig(

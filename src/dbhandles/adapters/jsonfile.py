@@ -55,6 +55,8 @@ __all__ = ["JsonFileAdapter", "JsonFileConfig"]
 
 #: The most of a file ``recognizes`` parses (bytes): past it, only its first line is read.
 _RECOGNIZE_BYTES = 64 << 20
+#: JSON's whitespace (RFC 8259), all a database's text may hold around its object.
+_WHITESPACE = b" \t\r\n"
 
 
 def _database_document(raw: bytes) -> bool:
@@ -89,6 +91,9 @@ class JsonFileAdapter(MemoryAdapter):
     config_model: ClassVar[type[AdapterConfig]] = JsonFileConfig
 
     recognize_bytes: ClassVar[int] = _RECOGNIZE_BYTES
+    #: Its lock file (``_lock_file``); a commit's temporary files are told by their pattern
+    #: (``security/database_files.py``).
+    own_suffixes: ClassVar[tuple[str, ...]] = (".lock",)
 
     @classmethod
     def recognizes(cls, path: str) -> bool:
@@ -104,26 +109,37 @@ class JsonFileAdapter(MemoryAdapter):
     @classmethod
     def may_recognize(cls, start: bytes) -> bool:
         """A JSON object only: ``{`` after JSON's whitespace (or nothing but whitespace yet)."""
-        return start.lstrip(b" \t\r\n")[:1] in (b"{", b"")
+        return start.lstrip(_WHITESPACE)[:1] in (b"{", b"")
 
     @classmethod
     def recognizes_head(cls, raw: bytes) -> bool:
         """By the rule ``jsonfile_read.read_file`` opens a file by (a JSON object whose
         ``"format"`` is ``"dbhandles-json"`` and whose ``"collections"`` is an object, wherever
         the keys are and however the text escapes them), ``raw`` being the whole file up to
-        ``_RECOGNIZE_BYTES``. A larger file is one unless its first line is a whole JSON value
-        that is no such object (a JSON Lines file, which the adapter cannot open): too big to
-        parse here, so taken for a database rather than written over."""
+        ``_RECOGNIZE_BYTES``.
+
+        A larger file is decided from its head as far as the head can tell, never by its size:
+        one that could be a database and is too big to parse here is taken for one (refused
+        rather than written over). It is none only when the head proves it: it starts with
+        something other than a JSON object, or its first line is a whole JSON value followed by
+        more than whitespace (JSON Lines, no one JSON document), or a whole value that is no
+        database followed by whitespace only (as far as read: the file is that value or no
+        JSON at all)."""
         if len(raw) <= _RECOGNIZE_BYTES:
             return _database_document(raw)
-        first = raw.split(b"\n", 1)[0]
-        if len(first) < len(raw) and _database_document(first):
-            return False  # a first line that is a whole database followed by more: no JSON at all
+        body = raw.lstrip(_WHITESPACE)
+        if not body:
+            return True  # whitespace as far as read: a database could follow
+        if body[:1] != b"{":
+            return False
+        first, _, rest = body.partition(b"\n")
         try:
             orjson.loads(first)
         except orjson.JSONDecodeError:
-            return bool(raw.lstrip()[:1] == b"{")
-        return False
+            return True  # an object spanning more than the head (or lines): could be one
+        if rest.strip(_WHITESPACE):
+            return False  # a whole value, then more: JSON Lines, no one JSON document
+        return _database_document(first)
 
     @classmethod
     def prepare(cls, config: AdapterConfig) -> AdapterConfig:

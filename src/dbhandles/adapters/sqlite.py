@@ -43,7 +43,7 @@ from dbhandles.adapters.sqlite_schema import Catalog, json_functions_innocuous
 from dbhandles.adapters.sqlite_session import Row, SqliteSession, resolve_in
 from dbhandles.adapters.sqlite_trust import register_functions, untrusted_open
 from dbhandles.byte_cache import ByteCache, deep_sizeof
-from dbhandles.dbfiles import connect_sqlite, create_empty, file_identity
+from dbhandles.dbfiles import SIDE_SUFFIXES, connect_sqlite, create_empty, file_identity
 from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, ReadOnly, StorageError
 from dbhandles.filters import FilterNode
 from dbhandles.values import json_text
@@ -67,6 +67,8 @@ class SqliteAdapter(Adapter):
         foreign_tables=True, side_files_by_name=True,
     )  # fmt: skip
     config_model: ClassVar[type[AdapterConfig]] = SqliteConfig
+    #: Its side files (``dbfiles.SIDE_SUFFIXES``; super-journals are told by ``is_side_file``).
+    own_suffixes: ClassVar[tuple[str, ...]] = SIDE_SUFFIXES
 
     def __init__(self, config: AdapterConfig) -> None:
         super().__init__(_sqlite_config(config))

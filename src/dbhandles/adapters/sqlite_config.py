@@ -103,6 +103,9 @@ class SqliteConfig(FileConfig):
     #: side-file suffix (``-journal``): a longer full path fails with "unable to open database
     #: file" (504 bytes measured in ``tests/test_security_round20.py``).
     max_path_bytes: ClassVar[int | None] = 504
+    #: Its longest side-file suffix, ``-journal`` (a name of 248 bytes opened, then failed at
+    #: its first write with a vague ``storage_error``).
+    own_suffix_bytes: ClassVar[int] = len("-journal")
 
     filename: Annotated[str, WithJsonSchema(PATH_SCHEMA)] | None = Field(
         default=None, description="deprecated alias of path"

@@ -149,6 +149,7 @@ def _run(name: str, argv: Sequence[str], *, freeze: bool) -> tuple[dict[str, Any
             LocalTransport,
             choose_transport,
             refuse_token_without_server,
+            refuse_unreachable_url,
         )
         from dbhandles.settings import Settings
 
@@ -157,6 +158,8 @@ def _run(name: str, argv: Sequence[str], *, freeze: bool) -> tuple[dict[str, Any
         settings = Settings.from_env()
         # Before the session file is written: a refused run writes nothing.
         refuse_token_without_server(settings, os.environ, args.token, name)
+        if session.writes_session(settings.home, os.environ, new=args.new_session):
+            refuse_unreachable_url(os.environ, name)  # nothing written for a server not there
         session_id, ended, refused = session.run_session(
             settings.home, os.environ, params, new=args.new_session
         )

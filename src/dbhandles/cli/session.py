@@ -31,6 +31,7 @@ __all__ = [
     "run_session",
     "session_path",
     "without_session_env",
+    "writes_session",
 ]
 
 SESSION_FILE = "cli-session"
@@ -128,6 +129,19 @@ def cli_session(
     except OSError:
         pass  # a home we cannot write: this run still gets a session, it just is not kept
     return session_id, None
+
+
+def writes_session(home: Path, environ: Mapping[str, str], *, new: bool = False) -> bool:
+    """Whether ``cli_session`` would write the session file (and make the home holding it): a
+    fresh session asked for (``new``), or none stored and none named by ``JTAG_SESSION_ID`` (a
+    bad one writes nothing: it is refused)."""
+    if new:
+        return True
+    try:
+        explicit = env_session(environ)
+    except InvalidParams:
+        return False
+    return not explicit and read_session(home) is None
 
 
 def run_session(

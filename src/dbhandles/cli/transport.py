@@ -42,6 +42,7 @@ __all__ = [
     "find_server",
     "read_state",
     "refuse_token_without_server",
+    "refuse_unreachable_url",
     "remove_state",
     "state_path",
     "token_needs_server",
@@ -380,6 +381,25 @@ def refuse_token_without_server(
     home = settings.home.expanduser()
     if find_server(home) is None:
         raise token_needs_server(command, home)
+
+
+def refuse_unreachable_url(environ: Mapping[str, str], command: str) -> None:
+    """Refuse a run whose ``JTAG_URL`` accepts no connection, before it writes anything (its
+    session file and the home folder that holds it): a run that cannot reach its server leaves
+    the home as it was, with or without a token. Asked only when the run would write its session
+    (``session.writes_session``): one TCP connection, nothing sent.
+
+    Raises:
+        ServerUnreachable: nothing accepts a connection at ``JTAG_URL``'s address.
+    """
+    url = (environ.get("JTAG_URL") or "").strip()
+    if url and not _listening(url):
+        from dbhandles.errors import ServerUnreachable
+
+        raise ServerUnreachable(
+            f"{command}: cannot reach the dbhandles server at {url} (nothing accepts a "
+            f"connection there); {CLI_HINT}; nothing ran and nothing was written"
+        )
 
 
 def token_needs_server(command: str, home: Path) -> Exception:

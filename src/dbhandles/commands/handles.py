@@ -14,6 +14,7 @@ from dbhandles.commands.base import Call, CallerParams, Result, command, handle_
 from dbhandles.commands.grammar import HandleName, like, model_ref
 from dbhandles.commands.open_undo import Created, create_database_file, undo_create
 from dbhandles.context import Context
+from dbhandles.dbfiles import is_side_file
 from dbhandles.errors import (
     DbHandlesError,
     InvalidConfig,
@@ -28,6 +29,7 @@ from dbhandles.handle_entry import HandleEntry, check_alias, shown_alias
 from dbhandles.pinned import Made, Snapshot, changed, moved, remove_made, snapshot
 from dbhandles.registry import ALIAS_PATTERN
 from dbhandles.security import paths
+from dbhandles.security.database_files import check_adapter_file, check_own_files_free
 from dbhandles.security.permissions import Permissions, effective, narrow, parse_permissions
 from dbhandles.security.policy import Opening
 from dbhandles.security.safe_folders import refuse_changeable
@@ -167,6 +169,15 @@ def data_open(service: Service, params: OpenParams, call: Call) -> OpenResult:
     )
     # The one decision (security/policy.py): the path resolved once, the rights on the database.
     opening = service.access.check_open(cls, parsed, requested, context, owned)
+    found = opening.resolved
+    if found is not None:
+        # Whoever asks, whichever adapter: a database's own files (a JSON database's lock file,
+        # its temporary files) are never a database of their own, and a database is never
+        # opened where its adapter's own file beside it is one already. SQLite's side files are
+        # refused by name already, with their own words (paths.resolve, each adapter's prepare).
+        if not is_side_file(found.path):
+            check_adapter_file(service, found.path, found.given, "config.path")
+        check_own_files_free(service, cls, found.path, found.given, "config.path")
     # Every check is made before anything is created (docs/security.md §8); should a later
     # step fail all the same, the file this call created goes with it (``open_undo.undo_create``).
     fresh = _missing_file(opening)

@@ -51,7 +51,6 @@ from dbhandles.filters import (
     parse_order_by,
     validate_collection,
 )
-from dbhandles.importer.database_files import check_database_output
 from dbhandles.importer.export import (
     DEFAULT_PAGE_SIZE,
     ExportStats,
@@ -74,6 +73,7 @@ from dbhandles.importer.stats import ImportStats
 from dbhandles.importer.target import (
     check_file,
     check_one_target,
+    check_rejects_file,
     one_target_schema,
     resolve_target,
 )
@@ -81,6 +81,7 @@ from dbhandles.paging import and_filters
 from dbhandles.pinned import changed
 from dbhandles.registry import HandleEntry
 from dbhandles.security import paths
+from dbhandles.security.database_files import check_database_output
 from dbhandles.security.redaction import audience, shown_path
 from dbhandles.values import json_text
 
@@ -249,7 +250,7 @@ def import_target(service: Service, params: ImportParams, context: Context) -> H
     if given is None and output is not None and params.on_error == "skip":
         given = default_rejects_path(output)
     if given is not None:
-        rejects = check_file(service, given, "rejects", context, writing=True)
+        rejects = check_rejects_file(service, given, params.rejects is not None, context)
         files.append(("rejects", os.fspath(given), rejects))
     _distinct_files(files)
     if given is not None:  # abort never writes it, and refuses it as skip would
@@ -348,7 +349,7 @@ def perform_import(service: Service, params: ImportParams, call: Call) -> Import
     )
     rejects: Path | None = None
     if given is not None and params.on_error == "skip":
-        rejects = check_file(service, given, "rejects", context, writing=True)
+        rejects = check_rejects_file(service, given, params.rejects is not None, context)
     options = _import_options(
         params, source, rejects if params.on_error == "skip" else None, context
     )

@@ -26,16 +26,17 @@ from dbhandles.errors import (
     PathNotAllowed,
     PermissionDenied,
 )
-from dbhandles.importer.database_files import (
+from dbhandles.path_text import NAME_MAX
+from dbhandles.pinned import Pinned
+from dbhandles.pinned_look import look
+from dbhandles.registry import HandleEntry
+from dbhandles.security import paths
+from dbhandles.security.database_files import (
     check_adapter_file,
     check_database_output,
     is_database_file,
     is_open_handle_database,
 )
-from dbhandles.pinned import Pinned
-from dbhandles.pinned_look import look
-from dbhandles.registry import HandleEntry
-from dbhandles.security import paths
 from dbhandles.security.safe_folders import refuse_changeable
 from dbhandles.store import file_database
 from dbhandles.values import json_text
@@ -43,7 +44,13 @@ from dbhandles.values import json_text
 if TYPE_CHECKING:
     from dbhandles.service import Service
 
-__all__ = ["check_file", "check_one_target", "one_target_schema", "resolve_target"]
+__all__ = [
+    "check_file",
+    "check_one_target",
+    "check_rejects_file",
+    "one_target_schema",
+    "resolve_target",
+]
 
 
 def check_file(
@@ -85,6 +92,28 @@ def check_file(
     if not writing:
         _check_database_input(service, found, field, context)
     return found.path
+
+
+def check_rejects_file(
+    service: Service, given: str | os.PathLike[str], named: bool, context: Context
+) -> Path:
+    """``check_file`` of an import's rejects file to write; one it was not ``named`` (the default
+    ``<database>.rejects.jsonl``) whose name is past the file system's ``NAME_MAX`` is refused
+    saying so, not as a path the caller gave that is too long.
+
+    Raises:
+        InvalidParams: the default name is too long; from ``check_file``.
+        PathNotAllowed: from ``check_file``.
+    """
+    size = len(os.fsencode(Path(given).name))
+    if not named and size > NAME_MAX:
+        raise InvalidParams(
+            f"rejects: the default rejects file, the database's name and .rejects.jsonl, would be "
+            f"a name of {size} bytes, and the file system takes at most {NAME_MAX}: give "
+            "rejects (a shorter name), or import into a database with a shorter name",
+            field="rejects",
+        )
+    return check_file(service, given, "rejects", context, writing=True)
 
 
 def _check_database_input(

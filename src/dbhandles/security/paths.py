@@ -52,6 +52,7 @@ from dbhandles.context import Context
 from dbhandles.dbfiles import check_path_text, is_side_file, known_name, set_file_refusal
 from dbhandles.errors import InvalidParams, PathNotAllowed
 from dbhandles.file_kinds import set_read_check
+from dbhandles.path_text import check_full_path
 from dbhandles.pinned import (
     Made,
     begin_decided,
@@ -341,6 +342,8 @@ def _resolve(
     else:
         candidate = Path(os.path.expanduser(text))
     real = Path(os.path.realpath(candidate))
+    # Too long in full (a relative name in a deep data space): the limit named, before any use.
+    check_full_path(real, text, field_name)
     note(str(real))
     shown = text if tenant else str(real)
     if is_service_state(settings, real) and not tenant:

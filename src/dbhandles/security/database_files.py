@@ -23,11 +23,17 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dbhandles.adapters import Adapter, FileConfig, adapter_names, get_adapter_class
-from dbhandles.dbfiles import live_conflict
+from dbhandles.adapters import (
+    Adapter,
+    FileConfig,
+    adapter_names,
+    get_adapter_class,
+    ready_adapter_classes,
+)
+from dbhandles.dbfiles import is_side_file, live_conflict
 from dbhandles.errors import DbHandlesError, PathNotAllowed
 from dbhandles.pinned import Pinned, changed
-from dbhandles.pinned_look import head_at, look, names_in
+from dbhandles.pinned_look import head_at, look, names_in, sqlite_header_at
 from dbhandles.store import file_database
 from dbhandles.values import json_text
 
@@ -37,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "check_adapter_file",
     "check_database_output",
+    "check_own_files_free",
     "is_database_file",
     "is_open_handle_database",
     "is_registered",
@@ -190,16 +197,31 @@ def check_database_output(service: Service, real: Path, given: str, field: str) 
 _JSON_TEMP = re.compile(r"\A\.(?P<name>.+)\.[0-9a-f]{8}\.tmp\Z", re.DOTALL)
 
 
+def _own_suffixes() -> set[str]:
+    """Every file adapter's ``own_suffixes`` (``ready_adapter_classes``: no optional driver is
+    imported for it, and those adapters are no file adapters)."""
+    found: set[str] = set()
+    for cls in ready_adapter_classes():
+        if cls.features.file_based:
+            found.update(cls.own_suffixes)
+    return found
+
+
 def _adapter_file_of(real: Path, field: str) -> list[Path]:
-    """The databases ``real`` would be an adapter's own file of, by its name: ``X`` for the JSON
-    adapter's lock file ``X.lock`` and for a commit's temporary file ``.X.<hex>.tmp``. The folder
-    is listed through its pinned descriptor, never by its path.
+    """The databases ``real`` would be an adapter's own file of, by its name: ``X`` for ``X`` and
+    one of an adapter's ``own_suffixes`` (the JSON adapter's lock file ``X.lock``, SQLite's
+    ``X-wal``), and for a JSON commit's temporary file ``.X.<hex>.tmp``. The folder is listed
+    through its pinned descriptor, never by its path.
 
     Raises:
         PathNotAllowed: a folder on the way is a link now (``changed``).
     """
     name = real.name
-    found = [real.with_name(name.removesuffix(".lock"))] if name.endswith(".lock") else []
+    found = [
+        real.with_name(name.removesuffix(suffix))
+        for suffix in sorted(_own_suffixes())
+        if name.endswith(suffix) and len(name) > len(suffix)
+    ]
     temp = _JSON_TEMP.match(name)
     if temp is not None:
         stem = temp.group("name")
@@ -209,41 +231,95 @@ def _adapter_file_of(real: Path, field: str) -> list[Path]:
     return found
 
 
-def check_adapter_file(service: Service, real: Path, given: str, field: str) -> None:
-    """Refuse ``real`` when it is one of the JSON adapter's own files of a database beside it
-    (its ``.lock`` file, a commit's temporary file), as SQLite's side files are refused by name
-    (``dbfiles.check_plain``): replacing the lock file breaks the writers' turns of every process
-    on that database, whoever's it is. Each database is looked up in its folder pinned.
+def _own_file_refusal(field: str, given: str) -> PathNotAllowed:
+    return PathNotAllowed(
+        f"{field}: {json_text(given, 80)} is one of a database's own files (its lock, journal or "
+        "temporary file: the JSON adapter's .lock and .<name>.<hex>.tmp, SQLite's -wal, -shm, "
+        "-journal); those belong to the database and are never opened, created or replaced "
+        "through another door: choose another name",
+        field=field,
+    )
+
+
+def _known_database(service: Service, database: Path, field: str) -> bool:
+    """Whether ``database`` (a real path) is a database of any adapter (registered, open,
+    recognized, ``is_database_file``, or an SQLite file by its header; a missing one registered), looked up in its folder pinned;
+    a file that changed while it was looked at counts as one (it is not written over).
 
     Raises:
-        PathNotAllowed: ``real`` is named as such a file of a database (registered, open or
-            recognized, ``is_database_file``; a missing one registered); a folder on the way is
-            a link now (``changed``).
+        PathNotAllowed: a folder on the way is a link now (``changed``).
+    """
+    try:
+        looked = look(str(database), field)  # PathNotAllowed: the caller words it
+    except PathNotAllowed:
+        raise
+    except OSError:
+        looked = None  # a file or an unsearchable folder on the way: nothing is there
+    try:
+        if looked is None:
+            return is_registered(service, database)
+        folder, info = looked
+        with folder:
+            if is_registered(service, database) or not stat.S_ISREG(info.st_mode):
+                return is_registered(service, database)
+
+            def busy(seen: os.stat_result) -> bool:
+                return live_conflict(str(database), seen, writing=True) is not None
+
+            return (
+                busy(info)
+                or is_database_file(service, database, folder, info, field)
+                or sqlite_header_at(folder, info, field, busy)  # SQLite's, by its header
+            )
+    except OSError:
+        return True  # changed while looked at: not written over
+
+
+def check_adapter_file(service: Service, real: Path, given: str, field: str) -> None:
+    """Refuse ``real`` when it is, by its name, one of an adapter's own files of a database beside
+    it (the JSON adapter's ``.lock`` file and a commit's temporary file, SQLite's side files),
+    whatever door names it: a data file to read or write, or a database to open or create.
+    Replacing the lock file breaks the writers' turns of every process on that database, and an
+    SQLite database made there breaks its every writer, whoever's it is. Each database is looked
+    up in its folder pinned.
+
+    Raises:
+        PathNotAllowed: ``real`` is named as such a file of a database (``_known_database``); a
+            folder on the way is a link now (``changed``).
     """
     for database in _adapter_file_of(real, field):
         try:
-            looked = look(str(database), field)
+            known = _known_database(service, database, field)
         except PathNotAllowed:
             raise changed(field, given) from None  # the words of the name the caller gave
-        except OSError:
-            looked = None  # not a folder on the way: nothing is there
+        if known:
+            raise _own_file_refusal(field, given)
+
+
+def check_own_files_free(
+    service: Service, cls: type[Adapter], real: Path, given: str, field: str
+) -> None:
+    """Refuse opening ``real`` with the adapter ``cls`` when one of the files that adapter keeps
+    beside it by name (``own_suffixes``: the JSON adapter's ``X.lock``) is a database of any
+    adapter already (``_known_database``): the adapter would open, lock or replace it as its own
+    file and break both. SQLite's side files are checked by ``sqlite_config.check_target``.
+
+    Raises:
+        PathNotAllowed: such a file is a database; a folder on the way is a link now.
+    """
+    for suffix in cls.own_suffixes:
+        other = real.with_name(real.name + suffix)
+        if is_side_file(other):
+            continue  # SQLite's, with its rules of side files (``sqlite_config.check_target``)
         try:
-            if looked is None:
-                known = is_registered(service, database)
-            else:
-                folder, info = looked
-                with folder:
-                    known = is_registered(service, database) or (
-                        stat.S_ISREG(info.st_mode)
-                        and is_database_file(service, database, folder, info, field)
-                    )
-        except OSError:
-            known = True  # changed while looked at: not written over
+            known = _known_database(service, other, field)
+        except PathNotAllowed:
+            raise changed(field, given) from None
         if known:
             raise PathNotAllowed(
-                f"{field}: {json_text(given, 80)} is one of the JSON adapter's own files (the lock "
-                "or a temporary file of a database); those belong to the database and are never "
-                "read or written as data files: choose another name",
+                f"{field}: {json_text(given, 80)} cannot be a {cls.name} database: its own file "
+                f"{json_text(other.name, 80)} (which the {cls.name} adapter keeps beside it) is a "
+                "database already; choose another name",
                 field=field,
             )
 
