@@ -19,8 +19,10 @@ import psycopg
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from psycopg import sql
 
 from dbhandles.adapters.postgres_compile import dump_document
+from dbhandles.adapters.postgres_marks import make_mark, unreadable_call
 from dbhandles.adapters.postgres_records import READABLE, inexact_number
 from tests.pgserver import postgres_config
 from tests.test_filter_equivalence import PROPERTY
@@ -33,17 +35,44 @@ def conn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[psycopg.Connectio
     config = postgres_config(tmp_path_factory.mktemp("pg-inexact"))
     with psycopg.connect(config["url"], autocommit=True) as connection:
         connection.execute("SET extra_float_digits = 1")  # as the adapter's connections
+        # The function of the partial index of unreadable rows (``postgres_marks``), which every
+        # check below holds to ``READABLE``; made as on a collection, in a schema of its own.
+        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(config["schema"])))
+        connection.execute(
+            sql.SQL(
+                "CREATE TABLE {}.marked (id text, data jsonb, created_at text, updated_at text, "
+                "version integer)"
+            ).format(sql.Identifier(config["schema"]))
+        )
+        make_mark(connection, config["schema"], "marked")
+        connection.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(config["schema"])))
         yield connection
 
 
 def _readable(conn: psycopg.Connection[Any], document: bytes) -> bool:
     row = conn.execute(
-        f"SELECT {READABLE} FROM (SELECT %s::jsonb AS data, 'r' AS id, 1 AS version, "
-        "'2026-01-01T00:00:00.000Z' AS created_at, '2026-01-01T00:00:00.000Z' AS updated_at) AS t",
+        sql.Composed(
+            [
+                sql.SQL(f"SELECT {READABLE}, "),
+                unreadable_call(_schema(conn)),
+                sql.SQL(
+                    " FROM (SELECT %s::jsonb AS data, 'r' AS id, 1 AS version, "
+                    "'2026-01-01T00:00:00.000Z' AS created_at, "
+                    "'2026-01-01T00:00:00.000Z' AS updated_at) AS t"
+                ),
+            ]
+        ),
         (document.decode(),),
     ).fetchone()
     assert row is not None
+    assert row[1] is (not row[0]), document  # the index's function is exactly NOT READABLE
     return bool(row[0])
+
+
+def _schema(conn: psycopg.Connection[Any]) -> str:
+    row = conn.execute("SELECT current_schema()").fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 def _kept_by_the_reader(text: str, wide_integers: bool = False) -> bool:
@@ -146,6 +175,8 @@ def test_the_sql_agrees_with_the_reader(conn: psycopg.Connection[Any], text: str
     stored, inexact, inexact_wide = row
     assert inexact is not _kept_by_the_reader(stored), (text, stored)
     assert inexact_wide is not _kept_by_the_reader(stored, wide_integers=True), (text, stored)
+    # The row holding it is unreadable exactly then, by ``READABLE`` and the index's function.
+    assert _readable(conn, f'{{"n": [{stored}]}}'.encode()) is not inexact, (text, stored)
 
 
 def test_the_issue_numbers_leave_their_row_unreadable(conn: psycopg.Connection[Any]) -> None:

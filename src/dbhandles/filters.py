@@ -350,9 +350,8 @@ def _scalar(value: object, where: str) -> Scalar:
     if value is None or isinstance(value, (str, bool, int, float)):
         # The value rule of records (dbhandles.values): one no record can hold is an error here too;
         # but U+0000, which a table dbhandles did not create may hold (``check_collection_values``).
-        problem = check_scalar(
-            value.replace("\x00", "") if isinstance(value, str) else value, where
-        )
+        held = value.replace("\x00", "") if isinstance(value, str) else value
+        problem = check_scalar(held, where, wide_integers=True)  # integers compare by value
         if problem is not None:
             raise _refused(where, problem)
         return HeldText(value, where) if isinstance(value, str) and "\x00" in value else value

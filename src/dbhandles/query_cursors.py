@@ -34,8 +34,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import orjson
-
 from dbhandles.adapters.base import Record, Sampling
 from dbhandles.adapters.sqlite_pages import page_parameter
 from dbhandles.clock import now_ms
@@ -52,7 +50,7 @@ from dbhandles.paging import check_shape, fetch_page, shape_of
 from dbhandles.registry import HandleEntry, HandleRegistry
 from dbhandles.security.audit import note_collection
 from dbhandles.store import CursorRow
-from dbhandles.values import json_text
+from dbhandles.values import dump_json, json_text
 
 __all__ = ["CursorPage", "QueryCursors"]
 
@@ -181,7 +179,7 @@ class QueryCursors:
 
     def _check_spec(self, spec: dict[str, Any]) -> None:
         limit = self._registry.settings.max_cursor_spec_bytes
-        size = len(orjson.dumps(spec))
+        size = len(dump_json(spec))  # a filter's integer past 64 bits too
         if limit and size > limit:
             raise PayloadTooLarge(
                 f"filter: a query cursor keeps its query for its whole life, and this one is {size} "

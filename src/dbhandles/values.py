@@ -24,9 +24,10 @@ path of the value (``data.messages[2].content``); one value is normalised. The r
 
 ``check_value`` applies the rule to a Python value (the API, HTTP and CLI bodies, batches);
 ``canonical`` applies it to a line of an import cheaply, along with orjson's serialisation of it.
-Filters and keyset cursors take the scalar part of the rule (``check_scalar``: the same integer
-bound, except that -2**63 is taken, which a 64-bit column of a table dbhandles did not create may
-hold): a filter value no record can hold is an error, not a filter that silently matches nothing.
+Filters and keyset cursors take the scalar part of the rule (``check_scalar``: for a cursor the
+same integer bound, except that -2**63 is taken, which a 64-bit column of a table dbhandles did not
+create may hold; a filter takes any integer, compared by value): a filter value no record can hold
+is an error, not a filter that silently matches nothing.
 A number taken as a record id has one text on every door (``number_text``). A message quotes a
 value the caller sent as JSON (``json_text``: ``null``, ``true``, ``"k\\u0000"``), never as Python
 writes it, and names a place in the record, never an empty path (``the record's key "k\\u0000"``).
@@ -551,13 +552,13 @@ def check_record(obj: dict[str, Any]) -> dict[str, Any]:
     return obj if _plain(obj, 0) else check_value(obj, "")
 
 
-def check_scalar(value: object, where: str) -> str | None:
+def check_scalar(value: object, where: str, *, wide_integers: bool = False) -> str | None:
     """Why a scalar filter (or cursor) value cannot be compared the same way everywhere, or
     ``None``.
 
     A string no record can hold (U+0000, a lone surrogate), NaN or an infinity (a number literal
-    past the double range, ``1e400``, is read as one), and an integer outside the 64 bits every
-    adapter binds (-2**63 to 2**63 - 1; past them, with the message a stored value gets) are
+    past the double range, ``1e400``, is read as one), and (unless ``wide_integers``) an integer
+    outside the 64 bits (-2**63 to 2**63 - 1; past them, with the message a stored value gets) are
     refused. -2**63 itself is taken, though no record of a collection holds it: a column of a table
     dbhandles did not create may (SQLite's INTEGER, PostgreSQL's ``bigint``), and on a collection
     it orders below every stored number. A float past ±2**63 is allowed too: it orders beyond every
@@ -566,6 +567,7 @@ def check_scalar(value: object, where: str) -> str | None:
     Args:
         value: the scalar.
         where: unused by the check; callers put it in their message.
+        wide_integers: take any integer (a filter's: ``adapters/wide_integers.py``).
     """
     if isinstance(value, str):
         return text_problem(value)
@@ -577,7 +579,7 @@ def check_scalar(value: object, where: str) -> str | None:
         if math.isinf(value):
             return f"{_INFINITY} and cannot be compared; compare with a finite number"
         return None
-    if isinstance(value, int) and value != -NUMBER_BOUND:
+    if isinstance(value, int) and value != -NUMBER_BOUND and not wide_integers:
         return _number_problem(value)
     return None
 

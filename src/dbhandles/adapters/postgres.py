@@ -189,8 +189,12 @@ class PostgresAdapter(Adapter):
                     yield session
             except BaseException as exc:
                 _rollback(conn)
-                if isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
-                    self.catalog.forget()  # someone dropped a table this process knew
+                if isinstance(
+                    exc.__cause__, (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction)
+                ):
+                    # Someone dropped a table this process knew, or the function of its partial
+                    # index of unreadable rows (``postgres_marks``), taking the index along.
+                    self.catalog.forget()
                 raise
             finally:
                 stack.pop()

@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from dbhandles.adapters.postgres_closure_cache import CHANGED_AFTER_INITDB
+from dbhandles.adapters.postgres_marks import OWN_FUNCTION
 
 #: Runs a catalog query: ``(statement, params)`` -> a cursor (``postgres_reach.Execute``).
 Execute = Callable[[str, tuple[Any, ...]], Any]
@@ -134,7 +135,7 @@ LEFT JOIN pg_opfamily opf ON c.classid = 'pg_opfamily'::regclass AND opf.oid = c
 WHERE (p.oid IS NOT NULL AND (p.oid >= 16384
                               OR p.proname = ANY(%s) OR p.prosecdef OR """
     + CHANGED_AFTER_INITDB.format("p")
-    + """))
+    + f""") AND NOT {OWN_FUNCTION})
    OR opc.oid >= 16384 OR opf.oid >= 16384
 ORDER BY 1, 2
 """

@@ -34,6 +34,7 @@ from dbhandles import budget
 from dbhandles.adapters.foreign_cascades import UNKNOWN
 from dbhandles.adapters.postgres_closure import closure_code, read_seeds
 from dbhandles.adapters.postgres_closure_cache import CHANGED_AFTER_INITDB, cached, state
+from dbhandles.adapters.postgres_marks import OWN_FUNCTION
 from dbhandles.adapters.postgres_reach_locks import lock_all
 from dbhandles.adapters.reach_guard import Guard
 from dbhandles.errors import PermissionDenied
@@ -73,9 +74,10 @@ SQL_EXECUTING = (
 #: 16384``, wherever it lives: a superuser may create one in ``pg_catalog``), a built-in one
 #: changed after initdb (``CHANGED_AFTER_INITDB``: ``ALTER FUNCTION pg_catalog.lower(text)
 #: SECURITY DEFINER``, ``CREATE OR REPLACE`` of its body), a ``SECURITY DEFINER`` one, or a
-#: SQL-executing builtin.
+#: SQL-executing builtin; never dbhandles' own test of rows (``postgres_marks.OWN_FUNCTION``).
 OPAQUE_SQL = (
-    f"(p.oid >= 16384 OR p.proname = ANY(%s) OR p.prosecdef OR {CHANGED_AFTER_INITDB.format('p')})"
+    f"((p.oid >= 16384 OR p.proname = ANY(%s) OR p.prosecdef "
+    f"OR {CHANGED_AFTER_INITDB.format('p')}) AND NOT {OWN_FUNCTION})"
 )
 #: The calls of ``SQL_EXECUTING`` functions in the expressions of ``objects(kind, name, tree)``
 #: (``tree``: their ``pg_node_tree`` as text), as ``(kind, name, function oid)``. PostgreSQL

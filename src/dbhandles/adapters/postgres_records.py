@@ -37,7 +37,9 @@ from dbhandles.filters import MAX_ID_LENGTH, RESERVED_FIELDS
 from dbhandles.values import MAX_DEPTH, MAX_VERSION, NUMBER_BOUND, json_text
 
 __all__ = [
+    "FIRST_LOOK",
     "READABLE",
+    "SUSPECT_ROW",
     "SUSPECT_TEST",
     "SYSTEM_READABLE",
     "UNREADABLE_WHY",
@@ -164,6 +166,14 @@ SYSTEM_READABLE = (
     f"(id <> '' AND char_length(id) <= {MAX_ID_LENGTH} AND version BETWEEN 1 AND {MAX_VERSION} "
     f"AND created_at ~ '{_TIMESTAMP}' AND updated_at ~ '{_TIMESTAMP}')"
 )
+
+#: SQL (no parameters; NULL when a column is): the tests of ``READABLE`` that need no second look at
+#: a number, true when they pass; ``SUSPECT_ROW``: true when ``data`` holds a number or nesting only
+#: the second look (``_INEXACT``, ``_TOO_DEEP``: a subquery) decides.
+FIRST_LOOK = (
+    f"({SYSTEM_READABLE} AND jsonb_typeof(data) = 'object' AND NOT data ?| array[{_RESERVED}])"
+)
+SUSPECT_ROW = f"jsonb_path_exists(data, 'strict $ ? (exists ({_SUSPECT}) || exists ({_DEEP}))')"
 
 #: SQL (no parameters, true or false, never NULL) true when a collection row is a record dbhandles
 #: reads in full: its system columns (``SYSTEM_READABLE``, first: the cheap tests, and a ``CASE``'s

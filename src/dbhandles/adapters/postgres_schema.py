@@ -23,6 +23,7 @@ from typing import Any
 
 from psycopg import Connection, sql
 
+from dbhandles.adapters.postgres_marks import has_mark, make_mark
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import SYSTEM_PREFIXES, check_new_collection
 from dbhandles.values import json_text
@@ -105,6 +106,8 @@ class Catalog:
     def __init__(self, schema: str) -> None:
         self.schema = schema
         self._known: set[str] = set()
+        #: Tables known to carry their partial index of unreadable rows (``postgres_marks``).
+        self._marked: set[str] = set()
         self._lock = threading.Lock()
 
     def cached(self, collection: str, created: Iterable[str] = ()) -> str | None:
@@ -165,18 +168,39 @@ class Catalog:
             )
         )
         conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(collection)))
+        make_mark(conn, self.schema, name)
         created.append(name)
         return name
+
+    def marked(self, conn: Connection[Any], name: str, created: Iterable[str] = ()) -> bool:
+        """Whether the table ``name`` carries its partial index of unreadable rows
+        (``postgres_marks``): known once seen (dbhandles never drops it); a table without it,
+        made by an older version, is asked again each time, as it may be upgraded meanwhile."""
+        if name in self._marked or name in created:
+            return True
+        if not has_mark(conn, self.schema, name):
+            return False
+        with self._lock:
+            self._marked.add(name)
+        return True
+
+    def mark(self, conn: Connection[Any], name: str) -> None:
+        """Give the existing table ``name`` its partial index of unreadable rows (an upgrade of a
+        collection an older version made; the caller holds the table's advisory lock)."""
+        if name not in self._marked:
+            make_mark(conn, self.schema, name)
 
     def confirm(self, created: Iterable[str]) -> None:
         """Remember tables whose creating transaction committed."""
         with self._lock:
             self._known.update(created)
+            self._marked.update(created)
 
     def forget(self) -> None:
         """Drop the cache (after PostgreSQL said a cached table does not exist)."""
         with self._lock:
             self._known.clear()
+            self._marked.clear()
 
     def collections(self, conn: Connection[Any]) -> list[str]:
         """Every collection of the schema by its first spelling, sorted; system and foreign tables left out."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from dbhandles.adapters.sql_dialect import Dialect
+from dbhandles.adapters.wide_integers import narrowed
 from dbhandles.errors import InvalidFilter, InvalidParams
 from dbhandles.evaluate import rank as rank_of
 from dbhandles.filters import And, Compare, ElemMatch, FilterNode, Not, Or, Scalar, SortKey
@@ -245,9 +246,9 @@ RESERVED_COLUMNS: Mapping[str, Column] = {
 
 def _check_scalar(value: object, where: str) -> None:
     """Refuse values the driver cannot bind faithfully (the oracle has no such limits). Any
-    integer passes: a filter's were held to 64 bits when read (``values.check_scalar``), so a
-    wider one is a served row's (a keyset position, a cursor's id), which each ``Dialect.bind``
-    takes as its JSON reads it (PostgreSQL exactly; SQLite as the nearest double)."""
+    integer passes: a filter's wider one reaches SQLite as a double bound (``wide_integers``), and
+    a served row's (a keyset position, a cursor's id) is bound by ``Dialect.bind`` as its JSON
+    reads it (PostgreSQL exactly; SQLite as the nearest double)."""
     if isinstance(value, bool) or value is None or isinstance(value, int):
         return
     if isinstance(value, float):
@@ -306,6 +307,9 @@ class SqlCompiler:
         raise InvalidFilter(f"unknown filter node {node!r}")
 
     def _compare(self, node: Compare) -> Fragment:
+        wider = narrowed(node, self.dialect.wide_integers)  # integers past 64 bits
+        if wider is not None:
+            return self.where(wider)
         path, op, value = node.path, node.op, node.value
         if op in _NEGATED:
             return not_(self._compare(Compare(path, _NEGATED[op], value)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
+from dbhandles.adapters.wide_integers import WideIntegers
 from dbhandles.errors import InvalidFilter
 from dbhandles.filters import Scalar
 
@@ -43,6 +44,10 @@ class Dialect(ABC):
 
     #: Parameter placeholder of the driver (``?`` for sqlite3, ``%s`` for psycopg).
     placeholder: ClassVar[str]
+
+    #: How a filter's integer past 64 bits is compared (``wide_integers``): PostgreSQL binds it as
+    #: ``numeric``; SQLite binds 64 bits only.
+    wide_integers: ClassVar[WideIntegers] = "exact"
 
     #: Whether ``value(path, 3)`` is SQL text only for JSON strings and for containers (whose JSON
     #: text starts with ``[`` or ``{``): then equality with other texts needs no type guard.

@@ -74,6 +74,8 @@ class SqliteDialect(Dialect):
     arrays = True
     # json_extract gives numbers and booleans as SQL numbers, strings as text, containers as JSON.
     typed_text = True
+    # A collection's numbers are 64-bit integers and doubles (wide_integers.double_bounds).
+    wide_integers = "doubles"
 
     def __init__(
         self,

@@ -52,6 +52,9 @@ class ForeignDialect(Dialect):
 
     placeholder = "?"
     arrays = True
+    # JSON text another tool wrote may hold an integer past 64 bits, which SQLite reads as the
+    # nearest double while dbhandles serves the integer: no exact comparison (wide_integers.refuse).
+    wide_integers = "refused"
     # A column's text is a string or JSON text starting with '[' or '{' (foreign_values), and a
     # number equals no text: once ``value`` keeps numeric affinities from converting the bound
     # text, equality with a string that cannot start a container needs no type guard.

@@ -35,6 +35,7 @@ from dbhandles.server.job_process import background_priority
 from dbhandles.service import Service
 from dbhandles.settings import Settings
 from dbhandles.store.jobs import this_process
+from dbhandles.values import read_json
 
 __all__ = ["PROGRESS_SECONDS", "main"]
 
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(__name__).warning("no job request on stdin; nothing was done")
         out.close()
         return 2
-    request: dict[str, Any] = orjson.loads(first)
+    request: dict[str, Any] = read_json(first)  # as the server wrote it (dump_json)
     context = Context(**request["context"])
     job = Job(id=request["jobId"], command=request["command"], actor=context.actor)
     job.cancel_requested = bool(request.get("cancelled"))

@@ -75,6 +75,7 @@ from dbhandles.jobs import JOB_NICENESS, Job, JobStatus
 from dbhandles.security import paths
 from dbhandles.server.workers import settings_env
 from dbhandles.store import SqliteHandleStore
+from dbhandles.values import dump_json
 
 if TYPE_CHECKING:
     from dbhandles.service import Service
@@ -367,16 +368,16 @@ def _schedule(pid: int, niceness: int) -> bool:
 
 
 def _encode(request: dict[str, Any]) -> bytes:
-    """The request line for a child: its JSON text (orjson writes integers of at most 64 bits, and
-    the params models bound every integer well inside that; a param that still cannot be written is
-    ``InvalidParams`` naming it, so the job fails at once rather than leaving a child without its
-    request).
+    """The request line for a child: its JSON text (``dump_json``: a filter's integer past 64 bits
+    exactly, which the child reads back with ``read_json``); a param that still cannot be written
+    is ``InvalidParams`` naming it, so the job fails at once rather than leaving a child without
+    its request).
 
     Raises:
         InvalidParams: a param has no JSON text orjson can write; ``field`` is its name.
     """
     try:
-        return orjson.dumps(request) + b"\n"
+        return dump_json(request) + b"\n"
     except TypeError as exc:  # orjson.JSONEncodeError
         params = request["params"]
         field = next((k for k, v in params.items() if not _writable(v)), None) or "params"
@@ -389,7 +390,7 @@ def _encode(request: dict[str, Any]) -> bytes:
 
 def _writable(value: Any) -> bool:
     try:
-        orjson.dumps(value)
+        dump_json(value)
     except TypeError:
         return False
     return True
