@@ -24,7 +24,12 @@ from dbhandles.budget import begin as begin_budget
 from dbhandles.budget import begin_stop, end_stop
 from dbhandles.budget import end as end_budget
 from dbhandles.commands import COMMANDS, Command
-from dbhandles.commands.audit_rows import record_failure, record_outcome, record_refusal
+from dbhandles.commands.audit_rows import (
+    record_failure,
+    record_outcome,
+    record_refusal,
+    record_unrun,
+)
 from dbhandles.commands.base import JOB_COMMAND_NAMES, Call, CallerParams, caller_context
 from dbhandles.commands.envelope import error_envelope, success_envelope
 from dbhandles.commands.fast_params import parse_simple
@@ -129,8 +134,8 @@ def _event_bridge(url: str, bus: EventBus) -> PostgresEventBridge:
 
 
 def check_home(home: Path) -> None:
-    """The home folder (``DBHANDLES_HOME``, ``Service(home=...)``) is a folder this
-    process may use, or can be created (its default database, tokens and session file live there).
+    """The home folder (``DBHANDLES_HOME``, ``Service(home=...)``) is a folder this process may
+    use, or can be created (its default database, tokens and session file live there).
 
     Raises:
         InvalidConfig: it, or a folder on its way, is not a folder (a regular file), or it is a
@@ -163,8 +168,7 @@ def check_home(home: Path) -> None:
         )
 
 
-#: ``(session id, actor)`` pairs ``check_session`` accepted (a refusal is never kept), at most
-#: ``_MAX_ACCEPTED_SESSIONS`` of them.
+#: ``(session id, actor)`` pairs ``check_session`` accepted (never a refusal), at most 4096.
 _ACCEPTED_SESSIONS: dict[tuple[str, str], bool] = {}
 _MAX_ACCEPTED_SESSIONS = 4096
 
@@ -249,12 +253,10 @@ class Service:
         self._interrupt_orphaned_jobs()
 
     def _interrupt_orphaned_jobs(self) -> None:
-        """Mark ``interrupted`` the jobs that a dead process of this host left queued or running
-        (one read of the job table when there are none)."""
+        """Mark ``interrupted`` the jobs a dead process of this host left queued or running."""
         try:
-            ended = self.registry.store.jobs.interrupt_dead(
-                int(time.time() * 1000), _interrupted_error
-            )
+            now = int(time.time() * 1000)
+            ended = self.registry.store.jobs.interrupt_dead(now, _interrupted_error)
         except DbHandlesError as exc:  # a busy home: the next start (or job start) does it
             log.warning("could not check the job table for interrupted jobs: %s", exc)
             return
@@ -316,8 +318,9 @@ class Service:
             DbHandlesError: any failure, with its stable ``code``.
         """
         command = COMMANDS.get(name) if type(name) is str else None
-        if command is None:
-            command = self.command(name)  # the error naming the known commands
+        if command is None:  # audited as at every door, then the error naming the known commands
+            record_unrun(self.audit, name, context or _LOCAL, UnknownCommand.code)
+            command = self.command(name)
         plan = self._plans.get(name)
         if plan is None or plan.command is not command:
             plan = self._plan(command)
@@ -470,10 +473,8 @@ class Service:
             return error_envelope(exc, context)
         except Exception:
             log.exception("command %s failed unexpectedly", name)
-            return error_envelope(
-                DbHandlesError(f"{name} failed unexpectedly; the server log has the details"),
-                context,
-            )
+            failed = DbHandlesError(f"{name} failed unexpectedly; the server log has the details")
+            return error_envelope(failed, context)
 
     @staticmethod
     def command(name: str) -> Command:
@@ -581,8 +582,7 @@ class Service:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Cancel running jobs (and wait for them to stop), flush the audit log and close every
-        connection; idempotent."""
+        """Cancel jobs (waiting for them), flush the audit log, close every connection; idempotent."""
         with self._jobs_lock:
             jobs = self._jobs
         if jobs is not None:

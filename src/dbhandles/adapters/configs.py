@@ -58,6 +58,12 @@ class AdapterConfig(JsonModel):
             field="config",
         )
 
+    def tenant_config(self) -> AdapterConfig:
+        """This config as a non-admin actor's handle opens it (after ``tenant_endpoint`` let it):
+        a server's connection authenticated by what the actor gave, never by the server process's
+        own identity, files or environment (``PostgresConfig.password_only``)."""
+        return self
+
 
 class FileConfig(AdapterConfig):
     """Base of the config of an adapter whose database is a file on this machine

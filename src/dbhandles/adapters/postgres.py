@@ -30,13 +30,24 @@ from psycopg_pool import ConnectionPool
 from dbhandles.adapters.base import Adapter, AdapterConfig, Features, Session
 from dbhandles.adapters.postgres_cancel import watched
 from dbhandles.adapters.postgres_compile import PostgresDialect
-from dbhandles.adapters.postgres_config import PostgresConfig, connection_params, mask_url
+from dbhandles.adapters.postgres_config import (
+    PASSWORD_METHODS,
+    PostgresConfig,
+    connection_params,
+    mask_url,
+)
 from dbhandles.adapters.postgres_errors import translating
 from dbhandles.adapters.postgres_foreign import ForeignCatalog
 from dbhandles.adapters.postgres_schema import Catalog, advisory_key, qualified, table_name
 from dbhandles.adapters.postgres_session import PostgresSession, Transaction
 from dbhandles.adapters.sql_collections import CollectionCompiler
-from dbhandles.errors import DatabaseNotFound, DbHandlesError, InvalidConfig, StorageError
+from dbhandles.errors import (
+    DatabaseNotFound,
+    DbHandlesError,
+    InvalidConfig,
+    ServerNotAllowed,
+    StorageError,
+)
 from dbhandles.values import json_text
 
 __all__ = ["PostgresAdapter", "PostgresConfig", "PostgresSession", "connection_params", "mask_url"]
@@ -83,9 +94,10 @@ class PostgresAdapter(Adapter):
     def _connect(self) -> None:
         # One direct connection first: a pool would only log why it cannot connect; this says why.
         with self.translating():
-            probe = psycopg.connect(self.conninfo, autocommit=True)
+            probe = self._probe()
         try:
             with self.translating():
+                self._by_password(probe)
                 self._prepare_schema(probe)
         finally:
             probe.close()
@@ -105,6 +117,23 @@ class PostgresAdapter(Adapter):
             raise
         self._pool = pool
 
+    def _probe(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(self.conninfo, autocommit=True)
+        except psycopg.OperationalError as exc:
+            # libpq's own refusal (``require_auth``): the server did not ask for the password.
+            if self.settings.password_only and PASSWORD_METHODS in str(exc):
+                raise _not_by_password() from None
+            raise
+
+    def _by_password(self, conn: psycopg.Connection[Any]) -> None:
+        """Refuse a non-admin actor's connection the server let in without checking the password
+        it gave (``PQconnectionUsedPassword``): it would be the server process's own identity
+        (trust, peer, ident, a certificate, GSSAPI), which libpq of before 16 cannot refuse."""
+        if self.settings.password_only and not conn.pgconn.used_password:
+            conn.close()
+            raise _not_by_password()
+
     def _prepare_schema(self, conn: psycopg.Connection[Any]) -> None:
         if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)).fetchone():
             return
@@ -121,6 +150,7 @@ class PostgresAdapter(Adapter):
             )
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        self._by_password(conn)  # every connection of the pool, not only the probe
         # Tables are always schema-qualified; an empty search path keeps anyone's functions or
         # operators in other schemas from shadowing the built-ins the compiled SQL calls.
         conn.execute("SET search_path = pg_catalog")
@@ -281,6 +311,16 @@ def _rollback(conn: psycopg.Connection[Any]) -> None:
     if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
         with suppress(psycopg.Error):
             conn.execute("ROLLBACK")
+
+
+def _not_by_password() -> ServerNotAllowed:
+    return ServerNotAllowed(
+        "config: this PostgreSQL server let the connection in without checking its password (as "
+        "the server's own identity: trust, peer, ident, a certificate or GSSAPI); a non-admin "
+        "actor's connection must be authenticated by the password it gives: an administrator "
+        "can require one for this role and address (pg_hba.conf)",
+        field="config",
+    )
 
 
 @lru_cache(maxsize=256)

@@ -18,7 +18,7 @@ from pydantic.alias_generators import to_camel
 from dbhandles.adapters.base import AdapterConfig
 from dbhandles.values import json_text
 
-__all__ = ["PostgresConfig", "connection_params", "mask_url"]
+__all__ = ["PostgresConfig", "connection_params", "mask_url", "password_only_params"]
 
 #: A schema name (``_check_schema``), as one pattern for Python and JSON Schema: an identifier of
 #: at most 63 characters, not ``pg_*`` nor ``information_schema`` (in any case).
@@ -42,7 +42,10 @@ class PostgresConfig(AdapterConfig):
     (case-insensitive; created in ``create`` mode, else it must exist), ``poolSize`` caps connections.
     ``fieldNames``: ``camel`` serves the snake_case columns of tables dbhandles did not create as
     camelCase fields, with ``created_at``/``updated_at``/``version`` as the reserved fields
-    (docs/foreign-tables.md).
+    (docs/foreign-tables.md). ``passwordOnly`` (forced on for a non-admin actor's handle:
+    ``tenant_config``): the connection is authenticated by the password given and nothing of the
+    server process's (``password_only_params``, and the adapter checks libpq's
+    ``PQconnectionUsedPassword``).
     """
 
     model_config = ConfigDict(alias_generator=to_camel)
@@ -59,6 +62,7 @@ class PostgresConfig(AdapterConfig):
     pool_size: int = Field(default=4, ge=1, le=100)
     connect_timeout: float = Field(default=10.0, gt=0, le=300)
     field_names: Literal["columns", "camel"] = "columns"
+    password_only: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -140,6 +144,9 @@ class PostgresConfig(AdapterConfig):
             )
         return f"{host}:{port}"
 
+    def tenant_config(self) -> PostgresConfig:
+        return self if self.password_only else self.model_copy(update={"password_only": True})
+
     def audit_target(self) -> str | None:
         try:
             return f"postgres://{connection_params(self)[1]}"
@@ -149,6 +156,8 @@ class PostgresConfig(AdapterConfig):
     def public(self) -> dict[str, Any]:
         data = super().public()
         data.pop("password", None)
+        if not self.password_only:
+            data.pop("passwordOnly", None)  # shown where it holds (every non-admin's handle)
         if "url" in data:
             data["url"] = mask_url(data["url"])
         return data
@@ -169,9 +178,49 @@ def connection_params(config: PostgresConfig) -> tuple[str, str, str | None]:
             params[key] = value
     params.setdefault("application_name", "dbhandles")
     params["connect_timeout"] = max(1, math.ceil(config.connect_timeout))
+    if config.password_only:
+        params.update(password_only_params(params))
     host = str(params.get("host") or "local socket")
     where = (
         f"{host}:{params.get('port') or 5432}/{params.get('dbname') or params.get('user') or ''}"
     )
     password = params.get("password")
     return psycopg.conninfo.make_conninfo(**params), where, str(password) if password else None
+
+
+#: A path no file can have (a folder under ``/dev/null``): libpq takes it as "no such file"
+#: (``ENOTDIR``), and nobody can create it.
+NO_FILE = "/dev/null/dbhandles-none"
+#: The authentication methods that check a password (libpq's ``require_auth``).
+PASSWORD_METHODS = "password,md5,scram-sha-256"
+
+
+def password_only_params(params: dict[str, Any]) -> dict[str, Any]:
+    """libpq options that leave a connection nothing to authenticate with but the password given.
+
+    libpq fills every option a conninfo leaves out from the server process's ``PG*`` variables
+    and a service file, and reads the password file, client certificate and key from its user's
+    home (``~/.pgpass``, ``~/.postgresql/``); a non-admin actor's connection must use none of
+    them (docs/security.md, "Multi-tenant servers"). So the port is named (never ``PGPORT``), and
+    so is every option that would let one of them in (a service file ``PGSERVICE`` names can only
+    fill the options left unnamed, none of which authenticates): no ``hostaddr`` (``PGHOSTADDR``
+    would send the connection elsewhere), no ``options`` (``PGOPTIONS``), no password file, no
+    client certificate, no GSSAPI encryption, and, with libpq 16 or later, ``require_auth``
+    refuses a server that does not ask for a password (trust, peer, ident, cert, GSSAPI, SSPI).
+    What is left (a server that asked for nothing, on an older libpq) the adapter refuses once
+    connected: ``conn.pgconn.used_password`` (``PQconnectionUsedPassword``) is false.
+    """
+    found: dict[str, Any] = {
+        "port": params.get("port") or "5432",
+        "hostaddr": "",
+        "options": "",
+        "passfile": NO_FILE,
+        "sslcert": NO_FILE,
+        "sslkey": NO_FILE,
+        "sslmode": "prefer",
+        "gssencmode": "disable",
+    }
+    if psycopg.pq.version() >= 160000:
+        found["sslcertmode"] = "disable"
+        found["require_auth"] = PASSWORD_METHODS
+    return found

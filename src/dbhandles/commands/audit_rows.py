@@ -18,6 +18,9 @@ One rule for successes, refusals and crashes (docs/security.md, "Audit log"):
   operations done there; data/job-start names its command's target and operation (``audit_names``).
 * A call that names its database by file (``_DATABASE_FILE``) and resolved no handle names the
   handle open on that file (``file_entry``), else the file in ``target``.
+* A request of an authenticated caller refused before any command could run (an unknown command,
+  params that are no object, a WebSocket message that is no request: ``record_unrun``) gets one
+  row of operation ``request``, whatever the door.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from dbhandles.security import paths
 from dbhandles.security.policy import batch_operations, operations_of
 
 if TYPE_CHECKING:
+    from dbhandles.security.audit import AuditLog
     from dbhandles.service import Service
 
 __all__ = [
@@ -59,7 +63,12 @@ __all__ = [
     "record_failure",
     "record_outcome",
     "record_refusal",
+    "record_unrun",
 ]
+
+#: The ``command`` of an audit row whose request named none (a WebSocket message that is not a
+#: request, or whose ``command`` is not a string).
+NO_COMMAND = "(no command)"
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +248,15 @@ def audit_collection(
     except Exception:  # an audit row never fails the call: the name as sent
         log.debug("could not resolve %r for the audit log", name, exc_info=True)
         return name
+
+
+def record_unrun(audit: AuditLog, command: object, context: Context, code: str) -> None:
+    """The row of an authenticated request refused before any command ran, the same at every door
+    (HTTP, WebSocket, in-process, jobs): operation ``request``, the command as given (its first 200
+    characters) when it is a non-empty string, else ``NO_COMMAND``; no handle."""
+    name = command[:200] if isinstance(command, str) and command else NO_COMMAND
+    audit.record_call(time.time(), context.actor, context.session_id, None, name, "request",
+                      None, None, code)  # fmt: skip
 
 
 def record_refusal(

@@ -23,6 +23,7 @@ from dbhandles.errors import (
     NotSupported,
     PathNotAllowed,
     ReadOnly,
+    ServerNotAllowed,
     StorageError,
 )
 from dbhandles.handle_entry import HandleEntry, check_alias, shown_alias
@@ -312,8 +313,11 @@ def _stored_owner(service: Service, entry: HandleEntry) -> str | None:
 
 
 def _callers_own(error: DbHandlesError) -> bool:
-    """Whether a failed open's error is about the call's own params (a bad alias), which tell
-    nothing of the server and are shown as they are; a config error may quote the server."""
+    """Whether a failed open's error is about the call's own params (a bad alias) or is a
+    refusal in dbhandles' own words, which tell nothing of the server and are shown as they are;
+    a config error may quote the server."""
+    if isinstance(error, ServerNotAllowed):
+        return True  # its words are dbhandles' own (a server that did not ask for the password)
     return isinstance(error, InvalidParams) and not isinstance(error, InvalidConfig)
 
 

@@ -317,6 +317,7 @@ class AccessPolicy:
                         "non-admin actors (DBHANDLES_POSTGRES_SERVERS)",
                         field="config",
                     )
+                config = config.tenant_config()
         return Opening(config, requested)
 
     def _registered(self, real: Path) -> bool:

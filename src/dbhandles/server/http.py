@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from dbhandles.commands import builtin_commands
+from dbhandles.commands.audit_rows import record_unrun
 from dbhandles.commands.envelope import error_envelope
 from dbhandles.context import MAX_SESSION_ID, SESSION_ID_RULE, Context, is_session_id
 from dbhandles.errors import (
@@ -269,11 +269,8 @@ def run_command(
         envelope = error_envelope(exc, context)
         if context is not None and not dispatched:
             # An authenticated request refused before any command ran (an unknown command, a body
-            # that is no params object) is in the audit log too.
-            state.service.audit.record_call(
-                time.time(), context.actor, context.session_id, None, name[:200], "request",
-                None, None, exc.code,
-            )  # fmt: skip
+            # that is no params object) is in the audit log too, as at every door.
+            record_unrun(state.service.audit, name, context, exc.code)
     return finish(envelope, context is not None, caller.valid_session_id)
 
 
@@ -512,6 +509,8 @@ async def serve_command(
         else:
             status, payload = outcome
     except DbHandlesError as exc:
+        if context is not None:  # authenticated, refused before its command (body too large...)
+            record_unrun(state.service.audit, name, context, exc.code)
         status, payload = status_for(exc.code), orjson.dumps(error_envelope(exc))
     except Exception as exc:
         log.error("unhandled error on POST %s", scope["path"], exc_info=exc)

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from dbhandles.commands.audit_rows import record_unrun
 from dbhandles.commands.envelope import error_envelope
 from dbhandles.context import Context
 from dbhandles.errors import (
@@ -278,7 +279,10 @@ class Connection:
 
     # -- reading -----------------------------------------------------------------------------------
 
-    def error(self, msg_id: Any, exc: DbHandlesError) -> None:
+    def error(self, msg_id: Any, exc: DbHandlesError, command: object = None) -> None:
+        """Refuse a message: audited as the same request over HTTP would be (``record_unrun``:
+        the ``command`` it named, else ``(no command)``), then answered."""
+        record_unrun(self.state.service.audit, command, self.context, exc.code)
         self.send({"type": "error", "id": msg_id, "error": exc.message, "code": exc.code,
                    **({"field": exc.field} if exc.field else {})})  # fmt: skip
 
@@ -306,7 +310,8 @@ class Connection:
         if msg_id is not None and (
             isinstance(msg_id, bool) or not isinstance(msg_id, str | int | float)
         ):
-            self.error(None, InvalidParams("id must be a string or a number", field="id"))
+            self.error(None, InvalidParams("id must be a string or a number", field="id"),
+                       message.get("command"))  # fmt: skip
             return
         if kind == "request":
             await self._request(msg_id, message)
@@ -318,15 +323,14 @@ class Connection:
             self.send({"type": "pong", "id": msg_id})
         else:
             self.error(msg_id, InvalidParams(f"type must be one of {', '.join(_TYPES)} (got {json_text(kind, 80)})",
-                                             field="type"))  # fmt: skip
+                                             field="type"), message.get("command"))  # fmt: skip
 
     async def _request(self, msg_id: Any, message: dict[str, Any]) -> None:
         name = message.get("command")
         params = message.get("params", {})
         if msg_id is None:
-            self.error(
-                None, InvalidParams("a request needs an id to correlate its response", field="id")
-            )
+            self.error(None, InvalidParams("a request needs an id to correlate its response",
+                                           field="id"), name)  # fmt: skip
             return
         bad: DbHandlesError | None = None
         if not isinstance(name, str):
@@ -339,6 +343,7 @@ class Connection:
             except DbHandlesError as exc:
                 bad = exc
         if bad is not None:
+            record_unrun(self.state.service.audit, name, self.context, bad.code)
             result = self._public(error_envelope(bad, self.context))
             self.send({"type": "response", "id": msg_id, "result": result})
             return

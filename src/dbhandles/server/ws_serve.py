@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from dbhandles.commands.audit_rows import record_unrun
 from dbhandles.errors import DbHandlesError, TooManyRequests, Unauthorized
 from dbhandles.server import auth, public
 from dbhandles.server.http import client_address as http_address
@@ -23,6 +24,9 @@ from dbhandles.server.ws_flow import MessageRate, ReadGate
 from dbhandles.server.ws_guard import deny_upgrade, refuse_socket
 from dbhandles.server.ws_wire import actor_wire_rate, guard_of
 from dbhandles.values import json_text
+
+#: The ``command`` of the audit row of a WebSocket upgrade refused once its token passed.
+SOCKET_COMMAND = "(websocket)"
 
 if TYPE_CHECKING:
     from dbhandles.context import Context
@@ -199,15 +203,15 @@ async def _serve(
 ) -> None:
     limit = state.service.settings.max_sockets_per_actor
     limited = not context.is_admin
-    cooling = state.cooling_off(context.actor) if limited else None
-    if cooling is not None:
-        await refuse_socket(websocket, cooling, CLOSE_TRY_LATER)
-        return
-    if limited and state.sockets[context.actor] >= limit:
-        await refuse_socket(websocket, TooManyRequests(
+    refused = state.cooling_off(context.actor) if limited else None
+    if refused is None and limited and state.sockets[context.actor] >= limit:
+        refused = TooManyRequests(
             f"{json_text(context.actor, 80)} already has {limit} WebSockets open (the limit is "
             "DBHANDLES_MAX_SOCKETS_PER_ACTOR); close one, or share one socket for requests and "
-            "events", field="connection"), CLOSE_TRY_LATER)  # fmt: skip
+            "events", field="connection")  # fmt: skip
+    if refused is not None:  # an authenticated actor's upgrade: audited as its requests are
+        record_unrun(state.service.audit, SOCKET_COMMAND, context, refused.code)
+        await refuse_socket(websocket, refused, CLOSE_TRY_LATER)
         return
     await websocket.accept()
     session_id = str(uuid.uuid4())
