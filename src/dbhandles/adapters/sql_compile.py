@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from dbhandles import budget
 from dbhandles.adapters.sql_dialect import Dialect
 from dbhandles.errors import InvalidFilter, InvalidParams
 from dbhandles.evaluate import rank as rank_of
@@ -306,6 +307,7 @@ class SqlCompiler:
         raise InvalidFilter(f"unknown filter node {node!r}")
 
     def _compare(self, node: Compare) -> Fragment:
+        budget.check()  # compiling a wide filter is the query's time too (issue 13)
         path, op, value = node.path, node.op, node.value
         if op in _NEGATED:
             return not_(self._compare(Compare(path, _NEGATED[op], value)))
