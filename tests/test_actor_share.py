@@ -29,6 +29,10 @@ SETTINGS = {
 }
 
 
+#: A valid ``data/list`` body: a slow body of its size sends its first byte, then ``REST``.
+BODY, REST = b'{"collection": "c"}', b'"collection": "c"}'
+
+
 def slow_body(port: int, token: str, size: int = 60_000) -> socket.socket:
     """A ``data/list`` whose head says ``size`` bytes of body and whose body has barely begun."""
     sock = connect(port)
@@ -50,11 +54,49 @@ def address_count(served: Served) -> int:
     return int(served.call(lambda: served.state.addresses[LOOPBACK]))
 
 
+def no_waiting(served: Served) -> None:
+    """A request past its actor's share is refused at once (no wait for a place)."""
+    served.call(lambda: setattr(served.state.shares, "wait_seconds", 0))
+
+
+def waiting(served: Served, actor: str) -> int:
+    return int(served.call(lambda: len(served.state.shares.waiting.get(actor, ()))))
+
+
+def test_a_request_past_the_share_waits_for_a_place_first_come_first_served(home: Path) -> None:
+    """A flood of one token waits for its own places (nothing to reconnect for), not refused."""
+    with serving(home, require_token=True, **SETTINGS) as (service, served):
+        alice = service.tokens.create("alice")[0]
+        bob = service.tokens.create("bob")[0]
+        served.call(lambda: setattr(served.state.shares, "wait_seconds", 60.0))
+        slow = [slow_body(served.port, alice, size=len(BODY)) for _ in range(4)]
+        wait_for(lambda: held(served, "alice") == 4, "alice's four bodies counted")
+        later = [slow_body(served.port, alice, size=len(BODY)) for _ in range(2)]
+        wait_for(lambda: waiting(served, "alice") == 2, "two waiting")
+        assert command(served.port, bob) == 200  # bob's share is his own
+        for sock in later:
+            sock.sendall(REST)  # their bodies are complete: they wait for a place only
+        slow[0].sendall(REST)  # the first ends: its place goes to the oldest waiter, then on
+        assert read_answer(slow[0])[0] == 200
+        assert read_answer(later[0])[0] == 200
+        assert read_answer(later[1])[0] == 200
+        assert waiting(served, "alice") == 0
+        assert held(served, "alice") == 3  # the three slow bodies still arriving
+        for sock in slow[1:]:
+            sock.sendall(REST)
+            assert read_answer(sock)[0] == 200
+        for sock in slow + later:
+            sock.close()
+        wait_for(lambda: held(served, "alice") == 0, "alice's share freed")
+        assert waiting(served, "alice") == 0
+
+
 def test_one_actors_slow_bodies_refuse_only_that_actor(home: Path) -> None:
     with serving(home, require_token=True, **SETTINGS) as (service, served):
         alice = service.tokens.create("alice")[0]
         bob = service.tokens.create("bob")[0]
         root = service.tokens.create("root", admin=True)[0]
+        no_waiting(served)
         slow = [slow_body(served.port, alice) for _ in range(4)]
         wait_for(lambda: held(served, "alice") == 4, "alice's four bodies counted")
         # Counted in alice's share from their headers on, not against loopback.
@@ -87,6 +129,7 @@ def test_an_actors_websockets_count_in_its_share(home: Path) -> None:
         bob = service.tokens.create("bob")[0]
         url = f"ws://127.0.0.1:{served.port}/ws"
         auth = {"Authorization": f"Bearer {alice}"}
+        no_waiting(served)
         with contextlib.ExitStack() as stack:
             for _ in range(3):
                 stack.enter_context(ws_connect(url, additional_headers=auth, open_timeout=20))

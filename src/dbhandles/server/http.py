@@ -438,8 +438,10 @@ async def serve_command(
         large = declared is None or declared > LARGE_BODY
         known = await _known_actor(state, caller, context)
         if known is not None and not known[1]:
-            state.shares.enter(known[0])
+            await state.shares.admit(known[0])
             shared = known[0]
+        if known is not None:  # its connection counts by its actor now, not by its address
+            state.wire.trust(transport, *known)
         if known is None and (context is not None or large or not state.wire.closable(transport)):
             # Counted before its body. A small body on a connection ``Wire`` may close to make
             # room is counted once it arrived (below): bodies trickling without a token held
