@@ -1,5 +1,6 @@
-"""Issue 13's two CPU-heavy loads for ``benchmarks/fairness.py``: a 1,300-value ``$in`` over a
-300,000-record memory handle (``big-in``), and 10 MB pages of 200 x 50 KB records (``heavy-pages``).
+"""Issue 13's CPU-heavy loads for ``benchmarks/fairness.py``: a 1,300-value ``$in`` over a
+300,000-record memory handle (``big-in``), 10 MB pages of 200 x 50 KB records (``heavy-pages``), and
+a flood of small authenticated ``data/list`` on 400 connections (``authenticated-flood``).
 
 Each is a load of one actor (``noisy``, not an admin) driven by ``wrk`` while ``measure`` takes the
 reader's window; each returns ``measure``'s result with what the load got done (its requests and
@@ -16,7 +17,7 @@ from typing import Any
 import orjson
 from _wrk import lua_script, wrk
 
-__all__ = ["load_big_in", "load_heavy_pages"]
+__all__ = ["load_authenticated_flood", "load_big_in", "load_heavy_pages"]
 
 #: Records of the memory handle of ``big-in``, and values of its ``$in`` (as the tester's: 65 KB).
 RECORDS, IN_VALUES = 300_000, 1_300
@@ -83,3 +84,15 @@ def load_heavy_pages(server: Any, work: Path, noisy: str, seconds: float,
     result, (pages,) = _run(server, [(f"{server.url}/commands/data/list", script, 2)], seconds,
                             measure)  # fmt: skip
     return {**result, "note": f"200 x 50 KB records a page, 2 connections: {_said('pages', pages)}"}
+
+
+def load_authenticated_flood(server: Any, work: Path, noisy: str, seconds: float,
+                             measure: Callable[[], dict[str, float]],
+                             connections: int = 400) -> dict[str, Any]:  # fmt: skip
+    """``wrk -c400`` POSTing ``data/list`` (20 records) with one actor's valid token, as fast as the
+    server answers (the outside tester's ``wrk -t2 -c400 -s post.lua``: the reader's p99 76x)."""
+    script = lua_script(work, "flood", noisy, orjson.dumps({"collection": "items", "limit": 20}))
+    result, (flood,) = _run(server, [(f"{server.url}/commands/data/list", script, connections)],
+                            seconds, measure)  # fmt: skip
+    refused = f", {flood.get('non2xx', 0):.0f} refused" if flood.get("non2xx") else ""
+    return {**result, "note": f"wrk -c{connections}: {_said('flood', flood)}{refused}"}

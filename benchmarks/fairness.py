@@ -1,7 +1,7 @@
 """Fairness: one actor's read latency while another actor runs each of the four loads of issue 13.
 
     python benchmarks/fairness.py [--seconds=8] [--import-mb=300] [--json=FILE] [--job-duty=D]
-        [--loads=imports,memory-import,socket,cursors,subscriptions,big-in,heavy-pages] [--source=FILE]
+        [--loads=imports,...,heavy-pages,authenticated-flood] [--source=FILE]
 
 A real ``jtag serve`` (tokens required, defaults for every limit) on a loopback port and a temporary
 home. The reader (a non-admin token) runs ``POST /commands/data/list`` (20 small records) on one
@@ -9,9 +9,8 @@ connection with ``wrk`` for ``--seconds``; its p99 is taken with no load, then w
 
 1. imports: two ``data/import`` of a ``--import-mb`` MB JSONL file at once (an admin's; files are the
    admin's business), cancelled with ``data/job-cancel`` after the measurement;
-1m. memory import: one ``data/import`` job of the same file into a memory database, which runs in the
-   server process (paced to ``DBHANDLES_JOB_DUTY``, which ``--job-duty`` sets: 1 turns pacing off);
-   the server's RSS is sampled;
+1m. memory import: one ``data/import`` job of the same file into a memory database, in the server
+   process (paced to ``DBHANDLES_JOB_DUTY``: ``--job-duty``, 1 turns pacing off); RSS is sampled;
 2. a WebSocket client that sends ``data/list`` requests with 1 MB answers and never reads (4 sockets,
    reconnecting when the server closes them); the server's RSS is sampled;
 3. memory: ``query-open`` with a 2.7 MB filter (40 on a memory handle, 20 on the default database,
@@ -20,18 +19,19 @@ connection with ``wrk`` for ``--seconds``; its p99 is taken with no load, then w
 4. subscriptions: 20 sockets x 100 subscriptions that match every write, while the same actor writes
    100 KB records with ``wrk``; here the reader's own 100 KB ``data/create`` p99 is measured too,
    against its p99 with no subscription;
-5. big-in, heavy-pages (``benchmarks/_fairness_heavy.py``): a 65 KB ``$in`` over 300,000 memory records; 10 MB pages.
+5. big-in, heavy-pages, authenticated-flood (``benchmarks/_fairness_heavy.py``): a 65 KB ``$in`` over
+   300,000 memory records; 10 MB pages; ``wrk -c400`` of ``data/list`` with the actor's token.
 
 The ratio is each p99 over the no-load p99 (target: at most 3), the median of the no-load windows
-taken before and after each load (drift of the machine shows instead of skewing one ratio). wrk's p99
-is corrected for coordinated omission: one stall of 100 ms at 2,000 reads a second counts as some 200
-slow reads, so a window's p99 is set by its few longest stalls. Each window also reports the machine's
-CPU pressure (the share of its time some task waited for a CPU) and the CPU seconds the server's job
-processes used. HTTP loads are driven by ``wrk`` (installed with apt-get when missing and the script
-may). Every connection goes to 127.0.0.1, every load stops with its window, and jobs are waited for
-after their cancel. On a machine shared with other work, run it at ``nice -n -10`` (as root): it then
-runs in a session of its own whose scheduling group has that niceness (``_machine.own_session``);
-docs/performance.md has the numbers.
+taken before and after each load (drift of the machine shows instead of skewing one ratio). wrk's
+p99 is corrected for coordinated omission: one stall of 100 ms at 2,000 reads a second counts as
+some 200 slow reads, so a window's p99 is set by its few longest stalls. Each window also reports
+the machine's CPU pressure (the share of its time some task waited for a CPU) and the CPU seconds
+the server's job processes used. HTTP loads are driven by ``wrk`` (installed with apt-get when
+missing and the script may). Every connection goes to 127.0.0.1, every load stops with its window,
+and jobs are waited for after their cancel. On a machine shared with other work, run it at ``nice -n
+-10`` (as root): it then runs in a session of its own whose scheduling group has that niceness
+(``_machine.own_session``); docs/performance.md has the numbers.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from _datagen import generate_file  # noqa: E402
-from _fairness_heavy import load_big_in, load_heavy_pages  # noqa: E402
+from _fairness_heavy import load_authenticated_flood, load_big_in, load_heavy_pages  # noqa: E402
+from _fairness_report import report  # noqa: E402
 from _machine import TreeCpu, cpu_pressure_us, own_session  # noqa: E402
 from _wrk import lua_script, need_wrk, wrk  # noqa: E402
 
@@ -449,7 +450,8 @@ def load_subscriptions(server: Server, work: Path, noisy: str, seconds: float,
 
 
 #: The loads ``--loads`` picks from, in the order they run.
-LOADS = ("imports", "memory-import", "socket", "cursors", "subscriptions", "big-in", "heavy-pages")
+LOADS = ("imports", "memory-import", "socket", "cursors", "subscriptions", "big-in", "heavy-pages",
+         "authenticated-flood")  # fmt: skip
 
 
 def main() -> int:
@@ -541,6 +543,8 @@ def bench(server: Server, work: Path, args: argparse.Namespace) -> int:
          lambda: load_big_in(server, work, noisy, seconds, measure)),
         ("heavy-pages", "load 6: 10 MB pages on 2 connections", "6. 10 MB pages",
          lambda: load_heavy_pages(server, work, noisy, seconds, measure)),
+        ("authenticated-flood", "load 7: wrk -c400 of data/list with a valid token",
+         "7. authenticated flood", lambda: load_authenticated_flood(server, work, noisy, seconds, measure)),
     ]  # fmt: skip
     loads = args.loads.split(",")
     for name, title, label, run in every_load:
@@ -561,39 +565,6 @@ def bench(server: Server, work: Path, args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps({"rows": rows, "create_base": base_create,
                                                "no_load": quiet}, indent=2))  # fmt: skip
     return 0
-
-
-def report(
-    rows: list[tuple[str, dict[str, Any]]], base: dict[str, float], base_create: dict[str, float]
-) -> None:
-    print()
-    print("| load | reads | p50 ms | p99 ms | p99 / no load | CPU pressure | job processes CPU s "
-          "| server RSS MB (before → peak) | notes |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, r in rows:
-        ratio = r.get("p99", 0) / base["p99"] if base.get("p99") else 0
-        rss = f"{r['rss_before']:.0f} → {r['rss_peak']:.0f}" if "rss_peak" in r else ""
-        if "home_peak" in r and r["home_peak"] - r["home_before"] > 0.01:
-            rss += f" (home {r['home_before']:.2f} → {r['home_peak']:.2f} MB)"
-        errors = f", {r['non2xx']:.0f} non-2xx" if r.get("non2xx") else ""
-        print(f"| {name} | {r.get('requests', 0):.0f}{errors} | {r.get('p50', 0):.2f} | {r.get('p99', 0):.2f} | "
-              f"{ratio:.2f}x | {r.get('cpu_pressure', 0):.0f}% | {r.get('jobs_cpu', 0):.1f} | {rss} | "
-              f"{r.get('note', '')} |")  # fmt: skip
-    sub = dict(rows).get("4. subscriptions")
-    if sub is None:
-        return
-    print()
-    print(
-        f"reader's 100 KB data/create: p99 {base_create.get('p99', 0):.2f} ms with no subscription, "
-        f"{sub.get('create_p99', 0):.2f} ms with the 20 x 100 subscriptions of load 4 "
-        f"({sub.get('create_p99', 0) / base_create['p99'] if base_create.get('p99') else 0:.2f}x)"
-    )
-    if sub.get("writes"):
-        print(
-            f"load 4's server CPU: {sub['server_cpu']:.2f} s over {sub['writes']:.0f} writes of 100 KB "
-            f"and {sub.get('requests', 0):.0f} reads: {sub['server_cpu'] / sub['writes'] * 1e3:.2f} ms "
-            "per write"
-        )
 
 
 if __name__ == "__main__":

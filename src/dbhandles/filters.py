@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeAlias, get_args
 
 from dbhandles.errors import InvalidFilter, InvalidParams
+from dbhandles.filter_size import check_filter_size
 from dbhandles.filter_text import HeldText
 from dbhandles.regex import pattern_problem
 from dbhandles.values import check_scalar, json_text, name_text
@@ -509,12 +510,11 @@ def parse_filter(spec: object, field: str = "filter") -> FilterNode | None:
     """Parse a wire filter into a tree; ``None`` or ``{}`` means "match everything".
 
     Raises:
-        InvalidFilter: the message names the offending key path (``filter.age.$gt``).
+        InvalidFilter: names the offending key path (``filter.age.$gt``), or the clause limit.
     """
-    if spec is None:
+    if spec is None or (isinstance(spec, Mapping) and not spec):
         return None
-    if isinstance(spec, Mapping) and not spec:
-        return None
+    check_filter_size(spec, field)  # before anything costs in proportion to it
     return _parse(spec, field, 0)
 
 

@@ -256,7 +256,20 @@ class Settings:
             "DBHANDLES_MAX_CONNECTIONS_PER_ADDRESS",
             "HTTP connections open from one client address that have not authenticated (past "
             "it a new one closes the oldest that runs no request, or is refused); also its "
-            "requests in progress plus WebSockets open (an administrator's token passes).",
+            "requests in progress plus WebSockets open whose actor is not known from the headers "
+            "(an administrator's token passes; a known actor counts in "
+            "DBHANDLES_MAX_REQUESTS_PER_ACTOR).",
+        ),
+    )
+    max_requests_per_actor: int = field(
+        default=32,
+        metadata=setting(
+            "DBHANDLES_MAX_REQUESTS_PER_ACTOR",
+            "Requests in progress plus WebSockets open of one (non-admin) actor, counted from the "
+            "moment its token is read in the headers (a body still arriving included); past it "
+            "its next one is refused too_many_requests (429, Retry-After). They do not count "
+            "against DBHANDLES_MAX_CONNECTIONS_PER_ADDRESS, so one actor never locks out another "
+            "on the same address.",
         ),
     )
     header_timeout_seconds: float = field(

@@ -126,6 +126,7 @@ BOUNDS: dict[str, Bound] = {
     "ws_bytes_per_second": Bound(4096, "the default, 16 MiB"),
     "max_unsent_bytes_per_actor": Bound(LEAST_REQUEST_BYTES, "no limit"),
     "max_uploads_per_actor": _COUNT,
+    "max_requests_per_actor": _COUNT,
     "max_sockets_per_actor": _COUNT,
     "max_subscriptions_per_actor": _COUNT,
     "ws_outbox_bytes": _REQUEST_BYTES,

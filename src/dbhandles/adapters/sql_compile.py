@@ -10,9 +10,7 @@ The SQL must agree with ``dbhandles.evaluate`` (the oracle) on every input. The 
 * field paths are validated identifiers and are embedded as path literals (which is what lets an
   expression index match); values, ranks and patterns are always bound parameters.
 
-Everything that differs between SQL engines sits behind ``Dialect`` (``sql_dialect``); each engine's
-implementation sits with its adapter (``sqlite_compile.SqliteDialect``, ``postgres_compile.PostgresDialect``).
-"""
+Engine differences sit behind ``Dialect`` (``sql_dialect``; ``sqlite_compile``, ``postgres_compile``)."""
 
 from __future__ import annotations
 
@@ -21,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from dbhandles import budget
 from dbhandles.adapters.sql_dialect import Dialect
 from dbhandles.adapters.wide_integers import narrowed
 from dbhandles.errors import InvalidFilter, InvalidParams
@@ -307,6 +306,7 @@ class SqlCompiler:
         raise InvalidFilter(f"unknown filter node {node!r}")
 
     def _compare(self, node: Compare) -> Fragment:
+        budget.check()  # compiling a wide filter is the query's time too (issue 13)
         wider = narrowed(node, self.dialect.wide_integers)  # integers past 64 bits
         if wider is not None:
             return self.where(wider)

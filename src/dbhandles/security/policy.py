@@ -16,10 +16,8 @@ remote non-admin actor (``AccessPolicy.database_rights``):
   delete, truncate, clear or vacuum);
 - a database server: only one listed in ``DBHANDLES_POSTGRES_SERVERS``.
 
-The same rights are the ceiling of a handle it opens (so opening a database again never widens them)
-and of every command it runs through another actor's handle. Administrators and the local user are
-not limited by them.
-"""
+The same rights cap a handle it opens (opening again never widens them) and every command it runs
+through another actor's handle. Administrators and the local user are not limited by them."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from dbhandles.commands.envelope import error_envelope
 from dbhandles.context import Context
 from dbhandles.errors import DbHandlesError, ServerUnreachable, TooManyRequests
 from dbhandles.server import auth, http, public
+from dbhandles.server.actor_share import ActorShare
 from dbhandles.server.connection_counts import Wire, refusal_bytes
 from dbhandles.server.connections import connection_transport
 from dbhandles.server.fair import FairPool
@@ -104,6 +105,7 @@ class ServerState:
         #: What each client address and actor holds now (only touched on the event loop).
         self.addresses: Counter[str] = Counter()
         self.uploads: Counter[str] = Counter()
+        self.shares = ActorShare(settings.max_requests_per_actor)  # known actors: not by address
         self.sockets: Counter[str] = Counter()
         self.subscriptions: Counter[str] = Counter()
         #: The messages each actor's sockets may still send (``ws_flow.MessageRate``).

@@ -32,12 +32,14 @@ from dbhandles.errors import (
 )
 from dbhandles.jobs import JOB_COMMANDS, Job
 from dbhandles.server import public
+from dbhandles.server.actor_share import retry_after_of
 from dbhandles.server.addresses import address_key
 from dbhandles.server.auth import AMBIGUOUS
 from dbhandles.server.bodies import QUERY_OPEN, declared_length, read_body
 from dbhandles.server.connections import TRANSPORT_KEY, connection_transport
 from dbhandles.server.openapi import error_codes
 from dbhandles.server.public import STATIC_FILES
+from dbhandles.server.rate_charge import Charge
 from dbhandles.server.token_gate import BAD_TOKEN
 from dbhandles.values import dump_json, json_problem, json_text, read_json
 
@@ -298,10 +300,14 @@ def _peek(body: bytes) -> dict[str, Any] | None:
     return params if isinstance(params, dict) else None
 
 
-async def _respond(send: Send, status: int, body: bytes, close: bool = False) -> None:
+async def _respond(
+    send: Send, status: int, body: bytes, close: bool = False, retry: int | None = None
+) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if close:
         headers.append((b"connection", b"close"))
+    if retry is not None:
+        headers.append((b"retry-after", b"%d" % retry))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -320,7 +326,7 @@ async def fast_command(state: ServerState, scope: Scope, receive: Receive, send:
     bound is dropped and replaced by a 429 that says the command ran.
 
     Every request takes one request of its address's rate of refusals (``public.PublicRate``)
-    before anything is checked, and gives it back once its token checked (``_Charge``): so the
+    before anything is checked, and gives it back once its token checked (``Charge``): so the
     bucket is exact however many connections ask at once. Past the rate, a request whose token
     does not check (none, a bad one, another site's page) gets the rate's 429 after
     ``public.REFUSAL_PAUSE_SECONDS``, its body unread; a valid token passes (checked once, then
@@ -344,15 +350,15 @@ async def fast_command(state: ServerState, scope: Scope, receive: Receive, send:
             retry = public.retry_after(due)
             await public.refuse(send, exc, retry, close=not _small_body(parsed[1]))
             return
-    charge = _Charge(state, address, taken=not due)
+    charge = Charge(state, address, taken=not due)
     answer = await serve_command(state, name, scope, receive, transport, parsed, checked, charge)
     if answer is None:
         return
     if transport is not None:
-        _, payload, close = answer
+        _, payload, close, _retry = answer
         dropped = state.wire.too_much(caller, who, len(payload))
         if dropped is not None:
-            answer = status_for(dropped.code), orjson.dumps(error_envelope(dropped)), close
+            answer = status_for(dropped.code), orjson.dumps(error_envelope(dropped)), close, None
     await _respond(send, *answer)
     if transport is not None:
         state.wire.carry(transport, caller)
@@ -383,42 +389,6 @@ async def _past_rate(state: ServerState, caller: Caller, name: str, turn: str) -
         return None
 
 
-class _Charge:
-    """A request's charge to its address's rate (``public.PublicRate``, the bucket of the routes
-    that need no token): only a request refused before authenticating (401: no token or a bad one;
-    403: another site's page) keeps it. Uncharged, ``wrk -c300`` of token-less POSTs got 8,000
-    immediate 401s a second and made bob's p99 83-287 times slower; charged only once refused,
-    after a token check in a worker thread, 300 connections that all found the bucket full got
-    566-1514 in 6 s where it allows 180 (issue 13). So it is taken first (``taken``: by
-    ``fast_command``, before anything else), and given back as soon as the token checked.
-
-    Args:
-        state: the server.
-        address: the client's (``client_address``).
-        taken: the request was taken from the bucket already.
-    """
-
-    def __init__(self, state: ServerState, address: str, *, taken: bool = False) -> None:
-        self.rate = state.public_rate
-        self.address = address
-        self.taken = taken
-
-    def passed(self) -> None:
-        """Its token (or the local user's door, without one) checked: not charged."""
-        if self.taken:
-            self.taken = False
-            self.rate.give_back(self.address)
-
-    def settle(self, status: int, authenticated: bool) -> None:
-        """The request ended with ``status``: charged if refused before authenticating (taken
-        now if it was not yet: a caller other than ``fast_command``), else given back."""
-        if authenticated or status not in (401, 403):
-            self.passed()
-        elif not self.taken:
-            self.taken = True
-            self.rate.take(self.address)
-
-
 async def serve_command(
     state: ServerState,
     name: str,
@@ -427,11 +397,14 @@ async def serve_command(
     transport: asyncio.Transport | None = None,
     parsed: tuple[Caller, str | None] | None = None,
     checked: Context | None = None,
-    charge: _Charge | None = None,
-) -> tuple[int, bytes, bool] | None:
-    """Run one command request: ``(status, body, close the connection)``, or None if the client left.
+    charge: Charge | None = None,
+) -> tuple[int, bytes, bool, int | None] | None:
+    """Run one command request: ``(status, body, close the connection, Retry-After or None)``, or
+    None if the client left.
 
-    In order: for a body over ``LARGE_BODY`` bytes or of unknown length (or a token checked
+    In order: a token the gate knows (``TokenGate.owner``) counts the request in its actor's share
+    (``max_requests_per_actor``: ``actor_share.ActorShare``; an administrator's in none) from its
+    headers on, and never against its address; otherwise, for a body over ``LARGE_BODY`` bytes or of unknown length (or a token checked
     already), the address's request count (``max_connections_per_address``; an administrator's
     token, checked from the headers once the address is at its limit, is let in past it, so an
     anonymous flood from the administrator's own address never locks the administrator out) and
@@ -444,21 +417,29 @@ async def serve_command(
     Once the token passed, ``transport``'s connection no longer counts against its address's
     connections (``Wire.trust``). ``parsed``: ``Caller.from_scope(scope)``, if made already;
     ``checked``: the request's context, if its token was checked already (``fast_command``). A
-    refusal before authentication is charged to the address's rate (``charge``: ``_Charge``).
+    refusal before authentication is charged to the address's rate (``charge``: ``Charge``).
     """
     address = client_address(scope)
-    charge = charge or _Charge(state, address)
+    charge = charge or Charge(state, address)
     caller, length = parsed or Caller.from_scope(scope)
     # Whose turn this request waits for in the worker threads: its token, else its address.
     turn = caller.authorization or address
     context: Context | None = checked
     counted = body_read = False
     door: list[Context] = []
+    retry: int | None = None
+    shared: str | None = None  # the actor whose share counts this request
     try:
         limit = body_limit(state, name)
         declared = declared_length(length, limit, name)
         large = declared is None or declared > LARGE_BODY
-        if context is not None or large or not state.wire.closable(transport):
+        known = await _known_actor(state, caller, context)
+        if known is not None and not known[1]:
+            await state.shares.admit(known[0])
+            shared = known[0]
+        if known is not None:  # its connection counts by its actor now, not by its address
+            state.wire.trust(transport, *known)
+        if known is None and (context is not None or large or not state.wire.closable(transport)):
             # Counted before its body. A small body on a connection ``Wire`` may close to make
             # room is counted once it arrived (below): bodies trickling without a token held
             # all of loopback's requests in progress, and bob's token was refused (issue 13).
@@ -482,7 +463,7 @@ async def serve_command(
         if body is None:
             return None  # the client went away
         body_read = True
-        if not counted and context is None:
+        if known is None and not counted and context is None:
             context, counted = await _enter(state, address, caller, name, turn)
             if context is not None:  # an administrator's, let in past the address's limit
                 charge.passed()
@@ -512,14 +493,34 @@ async def serve_command(
         if context is not None:  # authenticated, refused before its command (body too large...)
             record_unrun(state.service.audit, name, context, exc.code)
         status, payload = status_for(exc.code), orjson.dumps(error_envelope(exc))
+        retry = retry_after_of(exc)
     except Exception as exc:
         log.error("unhandled error on POST %s", scope["path"], exc_info=exc)
         status, payload = 500, orjson.dumps(error_envelope(DbHandlesError(_INTERNAL)))
     finally:
         if counted:
             state.leave(address)
+        if shared is not None:
+            state.shares.leave(shared)
     charge.settle(status, context is not None or bool(door))
-    return status, payload, not body_read or state.stopping
+    return status, payload, not body_read or state.stopping, retry
+
+
+async def _known_actor(
+    state: ServerState, caller: Caller, checked: Context | None
+) -> tuple[str, bool] | None:
+    """``(actor, is administrator)`` of a request whose token is known before its body is read:
+    checked already, or one the gate knows (an id it does not know yet waits for a reading of the
+    store, shared and spaced: ``TokenGate.plausible``); None otherwise (no token, a bad one)."""
+    if checked is not None:
+        return checked.actor, checked.is_admin
+    authorization = caller.authorization
+    if authorization is None or authorization == AMBIGUOUS:
+        return None
+    gate = state.token_gate
+    if gate.verdict(authorization) is None:
+        await gate.plausible(authorization)
+    return gate.owner(authorization)
 
 
 async def _enter(
@@ -559,8 +560,10 @@ async def command_endpoint(request: Request) -> Response:
     answer = await serve_command(state, request.path_params["name"], request.scope, request.receive)
     if answer is None:
         return Response(status_code=400)  # the client went away: nobody reads this
-    status, payload, close = answer
-    headers = {"connection": "close"} if close else None
+    status, payload, close, retry = answer
+    headers = {"connection": "close"} if close else {}
+    if retry is not None:
+        headers["retry-after"] = str(retry)
     return Response(payload, status_code=status, media_type=JSON, headers=headers)
 
 

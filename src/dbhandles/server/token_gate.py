@@ -61,6 +61,8 @@ class TokenGate:
         self.read = read
         self.clock = clock
         self.known: dict[str, tuple[str, bool]] = {}
+        #: Every known token's actor and whether it is an administrator's, by id (``owner``).
+        self.owners: dict[str, tuple[str, bool]] = {}
         #: When the last reading that ended began, and when the next may begin (``clock``).
         self.read_at = -math.inf
         self.next_at = -math.inf
@@ -81,6 +83,15 @@ class TokenGate:
         secret_hash, revoked = found
         given = hashlib.sha256(match.group(2).encode()).hexdigest()
         return not revoked and hmac.compare_digest(secret_hash, given)
+
+    def owner(self, authorization: str) -> tuple[str, bool] | None:
+        """``(actor, is administrator)`` of the token ``authorization`` names when ``verdict``
+        says it may be valid (its secret checks), else None. Only the holder of a token's secret
+        is ever counted as its actor (``actor_share.ActorShare``)."""
+        if self.verdict(authorization) is not True:
+            return None
+        match = _BEARER.match(authorization)
+        return None if match is None else self.owners.get(match.group(1))
 
     def after_reading(self, authorization: str, done: Callable[[bool], None]) -> None:
         """Call ``done`` (on the event loop) with what ``plausible`` would answer for an id the
@@ -127,6 +138,7 @@ class TokenGate:
             self.known = {
                 row.token_id: (row.secret_hash, row.revoked_at is not None) for row in rows
             }
+            self.owners = {row.token_id: (row.actor, row.is_admin) for row in rows}
             self.read_at = began
             self.readings += 1
         finally:

@@ -46,8 +46,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     (``public.PublicRate``) before anything is checked, and gives it back once its token checked;
     past the rate, an upgrade whose token does not check gets the rate's 429 after
     ``public.REFUSAL_PAUSE_SECONDS``. A token that cannot be one is refused on the event loop
-    (``state.token_gate``), without a worker thread; the address's count of connections
-    (``max_connections_per_address``) is asked only once the token checked.
+    (``state.token_gate``), without a worker thread; once the token checked, the socket counts in
+    its actor's share (``max_requests_per_actor``; an administrator's in none), or without a token
+    (``--allow-anonymous``) against its address (``max_connections_per_address``).
     """
     state: ServerState = websocket.app.state.dbhandles
     headers = websocket.headers
@@ -69,15 +70,24 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     context = await _authenticate(websocket, state, authorization, address, due)
     if context is None:
         return
+    # A socket of a token counts in its actor's share (an administrator's in none), never
+    # against its address: alice's slow bodies on loopback closed bob's socket 1013 (issue 13).
+    actor = None if authorization is None else context.actor
     try:
-        state.enter(address)
+        if actor is None:
+            state.enter(address)
+        elif not context.is_admin:
+            state.shares.enter(actor)
     except DbHandlesError as exc:
         await refuse_socket(websocket, exc, CLOSE_TRY_LATER)
         return
     try:
         await _serve(websocket, state, context, authorization)
     finally:
-        state.leave(address)
+        if actor is None:
+            state.leave(address)
+        elif not context.is_admin:
+            state.shares.leave(actor)
 
 
 def early_refusal(

@@ -1,0 +1,159 @@
+"""One actor's share of requests in progress (issue 13): a request whose token is known from its
+headers counts in its actor's ``max_requests_per_actor`` (its body still arriving included), never
+against its address, so alice's slow bodies or flood on loopback refuse only alice: never bob, the
+administrator, ``/health`` or the dashboard.
+
+Every server is ``server_config`` (what ``jtag serve`` runs) on loopback in a thread; every wait is
+bounded, and nothing asserts a speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from pathlib import Path
+
+import orjson
+from websockets.sync.client import connect as ws_connect
+
+from dbhandles.server.addresses import LOOPBACK
+from tests.server_helpers import Served, closed_by_server, connect, read_answer, serving, wait_for
+from tests.test_connections_fairness import command, upgrade
+from tests.test_public_flood import get
+
+SETTINGS = {
+    "max_requests_per_actor": 4,
+    "max_connections_per_address": 16,
+    "body_timeout_seconds": 60.0,
+    "header_timeout_seconds": 60.0,
+}
+
+
+#: A valid ``data/list`` body: a slow body of its size sends its first byte, then ``REST``.
+BODY, REST = b'{"collection": "c"}', b'"collection": "c"}'
+
+
+def slow_body(port: int, token: str, size: int = 60_000) -> socket.socket:
+    """A ``data/list`` whose head says ``size`` bytes of body and whose body has barely begun."""
+    sock = connect(port)
+    sock.sendall(
+        (
+            "POST /commands/data/list HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {size}\r\n\r\n{{"
+        ).encode()
+    )
+    return sock
+
+
+def held(served: Served, actor: str) -> int:
+    return int(served.call(lambda: served.state.shares.held[actor]))
+
+
+def address_count(served: Served) -> int:
+    return int(served.call(lambda: served.state.addresses[LOOPBACK]))
+
+
+def no_waiting(served: Served) -> None:
+    """A request past its actor's share is refused at once (no wait for a place)."""
+    served.call(lambda: setattr(served.state.shares, "wait_seconds", 0))
+
+
+def waiting(served: Served, actor: str) -> int:
+    return int(served.call(lambda: len(served.state.shares.waiting.get(actor, ()))))
+
+
+def test_a_request_past_the_share_waits_for_a_place_first_come_first_served(home: Path) -> None:
+    """A flood of one token waits for its own places (nothing to reconnect for), not refused."""
+    with serving(home, require_token=True, **SETTINGS) as (service, served):
+        alice = service.tokens.create("alice")[0]
+        bob = service.tokens.create("bob")[0]
+        served.call(lambda: setattr(served.state.shares, "wait_seconds", 60.0))
+        slow = [slow_body(served.port, alice, size=len(BODY)) for _ in range(4)]
+        wait_for(lambda: held(served, "alice") == 4, "alice's four bodies counted")
+        later = [slow_body(served.port, alice, size=len(BODY)) for _ in range(2)]
+        wait_for(lambda: waiting(served, "alice") == 2, "two waiting")
+        assert command(served.port, bob) == 200  # bob's share is his own
+        for sock in later:
+            sock.sendall(REST)  # their bodies are complete: they wait for a place only
+        slow[0].sendall(REST)  # the first ends: its place goes to the oldest waiter, then on
+        assert read_answer(slow[0])[0] == 200
+        assert read_answer(later[0])[0] == 200
+        assert read_answer(later[1])[0] == 200
+        assert waiting(served, "alice") == 0
+        assert held(served, "alice") == 3  # the three slow bodies still arriving
+        for sock in slow[1:]:
+            sock.sendall(REST)
+            assert read_answer(sock)[0] == 200
+        for sock in slow + later:
+            sock.close()
+        wait_for(lambda: held(served, "alice") == 0, "alice's share freed")
+        assert waiting(served, "alice") == 0
+
+
+def test_one_actors_slow_bodies_refuse_only_that_actor(home: Path) -> None:
+    with serving(home, require_token=True, **SETTINGS) as (service, served):
+        alice = service.tokens.create("alice")[0]
+        bob = service.tokens.create("bob")[0]
+        root = service.tokens.create("root", admin=True)[0]
+        no_waiting(served)
+        slow = [slow_body(served.port, alice) for _ in range(4)]
+        wait_for(lambda: held(served, "alice") == 4, "alice's four bodies counted")
+        # Counted in alice's share from their headers on, not against loopback.
+        assert address_count(served) == 0
+        fifth = slow_body(served.port, alice)
+        status, headers, body = read_answer(fifth)
+        envelope = orjson.loads(body)
+        assert (status, envelope["code"]) == (429, "too_many_requests")
+        assert "DBHANDLES_MAX_REQUESTS_PER_ACTOR" in envelope["error"]
+        assert envelope["limit"] == 4
+        assert headers["retry-after"] == "1"
+        assert closed_by_server(fifth)
+        fifth.close()
+        # Everyone else gets in: bob, his WebSocket, the administrator, /health, the dashboard.
+        assert command(served.port, bob) == 200
+        assert command(served.port, root) == 200
+        assert upgrade(served.port, f"Authorization: Bearer {bob}\r\n") == 101
+        assert get(served.port, "/health")[0] == 200
+        assert get(served.port, "/")[0] == 200
+        assert held(served, "alice") == 4
+        for sock in slow:
+            sock.close()
+        wait_for(lambda: held(served, "alice") == 0, "alice's share freed")
+        assert command(served.port, alice) == 200
+
+
+def test_an_actors_websockets_count_in_its_share(home: Path) -> None:
+    with serving(home, require_token=True, **SETTINGS) as (service, served):
+        alice = service.tokens.create("alice")[0]
+        bob = service.tokens.create("bob")[0]
+        url = f"ws://127.0.0.1:{served.port}/ws"
+        auth = {"Authorization": f"Bearer {alice}"}
+        no_waiting(served)
+        with contextlib.ExitStack() as stack:
+            for _ in range(3):
+                stack.enter_context(ws_connect(url, additional_headers=auth, open_timeout=20))
+            wait_for(lambda: held(served, "alice") == 3, "alice's sockets counted")
+            one = slow_body(served.port, alice)
+            wait_for(lambda: held(served, "alice") == 4, "and her body")
+            assert command(served.port, alice) == 429  # her share is full
+            assert command(served.port, bob) == 200
+            assert address_count(served) == 0
+            one.close()
+        wait_for(lambda: held(served, "alice") == 0, "alice's share freed")
+
+
+def test_a_flood_of_requests_without_a_known_token_still_counts_by_address(home: Path) -> None:
+    """Without a token (``--allow-anonymous``) nothing is known of the actor: the address counts."""
+    with serving(home, max_connections_per_address=2, body_timeout_seconds=60.0,
+                 header_timeout_seconds=60.0) as (_service, served):  # fmt: skip
+        slow = [connect(served.port) for _ in range(2)]
+        for sock in slow:
+            sock.sendall(
+                b"POST /commands/data/list HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Length: 100000\r\n\r\n{"
+            )
+        wait_for(lambda: address_count(served) == 2, "two large bodies counted by address")
+        assert served.call(lambda: dict(served.state.shares.held)) == {}
+        for sock in slow:
+            sock.close()
