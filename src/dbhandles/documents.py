@@ -41,6 +41,7 @@ __all__ = [
     "create_record",
     "delete_record",
     "id_text",
+    "record_version",
     "seen",
     "update_record",
     "visible",
@@ -197,6 +198,19 @@ def _inside(record: Record, row_filter: FilterNode | None, *, collection: bool =
     if row_filter is not None and (loose := loose_field(row_filter, record)) is not None:
         # An array holding the filter's value matches other filters too (row_writes.py).
         raise PermissionDenied(loose_message(loose), field=f"data.{loose}")
+
+
+def record_version(session: Session, collection: str, record: Record) -> int | None:
+    """The version of ``record`` as stored in ``collection``, for a result: a collection's own; on
+    a table dbhandles did not create, the ``version`` column's value only where that column is the
+    record's version (``TableWriter.reserved``: an integer type, docs/foreign-tables.md "Versions
+    and timestamps"), else ``None`` (a ``version`` column of another type is plain data, and a
+    result's version is an integer or null)."""
+    writer = session.table_writer(collection)
+    if writer is not None and "version" not in writer.reserved:
+        return None
+    version = record.get("version")
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
 def delete_record(
