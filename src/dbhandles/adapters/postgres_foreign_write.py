@@ -329,7 +329,8 @@ class PgWriter(ForeignWriterBase[PgColumn]):
         values = self._columns(changes)
         if not values:
             return self.reader.get(self.run, record_id)
-        row = self._update_row(values, match)
+        with self.key_kept(record_id, values):
+            row = self._update_row(values, match)
         if row is None:
             return None
         # Setting a key column to the value it has is no change (as on SQLite): only a new key is
