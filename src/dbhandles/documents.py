@@ -38,6 +38,7 @@ __all__ = [
     "check_held_id",
     "check_json",
     "check_record_id",
+    "column_values",
     "create_record",
     "delete_record",
     "id_text",
@@ -280,7 +281,7 @@ def _table_fields(
 ) -> dict[str, Any]:
     """The fields of a row to write: a table's columns are whatever it has, but the reserved fields
     it keeps (``TableWriter.reserved``) are dbhandles' to set, and ``id`` only its own."""
-    data = check_json(data, "data")
+    data = column_values(data)
     for key in data:
         if key in writer.reserved or (key == "id" and id_text(data[key]) != record_id):
             raise InvalidParams(
@@ -289,6 +290,21 @@ def _table_fields(
                 field=f"data.{key}",
             )
     return {k: v for k, v in data.items() if k != "id"}
+
+
+def column_values(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` (a row for a table dbhandles did not create: ``data/create``, ``update``,
+    ``batch``, ``copy`` into one) checked as ``check_json`` does, except a field's own number
+    past the records' +-2**63 (a finite ``1e20`` for a REAL or ``double precision`` column, a large integer for a
+    ``numeric`` one): the rule that keeps a record's integers exact is dbhandles' own, and a
+    column has its own (the writer applies it, ``sqlite_number_problem``/``pg_number``: what the
+    column cannot hold is ``invalid_params`` naming the field, nothing written)."""
+    wide = {key for key, value in data.items() if type(value) in (int, float)
+            and value - value == 0 and not -NUMBER_BOUND < value < NUMBER_BOUND}  # fmt: skip
+    if not wide:
+        return dict(check_json(data, "data"))
+    checked = check_json({k: v for k, v in data.items() if k not in wide}, "data")
+    return {key: data[key] if key in wide else checked[key] for key in data}
 
 
 def _create_row(
