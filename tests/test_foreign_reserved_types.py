@@ -180,3 +180,16 @@ def test_an_integer_version_is_still_the_version(
     batch = service.execute("data/batch", {"dbHandle": handle, "operations": [
         {"op": "create", "collection": "tv", "id": "s", "data": {"n": 4}}]})  # fmt: skip
     assert batch["results"][0]["version"] == 1
+
+
+@pytest.mark.parametrize("adapter", ["sqlite", pytest.param("postgres", marks=PG)])
+def test_omit_reserved_keeps_a_column_that_is_plain_data(
+    service: Service, tmp_path: Path, adapter: str
+) -> None:
+    """``omitReserved`` leaves out what is reserved in that table: ``id`` and an integer
+    ``version``, never a ``version`` column of another type (a user's data)."""
+    handle, _ = _open(service, tmp_path, adapter, COLUMNS[0])
+    out = tmp_path / "omit.jsonl"
+    service.execute("data/export", {"dbHandle": handle, "collection": "tv", "output": str(out),
+                                    "omitReserved": True})  # fmt: skip
+    assert out.read_text().splitlines() == ['{"version":"v1","n":1}']
