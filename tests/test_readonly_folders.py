@@ -15,6 +15,7 @@ capabilities were dropped by failing to create a file in the folder itself.
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -68,7 +69,7 @@ try:
     )
     print(json.dumps({"config": opened["config"], "ids": [r["id"] for r in listed["items"]],
                       "read": read["data"], "exported": exported["exported"],
-                      "refused": refused}))
+                      "export_caveat": exported.get("caveat"), "refused": refused}))
 finally:
     service.close()
 """
@@ -117,6 +118,7 @@ def test_readonly_wal_database_in_an_unwritable_folder(tmp_path: Path) -> None:
     assert report["read"]["text"] == "note 1"
     assert report["exported"] == 3
     assert "immutable=1" in report["config"]["caveat"]
+    assert report["export_caveat"] == report["config"]["caveat"]  # export-jsonl prints it too
     lines = (reader / "out.jsonl").read_text().splitlines()
     assert [orjson.loads(line)["id"] for line in lines] == ["n0", "n1", "n2"]
     assert sorted(os.listdir(folder)) == ["data.db"]  # nothing was created next to it
@@ -198,3 +200,86 @@ def test_the_caveat_follows_the_last_connection_to_the_file(
     assert "caveat" not in config.public()
     writable = sqlite_config.SqliteConfig(path=path, mode="readwrite")
     assert "caveat" not in writable.public()
+
+
+#: The child's start, then every door that opens the database: each must refuse it.
+CHILD_UNREAD = (
+    CHILD.split("from dbhandles.service import Service")[0]
+    + r"""
+from dbhandles.errors import DbHandlesError
+from dbhandles.service import Service
+from dbhandles.settings import Settings
+service = Service(settings=Settings(home=home))
+answers = {}
+try:
+    config = {"path": database, "mode": "readonly"}
+    doors = {
+        "open": ("data/open", {"adapter": "sqlite", "config": config}),
+        "export": ("data/export", {"input": database, "collection": "notes", "output": output}),
+    }
+    for door, (command, params) in doors.items():
+        try:
+            service.execute(command, params)
+            answers[door] = "success"
+        except DbHandlesError as exc:
+            answers[door] = [exc.code, exc.message]
+    print(json.dumps({"answers": answers, "refused": refused,
+                      "written": os.path.exists(output)}))
+finally:
+    service.close()
+"""
+)
+
+
+@pytest.mark.parametrize("side", ["-wal", "-journal"])
+def test_a_side_file_an_immutable_read_would_miss_is_refused(tmp_path: Path, side: str) -> None:
+    """Committed writes still in a non-empty -wal (its -shm gone: a copied or crashed database)
+    or a hot -journal cannot be read without writing the folder; ``immutable=1`` would silently
+    read the main file alone (issue 15: an export said 0 records). Every door refuses it with
+    ``storage_error`` naming the side file, and writes nothing."""
+    if sys.platform != "linux":
+        pytest.skip("capabilities are Linux's")
+    source = tmp_path / "source"
+    source.mkdir()
+    _wal_database(source / "data.db")
+    writer = sqlite3.connect(source / "data.db")
+    folder = tmp_path / "mount"
+    folder.mkdir()
+    try:
+        if side == "-wal":
+            writer.execute("PRAGMA wal_autocheckpoint = 0")
+            stamp = "2024-01-02T00:00:00.000Z"
+            writer.execute("INSERT INTO notes VALUES ('n3', '{}', ?, ?, 1)", (stamp, stamp))
+            writer.commit()
+        # A copy of the files as a crash or a copy leaves them: the main file and the side file,
+        # no -shm (a hot journal's content is emulated: what the check reads is that it is there).
+        shutil.copyfile(source / "data.db", folder / "data.db")
+        if side == "-wal":
+            shutil.copyfile(source / "data.db-wal", folder / "data.db-wal")
+        else:
+            (folder / "data.db-journal").write_bytes(
+                b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + bytes(504)
+            )
+    finally:
+        writer.close()
+    assert (folder / f"data.db{side}").stat().st_size > 0
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    folder.chmod(0o555)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", CHILD_UNREAD, str(folder / "data.db"), str(reader / "home"),
+             str(reader / "out.jsonl")],
+            capture_output=True, text=True, cwd=REPO, timeout=120,
+        )  # fmt: skip
+    finally:
+        folder.chmod(0o755)
+    assert result.returncode == 0, result.stderr
+    report = orjson.loads(result.stdout.strip().splitlines()[-1])
+    assert report["refused"], "the reader could write the folder: the test proves nothing"
+    for door, answer in report["answers"].items():
+        assert answer != "success", door
+        code, message = answer
+        assert code == "storage_error", (door, answer)
+        assert side in message and "writable folder" in message, (door, message)
+    assert not report["written"]

@@ -38,9 +38,11 @@ __all__ = [
     "check_held_id",
     "check_json",
     "check_record_id",
+    "column_values",
     "create_record",
     "delete_record",
     "id_text",
+    "record_version",
     "seen",
     "update_record",
     "visible",
@@ -199,6 +201,19 @@ def _inside(record: Record, row_filter: FilterNode | None, *, collection: bool =
         raise PermissionDenied(loose_message(loose), field=f"data.{loose}")
 
 
+def record_version(session: Session, collection: str, record: Record) -> int | None:
+    """The version of ``record`` as stored in ``collection``, for a result: a collection's own; on
+    a table dbhandles did not create, the ``version`` column's value only where that column is the
+    record's version (``TableWriter.reserved``: an integer type, docs/foreign-tables.md "Versions
+    and timestamps"), else ``None`` (a ``version`` column of another type is plain data, and a
+    result's version is an integer or null)."""
+    writer = session.table_writer(collection)
+    if writer is not None and "version" not in writer.reserved:
+        return None
+    version = record.get("version")
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
 def delete_record(
     session: Session, collection: str, record_id: str, row_filter: FilterNode | None
 ) -> bool:
@@ -266,7 +281,7 @@ def _table_fields(
 ) -> dict[str, Any]:
     """The fields of a row to write: a table's columns are whatever it has, but the reserved fields
     it keeps (``TableWriter.reserved``) are dbhandles' to set, and ``id`` only its own."""
-    data = check_json(data, "data")
+    data = column_values(data)
     for key in data:
         if key in writer.reserved or (key == "id" and id_text(data[key]) != record_id):
             raise InvalidParams(
@@ -275,6 +290,21 @@ def _table_fields(
                 field=f"data.{key}",
             )
     return {k: v for k, v in data.items() if k != "id"}
+
+
+def column_values(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` (a row for a table dbhandles did not create: ``data/create``, ``update``,
+    ``batch``, ``copy`` into one) checked as ``check_json`` does, except a field's own number
+    past the records' +-2**63 (a finite ``1e20`` for a REAL or ``double precision`` column, a large integer for a
+    ``numeric`` one): the rule that keeps a record's integers exact is dbhandles' own, and a
+    column has its own (the writer applies it, ``sqlite_number_problem``/``pg_number``: what the
+    column cannot hold is ``invalid_params`` naming the field, nothing written)."""
+    wide = {key for key, value in data.items() if type(value) in (int, float)
+            and value - value == 0 and not -NUMBER_BOUND < value < NUMBER_BOUND}  # fmt: skip
+    if not wide:
+        return dict(check_json(data, "data"))
+    checked = check_json({k: v for k, v in data.items() if k not in wide}, "data")
+    return {key: data[key] if key in wide else checked[key] for key in data}
 
 
 def _create_row(

@@ -208,20 +208,25 @@ class ColumnPaths:
 
 
 def reserved_fields(
-    columns: Iterable[ColumnT], camel_names: bool, integer: Callable[[ColumnT], bool]
+    columns: Iterable[ColumnT],
+    camel_names: bool,
+    integer: Callable[[ColumnT], bool],
+    timestamp: Callable[[ColumnT], bool],
 ) -> frozenset[str]:
-    """Which reserved fields the table keeps: with ``fieldNames: camel`` the columns served as
-    ``createdAt``, ``updatedAt`` and ``version``; otherwise only a ``version`` column of an integer
-    type (``integer`` tells, by the engine's types; docs/foreign-tables.md "Versions and
-    timestamps"). Key and generated columns keep none."""
+    """Which reserved fields the table keeps: a ``version`` column of an integer type, and with
+    ``fieldNames: camel`` the columns served as ``createdAt`` and ``updatedAt`` whose type takes
+    dbhandles' ISO-8601 text (``integer`` and ``timestamp`` tell, by the engine's types;
+    docs/foreign-tables.md "Versions and timestamps"). A column so named of another type is plain
+    data: a result's ``version`` is an integer, and writing a time into another program's REAL
+    or INTEGER column would replace its values with text. Key and generated columns keep none."""
     found = set()
     for column in columns:
         if column.generated or column.pk:
             continue
-        if camel_names and column.field in RESERVED_FIELDS:
-            found.add(column.field)
-        elif column.field == "version" and integer(column):
+        if column.field == "version" and integer(column):
             found.add("version")
+        elif camel_names and column.field in ("createdAt", "updatedAt") and timestamp(column):
+            found.add(column.field)
     return frozenset(found)
 
 

@@ -44,6 +44,8 @@ _TYPE_NAMES = {"int2": "smallint", "int4": "integer", "int8": "bigint", "float4"
 _TEXT_BASES = frozenset({"text", "varchar", "bpchar", "name", "citext"})
 #: ``numeric(10,2)`` as ``format_type`` prints it (a negative scale since PostgreSQL 15).
 _SCALE = re.compile(r"^numeric\(\d+,(-?\d+)\)")
+#: SQLite's integers (and PostgreSQL's ``bigint``) lie in [-2**63, 2**63).
+_INT64 = 2**63
 #: The largest integer every smaller integer of which a double holds exactly.
 _EXACT_DOUBLE = 2**53
 
@@ -62,7 +64,7 @@ def _float4_text(value: float) -> str:
 def pg_number(
     value: int | float, base: str, type_name: str, text_category: bool
 ) -> tuple[Any, str | None]:
-    """What the JSON number ``value`` (not a boolean; within the value rule's ±2**63) is bound as
+    """What the JSON number ``value`` (not a boolean; finite, of any size) is bound as
     for a PostgreSQL column of base type ``base`` (``int4``, ``numeric``; an array's element type)
     declared ``type_name`` (``numeric(10,2)``), and why it cannot be (``None`` when it can).
 
@@ -71,6 +73,8 @@ def pg_number(
     itself with no problem: the caller's rules take them.
     """
     if base in INTEGER_TYPES:
+        if not -_INT64 <= value < _INT64:
+            return value, f"past the 64-bit integers {_TYPE_NAMES[base]} holds at most"
         if isinstance(value, float):
             if not value.is_integer():
                 return value, (
@@ -117,8 +121,19 @@ def _double_problem(value: int | float, type_name: str) -> str | None:
 def sqlite_number_problem(value: Any, declared: str) -> str | None:
     """Why an SQLite column declared ``declared`` would not keep the JSON number ``value``
     exactly, or ``None``: a column of REAL affinity turns an integer into a REAL, which rounds
-    one past 2**53 (other affinities keep an integer an INTEGER, a float a REAL)."""
-    if type(value) is not int or _affinity(declared) != "real":
+    one past 2**53 (other affinities keep an integer an INTEGER, a float a REAL). Past +-2**63
+    (which only a column's own value reaches, ``documents._column_values``) SQLite stores no
+    integer, and a column of INTEGER affinity no whole number; a float any other column keeps."""
+    if type(value) not in (int, float):
+        return None
+    affinity = _affinity(declared)
+    if not -_INT64 <= value < _INT64:
+        if type(value) is int:
+            return "an integer past the 64 bits SQLite stores (give it as a float or as text)"
+        if affinity == "integer":
+            return "past the 64-bit integers a column of INTEGER affinity holds (|n| < 2**63)"
+        return None
+    if type(value) is not int or affinity != "real":
         return None
     return _double_problem(value, "a REAL column")
 

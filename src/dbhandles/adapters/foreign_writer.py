@@ -12,7 +12,8 @@ what a refusal means.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import orjson
@@ -228,6 +229,19 @@ class ForeignWriterBase(TableWriter, Generic[ColumnT]):
             (*values.values(), *params),
             values,
         ).fetchone()
+
+    @contextmanager
+    def key_kept(self, record_id: str, values: dict[str, Any]) -> Iterator[None]:
+        """Around an update setting ``values``: a new key that another row holds (the key's
+        uniqueness refusing it, ``record_exists``) is the key change it is, ``invalid_params`` on
+        ``data`` as for a free key, so the answer does not depend on which keys exist (nothing is
+        written either way: the statement failed and the session rolls back)."""
+        try:
+            yield
+        except RecordExists as exc:
+            if any(name in values for name in self.table.key):
+                raise self._key_changed(record_id) from exc
+            raise
 
     def _key_changed(self, record_id: str) -> InvalidParams:
         return InvalidParams(

@@ -131,6 +131,8 @@ _ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", 
 _CONSTRAINT_KINDS = {"p": "unique", "u": "unique", "c": "check", "f": "foreign_key",
                      "x": "exclusion"}  # fmt: skip
 _INTEGERS = frozenset({"int2", "int4", "int8"})
+#: The types besides strings (``typcategory`` ``S``) a ``createdAt``/``updatedAt`` column keeps.
+_TIMES = frozenset({"timestamptz", "timestamp"})
 
 
 class Relation(NamedTuple):
@@ -571,7 +573,12 @@ def describe(
         read_only = f"a {KINDS[kind]} is served read-only (it has no primary key to write through)"
     elif not key:
         read_only = NO_KEY
-    reserved = reserved_fields(columns_, camel_names, lambda c: c.base in _INTEGERS)
+    reserved = reserved_fields(
+        columns_,
+        camel_names,
+        lambda c: c.base in _INTEGERS,
+        lambda c: c.base in _TIMES or c.category == "S",
+    )
     # A GRANT or REVOKE rewrites the relation's pg_class row, so its signature (xmin) changes
     # and the catalog describes it again.
     readable = conn.execute("SELECT has_table_privilege(%s::oid, 'SELECT')", (oid,)).fetchone()

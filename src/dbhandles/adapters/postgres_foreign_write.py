@@ -276,7 +276,7 @@ class PgWriter(ForeignWriterBase[PgColumn]):
             if problem is not None:
                 raise InvalidParams(
                     f"{where}: column {json_text(column.name, 80)} of table {json_text(self.name, 80)} is "
-                    f"{column.type}, and {orjson.dumps(value).decode()} is {problem}; nothing was written",
+                    f"{column.type}, and {_shown_number(value)} is {problem}; nothing was written",
                     field=where,
                 )
             if param is not value or column.category == "S":
@@ -329,7 +329,8 @@ class PgWriter(ForeignWriterBase[PgColumn]):
         values = self._columns(changes)
         if not values:
             return self.reader.get(self.run, record_id)
-        row = self._update_row(values, match)
+        with self.key_kept(record_id, values):
+            row = self._update_row(values, match)
         if row is None:
             return None
         # Setting a key column to the value it has is no change (as on SQLite): only a new key is
@@ -553,3 +554,8 @@ def _sets(value: Any, path: tuple[str, ...]) -> bool:
     if not path:
         return value is not None
     return isinstance(value, dict) and _sets(value.get(path[0]), path[1:])
+
+
+def _shown_number(value: int | float) -> str:
+    """A JSON number as a message shows it (an integer past 64 bits too, which orjson refuses)."""
+    return str(value) if type(value) is int else orjson.dumps(value).decode()

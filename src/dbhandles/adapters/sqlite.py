@@ -27,9 +27,9 @@ from dbhandles.adapters.sqlite_config import (
     SqliteConfig,
     canonical_path,
     check_target,
-    folder_writable,
     missing_database,
     opened_read_only,
+    read_immutable,
     simple_config,
 )
 from dbhandles.adapters.sqlite_errors import translating
@@ -170,8 +170,9 @@ class SqliteAdapter(Adapter):
             # A database in WAL mode needs its -shm (and may need its -wal) even to be read; in a
             # folder this process cannot write (a read-only mount, another user's folder) SQLite
             # cannot create them. Read it as plain sqlite3 would, immutable: a snapshot, no locks
-            # (the handle's config says so: ``SqliteConfig.public``).
-            if not (settings.readonly and not folder_writable(self.path)):
+            # (the handle's config says so: ``SqliteConfig.public``), unless a side file holds
+            # committed writes it would miss (``read_immutable``).
+            if not read_immutable(self.path, readonly=settings.readonly):
                 raise
             conn, catalog = self._open_connection(mode, immutable=True)
             self.immutable = True

@@ -48,6 +48,7 @@ __all__ = [
     "folder_writable",
     "missing_database",
     "opened_read_only",
+    "read_immutable",
     "simple_config",
 ]
 
@@ -210,6 +211,53 @@ def simple_config(raw: Mapping[str, Any]) -> SqliteConfig | None:
     if "path" not in values:
         return None
     return SqliteConfig.model_construct(**values)
+
+
+def read_immutable(path: str, *, readonly: bool) -> bool:
+    """Whether a read-only handle that SQLite could not open in place reads ``path`` with
+    ``immutable=1``: only when read-only and its folder is not writable here (otherwise the open's
+    own error stands), and never when a side file holds what that would miss.
+
+    ``immutable=1`` reads the main file alone: committed transactions still in a non-empty
+    ``-wal`` (never checkpointed, its ``-shm`` gone) would be silently left out of every read,
+    count and export, and a hot ``-journal``'s half-written pages read as they are. Without write
+    access to the folder SQLite can use neither, so the only honest answer is an error.
+
+    Raises:
+        StorageError: naming the side file and what to do.
+    """
+    if not readonly or folder_writable(path):
+        return False
+    if _size(path + "-wal"):
+        raise StorageError(
+            f"the database {json_text(path)} is in WAL mode and its -wal file holds committed writes "
+            "that cannot be read without write access to its folder (SQLite needs to create the "
+            "-shm file beside it); reading the main file alone would silently miss them. Copy the "
+            "database with its -wal file to a writable folder (or open it once where the folder "
+            "is writable, which checkpoints it) and read it there",
+            field="config.path",
+        )
+    # A rollback journal is read in place from a read-only folder unless it is hot (an
+    # interrupted transaction SQLite must undo, which needs the folder): reaching here with one
+    # that is not empty means that.
+    if _size(path + "-journal"):
+        raise StorageError(
+            f"the database {json_text(path)} has a hot -journal (a transaction interrupted before "
+            "it finished) that SQLite must roll back before the file can be read, which needs write "
+            "access to its folder; copy the database with its -journal file to a writable folder "
+            "and open it there",
+            field="config.path",
+        )
+    return True
+
+
+def _size(path: str) -> int:
+    """The size of the side file ``path``, 0 when there is none (``stat``: opening and closing
+    a file of a live database would release this process's locks on it, ``dbfiles``)."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def folder_writable(path: str) -> bool:

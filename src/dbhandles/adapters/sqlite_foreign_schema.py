@@ -290,7 +290,7 @@ def describe(
         read_only=read_only, refused=refused,
         key_probe=key_probe(name, key, rowid, {r[0]: bool(r[2]) for r in visible},
                             {r[0]: r[1] or "" for r in visible}),
-        reserved=reserved_fields(columns, camel_names, _integer) if kind == "table" and key
+        reserved=reserved_fields(columns, camel_names, _integer, _timestamp) if kind == "table" and key
                  else frozenset(),
         indexes=tuple(_indexes(conn, name)) if kind == "table" else (),
         foreign_keys=tuple(_foreign_keys(conn, name)) if kind == "table" else (),
@@ -365,6 +365,13 @@ def _affinity(declared: str) -> str:
 def _integer(column: ForeignColumn) -> bool:
     """Whether the column's declared type has INTEGER affinity (a ``version`` column it can be)."""
     return "INT" in column.type.upper()
+
+
+def _timestamp(column: ForeignColumn) -> bool:
+    """Whether the column's declared type keeps dbhandles' ISO-8601 text as it is: TEXT affinity,
+    no type, or a date/time name (NUMERIC affinity, which stores text that is no number as text)."""
+    kind = column.type.upper()
+    return not kind or any(word in kind for word in ("CHAR", "CLOB", "TEXT", "DATE", "TIME"))
 
 
 def _indexes(conn: sqlite3.Connection, table: str) -> list[dict[str, Any]]:

@@ -201,11 +201,12 @@ class ForeignWriter(ForeignWriterBase[ForeignColumn]):
             if old_key is None:
                 return None
         sets = ", ".join(f"{quote(n)} = ?" for n in values)
-        cursor = self._execute(
-            f"UPDATE {self.reader.source} SET {sets} WHERE {where}",
-            (*values.values(), *params),
-            values,
-        )
+        with self.key_kept(record_id, values):
+            cursor = self._execute(
+                f"UPDATE {self.reader.source} SET {sets} WHERE {where}",
+                (*values.values(), *params),
+                values,
+            )
         if cursor.rowcount <= 0:
             return None
         if old_key is None:

@@ -40,7 +40,7 @@ from dbhandles.adapters.sqlite_pages import page_parameter
 from dbhandles.adapters.sqlite_values import system_problem
 from dbhandles.clock import iso_now
 from dbhandles.commands.copy_table import Placed, changed_field, write_rows
-from dbhandles.documents import MAX_TABLE_ID_LENGTH, check_record_id, id_text
+from dbhandles.documents import MAX_TABLE_ID_LENGTH, check_record_id, column_values, id_text
 from dbhandles.errors import Conflict, InvalidParams, PermissionDenied, QueryFailed
 from dbhandles.evaluate import matches, position_of
 from dbhandles.filters import MAX_ID_LENGTH, RESERVED_FIELDS, FilterNode, SortKey
@@ -245,9 +245,10 @@ def _by_id(
     return found
 
 
-def _checked_values(rows: list[Record]) -> list[Record]:
+def _checked_values(rows: list[Record], table: bool) -> list[Record]:
     """``rows`` as a collection stores them (the value rule of ``dbhandles.values``: ``-0.0`` is
-    ``0.0``), before anything of the batch is written.
+    ``0.0``), or a ``table`` dbhandles did not create (``documents.column_values``: a field's
+    own number past +-2**63 is left to its column's rule), before anything of the batch is written.
 
     Raises:
         InvalidParams: a value no record can hold (a JSON file edited by hand may hold U+0000, which
@@ -257,7 +258,7 @@ def _checked_values(rows: list[Record]) -> list[Record]:
     checked = []
     for row in rows:
         try:
-            checked.append(check_record(row))
+            checked.append(column_values(row) if table else check_record(row))
         except InvalidParams as exc:
             raise InvalidParams(
                 f"from.collection: record {json_text(row.get('id'), 80)}: {exc.message}; nothing "
@@ -304,7 +305,8 @@ def _write_batch(
     with target.session(write=True) as session:
         writer = session.table_writer(spec.target)
         _check_ids(rows, MAX_ID_LENGTH if writer is None else MAX_TABLE_ID_LENGTH)
-        rows = _checked_values(rows)  # as data/create checks them, into a collection or a table
+        # as data/create checks them, into a collection or a table
+        rows = _checked_values(rows, writer is not None)
         if writer is None:
             _check_system(rows, now)
         if writer is not None:

@@ -23,6 +23,7 @@ from dbhandles.documents import (
     create_record,
     delete_record,
     id_text,
+    record_version,
     seen,
     update_record,
 )
@@ -89,14 +90,17 @@ def data_create(service: Service, params: CreateParams, call: Call) -> RecordRes
             record = create_record(
                 session, collection, params.data, params.id, decl, row_filter=entry.row_filter
             )
-    # The key of a table dbhandles did not create may be a number: results and events carry
-    # every id as text (``id_text``), records the key's value (docs/foreign-tables.md).
-    record_id = str(id_text(record["id"]))
+            # The key of a table dbhandles did not create may be a number: results and events
+            # carry every id as text (``id_text``), records the key's value
+            # (docs/foreign-tables.md). The result is built before the session commits: a
+            # result that cannot be built rolls the write back (never written and unanswered).
+            record_id = str(id_text(record["id"]))
+            result = RecordResult(db_handle=entry.handle, collection=collection, id=record_id,
+                                  data=record)  # fmt: skip
     service.publish(entry, event_name(collection, "created"),
                     {"collection": collection, "id": record_id, "record": record},
                     params.suppress_events)  # fmt: skip
-    return RecordResult(db_handle=entry.handle, collection=collection, id=record_id,
-                        data=record)  # fmt: skip
+    return result
 
 
 class ReadParams(CollectionParams):
@@ -171,11 +175,15 @@ def data_update(service: Service, params: UpdateParams, call: Call) -> UpdateRes
                 increment_version=params.increment_version, expected_version=params.expected_version,
                 row_filter=entry.row_filter,
             )  # fmt: skip
+            # Built before the session commits, as in data/create.
+            result = UpdateResult(
+                db_handle=entry.handle, collection=collection, id=params.id, data=record,
+                previous_version=previous, new_version=record_version(session, collection, record),
+            )  # fmt: skip
     service.publish(entry, event_name(collection, "updated"),
                     {"collection": collection, "id": params.id, "record": record},
                     params.suppress_events)  # fmt: skip
-    return UpdateResult(db_handle=entry.handle, collection=collection, id=params.id, data=record,
-                        previous_version=previous, new_version=record.get("version"))  # fmt: skip
+    return result
 
 
 class DeleteParams(CollectionParams):
@@ -308,7 +316,7 @@ def _apply(
             )
         )
         return {"op": "create", "collection": collection, "id": record_id,
-                "version": record.get("version")}  # fmt: skip
+                "version": record_version(session, collection, record)}  # fmt: skip
     if op.id is None:
         raise InvalidParams(f"id: {op.op} needs an id", field="id")
     if op.op == "update":
@@ -324,7 +332,7 @@ def _apply(
             )
         )
         return {"op": "update", "collection": collection, "id": op.id, "previousVersion": previous,
-                "newVersion": record.get("version")}  # fmt: skip
+                "newVersion": record_version(session, collection, record)}  # fmt: skip
     deleted = delete_record(session, collection, op.id, row_filter)
     if deleted:
         events.append((event_name(collection, "deleted"), {"collection": collection, "id": op.id}))

@@ -475,6 +475,8 @@ class ExportResult(DataResult):
     bytes_written: int
     seconds: float
     records_per_second: float
+    caveat: str | None = None
+    """What the file may lack: set when a read-only database in a folder not writable here was read as an immutable=1 snapshot (as data/list-handles shows)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -566,6 +568,7 @@ def perform_export(service: Service, params: ExportParams, call: Call) -> Export
         bytes_written=stats.bytes_written,
         seconds=round(stats.seconds, 3),
         records_per_second=round(stats.records_per_second, 1),
+        caveat=entry.config.public().get("caveat"),
     )
     service.publish(entry, "export:done",
                     {**result.model_dump(mode="json", by_alias=True),

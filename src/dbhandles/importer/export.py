@@ -37,6 +37,7 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from dataclasses import replace as with_changes
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -87,11 +88,15 @@ class Selection:
     limit: int | None = None
     sampling: Sampling | None = None
 
+    #: The fields ``omit_reserved`` leaves out: a table dbhandles did not create keeps only the
+    #: reserved fields its columns are (``reservedFields``; a ``version`` TEXT column is data).
+    reserved: frozenset[str] = RESERVED_FIELDS
+
     def shape(self, row: Record) -> Record:
         """The line written for ``row``."""
         out = project(row, self.fields)
         if self.omit_reserved:
-            for name in RESERVED_FIELDS:
+            for name in self.reserved:
                 out.pop(name, None)
         return out
 
@@ -398,6 +403,11 @@ def _pages(
     while left is None or left > 0:
         size = page_size if left is None else min(page_size, left)
         with adapter.session() as session, page_parameter("pageSize", 0):
+            if after is None and selection.omit_reserved:
+                table = session.table(collection)
+                if table is not None:
+                    kept = frozenset({"id", *table.get("reservedFields", ())})
+                    selection = with_changes(selection, reserved=kept)
             query = Query(filter=filter, order=order, limit=size, after=after)
             if selection.sampling is None:
                 rows = session.find(collection, query)
