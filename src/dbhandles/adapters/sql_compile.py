@@ -426,9 +426,13 @@ class SqlCompiler:
     def _member(self, left: str, group: list[Scalar]) -> Fragment:
         if len(group) == 1:
             return self._op(left, "=", group[0])
-        params = [self._param(v) for v in group]
-        placeholders = ", ".join(p.sql for p in params)
-        return Fragment(f"{left} IN ({placeholders})", tuple(x for p in params for x in p.params))
+        try:  # every text at once (a lone surrogate is then named by the check of each)
+            "".join(group).encode("utf-8")  # type: ignore[arg-type]
+        except (TypeError, UnicodeEncodeError):
+            for value in group:
+                _check_scalar(value, "filter")
+        placeholders = ", ".join([self.dialect.placeholder] * len(group))
+        return Fragment(f"{left} IN ({placeholders})", tuple(map(self.dialect.bind, group)))
 
     def _text_test(
         self,
