@@ -101,7 +101,8 @@ def test_a_second_actor_is_served_while_two_imports_run(
     """Two imports that never end (before: both request threads held) leave data/list answered."""
     release, started, threads = blocking_import(monkeypatch)
     source = write_jsonl(tmp_path / "in.jsonl", 10)
-    with serving(home, require_token=True) as (service, server):
+    # Both imports hold a job thread at once (one actor's share is 1 by default).
+    with serving(home, require_token=True, job_threads_per_actor=2) as (service, server):
         admin, _ = service.tokens.create("importer", admin=True)
         reader, _ = service.tokens.create("reader", admin=False)
         service.execute("data/create", {"collection": "c", "data": {"n": 1}})

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from dbhandles import Service, filters
+from dbhandles.byte_cache import NAME_CACHE_BYTES, ByteCache
 from dbhandles.errors import InvalidFilter
 
 
@@ -23,7 +24,7 @@ def splits(monkeypatch: pytest.MonkeyPatch) -> collections.Counter[str]:
         return split(path, field, indexes)
 
     monkeypatch.setattr(filters, "_split_path", counting)
-    monkeypatch.setattr(filters, "_PATHS", {})
+    monkeypatch.setattr(filters, "_PATHS", ByteCache(NAME_CACHE_BYTES))
     return counted
 
 

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import threading
-from collections.abc import Hashable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Hashable
+from typing import Generic, ParamSpec, TypeVar
 
-__all__ = ["ByteCache", "deep_sizeof"]
+__all__ = ["NAME_CACHE_BYTES", "ByteCache", "ByteMemo", "byte_memo", "deep_sizeof"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+P = ParamSpec("P")
+
+#: Bytes each cache of accepted names and paths (``filters.validate_path``, the registry's checked
+#: names, the accepted sessions) keeps: a few thousand typical entries, never one actor's stream
+#: of long distinct ones.
+NAME_CACHE_BYTES = 1 << 20
+
+
+_LEAVES = frozenset({str, bytes, int, float, bool, type(None)})
 
 
 def deep_sizeof(value: object) -> int:
@@ -30,6 +40,8 @@ def deep_sizeof(value: object) -> int:
             continue
         seen.add(id(item))
         total += sys.getsizeof(item)
+        if type(item) in _LEAVES:  # most of a big filter: skip the checks below
+            continue
         if isinstance(item, tuple | list | set | frozenset):
             stack.extend(item)
         elif isinstance(item, dict):
@@ -79,6 +91,14 @@ class ByteCache(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._values)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
+    def discard(self, key: K) -> None:
+        """Forget ``key``'s entry, if there is one."""
+        with self._lock:
+            self._drop(key)
+
     def put(self, key: K, value: V, size: int) -> None:
         """Keep ``value`` under ``key``; ``size`` is what it keeps alive in bytes (``deep_sizeof`` of
         the key and the value, or more), evicting the oldest entries until it fits."""
@@ -106,3 +126,50 @@ class ByteCache(Generic[K, V]):
     def _drop(self, key: K) -> None:
         self._values.pop(key, None)
         self._bytes -= self._sizes.pop(key, 0)
+
+
+_MISSING = object()
+
+
+class ByteMemo(Generic[P, V]):
+    """``func`` with its answers kept in a ``ByteCache`` (``byte_memo``); an exception is never
+    kept. ``cache`` is the cache (``cache.nbytes``: what it holds), ``cache_clear`` empties it."""
+
+    def __init__(
+        self, func: Callable[P, V], max_bytes: int, size: Callable[[object, object], int]
+    ) -> None:
+        self.func = func
+        self.size = size
+        self.cache: ByteCache[Hashable, V] = ByteCache(max_bytes)
+        functools.update_wrapper(self, func)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> V:
+        key: Hashable = (args, tuple(sorted(kwargs.items()))) if kwargs else args
+        found = self.cache.get(key, _MISSING)
+        if found is _MISSING:
+            value = self.func(*args, **kwargs)
+            self.cache.put(key, value, self.size(key, value))
+            return value
+        return found  # type: ignore[return-value]
+
+    def cache_clear(self) -> None:
+        """Forget every answer."""
+        self.cache.clear()
+
+
+def _keeps(key: object, value: object) -> int:
+    return deep_sizeof((key, value))
+
+
+def byte_memo(
+    max_bytes: int, size: Callable[[object, object], int] | None = None
+) -> Callable[[Callable[P, V]], ByteMemo[P, V]]:
+    """Like ``functools.lru_cache`` for a pure function of hashable arguments, bounded by the bytes
+    its answers keep alive instead of by their count: ``size(key, answer)`` (by default
+    ``deep_sizeof`` of both; give it for an answer whose memory ``sys.getsizeof`` cannot see, such
+    as a compiled pattern). Entries leave oldest first; one larger than ``max_bytes`` is not kept."""
+
+    def wrap(func: Callable[P, V]) -> ByteMemo[P, V]:
+        return ByteMemo(func, max_bytes, size or _keeps)
+
+    return wrap

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeAlias, get_args
 
+from dbhandles.byte_cache import NAME_CACHE_BYTES, ByteCache, deep_sizeof
 from dbhandles.errors import InvalidFilter, InvalidParams
 from dbhandles.filter_size import check_filter_size
 from dbhandles.filter_text import HeldText
@@ -64,7 +65,7 @@ _CONTROLS = "\\u0000-\\u001f\\u007f-\\u009f"
 COLLECTION_PATTERN = f"^{_NOT_SYSTEM}[^{_CONTROLS}]{{1,{MAX_COLLECTION_LENGTH}}}$"
 _COLLECTION = re.compile(COLLECTION_PATTERN)
 #: Names ``validate_collection`` accepted lately (it is a pure function of the name).
-_ACCEPTED: dict[str, None] = {}
+_ACCEPTED: ByteCache[str, bool] = ByteCache(NAME_CACHE_BYTES)
 #: A name for a NEW collection (what an adapter creates): 1-64 letters, digits or underscores, not
 #: starting with a digit nor with a system prefix. ``check_new_collection`` enforces it.
 NEW_COLLECTION_PATTERN = f"^{_NOT_SYSTEM}" + IDENT_PATTERN.removeprefix("^")
@@ -252,10 +253,9 @@ def validate_collection(name: object, field: str = "collection") -> str:
     Any table or view name is accepted (``Order Items``, ``café``); what a NEW collection may be called
     is narrower, and checked by the adapter that would create it (``check_new_collection``).
     """
-    if isinstance(name, str) and (name in _ACCEPTED or _COLLECTION.fullmatch(name)):
-        if len(_ACCEPTED) >= 512:  # names repeat from call to call: a few are remembered
-            _ACCEPTED.clear()
-        _ACCEPTED[name] = None
+    if isinstance(name, str) and (_ACCEPTED.get(name) or _COLLECTION.fullmatch(name)):
+        if _ACCEPTED.get(name) is None:  # names repeat from call to call: a few are remembered
+            _ACCEPTED.put(name, True, deep_sizeof((name, True)))
         return name
     if isinstance(name, str) and name.lower().startswith(SYSTEM_PREFIXES):
         raise InvalidParams(
@@ -291,7 +291,7 @@ def check_new_collection(name: str, field: str = "collection") -> str:
 
 
 #: Paths ``validate_path`` accepted, by ``(path, indexes)``: params and handler both parse them.
-_PATHS: dict[tuple[str, bool], tuple[str, ...]] = {}
+_PATHS: ByteCache[tuple[str, bool], tuple[str, ...]] = ByteCache(NAME_CACHE_BYTES)
 
 
 def validate_path(path: object, field: str = "field", *, indexes: bool = False) -> tuple[str, ...]:
@@ -307,9 +307,7 @@ def validate_path(path: object, field: str = "field", *, indexes: bool = False) 
     found = _PATHS.get((path, indexes))
     if found is None:
         found = _split_path(path, field, indexes)
-        if len(_PATHS) >= 1024:
-            _PATHS.clear()
-        _PATHS[(path, indexes)] = found
+        _PATHS.put((path, indexes), found, deep_sizeof(((path, indexes), found)))
     return found
 
 

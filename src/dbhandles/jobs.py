@@ -16,8 +16,10 @@ read and stop them from any process; only the owner (or an administrator) sees a
 to another process sets the row's ``cancel_requested``, which the running process reads with its
 next progress write, at a batch boundary. One actor may have ``DBHANDLES_MAX_JOBS_PER_ACTOR`` jobs
 queued or running on the whole home (counted in the transaction that inserts the job); one more is
-``too_many_requests``. In one process an actor's jobs hold all but one of the job threads at most
-(``job_turns.py``): its others wait their turn, so one actor's stuck jobs never stop everyone's. A
+``too_many_requests``. In one process an actor's jobs hold ``DBHANDLES_JOB_THREADS_PER_ACTOR`` of the
+job threads at most, and there are at least twice as many plus one (``job_turns.py``): its others
+wait their turn, a free thread goes first to the waiting actor holding fewest, so two actors' stuck
+jobs never stop a third's. A
 finished job is kept ``DBHANDLES_JOB_RETENTION_SECONDS``.
 
 On a server, a large job on databases shared across processes runs in a child process instead
@@ -206,9 +208,11 @@ class JobRunner:
     def __init__(self, service: Service) -> None:
         self._service = service
         settings = service.settings
-        # Two at least, and one actor's jobs hold all but one of them at most (``job_turns``).
-        self.threads = max(2, settings.job_threads)
-        self._turns = Turns(self.threads - 1, self._submit)
+        # One actor's jobs hold ``share`` threads at most, and there are enough that two actors
+        # holding theirs always leave one for a third (``job_turns``).
+        share = max(1, settings.job_threads_per_actor)
+        self.threads = max(2 * share + 1, settings.job_threads)
+        self._turns = Turns(share, self._submit, self.threads)
         self.per_actor = settings.max_jobs_per_actor
         self.retention = settings.job_retention_seconds
         self._table: JobStore = service.registry.store.jobs

@@ -23,9 +23,26 @@ from functools import lru_cache
 from typing import Any
 
 from dbhandles import budget
+from dbhandles.byte_cache import byte_memo, deep_sizeof
 from dbhandles.values import json_text, name_text
 
-__all__ = ["MAX_PROGRAM_SIZE", "NS_PER_STEP", "pattern_problem", "search", "set_members"]
+__all__ = [
+    "MAX_PROGRAM_SIZE",
+    "NS_PER_STEP",
+    "REGEX_CACHE_BYTES",
+    "pattern_problem",
+    "search",
+    "set_members",
+]
+
+#: Bytes each cache of patterns keeps (``pattern_problem``'s answers, compiled patterns, the members
+#: of character classes): patterns are the caller's text, so a stream of long distinct ones leaves
+#: the oldest out instead of pinning memory (issue 13).
+REGEX_CACHE_BYTES = 16 << 20
+#: What one instruction of a compiled program is charged, with the pattern's text twice (RE2 keeps
+#: a copy, and a forward and a reverse program). RE2 builds its DFA while it matches, within its own
+#: ``max_mem`` per pattern, which ``sys.getsizeof`` cannot see and is not charged.
+_INSTRUCTION_BYTES = 16
 
 #: Largest compiled RE2 program (instructions) a ``$regex`` may have. RE2's worst case visits every
 #: instruction for every byte of the text, so this bounds one match at 1 ms per byte at
@@ -92,7 +109,7 @@ def _uses_single_byte(pattern: str) -> bool:
     return False
 
 
-@lru_cache(maxsize=1024)
+@byte_memo(REGEX_CACHE_BYTES)
 def pattern_problem(pattern: str) -> str | None:
     """Why ``pattern`` is not a ``$regex`` (RE2's own words), or ``None`` when it is one.
 
@@ -121,7 +138,12 @@ def pattern_problem(pattern: str) -> str | None:
     return None
 
 
-@lru_cache(maxsize=512)
+def _compiled_bytes(key: object, compiled: object) -> int:
+    instructions: int = getattr(compiled, "programsize", 0)
+    return 2 * deep_sizeof(key) + instructions * _INSTRUCTION_BYTES
+
+
+@byte_memo(REGEX_CACHE_BYTES, _compiled_bytes)
 def _compiled(pattern: str) -> Any:
     problem = pattern_problem(pattern)
     if problem is not None:
@@ -202,7 +224,7 @@ def _every_character() -> bytes:
     )
 
 
-@lru_cache(maxsize=256)
+@byte_memo(REGEX_CACHE_BYTES)
 def set_members(char_class: str) -> tuple[tuple[int, int], ...]:
     """The code points (as ``(first, last)`` ranges) that RE2 matches with ``char_class``, one
     character class such as ``[\\pL]`` or ``(?i)[\\x{e9}]``: RE2 itself says what a Unicode class

@@ -19,6 +19,7 @@ from typing import Any
 
 from dbhandles.adapters import Adapter, AdapterConfig, FileConfig, get_adapter_class
 from dbhandles.adapters.memory_quota import ActorMemory
+from dbhandles.byte_cache import NAME_CACHE_BYTES, ByteCache, deep_sizeof
 from dbhandles.clock import now_ms
 from dbhandles.dbfiles import check_plain, know
 from dbhandles.errors import DefaultHandleProtected, HandleNotFound, InvalidParams
@@ -55,13 +56,13 @@ __all__ = [
 
 
 #: Names ``check_handle_name`` accepted, each with ``is_handle_id`` of it (both pure functions of
-#: the text): ``_checked_name``.
-_CHECKED: dict[str, bool] = {}
+#: the text): ``_checked_name``. Names are the caller's text: bounded in bytes.
+_CHECKED: ByteCache[str, bool] = ByteCache(NAME_CACHE_BYTES)
 
 
 def _checked_name(name: str) -> bool:
     """``check_handle_name(name)``, then whether ``name`` has a handle's shape (``is_handle_id``),
-    remembered for the last few hundred names accepted (a refusal is raised again every time).
+    remembered for the last names accepted (``NAME_CACHE_BYTES`` of them) (a refusal is raised again every time).
 
     Raises:
         InvalidParams: ``name`` cannot be a handle or an alias (``HANDLE_PATTERN``).
@@ -70,9 +71,7 @@ def _checked_name(name: str) -> bool:
     if found is None:
         check_handle_name(name)
         found = is_handle_id(name)
-        if len(_CHECKED) >= 512:
-            _CHECKED.clear()
-        _CHECKED[name] = found
+        _CHECKED.put(name, found, deep_sizeof((name, found)))
     return found
 
 

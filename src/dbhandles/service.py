@@ -23,6 +23,7 @@ from dbhandles.adapters.sqlite_pages import run_sharing_heap
 from dbhandles.budget import begin as begin_budget
 from dbhandles.budget import begin_stop, end_stop
 from dbhandles.budget import end as end_budget
+from dbhandles.byte_cache import NAME_CACHE_BYTES, ByteCache, deep_sizeof
 from dbhandles.commands import COMMANDS, Command
 from dbhandles.commands.audit_rows import (
     record_failure,
@@ -168,9 +169,8 @@ def check_home(home: Path) -> None:
         )
 
 
-#: ``(session id, actor)`` pairs ``check_session`` accepted (never a refusal), at most 4096.
-_ACCEPTED_SESSIONS: dict[tuple[str, str], bool] = {}
-_MAX_ACCEPTED_SESSIONS = 4096
+#: ``(session id, actor)`` pairs ``check_session`` accepted (never a refusal), ``NAME_CACHE_BYTES``.
+_ACCEPTED_SESSIONS: ByteCache[tuple[str, str], bool] = ByteCache(NAME_CACHE_BYTES)
 
 
 def check_session(context: Context) -> None:
@@ -184,16 +184,16 @@ def check_session(context: Context) -> None:
     if session_id is None:
         return
     plain = type(session_id) is str and type(actor) is str  # hashable, and what the rule is about
-    if plain and (session_id, actor) in _ACCEPTED_SESSIONS:
+    if plain and _ACCEPTED_SESSIONS.get((session_id, actor)):
         return
     if is_session_id(session_id) or (
         isinstance(session_id, str) and is_scoped_session(session_id, actor)
     ):
         # The rule is a function of the two strings alone, and a server's requests repeat them.
         if plain:
-            if len(_ACCEPTED_SESSIONS) >= _MAX_ACCEPTED_SESSIONS:
-                _ACCEPTED_SESSIONS.clear()
-            _ACCEPTED_SESSIONS[session_id, actor] = True
+            _ACCEPTED_SESSIONS.put(
+                (session_id, actor), True, deep_sizeof(((session_id, actor), True))
+            )
         return
     raise InvalidParams(
         f"sessionId: {json_text(session_id, 80)} is not a valid session id ({SESSION_ID_RULE})",

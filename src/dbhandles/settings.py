@@ -187,8 +187,17 @@ class Settings:
         metadata=setting(
             "DBHANDLES_JOB_THREADS",
             "Threads that run jobs (data/import, data/export, data/vacuum on a server, and "
-            "data/job-start), apart from the threads that answer requests; at least 2, and one "
-            "actor's jobs hold all but one of them at most (its others wait, queued).",
+            "data/job-start), apart from the threads that answer requests; at least twice "
+            "DBHANDLES_JOB_THREADS_PER_ACTOR plus one.",
+        ),
+    )
+    job_threads_per_actor: int = field(
+        default=1,
+        metadata=setting(
+            "DBHANDLES_JOB_THREADS_PER_ACTOR",
+            "Job threads one actor's jobs may hold at once (its others wait, queued; a free "
+            "thread goes first to the waiting actor holding fewest), so two actors never hold "
+            "them all.",
         ),
     )
     max_jobs_per_actor: int = field(

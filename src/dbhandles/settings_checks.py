@@ -105,6 +105,7 @@ BOUNDS: dict[str, Bound] = {
     "query_timeout_ms": Bound(1, "no limit", maximum=MAX_QUERY_TIMEOUT_MS),
     "max_handles_per_actor": _COUNT,
     "job_threads": _COUNT,
+    "job_threads_per_actor": _COUNT,
     "max_jobs_per_actor": _COUNT,
     "job_process_bytes": Bound(1, "every job in a child process"),
     "job_retention_seconds": _SECONDS_OR_NONE,

@@ -17,7 +17,6 @@ import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from functools import lru_cache
 from typing import Any, ClassVar
 
 import orjson
@@ -41,6 +40,7 @@ from dbhandles.adapters.postgres_foreign import ForeignCatalog
 from dbhandles.adapters.postgres_schema import Catalog, advisory_key, qualified, table_name
 from dbhandles.adapters.postgres_session import PostgresSession, Transaction
 from dbhandles.adapters.sql_collections import CollectionCompiler
+from dbhandles.byte_cache import NAME_CACHE_BYTES, byte_memo
 from dbhandles.errors import (
     DatabaseNotFound,
     DbHandlesError,
@@ -323,7 +323,7 @@ def _not_by_password() -> ServerNotAllowed:
     )
 
 
-@lru_cache(maxsize=256)
+@byte_memo(NAME_CACHE_BYTES)
 def _connection_key(settings: PostgresConfig) -> str:
     # Cached: the registry asks on every command, and parsing a conninfo is not free.
     conninfo, _, password = connection_params(settings)

@@ -44,6 +44,7 @@ from dbhandles.adapters.postgres_foreign_sql import (
 )
 from dbhandles.adapters.postgres_reach import read_reach
 from dbhandles.adapters.sql_compile import Fragment, and_
+from dbhandles.byte_cache import ByteCache, deep_sizeof
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import FilterNode
 
@@ -56,6 +57,9 @@ _TEXTS = frozenset({"text", "varchar", "name"})
 _INT64 = 2**63
 #: How many descriptions a catalog keeps (one per table and definition).
 _CACHED = 256
+#: Bytes of compiled filters each reader keeps (``PgReader.where``), and of the names a catalog
+#: remembers (``ForeignCatalog.resolved``): both are the caller's text (issue 13).
+WHERE_CACHE_BYTES = 1 << 20
 
 #: Runs a statement in the session's transaction: ``(statement, params, use the time budget)``.
 Run = Callable[[sql.SQL, tuple[Any, ...], bool], Any]
@@ -94,7 +98,7 @@ class PgReader:
         #: A page's rows -> records, one dict display per row (``foreign_values.records_builder``).
         self._built: Callable[[Iterable[Sequence[Any]]], list[dict[str, Any]]] | None = None
         #: Compiled filters (``where``), by the filter tree's ``repr``.
-        self._wheres: dict[str, Fragment] = {}
+        self._wheres: ByteCache[str, Fragment] = ByteCache(WHERE_CACHE_BYTES)
 
     def where(self, filter: FilterNode | None) -> Fragment:
         """The compiled condition of ``filter`` (dotted column names read, ``$regex`` translated),
@@ -106,9 +110,7 @@ class PgReader:
         found = self._wheres.get(key)
         if found is None:
             found = self.compiler.where(prepare_filter(self.paths.filter(filter)))
-            if len(self._wheres) >= _CACHED:
-                self._wheres.clear()
-            self._wheres[key] = found
+            self._wheres.put(key, found, deep_sizeof((key, found)))
         return found
 
     def record(self, row: tuple[Any, ...]) -> Record:
@@ -283,7 +285,7 @@ class ForeignCatalog:
         self.camel_names = camel_names
         self._readers: dict[tuple[int, tuple[str, ...]], PgReader] = {}
         #: The relation each name last resolved to (``None``: no foreign one), for ``resolved``.
-        self._names: dict[str, str | None] = {}
+        self._names: ByteCache[str, str | None] = ByteCache(WHERE_CACHE_BYTES)
         self._lock = threading.Lock()
 
     def reader(self, conn: Connection[Any], collection: str) -> PgReader | None:
@@ -293,12 +295,11 @@ class ForeignCatalog:
             relation = resolve(conn, self.schema, collection, self.camel_names)
         except BaseException:
             with self._lock:
-                self._names.pop(collection, None)  # no answer now: none kept from before
+                self._names.discard(collection)  # no answer now: none kept from before
             raise
         with self._lock:
-            if len(self._names) >= _CACHED and collection not in self._names:
-                self._names.clear()
-            self._names[collection] = None if relation is None else relation.name
+            name = None if relation is None else relation.name
+            self._names.put(collection, name, deep_sizeof((collection, name)))
         if relation is None:
             return None
         key = (relation.oid, relation.signature)
@@ -318,7 +319,7 @@ class ForeignCatalog:
         with self._lock:
             if collection not in self._names:
                 return False, None
-            return True, self._names[collection]
+            return True, self._names.get(collection)
 
     def tables(self, conn: Connection[Any]) -> list[PgTable]:
         """Every foreign relation of the schema, described now (``data/schema``)."""

@@ -26,10 +26,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 
+from dbhandles.byte_cache import byte_memo
 from dbhandles.errors import InvalidFilter
-from dbhandles.regex import pattern_problem, set_members
+from dbhandles.regex import REGEX_CACHE_BYTES, pattern_problem, set_members
 from dbhandles.values import json_text
 
 __all__ = ["MAX_REPEAT", "MAX_SCANS", "translate_regex"]
@@ -483,7 +483,7 @@ def _refuse(pattern: str, what: str) -> InvalidFilter:
     )
 
 
-@lru_cache(maxsize=512)
+@byte_memo(REGEX_CACHE_BYTES)
 def translate_regex(pattern: str) -> str:
     """A PostgreSQL ARE (to run under ``COLLATE "C"``) matching exactly the strings RE2's search
     of ``pattern`` does, among those PostgreSQL text can hold.

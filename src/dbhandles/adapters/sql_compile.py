@@ -1,16 +1,12 @@
 """Compile the filter tree, ``orderBy`` and keyset positions to SQL with bound parameters.
 
-The SQL must agree with ``dbhandles.evaluate`` (the oracle) on every input. The rules it encodes:
-
-* every value has a *rank*: missing/null 0, booleans 1, numbers 2, strings 3, arrays/objects 4;
-  comparisons only succeed within one rank, ordering sorts by rank first, then by value (ranks 1-3);
-* every leaf evaluates to 0 or 1, never NULL: a type guard that is total is ANDed in front of each
-  value comparison, and the comparison is never NULL once the guard holds. So ``$not``, ``$ne`` and
-  ``$nin`` are plain ``NOT``;
-* field paths are validated identifiers and are embedded as path literals (which is what lets an
-  expression index match); values, ranks and patterns are always bound parameters.
-
-Engine differences sit behind ``Dialect`` (``sql_dialect``; ``sqlite_compile``, ``postgres_compile``)."""
+The SQL must agree with ``dbhandles.evaluate`` (the oracle) on every input. Every value has a
+*rank* (missing/null 0, booleans 1, numbers 2, strings 3, arrays/objects 4): comparisons succeed
+only within one rank, ordering sorts by rank, then by value (ranks 1-3). Every leaf is 0 or 1, never
+NULL (a total type guard is ANDed before each comparison), so ``$not``, ``$ne`` and ``$nin`` are
+plain ``NOT``. Field paths are validated identifiers embedded as path literals (so an expression
+index matches); values, ranks and patterns are bound parameters. Engine differences sit behind
+``Dialect`` (``sql_dialect``; ``sqlite_compile``, ``postgres_compile``)."""
 
 from __future__ import annotations
 
@@ -430,9 +426,13 @@ class SqlCompiler:
     def _member(self, left: str, group: list[Scalar]) -> Fragment:
         if len(group) == 1:
             return self._op(left, "=", group[0])
-        params = [self._param(v) for v in group]
-        placeholders = ", ".join(p.sql for p in params)
-        return Fragment(f"{left} IN ({placeholders})", tuple(x for p in params for x in p.params))
+        try:  # every text at once (a lone surrogate is then named by the check of each)
+            "".join(group).encode("utf-8")  # type: ignore[arg-type]
+        except (TypeError, UnicodeEncodeError):
+            for value in group:
+                _check_scalar(value, "filter")
+        placeholders = ", ".join([self.dialect.placeholder] * len(group))
+        return Fragment(f"{left} IN ({placeholders})", tuple(map(self.dialect.bind, group)))
 
     def _text_test(
         self,

@@ -23,14 +23,16 @@ from dbhandles.adapters.sql_compile import Fragment, SqlCompiler, and_
 from dbhandles.adapters.sqlite_foreign_schema import DUPLICATE, ForeignTable, quote
 from dbhandles.adapters.sqlite_foreign_sql import binary_leading, compiler_for, fixed_ranks
 from dbhandles.adapters.sqlite_guard import KEPT_POINT, installed
+from dbhandles.byte_cache import ByteCache, deep_sizeof
 from dbhandles.errors import InvalidParams
 from dbhandles.filters import And, Compare, ElemMatch, FilterNode, Not, Or, SortKey
 from dbhandles.values import number_text
 
 __all__ = ["ForeignReader"]
 
-#: Compiled filters a reader keeps (``ForeignReader._where``); past it the cache starts again.
-_MAX_WHERES = 256
+#: Bytes of compiled filters and first-page statements each reader keeps (``ForeignReader._where``,
+#: ``_page_sql``): filters are the caller's, so a count of entries let big ones pin memory (issue 13).
+WHERE_CACHE_BYTES = 1 << 20
 
 
 class ForeignReader:
@@ -71,8 +73,10 @@ class ForeignReader:
                 f"AS {DUPLICATE} FROM {self.relation}) AS {self.relation}"
             )
         self._compilers: dict[tuple[frozenset[str], tuple[tuple[str, int], ...]], SqlCompiler] = {}
-        self._wheres: dict[tuple[int, str], Fragment] = {}
-        self._pages: dict[tuple[int, str, tuple[SortKey, ...]], str] = {}
+        self._wheres: ByteCache[tuple[int, str], Fragment] = ByteCache(WHERE_CACHE_BYTES)
+        self._pages: ByteCache[tuple[int, str, tuple[SortKey, ...]], str] = ByteCache(
+            WHERE_CACHE_BYTES
+        )
         #: ``table.integer_key`` and its test, worked out once (every read by key asks).
         self._integer_key = table.integer_key
         self._integer_match = f"{self._integer_key} = ?"
@@ -175,9 +179,7 @@ class ForeignReader:
         found = self._wheres.get(key)
         if found is None:
             found = compiler.where(filter)
-            if len(self._wheres) >= _MAX_WHERES:
-                self._wheres.clear()
-            self._wheres[key] = found
+            self._wheres.put(key, found, deep_sizeof((key, found)))
         return found
 
     def record(self, row: tuple[Any, ...]) -> Record:
@@ -301,9 +303,7 @@ class ForeignReader:
         found = self._pages.get(key)
         if found is None:
             found = self._statement(where.sql, compiler.order_by(order_keys))
-            if len(self._pages) >= _MAX_WHERES:
-                self._pages.clear()
-            self._pages[key] = found
+            self._pages.put(key, found, deep_sizeof((key, found)))
         return found
 
     def count(

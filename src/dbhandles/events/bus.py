@@ -12,8 +12,9 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
+
+from dbhandles.byte_cache import byte_memo, deep_sizeof
 
 __all__ = ["Event", "EventBus", "Subscription", "event_name", "matcher"]
 
@@ -40,7 +41,16 @@ def event_name(collection: str, op: str) -> str:
     return f"data:{collection}:{op}"
 
 
-@lru_cache(maxsize=1024)
+def _pattern_bytes(key: object, compiled: object) -> int:
+    # The compiled program's parts are not all visible to ``sys.getsizeof``: add its text twice.
+    return deep_sizeof((key, compiled)) + 2 * deep_sizeof(getattr(compiled, "pattern", ""))
+
+
+#: Bytes of compiled subscription patterns kept (a pattern is the subscriber's text).
+PATTERN_CACHE_BYTES = 4 << 20
+
+
+@byte_memo(PATTERN_CACHE_BYTES, _pattern_bytes)
 def _compile(pattern: str) -> re.Pattern[str]:
     return re.compile(fnmatch.translate(pattern))
 

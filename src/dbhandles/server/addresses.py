@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import ipaddress
+
+from dbhandles.byte_cache import NAME_CACHE_BYTES, byte_memo
 
 __all__ = ["LOOPBACK", "address_key"]
 
@@ -11,7 +12,7 @@ __all__ = ["LOOPBACK", "address_key"]
 LOOPBACK = "loopback"
 
 
-@functools.lru_cache(maxsize=4096)
+@byte_memo(NAME_CACHE_BYTES)
 def address_key(host: str) -> str:
     """The address ``host`` (a peer's IP address as the socket gives it) counts as, for every
     per-address limit (connections, requests in progress, the public rate, the worker threads'
@@ -21,7 +22,7 @@ def address_key(host: str) -> str:
     an IPv4-mapped IPv6 address as the IPv4 address it maps; an IPv4 address as itself. Anything else
     (``"unknown"``, a Unix socket's path) is its own key.
 
-    Cached: it runs for every request (a parse costs microseconds).
+    Cached (in bytes: a peer may rotate through its /64): it runs for every request.
     """
     try:
         ip = ipaddress.ip_address(host.partition("%")[0])  # a link-local address's zone is dropped
