@@ -510,17 +510,16 @@ async def _known_actor(
     state: ServerState, caller: Caller, checked: Context | None
 ) -> tuple[str, bool] | None:
     """``(actor, is administrator)`` of a request whose token is known before its body is read:
-    checked already, or one the gate knows (an id it does not know yet waits for a reading of the
-    store, shared and spaced: ``TokenGate.plausible``); None otherwise (no token, a bad one)."""
+    checked already, or one the gate knows from a recent reading of the store (waiting for one,
+    shared and spaced, when its id is new or the last reading is older than
+    ``OWNER_FRESH_SECONDS``: ``TokenGate.current_owner``); None otherwise (no token, a bad,
+    expired or revoked one: counted by its address)."""
     if checked is not None:
         return checked.actor, checked.is_admin
     authorization = caller.authorization
     if authorization is None or authorization == AMBIGUOUS:
         return None
-    gate = state.token_gate
-    if gate.verdict(authorization) is None:
-        await gate.plausible(authorization)
-    return gate.owner(authorization)
+    return await state.token_gate.current_owner(authorization)
 
 
 async def _enter(
