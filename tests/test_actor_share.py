@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 from websockets.sync.client import connect as ws_connect
 
+from dbhandles import Service
 from dbhandles.clock import iso_now
 from dbhandles.server.addresses import LOOPBACK
 from tests.server_helpers import (
@@ -66,6 +67,12 @@ def address_count(served: Served) -> int:
 def no_waiting(served: Served) -> None:
     """A request past its actor's share is refused at once (no wait for a place)."""
     served.call(lambda: setattr(served.state.shares, "wait_seconds", 0))
+
+
+def refusals(service: Service, actor: str) -> set[tuple[str, str]]:
+    """``(command, code)`` of ``actor``'s audit rows (``data/audit`` writes what is queued)."""
+    entries = service.execute("data/audit", {"actor": actor, "limit": 1000})["entries"]
+    return {(e["command"], e["code"]) for e in entries}
 
 
 def waiting(served: Served, actor: str) -> int:
@@ -119,6 +126,9 @@ def test_one_actors_slow_bodies_refuse_only_that_actor(home: Path) -> None:
         assert headers["retry-after"] == "1"
         assert closed_by_server(fifth)
         fifth.close()
+        # Refused before its token was checked in full: in the audit log, summarised per address
+        # and actor as the refusals before authentication are.
+        assert ("data/list", "too_many_requests") in refusals(service, "alice")
         # Everyone else gets in: bob, his WebSocket, the administrator, /health, the dashboard.
         assert command(served.port, bob) == 200
         assert command(served.port, root) == 200
@@ -146,6 +156,10 @@ def test_an_actors_websockets_count_in_its_share(home: Path) -> None:
             one = slow_body(served.port, alice)
             wait_for(lambda: held(served, "alice") == 4, "and her body")
             assert command(served.port, alice) == 429  # her share is full
+            with ws_connect(url, additional_headers=auth, open_timeout=20) as refused:
+                said = orjson.loads(refused.recv(timeout=20))
+                assert said["code"] == "too_many_requests"
+            assert ("(websocket)", "too_many_requests") in refusals(service, "alice")
             assert command(served.port, bob) == 200
             assert address_count(served) == 0
             one.close()

@@ -435,7 +435,14 @@ async def serve_command(
         large = declared is None or declared > LARGE_BODY
         known = await _known_actor(state, caller, context)
         if known is not None and not known[1]:
-            await state.shares.admit(known[0])
+            try:
+                await state.shares.admit(known[0])
+            except DbHandlesError as exc:
+                if context is None:  # a checked one is audited below, as every refusal after it
+                    # Known from the gate, not authenticated yet: summarised per address and
+                    # actor, as the refusals before authentication are (a flood writes few rows).
+                    state.service.audit.record_refusal(known[0], name, exc.code, address=address)
+                raise
             shared = known[0]
         if known is not None:  # its connection counts by its actor now, not by its address
             state.wire.trust(transport, *known)
