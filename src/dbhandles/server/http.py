@@ -438,9 +438,7 @@ async def serve_command(
             try:
                 await state.shares.admit(known[0])
             except DbHandlesError as exc:
-                if context is None:  # a checked one is audited below, as every refusal after it
-                    # Known from the gate, not authenticated yet: summarised per address and
-                    # actor, as the refusals before authentication are (a flood writes few rows).
+                if context is None:  # not authenticated yet (a checked one: audited below)
                     state.service.audit.record_refusal(known[0], name, exc.code, address=address)
                 raise
             shared = known[0]
@@ -517,10 +515,8 @@ async def _known_actor(
     state: ServerState, caller: Caller, checked: Context | None
 ) -> tuple[str, bool] | None:
     """``(actor, is administrator)`` of a request whose token is known before its body is read:
-    checked already, or one the gate knows from a recent reading of the store (waiting for one,
-    shared and spaced, when its id is new or the last reading is older than
-    ``OWNER_FRESH_SECONDS``: ``TokenGate.current_owner``); None otherwise (no token, a bad,
-    expired or revoked one: counted by its address)."""
+    checked already, or one the gate knows from a recent reading (``TokenGate.current_owner``);
+    None otherwise (no token, a bad, expired or revoked one: counted by its address)."""
     if checked is not None:
         return checked.actor, checked.is_admin
     authorization = caller.authorization
