@@ -16,8 +16,18 @@ from pathlib import Path
 import orjson
 from websockets.sync.client import connect as ws_connect
 
+from dbhandles import Service
+from dbhandles.clock import iso_now
 from dbhandles.server.addresses import LOOPBACK
-from tests.server_helpers import Served, closed_by_server, connect, read_answer, serving, wait_for
+from tests.server_helpers import (
+    Served,
+    closed_by_server,
+    connect,
+    read_answer,
+    serving,
+    untrusted,
+    wait_for,
+)
 from tests.test_connections_fairness import command, upgrade
 from tests.test_public_flood import get
 
@@ -57,6 +67,12 @@ def address_count(served: Served) -> int:
 def no_waiting(served: Served) -> None:
     """A request past its actor's share is refused at once (no wait for a place)."""
     served.call(lambda: setattr(served.state.shares, "wait_seconds", 0))
+
+
+def refusals(service: Service, actor: str) -> set[tuple[str, str]]:
+    """``(command, code)`` of ``actor``'s audit rows (``data/audit`` writes what is queued)."""
+    entries = service.execute("data/audit", {"actor": actor, "limit": 1000})["entries"]
+    return {(e["command"], e["code"]) for e in entries}
 
 
 def waiting(served: Served, actor: str) -> int:
@@ -110,6 +126,9 @@ def test_one_actors_slow_bodies_refuse_only_that_actor(home: Path) -> None:
         assert headers["retry-after"] == "1"
         assert closed_by_server(fifth)
         fifth.close()
+        # Refused before its token was checked in full: in the audit log, summarised per address
+        # and actor as the refusals before authentication are.
+        assert ("data/list", "too_many_requests") in refusals(service, "alice")
         # Everyone else gets in: bob, his WebSocket, the administrator, /health, the dashboard.
         assert command(served.port, bob) == 200
         assert command(served.port, root) == 200
@@ -137,6 +156,10 @@ def test_an_actors_websockets_count_in_its_share(home: Path) -> None:
             one = slow_body(served.port, alice)
             wait_for(lambda: held(served, "alice") == 4, "and her body")
             assert command(served.port, alice) == 429  # her share is full
+            with ws_connect(url, additional_headers=auth, open_timeout=20) as refused:
+                said = orjson.loads(refused.recv(timeout=20))
+                assert said["code"] == "too_many_requests"
+            assert ("(websocket)", "too_many_requests") in refusals(service, "alice")
             assert command(served.port, bob) == 200
             assert address_count(served) == 0
             one.close()
@@ -157,3 +180,32 @@ def test_a_flood_of_requests_without_a_known_token_still_counts_by_address(home:
         assert served.call(lambda: dict(served.state.shares.held)) == {}
         for sock in slow:
             sock.close()
+
+
+def test_an_expired_token_is_counted_by_its_address_not_trusted(home: Path) -> None:
+    """An expired token (not revoked) names no actor to the gate: an administrator's is not
+    trusted past every limit, an actor's does not count in that actor's share; both count against
+    their address's connections (the administrator's closed to make room, alice's 401 once read)."""
+    settings = {**SETTINGS, "max_connections_per_address": 2}
+    with serving(home, require_token=True, **settings) as (service, served):
+        root, root_row = service.tokens.create("root", admin=True, expires="1s")
+        alice, alice_row = service.tokens.create("alice", expires="1s")
+        assert root_row.expires_at is not None and alice_row.expires_at is not None
+        last = max(root_row.expires_at, alice_row.expires_at)
+        wait_for(lambda: iso_now() > last, "both tokens expired")
+        slow = [slow_body(served.port, root, len(BODY)), slow_body(served.port, alice, len(BODY))]
+        # Both connections count against loopback's as not authenticated: none is trusted, and
+        # alice's share holds nothing.
+        wait_for(lambda: untrusted(served) == 2, "both counted by their address")
+        assert served.call(lambda: dict(served.state.shares.held)) == {}
+        newcomer = connect(served.port)  # so the administrator's may be closed to make room
+        status, _headers, body = read_answer(slow[0])
+        envelope = orjson.loads(body)
+        assert (status, envelope["code"]) == (429, "too_many_requests")
+        assert "DBHANDLES_MAX_CONNECTIONS_PER_ADDRESS" in envelope["error"]
+        slow[1].sendall(REST)  # alice's body arrives: refused as the expired token it is
+        assert read_answer(slow[1])[0] == 401
+        for sock in [*slow, newcomer]:
+            sock.close()
+        wait_for(lambda: untrusted(served) == 0, "loopback's places freed")
+        assert command(served.port, root) == 401

@@ -26,6 +26,7 @@ def clean_registry() -> Iterator[None]:
     adapters_mod._paths.update(paths)
     adapters_mod._classes.clear()
     adapters_mod._classes.update(classes)
+    adapters_mod._ready = None  # ready_adapter_classes' memo: built from what was just put back
 
 
 def test_builtins_are_known() -> None:

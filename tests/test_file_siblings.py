@@ -351,3 +351,38 @@ def test_long_file_names_work_or_are_refused_clearly(env: Env) -> None:
         "data/open", {"adapter": "json", "config": {"path": str(d / ("j" * 240)), "mode": "create"}}
     )
     assert refused["code"] == "invalid_config"
+
+
+def test_own_suffixes_are_kept_until_an_adapter_is_registered() -> None:
+    from typing import ClassVar
+
+    from dbhandles import adapters as adapters_mod
+    from dbhandles.adapters import ready_adapter_classes, register_adapter
+    from dbhandles.adapters.base import AdapterConfig, Features, FileConfig
+    from dbhandles.adapters.memory import MemoryAdapter
+    from dbhandles.security import database_files
+
+    first = database_files._own_suffixes()
+    assert database_files._own_suffixes() is first  # not rebuilt on every call
+    assert ready_adapter_classes() is ready_adapter_classes()
+    assert {".lock", "-wal"} <= set(first)
+
+    class SidecarAdapter(MemoryAdapter):
+        """A third-party file adapter with a side file of its own."""
+
+        name: ClassVar[str] = "sidecar-suffix-test"
+        features: ClassVar[Features] = Features(durable=True, file_based=True)
+        config_model: ClassVar[type[AdapterConfig]] = FileConfig
+        own_suffixes: ClassVar[tuple[str, ...]] = (".sidecar-test",)
+
+    paths, classes = dict(adapters_mod._paths), dict(adapters_mod._classes)
+    try:
+        register_adapter(SidecarAdapter)
+        assert ".sidecar-test" in database_files._own_suffixes()
+    finally:
+        adapters_mod._paths.clear()
+        adapters_mod._paths.update(paths)
+        adapters_mod._classes.clear()
+        adapters_mod._classes.update(classes)
+        adapters_mod._ready = None
+    assert ".sidecar-test" not in database_files._own_suffixes()

@@ -25,10 +25,12 @@ pytestmark = [pytest.mark.postgres, pytest.mark.needs_server]
 
 SECRET = "bob-pg-secret-51c2"
 #: The harness's superuser by trust (to set up), the test process's OS user by peer (a role of
-#: that name, superuser: what a server running as that user would get), bobpg by password.
+#: that name, superuser: what a server running as that user would get), bobpg by password, clearpg
+#: by a cleartext password.
 HBA = """\
 local all postgres trust
 local all bobpg scram-sha-256
+local all clearpg password
 local all all peer
 host all all 127.0.0.1/32 scram-sha-256
 """
@@ -79,6 +81,7 @@ def cluster() -> Iterator[tuple[PgServer, str]]:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f"CREATE ROLE \"{me}\" SUPERUSER LOGIN PASSWORD 'me-pw'")
             conn.execute("CREATE ROLE bobpg LOGIN PASSWORD 'bob-pw'")
+            conn.execute("CREATE ROLE clearpg LOGIN PASSWORD 'clear-pw'")
             conn.execute("CREATE DATABASE bobdata OWNER bobpg")
         with psycopg.connect(admin_url.replace("/postgres?", "/bobdata?"), autocommit=True) as c:
             c.execute("SET ROLE bobpg")
@@ -218,3 +221,40 @@ def test_a_libpq_without_require_auth_is_refused_once_connected(
     adapter = PostgresAdapter(right)
     adapter.connect()
     adapter.close()
+
+
+def test_a_cleartext_password_server_is_refused_clearly(world: World) -> None:
+    """A pg_hba ``password`` line would have the password sent in cleartext (a man in the middle
+    who strips TLS could ask for it): a tenant's connection refuses it, naming what to change."""
+    import psycopg
+
+    if psycopg.pq.version() < 160000:
+        pytest.skip("libpq before 16 has no require_auth")
+    w = world
+    body = w.open(w.alice, **w.socket(user="clearpg", password="clear-pw"))
+    assert body["success"] is False and body["code"] == "server_not_allowed", body
+    assert "cleartext" in body["error"] and "scram-sha-256" in body["error"], body
+    assert "Traceback" not in body["error"]
+    # The administrator's own handle is not a tenant's: the server's method is its business.
+    assert w.open(w.admin, **w.socket(user="clearpg", password="clear-pw"))["success"] is True
+
+
+def test_a_tenants_sslmode_is_kept(world: World) -> None:
+    """A tenant's ``sslmode=require`` is passed on, never replaced by ``prefer``: this cluster has
+    no SSL, so the connection is refused (clearly) rather than made in the clear. A weaker mode,
+    or any other option, is an administrator's."""
+    from dbhandles.adapters.postgres_config import PostgresConfig, connection_params
+
+    w = world
+    url = f"postgresql://bobpg:bob-pw@127.0.0.1:{w.pg.port}/bobdata?sslmode=require"
+    body = w.open(w.alice, url=url)
+    assert body["success"] is False and body["code"] == "server_not_allowed", body
+    assert "does not offer SSL" in body["error"] and "Traceback" not in body["error"], body
+    for mode in ("disable", "allow", "prefer"):
+        body = w.open(w.alice, url=url.replace("require", mode))
+        assert body["code"] == "server_not_allowed" and "sslmode" in body["error"], body
+    tenant = PostgresConfig(url=url, password_only=True)
+    assert "sslmode=require" in connection_params(tenant)[0]
+    # Without one, none is named: the operator's PGSSLMODE (or libpq's default) applies.
+    plain = PostgresConfig(url=url.split("?")[0], password_only=True)
+    assert "sslmode" not in connection_params(plain)[0]

@@ -113,8 +113,17 @@ def test_the_unfiltered_count_reads_the_index_not_every_row(
 
 
 def test_a_collection_an_older_version_made_is_counted_by_the_test_then_upgraded(
-    service: Service, tmp_path: Path
+    service: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from dbhandles.adapters import postgres_schema
+
+    asked: list[str] = []
+
+    def counted(conn: psycopg.Connection[Any], schema: str, table: str) -> bool:
+        asked.append(table)
+        return has_mark(conn, schema, table)
+
+    monkeypatch.setattr(postgres_schema, "has_mark", counted)
     pg, db = _made(service, tmp_path)
     service.execute("data/close", {"dbHandle": db})
     with _connect(pg) as conn:  # as an older version left it: no index
@@ -123,7 +132,10 @@ def test_a_collection_an_older_version_made_is_counted_by_the_test_then_upgraded
     fresh = Service()
     try:
         again = str(fresh.execute("data/open", {"adapter": "postgres", "config": pg})["dbHandle"])
+        asked.clear()
         _agree(fresh, again, 5, 1)
+        _agree(fresh, again, 5, 1)
+        assert asked == ["c"]  # the missing index is remembered: one catalog query, not one a count
         fresh.declare("c", indexes=["n"])  # a write ensures its indexes, which upgrades it
         fresh.execute(
             "data/create", {"dbHandle": again, "collection": "c", "id": "r9", "data": {"n": 9}}
@@ -131,5 +143,6 @@ def test_a_collection_an_older_version_made_is_counted_by_the_test_then_upgraded
         with _connect(pg) as conn:
             assert has_mark(conn, pg["schema"], "c")
         _agree(fresh, again, 6, 1)
+        assert asked == ["c", "c"]  # asked again once upgraded here, then known
     finally:
         fresh.close()

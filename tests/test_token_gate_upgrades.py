@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from dbhandles.server import public
-from dbhandles.server.token_gate import TokenGate
+from dbhandles.server.token_gate import OWNER_FRESH_SECONDS, READ_SPACING_SECONDS, TokenGate
 from dbhandles.server.ws_wire import GuardedWebSocketProtocol
 from dbhandles.service import Service
 from dbhandles.settings import Settings
@@ -172,6 +172,42 @@ def test_the_gates_verdict_without_waiting_and_after_a_reading(home: Path) -> No
             assert await after(f"Bearer {carol}") is True  # made after the last reading
             failing[0] = True
             assert await after(f"Bearer {made_up()}") is True  # the full check decides
+
+        asyncio.run(run())
+    finally:
+        service.close()
+
+
+def test_the_gate_names_no_owner_for_a_token_expired_or_revoked_since(home: Path) -> None:
+    """``current_owner`` (who a request is counted as before its body: an administrator's is
+    trusted) answers from a reading at most ``OWNER_FRESH_SECONDS`` old and never for a token past
+    its ``expires_at``. The gate's clocks are the test's own: nothing waits."""
+    service = Service(settings=Settings(home=home))
+    try:
+        root = service.tokens.create("root", admin=True)[0]
+        alice, alice_row = service.tokens.create("alice", expires="1h")
+        assert alice_row.expires_at is not None
+        ticks = [0.0]
+        now = ["2000-01-01T00:00:00.000Z"]
+
+        async def read() -> Any:
+            return await asyncio.to_thread(service.tokens.list)
+
+        gate = TokenGate(read, clock=lambda: ticks[0], now=lambda: now[0])
+
+        async def run() -> None:
+            assert await gate.current_owner(f"Bearer {root}") == ("root", True)
+            assert await gate.current_owner(f"Bearer {alice}") == ("alice", False)
+            now[0] = "9999-01-01T00:00:00.000Z"  # past alice's expiry: she is no one now
+            assert gate.verdict(f"Bearer {alice}") is False
+            assert await gate.current_owner(f"Bearer {alice}") is None
+            service.tokens.revoke(root)
+            readings = gate.readings
+            assert await gate.current_owner(f"Bearer {root}") == ("root", True)  # same reading
+            assert gate.readings == readings
+            ticks[0] += OWNER_FRESH_SECONDS + READ_SPACING_SECONDS + 0.01  # the reading is stale
+            assert await gate.current_owner(f"Bearer {root}") is None
+            assert gate.readings == readings + 1
 
         asyncio.run(run())
     finally:

@@ -253,10 +253,14 @@ def validate_collection(name: object, field: str = "collection") -> str:
     Any table or view name is accepted (``Order Items``, ``café``); what a NEW collection may be called
     is narrower, and checked by the adapter that would create it (``check_new_collection``).
     """
-    if isinstance(name, str) and (_ACCEPTED.get(name) or _COLLECTION.fullmatch(name)):
-        if _ACCEPTED.get(name) is None:  # names repeat from call to call: a few are remembered
-            _ACCEPTED.put(name, True, deep_sizeof((name, True)))
-        return name
+    if isinstance(name, str):
+        accepted = _ACCEPTED.get(name)
+        if accepted:
+            return name
+        if _COLLECTION.fullmatch(name):
+            if accepted is None:  # names repeat from call to call: a few are remembered
+                _ACCEPTED.put(name, True, deep_sizeof((name, True)))
+            return name
     if isinstance(name, str) and name.lower().startswith(SYSTEM_PREFIXES):
         raise InvalidParams(
             f"{field}: names starting with {', '.join(SYSTEM_PREFIXES)} are reserved for system tables",

@@ -275,8 +275,10 @@ class Settings:
         metadata=setting(
             "DBHANDLES_MAX_REQUESTS_PER_ACTOR",
             "Requests in progress plus WebSockets open of one (non-admin) actor, counted from the "
-            "moment its token is read in the headers (a body still arriving included); past it "
-            "its next one is refused too_many_requests (429, Retry-After). They do not count "
+            "moment its token is read in the headers (a body still arriving included). Past it an "
+            "HTTP request waits for one of the actor's places (first come, first served), at most "
+            "5 s and 32 waiters a place, then is refused too_many_requests (429, Retry-After: 1); "
+            "a WebSocket is refused at once (close code 1013). They do not count "
             "against DBHANDLES_MAX_CONNECTIONS_PER_ADDRESS, so one actor never locks out another "
             "on the same address.",
         ),

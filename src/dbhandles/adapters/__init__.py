@@ -38,6 +38,8 @@ _lock = threading.Lock()
 _paths: dict[str, str] = dict(_BUILTIN)
 _classes: dict[str, type[Adapter]] = {}
 _entry_points_loaded = False
+#: ``ready_adapter_classes``' answer, kept until an adapter is registered or an optional one loaded.
+_ready: tuple[type[Adapter], ...] | None = None
 
 
 def register_adapter(cls: type[Adapter] | str, name: str | None = None) -> None:
@@ -46,6 +48,7 @@ def register_adapter(cls: type[Adapter] | str, name: str | None = None) -> None:
     Raises:
         ValueError: the name is already taken by another adapter.
     """
+    global _ready
     with _lock:
         if isinstance(cls, str):
             if name is None:
@@ -58,6 +61,7 @@ def register_adapter(cls: type[Adapter] | str, name: str | None = None) -> None:
         _paths[key] = target
         if not isinstance(cls, str):
             _classes[key] = cls
+        _ready = None
 
 
 def entry_points(group: str) -> Any:
@@ -121,16 +125,25 @@ def get_adapter_class(name: object) -> type[Adapter]:
         raise UnknownAdapter(
             f"adapter {json_text(name, 80)} does not point at an Adapter subclass", field="adapter"
         )
+    global _ready
     with _lock:
         _classes[name] = loaded
+        if name in _EXTRAS:
+            _ready = None  # an optional adapter is ready from now on
     return loaded
 
 
-def ready_adapter_classes() -> list[type[Adapter]]:
+def ready_adapter_classes() -> tuple[type[Adapter], ...]:
     """The adapter classes this process can ask without importing an optional driver or scanning
     the installed plugins (``adapter_names`` does): every adapter registered so far, but one that
     needs an optional driver (``_EXTRAS``) only once it is imported. For questions asked on every
-    ``data/open`` (``security/database_files.py``), which must stay cheap in a ``jtag`` run."""
+    ``data/open`` (``security/database_files.py``), which must stay cheap in a ``jtag`` run.
+    The answer is kept (the same tuple each time) until ``register_adapter`` adds an adapter or an
+    optional one is imported, so a caller may memoise what it derives from it by its identity."""
+    global _ready
+    ready = _ready
+    if ready is not None:
+        return ready
     with _lock:
         names = sorted(_paths)
         loaded = set(_classes)
@@ -142,4 +155,8 @@ def ready_adapter_classes() -> list[type[Adapter]]:
             found.append(get_adapter_class(name))
         except (DriverMissing, UnknownAdapter):
             continue
-    return found
+    ready = tuple(found)
+    with _lock:
+        if _paths.keys() == set(names) and set(_classes) >= loaded:
+            _ready = ready  # nothing was registered meanwhile
+    return ready

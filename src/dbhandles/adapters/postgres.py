@@ -123,7 +123,17 @@ class PostgresAdapter(Adapter):
         except psycopg.OperationalError as exc:
             # libpq's own refusal (``require_auth``): the server did not ask for the password.
             if self.settings.password_only and PASSWORD_METHODS in str(exc):
+                if "cleartext" in str(exc):
+                    raise _cleartext_password() from None
                 raise _not_by_password() from None
+            if self.settings.password_only and "does not support SSL" in str(exc):
+                # The tenant's own sslmode (or the operator's PGSSLMODE) asks for SSL: never
+                # weakened to a connection in the clear, and said plainly (not a storage error).
+                raise ServerNotAllowed(
+                    "config: this PostgreSQL server does not offer SSL and the connection requires "
+                    "it (sslmode); give no sslmode, or an administrator can enable ssl on the server",
+                    field="config",
+                ) from None
             raise
 
     def _by_password(self, conn: psycopg.Connection[Any]) -> None:
@@ -319,6 +329,15 @@ def _not_by_password() -> ServerNotAllowed:
         "the server's own identity: trust, peer, ident, a certificate or GSSAPI); a non-admin "
         "actor's connection must be authenticated by the password it gives: an administrator "
         "can require one for this role and address (pg_hba.conf)",
+        field="config",
+    )
+
+
+def _cleartext_password() -> ServerNotAllowed:
+    return ServerNotAllowed(
+        "config: this PostgreSQL server asks for the password in cleartext (pg_hba.conf method "
+        "password), which a non-admin actor's connection never sends; an administrator can "
+        "change that line's method to scram-sha-256 (or md5) in pg_hba.conf",
         field="config",
     )
 

@@ -110,7 +110,8 @@ class PostgresConfig(AdapterConfig):
     def tenant_endpoint(self) -> str | None:
         """``host:port`` of the one server this config reaches, for a non-admin actor.
 
-        Only host, port, dbname, user and password may be given (no socket or service file, no
+        Only host, port, dbname, user, password and a stricter ``sslmode`` (``TENANT_SSLMODES``,
+        in the URL) may be given (no socket or service file, no
         client certificate or password file of the server's user), the host must be named (not
         taken from the server's ``PG*`` variables) and so must the password (never the server
         user's ``~/.pgpass``).
@@ -125,11 +126,18 @@ class PostgresConfig(AdapterConfig):
             value = getattr(self, key)
             if value is not None:
                 params[key] = value
-        extra = sorted(set(params) - {"host", "port", "dbname", "user", "password"})
+        extra = sorted(set(params) - {"host", "port", "dbname", "user", "password", "sslmode"})
         if extra:
             raise ServerNotAllowed(
                 f"config: connection options {', '.join(extra)} are for administrators; give "
-                "host, port, dbname, user and password only",
+                "host, port, dbname, user, password and sslmode only",
+                field="config",
+            )
+        if "sslmode" in params and params["sslmode"] not in TENANT_SSLMODES:
+            raise ServerNotAllowed(
+                f"config: sslmode {json_text(params['sslmode'], 40)} is for administrators; give "
+                f"one of {', '.join(TENANT_SSLMODES)} or none (the server's own setting, "
+                "PGSSLMODE, or libpq's default applies)",
                 field="config",
             )
         host, port = str(params.get("host") or ""), str(params.get("port") or "5432")
@@ -191,8 +199,12 @@ def connection_params(config: PostgresConfig) -> tuple[str, str, str | None]:
 #: A path no file can have (a folder under ``/dev/null``): libpq takes it as "no such file"
 #: (``ENOTDIR``), and nobody can create it.
 NO_FILE = "/dev/null/dbhandles-none"
-#: The authentication methods that check a password (libpq's ``require_auth``).
-PASSWORD_METHODS = "password,md5,scram-sha-256"
+#: The authentication methods a tenant's connection accepts (libpq's ``require_auth``): those that
+#: check a password without sending it. Cleartext ``password`` is left out: a man in the middle
+#: who strips TLS (``sslmode`` below ``require``) could ask for it and read it.
+PASSWORD_METHODS = "md5,scram-sha-256"
+#: The ``sslmode`` values a tenant may give (only stricter than libpq's default ``prefer``).
+TENANT_SSLMODES = ("require", "verify-ca", "verify-full")
 
 
 def password_only_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -206,7 +218,10 @@ def password_only_params(params: dict[str, Any]) -> dict[str, Any]:
     fill the options left unnamed, none of which authenticates): no ``hostaddr`` (``PGHOSTADDR``
     would send the connection elsewhere), no ``options`` (``PGOPTIONS``), no password file, no
     client certificate, no GSSAPI encryption, and, with libpq 16 or later, ``require_auth``
-    refuses a server that does not ask for a password (trust, peer, ident, cert, GSSAPI, SSPI).
+    refuses a server that does not ask for a password (trust, peer, ident, cert, GSSAPI, SSPI) or
+    asks for it in cleartext (``password``). ``sslmode`` is not named: the tenant's own
+    (``TENANT_SSLMODES``), else the operator's (``PGSSLMODE``), else libpq's default, so an
+    operator's ``require`` or ``verify-full`` holds for tenants too.
     What is left (a server that asked for nothing, on an older libpq) the adapter refuses once
     connected: ``conn.pgconn.used_password`` (``PQconnectionUsedPassword``) is false.
     """
@@ -217,7 +232,6 @@ def password_only_params(params: dict[str, Any]) -> dict[str, Any]:
         "passfile": NO_FILE,
         "sslcert": NO_FILE,
         "sslkey": NO_FILE,
-        "sslmode": "prefer",
         "gssencmode": "disable",
     }
     if psycopg.pq.version() >= 160000:

@@ -108,6 +108,8 @@ class Catalog:
         self._known: set[str] = set()
         #: Tables known to carry their partial index of unreadable rows (``postgres_marks``).
         self._marked: set[str] = set()
+        #: Tables known to lack it (made by an older version, not upgraded here since).
+        self._unmarked: set[str] = set()
         self._lock = threading.Lock()
 
     def cached(self, collection: str, created: Iterable[str] = ()) -> str | None:
@@ -174,21 +176,26 @@ class Catalog:
 
     def marked(self, conn: Connection[Any], name: str, created: Iterable[str] = ()) -> bool:
         """Whether the table ``name`` carries its partial index of unreadable rows
-        (``postgres_marks``): known once seen (dbhandles never drops it); a table without it,
-        made by an older version, is asked again each time, as it may be upgraded meanwhile."""
+        (``postgres_marks``): known once seen (dbhandles never drops it). A table without it, made
+        by an older version, is remembered as such too (no catalog query per count) until it is
+        upgraded here (``mark``) or the cache is dropped (``forget``); meanwhile, one another process
+        upgraded is only counted the slower way."""
         if name in self._marked or name in created:
             return True
-        if not has_mark(conn, self.schema, name):
+        if name in self._unmarked:
             return False
+        found = has_mark(conn, self.schema, name)
         with self._lock:
-            self._marked.add(name)
-        return True
+            (self._marked if found else self._unmarked).add(name)
+        return found
 
     def mark(self, conn: Connection[Any], name: str) -> None:
         """Give the existing table ``name`` its partial index of unreadable rows (an upgrade of a
         collection an older version made; the caller holds the table's advisory lock)."""
         if name not in self._marked:
             make_mark(conn, self.schema, name)
+            with self._lock:
+                self._unmarked.discard(name)  # asked again: seen once the upgrade committed
 
     def confirm(self, created: Iterable[str]) -> None:
         """Remember tables whose creating transaction committed."""
@@ -201,6 +208,7 @@ class Catalog:
         with self._lock:
             self._known.clear()
             self._marked.clear()
+            self._unmarked.clear()
 
     def collections(self, conn: Connection[Any]) -> list[str]:
         """Every collection of the schema by its first spelling, sorted; system and foreign tables left out."""

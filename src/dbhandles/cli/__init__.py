@@ -158,7 +158,10 @@ def _run(name: str, argv: Sequence[str], *, freeze: bool) -> tuple[dict[str, Any
         settings = Settings.from_env()
         # Before the session file is written: a refused run writes nothing.
         refuse_token_without_server(settings, os.environ, args.token, name)
-        if session.writes_session(settings.home, os.environ, new=args.new_session):
+        # Without a server URL there is nothing to refuse: the session file is read once, below.
+        if (os.environ.get("JTAG_URL") or "").strip() and session.writes_session(
+            settings.home, os.environ, new=args.new_session
+        ):
             refuse_unreachable_url(os.environ, name)  # nothing written for a server not there
         session_id, ended, refused = session.run_session(
             settings.home, os.environ, params, new=args.new_session

@@ -66,7 +66,13 @@ def is_registered(service: Service, real: Path) -> bool:
 
 
 def is_database_file(
-    service: Service, real: Path, folder: Pinned, info: os.stat_result, field: str
+    service: Service,
+    real: Path,
+    folder: Pinned,
+    info: os.stat_result,
+    field: str,
+    *,
+    registered: bool | None = None,
 ) -> bool:
     """Whether the regular file ``real`` (a real path; ``info``: its ``lstat`` in ``folder``, its
     folder pinned by ``pinned_look.look``) is a database of any adapter: registered
@@ -74,11 +80,15 @@ def is_database_file(
     database's file now (``security/file_names.FileNames.holds_database``), or recognized by a
     file adapter by its content (``Adapter.recognizes_head``), read through ``folder``.
 
+    ``registered``: ``is_registered``' answer when the caller has it already (it costs store lookups).
+
     Raises:
         PathNotAllowed: the name led to another file than ``info`` when it was opened
             (``changed_while_opened``).
     """
-    if is_registered(service, real) or service.access.names.holds_database(info):
+    if registered is None:
+        registered = is_registered(service, real)
+    if registered or service.access.names.holds_database(info):
         return True
     return _recognized(real, folder, info, field)
 
@@ -197,14 +207,25 @@ def check_database_output(service: Service, real: Path, given: str, field: str) 
 _JSON_TEMP = re.compile(r"\A\.(?P<name>.+)\.[0-9a-f]{8}\.tmp\Z", re.DOTALL)
 
 
-def _own_suffixes() -> set[str]:
-    """Every file adapter's ``own_suffixes`` (``ready_adapter_classes``: no optional driver is
-    imported for it, and those adapters are no file adapters)."""
+#: ``_own_suffixes``' answer and the ``ready_adapter_classes`` tuple it was built from.
+_suffixes_of: tuple[tuple[type[Adapter], ...], tuple[str, ...]] | None = None
+
+
+def _own_suffixes() -> tuple[str, ...]:
+    """Every file adapter's ``own_suffixes``, sorted (``ready_adapter_classes``: no optional driver
+    is imported for it, and those adapters are no file adapters). Built again only when that tuple
+    is another one (``register_adapter`` added an adapter)."""
+    global _suffixes_of
+    classes = ready_adapter_classes()
+    known = _suffixes_of
+    if known is not None and known[0] is classes:
+        return known[1]
     found: set[str] = set()
-    for cls in ready_adapter_classes():
+    for cls in classes:
         if cls.features.file_based:
             found.update(cls.own_suffixes)
-    return found
+    _suffixes_of = (classes, tuple(sorted(found)))
+    return _suffixes_of[1]
 
 
 def _adapter_file_of(real: Path, field: str) -> list[Path]:
@@ -219,7 +240,7 @@ def _adapter_file_of(real: Path, field: str) -> list[Path]:
     name = real.name
     found = [
         real.with_name(name.removesuffix(suffix))
-        for suffix in sorted(_own_suffixes())
+        for suffix in _own_suffixes()
         if name.endswith(suffix) and len(name) > len(suffix)
     ]
     temp = _JSON_TEMP.match(name)
@@ -256,19 +277,20 @@ def _known_database(service: Service, database: Path, field: str) -> bool:
     except OSError:
         looked = None  # a file or an unsearchable folder on the way: nothing is there
     try:
+        registered = is_registered(service, database)
         if looked is None:
-            return is_registered(service, database)
+            return registered
         folder, info = looked
         with folder:
-            if is_registered(service, database) or not stat.S_ISREG(info.st_mode):
-                return is_registered(service, database)
+            if registered or not stat.S_ISREG(info.st_mode):
+                return registered
 
             def busy(seen: os.stat_result) -> bool:
                 return live_conflict(str(database), seen, writing=True) is not None
 
             return (
                 busy(info)
-                or is_database_file(service, database, folder, info, field)
+                or is_database_file(service, database, folder, info, field, registered=False)
                 or sqlite_header_at(folder, info, field, busy)  # SQLite's, by its header
             )
     except OSError:

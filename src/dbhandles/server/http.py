@@ -435,7 +435,12 @@ async def serve_command(
         large = declared is None or declared > LARGE_BODY
         known = await _known_actor(state, caller, context)
         if known is not None and not known[1]:
-            await state.shares.admit(known[0])
+            try:
+                await state.shares.admit(known[0])
+            except DbHandlesError as exc:
+                if context is None:  # not authenticated yet (a checked one: audited below)
+                    state.service.audit.record_refusal(known[0], name, exc.code, address=address)
+                raise
             shared = known[0]
         if known is not None:  # its connection counts by its actor now, not by its address
             state.wire.trust(transport, *known)
@@ -510,17 +515,14 @@ async def _known_actor(
     state: ServerState, caller: Caller, checked: Context | None
 ) -> tuple[str, bool] | None:
     """``(actor, is administrator)`` of a request whose token is known before its body is read:
-    checked already, or one the gate knows (an id it does not know yet waits for a reading of the
-    store, shared and spaced: ``TokenGate.plausible``); None otherwise (no token, a bad one)."""
+    checked already, or one the gate knows from a recent reading (``TokenGate.current_owner``);
+    None otherwise (no token, a bad, expired or revoked one: counted by its address)."""
     if checked is not None:
         return checked.actor, checked.is_admin
     authorization = caller.authorization
     if authorization is None or authorization == AMBIGUOUS:
         return None
-    gate = state.token_gate
-    if gate.verdict(authorization) is None:
-        await gate.plausible(authorization)
-    return gate.owner(authorization)
+    return await state.token_gate.current_owner(authorization)
 
 
 async def _enter(

@@ -79,6 +79,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         elif not context.is_admin:
             state.shares.enter(actor)
     except DbHandlesError as exc:
+        if actor is not None:  # its actor's share: audited as the socket limit's refusal is
+            record_unrun(state.service.audit, SOCKET_COMMAND, context, exc.code)
         await refuse_socket(websocket, exc, CLOSE_TRY_LATER)
         return
     try:
