@@ -254,12 +254,10 @@ def validate_collection(name: object, field: str = "collection") -> str:
     is narrower, and checked by the adapter that would create it (``check_new_collection``).
     """
     if isinstance(name, str):
-        accepted = _ACCEPTED.get(name)
-        if accepted:
+        if _ACCEPTED.get(name):
             return name
-        if _COLLECTION.fullmatch(name):
-            if accepted is None:  # names repeat from call to call: a few are remembered
-                _ACCEPTED.put(name, True, deep_sizeof((name, True)))
+        if _COLLECTION.fullmatch(name):  # names repeat from call to call: a few are remembered
+            _ACCEPTED.put(name, True, deep_sizeof((name, True)))
             return name
     if isinstance(name, str) and name.lower().startswith(SYSTEM_PREFIXES):
         raise InvalidParams(
