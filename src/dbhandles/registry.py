@@ -39,6 +39,7 @@ from dbhandles.leases import Connection, ConnectionTable, Lease
 from dbhandles.pinned import real
 from dbhandles.security.file_names import FileNames
 from dbhandles.security.generation import AccessGeneration
+from dbhandles.security.names import RESERVED_ACTORS
 from dbhandles.security.permissions import Permissions
 from dbhandles.settings import Settings
 from dbhandles.store import HandleRow, HandleStore, SqliteHandleStore, create_private
@@ -199,6 +200,11 @@ class HandleRegistry(ConnectionTable):
         # Its file's name is not trusted here (a link may be swapped in): ``_acquire`` checks it.
         cls = get_adapter_class(row.adapter)
         config = cls.parse_config(row.config)
+        tenant = config.tenant_config()
+        if tenant is not config and row.owner is not None and not self._admin_name(row.owner):
+            # Stored before its adapter had a tenant form (``passwordOnly``): a non-admin's handle
+            # gets it now, as ``AccessPolicy.check_open`` gives it to every new one (issue 12).
+            config = tenant
         return HandleEntry(
             handle=row.handle,
             adapter_name=row.adapter,
@@ -211,6 +217,13 @@ class HandleRegistry(ConnectionTable):
             permissions=Permissions.model_validate(row.permissions) if row.permissions else None,
             stored=True,
         )
+
+    def _admin_name(self, actor: str) -> bool:
+        """Whether ``actor`` is an administrator's name: a reserved one, or one that has held an
+        administrator token (``security/tokens._check_name``: such a name never gets a plain one)."""
+        if actor in RESERVED_ACTORS:
+            return True
+        return any(t.actor == actor and t.is_admin for t in self.store.list_tokens())
 
     def lease(self, name: str | HandleEntry | None) -> Lease:
         """Resolve a handle (or take a resolved entry) and hold its lazily opened adapter for one
