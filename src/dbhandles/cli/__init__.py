@@ -149,7 +149,7 @@ def _run(name: str, argv: Sequence[str], *, freeze: bool) -> tuple[dict[str, Any
             LocalTransport,
             choose_transport,
             refuse_token_without_server,
-            refuse_unreachable_url,
+            unreachable_url_answer,
         )
         from dbhandles.settings import Settings
 
@@ -162,7 +162,11 @@ def _run(name: str, argv: Sequence[str], *, freeze: bool) -> tuple[dict[str, Any
         if (os.environ.get("JTAG_URL") or "").strip() and session.writes_session(
             settings.home, os.environ, new=args.new_session
         ):
-            refuse_unreachable_url(os.environ, name)  # nothing written for a server not there
+            answer = unreachable_url_answer(
+                os.environ, name
+            )  # nothing written for a server not there
+            if answer is not None:
+                return answer, args.format
         session_id, ended, refused = session.run_session(
             settings.home, os.environ, params, new=args.new_session
         )

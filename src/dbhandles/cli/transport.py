@@ -42,11 +42,11 @@ __all__ = [
     "find_server",
     "read_state",
     "refuse_token_without_server",
-    "refuse_unreachable_url",
     "remove_state",
     "state_path",
     "token_needs_server",
     "unreachable",
+    "unreachable_url_answer",
     "write_state",
 ]
 
@@ -383,23 +383,19 @@ def refuse_token_without_server(
         raise token_needs_server(command, home)
 
 
-def refuse_unreachable_url(environ: Mapping[str, str], command: str) -> None:
-    """Refuse a run whose ``JTAG_URL`` accepts no connection, before it writes anything (its
-    session file and the home folder that holds it): a run that cannot reach its server leaves
-    the home as it was, with or without a token. Asked only when the run would write its session
-    (``session.writes_session``): one TCP connection, nothing sent.
-
-    Raises:
-        ServerUnreachable: nothing accepts a connection at ``JTAG_URL``'s address.
+def unreachable_url_answer(environ: Mapping[str, str], command: str) -> dict[str, Any] | None:
+    """The ``server_unreachable`` answer of a run whose ``JTAG_URL`` accepts no connection, given
+    before it writes anything (its session file and the home folder that holds it): a run that
+    cannot reach its server leaves the home as it was, with or without a token. Asked only when
+    the run would write its session (``session.writes_session``): one TCP connection, nothing
+    sent. ``None`` when something listens there. An envelope, not an exception: a command sent
+    to a server imports neither the commands nor the database stack (tests/test_cli_quick_params.py).
     """
     url = (environ.get("JTAG_URL") or "").strip()
     if url and not _listening(url):
-        from dbhandles.errors import ServerUnreachable
-
-        raise ServerUnreachable(
-            f"{command}: cannot reach the dbhandles server at {url} (nothing accepts a "
-            f"connection there); {CLI_HINT}; nothing ran and nothing was written"
-        )
+        return unreachable(url, f"{command}: nothing accepts a connection there; nothing ran and "
+                           "nothing was written")  # fmt: skip
+    return None
 
 
 def token_needs_server(command: str, home: Path) -> Exception:
