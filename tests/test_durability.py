@@ -24,18 +24,22 @@ def test_a_killed_json_writers_temporary_file_is_removed_on_open(tmp_path: Path)
         )["dbHandle"]
         service.execute("data/create", {"dbHandle": handle, "collection": "c", "data": {}})
         service.execute("data/close", {"dbHandle": handle})
-    orphan = tmp_path / ".db.json.k1lled.tmp"
+    orphan = tmp_path / ".db.json.0badc0de.tmp"  # a commit's own name: 8 hex digits
     orphan.write_text("{half a write")
     unrelated = tmp_path / "notes.tmp"
     unrelated.write_text("keep")
+    lookalike = tmp_path / ".db.json.abc123.tmp"  # another's file in that form: not a commit's
+    lookalike.write_text("keep")
     with Service(home=tmp_path / "home") as service:
         handle = service.execute("data/open", {"adapter": "json", "config": {"path": str(path)}})[
             "dbHandle"
         ]
         assert service.execute("data/list", {"dbHandle": handle, "collection": "c"})["count"] == 1
     assert not orphan.exists()
-    assert unrelated.read_text() == "keep"
-    assert sorted(os.listdir(tmp_path)) == sorted(["db.json", "db.json.lock", "home", "notes.tmp"])
+    assert unrelated.read_text() == "keep" and lookalike.read_text() == "keep"
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        [".db.json.abc123.tmp", "db.json", "db.json.lock", "home", "notes.tmp"]
+    )
 
 
 def test_a_failed_import_says_what_it_kept_in_fields(tmp_path: Path) -> None:

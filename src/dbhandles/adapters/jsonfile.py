@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -288,9 +289,11 @@ class JsonFileAdapter(MemoryAdapter):
                     names = os.listdir(listing)
                 finally:
                     os.close(listing)
-                prefix = f".{self.path.name}."
+                # Only the names a commit makes (``new_files``: ``.<name[:200]>.<8 hex>.tmp``, the
+                # form ``database_files`` refuses on every door): another file is nobody's orphan.
+                own = re.compile(re.escape(f".{self.path.name[:200]}.") + r"[0-9a-f]{8}\.tmp")
                 for name in names:
-                    if name.startswith(prefix) and name.endswith(".tmp"):
+                    if own.fullmatch(name):
                         with contextlib.suppress(OSError):
                             os.unlink(name, dir_fd=folder.at())
         finally:
